@@ -1,0 +1,148 @@
+//! Entry points for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`)
+//! and for the stable smoke test that feeds them random and mutated inputs.
+//! Each hook runs one decoder on arbitrary bytes and must never panic.
+
+use std::sync::Arc;
+
+use crate::envelope::Envelope;
+use crate::frame::{decode_frame, Decoded};
+use crate::identity::{CaKey, CertBody, Certificate, NodeKey, TrustStore};
+use crate::noise::{
+    decode_version, CipherSuite, Handshake, HandshakeConfig, Hello, PROTOCOL_VERSION,
+};
+use crate::record::Reassembler;
+
+/// Decodes frames, then records and envelopes inside them, as a link would.
+pub fn frame(data: &[u8]) {
+    let mut rest = data;
+    let mut reassembler = Reassembler::new(1 << 20);
+    while let Ok(Decoded::Frame { payload, consumed }) = decode_frame(rest, 65_535) {
+        if let Ok(Some(env)) = reassembler.handle_record(payload) {
+            let _ = Envelope::decode(env.bytes());
+        }
+        rest = rest.get(consumed..).unwrap_or_default();
+    }
+}
+
+/// Decodes one envelope and re-encodes it: the result must decode equal.
+pub fn envelope(data: &[u8]) {
+    if let Ok(env) = Envelope::decode(data) {
+        let mut again = Vec::new();
+        env.encode(&mut again);
+        assert_eq!(Envelope::decode(&again).ok(), Some(env));
+    }
+}
+
+/// Decodes handshake payloads, and feeds the bytes to a fresh responder and
+/// to an initiator waiting for step 2.
+pub fn handshake(data: &[u8]) {
+    let _ = Hello::decode(data);
+    let _ = decode_version(data);
+    let config = Arc::new(test_config());
+    if let Ok(mut r) = Handshake::responder(Arc::clone(&config)) {
+        let _ = r.handle_frame(data, 1);
+        while r.poll_transmit().is_some() {}
+    }
+    if let Ok(mut i) = Handshake::initiator(config) {
+        while i.poll_transmit().is_some() {}
+        let _ = i.handle_frame(data, 1);
+    }
+}
+
+/// Decodes and verifies a certificate.
+pub fn certificate(data: &[u8]) {
+    if let Ok(cert) = Certificate::from_bytes(data) {
+        assert_eq!(
+            Certificate::from_bytes(&cert.to_bytes()).ok(),
+            Some(cert.clone())
+        );
+        if let Ok(trust) = TrustStore::new(CaKey::from_seed([1; 32]).public()) {
+            let _ = trust.verify(&cert, 1, None);
+        }
+    }
+}
+
+fn test_config() -> HandshakeConfig {
+    let ca = CaKey::from_seed([1; 32]);
+    let key = NodeKey::from_secret([2; 32]);
+    let cert = ca.issue(CertBody {
+        serial: 1,
+        node_id: key.node_id(),
+        name: "fuzz".into(),
+        static_key: *key.public(),
+        roles: Vec::new(),
+        not_before: 0,
+        not_after: u64::MAX,
+        issuer: [0; 32],
+    });
+    #[allow(clippy::unwrap_used)] // a fixed, valid key: cannot fail
+    let trust = Arc::new(TrustStore::new(ca.public()).unwrap());
+    HandshakeConfig {
+        cluster: "fuzz".into(),
+        join_secret: [3; 32],
+        key,
+        cert,
+        trust,
+        suite: CipherSuite::AesGcm,
+        listen: String::new(),
+        version: PROTOCOL_VERSION,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::envelope::{Control, Target};
+
+    /// Valid inputs for each target, to mutate from.
+    fn seeds() -> Vec<Vec<u8>> {
+        let mut env = Vec::new();
+        Envelope::Batch(vec![
+            Envelope::Tell {
+                to: Target::Name("a"),
+                tag: "t",
+                body: &[1, 2],
+            },
+            Envelope::Control(Control::Ping { nonce: 1 }),
+        ])
+        .encode(&mut env);
+        let mut frame = Vec::new();
+        crate::frame::encode_frame(&[&[1u8][..], &env].concat(), 65_535, &mut frame).unwrap();
+        let config = test_config();
+        let hello = Hello {
+            version: 1,
+            cluster: "fuzz",
+            cert: &config.cert.to_bytes(),
+            listen: "x",
+        }
+        .encode();
+        vec![env, frame, config.cert.to_bytes(), hello]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn random_inputs_never_panic_any_target(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            frame(&data);
+            envelope(&data);
+            handshake(&data);
+            certificate(&data);
+        }
+
+        #[test]
+        fn mutated_valid_inputs_never_panic_any_target(seed in 0usize..4, flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6), cut in any::<usize>()) {
+            let mut data = seeds()[seed].clone();
+            for (at, xor) in flips {
+                let n = data.len();
+                data[at % n] ^= xor;
+            }
+            data.truncate(cut % (data.len() + 1) + data.len() / 2);
+            frame(&data);
+            envelope(&data);
+            handshake(&data);
+            certificate(&data);
+        }
+    }
+}
