@@ -1,1 +1,28 @@
+//! The system actors of Swarm on actix: the mesh (listener, one link per
+//! peer, router), the local directory of exposed actors with its
+//! dispatcher, and the typed [`RemoteAddr`] handle. The wire protocol itself
+//! lives in `swarm-protocol`; configuration files and the CLI in `swarm`.
+//!
+//! # Layout
+//!
+//! - [`node`]: [`Node`], the handle that starts a node's actors and exposes actors.
+//! - [`remote`]: [`RemoteAddr`] and the delivery contract.
+//! - `directory`: [`RemoteMessage`], registration and type-tag dispatch.
+//! - `mesh`: the Router, Listener and Link actors.
+//! - [`config`] and [`error`].
 
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod config;
+mod directory;
+pub mod error;
+mod mesh;
+pub mod node;
+pub mod remote;
+
+pub use config::MeshConfig;
+pub use directory::{RemoteMessage, Wire};
+pub use error::{AskError, CloseReason, NodeError, TellError};
+pub use mesh::connect::HandshakeFailure;
+pub use node::{Exposure, Node, NodeStats, PeerInfo};
+pub use remote::RemoteAddr;

@@ -1,0 +1,52 @@
+//! Configuration of the mesh: identity and trust for the handshake, and the
+//! limits and timers of links. Reading it from files is left to the `swarm`
+//! crate.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use swarm_protocol::HandshakeConfig;
+
+/// Everything a node's mesh needs to start.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Where to accept peer connections (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// Identity, trust, cluster and cipher suite for handshakes. Its
+    /// `listen` field is filled with the bound address at start.
+    pub handshake: HandshakeConfig,
+    /// The largest envelope accepted (reassembled from chunks), in bytes.
+    pub max_message: usize,
+    /// Default timeout of `send` (asks); per-call timeouts override it.
+    pub ask_timeout: Duration,
+    /// A handshake that takes longer is abandoned.
+    pub handshake_timeout: Duration,
+    /// A ping is sent when nothing was sent for this long.
+    pub heartbeat_interval: Duration,
+    /// A link on which nothing arrives for this long is closed.
+    pub heartbeat_timeout: Duration,
+    /// A link without user traffic for this long is closed (reopened on demand).
+    pub idle_timeout: Duration,
+    /// Envelopes queued per link before tells wait (backpressure).
+    pub link_queue: usize,
+    /// Handshakes in progress at once on the listener; more connections are refused.
+    pub max_pending_handshakes: usize,
+}
+
+impl MeshConfig {
+    /// Defaults for everything but identity and address.
+    pub fn new(listen: SocketAddr, handshake: HandshakeConfig) -> Self {
+        Self {
+            listen,
+            handshake,
+            max_message: 64 << 20,
+            ask_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            link_queue: 8192,
+            max_pending_handshakes: 256,
+        }
+    }
+}

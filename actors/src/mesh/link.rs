@@ -1,0 +1,539 @@
+//! A `Link` owns one authenticated connection to one peer: a reader task
+//! (frames in, decrypt, reassemble, dispatch to local actors or to waiting
+//! asks), a writer task (coalesces every queued envelope into as few Noise
+//! messages and syscalls as possible), and a heartbeat. It makes no routing
+//! decisions; the Router owns the table of links.
+//!
+//! If the reader or writer fails, or the heartbeat or idle timer fires, the
+//! Link logs the reason, fails every ask still waiting on it, tells the
+//! Router, and stops. It has no children to restart: the next send dials a
+//! new link.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use dashmap::DashMap;
+use swarm_protocol::record::MAX_NOISE_MESSAGE;
+use swarm_protocol::{
+    decode_frame, Control, Decoded, Envelope, NodeId, Packer, Reassembler, RecvCipher, RemoteError,
+    SendCipher, Target,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::{AskError, CloseReason};
+use crate::mesh::router::{LinkClosed, Router};
+use crate::node::Core;
+
+/// A reply on its way to the asking caller.
+type ReplySender = oneshot::Sender<Result<Vec<u8>, RemoteError>>;
+
+/// What callers on any thread hold to use a link.
+#[derive(Clone)]
+pub(crate) struct LinkHandle {
+    pub(crate) shared: Arc<LinkShared>,
+}
+
+/// The part of a link that other threads may touch.
+pub(crate) struct LinkShared {
+    /// Unique per node, to tell two links to the same peer apart.
+    pub(crate) id: u64,
+    /// The authenticated peer.
+    pub(crate) peer: NodeId,
+    /// The peer's certificate name.
+    pub(crate) peer_name: String,
+    /// The peer's roles from its certificate.
+    pub(crate) peer_roles: Vec<String>,
+    /// The node that dialed this link; decides duplicate links.
+    pub(crate) initiator: NodeId,
+    /// When the handshake finished.
+    pub(crate) established_at: Instant,
+    /// The socket's remote address.
+    pub(crate) remote_addr: std::net::SocketAddr,
+    /// Encoded envelopes for the writer; bounded, so tells push back.
+    tx: mpsc::Sender<Vec<u8>>,
+    /// Asks waiting for their reply, by correlation.
+    pending: DashMap<u64, ReplySender>,
+    /// The next correlation id.
+    next_correlation: AtomicU64,
+    /// Set once the link is closing: nothing more is dispatched or awaited.
+    pub(crate) closed: AtomicBool,
+}
+
+impl LinkHandle {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+
+    /// Sends an ask and waits for its reply until `deadline`.
+    pub(crate) async fn ask(
+        &self,
+        to: &str,
+        tag: &str,
+        body: &[u8],
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, AskError> {
+        let s = &self.shared;
+        let correlation = s.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        s.pending.insert(correlation, reply_tx);
+        let mut buf = Vec::with_capacity(body.len() + to.len() + tag.len() + 24);
+        Envelope::Ask {
+            correlation,
+            to: Target::Name(to),
+            tag,
+            body,
+        }
+        .encode(&mut buf);
+        let down = AskError::LinkDown { node: s.peer };
+        let queued = tokio::time::timeout_at(deadline, s.tx.send(buf)).await;
+        match queued {
+            Ok(Ok(())) if !self.is_closed() => {}
+            Ok(_) => {
+                s.pending.remove(&correlation);
+                return Err(down);
+            }
+            Err(_) => {
+                s.pending.remove(&correlation);
+                return Err(AskError::Timeout { after: timeout });
+            }
+        }
+        match tokio::time::timeout_at(deadline, reply_rx).await {
+            Ok(Ok(Ok(bytes))) => Ok(bytes),
+            Ok(Ok(Err(remote))) => Err(remote.into()),
+            Ok(Err(_)) => Err(down),
+            Err(_) => {
+                s.pending.remove(&correlation);
+                Err(AskError::Timeout { after: timeout })
+            }
+        }
+    }
+
+    /// Queues an encoded envelope, waiting for space.
+    pub(crate) async fn send(&self, envelope: Vec<u8>) -> Result<(), Vec<u8>> {
+        if self.is_closed() {
+            return Err(envelope);
+        }
+        self.shared.tx.send(envelope).await.map_err(|e| e.0)
+    }
+
+    /// Queues an encoded envelope if there is space.
+    pub(crate) fn try_send(
+        &self,
+        envelope: Vec<u8>,
+    ) -> Result<(), mpsc::error::TrySendError<Vec<u8>>> {
+        if self.is_closed() {
+            return Err(mpsc::error::TrySendError::Closed(envelope));
+        }
+        self.shared.tx.try_send(envelope)
+    }
+}
+
+/// Everything needed to start a link once its handshake is done.
+pub(crate) struct LinkParts {
+    pub(crate) stream: TcpStream,
+    pub(crate) sender: SendCipher,
+    pub(crate) receiver: RecvCipher,
+    /// Bytes read past the handshake.
+    pub(crate) leftover: Vec<u8>,
+}
+
+/// Builds the shared half and the writer's queue.
+pub(crate) fn new_handle(
+    id: u64,
+    peer: NodeId,
+    peer_name: String,
+    peer_roles: Vec<String>,
+    initiator: NodeId,
+    remote_addr: std::net::SocketAddr,
+    queue: usize,
+) -> (LinkHandle, mpsc::Receiver<Vec<u8>>) {
+    let (tx, rx) = mpsc::channel(queue.max(1));
+    let shared = Arc::new(LinkShared {
+        id,
+        peer,
+        peer_name,
+        peer_roles,
+        initiator,
+        established_at: Instant::now(),
+        remote_addr,
+        tx,
+        pending: DashMap::new(),
+        next_correlation: AtomicU64::new(1),
+        closed: AtomicBool::new(false),
+    });
+    (LinkHandle { shared }, rx)
+}
+
+/// The actor owning one connection.
+pub(crate) struct Link {
+    /// The state other threads see.
+    handle: LinkHandle,
+    /// Node-wide state: directory, config, counters.
+    core: Arc<Core>,
+    /// Told when this link stops.
+    router: Addr<Router>,
+    /// Consumed by `started`.
+    parts: Option<(LinkParts, mpsc::Receiver<Vec<u8>>)>,
+    /// The reader and writer tasks, aborted when the link stops.
+    tasks: Vec<JoinHandle<()>>,
+    /// Timestamps the tasks update and the heartbeat reads.
+    activity: Rc<Activity>,
+    /// The first reason given for closing.
+    reason: Option<CloseReason>,
+}
+
+/// When traffic last moved, for heartbeat and idle checks.
+struct Activity {
+    last_rx: Cell<Instant>,
+    last_tx: Cell<Instant>,
+    last_user: Cell<Instant>,
+}
+
+/// Closes a link with a reason.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Close(pub(crate) CloseReason);
+
+impl Link {
+    pub(crate) fn new(
+        handle: LinkHandle,
+        rx: mpsc::Receiver<Vec<u8>>,
+        parts: LinkParts,
+        core: Arc<Core>,
+        router: Addr<Router>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            handle,
+            core,
+            router,
+            parts: Some((parts, rx)),
+            tasks: Vec::new(),
+            activity: Rc::new(Activity {
+                last_rx: Cell::new(now),
+                last_tx: Cell::new(now),
+                last_user: Cell::new(now),
+            }),
+            reason: None,
+        }
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let config = &self.core.config;
+        let now = Instant::now();
+        let silent = now.duration_since(self.activity.last_rx.get());
+        if silent > config.heartbeat_timeout {
+            self.close(CloseReason::HeartbeatTimeout(silent), ctx);
+            return;
+        }
+        let idle = now.duration_since(self.activity.last_user.get());
+        if idle > config.idle_timeout {
+            self.close(CloseReason::Idle(idle), ctx);
+            return;
+        }
+        if now.duration_since(self.activity.last_tx.get()) >= config.heartbeat_interval {
+            let buf = encoded(Control::Ping { nonce: 0 });
+            // A full queue means traffic is flowing; no ping is needed.
+            let _ = self.handle.try_send(buf);
+        }
+    }
+
+    fn close(&mut self, reason: CloseReason, ctx: &mut Context<Self>) {
+        if self.reason.is_none() {
+            self.reason = Some(reason);
+        }
+        ctx.stop();
+    }
+}
+
+impl Actor for Link {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let Some((parts, rx)) = self.parts.take() else {
+            ctx.stop();
+            return;
+        };
+        let (read, write) = parts.stream.into_split();
+        let me = ctx.address();
+        let reader = Reader {
+            shared: Arc::clone(&self.handle.shared),
+            core: Arc::clone(&self.core),
+            activity: Rc::clone(&self.activity),
+            cipher: parts.receiver,
+            reassembler: Reassembler::new(self.core.config.max_message),
+        };
+        let on_exit = me.clone();
+        self.tasks.push(actix_rt::spawn(async move {
+            let reason = reader.run(read, parts.leftover).await;
+            on_exit.do_send(Close(reason));
+        }));
+        let activity = Rc::clone(&self.activity);
+        self.tasks.push(actix_rt::spawn(async move {
+            let reason = write_loop(write, parts.sender, rx, activity).await;
+            me.do_send(Close(reason));
+        }));
+        let tick = (self.core.config.heartbeat_interval / 2).max(Duration::from_millis(10));
+        ctx.run_interval(tick, Self::heartbeat);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        let s = &self.handle.shared;
+        // Order matters: mark closed first, so an ask registered after the
+        // clear sees the flag and fails instead of waiting for its timeout.
+        s.closed.store(true, Ordering::Release);
+        s.pending.clear();
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let reason = self
+            .reason
+            .take()
+            .unwrap_or(CloseReason::Local("stopped".into()));
+        match &reason {
+            CloseReason::PeerClosed
+            | CloseReason::Idle(_)
+            | CloseReason::Replaced
+            | CloseReason::Local(_)
+            | CloseReason::Goodbye(_) => {
+                tracing::info!(peer = %s.peer.short(), name = %s.peer_name, %reason, "link closed")
+            }
+            _ => {
+                self.core.stats.links_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer = %s.peer.short(), name = %s.peer_name, %reason, "link closed")
+            }
+        }
+        self.router.do_send(LinkClosed {
+            peer: s.peer,
+            id: s.id,
+        });
+    }
+}
+
+impl Handler<Close> for Link {
+    type Result = ();
+
+    fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
+        self.close(msg.0, ctx);
+    }
+}
+
+/// The read half: frames in, envelopes dispatched.
+struct Reader {
+    shared: Arc<LinkShared>,
+    core: Arc<Core>,
+    activity: Rc<Activity>,
+    cipher: RecvCipher,
+    reassembler: Reassembler,
+}
+
+impl Reader {
+    async fn run(mut self, mut read: OwnedReadHalf, mut buf: Vec<u8>) -> CloseReason {
+        let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
+        let mut start = 0;
+        loop {
+            // Handle every whole frame already buffered.
+            loop {
+                let rest = buf.get(start..).unwrap_or_default();
+                match decode_frame(rest, MAX_NOISE_MESSAGE) {
+                    Ok(Decoded::Frame { payload, consumed }) => {
+                        if let Err(reason) = self.on_frame(payload, &mut plain).await {
+                            return reason;
+                        }
+                        start += consumed;
+                    }
+                    Ok(Decoded::Incomplete { needed }) => {
+                        buf.drain(..start);
+                        start = 0;
+                        buf.reserve(needed.max(64 * 1024).saturating_sub(buf.len()));
+                        break;
+                    }
+                    Err(e) => return e.into(),
+                }
+            }
+            match read.read_buf(&mut buf).await {
+                Ok(0) => return CloseReason::PeerClosed,
+                Ok(_) => self.activity.last_rx.set(Instant::now()),
+                Err(e) => return CloseReason::Io(e.to_string()),
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, payload: &[u8], plain: &mut Vec<u8>) -> Result<(), CloseReason> {
+        let record = self
+            .cipher
+            .open(payload, plain)
+            .map_err(|_| CloseReason::Decrypt)?;
+        let Some(assembled) = self.reassembler.handle_record(record)? else {
+            return Ok(());
+        };
+        match Envelope::decode(assembled.bytes())? {
+            Envelope::Batch(items) => {
+                for item in items {
+                    self.on_envelope(item).await?;
+                }
+                Ok(())
+            }
+            single => self.on_envelope(single).await,
+        }
+    }
+
+    async fn on_envelope(&mut self, envelope: Envelope<'_>) -> Result<(), CloseReason> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            // Replaced or closing: deliver nothing more, so order holds.
+            return Err(CloseReason::Replaced);
+        }
+        match envelope {
+            Envelope::Tell { to, tag, body } => {
+                self.activity.last_user.set(Instant::now());
+                match self.lookup(&to).and_then(|d| d.tell(tag, body)) {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => wait.await,
+                    Err(e) => {
+                        self.core
+                            .stats
+                            .tells_dropped
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(peer = %self.shared.peer.short(), error = %e, "tell dropped");
+                    }
+                }
+            }
+            Envelope::Ask {
+                correlation,
+                to,
+                tag,
+                body,
+            } => {
+                self.activity.last_user.set(Instant::now());
+                match self.lookup(&to).and_then(|d| d.ask(tag, body)) {
+                    Ok(mut answer) => {
+                        // Poll once now: that puts the message in the mailbox
+                        // before the next envelope is dispatched (order).
+                        let first = std::future::poll_fn(|cx| {
+                            std::task::Poll::Ready(answer.as_mut().poll(cx))
+                        })
+                        .await;
+                        let shared = Arc::clone(&self.shared);
+                        match first {
+                            std::task::Poll::Ready(result) => {
+                                reply(&shared, correlation, result).await
+                            }
+                            std::task::Poll::Pending => {
+                                actix_rt::spawn(async move {
+                                    let result = answer.await;
+                                    reply(&shared, correlation, result).await;
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => reply(&self.shared, correlation, Err(e)).await,
+                }
+            }
+            Envelope::Reply {
+                correlation,
+                result,
+            } => {
+                self.activity.last_user.set(Instant::now());
+                if let Some((_, waiter)) = self.shared.pending.remove(&correlation) {
+                    let _ = waiter.send(result.map(<[u8]>::to_vec));
+                }
+            }
+            Envelope::Control(Control::Ping { nonce }) => {
+                let _ = self.shared.tx.try_send(encoded(Control::Pong { nonce }));
+            }
+            Envelope::Control(Control::Goodbye { reason }) => {
+                return Err(CloseReason::Goodbye(reason));
+            }
+            Envelope::Control(_) => {}
+            Envelope::Batch(_) => {
+                // The decoder rejects nested batches; nothing to do here.
+            }
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, to: &Target<'_>) -> Result<Arc<dyn crate::directory::Dispatch>, RemoteError> {
+        let name = match to {
+            Target::Name(name) => *name,
+            Target::Id(id) => {
+                return Err(RemoteError::NoSuchActor {
+                    name: format!("#{id}"),
+                })
+            }
+        };
+        self.core
+            .directory
+            .get(name)
+            .map(|d| Arc::clone(d.value()))
+            .ok_or_else(|| RemoteError::NoSuchActor {
+                name: name.to_owned(),
+            })
+    }
+}
+
+/// Queues the reply to an ask (waiting for queue space).
+async fn reply(shared: &LinkShared, correlation: u64, result: Result<Vec<u8>, RemoteError>) {
+    let mut buf = Vec::with_capacity(result.as_ref().map_or(64, |b| b.len() + 16));
+    Envelope::Reply {
+        correlation,
+        result: result.as_deref().map_err(Clone::clone),
+    }
+    .encode(&mut buf);
+    let _ = shared.tx.send(buf).await;
+}
+
+/// The write half: drains the queue, packs, seals, writes once per batch.
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut cipher: SendCipher,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    activity: Rc<Activity>,
+) -> CloseReason {
+    let mut packer = Packer::new();
+    let heartbeats = [
+        encoded(Control::Ping { nonce: 0 }),
+        encoded(Control::Pong { nonce: 0 }),
+    ];
+    let mut queued = Vec::with_capacity(1024);
+    let mut out = Vec::with_capacity(256 * 1024);
+    loop {
+        if rx.recv_many(&mut queued, 1024).await == 0 {
+            return CloseReason::Local("link handle dropped".into());
+        }
+        if queued.iter().any(|e| !heartbeats.contains(e)) {
+            activity.last_user.set(Instant::now());
+        }
+        let mut seal = |record: &[u8]| cipher.seal_frame(record, &mut out);
+        for envelope in queued.drain(..) {
+            if let Err(e) = packer.push(&envelope, &mut seal) {
+                return CloseReason::Local(format!("cannot seal: {e}"));
+            }
+        }
+        if let Err(e) = packer.flush(&mut seal) {
+            return CloseReason::Local(format!("cannot seal: {e}"));
+        }
+        if let Err(e) = write.write_all(&out).await {
+            return CloseReason::Io(e.to_string());
+        }
+        activity.last_tx.set(Instant::now());
+        out.clear();
+        if out.capacity() > 4 << 20 {
+            out.shrink_to(256 * 1024);
+        }
+    }
+}
+
+fn encoded(control: Control) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(16);
+    Envelope::Control(control).encode(&mut buf);
+    buf
+}
