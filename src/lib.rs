@@ -1,1 +1,57 @@
+//! Swarm: a distributed actor runtime. Write actors with actix whose
+//! messages are serde types, expose them on a [`Node`], and call them from
+//! any node through a typed [`RemoteAddr`]; every link between nodes is a
+//! mutually authenticated, encrypted Noise session.
+//!
+//! ```no_run
+//! use actix::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Message)]
+//! #[rtype(result = "u64")]
+//! struct Add(u64, u64);
+//! swarm::remote_message!(Add => "example.Add");
+//!
+//! struct Adder;
+//! impl Actor for Adder { type Context = Context<Self>; }
+//! impl Handler<Add> for Adder {
+//!     type Result = u64;
+//!     fn handle(&mut self, Add(a, b): Add, _: &mut Context<Self>) -> u64 { a + b }
+//! }
+//!
+//! # async fn run(node: swarm::Node, other: swarm::Node) -> anyhow::Result<()> {
+//! node.expose("adder", Adder.start()).accept::<Add>().finish()?;
+//! let adder = other.remote::<Adder>(node.id(), "adder");
+//! assert_eq!(adder.send(Add(2, 3)).await?, 5);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`config`]: the node configuration file.
+//! - [`credentials`]: CA, join secret, node keys and certificates on disk; throw-away CAs.
+//! - [`demo`]: the demo workload used by `swarm demo`, the examples and the benches.
+//! - [`bench`]: the cluster benchmark behind `swarm bench link`.
+//! - Re-exports of `swarm-actors` (runtime) and `swarm-protocol` (wire format).
 
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod bench;
+pub mod config;
+pub mod credentials;
+pub mod demo;
+
+pub use swarm_actors::{
+    remote_message, AskError, CloseReason, Exposure, MeshConfig, Node, NodeError, NodeStats,
+    PeerInfo, RemoteAddr, RemoteMessage, TellError, Wire,
+};
+pub use swarm_protocol as protocol;
+pub use swarm_protocol::{CipherSuite, NodeId};
+
+/// The usual imports for writing a workload.
+pub mod prelude {
+    pub use actix::prelude::*;
+    pub use serde::{Deserialize, Serialize};
+
+    pub use crate::{remote_message, AskError, Node, RemoteAddr, RemoteMessage, TellError};
+}

@@ -135,6 +135,9 @@ pub enum NodeError {
     /// The certificate is not for the node's key.
     #[error("the certificate is for another key than the node's")]
     KeyMismatch,
+    /// The arbiter asked to run the node has stopped.
+    #[error("the arbiter for the node has stopped")]
+    ArbiterGone,
     /// The actor name is already registered on this node.
     #[error("an actor named {name:?} is already registered")]
     NameTaken {

@@ -157,6 +157,26 @@ impl Node {
         })
     }
 
+    /// Starts a node on another arbiter (thread), so several nodes can run
+    /// in one process each on its own thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`Node::start`]; [`NodeError::ArbiterGone`] if the arbiter stopped.
+    pub async fn start_on(
+        arbiter: &actix::ArbiterHandle,
+        config: MeshConfig,
+    ) -> Result<Node, NodeError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = arbiter.spawn(async move {
+            let _ = tx.send(Node::start(config).await);
+        });
+        if !spawned {
+            return Err(NodeError::ArbiterGone);
+        }
+        rx.await.map_err(|_| NodeError::ArbiterGone)?
+    }
+
     /// This node's id.
     pub fn id(&self) -> NodeId {
         self.core.id

@@ -24,7 +24,9 @@ const SIGNING_CONTEXT: &[u8] = b"swarm-cert-v1\0";
 
 /// A node's identity: derived from its static Noise public key, so it
 /// cannot be claimed without the matching private key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct NodeId([u8; 16]);
 
 impl NodeId {

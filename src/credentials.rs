@@ -1,0 +1,280 @@
+//! Key material on disk and in memory: the cluster CA (`ca.key`, `ca.pub`),
+//! the join secret (`join.secret`), node keys (`NAME.key`) and certificates
+//! (`NAME.cert`), all as hex text files. Also [`Throwaway`], a CA in memory
+//! that issues complete node identities for local clusters and tests.
+//!
+//! Private files are written with mode 0600. Sealing them with a passphrase
+//! (DESIGN.md, "security at rest") is not done yet.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _, Result};
+use swarm_protocol::identity::{hex, unhex};
+use swarm_protocol::{
+    CaKey, CertBody, Certificate, CipherSuite, HandshakeConfig, NodeKey, TrustStore,
+    PROTOCOL_VERSION,
+};
+
+/// Default certificate lifetime.
+pub const DEFAULT_DAYS: u64 = 365;
+
+/// 32 bytes from the operating system's random source.
+pub fn random32() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the OS random source failed");
+    bytes
+}
+
+/// A random certificate serial.
+pub fn random_serial() -> u64 {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("the OS random source failed");
+    u64::from_be_bytes(bytes) >> 1
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Issues a certificate for `key`.
+pub fn issue(
+    ca: &CaKey,
+    key: &NodeKey,
+    name: &str,
+    roles: &[String],
+    days: u64,
+    serial: u64,
+) -> Certificate {
+    let now = unix_now();
+    ca.issue(CertBody {
+        serial,
+        node_id: key.node_id(),
+        name: name.to_owned(),
+        static_key: *key.public(),
+        roles: roles.to_vec(),
+        // Tolerate a little clock skew between machines.
+        not_before: now.saturating_sub(300),
+        not_after: now.saturating_add(days.saturating_mul(86_400)),
+        issuer: [0; 32],
+    })
+}
+
+/// The files of a CA directory.
+#[derive(Debug, Clone)]
+pub struct CaDir {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl CaDir {
+    /// The CA directory at `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// Path of the CA private key.
+    pub fn key_path(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+
+    /// Path of the CA public key.
+    pub fn pub_path(&self) -> PathBuf {
+        self.dir.join("ca.pub")
+    }
+
+    /// Path of the join secret.
+    pub fn secret_path(&self) -> PathBuf {
+        self.dir.join("join.secret")
+    }
+
+    /// Creates a new CA and join secret. Refuses to overwrite unless `force`.
+    ///
+    /// # Errors
+    ///
+    /// If the files exist (without `force`) or cannot be written.
+    pub fn init(&self, force: bool) -> Result<CaKey> {
+        if !force && self.key_path().exists() {
+            bail!(
+                "{} exists already; pass --force to replace the CA (every certificate it issued becomes invalid)",
+                self.key_path().display()
+            );
+        }
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let ca = CaKey::from_seed(random32());
+        write_private(&self.key_path(), "swarm CA private key", &ca.seed())?;
+        write_public(&self.pub_path(), "swarm CA public key", &ca.public())?;
+        write_private(&self.secret_path(), "swarm join secret", &random32())?;
+        Ok(ca)
+    }
+
+    /// Loads the CA private key.
+    ///
+    /// # Errors
+    ///
+    /// If the file is missing or not a key.
+    pub fn load_key(&self) -> Result<CaKey> {
+        Ok(CaKey::from_seed(read_array(&self.key_path())?))
+    }
+}
+
+/// Writes a node key and certificate as `NAME.key` and `NAME.cert` in `dir`.
+///
+/// # Errors
+///
+/// If the files cannot be written.
+pub fn write_node(
+    dir: &Path,
+    name: &str,
+    key: &NodeKey,
+    cert: &Certificate,
+) -> Result<(PathBuf, PathBuf)> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key_path = dir.join(format!("{name}.key"));
+    let cert_path = dir.join(format!("{name}.cert"));
+    write_private(
+        &key_path,
+        &format!("swarm node key of {name}"),
+        key.secret(),
+    )?;
+    write_public(
+        &cert_path,
+        &format!("swarm certificate of {name}"),
+        &cert.to_bytes(),
+    )?;
+    Ok((key_path, cert_path))
+}
+
+/// Reads a hex file into 32 bytes.
+///
+/// # Errors
+///
+/// If the file is missing or does not hold 32 hex-encoded bytes.
+pub fn read_array(path: &Path) -> Result<[u8; 32]> {
+    read_hex(path)?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{} does not hold 32 bytes", path.display()))
+}
+
+/// Reads a certificate file.
+///
+/// # Errors
+///
+/// If the file is missing or not a certificate.
+pub fn read_cert(path: &Path) -> Result<Certificate> {
+    Certificate::from_bytes(&read_hex(path)?)
+        .with_context(|| format!("{} is not a swarm certificate", path.display()))
+}
+
+/// Reads a hex text file, skipping `#` comment lines.
+///
+/// # Errors
+///
+/// If the file is missing or not hex.
+pub fn read_hex(path: &Path) -> Result<Vec<u8>> {
+    let text =
+        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let body: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("");
+    unhex(&body).with_context(|| format!("{} is not hex", path.display()))
+}
+
+fn write_public(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
+    fs::write(path, format!("# {what}\n{}\n", hex(bytes)))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_private(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(file, "# {what} (keep private)\n{}", hex(bytes))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// A CA held in memory that issues identities for a local cluster.
+pub struct Throwaway {
+    /// The CA.
+    pub ca: CaKey,
+    /// The cluster name.
+    pub cluster: String,
+    /// The join secret.
+    pub secret: [u8; 32],
+    /// The trust store every node shares.
+    pub trust: Arc<TrustStore>,
+}
+
+impl Throwaway {
+    /// A fresh random CA and secret for `cluster`.
+    pub fn new(cluster: &str) -> Self {
+        let ca = CaKey::from_seed(random32());
+        let trust = Arc::new(TrustStore::new(ca.public()).expect("a fresh CA key is valid"));
+        Self {
+            ca,
+            cluster: cluster.to_owned(),
+            secret: random32(),
+            trust,
+        }
+    }
+
+    /// A handshake configuration for a new node called `name`.
+    pub fn node(&self, name: &str, roles: &[&str]) -> HandshakeConfig {
+        let key = NodeKey::from_secret(random32());
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        let cert = issue(&self.ca, &key, name, &roles, 1, random_serial());
+        HandshakeConfig {
+            cluster: self.cluster.clone(),
+            join_secret: self.secret,
+            key,
+            cert,
+            trust: Arc::clone(&self.trust),
+            suite: CipherSuite::AesGcm,
+            listen: String::new(),
+            version: PROTOCOL_VERSION,
+        }
+    }
+
+    /// Writes the CA, the secret and identities for `names` into `dir`, as
+    /// `swarm ca init` and `swarm cert issue` would.
+    ///
+    /// # Errors
+    ///
+    /// If a file cannot be written.
+    pub fn write_files(&self, dir: &Path, names: &[&str]) -> Result<()> {
+        fs::create_dir_all(dir)?;
+        let ca = CaDir::new(dir);
+        write_private(&ca.key_path(), "swarm CA private key", &self.ca.seed())?;
+        write_public(&ca.pub_path(), "swarm CA public key", &self.ca.public())?;
+        write_private(&ca.secret_path(), "swarm join secret", &self.secret)?;
+        for name in names {
+            let key = NodeKey::from_secret(random32());
+            let cert = issue(
+                &self.ca,
+                &key,
+                name,
+                &["worker".to_owned()],
+                1,
+                random_serial(),
+            );
+            write_node(dir, name, &key, &cert)?;
+        }
+        Ok(())
+    }
+}

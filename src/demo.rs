@@ -1,0 +1,260 @@
+//! The demo workload: actors that the `swarm demo` cluster and the
+//! examples run. `Adder` adds numbers and counts its calls; `Relay` asks an
+//! `Adder` on another node, so a request crosses two links; `Counter`
+//! receives tells. Every node also exposes `Info` as [`INFO_NAME`], which
+//! `swarm ping` asks.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use swarm_actors::{AskError, Node, NodeError};
+use swarm_protocol::NodeId;
+
+/// The name every node exposes its [`Info`] actor under.
+pub const INFO_NAME: &str = "swarm.info";
+
+/// Add two numbers; answers the sum.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "u64")]
+pub struct Add {
+    /// First operand.
+    pub a: u64,
+    /// Second operand.
+    pub b: u64,
+}
+
+/// Ask the adder on `node` through this node's relay; answers the sum and
+/// the name of the node that added.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<(u64, String), String>")]
+pub struct Forward {
+    /// Where the adder to use lives.
+    pub node: NodeId,
+    /// The operation.
+    pub add: Add,
+}
+
+/// How many calls an actor has handled.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "u64")]
+pub struct Count;
+
+/// A one-way increment for [`Counter`].
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+pub struct Bump {
+    /// Sequence number; the counter checks they arrive in order.
+    pub seq: u64,
+    /// Padding, to measure throughput at a given size.
+    #[serde(with = "serde_bytes")]
+    pub pad: Vec<u8>,
+}
+
+/// The counter's view: received, and how many arrived out of order.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "(u64, u64)")]
+pub struct CounterState;
+
+/// Take a payload and answer its length and checksum (ping, bulk transfers).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "(usize, u64)")]
+pub struct Echo {
+    /// The payload.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// The FNV-1a checksum [`Echo`] answers with.
+pub fn checksum(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Who answers and for how long it has been up.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "NodeSummary")]
+pub struct Ping;
+
+/// A node's answer to [`Ping`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSummary {
+    /// The node's certificate name.
+    pub name: String,
+    /// The node's id (hex).
+    pub id: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Live links.
+    pub links: usize,
+}
+
+swarm_actors::remote_message!(
+    Add => "demo.Add",
+    Forward => "demo.Forward",
+    Count => "demo.Count",
+    Bump => "demo.Bump",
+    CounterState => "demo.CounterState",
+    Echo => "demo.Echo",
+    Ping => "swarm.Ping",
+);
+
+/// Adds numbers.
+#[derive(Debug, Default)]
+pub struct Adder {
+    calls: u64,
+}
+
+impl Actor for Adder {
+    type Context = Context<Self>;
+}
+
+impl Handler<Add> for Adder {
+    type Result = u64;
+
+    fn handle(&mut self, msg: Add, _: &mut Context<Self>) -> u64 {
+        self.calls += 1;
+        msg.a.wrapping_add(msg.b)
+    }
+}
+
+impl Handler<Count> for Adder {
+    type Result = u64;
+
+    fn handle(&mut self, _: Count, _: &mut Context<Self>) -> u64 {
+        self.calls
+    }
+}
+
+impl Handler<Echo> for Adder {
+    type Result = MessageResult<Echo>;
+
+    fn handle(&mut self, msg: Echo, _: &mut Context<Self>) -> Self::Result {
+        self.calls += 1;
+        MessageResult((msg.data.len(), checksum(&msg.data)))
+    }
+}
+
+/// Forwards additions to the adder on another node.
+#[derive(Debug)]
+pub struct Relay {
+    node: Node,
+}
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+}
+
+impl Handler<Forward> for Relay {
+    type Result = ResponseFuture<Result<(u64, String), String>>;
+
+    fn handle(&mut self, msg: Forward, _: &mut Context<Self>) -> Self::Result {
+        let adder = self.node.remote::<Adder>(msg.node, "adder");
+        let node = self.node.clone();
+        Box::pin(async move {
+            let sum = adder
+                .send(msg.add)
+                .await
+                .map_err(|e: AskError| e.to_string())?;
+            let info = node.remote::<Info>(msg.node, INFO_NAME);
+            let summary = info.send(Ping).await.map_err(|e| e.to_string())?;
+            Ok((sum, summary.name))
+        })
+    }
+}
+
+/// Counts tells and checks their order.
+#[derive(Debug, Default)]
+pub struct Counter {
+    received: u64,
+    out_of_order: u64,
+    last: Option<u64>,
+}
+
+impl Actor for Counter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<Bump> for Counter {
+    type Result = ();
+
+    fn handle(&mut self, msg: Bump, _: &mut Context<Self>) {
+        self.received += 1;
+        if self.last.is_some_and(|last| msg.seq <= last) {
+            self.out_of_order += 1;
+        }
+        self.last = Some(msg.seq);
+    }
+}
+
+impl Handler<CounterState> for Counter {
+    type Result = MessageResult<CounterState>;
+
+    fn handle(&mut self, _: CounterState, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.received, self.out_of_order))
+    }
+}
+
+/// Answers [`Ping`] with the node's summary.
+#[derive(Debug)]
+pub struct Info {
+    node: Node,
+    started: Instant,
+}
+
+impl Actor for Info {
+    type Context = Context<Self>;
+}
+
+impl Handler<Ping> for Info {
+    type Result = MessageResult<Ping>;
+
+    fn handle(&mut self, _: Ping, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(NodeSummary {
+            name: self.node.name().to_owned(),
+            id: self.node.id().to_string(),
+            uptime_s: self.started.elapsed().as_secs(),
+            links: self.node.peers().len(),
+        })
+    }
+}
+
+/// Exposes [`Info`] on `node` (every `swarm` node does this).
+///
+/// # Errors
+///
+/// [`NodeError::NameTaken`] if it is exposed already.
+pub fn expose_info(node: &Node) -> Result<(), NodeError> {
+    let info = Info {
+        node: node.clone(),
+        started: Instant::now(),
+    }
+    .start();
+    node.expose(INFO_NAME, info).accept::<Ping>().finish()
+}
+
+/// Exposes the demo actors on `node`: `adder`, `relay` and `counter`.
+/// MUST be called on the node's arbiter (the actors start there).
+///
+/// # Errors
+///
+/// [`NodeError::NameTaken`] if they are exposed already.
+pub fn expose_workload(node: &Node) -> Result<(), NodeError> {
+    node.expose("adder", Adder::default().start())
+        .accept::<Add>()
+        .accept::<Count>()
+        .accept::<Echo>()
+        .finish()?;
+    node.expose("relay", Relay { node: node.clone() }.start())
+        .accept::<Forward>()
+        .finish()?;
+    node.expose("counter", Counter::default().start())
+        .accept::<Bump>()
+        .accept::<CounterState>()
+        .finish()
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real nodes on 127.0.0.1 with real TCP and real Noise
+//! handshakes, in one process (each node on its own arbiter) and as child
+//! processes of the built `swarm` binary. One test binary, one module per area.
+
+mod util;
+
+mod bad_input;
+mod processes;
+mod two_nodes;

@@ -1,0 +1,240 @@
+//! Typed asks and tells between nodes in one process, each on its own
+//! thread, over real TCP and Noise. DESIGN.md: "Per sender-receiver pair,
+//! messages arrive in order or not at all. An ask has a timeout and fails
+//! with a typed error when the link or the target dies."
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use swarm::demo::{checksum, Add, Adder, Bump, Count, Counter, CounterState, Echo, Forward, Relay};
+use swarm::{AskError, TellError};
+
+use crate::util::{cluster, eventually};
+
+#[actix_rt::test]
+async fn two_nodes_ask_each_other_both_ways() {
+    let (_ca, nodes) = cluster(2).await;
+    let (a, b) = (&nodes[0].node, &nodes[1].node);
+    let peer = a.connect(b.listen_addr()).await.unwrap();
+    assert_eq!(peer.id, b.id());
+    assert_eq!(peer.name, "n2");
+
+    let on_b = a.remote::<Adder>(b.id(), "adder");
+    assert_eq!(on_b.send(Add { a: 2, b: 3 }).await.unwrap(), 5);
+    // The reverse direction reuses the same link.
+    let on_a = b.remote::<Adder>(a.id(), "adder");
+    assert_eq!(on_a.send(Add { a: 40, b: 2 }).await.unwrap(), 42);
+    assert_eq!(a.peers().len(), 1);
+    assert_eq!(b.peers().len(), 1);
+    assert_eq!(on_b.send(Count).await.unwrap(), 1);
+}
+
+#[actix_rt::test]
+async fn three_nodes_relay_asks_across_two_links() {
+    let (_ca, nodes) = cluster(3).await;
+    let (n1, n2, n3) = (&nodes[0].node, &nodes[1].node, &nodes[2].node);
+    n1.connect(n2.listen_addr()).await.unwrap();
+    n2.connect(n3.listen_addr()).await.unwrap();
+    // n3 learned n2's address from the handshake; n1 learns n3's by dialing.
+    n1.connect(n3.listen_addr()).await.unwrap();
+    let relay_on_n2 = n1.remote::<Relay>(n2.id(), "relay");
+    let (sum, via) = relay_on_n2
+        .send(Forward {
+            node: n3.id(),
+            add: Add { a: 20, b: 22 },
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((sum, via.as_str()), (42, "n3"));
+}
+
+#[actix_rt::test]
+async fn local_target_is_called_without_a_link() {
+    let (_ca, nodes) = cluster(1).await;
+    let a = &nodes[0].node;
+    let adder = a.remote::<Adder>(a.id(), "adder");
+    assert_eq!(adder.send(Add { a: 1, b: 1 }).await.unwrap(), 2);
+    adder.tell(Add { a: 1, b: 1 }).await.unwrap();
+    assert!(a.peers().is_empty(), "no link for a local call");
+}
+
+#[actix_rt::test]
+async fn unknown_actor_and_unregistered_message_fail_with_typed_errors() {
+    let (_ca, nodes) = cluster(2).await;
+    let (a, b) = (&nodes[0].node, &nodes[1].node);
+    a.connect(b.listen_addr()).await.unwrap();
+    let missing = a.remote::<Adder>(b.id(), "nobody");
+    assert_eq!(
+        missing.send(Add { a: 1, b: 1 }).await,
+        Err(AskError::NoSuchActor {
+            name: "nobody".into()
+        })
+    );
+    // The counter is exposed, but does not accept Add: use the wrong type on purpose.
+    let wrong = a.remote::<Adder>(b.id(), "counter");
+    assert!(matches!(
+        wrong.send(Add { a: 1, b: 1 }).await,
+        Err(AskError::UnknownMessage { tag }) if tag == "demo.Add"
+    ));
+}
+
+#[actix_rt::test]
+async fn order_is_preserved_under_load() {
+    let (_ca, nodes) = cluster(2).await;
+    let (a, b) = (&nodes[0].node, &nodes[1].node);
+    a.connect(b.listen_addr()).await.unwrap();
+    let counter = a.remote::<Counter>(b.id(), "counter");
+    const N: u64 = 20_000;
+    for seq in 0..N {
+        counter
+            .tell(Bump {
+                seq,
+                pad: vec![0; 32],
+            })
+            .await
+            .unwrap();
+    }
+    let done = eventually(Duration::from_secs(20), || async {
+        counter.send(CounterState).await.unwrap().0 == N
+    })
+    .await;
+    let (received, out_of_order) = counter.send(CounterState).await.unwrap();
+    assert!(done, "received {received} of {N}");
+    assert_eq!(out_of_order, 0);
+}
+
+#[actix_rt::test]
+async fn ten_mib_message_arrives_intact() {
+    let (_ca, nodes) = cluster(2).await;
+    let (a, b) = (&nodes[0].node, &nodes[1].node);
+    a.connect(b.listen_addr()).await.unwrap();
+    let data: Vec<u8> = (0..10u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let expected = (data.len(), checksum(&data));
+    let adder = a.remote::<Adder>(b.id(), "adder");
+    let answer = adder
+        .send_timeout(Echo { data }, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(answer, expected);
+}
+
+/// A message whose handler never answers.
+#[derive(Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+struct Stall;
+swarm::remote_message!(Stall => "test.Stall");
+
+struct Staller;
+impl Actor for Staller {
+    type Context = Context<Self>;
+}
+impl Handler<Stall> for Staller {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: Stall, _: &mut Context<Self>) -> Self::Result {
+        Box::pin(std::future::pending())
+    }
+}
+
+#[actix_rt::test]
+async fn ask_fails_with_typed_error_within_timeout_when_target_node_dies() {
+    let (_ca, mut nodes) = cluster(2).await;
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    let b_id = b.node.id();
+    a.node.connect(b.node.listen_addr()).await.unwrap();
+    let node_b = b.node.clone();
+    crate::util::on(&b.arbiter, move || {
+        node_b
+            .expose("staller", Staller.start())
+            .accept::<Stall>()
+            .finish()
+            .unwrap();
+    })
+    .await;
+    let staller = a.node.remote::<Staller>(b_id, "staller");
+    let in_flight =
+        actix_rt::spawn(async move { staller.send_timeout(Stall, Duration::from_secs(10)).await });
+    // Let the ask reach b, then kill b.
+    let adder = a.node.remote::<Adder>(b_id, "adder");
+    adder.send(Add { a: 1, b: 1 }).await.unwrap();
+    let killed = Instant::now();
+    b.kill();
+    let result = in_flight.await.unwrap();
+    assert_eq!(result, Err(AskError::LinkDown { node: b_id }));
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "failed at once, not at the timeout"
+    );
+    // A new ask cannot reach it either, and says so within its timeout.
+    let started = Instant::now();
+    let again = adder
+        .send_timeout(Add { a: 1, b: 1 }, Duration::from_secs(2))
+        .await;
+    assert!(
+        matches!(
+            again,
+            Err(AskError::Unreachable { .. }
+                | AskError::LinkDown { .. }
+                | AskError::Timeout { .. })
+        ),
+        "{again:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[actix_rt::test]
+async fn try_tell_hands_the_message_back_when_no_link_is_up() {
+    let (_ca, nodes) = cluster(2).await;
+    let (a, b) = (&nodes[0].node, &nodes[1].node);
+    // a knows b's address only after a handshake; before, nothing can be sent.
+    let counter = a.remote::<Counter>(b.id(), "counter");
+    match counter.try_tell(Bump {
+        seq: 7,
+        pad: vec![],
+    }) {
+        Err(TellError::Disconnected { msg, .. }) => assert_eq!(msg.seq, 7),
+        other => panic!("expected Disconnected, got {other:?}"),
+    }
+    a.connect(b.listen_addr()).await.unwrap();
+    counter
+        .try_tell(Bump {
+            seq: 8,
+            pad: vec![],
+        })
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            counter.send(CounterState).await.unwrap().0 == 1
+        })
+        .await
+    );
+}
+
+#[actix_rt::test]
+async fn simultaneous_dials_leave_one_link_on_each_side() {
+    let (_ca, nodes) = cluster(2).await;
+    let (a, b) = (&nodes[0].node, &nodes[1].node);
+    let (ra, rb) = tokio::join!(a.connect(b.listen_addr()), b.connect(a.listen_addr()));
+    ra.unwrap();
+    rb.unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            a.peers().len() == 1 && b.peers().len() == 1
+        })
+        .await
+    );
+    // Both sides kept the same connection: the one a and b agree on.
+    let (pa, pb) = (a.peers().remove(0), b.peers().remove(0));
+    assert_ne!(
+        pa.dialed, pb.dialed,
+        "one side dialed the surviving link, the other accepted it"
+    );
+    let adder = a.remote::<Adder>(b.id(), "adder");
+    assert_eq!(adder.send(Add { a: 1, b: 2 }).await.unwrap(), 3);
+    let adder = b.remote::<Adder>(a.id(), "adder");
+    assert_eq!(adder.send(Add { a: 1, b: 2 }).await.unwrap(), 3);
+}

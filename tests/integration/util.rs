@@ -1,0 +1,83 @@
+//! Helpers: start nodes on their own arbiters, poll until a condition holds.
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix::Arbiter;
+use swarm::credentials::Throwaway;
+use swarm::{MeshConfig, Node};
+
+/// A node and the arbiter (thread) it runs on.
+pub struct TestNode {
+    pub node: Node,
+    pub arbiter: Arbiter,
+}
+
+impl TestNode {
+    /// Stops the node's thread: its sockets close as if the process died.
+    pub fn kill(self) {
+        self.arbiter.stop();
+        let _ = self.arbiter.join();
+    }
+}
+
+/// A mesh configuration on 127.0.0.1:0 with short test timers.
+pub fn config(ca: &Throwaway, name: &str) -> MeshConfig {
+    let mut config = MeshConfig::new("127.0.0.1:0".parse().unwrap(), ca.node(name, &["worker"]));
+    config.ask_timeout = Duration::from_secs(5);
+    config
+}
+
+/// Starts a node with `config` on a new arbiter and exposes the demo workload there.
+pub async fn start(config: MeshConfig) -> TestNode {
+    let arbiter = Arbiter::new();
+    let node = Node::start_on(&arbiter.handle(), config)
+        .await
+        .expect("node starts");
+    on(&arbiter, {
+        let node = node.clone();
+        move || {
+            swarm::demo::expose_info(&node).unwrap();
+            swarm::demo::expose_workload(&node).unwrap();
+        }
+    })
+    .await;
+    TestNode { node, arbiter }
+}
+
+/// Starts `n` nodes of one throw-away cluster named n1..nN.
+pub async fn cluster(n: usize) -> (Throwaway, Vec<TestNode>) {
+    let ca = Throwaway::new("test");
+    let mut nodes = Vec::new();
+    for i in 1..=n {
+        nodes.push(start(config(&ca, &format!("n{i}"))).await);
+    }
+    (ca, nodes)
+}
+
+/// Runs `f` on `arbiter` and waits for it.
+pub async fn on<T: Send + 'static>(arbiter: &Arbiter, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    assert!(arbiter.spawn_fn(move || {
+        let _ = tx.send(f());
+    }));
+    rx.await.expect("arbiter ran the closure")
+}
+
+/// Polls `check` every 10 ms until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
