@@ -30,6 +30,7 @@
 //!
 //! - [`config`]: the node configuration file.
 //! - [`credentials`]: CA, join secret, node keys and certificates on disk; throw-away CAs.
+//! - [`local`]: a local cluster of child node processes (`swarm demo`, tests).
 //! - [`demo`]: the demo workload used by `swarm demo`, the examples and the benches.
 //! - [`bench`]: the cluster benchmark behind `swarm bench link`.
 //! - Re-exports of `swarm-actors` (runtime) and `swarm-protocol` (wire format).
@@ -40,6 +41,7 @@ pub mod bench;
 pub mod config;
 pub mod credentials;
 pub mod demo;
+pub mod local;
 
 pub use swarm_actors::{
     remote_message, AskError, CloseReason, Exposure, MeshConfig, Node, NodeError, NodeStats,
