@@ -1,1 +1,177 @@
-//! placeholder
+//! Nodes as real child processes of the built `swarm` binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use swarm::config::NodeFile;
+use swarm::demo::{Add, Adder, Forward, Relay};
+use swarm::local::LocalCluster;
+use swarm::{AskError, Node};
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_swarm"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("swarm-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+async fn driver(cluster: &LocalCluster) -> Node {
+    let mut mesh = NodeFile::load(&cluster.driver_config())
+        .unwrap()
+        .mesh_config()
+        .unwrap();
+    mesh.listen = "127.0.0.1:0".parse().unwrap();
+    mesh.ask_timeout = Duration::from_secs(5);
+    Node::start(mesh).await.unwrap()
+}
+
+#[actix_rt::test]
+async fn three_processes_answer_relayed_asks() {
+    let mut cluster =
+        LocalCluster::start(&exe(), &scratch("three"), 3, &["--workload", "demo"]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let driver = driver(&cluster).await;
+    let ids: Vec<_> = cluster.nodes.iter().map(|n| n.id).collect();
+    for n in &cluster.nodes {
+        assert_eq!(driver.connect(n.addr).await.unwrap().id, n.id);
+    }
+    for i in 0..3 {
+        let relay = driver.remote::<Relay>(ids[i], "relay");
+        let next = (i + 1) % 3;
+        let (sum, via) = relay
+            .send(Forward {
+                node: ids[next],
+                add: Add {
+                    a: i as u64,
+                    b: 100,
+                },
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(sum, i as u64 + 100);
+        assert_eq!(via, format!("n{}", next + 1));
+    }
+}
+
+#[actix_rt::test]
+async fn sigkilled_process_fails_asks_with_typed_error_and_others_keep_serving() {
+    let mut cluster =
+        LocalCluster::start(&exe(), &scratch("kill"), 2, &["--workload", "demo"]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let driver = driver(&cluster).await;
+    let (victim, survivor) = (cluster.nodes[0].id, cluster.nodes[1].id);
+    for n in &cluster.nodes {
+        driver.connect(n.addr).await.unwrap();
+    }
+    let on_victim = driver.remote::<Adder>(victim, "adder");
+    assert_eq!(on_victim.send(Add { a: 1, b: 1 }).await.unwrap(), 2);
+    cluster.kill(0).unwrap();
+    let started = Instant::now();
+    let err = on_victim
+        .send_timeout(Add { a: 1, b: 1 }, Duration::from_secs(3))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AskError::LinkDown { .. } | AskError::Unreachable { .. } | AskError::Timeout { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "within the timeout"
+    );
+    let on_survivor = driver.remote::<Adder>(survivor, "adder");
+    assert_eq!(on_survivor.send(Add { a: 2, b: 2 }).await.unwrap(), 4);
+}
+
+#[test]
+fn manual_launch_with_ca_cert_node_start_and_ping() {
+    let dir = scratch("manual");
+    std::fs::create_dir_all(&dir).unwrap();
+    let swarm = |args: &[&str]| {
+        let out = Command::new(exe())
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "swarm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    swarm(&["ca", "init", "--dir", "."]);
+    swarm(&["cert", "issue", "--name", "n1", "--roles", "worker,head"]);
+    swarm(&["cert", "issue", "--name", "op", "--roles", "operator"]);
+    // A second init must not silently replace the CA.
+    let again = Command::new(exe())
+        .args(["ca", "init"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    let any = "127.0.0.1:0".parse().unwrap();
+    std::fs::write(
+        dir.join("n1.toml"),
+        NodeFile::render("manual", "n1", any, &[]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("op.toml"),
+        NodeFile::render("manual", "op", any, &[]),
+    )
+    .unwrap();
+
+    let mut node = Command::new(exe())
+        .args(["node", "start", "--config"])
+        .arg(dir.join("n1.toml"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(node.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .split_whitespace()
+        .nth(1)
+        .expect("READY line")
+        .to_owned();
+    let out = swarm(&["ping", &addr, "--config", "op.toml", "--count", "2"]);
+    node.kill().unwrap();
+    node.wait().unwrap();
+    assert!(out.contains("connected to n1"), "{out}");
+    assert!(out.contains("roles worker,head"), "{out}");
+    assert_eq!(out.matches("reply from n1").count(), 2, "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["ca", "init", "--help"],
+        vec!["cert", "issue", "--help"],
+        vec!["node", "start", "--help"],
+        vec!["ping", "--help"],
+        vec!["demo", "--help"],
+        vec!["bench", "link", "--help"],
+    ] {
+        let out = Command::new(exe()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage"),
+            "{args:?}"
+        );
+    }
+}
