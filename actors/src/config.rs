@@ -27,8 +27,8 @@ pub struct MeshConfig {
     pub heartbeat_timeout: Duration,
     /// A link without user traffic for this long is closed (reopened on demand).
     pub idle_timeout: Duration,
-    /// Envelopes queued per link before tells wait (backpressure).
-    pub link_queue: usize,
+    /// Bytes of envelopes queued per link before tells wait (backpressure).
+    pub link_queue_bytes: usize,
     /// Handshakes in progress at once on the listener; more connections are refused.
     pub max_pending_handshakes: usize,
 }
@@ -45,7 +45,7 @@ impl MeshConfig {
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
-            link_queue: 8192,
+            link_queue_bytes: 8 << 20,
             max_pending_handshakes: 256,
         }
     }

@@ -21,11 +21,13 @@
 //!   without bound.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Context, Handler, MailboxError};
-use swarm_protocol::{Envelope, NodeId, Target};
+use swarm_protocol::envelope::encode_request;
+use swarm_protocol::{NodeId, Target};
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::directory::{RemoteMessage, Wire};
@@ -42,6 +44,8 @@ pub struct RemoteAddr<A: Actor> {
     name: Arc<str>,
     /// The actor itself when it lives on this node (no serialization).
     local: Option<Addr<A>>,
+    /// The size of the last message encoded through this handle.
+    size_hint: Arc<AtomicUsize>,
     _actor: PhantomData<fn() -> A>,
 }
 
@@ -52,6 +56,7 @@ impl<A: Actor> Clone for RemoteAddr<A> {
             target: self.target,
             name: Arc::clone(&self.name),
             local: self.local.clone(),
+            size_hint: Arc::clone(&self.size_hint),
             _actor: PhantomData,
         }
     }
@@ -73,6 +78,7 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
             target,
             name: name.into(),
             local,
+            size_hint: Arc::new(AtomicUsize::new(0)),
             _actor: PhantomData,
         }
     }
@@ -127,11 +133,17 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
             Ok(link) => link?,
             Err(_) => return Err(AskError::Timeout { after: timeout }),
         };
-        let body = rmp_serde::to_vec(&msg).map_err(|e| AskError::Encode {
-            reason: e.to_string(),
-        })?;
+        let hint = self.size_hint.load(Ordering::Relaxed);
+        let hints = &self.size_hint;
         let reply = link
-            .ask(&self.name, M::TAG, &body, deadline, timeout)
+            .ask(
+                &self.name,
+                M::TAG,
+                hint,
+                |out| write_body(out, &msg, hints),
+                deadline,
+                timeout,
+            )
             .await?;
         rmp_serde::from_slice(&reply).map_err(|e| AskError::Decode {
             reason: e.to_string(),
@@ -239,14 +251,28 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
     }
 
     fn encode_tell<M: RemoteMessage>(&self, msg: &M) -> Result<Vec<u8>, String> {
-        let body = rmp_serde::to_vec(msg).map_err(|e| e.to_string())?;
-        let mut envelope = Vec::with_capacity(body.len() + self.name.len() + M::TAG.len() + 16);
-        Envelope::Tell {
-            to: Target::Name(&self.name),
-            tag: M::TAG,
-            body: &body,
-        }
-        .encode(&mut envelope);
+        let hint = self.size_hint.load(Ordering::Relaxed);
+        let mut envelope = Vec::with_capacity(hint.max(64) + self.name.len() + M::TAG.len() + 16);
+        encode_request(
+            &mut envelope,
+            None,
+            Target::Name(&self.name),
+            M::TAG,
+            |out| write_body(out, msg, &self.size_hint),
+        )?;
         Ok(envelope)
     }
+}
+
+/// Serializes `msg` at the end of `out` and remembers its size, so the
+/// next buffer of this handle is allocated once at the right size.
+fn write_body<M: RemoteMessage>(
+    out: &mut Vec<u8>,
+    msg: &M,
+    hint: &AtomicUsize,
+) -> Result<(), String> {
+    let start = out.len();
+    rmp_serde::encode::write(out, msg).map_err(|e| e.to_string())?;
+    hint.store(out.len() - start, Ordering::Relaxed);
+    Ok(())
 }

@@ -242,6 +242,54 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// Appends a tell (`correlation` is `None`) or an ask whose body
+/// `write_body` writes straight into `out`, so a message is encoded once,
+/// with no intermediate buffer. The body is framed as a 32-bit binary.
+///
+/// # Errors
+///
+/// Whatever `write_body` returns, or a message if the body exceeds 4 GiB;
+/// `out` is then restored to its previous length.
+pub fn encode_request(
+    out: &mut Vec<u8>,
+    correlation: Option<u64>,
+    to: Target<'_>,
+    tag: &str,
+    write_body: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+) -> Result<(), String> {
+    let start = out.len();
+    match correlation {
+        None => {
+            codec::write_array_len(out, 4);
+            codec::write_u64(out, KIND_TELL);
+        }
+        Some(correlation) => {
+            codec::write_array_len(out, 5);
+            codec::write_u64(out, KIND_ASK);
+            codec::write_u64(out, correlation);
+        }
+    }
+    write_target(out, &to);
+    codec::write_str(out, tag);
+    out.extend_from_slice(&[0xc6, 0, 0, 0, 0]);
+    let body_start = out.len();
+    let result = write_body(out).and_then(|()| {
+        u32::try_from(out.len() - body_start).map_err(|_| "message body exceeds 4 GiB".to_owned())
+    });
+    match result {
+        Ok(len) => {
+            if let Some(slot) = out.get_mut(body_start - 4..body_start) {
+                slot.copy_from_slice(&len.to_be_bytes());
+            }
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// Starts a batch in `out` whose elements the caller appends as encoded
 /// envelopes; returns the position to pass to [`finish_batch`].
 pub fn begin_batch(out: &mut Vec<u8>) -> usize {
@@ -412,6 +460,28 @@ mod tests {
                 body: &[0xff]
             }
         );
+    }
+
+    #[test]
+    fn request_encoded_in_place_decodes_like_a_normal_one() {
+        let mut out = vec![0xee];
+        encode_request(&mut out, Some(9), Target::Name("a"), "t", |out| {
+            out.extend_from_slice(&[1, 2, 3]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            Envelope::decode(&out[1..]).unwrap(),
+            Envelope::Ask {
+                correlation: 9,
+                to: Target::Name("a"),
+                tag: "t",
+                body: &[1, 2, 3]
+            }
+        );
+        let mut out = vec![0xee];
+        encode_request(&mut out, None, Target::Id(3), "t", |_| Err("no".into())).unwrap_err();
+        assert_eq!(out, vec![0xee], "a failed body leaves the buffer as it was");
     }
 
     #[test]

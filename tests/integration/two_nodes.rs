@@ -238,3 +238,87 @@ async fn simultaneous_dials_leave_one_link_on_each_side() {
     let adder = b.remote::<Adder>(a.id(), "adder");
     assert_eq!(adder.send(Add { a: 1, b: 2 }).await.unwrap(), 3);
 }
+
+/// A message whose handler blocks its node's thread until the test lets go:
+/// a consumer that stops reading.
+#[derive(Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+struct Block {
+    #[serde(with = "serde_bytes")]
+    pad: Vec<u8>,
+}
+swarm::remote_message!(Block => "test.Block");
+
+struct Blocker {
+    gate: std::sync::mpsc::Receiver<()>,
+    handled: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+impl Actor for Blocker {
+    type Context = Context<Self>;
+}
+impl Handler<Block> for Blocker {
+    type Result = ();
+    fn handle(&mut self, _: Block, _: &mut Context<Self>) {
+        if self
+            .handled
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            let _ = self.gate.recv();
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn tells_to_a_stalled_node_push_back_instead_of_buffering_without_bound() {
+    let ca = swarm::credentials::Throwaway::new("test");
+    let mut a_config = crate::util::config(&ca, "a");
+    a_config.link_queue_bytes = 1 << 20;
+    let a = crate::util::start(a_config).await;
+    let b = crate::util::start(crate::util::config(&ca, "b")).await;
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel();
+    let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (node_b, counter) = (b.node.clone(), handled.clone());
+    crate::util::on(&b.arbiter, move || {
+        let blocker = Blocker {
+            gate: gate_rx,
+            handled: counter,
+        }
+        .start();
+        node_b
+            .expose("blocker", blocker)
+            .accept::<Block>()
+            .finish()
+            .unwrap();
+    })
+    .await;
+    a.node.connect(b.node.listen_addr()).await.unwrap();
+    let blocker = a.node.remote::<Blocker>(b.node.id(), "blocker");
+    let mut accepted = 0u64;
+    let full = loop {
+        match blocker.try_tell(Block {
+            pad: vec![0; 64 * 1024],
+        }) {
+            Ok(()) => accepted += 1,
+            Err(TellError::Full(msg)) => break msg,
+            Err(e) => panic!("unexpected {e}"),
+        }
+        assert!(accepted < 100_000, "try_tell never pushed back");
+        // Let the writer drain what the socket takes.
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(full.pad.len(), 64 * 1024, "the message comes back");
+    // Bounded by the 1 MiB queue plus what the kernel's socket buffers hold.
+    assert!(
+        accepted * 64 * 1024 < 256 << 20,
+        "accepted {accepted} messages"
+    );
+    gate_tx.send(()).unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            handled.load(std::sync::atomic::Ordering::SeqCst) == accepted
+        })
+        .await,
+        "every accepted tell is delivered once the consumer resumes"
+    );
+}

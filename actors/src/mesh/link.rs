@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
+use swarm_protocol::envelope::encode_request;
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
 use swarm_protocol::{
     decode_frame, Control, Decoded, Envelope, NodeId, Packer, Reassembler, RecvCipher, RemoteError,
@@ -25,7 +26,7 @@ use swarm_protocol::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::error::{AskError, CloseReason};
@@ -57,8 +58,8 @@ pub(crate) struct LinkShared {
     pub(crate) established_at: Instant,
     /// The socket's remote address.
     pub(crate) remote_addr: std::net::SocketAddr,
-    /// Encoded envelopes for the writer; bounded, so tells push back.
-    tx: mpsc::Sender<Vec<u8>>,
+    /// Encoded envelopes for the writer, bounded in bytes so tells push back.
+    outbox: Outbox,
     /// Asks waiting for their reply, by correlation.
     pending: DashMap<u64, ReplySender>,
     /// The next correlation id.
@@ -72,12 +73,14 @@ impl LinkHandle {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Sends an ask and waits for its reply until `deadline`.
+    /// Sends an ask whose body `write_body` encodes (`size_hint` bytes
+    /// expected) and waits for its reply until `deadline`.
     pub(crate) async fn ask(
         &self,
         to: &str,
         tag: &str,
-        body: &[u8],
+        size_hint: usize,
+        write_body: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
         deadline: tokio::time::Instant,
         timeout: Duration,
     ) -> Result<Vec<u8>, AskError> {
@@ -85,16 +88,19 @@ impl LinkHandle {
         let correlation = s.next_correlation.fetch_add(1, Ordering::Relaxed);
         let (reply_tx, reply_rx) = oneshot::channel();
         s.pending.insert(correlation, reply_tx);
-        let mut buf = Vec::with_capacity(body.len() + to.len() + tag.len() + 24);
-        Envelope::Ask {
-            correlation,
-            to: Target::Name(to),
+        let mut buf = Vec::with_capacity(size_hint.max(64) + to.len() + tag.len() + 24);
+        if let Err(reason) = encode_request(
+            &mut buf,
+            Some(correlation),
+            Target::Name(to),
             tag,
-            body,
+            write_body,
+        ) {
+            s.pending.remove(&correlation);
+            return Err(AskError::Encode { reason });
         }
-        .encode(&mut buf);
         let down = AskError::LinkDown { node: s.peer };
-        let queued = tokio::time::timeout_at(deadline, s.tx.send(buf)).await;
+        let queued = tokio::time::timeout_at(deadline, s.outbox.send(buf)).await;
         match queued {
             Ok(Ok(())) if !self.is_closed() => {}
             Ok(_) => {
@@ -122,7 +128,7 @@ impl LinkHandle {
         if self.is_closed() {
             return Err(envelope);
         }
-        self.shared.tx.send(envelope).await.map_err(|e| e.0)
+        self.shared.outbox.send(envelope).await
     }
 
     /// Queues an encoded envelope if there is space.
@@ -133,8 +139,96 @@ impl LinkHandle {
         if self.is_closed() {
             return Err(mpsc::error::TrySendError::Closed(envelope));
         }
-        self.shared.tx.try_send(envelope)
+        self.shared.outbox.try_send(envelope)
     }
+}
+
+/// The writer's queue: unbounded in count but bounded in bytes by a
+/// semaphore whose permits the writer returns once bytes reach the socket.
+pub(crate) struct Outbox {
+    /// Envelopes for the writer.
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    /// Permits = bytes that may still be queued.
+    budget: Arc<Semaphore>,
+    /// The budget's size; an envelope costs at most this much.
+    limit: usize,
+}
+
+impl Outbox {
+    fn new(limit: usize) -> (Self, mpsc::UnboundedReceiver<Vec<u8>>, Budget) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let limit = limit.clamp(1, u32::MAX as usize);
+        let budget = Arc::new(Semaphore::new(limit));
+        let returns = Budget {
+            budget: Arc::clone(&budget),
+            limit,
+        };
+        (Self { tx, budget, limit }, rx, returns)
+    }
+
+    fn cost(&self, envelope: &[u8]) -> u32 {
+        cost(envelope.len(), self.limit)
+    }
+
+    /// Queues, waiting for budget.
+    async fn send(&self, envelope: Vec<u8>) -> Result<(), Vec<u8>> {
+        let cost = self.cost(&envelope);
+        match self.budget.acquire_many(cost).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(envelope),
+        }
+        self.tx.send(envelope).map_err(|e| {
+            self.budget.add_permits(cost as usize);
+            e.0
+        })
+    }
+
+    /// Queues if the budget allows it now.
+    fn try_send(&self, envelope: Vec<u8>) -> Result<(), mpsc::error::TrySendError<Vec<u8>>> {
+        let cost = self.cost(&envelope);
+        match self.budget.try_acquire_many(cost) {
+            Ok(permit) => permit.forget(),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                return Err(mpsc::error::TrySendError::Full(envelope))
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => {
+                return Err(mpsc::error::TrySendError::Closed(envelope))
+            }
+        }
+        self.tx.send(envelope).map_err(|e| {
+            self.budget.add_permits(cost as usize);
+            mpsc::error::TrySendError::Closed(e.0)
+        })
+    }
+
+    /// Wakes every waiting sender with an error.
+    fn close(&self) {
+        self.budget.close();
+    }
+}
+
+/// The writer's side of the budget: returns permits for written bytes.
+struct Budget {
+    budget: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl Budget {
+    fn cost(&self, envelope: &[u8]) -> usize {
+        cost(envelope.len(), self.limit) as usize
+    }
+
+    fn release(&self, permits: usize) {
+        if permits > 0 {
+            self.budget.add_permits(permits);
+        }
+    }
+}
+
+fn cost(len: usize, limit: usize) -> u32 {
+    // Every envelope costs at least one permit; one larger than the whole
+    // budget takes all of it (and so travels alone).
+    len.clamp(1, limit) as u32
 }
 
 /// Everything needed to start a link once its handshake is done.
@@ -154,9 +248,9 @@ pub(crate) fn new_handle(
     peer_roles: Vec<String>,
     initiator: NodeId,
     remote_addr: std::net::SocketAddr,
-    queue: usize,
-) -> (LinkHandle, mpsc::Receiver<Vec<u8>>) {
-    let (tx, rx) = mpsc::channel(queue.max(1));
+    queue_bytes: usize,
+) -> (LinkHandle, Queue) {
+    let (outbox, rx, budget) = Outbox::new(queue_bytes);
     let shared = Arc::new(LinkShared {
         id,
         peer,
@@ -165,12 +259,18 @@ pub(crate) fn new_handle(
         initiator,
         established_at: Instant::now(),
         remote_addr,
-        tx,
+        outbox,
         pending: DashMap::new(),
         next_correlation: AtomicU64::new(1),
         closed: AtomicBool::new(false),
     });
-    (LinkHandle { shared }, rx)
+    (LinkHandle { shared }, Queue { rx, budget })
+}
+
+/// The receiving end of a link's outbox, for its writer.
+pub(crate) struct Queue {
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    budget: Budget,
 }
 
 /// The actor owning one connection.
@@ -182,7 +282,7 @@ pub(crate) struct Link {
     /// Told when this link stops.
     router: Addr<Router>,
     /// Consumed by `started`.
-    parts: Option<(LinkParts, mpsc::Receiver<Vec<u8>>)>,
+    parts: Option<(LinkParts, Queue)>,
     /// The reader and writer tasks, aborted when the link stops.
     tasks: Vec<JoinHandle<()>>,
     /// Timestamps the tasks update and the heartbeat reads.
@@ -206,7 +306,7 @@ pub(crate) struct Close(pub(crate) CloseReason);
 impl Link {
     pub(crate) fn new(
         handle: LinkHandle,
-        rx: mpsc::Receiver<Vec<u8>>,
+        rx: Queue,
         parts: LinkParts,
         core: Arc<Core>,
         router: Addr<Router>,
@@ -291,6 +391,7 @@ impl Actor for Link {
         // Order matters: mark closed first, so an ask registered after the
         // clear sees the flag and fails instead of waiting for its timeout.
         s.closed.store(true, Ordering::Release);
+        s.outbox.close();
         s.pending.clear();
         for task in self.tasks.drain(..) {
             task.abort();
@@ -448,7 +549,10 @@ impl Reader {
                 }
             }
             Envelope::Control(Control::Ping { nonce }) => {
-                let _ = self.shared.tx.try_send(encoded(Control::Pong { nonce }));
+                let _ = self
+                    .shared
+                    .outbox
+                    .try_send(encoded(Control::Pong { nonce }));
             }
             Envelope::Control(Control::Goodbye { reason }) => {
                 return Err(CloseReason::Goodbye(reason));
@@ -488,23 +592,29 @@ async fn reply(shared: &LinkShared, correlation: u64, result: Result<Vec<u8>, Re
         result: result.as_deref().map_err(Clone::clone),
     }
     .encode(&mut buf);
-    let _ = shared.tx.send(buf).await;
+    let _ = shared.outbox.send(buf).await;
 }
 
-/// The write half: drains the queue, packs, seals, writes once per batch.
+/// Bytes sealed before they are written, so a burst of large envelopes is
+/// written (and its budget returned) piece by piece.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+/// The write half: drains the queue, packs, seals, writes once per batch
+/// (or per [`WRITE_CHUNK`] for large ones).
 async fn write_loop(
     mut write: OwnedWriteHalf,
     mut cipher: SendCipher,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    queue: Queue,
     activity: Rc<Activity>,
 ) -> CloseReason {
+    let Queue { mut rx, budget } = queue;
     let mut packer = Packer::new();
     let heartbeats = [
         encoded(Control::Ping { nonce: 0 }),
         encoded(Control::Pong { nonce: 0 }),
     ];
     let mut queued = Vec::with_capacity(1024);
-    let mut out = Vec::with_capacity(256 * 1024);
+    let mut out = Vec::with_capacity(WRITE_CHUNK + MAX_NOISE_MESSAGE);
     loop {
         if rx.recv_many(&mut queued, 1024).await == 0 {
             return CloseReason::Local("link handle dropped".into());
@@ -512,22 +622,33 @@ async fn write_loop(
         if queued.iter().any(|e| !heartbeats.contains(e)) {
             activity.last_user.set(Instant::now());
         }
-        let mut seal = |record: &[u8]| cipher.seal_frame(record, &mut out);
+        let mut unreleased = 0;
         for envelope in queued.drain(..) {
-            if let Err(e) = packer.push(&envelope, &mut seal) {
+            unreleased += budget.cost(&envelope);
+            if let Err(e) = packer.push(&envelope, &mut |r| cipher.seal_frame(r, &mut out)) {
                 return CloseReason::Local(format!("cannot seal: {e}"));
             }
+            if out.len() >= WRITE_CHUNK {
+                if let Err(e) = write.write_all(&out).await {
+                    return CloseReason::Io(e.to_string());
+                }
+                out.clear();
+                budget.release(std::mem::take(&mut unreleased));
+            }
         }
-        if let Err(e) = packer.flush(&mut seal) {
+        if let Err(e) = packer.flush(&mut |r| cipher.seal_frame(r, &mut out)) {
             return CloseReason::Local(format!("cannot seal: {e}"));
         }
-        if let Err(e) = write.write_all(&out).await {
-            return CloseReason::Io(e.to_string());
+        if !out.is_empty() {
+            if let Err(e) = write.write_all(&out).await {
+                return CloseReason::Io(e.to_string());
+            }
+            out.clear();
         }
+        budget.release(unreleased);
         activity.last_tx.set(Instant::now());
-        out.clear();
-        if out.capacity() > 4 << 20 {
-            out.shrink_to(256 * 1024);
+        if out.capacity() > 4 * WRITE_CHUNK {
+            out.shrink_to(WRITE_CHUNK + MAX_NOISE_MESSAGE);
         }
     }
 }

@@ -135,7 +135,7 @@ impl Router {
             body.roles.clone(),
             initiator,
             remote,
-            self.core.config.link_queue,
+            self.core.config.link_queue_bytes,
         );
         let parts = LinkParts {
             stream,
