@@ -34,10 +34,16 @@ pub fn bench_envelope(c: &mut Criterion) {
             let mut out = Vec::with_capacity(size + 64);
             b.iter(|| {
                 out.clear();
-                encode_request(&mut out, Some(7), Target::Name("adder"), "example.Add", |o| {
-                    o.extend_from_slice(body);
-                    Ok(())
-                })
+                encode_request(
+                    &mut out,
+                    Some(7),
+                    Target::Name("adder"),
+                    "example.Add",
+                    |o| {
+                        o.extend_from_slice(body);
+                        Ok(())
+                    },
+                )
                 .unwrap();
                 black_box(&out);
             })
@@ -47,8 +53,13 @@ pub fn bench_envelope(c: &mut Criterion) {
     let mut group = c.benchmark_group("envelope/decode");
     for size in SIZES {
         let mut wire = Vec::new();
-        Envelope::Ask { correlation: 7, to: Target::Name("adder"), tag: "example.Add", body: &vec![3u8; size] }
-            .encode(&mut wire);
+        Envelope::Ask {
+            correlation: 7,
+            to: Target::Name("adder"),
+            tag: "example.Add",
+            body: &vec![3u8; size],
+        }
+        .encode(&mut wire);
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &wire, |b, wire| {
             b.iter(|| Envelope::decode(black_box(wire)).unwrap())
@@ -61,7 +72,12 @@ pub fn bench_pack(c: &mut Criterion) {
     let mut group = c.benchmark_group("record/pack_batch_of_64");
     for size in [64, 1024] {
         let mut env = Vec::new();
-        Envelope::Tell { to: Target::Name("counter"), tag: "demo.Bump", body: &vec![0u8; size] }.encode(&mut env);
+        Envelope::Tell {
+            to: Target::Name("counter"),
+            tag: "demo.Bump",
+            body: &vec![0u8; size],
+        }
+        .encode(&mut env);
         group.throughput(Throughput::Bytes((size * 64) as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &env, |b, env| {
             let mut packer = Packer::new();

@@ -49,7 +49,10 @@ impl Handler<Ping> for Ponger {
     type Result = MessageResult<Ping>;
 
     fn handle(&mut self, ping: Ping, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(Pong { n: ping.n + 1, from: self.name.clone() })
+        MessageResult(Pong {
+            n: ping.n + 1,
+            from: self.name.clone(),
+        })
     }
 }
 
@@ -65,7 +68,8 @@ impl Handler<Note> for Ponger {
 async fn main() -> anyhow::Result<()> {
     // A throw-away CA and join secret; real clusters use `swarm ca init`.
     let ca = Throwaway::new("example");
-    let config = |name: &str| MeshConfig::new("127.0.0.1:0".parse().unwrap(), ca.node(name, &["worker"]));
+    let config =
+        |name: &str| MeshConfig::new("127.0.0.1:0".parse().unwrap(), ca.node(name, &["worker"]));
 
     // Start two nodes, each on its own thread (arbiter).
     let (left_thread, right_thread) = (Arbiter::new(), Arbiter::new());
@@ -77,8 +81,17 @@ async fn main() -> anyhow::Result<()> {
     let exposed = right.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     right_thread.spawn_fn(move || {
-        let ponger = Ponger { name: exposed.name().to_owned() }.start();
-        let _ = tx.send(exposed.expose("ponger", ponger).accept::<Ping>().accept::<Note>().finish());
+        let ponger = Ponger {
+            name: exposed.name().to_owned(),
+        }
+        .start();
+        let _ = tx.send(
+            exposed
+                .expose("ponger", ponger)
+                .accept::<Ping>()
+                .accept::<Note>()
+                .finish(),
+        );
     });
     rx.await??;
 
@@ -90,7 +103,10 @@ async fn main() -> anyhow::Result<()> {
         let pong = ponger.send(Ping { n }).await?;
         println!("ping {n} -> pong {} from {}", pong.n, pong.from);
     }
-    ponger.tell(Note("hello from left".into())).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    ponger
+        .tell(Note("hello from left".into()))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     // An ask after the tell returns after it: per-pair order.
     ponger.send(Ping { n: 99 }).await?;
 

@@ -32,7 +32,7 @@
 //! - [`credentials`]: CA, join secret, node keys and certificates on disk; throw-away CAs.
 //! - [`local`]: a local cluster of child node processes (`swarm demo`, tests).
 //! - [`demo`]: the demo workload used by `swarm demo`, the examples and the benches.
-//! - [`bench`]: the cluster benchmark behind `swarm bench link`.
+//! - [`bench`](mod@bench): the cluster benchmark behind `swarm bench link`.
 //! - Re-exports of `swarm-actors` (runtime) and `swarm-protocol` (wire format).
 
 #![warn(missing_docs, unreachable_pub)]
