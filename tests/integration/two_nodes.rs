@@ -241,7 +241,7 @@ async fn simultaneous_dials_leave_one_link_on_each_side() {
 
 /// A message whose handler blocks its node's thread until the test lets go:
 /// a consumer that stops reading.
-#[derive(Serialize, Deserialize, Message)]
+#[derive(Debug, Serialize, Deserialize, Message)]
 #[rtype(result = "()")]
 struct Block {
     #[serde(with = "serde_bytes")]
@@ -321,4 +321,72 @@ async fn tells_to_a_stalled_node_push_back_instead_of_buffering_without_bound() 
         .await,
         "every accepted tell is delivered once the consumer resumes"
     );
+}
+
+#[actix_rt::test]
+async fn ask_to_a_hung_node_fails_with_link_down_at_the_heartbeat_timeout() {
+    let ca = swarm::credentials::Throwaway::new("test");
+    let mut a_config = crate::util::config(&ca, "a");
+    a_config.heartbeat_interval = Duration::from_millis(100);
+    a_config.heartbeat_timeout = Duration::from_millis(600);
+    let a = crate::util::start(a_config).await;
+    let b = crate::util::start(crate::util::config(&ca, "b")).await;
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel();
+    let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (node_b, counter) = (b.node.clone(), handled.clone());
+    crate::util::on(&b.arbiter, move || {
+        let blocker = Blocker {
+            gate: gate_rx,
+            handled: counter,
+        }
+        .start();
+        node_b
+            .expose("blocker", blocker)
+            .accept::<Block>()
+            .finish()
+            .unwrap();
+    })
+    .await;
+    a.node.connect(b.node.listen_addr()).await.unwrap();
+    // Freeze b's thread: its socket stays open but nothing answers.
+    let blocker = a.node.remote::<Blocker>(b.node.id(), "blocker");
+    blocker.tell(Block { pad: Vec::new() }).await.unwrap();
+    let started = Instant::now();
+    let result = blocker
+        .send_timeout(Block { pad: Vec::new() }, Duration::from_secs(30))
+        .await;
+    assert_eq!(result, Err(AskError::LinkDown { node: b.node.id() }));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    let failed = || async { a.node.stats().links_failed >= 1 };
+    assert!(
+        eventually(Duration::from_secs(5), failed).await,
+        "counted as a failed link"
+    );
+    gate_tx.send(()).unwrap();
+}
+
+#[actix_rt::test]
+async fn idle_link_is_closed_and_redialed_on_next_use() {
+    let ca = swarm::credentials::Throwaway::new("test");
+    let mut a_config = crate::util::config(&ca, "a");
+    a_config.heartbeat_interval = Duration::from_millis(50);
+    a_config.idle_timeout = Duration::from_millis(300);
+    let a = crate::util::start(a_config).await;
+    let b = crate::util::start(crate::util::config(&ca, "b")).await;
+    let (a, b) = (&a.node, &b.node);
+    a.connect(b.listen_addr()).await.unwrap();
+    let adder = a.remote::<Adder>(b.id(), "adder");
+    assert_eq!(adder.send(Add { a: 1, b: 2 }).await.unwrap(), 3);
+    assert!(
+        eventually(Duration::from_secs(5), || async { a.peers().is_empty() }).await,
+        "idle link closed"
+    );
+    assert!(eventually(Duration::from_secs(5), || async { b.peers().is_empty() }).await);
+    // The next ask dials again, using the address learned in the handshake.
+    assert_eq!(adder.send(Add { a: 2, b: 2 }).await.unwrap(), 4);
+    assert_eq!(a.peers().len(), 1);
 }
