@@ -159,10 +159,7 @@ pub enum CloseReason {
     /// The peer sent a bad frame.
     #[error("bad frame: {0}")]
     Frame(#[from] swarm_protocol::FrameError),
-    /// A transport message failed authentication.
-    #[error("transport message failed authentication")]
-    Decrypt,
-    /// The peer broke the record rules.
+    /// The peer broke the record rules, or a message failed authentication.
     #[error("bad record: {0}")]
     Record(#[from] swarm_protocol::RecordError),
     /// The peer sent an undecodable envelope.

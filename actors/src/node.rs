@@ -41,6 +41,8 @@ pub(crate) struct Core {
     pub(crate) handshake: Arc<HandshakeConfig>,
     /// Registered actors by name.
     pub(crate) directory: DashMap<String, Arc<dyn Dispatch>>,
+    /// Bumped on every change of `directory`, so readers may cache lookups.
+    pub(crate) generation: AtomicU64,
     /// Live links by peer; written only by the Router, read by senders.
     pub(crate) links: DashMap<NodeId, LinkHandle>,
     /// Peer names (from certificates) to ids.
@@ -142,6 +144,7 @@ impl Node {
             handshake: Arc::new(config.handshake.clone()),
             config,
             directory: DashMap::new(),
+            generation: AtomicU64::new(0),
             links: DashMap::new(),
             names: DashMap::new(),
             stats: Stats::default(),
@@ -223,7 +226,9 @@ impl Node {
     /// Removes a registration; later messages to the name fail with
     /// `NoSuchActor`. Returns whether the name was registered.
     pub fn unexpose(&self, name: &str) -> bool {
-        self.core.directory.remove(name).is_some()
+        let removed = self.core.directory.remove(name).is_some();
+        self.core.generation.fetch_add(1, Ordering::AcqRel);
+        removed
     }
 
     /// Dials `addr` (or reuses an existing link to it) and returns who answered.
@@ -349,6 +354,7 @@ impl<A: Actor<Context = Context<A>>> Exposure<A> {
             }),
             Slot::Vacant(slot) => {
                 slot.insert(Arc::new(self.entry));
+                self.node.core.generation.fetch_add(1, Ordering::AcqRel);
                 Ok(())
             }
         }

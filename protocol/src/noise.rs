@@ -543,17 +543,34 @@ impl RecvCipher {
         frame_payload: &[u8],
         buf: &'b mut Vec<u8>,
     ) -> Result<&'b [u8], CipherError> {
+        buf.clear();
+        buf.resize(frame_payload.len(), 0);
+        let len = self.open_into(frame_payload, buf)?;
+        Ok(buf.get(..len).unwrap_or_default())
+    }
+
+    /// Decrypts one frame payload into `out`, returning the plaintext
+    /// length. `out` SHOULD be at least as long as `frame_payload` (tag
+    /// included): then the cipher works in place without allocating.
+    ///
+    /// # Errors
+    ///
+    /// [`CipherError::Decrypt`] if authentication fails or `out` is too
+    /// short (the link MUST close).
+    pub fn open_into(
+        &mut self,
+        frame_payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, CipherError> {
         if self.nonce == u64::MAX {
             return Err(CipherError::NonceExhausted);
         }
-        buf.clear();
-        buf.resize(frame_payload.len(), 0);
         let len = self
             .state
-            .read_message(self.nonce, frame_payload, buf)
+            .read_message(self.nonce, frame_payload, out)
             .map_err(|_| CipherError::Decrypt)?;
         self.nonce += 1;
-        Ok(buf.get(..len).unwrap_or_default())
+        Ok(len)
     }
 }
 

@@ -1,11 +1,15 @@
 //! Records: what one decrypted Noise transport message holds. A record is a
 //! welcome (the responder's confirmation that the handshake was accepted),
-//! one envelope (possibly a batch), or a chunk of an envelope too large for
-//! one Noise message. [`Packer`] builds records on the sending side and
+//! one envelope (possibly a batch), or the first chunk of an envelope too
+//! large for one Noise message, announcing its total length. Until that
+//! total is reached, every following message is raw continuation data with
+//! no header, so large envelopes are sealed from, and opened into, their
+//! final buffers without extra copies. [`Packer`] builds records on the sending side and
 //! [`Reassembler`] turns them back into envelopes, with a bound on the size
 //! of a reassembled envelope that is checked before anything is allocated.
 
 use crate::envelope::{begin_batch, finish_batch, BATCH_HEADER_LEN};
+use crate::noise::RecvCipher;
 
 /// The largest Noise transport message (the Noise limit).
 pub const MAX_NOISE_MESSAGE: usize = 65_535;
@@ -17,7 +21,6 @@ pub const MAX_RECORD: usize = MAX_NOISE_MESSAGE - TAG_LEN;
 const KIND_WELCOME: u8 = 0;
 const KIND_ENVELOPE: u8 = 1;
 const KIND_CHUNK_FIRST: u8 = 2;
-const KIND_CHUNK_NEXT: u8 = 3;
 /// Bytes before the data of a first chunk: kind and u32 total length.
 const CHUNK_FIRST_HEADER: usize = 5;
 
@@ -39,14 +42,16 @@ pub enum RecordError {
         /// The configured limit.
         max: usize,
     },
-    /// Chunks did not follow the rules: a continuation without a start, a
-    /// new envelope before the previous one was complete, more data than
-    /// announced, or a first chunk too short to need chunking.
+    /// Chunks did not follow the rules: more data than announced, an empty
+    /// continuation, or a first chunk too short to need chunking.
     #[error("chunk sequence violated: {reason}")]
     Sequence {
         /// Which rule was broken.
         reason: &'static str,
     },
+    /// A transport message failed authentication.
+    #[error("transport message failed authentication")]
+    Decrypt,
 }
 
 /// A decoded record.
@@ -63,12 +68,11 @@ pub enum Record<'a> {
         /// This chunk's data.
         data: &'a [u8],
     },
-    /// A later part of a chunked envelope.
-    ChunkNext(&'a [u8]),
 }
 
 impl<'a> Record<'a> {
-    /// Decodes one record from a decrypted transport message.
+    /// Decodes one record from a decrypted transport message (outside a
+    /// chunked envelope; inside one, messages are raw data).
     ///
     /// # Errors
     ///
@@ -93,7 +97,6 @@ impl<'a> Record<'a> {
                     data,
                 })
             }
-            KIND_CHUNK_NEXT => Ok(Record::ChunkNext(rest)),
             kind => Err(RecordError::UnknownKind { kind: Some(kind) }),
         }
     }
@@ -141,35 +144,68 @@ impl Reassembler {
         }
     }
 
-    /// Takes one record's plaintext; returns an envelope when one is complete.
+    /// True while a chunked envelope is incomplete: the next message is
+    /// continuation data.
+    pub fn in_chunk(&self) -> bool {
+        self.partial.is_some()
+    }
+
+    /// Decrypts one frame payload with `cipher` and returns an envelope
+    /// when one is complete. Continuation data is decrypted straight into
+    /// the envelope's buffer; other records go through `scratch`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecordError::Decrypt`] if authentication fails, otherwise as
+    /// [`Reassembler::handle_record`]. The link MUST be closed after an error.
+    pub fn handle_frame<'s>(
+        &mut self,
+        cipher: &mut RecvCipher,
+        payload: &[u8],
+        scratch: &'s mut Vec<u8>,
+    ) -> Result<Option<Assembled<'s>>, RecordError> {
+        let Some((buf, total)) = self.partial.as_mut() else {
+            let plain = cipher
+                .open(payload, scratch)
+                .map_err(|_| RecordError::Decrypt)?;
+            return self.handle_record(plain);
+        };
+        let len = payload.len().saturating_sub(TAG_LEN);
+        check_continuation(len, *total - buf.len())?;
+        let start = buf.len();
+        // Room for the tag too, so the cipher decrypts in place without a copy.
+        buf.resize(start + payload.len(), 0);
+        let opened = cipher.open_into(payload, buf.get_mut(start..).unwrap_or_default());
+        match opened {
+            Ok(n) => buf.truncate(start + n),
+            Err(_) => return Err(RecordError::Decrypt),
+        }
+        Ok(self.take_if_complete())
+    }
+
+    /// Takes one record's plaintext (or continuation data, inside a chunked
+    /// envelope); returns an envelope when one is complete.
     ///
     /// # Errors
     ///
     /// [`RecordError`] when the record is malformed, breaks the chunk
-    /// sequence, or announces an envelope over the limit. The link MUST be
+    /// rules, or announces an envelope over the limit. The link MUST be
     /// closed after an error.
     pub fn handle_record<'a>(
         &mut self,
         plain: &'a [u8],
     ) -> Result<Option<Assembled<'a>>, RecordError> {
+        if let Some((buf, total)) = self.partial.as_mut() {
+            check_continuation(plain.len(), *total - buf.len())?;
+            buf.extend_from_slice(plain);
+            return Ok(self.take_if_complete());
+        }
         match Record::decode(plain)? {
             Record::Welcome => Err(RecordError::Sequence {
                 reason: "welcome after the handshake",
             }),
-            Record::Envelope(bytes) => {
-                if self.partial.is_some() {
-                    return Err(RecordError::Sequence {
-                        reason: "envelope inside a chunked envelope",
-                    });
-                }
-                Ok(Some(Assembled::Borrowed(bytes)))
-            }
+            Record::Envelope(bytes) => Ok(Some(Assembled::Borrowed(bytes))),
             Record::ChunkFirst { total, data } => {
-                if self.partial.is_some() {
-                    return Err(RecordError::Sequence {
-                        reason: "new chunked envelope before the previous one ended",
-                    });
-                }
                 if total > self.max_envelope {
                     return Err(RecordError::TooLarge {
                         total,
@@ -184,33 +220,34 @@ impl Reassembler {
                 // Grow with the data actually received, not with the announcement.
                 let mut buf = Vec::with_capacity(total.min(1 << 20));
                 buf.extend_from_slice(data);
-                if buf.len() == total {
-                    return Ok(Some(Assembled::Owned(buf)));
-                }
                 self.partial = Some((buf, total));
-                Ok(None)
-            }
-            Record::ChunkNext(data) => {
-                let Some((mut buf, total)) = self.partial.take() else {
-                    return Err(RecordError::Sequence {
-                        reason: "continuation without a first chunk",
-                    });
-                };
-                if data.len() > total - buf.len() {
-                    return Err(RecordError::Sequence {
-                        reason: "more data than announced",
-                    });
-                }
-                buf.extend_from_slice(data);
-                if buf.len() == total {
-                    Ok(Some(Assembled::Owned(buf)))
-                } else {
-                    self.partial = Some((buf, total));
-                    Ok(None)
-                }
+                Ok(self.take_if_complete())
             }
         }
     }
+
+    fn take_if_complete<'a>(&mut self) -> Option<Assembled<'a>> {
+        match &self.partial {
+            Some((buf, total)) if buf.len() == *total => {
+                self.partial.take().map(|(buf, _)| Assembled::Owned(buf))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn check_continuation(len: usize, room: usize) -> Result<(), RecordError> {
+    if len == 0 {
+        return Err(RecordError::Sequence {
+            reason: "empty continuation",
+        });
+    }
+    if len > room {
+        return Err(RecordError::Sequence {
+            reason: "more data than announced",
+        });
+    }
+    Ok(())
 }
 
 /// Packs encoded envelopes into records: queued envelopes share one record
@@ -314,12 +351,10 @@ impl Packer {
         self.scratch.extend_from_slice(&total.to_be_bytes());
         self.scratch.extend_from_slice(first);
         emit(&self.scratch)?;
+        // Continuations are raw data: sealed straight from the envelope.
         while !rest.is_empty() {
-            let (part, tail) = rest.split_at(rest.len().min(MAX_RECORD - 1));
-            self.scratch.clear();
-            self.scratch.push(KIND_CHUNK_NEXT);
-            self.scratch.extend_from_slice(part);
-            emit(&self.scratch)?;
+            let (part, tail) = rest.split_at(rest.len().min(MAX_RECORD));
+            emit(part)?;
             rest = tail;
         }
         Ok(())
@@ -431,22 +466,29 @@ mod tests {
     }
 
     #[test]
-    fn continuation_without_first_chunk_is_rejected() {
+    fn continuation_beyond_announced_total_is_rejected() {
+        let env = tell(&vec![0; 100_000]);
+        let records = pack_all(std::slice::from_ref(&env));
         let mut r = Reassembler::new(1 << 20);
+        r.handle_record(&records[0]).unwrap();
+        assert!(r.in_chunk());
+        let too_much = vec![0u8; 100_001 - records[0].len() + 16];
         assert!(matches!(
-            r.handle_record(&[KIND_CHUNK_NEXT, 1, 2]),
-            Err(RecordError::Sequence { .. })
+            r.handle_record(&too_much),
+            Err(RecordError::Sequence {
+                reason: "more data than announced"
+            })
         ));
     }
 
     #[test]
-    fn envelope_inside_chunk_sequence_is_rejected() {
+    fn empty_continuation_is_rejected() {
         let env = tell(&vec![0; 100_000]);
         let records = pack_all(std::slice::from_ref(&env));
         let mut r = Reassembler::new(1 << 20);
         r.handle_record(&records[0]).unwrap();
         assert!(matches!(
-            r.handle_record(&[KIND_ENVELOPE, 0x90]),
+            r.handle_record(&[]),
             Err(RecordError::Sequence { .. })
         ));
     }

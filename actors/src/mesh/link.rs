@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
+use crate::directory::Dispatch;
 use crate::error::{AskError, CloseReason};
 use crate::mesh::router::{LinkClosed, Router};
 use crate::node::Core;
@@ -371,6 +372,7 @@ impl Actor for Link {
             activity: Rc::clone(&self.activity),
             cipher: parts.receiver,
             reassembler: Reassembler::new(self.core.config.max_message),
+            cache: None,
         };
         let on_exit = me.clone();
         self.tasks.push(actix_rt::spawn(async move {
@@ -435,6 +437,8 @@ struct Reader {
     activity: Rc<Activity>,
     cipher: RecvCipher,
     reassembler: Reassembler,
+    /// The last target looked up: (directory generation, name, dispatcher).
+    cache: Option<(u64, String, Arc<dyn Dispatch>)>,
 }
 
 impl Reader {
@@ -470,11 +474,10 @@ impl Reader {
     }
 
     async fn on_frame(&mut self, payload: &[u8], plain: &mut Vec<u8>) -> Result<(), CloseReason> {
-        let record = self
-            .cipher
-            .open(payload, plain)
-            .map_err(|_| CloseReason::Decrypt)?;
-        let Some(assembled) = self.reassembler.handle_record(record)? else {
+        let Some(assembled) = self
+            .reassembler
+            .handle_frame(&mut self.cipher, payload, plain)?
+        else {
             return Ok(());
         };
         match Envelope::decode(assembled.bytes())? {
@@ -565,7 +568,9 @@ impl Reader {
         Ok(())
     }
 
-    fn lookup(&self, to: &Target<'_>) -> Result<Arc<dyn crate::directory::Dispatch>, RemoteError> {
+    /// Finds the target's dispatcher, from the cache while the directory
+    /// has not changed (a stream of messages usually has one target).
+    fn lookup(&mut self, to: &Target<'_>) -> Result<&dyn Dispatch, RemoteError> {
         let name = match to {
             Target::Name(name) => *name,
             Target::Id(id) => {
@@ -574,13 +579,25 @@ impl Reader {
                 })
             }
         };
-        self.core
-            .directory
-            .get(name)
-            .map(|d| Arc::clone(d.value()))
-            .ok_or_else(|| RemoteError::NoSuchActor {
+        let generation = self.core.generation.load(Ordering::Acquire);
+        let hit = matches!(&self.cache, Some((g, n, _)) if *g == generation && n == name);
+        if !hit {
+            let dispatch = self
+                .core
+                .directory
+                .get(name)
+                .map(|d| Arc::clone(d.value()))
+                .ok_or_else(|| RemoteError::NoSuchActor {
+                    name: name.to_owned(),
+                })?;
+            self.cache = Some((generation, name.to_owned(), dispatch));
+        }
+        match &self.cache {
+            Some((_, _, dispatch)) => Ok(dispatch.as_ref()),
+            None => Err(RemoteError::NoSuchActor {
                 name: name.to_owned(),
-            })
+            }),
+        }
     }
 }
 

@@ -366,3 +366,94 @@ fn replayed_transport_frame_fails_authentication() {
         Err(CipherError::Decrypt)
     );
 }
+
+#[test]
+fn large_envelope_is_sealed_and_opened_through_the_reassembler() {
+    use crate::envelope::{Envelope, Target};
+    use crate::record::{Packer, Reassembler};
+    let fx = Fixture::new();
+    let pair = Pair::new(fx.config(2, "a"), fx.config(3, "b")).run();
+    let mut i = pair.initiator.into_established().unwrap();
+    let mut r = pair.responder.into_established().unwrap();
+    let body: Vec<u8> = (0..300_000u32).map(|n| n as u8).collect();
+    let small = [1u8; 10];
+    let mut envs = Vec::new();
+    for b in [&small[..], &body[..], &small[..]] {
+        let mut e = Vec::new();
+        Envelope::Tell {
+            to: Target::Id(1),
+            tag: "t",
+            body: b,
+        }
+        .encode(&mut e);
+        envs.push(e);
+    }
+    let mut wire = Vec::new();
+    let mut packer = Packer::new();
+    for e in &envs {
+        packer
+            .push(e, &mut |rec| i.sender.seal_frame(rec, &mut wire))
+            .unwrap();
+        packer
+            .flush(&mut |rec| i.sender.seal_frame(rec, &mut wire))
+            .unwrap();
+    }
+    let mut reassembler = Reassembler::new(1 << 20);
+    let mut scratch = Vec::new();
+    let mut got = Vec::new();
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        let Ok(Decoded::Frame { payload, consumed }) = decode_frame(rest, MAX_NOISE_MESSAGE) else {
+            panic!("bad frame");
+        };
+        if let Some(env) = reassembler
+            .handle_frame(&mut r.receiver, payload, &mut scratch)
+            .unwrap()
+        {
+            got.push(env.bytes().to_vec());
+        }
+        rest = &rest[consumed..];
+    }
+    assert_eq!(got, envs);
+}
+
+#[test]
+fn altered_continuation_fails_authentication() {
+    use crate::envelope::{Envelope, Target};
+    use crate::record::{Packer, Reassembler, RecordError};
+    let fx = Fixture::new();
+    let pair = Pair::new(fx.config(2, "a"), fx.config(3, "b")).run();
+    let mut i = pair.initiator.into_established().unwrap();
+    let mut r = pair.responder.into_established().unwrap();
+    let mut e = Vec::new();
+    Envelope::Tell {
+        to: Target::Id(1),
+        tag: "t",
+        body: &[7u8; 100_000],
+    }
+    .encode(&mut e);
+    let mut frames = Vec::new();
+    let mut packer = Packer::new();
+    packer
+        .push(&e, &mut |rec| {
+            let mut f = Vec::new();
+            i.sender.seal_frame(rec, &mut f)?;
+            frames.push(f);
+            Ok::<_, CipherError>(())
+        })
+        .unwrap();
+    let last = frames[1].len() - 1;
+    frames[1][last] ^= 1;
+    let mut reassembler = Reassembler::new(1 << 20);
+    let mut scratch = Vec::new();
+    assert!(reassembler
+        .handle_frame(&mut r.receiver, payload(&frames[0]), &mut scratch)
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        reassembler
+            .handle_frame(&mut r.receiver, payload(&frames[1]), &mut scratch)
+            .unwrap_err(),
+        RecordError::Decrypt
+    );
+}
