@@ -175,3 +175,27 @@ fn every_command_has_help() {
         );
     }
 }
+
+#[test]
+fn demo_command_runs_the_workload_across_three_processes_and_exits_zero() {
+    let out = Command::new(exe()).arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("n1.relay -> n2.adder: 10 + 7 = 17"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("sum of squares 1..300 = 9045050"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("10000 tells to n2.counter arrived in order"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("all results correct"), "{stdout}");
+}

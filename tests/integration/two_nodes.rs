@@ -390,3 +390,54 @@ async fn idle_link_is_closed_and_redialed_on_next_use() {
     assert_eq!(adder.send(Add { a: 2, b: 2 }).await.unwrap(), 4);
     assert_eq!(a.peers().len(), 1);
 }
+
+/// A message that refuses to be serialized: it can only travel locally.
+#[derive(Debug, Deserialize, Message)]
+#[rtype(result = "u32")]
+struct LocalOnly(u32);
+impl Serialize for LocalOnly {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "LocalOnly must not be serialized",
+        ))
+    }
+}
+swarm::remote_message!(LocalOnly => "test.LocalOnly");
+
+struct Doubler;
+impl Actor for Doubler {
+    type Context = Context<Self>;
+}
+impl Handler<LocalOnly> for Doubler {
+    type Result = u32;
+    fn handle(&mut self, LocalOnly(n): LocalOnly, _: &mut Context<Self>) -> u32 {
+        n * 2
+    }
+}
+
+#[actix_rt::test]
+async fn local_target_skips_serialization_and_remote_reports_encode_errors() {
+    let (_ca, nodes) = cluster(2).await;
+    let (a, b) = (&nodes[0].node, &nodes[1].node);
+    a.expose("doubler", Doubler.start())
+        .accept::<LocalOnly>()
+        .finish()
+        .unwrap();
+    let local = a.remote::<Doubler>(a.id(), "doubler");
+    assert_eq!(local.send(LocalOnly(21)).await.unwrap(), 42);
+    local.tell(LocalOnly(1)).await.unwrap();
+
+    b.connect(a.listen_addr()).await.unwrap();
+    let remote = b.remote::<Doubler>(a.id(), "doubler");
+    assert!(matches!(
+        remote.send(LocalOnly(21)).await,
+        Err(AskError::Encode { .. })
+    ));
+    match remote.tell(LocalOnly(5)).await {
+        Err(TellError::Encode { msg, .. }) => assert_eq!(msg.0, 5, "the message comes back"),
+        other => panic!("expected an encode error, got {other:?}"),
+    }
+    // The link is unharmed by the failed encodes.
+    let adder = b.remote::<Adder>(a.id(), "adder");
+    assert_eq!(adder.send(Add { a: 1, b: 1 }).await.unwrap(), 2);
+}
