@@ -269,14 +269,23 @@ impl Handler<Block> for Blocker {
     }
 }
 
-#[actix_rt::test]
-async fn tells_to_a_stalled_node_push_back_instead_of_buffering_without_bound() {
+/// Node a (configured by the caller) linked to node b, which exposes a
+/// [`Blocker`]: the first `Block` freezes b's thread until `gate` is sent to.
+struct Stalled {
+    a: crate::util::TestNode,
+    b: crate::util::TestNode,
+    gate: std::sync::mpsc::Sender<()>,
+    handled: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    blocker: swarm::RemoteAddr<Blocker>,
+}
+
+async fn stalled(configure: impl FnOnce(&mut swarm::MeshConfig)) -> Stalled {
     let ca = swarm::credentials::Throwaway::new("test");
     let mut a_config = crate::util::config(&ca, "a");
-    a_config.link_queue_bytes = 1 << 20;
+    configure(&mut a_config);
     let a = crate::util::start(a_config).await;
     let b = crate::util::start(crate::util::config(&ca, "b")).await;
-    let (gate_tx, gate_rx) = std::sync::mpsc::channel();
+    let (gate, gate_rx) = std::sync::mpsc::channel();
     let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (node_b, counter) = (b.node.clone(), handled.clone());
     crate::util::on(&b.arbiter, move || {
@@ -294,6 +303,27 @@ async fn tells_to_a_stalled_node_push_back_instead_of_buffering_without_bound() 
     .await;
     a.node.connect(b.node.listen_addr()).await.unwrap();
     let blocker = a.node.remote::<Blocker>(b.node.id(), "blocker");
+    Stalled {
+        a,
+        b,
+        gate,
+        handled,
+        blocker,
+    }
+}
+
+#[actix_rt::test]
+async fn tells_to_a_stalled_node_push_back_instead_of_buffering_without_bound() {
+    let Stalled {
+        a: _a,
+        b: _b,
+        gate: gate_tx,
+        handled,
+        blocker,
+    } = stalled(|config| {
+        config.link_queue_bytes = 1 << 20;
+    })
+    .await;
     let mut accepted = 0u64;
     let full = loop {
         match blocker.try_tell(Block {
@@ -325,31 +355,18 @@ async fn tells_to_a_stalled_node_push_back_instead_of_buffering_without_bound() 
 
 #[actix_rt::test]
 async fn ask_to_a_hung_node_fails_with_link_down_at_the_heartbeat_timeout() {
-    let ca = swarm::credentials::Throwaway::new("test");
-    let mut a_config = crate::util::config(&ca, "a");
-    a_config.heartbeat_interval = Duration::from_millis(100);
-    a_config.heartbeat_timeout = Duration::from_millis(600);
-    let a = crate::util::start(a_config).await;
-    let b = crate::util::start(crate::util::config(&ca, "b")).await;
-    let (gate_tx, gate_rx) = std::sync::mpsc::channel();
-    let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (node_b, counter) = (b.node.clone(), handled.clone());
-    crate::util::on(&b.arbiter, move || {
-        let blocker = Blocker {
-            gate: gate_rx,
-            handled: counter,
-        }
-        .start();
-        node_b
-            .expose("blocker", blocker)
-            .accept::<Block>()
-            .finish()
-            .unwrap();
+    let Stalled {
+        a,
+        b,
+        gate: gate_tx,
+        blocker,
+        ..
+    } = stalled(|config| {
+        config.heartbeat_interval = Duration::from_millis(100);
+        config.heartbeat_timeout = Duration::from_millis(600);
     })
     .await;
-    a.node.connect(b.node.listen_addr()).await.unwrap();
     // Freeze b's thread: its socket stays open but nothing answers.
-    let blocker = a.node.remote::<Blocker>(b.node.id(), "blocker");
     blocker.tell(Block { pad: Vec::new() }).await.unwrap();
     let started = Instant::now();
     let result = blocker
