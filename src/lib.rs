@@ -44,8 +44,8 @@ pub mod demo;
 pub mod local;
 
 pub use swarm_actors::{
-    remote_message, AskError, CloseReason, Exposure, MeshConfig, Node, NodeError, NodeStats,
-    PeerInfo, RemoteAddr, RemoteMessage, TellError, Wire,
+    remote_message, AskError, CloseReason, ConnectError, Exposure, MeshConfig, Node, NodeError,
+    NodeStats, PeerInfo, RemoteAddr, RemoteMessage, TellError, Wire,
 };
 pub use swarm_protocol as protocol;
 pub use swarm_protocol::{CipherSuite, NodeId};

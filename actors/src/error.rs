@@ -117,6 +117,16 @@ impl<M> TellError<M> {
     }
 }
 
+/// Why [`Node::connect`](crate::Node::connect) could not reach a node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot connect to {addr}: {reason}")]
+pub struct ConnectError {
+    /// The address dialed.
+    pub addr: std::net::SocketAddr,
+    /// Why the connection or the handshake failed.
+    pub reason: String,
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

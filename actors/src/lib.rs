@@ -22,7 +22,7 @@ pub mod remote;
 
 pub use config::MeshConfig;
 pub use directory::{RemoteMessage, Wire};
-pub use error::{AskError, CloseReason, NodeError, TellError};
+pub use error::{AskError, CloseReason, ConnectError, NodeError, TellError};
 pub use mesh::connect::HandshakeFailure;
 pub use node::{Exposure, Node, NodeStats, PeerInfo};
 pub use remote::RemoteAddr;

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::config::MeshConfig;
 use crate::directory::{Dispatch, Entry, RemoteMessage, Wire};
-use crate::error::{AskError, NodeError};
+use crate::error::{AskError, ConnectError, NodeError};
 use crate::mesh::link::LinkHandle;
 use crate::mesh::listener::Listener;
 use crate::mesh::router::{CloseAll, Dial, DialNode, Router};
@@ -235,18 +235,14 @@ impl Node {
     ///
     /// # Errors
     ///
-    /// [`AskError::Unreachable`] with the reason the connection or the
-    /// handshake failed.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<PeerInfo, AskError> {
-        let unreachable = |reason: String| AskError::Unreachable {
-            node: NodeId::from_bytes([0; 16]),
-            reason: format!("{addr}: {reason}"),
-        };
+    /// [`ConnectError`] with the reason the connection or the handshake failed.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<PeerInfo, ConnectError> {
+        let failed = |reason: String| ConnectError { addr, reason };
         self.router
             .send(Dial(addr))
             .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .map_err(unreachable)
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(failed)
     }
 
     /// A typed handle to the actor registered as `name` on node `node`

@@ -223,6 +223,7 @@ async fn node_refuses_to_dial_a_peer_of_another_cluster() {
     let other = Throwaway::new("other");
     let b = start(config(&other, "b")).await;
     let err = a.node.connect(b.node.listen_addr()).await.unwrap_err();
-    assert!(matches!(err, swarm::AskError::Unreachable { .. }), "{err}");
+    assert_eq!(err.addr, b.node.listen_addr());
+    assert!(err.reason.contains("cluster mismatch"), "{err}");
     assert!(a.node.peers().is_empty() && b.node.peers().is_empty());
 }

@@ -458,3 +458,53 @@ async fn local_target_skips_serialization_and_remote_reports_encode_errors() {
     let adder = b.remote::<Adder>(a.id(), "adder");
     assert_eq!(adder.send(Add { a: 1, b: 1 }).await.unwrap(), 2);
 }
+
+#[actix_rt::test]
+async fn slow_local_actor_does_not_make_the_link_time_out_its_peer() {
+    let ca = swarm::credentials::Throwaway::new("test");
+    let a = crate::util::start(crate::util::config(&ca, "a")).await;
+    let mut b_config = crate::util::config(&ca, "b");
+    b_config.heartbeat_interval = Duration::from_millis(50);
+    b_config.heartbeat_timeout = Duration::from_millis(300);
+    let b = crate::util::start(b_config).await;
+    // The blocker runs on a thread of its own, so b's links keep running
+    // while its mailbox is full and the link's reader waits.
+    let actor_thread = Arbiter::new();
+    let (gate_tx, gate_rx) = std::sync::mpsc::channel();
+    let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = handled.clone();
+    let blocker = crate::util::on(&actor_thread, move || {
+        Blocker {
+            gate: gate_rx,
+            handled: counter,
+        }
+        .start()
+    })
+    .await;
+    b.node
+        .expose("blocker", blocker)
+        .accept::<Block>()
+        .finish()
+        .unwrap();
+    a.node.connect(b.node.listen_addr()).await.unwrap();
+    let remote = a.node.remote::<Blocker>(b.node.id(), "blocker");
+    for _ in 0..100 {
+        remote.tell(Block { pad: Vec::new() }).await.unwrap();
+    }
+    // Three heartbeat timeouts pass with b's reader stuck on the mailbox.
+    let waited = Instant::now();
+    eventually(Duration::from_secs(3), || async {
+        waited.elapsed() > Duration::from_millis(900) || b.node.stats().links_failed > 0
+    })
+    .await;
+    assert_eq!(b.node.stats().links_failed, 0, "b kept the link to a");
+    gate_tx.send(()).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            handled.load(std::sync::atomic::Ordering::SeqCst) == 100
+        })
+        .await
+    );
+    assert_eq!(a.node.peers().len(), 1);
+    actor_thread.stop();
+}

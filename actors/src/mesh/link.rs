@@ -297,6 +297,9 @@ struct Activity {
     last_rx: Cell<Instant>,
     last_tx: Cell<Instant>,
     last_user: Cell<Instant>,
+    /// True while the reader waits for a full local mailbox: silence from
+    /// the peer is then our doing, not a sign that the peer is gone.
+    reader_waiting: Cell<bool>,
 }
 
 /// Closes a link with a reason.
@@ -323,6 +326,7 @@ impl Link {
                 last_rx: Cell::new(now),
                 last_tx: Cell::new(now),
                 last_user: Cell::new(now),
+                reader_waiting: Cell::new(false),
             }),
             reason: None,
         }
@@ -332,7 +336,7 @@ impl Link {
         let config = &self.core.config;
         let now = Instant::now();
         let silent = now.duration_since(self.activity.last_rx.get());
-        if silent > config.heartbeat_timeout {
+        if silent > config.heartbeat_timeout && !self.activity.reader_waiting.get() {
             self.close(CloseReason::HeartbeatTimeout(silent), ctx);
             return;
         }
@@ -501,7 +505,12 @@ impl Reader {
                 self.activity.last_user.set(Instant::now());
                 match self.lookup(&to).and_then(|d| d.tell(tag, body)) {
                     Ok(None) => {}
-                    Ok(Some(wait)) => wait.await,
+                    Ok(Some(wait)) => {
+                        self.activity.reader_waiting.set(true);
+                        wait.await;
+                        self.activity.reader_waiting.set(false);
+                        self.activity.last_rx.set(Instant::now());
+                    }
                     Err(e) => {
                         self.core
                             .stats
