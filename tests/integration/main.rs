@@ -6,4 +6,5 @@ mod util;
 
 mod bad_input;
 mod processes;
+mod stress;
 mod two_nodes;
