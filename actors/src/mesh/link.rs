@@ -101,7 +101,14 @@ impl LinkHandle {
             return Err(AskError::Encode { reason });
         }
         let down = AskError::LinkDown { node: s.peer };
-        let queued = tokio::time::timeout_at(deadline, s.outbox.send(buf)).await;
+        // Only a full queue needs a timer for the wait.
+        let queued = match s.outbox.try_send(buf) {
+            Ok(()) => Ok(Ok(())),
+            Err(mpsc::error::TrySendError::Full(buf)) => {
+                tokio::time::timeout_at(deadline, s.outbox.send(buf)).await
+            }
+            Err(mpsc::error::TrySendError::Closed(buf)) => Ok(Err(buf)),
+        };
         match queued {
             Ok(Ok(())) if !self.is_closed() => {}
             Ok(_) => {
