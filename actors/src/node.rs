@@ -281,10 +281,8 @@ impl Node {
 
     /// The live link to `node`, dialing it if there is none.
     pub(crate) async fn link(&self, node: NodeId) -> Result<LinkHandle, AskError> {
-        if let Some(link) = self.core.links.get(&node) {
-            if !link.is_closed() {
-                return Ok(link.clone());
-            }
+        if let Some(link) = self.live_link(node) {
+            return Ok(link);
         }
         self.router
             .send(DialNode(node))
@@ -295,15 +293,22 @@ impl Node {
             })?
     }
 
+    /// The live link to `node`, if there is one.
+    pub(crate) fn live_link(&self, node: NodeId) -> Option<LinkHandle> {
+        self.core
+            .links
+            .get(&node)
+            .filter(|link| !link.is_closed())
+            .map(|link| link.clone())
+    }
+
     /// The live link to `node` if there is one; otherwise starts dialing.
     pub(crate) fn link_now(&self, node: NodeId) -> Option<LinkHandle> {
-        match self.core.links.get(&node) {
-            Some(link) if !link.is_closed() => Some(link.clone()),
-            _ => {
-                self.router.do_send(DialNode(node));
-                None
-            }
+        let link = self.live_link(node);
+        if link.is_none() {
+            self.router.do_send(DialNode(node));
         }
+        link
     }
 }
 

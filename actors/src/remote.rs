@@ -129,9 +129,12 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
                 }
             };
         }
-        let link = match tokio::time::timeout_at(deadline, self.node.link(self.target)).await {
-            Ok(link) => link?,
-            Err(_) => return Err(AskError::Timeout { after: timeout }),
+        let link = match self.node.live_link(self.target) {
+            Some(link) => link,
+            None => match tokio::time::timeout_at(deadline, self.node.link(self.target)).await {
+                Ok(link) => link?,
+                Err(_) => return Err(AskError::Timeout { after: timeout }),
+            },
         };
         let hint = self.size_hint.load(Ordering::Relaxed);
         let hints = &self.size_hint;
