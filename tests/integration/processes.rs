@@ -199,3 +199,32 @@ fn demo_command_runs_the_workload_across_three_processes_and_exits_zero() {
     );
     assert!(stdout.contains("all results correct"), "{stdout}");
 }
+
+#[test]
+fn bench_link_json_smoke_run_reports_every_figure() {
+    let out = Command::new(exe())
+        .args(["bench", "link", "--json", "--scale", "0.01"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "ask_rtt_p50_us",
+        "ask_rtt_p99_us",
+        "tell_msgs_per_s",
+        "bulk_mb_per_s",
+        "handshake_us",
+        "idle_node_rss_mib",
+        "raw_noise_rtt_p50_us",
+        "raw_noise_msgs_per_s",
+    ] {
+        let value = report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} missing: {report}"));
+        assert!(value > 0.0, "{key} measured: {report}");
+    }
+}
