@@ -148,8 +148,19 @@ fn manual_launch_with_ca_cert_node_start_and_ping() {
         .expect("READY line")
         .to_owned();
     let out = swarm(&["ping", &addr, "--config", "op.toml", "--count", "2"]);
-    node.kill().unwrap();
-    node.wait().unwrap();
+    // SIGTERM stops the node cleanly.
+    let term = Command::new("kill")
+        .args(["-TERM", &node.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(node.wait()));
+    let status = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("node stops on SIGTERM within 10 s")
+        .unwrap();
+    assert!(status.success(), "{status}");
     assert!(out.contains("connected to n1"), "{out}");
     assert!(out.contains("roles worker,head"), "{out}");
     assert_eq!(out.matches("reply from n1").count(), 2, "{out}");
