@@ -457,6 +457,7 @@ impl Reader {
         let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
         let mut start = 0;
         loop {
+            let mut dispatched = false;
             // Handle every whole frame already buffered.
             loop {
                 let rest = buf.get(start..).unwrap_or_default();
@@ -466,6 +467,7 @@ impl Reader {
                             return reason;
                         }
                         start += consumed;
+                        dispatched = true;
                     }
                     Ok(Decoded::Incomplete { needed }) => {
                         buf.drain(..start);
@@ -475,6 +477,12 @@ impl Reader {
                     }
                     Err(e) => return e.into(),
                 }
+            }
+            if dispatched {
+                // Let the actors, reply tasks and writer run before the next
+                // read (which usually returns EAGAIN): that syscall is then
+                // off the round trip's critical path.
+                tokio::task::yield_now().await;
             }
             match read.read_buf(&mut buf).await {
                 Ok(0) => return CloseReason::PeerClosed,
