@@ -239,3 +239,72 @@ fn bench_link_json_smoke_run_reports_every_figure() {
         assert!(value > 0.0, "{key} measured: {report}");
     }
 }
+
+#[test]
+fn refused_connections_are_logged_with_their_reason() {
+    use std::io::{BufRead, Write};
+    let dir = scratch("logs");
+    swarm::credentials::Throwaway::new("logs")
+        .write_files(&dir, &["n1"])
+        .unwrap();
+    let config = dir.join("n1.toml");
+    std::fs::write(
+        &config,
+        NodeFile::render("logs", "n1", "127.0.0.1:0".parse().unwrap(), &[]),
+    )
+    .unwrap();
+    let mut node = Command::new(exe())
+        .args(["node", "start", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let addr = ready
+        .split_whitespace()
+        .nth(1)
+        .expect("READY line")
+        .to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = node.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut garbage = std::net::TcpStream::connect(&addr).unwrap();
+    garbage.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    let mut http = std::net::TcpStream::connect(&addr).unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 2 && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            if line.contains("handshake refused") {
+                seen.push(line);
+            }
+        }
+    }
+    node.kill().unwrap();
+    node.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(seen.len(), 2, "two refusals logged: {seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("exceeds the maximum")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().all(|l| l.contains("remote=127.0.0.1:")),
+        "{seen:?}"
+    );
+}
