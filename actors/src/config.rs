@@ -31,6 +31,9 @@ pub struct MeshConfig {
     pub link_queue_bytes: usize,
     /// Handshakes in progress at once on the listener; more connections are refused.
     pub max_pending_handshakes: usize,
+    /// Asks from one peer waiting for local actors at once; more are
+    /// answered at once with `Refused`, so a peer cannot grow memory without bound.
+    pub max_inbound_asks: usize,
 }
 
 impl MeshConfig {
@@ -47,6 +50,7 @@ impl MeshConfig {
             idle_timeout: Duration::from_secs(300),
             link_queue_bytes: 8 << 20,
             max_pending_handshakes: 256,
+            max_inbound_asks: 4096,
         }
     }
 }

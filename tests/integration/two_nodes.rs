@@ -508,3 +508,83 @@ async fn slow_local_actor_does_not_make_the_link_time_out_its_peer() {
     assert_eq!(a.node.peers().len(), 1);
     actor_thread.stop();
 }
+
+/// Answers only once the gate opens.
+#[derive(Debug, Serialize, Deserialize, Message)]
+#[rtype(result = "u32")]
+struct Wait(u32);
+swarm::remote_message!(Wait => "test.Wait");
+
+struct Gate {
+    open: tokio::sync::watch::Receiver<bool>,
+}
+impl Actor for Gate {
+    type Context = Context<Self>;
+}
+impl Handler<Wait> for Gate {
+    type Result = ResponseFuture<u32>;
+    fn handle(&mut self, Wait(n): Wait, _: &mut Context<Self>) -> Self::Result {
+        let mut open = self.open.clone();
+        Box::pin(async move {
+            let _ = open.wait_for(|o| *o).await;
+            n
+        })
+    }
+}
+
+#[actix_rt::test]
+async fn asks_beyond_the_in_flight_limit_are_refused_and_the_link_recovers() {
+    let ca = swarm::credentials::Throwaway::new("test");
+    let a = crate::util::start(crate::util::config(&ca, "a")).await;
+    let mut b_config = crate::util::config(&ca, "b");
+    b_config.max_inbound_asks = 8;
+    let b = crate::util::start(b_config).await;
+    let (open_tx, open_rx) = tokio::sync::watch::channel(false);
+    let node_b = b.node.clone();
+    crate::util::on(&b.arbiter, move || {
+        let gate = Gate { open: open_rx }.start();
+        node_b
+            .expose("gate", gate)
+            .accept::<Wait>()
+            .finish()
+            .unwrap();
+    })
+    .await;
+    a.node.connect(b.node.listen_addr()).await.unwrap();
+    let gate = a.node.remote::<Gate>(b.node.id(), "gate");
+    let asks: Vec<_> = (0..20)
+        .map(|n| {
+            let gate = gate.clone();
+            actix_rt::spawn(
+                async move { gate.send_timeout(Wait(n), Duration::from_secs(30)).await },
+            )
+        })
+        .collect();
+    // Refusals come back at once, while eight asks still wait at the gate.
+    let mut pending = Vec::new();
+    let mut refused = 0;
+    for ask in asks {
+        if ask.is_finished() {
+            assert!(matches!(ask.await.unwrap(), Err(AskError::Refused { .. })));
+            refused += 1;
+        } else {
+            pending.push(ask);
+        }
+    }
+    let mut refused_later = 0;
+    let mut answered = Vec::new();
+    open_tx.send(true).unwrap();
+    for ask in pending {
+        match ask.await.unwrap() {
+            Ok(n) => answered.push(n),
+            Err(AskError::Refused { .. }) => refused_later += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(answered.len(), 8, "the limit admits exactly eight");
+    assert_eq!(refused + refused_later, 12);
+    // Slots are free again once the answers are sent.
+    let adder = a.node.remote::<Adder>(b.node.id(), "adder");
+    assert_eq!(adder.send(Add { a: 1, b: 1 }).await.unwrap(), 2);
+    assert_eq!(gate.send(Wait(99)).await.unwrap(), 99);
+}

@@ -384,6 +384,7 @@ impl Actor for Link {
             cipher: parts.receiver,
             reassembler: Reassembler::new(self.core.config.max_message),
             cache: None,
+            inbound_asks: Rc::new(Cell::new(0)),
         };
         let on_exit = me.clone();
         self.tasks.push(actix_rt::spawn(async move {
@@ -450,6 +451,24 @@ struct Reader {
     reassembler: Reassembler,
     /// The last target looked up: (directory generation, name, dispatcher).
     cache: Option<(u64, String, Arc<dyn Dispatch>)>,
+    /// Asks from this peer still waiting for a local actor.
+    inbound_asks: Rc<Cell<usize>>,
+}
+
+/// Counts one ask in flight for as long as its reply task lives.
+struct InFlight(Rc<Cell<usize>>);
+
+impl InFlight {
+    fn new(count: &Rc<Cell<usize>>) -> Self {
+        count.set(count.get() + 1);
+        Self(Rc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 impl Reader {
@@ -542,6 +561,17 @@ impl Reader {
                 body,
             } => {
                 self.activity.last_user.set(Instant::now());
+                let max = self.core.config.max_inbound_asks;
+                if self.inbound_asks.get() >= max {
+                    let reason = format!("more than {max} requests in flight on this link");
+                    reply(
+                        &self.shared,
+                        correlation,
+                        Err(RemoteError::Refused { reason }),
+                    )
+                    .await;
+                    return Ok(());
+                }
                 match self.lookup(&to).and_then(|d| d.ask(tag, body)) {
                     Ok(mut answer) => {
                         // Poll once now: that puts the message in the mailbox
@@ -556,7 +586,9 @@ impl Reader {
                                 reply(&shared, correlation, result).await
                             }
                             std::task::Poll::Pending => {
+                                let in_flight = InFlight::new(&self.inbound_asks);
                                 actix_rt::spawn(async move {
+                                    let _in_flight = in_flight;
                                     let result = answer.await;
                                     reply(&shared, correlation, result).await;
                                 });
