@@ -13,7 +13,9 @@
 //!   one given to [`RemoteAddr::send_timeout`]); `LinkDown` the moment the
 //!   link to the target's node closes; `Unreachable` if no link can be made;
 //!   `NoSuchActor`, `UnknownMessage`, `Decode`/`Encode`, `ActorStopped`
-//!   and `Refused` as reported by the target node.
+//!   and `Refused` as reported by the target node. A node refuses asks
+//!   beyond `max_inbound_asks` waiting on one link, so a slow actor cannot
+//!   make it buffer without bound.
 //! - [`RemoteAddr::tell`] waits for space in the link's bounded queue
 //!   (backpressure) but not for the handler; [`RemoteAddr::try_tell`] never
 //!   waits and hands the message back when the queue is full or no link is
