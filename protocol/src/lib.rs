@@ -14,6 +14,9 @@
 //! - [`envelope`]: tell, ask, reply, control and batch envelopes naming
 //!   actors and message type tags, decoded without copying.
 //! - [`identity`]: node keys and ids, the CA, certificates and their verification.
+//! - [`gossip`]: member ids, the gossip codec, node metadata and sealed datagrams.
+//! - [`membership`]: SWIM membership (foca) as a state machine, and [`membership::sim`],
+//!   a simulated network with virtual time for thousands of them.
 //!
 //! Per link, bytes flow `frame -> RecvCipher::open -> Reassembler ->
 //! Envelope::decode` in and the reverse out.
@@ -24,7 +27,9 @@
 mod codec;
 pub mod envelope;
 pub mod frame;
+pub mod gossip;
 pub mod identity;
+pub mod membership;
 pub mod noise;
 pub mod record;
 

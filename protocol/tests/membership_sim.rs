@@ -1,0 +1,226 @@
+//! Membership over the simulated network: many real foca instances in one
+//! process, virtual time. Each test names the DESIGN.md promise it checks.
+
+use std::time::Duration;
+
+use swarm_protocol::gossip::{NodeMeta, ServiceEntry};
+use swarm_protocol::membership::sim::{addr_of, Sim, SimConfig};
+use swarm_protocol::membership::{MemberEvent, MemberState};
+
+const STEP: Duration = Duration::from_millis(100);
+
+fn converge(sim: &mut Sim, limit: Duration) -> Duration {
+    sim.run_until(limit, STEP, Sim::converged)
+        .unwrap_or_else(|| panic!("no convergence within {limit:?}: {sim:?}"))
+}
+
+fn started(nodes: usize, config: SimConfig) -> Sim {
+    let mut sim = Sim::new(nodes, config);
+    sim.start_all(0..nodes, 0, Duration::ZERO);
+    sim
+}
+
+/// DESIGN.md "Failure model": a node killed with SIGKILL is detected by
+/// every other node within the SWIM bound. 1,000 nodes join through one
+/// seed, converge, and 1% of them are killed.
+#[test]
+fn promise_sigkill_detected_within_bound_1000_nodes() {
+    let nodes = 1000;
+    let config = SimConfig::default();
+    let bound = config.membership.detection_bound(nodes);
+    let mut sim = started(nodes, config);
+    let took = converge(&mut sim, Duration::from_secs(300));
+    eprintln!("1,000 nodes converged in {took:?} (virtual)");
+    let victims: Vec<usize> = (1..=10).map(|k| k * 97).collect();
+    for &victim in &victims {
+        sim.kill(victim);
+    }
+    let took = sim
+        .run_until(bound, STEP, |s| {
+            victims.iter().all(|&v| s.all_see(v, MemberState::Down))
+        })
+        .unwrap_or_else(|| {
+            let missing: Vec<_> = victims.iter().map(|&v| (v, s_count(&sim, v))).collect();
+            panic!("not all survivors saw every victim down within {bound:?}: {missing:?}")
+        });
+    eprintln!("10 killed nodes detected by all survivors in {took:?} (bound {bound:?})");
+    assert_eq!(sim.stats.false_down, 0);
+}
+
+fn s_count(sim: &Sim, victim: usize) -> usize {
+    sim.count_seeing(victim, MemberState::Down)
+}
+
+/// DESIGN.md "Membership and discovery": failure detection tolerates loss;
+/// 5% datagram loss declares no live node down.
+#[test]
+fn promise_no_false_down_at_five_percent_loss() {
+    let nodes = 150;
+    let mut sim = started(
+        nodes,
+        SimConfig {
+            loss: 0.05,
+            seed: 7,
+            ..SimConfig::default()
+        },
+    );
+    converge(&mut sim, Duration::from_secs(300));
+    sim.run_for(Duration::from_secs(120));
+    assert_eq!(sim.stats.false_down, 0, "{:?}", sim.stats);
+    assert!(
+        sim.stats.lost > 1000,
+        "the loss rate was applied: {:?}",
+        sim.stats
+    );
+    assert!(sim.converged());
+}
+
+/// DESIGN.md "Failure model": a partition heals without manual action.
+#[test]
+fn promise_partition_heals_and_both_sides_merge() {
+    let nodes = 60;
+    let config = SimConfig::default();
+    let bound = config.membership.detection_bound(nodes);
+    let mut sim = started(nodes, config);
+    converge(&mut sim, Duration::from_secs(120));
+    let left: Vec<usize> = (0..nodes / 2).collect();
+    let right: Vec<usize> = (nodes / 2..nodes).collect();
+    sim.partition(&[&left, &right]);
+    // Each side declares the other down.
+    sim.run_until(bound * 2, STEP, |s| {
+        s.all_see(0, MemberState::Down) || s.count_seeing(0, MemberState::Down) >= right.len()
+    })
+    .expect("the right side declares node 0 down");
+    assert!(!sim.converged());
+    sim.recover();
+    let took = converge(&mut sim, Duration::from_secs(180));
+    eprintln!("partition healed in {took:?} (virtual)");
+}
+
+/// DESIGN.md "Membership and discovery": a node that restarts with the same
+/// id and a new incarnation is accepted, and seen as new.
+#[test]
+fn promise_rejoin_with_new_incarnation_is_accepted() {
+    let nodes = 40;
+    let config = SimConfig::default();
+    let bound = config.membership.detection_bound(nodes);
+    let mut sim = started(nodes, config);
+    converge(&mut sim, Duration::from_secs(120));
+    sim.watch(7);
+    sim.kill(7);
+    sim.run_until(bound, STEP, |s| s.all_see(7, MemberState::Down))
+        .expect("node 7 declared down");
+    sim.restart(7, &[0]);
+    converge(&mut sim, Duration::from_secs(60));
+    let addr = addr_of(7);
+    for observer in (0..nodes).filter(|&i| i != 7) {
+        let info = sim.node(observer).member(&addr).expect("listed");
+        assert_eq!(info.state, MemberState::Alive);
+        assert_eq!(
+            info.id.bump, 2,
+            "observer {observer} sees the new incarnation"
+        );
+    }
+    let ups = sim
+        .observations
+        .iter()
+        .filter(|o| matches!(&o.event, MemberEvent::Up(id) if id.bump == 2))
+        .count();
+    assert_eq!(
+        ups,
+        nodes - 1,
+        "every other node saw the new incarnation come up once"
+    );
+}
+
+/// A node that leaves cleanly is reported as left, at once, not as down.
+#[test]
+fn a_clean_leave_is_reported_as_left_at_once() {
+    let nodes = 30;
+    let mut sim = started(nodes, SimConfig::default());
+    converge(&mut sim, Duration::from_secs(60));
+    sim.watch(3);
+    sim.leave(3);
+    let took = sim
+        .run_until(Duration::from_secs(5), STEP, |s| {
+            s.all_see(3, MemberState::Left)
+        })
+        .expect("all see node 3 left");
+    assert!(took < Duration::from_secs(3), "left seen after {took:?}");
+    assert!(!sim
+        .observations
+        .iter()
+        .any(|o| matches!(o.event, MemberEvent::Down(_))));
+}
+
+/// Suspicion is reported, and a member that answers again is alive again
+/// (an isolation shorter than the suspicion timeout).
+#[test]
+fn suspicion_is_reported_and_refuted() {
+    let nodes = 20;
+    let mut sim = started(nodes, SimConfig::default());
+    converge(&mut sim, Duration::from_secs(60));
+    sim.watch(5);
+    sim.isolate(5);
+    sim.run_until(Duration::from_secs(10), STEP, |s| {
+        s.count_seeing(5, MemberState::Suspect) >= nodes / 2
+    })
+    .expect("node 5 suspected");
+    sim.recover();
+    sim.run_until(Duration::from_secs(10), STEP, |s| {
+        s.all_see(5, MemberState::Alive)
+    })
+    .expect("node 5 alive again everywhere");
+    assert_eq!(sim.stats.false_down, 0);
+    let suspects = sim
+        .observations
+        .iter()
+        .filter(|o| matches!(o.event, MemberEvent::Suspect(_)))
+        .count();
+    assert!(suspects >= nodes / 2);
+}
+
+fn with_service(name: &str, service: &str) -> NodeMeta {
+    NodeMeta {
+        name: name.into(),
+        services: vec![ServiceEntry {
+            service: service.into(),
+            actor: format!("{service}-actor"),
+        }],
+        ..NodeMeta::default()
+    }
+}
+
+/// Metadata changes reach every member, and a member that joins later
+/// pulls the metadata it missed.
+#[test]
+fn metadata_reaches_everyone_and_late_joiners_pull_it() {
+    let nodes = 40;
+    let mut sim = Sim::new(nodes, SimConfig::default());
+    sim.start_all(0..nodes - 1, 0, Duration::ZERO);
+    converge(&mut sim, Duration::from_secs(60));
+    let now = sim.now();
+    sim.node_mut(5)
+        .set_meta(with_service("sim-5", "search"), now)
+        .unwrap();
+    sim.flush_node(5);
+    let has_search = |s: &Sim, observer: usize| {
+        s.node(observer)
+            .meta_of(&addr_of(5))
+            .is_some_and(|(_, m)| m.services.iter().any(|e| e.service == "search"))
+    };
+    let took = sim
+        .run_until(Duration::from_secs(10), STEP, |s| {
+            (0..nodes - 1).filter(|&i| i != 5).all(|i| has_search(s, i))
+        })
+        .expect("every member learns the new service");
+    eprintln!("metadata change reached 38 members in {took:?}");
+    // Long after the broadcasts died out, a new node joins and pulls.
+    sim.run_for(Duration::from_secs(30));
+    sim.start(nodes - 1, &[0]);
+    sim.run_until(Duration::from_secs(20), STEP, |s| {
+        has_search(s, nodes - 1)
+            && (0..nodes - 1).all(|i| s.node(nodes - 1).meta_of(&addr_of(i)).is_some())
+    })
+    .expect("the late joiner pulled every member's metadata");
+}
