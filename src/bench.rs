@@ -416,3 +416,107 @@ fn read_frame(s: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
     s.read_exact(slot)?;
     Ok(len)
 }
+
+/// Real node processes on 127.0.0.1: how long they take to converge, and
+/// how long from SIGKILL of one until every other lists it down.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessReport {
+    /// Node processes started.
+    pub processes: usize,
+    /// Seconds from the last READY until every process lists every other alive.
+    pub converge_s: f64,
+    /// Seconds from SIGKILL until every survivor lists the victim down.
+    pub detect_s: f64,
+    /// The documented bound for this size and these settings, seconds.
+    pub bound_s: f64,
+}
+
+/// What one node process lists.
+async fn listed(node: &Node, peer: crate::NodeId) -> Vec<swarm_actors::cluster::MemberRow> {
+    use swarm_actors::cluster::{Gossip, ListMembers, CLUSTER_ACTOR};
+    node.remote::<Gossip>(peer, CLUSTER_ACTOR)
+        .send(ListMembers)
+        .await
+        .unwrap_or_default()
+}
+
+/// Starts `n` node processes from `exe` joined through one seed, with
+/// `extra_args` (e.g. faster probe settings), and times convergence and
+/// SIGKILL detection from outside (asking each process over the mesh).
+///
+/// # Errors
+///
+/// If a process does not start, or convergence or detection takes longer
+/// than `limit`.
+pub fn membership_processes(
+    exe: &Path,
+    n: usize,
+    extra_args: &[&str],
+    limit: Duration,
+) -> Result<ProcessReport> {
+    let dir = std::env::temp_dir().join(format!("swarm-members-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut cluster = crate::local::LocalCluster::start_members(exe, &dir, n, extra_args)?;
+    cluster.remove_dir_on_drop(true);
+    let started = Instant::now();
+    let mut mesh = crate::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
+    mesh.cluster = None;
+    let ids: Vec<crate::NodeId> = cluster.nodes.iter().map(|c| c.id).collect();
+    let bound = swarm_protocol::membership::MembershipConfig::default().detection_bound(n);
+    actix::System::new().block_on(async move {
+        let node = Node::start(mesh).await?;
+        let all_alive = |rows: &[swarm_actors::cluster::MemberRow]| {
+            rows.iter().filter(|r| r.state == "alive").count() >= n
+        };
+        loop {
+            let mut done = true;
+            for &id in &ids {
+                if !all_alive(&listed(&node, id).await) {
+                    done = false;
+                    break;
+                }
+            }
+            if done {
+                break;
+            }
+            if started.elapsed() > limit {
+                return Err(anyhow!("{n} processes did not converge within {limit:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let converge_s = started.elapsed().as_secs_f64();
+        let victim = cluster.kill(n / 2)?;
+        let killed = Instant::now();
+        let victim_id = victim.id.to_string();
+        let survivors: Vec<crate::NodeId> = cluster.nodes.iter().map(|c| c.id).collect();
+        loop {
+            let mut done = true;
+            for &id in &survivors {
+                let rows = listed(&node, id).await;
+                if !rows.iter().any(|r| r.id == victim_id && r.state == "down") {
+                    done = false;
+                    break;
+                }
+            }
+            if done {
+                break;
+            }
+            if killed.elapsed() > limit {
+                return Err(anyhow!(
+                    "the killed process was not marked down within {limit:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let detect_s = killed.elapsed().as_secs_f64();
+        node.shutdown();
+        drop(cluster);
+        Ok(ProcessReport {
+            processes: n,
+            converge_s,
+            detect_s,
+            bound_s: bound.as_secs_f64(),
+        })
+    })
+}

@@ -2,6 +2,7 @@
 
 mod bench;
 mod ca;
+mod cluster;
 mod demo;
 mod node;
 mod ping;
@@ -40,6 +41,30 @@ pub(crate) enum Command {
         /// How many asks to time after connecting.
         #[arg(long, default_value_t = 3)]
         count: u32,
+    },
+    /// List the members a node knows: id, name, address, roles, state, resources and load.
+    Members {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// The node to ask (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the services a node knows, with their live instances.
+    Services {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// The node to ask (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Start a local cluster of child processes, run the demo workload across it, and exit.
     Demo {
@@ -109,7 +134,67 @@ pub(crate) enum NodeCommand {
         /// Expose the demo workload (adder, relay, counter).
         #[arg(long, value_parser = ["none", "demo"], default_value = "none")]
         workload: String,
+        /// A member to join the cluster through (repeatable; enables membership).
+        #[arg(long = "seed")]
+        seeds: Vec<SocketAddr>,
+        /// Declare this many CPUs instead of the detected count.
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// Declare this many GPUs instead of the detected count.
+        #[arg(long)]
+        gpus: Option<u32>,
+        /// Declare this much memory instead of the detected total (e.g. 16GiB, 512MiB, bytes).
+        #[arg(long, value_parser = parse_size)]
+        memory: Option<u64>,
+        /// Declare a custom resource, NAME=AMOUNT (repeatable), e.g. tpu=4.
+        #[arg(long = "resource", value_parser = parse_resource)]
+        resources: Vec<(String, f64)>,
+        /// Serve an instance of the demo service NAME (repeatable).
+        #[arg(long = "service")]
+        services: Vec<String>,
     },
+}
+
+/// Parses `16GiB`, `512MiB`, `2G`, `1024` (bytes).
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 16GiB, 512MiB)"))?;
+    let scale: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use KiB, MiB, GiB, TiB)"
+            ))
+        }
+    };
+    if !number.is_finite() || number < 0.0 {
+        return Err(format!("{s:?} is not a size"));
+    }
+    Ok((number * scale as f64) as u64)
+}
+
+/// Parses `NAME=AMOUNT`.
+pub(crate) fn parse_resource(s: &str) -> Result<(String, f64), String> {
+    let (name, amount) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not NAME=AMOUNT"))?;
+    let amount: f64 = amount
+        .trim()
+        .parse()
+        .map_err(|_| format!("amount of {name:?} is not a number"))?;
+    if name.trim().is_empty() || !amount.is_finite() || amount < 0.0 {
+        return Err(format!("{s:?} is not NAME=AMOUNT with AMOUNT >= 0"));
+    }
+    Ok((name.trim().to_owned(), amount))
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,6 +208,30 @@ pub(crate) enum BenchCommand {
         /// Scale the number of iterations (1.0 = default).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+    },
+    /// Simulated membership: N nodes join through one seed, converge,
+    /// 1% are killed; prints convergence and detection times, false
+    /// downs, gossip bytes and wall time.
+    Membership {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Datagram loss rate.
+        #[arg(long, default_value_t = 0.05)]
+        loss: f64,
+        /// Share of nodes killed.
+        #[arg(long, default_value_t = 0.01)]
+        kill: f64,
+        /// Gossip node metadata too (memory grows with nodes²).
+        #[arg(long)]
+        meta: bool,
+        /// Also start this many real node processes and time their
+        /// convergence and SIGKILL detection (0: skip).
+        #[arg(long, default_value_t = 0)]
+        processes: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -164,7 +273,28 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             listen,
             peers,
             workload,
-        }) => node::start(&config, listen, peers, workload == "demo"),
+            seeds,
+            cpus,
+            gpus,
+            memory,
+            resources,
+            services,
+        }) => node::start(
+            &config,
+            node::Overrides {
+                listen,
+                peers,
+                seeds,
+                cpus,
+                gpus,
+                memory,
+                resources,
+                services,
+                demo: workload == "demo",
+            },
+        ),
+        Command::Members { config, node, json } => cluster::members(&config, node, json),
+        Command::Services { config, node, json } => cluster::services(&config, node, json),
         Command::Ping {
             addr,
             config,
@@ -172,5 +302,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         } => ping::run(addr, &config, count),
         Command::Demo { nodes, keep } => demo::run(nodes, keep),
         Command::Bench(BenchCommand::Link { json, scale }) => bench::link(json, scale),
+        Command::Bench(BenchCommand::Membership {
+            nodes,
+            loss,
+            kill,
+            meta,
+            processes,
+            json,
+        }) => bench::membership(nodes, loss, kill, meta, processes, json),
     }
 }

@@ -16,16 +16,37 @@
 //! heartbeat_timeout_ms = 10000
 //! idle_timeout_s = 300
 //! max_message_mib = 64
+//!
+//! [membership]                     # SWIM over UDP on the listen port; on by default
+//! enabled = true
+//! seeds = ["127.0.0.1:7001"]       # any member's address; none: start a new cluster
+//! probe_ms = 1000                  # each member probes one other per period
+//! probe_rtt_ms = 500               # direct probe timeout before indirect probes
+//! suspect_ms = 0                   # 0: 4 × max(1, log10 N) probe periods
+//! gossip_ms = 200
+//! gossip_keys = []                 # hex keys, first seals; empty: derived from the secret
+//! cpus = 4.0                       # declared resources (override detection)
+//! gpus = 0
+//! memory_mib = 8192
+//! resources = { tpu = 4.0 }        # custom resources
 //! ```
+//!
+//! The failure-detection bound with these settings is
+//! `suspect + (4 + log10 N) × probe` (10.5 s for 20 members with the
+//! defaults); see `swarm_protocol::membership`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
-use swarm_actors::MeshConfig;
+use swarm_actors::{ClusterConfig, MeshConfig, ResourceOverrides};
+use swarm_protocol::gossip::GossipKey;
+use swarm_protocol::identity::unhex;
 use swarm_protocol::{CipherSuite, HandshakeConfig, NodeKey, TrustStore, PROTOCOL_VERSION};
 
 use crate::credentials::{read_array, read_cert};
@@ -71,6 +92,129 @@ pub struct NodeFile {
     /// Largest message, MiB.
     #[serde(default = "default_max_message_mib")]
     pub max_message_mib: usize,
+    /// Membership settings.
+    #[serde(default)]
+    pub membership: MembershipFile,
+}
+
+/// The `[membership]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipFile {
+    /// Run membership (gossip over UDP on the listen port).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Addresses to join through.
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
+    /// Probe period, milliseconds.
+    #[serde(default = "default_probe_ms")]
+    pub probe_ms: u64,
+    /// Direct probe timeout, milliseconds.
+    #[serde(default = "default_probe_rtt_ms")]
+    pub probe_rtt_ms: u64,
+    /// Suspicion timeout, milliseconds (0: scaled with the cluster).
+    #[serde(default)]
+    pub suspect_ms: u64,
+    /// Gossip interval, milliseconds.
+    #[serde(default = "default_gossip_ms")]
+    pub gossip_ms: u64,
+    /// Gossip keys in hex, the sealing key first.
+    #[serde(default)]
+    pub gossip_keys: Vec<String>,
+    /// Declared CPUs.
+    pub cpus: Option<f64>,
+    /// Declared GPUs.
+    pub gpus: Option<u32>,
+    /// Declared memory, MiB.
+    pub memory_mib: Option<u64>,
+    /// Custom resources.
+    #[serde(default)]
+    pub resources: BTreeMap<String, f64>,
+}
+
+impl Default for MembershipFile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            seeds: Vec::new(),
+            probe_ms: default_probe_ms(),
+            probe_rtt_ms: default_probe_rtt_ms(),
+            suspect_ms: 0,
+            gossip_ms: default_gossip_ms(),
+            gossip_keys: Vec::new(),
+            cpus: None,
+            gpus: None,
+            memory_mib: None,
+            resources: BTreeMap::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_probe_ms() -> u64 {
+    1_000
+}
+fn default_probe_rtt_ms() -> u64 {
+    500
+}
+fn default_gossip_ms() -> u64 {
+    200
+}
+
+impl MembershipFile {
+    /// The cluster configuration, or `None` when disabled.
+    ///
+    /// # Errors
+    ///
+    /// If a gossip key is not 32 bytes of hex or a timer is zero.
+    pub fn cluster_config(&self) -> Result<Option<ClusterConfig>> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        if self.probe_ms == 0 || self.probe_rtt_ms == 0 || self.gossip_ms == 0 {
+            bail!("membership timers must be above zero");
+        }
+        if self.probe_rtt_ms >= self.probe_ms {
+            bail!(
+                "membership.probe_rtt_ms ({}) must be below probe_ms ({})",
+                self.probe_rtt_ms,
+                self.probe_ms
+            );
+        }
+        let mut keys = Vec::new();
+        for (i, hex) in self.gossip_keys.iter().enumerate() {
+            let bytes: [u8; 32] = unhex(hex.trim())
+                .and_then(|b| b.try_into().ok())
+                .with_context(|| format!("membership.gossip_keys[{i}] is not 64 hex digits"))?;
+            keys.push(GossipKey::from_bytes(bytes));
+        }
+        let mut config = ClusterConfig {
+            seeds: self.seeds.clone(),
+            gossip_keys: keys,
+            resources: ResourceOverrides {
+                cpus: self.cpus,
+                gpus: self.gpus,
+                memory: self.memory_mib.map(|m| m << 20),
+                custom: self
+                    .resources
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v))
+                    .collect(),
+            },
+            ..ClusterConfig::default()
+        };
+        let gossip = &mut config.gossip;
+        gossip.probe_period = Duration::from_millis(self.probe_ms);
+        gossip.probe_rtt = Duration::from_millis(self.probe_rtt_ms);
+        gossip.gossip_interval = Duration::from_millis(self.gossip_ms);
+        if self.suspect_ms > 0 {
+            gossip.suspect_timeout = Some(Duration::from_millis(self.suspect_ms));
+        }
+        Ok(Some(config))
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -149,16 +293,31 @@ impl NodeFile {
         mesh.heartbeat_timeout = Duration::from_millis(self.heartbeat_timeout_ms);
         mesh.idle_timeout = Duration::from_secs(self.idle_timeout_s);
         mesh.max_message = self.max_message_mib << 20;
+        mesh.cluster = self.membership.cluster_config()?;
         Ok(mesh)
     }
 
-    /// A configuration file's text for a node of a local cluster.
-    pub fn render(cluster: &str, name: &str, listen: SocketAddr, peers: &[SocketAddr]) -> String {
-        let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    /// A configuration file's text for a node of a local cluster: it
+    /// dials `peers` at start and joins membership through `seeds`.
+    pub fn render(
+        cluster: &str,
+        name: &str,
+        listen: SocketAddr,
+        peers: &[SocketAddr],
+        seeds: &[SocketAddr],
+    ) -> String {
+        let list = |addrs: &[SocketAddr]| {
+            addrs
+                .iter()
+                .map(|p| format!("\"{p}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         format!(
             "cluster = \"{cluster}\"\nlisten = \"{listen}\"\nkey = \"{name}.key\"\ncert = \"{name}.cert\"\n\
-             ca = \"ca.pub\"\nsecret = \"join.secret\"\npeers = [{}]\n",
-            peers.join(", ")
+             ca = \"ca.pub\"\nsecret = \"join.secret\"\npeers = [{}]\n\n[membership]\nseeds = [{}]\n",
+            list(peers),
+            list(seeds)
         )
     }
 }

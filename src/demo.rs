@@ -258,3 +258,114 @@ pub fn expose_workload(node: &Node) -> Result<(), NodeError> {
         .accept::<CounterState>()
         .finish()
 }
+
+/// A request to an instance of a demo service; answers who served it.
+/// With [`Strategy::ConsistentHash`](swarm_actors::Strategy), requests with
+/// the same `key` go to the same instance.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Served")]
+pub struct Work {
+    /// Routing key.
+    pub key: u64,
+    /// Milliseconds the instance waits before answering (to simulate a
+    /// slow instance).
+    pub delay_ms: u64,
+}
+
+/// Who served a [`Work`] request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Served {
+    /// The serving node's name.
+    pub node: String,
+    /// The request's key.
+    pub key: u64,
+    /// Requests this instance has served so far.
+    pub served: u64,
+}
+
+swarm_actors::remote_message!(Work => "demo.Work");
+
+impl swarm_actors::Keyed for Work {
+    type Key = u64;
+
+    fn key(&self) -> u64 {
+        self.key
+    }
+}
+
+/// An instance of a demo service.
+#[derive(Debug)]
+pub struct Worker {
+    node: String,
+    served: u64,
+    /// Extra milliseconds added to every answer (a slow instance).
+    pub extra_delay_ms: u64,
+}
+
+impl Worker {
+    /// A worker on the node named `node`.
+    pub fn new(node: &str) -> Self {
+        Self {
+            node: node.to_owned(),
+            served: 0,
+            extra_delay_ms: 0,
+        }
+    }
+}
+
+impl Actor for Worker {
+    type Context = Context<Self>;
+}
+
+impl Handler<Work> for Worker {
+    type Result = ResponseActFuture<Self, Served>;
+
+    fn handle(&mut self, msg: Work, _: &mut Context<Self>) -> Self::Result {
+        self.served += 1;
+        let served = Served {
+            node: self.node.clone(),
+            key: msg.key,
+            served: self.served,
+        };
+        let delay = std::time::Duration::from_millis(msg.delay_ms + self.extra_delay_ms);
+        Box::pin(
+            async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                served
+            }
+            .into_actor(self),
+        )
+    }
+}
+
+/// The actor name an instance of demo service `service` is exposed under.
+pub fn worker_name(service: &str) -> String {
+    format!("svc.{service}")
+}
+
+/// Exposes a [`Worker`] on `node` and registers it as an instance of
+/// `service`. MUST be called on the node's arbiter.
+///
+/// # Errors
+///
+/// [`NodeError::NameTaken`] if exposed already; [`NodeError::NoMembership`]
+/// without membership.
+pub async fn serve(node: &Node, service: &str) -> Result<(), NodeError> {
+    serve_with(node, service, Worker::new(node.name())).await
+}
+
+/// As [`serve`], with a configured worker.
+///
+/// # Errors
+///
+/// As [`serve`].
+pub async fn serve_with(node: &Node, service: &str, worker: Worker) -> Result<(), NodeError> {
+    let name = worker_name(service);
+    node.expose(name.clone(), worker.start())
+        .accept::<Work>()
+        .finish()?;
+    node.register_service(service, &name).await?;
+    Ok(())
+}

@@ -44,8 +44,9 @@ pub mod demo;
 pub mod local;
 
 pub use swarm_actors::{
-    remote_message, AskError, CloseReason, ConnectError, Exposure, MeshConfig, Node, NodeError,
-    NodeStats, PeerInfo, RemoteAddr, RemoteMessage, TellError, Wire,
+    cluster, remote_message, AskError, CloseReason, ClusterConfig, ClusterEvent, ConnectError,
+    Exposure, GossipKeyOp, Instance, Keyed, Member, MeshConfig, Node, NodeError, NodeStats,
+    PeerInfo, RemoteAddr, RemoteMessage, ResourceOverrides, ServiceRef, Strategy, TellError, Wire,
 };
 pub use swarm_protocol as protocol;
 pub use swarm_protocol::{CipherSuite, NodeId};
@@ -55,5 +56,8 @@ pub mod prelude {
     pub use actix::prelude::*;
     pub use serde::{Deserialize, Serialize};
 
-    pub use crate::{remote_message, AskError, Node, RemoteAddr, RemoteMessage, TellError};
+    pub use crate::{
+        remote_message, AskError, ClusterEvent, Keyed, Node, RemoteAddr, RemoteMessage, ServiceRef,
+        Strategy, TellError,
+    };
 }

@@ -45,13 +45,34 @@ pub struct LocalCluster {
 impl LocalCluster {
     /// Writes a CA, a join secret and identities for `n` nodes (n1..nN)
     /// plus one called `driver` into `dir`, then starts the nodes from the
-    /// `swarm` binary at `exe`, each dialing the ones started before it.
-    /// `extra_args` go to every `swarm node start`.
+    /// `swarm` binary at `exe`, each dialing the ones started before it and
+    /// joining membership through n1. `extra_args` go to every
+    /// `swarm node start`.
     ///
     /// # Errors
     ///
     /// If files cannot be written or a node does not report READY within 30 s.
     pub fn start(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
+        Self::start_with(exe, dir, n, extra_args, true)
+    }
+
+    /// As [`LocalCluster::start`], but the nodes dial no one at start: they
+    /// only join membership through n1 (links are made on first use).
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalCluster::start`].
+    pub fn start_members(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
+        Self::start_with(exe, dir, n, extra_args, false)
+    }
+
+    fn start_with(
+        exe: &Path,
+        dir: &Path,
+        n: usize,
+        extra_args: &[&str],
+        dial_peers: bool,
+    ) -> Result<Self> {
         let cluster = "local".to_owned();
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -64,19 +85,33 @@ impl LocalCluster {
             remove_dir: false,
         };
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        std::fs::write(
-            dir.join("driver.toml"),
-            NodeFile::render(&cluster, "driver", any_port, &[]),
-        )?;
         for name in &names {
-            let peers: Vec<SocketAddr> = this.nodes.iter().map(|n| n.addr).collect();
+            let peers: Vec<SocketAddr> = if dial_peers {
+                this.nodes.iter().map(|n| n.addr).collect()
+            } else {
+                Vec::new()
+            };
+            let seeds = this.seeds();
             let config = dir.join(format!("{name}.toml"));
-            std::fs::write(&config, NodeFile::render(&cluster, name, any_port, &peers))?;
+            std::fs::write(
+                &config,
+                NodeFile::render(&cluster, name, any_port, &peers, &seeds),
+            )?;
             let node = spawn(exe, &config, extra_args)
                 .with_context(|| format!("node {name} did not start"))?;
             this.nodes.push(node);
         }
+        let seeds = this.seeds();
+        std::fs::write(
+            dir.join("driver.toml"),
+            NodeFile::render(&cluster, "driver", any_port, &[], &seeds),
+        )?;
         Ok(this)
+    }
+
+    /// The membership seed of the cluster: the first node, once started.
+    pub fn seeds(&self) -> Vec<SocketAddr> {
+        self.nodes.first().map(|n| n.addr).into_iter().collect()
     }
 
     /// Removes the directory when the cluster is dropped.

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use swarm_protocol::HandshakeConfig;
 
+use crate::cluster::ClusterConfig;
+
 /// Everything a node's mesh needs to start.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -34,6 +36,9 @@ pub struct MeshConfig {
     /// Asks from one peer waiting for local actors at once; more are
     /// answered at once with `Refused`, so a peer cannot grow memory without bound.
     pub max_inbound_asks: usize,
+    /// Membership, discovery and load balancing (gossip over UDP on the
+    /// mesh port); `None` runs the mesh alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl MeshConfig {
@@ -51,6 +56,7 @@ impl MeshConfig {
             link_queue_bytes: 8 << 20,
             max_pending_handshakes: 256,
             max_inbound_asks: 4096,
+            cluster: None,
         }
     }
 }

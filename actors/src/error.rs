@@ -22,6 +22,19 @@ pub enum AskError {
         /// The target's node.
         node: NodeId,
     },
+    /// Membership declared the target's node down (or it left): the ask
+    /// fails at once instead of waiting for its timeout.
+    #[error("node {node} is down")]
+    NodeDown {
+        /// The target's node.
+        node: NodeId,
+    },
+    /// A service has no live instance to send to.
+    #[error("service {service:?} has no live instance")]
+    NoInstance {
+        /// The service name.
+        service: String,
+    },
     /// No link to the target's node could be made.
     #[error("node {node} is unreachable: {reason}")]
     Unreachable {
@@ -148,6 +161,30 @@ pub enum NodeError {
     /// The arbiter asked to run the node has stopped.
     #[error("the arbiter for the node has stopped")]
     ArbiterGone,
+    /// The gossip (UDP) socket could not be bound next to the mesh listener.
+    #[error("cannot bind the gossip socket on {addr}: {source}")]
+    GossipBind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The node's metadata is refused (too many services, bad names, ...).
+    #[error("node metadata refused: {0}")]
+    Metadata(#[from] swarm_protocol::gossip::MetaError),
+    /// Membership is not enabled on this node (`MeshConfig::cluster`), or
+    /// it has stopped (the node left).
+    #[error("membership is not enabled on this node, or it stopped")]
+    NoMembership,
+    /// The gossip key ring refused a change.
+    #[error("gossip key ring: {0}")]
+    KeyRing(#[from] swarm_protocol::gossip::SealError),
+    /// No actor is exposed under this name.
+    #[error("no actor is exposed as {name:?}")]
+    NotExposed {
+        /// The name.
+        name: String,
+    },
     /// The actor name is already registered on this node.
     #[error("an actor named {name:?} is already registered")]
     NameTaken {
@@ -187,6 +224,9 @@ pub enum CloseReason {
     /// The peer said goodbye.
     #[error("peer said goodbye: {0}")]
     Goodbye(String),
+    /// Membership declared the peer down or departed.
+    #[error("membership declared the peer down")]
+    MemberDown,
     /// This node is shutting down or closed the link on purpose.
     #[error("closed locally: {0}")]
     Local(String),

@@ -20,6 +20,11 @@ use dashmap::DashMap;
 use swarm_protocol::{HandshakeConfig, NodeId};
 use tokio::net::TcpListener;
 
+use crate::cluster::gossip::{
+    GetMembers, Gossip, GossipParts, KeyOp, Leave, SetService, Stats as GossipStatsMsg, Subscribe,
+};
+use crate::cluster::services::{ServiceRef, ServiceTable};
+use crate::cluster::{ClusterEvent, ListMembers, ListServices, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::directory::{Dispatch, Entry, RemoteMessage, Wire};
 use crate::error::{AskError, ConnectError, NodeError};
@@ -51,6 +56,23 @@ pub(crate) struct Core {
     pub(crate) stats: Stats,
     /// Where the listener is bound.
     pub(crate) listen: SocketAddr,
+    /// Nodes membership holds down or departed; sends to them fail at once.
+    pub(crate) down: DashMap<NodeId, ()>,
+    /// `down.len()`, read on every send without touching the map.
+    pub(crate) down_count: std::sync::atomic::AtomicUsize,
+}
+
+impl Core {
+    /// Records membership's verdict on `node`.
+    pub(crate) fn set_down(&self, node: NodeId, down: bool) {
+        if down {
+            if self.down.insert(node, ()).is_none() {
+                self.down_count.fetch_add(1, Ordering::AcqRel);
+            }
+        } else if self.down.remove(&node).is_some() {
+            self.down_count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 /// Counters of refused and dropped traffic.
@@ -108,6 +130,14 @@ pub struct Node {
     core: Arc<Core>,
     router: Addr<Router>,
     listener: Addr<Listener>,
+    cluster: Option<ClusterHandle>,
+}
+
+/// The membership side of a node.
+#[derive(Clone)]
+struct ClusterHandle {
+    gossip: Addr<Gossip>,
+    table: Arc<ServiceTable>,
 }
 
 impl Node {
@@ -126,18 +156,14 @@ impl Node {
         }
         hs.trust
             .verify(&hs.cert, unix_now(), Some(hs.key.public()))?;
-        let socket = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let (socket, udp) = bind(&config).await?;
         let listen = socket.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,
         })?;
         config.listen = listen;
         config.handshake.listen = listen.to_string();
+        let cluster_config = config.cluster.clone();
         let core = Arc::new(Core {
             id: config.handshake.key.node_id(),
             name: config.handshake.cert.body().name.clone(),
@@ -149,15 +175,40 @@ impl Node {
             names: DashMap::new(),
             stats: Stats::default(),
             listen,
+            down: DashMap::new(),
+            down_count: std::sync::atomic::AtomicUsize::new(0),
         });
         let router = Router::new(Arc::clone(&core)).start();
+        let cluster = match (udp, cluster_config) {
+            (Some(socket), Some(config)) => {
+                let table = Arc::new(ServiceTable::default());
+                let gossip = Gossip::new(GossipParts {
+                    core: Arc::clone(&core),
+                    router: router.clone(),
+                    table: Arc::clone(&table),
+                    socket,
+                    config,
+                })?
+                .start();
+                Some(ClusterHandle { gossip, table })
+            }
+            _ => None,
+        };
         let listener = Listener::new(socket, Arc::clone(&core), router.clone()).start();
         tracing::info!(id = %core.id.short(), name = %core.name, %listen, "node started");
-        Ok(Node {
+        let node = Node {
             core,
             router,
             listener,
-        })
+            cluster,
+        };
+        if let Some(cluster) = &node.cluster {
+            node.expose(CLUSTER_ACTOR, cluster.gossip.clone())
+                .accept::<ListMembers>()
+                .accept::<ListServices>()
+                .finish()?;
+        }
+        Ok(node)
     }
 
     /// Starts a node on another arbiter (thread), so several nodes can run
@@ -268,10 +319,168 @@ impl Node {
         self.core.names.get(name).map(|id| *id)
     }
 
-    /// Stops accepting connections and closes every link.
+    /// Leaves the cluster and waits until the goodbye is sent: members see
+    /// this node as left at once, not down. The mesh keeps running; call
+    /// [`Node::shutdown`] after. Without membership this does nothing.
+    pub async fn leave(&self) {
+        if let Some(cluster) = &self.cluster {
+            let _ = cluster.gossip.send(Leave).await;
+        }
+    }
+
+    /// Leaves the cluster (members see it as left at once, not down),
+    /// stops accepting connections and closes every link.
     pub fn shutdown(&self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.gossip.do_send(Leave);
+        }
         self.listener.do_send(StopListener);
         self.router.do_send(CloseAll);
+    }
+
+    fn cluster(&self) -> Result<&ClusterHandle, NodeError> {
+        self.cluster.as_ref().ok_or(NodeError::NoMembership)
+    }
+
+    /// Every member this node knows, itself first.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NoMembership`] without membership.
+    pub async fn members(&self) -> Result<Vec<Member>, NodeError> {
+        let cluster = self.cluster()?;
+        cluster
+            .gossip
+            .send(GetMembers)
+            .await
+            .map_err(|_| NodeError::NoMembership)
+    }
+
+    /// Sends every later [`ClusterEvent`] to `recipient`; returns the
+    /// members known now (this node first), so nothing falls between the
+    /// snapshot and the first event.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NoMembership`] without membership.
+    pub async fn subscribe(
+        &self,
+        recipient: actix::Recipient<ClusterEvent>,
+    ) -> Result<Vec<Member>, NodeError> {
+        let cluster = self.cluster()?;
+        cluster
+            .gossip
+            .send(Subscribe(recipient))
+            .await
+            .map_err(|_| NodeError::NoMembership)
+    }
+
+    /// Registers the actor exposed as `actor` as an instance of `service`;
+    /// every member learns it through gossip. Returns false if it was
+    /// registered already.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NotExposed`] if no actor is exposed under `actor`;
+    /// [`NodeError::Metadata`] if the node's metadata would exceed its
+    /// bounds (too many services, names too long).
+    pub async fn register_service(&self, service: &str, actor: &str) -> Result<bool, NodeError> {
+        if !self.core.directory.contains_key(actor) {
+            return Err(NodeError::NotExposed {
+                name: actor.to_owned(),
+            });
+        }
+        self.set_service(service, actor, true).await
+    }
+
+    /// Withdraws an instance registered with [`Node::register_service`].
+    /// Returns whether it was registered.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NoMembership`] without membership.
+    pub async fn deregister_service(&self, service: &str, actor: &str) -> Result<bool, NodeError> {
+        self.set_service(service, actor, false).await
+    }
+
+    async fn set_service(
+        &self,
+        service: &str,
+        actor: &str,
+        present: bool,
+    ) -> Result<bool, NodeError> {
+        let cluster = self.cluster()?;
+        let entry = swarm_protocol::gossip::ServiceEntry {
+            service: service.to_owned(),
+            actor: actor.to_owned(),
+        };
+        Ok(cluster
+            .gossip
+            .send(SetService { entry, present })
+            .await
+            .map_err(|_| NodeError::NoMembership)??)
+    }
+
+    /// A load-balanced handle to `service` (power of two choices on EWMA
+    /// latency by default; see [`ServiceRef::with_strategy`]).
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NoMembership`] without membership.
+    pub fn service<A>(&self, service: &str) -> Result<ServiceRef<A>, NodeError>
+    where
+        A: Actor<Context = Context<A>>,
+    {
+        let cluster = self.cluster()?;
+        Ok(ServiceRef::new(
+            self.clone(),
+            Arc::clone(&cluster.table),
+            service.to_owned(),
+        ))
+    }
+
+    /// Every known service with its live instances, sorted by name.
+    pub fn services(&self) -> Vec<(String, Vec<crate::cluster::Instance>)> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.table.list())
+            .unwrap_or_default()
+    }
+
+    /// Gossip traffic counters (datagrams sent, received, and dropped by reason).
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NoMembership`] without membership.
+    pub async fn gossip_stats(&self) -> Result<swarm_protocol::membership::GossipStats, NodeError> {
+        let cluster = self.cluster()?;
+        cluster
+            .gossip
+            .send(GossipStatsMsg)
+            .await
+            .map_err(|_| NodeError::NoMembership)
+    }
+
+    /// Changes the gossip key ring at run time: add a key everywhere, then
+    /// use it everywhere, then remove the old one, and no datagram is lost.
+    /// Returns the fingerprints of the keys held, the sealing key first.
+    ///
+    /// # Errors
+    ///
+    /// [`NodeError::NoMembership`] without membership; [`NodeError::KeyRing`]
+    /// if the ring refuses (full, or removing the sealing key).
+    pub async fn gossip_key(&self, op: GossipKeyOp) -> Result<Vec<String>, NodeError> {
+        let cluster = self.cluster()?;
+        let op = match op {
+            GossipKeyOp::Add(key) => KeyOp::Add(key),
+            GossipKeyOp::Use(key) => KeyOp::Use(key),
+            GossipKeyOp::Remove(key) => KeyOp::Remove(key),
+        };
+        Ok(cluster
+            .gossip
+            .send(op)
+            .await
+            .map_err(|_| NodeError::NoMembership)??)
     }
 
     pub(crate) fn directory_addr<A: Actor>(&self, name: &str) -> Option<Addr<A>> {
@@ -293,6 +502,11 @@ impl Node {
             })?
     }
 
+    /// Whether membership holds `node` down or departed.
+    pub(crate) fn is_down(&self, node: NodeId) -> bool {
+        self.core.down_count.load(Ordering::Acquire) > 0 && self.core.down.contains_key(&node)
+    }
+
     /// The live link to `node`, if there is one.
     pub(crate) fn live_link(&self, node: NodeId) -> Option<LinkHandle> {
         self.core
@@ -310,6 +524,17 @@ impl Node {
         }
         link
     }
+}
+
+/// A change to the gossip key ring; see [`Node::gossip_key`].
+#[derive(Debug, Clone)]
+pub enum GossipKeyOp {
+    /// Accept datagrams sealed with this key too.
+    Add(swarm_protocol::gossip::GossipKey),
+    /// Seal with this key from now on (added if needed).
+    Use(swarm_protocol::gossip::GossipKey),
+    /// Stop accepting this key.
+    Remove(swarm_protocol::gossip::GossipKey),
 }
 
 impl std::fmt::Debug for Node {
@@ -357,6 +582,35 @@ impl<A: Actor<Context = Context<A>>> Exposure<A> {
                 slot.insert(Arc::new(self.entry));
                 self.node.core.generation.fetch_add(1, Ordering::AcqRel);
                 Ok(())
+            }
+        }
+    }
+}
+
+/// Binds the mesh listener and, with membership, the gossip socket on the
+/// same port number. With port 0 the OS picks the TCP port; if that port is
+/// taken for UDP, another is tried.
+async fn bind(
+    config: &MeshConfig,
+) -> Result<(TcpListener, Option<tokio::net::UdpSocket>), NodeError> {
+    let bind_err = |source| NodeError::Bind {
+        addr: config.listen,
+        source,
+    };
+    let mut attempts = 0;
+    loop {
+        let tcp = TcpListener::bind(config.listen).await.map_err(bind_err)?;
+        if config.cluster.is_none() {
+            return Ok((tcp, None));
+        }
+        let addr = tcp.local_addr().map_err(bind_err)?;
+        match tokio::net::UdpSocket::bind(addr).await {
+            Ok(udp) => return Ok((tcp, Some(udp))),
+            Err(source) => {
+                attempts += 1;
+                if config.listen.port() != 0 || attempts >= 16 {
+                    return Err(NodeError::GossipBind { addr, source });
+                }
             }
         }
     }

@@ -131,6 +131,9 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
                 }
             };
         }
+        if self.node.is_down(self.target) {
+            return Err(AskError::NodeDown { node: self.target });
+        }
         let link = match self.node.live_link(self.target) {
             Some(link) => link,
             None => match tokio::time::timeout_at(deadline, self.node.link(self.target)).await {
@@ -138,6 +141,10 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
                 Err(_) => return Err(AskError::Timeout { after: timeout }),
             },
         };
+        // Membership may have declared the node down while the link was dialed.
+        if self.node.is_down(self.target) {
+            return Err(AskError::NodeDown { node: self.target });
+        }
         let hint = self.size_hint.load(Ordering::Relaxed);
         let hints = &self.size_hint;
         let reply = link
@@ -183,6 +190,12 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
                 }),
             };
         }
+        if self.node.is_down(self.target) {
+            return Err(TellError::Disconnected {
+                msg,
+                reason: format!("node {} is down", self.target),
+            });
+        }
         let link = match self.node.link(self.target).await {
             Ok(link) => link,
             Err(e) => {
@@ -225,6 +238,12 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
                     msg,
                     reason: "the actor stopped".into(),
                 },
+            });
+        }
+        if self.node.is_down(self.target) {
+            return Err(TellError::Disconnected {
+                msg,
+                reason: format!("node {} is down", self.target),
             });
         }
         let Some(link) = self.node.link_now(self.target) else {

@@ -12,24 +12,53 @@ use anyhow::{Context as _, Result};
 use swarm::config::NodeFile;
 use swarm::Node;
 
-pub(crate) fn start(
-    config: &Path,
-    listen: Option<SocketAddr>,
-    peers: Vec<SocketAddr>,
-    demo: bool,
-) -> Result<()> {
+/// Command-line overrides of the configuration file.
+#[derive(Debug, Default)]
+pub(crate) struct Overrides {
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) peers: Vec<SocketAddr>,
+    pub(crate) seeds: Vec<SocketAddr>,
+    pub(crate) cpus: Option<f64>,
+    pub(crate) gpus: Option<u32>,
+    pub(crate) memory: Option<u64>,
+    pub(crate) resources: Vec<(String, f64)>,
+    pub(crate) services: Vec<String>,
+    pub(crate) demo: bool,
+}
+
+pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
     let file = NodeFile::load(config)?;
     let mut mesh = file.mesh_config()?;
-    if let Some(listen) = listen {
+    if let Some(listen) = o.listen {
         mesh.listen = listen;
     }
+    if let Some(cluster) = &mut mesh.cluster {
+        cluster.seeds.extend(o.seeds.iter().copied());
+        let r = &mut cluster.resources;
+        r.cpus = o.cpus.or(r.cpus);
+        r.gpus = o.gpus.or(r.gpus);
+        r.memory = o.memory.or(r.memory);
+        for (name, amount) in &o.resources {
+            r.custom.retain(|(n, _)| n != name);
+            r.custom.push((name.clone(), *amount));
+        }
+    } else if !o.seeds.is_empty() {
+        anyhow::bail!("--seed needs membership, which the configuration disables");
+    }
+    let peers = o.peers;
+    let demo = o.demo;
+    let services = o.services;
     let mut all_peers = file.peers.clone();
     all_peers.extend(peers);
+    let peers = all_peers;
     actix::System::new().block_on(async move {
         let node = Node::start(mesh).await.context("cannot start the node")?;
         swarm::demo::expose_info(&node)?;
         if demo {
             swarm::demo::expose_workload(&node)?;
+        }
+        for service in &services {
+            swarm::demo::serve(&node, service).await?;
         }
         {
             let mut out = std::io::stdout().lock();
@@ -42,11 +71,12 @@ pub(crate) fn start(
             )?;
             out.flush()?;
         }
-        for peer in all_peers {
+        for peer in peers {
             actix_rt::spawn(dial_with_retry(node.clone(), peer));
         }
         wait_for_signal().await;
         tracing::info!("shutting down");
+        node.leave().await;
         node.shutdown();
         Ok(())
     })

@@ -5,6 +5,7 @@
 mod util;
 
 mod bad_input;
+mod membership;
 mod processes;
 mod stress;
 mod two_nodes;

@@ -121,12 +121,12 @@ fn manual_launch_with_ca_cert_node_start_and_ping() {
     let any = "127.0.0.1:0".parse().unwrap();
     std::fs::write(
         dir.join("n1.toml"),
-        NodeFile::render("manual", "n1", any, &[]),
+        NodeFile::render("manual", "n1", any, &[], &[]),
     )
     .unwrap();
     std::fs::write(
         dir.join("op.toml"),
-        NodeFile::render("manual", "op", any, &[]),
+        NodeFile::render("manual", "op", any, &[], &[]),
     )
     .unwrap();
 
@@ -250,7 +250,7 @@ fn refused_connections_are_logged_with_their_reason() {
     let config = dir.join("n1.toml");
     std::fs::write(
         &config,
-        NodeFile::render("logs", "n1", "127.0.0.1:0".parse().unwrap(), &[]),
+        NodeFile::render("logs", "n1", "127.0.0.1:0".parse().unwrap(), &[], &[]),
     )
     .unwrap();
     let mut node = Command::new(exe())

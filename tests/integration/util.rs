@@ -82,3 +82,45 @@ where
         }
     }
 }
+
+/// Membership settings for tests: fast probes, a 1 s suspicion.
+pub fn fast_gossip(seeds: Vec<std::net::SocketAddr>) -> swarm::ClusterConfig {
+    let mut cluster = swarm::ClusterConfig {
+        seeds,
+        ..swarm::ClusterConfig::default()
+    };
+    let g = &mut cluster.gossip;
+    g.probe_period = Duration::from_millis(200);
+    g.probe_rtt = Duration::from_millis(100);
+    g.gossip_interval = Duration::from_millis(50);
+    g.suspect_timeout = Some(Duration::from_secs(1));
+    g.meta_pull_interval = Duration::from_millis(50);
+    cluster
+}
+
+/// Starts `n` nodes with membership (fast settings), n2..nN joining through n1.
+pub async fn members(n: usize) -> (Throwaway, Vec<TestNode>) {
+    let ca = Throwaway::new("test");
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for i in 1..=n {
+        let mut c = config(&ca, &format!("n{i}"));
+        let seeds = nodes
+            .first()
+            .map(|s| s.node.listen_addr())
+            .into_iter()
+            .collect();
+        c.cluster = Some(fast_gossip(seeds));
+        nodes.push(start(c).await);
+    }
+    (ca, nodes)
+}
+
+/// Whether `node` lists exactly `alive` members alive (itself included).
+pub async fn sees_alive(node: &Node, alive: usize) -> bool {
+    node.members().await.is_ok_and(|m| {
+        m.iter()
+            .filter(|m| m.state == swarm::protocol::membership::MemberState::Alive)
+            .count()
+            == alive
+    })
+}

@@ -67,6 +67,9 @@ pub(crate) struct LinkShared {
     next_correlation: AtomicU64,
     /// Set once the link is closing: nothing more is dispatched or awaited.
     pub(crate) closed: AtomicBool,
+    /// Set before the link closes because membership declared the peer
+    /// down: asks waiting on it fail with `NodeDown` instead of `LinkDown`.
+    pub(crate) member_down: AtomicBool,
 }
 
 impl LinkHandle {
@@ -100,7 +103,13 @@ impl LinkHandle {
             s.pending.remove(&correlation);
             return Err(AskError::Encode { reason });
         }
-        let down = AskError::LinkDown { node: s.peer };
+        let down = || {
+            if s.member_down.load(Ordering::Acquire) {
+                AskError::NodeDown { node: s.peer }
+            } else {
+                AskError::LinkDown { node: s.peer }
+            }
+        };
         // Only a full queue needs a timer for the wait.
         let queued = match s.outbox.try_send(buf) {
             Ok(()) => Ok(Ok(())),
@@ -113,7 +122,7 @@ impl LinkHandle {
             Ok(Ok(())) if !self.is_closed() => {}
             Ok(_) => {
                 s.pending.remove(&correlation);
-                return Err(down);
+                return Err(down());
             }
             Err(_) => {
                 s.pending.remove(&correlation);
@@ -123,7 +132,7 @@ impl LinkHandle {
         match tokio::time::timeout_at(deadline, reply_rx).await {
             Ok(Ok(Ok(bytes))) => Ok(bytes),
             Ok(Ok(Err(remote))) => Err(remote.into()),
-            Ok(Err(_)) => Err(down),
+            Ok(Err(_)) => Err(down()),
             Err(_) => {
                 s.pending.remove(&correlation);
                 Err(AskError::Timeout { after: timeout })
@@ -269,6 +278,7 @@ pub(crate) fn new_handle(
         remote_addr,
         outbox,
         pending: DashMap::new(),
+        member_down: AtomicBool::new(false),
         next_correlation: AtomicU64::new(1),
         closed: AtomicBool::new(false),
     });
@@ -419,6 +429,7 @@ impl Actor for Link {
             | CloseReason::Idle(_)
             | CloseReason::Replaced
             | CloseReason::Local(_)
+            | CloseReason::MemberDown
             | CloseReason::Goodbye(_) => {
                 tracing::info!(peer = %s.peer.short(), name = %s.peer_name, %reason, "link closed")
             }

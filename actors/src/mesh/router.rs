@@ -279,6 +279,45 @@ impl Handler<LinkClosed> for Router {
     }
 }
 
+/// Membership learned where a node listens and that it is alive.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct MemberUp {
+    pub(crate) node: NodeId,
+    pub(crate) addr: SocketAddr,
+}
+
+impl Handler<MemberUp> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: MemberUp, _ctx: &mut Context<Self>) {
+        self.addr_book.insert(msg.node, msg.addr);
+    }
+}
+
+/// Membership declared a node down or departed: close the link to it, so
+/// asks waiting on it fail at once with `NodeDown`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct MemberDown(pub(crate) NodeId);
+
+impl Handler<MemberDown> for Router {
+    type Result = ();
+
+    fn handle(&mut self, MemberDown(node): MemberDown, _ctx: &mut Context<Self>) {
+        if let Some((handle, actor)) = self.links.remove(&node) {
+            handle
+                .shared
+                .member_down
+                .store(true, std::sync::atomic::Ordering::Release);
+            actor.do_send(Close(CloseReason::MemberDown));
+            self.core
+                .links
+                .remove_if(&node, |_, h| h.shared.id == handle.shared.id);
+        }
+    }
+}
+
 /// Closes every link (node shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]

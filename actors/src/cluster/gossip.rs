@@ -1,0 +1,542 @@
+//! The `Gossip` actor: drives a [`Membership`] from a UDP socket on the
+//! mesh port, seals and opens every datagram, arms its timers on the
+//! actor's context, and turns membership events into Router messages,
+//! service-table updates and [`ClusterEvent`]s for subscribers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use swarm_protocol::gossip::meta::Load;
+use swarm_protocol::gossip::{
+    GossipKey, KeyRing, MemberId, MetaError, NodeMeta, SealError, ServiceEntry, SEAL_OVERHEAD,
+};
+use swarm_protocol::membership::{GossipStats, MemberEvent, MemberState, Membership};
+use swarm_protocol::NodeId;
+use tokio::io::ReadBuf;
+use tokio::net::UdpSocket;
+
+use super::resources::{load_changed, Probe};
+use super::services::ServiceTable;
+use super::{
+    ClusterConfig, ClusterEvent, InstanceRow, ListMembers, ListServices, Member, MemberRow,
+    ServiceRow,
+};
+use crate::mesh::router::{MemberDown, MemberUp, Router};
+use crate::node::Core;
+
+/// Datagrams from the socket, as an actix stream.
+struct Datagrams {
+    socket: Arc<UdpSocket>,
+    buf: Box<[u8]>,
+}
+
+impl Stream for Datagrams {
+    type Item = (Vec<u8>, SocketAddr);
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            let mut read = ReadBuf::new(&mut this.buf);
+            match this.socket.poll_recv_from(cx, &mut read) {
+                Poll::Ready(Ok(from)) => return Poll::Ready(Some((read.filled().to_vec(), from))),
+                // ICMP errors of earlier sends surface here; they concern
+                // no datagram in particular.
+                Poll::Ready(Err(e)) => tracing::trace!(error = %e, "gossip socket error"),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// The membership actor of one node.
+pub struct Gossip {
+    core: Arc<Core>,
+    router: Addr<Router>,
+    table: Arc<ServiceTable>,
+    machine: Membership,
+    socket: Arc<UdpSocket>,
+    ring: KeyRing,
+    epoch: Instant,
+    seeds: Vec<SocketAddr>,
+    subscribers: Vec<Recipient<ClusterEvent>>,
+    members: HashMap<SocketAddr, Member>,
+    probe: Probe,
+    total_memory: u64,
+    load_interval: Duration,
+    sealed: Vec<u8>,
+    left: bool,
+}
+
+/// The parts `Node::start` hands over.
+pub(crate) struct GossipParts {
+    pub(crate) core: Arc<Core>,
+    pub(crate) router: Addr<Router>,
+    pub(crate) table: Arc<ServiceTable>,
+    pub(crate) socket: UdpSocket,
+    pub(crate) config: ClusterConfig,
+}
+
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(1)
+        .max(1)
+}
+
+fn random_seed() -> u64 {
+    let mut seed = [0u8; 8];
+    // Without OS randomness, a time-based seed still spreads choices.
+    if getrandom::fill(&mut seed).is_err() {
+        return unix_millis();
+    }
+    u64::from_le_bytes(seed)
+}
+
+impl Gossip {
+    pub(crate) fn new(parts: GossipParts) -> Result<Self, MetaError> {
+        let GossipParts {
+            core,
+            router,
+            table,
+            socket,
+            config,
+        } = parts;
+        let hs = &core.handshake;
+        let mut keys = config.gossip_keys.clone();
+        if keys.is_empty() {
+            keys.push(GossipKey::derive(&hs.join_secret, &hs.cluster));
+        }
+        let mut ring = KeyRing::new(keys.remove(0));
+        for key in keys {
+            if let Err(e) = ring.add(key) {
+                tracing::warn!(error = %e, "gossip key ignored");
+            }
+        }
+        let mut probe = Probe::new();
+        let resources = probe.resources(&config.resources);
+        let total_memory = resources.memory;
+        let meta = NodeMeta {
+            name: core.name.clone(),
+            roles: hs.cert.body().roles.clone(),
+            resources,
+            load: probe.load(),
+            services: Vec::new(),
+            leaving: false,
+        };
+        let me = MemberId {
+            addr: core.listen,
+            node: core.id,
+            bump: unix_millis(),
+        };
+        let machine = Membership::new(config.gossip.clone(), me, meta, random_seed())?;
+        Ok(Self {
+            core,
+            router,
+            table,
+            machine,
+            socket: Arc::new(socket),
+            ring,
+            epoch: Instant::now(),
+            seeds: config.seeds,
+            subscribers: Vec::new(),
+            members: HashMap::new(),
+            probe,
+            total_memory,
+            load_interval: config.load_interval,
+            sealed: Vec::new(),
+            left: false,
+        })
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn max_datagram(&self) -> usize {
+        self.machine.config().max_packet + 1 + SEAL_OVERHEAD
+    }
+
+    /// Sends what the machine queued, arms its timers and applies its events.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        while let Some((to, plain)) = self.machine.poll_transmit() {
+            let mut nonce = [0u8; 12];
+            if getrandom::fill(&mut nonce).is_err() {
+                tracing::error!("no OS randomness for a gossip nonce; datagram dropped");
+                continue;
+            }
+            self.ring.seal(&plain, nonce, &mut self.sealed);
+            // UDP: a full socket buffer drops the datagram, as the network might.
+            let _ = self.socket.try_send_to(&self.sealed, to);
+        }
+        while let Some((after, tick)) = self.machine.poll_timer() {
+            ctx.run_later(after, move |act, ctx| {
+                if act.left {
+                    return;
+                }
+                let now = act.now();
+                act.machine.handle_tick(tick, now);
+                act.flush(ctx);
+            });
+        }
+        while let Some(event) = self.machine.poll_event() {
+            self.apply(event);
+        }
+    }
+
+    fn member_for(&mut self, id: &MemberId, state: MemberState) -> Member {
+        let meta = self
+            .machine
+            .meta_of(&id.addr)
+            .filter(|(published, _)| published.node == id.node)
+            .map(|(_, meta)| meta);
+        let member = self.members.entry(id.addr).or_insert_with(|| Member {
+            node: id.node,
+            addr: id.addr,
+            bump: id.bump,
+            state,
+            meta: None,
+        });
+        member.node = id.node;
+        member.bump = id.bump;
+        member.state = state;
+        if meta.is_some() {
+            member.meta = meta;
+        }
+        member.clone()
+    }
+
+    fn apply(&mut self, event: MemberEvent) {
+        let out = match event {
+            MemberEvent::Up(id) => {
+                let member = self.member_for(&id, MemberState::Alive);
+                self.core.set_down(id.node, false);
+                self.table.readmit(id.node);
+                self.router.do_send(MemberUp {
+                    node: id.node,
+                    addr: id.addr,
+                });
+                self.publish_services(&member);
+                tracing::info!(node = %id.node.short(), addr = %id.addr, name = member.name(), "member up");
+                ClusterEvent::MemberUp(member)
+            }
+            MemberEvent::Suspect(id) => {
+                let member = self.member_for(&id, MemberState::Suspect);
+                self.table.set_node(id.node, id.addr, &[]);
+                tracing::info!(node = %id.node.short(), addr = %id.addr, "member suspect");
+                ClusterEvent::Suspect(member)
+            }
+            MemberEvent::Down(id) => self.gone(id, false),
+            MemberEvent::Left(id) => self.gone(id, true),
+            MemberEvent::MetadataChanged(id, meta) => {
+                let state = self
+                    .members
+                    .get(&id.addr)
+                    .map_or(MemberState::Alive, |m| m.state);
+                let mut member = self.member_for(&id, state);
+                member.meta = Some(meta);
+                self.members.insert(id.addr, member.clone());
+                self.publish_services(&member);
+                ClusterEvent::MetadataChanged(member)
+            }
+            MemberEvent::Rejoined(id) => {
+                tracing::warn!(
+                    bump = id.bump,
+                    "the cluster declared this node down; rejoined under a renewed identity"
+                );
+                return;
+            }
+        };
+        self.subscribers.retain(|s| s.connected());
+        for subscriber in &self.subscribers {
+            subscriber.do_send(out.clone());
+        }
+    }
+
+    fn gone(&mut self, id: MemberId, left: bool) -> ClusterEvent {
+        let state = if left {
+            MemberState::Left
+        } else {
+            MemberState::Down
+        };
+        let member = self.member_for(&id, state);
+        self.table.set_node(id.node, id.addr, &[]);
+        self.core.set_down(id.node, true);
+        self.router.do_send(MemberDown(id.node));
+        if left {
+            tracing::info!(node = %id.node.short(), addr = %id.addr, "member left");
+            ClusterEvent::MemberLeft(member)
+        } else {
+            tracing::warn!(node = %id.node.short(), addr = %id.addr, "member down");
+            ClusterEvent::MemberDown(member)
+        }
+    }
+
+    /// Puts `member`'s instances in the table if it is alive.
+    fn publish_services(&self, member: &Member) {
+        let entries: &[ServiceEntry] = match (&member.meta, member.state) {
+            (Some(meta), MemberState::Alive) => &meta.services,
+            _ => &[],
+        };
+        self.table.set_node(member.node, member.addr, entries);
+    }
+
+    fn own_member(&self) -> Member {
+        Member {
+            node: self.core.id,
+            addr: self.core.listen,
+            bump: self.machine.me().bump,
+            state: MemberState::Alive,
+            meta: Some(Arc::new(self.machine.own_meta().clone())),
+        }
+    }
+
+    fn members_list(&self) -> Vec<Member> {
+        let mut list = vec![self.own_member()];
+        let mut others: Vec<Member> = self.members.values().cloned().collect();
+        others.sort_by(|a, b| a.name().cmp(b.name()).then(a.addr.cmp(&b.addr)));
+        list.extend(others);
+        list
+    }
+
+    fn set_services(&mut self, services: Vec<ServiceEntry>) -> Result<(), MetaError> {
+        let mut meta = self.machine.own_meta().clone();
+        meta.services = services;
+        let now = self.now();
+        self.machine.set_meta(meta, now)?;
+        let me = self.own_member();
+        self.publish_services(&me);
+        Ok(())
+    }
+
+    fn refresh_load(&mut self, ctx: &mut Context<Self>) {
+        let load: Load = self.probe.load();
+        if load_changed(&self.machine.own_meta().load, &load, self.total_memory) {
+            let mut meta = self.machine.own_meta().clone();
+            meta.load = load;
+            let now = self.now();
+            if let Err(e) = self.machine.set_meta(meta, now) {
+                tracing::warn!(error = %e, "load not gossiped");
+            }
+            self.flush(ctx);
+        }
+    }
+}
+
+impl Actor for Gossip {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.add_stream(Datagrams {
+            socket: Arc::clone(&self.socket),
+            buf: vec![0u8; 65_536].into_boxed_slice(),
+        });
+        let now = self.now();
+        let seeds = self.seeds.clone();
+        self.machine.join(&seeds, now);
+        let me = self.own_member();
+        self.publish_services(&me);
+        self.flush(ctx);
+        ctx.run_interval(self.load_interval, |act, ctx| act.refresh_load(ctx));
+        tracing::info!(seeds = ?self.seeds, keys = ?self.ring.fingerprints(), "gossip started");
+    }
+}
+
+impl StreamHandler<(Vec<u8>, SocketAddr)> for Gossip {
+    fn handle(&mut self, (mut datagram, from): (Vec<u8>, SocketAddr), ctx: &mut Context<Self>) {
+        if self.left {
+            return;
+        }
+        let max = self.max_datagram();
+        match self.ring.open(&mut datagram, max) {
+            Ok(plain) => {
+                let now = self.epoch.elapsed();
+                if let Err(e) = self.machine.handle_datagram(from, plain, now) {
+                    tracing::debug!(%from, error = %e, "gossip datagram dropped");
+                }
+                self.flush(ctx);
+            }
+            Err(SealError::TooLarge { len, .. }) => {
+                self.machine.count_oversized();
+                tracing::debug!(%from, len, "oversized gossip datagram dropped");
+            }
+            Err(e) => {
+                self.machine.count_unsealed();
+                tracing::debug!(%from, error = %e, "unsealed gossip datagram dropped");
+            }
+        }
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        tracing::warn!("gossip socket closed");
+    }
+}
+
+/// Subscribes an actor to [`ClusterEvent`]s; returns the members known now.
+#[derive(Message)]
+#[rtype(result = "Vec<Member>")]
+pub(crate) struct Subscribe(pub(crate) Recipient<ClusterEvent>);
+
+impl Handler<Subscribe> for Gossip {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(
+        &mut self,
+        Subscribe(recipient): Subscribe,
+        _ctx: &mut Context<Self>,
+    ) -> Self::Result {
+        self.subscribers.push(recipient);
+        MessageResult(self.members_list())
+    }
+}
+
+/// Every member, this node first.
+#[derive(Message)]
+#[rtype(result = "Vec<Member>")]
+pub(crate) struct GetMembers;
+
+impl Handler<GetMembers> for Gossip {
+    type Result = MessageResult<GetMembers>;
+
+    fn handle(&mut self, _: GetMembers, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.members_list())
+    }
+}
+
+/// Adds or removes a local service instance.
+#[derive(Message)]
+#[rtype(result = "Result<bool, MetaError>")]
+pub(crate) struct SetService {
+    pub(crate) entry: ServiceEntry,
+    pub(crate) present: bool,
+}
+
+impl Handler<SetService> for Gossip {
+    type Result = Result<bool, MetaError>;
+
+    fn handle(&mut self, msg: SetService, ctx: &mut Context<Self>) -> Self::Result {
+        let mut services = self.machine.own_meta().services.clone();
+        let held = services.contains(&msg.entry);
+        if held == msg.present {
+            return Ok(false);
+        }
+        if msg.present {
+            services.push(msg.entry);
+            services.sort();
+        } else {
+            services.retain(|e| e != &msg.entry);
+        }
+        self.set_services(services)?;
+        self.flush(ctx);
+        Ok(true)
+    }
+}
+
+/// Leaves the cluster cleanly and stops gossiping.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Leave;
+
+impl Handler<Leave> for Gossip {
+    type Result = ();
+
+    fn handle(&mut self, _: Leave, ctx: &mut Context<Self>) {
+        if self.left {
+            return;
+        }
+        let now = self.now();
+        self.machine.leave(now);
+        self.flush(ctx);
+        self.left = true;
+        tracing::info!("left the cluster");
+        ctx.stop();
+    }
+}
+
+/// Gossip counters.
+#[derive(Message)]
+#[rtype(result = "GossipStats")]
+pub(crate) struct Stats;
+
+impl Handler<Stats> for Gossip {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.machine.stats())
+    }
+}
+
+/// Changes the gossip key ring.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>, SealError>")]
+pub(crate) enum KeyOp {
+    /// Accept datagrams sealed with this key too.
+    Add(GossipKey),
+    /// Seal with this key from now on.
+    Use(GossipKey),
+    /// Stop accepting this key.
+    Remove(GossipKey),
+}
+
+impl Handler<KeyOp> for Gossip {
+    type Result = Result<Vec<String>, SealError>;
+
+    fn handle(&mut self, op: KeyOp, _ctx: &mut Context<Self>) -> Self::Result {
+        match op {
+            KeyOp::Add(key) => self.ring.add(key)?,
+            KeyOp::Use(key) => self.ring.use_key(key)?,
+            KeyOp::Remove(key) => {
+                self.ring.remove(&key)?;
+            }
+        }
+        Ok(self.ring.fingerprints())
+    }
+}
+
+impl Handler<ListMembers> for Gossip {
+    type Result = MessageResult<ListMembers>;
+
+    fn handle(&mut self, _: ListMembers, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.members_list()
+                .iter()
+                .map(MemberRow::from_member)
+                .collect(),
+        )
+    }
+}
+
+impl Handler<ListServices> for Gossip {
+    type Result = MessageResult<ListServices>;
+
+    fn handle(&mut self, _: ListServices, _ctx: &mut Context<Self>) -> Self::Result {
+        let names: HashMap<NodeId, String> = self
+            .members_list()
+            .into_iter()
+            .map(|m| (m.node, m.name().to_owned()))
+            .collect();
+        let rows = self
+            .table
+            .list()
+            .into_iter()
+            .map(|(service, instances)| ServiceRow {
+                service,
+                instances: instances
+                    .into_iter()
+                    .map(|i| InstanceRow {
+                        node: i.node.to_string(),
+                        name: names.get(&i.node).cloned().unwrap_or_else(|| "?".into()),
+                        addr: i.addr.to_string(),
+                        actor: i.actor,
+                    })
+                    .collect(),
+            })
+            .collect();
+        MessageResult(rows)
+    }
+}

@@ -1,0 +1,139 @@
+//! `swarm members` and `swarm services`: ask a node's `swarm.cluster`
+//! actor over an authenticated mesh link, with the identity of a
+//! configuration file (use an operator certificate, not a running node's).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use swarm::config::NodeFile;
+use swarm::Node;
+use swarm_actors::cluster::{
+    Gossip, ListMembers, ListServices, MemberRow, ServiceRow, CLUSTER_ACTOR,
+};
+
+/// Starts a throw-away mesh-only node with the identity of `config`,
+/// connects to `addr` and runs `ask` against its cluster actor.
+fn with_cluster_actor<T, F, Fut>(config: &Path, addr: SocketAddr, ask: F) -> Result<T>
+where
+    F: FnOnce(swarm::RemoteAddr<Gossip>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, swarm::AskError>>,
+{
+    let mut mesh = NodeFile::load(config)?.mesh_config()?;
+    mesh.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    mesh.cluster = None;
+    actix::System::new().block_on(async move {
+        let node = Node::start(mesh)
+            .await
+            .context("cannot start the local node")?;
+        let peer = node
+            .connect(addr)
+            .await
+            .with_context(|| format!("no authenticated connection to {addr}"))?;
+        let result = ask(node.remote::<Gossip>(peer.id, CLUSTER_ACTOR))
+            .await
+            .with_context(|| {
+                format!(
+                    "{} ({addr}) did not answer; is membership enabled there?",
+                    peer.name
+                )
+            });
+        node.shutdown();
+        result
+    })
+}
+
+fn human_bytes(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.1}{}", units[unit])
+    }
+}
+
+/// The members table, one line per member.
+pub(crate) fn members_table(rows: &[MemberRow]) -> String {
+    let mut out = format!(
+        "{:<8}  {:<12} {:<21} {:<14} {:<7} {:>5} {:>9} {:>4} {:>5} {:>9} {:>4}  {}\n",
+        "ID",
+        "NAME",
+        "ADDRESS",
+        "ROLES",
+        "STATE",
+        "CPUS",
+        "MEMORY",
+        "GPUS",
+        "CPU%",
+        "MEM USED",
+        "SVCS",
+        "CUSTOM"
+    );
+    for r in rows {
+        let custom: Vec<String> = r.custom.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "{:<8}  {:<12} {:<21} {:<14} {:<7} {:>5} {:>9} {:>4} {:>5.1} {:>9} {:>4}  {}\n",
+            r.id.get(..8).unwrap_or(&r.id),
+            r.name,
+            r.addr,
+            r.roles.join(","),
+            r.state,
+            r.cpus,
+            human_bytes(r.memory),
+            r.gpus,
+            r.cpu_percent,
+            human_bytes(r.memory_used),
+            r.services,
+            custom.join(",")
+        ));
+    }
+    out
+}
+
+pub(crate) fn members(config: &Path, addr: SocketAddr, json: bool) -> Result<()> {
+    let rows = with_cluster_actor(config, addr, |actor| async move {
+        actor.send(ListMembers).await
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else {
+        print!("{}", members_table(&rows));
+    }
+    Ok(())
+}
+
+pub(crate) fn services(config: &Path, addr: SocketAddr, json: bool) -> Result<()> {
+    let rows: Vec<ServiceRow> = with_cluster_actor(config, addr, |actor| async move {
+        actor.send(ListServices).await
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<8}  {:<12} {:<21} ACTOR",
+        "SERVICE", "NODE", "NAME", "ADDRESS"
+    );
+    for row in &rows {
+        for i in &row.instances {
+            println!(
+                "{:<20} {:<8}  {:<12} {:<21} {}",
+                row.service,
+                i.node.get(..8).unwrap_or(&i.node),
+                i.name,
+                i.addr,
+                i.actor
+            );
+        }
+    }
+    if rows.is_empty() {
+        println!("(no services)");
+    }
+    Ok(())
+}
