@@ -463,9 +463,14 @@ pub fn membership_processes(
     let mut mesh = crate::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
     mesh.cluster = None;
     let ids: Vec<crate::NodeId> = cluster.nodes.iter().map(|c| c.id).collect();
+    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|c| c.addr).collect();
     let bound = swarm_protocol::membership::MembershipConfig::default().detection_bound(n);
     actix::System::new().block_on(async move {
         let node = Node::start(mesh).await?;
+        // The observer is not a member: it learns addresses by dialing.
+        for addr in &addrs {
+            node.connect(*addr).await?;
+        }
         let all_alive = |rows: &[swarm_actors::cluster::MemberRow]| {
             rows.iter().filter(|r| r.state == "alive").count() >= n
         };
@@ -481,7 +486,14 @@ pub fn membership_processes(
                 break;
             }
             if started.elapsed() > limit {
-                return Err(anyhow!("{n} processes did not converge within {limit:?}"));
+                let mut counts = Vec::new();
+                for &id in &ids {
+                    let rows = listed(&node, id).await;
+                    counts.push(rows.iter().filter(|r| r.state == "alive").count());
+                }
+                return Err(anyhow!(
+                    "{n} processes did not converge within {limit:?}; members alive as listed by each: {counts:?}"
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -224,3 +224,24 @@ fn metadata_reaches_everyone_and_late_joiners_pull_it() {
     })
     .expect("the late joiner pulled every member's metadata");
 }
+
+/// 10,000 simulated nodes join through one seed at 5% loss, converge, and
+/// 1% of them are killed. Slow and memory-hungry (every node holds every
+/// other: 10⁸ member entries); run with `--release -- --ignored`.
+#[test]
+#[ignore]
+fn stress_10k_simulated_nodes() {
+    use swarm_protocol::membership::sim::bench;
+    let mut config = SimConfig::default();
+    config.membership.gossip_meta = false;
+    let report = bench(10_000, 0.05, 0.01, config);
+    eprintln!("{report:#?}");
+    assert!(report.converge_s.is_some(), "no convergence");
+    let max = report.detect_s_max.expect("every victim detected");
+    assert!(
+        max <= report.bound_s,
+        "detection {max} s over the bound {} s",
+        report.bound_s
+    );
+    assert_eq!(report.false_down, 0);
+}

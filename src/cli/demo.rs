@@ -23,7 +23,12 @@ pub(crate) fn run(n: usize, keep: Option<PathBuf>) -> Result<()> {
         "starting {n} node processes on 127.0.0.1 (CA, certificates and configs in {})",
         dir.display()
     );
-    let mut cluster = LocalCluster::start(&exe, &dir, n, &["--workload", "demo"])?;
+    let mut cluster = LocalCluster::start(
+        &exe,
+        &dir,
+        n,
+        &["--workload", "demo", "--service", "greeter"],
+    )?;
     cluster.remove_dir_on_drop(keep.is_none());
     for node in &cluster.nodes {
         println!(
@@ -162,6 +167,76 @@ async fn workload(
     }
     if received != TELLS {
         bail!("lost tells");
+    }
+    membership(driver, nodes).await
+}
+
+/// 4. Membership and a load-balanced service: every node serves an
+///    instance of "greeter"; the driver (a member too) discovers them
+///    through gossip and spreads requests with a ServiceRef.
+async fn membership(
+    driver: &Node,
+    nodes: &[(String, swarm::NodeId, std::net::SocketAddr)],
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let members = driver.members().await?;
+        let alive = members
+            .iter()
+            .filter(|m| m.state == swarm::protocol::membership::MemberState::Alive)
+            .count();
+        let instances = driver
+            .services()
+            .iter()
+            .find(|(s, _)| s == "greeter")
+            .map_or(0, |(_, list)| list.len());
+        if alive == nodes.len() + 1 && instances == nodes.len() {
+            println!("\nmembership (SWIM over sealed UDP gossip), as the driver sees it:");
+            for m in &members {
+                let meta = m.meta.as_deref().cloned().unwrap_or_default();
+                println!(
+                    "  {:<7} {:<21} {:<6} {} CPUs, {} MiB, {} GPUs, {} service(s)",
+                    m.name(),
+                    m.addr,
+                    m.state.as_str(),
+                    meta.resources.cpus,
+                    meta.resources.memory >> 20,
+                    meta.resources.gpus,
+                    meta.services.len()
+                );
+            }
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "membership did not converge: {alive} alive, {instances} greeter instances"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let greeter = driver.service::<swarm::demo::Worker>("greeter")?;
+    let mut served: std::collections::BTreeMap<String, u64> = Default::default();
+    let t = Instant::now();
+    let requests: Vec<_> = (0..300)
+        .map(|key| {
+            let greeter = greeter.clone();
+            actix_rt::spawn(
+                async move { greeter.send(swarm::demo::Work { key, delay_ms: 1 }).await },
+            )
+        })
+        .collect();
+    for request in requests {
+        *served.entry(request.await??.node).or_default() += 1;
+    }
+    ensure!(
+        served.len() == nodes.len(),
+        "requests reached only {served:?}"
+    );
+    println!(
+        "300 concurrent requests to service \"greeter\" through a ServiceRef (P2C on EWMA latency) in {:.1} ms:",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    for (name, count) in &served {
+        println!("  {name}: {count}");
     }
     Ok(())
 }

@@ -13,6 +13,8 @@ use swarm::Node;
 pub(crate) fn run(addr: SocketAddr, config: &Path, count: u32) -> Result<()> {
     let mut mesh = NodeFile::load(config)?.mesh_config()?;
     mesh.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // A throw-away client: it joins no membership.
+    mesh.cluster = None;
     actix::System::new().block_on(async move {
         let node = Node::start(mesh)
             .await

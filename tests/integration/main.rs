@@ -5,6 +5,7 @@
 mod util;
 
 mod bad_input;
+mod cluster_processes;
 mod membership;
 mod processes;
 mod stress;

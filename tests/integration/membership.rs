@@ -58,6 +58,12 @@ async fn nodes_join_through_one_seed_and_subscribers_see_it() {
             n.node
         );
     }
+    // Membership makes no mesh links: n2 talked to no one, so it has none.
+    assert!(
+        nodes[1].node.peers().is_empty(),
+        "{:?}",
+        nodes[1].node.peers()
+    );
     let n3 = more[0].node.id();
     assert!(
         eventually(WITHIN, || async {

@@ -46,7 +46,9 @@ pub enum Strategy {
     LeastOutstanding,
     /// Two instances at random, then the one with the lower
     /// EWMA latency × (requests in flight + 1). The default: it follows
-    /// load without herding onto one instance.
+    /// load without herding onto one instance. Latency estimates fade
+    /// within about a second without new samples, so a slow instance is
+    /// retried now and then and gets its traffic back when it recovers.
     #[default]
     PowerOfTwoEwma,
     /// The instance owning the message's key on a hash ring
@@ -63,12 +65,25 @@ pub trait Keyed {
     fn key(&self) -> Self::Key;
 }
 
+/// How fast a latency estimate fades when no new sample arrives: an
+/// instance that was slow once is tried again after a few of these, so a
+/// stale estimate (a cold start, a passing hiccup) cannot starve it.
+const LATENCY_DECAY: Duration = Duration::from_millis(200);
+
+fn clock_ns() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Per-instance figures shared by every `ServiceRef` on this node.
 #[derive(Debug, Default)]
 pub(crate) struct InstanceStats {
     outstanding: AtomicU32,
     /// Exponentially weighted latency, nanoseconds; 0 before any sample.
     ewma_ns: AtomicU64,
+    /// When the last sample arrived (`clock_ns`).
+    sampled_at: AtomicU64,
     /// Requests sent to this instance from this node.
     sent: AtomicU64,
 }
@@ -76,17 +91,29 @@ pub(crate) struct InstanceStats {
 impl InstanceStats {
     fn record(&self, elapsed: Duration) {
         let sample = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX).max(1);
-        let old = self.ewma_ns.load(Ordering::Relaxed);
+        let old = self.decayed();
         let new = if old == 0 {
             sample
         } else {
             (old / 10).saturating_mul(7) + (sample / 10).saturating_mul(3)
         };
         self.ewma_ns.store(new.max(1), Ordering::Relaxed);
+        self.sampled_at.store(clock_ns(), Ordering::Relaxed);
+    }
+
+    /// The latency estimate, faded by the time since its last sample.
+    fn decayed(&self) -> u64 {
+        let ewma = self.ewma_ns.load(Ordering::Relaxed);
+        if ewma == 0 {
+            return 0;
+        }
+        let age = clock_ns().saturating_sub(self.sampled_at.load(Ordering::Relaxed));
+        let fade = (-(age as f64) / LATENCY_DECAY.as_nanos() as f64).exp();
+        ((ewma as f64) * fade) as u64
     }
 
     fn score(&self) -> u128 {
-        let latency = u128::from(self.ewma_ns.load(Ordering::Relaxed));
+        let latency = u128::from(self.decayed());
         let inflight = u128::from(self.outstanding.load(Ordering::Relaxed));
         (latency + 1) * (inflight + 1)
     }
@@ -115,9 +142,10 @@ impl Instance {
         self.stats.sent.load(Ordering::Relaxed)
     }
 
-    /// Its EWMA latency as seen from this node (zero before any reply).
+    /// Its EWMA latency as seen from this node, faded by the time since
+    /// the last reply (zero before any reply).
     pub fn latency(&self) -> Duration {
-        Duration::from_nanos(self.stats.ewma_ns.load(Ordering::Relaxed))
+        Duration::from_nanos(self.stats.decayed())
     }
 
     fn same(&self, other: &Instance) -> bool {

@@ -1,0 +1,223 @@
+//! Membership and services between real node processes of the built
+//! `swarm` binary, joined through one seed, with SIGKILL.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use swarm::cluster::MemberRow;
+use swarm::config::NodeFile;
+use swarm::demo::{Work, Worker};
+use swarm::local::LocalCluster;
+use swarm::{AskError, Node, Strategy};
+
+use crate::util::eventually;
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_swarm"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("swarm-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// DESIGN.md "Failure model": a node killed with SIGKILL is detected by
+/// every other node within the SWIM bound. 20 processes join through one
+/// seed; one is killed.
+#[test]
+fn twenty_processes_converge_and_all_mark_a_killed_one_down() {
+    let report =
+        swarm::bench::membership_processes(&exe(), 20, &[], Duration::from_secs(90)).unwrap();
+    eprintln!("{report:?}");
+    assert!(
+        report.detect_s <= report.bound_s,
+        "detected after {:.1} s, bound {:.1} s",
+        report.detect_s,
+        report.bound_s
+    );
+}
+
+fn swarm_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(exe()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "swarm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A service with instances on three node processes keeps answering while
+/// one instance's node is killed: requests in flight to it fail with a
+/// typed error, and none goes to it afterwards.
+#[actix_rt::test]
+async fn a_service_survives_the_sigkill_of_one_instance() {
+    let mut cluster = LocalCluster::start_members(
+        &exe(),
+        &scratch("service"),
+        3,
+        &[
+            "--service",
+            "work",
+            "--cpus",
+            "64",
+            "--gpus",
+            "8",
+            "--resource",
+            "tpu=4",
+        ],
+    )
+    .unwrap();
+    cluster.remove_dir_on_drop(true);
+    let mut mesh = NodeFile::load(&cluster.driver_config())
+        .unwrap()
+        .mesh_config()
+        .unwrap();
+    mesh.listen = "127.0.0.1:0".parse().unwrap();
+    let driver = Node::start(mesh).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            driver
+                .services()
+                .iter()
+                .any(|(s, list)| s == "work" && list.len() == 3)
+        })
+        .await,
+        "the driver did not discover three instances"
+    );
+    // The CLI lists the members with their declared resources, and the service.
+    let config = cluster.driver_config();
+    let seed = cluster.nodes[0].addr.to_string();
+    let rows: Vec<MemberRow> = serde_json::from_value(swarm_json(&[
+        "members",
+        "--config",
+        config.to_str().unwrap(),
+        "--node",
+        &seed,
+        "--json",
+    ]))
+    .unwrap();
+    let workers: Vec<&MemberRow> = rows.iter().filter(|r| r.name.starts_with('n')).collect();
+    assert_eq!(workers.len(), 3, "{rows:?}");
+    for r in &workers {
+        assert_eq!(r.state, "alive");
+        assert_eq!((r.cpus, r.gpus), (64.0, 8));
+        assert_eq!(r.custom, vec![("tpu".to_string(), 4.0)]);
+        assert_eq!(r.services, 1);
+        assert!(r.memory > 0);
+    }
+    let services = swarm_json(&[
+        "services",
+        "--config",
+        config.to_str().unwrap(),
+        "--node",
+        &seed,
+        "--json",
+    ]);
+    assert_eq!(services[0]["service"], "work");
+    assert_eq!(services[0]["instances"].as_array().unwrap().len(), 3);
+
+    let service = driver
+        .service::<Worker>("work")
+        .unwrap()
+        .with_strategy(Strategy::RoundRobin)
+        .with_timeout(Duration::from_secs(5));
+    let victim_name = cluster.nodes[1].name.clone();
+    let killed = Arc::new(AtomicBool::new(false));
+    let log: Arc<Mutex<Vec<Result<String, AskError>>>> = Arc::default();
+    // Four clients send requests back to back.
+    let clients: Vec<_> = (0..4)
+        .map(|c| {
+            let service = service.clone();
+            let killed = killed.clone();
+            let log = log.clone();
+            actix_rt::spawn(async move {
+                let mut after_kill = 0;
+                for key in 0.. {
+                    let result = service
+                        .send(Work {
+                            key: c * 1_000_000 + key,
+                            delay_ms: 1,
+                        })
+                        .await
+                        .map(|s| s.node);
+                    log.lock().unwrap().push(result);
+                    if killed.load(Ordering::Relaxed) {
+                        after_kill += 1;
+                        if after_kill == 150 {
+                            break;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            log.lock().unwrap().len() > 100
+        })
+        .await
+    );
+    cluster.kill(1).unwrap();
+    killed.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let log = std::mem::take(&mut *log.lock().unwrap());
+    let failures: Vec<&AskError> = log.iter().filter_map(|r| r.as_ref().err()).collect();
+    for failure in &failures {
+        assert!(
+            matches!(
+                failure,
+                AskError::LinkDown { .. }
+                    | AskError::NodeDown { .. }
+                    | AskError::Unreachable { .. }
+            ),
+            "untyped failure: {failure}"
+        );
+    }
+    // At most one request per client was in flight to the victim.
+    assert!(
+        failures.len() <= 4,
+        "{} failures: {failures:?}",
+        failures.len()
+    );
+    // After the first failure, nothing more was answered by (or sent to) the victim.
+    let first_failure = log.iter().position(Result::is_err).unwrap_or(log.len());
+    let late_victim = log[first_failure..]
+        .iter()
+        .filter(|r| r.as_ref().is_ok_and(|n| *n == victim_name))
+        .count();
+    assert_eq!(late_victim, 0);
+    let answered_after = log[first_failure..].iter().filter(|r| r.is_ok()).count();
+    assert!(
+        answered_after >= 500,
+        "only {answered_after} answered after the kill"
+    );
+    // Membership then declares the victim down and drops its instance.
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            driver
+                .services()
+                .iter()
+                .any(|(s, list)| s == "work" && list.len() == 2)
+        })
+        .await
+    );
+    driver.shutdown();
+}
+
+/// 100 real node processes on this machine join through one seed; one is
+/// killed. Run with `-- --ignored`.
+#[test]
+#[ignore]
+fn stress_100_processes_converge_and_detect() {
+    let report =
+        swarm::bench::membership_processes(&exe(), 100, &[], Duration::from_secs(300)).unwrap();
+    eprintln!("{report:?}");
+    assert!(report.detect_s <= report.bound_s, "{report:?}");
+}
