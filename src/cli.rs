@@ -244,6 +244,15 @@ impl Command {
     }
 }
 
+/// The mesh configuration of a throw-away client node (`ping`, `members`,
+/// `services`): the identity of `config`, any free port, no membership.
+pub(crate) fn client_config(config: &std::path::Path) -> anyhow::Result<swarm::MeshConfig> {
+    let mut mesh = swarm::config::NodeFile::load(config)?.mesh_config()?;
+    mesh.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    mesh.cluster = None;
+    Ok(mesh)
+}
+
 /// Logs go to stderr through tracing; `RUST_LOG` overrides the level.
 pub(crate) fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

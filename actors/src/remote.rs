@@ -190,12 +190,7 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
                 }),
             };
         }
-        if self.node.is_down(self.target) {
-            return Err(TellError::Disconnected {
-                msg,
-                reason: format!("node {} is down", self.target),
-            });
-        }
+        let msg = self.unless_down(msg)?;
         let link = match self.node.link(self.target).await {
             Ok(link) => link,
             Err(e) => {
@@ -240,12 +235,7 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
                 },
             });
         }
-        if self.node.is_down(self.target) {
-            return Err(TellError::Disconnected {
-                msg,
-                reason: format!("node {} is down", self.target),
-            });
-        }
+        let msg = self.unless_down(msg)?;
         let Some(link) = self.node.link_now(self.target) else {
             return Err(TellError::Disconnected {
                 msg,
@@ -263,6 +253,17 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
                 reason: format!("link to node {} is down", self.target),
             },
         })
+    }
+
+    /// Hands `msg` back in an error when membership holds the target down.
+    fn unless_down<M>(&self, msg: M) -> Result<M, TellError<M>> {
+        if self.node.is_down(self.target) {
+            return Err(TellError::Disconnected {
+                msg,
+                reason: format!("node {} is down", self.target),
+            });
+        }
+        Ok(msg)
     }
 
     fn local_addr(&self) -> Option<Addr<A>> {

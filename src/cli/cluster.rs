@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use swarm::config::NodeFile;
 use swarm::Node;
 use swarm_actors::cluster::{
     Gossip, ListMembers, ListServices, MemberRow, ServiceRow, CLUSTER_ACTOR,
@@ -19,9 +18,7 @@ where
     F: FnOnce(swarm::RemoteAddr<Gossip>) -> Fut,
     Fut: std::future::Future<Output = Result<T, swarm::AskError>>,
 {
-    let mut mesh = NodeFile::load(config)?.mesh_config()?;
-    mesh.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    mesh.cluster = None;
+    let mesh = super::client_config(config)?;
     actix::System::new().block_on(async move {
         let node = Node::start(mesh)
             .await

@@ -6,15 +6,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use swarm::config::NodeFile;
 use swarm::demo::{Info, Ping, INFO_NAME};
 use swarm::Node;
 
 pub(crate) fn run(addr: SocketAddr, config: &Path, count: u32) -> Result<()> {
-    let mut mesh = NodeFile::load(config)?.mesh_config()?;
-    mesh.listen = SocketAddr::from(([127, 0, 0, 1], 0));
-    // A throw-away client: it joins no membership.
-    mesh.cluster = None;
+    let mesh = super::client_config(config)?;
     actix::System::new().block_on(async move {
         let node = Node::start(mesh)
             .await

@@ -1,7 +1,7 @@
 //! Membership and services between real node processes of the built
 //! `swarm` binary, joined through one seed, with SIGKILL.
 
-use std::path::PathBuf;
+use crate::util::{exe, scratch};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,16 +14,6 @@ use swarm::local::LocalCluster;
 use swarm::{AskError, Node, Strategy};
 
 use crate::util::eventually;
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_swarm"))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("swarm-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 /// DESIGN.md "Failure model": a node killed with SIGKILL is detected by
 /// every other node within the SWIM bound. 20 processes join through one

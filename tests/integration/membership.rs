@@ -125,7 +125,7 @@ async fn a_stopped_node_is_down_everywhere_and_asks_to_it_fail_at_once() {
         .await
         .unwrap_err();
     assert_eq!(err, AskError::NodeDown { node: victim_id });
-    assert!(started.elapsed() < Duration::from_millis(100));
+    assert!(started.elapsed() < Duration::from_secs(1), "not at once");
 }
 
 #[actix_rt::test]

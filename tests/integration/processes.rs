@@ -1,6 +1,6 @@
 //! Nodes as real child processes of the built `swarm` binary.
 
-use std::path::PathBuf;
+use crate::util::{exe, scratch};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -8,16 +8,6 @@ use swarm::config::NodeFile;
 use swarm::demo::{Add, Adder, Forward, Relay};
 use swarm::local::LocalCluster;
 use swarm::{AskError, Node};
-
-fn exe() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_swarm"))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("swarm-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
 
 async fn driver(cluster: &LocalCluster) -> Node {
     let mut mesh = NodeFile::load(&cluster.driver_config())

@@ -124,3 +124,15 @@ pub async fn sees_alive(node: &Node, alive: usize) -> bool {
             == alive
     })
 }
+
+/// The built `swarm` binary.
+pub fn exe() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_swarm"))
+}
+
+/// A fresh scratch directory for a test's files.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("swarm-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}

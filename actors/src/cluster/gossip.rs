@@ -266,6 +266,8 @@ impl Gossip {
         };
         let member = self.member_for(&id, state);
         self.table.set_node(id.node, id.addr, &[]);
+        // Down excludes it anyway; an ejection would only linger.
+        self.table.readmit(id.node);
         self.core.set_down(id.node, true);
         self.router.do_send(MemberDown(id.node));
         if left {
@@ -315,6 +317,10 @@ impl Gossip {
     }
 
     fn refresh_load(&mut self, ctx: &mut Context<Self>) {
+        // Members membership has forgotten (down or gone for long) go too.
+        let machine = &self.machine;
+        self.members
+            .retain(|addr, _| machine.member(addr).is_some());
         let load: Load = self.probe.load();
         if load_changed(&self.machine.own_meta().load, &load, self.total_memory) {
             let mut meta = self.machine.own_meta().clone();
