@@ -592,7 +592,7 @@ impl<A: Actor<Context = Context<A>>> Exposure<A> {
 /// taken for UDP, another is tried.
 async fn bind(
     config: &MeshConfig,
-) -> Result<(TcpListener, Option<tokio::net::UdpSocket>), NodeError> {
+) -> Result<(TcpListener, Option<std::net::UdpSocket>), NodeError> {
     let bind_err = |source| NodeError::Bind {
         addr: config.listen,
         source,
@@ -604,7 +604,10 @@ async fn bind(
             return Ok((tcp, None));
         }
         let addr = tcp.local_addr().map_err(bind_err)?;
-        match tokio::net::UdpSocket::bind(addr).await {
+        match std::net::UdpSocket::bind(addr).and_then(|udp| {
+            udp.set_nonblocking(true)?;
+            Ok(udp)
+        }) {
             Ok(udp) => return Ok((tcp, Some(udp))),
             Err(source) => {
                 attempts += 1;

@@ -96,6 +96,9 @@ pub struct MembershipConfig {
     /// How often the member table is checked against foca's (a safety net
     /// for suspicion, which foca does not report).
     pub reconcile_interval: Duration,
+    /// How long a leaving node waits between telling every member it is
+    /// leaving and gossiping that it is down.
+    pub leave_delay: Duration,
     /// Whether metadata is gossiped at all. Only simulations of very large
     /// clusters turn it off: each simulated node would hold every other
     /// node's metadata, N² items in one process.
@@ -120,6 +123,7 @@ impl Default for MembershipConfig {
             remove_down_after: Duration::from_secs(15 * 60),
             reconcile_interval: Duration::from_secs(5),
             gossip_meta: true,
+            leave_delay: Duration::from_millis(100),
         }
     }
 }
@@ -243,6 +247,7 @@ enum TickKind {
     MetaPull,
     Reconcile,
     Join,
+    FinishLeave,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,12 +357,15 @@ pub struct Membership {
     own_meta: MetaItem,
     /// Members whose metadata is missing, in pull order, with attempts made.
     pulls: VecDeque<(SocketAddr, u8)>,
+    /// Metadata requests sent since the last pull round (the rate limit).
+    pulled_this_round: usize,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     timers: Vec<(Duration, Tick)>,
     events: VecDeque<MemberEvent>,
     scale: usize,
     seeds: Vec<SocketAddr>,
     join_armed: bool,
+    left: bool,
     stats: GossipStats,
     now: Duration,
 }
@@ -405,12 +413,14 @@ impl Membership {
             table: Table::default(),
             own_meta,
             pulls: VecDeque::new(),
+            pulled_this_round: 0,
             out: VecDeque::new(),
             timers: Vec::new(),
             events: VecDeque::new(),
             scale: 1,
             seeds: Vec::new(),
             join_armed: false,
+            left: false,
             stats: GossipStats::default(),
             now: Duration::ZERO,
             config,
@@ -459,17 +469,43 @@ impl Membership {
         self.drain();
     }
 
-    /// Leaves the cluster: tells members this node is going (they report
-    /// it as left, not down) and stops taking part.
+    /// Leaves the cluster: tells every member directly that this node is
+    /// going, then, [`MembershipConfig::leave_delay`] later (on a tick),
+    /// gossips that it is down; members report it as left, not down. Keep
+    /// driving the machine until [`Membership::has_left`].
     pub fn leave(&mut self, now: Duration) {
         self.now = now;
         self.own_meta.meta.leaving = true;
         self.republish();
-        // Send the leaving metadata first so that it travels with the
-        // down update, then the down update itself.
+        // Tell every live member directly (one hop) that this node is
+        // leaving, so that the down update, which spreads by gossip, finds
+        // the leaving mark already there and is reported as a departure.
+        if let Ok(bytes) = self.own_meta.encode() {
+            let mut notice = Vec::with_capacity(bytes.len() + 1);
+            notice.push(kind::META_REPLY);
+            notice.extend_from_slice(&bytes);
+            let targets: Vec<SocketAddr> = self
+                .table
+                .iter()
+                .filter(|m| m.state.is_active())
+                .map(|m| m.id.addr)
+                .collect();
+            for addr in targets {
+                self.queue_out(addr, notice.clone());
+            }
+        }
         let _ = self.foca.broadcast(&mut self.io);
-        let _ = self.foca.leave_cluster(&mut self.io);
         self.drain();
+        // The down update follows once the notices had time to arrive
+        // (datagrams may be reordered): see `has_left`.
+        self.timers
+            .push((self.config.leave_delay, Tick(TickKind::FinishLeave)));
+    }
+
+    /// Whether this node has left: the down update about itself is sent
+    /// and it takes no further part. A driver stops after this.
+    pub fn has_left(&self) -> bool {
+        self.left
     }
 
     /// Replaces this node's metadata and disseminates it at once.
@@ -621,6 +657,11 @@ impl Membership {
                 self.timers
                     .push((self.config.meta_pull_interval, Tick(TickKind::MetaPull)));
             }
+            TickKind::FinishLeave => {
+                let _ = self.foca.leave_cluster(&mut self.io);
+                self.drain();
+                self.left = true;
+            }
             TickKind::Join => {
                 self.join_armed = false;
                 if self.foca.num_members() == 0 && !self.own_meta.meta.leaving {
@@ -699,6 +740,7 @@ impl Membership {
     }
 
     fn pull_round(&mut self) {
+        self.pulled_this_round = 0;
         let mut sent = 0;
         let mut rounds = self.pulls.len();
         while sent < self.config.meta_pulls && rounds > 0 {
@@ -817,7 +859,14 @@ impl Membership {
         }
         if !self.config.gossip_meta {
         } else if !self.has_meta(&id) {
-            self.pulls.push_back((id.addr, 0));
+            // Ask at once while this round's budget lasts, later otherwise.
+            if self.pulled_this_round < self.config.meta_pulls {
+                self.pulled_this_round += 1;
+                self.queue_out(id.addr, vec![kind::META_REQUEST]);
+                self.pulls.push_back((id.addr, 1));
+            } else {
+                self.pulls.push_back((id.addr, 0));
+            }
         } else if let Some((_, meta)) = self.meta_of(&id.addr) {
             // Metadata that arrived before the member did.
             self.events

@@ -82,15 +82,26 @@ async fn a_service_survives_the_sigkill_of_one_instance() {
     // The CLI lists the members with their declared resources, and the service.
     let config = cluster.driver_config();
     let seed = cluster.nodes[0].addr.to_string();
-    let rows: Vec<MemberRow> = serde_json::from_value(swarm_json(&[
-        "members",
-        "--config",
-        config.to_str().unwrap(),
-        "--node",
-        &seed,
-        "--json",
-    ]))
-    .unwrap();
+    let list = || -> Vec<MemberRow> {
+        serde_json::from_value(swarm_json(&[
+            "members",
+            "--config",
+            config.to_str().unwrap(),
+            "--node",
+            &seed,
+            "--json",
+        ]))
+        .unwrap()
+    };
+    // The seed may still be pulling metadata: poll until it lists all three.
+    let mut rows = list();
+    for _ in 0..100 {
+        if rows.iter().filter(|r| r.name.starts_with('n')).count() == 3 {
+            break;
+        }
+        std::thread::yield_now();
+        rows = list();
+    }
     let workers: Vec<&MemberRow> = rows.iter().filter(|r| r.name.starts_with('n')).collect();
     assert_eq!(workers.len(), 3, "{rows:?}");
     for r in &workers {

@@ -59,7 +59,12 @@ pub struct Gossip {
     router: Addr<Router>,
     table: Arc<ServiceTable>,
     machine: Membership,
+    /// Receives through tokio (readiness from the reactor).
     socket: Arc<UdpSocket>,
+    /// Sends directly: a non-blocking `sendto` needs no reactor readiness,
+    /// so the first datagrams (sent before the reactor has polled the new
+    /// socket once) are not lost to a spurious `WouldBlock`.
+    sender: std::net::UdpSocket,
     ring: KeyRing,
     epoch: Instant,
     seeds: Vec<SocketAddr>,
@@ -77,7 +82,8 @@ pub(crate) struct GossipParts {
     pub(crate) core: Arc<Core>,
     pub(crate) router: Addr<Router>,
     pub(crate) table: Arc<ServiceTable>,
-    pub(crate) socket: UdpSocket,
+    /// Bound and non-blocking.
+    pub(crate) socket: std::net::UdpSocket,
     pub(crate) config: ClusterConfig,
 }
 
@@ -99,7 +105,7 @@ fn random_seed() -> u64 {
 }
 
 impl Gossip {
-    pub(crate) fn new(parts: GossipParts) -> Result<Self, MetaError> {
+    pub(crate) fn new(parts: GossipParts) -> Result<Self, crate::error::NodeError> {
         let GossipParts {
             core,
             router,
@@ -135,12 +141,19 @@ impl Gossip {
             bump: unix_millis(),
         };
         let machine = Membership::new(config.gossip.clone(), me, meta, random_seed())?;
+        let bind_error = |source| crate::error::NodeError::GossipBind {
+            addr: core.listen,
+            source,
+        };
+        let sender = socket.try_clone().map_err(bind_error)?;
+        let socket = UdpSocket::from_std(socket).map_err(bind_error)?;
         Ok(Self {
             core,
             router,
             table,
             machine,
             socket: Arc::new(socket),
+            sender,
             ring,
             epoch: Instant::now(),
             seeds: config.seeds,
@@ -172,7 +185,9 @@ impl Gossip {
             }
             self.ring.seal(&plain, nonce, &mut self.sealed);
             // UDP: a full socket buffer drops the datagram, as the network might.
-            let _ = self.socket.try_send_to(&self.sealed, to);
+            if let Err(e) = self.sender.send_to(&self.sealed, to) {
+                tracing::debug!(%to, error = %e, "gossip datagram not sent");
+            }
         }
         while let Some((after, tick)) = self.machine.poll_timer() {
             ctx.run_later(after, move |act, ctx| {
@@ -182,6 +197,10 @@ impl Gossip {
                 let now = act.now();
                 act.machine.handle_tick(tick, now);
                 act.flush(ctx);
+                if act.machine.has_left() {
+                    // Nothing more to send or answer.
+                    act.left = true;
+                }
             });
         }
         while let Some(event) = self.machine.poll_event() {
@@ -449,18 +468,25 @@ impl Handler<SetService> for Gossip {
 pub(crate) struct Leave;
 
 impl Handler<Leave> for Gossip {
-    type Result = ();
+    type Result = ResponseActFuture<Self, ()>;
 
-    fn handle(&mut self, _: Leave, ctx: &mut Context<Self>) {
-        if self.left {
-            return;
+    fn handle(&mut self, _: Leave, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.left && !self.machine.has_left() {
+            let now = self.now();
+            self.machine.leave(now);
+            self.flush(ctx);
         }
-        let now = self.now();
-        self.machine.leave(now);
-        self.flush(ctx);
-        self.left = true;
-        tracing::info!("left the cluster");
-        ctx.stop();
+        // The machine finishes leaving on a timer; answer once it has.
+        let wait = self.machine.config().leave_delay + Duration::from_millis(20);
+        Box::pin(
+            tokio::time::sleep(wait)
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    act.left = true;
+                    tracing::info!("left the cluster");
+                    ctx.stop();
+                }),
+        )
     }
 }
 

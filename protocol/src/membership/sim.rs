@@ -306,12 +306,12 @@ impl Sim {
         node.generation += 1;
     }
 
-    /// Node `index` leaves cleanly, then stops.
+    /// Node `index` starts to leave cleanly; it stops once it has left
+    /// (`leave_delay` later).
     pub fn leave(&mut self, index: usize) {
         let now = self.now;
         self.nodes[index].membership.leave(now);
         self.flush(index);
-        self.kill(index);
     }
 
     /// Restarts a killed node with the same node id and address and a new
@@ -491,6 +491,9 @@ impl Sim {
                 let now = self.now;
                 self.nodes[node].membership.handle_tick(tick, now);
                 self.flush(node);
+                if self.nodes[node].membership.has_left() {
+                    self.kill(node);
+                }
             }
         }
         true
