@@ -8,7 +8,7 @@
 //! - tells the Router where members listen and when they go down (the
 //!   Router closes links to down members; asks to them fail at once with
 //!   [`AskError::NodeDown`](crate::AskError::NodeDown));
-//! - keeps the [`ServiceTable`](services) of live service instances;
+//! - keeps the table of live service instances ([`services`]);
 //! - sends [`ClusterEvent`]s to every subscribed actor.
 //!
 //! Membership only says where a node is; the Noise handshake on the mesh

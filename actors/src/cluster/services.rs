@@ -3,7 +3,7 @@
 //! An actor exposed on a node registers as an instance of a named service
 //! ([`Node::register_service`](crate::Node::register_service)); the entry
 //! travels in the node's gossiped metadata. Every node keeps a
-//! [`ServiceTable`] of the instances on members that are alive: instances
+//! service table of the instances on members that are alive: instances
 //! on suspect, down or departed nodes leave it the moment membership says
 //! so, and new ones enter it as soon as their metadata arrives.
 //!

@@ -570,7 +570,7 @@ impl Sim {
     }
 }
 
-/// What [`bench`] measured.
+/// What [`bench()`] measured.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct BenchReport {
     /// Simulated nodes.
