@@ -88,7 +88,7 @@ pub fn gossip(data: &[u8]) {
     // The bytes as a plaintext datagram, then the same with each kind byte
     // in front, so foca's decoder and the metadata path are both reached.
     let _ = machine.handle_datagram(from, data, Duration::from_secs(1));
-    for kind in 0u8..3 {
+    for kind in 0u8..5 {
         let mut framed = Vec::with_capacity(data.len() + 1);
         framed.push(kind);
         framed.extend_from_slice(data);

@@ -57,7 +57,13 @@ mod kind {
     pub(super) const FOCA: u8 = 0;
     pub(super) const META_REQUEST: u8 = 1;
     pub(super) const META_REPLY: u8 = 2;
+    pub(super) const SYNC_REQUEST: u8 = 3;
+    pub(super) const SYNC_REPLY: u8 = 4;
 }
+
+/// How long a node accepts sync replies after asking, and how often it
+/// serves the same requester.
+const SYNC_WINDOW: Duration = Duration::from_secs(5);
 
 /// Tunables. The defaults suit a LAN; tests shorten the periods.
 #[derive(Debug, Clone)]
@@ -359,6 +365,11 @@ pub struct Membership {
     pulls: VecDeque<(SocketAddr, u8)>,
     /// Metadata requests sent since the last pull round (the rate limit).
     pulled_this_round: usize,
+    /// When this node last asked a member for its whole member list
+    /// (after joining), if it did.
+    synced_at: Option<Duration>,
+    /// Requesters served a member list recently, and when.
+    sync_served: HashMap<SocketAddr, Duration>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     timers: Vec<(Duration, Tick)>,
     events: VecDeque<MemberEvent>,
@@ -414,6 +425,8 @@ impl Membership {
             own_meta,
             pulls: VecDeque::new(),
             pulled_this_round: 0,
+            synced_at: None,
+            sync_served: HashMap::new(),
             out: VecDeque::new(),
             timers: Vec::new(),
             events: VecDeque::new(),
@@ -597,6 +610,11 @@ impl Membership {
                 }
                 Ok(())
             }
+            kind::SYNC_REQUEST if body.is_empty() => {
+                self.serve_sync(from);
+                Ok(())
+            }
+            kind::SYNC_REPLY => self.apply_sync(body),
             kind::META_REPLY => {
                 let offered = self
                     .metas
@@ -843,6 +861,8 @@ impl Membership {
             }
         }
         if let Some(id) = self.io.rejoined.take() {
+            // Declared down and back: learn the cluster again.
+            self.synced_at = None;
             self.own_meta.id = id;
             self.own_meta.seq = 0;
             self.republish();
@@ -852,8 +872,116 @@ impl Membership {
         self.rescale(members);
     }
 
+    /// Right after joining, asks the first member met for its whole member
+    /// list (push/pull anti-entropy, as memberlist does on join): foca's
+    /// feeds and gossip alone leave a joiner missing members for up to
+    /// a probe period per member.
+    fn sync_after_join(&mut self, with: SocketAddr) {
+        if self.seeds.is_empty() || self.synced_at.is_some() {
+            return;
+        }
+        self.synced_at = Some(self.now);
+        self.queue_out(with, vec![kind::SYNC_REQUEST]);
+    }
+
+    /// Sends `to` every live member this node knows, in datagrams of at
+    /// most `max_packet` bytes; each requester at most once per window.
+    fn serve_sync(&mut self, to: SocketAddr) {
+        use foca::Codec;
+        let now = self.now;
+        if self
+            .sync_served
+            .get(&to)
+            .is_some_and(|at| now.saturating_sub(*at) < SYNC_WINDOW)
+        {
+            return;
+        }
+        if self.sync_served.len() >= 1024 {
+            self.sync_served
+                .retain(|_, at| now.saturating_sub(*at) < SYNC_WINDOW);
+        }
+        self.sync_served.insert(to, now);
+        let mut codec = GossipCodec::default();
+        let mut chunks: Vec<Vec<u8>> = Vec::new();
+        let mut chunk = Vec::new();
+        let mut count: u16 = 0;
+        let start = |chunk: &mut Vec<u8>| {
+            chunk.clear();
+            chunk.extend_from_slice(&[kind::SYNC_REPLY, 0, 0]);
+        };
+        start(&mut chunk);
+        for member in self.foca.iter_members() {
+            if member.id().addr == to {
+                continue;
+            }
+            let mark = chunk.len();
+            if codec.encode_member(member, &mut chunk).is_err() {
+                continue;
+            }
+            if chunk.len() > self.config.max_packet {
+                chunk.truncate(mark);
+                if let Some(tally) = chunk.get_mut(1..3) {
+                    tally.copy_from_slice(&count.to_be_bytes());
+                }
+                chunks.push(chunk.clone());
+                start(&mut chunk);
+                count = 0;
+                if codec.encode_member(member, &mut chunk).is_err() {
+                    continue;
+                }
+            }
+            count += 1;
+        }
+        if count > 0 {
+            if let Some(tally) = chunk.get_mut(1..3) {
+                tally.copy_from_slice(&count.to_be_bytes());
+            }
+            chunks.push(chunk);
+        }
+        for chunk in chunks {
+            self.queue_out(to, chunk);
+        }
+    }
+
+    /// Applies a member list this node asked for, by foca's own rules.
+    /// What is new to this node is gossiped on as if it had arrived by
+    /// gossip: applying it silently would stop this node from relaying
+    /// those updates, and during a mass join the epidemic would starve.
+    fn apply_sync(&mut self, body: &[u8]) -> Result<(), GossipError> {
+        use foca::Codec;
+        let asked = self
+            .synced_at
+            .is_some_and(|at| self.now.saturating_sub(at) < SYNC_WINDOW);
+        if !asked {
+            return Err(GossipError::Refused("sync reply not asked for".into()));
+        }
+        let (tally, mut rest) = body
+            .split_first_chunk::<2>()
+            .ok_or_else(|| GossipError::Malformed("sync reply without a count".into()))?;
+        let count = u16::from_be_bytes(*tally);
+        let mut codec = GossipCodec::default();
+        let mut members = Vec::new();
+        for _ in 0..count {
+            let member = codec
+                .decode_member(&mut rest)
+                .map_err(|e| GossipError::Malformed(e.to_string()))?;
+            members.push(member);
+        }
+        if !rest.is_empty() {
+            return Err(GossipError::Malformed(
+                "trailing bytes in sync reply".into(),
+            ));
+        }
+        self.foca
+            .apply_many(members.into_iter(), true, &mut self.io)
+            .map_err(|e| GossipError::Refused(e.to_string()))?;
+        self.drain();
+        Ok(())
+    }
+
     fn mark_up(&mut self, id: MemberId) {
         let now = self.now;
+        self.sync_after_join(id.addr);
         if let Some(event) = self.table.up(id, now) {
             self.events.push_back(event);
         }
@@ -954,7 +1082,9 @@ impl Membership {
     }
 
     fn rescale(&mut self, members: usize) {
-        let bucket = |n: usize| (n.max(1) as f64).log10().mul_add(4.0, 0.0).floor() as usize;
+        // Re-derive timeouts and retransmissions at every quarter decade
+        // of cluster size.
+        let bucket = |n: usize| ((n.max(1) as f64).log10() * 4.0).floor() as usize;
         if bucket(members) != bucket(self.scale) {
             self.scale = members;
             let _ = self.foca.set_config(self.config.foca(members));

@@ -263,3 +263,23 @@ fn stress_10k_simulated_nodes() {
     );
     assert_eq!(report.false_down, 0);
 }
+
+/// A node joining a converged cluster learns every member at once, by
+/// asking its seed for the whole member list (push/pull on join), instead
+/// of one probe period per member.
+#[test]
+fn a_late_joiner_learns_every_member_at_once() {
+    let nodes = 200;
+    let mut sim = Sim::new(nodes, SimConfig::default());
+    sim.start_all(0..nodes - 1, 0, Duration::ZERO);
+    converge(&mut sim, Duration::from_secs(300));
+    sim.run_for(Duration::from_secs(20));
+    sim.start(nodes - 1, &[0]);
+    let took = sim
+        .run_until(Duration::from_secs(30), STEP, |s| {
+            s.node(nodes - 1).active_count() == nodes - 1
+        })
+        .expect("the joiner learns every member");
+    assert!(took <= Duration::from_secs(1), "took {took:?}");
+    converge(&mut sim, Duration::from_secs(30));
+}
