@@ -1,8 +1,13 @@
 //! SWIM membership as a sans-IO state machine: foca for failure detection
 //! and dissemination, plus what Swarm adds around it: suspicion and leave
 //! events (foca reports only up and down), node metadata as custom
-//! broadcasts with a pull for members whose metadata is missing, and
-//! timeouts that grow with the cluster.
+//! broadcasts with a pull for members whose metadata is missing, a
+//! push/pull of the whole member list on join, and timeouts that grow with
+//! the cluster.
+//!
+//! Plaintext datagrams start with a kind byte: 0 a foca message, 1 a
+//! metadata request, 2 a metadata item, 3 a member-list request, 4 part of
+//! a member list (`count u16 | members`, in foca's member encoding).
 //!
 //! The caller owns the clock, the sockets and the timers:
 //!
