@@ -243,9 +243,9 @@ fn metadata_reaches_everyone_and_late_joiners_pull_it() {
 ///
 /// It does not finish on the 2-core, 24 GiB development machine: a
 /// simulated cluster holds N² member entries (every node knows every
-/// other; 0.46 GB at 1,000 nodes, 1.8 GB at 2,000) and foca finds a member
-/// by scanning its list, so a run costs about N³ (75 s at 1,000 nodes,
-/// 622 s at 2,000). 10,000 nodes would need about 45 GB and many hours.
+/// other; 0.46 GB at 1,000 nodes, 1.7 GB at 2,000) and foca finds a member
+/// by scanning its list, so a run costs about N³ (72 s at 1,000 nodes,
+/// 583 s at 2,000). 10,000 nodes would need about 45 GB and many hours.
 #[test]
 #[ignore]
 fn stress_10k_simulated_nodes() {
