@@ -3,6 +3,8 @@
 //! messages arrive in order or not at all. An ask has a timeout and fails
 //! with a typed error when the link or the target dies."
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -128,13 +130,15 @@ async fn ten_mib_message_arrives_intact() {
 struct Stall;
 swarm::remote_message!(Stall => "test.Stall");
 
-struct Staller;
+/// Never answers; counts the asks it received.
+struct Staller(Arc<AtomicUsize>);
 impl Actor for Staller {
     type Context = Context<Self>;
 }
 impl Handler<Stall> for Staller {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, _: Stall, _: &mut Context<Self>) -> Self::Result {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Box::pin(std::future::pending())
     }
 }
@@ -147,9 +151,11 @@ async fn ask_fails_with_typed_error_within_timeout_when_target_node_dies() {
     let b_id = b.node.id();
     a.node.connect(b.node.listen_addr()).await.unwrap();
     let node_b = b.node.clone();
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
     crate::util::on(&b.arbiter, move || {
         node_b
-            .expose("staller", Staller.start())
+            .expose("staller", Staller(counter).start())
             .accept::<Stall>()
             .finish()
             .unwrap();
@@ -158,9 +164,14 @@ async fn ask_fails_with_typed_error_within_timeout_when_target_node_dies() {
     let staller = a.node.remote::<Staller>(b_id, "staller");
     let in_flight =
         actix_rt::spawn(async move { staller.send_timeout(Stall, Duration::from_secs(10)).await });
-    // Let the ask reach b, then kill b.
+    // Let the ask reach b's actor, then kill b.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            received.load(std::sync::atomic::Ordering::SeqCst) == 1
+        })
+        .await
+    );
     let adder = a.node.remote::<Adder>(b_id, "adder");
-    adder.send(Add { a: 1, b: 1 }).await.unwrap();
     let killed = Instant::now();
     b.kill();
     let result = in_flight.await.unwrap();
