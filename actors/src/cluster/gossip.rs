@@ -40,15 +40,18 @@ impl Stream for Datagrams {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        loop {
-            let mut read = ReadBuf::new(&mut this.buf);
-            match this.socket.poll_recv_from(cx, &mut read) {
-                Poll::Ready(Ok(from)) => return Poll::Ready(Some((read.filled().to_vec(), from))),
-                // ICMP errors of earlier sends surface here; they concern
-                // no datagram in particular.
-                Poll::Ready(Err(e)) => tracing::trace!(error = %e, "gossip socket error"),
-                Poll::Pending => return Poll::Pending,
+        let mut read = ReadBuf::new(&mut this.buf);
+        match this.socket.poll_recv_from(cx, &mut read) {
+            Poll::Ready(Ok(from)) => Poll::Ready(Some((read.filled().to_vec(), from))),
+            // ICMP errors of earlier sends surface here; they concern no
+            // datagram in particular. Yield and try again, so that an error
+            // that repeats cannot spin the node's thread.
+            Poll::Ready(Err(e)) => {
+                tracing::trace!(error = %e, "gossip socket error");
+                cx.waker().wake_by_ref();
+                Poll::Pending
             }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
