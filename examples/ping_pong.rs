@@ -64,6 +64,9 @@ impl Handler<Note> for Ponger {
     }
 }
 
+// The messages other nodes may send a Ponger; anything else does not compile.
+swarm::remote_actor!(Ponger: Ping, Note);
+
 #[actix::main]
 async fn main() -> anyhow::Result<()> {
     // A throw-away CA and join secret; real clusters use `swarm ca init`.
@@ -76,24 +79,10 @@ async fn main() -> anyhow::Result<()> {
     let left = Node::start_on(&left_thread.handle(), config("left")).await?;
     let right = Node::start_on(&right_thread.handle(), config("right")).await?;
 
-    // Start the actor on the right node's thread and expose it with the
-    // message types it accepts from the network.
-    let exposed = right.clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    right_thread.spawn_fn(move || {
-        let ponger = Ponger {
-            name: exposed.name().to_owned(),
-        }
-        .start();
-        let _ = tx.send(
-            exposed
-                .expose("ponger", ponger)
-                .accept::<Ping>()
-                .accept::<Note>()
-                .finish(),
-        );
-    });
-    rx.await??;
+    // Start the actor on the right node's thread and expose it with its
+    // remote protocol (Ping and Note, declared once below the actor).
+    let name = right.name().to_owned();
+    right.spawn("ponger", move |_| Ponger { name })?;
 
     // Connect (Noise XXpsk3 handshake, both certificates checked) and call.
     let peer = left.connect(right.listen_addr()).await?;

@@ -54,6 +54,9 @@ impl Handler<Greet> for Greeter {
     }
 }
 
+// The messages other nodes may send a Greeter, declared once.
+swarm::remote_actor!(Greeter: Greet);
+
 // 2. An actor that prints membership events.
 struct Watcher;
 
@@ -99,15 +102,6 @@ async fn start(ca: &Throwaway, name: &str, seeds: Vec<std::net::SocketAddr>) -> 
     (node, arbiter)
 }
 
-/// Runs `f` on the node's thread (actors start where they are created).
-async fn on<T: Send + 'static>(arbiter: &Arbiter, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    arbiter.spawn_fn(move || {
-        let _ = tx.send(f());
-    });
-    rx.await.unwrap()
-}
-
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     for _ in 0..200 {
         if done() {
@@ -123,26 +117,28 @@ async fn main() {
     let ca = Throwaway::new("example");
     let (client, _a1) = start(&ca, "client", vec![]).await;
     let seed = vec![client.listen_addr()];
-    let (s1, a2) = start(&ca, "server-1", seed.clone()).await;
-    let (s2, a3) = start(&ca, "server-2", seed).await;
+    let (s1, _a2) = start(&ca, "server-1", seed.clone()).await;
+    let (s2, _a3) = start(&ca, "server-2", seed).await;
 
     // 3. Subscribe to membership events.
     let watcher = Watcher.start();
-    let members = client.subscribe(watcher.recipient()).await.unwrap();
+    let cluster = client.cluster().expect("started with membership");
+    let members = cluster.subscribe(watcher.recipient()).await.unwrap();
     println!("client knows {} member(s) at first", members.len());
 
-    // 4. Each server exposes a Greeter and registers it as an instance of "greeter".
-    for (node, arbiter, name) in [(&s1, &a2, "server-1"), (&s2, &a3, "server-2")] {
-        let n = node.clone();
-        let greeter = on(arbiter, move || Greeter { node: name.into() }.start()).await;
-        n.expose("greeter", greeter)
-            .accept::<Greet>()
-            .finish()
+    // 4. Each server starts a Greeter on its thread, exposes it and registers
+    //    it as an instance of "greeter".
+    for (node, name) in [(&s1, "server-1"), (&s2, "server-2")] {
+        node.spawn("greeter", move |_| Greeter { node: name.into() })
             .unwrap();
-        n.register_service("greeter", "greeter").await.unwrap();
+        let cluster = node.cluster().expect("started with membership");
+        cluster
+            .register_service("greeter", "greeter")
+            .await
+            .unwrap();
     }
     wait_for("two greeter instances", || {
-        client
+        cluster
             .services()
             .iter()
             .any(|(s, list)| s == "greeter" && list.len() == 2)
@@ -150,7 +146,7 @@ async fn main() {
     .await;
 
     // 5. Send through a ServiceRef: P2C on EWMA latency by default.
-    let greeter = client.service::<Greeter>("greeter").unwrap();
+    let greeter = cluster.service::<Greeter>("greeter");
     for user in ["ada", "grace", "alan", "edsger"] {
         println!(
             "{}",
@@ -170,9 +166,9 @@ async fn main() {
     }
 
     // 6. One server leaves; the service keeps answering from the other.
-    s2.leave().await;
+    s2.cluster().expect("started with membership").leave().await;
     wait_for("one instance left", || {
-        client
+        cluster
             .services()
             .iter()
             .any(|(s, list)| s == "greeter" && list.len() == 1)

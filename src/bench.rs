@@ -433,8 +433,8 @@ pub struct ProcessReport {
 
 /// What one node process lists.
 async fn listed(node: &Node, peer: crate::NodeId) -> Vec<swarm_actors::cluster::MemberRow> {
-    use swarm_actors::cluster::{Gossip, ListMembers, CLUSTER_ACTOR};
-    node.remote::<Gossip>(peer, CLUSTER_ACTOR)
+    use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
+    node.remote::<ClusterAgent>(peer, CLUSTER_ACTOR)
         .send(ListMembers)
         .await
         .unwrap_or_default()

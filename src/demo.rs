@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use swarm_actors::{AskError, Node, NodeError};
+use swarm_actors::{AskError, ClusterError, ExposeError, Node};
 use swarm_protocol::NodeId;
 
 /// The name every node exposes its [`Info`] actor under.
@@ -224,39 +224,54 @@ impl Handler<Ping> for Info {
     }
 }
 
-/// Exposes [`Info`] on `node` (every `swarm` node does this).
+swarm_actors::remote_actor!(Adder: Add, Count, Echo);
+swarm_actors::remote_actor!(Relay: Forward);
+swarm_actors::remote_actor!(Counter: Bump, CounterState);
+swarm_actors::remote_actor!(Info: Ping);
+swarm_actors::remote_actor!(Worker: Work);
+
+/// Starts [`Info`] on `node`'s arbiter and exposes it (every `swarm` node
+/// does this).
 ///
 /// # Errors
 ///
-/// [`NodeError::NameTaken`] if it is exposed already.
-pub fn expose_info(node: &Node) -> Result<(), NodeError> {
-    let info = Info {
-        node: node.clone(),
+/// [`ExposeError::NameTaken`] if it is exposed already.
+pub fn expose_info(node: &Node) -> Result<(), ExposeError> {
+    let me = node.clone();
+    node.spawn(INFO_NAME, move |_| Info {
+        node: me,
         started: Instant::now(),
-    }
-    .start();
-    node.expose(INFO_NAME, info).accept::<Ping>().finish()
+    })?;
+    Ok(())
 }
 
-/// Exposes the demo actors on `node`: `adder`, `relay` and `counter`.
-/// MUST be called on the node's arbiter (the actors start there).
+/// Starts the demo actors on `node`'s arbiter and exposes them: `adder`,
+/// `relay` and `counter`.
 ///
 /// # Errors
 ///
-/// [`NodeError::NameTaken`] if they are exposed already.
-pub fn expose_workload(node: &Node) -> Result<(), NodeError> {
-    node.expose("adder", Adder::default().start())
-        .accept::<Add>()
-        .accept::<Count>()
-        .accept::<Echo>()
-        .finish()?;
-    node.expose("relay", Relay { node: node.clone() }.start())
-        .accept::<Forward>()
-        .finish()?;
-    node.expose("counter", Counter::default().start())
-        .accept::<Bump>()
-        .accept::<CounterState>()
-        .finish()
+/// [`ExposeError::NameTaken`] if they are exposed already.
+pub fn expose_workload(node: &Node) -> Result<(), ExposeError> {
+    node.spawn("adder", |_| Adder::default())?;
+    let me = node.clone();
+    node.spawn("relay", move |_| Relay { node: me })?;
+    node.spawn("counter", |_| Counter::default())?;
+    Ok(())
+}
+
+/// Why a demo service instance could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The worker could not be exposed.
+    #[error(transparent)]
+    Expose(#[from] ExposeError),
+    /// The instance could not be registered.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// The node runs without membership, so it cannot offer services.
+    #[error("the node runs without membership")]
+    NoMembership,
 }
 
 /// A request to an instance of a demo service; answers who served it.
@@ -345,14 +360,13 @@ pub fn worker_name(service: &str) -> String {
     format!("svc.{service}")
 }
 
-/// Exposes a [`Worker`] on `node` and registers it as an instance of
-/// `service`. MUST be called on the node's arbiter.
+/// Starts a [`Worker`] on `node`'s arbiter, exposes it and registers it as
+/// an instance of `service`.
 ///
 /// # Errors
 ///
-/// [`NodeError::NameTaken`] if exposed already; [`NodeError::NoMembership`]
-/// without membership.
-pub async fn serve(node: &Node, service: &str) -> Result<(), NodeError> {
+/// [`ServeError`] if it is exposed already or the node has no membership.
+pub async fn serve(node: &Node, service: &str) -> Result<(), ServeError> {
     serve_with(node, service, Worker::new(node.name())).await
 }
 
@@ -361,11 +375,10 @@ pub async fn serve(node: &Node, service: &str) -> Result<(), NodeError> {
 /// # Errors
 ///
 /// As [`serve`].
-pub async fn serve_with(node: &Node, service: &str, worker: Worker) -> Result<(), NodeError> {
+pub async fn serve_with(node: &Node, service: &str, worker: Worker) -> Result<(), ServeError> {
+    let cluster = node.cluster().ok_or(ServeError::NoMembership)?;
     let name = worker_name(service);
-    node.expose(name.clone(), worker.start())
-        .accept::<Work>()
-        .finish()?;
-    node.register_service(service, &name).await?;
+    node.spawn(name.clone(), move |_| worker)?;
+    cluster.register_service(service, &name).await?;
     Ok(())
 }

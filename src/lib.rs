@@ -18,9 +18,11 @@
 //!     type Result = u64;
 //!     fn handle(&mut self, Add(a, b): Add, _: &mut Context<Self>) -> u64 { a + b }
 //! }
+//! // The messages other nodes may send an Adder, declared once.
+//! swarm::remote_actor!(Adder: Add);
 //!
-//! # async fn run(node: swarm::Node, other: swarm::Node) -> anyhow::Result<()> {
-//! node.expose("adder", Adder.start()).accept::<Add>().finish()?;
+//! # async fn run(node: swarm::Node, other: swarm::Node) -> Result<(), Box<dyn std::error::Error>> {
+//! node.spawn("adder", |_| Adder)?;
 //! let adder = other.remote::<Adder>(node.id(), "adder");
 //! assert_eq!(adder.send(Add(2, 3)).await?, 5);
 //! # Ok(()) }
@@ -44,9 +46,14 @@ pub mod demo;
 pub mod local;
 
 pub use swarm_actors::{
-    cluster, remote_message, AskError, CloseReason, ClusterConfig, ClusterEvent, ConnectError,
-    Exposure, GossipKeyOp, Instance, Keyed, Member, MeshConfig, Node, NodeError, NodeStats,
-    PeerInfo, RemoteAddr, RemoteMessage, ResourceOverrides, ServiceRef, Strategy, TellError, Wire,
+    cluster, error, remote_actor, remote_message, Accepts, AskError, Cluster, ClusterConfig,
+    ClusterEvent, ClusterEvents, GossipKeyOp, Instance, Keyed, Member, MeshConfig, MeshStats, Node,
+    PeerInfo, Protocol, RemoteActor, RemoteAddr, RemoteMessage, ResourceOverrides, ServiceRef,
+    Strategy, TellError, Wire,
+};
+pub use swarm_actors::{
+    CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError, HandshakeFailure,
+    StartError, Unreachable,
 };
 pub use swarm_protocol as protocol;
 pub use swarm_protocol::{CipherSuite, NodeId};
@@ -57,7 +64,7 @@ pub mod prelude {
     pub use serde::{Deserialize, Serialize};
 
     pub use crate::{
-        remote_message, AskError, ClusterEvent, Keyed, Node, RemoteAddr, RemoteMessage, ServiceRef,
-        Strategy, TellError,
+        remote_actor, remote_message, AskError, Cluster, ClusterEvent, Keyed, Node, RemoteAddr,
+        RemoteMessage, ServiceRef, Strategy, TellError,
     };
 }

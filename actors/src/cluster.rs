@@ -1,34 +1,56 @@
-//! Membership, service discovery and load balancing for a running node.
+//! Membership, service discovery and load balancing: the room above the
+//! mesh. [`Cluster`] is its door, reached from a node started with
+//! membership ([`MeshConfig::cluster`](crate::MeshConfig::cluster)).
 //!
-//! When [`MeshConfig::cluster`](crate::MeshConfig::cluster) is set, a node
-//! starts a `Gossip` actor next to its Router. It runs SWIM (foca, through
-//! `swarm_protocol::membership`) over UDP on the mesh port, every datagram
-//! sealed with AES-256-GCM under the cluster's gossip key, and:
+//! ```text
+//! Cluster (handle)
+//! └── Gossip     SWIM (foca) over sealed UDP on the mesh port; publishes
+//!                ClusterEvents; owns the service table's updates
+//! ```
 //!
-//! - tells the Router where members listen and when they go down (the
-//!   Router closes links to down members; asks to them fail at once with
-//!   [`AskError::NodeDown`](crate::AskError::NodeDown));
-//! - keeps the table of live service instances ([`services`]);
-//! - sends [`ClusterEvent`]s to every subscribed actor.
+//! The `Gossip` actor runs `swarm_protocol::membership` over UDP on the
+//! mesh port, every datagram sealed with AES-256-GCM under the cluster's
+//! gossip key, and publishes every change as a [`ClusterEvent`] on a
+//! bounded stream ([`events`]). The service table ([`services`]) follows
+//! the stream, and so does the mesh (the node assembly subscribes it: links
+//! to down members close, asks to them fail at once with
+//! [`AskError::NodeDown`](crate::AskError::NodeDown)). If Gossip stops (the
+//! node left), calls on the handle fail with [`ClusterError::Stopped`].
 //!
 //! Membership only says where a node is; the Noise handshake on the mesh
 //! link is still what proves who it is.
 
-pub(crate) mod gossip;
+pub mod events;
+mod gossip;
 pub mod resources;
+pub mod rows;
 pub mod services;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use swarm_protocol::gossip::{GossipKey, NodeMeta};
-use swarm_protocol::membership::{MemberState, MembershipConfig};
+use actix::{Actor, Addr, Recipient};
+use swarm_protocol::gossip::{GossipKey, NodeMeta, ServiceEntry};
+use swarm_protocol::membership::{GossipStats, MemberState, MembershipConfig};
 use swarm_protocol::NodeId;
 
+use crate::directory::RemoteActor;
+use crate::error::{ClusterError, StartError};
+use crate::mesh::Mesh;
+use events::EventBus;
+use gossip::{GetMembers, Gossip, GossipParts, KeyOp, Leave, SetService, Stats, Subscribe};
+use services::table::ServiceTable;
+
+pub use events::{ClusterEvents, Lagged};
+pub use gossip::Gossip as ClusterAgent;
 pub use resources::ResourceOverrides;
+pub use rows::{InstanceRow, ListMembers, ListServices, MemberRow, NodeCounters, ServiceRow};
 pub use services::{Instance, Keyed, ServiceRef, Strategy};
+
+/// The name every node with membership exposes its cluster actor under.
+pub const CLUSTER_ACTOR: &str = "swarm.cluster";
 
 /// Membership settings of a node.
 #[derive(Debug, Clone)]
@@ -112,93 +134,222 @@ impl ClusterEvent {
     }
 }
 
-/// One service with its live instances, as listed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServiceRow {
-    /// The service name.
-    pub service: String,
-    /// Its instances: node id (hex), node name, address, actor name.
-    pub instances: Vec<InstanceRow>,
+/// A change to the gossip key ring; see [`Cluster::gossip_key`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum GossipKeyOp {
+    /// Accept datagrams sealed with this key too.
+    Add(GossipKey),
+    /// Seal with this key from now on (added if needed).
+    Use(GossipKey),
+    /// Stop accepting this key.
+    Remove(GossipKey),
 }
 
-/// One instance, as listed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct InstanceRow {
-    /// Node id, hex.
-    pub node: String,
-    /// Node name.
-    pub name: String,
-    /// Mesh address.
-    pub addr: String,
-    /// Actor name on that node.
-    pub actor: String,
+/// The handle to a node's membership, service discovery and load
+/// balancing. Cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub struct Cluster {
+    gossip: Addr<Gossip>,
+    table: Arc<ServiceTable>,
+    mesh: Mesh,
+    /// Events lost by slow subscribers (the bus itself is Gossip's alone).
+    events_lost: Arc<AtomicU64>,
 }
 
-/// One member, as listed by `swarm members`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MemberRow {
-    /// Node id, hex.
-    pub id: String,
-    /// Node name.
-    pub name: String,
-    /// Mesh address.
-    pub addr: String,
-    /// Certificate roles.
-    pub roles: Vec<String>,
-    /// alive, suspect, down or left.
-    pub state: String,
-    /// CPUs offered.
-    pub cpus: f64,
-    /// Memory offered, bytes.
-    pub memory: u64,
-    /// GPUs offered.
-    pub gpus: u32,
-    /// Custom resources.
-    pub custom: Vec<(String, f64)>,
-    /// CPU use, percent.
-    pub cpu_percent: f32,
-    /// Memory in use, bytes.
-    pub memory_used: u64,
-    /// Service instances hosted.
-    pub services: usize,
-}
-
-impl MemberRow {
-    pub(crate) fn from_member(member: &Member) -> Self {
-        let meta = member.meta.as_deref().cloned().unwrap_or_default();
-        Self {
-            id: member.node.to_string(),
-            name: member.name().to_owned(),
-            addr: member.addr.to_string(),
-            roles: meta.roles,
-            state: member.state.as_str().to_owned(),
-            cpus: meta.resources.cpus,
-            memory: meta.resources.memory,
-            gpus: meta.resources.gpus,
-            custom: meta.resources.custom,
-            cpu_percent: meta.load.cpu_percent,
-            memory_used: meta.load.memory_used,
-            services: meta.services.len(),
-        }
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node", &self.mesh.id())
+            .finish_non_exhaustive()
     }
 }
 
-/// Asks a node's `swarm.cluster` actor for its member list.
-#[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
-#[rtype(result = "Vec<MemberRow>")]
-pub struct ListMembers;
+impl Cluster {
+    /// Starts membership on the current arbiter, gossiping on `socket`
+    /// (bound on the mesh's port number, non-blocking).
+    pub(crate) fn start(
+        mesh: Mesh,
+        socket: std::net::UdpSocket,
+        config: ClusterConfig,
+    ) -> Result<Cluster, StartError> {
+        let table = Arc::new(ServiceTable::default());
+        let bus = EventBus::new();
+        let events_lost = bus.lost_counter();
+        let gossip = Gossip::new(GossipParts {
+            mesh: mesh.clone(),
+            table: Arc::clone(&table),
+            bus,
+            socket,
+            config,
+        })?
+        .start();
+        Ok(Cluster {
+            gossip,
+            table,
+            mesh,
+            events_lost,
+        })
+    }
 
-/// Asks a node's `swarm.cluster` actor for its services.
-#[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
-#[rtype(result = "Vec<ServiceRow>")]
-pub struct ListServices;
+    /// The actor answering [`ListMembers`] and [`ListServices`], to expose
+    /// as [`CLUSTER_ACTOR`].
+    pub(crate) fn agent(&self) -> Addr<Gossip> {
+        self.gossip.clone()
+    }
 
-crate::remote_message!(
-    ListMembers => "swarm.ListMembers",
-    ListServices => "swarm.ListServices",
-);
+    /// Every member this node knows, itself first.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Stopped`] once membership has stopped.
+    pub async fn members(&self) -> Result<Vec<Member>, ClusterError> {
+        self.gossip
+            .send(GetMembers)
+            .await
+            .map_err(|_| ClusterError::Stopped)
+    }
 
-/// The name every node with membership exposes its cluster actor under.
-pub const CLUSTER_ACTOR: &str = "swarm.cluster";
+    /// The members known now (this node first) and a bounded stream of
+    /// every later [`ClusterEvent`], so nothing falls between the two.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Stopped`] once membership has stopped.
+    pub async fn events(&self) -> Result<(Vec<Member>, ClusterEvents), ClusterError> {
+        self.gossip
+            .send(Subscribe)
+            .await
+            .map_err(|_| ClusterError::Stopped)
+    }
 
-pub use gossip::Gossip;
+    /// Sends every later [`ClusterEvent`] to `recipient` (one at a time; a
+    /// recipient that falls [`events::EVENT_BUFFER`] events behind loses
+    /// the oldest); returns the members known now, this node first.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Stopped`] once membership has stopped.
+    pub async fn subscribe(
+        &self,
+        recipient: Recipient<ClusterEvent>,
+    ) -> Result<Vec<Member>, ClusterError> {
+        let (members, events) = self.events().await?;
+        events.forward(recipient);
+        Ok(members)
+    }
+
+    /// Registers the actor exposed as `actor` as an instance of `service`;
+    /// every member learns it through gossip. Returns false if it was
+    /// registered already.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NotExposed`] if no actor is exposed under `actor`;
+    /// [`ClusterError::Metadata`] if the node's metadata would exceed its
+    /// bounds (too many services, names too long); `Stopped`.
+    pub async fn register_service(&self, service: &str, actor: &str) -> Result<bool, ClusterError> {
+        if !self.mesh.directory().contains(actor) {
+            return Err(ClusterError::NotExposed {
+                name: actor.to_owned(),
+            });
+        }
+        self.set_service(service, actor, true).await
+    }
+
+    /// Withdraws an instance registered with [`Cluster::register_service`].
+    /// Returns whether it was registered.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Stopped`] once membership has stopped.
+    pub async fn deregister_service(
+        &self,
+        service: &str,
+        actor: &str,
+    ) -> Result<bool, ClusterError> {
+        self.set_service(service, actor, false).await
+    }
+
+    async fn set_service(
+        &self,
+        service: &str,
+        actor: &str,
+        present: bool,
+    ) -> Result<bool, ClusterError> {
+        let entry = ServiceEntry {
+            service: service.to_owned(),
+            actor: actor.to_owned(),
+        };
+        Ok(self
+            .gossip
+            .send(SetService { entry, present })
+            .await
+            .map_err(|_| ClusterError::Stopped)??)
+    }
+
+    /// A load-balanced handle to `service` (power of two choices on EWMA
+    /// latency by default; see [`ServiceRef::with_strategy`]).
+    pub fn service<A: RemoteActor>(&self, service: &str) -> ServiceRef<A> {
+        ServiceRef::new(
+            self.mesh.clone(),
+            Arc::clone(&self.table),
+            service.to_owned(),
+        )
+    }
+
+    /// Every known service with its live instances, sorted by name.
+    pub fn services(&self) -> Vec<(String, Vec<Instance>)> {
+        self.table.list()
+    }
+
+    /// Gossip traffic counters (datagrams sent, received, and dropped by reason).
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Stopped`] once membership has stopped.
+    pub async fn gossip_stats(&self) -> Result<GossipStats, ClusterError> {
+        self.gossip
+            .send(Stats)
+            .await
+            .map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Cluster events lost by slow subscribers so far.
+    pub fn events_lost(&self) -> u64 {
+        self.events_lost.load(Ordering::Relaxed)
+    }
+
+    /// Changes the gossip key ring at run time: add a key everywhere, then
+    /// use it everywhere, then remove the old one, and no datagram is lost.
+    /// Returns the fingerprints of the keys held, the sealing key first.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::KeyRing`] if the ring refuses (full, or removing the
+    /// sealing key); `Stopped`.
+    pub async fn gossip_key(&self, op: GossipKeyOp) -> Result<Vec<String>, ClusterError> {
+        let op = match op {
+            GossipKeyOp::Add(key) => KeyOp::Add(key),
+            GossipKeyOp::Use(key) => KeyOp::Use(key),
+            GossipKeyOp::Remove(key) => KeyOp::Remove(key),
+        };
+        Ok(self
+            .gossip
+            .send(op)
+            .await
+            .map_err(|_| ClusterError::Stopped)??)
+    }
+
+    /// Leaves the cluster and waits until the goodbye is sent: members see
+    /// this node as left at once, not down. Membership stops; the mesh
+    /// keeps running.
+    pub async fn leave(&self) {
+        let _ = self.gossip.send(Leave).await;
+    }
+
+    /// Leaves without waiting.
+    pub(crate) fn leave_now(&self) {
+        self.gossip.do_send(Leave);
+    }
+}

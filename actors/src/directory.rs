@@ -1,163 +1,204 @@
-//! The local directory: registered actors by name, each with a dispatcher
-//! that turns `(type tag, bytes)` into a typed message for its actix
-//! `Addr`, and the handler's result back into bytes. Links call it; what
-//! the actors do is theirs.
+//! The local directory: the actors this node exposes, by name. Each entry
+//! has a dispatcher ([`dispatch`]) that turns `(type tag, bytes)` into a
+//! typed message for its actix `Addr`. Links look targets up through a
+//! per-reader [`Lookup`] cache; what the actors do is theirs.
+//!
+//! The directory is the bottom room of the crate: it knows nothing of links,
+//! membership or nodes. [`Directory`] is its door; nobody else writes the map.
 
-use std::any::Any;
-use std::collections::HashMap;
-use std::future::Future;
-use std::pin::Pin;
+pub(crate) mod dispatch;
 
-use actix::{Actor, Addr, Context, Handler, MailboxError, Message};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-use swarm_protocol::RemoteError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-/// A message that can cross the network: a serde type with a stable tag.
-///
-/// Implement it with [`remote_message!`](crate::remote_message); the tag
-/// names the type on the wire, so it MUST stay the same across versions and
-/// be unique in the cluster (e.g. `"example.Add"`).
-pub trait RemoteMessage: Message + Serialize + DeserializeOwned + Send + 'static {
-    /// The stable type tag.
-    const TAG: &'static str;
+use actix::{Actor, Addr};
+use dashmap::DashMap;
+use swarm_protocol::{NodeId, RemoteError, Target};
+
+pub use dispatch::{Accepts, RemoteActor, RemoteMessage, Wire};
+pub(crate) use dispatch::{Dispatch, Entry};
+
+/// Who sent a message that arrived over a link: the peer's node id and the
+/// roles its certificate grants. Authorization and tracing read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Caller {
+    /// The authenticated peer node.
+    pub(crate) node: NodeId,
+    /// The roles of the peer's certificate.
+    pub(crate) roles: Arc<[String]>,
 }
 
-/// What a remote message's result must be: serde and sendable.
-pub trait Wire: Serialize + DeserializeOwned + Send + 'static {}
-
-impl<T: Serialize + DeserializeOwned + Send + 'static> Wire for T {}
-
-/// Declares a message type remote: `remote_message!(Add => "example.Add");`.
-#[macro_export]
-macro_rules! remote_message {
-    ($($ty:ty => $tag:expr),+ $(,)?) => {
-        $(impl $crate::RemoteMessage for $ty {
-            const TAG: &'static str = $tag;
-        })+
-    };
+/// The actors exposed on this node, by name. Cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Directory {
+    inner: Arc<Inner>,
 }
 
-/// A future that waits for the actor's answer, already encoded.
-pub(crate) type AskFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, RemoteError>>>>;
-/// A future that waits until a tell was accepted by a full mailbox.
-pub(crate) type TellFuture = Pin<Box<dyn Future<Output = ()>>>;
-
-/// A registered actor, seen without its type.
-pub(crate) trait Dispatch: Send + Sync {
-    /// Decodes and delivers a tell. `Ok(Some(f))` means the mailbox was
-    /// full: await `f` before delivering anything else, to keep order and
-    /// to push back on the link.
-    fn tell(&self, tag: &str, body: &[u8]) -> Result<Option<TellFuture>, RemoteError>;
-
-    /// Decodes and delivers an ask; the message is in the mailbox once the
-    /// returned future has been polled once.
-    fn ask(&self, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError>;
-
-    /// The typed `Addr<A>`, for local calls that skip serialization.
-    fn addr(&self) -> &dyn Any;
+#[derive(Default)]
+struct Inner {
+    /// Registered actors by name.
+    entries: DashMap<String, Arc<dyn Dispatch>>,
+    /// Bumped on every change of `entries`, so readers may cache lookups.
+    generation: AtomicU64,
 }
 
-type TellFn<A> = fn(&Addr<A>, &[u8]) -> Result<Option<TellFuture>, RemoteError>;
-type AskFn<A> = fn(&Addr<A>, &[u8]) -> Result<AskFuture, RemoteError>;
-
-/// A typed directory entry: the actor's address and one pair of decoders
-/// per accepted message tag.
-pub(crate) struct Entry<A: Actor> {
-    /// The actor.
-    addr: Addr<A>,
-    /// Tag -> (tell, ask) functions, monomorphized per message type.
-    handlers: HashMap<&'static str, (TellFn<A>, AskFn<A>)>,
+/// Why a typed local lookup found no usable actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Missing {
+    /// Nothing is exposed under the name.
+    NoSuchName,
+    /// Something is exposed under the name, but it is another actor type.
+    OtherType,
 }
 
-impl<A: Actor<Context = Context<A>>> Entry<A> {
-    pub(crate) fn new(addr: Addr<A>) -> Self {
-        Self {
-            addr,
-            handlers: HashMap::new(),
+impl Directory {
+    /// Publishes `entry` under `name`; false if the name is taken.
+    pub(crate) fn insert(&self, name: String, entry: Arc<dyn Dispatch>) -> bool {
+        use dashmap::mapref::entry::Entry as Slot;
+        match self.inner.entries.entry(name) {
+            Slot::Occupied(_) => false,
+            Slot::Vacant(slot) => {
+                slot.insert(entry);
+                self.inner.generation.fetch_add(1, Ordering::AcqRel);
+                true
+            }
         }
     }
 
-    pub(crate) fn accept<M>(&mut self)
-    where
-        A: Handler<M>,
-        M: RemoteMessage,
-        M::Result: Wire,
-    {
-        self.handlers
-            .insert(M::TAG, (tell_fn::<A, M>, ask_fn::<A, M>));
-    }
-}
-
-impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
-    fn tell(&self, tag: &str, body: &[u8]) -> Result<Option<TellFuture>, RemoteError> {
-        let (tell, _) = self.handler(tag)?;
-        tell(&self.addr, body)
-    }
-
-    fn ask(&self, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError> {
-        let (_, ask) = self.handler(tag)?;
-        ask(&self.addr, body)
-    }
-
-    fn addr(&self) -> &dyn Any {
-        &self.addr
-    }
-}
-
-impl<A: Actor> Entry<A> {
-    fn handler(&self, tag: &str) -> Result<(TellFn<A>, AskFn<A>), RemoteError> {
-        self.handlers
-            .get(tag)
-            .copied()
-            .ok_or_else(|| RemoteError::UnknownMessage {
-                tag: tag.to_owned(),
-            })
-    }
-}
-
-fn decode<M: DeserializeOwned>(body: &[u8]) -> Result<M, RemoteError> {
-    rmp_serde::from_slice(body).map_err(|e| RemoteError::Decode {
-        reason: e.to_string(),
-    })
-}
-
-fn tell_fn<A, M>(addr: &Addr<A>, body: &[u8]) -> Result<Option<TellFuture>, RemoteError>
-where
-    A: Actor<Context = Context<A>> + Handler<M>,
-    M: RemoteMessage,
-    M::Result: Wire,
-{
-    let msg: M = decode(body)?;
-    match addr.try_send(msg) {
-        Ok(()) => Ok(None),
-        Err(actix::dev::SendError::Full(msg)) => {
-            let request = addr.send(msg);
-            Ok(Some(Box::pin(async move {
-                let _ = request.await;
-            })))
+    /// Removes a registration; returns whether the name was registered.
+    pub(crate) fn remove(&self, name: &str) -> bool {
+        let removed = self.inner.entries.remove(name).is_some();
+        if removed {
+            self.inner.generation.fetch_add(1, Ordering::AcqRel);
         }
-        Err(actix::dev::SendError::Closed(_)) => Err(RemoteError::ActorStopped),
+        removed
+    }
+
+    /// Whether an actor is exposed under `name`.
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.inner.entries.contains_key(name)
+    }
+
+    /// How many actors are exposed.
+    pub(crate) fn len(&self) -> usize {
+        self.inner.entries.len()
+    }
+
+    /// The typed address of the actor exposed under `name`.
+    pub(crate) fn addr<A: Actor>(&self, name: &str) -> Result<Addr<A>, Missing> {
+        let entry = self.inner.entries.get(name).ok_or(Missing::NoSuchName)?;
+        entry
+            .value()
+            .addr()
+            .downcast_ref::<Addr<A>>()
+            .cloned()
+            .ok_or(Missing::OtherType)
+    }
+
+    /// The untyped dispatcher of the actor exposed under `name`.
+    pub(crate) fn dispatcher(&self, name: &str) -> Option<Arc<dyn Dispatch>> {
+        self.inner.entries.get(name).map(|d| Arc::clone(d.value()))
+    }
+
+    /// A lookup cache for one reader (one link).
+    pub(crate) fn lookup(&self) -> Lookup {
+        Lookup {
+            directory: self.clone(),
+            cache: None,
+        }
     }
 }
 
-fn ask_fn<A, M>(addr: &Addr<A>, body: &[u8]) -> Result<AskFuture, RemoteError>
-where
-    A: Actor<Context = Context<A>> + Handler<M>,
-    M: RemoteMessage,
-    M::Result: Wire,
-{
-    let msg: M = decode(body)?;
-    let request = addr.send(msg);
-    Ok(Box::pin(async move {
-        match request.await {
-            Ok(result) => rmp_serde::to_vec(&result).map_err(|e| RemoteError::Encode {
-                reason: e.to_string(),
-            }),
-            Err(MailboxError::Closed) => Err(RemoteError::ActorStopped),
-            Err(MailboxError::Timeout) => Err(RemoteError::Refused {
-                reason: "mailbox timeout".into(),
+/// Finds dispatchers by target, remembering the last one while the
+/// directory does not change (a stream of messages usually has one target).
+pub(crate) struct Lookup {
+    directory: Directory,
+    /// (directory generation, name, dispatcher) of the last hit.
+    cache: Option<(u64, String, Arc<dyn Dispatch>)>,
+}
+
+impl Lookup {
+    /// The dispatcher for `to`.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::NoSuchActor`] if nothing is exposed under the target.
+    pub(crate) fn find(&mut self, to: &Target<'_>) -> Result<&dyn Dispatch, RemoteError> {
+        let name = match to {
+            Target::Name(name) => *name,
+            Target::Id(id) => {
+                return Err(RemoteError::NoSuchActor {
+                    name: format!("#{id}"),
+                })
+            }
+        };
+        let inner = &self.directory.inner;
+        let generation = inner.generation.load(Ordering::Acquire);
+        let hit = matches!(&self.cache, Some((g, n, _)) if *g == generation && n == name);
+        if !hit {
+            let dispatch = inner
+                .entries
+                .get(name)
+                .map(|d| Arc::clone(d.value()))
+                .ok_or_else(|| RemoteError::NoSuchActor {
+                    name: name.to_owned(),
+                })?;
+            self.cache = Some((generation, name.to_owned(), dispatch));
+        }
+        match &self.cache {
+            Some((_, _, dispatch)) => Ok(dispatch.as_ref()),
+            None => Err(RemoteError::NoSuchActor {
+                name: name.to_owned(),
             }),
         }
-    }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix::{Context, Handler, Message};
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize, Message)]
+    #[rtype(result = "u32")]
+    struct Double(u32);
+    crate::remote_message!(Double => "test.Double");
+
+    struct Doubler;
+    impl Actor for Doubler {
+        type Context = Context<Self>;
+    }
+    impl Handler<Double> for Doubler {
+        type Result = u32;
+        fn handle(&mut self, Double(x): Double, _: &mut Context<Self>) -> u32 {
+            x * 2
+        }
+    }
+
+    struct Other;
+    impl Actor for Other {
+        type Context = Context<Self>;
+    }
+
+    #[actix::test]
+    async fn lookup_cache_follows_changes_and_typed_lookup_tells_missing_from_other_type() {
+        let dir = Directory::default();
+        let mut entry = Entry::new(Doubler.start());
+        entry.accept::<Double>();
+        assert!(dir.insert("d".into(), Arc::new(entry)));
+        assert!(!dir.insert("d".into(), Arc::new(Entry::new(Doubler.start()))));
+        let mut lookup = dir.lookup();
+        assert!(lookup.find(&Target::Name("d")).is_ok());
+        assert!(dir.addr::<Doubler>("d").is_ok());
+        assert_eq!(dir.addr::<Other>("d").err(), Some(Missing::OtherType));
+        assert_eq!(dir.addr::<Doubler>("x").err(), Some(Missing::NoSuchName));
+        assert!(dir.remove("d"));
+        assert!(matches!(
+            lookup.find(&Target::Name("d")),
+            Err(RemoteError::NoSuchActor { .. })
+        ));
+        assert_eq!(dir.len(), 0);
+    }
 }

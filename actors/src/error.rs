@@ -1,10 +1,15 @@
-//! The errors callers of the mesh see: [`AskError`] for requests,
-//! [`TellError`] for one-way sends (which hands the message back), and
-//! [`NodeError`] for starting a node. Why a link closed is [`CloseReason`].
+//! The errors callers see, one enum per boundary:
+//!
+//! - starting a node: [`StartError`];
+//! - using it: [`ExposeError`], [`ClusterError`], [`ConnectError`] (with its
+//!   [`DialError`] and [`HandshakeFailure`]);
+//! - messaging: [`AskError`] for requests (with [`Unreachable`]) and
+//!   [`TellError`] for one-way sends, which hands the message back;
+//! - why a link closed: [`CloseReason`] and its [`CloseKind`].
 
 use std::time::Duration;
 
-use swarm_protocol::{NodeId, RemoteError};
+use swarm_protocol::{HandshakeError, NodeId, RemoteError};
 
 /// Why an ask produced no result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,12 +41,12 @@ pub enum AskError {
         service: String,
     },
     /// No link to the target's node could be made.
-    #[error("node {node} is unreachable: {reason}")]
+    #[error("node {node} is unreachable: {cause}")]
     Unreachable {
         /// The target's node.
         node: NodeId,
-        /// Why dialing failed.
-        reason: String,
+        /// Why.
+        cause: Unreachable,
     },
     /// No actor is registered under the target name on that node.
     #[error("no actor named {name:?} on the target node")]
@@ -67,15 +72,36 @@ pub enum AskError {
         /// The encoder's explanation.
         reason: String,
     },
+    /// The message or its reply is larger than the message limit
+    /// (`MeshConfig::max_message`); nothing else on the link is affected.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The encoded size, bytes.
+        size: usize,
+        /// The limit, bytes.
+        max: usize,
+    },
     /// The target actor stopped before it answered.
     #[error("the target actor stopped before answering")]
     ActorStopped,
     /// The target node refused the request.
     #[error("refused: {reason}")]
     Refused {
-        /// Why.
+        /// Why (the remote node's words).
         reason: String,
     },
+}
+
+impl AskError {
+    /// Whether the target's node (or the way to it) failed, rather than the
+    /// request: `LinkDown`, `NodeDown` and `Unreachable`. Such a request may
+    /// or may not have run; load balancers eject the node.
+    pub fn is_node_failure(&self) -> bool {
+        matches!(
+            self,
+            AskError::LinkDown { .. } | AskError::NodeDown { .. } | AskError::Unreachable { .. }
+        )
+    }
 }
 
 impl From<RemoteError> for AskError {
@@ -87,11 +113,30 @@ impl From<RemoteError> for AskError {
             RemoteError::Encode { reason } => AskError::Encode { reason },
             RemoteError::ActorStopped => AskError::ActorStopped,
             RemoteError::Refused { reason } => AskError::Refused { reason },
+            RemoteError::TooLarge { size, max } => AskError::TooLarge {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                max: usize::try_from(max).unwrap_or(usize::MAX),
+            },
             other => AskError::Refused {
                 reason: other.to_string(),
             },
         }
     }
+}
+
+/// Why no link to a node could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unreachable {
+    /// Neither a handshake nor membership told this node where it listens.
+    #[error("no known address for this node")]
+    NoAddress,
+    /// Dialing its address failed.
+    #[error("{0}")]
+    Dial(DialError),
+    /// Its address now answers as another node (it was replaced).
+    #[error("its address now answers as node {0}")]
+    AnsweredAs(NodeId),
 }
 
 /// Why a tell was not queued; the message comes back to the caller.
@@ -101,13 +146,14 @@ pub enum TellError<M> {
     /// The link's queue (or the local mailbox) is full: back off and retry.
     #[error("queue full")]
     Full(M),
-    /// There is no usable link to the target's node (or the local actor stopped).
-    #[error("target disconnected: {reason}")]
+    /// The message cannot reach its target: no usable link (`LinkDown`,
+    /// `NodeDown`, `Unreachable`), no such actor, or the actor stopped.
+    #[error("target disconnected: {cause}")]
     Disconnected {
         /// The message that was not sent.
         msg: M,
         /// Why.
-        reason: String,
+        cause: AskError,
     },
     /// The message could not be encoded.
     #[error("encode failed: {reason}")]
@@ -117,6 +163,16 @@ pub enum TellError<M> {
         /// The encoder's explanation.
         reason: String,
     },
+    /// The message is larger than the message limit.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The message that was not sent.
+        msg: M,
+        /// The encoded size, bytes.
+        size: usize,
+        /// The limit, bytes.
+        max: usize,
+    },
 }
 
 impl<M> TellError<M> {
@@ -125,25 +181,86 @@ impl<M> TellError<M> {
         match self {
             TellError::Full(msg)
             | TellError::Disconnected { msg, .. }
-            | TellError::Encode { msg, .. } => msg,
+            | TellError::Encode { msg, .. }
+            | TellError::TooLarge { msg, .. } => msg,
         }
     }
 }
 
 /// Why [`Node::connect`](crate::Node::connect) could not reach a node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot connect to {addr}: {reason}")]
+#[error("cannot connect to {addr}: {cause}")]
 pub struct ConnectError {
     /// The address dialed.
     pub addr: std::net::SocketAddr,
     /// Why the connection or the handshake failed.
-    pub reason: String,
+    pub cause: DialError,
+}
+
+/// Why dialing an address failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialError {
+    /// The TCP connection failed.
+    #[error("connect failed: {0}")]
+    Connect(std::io::ErrorKind),
+    /// The handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(HandshakeFailure),
+    /// Connect and handshake did not finish within the handshake timeout.
+    #[error("no authenticated link within {0:?}")]
+    Timeout(Duration),
+    /// The address is this node's own.
+    #[error("connected to itself")]
+    SelfConnect,
+    /// The node is shutting down.
+    #[error("the node's mesh has stopped")]
+    Stopped,
+}
+
+/// Why a handshake over a socket failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeFailure {
+    /// The protocol refused the peer (or the peer's answer).
+    #[error("{0}")]
+    Refused(#[from] HandshakeError),
+    /// The peer sent an invalid frame.
+    #[error("bad frame: {0}")]
+    Frame(#[from] swarm_protocol::FrameError),
+    /// The peer closed the connection before it answered at all: it is
+    /// overloaded with connections (or refuses ours for its own reasons),
+    /// or it is not a swarm node.
+    #[error("the peer closed the connection before answering (overloaded, or not a swarm node)")]
+    ClosedUnanswered,
+    /// The peer answered, then closed the connection: it refused our join
+    /// secret, cluster name or certificate (its log says which).
+    #[error(
+        "the peer closed the connection during the handshake \
+         (it refused our join secret, cluster or certificate)"
+    )]
+    ClosedByPeer,
+    /// A socket error.
+    #[error("i/o error: {0}")]
+    Io(std::io::ErrorKind),
+    /// The handshake did not finish in time.
+    #[error("handshake timed out after {0:?}")]
+    Timeout(Duration),
+    /// The handshake ended without a session (an internal bug).
+    #[error("the handshake ended without a session")]
+    NoSession,
+}
+
+impl From<std::io::Error> for HandshakeFailure {
+    fn from(e: std::io::Error) -> Self {
+        HandshakeFailure::Io(e.kind())
+    }
 }
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum NodeError {
+pub enum StartError {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -169,25 +286,40 @@ pub enum NodeError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The node's metadata is refused (too many services, bad names, ...).
+    /// The node's own metadata is refused (name too long, too many resources, ...).
     #[error("node metadata refused: {0}")]
     Metadata(#[from] swarm_protocol::gossip::MetaError),
-    /// Membership is not enabled on this node (`MeshConfig::cluster`), or
-    /// it has stopped (the node left).
-    #[error("membership is not enabled on this node, or it stopped")]
-    NoMembership,
+}
+
+/// Why an actor could not be exposed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExposeError {
+    /// The actor name is already registered on this node.
+    #[error("an actor named {name:?} is already registered")]
+    NameTaken {
+        /// The name.
+        name: String,
+    },
+}
+
+/// Why a call on the [`Cluster`](crate::Cluster) handle failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// Membership has stopped (the node left the cluster or shut down).
+    #[error("membership has stopped on this node (it left or shut down)")]
+    Stopped,
+    /// The node's metadata would exceed its bounds (too many services,
+    /// names too long).
+    #[error("node metadata refused: {0}")]
+    Metadata(#[from] swarm_protocol::gossip::MetaError),
     /// The gossip key ring refused a change.
     #[error("gossip key ring: {0}")]
     KeyRing(#[from] swarm_protocol::gossip::SealError),
     /// No actor is exposed under this name.
     #[error("no actor is exposed as {name:?}")]
     NotExposed {
-        /// The name.
-        name: String,
-    },
-    /// The actor name is already registered on this node.
-    #[error("an actor named {name:?} is already registered")]
-    NameTaken {
         /// The name.
         name: String,
     },
@@ -202,7 +334,7 @@ pub enum CloseReason {
     PeerClosed,
     /// A socket error.
     #[error("i/o error: {0}")]
-    Io(String),
+    Io(std::io::ErrorKind),
     /// The peer sent a bad frame.
     #[error("bad frame: {0}")]
     Frame(#[from] swarm_protocol::FrameError),
@@ -221,13 +353,78 @@ pub enum CloseReason {
     /// Another link to the same peer won (simultaneous dial or reconnect).
     #[error("replaced by another link to the same peer")]
     Replaced,
-    /// The peer said goodbye.
+    /// The peer said goodbye (with its reason, in its words).
     #[error("peer said goodbye: {0}")]
     Goodbye(String),
     /// Membership declared the peer down or departed.
     #[error("membership declared the peer down")]
     MemberDown,
-    /// This node is shutting down or closed the link on purpose.
+    /// This node closed the link on purpose.
     #[error("closed locally: {0}")]
-    Local(String),
+    Local(LocalClose),
+}
+
+/// Why this node closed a link itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalClose {
+    /// The node is shutting down.
+    #[error("node shutting down")]
+    Shutdown,
+    /// The link's actor was stopped without a reason.
+    #[error("stopped")]
+    Stopped,
+    /// Every handle to the link is gone.
+    #[error("link handle dropped")]
+    HandleDropped,
+    /// The cipher refused to seal (nonce space exhausted).
+    #[error("cannot seal")]
+    SealFailed,
+}
+
+/// The class of a [`CloseReason`], for counters and log levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CloseKind {
+    /// A clean close by either side (peer closed, goodbye, replaced, shutdown).
+    Clean,
+    /// A socket error.
+    Io,
+    /// The peer broke the protocol (frame, record or envelope).
+    Protocol,
+    /// The peer went silent.
+    Timeout,
+    /// The link was idle.
+    Idle,
+    /// Membership declared the peer down.
+    MemberDown,
+}
+
+impl CloseKind {
+    /// Whether this kind of close is a failure (counted and logged as a warning).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            CloseKind::Io | CloseKind::Protocol | CloseKind::Timeout
+        )
+    }
+}
+
+impl CloseReason {
+    /// The class of this reason.
+    pub fn kind(&self) -> CloseKind {
+        match self {
+            CloseReason::PeerClosed
+            | CloseReason::Replaced
+            | CloseReason::Goodbye(_)
+            | CloseReason::Local(_) => CloseKind::Clean,
+            CloseReason::Io(_) => CloseKind::Io,
+            CloseReason::Frame(_) | CloseReason::Record(_) | CloseReason::Envelope(_) => {
+                CloseKind::Protocol
+            }
+            CloseReason::HeartbeatTimeout(_) => CloseKind::Timeout,
+            CloseReason::Idle(_) => CloseKind::Idle,
+            CloseReason::MemberDown => CloseKind::MemberDown,
+        }
+    }
 }

@@ -1,17 +1,86 @@
-//! The system actors of Swarm on actix: the mesh (listener, one link per
-//! peer, router), the local directory of exposed actors with its
-//! dispatcher, and the typed [`RemoteAddr`] handle. The wire protocol itself
-//! lives in `swarm-protocol`; configuration files and the CLI in `swarm`.
+//! The system actors of Swarm on actix, as rooms with doors. The wire
+//! protocol itself lives in `swarm-protocol`; configuration files and the
+//! CLI in `swarm`.
 //!
 //! # Layout
 //!
-//! - [`node`]: [`Node`], the handle that starts a node's actors and exposes actors.
-//! - [`remote`]: [`RemoteAddr`] and the delivery contract.
-//! - [`cluster`]: membership (SWIM over sealed UDP), [`ClusterEvent`]s,
-//!   service discovery and [`ServiceRef`] load balancing.
-//! - `directory`: [`RemoteMessage`], registration and type-tag dispatch.
-//! - `mesh`: the Router, Listener and Link actors.
-//! - [`config`] and [`error`].
+//! Dependencies point one way, down this list; each room is reached only
+//! through its handle.
+//!
+//! - `node`: [`Node`], the assembly: binds sockets, starts the rooms below
+//!   and wires membership events into the mesh. Nothing imports it but this file.
+//! - [`cluster`]: the [`Cluster`] handle: membership (SWIM over sealed UDP),
+//!   the bounded [`ClusterEvent`] stream, service discovery and
+//!   [`ServiceRef`] load balancing.
+//! - `remote`: [`RemoteAddr`] and the delivery contract.
+//! - `mesh`: the `Mesh` handle over the Router, Listener and Link actors.
+//! - `directory`: exposed actors by name, their remote protocols
+//!   ([`remote_actor!`], [`RemoteMessage`]) and type-tag dispatch.
+//! - [`config`] and [`error`] (one error enum per boundary).
+//!
+//! # Remote protocols are checked at compile time
+//!
+//! An actor declares the messages other nodes may send it once; a
+//! [`RemoteAddr`] sends nothing else:
+//!
+//! ```compile_fail
+//! use actix::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Message)]
+//! #[rtype(result = "u64")]
+//! struct Add(u64, u64);
+//! #[derive(Serialize, Deserialize, Message)]
+//! #[rtype(result = "()")]
+//! struct Reset;
+//! swarm_actors::remote_message!(Add => "doc.Add", Reset => "doc.Reset");
+//!
+//! struct Adder;
+//! impl Actor for Adder { type Context = Context<Self>; }
+//! impl Handler<Add> for Adder {
+//!     type Result = u64;
+//!     fn handle(&mut self, Add(a, b): Add, _: &mut Context<Self>) -> u64 { a + b }
+//! }
+//! impl Handler<Reset> for Adder {
+//!     type Result = ();
+//!     fn handle(&mut self, _: Reset, _: &mut Context<Self>) {}
+//! }
+//! // Reset is handled, but not declared remote:
+//! swarm_actors::remote_actor!(Adder: Add);
+//!
+//! async fn call(adder: swarm_actors::RemoteAddr<Adder>) {
+//!     let _ = adder.send(Reset).await; // error: `Adder: Accepts<Reset>` is not satisfied
+//! }
+//! ```
+//!
+//! The same program with `remote_actor!(Adder: Add, Reset)` compiles:
+//!
+//! ```
+//! # use actix::prelude::*;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(Serialize, Deserialize, Message)]
+//! # #[rtype(result = "u64")]
+//! # struct Add(u64, u64);
+//! # #[derive(Serialize, Deserialize, Message)]
+//! # #[rtype(result = "()")]
+//! # struct Reset;
+//! # swarm_actors::remote_message!(Add => "doc.Add", Reset => "doc.Reset");
+//! # struct Adder;
+//! # impl Actor for Adder { type Context = Context<Self>; }
+//! # impl Handler<Add> for Adder {
+//! #     type Result = u64;
+//! #     fn handle(&mut self, Add(a, b): Add, _: &mut Context<Self>) -> u64 { a + b }
+//! # }
+//! # impl Handler<Reset> for Adder {
+//! #     type Result = ();
+//! #     fn handle(&mut self, _: Reset, _: &mut Context<Self>) {}
+//! # }
+//! swarm_actors::remote_actor!(Adder: Add, Reset);
+//!
+//! async fn call(adder: swarm_actors::RemoteAddr<Adder>) {
+//!     let _ = adder.send(Reset).await;
+//! }
+//! ```
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -20,15 +89,20 @@ pub mod config;
 mod directory;
 pub mod error;
 mod mesh;
-pub mod node;
-pub mod remote;
+mod node;
+mod remote;
 
 pub use cluster::{
-    ClusterConfig, ClusterEvent, Instance, Keyed, Member, ResourceOverrides, ServiceRef, Strategy,
+    Cluster, ClusterConfig, ClusterEvent, ClusterEvents, GossipKeyOp, Instance, Keyed, Member,
+    ResourceOverrides, ServiceRef, Strategy,
 };
 pub use config::MeshConfig;
-pub use directory::{RemoteMessage, Wire};
-pub use error::{AskError, CloseReason, ConnectError, NodeError, TellError};
-pub use mesh::connect::HandshakeFailure;
-pub use node::{Exposure, GossipKeyOp, Node, NodeStats, PeerInfo};
+pub use directory::dispatch::Protocol;
+pub use directory::{Accepts, RemoteActor, RemoteMessage, Wire};
+pub use error::{
+    AskError, CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError,
+    HandshakeFailure, StartError, TellError, Unreachable,
+};
+pub use mesh::{MeshStats, PeerInfo};
+pub use node::Node;
 pub use remote::RemoteAddr;

@@ -1,24 +1,260 @@
 //! The mesh: TCP connections between nodes, each authenticated by the
 //! Noise handshake and then owned by one [`Link`](link::Link) actor.
+//! [`Mesh`] is its door: other rooms get links, dial, read counters and
+//! report what membership decided, and never touch the tables behind it.
 //!
 //! ```text
-//! Router (one per node; owns the link table, dials, resolves duplicates)
-//! ├── Listener   accepts TCP, runs handshakes, hands links to the Router
-//! └── Link × n   one per peer: reader task, writer task, heartbeat
+//! Mesh (handle)
+//! ├── Router     owns the link table and address book; dials, resolves duplicates
+//! │   └── Link × n   one per peer: reader task, writer task, heartbeat
+//! └── Listener   accepts TCP, runs handshakes, hands links to the Router
 //! ```
 //!
 //! When a Link dies (socket closed, bad input, heartbeat or idle timeout)
 //! it tells the Router, which forgets it; the next send dials again. The
-//! Listener and Router live as long as the node. All of them run on the
+//! Listener and Router live until [`Mesh::shutdown`]. All of them run on the
 //! node's arbiter, so a message crosses no thread between socket and actor
 //! when the target actor lives there too.
 
 pub(crate) mod connect;
+mod counters;
+mod down;
 pub(crate) mod link;
-pub(crate) mod listener;
-pub(crate) mod router;
+mod listener;
+mod router;
+mod table;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, Addr};
+use swarm_protocol::{HandshakeConfig, NodeId};
+use tokio::net::TcpListener;
+
+use crate::config::MeshConfig;
+use crate::directory::Directory;
+use crate::error::{AskError, ConnectError, Unreachable};
+use counters::Counters;
+use down::DownSet;
+use link::LinkHandle;
+use listener::{Listener, StopListener};
+use router::{CloseAll, Dial, DialNode, PeerDown, PeerUp, Router};
+use table::LinkTable;
+
+pub use counters::MeshStats;
+
+/// The handle to a node's mesh. Cheap to clone, usable from any thread.
+#[derive(Clone)]
+pub(crate) struct Mesh {
+    shared: Arc<Shared>,
+    router: Addr<Router>,
+    listener: Addr<Listener>,
+}
+
+/// What the mesh's actors and handles share. Fields are private to the
+/// mesh module: only the Router writes `links` and `names`, only the
+/// [`Mesh`] door writes `down`.
+struct Shared {
+    /// This node's id.
+    id: NodeId,
+    /// This node's certificate name.
+    name: String,
+    /// Where the listener is bound.
+    listen: SocketAddr,
+    /// Limits and timers of links.
+    config: MeshConfig,
+    /// Identity and trust for handshakes, with the bound listen address.
+    handshake: Arc<HandshakeConfig>,
+    /// Where inbound messages are dispatched.
+    directory: Directory,
+    /// Live links by peer.
+    links: LinkTable,
+    /// Nodes membership holds down or departed; sends to them fail at once.
+    down: DownSet,
+    /// Counters for operators and tests.
+    counters: Counters,
+}
+
+/// A connected peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PeerInfo {
+    /// Its node id.
+    pub id: NodeId,
+    /// Its certificate name.
+    pub name: String,
+    /// Its certificate roles.
+    pub roles: Vec<String>,
+    /// The remote address of the link's socket.
+    pub addr: SocketAddr,
+    /// True if this node dialed the link.
+    pub dialed: bool,
+    /// Asks sent on the link and still waiting for their replies.
+    pub pending_asks: usize,
+}
+
+impl Mesh {
+    /// Starts the Router and Listener on the current arbiter, accepting on
+    /// `socket`. `config.listen` and `config.handshake.listen` MUST already
+    /// hold the bound address.
+    pub(crate) fn start(config: MeshConfig, socket: TcpListener, directory: Directory) -> Mesh {
+        let shared = Arc::new(Shared {
+            id: config.handshake.key.node_id(),
+            name: config.handshake.cert.body().name.clone(),
+            listen: config.listen,
+            handshake: Arc::new(config.handshake.clone()),
+            config,
+            directory,
+            links: LinkTable::default(),
+            down: DownSet::default(),
+            counters: Counters::default(),
+        });
+        let router = Router::new(Arc::clone(&shared)).start();
+        let listener = Listener::new(socket, Arc::clone(&shared), router.clone()).start();
+        Mesh {
+            shared,
+            router,
+            listener,
+        }
+    }
+
+    /// This node's id.
+    pub(crate) fn id(&self) -> NodeId {
+        self.shared.id
+    }
+
+    /// This node's certificate name.
+    pub(crate) fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The address the mesh listens on.
+    pub(crate) fn listen_addr(&self) -> SocketAddr {
+        self.shared.listen
+    }
+
+    /// The handshake configuration (identity, trust, cluster).
+    pub(crate) fn handshake(&self) -> &HandshakeConfig {
+        &self.shared.handshake
+    }
+
+    /// The default ask timeout.
+    pub(crate) fn ask_timeout(&self) -> Duration {
+        self.shared.config.ask_timeout
+    }
+
+    /// The actors inbound messages are dispatched to.
+    pub(crate) fn directory(&self) -> &Directory {
+        &self.shared.directory
+    }
+
+    /// Counters of refused and dropped traffic.
+    pub(crate) fn stats(&self) -> MeshStats {
+        self.shared.counters.snapshot(self.shared.links.len())
+    }
+
+    /// Dials `addr` (or reuses an existing link to it) and returns who answered.
+    pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<PeerInfo, ConnectError> {
+        match self.router.send(Dial(addr)).await {
+            Ok(Ok(link)) => Ok(link.info()),
+            Ok(Err(cause)) => Err(ConnectError { addr, cause }),
+            Err(_) => Err(ConnectError {
+                addr,
+                cause: crate::error::DialError::Stopped,
+            }),
+        }
+    }
+
+    /// The peers this node has a link to.
+    pub(crate) fn peers(&self) -> Vec<PeerInfo> {
+        self.shared
+            .links
+            .all()
+            .iter()
+            .map(LinkHandle::info)
+            .collect()
+    }
+
+    /// The id of a peer seen under this certificate name.
+    pub(crate) fn peer_named(&self, name: &str) -> Option<NodeId> {
+        self.shared.links.named(name)
+    }
+
+    /// Whether membership holds `node` down or departed.
+    pub(crate) fn is_down(&self, node: NodeId) -> bool {
+        self.shared.down.contains(node)
+    }
+
+    /// The live link to `node`, if there is one.
+    pub(crate) fn live_link(&self, node: NodeId) -> Option<LinkHandle> {
+        self.shared.links.live(node)
+    }
+
+    /// The live link to `node`, dialing it if there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`AskError::Unreachable`] if no link can be made.
+    pub(crate) async fn link(&self, node: NodeId) -> Result<LinkHandle, AskError> {
+        if let Some(link) = self.live_link(node) {
+            return Ok(link);
+        }
+        match self.router.send(DialNode::new(node)).await {
+            Ok(result) => result.map_err(|cause| AskError::Unreachable { node, cause }),
+            Err(_) => Err(AskError::Unreachable {
+                node,
+                cause: Unreachable::Dial(crate::error::DialError::Stopped),
+            }),
+        }
+    }
+
+    /// The live link to `node` if there is one; otherwise starts dialing it
+    /// in the background, unless a background dial to it is under way
+    /// already (so a retry loop cannot flood the Router).
+    pub(crate) fn link_now(&self, node: NodeId) -> Option<LinkHandle> {
+        let link = self.live_link(node);
+        if link.is_none() && self.shared.links.begin_background_dial(node) {
+            self.shared.counters.background_dial();
+            self.router.do_send(DialNode::background(node));
+        }
+        link
+    }
+
+    /// Membership learned that `node` is alive and listens at `addr`.
+    pub(crate) fn peer_up(&self, node: NodeId, addr: SocketAddr) {
+        self.shared.down.set(node, false);
+        self.router.do_send(PeerUp { node, addr });
+    }
+
+    /// Membership declared `node` down or departed: sends to it fail at
+    /// once, and the link to it closes (asks waiting on it fail with
+    /// [`AskError::NodeDown`]).
+    pub(crate) fn peer_down(&self, node: NodeId) {
+        self.shared.down.set(node, true);
+        if let Some(link) = self.shared.links.live(node) {
+            // Before the Router closes it: waiting asks then fail with NodeDown.
+            link.mark_member_down();
+        }
+        self.router.do_send(PeerDown(node));
+    }
+
+    /// Stops accepting connections and closes every link.
+    pub(crate) fn shutdown(&self) {
+        self.listener.do_send(StopListener);
+        self.router.do_send(CloseAll);
+    }
+}
+
+impl std::fmt::Debug for Mesh {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mesh")
+            .field("id", &self.shared.id)
+            .field("name", &self.shared.name)
+            .field("listen", &self.shared.listen)
+            .finish()
+    }
+}
 
 /// Seconds since the Unix epoch, for certificate validity.
 pub(crate) fn unix_now() -> u64 {

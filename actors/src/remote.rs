@@ -1,6 +1,7 @@
 //! [`RemoteAddr`]: a typed handle to an actor on any node, used like an
-//! actix `Addr`. A handle to an actor on the caller's own node calls it
-//! directly, without serialization.
+//! actix `Addr`. It sends only the message types the actor declared with
+//! [`remote_actor!`](crate::remote_actor). A handle to an actor on the
+//! caller's own node calls it directly, without serialization.
 //!
 //! # Delivery contract
 //!
@@ -11,75 +12,82 @@
 //! - [`RemoteAddr::send`] waits for the handler's result. It fails with a
 //!   typed [`AskError`]: `Timeout` after the node's default timeout (or the
 //!   one given to [`RemoteAddr::send_timeout`]); `LinkDown` the moment the
-//!   link to the target's node closes; `Unreachable` if no link can be made;
+//!   link to the target's node closes; `NodeDown` when membership declared
+//!   it down; `Unreachable` if no link can be made; `TooLarge` (before
+//!   anything is sent) when the message exceeds `max_message`;
 //!   `NoSuchActor`, `UnknownMessage`, `Decode`/`Encode`, `ActorStopped`
 //!   and `Refused` as reported by the target node. A node refuses asks
 //!   beyond `max_inbound_asks` waiting on one link, so a slow actor cannot
-//!   make it buffer without bound.
+//!   make it buffer without bound. Dropping the future of a `send` forgets
+//!   the ask at once.
 //! - [`RemoteAddr::tell`] waits for space in the link's bounded queue
 //!   (backpressure) but not for the handler; [`RemoteAddr::try_tell`] never
 //!   waits and hands the message back when the queue is full or no link is
-//!   up yet (it starts dialing, so a retry can succeed). Neither grows memory
-//!   without bound.
+//!   up yet (it starts one background dial, so a retry can succeed). Neither
+//!   grows memory without bound.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, MailboxError};
+use actix::{Addr, MailboxError};
 use swarm_protocol::envelope::encode_request;
 use swarm_protocol::{NodeId, Target};
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::directory::{RemoteMessage, Wire};
+use crate::directory::{Accepts, Caller, Missing, RemoteActor, RemoteMessage, Wire};
 use crate::error::{AskError, TellError};
-use crate::node::Node;
+use crate::mesh::Mesh;
 
 /// A typed handle to an actor registered under a name on some node.
-pub struct RemoteAddr<A: Actor> {
-    /// The local node, whose links carry the messages.
-    node: Node,
+pub struct RemoteAddr<A: RemoteActor> {
+    /// The local node's mesh, whose links carry the messages.
+    mesh: Mesh,
     /// The node the actor lives on.
     target: NodeId,
     /// The name it is registered under there.
     name: Arc<str>,
-    /// The actor itself when it lives on this node (no serialization).
-    local: Option<Addr<A>>,
     /// The size of the last message encoded through this handle.
     size_hint: Arc<AtomicUsize>,
     _actor: PhantomData<fn() -> A>,
 }
 
-impl<A: Actor> Clone for RemoteAddr<A> {
+impl<A: RemoteActor> Clone for RemoteAddr<A> {
     fn clone(&self) -> Self {
         Self {
-            node: self.node.clone(),
+            mesh: self.mesh.clone(),
             target: self.target,
             name: Arc::clone(&self.name),
-            local: self.local.clone(),
             size_hint: Arc::clone(&self.size_hint),
             _actor: PhantomData,
         }
     }
 }
 
-impl<A: Actor> std::fmt::Debug for RemoteAddr<A> {
+impl<A: RemoteActor> std::fmt::Debug for RemoteAddr<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "RemoteAddr({}@{})", self.name, self.target.short())
     }
 }
 
-impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
-    pub(crate) fn new(node: Node, target: NodeId, name: &str) -> Self {
-        let local = (target == node.id())
-            .then(|| node.directory_addr::<A>(name))
-            .flatten();
+/// Where a message to this handle goes.
+enum Route<A: RemoteActor> {
+    /// The typed actor on this node: no serialization.
+    Direct(Addr<A>),
+    /// Something on this node exposed under the name as another type: its
+    /// dispatcher decides, exactly as for a remote caller.
+    Dispatch(Arc<dyn crate::directory::Dispatch>),
+    /// Another node.
+    Remote,
+}
+
+impl<A: RemoteActor> RemoteAddr<A> {
+    pub(crate) fn new(mesh: Mesh, target: NodeId, name: &str) -> Self {
         Self {
-            node,
+            mesh,
             target,
             name: name.into(),
-            local,
             size_hint: Arc::new(AtomicUsize::new(0)),
             _actor: PhantomData,
         }
@@ -103,11 +111,11 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
     /// See the delivery contract in the module docs.
     pub async fn send<M>(&self, msg: M) -> Result<M::Result, AskError>
     where
-        A: Handler<M>,
+        A: Accepts<M>,
         M: RemoteMessage,
         M::Result: Wire,
     {
-        self.send_timeout(msg, self.node.ask_timeout()).await
+        self.send_timeout(msg, self.mesh.ask_timeout()).await
     }
 
     /// Like [`RemoteAddr::send`] with an explicit timeout.
@@ -117,32 +125,43 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
     /// See the delivery contract in the module docs.
     pub async fn send_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Result, AskError>
     where
-        A: Handler<M>,
+        A: Accepts<M>,
         M: RemoteMessage,
         M::Result: Wire,
     {
         let deadline = tokio::time::Instant::now() + timeout;
-        if let Some(addr) = self.local_addr() {
-            return match tokio::time::timeout_at(deadline, addr.send(msg)).await {
-                Ok(Ok(result)) => Ok(result),
-                Ok(Err(MailboxError::Closed)) => Err(AskError::ActorStopped),
-                Ok(Err(MailboxError::Timeout)) | Err(_) => {
-                    Err(AskError::Timeout { after: timeout })
-                }
-            };
+        let timed_out = AskError::Timeout { after: timeout };
+        match self.route()? {
+            Route::Direct(addr) => {
+                return match tokio::time::timeout_at(deadline, addr.send(msg)).await {
+                    Ok(Ok(result)) => Ok(result),
+                    Ok(Err(MailboxError::Closed)) => Err(AskError::ActorStopped),
+                    Ok(Err(MailboxError::Timeout)) | Err(_) => Err(timed_out),
+                };
+            }
+            Route::Dispatch(dispatch) => {
+                let body = self.encode_body(&msg)?;
+                let answer = dispatch.ask(&self.own_caller(), M::TAG, &body)?;
+                let reply = match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(reply) => reply?,
+                    Err(_) => return Err(timed_out),
+                };
+                return decode_reply(&reply);
+            }
+            Route::Remote => {}
         }
-        if self.node.is_down(self.target) {
+        if self.mesh.is_down(self.target) {
             return Err(AskError::NodeDown { node: self.target });
         }
-        let link = match self.node.live_link(self.target) {
+        let link = match self.mesh.live_link(self.target) {
             Some(link) => link,
-            None => match tokio::time::timeout_at(deadline, self.node.link(self.target)).await {
+            None => match tokio::time::timeout_at(deadline, self.mesh.link(self.target)).await {
                 Ok(link) => link?,
-                Err(_) => return Err(AskError::Timeout { after: timeout }),
+                Err(_) => return Err(timed_out),
             },
         };
         // Membership may have declared the node down while the link was dialed.
-        if self.node.is_down(self.target) {
+        if self.mesh.is_down(self.target) {
             return Err(AskError::NodeDown { node: self.target });
         }
         let hint = self.size_hint.load(Ordering::Relaxed);
@@ -157,9 +176,7 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
                 timeout,
             )
             .await?;
-        rmp_serde::from_slice(&reply).map_err(|e| AskError::Decode {
-            reason: e.to_string(),
-        })
+        decode_reply(&reply)
     }
 
     /// Queues `msg` without waiting for the handler, waiting for queue
@@ -167,48 +184,61 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
     ///
     /// # Errors
     ///
-    /// [`TellError::Disconnected`] if no link can be made or the actor
-    /// stopped, [`TellError::Encode`] if `msg` does not serialize; the
+    /// [`TellError::Disconnected`] if no link can be made, there is no such
+    /// actor or it stopped; [`TellError::Encode`] if `msg` does not
+    /// serialize; [`TellError::TooLarge`] if it exceeds `max_message`. The
     /// message comes back in the error.
     pub async fn tell<M>(&self, msg: M) -> Result<(), TellError<M>>
     where
-        A: Handler<M>,
+        A: Accepts<M>,
         M: RemoteMessage,
         M::Result: Wire,
     {
-        if let Some(addr) = self.local_addr() {
-            return match addr.try_send(msg) {
-                Ok(()) => Ok(()),
-                Err(actix::dev::SendError::Full(msg)) => {
-                    // Wait for the mailbox (backpressure), as a remote tell would.
-                    let _ = addr.send(msg).await;
-                    Ok(())
-                }
-                Err(actix::dev::SendError::Closed(msg)) => Err(TellError::Disconnected {
-                    msg,
-                    reason: "the actor stopped".into(),
-                }),
-            };
+        match self.route() {
+            Err(cause) => return Err(TellError::Disconnected { msg, cause }),
+            Ok(Route::Direct(addr)) => {
+                return match addr.try_send(msg) {
+                    Ok(()) => Ok(()),
+                    Err(actix::dev::SendError::Full(msg)) => {
+                        // Wait for the mailbox (backpressure), as a remote tell would.
+                        let _ = addr.send(msg).await;
+                        Ok(())
+                    }
+                    Err(actix::dev::SendError::Closed(msg)) => Err(TellError::Disconnected {
+                        msg,
+                        cause: AskError::ActorStopped,
+                    }),
+                };
+            }
+            Ok(Route::Dispatch(dispatch)) => {
+                return match self.local_tell(dispatch.as_ref(), &msg) {
+                    Ok(Some(wait)) => {
+                        wait.await;
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(cause) => Err(TellError::Disconnected { msg, cause }),
+                };
+            }
+            Ok(Route::Remote) => {}
         }
         let msg = self.unless_down(msg)?;
-        let link = match self.node.link(self.target).await {
+        let link = match self.mesh.link(self.target).await {
             Ok(link) => link,
-            Err(e) => {
-                return Err(TellError::Disconnected {
-                    msg,
-                    reason: e.to_string(),
-                })
-            }
+            Err(cause) => return Err(TellError::Disconnected { msg, cause }),
         };
         let envelope = match self.encode_tell(&msg) {
             Ok(envelope) => envelope,
             Err(reason) => return Err(TellError::Encode { msg, reason }),
         };
+        if let Err((size, max)) = link.check_size(&envelope) {
+            return Err(TellError::TooLarge { msg, size, max });
+        }
         link.send(envelope)
             .await
             .map_err(|_| TellError::Disconnected {
                 msg,
-                reason: format!("link to node {} is down", self.target),
+                cause: AskError::LinkDown { node: self.target },
             })
     }
 
@@ -217,62 +247,119 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
     /// # Errors
     ///
     /// [`TellError::Full`] when the queue or mailbox is full;
-    /// [`TellError::Disconnected`] when no link is up (dialing starts, so
-    /// a later retry may succeed) or the actor stopped; the message comes
-    /// back in the error.
+    /// [`TellError::Disconnected`] when no link is up (one background dial
+    /// starts, so a later retry may succeed), there is no such actor or it
+    /// stopped; `Encode` and `TooLarge` as for [`RemoteAddr::tell`]. The
+    /// message comes back in the error.
     pub fn try_tell<M>(&self, msg: M) -> Result<(), TellError<M>>
     where
-        A: Handler<M>,
+        A: Accepts<M>,
         M: RemoteMessage,
         M::Result: Wire,
     {
-        if let Some(addr) = self.local_addr() {
-            return addr.try_send(msg).map_err(|e| match e {
-                actix::dev::SendError::Full(msg) => TellError::Full(msg),
-                actix::dev::SendError::Closed(msg) => TellError::Disconnected {
-                    msg,
-                    reason: "the actor stopped".into(),
-                },
-            });
+        match self.route() {
+            Err(cause) => return Err(TellError::Disconnected { msg, cause }),
+            Ok(Route::Direct(addr)) => {
+                return addr.try_send(msg).map_err(|e| match e {
+                    actix::dev::SendError::Full(msg) => TellError::Full(msg),
+                    actix::dev::SendError::Closed(msg) => TellError::Disconnected {
+                        msg,
+                        cause: AskError::ActorStopped,
+                    },
+                });
+            }
+            Ok(Route::Dispatch(dispatch)) => {
+                return match self.local_tell(dispatch.as_ref(), &msg) {
+                    Ok(None) => Ok(()),
+                    // Delivered once the mailbox has room; nothing to wait for here.
+                    Ok(Some(wait)) => {
+                        actix_rt::spawn(wait);
+                        Ok(())
+                    }
+                    Err(cause) => Err(TellError::Disconnected { msg, cause }),
+                };
+            }
+            Ok(Route::Remote) => {}
         }
         let msg = self.unless_down(msg)?;
-        let Some(link) = self.node.link_now(self.target) else {
+        let Some(link) = self.mesh.link_now(self.target) else {
             return Err(TellError::Disconnected {
                 msg,
-                reason: format!("no link to node {} yet; dialing", self.target),
+                cause: AskError::LinkDown { node: self.target },
             });
         };
         let envelope = match self.encode_tell(&msg) {
             Ok(envelope) => envelope,
             Err(reason) => return Err(TellError::Encode { msg, reason }),
         };
+        if let Err((size, max)) = link.check_size(&envelope) {
+            return Err(TellError::TooLarge { msg, size, max });
+        }
         link.try_send(envelope).map_err(|e| match e {
             TrySendError::Full(_) => TellError::Full(msg),
             TrySendError::Closed(_) => TellError::Disconnected {
                 msg,
-                reason: format!("link to node {} is down", self.target),
+                cause: AskError::LinkDown { node: self.target },
             },
         })
     }
 
+    /// Where messages go; an actor missing on this node is `NoSuchActor`.
+    fn route(&self) -> Result<Route<A>, AskError> {
+        if self.target != self.mesh.id() {
+            return Ok(Route::Remote);
+        }
+        let directory = self.mesh.directory();
+        match directory.addr::<A>(&self.name) {
+            Ok(addr) => Ok(Route::Direct(addr)),
+            Err(Missing::OtherType) => match directory.dispatcher(&self.name) {
+                Some(dispatch) => Ok(Route::Dispatch(dispatch)),
+                None => Err(self.no_such_actor()),
+            },
+            Err(Missing::NoSuchName) => Err(self.no_such_actor()),
+        }
+    }
+
+    fn no_such_actor(&self) -> AskError {
+        AskError::NoSuchActor {
+            name: self.name.to_string(),
+        }
+    }
+
+    /// This node as the caller of a local dispatch.
+    fn own_caller(&self) -> Caller {
+        let roles = &self.mesh.handshake().cert.body().roles;
+        Caller {
+            node: self.mesh.id(),
+            roles: roles.clone().into(),
+        }
+    }
+
+    fn local_tell<M: RemoteMessage>(
+        &self,
+        dispatch: &dyn crate::directory::Dispatch,
+        msg: &M,
+    ) -> Result<Option<crate::directory::dispatch::TellFuture>, AskError> {
+        let body = self.encode_body(msg)?;
+        Ok(dispatch.tell(&self.own_caller(), M::TAG, &body)?)
+    }
+
+    fn encode_body<M: RemoteMessage>(&self, msg: &M) -> Result<Vec<u8>, AskError> {
+        let mut body = Vec::new();
+        write_body(&mut body, msg, &self.size_hint)
+            .map_err(|reason| AskError::Encode { reason })?;
+        Ok(body)
+    }
+
     /// Hands `msg` back in an error when membership holds the target down.
     fn unless_down<M>(&self, msg: M) -> Result<M, TellError<M>> {
-        if self.node.is_down(self.target) {
+        if self.mesh.is_down(self.target) {
             return Err(TellError::Disconnected {
                 msg,
-                reason: format!("node {} is down", self.target),
+                cause: AskError::NodeDown { node: self.target },
             });
         }
         Ok(msg)
-    }
-
-    fn local_addr(&self) -> Option<Addr<A>> {
-        if self.target != self.node.id() {
-            return None;
-        }
-        self.local
-            .clone()
-            .or_else(|| self.node.directory_addr::<A>(&self.name))
     }
 
     fn encode_tell<M: RemoteMessage>(&self, msg: &M) -> Result<Vec<u8>, String> {
@@ -287,6 +374,12 @@ impl<A: Actor<Context = Context<A>>> RemoteAddr<A> {
         )?;
         Ok(envelope)
     }
+}
+
+fn decode_reply<T: Wire>(reply: &[u8]) -> Result<T, AskError> {
+    rmp_serde::from_slice(reply).map_err(|e| AskError::Decode {
+        reason: e.to_string(),
+    })
 }
 
 /// Serializes `msg` at the end of `out` and remembers its size, so the

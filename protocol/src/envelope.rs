@@ -121,6 +121,15 @@ pub enum RemoteError {
         /// Why.
         reason: String,
     },
+    /// The message or its reply is larger than the node's message limit;
+    /// only this request failed, the link stays up.
+    #[error("message of {size} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// The encoded size, bytes.
+        size: u64,
+        /// The limit, bytes.
+        max: u64,
+    },
 }
 
 /// Why bytes did not decode as an envelope.

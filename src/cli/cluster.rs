@@ -8,14 +8,14 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use swarm::Node;
 use swarm_actors::cluster::{
-    Gossip, ListMembers, ListServices, MemberRow, ServiceRow, CLUSTER_ACTOR,
+    ClusterAgent, ListMembers, ListServices, MemberRow, ServiceRow, CLUSTER_ACTOR,
 };
 
 /// Starts a throw-away mesh-only node with the identity of `config`,
 /// connects to `addr` and runs `ask` against its cluster actor.
 fn with_cluster_actor<T, F, Fut>(config: &Path, addr: SocketAddr, ask: F) -> Result<T>
 where
-    F: FnOnce(swarm::RemoteAddr<Gossip>) -> Fut,
+    F: FnOnce(swarm::RemoteAddr<ClusterAgent>) -> Fut,
     Fut: std::future::Future<Output = Result<T, swarm::AskError>>,
 {
     let mesh = super::client_config(config)?;
@@ -27,7 +27,7 @@ where
             .connect(addr)
             .await
             .with_context(|| format!("no authenticated connection to {addr}"))?;
-        let result = ask(node.remote::<Gossip>(peer.id, CLUSTER_ACTOR))
+        let result = ask(node.remote::<ClusterAgent>(peer.id, CLUSTER_ACTOR))
             .await
             .with_context(|| {
                 format!(

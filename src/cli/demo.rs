@@ -178,14 +178,17 @@ async fn membership(
     driver: &Node,
     nodes: &[(String, swarm::NodeId, std::net::SocketAddr)],
 ) -> Result<()> {
+    let cluster = driver
+        .cluster()
+        .context("the demo driver runs with membership")?;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let members = driver.members().await?;
+        let members = cluster.members().await?;
         let alive = members
             .iter()
             .filter(|m| m.state == swarm::protocol::membership::MemberState::Alive)
             .count();
-        let instances = driver
+        let instances = cluster
             .services()
             .iter()
             .find(|(s, _)| s == "greeter")
@@ -213,7 +216,7 @@ async fn membership(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let greeter = driver.service::<swarm::demo::Worker>("greeter")?;
+    let greeter = cluster.service::<swarm::demo::Worker>("greeter");
     let mut served: std::collections::BTreeMap<String, u64> = Default::default();
     let t = Instant::now();
     let requests: Vec<_> = (0..300)

@@ -76,7 +76,9 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
         }
         wait_for_signal().await;
         tracing::info!("shutting down");
-        node.leave().await;
+        if let Some(cluster) = node.cluster() {
+            cluster.leave().await;
+        }
         node.shutdown();
         Ok(())
     })

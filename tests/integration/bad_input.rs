@@ -224,6 +224,14 @@ async fn node_refuses_to_dial_a_peer_of_another_cluster() {
     let b = start(config(&other, "b")).await;
     let err = a.node.connect(b.node.listen_addr()).await.unwrap_err();
     assert_eq!(err.addr, b.node.listen_addr());
-    assert!(err.reason.contains("cluster mismatch"), "{err}");
+    assert!(
+        matches!(
+            err.cause,
+            swarm::DialError::Handshake(swarm::HandshakeFailure::Refused(
+                swarm::protocol::HandshakeError::ClusterMismatch { .. }
+            ))
+        ),
+        "{err}"
+    );
     assert!(a.node.peers().is_empty() && b.node.peers().is_empty());
 }

@@ -72,6 +72,8 @@ async fn a_service_survives_the_sigkill_of_one_instance() {
     assert!(
         eventually(Duration::from_secs(20), || async {
             driver
+                .cluster()
+                .unwrap()
                 .services()
                 .iter()
                 .any(|(s, list)| s == "work" && list.len() == 3)
@@ -123,8 +125,9 @@ async fn a_service_survives_the_sigkill_of_one_instance() {
     assert_eq!(services[0]["instances"].as_array().unwrap().len(), 3);
 
     let service = driver
-        .service::<Worker>("work")
+        .cluster()
         .unwrap()
+        .service::<Worker>("work")
         .with_strategy(Strategy::RoundRobin)
         .with_timeout(Duration::from_secs(5));
     let victim_name = cluster.nodes[1].name.clone();
@@ -203,6 +206,8 @@ async fn a_service_survives_the_sigkill_of_one_instance() {
     assert!(
         eventually(Duration::from_secs(20), || async {
             driver
+                .cluster()
+                .unwrap()
                 .services()
                 .iter()
                 .any(|(s, list)| s == "work" && list.len() == 2)

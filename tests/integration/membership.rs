@@ -40,7 +40,13 @@ async fn nodes_join_through_one_seed_and_subscribers_see_it() {
         move || Recorder(events).start()
     })
     .await;
-    let snapshot = nodes[0].node.subscribe(recorder.recipient()).await.unwrap();
+    let snapshot = nodes[0]
+        .node
+        .cluster()
+        .unwrap()
+        .subscribe(recorder.recipient())
+        .await
+        .unwrap();
     assert_eq!(
         snapshot[0].node,
         nodes[0].node.id(),
@@ -78,7 +84,7 @@ async fn nodes_join_through_one_seed_and_subscribers_see_it() {
     // Metadata arrives: name, roles and resources of n3.
     assert!(
         eventually(WITHIN, || async {
-            let list = nodes[0].node.members().await.unwrap();
+            let list = nodes[0].node.cluster().unwrap().members().await.unwrap();
             list.iter().any(|m| {
                 m.node == n3
                     && m.meta.as_ref().is_some_and(|meta| {
@@ -105,7 +111,9 @@ async fn a_stopped_node_is_down_everywhere_and_asks_to_it_fail_at_once() {
             eventually(WITHIN, || {
                 let node = node.clone();
                 async move {
-                    node.members()
+                    node.cluster()
+                        .unwrap()
+                        .members()
                         .await
                         .unwrap()
                         .iter()
@@ -150,13 +158,19 @@ async fn a_clean_leave_is_seen_as_left_and_fails_asks_in_flight_with_node_down()
     let client = nodes[0].node.clone();
     assert!(
         eventually(WITHIN, || async {
-            client.services().iter().any(|(s, _)| s == "slow")
+            client
+                .cluster()
+                .unwrap()
+                .services()
+                .iter()
+                .any(|(s, _)| s == "slow")
         })
         .await
     );
     let slow = client
-        .service::<Worker>("slow")
+        .cluster()
         .unwrap()
+        .service::<Worker>("slow")
         .with_timeout(Duration::from_secs(60));
     let in_flight = actix_rt::spawn({
         let slow = slow.clone();
@@ -177,7 +191,7 @@ async fn a_clean_leave_is_seen_as_left_and_fails_asks_in_flight_with_node_down()
         })
         .await
     );
-    leaver.leave().await;
+    leaver.cluster().unwrap().leave().await;
     let started = std::time::Instant::now();
     let result = in_flight.await.unwrap();
     assert_eq!(
@@ -186,7 +200,7 @@ async fn a_clean_leave_is_seen_as_left_and_fails_asks_in_flight_with_node_down()
     );
     assert!(started.elapsed() < Duration::from_secs(2));
     let observer = nodes[0].node.clone();
-    let listed = observer.members().await.unwrap();
+    let listed = observer.cluster().unwrap().members().await.unwrap();
     let entry = listed.iter().find(|m| m.node == leaver.id()).unwrap();
     assert_eq!(entry.state, MemberState::Left);
 }
@@ -204,6 +218,8 @@ async fn serve_on(nodes: &[crate::util::TestNode], which: &[usize], service: &'s
     assert!(
         eventually(WITHIN, || async {
             client
+                .cluster()
+                .unwrap()
                 .services()
                 .iter()
                 .any(|(s, list)| s == service && list.len() == which.len())
@@ -219,8 +235,9 @@ async fn round_robin_and_least_outstanding_spread_evenly() {
     serve_on(&nodes, &[1, 2, 3], "even").await;
     let service = nodes[0]
         .node
-        .service::<Worker>("even")
+        .cluster()
         .unwrap()
+        .service::<Worker>("even")
         .with_strategy(Strategy::RoundRobin);
     let mut order = Vec::new();
     for key in 0..30 {
@@ -284,13 +301,15 @@ async fn power_of_two_choices_avoids_a_slow_instance() {
     assert!(
         eventually(WITHIN, || async {
             client
+                .cluster()
+                .unwrap()
                 .services()
                 .iter()
                 .any(|(s, l)| s == "p2c" && l.len() == 3)
         })
         .await
     );
-    let service = client.service::<Worker>("p2c").unwrap();
+    let service = client.cluster().unwrap().service::<Worker>("p2c");
     assert_eq!(service.strategy(), Strategy::PowerOfTwoEwma, "the default");
     let mut counts: HashMap<String, usize> = HashMap::new();
     for key in 0..300 {
@@ -309,8 +328,9 @@ async fn consistent_hashing_keeps_keys_on_their_instance() {
     serve_on(&nodes, &[1, 2, 3], "ring").await;
     let service = nodes[0]
         .node
-        .service::<Worker>("ring")
+        .cluster()
         .unwrap()
+        .service::<Worker>("ring")
         .with_strategy(Strategy::ConsistentHash);
     let mut owner: HashMap<u64, String> = HashMap::new();
     for key in 0..200 {
@@ -352,8 +372,9 @@ async fn instances_on_a_suspect_or_down_node_get_no_traffic() {
     serve_on(&nodes, &[1, 2, 3], "failover").await;
     let service = nodes[0]
         .node
-        .service::<Worker>("failover")
+        .cluster()
         .unwrap()
+        .service::<Worker>("failover")
         .with_strategy(Strategy::RoundRobin);
     let victim = nodes.remove(3);
     victim.kill();
@@ -384,6 +405,8 @@ async fn instances_on_a_suspect_or_down_node_get_no_traffic() {
     assert!(
         eventually(WITHIN, || async {
             client
+                .cluster()
+                .unwrap()
                 .services()
                 .iter()
                 .any(|(s, l)| s == "failover" && l.len() == 2)
@@ -400,7 +423,13 @@ async fn bad_datagrams_are_dropped_and_counted() {
     }
     let target = nodes[0].node.listen_addr();
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let before = nodes[0].node.gossip_stats().await.unwrap();
+    let before = nodes[0]
+        .node
+        .cluster()
+        .unwrap()
+        .gossip_stats()
+        .await
+        .unwrap();
     // Garbage, truncated, oversized.
     socket.send_to(b"garbage", target).unwrap();
     socket.send_to(&[1u8; 10], target).unwrap();
@@ -422,14 +451,14 @@ async fn bad_datagrams_are_dropped_and_counted() {
     let node = nodes[0].node.clone();
     assert!(
         eventually(WITHIN, || async {
-            let s = node.gossip_stats().await.unwrap();
+            let s = node.cluster().unwrap().gossip_stats().await.unwrap();
             s.dropped_unsealed >= before.dropped_unsealed + 4
                 && s.dropped_oversized > before.dropped_oversized
                 && s.dropped_malformed > before.dropped_malformed
         })
         .await,
         "{:?}",
-        node.gossip_stats().await.unwrap()
+        node.cluster().unwrap().gossip_stats().await.unwrap()
     );
     // Membership is undisturbed.
     assert!(sees_alive(&nodes[0].node, 2).await);
@@ -445,12 +474,16 @@ async fn gossip_keys_rotate_without_losing_members() {
     let new = GossipKey::from_bytes([42; 32]);
     for n in &nodes {
         n.node
+            .cluster()
+            .unwrap()
             .gossip_key(swarm::GossipKeyOp::Add(new.clone()))
             .await
             .unwrap();
     }
     for n in &nodes {
         n.node
+            .cluster()
+            .unwrap()
             .gossip_key(swarm::GossipKeyOp::Use(new.clone()))
             .await
             .unwrap();
@@ -459,25 +492,45 @@ async fn gossip_keys_rotate_without_losing_members() {
     for n in &nodes {
         let keys = n
             .node
+            .cluster()
+            .unwrap()
             .gossip_key(swarm::GossipKeyOp::Remove(old.clone()))
             .await
             .unwrap();
         assert_eq!(keys, vec![new.fingerprint()]);
     }
-    let before = nodes[0].node.gossip_stats().await.unwrap();
+    let before = nodes[0]
+        .node
+        .cluster()
+        .unwrap()
+        .gossip_stats()
+        .await
+        .unwrap();
     // Many datagrams later (several probe periods) everyone is still alive
     // and nothing failed to open.
     let node = nodes[0].node.clone();
     assert!(
         eventually(WITHIN, || async {
-            node.gossip_stats().await.unwrap().received >= before.received + 30
+            node.cluster()
+                .unwrap()
+                .gossip_stats()
+                .await
+                .unwrap()
+                .received
+                >= before.received + 30
         })
         .await
     );
     for n in &nodes {
         assert!(sees_alive(&n.node, 3).await);
     }
-    let after = nodes[0].node.gossip_stats().await.unwrap();
+    let after = nodes[0]
+        .node
+        .cluster()
+        .unwrap()
+        .gossip_stats()
+        .await
+        .unwrap();
     assert_eq!(after.dropped_unsealed, before.dropped_unsealed);
     assert!(after.received > before.received);
 }

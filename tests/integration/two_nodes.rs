@@ -142,6 +142,7 @@ impl Handler<Stall> for Staller {
         Box::pin(std::future::pending())
     }
 }
+swarm::remote_actor!(Staller: Stall);
 
 #[actix_rt::test]
 async fn ask_fails_with_typed_error_within_timeout_when_target_node_dies() {
@@ -153,14 +154,7 @@ async fn ask_fails_with_typed_error_within_timeout_when_target_node_dies() {
     let node_b = b.node.clone();
     let received = Arc::new(AtomicUsize::new(0));
     let counter = received.clone();
-    crate::util::on(&b.arbiter, move || {
-        node_b
-            .expose("staller", Staller(counter).start())
-            .accept::<Stall>()
-            .finish()
-            .unwrap();
-    })
-    .await;
+    node_b.spawn("staller", move |_| Staller(counter)).unwrap();
     let staller = a.node.remote::<Staller>(b_id, "staller");
     let in_flight =
         actix_rt::spawn(async move { staller.send_timeout(Stall, Duration::from_secs(10)).await });
@@ -279,6 +273,7 @@ impl Handler<Block> for Blocker {
         }
     }
 }
+swarm::remote_actor!(Blocker: Block);
 
 /// Node a (configured by the caller) linked to node b, which exposes a
 /// [`Blocker`]: the first `Block` freezes b's thread until `gate` is sent to.
@@ -299,19 +294,12 @@ async fn stalled(configure: impl FnOnce(&mut swarm::MeshConfig)) -> Stalled {
     let (gate, gate_rx) = std::sync::mpsc::channel();
     let handled = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (node_b, counter) = (b.node.clone(), handled.clone());
-    crate::util::on(&b.arbiter, move || {
-        let blocker = Blocker {
+    node_b
+        .spawn("blocker", move |_| Blocker {
             gate: gate_rx,
             handled: counter,
-        }
-        .start();
-        node_b
-            .expose("blocker", blocker)
-            .accept::<Block>()
-            .finish()
-            .unwrap();
-    })
-    .await;
+        })
+        .unwrap();
     a.node.connect(b.node.listen_addr()).await.unwrap();
     let blocker = a.node.remote::<Blocker>(b.node.id(), "blocker");
     Stalled {
@@ -442,15 +430,13 @@ impl Handler<LocalOnly> for Doubler {
         n * 2
     }
 }
+swarm::remote_actor!(Doubler: LocalOnly);
 
 #[actix_rt::test]
 async fn local_target_skips_serialization_and_remote_reports_encode_errors() {
     let (_ca, nodes) = cluster(2).await;
     let (a, b) = (&nodes[0].node, &nodes[1].node);
-    a.expose("doubler", Doubler.start())
-        .accept::<LocalOnly>()
-        .finish()
-        .unwrap();
+    a.spawn("doubler", |_| Doubler).unwrap();
     let local = a.remote::<Doubler>(a.id(), "doubler");
     assert_eq!(local.send(LocalOnly(21)).await.unwrap(), 42);
     local.tell(LocalOnly(1)).await.unwrap();
@@ -492,11 +478,7 @@ async fn slow_local_actor_does_not_make_the_link_time_out_its_peer() {
         .start()
     })
     .await;
-    b.node
-        .expose("blocker", blocker)
-        .accept::<Block>()
-        .finish()
-        .unwrap();
+    b.node.expose("blocker", blocker).unwrap();
     a.node.connect(b.node.listen_addr()).await.unwrap();
     let remote = a.node.remote::<Blocker>(b.node.id(), "blocker");
     for _ in 0..100 {
@@ -542,6 +524,7 @@ impl Handler<Wait> for Gate {
         })
     }
 }
+swarm::remote_actor!(Gate: Wait);
 
 #[actix_rt::test]
 async fn asks_beyond_the_in_flight_limit_are_refused_and_the_link_recovers() {
@@ -552,15 +535,9 @@ async fn asks_beyond_the_in_flight_limit_are_refused_and_the_link_recovers() {
     let b = crate::util::start(b_config).await;
     let (open_tx, open_rx) = tokio::sync::watch::channel(false);
     let node_b = b.node.clone();
-    crate::util::on(&b.arbiter, move || {
-        let gate = Gate { open: open_rx }.start();
-        node_b
-            .expose("gate", gate)
-            .accept::<Wait>()
-            .finish()
-            .unwrap();
-    })
-    .await;
+    node_b
+        .spawn("gate", move |_| Gate { open: open_rx })
+        .unwrap();
     a.node.connect(b.node.listen_addr()).await.unwrap();
     let gate = a.node.remote::<Gate>(b.node.id(), "gate");
     let asks: Vec<_> = (0..20)

@@ -117,7 +117,7 @@ pub async fn members(n: usize) -> (Throwaway, Vec<TestNode>) {
 
 /// Whether `node` lists exactly `alive` members alive (itself included).
 pub async fn sees_alive(node: &Node, alive: usize) -> bool {
-    node.members().await.is_ok_and(|m| {
+    node.cluster().unwrap().members().await.is_ok_and(|m| {
         m.iter()
             .filter(|m| m.state == swarm::protocol::membership::MemberState::Alive)
             .count()

@@ -1,7 +1,8 @@
 //! The `Gossip` actor: drives a [`Membership`] from a UDP socket on the
 //! mesh port, seals and opens every datagram, arms its timers on the
-//! actor's context, and turns membership events into Router messages,
-//! service-table updates and [`ClusterEvent`]s for subscribers.
+//! actor's context, and publishes membership changes as [`ClusterEvent`]s
+//! (the service table applies each one first). It has no children; if it
+//! stops (the node left), the `Cluster` handle's calls fail with `Stopped`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,14 +21,16 @@ use swarm_protocol::NodeId;
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 
+use super::events::{ClusterEvents, EventBus};
 use super::resources::{load_changed, Probe};
-use super::services::ServiceTable;
+use super::rows::NodeCounters;
+use super::services::table::ServiceTable;
 use super::{
     ClusterConfig, ClusterEvent, InstanceRow, ListMembers, ListServices, Member, MemberRow,
     ServiceRow,
 };
-use crate::mesh::router::{MemberDown, MemberUp, Router};
-use crate::node::Core;
+use crate::error::StartError;
+use crate::mesh::Mesh;
 
 /// Datagrams from the socket, as an actix stream.
 struct Datagrams {
@@ -56,11 +59,15 @@ impl Stream for Datagrams {
     }
 }
 
-/// The membership actor of one node.
+/// The membership actor of one node (exposed as `swarm.cluster`, where it
+/// answers [`ListMembers`] and [`ListServices`]).
 pub struct Gossip {
-    core: Arc<Core>,
-    router: Addr<Router>,
+    /// This node's id, name and address; its counters for `ListMembers`.
+    mesh: Mesh,
+    /// Applies every event before it is published.
     table: Arc<ServiceTable>,
+    /// Where events are published.
+    bus: EventBus,
     machine: Membership,
     /// Receives through tokio (readiness from the reactor).
     socket: Arc<UdpSocket>,
@@ -71,7 +78,6 @@ pub struct Gossip {
     ring: KeyRing,
     epoch: Instant,
     seeds: Vec<SocketAddr>,
-    subscribers: Vec<Recipient<ClusterEvent>>,
     members: HashMap<SocketAddr, Member>,
     probe: Probe,
     total_memory: u64,
@@ -82,9 +88,9 @@ pub struct Gossip {
 
 /// The parts `Node::start` hands over.
 pub(crate) struct GossipParts {
-    pub(crate) core: Arc<Core>,
-    pub(crate) router: Addr<Router>,
+    pub(crate) mesh: Mesh,
     pub(crate) table: Arc<ServiceTable>,
+    pub(crate) bus: EventBus,
     /// Bound and non-blocking.
     pub(crate) socket: std::net::UdpSocket,
     pub(crate) config: ClusterConfig,
@@ -108,15 +114,15 @@ fn random_seed() -> u64 {
 }
 
 impl Gossip {
-    pub(crate) fn new(parts: GossipParts) -> Result<Self, crate::error::NodeError> {
+    pub(crate) fn new(parts: GossipParts) -> Result<Self, StartError> {
         let GossipParts {
-            core,
-            router,
+            mesh,
             table,
+            bus,
             socket,
             config,
         } = parts;
-        let hs = &core.handshake;
+        let hs = mesh.handshake();
         let mut keys = config.gossip_keys.clone();
         if keys.is_empty() {
             keys.push(GossipKey::derive(&hs.join_secret, &hs.cluster));
@@ -131,7 +137,7 @@ impl Gossip {
         let resources = probe.resources(&config.resources);
         let total_memory = resources.memory;
         let meta = NodeMeta {
-            name: core.name.clone(),
+            name: mesh.name().to_owned(),
             roles: hs.cert.body().roles.clone(),
             resources,
             load: probe.load(),
@@ -139,28 +145,27 @@ impl Gossip {
             leaving: false,
         };
         let me = MemberId {
-            addr: core.listen,
-            node: core.id,
+            addr: mesh.listen_addr(),
+            node: mesh.id(),
             bump: unix_millis(),
         };
         let machine = Membership::new(config.gossip.clone(), me, meta, random_seed())?;
-        let bind_error = |source| crate::error::NodeError::GossipBind {
-            addr: core.listen,
+        let bind_error = |source| StartError::GossipBind {
+            addr: mesh.listen_addr(),
             source,
         };
         let sender = socket.try_clone().map_err(bind_error)?;
         let socket = UdpSocket::from_std(socket).map_err(bind_error)?;
         Ok(Self {
-            core,
-            router,
+            mesh,
             table,
+            bus,
             machine,
             socket: Arc::new(socket),
             sender,
             ring,
             epoch: Instant::now(),
             seeds: config.seeds,
-            subscribers: Vec::new(),
             members: HashMap::new(),
             probe,
             total_memory,
@@ -237,24 +242,24 @@ impl Gossip {
         let out = match event {
             MemberEvent::Up(id) => {
                 let member = self.member_for(&id, MemberState::Alive);
-                self.core.set_down(id.node, false);
-                self.table.readmit(id.node);
-                self.router.do_send(MemberUp {
-                    node: id.node,
-                    addr: id.addr,
-                });
-                self.publish_services(&member);
                 tracing::info!(node = %id.node.short(), addr = %id.addr, name = member.name(), "member up");
                 ClusterEvent::MemberUp(member)
             }
             MemberEvent::Suspect(id) => {
                 let member = self.member_for(&id, MemberState::Suspect);
-                self.table.set_node(id.node, id.addr, &[]);
                 tracing::info!(node = %id.node.short(), addr = %id.addr, "member suspect");
                 ClusterEvent::Suspect(member)
             }
-            MemberEvent::Down(id) => self.gone(id, false),
-            MemberEvent::Left(id) => self.gone(id, true),
+            MemberEvent::Down(id) => {
+                let member = self.member_for(&id, MemberState::Down);
+                tracing::warn!(node = %id.node.short(), addr = %id.addr, "member down");
+                ClusterEvent::MemberDown(member)
+            }
+            MemberEvent::Left(id) => {
+                let member = self.member_for(&id, MemberState::Left);
+                tracing::info!(node = %id.node.short(), addr = %id.addr, "member left");
+                ClusterEvent::MemberLeft(member)
+            }
             MemberEvent::MetadataChanged(id, meta) => {
                 let state = self
                     .members
@@ -263,7 +268,6 @@ impl Gossip {
                 let mut member = self.member_for(&id, state);
                 member.meta = Some(meta);
                 self.members.insert(id.addr, member.clone());
-                self.publish_services(&member);
                 ClusterEvent::MetadataChanged(member)
             }
             MemberEvent::Rejoined(id) => {
@@ -274,46 +278,14 @@ impl Gossip {
                 return;
             }
         };
-        self.subscribers.retain(|s| s.connected());
-        for subscriber in &self.subscribers {
-            subscriber.do_send(out.clone());
-        }
-    }
-
-    fn gone(&mut self, id: MemberId, left: bool) -> ClusterEvent {
-        let state = if left {
-            MemberState::Left
-        } else {
-            MemberState::Down
-        };
-        let member = self.member_for(&id, state);
-        self.table.set_node(id.node, id.addr, &[]);
-        // Down excludes it anyway; an ejection would only linger.
-        self.table.readmit(id.node);
-        self.core.set_down(id.node, true);
-        self.router.do_send(MemberDown(id.node));
-        if left {
-            tracing::info!(node = %id.node.short(), addr = %id.addr, "member left");
-            ClusterEvent::MemberLeft(member)
-        } else {
-            tracing::warn!(node = %id.node.short(), addr = %id.addr, "member down");
-            ClusterEvent::MemberDown(member)
-        }
-    }
-
-    /// Puts `member`'s instances in the table if it is alive.
-    fn publish_services(&self, member: &Member) {
-        let entries: &[ServiceEntry] = match (&member.meta, member.state) {
-            (Some(meta), MemberState::Alive) => &meta.services,
-            _ => &[],
-        };
-        self.table.set_node(member.node, member.addr, entries);
+        self.table.apply(&out);
+        self.bus.publish(out);
     }
 
     fn own_member(&self) -> Member {
         Member {
-            node: self.core.id,
-            addr: self.core.listen,
+            node: self.mesh.id(),
+            addr: self.mesh.listen_addr(),
             bump: self.machine.me().bump,
             state: MemberState::Alive,
             meta: Some(Arc::new(self.machine.own_meta().clone())),
@@ -333,8 +305,7 @@ impl Gossip {
         meta.services = services;
         let now = self.now();
         self.machine.set_meta(meta, now)?;
-        let me = self.own_member();
-        self.publish_services(&me);
+        self.table.publish(&self.own_member());
         Ok(())
     }
 
@@ -367,8 +338,7 @@ impl Actor for Gossip {
         let now = self.now();
         let seeds = self.seeds.clone();
         self.machine.join(&seeds, now);
-        let me = self.own_member();
-        self.publish_services(&me);
+        self.table.publish(&self.own_member());
         self.flush(ctx);
         ctx.run_interval(self.load_interval, |act, ctx| act.refresh_load(ctx));
         tracing::info!(seeds = ?self.seeds, keys = ?self.ring.fingerprints(), "gossip started");
@@ -405,21 +375,17 @@ impl StreamHandler<(Vec<u8>, SocketAddr)> for Gossip {
     }
 }
 
-/// Subscribes an actor to [`ClusterEvent`]s; returns the members known now.
+/// Subscribes to [`ClusterEvent`]s; returns the members known now and the
+/// stream of later events.
 #[derive(Message)]
-#[rtype(result = "Vec<Member>")]
-pub(crate) struct Subscribe(pub(crate) Recipient<ClusterEvent>);
+#[rtype(result = "(Vec<Member>, ClusterEvents)")]
+pub(crate) struct Subscribe;
 
 impl Handler<Subscribe> for Gossip {
     type Result = MessageResult<Subscribe>;
 
-    fn handle(
-        &mut self,
-        Subscribe(recipient): Subscribe,
-        _ctx: &mut Context<Self>,
-    ) -> Self::Result {
-        self.subscribers.push(recipient);
-        MessageResult(self.members_list())
+    fn handle(&mut self, _: Subscribe, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult((self.members_list(), self.bus.subscribe()))
     }
 }
 
@@ -537,12 +503,22 @@ impl Handler<ListMembers> for Gossip {
     type Result = MessageResult<ListMembers>;
 
     fn handle(&mut self, _: ListMembers, _ctx: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.members_list()
-                .iter()
-                .map(MemberRow::from_member)
-                .collect(),
-        )
+        let mut rows: Vec<MemberRow> = self
+            .members_list()
+            .iter()
+            .map(MemberRow::from_member)
+            .collect();
+        let stats = self.machine.stats();
+        if let Some(own) = rows.first_mut() {
+            own.counters = Some(NodeCounters {
+                mesh: self.mesh.stats(),
+                gossip_unsealed: stats.dropped_unsealed,
+                gossip_oversized: stats.dropped_oversized,
+                gossip_malformed: stats.dropped_malformed,
+                events_lost: self.bus.lost(),
+            });
+        }
+        MessageResult(rows)
     }
 }
 
@@ -575,3 +551,5 @@ impl Handler<ListServices> for Gossip {
         MessageResult(rows)
     }
 }
+
+crate::remote_actor!(Gossip: ListMembers, ListServices);

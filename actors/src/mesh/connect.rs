@@ -1,38 +1,43 @@
 //! Runs the sans-IO handshake over a TCP stream: writes what the state
-//! machine yields, reads frames into it, and enforces the timeout. What to
-//! do with the established link is the caller's business.
+//! machine yields, reads frames into it, and enforces the timeout; and
+//! dials (connect plus handshake under one deadline). What to do with the
+//! established link is the caller's business.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
-use swarm_protocol::{
-    decode_frame, Decoded, Established, Handshake, HandshakeConfig, HandshakeError,
-};
+use swarm_protocol::{decode_frame, Decoded, Established, Handshake, HandshakeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::error::{DialError, HandshakeFailure};
 use crate::mesh::unix_now;
 
-/// Why a handshake over a socket failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum HandshakeFailure {
-    /// The protocol refused the peer (or the peer's answer).
-    #[error("{0}")]
-    Refused(#[from] HandshakeError),
-    /// The peer sent an invalid frame.
-    #[error("bad frame: {0}")]
-    Frame(#[from] swarm_protocol::FrameError),
-    /// The peer closed the connection before the handshake ended.
-    #[error("{0}")]
-    Closed(&'static str),
-    /// A socket error.
-    #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
-    /// The handshake did not finish in time.
-    #[error("handshake timed out after {0:?}")]
-    Timeout(Duration),
+/// Connects to `addr` and runs the initiator's handshake, all within
+/// `timeout` (a black-holed address cannot hold a caller for the kernel's
+/// SYN timeout).
+///
+/// # Errors
+///
+/// [`DialError::Connect`], [`DialError::Handshake`] or [`DialError::Timeout`].
+pub(crate) async fn dial(
+    addr: std::net::SocketAddr,
+    config: Arc<HandshakeConfig>,
+    timeout: Duration,
+) -> Result<(TcpStream, Established, Vec<u8>), DialError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => return Err(DialError::Connect(e.kind())),
+        Err(_) => return Err(DialError::Timeout(timeout)),
+    };
+    let _ = stream.set_nodelay(true);
+    match tokio::time::timeout_at(deadline, drive(&mut stream, config, true)).await {
+        Ok(Ok((est, leftover))) => Ok((stream, est, leftover)),
+        Ok(Err(e)) => Err(DialError::Handshake(e)),
+        Err(_) => Err(DialError::Timeout(timeout)),
+    }
 }
 
 /// Performs the handshake on `stream`. Returns the established session and
@@ -64,6 +69,9 @@ async fn drive(
         Handshake::responder(config)?
     };
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    // Whether the peer sent a whole frame: a refusal before any answer is
+    // load (or no swarm node), one after is a refused identity.
+    let mut answered = false;
     loop {
         while let Some(frame) = hs.poll_transmit() {
             stream.write_all(&frame).await?;
@@ -75,17 +83,17 @@ async fn drive(
         let (result, consumed) = loop {
             match decode_frame(&buf, MAX_NOISE_MESSAGE)? {
                 Decoded::Frame { payload, consumed } => {
-                    break (hs.handle_frame(payload, unix_now()), consumed)
+                    answered = true;
+                    break (hs.handle_frame(payload, unix_now()), consumed);
                 }
                 Decoded::Incomplete { needed } => {
                     buf.reserve(needed.saturating_sub(buf.len()));
                     if stream.read_buf(&mut buf).await? == 0 {
-                        return Err(HandshakeFailure::Closed(if initiator {
-                            "the peer closed the connection during the handshake \
-                             (it refused our join secret, cluster or certificate)"
+                        return Err(if answered {
+                            HandshakeFailure::ClosedByPeer
                         } else {
-                            "the peer closed the connection during the handshake"
-                        }));
+                            HandshakeFailure::ClosedUnanswered
+                        });
                     }
                 }
             }
@@ -101,8 +109,6 @@ async fn drive(
     }
     match hs.into_established() {
         Some(est) => Ok((est, buf)),
-        None => Err(HandshakeFailure::Closed(
-            "handshake ended without a session",
-        )),
+        None => Err(HandshakeFailure::NoSession),
     }
 }

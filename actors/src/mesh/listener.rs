@@ -6,23 +6,22 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix::prelude::*;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::mesh::connect::handshake;
-use crate::mesh::router::{Inbound, Router};
-use crate::node::Core;
+use super::connect::handshake;
+use super::router::{Inbound, Router};
+use super::Shared;
 
 /// The listener actor.
-pub(crate) struct Listener {
+pub(super) struct Listener {
     /// Consumed by `started`.
     socket: Option<TcpListener>,
-    /// Node-wide state: config and counters.
-    core: Arc<Core>,
+    /// The mesh: config and counters.
+    mesh: Arc<Shared>,
     /// Receives authenticated connections.
     router: Addr<Router>,
     /// The accept loop, aborted when the listener stops.
@@ -30,10 +29,10 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    pub(crate) fn new(socket: TcpListener, core: Arc<Core>, router: Addr<Router>) -> Self {
+    pub(super) fn new(socket: TcpListener, mesh: Arc<Shared>, router: Addr<Router>) -> Self {
         Self {
             socket: Some(socket),
-            core,
+            mesh,
             router,
             task: None,
         }
@@ -48,9 +47,9 @@ impl Actor for Listener {
             ctx.stop();
             return;
         };
-        let core = Arc::clone(&self.core);
+        let mesh = Arc::clone(&self.mesh);
         let router = self.router.clone();
-        self.task = Some(actix_rt::spawn(accept_loop(socket, core, router)));
+        self.task = Some(actix_rt::spawn(accept_loop(socket, mesh, router)));
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -60,7 +59,7 @@ impl Actor for Listener {
     }
 }
 
-async fn accept_loop(socket: TcpListener, core: Arc<Core>, router: Addr<Router>) {
+async fn accept_loop(socket: TcpListener, mesh: Arc<Shared>, router: Addr<Router>) {
     let in_progress = Rc::new(Cell::new(0usize));
     loop {
         let (mut stream, remote) = match socket.accept().await {
@@ -72,21 +71,19 @@ async fn accept_loop(socket: TcpListener, core: Arc<Core>, router: Addr<Router>)
                 continue;
             }
         };
-        if in_progress.get() >= core.config.max_pending_handshakes {
-            core.stats
-                .handshakes_refused
-                .fetch_add(1, Ordering::Relaxed);
+        if in_progress.get() >= mesh.config.max_pending_handshakes {
+            mesh.counters.handshake_refused();
             tracing::warn!(%remote, "too many handshakes in progress; connection dropped");
             continue;
         }
         let _ = stream.set_nodelay(true);
         in_progress.set(in_progress.get() + 1);
         let counter = Rc::clone(&in_progress);
-        let core = Arc::clone(&core);
+        let mesh = Arc::clone(&mesh);
         let router = router.clone();
         actix_rt::spawn(async move {
-            let config = Arc::clone(&core.handshake);
-            let result = handshake(&mut stream, config, false, core.config.handshake_timeout).await;
+            let config = Arc::clone(&mesh.handshake);
+            let result = handshake(&mut stream, config, false, mesh.config.handshake_timeout).await;
             counter.set(counter.get().saturating_sub(1));
             match result {
                 Ok((est, leftover)) => router.do_send(Inbound {
@@ -96,12 +93,23 @@ async fn accept_loop(socket: TcpListener, core: Arc<Core>, router: Addr<Router>)
                     remote,
                 }),
                 Err(e) => {
-                    core.stats
-                        .handshakes_refused
-                        .fetch_add(1, Ordering::Relaxed);
+                    mesh.counters.handshake_refused();
                     tracing::warn!(%remote, reason = %e, "handshake refused");
                 }
             }
         });
+    }
+}
+
+/// Stops the listener.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct StopListener;
+
+impl Handler<StopListener> for Listener {
+    type Result = ();
+
+    fn handle(&mut self, _: StopListener, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }

@@ -1,8 +1,8 @@
-//! The `Router` maps node ids to links. It dials lazily (callers ask it
-//! only when the shared link table has no entry), keeps one link per peer
-//! (when both sides dial at once, the link dialed by the lower node id
-//! wins on both sides), learns peer addresses from handshakes, and forgets
-//! links that close. It never touches message bytes.
+//! The `Router` owns the link table. It dials lazily (callers ask it only
+//! when the table has no live entry), keeps one link per peer (when both
+//! sides dial at once, the link dialed by the lower node id wins on both
+//! sides), learns peer addresses from handshakes and membership, and
+//! forgets links that close. It never touches message bytes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,23 +14,23 @@ use swarm_protocol::{Established, NodeId};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use crate::error::{AskError, CloseReason};
-use crate::mesh::connect::{handshake, HandshakeFailure};
-use crate::mesh::link::{new_handle, Close, Link, LinkHandle, LinkParts};
-use crate::node::{Core, PeerInfo};
+use super::connect::dial;
+use super::link::{Close, Link, LinkHandle, LinkParts, PeerIdentity};
+use super::Shared;
+use crate::error::{CloseReason, DialError, LocalClose, Unreachable};
 
 /// Two links to one peer established within this window are a simultaneous
 /// dial (resolved by node id); a later one replaces the earlier (a restart).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(5);
 
-type DialResult = Result<LinkHandle, String>;
+type DialResult = Result<LinkHandle, DialError>;
 
 /// The router actor.
-pub(crate) struct Router {
-    /// Node-wide state, including the link table this actor alone writes.
-    core: Arc<Core>,
-    /// Links by peer, with their actors.
-    links: HashMap<NodeId, (LinkHandle, Addr<Link>)>,
+pub(super) struct Router {
+    /// The mesh, whose link table this actor alone writes.
+    mesh: Arc<Shared>,
+    /// The actors of the links in the table.
+    actors: HashMap<NodeId, (LinkHandle, Addr<Link>)>,
     /// Where each known peer listens.
     addr_book: HashMap<NodeId, SocketAddr>,
     /// Dials in progress, with their waiters.
@@ -40,14 +40,21 @@ pub(crate) struct Router {
 }
 
 impl Router {
-    pub(crate) fn new(core: Arc<Core>) -> Self {
+    pub(super) fn new(mesh: Arc<Shared>) -> Self {
         Self {
-            core,
-            links: HashMap::new(),
+            mesh,
+            actors: HashMap::new(),
             addr_book: HashMap::new(),
             dialing: HashMap::new(),
             next_link_id: 1,
         }
+    }
+
+    fn live(&self, peer: NodeId) -> Option<LinkHandle> {
+        self.actors
+            .get(&peer)
+            .filter(|(h, _)| !h.is_closed())
+            .map(|(h, _)| h.clone())
     }
 
     fn start_dial(
@@ -61,30 +68,26 @@ impl Router {
             return;
         }
         self.dialing.insert(addr, vec![waiter]);
-        let config = Arc::clone(&self.core.handshake);
-        let timeout = self.core.config.handshake_timeout;
-        let fut = async move {
-            let mut stream = TcpStream::connect(addr)
-                .await
-                .map_err(HandshakeFailure::Io)?;
-            let _ = stream.set_nodelay(true);
-            let (est, leftover) = handshake(&mut stream, config, true, timeout).await?;
-            Ok::<_, HandshakeFailure>((stream, est, leftover))
-        };
-        ctx.spawn(fut.into_actor(self).map(move |result, act, ctx| {
-            let outcome = match result {
-                Ok((stream, est, leftover)) => {
-                    act.install(stream, est, leftover, addr, Some(addr), ctx)
-                }
-                Err(e) => {
-                    tracing::warn!(%addr, error = %e, "dial failed");
-                    Err(e.to_string())
-                }
-            };
-            for waiter in act.dialing.remove(&addr).unwrap_or_default() {
-                let _ = waiter.send(outcome.clone());
-            }
-        }));
+        let config = Arc::clone(&self.mesh.handshake);
+        let timeout = self.mesh.config.handshake_timeout;
+        ctx.spawn(
+            dial(addr, config, timeout)
+                .into_actor(self)
+                .map(move |result, act, ctx| {
+                    let outcome = match result {
+                        Ok((stream, est, leftover)) => {
+                            act.install(stream, est, leftover, addr, Some(addr), ctx)
+                        }
+                        Err(e) => {
+                            tracing::warn!(%addr, error = %e, "dial failed");
+                            Err(e)
+                        }
+                    };
+                    for waiter in act.dialing.remove(&addr).unwrap_or_default() {
+                        let _ = waiter.send(outcome.clone());
+                    }
+                }),
+        );
     }
 
     /// Adopts an established connection, unless a better link to the same
@@ -98,62 +101,48 @@ impl Router {
         dialed: Option<SocketAddr>,
         ctx: &mut Context<Self>,
     ) -> DialResult {
+        let me = self.mesh.id;
         let peer = est.peer.node_id;
-        if peer == self.core.id {
-            return Err("connected to itself".into());
+        if peer == me {
+            return Err(DialError::SelfConnect);
         }
         let listen = dialed.or_else(|| est.peer.listen.parse().ok());
         if let Some(addr) = listen {
             self.addr_book.insert(peer, addr);
         }
         let body = est.peer.cert.body();
-        self.core.names.insert(body.name.clone(), peer);
-        let initiator = if est.initiator { self.core.id } else { peer };
-        if let Some((old, old_actor)) = self.links.get(&peer) {
-            let lower = self.core.id.min(peer);
-            let simultaneous = old.shared.established_at.elapsed() < DUPLICATE_WINDOW;
-            if simultaneous
-                && old.shared.initiator == lower
-                && initiator != lower
-                && !old.is_closed()
-            {
+        let initiator = if est.initiator { me } else { peer };
+        if let Some((old, old_actor)) = self.actors.get(&peer) {
+            let lower = me.min(peer);
+            let simultaneous = old.established_at().elapsed() < DUPLICATE_WINDOW;
+            if simultaneous && old.initiator() == lower && initiator != lower && !old.is_closed() {
                 tracing::debug!(peer = %peer.short(), "duplicate link dropped; keeping the one dialed by the lower id");
                 return Ok(old.clone());
             }
             old_actor.do_send(Close(CloseReason::Replaced));
             // Stop dispatching on the old link before the new one reads anything.
-            old.shared
-                .closed
-                .store(true, std::sync::atomic::Ordering::Release);
+            old.mark_closed();
         }
         let id = self.next_link_id;
         self.next_link_id += 1;
-        let (handle, rx) = new_handle(
-            id,
+        let who = PeerIdentity {
             peer,
-            body.name.clone(),
-            body.roles.clone(),
+            name: body.name.clone(),
+            roles: body.roles.clone().into(),
             initiator,
-            remote,
-            self.core.config.link_queue_bytes,
-        );
+            remote_addr: remote,
+        };
         let parts = LinkParts {
             stream,
             sender: est.sender,
             receiver: est.receiver,
             leftover,
         };
-        let actor = Link::new(
-            handle.clone(),
-            rx,
-            parts,
-            Arc::clone(&self.core),
-            ctx.address(),
-        )
-        .start();
+        let (link, handle) = Link::new(id, who, parts, Arc::clone(&self.mesh), ctx.address());
+        let actor = link.start();
         tracing::info!(peer = %peer.short(), name = %body.name, %remote, "link established");
-        self.core.links.insert(peer, handle.clone());
-        self.links.insert(peer, (handle.clone(), actor));
+        self.mesh.links.insert(handle.clone());
+        self.actors.insert(peer, (handle.clone(), actor));
         Ok(handle)
     }
 }
@@ -164,11 +153,11 @@ impl Actor for Router {
 
 /// Dials an address (or reuses the link to whoever is known to listen there).
 #[derive(Message)]
-#[rtype(result = "Result<PeerInfo, String>")]
-pub(crate) struct Dial(pub(crate) SocketAddr);
+#[rtype(result = "Result<LinkHandle, DialError>")]
+pub(super) struct Dial(pub(super) SocketAddr);
 
 impl Handler<Dial> for Router {
-    type Result = ResponseFuture<Result<PeerInfo, String>>;
+    type Result = ResponseFuture<Result<LinkHandle, DialError>>;
 
     fn handle(&mut self, Dial(addr): Dial, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
@@ -176,71 +165,88 @@ impl Handler<Dial> for Router {
             .addr_book
             .iter()
             .find(|(_, a)| **a == addr)
-            .and_then(|(peer, _)| self.links.get(peer))
-            .filter(|(h, _)| !h.is_closed())
-            .map(|(h, _)| h.clone());
+            .and_then(|(peer, _)| self.live(*peer));
         match known {
             Some(handle) => {
                 let _ = tx.send(Ok(handle));
             }
             None => self.start_dial(addr, tx, ctx),
         }
-        Box::pin(async move {
-            let handle = rx.await.map_err(|_| "router stopped".to_string())??;
-            Ok(PeerInfo::from_link(&handle))
-        })
+        Box::pin(async move { rx.await.map_err(|_| DialError::Stopped)? })
     }
 }
 
 /// Returns the link to a node, dialing its known address if needed.
 #[derive(Message)]
-#[rtype(result = "Result<LinkHandle, AskError>")]
-pub(crate) struct DialNode(pub(crate) NodeId);
+#[rtype(result = "Result<LinkHandle, Unreachable>")]
+pub(super) struct DialNode {
+    node: NodeId,
+    /// Started by `Mesh::link_now`: the table's background-dial mark is
+    /// cleared when it ends.
+    background: bool,
+}
+
+impl DialNode {
+    pub(super) fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            background: false,
+        }
+    }
+
+    pub(super) fn background(node: NodeId) -> Self {
+        Self {
+            node,
+            background: true,
+        }
+    }
+}
 
 impl Handler<DialNode> for Router {
-    type Result = ResponseFuture<Result<LinkHandle, AskError>>;
+    type Result = ResponseActFuture<Self, Result<LinkHandle, Unreachable>>;
 
-    fn handle(&mut self, DialNode(node): DialNode, ctx: &mut Context<Self>) -> Self::Result {
-        if let Some((handle, _)) = self.links.get(&node).filter(|(h, _)| !h.is_closed()) {
-            let handle = handle.clone();
-            return Box::pin(async move { Ok(handle) });
+    fn handle(&mut self, msg: DialNode, ctx: &mut Context<Self>) -> Self::Result {
+        let DialNode { node, background } = msg;
+        let finish = move |result: Result<LinkHandle, Unreachable>,
+                           act: &mut Router,
+                           _: &mut Context<Router>| {
+            if background {
+                act.mesh.links.end_background_dial(node);
+            }
+            result
+        };
+        if let Some(handle) = self.live(node) {
+            return Box::pin(fut::ready(Ok(handle)).map(finish));
         }
         let Some(addr) = self.addr_book.get(&node).copied() else {
-            return Box::pin(async move {
-                Err(AskError::Unreachable {
-                    node,
-                    reason: "no known address for this node".into(),
-                })
-            });
+            return Box::pin(fut::ready(Err(Unreachable::NoAddress)).map(finish));
         };
         let (tx, rx) = oneshot::channel();
         self.start_dial(addr, tx, ctx);
-        Box::pin(async move {
+        let wait = async move {
             let handle = rx
                 .await
-                .map_err(|_| "router stopped".to_string())
+                .map_err(|_| DialError::Stopped)
                 .and_then(|r| r)
-                .map_err(|reason| AskError::Unreachable { node, reason })?;
-            if handle.shared.peer == node {
+                .map_err(Unreachable::Dial)?;
+            if handle.peer() == node {
                 Ok(handle)
             } else {
-                Err(AskError::Unreachable {
-                    node,
-                    reason: format!("its address now answers as node {}", handle.shared.peer),
-                })
+                Err(Unreachable::AnsweredAs(handle.peer()))
             }
-        })
+        };
+        Box::pin(wait.into_actor(self).map(finish))
     }
 }
 
 /// An accepted connection whose handshake succeeded.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct Inbound {
-    pub(crate) stream: TcpStream,
-    pub(crate) est: Established,
-    pub(crate) leftover: Vec<u8>,
-    pub(crate) remote: SocketAddr,
+pub(super) struct Inbound {
+    pub(super) stream: TcpStream,
+    pub(super) est: Established,
+    pub(super) leftover: Vec<u8>,
+    pub(super) remote: SocketAddr,
 }
 
 impl Handler<Inbound> for Router {
@@ -257,9 +263,9 @@ impl Handler<Inbound> for Router {
 /// A link stopped.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct LinkClosed {
-    pub(crate) peer: NodeId,
-    pub(crate) id: u64,
+pub(super) struct LinkClosed {
+    pub(super) peer: NodeId,
+    pub(super) id: u64,
 }
 
 impl Handler<LinkClosed> for Router {
@@ -267,53 +273,45 @@ impl Handler<LinkClosed> for Router {
 
     fn handle(&mut self, msg: LinkClosed, _ctx: &mut Context<Self>) {
         if self
-            .links
+            .actors
             .get(&msg.peer)
-            .is_some_and(|(h, _)| h.shared.id == msg.id)
+            .is_some_and(|(h, _)| h.id() == msg.id)
         {
-            self.links.remove(&msg.peer);
-            self.core
-                .links
-                .remove_if(&msg.peer, |_, h| h.shared.id == msg.id);
+            self.actors.remove(&msg.peer);
         }
+        self.mesh.links.remove(msg.peer, msg.id);
     }
 }
 
 /// Membership learned where a node listens and that it is alive.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct MemberUp {
-    pub(crate) node: NodeId,
-    pub(crate) addr: SocketAddr,
+pub(super) struct PeerUp {
+    pub(super) node: NodeId,
+    pub(super) addr: SocketAddr,
 }
 
-impl Handler<MemberUp> for Router {
+impl Handler<PeerUp> for Router {
     type Result = ();
 
-    fn handle(&mut self, msg: MemberUp, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: PeerUp, _ctx: &mut Context<Self>) {
         self.addr_book.insert(msg.node, msg.addr);
     }
 }
 
-/// Membership declared a node down or departed: close the link to it, so
-/// asks waiting on it fail at once with `NodeDown`.
+/// Membership declared a node down or departed: close the link to it.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct MemberDown(pub(crate) NodeId);
+pub(super) struct PeerDown(pub(super) NodeId);
 
-impl Handler<MemberDown> for Router {
+impl Handler<PeerDown> for Router {
     type Result = ();
 
-    fn handle(&mut self, MemberDown(node): MemberDown, _ctx: &mut Context<Self>) {
-        if let Some((handle, actor)) = self.links.remove(&node) {
-            handle
-                .shared
-                .member_down
-                .store(true, std::sync::atomic::Ordering::Release);
+    fn handle(&mut self, PeerDown(node): PeerDown, _ctx: &mut Context<Self>) {
+        if let Some((handle, actor)) = self.actors.remove(&node) {
+            handle.mark_member_down();
             actor.do_send(Close(CloseReason::MemberDown));
-            self.core
-                .links
-                .remove_if(&node, |_, h| h.shared.id == handle.shared.id);
+            self.mesh.links.remove(node, handle.id());
         }
     }
 }
@@ -321,19 +319,16 @@ impl Handler<MemberDown> for Router {
 /// Closes every link (node shutdown).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct CloseAll;
+pub(super) struct CloseAll;
 
 impl Handler<CloseAll> for Router {
     type Result = ();
 
     fn handle(&mut self, _: CloseAll, _ctx: &mut Context<Self>) {
-        for (_, (handle, actor)) in self.links.drain() {
-            handle
-                .shared
-                .closed
-                .store(true, std::sync::atomic::Ordering::Release);
-            actor.do_send(Close(CloseReason::Local("node shutting down".into())));
+        for (_, (handle, actor)) in self.actors.drain() {
+            handle.mark_closed();
+            actor.do_send(Close(CloseReason::Local(LocalClose::Shutdown)));
         }
-        self.core.links.clear();
+        self.mesh.links.clear();
     }
 }

@@ -1,0 +1,242 @@
+//! Remote protocols and their dispatchers: [`RemoteMessage`] (a serde
+//! message with a stable tag), [`RemoteActor`] and [`Accepts`] (the message
+//! types an actor declares once with [`remote_actor!`](crate::remote_actor)),
+//! and the typed [`Entry`] that decodes a tagged body into a message for the
+//! actor's `Addr` and encodes the handler's result.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix::{Actor, Addr, Context, Handler, MailboxError, Message};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use swarm_protocol::RemoteError;
+
+use super::Caller;
+
+/// A message that can cross the network: a serde type with a stable tag.
+///
+/// Implement it with [`remote_message!`](crate::remote_message); the tag
+/// names the type on the wire, so it MUST stay the same across versions and
+/// be unique in the cluster (e.g. `"example.Add"`).
+pub trait RemoteMessage: Message + Serialize + DeserializeOwned + Send + 'static {
+    /// The stable type tag.
+    const TAG: &'static str;
+}
+
+/// What a remote message's result must be: serde and sendable.
+pub trait Wire: Serialize + DeserializeOwned + Send + 'static {}
+
+impl<T: Serialize + DeserializeOwned + Send + 'static> Wire for T {}
+
+/// An actor with a remote protocol: the message types other nodes may send
+/// it, declared once with [`remote_actor!`](crate::remote_actor). Exposing
+/// the actor registers every one of them.
+pub trait RemoteActor: Actor<Context = Context<Self>> {
+    /// Registers each declared message type. Written by `remote_actor!`.
+    #[doc(hidden)]
+    fn declare(protocol: &mut Protocol<'_, Self>);
+}
+
+/// `A: Accepts<M>` means `M` is part of `A`'s declared remote protocol,
+/// so a [`RemoteAddr<A>`](crate::RemoteAddr) may send it. Written by
+/// [`remote_actor!`](crate::remote_actor).
+pub trait Accepts<M>: RemoteActor + Handler<M>
+where
+    M: RemoteMessage,
+    M::Result: Wire,
+{
+}
+
+/// Declares a message type remote: `remote_message!(Add => "example.Add");`.
+#[macro_export]
+macro_rules! remote_message {
+    ($($ty:ty => $tag:expr),+ $(,)?) => {
+        $(impl $crate::RemoteMessage for $ty {
+            const TAG: &'static str = $tag;
+        })+
+    };
+}
+
+/// Declares an actor's remote protocol once: `remote_actor!(Adder: Add, Count);`.
+///
+/// Every listed type must be a [`RemoteMessage`] the actor handles. A
+/// [`RemoteAddr<Adder>`](crate::RemoteAddr) then sends exactly these types
+/// (anything else does not compile), and exposing an `Adder` registers all
+/// of them.
+#[macro_export]
+macro_rules! remote_actor {
+    ($actor:ty : $($msg:ty),+ $(,)?) => {
+        impl $crate::RemoteActor for $actor {
+            fn declare(protocol: &mut $crate::Protocol<'_, Self>) {
+                $(protocol.accept::<$msg>();)+
+            }
+        }
+        $(impl $crate::Accepts<$msg> for $actor {})+
+    };
+}
+
+/// The message types of an actor being exposed; filled by
+/// [`RemoteActor::declare`].
+#[doc(hidden)]
+pub struct Protocol<'a, A: Actor> {
+    entry: &'a mut Entry<A>,
+}
+
+impl<A: Actor<Context = Context<A>>> Protocol<'_, A> {
+    /// Accepts messages of type `M` from the network.
+    pub fn accept<M>(&mut self)
+    where
+        A: Handler<M>,
+        M: RemoteMessage,
+        M::Result: Wire,
+    {
+        self.entry.accept::<M>();
+    }
+}
+
+/// A future that waits for the actor's answer, already encoded.
+pub(crate) type AskFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, RemoteError>>>>;
+/// A future that waits until a tell was accepted by a full mailbox.
+pub(crate) type TellFuture = Pin<Box<dyn Future<Output = ()>>>;
+
+/// A registered actor, seen without its type.
+pub(crate) trait Dispatch: Send + Sync {
+    /// Decodes and delivers a tell from `caller`. `Ok(Some(f))` means the
+    /// mailbox was full: await `f` before delivering anything else, to keep
+    /// order and to push back on the link.
+    fn tell(
+        &self,
+        caller: &Caller,
+        tag: &str,
+        body: &[u8],
+    ) -> Result<Option<TellFuture>, RemoteError>;
+
+    /// Decodes and delivers an ask from `caller`; the message is in the
+    /// mailbox once the returned future has been polled once.
+    fn ask(&self, caller: &Caller, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError>;
+
+    /// The typed `Addr<A>`, for local calls that skip serialization.
+    fn addr(&self) -> &dyn Any;
+}
+
+type TellFn<A> = fn(&Addr<A>, &[u8]) -> Result<Option<TellFuture>, RemoteError>;
+type AskFn<A> = fn(&Addr<A>, &[u8]) -> Result<AskFuture, RemoteError>;
+
+/// A typed directory entry: the actor's address and one pair of decoders
+/// per accepted message tag.
+pub(crate) struct Entry<A: Actor> {
+    /// The actor.
+    addr: Addr<A>,
+    /// Tag -> (tell, ask) functions, monomorphized per message type.
+    handlers: HashMap<&'static str, (TellFn<A>, AskFn<A>)>,
+}
+
+impl<A: Actor<Context = Context<A>>> Entry<A> {
+    pub(crate) fn new(addr: Addr<A>) -> Self {
+        Self {
+            addr,
+            handlers: HashMap::new(),
+        }
+    }
+
+    /// An entry accepting `A`'s whole declared protocol.
+    pub(crate) fn declared(addr: Addr<A>) -> Self
+    where
+        A: RemoteActor,
+    {
+        let mut entry = Self::new(addr);
+        A::declare(&mut Protocol { entry: &mut entry });
+        entry
+    }
+
+    pub(crate) fn accept<M>(&mut self)
+    where
+        A: Handler<M>,
+        M: RemoteMessage,
+        M::Result: Wire,
+    {
+        self.handlers
+            .insert(M::TAG, (tell_fn::<A, M>, ask_fn::<A, M>));
+    }
+}
+
+impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
+    fn tell(
+        &self,
+        _caller: &Caller,
+        tag: &str,
+        body: &[u8],
+    ) -> Result<Option<TellFuture>, RemoteError> {
+        let (tell, _) = self.handler(tag)?;
+        tell(&self.addr, body)
+    }
+
+    fn ask(&self, _caller: &Caller, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError> {
+        let (_, ask) = self.handler(tag)?;
+        ask(&self.addr, body)
+    }
+
+    fn addr(&self) -> &dyn Any {
+        &self.addr
+    }
+}
+
+impl<A: Actor> Entry<A> {
+    fn handler(&self, tag: &str) -> Result<(TellFn<A>, AskFn<A>), RemoteError> {
+        self.handlers
+            .get(tag)
+            .copied()
+            .ok_or_else(|| RemoteError::UnknownMessage {
+                tag: tag.to_owned(),
+            })
+    }
+}
+
+fn decode<M: DeserializeOwned>(body: &[u8]) -> Result<M, RemoteError> {
+    rmp_serde::from_slice(body).map_err(|e| RemoteError::Decode {
+        reason: e.to_string(),
+    })
+}
+
+fn tell_fn<A, M>(addr: &Addr<A>, body: &[u8]) -> Result<Option<TellFuture>, RemoteError>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: RemoteMessage,
+    M::Result: Wire,
+{
+    let msg: M = decode(body)?;
+    match addr.try_send(msg) {
+        Ok(()) => Ok(None),
+        Err(actix::dev::SendError::Full(msg)) => {
+            let request = addr.send(msg);
+            Ok(Some(Box::pin(async move {
+                let _ = request.await;
+            })))
+        }
+        Err(actix::dev::SendError::Closed(_)) => Err(RemoteError::ActorStopped),
+    }
+}
+
+fn ask_fn<A, M>(addr: &Addr<A>, body: &[u8]) -> Result<AskFuture, RemoteError>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: RemoteMessage,
+    M::Result: Wire,
+{
+    let msg: M = decode(body)?;
+    let request = addr.send(msg);
+    Ok(Box::pin(async move {
+        match request.await {
+            Ok(result) => rmp_serde::to_vec(&result).map_err(|e| RemoteError::Encode {
+                reason: e.to_string(),
+            }),
+            Err(MailboxError::Closed) => Err(RemoteError::ActorStopped),
+            Err(MailboxError::Timeout) => Err(RemoteError::Refused {
+                reason: "mailbox timeout".into(),
+            }),
+        }
+    }))
+}

@@ -1,0 +1,253 @@
+//! [`LinkHandle`]: what callers on any thread hold to use a link: queue
+//! envelopes (bounded in bytes), send asks and wait for their replies. An
+//! ask that its caller abandons (its future dropped) unregisters itself.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use swarm_protocol::envelope::encode_request;
+use swarm_protocol::{NodeId, RemoteError, Target};
+use tokio::sync::{mpsc, oneshot};
+
+use super::outbox::Outbox;
+use crate::error::AskError;
+use crate::mesh::PeerInfo;
+
+/// A reply on its way to the asking caller.
+pub(super) type ReplySender = oneshot::Sender<Result<Vec<u8>, RemoteError>>;
+
+/// A cheap handle to one link.
+#[derive(Clone)]
+pub(crate) struct LinkHandle {
+    pub(super) shared: Arc<LinkShared>,
+}
+
+/// The part of a link that other threads may touch.
+pub(super) struct LinkShared {
+    /// Unique per node, to tell two links to the same peer apart.
+    pub(super) id: u64,
+    /// The authenticated peer.
+    pub(super) peer: NodeId,
+    /// The peer's certificate name.
+    pub(super) peer_name: String,
+    /// The peer's roles from its certificate.
+    pub(super) peer_roles: Arc<[String]>,
+    /// The node that dialed this link; decides duplicate links.
+    pub(super) initiator: NodeId,
+    /// When the handshake finished.
+    pub(super) established_at: Instant,
+    /// The socket's remote address.
+    pub(super) remote_addr: std::net::SocketAddr,
+    /// The largest envelope this link sends (the cluster's `max_message`):
+    /// a larger one is refused to its caller instead of breaking the link.
+    pub(super) max_message: usize,
+    /// Encoded envelopes for the writer, bounded in bytes so tells push back.
+    pub(super) outbox: Outbox,
+    /// Asks waiting for their reply, by correlation.
+    pub(super) pending: DashMap<u64, ReplySender>,
+    /// The next correlation id.
+    next_correlation: AtomicU64,
+    /// Set once the link is closing: nothing more is dispatched or awaited.
+    pub(super) closed: AtomicBool,
+    /// Set before the link closes because membership declared the peer
+    /// down: asks waiting on it fail with `NodeDown` instead of `LinkDown`.
+    member_down: AtomicBool,
+}
+
+/// Who is at the other end of a new link.
+pub(crate) struct PeerIdentity {
+    pub(crate) peer: NodeId,
+    pub(crate) name: String,
+    pub(crate) roles: Arc<[String]>,
+    pub(crate) initiator: NodeId,
+    pub(crate) remote_addr: std::net::SocketAddr,
+}
+
+impl LinkShared {
+    pub(super) fn new(id: u64, who: PeerIdentity, max_message: usize, outbox: Outbox) -> Self {
+        Self {
+            id,
+            peer: who.peer,
+            peer_name: who.name,
+            peer_roles: who.roles,
+            initiator: who.initiator,
+            established_at: Instant::now(),
+            remote_addr: who.remote_addr,
+            max_message,
+            outbox,
+            pending: DashMap::new(),
+            next_correlation: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            member_down: AtomicBool::new(false),
+        }
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Removes a pending ask when the asking future ends, however it ends
+/// (reply, timeout, or dropped by its caller).
+struct PendingAsk<'a> {
+    shared: &'a LinkShared,
+    correlation: u64,
+}
+
+impl Drop for PendingAsk<'_> {
+    fn drop(&mut self) {
+        self.shared.pending.remove(&self.correlation);
+    }
+}
+
+impl LinkHandle {
+    pub(crate) fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    pub(crate) fn peer(&self) -> NodeId {
+        self.shared.peer
+    }
+
+    pub(crate) fn peer_name(&self) -> &str {
+        &self.shared.peer_name
+    }
+
+    pub(crate) fn initiator(&self) -> NodeId {
+        self.shared.initiator
+    }
+
+    pub(crate) fn established_at(&self) -> Instant {
+        self.shared.established_at
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Stops dispatching on this link at once (it is being replaced or closed).
+    pub(crate) fn mark_closed(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+    }
+
+    /// Membership declared the peer down: asks failing from now on fail
+    /// with `NodeDown`.
+    pub(crate) fn mark_member_down(&self) {
+        self.shared.member_down.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn info(&self) -> PeerInfo {
+        let s = &self.shared;
+        PeerInfo {
+            id: s.peer,
+            name: s.peer_name.clone(),
+            roles: s.peer_roles.to_vec(),
+            addr: s.remote_addr,
+            dialed: s.initiator != s.peer,
+            pending_asks: s.pending.len(),
+        }
+    }
+
+    fn down_error(&self) -> AskError {
+        let s = &self.shared;
+        if s.member_down.load(Ordering::Acquire) {
+            AskError::NodeDown { node: s.peer }
+        } else {
+            AskError::LinkDown { node: s.peer }
+        }
+    }
+
+    /// Sends an ask whose body `write_body` encodes (`size_hint` bytes
+    /// expected) and waits for its reply until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// `Encode` or `TooLarge` before anything is sent; `Timeout`,
+    /// `LinkDown`/`NodeDown` or the remote's error after.
+    pub(crate) async fn ask(
+        &self,
+        to: &str,
+        tag: &str,
+        size_hint: usize,
+        write_body: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, AskError> {
+        let s = &self.shared;
+        let correlation = s.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let mut buf = Vec::with_capacity(size_hint.max(64) + to.len() + tag.len() + 24);
+        encode_request(
+            &mut buf,
+            Some(correlation),
+            Target::Name(to),
+            tag,
+            write_body,
+        )
+        .map_err(|reason| AskError::Encode { reason })?;
+        if buf.len() > s.max_message {
+            return Err(AskError::TooLarge {
+                size: buf.len(),
+                max: s.max_message,
+            });
+        }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        s.pending.insert(correlation, reply_tx);
+        let _pending = PendingAsk {
+            shared: s,
+            correlation,
+        };
+        // Only a full queue needs a timer for the wait.
+        let queued = match s.outbox.try_send(buf) {
+            Ok(()) => Ok(Ok(())),
+            Err(mpsc::error::TrySendError::Full(buf)) => {
+                tokio::time::timeout_at(deadline, s.outbox.send(buf)).await
+            }
+            Err(mpsc::error::TrySendError::Closed(buf)) => Ok(Err(buf)),
+        };
+        match queued {
+            Ok(Ok(())) if !self.is_closed() => {}
+            Ok(_) => return Err(self.down_error()),
+            Err(_) => return Err(AskError::Timeout { after: timeout }),
+        }
+        match tokio::time::timeout_at(deadline, reply_rx).await {
+            Ok(Ok(Ok(bytes))) => Ok(bytes),
+            Ok(Ok(Err(remote))) => Err(remote.into()),
+            Ok(Err(_)) => Err(self.down_error()),
+            Err(_) => Err(AskError::Timeout { after: timeout }),
+        }
+    }
+
+    /// Checks an encoded envelope against the link's message limit.
+    ///
+    /// # Errors
+    ///
+    /// `(size, max)` when it is too large to send.
+    pub(crate) fn check_size(&self, envelope: &[u8]) -> Result<(), (usize, usize)> {
+        if envelope.len() > self.shared.max_message {
+            Err((envelope.len(), self.shared.max_message))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Queues an encoded envelope, waiting for space.
+    pub(crate) async fn send(&self, envelope: Vec<u8>) -> Result<(), Vec<u8>> {
+        if self.is_closed() {
+            return Err(envelope);
+        }
+        self.shared.outbox.send(envelope).await
+    }
+
+    /// Queues an encoded envelope if there is space.
+    pub(crate) fn try_send(
+        &self,
+        envelope: Vec<u8>,
+    ) -> Result<(), mpsc::error::TrySendError<Vec<u8>>> {
+        if self.is_closed() {
+            return Err(mpsc::error::TrySendError::Closed(envelope));
+        }
+        self.shared.outbox.try_send(envelope)
+    }
+}

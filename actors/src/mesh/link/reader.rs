@@ -1,0 +1,236 @@
+//! A link's read half: frames in, decrypted, reassembled and decoded;
+//! tells and asks dispatched to local actors through the directory,
+//! replies handed to the asks waiting for them, pings answered.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use swarm_protocol::record::MAX_NOISE_MESSAGE;
+use swarm_protocol::{
+    decode_frame, Control, Decoded, Envelope, Reassembler, RecvCipher, RemoteError,
+};
+use tokio::io::AsyncReadExt;
+use tokio::net::tcp::OwnedReadHalf;
+
+use super::handle::LinkShared;
+use super::writer::control;
+use super::Activity;
+use crate::directory::{Caller, Lookup};
+use crate::error::CloseReason;
+use crate::mesh::Shared as MeshShared;
+
+/// The read half of one link.
+pub(super) struct Reader {
+    pub(super) shared: Arc<LinkShared>,
+    pub(super) mesh: Arc<MeshShared>,
+    pub(super) activity: Rc<Activity>,
+    pub(super) cipher: RecvCipher,
+    pub(super) reassembler: Reassembler,
+    /// Finds target actors, caching the last one.
+    pub(super) lookup: Lookup,
+    /// The peer, as handed to every dispatch.
+    pub(super) caller: Caller,
+    /// Asks from this peer still waiting for a local actor.
+    pub(super) inbound_asks: Rc<Cell<usize>>,
+}
+
+/// Counts one ask in flight for as long as its reply task lives.
+struct InFlight(Rc<Cell<usize>>);
+
+impl InFlight {
+    fn new(count: &Rc<Cell<usize>>) -> Self {
+        count.set(count.get() + 1);
+        Self(Rc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+impl Reader {
+    /// Reads until the peer closes, misbehaves or the socket fails.
+    pub(super) async fn run(mut self, mut read: OwnedReadHalf, mut buf: Vec<u8>) -> CloseReason {
+        let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
+        let mut start = 0;
+        loop {
+            let mut dispatched = false;
+            // Handle every whole frame already buffered.
+            loop {
+                let rest = buf.get(start..).unwrap_or_default();
+                match decode_frame(rest, MAX_NOISE_MESSAGE) {
+                    Ok(Decoded::Frame { payload, consumed }) => {
+                        if let Err(reason) = self.on_frame(payload, &mut plain).await {
+                            return reason;
+                        }
+                        start += consumed;
+                        dispatched = true;
+                    }
+                    Ok(Decoded::Incomplete { needed }) => {
+                        buf.drain(..start);
+                        start = 0;
+                        buf.reserve(needed.max(64 * 1024).saturating_sub(buf.len()));
+                        break;
+                    }
+                    Err(e) => return e.into(),
+                }
+            }
+            if dispatched {
+                // Let the actors, reply tasks and writer run before the next
+                // read (which usually returns EAGAIN): that syscall is then
+                // off the round trip's critical path.
+                tokio::task::yield_now().await;
+            }
+            match read.read_buf(&mut buf).await {
+                Ok(0) => return CloseReason::PeerClosed,
+                Ok(_) => self.activity.last_rx.set(Instant::now()),
+                Err(e) => return CloseReason::Io(e.kind()),
+            }
+        }
+    }
+
+    async fn on_frame(&mut self, payload: &[u8], plain: &mut Vec<u8>) -> Result<(), CloseReason> {
+        let Some(assembled) = self
+            .reassembler
+            .handle_frame(&mut self.cipher, payload, plain)?
+        else {
+            return Ok(());
+        };
+        match Envelope::decode(assembled.bytes())? {
+            Envelope::Batch(items) => {
+                for item in items {
+                    self.on_envelope(item).await?;
+                }
+                Ok(())
+            }
+            single => self.on_envelope(single).await,
+        }
+    }
+
+    async fn on_envelope(&mut self, envelope: Envelope<'_>) -> Result<(), CloseReason> {
+        if self.shared.is_closed() {
+            // Replaced or closing: deliver nothing more, so order holds.
+            return Err(CloseReason::Replaced);
+        }
+        match envelope {
+            Envelope::Tell { to, tag, body } => {
+                self.activity.last_user.set(Instant::now());
+                let caller = &self.caller;
+                match self
+                    .lookup
+                    .find(&to)
+                    .and_then(|d| d.tell(caller, tag, body))
+                {
+                    Ok(None) => {}
+                    Ok(Some(wait)) => {
+                        self.activity.reader_waiting.set(true);
+                        wait.await;
+                        self.activity.reader_waiting.set(false);
+                        self.activity.last_rx.set(Instant::now());
+                    }
+                    Err(e) => {
+                        self.mesh.counters.tell_dropped();
+                        tracing::debug!(peer = %self.shared.peer.short(), error = %e, "tell dropped");
+                    }
+                }
+            }
+            Envelope::Ask {
+                correlation,
+                to,
+                tag,
+                body,
+            } => {
+                self.activity.last_user.set(Instant::now());
+                let max = self.mesh.config.max_inbound_asks;
+                if self.inbound_asks.get() >= max {
+                    let reason = format!("more than {max} requests in flight on this link");
+                    reply(
+                        &self.shared,
+                        correlation,
+                        Err(RemoteError::Refused { reason }),
+                    )
+                    .await;
+                    return Ok(());
+                }
+                let caller = &self.caller;
+                match self.lookup.find(&to).and_then(|d| d.ask(caller, tag, body)) {
+                    Ok(mut answer) => {
+                        // Poll once now: that puts the message in the mailbox
+                        // before the next envelope is dispatched (order).
+                        let first = std::future::poll_fn(|cx| {
+                            std::task::Poll::Ready(answer.as_mut().poll(cx))
+                        })
+                        .await;
+                        let shared = Arc::clone(&self.shared);
+                        match first {
+                            std::task::Poll::Ready(result) => {
+                                reply(&shared, correlation, result).await
+                            }
+                            std::task::Poll::Pending => {
+                                let in_flight = InFlight::new(&self.inbound_asks);
+                                actix_rt::spawn(async move {
+                                    let _in_flight = in_flight;
+                                    let result = answer.await;
+                                    reply(&shared, correlation, result).await;
+                                });
+                            }
+                        }
+                    }
+                    Err(e) => reply(&self.shared, correlation, Err(e)).await,
+                }
+            }
+            Envelope::Reply {
+                correlation,
+                result,
+            } => {
+                self.activity.last_user.set(Instant::now());
+                if let Some((_, waiter)) = self.shared.pending.remove(&correlation) {
+                    let _ = waiter.send(result.map(<[u8]>::to_vec));
+                }
+            }
+            Envelope::Control(Control::Ping { nonce }) => {
+                let _ = self
+                    .shared
+                    .outbox
+                    .try_send(control(Control::Pong { nonce }));
+            }
+            Envelope::Control(Control::Goodbye { reason }) => {
+                return Err(CloseReason::Goodbye(reason));
+            }
+            Envelope::Control(_) => {}
+            Envelope::Batch(_) => {
+                // The decoder rejects nested batches; nothing to do here.
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Queues the reply to an ask (waiting for queue space). A reply larger
+/// than the message limit is replaced by a `TooLarge` error for that ask
+/// alone: sent anyway, it would make the peer close the whole link.
+async fn reply(shared: &LinkShared, correlation: u64, result: Result<Vec<u8>, RemoteError>) {
+    let mut buf = Vec::with_capacity(result.as_ref().map_or(64, |b| b.len() + 16));
+    Envelope::Reply {
+        correlation,
+        result: result.as_deref().map_err(Clone::clone),
+    }
+    .encode(&mut buf);
+    if buf.len() > shared.max_message {
+        let error = RemoteError::TooLarge {
+            size: buf.len() as u64,
+            max: shared.max_message as u64,
+        };
+        buf.clear();
+        Envelope::Reply {
+            correlation,
+            result: Err(error),
+        }
+        .encode(&mut buf);
+    }
+    let _ = shared.outbox.send(buf).await;
+}
