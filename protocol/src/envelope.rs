@@ -251,6 +251,52 @@ impl<'a> Envelope<'a> {
     }
 }
 
+/// What the first bytes of an envelope say about it: enough to refuse an
+/// envelope that was too large to keep ([`crate::Assembled::Oversized`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Peeked {
+    /// A tell.
+    Tell,
+    /// An ask, to be answered under `correlation`.
+    Ask {
+        /// The ask's correlation id.
+        correlation: u64,
+    },
+    /// A reply to the ask sent under `correlation`.
+    Reply {
+        /// The ask's correlation id.
+        correlation: u64,
+    },
+    /// A control envelope.
+    Control,
+    /// A batch.
+    Batch,
+}
+
+/// Reads the kind (and for asks and replies the correlation) from the first
+/// bytes of an envelope; the rest may be missing.
+///
+/// # Errors
+///
+/// [`EnvelopeError`] if even those bytes are malformed or missing.
+pub fn peek(head: &[u8]) -> Result<Peeked, EnvelopeError> {
+    let mut r = Reader::new(head);
+    r.read_array_len(8)?;
+    match r.read_u64()? {
+        KIND_TELL => Ok(Peeked::Tell),
+        KIND_ASK => Ok(Peeked::Ask {
+            correlation: r.read_u64()?,
+        }),
+        KIND_REPLY => Ok(Peeked::Reply {
+            correlation: r.read_u64()?,
+        }),
+        KIND_CONTROL => Ok(Peeked::Control),
+        KIND_BATCH => Ok(Peeked::Batch),
+        kind => Err(EnvelopeError::UnknownKind { kind }),
+    }
+}
+
 /// Appends a tell (`correlation` is `None`) or an ask whose body
 /// `write_body` writes straight into `out`, so a message is encoded once,
 /// with no intermediate buffer. The body is framed as a 32-bit binary.
@@ -418,6 +464,39 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn peek_reads_kind_and_correlation_from_a_truncated_head() {
+        let mut ask = Vec::new();
+        Envelope::Ask {
+            correlation: 77,
+            to: Target::Name("x"),
+            tag: "t",
+            body: &[0; 300],
+        }
+        .encode(&mut ask);
+        assert_eq!(peek(&ask[..16]), Ok(Peeked::Ask { correlation: 77 }));
+        let mut reply = Vec::new();
+        Envelope::Reply {
+            correlation: 9,
+            result: Ok(&[1; 300]),
+        }
+        .encode(&mut reply);
+        assert_eq!(peek(&reply[..12]), Ok(Peeked::Reply { correlation: 9 }));
+        let mut tell = Vec::new();
+        Envelope::Tell {
+            to: Target::Id(1),
+            tag: "t",
+            body: &[],
+        }
+        .encode(&mut tell);
+        assert_eq!(peek(&tell[..2]), Ok(Peeked::Tell));
+        assert!(
+            peek(&ask[..2]).is_err(),
+            "a correlation cut short is an error"
+        );
+        assert!(peek(&[]).is_err());
+    }
 
     fn round_trip(env: &Envelope<'_>) {
         let mut out = Vec::new();

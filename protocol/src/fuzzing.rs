@@ -26,6 +26,7 @@ pub fn frame(data: &[u8]) {
 
 /// Decodes one envelope and re-encodes it: the result must decode equal.
 pub fn envelope(data: &[u8]) {
+    let _ = crate::envelope::peek(data);
     if let Ok(env) = Envelope::decode(data) {
         let mut again = Vec::new();
         env.encode(&mut again);

@@ -7,6 +7,10 @@
 //! final buffers without extra copies. [`Packer`] builds records on the sending side and
 //! [`Reassembler`] turns them back into envelopes, with a bound on the size
 //! of a reassembled envelope that is checked before anything is allocated.
+//! An envelope over the bound is authenticated and counted but not kept:
+//! only its first [`OVERSIZED_HEAD`] bytes come back
+//! ([`Assembled::Oversized`]), so the receiver can refuse that message alone
+//! (for example, answer an ask with an error) and keep the link.
 
 use crate::envelope::{begin_batch, finish_batch, BATCH_HEADER_LEN};
 use crate::noise::RecvCipher;
@@ -23,6 +27,9 @@ const KIND_ENVELOPE: u8 = 1;
 const KIND_CHUNK_FIRST: u8 = 2;
 /// Bytes before the data of a first chunk: kind and u32 total length.
 const CHUNK_FIRST_HEADER: usize = 5;
+/// Bytes kept of an envelope over the limit: enough for its kind and
+/// correlation ([`crate::envelope::peek`]).
+pub const OVERSIZED_HEAD: usize = 64;
 
 /// Why a record was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,14 +40,6 @@ pub enum RecordError {
     UnknownKind {
         /// The kind byte, if there was one.
         kind: Option<u8>,
-    },
-    /// A chunked envelope announced more bytes than the configured limit.
-    #[error("chunked envelope of {total} bytes exceeds the limit of {max}")]
-    TooLarge {
-        /// The announced total.
-        total: usize,
-        /// The configured limit.
-        max: usize,
     },
     /// Chunks did not follow the rules: more data than announced, an empty
     /// continuation, or a first chunk too short to need chunking.
@@ -114,14 +113,56 @@ pub enum Assembled<'a> {
     Borrowed(&'a [u8]),
     /// The envelope was reassembled from chunks.
     Owned(Vec<u8>),
+    /// The envelope was larger than the limit: it was authenticated and
+    /// dropped. Its first bytes identify it ([`crate::envelope::peek`]).
+    Oversized {
+        /// Its first [`OVERSIZED_HEAD`] bytes (fewer if it was shorter).
+        head: Vec<u8>,
+        /// Its whole length.
+        total: usize,
+    },
 }
 
 impl Assembled<'_> {
-    /// The envelope's bytes.
+    /// The envelope's bytes; for an oversized one, the head kept of it.
     pub fn bytes(&self) -> &[u8] {
         match self {
             Assembled::Borrowed(b) => b,
             Assembled::Owned(v) => v,
+            Assembled::Oversized { head, .. } => head,
+        }
+    }
+}
+
+/// A chunked envelope in progress.
+#[derive(Debug)]
+enum Partial {
+    /// Within the limit: kept in full.
+    Collect {
+        /// The data so far.
+        buf: Vec<u8>,
+        /// The announced total.
+        total: usize,
+    },
+    /// Over the limit: authenticated and counted, only the head kept.
+    Discard {
+        /// The first bytes.
+        head: Vec<u8>,
+        /// Bytes received so far.
+        received: usize,
+        /// The announced total.
+        total: usize,
+    },
+}
+
+impl Partial {
+    /// Bytes still to come.
+    fn room(&self) -> usize {
+        match self {
+            Partial::Collect { buf, total } => total.saturating_sub(buf.len()),
+            Partial::Discard {
+                received, total, ..
+            } => total.saturating_sub(*received),
         }
     }
 }
@@ -131,12 +172,13 @@ impl Assembled<'_> {
 pub struct Reassembler {
     /// The largest envelope accepted, so a peer cannot make us buffer without bound.
     max_envelope: usize,
-    /// The envelope being reassembled and its announced total.
-    partial: Option<(Vec<u8>, usize)>,
+    /// The envelope being reassembled.
+    partial: Option<Partial>,
 }
 
 impl Reassembler {
-    /// A reassembler that refuses envelopes larger than `max_envelope` bytes.
+    /// A reassembler that keeps envelopes up to `max_envelope` bytes (larger
+    /// ones come back as [`Assembled::Oversized`]).
     pub fn new(max_envelope: usize) -> Self {
         Self {
             max_envelope,
@@ -164,21 +206,32 @@ impl Reassembler {
         payload: &[u8],
         scratch: &'s mut Vec<u8>,
     ) -> Result<Option<Assembled<'s>>, RecordError> {
-        let Some((buf, total)) = self.partial.as_mut() else {
+        let Some(partial) = self.partial.as_mut() else {
             let plain = cipher
                 .open(payload, scratch)
                 .map_err(|_| RecordError::Decrypt)?;
             return self.handle_record(plain);
         };
         let len = payload.len().saturating_sub(TAG_LEN);
-        check_continuation(len, *total - buf.len())?;
-        let start = buf.len();
-        // Room for the tag too, so the cipher decrypts in place without a copy.
-        buf.resize(start + payload.len(), 0);
-        let opened = cipher.open_into(payload, buf.get_mut(start..).unwrap_or_default());
-        match opened {
-            Ok(n) => buf.truncate(start + n),
-            Err(_) => return Err(RecordError::Decrypt),
+        check_continuation(len, partial.room())?;
+        match partial {
+            Partial::Collect { buf, .. } => {
+                let start = buf.len();
+                // Room for the tag too, so the cipher decrypts in place without a copy.
+                buf.resize(start + payload.len(), 0);
+                let opened = cipher.open_into(payload, buf.get_mut(start..).unwrap_or_default());
+                match opened {
+                    Ok(n) => buf.truncate(start + n),
+                    Err(_) => return Err(RecordError::Decrypt),
+                }
+            }
+            Partial::Discard { received, .. } => {
+                // Authenticated like any other message, then dropped.
+                let plain = cipher
+                    .open(payload, scratch)
+                    .map_err(|_| RecordError::Decrypt)?;
+                *received += plain.len();
+            }
         }
         Ok(self.take_if_complete())
     }
@@ -188,52 +241,67 @@ impl Reassembler {
     ///
     /// # Errors
     ///
-    /// [`RecordError`] when the record is malformed, breaks the chunk
-    /// rules, or announces an envelope over the limit. The link MUST be
-    /// closed after an error.
+    /// [`RecordError`] when the record is malformed or breaks the chunk
+    /// rules. The link MUST be closed after an error.
     pub fn handle_record<'a>(
         &mut self,
         plain: &'a [u8],
     ) -> Result<Option<Assembled<'a>>, RecordError> {
-        if let Some((buf, total)) = self.partial.as_mut() {
-            check_continuation(plain.len(), *total - buf.len())?;
-            buf.extend_from_slice(plain);
+        if let Some(partial) = self.partial.as_mut() {
+            check_continuation(plain.len(), partial.room())?;
+            match partial {
+                Partial::Collect { buf, .. } => buf.extend_from_slice(plain),
+                Partial::Discard { received, .. } => *received += plain.len(),
+            }
             return Ok(self.take_if_complete());
         }
         match Record::decode(plain)? {
             Record::Welcome => Err(RecordError::Sequence {
                 reason: "welcome after the handshake",
             }),
+            Record::Envelope(bytes) if bytes.len() > self.max_envelope => {
+                Ok(Some(Assembled::Oversized {
+                    head: head_of(bytes),
+                    total: bytes.len(),
+                }))
+            }
             Record::Envelope(bytes) => Ok(Some(Assembled::Borrowed(bytes))),
             Record::ChunkFirst { total, data } => {
-                if total > self.max_envelope {
-                    return Err(RecordError::TooLarge {
-                        total,
-                        max: self.max_envelope,
-                    });
-                }
                 if total + PACK_START <= MAX_RECORD || data.len() > total {
                     return Err(RecordError::Sequence {
                         reason: "first chunk inconsistent with its total",
                     });
                 }
-                // Grow with the data actually received, not with the announcement.
-                let mut buf = Vec::with_capacity(total.min(1 << 20));
-                buf.extend_from_slice(data);
-                self.partial = Some((buf, total));
+                self.partial = Some(if total > self.max_envelope {
+                    Partial::Discard {
+                        head: head_of(data),
+                        received: data.len(),
+                        total,
+                    }
+                } else {
+                    // Grow with the data actually received, not with the announcement.
+                    let mut buf = Vec::with_capacity(total.min(1 << 20));
+                    buf.extend_from_slice(data);
+                    Partial::Collect { buf, total }
+                });
                 Ok(self.take_if_complete())
             }
         }
     }
 
     fn take_if_complete<'a>(&mut self) -> Option<Assembled<'a>> {
-        match &self.partial {
-            Some((buf, total)) if buf.len() == *total => {
-                self.partial.take().map(|(buf, _)| Assembled::Owned(buf))
-            }
-            _ => None,
+        if self.partial.as_ref()?.room() > 0 {
+            return None;
+        }
+        match self.partial.take()? {
+            Partial::Collect { buf, .. } => Some(Assembled::Owned(buf)),
+            Partial::Discard { head, total, .. } => Some(Assembled::Oversized { head, total }),
         }
     }
+}
+
+fn head_of(data: &[u8]) -> Vec<u8> {
+    data.get(..OVERSIZED_HEAD).unwrap_or(data).to_vec()
 }
 
 fn check_continuation(len: usize, room: usize) -> Result<(), RecordError> {
@@ -444,14 +512,56 @@ mod tests {
     }
 
     #[test]
-    fn chunked_envelope_over_limit_is_rejected_at_first_chunk() {
-        let env = tell(&vec![0; 200_000]);
-        let records = pack_all(std::slice::from_ref(&env));
+    fn envelope_over_limit_is_dropped_whole_and_the_next_one_still_arrives() {
+        let big = tell(&vec![0; 200_000]);
+        let small = tell(b"next");
+        let records = pack_all(&[big.clone(), small.clone()]);
         let mut r = Reassembler::new(100_000);
-        assert!(matches!(
-            r.handle_record(&records[0]),
-            Err(RecordError::TooLarge { max: 100_000, .. })
-        ));
+        let mut out = Vec::new();
+        for rec in &records {
+            match r.handle_record(rec).unwrap() {
+                Some(Assembled::Oversized { head, total }) => {
+                    assert_eq!(total, big.len());
+                    assert_eq!(head, big[..OVERSIZED_HEAD]);
+                    out.push(None);
+                }
+                Some(other) => out.push(Some(other.bytes().to_vec())),
+                None => {}
+            }
+        }
+        assert_eq!(out, vec![None, Some(small)]);
+        // Nothing of the dropped envelope was kept beyond its head.
+        assert!(r.partial.is_none());
+    }
+
+    #[test]
+    fn single_record_envelope_over_a_small_limit_is_oversized() {
+        let env = tell(&[1; 500]);
+        let records = pack_all(std::slice::from_ref(&env));
+        let mut r = Reassembler::new(100);
+        match r.handle_record(&records[0]).unwrap() {
+            Some(Assembled::Oversized { total, head }) => {
+                assert_eq!(total, env.len());
+                assert_eq!(head.len(), OVERSIZED_HEAD);
+            }
+            other => panic!("expected Oversized, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn oversized_envelope_is_not_allocated() {
+        let mut rec = vec![KIND_CHUNK_FIRST];
+        rec.extend_from_slice(&u32::MAX.to_be_bytes());
+        rec.extend_from_slice(&[0; 70_000]);
+        let mut r = Reassembler::new(1 << 20);
+        assert_eq!(r.handle_record(&rec), Ok(None));
+        match r.partial.as_ref().unwrap() {
+            Partial::Discard { head, received, .. } => {
+                assert_eq!(head.len(), OVERSIZED_HEAD);
+                assert_eq!(*received, 70_000);
+            }
+            Partial::Collect { .. } => panic!("an oversized envelope is being collected"),
+        }
     }
 
     #[test]
@@ -461,7 +571,9 @@ mod tests {
         rec.extend_from_slice(&[0; 10]);
         let mut r = Reassembler::new(usize::MAX);
         assert_eq!(r.handle_record(&rec), Ok(None));
-        let (buf, _) = r.partial.as_ref().unwrap();
+        let Some(Partial::Collect { buf, .. }) = r.partial.as_ref() else {
+            panic!("not collecting");
+        };
         assert!(buf.capacity() <= 1 << 20);
     }
 

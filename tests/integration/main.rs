@@ -6,7 +6,9 @@ mod util;
 
 mod bad_input;
 mod cluster_processes;
+mod leaks;
 mod membership;
+mod oversize;
 mod processes;
 mod stress;
 mod two_nodes;

@@ -7,9 +7,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use swarm_protocol::envelope::{peek, Peeked};
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
 use swarm_protocol::{
-    decode_frame, Control, Decoded, Envelope, Reassembler, RecvCipher, RemoteError,
+    decode_frame, Assembled, Control, Decoded, Envelope, Reassembler, RecvCipher, RemoteError,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -100,6 +101,10 @@ impl Reader {
         else {
             return Ok(());
         };
+        if let Assembled::Oversized { head, total } = &assembled {
+            self.on_oversized(head, *total).await;
+            return Ok(());
+        }
         match Envelope::decode(assembled.bytes())? {
             Envelope::Batch(items) => {
                 for item in items {
@@ -207,6 +212,35 @@ impl Reader {
             }
         }
         Ok(())
+    }
+}
+
+impl Reader {
+    /// An envelope over the message limit arrived (the peer's limit is
+    /// larger than ours): refuse that message alone and keep the link.
+    async fn on_oversized(&mut self, head: &[u8], total: usize) {
+        let max = self.shared.max_message;
+        let error = RemoteError::TooLarge {
+            size: total as u64,
+            max: max as u64,
+        };
+        let peer = self.shared.peer.short();
+        match peek(head) {
+            Ok(Peeked::Ask { correlation }) => {
+                tracing::debug!(%peer, total, "oversized ask refused");
+                reply(&self.shared, correlation, Err(error)).await;
+            }
+            Ok(Peeked::Reply { correlation }) => {
+                tracing::debug!(%peer, total, "oversized reply refused");
+                if let Some((_, waiter)) = self.shared.pending.remove(&correlation) {
+                    let _ = waiter.send(Err(error));
+                }
+            }
+            _ => {
+                self.mesh.counters.tell_dropped();
+                tracing::debug!(%peer, total, "oversized envelope dropped");
+            }
+        }
     }
 }
 
