@@ -16,6 +16,9 @@
 //! heartbeat_timeout_ms = 10000
 //! idle_timeout_s = 300
 //! max_message_mib = 64
+//! max_handshakes_per_source = 16   # handshakes in progress from one IP address
+//! first_byte_ms = 2000             # a connection silent this long is closed
+//! summary_s = 10                   # refusal summaries and the counters log line
 //!
 //! [membership]                     # SWIM over UDP on the listen port; on by default
 //! enabled = true
@@ -92,6 +95,15 @@ pub struct NodeFile {
     /// Largest message, MiB.
     #[serde(default = "default_max_message_mib")]
     pub max_message_mib: usize,
+    /// Handshakes in progress from one IP address at once.
+    #[serde(default = "default_per_source")]
+    pub max_handshakes_per_source: usize,
+    /// A connection that sends nothing for this long is closed, milliseconds.
+    #[serde(default = "default_first_byte_ms")]
+    pub first_byte_ms: u64,
+    /// How often refusals are summarised and counters logged, seconds.
+    #[serde(default = "default_summary_s")]
+    pub summary_s: u64,
     /// Membership settings.
     #[serde(default)]
     pub membership: MembershipFile,
@@ -235,6 +247,18 @@ fn default_heartbeat_timeout_ms() -> u64 {
 fn default_idle_s() -> u64 {
     300
 }
+fn default_per_source() -> usize {
+    16
+}
+
+fn default_first_byte_ms() -> u64 {
+    2000
+}
+
+fn default_summary_s() -> u64 {
+    10
+}
+
 fn default_max_message_mib() -> usize {
     64
 }
@@ -293,6 +317,9 @@ impl NodeFile {
         mesh.heartbeat_timeout = Duration::from_millis(self.heartbeat_timeout_ms);
         mesh.idle_timeout = Duration::from_secs(self.idle_timeout_s);
         mesh.max_message = self.max_message_mib << 20;
+        mesh.max_handshakes_per_source = self.max_handshakes_per_source.max(1);
+        mesh.first_byte_timeout = Duration::from_millis(self.first_byte_ms.max(1));
+        mesh.summary_interval = Duration::from_secs(self.summary_s.max(1));
         mesh.cluster = self.membership.cluster_config()?;
         Ok(mesh)
     }

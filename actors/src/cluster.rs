@@ -315,6 +315,22 @@ impl Cluster {
             .map_err(|_| ClusterError::Stopped)
     }
 
+    /// This node's refusal and drop counters: mesh, gossip and events.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Stopped`] once membership has stopped.
+    pub async fn counters(&self) -> Result<NodeCounters, ClusterError> {
+        let gossip = self.gossip_stats().await?;
+        Ok(NodeCounters {
+            mesh: self.mesh.stats(),
+            gossip_unsealed: gossip.dropped_unsealed,
+            gossip_oversized: gossip.dropped_oversized,
+            gossip_malformed: gossip.dropped_malformed,
+            events_lost: self.events_lost(),
+        })
+    }
+
     /// Cluster events lost by slow subscribers so far.
     pub fn events_lost(&self) -> u64 {
         self.events_lost.load(Ordering::Relaxed)

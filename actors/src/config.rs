@@ -33,6 +33,16 @@ pub struct MeshConfig {
     pub link_queue_bytes: usize,
     /// Handshakes in progress at once on the listener; more connections are refused.
     pub max_pending_handshakes: usize,
+    /// Handshakes in progress at once from one IP address; more are
+    /// refused, so one client cannot take every slot.
+    pub max_handshakes_per_source: usize,
+    /// An accepted connection that sends nothing for this long is closed
+    /// (a dialing peer writes its first handshake message at once).
+    pub first_byte_timeout: Duration,
+    /// How often refused connections beyond the first few are summarised
+    /// in one log line, and how often the node logs its counters when
+    /// they changed.
+    pub summary_interval: Duration,
     /// Asks from one peer waiting for local actors at once; more are
     /// answered at once with `Refused`, so a peer cannot grow memory without bound.
     pub max_inbound_asks: usize,
@@ -55,6 +65,9 @@ impl MeshConfig {
             idle_timeout: Duration::from_secs(300),
             link_queue_bytes: 8 << 20,
             max_pending_handshakes: 256,
+            max_handshakes_per_source: 16,
+            first_byte_timeout: Duration::from_secs(2),
+            summary_interval: Duration::from_secs(10),
             max_inbound_asks: 4096,
             cluster: None,
         }

@@ -16,6 +16,7 @@
 //! - `mesh`: the `Mesh` handle over the Router, Listener and Link actors.
 //! - `directory`: exposed actors by name, their remote protocols
 //!   ([`remote_actor!`], [`RemoteMessage`]) and type-tag dispatch.
+//! - `summary`: the node's periodic counters log line.
 //! - [`config`] and [`error`] (one error enum per boundary).
 //!
 //! # Remote protocols are checked at compile time
@@ -91,6 +92,7 @@ pub mod error;
 mod mesh;
 mod node;
 mod remote;
+mod summary;
 
 pub use cluster::{
     Cluster, ClusterConfig, ClusterEvent, ClusterEvents, GossipKeyOp, Instance, Keyed, Member,

@@ -21,6 +21,7 @@ mod counters;
 mod down;
 pub(crate) mod link;
 mod listener;
+mod refusals;
 mod router;
 mod table;
 

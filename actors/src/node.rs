@@ -7,7 +7,8 @@
 //! ├── Directory   exposed actors by name
 //! ├── Mesh        Router (+ Link × n) and Listener
 //! ├── Cluster     Gossip (membership, services)      [with membership]
-//! └── bridge      task: cluster events -> Mesh::peer_up / peer_down
+//! ├── bridge      task: cluster events -> Mesh::peer_up / peer_down
+//! └── summary     task: the counters log line, when they change
 //! ```
 //!
 //! The rooms live until [`Node::shutdown`]. If the bridge falls behind the
@@ -74,6 +75,7 @@ impl Node {
         config.listen = listen;
         config.handshake.listen = listen.to_string();
         let cluster_config = config.cluster.take();
+        let summary_interval = config.summary_interval;
         let directory = Directory::default();
         let mesh = Mesh::start(config, socket, directory);
         let cluster = match (udp, cluster_config) {
@@ -90,6 +92,7 @@ impl Node {
             let exposed = node.expose(CLUSTER_ACTOR, cluster.agent());
             debug_assert!(exposed.is_ok(), "a new node's directory is empty");
         }
+        crate::summary::spawn(node.mesh.clone(), node.cluster.clone(), summary_interval);
         tracing::info!(id = %node.id().short(), name = %node.name(), %listen, "node started");
         Ok(node)
     }

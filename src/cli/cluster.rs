@@ -90,6 +90,24 @@ pub(crate) fn members_table(rows: &[MemberRow]) -> String {
             custom.join(",")
         ));
     }
+    if let Some((row, c)) = rows
+        .iter()
+        .find_map(|r| r.counters.as_ref().map(|c| (r, c)))
+    {
+        let m = &c.mesh;
+        out.push_str(&format!(
+            "\n{} refused or dropped: handshakes {}, failed links {}, tells {}, \
+             gossip unsealed {} / oversized {} / malformed {}, events lost {}\n",
+            row.name,
+            m.handshakes_refused,
+            m.links_failed,
+            m.tells_dropped,
+            c.gossip_unsealed,
+            c.gossip_oversized,
+            c.gossip_malformed,
+            c.events_lost
+        ));
+    }
     out
 }
 

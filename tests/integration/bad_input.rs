@@ -235,3 +235,126 @@ async fn node_refuses_to_dial_a_peer_of_another_cluster() {
     );
     assert!(a.node.peers().is_empty() && b.node.peers().is_empty());
 }
+
+/// Keeps `n` connections from `source` open to `target` that never send a
+/// byte, reopening each one the node closes, until `stop` is set.
+fn idle_flood(
+    source: std::net::IpAddr,
+    target: SocketAddr,
+    n: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let mut tasks = Vec::new();
+            for _ in 0..n {
+                let (stop, opened) = (stop.clone(), opened.clone());
+                tasks.push(tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                        socket.bind(SocketAddr::new(source, 0)).unwrap();
+                        let Ok(mut stream) = socket.connect(target).await else {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        };
+                        opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        // Hold it until the node closes it (or the flood stops).
+                        let mut buf = [0u8; 64];
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf))
+                                .await;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            match tokio::time::timeout(
+                                Duration::from_millis(100),
+                                stream.read(&mut buf),
+                            )
+                            .await
+                            {
+                                Ok(Ok(0)) | Ok(Err(_)) => break,
+                                _ => {}
+                            }
+                        }
+                    }
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+            opened.load(std::sync::atomic::Ordering::Relaxed)
+        })
+    })
+}
+
+#[actix_rt::test]
+async fn a_client_holding_idle_connections_cannot_lock_other_peers_out() {
+    let ca = Throwaway::new("test");
+    let a = start(config(&ca, "a")).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // 300 silent connections from another loopback address: more than the
+    // global bound of 256 handshakes.
+    let flood = idle_flood(
+        "127.0.0.2".parse().unwrap(),
+        a.node.listen_addr(),
+        300,
+        stop.clone(),
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            a.node.stats().handshakes_refused > 100
+        })
+        .await,
+        "the flood did not start"
+    );
+    // New peers from elsewhere still get in, again and again.
+    for i in 0..3 {
+        let b = start(config(&ca, &format!("b{i}"))).await;
+        let started = std::time::Instant::now();
+        let peer = b.node.connect(a.node.listen_addr()).await;
+        assert!(peer.is_ok(), "locked out by the flood: {peer:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        b.kill();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(flood.join().unwrap() >= 300);
+}
+
+#[actix_rt::test]
+async fn an_overloaded_node_tells_the_dialer_it_is_overloaded() {
+    let ca = Throwaway::new("test");
+    let mut c = config(&ca, "a");
+    c.max_pending_handshakes = 2;
+    c.first_byte_timeout = Duration::from_secs(30);
+    let a = start(c).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = idle_flood(
+        "127.0.0.2".parse().unwrap(),
+        a.node.listen_addr(),
+        2,
+        stop.clone(),
+    );
+    let b = start(config(&ca, "b")).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        match b.node.connect(a.node.listen_addr()).await {
+            Err(e) => break e,
+            // The flood's connections were not accepted yet.
+            Ok(_) => {
+                assert!(std::time::Instant::now() < deadline, "never refused");
+                b.node.shutdown();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(
+        err.cause,
+        swarm::DialError::Handshake(swarm::HandshakeFailure::ClosedUnanswered)
+    );
+    assert!(err.to_string().contains("overloaded"), "{err}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+}

@@ -113,6 +113,9 @@ async fn a_service_survives_the_sigkill_of_one_instance() {
         assert_eq!(r.services, 1);
         assert!(r.memory > 0);
     }
+    // The answering node lists its own refusal and drop counters, and only its own.
+    assert!(rows[0].counters.is_some(), "{:?}", rows[0]);
+    assert!(rows.iter().skip(1).all(|r| r.counters.is_none()));
     let services = swarm_json(&[
         "services",
         "--config",

@@ -298,3 +298,80 @@ fn refused_connections_are_logged_with_their_reason() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn a_flood_of_refused_connections_is_summarised_not_logged_line_by_line() {
+    use std::io::{BufRead, Write};
+    let dir = scratch("logflood");
+    swarm::credentials::Throwaway::new("logflood")
+        .write_files(&dir, &["n1"])
+        .unwrap();
+    let config = dir.join("n1.toml");
+    let rendered = NodeFile::render("logflood", "n1", "127.0.0.1:0".parse().unwrap(), &[], &[]);
+    std::fs::write(&config, format!("summary_s = 1\n{rendered}")).unwrap();
+    let mut node = Command::new(exe())
+        .args(["node", "start", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    let addr = ready
+        .split_whitespace()
+        .nth(1)
+        .expect("READY line")
+        .to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = node.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    const FLOOD: usize = 500;
+    for _ in 0..FLOOD {
+        let mut garbage = std::net::TcpStream::connect(&addr).unwrap();
+        garbage.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
+    }
+    let (mut one_by_one, mut summarised, mut counters) = (0, 0u64, false);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while (summarised < (FLOOD as u64) / 2 || !counters) && Instant::now() < deadline {
+        let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) else {
+            continue;
+        };
+        if line.contains("handshake refused") {
+            one_by_one += 1;
+        }
+        if line.contains("(summarised)") {
+            let total = line
+                .split("total=")
+                .nth(1)
+                .and_then(|t| t.split_whitespace().next())
+                .and_then(|t| t.parse::<u64>().ok())
+                .expect("summary line with total");
+            summarised += total;
+        }
+        if line.contains("node counters") && line.contains("handshakes_refused=") {
+            counters = !line.contains("handshakes_refused=0 ");
+        }
+    }
+    node.kill().unwrap();
+    node.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(one_by_one <= 20, "{one_by_one} refusals logged one by one");
+    assert!(
+        summarised >= (FLOOD as u64) / 2,
+        "summaries cover {summarised} refusals"
+    );
+    assert!(counters, "no counters line with the refusals");
+}

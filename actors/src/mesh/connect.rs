@@ -3,6 +3,7 @@
 //! dials (connect plus handshake under one deadline). What to do with the
 //! established link is the caller's business.
 
+use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,9 +73,26 @@ async fn drive(
     // Whether the peer sent a whole frame: a refusal before any answer is
     // load (or no swarm node), one after is a refused identity.
     let mut answered = false;
+    // A peer that hangs up shows as EOF, a reset or a broken pipe alike.
+    let closed = |e: std::io::Error, answered: bool| match e.kind() {
+        ErrorKind::ConnectionReset
+        | ErrorKind::ConnectionAborted
+        | ErrorKind::BrokenPipe
+        | ErrorKind::UnexpectedEof => {
+            if answered {
+                HandshakeFailure::ClosedByPeer
+            } else {
+                HandshakeFailure::ClosedUnanswered
+            }
+        }
+        kind => HandshakeFailure::Io(kind),
+    };
     loop {
         while let Some(frame) = hs.poll_transmit() {
-            stream.write_all(&frame).await?;
+            stream
+                .write_all(&frame)
+                .await
+                .map_err(|e| closed(e, answered))?;
         }
         if hs.is_established() {
             break;
@@ -88,12 +106,13 @@ async fn drive(
                 }
                 Decoded::Incomplete { needed } => {
                     buf.reserve(needed.saturating_sub(buf.len()));
-                    if stream.read_buf(&mut buf).await? == 0 {
-                        return Err(if answered {
-                            HandshakeFailure::ClosedByPeer
-                        } else {
-                            HandshakeFailure::ClosedUnanswered
-                        });
+                    let read = stream.read_buf(&mut buf).await;
+                    match read {
+                        Ok(0) => {
+                            return Err(closed(ErrorKind::UnexpectedEof.into(), answered));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(closed(e, answered)),
                     }
                 }
             }
