@@ -431,6 +431,17 @@ pub struct ProcessReport {
     pub bound_s: f64,
 }
 
+impl ProcessReport {
+    /// The report as table lines.
+    pub fn table(&self) -> String {
+        format!(
+            "membership, {} real processes on 127.0.0.1\n  converge_s                   {:.2}\n  \
+             sigkill to down on all (s)   {:.2}  (bound {:.1})\n",
+            self.processes, self.converge_s, self.detect_s, self.bound_s
+        )
+    }
+}
+
 /// What one node process lists.
 async fn listed(node: &Node, peer: crate::NodeId) -> Vec<swarm_actors::cluster::MemberRow> {
     use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};

@@ -327,6 +327,7 @@ impl Cluster {
             gossip_unsealed: gossip.dropped_unsealed,
             gossip_oversized: gossip.dropped_oversized,
             gossip_malformed: gossip.dropped_malformed,
+            gossip_replayed: gossip.dropped_replayed,
             events_lost: self.events_lost(),
         })
     }

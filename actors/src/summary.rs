@@ -37,6 +37,7 @@ pub(crate) fn spawn(mesh: Mesh, cluster: Option<Cluster>, interval: Duration) {
                     gossip_unsealed = now.gossip_unsealed,
                     gossip_oversized = now.gossip_oversized,
                     gossip_malformed = now.gossip_malformed,
+                    gossip_replayed = now.gossip_replayed,
                     events_lost = now.events_lost,
                     "node counters"
                 );
@@ -47,7 +48,7 @@ pub(crate) fn spawn(mesh: Mesh, cluster: Option<Cluster>, interval: Duration) {
 }
 
 /// The counters that only grow when something was refused or lost.
-fn drops(c: &NodeCounters) -> [u64; 7] {
+fn drops(c: &NodeCounters) -> [u64; 8] {
     [
         c.mesh.handshakes_refused,
         c.mesh.links_failed,
@@ -55,6 +56,7 @@ fn drops(c: &NodeCounters) -> [u64; 7] {
         c.gossip_unsealed,
         c.gossip_oversized,
         c.gossip_malformed,
+        c.gossip_replayed,
         c.events_lost,
     ]
 }

@@ -65,38 +65,53 @@ pub fn certificate(data: &[u8]) {
     }
 }
 
-/// Opens a gossip datagram, then hands what the bytes would be as an opened
-/// plaintext to a membership machine (foca with our codec, metadata items),
-/// as a node's gossip socket would.
+/// Opens a gossip datagram with a sealed machine (seal, freshness and
+/// replay checks), then hands the bytes, sealed with the right key and as
+/// plaintext with each kind byte in front, to membership machines (foca
+/// with our codec, metadata items, sync lists), as a node's socket would.
 pub fn gossip(data: &[u8]) {
     use crate::gossip::{GossipKey, KeyRing, MemberId, MetaItem, NodeMeta};
     use crate::membership::{Membership, MembershipConfig};
     use std::time::Duration;
 
-    let ring = KeyRing::new(GossipKey::from_bytes([7; 32]));
-    let _ = ring.open(&mut data.to_vec(), 1500);
+    const NOW_MS: u64 = 1_767_225_600_000;
+    let key = GossipKey::from_bytes([7; 32]);
     let _ = MetaItem::decode(data);
     let me = MemberId {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 7001)),
         node: crate::identity::NodeId::from_bytes([1; 16]),
         bump: 1,
     };
-    let Ok(mut machine) = Membership::new(MembershipConfig::default(), me, NodeMeta::default(), 1)
-    else {
+    let from = std::net::SocketAddr::from(([127, 0, 0, 2], 7002));
+    let config = MembershipConfig::default();
+    let Ok(mut sealed) = Membership::new(
+        config.clone(),
+        me,
+        NodeMeta::default(),
+        1,
+        KeyRing::new(key.clone()),
+    ) else {
         return;
     };
-    let from = std::net::SocketAddr::from(([127, 0, 0, 2], 7002));
-    // The bytes as a plaintext datagram, then the same with each kind byte
-    // in front, so foca's decoder and the metadata path are both reached.
-    let _ = machine.handle_datagram(from, data, Duration::from_secs(1));
+    let _ = sealed.handle_datagram(from, &mut data.to_vec(), Duration::from_secs(1), NOW_MS);
+    let mut datagram = Vec::new();
+    KeyRing::new(key).seal(data, [3; 12], NOW_MS, &mut datagram);
+    let _ = sealed.handle_datagram(from, &mut datagram.clone(), Duration::from_secs(1), NOW_MS);
+    // The same datagram again is a replay.
+    let _ = sealed.handle_datagram(from, &mut datagram, Duration::from_secs(1), NOW_MS);
+    let Ok(mut plain) = Membership::new_unsealed(config, me, NodeMeta::default(), 1) else {
+        return;
+    };
     for kind in 0u8..5 {
         let mut framed = Vec::with_capacity(data.len() + 1);
         framed.push(kind);
         framed.extend_from_slice(data);
-        let _ = machine.handle_datagram(from, &framed, Duration::from_secs(2));
+        let _ = plain.handle_datagram(from, &mut framed, Duration::from_secs(2), NOW_MS);
     }
-    while machine.poll_transmit().is_some() {}
-    while machine.poll_event().is_some() {}
+    for machine in [&mut sealed, &mut plain] {
+        while machine.poll_transmit([9; 12], NOW_MS).is_some() {}
+        while machine.poll_event().is_some() {}
+    }
 }
 
 fn test_config() -> Option<HandshakeConfig> {
@@ -167,12 +182,13 @@ mod tests {
             bump: 1,
         };
         let mut m =
-            Membership::new(MembershipConfig::default(), me, NodeMeta::default(), 3).unwrap();
+            Membership::new_unsealed(MembershipConfig::default(), me, NodeMeta::default(), 3)
+                .unwrap();
         m.join(
             &[std::net::SocketAddr::from(([127, 0, 0, 1], 7001))],
             std::time::Duration::ZERO,
         );
-        let (_, datagram) = m.poll_transmit().unwrap();
+        let (_, datagram) = m.poll_transmit([0; 12], 0).unwrap();
         // Without the kind byte: the hook adds it.
         datagram[1..].to_vec()
     }

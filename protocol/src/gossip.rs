@@ -1,7 +1,7 @@
 //! What membership puts on the wire: member identities and foca's messages
 //! in a compact binary codec ([`codec`]), node metadata ([`meta`]), and the
 //! AES-256-GCM sealing of every datagram under the cluster's gossip key
-//! ([`seal`]).
+//! ([`seal`]), and the refusal of replayed datagrams ([`replay`]).
 //!
 //! A gossip datagram is `seal(foca message)`; a foca message is a header,
 //! piggybacked member updates and custom broadcast items, which carry
@@ -10,6 +10,7 @@
 
 pub mod codec;
 pub mod meta;
+pub mod replay;
 pub mod seal;
 
 use std::fmt;
@@ -19,7 +20,8 @@ use crate::identity::NodeId;
 
 pub use codec::{GossipCodec, GossipCodecError, MAX_MEMBER_ID_LEN};
 pub use meta::{MetaError, MetaItem, NodeMeta, Resources, ServiceEntry, MAX_META_LEN};
-pub use seal::{GossipKey, KeyRing, SealError, SEAL_OVERHEAD};
+pub use replay::ReplayGuard;
+pub use seal::{GossipKey, KeyRing, Opened, SealError, SEAL_OVERHEAD};
 
 /// One member's identity in the gossip protocol: where it listens, which
 /// node it claims to be, and a `bump` that orders incarnations of the same

@@ -5,9 +5,7 @@
 //! push/pull of the whole member list on join, and timeouts that grow with
 //! the cluster.
 //!
-//! Plaintext datagrams start with a kind byte: 0 a foca message, 1 a
-//! metadata request, 2 a metadata item, 3 a member-list request, 4 part of
-//! a member list (`count u16 | members`, in foca's member encoding).
+//! Plaintext datagrams start with a kind byte ([`datagram`]).
 //!
 //! The caller owns the clock, the sockets and the timers:
 //!
@@ -17,8 +15,20 @@
 //! - [`Membership::poll_event`] for [`MemberEvent`]s.
 //!
 //! The real node drives it from a UDP socket (swarm-actors); the
-//! [`sim`] harness drives thousands of them over a simulated network with
-//! virtual time.
+//! `sim` harness (cargo feature `sim`) drives thousands of them over a
+//! simulated network with virtual time.
+//!
+//! # Layout
+//!
+//! - this file: [`Membership`], its events and the order of its calls;
+//! - [`config`]: tunables, the scaling rules and the detection bound;
+//! - `datagram`: the kinds of plaintext datagrams;
+//! - `meta`: node metadata as custom broadcasts, and pulls of missing metadata;
+//! - `sync`: push/pull of the whole member list on join;
+//! - `adaptor`: foca's runtime (what it asks for in one call) and the
+//!   work-arounds for foca 2.0.0;
+//! - [`stats`]: drop reasons and counters;
+//! - `table`: the member table with suspicion and leave states.
 //!
 //! # Failure-detection bound
 //!
@@ -34,167 +44,42 @@
 //! The `sim` tests check this bound; DESIGN.md's promise "a node killed with
 //! SIGKILL is detected by every other node within the SWIM bound" names it.
 
+mod adaptor;
+pub mod config;
+mod datagram;
+mod meta;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod stats;
+mod sync;
 mod table;
 
-pub mod sim;
-
-#[cfg(test)]
+#[cfg(all(test, feature = "sim"))]
 mod tests;
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::num::{NonZeroU8, NonZeroUsize};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use foca::{BroadcastHandler, Foca, Invalidates, Member, Notification, Runtime, State, Timer};
+use foca::{Foca, Member, State, Timer};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
 use crate::gossip::codec::Observed;
-use crate::gossip::{GossipCodec, MemberId, MetaError, MetaItem, NodeMeta};
+use crate::gossip::{
+    GossipCodec, KeyRing, MemberId, MetaError, MetaItem, NodeMeta, ReplayGuard, SealError,
+    SEAL_OVERHEAD,
+};
 
+use adaptor::Io;
+use datagram::kind;
+use meta::MetaHandler;
+
+pub use config::MembershipConfig;
+pub use stats::{GossipError, GossipStats};
 use table::Table;
 pub use table::{MemberInfo, MemberState};
-
-/// The first byte of every plaintext gossip datagram.
-mod kind {
-    pub(super) const FOCA: u8 = 0;
-    pub(super) const META_REQUEST: u8 = 1;
-    pub(super) const META_REPLY: u8 = 2;
-    pub(super) const SYNC_REQUEST: u8 = 3;
-    pub(super) const SYNC_REPLY: u8 = 4;
-}
-
-/// How long a node accepts sync replies after asking, and how often it
-/// serves the same requester.
-const SYNC_WINDOW: Duration = Duration::from_secs(5);
-
-/// Tunables. The defaults suit a LAN; tests shorten the periods.
-#[derive(Debug, Clone)]
-pub struct MembershipConfig {
-    /// How often each member probes one other.
-    pub probe_period: Duration,
-    /// How long a direct probe waits before asking others to probe.
-    pub probe_rtt: Duration,
-    /// How many members an indirect probe asks.
-    pub indirect_probes: usize,
-    /// How long a suspect has to refute before it is declared down;
-    /// `None` scales it with the cluster: 4 × max(1, log10 N) × probe period.
-    pub suspect_timeout: Option<Duration>,
-    /// How often each update is retransmitted; `None` scales it with the
-    /// cluster: 2 × ln(N + 1) + 4, at least 6.
-    pub max_transmissions: Option<u8>,
-    /// The largest plaintext datagram sent or accepted.
-    pub max_packet: usize,
-    /// How often pending updates are gossiped, and to how many members.
-    pub gossip_interval: Duration,
-    /// Members per gossip round.
-    pub gossip_fanout: usize,
-    /// How often a member asks a random member for a feed of members.
-    pub announce_interval: Duration,
-    /// How often this node re-announces its metadata although it did not
-    /// change (anti-entropy). Stretched with the cluster so the cluster as
-    /// a whole refreshes at most about ten items per second.
-    pub meta_refresh: Duration,
-    /// Metadata requests sent per pull round, for members whose metadata
-    /// is missing.
-    pub meta_pulls: usize,
-    /// How often a pull round runs.
-    pub meta_pull_interval: Duration,
-    /// How long down and departed members stay listed.
-    pub remove_down_after: Duration,
-    /// How often the member table is checked against foca's (a safety net
-    /// for suspicion, which foca does not report).
-    pub reconcile_interval: Duration,
-    /// How long a leaving node waits between telling every member it is
-    /// leaving and gossiping that it is down.
-    pub leave_delay: Duration,
-    /// Whether metadata is gossiped at all. Only simulations of very large
-    /// clusters turn it off: each simulated node would hold every other
-    /// node's metadata, N² items in one process.
-    pub gossip_meta: bool,
-}
-
-impl Default for MembershipConfig {
-    fn default() -> Self {
-        Self {
-            probe_period: Duration::from_secs(1),
-            probe_rtt: Duration::from_millis(500),
-            indirect_probes: 3,
-            suspect_timeout: None,
-            max_transmissions: None,
-            max_packet: 1400,
-            gossip_interval: Duration::from_millis(200),
-            gossip_fanout: 3,
-            announce_interval: Duration::from_secs(10),
-            meta_refresh: Duration::from_secs(60),
-            meta_pulls: 32,
-            meta_pull_interval: Duration::from_millis(100),
-            remove_down_after: Duration::from_secs(15 * 60),
-            reconcile_interval: Duration::from_secs(5),
-            gossip_meta: true,
-            leave_delay: Duration::from_millis(100),
-        }
-    }
-}
-
-impl MembershipConfig {
-    /// The suspicion timeout for a cluster of `members`.
-    pub fn suspect_timeout_for(&self, members: usize) -> Duration {
-        self.suspect_timeout.unwrap_or_else(|| {
-            let scale = (members.max(1) as f64).log10().max(1.0);
-            self.probe_period.mul_f64(4.0 * scale)
-        })
-    }
-
-    /// Retransmissions of each update for a cluster of `members`.
-    pub fn max_transmissions_for(&self, members: usize) -> u8 {
-        self.max_transmissions.unwrap_or_else(|| {
-            // Each member misses an update with a probability of roughly
-            // e^-tx; 2·ln(N) + 4 keeps the expected number of (member,
-            // update) pairs missed in a whole-cluster join below one.
-            let tx = (2.0 * ((members + 1) as f64).ln() + 4.0).ceil();
-            tx.clamp(6.0, 255.0) as u8
-        })
-    }
-
-    /// The documented bound: from a crash to down on every member, for a
-    /// cluster of `members` (see the module docs): the suspicion timeout
-    /// plus (4 + log10 N) probe periods for the first failed probe, the
-    /// indirect probes and the dissemination of the verdict.
-    pub fn detection_bound(&self, members: usize) -> Duration {
-        let periods = 4.0 + (members.max(1) as f64).log10();
-        self.suspect_timeout_for(members) + self.probe_period.mul_f64(periods)
-    }
-
-    fn foca(&self, members: usize) -> foca::Config {
-        let nz = |n: usize| NonZeroUsize::new(n.max(1)).unwrap_or(NonZeroUsize::MIN);
-        foca::Config {
-            probe_period: self.probe_period,
-            probe_rtt: self.probe_rtt,
-            num_indirect_probes: nz(self.indirect_probes),
-            max_transmissions: NonZeroU8::new(self.max_transmissions_for(members))
-                .unwrap_or(NonZeroU8::MIN),
-            suspect_to_down_after: self.suspect_timeout_for(members),
-            remove_down_after: Some(self.remove_down_after),
-            max_packet_size: nz(self.max_packet),
-            notify_down_members: true,
-            periodic_announce: Some(foca::PeriodicParams {
-                frequency: self.announce_interval,
-                num_members: nz(1),
-            }),
-            periodic_announce_to_down_members: Some(foca::PeriodicParams {
-                frequency: self.announce_interval * 2,
-                num_members: nz(1),
-            }),
-            periodic_gossip: Some(foca::PeriodicParams {
-                frequency: self.gossip_interval,
-                num_members: nz(self.gossip_fanout),
-            }),
-        }
-    }
-}
 
 /// Something that happened to a member, in the order this node learned it.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,40 +98,6 @@ pub enum MemberEvent {
     Rejoined(MemberId),
 }
 
-/// Why a datagram was dropped (counted in [`GossipStats`]).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum GossipError {
-    /// Larger than the configured maximum.
-    #[error("gossip datagram of {0} bytes is too large")]
-    TooLarge(usize),
-    /// Empty, an unknown kind, or not decodable.
-    #[error("malformed gossip datagram: {0}")]
-    Malformed(String),
-    /// Refused by foca (a message from ourselves, a probe for ourselves, ...).
-    #[error("gossip message refused: {0}")]
-    Refused(String),
-}
-
-/// Counters of gossip traffic.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct GossipStats {
-    /// Datagrams handed to `poll_transmit`'s caller.
-    pub sent: u64,
-    /// Their plaintext bytes.
-    pub sent_bytes: u64,
-    /// Datagrams accepted.
-    pub received: u64,
-    /// Their plaintext bytes.
-    pub received_bytes: u64,
-    /// Datagrams that did not open (wrong key, tampered): counted by the driver.
-    pub dropped_unsealed: u64,
-    /// Datagrams over the size limit.
-    pub dropped_oversized: u64,
-    /// Datagrams that did not decode or were refused.
-    pub dropped_malformed: u64,
-}
-
 /// An opaque timer: hand it back to [`Membership::handle_tick`] when due.
 #[derive(Debug, Clone)]
 pub struct Tick(TickKind);
@@ -259,100 +110,6 @@ enum TickKind {
     Reconcile,
     Join,
     FinishLeave,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MetaKey {
-    addr: SocketAddr,
-    version: (u64, u32),
-}
-
-impl Invalidates for MetaKey {
-    fn invalidates(&self, other: &Self) -> bool {
-        self.addr == other.addr && self.version >= other.version
-    }
-}
-
-/// Metadata known about every member, by address, shared with foca's
-/// broadcast handler.
-#[derive(Debug, Default)]
-struct MetaStore {
-    by_addr: HashMap<SocketAddr, (MemberId, u32, Arc<NodeMeta>)>,
-    changed: Vec<SocketAddr>,
-}
-
-impl MetaStore {
-    /// Stores `bytes` if newer than what is known; returns its key then.
-    fn offer(&mut self, bytes: &[u8]) -> Result<Option<MetaKey>, MetaError> {
-        let (id, seq, _) = MetaItem::peek(bytes)?;
-        if let Some((known, known_seq, _)) = self.by_addr.get(&id.addr) {
-            if (known.bump, *known_seq) >= (id.bump, seq) {
-                return Ok(None);
-            }
-        }
-        let item = MetaItem::decode(bytes)?;
-        self.by_addr.insert(id.addr, (id, seq, Arc::new(item.meta)));
-        self.changed.push(id.addr);
-        Ok(Some(MetaKey {
-            addr: id.addr,
-            version: (id.bump, seq),
-        }))
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-struct MetaHandler(Arc<Mutex<MetaStore>>);
-
-impl BroadcastHandler<MemberId> for MetaHandler {
-    type Key = MetaKey;
-    type Error = MetaError;
-
-    fn receive_item(
-        &mut self,
-        data: &[u8],
-        _sender: Option<&MemberId>,
-    ) -> Result<Option<MetaKey>, MetaError> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .offer(data)
-    }
-}
-
-/// What foca asked for during one call.
-#[derive(Debug, Default)]
-struct Io {
-    send: Vec<(MemberId, Vec<u8>)>,
-    timers: Vec<(Duration, Timer<MemberId>)>,
-    up: Vec<MemberId>,
-    down: Vec<MemberId>,
-    renamed: Vec<(MemberId, MemberId)>,
-    probe_failed: Vec<MemberId>,
-    rejoined: Option<MemberId>,
-}
-
-impl Runtime<MemberId> for Io {
-    fn notify(&mut self, notification: Notification<'_, MemberId>) {
-        match notification {
-            Notification::MemberUp(id) => self.up.push(*id),
-            Notification::MemberDown(id) => self.down.push(*id),
-            Notification::Rename(old, new) => self.renamed.push((*old, *new)),
-            Notification::Rejoin(id) => self.rejoined = Some(*id),
-            Notification::ProbeFailed(_, id) => self.probe_failed.push(*id),
-            _ => {}
-        }
-    }
-
-    fn send_to(&mut self, to: MemberId, data: &[u8]) {
-        let mut datagram = Vec::with_capacity(data.len() + 1);
-        datagram.push(kind::FOCA);
-        datagram.extend_from_slice(data);
-        self.send.push((to, datagram));
-    }
-
-    fn submit_after(&mut self, event: Timer<MemberId>, after: Duration) {
-        self.timers.push((after, event));
-    }
 }
 
 type Swim = Foca<MemberId, GossipCodec, SmallRng, MetaHandler>;
@@ -384,6 +141,15 @@ pub struct Membership {
     left: bool,
     stats: GossipStats,
     now: Duration,
+    /// Seals what is sent and opens and checks what arrives; `None` only in
+    /// the simulator's unsealed mode.
+    seal: Option<Sealing>,
+}
+
+/// The keys and the replay check of a sealed membership.
+struct Sealing {
+    ring: KeyRing,
+    replay: ReplayGuard,
 }
 
 impl std::fmt::Debug for Membership {
@@ -395,16 +161,49 @@ impl std::fmt::Debug for Membership {
     }
 }
 
-const MAX_PULL_ATTEMPTS: u8 = 5;
-
 impl Membership {
-    /// A membership for `me` announcing `meta`. `seed` seeds foca's
-    /// random choices (draw it from the OS outside simulations).
+    /// A membership for `me` announcing `meta`, sealing its datagrams with
+    /// `keys`. `seed` seeds foca's random choices (draw it from the OS).
+    ///
+    /// # Errors
+    ///
+    /// [`MetaError`] if `meta` is over its bounds.
     pub fn new(
         config: MembershipConfig,
         me: MemberId,
         meta: NodeMeta,
         seed: u64,
+        keys: KeyRing,
+    ) -> Result<Self, MetaError> {
+        let seal = Sealing {
+            ring: keys,
+            replay: ReplayGuard::new(config.max_clock_skew),
+        };
+        Self::build(config, me, meta, seed, Some(seal))
+    }
+
+    /// A membership whose datagrams are plaintext: only for simulations of
+    /// many nodes, where sealing would cost time and prove nothing new.
+    ///
+    /// # Errors
+    ///
+    /// [`MetaError`] if `meta` is over its bounds.
+    #[cfg(any(feature = "sim", fuzzing, test))]
+    pub fn new_unsealed(
+        config: MembershipConfig,
+        me: MemberId,
+        meta: NodeMeta,
+        seed: u64,
+    ) -> Result<Self, MetaError> {
+        Self::build(config, me, meta, seed, None)
+    }
+
+    fn build(
+        config: MembershipConfig,
+        me: MemberId,
+        meta: NodeMeta,
+        seed: u64,
+        seal: Option<Sealing>,
     ) -> Result<Self, MetaError> {
         let own_meta = MetaItem {
             id: me,
@@ -441,6 +240,7 @@ impl Membership {
             left: false,
             stats: GossipStats::default(),
             now: Duration::ZERO,
+            seal,
             config,
         };
         if this.config.gossip_meta {
@@ -526,64 +326,47 @@ impl Membership {
         self.left
     }
 
-    /// Replaces this node's metadata and disseminates it at once.
-    pub fn set_meta(&mut self, meta: NodeMeta, now: Duration) -> Result<(), MetaError> {
-        self.now = now;
-        let previous = std::mem::replace(&mut self.own_meta.meta, meta);
-        self.own_meta.seq = self.own_meta.seq.wrapping_add(1);
-        match self.own_meta.encode() {
-            Ok(bytes) => {
-                self.publish(&bytes);
-                let _ = self.foca.broadcast(&mut self.io);
-                self.drain();
-                Ok(())
-            }
-            Err(err) => {
-                self.own_meta.meta = previous;
-                self.own_meta.seq = self.own_meta.seq.wrapping_sub(1);
-                Err(err)
-            }
-        }
-    }
-
-    /// This node's metadata.
-    pub fn own_meta(&self) -> &NodeMeta {
-        &self.own_meta.meta
-    }
-
-    fn republish(&mut self) {
-        self.own_meta.seq = self.own_meta.seq.wrapping_add(1);
-        if let Ok(bytes) = self.own_meta.encode() {
-            self.publish(&bytes);
-        }
-    }
-
-    fn publish(&mut self, bytes: &[u8]) {
-        if !self.config.gossip_meta {
-            return;
-        }
-        // The handler stores it (so replies to pulls and listings see it)
-        // and foca queues it for dissemination.
-        // Items are validated and at most MAX_META_LEN bytes, below the
-        // packet size foca checks against, so this does not fail.
-        let _ = self.foca.add_broadcast(bytes);
-        let me = self.own_meta.id.addr;
-        self.metas
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .changed
-            .retain(|addr| *addr != me);
-    }
-
-    /// Handles one opened datagram from `from`.
+    /// Handles one datagram from `from` as it came off the socket: opens
+    /// it (in place), refuses it if it is stale or replayed, and applies
+    /// it. `unix_ms` is the receiver's clock (Unix milliseconds) for the
+    /// replay check; `now` drives everything else. Every refusal is counted
+    /// in [`Membership::stats`].
+    ///
+    /// # Errors
+    ///
+    /// [`GossipError`] says why the datagram was dropped.
     pub fn handle_datagram(
         &mut self,
         from: SocketAddr,
-        datagram: &[u8],
+        datagram: &mut [u8],
         now: Duration,
+        unix_ms: u64,
     ) -> Result<(), GossipError> {
         self.now = now;
+        let Some(seal) = self.seal.as_mut() else {
+            return self.handle_message(from, datagram);
+        };
+        let max = self.config.max_packet + 1 + SEAL_OVERHEAD;
+        let opened = match seal.ring.open(datagram, max) {
+            Ok(opened) => opened,
+            Err(SealError::TooLarge { len, .. }) => {
+                self.stats.dropped_oversized += 1;
+                return Err(GossipError::TooLarge(len));
+            }
+            Err(e) => {
+                self.stats.dropped_unsealed += 1;
+                return Err(GossipError::Unsealed(e));
+            }
+        };
+        if let Err(e) = seal.replay.check(&opened, unix_ms) {
+            self.stats.dropped_replayed += 1;
+            return Err(GossipError::Unsealed(e));
+        }
+        self.handle_message(from, opened.message)
+    }
+
+    /// Handles one opened message (a plaintext datagram).
+    fn handle_message(&mut self, from: SocketAddr, datagram: &[u8]) -> Result<(), GossipError> {
         if datagram.len() > self.config.max_packet + 1 {
             self.stats.dropped_oversized += 1;
             return Err(GossipError::TooLarge(datagram.len()));
@@ -645,16 +428,6 @@ impl Membership {
         result
     }
 
-    /// Counts a datagram the driver could not open.
-    pub fn count_unsealed(&mut self) {
-        self.stats.dropped_unsealed += 1;
-    }
-
-    /// Counts a datagram the driver refused for its size before opening.
-    pub fn count_oversized(&mut self) {
-        self.stats.dropped_oversized += 1;
-    }
-
     /// Handles a due timer.
     pub fn handle_tick(&mut self, tick: Tick, now: Duration) {
         self.now = now;
@@ -700,12 +473,41 @@ impl Membership {
         }
     }
 
-    /// The next plaintext datagram to seal and send.
-    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+    /// The next datagram to send, sealed under the primary key with
+    /// `nonce` (MUST be fresh and random for each call that returns one)
+    /// and the sender's clock `unix_ms`.
+    pub fn poll_transmit(
+        &mut self,
+        nonce: [u8; 12],
+        unix_ms: u64,
+    ) -> Option<(SocketAddr, Vec<u8>)> {
         let (to, datagram) = self.out.pop_front()?;
         self.stats.sent += 1;
         self.stats.sent_bytes += datagram.len() as u64;
-        Some((to, datagram))
+        match &self.seal {
+            Some(seal) => {
+                let mut sealed = Vec::new();
+                seal.ring.seal(&datagram, nonce, unix_ms, &mut sealed);
+                Some((to, sealed))
+            }
+            None => Some((to, datagram)),
+        }
+    }
+
+    /// Whether [`Membership::poll_transmit`] has a datagram to hand out
+    /// (so a driver draws a nonce only when one is needed).
+    pub fn wants_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// The gossip keys: the first seals, all open.
+    pub fn keys(&self) -> Option<&KeyRing> {
+        self.seal.as_ref().map(|s| &s.ring)
+    }
+
+    /// The gossip keys, to rotate them (add, use, remove) at run time.
+    pub fn keys_mut(&mut self) -> Option<&mut KeyRing> {
+        self.seal.as_mut().map(|s| &mut s.ring)
     }
 
     /// The next timer to arm: fire it `after` from now.
@@ -733,18 +535,6 @@ impl Membership {
         self.foca.num_members()
     }
 
-    /// The metadata known for the member at `addr`, with the identity it
-    /// was published under.
-    pub fn meta_of(&self, addr: &SocketAddr) -> Option<(MemberId, Arc<NodeMeta>)> {
-        self.metas
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .by_addr
-            .get(addr)
-            .map(|(id, _, meta)| (*id, meta.clone()))
-    }
-
     /// Gossip counters.
     pub fn stats(&self) -> GossipStats {
         self.stats
@@ -752,62 +542,6 @@ impl Membership {
 
     fn queue_out(&mut self, to: SocketAddr, datagram: Vec<u8>) {
         self.out.push_back((to, datagram));
-    }
-
-    fn refresh_interval(&self) -> Duration {
-        // At most about ten refreshed items per second cluster-wide.
-        let members = self.table.len() as u32 + 1;
-        self.config
-            .meta_refresh
-            .max(Duration::from_millis(100) * members)
-    }
-
-    fn pull_round(&mut self) {
-        self.pulled_this_round = 0;
-        let mut sent = 0;
-        let mut rounds = self.pulls.len();
-        while sent < self.config.meta_pulls && rounds > 0 {
-            rounds -= 1;
-            let Some((addr, attempts)) = self.pulls.pop_front() else {
-                break;
-            };
-            let Some(info) = self.table.get(&addr) else {
-                continue;
-            };
-            if !info.state.is_active() || self.has_meta(&info.id) {
-                continue;
-            }
-            self.queue_out(addr, vec![kind::META_REQUEST]);
-            sent += 1;
-            if attempts + 1 < MAX_PULL_ATTEMPTS {
-                self.pulls.push_back((addr, attempts + 1));
-            }
-        }
-    }
-
-    fn has_meta(&self, id: &MemberId) -> bool {
-        self.metas
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .by_addr
-            .get(&id.addr)
-            .is_some_and(|(known, _, _)| known.bump >= id.bump)
-    }
-
-    /// foca 2.0.0 sends "you are down" (`TurnUndead`) when a suspicion
-    /// times out even if the member refuted it in time (the timer's
-    /// condition failed and nothing was applied). The member would then
-    /// believe it was declared down and rejoin under a new identity, and
-    /// every other member would see it go down and come back. When the
-    /// timer declared nothing down, that message is dropped here.
-    fn drop_spurious_turn_undead(&mut self, member: MemberId) {
-        if self.io.down.contains(&member) {
-            return;
-        }
-        self.io.send.retain(|(to, datagram)| {
-            *to != member || !is_turn_undead(datagram.get(1..).unwrap_or_default())
-        });
     }
 
     /// Moves what foca asked for into the queues and the table.
@@ -877,113 +611,6 @@ impl Membership {
         self.rescale(members);
     }
 
-    /// Right after joining, asks the first member met for its whole member
-    /// list (push/pull anti-entropy, as memberlist does on join): foca's
-    /// feeds and gossip alone leave a joiner missing members for up to
-    /// a probe period per member.
-    fn sync_after_join(&mut self, with: SocketAddr) {
-        if self.seeds.is_empty() || self.synced_at.is_some() {
-            return;
-        }
-        self.synced_at = Some(self.now);
-        self.queue_out(with, vec![kind::SYNC_REQUEST]);
-    }
-
-    /// Sends `to` every live member this node knows, in datagrams of at
-    /// most `max_packet` bytes; each requester at most once per window.
-    fn serve_sync(&mut self, to: SocketAddr) {
-        use foca::Codec;
-        let now = self.now;
-        if self
-            .sync_served
-            .get(&to)
-            .is_some_and(|at| now.saturating_sub(*at) < SYNC_WINDOW)
-        {
-            return;
-        }
-        if self.sync_served.len() >= 1024 {
-            self.sync_served
-                .retain(|_, at| now.saturating_sub(*at) < SYNC_WINDOW);
-        }
-        self.sync_served.insert(to, now);
-        let mut codec = GossipCodec::default();
-        let mut chunks: Vec<Vec<u8>> = Vec::new();
-        let mut chunk = Vec::new();
-        let mut count: u16 = 0;
-        let start = |chunk: &mut Vec<u8>| {
-            chunk.clear();
-            chunk.extend_from_slice(&[kind::SYNC_REPLY, 0, 0]);
-        };
-        start(&mut chunk);
-        for member in self.foca.iter_members() {
-            if member.id().addr == to {
-                continue;
-            }
-            let mark = chunk.len();
-            if codec.encode_member(member, &mut chunk).is_err() {
-                continue;
-            }
-            if chunk.len() > self.config.max_packet {
-                chunk.truncate(mark);
-                if let Some(tally) = chunk.get_mut(1..3) {
-                    tally.copy_from_slice(&count.to_be_bytes());
-                }
-                chunks.push(chunk.clone());
-                start(&mut chunk);
-                count = 0;
-                if codec.encode_member(member, &mut chunk).is_err() {
-                    continue;
-                }
-            }
-            count += 1;
-        }
-        if count > 0 {
-            if let Some(tally) = chunk.get_mut(1..3) {
-                tally.copy_from_slice(&count.to_be_bytes());
-            }
-            chunks.push(chunk);
-        }
-        for chunk in chunks {
-            self.queue_out(to, chunk);
-        }
-    }
-
-    /// Applies a member list this node asked for, by foca's own rules.
-    /// What is new to this node is gossiped on as if it had arrived by
-    /// gossip: applying it silently would stop this node from relaying
-    /// those updates, and during a mass join the epidemic would starve.
-    fn apply_sync(&mut self, body: &[u8]) -> Result<(), GossipError> {
-        use foca::Codec;
-        let asked = self
-            .synced_at
-            .is_some_and(|at| self.now.saturating_sub(at) < SYNC_WINDOW);
-        if !asked {
-            return Err(GossipError::Refused("sync reply not asked for".into()));
-        }
-        let (tally, mut rest) = body
-            .split_first_chunk::<2>()
-            .ok_or_else(|| GossipError::Malformed("sync reply without a count".into()))?;
-        let count = u16::from_be_bytes(*tally);
-        let mut codec = GossipCodec::default();
-        let mut members = Vec::new();
-        for _ in 0..count {
-            let member = codec
-                .decode_member(&mut rest)
-                .map_err(|e| GossipError::Malformed(e.to_string()))?;
-            members.push(member);
-        }
-        if !rest.is_empty() {
-            return Err(GossipError::Malformed(
-                "trailing bytes in sync reply".into(),
-            ));
-        }
-        self.foca
-            .apply_many(members.into_iter(), true, &mut self.io)
-            .map_err(|e| GossipError::Refused(e.to_string()))?;
-        self.drain();
-        Ok(())
-    }
-
     fn mark_up(&mut self, id: MemberId) {
         let now = self.now;
         self.sync_after_join(id.addr);
@@ -1002,36 +629,6 @@ impl Membership {
             }
         } else if let Some((_, meta)) = self.meta_of(&id.addr) {
             // Metadata that arrived before the member did.
-            self.events
-                .push_back(MemberEvent::MetadataChanged(id, meta));
-        }
-    }
-
-    fn drain_meta_changes(&mut self) {
-        let changed: Vec<SocketAddr> = std::mem::take(
-            &mut self
-                .metas
-                .0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .changed,
-        );
-        for addr in changed {
-            let Some((published, meta)) = self.meta_of(&addr) else {
-                continue;
-            };
-            // Only metadata of the incarnation the table knows counts.
-            let Some(id) = self.table.get(&addr).map(|info| info.id) else {
-                continue;
-            };
-            if id != published {
-                continue;
-            }
-            if meta.leaving {
-                if let Some(event) = self.table.left(id, self.now) {
-                    self.events.push_back(event);
-                }
-            }
             self.events
                 .push_back(MemberEvent::MetadataChanged(id, meta));
         }
@@ -1094,48 +691,5 @@ impl Membership {
             self.scale = members;
             let _ = self.foca.set_config(self.config.foca(members));
         }
-    }
-}
-
-fn is_turn_undead(foca_message: &[u8]) -> bool {
-    use foca::Codec;
-    matches!(
-        GossipCodec::default().decode_header(foca_message),
-        Ok(foca::Header {
-            message: foca::Message::TurnUndead,
-            ..
-        })
-    )
-}
-
-/// A timer queue for drivers: deadlines in order of firing.
-#[derive(Debug, Default)]
-pub struct Timers {
-    heap: BinaryHeap<std::cmp::Reverse<(Duration, u64)>>,
-    ticks: HashMap<u64, Tick>,
-    next: u64,
-}
-
-impl Timers {
-    /// Arms `tick` to fire at `deadline`.
-    pub fn push(&mut self, deadline: Duration, tick: Tick) {
-        self.next += 1;
-        self.heap.push(std::cmp::Reverse((deadline, self.next)));
-        self.ticks.insert(self.next, tick);
-    }
-
-    /// The earliest deadline.
-    pub fn next_deadline(&self) -> Option<Duration> {
-        self.heap.peek().map(|std::cmp::Reverse((at, _))| *at)
-    }
-
-    /// Takes the earliest tick if it is due at `now`.
-    pub fn pop_due(&mut self, now: Duration) -> Option<Tick> {
-        let std::cmp::Reverse((at, key)) = *self.heap.peek()?;
-        if at > now {
-            return None;
-        }
-        self.heap.pop();
-        self.ticks.remove(&key)
     }
 }

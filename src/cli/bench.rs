@@ -21,66 +21,114 @@ pub(crate) fn membership(
     processes: usize,
     json: bool,
 ) -> Result<()> {
+    if !(0.0..1.0).contains(&loss) || !(0.0..1.0).contains(&kill) {
+        anyhow::bail!("--loss and --kill must be in [0, 1)");
+    }
+    let mut value = serde_json::Map::new();
+    let mut table = String::new();
+    if nodes > 0 {
+        if cfg!(feature = "sim") || processes == 0 {
+            simulate(nodes, loss, kill, meta, &mut value, &mut table)?;
+        } else {
+            eprintln!("note: simulated run skipped (built without `--features sim`)");
+        }
+    }
+    if processes > 0 {
+        let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+        let p = swarm::bench::membership_processes(
+            &exe,
+            processes,
+            &[],
+            std::time::Duration::from_secs(120 + processes as u64 / 4),
+        )?;
+        value.insert("processes".into(), serde_json::to_value(&p)?);
+        table.push_str(&p.table());
+    }
+    if json {
+        println!("{}", serde_json::Value::Object(value));
+    } else {
+        print!("{table}");
+    }
+    Ok(())
+}
+
+/// The simulated run (`--nodes`), when the binary was built with it.
+#[cfg(feature = "sim")]
+fn simulate(
+    nodes: usize,
+    loss: f64,
+    kill: f64,
+    meta: bool,
+    value: &mut serde_json::Map<String, serde_json::Value>,
+    table: &mut String,
+) -> Result<()> {
+    use std::fmt::Write as _;
+
     use swarm::protocol::membership::sim::{bench, SimConfig};
     if nodes < 3 {
         anyhow::bail!("--nodes must be at least 3");
     }
-    if !(0.0..1.0).contains(&loss) || !(0.0..1.0).contains(&kill) {
-        anyhow::bail!("--loss and --kill must be in [0, 1)");
-    }
     let mut config = SimConfig::default();
     config.membership.gossip_meta = meta;
+    let started = std::time::Instant::now();
     let report = bench(nodes, loss, kill, config);
-    let procs = if processes > 0 {
-        let exe = std::env::current_exe().context("cannot find the swarm binary")?;
-        Some(swarm::bench::membership_processes(
-            &exe,
-            processes,
-            &[],
-            std::time::Duration::from_secs(120),
-        )?)
-    } else {
-        None
-    };
-    if json {
-        let mut value = serde_json::to_value(&report)?;
-        if let (Some(p), Some(obj)) = (&procs, value.as_object_mut()) {
-            obj.insert("processes".into(), serde_json::to_value(p)?);
-        }
-        println!("{value}");
-        return Ok(());
+    let wall_s = started.elapsed().as_secs_f64();
+    if let serde_json::Value::Object(fields) = serde_json::to_value(&report)? {
+        value.extend(fields);
     }
+    value.insert("wall_s".into(), wall_s.into());
     let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
-    println!(
+    let _ = writeln!(
+        table,
         "membership, simulated ({} nodes, {:.0}% loss, metadata {})",
         nodes,
         loss * 100.0,
         if meta { "on" } else { "off" }
     );
-    println!("  converge_s                   {}", opt(report.converge_s));
-    println!("  killed                       {}", report.killed);
-    println!(
+    let _ = writeln!(
+        table,
+        "  converge_s                   {}",
+        opt(report.converge_s)
+    );
+    let _ = writeln!(table, "  killed                       {}", report.killed);
+    let _ = writeln!(
+        table,
         "  detect_s p50 / max           {} / {}  (bound {:.1})",
         opt(report.detect_s_p50),
         opt(report.detect_s_max),
         report.bound_s
     );
-    println!("  false_down                   {}", report.false_down);
-    println!(
+    let _ = writeln!(
+        table,
+        "  false_down                   {}",
+        report.false_down
+    );
+    let _ = writeln!(
+        table,
         "  gossip_bytes_per_node_per_s  {:.0}",
         report.gossip_bytes_per_node_per_s
     );
-    println!(
+    let _ = writeln!(
+        table,
         "  virtual_s / wall_s           {:.1} / {:.1}",
-        report.virtual_s, report.wall_s
+        report.virtual_s, wall_s
     );
-    if let Some(p) = procs {
-        println!("membership, {} real processes on 127.0.0.1", p.processes);
-        println!("  converge_s                   {:.2}", p.converge_s);
-        println!(
-            "  sigkill to down on all (s)   {:.2}  (bound {:.1})",
-            p.detect_s, p.bound_s
-        );
-    }
     Ok(())
+}
+
+/// Without the simulator, `--nodes` is refused with how to get it.
+#[cfg(not(feature = "sim"))]
+fn simulate(
+    _nodes: usize,
+    _loss: f64,
+    _kill: f64,
+    _meta: bool,
+    _value: &mut serde_json::Map<String, serde_json::Value>,
+    _table: &mut String,
+) -> Result<()> {
+    anyhow::bail!(
+        "the simulated run needs the simulator: \
+         cargo run --release --features sim -- bench membership --nodes N \
+         (or --nodes 0 --processes M for real processes only)"
+    )
 }

@@ -97,7 +97,7 @@ pub(crate) fn members_table(rows: &[MemberRow]) -> String {
         let m = &c.mesh;
         out.push_str(&format!(
             "\n{} refused or dropped: handshakes {}, failed links {}, tells {}, \
-             gossip unsealed {} / oversized {} / malformed {}, events lost {}\n",
+             gossip unsealed {} / oversized {} / malformed {} / replayed {}, events lost {}\n",
             row.name,
             m.handshakes_refused,
             m.links_failed,
@@ -105,6 +105,7 @@ pub(crate) fn members_table(rows: &[MemberRow]) -> String {
             c.gossip_unsealed,
             c.gossip_oversized,
             c.gossip_malformed,
+            c.gossip_replayed,
             c.events_lost
         ));
     }

@@ -437,16 +437,16 @@ async fn bad_datagrams_are_dropped_and_counted() {
     // Sealed with another key (a foreign cluster, or a stale key).
     let wrong = KeyRing::new(GossipKey::from_bytes([9; 32]));
     let mut sealed = Vec::new();
-    wrong.seal(&[0, 1, 2, 3], [5; 12], &mut sealed);
+    wrong.seal(&[0, 1, 2, 3], [5; 12], unix_ms(), &mut sealed);
     socket.send_to(&sealed, target).unwrap();
     // Sealed with the right key but tampered.
     let right = KeyRing::new(GossipKey::derive(&ca.secret, "test"));
-    right.seal(&[0, 1, 2, 3], [6; 12], &mut sealed);
+    right.seal(&[0, 1, 2, 3], [6; 12], unix_ms(), &mut sealed);
     let last = sealed.len() - 1;
     sealed[last] ^= 1;
     socket.send_to(&sealed, target).unwrap();
     // Sealed with the right key, but not a gossip message.
-    right.seal(&[0, 9, 9, 9], [7; 12], &mut sealed);
+    right.seal(&[0, 9, 9, 9], [7; 12], unix_ms(), &mut sealed);
     socket.send_to(&sealed, target).unwrap();
     let node = nodes[0].node.clone();
     assert!(
@@ -463,6 +463,62 @@ async fn bad_datagrams_are_dropped_and_counted() {
     // Membership is undisturbed.
     assert!(sees_alive(&nodes[0].node, 2).await);
     assert!(sees_alive(&nodes[1].node, 2).await);
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// DESIGN.md: gossip is sealed; a captured datagram must not aim a
+/// member's answers at someone else.
+#[actix_rt::test]
+async fn replayed_and_stale_datagrams_are_refused_and_not_answered() {
+    let (ca, nodes) = members(2).await;
+    for n in &nodes {
+        assert!(eventually(WITHIN, || sees_alive(&n.node, 2)).await);
+    }
+    let target = nodes[0].node.listen_addr();
+    let cluster = nodes[0].node.cluster().unwrap().clone();
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let ring = KeyRing::new(GossipKey::derive(&ca.secret, "test"));
+    // A metadata request (kind 1, no body), as a member would seal it.
+    let mut request = Vec::new();
+    ring.seal(&[1], [0x11; 12], unix_ms(), &mut request);
+    socket.send_to(&request, target).unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        socket.recv_from(&mut buf).is_ok(),
+        "the first request is answered"
+    );
+    let before = cluster.gossip_stats().await.unwrap();
+    // The captured request, replayed: refused and never answered.
+    for _ in 0..100 {
+        socket.send_to(&request, target).unwrap();
+    }
+    // A request sealed ten minutes ago (fresh nonce): stale.
+    let mut stale = Vec::new();
+    ring.seal(&[1], [0x22; 12], unix_ms() - 600_000, &mut stale);
+    socket.send_to(&stale, target).unwrap();
+    assert!(
+        eventually(WITHIN, || async {
+            cluster.gossip_stats().await.unwrap().dropped_replayed >= before.dropped_replayed + 101
+        })
+        .await,
+        "{:?}",
+        cluster.gossip_stats().await.unwrap()
+    );
+    let mut answers = 0;
+    while socket.recv_from(&mut buf).is_ok() {
+        answers += 1;
+    }
+    assert_eq!(answers, 0, "replayed requests were answered");
+    assert!(sees_alive(&nodes[0].node, 2).await);
 }
 
 #[actix_rt::test]

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use swarm_protocol::gossip::meta::Load;
 use swarm_protocol::gossip::{
-    GossipKey, KeyRing, MemberId, MetaError, NodeMeta, SealError, ServiceEntry, SEAL_OVERHEAD,
+    GossipKey, KeyRing, MemberId, MetaError, NodeMeta, SealError, ServiceEntry,
 };
 use swarm_protocol::membership::{GossipStats, MemberEvent, MemberState, Membership};
 use swarm_protocol::NodeId;
@@ -75,14 +75,12 @@ pub struct Gossip {
     /// so the first datagrams (sent before the reactor has polled the new
     /// socket once) are not lost to a spurious `WouldBlock`.
     sender: std::net::UdpSocket,
-    ring: KeyRing,
     epoch: Instant,
     seeds: Vec<SocketAddr>,
     members: HashMap<SocketAddr, Member>,
     probe: Probe,
     total_memory: u64,
     load_interval: Duration,
-    sealed: Vec<u8>,
     left: bool,
 }
 
@@ -149,7 +147,7 @@ impl Gossip {
             node: mesh.id(),
             bump: unix_millis(),
         };
-        let machine = Membership::new(config.gossip.clone(), me, meta, random_seed())?;
+        let machine = Membership::new(config.gossip.clone(), me, meta, random_seed(), ring)?;
         let bind_error = |source| StartError::GossipBind {
             addr: mesh.listen_addr(),
             source,
@@ -163,14 +161,12 @@ impl Gossip {
             machine,
             socket: Arc::new(socket),
             sender,
-            ring,
             epoch: Instant::now(),
             seeds: config.seeds,
             members: HashMap::new(),
             probe,
             total_memory,
             load_interval: config.load_interval,
-            sealed: Vec::new(),
             left: false,
         })
     }
@@ -179,21 +175,20 @@ impl Gossip {
         self.epoch.elapsed()
     }
 
-    fn max_datagram(&self) -> usize {
-        self.machine.config().max_packet + 1 + SEAL_OVERHEAD
-    }
-
     /// Sends what the machine queued, arms its timers and applies its events.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        while let Some((to, plain)) = self.machine.poll_transmit() {
+        let sent_at = unix_millis();
+        while self.machine.wants_transmit() {
             let mut nonce = [0u8; 12];
             if getrandom::fill(&mut nonce).is_err() {
-                tracing::error!("no OS randomness for a gossip nonce; datagram dropped");
-                continue;
+                tracing::error!("no OS randomness for a gossip nonce; datagrams held back");
+                break;
             }
-            self.ring.seal(&plain, nonce, &mut self.sealed);
+            let Some((to, sealed)) = self.machine.poll_transmit(nonce, sent_at) else {
+                break;
+            };
             // UDP: a full socket buffer drops the datagram, as the network might.
-            if let Err(e) = self.sender.send_to(&self.sealed, to) {
+            if let Err(e) = self.sender.send_to(&sealed, to) {
                 tracing::debug!(%to, error = %e, "gossip datagram not sent");
             }
         }
@@ -341,7 +336,8 @@ impl Actor for Gossip {
         self.table.publish(&self.own_member());
         self.flush(ctx);
         ctx.run_interval(self.load_interval, |act, ctx| act.refresh_load(ctx));
-        tracing::info!(seeds = ?self.seeds, keys = ?self.ring.fingerprints(), "gossip started");
+        let keys = self.machine.keys().map(KeyRing::fingerprints);
+        tracing::info!(seeds = ?self.seeds, ?keys, "gossip started");
     }
 }
 
@@ -350,22 +346,18 @@ impl StreamHandler<(Vec<u8>, SocketAddr)> for Gossip {
         if self.left {
             return;
         }
-        let max = self.max_datagram();
-        match self.ring.open(&mut datagram, max) {
-            Ok(plain) => {
-                let now = self.epoch.elapsed();
-                if let Err(e) = self.machine.handle_datagram(from, plain, now) {
-                    tracing::debug!(%from, error = %e, "gossip datagram dropped");
-                }
-                self.flush(ctx);
-            }
-            Err(SealError::TooLarge { len, .. }) => {
-                self.machine.count_oversized();
-                tracing::debug!(%from, len, "oversized gossip datagram dropped");
-            }
+        let now = self.epoch.elapsed();
+        // Counted by reason in the machine's stats; logged at debug only,
+        // so a flood of bad datagrams cannot flood the log.
+        match self
+            .machine
+            .handle_datagram(from, &mut datagram, now, unix_millis())
+        {
+            Ok(()) => self.flush(ctx),
             Err(e) => {
-                self.machine.count_unsealed();
-                tracing::debug!(%from, error = %e, "unsealed gossip datagram dropped");
+                tracing::debug!(%from, error = %e, "gossip datagram dropped");
+                // foca may have queued an answer before refusing.
+                self.flush(ctx);
             }
         }
     }
@@ -488,14 +480,17 @@ impl Handler<KeyOp> for Gossip {
     type Result = Result<Vec<String>, SealError>;
 
     fn handle(&mut self, op: KeyOp, _ctx: &mut Context<Self>) -> Self::Result {
+        let Some(ring) = self.machine.keys_mut() else {
+            return Ok(Vec::new());
+        };
         match op {
-            KeyOp::Add(key) => self.ring.add(key)?,
-            KeyOp::Use(key) => self.ring.use_key(key)?,
+            KeyOp::Add(key) => ring.add(key)?,
+            KeyOp::Use(key) => ring.use_key(key)?,
             KeyOp::Remove(key) => {
-                self.ring.remove(&key)?;
+                ring.remove(&key)?;
             }
         }
-        Ok(self.ring.fingerprints())
+        Ok(ring.fingerprints())
     }
 }
 
@@ -515,6 +510,7 @@ impl Handler<ListMembers> for Gossip {
                 gossip_unsealed: stats.dropped_unsealed,
                 gossip_oversized: stats.dropped_oversized,
                 gossip_malformed: stats.dropped_malformed,
+                gossip_replayed: stats.dropped_replayed,
                 events_lost: self.bus.lost(),
             });
         }

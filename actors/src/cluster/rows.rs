@@ -74,6 +74,8 @@ pub struct NodeCounters {
     pub gossip_oversized: u64,
     /// Gossip datagrams dropped: sealed correctly but malformed or refused.
     pub gossip_malformed: u64,
+    /// Gossip datagrams dropped: replayed, or sent outside the clock-skew window.
+    pub gossip_replayed: u64,
     /// Cluster events lost by slow subscribers.
     pub events_lost: u64,
 }

@@ -1,10 +1,12 @@
 //! Sealing gossip datagrams with AES-256-GCM under the cluster's gossip key.
 //!
 //! ```text
-//! datagram = version u8 (1) | nonce (12 random bytes) | ciphertext | tag (16)
+//! datagram = version u8 (2) | nonce (12 random bytes) | ciphertext | tag (16)
+//! plaintext = sent_at u64 (Unix milliseconds, big-endian) | message
 //! ```
 //!
-//! The associated data binds the version. A [`KeyRing`] holds up to
+//! The associated data binds the version. The sender's clock reading and
+//! the nonce let a receiver refuse replayed datagrams ([`super::replay`]). A [`KeyRing`] holds up to
 //! [`KeyRing::MAX_KEYS`] keys: datagrams are sealed with the primary key and
 //! opened with any key in the ring, so an operator rotates a key by adding
 //! the new key everywhere, then making it primary everywhere, then removing
@@ -23,15 +25,17 @@ use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
 
 /// The version byte of a sealed datagram.
-pub const SEAL_VERSION: u8 = 1;
+pub const SEAL_VERSION: u8 = 2;
 /// Nonce length.
 pub const NONCE_LEN: usize = 12;
 /// Tag length.
 pub const TAG_LEN: usize = 16;
-/// Bytes a sealed datagram carries beyond its plaintext.
-pub const SEAL_OVERHEAD: usize = 1 + NONCE_LEN + TAG_LEN;
+/// Length of the sending time inside the ciphertext.
+pub const SENT_AT_LEN: usize = 8;
+/// Bytes a sealed datagram carries beyond its message.
+pub const SEAL_OVERHEAD: usize = 1 + NONCE_LEN + SENT_AT_LEN + TAG_LEN;
 
-const AAD: &[u8] = b"swarm-gossip\x01";
+const AAD: &[u8] = b"swarm-gossip\x02";
 const HKDF_SALT: &[u8] = b"swarm gossip key v1";
 
 /// Why a datagram was not opened. Every case is dropped and counted.
@@ -61,6 +65,27 @@ pub enum SealError {
     /// The primary key cannot be removed; make another key primary first.
     #[error("the primary key cannot be removed")]
     RemovePrimary,
+    /// Sent too long ago or too far in the future for the replay window
+    /// (or the clocks of sender and receiver disagree by more than it).
+    #[error("datagram sent {skew_ms} ms away from now, outside the replay window")]
+    Stale {
+        /// How far its sending time is from the receiver's clock, ms.
+        skew_ms: u64,
+    },
+    /// Seen before within the replay window.
+    #[error("replayed datagram")]
+    Replayed,
+}
+
+/// An opened datagram: its message, when it was sent and its nonce.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened<'a> {
+    /// The message.
+    pub message: &'a [u8],
+    /// The sender's clock when it sealed the datagram, Unix milliseconds.
+    pub sent_at_ms: u64,
+    /// The datagram's nonce (unique per datagram).
+    pub nonce: [u8; NONCE_LEN],
 }
 
 /// A 256-bit gossip key.
@@ -168,13 +193,16 @@ impl KeyRing {
         self.keys.iter().map(|(key, _)| key.fingerprint()).collect()
     }
 
-    /// Appends the sealed form of `plaintext` to `out` (cleared first).
-    pub fn seal(&self, plaintext: &[u8], nonce: [u8; NONCE_LEN], out: &mut Vec<u8>) {
+    /// Writes the sealed form of `message` to `out` (cleared first), sent
+    /// at `sent_at_ms` (the sender's clock, Unix milliseconds). `nonce` MUST
+    /// be fresh (random) for every datagram.
+    pub fn seal(&self, message: &[u8], nonce: [u8; NONCE_LEN], sent_at_ms: u64, out: &mut Vec<u8>) {
         out.clear();
-        out.reserve(plaintext.len() + SEAL_OVERHEAD);
+        out.reserve(message.len() + SEAL_OVERHEAD);
         out.push(SEAL_VERSION);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(plaintext);
+        out.extend_from_slice(&sent_at_ms.to_be_bytes());
+        out.extend_from_slice(message);
         let Some((_, cipher)) = self.keys.first() else {
             unreachable!("a key ring always holds its primary key");
         };
@@ -186,9 +214,14 @@ impl KeyRing {
         }
     }
 
-    /// Opens `datagram` in place and returns the plaintext inside it.
-    /// Datagrams over `max_len` bytes are refused before any work.
-    pub fn open<'a>(&self, datagram: &'a mut [u8], max_len: usize) -> Result<&'a [u8], SealError> {
+    /// Opens `datagram` in place and returns what is inside it. Datagrams
+    /// over `max_len` bytes are refused before any work. Whether it is
+    /// fresh is for a [`super::replay::ReplayGuard`] to say.
+    pub fn open<'a>(
+        &self,
+        datagram: &'a mut [u8],
+        max_len: usize,
+    ) -> Result<Opened<'a>, SealError> {
         let len = datagram.len();
         if len > max_len {
             return Err(SealError::TooLarge { len, max: max_len });
@@ -202,6 +235,8 @@ impl KeyRing {
         if version != [SEAL_VERSION] {
             return Err(SealError::Version(version.first().copied().unwrap_or(0)));
         }
+        let mut nonce_bytes = [0u8; NONCE_LEN];
+        nonce_bytes.copy_from_slice(nonce);
         let nonce = GenericArray::from_slice(nonce);
         let tag = GenericArray::from_slice(tag);
         // A failed tag check leaves `body` untouched, so every key sees the
@@ -211,7 +246,15 @@ impl KeyRing {
                 .decrypt_in_place_detached(nonce, AAD, body, tag)
                 .is_ok()
             {
-                return Ok(body);
+                let Some((sent_at, message)) = body.split_first_chunk::<SENT_AT_LEN>() else {
+                    // Authentic but shorter than the time: only a bug seals that.
+                    return Err(SealError::Truncated(len));
+                };
+                return Ok(Opened {
+                    message,
+                    sent_at_ms: u64::from_be_bytes(*sent_at),
+                    nonce: nonce_bytes,
+                });
             }
         }
         Err(SealError::Unauthentic)
@@ -228,7 +271,7 @@ mod tests {
 
     fn sealed(ring: &KeyRing, text: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
-        ring.seal(text, [7; NONCE_LEN], &mut out);
+        ring.seal(text, [7; NONCE_LEN], 1_000, &mut out);
         out
     }
 
@@ -239,7 +282,9 @@ mod tests {
         let mut datagram = sealed(&ring, text);
         assert_eq!(datagram.len(), text.len() + SEAL_OVERHEAD);
         assert!(!datagram.windows(text.len()).any(|w| w == text));
-        assert_eq!(ring.open(&mut datagram, 2000).unwrap(), text);
+        let opened = ring.open(&mut datagram, 2000).unwrap();
+        assert_eq!(opened.message, text);
+        assert_eq!((opened.sent_at_ms, opened.nonce), (1_000, [7; NONCE_LEN]));
     }
 
     #[test]
