@@ -109,9 +109,14 @@ pub(crate) enum CertCommand {
         /// Where to write NAME.key and NAME.cert.
         #[arg(long, default_value = ".")]
         out: PathBuf,
-        /// Validity in days.
+        /// Validity in days, counted from the start of validity.
         #[arg(long, default_value_t = swarm::credentials::DEFAULT_DAYS)]
         days: u64,
+        /// Start of validity, to pre-issue certificates: a date
+        /// (`2027-01-01`), a UTC time (`2027-01-01T08:00:00Z`) or Unix
+        /// seconds. Default: now, less five minutes of clock skew.
+        #[arg(long, value_parser = swarm::credentials::parse_time)]
+        not_before: Option<u64>,
         /// Certificate serial (random by default); revocation lists name serials.
         #[arg(long)]
         serial: Option<u64>,
@@ -275,8 +280,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             ca_dir,
             out,
             days,
+            not_before,
             serial,
-        }) => ca::issue(&name, &roles, &ca_dir, &out, days, serial),
+        }) => ca::issue(&name, &roles, &ca_dir, &out, days, not_before, serial),
         Command::Node(NodeCommand::Start {
             config,
             listen,

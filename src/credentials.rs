@@ -42,7 +42,29 @@ pub fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Issues a certificate for `key`.
+/// When a certificate is valid, Unix seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// The first second it is valid.
+    pub not_before: u64,
+    /// The last second it is valid.
+    pub not_after: u64,
+}
+
+impl Validity {
+    /// `days` days from `not_before`, or from now (less five minutes of
+    /// clock skew between machines) when it is `None`.
+    pub fn days_from(not_before: Option<u64>, days: u64) -> Self {
+        let start = not_before.unwrap_or_else(|| unix_now().saturating_sub(300));
+        let end = not_before.unwrap_or_else(unix_now);
+        Self {
+            not_before: start,
+            not_after: end.saturating_add(days.saturating_mul(86_400)),
+        }
+    }
+}
+
+/// Issues a certificate for `key`, valid for `days` days from now.
 pub fn issue(
     ca: &CaKey,
     key: &NodeKey,
@@ -51,18 +73,119 @@ pub fn issue(
     days: u64,
     serial: u64,
 ) -> Certificate {
-    let now = unix_now();
+    issue_for(
+        ca,
+        key,
+        name,
+        roles,
+        Validity::days_from(None, days),
+        serial,
+    )
+}
+
+/// Issues a certificate for `key` with an explicit validity window.
+pub fn issue_for(
+    ca: &CaKey,
+    key: &NodeKey,
+    name: &str,
+    roles: &[String],
+    validity: Validity,
+    serial: u64,
+) -> Certificate {
     ca.issue(CertBody {
         serial,
         node_id: key.node_id(),
         name: name.to_owned(),
         static_key: *key.public(),
         roles: roles.to_vec(),
-        // Tolerate a little clock skew between machines.
-        not_before: now.saturating_sub(300),
-        not_after: now.saturating_add(days.saturating_mul(86_400)),
+        not_before: validity.not_before,
+        not_after: validity.not_after,
         issuer: [0; 32],
     })
+}
+
+/// Parses a point in time for `--not-before`: `YYYY-MM-DD` (midnight UTC),
+/// `YYYY-MM-DDTHH:MM:SSZ`, or Unix seconds. Returns Unix seconds.
+///
+/// # Errors
+///
+/// A message naming the accepted forms.
+pub fn parse_time(text: &str) -> std::result::Result<u64, String> {
+    let bad =
+        || format!("{text:?} is not a time: use 2027-01-01, 2027-01-01T08:00:00Z or Unix seconds");
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    let (date, time) = match text.split_once('T') {
+        Some((date, time)) => (date, Some(time.strip_suffix('Z').ok_or_else(bad)?)),
+        None => (text, None),
+    };
+    let numbers = |s: &str, sep: char| -> Option<Vec<u64>> {
+        s.split(sep).map(|p| p.parse::<u64>().ok()).collect()
+    };
+    let ymd = numbers(date, '-').ok_or_else(bad)?;
+    let [year, month, day] = ymd[..] else {
+        return Err(bad());
+    };
+    let hms = match time {
+        Some(time) => numbers(time, ':').ok_or_else(bad)?,
+        None => vec![0, 0, 0],
+    };
+    let [hour, minute, second] = hms[..] else {
+        return Err(bad());
+    };
+    if !(1970..=9999).contains(&year)
+        || !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return Err(bad());
+    }
+    let days = days_from_civil(year, month, day);
+    if civil_from_days(days) != (year, month, day) {
+        return Err(bad());
+    }
+    Ok(days * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_time(unix: u64) -> String {
+    let (year, month, day) = civil_from_days(unix / 86_400);
+    let rest = unix % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`, for years from 1970).
+fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day count since 1970-01-01 (Hinnant's `civil_from_days`).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The files of a CA directory.
@@ -276,5 +399,43 @@ impl Throwaway {
             write_node(dir, name, &key, &cert)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_every_accepted_form_and_bad_ones_are_refused() {
+        assert_eq!(parse_time("1970-01-01"), Ok(0));
+        assert_eq!(parse_time("2027-01-01"), Ok(1_798_761_600));
+        assert_eq!(
+            parse_time("2027-01-01T08:00:00Z"),
+            Ok(1_798_761_600 + 8 * 3_600)
+        );
+        assert_eq!(parse_time("2024-02-29"), Ok(1_709_164_800));
+        assert_eq!(parse_time("1798761600"), Ok(1_798_761_600));
+        for bad in [
+            "2023-02-29",
+            "2027-13-01",
+            "2027-01-01T08:00:00",
+            "tomorrow",
+            "2027-1",
+            "",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            format_time(1_798_761_600 + 8 * 3_600 + 61),
+            "2027-01-01T08:01:01Z"
+        );
+    }
+
+    #[test]
+    fn validity_counts_days_from_the_given_start() {
+        let v = Validity::days_from(Some(1_798_761_600), 30);
+        assert_eq!(v.not_before, 1_798_761_600);
+        assert_eq!(v.not_after, 1_798_761_600 + 30 * 86_400);
     }
 }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
-use swarm::credentials::{issue as issue_cert, random32, random_serial, write_node, CaDir};
+use swarm::credentials::{issue_for as issue_cert, random32, random_serial, write_node, CaDir};
 use swarm_protocol::NodeKey;
 
 pub(crate) fn init(dir: &Path, force: bool) -> Result<()> {
@@ -35,6 +35,7 @@ pub(crate) fn issue(
     ca_dir: &Path,
     out: &Path,
     days: u64,
+    not_before: Option<u64>,
     serial: Option<u64>,
 ) -> Result<()> {
     anyhow::ensure!(
@@ -45,11 +46,13 @@ pub(crate) fn issue(
     let ca = CaDir::new(ca_dir).load_key()?;
     let key = NodeKey::from_secret(random32());
     let serial = serial.unwrap_or_else(random_serial);
-    let cert = issue_cert(&ca, &key, name, roles, days, serial);
+    let validity = swarm::credentials::Validity::days_from(not_before, days);
+    let cert = issue_cert(&ca, &key, name, roles, validity, serial);
     let (key_path, cert_path) = write_node(out, name, &key, &cert)?;
     println!(
-        "issued certificate for {name} (serial {serial}, roles {}, {days} days)",
-        roles.join(",")
+        "issued certificate for {name} (serial {serial}, roles {}, valid from {} for {days} days)",
+        roles.join(","),
+        swarm::credentials::format_time(validity.not_before)
     );
     println!("  node id {}", key.node_id());
     println!("  {}  node key: keep it on the node", key_path.display());

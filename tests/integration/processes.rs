@@ -375,3 +375,51 @@ fn a_flood_of_refused_connections_is_summarised_not_logged_line_by_line() {
     );
     assert!(counters, "no counters line with the refusals");
 }
+
+#[test]
+fn a_certificate_pre_issued_with_not_before_is_refused_until_then() {
+    let dir = scratch("notbefore");
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(exe())
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["ca", "init", "--dir", "."]).status.success());
+    let issued = run(&[
+        "cert",
+        "issue",
+        "--name",
+        "later",
+        "--not-before",
+        "2030-01-01",
+    ]);
+    assert!(issued.status.success());
+    let stdout = String::from_utf8_lossy(&issued.stdout);
+    assert!(
+        stdout.contains("valid from 2030-01-01T00:00:00Z"),
+        "{stdout}"
+    );
+    let bad = run(&["cert", "issue", "--name", "x", "--not-before", "next week"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("is not a time"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    std::fs::write(
+        dir.join("later.toml"),
+        NodeFile::render("c", "later", "127.0.0.1:0".parse().unwrap(), &[], &[]),
+    )
+    .unwrap();
+    let start = run(&["node", "start", "--config", "later.toml"]);
+    assert!(!start.status.success(), "a not-yet-valid node started");
+    let stderr = String::from_utf8_lossy(&start.stderr);
+    assert!(
+        stderr.contains("not yet valid") || stderr.contains("valid"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
