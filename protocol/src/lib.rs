@@ -15,8 +15,11 @@
 //!   actors and message type tags, decoded without copying.
 //! - [`identity`]: node keys and ids, the CA, certificates and their verification.
 //! - [`gossip`]: member ids, the gossip codec, node metadata and sealed datagrams.
-//! - [`membership`]: SWIM membership (foca) as a state machine, and [`membership::sim`],
-//!   a simulated network with virtual time for thousands of them.
+//! - [`session`]: a link after the handshake: send and receive halves and
+//!   the liveness timer (heartbeat, silence, idle, goodbye).
+//! - [`membership`]: SWIM membership (foca) as a state machine, and (with
+//!   the `sim` feature) a simulated network with virtual time for
+//!   thousands of them.
 //!
 //! Per link, bytes flow `frame -> RecvCipher::open -> Reassembler ->
 //! Envelope::decode` in and the reverse out.
@@ -32,6 +35,7 @@ pub mod identity;
 pub mod membership;
 pub mod noise;
 pub mod record;
+pub mod session;
 
 #[cfg(any(fuzzing, test))]
 pub mod fuzzing;

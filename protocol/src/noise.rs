@@ -575,4 +575,4 @@ impl RecvCipher {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,31 +1,36 @@
-//! A `Link` owns one authenticated connection to one peer. It is a thin
-//! driver of its parts, each in its own file:
+//! A `Link` owns one authenticated connection to one peer. It drives the
+//! sans-IO session of `swarm_protocol::session` (send and receive halves,
+//! liveness timer) over the socket and holds no protocol logic of its own.
+//! Its parts, each in its own file:
 //!
 //! ```text
-//! Link (actor: heartbeat and idle timers, close reason)
-//! ├── reader task   frames in, decrypt, reassemble, dispatch   (reader.rs)
-//! └── writer task   outbox drained, packed, sealed, written    (writer.rs)
-//! LinkHandle        what senders on any thread hold            (handle.rs)
-//! Outbox            the queue between them, bounded in bytes   (outbox.rs)
+//! Link (actor: arms the liveness timer, acts on it, keeps the close reason)
+//! ├── reader task   socket -> RecvHalf -> dispatch to actors    (reader.rs)
+//! └── writer task   outbox -> SendHalf -> socket                (writer.rs)
+//! LinkHandle        what senders on any thread hold             (handle.rs)
+//! Outbox            the queue between them, bounded in bytes    (outbox.rs)
 //! ```
 //!
-//! If the reader or writer fails, or the heartbeat or idle timer fires, the
-//! Link logs the reason, fails every ask still waiting on it, tells the
-//! Router, and stops. It has no children to restart: the next send dials a
-//! new link. It makes no routing decisions; the Router owns the table.
+//! If the reader or writer fails, or the liveness timer says the peer went
+//! silent, the Link logs the reason, fails every ask still waiting on it,
+//! tells the Router, and stops. An idle link, and every link of a node that
+//! shuts down, says goodbye first, so the peer logs why. A Link has no
+//! children to restart: the next send dials a new link. It makes no
+//! routing decisions; the Router owns the table.
 
 mod handle;
 mod outbox;
 mod reader;
 mod writer;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use swarm_protocol::{Control, Reassembler, RecvCipher, SendCipher};
+use swarm_protocol::session::{Action, Liveness, LivenessConfig, RecvHalf, SendHalf, Silence};
+use swarm_protocol::{Control, RecvCipher, SendCipher};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -59,20 +64,49 @@ pub(super) struct Link {
     parts: Option<(LinkParts, Queue)>,
     /// The reader and writer tasks, aborted when the link stops.
     tasks: Vec<JoinHandle<()>>,
-    /// Timestamps the tasks update and the heartbeat reads.
-    activity: Rc<Activity>,
+    /// The session's liveness timer, fed by the tasks.
+    clock: Rc<Clock>,
     /// The first reason given for closing.
     reason: Option<CloseReason>,
 }
 
-/// When traffic last moved, for heartbeat and idle checks.
-pub(super) struct Activity {
-    last_rx: Cell<Instant>,
-    last_tx: Cell<Instant>,
-    last_user: Cell<Instant>,
-    /// True while the reader waits for a full local mailbox: silence from
-    /// the peer is then our doing, not a sign that the peer is gone.
-    reader_waiting: Cell<bool>,
+/// The liveness timer and its time origin, shared by the actor and its
+/// tasks (all on one thread).
+pub(super) struct Clock {
+    epoch: Instant,
+    liveness: RefCell<Liveness>,
+    /// Set when the link says goodbye: the writer returns once the queue
+    /// (with the goodbye) is written.
+    finishing: Cell<bool>,
+}
+
+impl Clock {
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// Bytes arrived; `user` if they held a tell, ask or reply.
+    pub(super) fn received(&self, user: bool) {
+        let now = self.now();
+        self.liveness.borrow_mut().handle_received(now, user);
+    }
+
+    /// Bytes were written; `user` if they held a tell, ask or reply.
+    pub(super) fn sent(&self, user: bool) {
+        let now = self.now();
+        self.liveness.borrow_mut().handle_sent(now, user);
+    }
+
+    /// The reader waits on (or is done waiting on) a full local mailbox.
+    pub(super) fn reader_waiting(&self, waiting: bool) {
+        let now = self.now();
+        self.liveness.borrow_mut().set_reader_waiting(waiting, now);
+    }
+
+    /// Whether the writer should stop once its queue is written.
+    pub(super) fn finishing(&self) -> bool {
+        self.finishing.get()
+    }
 }
 
 /// Closes a link with a reason.
@@ -93,42 +127,88 @@ impl Link {
         let (outbox, queue) = Outbox::new(mesh.config.link_queue_bytes);
         let shared = Arc::new(LinkShared::new(id, who, mesh.config.max_message, outbox));
         let handle = LinkHandle { shared };
-        let now = Instant::now();
+        let c = &mesh.config;
+        let liveness = Liveness::new(
+            LivenessConfig {
+                heartbeat_interval: c.heartbeat_interval,
+                heartbeat_timeout: c.heartbeat_timeout,
+                idle_timeout: c.idle_timeout,
+            },
+            Duration::ZERO,
+        );
         let link = Self {
             handle: handle.clone(),
             mesh,
             router,
             parts: Some((parts, queue)),
             tasks: Vec::new(),
-            activity: Rc::new(Activity {
-                last_rx: Cell::new(now),
-                last_tx: Cell::new(now),
-                last_user: Cell::new(now),
-                reader_waiting: Cell::new(false),
+            clock: Rc::new(Clock {
+                epoch: Instant::now(),
+                liveness: RefCell::new(liveness),
+                finishing: Cell::new(false),
             }),
             reason: None,
         };
         (link, handle)
     }
 
-    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
-        let config = &self.mesh.config;
-        let now = Instant::now();
-        let silent = now.duration_since(self.activity.last_rx.get());
-        if silent > config.heartbeat_timeout && !self.activity.reader_waiting.get() {
-            self.close(CloseReason::HeartbeatTimeout(silent), ctx);
+    /// Arms one timer for the session's next deadline.
+    fn arm(&mut self, ctx: &mut Context<Self>) {
+        let next = self.clock.liveness.borrow().poll_timeout();
+        if let Some(deadline) = next {
+            let after = deadline.saturating_sub(self.clock.now());
+            ctx.run_later(after, Self::on_timer);
+        }
+    }
+
+    fn on_timer(&mut self, ctx: &mut Context<Self>) {
+        let now = self.clock.now();
+        self.clock.liveness.borrow_mut().handle_timeout(now);
+        loop {
+            let action = self.clock.liveness.borrow_mut().poll_action();
+            match action {
+                None => break,
+                // A full queue means traffic is flowing; the ping is not needed.
+                Some(Action::Ping) => {
+                    let _ = self
+                        .handle
+                        .try_send(SendHalf::control(&Control::Ping { nonce: 0 }));
+                }
+                Some(Action::Goodbye(Silence::Idle(idle)) | Action::Close(Silence::Idle(idle))) => {
+                    self.goodbye(CloseReason::Idle(idle), "idle", ctx);
+                    return;
+                }
+                Some(
+                    Action::Close(Silence::PeerSilent(silent))
+                    | Action::Goodbye(Silence::PeerSilent(silent)),
+                ) => {
+                    self.close(CloseReason::HeartbeatTimeout(silent), ctx);
+                    return;
+                }
+            }
+        }
+        self.arm(ctx);
+    }
+
+    /// Tells the peer why, then closes once the goodbye is written (at once
+    /// if the queue has no room for it; at the latest after a second).
+    fn goodbye(&mut self, reason: CloseReason, words: &str, ctx: &mut Context<Self>) {
+        if self.reason.is_none() {
+            self.reason = Some(reason);
+        }
+        if self.clock.finishing.replace(true) {
             return;
         }
-        let idle = now.duration_since(self.activity.last_user.get());
-        if idle > config.idle_timeout {
-            self.close(CloseReason::Idle(idle), ctx);
+        let bye = SendHalf::control(&Control::Goodbye {
+            reason: words.to_owned(),
+        });
+        // Nothing more is dispatched or accepted from senders.
+        self.handle.mark_closed();
+        if self.handle.shared.outbox.try_send(bye).is_err() {
+            ctx.stop();
             return;
         }
-        if now.duration_since(self.activity.last_tx.get()) >= config.heartbeat_interval {
-            let buf = writer::control(Control::Ping { nonce: 0 });
-            // A full queue means traffic is flowing; no ping is needed.
-            let _ = self.handle.try_send(buf);
-        }
+        ctx.run_later(GOODBYE_GRACE, |_, ctx| ctx.stop());
     }
 
     fn close(&mut self, reason: CloseReason, ctx: &mut Context<Self>) {
@@ -138,6 +218,9 @@ impl Link {
         ctx.stop();
     }
 }
+
+/// How long a link that said goodbye waits for it to be written.
+const GOODBYE_GRACE: Duration = Duration::from_secs(1);
 
 impl Actor for Link {
     type Context = Context<Self>;
@@ -153,9 +236,8 @@ impl Actor for Link {
         let reader = Reader {
             shared: Arc::clone(shared),
             mesh: Arc::clone(&self.mesh),
-            activity: Rc::clone(&self.activity),
-            cipher: parts.receiver,
-            reassembler: Reassembler::new(self.mesh.config.max_message),
+            clock: Rc::clone(&self.clock),
+            session: RecvHalf::new(parts.receiver, self.mesh.config.max_message),
             lookup: self.mesh.directory.lookup(),
             caller: Caller {
                 node: shared.peer,
@@ -168,13 +250,13 @@ impl Actor for Link {
             let reason = reader.run(read, parts.leftover).await;
             on_exit.do_send(Close(reason));
         }));
-        let activity = Rc::clone(&self.activity);
+        let clock = Rc::clone(&self.clock);
         self.tasks.push(actix_rt::spawn(async move {
-            let reason = writer::write_loop(write, parts.sender, queue, activity).await;
+            let session = SendHalf::new(parts.sender);
+            let reason = writer::write_loop(write, session, queue, clock).await;
             me.do_send(Close(reason));
         }));
-        let tick = (self.mesh.config.heartbeat_interval / 2).max(Duration::from_millis(10));
-        ctx.run_interval(tick, Self::heartbeat);
+        self.arm(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -208,6 +290,11 @@ impl Handler<Close> for Link {
     type Result = ();
 
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
-        self.close(msg.0, ctx);
+        match msg.0 {
+            CloseReason::Local(LocalClose::Shutdown) => {
+                self.goodbye(msg.0, "node shutting down", ctx)
+            }
+            reason => self.close(reason, ctx),
+        }
     }
 }

@@ -123,6 +123,16 @@ impl Pair {
     }
 }
 
+/// Two established sessions of one handshake: (initiator, responder).
+pub(crate) fn established_pair() -> (Established, Established) {
+    let fx = Fixture::new();
+    let pair = Pair::new(fx.config(2, "a"), fx.config(3, "b")).run();
+    (
+        pair.initiator.into_established().unwrap(),
+        pair.responder.into_established().unwrap(),
+    )
+}
+
 fn payload(frame: &[u8]) -> &[u8] {
     match decode_frame(frame, MAX_NOISE_MESSAGE) {
         Ok(Decoded::Frame { payload, .. }) => payload,

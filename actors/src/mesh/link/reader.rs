@@ -1,23 +1,21 @@
-//! A link's read half: frames in, decrypted, reassembled and decoded;
-//! tells and asks dispatched to local actors through the directory,
-//! replies handed to the asks waiting for them, pings answered.
+//! A link's read half: frames in, opened by the session's [`RecvHalf`]
+//! (which answers pings and reports goodbyes); tells and asks dispatched to
+//! local actors through the directory, replies handed to the asks waiting
+//! for them, over-size envelopes refused one by one.
 
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
 
 use swarm_protocol::envelope::{peek, Peeked};
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
-use swarm_protocol::{
-    decode_frame, Assembled, Control, Decoded, Envelope, Reassembler, RecvCipher, RemoteError,
-};
+use swarm_protocol::session::{Inbound, RecvHalf};
+use swarm_protocol::{decode_frame, Assembled, Decoded, Envelope, RemoteError};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 
 use super::handle::LinkShared;
-use super::writer::control;
-use super::Activity;
+use super::Clock;
 use crate::directory::{Caller, Lookup};
 use crate::error::CloseReason;
 use crate::mesh::Shared as MeshShared;
@@ -26,9 +24,9 @@ use crate::mesh::Shared as MeshShared;
 pub(super) struct Reader {
     pub(super) shared: Arc<LinkShared>,
     pub(super) mesh: Arc<MeshShared>,
-    pub(super) activity: Rc<Activity>,
-    pub(super) cipher: RecvCipher,
-    pub(super) reassembler: Reassembler,
+    pub(super) clock: Rc<Clock>,
+    /// The session's receiving half.
+    pub(super) session: RecvHalf,
     /// Finds target actors, caching the last one.
     pub(super) lookup: Lookup,
     /// The peer, as handed to every dispatch.
@@ -88,17 +86,14 @@ impl Reader {
             }
             match read.read_buf(&mut buf).await {
                 Ok(0) => return CloseReason::PeerClosed,
-                Ok(_) => self.activity.last_rx.set(Instant::now()),
+                Ok(_) => self.clock.received(false),
                 Err(e) => return CloseReason::Io(e.kind()),
             }
         }
     }
 
     async fn on_frame(&mut self, payload: &[u8], plain: &mut Vec<u8>) -> Result<(), CloseReason> {
-        let Some(assembled) = self
-            .reassembler
-            .handle_frame(&mut self.cipher, payload, plain)?
-        else {
+        let Some(assembled) = self.session.handle_frame(payload, plain)? else {
             return Ok(());
         };
         if let Assembled::Oversized { head, total } = &assembled {
@@ -110,10 +105,15 @@ impl Reader {
                 for item in items {
                     self.on_envelope(item).await?;
                 }
-                Ok(())
             }
-            single => self.on_envelope(single).await,
+            single => self.on_envelope(single).await?,
         }
+        // Pongs owed for pings in this frame; a full queue means traffic
+        // flows, which is as good as a pong.
+        while let Some(pong) = self.session.poll_pong() {
+            let _ = self.shared.outbox.try_send(pong);
+        }
+        Ok(())
     }
 
     async fn on_envelope(&mut self, envelope: Envelope<'_>) -> Result<(), CloseReason> {
@@ -121,9 +121,14 @@ impl Reader {
             // Replaced or closing: deliver nothing more, so order holds.
             return Err(CloseReason::Replaced);
         }
+        let envelope = match self.session.classify(envelope) {
+            None => return Ok(()),
+            Some(Inbound::Goodbye(reason)) => return Err(CloseReason::Goodbye(reason)),
+            Some(Inbound::Envelope(envelope)) => envelope,
+        };
         match envelope {
             Envelope::Tell { to, tag, body } => {
-                self.activity.last_user.set(Instant::now());
+                self.clock.received(true);
                 let caller = &self.caller;
                 match self
                     .lookup
@@ -132,10 +137,9 @@ impl Reader {
                 {
                     Ok(None) => {}
                     Ok(Some(wait)) => {
-                        self.activity.reader_waiting.set(true);
+                        self.clock.reader_waiting(true);
                         wait.await;
-                        self.activity.reader_waiting.set(false);
-                        self.activity.last_rx.set(Instant::now());
+                        self.clock.reader_waiting(false);
                     }
                     Err(e) => {
                         self.mesh.counters.tell_dropped();
@@ -149,7 +153,7 @@ impl Reader {
                 tag,
                 body,
             } => {
-                self.activity.last_user.set(Instant::now());
+                self.clock.received(true);
                 let max = self.mesh.config.max_inbound_asks;
                 if self.inbound_asks.get() >= max {
                     let reason = format!("more than {max} requests in flight on this link");
@@ -192,24 +196,13 @@ impl Reader {
                 correlation,
                 result,
             } => {
-                self.activity.last_user.set(Instant::now());
+                self.clock.received(true);
                 if let Some((_, waiter)) = self.shared.pending.remove(&correlation) {
                     let _ = waiter.send(result.map(<[u8]>::to_vec));
                 }
             }
-            Envelope::Control(Control::Ping { nonce }) => {
-                let _ = self
-                    .shared
-                    .outbox
-                    .try_send(control(Control::Pong { nonce }));
-            }
-            Envelope::Control(Control::Goodbye { reason }) => {
-                return Err(CloseReason::Goodbye(reason));
-            }
-            Envelope::Control(_) => {}
-            Envelope::Batch(_) => {
-                // The decoder rejects nested batches; nothing to do here.
-            }
+            // The session keeps controls and batches to itself.
+            Envelope::Control(_) | Envelope::Batch(_) => {}
         }
         Ok(())
     }

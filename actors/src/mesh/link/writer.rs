@@ -1,36 +1,36 @@
-//! A link's write half: drains the outbox, packs every queued envelope into
-//! as few Noise messages as possible, seals them and writes once per batch
-//! (or per [`WRITE_CHUNK`] for large ones), returning queue budget as bytes
-//! reach the socket.
+//! A link's write half: drains the outbox into the session's [`SendHalf`]
+//! (every queued envelope packed into as few Noise messages as possible),
+//! writes once per batch (or per [`WRITE_CHUNK`] for large ones), and
+//! returns queue budget as bytes reach the socket.
 
 use std::rc::Rc;
-use std::time::Instant;
 
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
-use swarm_protocol::{Control, Envelope, Packer, SendCipher};
+use swarm_protocol::session::SendHalf;
+use swarm_protocol::Control;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 
 use super::outbox::Queue;
-use super::Activity;
+use super::Clock;
 use crate::error::{CloseReason, LocalClose};
 
 /// Bytes sealed before they are written, so a burst of large envelopes is
 /// written (and its budget returned) piece by piece.
 const WRITE_CHUNK: usize = 256 * 1024;
 
-/// Runs until the socket fails or the link's handles are gone.
+/// Runs until the socket fails, the link's handles are gone, or the link
+/// said goodbye and everything queued is written.
 pub(super) async fn write_loop(
     mut write: OwnedWriteHalf,
-    mut cipher: SendCipher,
+    mut session: SendHalf,
     queue: Queue,
-    activity: Rc<Activity>,
+    clock: Rc<Clock>,
 ) -> CloseReason {
     let Queue { mut rx, budget } = queue;
-    let mut packer = Packer::new();
     let heartbeats = [
-        control(Control::Ping { nonce: 0 }),
-        control(Control::Pong { nonce: 0 }),
+        SendHalf::control(&Control::Ping { nonce: 0 }),
+        SendHalf::control(&Control::Pong { nonce: 0 }),
     ];
     let mut queued = Vec::with_capacity(1024);
     let mut out = Vec::with_capacity(WRITE_CHUNK + MAX_NOISE_MESSAGE);
@@ -38,16 +38,11 @@ pub(super) async fn write_loop(
         if rx.recv_many(&mut queued, 1024).await == 0 {
             return CloseReason::Local(LocalClose::HandleDropped);
         }
-        if queued.iter().any(|e| !heartbeats.contains(e)) {
-            activity.last_user.set(Instant::now());
-        }
+        let user = queued.iter().any(|e| !heartbeats.contains(e));
         let mut unreleased = 0;
         for envelope in queued.drain(..) {
             unreleased += budget.cost(&envelope);
-            if packer
-                .push(&envelope, &mut |r| cipher.seal_frame(r, &mut out))
-                .is_err()
-            {
+            if session.push(&envelope, &mut out).is_err() {
                 return CloseReason::Local(LocalClose::SealFailed);
             }
             if out.len() >= WRITE_CHUNK {
@@ -58,10 +53,7 @@ pub(super) async fn write_loop(
                 budget.release(std::mem::take(&mut unreleased));
             }
         }
-        if packer
-            .flush(&mut |r| cipher.seal_frame(r, &mut out))
-            .is_err()
-        {
+        if session.flush(&mut out).is_err() {
             return CloseReason::Local(LocalClose::SealFailed);
         }
         if !out.is_empty() {
@@ -71,16 +63,13 @@ pub(super) async fn write_loop(
             out.clear();
         }
         budget.release(unreleased);
-        activity.last_tx.set(Instant::now());
+        clock.sent(user);
         if out.capacity() > 4 * WRITE_CHUNK {
             out.shrink_to(WRITE_CHUNK + MAX_NOISE_MESSAGE);
         }
+        if clock.finishing() && rx.is_empty() {
+            // The goodbye is written: the link may close.
+            return CloseReason::Local(LocalClose::Shutdown);
+        }
     }
-}
-
-/// An encoded control envelope.
-pub(super) fn control(control: Control) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(16);
-    Envelope::Control(control).encode(&mut buf);
-    buf
 }
