@@ -76,7 +76,7 @@ impl Default for ClusterConfig {
             gossip: MembershipConfig::default(),
             gossip_keys: Vec::new(),
             resources: ResourceOverrides::default(),
-            load_interval: Duration::from_secs(5),
+            load_interval: Duration::from_secs(10),
         }
     }
 }

@@ -141,6 +141,11 @@ pub struct Membership {
     left: bool,
     stats: GossipStats,
     now: Duration,
+    /// Whether a metadata pull round is armed (only while pulls are queued).
+    pull_armed: bool,
+    /// foca's periodic gossip timer, held back while there is nothing to
+    /// gossip, so an idle node does not wake up five times a second.
+    parked_gossip: Option<Timer<MemberId>>,
     /// Seals what is sent and opens and checks what arrives; `None` only in
     /// the simulator's unsealed mode.
     seal: Option<Sealing>,
@@ -240,6 +245,8 @@ impl Membership {
             left: false,
             stats: GossipStats::default(),
             now: Duration::ZERO,
+            pull_armed: false,
+            parked_gossip: None,
             seal,
             config,
         };
@@ -247,8 +254,6 @@ impl Membership {
             this.publish(&bytes);
             let refresh = this.refresh_interval();
             this.timers.push((refresh, Tick(TickKind::MetaRefresh)));
-            this.timers
-                .push((this.config.meta_pull_interval, Tick(TickKind::MetaPull)));
         }
         this.timers
             .push((this.config.reconcile_interval, Tick(TickKind::Reconcile)));
@@ -449,9 +454,10 @@ impl Membership {
                 self.timers.push((interval, Tick(TickKind::MetaRefresh)));
             }
             TickKind::MetaPull => {
+                self.pull_armed = false;
                 self.pull_round();
-                self.timers
-                    .push((self.config.meta_pull_interval, Tick(TickKind::MetaPull)));
+                // An idle, converged node has nothing to pull and no timer.
+                self.arm_pulls();
             }
             TickKind::FinishLeave => {
                 let _ = self.foca.leave_cluster(&mut self.io);
@@ -550,7 +556,13 @@ impl Membership {
         for (to, datagram) in self.io.send.drain(..) {
             self.out.push_back((to.addr, datagram));
         }
+        let idle = self.gossip_idle();
         for (after, timer) in self.io.timers.drain(..) {
+            if idle && matches!(timer, Timer::PeriodicGossip(_)) {
+                // Nothing to gossip: no timer (no wakeup) until there is.
+                self.parked_gossip = Some(timer);
+                continue;
+            }
             self.timers.push((after, Tick(TickKind::Foca(timer))));
         }
         let renamed: Vec<_> = self.io.renamed.drain(..).collect();
@@ -609,6 +621,18 @@ impl Membership {
         }
         let members = self.table.active() + 1;
         self.rescale(members);
+        if !self.gossip_idle() {
+            if let Some(timer) = self.parked_gossip.take() {
+                self.timers
+                    .push((Duration::ZERO, Tick(TickKind::Foca(timer))));
+            }
+        }
+    }
+
+    /// Whether foca has nothing queued to gossip (member updates or
+    /// metadata items): its periodic gossip timer would wake up for nothing.
+    fn gossip_idle(&self) -> bool {
+        self.foca.updates_backlog() == 0 && self.foca.custom_broadcast_backlog() == 0
     }
 
     fn mark_up(&mut self, id: MemberId) {
@@ -627,6 +651,7 @@ impl Membership {
             } else {
                 self.pulls.push_back((id.addr, 0));
             }
+            self.arm_pulls();
         } else if let Some((_, meta)) = self.meta_of(&id.addr) {
             // Metadata that arrived before the member did.
             self.events

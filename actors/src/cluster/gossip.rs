@@ -18,8 +18,8 @@ use swarm_protocol::gossip::{
 };
 use swarm_protocol::membership::{GossipStats, MemberEvent, MemberState, Membership};
 use swarm_protocol::NodeId;
-use tokio::io::ReadBuf;
-use tokio::net::UdpSocket;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use super::events::{ClusterEvents, EventBus};
 use super::resources::{load_changed, Probe};
@@ -32,9 +32,11 @@ use super::{
 use crate::error::StartError;
 use crate::mesh::Mesh;
 
-/// Datagrams from the socket, as an actix stream.
+/// Datagrams from the socket, as an actix stream. The socket is registered
+/// for readability only: sends go through a plain socket, and a writable
+/// registration would wake the node after every send for nothing.
 struct Datagrams {
-    socket: Arc<UdpSocket>,
+    socket: Arc<AsyncFd<std::net::UdpSocket>>,
     buf: Box<[u8]>,
 }
 
@@ -43,18 +45,33 @@ impl Stream for Datagrams {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        let mut read = ReadBuf::new(&mut this.buf);
-        match this.socket.poll_recv_from(cx, &mut read) {
-            Poll::Ready(Ok(from)) => Poll::Ready(Some((read.filled().to_vec(), from))),
-            // ICMP errors of earlier sends surface here; they concern no
-            // datagram in particular. Yield and try again, so that an error
-            // that repeats cannot spin the node's thread.
-            Poll::Ready(Err(e)) => {
-                tracing::trace!(error = %e, "gossip socket error");
-                cx.waker().wake_by_ref();
-                Poll::Pending
+        loop {
+            let mut guard = match this.socket.poll_read_ready(cx) {
+                Poll::Ready(Ok(guard)) => guard,
+                Poll::Ready(Err(e)) => {
+                    tracing::trace!(error = %e, "gossip socket error");
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            let buf = &mut this.buf;
+            match guard.try_io(|socket| socket.get_ref().recv_from(buf)) {
+                Ok(Ok((len, from))) => {
+                    let datagram = buf.get(..len).unwrap_or_default().to_vec();
+                    return Poll::Ready(Some((datagram, from)));
+                }
+                // ICMP errors of earlier sends surface here; they concern no
+                // datagram in particular. Yield and try again, so that an
+                // error that repeats cannot spin the node's thread.
+                Ok(Err(e)) => {
+                    tracing::trace!(error = %e, "gossip socket error");
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                // Not readable after all: readiness was cleared; wait again.
+                Err(_would_block) => continue,
             }
-            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -69,8 +86,8 @@ pub struct Gossip {
     /// Where events are published.
     bus: EventBus,
     machine: Membership,
-    /// Receives through tokio (readiness from the reactor).
-    socket: Arc<UdpSocket>,
+    /// Receives through tokio (read readiness from the reactor).
+    socket: Arc<AsyncFd<std::net::UdpSocket>>,
     /// Sends directly: a non-blocking `sendto` needs no reactor readiness,
     /// so the first datagrams (sent before the reactor has polled the new
     /// socket once) are not lost to a spurious `WouldBlock`.
@@ -153,7 +170,12 @@ impl Gossip {
             source,
         };
         let sender = socket.try_clone().map_err(bind_error)?;
-        let socket = UdpSocket::from_std(socket).map_err(bind_error)?;
+        // The AsyncFd owns the socket, so its fd stays open for as long as
+        // it is registered: the I/O-safety concern behind the deprecation
+        // (tokio#8587) does not arise, and the replacement is `unsafe`,
+        // which this workspace forbids.
+        #[allow(deprecated)]
+        let socket = AsyncFd::with_interest(socket, Interest::READABLE).map_err(bind_error)?;
         Ok(Self {
             mesh,
             table,

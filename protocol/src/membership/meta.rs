@@ -11,7 +11,7 @@ use std::time::Duration;
 use foca::{BroadcastHandler, Invalidates};
 
 use super::datagram::kind;
-use super::{MemberEvent, Membership};
+use super::{MemberEvent, Membership, Tick, TickKind};
 use crate::gossip::{MemberId, MetaError, MetaItem, NodeMeta};
 
 /// Attempts to pull a member's missing metadata before giving up on it
@@ -77,6 +77,15 @@ impl BroadcastHandler<MemberId> for MetaHandler {
 }
 
 impl Membership {
+    /// Arms a pull round if pulls are queued and none is armed.
+    pub(super) fn arm_pulls(&mut self) {
+        if !self.pull_armed && !self.pulls.is_empty() && self.config.gossip_meta {
+            self.pull_armed = true;
+            self.timers
+                .push((self.config.meta_pull_interval, Tick(TickKind::MetaPull)));
+        }
+    }
+
     /// Replaces this node's metadata and disseminates it at once.
     pub fn set_meta(&mut self, meta: NodeMeta, now: Duration) -> Result<(), MetaError> {
         self.now = now;
