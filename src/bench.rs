@@ -429,6 +429,17 @@ pub struct ProcessReport {
     pub detect_s: f64,
     /// The documented bound for this size and these settings, seconds.
     pub bound_s: f64,
+    /// Members listed down by a survivor although they were alive (all
+    /// but the killed one), summed over survivors.
+    pub false_down: usize,
+    /// CPU of one idle node after convergence, percent of a core (from
+    /// `/proc/PID/schedstat`, averaged over the processes), with no link
+    /// open to it.
+    pub idle_cpu_pct_per_node: f64,
+    /// Seconds the idle CPU was measured over.
+    pub idle_s: f64,
+    /// Resident memory of one idle node, MiB (average).
+    pub idle_rss_mib: f64,
 }
 
 impl ProcessReport {
@@ -436,8 +447,18 @@ impl ProcessReport {
     pub fn table(&self) -> String {
         format!(
             "membership, {} real processes on 127.0.0.1\n  converge_s                   {:.2}\n  \
-             sigkill to down on all (s)   {:.2}  (bound {:.1})\n",
-            self.processes, self.converge_s, self.detect_s, self.bound_s
+             sigkill to down on all (s)   {:.2}  (bound {:.1})\n  \
+             false_down                   {}\n  \
+             idle CPU per node (% core)   {:.4}  (over {:.0} s)\n  \
+             idle RSS per node (MiB)      {:.1}\n",
+            self.processes,
+            self.converge_s,
+            self.detect_s,
+            self.bound_s,
+            self.false_down,
+            self.idle_cpu_pct_per_node,
+            self.idle_s,
+            self.idle_rss_mib
         )
     }
 }
@@ -451,9 +472,26 @@ async fn listed(node: &Node, peer: crate::NodeId) -> Vec<swarm_actors::cluster::
         .unwrap_or_default()
 }
 
+/// CPU time (ns) and resident memory (KiB) of a process, from /proc.
+fn cpu_and_rss(pid: u32) -> Option<(u64, u64)> {
+    let sched = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let cpu = sched.split_whitespace().next()?.parse().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((cpu, rss))
+}
+
 /// Starts `n` node processes from `exe` joined through one seed, with
-/// `extra_args` (e.g. faster probe settings), and times convergence and
-/// SIGKILL detection from outside (asking each process over the mesh).
+/// `extra_args` (e.g. faster probe settings), times convergence, measures
+/// the idle CPU and memory of the processes over `idle` with no link open
+/// to them, then times SIGKILL detection from outside (asking each
+/// process over the mesh) and counts false downs.
 ///
 /// # Errors
 ///
@@ -464,6 +502,7 @@ pub fn membership_processes(
     n: usize,
     extra_args: &[&str],
     limit: Duration,
+    idle: Duration,
 ) -> Result<ProcessReport> {
     let dir = std::env::temp_dir().join(format!("swarm-members-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -509,6 +548,36 @@ pub fn membership_processes(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let converge_s = started.elapsed().as_secs_f64();
+        // Idle: close the observer's links (each node then runs membership
+        // alone), let the goodbyes settle, and read /proc.
+        node.shutdown();
+        let pids: Vec<u32> = cluster.nodes.iter().map(|c| c.child.id()).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before: Vec<Option<(u64, u64)>> = pids.iter().map(|&p| cpu_and_rss(p)).collect();
+        let idle_started = Instant::now();
+        tokio::time::sleep(idle).await;
+        let idle_s = idle_started.elapsed().as_secs_f64();
+        let after: Vec<Option<(u64, u64)>> = pids.iter().map(|&p| cpu_and_rss(p)).collect();
+        let samples: Vec<(u64, u64)> = before
+            .iter()
+            .zip(&after)
+            .filter_map(|(b, a)| Some((a.as_ref()?.0.saturating_sub(b.as_ref()?.0), a.as_ref()?.1)))
+            .collect();
+        let per_node = samples.len().max(1) as f64;
+        let idle_cpu_pct_per_node = samples.iter().map(|(cpu, _)| *cpu as f64).sum::<f64>()
+            / per_node
+            / 1e9
+            / idle_s.max(1e-9)
+            * 100.0;
+        let idle_rss_mib =
+            samples.iter().map(|(_, rss)| *rss as f64).sum::<f64>() / per_node / 1024.0;
+        // A new observer for the detection phase.
+        let mut mesh = crate::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
+        mesh.cluster = None;
+        let node = Node::start(mesh).await?;
+        for addr in &addrs {
+            node.connect(*addr).await?;
+        }
         let victim = cluster.kill(n / 2)?;
         let killed = Instant::now();
         let victim_id = victim.id.to_string();
@@ -533,6 +602,14 @@ pub fn membership_processes(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let detect_s = killed.elapsed().as_secs_f64();
+        let mut false_down = 0;
+        for &id in &survivors {
+            false_down += listed(&node, id)
+                .await
+                .iter()
+                .filter(|r| r.id != victim_id && r.state == "down")
+                .count();
+        }
         node.shutdown();
         drop(cluster);
         Ok(ProcessReport {
@@ -540,6 +617,10 @@ pub fn membership_processes(
             converge_s,
             detect_s,
             bound_s: bound.as_secs_f64(),
+            false_down,
+            idle_cpu_pct_per_node,
+            idle_s,
+            idle_rss_mib,
         })
     })
 }

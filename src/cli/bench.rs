@@ -40,6 +40,7 @@ pub(crate) fn membership(
             processes,
             &[],
             std::time::Duration::from_secs(120 + processes as u64 / 4),
+            std::time::Duration::from_secs(30),
         )?;
         value.insert("processes".into(), serde_json::to_value(&p)?);
         table.push_str(&p.table());
