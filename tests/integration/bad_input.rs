@@ -255,11 +255,13 @@ fn idle_flood(
             for _ in 0..n {
                 let (stop, opened) = (stop.clone(), opened.clone());
                 tasks.push(tokio::spawn(async move {
+                    // Reconnects at most every 10 ms per connection.
+                    let mut pace = tokio::time::interval(Duration::from_millis(10));
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        pace.tick().await;
                         let socket = tokio::net::TcpSocket::new_v4().unwrap();
                         socket.bind(SocketAddr::new(source, 0)).unwrap();
                         let Ok(mut stream) = socket.connect(target).await else {
-                            tokio::time::sleep(Duration::from_millis(10)).await;
                             continue;
                         };
                         opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -339,14 +341,15 @@ async fn an_overloaded_node_tells_the_dialer_it_is_overloaded() {
     );
     let b = start(config(&ca, "b")).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
     let err = loop {
+        poll.tick().await;
         match b.node.connect(a.node.listen_addr()).await {
             Err(e) => break e,
             // The flood's connections were not accepted yet.
             Ok(_) => {
                 assert!(std::time::Instant::now() < deadline, "never refused");
                 b.node.shutdown();
-                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
     };

@@ -19,15 +19,14 @@ use crate::util::eventually;
 /// every other node within the SWIM bound. `n` processes join through one
 /// seed; one is killed.
 fn processes_converge_and_all_mark_a_killed_one_down(n: usize) {
-    let report =
-        swarm::bench::membership_processes(
-            &exe(),
-            n,
-            &[],
-            Duration::from_secs(90),
-            Duration::from_secs(1),
-        )
-        .unwrap();
+    let report = swarm::bench::membership_processes(
+        &exe(),
+        n,
+        &[],
+        Duration::from_secs(90),
+        Duration::from_secs(1),
+    )
+    .unwrap();
     eprintln!("{report:?}");
     assert_eq!(report.false_down, 0, "{report:?}");
     // Memory and CPU figures come from /proc; the debug build is larger,
@@ -249,15 +248,14 @@ async fn a_service_survives_the_sigkill_of_one_instance() {
 #[test]
 #[ignore]
 fn stress_100_processes_converge_and_detect() {
-    let report =
-        swarm::bench::membership_processes(
-            &exe(),
-            100,
-            &[],
-            Duration::from_secs(300),
-            Duration::from_secs(30),
-        )
-        .unwrap();
+    let report = swarm::bench::membership_processes(
+        &exe(),
+        100,
+        &[],
+        Duration::from_secs(300),
+        Duration::from_secs(30),
+    )
+    .unwrap();
     eprintln!("{report:?}");
     assert!(report.detect_s <= report.bound_s, "{report:?}");
 }

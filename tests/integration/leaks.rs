@@ -142,12 +142,13 @@ async fn try_tell_retries_start_one_background_dial_not_one_each() {
     // b's address (still in a's address book) now leads into a black hole:
     // a dial to it hangs until the handshake timeout.
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
     let hole = loop {
+        poll.tick().await;
         match black_hole_at(b_addr) {
             Ok(hole) => break hole,
             Err(e) => assert!(Instant::now() < deadline, "cannot rebind {b_addr}: {e}"),
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let before = a.node.stats().background_dials;
     for seq in 0..10_000 {

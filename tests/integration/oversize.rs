@@ -3,8 +3,6 @@
 //! DESIGN.md: "a frame over the configured maximum is an error, never an
 //! allocation"; README delivery contract: `TooLarge`.
 
-use std::time::Duration;
-
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use swarm::demo::{checksum, Add, Adder, Echo};
@@ -22,14 +20,16 @@ struct Blow(usize);
 #[derive(Debug, Serialize, Deserialize)]
 struct Blob(#[serde(with = "serde_bytes")] Vec<u8>);
 
-/// Waits for its gate, then answers.
+/// Answers once the blower's gate opens.
 #[derive(Serialize, Deserialize, Message)]
 #[rtype(result = "u32")]
 struct Slow(u32);
 
 swarm::remote_message!(Blow => "oversize.Blow", Slow => "oversize.Slow");
 
-struct Blower;
+struct Blower {
+    gate: tokio::sync::watch::Receiver<bool>,
+}
 impl Actor for Blower {
     type Context = Context<Self>;
 }
@@ -42,25 +42,35 @@ impl Handler<Blow> for Blower {
 impl Handler<Slow> for Blower {
     type Result = ResponseFuture<u32>;
     fn handle(&mut self, Slow(n): Slow, _: &mut Context<Self>) -> Self::Result {
+        let mut gate = self.gate.clone();
         Box::pin(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let _ = gate.wait_for(|open| *open).await;
             n
         })
     }
 }
 swarm::remote_actor!(Blower: Blow, Slow);
 
-/// Nodes a and b, linked, with message limits `a_max` and `b_max`.
-async fn pair(a_max: usize, b_max: usize) -> (crate::util::TestNode, crate::util::TestNode) {
+/// Nodes a and b, linked, with message limits `a_max` and `b_max`; b runs
+/// a `Blower` whose `Slow` answers wait for the returned gate.
+async fn pair(
+    a_max: usize,
+    b_max: usize,
+) -> (
+    crate::util::TestNode,
+    crate::util::TestNode,
+    tokio::sync::watch::Sender<bool>,
+) {
     let ca = swarm::credentials::Throwaway::new("test");
     let mut a = config(&ca, "a");
     a.max_message = a_max;
     let mut b = config(&ca, "b");
     b.max_message = b_max;
     let (a, b) = (start(a).await, start(b).await);
-    b.node.spawn("blower", |_| Blower).unwrap();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    b.node.spawn("blower", move |_| Blower { gate }).unwrap();
     a.node.connect(b.node.listen_addr()).await.unwrap();
-    (a, b)
+    (a, b, open)
 }
 
 fn echo(len: usize) -> Echo {
@@ -69,7 +79,7 @@ fn echo(len: usize) -> Echo {
 
 #[actix_rt::test]
 async fn oversize_requests_and_replies_fail_alone_and_the_link_stays() {
-    let (a, b) = pair(LIMIT, LIMIT).await;
+    let (a, b, open) = pair(LIMIT, LIMIT).await;
     let link = a.node.peers()[0].clone();
     let adder = a.node.remote::<Adder>(b.node.id(), "adder");
     let blower = a.node.remote::<Blower>(b.node.id(), "blower");
@@ -92,6 +102,7 @@ async fn oversize_requests_and_replies_fail_alone_and_the_link_stays() {
         Err(AskError::TooLarge { max, .. }) => assert_eq!(max, LIMIT),
         other => panic!("expected TooLarge, got {other:?}"),
     }
+    open.send(true).unwrap();
     assert_eq!(in_flight.await.unwrap(), Ok(5));
     let data = vec![7; 1000];
     assert_eq!(
@@ -107,7 +118,7 @@ async fn oversize_requests_and_replies_fail_alone_and_the_link_stays() {
 #[actix_rt::test]
 async fn a_receiver_with_a_smaller_limit_refuses_the_message_and_keeps_the_link() {
     // a may send 256 KiB; b accepts 64 KiB.
-    let (a, b) = pair(4 * LIMIT, LIMIT).await;
+    let (a, b, _open) = pair(4 * LIMIT, LIMIT).await;
     let link = a.node.peers()[0].clone();
     let adder = a.node.remote::<Adder>(b.node.id(), "adder");
     match adder.send(echo(2 * LIMIT)).await {
