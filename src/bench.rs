@@ -434,7 +434,7 @@ pub struct ProcessReport {
     pub false_down: usize,
     /// CPU of one idle node after convergence, percent of a core (from
     /// `/proc/PID/schedstat`, averaged over the processes), with no link
-    /// open to it.
+    /// open to it, measured from `idle / 3` after convergence for `idle`.
     pub idle_cpu_pct_per_node: f64,
     /// Seconds the idle CPU was measured over.
     pub idle_s: f64,
@@ -552,7 +552,10 @@ pub fn membership_processes(
         // alone), let the goodbyes settle, and read /proc.
         node.shutdown();
         let pids: Vec<u32> = cluster.nodes.iter().map(|c| c.child.id()).collect();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Let the join's updates finish spreading (a few gossip rounds per
+        // decade of nodes) before measuring the steady state.
+        let settle = Duration::from_millis(500).max(idle / 3);
+        tokio::time::sleep(settle).await;
         let before: Vec<Option<(u64, u64)>> = pids.iter().map(|&p| cpu_and_rss(p)).collect();
         let idle_started = Instant::now();
         tokio::time::sleep(idle).await;

@@ -143,6 +143,8 @@ pub struct Membership {
     now: Duration,
     /// Whether a metadata pull round is armed (only while pulls are queued).
     pull_armed: bool,
+    /// When this node last published its metadata.
+    meta_published_at: Duration,
     /// foca's periodic gossip timer, held back while there is nothing to
     /// gossip, so an idle node does not wake up five times a second.
     parked_gossip: Option<Timer<MemberId>>,
@@ -246,6 +248,7 @@ impl Membership {
             stats: GossipStats::default(),
             now: Duration::ZERO,
             pull_armed: false,
+            meta_published_at: Duration::ZERO,
             parked_gossip: None,
             seal,
             config,
@@ -449,9 +452,16 @@ impl Membership {
                 self.drain();
             }
             TickKind::MetaRefresh => {
-                self.republish();
-                let interval = self.refresh_interval();
-                self.timers.push((interval, Tick(TickKind::MetaRefresh)));
+                // The interval grows with the cluster: a timer armed when
+                // this node knew few members may fire before it is due.
+                let due = self.meta_published_at + self.refresh_interval();
+                if now >= due {
+                    self.republish();
+                    let interval = self.refresh_interval();
+                    self.timers.push((interval, Tick(TickKind::MetaRefresh)));
+                } else {
+                    self.timers.push((due - now, Tick(TickKind::MetaRefresh)));
+                }
             }
             TickKind::MetaPull => {
                 self.pull_armed = false;

@@ -232,46 +232,9 @@ fn bench_link_json_smoke_run_reports_every_figure() {
 
 #[test]
 fn refused_connections_are_logged_with_their_reason() {
-    use std::io::{BufRead, Write};
-    let dir = scratch("logs");
-    swarm::credentials::Throwaway::new("logs")
-        .write_files(&dir, &["n1"])
-        .unwrap();
-    let config = dir.join("n1.toml");
-    std::fs::write(
-        &config,
-        NodeFile::render("logs", "n1", "127.0.0.1:0".parse().unwrap(), &[], &[]),
-    )
-    .unwrap();
-    let mut node = Command::new(exe())
-        .args(["node", "start", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufReader::new(node.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    let addr = ready
-        .split_whitespace()
-        .nth(1)
-        .expect("READY line")
-        .to_owned();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = node.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    use std::io::Write;
+    let node = LoggedNode::start("logs", "", "warn");
+    let (addr, rx) = (node.addr.clone(), &node.lines);
     let mut garbage = std::net::TcpStream::connect(&addr).unwrap();
     garbage.write_all(&[0xff, 0xff, 0xff, 0xff]).unwrap();
     let mut http = std::net::TcpStream::connect(&addr).unwrap();
@@ -285,9 +248,7 @@ fn refused_connections_are_logged_with_their_reason() {
             }
         }
     }
-    node.kill().unwrap();
-    node.wait().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(node);
     assert_eq!(seen.len(), 2, "two refusals logged: {seen:?}");
     assert!(
         seen.iter().any(|l| l.contains("exceeds the maximum")),
@@ -301,43 +262,9 @@ fn refused_connections_are_logged_with_their_reason() {
 
 #[test]
 fn a_flood_of_refused_connections_is_summarised_not_logged_line_by_line() {
-    use std::io::{BufRead, Write};
-    let dir = scratch("logflood");
-    swarm::credentials::Throwaway::new("logflood")
-        .write_files(&dir, &["n1"])
-        .unwrap();
-    let config = dir.join("n1.toml");
-    let rendered = NodeFile::render("logflood", "n1", "127.0.0.1:0".parse().unwrap(), &[], &[]);
-    std::fs::write(&config, format!("summary_s = 1\n{rendered}")).unwrap();
-    let mut node = Command::new(exe())
-        .args(["node", "start", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = String::new();
-    std::io::BufReader::new(node.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    let addr = ready
-        .split_whitespace()
-        .nth(1)
-        .expect("READY line")
-        .to_owned();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let stderr = node.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    use std::io::Write;
+    let node = LoggedNode::start("logflood", "summary_s = 1\n", "info");
+    let (addr, rx) = (node.addr.clone(), &node.lines);
     const FLOOD: usize = 500;
     for _ in 0..FLOOD {
         let mut garbage = std::net::TcpStream::connect(&addr).unwrap();
@@ -365,9 +292,7 @@ fn a_flood_of_refused_connections_is_summarised_not_logged_line_by_line() {
             counters = !line.contains("handshakes_refused=0 ");
         }
     }
-    node.kill().unwrap();
-    node.wait().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(node);
     assert!(one_by_one <= 20, "{one_by_one} refusals logged one by one");
     assert!(
         summarised >= (FLOOD as u64) / 2,
@@ -422,4 +347,71 @@ fn a_certificate_pre_issued_with_not_before_is_refused_until_then() {
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A node process whose stderr lines arrive on `lines`; killed (and its
+/// directory removed) on drop.
+struct LoggedNode {
+    child: std::process::Child,
+    addr: String,
+    lines: std::sync::mpsc::Receiver<String>,
+    dir: std::path::PathBuf,
+}
+
+impl LoggedNode {
+    /// Starts node `n1` of a throw-away cluster, with `extra` TOML lines
+    /// before the rendered configuration and `RUST_LOG=log`.
+    fn start(cluster: &str, extra: &str, log: &str) -> Self {
+        use std::io::BufRead;
+        let dir = scratch(cluster);
+        swarm::credentials::Throwaway::new(cluster)
+            .write_files(&dir, &["n1"])
+            .unwrap();
+        let config = dir.join("n1.toml");
+        let rendered = NodeFile::render(cluster, "n1", "127.0.0.1:0".parse().unwrap(), &[], &[]);
+        std::fs::write(&config, format!("{extra}{rendered}")).unwrap();
+        let mut child = Command::new(exe())
+            .args(["node", "start", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", log)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        let addr = ready
+            .split_whitespace()
+            .nth(1)
+            .expect("READY line")
+            .to_owned();
+        let (tx, lines) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            addr,
+            lines,
+            dir,
+        }
+    }
+}
+
+impl Drop for LoggedNode {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

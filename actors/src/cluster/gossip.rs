@@ -98,8 +98,13 @@ pub struct Gossip {
     probe: Probe,
     total_memory: u64,
     load_interval: Duration,
+    /// When load was last gossiped (rate-limited with the cluster's size).
+    load_gossiped_at: Option<Instant>,
     left: bool,
 }
+
+/// Per member, the least spacing of one node's load updates.
+const LOAD_GOSSIP_SPACING: Duration = Duration::from_secs(2);
 
 /// The parts `Node::start` hands over.
 pub(crate) struct GossipParts {
@@ -189,6 +194,8 @@ impl Gossip {
             probe,
             total_memory,
             load_interval: config.load_interval,
+            // The first metadata carries the load at start.
+            load_gossiped_at: Some(Instant::now()),
             left: false,
         })
     }
@@ -331,6 +338,18 @@ impl Gossip {
         let machine = &self.machine;
         self.members
             .retain(|addr, _| machine.member(addr).is_some());
+        // Each load update is an item every member receives and relays: at
+        // most one every two seconds cluster-wide, whatever the cluster's
+        // size, so that an idle cluster's gossip falls silent. The gossiped
+        // load is a coarse hint; whoever needs it fresh asks the node.
+        let members = self.machine.active_count() as u32 + 1;
+        let spacing = self.load_interval.max(LOAD_GOSSIP_SPACING * members);
+        if self
+            .load_gossiped_at
+            .is_some_and(|at| at.elapsed() < spacing)
+        {
+            return;
+        }
         let load: Load = self.probe.load();
         if load_changed(&self.machine.own_meta().load, &load, self.total_memory) {
             let mut meta = self.machine.own_meta().clone();
@@ -339,6 +358,7 @@ impl Gossip {
             if let Err(e) = self.machine.set_meta(meta, now) {
                 tracing::warn!(error = %e, "load not gossiped");
             }
+            self.load_gossiped_at = Some(Instant::now());
             self.flush(ctx);
         }
     }

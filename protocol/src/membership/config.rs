@@ -29,7 +29,7 @@ pub struct MembershipConfig {
     pub announce_interval: Duration,
     /// How often this node re-announces its metadata although it did not
     /// change (anti-entropy). Stretched with the cluster so the cluster as
-    /// a whole refreshes at most about ten items per second.
+    /// a whole refreshes about one item every four seconds.
     pub meta_refresh: Duration,
     /// Metadata requests sent per pull round, for members whose metadata
     /// is missing.

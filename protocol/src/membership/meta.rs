@@ -127,6 +127,7 @@ impl Membership {
         // Items are validated and at most MAX_META_LEN bytes, below the
         // packet size foca checks against, so this does not fail.
         let _ = self.foca.add_broadcast(bytes);
+        self.meta_published_at = self.now;
         let me = self.own_meta.id.addr;
         self.metas
             .0
@@ -149,11 +150,14 @@ impl Membership {
     }
 
     pub(super) fn refresh_interval(&self) -> Duration {
-        // At most about ten refreshed items per second cluster-wide.
+        // About one refreshed item every four seconds cluster-wide:
+        // refreshes are anti-entropy only (changes are broadcast at once,
+        // and missing metadata is pulled), each item reaches every member,
+        // and while items flow every member gossips five times a second.
         let members = self.table.len() as u32 + 1;
         self.config
             .meta_refresh
-            .max(Duration::from_millis(100) * members)
+            .max(Duration::from_secs(4) * members)
     }
 
     pub(super) fn pull_round(&mut self) {
