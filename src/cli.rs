@@ -218,7 +218,7 @@ pub(crate) enum BenchCommand {
     /// 1% are killed; prints convergence and detection times, false
     /// downs, gossip bytes and wall time.
     Membership {
-        /// Simulated nodes.
+        /// Simulated nodes (needs a build with `--features sim`; 0: none).
         #[arg(long, default_value_t = 1000)]
         nodes: usize,
         /// Datagram loss rate.
@@ -231,9 +231,13 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         meta: bool,
         /// Also start this many real node processes and time their
-        /// convergence and SIGKILL detection (0: skip).
+        /// convergence and SIGKILL detection, and measure their idle CPU
+        /// and memory (0: skip).
         #[arg(long, default_value_t = 0)]
         processes: usize,
+        /// Seconds over which the processes' idle CPU is measured.
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
@@ -323,7 +327,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             kill,
             meta,
             processes,
+            idle_secs,
             json,
-        }) => bench::membership(nodes, loss, kill, meta, processes, json),
+        }) => bench::membership(
+            bench::Membership {
+                nodes,
+                loss,
+                kill,
+                meta,
+                processes,
+                idle: std::time::Duration::from_secs(idle_secs),
+            },
+            json,
+        ),
     }
 }

@@ -45,7 +45,9 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context as _, Result};
+use crate::files::FileError;
+
+type Result<T> = std::result::Result<T, FileError>;
 use serde::Deserialize;
 use swarm_actors::{ClusterConfig, MeshConfig, ResourceOverrides};
 use swarm_protocol::gossip::GossipKey;
@@ -187,20 +189,28 @@ impl MembershipFile {
             return Ok(None);
         }
         if self.probe_ms == 0 || self.probe_rtt_ms == 0 || self.gossip_ms == 0 {
-            bail!("membership timers must be above zero");
+            return Err(FileError::Setting {
+                setting: "membership".into(),
+                problem: "timers must be above zero".into(),
+            });
         }
         if self.probe_rtt_ms >= self.probe_ms {
-            bail!(
-                "membership.probe_rtt_ms ({}) must be below probe_ms ({})",
-                self.probe_rtt_ms,
-                self.probe_ms
-            );
+            return Err(FileError::Setting {
+                setting: "membership.probe_rtt_ms".into(),
+                problem: format!(
+                    "{} must be below probe_ms ({})",
+                    self.probe_rtt_ms, self.probe_ms
+                ),
+            });
         }
         let mut keys = Vec::new();
         for (i, hex) in self.gossip_keys.iter().enumerate() {
             let bytes: [u8; 32] = unhex(hex.trim())
                 .and_then(|b| b.try_into().ok())
-                .with_context(|| format!("membership.gossip_keys[{i}] is not 64 hex digits"))?;
+                .ok_or_else(|| FileError::Setting {
+                    setting: format!("membership.gossip_keys[{i}]"),
+                    problem: "is not 64 hex digits".into(),
+                })?;
             keys.push(GossipKey::from_bytes(bytes));
         }
         let mut config = ClusterConfig {
@@ -271,10 +281,14 @@ impl NodeFile {
     ///
     /// If the file is missing or not valid TOML for this schema.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut file: NodeFile =
-            toml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut file: NodeFile = toml::from_str(&text).map_err(|source| FileError::Toml {
+            path: path.to_owned(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut file.key,
@@ -297,10 +311,18 @@ impl NodeFile {
     pub fn mesh_config(&self) -> Result<MeshConfig> {
         let key = NodeKey::from_secret(read_array(&self.key)?);
         let cert = read_cert(&self.cert)?;
-        let mut trust = TrustStore::new(read_array(&self.ca)?)
-            .with_context(|| format!("{} is not a CA public key", self.ca.display()))?;
+        let mut trust = TrustStore::new(read_array(&self.ca)?).map_err(|_| FileError::Content {
+            path: self.ca.clone(),
+            problem: "is not a CA public key",
+        })?;
         trust.revoke(self.revoked.iter().copied());
-        let suite: CipherSuite = self.suite.parse().map_err(anyhow::Error::msg)?;
+        let suite: CipherSuite =
+            self.suite
+                .parse()
+                .map_err(|problem: String| FileError::Setting {
+                    setting: "suite".into(),
+                    problem,
+                })?;
         let handshake = HandshakeConfig {
             cluster: self.cluster.clone(),
             join_secret: read_array(&self.secret)?,

@@ -10,7 +10,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context as _, Result};
+use crate::files::FileError;
+
+type Result<T> = std::result::Result<T, FileError>;
 use swarm_protocol::identity::{hex, unhex};
 use swarm_protocol::{
     CaKey, CertBody, Certificate, CipherSuite, HandshakeConfig, NodeKey, TrustStore,
@@ -223,13 +225,11 @@ impl CaDir {
     /// If the files exist (without `force`) or cannot be written.
     pub fn init(&self, force: bool) -> Result<CaKey> {
         if !force && self.key_path().exists() {
-            bail!(
-                "{} exists already; pass --force to replace the CA (every certificate it issued becomes invalid)",
-                self.key_path().display()
-            );
+            return Err(FileError::CaExists {
+                path: self.key_path(),
+            });
         }
-        fs::create_dir_all(&self.dir)
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        create_dir(&self.dir)?;
         let ca = CaKey::from_seed(random32());
         write_private(&self.key_path(), "swarm CA private key", &ca.seed())?;
         write_public(&self.pub_path(), "swarm CA public key", &ca.public())?;
@@ -258,7 +258,7 @@ pub fn write_node(
     key: &NodeKey,
     cert: &Certificate,
 ) -> Result<(PathBuf, PathBuf)> {
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_dir(dir)?;
     let key_path = dir.join(format!("{name}.key"));
     let cert_path = dir.join(format!("{name}.cert"));
     write_private(
@@ -280,9 +280,10 @@ pub fn write_node(
 ///
 /// If the file is missing or does not hold 32 hex-encoded bytes.
 pub fn read_array(path: &Path) -> Result<[u8; 32]> {
-    read_hex(path)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("{} does not hold 32 bytes", path.display()))
+    read_hex(path)?.try_into().map_err(|_| FileError::Content {
+        path: path.to_owned(),
+        problem: "does not hold 32 bytes",
+    })
 }
 
 /// Reads a certificate file.
@@ -291,8 +292,10 @@ pub fn read_array(path: &Path) -> Result<[u8; 32]> {
 ///
 /// If the file is missing or not a certificate.
 pub fn read_cert(path: &Path) -> Result<Certificate> {
-    Certificate::from_bytes(&read_hex(path)?)
-        .with_context(|| format!("{} is not a swarm certificate", path.display()))
+    Certificate::from_bytes(&read_hex(path)?).map_err(|_| FileError::Content {
+        path: path.to_owned(),
+        problem: "is not a swarm certificate",
+    })
 }
 
 /// Reads a hex text file, skipping `#` comment lines.
@@ -301,19 +304,37 @@ pub fn read_cert(path: &Path) -> Result<Certificate> {
 ///
 /// If the file is missing or not hex.
 pub fn read_hex(path: &Path) -> Result<Vec<u8>> {
-    let text =
-        fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
     let body: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .collect::<Vec<_>>()
         .join("");
-    unhex(&body).with_context(|| format!("{} is not hex", path.display()))
+    unhex(&body).ok_or_else(|| FileError::Content {
+        path: path.to_owned(),
+        problem: "is not hex",
+    })
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).map_err(|source| FileError::Write {
+        path: dir.to_owned(),
+        source,
+    })
+}
+
+fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> FileError + '_ {
+    move |source| FileError::Write {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn write_public(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
-    fs::write(path, format!("# {what}\n{}\n", hex(bytes)))
-        .with_context(|| format!("cannot write {}", path.display()))
+    fs::write(path, format!("# {what}\n{}\n", hex(bytes))).map_err(write_error(path))
 }
 
 fn write_private(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
@@ -325,11 +346,8 @@ fn write_private(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    writeln!(file, "# {what} (keep private)\n{}", hex(bytes))
-        .with_context(|| format!("cannot write {}", path.display()))
+    let mut file = options.open(path).map_err(write_error(path))?;
+    writeln!(file, "# {what} (keep private)\n{}", hex(bytes)).map_err(write_error(path))
 }
 
 /// A CA held in memory that issues identities for a local cluster.
@@ -381,7 +399,7 @@ impl Throwaway {
     ///
     /// If a file cannot be written.
     pub fn write_files(&self, dir: &Path, names: &[&str]) -> Result<()> {
-        fs::create_dir_all(dir)?;
+        create_dir(dir)?;
         let ca = CaDir::new(dir);
         write_private(&ca.key_path(), "swarm CA private key", &self.ca.seed())?;
         write_public(&ca.pub_path(), "swarm CA public key", &self.ca.public())?;

@@ -34,17 +34,17 @@
 //! - [`credentials`]: CA, join secret, node keys and certificates on disk; throw-away CAs.
 //! - [`local`]: a local cluster of child node processes (`swarm demo`, tests).
 //! - [`demo`]: the demo workload used by `swarm demo`, the examples and the benches.
-//! - [`bench`](mod@bench): the cluster benchmark behind `swarm bench link`.
 //! - Re-exports of `swarm-actors` (runtime) and `swarm-protocol` (wire format).
 
 #![warn(missing_docs, unreachable_pub)]
 
-pub mod bench;
 pub mod config;
 pub mod credentials;
 pub mod demo;
+mod files;
 pub mod local;
 
+pub use files::FileError;
 pub use swarm_actors::{
     cluster, error, remote_actor, remote_message, Accepts, AskError, Cluster, ClusterConfig,
     ClusterEvent, ClusterEvents, GossipKeyOp, Instance, Keyed, Member, MeshConfig, MeshStats, Node,

@@ -10,11 +10,45 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _, Result};
 use swarm_protocol::NodeId;
 
 use crate::config::NodeFile;
 use crate::credentials::Throwaway;
+use crate::files::FileError;
+
+type Result<T> = std::result::Result<T, LocalError>;
+
+/// Why a local cluster could not start or act.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalError {
+    /// A configuration or key file could not be written.
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// The binary could not be run.
+    #[error("cannot run {}: {source}", exe.display())]
+    Spawn {
+        /// The binary.
+        exe: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A node did not print its READY line within 30 s, or printed
+    /// something else.
+    #[error("node {name} did not start: {first_line:?}")]
+    NotReady {
+        /// The node.
+        name: String,
+        /// What it printed first, if anything.
+        first_line: Option<String>,
+    },
+    /// There is no node with this index.
+    #[error("no node {0}")]
+    NoNode(usize),
+    /// A node could not be killed or reaped.
+    #[error("cannot kill node: {0}")]
+    Kill(std::io::Error),
+}
 
 /// One node process.
 #[derive(Debug)]
@@ -93,17 +127,16 @@ impl LocalCluster {
             };
             let seeds = this.seeds();
             let config = dir.join(format!("{name}.toml"));
-            std::fs::write(
+            write(
                 &config,
                 NodeFile::render(&cluster, name, any_port, &peers, &seeds),
             )?;
-            let node = spawn(exe, &config, extra_args)
-                .with_context(|| format!("node {name} did not start"))?;
+            let node = spawn(exe, &config, name, extra_args)?;
             this.nodes.push(node);
         }
         let seeds = this.seeds();
-        std::fs::write(
-            dir.join("driver.toml"),
+        write(
+            &dir.join("driver.toml"),
             NodeFile::render(&cluster, "driver", any_port, &[], &seeds),
         )?;
         Ok(this)
@@ -131,11 +164,11 @@ impl LocalCluster {
     /// If there is no such node or it cannot be killed.
     pub fn kill(&mut self, i: usize) -> Result<ChildNode> {
         if i >= self.nodes.len() {
-            bail!("no node {i}");
+            return Err(LocalError::NoNode(i));
         }
         let mut node = self.nodes.remove(i);
-        node.child.kill()?;
-        node.child.wait()?;
+        node.child.kill().map_err(LocalError::Kill)?;
+        node.child.wait().map_err(LocalError::Kill)?;
         Ok(node)
     }
 }
@@ -152,8 +185,17 @@ impl Drop for LocalCluster {
     }
 }
 
+fn write(path: &Path, text: String) -> Result<()> {
+    std::fs::write(path, text).map_err(|source| {
+        LocalError::File(FileError::Write {
+            path: path.to_owned(),
+            source,
+        })
+    })
+}
+
 /// Starts one node process and waits for its READY line.
-fn spawn(exe: &Path, config: &Path, extra_args: &[&str]) -> Result<ChildNode> {
+fn spawn(exe: &Path, config: &Path, name: &str, extra_args: &[&str]) -> Result<ChildNode> {
     let mut child = Command::new(exe)
         .args(["node", "start", "--config"])
         .arg(config)
@@ -166,8 +208,17 @@ fn spawn(exe: &Path, config: &Path, extra_args: &[&str]) -> Result<ChildNode> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("cannot run {}", exe.display()))?;
-    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        .map_err(|source| LocalError::Spawn {
+            exe: exe.to_owned(),
+            source,
+        })?;
+    let not_ready = |first_line: Option<String>| LocalError::NotReady {
+        name: name.to_owned(),
+        first_line,
+    };
+    let Some(stdout) = child.stdout.take() else {
+        return Err(not_ready(None));
+    };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
@@ -177,23 +228,30 @@ fn spawn(exe: &Path, config: &Path, extra_args: &[&str]) -> Result<ChildNode> {
     });
     let line = match rx.recv_timeout(Duration::from_secs(30)) {
         Ok(Some(Ok(line))) => line,
-        other => {
+        _ => {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("no READY line from the node ({other:?})");
+            return Err(not_ready(None));
         }
     };
     let mut words = line.split_whitespace();
-    let (Some("READY"), Some(addr), Some(id), Some(name)) =
-        (words.next(), words.next(), words.next(), words.next())
-    else {
+    let parsed = match (words.next(), words.next(), words.next(), words.next()) {
+        (Some("READY"), Some(addr), Some(id), Some(name)) => addr
+            .parse::<SocketAddr>()
+            .ok()
+            .zip(id.parse::<NodeId>().ok())
+            .map(|(addr, id)| (addr, id, name.to_owned())),
+        _ => None,
+    };
+    let Some((addr, id, name)) = parsed else {
         let _ = child.kill();
-        bail!("unexpected first line from the node: {line:?}");
+        let _ = child.wait();
+        return Err(not_ready(Some(line)));
     };
     Ok(ChildNode {
         child,
-        name: name.to_owned(),
-        addr: addr.parse()?,
-        id: id.parse().map_err(|e| anyhow!("bad node id: {e}"))?,
+        name,
+        addr,
+        id,
     })
 }

@@ -1,10 +1,13 @@
-//! `swarm bench link`: prints the link benchmark as a table or one JSON object.
+//! `swarm bench link` and `swarm bench membership`: run the cluster
+//! benchmarks ([`measure`]) and print a table or one JSON object.
+
+mod measure;
 
 use anyhow::{Context as _, Result};
 
 pub(crate) fn link(json: bool, scale: f64) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
-    let report = swarm::bench::link(scale, Some(&exe))?;
+    let report = measure::link(scale, Some(&exe))?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -13,14 +16,25 @@ pub(crate) fn link(json: bool, scale: f64) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn membership(
-    nodes: usize,
-    loss: f64,
-    kill: f64,
-    meta: bool,
-    processes: usize,
-    json: bool,
-) -> Result<()> {
+/// What `swarm bench membership` runs.
+pub(crate) struct Membership {
+    pub(crate) nodes: usize,
+    pub(crate) loss: f64,
+    pub(crate) kill: f64,
+    pub(crate) meta: bool,
+    pub(crate) processes: usize,
+    pub(crate) idle: std::time::Duration,
+}
+
+pub(crate) fn membership(run: Membership, json: bool) -> Result<()> {
+    let Membership {
+        nodes,
+        loss,
+        kill,
+        meta,
+        processes,
+        idle,
+    } = run;
     if !(0.0..1.0).contains(&loss) || !(0.0..1.0).contains(&kill) {
         anyhow::bail!("--loss and --kill must be in [0, 1)");
     }
@@ -35,12 +49,12 @@ pub(crate) fn membership(
     }
     if processes > 0 {
         let exe = std::env::current_exe().context("cannot find the swarm binary")?;
-        let p = swarm::bench::membership_processes(
+        let p = measure::membership_processes(
             &exe,
             processes,
             &[],
             std::time::Duration::from_secs(120 + processes as u64 / 4),
-            std::time::Duration::from_secs(30),
+            idle,
         )?;
         value.insert("processes".into(), serde_json::to_value(&p)?);
         table.push_str(&p.table());

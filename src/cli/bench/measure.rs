@@ -11,34 +11,34 @@ use actix::Arbiter;
 use anyhow::{anyhow, Context as _, Result};
 use serde::Serialize;
 
-use crate::credentials::Throwaway;
-use crate::demo::{Add, Adder, Bump, Counter, CounterState, Echo};
-use crate::{MeshConfig, Node, TellError};
+use swarm::credentials::Throwaway;
+use swarm::demo::{Add, Adder, Bump, Counter, CounterState, Echo};
+use swarm::{MeshConfig, Node, TellError};
 
 /// One run's figures.
 #[derive(Debug, Clone, Serialize)]
-pub struct LinkReport {
+pub(crate) struct LinkReport {
     /// Median round trip of a 64-byte ask/reply between actors on two nodes.
     pub ask_rtt_p50_us: f64,
     /// 99th percentile of the same.
     pub ask_rtt_p99_us: f64,
     /// 64-byte tells per second over one link, sender to handler.
-    pub tell_msgs_per_s: f64,
+    pub(crate) tell_msgs_per_s: f64,
     /// Throughput of 1 MiB messages, sender to handler.
-    pub bulk_mb_per_s: f64,
+    pub(crate) bulk_mb_per_s: f64,
     /// Median time to connect and complete the Noise handshake.
-    pub handshake_us: f64,
+    pub(crate) handshake_us: f64,
     /// Resident memory of an idle `swarm node start` process (0 if not measured).
-    pub idle_node_rss_mib: f64,
+    pub(crate) idle_node_rss_mib: f64,
     /// Median round trip of 64-byte messages over bare snow on TCP.
     pub raw_noise_rtt_p50_us: f64,
     /// 64-byte Noise messages per second over bare snow on TCP, one direction.
-    pub raw_noise_msgs_per_s: f64,
+    pub(crate) raw_noise_msgs_per_s: f64,
 }
 
 impl LinkReport {
     /// A table for people, with the targets of the foundation issue.
-    pub fn table(&self) -> String {
+    pub(crate) fn table(&self) -> String {
         let rows = [
             (
                 "ask RTT p50 (64 B)",
@@ -95,7 +95,7 @@ impl LinkReport {
 /// # Errors
 ///
 /// If a node cannot start or a measurement fails.
-pub fn link(scale: f64, exe: Option<&Path>) -> Result<LinkReport> {
+pub(crate) fn link(scale: f64, exe: Option<&Path>) -> Result<LinkReport> {
     let n = move |base: u64| ((base as f64 * scale).max(1.0)) as u64;
     let (raw_noise_rtt_p50_us, raw_noise_msgs_per_s) = raw_noise(n(20_000), n(1_000_000))?;
     let idle_node_rss_mib = match exe {
@@ -109,7 +109,7 @@ pub fn link(scale: f64, exe: Option<&Path>) -> Result<LinkReport> {
         let a = Node::start_on(&a_thread.handle(), config(&ca, "a")).await?;
         let b = Node::start_on(&b_thread.handle(), config(&ca, "b")).await?;
         let b2 = b.clone();
-        on(&b_thread, move || crate::demo::expose_workload(&b2)).await??;
+        on(&b_thread, move || swarm::demo::expose_workload(&b2)).await??;
         a.connect(b.listen_addr()).await?;
         let target = b.id();
         let a2 = a.clone();
@@ -240,7 +240,7 @@ async fn measure(
 
 /// Sends `count` tells with sequence numbers from `first`; returns `count`.
 async fn blast(
-    counter: &crate::RemoteAddr<Counter>,
+    counter: &swarm::RemoteAddr<Counter>,
     count: u64,
     first: u64,
     size: usize,
@@ -260,7 +260,7 @@ async fn blast(
     Ok(count)
 }
 
-async fn wait_count(counter: &crate::RemoteAddr<Counter>, total: u64) -> Result<()> {
+async fn wait_count(counter: &swarm::RemoteAddr<Counter>, total: u64) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (received, out_of_order) = counter.send(CounterState).await?;
@@ -294,7 +294,7 @@ async fn handshakes(ca: Throwaway, addr: SocketAddr, rounds: u64) -> Result<f64>
 /// Starts an idle node process and reads its resident memory.
 fn idle_rss(exe: &Path) -> Result<f64> {
     let dir = std::env::temp_dir().join(format!("swarm-bench-{}", std::process::id()));
-    let mut cluster = crate::local::LocalCluster::start(exe, &dir, 1, &[])?;
+    let mut cluster = swarm::local::LocalCluster::start(exe, &dir, 1, &[])?;
     cluster.remove_dir_on_drop(true);
     let pid = cluster.nodes[0].child.id();
     // Let start-up allocations settle before reading.
@@ -420,31 +420,31 @@ fn read_frame(s: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
 /// Real node processes on 127.0.0.1: how long they take to converge, and
 /// how long from SIGKILL of one until every other lists it down.
 #[derive(Debug, Clone, Serialize)]
-pub struct ProcessReport {
+pub(crate) struct ProcessReport {
     /// Node processes started.
-    pub processes: usize,
+    pub(crate) processes: usize,
     /// Seconds from the last READY until every process lists every other alive.
-    pub converge_s: f64,
+    pub(crate) converge_s: f64,
     /// Seconds from SIGKILL until every survivor lists the victim down.
-    pub detect_s: f64,
+    pub(crate) detect_s: f64,
     /// The documented bound for this size and these settings, seconds.
-    pub bound_s: f64,
+    pub(crate) bound_s: f64,
     /// Members listed down by a survivor although they were alive (all
     /// but the killed one), summed over survivors.
-    pub false_down: usize,
+    pub(crate) false_down: usize,
     /// CPU of one idle node after convergence, percent of a core (from
     /// `/proc/PID/schedstat`, averaged over the processes), with no link
     /// open to it, measured from `idle / 3` after convergence for `idle`.
-    pub idle_cpu_pct_per_node: f64,
+    pub(crate) idle_cpu_pct_per_node: f64,
     /// Seconds the idle CPU was measured over.
-    pub idle_s: f64,
+    pub(crate) idle_s: f64,
     /// Resident memory of one idle node, MiB (average).
-    pub idle_rss_mib: f64,
+    pub(crate) idle_rss_mib: f64,
 }
 
 impl ProcessReport {
     /// The report as table lines.
-    pub fn table(&self) -> String {
+    pub(crate) fn table(&self) -> String {
         format!(
             "membership, {} real processes on 127.0.0.1\n  converge_s                   {:.2}\n  \
              sigkill to down on all (s)   {:.2}  (bound {:.1})\n  \
@@ -464,7 +464,7 @@ impl ProcessReport {
 }
 
 /// What one node process lists.
-async fn listed(node: &Node, peer: crate::NodeId) -> Vec<swarm_actors::cluster::MemberRow> {
+async fn listed(node: &Node, peer: swarm::NodeId) -> Vec<swarm_actors::cluster::MemberRow> {
     use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
     node.remote::<ClusterAgent>(peer, CLUSTER_ACTOR)
         .send(ListMembers)
@@ -497,7 +497,7 @@ fn cpu_and_rss(pid: u32) -> Option<(u64, u64)> {
 ///
 /// If a process does not start, or convergence or detection takes longer
 /// than `limit`.
-pub fn membership_processes(
+pub(crate) fn membership_processes(
     exe: &Path,
     n: usize,
     extra_args: &[&str],
@@ -507,12 +507,12 @@ pub fn membership_processes(
     let dir = std::env::temp_dir().join(format!("swarm-members-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let mut cluster = crate::local::LocalCluster::start_members(exe, &dir, n, extra_args)?;
+    let mut cluster = swarm::local::LocalCluster::start_members(exe, &dir, n, extra_args)?;
     cluster.remove_dir_on_drop(true);
     let started = Instant::now();
-    let mut mesh = crate::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
+    let mut mesh = swarm::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
     mesh.cluster = None;
-    let ids: Vec<crate::NodeId> = cluster.nodes.iter().map(|c| c.id).collect();
+    let ids: Vec<swarm::NodeId> = cluster.nodes.iter().map(|c| c.id).collect();
     let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|c| c.addr).collect();
     let bound = swarm_protocol::membership::MembershipConfig::default().detection_bound(n);
     actix::System::new().block_on(async move {
@@ -575,7 +575,7 @@ pub fn membership_processes(
         let idle_rss_mib =
             samples.iter().map(|(_, rss)| *rss as f64).sum::<f64>() / per_node / 1024.0;
         // A new observer for the detection phase.
-        let mut mesh = crate::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
+        let mut mesh = swarm::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
         mesh.cluster = None;
         let node = Node::start(mesh).await?;
         for addr in &addrs {
@@ -584,7 +584,7 @@ pub fn membership_processes(
         let victim = cluster.kill(n / 2)?;
         let killed = Instant::now();
         let victim_id = victim.id.to_string();
-        let survivors: Vec<crate::NodeId> = cluster.nodes.iter().map(|c| c.id).collect();
+        let survivors: Vec<swarm::NodeId> = cluster.nodes.iter().map(|c| c.id).collect();
         loop {
             let mut done = true;
             for &id in &survivors {

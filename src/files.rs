@@ -1,0 +1,60 @@
+//! Why a node's files (configuration, keys, certificates, the CA) could not
+//! be read, written or used. The binary turns these into its messages; the
+//! library never formats them into strings.
+
+use std::path::PathBuf;
+
+/// Why a configuration, key or certificate file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file (or its directory) could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The configuration is not valid TOML for the node schema.
+    #[error("invalid config {}: {source}", path.display())]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's explanation.
+        source: toml::de::Error,
+    },
+    /// The file holds something else than expected.
+    #[error("{} {problem}", path.display())]
+    Content {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, e.g. "does not hold 32 bytes".
+        problem: &'static str,
+    },
+    /// A setting is out of range or malformed.
+    #[error("{setting}: {problem}")]
+    Setting {
+        /// The setting, e.g. `membership.probe_rtt_ms`.
+        setting: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The CA exists already and replacing it was not asked for.
+    #[error(
+        "{} exists already; pass --force to replace the CA (every certificate it issued becomes invalid)",
+        path.display()
+    )]
+    CaExists {
+        /// The CA key file.
+        path: PathBuf,
+    },
+}
