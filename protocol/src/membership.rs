@@ -5,7 +5,7 @@
 //! push/pull of the whole member list on join, and timeouts that grow with
 //! the cluster.
 //!
-//! Plaintext datagrams start with a kind byte ([`datagram`]).
+//! Plaintext datagrams start with a kind byte (`datagram`).
 //!
 //! The caller owns the clock, the sockets and the timers:
 //!

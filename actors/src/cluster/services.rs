@@ -3,13 +3,13 @@
 //! An actor exposed on a node registers as an instance of a named service
 //! ([`Cluster::register_service`](crate::Cluster::register_service)); the
 //! entry travels in the node's gossiped metadata. Every node keeps a
-//! service table ([`table`]) of the instances on members that are alive:
+//! service table (`table`) of the instances on members that are alive:
 //! instances on suspect, down or departed nodes leave it the moment
 //! membership says so, and new ones enter it as soon as their metadata
 //! arrives.
 //!
 //! A [`ServiceRef`] sends to one live instance, chosen by its [`Strategy`]
-//! (pure functions in [`strategy`]; the hash ring in [`ring`]). A request
+//! (pure functions in `strategy`; the hash ring in `ring`). A request
 //! that fails because the instance's node cannot be reached
 //! ([`AskError::is_node_failure`](crate::AskError::is_node_failure)) ejects
 //! that node from every `ServiceRef` on this node; it is readmitted only
