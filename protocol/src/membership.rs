@@ -62,7 +62,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use foca::{Foca, Member, State, Timer};
+use foca::{Foca, State, Timer};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -108,6 +108,7 @@ enum TickKind {
     MetaRefresh,
     MetaPull,
     Reconcile,
+    Resync,
     Join,
     FinishLeave,
 }
@@ -145,6 +146,8 @@ pub struct Membership {
     pull_armed: bool,
     /// When this node last published its metadata.
     meta_published_at: Duration,
+    /// Which member the next periodic pull asks (in turn).
+    resync_cursor: usize,
     /// foca's periodic gossip timer, held back while there is nothing to
     /// gossip, so an idle node does not wake up five times a second.
     parked_gossip: Option<Timer<MemberId>>,
@@ -249,6 +252,7 @@ impl Membership {
             now: Duration::ZERO,
             pull_armed: false,
             meta_published_at: Duration::ZERO,
+            resync_cursor: 0,
             parked_gossip: None,
             seal,
             config,
@@ -260,6 +264,8 @@ impl Membership {
         }
         this.timers
             .push((this.config.reconcile_interval, Tick(TickKind::Reconcile)));
+        this.timers
+            .push((this.config.resync_interval, Tick(TickKind::Resync)));
         Ok(this)
     }
 
@@ -486,6 +492,13 @@ impl Membership {
                 self.timers
                     .push((self.config.reconcile_interval, Tick(TickKind::Reconcile)));
             }
+            TickKind::Resync => {
+                if !self.own_meta.meta.leaving {
+                    self.resync();
+                }
+                self.timers
+                    .push((self.config.resync_interval, Tick(TickKind::Resync)));
+            }
         }
     }
 
@@ -639,12 +652,6 @@ impl Membership {
         }
     }
 
-    /// Whether foca has nothing queued to gossip (member updates or
-    /// metadata items): its periodic gossip timer would wake up for nothing.
-    fn gossip_idle(&self) -> bool {
-        self.foca.updates_backlog() == 0 && self.foca.custom_broadcast_backlog() == 0
-    }
-
     fn mark_up(&mut self, id: MemberId) {
         let now = self.now;
         self.sync_after_join(id.addr);
@@ -666,65 +673,6 @@ impl Membership {
             // Metadata that arrived before the member did.
             self.events
                 .push_back(MemberEvent::MetadataChanged(id, meta));
-        }
-    }
-
-    /// Applies decoded suspicions and refutations to the table when foca
-    /// accepted the datagram, by the same precedence rules SWIM uses.
-    fn drain_observed(&mut self, accepted: bool) {
-        let observed: Vec<Member<MemberId>> =
-            std::mem::take(&mut *self.observed.lock().unwrap_or_else(PoisonError::into_inner));
-        if !accepted {
-            return;
-        }
-        let now = self.now;
-        let me = self.me();
-        for member in observed {
-            if member.id().addr == me.addr {
-                continue;
-            }
-            let event = match member.state() {
-                State::Suspect => self.table.suspect(*member.id(), member.incarnation(), now),
-                State::Alive => self.table.refute(*member.id(), member.incarnation(), now),
-                State::Down => None,
-            };
-            if let Some(event) = event {
-                self.events.push_back(event);
-            }
-        }
-    }
-
-    /// Brings the table's suspicions in line with foca's view. One pass
-    /// over foca's members; a table lookup only for suspects.
-    fn reconcile(&mut self) {
-        let now = self.now;
-        let table_suspects = self.table.suspects();
-        let mut events = Vec::new();
-        for member in self.foca.iter_membership_state() {
-            let event = match member.state() {
-                State::Suspect => self.table.suspect(*member.id(), member.incarnation(), now),
-                State::Alive if table_suspects.contains(&member.id().addr) => {
-                    // foca holds it alive at this incarnation: the table's
-                    // suspicion is stale.
-                    self.table
-                        .clear_suspicion(*member.id(), member.incarnation(), now)
-                }
-                _ => None,
-            };
-            events.extend(event);
-        }
-        self.events.extend(events);
-        let keep = self.config.remove_down_after;
-        self.table.expire(now, keep);
-    }
-
-    fn rescale(&mut self, members: usize) {
-        // Re-derive timeouts and retransmissions at every quarter decade
-        // of cluster size.
-        let bucket = |n: usize| ((n.max(1) as f64).log10() * 4.0).floor() as usize;
-        if bucket(members) != bucket(self.scale) {
-            self.scale = members;
-            let _ = self.foca.set_config(self.config.foca(members));
         }
     }
 }

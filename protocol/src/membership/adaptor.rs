@@ -1,10 +1,14 @@
 //! foca's runtime: what foca asks for during one call (datagrams, timers,
-//! notifications), collected for the machine to drain; and the work-around
-//! for foca 2.0.0's spurious `TurnUndead`.
+//! notifications), collected for the machine to drain; keeping the member
+//! table in line with foca's view (suspicions foca does not report, the
+//! reconcile pass, timeouts rescaled with the cluster, the gossip timer
+//! parked while idle); and the work-around for foca 2.0.0's spurious
+//! `TurnUndead`.
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
-use foca::{Notification, Runtime, Timer};
+use foca::{Member, Notification, Runtime, State, Timer};
 
 use super::datagram::kind;
 use super::Membership;
@@ -47,6 +51,71 @@ impl Runtime<MemberId> for Io {
 }
 
 impl Membership {
+    /// Applies decoded suspicions and refutations to the table when foca
+    /// accepted the datagram, by the same precedence rules SWIM uses.
+    pub(super) fn drain_observed(&mut self, accepted: bool) {
+        let observed: Vec<Member<MemberId>> =
+            std::mem::take(&mut *self.observed.lock().unwrap_or_else(PoisonError::into_inner));
+        if !accepted {
+            return;
+        }
+        let now = self.now;
+        let me = self.me();
+        for member in observed {
+            if member.id().addr == me.addr {
+                continue;
+            }
+            let event = match member.state() {
+                State::Suspect => self.table.suspect(*member.id(), member.incarnation(), now),
+                State::Alive => self.table.refute(*member.id(), member.incarnation(), now),
+                State::Down => None,
+            };
+            if let Some(event) = event {
+                self.events.push_back(event);
+            }
+        }
+    }
+
+    /// Brings the table's suspicions in line with foca's view. One pass
+    /// over foca's members; a table lookup only for suspects.
+    pub(super) fn reconcile(&mut self) {
+        let now = self.now;
+        let table_suspects = self.table.suspects();
+        let mut events = Vec::new();
+        for member in self.foca.iter_membership_state() {
+            let event = match member.state() {
+                State::Suspect => self.table.suspect(*member.id(), member.incarnation(), now),
+                State::Alive if table_suspects.contains(&member.id().addr) => {
+                    // foca holds it alive at this incarnation: the table's
+                    // suspicion is stale.
+                    self.table
+                        .clear_suspicion(*member.id(), member.incarnation(), now)
+                }
+                _ => None,
+            };
+            events.extend(event);
+        }
+        self.events.extend(events);
+        let keep = self.config.remove_down_after;
+        self.table.expire(now, keep);
+    }
+
+    pub(super) fn rescale(&mut self, members: usize) {
+        // Re-derive timeouts and retransmissions at every quarter decade
+        // of cluster size.
+        let bucket = |n: usize| ((n.max(1) as f64).log10() * 4.0).floor() as usize;
+        if bucket(members) != bucket(self.scale) {
+            self.scale = members;
+            let _ = self.foca.set_config(self.config.foca(members));
+        }
+    }
+
+    /// Whether foca has nothing queued to gossip (member updates or
+    /// metadata items): its periodic gossip timer would wake up for nothing.
+    pub(super) fn gossip_idle(&self) -> bool {
+        self.foca.updates_backlog() == 0 && self.foca.custom_broadcast_backlog() == 0
+    }
+
     /// foca 2.0.0 sends "you are down" (`TurnUndead`) when a suspicion
     /// times out even if the member refuted it in time (the timer's
     /// condition failed and nothing was applied). The member would then

@@ -41,6 +41,9 @@ pub struct MembershipConfig {
     /// How often the member table is checked against foca's (a safety net
     /// for suspicion, which foca does not report).
     pub reconcile_interval: Duration,
+    /// How often a node pulls one member's whole member list (in turn), so
+    /// a node that missed updates catches up within this interval.
+    pub resync_interval: Duration,
     /// How long a leaving node waits between telling every member it is
     /// leaving and gossiping that it is down.
     pub leave_delay: Duration,
@@ -72,6 +75,7 @@ impl Default for MembershipConfig {
             meta_pull_interval: Duration::from_millis(100),
             remove_down_after: Duration::from_secs(15 * 60),
             reconcile_interval: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(30),
             gossip_meta: true,
             max_clock_skew: Duration::from_secs(30),
             leave_delay: Duration::from_millis(100),

@@ -1,5 +1,9 @@
-//! Push/pull on join: a joiner asks the first member it meets for the whole
-//! member list and applies it by foca's rules, relaying what is new.
+//! Push/pull: a joiner asks the first member it meets for the whole member
+//! list and applies it by foca's rules, relaying what is new; and every
+//! `resync_interval` each node asks one member (in turn) again, so a node
+//! that missed updates (datagrams lost while it was starved or cut off)
+//! catches up within one interval instead of waiting for feeds that carry
+//! a few members each.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +25,25 @@ impl Membership {
         if self.seeds.is_empty() || self.synced_at.is_some() {
             return;
         }
+        self.synced_at = Some(self.now);
+        self.queue_out(with, vec![kind::SYNC_REQUEST]);
+    }
+
+    /// The periodic pull: asks the next active member in turn for its list.
+    pub(super) fn resync(&mut self) {
+        let active: Vec<SocketAddr> = self
+            .table
+            .iter()
+            .filter(|m| m.state.is_active())
+            .map(|m| m.id.addr)
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        self.resync_cursor = self.resync_cursor.wrapping_add(1);
+        let Some(&with) = active.get(self.resync_cursor % active.len()) else {
+            return;
+        };
         self.synced_at = Some(self.now);
         self.queue_out(with, vec![kind::SYNC_REQUEST]);
     }
