@@ -27,6 +27,15 @@ pub(crate) fn spawn(mesh: Mesh, cluster: Option<Cluster>, interval: Duration) {
                     ..NodeCounters::default()
                 },
             };
+            if now.gossip_replayed > last.gossip_replayed {
+                // Replays are an attack; a steady stream of refusals is far
+                // more often a member whose clock is off.
+                tracing::warn!(
+                    refused = now.gossip_replayed - last.gossip_replayed,
+                    "gossip datagrams refused as stale or replayed: check that the \
+                     members' clocks agree within max_clock_skew (30 s by default)"
+                );
+            }
             if drops(&now) != drops(&last) {
                 let m = &now.mesh;
                 tracing::info!(
