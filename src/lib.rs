@@ -32,17 +32,13 @@
 //!
 //! - [`config`]: the node configuration file.
 //! - [`credentials`]: CA, join secret, node keys and certificates on disk; throw-away CAs.
-//! - [`local`]: a local cluster of child node processes (`swarm demo`, tests).
-//! - [`demo`]: the demo workload used by `swarm demo`, the examples and the benches.
 //! - Re-exports of `swarm-actors` (runtime) and `swarm-protocol` (wire format).
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod config;
 pub mod credentials;
-pub mod demo;
 mod files;
-pub mod local;
 
 pub use files::FileError;
 pub use swarm_actors::{

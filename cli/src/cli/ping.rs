@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use swarm::demo::{Info, Ping, INFO_NAME};
 use swarm::Node;
+use swarm_cli::demo::{Info, Ping, INFO_NAME};
 
 pub(crate) fn run(addr: SocketAddr, config: &Path, count: u32) -> Result<()> {
     let mesh = super::client_config(config)?;

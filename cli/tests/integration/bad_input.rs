@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use swarm::credentials::{issue, random32, Throwaway};
-use swarm::demo::{Add, Adder};
 use swarm::protocol::{
     decode_frame, Decoded, Handshake, HandshakeConfig, HandshakeError, NodeKey, TrustStore,
 };
+use swarm_cli::demo::{Add, Adder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

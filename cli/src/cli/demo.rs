@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
 use swarm::config::NodeFile;
-use swarm::demo::{Add, Adder, Bump, Count, Counter, CounterState, Forward, Relay};
-use swarm::local::LocalCluster;
 use swarm::Node;
+use swarm_cli::demo::{Add, Adder, Bump, Count, Counter, CounterState, Forward, Relay};
+use swarm_cli::local::LocalCluster;
 
 pub(crate) fn run(n: usize, keep: Option<PathBuf>) -> Result<()> {
     ensure!(n >= 2, "the demo needs at least 2 nodes");
@@ -216,15 +216,17 @@ async fn membership(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let greeter = cluster.service::<swarm::demo::Worker>("greeter");
+    let greeter = cluster.service::<swarm_cli::demo::Worker>("greeter");
     let mut served: std::collections::BTreeMap<String, u64> = Default::default();
     let t = Instant::now();
     let requests: Vec<_> = (0..300)
         .map(|key| {
             let greeter = greeter.clone();
-            actix_rt::spawn(
-                async move { greeter.send(swarm::demo::Work { key, delay_ms: 1 }).await },
-            )
+            actix_rt::spawn(async move {
+                greeter
+                    .send(swarm_cli::demo::Work { key, delay_ms: 1 })
+                    .await
+            })
         })
         .collect();
     for request in requests {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use swarm::cluster::MemberRow;
 use swarm::config::NodeFile;
-use swarm::demo::{Work, Worker};
-use swarm::local::LocalCluster;
 use swarm::{AskError, Node, Strategy};
+use swarm_cli::demo::{Work, Worker};
+use swarm_cli::local::LocalCluster;
 
 use crate::util::eventually;
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use swarm::demo::{Add, Adder, Bump, Counter};
 use swarm::{AskError, DialError, TellError};
+use swarm_cli::demo::{Add, Adder, Bump, Counter};
 
 use crate::util::{cluster, config, eventually, members, start};
 

@@ -5,8 +5,8 @@
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use swarm::demo::{checksum, Add, Adder, Echo};
 use swarm::{AskError, TellError};
+use swarm_cli::demo::{checksum, Add, Adder, Echo};
 
 use crate::util::{config, start};
 

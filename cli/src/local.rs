@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use swarm_protocol::NodeId;
 
-use crate::config::NodeFile;
-use crate::credentials::Throwaway;
-use crate::files::FileError;
+use swarm::config::NodeFile;
+use swarm::credentials::Throwaway;
+use swarm::FileError;
 
 type Result<T> = std::result::Result<T, LocalError>;
 

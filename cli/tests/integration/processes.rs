@@ -5,9 +5,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use swarm::config::NodeFile;
-use swarm::demo::{Add, Adder, Forward, Relay};
-use swarm::local::LocalCluster;
 use swarm::{AskError, Node};
+use swarm_cli::demo::{Add, Adder, Forward, Relay};
+use swarm_cli::local::LocalCluster;
 
 async fn driver(cluster: &LocalCluster) -> Node {
     let mut mesh = NodeFile::load(&cluster.driver_config())

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use swarm::demo::{Add, Adder, Bump, Counter, CounterState};
+use swarm_cli::demo::{Add, Adder, Bump, Counter, CounterState};
 
 use crate::util::{cluster, eventually};
 

@@ -37,8 +37,8 @@ pub async fn start(config: MeshConfig) -> TestNode {
     on(&arbiter, {
         let node = node.clone();
         move || {
-            swarm::demo::expose_info(&node).unwrap();
-            swarm::demo::expose_workload(&node).unwrap();
+            swarm_cli::demo::expose_info(&node).unwrap();
+            swarm_cli::demo::expose_workload(&node).unwrap();
         }
     })
     .await;

@@ -12,8 +12,8 @@ use anyhow::{anyhow, Context as _, Result};
 use serde::Serialize;
 
 use swarm::credentials::Throwaway;
-use swarm::demo::{Add, Adder, Bump, Counter, CounterState, Echo};
 use swarm::{MeshConfig, Node, TellError};
+use swarm_cli::demo::{Add, Adder, Bump, Counter, CounterState, Echo};
 
 /// One run's figures.
 #[derive(Debug, Clone, Serialize)]
@@ -109,7 +109,7 @@ pub(crate) fn link(scale: f64, exe: Option<&Path>) -> Result<LinkReport> {
         let a = Node::start_on(&a_thread.handle(), config(&ca, "a")).await?;
         let b = Node::start_on(&b_thread.handle(), config(&ca, "b")).await?;
         let b2 = b.clone();
-        on(&b_thread, move || swarm::demo::expose_workload(&b2)).await??;
+        on(&b_thread, move || swarm_cli::demo::expose_workload(&b2)).await??;
         a.connect(b.listen_addr()).await?;
         let target = b.id();
         let a2 = a.clone();
@@ -294,7 +294,7 @@ async fn handshakes(ca: Throwaway, addr: SocketAddr, rounds: u64) -> Result<f64>
 /// Starts an idle node process and reads its resident memory.
 fn idle_rss(exe: &Path) -> Result<f64> {
     let dir = std::env::temp_dir().join(format!("swarm-bench-{}", std::process::id()));
-    let mut cluster = swarm::local::LocalCluster::start(exe, &dir, 1, &[])?;
+    let mut cluster = swarm_cli::local::LocalCluster::start(exe, &dir, 1, &[])?;
     cluster.remove_dir_on_drop(true);
     let pid = cluster.nodes[0].child.id();
     // Let start-up allocations settle before reading.
@@ -507,7 +507,7 @@ pub(crate) fn membership_processes(
     let dir = std::env::temp_dir().join(format!("swarm-members-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let mut cluster = swarm::local::LocalCluster::start_members(exe, &dir, n, extra_args)?;
+    let mut cluster = swarm_cli::local::LocalCluster::start_members(exe, &dir, n, extra_args)?;
     cluster.remove_dir_on_drop(true);
     let started = Instant::now();
     let mut mesh = swarm::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;

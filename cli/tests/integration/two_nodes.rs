@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use swarm::demo::{checksum, Add, Adder, Bump, Count, Counter, CounterState, Echo, Forward, Relay};
 use swarm::{AskError, TellError};
+use swarm_cli::demo::{
+    checksum, Add, Adder, Bump, Count, Counter, CounterState, Echo, Forward, Relay,
+};
 
 use crate::util::{cluster, eventually};
 

@@ -7,10 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use swarm::demo::{serve, serve_with, Work, Worker};
 use swarm::protocol::gossip::{GossipKey, KeyRing};
 use swarm::protocol::membership::MemberState;
 use swarm::{AskError, ClusterEvent, Strategy};
+use swarm_cli::demo::{serve, serve_with, Work, Worker};
 
 use crate::util::{eventually, members, on, sees_alive};
 
@@ -126,10 +126,10 @@ async fn a_stopped_node_is_down_everywhere_and_asks_to_it_fail_at_once() {
     }
     let adder = nodes[0]
         .node
-        .remote::<swarm::demo::Adder>(victim_id, "adder");
+        .remote::<swarm_cli::demo::Adder>(victim_id, "adder");
     let started = std::time::Instant::now();
     let err = adder
-        .send_timeout(swarm::demo::Add { a: 1, b: 2 }, Duration::from_secs(30))
+        .send_timeout(swarm_cli::demo::Add { a: 1, b: 2 }, Duration::from_secs(30))
         .await
         .unwrap_err();
     assert_eq!(err, AskError::NodeDown { node: victim_id });

@@ -53,12 +53,12 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
     let peers = all_peers;
     actix::System::new().block_on(async move {
         let node = Node::start(mesh).await.context("cannot start the node")?;
-        swarm::demo::expose_info(&node)?;
+        swarm_cli::demo::expose_info(&node)?;
         if demo {
-            swarm::demo::expose_workload(&node)?;
+            swarm_cli::demo::expose_workload(&node)?;
         }
         for service in &services {
-            swarm::demo::serve(&node, service).await?;
+            swarm_cli::demo::serve(&node, service).await?;
         }
         {
             let mut out = std::io::stdout().lock();

@@ -1,0 +1,15 @@
+//! What the `swarm` command runs besides user workloads, shared with the
+//! integration tests of this package: the demo workload and local clusters
+//! of node processes. Not part of Swarm's API: a workload depends on the
+//! `swarm` crate only.
+//!
+//! # Layout
+//!
+//! - [`demo`]: the demo workload used by `swarm demo`, the tests and benchmarks.
+//! - [`local`]: a local cluster of child node processes (`swarm demo`, tests).
+//! - `main.rs` and `cli/`: the `swarm` binary (commands, benchmarks).
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod demo;
+pub mod local;
