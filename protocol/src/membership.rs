@@ -99,12 +99,27 @@ pub enum MemberEvent {
 }
 
 /// An opaque timer: hand it back to [`Membership::handle_tick`] when due.
+/// A tick with a [`Tick::key`] may be cancelled later
+/// ([`Membership::poll_cancel`]); delivering it anyway is harmless.
 #[derive(Debug, Clone)]
 pub struct Tick(TickKind);
+
+impl Tick {
+    /// The key [`Membership::poll_cancel`] names this tick by, if it can
+    /// be cancelled.
+    pub fn key(&self) -> Option<u64> {
+        match self.0 {
+            TickKind::Indirect(key) => Some(key),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 enum TickKind {
     Foca(Timer<MemberId>),
+    /// foca's indirect-probe timer, held in `pending_indirect` under this key.
+    Indirect(u64),
     MetaRefresh,
     MetaPull,
     Reconcile,
@@ -148,6 +163,14 @@ pub struct Membership {
     meta_published_at: Duration,
     /// Which member the next periodic pull asks (in turn).
     resync_cursor: usize,
+    /// foca's indirect-probe timers not delivered yet: (tick key, probed
+    /// member, timer). Delivered when a direct ack arrives (no wake-up
+    /// needed then) or when their tick fires.
+    pending_indirect: Vec<(u64, MemberId, Timer<MemberId>)>,
+    /// The next cancellable tick's key.
+    next_key: u64,
+    /// Keys of ticks that need not fire any more.
+    cancelled: Vec<u64>,
     /// foca's periodic gossip timer, held back while there is nothing to
     /// gossip, so an idle node does not wake up five times a second.
     parked_gossip: Option<Timer<MemberId>>,
@@ -253,6 +276,9 @@ impl Membership {
             pull_armed: false,
             meta_published_at: Duration::ZERO,
             resync_cursor: 0,
+            pending_indirect: Vec::new(),
+            next_key: 0,
+            cancelled: Vec::new(),
             parked_gossip: None,
             seal,
             config,
@@ -394,6 +420,9 @@ impl Membership {
                 let result = self.foca.handle_data(body, &mut self.io);
                 let ok = result.is_ok();
                 self.drain_observed(ok);
+                if ok {
+                    self.settle_indirect_probe(body);
+                }
                 self.drain();
                 result.map_err(|err| match err {
                     foca::Error::Decode(_)
@@ -446,6 +475,15 @@ impl Membership {
     pub fn handle_tick(&mut self, tick: Tick, now: Duration) {
         self.now = now;
         match tick.0 {
+            TickKind::Indirect(key) => {
+                // Still pending: no direct ack came; foca starts the
+                // indirect probes.
+                if let Some(at) = self.pending_indirect.iter().position(|p| p.0 == key) {
+                    let (_, _, timer) = self.pending_indirect.swap_remove(at);
+                    let _ = self.foca.handle_timer(timer, &mut self.io);
+                    self.drain();
+                }
+            }
             TickKind::Foca(timer) => {
                 let suspect = match &timer {
                     Timer::ChangeSuspectToDown { member_id, .. } => Some(*member_id),
@@ -544,6 +582,12 @@ impl Membership {
         self.timers.pop()
     }
 
+    /// The key of a tick from [`Membership::poll_timer`] that need not fire
+    /// any more: cancel it (an idle node then wakes up less).
+    pub fn poll_cancel(&mut self) -> Option<u64> {
+        self.cancelled.pop()
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<MemberEvent> {
         self.events.pop_front()
@@ -584,6 +628,13 @@ impl Membership {
             if idle && matches!(timer, Timer::PeriodicGossip(_)) {
                 // Nothing to gossip: no timer (no wakeup) until there is.
                 self.parked_gossip = Some(timer);
+                continue;
+            }
+            if let Timer::SendIndirectProbe { probed_id, .. } = &timer {
+                self.next_key += 1;
+                let key = self.next_key;
+                self.pending_indirect.push((key, *probed_id, timer));
+                self.timers.push((after, Tick(TickKind::Indirect(key))));
                 continue;
             }
             self.timers.push((after, Tick(TickKind::Foca(timer))));

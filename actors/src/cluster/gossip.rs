@@ -100,6 +100,8 @@ pub struct Gossip {
     load_interval: Duration,
     /// When load was last gossiped (rate-limited with the cluster's size).
     load_gossiped_at: Option<Instant>,
+    /// Armed timers the machine may cancel, by key.
+    cancellable: HashMap<u64, SpawnHandle>,
     left: bool,
 }
 
@@ -196,6 +198,7 @@ impl Gossip {
             load_interval: config.load_interval,
             // The first metadata carries the load at start.
             load_gossiped_at: Some(Instant::now()),
+            cancellable: HashMap::new(),
             left: false,
         })
     }
@@ -222,7 +225,11 @@ impl Gossip {
             }
         }
         while let Some((after, tick)) = self.machine.poll_timer() {
-            ctx.run_later(after, move |act, ctx| {
+            let key = tick.key();
+            let handle = ctx.run_later(after, move |act, ctx| {
+                if let Some(key) = key {
+                    act.cancellable.remove(&key);
+                }
                 if act.left {
                     return;
                 }
@@ -234,6 +241,14 @@ impl Gossip {
                     act.left = true;
                 }
             });
+            if let Some(key) = key {
+                self.cancellable.insert(key, handle);
+            }
+        }
+        while let Some(key) = self.machine.poll_cancel() {
+            if let Some(handle) = self.cancellable.remove(&key) {
+                ctx.cancel_future(handle);
+            }
         }
         while let Some(event) = self.machine.poll_event() {
             self.apply(event);

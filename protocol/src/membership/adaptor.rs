@@ -51,6 +51,33 @@ impl Runtime<MemberId> for Io {
 }
 
 impl Membership {
+    /// After foca accepted `foca_message`: if it is the direct ack of the
+    /// member being probed, hand foca its indirect-probe timer now (foca
+    /// sees the probe succeeded and does nothing) and cancel the tick, so
+    /// a healthy probe costs no second wake-up.
+    pub(super) fn settle_indirect_probe(&mut self, foca_message: &[u8]) {
+        use foca::Codec;
+        if self.pending_indirect.is_empty() {
+            return;
+        }
+        let Ok(header) = GossipCodec::default().decode_header(foca_message) else {
+            return;
+        };
+        if !matches!(header.message, foca::Message::Ack { .. }) {
+            return;
+        }
+        let from = header.src.addr;
+        if let Some(at) = self
+            .pending_indirect
+            .iter()
+            .position(|(_, probed, _)| probed.addr == from)
+        {
+            let (key, _, timer) = self.pending_indirect.swap_remove(at);
+            let _ = self.foca.handle_timer(timer, &mut self.io);
+            self.cancelled.push(key);
+        }
+    }
+
     /// Applies decoded suspicions and refutations to the table when foca
     /// accepted the datagram, by the same precedence rules SWIM uses.
     pub(super) fn drain_observed(&mut self, accepted: bool) {

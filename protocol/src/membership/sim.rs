@@ -152,6 +152,9 @@ pub struct NetStats {
     pub delivered: u64,
     /// Down events about nodes that were running and reachable.
     pub false_down: u64,
+    /// Timers the nodes cancelled (indirect probes settled by a direct ack);
+    /// the simulator delivers them anyway, as a late timer would be.
+    pub cancelled_ticks: u64,
 }
 
 /// Many memberships over one simulated network.
@@ -430,6 +433,9 @@ impl Sim {
                     tick,
                 },
             );
+        }
+        while self.nodes[index].membership.poll_cancel().is_some() {
+            self.stats.cancelled_ticks += 1;
         }
         while let Some(event) = self.nodes[index].membership.poll_event() {
             self.record(index, event);

@@ -28,3 +28,35 @@ fn three_nodes_join_through_one_seed_and_exchange_metadata() {
     let meta = sim.node(2).meta_of(&sim::addr_of(0)).unwrap().1;
     assert_eq!(meta.name, "sim-0");
 }
+
+#[test]
+fn acked_probes_cancel_their_indirect_probe_timer_and_detection_still_works() {
+    let mut sim = Sim::new(5, quick());
+    sim.start_all(0..5, 0, Duration::ZERO);
+    assert!(sim
+        .run_until(
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+            Sim::converged
+        )
+        .is_some());
+    let before = sim.stats.cancelled_ticks;
+    sim.run_for(Duration::from_secs(20));
+    // Five nodes probing once a second for 20 s: nearly every probe is
+    // acked directly, and its indirect-probe timer is cancelled.
+    let cancelled = sim.stats.cancelled_ticks - before;
+    assert!(
+        cancelled >= 80,
+        "{cancelled} indirect-probe timers cancelled"
+    );
+    assert_eq!(sim.stats.false_down, 0);
+    // A killed node is still declared down through indirect probes.
+    sim.kill(3);
+    let bound = quick().membership.detection_bound(5);
+    assert!(
+        sim.run_until(bound, Duration::from_millis(100), |s| s
+            .all_see(3, MemberState::Down))
+            .is_some(),
+        "not detected within {bound:?}"
+    );
+}
