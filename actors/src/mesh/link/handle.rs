@@ -186,12 +186,8 @@ impl LinkHandle {
             write_body,
         )
         .map_err(|reason| AskError::Encode { reason })?;
-        if buf.len() > s.max_message {
-            return Err(AskError::TooLarge {
-                size: buf.len(),
-                max: s.max_message,
-            });
-        }
+        self.check_size(&buf)
+            .map_err(|(size, max)| AskError::TooLarge { size, max })?;
         let (reply_tx, reply_rx) = oneshot::channel();
         s.pending.insert(correlation, reply_tx);
         let _pending = PendingAsk {
