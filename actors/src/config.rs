@@ -46,6 +46,24 @@ pub struct MeshConfig {
     /// Asks from one peer waiting for local actors at once; more are
     /// answered at once with `Refused`, so a peer cannot grow memory without bound.
     pub max_inbound_asks: usize,
+    /// The address other nodes dial and gossip reaches this node at, when
+    /// it differs from `listen` (bound to `0.0.0.0`, or behind a port
+    /// mapping). `None`: the bound address.
+    pub advertise: Option<SocketAddr>,
+    /// This node forwards relayed traffic for nodes that cannot accept
+    /// connections (it must be reachable itself).
+    pub relay: bool,
+    /// This node cannot accept connections (behind NAT or a firewall): it
+    /// keeps links to relays and is reached through them.
+    pub relayed: bool,
+    /// Relays a relayed node dials first (relay-capable members it learns
+    /// of through membership are used too).
+    pub relays: Vec<SocketAddr>,
+    /// How many relays a relayed node keeps links to.
+    pub relay_links: usize,
+    /// How often a relayed link tries to become direct (connection
+    /// reversal: whichever side can dial the other does), at most.
+    pub upgrade_interval: Duration,
     /// Membership, discovery and load balancing (gossip over UDP on the
     /// mesh port); `None` runs the mesh alone.
     pub cluster: Option<ClusterConfig>,
@@ -69,6 +87,12 @@ impl MeshConfig {
             first_byte_timeout: Duration::from_secs(2),
             summary_interval: Duration::from_secs(10),
             max_inbound_asks: 4096,
+            advertise: None,
+            relay: false,
+            relayed: false,
+            relays: Vec::new(),
+            relay_links: 2,
+            upgrade_interval: Duration::from_secs(5),
             cluster: None,
         }
     }

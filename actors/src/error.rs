@@ -216,6 +216,12 @@ pub enum DialError {
     /// The node is shutting down.
     #[error("the node's mesh has stopped")]
     Stopped,
+    /// A relay refused or lost the circuit.
+    #[error("relay: {0}")]
+    Relay(swarm_protocol::relay::RelayRefusal),
+    /// The node is reached through relays, and none of them has a link.
+    #[error("no relay of this node is reachable")]
+    NoRelay,
 }
 
 /// Why a handshake over a socket failed.
@@ -289,6 +295,16 @@ pub enum StartError {
     /// The node's own metadata is refused (name too long, too many resources, ...).
     #[error("node metadata refused: {0}")]
     Metadata(#[from] swarm_protocol::gossip::MetaError),
+    /// The node listens on a wildcard address and no address to announce
+    /// was given: other nodes could not dial what it would announce.
+    #[error(
+        "listening on {listen} needs an address to announce: set `advertise` \
+         (the address other nodes dial, for example a public IP and port)"
+    )]
+    NoAdvertise {
+        /// The bound address.
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// Why an actor could not be exposed.

@@ -22,6 +22,7 @@ mod down;
 pub(crate) mod link;
 mod listener;
 mod refusals;
+mod relay;
 mod router;
 mod table;
 
@@ -41,6 +42,8 @@ use down::DownSet;
 use link::LinkHandle;
 use listener::{Listener, StopListener};
 use router::{CloseAll, Dial, DialNode, PeerDown, PeerUp, Router};
+
+pub(crate) use relay::InboundDatagram;
 use table::LinkTable;
 
 pub use counters::MeshStats;
@@ -75,6 +78,14 @@ struct Shared {
     down: DownSet,
     /// Counters for operators and tests.
     counters: Counters,
+    /// Relayed circuits ending at this node.
+    circuits: Arc<relay::CircuitEnds>,
+    /// Circuits this node forwards as a relay.
+    forwarded: relay::Forwarded,
+    /// Where membership datagrams that arrive over links go.
+    datagrams: relay::DatagramSink,
+    /// The relays a relayed node has links to now (what it announces).
+    via: std::sync::Mutex<Vec<NodeId>>,
 }
 
 /// A connected peer.
@@ -91,6 +102,8 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// True if this node dialed the link.
     pub dialed: bool,
+    /// The relay the link runs through; `None` for a direct link.
+    pub via: Option<NodeId>,
     /// Asks sent on the link and still waiting for their replies.
     pub pending_asks: usize,
 }
@@ -110,6 +123,10 @@ impl Mesh {
             links: LinkTable::default(),
             down: DownSet::default(),
             counters: Counters::default(),
+            circuits: Arc::default(),
+            forwarded: relay::Forwarded::default(),
+            datagrams: relay::DatagramSink::default(),
+            via: std::sync::Mutex::default(),
         });
         let router = Router::new(Arc::clone(&shared)).start();
         let listener = Listener::new(socket, Arc::clone(&shared), router.clone()).start();
@@ -135,6 +152,104 @@ impl Mesh {
         self.shared.listen
     }
 
+    /// The address other nodes reach this node at: the advertised one, or
+    /// the bound one.
+    pub(crate) fn advertised_addr(&self) -> SocketAddr {
+        self.shared.config.advertise.unwrap_or(self.shared.listen)
+    }
+
+    /// Whether this node forwards for relayed nodes.
+    pub(crate) fn is_relay(&self) -> bool {
+        self.shared.config.relay
+    }
+
+    /// Whether this node is reached through relays.
+    pub(crate) fn is_relayed(&self) -> bool {
+        self.shared.config.relayed
+    }
+
+    /// The relays this node has links to now, if it is relayed.
+    pub(crate) fn via(&self) -> Vec<NodeId> {
+        self.shared
+            .via
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Membership datagrams that arrive over links (from or for nodes
+    /// that UDP cannot reach). Only the last subscriber receives them.
+    pub(crate) fn subscribe_datagrams(&self) -> tokio::sync::mpsc::Receiver<InboundDatagram> {
+        self.shared.datagrams.subscribe()
+    }
+
+    /// Sends a sealed membership datagram to `dest` over the mesh: on a
+    /// link to it, else through one of `via` (its relays), else (when
+    /// this node is relayed) through this node's own relays. Without a
+    /// link now, a dial starts and this datagram is dropped, as UDP would.
+    pub(crate) fn send_datagram(
+        &self,
+        dest: NodeId,
+        via: &[NodeId],
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> bool {
+        use swarm_protocol::relay::{CircuitId, RelayFrame, RelayOp};
+        let s = &self.shared;
+        let direct = |n: &NodeId| s.links.live(*n).filter(|l| l.via().is_none());
+        let own = self.via();
+        let link = s
+            .links
+            .live(dest)
+            .or_else(|| via.iter().find_map(direct))
+            .or_else(|| own.iter().find_map(direct));
+        let Some(link) = link else {
+            s.counters.datagram_dropped();
+            match via.first() {
+                Some(relay) => drop(self.link_now(*relay)),
+                None if !self.is_relayed() => drop(self.link_now(dest)),
+                None => {}
+            }
+            return false;
+        };
+        let mut out = Vec::with_capacity(RelayFrame::encoded_len(datagram.len()));
+        RelayFrame {
+            op: RelayOp::Datagram,
+            dest,
+            origin: s.id,
+            circuit: CircuitId {
+                number: 0,
+                opener: s.id,
+            },
+            addr: Some(from),
+            body: datagram,
+        }
+        .encode(&mut out);
+        if link.try_send(out).is_ok() {
+            s.counters.datagram_relayed();
+            true
+        } else {
+            s.counters.datagram_dropped();
+            false
+        }
+    }
+
+    /// The node of the direct link dialed to `addr`, if there is one;
+    /// otherwise a dial to it starts in the background.
+    pub(crate) fn node_at(&self, addr: SocketAddr) -> Option<NodeId> {
+        let found = self
+            .shared
+            .links
+            .all()
+            .into_iter()
+            .find(|l| l.via().is_none() && !l.is_closed() && l.info().addr == addr)
+            .map(|l| l.peer());
+        if found.is_none() {
+            self.router.do_send(Dial(addr));
+        }
+        found
+    }
+
     /// The handshake configuration (identity, trust, cluster).
     pub(crate) fn handshake(&self) -> &HandshakeConfig {
         &self.shared.handshake
@@ -152,7 +267,10 @@ impl Mesh {
 
     /// Counters of refused and dropped traffic.
     pub(crate) fn stats(&self) -> MeshStats {
-        self.shared.counters.snapshot(self.shared.links.len())
+        let circuits = self.shared.circuits.len() + self.shared.forwarded.len();
+        self.shared
+            .counters
+            .snapshot(self.shared.links.len(), circuits)
     }
 
     /// Dials `addr` (or reuses an existing link to it) and returns who answered.
@@ -222,10 +340,16 @@ impl Mesh {
         link
     }
 
-    /// Membership learned that `node` is alive and listens at `addr`.
-    pub(crate) fn peer_up(&self, node: NodeId, addr: SocketAddr) {
+    /// Membership learned that `node` is alive, listens at `addr` (or is
+    /// reached through the relays `via`), and whether it is a relay.
+    pub(crate) fn peer_up(&self, node: NodeId, addr: SocketAddr, via: Vec<NodeId>, relay: bool) {
         self.shared.down.set(node, false);
-        self.router.do_send(PeerUp { node, addr });
+        self.router.do_send(PeerUp {
+            node,
+            addr,
+            via,
+            relay,
+        });
     }
 
     /// Membership declared `node` down or departed: sends to it fail at

@@ -22,7 +22,7 @@ use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 use tokio::net::TcpListener;
 
-use crate::cluster::{Cluster, ClusterEvent, Member, CLUSTER_ACTOR};
+use crate::cluster::{Cluster, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::directory::{Directory, Entry, RemoteActor};
 use crate::error::{ConnectError, ExposeError, StartError};
@@ -73,11 +73,20 @@ impl Node {
             source,
         })?;
         config.listen = listen;
-        config.handshake.listen = listen.to_string();
+        let advertised = config.advertise.unwrap_or(listen);
+        if advertised.ip().is_unspecified() {
+            return Err(StartError::NoAdvertise { listen });
+        }
+        config.handshake.listen = advertised.to_string();
         let cluster_config = config.cluster.take();
         let summary_interval = config.summary_interval;
+        let wait_for_relays = config.relayed.then_some(config.handshake_timeout);
         let directory = Directory::default();
         let mesh = Mesh::start(config, socket, directory);
+        if let Some(within) = wait_for_relays {
+            // The first metadata then names the relays others reach it by.
+            first_relay(&mesh, within).await;
+        }
         let cluster = match (udp, cluster_config) {
             (Some(socket), Some(config)) => Some(Cluster::start(mesh.clone(), socket, config)?),
             _ => None,
@@ -235,6 +244,18 @@ impl Node {
     }
 }
 
+/// Waits until a relayed node has a link to a relay, at most `within`.
+async fn first_relay(mesh: &Mesh, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    while mesh.via().is_empty() && tokio::time::Instant::now() < deadline {
+        tick.tick().await;
+    }
+    if mesh.via().is_empty() {
+        tracing::warn!("no relay reachable yet; other nodes cannot reach this one until one is");
+    }
+}
+
 /// Subscribes the mesh to membership: addresses of members that are up,
 /// and links to members that are down or gone closed at once.
 fn bridge(mesh: Mesh, cluster: Cluster) {
@@ -248,7 +269,13 @@ fn bridge(mesh: Mesh, cluster: Cluster) {
                 return;
             }
             match member.state {
-                MemberState::Alive => mesh.peer_up(member.node, member.addr),
+                MemberState::Alive => {
+                    let (via, relay) = member
+                        .meta
+                        .as_ref()
+                        .map_or((Vec::new(), false), |m| (m.via.clone(), m.relay));
+                    mesh.peer_up(member.node, member.addr, via, relay);
+                }
                 MemberState::Down | MemberState::Left => mesh.peer_down(member.node),
                 _ => {}
             }
@@ -256,7 +283,7 @@ fn bridge(mesh: Mesh, cluster: Cluster) {
         members.iter().for_each(apply);
         while let Some(next) = events.next().await {
             match next {
-                Ok(ClusterEvent::MetadataChanged(_)) => {}
+                // Metadata says how a member is reached (its relays).
                 Ok(event) => apply(event.member()),
                 Err(_) => {
                     // Events were lost: the member list says where things stand.

@@ -6,12 +6,13 @@
 //! Wire form (MessagePack array, first element the kind):
 //! `Tell [0, target, tag, body]`, `Ask [1, correlation, target, tag, body]`,
 //! `Reply [2, correlation, status, body]`, `Control [3, body]`,
-//! `Batch [4, [envelope, …]]`. A target is an unsigned integer (local actor
+//! `Batch [4, [envelope, …]]`, `Relay [5, …]` ([`crate::relay`]). A target is an unsigned integer (local actor
 //! id) or a string (registered name). Decoding borrows from the input.
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, CodecError, Reader};
+use crate::relay::{self, RelayFrame, KIND_RELAY, RELAY_FIELDS};
 
 /// The longest registered name or type tag accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 256;
@@ -61,6 +62,8 @@ pub enum Envelope<'a> {
     Control(Control),
     /// Several envelopes coalesced by a writer; never nested.
     Batch(Vec<Envelope<'a>>),
+    /// Traffic a relay forwards between two other nodes ([`crate::relay`]).
+    Relay(RelayFrame<'a>),
 }
 
 /// Link-level control messages.
@@ -234,6 +237,7 @@ impl<'a> Envelope<'a> {
                 }
                 finish_batch(out, start, items.len());
             }
+            Envelope::Relay(frame) => frame.encode(out),
         }
     }
 
@@ -272,6 +276,8 @@ pub enum Peeked {
     Control,
     /// A batch.
     Batch,
+    /// A relay frame.
+    Relay,
 }
 
 /// Reads the kind (and for asks and replies the correlation) from the first
@@ -293,6 +299,7 @@ pub fn peek(head: &[u8]) -> Result<Peeked, EnvelopeError> {
         }),
         KIND_CONTROL => Ok(Peeked::Control),
         KIND_BATCH => Ok(Peeked::Batch),
+        KIND_RELAY => Ok(Peeked::Relay),
         kind => Err(EnvelopeError::UnknownKind { kind }),
     }
 }
@@ -445,6 +452,10 @@ fn decode_one<'a>(r: &mut Reader<'a>, allow_batch: bool) -> Result<Envelope<'a>,
                 items.push(decode_one(r, false)?);
             }
             Ok(Envelope::Batch(items))
+        }
+        KIND_RELAY => {
+            expect(RELAY_FIELDS)?;
+            Ok(Envelope::Relay(relay::decode_fields(r)?))
         }
         kind => Err(EnvelopeError::UnknownKind { kind }),
     }

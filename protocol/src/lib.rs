@@ -13,6 +13,8 @@
 //!   envelope, or a chunk of a large one); packing and bounded reassembly.
 //! - [`envelope`]: tell, ask, reply, control and batch envelopes naming
 //!   actors and message type tags, decoded without copying.
+//! - [`relay`]: frames a relay forwards for nodes behind NAT: circuits
+//!   carrying the endpoints' own Noise session, and membership datagrams.
 //! - [`identity`]: node keys and ids, the CA, certificates and their verification.
 //! - [`gossip`]: member ids, the gossip codec, node metadata and sealed datagrams.
 //! - [`session`]: a link after the handshake: send and receive halves and
@@ -35,6 +37,7 @@ pub mod identity;
 pub mod membership;
 pub mod noise;
 pub mod record;
+pub mod relay;
 pub mod session;
 
 #[cfg(any(fuzzing, test))]

@@ -1,7 +1,13 @@
 //! The `Gossip` actor: drives a [`Membership`] from a UDP socket on the
 //! mesh port, seals and opens every datagram, arms its timers on the
 //! actor's context, and publishes membership changes as [`ClusterEvent`]s
-//! (the service table applies each one first). It has no children; if it
+//! (the service table applies each one first).
+//!
+//! Datagrams to or from a node that UDP cannot reach (it is relayed, or
+//! this node is) travel over mesh links instead: on a link to it, or
+//! through a relay. Which members need that is known from their metadata
+//! (`via`) and from where their datagrams came from (a member whose
+//! datagrams arrived over the mesh is answered over the mesh). It has no children; if it
 //! stops (the node left), the `Cluster` handle's calls fail with `Stopped`.
 
 use std::collections::HashMap;
@@ -30,7 +36,7 @@ use super::{
     ServiceRow,
 };
 use crate::error::StartError;
-use crate::mesh::Mesh;
+use crate::mesh::{InboundDatagram, Mesh};
 
 /// Datagrams from the socket, as an actix stream. The socket is registered
 /// for readability only: sends go through a plain socket, and a writable
@@ -102,7 +108,24 @@ pub struct Gossip {
     load_gossiped_at: Option<Instant>,
     /// Armed timers the machine may cancel, by key.
     cancellable: HashMap<u64, SpawnHandle>,
+    /// Members whose datagrams came over the mesh: their node, and the
+    /// relay that forwarded them. They are answered the same way.
+    mesh_routes: HashMap<SocketAddr, (NodeId, Option<NodeId>)>,
     left: bool,
+}
+
+/// Mesh routes remembered before the oldest are forgotten.
+const MAX_MESH_ROUTES: usize = 4096;
+
+/// Datagrams that arrived over mesh links, as an actix stream.
+struct MeshDatagrams(tokio::sync::mpsc::Receiver<InboundDatagram>);
+
+impl Stream for MeshDatagrams {
+    type Item = InboundDatagram;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().0.poll_recv(cx)
+    }
 }
 
 /// Per member, the least spacing of one node's load updates.
@@ -165,9 +188,11 @@ impl Gossip {
             load: probe.load(),
             services: Vec::new(),
             leaving: false,
+            relay: mesh.is_relay(),
+            via: mesh.via(),
         };
         let me = MemberId {
-            addr: mesh.listen_addr(),
+            addr: mesh.advertised_addr(),
             node: mesh.id(),
             bump: unix_millis(),
         };
@@ -199,6 +224,7 @@ impl Gossip {
             // The first metadata carries the load at start.
             load_gossiped_at: Some(Instant::now()),
             cancellable: HashMap::new(),
+            mesh_routes: HashMap::new(),
             left: false,
         })
     }
@@ -219,10 +245,7 @@ impl Gossip {
             let Some((to, sealed)) = self.machine.poll_transmit(nonce, sent_at) else {
                 break;
             };
-            // UDP: a full socket buffer drops the datagram, as the network might.
-            if let Err(e) = self.sender.send_to(&sealed, to) {
-                tracing::debug!(%to, error = %e, "gossip datagram not sent");
-            }
+            self.send(to, &sealed);
         }
         while let Some((after, tick)) = self.machine.poll_timer() {
             let key = tick.key();
@@ -252,6 +275,62 @@ impl Gossip {
         }
         while let Some(event) = self.machine.poll_event() {
             self.apply(event);
+        }
+    }
+
+    /// Sends one sealed datagram: over UDP, or over the mesh to (or from)
+    /// a node that UDP cannot reach.
+    fn send(&mut self, to: SocketAddr, sealed: &[u8]) {
+        let learned = self.mesh_routes.get(&to).copied();
+        let mut via = self
+            .members
+            .get(&to)
+            .and_then(|m| m.meta.as_ref())
+            .map(|m| m.via.clone())
+            .unwrap_or_default();
+        if !self.mesh.is_relayed() && via.is_empty() && learned.is_none() {
+            // UDP: a full socket buffer drops the datagram, as the network might.
+            if let Err(e) = self.sender.send_to(sealed, to) {
+                tracing::debug!(%to, error = %e, "gossip datagram not sent");
+            }
+            return;
+        }
+        let unknown = NodeId::from_bytes([0; 16]);
+        let node = self
+            .machine
+            .member(&to)
+            .map(|m| m.id.node)
+            .filter(|n| *n != unknown)
+            .or(learned.map(|(node, _)| node))
+            .or_else(|| self.mesh.node_at(to));
+        let Some(node) = node else {
+            // A seed not linked yet: the dial has started; the join retries.
+            return;
+        };
+        if let Some((_, Some(relay))) = learned {
+            if !via.contains(&relay) {
+                via.push(relay);
+            }
+        }
+        self.mesh
+            .send_datagram(node, &via, self.mesh.advertised_addr(), sealed);
+    }
+
+    /// Keeps the relays this node announces in step with its relay links.
+    fn refresh_via(&mut self, ctx: &mut Context<Self>) {
+        let via = self.mesh.via();
+        if self.machine.own_meta().via == via {
+            return;
+        }
+        let mut meta = self.machine.own_meta().clone();
+        meta.via = via;
+        let now = self.now();
+        match self.machine.set_meta(meta, now) {
+            Ok(()) => {
+                self.table.publish(&self.own_member());
+                self.flush(ctx);
+            }
+            Err(e) => tracing::warn!(error = %e, "relays not announced"),
         }
     }
 
@@ -324,7 +403,7 @@ impl Gossip {
     fn own_member(&self) -> Member {
         Member {
             node: self.mesh.id(),
-            addr: self.mesh.listen_addr(),
+            addr: self.mesh.advertised_addr(),
             bump: self.machine.me().bump,
             state: MemberState::Alive,
             meta: Some(Arc::new(self.machine.own_meta().clone())),
@@ -393,6 +472,10 @@ impl Actor for Gossip {
         self.table.publish(&self.own_member());
         self.flush(ctx);
         ctx.run_interval(self.load_interval, |act, ctx| act.refresh_load(ctx));
+        ctx.add_stream(MeshDatagrams(self.mesh.subscribe_datagrams()));
+        if self.mesh.is_relayed() {
+            ctx.run_interval(Duration::from_millis(250), |act, ctx| act.refresh_via(ctx));
+        }
         let keys = self.machine.keys().map(KeyRing::fingerprints);
         tracing::info!(seeds = ?self.seeds, ?keys, "gossip started");
     }
@@ -422,6 +505,21 @@ impl StreamHandler<(Vec<u8>, SocketAddr)> for Gossip {
     fn finished(&mut self, _ctx: &mut Context<Self>) {
         tracing::warn!("gossip socket closed");
     }
+}
+
+impl StreamHandler<InboundDatagram> for Gossip {
+    fn handle(&mut self, datagram: InboundDatagram, ctx: &mut Context<Self>) {
+        if self.mesh_routes.len() >= MAX_MESH_ROUTES
+            && !self.mesh_routes.contains_key(&datagram.from)
+        {
+            self.mesh_routes.clear();
+        }
+        self.mesh_routes
+            .insert(datagram.from, (datagram.origin, datagram.via));
+        StreamHandler::<(Vec<u8>, SocketAddr)>::handle(self, (datagram.bytes, datagram.from), ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {}
 }
 
 /// Subscribes to [`ClusterEvent`]s; returns the members known now and the

@@ -1,4 +1,4 @@
-//! Runs the sans-IO handshake over a TCP stream: writes what the state
+//! Runs the sans-IO handshake over a byte stream (TCP or a relayed circuit): writes what the state
 //! machine yields, reads frames into it, and enforces the timeout; and
 //! dials (connect plus handshake under one deadline). What to do with the
 //! established link is the caller's business.
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
 use swarm_protocol::{decode_frame, Decoded, Established, Handshake, HandshakeConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error::{DialError, HandshakeFailure};
@@ -41,14 +41,15 @@ pub(crate) async fn dial(
     }
 }
 
-/// Performs the handshake on `stream`. Returns the established session and
+/// Performs the handshake on `stream` (a socket, or a relayed circuit's
+/// pipe). Returns the established session and
 /// any bytes already read past the handshake.
 ///
 /// # Errors
 ///
 /// A [`HandshakeFailure`]; the caller MUST drop the stream.
-pub(crate) async fn handshake(
-    stream: &mut TcpStream,
+pub(crate) async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     config: Arc<HandshakeConfig>,
     initiator: bool,
     timeout: Duration,
@@ -59,8 +60,8 @@ pub(crate) async fn handshake(
     }
 }
 
-async fn drive(
-    stream: &mut TcpStream,
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
     config: Arc<HandshakeConfig>,
     initiator: bool,
 ) -> Result<(Established, Vec<u8>), HandshakeFailure> {

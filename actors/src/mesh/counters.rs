@@ -11,6 +11,11 @@ pub(super) struct Counters {
     links_failed: AtomicU64,
     tells_dropped: AtomicU64,
     background_dials: AtomicU64,
+    relay_frames: AtomicU64,
+    relay_bytes: AtomicU64,
+    relay_refused: AtomicU64,
+    datagrams_relayed: AtomicU64,
+    datagrams_dropped: AtomicU64,
 }
 
 impl Counters {
@@ -30,9 +35,36 @@ impl Counters {
         self.background_dials.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(super) fn snapshot(&self, links: usize) -> MeshStats {
+    /// This relay forwarded a frame with `bytes` of body.
+    pub(super) fn relayed(&self, bytes: usize) {
+        self.relay_frames.fetch_add(1, Ordering::Relaxed);
+        self.relay_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A relay frame was refused (forged, looping, no route, not a relay).
+    pub(super) fn relay_refused(&self) {
+        self.relay_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A membership datagram was sent over the mesh or forwarded.
+    pub(super) fn datagram_relayed(&self) {
+        self.datagrams_relayed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A membership datagram found no route or no room and was dropped.
+    pub(super) fn datagram_dropped(&self) {
+        self.datagrams_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn snapshot(&self, links: usize, circuits: usize) -> MeshStats {
         MeshStats {
             links,
+            circuits,
+            relay_frames: self.relay_frames.load(Ordering::Relaxed),
+            relay_bytes: self.relay_bytes.load(Ordering::Relaxed),
+            relay_refused: self.relay_refused.load(Ordering::Relaxed),
+            datagrams_relayed: self.datagrams_relayed.load(Ordering::Relaxed),
+            datagrams_dropped: self.datagrams_dropped.load(Ordering::Relaxed),
             handshakes_refused: self.handshakes_refused.load(Ordering::Relaxed),
             links_failed: self.links_failed.load(Ordering::Relaxed),
             tells_dropped: self.tells_dropped.load(Ordering::Relaxed),
@@ -45,8 +77,22 @@ impl Counters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct MeshStats {
-    /// Live links now.
+    /// Live links now (direct and relayed).
     pub links: usize,
+    /// Relayed circuits now: those this node forwards and those ending here.
+    pub circuits: usize,
+    /// Frames this node forwarded as a relay (circuit bytes and datagrams).
+    pub relay_frames: u64,
+    /// Body bytes of those frames: ciphertext the relay cannot read.
+    pub relay_bytes: u64,
+    /// Relay frames refused: forged, looping, for an unknown node, or sent
+    /// to a node that is not a relay.
+    pub relay_refused: u64,
+    /// Membership datagrams sent, received or forwarded over mesh links
+    /// (for nodes that UDP cannot reach).
+    pub datagrams_relayed: u64,
+    /// Membership datagrams over the mesh dropped: no route or no room.
+    pub datagrams_dropped: u64,
     /// Connections refused before or during the handshake.
     pub handshakes_refused: u64,
     /// Links closed because of an error (bad input, timeout, i/o).

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use swarm_protocol::session::{Action, Liveness, LivenessConfig, RecvHalf, SendHalf, Silence};
 use swarm_protocol::{Control, RecvCipher, SendCipher};
+use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -43,9 +44,17 @@ pub(crate) use handle::{LinkHandle, PeerIdentity};
 use outbox::{Outbox, Queue};
 use reader::Reader;
 
+/// The byte stream a link runs over.
+pub(super) enum Wire {
+    /// A TCP connection to the peer.
+    Tcp(TcpStream),
+    /// A circuit through a relay (the pipe of its end here).
+    Circuit(DuplexStream),
+}
+
 /// Everything needed to start a link once its handshake is done.
 pub(super) struct LinkParts {
-    pub(super) stream: TcpStream,
+    pub(super) wire: Wire,
     pub(super) sender: SendCipher,
     pub(super) receiver: RecvCipher,
     /// Bytes read past the handshake.
@@ -230,14 +239,52 @@ impl Actor for Link {
             ctx.stop();
             return;
         };
-        let (read, write) = parts.stream.into_split();
+        let LinkParts {
+            wire,
+            sender,
+            receiver,
+            leftover,
+        } = parts;
+        let session = (sender, receiver, leftover, queue);
+        match wire {
+            Wire::Tcp(stream) => {
+                let (read, write) = stream.into_split();
+                self.spawn_tasks(read, write, session, ctx);
+            }
+            Wire::Circuit(stream) => {
+                let (read, write) = tokio::io::split(stream);
+                self.spawn_tasks(read, write, session, ctx);
+            }
+        }
+        self.arm(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.on_stopped();
+    }
+}
+
+impl Link {
+    /// Starts the reader and writer tasks over the two halves of the wire.
+    fn spawn_tasks<R, W>(
+        &mut self,
+        read: R,
+        write: W,
+        (sender, receiver, leftover, queue): (SendCipher, RecvCipher, Vec<u8>, Queue),
+        ctx: &mut Context<Self>,
+    ) where
+        R: AsyncRead + Unpin + 'static,
+        W: AsyncWrite + Unpin + 'static,
+    {
         let me = ctx.address();
         let shared = &self.handle.shared;
         let reader = Reader {
             shared: Arc::clone(shared),
             mesh: Arc::clone(&self.mesh),
             clock: Rc::clone(&self.clock),
-            session: RecvHalf::new(parts.receiver, self.mesh.config.max_message),
+            session: RecvHalf::new(receiver, self.mesh.config.max_message),
+            router: self.router.clone(),
+            handle: self.handle.clone(),
             lookup: self.mesh.directory.lookup(),
             caller: Caller {
                 node: shared.peer,
@@ -247,19 +294,18 @@ impl Actor for Link {
         };
         let on_exit = me.clone();
         self.tasks.push(actix_rt::spawn(async move {
-            let reason = reader.run(read, parts.leftover).await;
+            let reason = reader.run(read, leftover).await;
             on_exit.do_send(Close(reason));
         }));
         let clock = Rc::clone(&self.clock);
         self.tasks.push(actix_rt::spawn(async move {
-            let session = SendHalf::new(parts.sender);
+            let session = SendHalf::new(sender);
             let reason = writer::write_loop(write, session, queue, clock).await;
             me.do_send(Close(reason));
         }));
-        self.arm(ctx);
     }
 
-    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+    fn on_stopped(&mut self) {
         let s = &self.handle.shared;
         // Order matters: mark closed first, so an ask registered after the
         // clear sees the flag and fails instead of waiting for its timeout.
@@ -282,7 +328,9 @@ impl Actor for Link {
         self.router.do_send(LinkClosed {
             peer: s.peer,
             id: s.id,
+            failed: reason.kind().is_failure(),
         });
+        super::relay::link_closed(&self.mesh, s.peer, s.via.is_none());
     }
 }
 

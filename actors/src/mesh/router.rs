@@ -1,21 +1,29 @@
 //! The `Router` owns the link table. It dials lazily (callers ask it only
 //! when the table has no live entry), keeps one link per peer (when both
 //! sides dial at once, the link dialed by the lower node id wins on both
-//! sides), learns peer addresses from handshakes and membership, and
-//! forgets links that close. It never touches message bytes.
+//! sides; a direct link wins over a relayed one), learns routes from
+//! handshakes and membership, and forgets links that close. It never
+//! touches message bytes.
+//!
+//! Routes: a node that accepts connections is dialed at its address; if
+//! that fails, through a relay (this node's own first, then any relay). A
+//! node reached through relays gets a circuit through one of them, and
+//! every relayed link tries, now and then, to become direct: whichever
+//! side can dial the other does, and the direct link replaces the relayed
+//! one. A relayed node keeps links to `relay_links` relays.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use swarm_protocol::{Established, NodeId};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use super::connect::dial;
-use super::link::{Close, Link, LinkHandle, LinkParts, PeerIdentity};
+use super::connect::{dial, handshake};
+use super::link::{Close, Link, LinkHandle, LinkParts, PeerIdentity, Wire};
 use super::Shared;
 use crate::error::{CloseReason, DialError, LocalClose, Unreachable};
 
@@ -24,6 +32,23 @@ use crate::error::{CloseReason, DialError, LocalClose, Unreachable};
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(5);
 
 type DialResult = Result<LinkHandle, DialError>;
+type NodeWaiter = oneshot::Sender<Result<LinkHandle, Unreachable>>;
+
+/// How a peer is reached.
+#[derive(Debug, Clone, Default)]
+struct Route {
+    /// Where it listens (what it announced, or where it was dialed).
+    addr: Option<SocketAddr>,
+    /// The relays it is reached through; empty if it accepts connections.
+    via: Vec<NodeId>,
+}
+
+/// One way to try reaching a node.
+#[derive(Debug, Clone, Copy)]
+enum Attempt {
+    Direct(SocketAddr),
+    Via(NodeId),
+}
 
 /// The router actor.
 pub(super) struct Router {
@@ -31,8 +56,16 @@ pub(super) struct Router {
     mesh: Arc<Shared>,
     /// The actors of the links in the table.
     actors: HashMap<NodeId, (LinkHandle, Addr<Link>)>,
-    /// Where each known peer listens.
-    addr_book: HashMap<NodeId, SocketAddr>,
+    /// How each known peer is reached.
+    routes: HashMap<NodeId, Route>,
+    /// Relay-capable peers.
+    relays: HashSet<NodeId>,
+    /// Dials to nodes in progress (by node and direct-only), with their waiters.
+    dialing_nodes: HashMap<(NodeId, bool), Vec<NodeWaiter>>,
+    /// When each relayed link may next try to become direct, and the wait after that.
+    upgrades: HashMap<NodeId, (Instant, Duration)>,
+    /// Peers whose direct path failed lately: their next dial tries relays first.
+    direct_failed: HashMap<NodeId, Instant>,
     /// Dials in progress, with their waiters.
     dialing: HashMap<SocketAddr, Vec<oneshot::Sender<DialResult>>>,
     /// The next link id.
@@ -44,7 +77,11 @@ impl Router {
         Self {
             mesh,
             actors: HashMap::new(),
-            addr_book: HashMap::new(),
+            routes: HashMap::new(),
+            relays: HashSet::new(),
+            dialing_nodes: HashMap::new(),
+            upgrades: HashMap::new(),
+            direct_failed: HashMap::new(),
             dialing: HashMap::new(),
             next_link_id: 1,
         }
@@ -76,7 +113,13 @@ impl Router {
                 .map(move |result, act, ctx| {
                     let outcome = match result {
                         Ok((stream, est, leftover)) => {
-                            act.install(stream, est, leftover, addr, Some(addr), ctx)
+                            let how = How {
+                                remote: addr,
+                                dialed: Some(addr),
+                                via: None,
+                                leftover,
+                            };
+                            act.install(Wire::Tcp(stream), est, how, ctx)
                         }
                         Err(e) => {
                             tracing::warn!(%addr, error = %e, "dial failed");
@@ -94,11 +137,9 @@ impl Router {
     /// peer exists. Returns the link to use for that peer.
     fn install(
         &mut self,
-        stream: TcpStream,
+        wire: Wire,
         est: Established,
-        leftover: Vec<u8>,
-        remote: SocketAddr,
-        dialed: Option<SocketAddr>,
+        how: How,
         ctx: &mut Context<Self>,
     ) -> DialResult {
         let me = self.mesh.id;
@@ -106,18 +147,29 @@ impl Router {
         if peer == me {
             return Err(DialError::SelfConnect);
         }
-        let listen = dialed.or_else(|| est.peer.listen.parse().ok());
-        if let Some(addr) = listen {
-            self.addr_book.insert(peer, addr);
+        let route = self.routes.entry(peer).or_default();
+        match how.dialed {
+            Some(addr) => route.addr = Some(addr),
+            None if route.addr.is_none() => route.addr = est.peer.listen.parse().ok(),
+            None => {}
         }
         let body = est.peer.cert.body();
         let initiator = if est.initiator { me } else { peer };
         if let Some((old, old_actor)) = self.actors.get(&peer) {
+            let live = !old.is_closed();
+            if live && old.via().is_none() && how.via.is_some() {
+                tracing::debug!(peer = %peer.short(), "relayed link dropped; a direct link exists");
+                return Ok(old.clone());
+            }
+            let upgrade = live && old.via().is_some() && how.via.is_none();
             let lower = me.min(peer);
             let simultaneous = old.established_at().elapsed() < DUPLICATE_WINDOW;
-            if simultaneous && old.initiator() == lower && initiator != lower && !old.is_closed() {
+            if !upgrade && simultaneous && old.initiator() == lower && initiator != lower && live {
                 tracing::debug!(peer = %peer.short(), "duplicate link dropped; keeping the one dialed by the lower id");
                 return Ok(old.clone());
+            }
+            if upgrade {
+                tracing::info!(peer = %peer.short(), "relayed link upgraded to a direct link");
             }
             old_actor.do_send(Close(CloseReason::Replaced));
             // Stop dispatching on the old link before the new one reads anything.
@@ -130,17 +182,32 @@ impl Router {
             name: body.name.clone(),
             roles: body.roles.clone().into(),
             initiator,
-            remote_addr: remote,
+            remote_addr: how.remote,
+            via: how.via,
         };
         let parts = LinkParts {
-            stream,
+            wire,
             sender: est.sender,
             receiver: est.receiver,
-            leftover,
+            leftover: how.leftover,
         };
         let (link, handle) = Link::new(id, who, parts, Arc::clone(&self.mesh), ctx.address());
         let actor = link.start();
-        tracing::info!(peer = %peer.short(), name = %body.name, %remote, "link established");
+        let remote = how.remote;
+        match how.via {
+            None => {
+                self.upgrades.remove(&peer);
+                tracing::info!(peer = %peer.short(), name = %body.name, %remote, "link established");
+            }
+            Some(relay) => {
+                // Try the direct path soon, then less and less often.
+                let first = self.mesh.config.upgrade_interval;
+                self.upgrades
+                    .entry(peer)
+                    .or_insert((Instant::now() + first / 5, first));
+                tracing::info!(peer = %peer.short(), name = %body.name, relay = %relay.short(), "relayed link established");
+            }
+        }
         self.mesh.links.insert(handle.clone());
         self.actors.insert(peer, (handle.clone(), actor));
         Ok(handle)
@@ -149,6 +216,15 @@ impl Router {
 
 impl Actor for Router {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let tick = (self.mesh.config.upgrade_interval / 5).max(Duration::from_millis(50));
+        ctx.run_interval(tick, |act, ctx| {
+            act.try_upgrades(ctx);
+            act.keep_relays(ctx);
+        });
+        self.keep_relays(ctx);
+    }
 }
 
 /// Dials an address (or reuses the link to whoever is known to listen there).
@@ -162,10 +238,11 @@ impl Handler<Dial> for Router {
     fn handle(&mut self, Dial(addr): Dial, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         let known = self
-            .addr_book
+            .routes
             .iter()
-            .find(|(_, a)| **a == addr)
-            .and_then(|(peer, _)| self.live(*peer));
+            .find(|(_, r)| r.addr == Some(addr))
+            .and_then(|(peer, _)| self.live(*peer))
+            .filter(|link| link.via().is_none());
         match known {
             Some(handle) => {
                 let _ = tx.send(Ok(handle));
@@ -176,7 +253,20 @@ impl Handler<Dial> for Router {
     }
 }
 
-/// Returns the link to a node, dialing its known address if needed.
+/// How a new link came to be.
+pub(super) struct How {
+    /// The socket's remote address (a relayed link: the relay's).
+    remote: SocketAddr,
+    /// The address this node dialed, if it did.
+    dialed: Option<SocketAddr>,
+    /// The relay a relayed link runs through.
+    via: Option<NodeId>,
+    /// Bytes read past the handshake.
+    leftover: Vec<u8>,
+}
+
+/// Returns the link to a node, dialing it (directly or through a relay)
+/// if needed.
 #[derive(Message)]
 #[rtype(result = "Result<LinkHandle, Unreachable>")]
 pub(super) struct DialNode {
@@ -184,6 +274,8 @@ pub(super) struct DialNode {
     /// Started by `Mesh::link_now`: the table's background-dial mark is
     /// cleared when it ends.
     background: bool,
+    /// Only a direct link will do (a relay's next hop, an upgrade).
+    direct_only: bool,
 }
 
 impl DialNode {
@@ -191,6 +283,7 @@ impl DialNode {
         Self {
             node,
             background: false,
+            direct_only: false,
         }
     }
 
@@ -198,6 +291,232 @@ impl DialNode {
         Self {
             node,
             background: true,
+            direct_only: false,
+        }
+    }
+
+    /// Asks for a direct link only.
+    pub(super) fn direct_only(mut self) -> Self {
+        self.direct_only = true;
+        self
+    }
+}
+
+impl Router {
+    /// The ways to try reaching `node`, in order.
+    fn plan(&self, node: NodeId, direct_only: bool) -> Vec<Attempt> {
+        let route = self.routes.get(&node).cloned().unwrap_or_default();
+        let direct = route.addr.map(Attempt::Direct);
+        if direct_only {
+            return direct.into_iter().collect();
+        }
+        let mut relays: Vec<NodeId> = route.via.clone();
+        if route.via.is_empty() {
+            // A node that accepts connections is dialed first; if its path
+            // breaks, a relay (this node's own first) forwards to it.
+            relays.extend(self.mesh.via.lock().map(|v| v.clone()).unwrap_or_default());
+            let mut others: Vec<NodeId> = self.relays.iter().copied().collect();
+            others.sort();
+            relays.extend(others);
+        }
+        let mut seen = HashSet::new();
+        relays.retain(|r| *r != node && *r != self.mesh.id && seen.insert(*r));
+        let mut plan: Vec<Attempt> = Vec::new();
+        let broke_lately = self
+            .direct_failed
+            .get(&node)
+            .is_some_and(|at| at.elapsed() < self.mesh.config.upgrade_interval * 4);
+        if route.via.is_empty() && !broke_lately {
+            plan.extend(direct);
+        }
+        plan.extend(relays.into_iter().map(Attempt::Via));
+        if route.via.is_empty() && broke_lately {
+            plan.extend(direct);
+        }
+        plan
+    }
+
+    /// Tries each way to reach `node` in turn.
+    async fn reach(
+        router: Addr<Router>,
+        mesh: Arc<Shared>,
+        node: NodeId,
+        plan: Vec<Attempt>,
+    ) -> Result<LinkHandle, Unreachable> {
+        let mut last = Unreachable::NoAddress;
+        for attempt in plan {
+            let result = match attempt {
+                Attempt::Direct(addr) => match router.send(Dial(addr)).await {
+                    Ok(Ok(link)) if link.peer() == node => return Ok(link),
+                    Ok(Ok(link)) => Err(Unreachable::AnsweredAs(link.peer())),
+                    Ok(Err(e)) => Err(Unreachable::Dial(e)),
+                    Err(_) => Err(Unreachable::Dial(DialError::Stopped)),
+                },
+                Attempt::Via(relay) => Self::through(&router, &mesh, node, relay)
+                    .await
+                    .map_err(Unreachable::Dial),
+            };
+            match result {
+                Ok(link) => return Ok(link),
+                Err(e) => {
+                    tracing::debug!(node = %node.short(), ?attempt, error = %e, "route failed");
+                    last = e;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    /// Opens a circuit to `node` through `relay` and runs the handshake in it.
+    async fn through(
+        router: &Addr<Router>,
+        mesh: &Arc<Shared>,
+        node: NodeId,
+        relay: NodeId,
+    ) -> Result<LinkHandle, DialError> {
+        let relay_link = match router.send(DialNode::new(relay).direct_only()).await {
+            Ok(Ok(link)) => link,
+            Ok(Err(Unreachable::Dial(e))) => return Err(e),
+            Ok(Err(_)) => return Err(DialError::NoRelay),
+            Err(_) => return Err(DialError::Stopped),
+        };
+        let timeout = mesh.config.handshake_timeout;
+        let mut stream = super::relay::open_circuit(mesh, &relay_link, node).await?;
+        let config = Arc::clone(&mesh.handshake);
+        let (est, leftover) = handshake(&mut stream, config, true, timeout)
+            .await
+            .map_err(DialError::Handshake)?;
+        if est.peer.node_id != node {
+            return Err(DialError::Relay(
+                swarm_protocol::relay::RelayRefusal::Forged,
+            ));
+        }
+        router
+            .send(OpenedCircuit {
+                stream,
+                est,
+                leftover,
+                relay: relay_link,
+            })
+            .await
+            .map_err(|_| DialError::Stopped)?
+    }
+
+    /// Relayed links whose turn has come try to become direct.
+    fn try_upgrades(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let cap = self.mesh.config.upgrade_interval * 4;
+        let due: Vec<NodeId> = self
+            .actors
+            .iter()
+            .filter(|(_, (h, _))| h.via().is_some() && !h.is_closed())
+            .map(|(peer, _)| *peer)
+            .filter(|peer| self.upgrades.get(peer).is_none_or(|(at, _)| *at <= now))
+            .filter(|peer| self.routes.get(peer).is_some_and(|r| r.addr.is_some()))
+            .collect();
+        for peer in due {
+            let wait = self
+                .upgrades
+                .get(&peer)
+                .map_or(self.mesh.config.upgrade_interval, |(_, wait)| *wait);
+            self.upgrades
+                .insert(peer, (now + wait, (wait * 2).min(cap)));
+            if self.dialing_nodes.contains_key(&(peer, true)) {
+                continue;
+            }
+            let dial = self.dial_node(peer, true, ctx);
+            ctx.spawn(dial.into_actor(self).map(move |result, _, _| {
+                if let Err(e) = result {
+                    tracing::debug!(peer = %peer.short(), error = %e, "direct path not available yet");
+                }
+            }));
+        }
+    }
+
+    /// A relayed node keeps links to its relays and announces them.
+    fn keep_relays(&mut self, ctx: &mut Context<Self>) {
+        let mesh = Arc::clone(&self.mesh);
+        let config = &mesh.config;
+        if !config.relayed {
+            return;
+        }
+        let relays = &self.relays;
+        let mut live: Vec<NodeId> = self
+            .actors
+            .iter()
+            .filter(|(peer, (h, _))| relays.contains(peer) && h.via().is_none() && !h.is_closed())
+            .map(|(peer, _)| *peer)
+            .collect();
+        live.sort();
+        live.truncate(config.relay_links.max(1));
+        if let Ok(mut via) = self.mesh.via.lock() {
+            if *via != live {
+                tracing::info!(relays = ?live.iter().map(|r| r.short()).collect::<Vec<_>>(), "reached through relays");
+                *via = live.clone();
+            }
+        }
+        if live.len() >= config.relay_links.max(1) {
+            return;
+        }
+        // Configured relays are dialed by address; relays learned from
+        // membership by id.
+        for addr in config.relays.clone() {
+            let known = self
+                .routes
+                .iter()
+                .any(|(peer, r)| r.addr == Some(addr) && live.contains(peer));
+            if known || self.dialing.contains_key(&addr) {
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            self.start_dial(addr, tx, ctx);
+            ctx.spawn(rx.into_actor(self).map(|result, act, _| {
+                if let Ok(Ok(link)) = result {
+                    act.relays.insert(link.peer());
+                }
+            }));
+        }
+        let learned: Vec<NodeId> = self
+            .relays
+            .iter()
+            .filter(|r| !live.contains(r) && !self.dialing_nodes.contains_key(&(**r, true)))
+            .copied()
+            .collect();
+        for relay in learned.into_iter().take(config.relay_links) {
+            let dial = self.dial_node(relay, true, ctx);
+            ctx.spawn(dial.into_actor(self).map(|_, _, _| ()));
+        }
+    }
+
+    /// Dials `node` (joining a dial under way); the future ends with the link.
+    fn dial_node(
+        &mut self,
+        node: NodeId,
+        direct_only: bool,
+        ctx: &mut Context<Self>,
+    ) -> impl std::future::Future<Output = Result<LinkHandle, Unreachable>> + 'static {
+        let (tx, rx) = oneshot::channel();
+        let key = (node, direct_only);
+        if let Some(waiters) = self.dialing_nodes.get_mut(&key) {
+            waiters.push(tx);
+        } else {
+            self.dialing_nodes.insert(key, vec![tx]);
+            let plan = self.plan(node, direct_only);
+            let reach = Self::reach(ctx.address(), Arc::clone(&self.mesh), node, plan);
+            ctx.spawn(reach.into_actor(self).map(move |result, act, _| {
+                if let Err(Unreachable::Dial(_)) = &result {
+                    if direct_only {
+                        act.direct_failed.insert(node, Instant::now());
+                    }
+                }
+                for waiter in act.dialing_nodes.remove(&key).unwrap_or_default() {
+                    let _ = waiter.send(result.clone());
+                }
+            }));
+        }
+        async move {
+            rx.await
+                .unwrap_or(Err(Unreachable::Dial(DialError::Stopped)))
         }
     }
 }
@@ -206,7 +525,11 @@ impl Handler<DialNode> for Router {
     type Result = ResponseActFuture<Self, Result<LinkHandle, Unreachable>>;
 
     fn handle(&mut self, msg: DialNode, ctx: &mut Context<Self>) -> Self::Result {
-        let DialNode { node, background } = msg;
+        let DialNode {
+            node,
+            background,
+            direct_only,
+        } = msg;
         let finish = move |result: Result<LinkHandle, Unreachable>,
                            act: &mut Router,
                            _: &mut Context<Router>| {
@@ -215,27 +538,17 @@ impl Handler<DialNode> for Router {
             }
             result
         };
-        if let Some(handle) = self.live(node) {
+        if let Some(handle) = self
+            .live(node)
+            .filter(|l| !direct_only || l.via().is_none())
+        {
             return Box::pin(fut::ready(Ok(handle)).map(finish));
         }
-        let Some(addr) = self.addr_book.get(&node).copied() else {
+        if self.plan(node, direct_only).is_empty() {
             return Box::pin(fut::ready(Err(Unreachable::NoAddress)).map(finish));
-        };
-        let (tx, rx) = oneshot::channel();
-        self.start_dial(addr, tx, ctx);
-        let wait = async move {
-            let handle = rx
-                .await
-                .map_err(|_| DialError::Stopped)
-                .and_then(|r| r)
-                .map_err(Unreachable::Dial)?;
-            if handle.peer() == node {
-                Ok(handle)
-            } else {
-                Err(Unreachable::AnsweredAs(handle.peer()))
-            }
-        };
-        Box::pin(wait.into_actor(self).map(finish))
+        }
+        let dial = self.dial_node(node, direct_only, ctx);
+        Box::pin(dial.into_actor(self).map(finish))
     }
 }
 
@@ -253,10 +566,66 @@ impl Handler<Inbound> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
-        if let Err(reason) = self.install(msg.stream, msg.est, msg.leftover, msg.remote, None, ctx)
-        {
+        let how = How {
+            remote: msg.remote,
+            dialed: None,
+            via: None,
+            leftover: msg.leftover,
+        };
+        if let Err(reason) = self.install(Wire::Tcp(msg.stream), msg.est, how, ctx) {
             tracing::warn!(remote = %msg.remote, %reason, "inbound link refused");
         }
+    }
+}
+
+/// A circuit opened to this node through a relay, whose handshake succeeded.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct InboundCircuit {
+    pub(super) stream: tokio::io::DuplexStream,
+    pub(super) est: Established,
+    pub(super) leftover: Vec<u8>,
+    pub(super) relay: LinkHandle,
+}
+
+impl Handler<InboundCircuit> for Router {
+    type Result = ();
+
+    fn handle(&mut self, msg: InboundCircuit, ctx: &mut Context<Self>) {
+        let relay = msg.relay.peer();
+        let how = How {
+            remote: msg.relay.info().addr,
+            dialed: None,
+            via: Some(relay),
+            leftover: msg.leftover,
+        };
+        if let Err(reason) = self.install(Wire::Circuit(msg.stream), msg.est, how, ctx) {
+            tracing::warn!(relay = %relay.short(), %reason, "relayed link refused");
+        }
+    }
+}
+
+/// A circuit this node opened, whose handshake succeeded.
+#[derive(Message)]
+#[rtype(result = "Result<LinkHandle, DialError>")]
+struct OpenedCircuit {
+    stream: tokio::io::DuplexStream,
+    est: Established,
+    leftover: Vec<u8>,
+    relay: LinkHandle,
+}
+
+impl Handler<OpenedCircuit> for Router {
+    type Result = Result<LinkHandle, DialError>;
+
+    fn handle(&mut self, msg: OpenedCircuit, ctx: &mut Context<Self>) -> Self::Result {
+        let how = How {
+            remote: msg.relay.info().addr,
+            dialed: None,
+            via: Some(msg.relay.peer()),
+            leftover: msg.leftover,
+        };
+        self.install(Wire::Circuit(msg.stream), msg.est, how, ctx)
     }
 }
 
@@ -266,6 +635,8 @@ impl Handler<Inbound> for Router {
 pub(super) struct LinkClosed {
     pub(super) peer: NodeId,
     pub(super) id: u64,
+    /// Closed by an error (not idle, shutdown or goodbye).
+    pub(super) failed: bool,
 }
 
 impl Handler<LinkClosed> for Router {
@@ -277,25 +648,39 @@ impl Handler<LinkClosed> for Router {
             .get(&msg.peer)
             .is_some_and(|(h, _)| h.id() == msg.id)
         {
-            self.actors.remove(&msg.peer);
+            if let Some((link, _)) = self.actors.remove(&msg.peer) {
+                if msg.failed && link.via().is_none() {
+                    // The direct path broke: the next dial tries relays first.
+                    self.direct_failed.insert(msg.peer, Instant::now());
+                }
+            }
         }
         self.mesh.links.remove(msg.peer, msg.id);
     }
 }
 
-/// Membership learned where a node listens and that it is alive.
+/// Membership learned that a node is alive, and how it is reached.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(super) struct PeerUp {
     pub(super) node: NodeId,
     pub(super) addr: SocketAddr,
+    pub(super) via: Vec<NodeId>,
+    pub(super) relay: bool,
 }
 
 impl Handler<PeerUp> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: PeerUp, _ctx: &mut Context<Self>) {
-        self.addr_book.insert(msg.node, msg.addr);
+        let route = self.routes.entry(msg.node).or_default();
+        route.addr = Some(msg.addr);
+        route.via = msg.via;
+        if msg.relay {
+            self.relays.insert(msg.node);
+        } else {
+            self.relays.remove(&msg.node);
+        }
     }
 }
 

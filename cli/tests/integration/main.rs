@@ -10,5 +10,6 @@ mod leaks;
 mod membership;
 mod oversize;
 mod processes;
+mod relay;
 mod stress;
 mod two_nodes;

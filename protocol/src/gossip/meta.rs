@@ -121,7 +121,18 @@ pub struct NodeMeta {
     /// Set in the last item a node sends before it leaves cleanly.
     #[serde(default)]
     pub leaving: bool,
+    /// The node forwards relayed traffic for nodes that cannot accept
+    /// connections.
+    #[serde(default)]
+    pub relay: bool,
+    /// The node cannot accept connections: it is reached through these
+    /// relays (empty: dial it directly).
+    #[serde(default)]
+    pub via: Vec<crate::identity::NodeId>,
 }
+
+/// The most relays a node announces it is reached through.
+pub const MAX_VIA: usize = 4;
 
 fn check_name(what: &'static str, name: &str) -> Result<(), MetaError> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
@@ -158,6 +169,13 @@ impl NodeMeta {
         check_count("roles", self.roles.len())?;
         check_count("custom resources", self.resources.custom.len())?;
         check_count("services", self.services.len())?;
+        if self.via.len() > MAX_VIA {
+            return Err(MetaError::TooMany {
+                what: "relays",
+                count: self.via.len(),
+                max: MAX_VIA,
+            });
+        }
         for role in &self.roles {
             check_name("role", role)?;
         }
@@ -279,6 +297,8 @@ mod tests {
                     actor: format!("actor-{i}"),
                 })
                 .collect(),
+            relay: true,
+            via: vec![crate::NodeId::from_bytes([7; 16])],
         }
     }
 

@@ -38,8 +38,10 @@ pub(super) struct LinkShared {
     pub(super) initiator: NodeId,
     /// When the handshake finished.
     pub(super) established_at: Instant,
-    /// The socket's remote address.
+    /// The socket's remote address (for a relayed link, the relay's).
     pub(super) remote_addr: std::net::SocketAddr,
+    /// The relay a relayed link runs through; `None` for a direct link.
+    pub(super) via: Option<NodeId>,
     /// The largest envelope this link sends (the cluster's `max_message`):
     /// a larger one is refused to its caller instead of breaking the link.
     pub(super) max_message: usize,
@@ -63,6 +65,7 @@ pub(crate) struct PeerIdentity {
     pub(crate) roles: Arc<[String]>,
     pub(crate) initiator: NodeId,
     pub(crate) remote_addr: std::net::SocketAddr,
+    pub(crate) via: Option<NodeId>,
 }
 
 impl LinkShared {
@@ -75,6 +78,7 @@ impl LinkShared {
             initiator: who.initiator,
             established_at: Instant::now(),
             remote_addr: who.remote_addr,
+            via: who.via,
             max_message,
             outbox,
             pending: DashMap::new(),
@@ -115,6 +119,11 @@ impl LinkHandle {
         &self.shared.peer_name
     }
 
+    /// The relay this link runs through; `None` if it is direct.
+    pub(crate) fn via(&self) -> Option<NodeId> {
+        self.shared.via
+    }
+
     pub(crate) fn initiator(&self) -> NodeId {
         self.shared.initiator
     }
@@ -146,6 +155,7 @@ impl LinkHandle {
             roles: s.peer_roles.to_vec(),
             addr: s.remote_addr,
             dialed: s.initiator != s.peer,
+            via: s.via,
             pending_asks: s.pending.len(),
         }
     }

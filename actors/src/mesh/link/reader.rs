@@ -7,17 +7,19 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use actix::Addr;
 use swarm_protocol::envelope::{peek, Peeked};
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
 use swarm_protocol::session::{Inbound, RecvHalf};
 use swarm_protocol::{decode_frame, Assembled, Decoded, Envelope, RemoteError};
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::handle::LinkShared;
+use super::handle::{LinkHandle, LinkShared};
 use super::Clock;
 use crate::directory::{Caller, Lookup};
 use crate::error::CloseReason;
+use crate::mesh::relay;
+use crate::mesh::router::Router;
 use crate::mesh::Shared as MeshShared;
 
 /// The read half of one link.
@@ -27,6 +29,10 @@ pub(super) struct Reader {
     pub(super) clock: Rc<Clock>,
     /// The session's receiving half.
     pub(super) session: RecvHalf,
+    /// Gets links opened by relayed circuits.
+    pub(super) router: Addr<Router>,
+    /// This link, for relay frames.
+    pub(super) handle: LinkHandle,
     /// Finds target actors, caching the last one.
     pub(super) lookup: Lookup,
     /// The peer, as handed to every dispatch.
@@ -53,7 +59,11 @@ impl Drop for InFlight {
 
 impl Reader {
     /// Reads until the peer closes, misbehaves or the socket fails.
-    pub(super) async fn run(mut self, mut read: OwnedReadHalf, mut buf: Vec<u8>) -> CloseReason {
+    pub(super) async fn run<R: AsyncRead + Unpin>(
+        mut self,
+        mut read: R,
+        mut buf: Vec<u8>,
+    ) -> CloseReason {
         let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
         let mut start = 0;
         loop {
@@ -200,6 +210,10 @@ impl Reader {
                 if let Some((_, waiter)) = self.shared.pending.remove(&correlation) {
                     let _ = waiter.send(result.map(<[u8]>::to_vec));
                 }
+            }
+            Envelope::Relay(frame) => {
+                self.clock.received(true);
+                relay::on_frame(&self.mesh, &self.router, &self.handle, frame).await;
             }
             // The session keeps controls and batches to itself.
             Envelope::Control(_) | Envelope::Batch(_) => {}

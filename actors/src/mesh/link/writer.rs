@@ -8,8 +8,7 @@ use std::rc::Rc;
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
 use swarm_protocol::session::SendHalf;
 use swarm_protocol::Control;
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::outbox::Queue;
 use super::Clock;
@@ -21,8 +20,8 @@ const WRITE_CHUNK: usize = 256 * 1024;
 
 /// Runs until the socket fails, the link's handles are gone, or the link
 /// said goodbye and everything queued is written.
-pub(super) async fn write_loop(
-    mut write: OwnedWriteHalf,
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut write: W,
     mut session: SendHalf,
     queue: Queue,
     clock: Rc<Clock>,
