@@ -285,6 +285,19 @@ impl Mesh {
         }
     }
 
+    /// Opens a link to `node` through the relay `relay`, whatever the
+    /// routes say; a direct link to `node` that exists is kept instead.
+    pub(crate) async fn connect_via(
+        &self,
+        relay: NodeId,
+        node: NodeId,
+    ) -> Result<PeerInfo, crate::error::DialError> {
+        match self.router.send(router::Through { node, relay }).await {
+            Ok(result) => result.map(|link| link.info()),
+            Err(_) => Err(crate::error::DialError::Stopped),
+        }
+    }
+
     /// The peers this node has a link to.
     pub(crate) fn peers(&self) -> Vec<PeerInfo> {
         self.shared

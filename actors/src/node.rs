@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use crate::cluster::{Cluster, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::directory::{Directory, Entry, RemoteActor};
-use crate::error::{ConnectError, ExposeError, StartError};
+use crate::error::{ConnectError, DialError, ExposeError, StartError};
 use crate::mesh::{unix_now, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
 
@@ -216,6 +216,20 @@ impl Node {
     /// [`ConnectError`] with the reason the connection or the handshake failed.
     pub async fn connect(&self, addr: SocketAddr) -> Result<PeerInfo, ConnectError> {
         self.mesh.connect(addr).await
+    }
+
+    /// Opens a link to `node` through the relay `relay` (a node with
+    /// `relay = true` that this node can dial), whatever the routes say,
+    /// and returns who answered. A direct link to `node` that exists is
+    /// kept instead. Routing does this by itself for nodes that announce
+    /// relays; this is for choosing the path by hand.
+    ///
+    /// # Errors
+    ///
+    /// [`DialError::Relay`] with the relay's refusal (no link to `node`,
+    /// not a relay, a loop), or why the relay or the handshake failed.
+    pub async fn connect_via(&self, relay: NodeId, node: NodeId) -> Result<PeerInfo, DialError> {
+        self.mesh.connect_via(relay, node).await
     }
 
     /// A typed handle to the actor registered as `name` on node `node`

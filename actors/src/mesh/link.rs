@@ -330,7 +330,9 @@ impl Link {
             id: s.id,
             failed: reason.kind().is_failure(),
         });
-        super::relay::link_closed(&self.mesh, s.peer, s.via.is_none());
+        if s.via.is_none() {
+            super::relay::link_closed(&self.mesh, s.peer, s.id);
+        }
     }
 }
 

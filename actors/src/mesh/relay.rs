@@ -140,6 +140,7 @@ pub(super) async fn on_frame(
                     // link then stops reading too (backpressure).
                     let _ = down.send(frame.body.to_vec()).await;
                 }
+                None if mesh.circuits.closed_lately(key) => {}
                 None => {
                     mesh.counters.relay_refused();
                     let _ = link.try_send(close_frame(
@@ -153,27 +154,26 @@ pub(super) async fn on_frame(
         }
         RelayOp::Close => {
             let why = frame.refusal();
-            if mesh
-                .circuits
-                .remove((frame.origin, frame.circuit), Some(from))
-            {
+            let key = (frame.origin, frame.circuit);
+            if mesh.circuits.remove(key, Some(from)) {
                 tracing::debug!(peer = %frame.origin.short(), %why, "relayed circuit closed");
+                if frame.circuit.opener == mesh.id && why != RelayRefusal::Closed {
+                    mesh.circuits.refused(key, why);
+                }
             }
         }
         _ => mesh.counters.relay_refused(),
     }
 }
 
-/// A link closed: circuits through it end, and a relay tells the other
-/// endpoint of each circuit it forwarded through it.
-pub(super) fn link_closed(mesh: &Arc<Shared>, peer: NodeId, direct: bool) {
-    if !direct || mesh.links.live(peer).is_some_and(|l| l.via().is_none()) {
-        return;
-    }
-    mesh.circuits.relay_lost(peer);
-    for (other, circuit) in mesh.forwarded.endpoint_lost(peer) {
-        if let Some(link) = mesh.links.live(other).filter(|l| l.via().is_none()) {
-            let _ = link.try_send(close_frame(other, peer, circuit, RelayRefusal::LinkLost));
+/// A direct link closed: circuits over it end (bytes in flight on it are
+/// lost, even if another link to the same peer replaced it), and a relay
+/// tells the other endpoint of each circuit it forwarded over it.
+pub(super) fn link_closed(mesh: &Arc<Shared>, peer: NodeId, link: u64) {
+    mesh.circuits.link_lost(link);
+    for (other, circuit) in mesh.forwarded.link_lost(link) {
+        if let Some(to) = mesh.links.live(other).filter(|l| l.via().is_none()) {
+            let _ = to.try_send(close_frame(other, peer, circuit, RelayRefusal::LinkLost));
         }
     }
 }

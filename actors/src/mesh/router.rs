@@ -43,6 +43,16 @@ struct Route {
     via: Vec<NodeId>,
 }
 
+/// A relay a relayed node dials: configured by address, or learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum RelayKey {
+    Addr(SocketAddr),
+    Node(NodeId),
+}
+
+/// The longest wait between dials to a relay that cannot be reached.
+const MAX_RELAY_BACKOFF: Duration = Duration::from_secs(30);
+
 /// One way to try reaching a node.
 #[derive(Debug, Clone, Copy)]
 enum Attempt {
@@ -66,6 +76,8 @@ pub(super) struct Router {
     upgrades: HashMap<NodeId, (Instant, Duration)>,
     /// Peers whose direct path failed lately: their next dial tries relays first.
     direct_failed: HashMap<NodeId, Instant>,
+    /// A relayed node's next dial to each relay it lacks, and the wait after that.
+    relay_backoff: HashMap<RelayKey, (Instant, Duration)>,
     /// Dials in progress, with their waiters.
     dialing: HashMap<SocketAddr, Vec<oneshot::Sender<DialResult>>>,
     /// The next link id.
@@ -82,6 +94,7 @@ impl Router {
             dialing_nodes: HashMap::new(),
             upgrades: HashMap::new(),
             direct_failed: HashMap::new(),
+            relay_backoff: HashMap::new(),
             dialing: HashMap::new(),
             next_link_id: 1,
         }
@@ -122,7 +135,7 @@ impl Router {
                             act.install(Wire::Tcp(stream), est, how, ctx)
                         }
                         Err(e) => {
-                            tracing::warn!(%addr, error = %e, "dial failed");
+                            tracing::debug!(%addr, error = %e, "dial failed");
                             Err(e)
                         }
                     };
@@ -381,11 +394,15 @@ impl Router {
             Err(_) => return Err(DialError::Stopped),
         };
         let timeout = mesh.config.handshake_timeout;
-        let mut stream = super::relay::open_circuit(mesh, &relay_link, node).await?;
+        let (mut stream, key) = super::relay::open_circuit(mesh, &relay_link, node).await?;
         let config = Arc::clone(&mesh.handshake);
         let (est, leftover) = handshake(&mut stream, config, true, timeout)
             .await
-            .map_err(DialError::Handshake)?;
+            .map_err(|e| match mesh.circuits.take_refusal(key) {
+                // The relay (or the far end) said why it closed the circuit.
+                Some(why) => DialError::Relay(why),
+                None => DialError::Handshake(e),
+            })?;
         if est.peer.node_id != node {
             return Err(DialError::Relay(
                 swarm_protocol::relay::RelayRefusal::Forged,
@@ -459,33 +476,66 @@ impl Router {
             return;
         }
         // Configured relays are dialed by address; relays learned from
-        // membership by id.
+        // membership by id. One that cannot be reached is tried less and
+        // less often.
+        let now = Instant::now();
         for addr in config.relays.clone() {
             let known = self
                 .routes
                 .iter()
                 .any(|(peer, r)| r.addr == Some(addr) && live.contains(peer));
-            if known || self.dialing.contains_key(&addr) {
+            if known
+                || self.dialing.contains_key(&addr)
+                || !self.relay_due(RelayKey::Addr(addr), now)
+            {
                 continue;
             }
             let (tx, rx) = oneshot::channel();
             self.start_dial(addr, tx, ctx);
-            ctx.spawn(rx.into_actor(self).map(|result, act, _| {
+            ctx.spawn(rx.into_actor(self).map(move |result, act, _| {
                 if let Ok(Ok(link)) = result {
                     act.relays.insert(link.peer());
+                    act.relay_backoff.remove(&RelayKey::Addr(addr));
                 }
             }));
         }
         let learned: Vec<NodeId> = self
             .relays
             .iter()
-            .filter(|r| !live.contains(r) && !self.dialing_nodes.contains_key(&(**r, true)))
+            .filter(|r| {
+                !live.contains(r)
+                    && !self.mesh.down.contains(**r)
+                    && !self.dialing_nodes.contains_key(&(**r, true))
+            })
             .copied()
             .collect();
         for relay in learned.into_iter().take(config.relay_links) {
+            if !self.relay_due(RelayKey::Node(relay), now) {
+                continue;
+            }
             let dial = self.dial_node(relay, true, ctx);
-            ctx.spawn(dial.into_actor(self).map(|_, _, _| ()));
+            ctx.spawn(dial.into_actor(self).map(move |result, act, _| {
+                if result.is_ok() {
+                    act.relay_backoff.remove(&RelayKey::Node(relay));
+                }
+            }));
         }
+    }
+
+    /// Whether a dial to this relay may start now; if so, the next one waits longer.
+    fn relay_due(&mut self, relay: RelayKey, now: Instant) -> bool {
+        let first = (self.mesh.config.upgrade_interval / 5).max(Duration::from_millis(100));
+        let (at, wait) = self
+            .relay_backoff
+            .get(&relay)
+            .copied()
+            .unwrap_or((now, first));
+        if at > now {
+            return false;
+        }
+        self.relay_backoff
+            .insert(relay, (now + wait, (wait * 2).min(MAX_RELAY_BACKOFF)));
+        true
     }
 
     /// Dials `node` (joining a dial under way); the future ends with the link.
@@ -549,6 +599,25 @@ impl Handler<DialNode> for Router {
         }
         let dial = self.dial_node(node, direct_only, ctx);
         Box::pin(dial.into_actor(self).map(finish))
+    }
+}
+
+/// Opens a relayed link to `node` through `relay`, whatever the routes
+/// say (an operator's or a test's choice of path).
+#[derive(Message)]
+#[rtype(result = "Result<LinkHandle, DialError>")]
+pub(super) struct Through {
+    pub(super) node: NodeId,
+    pub(super) relay: NodeId,
+}
+
+impl Handler<Through> for Router {
+    type Result = ResponseFuture<Result<LinkHandle, DialError>>;
+
+    fn handle(&mut self, msg: Through, ctx: &mut Context<Self>) -> Self::Result {
+        let router = ctx.address();
+        let mesh = Arc::clone(&self.mesh);
+        Box::pin(async move { Self::through(&router, &mesh, msg.node, msg.relay).await })
     }
 }
 
@@ -693,6 +762,9 @@ impl Handler<PeerDown> for Router {
     type Result = ();
 
     fn handle(&mut self, PeerDown(node): PeerDown, _ctx: &mut Context<Self>) {
+        self.relays.remove(&node);
+        self.upgrades.remove(&node);
+        self.direct_failed.remove(&node);
         if let Some((handle, actor)) = self.actors.remove(&node) {
             handle.mark_member_down();
             actor.do_send(Close(CloseReason::MemberDown));

@@ -4,11 +4,17 @@
 //! session inside the relay's links; their gossip travels the same way.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use swarm::credentials::Throwaway;
-use swarm::{MeshConfig, Node};
-use swarm_cli::demo::{Add, Adder, Count};
+use swarm::protocol::relay::{CircuitId, RelayFrame, RelayOp, RelayRefusal};
+use swarm::protocol::session::SendHalf;
+use swarm::protocol::{decode_frame, Decoded, Handshake, HandshakeConfig, NodeId};
+use swarm::{DialError, MeshConfig, Node};
+use swarm_cli::demo::{serve, Add, Adder, Bump, Count, Counter, CounterState, Work, Worker};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::util::{config, eventually, fast_gossip, sees_alive, start, TestNode};
 
@@ -99,4 +105,252 @@ async fn natted_nodes_reach_each_other_through_a_relay() {
     // The relay's actors saw nothing: its adder counted no call.
     let relay_adder = relay_node.node.remote::<Adder>(relay, "adder");
     assert_eq!(relay_adder.send(Count).await.unwrap(), 0);
+}
+
+#[actix_rt::test]
+async fn a_service_behind_nat_is_load_balanced_to_from_another_site() {
+    let t = topology().await;
+    let (server, client) = (&t.natted[0].node, &t.natted[1].node);
+    serve(server, "natted").await.unwrap();
+    let cluster = client.cluster().unwrap();
+    assert!(
+        eventually(WITHIN, || async {
+            cluster.services().iter().any(|(s, _)| s == "natted")
+        })
+        .await,
+        "the instance behind NAT is discovered"
+    );
+    let service = cluster.service::<Worker>("natted");
+    for key in 0..20 {
+        let served = service.send(Work { key, delay_ms: 0 }).await.unwrap();
+        assert_eq!(served.node, server.name());
+    }
+    let link = client
+        .peers()
+        .into_iter()
+        .find(|p| p.id == server.id())
+        .unwrap();
+    assert!(link.via.is_some(), "served through a relay: {link:?}");
+}
+
+#[actix_rt::test]
+async fn a_relayed_link_becomes_direct_when_one_side_can_dial_and_keeps_order() {
+    if std::env::var("RELAY_LOG").is_ok() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("swarm_actors=debug")
+            .try_init();
+    }
+    let t = topology().await;
+    let natted = &t.natted[0].node;
+    // A node that accepts connections joins.
+    let mut c = config(&t._ca, "p1");
+    c.cluster = Some(fast_gossip(vec![t.relays[0].node.listen_addr()]));
+    c.upgrade_interval = Duration::from_millis(500);
+    let public = start(c).await;
+    let p = &public.node;
+    assert!(eventually(WITHIN, || sees_alive(p, 5)).await);
+    let counter = p.remote::<Counter>(natted.id(), "counter");
+    let mut seq = 0;
+    let first = counter.send(CounterState).await.expect("first ask");
+    assert_eq!(first, (0, 0));
+    let relayed = p.peers().into_iter().find(|x| x.id == natted.id()).unwrap();
+    assert!(relayed.via.is_some(), "first through a relay: {relayed:?}");
+    // Tells keep flowing while the node behind NAT dials back.
+    let upgraded = eventually(WITHIN, || {
+        seq += 1;
+        let counter = counter.clone();
+        async move {
+            let _ = counter
+                .tell(Bump {
+                    seq,
+                    pad: Vec::new(),
+                })
+                .await;
+            p.peers()
+                .iter()
+                .any(|x| x.id == natted.id() && x.via.is_none())
+        }
+    })
+    .await;
+    assert!(upgraded, "the link became direct: {:?}", p.peers());
+    let (received, out_of_order) = counter.send(CounterState).await.unwrap();
+    assert_eq!(out_of_order, 0, "order kept across the switch");
+    assert!(received <= seq, "nothing duplicated");
+    assert!(received > 0);
+    let stats = p.stats();
+    assert_eq!(stats.relay_refused, 0, "{stats:?}");
+}
+
+#[actix_rt::test]
+async fn a_relays_death_moves_its_clients_to_the_other_relay() {
+    let mut t = topology().await;
+    let (a, b) = (t.natted[0].node.clone(), t.natted[1].node.clone());
+    let on_b = a.remote::<Adder>(b.id(), "adder");
+    assert_eq!(on_b.send(Add { a: 1, b: 2 }).await.unwrap(), 3);
+    let used = a
+        .peers()
+        .into_iter()
+        .find(|p| p.id == b.id())
+        .unwrap()
+        .via
+        .unwrap();
+    let index = t.relays.iter().position(|r| r.node.id() == used).unwrap();
+    let dead = t.relays.remove(index);
+    let dead_id = dead.node.id();
+    dead.kill();
+    let survivor = t.relays[0].node.clone();
+    // Traffic resumes within the failure-detection bound, through the survivor.
+    let resumed = eventually(WITHIN, || {
+        let on_b = on_b.clone();
+        async move {
+            on_b.send_timeout(Add { a: 2, b: 2 }, Duration::from_millis(500))
+                .await
+                .is_ok_and(|sum| sum == 4)
+        }
+    })
+    .await;
+    assert!(resumed, "asks resume through the other relay");
+    let link = a.peers().into_iter().find(|p| p.id == b.id()).unwrap();
+    assert_eq!(link.via, Some(survivor.id()));
+    // Both clients announce the survivor only, once membership has caught up.
+    for node in [&a, &b] {
+        let cluster = survivor.cluster().unwrap();
+        let id = node.id();
+        assert!(
+            eventually(WITHIN, || async {
+                cluster.members().await.is_ok_and(|members| {
+                    members.iter().any(|m| {
+                        m.node == id
+                            && m.meta
+                                .as_ref()
+                                .is_some_and(|meta| meta.via == vec![survivor.id()])
+                    })
+                })
+            })
+            .await,
+            "{} announces only the surviving relay",
+            node.name()
+        );
+    }
+    assert!(!a.peers().iter().any(|p| p.id == dead_id));
+}
+
+#[actix_rt::test]
+async fn bad_relay_frames_are_refused_and_counted() {
+    let t = topology().await;
+    let (a, b) = (&t.natted[0].node, &t.natted[1].node);
+    let relay = &t.relays[0].node;
+    // A relay asked to forward to a node it has never heard of.
+    let unknown = swarm::NodeId::from_bytes([9; 16]);
+    let before = relay.stats().relay_refused;
+    let err = a.connect_via(relay.id(), unknown).await.unwrap_err();
+    assert_eq!(err, DialError::Relay(RelayRefusal::NoRoute));
+    assert!(relay.stats().relay_refused > before);
+    // A loop: the relay asked to forward to the sender itself.
+    let err = a.connect_via(relay.id(), a.id()).await.unwrap_err();
+    assert_eq!(err, DialError::Relay(RelayRefusal::Loop));
+    // A node that is not a relay refuses to forward.
+    let mut c = config(&t._ca, "p1");
+    c.cluster = Some(fast_gossip(vec![relay.listen_addr()]));
+    let plain = start(c).await;
+    let p = &plain.node;
+    assert!(eventually(WITHIN, || sees_alive(p, 5)).await);
+    assert!(eventually(WITHIN, || sees_alive(a, 5)).await);
+    let err = a.connect_via(p.id(), b.id()).await.unwrap_err();
+    assert_eq!(err, DialError::Relay(RelayRefusal::NotARelay));
+    assert!(p.stats().relay_refused > 0);
+    // Nothing reached any actor: the relay's adder counted no call.
+    let relay_adder = a.remote::<Adder>(relay.id(), "adder");
+    assert_eq!(relay_adder.send(Count).await.unwrap(), 0);
+}
+
+/// A client that completes a real handshake with `addr`, then sends the
+/// given envelopes, sealed, over the link; returns the stream.
+async fn raw_link(addr: SocketAddr, config: HandshakeConfig, envelopes: &[Vec<u8>]) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut hs = Handshake::initiator(Arc::new(config)).unwrap();
+    let mut buf = Vec::new();
+    loop {
+        while let Some(frame) = hs.poll_transmit() {
+            stream.write_all(&frame).await.unwrap();
+        }
+        if hs.is_established() {
+            break;
+        }
+        let consumed = loop {
+            match decode_frame(&buf, 65_535).unwrap() {
+                Decoded::Frame { payload, consumed } => {
+                    hs.handle_frame(payload, swarm::credentials::unix_now())
+                        .unwrap();
+                    break consumed;
+                }
+                Decoded::Incomplete { .. } => {
+                    let mut chunk = [0u8; 4096];
+                    let n = stream.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "the node hung up during the handshake");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        };
+        buf.drain(..consumed);
+    }
+    let est = hs.into_established().unwrap();
+    let mut session = SendHalf::new(est.sender);
+    let mut out = Vec::new();
+    for envelope in envelopes {
+        session.push(envelope, &mut out).unwrap();
+    }
+    session.flush(&mut out).unwrap();
+    stream.write_all(&out).await.unwrap();
+    stream
+}
+
+fn frame(op: RelayOp, dest: NodeId, origin: NodeId, opener: NodeId) -> Vec<u8> {
+    let mut out = Vec::new();
+    RelayFrame {
+        op,
+        dest,
+        origin,
+        circuit: CircuitId { number: 1, opener },
+        addr: Some("127.0.0.1:9".parse().unwrap()),
+        body: b"not ciphertext",
+    }
+    .encode(&mut out);
+    out
+}
+
+#[actix_rt::test]
+async fn forged_relay_frames_are_refused_and_nothing_is_delivered() {
+    let t = topology().await;
+    let (a, b) = (&t.natted[0].node, &t.natted[1].node);
+    let relay = &t.relays[0].node;
+    let on_b = a.remote::<Adder>(b.id(), "adder");
+    assert_eq!(on_b.send(Add { a: 1, b: 1 }).await.unwrap(), 2);
+    let config = t._ca.node("mallory", &["worker"]);
+    let mallory = config.key.node_id();
+    let before = relay.stats();
+    let b_before = b.stats();
+    let envelopes = [
+        // Claims to come from a: a second hop, or a lie.
+        frame(RelayOp::Open, b.id(), a.id(), a.id()),
+        frame(RelayOp::Datagram, b.id(), a.id(), a.id()),
+        // Data for a circuit nobody opened.
+        frame(RelayOp::Data, b.id(), mallory, mallory),
+    ];
+    let _stream = raw_link(relay.listen_addr(), config, &envelopes).await;
+    assert!(
+        eventually(WITHIN, || async {
+            relay.stats().relay_refused >= before.relay_refused + 3
+        })
+        .await,
+        "{:?}",
+        relay.stats()
+    );
+    // No circuit was opened at b, and b refused nothing: nothing reached it.
+    let b_after = b.stats();
+    assert_eq!(b_after.circuits, b_before.circuits);
+    assert_eq!(b_after.relay_refused, b_before.relay_refused);
+    assert_eq!(b_after.handshakes_refused, b_before.handshakes_refused);
+    // Traffic between the honest nodes goes on.
+    assert_eq!(on_b.send(Count).await.unwrap(), 1);
 }

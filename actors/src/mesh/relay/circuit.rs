@@ -45,6 +45,9 @@ pub(in crate::mesh) type EndKey = (NodeId, CircuitId);
 struct End {
     /// The relay it runs through.
     relay: NodeId,
+    /// The link to the relay it runs over: if that link closes, bytes in
+    /// flight on it are lost, so the circuit ends with it.
+    link: u64,
     /// Feeds the down pump.
     down: mpsc::Sender<Vec<u8>>,
     /// The up pump, stopped when the end is dropped.
@@ -62,7 +65,19 @@ impl Drop for End {
 pub(in crate::mesh) struct CircuitEnds {
     ends: Mutex<HashMap<EndKey, End>>,
     next: AtomicU64,
+    /// Why circuits this node opened were closed by the far side, until
+    /// the opener reads it (bounded).
+    refusals: Mutex<HashMap<EndKey, RelayRefusal>>,
+    /// Circuits closed lately: frames still in flight for them are
+    /// dropped quietly instead of counted as forged.
+    closed: Mutex<std::collections::VecDeque<EndKey>>,
 }
+
+/// Closed circuits remembered.
+const RECENTLY_CLOSED: usize = 256;
+
+/// Refusals remembered for openers before the oldest are forgotten.
+const MAX_REFUSALS: usize = 1024;
 
 impl CircuitEnds {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<EndKey, End>> {
@@ -91,15 +106,47 @@ impl CircuitEnds {
         // Dropped outside the lock: the drop aborts a task.
         let end = ends.remove(&key);
         drop(ends);
+        if end.is_some() {
+            let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+            if closed.len() >= RECENTLY_CLOSED {
+                closed.pop_front();
+            }
+            closed.push_back(key);
+        }
         end.is_some()
     }
 
-    /// The link to `relay` closed: every circuit through it ends.
-    pub(super) fn relay_lost(&self, relay: NodeId) {
+    /// Whether the circuit closed lately.
+    pub(super) fn closed_lately(&self, key: EndKey) -> bool {
+        self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&key)
+    }
+
+    /// Remembers why the far side closed a circuit, for its opener.
+    pub(super) fn refused(&self, key: EndKey, why: RelayRefusal) {
+        let mut refusals = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+        if refusals.len() >= MAX_REFUSALS {
+            refusals.clear();
+        }
+        refusals.insert(key, why);
+    }
+
+    /// Why the far side closed a circuit this node opened, if it said.
+    pub(in crate::mesh) fn take_refusal(&self, key: EndKey) -> Option<RelayRefusal> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&key)
+    }
+
+    /// The link `link` to a relay closed: every circuit over it ends.
+    pub(super) fn link_lost(&self, link: u64) {
         let mut ends = self.lock();
         let gone: Vec<EndKey> = ends
             .iter()
-            .filter(|(_, e)| e.relay == relay)
+            .filter(|(_, e)| e.link == link)
             .map(|(k, _)| *k)
             .collect();
         let dropped: Vec<End> = gone.iter().filter_map(|k| ends.remove(k)).collect();
@@ -137,6 +184,7 @@ impl CircuitEnds {
             key,
             End {
                 relay: relay.peer(),
+                link: relay.id(),
                 down: down_tx,
                 up: up.abort_handle(),
             },
@@ -203,7 +251,8 @@ async fn down_pump(
 }
 
 /// Opens a circuit to `dest` through the relay at the other end of
-/// `relay`; returns the stream to run the handshake and link over.
+/// `relay`; returns the stream to run the handshake and link over, and
+/// the circuit's name (to ask why it closed, if it does).
 ///
 /// # Errors
 ///
@@ -212,7 +261,7 @@ pub(in crate::mesh) async fn open(
     mesh: &Arc<Shared>,
     relay: &LinkHandle,
     dest: NodeId,
-) -> Result<DuplexStream, DialError> {
+) -> Result<(DuplexStream, EndKey), DialError> {
     let circuit = CircuitId {
         number: mesh.circuits.next.fetch_add(1, Ordering::Relaxed),
         opener: mesh.id,
@@ -232,9 +281,12 @@ pub(in crate::mesh) async fn open(
         .send(open)
         .await
         .map_err(|_| DialError::Relay(RelayRefusal::LinkLost))?;
-    mesh.circuits
-        .start(mesh.id, (dest, circuit), relay)
-        .map_err(DialError::Relay)
+    let key = (dest, circuit);
+    let stream = mesh
+        .circuits
+        .start(mesh.id, key, relay)
+        .map_err(DialError::Relay)?;
+    Ok((stream, key))
 }
 
 /// A relay opened a circuit to this node: starts its end and the

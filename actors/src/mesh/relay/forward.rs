@@ -4,6 +4,10 @@
 //! direct link to the destination, dialing a destination that accepts
 //! connections when it has no link to it yet. Refused frames are counted,
 //! and the origin of a refused circuit is told why.
+//!
+//! A circuit is pinned to the two links it was opened over: if either
+//! closes, bytes in flight on it are lost, so the circuit ends (both
+//! endpoints are told) even when a new link to the same peer replaced it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -19,8 +23,11 @@ use crate::mesh::Shared;
 
 /// Circuits one endpoint may hold through this relay at once.
 const MAX_PER_ENDPOINT: usize = 1024;
-/// Bytes of Data frames held for a circuit whose destination is being dialed.
+/// Bytes of frames held for a circuit whose destination is being dialed.
 const MAX_HELD_BYTES: usize = 256 * 1024;
+/// Closed circuits remembered, so frames still in flight for them are
+/// dropped quietly instead of refused as forged.
+const RECENTLY_CLOSED: usize = 1024;
 
 /// A forwarded circuit: its id and its two endpoints, lower id first.
 type Key = (CircuitId, NodeId, NodeId);
@@ -30,7 +37,23 @@ fn key(circuit: CircuitId, a: NodeId, b: NodeId) -> Key {
 }
 
 /// What the relay knows about one forwarded circuit.
-enum State {
+struct Circuit {
+    /// Each endpoint and the id of the link to it the circuit runs over
+    /// (0 while the destination is being dialed).
+    links: [(NodeId, u64); 2],
+    phase: Phase,
+}
+
+impl Circuit {
+    fn link_of(&self, node: NodeId) -> u64 {
+        self.links
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map_or(0, |(_, id)| *id)
+    }
+}
+
+enum Phase {
     /// Frames flow.
     Open,
     /// The destination is being dialed; frames wait here, in order.
@@ -43,12 +66,33 @@ enum State {
 /// The circuits this relay forwards.
 #[derive(Default)]
 pub(in crate::mesh) struct Forwarded {
-    circuits: Mutex<HashMap<Key, State>>,
+    circuits: Mutex<HashMap<Key, Circuit>>,
+    closed: Mutex<VecDeque<Key>>,
 }
 
 impl Forwarded {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, State>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Circuit>> {
         self.circuits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Forgets a circuit; true if it was known.
+    fn remove(&self, k: &Key) -> bool {
+        let known = self.lock().remove(k).is_some();
+        if known {
+            let mut closed = self.closed.lock().unwrap_or_else(PoisonError::into_inner);
+            if closed.len() >= RECENTLY_CLOSED {
+                closed.pop_front();
+            }
+            closed.push_back(*k);
+        }
+        known
+    }
+
+    fn closed_lately(&self, k: &Key) -> bool {
+        self.closed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(k)
     }
 
     /// Circuits forwarded now.
@@ -56,21 +100,26 @@ impl Forwarded {
         self.lock().len()
     }
 
-    /// `peer`'s link closed: forgets its circuits; returns, for each, the
-    /// other endpoint and the circuit, so it can be told.
-    pub(in crate::mesh) fn endpoint_lost(&self, peer: NodeId) -> Vec<(NodeId, CircuitId)> {
-        let mut circuits = self.lock();
-        let gone: Vec<Key> = circuits
-            .keys()
-            .filter(|(_, a, b)| *a == peer || *b == peer)
-            .copied()
+    /// The link `link` closed: forgets the circuits over it; returns, for
+    /// each, the endpoint on the other link and the circuit, so it can be told.
+    pub(in crate::mesh) fn link_lost(&self, link: u64) -> Vec<(NodeId, CircuitId)> {
+        let gone: Vec<(Key, NodeId)> = self
+            .lock()
+            .iter()
+            .filter_map(|(k, c)| {
+                let [(a, la), (b, lb)] = c.links;
+                if la == link {
+                    Some((*k, b))
+                } else if lb == link {
+                    Some((*k, a))
+                } else {
+                    None
+                }
+            })
             .collect();
         gone.into_iter()
-            .map(|k| {
-                circuits.remove(&k);
-                let (circuit, a, b) = k;
-                (if a == peer { b } else { a }, circuit)
-            })
+            .filter(|(k, _)| self.remove(k))
+            .map(|((circuit, _, _), other)| (other, circuit))
             .collect()
     }
 }
@@ -120,29 +169,8 @@ pub(super) async fn forward(
             }
         }
         RelayOp::Open => {
-            {
-                let mut circuits = mesh.forwarded.lock();
-                let held = circuits
-                    .keys()
-                    .filter(|(_, a, b)| *a == frame.origin || *b == frame.origin)
-                    .count();
-                if held >= MAX_PER_ENDPOINT {
-                    drop(circuits);
-                    return refuse(RelayRefusal::TooMany);
-                }
-                if circuits.contains_key(&k) {
-                    drop(circuits);
-                    return refuse(RelayRefusal::Forged);
-                }
-                let state = if to.is_some() {
-                    State::Open
-                } else {
-                    State::Dialing {
-                        held: VecDeque::from([out.clone()]),
-                        bytes: out.len(),
-                    }
-                };
-                circuits.insert(k, state);
+            if let Err(why) = open(mesh, from, frame, k, to.as_ref(), &out) {
+                return refuse(why);
             }
             match to {
                 Some(to) => send(mesh, &to, out, frame.body.len()).await,
@@ -152,34 +180,43 @@ pub(super) async fn forward(
         RelayOp::Data => {
             {
                 let mut circuits = mesh.forwarded.lock();
-                match circuits.get_mut(&k) {
-                    None => {
+                let Some(circuit) = circuits.get_mut(&k) else {
+                    drop(circuits);
+                    if !mesh.forwarded.closed_lately(&k) {
+                        refuse(RelayRefusal::Forged);
+                    }
+                    return;
+                };
+                if circuit.link_of(frame.origin) != from.id() {
+                    // Opened over another link to the origin, since closed.
+                    drop(circuits);
+                    mesh.forwarded.remove(&k);
+                    return refuse(RelayRefusal::LinkLost);
+                }
+                if let Phase::Dialing { held, bytes } = &mut circuit.phase {
+                    if *bytes + out.len() > MAX_HELD_BYTES {
                         drop(circuits);
-                        return refuse(RelayRefusal::Forged);
+                        mesh.forwarded.remove(&k);
+                        return refuse(RelayRefusal::TooMany);
                     }
-                    Some(State::Dialing { held, bytes }) => {
-                        if *bytes + out.len() > MAX_HELD_BYTES {
-                            circuits.remove(&k);
-                            drop(circuits);
-                            return refuse(RelayRefusal::TooMany);
-                        }
-                        *bytes += out.len();
-                        held.push_back(out);
-                        return;
-                    }
-                    Some(State::Open) => {}
+                    *bytes += out.len();
+                    held.push_back(out);
+                    return;
+                }
+                let pinned = circuit.link_of(frame.dest);
+                if to.as_ref().is_none_or(|to| to.id() != pinned) {
+                    // The link the circuit ran over is gone: bytes were lost.
+                    drop(circuits);
+                    mesh.forwarded.remove(&k);
+                    return refuse(RelayRefusal::LinkLost);
                 }
             }
-            match to {
-                Some(to) => send(mesh, &to, out, frame.body.len()).await,
-                None => {
-                    mesh.forwarded.lock().remove(&k);
-                    refuse(RelayRefusal::NoRoute);
-                }
+            if let Some(to) = to {
+                send(mesh, &to, out, frame.body.len()).await;
             }
         }
         RelayOp::Close => {
-            if mesh.forwarded.lock().remove(&k).is_some() {
+            if mesh.forwarded.remove(&k) {
                 if let Some(to) = to {
                     let _ = to.try_send(out);
                 }
@@ -187,6 +224,47 @@ pub(super) async fn forward(
         }
         _ => refuse(RelayRefusal::Forged),
     }
+}
+
+/// Records a circuit being opened, unless the origin holds too many or it
+/// exists already.
+fn open(
+    mesh: &Shared,
+    from: &LinkHandle,
+    frame: &RelayFrame<'_>,
+    k: Key,
+    to: Option<&LinkHandle>,
+    out: &[u8],
+) -> Result<(), RelayRefusal> {
+    let mut circuits = mesh.forwarded.lock();
+    let held = circuits
+        .keys()
+        .filter(|(_, a, b)| *a == frame.origin || *b == frame.origin)
+        .count();
+    if held >= MAX_PER_ENDPOINT {
+        return Err(RelayRefusal::TooMany);
+    }
+    if circuits.contains_key(&k) {
+        return Err(RelayRefusal::Forged);
+    }
+    let phase = match to {
+        Some(_) => Phase::Open,
+        None => Phase::Dialing {
+            held: VecDeque::from([out.to_vec()]),
+            bytes: out.len(),
+        },
+    };
+    circuits.insert(
+        k,
+        Circuit {
+            links: [
+                (frame.origin, from.id()),
+                (frame.dest, to.map_or(0, LinkHandle::id)),
+            ],
+            phase,
+        },
+    );
+    Ok(())
 }
 
 /// Sends a checked frame on, waiting for room (the origin's link then
@@ -227,11 +305,14 @@ fn open_after_dial(
         let Some(state) = circuits.get_mut(&k) else {
             return;
         };
-        let State::Dialing { held, .. } = std::mem::replace(state, State::Open) else {
+        let Phase::Dialing { held, .. } = std::mem::replace(&mut state.phase, Phase::Open) else {
             return;
         };
+        if let Some(link) = &link {
+            state.links[1].1 = link.id();
+        }
         // Sent in order before any later frame of the circuit, which
-        // finds the state Open only once the lock is released.
+        // finds the circuit open only once the lock is released.
         let sent = link.is_some_and(|link| {
             held.into_iter().all(|frame| {
                 let body = frame.len();
@@ -242,9 +323,9 @@ fn open_after_dial(
                 queued
             })
         });
+        drop(circuits);
         if !sent {
-            circuits.remove(&k);
-            drop(circuits);
+            mesh.forwarded.remove(&k);
             mesh.counters.relay_refused();
             let _ = from.try_send(close_frame(origin, dest, circuit, RelayRefusal::NoRoute));
         }
