@@ -3,7 +3,13 @@
 //!
 //! ```toml
 //! cluster = "demo"                 # peers of another cluster are refused
-//! listen = "127.0.0.1:7001"
+//! listen = "127.0.0.1:7001"        # or "0.0.0.0:7001" with `advertise`
+//! advertise = "203.0.113.7:7001"   # what other nodes dial (default: listen)
+//! relay = false                    # forward relayed traffic for nodes behind NAT
+//! relayed = false                  # behind NAT: reached through relays
+//! relays = ["203.0.113.7:7001"]    # relays to keep links to (also learned from members)
+//! relay_links = 2                  # how many relays a relayed node keeps links to
+//! upgrade_ms = 5000                # relayed links try a direct path this often (backing off)
 //! key = "n1.key"                   # from `swarm cert issue`
 //! cert = "n1.cert"
 //! ca = "ca.pub"                    # from `swarm ca init`
@@ -106,6 +112,26 @@ pub struct NodeFile {
     /// How often refusals are summarised and counters logged, seconds.
     #[serde(default = "default_summary_s")]
     pub summary_s: u64,
+    /// The address other nodes dial and gossip reaches (default: `listen`);
+    /// needed when `listen` is a wildcard address.
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
+    /// Forward relayed traffic for nodes that cannot accept connections.
+    #[serde(default)]
+    pub relay: bool,
+    /// This node cannot accept connections (behind NAT or a firewall): it
+    /// keeps links to relays and is reached through them.
+    #[serde(default)]
+    pub relayed: bool,
+    /// Relays a relayed node dials (relay-capable members are used too).
+    #[serde(default)]
+    pub relays: Vec<SocketAddr>,
+    /// How many relays a relayed node keeps links to.
+    #[serde(default = "default_relay_links")]
+    pub relay_links: usize,
+    /// How often a relayed link tries a direct path, at most, milliseconds.
+    #[serde(default = "default_upgrade_ms")]
+    pub upgrade_ms: u64,
     /// Membership settings.
     #[serde(default)]
     pub membership: MembershipFile,
@@ -265,6 +291,14 @@ fn default_first_byte_ms() -> u64 {
     2000
 }
 
+fn default_relay_links() -> usize {
+    2
+}
+
+fn default_upgrade_ms() -> u64 {
+    5000
+}
+
 fn default_summary_s() -> u64 {
     10
 }
@@ -342,6 +376,18 @@ impl NodeFile {
         mesh.max_handshakes_per_source = self.max_handshakes_per_source.max(1);
         mesh.first_byte_timeout = Duration::from_millis(self.first_byte_ms.max(1));
         mesh.summary_interval = Duration::from_secs(self.summary_s.max(1));
+        mesh.advertise = self.advertise;
+        mesh.relay = self.relay;
+        mesh.relayed = self.relayed;
+        mesh.relays = self.relays.clone();
+        mesh.relay_links = self.relay_links.max(1);
+        mesh.upgrade_interval = Duration::from_millis(self.upgrade_ms.max(10));
+        if self.relay && self.relayed {
+            return Err(FileError::Setting {
+                setting: "relay".into(),
+                problem: "a relayed node cannot be a relay: relays must accept connections".into(),
+            });
+        }
         mesh.cluster = self.membership.cluster_config()?;
         Ok(mesh)
     }

@@ -133,6 +133,18 @@ pub(crate) enum NodeCommand {
         /// Override the listen address.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// The address other nodes dial (needed with a wildcard listen address).
+        #[arg(long)]
+        advertise: Option<SocketAddr>,
+        /// Forward relayed traffic for nodes that cannot accept connections.
+        #[arg(long, conflicts_with = "relayed")]
+        relay: bool,
+        /// This node is behind NAT or a firewall: reach it through relays.
+        #[arg(long)]
+        relayed: bool,
+        /// A relay to keep a link to (repeatable; implies --relayed).
+        #[arg(long = "via")]
+        via: Vec<SocketAddr>,
         /// More peers to dial at start (repeatable).
         #[arg(long = "peer")]
         peers: Vec<SocketAddr>,
@@ -290,6 +302,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Command::Node(NodeCommand::Start {
             config,
             listen,
+            advertise,
+            relay,
+            relayed,
+            via,
             peers,
             workload,
             seeds,
@@ -302,6 +318,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             &config,
             node::Overrides {
                 listen,
+                advertise,
+                relay,
+                relayed: relayed || !via.is_empty(),
+                relays: via,
                 peers,
                 seeds,
                 cpus,

@@ -653,10 +653,40 @@ impl Handler<ListMembers> for Gossip {
     type Result = MessageResult<ListMembers>;
 
     fn handle(&mut self, _: ListMembers, _ctx: &mut Context<Self>) -> Self::Result {
-        let mut rows: Vec<MemberRow> = self
-            .members_list()
+        let members = self.members_list();
+        let names: HashMap<NodeId, &str> = members.iter().map(|m| (m.node, m.name())).collect();
+        let name = |id: &NodeId| {
+            names
+                .get(id)
+                .map_or_else(|| id.short(), |n| (*n).to_owned())
+        };
+        let links: HashMap<NodeId, Option<NodeId>> = self
+            .mesh
+            .peers()
+            .into_iter()
+            .map(|p| (p.id, p.via))
+            .collect();
+        let mut rows: Vec<MemberRow> = members
             .iter()
-            .map(MemberRow::from_member)
+            .map(|member| {
+                let mut row = MemberRow::from_member(member);
+                let via = member
+                    .meta
+                    .as_ref()
+                    .map(|m| m.via.clone())
+                    .unwrap_or_default();
+                row.reach = match links.get(&member.node) {
+                    _ if member.node == self.mesh.id() => "self".to_owned(),
+                    Some(None) => "direct".to_owned(),
+                    Some(Some(relay)) => format!("relayed via {}", name(relay)),
+                    None if via.is_empty() => "direct".to_owned(),
+                    None => format!(
+                        "via {}",
+                        via.iter().map(&name).collect::<Vec<_>>().join(",")
+                    ),
+                };
+                row
+            })
             .collect();
         let stats = self.machine.stats();
         if let Some(own) = rows.first_mut() {

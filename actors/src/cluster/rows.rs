@@ -57,6 +57,14 @@ pub struct MemberRow {
     pub memory_used: u64,
     /// Service instances hosted.
     pub services: usize,
+    /// How the answering node reaches this member: `self`, `direct`,
+    /// `relayed via NAME` (a link through that relay now), or `via NAME`
+    /// (no link now; it announces that relay).
+    #[serde(default)]
+    pub reach: String,
+    /// The member forwards relayed traffic.
+    #[serde(default)]
+    pub relay: bool,
     /// The answering node's own drop and refusal counters; present on
     /// that node's own row only (others' counters are theirs to report).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -96,6 +104,12 @@ impl MemberRow {
             cpu_percent: meta.load.cpu_percent,
             memory_used: meta.load.memory_used,
             services: meta.services.len(),
+            reach: if meta.via.is_empty() {
+                "direct".to_owned()
+            } else {
+                "via ?".to_owned()
+            },
+            relay: meta.relay,
             counters: None,
         }
     }

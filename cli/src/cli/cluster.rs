@@ -58,12 +58,13 @@ fn human_bytes(bytes: u64) -> String {
 /// The members table, one line per member.
 pub(crate) fn members_table(rows: &[MemberRow]) -> String {
     let mut out = format!(
-        "{:<8}  {:<12} {:<21} {:<14} {:<7} {:>5} {:>9} {:>4} {:>5} {:>9} {:>4}  {}\n",
+        "{:<8}  {:<12} {:<21} {:<14} {:<7} {:<18} {:>5} {:>9} {:>4} {:>5} {:>9} {:>4}  {}\n",
         "ID",
         "NAME",
         "ADDRESS",
         "ROLES",
         "STATE",
+        "REACHED",
         "CPUS",
         "MEMORY",
         "GPUS",
@@ -75,12 +76,13 @@ pub(crate) fn members_table(rows: &[MemberRow]) -> String {
     for r in rows {
         let custom: Vec<String> = r.custom.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!(
-            "{:<8}  {:<12} {:<21} {:<14} {:<7} {:>5} {:>9} {:>4} {:>5.1} {:>9} {:>4}  {}\n",
+            "{:<8}  {:<12} {:<21} {:<14} {:<7} {:<18} {:>5} {:>9} {:>4} {:>5.1} {:>9} {:>4}  {}\n",
             r.id.get(..8).unwrap_or(&r.id),
             r.name,
             r.addr,
-            r.roles.join(","),
+            roles(r),
             r.state,
+            r.reach,
             r.cpus,
             human_bytes(r.memory),
             r.gpus,
@@ -97,7 +99,8 @@ pub(crate) fn members_table(rows: &[MemberRow]) -> String {
         let m = &c.mesh;
         out.push_str(&format!(
             "\n{} refused or dropped: handshakes {}, failed links {}, tells {}, \
-             gossip unsealed {} / oversized {} / malformed {} / replayed {}, events lost {}\n",
+             gossip unsealed {} / oversized {} / malformed {} / replayed {}, events lost {}, \
+             relay frames {}\n",
             row.name,
             m.handshakes_refused,
             m.links_failed,
@@ -106,10 +109,30 @@ pub(crate) fn members_table(rows: &[MemberRow]) -> String {
             c.gossip_oversized,
             c.gossip_malformed,
             c.gossip_replayed,
-            c.events_lost
+            c.events_lost,
+            m.relay_refused
         ));
+        if m.relay_frames > 0 || m.circuits > 0 {
+            out.push_str(&format!(
+                "{} relays: {} circuits, {} frames forwarded ({}), {} datagrams over links\n",
+                row.name,
+                m.circuits,
+                m.relay_frames,
+                human_bytes(m.relay_bytes),
+                m.datagrams_relayed
+            ));
+        }
     }
     out
+}
+
+/// Certificate roles, and `relay` for a member that forwards for others.
+fn roles(r: &MemberRow) -> String {
+    let mut roles = r.roles.clone();
+    if r.relay {
+        roles.push("relay".to_owned());
+    }
+    roles.join(",")
 }
 
 pub(crate) fn members(config: &Path, addr: SocketAddr, json: bool) -> Result<()> {

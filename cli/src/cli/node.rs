@@ -16,6 +16,10 @@ use swarm::Node;
 #[derive(Debug, Default)]
 pub(crate) struct Overrides {
     pub(crate) listen: Option<SocketAddr>,
+    pub(crate) advertise: Option<SocketAddr>,
+    pub(crate) relay: bool,
+    pub(crate) relayed: bool,
+    pub(crate) relays: Vec<SocketAddr>,
     pub(crate) peers: Vec<SocketAddr>,
     pub(crate) seeds: Vec<SocketAddr>,
     pub(crate) cpus: Option<f64>,
@@ -31,6 +35,15 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
     let mut mesh = file.mesh_config()?;
     if let Some(listen) = o.listen {
         mesh.listen = listen;
+    }
+    if o.advertise.is_some() {
+        mesh.advertise = o.advertise;
+    }
+    mesh.relay |= o.relay;
+    mesh.relayed |= o.relayed;
+    mesh.relays.extend(o.relays.iter().copied());
+    if mesh.relay && mesh.relayed {
+        anyhow::bail!("a relayed node cannot be a relay: relays must accept connections");
     }
     if let Some(cluster) = &mut mesh.cluster {
         cluster.seeds.extend(o.seeds.iter().copied());

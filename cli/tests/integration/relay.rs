@@ -12,6 +12,7 @@ use swarm::protocol::relay::{CircuitId, RelayFrame, RelayOp, RelayRefusal};
 use swarm::protocol::session::SendHalf;
 use swarm::protocol::{decode_frame, Decoded, Handshake, HandshakeConfig, NodeId};
 use swarm::{DialError, MeshConfig, Node};
+use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
 use swarm_cli::demo::{serve, Add, Adder, Bump, Count, Counter, CounterState, Work, Worker};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -105,6 +106,19 @@ async fn natted_nodes_reach_each_other_through_a_relay() {
     // The relay's actors saw nothing: its adder counted no call.
     let relay_adder = relay_node.node.remote::<Adder>(relay, "adder");
     assert_eq!(relay_adder.send(Count).await.unwrap(), 0);
+    // `swarm members` on a says how it reaches each node.
+    let rows = a
+        .remote::<ClusterAgent>(a.id(), CLUSTER_ACTOR)
+        .send(ListMembers)
+        .await
+        .unwrap();
+    let reach = |name: &str| rows.iter().find(|r| r.name == name).unwrap().reach.clone();
+    assert_eq!(reach("a1"), "self");
+    assert_eq!(
+        reach("b1"),
+        format!("relayed via {}", relay_node.node.name())
+    );
+    assert!(rows.iter().find(|r| r.name == "r1").unwrap().relay);
 }
 
 #[actix_rt::test]
