@@ -196,10 +196,24 @@ fn write(path: &Path, text: String) -> Result<()> {
 
 /// Starts one node process and waits for its READY line.
 fn spawn(exe: &Path, config: &Path, name: &str, extra_args: &[&str]) -> Result<ChildNode> {
-    let mut child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(["node", "start", "--config"])
         .arg(config)
-        .args(extra_args)
+        .args(extra_args);
+    spawn_command(command, name)
+}
+
+/// Starts a node process from a prepared command line (for example one
+/// that runs `swarm node start` inside a network namespace) and waits for
+/// its READY line.
+///
+/// # Errors
+///
+/// If the command cannot run, or the node does not report READY within 30 s.
+pub fn spawn_command(mut command: Command, name: &str) -> Result<ChildNode> {
+    let exe = PathBuf::from(command.get_program());
+    let mut child = command
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -208,10 +222,7 @@ fn spawn(exe: &Path, config: &Path, name: &str, extra_args: &[&str]) -> Result<C
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|source| LocalError::Spawn {
-            exe: exe.to_owned(),
-            source,
-        })?;
+        .map_err(|source| LocalError::Spawn { exe, source })?;
     let not_ready = |first_line: Option<String>| LocalError::NotReady {
         name: name.to_owned(),
         first_line,

@@ -169,7 +169,27 @@ mod tests {
             listen: "x",
         }
         .encode();
-        vec![env, frame, config.cert.to_bytes(), hello, gossip_seed()]
+        let mut relay = Vec::new();
+        crate::relay::RelayFrame {
+            op: crate::relay::RelayOp::Datagram,
+            dest: crate::NodeId::from_bytes([1; 16]),
+            origin: crate::NodeId::from_bytes([2; 16]),
+            circuit: crate::relay::CircuitId {
+                number: 3,
+                opener: crate::NodeId::from_bytes([2; 16]),
+            },
+            addr: Some(([127, 0, 0, 1], 7001).into()),
+            body: &[4, 5, 6],
+        }
+        .encode(&mut relay);
+        vec![
+            env,
+            frame,
+            config.cert.to_bytes(),
+            hello,
+            gossip_seed(),
+            relay,
+        ]
     }
 
     /// A real foca message (an announce with its header) from one machine.

@@ -8,6 +8,7 @@ mod bad_input;
 mod cluster_processes;
 mod leaks;
 mod membership;
+mod netns;
 mod oversize;
 mod processes;
 mod relay;
