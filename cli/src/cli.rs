@@ -225,6 +225,10 @@ pub(crate) enum BenchCommand {
         /// Scale the number of iterations (1.0 = default).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// Also measure a link through a relay (a third node), beside the
+        /// direct figures of the same run.
+        #[arg(long)]
+        relay: bool,
     },
     /// Simulated membership: N nodes join through one seed, converge,
     /// 1% are killed; prints convergence and detection times, false
@@ -340,7 +344,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             count,
         } => ping::run(addr, &config, count),
         Command::Demo { nodes, keep } => demo::run(nodes, keep),
-        Command::Bench(BenchCommand::Link { json, scale }) => bench::link(json, scale),
+        Command::Bench(BenchCommand::Link { json, scale, relay }) => {
+            bench::link(json, scale, relay)
+        }
         Command::Bench(BenchCommand::Membership {
             nodes,
             loss,

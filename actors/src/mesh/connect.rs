@@ -95,6 +95,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 .await
                 .map_err(|e| closed(e, answered))?;
         }
+        stream.flush().await.map_err(|e| closed(e, answered))?;
         if hs.is_established() {
             break;
         }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use swarm_protocol::session::{Action, Liveness, LivenessConfig, RecvHalf, SendHalf, Silence};
 use swarm_protocol::{Control, RecvCipher, SendCipher};
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -49,7 +49,7 @@ pub(super) enum Wire {
     /// A TCP connection to the peer.
     Tcp(TcpStream),
     /// A circuit through a relay (the pipe of its end here).
-    Circuit(DuplexStream),
+    Circuit(super::relay::Circuit),
 }
 
 /// Everything needed to start a link once its handshake is done.
@@ -252,7 +252,7 @@ impl Actor for Link {
                 self.spawn_tasks(read, write, session, ctx);
             }
             Wire::Circuit(stream) => {
-                let (read, write) = tokio::io::split(stream);
+                let (read, write) = stream.into_split();
                 self.spawn_tasks(read, write, session, ctx);
             }
         }

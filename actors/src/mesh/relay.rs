@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use super::link::LinkHandle;
 use super::router::Router;
 use super::Shared;
-pub(super) use circuit::{open as open_circuit, CircuitEnds};
+pub(super) use circuit::{open as open_circuit, Circuit, CircuitEnds};
 pub(super) use forward::Forwarded;
 
 /// A membership datagram that arrived over the mesh.

@@ -651,7 +651,7 @@ impl Handler<Inbound> for Router {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(super) struct InboundCircuit {
-    pub(super) stream: tokio::io::DuplexStream,
+    pub(super) stream: super::relay::Circuit,
     pub(super) est: Established,
     pub(super) leftover: Vec<u8>,
     pub(super) relay: LinkHandle,
@@ -678,7 +678,7 @@ impl Handler<InboundCircuit> for Router {
 #[derive(Message)]
 #[rtype(result = "Result<LinkHandle, DialError>")]
 struct OpenedCircuit {
-    stream: tokio::io::DuplexStream,
+    stream: super::relay::Circuit,
     est: Established,
     leftover: Vec<u8>,
     relay: LinkHandle,

@@ -5,9 +5,9 @@ mod measure;
 
 use anyhow::{Context as _, Result};
 
-pub(crate) fn link(json: bool, scale: f64) -> Result<()> {
+pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
-    let report = measure::link(scale, Some(&exe))?;
+    let report = measure::link(scale, Some(&exe), relay)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

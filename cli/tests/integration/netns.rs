@@ -550,7 +550,11 @@ mod driver {
                     let n: usize = n.parse().unwrap();
                     let ok = eventually(Duration::from_secs(60), || async {
                         node.cluster().unwrap().members().await.is_ok_and(|m| {
-                            m.iter().filter(|m| m.state == MemberState::Alive).count() == n
+                            // Alive, with their metadata (names, relays) known.
+                            m.iter()
+                                .filter(|m| m.state == MemberState::Alive && m.meta.is_some())
+                                .count()
+                                == n
                         })
                     })
                     .await;

@@ -61,6 +61,11 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             }
             out.clear();
         }
+        // A relayed circuit may hold the last frame until there is room on
+        // the relay link; for a socket this does nothing.
+        if let Err(e) = write.flush().await {
+            return CloseReason::Io(e.kind());
+        }
         budget.release(unreleased);
         clock.sent(user);
         if out.capacity() > 4 * WRITE_CHUNK {

@@ -1,26 +1,29 @@
-//! Circuit ends: the byte stream a relayed link runs over. Each end is an
-//! in-memory duplex pipe: the link reads and writes one side as it would a
-//! socket; two pump tasks move the other side's bytes to and from the
-//! relay link as `Data` frames.
+//! Circuit ends: the byte stream a relayed link runs over. The link reads
+//! and writes a [`Circuit`] as it would a socket: writes become `Data`
+//! frames queued on the link to the relay, and `Data` frames from the
+//! relay are read from a bounded queue. No task and no copy sit between.
 //!
 //! ```text
-//! Link ⇄ duplex ⇄ up pump   → Data frames → relay link
-//!              ⇠ down pump ← Data frames ← relay link's reader
+//! Link writer → CircuitWrite → Data frames → relay link's outbox
+//! Link reader ← CircuitRead  ← queue       ← relay link's reader
 //! ```
 //!
-//! Both pumps push back: the up pump waits for room on the relay link,
-//! the down queue is bounded (the relay link's reader waits for room).
+//! Both directions push back: a write waits for room on the relay link,
+//! and the relay link's reader waits for room in the queue.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
 
 use actix::Addr;
 use swarm_protocol::relay::{CircuitId, RelayFrame, RelayOp, RelayRefusal};
 use swarm_protocol::NodeId;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
 
 use super::close_frame;
 use crate::error::DialError;
@@ -29,11 +32,9 @@ use crate::mesh::link::LinkHandle;
 use crate::mesh::router::{InboundCircuit, Router};
 use crate::mesh::Shared;
 
-/// Bytes buffered in each direction of a circuit's pipe.
-const PIPE_BYTES: usize = 256 * 1024;
-/// The largest Data frame body an up pump sends.
-const CHUNK: usize = 64 * 1024;
-/// Data frames queued for a circuit's down pump.
+/// The largest Data frame body a write sends.
+const CHUNK: usize = 256 * 1024;
+/// Data frames from the relay queued for the link's reader.
 const DOWN_QUEUE: usize = 64;
 /// Circuits ending at one node at once; more Opens are refused.
 const MAX_ENDS: usize = 4096;
@@ -48,16 +49,8 @@ struct End {
     /// The link to the relay it runs over: if that link closes, bytes in
     /// flight on it are lost, so the circuit ends with it.
     link: u64,
-    /// Feeds the down pump.
+    /// Feeds the link's reader; dropped, the reader sees the end of the stream.
     down: mpsc::Sender<Vec<u8>>,
-    /// The up pump, stopped when the end is dropped.
-    up: AbortHandle,
-}
-
-impl Drop for End {
-    fn drop(&mut self) {
-        self.up.abort();
-    }
 }
 
 /// The circuits ending at this node.
@@ -103,7 +96,6 @@ impl CircuitEnds {
         if relay.is_some_and(|r| ends.get(&key).is_some_and(|e| e.relay != r)) {
             return false;
         }
-        // Dropped outside the lock: the drop aborts a task.
         let end = ends.remove(&key);
         drop(ends);
         if end.is_some() {
@@ -154,14 +146,13 @@ impl CircuitEnds {
         drop(dropped);
     }
 
-    /// Starts the pumps of a new end and records it; returns the link's
-    /// side of the pipe.
+    /// Records a new end; returns the stream the link runs over.
     fn start(
         self: &Arc<Self>,
         me: NodeId,
         key: EndKey,
         relay: &LinkHandle,
-    ) -> Result<DuplexStream, RelayRefusal> {
+    ) -> Result<Circuit, RelayRefusal> {
         let mut ends = self.lock();
         if ends.len() >= MAX_ENDS {
             return Err(RelayRefusal::TooMany);
@@ -169,27 +160,30 @@ impl CircuitEnds {
         if ends.contains_key(&key) {
             return Err(RelayRefusal::Forged);
         }
-        let (inner, outer) = tokio::io::duplex(PIPE_BYTES);
-        let (read, write) = tokio::io::split(outer);
-        let (down_tx, down_rx) = mpsc::channel(DOWN_QUEUE);
-        let (peer, circuit) = key;
-        let up = actix_rt::spawn(up_pump(
-            read,
-            relay.clone(),
-            Header { me, peer, circuit },
-            Arc::clone(self),
-        ));
-        actix_rt::spawn(down_pump(write, down_rx));
+        let (down, queue) = mpsc::channel(DOWN_QUEUE);
         ends.insert(
             key,
             End {
                 relay: relay.peer(),
                 link: relay.id(),
-                down: down_tx,
-                up: up.abort_handle(),
+                down,
             },
         );
-        Ok(inner)
+        let (peer, circuit) = key;
+        Ok(Circuit {
+            read: CircuitRead {
+                queue,
+                chunk: Vec::new(),
+                at: 0,
+            },
+            write: CircuitWrite {
+                relay: relay.clone(),
+                header: Header { me, peer, circuit },
+                ends: Arc::clone(self),
+                pending: None,
+                closed: false,
+            },
+        })
     }
 }
 
@@ -201,24 +195,98 @@ struct Header {
     circuit: CircuitId,
 }
 
-/// Moves what the link writes into Data frames on the relay link, until
-/// the link closes its side or the relay link fails; then tells the other
-/// end and forgets the circuit.
-async fn up_pump(
-    mut read: tokio::io::ReadHalf<DuplexStream>,
+/// One end of a circuit, as a byte stream (for the handshake), split into
+/// its halves for the link's reader and writer.
+pub(in crate::mesh) struct Circuit {
+    read: CircuitRead,
+    write: CircuitWrite,
+}
+
+impl Circuit {
+    pub(in crate::mesh) fn into_split(self) -> (CircuitRead, CircuitWrite) {
+        (self.read, self.write)
+    }
+}
+
+/// The reading half: Data frames from the relay, in order.
+pub(in crate::mesh) struct CircuitRead {
+    queue: mpsc::Receiver<Vec<u8>>,
+    /// The frame being read, and how far.
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+/// A write waiting for room on the relay link.
+type Pending = Pin<Box<dyn Future<Output = Result<(), Vec<u8>>> + Send>>;
+
+/// The writing half: each write becomes Data frames on the relay link.
+/// Dropped, it closes the circuit and tells the other end.
+pub(in crate::mesh) struct CircuitWrite {
     relay: LinkHandle,
-    h: Header,
+    header: Header,
     ends: Arc<CircuitEnds>,
-) {
-    let head = RelayFrame::encoded_len(0);
-    let mut chunk = vec![0u8; CHUNK];
-    loop {
-        let n = match read.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let body = chunk.get(..n).unwrap_or_default();
-        let mut frame = Vec::with_capacity(head + n);
+    /// A frame that found the relay link's queue full, waiting for room;
+    /// the next write waits for it first, so frames stay in order.
+    pending: Option<Pending>,
+    closed: bool,
+}
+
+fn broken() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the relay link closed")
+}
+
+impl AsyncRead for CircuitRead {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at >= this.chunk.len() {
+            match ready!(this.queue.poll_recv(cx)) {
+                Some(chunk) => {
+                    this.chunk = chunk;
+                    this.at = 0;
+                }
+                // The circuit was closed: the end of the stream.
+                None => return Poll::Ready(Ok(())),
+            }
+        }
+        let rest = this.chunk.get(this.at..).unwrap_or_default();
+        let n = rest.len().min(buf.remaining());
+        buf.put_slice(rest.get(..n).unwrap_or_default());
+        this.at += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl CircuitWrite {
+    fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if let Some(pending) = &mut self.pending {
+            let sent = ready!(pending.as_mut().poll(cx));
+            self.pending = None;
+            if sent.is_err() {
+                return Poll::Ready(Err(broken()));
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for CircuitWrite {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.closed {
+            return Poll::Ready(Err(broken()));
+        }
+        ready!(this.poll_pending(cx))?;
+        let body = buf.get(..buf.len().min(CHUNK)).unwrap_or_default();
+        let h = this.header;
+        let mut frame = Vec::with_capacity(RelayFrame::encoded_len(body.len()));
         RelayFrame {
             op: RelayOp::Data,
             dest: h.peer,
@@ -228,26 +296,78 @@ async fn up_pump(
             body,
         }
         .encode(&mut frame);
-        if relay.send(frame).await.is_err() {
-            break;
+        match this.relay.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(frame)) => {
+                // Accepted now, sent when there is room; the next write
+                // (or flush) waits for it.
+                let relay = this.relay.clone();
+                this.pending = Some(Box::pin(async move { relay.send(frame).await }));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Poll::Ready(Err(broken())),
         }
+        Poll::Ready(Ok(body.len()))
     }
-    let _ = relay.try_send(close_frame(h.peer, h.me, h.circuit, RelayRefusal::Closed));
-    ends.remove((h.peer, h.circuit), None);
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().poll_pending(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        this.close();
+        Poll::Ready(Ok(()))
+    }
 }
 
-/// Writes Data frames from the relay into the pipe until the circuit is
-/// forgotten (its queue closes) or the link's side is gone.
-async fn down_pump(
-    mut write: tokio::io::WriteHalf<DuplexStream>,
-    mut queue: mpsc::Receiver<Vec<u8>>,
-) {
-    while let Some(bytes) = queue.recv().await {
-        if write.write_all(&bytes).await.is_err() {
-            break;
+impl CircuitWrite {
+    /// Forgets the circuit and tells the other end, once.
+    fn close(&mut self) {
+        if std::mem::replace(&mut self.closed, true) {
+            return;
+        }
+        let h = self.header;
+        if self.ends.remove((h.peer, h.circuit), None) {
+            let _ = self
+                .relay
+                .try_send(close_frame(h.peer, h.me, h.circuit, RelayRefusal::Closed));
         }
     }
-    let _ = write.shutdown().await;
+}
+
+impl Drop for CircuitWrite {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl AsyncRead for Circuit {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().read).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Circuit {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().write).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().write).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().write).poll_shutdown(cx)
+    }
 }
 
 /// Opens a circuit to `dest` through the relay at the other end of
@@ -261,7 +381,7 @@ pub(in crate::mesh) async fn open(
     mesh: &Arc<Shared>,
     relay: &LinkHandle,
     dest: NodeId,
-) -> Result<(DuplexStream, EndKey), DialError> {
+) -> Result<(Circuit, EndKey), DialError> {
     let circuit = CircuitId {
         number: mesh.circuits.next.fetch_add(1, Ordering::Relaxed),
         opener: mesh.id,

@@ -34,6 +34,16 @@ pub(crate) struct LinkReport {
     pub raw_noise_rtt_p50_us: f64,
     /// 64-byte Noise messages per second over bare snow on TCP, one direction.
     pub(crate) raw_noise_msgs_per_s: f64,
+    /// With `--relay`: the ask round trip through a relay (a third node),
+    /// the endpoints' own Noise session inside the relay's links.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) relayed_ask_rtt_p50_us: Option<f64>,
+    /// With `--relay`: tells per second through the relay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) relayed_tell_msgs_per_s: Option<f64>,
+    /// With `--relay`: 1 MiB messages through the relay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) relayed_bulk_mb_per_s: Option<f64>,
 }
 
 impl LinkReport {
@@ -81,6 +91,30 @@ impl LinkReport {
                 "",
             ),
         ];
+        let mut rows = rows.to_vec();
+        if let (Some(ask), Some(tells), Some(bulk)) = (
+            self.relayed_ask_rtt_p50_us,
+            self.relayed_tell_msgs_per_s,
+            self.relayed_bulk_mb_per_s,
+        ) {
+            rows.extend([
+                (
+                    "relayed ask RTT p50 (64 B)",
+                    format!("{ask:.1} us ({:.2}x)", ask / self.ask_rtt_p50_us),
+                    "<= 2.2x direct",
+                ),
+                (
+                    "relayed tells/s (64 B)",
+                    format!("{tells:.0} ({:.0}%)", 100.0 * tells / self.tell_msgs_per_s),
+                    ">= 50% of direct",
+                ),
+                (
+                    "relayed bulk (1 MiB messages)",
+                    format!("{bulk:.0} MB/s ({:.0}%)", 100.0 * bulk / self.bulk_mb_per_s),
+                    ">= 50% of direct",
+                ),
+            ]);
+        }
         let mut out = format!("{:<32} {:>16}   {}\n", "metric", "measured", "target");
         for (name, value, target) in rows {
             out.push_str(&format!("{name:<32} {value:>16}   {target}\n"));
@@ -95,7 +129,7 @@ impl LinkReport {
 /// # Errors
 ///
 /// If a node cannot start or a measurement fails.
-pub(crate) fn link(scale: f64, exe: Option<&Path>) -> Result<LinkReport> {
+pub(crate) fn link(scale: f64, exe: Option<&Path>, relay: bool) -> Result<LinkReport> {
     let n = move |base: u64| ((base as f64 * scale).max(1.0)) as u64;
     let (raw_noise_rtt_p50_us, raw_noise_msgs_per_s) = raw_noise(n(20_000), n(1_000_000))?;
     let idle_node_rss_mib = match exe {
@@ -129,14 +163,61 @@ pub(crate) fn link(scale: f64, exe: Option<&Path>) -> Result<LinkReport> {
         b.shutdown();
         a_thread.stop();
         b_thread.stop();
+        let relayed = if relay {
+            Some(relayed(&ca, scale).await?)
+        } else {
+            None
+        };
         Ok::<_, anyhow::Error>(LinkReport {
             handshake_us,
+            relayed_ask_rtt_p50_us: relayed.as_ref().map(|r| r.ask_rtt_p50_us),
+            relayed_tell_msgs_per_s: relayed.as_ref().map(|r| r.tell_msgs_per_s),
+            relayed_bulk_mb_per_s: relayed.as_ref().map(|r| r.bulk_mb_per_s),
             ..report
         })
     })?;
     report.raw_noise_rtt_p50_us = raw_noise_rtt_p50_us;
     report.raw_noise_msgs_per_s = raw_noise_msgs_per_s;
     report.idle_node_rss_mib = idle_node_rss_mib;
+    Ok(report)
+}
+
+/// The same measurements between two nodes whose link runs through a
+/// relay: three nodes, each on its own thread; the pair's link never
+/// becomes direct (its upgrade interval is an hour).
+async fn relayed(ca: &Throwaway, scale: f64) -> Result<LinkReport> {
+    let n = move |base: u64| ((base as f64 * scale).max(1.0)) as u64;
+    let threads = [Arbiter::new(), Arbiter::new(), Arbiter::new()];
+    let mut relay_config = config(ca, "relay");
+    relay_config.relay = true;
+    let relay = Node::start_on(&threads[0].handle(), relay_config).await?;
+    let endpoint = |name: &str| {
+        let mut c = config(ca, name);
+        c.upgrade_interval = Duration::from_secs(3600);
+        c
+    };
+    let a = Node::start_on(&threads[1].handle(), endpoint("ra")).await?;
+    let b = Node::start_on(&threads[2].handle(), endpoint("rb")).await?;
+    let b2 = b.clone();
+    on(&threads[2], move || swarm_cli::demo::expose_workload(&b2)).await??;
+    a.connect(relay.listen_addr()).await?;
+    b.connect(relay.listen_addr()).await?;
+    let link = a.connect_via(relay.id(), b.id()).await?;
+    if link.via != Some(relay.id()) {
+        return Err(anyhow!("the benchmark link is not relayed: {link:?}"));
+    }
+    let (a2, target) = (a.clone(), b.id());
+    let report = on_async(&threads[1], move || measure(a2, target, n)).await??;
+    let forwarded = relay.stats().relay_bytes;
+    if forwarded == 0 {
+        return Err(anyhow!("nothing went through the relay"));
+    }
+    for node in [&a, &b, &relay] {
+        node.shutdown();
+    }
+    for thread in &threads {
+        thread.stop();
+    }
     Ok(report)
 }
 
@@ -235,6 +316,9 @@ async fn measure(
         idle_node_rss_mib: 0.0,
         raw_noise_rtt_p50_us: 0.0,
         raw_noise_msgs_per_s: 0.0,
+        relayed_ask_rtt_p50_us: None,
+        relayed_tell_msgs_per_s: None,
+        relayed_bulk_mb_per_s: None,
     })
 }
 
