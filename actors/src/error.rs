@@ -396,6 +396,9 @@ pub enum LocalClose {
     /// The cipher refused to seal (nonce space exhausted).
     #[error("cannot seal")]
     SealFailed,
+    /// The link said goodbye and wrote everything queued before it.
+    #[error("said goodbye")]
+    Finished,
 }
 
 /// The class of a [`CloseReason`], for counters and log levels.

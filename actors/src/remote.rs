@@ -38,7 +38,12 @@ use tokio::sync::mpsc::error::TrySendError;
 
 use crate::directory::{Accepts, Caller, Missing, RemoteActor, RemoteMessage, Wire};
 use crate::error::{AskError, TellError};
+use crate::mesh::link::AskFailure;
 use crate::mesh::Mesh;
+
+/// How often a message moves on to a successor link when the link it was
+/// given to handed its peer over first (once is the rule; twice is a race).
+const HANDOVER_RETRIES: usize = 3;
 
 /// A typed handle to an actor registered under a name on some node.
 pub struct RemoteAddr<A: RemoteActor> {
@@ -150,33 +155,44 @@ impl<A: RemoteActor> RemoteAddr<A> {
             }
             Route::Remote => {}
         }
-        if self.mesh.is_down(self.target) {
-            return Err(AskError::NodeDown { node: self.target });
+        // A link that hands its peer over to a successor (a relayed link
+        // becoming direct) refuses asks it did not queue: ask the successor.
+        for _ in 0..HANDOVER_RETRIES {
+            if self.mesh.is_down(self.target) {
+                return Err(AskError::NodeDown { node: self.target });
+            }
+            let link = match self.mesh.live_link(self.target) {
+                Some(link) => link,
+                None => {
+                    match tokio::time::timeout_at(deadline, self.mesh.link(self.target)).await {
+                        Ok(link) => link?,
+                        Err(_) => return Err(timed_out),
+                    }
+                }
+            };
+            // Membership may have declared the node down while the link was dialed.
+            if self.mesh.is_down(self.target) {
+                return Err(AskError::NodeDown { node: self.target });
+            }
+            let hint = self.size_hint.load(Ordering::Relaxed);
+            let hints = &self.size_hint;
+            let asked = link
+                .ask(
+                    &self.name,
+                    M::TAG,
+                    hint,
+                    |out| write_body(out, &msg, hints),
+                    deadline,
+                    timeout,
+                )
+                .await;
+            match asked {
+                Ok(reply) => return decode_reply(&reply),
+                Err(AskFailure::Failed(e)) => return Err(e),
+                Err(AskFailure::HandedOver) => {}
+            }
         }
-        let link = match self.mesh.live_link(self.target) {
-            Some(link) => link,
-            None => match tokio::time::timeout_at(deadline, self.mesh.link(self.target)).await {
-                Ok(link) => link?,
-                Err(_) => return Err(timed_out),
-            },
-        };
-        // Membership may have declared the node down while the link was dialed.
-        if self.mesh.is_down(self.target) {
-            return Err(AskError::NodeDown { node: self.target });
-        }
-        let hint = self.size_hint.load(Ordering::Relaxed);
-        let hints = &self.size_hint;
-        let reply = link
-            .ask(
-                &self.name,
-                M::TAG,
-                hint,
-                |out| write_body(out, &msg, hints),
-                deadline,
-                timeout,
-            )
-            .await?;
-        decode_reply(&reply)
+        Err(AskError::LinkDown { node: self.target })
     }
 
     /// Queues `msg` without waiting for the handler, waiting for queue
@@ -234,12 +250,27 @@ impl<A: RemoteActor> RemoteAddr<A> {
         if let Err((size, max)) = link.check_size(&envelope) {
             return Err(TellError::TooLarge { msg, size, max });
         }
-        link.send(envelope)
-            .await
-            .map_err(|_| TellError::Disconnected {
-                msg,
-                cause: AskError::LinkDown { node: self.target },
-            })
+        let mut link = link;
+        let mut envelope = envelope;
+        for _ in 0..HANDOVER_RETRIES {
+            match link.send(envelope).await {
+                Ok(()) => return Ok(()),
+                // Refused by a link that handed over: the successor takes it,
+                // after everything the old link carries (order kept).
+                Err(back) if link.handed_over() => {
+                    envelope = back;
+                    link = match self.mesh.link(self.target).await {
+                        Ok(link) => link,
+                        Err(cause) => return Err(TellError::Disconnected { msg, cause }),
+                    };
+                }
+                Err(_) => break,
+            }
+        }
+        Err(TellError::Disconnected {
+            msg,
+            cause: AskError::LinkDown { node: self.target },
+        })
     }
 
     /// Queues `msg` if there is room right now.
@@ -295,6 +326,22 @@ impl<A: RemoteActor> RemoteAddr<A> {
         if let Err((size, max)) = link.check_size(&envelope) {
             return Err(TellError::TooLarge { msg, size, max });
         }
+        let (link, envelope) = match link.try_send(envelope) {
+            Err(TrySendError::Closed(back)) if link.handed_over() => {
+                match self.mesh.live_link(self.target) {
+                    Some(successor) => (successor, back),
+                    None => (link, back),
+                }
+            }
+            Err(TrySendError::Full(_)) => return Err(TellError::Full(msg)),
+            Err(TrySendError::Closed(_)) => {
+                return Err(TellError::Disconnected {
+                    msg,
+                    cause: AskError::LinkDown { node: self.target },
+                })
+            }
+            Ok(()) => return Ok(()),
+        };
         link.try_send(envelope).map_err(|e| match e {
             TrySendError::Full(_) => TellError::Full(msg),
             TrySendError::Closed(_) => TellError::Disconnected {

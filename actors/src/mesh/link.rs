@@ -33,6 +33,7 @@ use swarm_protocol::session::{Action, Liveness, LivenessConfig, RecvHalf, SendHa
 use swarm_protocol::{Control, RecvCipher, SendCipher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::router::{LinkClosed, Router};
@@ -40,7 +41,7 @@ use super::Shared as MeshShared;
 use crate::directory::Caller;
 use crate::error::{CloseReason, LocalClose};
 use handle::LinkShared;
-pub(crate) use handle::{LinkHandle, PeerIdentity};
+pub(crate) use handle::{AskFailure, LinkHandle, PeerIdentity};
 use outbox::{Outbox, Queue};
 use reader::Reader;
 
@@ -59,6 +60,8 @@ pub(super) struct LinkParts {
     pub(super) receiver: RecvCipher,
     /// Bytes read past the handshake.
     pub(super) leftover: Vec<u8>,
+    /// Closed when the link this one replaces has delivered everything.
+    pub(super) predecessor: Option<oneshot::Receiver<()>>,
 }
 
 /// The actor owning one connection.
@@ -77,7 +80,31 @@ pub(super) struct Link {
     clock: Rc<Clock>,
     /// The first reason given for closing.
     reason: Option<CloseReason>,
+    /// Asks from the peer still waiting for local actors (shared with the reader).
+    inbound_asks: Rc<Cell<usize>>,
+    /// Opens the successor's reader when this link stops (dropped then).
+    successor: Option<oneshot::Sender<()>>,
+    /// The reader waits for this before dispatching anything: the link
+    /// this one replaces must deliver what it carries first.
+    predecessor: Option<oneshot::Receiver<()>>,
+    /// A successor took over: this link says goodbye, answers the asks it
+    /// carries, and reads until the peer's goodbye.
+    draining: bool,
+    /// The peer handed over: it sends nothing new on this link.
+    peer_done: bool,
 }
+
+/// Hands the peer over to a successor link without losing or reordering
+/// anything: senders move to the successor at once; this link answers the
+/// asks it carries, says goodbye after everything queued on it, and reads
+/// until the peer's goodbye; the successor's reader waits for `0` to
+/// close (this link stopping) before it dispatches.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Drain(pub(super) oneshot::Sender<()>);
+
+/// The longest a handover waits for the old link to deliver what it carries.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The liveness timer and its time origin, shared by the actor and its
 /// tasks (all on one thread).
@@ -157,6 +184,11 @@ impl Link {
                 finishing: Cell::new(false),
             }),
             reason: None,
+            inbound_asks: Rc::new(Cell::new(0)),
+            successor: None,
+            predecessor: None,
+            draining: false,
+            peer_done: false,
         };
         (link, handle)
     }
@@ -205,19 +237,25 @@ impl Link {
         if self.reason.is_none() {
             self.reason = Some(reason);
         }
+        // Nothing more is dispatched or accepted from senders.
+        self.handle.mark_closed();
+        if self.queue_goodbye(words) {
+            ctx.run_later(GOODBYE_GRACE, |_, ctx| ctx.stop());
+        } else {
+            ctx.stop();
+        }
+    }
+
+    /// Queues the goodbye after everything queued; the writer stops once
+    /// it is written. False if there was no room for it.
+    fn queue_goodbye(&mut self, words: &str) -> bool {
         if self.clock.finishing.replace(true) {
-            return;
+            return true;
         }
         let bye = SendHalf::control(&Control::Goodbye {
             reason: words.to_owned(),
         });
-        // Nothing more is dispatched or accepted from senders.
-        self.handle.mark_closed();
-        if self.handle.shared.outbox.try_send(bye).is_err() {
-            ctx.stop();
-            return;
-        }
-        ctx.run_later(GOODBYE_GRACE, |_, ctx| ctx.stop());
+        self.handle.shared.outbox.try_send(bye).is_ok()
     }
 
     fn close(&mut self, reason: CloseReason, ctx: &mut Context<Self>) {
@@ -227,6 +265,65 @@ impl Link {
         ctx.stop();
     }
 }
+
+impl Handler<Drain> for Link {
+    type Result = ();
+
+    fn handle(&mut self, Drain(successor): Drain, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        self.successor = Some(successor);
+        self.handle.mark_draining();
+        if self.reason.is_none() {
+            self.reason = Some(CloseReason::Replaced);
+        }
+        // "Nothing new from me on this link": after everything queued.
+        let bye = SendHalf::control(&Control::Goodbye {
+            reason: HANDOVER.to_owned(),
+        });
+        if self.handle.shared.outbox.try_send(bye).is_err() {
+            ctx.stop();
+            return;
+        }
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
+        ctx.run_interval(Duration::from_millis(5), move |act, ctx| {
+            if Instant::now() >= deadline {
+                ctx.stop();
+                return;
+            }
+            // Both sides said goodbye and every ask carried here is
+            // answered: write what is queued (replies), then stop.
+            let s = &act.handle.shared;
+            let settled = act.inbound_asks.get() == 0 && s.pending.is_empty();
+            if act.peer_done && settled && !act.clock.finishing.replace(true) {
+                // Wakes the writer, which returns once the queue is written.
+                let ping = SendHalf::control(&Control::Ping { nonce: 0 });
+                if s.outbox.try_send(ping).is_err() {
+                    ctx.stop();
+                }
+            }
+        });
+    }
+}
+
+/// The peer said it sends nothing new on this link (a handover).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct PeerHandedOver;
+
+impl Handler<PeerHandedOver> for Link {
+    type Result = ();
+
+    fn handle(&mut self, _: PeerHandedOver, _ctx: &mut Context<Self>) {
+        self.peer_done = true;
+    }
+}
+
+/// The goodbye of a link handing its peer over to a successor. The peer
+/// keeps reading it (replies may follow) until it stops.
+pub(super) const HANDOVER: &str = "handover to a direct link";
 
 /// How long a link that said goodbye waits for it to be written.
 const GOODBYE_GRACE: Duration = Duration::from_secs(1);
@@ -244,7 +341,9 @@ impl Actor for Link {
             sender,
             receiver,
             leftover,
+            predecessor,
         } = parts;
+        self.predecessor = predecessor;
         let session = (sender, receiver, leftover, queue);
         match wire {
             Wire::Tcp(stream) => {
@@ -290,7 +389,9 @@ impl Link {
                 node: shared.peer,
                 roles: Arc::clone(&shared.peer_roles),
             },
-            inbound_asks: Rc::new(Cell::new(0)),
+            inbound_asks: Rc::clone(&self.inbound_asks),
+            predecessor: self.predecessor.take(),
+            link: me.clone(),
         };
         let on_exit = me.clone();
         self.tasks.push(actix_rt::spawn(async move {
@@ -306,6 +407,8 @@ impl Link {
     }
 
     fn on_stopped(&mut self) {
+        // The successor may dispatch now.
+        self.successor.take();
         let s = &self.handle.shared;
         // Order matters: mark closed first, so an ask registered after the
         // clear sees the flag and fails instead of waiting for its timeout.
@@ -341,6 +444,8 @@ impl Handler<Close> for Link {
 
     fn handle(&mut self, msg: Close, ctx: &mut Context<Self>) {
         match msg.0 {
+            // Handing over: everything is written and answered.
+            CloseReason::Local(LocalClose::Finished) if self.draining => ctx.stop(),
             CloseReason::Local(LocalClose::Shutdown) => {
                 self.goodbye(msg.0, "node shutting down", ctx)
             }

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::connect::{dial, handshake};
-use super::link::{Close, Link, LinkHandle, LinkParts, PeerIdentity, Wire};
+use super::link::{Close, Drain, Link, LinkHandle, LinkParts, PeerIdentity, Wire};
 use super::Shared;
 use crate::error::{CloseReason, DialError, LocalClose, Unreachable};
 
@@ -168,6 +168,7 @@ impl Router {
         }
         let body = est.peer.cert.body();
         let initiator = if est.initiator { me } else { peer };
+        let mut predecessor = None;
         if let Some((old, old_actor)) = self.actors.get(&peer) {
             let live = !old.is_closed();
             if live && old.via().is_none() && how.via.is_some() {
@@ -182,11 +183,18 @@ impl Router {
                 return Ok(old.clone());
             }
             if upgrade {
+                // A handover: the relayed link delivers what it carries,
+                // then the direct one takes over (nothing lost or reordered).
                 tracing::info!(peer = %peer.short(), "relayed link upgraded to a direct link");
+                let (done, wait) = oneshot::channel();
+                old.mark_draining();
+                old_actor.do_send(Drain(done));
+                predecessor = Some(wait);
+            } else {
+                old_actor.do_send(Close(CloseReason::Replaced));
+                // Stop dispatching on the old link before the new one reads anything.
+                old.mark_closed();
             }
-            old_actor.do_send(Close(CloseReason::Replaced));
-            // Stop dispatching on the old link before the new one reads anything.
-            old.mark_closed();
         }
         let id = self.next_link_id;
         self.next_link_id += 1;
@@ -203,6 +211,7 @@ impl Router {
             sender: est.sender,
             receiver: est.receiver,
             leftover: how.leftover,
+            predecessor,
         };
         let (link, handle) = Link::new(id, who, parts, Arc::clone(&self.mesh), ctx.address());
         let actor = link.start();

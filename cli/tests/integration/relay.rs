@@ -164,33 +164,70 @@ async fn a_relayed_link_becomes_direct_when_one_side_can_dial_and_keeps_order() 
     let p = &public.node;
     assert!(eventually(WITHIN, || sees_alive(p, 5)).await);
     let counter = p.remote::<Counter>(natted.id(), "counter");
-    let mut seq = 0;
+    let adder = p.remote::<Adder>(natted.id(), "adder");
     let first = counter.send(CounterState).await.expect("first ask");
     assert_eq!(first, (0, 0));
     let relayed = p.peers().into_iter().find(|x| x.id == natted.id()).unwrap();
     assert!(relayed.via.is_some(), "first through a relay: {relayed:?}");
-    // Tells keep flowing while the node behind NAT dials back.
-    let upgraded = eventually(WITHIN, || {
-        seq += 1;
-        let counter = counter.clone();
+    // Tells and asks flow without pause while the node behind NAT dials
+    // back and the link is handed over.
+    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+    let tells = actix_rt::spawn({
+        let (counter, stop) = (counter.clone(), stop.clone());
         async move {
-            let _ = counter
-                .tell(Bump {
-                    seq,
+            let mut sent = 0u64;
+            while !stop.get() {
+                let bump = Bump {
+                    seq: sent + 1,
                     pad: Vec::new(),
-                })
-                .await;
-            p.peers()
-                .iter()
-                .any(|x| x.id == natted.id() && x.via.is_none())
+                };
+                counter.tell(bump).await.expect("every tell is queued");
+                sent += 1;
+                if sent % 64 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            sent
         }
+    });
+    let asks = actix_rt::spawn({
+        let (adder, stop) = (adder.clone(), stop.clone());
+        async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            while !stop.get() {
+                match adder.send(Add { a: 1, b: 2 }).await {
+                    Ok(3) => ok += 1,
+                    other => failed.push(format!("{other:?}")),
+                }
+            }
+            (ok, failed)
+        }
+    });
+    let upgraded = eventually(WITHIN, || async {
+        p.peers()
+            .iter()
+            .any(|x| x.id == natted.id() && x.via.is_none())
     })
     .await;
     assert!(upgraded, "the link became direct: {:?}", p.peers());
+    // Some traffic on the direct link too.
+    let mut settle = tokio::time::interval(Duration::from_millis(200));
+    settle.tick().await;
+    settle.tick().await;
+    stop.set(true);
+    let sent = tells.await.unwrap();
+    let (asked, failed) = asks.await.unwrap();
     let (received, out_of_order) = counter.send(CounterState).await.unwrap();
-    assert_eq!(out_of_order, 0, "order kept across the switch");
-    assert!(received <= seq, "nothing duplicated");
-    assert!(received > 0);
+    assert_eq!(out_of_order, 0, "order kept across the handover");
+    assert_eq!(
+        received, sent,
+        "no tell lost or doubled across the handover"
+    );
+    assert!(
+        failed.is_empty(),
+        "asks failed during the handover: {failed:?}"
+    );
+    assert!(asked > 0 && sent > 0);
     let stats = p.stats();
     assert_eq!(stats.relay_refused, 0, "{stats:?}");
 }

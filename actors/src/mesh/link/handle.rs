@@ -15,6 +15,22 @@ use super::outbox::Outbox;
 use crate::error::AskError;
 use crate::mesh::PeerInfo;
 
+/// Why an ask on a link did not get its answer.
+#[derive(Debug)]
+pub(crate) enum AskFailure {
+    /// The link handed its peer over to a successor before the ask was
+    /// queued: nothing was sent; ask again on the successor.
+    HandedOver,
+    /// The ask failed.
+    Failed(AskError),
+}
+
+impl From<AskError> for AskFailure {
+    fn from(e: AskError) -> Self {
+        AskFailure::Failed(e)
+    }
+}
+
 /// A reply on its way to the asking caller.
 pub(super) type ReplySender = oneshot::Sender<Result<Vec<u8>, RemoteError>>;
 
@@ -53,6 +69,9 @@ pub(super) struct LinkShared {
     next_correlation: AtomicU64,
     /// Set once the link is closing: nothing more is dispatched or awaited.
     pub(super) closed: AtomicBool,
+    /// Set when a successor link took over: senders use the successor,
+    /// while this link still delivers what was sent on it before.
+    draining: AtomicBool,
     /// Set before the link closes because membership declared the peer
     /// down: asks waiting on it fail with `NodeDown` instead of `LinkDown`.
     member_down: AtomicBool,
@@ -84,12 +103,19 @@ impl LinkShared {
             pending: DashMap::new(),
             next_correlation: AtomicU64::new(1),
             closed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             member_down: AtomicBool::new(false),
         }
     }
 
+    /// Whether nothing more is dispatched from this link.
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether senders must not use this link (closed, or handed over).
+    fn refuses_senders(&self) -> bool {
+        self.is_closed() || self.draining.load(Ordering::Acquire)
     }
 }
 
@@ -132,8 +158,16 @@ impl LinkHandle {
         self.shared.established_at
     }
 
+    /// Whether the link takes no more messages (it is closed, or a
+    /// successor link took over).
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        self.shared.refuses_senders()
+    }
+
+    /// A successor link took over: senders stop using this one at once;
+    /// it still delivers and answers what was sent on it before.
+    pub(crate) fn mark_draining(&self) {
+        self.shared.draining.store(true, Ordering::Release);
     }
 
     /// Stops dispatching on this link at once (it is being replaced or closed).
@@ -175,7 +209,9 @@ impl LinkHandle {
     /// # Errors
     ///
     /// `Encode` or `TooLarge` before anything is sent; `Timeout`,
-    /// `LinkDown`/`NodeDown` or the remote's error after.
+    /// `LinkDown`/`NodeDown` or the remote's error after;
+    /// [`AskFailure::HandedOver`] if nothing was sent because a successor
+    /// link took over.
     pub(crate) async fn ask(
         &self,
         to: &str,
@@ -184,7 +220,7 @@ impl LinkHandle {
         write_body: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
         deadline: tokio::time::Instant,
         timeout: Duration,
-    ) -> Result<Vec<u8>, AskError> {
+    ) -> Result<Vec<u8>, AskFailure> {
         let s = &self.shared;
         let correlation = s.next_correlation.fetch_add(1, Ordering::Relaxed);
         let mut buf = Vec::with_capacity(size_hint.max(64) + to.len() + tag.len() + 24);
@@ -205,24 +241,28 @@ impl LinkHandle {
             correlation,
         };
         // Only a full queue needs a timer for the wait.
-        let queued = match s.outbox.try_send(buf) {
+        let open = || !s.refuses_senders();
+        let queued = match s.outbox.try_send_if(buf, open) {
             Ok(()) => Ok(Ok(())),
             Err(mpsc::error::TrySendError::Full(buf)) => {
-                tokio::time::timeout_at(deadline, s.outbox.send(buf)).await
+                tokio::time::timeout_at(deadline, s.outbox.send_if(buf, open)).await
             }
             Err(mpsc::error::TrySendError::Closed(buf)) => Ok(Err(buf)),
         };
         match queued {
-            Ok(Ok(())) if !self.is_closed() => {}
-            Ok(_) => return Err(self.down_error()),
-            Err(_) => return Err(AskError::Timeout { after: timeout }),
+            // Queued: the link delivers it, even if a successor took over since.
+            Ok(Ok(())) if !s.is_closed() => {}
+            Ok(_) if self.handed_over() => return Err(AskFailure::HandedOver),
+            Ok(_) => return Err(self.down_error().into()),
+            Err(_) => return Err(AskError::Timeout { after: timeout }.into()),
         }
-        match tokio::time::timeout_at(deadline, reply_rx).await {
+        let reply = match tokio::time::timeout_at(deadline, reply_rx).await {
             Ok(Ok(Ok(bytes))) => Ok(bytes),
             Ok(Ok(Err(remote))) => Err(remote.into()),
             Ok(Err(_)) => Err(self.down_error()),
             Err(_) => Err(AskError::Timeout { after: timeout }),
-        }
+        };
+        Ok(reply?)
     }
 
     /// Checks an encoded envelope against the link's message limit.
@@ -238,12 +278,20 @@ impl LinkHandle {
         }
     }
 
-    /// Queues an encoded envelope, waiting for space.
+    /// Whether a successor link took this one's peer over (and this one
+    /// is not closed yet): a send it refused belongs on the successor.
+    pub(crate) fn handed_over(&self) -> bool {
+        self.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// Queues an encoded envelope, waiting for space. Refused (the
+    /// envelope comes back) if the link closes or hands over first.
     pub(crate) async fn send(&self, envelope: Vec<u8>) -> Result<(), Vec<u8>> {
         if self.is_closed() {
             return Err(envelope);
         }
-        self.shared.outbox.send(envelope).await
+        let s = &self.shared;
+        s.outbox.send_if(envelope, || !s.refuses_senders()).await
     }
 
     /// Queues an encoded envelope if there is space.
@@ -251,9 +299,7 @@ impl LinkHandle {
         &self,
         envelope: Vec<u8>,
     ) -> Result<(), mpsc::error::TrySendError<Vec<u8>>> {
-        if self.is_closed() {
-            return Err(mpsc::error::TrySendError::Closed(envelope));
-        }
-        self.shared.outbox.try_send(envelope)
+        let s = &self.shared;
+        s.outbox.try_send_if(envelope, || !s.refuses_senders())
     }
 }

@@ -46,10 +46,24 @@ impl Outbox {
 
     /// Queues, waiting for budget.
     pub(super) async fn send(&self, envelope: Vec<u8>) -> Result<(), Vec<u8>> {
+        self.send_if(envelope, || true).await
+    }
+
+    /// Queues, waiting for budget, if `open()` still holds once there is
+    /// budget (checked right before the envelope is queued).
+    pub(super) async fn send_if(
+        &self,
+        envelope: Vec<u8>,
+        open: impl Fn() -> bool,
+    ) -> Result<(), Vec<u8>> {
         let cost = self.cost(&envelope);
         match self.budget.acquire_many(cost).await {
             Ok(permit) => permit.forget(),
             Err(_) => return Err(envelope),
+        }
+        if !open() {
+            self.budget.add_permits(cost as usize);
+            return Err(envelope);
         }
         self.tx.send(envelope).map_err(|e| {
             self.budget.add_permits(cost as usize);
@@ -62,6 +76,18 @@ impl Outbox {
         &self,
         envelope: Vec<u8>,
     ) -> Result<(), mpsc::error::TrySendError<Vec<u8>>> {
+        self.try_send_if(envelope, || true)
+    }
+
+    /// Queues if the budget allows it now and `open()` holds.
+    pub(super) fn try_send_if(
+        &self,
+        envelope: Vec<u8>,
+        open: impl Fn() -> bool,
+    ) -> Result<(), mpsc::error::TrySendError<Vec<u8>>> {
+        if !open() {
+            return Err(mpsc::error::TrySendError::Closed(envelope));
+        }
         let cost = self.cost(&envelope);
         match self.budget.try_acquire_many(cost) {
             Ok(permit) => permit.forget(),

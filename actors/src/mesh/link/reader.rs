@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::handle::{LinkHandle, LinkShared};
 use super::Clock;
+use super::{PeerHandedOver, HANDOVER};
 use crate::directory::{Caller, Lookup};
 use crate::error::CloseReason;
 use crate::mesh::relay;
@@ -39,6 +40,10 @@ pub(super) struct Reader {
     pub(super) caller: Caller,
     /// Asks from this peer still waiting for a local actor.
     pub(super) inbound_asks: Rc<Cell<usize>>,
+    /// The link's actor.
+    pub(super) link: actix::Addr<super::Link>,
+    /// Closed once the link this one replaces delivered what it carried.
+    pub(super) predecessor: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// Counts one ask in flight for as long as its reply task lives.
@@ -64,6 +69,11 @@ impl Reader {
         mut read: R,
         mut buf: Vec<u8>,
     ) -> CloseReason {
+        if let Some(predecessor) = self.predecessor.take() {
+            // Order across a handover: nothing from this link before the
+            // last message of the link it replaces.
+            let _ = predecessor.await;
+        }
         let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
         let mut start = 0;
         loop {
@@ -133,6 +143,12 @@ impl Reader {
         }
         let envelope = match self.session.classify(envelope) {
             None => return Ok(()),
+            Some(Inbound::Goodbye(reason)) if reason == HANDOVER => {
+                // The peer moved to a successor link; replies may still
+                // come here, so read on.
+                self.link.do_send(PeerHandedOver);
+                return Ok(());
+            }
             Some(Inbound::Goodbye(reason)) => return Err(CloseReason::Goodbye(reason)),
             Some(Inbound::Envelope(envelope)) => envelope,
         };

@@ -73,7 +73,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         }
         if clock.finishing() && rx.is_empty() {
             // The goodbye is written: the link may close.
-            return CloseReason::Local(LocalClose::Shutdown);
+            return CloseReason::Local(LocalClose::Finished);
         }
     }
 }
