@@ -295,11 +295,13 @@ pub enum StartError {
     /// The node's own metadata is refused (name too long, too many resources, ...).
     #[error("node metadata refused: {0}")]
     Metadata(#[from] swarm_protocol::gossip::MetaError),
-    /// The node listens on a wildcard address and no address to announce
-    /// was given: other nodes could not dial what it would announce.
+    /// The node listens on a wildcard address, no address to announce was
+    /// given, and none could be detected (no seed answered, or none could
+    /// dial back the address it saw).
     #[error(
-        "listening on {listen} needs an address to announce: set `advertise` \
-         (the address other nodes dial, for example a public IP and port)"
+        "listening on {listen} needs an address to announce, and no seed confirmed one \
+         by dialing back: set `advertise` (the address other nodes dial, for example a \
+         public IP and port), or `relayed = true` behind NAT"
     )]
     NoAdvertise {
         /// The bound address.

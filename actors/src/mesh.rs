@@ -18,6 +18,7 @@
 
 pub(crate) mod connect;
 mod counters;
+mod detect;
 mod down;
 pub(crate) mod link;
 mod listener;
@@ -43,6 +44,7 @@ use link::LinkHandle;
 use listener::{Listener, StopListener};
 use router::{CloseAll, Dial, DialNode, PeerDown, PeerUp, Router};
 
+pub(crate) use detect::Detected;
 pub(crate) use relay::InboundDatagram;
 use table::LinkTable;
 
@@ -86,6 +88,10 @@ struct Shared {
     datagrams: relay::DatagramSink,
     /// The relays a relayed node has links to now (what it announces).
     via: std::sync::Mutex<Vec<NodeId>>,
+    /// Address detection for a node bound to a wildcard address.
+    detection: detect::Detection,
+    /// The address detection settled on, if it ran.
+    detected: std::sync::Mutex<Option<SocketAddr>>,
 }
 
 /// A connected peer.
@@ -127,6 +133,8 @@ impl Mesh {
             forwarded: relay::Forwarded::default(),
             datagrams: relay::DatagramSink::default(),
             via: std::sync::Mutex::default(),
+            detection: detect::Detection::default(),
+            detected: std::sync::Mutex::default(),
         });
         let router = Router::new(Arc::clone(&shared)).start();
         let listener = Listener::new(socket, Arc::clone(&shared), router.clone()).start();
@@ -155,7 +163,25 @@ impl Mesh {
     /// The address other nodes reach this node at: the advertised one, or
     /// the bound one.
     pub(crate) fn advertised_addr(&self) -> SocketAddr {
-        self.shared.config.advertise.unwrap_or(self.shared.listen)
+        let detected = *self
+            .shared
+            .detected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.shared
+            .config
+            .advertise
+            .or(detected)
+            .unwrap_or(self.shared.listen)
+    }
+
+    /// Sets the address detection found, to announce from now on.
+    pub(crate) fn set_detected(&self, addr: SocketAddr) {
+        *self
+            .shared
+            .detected
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(addr);
     }
 
     /// Whether this node forwards for relayed nodes.

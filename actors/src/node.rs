@@ -26,7 +26,7 @@ use crate::cluster::{Cluster, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::directory::{Directory, Entry, RemoteActor};
 use crate::error::{ConnectError, DialError, ExposeError, StartError};
-use crate::mesh::{unix_now, Mesh, MeshStats, PeerInfo};
+use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
 
 /// The handle to a running node. Cheap to clone, usable from any thread.
@@ -74,15 +74,46 @@ impl Node {
         })?;
         config.listen = listen;
         let advertised = config.advertise.unwrap_or(listen);
-        if advertised.ip().is_unspecified() {
+        // Bound to a wildcard address with nothing to announce: ask a seed.
+        let detect = advertised.ip().is_unspecified();
+        let seeds = config
+            .cluster
+            .as_ref()
+            .map(|c| c.seeds.clone())
+            .unwrap_or_default();
+        if detect && seeds.is_empty() {
             return Err(StartError::NoAdvertise { listen });
         }
-        config.handshake.listen = advertised.to_string();
+        // The hello announces no address until one is known.
+        config.handshake.listen = if detect {
+            String::new()
+        } else {
+            advertised.to_string()
+        };
+        let relayed = config.relayed;
+        let detect_within = config.handshake_timeout;
         let cluster_config = config.cluster.take();
         let summary_interval = config.summary_interval;
         let wait_for_relays = config.relayed.then_some(config.handshake_timeout);
         let directory = Directory::default();
         let mesh = Mesh::start(config, socket, directory);
+        if detect {
+            match mesh.detect_address(&seeds, detect_within).await {
+                Detected::Confirmed(addr) => {
+                    tracing::info!(%addr, "announcing the address a seed dialed back");
+                    mesh.set_detected(addr);
+                }
+                // Nobody dials a relayed node; the address names it in membership.
+                Detected::Unconfirmed(addr) if relayed => {
+                    tracing::info!(%addr, "announcing the address a seed saw (reached through relays)");
+                    mesh.set_detected(addr);
+                }
+                _ => {
+                    mesh.shutdown();
+                    return Err(StartError::NoAdvertise { listen });
+                }
+            }
+        }
         if let Some(within) = wait_for_relays {
             // The first metadata then names the relays others reach it by.
             first_relay(&mesh, within).await;

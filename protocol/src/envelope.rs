@@ -85,6 +85,20 @@ pub enum Control {
         /// Why, for the peer's log.
         reason: String,
     },
+    /// Sent by the accepting side of a new link: the address the dialer's
+    /// connection came from, as seen here (its public address, or its
+    /// NAT's), so a node bound to a wildcard address can learn what to
+    /// announce.
+    Observed {
+        /// A socket address, `ip:port`.
+        addr: String,
+    },
+    /// Asks the peer to dial this address (on the IP the link comes from)
+    /// and complete a handshake, to prove that other nodes can dial it.
+    DialBack {
+        /// A socket address, `ip:port`.
+        addr: String,
+    },
 }
 
 /// Why an ask produced no result on the remote node.

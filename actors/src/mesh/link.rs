@@ -347,6 +347,13 @@ impl Actor for Link {
         let session = (sender, receiver, leftover, queue);
         match wire {
             Wire::Tcp(stream) => {
+                if self.handle.initiator() != self.mesh.id {
+                    // Tell the dialer where its connection came from.
+                    let observed = SendHalf::control(&Control::Observed {
+                        addr: self.handle.info().addr.to_string(),
+                    });
+                    let _ = self.handle.try_send(observed);
+                }
                 let (read, write) = stream.into_split();
                 self.spawn_tasks(read, write, session, ctx);
             }

@@ -644,6 +644,12 @@ impl Handler<Inbound> for Router {
     type Result = ();
 
     fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
+        if let Ok(local) = msg.stream.local_addr() {
+            if self.mesh.detection.dialed_back(msg.est.peer.node_id, local) {
+                tracing::info!(%local, "address confirmed by a dial-back");
+                return;
+            }
+        }
         let how = How {
             remote: msg.remote,
             dialed: None,

@@ -5,6 +5,7 @@
 //! ```text
 //!                 public 203.0.113.0/24 (bridge in ns "inet")
 //!   r1 .1 (relay)   r2 .2 (relay)   p1 .5 (0.0.0.0, advertised)
+//!   p2 .6 (0.0.0.0, address detected through r1's dial-back)
 //!        natA .10 ── MASQUERADE ── 10.1.0.0/24: a1 .11, a2 .12 (service)
 //!        natB .20 ── MASQUERADE ── 10.2.0.0/24: b1 .11, b2 .12 (driver)
 //! ```
@@ -291,7 +292,7 @@ fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
         return;
     }
     let dir = scratch("netns");
-    let names = ["r1", "r2", "p1", "a1", "a2", "b1", "b2"];
+    let names = ["r1", "r2", "p1", "p2", "a1", "a2", "b1", "b2"];
     Throwaway::new("vpn").write_files(&dir, &names).unwrap();
     let mut net = Net {
         prefix: format!("sw{}", std::process::id() % 100_000),
@@ -304,6 +305,7 @@ fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
     net.host("r1", &inet, "br0", "203.0.113.1/24", None);
     net.host("r2", &inet, "br0", "203.0.113.2/24", None);
     net.host("p1", &inet, "br0", "203.0.113.5/24", None);
+    net.host("p2", &inet, "br0", "203.0.113.6/24", None);
     net.nat_site(
         "natA",
         "203.0.113.10/24",
@@ -340,6 +342,10 @@ fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
         "advertise = \"203.0.113.5:7001\"\n",
     );
     net.start_node("p1", &c, &[]);
+    // Bound to every interface with nothing to announce: r1 tells it the
+    // address it saw, dials it back, and it announces that.
+    let c = write_config(&dir, "p2", "0.0.0.0:7001", &[r1], "");
+    net.start_node("p2", &c, &[]);
     let c = write_config(&dir, "a1", "10.1.0.11:7001", &[r1], &relays);
     net.start_node("a1", &c, &[]);
     let c = write_config(&dir, "a2", "10.1.0.12:7001", &[r1], &relays);
@@ -350,10 +356,10 @@ fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
     let mut driver = start_driver(&mut net, &c);
 
     // Everyone is up, as seen from behind NAT.
-    assert_eq!(driver.call("alive 7")["ok"], true);
+    assert_eq!(driver.call("alive 8")["ok"], true);
     // Every node reaches every other: from b2, each node; b1 forwards to
     // each node too (asks from another NATed site).
-    for name in ["r1", "r2", "p1", "a1", "a2", "b1"] {
+    for name in ["r1", "r2", "p1", "p2", "a1", "a2", "b1"] {
         let answer = driver.call(&format!("ask {name}"));
         assert_eq!(answer["sum"], 5, "{name}: {answer}");
         let answer = driver.call(&format!("forward b1 {name}"));
@@ -381,6 +387,9 @@ fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
     let link = driver.call("link p1");
     assert!(link["via"].is_null(), "{link}");
     assert_eq!(link["addr"], "203.0.113.5:7001");
+    let link = driver.call("link p2");
+    assert!(link["via"].is_null(), "{link}");
+    assert_eq!(link["addr"], "203.0.113.6:7001", "the detected address");
     // A service instance behind NAT, load-balanced to from the other site.
     let served = driver.call("service natsvc 20");
     assert_eq!(served["nodes"], serde_json::json!(["a2"]), "{served}");

@@ -405,3 +405,42 @@ async fn forged_relay_frames_are_refused_and_nothing_is_delivered() {
     // Traffic between the honest nodes goes on.
     assert_eq!(on_b.send(Count).await.unwrap(), 1);
 }
+
+#[actix_rt::test]
+async fn a_node_on_a_wildcard_address_announces_the_address_a_seed_dialed_back() {
+    let ca = Throwaway::new("test");
+    let seed = start(relay_config(&ca, "r1", vec![])).await;
+    let seed_addr = seed.node.listen_addr();
+    // No seed to ask: a clear error at start.
+    let mut alone = config(&ca, "w0");
+    alone.listen = "0.0.0.0:0".parse().unwrap();
+    alone.cluster = Some(fast_gossip(vec![]));
+    let err = Node::start(alone).await.unwrap_err();
+    assert!(err.to_string().contains("set `advertise`"), "{err}");
+    // With a seed: the seed saw 127.0.0.1, dialed it back, and the node
+    // announces that with its port.
+    let mut c = config(&ca, "w1");
+    c.listen = "0.0.0.0:0".parse().unwrap();
+    c.cluster = Some(fast_gossip(vec![seed_addr]));
+    let wild = start(c).await;
+    let port = wild.node.listen_addr().port();
+    let expected: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert!(eventually(WITHIN, || sees_alive(&seed.node, 2)).await);
+    let members = seed.node.cluster().unwrap().members().await.unwrap();
+    let row = members.iter().find(|m| m.node == wild.node.id()).unwrap();
+    assert_eq!(row.addr, expected, "announced the confirmed address");
+    // A third node reaches it there.
+    let mut c = config(&ca, "n3");
+    c.cluster = Some(fast_gossip(vec![seed_addr]));
+    let third = start(c).await;
+    assert!(eventually(WITHIN, || sees_alive(&third.node, 3)).await);
+    let on_wild = third.node.remote::<Adder>(wild.node.id(), "adder");
+    assert_eq!(on_wild.send(Add { a: 20, b: 22 }).await.unwrap(), 42);
+    let link = third
+        .node
+        .peers()
+        .into_iter()
+        .find(|p| p.id == wild.node.id())
+        .unwrap();
+    assert_eq!((link.addr, link.via), (expected, None));
+}

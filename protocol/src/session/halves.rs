@@ -125,6 +125,10 @@ impl RecvHalf {
                 None
             }
             Envelope::Control(Control::Goodbye { reason }) => Some(Inbound::Goodbye(reason)),
+            // Address discovery is the driver's business.
+            control @ Envelope::Control(Control::Observed { .. } | Control::DialBack { .. }) => {
+                Some(Inbound::Envelope(control))
+            }
             Envelope::Control(_) | Envelope::Batch(_) => None,
             other => Some(Inbound::Envelope(other)),
         }

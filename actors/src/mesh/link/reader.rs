@@ -11,7 +11,7 @@ use actix::Addr;
 use swarm_protocol::envelope::{peek, Peeked};
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
 use swarm_protocol::session::{Inbound, RecvHalf};
-use swarm_protocol::{decode_frame, Assembled, Decoded, Envelope, RemoteError};
+use swarm_protocol::{decode_frame, Assembled, Control, Decoded, Envelope, RemoteError};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::handle::{LinkHandle, LinkShared};
@@ -19,9 +19,9 @@ use super::Clock;
 use super::{PeerHandedOver, HANDOVER};
 use crate::directory::{Caller, Lookup};
 use crate::error::CloseReason;
-use crate::mesh::relay;
 use crate::mesh::router::Router;
 use crate::mesh::Shared as MeshShared;
+use crate::mesh::{detect, relay};
 
 /// The read half of one link.
 pub(super) struct Reader {
@@ -231,7 +231,14 @@ impl Reader {
                 self.clock.received(true);
                 relay::on_frame(&self.mesh, &self.router, &self.handle, frame).await;
             }
-            // The session keeps controls and batches to itself.
+            Envelope::Control(Control::Observed { addr }) => {
+                let me = self.mesh.id;
+                self.mesh.detection.observed(&self.handle, me, &addr);
+            }
+            Envelope::Control(Control::DialBack { addr }) => {
+                detect::dial_back(&self.mesh, &self.handle, &addr);
+            }
+            // The session keeps other controls and batches to itself.
             Envelope::Control(_) | Envelope::Batch(_) => {}
         }
         Ok(())
