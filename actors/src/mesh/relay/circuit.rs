@@ -32,8 +32,10 @@ use crate::mesh::link::LinkHandle;
 use crate::mesh::router::{InboundCircuit, Router};
 use crate::mesh::Shared;
 
-/// The largest Data frame body a write sends.
-const CHUNK: usize = 256 * 1024;
+/// The largest Data frame body a write sends: a whole frame then fits one
+/// Noise message of the relay link, which the relay and the far end read
+/// in place instead of reassembling it from chunks.
+const CHUNK: usize = swarm_protocol::record::MAX_RECORD - 128;
 /// Data frames from the relay queued for the link's reader.
 const DOWN_QUEUE: usize = 64;
 /// Circuits ending at one node at once; more Opens are refused.
