@@ -43,9 +43,9 @@ mod files;
 pub use files::FileError;
 pub use swarm_actors::{
     cluster, error, remote_actor, remote_message, Accepts, AskError, Cluster, ClusterConfig,
-    ClusterEvent, ClusterEvents, GossipKeyOp, Instance, Keyed, Member, MeshConfig, MeshStats, Node,
-    PeerInfo, Protocol, RemoteActor, RemoteAddr, RemoteMessage, ResourceOverrides, ServiceRef,
-    Strategy, TellError, Wire,
+    ClusterEvent, ClusterEvents, Faults, GossipKeyOp, Instance, Keyed, Member, MeshConfig,
+    MeshStats, Node, PeerInfo, Protocol, RemoteActor, RemoteAddr, RemoteMessage, ResourceOverrides,
+    ServiceRef, Strategy, TellError, Wire,
 };
 pub use swarm_actors::{
     CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError, HandshakeFailure,

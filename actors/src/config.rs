@@ -64,6 +64,9 @@ pub struct MeshConfig {
     /// How often a relayed link tries to become direct (connection
     /// reversal: whichever side can dial the other does), at most.
     pub upgrade_interval: Duration,
+    /// Faults to inject, for failure tests (`None` in production): the
+    /// direct path to a peer can be blocked as a firewall would.
+    pub faults: Option<std::sync::Arc<crate::mesh::Faults>>,
     /// Membership, discovery and load balancing (gossip over UDP on the
     /// mesh port); `None` runs the mesh alone.
     pub cluster: Option<ClusterConfig>,
@@ -93,6 +96,7 @@ impl MeshConfig {
             relays: Vec::new(),
             relay_links: 2,
             upgrade_interval: Duration::from_secs(5),
+            faults: None,
             cluster: None,
         }
     }

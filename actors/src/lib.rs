@@ -105,6 +105,6 @@ pub use error::{
     AskError, CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError,
     HandshakeFailure, StartError, TellError, Unreachable,
 };
-pub use mesh::{MeshStats, PeerInfo};
+pub use mesh::{Faults, MeshStats, PeerInfo};
 pub use node::Node;
 pub use remote::RemoteAddr;

@@ -20,6 +20,7 @@ pub(crate) mod connect;
 mod counters;
 mod detect;
 mod down;
+mod faults;
 pub(crate) mod link;
 mod listener;
 mod refusals;
@@ -49,6 +50,7 @@ pub(crate) use relay::InboundDatagram;
 use table::LinkTable;
 
 pub use counters::MeshStats;
+pub use faults::Faults;
 
 /// The handle to a node's mesh. Cheap to clone, usable from any thread.
 #[derive(Clone)]
@@ -407,6 +409,13 @@ impl Mesh {
     pub(crate) fn shutdown(&self) {
         self.listener.do_send(StopListener);
         self.router.do_send(CloseAll);
+    }
+}
+
+impl Shared {
+    /// Whether a test blocked the direct path to `peer`.
+    fn blocked(&self, peer: NodeId) -> bool {
+        self.config.faults.as_ref().is_some_and(|f| f.blocks(peer))
     }
 }
 

@@ -406,9 +406,12 @@ impl Link {
             on_exit.do_send(Close(reason));
         }));
         let clock = Rc::clone(&self.clock);
+        let mesh = Arc::clone(&self.mesh);
+        let (peer, direct) = (shared.peer, shared.via.is_none());
         self.tasks.push(actix_rt::spawn(async move {
             let session = SendHalf::new(sender);
-            let reason = writer::write_loop(write, session, queue, clock).await;
+            let blocked = || direct && mesh.blocked(peer);
+            let reason = writer::write_loop(write, session, queue, clock, blocked).await;
             me.do_send(Close(reason));
         }));
     }

@@ -160,6 +160,10 @@ impl Router {
         if peer == me {
             return Err(DialError::SelfConnect);
         }
+        if how.via.is_none() && self.mesh.blocked(peer) {
+            // An injected fault: the packets "never arrived".
+            return Err(DialError::Timeout(self.mesh.config.handshake_timeout));
+        }
         let route = self.routes.entry(peer).or_default();
         match how.dialed {
             Some(addr) => route.addr = Some(addr),

@@ -444,3 +444,104 @@ async fn a_node_on_a_wildcard_address_announces_the_address_a_seed_dialed_back()
         .unwrap();
     assert_eq!((link.addr, link.via), (expected, None));
 }
+
+#[actix_rt::test]
+async fn a_blocked_direct_path_moves_to_a_relay_in_order_and_back() {
+    let ca = Throwaway::new("test");
+    let short_heartbeat = |c: &mut MeshConfig| {
+        c.heartbeat_interval = Duration::from_millis(100);
+        c.heartbeat_timeout = Duration::from_millis(600);
+    };
+    let r1 = start(relay_config(&ca, "r1", vec![])).await;
+    let seeds = vec![r1.node.listen_addr()];
+    let r2 = start(relay_config(&ca, "r2", seeds.clone())).await;
+    let mut c = config(&ca, "p1");
+    c.cluster = Some(fast_gossip(seeds.clone()));
+    c.upgrade_interval = Duration::from_millis(500);
+    short_heartbeat(&mut c);
+    let public = start(c).await;
+    // The node behind NAT, with a fault injector standing in for iptables.
+    let faults = Arc::new(swarm::Faults::default());
+    let relays = vec![r1.node.listen_addr(), r2.node.listen_addr()];
+    let mut c = natted_config(&ca, "a1", relays);
+    c.faults = Some(faults.clone());
+    short_heartbeat(&mut c);
+    let natted = start(c).await;
+    let (n, p) = (&natted.node, &public.node);
+    for node in [&r1.node, &r2.node, p, n] {
+        assert!(eventually(WITHIN, || sees_alive(node, 4)).await);
+    }
+    let counter = n.remote::<Counter>(p.id(), "counter");
+    assert_eq!(counter.send(CounterState).await.unwrap(), (0, 0));
+    let reach = || {
+        n.peers()
+            .into_iter()
+            .find(|x| x.id == p.id())
+            .map(|x| x.via.is_some())
+    };
+    assert_eq!(
+        reach(),
+        Some(false),
+        "the NATed node dials the public one directly"
+    );
+    // Tells flow without pause; the sequence numbers show any reordering.
+    let stop = std::rc::Rc::new(std::cell::Cell::new(false));
+    let stream = actix_rt::spawn({
+        let (counter, stop) = (counter.clone(), stop.clone());
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
+            let mut seq = 0u64;
+            while !stop.get() {
+                tick.tick().await;
+                seq += 1;
+                let _ = counter.try_tell(Bump {
+                    seq,
+                    pad: Vec::new(),
+                });
+            }
+            seq
+        }
+    });
+    let received = || {
+        let counter = counter.clone();
+        async move {
+            counter
+                .send_timeout(CounterState, Duration::from_millis(300))
+                .await
+                .map(|s| s.0)
+                .ok()
+        }
+    };
+    faults.block_direct(p.id());
+    assert!(
+        eventually(WITHIN, || async { reach() == Some(true) }).await,
+        "traffic moved to a relay: {:?}",
+        n.peers()
+    );
+    let before = received().await.unwrap_or(0);
+    assert!(
+        eventually(WITHIN, || async {
+            received().await.is_some_and(|r| r >= before + 50)
+        })
+        .await,
+        "tells arrive through the relay"
+    );
+    assert_eq!(reach(), Some(true));
+    faults.unblock_direct(p.id());
+    assert!(
+        eventually(WITHIN, || async { reach() == Some(false) }).await,
+        "back to the direct path once it works: {:?}",
+        n.peers()
+    );
+    stop.set(true);
+    let sent = stream.await.unwrap();
+    let (received, out_of_order) = counter.send(CounterState).await.unwrap();
+    assert_eq!(out_of_order, 0, "order kept through both switches");
+    assert!(received <= sent && received > 0, "{received} of {sent}");
+    assert!(
+        n.stats().links_failed > 0,
+        "the blocked link failed: {:?}",
+        n.stats()
+    );
+    drop((r1, r2));
+}

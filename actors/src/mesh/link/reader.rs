@@ -106,10 +106,21 @@ impl Reader {
             }
             match read.read_buf(&mut buf).await {
                 Ok(0) => return CloseReason::PeerClosed,
+                Ok(_) if self.blocked() => {
+                    // An injected fault: these bytes "never arrived". A
+                    // frame cut in two cannot be resumed: the link is lost.
+                    buf.clear();
+                    start = 0;
+                }
                 Ok(_) => self.clock.received(false),
                 Err(e) => return CloseReason::Io(e.kind()),
             }
         }
+    }
+
+    /// Whether a test blocked this direct link's path.
+    fn blocked(&self) -> bool {
+        self.shared.via.is_none() && self.mesh.blocked(self.shared.peer)
     }
 
     async fn on_frame(&mut self, payload: &[u8], plain: &mut Vec<u8>) -> Result<(), CloseReason> {

@@ -25,6 +25,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     mut session: SendHalf,
     queue: Queue,
     clock: Rc<Clock>,
+    blocked: impl Fn() -> bool,
 ) -> CloseReason {
     let Queue { mut rx, budget } = queue;
     let heartbeats = [
@@ -45,6 +46,10 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 return CloseReason::Local(LocalClose::SealFailed);
             }
             if out.len() >= WRITE_CHUNK {
+                if blocked() {
+                    // An injected fault: the bytes "never arrive".
+                    out.clear();
+                }
                 if let Err(e) = write.write_all(&out).await {
                     return CloseReason::Io(e.kind());
                 }
@@ -54,6 +59,9 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
         }
         if session.flush(&mut out).is_err() {
             return CloseReason::Local(LocalClose::SealFailed);
+        }
+        if blocked() {
+            out.clear();
         }
         if !out.is_empty() {
             if let Err(e) = write.write_all(&out).await {
