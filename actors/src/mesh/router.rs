@@ -347,6 +347,10 @@ impl Router {
         }
         let mut seen = HashSet::new();
         relays.retain(|r| *r != node && *r != self.mesh.id && seen.insert(*r));
+        if route.via.is_empty() {
+            // A fallback, not a search: a node that is down should fail fast.
+            relays.truncate(self.mesh.config.relay_links.max(1));
+        }
         let mut plan: Vec<Attempt> = Vec::new();
         let broke_lately = self
             .direct_failed
@@ -369,7 +373,9 @@ impl Router {
         node: NodeId,
         plan: Vec<Attempt>,
     ) -> Result<LinkHandle, Unreachable> {
-        let mut last = Unreachable::NoAddress;
+        // The first way's failure says most (a refused dial to the node's
+        // own address, or its first relay's refusal).
+        let mut first = None;
         for attempt in plan {
             let result = match attempt {
                 Attempt::Direct(addr) => match router.send(Dial(addr)).await {
@@ -386,11 +392,11 @@ impl Router {
                 Ok(link) => return Ok(link),
                 Err(e) => {
                     tracing::debug!(node = %node.short(), ?attempt, error = %e, "route failed");
-                    last = e;
+                    first.get_or_insert(e);
                 }
             }
         }
-        Err(last)
+        Err(first.unwrap_or(Unreachable::NoAddress))
     }
 
     /// Opens a circuit to `node` through `relay` and runs the handshake in it.
