@@ -33,7 +33,7 @@ use swarm_protocol::session::{Action, Liveness, LivenessConfig, RecvHalf, SendHa
 use swarm_protocol::{Control, RecvCipher, SendCipher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::router::{LinkClosed, Router};
@@ -61,7 +61,7 @@ pub(super) struct LinkParts {
     /// Bytes read past the handshake.
     pub(super) leftover: Vec<u8>,
     /// Closed when the link this one replaces has delivered everything.
-    pub(super) predecessor: Option<oneshot::Receiver<()>>,
+    pub(super) predecessor: Option<watch::Receiver<bool>>,
 }
 
 /// The actor owning one connection.
@@ -83,10 +83,10 @@ pub(super) struct Link {
     /// Asks from the peer still waiting for local actors (shared with the reader).
     inbound_asks: Rc<Cell<usize>>,
     /// Opens the successor's reader when this link stops (dropped then).
-    successor: Option<oneshot::Sender<()>>,
+    successor: Option<watch::Sender<bool>>,
     /// The reader waits for this before dispatching anything: the link
     /// this one replaces must deliver what it carries first.
-    predecessor: Option<oneshot::Receiver<()>>,
+    predecessor: Option<watch::Receiver<bool>>,
     /// A successor took over: this link says goodbye, answers the asks it
     /// carries, and reads until the peer's goodbye.
     draining: bool,
@@ -97,11 +97,11 @@ pub(super) struct Link {
 /// Hands the peer over to a successor link without losing or reordering
 /// anything: senders move to the successor at once; this link answers the
 /// asks it carries, says goodbye after everything queued on it, and reads
-/// until the peer's goodbye; the successor's reader waits for `0` to
-/// close (this link stopping) before it dispatches.
+/// until the peer's goodbye; successors' readers wait for `0` to close
+/// (this link stopping) before they dispatch.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(super) struct Drain(pub(super) oneshot::Sender<()>);
+pub(super) struct Drain(pub(super) watch::Sender<bool>);
 
 /// The longest a handover waits for the old link to deliver what it carries.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);

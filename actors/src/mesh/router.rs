@@ -78,6 +78,11 @@ pub(super) struct Router {
     direct_failed: HashMap<NodeId, Instant>,
     /// A relayed node's next dial to each relay it lacks, and the wait after that.
     relay_backoff: HashMap<RelayKey, (Instant, Duration)>,
+    /// Armed while relayed links exist: their next upgrade attempts.
+    upgrade_timer: Option<SpawnHandle>,
+    /// Links handing their peer over to a successor, still delivering what
+    /// they carry (out of the table already).
+    draining: HashMap<NodeId, (LinkHandle, tokio::sync::watch::Receiver<bool>)>,
     /// Dials in progress, with their waiters.
     dialing: HashMap<SocketAddr, Vec<oneshot::Sender<DialResult>>>,
     /// The next link id.
@@ -95,6 +100,8 @@ impl Router {
             upgrades: HashMap::new(),
             direct_failed: HashMap::new(),
             relay_backoff: HashMap::new(),
+            upgrade_timer: None,
+            draining: HashMap::new(),
             dialing: HashMap::new(),
             next_link_id: 1,
         }
@@ -172,7 +179,13 @@ impl Router {
         }
         let body = est.peer.cert.body();
         let initiator = if est.initiator { me } else { peer };
-        let mut predecessor = None;
+        // A link handing this peer over may still deliver: every later
+        // link waits for it, so no two links deliver side by side.
+        let mut predecessor = self
+            .draining
+            .get(&peer)
+            .filter(|(old, _)| !old.shared_closed())
+            .map(|(_, done)| done.clone());
         if let Some((old, old_actor)) = self.actors.get(&peer) {
             let live = !old.is_closed();
             if live && old.via().is_none() && how.via.is_some() {
@@ -190,10 +203,11 @@ impl Router {
                 // A handover: the relayed link delivers what it carries,
                 // then the direct one takes over (nothing lost or reordered).
                 tracing::info!(peer = %peer.short(), "relayed link upgraded to a direct link");
-                let (done, wait) = oneshot::channel();
+                let (done, wait) = tokio::sync::watch::channel(false);
                 old.mark_draining();
                 old_actor.do_send(Drain(done));
-                predecessor = Some(wait);
+                predecessor = Some(wait.clone());
+                self.draining.insert(peer, (old.clone(), wait));
             } else {
                 old_actor.do_send(Close(CloseReason::Replaced));
                 // Stop dispatching on the old link before the new one reads anything.
@@ -226,16 +240,21 @@ impl Router {
                 tracing::info!(peer = %peer.short(), name = %body.name, %remote, "link established");
             }
             Some(relay) => {
-                // Try the direct path soon, then less and less often.
+                // Try the direct path soon, then less and less often. The
+                // higher id waits an interval more, so that when both sides
+                // can dial, one dials and the other finds a direct link (two
+                // direct links at once would lose what the dropped one carried).
                 let first = self.mesh.config.upgrade_interval;
+                let stagger = if me > peer { first } else { Duration::ZERO };
                 self.upgrades
                     .entry(peer)
-                    .or_insert((Instant::now() + first / 5, first));
+                    .or_insert((Instant::now() + first / 5 + stagger, first));
                 tracing::info!(peer = %peer.short(), name = %body.name, relay = %relay.short(), "relayed link established");
             }
         }
         self.mesh.links.insert(handle.clone());
         self.actors.insert(peer, (handle.clone(), actor));
+        self.arm_upgrades(ctx);
         Ok(handle)
     }
 }
@@ -244,12 +263,36 @@ impl Actor for Router {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let tick = (self.mesh.config.upgrade_interval / 5).max(Duration::from_millis(50));
-        ctx.run_interval(tick, |act, ctx| {
+        // Only a relayed node has a timer of its own; others wake up for
+        // upgrades only while they have relayed links.
+        if self.mesh.config.relayed {
+            ctx.run_interval(self.tick(), |act, ctx| act.keep_relays(ctx));
+            self.keep_relays(ctx);
+        }
+    }
+}
+
+impl Router {
+    /// How often relay links and upgrades are looked after.
+    fn tick(&self) -> Duration {
+        (self.mesh.config.upgrade_interval / 5).max(Duration::from_millis(50))
+    }
+
+    /// Arms the upgrade timer while any relayed link exists.
+    fn arm_upgrades(&mut self, ctx: &mut Context<Self>) {
+        let relayed = self
+            .actors
+            .values()
+            .any(|(h, _)| h.via().is_some() && !h.is_closed());
+        if self.upgrade_timer.is_some() || !relayed {
+            return;
+        }
+        let timer = ctx.run_later(self.tick(), |act, ctx| {
+            act.upgrade_timer = None;
             act.try_upgrades(ctx);
-            act.keep_relays(ctx);
+            act.arm_upgrades(ctx);
         });
-        self.keep_relays(ctx);
+        self.upgrade_timer = Some(timer);
     }
 }
 
@@ -378,6 +421,10 @@ impl Router {
         let mut first = None;
         for attempt in plan {
             let result = match attempt {
+                // An injected fault: the dial's packets "never arrive".
+                Attempt::Direct(_) if mesh.blocked(node) => Err(Unreachable::Dial(
+                    DialError::Timeout(mesh.config.handshake_timeout),
+                )),
                 Attempt::Direct(addr) => match router.send(Dial(addr)).await {
                     Ok(Ok(link)) if link.peer() == node => return Ok(link),
                     Ok(Ok(link)) => Err(Unreachable::AnsweredAs(link.peer())),
@@ -738,6 +785,13 @@ impl Handler<LinkClosed> for Router {
 
     fn handle(&mut self, msg: LinkClosed, _ctx: &mut Context<Self>) {
         if self
+            .draining
+            .get(&msg.peer)
+            .is_some_and(|(h, _)| h.id() == msg.id)
+        {
+            self.draining.remove(&msg.peer);
+        }
+        if self
             .actors
             .get(&msg.peer)
             .is_some_and(|(h, _)| h.id() == msg.id)
@@ -807,6 +861,8 @@ impl Handler<CloseAll> for Router {
     type Result = ();
 
     fn handle(&mut self, _: CloseAll, _ctx: &mut Context<Self>) {
+        // Draining links stop at their deadline, or when the node stops.
+        self.draining.clear();
         for (_, (handle, actor)) in self.actors.drain() {
             handle.mark_closed();
             actor.do_send(Close(CloseReason::Local(LocalClose::Shutdown)));

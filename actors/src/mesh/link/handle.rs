@@ -164,6 +164,11 @@ impl LinkHandle {
         self.shared.refuses_senders()
     }
 
+    /// Whether the link stopped delivering (closed, not merely handed over).
+    pub(crate) fn shared_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
     /// A successor link took over: senders stop using this one at once;
     /// it still delivers and answers what was sent on it before.
     pub(crate) fn mark_draining(&self) {

@@ -43,7 +43,7 @@ pub(super) struct Reader {
     /// The link's actor.
     pub(super) link: actix::Addr<super::Link>,
     /// Closed once the link this one replaces delivered what it carried.
-    pub(super) predecessor: Option<tokio::sync::oneshot::Receiver<()>>,
+    pub(super) predecessor: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Counts one ask in flight for as long as its reply task lives.
@@ -69,10 +69,10 @@ impl Reader {
         mut read: R,
         mut buf: Vec<u8>,
     ) -> CloseReason {
-        if let Some(predecessor) = self.predecessor.take() {
+        if let Some(mut predecessor) = self.predecessor.take() {
             // Order across a handover: nothing from this link before the
-            // last message of the link it replaces.
-            let _ = predecessor.await;
+            // last message of the link it replaces (closed when it stops).
+            while predecessor.changed().await.is_ok() {}
         }
         let mut plain = Vec::with_capacity(MAX_NOISE_MESSAGE);
         let mut start = 0;
