@@ -44,6 +44,10 @@ pub(crate) struct LinkReport {
     /// With `--relay`: 1 MiB messages through the relay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) relayed_bulk_mb_per_s: Option<f64>,
+    /// With `--relay`, the platform's own cost of a hop: bare TCP through
+    /// a forwarding thread, as a fraction of bare TCP direct (same run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) raw_tcp_hop_ratio: Option<f64>,
 }
 
 impl LinkReport {
@@ -114,6 +118,13 @@ impl LinkReport {
                     ">= 50% of direct",
                 ),
             ]);
+            if let Some(ratio) = self.raw_tcp_hop_ratio {
+                rows.push((
+                    "raw TCP hop / direct (baseline)",
+                    format!("{:.0}%", 100.0 * ratio),
+                    "",
+                ));
+            }
         }
         let mut out = format!("{:<32} {:>16}   {}\n", "metric", "measured", "target");
         for (name, value, target) in rows {
@@ -168,11 +179,17 @@ pub(crate) fn link(scale: f64, exe: Option<&Path>, relay: bool) -> Result<LinkRe
         } else {
             None
         };
+        let raw_tcp_hop_ratio = if relay {
+            Some(raw_tcp_hop(n(1024) as usize)?)
+        } else {
+            None
+        };
         Ok::<_, anyhow::Error>(LinkReport {
             handshake_us,
             relayed_ask_rtt_p50_us: relayed.as_ref().map(|r| r.ask_rtt_p50_us),
             relayed_tell_msgs_per_s: relayed.as_ref().map(|r| r.tell_msgs_per_s),
             relayed_bulk_mb_per_s: relayed.as_ref().map(|r| r.bulk_mb_per_s),
+            raw_tcp_hop_ratio,
             ..report
         })
     })?;
@@ -319,6 +336,7 @@ async fn measure(
         relayed_ask_rtt_p50_us: None,
         relayed_tell_msgs_per_s: None,
         relayed_bulk_mb_per_s: None,
+        raw_tcp_hop_ratio: None,
     })
 }
 
@@ -391,6 +409,61 @@ fn idle_rss(exe: &Path) -> Result<f64> {
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| anyhow!("no VmRSS"))?;
     Ok(kib / 1024.0)
+}
+
+/// The platform's cost of one hop: `mib` MiB over bare TCP on loopback,
+/// direct and then through a thread that reads and writes them on (the
+/// least a relay does), as the ratio of the two throughputs.
+fn raw_tcp_hop(mib: usize) -> Result<f64> {
+    const CHUNK: usize = 256 * 1024;
+    let total = mib << 20;
+    let sink = |listener: TcpListener| {
+        std::thread::spawn(move || -> std::io::Result<()> {
+            let (mut s, _) = listener.accept()?;
+            let mut buf = vec![0u8; CHUNK];
+            while s.read(&mut buf)? > 0 {}
+            Ok(())
+        })
+    };
+    let send = |addr: SocketAddr| -> Result<f64> {
+        let mut s = TcpStream::connect(addr)?;
+        s.set_nodelay(true)?;
+        let buf = vec![7u8; CHUNK];
+        let t = Instant::now();
+        for _ in 0..total / CHUNK {
+            s.write_all(&buf)?;
+        }
+        drop(s);
+        Ok(total as f64 / t.elapsed().as_secs_f64())
+    };
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let listener = TcpListener::bind(loopback)?;
+    let addr = listener.local_addr()?;
+    let done = sink(listener);
+    let direct = send(addr)?;
+    done.join().map_err(|_| anyhow!("sink panicked"))??;
+    let listener = TcpListener::bind(loopback)?;
+    let dest = listener.local_addr()?;
+    let done = sink(listener);
+    let hop = TcpListener::bind(loopback)?;
+    let hop_addr = hop.local_addr()?;
+    let forward = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut from, _) = hop.accept()?;
+        let mut to = TcpStream::connect(dest)?;
+        to.set_nodelay(true)?;
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = from.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            to.write_all(buf.get(..n).unwrap_or_default())?;
+        }
+    });
+    let relayed = send(hop_addr)?;
+    forward.join().map_err(|_| anyhow!("forwarder panicked"))??;
+    done.join().map_err(|_| anyhow!("sink panicked"))??;
+    Ok(relayed / direct)
 }
 
 /// The physical baseline: bare snow transport over a TCP socket pair.
