@@ -114,6 +114,10 @@ pub struct Gossip {
     left: bool,
 }
 
+/// How often a relayed node compares the relays it announces with its
+/// relay links (a changed set is gossiped at once).
+const VIA_REFRESH: Duration = Duration::from_secs(1);
+
 /// Mesh routes remembered before the oldest are forgotten.
 const MAX_MESH_ROUTES: usize = 4096;
 
@@ -474,7 +478,7 @@ impl Actor for Gossip {
         ctx.run_interval(self.load_interval, |act, ctx| act.refresh_load(ctx));
         ctx.add_stream(MeshDatagrams(self.mesh.subscribe_datagrams()));
         if self.mesh.is_relayed() {
-            ctx.run_interval(Duration::from_millis(250), |act, ctx| act.refresh_via(ctx));
+            ctx.run_interval(VIA_REFRESH, |act, ctx| act.refresh_via(ctx));
         }
         let keys = self.machine.keys().map(KeyRing::fingerprints);
         tracing::info!(seeds = ?self.seeds, ?keys, "gossip started");

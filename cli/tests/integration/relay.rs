@@ -149,11 +149,6 @@ async fn a_service_behind_nat_is_load_balanced_to_from_another_site() {
 
 #[actix_rt::test]
 async fn a_relayed_link_becomes_direct_when_one_side_can_dial_and_keeps_order() {
-    if std::env::var("RELAY_LOG").is_ok() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("swarm_actors=debug")
-            .try_init();
-    }
     let t = topology().await;
     let natted = &t.natted[0].node;
     // A node that accepts connections joins.

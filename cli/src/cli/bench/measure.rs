@@ -461,7 +461,9 @@ fn raw_tcp_hop(mib: usize) -> Result<f64> {
         }
     });
     let relayed = send(hop_addr)?;
-    forward.join().map_err(|_| anyhow!("forwarder panicked"))??;
+    forward
+        .join()
+        .map_err(|_| anyhow!("forwarder panicked"))??;
     done.join().map_err(|_| anyhow!("sink panicked"))??;
     Ok(relayed / direct)
 }
