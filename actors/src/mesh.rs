@@ -1,13 +1,18 @@
-//! The mesh: TCP connections between nodes, each authenticated by the
-//! Noise handshake and then owned by one [`Link`](link::Link) actor.
-//! [`Mesh`] is its door: other rooms get links, dial, read counters and
+//! The mesh: connections between nodes, each authenticated by the Noise
+//! handshake and then owned by one [`Link`](link::Link) actor. A link runs
+//! over TCP, or over a circuit through a relay for a node that cannot
+//! accept connections (`relay`). [`Mesh`] is its door: other rooms get
+//! links, dial, send membership datagrams over links, read counters and
 //! report what membership decided, and never touch the tables behind it.
 //!
 //! ```text
 //! Mesh (handle)
-//! ├── Router     owns the link table and address book; dials, resolves duplicates
+//! ├── Router     owns the link table and routes; dials directly or through a
+//! │   │          relay, upgrades relayed links, hands over, resolves duplicates
 //! │   └── Link × n   one per peer: reader task, writer task, heartbeat
-//! └── Listener   accepts TCP, runs handshakes, hands links to the Router
+//! ├── Listener   accepts TCP, runs handshakes, hands links to the Router
+//! ├── relay      circuit ends here, circuits forwarded for others
+//! └── detect     the address to announce, confirmed by a seed's dial-back
 //! ```
 //!
 //! When a Link dies (socket closed, bad input, heartbeat or idle timeout)

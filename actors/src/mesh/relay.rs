@@ -10,9 +10,11 @@
 //!   └──────── circuit: A and B's own Noise session ─────┘
 //! ```
 //!
-//! A circuit end is an in-memory byte stream; the endpoints run the same
-//! handshake and link over it as over TCP, so a relay sees ciphertext
-//! only, and a relayed link behaves like any other (order, asks, limits).
+//! A circuit end is a byte stream ([`Circuit`]: writes become Data frames
+//! on the relay link, Data frames from it are read in order); the
+//! endpoints run the same handshake and link over it as over TCP, so a
+//! relay sees ciphertext only, and a relayed link behaves like any other
+//! (order, asks, limits).
 
 mod circuit;
 mod forward;
