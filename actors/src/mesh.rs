@@ -219,7 +219,8 @@ impl Mesh {
     /// Sends a sealed membership datagram to `dest` over the mesh: on a
     /// link to it, else through one of `via` (its relays), else (when
     /// this node is relayed) through this node's own relays. Without a
-    /// link now, a dial starts and this datagram is dropped, as UDP would.
+    /// link now, a dial starts (to its first relay, or to it) and this
+    /// datagram is dropped, as UDP would drop it.
     pub(crate) fn send_datagram(
         &self,
         dest: NodeId,
@@ -237,12 +238,11 @@ impl Mesh {
             .or_else(|| via.iter().find_map(direct))
             .or_else(|| own.iter().find_map(direct));
         let Some(link) = link else {
+            // Dial for the next one: the destination's relay, or the
+            // destination itself (a relayed node without relay links yet
+            // can still dial out).
             s.counters.datagram_dropped();
-            match via.first() {
-                Some(relay) => drop(self.link_now(*relay)),
-                None if !self.is_relayed() => drop(self.link_now(dest)),
-                None => {}
-            }
+            drop(self.link_now(via.first().copied().unwrap_or(dest)));
             return false;
         };
         let mut out = Vec::with_capacity(RelayFrame::encoded_len(datagram.len()));

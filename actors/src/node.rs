@@ -94,7 +94,9 @@ impl Node {
         let detect_within = config.handshake_timeout;
         let cluster_config = config.cluster.take();
         let summary_interval = config.summary_interval;
-        let wait_for_relays = config.relayed.then_some(config.handshake_timeout);
+        // Relays learned through membership come later; configured ones are dialed now.
+        let wait_for_relays =
+            (config.relayed && !config.relays.is_empty()).then_some(config.handshake_timeout);
         let directory = Directory::default();
         let mesh = Mesh::start(config, socket, directory);
         if detect {

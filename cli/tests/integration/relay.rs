@@ -619,3 +619,59 @@ async fn when_both_sides_can_dial_one_upgrades_and_nothing_is_lost() {
         assert!(asked > 0);
     }
 }
+
+#[actix_rt::test]
+async fn a_relayed_node_without_configured_relays_finds_them_through_membership() {
+    let ca = Throwaway::new("test");
+    // A seed that is not a relay, and a relay that joins through it.
+    let mut c = config(&ca, "seed");
+    c.cluster = Some(fast_gossip(vec![]));
+    let seed = start(c).await;
+    let seeds = vec![seed.node.listen_addr()];
+    let relay = start(relay_config(&ca, "r1", seeds.clone())).await;
+    // Behind NAT, knowing only the seed.
+    let mut c = natted_config(&ca, "a1", seeds.clone());
+    c.relays = Vec::new();
+    let natted = start(c).await;
+    let mut c = natted_config(&ca, "b1", seeds);
+    c.relays = Vec::new();
+    let other = start(c).await;
+    for node in [&seed.node, &relay.node, &natted.node, &other.node] {
+        assert!(eventually(WITHIN, || sees_alive(node, 4)).await);
+    }
+    let cluster = seed.node.cluster().unwrap();
+    let a1 = natted.node.id();
+    assert!(
+        eventually(WITHIN, || async {
+            cluster.members().await.is_ok_and(|members| {
+                members.iter().any(|m| {
+                    m.node == a1
+                        && m.meta
+                            .as_ref()
+                            .is_some_and(|meta| meta.via == vec![relay.node.id()])
+                })
+            })
+        })
+        .await,
+        "a1 announces the relay it learned of"
+    );
+    let on_b = natted.node.remote::<Adder>(other.node.id(), "adder");
+    assert!(
+        eventually(WITHIN, || {
+            let on_b = on_b.clone();
+            async move {
+                on_b.send_timeout(Add { a: 1, b: 1 }, Duration::from_millis(500))
+                    .await
+                    .is_ok()
+            }
+        })
+        .await
+    );
+    let link = natted
+        .node
+        .peers()
+        .into_iter()
+        .find(|p| p.id == other.node.id())
+        .unwrap();
+    assert_eq!(link.via, Some(relay.node.id()));
+}
