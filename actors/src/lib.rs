@@ -91,6 +91,7 @@ mod directory;
 pub mod error;
 mod mesh;
 mod node;
+pub mod placement;
 mod remote;
 mod summary;
 

@@ -1,0 +1,715 @@
+//! Placement decisions as pure functions: which node an actor goes to, and
+//! where the bundles of a placement group go, given what each node offers
+//! and what is reserved on it already. No actor, clock or I/O: the
+//! placement supervisor (control plane) feeds them the head's view and
+//! applies the answer; tests call them directly.
+//!
+//! - [`place`] puts one request on one node by a [`Placement`] strategy.
+//! - [`place_group`] puts every bundle of a group, or none
+//!   ([`GroupStrategy`]: pack, spread, strict pack, strict spread).
+//! - A request no node could ever hold is [`PlacementError::Unschedulable`]
+//!   (never a silent wait); one that would fit an idle cluster but not what
+//!   is free now is [`PlacementError::NoCapacity`].
+//!
+//! Ties are broken by node id, so the same view always gives the same answer.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use swarm_protocol::gossip::meta::Resources;
+use swarm_protocol::NodeId;
+
+/// Amounts of resources: what a request needs, a node offers, or is reserved.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourceSet {
+    /// Logical CPUs.
+    pub cpus: f64,
+    /// Memory, bytes.
+    pub memory: u64,
+    /// GPUs.
+    pub gpus: u32,
+    /// Custom resources by name (`tpu`, ...).
+    pub custom: BTreeMap<String, f64>,
+}
+
+/// Slack for sums of fractional amounts (0.1 + 0.2 must fit in 0.3).
+const EPSILON: f64 = 1e-9;
+
+impl ResourceSet {
+    /// `cpus` CPUs and nothing else.
+    pub fn cpus(cpus: f64) -> Self {
+        Self {
+            cpus,
+            ..Self::default()
+        }
+    }
+
+    /// Adds `amount` of the custom resource `name`.
+    pub fn with(mut self, name: &str, amount: f64) -> Self {
+        *self.custom.entry(name.to_owned()).or_default() += amount;
+        self
+    }
+
+    /// Whether `self` fits in `available`.
+    pub fn fits_in(&self, available: &ResourceSet) -> bool {
+        self.cpus <= available.cpus + EPSILON
+            && self.memory <= available.memory
+            && self.gpus <= available.gpus
+            && self.custom.iter().all(|(name, amount)| {
+                *amount <= EPSILON
+                    || available
+                        .custom
+                        .get(name)
+                        .is_some_and(|have| *amount <= *have + EPSILON)
+            })
+    }
+
+    /// The first amount of `self` that does not fit in `available`, named
+    /// for an error message.
+    fn shortfall(&self, available: &ResourceSet) -> Option<String> {
+        if self.cpus > available.cpus + EPSILON {
+            return Some(format!("{} CPUs (at most {})", self.cpus, available.cpus));
+        }
+        if self.memory > available.memory {
+            return Some(format!(
+                "{} bytes of memory (at most {})",
+                self.memory, available.memory
+            ));
+        }
+        if self.gpus > available.gpus {
+            return Some(format!("{} GPUs (at most {})", self.gpus, available.gpus));
+        }
+        self.custom.iter().find_map(|(name, amount)| {
+            let have = available.custom.get(name).copied().unwrap_or(0.0);
+            (*amount > have + EPSILON).then(|| format!("{amount} {name} (at most {have})"))
+        })
+    }
+
+    /// `self + other`.
+    pub fn plus(&self, other: &ResourceSet) -> ResourceSet {
+        let mut sum = self.clone();
+        sum.cpus += other.cpus;
+        sum.memory = sum.memory.saturating_add(other.memory);
+        sum.gpus = sum.gpus.saturating_add(other.gpus);
+        for (name, amount) in &other.custom {
+            *sum.custom.entry(name.clone()).or_default() += amount;
+        }
+        sum
+    }
+
+    /// `self - other`, never below zero.
+    pub fn minus(&self, other: &ResourceSet) -> ResourceSet {
+        let mut rest = self.clone();
+        rest.cpus = (rest.cpus - other.cpus).max(0.0);
+        rest.memory = rest.memory.saturating_sub(other.memory);
+        rest.gpus = rest.gpus.saturating_sub(other.gpus);
+        for (name, amount) in &other.custom {
+            let have = rest.custom.entry(name.clone()).or_default();
+            *have = (*have - amount).max(0.0);
+        }
+        rest
+    }
+
+    /// A single number for "how full": the largest used fraction of any
+    /// resource the node has.
+    fn fullness(&self, total: &ResourceSet) -> f64 {
+        let fraction = |free: f64, total: f64| {
+            if total <= EPSILON {
+                0.0
+            } else {
+                1.0 - free / total
+            }
+        };
+        let mut worst = fraction(self.cpus, total.cpus)
+            .max(fraction(self.memory as f64, total.memory as f64))
+            .max(fraction(f64::from(self.gpus), f64::from(total.gpus)));
+        for (name, amount) in &total.custom {
+            let free = self.custom.get(name).copied().unwrap_or(0.0);
+            worst = worst.max(fraction(free, *amount));
+        }
+        worst
+    }
+}
+
+impl From<&Resources> for ResourceSet {
+    fn from(r: &Resources) -> Self {
+        Self {
+            cpus: r.cpus,
+            memory: r.memory,
+            gpus: r.gpus,
+            custom: r.custom.iter().cloned().collect(),
+        }
+    }
+}
+
+/// One node as placement sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeView {
+    /// The node.
+    pub node: NodeId,
+    /// What it offers in all.
+    pub total: ResourceSet,
+    /// What the head has reserved on it already.
+    pub reserved: ResourceSet,
+    /// Its labels (for [`Placement::Label`]).
+    pub labels: Vec<String>,
+    /// Placed actors on it now (for [`Placement::Spread`]).
+    pub placed: usize,
+    /// False while it drains, is suspect or down: nothing new goes there.
+    pub schedulable: bool,
+}
+
+impl NodeView {
+    fn free(&self) -> ResourceSet {
+        self.total.minus(&self.reserved)
+    }
+}
+
+/// Where one actor goes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Placement {
+    /// Fill nodes before using new ones (the fullest node that fits).
+    #[default]
+    Pack,
+    /// Even out: the node with the fewest placed actors that fits.
+    Spread,
+    /// On this node; `hard`: there or nowhere, else there if it fits.
+    Node {
+        /// The node.
+        node: NodeId,
+        /// Refuse rather than place elsewhere.
+        hard: bool,
+    },
+    /// On a node with this label; `hard`: only there.
+    Label {
+        /// The label.
+        label: String,
+        /// Refuse rather than place on a node without it.
+        hard: bool,
+    },
+}
+
+/// Where the bundles of a placement group go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum GroupStrategy {
+    /// As few nodes as possible.
+    #[default]
+    Pack,
+    /// As many nodes as possible.
+    Spread,
+    /// All bundles on one node, or none.
+    StrictPack,
+    /// Every bundle on a different node, or none.
+    StrictSpread,
+}
+
+/// Why a request was not placed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlacementError {
+    /// No node could ever hold it, even with nothing else placed.
+    #[error("unschedulable: {reason}")]
+    Unschedulable {
+        /// What does not fit, or which constraint no node meets.
+        reason: String,
+    },
+    /// A node could hold it, but not with what is free now.
+    #[error("no capacity now: {reason}")]
+    NoCapacity {
+        /// What is missing.
+        reason: String,
+    },
+}
+
+/// The node `request` goes to under `placement`.
+///
+/// # Errors
+///
+/// [`PlacementError::Unschedulable`] if no node that the strategy allows
+/// could ever hold it; [`PlacementError::NoCapacity`] if one could, but
+/// not now.
+pub fn place(
+    request: &ResourceSet,
+    placement: &Placement,
+    nodes: &[NodeView],
+) -> Result<NodeId, PlacementError> {
+    let allowed: Vec<&NodeView> = match placement {
+        Placement::Node { node, hard: true } => nodes.iter().filter(|n| n.node == *node).collect(),
+        Placement::Label { label, hard: true } => {
+            nodes.iter().filter(|n| n.labels.contains(label)).collect()
+        }
+        _ => nodes.iter().collect(),
+    };
+    if allowed.is_empty() {
+        return Err(PlacementError::Unschedulable {
+            reason: match placement {
+                Placement::Node { node, .. } => format!("node {} is not a member", node.short()),
+                Placement::Label { label, .. } => format!("no node has the label {label:?}"),
+                _ => "the cluster has no nodes".to_owned(),
+            },
+        });
+    }
+    check_feasible(request, &allowed)?;
+    let fits: Vec<&NodeView> = allowed
+        .iter()
+        .copied()
+        .filter(|n| n.schedulable && request.fits_in(&n.free()))
+        .collect();
+    let preferred: Vec<&NodeView> = match placement {
+        Placement::Node { node, hard: false } => {
+            fits.iter().copied().filter(|n| n.node == *node).collect()
+        }
+        Placement::Label { label, hard: false } => fits
+            .iter()
+            .copied()
+            .filter(|n| n.labels.contains(label))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let pool = if preferred.is_empty() {
+        fits
+    } else {
+        preferred
+    };
+    let chosen = match placement {
+        Placement::Spread => pool
+            .iter()
+            .min_by(|a, b| a.placed.cmp(&b.placed).then(a.node.cmp(&b.node))),
+        _ => pool.iter().max_by(|a, b| {
+            let after = |n: &NodeView| n.free().minus(request).fullness(&n.total);
+            after(a).total_cmp(&after(b)).then(b.node.cmp(&a.node))
+        }),
+    };
+    chosen
+        .map(|n| n.node)
+        .ok_or_else(|| PlacementError::NoCapacity {
+            reason: no_capacity(request, &allowed),
+        })
+}
+
+/// Unschedulable unless some allowed node could hold `request` when empty.
+fn check_feasible(request: &ResourceSet, allowed: &[&NodeView]) -> Result<(), PlacementError> {
+    if allowed.iter().any(|n| request.fits_in(&n.total)) {
+        return Ok(());
+    }
+    let largest = allowed
+        .iter()
+        .filter_map(|n| request.shortfall(&n.total))
+        .next()
+        .unwrap_or_default();
+    Err(PlacementError::Unschedulable {
+        reason: format!("no node can ever offer {largest}"),
+    })
+}
+
+fn no_capacity(request: &ResourceSet, allowed: &[&NodeView]) -> String {
+    let draining = allowed.iter().filter(|n| !n.schedulable).count();
+    let missing = allowed
+        .iter()
+        .filter(|n| n.schedulable)
+        .find_map(|n| request.shortfall(&n.free()))
+        .unwrap_or_else(|| "a schedulable node".to_owned());
+    if draining > 0 {
+        format!("needs {missing} free ({draining} node(s) take no new placements)")
+    } else {
+        format!("needs {missing} free")
+    }
+}
+
+/// The node of each bundle of a placement group, in bundle order: all of
+/// them, or an error and nothing.
+///
+/// # Errors
+///
+/// [`PlacementError::Unschedulable`] if the group could never be placed
+/// (a bundle larger than any node, a strict pack larger than any node, a
+/// strict spread over more bundles than nodes); [`PlacementError::NoCapacity`]
+/// if it could be on an idle cluster but not now.
+pub fn place_group(
+    bundles: &[ResourceSet],
+    strategy: GroupStrategy,
+    nodes: &[NodeView],
+) -> Result<Vec<NodeId>, PlacementError> {
+    if bundles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all: Vec<&NodeView> = nodes.iter().collect();
+    for bundle in bundles {
+        check_feasible(bundle, &all)?;
+    }
+    let sum = bundles
+        .iter()
+        .fold(ResourceSet::default(), |sum, b| sum.plus(b));
+    match strategy {
+        GroupStrategy::StrictPack => {
+            check_feasible(&sum, &all).map_err(|e| match e {
+                PlacementError::Unschedulable { reason } => PlacementError::Unschedulable {
+                    reason: format!("strict pack: {reason}"),
+                },
+                other => other,
+            })?;
+            let node = place(&sum, &Placement::Pack, nodes)?;
+            Ok(vec![node; bundles.len()])
+        }
+        GroupStrategy::StrictSpread | GroupStrategy::Spread => {
+            let strict = strategy == GroupStrategy::StrictSpread;
+            if strict && bundles.len() > nodes.len() {
+                return Err(PlacementError::Unschedulable {
+                    reason: format!(
+                        "strict spread of {} bundles over {} nodes",
+                        bundles.len(),
+                        nodes.len()
+                    ),
+                });
+            }
+            assign(bundles, nodes, |free, used, node| {
+                // Fewest bundles of this group first, then the emptiest node.
+                let uses = used.iter().filter(|u| **u == node.node).count();
+                if strict && uses > 0 {
+                    return None;
+                }
+                Some((uses, free.fullness(&node.total)))
+            })
+        }
+        GroupStrategy::Pack => {
+            if let Ok(node) = place(&sum, &Placement::Pack, nodes) {
+                return Ok(vec![node; bundles.len()]);
+            }
+            assign(bundles, nodes, |free, used, node| {
+                // Nodes already holding bundles of this group first, then the fullest.
+                let uses = used.iter().filter(|u| **u == node.node).count();
+                Some((usize::MAX - uses, -free.fullness(&node.total)))
+            })
+        }
+    }
+}
+
+/// Assigns bundles one by one (largest first) to the schedulable node that
+/// fits and scores lowest, updating a scratch copy of what is free; all or
+/// nothing.
+fn assign(
+    bundles: &[ResourceSet],
+    nodes: &[NodeView],
+    score: impl Fn(&ResourceSet, &[NodeId], &NodeView) -> Option<(usize, f64)>,
+) -> Result<Vec<NodeId>, PlacementError> {
+    let mut free: Vec<ResourceSet> = nodes.iter().map(NodeView::free).collect();
+    let mut order: Vec<usize> = (0..bundles.len()).collect();
+    let size = |b: &ResourceSet| (b.gpus, b.cpus, b.memory);
+    order.sort_by(|a, b| {
+        let (x, y) = (size(&bundles[*b]), size(&bundles[*a]));
+        x.0.cmp(&y.0).then(x.1.total_cmp(&y.1)).then(x.2.cmp(&y.2))
+    });
+    let mut chosen: Vec<Option<NodeId>> = vec![None; bundles.len()];
+    let mut used: Vec<NodeId> = Vec::new();
+    for i in order {
+        let bundle = &bundles[i];
+        let best = nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, n)| n.schedulable && bundle.fits_in(&free[*j]))
+            .filter_map(|(j, n)| score(&free[j], &used, n).map(|s| (s, j)))
+            .min_by(|((a1, a2), ja), ((b1, b2), jb)| {
+                a1.cmp(b1)
+                    .then(a2.total_cmp(b2))
+                    .then(nodes[*ja].node.cmp(&nodes[*jb].node))
+            });
+        let Some((_, j)) = best else {
+            return Err(PlacementError::NoCapacity {
+                reason: format!("bundle {i} of {} does not fit what is free", bundles.len()),
+            });
+        };
+        free[j] = free[j].minus(bundle);
+        used.push(nodes[j].node);
+        chosen[i] = Some(nodes[j].node);
+    }
+    Ok(chosen.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> NodeId {
+        NodeId::from_bytes([n; 16])
+    }
+
+    fn node(n: u8, cpus: f64, gpus: u32) -> NodeView {
+        NodeView {
+            node: id(n),
+            total: ResourceSet {
+                cpus,
+                memory: 16 << 30,
+                gpus,
+                custom: BTreeMap::new(),
+            },
+            reserved: ResourceSet::default(),
+            labels: Vec::new(),
+            placed: 0,
+            schedulable: true,
+        }
+    }
+
+    #[test]
+    fn resource_arithmetic_and_fit() {
+        let need = ResourceSet::cpus(0.1).plus(&ResourceSet::cpus(0.2));
+        assert!(need.fits_in(&ResourceSet::cpus(0.3)), "fractions add up");
+        let tpu = ResourceSet::cpus(1.0).with("tpu", 2.0);
+        assert!(!tpu.fits_in(&ResourceSet::cpus(4.0)));
+        assert!(tpu.fits_in(&ResourceSet::cpus(4.0).with("tpu", 2.0)));
+        let left = ResourceSet::cpus(4.0).with("tpu", 2.0).minus(&tpu);
+        assert_eq!(left, ResourceSet::cpus(3.0).with("tpu", 0.0));
+        assert_eq!(
+            ResourceSet::cpus(1.0).minus(&ResourceSet::cpus(5.0)).cpus,
+            0.0
+        );
+    }
+
+    #[test]
+    fn pack_fills_the_fullest_node_that_fits() {
+        let mut a = node(1, 8.0, 0);
+        a.reserved = ResourceSet::cpus(6.0);
+        let b = node(2, 8.0, 0);
+        assert_eq!(
+            place(
+                &ResourceSet::cpus(2.0),
+                &Placement::Pack,
+                &[a.clone(), b.clone()]
+            ),
+            Ok(id(1))
+        );
+        // Too much for a's remainder: b.
+        assert_eq!(
+            place(&ResourceSet::cpus(3.0), &Placement::Pack, &[a, b]),
+            Ok(id(2))
+        );
+    }
+
+    #[test]
+    fn spread_picks_the_node_with_fewest_actors() {
+        let mut a = node(1, 8.0, 0);
+        a.placed = 3;
+        let mut b = node(2, 8.0, 0);
+        b.placed = 1;
+        let c = node(3, 8.0, 0);
+        assert_eq!(
+            place(&ResourceSet::cpus(1.0), &Placement::Spread, &[a, b, c]),
+            Ok(id(3))
+        );
+    }
+
+    #[test]
+    fn node_affinity_hard_and_soft() {
+        let mut a = node(1, 2.0, 0);
+        a.reserved = ResourceSet::cpus(2.0);
+        let b = node(2, 8.0, 0);
+        let hard = Placement::Node {
+            node: id(1),
+            hard: true,
+        };
+        let soft = Placement::Node {
+            node: id(1),
+            hard: false,
+        };
+        let nodes = [a, b];
+        assert!(matches!(
+            place(&ResourceSet::cpus(1.0), &hard, &nodes),
+            Err(PlacementError::NoCapacity { .. })
+        ));
+        assert_eq!(place(&ResourceSet::cpus(1.0), &soft, &nodes), Ok(id(2)));
+        assert!(
+            matches!(
+                place(&ResourceSet::cpus(4.0), &hard, &nodes),
+                Err(PlacementError::Unschedulable { .. })
+            ),
+            "a hard node that can never fit it"
+        );
+        let gone = Placement::Node {
+            node: id(9),
+            hard: true,
+        };
+        assert!(matches!(
+            place(&ResourceSet::cpus(1.0), &gone, &nodes),
+            Err(PlacementError::Unschedulable { .. })
+        ));
+    }
+
+    #[test]
+    fn labels_hard_and_soft() {
+        let mut gpu = node(1, 4.0, 1);
+        gpu.labels.push("gpu-box".into());
+        let plain = node(2, 4.0, 0);
+        let nodes = [gpu, plain];
+        let hard = Placement::Label {
+            label: "gpu-box".into(),
+            hard: true,
+        };
+        assert_eq!(place(&ResourceSet::cpus(1.0), &hard, &nodes), Ok(id(1)));
+        let other = Placement::Label {
+            label: "tpu-box".into(),
+            hard: true,
+        };
+        assert!(matches!(
+            place(&ResourceSet::cpus(1.0), &other, &nodes),
+            Err(PlacementError::Unschedulable { .. })
+        ));
+        let soft = Placement::Label {
+            label: "tpu-box".into(),
+            hard: false,
+        };
+        assert!(place(&ResourceSet::cpus(1.0), &soft, &nodes).is_ok());
+    }
+
+    #[test]
+    fn infeasible_and_busy_are_told_apart() {
+        let mut a = node(1, 4.0, 1);
+        a.reserved = ResourceSet {
+            gpus: 1,
+            ..ResourceSet::default()
+        };
+        let nodes = [a];
+        let two_gpus = ResourceSet {
+            gpus: 2,
+            ..ResourceSet::default()
+        };
+        let err = place(&two_gpus, &Placement::Pack, &nodes).unwrap_err();
+        assert_eq!(
+            err,
+            PlacementError::Unschedulable {
+                reason: "no node can ever offer 2 GPUs (at most 1)".into()
+            }
+        );
+        let one_gpu = ResourceSet {
+            gpus: 1,
+            ..ResourceSet::default()
+        };
+        assert!(matches!(
+            place(&one_gpu, &Placement::Pack, &nodes),
+            Err(PlacementError::NoCapacity { .. })
+        ));
+        let tpu = ResourceSet::cpus(1.0).with("tpu", 1.0);
+        assert!(matches!(
+            place(&tpu, &Placement::Pack, &nodes),
+            Err(PlacementError::Unschedulable { .. })
+        ));
+    }
+
+    #[test]
+    fn draining_nodes_take_nothing_new() {
+        let mut a = node(1, 8.0, 0);
+        a.schedulable = false;
+        let err = place(&ResourceSet::cpus(1.0), &Placement::Pack, &[a.clone()]).unwrap_err();
+        assert!(matches!(err, PlacementError::NoCapacity { .. }), "{err}");
+        assert!(err.to_string().contains("take no new placements"), "{err}");
+        assert_eq!(
+            place(
+                &ResourceSet::cpus(1.0),
+                &Placement::Pack,
+                &[a, node(2, 1.0, 0)]
+            ),
+            Ok(id(2))
+        );
+    }
+
+    #[test]
+    fn groups_are_placed_whole_or_not_at_all() {
+        let nodes = [node(1, 4.0, 0), node(2, 4.0, 0), node(3, 4.0, 0)];
+        let two = vec![ResourceSet::cpus(2.0); 2];
+        // Pack: both on one node.
+        let packed = place_group(&two, GroupStrategy::Pack, &nodes).unwrap();
+        assert_eq!(packed[0], packed[1]);
+        // Spread and strict spread: different nodes.
+        for strategy in [GroupStrategy::Spread, GroupStrategy::StrictSpread] {
+            let spread = place_group(&two, strategy, &nodes).unwrap();
+            assert_ne!(spread[0], spread[1], "{strategy:?}");
+        }
+        // Strict pack of 6 CPUs: no node has 6.
+        let three = vec![ResourceSet::cpus(2.0); 3];
+        assert!(matches!(
+            place_group(&three, GroupStrategy::StrictPack, &nodes),
+            Err(PlacementError::Unschedulable { .. })
+        ));
+        // Pack falls back to as few nodes as it can: two here.
+        let packed = place_group(&three, GroupStrategy::Pack, &nodes).unwrap();
+        assert_eq!(packed.len(), 3);
+        let mut used = packed.clone();
+        used.sort();
+        used.dedup();
+        assert_eq!(used.len(), 2, "{packed:?}");
+        // Strict spread over more bundles than nodes.
+        let four = vec![ResourceSet::cpus(1.0); 4];
+        assert!(matches!(
+            place_group(&four, GroupStrategy::StrictSpread, &nodes),
+            Err(PlacementError::Unschedulable { .. })
+        ));
+        // Spread may reuse nodes when it must.
+        assert_eq!(
+            place_group(&four, GroupStrategy::Spread, &nodes)
+                .unwrap()
+                .len(),
+            4
+        );
+    }
+
+    #[test]
+    fn groups_prefer_empty_nodes_to_spread_and_full_ones_to_pack() {
+        let mut half = node(1, 8.0, 0);
+        half.reserved = ResourceSet::cpus(4.0);
+        let nodes = [half, node(2, 8.0, 0), node(3, 8.0, 0)];
+        let spread = place_group(
+            &vec![ResourceSet::cpus(1.0); 2],
+            GroupStrategy::Spread,
+            &nodes,
+        )
+        .unwrap();
+        assert!(
+            !spread.contains(&id(1)),
+            "spread avoids the busy node: {spread:?}"
+        );
+        // 4 + 4 + 4 CPUs fit no single node: pack starts on the busy one.
+        let packed = place_group(
+            &vec![ResourceSet::cpus(4.0); 3],
+            GroupStrategy::Pack,
+            &nodes,
+        )
+        .unwrap();
+        assert!(
+            packed.contains(&id(1)),
+            "pack fills the busy node first: {packed:?}"
+        );
+    }
+
+    #[test]
+    fn a_group_that_does_not_fit_now_reserves_nothing() {
+        let mut a = node(1, 4.0, 0);
+        a.reserved = ResourceSet::cpus(3.0);
+        let b = node(2, 4.0, 0);
+        let nodes = [a, b];
+        // 3 + 3 CPUs: only one bundle fits what is free.
+        let bundles = vec![ResourceSet::cpus(3.0); 2];
+        let err = place_group(&bundles, GroupStrategy::Spread, &nodes).unwrap_err();
+        assert!(matches!(err, PlacementError::NoCapacity { .. }), "{err}");
+        // The function is pure: the same view still places one bundle.
+        assert_eq!(
+            place(&ResourceSet::cpus(3.0), &Placement::Pack, &nodes),
+            Ok(id(2))
+        );
+    }
+
+    #[test]
+    fn answers_are_deterministic() {
+        let nodes = [node(3, 4.0, 0), node(1, 4.0, 0), node(2, 4.0, 0)];
+        let first = place(&ResourceSet::cpus(1.0), &Placement::Pack, &nodes);
+        for _ in 0..10 {
+            assert_eq!(
+                place(&ResourceSet::cpus(1.0), &Placement::Pack, &nodes),
+                first
+            );
+        }
+        assert_eq!(
+            place(&ResourceSet::cpus(1.0), &Placement::Spread, &nodes),
+            Ok(id(1))
+        );
+    }
+}
