@@ -94,6 +94,7 @@ mod node;
 pub mod placement;
 mod remote;
 mod summary;
+pub mod supervision;
 
 pub use cluster::{
     Cluster, ClusterConfig, ClusterEvent, ClusterEvents, GossipKeyOp, Instance, Keyed, Member,
