@@ -65,6 +65,13 @@ impl Directory {
         }
     }
 
+    /// Publishes `entry` under `name`, replacing what was there (a
+    /// supervised actor's next incarnation).
+    pub(crate) fn replace(&self, name: String, entry: Arc<dyn Dispatch>) {
+        self.inner.entries.insert(name, entry);
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Removes a registration; returns whether the name was registered.
     pub(crate) fn remove(&self, name: &str) -> bool {
         let removed = self.inner.entries.remove(name).is_some();

@@ -84,6 +84,11 @@ pub enum AskError {
     /// The target actor stopped before it answered.
     #[error("the target actor stopped before answering")]
     ActorStopped,
+    /// The target actor failed while it held the request (a handler
+    /// panicked); a supervised actor is restarted by its policy, and later
+    /// requests reach the new incarnation.
+    #[error("the target actor failed while handling the request")]
+    ActorFailed,
     /// The target node refused the request.
     #[error("refused: {reason}")]
     Refused {
@@ -112,6 +117,7 @@ impl From<RemoteError> for AskError {
             RemoteError::Decode { reason } => AskError::Decode { reason },
             RemoteError::Encode { reason } => AskError::Encode { reason },
             RemoteError::ActorStopped => AskError::ActorStopped,
+            RemoteError::ActorFailed => AskError::ActorFailed,
             RemoteError::Refused { reason } => AskError::Refused { reason },
             RemoteError::TooLarge { size, max } => AskError::TooLarge {
                 size: usize::try_from(size).unwrap_or(usize::MAX),

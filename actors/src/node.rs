@@ -28,6 +28,7 @@ use crate::directory::{Directory, Entry, RemoteActor};
 use crate::error::{ConnectError, DialError, ExposeError, StartError};
 use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
+use crate::supervision::{Restart, Supervised};
 
 /// The handle to a running node. Cheap to clone, usable from any thread.
 #[derive(Clone)]
@@ -229,6 +230,41 @@ impl Node {
         }
         let addr = A::start_in_arbiter(&self.arbiter, make);
         self.expose(name, addr)
+    }
+
+    /// Starts an actor under local supervision on the node's thread and
+    /// exposes it as `name`: `factory` builds each incarnation. When one
+    /// fails (a handler panics, or it stops without being asked to), the
+    /// request it held fails with `ActorFailed`, the node and its other
+    /// actors carry on, and a new incarnation (fresh state) is started
+    /// after the policy's backoff; past the policy's restarts the actor
+    /// is marked failed and unexposed.
+    ///
+    /// # Errors
+    ///
+    /// [`ExposeError::NameTaken`] if the name is registered already.
+    pub async fn supervise<A, F>(
+        &self,
+        name: impl Into<String>,
+        policy: Restart,
+        factory: F,
+    ) -> Result<Supervised, ExposeError>
+    where
+        A: RemoteActor,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        let name = name.into();
+        if self.mesh.directory().contains(&name) {
+            return Err(ExposeError::NameTaken { name });
+        }
+        Ok(crate::supervision::start(
+            self.mesh.directory().clone(),
+            &self.arbiter,
+            name,
+            policy,
+            factory,
+        )
+        .await)
     }
 
     /// Removes a registration; later messages to the name fail with

@@ -1,8 +1,14 @@
-//! Restart policies of supervised actors, and the pure bookkeeping that
-//! applies one: after each failure, restart after a backoff, or escalate
-//! once `max` restarts happened within `within` (the placement supervisor
-//! then re-places the actor or marks it failed). No clock of its own: the
-//! caller passes the time, so tests drive it directly.
+//! Local supervision: a supervised actor (`Node::supervise`) is started
+//! from a factory, and when it fails (a handler panics, or it stops
+//! without being asked to) it is started again by its restart policy, under
+//! the same name; only that actor is affected. The request it held fails
+//! with `ActorFailed`. Past `max` restarts within the window the failure
+//! escalates: the actor is marked failed and unexposed (the placement
+//! supervisor of the control plane will re-place it).
+//!
+//! [`RestartTracker`] is the pure bookkeeping of a policy: after each
+//! failure, restart after a backoff, or escalate. No clock of its own:
+//! the caller passes the time, so tests drive it directly.
 //!
 //! ```
 //! use std::time::Duration;
@@ -14,10 +20,15 @@
 //!     .backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5)));
 //! ```
 
+mod host;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub(crate) use host::start;
+pub use host::{Supervised, SupervisedState};
 
 /// How long to wait before each restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

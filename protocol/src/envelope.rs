@@ -132,6 +132,10 @@ pub enum RemoteError {
     /// The actor stopped before it handled the message.
     #[error("the remote actor stopped before answering")]
     ActorStopped,
+    /// The actor failed while it held the message (a handler panicked);
+    /// its supervisor restarts it by its policy.
+    #[error("the remote actor failed while handling the request")]
+    ActorFailed,
     /// The remote node refused the request (for example, it is shutting down).
     #[error("the remote node refused the request: {reason}")]
     Refused {

@@ -132,6 +132,9 @@ pub(crate) struct Entry<A: Actor> {
     addr: Addr<A>,
     /// Tag -> (tell, ask) functions, monomorphized per message type.
     handlers: HashMap<&'static str, (TellFn<A>, AskFn<A>)>,
+    /// Run by a supervisor: an actor that vanishes while holding a request
+    /// failed (it is restarted), rather than stopped.
+    supervised: bool,
 }
 
 impl<A: Actor<Context = Context<A>>> Entry<A> {
@@ -139,7 +142,14 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
         Self {
             addr,
             handlers: HashMap::new(),
+            supervised: false,
         }
+    }
+
+    /// Marks the entry as one of a supervised actor.
+    pub(crate) fn supervised(mut self) -> Self {
+        self.supervised = true;
+        self
     }
 
     /// An entry accepting `A`'s whole declared protocol.
@@ -176,7 +186,16 @@ impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
 
     fn ask(&self, _caller: &Caller, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError> {
         let (_, ask) = self.handler(tag)?;
-        ask(&self.addr, body)
+        let answer = ask(&self.addr, body)?;
+        if !self.supervised {
+            return Ok(answer);
+        }
+        Ok(Box::pin(async move {
+            answer.await.map_err(|e| match e {
+                RemoteError::ActorStopped => RemoteError::ActorFailed,
+                other => other,
+            })
+        }))
     }
 
     fn addr(&self) -> &dyn Any {

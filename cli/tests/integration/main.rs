@@ -13,4 +13,5 @@ mod oversize;
 mod processes;
 mod relay;
 mod stress;
+mod supervision;
 mod two_nodes;

@@ -1,0 +1,193 @@
+//! The supervisor of one actor: a task on the node's arbiter that starts
+//! each incarnation from the factory, publishes it under the actor's name,
+//! waits for it to end, and restarts it or gives up by the policy.
+//!
+//! An incarnation carries a guard future in its own context: the guard is
+//! dropped with the context (a panic drops it too), which tells the
+//! supervisor the incarnation ended; and it stops the actor when the
+//! supervisor asks.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use actix::{Actor, ActorContext, ActorFutureExt, ArbiterHandle, AsyncContext, Context};
+use tokio::sync::{oneshot, Notify};
+
+use super::{Decision, Restart, RestartTracker};
+use crate::directory::{Directory, Entry, RemoteActor};
+
+/// Where a supervised actor stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SupervisedState {
+    /// An incarnation is running.
+    Running,
+    /// The last incarnation failed; the next starts after the backoff.
+    Restarting,
+    /// Past its restarts: escalated, no longer exposed.
+    Failed,
+    /// Stopped on request.
+    Stopped,
+}
+
+/// The handle to a supervised actor. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervised {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    name: String,
+    restarts: AtomicU64,
+    state: Mutex<SupervisedState>,
+    stop: Notify,
+}
+
+impl Supervised {
+    /// The name it is exposed under.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Restarts since it was started.
+    pub fn restarts(&self) -> u64 {
+        self.shared.restarts.load(Ordering::Acquire)
+    }
+
+    /// Where it stands.
+    pub fn state(&self) -> SupervisedState {
+        *self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops it for good (it is not restarted) and unexposes its name.
+    pub fn stop(&self) {
+        self.shared.stop.notify_one();
+    }
+
+    fn set(&self, state: SupervisedState) {
+        *self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = state;
+    }
+}
+
+impl std::fmt::Debug for Supervised {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervised")
+            .field("name", &self.shared.name)
+            .field("state", &self.state())
+            .field("restarts", &self.restarts())
+            .finish()
+    }
+}
+
+/// Starts supervising `name` on `arbiter`: the first incarnation is
+/// published when this returns. The caller checked the name is free.
+pub(crate) async fn start<A, F>(
+    directory: Directory,
+    arbiter: &ArbiterHandle,
+    name: String,
+    policy: Restart,
+    factory: F,
+) -> Supervised
+where
+    A: RemoteActor + Actor<Context = Context<A>>,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    let handle = Supervised {
+        shared: Arc::new(Shared {
+            name,
+            restarts: AtomicU64::new(0),
+            state: Mutex::new(SupervisedState::Running),
+            stop: Notify::new(),
+        }),
+    };
+    let (started_tx, started_rx) = oneshot::channel::<()>();
+    let supervisor = handle.clone();
+    let factory = Arc::new(factory);
+    arbiter.spawn(async move {
+        let origin = Instant::now();
+        let mut tracker = RestartTracker::new(policy);
+        let mut started = Some(started_tx);
+        let name = supervisor.shared.name.clone();
+        loop {
+            let (ended, stop) = incarnate::<A, F>(&directory, &name, &factory);
+            supervisor.set(SupervisedState::Running);
+            if let Some(tx) = started.take() {
+                let _ = tx.send(());
+            }
+            tokio::select! {
+                _ = ended => {}
+                () = supervisor.shared.stop.notified() => {
+                    let _ = stop.send(());
+                    directory.remove(&name);
+                    supervisor.set(SupervisedState::Stopped);
+                    tracing::info!(actor = %name, "supervised actor stopped");
+                    return;
+                }
+            }
+            match tracker.on_failure(origin.elapsed()) {
+                Decision::RestartAfter(wait) => {
+                    supervisor.shared.restarts.fetch_add(1, Ordering::AcqRel);
+                    supervisor.set(SupervisedState::Restarting);
+                    tracing::warn!(actor = %name, ?wait, restarts = tracker.restarts(), "supervised actor failed; restarting");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = supervisor.shared.stop.notified() => {
+                            directory.remove(&name);
+                            supervisor.set(SupervisedState::Stopped);
+                            return;
+                        }
+                    }
+                }
+                Decision::Escalate => {
+                    directory.remove(&name);
+                    supervisor.set(SupervisedState::Failed);
+                    tracing::error!(actor = %name, restarts = tracker.restarts(), "supervised actor failed past its restart policy; escalated");
+                    return;
+                }
+            }
+        }
+    });
+    // Published once the arbiter ran the first start (an arbiter that
+    // stopped drops the sender: nothing to wait for then).
+    let _ = started_rx.await;
+    handle
+}
+
+/// Starts one incarnation and publishes it; returns what resolves when it
+/// ends, and what stops it.
+fn incarnate<A, F>(
+    directory: &Directory,
+    name: &str,
+    factory: &Arc<F>,
+) -> (oneshot::Receiver<()>, oneshot::Sender<()>)
+where
+    A: RemoteActor + Actor<Context = Context<A>>,
+    F: Fn() -> A + Send + Sync + 'static,
+{
+    let (alive, ended) = oneshot::channel::<()>();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let make = Arc::clone(factory);
+    let addr = A::create(move |ctx: &mut Context<A>| {
+        // Dropped with the context, however it ends; stops it on request.
+        let guard = async move {
+            let _alive = alive;
+            let _ = stopped.await;
+        };
+        ctx.spawn(actix::fut::wrap_future::<_, A>(guard).map(|(), _, ctx| ctx.stop()));
+        make()
+    });
+    directory.replace(
+        name.to_owned(),
+        Arc::new(Entry::declared(addr).supervised()),
+    );
+    (ended, stop)
+}

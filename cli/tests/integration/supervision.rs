@@ -1,0 +1,131 @@
+//! Local supervision: a handler that panics fails its actor alone; the
+//! request it held fails with `ActorFailed`, the node and its other actors
+//! carry on, and the actor is restarted by its policy until it escalates.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use swarm::supervision::{Backoff, Restart, SupervisedState};
+use swarm::AskError;
+use swarm_cli::demo::{Add, Adder};
+
+use crate::util::{cluster, eventually};
+
+/// Counts pokes; panics when asked to.
+#[derive(Default)]
+struct Fragile {
+    pokes: u64,
+}
+
+impl Actor for Fragile {
+    type Context = Context<Self>;
+}
+
+#[derive(Debug, Serialize, Deserialize, Message)]
+#[rtype(result = "u64")]
+struct Poke {
+    panic: bool,
+}
+
+swarm::remote_message!(Poke => "test.Poke");
+
+impl Handler<Poke> for Fragile {
+    type Result = u64;
+
+    fn handle(&mut self, msg: Poke, _: &mut Context<Self>) -> u64 {
+        assert!(!msg.panic, "a handler bug (this panic is on purpose)");
+        self.pokes += 1;
+        self.pokes
+    }
+}
+
+swarm::remote_actor!(Fragile: Poke);
+
+#[actix_rt::test]
+async fn a_panicking_handler_fails_its_actor_alone_and_it_restarts_until_it_escalates() {
+    let (_ca, nodes) = cluster(2).await;
+    let (host, client) = (&nodes[0].node, &nodes[1].node);
+    client.connect(host.listen_addr()).await.unwrap();
+    let policy = Restart::on_failure()
+        .max(2)
+        .within(Duration::from_secs(60))
+        .backoff(Backoff::exponential(
+            Duration::from_millis(10),
+            Duration::from_millis(50),
+        ));
+    let supervised = host
+        .supervise("fragile", policy, Fragile::default)
+        .await
+        .unwrap();
+    let fragile = client.remote::<Fragile>(host.id(), "fragile");
+    let neighbour = client.remote::<Adder>(host.id(), "adder");
+    assert_eq!(fragile.send(Poke { panic: false }).await.unwrap(), 1);
+    assert_eq!(fragile.send(Poke { panic: false }).await.unwrap(), 2);
+
+    for restart in 1..=2u64 {
+        // The ask that hits the panic fails with a typed error...
+        let err = fragile.send(Poke { panic: true }).await.unwrap_err();
+        assert_eq!(err, AskError::ActorFailed);
+        // ...the neighbour on the same node keeps answering...
+        assert_eq!(neighbour.send(Add { a: 2, b: 2 }).await.unwrap(), 4);
+        // ...and a new incarnation (fresh state) answers after the backoff.
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let fragile = fragile.clone();
+                async move { fragile.send(Poke { panic: false }).await == Ok(1) }
+            })
+            .await,
+            "restart {restart}"
+        );
+        assert_eq!(supervised.restarts(), restart);
+        assert_eq!(supervised.state(), SupervisedState::Running);
+    }
+    // A third failure within the window escalates: no more restarts.
+    let err = fragile.send(Poke { panic: true }).await.unwrap_err();
+    assert_eq!(err, AskError::ActorFailed);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            supervised.state() == SupervisedState::Failed
+        })
+        .await
+    );
+    assert!(matches!(
+        fragile.send(Poke { panic: false }).await,
+        Err(AskError::NoSuchActor { .. })
+    ));
+    assert_eq!(supervised.restarts(), 2);
+    // The node itself is fine.
+    assert_eq!(neighbour.send(Add { a: 1, b: 1 }).await.unwrap(), 2);
+}
+
+#[actix_rt::test]
+async fn a_supervised_actor_stops_on_request_and_is_not_restarted() {
+    let (_ca, nodes) = cluster(2).await;
+    let (host, client) = (&nodes[0].node, &nodes[1].node);
+    client.connect(host.listen_addr()).await.unwrap();
+    let supervised = host
+        .supervise("fragile", Restart::on_failure(), Fragile::default)
+        .await
+        .unwrap();
+    assert!(
+        host.supervise("fragile", Restart::never(), Fragile::default)
+            .await
+            .is_err(),
+        "the name is taken"
+    );
+    let fragile = client.remote::<Fragile>(host.id(), "fragile");
+    assert_eq!(fragile.send(Poke { panic: false }).await.unwrap(), 1);
+    supervised.stop();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            supervised.state() == SupervisedState::Stopped
+        })
+        .await
+    );
+    assert!(matches!(
+        fragile.send(Poke { panic: false }).await,
+        Err(AskError::NoSuchActor { .. })
+    ));
+    assert_eq!(supervised.restarts(), 0);
+}
