@@ -1,14 +1,14 @@
 //! The `Gossip` actor: drives a [`Membership`] from a UDP socket on the
 //! mesh port, seals and opens every datagram, arms its timers on the
 //! actor's context, and publishes membership changes as [`ClusterEvent`]s
-//! (the service table applies each one first).
+//! (the service table applies each one first). It has no children; if it
+//! stops (the node left), the `Cluster` handle's calls fail with `Stopped`.
 //!
 //! Datagrams to or from a node that UDP cannot reach (it is relayed, or
 //! this node is) travel over mesh links instead: on a link to it, or
 //! through a relay. Which members need that is known from their metadata
 //! (`via`) and from where their datagrams came from (a member whose
-//! datagrams arrived over the mesh is answered over the mesh). It has no children; if it
-//! stops (the node left), the `Cluster` handle's calls fail with `Stopped`.
+//! datagrams arrived over the mesh is answered over the mesh).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -118,7 +118,8 @@ pub struct Gossip {
 /// relay links (a changed set is gossiped at once).
 const VIA_REFRESH: Duration = Duration::from_secs(1);
 
-/// Mesh routes remembered before the oldest are forgotten.
+/// Mesh routes remembered; past that the list is cleared, and the next
+/// datagram of each member over the mesh puts it back.
 const MAX_MESH_ROUTES: usize = 4096;
 
 /// Datagrams that arrived over mesh links, as an actix stream.

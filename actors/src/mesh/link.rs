@@ -49,7 +49,7 @@ use reader::Reader;
 pub(super) enum Wire {
     /// A TCP connection to the peer.
     Tcp(TcpStream),
-    /// A circuit through a relay (the pipe of its end here).
+    /// A circuit through a relay (its end here).
     Circuit(super::relay::Circuit),
 }
 
