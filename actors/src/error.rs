@@ -315,6 +315,18 @@ pub enum StartError {
     },
 }
 
+/// Why [`Node::spawn_on`](crate::Node::spawn_on) did not start an actor.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteSpawnError {
+    /// The host refused it.
+    #[error("spawn refused: {0}")]
+    Refused(#[from] crate::supervision::SpawnError),
+    /// The request got no answer, or the host's node refused the caller.
+    #[error(transparent)]
+    Ask(#[from] AskError),
+}
+
 /// Why an actor could not be exposed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

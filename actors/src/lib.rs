@@ -105,7 +105,7 @@ pub use directory::dispatch::Protocol;
 pub use directory::{Accepts, RemoteActor, RemoteMessage, Wire};
 pub use error::{
     AskError, CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError,
-    HandshakeFailure, StartError, TellError, Unreachable,
+    HandshakeFailure, RemoteSpawnError, StartError, TellError, Unreachable,
 };
 pub use mesh::{Faults, MeshStats, PeerInfo};
 pub use node::Node;

@@ -17,7 +17,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix::{Addr, ArbiterHandle, Context};
+use actix::{Actor as _, Addr, ArbiterHandle, Context};
 use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 use tokio::net::TcpListener;
@@ -25,10 +25,13 @@ use tokio::net::TcpListener;
 use crate::cluster::{Cluster, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::directory::{Directory, Entry, RemoteActor};
+use crate::error::RemoteSpawnError;
 use crate::error::{ConnectError, DialError, ExposeError, StartError};
 use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
-use crate::supervision::{Restart, Supervised};
+use crate::supervision::{
+    Host, HostSpawn, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR, SPAWN_ROLES,
+};
 
 /// The handle to a running node. Cheap to clone, usable from any thread.
 #[derive(Clone)]
@@ -37,6 +40,8 @@ pub struct Node {
     cluster: Option<Cluster>,
     /// The arbiter the node's actors run on; [`Node::spawn`] starts actors there.
     arbiter: ArbiterHandle,
+    /// The actor types the cluster may start here.
+    types: Registry,
 }
 
 impl std::fmt::Debug for Node {
@@ -129,7 +134,18 @@ impl Node {
             mesh,
             cluster,
             arbiter: actix::Arbiter::current(),
+            types: Registry::default(),
         };
+        let host = Host::new(
+            node.types.clone(),
+            node.mesh.directory().clone(),
+            node.arbiter.clone(),
+        )
+        .start();
+        // Starting actors on request is for the control plane and operators.
+        let entry = std::sync::Arc::new(Entry::declared(host).requiring(SPAWN_ROLES));
+        let exposed = node.mesh.directory().insert(HOST_ACTOR.to_owned(), entry);
+        debug_assert!(exposed, "a new node's directory is empty");
         if let Some(cluster) = &node.cluster {
             bridge(node.mesh.clone(), cluster.clone());
             let exposed = node.expose(CLUSTER_ACTOR, cluster.agent());
@@ -265,6 +281,49 @@ impl Node {
             factory,
         )
         .await)
+    }
+
+    /// Registers an actor type the cluster may start on this node
+    /// ([`Node::spawn_on`], later the control plane); false if it was
+    /// registered already.
+    pub fn register<A: Spawnable>(&self) -> bool {
+        self.types.register::<A>()
+    }
+
+    /// Asks `node`'s host to start a registered type `A` as `name`, built
+    /// from `args`, under local supervision with `restart`; `epoch` is the
+    /// placement's fencing token ([`crate::supervision::Incarnation`]).
+    /// This node's certificate needs the `head` or `operator` role.
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteSpawnError::Refused`] with the host's [`SpawnError`]
+    /// (unknown type, arguments that do not decode, name taken), or
+    /// [`RemoteSpawnError::Ask`] if the request did not get an answer
+    /// (including `Refused` for a missing role).
+    pub async fn spawn_on<A: Spawnable>(
+        &self,
+        node: NodeId,
+        name: impl Into<String>,
+        args: &A::Args,
+        epoch: u64,
+        restart: Restart,
+    ) -> Result<RemoteAddr<A>, RemoteSpawnError> {
+        let name = name.into();
+        let args = rmp_serde::to_vec_named(args).map_err(|e| SpawnError::Encode {
+            reason: e.to_string(),
+        })?;
+        let request = HostSpawn {
+            type_name: A::TYPE.to_owned(),
+            name: name.clone(),
+            args,
+            epoch,
+            restart,
+        };
+        self.remote::<Host>(node, HOST_ACTOR)
+            .send(request)
+            .await??;
+        Ok(self.remote(node, &name))
     }
 
     /// Removes a registration; later messages to the name fail with

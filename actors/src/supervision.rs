@@ -21,6 +21,7 @@
 //! ```
 
 mod host;
+mod spawn;
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -29,6 +30,8 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
+pub(crate) use spawn::Registry;
+pub use spawn::{Host, HostSpawn, Incarnation, SpawnError, Spawnable, HOST_ACTOR, SPAWN_ROLES};
 
 /// How long to wait before each restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

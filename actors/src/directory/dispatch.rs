@@ -135,6 +135,8 @@ pub(crate) struct Entry<A: Actor> {
     /// Run by a supervisor: an actor that vanishes while holding a request
     /// failed (it is restarted), rather than stopped.
     supervised: bool,
+    /// Remote callers need one of these certificate roles (none: anyone).
+    roles: &'static [&'static str],
 }
 
 impl<A: Actor<Context = Context<A>>> Entry<A> {
@@ -143,7 +145,14 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
             addr,
             handlers: HashMap::new(),
             supervised: false,
+            roles: &[],
         }
+    }
+
+    /// Lets only remote callers with one of `roles` reach the actor.
+    pub(crate) fn requiring(mut self, roles: &'static [&'static str]) -> Self {
+        self.roles = roles;
+        self
     }
 
     /// Marks the entry as one of a supervised actor.
@@ -176,15 +185,17 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
 impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
     fn tell(
         &self,
-        _caller: &Caller,
+        caller: &Caller,
         tag: &str,
         body: &[u8],
     ) -> Result<Option<TellFuture>, RemoteError> {
+        self.allow(caller)?;
         let (tell, _) = self.handler(tag)?;
         tell(&self.addr, body)
     }
 
-    fn ask(&self, _caller: &Caller, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError> {
+    fn ask(&self, caller: &Caller, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError> {
+        self.allow(caller)?;
         let (_, ask) = self.handler(tag)?;
         let answer = ask(&self.addr, body)?;
         if !self.supervised {
@@ -204,6 +215,22 @@ impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
 }
 
 impl<A: Actor> Entry<A> {
+    /// Refuses a caller without a required role.
+    fn allow(&self, caller: &Caller) -> Result<(), RemoteError> {
+        if self.roles.is_empty()
+            || caller
+                .roles
+                .iter()
+                .any(|r| self.roles.contains(&r.as_str()))
+        {
+            return Ok(());
+        }
+        tracing::warn!(peer = %caller.node.short(), roles = ?caller.roles, "request refused: role required");
+        Err(RemoteError::Refused {
+            reason: format!("requires one of the roles {:?}", self.roles),
+        })
+    }
+
     fn handler(&self, tag: &str) -> Result<(TellFn<A>, AskFn<A>), RemoteError> {
         self.handlers
             .get(tag)

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use swarm::supervision::{Backoff, Restart, SupervisedState};
-use swarm::AskError;
+use swarm::supervision::{
+    Backoff, Host, HostSpawn, Incarnation, Restart, SpawnError, Spawnable, SupervisedState,
+    HOST_ACTOR,
+};
+use swarm::{AskError, RemoteSpawnError};
 use swarm_cli::demo::{Add, Adder};
 
 use crate::util::{cluster, eventually};
@@ -128,4 +131,174 @@ async fn a_supervised_actor_stops_on_request_and_is_not_restarted() {
         Err(AskError::NoSuchActor { .. })
     ));
     assert_eq!(supervised.restarts(), 0);
+}
+
+/// A registered type: a counter that starts at its argument and knows its epoch.
+struct Tally {
+    count: u64,
+    epoch: u64,
+}
+
+impl Actor for Tally {
+    type Context = Context<Self>;
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TallyArgs {
+    start: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize, Message)]
+#[rtype(result = "(u64, u64)")]
+struct Next;
+
+swarm::remote_message!(Next => "test.Next");
+
+impl Handler<Next> for Tally {
+    type Result = MessageResult<Next>;
+
+    fn handle(&mut self, _: Next, _: &mut Context<Self>) -> Self::Result {
+        self.count += 1;
+        MessageResult((self.count, self.epoch))
+    }
+}
+
+swarm::remote_actor!(Tally: Next);
+
+impl Spawnable for Tally {
+    const TYPE: &'static str = "test.Tally";
+    type Args = TallyArgs;
+
+    fn build(args: &TallyArgs, incarnation: &Incarnation) -> Self {
+        Tally {
+            count: args.start,
+            epoch: incarnation.epoch,
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_head_starts_a_registered_type_on_another_node_and_bad_requests_are_refused() {
+    let (ca, nodes) = cluster(1).await;
+    let host = &nodes[0].node;
+    assert!(host.register::<Tally>());
+    assert!(!host.register::<Tally>(), "registered once");
+    let head = crate::util::start(crate::util::config_with_roles(&ca, "head-1", &["head"])).await;
+    let head = &head.node;
+    head.connect(host.listen_addr()).await.unwrap();
+
+    let tally = head
+        .spawn_on::<Tally>(
+            host.id(),
+            "tally",
+            &TallyArgs { start: 41 },
+            7,
+            Restart::on_failure(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tally.send(Next).await.unwrap(),
+        (42, 7),
+        "built from its args, with its epoch"
+    );
+
+    // The name is taken now.
+    let err = head
+        .spawn_on::<Tally>(
+            host.id(),
+            "tally",
+            &TallyArgs { start: 0 },
+            8,
+            Restart::never(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RemoteSpawnError::Refused(SpawnError::NameTaken {
+            name: "tally".into()
+        })
+    );
+    // A type the node does not know.
+    let err = head
+        .spawn_on::<Fragile2>(host.id(), "f", &(), 1, Restart::never())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RemoteSpawnError::Refused(SpawnError::UnknownType {
+            type_name: "test.Fragile2".into()
+        })
+    );
+    // Arguments that do not decode.
+    let bad = HostSpawn {
+        type_name: "test.Tally".into(),
+        name: "tally-2".into(),
+        args: vec![0xc1],
+        epoch: 1,
+        restart: Restart::never(),
+    };
+    let reply = head
+        .remote::<Host>(host.id(), HOST_ACTOR)
+        .send(bad)
+        .await
+        .unwrap();
+    assert!(
+        matches!(reply, Err(SpawnError::BadArgs { .. })),
+        "{reply:?}"
+    );
+    // A worker's certificate may not start actors.
+    let err = {
+        let w = crate::util::start(crate::util::config_with_roles(&ca, "w-2", &["worker"])).await;
+        w.node.connect(host.listen_addr()).await.unwrap();
+        w.node
+            .spawn_on::<Tally>(
+                host.id(),
+                "tally-3",
+                &TallyArgs { start: 0 },
+                1,
+                Restart::never(),
+            )
+            .await
+            .unwrap_err()
+    };
+    assert!(
+        matches!(&err, RemoteSpawnError::Ask(AskError::Refused { reason }) if reason.contains("head")),
+        "{err:?}"
+    );
+    assert!(
+        matches!(
+            head.remote::<Tally>(host.id(), "tally-3").send(Next).await,
+            Err(AskError::NoSuchActor { .. })
+        ),
+        "nothing was started"
+    );
+}
+
+/// A type nobody registered.
+#[derive(Default)]
+struct Fragile2;
+
+impl Actor for Fragile2 {
+    type Context = Context<Self>;
+}
+
+impl Handler<Next> for Fragile2 {
+    type Result = MessageResult<Next>;
+
+    fn handle(&mut self, _: Next, _: &mut Context<Self>) -> Self::Result {
+        MessageResult((0, 0))
+    }
+}
+
+swarm::remote_actor!(Fragile2: Next);
+
+impl Spawnable for Fragile2 {
+    const TYPE: &'static str = "test.Fragile2";
+    type Args = ();
+
+    fn build(_: &(), _: &Incarnation) -> Self {
+        Fragile2
+    }
 }

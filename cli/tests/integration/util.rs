@@ -23,7 +23,12 @@ impl TestNode {
 
 /// A mesh configuration on 127.0.0.1:0 with short test timers.
 pub fn config(ca: &Throwaway, name: &str) -> MeshConfig {
-    let mut config = MeshConfig::new("127.0.0.1:0".parse().unwrap(), ca.node(name, &["worker"]));
+    config_with_roles(ca, name, &["worker"])
+}
+
+/// As [`config`], with these certificate roles.
+pub fn config_with_roles(ca: &Throwaway, name: &str, roles: &[&str]) -> MeshConfig {
+    let mut config = MeshConfig::new("127.0.0.1:0".parse().unwrap(), ca.node(name, roles));
     config.ask_timeout = Duration::from_secs(5);
     config
 }
