@@ -137,10 +137,24 @@ pub(super) async fn on_frame(
         RelayOp::Data => {
             let key = (frame.origin, frame.circuit);
             match mesh.circuits.downlink(key, from) {
+                Some(_) if frame.body.len() > circuit::MAX_DATA => {
+                    // Larger than any end sends: the circuit is broken.
+                    mesh.counters.relay_refused();
+                    mesh.circuits.remove(key, Some(from));
+                    let _ = link.try_send(close_frame(
+                        frame.origin,
+                        mesh.id,
+                        frame.circuit,
+                        RelayRefusal::Forged,
+                    ));
+                }
                 Some(down) => {
-                    // Waits when the circuit's reader is behind: the relay
-                    // link then stops reading too (backpressure).
-                    let _ = down.send(frame.body.to_vec()).await;
+                    // Waits when the circuit's reader, or all of them
+                    // together, are behind: the relay link then stops being
+                    // read too (backpressure).
+                    if let Some(permit) = mesh.circuits.reserve(frame.body.len()).await {
+                        let _ = down.send((frame.body.to_vec(), permit)).await;
+                    }
                 }
                 None if mesh.circuits.closed_lately(key) => {}
                 None => {

@@ -36,10 +36,20 @@ use crate::mesh::Shared;
 /// Noise message of the relay link, which the relay and the far end read
 /// in place instead of reassembling it from chunks.
 const CHUNK: usize = swarm_protocol::record::MAX_RECORD - 128;
-/// Data frames from the relay queued for the link's reader.
+/// Data frames from the relay queued for one circuit's link reader.
 const DOWN_QUEUE: usize = 64;
+/// Bytes of Data frames queued for all circuits ending here together: a
+/// relay that floods circuits nobody reads waits (its link stops being
+/// read) instead of growing memory.
+const DOWN_BUDGET: usize = 32 << 20;
+/// The largest Data frame body accepted (what a well-behaved end sends).
+pub(super) const MAX_DATA: usize = CHUNK;
 /// Circuits ending at one node at once; more Opens are refused.
-const MAX_ENDS: usize = 4096;
+const MAX_ENDS: usize = 1024;
+
+/// A Data frame queued for a circuit's reader, holding its share of the
+/// budget until it is read.
+pub(super) type Queued = (Vec<u8>, tokio::sync::OwnedSemaphorePermit);
 
 /// A circuit, named from this end: the other endpoint and the circuit id.
 pub(in crate::mesh) type EndKey = (NodeId, CircuitId);
@@ -52,11 +62,10 @@ struct End {
     /// flight on it are lost, so the circuit ends with it.
     link: u64,
     /// Feeds the link's reader; dropped, the reader sees the end of the stream.
-    down: mpsc::Sender<Vec<u8>>,
+    down: mpsc::Sender<Queued>,
 }
 
 /// The circuits ending at this node.
-#[derive(Default)]
 pub(in crate::mesh) struct CircuitEnds {
     ends: Mutex<HashMap<EndKey, End>>,
     next: AtomicU64,
@@ -66,6 +75,20 @@ pub(in crate::mesh) struct CircuitEnds {
     /// Circuits closed lately: frames still in flight for them are
     /// dropped quietly instead of counted as forged.
     closed: Mutex<std::collections::VecDeque<EndKey>>,
+    /// Bytes that Data frames queued for readers may take, all circuits together.
+    budget: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for CircuitEnds {
+    fn default() -> Self {
+        Self {
+            ends: Mutex::default(),
+            next: AtomicU64::default(),
+            refusals: Mutex::default(),
+            closed: Mutex::default(),
+            budget: Arc::new(tokio::sync::Semaphore::new(DOWN_BUDGET)),
+        }
+    }
 }
 
 /// Closed circuits remembered.
@@ -84,8 +107,14 @@ impl CircuitEnds {
         self.lock().len()
     }
 
+    /// Takes the budget for a Data frame of `len` bytes, waiting for room.
+    pub(super) async fn reserve(&self, len: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permits = u32::try_from(len.max(1)).ok()?;
+        Arc::clone(&self.budget).acquire_many_owned(permits).await.ok()
+    }
+
     /// The down queue of a circuit, if it runs through `relay`.
-    pub(super) fn downlink(&self, key: EndKey, relay: NodeId) -> Option<mpsc::Sender<Vec<u8>>> {
+    pub(super) fn downlink(&self, key: EndKey, relay: NodeId) -> Option<mpsc::Sender<Queued>> {
         self.lock()
             .get(&key)
             .filter(|end| end.relay == relay)
@@ -177,6 +206,7 @@ impl CircuitEnds {
                 queue,
                 chunk: Vec::new(),
                 at: 0,
+                permit: None,
             },
             write: CircuitWrite {
                 relay: relay.clone(),
@@ -212,10 +242,12 @@ impl Circuit {
 
 /// The reading half: Data frames from the relay, in order.
 pub(in crate::mesh) struct CircuitRead {
-    queue: mpsc::Receiver<Vec<u8>>,
+    queue: mpsc::Receiver<Queued>,
     /// The frame being read, and how far.
     chunk: Vec<u8>,
     at: usize,
+    /// Its share of the budget.
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// A write waiting for room on the relay link.
@@ -246,8 +278,10 @@ impl AsyncRead for CircuitRead {
         let this = self.get_mut();
         if this.at >= this.chunk.len() {
             match ready!(this.queue.poll_recv(cx)) {
-                Some(chunk) => {
+                Some((chunk, permit)) => {
+                    // The previous frame's budget returns as this one is taken.
                     this.chunk = chunk;
+                    this.permit = Some(permit);
                     this.at = 0;
                 }
                 // The circuit was closed: the end of the stream.

@@ -23,8 +23,9 @@ use crate::mesh::Shared;
 
 /// Circuits one endpoint may hold through this relay at once.
 const MAX_PER_ENDPOINT: usize = 1024;
-/// Bytes of frames held for a circuit whose destination is being dialed.
-const MAX_HELD_BYTES: usize = 256 * 1024;
+/// Bytes of frames held for a circuit whose destination is being dialed
+/// (the opener's first handshake message fits many times over).
+const MAX_HELD_BYTES: usize = 16 * 1024;
 /// Closed circuits remembered, so frames still in flight for them are
 /// dropped quietly instead of refused as forged.
 const RECENTLY_CLOSED: usize = 1024;
