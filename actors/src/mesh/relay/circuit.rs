@@ -110,7 +110,10 @@ impl CircuitEnds {
     /// Takes the budget for a Data frame of `len` bytes, waiting for room.
     pub(super) async fn reserve(&self, len: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let permits = u32::try_from(len.max(1)).ok()?;
-        Arc::clone(&self.budget).acquire_many_owned(permits).await.ok()
+        Arc::clone(&self.budget)
+            .acquire_many_owned(permits)
+            .await
+            .ok()
     }
 
     /// The down queue of a circuit, if it runs through `relay`.
