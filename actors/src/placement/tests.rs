@@ -1,0 +1,284 @@
+//! Unit tests of the placement functions.
+use super::*;
+
+fn id(n: u8) -> NodeId {
+    NodeId::from_bytes([n; 16])
+}
+
+fn node(n: u8, cpus: f64, gpus: u32) -> NodeView {
+    NodeView {
+        node: id(n),
+        total: ResourceSet {
+            cpus,
+            memory: 16 << 30,
+            gpus,
+            custom: BTreeMap::new(),
+        },
+        reserved: ResourceSet::default(),
+        labels: Vec::new(),
+        placed: 0,
+        schedulable: true,
+    }
+}
+
+#[test]
+fn resource_arithmetic_and_fit() {
+    let need = ResourceSet::cpus(0.1).plus(&ResourceSet::cpus(0.2));
+    assert!(need.fits_in(&ResourceSet::cpus(0.3)), "fractions add up");
+    let tpu = ResourceSet::cpus(1.0).with("tpu", 2.0);
+    assert!(!tpu.fits_in(&ResourceSet::cpus(4.0)));
+    assert!(tpu.fits_in(&ResourceSet::cpus(4.0).with("tpu", 2.0)));
+    let left = ResourceSet::cpus(4.0).with("tpu", 2.0).minus(&tpu);
+    assert_eq!(left, ResourceSet::cpus(3.0).with("tpu", 0.0));
+    assert_eq!(
+        ResourceSet::cpus(1.0).minus(&ResourceSet::cpus(5.0)).cpus,
+        0.0
+    );
+}
+
+#[test]
+fn pack_fills_the_fullest_node_that_fits() {
+    let mut a = node(1, 8.0, 0);
+    a.reserved = ResourceSet::cpus(6.0);
+    let b = node(2, 8.0, 0);
+    assert_eq!(
+        place(
+            &ResourceSet::cpus(2.0),
+            &Placement::Pack,
+            &[a.clone(), b.clone()]
+        ),
+        Ok(id(1))
+    );
+    // Too much for a's remainder: b.
+    assert_eq!(
+        place(&ResourceSet::cpus(3.0), &Placement::Pack, &[a, b]),
+        Ok(id(2))
+    );
+}
+
+#[test]
+fn spread_picks_the_node_with_fewest_actors() {
+    let mut a = node(1, 8.0, 0);
+    a.placed = 3;
+    let mut b = node(2, 8.0, 0);
+    b.placed = 1;
+    let c = node(3, 8.0, 0);
+    assert_eq!(
+        place(&ResourceSet::cpus(1.0), &Placement::Spread, &[a, b, c]),
+        Ok(id(3))
+    );
+}
+
+#[test]
+fn node_affinity_hard_and_soft() {
+    let mut a = node(1, 2.0, 0);
+    a.reserved = ResourceSet::cpus(2.0);
+    let b = node(2, 8.0, 0);
+    let hard = Placement::Node {
+        node: id(1),
+        hard: true,
+    };
+    let soft = Placement::Node {
+        node: id(1),
+        hard: false,
+    };
+    let nodes = [a, b];
+    assert!(matches!(
+        place(&ResourceSet::cpus(1.0), &hard, &nodes),
+        Err(PlacementError::NoCapacity { .. })
+    ));
+    assert_eq!(place(&ResourceSet::cpus(1.0), &soft, &nodes), Ok(id(2)));
+    assert!(
+        matches!(
+            place(&ResourceSet::cpus(4.0), &hard, &nodes),
+            Err(PlacementError::Unschedulable { .. })
+        ),
+        "a hard node that can never fit it"
+    );
+    let gone = Placement::Node {
+        node: id(9),
+        hard: true,
+    };
+    assert!(matches!(
+        place(&ResourceSet::cpus(1.0), &gone, &nodes),
+        Err(PlacementError::Unschedulable { .. })
+    ));
+}
+
+#[test]
+fn labels_hard_and_soft() {
+    let mut gpu = node(1, 4.0, 1);
+    gpu.labels.push("gpu-box".into());
+    let plain = node(2, 4.0, 0);
+    let nodes = [gpu, plain];
+    let hard = Placement::Label {
+        label: "gpu-box".into(),
+        hard: true,
+    };
+    assert_eq!(place(&ResourceSet::cpus(1.0), &hard, &nodes), Ok(id(1)));
+    let other = Placement::Label {
+        label: "tpu-box".into(),
+        hard: true,
+    };
+    assert!(matches!(
+        place(&ResourceSet::cpus(1.0), &other, &nodes),
+        Err(PlacementError::Unschedulable { .. })
+    ));
+    let soft = Placement::Label {
+        label: "tpu-box".into(),
+        hard: false,
+    };
+    assert!(place(&ResourceSet::cpus(1.0), &soft, &nodes).is_ok());
+}
+
+#[test]
+fn infeasible_and_busy_are_told_apart() {
+    let mut a = node(1, 4.0, 1);
+    a.reserved = ResourceSet {
+        gpus: 1,
+        ..ResourceSet::default()
+    };
+    let nodes = [a];
+    let two_gpus = ResourceSet {
+        gpus: 2,
+        ..ResourceSet::default()
+    };
+    let err = place(&two_gpus, &Placement::Pack, &nodes).unwrap_err();
+    assert_eq!(
+        err,
+        PlacementError::Unschedulable {
+            reason: "no node can ever offer 2 GPUs (at most 1)".into()
+        }
+    );
+    let one_gpu = ResourceSet {
+        gpus: 1,
+        ..ResourceSet::default()
+    };
+    assert!(matches!(
+        place(&one_gpu, &Placement::Pack, &nodes),
+        Err(PlacementError::NoCapacity { .. })
+    ));
+    let tpu = ResourceSet::cpus(1.0).with("tpu", 1.0);
+    assert!(matches!(
+        place(&tpu, &Placement::Pack, &nodes),
+        Err(PlacementError::Unschedulable { .. })
+    ));
+}
+
+#[test]
+fn draining_nodes_take_nothing_new() {
+    let mut a = node(1, 8.0, 0);
+    a.schedulable = false;
+    let err = place(&ResourceSet::cpus(1.0), &Placement::Pack, &[a.clone()]).unwrap_err();
+    assert!(matches!(err, PlacementError::NoCapacity { .. }), "{err}");
+    assert!(err.to_string().contains("take no new placements"), "{err}");
+    assert_eq!(
+        place(
+            &ResourceSet::cpus(1.0),
+            &Placement::Pack,
+            &[a, node(2, 1.0, 0)]
+        ),
+        Ok(id(2))
+    );
+}
+
+#[test]
+fn groups_are_placed_whole_or_not_at_all() {
+    let nodes = [node(1, 4.0, 0), node(2, 4.0, 0), node(3, 4.0, 0)];
+    let two = vec![ResourceSet::cpus(2.0); 2];
+    // Pack: both on one node.
+    let packed = place_group(&two, GroupStrategy::Pack, &nodes).unwrap();
+    assert_eq!(packed[0], packed[1]);
+    // Spread and strict spread: different nodes.
+    for strategy in [GroupStrategy::Spread, GroupStrategy::StrictSpread] {
+        let spread = place_group(&two, strategy, &nodes).unwrap();
+        assert_ne!(spread[0], spread[1], "{strategy:?}");
+    }
+    // Strict pack of 6 CPUs: no node has 6.
+    let three = vec![ResourceSet::cpus(2.0); 3];
+    assert!(matches!(
+        place_group(&three, GroupStrategy::StrictPack, &nodes),
+        Err(PlacementError::Unschedulable { .. })
+    ));
+    // Pack falls back to as few nodes as it can: two here.
+    let packed = place_group(&three, GroupStrategy::Pack, &nodes).unwrap();
+    assert_eq!(packed.len(), 3);
+    let mut used = packed.clone();
+    used.sort();
+    used.dedup();
+    assert_eq!(used.len(), 2, "{packed:?}");
+    // Strict spread over more bundles than nodes.
+    let four = vec![ResourceSet::cpus(1.0); 4];
+    assert!(matches!(
+        place_group(&four, GroupStrategy::StrictSpread, &nodes),
+        Err(PlacementError::Unschedulable { .. })
+    ));
+    // Spread may reuse nodes when it must.
+    assert_eq!(
+        place_group(&four, GroupStrategy::Spread, &nodes)
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[test]
+fn groups_prefer_empty_nodes_to_spread_and_full_ones_to_pack() {
+    let mut half = node(1, 8.0, 0);
+    half.reserved = ResourceSet::cpus(4.0);
+    let nodes = [half, node(2, 8.0, 0), node(3, 8.0, 0)];
+    let spread = place_group(
+        &vec![ResourceSet::cpus(1.0); 2],
+        GroupStrategy::Spread,
+        &nodes,
+    )
+    .unwrap();
+    assert!(
+        !spread.contains(&id(1)),
+        "spread avoids the busy node: {spread:?}"
+    );
+    // 4 + 4 + 4 CPUs fit no single node: pack starts on the busy one.
+    let packed = place_group(
+        &vec![ResourceSet::cpus(4.0); 3],
+        GroupStrategy::Pack,
+        &nodes,
+    )
+    .unwrap();
+    assert!(
+        packed.contains(&id(1)),
+        "pack fills the busy node first: {packed:?}"
+    );
+}
+
+#[test]
+fn a_group_that_does_not_fit_now_reserves_nothing() {
+    let mut a = node(1, 4.0, 0);
+    a.reserved = ResourceSet::cpus(3.0);
+    let b = node(2, 4.0, 0);
+    let nodes = [a, b];
+    // 3 + 3 CPUs: only one bundle fits what is free.
+    let bundles = vec![ResourceSet::cpus(3.0); 2];
+    let err = place_group(&bundles, GroupStrategy::Spread, &nodes).unwrap_err();
+    assert!(matches!(err, PlacementError::NoCapacity { .. }), "{err}");
+    // The function is pure: the same view still places one bundle.
+    assert_eq!(
+        place(&ResourceSet::cpus(3.0), &Placement::Pack, &nodes),
+        Ok(id(2))
+    );
+}
+
+#[test]
+fn answers_are_deterministic() {
+    let nodes = [node(3, 4.0, 0), node(1, 4.0, 0), node(2, 4.0, 0)];
+    let first = place(&ResourceSet::cpus(1.0), &Placement::Pack, &nodes);
+    for _ in 0..10 {
+        assert_eq!(
+            place(&ResourceSet::cpus(1.0), &Placement::Pack, &nodes),
+            first
+        );
+    }
+    assert_eq!(
+        place(&ResourceSet::cpus(1.0), &Placement::Spread, &nodes),
+        Ok(id(1))
+    );
+}
