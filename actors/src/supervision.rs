@@ -31,7 +31,10 @@ use serde::{Deserialize, Serialize};
 pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
 pub(crate) use spawn::Registry;
-pub use spawn::{Host, HostSpawn, Incarnation, SpawnError, Spawnable, HOST_ACTOR, SPAWN_ROLES};
+pub use spawn::{
+    ActorRow, Host, HostSpawn, Incarnation, ListActors, SpawnError, Spawnable, HOST_ACTOR,
+    SPAWN_ROLES,
+};
 
 /// How long to wait before each restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -54,6 +54,19 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List the actors a node's host started on request: name, type,
+    /// state, restarts, epoch (needs an operator or head certificate).
+    Actors {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// The node to ask (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the services a node knows, with their live instances.
     Services {
         /// A configuration with an identity of the cluster (an operator certificate).
@@ -338,6 +351,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         ),
         Command::Members { config, node, json } => cluster::members(&config, node, json),
         Command::Services { config, node, json } => cluster::services(&config, node, json),
+        Command::Actors { config, node, json } => cluster::actors(&config, node, json),
         Command::Ping {
             addr,
             config,

@@ -145,8 +145,48 @@ pub struct Host {
     registry: Registry,
     directory: Directory,
     arbiter: ArbiterHandle,
-    /// The actors it started, by name.
-    started: HashMap<String, Supervised>,
+    /// The actors it started, by name: type, epoch and supervisor.
+    started: HashMap<String, (String, u64, Supervised)>,
+}
+
+/// One actor a host started, as `swarm actors` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorRow {
+    /// The name it is exposed under.
+    pub name: String,
+    /// Its registered type.
+    pub type_name: String,
+    /// running, restarting, failed or stopped.
+    pub state: String,
+    /// Restarts since it was started.
+    pub restarts: u64,
+    /// Its placement's epoch.
+    pub epoch: u64,
+}
+
+/// Asks a node's host for the actors it started.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Vec<ActorRow>")]
+pub struct ListActors;
+
+impl Handler<ListActors> for Host {
+    type Result = MessageResult<ListActors>;
+
+    fn handle(&mut self, _: ListActors, _: &mut Context<Self>) -> Self::Result {
+        let mut rows: Vec<ActorRow> = self
+            .started
+            .iter()
+            .map(|(name, (type_name, epoch, supervised))| ActorRow {
+                name: name.clone(),
+                type_name: type_name.clone(),
+                state: format!("{:?}", supervised.state()).to_lowercase(),
+                restarts: supervised.restarts(),
+                epoch: *epoch,
+            })
+            .collect();
+        rows.sort_by(|a, b| a.name.cmp(&b.name));
+        MessageResult(rows)
+    }
 }
 
 impl Host {
@@ -173,7 +213,11 @@ impl Handler<HostSpawn> for Host {
             let type_name = request.type_name;
             return Box::pin(fut::ready(Err(SpawnError::UnknownType { type_name })));
         };
-        let (type_name, name) = (request.type_name.clone(), request.name.clone());
+        let (type_name, name, epoch) = (
+            request.type_name.clone(),
+            request.name.clone(),
+            request.epoch,
+        );
         let starting = start(&self.directory, &self.arbiter, request);
         Box::pin(
             starting
@@ -181,7 +225,7 @@ impl Handler<HostSpawn> for Host {
                 .map(move |result, act, _| match result {
                     Ok(supervised) => {
                         tracing::info!(%type_name, %name, "actor started on request");
-                        act.started.insert(name, supervised);
+                        act.started.insert(name, (type_name, epoch, supervised));
                         Ok(())
                     }
                     Err(e) => {
@@ -193,5 +237,8 @@ impl Handler<HostSpawn> for Host {
     }
 }
 
-crate::remote_message!(HostSpawn => "swarm.HostSpawn");
-crate::remote_actor!(Host: HostSpawn);
+crate::remote_message!(
+    HostSpawn => "swarm.HostSpawn",
+    ListActors => "swarm.ListActors",
+);
+crate::remote_actor!(Host: HostSpawn, ListActors);

@@ -1,6 +1,7 @@
-//! `swarm members` and `swarm services`: ask a node's `swarm.cluster`
-//! actor over an authenticated mesh link, with the identity of a
-//! configuration file (use an operator certificate, not a running node's).
+//! `swarm members`, `swarm services` and `swarm actors`: ask a node's
+//! `swarm.cluster` (or `swarm.host`) actor over an authenticated mesh
+//! link, with the identity of a configuration file (use an operator
+//! certificate, not a running node's).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,12 +11,20 @@ use swarm::Node;
 use swarm_actors::cluster::{
     ClusterAgent, ListMembers, ListServices, MemberRow, ServiceRow, CLUSTER_ACTOR,
 };
+use swarm_actors::supervision::{ActorRow, Host, ListActors, HOST_ACTOR};
 
 /// Starts a throw-away mesh-only node with the identity of `config`,
-/// connects to `addr` and runs `ask` against its cluster actor.
-fn with_cluster_actor<T, F, Fut>(config: &Path, addr: SocketAddr, ask: F) -> Result<T>
+/// connects to `addr` and runs `ask` against its actor `name`.
+fn with_actor<A, T, F, Fut>(
+    config: &Path,
+    addr: SocketAddr,
+    name: &'static str,
+    hint: &'static str,
+    ask: F,
+) -> Result<T>
 where
-    F: FnOnce(swarm::RemoteAddr<ClusterAgent>) -> Fut,
+    A: swarm::RemoteActor,
+    F: FnOnce(swarm::RemoteAddr<A>) -> Fut,
     Fut: std::future::Future<Output = Result<T, swarm::AskError>>,
 {
     let mesh = super::client_config(config)?;
@@ -27,17 +36,54 @@ where
             .connect(addr)
             .await
             .with_context(|| format!("no authenticated connection to {addr}"))?;
-        let result = ask(node.remote::<ClusterAgent>(peer.id, CLUSTER_ACTOR))
+        let result = ask(node.remote::<A>(peer.id, name))
             .await
-            .with_context(|| {
-                format!(
-                    "{} ({addr}) did not answer; is membership enabled there?",
-                    peer.name
-                )
-            });
+            .with_context(|| format!("{} ({addr}) did not answer; {hint}", peer.name));
         node.shutdown();
         result
     })
+}
+
+/// As [`with_actor`], against the node's cluster actor.
+fn with_cluster_actor<T, F, Fut>(config: &Path, addr: SocketAddr, ask: F) -> Result<T>
+where
+    F: FnOnce(swarm::RemoteAddr<ClusterAgent>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, swarm::AskError>>,
+{
+    with_actor(
+        config,
+        addr,
+        CLUSTER_ACTOR,
+        "is membership enabled there?",
+        ask,
+    )
+}
+
+/// `swarm actors`: the actors a node's host started, with their state,
+/// restarts and epochs.
+pub(crate) fn actors(config: &Path, addr: SocketAddr, json: bool) -> Result<()> {
+    let rows: Vec<ActorRow> = with_actor(
+        config,
+        addr,
+        HOST_ACTOR,
+        "does this identity have the operator or head role?",
+        |host: swarm::RemoteAddr<Host>| async move { host.send(ListActors).await },
+    )?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<24} {:<11} {:>8} {:>8}",
+        "NAME", "TYPE", "STATE", "RESTARTS", "EPOCH"
+    );
+    for r in &rows {
+        println!(
+            "{:<24} {:<24} {:<11} {:>8} {:>8}",
+            r.name, r.type_name, r.state, r.restarts, r.epoch
+        );
+    }
+    Ok(())
 }
 
 fn human_bytes(bytes: u64) -> String {

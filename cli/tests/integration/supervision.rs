@@ -7,8 +7,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use swarm::supervision::{
-    Backoff, Host, HostSpawn, Incarnation, Restart, SpawnError, Spawnable, SupervisedState,
-    HOST_ACTOR,
+    ActorRow, Backoff, Host, HostSpawn, Incarnation, ListActors, Restart, SpawnError, Spawnable,
+    SupervisedState, HOST_ACTOR,
 };
 use swarm::{AskError, RemoteSpawnError};
 use swarm_cli::demo::{Add, Adder};
@@ -201,6 +201,22 @@ async fn a_head_starts_a_registered_type_on_another_node_and_bad_requests_are_re
         tally.send(Next).await.unwrap(),
         (42, 7),
         "built from its args, with its epoch"
+    );
+    // What `swarm actors` lists.
+    let rows = head
+        .remote::<Host>(host.id(), HOST_ACTOR)
+        .send(ListActors)
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        vec![ActorRow {
+            name: "tally".into(),
+            type_name: "test.Tally".into(),
+            state: "running".into(),
+            restarts: 0,
+            epoch: 7,
+        }]
     );
 
     // The name is taken now.
