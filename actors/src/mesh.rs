@@ -275,7 +275,7 @@ impl Mesh {
             .links
             .all()
             .into_iter()
-            .find(|l| l.via().is_none() && !l.is_closed() && l.info().addr == addr)
+            .find(|l| l.via().is_none() && !l.is_closed() && l.remote_addr() == addr)
             .map(|l| l.peer());
         if found.is_none() {
             self.router.do_send(Dial(addr));

@@ -74,7 +74,7 @@ pub(super) fn dial_back(mesh: &Arc<Shared>, link: &LinkHandle, addr: &str) {
     let Ok(addr) = addr.parse::<SocketAddr>() else {
         return;
     };
-    if link.via().is_some() || addr.ip() != link.info().addr.ip() {
+    if link.via().is_some() || addr.ip() != link.remote_addr().ip() {
         tracing::debug!(peer = %link.peer().short(), %addr, "dial-back to another address refused");
         return;
     }

@@ -350,7 +350,7 @@ impl Actor for Link {
                 if self.handle.initiator() != self.mesh.id {
                     // Tell the dialer where its connection came from.
                     let observed = SendHalf::control(&Control::Observed {
-                        addr: self.handle.info().addr.to_string(),
+                        addr: self.handle.remote_addr().to_string(),
                     });
                     let _ = self.handle.try_send(observed);
                 }

@@ -172,7 +172,7 @@ impl Router {
         let mut predecessor = self
             .draining
             .get(&peer)
-            .filter(|(old, _)| !old.shared_closed())
+            .filter(|(old, _)| !old.stopped_delivering())
             .map(|(_, done)| done.clone());
         if let Some((old, old_actor)) = self.actors.get(&peer) {
             let live = !old.is_closed();
@@ -346,7 +346,7 @@ impl Handler<InboundCircuit> for Router {
     fn handle(&mut self, msg: InboundCircuit, ctx: &mut Context<Self>) {
         let relay = msg.relay.peer();
         let how = How {
-            remote: msg.relay.info().addr,
+            remote: msg.relay.remote_addr(),
             dialed: None,
             via: Some(relay),
             leftover: msg.leftover,

@@ -165,8 +165,13 @@ impl LinkHandle {
     }
 
     /// Whether the link stopped delivering (closed, not merely handed over).
-    pub(crate) fn shared_closed(&self) -> bool {
+    pub(crate) fn stopped_delivering(&self) -> bool {
         self.shared.is_closed()
+    }
+
+    /// The socket's remote address (for a relayed link, the relay's).
+    pub(crate) fn remote_addr(&self) -> std::net::SocketAddr {
+        self.shared.remote_addr
     }
 
     /// A successor link took over: senders stop using this one at once;

@@ -426,7 +426,7 @@ impl Handler<OpenedCircuit> for Router {
 
     fn handle(&mut self, msg: OpenedCircuit, ctx: &mut Context<Self>) -> Self::Result {
         let how = How {
-            remote: msg.relay.info().addr,
+            remote: msg.relay.remote_addr(),
             dialed: None,
             via: Some(msg.relay.peer()),
             leftover: msg.leftover,
