@@ -42,9 +42,9 @@ mod files;
 
 pub use files::FileError;
 pub use swarm_actors::{
-    cluster, error, placement, remote_actor, remote_message, supervision, Accepts, AskError,
-    Cluster, ClusterConfig, ClusterEvent, ClusterEvents, Faults, GossipKeyOp, Instance, Keyed,
-    Member, MeshConfig, MeshStats, Node, PeerInfo, Protocol, RemoteActor, RemoteAddr,
+    cluster, control, error, placement, remote_actor, remote_message, supervision, Accepts,
+    AskError, Cluster, ClusterConfig, ClusterEvent, ClusterEvents, Faults, GossipKeyOp, Instance,
+    Keyed, Member, MeshConfig, MeshStats, Node, PeerInfo, Protocol, RemoteActor, RemoteAddr,
     RemoteMessage, ResourceOverrides, ServiceRef, Strategy, TellError, Wire,
 };
 pub use swarm_actors::{

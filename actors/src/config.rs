@@ -8,6 +8,7 @@ use std::time::Duration;
 use swarm_protocol::HandshakeConfig;
 
 use crate::cluster::ClusterConfig;
+use crate::head::HeadConfig;
 
 /// Everything a node's mesh needs to start.
 #[derive(Debug, Clone)]
@@ -70,6 +71,9 @@ pub struct MeshConfig {
     /// Membership, discovery and load balancing (gossip over UDP on the
     /// mesh port); `None` runs the mesh alone.
     pub cluster: Option<ClusterConfig>,
+    /// On nodes with the `head` role: keep a replica of the control plane
+    /// (needs `cluster`).
+    pub head: Option<HeadConfig>,
 }
 
 impl MeshConfig {
@@ -98,6 +102,7 @@ impl MeshConfig {
             upgrade_interval: Duration::from_secs(5),
             faults: None,
             cluster: None,
+            head: None,
         }
     }
 }

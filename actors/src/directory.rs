@@ -81,6 +81,20 @@ impl Directory {
         removed
     }
 
+    /// Removes `name` only if `entry` is what is registered under it (a
+    /// supervisor unexposing its own incarnation, never a successor's).
+    pub(crate) fn remove_entry(&self, name: &str, entry: &Arc<dyn Dispatch>) -> bool {
+        let removed = self
+            .inner
+            .entries
+            .remove_if(name, |_, current| Arc::ptr_eq(current, entry))
+            .is_some();
+        if removed {
+            self.inner.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        removed
+    }
+
     /// Whether an actor is exposed under `name`.
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.inner.entries.contains_key(name)

@@ -95,6 +95,15 @@ pub enum AskError {
         /// Why (the remote node's words).
         reason: String,
     },
+    /// The control plane could not say where a named actor runs (it does
+    /// not exist, failed, or no head quorum answered).
+    #[error("named actor {name:?} is not placed: {reason}")]
+    NotPlaced {
+        /// The name.
+        name: String,
+        /// The control plane's words.
+        reason: String,
+    },
 }
 
 impl AskError {
@@ -312,6 +321,13 @@ pub enum StartError {
     NoAdvertise {
         /// The bound address.
         listen: std::net::SocketAddr,
+    },
+    /// The head (control plane) could not start: its store, its
+    /// configuration, or a node without membership or the `head` role.
+    #[error("the head cannot start: {reason}")]
+    Head {
+        /// Why.
+        reason: String,
     },
 }
 

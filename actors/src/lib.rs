@@ -87,8 +87,10 @@
 
 pub mod cluster;
 pub mod config;
+pub mod control;
 mod directory;
 pub mod error;
+mod head;
 mod mesh;
 mod node;
 pub mod placement;

@@ -24,13 +24,16 @@ use tokio::net::TcpListener;
 
 use crate::cluster::{Cluster, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
+use crate::control::Control;
 use crate::directory::{Directory, Entry, RemoteActor};
 use crate::error::RemoteSpawnError;
 use crate::error::{ConnectError, DialError, ExposeError, StartError};
+use crate::head::Head;
 use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
 use crate::supervision::{
-    Host, HostSpawn, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR, SPAWN_ROLES,
+    Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
+    SPAWN_ROLES,
 };
 
 /// The handle to a running node. Cheap to clone, usable from any thread.
@@ -42,6 +45,10 @@ pub struct Node {
     arbiter: ArbiterHandle,
     /// The actor types the cluster may start here.
     types: Registry,
+    /// The control plane's client (with membership).
+    control: Option<Control>,
+    /// The head (control plane replica), on head nodes.
+    head: Option<Head>,
 }
 
 impl std::fmt::Debug for Node {
@@ -99,6 +106,24 @@ impl Node {
         let relayed = config.relayed;
         let detect_within = config.handshake_timeout;
         let cluster_config = config.cluster.take();
+        let head_config = config.head.take();
+        let is_head = config
+            .handshake
+            .cert
+            .body()
+            .roles
+            .iter()
+            .any(|r| r == "head");
+        if let Some(head) = &head_config {
+            if cluster_config.is_none() || !is_head {
+                return Err(StartError::Head {
+                    reason: format!(
+                        "{}: a head needs membership and a certificate with the head role",
+                        head.dir.display()
+                    ),
+                });
+            }
+        }
         let summary_interval = config.summary_interval;
         // Relays learned through membership come later; configured ones are dialed now.
         let wait_for_relays =
@@ -130,26 +155,46 @@ impl Node {
             (Some(socket), Some(config)) => Some(Cluster::start(mesh.clone(), socket, config)?),
             _ => None,
         };
-        let node = Node {
+        let types = Registry::new(mesh.id());
+        let mut node = Node {
             mesh,
             cluster,
             arbiter: actix::Arbiter::current(),
-            types: Registry::default(),
+            types,
+            control: None,
+            head: None,
         };
+        let leave: Option<Leave> = node.cluster.clone().map(|cluster| {
+            let leave: Leave = std::sync::Arc::new(move || cluster.leave_now());
+            leave
+        });
         let host = Host::new(
             node.types.clone(),
             node.mesh.directory().clone(),
             node.arbiter.clone(),
+            leave,
         )
         .start();
         // Starting actors on request is for the control plane and operators.
-        let entry = std::sync::Arc::new(Entry::declared(host).requiring(SPAWN_ROLES));
+        let entry = std::sync::Arc::new(Entry::declared(host.clone()).requiring(SPAWN_ROLES));
         let exposed = node.mesh.directory().insert(HOST_ACTOR.to_owned(), entry);
         debug_assert!(exposed, "a new node's directory is empty");
-        if let Some(cluster) = &node.cluster {
+        if let Some(cluster) = node.cluster.clone() {
             bridge(node.mesh.clone(), cluster.clone());
             let exposed = node.expose(CLUSTER_ACTOR, cluster.agent());
             debug_assert!(exposed.is_ok(), "a new node's directory is empty");
+            if let Some(head) = head_config {
+                match Head::start(node.mesh.clone(), cluster.clone(), head).await {
+                    Ok(head) => node.head = Some(head),
+                    Err(e) => {
+                        node.shutdown();
+                        return Err(e);
+                    }
+                }
+            }
+            let control = Control::new(node.mesh.clone(), cluster);
+            crate::control::lease::spawn(control.clone(), host.clone(), node.id());
+            node.control = Some(control);
         }
         crate::summary::spawn(node.mesh.clone(), node.cluster.clone(), summary_interval);
         tracing::info!(id = %node.id().short(), name = %node.name(), %listen, "node started");
@@ -319,6 +364,7 @@ impl Node {
             args,
             epoch,
             restart,
+            fence: None,
         };
         self.remote::<Host>(node, HOST_ACTOR)
             .send(request)
@@ -376,9 +422,18 @@ impl Node {
         self.mesh.peer_named(name)
     }
 
+    /// The control plane: named actors placed by the head, placement
+    /// groups, drains. `None` without membership.
+    pub fn control(&self) -> Option<&Control> {
+        self.control.as_ref()
+    }
+
     /// Leaves the cluster (members see it as left at once, not down),
     /// stops accepting connections and closes every link.
     pub fn shutdown(&self) {
+        if let Some(head) = &self.head {
+            head.shutdown();
+        }
         if let Some(cluster) = &self.cluster {
             cluster.leave_now();
         }

@@ -50,6 +50,14 @@ impl ResourceSet {
         self
     }
 
+    /// Whether it asks for nothing (within rounding).
+    pub fn is_empty(&self) -> bool {
+        self.cpus <= EPSILON
+            && self.memory == 0
+            && self.gpus == 0
+            && self.custom.values().all(|a| *a <= EPSILON)
+    }
+
     /// Whether `self` fits in `available`.
     pub fn fits_in(&self, available: &ResourceSet) -> bool {
         self.cpus <= available.cpus + EPSILON

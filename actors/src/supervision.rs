@@ -21,6 +21,7 @@
 //! ```
 
 mod host;
+mod hosting;
 mod spawn;
 
 use std::collections::VecDeque;
@@ -30,10 +31,12 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
+pub use hosting::Host;
+pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave};
 pub(crate) use spawn::Registry;
 pub use spawn::{
-    ActorRow, Host, HostSpawn, Incarnation, ListActors, SpawnError, Spawnable, HOST_ACTOR,
-    SPAWN_ROLES,
+    ActorRow, Grant, HostLeave, HostSpawn, HostStop, Incarnation, ListActors, Running, SpawnError,
+    Spawnable, HOST_ACTOR, SPAWN_ROLES,
 };
 
 /// How long to wait before each restart.

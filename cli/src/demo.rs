@@ -382,3 +382,88 @@ pub async fn serve_with(node: &Node, service: &str, worker: Worker) -> Result<()
     cluster.register_service(service, &name).await?;
     Ok(())
 }
+
+/// A named actor the control plane places: a balance that answers each
+/// deposit with the incarnation that took it.
+#[derive(Debug)]
+pub struct Ledger {
+    balance: u64,
+    epoch: u64,
+    node: NodeId,
+}
+
+/// What a [`Ledger`] is built from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LedgerArgs {
+    /// The opening balance.
+    pub opening: u64,
+}
+
+/// Adds to a ledger; answers the balance and who holds it.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Balance")]
+pub struct Deposit(pub u64);
+
+/// A ledger's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Balance {
+    /// The balance after the deposit.
+    pub total: u64,
+    /// The placement epoch of the incarnation that answered.
+    pub epoch: u64,
+    /// The node it runs on.
+    pub node: NodeId,
+}
+
+/// Makes a ledger's handler panic (to show supervision).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+swarm_actors::remote_message!(Deposit => "demo.Deposit", Crash => "demo.Crash");
+
+impl Actor for Ledger {
+    type Context = Context<Self>;
+}
+
+impl Handler<Deposit> for Ledger {
+    type Result = MessageResult<Deposit>;
+
+    fn handle(&mut self, Deposit(amount): Deposit, _: &mut Context<Self>) -> Self::Result {
+        self.balance += amount;
+        MessageResult(Balance {
+            total: self.balance,
+            epoch: self.epoch,
+            node: self.node,
+        })
+    }
+}
+
+impl Handler<Crash> for Ledger {
+    type Result = ();
+
+    fn handle(&mut self, _: Crash, _: &mut Context<Self>) {
+        panic!("ledger asked to crash (on purpose)");
+    }
+}
+
+swarm_actors::remote_actor!(Ledger: Deposit, Crash);
+
+impl swarm_actors::supervision::Spawnable for Ledger {
+    const TYPE: &'static str = "demo.Ledger";
+    type Args = LedgerArgs;
+
+    fn build(args: &LedgerArgs, incarnation: &swarm_actors::supervision::Incarnation) -> Self {
+        Ledger {
+            balance: args.opening,
+            epoch: incarnation.epoch,
+            node: incarnation.node,
+        }
+    }
+}
+
+/// Registers the demo's spawnable types ([`Ledger`]) on `node`: every
+/// `swarm` node does this, so the control plane may place them anywhere.
+pub fn register_types(node: &Node) {
+    node.register::<Ledger>();
+}

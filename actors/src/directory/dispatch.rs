@@ -98,7 +98,7 @@ impl<A: Actor<Context = Context<A>>> Protocol<'_, A> {
 }
 
 /// A future that waits for the actor's answer, already encoded.
-pub(crate) type AskFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, RemoteError>>>>;
+pub(crate) type AskFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, RemoteError>> + Send>>;
 /// A future that waits until a tell was accepted by a full mailbox.
 pub(crate) type TellFuture = Pin<Box<dyn Future<Output = ()>>>;
 

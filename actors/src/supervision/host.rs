@@ -15,7 +15,7 @@ use actix::{Actor, ActorContext, ActorFutureExt, ArbiterHandle, AsyncContext, Co
 use tokio::sync::{oneshot, Notify};
 
 use super::{Decision, Restart, RestartTracker};
-use crate::directory::{Directory, Entry, RemoteActor};
+use crate::directory::{Directory, Dispatch, Entry, RemoteActor};
 
 /// Where a supervised actor stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +118,7 @@ where
         let mut started = Some(started_tx);
         let name = supervisor.shared.name.clone();
         loop {
-            let (ended, stop) = incarnate::<A, F>(&directory, &name, &factory);
+            let (ended, stop, entry) = incarnate::<A, F>(&directory, &name, &factory);
             supervisor.set(SupervisedState::Running);
             if let Some(tx) = started.take() {
                 let _ = tx.send(());
@@ -127,7 +127,7 @@ where
                 _ = ended => {}
                 () = supervisor.shared.stop.notified() => {
                     let _ = stop.send(());
-                    directory.remove(&name);
+                    directory.remove_entry(&name, &entry);
                     supervisor.set(SupervisedState::Stopped);
                     tracing::info!(actor = %name, "supervised actor stopped");
                     return;
@@ -141,14 +141,14 @@ where
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = supervisor.shared.stop.notified() => {
-                            directory.remove(&name);
+                            directory.remove_entry(&name, &entry);
                             supervisor.set(SupervisedState::Stopped);
                             return;
                         }
                     }
                 }
                 Decision::Escalate => {
-                    directory.remove(&name);
+                    directory.remove_entry(&name, &entry);
                     supervisor.set(SupervisedState::Failed);
                     tracing::error!(actor = %name, restarts = tracker.restarts(), "supervised actor failed past its restart policy; escalated");
                     return;
@@ -163,12 +163,16 @@ where
 }
 
 /// Starts one incarnation and publishes it; returns what resolves when it
-/// ends, and what stops it.
+/// ends, what stops it, and its directory entry.
 fn incarnate<A, F>(
     directory: &Directory,
     name: &str,
     factory: &Arc<F>,
-) -> (oneshot::Receiver<()>, oneshot::Sender<()>)
+) -> (
+    oneshot::Receiver<()>,
+    oneshot::Sender<()>,
+    Arc<dyn Dispatch>,
+)
 where
     A: RemoteActor + Actor<Context = Context<A>>,
     F: Fn() -> A + Send + Sync + 'static,
@@ -185,9 +189,7 @@ where
         ctx.spawn(actix::fut::wrap_future::<_, A>(guard).map(|(), _, ctx| ctx.stop()));
         make()
     });
-    directory.replace(
-        name.to_owned(),
-        Arc::new(Entry::declared(addr).supervised()),
-    );
-    (ended, stop)
+    let entry: Arc<dyn Dispatch> = Arc::new(Entry::declared(addr).supervised());
+    directory.replace(name.to_owned(), Arc::clone(&entry));
+    (ended, stop, entry)
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, RwLock};
 use actix::prelude::*;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use swarm_protocol::NodeId;
 
 use super::{Restart, Supervised};
 use crate::directory::{Directory, RemoteActor};
@@ -31,6 +32,8 @@ pub struct Incarnation {
     pub name: String,
     /// Its placement's epoch.
     pub epoch: u64,
+    /// The node it runs on.
+    pub node: NodeId,
 }
 
 /// An actor type the cluster may start: a stable type name, serde
@@ -58,7 +61,26 @@ pub struct HostSpawn {
     pub epoch: u64,
     /// Its restart policy.
     pub restart: Restart,
+    /// Set by the head: the log index of the placement. The host starts it
+    /// only while it holds a lease, and not if a newer grant superseded it.
+    #[serde(default)]
+    pub fence: Option<u64>,
 }
+
+/// Asks a node's host to stop a head-placed actor's incarnation `epoch`.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+pub struct HostStop {
+    /// The name.
+    pub name: String,
+    /// The incarnation's epoch (a newer one is left running).
+    pub epoch: u64,
+}
+
+/// Asks a node to leave the cluster (after a drain moved its actors).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+pub struct HostLeave;
 
 /// Why a host did not start an actor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -82,6 +104,12 @@ pub enum SpawnError {
         /// The name.
         name: String,
     },
+    /// A head placement reached a node that holds no lease.
+    #[error("the node holds no lease from the head")]
+    NoLease,
+    /// A newer grant or placement superseded this placement.
+    #[error("a newer placement superseded this one")]
+    Stale,
     /// The arguments could not be encoded by the caller.
     #[error("the arguments do not encode: {reason}")]
     Encode {
@@ -90,19 +118,30 @@ pub enum SpawnError {
     },
 }
 
-type StartFuture = Pin<Box<dyn Future<Output = Result<Supervised, SpawnError>>>>;
-type Starter = Arc<dyn Fn(&Directory, &ArbiterHandle, HostSpawn) -> StartFuture + Send + Sync>;
+pub(crate) type StartFuture = Pin<Box<dyn Future<Output = Result<Supervised, SpawnError>>>>;
+pub(crate) type Starter =
+    Arc<dyn Fn(&Directory, &ArbiterHandle, HostSpawn) -> StartFuture + Send + Sync>;
 
 /// The types a node may start, by type name. Cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Registry {
+    node: NodeId,
     types: Arc<RwLock<HashMap<&'static str, Starter>>>,
 }
 
 impl Registry {
+    /// No types yet, on `node`.
+    pub(crate) fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            types: Arc::default(),
+        }
+    }
+
     /// Registers `A`; true if it was not registered yet.
     pub(crate) fn register<A: Spawnable>(&self) -> bool {
-        let start: Starter = Arc::new(|directory, arbiter, request| {
+        let node = self.node;
+        let start: Starter = Arc::new(move |directory, arbiter, request| {
             let args: A::Args = match rmp_serde::from_slice(&request.args) {
                 Ok(args) => args,
                 Err(e) => {
@@ -113,14 +152,12 @@ impl Registry {
             let incarnation = Incarnation {
                 name: request.name.clone(),
                 epoch: request.epoch,
+                node,
             };
             let factory = move || A::build(&args, &incarnation);
             let directory = directory.clone();
             let arbiter = arbiter.clone();
             Box::pin(async move {
-                if directory.contains(&request.name) {
-                    return Err(SpawnError::NameTaken { name: request.name });
-                }
                 Ok(super::start(directory, &arbiter, request.name, request.restart, factory).await)
             })
         });
@@ -131,22 +168,13 @@ impl Registry {
             .is_none()
     }
 
-    fn starter(&self, type_name: &str) -> Option<Starter> {
+    pub(crate) fn starter(&self, type_name: &str) -> Option<Starter> {
         self.types
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(type_name)
             .cloned()
     }
-}
-
-/// A node's host: starts registered types under local supervision.
-pub struct Host {
-    registry: Registry,
-    directory: Directory,
-    arbiter: ArbiterHandle,
-    /// The actors it started, by name: type, epoch and supervisor.
-    started: HashMap<String, (String, u64, Supervised)>,
 }
 
 /// One actor a host started, as `swarm actors` lists it.
@@ -169,76 +197,33 @@ pub struct ActorRow {
 #[rtype(result = "Vec<ActorRow>")]
 pub struct ListActors;
 
-impl Handler<ListActors> for Host {
-    type Result = MessageResult<ListActors>;
-
-    fn handle(&mut self, _: ListActors, _: &mut Context<Self>) -> Self::Result {
-        let mut rows: Vec<ActorRow> = self
-            .started
-            .iter()
-            .map(|(name, (type_name, epoch, supervised))| ActorRow {
-                name: name.clone(),
-                type_name: type_name.clone(),
-                state: format!("{:?}", supervised.state()).to_lowercase(),
-                restarts: supervised.restarts(),
-                epoch: *epoch,
-            })
-            .collect();
-        rows.sort_by(|a, b| a.name.cmp(&b.name));
-        MessageResult(rows)
-    }
+/// One head-placed actor a node runs, as its lease renewal reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Running {
+    /// The name.
+    pub name: String,
+    /// The epoch it runs under.
+    pub epoch: u64,
+    /// Failed past its restart policy (escalated).
+    pub failed: bool,
 }
 
-impl Host {
-    pub(crate) fn new(registry: Registry, directory: Directory, arbiter: ArbiterHandle) -> Self {
-        Self {
-            registry,
-            directory,
-            arbiter,
-            started: HashMap::new(),
-        }
-    }
-}
-
-impl Actor for Host {
-    type Context = Context<Self>;
-}
-
-impl Handler<HostSpawn> for Host {
-    type Result = ResponseActFuture<Self, Result<(), SpawnError>>;
-
-    fn handle(&mut self, request: HostSpawn, _: &mut Context<Self>) -> Self::Result {
-        let Some(start) = self.registry.starter(&request.type_name) else {
-            tracing::warn!(type_name = %request.type_name, name = %request.name, "spawn refused: unknown type");
-            let type_name = request.type_name;
-            return Box::pin(fut::ready(Err(SpawnError::UnknownType { type_name })));
-        };
-        let (type_name, name, epoch) = (
-            request.type_name.clone(),
-            request.name.clone(),
-            request.epoch,
-        );
-        let starting = start(&self.directory, &self.arbiter, request);
-        Box::pin(
-            starting
-                .into_actor(self)
-                .map(move |result, act, _| match result {
-                    Ok(supervised) => {
-                        tracing::info!(%type_name, %name, "actor started on request");
-                        act.started.insert(name, (type_name, epoch, supervised));
-                        Ok(())
-                    }
-                    Err(e) => {
-                        tracing::warn!(%type_name, %name, error = %e, "spawn refused");
-                        Err(e)
-                    }
-                }),
-        )
-    }
+/// A lease, and what the node must start and stop to match the head.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Grant {
+    /// How long the lease lasts, from when the renewal was sent, ms.
+    pub lease_ms: u64,
+    /// The head's log index this grant reflects: pushes older than it are stale.
+    pub index: u64,
+    /// Placements of this node it does not run.
+    pub start: Vec<HostSpawn>,
+    /// What it runs that is not (or no longer) placed on it: (name, epoch).
+    pub stop: Vec<(String, u64)>,
 }
 
 crate::remote_message!(
     HostSpawn => "swarm.HostSpawn",
+    HostStop => "swarm.HostStop",
+    HostLeave => "swarm.HostLeave",
     ListActors => "swarm.ListActors",
 );
-crate::remote_actor!(Host: HostSpawn, ListActors);

@@ -6,6 +6,7 @@ mod util;
 
 mod bad_input;
 mod cluster_processes;
+mod control;
 mod leaks;
 mod membership;
 mod netns;

@@ -178,7 +178,7 @@ async fn a_relayed_link_becomes_direct_when_one_side_can_dial_and_keeps_order() 
                 };
                 counter.tell(bump).await.expect("every tell is queued");
                 sent += 1;
-                if sent % 64 == 0 {
+                if sent.is_multiple_of(64) {
                     tokio::task::yield_now().await;
                 }
             }

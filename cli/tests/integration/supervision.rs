@@ -254,6 +254,7 @@ async fn a_head_starts_a_registered_type_on_another_node_and_bad_requests_are_re
         args: vec![0xc1],
         epoch: 1,
         restart: Restart::never(),
+        fence: None,
     };
     let reply = head
         .remote::<Host>(host.id(), HOST_ACTOR)

@@ -141,3 +141,45 @@ pub fn scratch(name: &str) -> std::path::PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+/// A control-plane cluster in one process: `heads` nodes with the head
+/// role (a Raft replica each, stores under `dir`), then `workers` workers;
+/// all register the demo's spawnable types. `tune` adjusts each config.
+pub async fn control_cluster(
+    dir: &std::path::Path,
+    heads: usize,
+    workers: usize,
+    mut tune: impl FnMut(usize, &mut MeshConfig),
+) -> (Throwaway, Vec<TestNode>) {
+    let ca = Throwaway::new("test");
+    let mut nodes: Vec<TestNode> = Vec::new();
+    for i in 0..heads + workers {
+        let name = format!("n{}", i + 1);
+        let roles: &[&str] = if i < heads {
+            &["head", "worker"]
+        } else {
+            &["worker"]
+        };
+        let mut c = config_with_roles(&ca, &name, roles);
+        let seeds = nodes
+            .first()
+            .map(|s| s.node.listen_addr())
+            .into_iter()
+            .collect();
+        c.cluster = Some(fast_gossip(seeds));
+        if i < heads {
+            let mut head = swarm::control::HeadConfig::new(dir.join(&name));
+            head.voters = heads;
+            c.head = Some(head);
+        }
+        tune(i, &mut c);
+        let node = start(c).await;
+        on(&node.arbiter, {
+            let node = node.node.clone();
+            move || swarm_cli::demo::register_types(&node)
+        })
+        .await;
+        nodes.push(node);
+    }
+    (ca, nodes)
+}

@@ -1,0 +1,543 @@
+//! The control plane as a user sees it: [`Control`] (from
+//! [`Node::control`](crate::Node::control)) spawns, looks up and stops
+//! named actors, reserves placement groups and drains nodes, from any node
+//! of the cluster; [`Named`] is a handle that follows a named actor
+//! wherever the head places it.
+//!
+//! ```no_run
+//! # use std::time::Duration;
+//! # use actix::prelude::*;
+//! # use serde::{Deserialize, Serialize};
+//! # use swarm_actors::control::Spawn;
+//! # use swarm_actors::placement::Placement;
+//! # use swarm_actors::supervision::{Incarnation, Restart, Spawnable};
+//! # #[derive(Serialize, Deserialize, Message)]
+//! # #[rtype(result = "u64")]
+//! # struct Add(u64);
+//! # swarm_actors::remote_message!(Add => "doc.Add");
+//! # struct Counter(u64);
+//! # impl Actor for Counter { type Context = Context<Self>; }
+//! # impl Handler<Add> for Counter {
+//! #     type Result = u64;
+//! #     fn handle(&mut self, Add(n): Add, _: &mut Context<Self>) -> u64 { self.0 += n; self.0 }
+//! # }
+//! # swarm_actors::remote_actor!(Counter: Add);
+//! # #[derive(Serialize, Deserialize)]
+//! # struct CounterArgs { start: u64 }
+//! # impl Spawnable for Counter {
+//! #     const TYPE: &'static str = "doc.Counter";
+//! #     type Args = CounterArgs;
+//! #     fn build(args: &CounterArgs, _: &Incarnation) -> Self { Counter(args.start) }
+//! # }
+//! # async fn run(node: swarm_actors::Node) -> Result<(), Box<dyn std::error::Error>> {
+//! let control = node.control().expect("a node with membership");
+//! let counter = control
+//!     .spawn(
+//!         Spawn::<Counter>::named("counter")
+//!             .args(CounterArgs { start: 0 })
+//!             .cpus(1.0)
+//!             .placement(Placement::Spread)
+//!             .restart(Restart::on_failure().max(5).within(Duration::from_secs(60))),
+//!     )
+//!     .await?;
+//! counter.send(Add(1)).await?;
+//! let same = control.lookup::<Counter>("counter").await?;
+//! control.stop("counter").await?;
+//! # Ok(()) }
+//! ```
+
+pub(crate) mod lease;
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use swarm_protocol::membership::MemberState;
+use swarm_protocol::NodeId;
+
+pub use crate::head::wire::{
+    ActorSpec, ControlError, HeadRow, Located, PlacedRow, CONTROL_ACTOR, CONTROL_ROLES,
+};
+pub use crate::head::{HeadConfig, Plain, Seal};
+
+use crate::cluster::Cluster;
+use crate::directory::{Accepts, RemoteMessage, Wire};
+use crate::error::AskError;
+use crate::head::supervisor::Supervisor;
+use crate::head::wire::{
+    DrainNode, HeadStatus, ListPlaced, PlaceActor, ReleaseGroup, ReserveGroup, Resolve, StopActor,
+};
+use crate::mesh::Mesh;
+use crate::placement::{GroupStrategy, Placement, ResourceSet};
+use crate::remote::RemoteAddr;
+use crate::supervision::{Restart, Spawnable};
+
+/// How long a control call keeps looking for the leader.
+const CALL_WITHIN: Duration = Duration::from_secs(10);
+
+/// The control plane's client. Cheap to clone.
+#[derive(Clone)]
+pub struct Control {
+    mesh: Mesh,
+    cluster: Cluster,
+    /// The head that answered last.
+    leader: Arc<Mutex<Option<NodeId>>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("leader", &self.leader_hint())
+            .finish()
+    }
+}
+
+impl Control {
+    pub(crate) fn new(mesh: Mesh, cluster: Cluster) -> Self {
+        Self {
+            mesh,
+            cluster,
+            leader: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    fn leader_hint(&self) -> Option<NodeId> {
+        *self.leader.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_leader(&self, leader: Option<NodeId>) {
+        *self.leader.lock().unwrap_or_else(PoisonError::into_inner) = leader;
+    }
+
+    /// The heads membership knows (alive ones first), by node id.
+    pub async fn heads(&self) -> Vec<NodeId> {
+        let Ok(members) = self.cluster.members().await else {
+            return Vec::new();
+        };
+        let mut heads: Vec<(bool, NodeId)> = members
+            .iter()
+            .filter(|m| m.state != MemberState::Left)
+            .filter(|m| {
+                m.meta
+                    .as_ref()
+                    .is_some_and(|meta| meta.roles.iter().any(|r| r == "head"))
+            })
+            .map(|m| (m.state != MemberState::Alive, m.node))
+            .collect();
+        heads.sort();
+        heads.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// Sends `message` to the leader, following `NotLeader` answers and
+    /// trying each head in turn, for up to `within`.
+    pub(crate) async fn call<M, T>(&self, message: M, within: Duration) -> Result<T, ControlError>
+    where
+        M: RemoteMessage<Result = Result<T, ControlError>> + Clone,
+        Supervisor: Accepts<M>,
+        Result<T, ControlError>: Wire,
+    {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut last = "membership shows no node with the head role".to_owned();
+        let mut tried = 0usize;
+        loop {
+            let heads = self.heads().await;
+            let target = match self.leader_hint() {
+                Some(leader) => Some(leader),
+                None if heads.is_empty() => None,
+                None => heads.get(tried % heads.len()).copied(),
+            };
+            if let Some(head) = target {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let peer = RemoteAddr::<Supervisor>::new(self.mesh.clone(), head, CONTROL_ACTOR);
+                match peer
+                    .send_timeout(message.clone(), left.min(QUORUM_PLUS))
+                    .await
+                {
+                    Ok(Err(ControlError::NotLeader { leader })) => {
+                        last = format!("head {} is not the leader", head.short());
+                        self.set_leader(leader);
+                        if leader.is_none() {
+                            tried += 1;
+                        } else {
+                            continue;
+                        }
+                    }
+                    Ok(answer) => {
+                        self.set_leader(Some(head));
+                        return answer;
+                    }
+                    // The head refused this node (its certificate's roles).
+                    Err(AskError::Refused { reason }) => {
+                        return Err(ControlError::Refused { reason });
+                    }
+                    Err(e) => {
+                        last = format!("head {}: {e}", head.short());
+                        self.set_leader(None);
+                        tried += 1;
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(if target.is_none() {
+                    ControlError::NoHead { reason: last }
+                } else {
+                    ControlError::NoQuorum { reason: last }
+                });
+            }
+            // An election may be under way.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Places and starts a named actor; answers a handle that follows it.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NameTaken`] (unless [`Spawn::get_if_exists`]),
+    /// [`ControlError::Unschedulable`] when no node could ever hold it,
+    /// [`ControlError::NoCapacity`], [`ControlError::Spawn`] when the node
+    /// refused it (unknown type, arguments that do not decode), and
+    /// [`ControlError::NoQuorum`] / [`ControlError::NoHead`].
+    pub async fn spawn<A: Spawnable>(&self, spawn: Spawn<A>) -> Result<Named<A>, ControlError> {
+        let Spawn {
+            name,
+            args,
+            spec,
+            get_if_exists,
+            ..
+        } = spawn;
+        let args = args?;
+        let spec = ActorSpec { args, ..spec };
+        let request = PlaceActor {
+            name: name.clone(),
+            spec,
+            get_if_exists,
+        };
+        let located = self.call(request, CALL_WITHIN).await?;
+        Ok(Named::new(self.clone(), &name, Some(located)))
+    }
+
+    /// A handle to the named actor `name`, if it exists and is an `A`.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NoSuchName`], [`ControlError::WrongType`],
+    /// [`ControlError::Failed`], or no quorum.
+    pub async fn lookup<A: Spawnable>(&self, name: &str) -> Result<Named<A>, ControlError> {
+        let located = self.resolve(name).await?;
+        if located.type_name != A::TYPE {
+            return Err(ControlError::WrongType {
+                name: name.to_owned(),
+                expected: A::TYPE.to_owned(),
+                actual: located.type_name,
+            });
+        }
+        Ok(Named::new(self.clone(), name, Some(located)))
+    }
+
+    /// Where `name` runs now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Control::lookup`].
+    pub async fn resolve(&self, name: &str) -> Result<Located, ControlError> {
+        let request = Resolve {
+            name: name.to_owned(),
+        };
+        self.call(request, CALL_WITHIN).await
+    }
+
+    /// Stops the named actor for good and forgets its name.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NoSuchName`], or no quorum.
+    pub async fn stop(&self, name: &str) -> Result<(), ControlError> {
+        let request = StopActor {
+            name: name.to_owned(),
+        };
+        self.call(request, CALL_WITHIN).await
+    }
+
+    /// Reserves a placement group: every bundle on a node, or none.
+    /// Answers the node of each bundle.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Unschedulable`], [`ControlError::NoCapacity`],
+    /// [`ControlError::Refused`] if the name exists, or no quorum.
+    pub async fn reserve_group(
+        &self,
+        name: &str,
+        strategy: GroupStrategy,
+        bundles: Vec<ResourceSet>,
+    ) -> Result<Vec<NodeId>, ControlError> {
+        let request = ReserveGroup {
+            name: name.to_owned(),
+            strategy,
+            bundles,
+        };
+        self.call(request, CALL_WITHIN).await
+    }
+
+    /// Releases a placement group.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Refused`] while actors run in it; `NoSuchName`.
+    pub async fn release_group(&self, name: &str) -> Result<(), ControlError> {
+        let request = ReleaseGroup {
+            name: name.to_owned(),
+        };
+        self.call(request, CALL_WITHIN).await
+    }
+
+    /// Drains `node`: no new placements there, its named actors move one
+    /// by one (each stopped before it starts elsewhere), then it leaves.
+    /// Answers how many moved.
+    ///
+    /// # Errors
+    ///
+    /// No quorum.
+    pub async fn drain(&self, node: NodeId) -> Result<usize, ControlError> {
+        self.call(DrainNode { node }, Duration::from_secs(120))
+            .await
+    }
+
+    /// The named actors the head records.
+    ///
+    /// # Errors
+    ///
+    /// No quorum.
+    pub async fn placed(&self) -> Result<Vec<PlacedRow>, ControlError> {
+        self.call(ListPlaced, CALL_WITHIN).await
+    }
+
+    /// Each head's view of the group, as it answers for itself.
+    pub async fn head_status(&self) -> Vec<(NodeId, Result<HeadRow, AskError>)> {
+        let mut rows = Vec::new();
+        for head in self.heads().await {
+            let peer = RemoteAddr::<Supervisor>::new(self.mesh.clone(), head, CONTROL_ACTOR);
+            rows.push((head, peer.send(HeadStatus).await));
+        }
+        rows
+    }
+}
+
+/// Longest single try of a control call (a write waits up to 3 s for a
+/// quorum on the leader).
+const QUORUM_PLUS: Duration = Duration::from_secs(4);
+
+/// What to spawn: a registered type, its name, arguments and needs.
+pub struct Spawn<A: Spawnable> {
+    name: String,
+    args: Result<Vec<u8>, ControlError>,
+    spec: ActorSpec,
+    get_if_exists: bool,
+    _type: PhantomData<fn() -> A>,
+}
+
+impl<A: Spawnable> Spawn<A> {
+    /// An actor of type `A` named `name`: no resources, placed by
+    /// [`Placement::Pack`], never restarted, re-placed when it escalates.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            args: rmp_serde::to_vec_named(&()).map_err(encode_error),
+            spec: ActorSpec {
+                type_name: A::TYPE.to_owned(),
+                args: Vec::new(),
+                resources: ResourceSet::default(),
+                placement: Placement::Pack,
+                restart: Restart::never(),
+                bundle: None,
+                replace_on_escalation: true,
+            },
+            get_if_exists: false,
+            _type: PhantomData,
+        }
+    }
+
+    /// Its arguments.
+    pub fn args(mut self, args: A::Args) -> Self {
+        self.args = rmp_serde::to_vec_named(&args).map_err(encode_error);
+        self
+    }
+
+    /// Logical CPUs it needs.
+    pub fn cpus(mut self, cpus: f64) -> Self {
+        self.spec.resources.cpus = cpus;
+        self
+    }
+
+    /// Memory it needs, bytes.
+    pub fn memory(mut self, bytes: u64) -> Self {
+        self.spec.resources.memory = bytes;
+        self
+    }
+
+    /// GPUs it needs.
+    pub fn gpus(mut self, gpus: u32) -> Self {
+        self.spec.resources.gpus = gpus;
+        self
+    }
+
+    /// An amount of a custom resource it needs.
+    pub fn resource(mut self, name: &str, amount: f64) -> Self {
+        self.spec.resources = self.spec.resources.with(name, amount);
+        self
+    }
+
+    /// Where it may go.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.spec.placement = placement;
+        self
+    }
+
+    /// Its local restart policy.
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.spec.restart = restart;
+        self
+    }
+
+    /// Runs it in bundle `bundle` of the placement group `group` (on that
+    /// bundle's node, from its resources).
+    pub fn in_group(mut self, group: &str, bundle: usize) -> Self {
+        self.spec.bundle = Some((group.to_owned(), bundle));
+        self
+    }
+
+    /// Past its restart policy, mark it failed instead of re-placing it.
+    pub fn fail_on_escalation(mut self) -> Self {
+        self.spec.replace_on_escalation = false;
+        self
+    }
+
+    /// If an actor of this type has the name already, answer it instead of
+    /// [`ControlError::NameTaken`] (Ray's `get_if_exists`).
+    pub fn get_if_exists(mut self) -> Self {
+        self.get_if_exists = true;
+        self
+    }
+}
+
+fn encode_error(e: rmp_serde::encode::Error) -> ControlError {
+    ControlError::Spawn(crate::supervision::SpawnError::Encode {
+        reason: e.to_string(),
+    })
+}
+
+/// A handle to a named actor that follows it wherever the head places it.
+/// Cheap to clone.
+///
+/// Each ask goes to where the actor ran last; an ask that fails because
+/// its node failed (`NodeDown`, `LinkDown`, `Unreachable`) or because the
+/// actor is no longer there (`NoSuchActor`: nothing was delivered) fails
+/// once, and the next ask asks the head where it runs now. Nothing is
+/// retried silently: a message is delivered at most once.
+pub struct Named<A: Spawnable> {
+    control: Control,
+    name: Arc<str>,
+    current: Current<A>,
+}
+
+/// Where a named actor ran last, and its epoch, shared by a handle's clones.
+type Current<A> = Arc<Mutex<Option<(RemoteAddr<A>, u64)>>>;
+
+impl<A: Spawnable> Clone for Named<A> {
+    fn clone(&self) -> Self {
+        Self {
+            control: self.control.clone(),
+            name: Arc::clone(&self.name),
+            current: Arc::clone(&self.current),
+        }
+    }
+}
+
+impl<A: Spawnable> std::fmt::Debug for Named<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Named({}: {:?})", self.name, self.location())
+    }
+}
+
+impl<A: Spawnable> Named<A> {
+    fn new(control: Control, name: &str, located: Option<Located>) -> Self {
+        let named = Self {
+            control,
+            name: name.into(),
+            current: Arc::new(Mutex::new(None)),
+        };
+        if let Some(located) = located {
+            named.remember(&located);
+        }
+        named
+    }
+
+    fn remember(&self, located: &Located) -> RemoteAddr<A> {
+        let addr = RemoteAddr::new(self.control.mesh.clone(), located.node, &self.name);
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((addr.clone(), located.epoch));
+        addr
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it ran when last resolved: its node and epoch (the fencing
+    /// token of that incarnation).
+    pub fn location(&self) -> Option<(NodeId, u64)> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(addr, epoch)| (addr.node_id(), *epoch))
+    }
+
+    /// Forgets where it ran: the next ask asks the head.
+    pub fn invalidate(&self) {
+        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    async fn target(&self) -> Result<RemoteAddr<A>, AskError> {
+        let cached = self
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|(addr, _)| addr.clone());
+        if let Some(addr) = cached {
+            return Ok(addr);
+        }
+        match self.control.resolve(&self.name).await {
+            Ok(located) => Ok(self.remember(&located)),
+            Err(e) => Err(AskError::NotPlaced {
+                name: self.name.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Sends `message` to the actor and waits for its result.
+    ///
+    /// # Errors
+    ///
+    /// As [`RemoteAddr::send`], and [`AskError::NotPlaced`] when the head
+    /// cannot say where it runs.
+    pub async fn send<M>(&self, message: M) -> Result<M::Result, AskError>
+    where
+        A: Accepts<M>,
+        M: RemoteMessage,
+        M::Result: Wire,
+    {
+        let addr = self.target().await?;
+        let result = addr.send(message).await;
+        if let Err(e) = &result {
+            if e.is_node_failure() || matches!(e, AskError::NoSuchActor { .. }) {
+                self.invalidate();
+            }
+        }
+        result
+    }
+}

@@ -1,0 +1,51 @@
+//! The lease keeper: a task on every node with membership that renews the
+//! node's lease with the head leader, reporting the head-placed actors it
+//! runs, and hands each grant to the host (which starts and stops what the
+//! grant lists, and stops every head-placed actor when the lease runs out).
+//!
+//! The lease counts from when the renewal was sent, so a slow answer only
+//! shortens it.
+
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use swarm_protocol::NodeId;
+
+use super::Control;
+use crate::head::wire::Renew;
+use crate::supervision::{ApplyGrant, Host, LeaseRunning};
+
+/// How often to look for heads while none is known.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Renews until the host stops.
+pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
+    actix::spawn(async move {
+        let mut every = Duration::from_millis(200);
+        loop {
+            tokio::time::sleep(every).await;
+            if control.heads().await.is_empty() {
+                every = IDLE;
+                continue;
+            }
+            let Ok(running) = host.send(LeaseRunning).await else {
+                return;
+            };
+            let sent = Instant::now();
+            match control.call(Renew { node, running }, every * 2).await {
+                Ok(grant) => {
+                    let lease = Duration::from_millis(grant.lease_ms);
+                    every = (lease / 5).max(Duration::from_millis(20));
+                    let until = sent + lease;
+                    if host.send(ApplyGrant { until, grant }).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    every = every.min(Duration::from_millis(200));
+                    tracing::debug!(error = %e, "lease renewal failed");
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,218 @@
+//! The control plane's head: nodes with the `head` role (1, 3 or 5) form a
+//! Raft group (openraft) over mesh links, with redb as the crash-safe log
+//! and snapshot store. Its replicated state names every placed actor, its
+//! node and epoch, the reservations, placement groups and drains.
+//!
+//! ```text
+//! Head (handle)
+//! ├── Raft          openraft core (log in redb, state in memory + snapshots)
+//! ├── RaftPeer      `swarm.raft`: RPCs from the other heads (role head)
+//! ├── Supervisor    `swarm.control`: placement, leases, failover (leader only)
+//! └── bootstrap     task: initializes the group once `voters` heads are members
+//! ```
+//!
+//! Workers never vote and never store the log; messages between actors
+//! never pass through Raft.
+
+pub(crate) mod leases;
+pub(crate) mod network;
+pub(crate) mod state;
+pub(crate) mod store;
+pub(crate) mod supervisor;
+pub(crate) mod types;
+pub(crate) mod wire;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor as _, Addr};
+use openraft::BasicNode;
+use swarm_protocol::membership::MemberState;
+use swarm_protocol::NodeId;
+
+pub use store::{Plain, Seal};
+
+use crate::cluster::Cluster;
+use crate::directory::Entry;
+use crate::error::StartError;
+use crate::mesh::Mesh;
+use network::{Network, RaftPeer, RAFT_ACTOR, RAFT_ROLES};
+use supervisor::{Members, Supervisor};
+use types::{HeadId, Raft};
+use wire::{CONTROL_ACTOR, CONTROL_ROLES};
+
+/// How a head node keeps the control plane.
+#[derive(Clone)]
+pub struct HeadConfig {
+    /// Where the log and snapshots live (`head.redb`).
+    pub dir: PathBuf,
+    /// How many heads vote: 1, 3 or 5. The group forms once that many
+    /// nodes with the `head` role are members.
+    pub voters: usize,
+    /// How long a node's lease lasts without renewal; its head-placed
+    /// actors stop when it runs out, and may move elsewhere after it.
+    pub lease: Duration,
+    /// Raft election timeout, lower bound (the upper is twice it); the
+    /// leader heartbeats every fifth of it.
+    pub election_timeout: Duration,
+    /// What stored values pass through.
+    pub seal: Arc<dyn Seal>,
+}
+
+impl std::fmt::Debug for HeadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadConfig")
+            .field("dir", &self.dir)
+            .field("voters", &self.voters)
+            .field("lease", &self.lease)
+            .field("election_timeout", &self.election_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HeadConfig {
+    /// Defaults: one voter, 2 s leases, 500 ms election timeout, stored as is.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            voters: 1,
+            lease: Duration::from_secs(2),
+            election_timeout: Duration::from_millis(500),
+            seal: Arc::new(Plain),
+        }
+    }
+}
+
+/// The running head of this node.
+#[derive(Clone)]
+pub(crate) struct Head {
+    raft: Raft,
+    supervisor: Addr<Supervisor>,
+}
+
+impl Head {
+    /// Opens the store, starts Raft and the supervisor, exposes both, and
+    /// bootstraps the group once `voters` heads are members.
+    pub(crate) async fn start(
+        mesh: Mesh,
+        cluster: Cluster,
+        config: HeadConfig,
+    ) -> Result<Head, StartError> {
+        if ![1, 3, 5].contains(&config.voters) {
+            return Err(StartError::Head {
+                reason: format!("voters must be 1, 3 or 5, not {}", config.voters),
+            });
+        }
+        let store_error = |e: &dyn std::fmt::Display| StartError::Head {
+            reason: format!("{}: {e}", config.dir.display()),
+        };
+        let (log, sm) =
+            store::open(&config.dir, Arc::clone(&config.seal)).map_err(|e| store_error(&e))?;
+        let machine = sm.machine();
+        let election = config.election_timeout.as_millis() as u64;
+        let raft_config = openraft::Config {
+            cluster_name: "swarm-head".to_owned(),
+            heartbeat_interval: (election / 5).max(10),
+            election_timeout_min: election,
+            election_timeout_max: election * 2,
+            max_payload_entries: 256,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| store_error(&e))?;
+        let id = mesh.id();
+        let raft = Raft::new(
+            HeadId(id),
+            Arc::new(raft_config),
+            Network::new(mesh.clone()),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| store_error(&e))?;
+        let peer = RaftPeer::new(raft.clone()).start();
+        let entry = Arc::new(Entry::declared(peer).requiring(RAFT_ROLES));
+        mesh.directory().insert(RAFT_ACTOR.to_owned(), entry);
+        let supervisor =
+            Supervisor::new(id, raft.clone(), machine, mesh.clone(), config.lease).start();
+        let entry = Arc::new(Entry::declared(supervisor.clone()).requiring(CONTROL_ROLES));
+        mesh.directory().insert(CONTROL_ACTOR.to_owned(), entry);
+        match cluster.subscribe(supervisor.clone().recipient()).await {
+            Ok(members) => supervisor.do_send(Members(members)),
+            Err(e) => return Err(store_error(&e)),
+        }
+        actix::spawn(bootstrap(raft.clone(), cluster, id, config.voters));
+        tracing::info!(dir = %config.dir.display(), voters = config.voters, "head started");
+        Ok(Head { raft, supervisor })
+    }
+
+    /// Stops Raft (the store closes with it).
+    pub(crate) fn shutdown(&self) {
+        let raft = self.raft.clone();
+        actix::spawn(async move {
+            let _ = raft.shutdown().await;
+        });
+        let _ = &self.supervisor;
+    }
+}
+
+/// Initializes the group once exactly `voters` alive members carry the
+/// `head` role: every head does the same with the same set (openraft
+/// allows that), and a head already initialized (from its store or a
+/// leader's log) stops looking. More heads than `voters` is a
+/// configuration error: nothing is initialized, and the log says why.
+async fn bootstrap(raft: Raft, cluster: Cluster, id: NodeId, voters: usize) {
+    let mut interval = tokio::time::interval(Duration::from_millis(100));
+    let mut warned = false;
+    loop {
+        interval.tick().await;
+        match raft.is_initialized().await {
+            Ok(false) => {}
+            Ok(true) | Err(_) => return,
+        }
+        let Ok(members) = cluster.members().await else {
+            return;
+        };
+        let mut heads: Vec<NodeId> = members
+            .iter()
+            .filter(|m| m.state == MemberState::Alive || m.node == id)
+            .filter(|m| {
+                m.meta
+                    .as_ref()
+                    .is_some_and(|meta| meta.roles.iter().any(|r| r == "head"))
+            })
+            .map(|m| m.node)
+            .collect();
+        if !heads.contains(&id) {
+            heads.push(id);
+        }
+        if heads.len() > voters && !warned {
+            warned = true;
+            tracing::error!(
+                heads = heads.len(),
+                voters,
+                "more head nodes than voters: not forming the head group (set voters to match)"
+            );
+        }
+        if heads.len() != voters {
+            continue;
+        }
+        let group: BTreeMap<HeadId, BasicNode> = heads
+            .iter()
+            .map(|n| (HeadId(*n), BasicNode::new(n.to_string())))
+            .collect();
+        match raft.initialize(group).await {
+            Ok(()) => {
+                tracing::info!(voters, "head group initialized");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "head group not initialized by this head");
+                return;
+            }
+        }
+    }
+}

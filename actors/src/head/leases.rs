@@ -1,0 +1,210 @@
+//! The leader's side of fencing: when each node last got a lease, and when
+//! a node's placements may be moved elsewhere. Pure bookkeeping over
+//! instants the caller passes in, tested without a cluster.
+//!
+//! # Why two incarnations cannot both be active
+//!
+//! A node runs head-placed actors only while it holds a lease. It asks for
+//! one at `s` (its own clock) and, once the leader confirms with a quorum
+//! that it is still the leader, holds it until `s + lease`. Without a
+//! renewal it stops every head-placed actor by then.
+//!
+//! The leader moves a node's actors only after
+//! `max(last grant, became leader) + lease × (1 + drift) + margin` on its own
+//! clock. A grant is sent after the renewal was, so the node's lease ran
+//! out before that moment as long as the two clocks' rates differ by less
+//! than `drift` (10%); a new leader was elected after any grant of an older
+//! leader was confirmed, so counting from when it became leader covers
+//! those too. The move itself is a Raft write that names the epoch it
+//! replaces, so two heads' decisions cannot both win.
+//!
+//! The only faster path is crash evidence: a node whose renewals stopped,
+//! whose mesh address now refuses connections (the kernel answers for a
+//! killed process), is dead, and its actors move at once. That assumes
+//! nothing between the nodes forges TCP resets for a live process.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use swarm_protocol::NodeId;
+
+/// How much faster than the leader's clock a node's may run, at most.
+pub(crate) const DRIFT: f64 = 0.1;
+
+/// Slack on top of the drift bound.
+pub(crate) const MARGIN: Duration = Duration::from_millis(100);
+
+/// The leader's lease records.
+#[derive(Debug)]
+pub(crate) struct Leases {
+    lease: Duration,
+    leader_since: Option<Instant>,
+    granted: HashMap<NodeId, Instant>,
+    dead: HashSet<NodeId>,
+    probed: HashMap<NodeId, Instant>,
+}
+
+impl Leases {
+    pub(crate) fn new(lease: Duration) -> Self {
+        Self {
+            lease,
+            leader_since: None,
+            granted: HashMap::new(),
+            dead: HashSet::new(),
+            probed: HashMap::new(),
+        }
+    }
+
+    /// The lease nodes get.
+    pub(crate) fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// How often nodes renew.
+    pub(crate) fn renew_every(&self) -> Duration {
+        self.lease / 5
+    }
+
+    /// This head became the leader at `now`: it knows nothing of the
+    /// grants of earlier leaders.
+    pub(crate) fn became_leader(&mut self, now: Instant) {
+        self.leader_since = Some(now);
+        self.granted.clear();
+        self.dead.clear();
+        self.probed.clear();
+    }
+
+    /// This head is no longer the leader.
+    pub(crate) fn lost_leadership(&mut self) {
+        self.leader_since = None;
+    }
+
+    /// Whether this head acts as the leader.
+    pub(crate) fn is_leading(&self) -> bool {
+        self.leader_since.is_some()
+    }
+
+    /// `node` got a lease at `now`.
+    pub(crate) fn granted(&mut self, node: NodeId, now: Instant) {
+        self.granted.insert(node, now);
+        self.dead.remove(&node);
+    }
+
+    /// Whether `node` holds a lease now (takes new placements).
+    pub(crate) fn holds(&self, node: NodeId, now: Instant) -> bool {
+        !self.dead.contains(&node)
+            && self
+                .granted
+                .get(&node)
+                .is_some_and(|at| now < *at + self.lease)
+    }
+
+    fn since(&self, node: NodeId) -> Option<Instant> {
+        let since = self.leader_since?;
+        Some(self.granted.get(&node).map_or(since, |g| (*g).max(since)))
+    }
+
+    /// Whether `node`'s placements may move now: it is dead, or any lease
+    /// it could hold has run out.
+    pub(crate) fn expired(&self, node: NodeId, now: Instant) -> bool {
+        if self.dead.contains(&node) {
+            return true;
+        }
+        let Some(since) = self.since(node) else {
+            return false;
+        };
+        now >= since + self.lease.mul_f64(1.0 + DRIFT) + MARGIN
+    }
+
+    /// Whether to probe `node` for crash evidence now: two renewals
+    /// missed, and no probe within one renewal interval. Records the probe.
+    pub(crate) fn probe_due(&mut self, node: NodeId, now: Instant) -> bool {
+        let every = self.renew_every();
+        let Some(since) = self.since(node) else {
+            return false;
+        };
+        if self.dead.contains(&node) || now < since + every * 2 {
+            return false;
+        }
+        if self.probed.get(&node).is_some_and(|at| now < *at + every) {
+            return false;
+        }
+        self.probed.insert(node, now);
+        true
+    }
+
+    /// A probe found `node`'s address refusing connections.
+    pub(crate) fn mark_dead(&mut self, node: NodeId) {
+        self.dead.insert(node);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(n: u8) -> NodeId {
+        NodeId::from_bytes([n; 16])
+    }
+
+    const LEASE: Duration = Duration::from_secs(2);
+
+    #[test]
+    fn nothing_expires_before_leading_and_the_lease_counts_from_the_election() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(LEASE);
+        assert!(!leases.expired(node(1), t0 + LEASE * 10));
+        leases.became_leader(t0);
+        let bound = LEASE.mul_f64(1.0 + DRIFT) + MARGIN;
+        assert!(!leases.expired(node(1), t0 + bound - Duration::from_millis(1)));
+        assert!(leases.expired(node(1), t0 + bound));
+    }
+
+    #[test]
+    fn a_grant_pushes_expiry_back_and_a_node_holds_its_lease_until_it_runs_out() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(LEASE);
+        leases.became_leader(t0);
+        let g = t0 + Duration::from_secs(1);
+        leases.granted(node(1), g);
+        assert!(leases.holds(node(1), g + LEASE - Duration::from_millis(1)));
+        assert!(!leases.holds(node(1), g + LEASE));
+        assert!(!leases.holds(node(2), g));
+        let bound = LEASE.mul_f64(1.0 + DRIFT) + MARGIN;
+        assert!(!leases.expired(node(1), g + bound - Duration::from_millis(1)));
+        assert!(leases.expired(node(1), g + bound));
+    }
+
+    #[test]
+    fn a_new_leader_forgets_grants_and_waits_a_whole_lease() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(LEASE);
+        leases.became_leader(t0);
+        leases.granted(node(1), t0);
+        leases.lost_leadership();
+        assert!(!leases.is_leading());
+        assert!(!leases.expired(node(1), t0 + LEASE * 10));
+        let t1 = t0 + LEASE * 10;
+        leases.became_leader(t1);
+        assert!(!leases.holds(node(1), t1));
+        assert!(!leases.expired(node(1), t1 + LEASE));
+    }
+
+    #[test]
+    fn crash_evidence_expires_at_once_and_a_renewal_clears_it() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(LEASE);
+        leases.became_leader(t0);
+        leases.granted(node(1), t0);
+        let every = leases.renew_every();
+        assert!(!leases.probe_due(node(1), t0 + every));
+        assert!(leases.probe_due(node(1), t0 + every * 2));
+        // Not again within one interval.
+        assert!(!leases.probe_due(node(1), t0 + every * 2 + every / 2));
+        leases.mark_dead(node(1));
+        assert!(leases.expired(node(1), t0 + every * 2));
+        assert!(!leases.holds(node(1), t0 + every * 2));
+        leases.granted(node(1), t0 + every * 3);
+        assert!(!leases.expired(node(1), t0 + every * 3));
+    }
+}

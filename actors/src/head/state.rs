@@ -1,0 +1,416 @@
+//! The head's replicated state: what must not be lost or doubled. Every
+//! head applies the same [`Command`]s in the same order to a
+//! [`ControlState`]; applying is a pure function, tested without a cluster.
+//!
+//! - named actors: type, arguments, spec, node, epoch, state;
+//! - resource reservations per node (derived, kept up to date on apply);
+//! - placement groups (all bundles reserved at once, or none);
+//! - drain marks.
+//!
+//! Epochs come from one counter, so a newer placement always has a larger
+//! epoch than any before it, cluster-wide.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use swarm_protocol::NodeId;
+
+pub(crate) use super::wire::ActorSpec;
+use crate::placement::{GroupStrategy, NodeView, ResourceSet};
+
+/// Where a named actor stands, as the head records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum RecordState {
+    /// Placed on a node under an epoch.
+    Placed,
+    /// Not running anywhere, for this reason (escalated, no node fits).
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One named actor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ActorRecord {
+    /// What it is.
+    pub(crate) spec: ActorSpec,
+    /// The node it is placed on (the last one, once failed).
+    pub(crate) node: NodeId,
+    /// Its placement's epoch.
+    pub(crate) epoch: u64,
+    /// Placed or failed.
+    pub(crate) state: RecordState,
+    /// How often the head placed it (1 on first placement).
+    pub(crate) placements: u64,
+}
+
+/// A placement group: bundles reserved together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct GroupRecord {
+    /// How its bundles were spread.
+    pub(crate) strategy: GroupStrategy,
+    /// The bundles, in order.
+    pub(crate) bundles: Vec<ResourceSet>,
+    /// The node of each bundle.
+    pub(crate) nodes: Vec<NodeId>,
+}
+
+/// A change to the state, as the log carries it. (Placements are most of
+/// the log: boxing their spec would only add an allocation per entry.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Command {
+    /// Places `name` on `node` with a new epoch. `expect`: `None` to create
+    /// (refused if the name exists), `Some(epoch)` to move the placement
+    /// that has that epoch (refused if it changed since).
+    Place {
+        /// The name.
+        name: String,
+        /// What it is.
+        spec: ActorSpec,
+        /// Where it goes.
+        node: NodeId,
+        /// The epoch it replaces, if any.
+        expect: Option<u64>,
+    },
+    /// Marks the placement with `epoch` failed.
+    Fail {
+        /// The name.
+        name: String,
+        /// The placement that failed.
+        epoch: u64,
+        /// Why.
+        reason: String,
+    },
+    /// Forgets `name` (any epoch if `None`).
+    Remove {
+        /// The name.
+        name: String,
+        /// The placement to forget, if only that one.
+        epoch: Option<u64>,
+    },
+    /// Reserves a placement group's bundles on these nodes.
+    ReserveGroup {
+        /// The group's name.
+        name: String,
+        /// How.
+        strategy: GroupStrategy,
+        /// Its bundles.
+        bundles: Vec<ResourceSet>,
+        /// The node of each bundle.
+        nodes: Vec<NodeId>,
+    },
+    /// Releases a placement group (refused while actors run in it).
+    RemoveGroup {
+        /// The group's name.
+        name: String,
+    },
+    /// Marks a node draining (no new placements) or clears the mark.
+    Drain {
+        /// The node.
+        node: NodeId,
+        /// Draining or not.
+        on: bool,
+    },
+}
+
+/// What applying a command did.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub(crate) enum Applied {
+    /// Nothing to report (membership entries, blanks).
+    #[default]
+    Done,
+    /// Placed under this epoch.
+    Placed {
+        /// The new epoch.
+        epoch: u64,
+    },
+    /// The name exists: here is its record.
+    Exists(Box<ActorRecord>),
+    /// The placement changed since (another head decision won).
+    Stale,
+    /// The name or group is unknown.
+    Unknown,
+    /// The group bundle does not exist or the group is in use.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The replicated state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ControlState {
+    actors: BTreeMap<String, ActorRecord>,
+    groups: BTreeMap<String, GroupRecord>,
+    draining: BTreeSet<NodeId>,
+    /// Reserved per node: placed actors outside groups, plus group bundles.
+    reserved: BTreeMap<NodeId, ResourceSet>,
+    /// Placed actors per node.
+    placed: BTreeMap<NodeId, usize>,
+    /// The last epoch handed out.
+    epoch: u64,
+}
+
+impl ControlState {
+    /// Applies one command.
+    pub(crate) fn apply(&mut self, command: Command) -> Applied {
+        match command {
+            Command::Place {
+                name,
+                spec,
+                node,
+                expect,
+            } => self.place(name, spec, node, expect),
+            Command::Fail {
+                name,
+                epoch,
+                reason,
+            } => {
+                let Some(record) = self.actors.get(&name) else {
+                    return Applied::Unknown;
+                };
+                if record.epoch != epoch {
+                    return Applied::Stale;
+                }
+                if record.state == RecordState::Placed {
+                    let record = record.clone();
+                    self.release(&record);
+                }
+                if let Some(record) = self.actors.get_mut(&name) {
+                    record.state = RecordState::Failed { reason };
+                }
+                Applied::Done
+            }
+            Command::Remove { name, epoch } => match self.actors.get(&name) {
+                None => Applied::Unknown,
+                Some(r) if epoch.is_some_and(|e| e != r.epoch) => Applied::Stale,
+                Some(_) => {
+                    if let Some(record) = self.actors.remove(&name) {
+                        if record.state == RecordState::Placed {
+                            self.release(&record);
+                        }
+                    }
+                    Applied::Done
+                }
+            },
+            Command::ReserveGroup {
+                name,
+                strategy,
+                bundles,
+                nodes,
+            } => {
+                if self.groups.contains_key(&name) {
+                    return Applied::Refused {
+                        reason: format!("placement group {name:?} exists"),
+                    };
+                }
+                if bundles.len() != nodes.len() {
+                    return Applied::Refused {
+                        reason: "a node for every bundle".to_owned(),
+                    };
+                }
+                for (bundle, node) in bundles.iter().zip(&nodes) {
+                    self.reserve(*node, bundle);
+                }
+                self.groups.insert(
+                    name,
+                    GroupRecord {
+                        strategy,
+                        bundles,
+                        nodes,
+                    },
+                );
+                Applied::Done
+            }
+            Command::RemoveGroup { name } => {
+                if !self.groups.contains_key(&name) {
+                    return Applied::Unknown;
+                }
+                let users: Vec<&str> = self
+                    .actors
+                    .iter()
+                    .filter(|(_, r)| {
+                        r.state == RecordState::Placed
+                            && r.spec.bundle.as_ref().is_some_and(|(g, _)| *g == name)
+                    })
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                if !users.is_empty() {
+                    return Applied::Refused {
+                        reason: format!("actors run in it: {}", users.join(", ")),
+                    };
+                }
+                if let Some(group) = self.groups.remove(&name) {
+                    for (bundle, node) in group.bundles.iter().zip(&group.nodes) {
+                        self.unreserve(*node, bundle);
+                    }
+                }
+                Applied::Done
+            }
+            Command::Drain { node, on } => {
+                if on {
+                    self.draining.insert(node);
+                } else {
+                    self.draining.remove(&node);
+                }
+                Applied::Done
+            }
+        }
+    }
+
+    fn place(
+        &mut self,
+        name: String,
+        spec: ActorSpec,
+        node: NodeId,
+        expect: Option<u64>,
+    ) -> Applied {
+        let previous = self.actors.get(&name).cloned();
+        match (&previous, expect) {
+            (Some(record), None) => return Applied::Exists(Box::new(record.clone())),
+            (None, Some(_)) => return Applied::Unknown,
+            (Some(record), Some(epoch)) if record.epoch != epoch => return Applied::Stale,
+            _ => {}
+        }
+        if let Some((group, index)) = &spec.bundle {
+            match self.groups.get(group).and_then(|g| g.nodes.get(*index)) {
+                Some(bundle_node) if *bundle_node == node => {}
+                Some(_) => {
+                    return Applied::Refused {
+                        reason: format!("bundle {index} of {group:?} is on another node"),
+                    }
+                }
+                None => {
+                    return Applied::Refused {
+                        reason: format!("placement group {group:?} has no bundle {index}"),
+                    }
+                }
+            }
+        }
+        let placements = match &previous {
+            Some(record) => {
+                if record.state == RecordState::Placed {
+                    self.release(record);
+                }
+                record.placements + 1
+            }
+            None => 1,
+        };
+        self.epoch += 1;
+        let record = ActorRecord {
+            spec,
+            node,
+            epoch: self.epoch,
+            state: RecordState::Placed,
+            placements,
+        };
+        self.hold(&record);
+        self.actors.insert(name, record);
+        Applied::Placed { epoch: self.epoch }
+    }
+
+    fn hold(&mut self, record: &ActorRecord) {
+        *self.placed.entry(record.node).or_default() += 1;
+        if record.spec.bundle.is_none() {
+            self.reserve(record.node, &record.spec.resources);
+        }
+    }
+
+    fn release(&mut self, record: &ActorRecord) {
+        if let Some(count) = self.placed.get_mut(&record.node) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.placed.remove(&record.node);
+            }
+        }
+        if record.spec.bundle.is_none() {
+            self.unreserve(record.node, &record.spec.resources);
+        }
+    }
+
+    fn reserve(&mut self, node: NodeId, resources: &ResourceSet) {
+        let entry = self.reserved.entry(node).or_default();
+        *entry = entry.plus(resources);
+    }
+
+    fn unreserve(&mut self, node: NodeId, resources: &ResourceSet) {
+        let entry = self.reserved.entry(node).or_default();
+        *entry = entry.minus(resources);
+        if entry.is_empty() {
+            self.reserved.remove(&node);
+        }
+    }
+
+    /// The record of `name`.
+    pub(crate) fn actor(&self, name: &str) -> Option<&ActorRecord> {
+        self.actors.get(name)
+    }
+
+    /// All named actors, by name.
+    pub(crate) fn actors(&self) -> impl Iterator<Item = (&String, &ActorRecord)> {
+        self.actors.iter()
+    }
+
+    /// The placed actors on `node`.
+    pub(crate) fn placed_on(&self, node: NodeId) -> impl Iterator<Item = (&String, &ActorRecord)> {
+        self.actors
+            .iter()
+            .filter(move |(_, r)| r.node == node && r.state == RecordState::Placed)
+    }
+
+    /// The group `name`.
+    pub(crate) fn group(&self, name: &str) -> Option<&GroupRecord> {
+        self.groups.get(name)
+    }
+
+    /// Whether `node` is marked draining.
+    pub(crate) fn is_draining(&self, node: NodeId) -> bool {
+        self.draining.contains(&node)
+    }
+
+    /// The nodes marked draining.
+    #[cfg(test)]
+    pub(crate) fn draining(&self) -> impl Iterator<Item = &NodeId> {
+        self.draining.iter()
+    }
+
+    /// What the head has reserved on `node`.
+    pub(crate) fn reserved_on(&self, node: NodeId) -> ResourceSet {
+        self.reserved.get(&node).cloned().unwrap_or_default()
+    }
+
+    /// Placed actors on `node`.
+    pub(crate) fn placed_count(&self, node: NodeId) -> usize {
+        self.placed.get(&node).copied().unwrap_or(0)
+    }
+
+    /// The last epoch handed out.
+    #[cfg(test)]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Placement's view of `nodes` (id, what it offers, its labels, whether
+    /// it takes placements), with this state's reservations.
+    pub(crate) fn views(
+        &self,
+        nodes: impl IntoIterator<Item = (NodeId, ResourceSet, Vec<String>, bool)>,
+    ) -> Vec<NodeView> {
+        nodes
+            .into_iter()
+            .map(|(node, total, labels, healthy)| NodeView {
+                node,
+                total,
+                reserved: self.reserved_on(node),
+                labels,
+                placed: self.placed_count(node),
+                schedulable: healthy && !self.is_draining(node),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,200 @@
+use super::*;
+use crate::placement::Placement;
+use crate::supervision::Restart;
+
+fn node(n: u8) -> NodeId {
+    NodeId::from_bytes([n; 16])
+}
+
+fn spec(cpus: f64) -> ActorSpec {
+    ActorSpec {
+        type_name: "t".to_owned(),
+        args: Vec::new(),
+        resources: ResourceSet::cpus(cpus),
+        placement: Placement::Pack,
+        restart: Restart::never(),
+        bundle: None,
+        replace_on_escalation: true,
+    }
+}
+
+fn place(state: &mut ControlState, name: &str, cpus: f64, at: u8, expect: Option<u64>) -> Applied {
+    state.apply(Command::Place {
+        name: name.to_owned(),
+        spec: spec(cpus),
+        node: node(at),
+        expect,
+    })
+}
+
+#[test]
+fn creating_reserves_and_hands_out_growing_epochs() {
+    let mut s = ControlState::default();
+    assert_eq!(
+        place(&mut s, "a", 1.0, 1, None),
+        Applied::Placed { epoch: 1 }
+    );
+    assert_eq!(
+        place(&mut s, "b", 2.0, 1, None),
+        Applied::Placed { epoch: 2 }
+    );
+    assert_eq!(s.reserved_on(node(1)).cpus, 3.0);
+    assert_eq!(s.placed_count(node(1)), 2);
+    assert_eq!(s.actor("a").map(|r| r.epoch), Some(1));
+}
+
+#[test]
+fn a_taken_name_is_answered_with_its_record() {
+    let mut s = ControlState::default();
+    place(&mut s, "a", 1.0, 1, None);
+    match place(&mut s, "a", 5.0, 2, None) {
+        Applied::Exists(record) => {
+            assert_eq!(record.node, node(1));
+            assert_eq!(record.epoch, 1);
+        }
+        other => panic!("expected Exists, got {other:?}"),
+    }
+    // Nothing changed.
+    assert_eq!(s.reserved_on(node(2)), ResourceSet::default());
+    assert_eq!(s.epoch(), 1);
+}
+
+#[test]
+fn moving_needs_the_current_epoch_and_moves_the_reservation() {
+    let mut s = ControlState::default();
+    place(&mut s, "a", 1.0, 1, None);
+    assert_eq!(place(&mut s, "a", 1.0, 2, Some(7)), Applied::Stale);
+    assert_eq!(
+        place(&mut s, "a", 1.0, 2, Some(1)),
+        Applied::Placed { epoch: 2 }
+    );
+    // A second decision based on the old epoch loses: exactly one move.
+    assert_eq!(place(&mut s, "a", 1.0, 3, Some(1)), Applied::Stale);
+    assert_eq!(s.reserved_on(node(1)), ResourceSet::default());
+    assert_eq!(s.reserved_on(node(2)).cpus, 1.0);
+    assert_eq!(s.placed_count(node(1)), 0);
+    let record = s.actor("a").cloned().unwrap_or_else(|| panic!("record"));
+    assert_eq!(
+        (record.node, record.epoch, record.placements),
+        (node(2), 2, 2)
+    );
+    assert_eq!(place(&mut s, "zz", 1.0, 2, Some(1)), Applied::Unknown);
+}
+
+#[test]
+fn failing_and_removing_release_what_was_reserved() {
+    let mut s = ControlState::default();
+    place(&mut s, "a", 1.0, 1, None);
+    place(&mut s, "b", 1.0, 1, None);
+    let fail = |epoch| Command::Fail {
+        name: "a".to_owned(),
+        epoch,
+        reason: "escalated".to_owned(),
+    };
+    assert_eq!(s.apply(fail(9)), Applied::Stale);
+    assert_eq!(s.apply(fail(1)), Applied::Done);
+    assert_eq!(s.reserved_on(node(1)).cpus, 1.0);
+    assert_eq!(s.placed_on(node(1)).count(), 1);
+    // Failing twice releases once.
+    assert_eq!(s.apply(fail(1)), Applied::Done);
+    assert_eq!(s.reserved_on(node(1)).cpus, 1.0);
+    let remove = |name: &str, epoch| Command::Remove {
+        name: name.to_owned(),
+        epoch,
+    };
+    assert_eq!(s.apply(remove("b", Some(1))), Applied::Stale);
+    assert_eq!(s.apply(remove("b", None)), Applied::Done);
+    assert_eq!(s.apply(remove("a", None)), Applied::Done);
+    assert_eq!(s.apply(remove("a", None)), Applied::Unknown);
+    assert_eq!(s.reserved_on(node(1)), ResourceSet::default());
+    assert_eq!(s.placed_count(node(1)), 0);
+}
+
+#[test]
+fn groups_reserve_every_bundle_and_actors_in_them_reserve_nothing_more() {
+    let mut s = ControlState::default();
+    let reserve = Command::ReserveGroup {
+        name: "g".to_owned(),
+        strategy: GroupStrategy::StrictSpread,
+        bundles: vec![ResourceSet::cpus(2.0), ResourceSet::cpus(1.0)],
+        nodes: vec![node(1), node(2)],
+    };
+    assert_eq!(s.apply(reserve.clone()), Applied::Done);
+    assert!(matches!(s.apply(reserve), Applied::Refused { .. }));
+    assert_eq!(s.reserved_on(node(1)).cpus, 2.0);
+    assert_eq!(s.reserved_on(node(2)).cpus, 1.0);
+
+    let mut in_group = spec(2.0);
+    in_group.bundle = Some(("g".to_owned(), 0));
+    let on = |n: u8, spec: &ActorSpec| Command::Place {
+        name: "w".to_owned(),
+        spec: spec.clone(),
+        node: node(n),
+        expect: None,
+    };
+    assert!(matches!(s.apply(on(2, &in_group)), Applied::Refused { .. }));
+    assert_eq!(s.apply(on(1, &in_group)), Applied::Placed { epoch: 1 });
+    assert_eq!(s.reserved_on(node(1)).cpus, 2.0);
+    let mut missing = in_group.clone();
+    missing.bundle = Some(("g".to_owned(), 5));
+    let other = Command::Place {
+        name: "x".to_owned(),
+        spec: missing,
+        node: node(1),
+        expect: None,
+    };
+    assert!(matches!(s.apply(other), Applied::Refused { .. }));
+
+    let remove_group = || Command::RemoveGroup {
+        name: "g".to_owned(),
+    };
+    assert!(matches!(s.apply(remove_group()), Applied::Refused { .. }));
+    s.apply(Command::Remove {
+        name: "w".to_owned(),
+        epoch: None,
+    });
+    assert_eq!(s.apply(remove_group()), Applied::Done);
+    assert_eq!(s.reserved_on(node(1)), ResourceSet::default());
+    assert_eq!(s.reserved_on(node(2)), ResourceSet::default());
+    assert_eq!(s.apply(remove_group()), Applied::Unknown);
+}
+
+#[test]
+fn draining_nodes_take_no_placements_in_the_view() {
+    let mut s = ControlState::default();
+    place(&mut s, "a", 1.0, 1, None);
+    s.apply(Command::Drain {
+        node: node(1),
+        on: true,
+    });
+    let views = s.views([
+        (node(1), ResourceSet::cpus(4.0), Vec::new(), true),
+        (node(2), ResourceSet::cpus(4.0), Vec::new(), true),
+        (node(3), ResourceSet::cpus(4.0), Vec::new(), false),
+    ]);
+    assert!(!views[0].schedulable);
+    assert_eq!(views[0].reserved.cpus, 1.0);
+    assert_eq!(views[0].placed, 1);
+    assert!(views[1].schedulable);
+    assert!(!views[2].schedulable);
+    let chosen = crate::placement::place(&ResourceSet::cpus(1.0), &Placement::Pack, &views);
+    assert_eq!(chosen, Ok(node(2)));
+    s.apply(Command::Drain {
+        node: node(1),
+        on: false,
+    });
+    assert!(!s.is_draining(node(1)));
+}
+
+#[test]
+fn the_state_survives_a_round_trip_through_messagepack() {
+    let mut s = ControlState::default();
+    place(&mut s, "a", 1.5, 1, None);
+    s.apply(Command::Drain {
+        node: node(2),
+        on: true,
+    });
+    let bytes = rmp_serde::to_vec(&s).unwrap_or_default();
+    let back: ControlState = rmp_serde::from_slice(&bytes).unwrap_or_default();
+    assert_eq!(back, s);
+}

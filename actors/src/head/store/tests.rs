@@ -1,0 +1,130 @@
+use std::path::PathBuf;
+
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership as RaftMembership};
+
+use openraft::storage::RaftLogStorageExt;
+
+use super::*;
+use crate::head::state::Command;
+use crate::head::types::HeadId;
+
+/// A scratch directory, removed when dropped.
+pub(crate) struct Scratch(pub(crate) PathBuf);
+
+impl Scratch {
+    pub(crate) fn new(what: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "swarm-head-{what}-{}-{n}-{}",
+            std::process::id(),
+            snapshot_stamp()
+        ));
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Builder;
+
+impl StoreBuilder<RaftConfig, LogStore, StateMachine, Scratch> for Builder {
+    async fn build(&self) -> Result<(Scratch, LogStore, StateMachine), StorageError> {
+        let dir = Scratch::new("suite");
+        let (log, sm) = open(&dir.0, Arc::new(Plain))?;
+        Ok((dir, log, sm))
+    }
+}
+
+/// openraft's own conformance suite for log stores and state machines.
+#[test]
+fn the_store_passes_openrafts_storage_suite() -> Result<(), StorageError> {
+    Suite::test_all(Builder)
+}
+
+fn entry(index: u64, payload: EntryPayload<RaftConfig>) -> Entry {
+    Entry {
+        log_id: openraft::LogId::new(CommittedLeaderId::new(1, HeadId::from(1)), index),
+        payload,
+    }
+}
+
+fn place(name: &str) -> EntryPayload<RaftConfig> {
+    EntryPayload::Normal(Command::Drain {
+        node: swarm_protocol::NodeId::from_bytes([name.len() as u8; 16]),
+        on: true,
+    })
+}
+
+/// Reopening a store gives back the log, the vote, the commit index, and
+/// the state from the last snapshot.
+#[tokio::test]
+async fn a_reopened_store_has_what_was_written() -> Result<(), StorageError> {
+    let dir = Scratch::new("reopen");
+    let membership = RaftMembership::new(
+        vec![[HeadId::from(1)].into_iter().collect()],
+        [(HeadId::from(1), BasicNode::new("a"))]
+            .into_iter()
+            .collect::<std::collections::BTreeMap<_, _>>(),
+    );
+    {
+        let (mut log, mut sm) = open(&dir.0, Arc::new(Plain))?;
+        let entries = vec![
+            entry(1, EntryPayload::Membership(membership)),
+            entry(2, place("a")),
+            entry(3, place("bb")),
+        ];
+        log.blocking_append(entries.clone()).await?;
+        log.save_vote(&Vote::new(3, HeadId::from(1))).await?;
+        log.save_committed(Some(entries[2].log_id)).await?;
+        sm.apply(entries[..2].to_vec()).await?;
+        let mut builder = sm.get_snapshot_builder().await;
+        builder.build_snapshot().await?;
+        sm.apply(entries[2..].to_vec()).await?;
+    }
+    let (mut log, mut sm) = open(&dir.0, Arc::new(Plain))?;
+    assert_eq!(log.read_vote().await?, Some(Vote::new(3, HeadId::from(1))));
+    assert_eq!(log.read_committed().await?.map(|l| l.index), Some(3));
+    let state = log.get_log_state().await?;
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(3));
+    assert_eq!(log.try_get_log_entries(1..4).await?.len(), 3);
+    // The snapshot held the state up to entry 2; openraft re-applies 3.
+    let (applied, membership) = sm.applied_state().await?;
+    assert_eq!(applied.map(|l| l.index), Some(2));
+    assert!(membership
+        .membership()
+        .voter_ids()
+        .any(|v| v == HeadId::from(1)));
+    let machine = sm.machine();
+    let machine = machine.read().unwrap_or_else(PoisonError::into_inner);
+    assert_eq!(machine.state.draining().count(), 1);
+    Ok(())
+}
+
+/// A value that no longer opens is an error, not a wrong answer.
+#[tokio::test]
+async fn a_value_that_does_not_open_is_an_error() -> Result<(), StorageError> {
+    struct Refuse;
+    impl Seal for Refuse {
+        fn seal(&self, plain: Vec<u8>) -> Vec<u8> {
+            plain
+        }
+        fn open(&self, _: Vec<u8>) -> Result<Vec<u8>, String> {
+            Err("tag mismatch".to_owned())
+        }
+    }
+    let dir = Scratch::new("refuse");
+    {
+        let (mut log, _) = open(&dir.0, Arc::new(Plain))?;
+        log.save_vote(&Vote::new(1, HeadId::from(1))).await?;
+    }
+    let (mut log, _) = open(&dir.0, Arc::new(Refuse))?;
+    let err = log.read_vote().await.err().map(|e| e.to_string());
+    assert!(err.is_some_and(|e| e.contains("tag mismatch")));
+    Ok(())
+}

@@ -1,0 +1,261 @@
+//! What nodes and operators ask the head (`swarm.control` on every head
+//! node; only the Raft leader acts, the others answer `NotLeader` with the
+//! leader they know), and what it answers.
+
+use actix::Message;
+use serde::{Deserialize, Serialize};
+use swarm_protocol::NodeId;
+
+use crate::placement::{GroupStrategy, Placement, ResourceSet};
+use crate::supervision::{Grant, Restart, Running, SpawnError};
+
+/// The name each head's control actor is exposed under.
+pub const CONTROL_ACTOR: &str = "swarm.control";
+
+/// The certificate roles that may use the control plane.
+pub const CONTROL_ROLES: &[&str] = &["head", "worker", "operator"];
+
+/// What a named actor is: the head records it and starts it from it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActorSpec {
+    /// The registered type ([`crate::supervision::Spawnable::TYPE`]).
+    pub type_name: String,
+    /// Its arguments, MessagePack.
+    pub args: Vec<u8>,
+    /// What it needs.
+    pub resources: ResourceSet,
+    /// Where it may go.
+    pub placement: Placement,
+    /// Its local restart policy.
+    pub restart: Restart,
+    /// The placement-group bundle it runs in (group name, bundle index):
+    /// its resources come from the bundle, and it runs on the bundle's node.
+    pub bundle: Option<(String, usize)>,
+    /// Past its restarts on one node: re-place it on another node (true)
+    /// or mark it failed (false).
+    pub replace_on_escalation: bool,
+}
+
+/// Why the control plane did not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// This head is not the Raft leader (the leader it knows, if any).
+    #[error("not the head leader (leader: {leader:?})")]
+    NotLeader {
+        /// The leader this head knows.
+        leader: Option<NodeId>,
+    },
+    /// No head quorum answered: nothing can be placed or changed now.
+    #[error("no head quorum: {reason}")]
+    NoQuorum {
+        /// What failed.
+        reason: String,
+    },
+    /// The name belongs to another actor.
+    #[error("the name {name:?} is taken by a {type_name} on {node}")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// Its type.
+        type_name: String,
+        /// Where it runs.
+        node: NodeId,
+    },
+    /// No node could ever hold the request.
+    #[error("unschedulable: {reason}")]
+    Unschedulable {
+        /// Which resource or constraint no node meets.
+        reason: String,
+    },
+    /// A node could hold it, but not with what is free now.
+    #[error("no capacity now: {reason}")]
+    NoCapacity {
+        /// What is missing.
+        reason: String,
+    },
+    /// No named actor (or placement group) has this name.
+    #[error("no named actor or group {name:?}")]
+    NoSuchName {
+        /// The name.
+        name: String,
+    },
+    /// The name is of another type than asked for.
+    #[error("{name:?} is a {actual}, not a {expected}")]
+    WrongType {
+        /// The name.
+        name: String,
+        /// The type asked for.
+        expected: String,
+        /// Its type.
+        actual: String,
+    },
+    /// The actor failed past its restart policy and was not re-placed.
+    #[error("{name:?} failed: {reason}")]
+    Failed {
+        /// The name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The node chosen for it refused to start it (unknown type,
+    /// arguments that do not decode); nothing runs, nothing is recorded.
+    #[error("the node refused to start it: {0}")]
+    Spawn(SpawnError),
+    /// Refused for another reason (a group in use, a bundle on another node).
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// No head is known (membership shows no node with the `head` role), or
+    /// none answered.
+    #[error("no head answered: {reason}")]
+    NoHead {
+        /// What was tried.
+        reason: String,
+    },
+}
+
+/// Where a named actor runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Located {
+    /// Its node.
+    pub node: NodeId,
+    /// Its placement's epoch (the fencing token).
+    pub epoch: u64,
+    /// Its registered type.
+    pub type_name: String,
+}
+
+/// Places and starts a named actor (or answers where it runs, with
+/// `get_if_exists`, if it exists with the same type).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Located, ControlError>")]
+pub(crate) struct PlaceActor {
+    /// The name.
+    pub(crate) name: String,
+    /// What it is.
+    pub(crate) spec: ActorSpec,
+    /// Answer the existing actor instead of `NameTaken`.
+    pub(crate) get_if_exists: bool,
+}
+
+/// Where does this named actor run now?
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Located, ControlError>")]
+pub(crate) struct Resolve {
+    /// The name.
+    pub(crate) name: String,
+}
+
+/// Stops a named actor for good and forgets it.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub(crate) struct StopActor {
+    /// The name.
+    pub(crate) name: String,
+}
+
+/// Reserves a placement group: every bundle, or none.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Vec<NodeId>, ControlError>")]
+pub(crate) struct ReserveGroup {
+    /// The group's name.
+    pub(crate) name: String,
+    /// How its bundles spread.
+    pub(crate) strategy: GroupStrategy,
+    /// The bundles.
+    pub(crate) bundles: Vec<ResourceSet>,
+}
+
+/// Releases a placement group (refused while actors run in it).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub(crate) struct ReleaseGroup {
+    /// The group's name.
+    pub(crate) name: String,
+}
+
+/// Drains a node: no new placements; its named actors move one by one;
+/// then it is asked to leave. Answers how many actors moved.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<usize, ControlError>")]
+pub(crate) struct DrainNode {
+    /// The node.
+    pub(crate) node: NodeId,
+}
+
+/// One named actor, as `swarm actors` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlacedRow {
+    /// The name.
+    pub name: String,
+    /// Its type.
+    pub type_name: String,
+    /// Its node.
+    pub node: NodeId,
+    /// placed or failed.
+    pub state: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// How often the head placed it.
+    pub placements: u64,
+    /// What it reserves.
+    pub resources: ResourceSet,
+    /// Its placement group bundle, if any.
+    pub bundle: Option<(String, usize)>,
+}
+
+/// Lists the named actors the head records.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Vec<PlacedRow>, ControlError>")]
+pub(crate) struct ListPlaced;
+
+/// One head, as `swarm heads` lists it (each head answers for itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadRow {
+    /// The head.
+    pub node: NodeId,
+    /// leader, follower, candidate or learner.
+    pub role: String,
+    /// The leader it knows.
+    pub leader: Option<NodeId>,
+    /// Its current term.
+    pub term: u64,
+    /// The voters.
+    pub voters: Vec<NodeId>,
+    /// Its last log index.
+    pub last_log: u64,
+    /// The last index it applied.
+    pub applied: u64,
+    /// On the leader: how far each follower lags, entries.
+    pub lag: Vec<(NodeId, u64)>,
+}
+
+/// Asks a head about itself.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "HeadRow")]
+pub(crate) struct HeadStatus;
+
+/// A node renews its lease and reports what it runs.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Grant, ControlError>")]
+pub(crate) struct Renew {
+    /// The node renewing.
+    pub(crate) node: NodeId,
+    /// The head-placed actors it runs.
+    pub(crate) running: Vec<Running>,
+}
+
+crate::remote_message!(
+    PlaceActor => "swarm.PlaceActor",
+    Resolve => "swarm.Resolve",
+    StopActor => "swarm.StopActor",
+    ReserveGroup => "swarm.ReserveGroup",
+    ReleaseGroup => "swarm.ReleaseGroup",
+    DrainNode => "swarm.DrainNode",
+    ListPlaced => "swarm.ListPlaced",
+    HeadStatus => "swarm.HeadStatus",
+    Renew => "swarm.Renew",
+);

@@ -1,0 +1,298 @@
+//! The control plane in one process: three heads (a Raft group over mesh
+//! links, redb stores in a scratch directory) and workers, each on its own
+//! arbiter. Named actors are placed by resources, answer through handles
+//! that follow them, fail over when their node dies, and bad requests get
+//! typed errors with nothing started.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use swarm::control::{Control, ControlError, Spawn};
+use swarm::placement::Placement;
+use swarm::supervision::{Host, Incarnation, ListActors, SpawnError, Spawnable, HOST_ACTOR};
+use swarm::AskError;
+use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
+
+use crate::util::{config_with_roles, control_cluster, eventually, fast_gossip, scratch, start};
+
+/// Spawns until the head group has formed and granted leases (the first
+/// spawn may find no leader or no leased node yet).
+async fn spawn_when_ready(
+    control: &Control,
+    spawn: impl Fn() -> Spawn<Ledger>,
+) -> swarm::control::Named<Ledger> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match control.spawn(spawn()).await {
+            Ok(named) => return named,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "not ready yet");
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                tick.tick().await;
+                tick.tick().await;
+            }
+            Err(e) => panic!("the control plane never placed the actor: {e}"),
+        }
+    }
+}
+
+fn with_tpu(i: usize, config: &mut swarm::MeshConfig) {
+    // Only the last node (n5) offers TPUs.
+    if i == 4 {
+        if let Some(cluster) = config.cluster.as_mut() {
+            cluster.resources.custom = vec![("tpu".to_owned(), 2.0)];
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_named_actor_is_placed_by_resources_looked_up_and_stopped() {
+    let dir = scratch("control-place");
+    let (_ca, nodes) = control_cluster(&dir, 3, 2, with_tpu).await;
+    let control = nodes[3].node.control().unwrap().clone();
+    let tpu_node = nodes[4].node.id();
+    let ledger = spawn_when_ready(&control, || {
+        Spawn::<Ledger>::named("ledger")
+            .args(LedgerArgs { opening: 10 })
+            .cpus(0.1)
+            .resource("tpu", 1.0)
+    })
+    .await;
+    let (node, epoch) = ledger.location().unwrap();
+    assert_eq!(node, tpu_node, "placed on the only node with a TPU");
+    let balance = ledger.send(Deposit(1)).await.unwrap();
+    assert_eq!(balance.total, 11);
+    assert_eq!((balance.node, balance.epoch), (tpu_node, epoch));
+
+    // Any node finds it by name, and the same incarnation answers.
+    let other = nodes[0].node.control().unwrap();
+    let same = other.lookup::<Ledger>("ledger").await.unwrap();
+    assert_eq!(same.send(Deposit(1)).await.unwrap().total, 12);
+
+    // The name is taken, unless asked to get the existing one.
+    let again = || Spawn::<Ledger>::named("ledger").args(LedgerArgs { opening: 0 });
+    match control.spawn(again()).await {
+        Err(ControlError::NameTaken { node, .. }) => assert_eq!(node, tpu_node),
+        other => panic!("expected NameTaken, got {other:?}"),
+    }
+    let existing = control.spawn(again().get_if_exists()).await.unwrap();
+    assert_eq!(existing.location(), Some((tpu_node, epoch)));
+
+    // A request no node can ever hold is refused at once, never a hang.
+    let huge = Spawn::<Ledger>::named("huge")
+        .args(LedgerArgs { opening: 0 })
+        .resource("tpu", 5.0);
+    assert!(matches!(
+        control.spawn(huge).await,
+        Err(ControlError::Unschedulable { .. })
+    ));
+    // One more TPU is free; a second actor needing two is not placeable now.
+    let second = Spawn::<Ledger>::named("second")
+        .args(LedgerArgs { opening: 0 })
+        .resource("tpu", 2.0);
+    assert!(matches!(
+        control.spawn(second).await,
+        Err(ControlError::NoCapacity { .. })
+    ));
+
+    // Stopped: forgotten by the head, gone from its node.
+    control.stop("ledger").await.unwrap();
+    assert!(matches!(
+        control.lookup::<Ledger>("ledger").await,
+        Err(ControlError::NoSuchName { .. })
+    ));
+    assert!(matches!(
+        ledger.send(Deposit(1)).await,
+        Err(AskError::NoSuchActor { .. })
+    ));
+    // Its reservation is released: the name and the TPU are free again.
+    let back = control
+        .spawn(
+            Spawn::<Ledger>::named("ledger")
+                .args(LedgerArgs { opening: 0 })
+                .resource("tpu", 2.0),
+        )
+        .await
+        .unwrap();
+    let balance = back.send(Deposit(5)).await.unwrap();
+    assert_eq!(balance.total, 5);
+    assert!(balance.epoch > epoch, "a new placement has a larger epoch");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A type no node registered.
+struct Unregistered;
+
+impl Actor for Unregistered {
+    type Context = Context<Self>;
+}
+
+#[derive(Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+struct Nothing;
+
+swarm::remote_message!(Nothing => "test.Nothing");
+
+impl Handler<Nothing> for Unregistered {
+    type Result = ();
+
+    fn handle(&mut self, _: Nothing, _: &mut Context<Self>) {}
+}
+
+swarm::remote_actor!(Unregistered: Nothing);
+
+impl Spawnable for Unregistered {
+    const TYPE: &'static str = "test.Unregistered";
+    type Args = ();
+
+    fn build(_: &(), _: &Incarnation) -> Self {
+        Unregistered
+    }
+}
+
+/// A Ledger whose arguments are of the wrong shape.
+struct Misshapen;
+
+impl Actor for Misshapen {
+    type Context = Context<Self>;
+}
+
+impl Handler<Nothing> for Misshapen {
+    type Result = ();
+
+    fn handle(&mut self, _: Nothing, _: &mut Context<Self>) {}
+}
+
+swarm::remote_actor!(Misshapen: Nothing);
+
+impl Spawnable for Misshapen {
+    // Claims to be a Ledger, with arguments a Ledger cannot decode.
+    const TYPE: &'static str = "demo.Ledger";
+    type Args = String;
+
+    fn build(_: &String, _: &Incarnation) -> Self {
+        Misshapen
+    }
+}
+
+#[actix_rt::test]
+async fn bad_spawns_get_typed_errors_and_start_nothing() {
+    let dir = scratch("control-bad");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let control = nodes[1].node.control().unwrap().clone();
+    // Wait for a placeable cluster.
+    spawn_when_ready(&control, || {
+        Spawn::<Ledger>::named("ok").args(LedgerArgs { opening: 0 })
+    })
+    .await;
+
+    match control.spawn(Spawn::<Unregistered>::named("u")).await {
+        Err(ControlError::Spawn(SpawnError::UnknownType { type_name })) => {
+            assert_eq!(type_name, "test.Unregistered");
+        }
+        other => panic!("expected UnknownType, got {other:?}"),
+    }
+    let bad_args = Spawn::<Misshapen>::named("m").args("not a ledger".to_owned());
+    assert!(matches!(
+        control.spawn(bad_args).await,
+        Err(ControlError::Spawn(SpawnError::BadArgs { .. }))
+    ));
+    // Nothing of either was recorded.
+    let placed = control.placed().await.unwrap();
+    let names: Vec<&str> = placed.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["ok"]);
+
+    // A certificate without a control-plane role is refused.
+    let mut guest = config_with_roles(&ca, "guest", &["guest"]);
+    guest.cluster = Some(fast_gossip(vec![nodes[0].node.listen_addr()]));
+    let guest = start(guest).await;
+    let guest_control = guest.node.control().unwrap().clone();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let c = guest_control.clone();
+            async move { !c.heads().await.is_empty() }
+        })
+        .await
+    );
+    let refused = guest_control
+        .spawn(Spawn::<Ledger>::named("g").args(LedgerArgs { opening: 0 }))
+        .await;
+    assert!(
+        matches!(refused, Err(ControlError::Refused { .. })),
+        "got {refused:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_rt::test]
+async fn the_actor_of_a_killed_node_answers_again_from_another_once() {
+    let dir = scratch("control-failover");
+    let (_ca, mut nodes) = control_cluster(&dir, 3, 2, |_, _| {}).await;
+    let control = nodes[0].node.control().unwrap().clone();
+    let target = nodes[4].node.id();
+    // Once the target holds a lease, a soft affinity puts the actor there.
+    spawn_when_ready(&control, || {
+        Spawn::<Ledger>::named("probe")
+            .args(LedgerArgs { opening: 0 })
+            .placement(Placement::Node {
+                node: target,
+                hard: true,
+            })
+    })
+    .await;
+    control.stop("probe").await.unwrap();
+    let ledger = spawn_when_ready(&control, || {
+        Spawn::<Ledger>::named("ledger")
+            .args(LedgerArgs { opening: 0 })
+            .placement(Placement::Node {
+                node: target,
+                hard: false,
+            })
+    })
+    .await;
+    let first = ledger.send(Deposit(1)).await.unwrap();
+    assert_eq!(first.node, target);
+
+    let victim = nodes.remove(4);
+    let killed = Instant::now();
+    victim.kill();
+    // The next ask fails with a node failure, once: nothing is retried.
+    let failed = ledger.send(Deposit(1)).await;
+    assert!(
+        failed.as_ref().is_err_and(AskError::is_node_failure),
+        "got {failed:?}"
+    );
+    // Then the handle finds the new incarnation.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
+    let moved = loop {
+        poll.tick().await;
+        match ledger.send(Deposit(1)).await {
+            Ok(balance) => break balance,
+            Err(e) => assert!(Instant::now() < deadline, "never answered again: {e}"),
+        }
+    };
+    let took = killed.elapsed();
+    assert_ne!(moved.node, target);
+    assert!(moved.epoch > first.epoch);
+    // A new incarnation: the state of the dead one is gone.
+    assert_eq!(moved.total, 1);
+    eprintln!("failover took {took:?}");
+    // Exactly one node runs it.
+    let mut running = 0;
+    for n in &nodes {
+        let host = control_host(&nodes[0].node, n.node.id());
+        let rows = host.send(ListActors).await.unwrap();
+        running += rows
+            .iter()
+            .filter(|r| r.name == "ledger" && r.state == "running")
+            .count();
+    }
+    assert_eq!(running, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn control_host(from: &swarm::Node, node: swarm::NodeId) -> swarm::RemoteAddr<Host> {
+    from.remote::<Host>(node, HOST_ACTOR)
+}
