@@ -7,6 +7,7 @@ mod util;
 mod bad_input;
 mod cluster_processes;
 mod control;
+mod control_faults;
 mod leaks;
 mod membership;
 mod netns;
