@@ -11,7 +11,6 @@ pub(crate) mod dispatch;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use actix::{Actor, Addr};
 use dashmap::DashMap;
 use swarm_protocol::{NodeId, RemoteError, Target};
 
@@ -40,15 +39,6 @@ struct Inner {
     entries: DashMap<String, Arc<dyn Dispatch>>,
     /// Bumped on every change of `entries`, so readers may cache lookups.
     generation: AtomicU64,
-}
-
-/// Why a typed local lookup found no usable actor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Missing {
-    /// Nothing is exposed under the name.
-    NoSuchName,
-    /// Something is exposed under the name, but it is another actor type.
-    OtherType,
 }
 
 impl Directory {
@@ -103,17 +93,6 @@ impl Directory {
     /// How many actors are exposed.
     pub(crate) fn len(&self) -> usize {
         self.inner.entries.len()
-    }
-
-    /// The typed address of the actor exposed under `name`.
-    pub(crate) fn addr<A: Actor>(&self, name: &str) -> Result<Addr<A>, Missing> {
-        let entry = self.inner.entries.get(name).ok_or(Missing::NoSuchName)?;
-        entry
-            .value()
-            .addr()
-            .downcast_ref::<Addr<A>>()
-            .cloned()
-            .ok_or(Missing::OtherType)
     }
 
     /// The untyped dispatcher of the actor exposed under `name`.
@@ -177,7 +156,7 @@ impl Lookup {
 
 #[cfg(test)]
 mod tests {
-    use actix::{Context, Handler, Message};
+    use actix::{Actor, Addr, Context, Handler, Message};
     use serde::{Deserialize, Serialize};
 
     use super::*;
@@ -204,7 +183,7 @@ mod tests {
     }
 
     #[actix::test]
-    async fn lookup_cache_follows_changes_and_typed_lookup_tells_missing_from_other_type() {
+    async fn lookup_cache_follows_changes_and_entries_keep_their_type() {
         let dir = Directory::default();
         let mut entry = Entry::new(Doubler.start());
         entry.accept::<Double>();
@@ -212,9 +191,11 @@ mod tests {
         assert!(!dir.insert("d".into(), Arc::new(Entry::new(Doubler.start()))));
         let mut lookup = dir.lookup();
         assert!(lookup.find(&Target::Name("d")).is_ok());
-        assert!(dir.addr::<Doubler>("d").is_ok());
-        assert_eq!(dir.addr::<Other>("d").err(), Some(Missing::OtherType));
-        assert_eq!(dir.addr::<Doubler>("x").err(), Some(Missing::NoSuchName));
+        let d = dir.dispatcher("d").map(|d| d.addr().is::<Addr<Doubler>>());
+        assert_eq!(d, Some(true));
+        let other = dir.dispatcher("d").map(|d| d.addr().is::<Addr<Other>>());
+        assert_eq!(other, Some(false));
+        assert!(dir.dispatcher("x").is_none());
         assert!(dir.remove("d"));
         assert!(matches!(
             lookup.find(&Target::Name("d")),

@@ -36,7 +36,7 @@ use swarm_protocol::envelope::encode_request;
 use swarm_protocol::{NodeId, Target};
 use tokio::sync::mpsc::error::TrySendError;
 
-use crate::directory::{Accepts, Caller, Missing, RemoteActor, RemoteMessage, Wire};
+use crate::directory::{Accepts, Caller, RemoteActor, RemoteMessage, Wire};
 use crate::error::{AskError, TellError};
 use crate::mesh::link::AskFailure;
 use crate::mesh::Mesh;
@@ -78,8 +78,9 @@ impl<A: RemoteActor> std::fmt::Debug for RemoteAddr<A> {
 
 /// Where a message to this handle goes.
 enum Route<A: RemoteActor> {
-    /// The typed actor on this node: no serialization.
-    Direct(Addr<A>),
+    /// The typed actor on this node: no serialization (and whether it is
+    /// supervised: its stopping mid-request is then a failure).
+    Direct(Addr<A>, bool),
     /// Something on this node exposed under the name as another type: its
     /// dispatcher decides, exactly as for a remote caller.
     Dispatch(Arc<dyn crate::directory::Dispatch>),
@@ -137,9 +138,10 @@ impl<A: RemoteActor> RemoteAddr<A> {
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = AskError::Timeout { after: timeout };
         match self.route()? {
-            Route::Direct(addr) => {
+            Route::Direct(addr, supervised) => {
                 return match tokio::time::timeout_at(deadline, addr.send(msg)).await {
                     Ok(Ok(result)) => Ok(result),
+                    Ok(Err(MailboxError::Closed)) if supervised => Err(AskError::ActorFailed),
                     Ok(Err(MailboxError::Closed)) => Err(AskError::ActorStopped),
                     Ok(Err(MailboxError::Timeout)) | Err(_) => Err(timed_out),
                 };
@@ -212,7 +214,7 @@ impl<A: RemoteActor> RemoteAddr<A> {
     {
         match self.route() {
             Err(cause) => return Err(TellError::Disconnected { msg, cause }),
-            Ok(Route::Direct(addr)) => {
+            Ok(Route::Direct(addr, _)) => {
                 return match addr.try_send(msg) {
                     Ok(()) => Ok(()),
                     Err(actix::dev::SendError::Full(msg)) => {
@@ -290,7 +292,7 @@ impl<A: RemoteActor> RemoteAddr<A> {
     {
         match self.route() {
             Err(cause) => return Err(TellError::Disconnected { msg, cause }),
-            Ok(Route::Direct(addr)) => {
+            Ok(Route::Direct(addr, _)) => {
                 return addr.try_send(msg).map_err(|e| match e {
                     actix::dev::SendError::Full(msg) => TellError::Full(msg),
                     actix::dev::SendError::Closed(msg) => TellError::Disconnected {
@@ -356,14 +358,12 @@ impl<A: RemoteActor> RemoteAddr<A> {
         if self.target != self.mesh.id() {
             return Ok(Route::Remote);
         }
-        let directory = self.mesh.directory();
-        match directory.addr::<A>(&self.name) {
-            Ok(addr) => Ok(Route::Direct(addr)),
-            Err(Missing::OtherType) => match directory.dispatcher(&self.name) {
-                Some(dispatch) => Ok(Route::Dispatch(dispatch)),
-                None => Err(self.no_such_actor()),
-            },
-            Err(Missing::NoSuchName) => Err(self.no_such_actor()),
+        let Some(dispatch) = self.mesh.directory().dispatcher(&self.name) else {
+            return Err(self.no_such_actor());
+        };
+        match dispatch.addr().downcast_ref::<Addr<A>>() {
+            Some(addr) => Ok(Route::Direct(addr.clone(), dispatch.supervised())),
+            None => Ok(Route::Dispatch(dispatch)),
         }
     }
 

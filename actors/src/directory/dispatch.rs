@@ -120,6 +120,9 @@ pub(crate) trait Dispatch: Send + Sync {
 
     /// The typed `Addr<A>`, for local calls that skip serialization.
     fn addr(&self) -> &dyn Any;
+
+    /// Whether a supervisor restarts it (its stopping mid-request is a failure).
+    fn supervised(&self) -> bool;
 }
 
 type TellFn<A> = fn(&Addr<A>, &[u8]) -> Result<Option<TellFuture>, RemoteError>;
@@ -211,6 +214,10 @@ impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
 
     fn addr(&self) -> &dyn Any {
         &self.addr
+    }
+
+    fn supervised(&self) -> bool {
+        self.supervised
     }
 }
 

@@ -8,6 +8,7 @@ mod bad_input;
 mod cluster_processes;
 mod control;
 mod control_faults;
+mod control_ops;
 mod leaks;
 mod membership;
 mod netns;
