@@ -38,6 +38,12 @@
 //! gpus = 0
 //! memory_mib = 8192
 //! resources = { tpu = 4.0 }        # custom resources
+//!
+//! [head]                           # only on nodes whose certificate has the head role
+//! dir = "n1-head"                  # the control plane's log and snapshots (redb)
+//! voters = 3                       # 1, 3 or 5 heads; the group forms once that many are members
+//! lease_ms = 2000                  # nodes stop head-placed actors this long after their last renewal
+//! election_ms = 500                # Raft election timeout (lower bound)
 //! ```
 //!
 //! The failure-detection bound with these settings is
@@ -135,6 +141,36 @@ pub struct NodeFile {
     /// Membership settings.
     #[serde(default)]
     pub membership: MembershipFile,
+    /// The control plane's head, on head nodes.
+    #[serde(default)]
+    pub head: Option<HeadFile>,
+}
+
+/// The `[head]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadFile {
+    /// Where the log and snapshots live (relative to the file).
+    pub dir: PathBuf,
+    /// How many heads vote: 1, 3 or 5.
+    #[serde(default = "one")]
+    pub voters: usize,
+    /// Lease length, milliseconds.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// Raft election timeout, lower bound, milliseconds.
+    #[serde(default = "default_election_ms")]
+    pub election_ms: u64,
+}
+
+fn one() -> usize {
+    1
+}
+fn default_lease_ms() -> u64 {
+    2_000
+}
+fn default_election_ms() -> u64 {
+    500
 }
 
 /// The `[membership]` section.
@@ -324,12 +360,17 @@ impl NodeFile {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
+        let head_dir = file.head.as_mut().map(|h| &mut h.dir);
         for p in [
-            &mut file.key,
-            &mut file.cert,
-            &mut file.ca,
-            &mut file.secret,
-        ] {
+            Some(&mut file.key),
+            Some(&mut file.cert),
+            Some(&mut file.ca),
+            Some(&mut file.secret),
+            head_dir,
+        ]
+        .into_iter()
+        .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -389,6 +430,19 @@ impl NodeFile {
             });
         }
         mesh.cluster = self.membership.cluster_config()?;
+        if let Some(head) = &self.head {
+            if head.lease_ms < 100 || head.election_ms < 50 {
+                return Err(FileError::Setting {
+                    setting: "head".into(),
+                    problem: "lease_ms must be at least 100 and election_ms at least 50".into(),
+                });
+            }
+            let mut config = swarm_actors::control::HeadConfig::new(&head.dir);
+            config.voters = head.voters;
+            config.lease = Duration::from_millis(head.lease_ms);
+            config.election_timeout = Duration::from_millis(head.election_ms);
+            mesh.head = Some(config);
+        }
         Ok(mesh)
     }
 
@@ -414,5 +468,11 @@ impl NodeFile {
             list(peers),
             list(seeds)
         )
+    }
+
+    /// The `[head]` section of a local cluster's head node `name`, with
+    /// `voters` heads in all.
+    pub fn render_head(name: &str, voters: usize) -> String {
+        format!("\n[head]\ndir = \"{name}-head\"\nvoters = {voters}\n")
     }
 }

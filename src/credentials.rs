@@ -399,21 +399,25 @@ impl Throwaway {
     ///
     /// If a file cannot be written.
     pub fn write_files(&self, dir: &Path, names: &[&str]) -> Result<()> {
+        let named: Vec<(&str, &[&str])> = names.iter().map(|n| (*n, &["worker"][..])).collect();
+        self.write_identities(dir, &named)
+    }
+
+    /// As [`Throwaway::write_files`], with each name's certificate roles.
+    ///
+    /// # Errors
+    ///
+    /// If a file cannot be written.
+    pub fn write_identities(&self, dir: &Path, names: &[(&str, &[&str])]) -> Result<()> {
         create_dir(dir)?;
         let ca = CaDir::new(dir);
         write_private(&ca.key_path(), "swarm CA private key", &self.ca.seed())?;
         write_public(&ca.pub_path(), "swarm CA public key", &self.ca.public())?;
         write_private(&ca.secret_path(), "swarm join secret", &self.secret)?;
-        for name in names {
+        for (name, roles) in names {
             let key = NodeKey::from_secret(random32());
-            let cert = issue(
-                &self.ca,
-                &key,
-                name,
-                &["worker".to_owned()],
-                1,
-                random_serial(),
-            );
+            let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+            let cert = issue(&self.ca, &key, name, &roles, 1, random_serial());
             write_node(dir, name, &key, &cert)?;
         }
         Ok(())

@@ -60,7 +60,7 @@ pub use crate::head::wire::{
 };
 pub use crate::head::{HeadConfig, Plain, Seal};
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterAgent, ListMembers};
 use crate::directory::{Accepts, RemoteMessage, Wire};
 use crate::error::AskError;
 use crate::head::supervisor::Supervisor;
@@ -75,11 +75,21 @@ use crate::supervision::{Restart, Spawnable};
 /// How long a control call keeps looking for the leader.
 const CALL_WITHIN: Duration = Duration::from_secs(10);
 
+/// Where a client learns which nodes are heads.
+#[derive(Clone)]
+enum Heads {
+    /// This node's own membership.
+    Members(Cluster),
+    /// A member's list, asked over a link (clients without membership,
+    /// like the `swarm` CLI).
+    Agent(RemoteAddr<ClusterAgent>),
+}
+
 /// The control plane's client. Cheap to clone.
 #[derive(Clone)]
 pub struct Control {
     mesh: Mesh,
-    cluster: Cluster,
+    heads: Heads,
     /// The head that answered last.
     leader: Arc<Mutex<Option<NodeId>>>,
 }
@@ -96,7 +106,17 @@ impl Control {
     pub(crate) fn new(mesh: Mesh, cluster: Cluster) -> Self {
         Self {
             mesh,
-            cluster,
+            heads: Heads::Members(cluster),
+            leader: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// A client that learns the heads from `agent`, a member's cluster
+    /// actor (for nodes without membership).
+    pub(crate) fn through(mesh: Mesh, agent: RemoteAddr<ClusterAgent>) -> Self {
+        Self {
+            mesh,
+            heads: Heads::Agent(agent),
             leader: Arc::new(Mutex::new(None)),
         }
     }
@@ -111,7 +131,11 @@ impl Control {
 
     /// The heads membership knows (alive ones first), by node id.
     pub async fn heads(&self) -> Vec<NodeId> {
-        let Ok(members) = self.cluster.members().await else {
+        let cluster = match &self.heads {
+            Heads::Members(cluster) => cluster,
+            Heads::Agent(agent) => return self.heads_from(agent).await,
+        };
+        let Ok(members) = cluster.members().await else {
             return Vec::new();
         };
         let mut heads: Vec<(bool, NodeId)> = members
@@ -126,6 +150,31 @@ impl Control {
             .collect();
         heads.sort();
         heads.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// The heads in a member's list; the addresses of its alive members
+    /// become known to this node's mesh (so a tool reaches any of them).
+    async fn heads_from(&self, agent: &RemoteAddr<ClusterAgent>) -> Vec<NodeId> {
+        let Ok(rows) = agent.send(ListMembers).await else {
+            return Vec::new();
+        };
+        let mut heads = Vec::new();
+        for row in rows {
+            if row.state != "alive" {
+                continue;
+            }
+            let (Ok(id), Ok(addr)) = (row.id.parse::<NodeId>(), row.addr.parse()) else {
+                continue;
+            };
+            if id != self.mesh.id() {
+                self.mesh.peer_up(id, addr, Vec::new(), false);
+            }
+            if row.roles.iter().any(|r| r == "head") {
+                heads.push(id);
+            }
+        }
+        heads.sort();
+        heads
     }
 
     /// Sends `message` to the leader, following `NotLeader` answers and
@@ -215,6 +264,26 @@ impl Control {
         };
         let located = self.call(request, CALL_WITHIN).await?;
         Ok(Named::new(self.clone(), &name, Some(located)))
+    }
+
+    /// Places and starts a named actor from a spec (the type by name, the
+    /// arguments already encoded): for tools that do not link the type.
+    ///
+    /// # Errors
+    ///
+    /// As [`Control::spawn`].
+    pub async fn spawn_spec(
+        &self,
+        name: &str,
+        spec: ActorSpec,
+        get_if_exists: bool,
+    ) -> Result<Located, ControlError> {
+        let request = PlaceActor {
+            name: name.to_owned(),
+            spec,
+            get_if_exists,
+        };
+        self.call(request, CALL_WITHIN).await
     }
 
     /// A handle to the named actor `name`, if it exists and is an `A`.

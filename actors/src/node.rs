@@ -428,6 +428,18 @@ impl Node {
         self.control.as_ref()
     }
 
+    /// A control-plane client for a node without membership (a tool):
+    /// connects to `member`, and learns the heads from its member list.
+    ///
+    /// # Errors
+    ///
+    /// If no authenticated link to `member` can be made.
+    pub async fn control_through(&self, member: SocketAddr) -> Result<Control, ConnectError> {
+        let peer = self.connect(member).await?;
+        let agent = self.remote(peer.id, CLUSTER_ACTOR);
+        Ok(Control::through(self.mesh.clone(), agent))
+    }
+
     /// Leaves the cluster (members see it as left at once, not down),
     /// stops accepting connections and closes every link.
     pub fn shutdown(&self) {

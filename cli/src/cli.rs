@@ -3,6 +3,7 @@
 mod bench;
 mod ca;
 mod cluster;
+mod control;
 mod demo;
 mod node;
 mod ping;
@@ -54,16 +55,107 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the actors a node's host started on request: name, type,
-    /// state, restarts, epoch (needs an operator or head certificate).
+    /// List the named actors the control plane placed: name, type, node,
+    /// state, epoch, restarts, resources, placement group (with --host:
+    /// the actors one node's host started).
     Actors {
         /// A configuration with an identity of the cluster (an operator certificate).
         #[arg(long)]
         config: PathBuf,
-        /// The node to ask (its mesh address).
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// List what this node's host started instead (no head needed).
+        #[arg(long)]
+        host: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the control plane's heads: role, leader, term, voters, log, lag.
+    Heads {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
         #[arg(long)]
         node: SocketAddr,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Place and start a named actor of a registered type.
+    Spawn {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// The registered type (e.g. demo.Ledger).
+        #[arg(long = "type")]
+        type_name: String,
+        /// The actor's name.
+        #[arg(long)]
+        name: String,
+        /// Its arguments as JSON (e.g. '{"opening": 10}').
+        #[arg(long, default_value = "null")]
+        args: String,
+        /// CPUs it needs.
+        #[arg(long, default_value_t = 0.0)]
+        cpus: f64,
+        /// GPUs it needs.
+        #[arg(long, default_value_t = 0)]
+        gpus: u32,
+        /// Memory it needs (e.g. 512MiB).
+        #[arg(long, value_parser = parse_size, default_value = "0")]
+        memory: u64,
+        /// A custom resource it needs, NAME=AMOUNT (repeatable).
+        #[arg(long = "resource", value_parser = parse_resource)]
+        resources: Vec<(String, f64)>,
+        /// pack, spread, node:NAME[:soft] or label:LABEL[:soft].
+        #[arg(long, default_value = "pack")]
+        placement: String,
+        /// Restart on failure at most this many times a minute (default: never).
+        #[arg(long)]
+        restarts: Option<usize>,
+        /// Run in a placement group's bundle, GROUP:INDEX.
+        #[arg(long)]
+        group: Option<String>,
+        /// Answer the existing actor if the name is taken by this type.
+        #[arg(long)]
+        get_if_exists: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop a named actor for good.
+    Stop {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// The actor's name.
+        #[arg(long)]
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drain a node: its named actors move elsewhere one by one, it takes
+    /// no new placements, then it leaves.
+    Drain {
+        /// The node to drain: its name, id or mesh address.
+        target: String,
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
@@ -351,7 +443,61 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         ),
         Command::Members { config, node, json } => cluster::members(&config, node, json),
         Command::Services { config, node, json } => cluster::services(&config, node, json),
-        Command::Actors { config, node, json } => cluster::actors(&config, node, json),
+        Command::Actors {
+            config,
+            node,
+            host: true,
+            json,
+        } => cluster::actors(&config, node, json),
+        Command::Actors {
+            config, node, json, ..
+        } => control::actors(&config, node, json),
+        Command::Heads { config, node, json } => control::heads(&config, node, json),
+        Command::Spawn {
+            config,
+            node,
+            type_name,
+            name,
+            args,
+            cpus,
+            gpus,
+            memory,
+            resources,
+            placement,
+            restarts,
+            group,
+            get_if_exists,
+            json,
+        } => control::spawn(
+            &config,
+            node,
+            control::SpawnArgs {
+                type_name,
+                name,
+                args,
+                cpus,
+                gpus,
+                memory,
+                resources,
+                placement,
+                restarts,
+                group,
+                get_if_exists,
+            },
+            json,
+        ),
+        Command::Stop {
+            config,
+            node,
+            name,
+            json,
+        } => control::stop(&config, node, &name, json),
+        Command::Drain {
+            target,
+            config,
+            node,
+            json,
+        } => control::drain(&config, node, &target, json),
         Command::Ping {
             addr,
             config,

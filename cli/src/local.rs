@@ -74,6 +74,8 @@ pub struct LocalCluster {
     pub cluster: String,
     /// Remove `dir` on drop.
     remove_dir: bool,
+    /// The `swarm` binary the nodes run.
+    exe: PathBuf,
 }
 
 impl LocalCluster {
@@ -87,7 +89,42 @@ impl LocalCluster {
     ///
     /// If files cannot be written or a node does not report READY within 30 s.
     pub fn start(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
-        Self::start_with(exe, dir, n, extra_args, true)
+        Self::start_with(exe, dir, n, extra_args, true, 0)
+    }
+
+    /// A cluster with a control plane: n1..n`heads` have the head role
+    /// (and a `[head]` section with `heads` voters; their stores are in
+    /// `dir`), the next `workers` nodes the worker role. They join
+    /// membership through n1 and dial no one. The driver may operate it.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalCluster::start`].
+    pub fn start_control(
+        exe: &Path,
+        dir: &Path,
+        heads: usize,
+        workers: usize,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        Self::start_with(exe, dir, heads + workers, extra_args, false, heads)
+    }
+
+    /// Starts a killed node again on its address, with the same
+    /// configuration, identity and (for a head) store.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalCluster::start`].
+    pub fn restart(&mut self, killed: &ChildNode) -> Result<&ChildNode> {
+        let config = self.dir.join(format!("{}.toml", killed.name));
+        let listen = killed.addr.to_string();
+        let node = spawn(&self.exe, &config, &killed.name, &["--listen", &listen])?;
+        self.nodes.push(node);
+        Ok(self
+            .nodes
+            .last()
+            .unwrap_or_else(|| unreachable!("just pushed")))
     }
 
     /// As [`LocalCluster::start`], but the nodes dial no one at start: they
@@ -97,7 +134,7 @@ impl LocalCluster {
     ///
     /// As [`LocalCluster::start`].
     pub fn start_members(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
-        Self::start_with(exe, dir, n, extra_args, false)
+        Self::start_with(exe, dir, n, extra_args, false, 0)
     }
 
     fn start_with(
@@ -106,20 +143,29 @@ impl LocalCluster {
         n: usize,
         extra_args: &[&str],
         dial_peers: bool,
+        heads: usize,
     ) -> Result<Self> {
         let cluster = "local".to_owned();
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
-        let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
-        all.push("driver");
-        Throwaway::new(&cluster).write_files(dir, &all)?;
+        let mut all: Vec<(&str, &[&str])> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let roles: &[&str] = if i < heads { &["head"] } else { &["worker"] };
+                (name.as_str(), roles)
+            })
+            .collect();
+        all.push(("driver", &["operator"]));
+        Throwaway::new(&cluster).write_identities(dir, &all)?;
         let mut this = Self {
             nodes: Vec::new(),
             dir: dir.to_owned(),
             cluster: cluster.clone(),
             remove_dir: false,
+            exe: exe.to_owned(),
         };
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        for name in &names {
+        for (i, name) in names.iter().enumerate() {
             let peers: Vec<SocketAddr> = if dial_peers {
                 this.nodes.iter().map(|n| n.addr).collect()
             } else {
@@ -127,10 +173,11 @@ impl LocalCluster {
             };
             let seeds = this.seeds();
             let config = dir.join(format!("{name}.toml"));
-            write(
-                &config,
-                NodeFile::render(&cluster, name, any_port, &peers, &seeds),
-            )?;
+            let mut text = NodeFile::render(&cluster, name, any_port, &peers, &seeds);
+            if i < heads {
+                text.push_str(&NodeFile::render_head(name, heads));
+            }
+            write(&config, text)?;
             let node = spawn(exe, &config, name, extra_args)?;
             this.nodes.push(node);
         }

@@ -28,11 +28,16 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                 every = IDLE;
                 continue;
             }
-            let Ok(running) = host.send(LeaseRunning).await else {
+            let Ok((running, types)) = host.send(LeaseRunning).await else {
                 return;
             };
             let sent = Instant::now();
-            match control.call(Renew { node, running }, every * 2).await {
+            let renew = Renew {
+                node,
+                running,
+                types,
+            };
+            match control.call(renew, every * 2).await {
                 Ok(grant) => {
                     let lease = Duration::from_millis(grant.lease_ms);
                     every = (lease / 5).max(Duration::from_millis(20));

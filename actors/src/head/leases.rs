@@ -84,6 +84,13 @@ impl Leases {
         self.leader_since.is_some()
     }
 
+    /// Whether every live node had time to renew with this leader (one
+    /// whole lease since it became leader).
+    pub(crate) fn settled(&self, now: Instant) -> bool {
+        self.leader_since
+            .is_some_and(|since| now >= since + self.lease)
+    }
+
     /// `node` got a lease at `now`.
     pub(crate) fn granted(&mut self, node: NodeId, now: Instant) {
         self.granted.insert(node, now);

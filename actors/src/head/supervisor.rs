@@ -46,6 +46,8 @@ pub(crate) struct Supervisor {
     /// Reservations decided but not yet in the log.
     pending: HashMap<NodeId, ResourceSet>,
     leases: Leases,
+    /// The actor types each node reported it may start.
+    types: HashMap<NodeId, Vec<String>>,
     /// Names being moved now.
     moving: HashSet<String>,
 }
@@ -66,6 +68,7 @@ impl Supervisor {
             members: HashMap::new(),
             pending: HashMap::new(),
             leases: Leases::new(lease),
+            types: HashMap::new(),
             moving: HashSet::new(),
         }
     }
@@ -89,12 +92,22 @@ impl Supervisor {
         })
     }
 
-    /// Placement's view: members that are alive and hold a lease, with
-    /// the log's reservations plus decisions still in flight.
-    fn views(&self, exclude: Option<NodeId>) -> Vec<NodeView> {
+    /// Placement's view: members that can start `type_name` (any type if
+    /// `None`), schedulable while alive and holding a lease, with the log's
+    /// reservations plus decisions still in flight.
+    fn views(&self, exclude: Option<NodeId>, type_name: Option<&str>) -> Vec<NodeView> {
         let now = Instant::now();
         let nodes = self.members.values().filter_map(|m| {
             let meta = m.meta.as_ref()?;
+            if let Some(t) = type_name {
+                if !self
+                    .types
+                    .get(&m.node)
+                    .is_some_and(|ts| ts.iter().any(|x| x == t))
+                {
+                    return None;
+                }
+            }
             if m.state == MemberState::Down || m.state == MemberState::Left {
                 return None;
             }
@@ -132,7 +145,18 @@ impl Supervisor {
                     reason: format!("placement group {group:?} has no bundle {index}"),
                 });
         }
-        placement::place(&spec.resources, &spec.placement, &self.views(exclude)).map_err(placed)
+        let views = self.views(exclude, Some(&spec.type_name));
+        if views.is_empty() {
+            if !self.leases.settled(Instant::now()) {
+                return Err(ControlError::NoCapacity {
+                    reason: "no node has renewed its lease with the new head leader yet".into(),
+                });
+            }
+            return Err(ControlError::UnknownType {
+                type_name: spec.type_name.clone(),
+            });
+        }
+        placement::place(&spec.resources, &spec.placement, &views).map_err(placed)
     }
 
     fn hold(&mut self, node: NodeId, spec: &ActorSpec) {
@@ -489,7 +513,7 @@ impl Handler<ReserveGroup> for Supervisor {
                     reason: format!("placement group {:?} exists", request.name),
                 });
             }
-            placement::place_group(&request.bundles, request.strategy, &self.views(None))
+            placement::place_group(&request.bundles, request.strategy, &self.views(None, None))
                 .map_err(placed)
         });
         let nodes = match chosen {
@@ -643,6 +667,7 @@ impl Handler<Renew> for Supervisor {
                 confirmed?;
                 act.leading()?;
                 act.leases.granted(renew.node, Instant::now());
+                act.types.insert(renew.node, renew.types.clone());
                 Ok(act.grant(&renew, ctx))
             }),
         )

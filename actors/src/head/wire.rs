@@ -98,6 +98,12 @@ pub enum ControlError {
         /// Why.
         reason: String,
     },
+    /// No node registered this actor type: nothing can start it.
+    #[error("no node registered the actor type {type_name:?}")]
+    UnknownType {
+        /// The type asked for.
+        type_name: String,
+    },
     /// The node chosen for it refused to start it (unknown type,
     /// arguments that do not decode); nothing runs, nothing is recorded.
     #[error("the node refused to start it: {0}")]
@@ -246,6 +252,9 @@ pub(crate) struct Renew {
     pub(crate) node: NodeId,
     /// The head-placed actors it runs.
     pub(crate) running: Vec<Running>,
+    /// The actor types it may start: it takes placements of these only.
+    #[serde(default)]
+    pub(crate) types: Vec<String>,
 }
 
 crate::remote_message!(

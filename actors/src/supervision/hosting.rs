@@ -248,9 +248,10 @@ impl Handler<ListActors> for Host {
     }
 }
 
-/// The head-placed actors this node runs (for a lease renewal).
+/// The head-placed actors this node runs and the types it may start (for
+/// a lease renewal).
 #[derive(Message)]
-#[rtype(result = "Vec<Running>")]
+#[rtype(result = "(Vec<Running>, Vec<String>)")]
 pub(crate) struct LeaseRunning;
 
 impl Handler<LeaseRunning> for Host {
@@ -273,7 +274,7 @@ impl Handler<LeaseRunning> for Host {
             epoch: *epoch,
             failed: false,
         }));
-        MessageResult(running)
+        MessageResult((running, self.registry.names()))
     }
 }
 

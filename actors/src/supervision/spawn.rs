@@ -168,6 +168,19 @@ impl Registry {
             .is_none()
     }
 
+    /// The registered type names, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .types
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .keys()
+            .map(|t| (*t).to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
     pub(crate) fn starter(&self, type_name: &str) -> Option<Starter> {
         self.types
             .read()

@@ -67,6 +67,7 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
     actix::System::new().block_on(async move {
         let node = Node::start(mesh).await.context("cannot start the node")?;
         swarm_cli::demo::expose_info(&node)?;
+        swarm_cli::demo::register_types(&node);
         if demo {
             swarm_cli::demo::expose_workload(&node)?;
         }

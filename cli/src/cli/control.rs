@@ -1,0 +1,393 @@
+//! The control-plane commands: `swarm actors`, `swarm heads`, `swarm spawn`,
+//! `swarm stop` and `swarm drain`. Each starts a throw-away mesh-only node
+//! with the identity of a configuration file (an operator certificate),
+//! connects to one member, learns the heads from its member list and asks
+//! the head leader.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use swarm::control::{ActorSpec, Control, PlacedRow};
+use swarm::placement::{Placement, ResourceSet};
+use swarm::supervision::{Backoff, Host, ListActors, Restart, HOST_ACTOR};
+use swarm::{Node, NodeId};
+use swarm_actors::cluster::{ClusterAgent, ListMembers, MemberRow, CLUSTER_ACTOR};
+
+/// Runs `f` with a control client through `member`.
+fn with_control<T, F, Fut>(config: &Path, member: SocketAddr, f: F) -> Result<T>
+where
+    F: FnOnce(Node, Control, Vec<MemberRow>) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mesh = super::client_config(config)?;
+    actix::System::new().block_on(async move {
+        let node = Node::start(mesh)
+            .await
+            .context("cannot start the local node")?;
+        let control = node
+            .control_through(member)
+            .await
+            .with_context(|| format!("no authenticated connection to {member}"))?;
+        let peer = node
+            .peers()
+            .into_iter()
+            .find(|p| p.addr == member)
+            .map(|p| p.id);
+        let members = match peer {
+            Some(id) => node
+                .remote::<ClusterAgent>(id, CLUSTER_ACTOR)
+                .send(ListMembers)
+                .await
+                .with_context(|| format!("{member} did not list its members (membership off?)"))?,
+            None => Vec::new(),
+        };
+        let result = f(node.clone(), control, members).await;
+        node.shutdown();
+        result
+    })
+}
+
+fn name_of(members: &[MemberRow], node: NodeId) -> String {
+    let id = node.to_string();
+    members
+        .iter()
+        .find(|m| m.id == id)
+        .map_or_else(|| node.short(), |m| m.name.clone())
+}
+
+/// A named actor as `swarm actors` shows it: the head's record joined with
+/// its node's host.
+#[derive(Debug, Serialize)]
+struct ActorLine {
+    name: String,
+    type_name: String,
+    node: String,
+    node_name: String,
+    /// placed/failed (head) and running/restarting/failed/missing (node).
+    state: String,
+    epoch: u64,
+    restarts: Option<u64>,
+    placements: u64,
+    resources: ResourceSet,
+    group: Option<(String, usize)>,
+}
+
+pub(crate) fn actors(config: &Path, member: SocketAddr, json: bool) -> Result<()> {
+    let lines = with_control(config, member, |node, control, members| async move {
+        let placed: Vec<PlacedRow> = control.placed().await?;
+        let mut hosts: BTreeMap<NodeId, Option<Vec<swarm::supervision::ActorRow>>> =
+            BTreeMap::new();
+        for row in &placed {
+            if let std::collections::btree_map::Entry::Vacant(slot) = hosts.entry(row.node) {
+                let host = node.remote::<Host>(row.node, HOST_ACTOR);
+                slot.insert(host.send(ListActors).await.ok());
+            }
+        }
+        Ok(placed
+            .into_iter()
+            .map(|r| {
+                let on_node = hosts.get(&r.node).and_then(|rows| {
+                    rows.as_ref().map(|rows| {
+                        rows.iter()
+                            .find(|a| a.name == r.name && a.epoch == r.epoch)
+                            .cloned()
+                    })
+                });
+                let (state, restarts) = match (&r.state[..], on_node) {
+                    ("placed", Some(Some(a))) => (a.state, Some(a.restarts)),
+                    ("placed", Some(None)) => ("starting".to_owned(), None),
+                    ("placed", None) => ("unreachable".to_owned(), None),
+                    (other, _) => (other.to_owned(), None),
+                };
+                ActorLine {
+                    name: r.name,
+                    type_name: r.type_name,
+                    node: r.node.to_string(),
+                    node_name: name_of(&members, r.node),
+                    state,
+                    epoch: r.epoch,
+                    restarts,
+                    placements: r.placements,
+                    resources: r.resources,
+                    group: r.bundle,
+                }
+            })
+            .collect::<Vec<_>>())
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&lines)?);
+        return Ok(());
+    }
+    println!(
+        "{:<20} {:<16} {:<12} {:<12} {:>6} {:>8} {:<24} GROUP",
+        "NAME", "TYPE", "NODE", "STATE", "EPOCH", "RESTARTS", "RESOURCES"
+    );
+    for l in &lines {
+        println!(
+            "{:<20} {:<16} {:<12} {:<12} {:>6} {:>8} {:<24} {}",
+            l.name,
+            l.type_name,
+            l.node_name,
+            l.state,
+            l.epoch,
+            l.restarts.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+            resources(&l.resources),
+            l.group
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |(g, b)| format!("{g}[{b}]")),
+        );
+    }
+    if lines.is_empty() {
+        println!("(no named actors)");
+    }
+    Ok(())
+}
+
+fn resources(r: &ResourceSet) -> String {
+    let mut parts = Vec::new();
+    if r.cpus > 0.0 {
+        parts.push(format!("cpus={}", r.cpus));
+    }
+    if r.gpus > 0 {
+        parts.push(format!("gpus={}", r.gpus));
+    }
+    if r.memory > 0 {
+        parts.push(format!("mem={}", r.memory));
+    }
+    for (name, amount) in &r.custom {
+        parts.push(format!("{name}={amount}"));
+    }
+    if parts.is_empty() {
+        "-".to_owned()
+    } else {
+        parts.join(",")
+    }
+}
+
+/// One head as `swarm heads` shows it.
+#[derive(Debug, Serialize)]
+struct HeadLine {
+    node: String,
+    name: String,
+    role: String,
+    leader: Option<String>,
+    term: u64,
+    voters: Vec<String>,
+    last_log: u64,
+    applied: u64,
+    lag: Vec<(String, u64)>,
+    error: Option<String>,
+}
+
+pub(crate) fn heads(config: &Path, member: SocketAddr, json: bool) -> Result<()> {
+    let lines = with_control(config, member, |_, control, members| async move {
+        let rows = control.head_status().await;
+        Ok(rows
+            .into_iter()
+            .map(|(node, row)| match row {
+                Ok(row) => HeadLine {
+                    node: node.to_string(),
+                    name: name_of(&members, node),
+                    role: row.role,
+                    leader: row.leader.map(|l| name_of(&members, l)),
+                    term: row.term,
+                    voters: row.voters.iter().map(|v| name_of(&members, *v)).collect(),
+                    last_log: row.last_log,
+                    applied: row.applied,
+                    lag: row
+                        .lag
+                        .iter()
+                        .map(|(n, l)| (name_of(&members, *n), *l))
+                        .collect(),
+                    error: None,
+                },
+                Err(e) => HeadLine {
+                    node: node.to_string(),
+                    name: name_of(&members, node),
+                    role: "unreachable".to_owned(),
+                    leader: None,
+                    term: 0,
+                    voters: Vec::new(),
+                    last_log: 0,
+                    applied: 0,
+                    lag: Vec::new(),
+                    error: Some(e.to_string()),
+                },
+            })
+            .collect::<Vec<_>>())
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&lines)?);
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<10} {:<12} {:>6} {:>9} {:>9} {:<24} LAG",
+        "HEAD", "ROLE", "LEADER", "TERM", "LAST LOG", "APPLIED", "VOTERS"
+    );
+    for h in &lines {
+        println!(
+            "{:<12} {:<10} {:<12} {:>6} {:>9} {:>9} {:<24} {}",
+            h.name,
+            h.role,
+            h.leader.as_deref().unwrap_or("-"),
+            h.term,
+            h.last_log,
+            h.applied,
+            h.voters.join(","),
+            h.lag
+                .iter()
+                .map(|(n, l)| format!("{n}:{l}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    if lines.is_empty() {
+        println!("(no node has the head role)");
+    }
+    Ok(())
+}
+
+/// What `swarm spawn` asks for.
+pub(crate) struct SpawnArgs {
+    pub(crate) type_name: String,
+    pub(crate) name: String,
+    pub(crate) args: String,
+    pub(crate) cpus: f64,
+    pub(crate) gpus: u32,
+    pub(crate) memory: u64,
+    pub(crate) resources: Vec<(String, f64)>,
+    pub(crate) placement: String,
+    pub(crate) restarts: Option<usize>,
+    pub(crate) group: Option<String>,
+    pub(crate) get_if_exists: bool,
+}
+
+/// Parses `pack`, `spread`, `node:NAME_OR_ID[:soft]`, `label:L[:soft]`.
+fn placement(text: &str, members: &[MemberRow]) -> Result<Placement> {
+    let mut parts = text.split(':');
+    let kind = parts.next().unwrap_or_default();
+    let what = parts.next();
+    let hard = match parts.next() {
+        None | Some("hard") => true,
+        Some("soft") => false,
+        Some(other) => anyhow::bail!("{other:?} is not hard or soft"),
+    };
+    Ok(match (kind, what) {
+        ("pack", None) => Placement::Pack,
+        ("spread", None) => Placement::Spread,
+        ("node", Some(node)) => Placement::Node {
+            node: node_named(node, members)?,
+            hard,
+        },
+        ("label", Some(label)) => Placement::Label {
+            label: label.to_owned(),
+            hard,
+        },
+        _ => anyhow::bail!(
+            "placement {text:?}: use pack, spread, node:NAME[:soft] or label:LABEL[:soft]"
+        ),
+    })
+}
+
+/// A node by name, id, or mesh address.
+fn node_named(text: &str, members: &[MemberRow]) -> Result<NodeId> {
+    if let Ok(id) = text.parse::<NodeId>() {
+        return Ok(id);
+    }
+    members
+        .iter()
+        .find(|m| m.name == text || m.addr == text)
+        .and_then(|m| m.id.parse().ok())
+        .with_context(|| format!("no member named {text:?}"))
+}
+
+pub(crate) fn spawn(config: &Path, member: SocketAddr, s: SpawnArgs, json: bool) -> Result<()> {
+    let value: serde_json::Value = serde_json::from_str(&s.args).context("--args is not JSON")?;
+    let args = rmp_serde::to_vec_named(&value).context("--args cannot be encoded")?;
+    let located = with_control(config, member, |_, control, members| async move {
+        let mut resources = ResourceSet {
+            cpus: s.cpus,
+            memory: s.memory,
+            gpus: s.gpus,
+            ..ResourceSet::default()
+        };
+        for (name, amount) in &s.resources {
+            resources = resources.with(name, *amount);
+        }
+        let restart = match s.restarts {
+            None => Restart::never(),
+            Some(max) => Restart::on_failure().max(max).backoff(Backoff::exponential(
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_secs(5),
+            )),
+        };
+        let bundle = match &s.group {
+            None => None,
+            Some(g) => {
+                let (group, index) = g
+                    .rsplit_once(':')
+                    .context("--group is GROUP:BUNDLE, e.g. g:0")?;
+                Some((group.to_owned(), index.parse().context("bundle index")?))
+            }
+        };
+        let spec = ActorSpec {
+            type_name: s.type_name,
+            args,
+            resources,
+            placement: placement(&s.placement, &members)?,
+            restart,
+            bundle,
+            replace_on_escalation: true,
+        };
+        let located = control.spawn_spec(&s.name, spec, s.get_if_exists).await?;
+        let node_name = name_of(&members, located.node);
+        Ok((s.name, located, node_name))
+    })?;
+    let (name, located, node_name) = located;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "name": name,
+                "node": located.node.to_string(),
+                "node_name": node_name,
+                "epoch": located.epoch,
+                "type": located.type_name,
+            })
+        );
+    } else {
+        println!(
+            "{name}: {} on {node_name} (epoch {})",
+            located.type_name, located.epoch
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn stop(config: &Path, member: SocketAddr, name: &str, json: bool) -> Result<()> {
+    with_control(config, member, |_, control, _| async move {
+        Ok(control.stop(name).await?)
+    })?;
+    if json {
+        println!("{}", serde_json::json!({ "stopped": name }));
+    } else {
+        println!("{name}: stopped");
+    }
+    Ok(())
+}
+
+pub(crate) fn drain(config: &Path, member: SocketAddr, node: &str, json: bool) -> Result<()> {
+    let (moved, name) = with_control(config, member, |_, control, members| async move {
+        let id = node_named(node, &members)?;
+        Ok((control.drain(id).await?, name_of(&members, id)))
+    })?;
+    if json {
+        println!("{}", serde_json::json!({ "drained": name, "moved": moved }));
+    } else {
+        println!("{name}: drained, {moved} actor(s) moved; it leaves the cluster");
+    }
+    Ok(())
+}
