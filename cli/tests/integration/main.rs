@@ -9,6 +9,7 @@ mod cluster_processes;
 mod control;
 mod control_faults;
 mod control_ops;
+mod control_processes;
 mod leaks;
 mod membership;
 mod netns;
