@@ -75,6 +75,7 @@ impl Handler<ClusterEvent> for Watcher {
             ClusterEvent::MemberDown(_) => "down",
             ClusterEvent::MemberLeft(_) => "left",
             ClusterEvent::MetadataChanged(_) => "metadata",
+            ClusterEvent::Rejoined(_) => "rejoined",
         };
         println!(
             "  event: {kind:<8} {} ({}) at {}",

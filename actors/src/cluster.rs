@@ -119,6 +119,10 @@ pub enum ClusterEvent {
     MemberLeft(Member),
     /// Its metadata changed (services, resources, load).
     MetadataChanged(Member),
+    /// The cluster declared this node down and it rejoined under a renewed
+    /// identity (the member is this node). Whatever it ran for the cluster
+    /// may run elsewhere now.
+    Rejoined(Member),
 }
 
 impl ClusterEvent {
@@ -129,7 +133,8 @@ impl ClusterEvent {
             | ClusterEvent::Suspect(m)
             | ClusterEvent::MemberDown(m)
             | ClusterEvent::MemberLeft(m)
-            | ClusterEvent::MetadataChanged(m) => m,
+            | ClusterEvent::MetadataChanged(m)
+            | ClusterEvent::Rejoined(m) => m,
         }
     }
 }

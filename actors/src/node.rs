@@ -22,7 +22,7 @@ use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 use tokio::net::TcpListener;
 
-use crate::cluster::{Cluster, Member, CLUSTER_ACTOR};
+use crate::cluster::{Cluster, ClusterEvent, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::control::Control;
 use crate::directory::{Directory, Entry, RemoteActor};
@@ -32,8 +32,8 @@ use crate::head::Head;
 use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
 use crate::supervision::{
-    Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
-    SPAWN_ROLES,
+    Fence, Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised,
+    HOST_ACTOR, SPAWN_ROLES,
 };
 
 /// The handle to a running node. Cheap to clone, usable from any thread.
@@ -180,7 +180,7 @@ impl Node {
         let exposed = node.mesh.directory().insert(HOST_ACTOR.to_owned(), entry);
         debug_assert!(exposed, "a new node's directory is empty");
         if let Some(cluster) = node.cluster.clone() {
-            bridge(node.mesh.clone(), cluster.clone());
+            bridge(node.mesh.clone(), cluster.clone(), host.clone());
             let exposed = node.expose(CLUSTER_ACTOR, cluster.agent());
             debug_assert!(exposed.is_ok(), "a new node's directory is empty");
             if let Some(head) = head_config {
@@ -467,7 +467,7 @@ async fn first_relay(mesh: &Mesh, within: Duration) {
 
 /// Subscribes the mesh to membership: addresses of members that are up,
 /// and links to members that are down or gone closed at once.
-fn bridge(mesh: Mesh, cluster: Cluster) {
+fn bridge(mesh: Mesh, cluster: Cluster, host: Addr<Host>) {
     actix_rt::spawn(async move {
         let Ok((members, mut events)) = cluster.events().await else {
             return;
@@ -492,6 +492,8 @@ fn bridge(mesh: Mesh, cluster: Cluster) {
         members.iter().for_each(apply);
         while let Some(next) = events.next().await {
             match next {
+                // Declared down: the head may place its actors elsewhere.
+                Ok(ClusterEvent::Rejoined(_)) => host.do_send(Fence),
                 // Metadata says how a member is reached (its relays).
                 Ok(event) => apply(event.member()),
                 Err(_) => {

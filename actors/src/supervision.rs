@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
 pub use hosting::Host;
-pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave};
+pub(crate) use hosting::{ApplyGrant, Fence, LeaseRunning, Leave};
 pub(crate) use spawn::Registry;
 pub use spawn::{
     ActorRow, Grant, HostLeave, HostSpawn, HostStop, Incarnation, ListActors, Running, SpawnError,

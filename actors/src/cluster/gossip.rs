@@ -280,7 +280,7 @@ impl Gossip {
                     bump = id.bump,
                     "the cluster declared this node down; rejoined under a renewed identity"
                 );
-                return;
+                ClusterEvent::Rejoined(self.own_member())
             }
         };
         self.table.apply(&out);

@@ -176,6 +176,11 @@ impl Host {
         if self.lease_until.is_none() || self.holds_lease() {
             return;
         }
+        self.fence("lease from the head ran out");
+    }
+
+    /// Gives up the lease and stops every head-placed actor.
+    fn fence(&mut self, why: &str) {
         self.lease_until = None;
         let fenced: Vec<String> = self
             .started
@@ -184,10 +189,7 @@ impl Host {
             .map(|(n, _)| n.clone())
             .collect();
         if !fenced.is_empty() {
-            tracing::warn!(
-                actors = fenced.len(),
-                "lease from the head ran out: stopping head-placed actors"
-            );
+            tracing::warn!(actors = fenced.len(), "{why}: stopping head-placed actors");
         }
         for name in fenced {
             if let Some(old) = self.started.remove(&name) {
@@ -275,6 +277,20 @@ impl Handler<LeaseRunning> for Host {
             failed: false,
         }));
         MessageResult((running, self.registry.names()))
+    }
+}
+
+/// The cluster declared this node down: give up the lease and stop what
+/// the head placed here (the next grant lists what is still placed here).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Fence;
+
+impl Handler<Fence> for Host {
+    type Result = ();
+
+    fn handle(&mut self, _: Fence, _: &mut Context<Self>) {
+        self.fence("the cluster declared this node down");
     }
 }
 

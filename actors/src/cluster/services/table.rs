@@ -153,6 +153,7 @@ impl ServiceTable {
                 self.readmit(member.node);
             }
             ClusterEvent::MetadataChanged(_) => self.publish(member),
+            ClusterEvent::Rejoined(_) => {}
         }
     }
 
