@@ -42,8 +42,8 @@
 //! [head]                           # only on nodes whose certificate has the head role
 //! dir = "n1-head"                  # the control plane's log and snapshots (redb)
 //! voters = 3                       # 1, 3 or 5 heads; the group forms once that many are members
-//! lease_ms = 2000                  # nodes stop head-placed actors this long after their last renewal
-//! election_ms = 500                # Raft election timeout (lower bound)
+//! lease_ms = 3000                  # nodes stop head-placed actors this long after their last renewal
+//! election_ms = 300                # Raft election timeout (lower bound)
 //! ```
 //!
 //! The failure-detection bound with these settings is
@@ -167,10 +167,10 @@ fn one() -> usize {
     1
 }
 fn default_lease_ms() -> u64 {
-    2_000
+    3_000
 }
 fn default_election_ms() -> u64 {
-    500
+    300
 }
 
 /// The `[membership]` section.

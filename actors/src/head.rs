@@ -14,6 +14,7 @@
 //! Workers never vote and never store the log; messages between actors
 //! never pass through Raft.
 
+pub(crate) mod batch;
 pub(crate) mod leases;
 pub(crate) mod network;
 pub(crate) mod state;
@@ -73,13 +74,13 @@ impl std::fmt::Debug for HeadConfig {
 }
 
 impl HeadConfig {
-    /// Defaults: one voter, 2 s leases, 500 ms election timeout, stored as is.
+    /// Defaults: one voter, 3 s leases, 300 ms election timeout, stored as is.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
             voters: 1,
-            lease: Duration::from_secs(2),
-            election_timeout: Duration::from_millis(500),
+            lease: Duration::from_secs(3),
+            election_timeout: Duration::from_millis(300),
             seal: Arc::new(Plain),
         }
     }

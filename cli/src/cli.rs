@@ -321,6 +321,20 @@ pub(crate) fn parse_resource(s: &str) -> Result<(String, f64), String> {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// A local cluster of 3 heads and 3 workers: named-actor spawns per
+    /// second, lookups, Raft writes, asks to a placed actor beside an
+    /// exposed one, crash failover and leader failover.
+    Control {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Named actors to spawn for the rate.
+        #[arg(long, default_value_t = 5_000)]
+        spawns: usize,
+        /// Crash failovers to time.
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+    },
     /// Two nodes on loopback: ask latency, tell rate, bulk throughput,
     /// handshake time, idle memory, and the bare Noise baseline.
     Link {
@@ -504,6 +518,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             count,
         } => ping::run(addr, &config, count),
         Command::Demo { nodes, keep } => demo::run(nodes, keep),
+        Command::Bench(BenchCommand::Control { json, spawns, runs }) => {
+            bench::control(json, spawns, runs)
+        }
         Command::Bench(BenchCommand::Link { json, scale, relay }) => {
             bench::link(json, scale, relay)
         }

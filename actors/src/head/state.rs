@@ -113,6 +113,8 @@ pub(crate) enum Command {
         /// Draining or not.
         on: bool,
     },
+    /// Several commands in one log entry, applied in order.
+    Batch(Vec<Command>),
 }
 
 /// What applying a command did.
@@ -137,6 +139,8 @@ pub(crate) enum Applied {
         /// Why.
         reason: String,
     },
+    /// What each command of a batch did, in order.
+    Batch(Vec<Applied>),
 }
 
 /// The replicated state.
@@ -249,6 +253,9 @@ impl ControlState {
                 }
                 Applied::Done
             }
+            Command::Batch(commands) => {
+                Applied::Batch(commands.into_iter().map(|c| self.apply(c)).collect())
+            }
             Command::Drain { node, on } => {
                 if on {
                     self.draining.insert(node);
@@ -358,6 +365,11 @@ impl ControlState {
         self.actors
             .iter()
             .filter(move |(_, r)| r.node == node && r.state == RecordState::Placed)
+    }
+
+    /// The nodes with placed actors.
+    pub(crate) fn nodes_with_placements(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.placed.keys().copied()
     }
 
     /// The group `name`.

@@ -15,26 +15,22 @@
 
 use std::fmt::Debug;
 use std::io::Cursor;
-use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::storage::RaftStateMachine;
 use openraft::{
-    AnyError, EntryPayload, LogState, OptionalSend, RaftLogReader, RaftSnapshotBuilder,
-    StorageIOError, StoredMembership,
+    AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError, StoredMembership,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::state::{Applied, ControlState};
-use super::types::{
-    Entry, LogId, Membership, RaftConfig, Snapshot, SnapshotMeta, StorageError, Vote,
-};
+use super::types::{Entry, LogId, Membership, RaftConfig, Snapshot, SnapshotMeta, StorageError};
 
-const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
-const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+pub(crate) const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
+pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 /// What every stored value passes through on its way to disk and back.
 pub trait Seal: Send + Sync + 'static {
@@ -63,7 +59,7 @@ impl Seal for Plain {
 }
 
 /// The database and its seal, shared by the log and the state machine.
-struct Db {
+pub(crate) struct Db {
     db: Database,
     seal: Arc<dyn Seal>,
 }
@@ -149,139 +145,12 @@ pub(crate) fn open(
         }
         None => Machine::default(),
     };
-    let log = LogStore {
-        db: Arc::clone(&db),
-    };
+    let log = LogStore::open(Arc::clone(&db))?;
     let sm = StateMachine {
         db,
         machine: Arc::new(RwLock::new(machine)),
     };
     Ok((log, sm))
-}
-
-/// The Raft log, the vote and the commit index.
-#[derive(Clone)]
-pub(crate) struct LogStore {
-    db: Arc<Db>,
-}
-
-impl RaftLogReader<RaftConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, StorageError> {
-        let txn = self.db.db.begin_read().map_err(read_err)?;
-        let table = match txn.open_table(LOG) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(read_err(e)),
-        };
-        let mut entries = Vec::new();
-        for item in table.range(range).map_err(read_err)? {
-            let (_, value) = item.map_err(read_err)?;
-            entries.push(self.db.decode(value.value())?);
-        }
-        Ok(entries)
-    }
-}
-
-impl RaftLogStorage<RaftConfig> for LogStore {
-    type LogReader = LogStore;
-
-    async fn get_log_state(&mut self) -> Result<LogState<RaftConfig>, StorageError> {
-        let purged: Option<LogId> = self.db.meta("purged")?;
-        let txn = self.db.db.begin_read().map_err(read_err)?;
-        let last = match txn.open_table(LOG) {
-            Ok(table) => match table.last().map_err(read_err)? {
-                Some((_, value)) => Some(self.db.decode::<Entry>(value.value())?.log_id),
-                None => None,
-            },
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
-            Err(e) => return Err(read_err(e)),
-        };
-        Ok(LogState {
-            last_purged_log_id: purged,
-            last_log_id: last.or(purged),
-        })
-    }
-
-    async fn get_log_reader(&mut self) -> Self::LogReader {
-        self.clone()
-    }
-
-    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let value = self.db.encode(vote)?;
-        self.db
-            .write(move |db, txn| db.put_meta(txn, "vote", &value))
-            .await
-    }
-
-    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.db.meta("vote")
-    }
-
-    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let value = self.db.encode(&committed)?;
-        self.db
-            .write(move |db, txn| db.put_meta(txn, "committed", &value))
-            .await
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.db.meta::<Option<LogId>>("committed")?.flatten())
-    }
-
-    async fn append<I>(
-        &mut self,
-        entries: I,
-        callback: LogFlushed<RaftConfig>,
-    ) -> Result<(), StorageError>
-    where
-        I: IntoIterator<Item = Entry> + OptionalSend,
-        I::IntoIter: OptionalSend,
-    {
-        let mut encoded = Vec::new();
-        for entry in entries {
-            encoded.push((entry.log_id.index, self.db.encode(&entry)?));
-        }
-        let written = self
-            .db
-            .write(move |_, txn| {
-                let mut table = txn.open_table(LOG).map_err(io)?;
-                for (index, value) in &encoded {
-                    table.insert(*index, value.as_slice()).map_err(io)?;
-                }
-                Ok(())
-            })
-            .await;
-        callback.log_io_completed(
-            written
-                .as_ref()
-                .map(|_| ())
-                .map_err(|e| std::io::Error::other(e.to_string())),
-        );
-        written
-    }
-
-    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        self.db
-            .write(move |_, txn| {
-                let mut table = txn.open_table(LOG).map_err(io)?;
-                table.retain_in(log_id.index.., |_, _| false).map_err(io)
-            })
-            .await
-    }
-
-    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let value = self.db.encode(&log_id)?;
-        self.db
-            .write(move |db, txn| {
-                db.put_meta(txn, "purged", &value)?;
-                let mut table = txn.open_table(LOG).map_err(io)?;
-                table.retain_in(..=log_id.index, |_, _| false).map_err(io)
-            })
-            .await
-    }
 }
 
 /// The applied state: what the log says so far.
@@ -418,6 +287,10 @@ impl RaftStateMachine<RaftConfig> for StateMachine {
             }))
     }
 }
+
+mod log;
+
+pub(crate) use log::LogStore;
 
 #[cfg(test)]
 mod tests;

@@ -6,16 +6,16 @@
 //! moves the actors of nodes whose lease ran out (or that crashed), that
 //! escalate failures, or that drain.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 
+use super::batch::Writes;
 use super::leases::Leases;
 use super::state::{ActorRecord, Applied, Command, RecordState};
 use super::store::Machine;
@@ -28,18 +28,23 @@ use crate::cluster::{ClusterEvent, Member};
 use crate::mesh::Mesh;
 use crate::placement::{self, NodeView, PlacementError, ResourceSet};
 use crate::remote::RemoteAddr;
-use crate::supervision::{Grant, Host, HostLeave, HostSpawn, HostStop, HOST_ACTOR};
+use crate::supervision::{Grant, Host, HostLeave, HostSpawn, HostStop, Running, HOST_ACTOR};
 
-/// How long a write waits for a quorum before it fails with `NoQuorum`.
+/// How long a quorum check waits before it fails with `NoQuorum`.
 const QUORUM_WAIT: Duration = Duration::from_secs(3);
 
 /// How often the leader looks for placements to move.
 const TICK: Duration = Duration::from_millis(50);
 
+/// Moves of a failed node's actors in flight at once: a node with
+/// thousands of actors must not crowd lease renewals out of the log.
+const MOVES_IN_FLIGHT: usize = 256;
+
 /// The placement supervisor of one head.
 pub(crate) struct Supervisor {
     id: NodeId,
     raft: Raft,
+    writes: Writes,
     machine: Arc<RwLock<Machine>>,
     mesh: Mesh,
     members: HashMap<NodeId, Member>,
@@ -48,8 +53,13 @@ pub(crate) struct Supervisor {
     leases: Leases,
     /// The actor types each node reported it may start.
     types: HashMap<NodeId, Vec<String>>,
-    /// Names being moved now.
+    /// Names being moved now (queued or in flight).
     moving: HashSet<String>,
+    /// Moves waiting for a slot, and how many run.
+    queued: VecDeque<Relocate>,
+    in_flight: usize,
+    /// A new leadership is being confirmed with a quorum.
+    confirming: bool,
 }
 
 impl Supervisor {
@@ -62,6 +72,7 @@ impl Supervisor {
     ) -> Self {
         Self {
             id,
+            writes: Writes::start(raft.clone()),
             raft,
             machine,
             mesh,
@@ -70,6 +81,9 @@ impl Supervisor {
             leases: Leases::new(lease),
             types: HashMap::new(),
             moving: HashSet::new(),
+            queued: VecDeque::new(),
+            in_flight: 0,
+            confirming: false,
         }
     }
 
@@ -81,7 +95,7 @@ impl Supervisor {
     fn leading(&self) -> Result<(), ControlError> {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
-        if metrics.state == ServerState::Leader && self.leases.is_leading() {
+        if caught_up_leader(&metrics) && self.leases.is_leading() {
             return Ok(());
         }
         Err(ControlError::NotLeader {
@@ -182,18 +196,34 @@ impl Supervisor {
     }
 
     /// Follows leadership changes; moves what must move.
+    ///
+    /// A new leader acts only once a write of its own committed: it then
+    /// applied everything committed before it (a restarted leader may
+    /// resume its term with a state machine that has not caught up).
     fn tick(&mut self, ctx: &mut Context<Self>) {
-        let leads = self.raft.metrics().borrow().state == ServerState::Leader;
+        let leads = caught_up_leader(&self.raft.metrics().borrow());
         match (leads, self.leases.is_leading()) {
             (true, false) => {
-                tracing::info!(head = %self.id.short(), "head leader: placement supervisor active");
-                self.leases.became_leader(Instant::now());
+                if !self.confirming {
+                    self.confirming = true;
+                    let raft = self.raft.clone();
+                    let me = ctx.address();
+                    actix::spawn(async move {
+                        let noop = raft.client_write(Command::Batch(Vec::new()));
+                        let confirmed = tokio::time::timeout(QUORUM_WAIT, noop)
+                            .await
+                            .is_ok_and(|r| r.is_ok());
+                        me.do_send(Confirmed(confirmed));
+                    });
+                }
+                return;
             }
             (false, true) => {
                 tracing::info!(head = %self.id.short(), "no longer the head leader");
                 self.leases.lost_leadership();
                 self.pending.clear();
                 self.moving.clear();
+                self.queued.clear();
             }
             _ => {}
         }
@@ -201,33 +231,44 @@ impl Supervisor {
             return;
         }
         let now = Instant::now();
-        let mut by_node: HashMap<NodeId, Vec<(String, u64)>> = HashMap::new();
-        self.read(|m| {
-            for (name, record) in m.state.actors() {
-                if record.state == RecordState::Placed {
-                    by_node
-                        .entry(record.node)
-                        .or_default()
-                        .push((name.clone(), record.epoch));
+        let nodes: Vec<NodeId> = self.read(|m| m.state.nodes_with_placements().collect());
+        for node in nodes {
+            if !self.leases.expired(node, now) {
+                if self.leases.probe_due(node, now) {
+                    self.probe(node, ctx);
                 }
+                continue;
             }
-        });
-        for (node, actors) in by_node {
-            if self.leases.expired(node, now) {
-                for (name, epoch) in actors {
-                    if self.moving.insert(name.clone()) {
-                        tracing::warn!(actor = %name, node = %node.short(), "lease of its node ran out: moving it");
-                        ctx.notify(Relocate {
-                            name,
-                            epoch,
-                            from: node,
-                            stop_first: false,
-                        });
-                    }
-                }
-            } else if self.leases.probe_due(node, now) {
-                self.probe(node, ctx);
+            let actors: Vec<(String, u64)> = self.read(|m| {
+                m.state
+                    .placed_on(node)
+                    .filter(|(name, _)| !self.moving.contains(*name))
+                    .map(|(name, r)| (name.clone(), r.epoch))
+                    .collect()
+            });
+            for (name, epoch) in actors {
+                self.moving.insert(name.clone());
+                tracing::warn!(actor = %name, node = %node.short(), "its node crashed or its lease ran out: moving it");
+                self.queued.push_back(Relocate {
+                    name,
+                    epoch,
+                    from: node,
+                    stop_first: false,
+                    queued: true,
+                });
             }
+        }
+        self.pump(ctx);
+    }
+
+    /// Starts queued moves while slots are free.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        while self.in_flight < MOVES_IN_FLIGHT {
+            let Some(relocate) = self.queued.pop_front() else {
+                return;
+            };
+            self.in_flight += 1;
+            ctx.notify(relocate);
         }
     }
 
@@ -253,29 +294,19 @@ impl Supervisor {
     }
 }
 
+/// Whether this head leads and applied an entry of its own term.
+fn caught_up_leader(metrics: &openraft::RaftMetrics<HeadId, openraft::BasicNode>) -> bool {
+    metrics.state == ServerState::Leader
+        && metrics
+            .last_applied
+            .is_some_and(|l| l.leader_id.term == metrics.current_term)
+}
+
 /// Maps a placement failure to what the caller sees.
 fn placed(e: PlacementError) -> ControlError {
     match e {
         PlacementError::Unschedulable { reason } => ControlError::Unschedulable { reason },
         PlacementError::NoCapacity { reason } => ControlError::NoCapacity { reason },
-    }
-}
-
-/// Writes `command` through Raft: its log index and what applying it did.
-async fn write(raft: Raft, command: Command) -> Result<(u64, Applied), ControlError> {
-    match tokio::time::timeout(QUORUM_WAIT, raft.client_write(command)).await {
-        Err(_) => Err(ControlError::NoQuorum {
-            reason: format!("no quorum acknowledged the write within {QUORUM_WAIT:?}"),
-        }),
-        Ok(Ok(response)) => Ok((response.log_id.index, response.data)),
-        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-            Err(ControlError::NotLeader {
-                leader: f.leader_id.map(|l| l.0),
-            })
-        }
-        Ok(Err(e)) => Err(ControlError::NoQuorum {
-            reason: e.to_string(),
-        }),
     }
 }
 
@@ -363,7 +394,7 @@ impl Handler<PlaceActor> for Supervisor {
             Err(e) => return Box::pin(fut::ready(Err(e))),
         };
         self.hold(node, &request.spec);
-        let raft = self.raft.clone();
+        let writes = self.writes.clone();
         let host = self.host(node);
         let PlaceActor {
             name,
@@ -379,7 +410,7 @@ impl Handler<PlaceActor> for Supervisor {
         let held = spec.clone();
         Box::pin(
             async move {
-                let (index, applied) = write(raft.clone(), command).await?;
+                let (index, applied) = writes.write(command).await?;
                 let epoch = match applied {
                     Applied::Placed { epoch } => epoch,
                     Applied::Exists(existing) => {
@@ -400,9 +431,7 @@ impl Handler<PlaceActor> for Supervisor {
                 match host.send(spawn_request(&name, &spec, epoch, index)).await {
                     Ok(Err(e)) => {
                         tracing::warn!(actor = %name, node = %node.short(), error = %e, "the chosen node refused the actor: forgetting it");
-                        let _ = write(
-                            raft,
-                            Command::Remove {
+                        let _ = writes.write(Command::Remove {
                                 name,
                                 epoch: Some(epoch),
                             },
@@ -472,7 +501,7 @@ impl Handler<StopActor> for Supervisor {
             self.read(|m| m.state.actor(&name).cloned())
                 .ok_or_else(|| ControlError::NoSuchName { name: name.clone() })
         });
-        let raft = self.raft.clone();
+        let writes = self.writes.clone();
         let host = record.as_ref().ok().map(|r| self.host(r.node));
         Box::pin(async move {
             let record = record?;
@@ -480,7 +509,7 @@ impl Handler<StopActor> for Supervisor {
                 name: name.clone(),
                 epoch: Some(record.epoch),
             };
-            match write(raft, command).await? {
+            match writes.write(command).await? {
                 (_, Applied::Done) => {}
                 (_, Applied::Unknown) => return Err(ControlError::NoSuchName { name }),
                 (_, other) => {
@@ -532,8 +561,9 @@ impl Handler<ReserveGroup> for Supervisor {
             bundles: request.bundles,
             nodes: nodes.clone(),
         };
+        let writes = self.writes.clone();
         Box::pin(
-            write(self.raft.clone(), command)
+            async move { writes.write(command).await }
                 .into_actor(self)
                 .map(move |written, act, _| {
                     for (node, bundle) in &held {
@@ -562,10 +592,13 @@ impl Handler<ReleaseGroup> for Supervisor {
         _: &mut Context<Self>,
     ) -> Self::Result {
         let leading = self.leading();
-        let raft = self.raft.clone();
+        let writes = self.writes.clone();
         Box::pin(async move {
             leading?;
-            match write(raft, Command::RemoveGroup { name: name.clone() }).await? {
+            match writes
+                .write(Command::RemoveGroup { name: name.clone() })
+                .await?
+            {
                 (_, Applied::Done) => Ok(()),
                 (_, Applied::Unknown) => Err(ControlError::NoSuchName { name }),
                 (_, Applied::Refused { reason }) => Err(ControlError::Refused { reason }),
@@ -677,44 +710,47 @@ impl Handler<Renew> for Supervisor {
 impl Supervisor {
     /// What `renew.node` must start and stop; escalations it reports move.
     fn grant(&mut self, renew: &Renew, ctx: &mut Context<Self>) -> Grant {
-        let (index, expected) = self.read(|m| {
-            (
-                m.last_applied.map_or(0, |l| l.index),
-                m.state
-                    .placed_on(renew.node)
-                    .map(|(n, r)| (n.clone(), r.clone()))
-                    .collect::<Vec<_>>(),
-            )
-        });
-        let mut start = Vec::new();
-        for (name, record) in &expected {
-            let reported = renew
+        let reported: HashMap<&str, &Running> =
+            renew.running.iter().map(|r| (r.name.as_str(), r)).collect();
+        let mut escalated = Vec::new();
+        let (index, start, stop) = self.read(|m| {
+            let index = m.last_applied.map_or(0, |l| l.index);
+            let mut start = Vec::new();
+            for (name, record) in m.state.placed_on(renew.node) {
+                match reported.get(name.as_str()) {
+                    Some(r) if r.epoch == record.epoch => {
+                        if r.failed {
+                            escalated.push((name.clone(), record.epoch));
+                        }
+                    }
+                    _ => start.push(spawn_request(name, &record.spec, record.epoch, index)),
+                }
+            }
+            // What it runs that the log does not place there under that epoch.
+            let stop: Vec<(String, u64)> = renew
                 .running
                 .iter()
-                .find(|r| r.name == *name && r.epoch == record.epoch);
-            match reported {
-                None => start.push(spawn_request(name, &record.spec, record.epoch, index)),
-                Some(r) if r.failed && self.moving.insert(name.clone()) => {
-                    tracing::warn!(actor = %name, node = %renew.node.short(), "escalated past its restart policy");
-                    ctx.notify(Escalated {
-                        name: name.clone(),
-                        epoch: record.epoch,
-                        from: renew.node,
-                    });
-                }
-                Some(_) => {}
+                .filter(|r| {
+                    m.state.actor(&r.name).is_none_or(|rec| {
+                        rec.node != renew.node
+                            || rec.epoch != r.epoch
+                            || rec.state != RecordState::Placed
+                    })
+                })
+                .map(|r| (r.name.clone(), r.epoch))
+                .collect();
+            (index, start, stop)
+        });
+        for (name, epoch) in escalated {
+            if self.moving.insert(name.clone()) {
+                tracing::warn!(actor = %name, node = %renew.node.short(), "escalated past its restart policy");
+                ctx.notify(Escalated {
+                    name,
+                    epoch,
+                    from: renew.node,
+                });
             }
         }
-        let stop = renew
-            .running
-            .iter()
-            .filter(|r| {
-                !expected
-                    .iter()
-                    .any(|(n, rec)| *n == r.name && rec.epoch == r.epoch)
-            })
-            .map(|r| (r.name.clone(), r.epoch))
-            .collect();
         Grant {
             lease_ms: u64::try_from(self.leases.lease().as_millis()).unwrap_or(u64::MAX),
             index,
@@ -734,19 +770,25 @@ struct Relocate {
     /// Stop the old incarnation before starting the new (drain); after a
     /// crash or lease expiry there is nothing to stop.
     stop_first: bool,
+    /// Took one of the move slots.
+    queued: bool,
 }
 
 impl Handler<Relocate> for Supervisor {
     type Result = ResponseActFuture<Self, Result<NodeId, ControlError>>;
 
-    fn handle(&mut self, r: Relocate, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, r: Relocate, ctx: &mut Context<Self>) -> Self::Result {
         let record = self.read(|m| m.state.actor(&r.name).cloned());
         let Some(record) = record.filter(|rec| rec.epoch == r.epoch) else {
             self.moving.remove(&r.name);
+            if r.queued {
+                self.in_flight -= 1;
+                ctx.notify(Pump);
+            }
             return Box::pin(fut::ready(Err(ControlError::NoSuchName { name: r.name })));
         };
         let target = self.choose(&record.spec, Some(r.from));
-        let raft = self.raft.clone();
+        let writes = self.writes.clone();
         let old = self.host(r.from);
         let new = target.as_ref().ok().map(|n| self.host(*n));
         let held = target.as_ref().ok().copied();
@@ -767,7 +809,7 @@ impl Handler<Relocate> for Supervisor {
                             epoch: r.epoch,
                             reason,
                         };
-                        write(raft, fail).await?;
+                        writes.write(fail).await?;
                         return Err(e);
                     }
                 };
@@ -784,7 +826,7 @@ impl Handler<Relocate> for Supervisor {
                     node,
                     expect: Some(r.epoch),
                 };
-                let (index, epoch) = match write(raft, command).await? {
+                let (index, epoch) = match writes.write(command).await? {
                     (index, Applied::Placed { epoch }) => (index, epoch),
                     (_, other) => {
                         return Err(ControlError::Refused {
@@ -799,14 +841,49 @@ impl Handler<Relocate> for Supervisor {
                 Ok(node)
             }
             .into_actor(self)
-            .map(move |result, act, _| {
+            .map(move |result, act, ctx| {
                 act.moving.remove(&r.name);
                 if let Some(node) = held {
                     act.unhold(node, &record.spec);
                 }
+                if r.queued {
+                    act.in_flight -= 1;
+                    act.pump(ctx);
+                }
                 result
             }),
         )
+    }
+}
+
+/// A write of this leader committed (so it applied everything committed
+/// before), or did not.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Confirmed(bool);
+
+impl Handler<Confirmed> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, Confirmed(confirmed): Confirmed, _: &mut Context<Self>) {
+        self.confirming = false;
+        if confirmed && caught_up_leader(&self.raft.metrics().borrow()) {
+            tracing::info!(head = %self.id.short(), "head leader: placement supervisor active");
+            self.leases.became_leader(Instant::now());
+        }
+    }
+}
+
+/// Starts queued moves (a slot freed).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Pump;
+
+impl Handler<Pump> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Pump, ctx: &mut Context<Self>) {
+        self.pump(ctx);
     }
 }
 
@@ -838,13 +915,14 @@ impl Handler<Escalated> for Supervisor {
                             epoch: e.epoch,
                             from: e.from,
                             stop_first: true,
+                            queued: false,
                         })
                         .await;
                 }
                 .into_actor(self),
             );
         }
-        let raft = self.raft.clone();
+        let writes = self.writes.clone();
         let name = e.name.clone();
         Box::pin(
             async move {
@@ -853,7 +931,7 @@ impl Handler<Escalated> for Supervisor {
                     epoch: e.epoch,
                     reason: "failed past its restart policy".to_owned(),
                 };
-                let _ = write(raft, fail).await;
+                let _ = writes.write(fail).await;
             }
             .into_actor(self)
             .map(move |(), act, _| {
@@ -868,14 +946,14 @@ impl Handler<DrainNode> for Supervisor {
 
     fn handle(&mut self, DrainNode { node }: DrainNode, ctx: &mut Context<Self>) -> Self::Result {
         let leading = self.leading();
-        let raft = self.raft.clone();
+        let writes = self.writes.clone();
         let me = ctx.address();
         let machine = Arc::clone(&self.machine);
         let host = self.host(node);
         Box::pin(
             async move {
                 leading?;
-                write(raft, Command::Drain { node, on: true }).await?;
+                writes.write(Command::Drain { node, on: true }).await?;
                 let placed: Vec<(String, u64)> = machine
                     .read()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -890,6 +968,7 @@ impl Handler<DrainNode> for Supervisor {
                         epoch,
                         from: node,
                         stop_first: true,
+                        queued: false,
                     };
                     if let Ok(Ok(_)) = me.send(relocate).await {
                         moved += 1;

@@ -1,6 +1,7 @@
 //! `swarm bench link` and `swarm bench membership`: run the cluster
 //! benchmarks ([`measure`]) and print a table or one JSON object.
 
+mod control;
 mod measure;
 
 use anyhow::{Context as _, Result};
@@ -8,6 +9,17 @@ use anyhow::{Context as _, Result};
 pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let report = measure::link(scale, Some(&exe), relay)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+pub(crate) fn control(json: bool, spawns: usize, runs: usize) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let report = control::run(&exe, spawns, runs)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

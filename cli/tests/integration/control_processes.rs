@@ -202,7 +202,13 @@ async fn the_head_group_keeps_every_acknowledged_spawn_through_a_leader_kill_and
             Err(e) => assert!(Instant::now() < deadline, "the heads never came back: {e}"),
         }
     };
-    assert!(back.is_superset(&acknowledged), "the restart lost spawns");
+    assert!(
+        back.is_superset(&acknowledged),
+        "the restart lost spawns: {} back of {}, missing {:?}",
+        back.len(),
+        acknowledged.len(),
+        acknowledged.difference(&back).collect::<Vec<_>>()
+    );
     assert_eq!(back, names);
 }
 

@@ -3,11 +3,12 @@ use std::path::PathBuf;
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::{BasicNode, CommittedLeaderId, EntryPayload, Membership as RaftMembership};
 
-use openraft::storage::RaftLogStorageExt;
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt};
+use openraft::RaftLogReader;
 
 use super::*;
 use crate::head::state::Command;
-use crate::head::types::HeadId;
+use crate::head::types::{HeadId, Vote};
 
 /// A scratch directory, removed when dropped.
 pub(crate) struct Scratch(pub(crate) PathBuf);
@@ -74,14 +75,17 @@ async fn a_reopened_store_has_what_was_written() -> Result<(), StorageError> {
     );
     {
         let (mut log, mut sm) = open(&dir.0, Arc::new(Plain))?;
-        let entries = vec![
+        let entries = [
             entry(1, EntryPayload::Membership(membership)),
             entry(2, place("a")),
             entry(3, place("bb")),
         ];
-        log.blocking_append(entries.clone()).await?;
+        log.blocking_append(entries[..2].to_vec()).await?;
         log.save_vote(&Vote::new(3, HeadId::from(1))).await?;
-        log.save_committed(Some(entries[2].log_id)).await?;
+        // The commit index is written with the next log write.
+        log.save_committed(Some(entries[1].log_id)).await?;
+        assert_eq!(log.read_committed().await?.map(|l| l.index), Some(2));
+        log.blocking_append(entries[2..].to_vec()).await?;
         sm.apply(entries[..2].to_vec()).await?;
         let mut builder = sm.get_snapshot_builder().await;
         builder.build_snapshot().await?;
@@ -89,7 +93,7 @@ async fn a_reopened_store_has_what_was_written() -> Result<(), StorageError> {
     }
     let (mut log, mut sm) = open(&dir.0, Arc::new(Plain))?;
     assert_eq!(log.read_vote().await?, Some(Vote::new(3, HeadId::from(1))));
-    assert_eq!(log.read_committed().await?.map(|l| l.index), Some(3));
+    assert_eq!(log.read_committed().await?.map(|l| l.index), Some(2));
     let state = log.get_log_state().await?;
     assert_eq!(state.last_log_id.map(|l| l.index), Some(3));
     assert_eq!(log.try_get_log_entries(1..4).await?.len(), 3);

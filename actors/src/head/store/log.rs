@@ -1,0 +1,328 @@
+//! The Raft log with group commit: appends return at once (the entries are
+//! readable from memory), and one writer thread turns every write queued
+//! meanwhile into a single redb transaction - one fsync for many entries -
+//! then reports each as flushed, in order. Votes, truncations and purges go
+//! through the same queue, so disk order is call order.
+//!
+//! The log since the last purge is kept in memory too: reads never touch
+//! the disk.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{LogState, OptionalSend, RaftLogReader};
+use redb::{ReadableDatabase, ReadableTable};
+use tokio::sync::oneshot;
+
+use super::{io, read_err, Db, LOG};
+use crate::head::types::{Entry, LogId, RaftConfig, StorageError, Vote};
+
+/// One write for the writer thread.
+enum Job {
+    Append {
+        entries: Vec<(u64, Vec<u8>)>,
+        flushed: LogFlushed<RaftConfig>,
+    },
+    /// Puts a metadata value (vote, purge mark), answering when durable.
+    Meta {
+        key: &'static str,
+        value: Vec<u8>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// Removes log entries in `from..=to`, answering when durable.
+    Remove {
+        from: u64,
+        to: u64,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The Raft log, the vote and the commit index.
+///
+/// The commit index is only a hint for replay after a restart (openraft
+/// re-applies up to it; a stale one is safe: everything before it was
+/// committed), so it rides along with the next write instead of costing an
+/// fsync of its own.
+#[derive(Clone)]
+pub(crate) struct LogStore {
+    db: Arc<Db>,
+    /// Every entry since the last purge, by index.
+    cache: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    purged: Arc<Mutex<Option<LogId>>>,
+    committed: Arc<Mutex<Option<Vec<u8>>>>,
+    writer: Arc<Writer>,
+}
+
+/// The writer thread's queue; the last log handle dropped waits for the
+/// thread to finish (so the database is closed when the log is).
+struct Writer {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Writer {
+    fn send(&self, job: Job) -> Result<(), StorageError> {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        match jobs.as_ref().map(|jobs| jobs.send(job)) {
+            Some(Ok(())) => Ok(()),
+            _ => Err(io("the log writer stopped")),
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl LogStore {
+    /// Loads the log into memory and starts the writer thread.
+    pub(crate) fn open(db: Arc<Db>) -> Result<Self, StorageError> {
+        let mut cache = BTreeMap::new();
+        {
+            let txn = db.db.begin_read().map_err(read_err)?;
+            match txn.open_table(LOG) {
+                Ok(table) => {
+                    for item in table.iter().map_err(read_err)? {
+                        let (key, value) = item.map_err(read_err)?;
+                        cache.insert(key.value(), db.decode::<Entry>(value.value())?);
+                    }
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => {}
+                Err(e) => return Err(read_err(e)),
+            }
+        }
+        let purged: Option<LogId> = db.meta("purged")?;
+        let committed = Arc::new(Mutex::new(None));
+        let (jobs, queue) = mpsc::channel();
+        let writer_db = Arc::clone(&db);
+        let writer_committed = Arc::clone(&committed);
+        let thread = std::thread::Builder::new()
+            .name("swarm-head-log".to_owned())
+            .spawn(move || writer(&writer_db, &queue, &writer_committed))
+            .map_err(io)?;
+        Ok(Self {
+            db,
+            cache: Arc::new(Mutex::new(cache)),
+            purged: Arc::new(Mutex::new(purged)),
+            committed,
+            writer: Arc::new(Writer {
+                jobs: Mutex::new(Some(jobs)),
+                thread: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues a write and waits until it is durable.
+    async fn durable(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<(), String>>) -> Job,
+    ) -> Result<(), StorageError> {
+        let (done, wait) = oneshot::channel();
+        self.writer.send(job(done))?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(io(e)),
+            Err(_) => Err(io("the log writer stopped")),
+        }
+    }
+}
+
+/// The writer thread: takes every queued job, writes them in one
+/// transaction, then answers each in order. Ends when every sender is gone.
+fn writer(db: &Db, queue: &mpsc::Receiver<Job>, committed: &Mutex<Option<Vec<u8>>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while let Ok(next) = queue.try_recv() {
+            batch.push(next);
+        }
+        let pending = committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let written = write_batch(db, &batch, pending.as_deref());
+        for job in batch {
+            let result = written.clone();
+            match job {
+                Job::Append { flushed, .. } => {
+                    flushed.log_io_completed(result.map_err(std::io::Error::other));
+                }
+                Job::Meta { done, .. } | Job::Remove { done, .. } => {
+                    let _ = done.send(result);
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(db: &Db, batch: &[Job], committed: Option<&[u8]>) -> Result<(), String> {
+    let txn = db.db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
+        let mut meta = txn.open_table(super::META).map_err(|e| e.to_string())?;
+        if let Some(value) = committed {
+            meta.insert("committed", value).map_err(|e| e.to_string())?;
+        }
+        for job in batch {
+            match job {
+                Job::Append { entries, .. } => {
+                    for (index, value) in entries {
+                        log.insert(*index, value.as_slice())
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                Job::Meta { key, value, .. } => {
+                    meta.insert(*key, value.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                Job::Remove { from, to, .. } => {
+                    log.retain_in(*from..=*to, |_, _| false)
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
+
+impl RaftLogReader<RaftConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        Ok(self.cache().range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+impl RaftLogStorage<RaftConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<RaftConfig>, StorageError> {
+        let purged = *self.purged.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = self.cache().last_key_value().map(|(_, e)| e.log_id);
+        Ok(LogState {
+            last_purged_log_id: purged,
+            last_log_id: last.or(purged),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        let value = self.db.encode(vote)?;
+        self.durable(|done| Job::Meta {
+            key: "vote",
+            value,
+            done,
+        })
+        .await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.db.meta("vote")
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        let value = self.db.encode(&committed)?;
+        *self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(value);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        let pending = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match pending {
+            Some(value) => self.db.decode::<Option<LogId>>(&value),
+            None => Ok(self.db.meta::<Option<LogId>>("committed")?.flatten()),
+        }
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        flushed: LogFlushed<RaftConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut encoded = Vec::new();
+        {
+            let mut cache = self.cache();
+            for entry in entries {
+                encoded.push((entry.log_id.index, self.db.encode(&entry)?));
+                cache.insert(entry.log_id.index, entry);
+            }
+        }
+        self.writer.send(Job::Append {
+            entries: encoded,
+            flushed,
+        })
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let to = {
+            let mut cache = self.cache();
+            let to = cache.last_key_value().map_or(log_id.index, |(k, _)| *k);
+            cache.retain(|index, _| *index < log_id.index);
+            to
+        };
+        self.durable(|done| Job::Remove {
+            from: log_id.index,
+            to,
+            done,
+        })
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let value = self.db.encode(&log_id)?;
+        *self.purged.lock().unwrap_or_else(PoisonError::into_inner) = Some(log_id);
+        let from = {
+            let mut cache = self.cache();
+            let from = cache.first_key_value().map_or(0, |(k, _)| *k);
+            cache.retain(|index, _| *index > log_id.index);
+            from
+        };
+        self.durable(|done| Job::Meta {
+            key: "purged",
+            value,
+            done,
+        })
+        .await?;
+        self.durable(|done| Job::Remove {
+            from,
+            to: log_id.index,
+            done,
+        })
+        .await
+    }
+}

@@ -1,0 +1,281 @@
+//! `swarm bench control`: a local cluster of 3 head and 3 worker processes
+//! of this binary, driven by an in-process operator node. Measures named
+//! actor spawns per second, lookups, Raft writes, asks to a placed actor
+//! beside asks to an exposed one (same worker, same run), crash failover
+//! (SIGKILL of the process running a named actor to its next answer) and
+//! leader failover (SIGKILL of the head leader to the next acknowledged
+//! write).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use swarm::config::NodeFile;
+use swarm::control::{Control, Named, Spawn};
+use swarm::placement::Placement;
+use swarm::Node;
+use swarm_cli::demo::{Add, Adder, Deposit, Ledger, LedgerArgs};
+use swarm_cli::local::LocalCluster;
+
+/// What `swarm bench control` prints.
+#[derive(Debug, Serialize)]
+pub(crate) struct ControlReport {
+    pub(crate) heads: usize,
+    pub(crate) workers: usize,
+    pub(crate) spawns: usize,
+    pub(crate) spawn_per_s: f64,
+    pub(crate) lookup_us_p50: f64,
+    pub(crate) raft_commit_us_p50: f64,
+    pub(crate) raft_writes_per_s: f64,
+    pub(crate) ask_rtt_p50_us: f64,
+    pub(crate) exposed_ask_rtt_p50_us: f64,
+    pub(crate) placed_vs_exposed: f64,
+    pub(crate) failover_runs: usize,
+    pub(crate) failover_crash_s_p50: f64,
+    pub(crate) failover_crash_s_max: f64,
+    pub(crate) leader_failover_s: f64,
+}
+
+impl ControlReport {
+    pub(crate) fn table(&self) -> String {
+        format!(
+            "control plane: {} heads, {} workers (processes of this binary)\n\
+             spawn_per_s              {:>10.0}   ({} named actors placed and started, 64 in flight)\n\
+             lookup_us_p50            {:>10.1}\n\
+             raft_commit_us_p50       {:>10.1}   (client -> leader -> quorum fsync -> client)\n\
+             raft_writes_per_s        {:>10.0}   (64 in flight)\n\
+             ask_rtt_p50_us           {:>10.1}   (a placed actor, through its Named handle)\n\
+             exposed_ask_rtt_p50_us   {:>10.1}   (an exposed actor on the same worker, same run)\n\
+             placed_vs_exposed        {:>10.2}x\n\
+             failover_crash_s_p50     {:>10.3}   (SIGKILL to the next answer, {} runs)\n\
+             failover_crash_s_max     {:>10.3}\n\
+             leader_failover_s        {:>10.3}   (SIGKILL of the leader to the next acknowledged write)\n",
+            self.heads,
+            self.workers,
+            self.spawn_per_s,
+            self.spawns,
+            self.lookup_us_p50,
+            self.raft_commit_us_p50,
+            self.raft_writes_per_s,
+            self.ask_rtt_p50_us,
+            self.exposed_ask_rtt_p50_us,
+            self.placed_vs_exposed,
+            self.failover_crash_s_p50,
+            self.failover_runs,
+            self.failover_crash_s_max,
+            self.leader_failover_s,
+        )
+    }
+}
+
+fn p50(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// Runs the benchmark: `spawns` named actors, `runs` crash failovers.
+pub(crate) fn run(exe: &Path, spawns: usize, runs: usize) -> Result<ControlReport> {
+    let dir = std::env::temp_dir().join(format!("swarm-bench-control-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cluster = LocalCluster::start_control(exe, &dir, 3, 3, &["--workload", "demo"])
+        .context("cannot start the local cluster")?;
+    cluster.remove_dir_on_drop(true);
+    actix::System::new().block_on(async move {
+        let mut mesh = NodeFile::load(&cluster.driver_config())?.mesh_config()?;
+        mesh.listen = "127.0.0.1:0".parse()?;
+        let driver = Node::start(mesh).await?;
+        let control = driver
+            .control()
+            .context("the driver has membership")?
+            .clone();
+        let ledger = ready(&control).await?;
+
+        let spawn_per_s = spawn_rate(&control, spawns).await?;
+        let raft_writes_per_s = write_rate(&control, spawns).await?;
+        let mut lookups = Vec::new();
+        for i in 0..1_000 {
+            let name = format!("b{}", i % spawns.max(1));
+            let t = Instant::now();
+            control.resolve(&name).await?;
+            lookups.push(micros(t.elapsed()));
+        }
+        let mut writes = Vec::new();
+        for _ in 0..500 {
+            // Releasing a group that does not exist is a write that changes nothing.
+            let t = Instant::now();
+            let _ = control.release_group("bench-none").await;
+            writes.push(micros(t.elapsed()));
+        }
+        let (placed, exposed) = asks(&driver, &ledger).await?;
+
+        let mut crashes = Vec::new();
+        for _ in 0..runs {
+            crashes.push(crash_failover(&mut cluster, &ledger).await?);
+        }
+        let leader_failover_s = leader_failover(&mut cluster, &control).await?;
+        driver.shutdown();
+        crashes.sort_by(f64::total_cmp);
+        Ok(ControlReport {
+            heads: 3,
+            workers: 3,
+            spawns,
+            spawn_per_s,
+            lookup_us_p50: p50(lookups),
+            raft_commit_us_p50: p50(writes),
+            raft_writes_per_s,
+            ask_rtt_p50_us: placed,
+            exposed_ask_rtt_p50_us: exposed,
+            placed_vs_exposed: placed / exposed,
+            failover_runs: crashes.len(),
+            failover_crash_s_p50: crashes.get(crashes.len() / 2).copied().unwrap_or(f64::NAN),
+            failover_crash_s_max: crashes.last().copied().unwrap_or(f64::NAN),
+            leader_failover_s,
+        })
+    })
+}
+
+fn on_workers(name: &str) -> Spawn<Ledger> {
+    Spawn::<Ledger>::named(name)
+        .args(LedgerArgs { opening: 0 })
+        .placement(Placement::Label {
+            label: "worker".to_owned(),
+            hard: true,
+        })
+}
+
+/// The ledger the asks and failovers use, once the cluster places it.
+async fn ready(control: &Control) -> Result<Named<Ledger>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match control.spawn(on_workers("ledger")).await {
+            Ok(named) => return Ok(named),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "the control plane is not ready yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e).context("the control plane never placed an actor"),
+        }
+    }
+}
+
+/// Named actors placed and started per second, 64 spawns in flight.
+async fn spawn_rate(control: &Control, spawns: usize) -> Result<f64> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let lanes = 64.min(spawns.max(1));
+    for lane in 0..lanes {
+        let control = control.clone();
+        tasks.spawn_local(async move {
+            let mut i = lane;
+            while i < spawns {
+                control.spawn(on_workers(&format!("b{i}"))).await?;
+                i += lanes;
+            }
+            Ok::<_, swarm::control::ControlError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.context("a spawn task panicked")??;
+    }
+    Ok(spawns as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Raft writes per second (a write that changes nothing), 64 in flight.
+async fn write_rate(control: &Control, writes: usize) -> Result<f64> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let lanes = 64.min(writes.max(1));
+    for lane in 0..lanes {
+        let control = control.clone();
+        tasks.spawn_local(async move {
+            let mut i = lane;
+            while i < writes {
+                let _ = control.release_group("bench-none").await;
+                i += lanes;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(writes as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The p50 round trip of asks to the placed ledger, and to the exposed
+/// `adder` on the same worker, interleaved.
+async fn asks(driver: &Node, ledger: &Named<Ledger>) -> Result<(f64, f64)> {
+    let at = ledger.send(Deposit(0)).await?.node;
+    let adder = driver.remote::<Adder>(at, "adder");
+    adder.send(Add { a: 1, b: 1 }).await?;
+    let (mut placed, mut exposed) = (Vec::new(), Vec::new());
+    for _ in 0..2_000 {
+        let t = Instant::now();
+        ledger.send(Deposit(1)).await?;
+        placed.push(micros(t.elapsed()));
+        let t = Instant::now();
+        adder.send(Add { a: 1, b: 1 }).await?;
+        exposed.push(micros(t.elapsed()));
+    }
+    Ok((p50(placed), p50(exposed)))
+}
+
+/// SIGKILL the ledger's process; seconds until it answers again. The
+/// process is started again afterwards.
+async fn crash_failover(cluster: &mut LocalCluster, ledger: &Named<Ledger>) -> Result<f64> {
+    let at = ledger.send(Deposit(0)).await?.node;
+    let i = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == at)
+        .context("the ledger runs outside the cluster")?;
+    let killed_at = Instant::now();
+    let killed = cluster.kill(i)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if ledger.send(Deposit(0)).await.is_ok() {
+            break;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("the ledger did not answer within 30 s of the kill");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = killed_at.elapsed().as_secs_f64();
+    cluster.restart(&killed)?;
+    Ok(took)
+}
+
+/// SIGKILL the head leader; seconds until a write is acknowledged again.
+async fn leader_failover(cluster: &mut LocalCluster, control: &Control) -> Result<f64> {
+    let leader = control
+        .head_status()
+        .await
+        .into_iter()
+        .find_map(|(node, row)| row.ok().filter(|r| r.role == "leader").map(|_| node))
+        .context("no head leader")?;
+    let i = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == leader)
+        .context("the leader is not a cluster process")?;
+    let killed_at = Instant::now();
+    cluster.kill(i)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        n += 1;
+        if control
+            .spawn(on_workers(&format!("after-{n}")))
+            .await
+            .is_ok()
+        {
+            return Ok(killed_at.elapsed().as_secs_f64());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("no write was acknowledged within 30 s of the leader's kill");
+        }
+    }
+}
