@@ -76,6 +76,8 @@ pub struct LocalCluster {
     remove_dir: bool,
     /// The `swarm` binary the nodes run.
     exe: PathBuf,
+    /// Each node's `swarm node start` arguments, by name (for restarts).
+    args: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl LocalCluster {
@@ -89,7 +91,7 @@ impl LocalCluster {
     ///
     /// If files cannot be written or a node does not report READY within 30 s.
     pub fn start(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
-        Self::start_with(exe, dir, n, extra_args, true, 0)
+        Self::start_with(exe, dir, n, extra_args, true, 0, &|_| Vec::new())
     }
 
     /// A cluster with a control plane: n1..n`heads` have the head role
@@ -107,7 +109,33 @@ impl LocalCluster {
         workers: usize,
         extra_args: &[&str],
     ) -> Result<Self> {
-        Self::start_with(exe, dir, heads + workers, extra_args, false, heads)
+        Self::start_with(exe, dir, heads + workers, extra_args, false, heads, &|_| {
+            Vec::new()
+        })
+    }
+
+    /// As [`LocalCluster::start_control`], with more arguments for node
+    /// `i` (0-based, heads first) from `node_args` (e.g. its resources).
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalCluster::start`].
+    pub fn start_control_with(
+        exe: &Path,
+        dir: &Path,
+        (heads, workers): (usize, usize),
+        extra_args: &[&str],
+        node_args: &dyn Fn(usize) -> Vec<String>,
+    ) -> Result<Self> {
+        Self::start_with(
+            exe,
+            dir,
+            heads + workers,
+            extra_args,
+            false,
+            heads,
+            node_args,
+        )
     }
 
     /// Starts a killed node again on its address, with the same
@@ -119,7 +147,13 @@ impl LocalCluster {
     pub fn restart(&mut self, killed: &ChildNode) -> Result<&ChildNode> {
         let config = self.dir.join(format!("{}.toml", killed.name));
         let listen = killed.addr.to_string();
-        let node = spawn(&self.exe, &config, &killed.name, &["--listen", &listen])?;
+        let mut args: Vec<&str> = self
+            .args
+            .get(&killed.name)
+            .map(|a| a.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        args.extend(["--listen", &listen]);
+        let node = spawn(&self.exe, &config, &killed.name, &args)?;
         self.nodes.push(node);
         Ok(self
             .nodes
@@ -134,7 +168,7 @@ impl LocalCluster {
     ///
     /// As [`LocalCluster::start`].
     pub fn start_members(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
-        Self::start_with(exe, dir, n, extra_args, false, 0)
+        Self::start_with(exe, dir, n, extra_args, false, 0, &|_| Vec::new())
     }
 
     fn start_with(
@@ -144,6 +178,7 @@ impl LocalCluster {
         extra_args: &[&str],
         dial_peers: bool,
         heads: usize,
+        node_args: &dyn Fn(usize) -> Vec<String>,
     ) -> Result<Self> {
         let cluster = "local".to_owned();
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
@@ -163,6 +198,7 @@ impl LocalCluster {
             cluster: cluster.clone(),
             remove_dir: false,
             exe: exe.to_owned(),
+            args: std::collections::HashMap::new(),
         };
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         for (i, name) in names.iter().enumerate() {
@@ -178,7 +214,11 @@ impl LocalCluster {
                 text.push_str(&NodeFile::render_head(name, heads));
             }
             write(&config, text)?;
-            let node = spawn(exe, &config, name, extra_args)?;
+            let mut args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
+            args.extend(node_args(i));
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            let node = spawn(exe, &config, name, &refs)?;
+            this.args.insert(name.clone(), args);
             this.nodes.push(node);
         }
         let seeds = this.seeds();

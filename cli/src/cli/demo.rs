@@ -1,7 +1,9 @@
 //! `swarm demo`: the main job. Starts a local cluster of node processes
-//! with a throw-away CA, runs the demo workload across it from an
-//! in-process driver node, prints the results, and exits 0 only if every
-//! result is right.
+//! (three heads keeping the control plane, and workers) with a throw-away
+//! CA, runs the demo workload across it from an in-process driver node,
+//! then places a named actor by resources, SIGKILLs its node and times
+//! until it answers again from another node. Prints the results, and exits
+//! 0 only if every result is right.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,14 +22,24 @@ pub(crate) fn run(n: usize, keep: Option<PathBuf>) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let started = Instant::now();
     println!(
-        "starting {n} node processes on 127.0.0.1 (CA, certificates and configs in {})",
+        "starting {} node processes on 127.0.0.1: 3 heads and {n} workers (CA, certificates and configs in {})",
+        n + 3,
         dir.display()
     );
-    let mut cluster = LocalCluster::start(
+    // The last two workers offer a TPU each: the named actor needs one.
+    let tpus = move |i: usize| {
+        if i + 2 >= n + 3 {
+            vec!["--resource".to_owned(), "tpu=1".to_owned()]
+        } else {
+            Vec::new()
+        }
+    };
+    let mut cluster = LocalCluster::start_control_with(
         &exe,
         &dir,
-        n,
+        (3, n),
         &["--workload", "demo", "--service", "greeter"],
+        &tpus,
     )?;
     cluster.remove_dir_on_drop(keep.is_none());
     for node in &cluster.nodes {
@@ -46,9 +58,12 @@ pub(crate) fn run(n: usize, keep: Option<PathBuf>) -> Result<()> {
         .iter()
         .map(|c| (c.name.clone(), c.id, c.addr))
         .collect();
-    let result = actix::System::new().block_on(async move {
+    let result = actix::System::new().block_on(async {
         let driver = Node::start(mesh).await?;
-        let outcome = workload(&driver, &nodes).await;
+        let mut outcome = workload(&driver, &nodes).await;
+        if outcome.is_ok() {
+            outcome = control_plane(&driver, &mut cluster).await;
+        }
         driver.shutdown();
         outcome
     });
@@ -243,5 +258,132 @@ async fn membership(
     for (name, count) in &served {
         println!("  {name}: {count}");
     }
+    Ok(())
+}
+
+/// 5. The control plane: a named actor placed by resources, its node
+///    SIGKILLed, the actor answering again from another node.
+async fn control_plane(driver: &Node, cluster: &mut LocalCluster) -> Result<()> {
+    use swarm::control::Spawn;
+    use swarm::supervision::Restart;
+    use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
+
+    let control = driver
+        .control()
+        .context("the demo driver runs with membership")?
+        .clone();
+    let name_of = |id: swarm::NodeId, cluster: &LocalCluster| {
+        cluster
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map_or_else(|| id.short(), |n| n.name.clone())
+    };
+    let spawn = || {
+        Spawn::<Ledger>::named("account")
+            .args(LedgerArgs { opening: 100 })
+            .cpus(0.5)
+            .resource("tpu", 1.0)
+            .restart(Restart::on_failure().max(3))
+    };
+    // The head group forms and the workers take leases first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let t = Instant::now();
+    let account = loop {
+        match control.spawn(spawn()).await {
+            Ok(account) => break account,
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "control plane not ready yet");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => bail!("the control plane never placed the actor: {e}"),
+        }
+    };
+    let heads = control.head_status().await;
+    let leader = heads.iter().find_map(|(id, row)| {
+        row.as_ref()
+            .ok()
+            .filter(|r| r.role == "leader")
+            .map(|_| *id)
+    });
+    println!(
+        "\ncontrol plane: {} heads (Raft over mesh links, redb logs), leader {}",
+        heads.len(),
+        leader.map_or_else(|| "?".to_owned(), |l| name_of(l, cluster))
+    );
+    let (node, epoch) = account
+        .location()
+        .context("a placed actor has a location")?;
+    println!(
+        "  spawned named actor \"account\" (needs 1 TPU, 0.5 CPU) in {:.1} ms: placed on {} (one of the two TPU nodes), epoch {epoch}",
+        t.elapsed().as_secs_f64() * 1e3,
+        name_of(node, cluster)
+    );
+    let balance = account.send(Deposit(5)).await?;
+    ensure!(
+        balance.total == 105 && balance.node == node,
+        "wrong balance {balance:?}"
+    );
+    println!(
+        "  deposit 5 -> balance {} from {} (epoch {})",
+        balance.total,
+        name_of(balance.node, cluster),
+        balance.epoch
+    );
+    let i = cluster
+        .nodes
+        .iter()
+        .position(|n| n.id == node)
+        .context("the actor runs on a cluster process")?;
+    let victim = name_of(node, cluster);
+    let killed_at = Instant::now();
+    let killed = cluster.kill(i)?;
+    println!("  SIGKILL {victim} (pid {})", killed.child.id());
+    let failed = account.send(Deposit(5)).await;
+    ensure!(
+        failed.as_ref().is_err_and(swarm::AskError::is_node_failure),
+        "the ask after the kill should fail with a node failure: {failed:?}"
+    );
+    println!(
+        "  the next ask failed at once, typed: {}",
+        failed.err().map(|e| e.to_string()).unwrap_or_default()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let moved = loop {
+        if let Ok(balance) = account.send(Deposit(5)).await {
+            break balance;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the actor did not answer again within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let took = killed_at.elapsed();
+    ensure!(
+        moved.node != node && moved.epoch > epoch,
+        "expected a new incarnation elsewhere: {moved:?}"
+    );
+    println!(
+        "  \"account\" answered again from {} after {:.0} ms (epoch {} -> {}; a new incarnation starts from its arguments: balance {})",
+        name_of(moved.node, cluster),
+        took.as_secs_f64() * 1e3,
+        epoch,
+        moved.epoch,
+        moved.total
+    );
+    let placed = control.placed().await?;
+    println!("  what the head records (swarm actors):");
+    for row in placed {
+        println!(
+            "    {:<10} {:<12} on {:<4} {:<7} epoch {}",
+            row.name,
+            row.type_name,
+            name_of(row.node, cluster),
+            row.state,
+            row.epoch
+        );
+    }
+    control.stop("account").await?;
     Ok(())
 }
