@@ -90,6 +90,9 @@ pub mod config;
 pub mod control;
 mod directory;
 pub mod error;
+#[cfg(any(fuzzing, test))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod head;
 mod mesh;
 mod node;

@@ -40,6 +40,13 @@ const TICK: Duration = Duration::from_millis(50);
 /// thousands of actors must not crowd lease renewals out of the log.
 const MOVES_IN_FLIGHT: usize = 256;
 
+mod groups;
+mod moves;
+mod renewals;
+
+use moves::{Escalated, Relocate};
+use renewals::Confirmed;
+
 /// The placement supervisor of one head.
 pub(crate) struct Supervisor {
     id: NodeId,
@@ -387,11 +394,18 @@ impl Handler<PlaceActor> for Supervisor {
             return Box::pin(fut::ready(Err(e)));
         }
         if let Some(existing) = self.read(|m| m.state.actor(&request.name).cloned()) {
-            return Box::pin(fut::ready(exists(&request, &existing)));
+            let answer = exists(&request, &existing);
+            if let Err(e) = &answer {
+                tracing::info!(actor = %request.name, error = %e, "spawn refused");
+            }
+            return Box::pin(fut::ready(answer));
         }
         let node = match self.choose(&request.spec, None) {
             Ok(node) => node,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
+            Err(e) => {
+                tracing::warn!(actor = %request.name, type_name = %request.spec.type_name, error = %e, "spawn refused");
+                return Box::pin(fut::ready(Err(e)));
+            }
         };
         self.hold(node, &request.spec);
         let writes = self.writes.clone();
@@ -532,84 +546,6 @@ impl Handler<StopActor> for Supervisor {
     }
 }
 
-impl Handler<ReserveGroup> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<Vec<NodeId>, ControlError>>;
-
-    fn handle(&mut self, request: ReserveGroup, _: &mut Context<Self>) -> Self::Result {
-        let chosen = self.leading().and_then(|()| {
-            if self.read(|m| m.state.group(&request.name).is_some()) {
-                return Err(ControlError::Refused {
-                    reason: format!("placement group {:?} exists", request.name),
-                });
-            }
-            placement::place_group(&request.bundles, request.strategy, &self.views(None, None))
-                .map_err(placed)
-        });
-        let nodes = match chosen {
-            Ok(nodes) => nodes,
-            Err(e) => return Box::pin(fut::ready(Err(e))),
-        };
-        for (node, bundle) in nodes.iter().zip(&request.bundles) {
-            let entry = self.pending.entry(*node).or_default();
-            *entry = entry.plus(bundle);
-        }
-        let held: Vec<(NodeId, ResourceSet)> =
-            nodes.iter().copied().zip(request.bundles.clone()).collect();
-        let command = Command::ReserveGroup {
-            name: request.name,
-            strategy: request.strategy,
-            bundles: request.bundles,
-            nodes: nodes.clone(),
-        };
-        let writes = self.writes.clone();
-        Box::pin(
-            async move { writes.write(command).await }
-                .into_actor(self)
-                .map(move |written, act, _| {
-                    for (node, bundle) in &held {
-                        if let Some(entry) = act.pending.get_mut(node) {
-                            *entry = entry.minus(bundle);
-                        }
-                    }
-                    match written? {
-                        (_, Applied::Done) => Ok(nodes),
-                        (_, Applied::Refused { reason }) => Err(ControlError::Refused { reason }),
-                        (_, other) => Err(ControlError::Refused {
-                            reason: format!("unexpected answer {other:?}"),
-                        }),
-                    }
-                }),
-        )
-    }
-}
-
-impl Handler<ReleaseGroup> for Supervisor {
-    type Result = ResponseFuture<Result<(), ControlError>>;
-
-    fn handle(
-        &mut self,
-        ReleaseGroup { name }: ReleaseGroup,
-        _: &mut Context<Self>,
-    ) -> Self::Result {
-        let leading = self.leading();
-        let writes = self.writes.clone();
-        Box::pin(async move {
-            leading?;
-            match writes
-                .write(Command::RemoveGroup { name: name.clone() })
-                .await?
-            {
-                (_, Applied::Done) => Ok(()),
-                (_, Applied::Unknown) => Err(ControlError::NoSuchName { name }),
-                (_, Applied::Refused { reason }) => Err(ControlError::Refused { reason }),
-                (_, other) => Err(ControlError::Refused {
-                    reason: format!("unexpected answer {other:?}"),
-                }),
-            }
-        })
-    }
-}
-
 impl Handler<ListPlaced> for Supervisor {
     type Result = Result<Vec<PlacedRow>, ControlError>;
 
@@ -672,314 +608,6 @@ impl Handler<HeadStatus> for Supervisor {
             applied: metrics.last_applied.map_or(0, |l| l.index),
             lag,
         })
-    }
-}
-
-impl Handler<Renew> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<Grant, ControlError>>;
-
-    fn handle(&mut self, renew: Renew, _: &mut Context<Self>) -> Self::Result {
-        if let Err(e) = self.leading() {
-            return Box::pin(fut::ready(Err(e)));
-        }
-        let raft = self.raft.clone();
-        Box::pin(
-            async move {
-                match tokio::time::timeout(QUORUM_WAIT, raft.ensure_linearizable()).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(ControlError::NoQuorum {
-                        reason: e.to_string(),
-                    }),
-                    Err(_) => Err(ControlError::NoQuorum {
-                        reason: "no quorum confirmed the leader".to_owned(),
-                    }),
-                }
-            }
-            .into_actor(self)
-            .map(move |confirmed, act, ctx| {
-                confirmed?;
-                act.leading()?;
-                act.leases.granted(renew.node, Instant::now());
-                act.types.insert(renew.node, renew.types.clone());
-                Ok(act.grant(&renew, ctx))
-            }),
-        )
-    }
-}
-
-impl Supervisor {
-    /// What `renew.node` must start and stop; escalations it reports move.
-    fn grant(&mut self, renew: &Renew, ctx: &mut Context<Self>) -> Grant {
-        let reported: HashMap<&str, &Running> =
-            renew.running.iter().map(|r| (r.name.as_str(), r)).collect();
-        let mut escalated = Vec::new();
-        let (index, start, stop) = self.read(|m| {
-            let index = m.last_applied.map_or(0, |l| l.index);
-            let mut start = Vec::new();
-            for (name, record) in m.state.placed_on(renew.node) {
-                match reported.get(name.as_str()) {
-                    Some(r) if r.epoch == record.epoch => {
-                        if r.failed {
-                            escalated.push((name.clone(), record.epoch));
-                        }
-                    }
-                    _ => start.push(spawn_request(name, &record.spec, record.epoch, index)),
-                }
-            }
-            // What it runs that the log does not place there under that epoch.
-            let stop: Vec<(String, u64)> = renew
-                .running
-                .iter()
-                .filter(|r| {
-                    m.state.actor(&r.name).is_none_or(|rec| {
-                        rec.node != renew.node
-                            || rec.epoch != r.epoch
-                            || rec.state != RecordState::Placed
-                    })
-                })
-                .map(|r| (r.name.clone(), r.epoch))
-                .collect();
-            (index, start, stop)
-        });
-        for (name, epoch) in escalated {
-            if self.moving.insert(name.clone()) {
-                tracing::warn!(actor = %name, node = %renew.node.short(), "escalated past its restart policy");
-                ctx.notify(Escalated {
-                    name,
-                    epoch,
-                    from: renew.node,
-                });
-            }
-        }
-        Grant {
-            lease_ms: u64::try_from(self.leases.lease().as_millis()).unwrap_or(u64::MAX),
-            index,
-            start,
-            stop,
-        }
-    }
-}
-
-/// Moves a named actor off `from` (its placement `epoch`).
-#[derive(Message)]
-#[rtype(result = "Result<NodeId, ControlError>")]
-struct Relocate {
-    name: String,
-    epoch: u64,
-    from: NodeId,
-    /// Stop the old incarnation before starting the new (drain); after a
-    /// crash or lease expiry there is nothing to stop.
-    stop_first: bool,
-    /// Took one of the move slots.
-    queued: bool,
-}
-
-impl Handler<Relocate> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<NodeId, ControlError>>;
-
-    fn handle(&mut self, r: Relocate, ctx: &mut Context<Self>) -> Self::Result {
-        let record = self.read(|m| m.state.actor(&r.name).cloned());
-        let Some(record) = record.filter(|rec| rec.epoch == r.epoch) else {
-            self.moving.remove(&r.name);
-            if r.queued {
-                self.in_flight -= 1;
-                ctx.notify(Pump);
-            }
-            return Box::pin(fut::ready(Err(ControlError::NoSuchName { name: r.name })));
-        };
-        let target = self.choose(&record.spec, Some(r.from));
-        let writes = self.writes.clone();
-        let old = self.host(r.from);
-        let new = target.as_ref().ok().map(|n| self.host(*n));
-        let held = target.as_ref().ok().copied();
-        if let Some(node) = held {
-            self.hold(node, &record.spec);
-        }
-        let name = r.name.clone();
-        let spec = record.spec.clone();
-        Box::pin(
-            async move {
-                let node = match target {
-                    Ok(node) => node,
-                    Err(e) => {
-                        let reason = format!("no node to move it to: {e}");
-                        tracing::error!(actor = %name, %reason, "marking it failed");
-                        let fail = Command::Fail {
-                            name,
-                            epoch: r.epoch,
-                            reason,
-                        };
-                        writes.write(fail).await?;
-                        return Err(e);
-                    }
-                };
-                if r.stop_first {
-                    let stop = HostStop {
-                        name: name.clone(),
-                        epoch: r.epoch,
-                    };
-                    let _ = old.send(stop).await;
-                }
-                let command = Command::Place {
-                    name: name.clone(),
-                    spec: spec.clone(),
-                    node,
-                    expect: Some(r.epoch),
-                };
-                let (index, epoch) = match writes.write(command).await? {
-                    (index, Applied::Placed { epoch }) => (index, epoch),
-                    (_, other) => {
-                        return Err(ControlError::Refused {
-                            reason: format!("changed while moving ({other:?})"),
-                        })
-                    }
-                };
-                tracing::info!(actor = %name, from = %r.from.short(), to = %node.short(), epoch, "moved");
-                if let Some(new) = new {
-                    let _ = new.send(spawn_request(&name, &spec, epoch, index)).await;
-                }
-                Ok(node)
-            }
-            .into_actor(self)
-            .map(move |result, act, ctx| {
-                act.moving.remove(&r.name);
-                if let Some(node) = held {
-                    act.unhold(node, &record.spec);
-                }
-                if r.queued {
-                    act.in_flight -= 1;
-                    act.pump(ctx);
-                }
-                result
-            }),
-        )
-    }
-}
-
-/// A write of this leader committed (so it applied everything committed
-/// before), or did not.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Confirmed(bool);
-
-impl Handler<Confirmed> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, Confirmed(confirmed): Confirmed, _: &mut Context<Self>) {
-        self.confirming = false;
-        if confirmed && caught_up_leader(&self.raft.metrics().borrow()) {
-            tracing::info!(head = %self.id.short(), "head leader: placement supervisor active");
-            self.leases.became_leader(Instant::now());
-        }
-    }
-}
-
-/// Starts queued moves (a slot freed).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Pump;
-
-impl Handler<Pump> for Supervisor {
-    type Result = ();
-
-    fn handle(&mut self, _: Pump, ctx: &mut Context<Self>) {
-        self.pump(ctx);
-    }
-}
-
-/// An actor failed past its restart policy on `from`.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Escalated {
-    name: String,
-    epoch: u64,
-    from: NodeId,
-}
-
-impl Handler<Escalated> for Supervisor {
-    type Result = ResponseActFuture<Self, ()>;
-
-    fn handle(&mut self, e: Escalated, ctx: &mut Context<Self>) -> Self::Result {
-        let replace = self.read(|m| {
-            m.state
-                .actor(&e.name)
-                .is_some_and(|r| r.spec.replace_on_escalation)
-        });
-        if replace {
-            let me = ctx.address();
-            return Box::pin(
-                async move {
-                    let _ = me
-                        .send(Relocate {
-                            name: e.name,
-                            epoch: e.epoch,
-                            from: e.from,
-                            stop_first: true,
-                            queued: false,
-                        })
-                        .await;
-                }
-                .into_actor(self),
-            );
-        }
-        let writes = self.writes.clone();
-        let name = e.name.clone();
-        Box::pin(
-            async move {
-                let fail = Command::Fail {
-                    name: e.name,
-                    epoch: e.epoch,
-                    reason: "failed past its restart policy".to_owned(),
-                };
-                let _ = writes.write(fail).await;
-            }
-            .into_actor(self)
-            .map(move |(), act, _| {
-                act.moving.remove(&name);
-            }),
-        )
-    }
-}
-
-impl Handler<DrainNode> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<usize, ControlError>>;
-
-    fn handle(&mut self, DrainNode { node }: DrainNode, ctx: &mut Context<Self>) -> Self::Result {
-        let leading = self.leading();
-        let writes = self.writes.clone();
-        let me = ctx.address();
-        let machine = Arc::clone(&self.machine);
-        let host = self.host(node);
-        Box::pin(
-            async move {
-                leading?;
-                writes.write(Command::Drain { node, on: true }).await?;
-                let placed: Vec<(String, u64)> = machine
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .state
-                    .placed_on(node)
-                    .map(|(n, r)| (n.clone(), r.epoch))
-                    .collect();
-                let mut moved = 0;
-                for (name, epoch) in placed {
-                    let relocate = Relocate {
-                        name,
-                        epoch,
-                        from: node,
-                        stop_first: true,
-                        queued: false,
-                    };
-                    if let Ok(Ok(_)) = me.send(relocate).await {
-                        moved += 1;
-                    }
-                }
-                // Its actors run elsewhere: let it go.
-                let _ = host.send(HostLeave).await;
-                Ok(moved)
-            }
-            .into_actor(self),
-        )
     }
 }
 

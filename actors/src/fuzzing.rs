@@ -1,0 +1,140 @@
+//! Entry points for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`)
+//! and for the stable smoke test that feeds them random and mutated inputs.
+//! Each hook runs decoders of this crate's wire and storage formats on
+//! arbitrary bytes and must never panic.
+
+use crate::head::state::{Command, ControlState};
+use crate::head::store::Machine;
+use crate::head::types::Entry;
+use crate::head::wire::{
+    DrainNode, PlaceActor, ReleaseGroup, Renew, ReserveGroup, Resolve, StopActor,
+};
+use crate::supervision::{Grant, HostSpawn, HostStop};
+
+/// Decodes `data` as every control-plane message and stored value, and
+/// applies what decodes as a command (or a log entry's command) to a
+/// control state holding a few placements: nothing may panic.
+pub fn control(data: &[u8]) {
+    fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
+        rmp_serde::from_slice(data).ok()
+    }
+    let _ = decode::<PlaceActor>(data);
+    let _ = decode::<Resolve>(data);
+    let _ = decode::<StopActor>(data);
+    let _ = decode::<ReserveGroup>(data);
+    let _ = decode::<ReleaseGroup>(data);
+    let _ = decode::<DrainNode>(data);
+    let _ = decode::<Renew>(data);
+    let _ = decode::<HostSpawn>(data);
+    let _ = decode::<HostStop>(data);
+    let _ = decode::<Grant>(data);
+    let _ = decode::<Machine>(data);
+    let mut state = seeded();
+    if let Some(command) = decode::<Command>(data) {
+        let _ = state.apply(command);
+    }
+    if let Some(entry) = decode::<Entry>(data) {
+        if let openraft::EntryPayload::Normal(command) = entry.payload {
+            let _ = state.apply(command);
+        }
+    }
+    // What survives must still encode and decode (a snapshot of it).
+    if let Ok(bytes) = rmp_serde::to_vec(&state) {
+        let _ = decode::<ControlState>(&bytes);
+    }
+}
+
+/// A state with a group and two placements, so commands have something
+/// to act on.
+fn seeded() -> ControlState {
+    use crate::placement::{GroupStrategy, Placement, ResourceSet};
+    let node = |n: u8| swarm_protocol::NodeId::from_bytes([n; 16]);
+    let spec = |bundle: Option<(String, usize)>| crate::head::wire::ActorSpec {
+        type_name: "t".to_owned(),
+        args: Vec::new(),
+        resources: ResourceSet::cpus(1.0),
+        placement: Placement::Pack,
+        restart: crate::supervision::Restart::never(),
+        bundle,
+        replace_on_escalation: true,
+    };
+    let mut state = ControlState::default();
+    let _ = state.apply(Command::ReserveGroup {
+        name: "g".to_owned(),
+        strategy: GroupStrategy::Pack,
+        bundles: vec![ResourceSet::cpus(1.0)],
+        nodes: vec![node(1)],
+    });
+    for (name, bundle) in [("a", None), ("b", Some(("g".to_owned(), 0)))] {
+        let _ = state.apply(Command::Place {
+            name: name.to_owned(),
+            spec: spec(bundle),
+            node: node(1),
+            expect: None,
+        });
+    }
+    state
+}
+
+/// Valid encodings to start mutating from.
+#[cfg(test)]
+fn seeds() -> Vec<Vec<u8>> {
+    let node = swarm_protocol::NodeId::from_bytes([1; 16]);
+    let command = Command::Batch(vec![
+        Command::Drain { node, on: true },
+        Command::Remove {
+            name: "a".to_owned(),
+            epoch: Some(1),
+        },
+        Command::Fail {
+            name: "b".to_owned(),
+            epoch: 2,
+            reason: "x".to_owned(),
+        },
+        Command::RemoveGroup {
+            name: "g".to_owned(),
+        },
+    ]);
+    vec![
+        rmp_serde::to_vec(&command).unwrap_or_default(),
+        rmp_serde::to_vec(&seeded()).unwrap_or_default(),
+        rmp_serde::to_vec(&Renew {
+            node,
+            running: Vec::new(),
+            types: vec!["t".to_owned()],
+        })
+        .unwrap_or_default(),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+        #[test]
+        fn random_inputs_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+            control(&data);
+        }
+
+        #[test]
+        fn mutated_valid_inputs_never_panic(
+            seed in 0usize..3,
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+        ) {
+            let mut data = seeds()[seed].clone();
+            for (at, byte) in flips {
+                if !data.is_empty() {
+                    let i = at % data.len();
+                    data[i] = byte;
+                }
+            }
+            data.truncate(cut % (data.len() + 1));
+            control(&data);
+        }
+    }
+}
