@@ -15,7 +15,7 @@ use dashmap::DashMap;
 use swarm_protocol::{NodeId, RemoteError, Target};
 
 pub use dispatch::{Accepts, RemoteActor, RemoteMessage, Wire};
-pub(crate) use dispatch::{Dispatch, Entry};
+pub(crate) use dispatch::{Dispatch, Entry, StampCaller};
 
 /// Who sent a message that arrived over a link: the peer's node id and the
 /// roles its certificate grants. Authorization and tracing read it.
@@ -180,6 +180,49 @@ mod tests {
     struct Other;
     impl Actor for Other {
         type Context = Context<Self>;
+    }
+
+    /// Answers who sent it, as the message says.
+    #[derive(Serialize, Deserialize, Message)]
+    #[rtype(result = "NodeId")]
+    struct WhoAmI(NodeId);
+    crate::remote_message!(WhoAmI => "test.WhoAmI");
+    impl StampCaller for WhoAmI {
+        fn stamp_caller(&mut self, caller: NodeId) {
+            self.0 = caller;
+        }
+    }
+    impl Handler<WhoAmI> for Doubler {
+        type Result = actix::MessageResult<WhoAmI>;
+        fn handle(&mut self, WhoAmI(who): WhoAmI, _: &mut Context<Self>) -> Self::Result {
+            actix::MessageResult(who)
+        }
+    }
+
+    #[actix::test]
+    async fn a_stamped_message_names_the_authenticated_caller_whatever_it_claims() {
+        let real = NodeId::from_bytes([7; 16]);
+        let claimed = NodeId::from_bytes([9; 16]);
+        let caller = Caller {
+            node: real,
+            roles: Arc::from(Vec::new()),
+        };
+        let body = rmp_serde::to_vec(&WhoAmI(claimed)).unwrap_or_default();
+        let mut plain = Entry::new(Doubler.start());
+        plain.accept::<WhoAmI>();
+        let stamped = {
+            let mut e = Entry::new(Doubler.start());
+            e.accept::<WhoAmI>();
+            e.stamped::<WhoAmI>()
+        };
+        let answer = |entry: &dyn Dispatch| entry.ask(&caller, "test.WhoAmI", &body);
+        let plain = answer(&plain).unwrap_or_else(|e| panic!("{e}")).await;
+        let stamped = answer(&stamped).unwrap_or_else(|e| panic!("{e}")).await;
+        let decode = |r: Result<Vec<u8>, RemoteError>| {
+            rmp_serde::from_slice::<NodeId>(&r.unwrap_or_default()).ok()
+        };
+        assert_eq!(decode(plain), Some(claimed));
+        assert_eq!(decode(stamped), Some(real));
     }
 
     #[actix::test]

@@ -139,7 +139,10 @@ impl Head {
         mesh.directory().insert(RAFT_ACTOR.to_owned(), entry);
         let supervisor =
             Supervisor::new(id, raft.clone(), machine, mesh.clone(), config.lease).start();
-        let entry = Arc::new(Entry::declared(supervisor.clone()).requiring(CONTROL_ROLES));
+        let entry = Entry::declared(supervisor.clone())
+            .requiring(CONTROL_ROLES)
+            .stamped::<wire::Renew>();
+        let entry = Arc::new(entry);
         mesh.directory().insert(CONTROL_ACTOR.to_owned(), entry);
         match cluster.subscribe(supervisor.clone().recipient()).await {
             Ok(members) => supervisor.do_send(Members(members)),

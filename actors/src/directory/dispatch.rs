@@ -125,8 +125,15 @@ pub(crate) trait Dispatch: Send + Sync {
     fn supervised(&self) -> bool;
 }
 
-type TellFn<A> = fn(&Addr<A>, &[u8]) -> Result<Option<TellFuture>, RemoteError>;
-type AskFn<A> = fn(&Addr<A>, &[u8]) -> Result<AskFuture, RemoteError>;
+type TellFn<A> = fn(&Addr<A>, &Caller, &[u8]) -> Result<Option<TellFuture>, RemoteError>;
+type AskFn<A> = fn(&Addr<A>, &Caller, &[u8]) -> Result<AskFuture, RemoteError>;
+
+/// A message that names its sender: the dispatcher overwrites what the
+/// sender claimed with the node the link authenticated.
+pub(crate) trait StampCaller {
+    /// Sets the sender.
+    fn stamp_caller(&mut self, caller: swarm_protocol::NodeId);
+}
 
 /// A typed directory entry: the actor's address and one pair of decoders
 /// per accepted message tag.
@@ -183,6 +190,19 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
         self.handlers
             .insert(M::TAG, (tell_fn::<A, M>, ask_fn::<A, M>));
     }
+
+    /// Accepts `M` with its sender set from the link's authenticated peer
+    /// (replacing how [`Entry::declared`] accepted it).
+    pub(crate) fn stamped<M>(mut self) -> Self
+    where
+        A: Handler<M>,
+        M: RemoteMessage + StampCaller,
+        M::Result: Wire,
+    {
+        self.handlers
+            .insert(M::TAG, (tell_stamped_fn::<A, M>, ask_stamped_fn::<A, M>));
+        self
+    }
 }
 
 impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
@@ -194,13 +214,13 @@ impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
     ) -> Result<Option<TellFuture>, RemoteError> {
         self.allow(caller)?;
         let (tell, _) = self.handler(tag)?;
-        tell(&self.addr, body)
+        tell(&self.addr, caller, body)
     }
 
     fn ask(&self, caller: &Caller, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError> {
         self.allow(caller)?;
         let (_, ask) = self.handler(tag)?;
-        let answer = ask(&self.addr, body)?;
+        let answer = ask(&self.addr, caller, body)?;
         if !self.supervised {
             return Ok(answer);
         }
@@ -254,13 +274,51 @@ fn decode<M: DeserializeOwned>(body: &[u8]) -> Result<M, RemoteError> {
     })
 }
 
-fn tell_fn<A, M>(addr: &Addr<A>, body: &[u8]) -> Result<Option<TellFuture>, RemoteError>
+fn tell_fn<A, M>(addr: &Addr<A>, _: &Caller, body: &[u8]) -> Result<Option<TellFuture>, RemoteError>
 where
     A: Actor<Context = Context<A>> + Handler<M>,
     M: RemoteMessage,
     M::Result: Wire,
 {
-    let msg: M = decode(body)?;
+    tell_msg(addr, decode::<M>(body)?)
+}
+
+fn tell_stamped_fn<A, M>(
+    addr: &Addr<A>,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Option<TellFuture>, RemoteError>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: RemoteMessage + StampCaller,
+    M::Result: Wire,
+{
+    let mut msg: M = decode(body)?;
+    msg.stamp_caller(caller.node);
+    tell_msg(addr, msg)
+}
+
+fn ask_stamped_fn<A, M>(
+    addr: &Addr<A>,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<AskFuture, RemoteError>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: RemoteMessage + StampCaller,
+    M::Result: Wire,
+{
+    let mut msg: M = decode(body)?;
+    msg.stamp_caller(caller.node);
+    ask_msg(addr, msg)
+}
+
+fn tell_msg<A, M>(addr: &Addr<A>, msg: M) -> Result<Option<TellFuture>, RemoteError>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: RemoteMessage,
+    M::Result: Wire,
+{
     match addr.try_send(msg) {
         Ok(()) => Ok(None),
         Err(actix::dev::SendError::Full(msg)) => {
@@ -273,13 +331,21 @@ where
     }
 }
 
-fn ask_fn<A, M>(addr: &Addr<A>, body: &[u8]) -> Result<AskFuture, RemoteError>
+fn ask_fn<A, M>(addr: &Addr<A>, _: &Caller, body: &[u8]) -> Result<AskFuture, RemoteError>
 where
     A: Actor<Context = Context<A>> + Handler<M>,
     M: RemoteMessage,
     M::Result: Wire,
 {
-    let msg: M = decode(body)?;
+    ask_msg(addr, decode::<M>(body)?)
+}
+
+fn ask_msg<A, M>(addr: &Addr<A>, msg: M) -> Result<AskFuture, RemoteError>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: RemoteMessage,
+    M::Result: Wire,
+{
     let request = addr.send(msg);
     Ok(Box::pin(async move {
         match request.await {

@@ -248,13 +248,21 @@ pub(crate) struct HeadStatus;
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<Grant, ControlError>")]
 pub(crate) struct Renew {
-    /// The node renewing.
+    /// The node renewing (set from the link's authenticated peer when it
+    /// arrives over the network).
     pub(crate) node: NodeId,
     /// The head-placed actors it runs.
     pub(crate) running: Vec<Running>,
     /// The actor types it may start: it takes placements of these only.
     #[serde(default)]
     pub(crate) types: Vec<String>,
+}
+
+/// The renewing node is the link's authenticated peer, whatever it claims.
+impl crate::directory::StampCaller for Renew {
+    fn stamp_caller(&mut self, caller: NodeId) {
+        self.node = caller;
+    }
 }
 
 crate::remote_message!(
