@@ -44,6 +44,7 @@
 //! voters = 3                       # 1, 3 or 5 heads; the group forms once that many are members
 //! lease_ms = 3000                  # nodes stop head-placed actors this long after their last renewal
 //! election_ms = 300                # Raft election timeout (lower bound)
+//! crash_evidence = true            # move a killed node's actors at once (off behind tcp-reset firewalls)
 //! ```
 //!
 //! The failure-detection bound with these settings is
@@ -161,6 +162,10 @@ pub struct HeadFile {
     /// Raft election timeout, lower bound, milliseconds.
     #[serde(default = "default_election_ms")]
     pub election_ms: u64,
+    /// Use crash evidence (refused connections) to move actors before the
+    /// lease runs out.
+    #[serde(default = "yes")]
+    pub crash_evidence: bool,
 }
 
 fn one() -> usize {
@@ -441,6 +446,7 @@ impl NodeFile {
             config.voters = head.voters;
             config.lease = Duration::from_millis(head.lease_ms);
             config.election_timeout = Duration::from_millis(head.election_ms);
+            config.crash_evidence = head.crash_evidence;
             mesh.head = Some(config);
         }
         Ok(mesh)

@@ -188,6 +188,7 @@ impl Control {
         let deadline = tokio::time::Instant::now() + within;
         let mut last = "membership shows no node with the head role".to_owned();
         let mut tried = 0usize;
+        let mut redirects = 0usize;
         loop {
             let heads = self.heads().await;
             let target = match self.leader_hint() {
@@ -205,9 +206,12 @@ impl Control {
                     Ok(Err(ControlError::NotLeader { leader })) => {
                         last = format!("head {} is not the leader", head.short());
                         self.set_leader(leader);
+                        redirects += 1;
+                        // Follow a redirect at once, unless heads keep
+                        // pointing at each other (views still settling).
                         if leader.is_none() {
                             tried += 1;
-                        } else {
+                        } else if !redirects.is_multiple_of(4) {
                             continue;
                         }
                     }

@@ -55,6 +55,11 @@ pub struct HeadConfig {
     /// How long a node's lease lasts without renewal; its head-placed
     /// actors stop when it runs out, and may move elsewhere after it.
     pub lease: Duration,
+    /// Move a node's actors at once when its renewals stopped and its
+    /// address refuses connections (a killed process), instead of waiting
+    /// for its lease. Turn off where a firewall may answer for a live node
+    /// with TCP resets (`REJECT --reject-with tcp-reset`).
+    pub crash_evidence: bool,
     /// Raft election timeout, lower bound (the upper is twice it); the
     /// leader heartbeats every fifth of it.
     pub election_timeout: Duration,
@@ -68,6 +73,7 @@ impl std::fmt::Debug for HeadConfig {
             .field("dir", &self.dir)
             .field("voters", &self.voters)
             .field("lease", &self.lease)
+            .field("crash_evidence", &self.crash_evidence)
             .field("election_timeout", &self.election_timeout)
             .finish_non_exhaustive()
     }
@@ -80,6 +86,7 @@ impl HeadConfig {
             dir: dir.into(),
             voters: 1,
             lease: Duration::from_secs(3),
+            crash_evidence: true,
             election_timeout: Duration::from_millis(300),
             seal: Arc::new(Plain),
         }
@@ -137,8 +144,7 @@ impl Head {
         let peer = RaftPeer::new(raft.clone()).start();
         let entry = Arc::new(Entry::declared(peer).requiring(RAFT_ROLES));
         mesh.directory().insert(RAFT_ACTOR.to_owned(), entry);
-        let supervisor =
-            Supervisor::new(id, raft.clone(), machine, mesh.clone(), config.lease).start();
+        let supervisor = Supervisor::new(id, raft.clone(), machine, mesh.clone(), &config).start();
         let entry = Entry::declared(supervisor.clone())
             .requiring(CONTROL_ROLES)
             .stamped::<wire::Renew>();

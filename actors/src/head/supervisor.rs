@@ -24,6 +24,7 @@ use super::wire::{
     ActorSpec, ControlError, DrainNode, HeadRow, HeadStatus, ListPlaced, Located, PlaceActor,
     PlacedRow, ReleaseGroup, Renew, ReserveGroup, Resolve, StopActor,
 };
+use super::HeadConfig;
 use crate::cluster::{ClusterEvent, Member};
 use crate::mesh::Mesh;
 use crate::placement::{self, NodeView, PlacementError, ResourceSet};
@@ -67,6 +68,8 @@ pub(crate) struct Supervisor {
     in_flight: usize,
     /// A new leadership is being confirmed with a quorum.
     confirming: bool,
+    /// Probe silent nodes for crash evidence.
+    crash_evidence: bool,
 }
 
 impl Supervisor {
@@ -75,7 +78,7 @@ impl Supervisor {
         raft: Raft,
         machine: Arc<RwLock<Machine>>,
         mesh: Mesh,
-        lease: Duration,
+        config: &HeadConfig,
     ) -> Self {
         Self {
             id,
@@ -85,7 +88,8 @@ impl Supervisor {
             mesh,
             members: HashMap::new(),
             pending: HashMap::new(),
-            leases: Leases::new(lease),
+            leases: Leases::new(config.lease),
+            crash_evidence: config.crash_evidence,
             types: HashMap::new(),
             moving: HashSet::new(),
             queued: VecDeque::new(),
@@ -282,6 +286,9 @@ impl Supervisor {
     /// Looks for crash evidence: `node`'s address refusing connections
     /// while it holds no link to us.
     fn probe(&self, node: NodeId, ctx: &mut Context<Self>) {
+        if !self.crash_evidence {
+            return;
+        }
         let Some(addr) = self.members.get(&node).map(|m| m.addr) else {
             return;
         };

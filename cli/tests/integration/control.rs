@@ -309,3 +309,63 @@ async fn the_actor_of_a_killed_node_answers_again_from_another_once() {
 fn control_host(from: &swarm::Node, node: swarm::NodeId) -> swarm::RemoteAddr<Host> {
     from.remote::<Host>(node, HOST_ACTOR)
 }
+
+/// With crash evidence off, a killed node's actor waits for the node's
+/// lease to run out (× 1.1 for clock drift, counted from the last grant,
+/// at most one renewal interval - a fifth of the lease - before the kill)
+/// before it moves; with evidence it moves in well under a second.
+#[actix_rt::test]
+async fn without_crash_evidence_a_killed_nodes_actor_moves_after_its_lease() {
+    let dir = scratch("control-no-evidence");
+    let lease = Duration::from_secs(2);
+    let (_ca, mut nodes) = control_cluster(&dir, 1, 2, |_, c| {
+        if let Some(head) = c.head.as_mut() {
+            head.lease = lease;
+            head.crash_evidence = false;
+        }
+    })
+    .await;
+    let control = nodes[0].node.control().unwrap().clone();
+    let target = nodes[2].node.id();
+    spawn_when_ready(&control, || {
+        Spawn::<Ledger>::named("probe")
+            .args(LedgerArgs { opening: 0 })
+            .placement(Placement::Node {
+                node: target,
+                hard: true,
+            })
+    })
+    .await;
+    control.stop("probe").await.unwrap();
+    let ledger = control
+        .spawn(
+            Spawn::<Ledger>::named("ledger")
+                .args(LedgerArgs { opening: 0 })
+                .placement(Placement::Node {
+                    node: target,
+                    hard: false,
+                }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ledger.send(Deposit(1)).await.unwrap().node, target);
+    let victim = nodes.remove(2);
+    let killed = Instant::now();
+    victim.kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        poll.tick().await;
+        if ledger.send(Deposit(1)).await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never moved");
+    }
+    let took = killed.elapsed();
+    eprintln!("moved after {took:?} without crash evidence");
+    assert!(
+        took >= lease.mul_f64(1.1) - lease / 5,
+        "moved after {took:?}, before the lease ran out"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -239,3 +239,119 @@ async fn stress_crash_failover_50_times() {
     );
     assert!(took[took.len() - 1] < Duration::from_secs(10));
 }
+
+/// Runs the built `swarm` with `args` and parses its JSON output.
+fn swarm_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(exe())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "swarm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The operator's commands against real processes: spawn, actors, heads,
+/// stop, drain, with `--json`.
+#[test]
+fn the_cli_spawns_lists_stops_and_drains_named_actors() {
+    let mut cluster = LocalCluster::start_control(&exe(), &scratch("ctl-cli"), 3, 2, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let config = cluster.driver_config();
+    let config = config.to_str().unwrap();
+    let seed = cluster.nodes[0].addr.to_string();
+    let base = ["--config", config, "--node", seed.as_str(), "--json"];
+    let with = |command: &str, more: &[&str]| -> Vec<String> {
+        let mut args = vec![command.to_owned()];
+        args.extend(base.iter().map(|a| (*a).to_owned()));
+        args.extend(more.iter().map(|a| (*a).to_owned()));
+        args
+    };
+    let run = |args: Vec<String>| {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        swarm_json(&refs)
+    };
+    // The group forms and the workers take leases: retry the first spawn.
+    let spawn = with(
+        "spawn",
+        &[
+            "--type",
+            "demo.Ledger",
+            "--name",
+            "account",
+            "--args",
+            r#"{"opening": 7}"#,
+            "--placement",
+            "label:worker",
+            "--restarts",
+            "2",
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let placed = loop {
+        let refs: Vec<&str> = spawn.iter().map(String::as_str).collect();
+        let out = std::process::Command::new(exe())
+            .args(&refs)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never placed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let node_name = placed["node_name"].as_str().unwrap().to_owned();
+    assert!(
+        node_name == "n4" || node_name == "n5",
+        "placed on a worker: {placed}"
+    );
+    assert_eq!(placed["type"], "demo.Ledger");
+
+    // A second spawn of the name is refused with a clear error.
+    let refs: Vec<&str> = spawn.iter().map(String::as_str).collect();
+    let again = std::process::Command::new(exe())
+        .args(&refs)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("taken"));
+
+    let rows = run(with("actors", &[]));
+    let row = &rows.as_array().unwrap()[0];
+    assert_eq!(row["name"], "account");
+    assert_eq!(row["node_name"], node_name.as_str());
+    assert_eq!(row["state"], "running");
+    assert_eq!(row["restarts"], 0);
+
+    let heads = run(with("heads", &[]));
+    let heads = heads.as_array().unwrap();
+    assert_eq!(heads.len(), 3);
+    assert_eq!(heads.iter().filter(|h| h["role"] == "leader").count(), 1);
+    assert!(heads
+        .iter()
+        .all(|h| h["voters"].as_array().unwrap().len() == 3));
+
+    // Drain the actor's node: it moves to the other worker.
+    let drained = run(with("drain", &[node_name.as_str()]));
+    assert_eq!(drained["moved"], 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = run(with("actors", &[]));
+        let row = &rows.as_array().unwrap()[0];
+        if row["state"] == "running" && row["node_name"] != node_name.as_str() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not moved: {rows}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    run(with("stop", &["--name", "account"]));
+    assert_eq!(run(with("actors", &[])), serde_json::json!([]));
+}

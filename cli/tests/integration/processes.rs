@@ -177,8 +177,10 @@ fn every_command_has_help() {
     }
 }
 
+/// `swarm demo`: 3 heads and 3 workers, the workload, then a named actor
+/// placed on a TPU node, SIGKILLed and answering again from elsewhere.
 #[test]
-fn demo_command_runs_the_workload_across_three_processes_and_exits_zero() {
+fn demo_command_runs_the_workload_and_a_failover_and_exits_zero() {
     let out = Command::new(exe()).arg("demo").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -196,6 +198,11 @@ fn demo_command_runs_the_workload_across_three_processes_and_exits_zero() {
     );
     assert!(
         stdout.contains("10000 tells to n2.counter arrived in order"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("one of the two TPU nodes"), "{stdout}");
+    assert!(
+        stdout.contains("\"account\" answered again from"),
         "{stdout}"
     );
     assert!(stdout.contains("all results correct"), "{stdout}");
