@@ -15,19 +15,24 @@ use super::Control;
 use crate::head::wire::Renew;
 use crate::supervision::{ApplyGrant, Host, LeaseRunning};
 
-/// How often to look for heads while none is known.
-const IDLE: Duration = Duration::from_secs(1);
+/// How often to look for heads while none is known: from the first
+/// value, doubling up to the second (an idle cluster without a control
+/// plane should not wake up for it).
+const IDLE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
 
 /// Renews until the host stops.
 pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
     actix::spawn(async move {
         let mut every = Duration::from_millis(200);
+        let mut idle = IDLE.0;
         loop {
             tokio::time::sleep(every).await;
             if control.heads().await.is_empty() {
-                every = IDLE;
+                every = idle;
+                idle = (idle * 2).min(IDLE.1);
                 continue;
             }
+            idle = IDLE.0;
             let Ok((running, types)) = host.send(LeaseRunning).await else {
                 return;
             };
