@@ -8,34 +8,15 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use swarm::control::{Control, ControlError, Spawn};
-use swarm::placement::Placement;
+use swarm::control::{ControlError, Spawn};
 use swarm::supervision::{Host, Incarnation, ListActors, SpawnError, Spawnable, HOST_ACTOR};
 use swarm::AskError;
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 
-use crate::util::{config_with_roles, control_cluster, eventually, fast_gossip, scratch, start};
-
-/// Spawns until the head group has formed and granted leases (the first
-/// spawn may find no leader or no leased node yet).
-async fn spawn_when_ready(
-    control: &Control,
-    spawn: impl Fn() -> Spawn<Ledger>,
-) -> swarm::control::Named<Ledger> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match control.spawn(spawn()).await {
-            Ok(named) => return named,
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(error = %e, "not ready yet");
-                let mut tick = tokio::time::interval(Duration::from_millis(100));
-                tick.tick().await;
-                tick.tick().await;
-            }
-            Err(e) => panic!("the control plane never placed the actor: {e}"),
-        }
-    }
-}
+use crate::util::{
+    config_with_roles, control_cluster, eventually, fast_gossip, ledger_on, scratch, spawn_ready,
+    start,
+};
 
 fn with_tpu(i: usize, config: &mut swarm::MeshConfig) {
     // Only the last node (n5) offers TPUs.
@@ -52,7 +33,7 @@ async fn a_named_actor_is_placed_by_resources_looked_up_and_stopped() {
     let (_ca, nodes) = control_cluster(&dir, 3, 2, with_tpu).await;
     let control = nodes[3].node.control().unwrap().clone();
     let tpu_node = nodes[4].node.id();
-    let ledger = spawn_when_ready(&control, || {
+    let ledger = spawn_ready(&control, || {
         Spawn::<Ledger>::named("ledger")
             .args(LedgerArgs { opening: 10 })
             .cpus(0.1)
@@ -182,7 +163,7 @@ async fn bad_spawns_get_typed_errors_and_start_nothing() {
     let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
     let control = nodes[1].node.control().unwrap().clone();
     // Wait for a placeable cluster.
-    spawn_when_ready(&control, || {
+    spawn_ready(&control, || {
         Spawn::<Ledger>::named("ok").args(LedgerArgs { opening: 0 })
     })
     .await;
@@ -244,26 +225,7 @@ async fn the_actor_of_a_killed_node_answers_again_from_another_once() {
     let (_ca, mut nodes) = control_cluster(&dir, 3, 2, |_, _| {}).await;
     let control = nodes[0].node.control().unwrap().clone();
     let target = nodes[4].node.id();
-    // Once the target holds a lease, a soft affinity puts the actor there.
-    spawn_when_ready(&control, || {
-        Spawn::<Ledger>::named("probe")
-            .args(LedgerArgs { opening: 0 })
-            .placement(Placement::Node {
-                node: target,
-                hard: true,
-            })
-    })
-    .await;
-    control.stop("probe").await.unwrap();
-    let ledger = spawn_when_ready(&control, || {
-        Spawn::<Ledger>::named("ledger")
-            .args(LedgerArgs { opening: 0 })
-            .placement(Placement::Node {
-                node: target,
-                hard: false,
-            })
-    })
-    .await;
+    let ledger = ledger_on(&control, "ledger", target).await;
     let first = ledger.send(Deposit(1)).await.unwrap();
     assert_eq!(first.node, target);
 
@@ -327,27 +289,7 @@ async fn without_crash_evidence_a_killed_nodes_actor_moves_after_its_lease() {
     .await;
     let control = nodes[0].node.control().unwrap().clone();
     let target = nodes[2].node.id();
-    spawn_when_ready(&control, || {
-        Spawn::<Ledger>::named("probe")
-            .args(LedgerArgs { opening: 0 })
-            .placement(Placement::Node {
-                node: target,
-                hard: true,
-            })
-    })
-    .await;
-    control.stop("probe").await.unwrap();
-    let ledger = control
-        .spawn(
-            Spawn::<Ledger>::named("ledger")
-                .args(LedgerArgs { opening: 0 })
-                .placement(Placement::Node {
-                    node: target,
-                    hard: false,
-                }),
-        )
-        .await
-        .unwrap();
+    let ledger = ledger_on(&control, "ledger", target).await;
     assert_eq!(ledger.send(Deposit(1)).await.unwrap().node, target);
     let victim = nodes.remove(2);
     let killed = Instant::now();

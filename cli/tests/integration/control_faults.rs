@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarm::control::{ControlError, Spawn};
-use swarm::placement::Placement;
 use swarm::supervision::{Host, ListActors, HOST_ACTOR};
-use swarm::{Faults, Node, NodeId};
+use swarm::{Faults, Node};
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 
-use crate::util::{control_cluster, scratch, TestNode};
+use crate::util::{control_cluster, ledger_on, scratch, TestNode};
 
 /// Cuts (or heals) the direct paths between `a` and each of `others`, both ways.
 fn cut(faults: &[Arc<Faults>], nodes: &[TestNode], a: usize, others: &[usize], on: bool) {
@@ -57,40 +56,16 @@ async fn faulty(dir: &std::path::Path) -> (Vec<TestNode>, Vec<Arc<Faults>>) {
     (nodes, faults)
 }
 
-/// Places `name` on `node` (soft affinity), once that node holds a lease.
-async fn place_on(control: &swarm::control::Control, name: &str, node: NodeId) -> (NodeId, u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        poll.tick().await;
-        let spawn = Spawn::<Ledger>::named(name)
-            .args(LedgerArgs { opening: 0 })
-            .placement(Placement::Node { node, hard: true });
-        match control.spawn(spawn).await {
-            Ok(named) => {
-                let located = named.location().unwrap();
-                // Re-place it with a soft affinity so it may move.
-                control.stop(name).await.unwrap();
-                let spawn = Spawn::<Ledger>::named(name)
-                    .args(LedgerArgs { opening: 0 })
-                    .placement(Placement::Node { node, hard: false });
-                let named = control.spawn(spawn).await.unwrap();
-                let located2 = named.location().unwrap();
-                assert_eq!(located2.0, located.0);
-                return located2;
-            }
-            Err(e) => assert!(Instant::now() < deadline, "never placed: {e}"),
-        }
-    }
-}
-
 #[actix_rt::test]
 async fn a_worker_cut_off_from_the_heads_stops_its_actors_before_they_run_elsewhere() {
     let dir = scratch("control-fence");
     let (nodes, faults) = faulty(&dir).await;
     let worker = &nodes[3].node;
     let control = nodes[4].node.control().unwrap().clone();
-    let (at, epoch) = place_on(&control, "ledger", worker.id()).await;
+    let (at, epoch) = ledger_on(&control, "ledger", worker.id())
+        .await
+        .location()
+        .unwrap();
     assert_eq!(at, worker.id());
     // A handle made on the worker itself, which will go stale.
     let stale = worker
@@ -151,7 +126,7 @@ async fn the_minority_side_of_a_head_partition_places_nothing() {
     let dir = scratch("control-minority");
     let (nodes, faults) = faulty(&dir).await;
     let control = nodes[4].node.control().unwrap().clone();
-    place_on(&control, "warmup", nodes[4].node.id()).await;
+    ledger_on(&control, "warmup", nodes[4].node.id()).await;
     // Head n1 and worker n4 on one side; heads n2, n3 and worker n5 on the other.
     for (a, others) in [(0, vec![1, 2, 4]), (3, vec![1, 2, 4])] {
         cut(&faults, &nodes, a, &others, true);

@@ -4,30 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use swarm::control::{Control, ControlError, Spawn};
+use swarm::control::{ControlError, Spawn};
 use swarm::placement::{GroupStrategy, Placement, ResourceSet};
 use swarm::supervision::{Backoff, Restart};
 use swarm::AskError;
 use swarm_cli::demo::{Crash, Deposit, Ledger, LedgerArgs};
 
-use crate::util::{control_cluster, eventually, scratch};
-
-/// Retries `spawn` until the cluster can place it (the group forms and
-/// grants leases first).
-async fn ready(
-    control: &Control,
-    spawn: impl Fn() -> Spawn<Ledger>,
-) -> swarm::control::Named<Ledger> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        poll.tick().await;
-        match control.spawn(spawn()).await {
-            Ok(named) => return named,
-            Err(e) => assert!(Instant::now() < deadline, "never placed: {e}"),
-        }
-    }
-}
+use crate::util::{control_cluster, eventually, ledger_on, scratch, spawn_ready};
 
 fn crashy(name: &str) -> Spawn<Ledger> {
     Spawn::<Ledger>::named(name)
@@ -63,7 +46,7 @@ async fn past_its_restarts_an_actor_is_re_placed_elsewhere_or_marked_failed() {
     let (_ca, nodes) = control_cluster(&dir, 1, 2, |_, _| {}).await;
     let control = nodes[2].node.control().unwrap().clone();
 
-    let moving = ready(&control, || crashy("moving")).await;
+    let moving = spawn_ready(&control, || crashy("moving")).await;
     let (first_node, first_epoch) = moving.location().unwrap();
     crash_past_policy(&moving).await;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -79,7 +62,7 @@ async fn past_its_restarts_an_actor_is_re_placed_elsewhere_or_marked_failed() {
     };
     assert_ne!(moved.node, first_node, "re-placed on another node");
 
-    let failing = ready(&control, || crashy("failing").fail_on_escalation()).await;
+    let failing = spawn_ready(&control, || crashy("failing").fail_on_escalation()).await;
     crash_past_policy(&failing).await;
     assert!(
         eventually(Duration::from_secs(10), || {
@@ -202,22 +185,8 @@ async fn a_drained_node_hands_its_actors_over_one_by_one_and_leaves() {
                 })
         }
     };
-    // Hard first, to wait for its lease; then soft, so it may move.
-    let probe = ready(&control, || {
-        Spawn::<Ledger>::named("probe")
-            .args(LedgerArgs { opening: 0 })
-            .placement(Placement::Node {
-                node: drained,
-                hard: true,
-            })
-    })
-    .await;
-    assert_eq!(probe.location().unwrap().0, drained);
-    control.stop("probe").await.unwrap();
-    let one = control.spawn(on_drained("one")()).await.unwrap();
-    let two = control.spawn(on_drained("two")()).await.unwrap();
-    assert_eq!(one.location().unwrap().0, drained);
-    assert_eq!(two.location().unwrap().0, drained);
+    let one = ledger_on(&control, "one", drained).await;
+    let two = ledger_on(&control, "two", drained).await;
 
     assert_eq!(control.drain(drained).await.unwrap(), 2);
     for named in [&one, &two] {

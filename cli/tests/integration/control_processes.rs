@@ -5,7 +5,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use swarm::config::NodeFile;
 use swarm::control::{Control, Named, Spawn};
 use swarm::placement::Placement;
 use swarm::supervision::{Host, ListActors, HOST_ACTOR};
@@ -13,36 +12,7 @@ use swarm::{AskError, Node, NodeId};
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{exe, scratch};
-
-/// An operator node joined to the cluster (it registers no type, so
-/// nothing is placed on it).
-async fn driver(cluster: &LocalCluster) -> Node {
-    let mut mesh = NodeFile::load(&cluster.driver_config())
-        .unwrap()
-        .mesh_config()
-        .unwrap();
-    mesh.listen = "127.0.0.1:0".parse().unwrap();
-    mesh.ask_timeout = Duration::from_secs(5);
-    Node::start(mesh).await.unwrap()
-}
-
-/// Spawns until the control plane places it (the group forms, nodes
-/// renew their leases).
-pub(crate) async fn spawn_ready(
-    control: &Control,
-    spawn: impl Fn() -> Spawn<Ledger>,
-) -> Named<Ledger> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut poll = tokio::time::interval(Duration::from_millis(100));
-    loop {
-        poll.tick().await;
-        match control.spawn(spawn()).await {
-            Ok(named) => return named,
-            Err(e) => assert!(Instant::now() < deadline, "never placed: {e}"),
-        }
-    }
-}
+use crate::util::{driver, exe, scratch, spawn_ready};
 
 /// How many live processes run `name` (asked of each one's host).
 async fn running(driver: &Node, nodes: &[NodeId], name: &str) -> usize {

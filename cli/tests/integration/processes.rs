@@ -1,23 +1,13 @@
 //! Nodes as real child processes of the built `swarm` binary.
 
-use crate::util::{exe, scratch};
+use crate::util::{driver, exe, scratch};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use swarm::config::NodeFile;
-use swarm::{AskError, Node};
+use swarm::AskError;
 use swarm_cli::demo::{Add, Adder, Forward, Relay};
 use swarm_cli::local::LocalCluster;
-
-async fn driver(cluster: &LocalCluster) -> Node {
-    let mut mesh = NodeFile::load(&cluster.driver_config())
-        .unwrap()
-        .mesh_config()
-        .unwrap();
-    mesh.listen = "127.0.0.1:0".parse().unwrap();
-    mesh.ask_timeout = Duration::from_secs(5);
-    Node::start(mesh).await.unwrap()
-}
 
 #[actix_rt::test]
 async fn three_processes_answer_relayed_asks() {

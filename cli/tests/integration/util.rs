@@ -183,3 +183,55 @@ pub async fn control_cluster(
     }
     (ca, nodes)
 }
+
+/// Spawns until the control plane places it: the head group forms and the
+/// nodes renew their leases first (30 s at most).
+pub async fn spawn_ready<A: swarm::supervision::Spawnable>(
+    control: &swarm::control::Control,
+    spawn: impl Fn() -> swarm::control::Spawn<A>,
+) -> swarm::control::Named<A> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        poll.tick().await;
+        match control.spawn(spawn()).await {
+            Ok(named) => return named,
+            Err(e) => assert!(tokio::time::Instant::now() < deadline, "never placed: {e}"),
+        }
+    }
+}
+
+/// A demo ledger named `name` on `node`, free to move: a hard affinity
+/// first (it waits for `node`'s lease), then, stopped and spawned again,
+/// a soft one.
+pub async fn ledger_on(
+    control: &swarm::control::Control,
+    name: &str,
+    node: swarm::NodeId,
+) -> swarm::control::Named<swarm_cli::demo::Ledger> {
+    use swarm::control::Spawn;
+    use swarm::placement::Placement;
+    use swarm_cli::demo::{Ledger, LedgerArgs};
+    let on = |hard| {
+        Spawn::<Ledger>::named(name)
+            .args(LedgerArgs { opening: 0 })
+            .placement(Placement::Node { node, hard })
+    };
+    spawn_ready(control, || on(true)).await;
+    control.stop(name).await.unwrap();
+    let named = control.spawn(on(false)).await.unwrap();
+    assert_eq!(named.location().map(|l| l.0), Some(node));
+    named
+}
+
+/// An in-process node with the identity of a local cluster's driver
+/// (an operator), joined to its membership.
+pub async fn driver(cluster: &swarm_cli::local::LocalCluster) -> Node {
+    let mut mesh = swarm::config::NodeFile::load(&cluster.driver_config())
+        .unwrap()
+        .mesh_config()
+        .unwrap();
+    mesh.listen = "127.0.0.1:0".parse().unwrap();
+    mesh.ask_timeout = Duration::from_secs(5);
+    Node::start(mesh).await.unwrap()
+}
