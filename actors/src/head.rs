@@ -98,6 +98,8 @@ impl HeadConfig {
 pub(crate) struct Head {
     raft: Raft,
     supervisor: Addr<Supervisor>,
+    /// The arbiter Raft runs on.
+    arbiter: actix::ArbiterHandle,
 }
 
 impl Head {
@@ -156,16 +158,21 @@ impl Head {
         }
         actix::spawn(bootstrap(raft.clone(), cluster, id, config.voters));
         tracing::info!(dir = %config.dir.display(), voters = config.voters, "head started");
-        Ok(Head { raft, supervisor })
+        Ok(Head {
+            raft,
+            supervisor,
+            arbiter: actix::Arbiter::current(),
+        })
     }
 
-    /// Stops Raft (the store closes with it).
+    /// Stops the supervisor and Raft (the store closes with it).
     pub(crate) fn shutdown(&self) {
+        self.supervisor.do_send(supervisor::Stop);
         let raft = self.raft.clone();
-        actix::spawn(async move {
+        // The caller may be on any thread: Raft stops on its own arbiter.
+        self.arbiter.spawn(async move {
             let _ = raft.shutdown().await;
         });
-        let _ = &self.supervisor;
     }
 }
 

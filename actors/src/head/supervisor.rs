@@ -360,6 +360,19 @@ impl Handler<ClusterEvent> for Supervisor {
     }
 }
 
+/// Stops the supervisor (the node shuts down).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop;
+
+impl Handler<Stop> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
 /// The members membership knew when the supervisor subscribed.
 #[derive(Message)]
 #[rtype(result = "()")]
