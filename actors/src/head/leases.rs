@@ -123,17 +123,19 @@ impl Leases {
         now >= since + self.lease.mul_f64(1.0 + DRIFT) + MARGIN
     }
 
-    /// Whether to probe `node` for crash evidence now: two renewals
-    /// missed, and no probe within one renewal interval. Records the probe.
+    /// Whether to probe `node` for crash evidence now: its renewal is a
+    /// quarter interval late, and no probe within half an interval.
+    /// Records the probe. (A probe is one TCP connect; a live node's
+    /// renewals arrive every interval plus a round trip.)
     pub(crate) fn probe_due(&mut self, node: NodeId, now: Instant) -> bool {
         let every = self.renew_every();
         let Some(since) = self.since(node) else {
             return false;
         };
-        if self.dead.contains(&node) || now < since + every * 2 {
+        if self.dead.contains(&node) || now < since + every + every / 4 {
             return false;
         }
-        if self.probed.get(&node).is_some_and(|at| now < *at + every) {
+        if self.probed.get(&node).is_some_and(|at| now < *at + every / 2) {
             return false;
         }
         self.probed.insert(node, now);
@@ -205,9 +207,10 @@ mod tests {
         leases.granted(node(1), t0);
         let every = leases.renew_every();
         assert!(!leases.probe_due(node(1), t0 + every));
+        assert!(leases.probe_due(node(1), t0 + every + every / 4));
+        // Not again within half an interval, then again.
+        assert!(!leases.probe_due(node(1), t0 + every + every / 2));
         assert!(leases.probe_due(node(1), t0 + every * 2));
-        // Not again within one interval.
-        assert!(!leases.probe_due(node(1), t0 + every * 2 + every / 2));
         leases.mark_dead(node(1));
         assert!(leases.expired(node(1), t0 + every * 2));
         assert!(!leases.holds(node(1), t0 + every * 2));
