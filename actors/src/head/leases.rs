@@ -135,7 +135,11 @@ impl Leases {
         if self.dead.contains(&node) || now < since + every + every / 4 {
             return false;
         }
-        if self.probed.get(&node).is_some_and(|at| now < *at + every / 2) {
+        if self
+            .probed
+            .get(&node)
+            .is_some_and(|at| now < *at + every / 2)
+        {
             return false;
         }
         self.probed.insert(node, now);
