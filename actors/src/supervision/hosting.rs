@@ -45,6 +45,10 @@ pub struct Host {
     lease_until: Option<Instant>,
     /// The log index of the newest grant applied.
     granted_index: u64,
+    /// Names of head-placed incarnations this host stopped whose
+    /// directory entries may still be on their way out: a new placement
+    /// may take them over; any other exposed name is not the head's.
+    retired: std::collections::HashSet<String>,
     leave: Option<Leave>,
 }
 
@@ -63,6 +67,7 @@ impl Host {
             starting: HashMap::new(),
             lease_until: None,
             granted_index: 0,
+            retired: std::collections::HashSet::new(),
             leave,
         }
     }
@@ -81,6 +86,15 @@ impl Host {
         if running == Some(request.epoch) {
             return Ok(true);
         }
+        // A name exposed otherwise on this node (by the node itself, or an
+        // operator's spawn) is not the head's to take over.
+        let operator_started = self.started.get(&request.name).is_some_and(|s| !s.fenced);
+        let ours = running.is_some() || self.retired.contains(&request.name);
+        if operator_started || (!ours && self.directory.contains(&request.name)) {
+            return Err(SpawnError::NameTaken {
+                name: request.name.clone(),
+            });
+        }
         if !self.holds_lease() {
             return Err(SpawnError::NoLease);
         }
@@ -93,6 +107,7 @@ impl Host {
             tracing::info!(actor = %request.name, old = old.epoch, new = request.epoch, "replacing an older incarnation");
             old.supervised.stop();
         }
+        self.retired.remove(&request.name);
         Ok(false)
     }
 
@@ -140,6 +155,9 @@ impl Host {
                     let newer = act.started.get(&name).is_some_and(|s| s.epoch > epoch);
                     if fenced && (!act.holds_lease() || newer) {
                         supervised.stop();
+                        if !newer {
+                            act.retired.insert(name);
+                        }
                         return Err(SpawnError::Stale);
                     }
                     tracing::info!(%type_name, %name, epoch, "actor started on request");
@@ -166,6 +184,9 @@ impl Host {
         if self.started.get(name).is_some_and(|s| s.epoch <= epoch) {
             if let Some(old) = self.started.remove(name) {
                 tracing::info!(actor = %name, epoch = old.epoch, "stopped on the head's request");
+                if old.fenced {
+                    self.retired.insert(name.to_owned());
+                }
                 old.supervised.stop();
             }
         }
@@ -194,6 +215,7 @@ impl Host {
         for name in fenced {
             if let Some(old) = self.started.remove(&name) {
                 old.supervised.stop();
+                self.retired.insert(name);
             }
         }
     }
@@ -260,6 +282,9 @@ impl Handler<LeaseRunning> for Host {
     type Result = MessageResult<LeaseRunning>;
 
     fn handle(&mut self, _: LeaseRunning, _: &mut Context<Self>) -> Self::Result {
+        // Retired names whose entries are gone need no more remembering.
+        let directory = &self.directory;
+        self.retired.retain(|name| directory.contains(name));
         let mut running: Vec<Running> = self
             .started
             .iter()

@@ -311,3 +311,54 @@ async fn without_crash_evidence_a_killed_nodes_actor_moves_after_its_lease() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A name the node exposes itself is not the head's to take over: the
+/// placement is refused and forgotten, and the node's actor keeps its name.
+#[actix_rt::test]
+async fn a_placement_never_takes_over_a_name_the_node_exposes() {
+    let dir = scratch("control-taken");
+    let (_ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let worker = &nodes[1];
+    // The demo workload's adder is exposed as "adder" on every test node.
+    let control = nodes[0].node.control().unwrap().clone();
+    let on_worker = || {
+        Spawn::<Ledger>::named("adder")
+            .args(LedgerArgs { opening: 0 })
+            .placement(swarm::placement::Placement::Node {
+                node: worker.node.id(),
+                hard: true,
+            })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refused = loop {
+        match control.spawn(on_worker()).await {
+            Err(ControlError::NoCapacity { .. } | ControlError::UnknownType { .. })
+                if Instant::now() < deadline =>
+            {
+                let mut tick = tokio::time::interval(Duration::from_millis(100));
+                tick.tick().await;
+                tick.tick().await;
+            }
+            other => break other,
+        }
+    };
+    assert!(
+        matches!(
+            refused,
+            Err(ControlError::Spawn(SpawnError::NameTaken { .. }))
+        ),
+        "got {refused:?}"
+    );
+    assert!(control.placed().await.unwrap().is_empty());
+    let adder = nodes[0]
+        .node
+        .remote::<swarm_cli::demo::Adder>(worker.node.id(), "adder");
+    assert_eq!(
+        adder
+            .send(swarm_cli::demo::Add { a: 2, b: 3 })
+            .await
+            .unwrap(),
+        5
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
