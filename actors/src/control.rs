@@ -190,11 +190,13 @@ impl Control {
         let mut tried = 0usize;
         let mut redirects = 0usize;
         loop {
-            let heads = self.heads().await;
+            // The member list is asked for only when no leader is known.
             let target = match self.leader_hint() {
                 Some(leader) => Some(leader),
-                None if heads.is_empty() => None,
-                None => heads.get(tried % heads.len()).copied(),
+                None => {
+                    let heads = self.heads().await;
+                    heads.get(tried % heads.len().max(1)).copied()
+                }
             };
             if let Some(head) = target {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());

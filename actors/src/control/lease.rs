@@ -25,9 +25,11 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
     actix::spawn(async move {
         let mut every = Duration::from_millis(200);
         let mut idle = IDLE.0;
+        let mut leased = false;
         loop {
             tokio::time::sleep(every).await;
-            if control.heads().await.is_empty() {
+            // While renewals succeed the leader is known: no member list needed.
+            if !leased && control.heads().await.is_empty() {
                 every = idle;
                 idle = (idle * 2).min(IDLE.1);
                 continue;
@@ -47,11 +49,13 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                     let lease = Duration::from_millis(grant.lease_ms);
                     every = (lease / 5).max(Duration::from_millis(20));
                     let until = sent + lease;
+                    leased = true;
                     if host.send(ApplyGrant { until, grant }).await.is_err() {
                         return;
                     }
                 }
                 Err(e) => {
+                    leased = false;
                     every = every.min(Duration::from_millis(200));
                     tracing::debug!(error = %e, "lease renewal failed");
                 }

@@ -1,8 +1,7 @@
 //! Membership and services between real node processes of the built
 //! `swarm` binary, joined through one seed, with SIGKILL.
 
-use crate::util::{exe, scratch};
-use std::process::Command;
+use crate::util::{exe, scratch, swarm_json};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,16 +61,6 @@ fn six_processes_converge_and_all_mark_a_killed_one_down() {
 #[ignore]
 fn stress_20_processes_converge_and_all_mark_a_killed_one_down() {
     processes_converge_and_all_mark_a_killed_one_down(20);
-}
-
-fn swarm_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(exe()).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "swarm {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A service with instances on three node processes keeps answering while

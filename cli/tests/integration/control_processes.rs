@@ -12,7 +12,7 @@ use swarm::{AskError, Node, NodeId};
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{driver, exe, scratch, spawn_ready};
+use crate::util::{driver, exe, scratch, spawn_ready, swarm_json};
 
 /// How many live processes run `name` (asked of each one's host).
 async fn running(driver: &Node, nodes: &[NodeId], name: &str) -> usize {
@@ -208,20 +208,6 @@ async fn stress_crash_failover_50_times() {
         ms(took[took.len() - 1])
     );
     assert!(took[took.len() - 1] < Duration::from_secs(10));
-}
-
-/// Runs the built `swarm` with `args` and parses its JSON output.
-fn swarm_json(args: &[&str]) -> serde_json::Value {
-    let out = std::process::Command::new(exe())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "swarm {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The operator's commands against real processes: spawn, actors, heads,

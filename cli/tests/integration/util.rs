@@ -235,3 +235,18 @@ pub async fn driver(cluster: &swarm_cli::local::LocalCluster) -> Node {
     mesh.ask_timeout = Duration::from_secs(5);
     Node::start(mesh).await.unwrap()
 }
+
+/// Runs the built `swarm` with `args`, asserts it succeeded, and parses
+/// its JSON output.
+pub fn swarm_json(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(exe())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "swarm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
