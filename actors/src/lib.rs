@@ -16,6 +16,8 @@
 //! - `mesh`: the `Mesh` handle over the Router, Listener and Link actors.
 //! - `directory`: exposed actors by name, their remote protocols
 //!   ([`remote_actor!`], [`RemoteMessage`]) and type-tag dispatch.
+//! - [`tasks`]: Ray-style tasks: the per-node `Scheduler`, its policy,
+//!   task threads and kept results; [`task!`] declares a task.
 //! - `summary`: the node's periodic counters log line.
 //! - [`config`] and [`error`] (one error enum per boundary).
 //!
@@ -100,6 +102,7 @@ pub mod placement;
 mod remote;
 mod summary;
 pub mod supervision;
+pub mod tasks;
 
 pub use cluster::{
     Cluster, ClusterConfig, ClusterEvent, ClusterEvents, GossipKeyOp, Instance, Keyed, Member,

@@ -119,6 +119,10 @@ pub struct PeerInfo {
     pub via: Option<NodeId>,
     /// Asks sent on the link and still waiting for their replies.
     pub pending_asks: usize,
+    /// Bytes written to the link's socket (ciphertext, framing included).
+    pub bytes_out: u64,
+    /// Bytes read from it.
+    pub bytes_in: u64,
 }
 
 impl Mesh {
@@ -291,6 +295,11 @@ impl Mesh {
     /// The default ask timeout.
     pub(crate) fn ask_timeout(&self) -> Duration {
         self.shared.config.ask_timeout
+    }
+
+    /// The largest message a link carries.
+    pub(crate) fn max_message(&self) -> usize {
+        self.shared.config.max_message
     }
 
     /// The actors inbound messages are dispatched to.

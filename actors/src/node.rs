@@ -35,6 +35,7 @@ use crate::supervision::{
     Fence, Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised,
     HOST_ACTOR, SPAWN_ROLES,
 };
+use crate::tasks::Tasks;
 
 /// The handle to a running node. Cheap to clone, usable from any thread.
 #[derive(Clone)]
@@ -49,6 +50,8 @@ pub struct Node {
     control: Option<Control>,
     /// The head (control plane replica), on head nodes.
     head: Option<Head>,
+    /// The task scheduler's client (with membership).
+    tasks: Option<Tasks>,
 }
 
 impl std::fmt::Debug for Node {
@@ -163,6 +166,7 @@ impl Node {
             types,
             control: None,
             head: None,
+            tasks: None,
         };
         let leave: Option<Leave> = node.cluster.clone().map(|cluster| {
             let leave: Leave = std::sync::Arc::new(move || cluster.leave_now());
@@ -192,9 +196,10 @@ impl Node {
                     }
                 }
             }
-            let control = Control::new(node.mesh.clone(), cluster);
+            let control = Control::new(node.mesh.clone(), cluster.clone());
             crate::control::lease::spawn(control.clone(), host.clone(), node.id());
             node.control = Some(control);
+            node.tasks = Some(Tasks::start(node.mesh.clone(), cluster).await);
         }
         crate::summary::spawn(node.mesh.clone(), node.cluster.clone(), summary_interval);
         tracing::info!(id = %node.id().short(), name = %node.name(), %listen, "node started");
@@ -428,6 +433,12 @@ impl Node {
         self.control.as_ref()
     }
 
+    /// Ray-style tasks: submit functions to run where resources are free,
+    /// and register the ones this node runs. `None` without membership.
+    pub fn tasks(&self) -> Option<&Tasks> {
+        self.tasks.as_ref()
+    }
+
     /// A control-plane client for a node without membership (a tool):
     /// connects to `member`, and learns the heads from its member list.
     ///
@@ -443,6 +454,9 @@ impl Node {
     /// Leaves the cluster (members see it as left at once, not down),
     /// stops accepting connections and closes every link.
     pub fn shutdown(&self) {
+        if let Some(tasks) = &self.tasks {
+            tasks.shutdown();
+        }
         if let Some(head) = &self.head {
             head.shutdown();
         }

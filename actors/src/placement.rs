@@ -74,7 +74,7 @@ impl ResourceSet {
 
     /// The first amount of `self` that does not fit in `available`, named
     /// for an error message.
-    fn shortfall(&self, available: &ResourceSet) -> Option<String> {
+    pub(crate) fn shortfall(&self, available: &ResourceSet) -> Option<String> {
         if self.cpus > available.cpus + EPSILON {
             return Some(format!("{} CPUs (at most {})", self.cpus, available.cpus));
         }
@@ -120,7 +120,7 @@ impl ResourceSet {
 
     /// A single number for "how full": the largest used fraction of any
     /// resource the node has.
-    fn fullness(&self, total: &ResourceSet) -> f64 {
+    pub(crate) fn fullness(&self, total: &ResourceSet) -> f64 {
         let fraction = |free: f64, total: f64| {
             if total <= EPSILON {
                 0.0

@@ -4,6 +4,8 @@
 //! receives tells. Every node also exposes `Info` as [`INFO_NAME`], which
 //! `swarm ping` asks.
 
+pub mod tasks;
+
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -466,4 +468,7 @@ impl swarm_actors::supervision::Spawnable for Ledger {
 /// `swarm` node does this, so the control plane may place them anywhere.
 pub fn register_types(node: &Node) {
     node.register::<Ledger>();
+    if let Some(tasks) = node.tasks() {
+        tasks::register(tasks);
+    }
 }

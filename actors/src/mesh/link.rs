@@ -408,10 +408,16 @@ impl Link {
         let clock = Rc::clone(&self.clock);
         let mesh = Arc::clone(&self.mesh);
         let (peer, direct) = (shared.peer, shared.via.is_none());
+        let counted = Arc::clone(shared);
         self.tasks.push(actix_rt::spawn(async move {
             let session = SendHalf::new(sender);
             let blocked = || direct && mesh.blocked(peer);
-            let reason = writer::write_loop(write, session, queue, clock, blocked).await;
+            let written = |n: usize| {
+                counted
+                    .bytes_out
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            };
+            let reason = writer::write_loop(write, session, queue, clock, blocked, written).await;
             me.do_send(Close(reason));
         }));
     }

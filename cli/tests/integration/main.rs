@@ -18,4 +18,5 @@ mod processes;
 mod relay;
 mod stress;
 mod supervision;
+mod tasks;
 mod two_nodes;

@@ -39,6 +39,9 @@ pub async fn start(config: MeshConfig) -> TestNode {
     let node = Node::start_on(&arbiter.handle(), config)
         .await
         .expect("node starts");
+    if let Some(tasks) = node.tasks() {
+        swarm_cli::demo::tasks::register(tasks);
+    }
     on(&arbiter, {
         let node = node.clone();
         move || {

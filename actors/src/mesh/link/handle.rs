@@ -75,6 +75,10 @@ pub(super) struct LinkShared {
     /// Set before the link closes because membership declared the peer
     /// down: asks waiting on it fail with `NodeDown` instead of `LinkDown`.
     member_down: AtomicBool,
+    /// Bytes written to the socket (ciphertext), for operators and tests.
+    pub(super) bytes_out: AtomicU64,
+    /// Bytes read from the socket (ciphertext).
+    pub(super) bytes_in: AtomicU64,
 }
 
 /// Who is at the other end of a new link.
@@ -105,6 +109,8 @@ impl LinkShared {
             closed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             member_down: AtomicBool::new(false),
+            bytes_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
         }
     }
 
@@ -201,6 +207,8 @@ impl LinkHandle {
             dialed: s.initiator != s.peer,
             via: s.via,
             pending_asks: s.pending.len(),
+            bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            bytes_in: s.bytes_in.load(Ordering::Relaxed),
         }
     }
 

@@ -127,6 +127,9 @@ impl Reader {
                         read_size = BULK_READ_SIZE;
                     }
                     self.clock.received(false);
+                    self.shared
+                        .bytes_in
+                        .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
                 }
                 Err(e) => return CloseReason::Io(e.kind()),
             }

@@ -26,6 +26,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     queue: Queue,
     clock: Rc<Clock>,
     blocked: impl Fn() -> bool,
+    written: impl Fn(usize),
 ) -> CloseReason {
     let Queue { mut rx, budget } = queue;
     let heartbeats = [
@@ -53,6 +54,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 if let Err(e) = write.write_all(&out).await {
                     return CloseReason::Io(e.kind());
                 }
+                written(out.len());
                 out.clear();
                 budget.release(std::mem::take(&mut unreleased));
             }
@@ -67,6 +69,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             if let Err(e) = write.write_all(&out).await {
                 return CloseReason::Io(e.kind());
             }
+            written(out.len());
             out.clear();
         }
         // A relayed circuit may hold the last frame until there is room on

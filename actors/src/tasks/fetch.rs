@@ -1,0 +1,107 @@
+//! Moving a kept result to where it is needed: read from this node's store,
+//! or fetched from the node that holds it in chunks, directly (never
+//! through the owner).
+
+use swarm_protocol::NodeId;
+
+use super::error::TaskError;
+use super::scheduler::Scheduler;
+use super::store::Store;
+use super::task::Blob;
+use super::wire::{Chunk, FetchObject, ObjectId, TASKS_ACTOR};
+use crate::error::AskError;
+use crate::mesh::Mesh;
+use crate::remote::RemoteAddr;
+
+/// Bytes per fetch message (well under the largest message).
+pub(crate) const CHUNK: u32 = 8 << 20;
+/// Chunks asked for at once.
+const IN_FLIGHT: usize = 3;
+
+/// The value of `object`, from this node's store or its holder.
+///
+/// # Errors
+///
+/// [`TaskError::ObjectLost`] if the holder does not have it (freed, or it
+/// died); [`TaskError::Codec`] if it sent something inconsistent.
+pub(crate) async fn fetch(mesh: &Mesh, store: &Store, object: ObjectId) -> Result<Blob, TaskError> {
+    let lost = || TaskError::ObjectLost {
+        task: object.task,
+        node: object.node,
+    };
+    if object.node == mesh.id() {
+        return store.get(&object.task).ok_or_else(lost);
+    }
+    let holder: RemoteAddr<Scheduler> = RemoteAddr::new(mesh.clone(), object.node, TASKS_ACTOR);
+    let first = ask(&holder, object, 0).await?;
+    let size = first.size;
+    if first.bytes.len() as u64 == size {
+        return Ok(std::sync::Arc::new(first.bytes.into_vec()));
+    }
+    let capacity = usize::try_from(size).map_err(|_| codec("too large for this machine"))?;
+    let mut value = Vec::with_capacity(capacity);
+    value.extend_from_slice(&first.bytes);
+    // A few chunks in flight, so the link never idles between them.
+    let mut offsets = (value.len() as u64..size).step_by(CHUNK as usize);
+    let mut in_flight = std::collections::VecDeque::new();
+    loop {
+        while in_flight.len() < IN_FLIGHT {
+            let Some(offset) = offsets.next() else { break };
+            let holder = holder.clone();
+            in_flight.push_back(actix::spawn(
+                async move { ask(&holder, object, offset).await },
+            ));
+        }
+        let Some(pending) = in_flight.pop_front() else {
+            break;
+        };
+        let chunk = pending
+            .await
+            .map_err(|_| codec("the fetch was stopped"))??;
+        if chunk.size != size || chunk.bytes.is_empty() {
+            return Err(codec("the holder's chunks disagree"));
+        }
+        value.extend_from_slice(&chunk.bytes);
+        if value.len() as u64 > size {
+            return Err(codec("the holder sent more than the value"));
+        }
+    }
+    if value.len() as u64 != size {
+        return Err(codec("the holder sent less than the value"));
+    }
+    Ok(std::sync::Arc::new(value))
+}
+
+async fn ask(
+    holder: &RemoteAddr<Scheduler>,
+    object: ObjectId,
+    offset: u64,
+) -> Result<Chunk, TaskError> {
+    let asked = holder
+        .send(FetchObject {
+            task: object.task,
+            offset,
+            len: CHUNK,
+        })
+        .await;
+    match asked {
+        Ok(answer) => answer,
+        Err(
+            AskError::NodeDown { .. } | AskError::LinkDown { .. } | AskError::Unreachable { .. },
+        ) => Err(TaskError::ObjectLost {
+            task: object.task,
+            node: object.node,
+        }),
+        Err(e) => Err(codec(&format!("fetching from {}: {e}", short(object.node)))),
+    }
+}
+
+fn short(node: NodeId) -> String {
+    node.short().to_string()
+}
+
+fn codec(reason: &str) -> TaskError {
+    TaskError::Codec {
+        reason: reason.to_owned(),
+    }
+}

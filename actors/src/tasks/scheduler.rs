@@ -1,0 +1,815 @@
+//! The `Scheduler` actor, one per node, exposed as `swarm.tasks`. It is
+//! both sides of a task:
+//!
+//! - as **owner** of what this node's clients submit, it keeps the
+//!   [`Owner`] book: places tasks (here first, else spilled by the policy),
+//!   retries them when their node dies, completes their handles;
+//! - as **runner** of what owners send it, it admits tasks to its bounded
+//!   [`Pool`] (refusing with backpressure past [`MAX_QUEUED`]), fetches
+//!   kept arguments from their holders, keeps results in its [`Store`] or
+//!   batches them back to their owners.
+//!
+//! ```text
+//! Scheduler ── Pool (task threads; stop when the pool is dropped)
+//!     │
+//!     ├── waker task: turns pool notifications into `Collect` messages
+//!     └── fetches and tells: spawned futures, reporting back by message
+//! ```
+//!
+//! If the scheduler stops (node shutdown), its pool's threads end after
+//! their current task, pending handles fail with `Stopped`, and owners on
+//! other nodes see this node leave through membership.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
+use swarm_protocol::membership::MemberState;
+use swarm_protocol::NodeId;
+use tokio::sync::{Notify, Semaphore};
+
+use super::context::{self, TaskContext};
+use super::error::TaskError;
+use super::fetch;
+use super::owner::objects::Waiter;
+use super::owner::{Effects, NewTask, Owner};
+use super::policy::Policy;
+use super::pool::{micros_since, panic_message, Admitted, Ended, Finish, Job, Pool};
+use super::store::Store;
+use super::task::{Blob, Failure, Runner};
+use super::wire::{
+    Arg, Bounce, CancelTasks, Chunk, Done, FetchObject, FreeObjects, ListTasks, Outcome, RunError,
+    Spec, SubmitTasks, TaskId, TaskTable, TasksDone, TASKS_ACTOR,
+};
+use crate::cluster::ClusterEvent;
+use crate::mesh::Mesh;
+use crate::placement::ResourceSet;
+use crate::remote::RemoteAddr;
+
+/// Tasks a node holds queued (or fetching arguments) before it answers
+/// new ones with backpressure.
+pub(crate) const MAX_QUEUED: usize = 65_536;
+/// Outcomes or tasks per batch message.
+const BATCH: usize = 4_096;
+/// Encoded bytes per batch message (results and arguments).
+const BATCH_BYTES: usize = 4 << 20;
+
+/// Registered functions by tag, shared with the [`Tasks`](super::Tasks) handle.
+pub(crate) type Registry = Arc<RwLock<HashMap<String, Runner>>>;
+
+/// The parts a scheduler starts from.
+pub(crate) struct Parts {
+    pub(crate) mesh: Mesh,
+    pub(crate) total: ResourceSet,
+    pub(crate) registry: Registry,
+    pub(crate) store: Store,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) policy: Policy,
+}
+
+/// The node's scheduler.
+pub struct Scheduler {
+    me: NodeId,
+    mesh: Mesh,
+    owner: Owner,
+    pool: Pool,
+    wake: Arc<Notify>,
+    registry: Registry,
+    store: Store,
+    /// Returned to clients as owned tasks end (the owner's bound).
+    permits: Arc<Semaphore>,
+    /// Cancellation flags of tasks admitted here, until they end.
+    flags: HashMap<TaskId, Arc<AtomicBool>>,
+    /// Stops a running async task.
+    stops: HashMap<TaskId, Arc<Notify>>,
+    /// Tasks fetching their arguments.
+    fetching: usize,
+    /// Outcomes for owners on other nodes, sent at the next flush.
+    outbox: HashMap<NodeId, Vec<Outcome>>,
+    /// Owner effects for other nodes, sent at the next flush.
+    pending: Effects,
+    flush_queued: bool,
+    /// Runs ended here since start, and those that failed.
+    ran: u64,
+    failed: u64,
+    /// Largest result sent back by value.
+    max_result: usize,
+}
+
+impl Scheduler {
+    pub(crate) fn new(parts: Parts) -> Self {
+        let wake = Arc::new(Notify::new());
+        let threads = parts.total.cpus.ceil().max(1.0) as usize;
+        let me = parts.mesh.id();
+        let pool = Pool::start(me, parts.total.clone(), threads, Arc::clone(&wake));
+        Self {
+            me,
+            owner: Owner::new(me, parts.policy),
+            max_result: parts.mesh.max_message().saturating_sub(64 << 10),
+            mesh: parts.mesh,
+            pool,
+            wake,
+            registry: parts.registry,
+            store: parts.store,
+            permits: parts.permits,
+            flags: HashMap::new(),
+            stops: HashMap::new(),
+            fetching: 0,
+            outbox: HashMap::new(),
+            pending: Effects::default(),
+            flush_queued: false,
+            ran: 0,
+            failed: 0,
+        }
+    }
+
+    /// Runs `f` on the owner book, returning permits for tasks that ended
+    /// and sending what it decided.
+    fn own<R>(
+        &mut self,
+        arriving: usize,
+        ctx: &mut Context<Self>,
+        f: impl FnOnce(&mut Owner, &mut Effects) -> R,
+    ) -> R {
+        let before = self.owner.len() + arriving;
+        let mut fx = Effects::default();
+        let r = f(&mut self.owner, &mut fx);
+        let ended = before.saturating_sub(self.owner.len());
+        if ended > 0 {
+            self.permits.add_permits(ended);
+        }
+        self.apply(fx, ctx);
+        r
+    }
+
+    /// Acts on owner effects: this node's part now, other nodes' at the flush.
+    fn apply(&mut self, mut fx: Effects, ctx: &mut Context<Self>) {
+        if let Some(specs) = fx.run.remove(&self.me) {
+            let me = self.me;
+            self.accept(me, specs, ctx);
+        }
+        if let Some(seqs) = fx.cancel.remove(&self.me) {
+            let me = self.me;
+            self.cancel_here(me, &seqs);
+        }
+        if let Some(seqs) = fx.free.remove(&self.me) {
+            for seq in seqs {
+                self.store.remove(&TaskId {
+                    owner: self.me,
+                    seq,
+                });
+            }
+        }
+        if fx.is_empty() {
+            return;
+        }
+        for (node, specs) in fx.run {
+            self.pending.run.entry(node).or_default().extend(specs);
+        }
+        for (node, seqs) in fx.cancel {
+            self.pending.cancel.entry(node).or_default().extend(seqs);
+        }
+        for (node, seqs) in fx.free {
+            self.pending.free.entry(node).or_default().extend(seqs);
+        }
+        self.queue_flush(ctx);
+    }
+
+    fn queue_flush(&mut self, ctx: &mut Context<Self>) {
+        if !self.flush_queued {
+            self.flush_queued = true;
+            ctx.notify(Flush);
+        }
+    }
+
+    /// Admits tasks from `owner`: bounces what cannot run here, fetches kept
+    /// arguments, queues the rest in the pool.
+    fn accept(&mut self, owner: NodeId, specs: Vec<Spec>, ctx: &mut Context<Self>) {
+        let (total, _) = self.pool.resources();
+        let mut room = MAX_QUEUED.saturating_sub(self.pool.queued() + self.fetching);
+        let mut bounced = Vec::new();
+        let mut jobs = Vec::with_capacity(specs.len());
+        let registry = self
+            .registry
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for spec in specs {
+            let bounce = |reason| Outcome {
+                seq: spec.seq,
+                attempt: spec.attempt,
+                result: Err(RunError::Bounced { reason }),
+                micros: 0,
+            };
+            let Some(runner) = registry.get(&spec.tag).copied() else {
+                bounced.push(bounce(Bounce::Unregistered));
+                continue;
+            };
+            if !spec.need.fits_in(&total) {
+                bounced.push(bounce(Bounce::TooBig));
+                continue;
+            }
+            if room == 0 {
+                bounced.push(bounce(Bounce::Busy));
+                continue;
+            }
+            room -= 1;
+            let id = TaskId {
+                owner,
+                seq: spec.seq,
+            };
+            let cancel = Arc::new(AtomicBool::new(false));
+            self.flags.insert(id, Arc::clone(&cancel));
+            let local_args: Option<Vec<Blob>> = spec
+                .args
+                .iter()
+                .map(|a| match a {
+                    Arg::Value(bytes) => Some(Arc::new(bytes.to_vec())),
+                    Arg::Ref(object) if object.node == self.me => self.store.get(&object.task),
+                    Arg::Ref(_) => None,
+                })
+                .collect();
+            let tag: Arc<str> = Arc::from(spec.tag.as_str());
+            match local_args {
+                Some(args) => jobs.push(Job {
+                    id,
+                    attempt: spec.attempt,
+                    tag,
+                    runner,
+                    args,
+                    need: spec.need,
+                    keep: spec.keep,
+                    cancel,
+                }),
+                None => {
+                    self.fetching += 1;
+                    let mesh = self.mesh.clone();
+                    let store = self.store.clone();
+                    let me = ctx.address();
+                    actix::spawn(async move {
+                        let mut args = Vec::with_capacity(spec.args.len());
+                        let mut failed = None;
+                        for arg in &spec.args {
+                            match arg {
+                                Arg::Value(bytes) => args.push(Arc::new(bytes.to_vec())),
+                                Arg::Ref(object) => {
+                                    match fetch::fetch(&mesh, &store, *object).await {
+                                        Ok(blob) => args.push(blob),
+                                        Err(e) => {
+                                            failed = Some(e);
+                                            break;
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        let job = Job {
+                            id,
+                            attempt: spec.attempt,
+                            tag,
+                            runner,
+                            args,
+                            need: spec.need,
+                            keep: spec.keep,
+                            cancel,
+                        };
+                        me.do_send(Fetched { job, failed });
+                    });
+                }
+            }
+        }
+        drop(registry);
+        self.pool.push(jobs);
+        if !bounced.is_empty() {
+            self.report(owner, bounced, ctx);
+        }
+    }
+
+    /// Routes outcomes to their owner: this node's book now, others at the flush.
+    fn report(&mut self, owner: NodeId, outcomes: Vec<Outcome>, ctx: &mut Context<Self>) {
+        if owner == self.me {
+            let me = self.me;
+            self.own(0, ctx, |o, fx| o.outcomes(me, outcomes, fx));
+        } else {
+            self.outbox.entry(owner).or_default().extend(outcomes);
+            self.queue_flush(ctx);
+        }
+    }
+
+    /// Cancels tasks of `owner` admitted here.
+    fn cancel_here(&mut self, owner: NodeId, seqs: &[u64]) {
+        let ids: HashSet<TaskId> = seqs.iter().map(|&seq| TaskId { owner, seq }).collect();
+        for id in &ids {
+            if let Some(flag) = self.flags.get(id) {
+                flag.store(true, Ordering::Relaxed);
+            }
+            if let Some(stop) = self.stops.get(id) {
+                stop.notify_one();
+            }
+        }
+        self.pool.cancel_queued(|id| ids.contains(id));
+    }
+
+    /// Takes what the pool finished and starts admitted async tasks.
+    fn collect(&mut self, ctx: &mut Context<Self>) {
+        let (ended, admitted) = self.pool.collect();
+        for a in admitted {
+            self.start_async(a, ctx);
+        }
+        if ended.is_empty() {
+            return;
+        }
+        let mut by_owner: HashMap<NodeId, Vec<Outcome>> = HashMap::new();
+        for e in ended {
+            self.flags.remove(&e.id);
+            self.stops.remove(&e.id);
+            let owner = e.id.owner;
+            let outcome = self.outcome_of(e);
+            by_owner.entry(owner).or_default().push(outcome);
+        }
+        for (owner, outcomes) in by_owner {
+            self.report(owner, outcomes, ctx);
+        }
+    }
+
+    /// What an ended run reports; a kept result goes to the store.
+    fn outcome_of(&mut self, e: Ended) -> Outcome {
+        self.ran += 1;
+        let result = match e.result {
+            Finish::Cancelled => Err(RunError::Cancelled),
+            Finish::Ran(Ok(bytes)) if e.keep => {
+                let size = bytes.len() as u64;
+                self.store.insert(e.id, Arc::new(bytes));
+                Ok(Done::Kept { size })
+            }
+            Finish::Ran(Ok(bytes)) if bytes.len() > self.max_result => Err(RunError::Argument {
+                error: TaskError::TooLarge {
+                    size: bytes.len() as u64,
+                    max: self.max_result as u64,
+                },
+            }),
+            Finish::Ran(Ok(bytes)) => Ok(Done::Value(serde_bytes::ByteBuf::from(bytes))),
+            Finish::Ran(Err(failure)) => Err(match failure {
+                Failure::Error(message) => RunError::Failed {
+                    message,
+                    panicked: false,
+                },
+                Failure::Panicked(message) => RunError::Failed {
+                    message,
+                    panicked: true,
+                },
+                Failure::Decode(reason) | Failure::Encode(reason) => RunError::Argument {
+                    error: TaskError::Codec { reason },
+                },
+            }),
+        };
+        if result.is_err() {
+            self.failed += 1;
+        }
+        Outcome {
+            seq: e.id.seq,
+            attempt: e.attempt,
+            result,
+            micros: e.micros,
+        }
+    }
+
+    /// Runs an admitted async task on this arbiter until it ends or is stopped.
+    fn start_async(&mut self, admitted: Admitted, _ctx: &mut Context<Self>) {
+        let Admitted { job, gpus } = admitted;
+        let Runner::Async(call) = job.runner else {
+            return;
+        };
+        let stop = Arc::new(Notify::new());
+        self.stops.insert(job.id, Arc::clone(&stop));
+        let pool = self.pool.handle();
+        let (id, attempt, keep) = (job.id, job.attempt, job.keep);
+        let task_ctx =
+            TaskContext::new(id, self.me, attempt, gpus.clone(), Arc::clone(&job.cancel));
+        let cancelled = job.cancel.load(Ordering::Relaxed);
+        let args = job.args;
+        actix::spawn(async move {
+            let started = std::time::Instant::now();
+            let result = if cancelled {
+                Finish::Cancelled
+            } else {
+                let run = std::panic::AssertUnwindSafe(context::with_async(task_ctx, call(args)));
+                tokio::select! {
+                    ran = catch(run) => Finish::Ran(ran),
+                    () = stop.notified() => Finish::Cancelled,
+                }
+            };
+            let ended = Ended {
+                id,
+                attempt,
+                keep,
+                result,
+                micros: micros_since(started),
+            };
+            pool.finish(ended, gpus);
+        });
+    }
+
+    fn table(&self, recent: usize) -> TaskTable {
+        let limit = 1_000;
+        let (mut rows, mut omitted) = self.pool.rows(self.me, limit);
+        let (owned, owned_omitted) = self.owner.rows(limit.saturating_sub(rows.len()), recent);
+        rows.extend(owned);
+        omitted += owned_omitted;
+        let (total, free) = self.pool.resources();
+        TaskTable {
+            node: Some(self.me),
+            total,
+            free,
+            rows,
+            omitted,
+            finished: self.ran - self.failed,
+            failed: self.failed,
+            submitted: self.owner.submitted(),
+            objects: self.store.stats(),
+            nodes: self.owner.schedulable(),
+        }
+    }
+}
+
+/// Polls an async task, turning a panic into a failure.
+async fn catch<F>(run: std::panic::AssertUnwindSafe<F>) -> Result<Vec<u8>, Failure>
+where
+    F: std::future::Future<Output = Result<Vec<u8>, Failure>>,
+{
+    use std::future::Future as _;
+    let mut run = std::pin::pin!(run);
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.as_mut().poll(cx))) {
+            Ok(poll) => poll,
+            Err(panic) => std::task::Poll::Ready(Err(Failure::Panicked(panic_message(&*panic)))),
+        }
+    })
+    .await
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let wake = Arc::clone(&self.wake);
+        let me = ctx.address().downgrade();
+        actix::spawn(async move {
+            loop {
+                wake.notified().await;
+                let Some(me) = me.upgrade() else { return };
+                me.do_send(Collect);
+            }
+        });
+    }
+}
+
+/// The pool has ended tasks or admitted async ones.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Collect;
+
+impl Handler<Collect> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, _: Collect, ctx: &mut Context<Self>) {
+        self.collect(ctx);
+    }
+}
+
+/// Sends what was batched for other nodes.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
+        self.flush_queued = false;
+        let me = ctx.address();
+        for (node, outcomes) in std::mem::take(&mut self.outbox) {
+            for batch in batches(outcomes, outcome_size) {
+                let to = self.peer(node);
+                actix::spawn(async move {
+                    // The owner died or left: it wants nothing any more.
+                    let _ = to
+                        .tell(TasksDone {
+                            from: NodeId::from_bytes([0; 16]),
+                            outcomes: batch,
+                        })
+                        .await;
+                });
+            }
+        }
+        let fx = std::mem::take(&mut self.pending);
+        for (node, specs) in fx.run {
+            for batch in batches(specs, spec_size) {
+                let to = self.peer(node);
+                let me = me.clone();
+                actix::spawn(async move {
+                    let seqs: Vec<u64> = batch.iter().map(|s| s.seq).collect();
+                    let sent = to
+                        .tell(SubmitTasks {
+                            owner: NodeId::from_bytes([0; 16]),
+                            tasks: batch,
+                        })
+                        .await;
+                    if sent.is_err() {
+                        me.do_send(Undelivered { node, seqs });
+                    }
+                });
+            }
+        }
+        for (node, seqs) in fx.cancel {
+            let to = self.peer(node);
+            actix::spawn(async move {
+                let _ = to
+                    .tell(CancelTasks {
+                        owner: NodeId::from_bytes([0; 16]),
+                        seqs,
+                    })
+                    .await;
+            });
+        }
+        for (node, seqs) in fx.free {
+            let to = self.peer(node);
+            actix::spawn(async move {
+                let _ = to
+                    .tell(FreeObjects {
+                        owner: NodeId::from_bytes([0; 16]),
+                        seqs,
+                    })
+                    .await;
+            });
+        }
+    }
+}
+
+impl Scheduler {
+    fn peer(&self, node: NodeId) -> RemoteAddr<Scheduler> {
+        RemoteAddr::new(self.mesh.clone(), node, TASKS_ACTOR)
+    }
+}
+
+/// Splits `items` into messages of at most [`BATCH`] items and about
+/// [`BATCH_BYTES`] bytes.
+fn batches<T>(items: Vec<T>, size: fn(&T) -> usize) -> Vec<Vec<T>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for item in items {
+        let s = size(&item);
+        if !current.is_empty() && (current.len() >= BATCH || bytes + s > BATCH_BYTES) {
+            out.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += s;
+        current.push(item);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+fn outcome_size(o: &Outcome) -> usize {
+    match &o.result {
+        Ok(Done::Value(bytes)) => bytes.len() + 16,
+        _ => 32,
+    }
+}
+
+fn spec_size(s: &Spec) -> usize {
+    s.tag.len()
+        + 32
+        + s.args
+            .iter()
+            .map(|a| match a {
+                Arg::Value(bytes) => bytes.len() + 4,
+                Arg::Ref(_) => 48,
+            })
+            .sum::<usize>()
+}
+
+/// Tasks sent to `node` that never got there.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Undelivered {
+    node: NodeId,
+    seqs: Vec<u64>,
+}
+
+impl Handler<Undelivered> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: Undelivered, ctx: &mut Context<Self>) {
+        self.own(0, ctx, |o, fx| o.undelivered(msg.node, &msg.seqs, fx));
+    }
+}
+
+/// A task's kept arguments arrived (or could not be had).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Fetched {
+    job: Job,
+    failed: Option<TaskError>,
+}
+
+impl Handler<Fetched> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: Fetched, ctx: &mut Context<Self>) {
+        self.fetching = self.fetching.saturating_sub(1);
+        let Fetched { job, failed } = msg;
+        if let Some(error) = failed {
+            self.flags.remove(&job.id);
+            let outcome = Outcome {
+                seq: job.id.seq,
+                attempt: job.attempt,
+                result: Err(RunError::Argument { error }),
+                micros: 0,
+            };
+            self.report(job.id.owner, vec![outcome], ctx);
+            return;
+        }
+        self.pool.push([job]);
+    }
+}
+
+impl Handler<SubmitTasks> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: SubmitTasks, ctx: &mut Context<Self>) {
+        self.accept(msg.owner, msg.tasks, ctx);
+    }
+}
+
+impl Handler<TasksDone> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: TasksDone, ctx: &mut Context<Self>) {
+        self.own(0, ctx, |o, fx| o.outcomes(msg.from, msg.outcomes, fx));
+    }
+}
+
+impl Handler<CancelTasks> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: CancelTasks, _: &mut Context<Self>) {
+        self.cancel_here(msg.owner, &msg.seqs);
+    }
+}
+
+impl Handler<FreeObjects> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: FreeObjects, _: &mut Context<Self>) {
+        for seq in msg.seqs {
+            self.store.remove(&TaskId {
+                owner: msg.owner,
+                seq,
+            });
+        }
+    }
+}
+
+impl Handler<FetchObject> for Scheduler {
+    type Result = MessageResult<FetchObject>;
+    fn handle(&mut self, msg: FetchObject, _: &mut Context<Self>) -> Self::Result {
+        let Some(value) = self.store.get(&msg.task) else {
+            return MessageResult(Err(TaskError::ObjectLost {
+                task: msg.task,
+                node: self.me,
+            }));
+        };
+        let size = value.len() as u64;
+        let start = usize::try_from(msg.offset)
+            .unwrap_or(usize::MAX)
+            .min(value.len());
+        let len = (msg.len.min(fetch::CHUNK)) as usize;
+        let end = start.saturating_add(len).min(value.len());
+        let bytes = value.get(start..end).unwrap_or_default().to_vec();
+        MessageResult(Ok(Chunk {
+            size,
+            bytes: serde_bytes::ByteBuf::from(bytes),
+        }))
+    }
+}
+
+impl Handler<ListTasks> for Scheduler {
+    type Result = MessageResult<ListTasks>;
+    fn handle(&mut self, msg: ListTasks, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.table(msg.recent.min(1_000)))
+    }
+}
+
+impl Handler<ClusterEvent> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, event: ClusterEvent, ctx: &mut Context<Self>) {
+        match event {
+            ClusterEvent::MemberUp(m)
+            | ClusterEvent::MetadataChanged(m)
+            | ClusterEvent::Suspect(m) => {
+                self.member(&m, ctx);
+            }
+            ClusterEvent::MemberDown(m) | ClusterEvent::MemberLeft(m) => {
+                let node = m.node;
+                self.store.drop_owner(node);
+                self.outbox.remove(&node);
+                self.pool.cancel_queued(|id| id.owner == node);
+                self.own(0, ctx, |o, fx| o.node_gone(node, fx));
+            }
+            ClusterEvent::Rejoined(_) => {}
+        }
+    }
+}
+
+impl Scheduler {
+    /// Updates the owner's view of a member.
+    pub(crate) fn member(&mut self, m: &crate::cluster::Member, ctx: &mut Context<Self>) {
+        let Some(meta) = m.meta.as_ref() else {
+            return;
+        };
+        let total = ResourceSet::from(&meta.resources);
+        let schedulable = m.state == MemberState::Alive && !meta.leaving;
+        let labels = meta.roles.clone();
+        let node = m.node;
+        self.own(0, ctx, |o, fx| {
+            o.node_up(node, total, labels, schedulable, fx)
+        });
+    }
+}
+
+/// A client's tasks, into this node's book.
+#[derive(Message)]
+#[rtype(result = "Vec<Result<TaskId, TaskError>>")]
+pub(crate) struct Submit {
+    pub(crate) tasks: Vec<NewTask>,
+}
+
+impl Handler<Submit> for Scheduler {
+    type Result = MessageResult<Submit>;
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
+        let n = msg.tasks.len();
+        MessageResult(self.own(n, ctx, |o, fx| {
+            msg.tasks.into_iter().map(|t| o.submit(t, fx)).collect()
+        }))
+    }
+}
+
+/// A client cancels one of its tasks.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub(crate) struct Cancel {
+    pub(crate) seq: u64,
+}
+
+impl Handler<Cancel> for Scheduler {
+    type Result = bool;
+    fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) -> bool {
+        self.own(0, ctx, |o, fx| o.cancel(msg.seq, fx))
+    }
+}
+
+/// The last handle to a kept result was dropped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Release {
+    pub(crate) seq: u64,
+}
+
+impl Handler<Release> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) {
+        self.own(0, ctx, |o, fx| o.release(msg.seq, fx));
+    }
+}
+
+/// Waits until a kept result is ready.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct WaitObject {
+    pub(crate) seq: u64,
+    pub(crate) waiter: Waiter,
+}
+
+impl Handler<WaitObject> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: WaitObject, _: &mut Context<Self>) {
+        self.owner.objects().wait(msg.seq, msg.waiter);
+    }
+}
+
+/// Stops the scheduler (node shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Stop;
+
+impl Handler<Stop> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+crate::remote_actor!(
+    Scheduler: SubmitTasks,
+    TasksDone,
+    CancelTasks,
+    FreeObjects,
+    FetchObject,
+    ListTasks
+);

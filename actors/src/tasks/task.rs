@@ -1,0 +1,305 @@
+//! What a task is: a plain function declared with [`task!`](crate::task),
+//! which becomes a unit type implementing [`Task`]: a stable tag, its
+//! parameter and output types, and a [`Runner`] that decodes arguments,
+//! calls the function and encodes its result. How the arguments reach it
+//! (by value or by reference) is [`IntoArgs`]; where it runs is the
+//! scheduler's business.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::handle::TaskRef;
+use super::wire::{Arg, ObjectId};
+
+/// A value's encoded bytes, shared without copying (a 64 MiB argument is
+/// not duplicated per reader).
+pub type Blob = Arc<Vec<u8>>;
+
+/// What a task's own code reported instead of a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[doc(hidden)]
+pub enum Failure {
+    /// The function returned `Err(e)`; `e.to_string()`.
+    Error(String),
+    /// The function panicked; the panic message.
+    Panicked(String),
+    /// An argument did not decode as the parameter type.
+    Decode(String),
+    /// The result did not encode.
+    Encode(String),
+}
+
+/// The future an async task returns, already encoded.
+#[doc(hidden)]
+pub type AsyncRun = Pin<Box<dyn Future<Output = Result<Vec<u8>, Failure>>>>;
+
+/// How a task's function is called: on the worker thread pool (sync) or
+/// on the node's runtime (async).
+#[derive(Clone, Copy)]
+#[doc(hidden)]
+pub enum Runner {
+    /// A blocking function, run on the node's task threads.
+    Sync(fn(Vec<Blob>) -> Result<Vec<u8>, Failure>),
+    /// An async function, run on the scheduler's arbiter.
+    Async(fn(Vec<Blob>) -> AsyncRun),
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Runner::Sync(_) => "Runner::Sync",
+            Runner::Async(_) => "Runner::Async",
+        })
+    }
+}
+
+/// A function other nodes can run, declared with [`task!`](crate::task).
+///
+/// The tag names the function on the wire: it MUST be the same on every
+/// node and unique in the cluster. By default it is the module path and
+/// the function's name; `task!("my.tag", fn ...)` sets it.
+pub trait Task: Copy + Send + Sync + 'static {
+    /// The parameter types as a tuple: `(u64,)`, `(String, u32)`, `()`.
+    type Params;
+    /// What the function returns (the `T` of a `Result<T, E>`).
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The stable tag.
+    const TAG: &'static str;
+    /// How to call it.
+    #[doc(hidden)]
+    fn runner() -> Runner;
+}
+
+/// One argument as the caller gives it: the value itself, or a
+/// [`TaskRef`] to a value some task produced and kept.
+pub trait IntoArg<T> {
+    /// The argument as it travels.
+    #[doc(hidden)]
+    fn into_arg(self) -> Result<Arg, String>;
+}
+
+impl<T: Serialize> IntoArg<T> for T {
+    fn into_arg(self) -> Result<Arg, String> {
+        encode(&self).map(|bytes| Arg::Value(serde_bytes::ByteBuf::from(bytes)))
+    }
+}
+
+impl<T> IntoArg<T> for TaskRef<T> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+impl<T> IntoArg<T> for &TaskRef<T> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+/// All arguments of a call: nothing for `()`, the argument itself for one
+/// parameter, a tuple for several.
+pub trait IntoArgs<P> {
+    /// The arguments as they travel.
+    #[doc(hidden)]
+    fn into_args(self) -> Result<Vec<Arg>, String>;
+}
+
+impl IntoArgs<()> for () {
+    fn into_args(self) -> Result<Vec<Arg>, String> {
+        Ok(Vec::new())
+    }
+}
+
+impl<T1, A1: IntoArg<T1>> IntoArgs<(T1,)> for A1 {
+    fn into_args(self) -> Result<Vec<Arg>, String> {
+        Ok(vec![self.into_arg()?])
+    }
+}
+
+macro_rules! tuple_args {
+    ($(($($t:ident $a:ident $v:ident),+))+) => {$(
+        impl<$($t, $a: IntoArg<$t>),+> IntoArgs<($($t,)+)> for ($($a,)+) {
+            fn into_args(self) -> Result<Vec<Arg>, String> {
+                let ($($v,)+) = self;
+                Ok(vec![$($v.into_arg()?),+])
+            }
+        }
+    )+};
+}
+
+tuple_args! {
+    (T1 A1 a1, T2 A2 a2)
+    (T1 A1 a1, T2 A2 a2, T3 A3 a3)
+    (T1 A1 a1, T2 A2 a2, T3 A3 a3, T4 A4 a4)
+    (T1 A1 a1, T2 A2 a2, T3 A3 a3, T4 A4 a4, T5 A5 a5)
+    (T1 A1 a1, T2 A2 a2, T3 A3 a3, T4 A4 a4, T5 A5 a5, T6 A6 a6)
+}
+
+/// The objects (kept results) among `args`.
+pub(crate) fn refs(args: &[Arg]) -> impl Iterator<Item = ObjectId> + '_ {
+    args.iter().filter_map(|a| match a {
+        Arg::Ref(object) => Some(*object),
+        Arg::Value(_) => None,
+    })
+}
+
+/// Encodes a value as arguments and results travel.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, String> {
+    rmp_serde::to_vec(value).map_err(|e| e.to_string())
+}
+
+/// Decodes a value encoded by [`encode`].
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    rmp_serde::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// Decodes the next argument (used by [`task!`](crate::task)).
+#[doc(hidden)]
+pub fn __arg<T: DeserializeOwned>(args: &mut std::vec::IntoIter<Blob>) -> Result<T, Failure> {
+    let blob = args
+        .next()
+        .ok_or_else(|| Failure::Decode("too few arguments".to_owned()))?;
+    decode(&blob).map_err(Failure::Decode)
+}
+
+/// Checks that every argument was used (used by [`task!`](crate::task)).
+#[doc(hidden)]
+pub fn __no_more(args: std::vec::IntoIter<Blob>) -> Result<(), Failure> {
+    if args.len() == 0 {
+        Ok(())
+    } else {
+        Err(Failure::Decode(format!(
+            "{} arguments too many",
+            args.len()
+        )))
+    }
+}
+
+/// Encodes a result (used by [`task!`](crate::task)).
+#[doc(hidden)]
+pub fn __output<T: Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+) -> Result<Vec<u8>, Failure> {
+    match result {
+        Ok(value) => encode(&value).map_err(Failure::Encode),
+        Err(e) => Err(Failure::Error(e.to_string())),
+    }
+}
+
+/// Declares a task: a function any node that registered it can run.
+///
+/// ```
+/// swarm_actors::task!(fn square(x: u64) -> u64 { x * x });
+/// swarm_actors::task!("demo.parse", fn parse(text: String) -> Result<u64, std::num::ParseIntError> {
+///     text.trim().parse()
+/// });
+/// swarm_actors::task!(async fn later(ms: u64) -> u64 {
+///     tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+///     ms
+/// });
+/// ```
+///
+/// Each becomes a unit value (`square`) to submit and register. A
+/// function that returns `Result<T, E>` (spelled so) fails with
+/// `e.to_string()` on `Err`; anything else it returns is its result. A
+/// panic fails the task too. Sync functions run on the node's task
+/// threads, async ones on its runtime; both read their
+/// [`TaskContext`](crate::tasks::TaskContext) with
+/// [`tasks::context`](crate::tasks::context).
+#[macro_export]
+macro_rules! task {
+    ($tag:literal, $($rest:tt)+) => { $crate::__task!(($tag) $($rest)+); };
+    ($($rest:tt)+) => { $crate::__task!(() $($rest)+); };
+}
+
+/// The arms of [`task!`](crate::task).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __task {
+    (($($tag:literal)?) $(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?)
+        -> Result<$ok:ty, $err:ty> $body:block) => {
+        $crate::__task!(@emit ($($tag)?) [$(#[$attr])*] $vis $name ($($arg: $ty),*) $ok, Sync, {
+            fn call($($arg: $ty),*) -> ::std::result::Result<$ok, $err> $body
+            call($($arg),*)
+        });
+    };
+    (($($tag:literal)?) $(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?)
+        -> $out:ty $body:block) => {
+        $crate::__task!(@emit ($($tag)?) [$(#[$attr])*] $vis $name ($($arg: $ty),*) $out, Sync, {
+            fn call($($arg: $ty),*) -> $out $body
+            ::std::result::Result::<$out, ::std::convert::Infallible>::Ok(call($($arg),*))
+        });
+    };
+    (($($tag:literal)?) $(#[$attr:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $crate::__task!(($($tag)?) $(#[$attr])* $vis fn $name($($arg: $ty),*) -> () $body);
+    };
+    (($($tag:literal)?) $(#[$attr:meta])* $vis:vis async fn $name:ident($($arg:ident : $ty:ty),* $(,)?)
+        -> Result<$ok:ty, $err:ty> $body:block) => {
+        $crate::__task!(@emit ($($tag)?) [$(#[$attr])*] $vis $name ($($arg: $ty),*) $ok, Async, {
+            async fn call($($arg: $ty),*) -> ::std::result::Result<$ok, $err> $body
+            call($($arg),*).await
+        });
+    };
+    (($($tag:literal)?) $(#[$attr:meta])* $vis:vis async fn $name:ident($($arg:ident : $ty:ty),* $(,)?)
+        -> $out:ty $body:block) => {
+        $crate::__task!(@emit ($($tag)?) [$(#[$attr])*] $vis $name ($($arg: $ty),*) $out, Async, {
+            async fn call($($arg: $ty),*) -> $out $body
+            ::std::result::Result::<$out, ::std::convert::Infallible>::Ok(call($($arg),*).await)
+        });
+    };
+    (($($tag:literal)?) $(#[$attr:meta])* $vis:vis async fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $crate::__task!(($($tag)?) $(#[$attr])* $vis async fn $name($($arg: $ty),*) -> () $body);
+    };
+    (@tag () $name:ident) => { ::std::concat!(::std::module_path!(), "::", ::std::stringify!($name)) };
+    (@tag ($tag:literal) $name:ident) => { $tag };
+    (@emit ($($tag:literal)?) [$($attrs:tt)*] $vis:vis $name:ident ($($arg:ident : $ty:ty),*) $out:ty, Sync, $call:block) => {
+        $crate::__task!(@type [$($attrs)*] $vis $name);
+        impl $crate::tasks::Task for $name {
+            type Params = ($($ty,)*);
+            type Output = $out;
+            const TAG: &'static str = $crate::__task!(@tag ($($tag)?) $name);
+            fn runner() -> $crate::tasks::Runner {
+                $crate::tasks::Runner::Sync(|args| {
+                    let mut _args = args.into_iter();
+                    $(let $arg: $ty = $crate::tasks::__arg(&mut _args)?;)*
+                    $crate::tasks::__no_more(_args)?;
+                    $crate::tasks::__output($call)
+                })
+            }
+        }
+    };
+    (@emit ($($tag:literal)?) [$($attrs:tt)*] $vis:vis $name:ident ($($arg:ident : $ty:ty),*) $out:ty, Async, $call:block) => {
+        $crate::__task!(@type [$($attrs)*] $vis $name);
+        impl $crate::tasks::Task for $name {
+            type Params = ($($ty,)*);
+            type Output = $out;
+            const TAG: &'static str = $crate::__task!(@tag ($($tag)?) $name);
+            fn runner() -> $crate::tasks::Runner {
+                $crate::tasks::Runner::Async(|args| {
+                    ::std::boxed::Box::pin(async move {
+                        let mut _args = args.into_iter();
+                        $(let $arg: $ty = $crate::tasks::__arg(&mut _args)?;)*
+                        $crate::tasks::__no_more(_args)?;
+                        $crate::tasks::__output(async move $call.await)
+                    })
+                })
+            }
+        }
+    };
+    (@type [] $vis:vis $name:ident) => {
+        #[doc = ::std::concat!("The task `", ::std::stringify!($name), "`.")]
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+    };
+    (@type [$($attrs:tt)+] $vis:vis $name:ident) => {
+        $($attrs)+
+        #[allow(non_camel_case_types)]
+        #[derive(Debug, Clone, Copy)]
+        $vis struct $name;
+    };
+}

@@ -1,0 +1,288 @@
+//! What schedulers tell each other (`swarm.tasks` on every node): batches
+//! of tasks to run, batches of outcomes back to their owners, cancellations,
+//! releases of kept results, fetches of kept results, and the operator's
+//! listing. Every batch names its sender from the link's authenticated
+//! peer, never from what the bytes claim.
+
+use actix::Message;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use swarm_protocol::NodeId;
+
+use super::error::TaskError;
+use crate::directory::StampCaller;
+use crate::placement::ResourceSet;
+
+/// The name each node's scheduler is exposed under.
+pub const TASKS_ACTOR: &str = "swarm.tasks";
+
+/// The certificate roles that may submit tasks, fetch results and list.
+pub const TASK_ROLES: &[&str] = &["head", "worker", "operator"];
+
+/// A task, cluster-wide: the node that submitted (and owns) it and its
+/// number there. A kept result is named by the task that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskId {
+    /// The submitting node; it owns the task and its result.
+    pub owner: NodeId,
+    /// Its number on the owner.
+    pub seq: u64,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.owner.short(), self.seq)
+    }
+}
+
+/// A kept result: the task that made it and the node that holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectId {
+    /// The task whose result it is.
+    pub task: TaskId,
+    /// Where the value is.
+    pub node: NodeId,
+}
+
+/// One argument on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[doc(hidden)]
+pub enum Arg {
+    /// The value, encoded.
+    Value(ByteBuf),
+    /// A kept result, fetched by the node that runs the task.
+    Ref(ObjectId),
+}
+
+/// A task as its owner sends it to the node that runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Spec {
+    /// Its number on the owner (the sender of the batch).
+    pub(crate) seq: u64,
+    /// Which run this is (0 first; a retry counts up). Outcomes name it,
+    /// so a late outcome of an abandoned run is told apart.
+    pub(crate) attempt: u32,
+    /// The function's tag.
+    pub(crate) tag: String,
+    /// The arguments.
+    pub(crate) args: Vec<Arg>,
+    /// What it holds while it runs.
+    pub(crate) need: ResourceSet,
+    /// Keep the result where it was made rather than send it back.
+    pub(crate) keep: bool,
+}
+
+/// How one run ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Outcome {
+    /// The task's number on its owner.
+    pub(crate) seq: u64,
+    /// The run it reports.
+    pub(crate) attempt: u32,
+    /// Its result.
+    pub(crate) result: Result<Done, RunError>,
+    /// How long it ran, microseconds (the owner learns how deep to pipeline).
+    pub(crate) micros: u32,
+}
+
+/// A finished run's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Done {
+    /// The value, encoded.
+    Value(ByteBuf),
+    /// Kept on the running node; its encoded size.
+    Kept {
+        /// Bytes.
+        size: u64,
+    },
+}
+
+/// Why a run produced no result, as the running node reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum RunError {
+    /// The task itself failed: its error or panic message.
+    Failed {
+        /// What it said.
+        message: String,
+        /// It panicked (rather than returning an error).
+        panicked: bool,
+    },
+    /// The node never ran it and will not: its queue was full, it could
+    /// not ever fit it, or it does not have the function. The owner places
+    /// it again (not a retry).
+    Bounced {
+        /// Why.
+        reason: Bounce,
+    },
+    /// Cancelled by its owner.
+    Cancelled,
+    /// An argument or the result could not be moved or decoded.
+    Argument {
+        /// What went wrong (a lost kept value, a decode error).
+        error: TaskError,
+    },
+}
+
+/// Why a node handed a task back without running it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Bounce {
+    /// Its queue is full (backpressure).
+    Busy,
+    /// It does not have the function registered.
+    Unregistered,
+    /// It could never offer the resources.
+    TooBig,
+}
+
+/// Tasks to run, from their owner.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub(crate) struct SubmitTasks {
+    /// The owner (stamped from the link).
+    pub(crate) owner: NodeId,
+    /// The tasks.
+    pub(crate) tasks: Vec<Spec>,
+}
+
+/// Outcomes, to the owner of the tasks.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub(crate) struct TasksDone {
+    /// The node that ran them (stamped from the link).
+    pub(crate) from: NodeId,
+    /// The outcomes.
+    pub(crate) outcomes: Vec<Outcome>,
+}
+
+/// The owner cancels tasks it sent.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub(crate) struct CancelTasks {
+    /// The owner (stamped from the link).
+    pub(crate) owner: NodeId,
+    /// Their numbers.
+    pub(crate) seqs: Vec<u64>,
+}
+
+/// The owner drops kept results: nobody holds a handle any more.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub(crate) struct FreeObjects {
+    /// The owner (stamped from the link).
+    pub(crate) owner: NodeId,
+    /// The numbers of the tasks whose results go.
+    pub(crate) seqs: Vec<u64>,
+}
+
+/// Reads part of a kept result.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Chunk, TaskError>")]
+pub(crate) struct FetchObject {
+    /// The task whose result it is.
+    pub(crate) task: TaskId,
+    /// From this byte.
+    pub(crate) offset: u64,
+    /// At most this many bytes.
+    pub(crate) len: u32,
+}
+
+/// Part of a kept result.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Chunk {
+    /// The whole value's size.
+    pub(crate) size: u64,
+    /// The bytes from the offset asked for.
+    pub(crate) bytes: ByteBuf,
+}
+
+/// Lists the tasks a node runs, queues and owns, for operators.
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "TaskTable")]
+pub struct ListTasks {
+    /// At most this many rows of finished and failed tasks.
+    pub recent: usize,
+}
+
+/// Where a task stands, as `swarm tasks` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Waiting for resources (or for the results it takes) on its owner.
+    Pending,
+    /// Queued on the node that will run it, waiting for resources there.
+    Queued,
+    /// Running.
+    Running,
+    /// Finished with a result.
+    Finished,
+    /// Failed (its error, its node's death past its retries, ...).
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+/// One task as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRow {
+    /// The task.
+    pub id: TaskId,
+    /// Its function's tag.
+    pub function: String,
+    /// Where it stands.
+    pub state: TaskState,
+    /// What it holds or waits for.
+    pub resources: ResourceSet,
+    /// The node it runs on, was sent to, or ran on.
+    pub node: Option<NodeId>,
+    /// The run (0 first).
+    pub attempt: u32,
+    /// Why it waits, or how it failed.
+    pub reason: Option<String>,
+}
+
+/// What one node's scheduler shows: the tasks it runs and queues, the
+/// tasks it owns that wait for a node, and its latest finished and failed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskTable {
+    /// The node.
+    pub node: Option<NodeId>,
+    /// What it offers tasks in all.
+    pub total: ResourceSet,
+    /// What is free now.
+    pub free: ResourceSet,
+    /// Rows: pending, queued and running first, then the latest ended.
+    pub rows: Vec<TaskRow>,
+    /// Rows left out (the listing is capped).
+    pub omitted: usize,
+    /// Tasks run to an end here since start, by outcome.
+    pub finished: u64,
+    /// Runs that failed here since start.
+    pub failed: u64,
+    /// Tasks this node submitted since start.
+    pub submitted: u64,
+    /// Kept results held here, and their bytes.
+    pub objects: (usize, u64),
+    /// Nodes this node may send tasks to now (itself included).
+    pub nodes: usize,
+}
+
+macro_rules! stamp_owner {
+    ($($ty:ty => $field:ident),+) => {$(
+        impl StampCaller for $ty {
+            fn stamp_caller(&mut self, caller: NodeId) {
+                self.$field = caller;
+            }
+        }
+    )+};
+}
+
+stamp_owner!(SubmitTasks => owner, TasksDone => from, CancelTasks => owner, FreeObjects => owner);
+
+crate::remote_message!(
+    SubmitTasks => "swarm.SubmitTasks",
+    TasksDone => "swarm.TasksDone",
+    CancelTasks => "swarm.CancelTasks",
+    FreeObjects => "swarm.FreeObjects",
+    FetchObject => "swarm.FetchObject",
+    ListTasks => "swarm.ListTasks",
+);
