@@ -335,6 +335,18 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 10)]
         runs: usize,
     },
+    /// Two worker processes and a driver without CPUs: empty tasks per
+    /// second (local, and to 2 nodes under each policy), the task round
+    /// trip beside an ask, 1 ms tasks under each policy, the retry after a
+    /// SIGKILL, and a 64 MiB kept result passed between workers.
+    Tasks {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Empty tasks per rate.
+        #[arg(long, default_value_t = 200_000)]
+        tasks: usize,
+    },
     /// Two nodes on loopback: ask latency, tell rate, bulk throughput,
     /// handshake time, idle memory, and the bare Noise baseline.
     Link {
@@ -521,6 +533,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Control { json, spawns, runs }) => {
             bench::control(json, spawns, runs)
         }
+        Command::Bench(BenchCommand::Tasks { json, tasks }) => bench::tasks(json, tasks),
         Command::Bench(BenchCommand::Link { json, scale, relay }) => {
             bench::link(json, scale, relay)
         }

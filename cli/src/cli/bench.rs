@@ -3,6 +3,7 @@
 
 mod control;
 mod measure;
+mod tasks;
 
 use anyhow::{Context as _, Result};
 
@@ -20,6 +21,17 @@ pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
 pub(crate) fn control(json: bool, spawns: usize, runs: usize) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let report = control::run(&exe, spawns, runs)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+pub(crate) fn tasks(json: bool, count: usize) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let report = tasks::run(&exe, count)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

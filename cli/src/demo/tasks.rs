@@ -39,17 +39,19 @@ swarm_actors::task!(
     "demo.spin",
     /// Works for `ms` milliseconds (checking for cancellation every
     /// millisecond); answers where it ran, or fails if cancelled.
-    pub fn spin(ms: u64) -> Result<Option<NodeId>, String> {
-        let until = Instant::now() + Duration::from_millis(ms);
-        while Instant::now() < until {
-            if context().is_some_and(|c| c.is_cancelled()) {
-                return Err("cancelled".to_owned());
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(here())
-    }
+    pub fn spin(ms: u64) -> Result<Option<NodeId>, String> { spin_for(ms) }
 );
+
+fn spin_for(ms: u64) -> Result<Option<NodeId>, String> {
+    let until = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < until {
+        if context().is_some_and(|c| c.is_cancelled()) {
+            return Err("cancelled".to_owned());
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(here())
+}
 
 swarm_actors::task!(
     "demo.nap",
@@ -77,6 +79,24 @@ swarm_actors::task!(
             Ok(attempt)
         }
     }
+);
+
+swarm_actors::task!(
+    "demo.stall",
+    /// Works for `ms` milliseconds on its first run only (a retry answers
+    /// at once); answers where it ran.
+    pub fn stall(ms: u64) -> Result<Option<NodeId>, String> {
+        if context().is_some_and(|c| c.attempt() > 0) {
+            return Ok(here());
+        }
+        spin_for(ms)
+    }
+);
+
+swarm_actors::task!(
+    "demo.size_of",
+    /// The length of `data` (it has been moved here whole).
+    pub fn size_of(data: ByteBuf) -> u64 { data.len() as u64 }
 );
 
 swarm_actors::task!(
@@ -120,6 +140,8 @@ pub fn register(tasks: &Tasks) {
     tasks.register(nap);
     tasks.register(fail);
     tasks.register(flaky);
+    tasks.register(stall);
+    tasks.register(size_of);
     tasks.register(boom);
     tasks.register(gpu_ids);
     tasks.register(blob);

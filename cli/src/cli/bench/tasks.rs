@@ -1,0 +1,255 @@
+//! `swarm bench tasks`: two worker processes of this binary (2 CPUs each)
+//! and an in-process driver that offers no CPUs, plus a lone in-process
+//! node for the local rate. Measures empty tasks per second (local, and
+//! from the driver to the 2 workers under each policy), the sync task
+//! round trip beside an ask to an actor on the same worker (same run), a
+//! batch of 1 ms tasks under each policy, the retry after a SIGKILL, and
+//! a 64 MiB kept result consumed on the other worker.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use swarm::config::NodeFile;
+use swarm::credentials::Throwaway;
+use swarm::placement::Placement;
+use swarm::tasks::Tasks;
+use swarm::{ClusterConfig, MeshConfig, Node, NodeId, ResourceOverrides};
+use swarm_cli::demo::tasks::{blob, noop, size_of, spin, square, stall};
+use swarm_cli::demo::{Add, Adder};
+use swarm_cli::local::LocalCluster;
+
+/// What `swarm bench tasks` prints.
+#[derive(Debug, Serialize)]
+pub(crate) struct TasksReport {
+    pub(crate) tasks: usize,
+    pub(crate) tasks_per_s_local: f64,
+    pub(crate) tasks_per_s_2nodes: f64,
+    pub(crate) tasks_per_s_2nodes_spread: f64,
+    pub(crate) tasks_per_s_2nodes_pack: f64,
+    pub(crate) task_rtt_p50_us: f64,
+    pub(crate) ask_rtt_p50_us: f64,
+    pub(crate) task_vs_ask: f64,
+    pub(crate) ms_tasks: usize,
+    pub(crate) ms_tasks_s_hybrid: f64,
+    pub(crate) ms_tasks_s_spread: f64,
+    pub(crate) ms_tasks_s_pack: f64,
+    pub(crate) retry_after_kill_s: f64,
+    pub(crate) ref_mb: u64,
+    pub(crate) ref_pass_mb_per_s: f64,
+}
+
+impl TasksReport {
+    pub(crate) fn table(&self) -> String {
+        format!(
+            "tasks: 2 worker processes (2 CPUs each), a driver with no CPUs\n\
+             tasks_per_s_local          {:>10.0}   ({} empty tasks on one node)\n\
+             tasks_per_s_2nodes         {:>10.0}   (hybrid policy, the default)\n\
+             tasks_per_s_2nodes_spread  {:>10.0}\n\
+             tasks_per_s_2nodes_pack    {:>10.0}\n\
+             task_rtt_p50_us            {:>10.1}   (submit and await one task, one at a time)\n\
+             ask_rtt_p50_us             {:>10.1}   (an ask to an actor on the same worker, same run)\n\
+             task_vs_ask                {:>10.2}x\n\
+             ms_tasks_s hybrid          {:>10.3}   ({} tasks of 1 ms: seconds to finish all)\n\
+             ms_tasks_s spread          {:>10.3}\n\
+             ms_tasks_s pack            {:>10.3}\n\
+             retry_after_kill_s         {:>10.3}   (SIGKILL of the running node to the retried result)\n\
+             ref_pass_mb_per_s          {:>10.0}   (a {} MiB kept result consumed on the other worker)\n",
+            self.tasks_per_s_local,
+            self.tasks,
+            self.tasks_per_s_2nodes,
+            self.tasks_per_s_2nodes_spread,
+            self.tasks_per_s_2nodes_pack,
+            self.task_rtt_p50_us,
+            self.ask_rtt_p50_us,
+            self.task_vs_ask,
+            self.ms_tasks_s_hybrid,
+            self.ms_tasks,
+            self.ms_tasks_s_spread,
+            self.ms_tasks_s_pack,
+            self.retry_after_kill_s,
+            self.ref_pass_mb_per_s,
+            self.ref_mb,
+        )
+    }
+}
+
+fn p50(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Runs the benchmark with `tasks` empty tasks per rate.
+pub(crate) fn run(exe: &Path, tasks: usize) -> Result<TasksReport> {
+    let dir = std::env::temp_dir().join(format!("swarm-bench-tasks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cluster = LocalCluster::start_members(exe, &dir, 2, &["--workload", "demo", "--cpus", "2"])
+        .context("cannot start the local cluster")?;
+    cluster.remove_dir_on_drop(true);
+    actix::System::new().block_on(async move {
+        let local = lone_node().await?;
+        let tasks_per_s_local = rate(local.tasks().context("membership")?, tasks, None).await?;
+        local.shutdown();
+
+        let mut mesh = NodeFile::load(&cluster.driver_config())?.mesh_config()?;
+        mesh.listen = "127.0.0.1:0".parse()?;
+        if let Some(c) = mesh.cluster.as_mut() {
+            c.resources.cpus = Some(0.0);
+        }
+        let driver = Node::start(mesh).await?;
+        let t = driver.tasks().context("the driver has membership")?.clone();
+        wait_for_nodes(&t, 3).await?;
+        let workers: Vec<NodeId> = cluster.nodes.iter().map(|n| n.id).collect();
+
+        // Warm up links and run-time estimates.
+        rate(&t, 2_000, None).await?;
+        let tasks_per_s_2nodes = rate(&t, tasks, None).await?;
+        let tasks_per_s_2nodes_spread = rate(&t, tasks, Some(Placement::Spread)).await?;
+        let tasks_per_s_2nodes_pack = rate(&t, tasks, Some(Placement::Pack)).await?;
+
+        let (task_rtt_p50_us, ask_rtt_p50_us) = round_trips(&driver, &t, workers[0]).await?;
+
+        let ms_tasks = 2_000;
+        let ms_tasks_s_hybrid = makespan(&t, ms_tasks, None).await?;
+        let ms_tasks_s_spread = makespan(&t, ms_tasks, Some(Placement::Spread)).await?;
+        let ms_tasks_s_pack = makespan(&t, ms_tasks, Some(Placement::Pack)).await?;
+
+        let ref_mb = 64;
+        let ref_pass_mb_per_s = ref_pass(&t, &workers, ref_mb).await?;
+        let retry_after_kill_s = retry_after_kill(&mut cluster, &t).await?;
+        driver.shutdown();
+        Ok(TasksReport {
+            tasks,
+            tasks_per_s_local,
+            tasks_per_s_2nodes,
+            tasks_per_s_2nodes_spread,
+            tasks_per_s_2nodes_pack,
+            task_rtt_p50_us,
+            ask_rtt_p50_us,
+            task_vs_ask: task_rtt_p50_us / ask_rtt_p50_us,
+            ms_tasks,
+            ms_tasks_s_hybrid,
+            ms_tasks_s_spread,
+            ms_tasks_s_pack,
+            retry_after_kill_s,
+            ref_mb,
+            ref_pass_mb_per_s,
+        })
+    })
+}
+
+/// A node of its own throw-away cluster offering 2 CPUs, with the demo tasks.
+async fn lone_node() -> Result<Node> {
+    let ca = Throwaway::new("bench-local");
+    let mut config = MeshConfig::new("127.0.0.1:0".parse()?, ca.node("local", &["worker"]));
+    config.cluster = Some(ClusterConfig {
+        resources: ResourceOverrides {
+            cpus: Some(2.0),
+            ..ResourceOverrides::default()
+        },
+        ..ClusterConfig::default()
+    });
+    let node = Node::start(config).await?;
+    let t = node.tasks().context("membership")?;
+    swarm_cli::demo::tasks::register(t);
+    wait_for_nodes(t, 1).await?;
+    Ok(node)
+}
+
+async fn wait_for_nodes(t: &Tasks, n: usize) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        if t.list(0).await.is_ok_and(|table| table.nodes >= n) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("the scheduler never saw {n} nodes");
+        }
+    }
+}
+
+/// Empty tasks per second: `n` submitted as one batch, all results taken.
+async fn rate(t: &Tasks, n: usize, placement: Option<Placement>) -> Result<f64> {
+    let started = Instant::now();
+    let mut builder = t.task(noop);
+    if let Some(p) = placement {
+        builder = builder.placement(p);
+    }
+    let mut stream = builder.submit_many((0..n).map(|_| ())).await?;
+    while let Some((_, r)) = stream.next_completed().await {
+        r?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The p50 round trip of one task at a time on `worker`, and of an ask to
+/// its adder, interleaved.
+async fn round_trips(driver: &Node, t: &Tasks, worker: NodeId) -> Result<(f64, f64)> {
+    let adder = driver.remote::<Adder>(worker, "adder");
+    adder.send(Add { a: 1, b: 1 }).await?;
+    let on = Placement::Node {
+        node: worker,
+        hard: true,
+    };
+    let (mut tasks, mut asks) = (Vec::new(), Vec::new());
+    for i in 0..2_000u64 {
+        let started = Instant::now();
+        let v = t.task(square).placement(on.clone()).submit(i).await?.await?;
+        tasks.push(started.elapsed().as_secs_f64() * 1e6);
+        anyhow::ensure!(v == i * i, "square({i}) = {v}");
+        let started = Instant::now();
+        adder.send(Add { a: 1, b: 1 }).await?;
+        asks.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok((p50(tasks), p50(asks)))
+}
+
+/// Seconds to finish `n` tasks of 1 ms each under `placement`.
+async fn makespan(t: &Tasks, n: usize, placement: Option<Placement>) -> Result<f64> {
+    let started = Instant::now();
+    let mut builder = t.task(spin);
+    if let Some(p) = placement {
+        builder = builder.placement(p);
+    }
+    builder.submit_many((0..n).map(|_| 1u64)).await?.collect().await?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// MB/s of a kept `mb` MiB result made on one worker and consumed on the other.
+async fn ref_pass(t: &Tasks, workers: &[NodeId], mb: u64) -> Result<f64> {
+    let (maker, consumer) = (workers[0], workers[1]);
+    let pin = |node| Placement::Node { node, hard: true };
+    let size = mb << 20;
+    let r = t.task(blob).placement(pin(maker)).keep().submit(size).await?;
+    r.ready().await?;
+    let started = Instant::now();
+    let len = t.task(size_of).placement(pin(consumer)).submit(&r).await?.await?;
+    let took = started.elapsed().as_secs_f64();
+    anyhow::ensure!(len == size, "the consumer saw {len} bytes");
+    Ok(mb as f64 / took)
+}
+
+/// SIGKILL the worker running a long task; seconds until its retry answers.
+async fn retry_after_kill(cluster: &mut LocalCluster, t: &Tasks) -> Result<f64> {
+    let victim = cluster.nodes.first().context("no worker")?.id;
+    let h = t
+        .task(stall)
+        .placement(Placement::Node {
+            node: victim,
+            hard: false,
+        })
+        .submit(60_000u64)
+        .await?;
+    // Let it start there before the kill.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let killed_at = Instant::now();
+    cluster.kill(0)?;
+    let ran = tokio::time::timeout(Duration::from_secs(60), h)
+        .await
+        .context("no answer within 60 s of the kill")??;
+    anyhow::ensure!(ran != Some(victim), "the answer came from the killed node");
+    Ok(killed_at.elapsed().as_secs_f64())
+}
