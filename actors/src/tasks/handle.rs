@@ -269,6 +269,11 @@ impl<T: DeserializeOwned> TaskStream<T> {
     /// bad argument) become that task's result.
     pub(crate) async fn fill(&mut self) -> Result<(), TaskError> {
         const CHUNK: usize = 2_048;
+        // Refill in chunks once a chunk's worth has ended (one task per
+        // taken result would be one message per task).
+        if self.submitted - self.taken + CHUNK.min(self.window / 2) > self.window {
+            return Ok(());
+        }
         loop {
             let in_flight = self.submitted - self.taken;
             if in_flight >= self.window {

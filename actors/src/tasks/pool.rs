@@ -50,6 +50,11 @@ pub(crate) enum Finish {
     Cancelled,
 }
 
+/// Ended tasks that wake the scheduler even while more are runnable.
+const WAKE_BATCH: usize = 256;
+/// A task this slow (microseconds) is reported at once.
+const SLOW_MICROS: u32 = 200;
+
 /// A job that ended, for the scheduler to report.
 pub(crate) struct Ended {
     /// The task.
@@ -111,6 +116,11 @@ struct Queue {
     ended: Vec<Ended>,
     admitted: Vec<Admitted>,
     stopping: bool,
+    /// Threads waiting for work (a notification costs a syscall: none is
+    /// sent when nobody waits).
+    idle: usize,
+    /// The scheduler was woken and has not collected yet.
+    woken: bool,
 }
 
 impl Pool {
@@ -133,6 +143,8 @@ impl Pool {
             ended: Vec::new(),
             admitted: Vec::new(),
             stopping: false,
+            idle: 0,
+            woken: false,
         };
         let shared = Arc::new(Shared {
             queue: Mutex::new(queue),
@@ -160,12 +172,13 @@ impl Pool {
             q.push(job);
         }
         q.admit_async();
-        let admitted = !q.admitted.is_empty();
+        let wake = !q.admitted.is_empty() && !std::mem::replace(&mut q.woken, true);
+        let idle = q.idle;
         drop(q);
-        if sync {
+        if sync && idle > 0 {
             self.shared.work.notify_all();
         }
-        if admitted {
+        if wake {
             self.shared.wake.notify_one();
         }
     }
@@ -178,6 +191,7 @@ impl Pool {
     /// Takes what ended and the async jobs admitted since the last call.
     pub(crate) fn collect(&self) -> (Vec<Ended>, Vec<Admitted>) {
         let mut q = self.shared.lock();
+        q.woken = false;
         (
             std::mem::take(&mut q.ended),
             std::mem::take(&mut q.admitted),
@@ -212,10 +226,10 @@ impl Pool {
             });
         }
         q.queued -= cancelled.len();
-        let any = !cancelled.is_empty();
+        let wake = !cancelled.is_empty() && !std::mem::replace(&mut q.woken, true);
         q.ended.extend(cancelled);
         drop(q);
-        if any {
+        if wake {
             self.shared.wake.notify_one();
         }
     }
@@ -293,15 +307,20 @@ impl Shared {
     fn finish(&self, ended: Ended, gpus: Vec<u32>) {
         let mut q = self.lock();
         q.release(&ended.id, gpus);
-        let first = q.ended.is_empty();
+        let slow = ended.micros >= SLOW_MICROS;
         q.ended.push(ended);
         q.admit_async();
         let runnable = q.has_runnable_sync();
+        // Small tasks are reported in batches: the scheduler is woken when
+        // a batch is full, a task was slow, or this thread runs out of work.
+        let due = slow || !runnable || q.ended.len() >= WAKE_BATCH || !q.admitted.is_empty();
+        let wake = due && !std::mem::replace(&mut q.woken, true);
+        let notify = runnable && q.idle > 0;
         drop(q);
-        if runnable {
+        if notify {
             self.work.notify_one();
         }
-        if first {
+        if wake {
             self.wake.notify_one();
         }
     }
@@ -387,7 +406,9 @@ fn work(shared: &Shared, node: swarm_protocol::NodeId) {
             return;
         }
         let Some((job, gpus)) = q.admit(true) else {
+            q.idle += 1;
             q = shared.work.wait(q).unwrap_or_else(PoisonError::into_inner);
+            q.idle -= 1;
             continue;
         };
         drop(q);
