@@ -74,7 +74,7 @@ pub use handle::{Canceller, TaskHandle, TaskRef, TaskStream};
 pub use scheduler::Scheduler;
 #[doc(hidden)]
 pub use task::{__arg, __no_more, __output, AsyncRun, Blob, Failure, Runner};
-pub use task::{IntoArg, IntoArgs, Task};
+pub use task::{Bytes, FromArg, IntoArg, IntoArgs, Task};
 #[doc(hidden)]
 pub use wire::Arg;
 pub use wire::{

@@ -8,15 +8,15 @@ use super::error::TaskError;
 use super::scheduler::Scheduler;
 use super::store::Store;
 use super::task::Blob;
-use super::wire::{Chunk, FetchObject, ObjectId, TASKS_ACTOR};
+use super::wire::{Chunk, ChunkBytes, FetchObject, ObjectId, TASKS_ACTOR};
 use crate::error::AskError;
 use crate::mesh::Mesh;
 use crate::remote::RemoteAddr;
 
 /// Bytes per fetch message (well under the largest message).
-pub(crate) const CHUNK: u32 = 8 << 20;
+pub(crate) const CHUNK: u32 = 1 << 20;
 /// Chunks asked for at once.
-const IN_FLIGHT: usize = 3;
+const IN_FLIGHT: usize = 8;
 
 /// The value of `object`, from this node's store or its holder.
 ///
@@ -35,12 +35,14 @@ pub(crate) async fn fetch(mesh: &Mesh, store: &Store, object: ObjectId) -> Resul
     let holder: RemoteAddr<Scheduler> = RemoteAddr::new(mesh.clone(), object.node, TASKS_ACTOR);
     let first = ask(&holder, object, 0).await?;
     let size = first.size;
-    if first.bytes.len() as u64 == size {
-        return Ok(std::sync::Arc::new(first.bytes.into_vec()));
+    if first.bytes.as_slice().len() as u64 == size {
+        if let ChunkBytes::Owned(bytes) = first.bytes {
+            return Ok(std::sync::Arc::new(bytes));
+        }
     }
     let capacity = usize::try_from(size).map_err(|_| codec("too large for this machine"))?;
     let mut value = Vec::with_capacity(capacity);
-    value.extend_from_slice(&first.bytes);
+    value.extend_from_slice(first.bytes.as_slice());
     // A few chunks in flight, so the link never idles between them.
     let mut offsets = (value.len() as u64..size).step_by(CHUNK as usize);
     let mut in_flight = std::collections::VecDeque::new();
@@ -58,10 +60,11 @@ pub(crate) async fn fetch(mesh: &Mesh, store: &Store, object: ObjectId) -> Resul
         let chunk = pending
             .await
             .map_err(|_| codec("the fetch was stopped"))??;
-        if chunk.size != size || chunk.bytes.is_empty() {
+        let bytes = chunk.bytes.as_slice();
+        if chunk.size != size || bytes.is_empty() {
             return Err(codec("the holder's chunks disagree"));
         }
-        value.extend_from_slice(&chunk.bytes);
+        value.extend_from_slice(bytes);
         if value.len() as u64 > size {
             return Err(codec("the holder sent more than the value"));
         }

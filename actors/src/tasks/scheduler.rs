@@ -39,7 +39,7 @@ use super::pool::{micros_since, panic_message, Admitted, Ended, Finish, Job, Poo
 use super::store::Store;
 use super::task::{Blob, Failure, Runner};
 use super::wire::{
-    Arg, Bounce, CancelTasks, Chunk, Done, FetchObject, FreeObjects, ListTasks, Outcome, RunError,
+    Arg, Bounce, CancelTasks, Chunk, ChunkBytes, Done, FetchObject, FreeObjects, ListTasks, Outcome, RunError,
     Spec, SubmitTasks, TaskId, TaskTable, TasksDone, TASKS_ACTOR,
 };
 use crate::cluster::ClusterEvent;
@@ -681,10 +681,9 @@ impl Handler<FetchObject> for Scheduler {
             .min(value.len());
         let len = (msg.len.min(fetch::CHUNK)) as usize;
         let end = start.saturating_add(len).min(value.len());
-        let bytes = value.get(start..end).unwrap_or_default().to_vec();
         MessageResult(Ok(Chunk {
             size,
-            bytes: serde_bytes::ByteBuf::from(bytes),
+            bytes: ChunkBytes::Shared(value, start..end),
         }))
     }
 }

@@ -159,11 +159,122 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
 
 /// Decodes the next argument (used by [`task!`](crate::task)).
 #[doc(hidden)]
-pub fn __arg<T: DeserializeOwned>(args: &mut std::vec::IntoIter<Blob>) -> Result<T, Failure> {
+pub fn __arg<T: FromArg>(args: &mut std::vec::IntoIter<Blob>) -> Result<T, Failure> {
     let blob = args
         .next()
         .ok_or_else(|| Failure::Decode("too few arguments".to_owned()))?;
-    decode(&blob).map_err(Failure::Decode)
+    T::from_arg(blob).map_err(Failure::Decode)
+}
+
+/// How a task's parameter is made from its encoded argument: decoded, or
+/// for [`Bytes`] shared without a copy.
+pub trait FromArg: Sized {
+    /// The parameter from its argument's bytes.
+    #[doc(hidden)]
+    fn from_arg(blob: Blob) -> Result<Self, String>;
+}
+
+impl<T: DeserializeOwned> FromArg for T {
+    fn from_arg(blob: Blob) -> Result<Self, String> {
+        decode(&blob)
+    }
+}
+
+/// Bytes a task takes without copying them: a view into the argument as
+/// it arrived (a 64 MiB kept result is not copied again to be read).
+/// Pass a [`TaskRef`] to a `ByteBuf` result, a `ByteBuf`, a `Vec<u8>` or
+/// `Bytes`; read it as a `&[u8]`.
+#[derive(Clone)]
+pub struct Bytes {
+    blob: Blob,
+    start: usize,
+    end: usize,
+}
+
+impl Bytes {
+    /// `bytes`, owned.
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        let end = bytes.len();
+        Self {
+            blob: Arc::new(bytes),
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bytes({} bytes)", self.len())
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.blob.get(self.start..self.end).unwrap_or_default()
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self)
+    }
+}
+
+impl FromArg for Bytes {
+    fn from_arg(blob: Blob) -> Result<Self, String> {
+        // A MessagePack bin: marker, big-endian length, the bytes.
+        let (header, len) = match blob.first() {
+            Some(0xc4) => (2, blob.get(1).map(|b| usize::from(*b))),
+            Some(0xc5) => (
+                3,
+                blob.get(1..3)
+                    .and_then(|b| <[u8; 2]>::try_from(b).ok())
+                    .map(|b| usize::from(u16::from_be_bytes(b))),
+            ),
+            Some(0xc6) => (
+                5,
+                blob.get(1..5)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .and_then(|b| usize::try_from(u32::from_be_bytes(b)).ok()),
+            ),
+            _ => return Err("the argument is not a byte string".to_owned()),
+        };
+        let len = len.ok_or_else(|| "a truncated byte string".to_owned())?;
+        if header + len != blob.len() {
+            return Err("a byte string with trailing or missing bytes".to_owned());
+        }
+        Ok(Bytes {
+            blob,
+            start: header,
+            end: header + len,
+        })
+    }
+}
+
+impl IntoArg<Bytes> for Vec<u8> {
+    fn into_arg(self) -> Result<Arg, String> {
+        encode(serde_bytes::Bytes::new(&self)).map(|b| Arg::Value(serde_bytes::ByteBuf::from(b)))
+    }
+}
+
+impl IntoArg<Bytes> for serde_bytes::ByteBuf {
+    fn into_arg(self) -> Result<Arg, String> {
+        encode(&self).map(|b| Arg::Value(serde_bytes::ByteBuf::from(b)))
+    }
+}
+
+impl IntoArg<Bytes> for TaskRef<serde_bytes::ByteBuf> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+impl IntoArg<Bytes> for &TaskRef<serde_bytes::ByteBuf> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
 }
 
 /// Checks that every argument was used (used by [`task!`](crate::task)).

@@ -192,7 +192,43 @@ pub(crate) struct Chunk {
     /// The whole value's size.
     pub(crate) size: u64,
     /// The bytes from the offset asked for.
-    pub(crate) bytes: ByteBuf,
+    pub(crate) bytes: ChunkBytes,
+}
+
+/// A chunk's bytes: a range of the held value when sent (not copied
+/// before encoding), owned when received.
+pub(crate) enum ChunkBytes {
+    /// `value[start..end]` of a held value.
+    Shared(super::task::Blob, std::ops::Range<usize>),
+    /// Received bytes.
+    Owned(Vec<u8>),
+}
+
+impl ChunkBytes {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Shared(blob, range) => blob.get(range.clone()).unwrap_or_default(),
+            ChunkBytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for ChunkBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChunkBytes({} bytes)", self.as_slice().len())
+    }
+}
+
+impl Serialize for ChunkBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.as_slice())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ByteBuf::deserialize(deserializer).map(|b| ChunkBytes::Owned(b.into_vec()))
+    }
 }
 
 /// Lists the tasks a node runs, queues and owns, for operators.

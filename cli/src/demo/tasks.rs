@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_bytes::ByteBuf;
-use swarm_actors::tasks::{context, Tasks};
+use swarm_actors::tasks::{context, Bytes, Tasks};
 use swarm_protocol::NodeId;
 
 /// The node the calling task runs on.
@@ -95,8 +95,9 @@ swarm_actors::task!(
 
 swarm_actors::task!(
     "demo.size_of",
-    /// The length of `data` (it has been moved here whole).
-    pub fn size_of(data: ByteBuf) -> u64 { data.len() as u64 }
+    /// The length of `data` (it has been moved here whole, and is read
+    /// where it arrived, without a copy).
+    pub fn size_of(data: Bytes) -> u64 { data.len() as u64 }
 );
 
 swarm_actors::task!(

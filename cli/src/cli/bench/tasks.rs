@@ -40,6 +40,7 @@ pub(crate) struct TasksReport {
     pub(crate) ref_pass_mb_per_s: f64,
 }
 
+
 impl TasksReport {
     pub(crate) fn table(&self) -> String {
         format!(
@@ -55,7 +56,7 @@ impl TasksReport {
              ms_tasks_s spread          {:>10.3}\n\
              ms_tasks_s pack            {:>10.3}\n\
              retry_after_kill_s         {:>10.3}   (SIGKILL of the running node to the retried result)\n\
-             ref_pass_mb_per_s          {:>10.0}   (a {} MiB kept result consumed on the other worker)\n",
+             ref_pass_mb_per_s          {:>10.0}   (a {} MiB kept result consumed on the other worker, best of 3)\n",
             self.tasks_per_s_local,
             self.tasks,
             self.tasks_per_s_2nodes,
@@ -229,13 +230,19 @@ async fn ref_pass(t: &Tasks, workers: &[NodeId], mb: u64) -> Result<f64> {
     let (maker, consumer) = (workers[0], workers[1]);
     let pin = |node| Placement::Node { node, hard: true };
     let size = mb << 20;
-    let r = t.task(blob).placement(pin(maker)).keep().submit(size).await?;
-    r.ready().await?;
-    let started = Instant::now();
-    let len = t.task(size_of).placement(pin(consumer)).submit(&r).await?.await?;
-    let took = started.elapsed().as_secs_f64();
-    anyhow::ensure!(len == size, "the consumer saw {len} bytes");
-    Ok(mb as f64 / took)
+    // A small value first, so the workers' link is up (steady state).
+    let warm = t.task(blob).placement(pin(maker)).keep().submit(1_024).await?;
+    t.task(size_of).placement(pin(consumer)).submit(&warm).await?.await?;
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let r = t.task(blob).placement(pin(maker)).keep().submit(size).await?;
+        r.ready().await?;
+        let started = Instant::now();
+        let len = t.task(size_of).placement(pin(consumer)).submit(&r).await?.await?;
+        best = best.min(started.elapsed().as_secs_f64());
+        anyhow::ensure!(len == size, "the consumer saw {len} bytes");
+    }
+    Ok(mb as f64 / best)
 }
 
 /// SIGKILL the worker running a long task; seconds until its retry answers.
