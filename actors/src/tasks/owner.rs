@@ -156,6 +156,14 @@ impl Owner {
         self.tasks.len()
     }
 
+    /// Other nodes this node has tasks in flight on.
+    pub(crate) fn busy_nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.outstanding
+            .iter()
+            .filter(|(node, n)| **n > 0 && **node != self.me)
+            .map(|(node, _)| *node)
+    }
+
     /// Nodes that take tasks now.
     pub(crate) fn schedulable(&self) -> usize {
         self.nodes.iter().filter(|c| c.schedulable).count()

@@ -50,6 +50,10 @@ use crate::remote::RemoteAddr;
 /// Tasks a node holds queued (or fetching arguments) before it answers
 /// new ones with backpressure.
 pub(crate) const MAX_QUEUED: usize = 65_536;
+/// How often nodes running this node's tasks are checked for crash evidence.
+const CRASH_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long a crash probe waits for a connection.
+const CRASH_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
 /// Outcomes or tasks per batch message.
 const BATCH: usize = 4_096;
 /// Encoded bytes per batch message (results and arguments).
@@ -95,6 +99,10 @@ pub struct Scheduler {
     failed: u64,
     /// Largest result sent back by value.
     max_result: usize,
+    /// Members' addresses, to look for crash evidence.
+    addrs: HashMap<NodeId, std::net::SocketAddr>,
+    /// Nodes being probed now.
+    probing: HashSet<NodeId>,
 }
 
 impl Scheduler {
@@ -121,6 +129,36 @@ impl Scheduler {
             flush_queued: false,
             ran: 0,
             failed: 0,
+            addrs: HashMap::new(),
+            probing: HashSet::new(),
+        }
+    }
+
+    /// Looks for crash evidence on nodes running this node's tasks: no
+    /// link to them, and their address refuses connections. A SIGKILLed
+    /// node is found so in tens of milliseconds, long before membership
+    /// declares it down. (Wrongly taken for dead, a node's tasks run
+    /// twice, which retries allow; its late outcomes are ignored.)
+    fn look_for_crashes(&mut self, ctx: &mut Context<Self>) {
+        let suspects: Vec<NodeId> = self
+            .owner
+            .busy_nodes()
+            .filter(|n| !self.probing.contains(n) && self.mesh.live_link(*n).is_none())
+            .collect();
+        for node in suspects {
+            let Some(addr) = self.addrs.get(&node).copied() else {
+                continue;
+            };
+            self.probing.insert(node);
+            let me = ctx.address();
+            actix::spawn(async move {
+                let connect = tokio::net::TcpStream::connect(addr);
+                let refused = matches!(
+                    tokio::time::timeout(CRASH_PROBE, connect).await,
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+                );
+                me.do_send(Probed { node, refused });
+            });
         }
     }
 
@@ -452,6 +490,7 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(CRASH_CHECK, |act, ctx| act.look_for_crashes(ctx));
         let wake = Arc::clone(&self.wake);
         let me = ctx.address().downgrade();
         actix::spawn(async move {
@@ -590,6 +629,26 @@ fn spec_size(s: &Spec) -> usize {
             .sum::<usize>()
 }
 
+/// A crash probe's answer.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Probed {
+    node: NodeId,
+    refused: bool,
+}
+
+impl Handler<Probed> for Scheduler {
+    type Result = ();
+    fn handle(&mut self, msg: Probed, ctx: &mut Context<Self>) {
+        self.probing.remove(&msg.node);
+        if msg.refused && self.mesh.live_link(msg.node).is_none() {
+            tracing::info!(node = %msg.node.short(), "crash evidence: its tasks run again elsewhere");
+            let node = msg.node;
+            self.own(0, ctx, |o, fx| o.node_gone(node, fx));
+        }
+    }
+}
+
 /// Tasks sent to `node` that never got there.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -706,6 +765,7 @@ impl Handler<ClusterEvent> for Scheduler {
             }
             ClusterEvent::MemberDown(m) | ClusterEvent::MemberLeft(m) => {
                 let node = m.node;
+                self.addrs.remove(&node);
                 self.store.drop_owner(node);
                 self.outbox.remove(&node);
                 self.pool.cancel_queued(|id| id.owner == node);
@@ -719,6 +779,7 @@ impl Handler<ClusterEvent> for Scheduler {
 impl Scheduler {
     /// Updates the owner's view of a member.
     pub(crate) fn member(&mut self, m: &crate::cluster::Member, ctx: &mut Context<Self>) {
+        self.addrs.insert(m.node, m.addr);
         let Some(meta) = m.meta.as_ref() else {
             return;
         };
