@@ -7,6 +7,7 @@ mod control;
 mod demo;
 mod node;
 mod ping;
+mod tasks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,6 +69,19 @@ pub(crate) enum Command {
         /// List what this node's host started instead (no head needed).
         #[arg(long)]
         host: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every member's tasks: running, queued (and why), waiting on
+    /// their owner (and why), recently finished and failed, with resources.
+    Tasks {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -479,6 +493,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             config, node, json, ..
         } => control::actors(&config, node, json),
         Command::Heads { config, node, json } => control::heads(&config, node, json),
+        Command::Tasks { config, node, json } => tasks::run(&config, node, json),
         Command::Spawn {
             config,
             node,

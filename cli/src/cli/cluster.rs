@@ -86,7 +86,7 @@ pub(crate) fn actors(config: &Path, addr: SocketAddr, json: bool) -> Result<()> 
     Ok(())
 }
 
-fn human_bytes(bytes: u64) -> String {
+pub(crate) fn human_bytes(bytes: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

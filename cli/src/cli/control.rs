@@ -146,7 +146,7 @@ pub(crate) fn actors(config: &Path, member: SocketAddr, json: bool) -> Result<()
     Ok(())
 }
 
-fn resources(r: &ResourceSet) -> String {
+pub(crate) fn resources(r: &ResourceSet) -> String {
     let mut parts = Vec::new();
     if r.cpus > 0.0 {
         parts.push(format!("cpus={}", r.cpus));

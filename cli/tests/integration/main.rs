@@ -19,4 +19,5 @@ mod relay;
 mod stress;
 mod supervision;
 mod tasks;
+mod tasks_processes;
 mod two_nodes;

@@ -1,0 +1,130 @@
+//! `swarm tasks`: what every member's scheduler runs, queues, owns and
+//! recently ended, with resources and why waiting tasks wait. Starts a
+//! throw-away mesh-only node with an operator identity, lists the members
+//! through one of them, and asks each member's `swarm.tasks`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use serde::Serialize;
+use swarm::tasks::{ListTasks, Scheduler, TaskTable, TASKS_ACTOR};
+use swarm::Node;
+use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
+
+use super::cluster::human_bytes;
+use super::control::resources;
+
+/// Ended tasks each node lists.
+const RECENT: usize = 20;
+
+/// One member's answer.
+#[derive(Debug, Serialize)]
+struct NodeTasks {
+    node: String,
+    name: String,
+    /// Its table, or why it gave none.
+    tasks: Result<TaskTable, String>,
+}
+
+pub(crate) fn run(config: &Path, member: SocketAddr, json: bool) -> Result<()> {
+    let mesh = super::client_config(config)?;
+    let nodes = actix::System::new().block_on(async move {
+        let node = Node::start(mesh)
+            .await
+            .context("cannot start the local node")?;
+        let result = list(&node, member).await;
+        node.shutdown();
+        result
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&nodes)?);
+    } else {
+        print!("{}", table(&nodes));
+    }
+    Ok(())
+}
+
+async fn list(node: &Node, member: SocketAddr) -> Result<Vec<NodeTasks>> {
+    let peer = node
+        .connect(member)
+        .await
+        .with_context(|| format!("no authenticated connection to {member}"))?;
+    let members = node
+        .remote::<ClusterAgent>(peer.id, CLUSTER_ACTOR)
+        .send(ListMembers)
+        .await
+        .with_context(|| format!("{member} did not list its members (membership off?)"))?;
+    let mut out = Vec::new();
+    for m in members.iter().filter(|m| m.state == "alive" || m.state == "suspect") {
+        let Ok(id) = m.id.parse() else { continue };
+        let tasks = node
+            .remote::<Scheduler>(id, TASKS_ACTOR)
+            .send(ListTasks { recent: RECENT })
+            .await
+            .map_err(|e| e.to_string());
+        out.push(NodeTasks {
+            node: m.id.clone(),
+            name: m.name.clone(),
+            tasks,
+        });
+    }
+    Ok(out)
+}
+
+fn table(nodes: &[NodeTasks]) -> String {
+    let mut out = String::new();
+    for n in nodes {
+        let t = match &n.tasks {
+            Ok(t) => t,
+            Err(e) => {
+                out.push_str(&format!("{} ({}): no answer: {e}\n\n", n.name, short(&n.node)));
+                continue;
+            }
+        };
+        out.push_str(&format!(
+            "{} ({}): offers {}, free {}; {} finished, {} failed here; {} submitted here; {} kept ({})\n",
+            n.name,
+            short(&n.node),
+            resources(&t.total),
+            resources(&t.free),
+            t.finished,
+            t.failed,
+            t.submitted,
+            t.objects.0,
+            human_bytes(t.objects.1),
+        ));
+        if t.rows.is_empty() {
+            out.push_str("  (no tasks)\n\n");
+            continue;
+        }
+        out.push_str(&format!(
+            "  {:<14} {:<20} {:<10} {:<10} {:>7} {:<20} WHY\n",
+            "TASK", "FUNCTION", "STATE", "NODE", "ATTEMPT", "RESOURCES"
+        ));
+        for r in &t.rows {
+            out.push_str(&format!(
+                "  {:<14} {:<20} {:<10} {:<10} {:>7} {:<20} {}\n",
+                r.id.to_string(),
+                r.function,
+                format!("{:?}", r.state).to_lowercase(),
+                r.node.map_or_else(|| "-".to_owned(), |n| n.short()),
+                r.attempt,
+                resources(&r.resources),
+                r.reason.as_deref().unwrap_or("")
+            ));
+        }
+        if t.omitted > 0 {
+            out.push_str(&format!("  ... and {} more\n", t.omitted));
+        }
+        out.push('\n');
+    }
+    if nodes.is_empty() {
+        out.push_str("(no members)\n");
+    }
+    out
+}
+
+fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
