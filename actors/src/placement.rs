@@ -73,23 +73,38 @@ impl ResourceSet {
     }
 
     /// The first amount of `self` that does not fit in `available`, named
-    /// for an error message.
+    /// for an error message: `4 CPUs (at most 2)`.
     pub(crate) fn shortfall(&self, available: &ResourceSet) -> Option<String> {
+        self.first_short(available)
+            .map(|(need, what, have)| format!("{need} {what} (at most {have})"))
+    }
+
+    /// The first amount of `self` that is not free in `free`, named for a
+    /// "waiting for" message: `1 CPUs (0.5 free)`.
+    pub(crate) fn missing(&self, free: &ResourceSet) -> Option<String> {
+        self.first_short(free)
+            .map(|(need, what, have)| format!("{need} {what} ({have} free)"))
+    }
+
+    /// (amount needed, what, amount there) of the first resource short.
+    fn first_short(&self, available: &ResourceSet) -> Option<(String, String, String)> {
+        let short = |need: String, what: &str, have: String| Some((need, what.to_owned(), have));
         if self.cpus > available.cpus + EPSILON {
-            return Some(format!("{} CPUs (at most {})", self.cpus, available.cpus));
+            return short(self.cpus.to_string(), "CPUs", available.cpus.to_string());
         }
         if self.memory > available.memory {
-            return Some(format!(
-                "{} bytes of memory (at most {})",
-                self.memory, available.memory
-            ));
+            return short(
+                self.memory.to_string(),
+                "bytes of memory",
+                available.memory.to_string(),
+            );
         }
         if self.gpus > available.gpus {
-            return Some(format!("{} GPUs (at most {})", self.gpus, available.gpus));
+            return short(self.gpus.to_string(), "GPUs", available.gpus.to_string());
         }
         self.custom.iter().find_map(|(name, amount)| {
             let have = available.custom.get(name).copied().unwrap_or(0.0);
-            (*amount > have + EPSILON).then(|| format!("{amount} {name} (at most {have})"))
+            (*amount > have + EPSILON).then(|| (amount.to_string(), name.clone(), have.to_string()))
         })
     }
 

@@ -164,9 +164,9 @@ pub fn choose(request: &Request<'_>, nodes: &[Candidate], policy: Policy, roll: 
         } else {
             let missing = feasible
                 .iter()
-                .find_map(|n| need.shortfall(&n.total.minus(&n.used)))
+                .find_map(|n| need.missing(&n.total.minus(&n.used)))
                 .unwrap_or_default();
-            format!("needs {missing} free on one of {busy} node(s)")
+            format!("waiting for {missing} on one of {busy} node(s)")
         },
     }
 }

@@ -259,8 +259,8 @@ impl Pool {
         for shape in &q.shapes {
             let waits = shape
                 .need
-                .shortfall(&q.free)
-                .map(|s| format!("waiting for {s} free here"));
+                .missing(&q.free)
+                .map(|s| format!("waiting for {s} here"));
             for (_, job) in &shape.jobs {
                 rows.push(TaskRow {
                     id: job.id,

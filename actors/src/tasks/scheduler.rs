@@ -39,8 +39,8 @@ use super::pool::{micros_since, panic_message, Admitted, Ended, Finish, Job, Poo
 use super::store::Store;
 use super::task::{Blob, Failure, Runner};
 use super::wire::{
-    Arg, Bounce, CancelTasks, Chunk, ChunkBytes, Done, FetchObject, FreeObjects, ListTasks, Outcome, RunError,
-    Spec, SubmitTasks, TaskId, TaskTable, TasksDone, TASKS_ACTOR,
+    Arg, Bounce, CancelTasks, Chunk, ChunkBytes, Done, FetchObject, FreeObjects, ListTasks,
+    Outcome, RunError, Spec, SubmitTasks, TaskId, TaskTable, TasksDone, TASKS_ACTOR,
 };
 use crate::cluster::ClusterEvent;
 use crate::mesh::Mesh;
@@ -103,6 +103,8 @@ pub struct Scheduler {
     addrs: HashMap<NodeId, std::net::SocketAddr>,
     /// Nodes being probed now.
     probing: HashSet<NodeId>,
+    /// One ordered queue of batches per other node.
+    senders: HashMap<NodeId, tokio::sync::mpsc::UnboundedSender<Outgoing>>,
 }
 
 impl Scheduler {
@@ -131,6 +133,7 @@ impl Scheduler {
             failed: 0,
             addrs: HashMap::new(),
             probing: HashSet::new(),
+            senders: HashMap::new(),
         }
     }
 
@@ -524,68 +527,106 @@ impl Handler<Flush> for Scheduler {
     type Result = ();
     fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
         self.flush_queued = false;
-        let me = ctx.address();
         for (node, outcomes) in std::mem::take(&mut self.outbox) {
             for batch in batches(outcomes, outcome_size) {
-                let to = self.peer(node);
-                actix::spawn(async move {
-                    // The owner died or left: it wants nothing any more.
-                    let _ = to
-                        .tell(TasksDone {
-                            from: NodeId::from_bytes([0; 16]),
-                            outcomes: batch,
-                        })
-                        .await;
-                });
+                self.send(node, Outgoing::Done(batch), ctx);
             }
         }
         let fx = std::mem::take(&mut self.pending);
         for (node, specs) in fx.run {
             for batch in batches(specs, spec_size) {
-                let to = self.peer(node);
-                let me = me.clone();
-                actix::spawn(async move {
-                    let seqs: Vec<u64> = batch.iter().map(|s| s.seq).collect();
-                    let sent = to
-                        .tell(SubmitTasks {
-                            owner: NodeId::from_bytes([0; 16]),
-                            tasks: batch,
-                        })
-                        .await;
-                    if sent.is_err() {
-                        me.do_send(Undelivered { node, seqs });
-                    }
-                });
+                self.send(node, Outgoing::Run(batch), ctx);
             }
         }
         for (node, seqs) in fx.cancel {
-            let to = self.peer(node);
-            actix::spawn(async move {
-                let _ = to
-                    .tell(CancelTasks {
-                        owner: NodeId::from_bytes([0; 16]),
-                        seqs,
-                    })
-                    .await;
-            });
+            self.send(node, Outgoing::Cancel(seqs), ctx);
         }
         for (node, seqs) in fx.free {
-            let to = self.peer(node);
-            actix::spawn(async move {
-                let _ = to
-                    .tell(FreeObjects {
-                        owner: NodeId::from_bytes([0; 16]),
-                        seqs,
-                    })
-                    .await;
-            });
+            self.send(node, Outgoing::Free(seqs), ctx);
         }
     }
 }
 
+/// A batch for another node's scheduler.
+enum Outgoing {
+    Run(Vec<Spec>),
+    Done(Vec<Outcome>),
+    Cancel(Vec<u64>),
+    Free(Vec<u64>),
+}
+
 impl Scheduler {
-    fn peer(&self, node: NodeId) -> RemoteAddr<Scheduler> {
-        RemoteAddr::new(self.mesh.clone(), node, TASKS_ACTOR)
+    /// Queues `batch` for `node`: one sender per node keeps them in order
+    /// (a long task sent first is not overtaken by a short one sent next).
+    fn send(&mut self, node: NodeId, batch: Outgoing, ctx: &mut Context<Self>) {
+        let tx = self.senders.entry(node).or_insert_with(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let to = RemoteAddr::new(self.mesh.clone(), node, TASKS_ACTOR);
+            actix::spawn(deliver(to, node, rx, ctx.address()));
+            tx
+        });
+        if let Err(back) = tx.send(batch) {
+            // The sender stopped (its node went away): start over next time.
+            self.senders.remove(&node);
+            if let Outgoing::Run(specs) = back.0 {
+                let seqs = specs.iter().map(|s| s.seq).collect();
+                ctx.address().do_send(Undelivered { node, seqs });
+            }
+        }
+    }
+}
+
+/// Sends batches to `node` in order until the scheduler drops the queue.
+/// Tasks that cannot be delivered go back to the owner's book. (The
+/// queue holds what the owner's bounds allow in flight, no more.)
+async fn deliver(
+    to: RemoteAddr<Scheduler>,
+    node: NodeId,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
+    me: actix::Addr<Scheduler>,
+) {
+    // The sender is stamped by the receiving node; what is claimed here is ignored.
+    let anyone = NodeId::from_bytes([0; 16]);
+    while let Some(batch) = rx.recv().await {
+        match batch {
+            Outgoing::Run(tasks) => {
+                let seqs: Vec<u64> = tasks.iter().map(|s| s.seq).collect();
+                let sent = to
+                    .tell(SubmitTasks {
+                        owner: anyone,
+                        tasks,
+                    })
+                    .await;
+                if sent.is_err() {
+                    me.do_send(Undelivered { node, seqs });
+                }
+            }
+            // An owner that died or left wants nothing any more.
+            Outgoing::Done(outcomes) => {
+                let _ = to
+                    .tell(TasksDone {
+                        from: anyone,
+                        outcomes,
+                    })
+                    .await;
+            }
+            Outgoing::Cancel(seqs) => {
+                let _ = to
+                    .tell(CancelTasks {
+                        owner: anyone,
+                        seqs,
+                    })
+                    .await;
+            }
+            Outgoing::Free(seqs) => {
+                let _ = to
+                    .tell(FreeObjects {
+                        owner: anyone,
+                        seqs,
+                    })
+                    .await;
+            }
+        }
     }
 }
 
@@ -766,6 +807,7 @@ impl Handler<ClusterEvent> for Scheduler {
             ClusterEvent::MemberDown(m) | ClusterEvent::MemberLeft(m) => {
                 let node = m.node;
                 self.addrs.remove(&node);
+                self.senders.remove(&node);
                 self.store.drop_owner(node);
                 self.outbox.remove(&node);
                 self.pool.cancel_queued(|id| id.owner == node);

@@ -56,7 +56,10 @@ async fn list(node: &Node, member: SocketAddr) -> Result<Vec<NodeTasks>> {
         .await
         .with_context(|| format!("{member} did not list its members (membership off?)"))?;
     let mut out = Vec::new();
-    for m in members.iter().filter(|m| m.state == "alive" || m.state == "suspect") {
+    for m in members
+        .iter()
+        .filter(|m| m.state == "alive" || m.state == "suspect")
+    {
         let Ok(id) = m.id.parse() else { continue };
         let tasks = node
             .remote::<Scheduler>(id, TASKS_ACTOR)
@@ -78,7 +81,11 @@ fn table(nodes: &[NodeTasks]) -> String {
         let t = match &n.tasks {
             Ok(t) => t,
             Err(e) => {
-                out.push_str(&format!("{} ({}): no answer: {e}\n\n", n.name, short(&n.node)));
+                out.push_str(&format!(
+                    "{} ({}): no answer: {e}\n\n",
+                    n.name,
+                    short(&n.node)
+                ));
                 continue;
             }
         };

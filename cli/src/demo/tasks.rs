@@ -39,7 +39,9 @@ swarm_actors::task!(
     "demo.spin",
     /// Works for `ms` milliseconds (checking for cancellation every
     /// millisecond); answers where it ran, or fails if cancelled.
-    pub fn spin(ms: u64) -> Result<Option<NodeId>, String> { spin_for(ms) }
+    pub fn spin(ms: u64) -> Result<Option<NodeId>, String> {
+        spin_for(ms)
+    }
 );
 
 fn spin_for(ms: u64) -> Result<Option<NodeId>, String> {
@@ -97,7 +99,9 @@ swarm_actors::task!(
     "demo.size_of",
     /// The length of `data` (it has been moved here whole, and is read
     /// where it arrived, without a copy).
-    pub fn size_of(data: Bytes) -> u64 { data.len() as u64 }
+    pub fn size_of(data: Bytes) -> u64 {
+        data.len() as u64
+    }
 );
 
 swarm_actors::task!(

@@ -457,3 +457,120 @@ async fn a_batch_runs_across_nodes_and_comes_back_in_order() {
         );
     }
 }
+
+/// Resident memory of this process, bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Run alone in a child process by the test below (the process's memory
+/// must not include other tests running beside it).
+#[actix::test]
+#[ignore = "run by a_million_tasks_submitted_faster_than_they_run_hold_bounded_memory"]
+async fn child_million_tasks() {
+    let (_ca, nodes) = task_cluster(&[cpus(0.0), cpus(1.0)]).await;
+    let t = tasks(&nodes[0]);
+    const N: usize = 1_000_000;
+    // Warm up allocator pools and links.
+    t.submit_many(noop, (0..20_000).map(|_| ()))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let before = rss();
+    let mut peak = before;
+    let started = Instant::now();
+    let mut stream = t.submit_many(noop, (0..N).map(|_| ())).await.unwrap();
+    let mut done = 0;
+    while let Some((_, r)) = stream.next_completed().await {
+        r.unwrap();
+        done += 1;
+        if done % 50_000 == 0 {
+            peak = peak.max(rss());
+            // The driver never holds more than a window of tasks.
+            let owned = t.list(0).await.unwrap();
+            assert!(owned.submitted as usize <= done + 40_000);
+        }
+    }
+    assert_eq!(done, N);
+    let grew = peak.saturating_sub(before);
+    println!("MILLION {} {:.1}", grew, started.elapsed().as_secs_f64());
+}
+
+#[test]
+fn a_million_tasks_submitted_faster_than_they_run_hold_bounded_memory() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "tasks::child_million_tasks",
+            "--ignored",
+            "--nocapture",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("MILLION "))
+        .unwrap_or_else(|| panic!("the child did not finish: {stdout}"));
+    let mut fields = line.split(' ');
+    let grew: u64 = fields.next().unwrap().parse().unwrap();
+    eprintln!(
+        "1,000,000 tasks in {} s; resident memory grew {} KiB at most",
+        fields.next().unwrap(),
+        grew / 1024
+    );
+    // Unbounded, a million queued tasks would hold hundreds of MiB.
+    assert!(grew < 64 << 20, "memory grew by {grew} bytes");
+}
+
+#[actix::test]
+async fn a_task_that_must_wait_is_listed_pending_with_the_reason() {
+    let (_ca, nodes) = task_cluster(&[cpus(0.0), cpus(1.0)]).await;
+    let t = tasks(&nodes[0]);
+    let worker = tasks(&nodes[1]);
+    let running = t.submit(spin, 30_000u64).await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        waiting.push(t.submit(spin, 10u64).await.unwrap());
+    }
+    // Beyond what the worker queues, the rest wait on their owner.
+    let visible = eventually(Duration::from_secs(5), || {
+        let (t, worker) = (t.clone(), worker.clone());
+        async move {
+            let owner = t.list(0).await.unwrap();
+            let here = worker.list(0).await.unwrap();
+            let pending = owner.rows.iter().any(|r| {
+                r.state == TaskState::Pending
+                    && r.reason
+                        .as_deref()
+                        .is_some_and(|w| w.contains("1 CPUs (0 free) on one"))
+            });
+            let queued = here.rows.iter().any(|r| {
+                r.state == TaskState::Queued
+                    && r.reason
+                        .as_deref()
+                        .is_some_and(|w| w.contains("1 CPUs (0 free) here"))
+            });
+            pending && queued
+        }
+    })
+    .await;
+    assert!(
+        visible,
+        "pending and queued tasks say what they wait for: {:?} / {:?}",
+        t.list(10).await.unwrap().rows,
+        worker.list(10).await.unwrap()
+    );
+    running.cancel().await.unwrap();
+    for h in waiting {
+        assert!(h.await.unwrap().is_some());
+    }
+}

@@ -69,9 +69,16 @@ async fn a_sigkilled_workers_task_finishes_elsewhere_or_fails_typed() {
     let running = eventually(Duration::from_secs(10), || {
         let scheduler = scheduler.clone();
         async move {
-            scheduler.send(ListTasks { recent: 0 }).await.is_ok_and(|t| {
-                t.rows.iter().filter(|r| r.state == TaskState::Running).count() == 2
-            })
+            scheduler
+                .send(ListTasks { recent: 0 })
+                .await
+                .is_ok_and(|t| {
+                    t.rows
+                        .iter()
+                        .filter(|r| r.state == TaskState::Running)
+                        .count()
+                        == 2
+                })
         }
     })
     .await;
@@ -94,13 +101,21 @@ async fn a_sigkilled_workers_task_finishes_elsewhere_or_fails_typed() {
     assert!(table
         .rows
         .iter()
-        .any(|r| r.state == TaskState::Failed && r.reason.as_deref().is_some_and(|w| w.contains("died"))));
+        .any(|r| r.state == TaskState::Failed
+            && r.reason.as_deref().is_some_and(|w| w.contains("died"))));
     driver.shutdown();
 
     // The operator's view: the survivor ran one task and offers 2 CPUs.
     let config = cluster.driver_config();
     let seed = cluster.nodes[0].addr.to_string();
-    let listed = swarm_json(&["tasks", "--config", config.to_str().unwrap(), "--node", &seed, "--json"]);
+    let listed = swarm_json(&[
+        "tasks",
+        "--config",
+        config.to_str().unwrap(),
+        "--node",
+        &seed,
+        "--json",
+    ]);
     let nodes = listed.as_array().expect("one entry per member");
     let own = nodes
         .iter()

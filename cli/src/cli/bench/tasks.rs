@@ -40,7 +40,6 @@ pub(crate) struct TasksReport {
     pub(crate) ref_pass_mb_per_s: f64,
 }
 
-
 impl TasksReport {
     pub(crate) fn table(&self) -> String {
         format!(
@@ -85,8 +84,9 @@ fn p50(mut samples: Vec<f64>) -> f64 {
 pub(crate) fn run(exe: &Path, tasks: usize) -> Result<TasksReport> {
     let dir = std::env::temp_dir().join(format!("swarm-bench-tasks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cluster = LocalCluster::start_members(exe, &dir, 2, &["--workload", "demo", "--cpus", "2"])
-        .context("cannot start the local cluster")?;
+    let mut cluster =
+        LocalCluster::start_members(exe, &dir, 2, &["--workload", "demo", "--cpus", "2"])
+            .context("cannot start the local cluster")?;
     cluster.remove_dir_on_drop(true);
     actix::System::new().block_on(async move {
         // SWARM_BENCH_SKIP_LOCAL=1 leaves the local rate out (to profile the rest).
@@ -204,7 +204,12 @@ async fn round_trips(driver: &Node, t: &Tasks, worker: NodeId) -> Result<(f64, f
     let (mut tasks, mut asks) = (Vec::new(), Vec::new());
     for i in 0..2_000u64 {
         let started = Instant::now();
-        let v = t.task(square).placement(on.clone()).submit(i).await?.await?;
+        let v = t
+            .task(square)
+            .placement(on.clone())
+            .submit(i)
+            .await?
+            .await?;
         tasks.push(started.elapsed().as_secs_f64() * 1e6);
         anyhow::ensure!(v == i * i, "square({i}) = {v}");
         let started = Instant::now();
@@ -221,7 +226,11 @@ async fn makespan(t: &Tasks, n: usize, placement: Option<Placement>) -> Result<f
     if let Some(p) = placement {
         builder = builder.placement(p);
     }
-    builder.submit_many((0..n).map(|_| 1u64)).await?.collect().await?;
+    builder
+        .submit_many((0..n).map(|_| 1u64))
+        .await?
+        .collect()
+        .await?;
     Ok(started.elapsed().as_secs_f64())
 }
 
@@ -231,14 +240,33 @@ async fn ref_pass(t: &Tasks, workers: &[NodeId], mb: u64) -> Result<f64> {
     let pin = |node| Placement::Node { node, hard: true };
     let size = mb << 20;
     // A small value first, so the workers' link is up (steady state).
-    let warm = t.task(blob).placement(pin(maker)).keep().submit(1_024).await?;
-    t.task(size_of).placement(pin(consumer)).submit(&warm).await?.await?;
+    let warm = t
+        .task(blob)
+        .placement(pin(maker))
+        .keep()
+        .submit(1_024)
+        .await?;
+    t.task(size_of)
+        .placement(pin(consumer))
+        .submit(&warm)
+        .await?
+        .await?;
     let mut best = f64::INFINITY;
     for _ in 0..3 {
-        let r = t.task(blob).placement(pin(maker)).keep().submit(size).await?;
+        let r = t
+            .task(blob)
+            .placement(pin(maker))
+            .keep()
+            .submit(size)
+            .await?;
         r.ready().await?;
         let started = Instant::now();
-        let len = t.task(size_of).placement(pin(consumer)).submit(&r).await?.await?;
+        let len = t
+            .task(size_of)
+            .placement(pin(consumer))
+            .submit(&r)
+            .await?
+            .await?;
         best = best.min(started.elapsed().as_secs_f64());
         anyhow::ensure!(len == size, "the consumer saw {len} bytes");
     }
