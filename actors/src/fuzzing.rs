@@ -44,6 +44,42 @@ pub fn control(data: &[u8]) {
     }
 }
 
+/// Decodes `data` as every message schedulers exchange and as a
+/// zero-copy byte argument, and feeds decoded outcomes and tasks to an
+/// owner's book holding a few tasks: nothing may panic.
+pub fn tasks(data: &[u8]) {
+    use std::sync::Arc;
+
+    use crate::tasks::FromArg;
+    use crate::tasks::wire::{
+        CancelTasks, Chunk, FetchObject, FreeObjects, ListTasks, SubmitTasks, TasksDone,
+    };
+    fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
+        rmp_serde::from_slice(data).ok()
+    }
+    let _ = crate::tasks::Bytes::from_arg(Arc::new(data.to_vec()));
+    let _ = decode::<CancelTasks>(data);
+    let _ = decode::<FreeObjects>(data);
+    let _ = decode::<FetchObject>(data);
+    let _ = decode::<ListTasks>(data);
+    let _ = decode::<Result<Chunk, crate::tasks::TaskError>>(data);
+    let (mut owner, worker) = crate::tasks::owner::seeded();
+    let mut fx = crate::tasks::owner::Effects::default();
+    if let Some(done) = decode::<TasksDone>(data) {
+        owner.outcomes(worker, done.outcomes, &mut fx);
+    }
+    if let Some(submit) = decode::<SubmitTasks>(data) {
+        for spec in submit.tasks {
+            for arg in spec.args {
+                if let crate::tasks::Arg::Value(bytes) = arg {
+                    let _ = crate::tasks::Bytes::from_arg(Arc::new(bytes.into_vec()));
+                }
+            }
+        }
+    }
+    owner.node_gone(worker, &mut fx);
+}
+
 /// A state with a group and two placements, so commands have something
 /// to act on.
 fn seeded() -> ControlState {
@@ -95,7 +131,17 @@ fn seeds() -> Vec<Vec<u8>> {
             name: "g".to_owned(),
         },
     ]);
+    let outcomes = crate::tasks::wire::TasksDone {
+        from: node,
+        outcomes: vec![crate::tasks::wire::Outcome {
+            seq: 0,
+            attempt: 0,
+            result: Ok(crate::tasks::wire::Done::Kept { size: 3 }),
+            micros: 5,
+        }],
+    };
     vec![
+        rmp_serde::to_vec(&outcomes).unwrap_or_default(),
         rmp_serde::to_vec(&command).unwrap_or_default(),
         rmp_serde::to_vec(&seeded()).unwrap_or_default(),
         rmp_serde::to_vec(&Renew {
@@ -118,11 +164,12 @@ mod tests {
         #[test]
         fn random_inputs_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             control(&data);
+            tasks(&data);
         }
 
         #[test]
         fn mutated_valid_inputs_never_panic(
-            seed in 0usize..3,
+            seed in 0usize..4,
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
             cut in any::<usize>(),
         ) {
@@ -135,6 +182,7 @@ mod tests {
             }
             data.truncate(cut % (data.len() + 1));
             control(&data);
+            tasks(&data);
         }
     }
 }

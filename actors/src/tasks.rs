@@ -59,13 +59,13 @@ mod context;
 mod error;
 mod fetch;
 mod handle;
-mod owner;
+pub(crate) mod owner;
 pub mod policy;
 mod pool;
 mod scheduler;
 mod store;
 mod task;
-mod wire;
+pub(crate) mod wire;
 
 pub use client::{KeepBuilder, TaskBuilder, Tasks, MAX_OWNED};
 pub use context::{context, TaskContext};

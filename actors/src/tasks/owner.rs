@@ -769,3 +769,33 @@ impl Owner {
         }
     }
 }
+
+/// A book with a worker and a few tasks on it (one kept), for the fuzz hook.
+#[cfg(any(fuzzing, test))]
+pub(crate) fn seeded() -> (Owner, NodeId) {
+    let me = NodeId::from_bytes([1; 16]);
+    let worker = NodeId::from_bytes([2; 16]);
+    let mut owner = Owner::new(me, Policy::default());
+    let mut fx = Effects::default();
+    owner.node_up(worker, ResourceSet::cpus(4.0), Vec::new(), true, &mut fx);
+    for keep in [false, true, false] {
+        let reply = if keep {
+            Reply::Keep
+        } else {
+            Reply::One(oneshot::channel().0)
+        };
+        let _ = owner.submit(
+            NewTask {
+                tag: "t".to_owned(),
+                args: Vec::new(),
+                need: ResourceSet::cpus(1.0),
+                placement: None,
+                retries: 1,
+                retry_on_error: true,
+                reply,
+            },
+            &mut fx,
+        );
+    }
+    (owner, worker)
+}
