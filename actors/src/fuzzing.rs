@@ -50,10 +50,10 @@ pub fn control(data: &[u8]) {
 pub fn tasks(data: &[u8]) {
     use std::sync::Arc;
 
-    use crate::tasks::FromArg;
     use crate::tasks::wire::{
         CancelTasks, Chunk, FetchObject, FreeObjects, ListTasks, SubmitTasks, TasksDone,
     };
+    use crate::tasks::FromArg;
     fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
         rmp_serde::from_slice(data).ok()
     }

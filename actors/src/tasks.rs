@@ -72,6 +72,7 @@ pub use context::{context, TaskContext};
 pub use error::TaskError;
 pub use handle::{Canceller, TaskHandle, TaskRef, TaskStream};
 pub use scheduler::Scheduler;
+pub use serde_bytes::ByteBuf;
 #[doc(hidden)]
 pub use task::{__arg, __no_more, __output, AsyncRun, Blob, Failure, Runner};
 pub use task::{Bytes, FromArg, IntoArg, IntoArgs, Task};

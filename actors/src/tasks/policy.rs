@@ -241,11 +241,21 @@ fn infeasible(request: &Request<'_>, allowed: &[&Candidate]) -> String {
             _ => "the cluster has no nodes".to_owned(),
         };
     }
-    let short = allowed
-        .iter()
-        .find_map(|n| request.need.shortfall(&n.total))
-        .unwrap_or_default();
-    format!("no node can ever offer {short}")
+    // Name a resource no node has enough of, against the most any offers.
+    let mut most = ResourceSet::default();
+    for n in allowed {
+        most.cpus = most.cpus.max(n.total.cpus);
+        most.memory = most.memory.max(n.total.memory);
+        most.gpus = most.gpus.max(n.total.gpus);
+        for (name, amount) in &n.total.custom {
+            let m = most.custom.entry(name.clone()).or_default();
+            *m = m.max(*amount);
+        }
+    }
+    match request.need.shortfall(&most) {
+        Some(short) => format!("no node can ever offer {short}"),
+        None => "no single node offers all of it at once".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -182,8 +182,11 @@ impl<T: DeserializeOwned> FromArg for T {
 
 /// Bytes a task takes without copying them: a view into the argument as
 /// it arrived (a 64 MiB kept result is not copied again to be read).
-/// Pass a [`TaskRef`] to a `ByteBuf` result, a `ByteBuf`, a `Vec<u8>` or
-/// `Bytes`; read it as a `&[u8]`.
+/// Pass a [`TaskRef`] to a [`ByteBuf`](serde_bytes::ByteBuf) or `Vec<u8>`
+/// result, a `ByteBuf`, a `Vec<u8>` or `Bytes`; read it as a `&[u8]`.
+/// (Only a `ByteBuf` result is shared as it is: MessagePack encodes a
+/// `Vec<u8>` as an array of integers, which is decoded into a copy. Return
+/// `ByteBuf` from tasks that make bytes.)
 #[derive(Clone)]
 pub struct Bytes {
     blob: Blob,
@@ -239,6 +242,10 @@ impl FromArg for Bytes {
                     .and_then(|b| <[u8; 4]>::try_from(b).ok())
                     .and_then(|b| usize::try_from(u32::from_be_bytes(b)).ok()),
             ),
+            // A `Vec<u8>` travels as an array of integers: decoded (copied).
+            Some(0x90..=0x9f | 0xdc | 0xdd) => {
+                return decode::<Vec<u8>>(&blob).map(Bytes::from_vec)
+            }
             _ => return Err("the argument is not a byte string".to_owned()),
         };
         let len = len.ok_or_else(|| "a truncated byte string".to_owned())?;
@@ -272,6 +279,18 @@ impl IntoArg<Bytes> for TaskRef<serde_bytes::ByteBuf> {
 }
 
 impl IntoArg<Bytes> for &TaskRef<serde_bytes::ByteBuf> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+impl IntoArg<Bytes> for TaskRef<Vec<u8>> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+impl IntoArg<Bytes> for &TaskRef<Vec<u8>> {
     fn into_arg(self) -> Result<Arg, String> {
         Ok(Arg::Ref(self.object()))
     }

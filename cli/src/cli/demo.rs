@@ -53,6 +53,10 @@ pub(crate) fn run(n: usize, keep: Option<PathBuf>) -> Result<()> {
     }
     let mut mesh = NodeFile::load(&cluster.driver_config())?.mesh_config()?;
     mesh.listen = "127.0.0.1:0".parse()?;
+    // The driver submits tasks but runs none: they go to the workers.
+    if let Some(c) = mesh.cluster.as_mut() {
+        c.resources.cpus = Some(0.0);
+    }
     let nodes: Vec<(String, swarm::NodeId, std::net::SocketAddr)> = cluster
         .nodes
         .iter()
@@ -61,6 +65,9 @@ pub(crate) fn run(n: usize, keep: Option<PathBuf>) -> Result<()> {
     let result = actix::System::new().block_on(async {
         let driver = Node::start(mesh).await?;
         let mut outcome = workload(&driver, &nodes).await;
+        if outcome.is_ok() {
+            outcome = tasks(&driver, &cluster).await;
+        }
         if outcome.is_ok() {
             outcome = control_plane(&driver, &mut cluster).await;
         }
@@ -261,7 +268,88 @@ async fn membership(
     Ok(())
 }
 
-/// 5. The control plane: a named actor placed by resources, its node
+/// 5. Ray-style tasks from the driver (which offers no CPUs): a batch
+///    spread over the workers, and a kept result passed by reference
+///    between two.
+async fn tasks(driver: &Node, cluster: &LocalCluster) -> Result<()> {
+    use std::collections::BTreeMap;
+
+    use swarm::placement::Placement;
+    use swarm_cli::demo::tasks::{blob, size_of, square, where_am_i};
+
+    let t = driver
+        .tasks()
+        .context("the demo driver runs with membership")?;
+    let name_of = |id: Option<swarm::NodeId>| {
+        cluster
+            .nodes
+            .iter()
+            .find(|n| Some(n.id) == id)
+            .map_or_else(|| "?".to_owned(), |n| n.name.clone())
+    };
+    // Membership tells the driver's scheduler about every node first.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while t.list(0).await.map_or(0, |table| table.nodes) < cluster.nodes.len() + 1 {
+        ensure!(
+            Instant::now() < deadline,
+            "the scheduler never saw every node"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    const N: u64 = 100_000;
+    let started = Instant::now();
+    let squares = t.submit_many(square, 0..N).await?.collect().await?;
+    let took = started.elapsed().as_secs_f64();
+    let sum: u64 = squares.iter().sum();
+    ensure!(
+        sum == (0..N).map(|i| i * i).sum::<u64>(),
+        "wrong sum of squares {sum}"
+    );
+    println!(
+        "\ntasks: {N} squares submitted from the driver (no CPUs), run by the workers in {:.0} ms ({:.0} tasks/s); sum correct",
+        took * 1e3,
+        N as f64 / took
+    );
+    let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
+    for ran in t
+        .submit_many(where_am_i, (0..400).map(|_| ()))
+        .await?
+        .collect()
+        .await?
+    {
+        *by_node.entry(name_of(ran)).or_default() += 1;
+    }
+    println!("  400 tasks by where they ran: {by_node:?}");
+    let (maker, consumer) = match cluster.nodes.get(3..5) {
+        Some([a, b]) => (a.id, b.id),
+        _ => bail!("the demo needs two workers"),
+    };
+    let pin = |node| Placement::Node { node, hard: true };
+    let size = 16u64 << 20;
+    let kept = t
+        .task(blob)
+        .placement(pin(maker))
+        .keep()
+        .submit(size)
+        .await?;
+    let started = Instant::now();
+    let len = t
+        .task(size_of)
+        .placement(pin(consumer))
+        .submit(&kept)
+        .await?
+        .await?;
+    ensure!(len == size, "the consumer saw {len} bytes");
+    println!(
+        "  a 16 MiB result kept on {} was read by a task on {} in {:.1} ms, fetched node to node (not through the driver)",
+        name_of(Some(maker)),
+        name_of(Some(consumer)),
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+/// 6. The control plane: a named actor placed by resources, its node
 ///    SIGKILLed, the actor answering again from another node.
 async fn control_plane(driver: &Node, cluster: &mut LocalCluster) -> Result<()> {
     use swarm::control::Spawn;

@@ -164,6 +164,13 @@ fn a_request_no_node_can_ever_hold_is_unschedulable() {
         panic!("a GPU request without GPU nodes must be unschedulable");
     };
     assert!(reason.contains("GPU"), "{reason}");
+    // The reason names what no node has, not what the first node lacks.
+    let with_driver = [node(0, 0.0, 0.0), node(1, 4.0, 0.0)];
+    let Choice::Unschedulable { reason } = choose(&request(&need, 1), &with_driver, hybrid(), 0)
+    else {
+        panic!("still unschedulable");
+    };
+    assert_eq!(reason, "no node can ever offer 1 GPUs (at most 0)");
     let huge = ResourceSet::cpus(64.0);
     assert!(matches!(
         choose(&request(&huge, 1), &nodes, hybrid(), 0),
