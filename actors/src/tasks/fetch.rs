@@ -13,8 +13,11 @@ use crate::error::AskError;
 use crate::mesh::Mesh;
 use crate::remote::RemoteAddr;
 
-/// Bytes per fetch message (well under the largest message).
-pub(crate) const CHUNK: u32 = 1 << 20;
+/// Bytes per fetch message: the size of a link's write and bulk read, so
+/// a chunk is sealed, written and read in one piece (measured here with
+/// a 64 MiB value: 256 KiB x 8 in flight 660-820 MB/s, 1 MiB x 8 540-660,
+/// 8 MiB x 3 260-310).
+pub(crate) const CHUNK: u32 = 256 << 10;
 /// Chunks asked for at once.
 const IN_FLIGHT: usize = 8;
 
