@@ -16,6 +16,9 @@
 //!     └── fetches and tells: spawned futures, reporting back by message
 //! ```
 //!
+//! Its clients' requests are in `requests`; what it sends other nodes, in
+//! `send`.
+//!
 //! If the scheduler stops (node shutdown), its pool's threads end after
 //! their current task, pending handles fail with `Stopped`, and owners on
 //! other nodes see this node leave through membership.
@@ -24,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
+use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
 use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 use tokio::sync::{Notify, Semaphore};
@@ -32,20 +35,24 @@ use tokio::sync::{Notify, Semaphore};
 use super::context::{self, TaskContext};
 use super::error::TaskError;
 use super::fetch;
-use super::owner::objects::Waiter;
-use super::owner::{Effects, NewTask, Owner};
+use super::owner::{Effects, Owner};
 use super::policy::Policy;
 use super::pool::{micros_since, panic_message, Admitted, Ended, Finish, Job, Pool};
 use super::store::Store;
 use super::task::{Blob, Failure, Runner};
 use super::wire::{
     Arg, Bounce, CancelTasks, Chunk, ChunkBytes, Done, FetchObject, FreeObjects, ListTasks,
-    Outcome, RunError, Spec, SubmitTasks, TaskId, TaskTable, TasksDone, TASKS_ACTOR,
+    Outcome, RunError, Spec, SubmitTasks, TaskId, TaskTable, TasksDone,
 };
 use crate::cluster::ClusterEvent;
 use crate::mesh::Mesh;
 use crate::placement::ResourceSet;
-use crate::remote::RemoteAddr;
+
+mod requests;
+mod send;
+
+pub(crate) use requests::{Cancel, Release, Stop, Submit, WaitObject};
+use send::Flush;
 
 /// Tasks a node holds queued (or fetching arguments) before it answers
 /// new ones with backpressure.
@@ -54,10 +61,6 @@ pub(crate) const MAX_QUEUED: usize = 65_536;
 const CRASH_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 /// How long a crash probe waits for a connection.
 const CRASH_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
-/// Outcomes or tasks per batch message.
-const BATCH: usize = 4_096;
-/// Encoded bytes per batch message (results and arguments).
-const BATCH_BYTES: usize = 4 << 20;
 
 /// Registered functions by tag, shared with the [`Tasks`](super::Tasks) handle.
 pub(crate) type Registry = Arc<RwLock<HashMap<String, Runner>>>;
@@ -104,7 +107,7 @@ pub struct Scheduler {
     /// Nodes being probed now.
     probing: HashSet<NodeId>,
     /// One ordered queue of batches per other node.
-    senders: HashMap<NodeId, tokio::sync::mpsc::UnboundedSender<Outgoing>>,
+    senders: HashMap<NodeId, tokio::sync::mpsc::UnboundedSender<send::Outgoing>>,
 }
 
 impl Scheduler {
@@ -518,158 +521,6 @@ impl Handler<Collect> for Scheduler {
     }
 }
 
-/// Sends what was batched for other nodes.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Flush;
-
-impl Handler<Flush> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) {
-        self.flush_queued = false;
-        for (node, outcomes) in std::mem::take(&mut self.outbox) {
-            for batch in batches(outcomes, outcome_size) {
-                self.send(node, Outgoing::Done(batch), ctx);
-            }
-        }
-        let fx = std::mem::take(&mut self.pending);
-        for (node, specs) in fx.run {
-            for batch in batches(specs, spec_size) {
-                self.send(node, Outgoing::Run(batch), ctx);
-            }
-        }
-        for (node, seqs) in fx.cancel {
-            self.send(node, Outgoing::Cancel(seqs), ctx);
-        }
-        for (node, seqs) in fx.free {
-            self.send(node, Outgoing::Free(seqs), ctx);
-        }
-    }
-}
-
-/// A batch for another node's scheduler.
-enum Outgoing {
-    Run(Vec<Spec>),
-    Done(Vec<Outcome>),
-    Cancel(Vec<u64>),
-    Free(Vec<u64>),
-}
-
-impl Scheduler {
-    /// Queues `batch` for `node`: one sender per node keeps them in order
-    /// (a long task sent first is not overtaken by a short one sent next).
-    fn send(&mut self, node: NodeId, batch: Outgoing, ctx: &mut Context<Self>) {
-        let tx = self.senders.entry(node).or_insert_with(|| {
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let to = RemoteAddr::new(self.mesh.clone(), node, TASKS_ACTOR);
-            actix::spawn(deliver(to, node, rx, ctx.address()));
-            tx
-        });
-        if let Err(back) = tx.send(batch) {
-            // The sender stopped (its node went away): start over next time.
-            self.senders.remove(&node);
-            if let Outgoing::Run(specs) = back.0 {
-                let seqs = specs.iter().map(|s| s.seq).collect();
-                ctx.address().do_send(Undelivered { node, seqs });
-            }
-        }
-    }
-}
-
-/// Sends batches to `node` in order until the scheduler drops the queue.
-/// Tasks that cannot be delivered go back to the owner's book. (The
-/// queue holds what the owner's bounds allow in flight, no more.)
-async fn deliver(
-    to: RemoteAddr<Scheduler>,
-    node: NodeId,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Outgoing>,
-    me: actix::Addr<Scheduler>,
-) {
-    // The sender is stamped by the receiving node; what is claimed here is ignored.
-    let anyone = NodeId::from_bytes([0; 16]);
-    while let Some(batch) = rx.recv().await {
-        match batch {
-            Outgoing::Run(tasks) => {
-                let seqs: Vec<u64> = tasks.iter().map(|s| s.seq).collect();
-                let sent = to
-                    .tell(SubmitTasks {
-                        owner: anyone,
-                        tasks,
-                    })
-                    .await;
-                if sent.is_err() {
-                    me.do_send(Undelivered { node, seqs });
-                }
-            }
-            // An owner that died or left wants nothing any more.
-            Outgoing::Done(outcomes) => {
-                let _ = to
-                    .tell(TasksDone {
-                        from: anyone,
-                        outcomes,
-                    })
-                    .await;
-            }
-            Outgoing::Cancel(seqs) => {
-                let _ = to
-                    .tell(CancelTasks {
-                        owner: anyone,
-                        seqs,
-                    })
-                    .await;
-            }
-            Outgoing::Free(seqs) => {
-                let _ = to
-                    .tell(FreeObjects {
-                        owner: anyone,
-                        seqs,
-                    })
-                    .await;
-            }
-        }
-    }
-}
-
-/// Splits `items` into messages of at most [`BATCH`] items and about
-/// [`BATCH_BYTES`] bytes.
-fn batches<T>(items: Vec<T>, size: fn(&T) -> usize) -> Vec<Vec<T>> {
-    let mut out = Vec::new();
-    let mut current = Vec::new();
-    let mut bytes = 0;
-    for item in items {
-        let s = size(&item);
-        if !current.is_empty() && (current.len() >= BATCH || bytes + s > BATCH_BYTES) {
-            out.push(std::mem::take(&mut current));
-            bytes = 0;
-        }
-        bytes += s;
-        current.push(item);
-    }
-    if !current.is_empty() {
-        out.push(current);
-    }
-    out
-}
-
-fn outcome_size(o: &Outcome) -> usize {
-    match &o.result {
-        Ok(Done::Value(bytes)) => bytes.len() + 16,
-        _ => 32,
-    }
-}
-
-fn spec_size(s: &Spec) -> usize {
-    s.tag.len()
-        + 32
-        + s.args
-            .iter()
-            .map(|a| match a {
-                Arg::Value(bytes) => bytes.len() + 4,
-                Arg::Ref(_) => 48,
-            })
-            .sum::<usize>()
-}
-
 /// A crash probe's answer.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -687,21 +538,6 @@ impl Handler<Probed> for Scheduler {
             let node = msg.node;
             self.own(0, ctx, |o, fx| o.node_gone(node, fx));
         }
-    }
-}
-
-/// Tasks sent to `node` that never got there.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Undelivered {
-    node: NodeId,
-    seqs: Vec<u64>,
-}
-
-impl Handler<Undelivered> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, msg: Undelivered, ctx: &mut Context<Self>) {
-        self.own(0, ctx, |o, fx| o.undelivered(msg.node, &msg.seqs, fx));
     }
 }
 
@@ -832,78 +668,6 @@ impl Scheduler {
         self.own(0, ctx, |o, fx| {
             o.node_up(node, total, labels, schedulable, fx)
         });
-    }
-}
-
-/// A client's tasks, into this node's book.
-#[derive(Message)]
-#[rtype(result = "Vec<Result<TaskId, TaskError>>")]
-pub(crate) struct Submit {
-    pub(crate) tasks: Vec<NewTask>,
-}
-
-impl Handler<Submit> for Scheduler {
-    type Result = MessageResult<Submit>;
-    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
-        let n = msg.tasks.len();
-        MessageResult(self.own(n, ctx, |o, fx| {
-            msg.tasks.into_iter().map(|t| o.submit(t, fx)).collect()
-        }))
-    }
-}
-
-/// A client cancels one of its tasks.
-#[derive(Message)]
-#[rtype(result = "bool")]
-pub(crate) struct Cancel {
-    pub(crate) seq: u64,
-}
-
-impl Handler<Cancel> for Scheduler {
-    type Result = bool;
-    fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) -> bool {
-        self.own(0, ctx, |o, fx| o.cancel(msg.seq, fx))
-    }
-}
-
-/// The last handle to a kept result was dropped.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Release {
-    pub(crate) seq: u64,
-}
-
-impl Handler<Release> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, msg: Release, ctx: &mut Context<Self>) {
-        self.own(0, ctx, |o, fx| o.release(msg.seq, fx));
-    }
-}
-
-/// Waits until a kept result is ready.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct WaitObject {
-    pub(crate) seq: u64,
-    pub(crate) waiter: Waiter,
-}
-
-impl Handler<WaitObject> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, msg: WaitObject, _: &mut Context<Self>) {
-        self.owner.objects().wait(msg.seq, msg.waiter);
-    }
-}
-
-/// Stops the scheduler (node shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Stop;
-
-impl Handler<Stop> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        ctx.stop();
     }
 }
 
