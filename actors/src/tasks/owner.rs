@@ -456,12 +456,15 @@ impl Owner {
         }
         let need = task.spec.need.clone();
         let seq = outcome.seq;
+        // Runs that ran (not bounced or cancelled unstarted) teach the run time.
         if outcome.micros > 0 || outcome.result.is_ok() {
-            let avg = self
-                .runtime
-                .entry(task.spec.tag.clone())
-                .or_insert(f64::from(outcome.micros));
-            *avg = 0.9 * *avg + 0.1 * f64::from(outcome.micros);
+            let micros = f64::from(outcome.micros);
+            match self.runtime.get_mut(&task.spec.tag) {
+                Some(avg) => *avg = 0.9 * *avg + 0.1 * micros,
+                None => {
+                    self.runtime.insert(task.spec.tag.clone(), micros);
+                }
+            }
         }
         let retry = match &outcome.result {
             Err(RunError::Bounced { reason }) => {
