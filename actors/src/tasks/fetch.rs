@@ -18,6 +18,8 @@ use crate::remote::RemoteAddr;
 /// a 64 MiB value: 256 KiB x 8 in flight 660-820 MB/s, 1 MiB x 8 540-660,
 /// 8 MiB x 3 260-310).
 pub(crate) const CHUNK: u32 = 256 << 10;
+/// Bytes reserved before the first chunks arrive, at most.
+const PREALLOC: usize = 256 << 20;
 /// Chunks asked for at once.
 const IN_FLIGHT: usize = 8;
 
@@ -44,7 +46,9 @@ pub(crate) async fn fetch(mesh: &Mesh, store: &Store, object: ObjectId) -> Resul
         }
     }
     let capacity = usize::try_from(size).map_err(|_| codec("too large for this machine"))?;
-    let mut value = Vec::with_capacity(capacity);
+    // The size is the holder's word: reserve at most PREALLOC up front and
+    // let bytes that really arrive grow the rest.
+    let mut value = Vec::with_capacity(capacity.min(PREALLOC));
     value.extend_from_slice(first.bytes.as_slice());
     // A few chunks in flight, so the link never idles between them.
     let mut offsets = (value.len() as u64..size).step_by(CHUNK as usize);
