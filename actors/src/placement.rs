@@ -50,6 +50,13 @@ impl ResourceSet {
         self
     }
 
+    /// Whether every amount is a finite number, zero or more (amounts from
+    /// the network or a caller are checked before any accounting).
+    pub fn is_valid(&self) -> bool {
+        let ok = |a: f64| a.is_finite() && a >= 0.0;
+        ok(self.cpus) && self.custom.values().all(|a| ok(*a))
+    }
+
     /// Whether it asks for nothing (within rounding).
     pub fn is_empty(&self) -> bool {
         self.cpus <= EPSILON

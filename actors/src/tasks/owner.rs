@@ -244,6 +244,14 @@ impl Owner {
     /// sent. Fails at once if no node could ever run it.
     pub(crate) fn submit(&mut self, new: NewTask, fx: &mut Effects) -> Result<TaskId, TaskError> {
         let seq = self.next_seq;
+        if !new.need.is_valid() {
+            return Err(TaskError::Unschedulable {
+                reason: format!(
+                    "resource amounts must be finite and not negative: {:?}",
+                    new.need
+                ),
+            });
+        }
         let request = Request {
             need: &new.need,
             placement: new.placement.as_ref(),

@@ -249,7 +249,7 @@ impl Scheduler {
                 bounced.push(bounce(Bounce::Unregistered));
                 continue;
             };
-            if !spec.need.fits_in(&total) {
+            if !spec.need.is_valid() || !spec.need.fits_in(&total) {
                 bounced.push(bounce(Bounce::TooBig));
                 continue;
             }

@@ -193,6 +193,15 @@ async fn a_request_no_node_can_meet_fails_at_once() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("tpu"), "{e}");
+    let e = t.task(square).cpus(-1.0).submit(3u64).await.unwrap_err();
+    assert!(matches!(e, TaskError::Unschedulable { .. }), "{e}");
+    let e = t
+        .task(square)
+        .resource("tpu", f64::NAN)
+        .submit(3u64)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TaskError::Unschedulable { .. }), "{e}");
     let e = t.submit(unknown, ()).await.unwrap().await.unwrap_err();
     assert!(matches!(e, TaskError::Unregistered { .. }), "{e}");
     assert!(started.elapsed() < Duration::from_secs(2));
