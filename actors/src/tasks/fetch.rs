@@ -8,7 +8,7 @@ use super::error::TaskError;
 use super::scheduler::Scheduler;
 use super::store::Store;
 use super::task::Blob;
-use super::wire::{Chunk, ChunkBytes, FetchObject, ObjectId, TASKS_ACTOR};
+use super::wire::{Arg, Chunk, ChunkBytes, FetchObject, ObjectId, TASKS_ACTOR};
 use crate::error::AskError;
 use crate::mesh::Mesh;
 use crate::remote::RemoteAddr;
@@ -22,6 +22,27 @@ pub(crate) const CHUNK: u32 = 256 << 10;
 const PREALLOC: usize = 256 << 20;
 /// Chunks asked for at once.
 const IN_FLIGHT: usize = 8;
+
+/// Every argument's value: values as they are, kept results fetched (one
+/// after the other).
+///
+/// # Errors
+///
+/// The first fetch's error.
+pub(crate) async fn resolve(
+    mesh: &Mesh,
+    store: &Store,
+    args: &[Arg],
+) -> Result<Vec<Blob>, TaskError> {
+    let mut values = Vec::with_capacity(args.len());
+    for arg in args {
+        values.push(match arg {
+            Arg::Value(bytes) => std::sync::Arc::new(bytes.to_vec()),
+            Arg::Ref(object) => fetch(mesh, store, *object).await?,
+        });
+    }
+    Ok(values)
+}
 
 /// The value of `object`, from this node's store or its holder.
 ///

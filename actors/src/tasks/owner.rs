@@ -130,6 +130,8 @@ pub(crate) struct Owner {
     /// Observed run time per function, microseconds (moving average).
     runtime: HashMap<String, f64>,
     recent: VecDeque<TaskRow>,
+    /// The last needs and placement found feasible, until the view changes.
+    feasible: Option<(ResourceSet, Option<Placement>)>,
     roll: u64,
     submitted: u64,
 }
@@ -147,6 +149,7 @@ impl Owner {
             objects: Objects::new(me),
             runtime: HashMap::new(),
             recent: VecDeque::new(),
+            feasible: None,
             roll: u64::from_le_bytes(*b"swarmtsk") ^ u64::from(me.as_bytes()[0]),
             submitted: 0,
         }
@@ -189,6 +192,7 @@ impl Owner {
         schedulable: bool,
         fx: &mut Effects,
     ) {
+        self.feasible = None;
         match self.nodes.iter_mut().find(|c| c.node == node) {
             Some(c) => {
                 c.total = total;
@@ -210,6 +214,7 @@ impl Owner {
     /// A node died or left: its tasks run again elsewhere (retries
     /// allowing), its kept results are lost.
     pub(crate) fn node_gone(&mut self, node: NodeId, fx: &mut Effects) {
+        self.feasible = None;
         self.nodes.retain(|c| c.node != node);
         self.outstanding.remove(&node);
         let on_it: Vec<u64> = self
@@ -252,18 +257,26 @@ impl Owner {
                 ),
             });
         }
-        let request = Request {
-            need: &new.need,
-            placement: new.placement.as_ref(),
-            local: self.me,
-            near: None,
-            skip: &[],
-            pipeline: usize::MAX,
-        };
-        if let Choice::Unschedulable { reason } =
-            policy::choose(&request, &self.nodes, self.policy, 0)
-        {
-            return Err(TaskError::Unschedulable { reason });
+        // A batch shares its needs: check them against the view once.
+        let known = self
+            .feasible
+            .as_ref()
+            .is_some_and(|(need, placement)| *need == new.need && *placement == new.placement);
+        if !known {
+            let request = Request {
+                need: &new.need,
+                placement: new.placement.as_ref(),
+                local: self.me,
+                near: None,
+                skip: &[],
+                pipeline: usize::MAX,
+            };
+            if let Choice::Unschedulable { reason } =
+                policy::choose(&request, &self.nodes, self.policy, 0)
+            {
+                return Err(TaskError::Unschedulable { reason });
+            }
+            self.feasible = Some((new.need.clone(), new.placement.clone()));
         }
         let mut missing = 0;
         for object in super::task::refs(&new.args) {

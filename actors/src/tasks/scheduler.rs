@@ -264,7 +264,9 @@ impl Scheduler {
             };
             let cancel = Arc::new(AtomicBool::new(false));
             self.flags.insert(id, Arc::clone(&cancel));
-            let local_args: Option<Vec<Blob>> = spec
+            // Values, and kept results held here, are at hand; others are
+            // fetched from their holders first.
+            let at_hand: Option<Vec<Blob>> = spec
                 .args
                 .iter()
                 .map(|a| match a {
@@ -273,49 +275,31 @@ impl Scheduler {
                     Arg::Ref(_) => None,
                 })
                 .collect();
-            let tag: Arc<str> = Arc::from(spec.tag.as_str());
-            match local_args {
-                Some(args) => jobs.push(Job {
-                    id,
-                    attempt: spec.attempt,
-                    tag,
-                    runner,
-                    args,
-                    need: spec.need,
-                    keep: spec.keep,
-                    cancel,
-                }),
+            let mut job = Job {
+                id,
+                attempt: spec.attempt,
+                tag: Arc::from(spec.tag.as_str()),
+                runner,
+                args: Vec::new(),
+                need: spec.need,
+                keep: spec.keep,
+                cancel,
+            };
+            match at_hand {
+                Some(args) => {
+                    job.args = args;
+                    jobs.push(job);
+                }
                 None => {
                     self.fetching += 1;
-                    let mesh = self.mesh.clone();
-                    let store = self.store.clone();
-                    let me = ctx.address();
+                    let (mesh, store, me) = (self.mesh.clone(), self.store.clone(), ctx.address());
                     actix::spawn(async move {
-                        let mut args = Vec::with_capacity(spec.args.len());
-                        let mut failed = None;
-                        for arg in &spec.args {
-                            match arg {
-                                Arg::Value(bytes) => args.push(Arc::new(bytes.to_vec())),
-                                Arg::Ref(object) => {
-                                    match fetch::fetch(&mesh, &store, *object).await {
-                                        Ok(blob) => args.push(blob),
-                                        Err(e) => {
-                                            failed = Some(e);
-                                            break;
-                                        }
-                                    }
-                                }
+                        let failed = match fetch::resolve(&mesh, &store, &spec.args).await {
+                            Ok(args) => {
+                                job.args = args;
+                                None
                             }
-                        }
-                        let job = Job {
-                            id,
-                            attempt: spec.attempt,
-                            tag,
-                            runner,
-                            args,
-                            need: spec.need,
-                            keep: spec.keep,
-                            cancel,
+                            Err(e) => Some(e),
                         };
                         me.do_send(Fetched { job, failed });
                     });
