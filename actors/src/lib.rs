@@ -87,6 +87,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod at_rest;
 pub mod cluster;
 pub mod config;
 pub mod control;

@@ -16,6 +16,7 @@
 //! - [`relay`]: frames a relay forwards for nodes behind NAT: circuits
 //!   carrying the endpoints' own Noise session, and membership datagrams.
 //! - [`identity`]: node keys and ids, the CA, certificates and their verification.
+//! - [`sealed`]: sealed files (secrets and control-plane data at rest) and keyrings.
 //! - [`gossip`]: member ids, the gossip codec, node metadata and sealed datagrams.
 //! - [`session`]: a link after the handshake: send and receive halves and
 //!   the liveness timer (heartbeat, silence, idle, goodbye).
@@ -38,6 +39,7 @@ pub mod membership;
 pub mod noise;
 pub mod record;
 pub mod relay;
+pub mod sealed;
 pub mod session;
 
 #[cfg(any(fuzzing, test))]

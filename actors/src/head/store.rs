@@ -4,7 +4,8 @@
 //! the log after it (openraft re-applies up to the saved commit index).
 //!
 //! Every value passes through one [`Seal`] on its way to disk and back:
-//! today [`Plain`]; the security layer puts AES-256-GCM there.
+//! [`Plain`] in tests, a node's [`Keyring`](crate::at_rest::Keyring)
+//! (AES-256-GCM) wherever a configuration names one.
 //!
 //! Writes run on tokio's blocking pool (a commit waits for fsync), never on
 //! the node's arbiter.
@@ -55,6 +56,22 @@ impl Seal for Plain {
 
     fn open(&self, sealed: Vec<u8>) -> Result<Vec<u8>, String> {
         Ok(sealed)
+    }
+}
+
+/// The security layer's seal: AES-256-GCM under the node's keyring, each
+/// value a sealed value of kind `Raft`.
+impl Seal for crate::at_rest::Keyring {
+    fn seal(&self, plain: Vec<u8>) -> Vec<u8> {
+        let sealed = crate::at_rest::Keyring::seal(self, swarm_protocol::sealed::Kind::Raft, b"", &plain);
+        drop(zeroize::Zeroizing::new(plain));
+        sealed
+    }
+
+    fn open(&self, sealed: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.open_value(swarm_protocol::sealed::Kind::Raft, b"", &sealed)
+            .map(|plain| plain.to_vec())
+            .map_err(|e| format!("{} {e}", self.path().display()))
     }
 }
 
