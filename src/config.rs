@@ -10,10 +10,12 @@
 //! relays = ["203.0.113.7:7001"]    # relays to keep links to (also learned from members)
 //! relay_links = 2                  # how many relays a relayed node keeps links to
 //! upgrade_ms = 5000                # relayed links try a direct path this often (backing off)
-//! key = "n1.key"                   # from `swarm cert issue`
+//! key = "n1.key"                   # from `swarm cert issue` (sealed)
 //! cert = "n1.cert"
 //! ca = "ca.pub"                    # from `swarm ca init`
-//! secret = "join.secret"
+//! secret = "join.secret"           # sealed
+//! keyring = "keyring"              # opens the sealed files and seals the head's data
+//! keyring_key = "keyring.key"      # a key file that opens it (default: a passphrase)
 //! peers = ["127.0.0.1:7002"]       # dialed at start
 //! suite = "aesgcm"                 # or "chachapoly"; the same on every node
 //! revoked = []                     # certificate serials to refuse
@@ -67,7 +69,8 @@ use swarm_protocol::gossip::GossipKey;
 use swarm_protocol::identity::unhex;
 use swarm_protocol::{CipherSuite, HandshakeConfig, NodeKey, TrustStore, PROTOCOL_VERSION};
 
-use crate::credentials::{read_array, read_cert};
+use crate::credentials::{read_array, read_cert, read_secret, Keyring, Unlock};
+use swarm_protocol::sealed::Kind;
 
 /// The node configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,8 +87,17 @@ pub struct NodeFile {
     pub cert: PathBuf,
     /// The CA public key file.
     pub ca: PathBuf,
-    /// The join secret file.
+    /// The join secret file (sealed).
     pub secret: PathBuf,
+    /// The keyring that opens the sealed files and seals the head's data.
+    #[serde(default = "default_keyring")]
+    pub keyring: PathBuf,
+    /// A key file that opens the keyring (without it: a passphrase).
+    #[serde(default)]
+    pub keyring_key: Option<PathBuf>,
+    /// A passphrase for the keyring, from the command line's sources.
+    #[serde(skip)]
+    pub passphrase: Option<Unlock>,
     /// Peers to dial at start.
     #[serde(default)]
     pub peers: Vec<SocketAddr>,
@@ -306,6 +318,10 @@ impl MembershipFile {
     }
 }
 
+fn default_keyring() -> PathBuf {
+    PathBuf::from("keyring")
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7001))
 }
@@ -371,6 +387,8 @@ impl NodeFile {
             Some(&mut file.cert),
             Some(&mut file.ca),
             Some(&mut file.secret),
+            Some(&mut file.keyring),
+            file.keyring_key.as_mut(),
             head_dir,
         ]
         .into_iter()
@@ -383,13 +401,42 @@ impl NodeFile {
         Ok(file)
     }
 
-    /// Loads the key material and builds the mesh configuration.
+    /// How the keyring opens: its key file if the configuration names
+    /// one, else the passphrase given ([`NodeFile::passphrase`]).
     ///
     /// # Errors
     ///
-    /// If a key file is missing or invalid, or the suite is unknown.
+    /// [`FileError::NoPassphrase`] when neither is there.
+    pub fn unlock(&self) -> Result<Unlock> {
+        if let Some(key) = &self.keyring_key {
+            return Ok(Unlock::KeyFile(key.clone()));
+        }
+        self.passphrase
+            .clone()
+            .ok_or_else(|| FileError::NoPassphrase {
+                keyring: self.keyring.clone(),
+            })
+    }
+
+    /// Opens the keyring.
+    ///
+    /// # Errors
+    ///
+    /// If there is no way to open it, or it does not open.
+    pub fn open_keyring(&self) -> Result<Keyring> {
+        Ok(Keyring::open(&self.keyring, &self.unlock()?)?)
+    }
+
+    /// Opens the keyring, loads the key material and builds the mesh
+    /// configuration.
+    ///
+    /// # Errors
+    ///
+    /// If the keyring does not open, a key file is missing or does not
+    /// open, or the suite is unknown.
     pub fn mesh_config(&self) -> Result<MeshConfig> {
-        let key = NodeKey::from_secret(read_array(&self.key)?);
+        let keyring = self.open_keyring()?;
+        let key = NodeKey::from_secret(read_secret(&keyring, &self.key, Kind::NodeKey)?);
         let cert = read_cert(&self.cert)?;
         let mut trust = TrustStore::new(read_array(&self.ca)?).map_err(|_| FileError::Content {
             path: self.ca.clone(),
@@ -405,7 +452,7 @@ impl NodeFile {
                 })?;
         let handshake = HandshakeConfig {
             cluster: self.cluster.clone(),
-            join_secret: read_array(&self.secret)?,
+            join_secret: read_secret(&keyring, &self.secret, Kind::JoinSecret)?,
             key,
             cert,
             trust: Arc::new(trust),
@@ -447,13 +494,15 @@ impl NodeFile {
             config.lease = Duration::from_millis(head.lease_ms);
             config.election_timeout = Duration::from_millis(head.election_ms);
             config.crash_evidence = head.crash_evidence;
+            config.seal = Arc::new(keyring.clone());
             mesh.head = Some(config);
         }
         Ok(mesh)
     }
 
     /// A configuration file's text for a node of a local cluster: it
-    /// dials `peers` at start and joins membership through `seeds`.
+    /// dials `peers` at start and joins membership through `seeds`; its
+    /// keyring opens with the throw-away key file next to it.
     pub fn render(
         cluster: &str,
         name: &str,
@@ -470,7 +519,9 @@ impl NodeFile {
         };
         format!(
             "cluster = \"{cluster}\"\nlisten = \"{listen}\"\nkey = \"{name}.key\"\ncert = \"{name}.cert\"\n\
-             ca = \"ca.pub\"\nsecret = \"join.secret\"\npeers = [{}]\n\n[membership]\nseeds = [{}]\n",
+             ca = \"ca.pub\"\nsecret = \"join.secret\"\nkeyring = \"keyring\"\nkeyring_key = \"{}\"\n\
+             peers = [{}]\n\n[membership]\nseeds = [{}]\n",
+            crate::credentials::THROWAWAY_KEY_FILE,
             list(peers),
             list(seeds)
         )

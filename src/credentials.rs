@@ -1,10 +1,12 @@
 //! Key material on disk and in memory: the cluster CA (`ca.key`, `ca.pub`),
-//! the join secret (`join.secret`), node keys (`NAME.key`) and certificates
-//! (`NAME.cert`), all as hex text files. Also [`Throwaway`], a CA in memory
-//! that issues complete node identities for local clusters and tests.
+//! the join secret (`join.secret`), the operators' TOTP secret
+//! (`totp.secret`), node keys (`NAME.key`) and certificates (`NAME.cert`).
+//! Also [`Throwaway`], a CA in memory that issues complete node identities
+//! for local clusters and tests.
 //!
-//! Private files are written with mode 0600. Sealing them with a passphrase
-//! (DESIGN.md, "security at rest") is not done yet.
+//! Private files are sealed (AES-256-GCM) under the directory's keyring
+//! (`keyring`, see [`swarm_actors::at_rest`]) and written with mode 0600;
+//! public files (`ca.pub`, certificates) are hex text.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,10 @@ use std::sync::Arc;
 use crate::files::FileError;
 
 type Result<T> = std::result::Result<T, FileError>;
+pub use swarm_actors::at_rest::{create_key_file, Keyring, Unlock};
 use swarm_protocol::identity::{hex, unhex};
+use swarm_protocol::sealed::keyring::KdfParams;
+use swarm_protocol::sealed::Kind;
 use swarm_protocol::{
     CaKey, CertBody, Certificate, CipherSuite, HandshakeConfig, NodeKey, TrustStore,
     PROTOCOL_VERSION,
@@ -218,42 +223,90 @@ impl CaDir {
         self.dir.join("join.secret")
     }
 
-    /// Creates a new CA and join secret. Refuses to overwrite unless `force`.
+    /// Path of the secret operators' TOTP seeds derive from.
+    pub fn totp_path(&self) -> PathBuf {
+        self.dir.join("totp.secret")
+    }
+
+    /// Path of the directory's keyring.
+    pub fn keyring_path(&self) -> PathBuf {
+        keyring_path(&self.dir)
+    }
+
+    /// Creates a new CA, join secret and TOTP secret, sealed under the
+    /// directory's keyring (created with `unlock` if there is none).
+    /// Refuses to overwrite unless `force`.
     ///
     /// # Errors
     ///
-    /// If the files exist (without `force`) or cannot be written.
-    pub fn init(&self, force: bool) -> Result<CaKey> {
+    /// If the files exist (without `force`), the keyring does not open,
+    /// or a file cannot be written.
+    pub fn init(&self, force: bool, unlock: &Unlock) -> Result<(CaKey, Keyring)> {
         if !force && self.key_path().exists() {
             return Err(FileError::CaExists {
                 path: self.key_path(),
             });
         }
         create_dir(&self.dir)?;
+        let keyring = Keyring::open_or_create(&self.keyring_path(), unlock, KdfParams::DEFAULT)?;
         let ca = CaKey::from_seed(random32());
-        write_private(&self.key_path(), "swarm CA private key", &ca.seed())?;
+        keyring.write_file(&self.key_path(), Kind::CaKey, &ca.seed())?;
         write_public(&self.pub_path(), "swarm CA public key", &ca.public())?;
-        write_private(&self.secret_path(), "swarm join secret", &random32())?;
-        Ok(ca)
+        keyring.write_file(&self.secret_path(), Kind::JoinSecret, &random32())?;
+        keyring.write_file(&self.totp_path(), Kind::TotpSecret, &random32())?;
+        Ok((ca, keyring))
+    }
+
+    /// Opens the directory's keyring.
+    ///
+    /// # Errors
+    ///
+    /// If it is missing or does not open.
+    pub fn keyring(&self, unlock: &Unlock) -> Result<Keyring> {
+        Ok(Keyring::open(&self.keyring_path(), unlock)?)
     }
 
     /// Loads the CA private key.
     ///
     /// # Errors
     ///
-    /// If the file is missing or not a key.
-    pub fn load_key(&self) -> Result<CaKey> {
-        Ok(CaKey::from_seed(read_array(&self.key_path())?))
+    /// If the file is missing or does not open.
+    pub fn load_key(&self, keyring: &Keyring) -> Result<CaKey> {
+        Ok(CaKey::from_seed(read_secret(
+            keyring,
+            &self.key_path(),
+            Kind::CaKey,
+        )?))
     }
 }
 
-/// Writes a node key and certificate as `NAME.key` and `NAME.cert` in `dir`.
+/// The keyring of a directory: `DIR/keyring`.
+pub fn keyring_path(dir: &Path) -> PathBuf {
+    dir.join("keyring")
+}
+
+/// Reads a sealed 32-byte secret of `kind`.
+///
+/// # Errors
+///
+/// If the file is missing, does not open, or does not hold 32 bytes.
+pub fn read_secret(keyring: &Keyring, path: &Path, kind: Kind) -> Result<[u8; 32]> {
+    let plain = keyring.read_file(path, kind)?;
+    plain[..].try_into().map_err(|_| FileError::Content {
+        path: path.to_owned(),
+        problem: "does not hold 32 bytes",
+    })
+}
+
+/// Writes a node key (sealed under `keyring`) and certificate as
+/// `NAME.key` and `NAME.cert` in `dir`.
 ///
 /// # Errors
 ///
 /// If the files cannot be written.
 pub fn write_node(
     dir: &Path,
+    keyring: &Keyring,
     name: &str,
     key: &NodeKey,
     cert: &Certificate,
@@ -261,11 +314,7 @@ pub fn write_node(
     create_dir(dir)?;
     let key_path = dir.join(format!("{name}.key"));
     let cert_path = dir.join(format!("{name}.cert"));
-    write_private(
-        &key_path,
-        &format!("swarm node key of {name}"),
-        key.secret(),
-    )?;
+    keyring.write_file(&key_path, Kind::NodeKey, key.secret())?;
     write_public(
         &cert_path,
         &format!("swarm certificate of {name}"),
@@ -274,7 +323,7 @@ pub fn write_node(
     Ok((key_path, cert_path))
 }
 
-/// Reads a hex file into 32 bytes.
+/// Reads a public hex file (`ca.pub`) into 32 bytes.
 ///
 /// # Errors
 ///
@@ -337,19 +386,6 @@ fn write_public(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
     fs::write(path, format!("# {what}\n{}\n", hex(bytes))).map_err(write_error(path))
 }
 
-fn write_private(path: &Path, what: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write as _;
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(write_error(path))?;
-    writeln!(file, "# {what} (keep private)\n{}", hex(bytes)).map_err(write_error(path))
-}
-
 /// A CA held in memory that issues identities for a local cluster.
 pub struct Throwaway {
     /// The CA.
@@ -360,6 +396,8 @@ pub struct Throwaway {
     pub secret: [u8; 32],
     /// The trust store every node shares.
     pub trust: Arc<TrustStore>,
+    /// The secret operators' TOTP seeds derive from.
+    pub totp: [u8; 32],
 }
 
 impl Throwaway {
@@ -372,6 +410,7 @@ impl Throwaway {
             cluster: cluster.to_owned(),
             secret: random32(),
             trust,
+            totp: random32(),
         }
     }
 
@@ -392,8 +431,9 @@ impl Throwaway {
         }
     }
 
-    /// Writes the CA, the secret and identities for `names` into `dir`, as
-    /// `swarm ca init` and `swarm cert issue` would.
+    /// Writes the CA, the secrets and identities for `names` into `dir`, as
+    /// `swarm ca init` and `swarm cert issue` would, sealed under a keyring
+    /// that a throw-away key file (`keyring.key`) opens.
     ///
     /// # Errors
     ///
@@ -410,19 +450,43 @@ impl Throwaway {
     /// If a file cannot be written.
     pub fn write_identities(&self, dir: &Path, names: &[(&str, &[&str])]) -> Result<()> {
         create_dir(dir)?;
+        let keyring = Self::keyring(dir)?;
         let ca = CaDir::new(dir);
-        write_private(&ca.key_path(), "swarm CA private key", &self.ca.seed())?;
+        keyring.write_file(&ca.key_path(), Kind::CaKey, &self.ca.seed())?;
         write_public(&ca.pub_path(), "swarm CA public key", &self.ca.public())?;
-        write_private(&ca.secret_path(), "swarm join secret", &self.secret)?;
+        keyring.write_file(&ca.secret_path(), Kind::JoinSecret, &self.secret)?;
+        keyring.write_file(&ca.totp_path(), Kind::TotpSecret, &self.totp)?;
         for (name, roles) in names {
             let key = NodeKey::from_secret(random32());
             let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
             let cert = issue(&self.ca, &key, name, &roles, 1, random_serial());
-            write_node(dir, name, &key, &cert)?;
+            write_node(dir, &keyring, name, &key, &cert)?;
         }
         Ok(())
     }
+
+    /// The keyring of `dir`, opened by the throw-away key file
+    /// `dir/keyring.key` (both created if missing).
+    ///
+    /// # Errors
+    ///
+    /// If they cannot be created or do not open.
+    pub fn keyring(dir: &Path) -> Result<Keyring> {
+        let key_file = dir.join(THROWAWAY_KEY_FILE);
+        if !key_file.exists() {
+            create_key_file(&key_file)?;
+        }
+        Ok(Keyring::open_or_create(
+            &keyring_path(dir),
+            &Unlock::KeyFile(key_file),
+            KdfParams::DEFAULT,
+        )?)
+    }
 }
+
+/// The key file of a throw-away keyring, next to it: local clusters and
+/// tests need no passphrase (and protect nothing with it).
+pub const THROWAWAY_KEY_FILE: &str = "keyring.key";
 
 #[cfg(test)]
 mod tests {

@@ -48,6 +48,18 @@ pub enum FileError {
         /// What is wrong.
         problem: String,
     },
+    /// A keyring or a sealed file could not be used.
+    #[error(transparent)]
+    AtRest(#[from] swarm_actors::at_rest::AtRestError),
+    /// A keyring wrapped by a passphrase, and none was given.
+    #[error(
+        "keyring {} is sealed with a passphrase: give it with --passphrase-file FILE or --passphrase-env VAR, or run on a terminal to be asked (or name a key file: keyring_key in the configuration)",
+        keyring.display()
+    )]
+    NoPassphrase {
+        /// The keyring.
+        keyring: PathBuf,
+    },
     /// The CA exists already and replacing it was not asked for.
     #[error(
         "{} exists already; pass --force to replace the CA (every certificate it issued becomes invalid)",

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use swarm_protocol::sealed::keyring::{self, KdfParams, KeyringError, Locked, Nonces, Opened, Secret, Wrap};
+use swarm_protocol::sealed::keyring::{
+    self, KdfParams, KeyringError, Locked, Nonces, Opened, Secret, Wrap,
+};
 use swarm_protocol::sealed::{self, DataKey, Kind, SealedError, NONCE_LEN};
 use zeroize::Zeroizing;
 
@@ -133,20 +135,22 @@ pub fn create_key_file(path: &Path) -> Result<()> {
 }
 
 fn read_key_file(path: &Path) -> Result<Secret> {
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(|source| AtRestError::Read {
-        path: path.to_owned(),
-        source,
-    })?);
+    let text = Zeroizing::new(
+        fs::read_to_string(path).map_err(|source| AtRestError::Read {
+            path: path.to_owned(),
+            source,
+        })?,
+    );
     let body: String = text
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .collect::<String>();
     let body = Zeroizing::new(body);
-    let bytes = Zeroizing::new(
-        swarm_protocol::identity::unhex(body.trim()).ok_or_else(|| AtRestError::KeyFile {
+    let bytes = Zeroizing::new(swarm_protocol::identity::unhex(body.trim()).ok_or_else(|| {
+        AtRestError::KeyFile {
             path: path.to_owned(),
-        })?,
-    );
+        }
+    })?);
     let mut key = Zeroizing::new([0u8; 32]);
     if bytes.len() != 32 {
         return Err(AtRestError::KeyFile {
@@ -173,10 +177,9 @@ fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).map_err(err)?;
     }
-    let name = path.file_name().map_or_else(
-        || "sealed".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = path
+        .file_name()
+        .map_or_else(|| "sealed".into(), |n| n.to_string_lossy().into_owned());
     let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let mut options = fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -281,12 +284,13 @@ fn wrap_for(unlock: &Unlock, params: KdfParams) -> Result<(Wrap, Secret)> {
                 return Err(AtRestError::ShortPassphrase);
             }
             let salt = random();
-            let kek = keyring::passphrase_kek(pass.as_bytes(), &salt, params).map_err(|source| {
-                AtRestError::Keyring {
-                    path: PathBuf::new(),
-                    source,
-                }
-            })?;
+            let kek =
+                keyring::passphrase_kek(pass.as_bytes(), &salt, params).map_err(|source| {
+                    AtRestError::Keyring {
+                        path: PathBuf::new(),
+                        source,
+                    }
+                })?;
             Ok((Wrap::Passphrase { salt, params }, kek))
         }
         Unlock::KeyFile(file) => Ok((Wrap::KeyFile, keyring::key_file_kek(&*read_key_file(file)?))),
@@ -398,7 +402,11 @@ impl Keyring {
 
     /// The terms this keyring holds.
     pub fn terms(&self) -> Vec<u32> {
-        let keys = self.inner.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let keys = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         keys.by_term.keys().copied().collect()
     }
 
@@ -411,12 +419,13 @@ impl Keyring {
     pub fn rotate(&self) -> Result<u32> {
         let path = &self.inner.path;
         let (locked, _) = Self::locked(path)?;
-        let mut keys = locked
-            .keys_with_root(&self.inner.root)
-            .map_err(|source| AtRestError::Keyring {
-                path: path.clone(),
-                source,
-            })?;
+        let mut keys =
+            locked
+                .keys_with_root(&self.inner.root)
+                .map_err(|source| AtRestError::Keyring {
+                    path: path.clone(),
+                    source,
+                })?;
         let term = keys.keys().next_back().copied().unwrap_or(0) + 1;
         keys.insert(term, Zeroizing::new(random()));
         let opened = Opened {
@@ -443,19 +452,35 @@ impl Keyring {
             source,
         })?;
         let (wrap, kek) = wrap_for(new, params)?;
-        write_private(path, &keyring::encode(&wrap, &kek, &opened, nonces()), false)
+        write_private(
+            path,
+            &keyring::encode(&wrap, &kek, &opened, nonces()),
+            false,
+        )
     }
 
     fn install(&self, keys: &BTreeMap<u32, Secret>, seen: Option<(SystemTime, u64)>) {
-        *self.inner.keys.write().unwrap_or_else(PoisonError::into_inner) = Keys::of(keys);
-        *self.inner.seen.lock().unwrap_or_else(PoisonError::into_inner) = (Instant::now(), seen);
+        *self
+            .inner
+            .keys
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Keys::of(keys);
+        *self
+            .inner
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = (Instant::now(), seen);
     }
 
     /// Re-reads the file if it changed since last looked at (at most once
     /// a second unless `now`).
     fn refresh(&self, now: bool) {
         let previous = {
-            let mut seen = self.inner.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut seen = self
+                .inner
+                .seen
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if !now && seen.0.elapsed() < REFRESH {
                 return;
             }
@@ -476,14 +501,20 @@ impl Keyring {
         });
         match keys {
             Ok(keys) => self.install(&keys, current),
-            Err(e) => tracing::warn!(error = %e, "keyring changed on disk but does not open with this node's root key; keeping the terms in memory"),
+            Err(e) => {
+                tracing::warn!(error = %e, "keyring changed on disk but does not open with this node's root key; keeping the terms in memory")
+            }
         }
     }
 
     /// Seals `plain` as `kind` under the newest term, bound to `context`.
     pub fn seal(&self, kind: Kind, context: &[u8], plain: &[u8]) -> Vec<u8> {
         self.refresh(false);
-        let keys = self.inner.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let keys = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let term = keys.newest;
         match keys.by_term.get(&term) {
             Some(key) => key.seal(kind, term, random::<NONCE_LEN>(), context, plain),
@@ -523,7 +554,11 @@ impl Keyring {
         if !known(self) {
             self.refresh(true);
         }
-        let keys = self.inner.keys.read().unwrap_or_else(PoisonError::into_inner);
+        let keys = self
+            .inner
+            .keys
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         let key = keys
             .by_term
             .get(&header.term)

@@ -5,8 +5,10 @@ mod ca;
 mod cluster;
 mod control;
 mod demo;
+mod keys;
 mod node;
 mod ping;
+mod secrets;
 mod tasks;
 
 use std::net::SocketAddr;
@@ -20,6 +22,8 @@ use clap::{Parser, Subcommand};
 pub(crate) struct Args {
     #[command(subcommand)]
     pub(crate) command: Command,
+    #[command(flatten)]
+    pub(crate) secrets: secrets::Secrets,
 }
 
 #[derive(Debug, Subcommand)]
@@ -33,6 +37,9 @@ pub(crate) enum Command {
     /// Run a node.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// A keyring's data keys: add a term, change the passphrase, show it.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Connect to a node through the full handshake and ask it who it is.
     Ping {
         /// The node's mesh address.
@@ -203,12 +210,48 @@ pub(crate) enum Command {
 pub(crate) enum CaCommand {
     /// Create a CA key pair and a join secret.
     Init {
-        /// Where to write ca.key, ca.pub and join.secret.
+        /// Where to write the keyring, ca.key, ca.pub, join.secret and totp.secret.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
         /// Replace an existing CA (invalidates every certificate it issued).
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Add a data-key term: new values are sealed under it (running nodes
+    /// pick it up within a second), every older term still opens.
+    Rotate {
+        /// The keyring file.
+        #[arg(long, default_value = "keyring")]
+        keyring: PathBuf,
+        /// Also re-seal the key files next to the keyring under the new term.
+        #[arg(long)]
+        reseal: bool,
+    },
+    /// Rewrap the keyring under a new passphrase or key file (the data keys
+    /// stay; the old passphrase comes from the usual options).
+    Passwd {
+        /// The keyring file.
+        #[arg(long, default_value = "keyring")]
+        keyring: PathBuf,
+        /// Wrap it with this key file instead (created if missing).
+        #[arg(long)]
+        new_key_file: Option<PathBuf>,
+        /// Read the new passphrase from this file.
+        #[arg(long)]
+        new_passphrase_file: Option<PathBuf>,
+        /// Read the new passphrase from this environment variable.
+        #[arg(long)]
+        new_passphrase_env: Option<String>,
+    },
+    /// Show what wraps a keyring and which terms it holds.
+    Status {
+        /// The keyring file.
+        #[arg(long, default_value = "keyring")]
+        keyring: PathBuf,
     },
 }
 
@@ -225,7 +268,9 @@ pub(crate) enum CertCommand {
         /// The directory holding ca.key.
         #[arg(long, default_value = ".")]
         ca_dir: PathBuf,
-        /// Where to write NAME.key and NAME.cert.
+        /// Where to write NAME.key and NAME.cert (and, in another directory
+        /// than the CA's, its own keyring, ca.pub, join.secret and for heads
+        /// totp.secret).
         #[arg(long, default_value = ".")]
         out: PathBuf,
         /// Validity in days, counted from the start of validity.
@@ -417,7 +462,7 @@ impl Command {
 /// The mesh configuration of a throw-away client node (`ping`, `members`,
 /// `services`): the identity of `config`, any free port, no membership.
 pub(crate) fn client_config(config: &std::path::Path) -> anyhow::Result<swarm::MeshConfig> {
-    let mut mesh = swarm::config::NodeFile::load(config)?.mesh_config()?;
+    let mut mesh = secrets::load(config)?.mesh_config()?;
     mesh.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     mesh.cluster = None;
     Ok(mesh)
@@ -437,6 +482,7 @@ pub(crate) fn init_logging(default: &str) {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    secrets::install(args.secrets);
     match args.command {
         Command::Ca(CaCommand::Init { dir, force }) => ca::init(&dir, force),
         Command::Cert(CertCommand::Issue {
@@ -447,7 +493,30 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             days,
             not_before,
             serial,
-        }) => ca::issue(&name, &roles, &ca_dir, &out, days, not_before, serial),
+        }) => ca::issue(&ca::Issue {
+            name: &name,
+            roles: &roles,
+            ca_dir: &ca_dir,
+            out: &out,
+            days,
+            not_before,
+            serial,
+        }),
+        Command::Keys(KeysCommand::Rotate { keyring, reseal }) => keys::rotate(&keyring, reseal),
+        Command::Keys(KeysCommand::Passwd {
+            keyring,
+            new_key_file,
+            new_passphrase_file,
+            new_passphrase_env,
+        }) => keys::passwd(
+            &keyring,
+            &keys::NewSecret {
+                key_file: new_key_file.as_deref(),
+                passphrase_file: new_passphrase_file.as_deref(),
+                passphrase_env: new_passphrase_env.as_deref(),
+            },
+        ),
+        Command::Keys(KeysCommand::Status { keyring }) => keys::status(&keyring),
         Command::Node(NodeCommand::Start {
             config,
             listen,

@@ -6,8 +6,16 @@ mod cli;
 
 use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
+/// Errors are one line on stderr (the causes joined by ": ") and exit
+/// status 1.
+fn main() -> std::process::ExitCode {
     let args = cli::Args::parse();
     cli::init_logging(args.command.default_log_level());
-    cli::run(args)
+    match cli::run(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swarm: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -65,6 +65,32 @@ pub fn certificate(data: &[u8]) {
     }
 }
 
+/// Reads bytes as a sealed file (header, then open under a fixed key) and
+/// as a keyring (parse, then open with a fixed wrapping key), and seals
+/// them: the sealed value must open to the same bytes, and with any byte
+/// flipped must not open.
+pub fn sealed(data: &[u8]) {
+    use crate::sealed::{self, keyring, DataKey, Kind};
+
+    let key = DataKey::new(&[7; 32]);
+    let _ = sealed::parse(data);
+    let _ = key.open(b"", data);
+    if let Ok(locked) = keyring::parse(data) {
+        let _ = locked.open(&[7; 32]);
+        let _ = locked.keys_with_root(&zeroize::Zeroizing::new([7; 32]));
+    }
+    let mut value = key.seal(Kind::Audit, 1, [3; sealed::NONCE_LEN], b"ctx", data);
+    assert_eq!(
+        key.open(b"ctx", &value).ok().as_deref().map(|v| &v[..]),
+        Some(data)
+    );
+    let at = data.first().map_or(0, |b| usize::from(*b)) % value.len();
+    if let Some(byte) = value.get_mut(at) {
+        *byte ^= 0x01;
+    }
+    assert!(key.open(b"ctx", &value).is_err(), "a flipped byte opened");
+}
+
 /// Opens a gossip datagram with a sealed machine (seal, freshness and
 /// replay checks), then hands the bytes, sealed with the right key and as
 /// plaintext with each kind byte in front, to membership machines (foca
@@ -222,6 +248,7 @@ mod tests {
             handshake(&data);
             certificate(&data);
             gossip(&data);
+            sealed(&data);
         }
 
         #[test]
@@ -237,6 +264,7 @@ mod tests {
             handshake(&data);
             certificate(&data);
             gossip(&data);
+            sealed(&data);
         }
     }
 }

@@ -250,11 +250,10 @@ impl DataKey {
         let aad = associated(&header, context);
         let mut body = out.split_off(HEADER_LEN);
         // Encryption fails only past GCM's length limit (64 GiB).
-        if let Ok(tag) = self.cipher.encrypt_in_place_detached(
-            GenericArray::from_slice(&nonce),
-            &aad,
-            &mut body,
-        ) {
+        if let Ok(tag) =
+            self.cipher
+                .encrypt_in_place_detached(GenericArray::from_slice(&nonce), &aad, &mut body)
+        {
             out.extend_from_slice(&body);
             out.extend_from_slice(&tag);
         }

@@ -39,22 +39,41 @@ fn files_seal_under_the_keyring_and_name_what_is_wrong() {
     let ring_path = dir.0.join("keyring");
     let ring = Keyring::create(&ring_path, &pass("a good passphrase"), CHEAP).unwrap();
     let file = dir.0.join("n1.key");
-    ring.write_file(&file, Kind::NodeKey, b"node secret").unwrap();
+    ring.write_file(&file, Kind::NodeKey, b"node secret")
+        .unwrap();
     assert!(!fs::read(&file).unwrap().windows(6).any(|w| w == b"secret"));
-    assert_eq!(&ring.read_file(&file, Kind::NodeKey).unwrap()[..], b"node secret");
+    assert_eq!(
+        &ring.read_file(&file, Kind::NodeKey).unwrap()[..],
+        b"node secret"
+    );
 
-    let wrong = ring.read_file(&file, Kind::JoinSecret).unwrap_err().to_string();
-    assert!(wrong.contains("n1.key holds a node private key, not a join secret"), "{wrong}");
+    let wrong = ring
+        .read_file(&file, Kind::JoinSecret)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        wrong.contains("n1.key holds a node private key, not a join secret"),
+        "{wrong}"
+    );
 
     let mut bytes = fs::read(&file).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     fs::write(&file, &bytes).unwrap();
-    let flipped = ring.read_file(&file, Kind::NodeKey).unwrap_err().to_string();
-    assert!(flipped.contains("n1.key failed authentication"), "{flipped}");
+    let flipped = ring
+        .read_file(&file, Kind::NodeKey)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        flipped.contains("n1.key failed authentication"),
+        "{flipped}"
+    );
 
     fs::write(&file, &bytes[..10]).unwrap();
-    let short = ring.read_file(&file, Kind::NodeKey).unwrap_err().to_string();
+    let short = ring
+        .read_file(&file, Kind::NodeKey)
+        .unwrap_err()
+        .to_string();
     assert!(short.contains("n1.key is truncated"), "{short}");
 
     // Another keyring's file does not open.
@@ -73,19 +92,32 @@ fn the_wrong_passphrase_or_unlock_kind_is_named() {
     ));
     Keyring::create(&path, &pass("a good passphrase"), CHEAP).unwrap();
     let wrong = Keyring::open(&path, &pass("not the passphrase")).unwrap_err();
-    assert!(wrong.to_string().ends_with("does not open with this passphrase"), "{wrong}");
+    assert!(
+        wrong
+            .to_string()
+            .ends_with("does not open with this passphrase"),
+        "{wrong}"
+    );
     let key_file = dir.0.join("keyring.key");
     create_key_file(&key_file).unwrap();
     let kind = Keyring::open(&path, &Unlock::KeyFile(key_file.clone())).unwrap_err();
-    assert!(kind.to_string().contains("is wrapped by a passphrase"), "{kind}");
+    assert!(
+        kind.to_string().contains("is wrapped by a passphrase"),
+        "{kind}"
+    );
     assert!(matches!(
         Keyring::create(&path, &pass("a good passphrase"), CHEAP),
         Err(AtRestError::Exists { .. })
     ));
 
     // Rewrap under the key file: the passphrase no longer opens it.
-    Keyring::passwd(&path, &pass("a good passphrase"), &Unlock::KeyFile(key_file.clone()), CHEAP)
-        .unwrap();
+    Keyring::passwd(
+        &path,
+        &pass("a good passphrase"),
+        &Unlock::KeyFile(key_file.clone()),
+        CHEAP,
+    )
+    .unwrap();
     assert!(Keyring::open(&path, &pass("a good passphrase")).is_err());
     Keyring::open(&path, &Unlock::KeyFile(key_file)).unwrap();
 }
@@ -109,10 +141,21 @@ fn a_rotation_reaches_a_running_holder_and_old_terms_still_open() {
 
     // The running holder opens the new term at once (it re-reads the file
     // for a term it lacks) and seals under it from then on.
-    assert_eq!(&node.open_value(Kind::Raft, b"", &new).unwrap()[..], b"after");
+    assert_eq!(
+        &node.open_value(Kind::Raft, b"", &new).unwrap()[..],
+        b"after"
+    );
     assert_eq!(node.newest(), 2);
-    assert_eq!(sealed::parse(&node.seal(Kind::Raft, b"", b"x")).unwrap().term, 2);
-    assert_eq!(&node.open_value(Kind::Raft, b"", &old).unwrap()[..], b"before");
+    assert_eq!(
+        sealed::parse(&node.seal(Kind::Raft, b"", b"x"))
+            .unwrap()
+            .term,
+        2
+    );
+    assert_eq!(
+        &node.open_value(Kind::Raft, b"", &old).unwrap()[..],
+        b"before"
+    );
 
     // A file sealed under term 1 is re-sealed under term 2.
     let file = dir.0.join("join.secret");

@@ -63,7 +63,8 @@ impl Seal for Plain {
 /// value a sealed value of kind `Raft`.
 impl Seal for crate::at_rest::Keyring {
     fn seal(&self, plain: Vec<u8>) -> Vec<u8> {
-        let sealed = crate::at_rest::Keyring::seal(self, swarm_protocol::sealed::Kind::Raft, b"", &plain);
+        let sealed =
+            crate::at_rest::Keyring::seal(self, swarm_protocol::sealed::Kind::Raft, b"", &plain);
         drop(zeroize::Zeroizing::new(plain));
         sealed
     }

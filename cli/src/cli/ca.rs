@@ -3,15 +3,32 @@
 use std::path::Path;
 
 use anyhow::Result;
-use swarm::credentials::{issue_for as issue_cert, random32, random_serial, write_node, CaDir};
+use swarm::credentials::{
+    issue_for as issue_cert, keyring_path, random32, random_serial, read_secret, write_node, CaDir,
+    Keyring,
+};
+use swarm_protocol::sealed::keyring::KdfParams;
+use swarm_protocol::sealed::Kind;
 use swarm_protocol::NodeKey;
+
+use super::secrets;
 
 pub(crate) fn init(dir: &Path, force: bool) -> Result<()> {
     let ca = CaDir::new(dir);
-    let key = ca.init(force)?;
+    let unlock = if ca.keyring_path().exists() {
+        secrets::unlock_existing(&ca.keyring_path())?
+    } else {
+        secrets::unlock_new_global(&format!("the keyring of {}", dir.display()))?
+    };
+    let (key, keyring) = ca.init(force, &unlock)?;
     println!("CA created in {}", dir.display());
     println!(
-        "  {}  private key: keep it with the operator",
+        "  {}  keyring: seals the private files below (term {})",
+        keyring.path().display(),
+        keyring.newest()
+    );
+    println!(
+        "  {}  private key (sealed): keep it with the operator",
         ca.key_path().display()
     );
     println!(
@@ -19,8 +36,12 @@ pub(crate) fn init(dir: &Path, force: bool) -> Result<()> {
         ca.pub_path().display()
     );
     println!(
-        "  {}  join secret: give it to every node",
+        "  {}  join secret (sealed): `swarm cert issue` copies it to each node",
         ca.secret_path().display()
+    );
+    println!(
+        "  {}  operators' TOTP secret (sealed): `swarm cert issue` copies it to heads",
+        ca.totp_path().display()
     );
     println!(
         "  CA fingerprint {}",
@@ -29,33 +50,92 @@ pub(crate) fn init(dir: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn issue(
-    name: &str,
-    roles: &[String],
-    ca_dir: &Path,
-    out: &Path,
-    days: u64,
-    not_before: Option<u64>,
-    serial: Option<u64>,
-) -> Result<()> {
+/// A certificate to issue.
+pub(crate) struct Issue<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) roles: &'a [String],
+    pub(crate) ca_dir: &'a Path,
+    pub(crate) out: &'a Path,
+    pub(crate) days: u64,
+    pub(crate) not_before: Option<u64>,
+    pub(crate) serial: Option<u64>,
+}
+
+/// What [`issue_files`] wrote.
+pub(crate) struct Issued {
+    pub(crate) key: NodeKey,
+    pub(crate) serial: u64,
+    pub(crate) validity: swarm::credentials::Validity,
+    pub(crate) key_path: std::path::PathBuf,
+    pub(crate) cert_path: std::path::PathBuf,
+}
+
+/// Issues a key and certificate into `out`, sealed under `out`'s keyring
+/// (created with the CA keyring's passphrase or key file if there is
+/// none), with the CA's public key and join secret (and, for heads, the
+/// TOTP secret) when `out` is another directory.
+pub(crate) fn issue_files(i: &Issue<'_>) -> Result<Issued> {
     anyhow::ensure!(
-        !name.is_empty() && name.len() <= swarm_protocol::identity::MAX_CERT_NAME,
+        !i.name.is_empty() && i.name.len() <= swarm_protocol::identity::MAX_CERT_NAME,
         "a node name needs 1 to {} bytes",
         swarm_protocol::identity::MAX_CERT_NAME
     );
-    let ca = CaDir::new(ca_dir).load_key()?;
+    let ca_dir = CaDir::new(i.ca_dir);
+    let unlock = secrets::unlock_existing(&ca_dir.keyring_path())?;
+    let ca_ring = ca_dir.keyring(&unlock)?;
+    let ca = ca_dir.load_key(&ca_ring)?;
+    let same = same_dir(i.ca_dir, i.out);
+    let out_ring = if same {
+        ca_ring.clone()
+    } else {
+        Keyring::open_or_create(&keyring_path(i.out), &unlock, KdfParams::DEFAULT)?
+    };
     let key = NodeKey::from_secret(random32());
-    let serial = serial.unwrap_or_else(random_serial);
-    let validity = swarm::credentials::Validity::days_from(not_before, days);
-    let cert = issue_cert(&ca, &key, name, roles, validity, serial);
-    let (key_path, cert_path) = write_node(out, name, &key, &cert)?;
+    let serial = i.serial.unwrap_or_else(random_serial);
+    let validity = swarm::credentials::Validity::days_from(i.not_before, i.days);
+    let cert = issue_cert(&ca, &key, i.name, i.roles, validity, serial);
+    let (key_path, cert_path) = write_node(i.out, &out_ring, i.name, &key, &cert)?;
+    if !same {
+        std::fs::copy(ca_dir.pub_path(), i.out.join("ca.pub"))?;
+        let out_dir = CaDir::new(i.out);
+        let secret = read_secret(&ca_ring, &ca_dir.secret_path(), Kind::JoinSecret)?;
+        out_ring.write_file(&out_dir.secret_path(), Kind::JoinSecret, &secret)?;
+        if i.roles.iter().any(|r| r == "head") {
+            let totp = read_secret(&ca_ring, &ca_dir.totp_path(), Kind::TotpSecret)?;
+            out_ring.write_file(&out_dir.totp_path(), Kind::TotpSecret, &totp)?;
+        }
+    }
+    Ok(Issued {
+        key,
+        serial,
+        validity,
+        key_path,
+        cert_path,
+    })
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+pub(crate) fn issue(i: &Issue<'_>) -> Result<()> {
+    let issued = issue_files(i)?;
     println!(
-        "issued certificate for {name} (serial {serial}, roles {}, valid from {} for {days} days)",
-        roles.join(","),
-        swarm::credentials::format_time(validity.not_before)
+        "issued certificate for {} (serial {}, roles {}, valid from {} for {} days)",
+        i.name,
+        issued.serial,
+        i.roles.join(","),
+        swarm::credentials::format_time(issued.validity.not_before),
+        i.days
     );
-    println!("  node id {}", key.node_id());
-    println!("  {}  node key: keep it on the node", key_path.display());
-    println!("  {}", cert_path.display());
+    println!("  node id {}", issued.key.node_id());
+    println!(
+        "  {}  node key (sealed): keep it on the node",
+        issued.key_path.display()
+    );
+    println!("  {}", issued.cert_path.display());
     Ok(())
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use swarm::config::NodeFile;
 use swarm::Node;
 
 /// Command-line overrides of the configuration file.
@@ -31,7 +30,7 @@ pub(crate) struct Overrides {
 }
 
 pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
-    let file = NodeFile::load(config)?;
+    let file = super::secrets::load(config)?;
     let mut mesh = file.mesh_config()?;
     if let Some(listen) = o.listen {
         mesh.listen = listen;

@@ -75,12 +75,19 @@ async fn sigkilled_process_fails_asks_with_typed_error_and_others_keep_serving()
 fn manual_launch_with_ca_cert_node_start_and_ping() {
     let dir = scratch("manual");
     std::fs::create_dir_all(&dir).unwrap();
-    let swarm = |args: &[&str]| {
-        let out = Command::new(exe())
+    // The keyring opens with a passphrase from the environment here.
+    let run = |args: &[&str]| {
+        Command::new(exe())
             .args(args)
+            .args(["--passphrase-env", "SWARM_TEST_PASSPHRASE"])
+            .env("SWARM_TEST_PASSPHRASE", "manual launch passphrase")
             .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
             .output()
-            .unwrap();
+            .unwrap()
+    };
+    let swarm = |args: &[&str]| {
+        let out = run(args);
         assert!(
             out.status.success(),
             "swarm {args:?}: {}",
@@ -92,27 +99,52 @@ fn manual_launch_with_ca_cert_node_start_and_ping() {
     swarm(&["cert", "issue", "--name", "n1", "--roles", "worker,head"]);
     swarm(&["cert", "issue", "--name", "op", "--roles", "operator"]);
     // A second init must not silently replace the CA.
-    let again = Command::new(exe())
-        .args(["ca", "init"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let again = run(&["ca", "init"]);
     assert!(!again.status.success());
     let any = "127.0.0.1:0".parse().unwrap();
-    std::fs::write(
-        dir.join("n1.toml"),
-        NodeFile::render("manual", "n1", any, &[], &[]),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("op.toml"),
-        NodeFile::render("manual", "op", any, &[], &[]),
-    )
-    .unwrap();
+    // Without `keyring_key` the keyring opens with the passphrase.
+    let config = |name: &str| {
+        NodeFile::render("manual", name, any, &[], &[])
+            .lines()
+            .filter(|l| !l.starts_with("keyring_key"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    std::fs::write(dir.join("n1.toml"), config("n1")).unwrap();
+    std::fs::write(dir.join("op.toml"), config("op")).unwrap();
+
+    // A node that cannot unseal refuses to start with one clear line.
+    for (pass, expected) in [
+        (
+            None,
+            "is sealed with a passphrase: give it with --passphrase-file",
+        ),
+        (
+            Some("not the passphrase"),
+            "does not open with this passphrase",
+        ),
+    ] {
+        let mut start = Command::new(exe());
+        start
+            .args(["node", "start", "--config", "n1.toml"])
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null());
+        if let Some(pass) = pass {
+            start.args(["--passphrase-env", "WRONG"]).env("WRONG", pass);
+        }
+        let out = start.output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("swarm: keyring "), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
+    }
 
     let mut node = Command::new(exe())
         .args(["node", "start", "--config"])
         .arg(dir.join("n1.toml"))
+        .args(["--passphrase-env", "SWARM_TEST_PASSPHRASE"])
+        .env("SWARM_TEST_PASSPHRASE", "manual launch passphrase")
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -305,6 +337,7 @@ fn a_certificate_pre_issued_with_not_before_is_refused_until_then() {
     let run = |args: &[&str]| {
         Command::new(exe())
             .args(args)
+            .args(["--key-file", "keyring.key"])
             .current_dir(&dir)
             .output()
             .unwrap()

@@ -173,6 +173,9 @@ pub async fn control_cluster(
         if i < heads {
             let mut head = swarm::control::HeadConfig::new(dir.join(&name));
             head.voters = heads;
+            // Sealed like a configured node's: the scan test reads these
+            // directories for payloads in clear.
+            head.seal = std::sync::Arc::new(Throwaway::keyring(dir).expect("a keyring"));
             c.head = Some(head);
         }
         tune(i, &mut c);

@@ -165,6 +165,7 @@ pub(crate) fn link(scale: f64, exe: Option<&Path>, relay: bool) -> Result<LinkRe
                 cluster: ca.cluster.clone(),
                 secret: ca.secret,
                 trust: ca.trust.clone(),
+                totp: ca.totp,
             };
             let addr = b.listen_addr();
             let rounds = n(50).min(200);

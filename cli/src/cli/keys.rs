@@ -1,0 +1,91 @@
+//! `swarm keys rotate`, `swarm keys passwd` and `swarm keys status`: a
+//! keyring's data-key terms and what wraps them.
+
+use std::path::Path;
+
+use anyhow::Result;
+use swarm::credentials::Keyring;
+use swarm_protocol::sealed::keyring::KdfParams;
+use swarm_protocol::sealed::{self, Kind};
+
+use super::secrets;
+
+/// The sealed kinds a directory holds as whole files (the Raft store and
+/// the audit log re-seal as they write).
+const FILE_KINDS: [Kind; 4] = [
+    Kind::CaKey,
+    Kind::JoinSecret,
+    Kind::NodeKey,
+    Kind::TotpSecret,
+];
+
+pub(crate) fn rotate(keyring: &Path, reseal: bool) -> Result<()> {
+    let ring = Keyring::open(keyring, &secrets::unlock_existing(keyring)?)?;
+    let term = ring.rotate()?;
+    println!(
+        "keyring {}: new data-key term {term}; new values are sealed under it, terms 1 to {} still open",
+        keyring.display(),
+        term - 1
+    );
+    if reseal {
+        let dir = keyring.parent().unwrap_or(Path::new("."));
+        let mut count = 0;
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            let Ok(bytes) = std::fs::read(&path) else {
+                continue;
+            };
+            let Ok(header) = sealed::parse(&bytes) else {
+                continue;
+            };
+            if FILE_KINDS.contains(&header.kind) && ring.reseal_file(&path, header.kind)? {
+                count += 1;
+            }
+        }
+        println!(
+            "  re-sealed {count} files of {} under term {term}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Where the new passphrase or key file comes from.
+pub(crate) struct NewSecret<'a> {
+    pub(crate) key_file: Option<&'a Path>,
+    pub(crate) passphrase_file: Option<&'a Path>,
+    pub(crate) passphrase_env: Option<&'a str>,
+}
+
+pub(crate) fn passwd(keyring: &Path, new: &NewSecret<'_>) -> Result<()> {
+    let old = secrets::unlock_existing(keyring)?;
+    let new = secrets::unlock_new(
+        &format!("keyring {}", keyring.display()),
+        new.key_file,
+        new.passphrase_file,
+        new.passphrase_env,
+    )?;
+    Keyring::passwd(keyring, &old, &new, KdfParams::DEFAULT)?;
+    println!(
+        "keyring {}: rewrapped; the old {} no longer opens it",
+        keyring.display(),
+        match old {
+            swarm::credentials::Unlock::Passphrase(_) => "passphrase",
+            swarm::credentials::Unlock::KeyFile(_) => "key file",
+        }
+    );
+    Ok(())
+}
+
+pub(crate) fn status(keyring: &Path) -> Result<()> {
+    let wrap = Keyring::wrapped_by(keyring)?;
+    let ring = Keyring::open(keyring, &secrets::unlock_existing(keyring)?)?;
+    let terms = ring.terms();
+    println!(
+        "keyring {}: wrapped by a {wrap}; data-key terms {:?}, new values sealed under term {}",
+        keyring.display(),
+        terms,
+        ring.newest()
+    );
+    Ok(())
+}
