@@ -16,6 +16,7 @@
 //! secret = "join.secret"           # sealed
 //! keyring = "keyring"              # opens the sealed files and seals the head's data
 //! keyring_key = "keyring.key"      # a key file that opens it (default: a passphrase)
+//! policy = "policy.toml"           # who may send what to this node's actors (default: the defaults)
 //! peers = ["127.0.0.1:7002"]       # dialed at start
 //! suite = "aesgcm"                 # or "chachapoly"; the same on every node
 //! revoked = []                     # certificate serials to refuse
@@ -64,6 +65,7 @@ use crate::files::FileError;
 
 type Result<T> = std::result::Result<T, FileError>;
 use serde::Deserialize;
+use swarm_actors::policy::{Policy, PolicyFile};
 use swarm_actors::{ClusterConfig, MeshConfig, ResourceOverrides};
 use swarm_protocol::gossip::GossipKey;
 use swarm_protocol::identity::unhex;
@@ -95,6 +97,9 @@ pub struct NodeFile {
     /// A key file that opens the keyring (without it: a passphrase).
     #[serde(default)]
     pub keyring_key: Option<PathBuf>,
+    /// The policy file: allow and deny rules (`swarm::policy`).
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
     /// A passphrase for the keyring, from the command line's sources.
     #[serde(skip)]
     pub passphrase: Option<Unlock>,
@@ -318,6 +323,27 @@ impl MembershipFile {
     }
 }
 
+/// Reads and compiles a policy file.
+///
+/// # Errors
+///
+/// If it cannot be read, is not valid TOML for the schema, or a rule is
+/// malformed.
+pub fn load_policy(path: &Path) -> Result<Policy> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: PolicyFile = toml::from_str(&text).map_err(|source| FileError::Toml {
+        path: path.to_owned(),
+        source,
+    })?;
+    Policy::new(&file).map_err(|e| FileError::Setting {
+        setting: path.display().to_string(),
+        problem: e.to_string(),
+    })
+}
+
 fn default_keyring() -> PathBuf {
     PathBuf::from("keyring")
 }
@@ -389,6 +415,7 @@ impl NodeFile {
             Some(&mut file.secret),
             Some(&mut file.keyring),
             file.keyring_key.as_mut(),
+            file.policy.as_mut(),
             head_dir,
         ]
         .into_iter()
@@ -482,6 +509,9 @@ impl NodeFile {
             });
         }
         mesh.cluster = self.membership.cluster_config()?;
+        if let Some(path) = &self.policy {
+            mesh.policy = Arc::new(load_policy(path)?);
+        }
         if let Some(head) = &self.head {
             if head.lease_ms < 100 || head.election_ms < 50 {
                 return Err(FileError::Setting {

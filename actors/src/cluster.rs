@@ -51,6 +51,8 @@ pub use services::{Instance, Keyed, ServiceRef, Strategy};
 
 /// The name every node with membership exposes its cluster actor under.
 pub const CLUSTER_ACTOR: &str = "swarm.cluster";
+/// Who may ask a node's cluster agent for its members and services.
+pub const CLUSTER_ROLES: &[&str] = &["head", "worker", "operator"];
 
 /// Membership settings of a node.
 #[derive(Debug, Clone)]
@@ -286,11 +288,14 @@ impl Cluster {
             service: service.to_owned(),
             actor: actor.to_owned(),
         };
-        Ok(self
+        let changed = self
             .gossip
             .send(SetService { entry, present })
             .await
-            .map_err(|_| ClusterError::Stopped)??)
+            .map_err(|_| ClusterError::Stopped)??;
+        // Policy rules name targets by service too.
+        self.mesh.directory().set_service(actor, service, present);
+        Ok(changed)
     }
 
     /// A load-balanced handle to `service` (power of two choices on EWMA

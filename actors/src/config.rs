@@ -74,6 +74,9 @@ pub struct MeshConfig {
     /// On nodes with the `head` role: keep a replica of the control plane
     /// (needs `cluster`).
     pub head: Option<HeadConfig>,
+    /// Who may send what to this node's actors ([`crate::policy`]); the
+    /// defaults when no rules are given.
+    pub policy: std::sync::Arc<crate::policy::Policy>,
 }
 
 impl MeshConfig {
@@ -103,6 +106,7 @@ impl MeshConfig {
             faults: None,
             cluster: None,
             head: None,
+            policy: std::sync::Arc::default(),
         }
     }
 }

@@ -92,6 +92,8 @@ pub struct Control {
     heads: Heads,
     /// The head that answered last.
     leader: Arc<Mutex<Option<NodeId>>>,
+    /// Why the member refused to list its members, if its policy did.
+    forbidden: Arc<Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -108,6 +110,7 @@ impl Control {
             mesh,
             heads: Heads::Members(cluster),
             leader: Arc::new(Mutex::new(None)),
+            forbidden: Arc::default(),
         }
     }
 
@@ -118,6 +121,7 @@ impl Control {
             mesh,
             heads: Heads::Agent(agent),
             leader: Arc::new(Mutex::new(None)),
+            forbidden: Arc::default(),
         }
     }
 
@@ -155,8 +159,16 @@ impl Control {
     /// The heads in a member's list; the addresses of its alive members
     /// become known to this node's mesh (so a tool reaches any of them).
     async fn heads_from(&self, agent: &RemoteAddr<ClusterAgent>) -> Vec<NodeId> {
-        let Ok(rows) = agent.send(ListMembers).await else {
-            return Vec::new();
+        let rows = match agent.send(ListMembers).await {
+            Ok(rows) => rows,
+            Err(AskError::Forbidden { reason }) => {
+                *self
+                    .forbidden
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(reason);
+                return Vec::new();
+            }
+            Err(_) => return Vec::new(),
         };
         let mut heads = Vec::new();
         for row in rows {
@@ -198,6 +210,16 @@ impl Control {
                     heads.get(tried % heads.len().max(1)).copied()
                 }
             };
+            if target.is_none() {
+                let forbidden = self
+                    .forbidden
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(reason) = forbidden {
+                    return Err(ControlError::Forbidden { reason });
+                }
+            }
             if let Some(head) = target {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let peer = RemoteAddr::<Supervisor>::new(self.mesh.clone(), head, CONTROL_ACTOR);
@@ -224,6 +246,9 @@ impl Control {
                     // The head refused this node (its certificate's roles).
                     Err(AskError::Refused { reason }) => {
                         return Err(ControlError::Refused { reason });
+                    }
+                    Err(AskError::Forbidden { reason }) => {
+                        return Err(ControlError::Forbidden { reason });
                     }
                     Err(e) => {
                         last = format!("head {}: {e}", head.short());

@@ -14,6 +14,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use swarm_protocol::{NodeId, RemoteError, Target};
 
+use crate::policy::{Decisions, Policy, Target as PolicyTarget};
+
 pub use dispatch::{Accepts, RemoteActor, RemoteMessage, Wire};
 pub(crate) use dispatch::{Dispatch, Entry, StampCaller};
 
@@ -37,7 +39,10 @@ pub(crate) struct Directory {
 struct Inner {
     /// Registered actors by name.
     entries: DashMap<String, Arc<dyn Dispatch>>,
-    /// Bumped on every change of `entries`, so readers may cache lookups.
+    /// The services each actor serves, by actor name (policy targets).
+    services: DashMap<String, Vec<String>>,
+    /// Bumped on every change of `entries` or `services`, so readers may
+    /// cache lookups and policy decisions.
     generation: AtomicU64,
 }
 
@@ -85,6 +90,19 @@ impl Directory {
         removed
     }
 
+    /// Records that the actor `name` serves (or no longer serves) `service`:
+    /// policy rules name targets by service.
+    pub(crate) fn set_service(&self, name: &str, service: &str, present: bool) {
+        let mut list = self.inner.services.entry(name.to_owned()).or_default();
+        list.retain(|s| s != service);
+        if present {
+            list.push(service.to_owned());
+        }
+        drop(list);
+        self.inner.services.remove_if(name, |_, l| l.is_empty());
+        self.inner.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
     /// Whether an actor is exposed under `name`.
     pub(crate) fn contains(&self, name: &str) -> bool {
         self.inner.entries.contains_key(name)
@@ -100,24 +118,92 @@ impl Directory {
         self.inner.entries.get(name).map(|d| Arc::clone(d.value()))
     }
 
-    /// A lookup cache for one reader (one link).
-    pub(crate) fn lookup(&self) -> Lookup {
+    /// A lookup cache for one reader (one link), deciding with `policy`.
+    pub(crate) fn lookup(&self, policy: Arc<Policy>) -> Lookup {
         Lookup {
             directory: self.clone(),
             cache: None,
+            policy,
+            decisions: Decisions::default(),
         }
     }
 }
 
 /// Finds dispatchers by target, remembering the last one while the
-/// directory does not change (a stream of messages usually has one target).
+/// directory does not change (a stream of messages usually has one target),
+/// and checks the policy for the link's caller, remembering decisions.
 pub(crate) struct Lookup {
     directory: Directory,
     /// (directory generation, name, dispatcher) of the last hit.
     cache: Option<(u64, String, Arc<dyn Dispatch>)>,
+    /// The node's policy.
+    policy: Arc<Policy>,
+    /// This link's decisions.
+    decisions: Decisions,
+}
+
+/// A message the policy refused: what to count and log.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// The error for the sender.
+    pub(crate) error: RemoteError,
+    /// Decided now (log it), or remembered (count it only).
+    pub(crate) fresh: bool,
 }
 
 impl Lookup {
+    /// The dispatcher for a message `tag` from `caller` to `to`, if the
+    /// policy lets it through (checked before anything is decoded).
+    ///
+    /// # Errors
+    ///
+    /// [`RemoteError::NoSuchActor`] if nothing is exposed under the target;
+    /// a [`Refusal`] holding [`RemoteError::Forbidden`] if the policy
+    /// refuses it.
+    pub(crate) fn authorize(
+        &mut self,
+        to: &Target<'_>,
+        tag: &str,
+        caller: &Caller,
+    ) -> Result<&dyn Dispatch, Refusal> {
+        let generation = self.directory.inner.generation.load(Ordering::Acquire);
+        let name = match to {
+            Target::Name(name) => *name,
+            Target::Id(_) => "",
+        };
+        let (decision, fresh) = {
+            let directory = &self.directory;
+            let policy = &self.policy;
+            self.decisions.get(generation, name, tag, || {
+                let required = directory
+                    .dispatcher(name)
+                    .map_or(&[][..], |d| d.required_roles());
+                let services = directory
+                    .inner
+                    .services
+                    .get(name)
+                    .map(|s| s.value().clone())
+                    .unwrap_or_default();
+                policy.decide(
+                    &caller.roles,
+                    &PolicyTarget {
+                        name,
+                        services: &services,
+                        required,
+                    },
+                    tag,
+                )
+            })
+        };
+        if let Err(error) = decision {
+            return Err(Refusal { error, fresh });
+        }
+        self.find(to).map_err(|error| Refusal {
+            error,
+            fresh: false,
+        })
+    }
+
     /// The dispatcher for `to`.
     ///
     /// # Errors
@@ -232,7 +318,7 @@ mod tests {
         entry.accept::<Double>();
         assert!(dir.insert("d".into(), Arc::new(entry)));
         assert!(!dir.insert("d".into(), Arc::new(Entry::new(Doubler.start()))));
-        let mut lookup = dir.lookup();
+        let mut lookup = dir.lookup(Arc::new(Policy::default()));
         assert!(lookup.find(&Target::Name("d")).is_ok());
         let d = dir.dispatcher("d").map(|d| d.addr().is::<Addr<Doubler>>());
         assert_eq!(d, Some(true));

@@ -95,6 +95,13 @@ pub enum AskError {
         /// Why (the remote node's words).
         reason: String,
     },
+    /// The target node's policy does not let this node's certificate send
+    /// this message to this actor ([`crate::policy`]).
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// Which rule or default refused it (the remote node's words).
+        reason: String,
+    },
     /// The control plane could not say where a named actor runs (it does
     /// not exist, failed, or no head quorum answered).
     #[error("named actor {name:?} is not placed: {reason}")]
@@ -128,6 +135,7 @@ impl From<RemoteError> for AskError {
             RemoteError::ActorStopped => AskError::ActorStopped,
             RemoteError::ActorFailed => AskError::ActorFailed,
             RemoteError::Refused { reason } => AskError::Refused { reason },
+            RemoteError::Forbidden { reason } => AskError::Forbidden { reason },
             RemoteError::TooLarge { size, max } => AskError::TooLarge {
                 size: usize::try_from(size).unwrap_or(usize::MAX),
                 max: usize::try_from(max).unwrap_or(usize::MAX),
@@ -328,6 +336,13 @@ pub enum StartError {
     Head {
         /// Why.
         reason: String,
+    },
+    /// Membership (joining as a node) needs a node certificate: an
+    /// operator's (or any without `head` or `worker`) runs the mesh only.
+    #[error("a certificate with the roles {roles:?} cannot join as a node (membership needs head or worker); run it without membership")]
+    NotANode {
+        /// The certificate's roles.
+        roles: Vec<String>,
     },
 }
 

@@ -100,6 +100,7 @@ mod head;
 mod mesh;
 mod node;
 pub mod placement;
+pub mod policy;
 mod remote;
 mod summary;
 pub mod supervision;

@@ -22,7 +22,7 @@ use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 use tokio::net::TcpListener;
 
-use crate::cluster::{Cluster, ClusterEvent, Member, CLUSTER_ACTOR};
+use crate::cluster::{Cluster, ClusterEvent, Member, CLUSTER_ACTOR, CLUSTER_ROLES};
 use crate::config::MeshConfig;
 use crate::control::Control;
 use crate::directory::{Directory, Entry, RemoteActor};
@@ -117,6 +117,16 @@ impl Node {
             .roles
             .iter()
             .any(|r| r == "head");
+        let roles = &config.handshake.cert.body().roles;
+        if cluster_config.is_some()
+            && !roles
+                .iter()
+                .any(|r| crate::policy::NODE_ROLES.contains(&r.as_str()))
+        {
+            return Err(StartError::NotANode {
+                roles: roles.clone(),
+            });
+        }
         if let Some(head) = &head_config {
             if cluster_config.is_none() || !is_head {
                 return Err(StartError::Head {
@@ -185,8 +195,12 @@ impl Node {
         debug_assert!(exposed, "a new node's directory is empty");
         if let Some(cluster) = node.cluster.clone() {
             bridge(node.mesh.clone(), cluster.clone(), host.clone());
-            let exposed = node.expose(CLUSTER_ACTOR, cluster.agent());
-            debug_assert!(exposed.is_ok(), "a new node's directory is empty");
+            let entry = Entry::declared(cluster.agent()).requiring(CLUSTER_ROLES);
+            let exposed = node
+                .mesh
+                .directory()
+                .insert(CLUSTER_ACTOR.to_owned(), std::sync::Arc::new(entry));
+            debug_assert!(exposed, "a new node's directory is empty");
             if let Some(head) = head_config {
                 match Head::start(node.mesh.clone(), cluster.clone(), head).await {
                     Ok(head) => node.head = Some(head),

@@ -232,6 +232,25 @@ swarm_actors::remote_actor!(Counter: Bump, CounterState);
 swarm_actors::remote_actor!(Info: Ping);
 swarm_actors::remote_actor!(Worker: Work);
 
+/// `policy` with a rule that lets any certificate of the cluster ping a
+/// node's [`Info`] (`swarm ping` works with any identity).
+///
+/// # Errors
+///
+/// Never for this rule; the policy's own limits otherwise.
+pub fn with_info_rule(
+    policy: &swarm::policy::Policy,
+) -> Result<swarm::policy::Policy, swarm::policy::PolicyError> {
+    policy.clone().and(&swarm::policy::PolicyFile {
+        allow: vec![swarm::policy::Rule {
+            roles: vec!["*".to_owned()],
+            to: vec![INFO_NAME.to_owned()],
+            tags: vec!["swarm.Ping".to_owned()],
+        }],
+        deny: Vec::new(),
+    })
+}
+
 /// Starts [`Info`] on `node`'s arbiter and exposes it (every `swarm` node
 /// does this).
 ///

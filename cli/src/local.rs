@@ -190,7 +190,9 @@ impl LocalCluster {
                 (name.as_str(), roles)
             })
             .collect();
-        all.push(("driver", &["operator"]));
+        // The driver runs workloads (a node certificate) and operates the
+        // cluster (lists hosts' actors).
+        all.push(("driver", &["worker", "operator"]));
         Throwaway::new(&cluster).write_identities(dir, &all)?;
         let mut this = Self {
             nodes: Vec::new(),

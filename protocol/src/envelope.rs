@@ -142,6 +142,13 @@ pub enum RemoteError {
         /// Why.
         reason: String,
     },
+    /// The receiving node's policy does not let the sender's certificate
+    /// send this message to this actor (nothing of it was decoded).
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// Which rule or default refused it.
+        reason: String,
+    },
     /// The message or its reply is larger than the node's message limit;
     /// only this request failed, the link stays up.
     #[error("message of {size} bytes exceeds the limit of {max} bytes")]

@@ -123,6 +123,10 @@ pub(crate) trait Dispatch: Send + Sync {
 
     /// Whether a supervisor restarts it (its stopping mid-request is a failure).
     fn supervised(&self) -> bool;
+
+    /// The certificate roles a system actor takes messages from (empty: a
+    /// user actor); the policy's defaults read them.
+    fn required_roles(&self) -> &'static [&'static str];
 }
 
 type TellFn<A> = fn(&Addr<A>, &Caller, &[u8]) -> Result<Option<TellFuture>, RemoteError>;
@@ -145,7 +149,7 @@ pub(crate) struct Entry<A: Actor> {
     /// Run by a supervisor: an actor that vanishes while holding a request
     /// failed (it is restarted), rather than stopped.
     supervised: bool,
-    /// Remote callers need one of these certificate roles (none: anyone).
+    /// The roles a system actor takes messages from (none: a user actor).
     roles: &'static [&'static str],
 }
 
@@ -159,7 +163,8 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
         }
     }
 
-    /// Lets only remote callers with one of `roles` reach the actor.
+    /// Marks a system actor: by default (see [`crate::policy`]) only remote
+    /// callers with one of `roles` reach it.
     pub(crate) fn requiring(mut self, roles: &'static [&'static str]) -> Self {
         self.roles = roles;
         self
@@ -212,13 +217,11 @@ impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
         tag: &str,
         body: &[u8],
     ) -> Result<Option<TellFuture>, RemoteError> {
-        self.allow(caller)?;
         let (tell, _) = self.handler(tag)?;
         tell(&self.addr, caller, body)
     }
 
     fn ask(&self, caller: &Caller, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError> {
-        self.allow(caller)?;
         let (_, ask) = self.handler(tag)?;
         let answer = ask(&self.addr, caller, body)?;
         if !self.supervised {
@@ -239,25 +242,13 @@ impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
     fn supervised(&self) -> bool {
         self.supervised
     }
+
+    fn required_roles(&self) -> &'static [&'static str] {
+        self.roles
+    }
 }
 
 impl<A: Actor> Entry<A> {
-    /// Refuses a caller without a required role.
-    fn allow(&self, caller: &Caller) -> Result<(), RemoteError> {
-        if self.roles.is_empty()
-            || caller
-                .roles
-                .iter()
-                .any(|r| self.roles.contains(&r.as_str()))
-        {
-            return Ok(());
-        }
-        tracing::warn!(peer = %caller.node.short(), roles = ?caller.roles, "request refused: role required");
-        Err(RemoteError::Refused {
-            reason: format!("requires one of the roles {:?}", self.roles),
-        })
-    }
-
     fn handler(&self, tag: &str) -> Result<(TellFn<A>, AskFn<A>), RemoteError> {
         self.handlers
             .get(tag)

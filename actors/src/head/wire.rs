@@ -121,6 +121,13 @@ pub enum ControlError {
         /// What was tried.
         reason: String,
     },
+    /// The head's policy does not let this certificate send this request
+    /// (an operator without `admin` asking for a change, say).
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// Which rule or default refused it.
+        reason: String,
+    },
 }
 
 /// Where a named actor runs.

@@ -16,6 +16,7 @@ pub(super) struct Counters {
     relay_refused: AtomicU64,
     datagrams_relayed: AtomicU64,
     datagrams_dropped: AtomicU64,
+    forbidden: AtomicU64,
 }
 
 impl Counters {
@@ -29,6 +30,11 @@ impl Counters {
 
     pub(super) fn tell_dropped(&self) {
         self.tells_dropped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The policy refused a message.
+    pub(super) fn forbidden(&self) {
+        self.forbidden.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn background_dial(&self) {
@@ -69,6 +75,7 @@ impl Counters {
             links_failed: self.links_failed.load(Ordering::Relaxed),
             tells_dropped: self.tells_dropped.load(Ordering::Relaxed),
             background_dials: self.background_dials.load(Ordering::Relaxed),
+            forbidden: self.forbidden.load(Ordering::Relaxed),
         }
     }
 }
@@ -102,4 +109,6 @@ pub struct MeshStats {
     /// Dials started in the background (by `try_tell` or ejection probes);
     /// at most one is under way per peer.
     pub background_dials: u64,
+    /// Tells and asks the policy refused ([`crate::policy`]).
+    pub forbidden: u64,
 }

@@ -391,7 +391,10 @@ impl Link {
             session: RecvHalf::new(receiver, self.mesh.config.max_message),
             router: self.router.clone(),
             handle: self.handle.clone(),
-            lookup: self.mesh.directory.lookup(),
+            lookup: self
+                .mesh
+                .directory
+                .lookup(Arc::clone(&self.mesh.config.policy)),
             caller: Caller {
                 node: shared.peer,
                 roles: Arc::clone(&shared.peer_roles),

@@ -106,7 +106,11 @@ async fn no_secret_or_raft_payload_is_in_clear_after_an_in_process_cluster_run()
     })
     .await;
     assert_eq!(
-        ledger.send(swarm_cli::demo::Deposit(1)).await.unwrap().total,
+        ledger
+            .send(swarm_cli::demo::Deposit(1))
+            .await
+            .unwrap()
+            .total,
         424_243
     );
     for n in nodes {
@@ -114,12 +118,15 @@ async fn no_secret_or_raft_payload_is_in_clear_after_an_in_process_cluster_run()
         n.kill();
     }
     let mut needles = secrets_of(&dir, &["w1"]);
+    needles.push(("the in-memory CA's key".into(), ca.ca.seed().to_vec()));
     needles.push((
-        "the in-memory CA's key".into(),
-        ca.ca.seed().to_vec(),
+        "the spawned actor's name (a Raft payload)".into(),
+        canary.into(),
     ));
-    needles.push(("the spawned actor's name (a Raft payload)".into(), canary.into()));
-    needles.push(("the actor's type (a Raft payload)".into(), b"demo.Ledger".to_vec()));
+    needles.push((
+        "the actor's type (a Raft payload)".into(),
+        b"demo.Ledger".to_vec(),
+    ));
     let searched = assert_nowhere_in_clear(&dir, &needles);
     assert!(
         files(&dir).iter().any(|p| p.ends_with("head.redb")),
@@ -144,7 +151,10 @@ fn no_secret_or_raft_payload_is_in_clear_after_the_demo() {
     );
     let mut needles = secrets_of(&dir, &["n1", "n2", "n3", "driver"]);
     // The demo spawns "account" of type demo.Ledger through the heads.
-    needles.push(("the Raft payload demo.Ledger".into(), b"demo.Ledger".to_vec()));
+    needles.push((
+        "the Raft payload demo.Ledger".into(),
+        b"demo.Ledger".to_vec(),
+    ));
     assert_nowhere_in_clear(&dir, &needles);
     assert!(files(&dir).iter().any(|p| p.ends_with("head.redb")));
     let _ = std::fs::remove_dir_all(&dir);
@@ -192,7 +202,10 @@ fn every_sealed_file_kind_refuses_damage_with_its_name_and_nothing_starts() {
         std::fs::write(&path, &good[..good.len() - 3]).unwrap();
         let err = start_error(&config);
         assert!(err.contains(file), "{err}");
-        assert!(err.contains("truncated") || err.contains("failed authentication"), "{err}");
+        assert!(
+            err.contains("truncated") || err.contains("failed authentication"),
+            "{err}"
+        );
 
         if kind != Kind::DataKeys {
             // A term the keyring does not hold.
@@ -201,11 +214,17 @@ fn every_sealed_file_kind_refuses_damage_with_its_name_and_nothing_starts() {
             std::fs::write(&path, &forged).unwrap();
             let err = start_error(&config);
             assert!(
-                err.contains(&format!("{file} is sealed with data-key term 7, which this keyring does not hold")),
+                err.contains(&format!(
+                    "{file} is sealed with data-key term 7, which this keyring does not hold"
+                )),
                 "{err}"
             );
             // Another kind of sealed file in its place.
-            let other = if kind == Kind::NodeKey { "join.secret" } else { "n1.key" };
+            let other = if kind == Kind::NodeKey {
+                "join.secret"
+            } else {
+                "n1.key"
+            };
             std::fs::copy(dir.join(other), &path).unwrap();
             let err = start_error(&config);
             assert!(err.contains(&format!("{file} holds ")), "{err}");
@@ -220,7 +239,9 @@ fn a_ca_key_and_totp_secret_refuse_damage_when_issuing() {
     Throwaway::new("c").write_files(&dir, &[]).unwrap();
     let issue = |extra: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_swarm"))
-            .args(["cert", "issue", "--name", "h1", "--roles", "head", "--ca-dir"])
+            .args([
+                "cert", "issue", "--name", "h1", "--roles", "head", "--ca-dir",
+            ])
             .arg(&dir)
             .arg("--out")
             .arg(dir.join("h1"))
@@ -247,6 +268,10 @@ fn a_ca_key_and_totp_secret_refuse_damage_when_issuing() {
         std::fs::write(&path, &good).unwrap();
     }
     let out = issue(&[]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,8 +14,7 @@ use swarm::AskError;
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 
 use crate::util::{
-    config_with_roles, control_cluster, eventually, fast_gossip, ledger_on, scratch, spawn_ready,
-    start,
+    config_with_roles, control_cluster, fast_gossip, ledger_on, scratch, spawn_ready, start,
 };
 
 fn with_tpu(i: usize, config: &mut swarm::MeshConfig) {
@@ -198,22 +197,26 @@ async fn bad_spawns_get_typed_errors_and_start_nothing() {
     assert_eq!(names, ["ok"]);
 
     // A certificate without a control-plane role is refused.
+    // (It cannot join as a node: membership needs head or worker.)
     let mut guest = config_with_roles(&ca, "guest", &["guest"]);
     guest.cluster = Some(fast_gossip(vec![nodes[0].node.listen_addr()]));
-    let guest = start(guest).await;
-    let guest_control = guest.node.control().unwrap().clone();
+    let not_a_node = swarm::Node::start(guest.clone()).await.err();
     assert!(
-        eventually(Duration::from_secs(10), || {
-            let c = guest_control.clone();
-            async move { !c.heads().await.is_empty() }
-        })
-        .await
+        matches!(not_a_node, Some(swarm::StartError::NotANode { .. })),
+        "{not_a_node:?}"
     );
+    guest.cluster = None;
+    let guest = start(guest).await;
+    let guest_control = guest
+        .node
+        .control_through(nodes[0].node.listen_addr())
+        .await
+        .unwrap();
     let refused = guest_control
         .spawn(Spawn::<Ledger>::named("g").args(LedgerArgs { opening: 0 }))
         .await;
     assert!(
-        matches!(refused, Err(ControlError::Refused { .. })),
+        matches!(refused, Err(ControlError::Forbidden { .. })),
         "got {refused:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);

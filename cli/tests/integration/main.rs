@@ -15,6 +15,7 @@ mod leaks;
 mod membership;
 mod netns;
 mod oversize;
+mod policy;
 mod processes;
 mod relay;
 mod stress;

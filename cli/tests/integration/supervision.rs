@@ -281,7 +281,7 @@ async fn a_head_starts_a_registered_type_on_another_node_and_bad_requests_are_re
             .unwrap_err()
     };
     assert!(
-        matches!(&err, RemoteSpawnError::Ask(AskError::Refused { reason }) if reason.contains("head")),
+        matches!(&err, RemoteSpawnError::Ask(AskError::Forbidden { reason }) if reason.contains("head")),
         "{err:?}"
     );
     assert!(

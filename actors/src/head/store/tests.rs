@@ -170,10 +170,22 @@ async fn under_a_keyring_every_value_is_sealed_and_a_flipped_byte_is_an_error(
     {
         let db = Database::open(&file).map_err(io)?;
         let txn = db.begin_read().map_err(io)?;
-        for (k, v) in txn.open_table(LOG).map_err(io)?.iter().map_err(io)?.flatten() {
+        for (k, v) in txn
+            .open_table(LOG)
+            .map_err(io)?
+            .iter()
+            .map_err(io)?
+            .flatten()
+        {
             values.push((true, k.value().to_be_bytes().to_vec(), v.value().to_vec()));
         }
-        for (k, v) in txn.open_table(META).map_err(io)?.iter().map_err(io)?.flatten() {
+        for (k, v) in txn
+            .open_table(META)
+            .map_err(io)?
+            .iter()
+            .map_err(io)?
+            .flatten()
+        {
             values.push((false, k.value().as_bytes().to_vec(), v.value().to_vec()));
         }
     }
@@ -189,10 +201,16 @@ async fn under_a_keyring_every_value_is_sealed_and_a_flipped_byte_is_an_error(
             let txn = db.begin_write().map_err(io)?;
             if *is_log {
                 let k = u64::from_be_bytes(key[..].try_into().unwrap_or_default());
-                txn.open_table(LOG).map_err(io)?.insert(k, bytes).map_err(io)?;
+                txn.open_table(LOG)
+                    .map_err(io)?
+                    .insert(k, bytes)
+                    .map_err(io)?;
             } else {
                 let k = String::from_utf8_lossy(key).into_owned();
-                txn.open_table(META).map_err(io)?.insert(k.as_str(), bytes).map_err(io)?;
+                txn.open_table(META)
+                    .map_err(io)?
+                    .insert(k.as_str(), bytes)
+                    .map_err(io)?;
             }
             txn.commit().map_err(io)
         };

@@ -11,13 +11,13 @@ use actix::Addr;
 use swarm_protocol::envelope::{peek, Peeked};
 use swarm_protocol::record::MAX_NOISE_MESSAGE;
 use swarm_protocol::session::{Inbound, RecvHalf};
-use swarm_protocol::{decode_frame, Assembled, Control, Decoded, Envelope, RemoteError};
+use swarm_protocol::{decode_frame, Assembled, Control, Decoded, Envelope, RemoteError, Target};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::handle::{LinkHandle, LinkShared};
 use super::Clock;
 use super::{PeerHandedOver, HANDOVER};
-use crate::directory::{Caller, Lookup};
+use crate::directory::{Caller, Lookup, Refusal};
 use crate::error::CloseReason;
 use crate::mesh::router::Router;
 use crate::mesh::Shared as MeshShared;
@@ -185,11 +185,11 @@ impl Reader {
             Envelope::Tell { to, tag, body } => {
                 self.clock.received(true);
                 let caller = &self.caller;
-                match self
-                    .lookup
-                    .find(&to)
-                    .and_then(|d| d.tell(caller, tag, body))
-                {
+                let dispatched = match self.lookup.authorize(&to, tag, caller) {
+                    Ok(d) => d.tell(caller, tag, body),
+                    Err(refusal) => Err(self.refused(refusal, &to, tag)),
+                };
+                match dispatched {
                     Ok(None) => {}
                     Ok(Some(wait)) => {
                         self.clock.reader_waiting(true);
@@ -221,7 +221,11 @@ impl Reader {
                     return Ok(());
                 }
                 let caller = &self.caller;
-                match self.lookup.find(&to).and_then(|d| d.ask(caller, tag, body)) {
+                let dispatched = match self.lookup.authorize(&to, tag, caller) {
+                    Ok(d) => d.ask(caller, tag, body),
+                    Err(refusal) => Err(self.refused(refusal, &to, tag)),
+                };
+                match dispatched {
                     Ok(mut answer) => {
                         // Poll once now: that puts the message in the mailbox
                         // before the next envelope is dispatched (order).
@@ -275,6 +279,29 @@ impl Reader {
 }
 
 impl Reader {
+    /// Counts a message the policy refused, and logs it when decided now
+    /// (a link logs a refusal once per target and tag).
+    fn refused(&self, refusal: Refusal, to: &Target<'_>, tag: &str) -> RemoteError {
+        if let RemoteError::Forbidden { reason } = &refusal.error {
+            self.mesh.counters.forbidden();
+            if refusal.fresh {
+                let target = match to {
+                    Target::Name(name) => (*name).to_owned(),
+                    Target::Id(id) => format!("#{id}"),
+                };
+                tracing::warn!(
+                    peer = %self.shared.peer.short(),
+                    roles = ?self.caller.roles,
+                    %target,
+                    tag,
+                    %reason,
+                    "message refused by policy"
+                );
+            }
+        }
+        refusal.error
+    }
+
     /// An envelope over the message limit arrived (the peer's limit is
     /// larger than ours): refuse that message alone and keep the link.
     async fn on_oversized(&mut self, head: &[u8], total: usize) {
