@@ -465,7 +465,7 @@ impl NodeFile {
         let keyring = self.open_keyring()?;
         let key = NodeKey::from_secret(read_secret(&keyring, &self.key, Kind::NodeKey)?);
         let cert = read_cert(&self.cert)?;
-        let mut trust = TrustStore::new(read_array(&self.ca)?).map_err(|_| FileError::Content {
+        let trust = TrustStore::new(read_array(&self.ca)?).map_err(|_| FileError::Content {
             path: self.ca.clone(),
             problem: "is not a CA public key",
         })?;

@@ -65,7 +65,8 @@ use crate::directory::{Accepts, RemoteMessage, Wire};
 use crate::error::AskError;
 use crate::head::supervisor::Supervisor;
 use crate::head::wire::{
-    DrainNode, HeadStatus, ListPlaced, PlaceActor, ReleaseGroup, ReserveGroup, Resolve, StopActor,
+    DrainNode, HeadStatus, ListPlaced, ListRevoked, PlaceActor, ReleaseGroup, ReserveGroup,
+    Resolve, RevokeCert, StopActor,
 };
 use crate::mesh::Mesh;
 use crate::placement::{GroupStrategy, Placement, ResourceSet};
@@ -357,6 +358,32 @@ impl Control {
             name: name.to_owned(),
         };
         self.call(request, CALL_WITHIN).await
+    }
+
+    /// Revokes the certificate with `serial` (held by `name`, for
+    /// listings): recorded by the head group, then every node closes its
+    /// holder's links and refuses its handshakes when it next renews its
+    /// lease (a fifth of the lease: 600 ms by default). Answers false if
+    /// it was revoked already. Admin certificates only.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Forbidden`] without `admin`; no quorum.
+    pub async fn revoke(&self, serial: u64, name: &str) -> Result<bool, ControlError> {
+        let request = RevokeCert {
+            serial,
+            name: name.to_owned(),
+        };
+        self.call(request, CALL_WITHIN).await
+    }
+
+    /// The revoked certificates, (serial, name), in the order revoked.
+    ///
+    /// # Errors
+    ///
+    /// No quorum.
+    pub async fn revoked(&self) -> Result<Vec<(u64, String)>, ControlError> {
+        self.call(ListRevoked, CALL_WITHIN).await
     }
 
     /// Reserves a placement group: every bundle on a node, or none.

@@ -450,6 +450,9 @@ pub enum LocalClose {
     /// The link said goodbye and wrote everything queued before it.
     #[error("said goodbye")]
     Finished,
+    /// The peer's certificate was revoked while the link was up.
+    #[error("the peer's certificate was revoked")]
+    Revoked,
 }
 
 /// The class of a [`CloseReason`], for counters and log levels.

@@ -147,6 +147,7 @@ fn seeds() -> Vec<Vec<u8>> {
         rmp_serde::to_vec(&Renew {
             node,
             running: Vec::new(),
+            revoked_known: 0,
             types: vec!["t".to_owned()],
         })
         .unwrap_or_default(),

@@ -48,7 +48,7 @@ use counters::Counters;
 use down::DownSet;
 use link::LinkHandle;
 use listener::{Listener, StopListener};
-use router::{CloseAll, Dial, DialNode, PeerDown, PeerUp, Router};
+use router::{CloseAll, CloseRevoked, Dial, DialNode, PeerDown, PeerUp, Router};
 
 pub(crate) use detect::Detected;
 pub(crate) use relay::InboundDatagram;
@@ -417,6 +417,16 @@ impl Mesh {
             link.mark_member_down();
         }
         self.router.do_send(PeerDown(node));
+    }
+
+    /// Revokes certificate serials: links to their holders close now and
+    /// their handshakes are refused from now on. Returns how many were new
+    /// to the trust store (which nodes of one process may share, so links
+    /// are checked whatever it returns).
+    pub(crate) fn revoke(&self, serials: &[u64]) -> usize {
+        let new = self.shared.handshake.trust.revoke(serials.iter().copied());
+        self.router.do_send(CloseRevoked);
+        new
     }
 
     /// Stops accepting connections and closes every link.

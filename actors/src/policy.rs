@@ -61,6 +61,7 @@ pub const OPERATOR_READS: &[&str] = &[
     "swarm.Resolve",
     "swarm.ListActors",
     "swarm.ListTasks",
+    "swarm.ListRevoked",
     "swarm.Ping",
     "swarm.Login",
 ];
@@ -76,6 +77,9 @@ pub const NODE_ONLY: &[&str] = &[
     "swarm.RaftVote",
     "swarm.RaftSnapshot",
 ];
+
+/// Tags only `admin` certificates may send, whatever a rule allows.
+pub const ADMIN_ONLY: &[&str] = &["swarm.RevokeCert"];
 
 /// Most rules a policy holds.
 pub const MAX_RULES: usize = 10_000;
@@ -337,6 +341,9 @@ impl Policy {
             return forbid(format!(
                 "{tag} is for node certificates (head or worker) only"
             ));
+        }
+        if ADMIN_ONLY.contains(&tag) && !has(roles, &["admin"]) {
+            return forbid(format!("{tag} is for admin certificates only"));
         }
         if let Some(i) = self.deny.iter().position(|r| r.matches(roles, target, tag)) {
             return forbid(format!(

@@ -257,6 +257,25 @@ pub(crate) enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum CertCommand {
+    /// Revoke a certificate cluster-wide, without restarts: every node
+    /// closes its holder's links within a lease renewal and refuses its
+    /// handshakes from then on (admin operators only).
+    Revoke {
+        /// The certificate's serial, or the name of a NAME.cert in --ca-dir.
+        target: String,
+        /// Where NAME.cert is.
+        #[arg(long, default_value = ".")]
+        ca_dir: PathBuf,
+        /// A configuration with an admin operator certificate.
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a node key and a certificate for it, signed by the CA.
     Issue {
         /// The node's name (e.g. n1).
@@ -502,6 +521,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             not_before,
             serial,
         }),
+        Command::Cert(CertCommand::Revoke {
+            target,
+            ca_dir,
+            config,
+            node,
+            json,
+        }) => control::revoke(&config, node, &target, &ca_dir, json),
         Command::Keys(KeysCommand::Rotate { keyring, reseal }) => keys::rotate(&keyring, reseal),
         Command::Keys(KeysCommand::Passwd {
             keyring,

@@ -193,6 +193,8 @@ impl LocalCluster {
         // The driver runs workloads (a node certificate) and operates the
         // cluster (lists hosts' actors).
         all.push(("driver", &["worker", "operator"]));
+        // An operator who may change the cluster (revoke, say).
+        all.push(("admin", &["operator", "admin"]));
         Throwaway::new(&cluster).write_identities(dir, &all)?;
         let mut this = Self {
             nodes: Vec::new(),
@@ -228,6 +230,10 @@ impl LocalCluster {
             &dir.join("driver.toml"),
             NodeFile::render(&cluster, "driver", any_port, &[], &seeds),
         )?;
+        write(
+            &dir.join("admin.toml"),
+            NodeFile::render(&cluster, "admin", any_port, &[], &seeds),
+        )?;
         Ok(this)
     }
 
@@ -239,6 +245,12 @@ impl LocalCluster {
     /// Removes the directory when the cluster is dropped.
     pub fn remove_dir_on_drop(&mut self, remove: bool) {
         self.remove_dir = remove;
+    }
+
+    /// The admin operator's configuration file (`operator,admin` roles;
+    /// for commands, not for joining).
+    pub fn admin_config(&self) -> PathBuf {
+        self.dir.join("admin.toml")
     }
 
     /// The driver's configuration file (an identity for in-process nodes).

@@ -304,13 +304,23 @@ impl fmt::Debug for CaKey {
     }
 }
 
-/// What a node trusts: one CA and a revocation list.
-#[derive(Debug, Clone)]
+/// What a node trusts: one CA and a revocation list. The list can grow
+/// while the store is shared (a running node learns revocations).
+#[derive(Debug)]
 pub struct TrustStore {
     /// The CA's verifying key.
     ca: VerifyingKey,
     /// Revoked serials.
-    revoked: HashSet<u64>,
+    revoked: std::sync::RwLock<HashSet<u64>>,
+}
+
+impl Clone for TrustStore {
+    fn clone(&self) -> Self {
+        Self {
+            ca: self.ca,
+            revoked: std::sync::RwLock::new(self.revoked_serials()),
+        }
+    }
 }
 
 impl TrustStore {
@@ -322,13 +332,33 @@ impl TrustStore {
     pub fn new(ca: [u8; 32]) -> Result<Self, CertError> {
         Ok(Self {
             ca: VerifyingKey::from_bytes(&ca).map_err(|_| CertError::InvalidCaKey)?,
-            revoked: HashSet::new(),
+            revoked: std::sync::RwLock::new(HashSet::new()),
         })
     }
 
-    /// Adds serials to the revocation list.
-    pub fn revoke(&mut self, serials: impl IntoIterator<Item = u64>) {
-        self.revoked.extend(serials);
+    /// Adds serials to the revocation list; returns how many were new.
+    pub fn revoke(&self, serials: impl IntoIterator<Item = u64>) -> usize {
+        let mut revoked = self
+            .revoked
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        serials.into_iter().filter(|s| revoked.insert(*s)).count()
+    }
+
+    /// Whether `serial` is revoked.
+    pub fn is_revoked(&self, serial: u64) -> bool {
+        self.revoked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&serial)
+    }
+
+    /// The revoked serials.
+    pub fn revoked_serials(&self) -> HashSet<u64> {
+        self.revoked
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Checks `cert` at time `now` (Unix seconds): issuer, signature,
@@ -364,7 +394,7 @@ impl TrustStore {
                 now,
             });
         }
-        if self.revoked.contains(&body.serial) {
+        if self.is_revoked(body.serial) {
             return Err(CertError::Revoked {
                 serial: body.serial,
             });
@@ -499,7 +529,7 @@ mod tests {
         let ca = CaKey::from_seed([1; 32]);
         let key = NodeKey::from_secret([2; 32]);
         let cert = ca.issue(body_for(&key, "n1"));
-        let mut trust = TrustStore::new(ca.public()).unwrap();
+        let trust = TrustStore::new(ca.public()).unwrap();
 
         let foreign = CaKey::from_seed([3; 32]).issue(body_for(&key, "n1"));
         assert_eq!(

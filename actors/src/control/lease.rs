@@ -26,6 +26,8 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
         let mut every = Duration::from_millis(200);
         let mut idle = IDLE.0;
         let mut leased = false;
+        // How many of the head's revocations this node holds.
+        let mut revoked_known = 0usize;
         loop {
             tokio::time::sleep(every).await;
             // While renewals succeed the leader is known: no member list needed.
@@ -43,6 +45,7 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                 node,
                 running,
                 types,
+                revoked_known,
             };
             match control.call(renew, every * 2).await {
                 Ok(grant) => {
@@ -50,6 +53,11 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                     every = (lease / 5).max(Duration::from_millis(20));
                     let until = sent + lease;
                     leased = true;
+                    if !grant.revoked.is_empty() {
+                        revoked_known += grant.revoked.len();
+                        let new = control.mesh.revoke(&grant.revoked);
+                        tracing::warn!(serials = ?grant.revoked, new, "certificates revoked by the head group: their links are closed and their handshakes refused");
+                    }
                     if host.send(ApplyGrant { until, grant }).await.is_err() {
                         return;
                     }

@@ -115,6 +115,14 @@ pub(crate) enum Command {
     },
     /// Several commands in one log entry, applied in order.
     Batch(Vec<Command>),
+    /// Revokes a certificate serial: every node closes its holder's links
+    /// and refuses its handshakes (learned with the next lease renewal).
+    Revoke {
+        /// The serial.
+        serial: u64,
+        /// Who held it, as the operator named it (for listings).
+        name: String,
+    },
 }
 
 /// What applying a command did.
@@ -155,6 +163,9 @@ pub(crate) struct ControlState {
     placed: BTreeMap<NodeId, usize>,
     /// The last epoch handed out.
     epoch: u64,
+    /// Revoked certificate serials, in the order revoked, with names.
+    #[serde(default)]
+    revoked: Vec<(u64, String)>,
 }
 
 impl ControlState {
@@ -264,7 +275,20 @@ impl ControlState {
                 }
                 Applied::Done
             }
+            Command::Revoke { serial, name } => {
+                if self.revoked.iter().any(|(s, _)| *s == serial) {
+                    return Applied::Stale;
+                }
+                self.revoked.push((serial, name));
+                Applied::Done
+            }
         }
+    }
+
+    /// Revoked serials with names, in the order revoked: a list that only
+    /// grows, so a node that holds the first `n` needs the rest.
+    pub(crate) fn revoked(&self) -> &[(u64, String)] {
+        &self.revoked
     }
 
     fn place(

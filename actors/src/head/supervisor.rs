@@ -21,8 +21,8 @@ use super::state::{ActorRecord, Applied, Command, RecordState};
 use super::store::Machine;
 use super::types::{HeadId, Raft};
 use super::wire::{
-    ActorSpec, ControlError, DrainNode, HeadRow, HeadStatus, ListPlaced, Located, PlaceActor,
-    PlacedRow, ReleaseGroup, Renew, ReserveGroup, Resolve, StopActor,
+    ActorSpec, ControlError, DrainNode, HeadRow, HeadStatus, ListPlaced, ListRevoked, Located,
+    PlaceActor, PlacedRow, ReleaseGroup, Renew, ReserveGroup, Resolve, RevokeCert, StopActor,
 };
 use super::HeadConfig;
 use crate::cluster::{ClusterEvent, Member};
@@ -44,6 +44,7 @@ const MOVES_IN_FLIGHT: usize = 256;
 mod groups;
 mod moves;
 mod renewals;
+mod revocations;
 
 use moves::{Escalated, Relocate};
 use renewals::Confirmed;
@@ -632,7 +633,9 @@ impl Handler<HeadStatus> for Supervisor {
 }
 
 crate::remote_actor!(
-    Supervisor: PlaceActor,
+    Supervisor: RevokeCert,
+    ListRevoked,
+    PlaceActor,
     Resolve,
     StopActor,
     ReserveGroup,

@@ -263,6 +263,9 @@ pub(crate) struct Renew {
     /// The actor types it may start: it takes placements of these only.
     #[serde(default)]
     pub(crate) types: Vec<String>,
+    /// How many of the head's revocations it holds (the list only grows).
+    #[serde(default)]
+    pub(crate) revoked_known: usize,
 }
 
 /// The renewing node is the link's authenticated peer, whatever it claims.
@@ -272,7 +275,25 @@ impl crate::directory::StampCaller for Renew {
     }
 }
 
+/// Revokes a certificate (admin operators only): every node closes its
+/// holder's links within a lease renewal and refuses its handshakes.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<bool, ControlError>")]
+pub(crate) struct RevokeCert {
+    /// The certificate's serial.
+    pub(crate) serial: u64,
+    /// Its holder's name, for listings (as the operator gave it).
+    pub(crate) name: String,
+}
+
+/// The revoked certificates the head group records: (serial, name).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Vec<(u64, String)>, ControlError>")]
+pub(crate) struct ListRevoked;
+
 crate::remote_message!(
+    RevokeCert => "swarm.RevokeCert",
+    ListRevoked => "swarm.ListRevoked",
     PlaceActor => "swarm.PlaceActor",
     Resolve => "swarm.Resolve",
     StopActor => "swarm.StopActor",

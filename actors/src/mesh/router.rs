@@ -206,6 +206,7 @@ impl Router {
         self.next_link_id += 1;
         let who = PeerIdentity {
             peer,
+            serial: body.serial,
             name: body.name.clone(),
             roles: body.roles.clone().into(),
             initiator,
@@ -436,6 +437,36 @@ impl Handler<PeerDown> for Router {
             actor.do_send(Close(CloseReason::MemberDown));
             self.mesh.links.remove(node, handle.id());
         }
+    }
+}
+
+/// Closes the links (and drops the draining ones) whose peer certificate
+/// serial is revoked; their handshakes are refused from now on.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct CloseRevoked;
+
+impl Handler<CloseRevoked> for Router {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseRevoked, _ctx: &mut Context<Self>) {
+        let trust = &self.mesh.handshake.trust;
+        let revoked: Vec<NodeId> = self
+            .actors
+            .iter()
+            .filter(|(_, (handle, _))| trust.is_revoked(handle.serial()))
+            .map(|(node, _)| *node)
+            .collect();
+        for node in revoked {
+            if let Some((handle, actor)) = self.actors.remove(&node) {
+                tracing::warn!(peer = %node.short(), serial = handle.serial(), "certificate revoked: closing its link");
+                handle.mark_closed();
+                actor.do_send(Close(CloseReason::Local(LocalClose::Revoked)));
+                self.mesh.links.remove(node, handle.id());
+            }
+        }
+        self.draining
+            .retain(|_, (handle, _)| !trust.is_revoked(handle.serial()));
     }
 }
 

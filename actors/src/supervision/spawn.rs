@@ -232,6 +232,10 @@ pub struct Grant {
     pub start: Vec<HostSpawn>,
     /// What it runs that is not (or no longer) placed on it: (name, epoch).
     pub stop: Vec<(String, u64)>,
+    /// Revoked certificate serials the node did not hold yet (the head's
+    /// list from the node's `revoked_known` on).
+    #[serde(default)]
+    pub revoked: Vec<u64>,
 }
 
 crate::remote_message!(

@@ -391,3 +391,39 @@ pub(crate) fn drain(config: &Path, member: SocketAddr, node: &str, json: bool) -
     }
     Ok(())
 }
+
+/// `swarm cert revoke NAME|SERIAL`: a serial, or the serial of
+/// `CA_DIR/NAME.cert`.
+pub(crate) fn revoke(
+    config: &Path,
+    member: SocketAddr,
+    target: &str,
+    ca_dir: &Path,
+    json: bool,
+) -> Result<()> {
+    let (serial, name) = match target.parse::<u64>() {
+        Ok(serial) => (serial, format!("serial {serial}")),
+        Err(_) => {
+            let path = ca_dir.join(format!("{target}.cert"));
+            let cert = swarm::credentials::read_cert(&path).with_context(|| {
+                format!("{target} is not a serial, and its certificate is not in {} (pass the serial, or --ca-dir)", ca_dir.display())
+            })?;
+            (cert.body().serial, target.to_owned())
+        }
+    };
+    let (new, all) = with_control(config, member, |_, control, _| async move {
+        let new = control.revoke(serial, &name).await?;
+        Ok((new, control.revoked().await?))
+    })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "serial": serial, "new": new, "revoked": all })
+        );
+    } else if new {
+        println!("certificate {serial} revoked: every node closes its links within a lease renewal (a fifth of the lease; 600 ms by default) and refuses its handshakes");
+    } else {
+        println!("certificate {serial} was revoked already");
+    }
+    Ok(())
+}

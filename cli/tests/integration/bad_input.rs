@@ -199,7 +199,7 @@ async fn each_bad_certificate_is_refused_over_tcp() {
 async fn revoked_certificate_is_refused() {
     let ca = Throwaway::new("test");
     let client = ca.node("revoked", &["worker"]);
-    let mut trust = TrustStore::clone(&ca.trust);
+    let trust = TrustStore::clone(&ca.trust);
     trust.revoke([client.cert.body().serial]);
     let mut server_config = config(&ca, "server");
     server_config.handshake.trust = Arc::new(trust);

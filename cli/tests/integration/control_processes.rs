@@ -310,4 +310,31 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
 
     run(with("stop", &["--name", "account"]));
     assert_eq!(run(with("actors", &[])), serde_json::json!([]));
+
+    // Revoking is for admins: the driver (worker, operator) is refused.
+    let dir = cluster.dir.to_str().unwrap().to_owned();
+    let revoke = |config: &str| {
+        std::process::Command::new(exe())
+            .args(["cert", "revoke", "n5", "--ca-dir", &dir, "--config", config])
+            .args(["--node", seed.as_str(), "--json"])
+            .output()
+            .unwrap()
+    };
+    let refused = revoke(config);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("forbidden") && stderr.contains("admin"),
+        "{stderr}"
+    );
+    let admin = cluster.admin_config();
+    let revoked = revoke(admin.to_str().unwrap());
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&revoked.stdout).unwrap();
+    assert_eq!(answer["new"], true);
+    assert_eq!(answer["revoked"][0][1], "n5");
 }

@@ -18,6 +18,7 @@ mod oversize;
 mod policy;
 mod processes;
 mod relay;
+mod revocation;
 mod stress;
 mod supervision;
 mod tasks;

@@ -248,7 +248,7 @@ fn expired_certificate_is_refused() {
 fn revoked_certificate_is_refused() {
     let fx = Fixture::new();
     let mut b = fx.config(3, "b");
-    let mut trust = (*fx.trust).clone();
+    let trust = (*fx.trust).clone();
     trust.revoke([2]);
     b.trust = Arc::new(trust);
     let pair = Pair::new(fx.config(2, "a"), b).run();

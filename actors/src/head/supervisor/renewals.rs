@@ -41,8 +41,15 @@ impl Supervisor {
         let reported: HashMap<&str, &Running> =
             renew.running.iter().map(|r| (r.name.as_str(), r)).collect();
         let mut escalated = Vec::new();
-        let (index, start, stop) = self.read(|m| {
+        let (index, start, stop, revoked) = self.read(|m| {
             let index = m.last_applied.map_or(0, |l| l.index);
+            let revoked: Vec<u64> = m
+                .state
+                .revoked()
+                .iter()
+                .skip(renew.revoked_known)
+                .map(|(serial, _)| *serial)
+                .collect();
             let mut start = Vec::new();
             for (name, record) in m.state.placed_on(renew.node) {
                 match reported.get(name.as_str()) {
@@ -67,7 +74,7 @@ impl Supervisor {
                 })
                 .map(|r| (r.name.clone(), r.epoch))
                 .collect();
-            (index, start, stop)
+            (index, start, stop, revoked)
         });
         for (name, epoch) in escalated {
             if self.moving.insert(name.clone()) {
@@ -84,6 +91,7 @@ impl Supervisor {
             index,
             start,
             stop,
+            revoked,
         }
     }
 }

@@ -46,6 +46,8 @@ pub(super) struct LinkShared {
     pub(super) id: u64,
     /// The authenticated peer.
     pub(super) peer: NodeId,
+    /// The peer's certificate serial (revocation names it).
+    pub(super) peer_serial: u64,
     /// The peer's certificate name.
     pub(super) peer_name: String,
     /// The peer's roles from its certificate.
@@ -84,6 +86,7 @@ pub(super) struct LinkShared {
 /// Who is at the other end of a new link.
 pub(crate) struct PeerIdentity {
     pub(crate) peer: NodeId,
+    pub(crate) serial: u64,
     pub(crate) name: String,
     pub(crate) roles: Arc<[String]>,
     pub(crate) initiator: NodeId,
@@ -96,6 +99,7 @@ impl LinkShared {
         Self {
             id,
             peer: who.peer,
+            peer_serial: who.serial,
             peer_name: who.name,
             peer_roles: who.roles,
             initiator: who.initiator,
@@ -141,6 +145,11 @@ impl Drop for PendingAsk<'_> {
 impl LinkHandle {
     pub(crate) fn id(&self) -> u64 {
         self.shared.id
+    }
+
+    /// The peer's certificate serial.
+    pub(crate) fn serial(&self) -> u64 {
+        self.shared.peer_serial
     }
 
     pub(crate) fn peer(&self) -> NodeId {

@@ -1,0 +1,39 @@
+//! Certificate revocation: recorded in the log (admin operators only, by
+//! the policy's defaults), handed to every node with its next lease grant.
+
+use actix::prelude::*;
+
+use super::Supervisor;
+use crate::head::state::{Applied, Command};
+use crate::head::wire::{ControlError, ListRevoked, RevokeCert};
+
+impl Handler<RevokeCert> for Supervisor {
+    type Result = ResponseFuture<Result<bool, ControlError>>;
+
+    fn handle(
+        &mut self,
+        RevokeCert { serial, name }: RevokeCert,
+        _: &mut Context<Self>,
+    ) -> Self::Result {
+        let leading = self.leading();
+        let writes = self.writes.clone();
+        Box::pin(async move {
+            leading?;
+            tracing::warn!(serial, %name, "revoking a certificate");
+            match writes.write(Command::Revoke { serial, name }).await? {
+                (_, Applied::Done) => Ok(true),
+                // Revoked already.
+                _ => Ok(false),
+            }
+        })
+    }
+}
+
+impl Handler<ListRevoked> for Supervisor {
+    type Result = Result<Vec<(u64, String)>, ControlError>;
+
+    fn handle(&mut self, _: ListRevoked, _: &mut Context<Self>) -> Self::Result {
+        self.leading()?;
+        Ok(self.read(|m| m.state.revoked().to_vec()))
+    }
+}
