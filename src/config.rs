@@ -48,6 +48,7 @@
 //! lease_ms = 3000                  # nodes stop head-placed actors this long after their last renewal
 //! election_ms = 300                # Raft election timeout (lower bound)
 //! crash_evidence = true            # move a killed node's actors at once (off behind tcp-reset firewalls)
+//! totp = "totp.secret"             # operators' TOTP logins (sealed; from `swarm cert issue --roles head`)
 //! ```
 //!
 //! The failure-detection bound with these settings is
@@ -183,6 +184,9 @@ pub struct HeadFile {
     /// lease runs out.
     #[serde(default = "yes")]
     pub crash_evidence: bool,
+    /// The cluster's TOTP secret (sealed): operators log in through this head.
+    #[serde(default)]
+    pub totp: Option<PathBuf>,
 }
 
 fn one() -> usize {
@@ -407,7 +411,10 @@ impl NodeFile {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let head_dir = file.head.as_mut().map(|h| &mut h.dir);
+        let (head_dir, head_totp) = match file.head.as_mut() {
+            Some(h) => (Some(&mut h.dir), h.totp.as_mut()),
+            None => (None, None),
+        };
         for p in [
             Some(&mut file.key),
             Some(&mut file.cert),
@@ -417,6 +424,7 @@ impl NodeFile {
             file.keyring_key.as_mut(),
             file.policy.as_mut(),
             head_dir,
+            head_totp,
         ]
         .into_iter()
         .flatten()
@@ -525,6 +533,10 @@ impl NodeFile {
             config.election_timeout = Duration::from_millis(head.election_ms);
             config.crash_evidence = head.crash_evidence;
             config.seal = Arc::new(keyring.clone());
+            if let Some(path) = &head.totp {
+                let secret = read_secret(&keyring, path, Kind::TotpSecret)?;
+                config.totp = Some(Arc::new(zeroize::Zeroizing::new(secret)));
+            }
             mesh.head = Some(config);
         }
         Ok(mesh)
@@ -560,6 +572,6 @@ impl NodeFile {
     /// The `[head]` section of a local cluster's head node `name`, with
     /// `voters` heads in all.
     pub fn render_head(name: &str, voters: usize) -> String {
-        format!("\n[head]\ndir = \"{name}-head\"\nvoters = {voters}\n")
+        format!("\n[head]\ndir = \"{name}-head\"\nvoters = {voters}\ntotp = \"totp.secret\"\n")
     }
 }

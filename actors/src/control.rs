@@ -74,7 +74,7 @@ use crate::remote::RemoteAddr;
 use crate::supervision::{Restart, Spawnable};
 
 /// How long a control call keeps looking for the leader.
-const CALL_WITHIN: Duration = Duration::from_secs(10);
+pub(crate) const CALL_WITHIN: Duration = Duration::from_secs(10);
 
 /// Where a client learns which nodes are heads.
 #[derive(Clone)]

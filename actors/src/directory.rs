@@ -17,7 +17,7 @@ use swarm_protocol::{NodeId, RemoteError, Target};
 use crate::policy::{Decisions, Policy, Target as PolicyTarget};
 
 pub use dispatch::{Accepts, RemoteActor, RemoteMessage, Wire};
-pub(crate) use dispatch::{Dispatch, Entry, StampCaller};
+pub(crate) use dispatch::{Dispatch, Entry, StampCaller, StampIdentity};
 
 /// Who sent a message that arrived over a link: the peer's node id and the
 /// roles its certificate grants. Authorization and tracing read it.
@@ -27,6 +27,14 @@ pub(crate) struct Caller {
     pub(crate) node: NodeId,
     /// The roles of the peer's certificate.
     pub(crate) roles: Arc<[String]>,
+    /// Its certificate's serial.
+    pub(crate) serial: u64,
+    /// Its certificate's name.
+    pub(crate) name: Arc<str>,
+    /// Where the link's socket comes from (the relay's, for a relayed link).
+    pub(crate) addr: std::net::SocketAddr,
+    /// An operator certificate: it needs a session on the link.
+    pub(crate) operator_only: bool,
 }
 
 /// The actors exposed on this node, by name. Cheap to clone.
@@ -292,6 +300,10 @@ mod tests {
         let caller = Caller {
             node: real,
             roles: Arc::from(Vec::new()),
+            serial: 1,
+            name: Arc::from("test"),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            operator_only: false,
         };
         let body = rmp_serde::to_vec(&WhoAmI(claimed)).unwrap_or_default();
         let mut plain = Entry::new(Doubler.start());

@@ -286,6 +286,21 @@ impl From<std::io::Error> for HandshakeFailure {
     }
 }
 
+/// Why an operator login failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// The member could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The member did not answer.
+    #[error(transparent)]
+    Ask(#[from] AskError),
+    /// The head refused the code (wrong, used already, locked out).
+    #[error("login refused: {0}")]
+    Refused(#[from] crate::head::wire::ControlError),
+}
+
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -65,6 +65,9 @@ pub struct HeadConfig {
     pub election_timeout: Duration,
     /// What stored values pass through.
     pub seal: Arc<dyn Seal>,
+    /// The cluster's TOTP secret (`totp.secret`): operators log in through
+    /// heads that hold it ([`crate::operators`]).
+    pub totp: Option<Arc<zeroize::Zeroizing<[u8; 32]>>>,
 }
 
 impl std::fmt::Debug for HeadConfig {
@@ -89,6 +92,7 @@ impl HeadConfig {
             crash_evidence: true,
             election_timeout: Duration::from_millis(300),
             seal: Arc::new(Plain),
+            totp: None,
         }
     }
 }

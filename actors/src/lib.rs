@@ -99,6 +99,7 @@ pub mod fuzzing;
 mod head;
 mod mesh;
 mod node;
+pub mod operators;
 pub mod placement;
 pub mod policy;
 mod remote;
@@ -115,7 +116,7 @@ pub use directory::dispatch::Protocol;
 pub use directory::{Accepts, RemoteActor, RemoteMessage, Wire};
 pub use error::{
     AskError, CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError,
-    HandshakeFailure, RemoteSpawnError, StartError, TellError, Unreachable,
+    HandshakeFailure, LoginError, RemoteSpawnError, StartError, TellError, Unreachable,
 };
 pub use mesh::{Faults, MeshStats, PeerInfo};
 pub use node::Node;

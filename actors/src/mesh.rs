@@ -99,6 +99,17 @@ struct Shared {
     detection: detect::Detection,
     /// The address detection settled on, if it ran.
     detected: std::sync::Mutex<Option<SocketAddr>>,
+    /// Operators' sessions: the key tokens are checked with (from lease
+    /// grants), and this node's own token to present on new links.
+    sessions: Sessions,
+}
+
+/// Operator session state of a node ([`crate::operators`]).
+#[derive(Default)]
+struct Sessions {
+    key: std::sync::RwLock<Option<zeroize::Zeroizing<[u8; 32]>>>,
+    /// An encoded `Present` tell to send first on every new link.
+    present: std::sync::RwLock<Option<Vec<u8>>>,
 }
 
 /// A connected peer.
@@ -146,6 +157,7 @@ impl Mesh {
             via: std::sync::Mutex::default(),
             detection: detect::Detection::default(),
             detected: std::sync::Mutex::default(),
+            sessions: Sessions::default(),
         });
         let router = Router::new(Arc::clone(&shared)).start();
         let listener = Listener::new(socket, Arc::clone(&shared), router.clone()).start();
@@ -419,6 +431,55 @@ impl Mesh {
         self.router.do_send(PeerDown(node));
     }
 
+    /// Keeps the key operators' session tokens are checked with.
+    pub(crate) fn set_session_key(&self, key: Option<[u8; 32]>) {
+        if let Some(key) = key {
+            *self
+                .shared
+                .sessions
+                .key
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(zeroize::Zeroizing::new(key));
+        }
+    }
+
+    /// The operator on the live link to `node` has a session until
+    /// `until_ms` (Unix milliseconds).
+    pub(crate) fn set_link_session(&self, node: NodeId, until_ms: u64) {
+        if let Some(link) = self.shared.links.live(node) {
+            link.set_session(until_ms);
+        }
+    }
+
+    /// Presents `token` as the first message on every new link of this
+    /// (operator) node, and now on the live ones.
+    pub(crate) fn set_session_token(&self, token: &crate::operators::SessionToken) {
+        let present = crate::operators::wire::Present {
+            token: token.clone(),
+        };
+        let mut envelope = Vec::new();
+        let encoded = swarm_protocol::envelope::encode_request(
+            &mut envelope,
+            None,
+            swarm_protocol::Target::Name(crate::operators::SESSION_ACTOR),
+            <crate::operators::wire::Present as crate::RemoteMessage>::TAG,
+            |out| rmp_serde::encode::write(out, &present).map_err(|e| e.to_string()),
+        );
+        if encoded.is_err() {
+            return;
+        }
+        for link in self.shared.links.all() {
+            let _ = link.try_send(envelope.clone());
+        }
+        *self
+            .shared
+            .sessions
+            .present
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(envelope);
+    }
+
     /// Revokes certificate serials: links to their holders close now and
     /// their handshakes are refused from now on. Returns how many were new
     /// to the trust store (which nodes of one process may share, so links
@@ -437,6 +498,15 @@ impl Mesh {
 }
 
 impl Shared {
+    /// The key operators' session tokens are checked with, if known yet.
+    pub(crate) fn session_key(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.sessions
+            .key
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// Whether a test blocked the direct path to `peer`.
     fn blocked(&self, peer: NodeId) -> bool {
         self.config.faults.as_ref().is_some_and(|f| f.blocks(peer))

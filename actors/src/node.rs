@@ -27,7 +27,7 @@ use crate::config::MeshConfig;
 use crate::control::Control;
 use crate::directory::{Directory, Entry, RemoteActor};
 use crate::error::RemoteSpawnError;
-use crate::error::{ConnectError, DialError, ExposeError, StartError};
+use crate::error::{ConnectError, DialError, ExposeError, LoginError, StartError};
 use crate::head::Head;
 use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
@@ -215,6 +215,19 @@ impl Node {
             node.control = Some(control);
             node.tasks = Some(Tasks::start(node.mesh.clone(), cluster).await);
         }
+        // Operators log in and present their sessions here.
+        let session = crate::operators::session::Session {
+            mesh: node.mesh.clone(),
+            control: node.control.clone(),
+        }
+        .start();
+        let entry = Entry::declared(session)
+            .requiring(crate::operators::session::SESSION_ROLES)
+            .identified::<crate::operators::wire::Login>();
+        node.mesh.directory().insert(
+            crate::operators::SESSION_ACTOR.to_owned(),
+            std::sync::Arc::new(entry),
+        );
         crate::summary::spawn(node.mesh.clone(), node.cluster.clone(), summary_interval);
         tracing::info!(id = %node.id().short(), name = %node.name(), %listen, "node started");
         Ok(node)
@@ -463,6 +476,34 @@ impl Node {
         let peer = self.connect(member).await?;
         let agent = self.remote(peer.id, CLUSTER_ACTOR);
         Ok(Control::through(self.mesh.clone(), agent))
+    }
+
+    /// Logs this (operator) node in with a TOTP `code` through the member
+    /// at `member`: the head leader checks the code, and the session token
+    /// it answers is presented on every link this node opens from now on
+    /// (for [`crate::operators::SESSION`]).
+    ///
+    /// # Errors
+    ///
+    /// [`LoginError::Refused`] with the head's reason (a wrong, replayed or
+    /// expired code, a lockout); [`LoginError::Connect`] or
+    /// [`LoginError::Ask`] if the member cannot be asked.
+    pub async fn login(
+        &self,
+        member: SocketAddr,
+        code: &str,
+    ) -> Result<crate::operators::SessionToken, LoginError> {
+        let peer = self.connect(member).await?;
+        let session = self
+            .remote::<crate::operators::session::Session>(peer.id, crate::operators::SESSION_ACTOR);
+        let token = session
+            .send(crate::operators::wire::Login {
+                code: code.to_owned(),
+                who: None,
+            })
+            .await??;
+        self.mesh.set_session_token(&token);
+        Ok(token)
     }
 
     /// Leaves the cluster (members see it as left at once, not down),

@@ -64,6 +64,7 @@ pub const OPERATOR_READS: &[&str] = &[
     "swarm.ListRevoked",
     "swarm.Ping",
     "swarm.Login",
+    "swarm.Present",
 ];
 
 /// Tags only node certificates may send, whatever a rule allows: they
@@ -76,6 +77,7 @@ pub const NODE_ONLY: &[&str] = &[
     "swarm.RaftAppend",
     "swarm.RaftVote",
     "swarm.RaftSnapshot",
+    "swarm.VerifyLogin",
 ];
 
 /// Tags only `admin` certificates may send, whatever a rule allows.

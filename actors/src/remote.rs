@@ -375,10 +375,15 @@ impl<A: RemoteActor> RemoteAddr<A> {
 
     /// This node as the caller of a local dispatch.
     fn own_caller(&self) -> Caller {
-        let roles = &self.mesh.handshake().cert.body().roles;
+        let body = self.mesh.handshake().cert.body();
         Caller {
             node: self.mesh.id(),
-            roles: roles.clone().into(),
+            roles: body.roles.clone().into(),
+            serial: body.serial,
+            name: Arc::from(body.name.as_str()),
+            addr: self.mesh.listen_addr(),
+            // A node's own calls need no second factor.
+            operator_only: false,
         }
     }
 

@@ -7,6 +7,7 @@ mod control;
 mod demo;
 mod keys;
 mod node;
+mod operator;
 mod ping;
 mod secrets;
 mod tasks;
@@ -37,6 +38,9 @@ pub(crate) enum Command {
     /// Run a node.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Operators: certificates with a second factor (TOTP).
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// A keyring's data keys: add a term, change the passphrase, show it.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -216,6 +220,31 @@ pub(crate) enum CaCommand {
         /// Replace an existing CA (invalidates every certificate it issued).
         #[arg(long)]
         force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum OperatorCommand {
+    /// Issue an operator certificate and enroll its TOTP second factor:
+    /// prints an otpauth:// URI and a QR code for an authenticator app.
+    Add {
+        /// The operator's name.
+        name: String,
+        /// Comma-separated roles: operator (reads) and admin (changes).
+        #[arg(long, value_delimiter = ',', default_value = "operator")]
+        roles: Vec<String>,
+        /// The directory holding the CA (ca.key, totp.secret, keyring).
+        #[arg(long, default_value = ".")]
+        ca_dir: PathBuf,
+        /// Where to write NAME.key and NAME.cert.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = swarm::credentials::DEFAULT_DAYS)]
+        days: u64,
+        /// The issuer the authenticator app shows (e.g. the cluster's name).
+        #[arg(long, default_value = "swarm")]
+        issuer: String,
     },
 }
 
@@ -528,6 +557,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             node,
             json,
         }) => control::revoke(&config, node, &target, &ca_dir, json),
+        Command::Operator(OperatorCommand::Add {
+            name,
+            roles,
+            ca_dir,
+            out,
+            days,
+            issuer,
+        }) => operator::add(&operator::Add {
+            name: &name,
+            roles: &roles,
+            ca_dir: &ca_dir,
+            out: &out,
+            days,
+            issuer: &issuer,
+        }),
         Command::Keys(KeysCommand::Rotate { keyring, reseal }) => keys::rotate(&keyring, reseal),
         Command::Keys(KeysCommand::Passwd {
             keyring,

@@ -115,6 +115,13 @@ pub(crate) enum Command {
     },
     /// Several commands in one log entry, applied in order.
     Batch(Vec<Command>),
+    /// An operator's TOTP step was used: codes of it or earlier are refused.
+    TotpUsed {
+        /// The operator certificate's serial.
+        serial: u64,
+        /// The step.
+        step: u64,
+    },
     /// Revokes a certificate serial: every node closes its holder's links
     /// and refuses its handshakes (learned with the next lease renewal).
     Revoke {
@@ -166,6 +173,9 @@ pub(crate) struct ControlState {
     /// Revoked certificate serials, in the order revoked, with names.
     #[serde(default)]
     revoked: Vec<(u64, String)>,
+    /// The last TOTP step each operator (by serial) used.
+    #[serde(default)]
+    totp_steps: BTreeMap<u64, u64>,
 }
 
 impl ControlState {
@@ -275,6 +285,17 @@ impl ControlState {
                 }
                 Applied::Done
             }
+            Command::TotpUsed { serial, step } => {
+                if self
+                    .totp_steps
+                    .get(&serial)
+                    .is_some_and(|last| *last >= step)
+                {
+                    return Applied::Stale;
+                }
+                self.totp_steps.insert(serial, step);
+                Applied::Done
+            }
             Command::Revoke { serial, name } => {
                 if self.revoked.iter().any(|(s, _)| *s == serial) {
                     return Applied::Stale;
@@ -283,6 +304,11 @@ impl ControlState {
                 Applied::Done
             }
         }
+    }
+
+    /// The last TOTP step the operator with `serial` used.
+    pub(crate) fn totp_step(&self, serial: u64) -> Option<u64> {
+        self.totp_steps.get(&serial).copied()
     }
 
     /// Revoked serials with names, in the order revoked: a list that only

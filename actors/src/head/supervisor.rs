@@ -27,6 +27,7 @@ use super::wire::{
 use super::HeadConfig;
 use crate::cluster::{ClusterEvent, Member};
 use crate::mesh::Mesh;
+use crate::operators::wire::VerifyLogin;
 use crate::placement::{self, NodeView, PlacementError, ResourceSet};
 use crate::remote::RemoteAddr;
 use crate::supervision::{Grant, Host, HostLeave, HostSpawn, HostStop, Running, HOST_ACTOR};
@@ -42,6 +43,7 @@ const TICK: Duration = Duration::from_millis(50);
 const MOVES_IN_FLIGHT: usize = 256;
 
 mod groups;
+mod logins;
 mod moves;
 mod renewals;
 mod revocations;
@@ -71,6 +73,10 @@ pub(crate) struct Supervisor {
     confirming: bool,
     /// Probe silent nodes for crash evidence.
     crash_evidence: bool,
+    /// The cluster's TOTP secret: operators' seeds and the session key.
+    totp: Option<Arc<zeroize::Zeroizing<[u8; 32]>>>,
+    /// Failed logins and lockouts.
+    guard: crate::operators::guard::Guard,
 }
 
 impl Supervisor {
@@ -91,6 +97,8 @@ impl Supervisor {
             pending: HashMap::new(),
             leases: Leases::new(config.lease),
             crash_evidence: config.crash_evidence,
+            totp: config.totp.clone(),
+            guard: crate::operators::guard::Guard::default(),
             types: HashMap::new(),
             moving: HashSet::new(),
             queued: VecDeque::new(),
@@ -633,7 +641,8 @@ impl Handler<HeadStatus> for Supervisor {
 }
 
 crate::remote_actor!(
-    Supervisor: RevokeCert,
+    Supervisor: VerifyLogin,
+    RevokeCert,
     ListRevoked,
     PlaceActor,
     Resolve,

@@ -398,9 +398,14 @@ impl Link {
             caller: Caller {
                 node: shared.peer,
                 roles: Arc::clone(&shared.peer_roles),
+                serial: shared.peer_serial,
+                name: Arc::from(shared.peer_name.as_str()),
+                addr: shared.remote_addr,
+                operator_only: crate::operators::is_operator_only(&shared.peer_roles),
             },
             inbound_asks: Rc::clone(&self.inbound_asks),
             predecessor: self.predecessor.take(),
+            pending_present: None,
             link: me.clone(),
         };
         let on_exit = me.clone();

@@ -241,6 +241,17 @@ impl Router {
                 tracing::info!(peer = %peer.short(), name = %body.name, relay = %relay.short(), "relayed link established");
             }
         }
+        // An operator node's session goes first on every link.
+        let present = self
+            .mesh
+            .sessions
+            .present
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(envelope) = present {
+            let _ = handle.try_send(envelope);
+        }
         self.mesh.links.insert(handle.clone());
         self.actors.insert(peer, (handle.clone(), actor));
         self.arm_upgrades(ctx);

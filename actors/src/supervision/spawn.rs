@@ -236,6 +236,10 @@ pub struct Grant {
     /// list from the node's `revoked_known` on).
     #[serde(default)]
     pub revoked: Vec<u64>,
+    /// The key operators' session tokens are checked with (when the head
+    /// holds the TOTP secret).
+    #[serde(default)]
+    pub session_key: Option<crate::operators::SessionKey>,
 }
 
 crate::remote_message!(

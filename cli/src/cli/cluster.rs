@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use swarm::Node;
 use swarm_actors::cluster::{
     ClusterAgent, ListMembers, ListServices, MemberRow, ServiceRow, CLUSTER_ACTOR,
 };
@@ -29,9 +28,7 @@ where
 {
     let mesh = super::client_config(config)?;
     actix::System::new().block_on(async move {
-        let node = Node::start(mesh)
-            .await
-            .context("cannot start the local node")?;
+        let node = super::secrets::start_client(mesh, addr).await?;
         let peer = node
             .connect(addr)
             .await

@@ -24,9 +24,7 @@ where
 {
     let mesh = super::client_config(config)?;
     actix::System::new().block_on(async move {
-        let node = Node::start(mesh)
-            .await
-            .context("cannot start the local node")?;
+        let node = super::secrets::start_client(mesh, member).await?;
         let control = node
             .control_through(member)
             .await

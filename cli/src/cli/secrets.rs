@@ -25,6 +25,10 @@ pub(crate) struct Secrets {
     /// keyring: created with 32 random bytes if it does not exist).
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
+    /// The current TOTP code of an operator certificate (else asked for
+    /// on the terminal).
+    #[arg(long, global = true, value_name = "CODE")]
+    pub(crate) totp: Option<String>,
 }
 
 static SECRETS: OnceLock<Secrets> = OnceLock::new();
@@ -121,6 +125,7 @@ pub(crate) fn unlock_new(
         passphrase_file: file.map(Path::to_owned),
         passphrase_env: env.map(str::to_owned),
         key_file: None,
+        totp: None,
     };
     if let Some(pass) = given_passphrase(&s)? {
         return Ok(Unlock::Passphrase(pass));
@@ -147,6 +152,40 @@ pub(crate) fn unlock_new_global(what: &str) -> Result<Unlock> {
         s.passphrase_file.as_deref(),
         s.passphrase_env.as_deref(),
     )
+}
+
+/// Starts a client node with `mesh` and, if its certificate is an
+/// operator's, logs it in through `member` with the TOTP code from
+/// `--totp` or the terminal.
+///
+/// # Errors
+///
+/// If the node does not start, no code is at hand, or the login is refused.
+pub(crate) async fn start_client(
+    mesh: swarm::MeshConfig,
+    member: std::net::SocketAddr,
+) -> Result<swarm::Node> {
+    let roles = mesh.handshake.cert.body().roles.clone();
+    let name = mesh.handshake.cert.body().name.clone();
+    let node = swarm::Node::start(mesh)
+        .await
+        .context("cannot start the local node")?;
+    if swarm::operators::is_operator_only(&roles) {
+        let code = match given().totp {
+            Some(code) => code,
+            None if interactive() => rpassword::prompt_password(format!("TOTP code for {name}: "))
+                .context("cannot read the code from the terminal")?,
+            None => {
+                node.shutdown();
+                bail!("{name} is an operator certificate: give its current TOTP code with --totp CODE (or run on a terminal)");
+            }
+        };
+        if let Err(e) = node.login(member, code.trim()).await {
+            node.shutdown();
+            return Err(e).context(format!("{name} could not log in through {member}"));
+        }
+    }
+    Ok(node)
 }
 
 /// Loads a node configuration and how to open its keyring (its

@@ -30,9 +30,7 @@ struct NodeTasks {
 pub(crate) fn run(config: &Path, member: SocketAddr, json: bool) -> Result<()> {
     let mesh = super::client_config(config)?;
     let nodes = actix::System::new().block_on(async move {
-        let node = Node::start(mesh)
-            .await
-            .context("cannot start the local node")?;
+        let node = super::secrets::start_client(mesh, member).await?;
         let result = list(&node, member).await;
         node.shutdown();
         result

@@ -313,22 +313,40 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
 
     // Revoking is for admins: the driver (worker, operator) is refused.
     let dir = cluster.dir.to_str().unwrap().to_owned();
-    let revoke = |config: &str| {
+    let revoke = |config: &str, totp: &str| {
         std::process::Command::new(exe())
             .args(["cert", "revoke", "n5", "--ca-dir", &dir, "--config", config])
-            .args(["--node", seed.as_str(), "--json"])
+            .args(["--node", seed.as_str(), "--json", "--totp", totp])
+            .stdin(std::process::Stdio::null())
             .output()
             .unwrap()
     };
-    let refused = revoke(config);
+    let refused = revoke(config, "000000");
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("forbidden") && stderr.contains("admin"),
         "{stderr}"
     );
+    // The admin operator needs its second factor: no code, a wrong one.
     let admin = cluster.admin_config();
-    let revoked = revoke(admin.to_str().unwrap());
+    let admin = admin.to_str().unwrap();
+    let no_code = std::process::Command::new(exe())
+        .args(["cert", "revoke", "n5", "--ca-dir", &dir, "--config", admin])
+        .args(["--node", seed.as_str()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!no_code.status.success());
+    let stderr = String::from_utf8_lossy(&no_code.stderr);
+    assert!(stderr.contains("--totp CODE"), "{stderr}");
+    let code = admin_code(&cluster.dir);
+    let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
+    let refused = revoke(admin, &wrong);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("wrong TOTP code"), "{stderr}");
+    let revoked = revoke(admin, &code);
     assert!(
         revoked.status.success(),
         "{}",
@@ -337,4 +355,19 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
     let answer: serde_json::Value = serde_json::from_slice(&revoked.stdout).unwrap();
     assert_eq!(answer["new"], true);
     assert_eq!(answer["revoked"][0][1], "n5");
+}
+
+/// The admin operator's current TOTP code, from the cluster's directory
+/// (its keyring opens with the throw-away key file there).
+fn admin_code(dir: &std::path::Path) -> String {
+    let keyring = swarm::credentials::Throwaway::keyring(dir).unwrap();
+    let totp = swarm::credentials::read_secret(
+        &keyring,
+        &dir.join("totp.secret"),
+        swarm_protocol::sealed::Kind::TotpSecret,
+    )
+    .unwrap();
+    let cert = swarm::credentials::read_cert(&dir.join("admin.cert")).unwrap();
+    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
+    swarm::operators::code_at(&seed, swarm::credentials::unix_now())
 }

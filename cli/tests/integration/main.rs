@@ -14,6 +14,7 @@ mod control_processes;
 mod leaks;
 mod membership;
 mod netns;
+mod operators;
 mod oversize;
 mod policy;
 mod processes;

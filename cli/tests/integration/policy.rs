@@ -12,7 +12,8 @@ use swarm::{AskError, RemoteSpawnError};
 use swarm_cli::demo::{Add, Adder, Bump, Count, Counter, CounterState, Ledger, LedgerArgs};
 
 use crate::util::{
-    config_with_roles, control_cluster, eventually, fast_gossip, scratch, spawn_ready, start,
+    config_with_roles, control_cluster, eventually, fast_gossip, operator, scratch, spawn_ready,
+    start,
 };
 
 fn rule(roles: &[&str], to: &[&str], tags: &[&str]) -> Rule {
@@ -159,7 +160,7 @@ async fn an_operator_certificate_never_joins_and_without_admin_only_reads() {
     );
 
     // It reads; stopping is for admins.
-    let op = start(config_with_roles(&ca, "op", &["operator"])).await;
+    let op = operator(&ca, "op", &["operator"], member).await;
     let op_control = op.node.control_through(member).await.unwrap();
     let placed = op_control.placed().await.unwrap();
     assert_eq!(placed.len(), 1);
@@ -170,7 +171,7 @@ async fn an_operator_certificate_never_joins_and_without_admin_only_reads() {
         other => panic!("an operator stopped an actor: {other:?}"),
     }
     assert_eq!(control.placed().await.unwrap().len(), 1, "still placed");
-    let admin = start(config_with_roles(&ca, "root", &["operator", "admin"])).await;
+    let admin = operator(&ca, "root", &["operator", "admin"], member).await;
     let admin_control = admin.node.control_through(member).await.unwrap();
     admin_control.stop("kept").await.unwrap();
     assert!(control.placed().await.unwrap().is_empty());

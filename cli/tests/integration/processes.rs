@@ -97,7 +97,7 @@ fn manual_launch_with_ca_cert_node_start_and_ping() {
     };
     swarm(&["ca", "init", "--dir", "."]);
     swarm(&["cert", "issue", "--name", "n1", "--roles", "worker,head"]);
-    swarm(&["cert", "issue", "--name", "op", "--roles", "operator"]);
+    swarm(&["cert", "issue", "--name", "client", "--roles", "worker"]);
     // A second init must not silently replace the CA.
     let again = run(&["ca", "init"]);
     assert!(!again.status.success());
@@ -111,7 +111,7 @@ fn manual_launch_with_ca_cert_node_start_and_ping() {
             .join("\n")
     };
     std::fs::write(dir.join("n1.toml"), config("n1")).unwrap();
-    std::fs::write(dir.join("op.toml"), config("op")).unwrap();
+    std::fs::write(dir.join("client.toml"), config("client")).unwrap();
 
     // A node that cannot unseal refuses to start with one clear line.
     for (pass, expected) in [
@@ -159,7 +159,7 @@ fn manual_launch_with_ca_cert_node_start_and_ping() {
         .nth(1)
         .expect("READY line")
         .to_owned();
-    let out = swarm(&["ping", &addr, "--config", "op.toml", "--count", "2"]);
+    let out = swarm(&["ping", &addr, "--config", "client.toml", "--count", "2"]);
     // SIGTERM stops the node cleanly.
     let term = Command::new("kill")
         .args(["-TERM", &node.id().to_string()])

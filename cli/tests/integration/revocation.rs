@@ -8,7 +8,7 @@ use swarm::control::ControlError;
 use swarm::AskError;
 use swarm_cli::demo::{Add, Adder};
 
-use crate::util::{config_with_roles, control_cluster, eventually, scratch, start};
+use crate::util::{control_cluster, eventually, operator, scratch};
 
 #[actix_rt::test]
 async fn a_revoked_node_is_dropped_by_every_node_within_two_seconds_and_cannot_return() {
@@ -45,13 +45,13 @@ async fn a_revoked_node_is_dropped_by_every_node_within_two_seconds_and_cannot_r
     };
 
     // An operator without admin may not revoke.
-    let op = start(config_with_roles(&ca, "op", &["operator"])).await;
+    let op = operator(&ca, "op", &["operator"], member).await;
     let op_control = op.node.control_through(member).await.unwrap();
     assert!(matches!(
         op_control.revoke(victim_serial, "n4").await,
         Err(ControlError::Forbidden { .. })
     ));
-    let admin = start(config_with_roles(&ca, "root", &["operator", "admin"])).await;
+    let admin = operator(&ca, "root", &["operator", "admin"], member).await;
     let control = admin.node.control_through(member).await.unwrap();
     let started = Instant::now();
     assert!(control.revoke(victim_serial, "n4").await.unwrap());

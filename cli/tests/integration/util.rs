@@ -176,6 +176,7 @@ pub async fn control_cluster(
             // Sealed like a configured node's: the scan test reads these
             // directories for payloads in clear.
             head.seal = std::sync::Arc::new(Throwaway::keyring(dir).expect("a keyring"));
+            head.totp = Some(std::sync::Arc::new(zeroize::Zeroizing::new(ca.totp)));
             c.head = Some(head);
         }
         tune(i, &mut c);
@@ -188,6 +189,41 @@ pub async fn control_cluster(
         nodes.push(node);
     }
     (ca, nodes)
+}
+
+/// The TOTP code of the operator certificate in `config` now.
+pub fn totp_code(ca: &Throwaway, config: &MeshConfig) -> String {
+    let body = config.handshake.cert.body();
+    let seed = swarm::operators::seed(&ca.totp, body.serial, &body.name);
+    swarm::operators::code_at(&seed, swarm::credentials::unix_now())
+}
+
+/// Starts an operator node (no membership) with `roles` and logs it in
+/// through `member` with a current TOTP code.
+pub async fn operator(
+    ca: &Throwaway,
+    name: &str,
+    roles: &[&str],
+    member: std::net::SocketAddr,
+) -> TestNode {
+    let config = config_with_roles(ca, name, roles);
+    let code = totp_code(ca, &config);
+    let op = start(config).await;
+    // The heads and the member's lease (its session key) may still be
+    // settling: retry a refused login only while nothing says the code
+    // itself is wrong.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        poll.tick().await;
+        match op.node.login(member, &code).await {
+            Ok(_) => return op,
+            Err(e)
+                if tokio::time::Instant::now() < deadline
+                    && !e.to_string().contains("TOTP code") => {}
+            Err(e) => panic!("{name} did not log in: {e}"),
+        }
+    }
 }
 
 /// Spawns until the control plane places it: the head group forms and the

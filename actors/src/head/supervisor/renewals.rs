@@ -92,6 +92,10 @@ impl Supervisor {
             start,
             stop,
             revoked,
+            session_key: self
+                .totp
+                .as_ref()
+                .map(|t| crate::operators::SessionKey::of(&crate::operators::session_key(t))),
         }
     }
 }

@@ -81,6 +81,8 @@ pub(super) struct LinkShared {
     pub(super) bytes_out: AtomicU64,
     /// Bytes read from the socket (ciphertext).
     pub(super) bytes_in: AtomicU64,
+    /// An operator peer's session ends then (Unix ms; 0: none).
+    pub(super) session_until_ms: AtomicU64,
 }
 
 /// Who is at the other end of a new link.
@@ -115,6 +117,7 @@ impl LinkShared {
             member_down: AtomicBool::new(false),
             bytes_out: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            session_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -145,6 +148,13 @@ impl Drop for PendingAsk<'_> {
 impl LinkHandle {
     pub(crate) fn id(&self) -> u64 {
         self.shared.id
+    }
+
+    /// The operator peer has a session until `until_ms`.
+    pub(crate) fn set_session(&self, until_ms: u64) {
+        self.shared
+            .session_until_ms
+            .fetch_max(until_ms, Ordering::AcqRel);
     }
 
     /// The peer's certificate serial.

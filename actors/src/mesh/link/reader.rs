@@ -47,6 +47,9 @@ pub(super) struct Reader {
     pub(super) inbound_asks: Rc<Cell<usize>>,
     /// The link's actor.
     pub(super) link: actix::Addr<super::Link>,
+    /// An operator's session token that arrived before this node had the
+    /// key to check it.
+    pub(super) pending_present: Option<Vec<u8>>,
     /// Closed once the link this one replaces delivered what it carried.
     pub(super) predecessor: Option<tokio::sync::watch::Receiver<bool>>,
 }
@@ -182,10 +185,30 @@ impl Reader {
             Some(Inbound::Envelope(envelope)) => envelope,
         };
         match envelope {
+            Envelope::Tell { to, tag, body } if is_present(&to, tag) => {
+                self.clock.received(true);
+                match crate::operators::session::check_present(
+                    self.mesh.session_key(),
+                    &self.caller,
+                    body,
+                ) {
+                    Ok(until) => self.handle.set_session(until),
+                    // This node's first lease grant (with the key) may
+                    // still be on its way: check again on the next message.
+                    Err(_) if self.mesh.session_key().is_none() => {
+                        self.pending_present = Some(body.to_vec());
+                    }
+                    Err(reason) => {
+                        tracing::warn!(peer = %self.shared.peer.short(), name = %self.caller.name, %reason, "operator session refused");
+                    }
+                }
+            }
             Envelope::Tell { to, tag, body } => {
                 self.clock.received(true);
+                let second = self.second_factor(&to, tag);
                 let caller = &self.caller;
-                let dispatched = match self.lookup.authorize(&to, tag, caller) {
+                let dispatched = match second.and_then(|()| self.lookup.authorize(&to, tag, caller))
+                {
                     Ok(d) => d.tell(caller, tag, body),
                     Err(refusal) => Err(self.refused(refusal, &to, tag)),
                 };
@@ -220,8 +243,10 @@ impl Reader {
                     .await;
                     return Ok(());
                 }
+                let second = self.second_factor(&to, tag);
                 let caller = &self.caller;
-                let dispatched = match self.lookup.authorize(&to, tag, caller) {
+                let dispatched = match second.and_then(|()| self.lookup.authorize(&to, tag, caller))
+                {
                     Ok(d) => d.ask(caller, tag, body),
                     Err(refusal) => Err(self.refused(refusal, &to, tag)),
                 };
@@ -278,7 +303,49 @@ impl Reader {
     }
 }
 
+/// An operator's session token, checked by the reader itself.
+fn is_present(to: &Target<'_>, tag: &str) -> bool {
+    tag == <crate::operators::wire::Present as crate::RemoteMessage>::TAG
+        && matches!(to, Target::Name(name) if *name == crate::operators::SESSION_ACTOR)
+}
+
 impl Reader {
+    /// An operator certificate reaches nothing but the session actor until
+    /// its link has a session (a TOTP login, or a token presented).
+    fn second_factor(&mut self, to: &Target<'_>, tag: &str) -> Result<(), Refusal> {
+        if !self.caller.operator_only
+            || matches!(to, Target::Name(name) if *name == crate::operators::SESSION_ACTOR)
+        {
+            return Ok(());
+        }
+        if let Some(body) = &self.pending_present {
+            if let Some(key) = self.mesh.session_key() {
+                if let Ok(until) =
+                    crate::operators::session::check_present(Some(key), &self.caller, body)
+                {
+                    self.handle.set_session(until);
+                }
+                self.pending_present = None;
+            }
+        }
+        let until = self
+            .shared
+            .session_until_ms
+            .load(std::sync::atomic::Ordering::Acquire);
+        if until > crate::operators::unix_ms() {
+            return Ok(());
+        }
+        let reason = if self.pending_present.is_some() {
+            format!("{tag}: this node cannot check operator sessions yet (no lease grant from a head holding the TOTP secret); try again in a moment")
+        } else {
+            format!("{tag}: an operator certificate needs a second factor: log in with a TOTP code (--totp CODE)")
+        };
+        Err(Refusal {
+            error: RemoteError::Forbidden { reason },
+            fresh: until == 0,
+        })
+    }
+
     /// Counts a message the policy refused, and logs it when decided now
     /// (a link logs a refusal once per target and tag).
     fn refused(&self, refusal: Refusal, to: &Target<'_>, tag: &str) -> RemoteError {

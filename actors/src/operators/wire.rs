@@ -1,0 +1,72 @@
+//! What operators and nodes send about logins and sessions.
+
+use actix::Message;
+use serde::{Deserialize, Serialize};
+use swarm_protocol::NodeId;
+
+use super::SessionToken;
+use crate::head::wire::ControlError;
+
+/// An operator logs in with a TOTP code (to any member's
+/// [`SESSION_ACTOR`](super::SESSION_ACTOR)). Its identity and address
+/// come from the link, whatever it claims.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<SessionToken, ControlError>")]
+pub(crate) struct Login {
+    /// The code.
+    pub(crate) code: String,
+    /// Set from the link.
+    #[serde(default)]
+    pub(crate) who: Option<Operator>,
+}
+
+/// An operator presents its session token as the first tell on a new
+/// link; the link's reader checks it before the next message.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "()")]
+pub(crate) struct Present {
+    /// The token.
+    pub(crate) token: SessionToken,
+}
+
+/// Who is logging in, as the member's link authenticated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Operator {
+    pub(crate) node: NodeId,
+    pub(crate) serial: u64,
+    pub(crate) name: String,
+    pub(crate) roles: Vec<String>,
+    pub(crate) source: std::net::IpAddr,
+}
+
+/// A member forwards a login to the head leader.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<SessionToken, ControlError>")]
+pub(crate) struct VerifyLogin {
+    pub(crate) operator: Operator,
+    pub(crate) code: String,
+}
+
+impl crate::directory::StampIdentity for Login {
+    fn stamp_identity(&mut self, caller: &crate::directory::Caller) {
+        self.who = Some(Operator::of(caller));
+    }
+}
+
+impl Operator {
+    fn of(caller: &crate::directory::Caller) -> Self {
+        Self {
+            node: caller.node,
+            serial: caller.serial,
+            name: caller.name.to_string(),
+            roles: caller.roles.to_vec(),
+            source: caller.addr.ip(),
+        }
+    }
+}
+
+crate::remote_message!(
+    Login => "swarm.Login",
+    Present => "swarm.Present",
+    VerifyLogin => "swarm.VerifyLogin",
+);

@@ -1,0 +1,111 @@
+//! Operators with two factors, over real operator connections: the
+//! certificate in the handshake and a TOTP code checked by the head
+//! leader. Nothing but the login reaches a node before it; a code works
+//! once, within ±1 step; five failures lock the operator (and its
+//! address) out; the session is presented on every link opened after.
+
+use swarm::supervision::{Host, ListActors, HOST_ACTOR};
+use swarm::{AskError, LoginError};
+use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
+
+use std::time::Duration;
+
+use crate::util::{config_with_roles, control_cluster, eventually, scratch, start, totp_code};
+
+fn refused(r: Result<swarm::operators::SessionToken, LoginError>) -> String {
+    match r {
+        Err(LoginError::Refused(e)) => e.to_string(),
+        other => panic!("expected a refused login, got {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn totp_logins_are_checked_once_within_the_skew_and_locked_out_after_five_failures() {
+    let dir = scratch("operators-totp");
+    let (ca, nodes) = control_cluster(&dir, 1, 2, |_, _| {}).await;
+    let member = nodes[1].node.listen_addr();
+    let config = config_with_roles(&ca, "alice", &["operator"]);
+    let body = config.handshake.cert.body().clone();
+    let seed = swarm::operators::seed(&ca.totp, body.serial, &body.name);
+    let alice = start(config.clone()).await;
+
+    // Before a login nothing but the login reaches the member.
+    alice.node.connect(member).await.unwrap();
+    let agent = alice
+        .node
+        .remote::<ClusterAgent>(nodes[1].node.id(), CLUSTER_ACTOR);
+    match agent.send(ListMembers).await {
+        Err(AskError::Forbidden { reason }) => {
+            assert!(reason.contains("second factor"), "{reason}")
+        }
+        other => panic!("an operator read members without a second factor: {other:?}"),
+    }
+
+    // Wrong, and outside the skew window (two steps old).
+    let now = swarm::credentials::unix_now();
+    let wrong = format!(
+        "{:06}",
+        (swarm::operators::code_at(&seed, now)
+            .parse::<u32>()
+            .unwrap()
+            + 1)
+            % 1_000_000
+    );
+    let wait_for_heads =
+        |r: &str| r.contains("no head") || r.contains("quorum") || r.contains("leader");
+    let mut reason = refused(alice.node.login(member, &wrong).await);
+    // The head group may still be forming at the first attempt.
+    while wait_for_heads(&reason) {
+        reason = refused(alice.node.login(member, &wrong).await);
+    }
+    assert!(reason.contains("wrong TOTP code (4 more"), "{reason}");
+    let old = swarm::operators::code_at(&seed, now - 2 * swarm::operators::STEP);
+    if old != swarm::operators::code_at(&seed, now) {
+        let reason = refused(alice.node.login(member, &old).await);
+        assert!(reason.contains("wrong TOTP code (3 more"), "{reason}");
+    }
+
+    // The right code works once; the session reaches other nodes' links.
+    let code = totp_code(&ca, &config);
+    alice.node.login(member, &code).await.unwrap();
+    assert!(!agent.send(ListMembers).await.unwrap().is_empty());
+    alice
+        .node
+        .connect(nodes[2].node.listen_addr())
+        .await
+        .unwrap();
+    let host = alice.node.remote::<Host>(nodes[2].node.id(), HOST_ACTOR);
+    // (That node checks sessions once its first lease grant brought the key.)
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let host = host.clone();
+            async move { host.send(ListActors).await.is_ok() }
+        })
+        .await
+    );
+    let reason = refused(alice.node.login(member, &code).await);
+    assert!(reason.contains("used already"), "{reason}");
+
+    // Brute force: five failures in a row lock the operator out; then even
+    // the right code is refused.
+    let bob_config = config_with_roles(&ca, "bob", &["operator"]);
+    let bob = start(bob_config.clone()).await;
+    let mut last = String::new();
+    for guess in 0..5u32 {
+        last = refused(bob.node.login(member, &format!("{guess:06}")).await);
+    }
+    assert!(last.contains("locked out after 5 failed codes"), "{last}");
+    let reason = refused(bob.node.login(member, &totp_code(&ca, &bob_config)).await);
+    assert!(reason.contains("locked out"), "{reason}");
+    // The lockout holds for the address too: another operator from it waits.
+    let carol_config = config_with_roles(&ca, "carol", &["operator"]);
+    let carol = start(carol_config.clone()).await;
+    let reason = refused(
+        carol
+            .node
+            .login(member, &totp_code(&ca, &carol_config))
+            .await,
+    );
+    assert!(reason.contains("locked out"), "{reason}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
