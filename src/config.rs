@@ -17,6 +17,7 @@
 //! keyring = "keyring"              # opens the sealed files and seals the head's data
 //! keyring_key = "keyring.key"      # a key file that opens it (default: a passphrase)
 //! policy = "policy.toml"           # who may send what to this node's actors (default: the defaults)
+//! audit = "n1.audit"               # sealed audit log (default: NAME.audit beside the keyring)
 //! peers = ["127.0.0.1:7002"]       # dialed at start
 //! suite = "aesgcm"                 # or "chachapoly"; the same on every node
 //! revoked = []                     # certificate serials to refuse
@@ -101,6 +102,9 @@ pub struct NodeFile {
     /// The policy file: allow and deny rules (`swarm::policy`).
     #[serde(default)]
     pub policy: Option<PathBuf>,
+    /// The sealed audit log (default: `NAME.audit` beside the keyring).
+    #[serde(default)]
+    pub audit: Option<PathBuf>,
     /// A passphrase for the keyring, from the command line's sources.
     #[serde(skip)]
     pub passphrase: Option<Unlock>,
@@ -423,6 +427,7 @@ impl NodeFile {
             Some(&mut file.keyring),
             file.keyring_key.as_mut(),
             file.policy.as_mut(),
+            file.audit.as_mut(),
             head_dir,
             head_totp,
         ]
@@ -462,8 +467,38 @@ impl NodeFile {
         Ok(Keyring::open(&self.keyring, &self.unlock()?)?)
     }
 
+    /// Where the audit log is: `audit`, or `NAME.audit` beside the keyring.
+    ///
+    /// # Errors
+    ///
+    /// If the certificate cannot be read (for its name).
+    pub fn audit_path(&self) -> Result<PathBuf> {
+        if let Some(path) = &self.audit {
+            return Ok(path.clone());
+        }
+        let name = read_cert(&self.cert)?.body().name.clone();
+        let dir = self.keyring.parent().unwrap_or(Path::new("."));
+        Ok(dir.join(format!("{name}.audit")))
+    }
+
+    /// The mesh configuration of a node this file runs: as
+    /// [`NodeFile::mesh_config`], with its audit log open.
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeFile::mesh_config`]; if the audit log does not open.
+    pub fn node_config(&self) -> Result<MeshConfig> {
+        let keyring = self.open_keyring()?;
+        let mut mesh = self.build(&keyring)?;
+        mesh.audit = Some(swarm_actors::audit::Audit::open(
+            &self.audit_path()?,
+            keyring,
+        )?);
+        Ok(mesh)
+    }
+
     /// Opens the keyring, loads the key material and builds the mesh
-    /// configuration.
+    /// configuration (without an audit log: for clients and tools).
     ///
     /// # Errors
     ///
@@ -471,7 +506,11 @@ impl NodeFile {
     /// open, or the suite is unknown.
     pub fn mesh_config(&self) -> Result<MeshConfig> {
         let keyring = self.open_keyring()?;
-        let key = NodeKey::from_secret(read_secret(&keyring, &self.key, Kind::NodeKey)?);
+        self.build(&keyring)
+    }
+
+    fn build(&self, keyring: &Keyring) -> Result<MeshConfig> {
+        let key = NodeKey::from_secret(read_secret(keyring, &self.key, Kind::NodeKey)?);
         let cert = read_cert(&self.cert)?;
         let trust = TrustStore::new(read_array(&self.ca)?).map_err(|_| FileError::Content {
             path: self.ca.clone(),
@@ -487,7 +526,7 @@ impl NodeFile {
                 })?;
         let handshake = HandshakeConfig {
             cluster: self.cluster.clone(),
-            join_secret: read_secret(&keyring, &self.secret, Kind::JoinSecret)?,
+            join_secret: read_secret(keyring, &self.secret, Kind::JoinSecret)?,
             key,
             cert,
             trust: Arc::new(trust),
@@ -534,7 +573,7 @@ impl NodeFile {
             config.crash_evidence = head.crash_evidence;
             config.seal = Arc::new(keyring.clone());
             if let Some(path) = &head.totp {
-                let secret = read_secret(&keyring, path, Kind::TotpSecret)?;
+                let secret = read_secret(keyring, path, Kind::TotpSecret)?;
                 config.totp = Some(Arc::new(zeroize::Zeroizing::new(secret)));
             }
             mesh.head = Some(config);

@@ -42,11 +42,11 @@ mod files;
 
 pub use files::FileError;
 pub use swarm_actors::{
-    at_rest, cluster, control, error, operators, placement, policy, remote_actor, remote_message,
-    supervision, task, tasks, Accepts, AskError, Cluster, ClusterConfig, ClusterEvent,
-    ClusterEvents, Faults, GossipKeyOp, Instance, Keyed, Member, MeshConfig, MeshStats, Node,
-    PeerInfo, Protocol, RemoteActor, RemoteAddr, RemoteMessage, ResourceOverrides, ServiceRef,
-    Strategy, TellError, Wire,
+    at_rest, audit, cluster, control, error, operators, placement, policy, remote_actor,
+    remote_message, supervision, task, tasks, Accepts, AskError, Cluster, ClusterConfig,
+    ClusterEvent, ClusterEvents, Faults, GossipKeyOp, Instance, Keyed, Member, MeshConfig,
+    MeshStats, Node, PeerInfo, Protocol, RemoteActor, RemoteAddr, RemoteMessage, ResourceOverrides,
+    ServiceRef, Strategy, TellError, Wire,
 };
 pub use swarm_actors::{
     CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError, HandshakeFailure,

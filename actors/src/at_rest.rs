@@ -84,6 +84,16 @@ pub enum AtRestError {
         /// Why.
         source: SealedError,
     },
+    /// A record of a sealed log did not open.
+    #[error("{} record {index} {source}", path.display())]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// The record's index (0 first).
+        index: u64,
+        /// Why.
+        source: SealedError,
+    },
     /// A keyring exists already.
     #[error("keyring {} exists already", path.display())]
     Exists {

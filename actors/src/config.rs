@@ -77,6 +77,9 @@ pub struct MeshConfig {
     /// Who may send what to this node's actors ([`crate::policy`]); the
     /// defaults when no rules are given.
     pub policy: std::sync::Arc<crate::policy::Policy>,
+    /// Where operator logins, their mutating commands and policy refusals
+    /// are recorded ([`crate::audit`]); `None`: nowhere.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 impl MeshConfig {
@@ -107,6 +110,7 @@ impl MeshConfig {
             cluster: None,
             head: None,
             policy: std::sync::Arc::default(),
+            audit: None,
         }
     }
 }

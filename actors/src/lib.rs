@@ -88,6 +88,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod at_rest;
+pub mod audit;
 pub mod cluster;
 pub mod config;
 pub mod control;

@@ -431,6 +431,11 @@ impl Mesh {
         self.router.do_send(PeerDown(node));
     }
 
+    /// Appends to the audit log, if the node keeps one.
+    pub(crate) fn audit(&self, record: impl FnOnce() -> crate::audit::AuditRecord) {
+        self.shared.audit(record);
+    }
+
     /// Keeps the key operators' session tokens are checked with.
     pub(crate) fn set_session_key(&self, key: Option<[u8; 32]>) {
         if let Some(key) = key {
@@ -498,6 +503,13 @@ impl Mesh {
 }
 
 impl Shared {
+    /// Appends to the audit log, if the node keeps one.
+    pub(crate) fn audit(&self, record: impl FnOnce() -> crate::audit::AuditRecord) {
+        if let Some(audit) = &self.config.audit {
+            audit.record(record());
+        }
+    }
+
     /// The key operators' session tokens are checked with, if known yet.
     pub(crate) fn session_key(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {
         self.sessions

@@ -1,5 +1,6 @@
 //! Command-line parsing and dispatch; each command lives in its own file.
 
+mod audit;
 mod bench;
 mod ca;
 mod cluster;
@@ -192,6 +193,19 @@ pub(crate) enum Command {
         /// The node to ask (its mesh address).
         #[arg(long)]
         node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read a node's sealed audit log: operator logins (accepted and
+    /// refused), their mutating commands, and policy refusals.
+    Audit {
+        /// The node's configuration (its keyring opens the log).
+        #[arg(long)]
+        config: PathBuf,
+        /// Only records from then on: 2027-01-01, 2027-01-01T08:00:00Z or Unix seconds.
+        #[arg(long, value_parser = swarm::credentials::parse_time)]
+        since: Option<u64>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -684,6 +698,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             count,
         } => ping::run(addr, &config, count),
         Command::Demo { nodes, keep } => demo::run(nodes, keep),
+        Command::Audit {
+            config,
+            since,
+            json,
+        } => audit::run(&config, since, json),
         Command::Bench(BenchCommand::Control { json, spawns, runs }) => {
             bench::control(json, spawns, runs)
         }

@@ -31,7 +31,7 @@ pub(crate) struct Overrides {
 
 pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
     let file = super::secrets::load(config)?;
-    let mut mesh = file.mesh_config()?;
+    let mut mesh = file.node_config()?;
     mesh.policy = std::sync::Arc::new(swarm_cli::demo::with_info_rule(&mesh.policy)?);
     if let Some(listen) = o.listen {
         mesh.listen = listen;

@@ -355,6 +355,46 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
     let answer: serde_json::Value = serde_json::from_slice(&revoked.stdout).unwrap();
     assert_eq!(answer["new"], true);
     assert_eq!(answer["revoked"][0][1], "n5");
+
+    // The heads' sealed audit logs hold the refused and accepted logins,
+    // the revocation, and the driver's refused attempt.
+    // (Each node's writer thread appends them a moment after the fact.)
+    let expected = [
+        ("login_refused", "admin", "swarm.Login"),
+        ("login", "admin", "swarm.Login"),
+        ("command", "admin", "swarm.RevokeCert"),
+        ("forbidden", "driver", "swarm.RevokeCert"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut records = Vec::new();
+        for head in ["n1", "n2", "n3"] {
+            let config = cluster.dir.join(format!("{head}.toml"));
+            let out = swarm_json(&["audit", "--config", config.to_str().unwrap(), "--json"]);
+            records.extend(out.as_array().unwrap().iter().cloned());
+        }
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|(kind, who, tag)| {
+                !records
+                    .iter()
+                    .any(|r| r["kind"] == *kind && r["who"] == *who && r["tag"] == *tag)
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "missing {missing:?} in {records:?}"
+        );
+        std::thread::yield_now();
+    }
+    let audit = std::fs::read(cluster.dir.join("n1.audit")).unwrap_or_default();
+    assert!(
+        !audit.windows(5).any(|w| w == b"admin"),
+        "the audit log is sealed"
+    );
 }
 
 /// The admin operator's current TOTP code, from the cluster's directory

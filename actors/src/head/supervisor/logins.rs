@@ -7,6 +7,7 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use super::Supervisor;
+use crate::audit::{AuditKind, AuditRecord};
 use crate::head::state::{Applied, Command};
 use crate::head::wire::ControlError;
 use crate::operators::wire::VerifyLogin;
@@ -62,13 +63,29 @@ impl Supervisor {
         let now = operators::unix_ms() / 1000;
         let step = operators::matching_step(&seed, login.code.trim(), now);
         let last = self.read(|m| m.state.totp_step(operator.serial));
-        self.guard
-            .check(operator.serial, operator.source, step, last, Instant::now())
-            .map_err(|refusal| {
-                tracing::warn!(operator = %operator.name, source = %operator.source, %refusal, "operator login refused");
-                ControlError::Forbidden {
-                    reason: refusal.to_string(),
-                }
-            })
+        let checked =
+            self.guard
+                .check(operator.serial, operator.source, step, last, Instant::now());
+        let (kind, detail) = match &checked {
+            Ok(_) => (AuditKind::Login, "code accepted".to_owned()),
+            Err(refusal) => (AuditKind::LoginRefused, refusal.to_string()),
+        };
+        self.mesh.audit(|| AuditRecord {
+            at_ms: operators::unix_ms(),
+            kind,
+            who: operator.name.clone(),
+            serial: operator.serial,
+            roles: operator.roles.clone(),
+            source: operator.source.to_string(),
+            tag: "swarm.Login".into(),
+            target: String::new(),
+            detail,
+        });
+        checked.map_err(|refusal| {
+            tracing::warn!(operator = %operator.name, source = %operator.source, %refusal, "operator login refused");
+            ControlError::Forbidden {
+                reason: refusal.to_string(),
+            }
+        })
     }
 }

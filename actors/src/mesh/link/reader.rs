@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::handle::{LinkHandle, LinkShared};
 use super::Clock;
 use super::{PeerHandedOver, HANDOVER};
+use crate::audit::{AuditKind, AuditRecord};
 use crate::directory::{Caller, Lookup, Refusal};
 use crate::error::CloseReason;
 use crate::mesh::router::Router;
@@ -209,7 +210,15 @@ impl Reader {
                 let caller = &self.caller;
                 let dispatched = match second.and_then(|()| self.lookup.authorize(&to, tag, caller))
                 {
-                    Ok(d) => d.tell(caller, tag, body),
+                    Ok(d) => {
+                        if caller.operator_only && AUDITED.contains(&tag) {
+                            let target = target_name(&to);
+                            self.mesh.audit(|| {
+                                audit_record(caller, AuditKind::Command, tag, &target, "allowed")
+                            });
+                        }
+                        d.tell(caller, tag, body)
+                    }
                     Err(refusal) => Err(self.refused(refusal, &to, tag)),
                 };
                 match dispatched {
@@ -247,7 +256,15 @@ impl Reader {
                 let caller = &self.caller;
                 let dispatched = match second.and_then(|()| self.lookup.authorize(&to, tag, caller))
                 {
-                    Ok(d) => d.ask(caller, tag, body),
+                    Ok(d) => {
+                        if caller.operator_only && AUDITED.contains(&tag) {
+                            let target = target_name(&to);
+                            self.mesh.audit(|| {
+                                audit_record(caller, AuditKind::Command, tag, &target, "allowed")
+                            });
+                        }
+                        d.ask(caller, tag, body)
+                    }
                     Err(refusal) => Err(self.refused(refusal, &to, tag)),
                 };
                 match dispatched {
@@ -303,6 +320,43 @@ impl Reader {
     }
 }
 
+/// Commands that change the cluster: recorded when an operator sends one.
+const AUDITED: &[&str] = &[
+    "swarm.PlaceActor",
+    "swarm.StopActor",
+    "swarm.DrainNode",
+    "swarm.ReserveGroup",
+    "swarm.ReleaseGroup",
+    "swarm.RevokeCert",
+];
+
+fn audit_record(
+    caller: &Caller,
+    kind: AuditKind,
+    tag: &str,
+    target: &str,
+    detail: &str,
+) -> AuditRecord {
+    AuditRecord {
+        at_ms: crate::operators::unix_ms(),
+        kind,
+        who: caller.name.to_string(),
+        serial: caller.serial,
+        roles: caller.roles.to_vec(),
+        source: caller.addr.to_string(),
+        tag: tag.to_owned(),
+        target: target.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+fn target_name(to: &Target<'_>) -> String {
+    match to {
+        Target::Name(name) => (*name).to_owned(),
+        Target::Id(id) => format!("#{id}"),
+    }
+}
+
 /// An operator's session token, checked by the reader itself.
 fn is_present(to: &Target<'_>, tag: &str) -> bool {
     tag == <crate::operators::wire::Present as crate::RemoteMessage>::TAG
@@ -352,10 +406,7 @@ impl Reader {
         if let RemoteError::Forbidden { reason } = &refusal.error {
             self.mesh.counters.forbidden();
             if refusal.fresh {
-                let target = match to {
-                    Target::Name(name) => (*name).to_owned(),
-                    Target::Id(id) => format!("#{id}"),
-                };
+                let target = target_name(to);
                 tracing::warn!(
                     peer = %self.shared.peer.short(),
                     roles = ?self.caller.roles,
@@ -364,6 +415,9 @@ impl Reader {
                     %reason,
                     "message refused by policy"
                 );
+                let caller = &self.caller;
+                self.mesh
+                    .audit(|| audit_record(caller, AuditKind::Forbidden, tag, &target, reason));
             }
         }
         refusal.error
