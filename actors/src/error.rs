@@ -298,7 +298,13 @@ pub enum LoginError {
     Ask(#[from] AskError),
     /// The head refused the code (wrong, used already, locked out).
     #[error("login refused: {0}")]
-    Refused(#[from] crate::head::wire::ControlError),
+    Refused(crate::head::wire::ControlError),
+}
+
+impl From<crate::head::wire::ControlError> for LoginError {
+    fn from(e: crate::head::wire::ControlError) -> Self {
+        LoginError::Refused(e)
+    }
 }
 
 /// Why a node could not start.

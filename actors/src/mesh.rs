@@ -77,8 +77,9 @@ struct Shared {
     listen: SocketAddr,
     /// Limits and timers of links.
     config: MeshConfig,
-    /// Identity and trust for handshakes, with the bound listen address.
-    handshake: Arc<HandshakeConfig>,
+    /// Identity and trust for handshakes, with the bound listen address;
+    /// replaced when the node renews its certificate.
+    handshake: std::sync::RwLock<Arc<HandshakeConfig>>,
     /// Where inbound messages are dispatched.
     directory: Directory,
     /// Live links by peer.
@@ -145,7 +146,7 @@ impl Mesh {
             id: config.handshake.key.node_id(),
             name: config.handshake.cert.body().name.clone(),
             listen: config.listen,
-            handshake: Arc::new(config.handshake.clone()),
+            handshake: std::sync::RwLock::new(Arc::new(config.handshake.clone())),
             config,
             directory,
             links: LinkTable::default(),
@@ -300,8 +301,35 @@ impl Mesh {
     }
 
     /// The handshake configuration (identity, trust, cluster).
-    pub(crate) fn handshake(&self) -> &HandshakeConfig {
-        &self.shared.handshake
+    pub(crate) fn handshake(&self) -> Arc<HandshakeConfig> {
+        self.shared.handshake()
+    }
+
+    /// Switches to `cert` for every handshake from now on (links up stay):
+    /// it must be for this node's key and verify against the CA.
+    ///
+    /// # Errors
+    ///
+    /// Why the certificate does not fit.
+    pub(crate) fn renew_certificate(
+        &self,
+        cert: swarm_protocol::Certificate,
+    ) -> Result<(), swarm_protocol::CertError> {
+        let current = self.handshake();
+        if cert.body().static_key != *current.key.public() {
+            return Err(swarm_protocol::CertError::KeyMismatch);
+        }
+        current
+            .trust
+            .verify(&cert, unix_now(), Some(current.key.public()))?;
+        let mut next = (*current).clone();
+        next.cert = cert;
+        *self
+            .shared
+            .handshake
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+        Ok(())
     }
 
     /// The default ask timeout.
@@ -490,7 +518,11 @@ impl Mesh {
     /// to the trust store (which nodes of one process may share, so links
     /// are checked whatever it returns).
     pub(crate) fn revoke(&self, serials: &[u64]) -> usize {
-        let new = self.shared.handshake.trust.revoke(serials.iter().copied());
+        let new = self
+            .shared
+            .handshake()
+            .trust
+            .revoke(serials.iter().copied());
         self.router.do_send(CloseRevoked);
         new
     }
@@ -503,6 +535,16 @@ impl Mesh {
 }
 
 impl Shared {
+    /// The handshake configuration now.
+    pub(crate) fn handshake(&self) -> Arc<HandshakeConfig> {
+        Arc::clone(
+            &self
+                .handshake
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// Appends to the audit log, if the node keeps one.
     pub(crate) fn audit(&self, record: impl FnOnce() -> crate::audit::AuditRecord) {
         if let Some(audit) = &self.config.audit {

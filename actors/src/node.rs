@@ -478,6 +478,22 @@ impl Node {
         Ok(Control::through(self.mesh.clone(), agent))
     }
 
+    /// Switches this node to a renewed certificate for every handshake from
+    /// now on (`swarm cert renew`): the same key, so the same node id, and
+    /// nothing stops: links up stay, actors keep running. Revoke the old
+    /// serial once every node runs the new one.
+    ///
+    /// # Errors
+    ///
+    /// If the certificate is not for this node's key or does not verify
+    /// (CA, validity, revocation).
+    pub fn renew_certificate(
+        &self,
+        cert: swarm_protocol::Certificate,
+    ) -> Result<(), swarm_protocol::CertError> {
+        self.mesh.renew_certificate(cert)
+    }
+
     /// Logs this (operator) node in with a TOTP `code` through the member
     /// at `member`: the head leader checks the code, and the session token
     /// it answers is presented on every link this node opens from now on

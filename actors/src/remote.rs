@@ -375,7 +375,8 @@ impl<A: RemoteActor> RemoteAddr<A> {
 
     /// This node as the caller of a local dispatch.
     fn own_caller(&self) -> Caller {
-        let body = self.mesh.handshake().cert.body();
+        let handshake = self.mesh.handshake();
+        let body = handshake.cert.body();
         Caller {
             node: self.mesh.id(),
             roles: body.roles.clone().into(),

@@ -83,7 +83,7 @@ pub(super) fn dial_back(mesh: &Arc<Shared>, link: &LinkHandle, addr: &str) {
         probing.fetch_sub(1, Ordering::AcqRel);
         return;
     }
-    let config = Arc::clone(&mesh.handshake);
+    let config = mesh.handshake();
     let timeout = mesh.config.handshake_timeout;
     let peer = link.peer();
     actix_rt::spawn(async move {

@@ -190,7 +190,7 @@ impl Gate {
                 return;
             }
         }
-        let hs = Arc::clone(&self.mesh.handshake);
+        let hs = self.mesh.handshake();
         let result = handshake(&mut stream, hs, false, config.handshake_timeout).await;
         drop(slot);
         match result {

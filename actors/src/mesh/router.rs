@@ -113,7 +113,7 @@ impl Router {
             return;
         }
         self.dialing.insert(addr, vec![waiter]);
-        let config = Arc::clone(&self.mesh.handshake);
+        let config = self.mesh.handshake();
         let timeout = self.mesh.config.handshake_timeout;
         ctx.spawn(
             dial(addr, config, timeout)
@@ -461,7 +461,8 @@ impl Handler<CloseRevoked> for Router {
     type Result = ();
 
     fn handle(&mut self, _: CloseRevoked, _ctx: &mut Context<Self>) {
-        let trust = &self.mesh.handshake.trust;
+        let handshake = self.mesh.handshake();
+        let trust = &handshake.trust;
         let revoked: Vec<NodeId> = self
             .actors
             .iter()

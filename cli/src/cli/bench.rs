@@ -3,6 +3,7 @@
 
 mod control;
 mod measure;
+mod security;
 mod tasks;
 
 use anyhow::{Context as _, Result};
@@ -21,6 +22,17 @@ pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
 pub(crate) fn control(json: bool, spawns: usize, runs: usize) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let report = control::run(&exe, spawns, runs)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+pub(crate) fn security(json: bool, scale: f64) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let report = security::run(scale, &exe)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

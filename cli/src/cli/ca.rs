@@ -139,3 +139,45 @@ pub(crate) fn issue(i: &Issue<'_>) -> Result<()> {
     println!("  {}", issued.cert_path.display());
     Ok(())
 }
+
+/// `swarm cert renew`: a new certificate (new serial and validity, same
+/// roles) for the key a node already has, so its node id stays; the
+/// running node switches to it within a second.
+pub(crate) fn renew(name: &str, ca_dir: &Path, out: &Path, days: u64) -> Result<()> {
+    let ca_dir_files = CaDir::new(ca_dir);
+    let unlock = secrets::unlock_existing(&ca_dir_files.keyring_path())?;
+    let ca_ring = ca_dir_files.keyring(&unlock)?;
+    let ca = ca_dir_files.load_key(&ca_ring)?;
+    let out_ring = if same_dir(ca_dir, out) {
+        ca_ring
+    } else {
+        Keyring::open(
+            &keyring_path(out),
+            &secrets::unlock_existing(&keyring_path(out))?,
+        )?
+    };
+    let key_path = out.join(format!("{name}.key"));
+    let cert_path = out.join(format!("{name}.cert"));
+    let key = NodeKey::from_secret(read_secret(&out_ring, &key_path, Kind::NodeKey)?);
+    let old = swarm::credentials::read_cert(&cert_path)?;
+    anyhow::ensure!(
+        old.body().static_key == *key.public(),
+        "{} is not the certificate of {}",
+        cert_path.display(),
+        key_path.display()
+    );
+    let serial = random_serial();
+    let validity = swarm::credentials::Validity::days_from(None, days);
+    let cert = issue_cert(&ca, &key, name, &old.body().roles, validity, serial);
+    write_node(out, &out_ring, name, &key, &cert)?;
+    println!(
+        "renewed {name}: serial {} -> {serial}, valid until {}; a running node switches to it within a second (links and actors stay)",
+        old.body().serial,
+        swarm::credentials::format_time(validity.not_after)
+    );
+    println!(
+        "  then revoke the old serial: swarm cert revoke {} --config ADMIN.toml --node ADDR",
+        old.body().serial
+    );
+    Ok(())
+}

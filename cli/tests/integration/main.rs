@@ -19,6 +19,7 @@ mod oversize;
 mod policy;
 mod processes;
 mod relay;
+mod renewal;
 mod revocation;
 mod stress;
 mod supervision;

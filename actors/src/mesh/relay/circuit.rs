@@ -466,7 +466,7 @@ pub(super) fn accept(
             return;
         }
     };
-    let config = Arc::clone(&mesh.handshake);
+    let config = mesh.handshake();
     let timeout = mesh.config.handshake_timeout;
     let mesh = Arc::clone(mesh);
     let router = router.clone();

@@ -185,7 +185,7 @@ impl Router {
         };
         let timeout = mesh.config.handshake_timeout;
         let (mut stream, key) = crate::mesh::relay::open_circuit(mesh, &relay_link, node).await?;
-        let config = Arc::clone(&mesh.handshake);
+        let config = mesh.handshake();
         let (est, leftover) = handshake(&mut stream, config, true, timeout)
             .await
             .map_err(|e| match mesh.circuits.take_refusal(key) {

@@ -239,7 +239,7 @@ async fn relayed(ca: &Throwaway, scale: f64) -> Result<LinkReport> {
     Ok(report)
 }
 
-fn config(ca: &Throwaway, name: &str) -> MeshConfig {
+pub(super) fn config(ca: &Throwaway, name: &str) -> MeshConfig {
     let mut config = MeshConfig::new(
         SocketAddr::from(([127, 0, 0, 1], 0)),
         ca.node(name, &["worker"]),
@@ -248,7 +248,7 @@ fn config(ca: &Throwaway, name: &str) -> MeshConfig {
     config
 }
 
-async fn on<T: Send + 'static>(
+pub(super) async fn on<T: Send + 'static>(
     arbiter: &Arbiter,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
@@ -259,7 +259,7 @@ async fn on<T: Send + 'static>(
     rx.await.map_err(|_| anyhow!("arbiter stopped"))
 }
 
-async fn on_async<T, F, Fut>(arbiter: &Arbiter, f: F) -> Result<T>
+pub(super) async fn on_async<T, F, Fut>(arbiter: &Arbiter, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce() -> Fut + Send + 'static,
@@ -275,7 +275,7 @@ where
 }
 
 /// Runs on node a's thread, so the caller pays no thread hop.
-async fn measure(
+pub(super) async fn measure(
     a: Node,
     target: swarm_protocol::NodeId,
     n: impl Fn(u64) -> u64,

@@ -1,0 +1,287 @@
+//! `swarm bench security`: what the security layer costs, each figure
+//! beside its baseline from the same run.
+//!
+//! - Policy: ask round trip and tells/s between two nodes with no policy
+//!   and with a 20-rule policy on the receiver (decided once per link and
+//!   target and tag, then remembered).
+//! - Sealing: Raft commit latency of a one-head control plane whose store
+//!   seals every value (AES-256-GCM under a keyring) against one that
+//!   stores them plain.
+//! - Start: opening a keyring with a passphrase (argon2id, the default
+//!   cost) against a key file, and a node's whole start with each.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Arbiter;
+use anyhow::Result;
+use serde::Serialize;
+use swarm::credentials::{Keyring, Throwaway, Unlock};
+use swarm::policy::{Policy, PolicyFile, Rule};
+use swarm::{MeshConfig, Node};
+use swarm_protocol::sealed::keyring::KdfParams;
+
+use super::measure::{config, measure, on, on_async};
+
+/// The figures.
+#[derive(Debug, Serialize)]
+pub(crate) struct SecurityReport {
+    ask_rtt_p50_us_no_policy: f64,
+    ask_rtt_p50_us_policy_20: f64,
+    tells_per_s_no_policy: f64,
+    tells_per_s_policy_20: f64,
+    raft_commit_p50_us_plain: f64,
+    raft_commit_p50_us_sealed: f64,
+    argon2id_ms: f64,
+    argon2id_params: String,
+    node_start_ms_key_file: f64,
+    node_start_ms_passphrase: f64,
+}
+
+impl SecurityReport {
+    pub(crate) fn table(&self) -> String {
+        let ratio = |a: f64, b: f64| format!("{:+.1}%", 100.0 * (a / b - 1.0));
+        let rows = [
+            (
+                "ask RTT p50, 20-rule policy",
+                format!(
+                    "{:.1} us vs {:.1} ({})",
+                    self.ask_rtt_p50_us_policy_20,
+                    self.ask_rtt_p50_us_no_policy,
+                    ratio(self.ask_rtt_p50_us_policy_20, self.ask_rtt_p50_us_no_policy)
+                ),
+                "within 3%",
+            ),
+            (
+                "tells/s, 20-rule policy",
+                format!(
+                    "{:.0} vs {:.0} ({})",
+                    self.tells_per_s_policy_20,
+                    self.tells_per_s_no_policy,
+                    ratio(self.tells_per_s_policy_20, self.tells_per_s_no_policy)
+                ),
+                "within 3%",
+            ),
+            (
+                "Raft commit p50, sealed",
+                format!(
+                    "{:.0} us vs {:.0} ({})",
+                    self.raft_commit_p50_us_sealed,
+                    self.raft_commit_p50_us_plain,
+                    ratio(
+                        self.raft_commit_p50_us_sealed,
+                        self.raft_commit_p50_us_plain
+                    )
+                ),
+                "within 10%",
+            ),
+            (
+                "argon2id (passphrase)",
+                format!("{:.0} ms ({})", self.argon2id_ms, self.argon2id_params),
+                "OWASP minimum",
+            ),
+            (
+                "node start to READY, passphrase",
+                format!(
+                    "{:.1} ms vs {:.1} key file",
+                    self.node_start_ms_passphrase, self.node_start_ms_key_file
+                ),
+                "< 1000 ms",
+            ),
+        ];
+        let mut out = format!("{:<30} {:>36}   {}\n", "metric", "measured", "target");
+        for (name, value, target) in rows {
+            out.push_str(&format!("{name:<30} {value:>36}   {target}\n"));
+        }
+        out
+    }
+}
+
+/// Twenty rules, none of which matches the benchmark's traffic: every one
+/// is evaluated when a link first sends a (target, tag).
+fn twenty_rules() -> Policy {
+    let rule = |i: usize| Rule {
+        roles: vec![format!("role-{i}")],
+        to: vec![format!("service:svc-{i}"), format!("actor-{i}-*")],
+        tags: vec![format!("app{i}.>")],
+    };
+    Policy::new(&PolicyFile {
+        allow: (0..10).map(rule).collect(),
+        deny: (10..20).map(rule).collect(),
+    })
+    .unwrap_or_default()
+}
+
+pub(crate) fn run(scale: f64, exe: &std::path::Path) -> Result<SecurityReport> {
+    let n = move |base: u64| ((base as f64 * scale).max(1.0)) as u64;
+    let (a_ask, a_tells) = link(None, n)?;
+    let (b_ask, b_tells) = link(Some(twenty_rules()), n)?;
+    // Again without, and keep the better of the two baselines: the
+    // machine warms up over the first run.
+    let (c_ask, c_tells) = link(None, n)?;
+    let (plain, sealed) = raft(n(300) as usize)?;
+    let (argon2id_ms, start_key, start_pass) = start(exe)?;
+    let p = KdfParams::DEFAULT;
+    Ok(SecurityReport {
+        ask_rtt_p50_us_no_policy: a_ask.min(c_ask),
+        ask_rtt_p50_us_policy_20: b_ask,
+        tells_per_s_no_policy: a_tells.max(c_tells),
+        tells_per_s_policy_20: b_tells,
+        raft_commit_p50_us_plain: plain,
+        raft_commit_p50_us_sealed: sealed,
+        argon2id_ms,
+        argon2id_params: format!("m={} MiB, t={}, p={}", p.m_kib / 1024, p.t, p.p),
+        node_start_ms_key_file: start_key,
+        node_start_ms_passphrase: start_pass,
+    })
+}
+
+/// Ask p50 (us) and tells/s from a to b, b with `policy`.
+fn link(policy: Option<Policy>, n: impl Fn(u64) -> u64 + Send + 'static) -> Result<(f64, f64)> {
+    actix::System::new().block_on(async move {
+        let ca = Throwaway::new("bench");
+        let a_thread = Arbiter::new();
+        let b_thread = Arbiter::new();
+        let mut b_config = config(&ca, "b");
+        if let Some(policy) = policy {
+            b_config.policy = Arc::new(policy);
+        }
+        let a = Node::start_on(&a_thread.handle(), config(&ca, "a")).await?;
+        let b = Node::start_on(&b_thread.handle(), b_config).await?;
+        let b2 = b.clone();
+        on(&b_thread, move || swarm_cli::demo::expose_workload(&b2)).await??;
+        a.connect(b.listen_addr()).await?;
+        let target = b.id();
+        let a2 = a.clone();
+        let report = on_async(&a_thread, move || measure(a2, target, n)).await??;
+        a.shutdown();
+        b.shutdown();
+        a_thread.stop();
+        b_thread.stop();
+        Ok((report.ask_rtt_p50_us, report.tell_msgs_per_s))
+    })
+}
+
+/// Raft commit p50 (us) of one-head control planes: plain, then sealed.
+fn raft(writes: usize) -> Result<(f64, f64)> {
+    let dir = std::env::temp_dir().join(format!("swarm-bench-security-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut out = [0.0; 2];
+    for (i, sealed) in [false, true].into_iter().enumerate() {
+        let store = dir.join(if sealed { "sealed" } else { "plain" });
+        let keyring = Throwaway::keyring(&dir)?;
+        out[i] = actix::System::new().block_on(async move {
+            let ca = Throwaway::new("bench");
+            let mut c = MeshConfig::new(
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                ca.node("h", &["head", "worker", "admin"]),
+            );
+            c.cluster = Some(swarm::ClusterConfig::default());
+            let mut head = swarm::control::HeadConfig::new(&store);
+            if sealed {
+                head.seal = Arc::new(keyring);
+            }
+            c.head = Some(head);
+            let node = Node::start(c).await?;
+            let control = node
+                .control()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no control"))?;
+            // Until the head leads.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut serial = 1u64 << 62;
+            while control.revoke(serial, "warm-up").await.is_err() {
+                anyhow::ensure!(Instant::now() < deadline, "the head never led");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let mut times = Vec::with_capacity(writes);
+            for _ in 0..writes {
+                serial += 1;
+                let t = Instant::now();
+                control.revoke(serial, "bench").await?;
+                times.push(t.elapsed());
+            }
+            node.shutdown();
+            times.sort();
+            Ok::<_, anyhow::Error>(times[times.len() / 2].as_secs_f64() * 1e6)
+        })?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((out[0], out[1]))
+}
+
+/// argon2id alone (ms), and a `swarm node start` process's time to READY
+/// (ms, median of 5) with its keyring opened by a key file and by a
+/// passphrase.
+const PASSPHRASE: &str = "bench passphrase 42";
+
+fn start(exe: &std::path::Path) -> Result<(f64, f64, f64)> {
+    let dir = std::env::temp_dir().join(format!("swarm-bench-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let key_dir = dir.join("key");
+    let pass_dir = dir.join("pass");
+    let ca = Throwaway::new("bench");
+    ca.write_files(&key_dir, &["n1"])?;
+    ca.write_files(&pass_dir, &["n1"])?;
+    let passphrase = Unlock::Passphrase(zeroize::Zeroizing::new(PASSPHRASE.to_owned()));
+    Keyring::passwd(
+        &swarm::credentials::keyring_path(&pass_dir),
+        &Unlock::KeyFile(pass_dir.join(swarm::credentials::THROWAWAY_KEY_FILE)),
+        &passphrase,
+        KdfParams::DEFAULT,
+    )?;
+    let t = Instant::now();
+    Keyring::open(&swarm::credentials::keyring_path(&pass_dir), &passphrase)?;
+    let argon2id_ms = t.elapsed().as_secs_f64() * 1e3;
+    let any: SocketAddr = "127.0.0.1:0".parse()?;
+    let mut medians = [0.0; 2];
+    for (i, (d, pass)) in [(&key_dir, false), (&pass_dir, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let text = swarm::config::NodeFile::render("bench", "n1", any, &[], &[]);
+        let text = if pass {
+            text.lines()
+                .filter(|l| !l.starts_with("keyring_key"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            text
+        };
+        let path = d.join("n1.toml");
+        std::fs::write(&path, text)?;
+        let mut times = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let mut command = std::process::Command::new(exe);
+            command
+                .args(["node", "start", "--config"])
+                .arg(&path)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null());
+            if pass {
+                command
+                    .args(["--passphrase-env", "SWARM_BENCH_PASSPHRASE"])
+                    .env("SWARM_BENCH_PASSPHRASE", PASSPHRASE);
+            }
+            let mut child = command.spawn()?;
+            let mut line = String::new();
+            if let Some(out) = child.stdout.take() {
+                std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)?;
+            }
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::ensure!(
+                line.starts_with("READY"),
+                "the node did not start: {line:?}"
+            );
+        }
+        times.sort_by(f64::total_cmp);
+        medians[i] = times[times.len() / 2];
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((argon2id_ms, medians[0], medians[1]))
+}
