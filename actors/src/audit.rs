@@ -85,7 +85,8 @@ impl std::fmt::Debug for Audit {
 
 struct Inner {
     path: PathBuf,
-    queue: mpsc::SyncSender<AuditRecord>,
+    /// Boxed: the queue's slots are allocated (and touched) up front.
+    queue: mpsc::SyncSender<Box<AuditRecord>>,
     dropped: AtomicU64,
 }
 
@@ -131,7 +132,7 @@ impl Audit {
     /// Appends a record (by the writer thread, soon); counted as dropped if
     /// the writer is [`QUEUE`] records behind.
     pub fn record(&self, record: AuditRecord) {
-        if self.inner.queue.try_send(record).is_err() {
+        if self.inner.queue.try_send(Box::new(record)).is_err() {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -152,12 +153,12 @@ fn write_loop(
     mut file: File,
     keyring: &Keyring,
     mut next: u64,
-    records: &mpsc::Receiver<AuditRecord>,
+    records: &mpsc::Receiver<Box<AuditRecord>>,
 ) {
     while let Ok(first) = records.recv() {
         let mut out = Vec::new();
         for record in std::iter::once(first).chain(records.try_iter()) {
-            let Ok(plain) = rmp_serde::to_vec_named(&record) else {
+            let Ok(plain) = rmp_serde::to_vec_named(&*record) else {
                 continue;
             };
             let sealed = keyring.seal(Kind::Audit, &next.to_be_bytes(), &plain);

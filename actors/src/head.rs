@@ -150,6 +150,11 @@ impl Head {
         let peer = RaftPeer::new(raft.clone()).start();
         let entry = Arc::new(Entry::declared(peer).requiring(RAFT_ROLES));
         mesh.directory().insert(RAFT_ACTOR.to_owned(), entry);
+        // A head checks operators' sessions with its own TOTP secret at once
+        // (other nodes learn the key with their lease grants).
+        if let Some(totp) = &config.totp {
+            mesh.set_session_key(Some(*crate::operators::session_key(totp)));
+        }
         let supervisor = Supervisor::new(id, raft.clone(), machine, mesh.clone(), &config).start();
         let entry = Entry::declared(supervisor.clone())
             .requiring(CONTROL_ROLES)
