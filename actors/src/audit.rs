@@ -92,14 +92,16 @@ struct Inner {
 
 impl Audit {
     /// Opens (or creates) the audit log at `path`, sealed under `keyring`,
-    /// and starts its writer thread. Existing records are counted so that
-    /// new ones continue the index.
+    /// and starts its writer thread. Existing records are counted by their
+    /// lengths (not opened: start-up does not grow with the log) so that
+    /// new ones continue the index; a record torn by a crash mid-append is
+    /// cut off first.
     ///
     /// # Errors
     ///
-    /// If the file cannot be opened, or its records do not open.
+    /// If the file cannot be read, cut or opened for appending.
     pub fn open(path: &Path, keyring: Keyring) -> Result<Self, AtRestError> {
-        let next = read(path, &keyring)?.len() as u64;
+        let next = whole_records(path)?;
         let mut options = OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]
@@ -146,6 +148,41 @@ impl Audit {
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
+}
+
+/// How many whole records the log holds; a torn last record is cut off.
+fn whole_records(path: &Path) -> Result<u64, AtRestError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(source) => {
+            return Err(AtRestError::Read {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let (mut at, mut count) = (0usize, 0u64);
+    while let Some(len) = bytes.get(at..at + 4) {
+        let len = u32::from_be_bytes(len.try_into().unwrap_or_default()) as usize;
+        if bytes.len() < at + 4 + len {
+            break;
+        }
+        at += 4 + len;
+        count += 1;
+    }
+    if at < bytes.len() {
+        tracing::warn!(path = %path.display(), bytes = bytes.len() - at, "the audit log ends in a torn record (a crash while appending): cutting it off");
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(at as u64));
+        file.map_err(|source| AtRestError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
+    }
+    Ok(count)
 }
 
 fn write_loop(

@@ -160,56 +160,47 @@ pub(crate) struct Refusal {
 }
 
 impl Lookup {
-    /// The dispatcher for a message `tag` from `caller` to `to`, if the
-    /// policy lets it through (checked before anything is decoded).
+    /// Whether the policy lets a message `tag` from `caller` reach `to`
+    /// (checked before anything is decoded; decisions are remembered per
+    /// target and tag until the directory changes).
     ///
     /// # Errors
     ///
-    /// [`RemoteError::NoSuchActor`] if nothing is exposed under the target;
-    /// a [`Refusal`] holding [`RemoteError::Forbidden`] if the policy
-    /// refuses it.
+    /// A [`Refusal`] holding [`RemoteError::Forbidden`].
     pub(crate) fn authorize(
         &mut self,
         to: &Target<'_>,
         tag: &str,
         caller: &Caller,
-    ) -> Result<&dyn Dispatch, Refusal> {
+    ) -> Result<(), Refusal> {
         let generation = self.directory.inner.generation.load(Ordering::Acquire);
         let name = match to {
             Target::Name(name) => *name,
             Target::Id(_) => "",
         };
-        let (decision, fresh) = {
-            let directory = &self.directory;
-            let policy = &self.policy;
-            self.decisions.get(generation, name, tag, || {
-                let required = directory
-                    .dispatcher(name)
-                    .map_or(&[][..], |d| d.required_roles());
-                let services = directory
-                    .inner
-                    .services
-                    .get(name)
-                    .map(|s| s.value().clone())
-                    .unwrap_or_default();
-                policy.decide(
-                    &caller.roles,
-                    &PolicyTarget {
-                        name,
-                        services: &services,
-                        required,
-                    },
-                    tag,
-                )
-            })
-        };
-        if let Err(error) = decision {
-            return Err(Refusal { error, fresh });
-        }
-        self.find(to).map_err(|error| Refusal {
-            error,
-            fresh: false,
-        })
+        let directory = &self.directory;
+        let policy = &self.policy;
+        let (decision, fresh) = self.decisions.get(generation, name, tag, || {
+            let required = directory
+                .dispatcher(name)
+                .map_or(&[][..], |d| d.required_roles());
+            let services = directory
+                .inner
+                .services
+                .get(name)
+                .map(|s| s.value().clone())
+                .unwrap_or_default();
+            policy.decide(
+                &caller.roles,
+                &PolicyTarget {
+                    name,
+                    services: &services,
+                    required,
+                },
+                tag,
+            )
+        });
+        decision.map_err(|error| Refusal { error, fresh })
     }
 
     /// The dispatcher for `to`.

@@ -29,6 +29,20 @@ pub fn control(data: &[u8]) {
     let _ = decode::<HostStop>(data);
     let _ = decode::<Grant>(data);
     let _ = decode::<Machine>(data);
+    let _ = decode::<crate::head::wire::RevokeCert>(data);
+    let _ = decode::<crate::operators::wire::Login>(data);
+    let _ = decode::<crate::operators::wire::VerifyLogin>(data);
+    // A presented session token, checked as a link's reader does.
+    let caller = crate::directory::Caller {
+        node: swarm_protocol::NodeId::from_bytes([1; 16]),
+        roles: std::sync::Arc::from(vec!["operator".to_owned()]),
+        serial: 7,
+        name: std::sync::Arc::from("op"),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        operator_only: true,
+    };
+    let key = Some(zeroize::Zeroizing::new([9; 32]));
+    let _ = crate::operators::session::check_present(key, &caller, data);
     let mut state = seeded();
     if let Some(command) = decode::<Command>(data) {
         let _ = state.apply(command);

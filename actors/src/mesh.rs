@@ -42,7 +42,7 @@ use swarm_protocol::{HandshakeConfig, NodeId};
 use tokio::net::TcpListener;
 
 use crate::config::MeshConfig;
-use crate::directory::Directory;
+use crate::directory::{Caller, Directory};
 use crate::error::{AskError, ConnectError, Unreachable};
 use counters::Counters;
 use down::DownSet;
@@ -103,6 +103,9 @@ struct Shared {
     /// Operators' sessions: the key tokens are checked with (from lease
     /// grants), and this node's own token to present on new links.
     sessions: Sessions,
+    /// This node as the caller of its own local dispatches (built once:
+    /// local messages take it on every call).
+    own_caller: Caller,
 }
 
 /// Operator session state of a node ([`crate::operators`]).
@@ -142,6 +145,15 @@ impl Mesh {
     /// `socket`. `config.listen` and `config.handshake.listen` MUST already
     /// hold the bound address.
     pub(crate) fn start(config: MeshConfig, socket: TcpListener, directory: Directory) -> Mesh {
+        let own_caller = Caller {
+            node: config.handshake.key.node_id(),
+            roles: config.handshake.cert.body().roles.clone().into(),
+            serial: config.handshake.cert.body().serial,
+            name: Arc::from(config.handshake.cert.body().name.as_str()),
+            addr: config.listen,
+            // A node's own calls need no second factor.
+            operator_only: false,
+        };
         let shared = Arc::new(Shared {
             id: config.handshake.key.node_id(),
             name: config.handshake.cert.body().name.clone(),
@@ -159,6 +171,7 @@ impl Mesh {
             detection: detect::Detection::default(),
             detected: std::sync::Mutex::default(),
             sessions: Sessions::default(),
+            own_caller,
         });
         let router = Router::new(Arc::clone(&shared)).start();
         let listener = Listener::new(socket, Arc::clone(&shared), router.clone()).start();
@@ -303,6 +316,11 @@ impl Mesh {
     /// The handshake configuration (identity, trust, cluster).
     pub(crate) fn handshake(&self) -> Arc<HandshakeConfig> {
         self.shared.handshake()
+    }
+
+    /// This node as the caller of its own local dispatches.
+    pub(crate) fn own_caller(&self) -> Caller {
+        self.shared.own_caller.clone()
     }
 
     /// Switches to `cert` for every handshake from now on (links up stay):

@@ -375,17 +375,7 @@ impl<A: RemoteActor> RemoteAddr<A> {
 
     /// This node as the caller of a local dispatch.
     fn own_caller(&self) -> Caller {
-        let handshake = self.mesh.handshake();
-        let body = handshake.cert.body();
-        Caller {
-            node: self.mesh.id(),
-            roles: body.roles.clone().into(),
-            serial: body.serial,
-            name: Arc::from(body.name.as_str()),
-            addr: self.mesh.listen_addr(),
-            // A node's own calls need no second factor.
-            operator_only: false,
-        }
+        self.mesh.own_caller()
     }
 
     fn local_tell<M: RemoteMessage>(

@@ -54,6 +54,16 @@ fn records_are_appended_sealed_and_any_damage_names_the_record() {
     }
     let all = read(&path, &ring).unwrap();
     assert_eq!(all, (0..4).map(record).collect::<Vec<_>>());
+
+    // A record torn by a crash mid-append is cut off when the log opens.
+    drop(again);
+    let whole = std::fs::read(&path).unwrap();
+    let mut torn = whole.clone();
+    torn.extend_from_slice(&[0, 0, 1, 0, 7, 7]);
+    std::fs::write(&path, &torn).unwrap();
+    let reopened = Audit::open(&path, ring.clone()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), whole);
+    drop(reopened);
     let bytes = std::fs::read(&path).unwrap();
     assert!(!bytes.windows(3).any(|w| w == b"op1"), "in clear");
 

@@ -406,6 +406,7 @@ impl Link {
             inbound_asks: Rc::clone(&self.inbound_asks),
             predecessor: self.predecessor.take(),
             pending_present: None,
+            refusals_logged: std::cell::Cell::new(0),
             link: me.clone(),
         };
         let on_exit = me.clone();

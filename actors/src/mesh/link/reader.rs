@@ -51,6 +51,8 @@ pub(super) struct Reader {
     /// An operator's session token that arrived before this node had the
     /// key to check it.
     pub(super) pending_present: Option<Vec<u8>>,
+    /// Policy refusals this link logged at warn level.
+    pub(super) refusals_logged: Cell<u32>,
     /// Closed once the link this one replaces delivered what it carried.
     pub(super) predecessor: Option<tokio::sync::watch::Receiver<bool>>,
 }
@@ -206,21 +208,11 @@ impl Reader {
             }
             Envelope::Tell { to, tag, body } => {
                 self.clock.received(true);
-                let second = self.second_factor(&to, tag);
+                let admitted = self.admit(&to, tag);
                 let caller = &self.caller;
-                let dispatched = match second.and_then(|()| self.lookup.authorize(&to, tag, caller))
-                {
-                    Ok(d) => {
-                        if caller.operator_only && AUDITED.contains(&tag) {
-                            let target = target_name(&to);
-                            self.mesh.audit(|| {
-                                audit_record(caller, AuditKind::Command, tag, &target, "allowed")
-                            });
-                        }
-                        d.tell(caller, tag, body)
-                    }
-                    Err(refusal) => Err(self.refused(refusal, &to, tag)),
-                };
+                let dispatched = admitted
+                    .and_then(|()| self.lookup.find(&to))
+                    .and_then(|d| d.tell(caller, tag, body));
                 match dispatched {
                     Ok(None) => {}
                     Ok(Some(wait)) => {
@@ -252,21 +244,11 @@ impl Reader {
                     .await;
                     return Ok(());
                 }
-                let second = self.second_factor(&to, tag);
+                let admitted = self.admit(&to, tag);
                 let caller = &self.caller;
-                let dispatched = match second.and_then(|()| self.lookup.authorize(&to, tag, caller))
-                {
-                    Ok(d) => {
-                        if caller.operator_only && AUDITED.contains(&tag) {
-                            let target = target_name(&to);
-                            self.mesh.audit(|| {
-                                audit_record(caller, AuditKind::Command, tag, &target, "allowed")
-                            });
-                        }
-                        d.ask(caller, tag, body)
-                    }
-                    Err(refusal) => Err(self.refused(refusal, &to, tag)),
-                };
+                let dispatched = admitted
+                    .and_then(|()| self.lookup.find(&to))
+                    .and_then(|d| d.ask(caller, tag, body));
                 match dispatched {
                     Ok(mut answer) => {
                         // Poll once now: that puts the message in the mailbox
@@ -320,6 +302,9 @@ impl Reader {
     }
 }
 
+/// Refusals a link logs at warn level; the rest at debug.
+const LOGGED_REFUSALS: u32 = 64;
+
 /// Commands that change the cluster: recorded when an operator sends one.
 const AUDITED: &[&str] = &[
     "swarm.PlaceActor",
@@ -364,6 +349,29 @@ fn is_present(to: &Target<'_>, tag: &str) -> bool {
 }
 
 impl Reader {
+    /// Whether a message `tag` to `to` may be dispatched, before anything
+    /// of it is decoded: an operator's second factor, then the policy. An
+    /// operator's mutating command is audited; a refusal is counted,
+    /// logged and audited.
+    fn admit(&mut self, to: &Target<'_>, tag: &str) -> Result<(), RemoteError> {
+        let decided = self
+            .second_factor(to, tag)
+            .and_then(|()| self.lookup.authorize(to, tag, &self.caller));
+        match decided {
+            Ok(()) => {
+                if self.caller.operator_only && AUDITED.contains(&tag) {
+                    let target = target_name(to);
+                    let caller = &self.caller;
+                    self.mesh.audit(|| {
+                        audit_record(caller, AuditKind::Command, tag, &target, "allowed")
+                    });
+                }
+                Ok(())
+            }
+            Err(refusal) => Err(self.refused(refusal, to, tag)),
+        }
+    }
+
     /// An operator certificate reaches nothing but the session actor until
     /// its link has a session (a TOTP login, or a token presented).
     fn second_factor(&mut self, to: &Target<'_>, tag: &str) -> Result<(), Refusal> {
@@ -407,14 +415,23 @@ impl Reader {
             self.mesh.counters.forbidden();
             if refusal.fresh {
                 let target = target_name(to);
-                tracing::warn!(
-                    peer = %self.shared.peer.short(),
-                    roles = ?self.caller.roles,
-                    %target,
-                    tag,
-                    %reason,
-                    "message refused by policy"
-                );
+                // A peer cycling through targets or tags would be decided
+                // afresh each time: past a few, its refusals log at debug
+                // (they are still counted and audited).
+                let logged = self.refusals_logged.get();
+                self.refusals_logged.set(logged.saturating_add(1));
+                if logged < LOGGED_REFUSALS {
+                    tracing::warn!(
+                        peer = %self.shared.peer.short(),
+                        roles = ?self.caller.roles,
+                        %target,
+                        tag,
+                        %reason,
+                        "message refused by policy"
+                    );
+                } else {
+                    tracing::debug!(peer = %self.shared.peer.short(), %target, tag, %reason, "message refused by policy");
+                }
                 let caller = &self.caller;
                 self.mesh
                     .audit(|| audit_record(caller, AuditKind::Forbidden, tag, &target, reason));
