@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use swarm::credentials::Keyring;
 use swarm_protocol::sealed::keyring::KdfParams;
 use swarm_protocol::sealed::{self, Kind};
@@ -28,10 +28,17 @@ pub(crate) fn rotate(keyring: &Path, reseal: bool) -> Result<()> {
         term - 1
     );
     if reseal {
-        let dir = keyring.parent().unwrap_or(Path::new("."));
+        let dir = match keyring.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
         let mut count = 0;
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
+        let entries =
+            std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .with_context(|| format!("cannot list {}", dir.display()))?
+                .path();
             let Ok(bytes) = std::fs::read(&path) else {
                 continue;
             };

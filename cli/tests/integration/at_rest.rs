@@ -275,3 +275,67 @@ fn a_ca_key_and_totp_secret_refuse_damage_when_issuing() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn keys_rotate_reseal_and_passwd_work_from_the_command_line() {
+    let dir = scratch("at-rest-keys");
+    std::fs::create_dir_all(&dir).unwrap();
+    let swarm = |args: &[&str], pass: &str| {
+        Command::new(env!("CARGO_BIN_EXE_swarm"))
+            .args(args)
+            .args(["--passphrase-env", "PASS"])
+            .env("PASS", pass)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    ok(swarm(&["ca", "init", "--dir", "."], "first passphrase"));
+    let term = |file: &str| {
+        swarm_protocol::sealed::parse(&std::fs::read(dir.join(file)).unwrap())
+            .unwrap()
+            .term
+    };
+    assert_eq!(term("ca.key"), 1);
+    let rotated = ok(swarm(&["keys", "rotate", "--reseal"], "first passphrase"));
+    assert!(rotated.contains("new data-key term 2"), "{rotated}");
+    assert!(rotated.contains("re-sealed 3 files"), "{rotated}");
+    assert_eq!(term("ca.key"), 2);
+    // The CA still issues: its key opens under the new term.
+    ok(swarm(
+        &["cert", "issue", "--name", "n1"],
+        "first passphrase",
+    ));
+    assert_eq!(term("n1.key"), 2);
+
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args([
+            "keys",
+            "passwd",
+            "--passphrase-env",
+            "PASS",
+            "--new-passphrase-env",
+            "NEW",
+        ])
+        .env("PASS", "first passphrase")
+        .env("NEW", "second passphrase")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    ok(out);
+    let old = swarm(&["keys", "status"], "first passphrase");
+    assert!(!old.status.success());
+    assert!(String::from_utf8_lossy(&old.stderr).contains("does not open with this passphrase"));
+    let status = ok(swarm(&["keys", "status"], "second passphrase"));
+    assert!(status.contains("data-key terms [1, 2]"), "{status}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
