@@ -13,10 +13,22 @@ pub(crate) fn run(config: &Path, since: Option<u64>, json: bool) -> Result<()> {
     let keyring = file.open_keyring()?;
     let path = file.audit_path()?;
     let since_ms = since.map_or(0, |s| s.saturating_mul(1000));
-    let records: Vec<AuditRecord> = read(&path, &keyring)?
-        .into_iter()
-        .filter(|r| r.at_ms >= since_ms)
-        .collect();
+    // The node may be appending while this reads: a record cut at the end
+    // is read again a moment later before it counts as damage.
+    let mut attempt = 0;
+    let all = loop {
+        match read(&path, &keyring) {
+            Err(swarm::at_rest::AtRestError::Record {
+                source: swarm_protocol::sealed::SealedError::Truncated { .. },
+                ..
+            }) if attempt < 3 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => break other?,
+        }
+    };
+    let records: Vec<AuditRecord> = all.into_iter().filter(|r| r.at_ms >= since_ms).collect();
     if json {
         println!("{}", serde_json::to_string(&records)?);
         return Ok(());
