@@ -4,6 +4,7 @@ mod audit;
 mod bench;
 mod ca;
 mod cluster;
+mod commands;
 mod control;
 mod demo;
 mod keys;
@@ -17,6 +18,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+pub(crate) use commands::{CaCommand, CertCommand, KeysCommand, OperatorCommand};
 
 /// Swarm: a distributed actor runtime.
 #[derive(Debug, Parser)]
@@ -33,7 +36,7 @@ pub(crate) enum Command {
     /// Manage the cluster certificate authority.
     #[command(subcommand)]
     Ca(CaCommand),
-    /// Issue node and operator certificates.
+    /// Issue, renew and revoke node certificates (operators: `swarm operator add`).
     #[command(subcommand)]
     Cert(CertCommand),
     /// Run a node.
@@ -222,148 +225,6 @@ pub(crate) enum Command {
     /// Measure the runtime on this machine.
     #[command(subcommand)]
     Bench(BenchCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum CaCommand {
-    /// Create a CA key pair and a join secret.
-    Init {
-        /// Where to write the keyring, ca.key, ca.pub, join.secret and totp.secret.
-        #[arg(long, default_value = ".")]
-        dir: PathBuf,
-        /// Replace an existing CA (invalidates every certificate it issued).
-        #[arg(long)]
-        force: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum OperatorCommand {
-    /// Issue an operator certificate and enroll its TOTP second factor:
-    /// prints an otpauth:// URI and a QR code for an authenticator app.
-    Add {
-        /// The operator's name.
-        name: String,
-        /// Comma-separated roles: operator (reads) and admin (changes).
-        #[arg(long, value_delimiter = ',', default_value = "operator")]
-        roles: Vec<String>,
-        /// The directory holding the CA (ca.key, totp.secret, keyring).
-        #[arg(long, default_value = ".")]
-        ca_dir: PathBuf,
-        /// Where to write NAME.key and NAME.cert.
-        #[arg(long, default_value = ".")]
-        out: PathBuf,
-        /// Validity in days.
-        #[arg(long, default_value_t = swarm::credentials::DEFAULT_DAYS)]
-        days: u64,
-        /// The issuer the authenticator app shows (e.g. the cluster's name).
-        #[arg(long, default_value = "swarm")]
-        issuer: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum KeysCommand {
-    /// Add a data-key term: new values are sealed under it (running nodes
-    /// pick it up within a second), every older term still opens.
-    Rotate {
-        /// The keyring file.
-        #[arg(long, default_value = "keyring")]
-        keyring: PathBuf,
-        /// Also re-seal the key files next to the keyring under the new term.
-        #[arg(long)]
-        reseal: bool,
-    },
-    /// Rewrap the keyring under a new passphrase or key file (the data keys
-    /// stay; the old passphrase comes from the usual options).
-    Passwd {
-        /// The keyring file.
-        #[arg(long, default_value = "keyring")]
-        keyring: PathBuf,
-        /// Wrap it with this key file instead (created if missing).
-        #[arg(long)]
-        new_key_file: Option<PathBuf>,
-        /// Read the new passphrase from this file.
-        #[arg(long)]
-        new_passphrase_file: Option<PathBuf>,
-        /// Read the new passphrase from this environment variable.
-        #[arg(long)]
-        new_passphrase_env: Option<String>,
-    },
-    /// Show what wraps a keyring and which terms it holds.
-    Status {
-        /// The keyring file.
-        #[arg(long, default_value = "keyring")]
-        keyring: PathBuf,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum CertCommand {
-    /// Issue a new certificate (new serial and validity, same roles) for a
-    /// node's existing key: the running node switches to it within a
-    /// second without dropping links or actors.
-    Renew {
-        /// The node's name (NAME.key and NAME.cert in --out).
-        #[arg(long)]
-        name: String,
-        /// The directory holding ca.key.
-        #[arg(long, default_value = ".")]
-        ca_dir: PathBuf,
-        /// Where NAME.key and NAME.cert are.
-        #[arg(long, default_value = ".")]
-        out: PathBuf,
-        /// Validity in days from now.
-        #[arg(long, default_value_t = swarm::credentials::DEFAULT_DAYS)]
-        days: u64,
-    },
-    /// Revoke a certificate cluster-wide, without restarts: every node
-    /// closes its holder's links within a lease renewal and refuses its
-    /// handshakes from then on (admin operators only).
-    Revoke {
-        /// The certificate's serial, or the name of a NAME.cert in --ca-dir.
-        target: String,
-        /// Where NAME.cert is.
-        #[arg(long, default_value = ".")]
-        ca_dir: PathBuf,
-        /// A configuration with an admin operator certificate.
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Create a node key and a certificate for it, signed by the CA.
-    Issue {
-        /// The node's name (e.g. n1).
-        #[arg(long)]
-        name: String,
-        /// Comma-separated roles (head, worker, operator).
-        #[arg(long, value_delimiter = ',', default_value = "worker")]
-        roles: Vec<String>,
-        /// The directory holding ca.key.
-        #[arg(long, default_value = ".")]
-        ca_dir: PathBuf,
-        /// Where to write NAME.key and NAME.cert (and, in another directory
-        /// than the CA's, its own keyring, ca.pub, join.secret and for heads
-        /// totp.secret).
-        #[arg(long, default_value = ".")]
-        out: PathBuf,
-        /// Validity in days, counted from the start of validity.
-        #[arg(long, default_value_t = swarm::credentials::DEFAULT_DAYS)]
-        days: u64,
-        /// Start of validity, to pre-issue certificates: a date
-        /// (`2027-01-01`), a UTC time (`2027-01-01T08:00:00Z`) or Unix
-        /// seconds. Default: now, less five minutes of clock skew.
-        #[arg(long, value_parser = swarm::credentials::parse_time)]
-        not_before: Option<u64>,
-        /// Certificate serial (random by default); revocation lists name serials.
-        #[arg(long)]
-        serial: Option<u64>,
-    },
 }
 
 #[derive(Debug, Subcommand)]
