@@ -528,8 +528,8 @@ impl Keyring {
         let term = keys.newest;
         match keys.by_term.get(&term) {
             Some(key) => key.seal(kind, term, random::<NONCE_LEN>(), context, plain),
-            // A keyring always holds a term: `create` writes one and the
-            // decoder refuses an empty list only if malformed.
+            // Unreachable: `create` writes a term and the decoder refuses a
+            // keyring without one.
             None => Vec::new(),
         }
     }

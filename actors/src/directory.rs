@@ -17,7 +17,7 @@ use swarm_protocol::{NodeId, RemoteError, Target};
 use crate::policy::{Decisions, Policy, Target as PolicyTarget};
 
 pub use dispatch::{Accepts, RemoteActor, RemoteMessage, Wire};
-pub(crate) use dispatch::{Dispatch, Entry, StampCaller, StampIdentity};
+pub(crate) use dispatch::{Dispatch, Entry, StampCaller};
 
 /// Who sent a message that arrived over a link: the peer's node id and the
 /// roles its certificate grants. Authorization and tracing read it.
@@ -273,8 +273,8 @@ mod tests {
     struct WhoAmI(NodeId);
     crate::remote_message!(WhoAmI => "test.WhoAmI");
     impl StampCaller for WhoAmI {
-        fn stamp_caller(&mut self, caller: NodeId) {
-            self.0 = caller;
+        fn stamp_caller(&mut self, caller: &Caller) {
+            self.0 = caller.node;
         }
     }
     impl Handler<WhoAmI> for Doubler {

@@ -223,7 +223,7 @@ impl Node {
         .start();
         let entry = Entry::declared(session)
             .requiring(crate::operators::session::SESSION_ROLES)
-            .identified::<crate::operators::wire::Login>();
+            .stamped::<crate::operators::wire::Login>();
         node.mesh.directory().insert(
             crate::operators::SESSION_ACTOR.to_owned(),
             std::sync::Arc::new(entry),

@@ -133,17 +133,11 @@ type TellFn<A> = fn(&Addr<A>, &Caller, &[u8]) -> Result<Option<TellFuture>, Remo
 type AskFn<A> = fn(&Addr<A>, &Caller, &[u8]) -> Result<AskFuture, RemoteError>;
 
 /// A message that names its sender: the dispatcher overwrites what the
-/// sender claimed with the node the link authenticated.
+/// sender claimed with who the link authenticated (node, certificate
+/// serial, name and roles, source address).
 pub(crate) trait StampCaller {
     /// Sets the sender.
-    fn stamp_caller(&mut self, caller: swarm_protocol::NodeId);
-}
-
-/// A message that carries its sender's whole identity (node, serial,
-/// name, roles, source address), set by the dispatcher from the link.
-pub(crate) trait StampIdentity {
-    /// Sets the sender.
-    fn stamp_identity(&mut self, caller: &Caller);
+    fn stamp_caller(&mut self, caller: &Caller);
 }
 
 /// A typed directory entry: the actor's address and one pair of decoders
@@ -201,21 +195,6 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
     {
         self.handlers
             .insert(M::TAG, (tell_fn::<A, M>, ask_fn::<A, M>));
-    }
-
-    /// Accepts `M` with its sender's whole identity set from the link
-    /// (replacing how [`Entry::declared`] accepted it).
-    pub(crate) fn identified<M>(mut self) -> Self
-    where
-        A: Handler<M>,
-        M: RemoteMessage + StampIdentity,
-        M::Result: Wire,
-    {
-        self.handlers.insert(
-            M::TAG,
-            (tell_identified_fn::<A, M>, ask_identified_fn::<A, M>),
-        );
-        self
     }
 
     /// Accepts `M` with its sender set from the link's authenticated peer
@@ -307,38 +286,8 @@ where
     M::Result: Wire,
 {
     let mut msg: M = decode(body)?;
-    msg.stamp_caller(caller.node);
+    msg.stamp_caller(caller);
     tell_msg(addr, msg)
-}
-
-fn tell_identified_fn<A, M>(
-    addr: &Addr<A>,
-    caller: &Caller,
-    body: &[u8],
-) -> Result<Option<TellFuture>, RemoteError>
-where
-    A: Actor<Context = Context<A>> + Handler<M>,
-    M: RemoteMessage + StampIdentity,
-    M::Result: Wire,
-{
-    let mut msg: M = decode(body)?;
-    msg.stamp_identity(caller);
-    tell_msg(addr, msg)
-}
-
-fn ask_identified_fn<A, M>(
-    addr: &Addr<A>,
-    caller: &Caller,
-    body: &[u8],
-) -> Result<AskFuture, RemoteError>
-where
-    A: Actor<Context = Context<A>> + Handler<M>,
-    M: RemoteMessage + StampIdentity,
-    M::Result: Wire,
-{
-    let mut msg: M = decode(body)?;
-    msg.stamp_identity(caller);
-    ask_msg(addr, msg)
 }
 
 fn ask_stamped_fn<A, M>(
@@ -352,7 +301,7 @@ where
     M::Result: Wire,
 {
     let mut msg: M = decode(body)?;
-    msg.stamp_caller(caller.node);
+    msg.stamp_caller(caller);
     ask_msg(addr, msg)
 }
 

@@ -270,8 +270,8 @@ pub(crate) struct Renew {
 
 /// The renewing node is the link's authenticated peer, whatever it claims.
 impl crate::directory::StampCaller for Renew {
-    fn stamp_caller(&mut self, caller: NodeId) {
-        self.node = caller;
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.node = caller.node;
     }
 }
 

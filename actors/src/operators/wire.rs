@@ -47,8 +47,8 @@ pub(crate) struct VerifyLogin {
     pub(crate) code: String,
 }
 
-impl crate::directory::StampIdentity for Login {
-    fn stamp_identity(&mut self, caller: &crate::directory::Caller) {
+impl crate::directory::StampCaller for Login {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
         self.who = Some(Operator::of(caller));
     }
 }

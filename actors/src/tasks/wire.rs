@@ -305,8 +305,8 @@ pub struct TaskTable {
 macro_rules! stamp_owner {
     ($($ty:ty => $field:ident),+) => {$(
         impl StampCaller for $ty {
-            fn stamp_caller(&mut self, caller: NodeId) {
-                self.$field = caller;
+            fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+                self.$field = caller.node;
             }
         }
     )+};

@@ -368,7 +368,8 @@ impl Locked {
                 .try_into()
                 .map_err(|_| KeyringError::BadKeys)?,
         ));
-        if count > MAX_TERMS || rest.len() != count * 36 {
+        // A keyring always holds a term to seal under.
+        if count == 0 || count > MAX_TERMS || rest.len() != count * 36 {
             return Err(KeyringError::BadKeys);
         }
         let mut keys = BTreeMap::new();
