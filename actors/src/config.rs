@@ -80,6 +80,9 @@ pub struct MeshConfig {
     /// Where operator logins, their mutating commands and policy refusals
     /// are recorded ([`crate::audit`]); `None`: nowhere.
     pub audit: Option<crate::audit::Audit>,
+    /// Per-actor counters for operators ([`crate::inspect`]); on by
+    /// default, off only to measure what they cost.
+    pub counters: bool,
 }
 
 impl MeshConfig {
@@ -111,6 +114,7 @@ impl MeshConfig {
             head: None,
             policy: std::sync::Arc::default(),
             audit: None,
+            counters: true,
         }
     }
 }

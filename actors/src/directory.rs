@@ -52,12 +52,35 @@ struct Inner {
     /// Bumped on every change of `entries` or `services`, so readers may
     /// cache lookups and policy decisions.
     generation: AtomicU64,
+    /// Per-actor counters are off (set before anything is exposed).
+    uncounted: std::sync::atomic::AtomicBool,
 }
 
 impl Directory {
+    /// Turns per-actor counters off for everything exposed from now on.
+    pub(crate) fn set_uncounted(&self) {
+        self.inner.uncounted.store(true, Ordering::Relaxed);
+    }
+
+    fn prepare(&self, entry: &Arc<dyn Dispatch>) {
+        if self.inner.uncounted.load(Ordering::Relaxed) {
+            entry.stats().set_off(true);
+        }
+    }
+
+    /// Every exposed actor, by name.
+    pub(crate) fn entries(&self) -> Vec<(String, Arc<dyn Dispatch>)> {
+        self.inner
+            .entries
+            .iter()
+            .map(|e| (e.key().clone(), Arc::clone(e.value())))
+            .collect()
+    }
+
     /// Publishes `entry` under `name`; false if the name is taken.
     pub(crate) fn insert(&self, name: String, entry: Arc<dyn Dispatch>) -> bool {
         use dashmap::mapref::entry::Entry as Slot;
+        self.prepare(&entry);
         match self.inner.entries.entry(name) {
             Slot::Occupied(_) => false,
             Slot::Vacant(slot) => {
@@ -71,6 +94,7 @@ impl Directory {
     /// Publishes `entry` under `name`, replacing what was there (a
     /// supervised actor's next incarnation).
     pub(crate) fn replace(&self, name: String, entry: Arc<dyn Dispatch>) {
+        self.prepare(&entry);
         self.inner.entries.insert(name, entry);
         self.inner.generation.fetch_add(1, Ordering::AcqRel);
     }
@@ -261,6 +285,8 @@ mod tests {
             x * 2
         }
     }
+
+    crate::remote_actor!(Doubler: Double, WhoAmI);
 
     struct Other;
     impl Actor for Other {

@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor as _, Addr};
+use actix::{Actor as _, Addr, Recipient};
 use openraft::BasicNode;
 use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
@@ -172,6 +172,11 @@ impl Head {
             supervisor,
             arbiter: actix::Arbiter::current(),
         })
+    }
+
+    /// Where the head answers about its Raft state.
+    pub(crate) fn status(&self) -> Recipient<wire::HeadStatus> {
+        self.supervisor.clone().recipient()
     }
 
     /// Stops the supervisor and Raft (the store closes with it).

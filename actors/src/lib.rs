@@ -98,6 +98,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod head;
+pub mod inspect;
 mod mesh;
 mod node;
 pub mod operators;
@@ -122,3 +123,10 @@ pub use error::{
 pub use mesh::{Faults, MeshStats, PeerInfo};
 pub use node::Node;
 pub use remote::RemoteAddr;
+
+/// What `remote_actor!` expands to needs; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::inspect::{Probe, Timed, TimedResponse};
+    pub use actix;
+}

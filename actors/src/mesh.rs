@@ -106,6 +106,37 @@ struct Shared {
     /// This node as the caller of its own local dispatches (built once:
     /// local messages take it on every call).
     own_caller: Caller,
+    /// The most recently closed links, for operators.
+    closed: ClosedLinks,
+    /// When the mesh started.
+    started: std::time::Instant,
+}
+
+/// The last [`ClosedLinks::KEPT`] closed links, newest last.
+#[derive(Default)]
+struct ClosedLinks(std::sync::Mutex<std::collections::VecDeque<crate::inspect::ClosedLink>>);
+
+impl ClosedLinks {
+    const KEPT: usize = 32;
+
+    fn push(&self, closed: crate::inspect::ClosedLink) {
+        let mut list = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if list.len() == Self::KEPT {
+            list.pop_front();
+        }
+        list.push_back(closed);
+    }
+
+    fn list(&self) -> Vec<crate::inspect::ClosedLink> {
+        let list = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.iter().cloned().collect()
+    }
 }
 
 /// Operator session state of a node ([`crate::operators`]).
@@ -172,6 +203,8 @@ impl Mesh {
             detected: std::sync::Mutex::default(),
             sessions: Sessions::default(),
             own_caller,
+            closed: ClosedLinks::default(),
+            started: std::time::Instant::now(),
         });
         let router = Router::new(Arc::clone(&shared)).start();
         let listener = Listener::new(socket, Arc::clone(&shared), router.clone()).start();
@@ -398,6 +431,31 @@ impl Mesh {
         }
     }
 
+    /// Every live link as the console's Links view shows it.
+    pub(crate) fn link_views(&self) -> Vec<crate::inspect::LinkView> {
+        let cipher = self.handshake().suite.noise_name();
+        let me = self.id();
+        let mut links: Vec<_> = self
+            .shared
+            .links
+            .all()
+            .iter()
+            .map(|l| l.view(me, cipher))
+            .collect();
+        links.sort_by(|a, b| a.peer_name.cmp(&b.peer_name));
+        links
+    }
+
+    /// The most recently closed links, newest last.
+    pub(crate) fn closed_links(&self) -> Vec<crate::inspect::ClosedLink> {
+        self.shared.closed.list()
+    }
+
+    /// How long the mesh has run.
+    pub(crate) fn uptime(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+
     /// The peers this node has a link to.
     pub(crate) fn peers(&self) -> Vec<PeerInfo> {
         self.shared
@@ -593,6 +651,14 @@ impl std::fmt::Debug for Mesh {
             .field("listen", &self.shared.listen)
             .finish()
     }
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// Seconds since the Unix epoch, for certificate validity.

@@ -142,6 +142,10 @@ impl Node {
         let wait_for_relays =
             (config.relayed && !config.relays.is_empty()).then_some(config.handshake_timeout);
         let directory = Directory::default();
+        let counters = config.counters;
+        if !counters {
+            directory.set_uncounted();
+        }
         let mesh = Mesh::start(config, socket, directory);
         if detect {
             match mesh.detect_address(&seeds, detect_within).await {
@@ -215,6 +219,18 @@ impl Node {
             node.control = Some(control);
             node.tasks = Some(Tasks::start(node.mesh.clone(), cluster).await);
         }
+        let inspector = crate::inspect::Inspector::new(
+            node.mesh.clone(),
+            host.clone(),
+            node.head.as_ref().map(Head::status),
+            counters,
+        )
+        .start();
+        let entry = Entry::declared(inspector).requiring(crate::inspect::INSPECT_ROLES);
+        node.mesh.directory().insert(
+            crate::inspect::INSPECT_ACTOR.to_owned(),
+            std::sync::Arc::new(entry),
+        );
         // Operators log in and present their sessions here.
         let session = crate::operators::session::Session {
             mesh: node.mesh.clone(),

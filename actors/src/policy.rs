@@ -63,6 +63,9 @@ pub const OPERATOR_READS: &[&str] = &[
     "swarm.ListTasks",
     "swarm.ListRevoked",
     "swarm.Ping",
+    "swarm.Inspect",
+    "swarm.SetTrace",
+    "swarm.ReadTrace",
     "swarm.Login",
     "swarm.Present",
 ];

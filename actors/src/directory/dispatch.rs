@@ -8,6 +8,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix::{Actor, Addr, Context, Handler, MailboxError, Message};
 use serde::de::DeserializeOwned;
@@ -15,6 +16,8 @@ use serde::Serialize;
 use swarm_protocol::RemoteError;
 
 use super::Caller;
+use crate::inspect::stats::{ActorStats, Sample, TraceNote};
+use crate::inspect::{Probe, Timed};
 
 /// A message that can cross the network: a serde type with a stable tag.
 ///
@@ -34,7 +37,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Wire for T {}
 /// An actor with a remote protocol: the message types other nodes may send
 /// it, declared once with [`remote_actor!`](crate::remote_actor). Exposing
 /// the actor registers every one of them.
-pub trait RemoteActor: Actor<Context = Context<Self>> {
+pub trait RemoteActor: Actor<Context = Context<Self>> + Handler<Probe> {
     /// Registers each declared message type. Written by `remote_actor!`.
     #[doc(hidden)]
     fn declare(protocol: &mut Protocol<'_, Self>);
@@ -43,7 +46,7 @@ pub trait RemoteActor: Actor<Context = Context<Self>> {
 /// `A: Accepts<M>` means `M` is part of `A`'s declared remote protocol,
 /// so a [`RemoteAddr<A>`](crate::RemoteAddr) may send it. Written by
 /// [`remote_actor!`](crate::remote_actor).
-pub trait Accepts<M>: RemoteActor + Handler<M>
+pub trait Accepts<M>: RemoteActor + Handler<M> + Handler<Timed<M>>
 where
     M: RemoteMessage,
     M::Result: Wire,
@@ -65,7 +68,8 @@ macro_rules! remote_message {
 /// Every listed type must be a [`RemoteMessage`] the actor handles. A
 /// [`RemoteAddr<Adder>`](crate::RemoteAddr) then sends exactly these types
 /// (anything else does not compile), and exposing an `Adder` registers all
-/// of them.
+/// of them. It also lets the runtime time a sample of the actor's messages
+/// for operators ([`crate::inspect`]): each handler runs as written.
 #[macro_export]
 macro_rules! remote_actor {
     ($actor:ty : $($msg:ty),+ $(,)?) => {
@@ -74,7 +78,33 @@ macro_rules! remote_actor {
                 $(protocol.accept::<$msg>();)+
             }
         }
-        $(impl $crate::Accepts<$msg> for $actor {})+
+        impl $crate::__private::actix::Handler<$crate::__private::Probe> for $actor {
+            type Result = ();
+            fn handle(
+                &mut self,
+                probe: $crate::__private::Probe,
+                _: &mut <Self as $crate::__private::actix::Actor>::Context,
+            ) {
+                probe.reached();
+            }
+        }
+        $(
+            impl $crate::Accepts<$msg> for $actor {}
+            impl $crate::__private::actix::Handler<$crate::__private::Timed<$msg>> for $actor {
+                type Result = $crate::__private::TimedResponse<
+                    <Self as $crate::__private::actix::Handler<$msg>>::Result,
+                >;
+                fn handle(
+                    &mut self,
+                    timed: $crate::__private::Timed<$msg>,
+                    ctx: &mut <Self as $crate::__private::actix::Actor>::Context,
+                ) -> Self::Result {
+                    timed.run(|msg| {
+                        <Self as $crate::__private::actix::Handler<$msg>>::handle(self, msg, ctx)
+                    })
+                }
+            }
+        )+
     };
 }
 
@@ -89,7 +119,7 @@ impl<A: Actor<Context = Context<A>>> Protocol<'_, A> {
     /// Accepts messages of type `M` from the network.
     pub fn accept<M>(&mut self)
     where
-        A: Handler<M>,
+        A: Handler<M> + Handler<Timed<M>>,
         M: RemoteMessage,
         M::Result: Wire,
     {
@@ -127,10 +157,21 @@ pub(crate) trait Dispatch: Send + Sync {
     /// The certificate roles a system actor takes messages from (empty: a
     /// user actor); the policy's defaults read them.
     fn required_roles(&self) -> &'static [&'static str];
+
+    /// Its counters.
+    fn stats(&self) -> &Arc<ActorStats>;
+
+    /// Puts a probe in its mailbox (see [`ActorStats::probe`]).
+    fn probe(&self);
+
+    /// The Rust type of the actor.
+    fn type_name(&self) -> &'static str;
 }
 
-type TellFn<A> = fn(&Addr<A>, &Caller, &[u8]) -> Result<Option<TellFuture>, RemoteError>;
-type AskFn<A> = fn(&Addr<A>, &Caller, &[u8]) -> Result<AskFuture, RemoteError>;
+/// Decodes and delivers one message, counted in the stats.
+type TellFn<A> =
+    fn(&Addr<A>, &Caller, &[u8], &Arc<ActorStats>) -> Result<Option<TellFuture>, RemoteError>;
+type AskFn<A> = fn(&Addr<A>, &Caller, &[u8], &Arc<ActorStats>) -> Result<AskFuture, RemoteError>;
 
 /// A message that names its sender: the dispatcher overwrites what the
 /// sender claimed with who the link authenticated (node, certificate
@@ -152,6 +193,8 @@ pub(crate) struct Entry<A: Actor> {
     supervised: bool,
     /// The roles a system actor takes messages from (none: a user actor).
     roles: &'static [&'static str],
+    /// Its counters, for operators.
+    stats: Arc<ActorStats>,
 }
 
 impl<A: Actor<Context = Context<A>>> Entry<A> {
@@ -161,6 +204,7 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
             handlers: HashMap::new(),
             supervised: false,
             roles: &[],
+            stats: Arc::default(),
         }
     }
 
@@ -189,7 +233,7 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
 
     pub(crate) fn accept<M>(&mut self)
     where
-        A: Handler<M>,
+        A: Handler<M> + Handler<Timed<M>>,
         M: RemoteMessage,
         M::Result: Wire,
     {
@@ -201,7 +245,7 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
     /// (replacing how [`Entry::declared`] accepted it).
     pub(crate) fn stamped<M>(mut self) -> Self
     where
-        A: Handler<M>,
+        A: Handler<M> + Handler<Timed<M>>,
         M: RemoteMessage + StampCaller,
         M::Result: Wire,
     {
@@ -211,27 +255,42 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
     }
 }
 
-impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
+impl<A: RemoteActor> Dispatch for Entry<A> {
     fn tell(
         &self,
         caller: &Caller,
         tag: &str,
         body: &[u8],
     ) -> Result<Option<TellFuture>, RemoteError> {
-        let (tell, _) = self.handler(tag)?;
-        tell(&self.addr, caller, body)
+        let delivered = self
+            .handler(tag)
+            .and_then(|(tell, _)| tell(&self.addr, caller, body, &self.stats));
+        if delivered.is_err() {
+            self.stats.failed();
+        }
+        delivered
     }
 
     fn ask(&self, caller: &Caller, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError> {
-        let (_, ask) = self.handler(tag)?;
-        let answer = ask(&self.addr, caller, body)?;
-        if !self.supervised {
-            return Ok(answer);
-        }
+        let answer = match self
+            .handler(tag)
+            .and_then(|(_, ask)| ask(&self.addr, caller, body, &self.stats))
+        {
+            Ok(answer) => answer,
+            Err(e) => {
+                self.stats.failed();
+                return Err(e);
+            }
+        };
+        let supervised = self.supervised;
+        let stats = Arc::clone(&self.stats);
         Ok(Box::pin(async move {
-            answer.await.map_err(|e| match e {
-                RemoteError::ActorStopped => RemoteError::ActorFailed,
-                other => other,
+            answer.await.map_err(|e| {
+                stats.failed();
+                match e {
+                    RemoteError::ActorStopped if supervised => RemoteError::ActorFailed,
+                    other => other,
+                }
             })
         }))
     }
@@ -246,6 +305,18 @@ impl<A: Actor<Context = Context<A>>> Dispatch for Entry<A> {
 
     fn required_roles(&self) -> &'static [&'static str] {
         self.roles
+    }
+
+    fn stats(&self) -> &Arc<ActorStats> {
+        &self.stats
+    }
+
+    fn probe(&self) {
+        self.addr.do_send(self.stats.probe());
+    }
+
+    fn type_name(&self) -> &'static str {
+        std::any::type_name::<A>()
     }
 }
 
@@ -266,50 +337,83 @@ fn decode<M: DeserializeOwned>(body: &[u8]) -> Result<M, RemoteError> {
     })
 }
 
-fn tell_fn<A, M>(addr: &Addr<A>, _: &Caller, body: &[u8]) -> Result<Option<TellFuture>, RemoteError>
+/// Counts a decoded message and delivers it, timed if it is sampled.
+fn sampled<M: RemoteMessage, R>(
+    stats: &Arc<ActorStats>,
+    caller: &Caller,
+    ask: bool,
+    bytes: usize,
+    msg: M,
+    plain: impl FnOnce(M) -> R,
+    timed: impl FnOnce(Timed<M>) -> R,
+) -> R {
+    let note = || TraceNote {
+        tag: M::TAG,
+        from: caller.node,
+        bytes,
+        ask,
+    };
+    match stats.dispatched(ask, bytes, note) {
+        Sample::Plain => plain(msg),
+        Sample::Timed(clock) => timed(Timed::new(msg, clock)),
+    }
+}
+
+fn tell_fn<A, M>(
+    addr: &Addr<A>,
+    caller: &Caller,
+    body: &[u8],
+    stats: &Arc<ActorStats>,
+) -> Result<Option<TellFuture>, RemoteError>
 where
-    A: Actor<Context = Context<A>> + Handler<M>,
+    A: Actor<Context = Context<A>> + Handler<M> + Handler<Timed<M>>,
     M: RemoteMessage,
     M::Result: Wire,
 {
-    tell_msg(addr, decode::<M>(body)?)
+    let msg = decode::<M>(body)?;
+    let (plain, timed) = (|m| tell_msg(addr, m), |t| tell_msg(addr, t));
+    sampled(stats, caller, false, body.len(), msg, plain, timed)
 }
 
 fn tell_stamped_fn<A, M>(
     addr: &Addr<A>,
     caller: &Caller,
     body: &[u8],
+    stats: &Arc<ActorStats>,
 ) -> Result<Option<TellFuture>, RemoteError>
 where
-    A: Actor<Context = Context<A>> + Handler<M>,
+    A: Actor<Context = Context<A>> + Handler<M> + Handler<Timed<M>>,
     M: RemoteMessage + StampCaller,
     M::Result: Wire,
 {
     let mut msg: M = decode(body)?;
     msg.stamp_caller(caller);
-    tell_msg(addr, msg)
+    let (plain, timed) = (|m| tell_msg(addr, m), |t| tell_msg(addr, t));
+    sampled(stats, caller, false, body.len(), msg, plain, timed)
 }
 
 fn ask_stamped_fn<A, M>(
     addr: &Addr<A>,
     caller: &Caller,
     body: &[u8],
+    stats: &Arc<ActorStats>,
 ) -> Result<AskFuture, RemoteError>
 where
-    A: Actor<Context = Context<A>> + Handler<M>,
+    A: Actor<Context = Context<A>> + Handler<M> + Handler<Timed<M>>,
     M: RemoteMessage + StampCaller,
     M::Result: Wire,
 {
     let mut msg: M = decode(body)?;
     msg.stamp_caller(caller);
-    ask_msg(addr, msg)
+    let (plain, timed) = (|m| ask_msg(addr, m), |t| ask_msg(addr, t));
+    sampled(stats, caller, true, body.len(), msg, plain, timed)
 }
 
 fn tell_msg<A, M>(addr: &Addr<A>, msg: M) -> Result<Option<TellFuture>, RemoteError>
 where
     A: Actor<Context = Context<A>> + Handler<M>,
-    M: RemoteMessage,
-    M::Result: Wire,
+    M: Message + Send + 'static,
+    M::Result: Send,
 {
     match addr.try_send(msg) {
         Ok(()) => Ok(None),
@@ -323,19 +427,26 @@ where
     }
 }
 
-fn ask_fn<A, M>(addr: &Addr<A>, _: &Caller, body: &[u8]) -> Result<AskFuture, RemoteError>
+fn ask_fn<A, M>(
+    addr: &Addr<A>,
+    caller: &Caller,
+    body: &[u8],
+    stats: &Arc<ActorStats>,
+) -> Result<AskFuture, RemoteError>
 where
-    A: Actor<Context = Context<A>> + Handler<M>,
+    A: Actor<Context = Context<A>> + Handler<M> + Handler<Timed<M>>,
     M: RemoteMessage,
     M::Result: Wire,
 {
-    ask_msg(addr, decode::<M>(body)?)
+    let msg = decode::<M>(body)?;
+    let (plain, timed) = (|m| ask_msg(addr, m), |t| ask_msg(addr, t));
+    sampled(stats, caller, true, body.len(), msg, plain, timed)
 }
 
 fn ask_msg<A, M>(addr: &Addr<A>, msg: M) -> Result<AskFuture, RemoteError>
 where
     A: Actor<Context = Context<A>> + Handler<M>,
-    M: RemoteMessage,
+    M: Message + Send + 'static,
     M::Result: Wire,
 {
     let request = addr.send(msg);

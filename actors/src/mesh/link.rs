@@ -114,6 +114,8 @@ pub(super) struct Clock {
     /// Set when the link says goodbye: the writer returns once the queue
     /// (with the goodbye) is written.
     finishing: Cell<bool>,
+    /// When the last heartbeat ping was queued (its pong times the round trip).
+    ping_sent: Cell<Option<Duration>>,
 }
 
 impl Clock {
@@ -137,6 +139,12 @@ impl Clock {
     pub(super) fn reader_waiting(&self, waiting: bool) {
         let now = self.now();
         self.liveness.borrow_mut().set_reader_waiting(waiting, now);
+    }
+
+    /// A pong arrived: the round trip since the last ping, if one is out.
+    pub(super) fn pong(&self) -> Option<Duration> {
+        let sent = self.ping_sent.take()?;
+        Some(self.now().saturating_sub(sent))
     }
 
     /// Whether the writer should stop once its queue is written.
@@ -182,6 +190,7 @@ impl Link {
                 epoch: Instant::now(),
                 liveness: RefCell::new(liveness),
                 finishing: Cell::new(false),
+                ping_sent: Cell::new(None),
             }),
             reason: None,
             inbound_asks: Rc::new(Cell::new(0)),
@@ -211,9 +220,10 @@ impl Link {
                 None => break,
                 // A full queue means traffic is flowing; the ping is not needed.
                 Some(Action::Ping) => {
-                    let _ = self
-                        .handle
-                        .try_send(SendHalf::control(&Control::Ping { nonce: 0 }));
+                    let ping = SendHalf::control(&Control::Ping { nonce: 0 });
+                    if self.handle.try_send(ping).is_ok() {
+                        self.clock.ping_sent.set(Some(self.clock.now()));
+                    }
                 }
                 Some(Action::Goodbye(Silence::Idle(idle)) | Action::Close(Silence::Idle(idle))) => {
                     self.goodbye(CloseReason::Idle(idle), "idle", ctx);
@@ -421,10 +431,10 @@ impl Link {
         self.tasks.push(actix_rt::spawn(async move {
             let session = SendHalf::new(sender);
             let blocked = || direct && mesh.blocked(peer);
-            let written = |n: usize| {
-                counted
-                    .bytes_out
-                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            let written = |bytes: usize, envelopes: usize| {
+                use std::sync::atomic::Ordering::Relaxed;
+                counted.bytes_out.fetch_add(bytes as u64, Relaxed);
+                counted.msgs_out.fetch_add(envelopes as u64, Relaxed);
             };
             let reason = writer::write_loop(write, session, queue, clock, blocked, written).await;
             me.do_send(Close(reason));
@@ -447,6 +457,14 @@ impl Link {
             .reason
             .take()
             .unwrap_or(CloseReason::Local(LocalClose::Stopped));
+        self.mesh.closed.push(crate::inspect::ClosedLink {
+            peer: s.peer.to_string(),
+            peer_name: s.peer_name.clone(),
+            at_ms: super::unix_now_ms(),
+            reason: reason.to_string(),
+            failed: reason.kind().is_failure(),
+            age_s: s.established_at.elapsed().as_secs_f64(),
+        });
         if reason.kind().is_failure() {
             self.mesh.counters.link_failed();
             tracing::warn!(peer = %s.peer.short(), name = %s.peer_name, %reason, "link closed");

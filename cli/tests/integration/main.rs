@@ -11,6 +11,7 @@ mod control;
 mod control_faults;
 mod control_ops;
 mod control_processes;
+mod inspect;
 mod leaks;
 mod membership;
 mod netns;

@@ -112,8 +112,8 @@ impl RecvHalf {
     }
 
     /// Absorbs what is the session's business (pings are answered through
-    /// [`RecvHalf::poll_pong`], pongs and unknown controls dropped) and
-    /// hands back what is the driver's.
+    /// [`RecvHalf::poll_pong`], unknown controls dropped) and hands back
+    /// what is the driver's (pongs among them, to time round trips).
     pub fn classify<'a>(&mut self, envelope: Envelope<'a>) -> Option<Inbound<'a>> {
         match envelope {
             Envelope::Control(Control::Ping { nonce }) => {
@@ -125,11 +125,11 @@ impl RecvHalf {
                 None
             }
             Envelope::Control(Control::Goodbye { reason }) => Some(Inbound::Goodbye(reason)),
-            // Address discovery is the driver's business.
-            control @ Envelope::Control(Control::Observed { .. } | Control::DialBack { .. }) => {
-                Some(Inbound::Envelope(control))
-            }
-            Envelope::Control(_) | Envelope::Batch(_) => None,
+            // Address discovery and round trips are the driver's business.
+            control @ Envelope::Control(
+                Control::Observed { .. } | Control::DialBack { .. } | Control::Pong { .. },
+            ) => Some(Inbound::Envelope(control)),
+            Envelope::Batch(_) => None,
             other => Some(Inbound::Envelope(other)),
         }
     }

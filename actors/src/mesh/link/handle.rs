@@ -81,6 +81,12 @@ pub(super) struct LinkShared {
     pub(super) bytes_out: AtomicU64,
     /// Bytes read from the socket (ciphertext).
     pub(super) bytes_in: AtomicU64,
+    /// Envelopes received (tells, asks, replies).
+    pub(super) msgs_in: AtomicU64,
+    /// Envelopes written.
+    pub(super) msgs_out: AtomicU64,
+    /// The last heartbeat's round trip, nanoseconds (0: none yet).
+    pub(super) rtt_ns: AtomicU64,
     /// An operator peer's session ends then (Unix ms; 0: none).
     pub(super) session_until_ms: AtomicU64,
 }
@@ -117,6 +123,9 @@ impl LinkShared {
             member_down: AtomicBool::new(false),
             bytes_out: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
+            msgs_in: AtomicU64::new(0),
+            msgs_out: AtomicU64::new(0),
+            rtt_ns: AtomicU64::new(0),
             session_until_ms: AtomicU64::new(0),
         }
     }
@@ -228,6 +237,28 @@ impl LinkHandle {
             pending_asks: s.pending.len(),
             bytes_out: s.bytes_out.load(Ordering::Relaxed),
             bytes_in: s.bytes_in.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The link as the console's Links view shows it, seen from `node`.
+    pub(crate) fn view(&self, node: NodeId, cipher: &str) -> crate::inspect::LinkView {
+        let s = &self.shared;
+        crate::inspect::LinkView {
+            node: node.to_string(),
+            peer: s.peer.to_string(),
+            peer_name: s.peer_name.clone(),
+            peer_roles: s.peer_roles.to_vec(),
+            addr: s.remote_addr.to_string(),
+            via: s.via.map(|v| v.to_string()),
+            dialed: s.initiator != s.peer,
+            age_s: s.established_at.elapsed().as_secs_f64(),
+            rtt_us: s.rtt_ns.load(Ordering::Relaxed) as f64 / 1e3,
+            msgs_in: s.msgs_in.load(Ordering::Relaxed),
+            msgs_out: s.msgs_out.load(Ordering::Relaxed),
+            bytes_in: s.bytes_in.load(Ordering::Relaxed),
+            bytes_out: s.bytes_out.load(Ordering::Relaxed),
+            queue_bytes: s.outbox.queued() as u64,
+            cipher: cipher.to_owned(),
         }
     }
 

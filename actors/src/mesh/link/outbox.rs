@@ -104,6 +104,11 @@ impl Outbox {
         })
     }
 
+    /// Bytes queued and not yet written.
+    pub(super) fn queued(&self) -> usize {
+        self.limit.saturating_sub(self.budget.available_permits())
+    }
+
     /// Wakes every waiting sender with an error.
     pub(super) fn close(&self) {
         self.budget.close();

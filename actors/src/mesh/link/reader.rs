@@ -187,6 +187,11 @@ impl Reader {
             Some(Inbound::Goodbye(reason)) => return Err(CloseReason::Goodbye(reason)),
             Some(Inbound::Envelope(envelope)) => envelope,
         };
+        if !matches!(envelope, Envelope::Control(_)) {
+            self.shared
+                .msgs_in
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         match envelope {
             Envelope::Tell { to, tag, body } if is_present(&to, tag) => {
                 self.clock.received(true);
@@ -287,6 +292,14 @@ impl Reader {
             Envelope::Relay(frame) => {
                 self.clock.received(true);
                 relay::on_frame(&self.mesh, &self.router, &self.handle, frame).await;
+            }
+            Envelope::Control(Control::Pong { .. }) => {
+                if let Some(rtt) = self.clock.pong() {
+                    let ns = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX);
+                    self.shared
+                        .rtt_ns
+                        .store(ns, std::sync::atomic::Ordering::Relaxed);
+                }
             }
             Envelope::Control(Control::Observed { addr }) => {
                 let me = self.mesh.id;

@@ -26,7 +26,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     queue: Queue,
     clock: Rc<Clock>,
     blocked: impl Fn() -> bool,
-    written: impl Fn(usize),
+    written: impl Fn(usize, usize),
 ) -> CloseReason {
     let Queue { mut rx, budget } = queue;
     let heartbeats = [
@@ -40,6 +40,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             return CloseReason::Local(LocalClose::HandleDropped);
         }
         let user = queued.iter().any(|e| !heartbeats.contains(e));
+        let mut envelopes = queued.len();
         let mut unreleased = 0;
         for envelope in queued.drain(..) {
             unreleased += budget.cost(&envelope);
@@ -54,7 +55,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
                 if let Err(e) = write.write_all(&out).await {
                     return CloseReason::Io(e.kind());
                 }
-                written(out.len());
+                written(out.len(), std::mem::take(&mut envelopes));
                 out.clear();
                 budget.release(std::mem::take(&mut unreleased));
             }
@@ -69,7 +70,7 @@ pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
             if let Err(e) = write.write_all(&out).await {
                 return CloseReason::Io(e.kind());
             }
-            written(out.len());
+            written(out.len(), envelopes);
             out.clear();
         }
         // A relayed circuit may hold the last frame until there is room on

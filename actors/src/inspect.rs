@@ -1,0 +1,279 @@
+//! What operators see inside a node: per-actor and per-link counters, kept
+//! where messages already pass (the dispatcher, the link's reader and
+//! writer), and the `swarm.inspect` system actor ([`Inspector`]) that
+//! answers operators over the mesh with a [`NodeSnapshot`].
+//!
+//! The console (`swarm console`) asks every member's inspector and joins
+//! the answers; no node collects for the cluster. The types in [`model`]
+//! are the one data model of the console, its `--json` output, the admin
+//! API and the metrics.
+//!
+//! What the counters cost: a dispatched message adds two relaxed atomic
+//! adds and two loads; one message per actor at a time travels wrapped
+//! in a stopwatch ([`Timed`]) that the actor's handler reads. With
+//! tracing on, those sampled messages also leave a [`TraceEntry`].
+
+pub(crate) mod histogram;
+pub mod model;
+pub(crate) mod stats;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use model::{
+    ActorView, ClosedLink, ClusterView, LinkView, NodeLocal, NodeSnapshot, NodeView, TraceEntry,
+};
+#[doc(hidden)]
+pub use stats::{Probe, Timed, TimedResponse};
+
+use crate::control::HeadRow;
+use crate::head::wire::HeadStatus;
+use crate::mesh::Mesh;
+use crate::supervision::{ActorRow, Host, ListActors};
+
+/// The name every node exposes its inspector under.
+pub const INSPECT_ACTOR: &str = "swarm.inspect";
+/// The certificate roles the inspector takes messages from.
+pub const INSPECT_ROLES: &[&str] = &["operator", "admin"];
+
+/// Asks a node's inspector for its snapshot.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Message)]
+#[rtype(result = "NodeSnapshot")]
+pub struct Inspect;
+
+/// Starts or stops tracing one actor's messages.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<(), InspectError>")]
+pub struct SetTrace {
+    /// The actor's name on that node.
+    pub actor: String,
+    /// On or off.
+    pub on: bool,
+}
+
+/// Reads an actor's trace: entries after `after` (a sequence number; 0
+/// for all it keeps), oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Vec<TraceEntry>, InspectError>")]
+pub struct ReadTrace {
+    /// The actor's name on that node.
+    pub actor: String,
+    /// The last sequence number already read.
+    pub after: u64,
+}
+
+crate::remote_message!(
+    Inspect => "swarm.Inspect",
+    SetTrace => "swarm.SetTrace",
+    ReadTrace => "swarm.ReadTrace",
+);
+
+/// Why an inspection request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum InspectError {
+    /// Nothing is exposed under that name there.
+    #[error("no actor named {name} on this node")]
+    NoSuchActor {
+        /// The name asked for.
+        name: String,
+    },
+}
+
+/// A node's `swarm.inspect` actor.
+pub struct Inspector {
+    mesh: Mesh,
+    host: Addr<Host>,
+    head: Option<Recipient<HeadStatus>>,
+    /// Each actor's message count when its rate was last computed.
+    rates: HashMap<String, Rate>,
+    /// Whether this node counts (`MeshConfig::counters`).
+    counters: bool,
+}
+
+#[derive(Clone, Copy)]
+struct Rate {
+    at: Instant,
+    messages: u64,
+    per_second: f64,
+}
+
+/// The shortest interval a rate is computed over; inspections closer
+/// together see the previous rate.
+const RATE_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Inspector {
+    pub(crate) fn new(
+        mesh: Mesh,
+        host: Addr<Host>,
+        head: Option<Recipient<HeadStatus>>,
+        counters: bool,
+    ) -> Self {
+        Self {
+            mesh,
+            host,
+            head,
+            rates: HashMap::new(),
+            counters,
+        }
+    }
+
+    fn rate(&mut self, name: &str, messages: u64, now: Instant) -> f64 {
+        let fresh = Rate {
+            at: now,
+            messages,
+            per_second: 0.0,
+        };
+        let slot = self.rates.entry(name.to_owned()).or_insert(fresh);
+        let elapsed = now.saturating_duration_since(slot.at);
+        if elapsed >= RATE_INTERVAL {
+            let delta = messages.saturating_sub(slot.messages);
+            *slot = Rate {
+                at: now,
+                messages,
+                per_second: delta as f64 / elapsed.as_secs_f64(),
+            };
+        }
+        slot.per_second
+    }
+
+    fn snapshot(&mut self, hosted: Vec<ActorRow>, head: Option<HeadRow>) -> NodeSnapshot {
+        let me = self.mesh.id().to_string();
+        let name = self.mesh.name().to_owned();
+        let hosted: HashMap<String, ActorRow> =
+            hosted.into_iter().map(|r| (r.name.clone(), r)).collect();
+        let now = Instant::now();
+        let mut actors = Vec::new();
+        for (actor, entry) in self.mesh.directory().entries() {
+            let stats = entry.stats();
+            let s = stats.snapshot();
+            // Everything sent before this probe is handled once it is
+            // reached: the next snapshot's backlog is current.
+            entry.probe();
+            let row = hosted.get(&actor);
+            actors.push(ActorView {
+                type_name: row.map_or_else(
+                    || short_type(entry.type_name()).to_owned(),
+                    |r| r.type_name.clone(),
+                ),
+                node: me.clone(),
+                node_name: name.clone(),
+                state: row.map_or_else(|| "exposed".to_owned(), |r| r.state.clone()),
+                system: actor.starts_with("swarm."),
+                supervised: entry.supervised(),
+                epoch: row.map_or(0, |r| r.epoch),
+                restarts: row.map_or(0, |r| r.restarts),
+                backlog: s.backlog,
+                messages: s.messages,
+                asks: s.asks,
+                rate: self.rate(&actor, s.messages, now),
+                errors: s.errors,
+                bytes: s.bytes,
+                handling_p50_us: s.handling_p50_us,
+                handling_p99_us: s.handling_p99_us,
+                waiting_p99_us: s.waiting_p99_us,
+                samples: s.samples,
+                tracing: stats.tracing(),
+                name: actor,
+            });
+        }
+        let present: std::collections::HashSet<&str> =
+            actors.iter().map(|a| a.name.as_str()).collect();
+        self.rates.retain(|name, _| present.contains(name.as_str()));
+        actors.sort_by(|a, b| a.name.cmp(&b.name));
+        let links = self.mesh.link_views();
+        NodeSnapshot {
+            node: NodeLocal {
+                id: me,
+                name,
+                uptime_s: self.mesh.uptime().as_secs(),
+                actors: actors.len(),
+                links: links.len(),
+                load_average: sysinfo::System::load_average().map_or(0.0, |l| l.one),
+                head,
+                mesh: self.mesh.stats(),
+                counters: self.counters,
+            },
+            actors,
+            links,
+            closed: self.mesh.closed_links(),
+        }
+    }
+}
+
+/// `a::b::Type<c::D>` -> `Type<c::D>`.
+fn short_type(full: &str) -> &str {
+    let head = full.split('<').next().unwrap_or(full);
+    match head.rfind("::") {
+        Some(i) => &full[i + 2..],
+        None => full,
+    }
+}
+
+impl Actor for Inspector {
+    type Context = Context<Self>;
+}
+
+impl Handler<Inspect> for Inspector {
+    type Result = ResponseActFuture<Self, NodeSnapshot>;
+
+    fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> Self::Result {
+        let host = self.host.send(ListActors);
+        let head = self.head.as_ref().map(|h| h.send(HeadStatus));
+        Box::pin(
+            async move {
+                let hosted = host.await.unwrap_or_default();
+                let head = match head {
+                    Some(status) => status.await.ok(),
+                    None => None,
+                };
+                (hosted, head)
+            }
+            .into_actor(self)
+            .map(|(hosted, head), act, _| act.snapshot(hosted, head)),
+        )
+    }
+}
+
+impl Handler<SetTrace> for Inspector {
+    type Result = Result<(), InspectError>;
+
+    fn handle(&mut self, msg: SetTrace, _: &mut Context<Self>) -> Self::Result {
+        let entry = self
+            .mesh
+            .directory()
+            .dispatcher(&msg.actor)
+            .ok_or(InspectError::NoSuchActor { name: msg.actor })?;
+        entry.stats().set_tracing(msg.on);
+        Ok(())
+    }
+}
+
+impl Handler<ReadTrace> for Inspector {
+    type Result = Result<Vec<TraceEntry>, InspectError>;
+
+    fn handle(&mut self, msg: ReadTrace, _: &mut Context<Self>) -> Self::Result {
+        let entry = self
+            .mesh
+            .directory()
+            .dispatcher(&msg.actor)
+            .ok_or(InspectError::NoSuchActor { name: msg.actor })?;
+        Ok(entry.stats().trace_since(msg.after))
+    }
+}
+
+crate::remote_actor!(Inspector: Inspect, SetTrace, ReadTrace);
+
+#[cfg(test)]
+mod tests {
+    use super::short_type;
+
+    #[test]
+    fn type_names_lose_their_module_path() {
+        assert_eq!(short_type("a::b::Counter"), "Counter");
+        assert_eq!(short_type("a::Wrap<b::C>"), "Wrap<b::C>");
+        assert_eq!(short_type("Plain"), "Plain");
+    }
+}

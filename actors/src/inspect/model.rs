@@ -1,0 +1,200 @@
+//! The one data model of everything operators inspect: the console's
+//! views, `swarm console --once VIEW --json`, the admin API and the
+//! metrics all read these types, so a field added here appears in each.
+//!
+//! A node answers [`Inspect`](super::Inspect) with a [`NodeSnapshot`] of
+//! what it alone knows (its actors, links, counters); the console joins
+//! the snapshots of every member with the member list into a
+//! [`ClusterView`]. Nothing collects centrally.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::MemberRow;
+use crate::control::HeadRow;
+
+/// What one node reports about itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeSnapshot {
+    /// The node itself.
+    pub node: NodeLocal,
+    /// Its exposed actors, system actors included.
+    pub actors: Vec<ActorView>,
+    /// Its live links.
+    pub links: Vec<LinkView>,
+    /// Its most recently closed links, newest last.
+    #[serde(default)]
+    pub closed: Vec<ClosedLink>,
+}
+
+/// What a node knows of itself that membership does not carry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeLocal {
+    /// Node id, hex.
+    pub id: String,
+    /// Certificate name.
+    pub name: String,
+    /// Seconds since the node started.
+    pub uptime_s: u64,
+    /// Exposed actors (system actors included).
+    pub actors: usize,
+    /// Live links.
+    pub links: usize,
+    /// The one-minute load average of its machine.
+    pub load_average: f64,
+    /// The head's Raft state, on heads.
+    #[serde(default)]
+    pub head: Option<HeadRow>,
+    /// The mesh's counters.
+    pub mesh: crate::MeshStats,
+    /// Whether per-actor counters are on.
+    pub counters: bool,
+}
+
+/// One actor, as the Actors view lists it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActorView {
+    /// The name it is exposed under.
+    pub name: String,
+    /// Its type: the registered type of a supervised actor, else the Rust type.
+    pub type_name: String,
+    /// The node it runs on, hex id.
+    pub node: String,
+    /// That node's name.
+    pub node_name: String,
+    /// running, restarting, failed, stopped (supervised) or exposed.
+    pub state: String,
+    /// A system actor of the runtime (`swarm.*`).
+    pub system: bool,
+    /// Run by a supervisor.
+    pub supervised: bool,
+    /// Its incarnation's epoch (supervised actors; 0 otherwise).
+    pub epoch: u64,
+    /// Restarts by its local supervisor.
+    pub restarts: u64,
+    /// Messages dispatched to it but not yet handled (as of the last probe).
+    pub backlog: u64,
+    /// Messages dispatched to it from other nodes since it started.
+    pub messages: u64,
+    /// Of those, asks.
+    pub asks: u64,
+    /// Messages per second over the last interval.
+    pub rate: f64,
+    /// Messages that failed (did not decode, actor gone, ask error).
+    pub errors: u64,
+    /// Message body bytes received.
+    pub bytes: u64,
+    /// Handler time, median, microseconds (sampled messages).
+    pub handling_p50_us: f64,
+    /// Handler time, 99th percentile, microseconds.
+    pub handling_p99_us: f64,
+    /// Time in the mailbox, 99th percentile, microseconds.
+    pub waiting_p99_us: f64,
+    /// Messages timed so far.
+    pub samples: u64,
+    /// Its messages are being traced.
+    pub tracing: bool,
+}
+
+/// One link, as the Links view lists it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LinkView {
+    /// The node at this end, hex id.
+    pub node: String,
+    /// The peer, hex id.
+    pub peer: String,
+    /// The peer's certificate name.
+    pub peer_name: String,
+    /// The peer's certificate roles.
+    pub peer_roles: Vec<String>,
+    /// The socket's remote address.
+    pub addr: String,
+    /// The relay it runs through (hex id), if relayed.
+    pub via: Option<String>,
+    /// This node dialed it.
+    pub dialed: bool,
+    /// Seconds since the handshake.
+    pub age_s: f64,
+    /// The last heartbeat's round trip, microseconds (none yet: 0).
+    pub rtt_us: f64,
+    /// Envelopes received (tells, asks, replies).
+    pub msgs_in: u64,
+    /// Envelopes written.
+    pub msgs_out: u64,
+    /// Ciphertext bytes read.
+    pub bytes_in: u64,
+    /// Ciphertext bytes written.
+    pub bytes_out: u64,
+    /// Bytes queued for the writer now.
+    pub queue_bytes: u64,
+    /// The Noise suite.
+    pub cipher: String,
+}
+
+/// A link that closed, and why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClosedLink {
+    /// The peer, hex id.
+    pub peer: String,
+    /// Its certificate name.
+    pub peer_name: String,
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// Why.
+    pub reason: String,
+    /// A failure (error, timeout) rather than a goodbye.
+    pub failed: bool,
+    /// How long it had been up, seconds.
+    pub age_s: f64,
+}
+
+/// One traced message.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TraceEntry {
+    /// Its sequence number in the actor's trace.
+    pub seq: u64,
+    /// When it was handled, Unix milliseconds.
+    pub at_ms: u64,
+    /// The message's type tag.
+    pub tag: String,
+    /// The sending node, hex id.
+    pub from: String,
+    /// Body bytes.
+    pub bytes: u64,
+    /// tell or ask.
+    pub kind: String,
+    /// Time in the mailbox, microseconds.
+    pub waited_us: f64,
+    /// Handler time, microseconds.
+    pub handled_us: f64,
+    /// handled, or why it failed.
+    pub result: String,
+}
+
+/// One node as the Nodes view shows it: its member row joined with what
+/// it reported (nothing, if it did not answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeView {
+    /// What membership says.
+    #[serde(flatten)]
+    pub member: MemberRow,
+    /// What the node said of itself; `None` if it did not answer.
+    pub local: Option<NodeLocal>,
+    /// Why it did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The whole cluster at one moment, as the console assembles it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterView {
+    /// When it was assembled, Unix milliseconds.
+    pub at_ms: u64,
+    /// Every member.
+    pub nodes: Vec<NodeView>,
+    /// Every exposed actor on every node that answered.
+    pub actors: Vec<ActorView>,
+    /// Every link of every node that answered.
+    pub links: Vec<LinkView>,
+    /// Recently closed links, by node.
+    pub closed: Vec<ClosedLink>,
+}

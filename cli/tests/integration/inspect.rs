@@ -1,0 +1,157 @@
+//! The `swarm.inspect` actor over real links: per-actor counters kept at
+//! dispatch (messages, asks, backlog, sampled handler times), per-link
+//! traffic, a bounded trace of one actor's messages, and who may ask.
+
+use std::time::Duration;
+
+use swarm::inspect::{Inspect, Inspector, NodeSnapshot, ReadTrace, SetTrace, INSPECT_ACTOR};
+use swarm::AskError;
+use swarm_cli::demo::{Add, Adder, Bump, Counter};
+
+use crate::util::{control_cluster, eventually, operator, scratch};
+
+fn actor<'a>(snapshot: &'a NodeSnapshot, name: &str) -> &'a swarm::inspect::ActorView {
+    snapshot
+        .actors
+        .iter()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("{name} is not listed: {snapshot:?}"))
+}
+
+#[actix_rt::test]
+async fn an_operator_sees_each_actors_messages_backlog_and_handler_times_and_each_links_traffic() {
+    let dir = scratch("inspect-counters");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let (n1, n2) = (&nodes[0].node, &nodes[1].node);
+    n1.connect(n2.listen_addr()).await.unwrap();
+    let adder = n1.remote::<Adder>(n2.id(), "adder");
+    for i in 0..100 {
+        assert_eq!(adder.send(Add { a: i, b: 1 }).await.unwrap(), i + 1);
+    }
+    let counter = n1.remote::<Counter>(n2.id(), "counter");
+    for seq in 0..1000 {
+        counter
+            .tell(Bump {
+                seq,
+                pad: Vec::new(),
+            })
+            .await
+            .unwrap();
+    }
+
+    // Nodes do not inspect each other: it is for operator certificates.
+    let as_node = n1.remote::<Inspector>(n2.id(), INSPECT_ACTOR);
+    match as_node.send(Inspect).await {
+        Err(AskError::Forbidden { reason }) => assert!(reason.contains("operator"), "{reason}"),
+        other => panic!("a worker certificate inspected a node: {other:?}"),
+    }
+
+    let alice = operator(&ca, "alice", &["operator"], n2.listen_addr()).await;
+    let inspector = alice.node.remote::<Inspector>(n2.id(), INSPECT_ACTOR);
+    // The tells are counted as they are dispatched; the backlog falls to
+    // zero once a probe behind them is handled.
+    let settled = eventually(Duration::from_secs(10), || async {
+        let s = inspector.send(Inspect).await.unwrap();
+        let c = actor(&s, "counter");
+        c.messages == 1000 && c.backlog == 0
+    })
+    .await;
+    assert!(settled, "{:?}", inspector.send(Inspect).await);
+    let snapshot = inspector.send(Inspect).await.unwrap();
+    assert_eq!(snapshot.node.id, n2.id().to_string());
+    assert_eq!(snapshot.node.name, "n2");
+    assert!(snapshot.node.counters);
+
+    let a = actor(&snapshot, "adder");
+    assert_eq!((a.messages, a.asks, a.errors, a.backlog), (100, 100, 0, 0));
+    assert_eq!(a.type_name, "Adder");
+    assert_eq!(a.state, "exposed");
+    assert!(!a.system);
+    // Sequential asks leave the actor idle between messages: each is timed.
+    assert_eq!(a.samples, 100, "{a:?}");
+    assert!(a.handling_p50_us > 0.0 && a.handling_p99_us >= a.handling_p50_us);
+    let c = actor(&snapshot, "counter");
+    assert_eq!((c.messages, c.asks), (1000, 0));
+    assert!(c.samples >= 1 && c.samples <= 1000, "{c:?}");
+    assert!(actor(&snapshot, INSPECT_ACTOR).system);
+
+    let to_n1 = snapshot
+        .links
+        .iter()
+        .find(|l| l.peer == n1.id().to_string())
+        .expect("n2 lists its link to n1");
+    assert!(to_n1.msgs_in >= 1100, "{to_n1:?}");
+    assert!(to_n1.msgs_out >= 100, "the replies: {to_n1:?}");
+    assert!(to_n1.bytes_in > 0 && to_n1.bytes_out > 0);
+    assert!(to_n1.cipher.starts_with("Noise_XX"), "{}", to_n1.cipher);
+    assert!(snapshot.links.iter().any(|l| l.peer_name == "alice"));
+}
+
+#[actix_rt::test]
+async fn a_trace_records_one_actors_messages_only_while_it_is_on() {
+    let dir = scratch("inspect-trace");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let (n1, n2) = (&nodes[0].node, &nodes[1].node);
+    let alice = operator(&ca, "alice", &["operator"], n2.listen_addr()).await;
+    let inspector = alice.node.remote::<Inspector>(n2.id(), INSPECT_ACTOR);
+    let adder = n1.remote::<Adder>(n2.id(), "adder");
+
+    adder.send(Add { a: 1, b: 1 }).await.unwrap();
+    let trace = |after| ReadTrace {
+        actor: "adder".into(),
+        after,
+    };
+    assert!(inspector.send(trace(0)).await.unwrap().unwrap().is_empty());
+
+    let on = |on| SetTrace {
+        actor: "adder".into(),
+        on,
+    };
+    inspector.send(on(true)).await.unwrap().unwrap();
+    for i in 0..5 {
+        adder.send(Add { a: i, b: 2 }).await.unwrap();
+    }
+    let entries = inspector.send(trace(0)).await.unwrap().unwrap();
+    assert_eq!(entries.len(), 5, "{entries:?}");
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+        assert_eq!((e.tag.as_str(), e.kind.as_str()), ("demo.Add", "ask"));
+        assert_eq!(e.from, n1.id().to_string());
+        assert_eq!(e.result, "handled");
+        assert!(e.bytes > 0 && e.handled_us > 0.0);
+    }
+    // Reading on from the last sequence number returns only what is new.
+    adder.send(Add { a: 9, b: 9 }).await.unwrap();
+    let newer = inspector.send(trace(5)).await.unwrap().unwrap();
+    assert_eq!(newer.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![6]);
+
+    inspector.send(on(false)).await.unwrap().unwrap();
+    adder.send(Add { a: 1, b: 1 }).await.unwrap();
+    assert!(inspector.send(trace(0)).await.unwrap().unwrap().is_empty());
+    let missing = SetTrace {
+        actor: "nobody".into(),
+        on: true,
+    };
+    assert!(inspector.send(missing).await.unwrap().is_err());
+}
+
+#[actix_rt::test]
+async fn a_node_with_counters_off_counts_nothing() {
+    let dir = scratch("inspect-off");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |i, c| c.counters = i == 0).await;
+    let (n1, n2) = (&nodes[0].node, &nodes[1].node);
+    let adder = n1.remote::<Adder>(n2.id(), "adder");
+    for i in 0..10 {
+        adder.send(Add { a: i, b: 1 }).await.unwrap();
+    }
+    let alice = operator(&ca, "alice", &["operator"], n2.listen_addr()).await;
+    let s = alice
+        .node
+        .remote::<Inspector>(n2.id(), INSPECT_ACTOR)
+        .send(Inspect)
+        .await
+        .unwrap();
+    assert!(!s.node.counters);
+    let a = actor(&s, "adder");
+    assert_eq!((a.messages, a.samples, a.backlog), (0, 0, 0));
+}
