@@ -53,7 +53,7 @@ pub(crate) fn upper_bound(index: usize) -> f64 {
     }
     let octave = MIN_OCTAVE + ((index - 1) / 2) as u32;
     let base = 2f64.powi(octave as i32);
-    if (index - 1) % 2 == 0 {
+    if (index - 1).is_multiple_of(2) {
         base * 1.5
     } else {
         base * 2.0
