@@ -5,6 +5,7 @@ mod bench;
 mod ca;
 mod cluster;
 mod commands;
+mod console;
 mod control;
 mod demo;
 mod keys;
@@ -48,6 +49,9 @@ pub(crate) enum Command {
     /// A keyring's data keys: add a term, change the passphrase, show it.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The debug console: every node, actor and link of the cluster, live
+    /// (or one view with --once), as an operator (certificate and TOTP).
+    Console(console::ConsoleArgs),
     /// Connect to a node through the full handshake and ask it who it is.
     Ping {
         /// The node's mesh address.
@@ -357,6 +361,17 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
     },
+    /// What the console's counters cost, beside baselines from the same
+    /// run: ask RTT and tells/s with counters off, on with a console
+    /// attached, and with the actors traced.
+    Inspect {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Scale the number of iterations (1.0 = default).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+    },
     /// Two nodes on loopback: ask latency, tell rate, bulk throughput,
     /// handshake time, idle memory, and the bare Noise baseline.
     Link {
@@ -530,6 +545,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             },
         ),
         Command::Members { config, node, json } => cluster::members(&config, node, json),
+        Command::Console(args) => console::run(args),
         Command::Services { config, node, json } => cluster::services(&config, node, json),
         Command::Actors {
             config,
@@ -603,6 +619,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Tasks { json, tasks }) => bench::tasks(json, tasks),
         Command::Bench(BenchCommand::Security { json, scale }) => bench::security(json, scale),
+        Command::Bench(BenchCommand::Inspect { json, scale }) => bench::inspect(json, scale),
         Command::Bench(BenchCommand::Link { json, scale, relay }) => {
             bench::link(json, scale, relay)
         }

@@ -5,11 +5,13 @@
 //!
 //! # Layout
 //!
+//! - [`console`]: the debug console's data and views (`swarm console`).
 //! - [`demo`]: the demo workload used by `swarm demo`, the tests and benchmarks.
 //! - [`local`]: a local cluster of child node processes (`swarm demo`, tests).
 //! - `main.rs` and `cli/`: the `swarm` binary (commands, benchmarks).
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod console;
 pub mod demo;
 pub mod local;

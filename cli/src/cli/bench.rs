@@ -2,6 +2,7 @@
 //! benchmarks ([`measure`]) and print a table or one JSON object.
 
 mod control;
+mod inspect;
 mod measure;
 mod security;
 mod tasks;
@@ -33,6 +34,16 @@ pub(crate) fn control(json: bool, spawns: usize, runs: usize) -> Result<()> {
 pub(crate) fn security(json: bool, scale: f64) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let report = security::run(scale, &exe)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+pub(crate) fn inspect(json: bool, scale: f64) -> Result<()> {
+    let report = inspect::run(scale)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

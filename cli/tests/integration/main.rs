@@ -7,6 +7,7 @@ mod util;
 mod at_rest;
 mod bad_input;
 mod cluster_processes;
+mod console;
 mod control;
 mod control_faults;
 mod control_ops;

@@ -274,6 +274,49 @@ where
     rx.await.map_err(|_| anyhow!("arbiter stopped"))
 }
 
+/// Ask p50 (us) and tells/s from a node a to a node b ([`measure`]), each
+/// on its own thread: `tune` adjusts b's configuration, and `alongside`
+/// runs on a third thread for as long as the measurement does, with b and
+/// the configuration of a node that may inspect it (roles worker and
+/// operator).
+pub(super) fn pair<F, Fut>(
+    tune: impl FnOnce(&mut MeshConfig),
+    n: impl Fn(u64) -> u64 + Send + 'static,
+    alongside: F,
+) -> Result<(f64, f64)>
+where
+    F: FnOnce(MeshConfig, Node) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    actix::System::new().block_on(async move {
+        let ca = Throwaway::new("bench");
+        let threads = [Arbiter::new(), Arbiter::new(), Arbiter::new()];
+        let mut b_config = config(&ca, "b");
+        tune(&mut b_config);
+        let a = Node::start_on(&threads[0].handle(), config(&ca, "a")).await?;
+        let b = Node::start_on(&threads[1].handle(), b_config).await?;
+        let b2 = b.clone();
+        on(&threads[1], move || swarm_cli::demo::expose_workload(&b2)).await??;
+        a.connect(b.listen_addr()).await?;
+        let mut observer = config(&ca, "observer");
+        observer.handshake = ca.node("observer", &["worker", "operator"]);
+        let b2 = b.clone();
+        threads[2].spawn_fn(move || {
+            actix_rt::spawn(alongside(observer, b2));
+        });
+        let target = b.id();
+        let a2 = a.clone();
+        let report = on_async(&threads[0], move || measure(a2, target, n)).await;
+        a.shutdown();
+        b.shutdown();
+        for thread in &threads {
+            thread.stop();
+        }
+        let report = report??;
+        Ok((report.ask_rtt_p50_us, report.tell_msgs_per_s))
+    })
+}
+
 /// Runs on node a's thread, so the caller pays no thread hop.
 pub(super) async fn measure(
     a: Node,

@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Arbiter;
 use anyhow::Result;
 use serde::Serialize;
 use swarm::credentials::{Keyring, Throwaway, Unlock};
@@ -22,7 +21,7 @@ use swarm::policy::{Policy, PolicyFile, Rule};
 use swarm::{MeshConfig, Node};
 use swarm_protocol::sealed::keyring::KdfParams;
 
-use super::measure::{config, measure, on, on_async};
+use super::measure::pair;
 
 /// The figures.
 #[derive(Debug, Serialize)]
@@ -153,28 +152,12 @@ pub(crate) fn run(scale: f64, exe: &std::path::Path) -> Result<SecurityReport> {
 
 /// Ask p50 (us) and tells/s from a to b, b with `policy`.
 fn link(policy: Option<Policy>, n: impl Fn(u64) -> u64 + Send + 'static) -> Result<(f64, f64)> {
-    actix::System::new().block_on(async move {
-        let ca = Throwaway::new("bench");
-        let a_thread = Arbiter::new();
-        let b_thread = Arbiter::new();
-        let mut b_config = config(&ca, "b");
+    let tune = |b: &mut MeshConfig| {
         if let Some(policy) = policy {
-            b_config.policy = Arc::new(policy);
+            b.policy = Arc::new(policy);
         }
-        let a = Node::start_on(&a_thread.handle(), config(&ca, "a")).await?;
-        let b = Node::start_on(&b_thread.handle(), b_config).await?;
-        let b2 = b.clone();
-        on(&b_thread, move || swarm_cli::demo::expose_workload(&b2)).await??;
-        a.connect(b.listen_addr()).await?;
-        let target = b.id();
-        let a2 = a.clone();
-        let report = on_async(&a_thread, move || measure(a2, target, n)).await??;
-        a.shutdown();
-        b.shutdown();
-        a_thread.stop();
-        b_thread.stop();
-        Ok((report.ask_rtt_p50_us, report.tell_msgs_per_s))
-    })
+    };
+    pair(tune, n, |_, _| async {})
 }
 
 /// Raft commit p50 (us) of one-head control planes, plain and sealed:

@@ -1,0 +1,135 @@
+//! `swarm console --once VIEW` against a local cluster of node processes:
+//! the operator attaches to one member, every member answers with its own
+//! snapshot, and the console joins them (as JSON or a table).
+
+use std::time::{Duration, Instant};
+
+use swarm_cli::local::LocalCluster;
+
+use crate::util::{exe, scratch};
+
+/// The admin operator's TOTP code now.
+fn admin_code(dir: &std::path::Path) -> String {
+    let keyring = swarm::credentials::Throwaway::keyring(dir).unwrap();
+    let totp = swarm::credentials::read_secret(
+        &keyring,
+        &dir.join("totp.secret"),
+        swarm_protocol::sealed::Kind::TotpSecret,
+    )
+    .unwrap();
+    let cert = swarm::credentials::read_cert(&dir.join("admin.cert")).unwrap();
+    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
+    swarm::operators::code_at(&seed, swarm::credentials::unix_now())
+}
+
+/// Runs `swarm console` as the driver (roles worker and operator: no
+/// second factor), or as the admin operator with its current TOTP code (a
+/// code logs in once: one run per 30 s step).
+fn console(cluster: &LocalCluster, admin: bool, args: &[&str]) -> std::process::Output {
+    let seed = cluster.nodes[0].addr.to_string();
+    let mut command = std::process::Command::new(exe());
+    if admin {
+        let config = cluster.admin_config();
+        let code = admin_code(&cluster.dir);
+        command.args([
+            "console",
+            "--config",
+            config.to_str().unwrap(),
+            "--totp",
+            &code,
+        ]);
+    } else {
+        let config = cluster.driver_config();
+        command.args(["console", "--config", config.to_str().unwrap()]);
+    }
+    command
+        .args(["--node", seed.as_str()])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_console_joins_every_members_own_snapshot_once_as_json_or_a_table() {
+    let mut cluster =
+        LocalCluster::start_control(&exe(), &scratch("console-once"), 1, 2, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+
+    // The head group forms and the members' leases carry the session key:
+    // poll until every member answers.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let nodes = loop {
+        let out = console(&cluster, false, &["--once", "nodes", "--json"]);
+        if out.status.success() {
+            let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let answered = nodes
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["local"].is_object());
+            if nodes.as_array().unwrap().len() == 3 && answered {
+                break nodes;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every member answered: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let names: Vec<&str> = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["n1", "n2", "n3"]);
+    let head = &nodes[0]["local"]["head"];
+    assert_eq!(head["role"], "leader", "{nodes}");
+    assert!(nodes[1]["local"]["head"].is_null());
+    assert!(nodes[1]["local"]["uptime_s"].is_u64());
+
+    // Every member's actors, each from its own node.
+    let out = console(&cluster, false, &["--once", "actors", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let actors: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let inspectors: Vec<&str> = actors
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["name"] == "swarm.inspect")
+        .map(|a| a["node_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(inspectors.len(), 3, "{actors}");
+    // The console's own inspections reached n1's inspector.
+    let n1 = actors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "swarm.inspect" && a["node_name"] == "n1")
+        .unwrap();
+    assert!(n1["messages"].as_u64().unwrap() >= 1, "{n1}");
+
+    // A table, for people, as an operator certificate with its TOTP code.
+    let out = console(&cluster, true, &["--once", "links"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("NODE"), "{table}");
+    assert!(table.contains("admin"), "the console's own link: {table}");
+
+    // An unknown view is refused before anything connects.
+    let out = console(&cluster, false, &["--once", "everything"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nodes, actors, links"));
+}
