@@ -57,9 +57,18 @@ struct Inner {
 }
 
 impl Directory {
-    /// Turns per-actor counters off for everything exposed from now on.
-    pub(crate) fn set_uncounted(&self) {
-        self.inner.uncounted.store(true, Ordering::Relaxed);
+    /// Turns per-actor counters off (or on) for everything exposed, now
+    /// and from now on.
+    pub(crate) fn set_uncounted(&self, off: bool) {
+        self.inner.uncounted.store(off, Ordering::Relaxed);
+        for entry in self.inner.entries.iter() {
+            entry.value().stats().set_off(off);
+        }
+    }
+
+    /// Whether per-actor counters are on.
+    pub(crate) fn counting(&self) -> bool {
+        !self.inner.uncounted.load(Ordering::Relaxed)
     }
 
     fn prepare(&self, entry: &Arc<dyn Dispatch>) {

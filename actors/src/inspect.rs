@@ -89,8 +89,6 @@ pub struct Inspector {
     head: Option<Recipient<HeadStatus>>,
     /// Each actor's message count when its rate was last computed.
     rates: HashMap<String, Rate>,
-    /// Whether this node counts (`MeshConfig::counters`).
-    counters: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -105,18 +103,12 @@ struct Rate {
 const RATE_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Inspector {
-    pub(crate) fn new(
-        mesh: Mesh,
-        host: Addr<Host>,
-        head: Option<Recipient<HeadStatus>>,
-        counters: bool,
-    ) -> Self {
+    pub(crate) fn new(mesh: Mesh, host: Addr<Host>, head: Option<Recipient<HeadStatus>>) -> Self {
         Self {
             mesh,
             host,
             head,
             rates: HashMap::new(),
-            counters,
         }
     }
 
@@ -170,7 +162,6 @@ impl Inspector {
                 asks: s.asks,
                 rate: self.rate(&actor, s.messages, now),
                 errors: s.errors,
-                bytes: s.bytes,
                 handling_p50_us: s.handling_p50_us,
                 handling_p99_us: s.handling_p99_us,
                 waiting_p99_us: s.waiting_p99_us,
@@ -194,7 +185,7 @@ impl Inspector {
                 load_average: sysinfo::System::load_average().map_or(0.0, |l| l.one),
                 head,
                 mesh: self.mesh.stats(),
-                counters: self.counters,
+                counters: self.mesh.directory().counting(),
             },
             actors,
             links,

@@ -142,9 +142,8 @@ impl Node {
         let wait_for_relays =
             (config.relayed && !config.relays.is_empty()).then_some(config.handshake_timeout);
         let directory = Directory::default();
-        let counters = config.counters;
-        if !counters {
-            directory.set_uncounted();
+        if !config.counters {
+            directory.set_uncounted(true);
         }
         let mesh = Mesh::start(config, socket, directory);
         if detect {
@@ -223,7 +222,6 @@ impl Node {
             node.mesh.clone(),
             host.clone(),
             node.head.as_ref().map(Head::status),
-            counters,
         )
         .start();
         let entry = Entry::declared(inspector).requiring(crate::inspect::INSPECT_ROLES);
@@ -424,6 +422,13 @@ impl Node {
     /// `NoSuchActor`. Returns whether the name was registered.
     pub fn unexpose(&self, name: &str) -> bool {
         self.mesh.directory().remove(name)
+    }
+
+    /// Turns the per-actor counters operators inspect on or off at run
+    /// time ([`MeshConfig::counters`] sets them at start; benchmarks
+    /// compare the two on one node).
+    pub fn set_counters(&self, on: bool) {
+        self.mesh.directory().set_uncounted(!on);
     }
 
     /// How many actors are exposed on this node.

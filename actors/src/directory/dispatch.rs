@@ -353,7 +353,7 @@ fn sampled<M: RemoteMessage, R>(
         bytes,
         ask,
     };
-    match stats.dispatched(ask, bytes, note) {
+    match stats.dispatched(ask, note) {
         Sample::Plain => plain(msg),
         Sample::Timed(clock) => timed(Timed::new(msg, clock)),
     }

@@ -81,8 +81,6 @@ pub struct ActorView {
     pub rate: f64,
     /// Messages that failed (did not decode, actor gone, ask error).
     pub errors: u64,
-    /// Message body bytes received.
-    pub bytes: u64,
     /// Handler time, median, microseconds (sampled messages).
     pub handling_p50_us: f64,
     /// Handler time, 99th percentile, microseconds.

@@ -45,8 +45,6 @@ struct DispatchSide {
     /// Messages that failed: did not decode, unknown tag, actor gone, or
     /// an ask answered with an error.
     errors: AtomicU64,
-    /// Body bytes of those messages.
-    bytes: AtomicU64,
     /// The sequence number of the last sampled message.
     sampled: AtomicU64,
     /// Off: nothing is counted (benchmarks compare).
@@ -70,9 +68,19 @@ struct ActorSide {
 
 #[derive(Default)]
 struct TraceRing {
-    entries: VecDeque<TraceEntry>,
+    entries: VecDeque<Traced>,
     /// Entries ever recorded (the next one's sequence number).
     recorded: u64,
+}
+
+/// A trace entry as kept: no allocation per message; made a
+/// [`TraceEntry`] when read.
+struct Traced {
+    seq: u64,
+    at_ms: u64,
+    note: TraceNote,
+    waited: std::time::Duration,
+    handled: std::time::Duration,
 }
 
 /// What the dispatcher decided for one message.
@@ -89,7 +97,6 @@ pub(crate) struct StatsSnapshot {
     pub(crate) messages: u64,
     pub(crate) asks: u64,
     pub(crate) errors: u64,
-    pub(crate) bytes: u64,
     pub(crate) backlog: u64,
     pub(crate) handling_p50_us: f64,
     pub(crate) handling_p99_us: f64,
@@ -116,12 +123,11 @@ impl ActorStats {
         self.dispatch.tracing.load(Ordering::Relaxed)
     }
 
-    /// Counts a message of `bytes` about to be delivered and decides
-    /// whether it travels timed.
+    /// Counts a message about to be delivered and decides whether it
+    /// travels timed.
     pub(crate) fn dispatched(
         self: &Arc<Self>,
         ask: bool,
-        bytes: usize,
         trace: impl FnOnce() -> TraceNote,
     ) -> Sample {
         let d = &self.dispatch;
@@ -129,7 +135,6 @@ impl ActorStats {
             return Sample::Plain;
         }
         let seq = d.messages.fetch_add(1, Ordering::Relaxed) + 1;
-        d.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         if ask {
             d.asks.fetch_add(1, Ordering::Relaxed);
         }
@@ -138,7 +143,7 @@ impl ActorStats {
             return Sample::Plain;
         }
         d.sampled.store(seq, Ordering::Relaxed);
-        let note = d.tracing.load(Ordering::Relaxed).then(|| Box::new(trace()));
+        let note = d.tracing.load(Ordering::Relaxed).then(trace);
         Sample::Timed(Clock {
             stats: Arc::clone(self),
             seq,
@@ -172,7 +177,6 @@ impl ActorStats {
             messages,
             asks: d.asks.load(Ordering::Relaxed),
             errors: d.errors.load(Ordering::Relaxed),
-            bytes: d.bytes.load(Ordering::Relaxed),
             backlog: messages.saturating_sub(handled),
             handling_p50_us: handling.quantile(0.5) / 1e3,
             handling_p99_us: handling.quantile(0.99) / 1e3,
@@ -187,7 +191,17 @@ impl ActorStats {
         ring.entries
             .iter()
             .filter(|e| e.seq > after)
-            .cloned()
+            .map(|e| TraceEntry {
+                seq: e.seq,
+                at_ms: e.at_ms,
+                tag: e.note.tag.to_owned(),
+                from: e.note.from.to_string(),
+                bytes: e.note.bytes as u64,
+                kind: if e.note.ask { "ask" } else { "tell" }.to_owned(),
+                waited_us: e.waited.as_secs_f64() * 1e6,
+                handled_us: e.handled.as_secs_f64() * 1e6,
+                result: "handled".to_owned(),
+            })
             .collect()
     }
 
@@ -195,7 +209,7 @@ impl ActorStats {
         self.actor.handled.fetch_max(seq, Ordering::Relaxed);
     }
 
-    fn record(&self, mut entry: TraceEntry) {
+    fn record(&self, mut entry: Traced) {
         let mut ring = self.trace.lock().unwrap_or_else(PoisonError::into_inner);
         ring.recorded += 1;
         entry.seq = ring.recorded;
@@ -220,7 +234,7 @@ pub(crate) struct Clock {
     stats: Arc<ActorStats>,
     seq: u64,
     queued: Instant,
-    note: Option<Box<TraceNote>>,
+    note: Option<TraceNote>,
 }
 
 impl Clock {
@@ -233,16 +247,12 @@ impl Clock {
         side.handling.record(took);
         self.stats.handled(self.seq);
         if let Some(note) = self.note {
-            self.stats.record(TraceEntry {
+            self.stats.record(Traced {
                 seq: 0,
                 at_ms: crate::mesh::unix_now_ms(),
-                tag: note.tag.to_owned(),
-                from: note.from.to_string(),
-                bytes: note.bytes as u64,
-                kind: if note.ask { "ask" } else { "tell" }.to_owned(),
-                waited_us: waited.as_secs_f64() * 1e6,
-                handled_us: took.as_secs_f64() * 1e6,
-                result: "handled".to_owned(),
+                note,
+                waited,
+                handled: took,
             });
         }
     }

@@ -385,7 +385,7 @@ pub(super) async fn measure(
 }
 
 /// Sends `count` tells with sequence numbers from `first`; returns `count`.
-async fn blast(
+pub(super) async fn blast(
     counter: &swarm::RemoteAddr<Counter>,
     count: u64,
     first: u64,
@@ -406,7 +406,7 @@ async fn blast(
     Ok(count)
 }
 
-async fn wait_count(counter: &swarm::RemoteAddr<Counter>, total: u64) -> Result<()> {
+pub(super) async fn wait_count(counter: &swarm::RemoteAddr<Counter>, total: u64) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let (received, out_of_order) = counter.send(CounterState).await?;
