@@ -5,9 +5,10 @@
 use swarm::inspect::{ActorView, ClusterView, LinkView, NodeView};
 
 /// One of the console's views.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum View {
     /// Members with their resources, load and Raft state.
+    #[default]
     Nodes,
     /// Every exposed actor with its counters.
     Actors,
