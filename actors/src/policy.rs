@@ -84,7 +84,7 @@ pub const NODE_ONLY: &[&str] = &[
 ];
 
 /// Tags only `admin` certificates may send, whatever a rule allows.
-pub const ADMIN_ONLY: &[&str] = &["swarm.RevokeCert"];
+pub const ADMIN_ONLY: &[&str] = &["swarm.RevokeCert", "swarm.HostRestart"];
 
 /// Most rules a policy holds.
 pub const MAX_RULES: usize = 10_000;

@@ -35,8 +35,8 @@ pub use hosting::Host;
 pub(crate) use hosting::{ApplyGrant, Fence, LeaseRunning, Leave};
 pub(crate) use spawn::Registry;
 pub use spawn::{
-    ActorRow, Grant, HostLeave, HostSpawn, HostStop, Incarnation, ListActors, Running, SpawnError,
-    Spawnable, HOST_ACTOR, SPAWN_ROLES,
+    ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors, Running,
+    SpawnError, Spawnable, HOST_ACTOR, SPAWN_ROLES,
 };
 
 /// How long to wait before each restart.

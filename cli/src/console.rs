@@ -5,6 +5,7 @@
 //! `swarm::inspect`) for the admin API.
 
 pub mod collect;
+pub mod record;
 pub mod screen;
 pub mod views;
 

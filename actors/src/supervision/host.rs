@@ -42,6 +42,7 @@ struct Shared {
     restarts: AtomicU64,
     state: Mutex<SupervisedState>,
     stop: Notify,
+    restart: Notify,
 }
 
 impl Supervised {
@@ -67,6 +68,12 @@ impl Supervised {
     /// Stops it for good (it is not restarted) and unexposes its name.
     pub fn stop(&self) {
         self.shared.stop.notify_one();
+    }
+
+    /// Stops the running incarnation and starts the next at once, without
+    /// backoff; counted as a restart.
+    pub fn restart(&self) {
+        self.shared.restart.notify_one();
     }
 
     fn set(&self, state: SupervisedState) {
@@ -107,6 +114,7 @@ where
             restarts: AtomicU64::new(0),
             state: Mutex::new(SupervisedState::Running),
             stop: Notify::new(),
+            restart: Notify::new(),
         }),
     };
     let (started_tx, started_rx) = oneshot::channel::<()>();
@@ -125,6 +133,13 @@ where
             }
             tokio::select! {
                 _ = ended => {}
+                () = supervisor.shared.restart.notified() => {
+                    let _ = stop.send(());
+                    supervisor.shared.restarts.fetch_add(1, Ordering::AcqRel);
+                    tracing::info!(actor = %name, "supervised actor restarted on request");
+                    // The next incarnation replaces this one's entry.
+                    continue;
+                }
                 () = supervisor.shared.stop.notified() => {
                     let _ = stop.send(());
                     directory.remove_entry(&name, &entry);

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use super::spawn::{
-    ActorRow, Grant, HostLeave, HostSpawn, HostStop, ListActors, Registry, Running, SpawnError,
+    ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, ListActors, Registry, Running,
+    SpawnError,
 };
 use super::{Supervised, SupervisedState};
 use crate::directory::Directory;
@@ -241,6 +242,20 @@ impl Handler<HostStop> for Host {
     }
 }
 
+impl Handler<HostRestart> for Host {
+    type Result = Result<u64, String>;
+
+    fn handle(&mut self, HostRestart { name }: HostRestart, _: &mut Context<Self>) -> Self::Result {
+        let started = self
+            .started
+            .get(&name)
+            .ok_or_else(|| format!("no supervised actor named {name} on this node"))?;
+        started.supervised.restart();
+        tracing::info!(actor = %name, "restart requested by an operator");
+        Ok(started.supervised.restarts() + 1)
+    }
+}
+
 impl Handler<HostLeave> for Host {
     type Result = ();
 
@@ -347,4 +362,4 @@ impl Handler<ApplyGrant> for Host {
     }
 }
 
-crate::remote_actor!(Host: HostSpawn, HostStop, HostLeave, ListActors);
+crate::remote_actor!(Host: HostSpawn, HostStop, HostRestart, HostLeave, ListActors);

@@ -77,6 +77,16 @@ pub struct HostStop {
     pub epoch: u64,
 }
 
+/// Asks a node's host to restart an actor it supervises now: its
+/// incarnation stops and the next starts at once (counted as a restart).
+/// An operator's action (admin certificates; audited).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<u64, String>")]
+pub struct HostRestart {
+    /// The name.
+    pub name: String,
+}
+
 /// Asks a node to leave the cluster (after a drain moved its actors).
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "()")]
@@ -245,6 +255,7 @@ pub struct Grant {
 crate::remote_message!(
     HostSpawn => "swarm.HostSpawn",
     HostStop => "swarm.HostStop",
+    HostRestart => "swarm.HostRestart",
     HostLeave => "swarm.HostLeave",
     ListActors => "swarm.ListActors",
 );

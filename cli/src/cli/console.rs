@@ -1,63 +1,338 @@
 //! `swarm console`: attach to a cluster as an operator and show it, live
-//! in the terminal or once (`--once VIEW`, as a table or `--json`).
+//! in the terminal (recording it with `--record`), once (`--once VIEW`,
+//! as a table or `--json`), or replay a recording (`--replay`).
+//!
+//! The terminal belongs to its own thread (keys block there); the
+//! console's node, its polling and the actions run on the actix thread.
+//! They talk over two channels: frames and statuses to the screen,
+//! commands back.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+use swarm::inspect::ClusterView;
+use swarm::supervision::{Host, HostRestart, HOST_ACTOR};
 use swarm_cli::console::collect::Collector;
+use swarm_cli::console::record::{self, Player, Recorder};
+use swarm_cli::console::screen::{App, Command, Key};
 use swarm_cli::console::{views, View};
 
 /// What `swarm console` takes.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ConsoleArgs {
     /// A configuration with an operator certificate of the cluster.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "replay")]
+    config: Option<PathBuf>,
     /// The member to attach to (its mesh address); the console then asks
     /// every member it lists.
-    #[arg(long)]
-    node: SocketAddr,
+    #[arg(long, required_unless_present = "replay")]
+    node: Option<SocketAddr>,
     /// Print one view and exit: nodes, actors or links.
     #[arg(long, value_name = "VIEW")]
     once: Option<View>,
     /// With --once: print the view's rows as JSON (the data model's fields).
     #[arg(long, requires = "once")]
     json: bool,
+    /// Save every frame the console shows to FILE (JSON lines).
+    #[arg(long, value_name = "FILE", conflicts_with = "replay")]
+    record: Option<PathBuf>,
+    /// Play a recording back (space pauses, [ ] step, { } jump ten).
+    #[arg(long, value_name = "FILE")]
+    replay: Option<PathBuf>,
+    /// With --replay --once: the frame to print (from 1; default the last).
+    #[arg(long, requires = "replay")]
+    frame: Option<usize>,
+    /// Milliseconds between refreshes.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
+    refresh_ms: u64,
+}
+
+/// What the screen thread is told.
+enum Update {
+    Frame(ClusterView),
+    Status(String),
 }
 
 pub(crate) fn run(args: ConsoleArgs) -> Result<()> {
-    let mesh = super::client_config(&args.config)?;
-    let addr = args.node;
+    if let Some(file) = &args.replay {
+        let frames = record::load(file)?;
+        if let Some(view) = args.once {
+            let k = args.frame.unwrap_or(frames.len());
+            let frame = frames
+                .get(k.wrapping_sub(1))
+                .with_context(|| format!("no frame {k}: the recording has {}", frames.len()))?;
+            print_view(view, frame, args.json);
+            return Ok(());
+        }
+        return replay(
+            Player::new(frames),
+            &file.display().to_string(),
+            args.refresh_ms,
+        );
+    }
+    let (Some(config), Some(addr)) = (&args.config, args.node) else {
+        anyhow::bail!("--config and --node are needed (or --replay FILE)");
+    };
+    let mut recorder = args.record.as_deref().map(Recorder::create).transpose()?;
+    let mesh = super::client_config(config)?;
     actix::System::new().block_on(async move {
         let node = super::secrets::start_client(mesh, addr).await?;
-        let result = attach(&node, addr, &args).await;
+        let result = attach(&node, addr, &args, &mut recorder).await;
         node.shutdown();
         result
     })
 }
 
-async fn attach(node: &swarm::Node, addr: SocketAddr, args: &ConsoleArgs) -> Result<()> {
+fn print_view(view: View, cluster: &ClusterView, json: bool) {
+    if json {
+        println!("{}", views::json(view, cluster));
+    } else {
+        print!("{}", views::text(view, cluster));
+    }
+}
+
+async fn attach(
+    node: &swarm::Node,
+    addr: SocketAddr,
+    args: &ConsoleArgs,
+    recorder: &mut Option<Recorder>,
+) -> Result<()> {
     let peer = node
         .connect(addr)
         .await
         .with_context(|| format!("no authenticated connection to {addr}"))?;
     let collector = Collector::new(node.clone(), addr, peer.id);
-    let Some(view) = args.once else {
-        anyhow::bail!("the interactive console needs --once VIEW for now");
-    };
-    // Rates are computed between two inspections: inspect once to start
-    // them, then report the second.
-    if view == View::Actors {
-        collector.poll().await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    if let Some(view) = args.once {
+        // Rates are computed between two inspections: inspect once to
+        // start them, then report the second.
+        if view == View::Actors {
+            collector.poll().await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let cluster = collector.poll().await?;
+        if let Some(r) = recorder {
+            r.frame(&cluster)?;
+        }
+        print_view(view, &cluster, args.json);
+        return Ok(());
     }
-    let cluster = collector.poll().await?;
-    if args.json {
-        println!("{}", views::json(view, &cluster));
-    } else {
-        print!("{}", views::text(view, &cluster));
+    live(&collector, addr, args.refresh_ms, recorder).await
+}
+
+/// The interactive console on a live cluster.
+async fn live(
+    collector: &Collector,
+    addr: SocketAddr,
+    refresh_ms: u64,
+    recorder: &mut Option<Recorder>,
+) -> Result<()> {
+    let (to_screen, updates) = std::sync::mpsc::channel();
+    let (commands, mut from_screen) = tokio::sync::mpsc::unbounded_channel();
+    let source = format!("live {addr}");
+    let screen = std::thread::spawn(move || {
+        let mut app = App::new(source);
+        let mut on_command = |c: Command| commands.send(c).is_ok();
+        screen_loop(&mut app, &updates, &mut on_command, None, refresh_ms)
+    });
+    let mut tick = tokio::time::interval(Duration::from_millis(refresh_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let control = collector.node().control_through(addr).await.ok();
+    loop {
+        let update = tokio::select! {
+            _ = tick.tick() => match collector.poll().await {
+                Ok(view) => {
+                    if let Some(r) = recorder.as_mut() {
+                        r.frame(&view)?;
+                    }
+                    Update::Frame(view)
+                }
+                Err(e) => Update::Status(e.to_string()),
+            },
+            command = from_screen.recv() => match command {
+                None | Some(Command::Quit) => break,
+                Some(c) => Update::Status(act(collector, control.as_ref(), c).await),
+            },
+        };
+        if to_screen.send(update).is_err() {
+            break;
+        }
     }
-    Ok(())
+    drop(to_screen);
+    match screen.join() {
+        Ok(result) => result,
+        Err(_) => anyhow::bail!("the console's screen thread panicked"),
+    }
+}
+
+/// Carries out an operator's action; says how it went.
+async fn act(
+    collector: &Collector,
+    control: Option<&swarm::control::Control>,
+    command: Command,
+) -> String {
+    match command {
+        Command::Restart { name, node } => {
+            let Ok(id) = node.parse::<swarm::NodeId>() else {
+                return format!("bad node id {node}");
+            };
+            let host = collector.node().remote::<Host>(id, HOST_ACTOR);
+            match host.send(HostRestart { name: name.clone() }).await {
+                Ok(Ok(restarts)) => format!("restarted {name} (restart {restarts})"),
+                Ok(Err(e)) => format!("restart {name}: {e}"),
+                Err(e) => format!("restart {name}: {e}"),
+            }
+        }
+        Command::Stop { name } => match control {
+            Some(control) => match control.stop(&name).await {
+                Ok(()) => format!("stopped {name}"),
+                Err(e) => format!("stop {name}: {e}"),
+            },
+            None => "no control plane reachable: cannot stop".to_owned(),
+        },
+        Command::Drain { name, node } => {
+            let (Some(control), Ok(id)) = (control, node.parse::<swarm::NodeId>()) else {
+                return "no control plane reachable: cannot drain".to_owned();
+            };
+            match control.drain(id).await {
+                Ok(moved) => format!("drained {name}: {moved} actors moved"),
+                Err(e) => format!("drain {name}: {e}"),
+            }
+        }
+        Command::None | Command::Quit | Command::Pause | Command::Seek(_) => String::new(),
+    }
+}
+
+/// Plays a recording in the terminal.
+fn replay(player: Player, file: &str, refresh_ms: u64) -> Result<()> {
+    let (_to_screen, updates) = std::sync::mpsc::channel::<Update>();
+    let mut app = App::new(format!("replay {file}"));
+    let mut nothing = |_: Command| true;
+    screen_loop(&mut app, &updates, &mut nothing, Some(player), refresh_ms)
+}
+
+/// Owns the terminal: draws, reads keys, applies updates (or steps the
+/// player), until the user quits or the session ends.
+fn screen_loop(
+    app: &mut App,
+    updates: &std::sync::mpsc::Receiver<Update>,
+    on_command: &mut dyn FnMut(Command) -> bool,
+    mut player: Option<Player>,
+    refresh_ms: u64,
+) -> Result<()> {
+    let mut terminal = ratatui::init();
+    let refresh = Duration::from_millis(refresh_ms);
+    let mut next_step = Instant::now() + refresh;
+    if let Some(p) = &player {
+        show(app, p);
+    }
+    let result = (|| -> Result<()> {
+        loop {
+            if let Some(p) = player.as_mut() {
+                if Instant::now() >= next_step {
+                    p.step();
+                    show(app, p);
+                    next_step = Instant::now() + refresh;
+                }
+            }
+            loop {
+                match updates.try_recv() {
+                    Ok(Update::Frame(view)) => app.update(view),
+                    Ok(Update::Status(s)) => app.status = s,
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) if player.is_none() => {
+                        return Ok(())
+                    }
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                }
+            }
+            terminal.draw(|f| app.draw(f))?;
+            if !event::poll(Duration::from_millis(50))? {
+                continue;
+            }
+            let Event::Key(key) = event::read()? else {
+                continue;
+            };
+            if key.kind != KeyEventKind::Press {
+                continue;
+            }
+            if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+                on_command(Command::Quit);
+                return Ok(());
+            }
+            let Some(key) = translate(key.code) else {
+                continue;
+            };
+            if !app.typing && app.confirm.is_none() {
+                app.status.clear();
+            }
+            match app.on_key(key) {
+                Command::None => {}
+                Command::Quit => {
+                    on_command(Command::Quit);
+                    return Ok(());
+                }
+                Command::Pause | Command::Seek(_) if player.is_none() => {}
+                Command::Pause => {
+                    if let Some(p) = player.as_mut() {
+                        p.paused = !p.paused;
+                        show(app, p);
+                        next_step = Instant::now() + refresh;
+                    }
+                }
+                Command::Seek(by) => {
+                    if let Some(p) = player.as_mut() {
+                        p.seek(by);
+                        show(app, p);
+                        next_step = Instant::now() + refresh;
+                    }
+                }
+                action if player.is_some() => {
+                    app.status = format!("a replay cannot act ({action:?})");
+                }
+                action => {
+                    app.status = "working…".to_owned();
+                    if !on_command(action) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    })();
+    ratatui::restore();
+    result
+}
+
+/// Shows the player's frame, with where it is in the title.
+fn show(app: &mut App, p: &Player) {
+    if let Some(frame) = p.frame() {
+        app.update(frame.clone());
+    }
+    let (k, n) = p.position();
+    let file = app
+        .source
+        .split(" frame ")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let state = if p.paused { " (paused)" } else { "" };
+    app.source = format!("{file} frame {k}/{n}{state}");
+}
+
+fn translate(code: KeyCode) -> Option<Key> {
+    Some(match code {
+        KeyCode::Char(c) => Key::Char(c),
+        KeyCode::Up => Key::Up,
+        KeyCode::Down => Key::Down,
+        KeyCode::Left => Key::Left,
+        KeyCode::Right => Key::Right,
+        KeyCode::Tab => Key::Tab,
+        KeyCode::BackTab => Key::BackTab,
+        KeyCode::Enter => Key::Enter,
+        KeyCode::Esc => Key::Esc,
+        KeyCode::Backspace => Key::Backspace,
+        _ => return None,
+    })
 }

@@ -57,10 +57,12 @@ pub enum Command {
         /// The actor.
         name: String,
     },
-    /// Drain the node `name`.
+    /// Drain the node `name` (id `node`, hex).
     Drain {
         /// The node's name.
         name: String,
+        /// Its id.
+        node: String,
     },
     /// Replay: toggle pause.
     Pause,
@@ -193,7 +195,10 @@ impl App {
                 if let Some(node) = self.cluster.nodes.get(self.selected) {
                     let name = node.member.name.clone();
                     self.status = format!("drain node {name}? y/n");
-                    self.confirm = Some(Command::Drain { name });
+                    self.confirm = Some(Command::Drain {
+                        name,
+                        node: node.member.id.clone(),
+                    });
                 }
             }
             Key::Char(' ') => return Command::Pause,
@@ -229,9 +234,8 @@ impl App {
         .areas(frame.area());
         self.draw_tabs(frame, top);
         let (table_area, detail_area) = if self.detail && self.selected_actor().is_some() {
-            let [t, d] =
-                Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])
-                    .areas(body);
+            let [t, d] = Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)])
+                .areas(body);
             (t, Some(d))
         } else {
             (body, None)
@@ -272,13 +276,17 @@ impl App {
             View::Nodes => (views::nodes_table(&self.cluster), Vec::new()),
             View::Actors => {
                 let rows = self.actors();
-                let alerted = rows.iter().map(|a| self.alerts.reason(a).is_some()).collect();
+                let alerted = rows
+                    .iter()
+                    .map(|a| self.alerts.reason(a).is_some())
+                    .collect();
                 (views::actors_table(&rows), alerted)
             }
             View::Links => (views::links_table(&self.cluster), Vec::new()),
         };
         let widths = column_widths(&table);
-        let header = Row::new(table.header.clone()).style(Style::new().add_modifier(Modifier::BOLD));
+        let header =
+            Row::new(table.header.clone()).style(Style::new().add_modifier(Modifier::BOLD));
         let rows = table.rows.into_iter().enumerate().map(|(i, cells)| {
             let row = Row::new(cells);
             if alerted.get(i).copied().unwrap_or(false) {
@@ -291,7 +299,11 @@ impl App {
             View::Actors => format!(
                 " actors · sort: {} · filter: {} ",
                 self.sort.name(),
-                if self.filter.is_empty() { "-" } else { &self.filter }
+                if self.filter.is_empty() {
+                    "-"
+                } else {
+                    &self.filter
+                }
             ),
             v => format!(" {} ", v.name()),
         };
@@ -359,7 +371,10 @@ fn draw_detail(frame: &mut Frame<'_>, area: Rect, actor: &ActorView) {
             }
             other => other.to_string(),
         };
-        spans.push(Span::styled(format!("{key}: "), Style::new().fg(Color::Cyan)));
+        spans.push(Span::styled(
+            format!("{key}: "),
+            Style::new().fg(Color::Cyan),
+        ));
         spans.push(Span::raw(format!("{value}   ")));
     }
     let widget = Paragraph::new(Line::from(spans))

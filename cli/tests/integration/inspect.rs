@@ -155,3 +155,54 @@ async fn a_node_with_counters_off_counts_nothing() {
     let a = actor(&s, "adder");
     assert_eq!((a.messages, a.samples, a.backlog), (0, 0, 0));
 }
+
+#[actix_rt::test]
+async fn only_an_admin_restarts_a_supervised_actor_and_the_restart_is_counted() {
+    use swarm::supervision::{Host, HostRestart, HOST_ACTOR};
+    use swarm_cli::demo::Deposit;
+
+    let dir = scratch("inspect-restart");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let n2 = &nodes[1].node;
+    let control = nodes[0].node.control().unwrap().clone();
+    let ledger = crate::util::ledger_on(&control, "book", n2.id()).await;
+    assert_eq!(ledger.send(Deposit(5)).await.unwrap().total, 5);
+
+    let restart = || HostRestart {
+        name: "book".into(),
+    };
+    let alice = operator(&ca, "alice", &["operator"], n2.listen_addr()).await;
+    match alice
+        .node
+        .remote::<Host>(n2.id(), HOST_ACTOR)
+        .send(restart())
+        .await
+    {
+        Err(AskError::Forbidden { reason }) => assert!(reason.contains("admin"), "{reason}"),
+        other => panic!("an operator without admin restarted an actor: {other:?}"),
+    }
+    let root = operator(&ca, "root", &["operator", "admin"], n2.listen_addr()).await;
+    let host = root.node.remote::<Host>(n2.id(), HOST_ACTOR);
+    assert_eq!(host.send(restart()).await.unwrap(), Ok(1));
+    let missing = HostRestart {
+        name: "nobody".into(),
+    };
+    assert!(host.send(missing).await.unwrap().is_err());
+
+    // The next incarnation answers (from its own state), and the console
+    // sees the restart.
+    let inspector = root.node.remote::<Inspector>(n2.id(), INSPECT_ACTOR);
+    let counted = eventually(Duration::from_secs(10), || async {
+        let s = inspector.send(Inspect).await.unwrap();
+        s.actors
+            .iter()
+            .any(|a| a.name == "book" && a.restarts == 1 && a.state == "running")
+    })
+    .await;
+    assert!(counted, "{:?}", inspector.send(Inspect).await);
+    let answered = eventually(Duration::from_secs(10), || async {
+        ledger.send(Deposit(1)).await.is_ok()
+    })
+    .await;
+    assert!(answered);
+}

@@ -8,6 +8,7 @@ mod at_rest;
 mod bad_input;
 mod cluster_processes;
 mod console;
+mod console_tui;
 mod control;
 mod control_faults;
 mod control_ops;

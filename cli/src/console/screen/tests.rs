@@ -87,9 +87,17 @@ fn the_nodes_view_lists_every_member_with_what_it_reported() {
     let mut app = App::new("live 127.0.0.1:1");
     app.update(cluster());
     let lines = screen(&app);
-    assert!(lines[0].contains("1 nodes") && lines[0].contains("2 nodes · 3 actors"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("1 nodes") && lines[0].contains("2 nodes · 3 actors"),
+        "{}",
+        lines[0]
+    );
     let n1 = row_of(&lines, "n1 ").expect("n1 listed");
-    assert!(lines[n1].contains("worker") && lines[n1].contains("1m30s"), "{}", lines[n1]);
+    assert!(
+        lines[n1].contains("worker") && lines[n1].contains("1m30s"),
+        "{}",
+        lines[n1]
+    );
     assert!(row_of(&lines, "n2 ").is_some());
 }
 
@@ -112,7 +120,11 @@ fn actors_sort_by_backlog_and_rate_and_alerts_are_highlighted() {
     let buffer = terminal.backend().buffer();
     let x = lines[b].find("beta").unwrap() as u16;
     assert_eq!(buffer[(x, b as u16)].fg, Color::Red);
-    assert!(lines[23].contains("alert: beta: backlog 2000"), "{}", lines[23]);
+    assert!(
+        lines[23].contains("alert: beta: backlog 2000"),
+        "{}",
+        lines[23]
+    );
 
     app.on_key(Key::Char('s'));
     assert_eq!(app.sort, ActorSort::Backlog);
@@ -151,7 +163,11 @@ fn actions_wait_for_confirmation() {
     app.update(cluster());
     app.on_key(Key::Char('2'));
     assert_eq!(app.on_key(Key::Char('r')), Command::None);
-    assert!(app.status.contains("restart alpha on n1? y/n"), "{}", app.status);
+    assert!(
+        app.status.contains("restart alpha on n1? y/n"),
+        "{}",
+        app.status
+    );
     assert_eq!(
         app.on_key(Key::Char('y')),
         Command::Restart {
@@ -165,6 +181,12 @@ fn actions_wait_for_confirmation() {
     app.on_key(Key::Char('1'));
     app.on_key(Key::Down);
     app.on_key(Key::Char('d'));
-    assert_eq!(app.on_key(Key::Char('y')), Command::Drain { name: "n2".into() });
+    assert_eq!(
+        app.on_key(Key::Char('y')),
+        Command::Drain {
+            name: "n2".into(),
+            node: "n200000000".into()
+        }
+    );
     assert_eq!(app.on_key(Key::Char('q')), Command::Quit);
 }

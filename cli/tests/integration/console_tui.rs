@@ -1,0 +1,252 @@
+//! The real terminal console, driven through tmux (send-keys,
+//! capture-pane) against a local cluster of node processes: it lists the
+//! actors, sorts them, opens a detail pane, restarts an actor (confirmed,
+//! as the admin operator with its TOTP code), shows the restart count
+//! change, and records the session for a replay that shows it again.
+//! Skips with a message where tmux is not installed.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use swarm_cli::local::LocalCluster;
+
+use crate::util::{exe, scratch};
+
+/// A tmux server of its own, killed when dropped (even on failure).
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn start(name: &str, command: &str) -> Self {
+        let tmux = Self {
+            socket: format!("swarm-{name}-{}", std::process::id()),
+        };
+        let ok = tmux
+            .cmd(&[
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "160",
+                "-y",
+                "40",
+                command,
+            ])
+            .status
+            .success();
+        assert!(ok, "tmux did not start");
+        tmux
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            self.cmd(&["send-keys", "-t", "t", key]);
+        }
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
+    }
+
+    /// Polls the screen until `check` holds (30 s at most).
+    fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let screen = self.screen();
+            if check(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "{what}; the screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.cmd(&["has-session", "-t", "t"]).status.success()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn admin_code(dir: &Path) -> String {
+    let keyring = swarm::credentials::Throwaway::keyring(dir).unwrap();
+    let totp = swarm::credentials::read_secret(
+        &keyring,
+        &dir.join("totp.secret"),
+        swarm_protocol::sealed::Kind::TotpSecret,
+    )
+    .unwrap();
+    let cert = swarm::credentials::read_cert(&dir.join("admin.cert")).unwrap();
+    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
+    swarm::operators::code_at(&seed, swarm::credentials::unix_now())
+}
+
+/// The line of the screen holding `text`.
+fn line_with<'a>(screen: &'a str, text: &str) -> Option<&'a str> {
+    screen.lines().find(|l| l.contains(text))
+}
+
+#[test]
+fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the_session() {
+    if !Tmux::available() {
+        eprintln!("skipped: tmux is not installed (.ci/run installs it)");
+        return;
+    }
+    let dir = scratch("console-tui");
+    let mut cluster = LocalCluster::start_control(&exe(), &dir, 1, 2, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let seed = cluster.nodes[0].addr.to_string();
+    let driver = cluster.driver_config();
+
+    // A supervised actor to restart (the head group forms first).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(exe())
+            .args([
+                "spawn",
+                "--config",
+                driver.to_str().unwrap(),
+                "--node",
+                &seed,
+            ])
+            .args([
+                "--type",
+                "demo.Ledger",
+                "--name",
+                "account",
+                "--args",
+                r#"{"opening": 7}"#,
+            ])
+            .args(["--placement", "label:worker", "--restarts", "5"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never placed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let recording = dir.join("session.jsonl");
+    let command = format!(
+        "{} console --config {} --node {seed} --totp {} --record {} --refresh-ms 300",
+        exe().display(),
+        cluster.admin_config().display(),
+        admin_code(&cluster.dir),
+        recording.display()
+    );
+    let tmux = Tmux::start("console", &command);
+    tmux.wait("the nodes view with three answering nodes", |s| {
+        s.contains("3 nodes") && s.contains("n3") && s.contains("leader")
+    });
+
+    // The actors: every node's, the placed one among them.
+    tmux.keys(&["2"]);
+    let screen = tmux.wait("the actors view lists account", |s| {
+        line_with(s, "account").is_some_and(|l| l.contains("running"))
+    });
+    assert!(screen.contains("sort: name"), "{screen}");
+    // System actors show when asked for.
+    assert!(line_with(&screen, "swarm.inspect").is_none(), "{screen}");
+    tmux.keys(&["s"]);
+    tmux.wait("sorted by backlog", |s| s.contains("sort: backlog"));
+
+    // Only the account, then its details.
+    tmux.keys(&["/", "account", "Enter", "Enter"]);
+    let screen = tmux.wait("the detail pane of account", |s| {
+        s.contains("account on n") && s.contains("restarts: 0")
+    });
+    assert!(screen.contains("type_name: demo.Ledger"), "{screen}");
+
+    // Restart it: asked first, then done, then counted.
+    tmux.keys(&["r"]);
+    tmux.wait("a confirmation", |s| s.contains("restart account on n"));
+    tmux.keys(&["y"]);
+    tmux.wait("the restart done", |s| s.contains("restarted account"));
+    let screen = tmux.wait("the restart counted", |s| s.contains("restarts: 1"));
+    let row = line_with(&screen, "demo.Ledger").unwrap();
+    assert!(row.split_whitespace().any(|c| c == "1"), "{row}");
+
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "the console did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // The recording replays the session: its last frame shows the restart.
+    let last = Command::new(exe())
+        .args(["console", "--replay", recording.to_str().unwrap()])
+        .args(["--once", "actors", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        last.status.success(),
+        "{}",
+        String::from_utf8_lossy(&last.stderr)
+    );
+    let actors: serde_json::Value = serde_json::from_slice(&last.stdout).unwrap();
+    let account = actors
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "account")
+        .unwrap();
+    assert_eq!(account["restarts"], 1, "{account}");
+    let first = Command::new(exe())
+        .args(["console", "--replay", recording.to_str().unwrap()])
+        .args(["--once", "actors", "--json", "--frame", "1"])
+        .output()
+        .unwrap();
+    let actors: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    assert!(actors
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["restarts"] == 0));
+
+    // And in the terminal, paused on its first frame, then stepped to the end.
+    let replay = Tmux::start(
+        "replay",
+        &format!(
+            "{} console --replay {}",
+            exe().display(),
+            recording.display()
+        ),
+    );
+    replay.keys(&[" ", "2"]);
+    replay.wait("the replay paused on frame 1", |s| {
+        s.contains("frame 1/") && s.contains("(paused)") && s.contains("account")
+    });
+    replay.keys(&["}", "}", "}", "}", "}", "/", "account", "Enter", "Enter"]);
+    replay.wait("the replay's last frame shows the restart", |s| {
+        s.contains("restarts: 1")
+    });
+    replay.keys(&["q"]);
+}
