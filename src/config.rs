@@ -18,6 +18,7 @@
 //! keyring_key = "keyring.key"      # a key file that opens it (default: a passphrase)
 //! policy = "policy.toml"           # who may send what to this node's actors (default: the defaults)
 //! audit = "n1.audit"               # sealed audit log (default: NAME.audit beside the keyring)
+//! counters = true                  # per-actor counters for the console (false: none)
 //! peers = ["127.0.0.1:7002"]       # dialed at start
 //! suite = "aesgcm"                 # or "chachapoly"; the same on every node
 //! revoked = []                     # certificate serials to refuse
@@ -141,6 +142,9 @@ pub struct NodeFile {
     /// How often refusals are summarised and counters logged, seconds.
     #[serde(default = "default_summary_s")]
     pub summary_s: u64,
+    /// Per-actor counters for the debug console (on by default).
+    #[serde(default = "default_counters")]
+    pub counters: bool,
     /// The address other nodes dial and gossip reaches (default: `listen`);
     /// needed when `listen` is a wildcard address.
     #[serde(default)]
@@ -390,6 +394,10 @@ fn default_upgrade_ms() -> u64 {
     5000
 }
 
+fn default_counters() -> bool {
+    true
+}
+
 fn default_summary_s() -> u64 {
     10
 }
@@ -543,6 +551,7 @@ impl NodeFile {
         mesh.max_handshakes_per_source = self.max_handshakes_per_source.max(1);
         mesh.first_byte_timeout = Duration::from_millis(self.first_byte_ms.max(1));
         mesh.summary_interval = Duration::from_secs(self.summary_s.max(1));
+        mesh.counters = self.counters;
         mesh.advertise = self.advertise;
         mesh.relay = self.relay;
         mesh.relayed = self.relayed;

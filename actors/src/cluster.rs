@@ -313,6 +313,28 @@ impl Cluster {
         self.table.list()
     }
 
+    /// Every service instance as this node's balancer sees it (for the
+    /// console).
+    pub(crate) fn service_views(&self) -> Vec<crate::inspect::ServiceView> {
+        let me = self.mesh.id().to_string();
+        let mut rows = Vec::new();
+        for (service, instances) in self.table.list() {
+            for i in instances {
+                rows.push(crate::inspect::ServiceView {
+                    node: me.clone(),
+                    service: service.clone(),
+                    instance_node: i.node.to_string(),
+                    actor: i.actor.clone(),
+                    outstanding: i.outstanding(),
+                    sent: i.sent(),
+                    latency_us: i.latency().as_secs_f64() * 1e6,
+                    ejected: self.table.is_ejected(i.node),
+                });
+            }
+        }
+        rows
+    }
+
     /// Gossip traffic counters (datagrams sent, received, and dropped by reason).
     ///
     /// # Errors

@@ -54,6 +54,8 @@ struct Inner {
     generation: AtomicU64,
     /// Per-actor counters are off (set before anything is exposed).
     uncounted: std::sync::atomic::AtomicBool,
+    /// The node's recent events, for operators.
+    events: crate::inspect::events::EventLog,
 }
 
 impl Directory {
@@ -64,6 +66,11 @@ impl Directory {
         for entry in self.inner.entries.iter() {
             entry.value().stats().set_off(off);
         }
+    }
+
+    /// Where this node's subsystems record events for operators.
+    pub(crate) fn events(&self) -> &crate::inspect::events::EventLog {
+        &self.inner.events
     }
 
     /// Whether per-actor counters are on.

@@ -13,6 +13,7 @@
 //! in a stopwatch ([`Timed`]) that the actor's handler reads. With
 //! tracing on, those sampled messages also leave a [`TraceEntry`].
 
+pub(crate) mod events;
 pub(crate) mod histogram;
 pub mod model;
 pub(crate) mod stats;
@@ -24,15 +25,18 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use model::{
-    ActorView, ClosedLink, ClusterView, LinkView, NodeLocal, NodeSnapshot, NodeView, TraceEntry,
+    ActorView, ClosedLink, ClusterView, EventView, LinkView, NodeLocal, NodeSnapshot, NodeView,
+    ServiceView, TraceEntry,
 };
 #[doc(hidden)]
 pub use stats::{Probe, Timed, TimedResponse};
 
+use crate::cluster::Cluster;
 use crate::control::HeadRow;
 use crate::head::wire::HeadStatus;
 use crate::mesh::Mesh;
 use crate::supervision::{ActorRow, Host, ListActors};
+use crate::tasks::{ListTasks, TaskTable};
 
 /// The name every node exposes its inspector under.
 pub const INSPECT_ACTOR: &str = "swarm.inspect";
@@ -87,6 +91,8 @@ pub struct Inspector {
     mesh: Mesh,
     host: Addr<Host>,
     head: Option<Recipient<HeadStatus>>,
+    cluster: Option<Cluster>,
+    tasks: Option<Recipient<ListTasks>>,
     /// Each actor's message count when its rate was last computed.
     rates: HashMap<String, Rate>,
 }
@@ -103,13 +109,28 @@ struct Rate {
 const RATE_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Inspector {
-    pub(crate) fn new(mesh: Mesh, host: Addr<Host>, head: Option<Recipient<HeadStatus>>) -> Self {
+    pub(crate) fn new(mesh: Mesh, host: Addr<Host>) -> Self {
         Self {
             mesh,
             host,
-            head,
+            head: None,
+            cluster: None,
+            tasks: None,
             rates: HashMap::new(),
         }
+    }
+
+    /// Reports this head's Raft state too.
+    pub(crate) fn head(mut self, head: Recipient<HeadStatus>) -> Self {
+        self.head = Some(head);
+        self
+    }
+
+    /// Reports this member's service balancers and task table too.
+    pub(crate) fn member(mut self, cluster: Cluster, tasks: Recipient<ListTasks>) -> Self {
+        self.cluster = Some(cluster);
+        self.tasks = Some(tasks);
+        self
     }
 
     fn rate(&mut self, name: &str, messages: u64, now: Instant) -> f64 {
@@ -131,7 +152,12 @@ impl Inspector {
         slot.per_second
     }
 
-    fn snapshot(&mut self, hosted: Vec<ActorRow>, head: Option<HeadRow>) -> NodeSnapshot {
+    fn snapshot(
+        &mut self,
+        hosted: Vec<ActorRow>,
+        head: Option<HeadRow>,
+        tasks: Option<TaskTable>,
+    ) -> NodeSnapshot {
         let me = self.mesh.id().to_string();
         let name = self.mesh.name().to_owned();
         let hosted: HashMap<String, ActorRow> =
@@ -175,6 +201,10 @@ impl Inspector {
         self.rates.retain(|name, _| present.contains(name.as_str()));
         actors.sort_by(|a, b| a.name.cmp(&b.name));
         let links = self.mesh.link_views();
+        let mut events = self.mesh.directory().events().recent();
+        for e in &mut events {
+            e.node.clone_from(&me);
+        }
         NodeSnapshot {
             node: NodeLocal {
                 id: me,
@@ -190,6 +220,13 @@ impl Inspector {
             actors,
             links,
             closed: self.mesh.closed_links(),
+            events,
+            services: self
+                .cluster
+                .as_ref()
+                .map(Cluster::service_views)
+                .unwrap_or_default(),
+            tasks,
         }
     }
 }
@@ -213,6 +250,7 @@ impl Handler<Inspect> for Inspector {
     fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> Self::Result {
         let host = self.host.send(ListActors);
         let head = self.head.as_ref().map(|h| h.send(HeadStatus));
+        let tasks = self.tasks.as_ref().map(|t| t.send(ListTasks { recent: 20 }));
         Box::pin(
             async move {
                 let hosted = host.await.unwrap_or_default();
@@ -220,10 +258,14 @@ impl Handler<Inspect> for Inspector {
                     Some(status) => status.await.ok(),
                     None => None,
                 };
-                (hosted, head)
+                let tasks = match tasks {
+                    Some(table) => table.await.ok(),
+                    None => None,
+                };
+                (hosted, head, tasks)
             }
             .into_actor(self)
-            .map(|(hosted, head), act, _| act.snapshot(hosted, head)),
+            .map(|(hosted, head, tasks), act, _| act.snapshot(hosted, head, tasks)),
         )
     }
 }

@@ -218,12 +218,14 @@ impl Node {
             node.control = Some(control);
             node.tasks = Some(Tasks::start(node.mesh.clone(), cluster).await);
         }
-        let inspector = crate::inspect::Inspector::new(
-            node.mesh.clone(),
-            host.clone(),
-            node.head.as_ref().map(Head::status),
-        )
-        .start();
+        let mut inspector = crate::inspect::Inspector::new(node.mesh.clone(), host.clone());
+        if let Some(head) = &node.head {
+            inspector = inspector.head(head.status());
+        }
+        if let (Some(cluster), Some(tasks)) = (&node.cluster, &node.tasks) {
+            inspector = inspector.member(cluster.clone(), tasks.scheduler().clone().recipient());
+        }
+        let inspector = inspector.start();
         let entry = Entry::declared(inspector).requiring(crate::inspect::INSPECT_ROLES);
         node.mesh.directory().insert(
             crate::inspect::INSPECT_ACTOR.to_owned(),
@@ -596,7 +598,11 @@ fn bridge(mesh: Mesh, cluster: Cluster, host: Addr<Host>) {
             }
         };
         members.iter().for_each(apply);
+        let log = mesh.directory().events().clone();
         while let Some(next) = events.next().await {
+            if let Ok(event) = &next {
+                membership_event(&log, event);
+            }
             match next {
                 // Declared down: the head may place its actors elsewhere.
                 Ok(ClusterEvent::Rejoined(_)) => host.do_send(Fence),
@@ -611,6 +617,20 @@ fn bridge(mesh: Mesh, cluster: Cluster, host: Addr<Host>) {
             }
         }
     });
+}
+
+/// Records a membership change among the node's events.
+fn membership_event(log: &crate::inspect::events::EventLog, event: &ClusterEvent) {
+    let what = match event {
+        ClusterEvent::MemberUp(_) => "up",
+        ClusterEvent::Suspect(_) => "suspect",
+        ClusterEvent::MemberDown(_) => "down",
+        ClusterEvent::MemberLeft(_) => "left",
+        ClusterEvent::Rejoined(_) => "rejoined under a renewed identity",
+        ClusterEvent::MetadataChanged(_) => return,
+    };
+    let m = event.member();
+    log.record("member", m.name(), format!("{what} ({}, {})", m.node.short(), m.addr));
 }
 
 /// Binds the mesh listener and, with membership, the gossip socket on the

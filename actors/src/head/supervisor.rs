@@ -451,6 +451,7 @@ impl Handler<PlaceActor> for Supervisor {
             expect: None,
         };
         let held = spec.clone();
+        let events = self.mesh.directory().events().clone();
         Box::pin(
             async move {
                 let (index, applied) = writes.write(command).await?;
@@ -471,6 +472,8 @@ impl Handler<PlaceActor> for Supervisor {
                         })
                     }
                 };
+                let detail = format!("on {} (epoch {epoch})", node.short());
+                events.record("placed", name.as_str(), detail);
                 match host.send(spawn_request(&name, &spec, epoch, index)).await {
                     Ok(Err(e)) => {
                         tracing::warn!(actor = %name, node = %node.short(), error = %e, "the chosen node refused the actor: forgetting it");

@@ -24,6 +24,15 @@ pub struct NodeSnapshot {
     /// Its most recently closed links, newest last.
     #[serde(default)]
     pub closed: Vec<ClosedLink>,
+    /// Its recent events, oldest first.
+    #[serde(default)]
+    pub events: Vec<EventView>,
+    /// Service instances as its load balancer sees them.
+    #[serde(default)]
+    pub services: Vec<ServiceView>,
+    /// Its task scheduler's table (with membership).
+    #[serde(default)]
+    pub tasks: Option<crate::tasks::TaskTable>,
 }
 
 /// What a node knows of itself that membership does not carry.
@@ -145,6 +154,44 @@ pub struct ClosedLink {
     pub age_s: f64,
 }
 
+/// Something that happened on a node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventView {
+    /// Its sequence number on its node.
+    pub seq: u64,
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// The node it happened on, hex id.
+    pub node: String,
+    /// member, restart, failed, placed, moved or refused.
+    pub kind: String,
+    /// What it is about (a member, an actor, a message tag).
+    pub subject: String,
+    /// What happened.
+    pub detail: String,
+}
+
+/// A service instance as one node's load balancer sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    /// The node whose balancer this is, hex id.
+    pub node: String,
+    /// The service.
+    pub service: String,
+    /// The instance's node, hex id.
+    pub instance_node: String,
+    /// The actor name there.
+    pub actor: String,
+    /// Requests from this node in flight to it.
+    pub outstanding: u32,
+    /// Requests this node sent it.
+    pub sent: u64,
+    /// Its latency as this node sees it (EWMA, fading), microseconds.
+    pub latency_us: f64,
+    /// This node ejected it after a link failure (probed until it answers).
+    pub ejected: bool,
+}
+
 /// One traced message.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TraceEntry {
@@ -195,4 +242,19 @@ pub struct ClusterView {
     pub links: Vec<LinkView>,
     /// Recently closed links, by node.
     pub closed: Vec<ClosedLink>,
+    /// Recent events of every node that answered, oldest first.
+    #[serde(default)]
+    pub events: Vec<EventView>,
+    /// Service instances as every node's balancer sees them.
+    #[serde(default)]
+    pub services: Vec<ServiceView>,
+    /// Each answering node's task table.
+    #[serde(default)]
+    pub tasks: Vec<crate::tasks::TaskTable>,
+    /// The actor being traced (`name@node-id`), if one is.
+    #[serde(default)]
+    pub traced: Option<String>,
+    /// Its latest trace entries, oldest first.
+    #[serde(default)]
+    pub trace: Vec<TraceEntry>,
 }

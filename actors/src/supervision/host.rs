@@ -135,8 +135,10 @@ where
                 _ = ended => {}
                 () = supervisor.shared.restart.notified() => {
                     let _ = stop.send(());
-                    supervisor.shared.restarts.fetch_add(1, Ordering::AcqRel);
+                    let n = supervisor.shared.restarts.fetch_add(1, Ordering::AcqRel) + 1;
                     tracing::info!(actor = %name, "supervised actor restarted on request");
+                    let detail = format!("restart {n}, on an operator's request");
+                    directory.events().record("restart", name.as_str(), detail);
                     // The next incarnation replaces this one's entry.
                     continue;
                 }
@@ -150,9 +152,11 @@ where
             }
             match tracker.on_failure(origin.elapsed()) {
                 Decision::RestartAfter(wait) => {
-                    supervisor.shared.restarts.fetch_add(1, Ordering::AcqRel);
+                    let n = supervisor.shared.restarts.fetch_add(1, Ordering::AcqRel) + 1;
                     supervisor.set(SupervisedState::Restarting);
                     tracing::warn!(actor = %name, ?wait, restarts = tracker.restarts(), "supervised actor failed; restarting");
+                    let detail = format!("failed; restart {n} in {wait:?}");
+                    directory.events().record("restart", name.as_str(), detail);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = supervisor.shared.stop.notified() => {
@@ -166,6 +170,8 @@ where
                     directory.remove_entry(&name, &entry);
                     supervisor.set(SupervisedState::Failed);
                     tracing::error!(actor = %name, restarts = tracker.restarts(), "supervised actor failed past its restart policy; escalated");
+                    let detail = format!("past its restart policy after {} restarts", tracker.restarts());
+                    directory.events().record("failed", name.as_str(), detail);
                     return;
                 }
             }

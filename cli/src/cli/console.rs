@@ -30,7 +30,8 @@ pub(crate) struct ConsoleArgs {
     /// every member it lists.
     #[arg(long, required_unless_present = "replay")]
     node: Option<SocketAddr>,
-    /// Print one view and exit: nodes, actors or links.
+    /// Print one view and exit: nodes, actors, links, services, tasks,
+    /// events or trace.
     #[arg(long, value_name = "VIEW")]
     once: Option<View>,
     /// With --once: print the view's rows as JSON (the data model's fields).
@@ -199,6 +200,16 @@ async fn act(
             match control.drain(id).await {
                 Ok(moved) => format!("drained {name}: {moved} actors moved"),
                 Err(e) => format!("drain {name}: {e}"),
+            }
+        }
+        Command::Trace { name, node, on } => {
+            let Ok(id) = node.parse::<swarm::NodeId>() else {
+                return format!("bad node id {node}");
+            };
+            match collector.trace(id, &name, on).await {
+                Ok(()) if on => format!("tracing {name} (view 7)"),
+                Ok(()) => format!("stopped tracing {name}"),
+                Err(e) => format!("trace {name}: {e}"),
             }
         }
         Command::None | Command::Quit | Command::Pause | Command::Seek(_) => String::new(),

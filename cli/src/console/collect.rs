@@ -6,9 +6,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::{Arc, Mutex, PoisonError};
+
 use swarm::cluster::{ClusterAgent, ListMembers, MemberRow, CLUSTER_ACTOR};
-use swarm::inspect::{ClusterView, Inspect, Inspector, NodeSnapshot, NodeView, INSPECT_ACTOR};
+use swarm::inspect::{
+    ClusterView, Inspect, Inspector, NodeSnapshot, NodeView, ReadTrace, SetTrace, TraceEntry,
+    INSPECT_ACTOR,
+};
 use swarm::{Node, NodeId};
+
+/// Trace entries the console keeps.
+pub const TRACE_KEPT: usize = 500;
 
 /// How long one member may take to answer an inspection.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(2);
@@ -32,6 +40,14 @@ pub struct Collector {
     node: Node,
     entry: SocketAddr,
     entry_id: NodeId,
+    /// The actor traced now, and what was read of its trace.
+    trace: Arc<Mutex<Option<Traced>>>,
+}
+
+struct Traced {
+    node: NodeId,
+    actor: String,
+    entries: Vec<TraceEntry>,
 }
 
 impl Collector {
@@ -42,6 +58,79 @@ impl Collector {
             node,
             entry,
             entry_id,
+            trace: Arc::default(),
+        }
+    }
+
+    /// Starts tracing `actor` on `node` (stopping any other trace), or
+    /// stops tracing it.
+    ///
+    /// # Errors
+    ///
+    /// Why the node did not start or stop the trace.
+    pub async fn trace(&self, node: NodeId, actor: &str, on: bool) -> Result<(), String> {
+        let previous = self
+            .trace
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(p) = previous {
+            if on && (p.node, p.actor.as_str()) != (node, actor) {
+                let _ = self.set_trace(p.node, &p.actor, false).await;
+            }
+        }
+        self.set_trace(node, actor, on).await?;
+        if on {
+            *self.trace.lock().unwrap_or_else(PoisonError::into_inner) = Some(Traced {
+                node,
+                actor: actor.to_owned(),
+                entries: Vec::new(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn set_trace(&self, node: NodeId, actor: &str, on: bool) -> Result<(), String> {
+        let inspector = self.node.remote::<Inspector>(node, INSPECT_ACTOR);
+        let request = SetTrace {
+            actor: actor.to_owned(),
+            on,
+        };
+        match inspector.send(request).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Reads what is new in the trace, if one is on.
+    async fn read_trace(&self) -> (Option<String>, Vec<TraceEntry>) {
+        let (node, actor, after) = {
+            let trace = self.trace.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(t) = trace.as_ref() else {
+                return (None, Vec::new());
+            };
+            let after = t.entries.last().map_or(0, |e| e.seq);
+            (t.node, t.actor.clone(), after)
+        };
+        let inspector = self.node.remote::<Inspector>(node, INSPECT_ACTOR);
+        let request = ReadTrace {
+            actor: actor.clone(),
+            after,
+        };
+        let new = match inspector.send(request).await {
+            Ok(Ok(entries)) => entries,
+            _ => Vec::new(),
+        };
+        let mut trace = self.trace.lock().unwrap_or_else(PoisonError::into_inner);
+        match trace.as_mut() {
+            Some(t) if t.node == node && t.actor == actor => {
+                t.entries.extend(new);
+                let over = t.entries.len().saturating_sub(TRACE_KEPT);
+                t.entries.drain(..over);
+                (Some(format!("{actor}@{node}")), t.entries.clone())
+            }
+            _ => (None, Vec::new()),
         }
     }
 
@@ -79,7 +168,9 @@ impl Collector {
         for ask in asks {
             answers.push(ask.await.unwrap_or_else(|e| Err(e.to_string())));
         }
-        Ok(join(members, answers))
+        let mut view = join(members, answers);
+        (view.traced, view.trace) = self.read_trace().await;
+        Ok(view)
     }
 
     /// One member's snapshot, if it is up and answers in time.
@@ -123,10 +214,16 @@ pub fn join(members: Vec<MemberRow>, answers: Vec<Result<NodeSnapshot, String>>)
                     actors,
                     links,
                     closed,
+                    events,
+                    services,
+                    tasks,
                 } = snapshot;
                 view.actors.extend(actors);
                 view.links.extend(links);
                 view.closed.extend(closed);
+                view.events.extend(events);
+                view.services.extend(services);
+                view.tasks.extend(tasks);
                 view.nodes.push(NodeView {
                     member,
                     local: Some(node),
@@ -141,6 +238,8 @@ pub fn join(members: Vec<MemberRow>, answers: Vec<Result<NodeSnapshot, String>>)
         }
     }
     view.nodes.sort_by(|a, b| a.member.name.cmp(&b.member.name));
+    view.events
+        .sort_by(|a, b| (a.at_ms, &a.node, a.seq).cmp(&(b.at_ms, &b.node, b.seq)));
     view
 }
 

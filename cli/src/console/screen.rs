@@ -64,6 +64,15 @@ pub enum Command {
         /// Its id.
         node: String,
     },
+    /// Trace the actor `name` on `node` (hex id), or stop tracing it.
+    Trace {
+        /// The actor.
+        name: String,
+        /// Its node.
+        node: String,
+        /// Start or stop.
+        on: bool,
+    },
     /// Replay: toggle pause.
     Pause,
     /// Replay: move by this many frames.
@@ -120,9 +129,8 @@ impl App {
 
     fn rows(&self) -> usize {
         match self.view {
-            View::Nodes => self.cluster.nodes.len(),
             View::Actors => self.actors().len(),
-            View::Links => self.cluster.links.len(),
+            other => other.rows(&self.cluster),
         }
     }
 
@@ -191,6 +199,23 @@ impl App {
             Key::Char('x') => self.ask_confirm(|a| Command::Stop {
                 name: a.name.clone(),
             }),
+            Key::Char('t') => {
+                if let Some(a) = self.selected_actor() {
+                    let on = !a.tracing;
+                    let command = Command::Trace {
+                        name: a.name.clone(),
+                        node: a.node.clone(),
+                        on,
+                    };
+                    self.status = format!(
+                        "{} {} on {}",
+                        if on { "tracing" } else { "stopped tracing" },
+                        a.name,
+                        a.node_name
+                    );
+                    return command;
+                }
+            }
             Key::Char('d') if self.view == View::Nodes => {
                 if let Some(node) = self.cluster.nodes.get(self.selected) {
                     let name = node.member.name.clone();
@@ -254,8 +279,9 @@ impl App {
             .map(|(i, v)| format!("{} {}", i + 1, v.name()))
             .collect();
         let index = View::ALL.iter().position(|v| *v == self.view).unwrap_or(0);
+        let width: usize = titles.iter().map(|t| t.chars().count() + 3).sum();
         let [tabs, summary] =
-            Layout::horizontal([Constraint::Length(32), Constraint::Min(0)]).areas(area);
+            Layout::horizontal([Constraint::Length(width as u16), Constraint::Min(0)]).areas(area);
         let tabs_widget = Tabs::new(titles)
             .select(index)
             .highlight_style(Style::new().add_modifier(Modifier::REVERSED));
@@ -283,6 +309,10 @@ impl App {
                 (views::actors_table(&rows), alerted)
             }
             View::Links => (views::links_table(&self.cluster), Vec::new()),
+            View::Services => (views::services_table(&self.cluster), Vec::new()),
+            View::Tasks => (views::tasks_table(&self.cluster), Vec::new()),
+            View::Events => (views::events_table(&self.cluster), Vec::new()),
+            View::Trace => (views::trace_table(&self.cluster), Vec::new()),
         };
         let widths = column_widths(&table);
         let header =
@@ -305,6 +335,10 @@ impl App {
                     &self.filter
                 }
             ),
+            View::Trace => match &self.cluster.traced {
+                Some(actor) => format!(" trace of {actor} (t on the actor stops it) "),
+                None => " trace: select an actor and press t ".to_owned(),
+            },
             v => format!(" {} ", v.name()),
         };
         let widget = Table::new(rows, widths)
@@ -335,7 +369,7 @@ impl App {
                 Style::new().fg(Color::Red),
             )),
             None => Line::from(
-                "q quit · tab view · ↑↓ select · s sort · / filter · enter detail · r restart · x stop · d drain",
+                "q quit · tab view · ↑↓ select · s sort · / filter · enter detail · t trace · r restart · x stop · d drain",
             ),
         }
     }

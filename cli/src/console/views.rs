@@ -3,6 +3,7 @@
 //! console, `--once` tables and `--once --json` all come from here.
 
 use swarm::inspect::{ActorView, ClusterView, LinkView, NodeView};
+use swarm::tasks::{TaskState, TaskTable};
 
 /// One of the console's views.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -14,11 +15,27 @@ pub enum View {
     Actors,
     /// Every link of every node.
     Links,
+    /// Service instances as each node's balancer sees them.
+    Services,
+    /// Each node's task scheduler.
+    Tasks,
+    /// Membership changes, restarts, placements, moves, refusals.
+    Events,
+    /// The traced actor's messages.
+    Trace,
 }
 
 impl View {
     /// Every view, in tab order.
-    pub const ALL: [View; 3] = [View::Nodes, View::Actors, View::Links];
+    pub const ALL: [View; 7] = [
+        View::Nodes,
+        View::Actors,
+        View::Links,
+        View::Services,
+        View::Tasks,
+        View::Events,
+        View::Trace,
+    ];
 
     /// The view's name on the command line and in tabs.
     pub fn name(self) -> &'static str {
@@ -26,6 +43,23 @@ impl View {
             View::Nodes => "nodes",
             View::Actors => "actors",
             View::Links => "links",
+            View::Services => "services",
+            View::Tasks => "tasks",
+            View::Events => "events",
+            View::Trace => "trace",
+        }
+    }
+
+    /// How many rows the view has.
+    pub fn rows(self, cluster: &ClusterView) -> usize {
+        match self {
+            View::Nodes => cluster.nodes.len(),
+            View::Actors => cluster.actors.len(),
+            View::Links => cluster.links.len(),
+            View::Services => cluster.services.len(),
+            View::Tasks => cluster.tasks.len(),
+            View::Events => cluster.events.len(),
+            View::Trace => cluster.trace.len(),
         }
     }
 }
@@ -352,12 +386,7 @@ pub fn links_table(view: &ClusterView) -> Table {
         "BYTES OUT",
         "QUEUED",
     ];
-    let name_of = |id: &str| {
-        view.nodes
-            .iter()
-            .find(|n| n.member.id == id)
-            .map_or_else(|| id.chars().take(8).collect(), |n| n.member.name.clone())
-    };
+    let name_of = |id: &str| node_name(view, id);
     let rows = view
         .links
         .iter()
@@ -379,12 +408,158 @@ pub fn links_table(view: &ClusterView) -> Table {
     Table { header, rows }
 }
 
+/// The name of the node `id` (hex), or its short id if unknown.
+fn node_name(cluster: &ClusterView, id: &str) -> String {
+    cluster
+        .nodes
+        .iter()
+        .find(|n| n.member.id == id)
+        .map_or_else(|| id.chars().take(8).collect(), |n| n.member.name.clone())
+}
+
+/// The Services view: each instance as each node's balancer sees it.
+pub fn services_table(cluster: &ClusterView) -> Table {
+    let header = vec![
+        "SERVICE", "INSTANCE", "ACTOR", "SEEN FROM", "OUTSTANDING", "SENT", "LATENCY", "EJECTED",
+    ];
+    let mut rows: Vec<Vec<String>> = cluster
+        .services
+        .iter()
+        .map(|s| {
+            vec![
+                s.service.clone(),
+                node_name(cluster, &s.instance_node),
+                s.actor.clone(),
+                node_name(cluster, &s.node),
+                s.outstanding.to_string(),
+                s.sent.to_string(),
+                micros(s.latency_us),
+                if s.ejected { "yes" } else { "-" }.to_owned(),
+            ]
+        })
+        .collect();
+    rows.sort();
+    Table { header, rows }
+}
+
+/// Tasks waiting (pending or queued), running, and ended on one node.
+fn task_counts(table: &TaskTable) -> (usize, usize) {
+    let waiting = table
+        .rows
+        .iter()
+        .filter(|r| matches!(r.state, TaskState::Pending | TaskState::Queued))
+        .count();
+    let running = table
+        .rows
+        .iter()
+        .filter(|r| r.state == TaskState::Running)
+        .count();
+    (waiting, running)
+}
+
+/// The Tasks view: each node's scheduler.
+pub fn tasks_table(cluster: &ClusterView) -> Table {
+    let header = vec![
+        "NODE", "WAITING", "RUNNING", "FINISHED", "FAILED", "SUBMITTED", "CPU FREE", "OBJECTS",
+        "WAITS FOR",
+    ];
+    let rows = cluster
+        .tasks
+        .iter()
+        .map(|t| {
+            let (waiting, running) = task_counts(t);
+            let node = t
+                .node
+                .map_or_else(|| "-".to_owned(), |n| node_name(cluster, &n.to_string()));
+            let why = t
+                .rows
+                .iter()
+                .find(|r| matches!(r.state, TaskState::Pending | TaskState::Queued))
+                .and_then(|r| r.reason.clone())
+                .unwrap_or_else(|| "-".to_owned());
+            vec![
+                node,
+                waiting.to_string(),
+                running.to_string(),
+                t.finished.to_string(),
+                t.failed.to_string(),
+                t.submitted.to_string(),
+                format!("{}/{}", t.free.cpus, t.total.cpus),
+                format!("{} ({})", t.objects.0, bytes(t.objects.1)),
+                why,
+            ]
+        })
+        .collect();
+    Table { header, rows }
+}
+
+/// A Unix time in milliseconds as `HH:MM:SS.mmm` (UTC).
+pub fn clock(at_ms: u64) -> String {
+    let s = at_ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        at_ms % 1000
+    )
+}
+
+/// The Events view, newest first.
+pub fn events_table(cluster: &ClusterView) -> Table {
+    let header = vec!["TIME", "NODE", "KIND", "SUBJECT", "DETAIL"];
+    let rows = cluster
+        .events
+        .iter()
+        .rev()
+        .map(|e| {
+            vec![
+                clock(e.at_ms),
+                node_name(cluster, &e.node),
+                e.kind.clone(),
+                e.subject.clone(),
+                e.detail.clone(),
+            ]
+        })
+        .collect();
+    Table { header, rows }
+}
+
+/// The Trace view, newest first.
+pub fn trace_table(cluster: &ClusterView) -> Table {
+    let header = vec![
+        "TIME", "TAG", "FROM", "KIND", "BYTES", "WAITED", "HANDLED", "RESULT",
+    ];
+    let rows = cluster
+        .trace
+        .iter()
+        .rev()
+        .map(|t| {
+            vec![
+                clock(t.at_ms),
+                t.tag.clone(),
+                node_name(cluster, &t.from),
+                t.kind.clone(),
+                t.bytes.to_string(),
+                micros(t.waited_us),
+                micros(t.handled_us),
+                t.result.clone(),
+            ]
+        })
+        .collect();
+    Table { header, rows }
+}
+
 /// One view's rows as JSON: the data model's own fields.
 pub fn json(view: View, cluster: &ClusterView) -> serde_json::Value {
     let value = match view {
         View::Nodes => serde_json::to_value(&cluster.nodes),
         View::Actors => serde_json::to_value(&cluster.actors),
         View::Links => serde_json::to_value(&cluster.links),
+        View::Services => serde_json::to_value(&cluster.services),
+        View::Tasks => serde_json::to_value(&cluster.tasks),
+        View::Events => serde_json::to_value(&cluster.events),
+        View::Trace => serde_json::to_value(&cluster.trace),
     };
     value.unwrap_or(serde_json::Value::Null)
 }
@@ -398,6 +573,10 @@ pub fn text(view: View, cluster: &ClusterView) -> String {
             actors_table(&actors(cluster, ActorSort::Name, &all)).text()
         }
         View::Links => links_table(cluster).text(),
+        View::Services => services_table(cluster).text(),
+        View::Tasks => tasks_table(cluster).text(),
+        View::Events => events_table(cluster).text(),
+        View::Trace => trace_table(cluster).text(),
     }
 }
 

@@ -206,3 +206,74 @@ async fn only_an_admin_restarts_a_supervised_actor_and_the_restart_is_counted() 
     .await;
     assert!(answered);
 }
+
+#[actix_rt::test]
+async fn a_snapshot_carries_the_nodes_events_balancers_and_task_table() {
+    use swarm_cli::demo::{Work, Worker};
+
+    let dir = scratch("inspect-events");
+    let (ca, nodes) = control_cluster(&dir, 1, 2, |_, _| {}).await;
+    let (n1, n2, n3) = (&nodes[0].node, &nodes[1].node, &nodes[2].node);
+
+    // A service on n3, called from n2.
+    let server = n3.clone();
+    crate::util::on(&nodes[2].arbiter, move || {
+        actix_rt::spawn(async move { swarm_cli::demo::serve(&server, "greet").await.unwrap() });
+    })
+    .await;
+    let balancer = n2.cluster().unwrap().service::<Worker>("greet");
+    let served = eventually(Duration::from_secs(10), || async {
+        balancer.send(Work { key: 1, delay_ms: 0 }).await.is_ok()
+    })
+    .await;
+    assert!(served);
+    // A refusal on n2; a placement recorded by the head (n1).
+    let refused = n1.remote::<Inspector>(n2.id(), INSPECT_ACTOR).send(Inspect).await;
+    assert!(matches!(refused, Err(AskError::Forbidden { .. })));
+    let control = n1.control().unwrap().clone();
+    crate::util::ledger_on(&control, "book", n2.id()).await;
+
+    let alice = operator(&ca, "alice", &["operator"], n2.listen_addr()).await;
+    alice.node.connect(n1.listen_addr()).await.unwrap();
+    let inspect = |node: swarm::NodeId| {
+        let inspector = alice.node.remote::<Inspector>(node, INSPECT_ACTOR);
+        async move { inspector.send(Inspect).await.unwrap() }
+    };
+    let on_n2 = inspect(n2.id()).await;
+    let kinds = |s: &NodeSnapshot, kind: &str| -> Vec<String> {
+        s.events
+            .iter()
+            .filter(|e| e.kind == kind)
+            .map(|e| format!("{} {}", e.subject, e.detail))
+            .collect()
+    };
+    let refusals = kinds(&on_n2, "refused");
+    assert!(
+        refusals
+            .iter()
+            .any(|r| r.contains("swarm.Inspect to swarm.inspect") && r.contains("n1")),
+        "{refusals:?}"
+    );
+    assert!(on_n2.events.iter().all(|e| e.node == n2.id().to_string()));
+    let members = kinds(&on_n2, "member");
+    assert!(members.iter().any(|m| m.starts_with("n3 up")), "{members:?}");
+
+    let service = on_n2
+        .services
+        .iter()
+        .find(|s| s.service == "greet")
+        .expect("n2's balancer lists greet");
+    assert_eq!(service.instance_node, n3.id().to_string());
+    assert!(service.sent >= 1 && service.outstanding == 0 && !service.ejected);
+    let tasks = on_n2.tasks.as_ref().expect("a member reports its task table");
+    assert_eq!(tasks.node, Some(n2.id()));
+
+    // The head leader recorded where it placed the ledger.
+    let placed = eventually(Duration::from_secs(10), || async {
+        kinds(&inspect(n1.id()).await, "placed")
+            .iter()
+            .any(|p| p.starts_with("book on"))
+    })
+    .await;
+    assert!(placed, "{:?}", inspect(n1.id()).await.events);
+}

@@ -233,6 +233,11 @@ impl ServiceTable {
     }
 
     /// A request to `node` failed at the link level.
+    /// Whether `node` is ejected now.
+    pub(crate) fn is_ejected(&self, node: NodeId) -> bool {
+        self.ejected.contains_key(&node)
+    }
+
     pub(crate) fn eject(&self, node: NodeId) {
         let now = Instant::now();
         self.ejected.entry(node).or_insert(Ejection {

@@ -40,6 +40,7 @@ impl Handler<Relocate> for Supervisor {
         }
         let name = r.name.clone();
         let spec = record.spec.clone();
+        let events = self.mesh.directory().events().clone();
         Box::pin(
             async move {
                 let node = match target {
@@ -78,6 +79,8 @@ impl Handler<Relocate> for Supervisor {
                     }
                 };
                 tracing::info!(actor = %name, from = %r.from.short(), to = %node.short(), epoch, "moved");
+                let detail = format!("{} -> {} (epoch {epoch})", r.from.short(), node.short());
+                events.record("moved", name.as_str(), detail);
                 if let Some(new) = new {
                     let _ = new.send(spawn_request(&name, &spec, epoch, index)).await;
                 }

@@ -445,6 +445,11 @@ impl Reader {
                 } else {
                     tracing::debug!(peer = %self.shared.peer.short(), %target, tag, %reason, "message refused by policy");
                 }
+                self.mesh.directory.events().record(
+                    "refused",
+                    format!("{tag} to {target}"),
+                    format!("from {} ({}): {reason}", self.caller.name, self.shared.peer.short()),
+                );
                 let caller = &self.caller;
                 self.mesh
                     .audit(|| audit_record(caller, AuditKind::Forbidden, tag, &target, reason));

@@ -190,3 +190,28 @@ fn actions_wait_for_confirmation() {
     );
     assert_eq!(app.on_key(Key::Char('q')), Command::Quit);
 }
+
+#[test]
+fn t_traces_the_selected_actor_and_every_view_has_a_tab() {
+    let mut app = App::new("live");
+    app.update(cluster());
+    app.on_key(Key::Char('2'));
+    app.on_key(Key::Down);
+    assert_eq!(
+        app.on_key(Key::Char('t')),
+        Command::Trace {
+            name: "beta".into(),
+            node: "n200000000".into(),
+            on: true
+        }
+    );
+    for (i, view) in View::ALL.iter().enumerate() {
+        let digit = char::from_digit(i as u32 + 1, 10).unwrap();
+        app.on_key(Key::Char(digit));
+        assert_eq!(app.view, *view);
+        let lines = screen(&app);
+        assert!(lines[0].contains(&format!("{} {}", i + 1, view.name())), "{}", lines[0]);
+    }
+    let lines = screen(&app);
+    assert!(lines.iter().any(|l| l.contains("select an actor and press t")));
+}

@@ -107,3 +107,80 @@ fn tables_align_columns_and_format_units() {
         .parse::<View>()
         .is_err_and(|e| e.contains("nodes, actors, links")));
 }
+
+#[test]
+fn events_services_and_traces_read_with_node_names() {
+    use swarm::cluster::MemberRow;
+    use swarm::inspect::{EventView, NodeView, ServiceView, TraceEntry};
+    let node = |id: &str, name: &str| NodeView {
+        member: MemberRow {
+            id: id.into(),
+            name: name.into(),
+            addr: String::new(),
+            roles: Vec::new(),
+            state: "alive".into(),
+            cpus: 1.0,
+            memory: 0,
+            gpus: 0,
+            custom: Vec::new(),
+            cpu_percent: 0.0,
+            memory_used: 0,
+            services: 0,
+            reach: String::new(),
+            relay: false,
+            counters: None,
+        },
+        local: None,
+        error: None,
+    };
+    let event = |seq: u64, kind: &str| EventView {
+        seq,
+        at_ms: 3_723_004 + seq,
+        node: "aa".into(),
+        kind: kind.into(),
+        subject: "ledger".into(),
+        detail: "something".into(),
+    };
+    let c = ClusterView {
+        nodes: vec![node("aa", "n1"), node("bb", "n2")],
+        events: vec![event(1, "placed"), event(2, "restart")],
+        services: vec![ServiceView {
+            node: "aa".into(),
+            service: "greeter".into(),
+            instance_node: "bb".into(),
+            actor: "g".into(),
+            outstanding: 2,
+            sent: 10,
+            latency_us: 250.0,
+            ejected: true,
+        }],
+        traced: Some("ledger@aa".into()),
+        trace: vec![TraceEntry {
+            seq: 1,
+            at_ms: 0,
+            tag: "demo.Deposit".into(),
+            from: "bb".into(),
+            bytes: 9,
+            kind: "ask".into(),
+            waited_us: 3.0,
+            handled_us: 12.0,
+            result: "handled".into(),
+        }],
+        ..ClusterView::default()
+    };
+    let events = events_table(&c);
+    // Newest first, with the node's name and a UTC clock.
+    assert_eq!(events.rows[0][2], "restart");
+    assert_eq!(events.rows[0][0], "01:02:03.006");
+    assert_eq!(events.rows[1][1], "n1");
+    let services = services_table(&c);
+    assert_eq!(
+        services.rows[0],
+        ["greeter", "n2", "g", "n1", "2", "10", "250µs", "yes"]
+    );
+    let trace = trace_table(&c);
+    assert_eq!(trace.rows[0][1..4], ["demo.Deposit", "n2", "ask"]);
+    assert_eq!(View::Trace.rows(&c), 1);
+    assert_eq!(json(View::Events, &c).as_array().map(Vec::len), Some(2));
+    assert!(text(View::Services, &c).starts_with("SERVICE"));
+}
