@@ -250,7 +250,10 @@ impl Handler<Inspect> for Inspector {
     fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> Self::Result {
         let host = self.host.send(ListActors);
         let head = self.head.as_ref().map(|h| h.send(HeadStatus));
-        let tasks = self.tasks.as_ref().map(|t| t.send(ListTasks { recent: 20 }));
+        let tasks = self
+            .tasks
+            .as_ref()
+            .map(|t| t.send(ListTasks { recent: 20 }));
         Box::pin(
             async move {
                 let hosted = host.await.unwrap_or_default();

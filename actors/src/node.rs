@@ -630,7 +630,16 @@ fn membership_event(log: &crate::inspect::events::EventLog, event: &ClusterEvent
         ClusterEvent::MetadataChanged(_) => return,
     };
     let m = event.member();
-    log.record("member", m.name(), format!("{what} ({}, {})", m.node.short(), m.addr));
+    // A member's name comes with its metadata, which may follow its first event.
+    let name = match m.meta.as_ref() {
+        Some(_) => m.name().to_owned(),
+        None => m.node.short(),
+    };
+    log.record(
+        "member",
+        name,
+        format!("{what} ({}, {})", m.node.short(), m.addr),
+    );
 }
 
 /// Binds the mesh listener and, with membership, the gossip socket on the

@@ -68,11 +68,11 @@ pub(crate) fn run(args: ConsoleArgs) -> Result<()> {
             print_view(view, frame, args.json);
             return Ok(());
         }
-        return replay(
-            Player::new(frames),
-            &file.display().to_string(),
-            args.refresh_ms,
-        );
+        let name = file
+            .file_name()
+            .unwrap_or(file.as_os_str())
+            .to_string_lossy();
+        return replay(Player::new(frames), &name, args.refresh_ms);
     }
     let (Some(config), Some(addr)) = (&args.config, args.node) else {
         anyhow::bail!("--config and --node are needed (or --replay FILE)");

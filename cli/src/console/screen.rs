@@ -288,11 +288,11 @@ impl App {
         frame.render_widget(tabs_widget, tabs);
         let c = &self.cluster;
         let text = format!(
-            "{} nodes · {} actors · {} links · {}",
+            "{} · {} nodes · {} actors · {} links",
+            self.source,
             c.nodes.len(),
             c.actors.len(),
             c.links.len(),
-            self.source
         );
         frame.render_widget(Paragraph::new(text), summary);
     }
@@ -375,7 +375,8 @@ impl App {
     }
 }
 
-/// Each column as wide as its widest cell (header included), at most 32.
+/// Each column as wide as its widest cell (header included), at most 32;
+/// the last takes what is left.
 fn column_widths(table: &views::Table) -> Vec<Constraint> {
     let mut widths: Vec<usize> = table.header.iter().map(|h| h.chars().count()).collect();
     for row in &table.rows {
@@ -383,9 +384,18 @@ fn column_widths(table: &views::Table) -> Vec<Constraint> {
             *w = (*w).max(cell.chars().count());
         }
     }
+    let last = widths.len().saturating_sub(1);
     widths
         .into_iter()
-        .map(|w| Constraint::Length(w.min(32) as u16))
+        .enumerate()
+        .map(|(i, w)| {
+            let w = w.min(32) as u16;
+            if i == last {
+                Constraint::Min(w)
+            } else {
+                Constraint::Length(w)
+            }
+        })
         .collect()
 }
 

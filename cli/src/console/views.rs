@@ -420,7 +420,14 @@ fn node_name(cluster: &ClusterView, id: &str) -> String {
 /// The Services view: each instance as each node's balancer sees it.
 pub fn services_table(cluster: &ClusterView) -> Table {
     let header = vec![
-        "SERVICE", "INSTANCE", "ACTOR", "SEEN FROM", "OUTSTANDING", "SENT", "LATENCY", "EJECTED",
+        "SERVICE",
+        "INSTANCE",
+        "ACTOR",
+        "SEEN FROM",
+        "OUTSTANDING",
+        "SENT",
+        "LATENCY",
+        "EJECTED",
     ];
     let mut rows: Vec<Vec<String>> = cluster
         .services
@@ -460,7 +467,14 @@ fn task_counts(table: &TaskTable) -> (usize, usize) {
 /// The Tasks view: each node's scheduler.
 pub fn tasks_table(cluster: &ClusterView) -> Table {
     let header = vec![
-        "NODE", "WAITING", "RUNNING", "FINISHED", "FAILED", "SUBMITTED", "CPU FREE", "OBJECTS",
+        "NODE",
+        "WAITING",
+        "RUNNING",
+        "FINISHED",
+        "FAILED",
+        "SUBMITTED",
+        "CPU FREE",
+        "OBJECTS",
         "WAITS FOR",
     ];
     let rows = cluster

@@ -193,6 +193,20 @@ fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the
     let row = line_with(&screen, "demo.Ledger").unwrap();
     assert!(row.split_whitespace().any(|c| c == "1"), "{row}");
 
+    // The events: the placement (on the head leader) and the restart.
+    tmux.keys(&["6"]);
+    tmux.wait("the restart and the placement among the events", |s| {
+        line_with(s, "restart").is_some_and(|l| l.contains("operator's request"))
+            && line_with(s, "placed").is_some_and(|l| l.contains("account"))
+    });
+    // Trace the actor: its trace view names it.
+    tmux.keys(&["2", "t"]);
+    tmux.wait("tracing started", |s| s.contains("tracing account"));
+    tmux.keys(&["7"]);
+    tmux.wait("the trace view of account", |s| {
+        s.contains("trace of account@")
+    });
+
     tmux.keys(&["q"]);
     let deadline = Instant::now() + Duration::from_secs(10);
     while tmux.alive() {

@@ -223,12 +223,21 @@ async fn a_snapshot_carries_the_nodes_events_balancers_and_task_table() {
     .await;
     let balancer = n2.cluster().unwrap().service::<Worker>("greet");
     let served = eventually(Duration::from_secs(10), || async {
-        balancer.send(Work { key: 1, delay_ms: 0 }).await.is_ok()
+        balancer
+            .send(Work {
+                key: 1,
+                delay_ms: 0,
+            })
+            .await
+            .is_ok()
     })
     .await;
     assert!(served);
     // A refusal on n2; a placement recorded by the head (n1).
-    let refused = n1.remote::<Inspector>(n2.id(), INSPECT_ACTOR).send(Inspect).await;
+    let refused = n1
+        .remote::<Inspector>(n2.id(), INSPECT_ACTOR)
+        .send(Inspect)
+        .await;
     assert!(matches!(refused, Err(AskError::Forbidden { .. })));
     let control = n1.control().unwrap().clone();
     crate::util::ledger_on(&control, "book", n2.id()).await;
@@ -256,7 +265,10 @@ async fn a_snapshot_carries_the_nodes_events_balancers_and_task_table() {
     );
     assert!(on_n2.events.iter().all(|e| e.node == n2.id().to_string()));
     let members = kinds(&on_n2, "member");
-    assert!(members.iter().any(|m| m.starts_with("n3 up")), "{members:?}");
+    assert!(
+        members.iter().any(|m| m.starts_with("n3 up")),
+        "{members:?}"
+    );
 
     let service = on_n2
         .services
@@ -265,7 +277,10 @@ async fn a_snapshot_carries_the_nodes_events_balancers_and_task_table() {
         .expect("n2's balancer lists greet");
     assert_eq!(service.instance_node, n3.id().to_string());
     assert!(service.sent >= 1 && service.outstanding == 0 && !service.ejected);
-    let tasks = on_n2.tasks.as_ref().expect("a member reports its task table");
+    let tasks = on_n2
+        .tasks
+        .as_ref()
+        .expect("a member reports its task table");
     assert_eq!(tasks.node, Some(n2.id()));
 
     // The head leader recorded where it placed the ledger.

@@ -448,7 +448,11 @@ impl Reader {
                 self.mesh.directory.events().record(
                     "refused",
                     format!("{tag} to {target}"),
-                    format!("from {} ({}): {reason}", self.caller.name, self.shared.peer.short()),
+                    format!(
+                        "from {} ({}): {reason}",
+                        self.caller.name,
+                        self.shared.peer.short()
+                    ),
                 );
                 let caller = &self.caller;
                 self.mesh

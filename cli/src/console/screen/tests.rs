@@ -210,8 +210,14 @@ fn t_traces_the_selected_actor_and_every_view_has_a_tab() {
         app.on_key(Key::Char(digit));
         assert_eq!(app.view, *view);
         let lines = screen(&app);
-        assert!(lines[0].contains(&format!("{} {}", i + 1, view.name())), "{}", lines[0]);
+        assert!(
+            lines[0].contains(&format!("{} {}", i + 1, view.name())),
+            "{}",
+            lines[0]
+        );
     }
     let lines = screen(&app);
-    assert!(lines.iter().any(|l| l.contains("select an actor and press t")));
+    assert!(lines
+        .iter()
+        .any(|l| l.contains("select an actor and press t")));
 }
