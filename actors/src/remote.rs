@@ -36,8 +36,10 @@ use swarm_protocol::envelope::encode_request;
 use swarm_protocol::{NodeId, Target};
 use tokio::sync::mpsc::error::TrySendError;
 
+use crate::directory::dispatch::sampled;
 use crate::directory::{Accepts, Caller, RemoteActor, RemoteMessage, Wire};
 use crate::error::{AskError, TellError};
+use crate::inspect::stats::ActorStats;
 use crate::mesh::link::AskFailure;
 use crate::mesh::Mesh;
 
@@ -79,13 +81,48 @@ impl<A: RemoteActor> std::fmt::Debug for RemoteAddr<A> {
 /// Where a message to this handle goes.
 enum Route<A: RemoteActor> {
     /// The typed actor on this node: no serialization (and whether it is
-    /// supervised: its stopping mid-request is then a failure).
-    Direct(Addr<A>, bool),
+    /// supervised: its stopping mid-request is then a failure), counted
+    /// in its stats as a dispatch would be.
+    Direct(Addr<A>, bool, Arc<ActorStats>),
     /// Something on this node exposed under the name as another type: its
     /// dispatcher decides, exactly as for a remote caller.
     Dispatch(Arc<dyn crate::directory::Dispatch>),
     /// Another node.
     Remote,
+}
+
+/// A local ask on its way, plain or timed.
+type LocalRequest<M> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = Result<<M as actix::Message>::Result, MailboxError>>
+            + Send,
+    >,
+>;
+
+/// A local tell, counted (and timed when sampled) as a dispatched one.
+fn try_send_counted<A, M>(
+    addr: &Addr<A>,
+    stats: &Arc<ActorStats>,
+    me: NodeId,
+    msg: M,
+) -> Result<(), actix::dev::SendError<M>>
+where
+    A: Accepts<M>,
+    M: RemoteMessage,
+    M::Result: Wire,
+{
+    use actix::dev::SendError;
+    let timed = |t: crate::inspect::Timed<M>| {
+        addr.try_send(t).map_err(|e| match e {
+            SendError::Full(t) => SendError::Full(t.into_inner()),
+            SendError::Closed(t) => SendError::Closed(t.into_inner()),
+        })
+    };
+    let sent = sampled(stats, me, false, 0, msg, |m| addr.try_send(m), timed);
+    if matches!(sent, Err(SendError::Closed(_))) {
+        stats.failed();
+    }
+    sent
 }
 
 impl<A: RemoteActor> RemoteAddr<A> {
@@ -138,8 +175,22 @@ impl<A: RemoteActor> RemoteAddr<A> {
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = AskError::Timeout { after: timeout };
         match self.route()? {
-            Route::Direct(addr, supervised) => {
-                return match tokio::time::timeout_at(deadline, addr.send(msg)).await {
+            Route::Direct(addr, supervised, stats) => {
+                let me = self.mesh.id();
+                let request = sampled(
+                    &stats,
+                    me,
+                    true,
+                    0,
+                    msg,
+                    |m| Box::pin(addr.send(m)) as LocalRequest<M>,
+                    |t| Box::pin(addr.send(t)) as LocalRequest<M>,
+                );
+                let answer = tokio::time::timeout_at(deadline, request).await;
+                if !matches!(answer, Ok(Ok(_))) {
+                    stats.failed();
+                }
+                return match answer {
                     Ok(Ok(result)) => Ok(result),
                     Ok(Err(MailboxError::Closed)) if supervised => Err(AskError::ActorFailed),
                     Ok(Err(MailboxError::Closed)) => Err(AskError::ActorStopped),
@@ -214,8 +265,8 @@ impl<A: RemoteActor> RemoteAddr<A> {
     {
         match self.route() {
             Err(cause) => return Err(TellError::Disconnected { msg, cause }),
-            Ok(Route::Direct(addr, _)) => {
-                return match addr.try_send(msg) {
+            Ok(Route::Direct(addr, _, stats)) => {
+                return match try_send_counted(&addr, &stats, self.mesh.id(), msg) {
                     Ok(()) => Ok(()),
                     Err(actix::dev::SendError::Full(msg)) => {
                         // Wait for the mailbox (backpressure), as a remote tell would.
@@ -292,8 +343,9 @@ impl<A: RemoteActor> RemoteAddr<A> {
     {
         match self.route() {
             Err(cause) => return Err(TellError::Disconnected { msg, cause }),
-            Ok(Route::Direct(addr, _)) => {
-                return addr.try_send(msg).map_err(|e| match e {
+            Ok(Route::Direct(addr, _, stats)) => {
+                let me = self.mesh.id();
+                return try_send_counted(&addr, &stats, me, msg).map_err(|e| match e {
                     actix::dev::SendError::Full(msg) => TellError::Full(msg),
                     actix::dev::SendError::Closed(msg) => TellError::Disconnected {
                         msg,
@@ -362,7 +414,11 @@ impl<A: RemoteActor> RemoteAddr<A> {
             return Err(self.no_such_actor());
         };
         match dispatch.addr().downcast_ref::<Addr<A>>() {
-            Some(addr) => Ok(Route::Direct(addr.clone(), dispatch.supervised())),
+            Some(addr) => Ok(Route::Direct(
+                addr.clone(),
+                dispatch.supervised(),
+                Arc::clone(dispatch.stats()),
+            )),
             None => Ok(Route::Dispatch(dispatch)),
         }
     }

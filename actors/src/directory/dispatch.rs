@@ -337,10 +337,11 @@ fn decode<M: DeserializeOwned>(body: &[u8]) -> Result<M, RemoteError> {
     })
 }
 
-/// Counts a decoded message and delivers it, timed if it is sampled.
-fn sampled<M: RemoteMessage, R>(
+/// Counts a message from `from` and delivers it, timed if it is sampled
+/// (the local shortcut of [`crate::RemoteAddr`] counts this way too).
+pub(crate) fn sampled<M: RemoteMessage, R>(
     stats: &Arc<ActorStats>,
-    caller: &Caller,
+    from: swarm_protocol::NodeId,
     ask: bool,
     bytes: usize,
     msg: M,
@@ -349,7 +350,7 @@ fn sampled<M: RemoteMessage, R>(
 ) -> R {
     let note = || TraceNote {
         tag: M::TAG,
-        from: caller.node,
+        from,
         bytes,
         ask,
     };
@@ -372,7 +373,7 @@ where
 {
     let msg = decode::<M>(body)?;
     let (plain, timed) = (|m| tell_msg(addr, m), |t| tell_msg(addr, t));
-    sampled(stats, caller, false, body.len(), msg, plain, timed)
+    sampled(stats, caller.node, false, body.len(), msg, plain, timed)
 }
 
 fn tell_stamped_fn<A, M>(
@@ -389,7 +390,7 @@ where
     let mut msg: M = decode(body)?;
     msg.stamp_caller(caller);
     let (plain, timed) = (|m| tell_msg(addr, m), |t| tell_msg(addr, t));
-    sampled(stats, caller, false, body.len(), msg, plain, timed)
+    sampled(stats, caller.node, false, body.len(), msg, plain, timed)
 }
 
 fn ask_stamped_fn<A, M>(
@@ -406,7 +407,7 @@ where
     let mut msg: M = decode(body)?;
     msg.stamp_caller(caller);
     let (plain, timed) = (|m| ask_msg(addr, m), |t| ask_msg(addr, t));
-    sampled(stats, caller, true, body.len(), msg, plain, timed)
+    sampled(stats, caller.node, true, body.len(), msg, plain, timed)
 }
 
 fn tell_msg<A, M>(addr: &Addr<A>, msg: M) -> Result<Option<TellFuture>, RemoteError>
@@ -440,7 +441,7 @@ where
 {
     let msg = decode::<M>(body)?;
     let (plain, timed) = (|m| ask_msg(addr, m), |t| ask_msg(addr, t));
-    sampled(stats, caller, true, body.len(), msg, plain, timed)
+    sampled(stats, caller.node, true, body.len(), msg, plain, timed)
 }
 
 fn ask_msg<A, M>(addr: &Addr<A>, msg: M) -> Result<AskFuture, RemoteError>

@@ -238,15 +238,14 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    fn finish(self, started: Instant) {
+    fn finish(mut self, started: Instant) {
         let now = Instant::now();
         let waited = started.saturating_duration_since(self.queued);
         let took = now.saturating_duration_since(started);
         let side = &self.stats.actor;
         side.waiting.record(waited);
         side.handling.record(took);
-        self.stats.handled(self.seq);
-        if let Some(note) = self.note {
+        if let Some(note) = self.note.take() {
             self.stats.record(Traced {
                 seq: 0,
                 at_ms: crate::mesh::unix_now_ms(),
@@ -255,6 +254,14 @@ impl Clock {
                 handled: took,
             });
         }
+    }
+}
+
+/// However a sampled message ends (handled, or dropped with a stopped
+/// actor's mailbox), the next one may be sampled.
+impl Drop for Clock {
+    fn drop(&mut self) {
+        self.stats.handled(self.seq);
     }
 }
 
@@ -270,6 +277,11 @@ pub struct Timed<M> {
 impl<M> Timed<M> {
     pub(crate) fn new(msg: M, clock: Clock) -> Self {
         Self { msg, clock }
+    }
+
+    /// The message, untimed.
+    pub(crate) fn into_inner(self) -> M {
+        self.msg
     }
 
     /// Handles the message with `handle`, timing it.

@@ -292,3 +292,33 @@ async fn a_snapshot_carries_the_nodes_events_balancers_and_task_table() {
     .await;
     assert!(placed, "{:?}", inspect(n1.id()).await.events);
 }
+
+#[actix_rt::test]
+async fn calls_from_the_actors_own_node_are_counted_as_well() {
+    let dir = scratch("inspect-local");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let n2 = &nodes[1].node;
+    // The local shortcut: no serialization, the typed address.
+    let adder = n2.remote::<Adder>(n2.id(), "adder");
+    for i in 0..20 {
+        assert_eq!(adder.send(Add { a: i, b: 1 }).await.unwrap(), i + 1);
+    }
+    let counter = n2.remote::<Counter>(n2.id(), "counter");
+    for seq in 0..30 {
+        counter
+            .try_tell(Bump {
+                seq,
+                pad: Vec::new(),
+            })
+            .unwrap();
+    }
+    let alice = operator(&ca, "alice", &["operator"], n2.listen_addr()).await;
+    let inspector = alice.node.remote::<Inspector>(n2.id(), INSPECT_ACTOR);
+    let counted = eventually(Duration::from_secs(10), || async {
+        let s = inspector.send(Inspect).await.unwrap();
+        let (a, c) = (actor(&s, "adder"), actor(&s, "counter"));
+        (a.messages, a.asks, c.messages, c.backlog) == (20, 20, 30, 0) && a.samples == 20
+    })
+    .await;
+    assert!(counted, "{:?}", inspector.send(Inspect).await);
+}
