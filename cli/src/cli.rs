@@ -361,6 +361,23 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
     },
+    /// The console on a large cluster: N nodes (in this process) with M
+    /// actors each, and the console (a child process) refreshing once a
+    /// second: refresh time and its peak memory.
+    Console {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Member nodes.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Actors on each.
+        #[arg(long, default_value_t = 100)]
+        actors: usize,
+        /// Refreshes to measure.
+        #[arg(long, default_value_t = 10)]
+        frames: u32,
+    },
     /// What the console's counters cost, beside baselines from the same
     /// run: ask RTT and tells/s with counters off, on with a console
     /// attached, and with the actors traced.
@@ -620,6 +637,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Tasks { json, tasks }) => bench::tasks(json, tasks),
         Command::Bench(BenchCommand::Security { json, scale }) => bench::security(json, scale),
         Command::Bench(BenchCommand::Inspect { json, scale }) => bench::inspect(json, scale),
+        Command::Bench(BenchCommand::Console {
+            json,
+            nodes,
+            actors,
+            frames,
+        }) => bench::console(json, nodes, actors, frames),
         Command::Bench(BenchCommand::Link { json, scale, relay }) => {
             bench::link(json, scale, relay)
         }

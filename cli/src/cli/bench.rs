@@ -1,6 +1,7 @@
 //! `swarm bench link` and `swarm bench membership`: run the cluster
 //! benchmarks ([`measure`]) and print a table or one JSON object.
 
+mod console;
 mod control;
 mod inspect;
 mod measure;
@@ -34,6 +35,17 @@ pub(crate) fn control(json: bool, spawns: usize, runs: usize) -> Result<()> {
 pub(crate) fn security(json: bool, scale: f64) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let report = security::run(scale, &exe)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+pub(crate) fn console(json: bool, nodes: usize, actors: usize, frames: u32) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let report = console::run(&exe, nodes, actors, frames)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -46,6 +46,11 @@ pub(crate) struct ConsoleArgs {
     /// With --replay --once: the frame to print (from 1; default the last).
     #[arg(long, requires = "replay")]
     frame: Option<usize>,
+    /// Without a terminal: refresh N times (rendering each frame off
+    /// screen, and recording it with --record), then print what each
+    /// refresh took and the most memory the console used, as JSON.
+    #[arg(long, value_name = "N", conflicts_with_all = ["once", "replay"])]
+    frames: Option<u32>,
     /// Milliseconds between refreshes.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
     refresh_ms: u64,
@@ -120,7 +125,82 @@ async fn attach(
         print_view(view, &cluster, args.json);
         return Ok(());
     }
+    if let Some(frames) = args.frames {
+        return headless(&collector, frames, args.refresh_ms, recorder).await;
+    }
     live(&collector, addr, args.refresh_ms, recorder).await
+}
+
+/// What `--frames` reports.
+#[derive(Debug, serde::Serialize)]
+struct FramesReport {
+    frames: u32,
+    nodes: usize,
+    answered: usize,
+    actors: usize,
+    links: usize,
+    poll_ms_p50: f64,
+    poll_ms_max: f64,
+    render_ms_max: f64,
+    peak_rss_mib: f64,
+}
+
+/// `--frames N`: refreshes without a terminal, each frame drawn off screen
+/// into a 200×60 buffer (the actors view by backlog, as an operator would
+/// watch it).
+async fn headless(
+    collector: &Collector,
+    frames: u32,
+    refresh_ms: u64,
+    recorder: &mut Option<Recorder>,
+) -> Result<()> {
+    use ratatui::backend::TestBackend;
+    let mut terminal = ratatui::Terminal::new(TestBackend::new(200, 60))?;
+    let mut app = App::new("headless");
+    app.on_key(Key::Char('2'));
+    app.on_key(Key::Char('s'));
+    let mut tick = tokio::time::interval(Duration::from_millis(refresh_ms));
+    let (mut polls, mut render_max) = (Vec::new(), Duration::ZERO);
+    for _ in 0..frames {
+        tick.tick().await;
+        let started = Instant::now();
+        let view = collector.poll().await?;
+        polls.push(started.elapsed());
+        if let Some(r) = recorder.as_mut() {
+            r.frame(&view)?;
+        }
+        app.update(view);
+        let started = Instant::now();
+        terminal.draw(|f| app.draw(f))?;
+        render_max = render_max.max(started.elapsed());
+    }
+    let last = &app.cluster;
+    polls.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let report = FramesReport {
+        frames,
+        nodes: last.nodes.len(),
+        answered: last.nodes.iter().filter(|n| n.local.is_some()).count(),
+        actors: last.actors.len(),
+        links: last.links.len(),
+        poll_ms_p50: polls.get(polls.len() / 2).copied().map_or(0.0, ms),
+        poll_ms_max: polls.last().copied().map_or(0.0, ms),
+        render_ms_max: ms(render_max),
+        peak_rss_mib: peak_rss_mib(),
+    };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+/// The most resident memory this process used (`VmHWM`), MiB; 0 where
+/// /proc does not say.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// The interactive console on a live cluster.

@@ -298,21 +298,30 @@ impl App {
     }
 
     fn draw_table(&self, frame: &mut Frame<'_>, area: Rect) {
+        // Only the rows that fit (borders and header take three lines),
+        // scrolled so the selection shows.
+        let fits = usize::from(area.height.saturating_sub(3)).max(1);
+        let first = (self.selected + 1).saturating_sub(fits);
+        let w = first..first + fits;
+        let c = &self.cluster;
         let (table, alerted): (views::Table, Vec<bool>) = match self.view {
-            View::Nodes => (views::nodes_table(&self.cluster), Vec::new()),
+            View::Nodes => (views::nodes_table(c, &w), Vec::new()),
             View::Actors => {
-                let rows = self.actors();
+                let all = self.actors();
+                let rows = all
+                    .get(w.start.min(all.len())..w.end.min(all.len()))
+                    .unwrap_or_default();
                 let alerted = rows
                     .iter()
                     .map(|a| self.alerts.reason(a).is_some())
                     .collect();
-                (views::actors_table(&rows), alerted)
+                (views::actors_table(rows), alerted)
             }
-            View::Links => (views::links_table(&self.cluster), Vec::new()),
-            View::Services => (views::services_table(&self.cluster), Vec::new()),
-            View::Tasks => (views::tasks_table(&self.cluster), Vec::new()),
-            View::Events => (views::events_table(&self.cluster), Vec::new()),
-            View::Trace => (views::trace_table(&self.cluster), Vec::new()),
+            View::Links => (views::links_table(c, &w), Vec::new()),
+            View::Services => (views::services_table(c, &w), Vec::new()),
+            View::Tasks => (views::tasks_table(c, &w), Vec::new()),
+            View::Events => (views::events_table(c, &w), Vec::new()),
+            View::Trace => (views::trace_table(c, &w), Vec::new()),
         };
         let widths = column_widths(&table);
         let header =
@@ -345,7 +354,7 @@ impl App {
             .header(header)
             .block(Block::bordered().title(title))
             .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED));
-        let mut state = TableState::default().with_selected(Some(self.selected));
+        let mut state = TableState::default().with_selected(Some(self.selected - first));
         frame.render_stateful_widget(widget, area, &mut state);
     }
 

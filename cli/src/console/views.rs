@@ -2,7 +2,9 @@
 //! a view shows, in which order, and how each cell reads. The terminal
 //! console, `--once` tables and `--once --json` all come from here.
 
-use swarm::inspect::{ActorView, ClusterView, LinkView, NodeView};
+use std::ops::Range;
+
+use swarm::inspect::{ActorView, ClusterView, LinkView, NodeView, ServiceView};
 use swarm::tasks::{TaskState, TaskTable};
 
 /// One of the console's views.
@@ -309,13 +311,27 @@ fn uptime(s: u64) -> String {
     }
 }
 
+/// Which rows of a view a table holds: a screen shows only what fits, so
+/// a cluster of 10,000 actors costs a screenful of cells per refresh.
+pub type Window = Range<usize>;
+
+/// Every row.
+pub const ALL_ROWS: Window = 0..usize::MAX;
+
+fn window<'a, T: 'a>(
+    items: impl Iterator<Item = T> + 'a,
+    w: &Window,
+) -> impl Iterator<Item = T> + 'a {
+    items.skip(w.start).take(w.end.saturating_sub(w.start))
+}
+
 /// The Nodes view.
-pub fn nodes_table(view: &ClusterView) -> Table {
+pub fn nodes_table(view: &ClusterView, w: &Window) -> Table {
     let header = vec![
         "NAME", "ID", "ROLES", "STATE", "CPU%", "MEM", "GPUS", "LOAD", "ACTORS", "LINKS", "UP",
         "HEAD",
     ];
-    let rows = view.nodes.iter().map(node_row).collect();
+    let rows = window(view.nodes.iter(), w).map(node_row).collect();
     Table { header, rows }
 }
 
@@ -373,7 +389,7 @@ pub fn actors_table(rows: &[&ActorView]) -> Table {
 }
 
 /// The Links view.
-pub fn links_table(view: &ClusterView) -> Table {
+pub fn links_table(view: &ClusterView, w: &Window) -> Table {
     let header = vec![
         "NODE",
         "PEER",
@@ -387,9 +403,7 @@ pub fn links_table(view: &ClusterView) -> Table {
         "QUEUED",
     ];
     let name_of = |id: &str| node_name(view, id);
-    let rows = view
-        .links
-        .iter()
+    let rows = window(view.links.iter(), w)
         .map(|l: &LinkView| {
             vec![
                 name_of(&l.node),
@@ -418,7 +432,7 @@ fn node_name(cluster: &ClusterView, id: &str) -> String {
 }
 
 /// The Services view: each instance as each node's balancer sees it.
-pub fn services_table(cluster: &ClusterView) -> Table {
+pub fn services_table(cluster: &ClusterView, w: &Window) -> Table {
     let header = vec![
         "SERVICE",
         "INSTANCE",
@@ -429,9 +443,12 @@ pub fn services_table(cluster: &ClusterView) -> Table {
         "LATENCY",
         "EJECTED",
     ];
-    let mut rows: Vec<Vec<String>> = cluster
-        .services
-        .iter()
+    let mut sorted: Vec<&ServiceView> = cluster.services.iter().collect();
+    sorted.sort_by(|a, b| {
+        let key = |s: &ServiceView| (s.service.clone(), s.instance_node.clone(), s.actor.clone());
+        key(a).cmp(&key(b)).then_with(|| a.node.cmp(&b.node))
+    });
+    let rows = window(sorted.into_iter(), w)
         .map(|s| {
             vec![
                 s.service.clone(),
@@ -445,7 +462,6 @@ pub fn services_table(cluster: &ClusterView) -> Table {
             ]
         })
         .collect();
-    rows.sort();
     Table { header, rows }
 }
 
@@ -465,7 +481,7 @@ fn task_counts(table: &TaskTable) -> (usize, usize) {
 }
 
 /// The Tasks view: each node's scheduler.
-pub fn tasks_table(cluster: &ClusterView) -> Table {
+pub fn tasks_table(cluster: &ClusterView, w: &Window) -> Table {
     let header = vec![
         "NODE",
         "WAITING",
@@ -477,9 +493,7 @@ pub fn tasks_table(cluster: &ClusterView) -> Table {
         "OBJECTS",
         "WAITS FOR",
     ];
-    let rows = cluster
-        .tasks
-        .iter()
+    let rows = window(cluster.tasks.iter(), w)
         .map(|t| {
             let (waiting, running) = task_counts(t);
             let node = t
@@ -520,12 +534,9 @@ pub fn clock(at_ms: u64) -> String {
 }
 
 /// The Events view, newest first.
-pub fn events_table(cluster: &ClusterView) -> Table {
+pub fn events_table(cluster: &ClusterView, w: &Window) -> Table {
     let header = vec!["TIME", "NODE", "KIND", "SUBJECT", "DETAIL"];
-    let rows = cluster
-        .events
-        .iter()
-        .rev()
+    let rows = window(cluster.events.iter().rev(), w)
         .map(|e| {
             vec![
                 clock(e.at_ms),
@@ -540,14 +551,11 @@ pub fn events_table(cluster: &ClusterView) -> Table {
 }
 
 /// The Trace view, newest first.
-pub fn trace_table(cluster: &ClusterView) -> Table {
+pub fn trace_table(cluster: &ClusterView, w: &Window) -> Table {
     let header = vec![
         "TIME", "TAG", "FROM", "KIND", "BYTES", "WAITED", "HANDLED", "RESULT",
     ];
-    let rows = cluster
-        .trace
-        .iter()
-        .rev()
+    let rows = window(cluster.trace.iter().rev(), w)
         .map(|t| {
             vec![
                 clock(t.at_ms),
@@ -581,16 +589,16 @@ pub fn json(view: View, cluster: &ClusterView) -> serde_json::Value {
 /// One view as a text table (system actors included).
 pub fn text(view: View, cluster: &ClusterView) -> String {
     match view {
-        View::Nodes => nodes_table(cluster).text(),
+        View::Nodes => nodes_table(cluster, &ALL_ROWS).text(),
         View::Actors => {
             let all = ActorFilter::parse("system");
             actors_table(&actors(cluster, ActorSort::Name, &all)).text()
         }
-        View::Links => links_table(cluster).text(),
-        View::Services => services_table(cluster).text(),
-        View::Tasks => tasks_table(cluster).text(),
-        View::Events => events_table(cluster).text(),
-        View::Trace => trace_table(cluster).text(),
+        View::Links => links_table(cluster, &ALL_ROWS).text(),
+        View::Services => services_table(cluster, &ALL_ROWS).text(),
+        View::Tasks => tasks_table(cluster, &ALL_ROWS).text(),
+        View::Events => events_table(cluster, &ALL_ROWS).text(),
+        View::Trace => trace_table(cluster, &ALL_ROWS).text(),
     }
 }
 

@@ -221,3 +221,21 @@ fn t_traces_the_selected_actor_and_every_view_has_a_tab() {
         .iter()
         .any(|l| l.contains("select an actor and press t")));
 }
+
+#[test]
+fn a_long_view_scrolls_to_the_selection_and_draws_only_what_fits() {
+    let mut c = cluster();
+    c.actors = (0..5_000)
+        .map(|i| actor(&format!("a{i:04}"), "n1", 0, 0.0))
+        .collect();
+    let mut app = App::new("live");
+    app.update(c);
+    app.on_key(Key::Char('2'));
+    for _ in 0..100 {
+        app.on_key(Key::Down);
+    }
+    let lines = screen(&app);
+    assert!(row_of(&lines, "a0100").is_some(), "the selection shows");
+    assert!(row_of(&lines, "a0000").is_none(), "scrolled past the top");
+    assert!(row_of(&lines, "a0200").is_none(), "only what fits");
+}

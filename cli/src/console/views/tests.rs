@@ -168,17 +168,17 @@ fn events_services_and_traces_read_with_node_names() {
         }],
         ..ClusterView::default()
     };
-    let events = events_table(&c);
+    let events = events_table(&c, &ALL_ROWS);
     // Newest first, with the node's name and a UTC clock.
     assert_eq!(events.rows[0][2], "restart");
     assert_eq!(events.rows[0][0], "01:02:03.006");
     assert_eq!(events.rows[1][1], "n1");
-    let services = services_table(&c);
+    let services = services_table(&c, &ALL_ROWS);
     assert_eq!(
         services.rows[0],
         ["greeter", "n2", "g", "n1", "2", "10", "250µs", "yes"]
     );
-    let trace = trace_table(&c);
+    let trace = trace_table(&c, &ALL_ROWS);
     assert_eq!(trace.rows[0][1..4], ["demo.Deposit", "n2", "ask"]);
     assert_eq!(View::Trace.rows(&c), 1);
     assert_eq!(json(View::Events, &c).as_array().map(Vec::len), Some(2));
