@@ -158,5 +158,5 @@ async fn cluster_and_console(
         "the console failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(serde_json::from_slice(&out.stdout).context("the console's report")?)
+    serde_json::from_slice(&out.stdout).context("the console's report")
 }
