@@ -69,10 +69,44 @@ pub struct ReadTrace {
     pub after: u64,
 }
 
+/// The inspect hook: an actor that handles it (answering its state as
+/// JSON text) and lists it in its `remote_actor!` shows that state in the
+/// console's detail pane.
+///
+/// ```
+/// # use actix::prelude::*;
+/// # struct Ledger { balance: u64 }
+/// # impl Actor for Ledger { type Context = Context<Self>; }
+/// impl Handler<swarm_actors::inspect::InspectState> for Ledger {
+///     type Result = String;
+///     fn handle(&mut self, _: swarm_actors::inspect::InspectState, _: &mut Context<Self>) -> String {
+///         format!("{{\"balance\": {}}}", self.balance)
+///     }
+/// }
+/// swarm_actors::remote_actor!(Ledger: swarm_actors::inspect::InspectState);
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Message)]
+#[rtype(result = "String")]
+pub struct InspectState;
+
+/// Asks a node's inspector for one actor's state through its inspect
+/// hook: `None` if the actor has none.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Option<String>, InspectError>")]
+pub struct InspectActor {
+    /// The actor's name on that node.
+    pub actor: String,
+}
+
+/// The most of an actor's state an inspection returns; longer is cut.
+pub const MAX_STATE: usize = 64 * 1024;
+
 crate::remote_message!(
     Inspect => "swarm.Inspect",
     SetTrace => "swarm.SetTrace",
     ReadTrace => "swarm.ReadTrace",
+    InspectState => "swarm.InspectState",
+    InspectActor => "swarm.InspectActor",
 );
 
 /// Why an inspection request failed.
@@ -83,6 +117,14 @@ pub enum InspectError {
     NoSuchActor {
         /// The name asked for.
         name: String,
+    },
+    /// The actor's inspect hook failed.
+    #[error("{name} did not answer its inspect hook: {reason}")]
+    Hook {
+        /// The actor.
+        name: String,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -193,6 +235,9 @@ impl Inspector {
                 waiting_p99_us: s.waiting_p99_us,
                 samples: s.samples,
                 tracing: stats.tracing(),
+                supervisor: row.map(|r| r.supervisor.clone()).unwrap_or_default(),
+                placed: row.is_some_and(|r| r.placed),
+                history: row.map(|r| r.history.clone()).unwrap_or_default(),
                 name: actor,
             });
         }
@@ -300,7 +345,48 @@ impl Handler<ReadTrace> for Inspector {
     }
 }
 
-crate::remote_actor!(Inspector: Inspect, SetTrace, ReadTrace);
+impl Handler<InspectActor> for Inspector {
+    type Result = ResponseFuture<Result<Option<String>, InspectError>>;
+
+    fn handle(&mut self, msg: InspectActor, _: &mut Context<Self>) -> Self::Result {
+        let name = msg.actor;
+        let Some(entry) = self.mesh.directory().dispatcher(&name) else {
+            return Box::pin(async move { Err(InspectError::NoSuchActor { name }) });
+        };
+        let hook = |reason: String| InspectError::Hook {
+            name: name.clone(),
+            reason,
+        };
+        let body = rmp_serde::to_vec(&InspectState).unwrap_or_default();
+        let asked = entry.ask(&self.mesh.own_caller(), "swarm.InspectState", &body);
+        let answer = match asked {
+            Err(swarm_protocol::RemoteError::UnknownMessage { .. }) => {
+                return Box::pin(async { Ok(None) })
+            }
+            Err(e) => {
+                let e = hook(e.to_string());
+                return Box::pin(async move { Err(e) });
+            }
+            Ok(answer) => answer,
+        };
+        Box::pin(async move {
+            let bytes = answer.await.map_err(|e| hook(e.to_string()))?;
+            let mut state: String =
+                rmp_serde::from_slice(&bytes).map_err(|e| hook(e.to_string()))?;
+            if state.len() > MAX_STATE {
+                let mut cut = MAX_STATE;
+                while !state.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                state.truncate(cut);
+                state.push_str(" …(cut)");
+            }
+            Ok(Some(state))
+        })
+    }
+}
+
+crate::remote_actor!(Inspector: Inspect, SetTrace, ReadTrace, InspectActor);
 
 #[cfg(test)]
 mod tests {

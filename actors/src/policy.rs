@@ -66,6 +66,7 @@ pub const OPERATOR_READS: &[&str] = &[
     "swarm.Inspect",
     "swarm.SetTrace",
     "swarm.ReadTrace",
+    "swarm.InspectActor",
     "swarm.Login",
     "swarm.Present",
 ];

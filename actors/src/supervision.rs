@@ -96,6 +96,27 @@ impl Default for Restart {
     }
 }
 
+impl std::fmt::Display for Restart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Restart::Never => write!(f, "never restarted"),
+            Restart::OnFailure { max, within, .. } => {
+                write!(f, "restarted on failure, at most {max} within {within:?}")
+            }
+        }
+    }
+}
+
+/// One restart of a supervised actor, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RestartRecord {
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// Why: a failure (and the wait before the restart), an operator's
+    /// request, or escalation past the policy.
+    pub reason: String,
+}
+
 impl Restart {
     /// Never restart.
     pub fn never() -> Self {

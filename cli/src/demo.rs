@@ -468,7 +468,21 @@ impl Handler<Crash> for Ledger {
     }
 }
 
-swarm_actors::remote_actor!(Ledger: Deposit, Crash);
+/// The ledger's state in the console's detail pane.
+impl Handler<swarm_actors::inspect::InspectState> for Ledger {
+    type Result = String;
+
+    fn handle(&mut self, _: swarm_actors::inspect::InspectState, _: &mut Context<Self>) -> String {
+        serde_json::json!({
+            "balance": self.balance,
+            "epoch": self.epoch,
+            "node": self.node.to_string(),
+        })
+        .to_string()
+    }
+}
+
+swarm_actors::remote_actor!(Ledger: Deposit, Crash, swarm_actors::inspect::InspectState);
 
 impl swarm_actors::supervision::Spawnable for Ledger {
     const TYPE: &'static str = "demo.Ledger";

@@ -100,6 +100,15 @@ pub struct ActorView {
     pub samples: u64,
     /// Its messages are being traced.
     pub tracing: bool,
+    /// Who supervises it and by which policy (empty: nobody).
+    #[serde(default)]
+    pub supervisor: String,
+    /// Placed by the head (it moves if its node fails).
+    #[serde(default)]
+    pub placed: bool,
+    /// Its latest restarts, oldest first.
+    #[serde(default)]
+    pub history: Vec<crate::supervision::RestartRecord>,
 }
 
 /// One link, as the Links view lists it.
@@ -251,6 +260,10 @@ pub struct ClusterView {
     /// Each answering node's task table.
     #[serde(default)]
     pub tasks: Vec<crate::tasks::TaskTable>,
+    /// The named actors the head records (placement, resources, group),
+    /// as its leader answered; empty without a control plane.
+    #[serde(default)]
+    pub placed: Vec<crate::control::PlacedRow>,
     /// The actor being traced (`name@node-id`), if one is.
     #[serde(default)]
     pub traced: Option<String>,

@@ -43,7 +43,13 @@ struct Shared {
     state: Mutex<SupervisedState>,
     stop: Notify,
     restart: Notify,
+    policy: Restart,
+    /// The latest restarts, oldest first.
+    history: Mutex<std::collections::VecDeque<super::RestartRecord>>,
 }
+
+/// Restarts an actor's history keeps.
+const HISTORY: usize = 16;
 
 impl Supervised {
     /// The name it is exposed under.
@@ -68,6 +74,36 @@ impl Supervised {
     /// Stops it for good (it is not restarted) and unexposes its name.
     pub fn stop(&self) {
         self.shared.stop.notify_one();
+    }
+
+    /// Its restart policy.
+    pub fn policy(&self) -> &Restart {
+        &self.shared.policy
+    }
+
+    /// Its latest restarts (at most 16), oldest first.
+    pub fn history(&self) -> Vec<super::RestartRecord> {
+        let history = self
+            .shared
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        history.iter().cloned().collect()
+    }
+
+    fn remember(&self, reason: String) {
+        let mut history = self
+            .shared
+            .history
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if history.len() == HISTORY {
+            history.pop_front();
+        }
+        history.push_back(super::RestartRecord {
+            at_ms: crate::mesh::unix_now_ms(),
+            reason,
+        });
     }
 
     /// Stops the running incarnation and starts the next at once, without
@@ -115,6 +151,8 @@ where
             state: Mutex::new(SupervisedState::Running),
             stop: Notify::new(),
             restart: Notify::new(),
+            policy: policy.clone(),
+            history: Mutex::default(),
         }),
     };
     let (started_tx, started_rx) = oneshot::channel::<()>();
@@ -138,6 +176,7 @@ where
                     let n = supervisor.shared.restarts.fetch_add(1, Ordering::AcqRel) + 1;
                     tracing::info!(actor = %name, "supervised actor restarted on request");
                     let detail = format!("restart {n}, on an operator's request");
+                    supervisor.remember("on an operator's request".to_owned());
                     directory.events().record("restart", name.as_str(), detail);
                     // The next incarnation replaces this one's entry.
                     continue;
@@ -156,6 +195,7 @@ where
                     supervisor.set(SupervisedState::Restarting);
                     tracing::warn!(actor = %name, ?wait, restarts = tracker.restarts(), "supervised actor failed; restarting");
                     let detail = format!("failed; restart {n} in {wait:?}");
+                    supervisor.remember(format!("failed; restarted after {wait:?}"));
                     directory.events().record("restart", name.as_str(), detail);
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
@@ -171,6 +211,7 @@ where
                     supervisor.set(SupervisedState::Failed);
                     tracing::error!(actor = %name, restarts = tracker.restarts(), "supervised actor failed past its restart policy; escalated");
                     let detail = format!("past its restart policy after {} restarts", tracker.restarts());
+                    supervisor.remember(format!("failed again: escalated ({})", supervisor.policy()));
                     directory.events().record("failed", name.as_str(), detail);
                     return;
                 }

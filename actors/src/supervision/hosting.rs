@@ -280,6 +280,9 @@ impl Handler<ListActors> for Host {
                 state: format!("{:?}", s.supervised.state()).to_lowercase(),
                 restarts: s.supervised.restarts(),
                 epoch: s.epoch,
+                supervisor: format!("this node's host: {}", s.supervised.policy()),
+                placed: s.fenced,
+                history: s.supervised.history(),
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));

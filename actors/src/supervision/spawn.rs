@@ -213,6 +213,16 @@ pub struct ActorRow {
     pub restarts: u64,
     /// Its placement's epoch.
     pub epoch: u64,
+    /// Who supervises it and by which policy.
+    #[serde(default)]
+    pub supervisor: String,
+    /// Placed by the head (it moves if this node fails), rather than
+    /// started by this node alone.
+    #[serde(default)]
+    pub placed: bool,
+    /// Its latest restarts, oldest first.
+    #[serde(default)]
+    pub history: Vec<super::RestartRecord>,
 }
 
 /// Asks a node's host for the actors it started.

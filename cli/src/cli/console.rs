@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-use swarm::inspect::ClusterView;
+use swarm::inspect::{ClusterView, InspectActor, Inspector, INSPECT_ACTOR};
 use swarm::supervision::{Host, HostRestart, HOST_ACTOR};
 use swarm_cli::console::collect::Collector;
 use swarm_cli::console::record::{self, Player, Recorder};
@@ -60,6 +60,23 @@ pub(crate) struct ConsoleArgs {
 enum Update {
     Frame(ClusterView),
     Status(String),
+    /// An actor's state, for the detail pane: (actor, node, text).
+    State(String, String, String),
+}
+
+/// Asks an actor's inspect hook for its state.
+async fn inspect_state(collector: &Collector, name: String, node: String) -> Update {
+    let Ok(id) = node.parse::<swarm::NodeId>() else {
+        return Update::Status(format!("bad node id {node}"));
+    };
+    let inspector = collector.node().remote::<Inspector>(id, INSPECT_ACTOR);
+    let text = match inspector.send(InspectActor { actor: name.clone() }).await {
+        Ok(Ok(Some(state))) => state,
+        Ok(Ok(None)) => "(no inspect hook)".to_owned(),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    Update::State(name, node, text)
 }
 
 pub(crate) fn run(args: ConsoleArgs) -> Result<()> {
@@ -110,7 +127,10 @@ async fn attach(
         .connect(addr)
         .await
         .with_context(|| format!("no authenticated connection to {addr}"))?;
-    let collector = Collector::new(node.clone(), addr, peer.id);
+    let mut collector = Collector::new(node.clone(), addr, peer.id);
+    if let Ok(control) = node.control_through(addr).await {
+        collector = collector.with_control(control);
+    }
     if let Some(view) = args.once {
         // Rates are computed between two inspections: inspect once to
         // start them, then report the second.
@@ -234,6 +254,7 @@ async fn live(
             },
             command = from_screen.recv() => match command {
                 None | Some(Command::Quit) => break,
+                Some(Command::Inspect { name, node }) => inspect_state(collector, name, node).await,
                 Some(c) => Update::Status(act(collector, control.as_ref(), c).await),
             },
         };
@@ -292,7 +313,11 @@ async fn act(
                 Err(e) => format!("trace {name}: {e}"),
             }
         }
-        Command::None | Command::Quit | Command::Pause | Command::Seek(_) => String::new(),
+        Command::None
+        | Command::Quit
+        | Command::Pause
+        | Command::Seek(_)
+        | Command::Inspect { .. } => String::new(),
     }
 }
 
@@ -332,6 +357,7 @@ fn screen_loop(
                 match updates.try_recv() {
                     Ok(Update::Frame(view)) => app.update(view),
                     Ok(Update::Status(s)) => app.status = s,
+                    Ok(Update::State(name, node, text)) => app.state = Some((name, node, text)),
                     Err(std::sync::mpsc::TryRecvError::Empty) => break,
                     Err(std::sync::mpsc::TryRecvError::Disconnected) if player.is_none() => {
                         return Ok(())
@@ -380,11 +406,15 @@ fn screen_loop(
                         next_step = Instant::now() + refresh;
                     }
                 }
+                // A recording holds no actor to ask.
+                Command::Inspect { .. } if player.is_some() => {}
                 action if player.is_some() => {
                     app.status = format!("a replay cannot act ({action:?})");
                 }
                 action => {
-                    app.status = "working…".to_owned();
+                    if !matches!(action, Command::Inspect { .. }) {
+                        app.status = "working…".to_owned();
+                    }
                     if !on_command(action) {
                         return Ok(());
                     }

@@ -42,6 +42,8 @@ pub struct Collector {
     entry_id: NodeId,
     /// The actor traced now, and what was read of its trace.
     trace: Arc<Mutex<Option<Traced>>>,
+    /// The control plane, for what the head records of named actors.
+    control: Option<swarm::control::Control>,
 }
 
 struct Traced {
@@ -59,7 +61,14 @@ impl Collector {
             entry,
             entry_id,
             trace: Arc::default(),
+            control: None,
         }
+    }
+
+    /// Also lists what the head records of named actors (their placement).
+    pub fn with_control(mut self, control: swarm::control::Control) -> Self {
+        self.control = Some(control);
+        self
     }
 
     /// Starts tracing `actor` on `node` (stopping any other trace), or
@@ -170,6 +179,9 @@ impl Collector {
         }
         let mut view = join(members, answers);
         (view.traced, view.trace) = self.read_trace().await;
+        if let Some(control) = &self.control {
+            view.placed = control.placed().await.unwrap_or_default();
+        }
         Ok(view)
     }
 

@@ -73,6 +73,14 @@ pub enum Command {
         /// Start or stop.
         on: bool,
     },
+    /// Ask the actor `name` on `node` (hex id) for its state (its inspect
+    /// hook), for the detail pane.
+    Inspect {
+        /// The actor.
+        name: String,
+        /// Its node.
+        node: String,
+    },
     /// Replay: toggle pause.
     Pause,
     /// Replay: move by this many frames.
@@ -105,6 +113,8 @@ pub struct App {
     /// Where the session's frames come from, for the title
     /// (`live ADDR` or `replay FILE k/n`).
     pub source: String,
+    /// The state an actor's inspect hook answered: (actor, node, text).
+    pub state: Option<(String, String, String)>,
 }
 
 impl App {
@@ -190,7 +200,15 @@ impl App {
                 self.selected = 0;
             }
             Key::Char('/') if self.view == View::Actors => self.typing = true,
-            Key::Enter if self.view == View::Actors => self.detail = !self.detail,
+            Key::Enter if self.view == View::Actors => {
+                self.detail = !self.detail;
+                if let Some(a) = self.selected_actor().filter(|_| self.detail) {
+                    return Command::Inspect {
+                        name: a.name.clone(),
+                        node: a.node.clone(),
+                    };
+                }
+            }
             Key::Esc => self.detail = false,
             Key::Char('r') => self.ask_confirm(|a| Command::Restart {
                 name: a.name.clone(),
@@ -267,7 +285,13 @@ impl App {
         };
         self.draw_table(frame, table_area);
         if let (Some(area), Some(actor)) = (detail_area, self.selected_actor()) {
-            draw_detail(frame, area, actor);
+            let state = self
+                .state
+                .as_ref()
+                .filter(|(name, node, _)| *name == actor.name && *node == actor.node)
+                .map(|(_, _, text)| text.as_str());
+            let placed = self.cluster.placed.iter().find(|p| p.name == actor.name);
+            draw_detail(frame, area, actor, placed, state);
         }
         frame.render_widget(Paragraph::new(self.status_line()), bottom);
     }
@@ -410,13 +434,22 @@ fn column_widths(table: &views::Table) -> Vec<Constraint> {
 
 /// The selected actor's every field (the data model's), `key: value`,
 /// flowing over the pane's lines.
-fn draw_detail(frame: &mut Frame<'_>, area: Rect, actor: &ActorView) {
+fn draw_detail(
+    frame: &mut Frame<'_>,
+    area: Rect,
+    actor: &ActorView,
+    placed: Option<&swarm::control::PlacedRow>,
+    state: Option<&str>,
+) {
     let fields = match serde_json::to_value(actor) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
     };
     let mut spans = Vec::new();
     for (key, value) in fields {
+        if key == "history" {
+            continue;
+        }
         let value = match value {
             serde_json::Value::String(s) => s,
             serde_json::Value::Number(n) if n.is_f64() => {
@@ -430,7 +463,39 @@ fn draw_detail(frame: &mut Frame<'_>, area: Rect, actor: &ActorView) {
         ));
         spans.push(Span::raw(format!("{value}   ")));
     }
-    let widget = Paragraph::new(Line::from(spans))
+    let label = |text: &str| Span::styled(text.to_owned(), Style::new().fg(Color::Cyan));
+    let mut lines = vec![Line::from(spans)];
+    if let Some(p) = placed {
+        let r = &p.resources;
+        let group = p
+            .bundle
+            .as_ref()
+            .map_or_else(String::new, |(g, b)| format!(", group {g} bundle {b}"));
+        lines.push(Line::from(vec![
+            label("placement: "),
+            Span::raw(format!(
+                "{} by the head on {} (epoch {}, placed {} times), reserves {} CPUs, {}, {} GPUs{group}",
+                p.state,
+                p.node.short(),
+                p.epoch,
+                p.placements,
+                r.cpus,
+                views::bytes(r.memory),
+                r.gpus,
+            )),
+        ]));
+    }
+    for r in &actor.history {
+        lines.push(Line::from(vec![
+            label("restarted "),
+            Span::raw(format!("{} {}", views::clock(r.at_ms), r.reason)),
+        ]));
+    }
+    lines.push(Line::from(vec![
+        label("state: "),
+        Span::raw(state.unwrap_or("(asking; actors answer with an inspect hook)").to_owned()),
+    ]));
+    let widget = Paragraph::new(lines)
         .block(Block::bordered().title(format!(" {} on {} ", actor.name, actor.node_name)))
         .wrap(Wrap { trim: false });
     frame.render_widget(widget, area);

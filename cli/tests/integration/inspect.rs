@@ -205,6 +205,28 @@ async fn only_an_admin_restarts_a_supervised_actor_and_the_restart_is_counted() 
     })
     .await;
     assert!(answered);
+
+    // Its detail: who supervises it, that the head placed it, its restarts.
+    let s = inspector.send(Inspect).await.unwrap();
+    let book = actor(&s, "book");
+    assert!(book.placed);
+    assert!(book.supervisor.contains("restarted on failure"), "{}", book.supervisor);
+    assert_eq!(book.history.len(), 1);
+    assert_eq!(book.history[0].reason, "on an operator's request");
+
+    // Its state, through its inspect hook (a fresh incarnation: 0 + 1).
+    use swarm::inspect::{InspectActor, InspectError};
+    let state = |actor: &str| InspectActor {
+        actor: actor.into(),
+    };
+    let json = inspector.send(state("book")).await.unwrap().unwrap().unwrap();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["balance"], 1, "{json}");
+    assert_eq!(inspector.send(state("adder")).await.unwrap(), Ok(None));
+    assert!(matches!(
+        inspector.send(state("nobody")).await.unwrap(),
+        Err(InspectError::NoSuchActor { .. })
+    ));
 }
 
 #[actix_rt::test]
