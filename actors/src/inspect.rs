@@ -353,7 +353,7 @@ impl Handler<InspectActor> for Inspector {
         let Some(entry) = self.mesh.directory().dispatcher(&name) else {
             return Box::pin(async move { Err(InspectError::NoSuchActor { name }) });
         };
-        let hook = |reason: String| InspectError::Hook {
+        let hook = move |reason: String| InspectError::Hook {
             name: name.clone(),
             reason,
         };

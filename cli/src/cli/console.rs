@@ -70,7 +70,12 @@ async fn inspect_state(collector: &Collector, name: String, node: String) -> Upd
         return Update::Status(format!("bad node id {node}"));
     };
     let inspector = collector.node().remote::<Inspector>(id, INSPECT_ACTOR);
-    let text = match inspector.send(InspectActor { actor: name.clone() }).await {
+    let text = match inspector
+        .send(InspectActor {
+            actor: name.clone(),
+        })
+        .await
+    {
         Ok(Ok(Some(state))) => state,
         Ok(Ok(None)) => "(no inspect hook)".to_owned(),
         Ok(Err(e)) => e.to_string(),

@@ -493,7 +493,11 @@ fn draw_detail(
     }
     lines.push(Line::from(vec![
         label("state: "),
-        Span::raw(state.unwrap_or("(asking; actors answer with an inspect hook)").to_owned()),
+        Span::raw(
+            state
+                .unwrap_or("(asking; actors answer with an inspect hook)")
+                .to_owned(),
+        ),
     ]));
     let widget = Paragraph::new(lines)
         .block(Block::bordered().title(format!(" {} on {} ", actor.name, actor.node_name)))

@@ -158,11 +158,18 @@ fn a_filter_narrows_the_actors_and_the_detail_pane_shows_the_selected_one() {
         }
     );
     assert!(app.detail);
-    app.state = Some(("gamma".into(), "n100000000".into(), "{\"balance\": 42}".into()));
+    app.state = Some((
+        "gamma".into(),
+        "n100000000".into(),
+        "{\"balance\": 42}".into(),
+    ));
     let lines = screen(&app);
     assert!(row_of(&lines, "gamma on n1").is_some(), "{lines:#?}");
     assert!(row_of(&lines, "backlog: 0").is_some(), "{lines:#?}");
-    assert!(row_of(&lines, "state: {\"balance\": 42}").is_some(), "{lines:#?}");
+    assert!(
+        row_of(&lines, "state: {\"balance\": 42}").is_some(),
+        "{lines:#?}"
+    );
 }
 
 #[test]
