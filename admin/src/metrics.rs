@@ -1,0 +1,150 @@
+//! A node's [`NodeSnapshot`] as metrics, in the OpenMetrics text format
+//! Prometheus scrapes (written by `prometheus-client`, not by hand).
+//!
+//! Metrics follow the data model field by field: each numeric (or
+//! boolean) field of an actor, a link, the node and its mesh counters is
+//! `swarm_<kind>_<field>`, labelled by what identifies the row (node,
+//! actor and type; node and peer). Fields that only grow are counters
+//! (`_total`); the rest are gauges.
+
+use std::collections::BTreeMap;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use swarm_actors::inspect::NodeSnapshot;
+
+type Labels = Vec<(String, String)>;
+
+/// Fields that only grow, by row kind.
+const COUNTERS: &[(&str, &[&str])] = &[
+    (
+        "actor",
+        &["messages", "asks", "errors", "restarts", "samples"],
+    ),
+    ("link", &["msgs_in", "msgs_out", "bytes_in", "bytes_out"]),
+    (
+        "mesh",
+        &[
+            "relay_frames",
+            "relay_bytes",
+            "relay_refused",
+            "datagrams_relayed",
+            "datagrams_dropped",
+            "handshakes_refused",
+            "links_failed",
+            "tells_dropped",
+            "background_dials",
+            "forbidden",
+        ],
+    ),
+    ("tasks", &["finished", "failed", "submitted"]),
+];
+
+/// Collects rows into metric families, then registers them.
+#[derive(Default)]
+struct Families {
+    counters: BTreeMap<String, Family<Labels, Counter>>,
+    gauges: BTreeMap<String, Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>>,
+}
+
+impl Families {
+    /// Every numeric or boolean field of `row` (a serialized data-model
+    /// row) as a metric of `kind`, labelled `labels`.
+    fn row(&mut self, kind: &str, row: &serde_json::Value, labels: &Labels) {
+        let Some(fields) = row.as_object() else {
+            return;
+        };
+        let counters = COUNTERS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or(&[][..], |(_, c)| *c);
+        for (field, value) in fields {
+            let number = match value {
+                serde_json::Value::Number(n) => n.as_f64(),
+                serde_json::Value::Bool(b) => Some(f64::from(u8::from(*b))),
+                _ => None,
+            };
+            let Some(number) = number else {
+                continue;
+            };
+            let name = format!("swarm_{kind}_{field}");
+            if counters.contains(&field.as_str()) {
+                let family = self.counters.entry(name).or_default();
+                family.get_or_create(labels).inc_by(number as u64);
+            } else {
+                let family = self.gauges.entry(name).or_default();
+                family.get_or_create(labels).set(number);
+            }
+        }
+    }
+
+    fn register(self, registry: &mut Registry) {
+        for (name, family) in self.counters {
+            let help = format!("{} (a counter of the node's inspection data)", name);
+            registry.register(name, help, family);
+        }
+        for (name, family) in self.gauges {
+            let help = format!("{} (from the node's inspection data)", name);
+            registry.register(name, help, family);
+        }
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// The snapshot's metrics in the OpenMetrics text format.
+pub fn exposition(snapshot: &NodeSnapshot) -> String {
+    let mut families = Families::default();
+    let node = snapshot.node.name.as_str();
+    let value = |v: &dyn erased::Row| v.json();
+    families.row("node", &value(&snapshot.node), &labels(&[("node", node)]));
+    families.row(
+        "mesh",
+        &value(&snapshot.node.mesh),
+        &labels(&[("node", node)]),
+    );
+    if let Some(head) = &snapshot.node.head {
+        families.row("raft", &value(head), &labels(&[("node", node)]));
+    }
+    for a in &snapshot.actors {
+        let l = labels(&[("node", node), ("actor", &a.name), ("type", &a.type_name)]);
+        families.row("actor", &value(a), &l);
+    }
+    for l in &snapshot.links {
+        let set = labels(&[("node", node), ("peer", &l.peer_name)]);
+        families.row("link", &value(l), &set);
+    }
+    if let Some(tasks) = &snapshot.tasks {
+        families.row("tasks", &value(tasks), &labels(&[("node", node)]));
+    }
+    let mut registry = Registry::default();
+    families.register(&mut registry);
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = encode(&mut out, &registry);
+    out
+}
+
+mod erased {
+    /// A data-model row, as JSON.
+    pub(super) trait Row {
+        fn json(&self) -> serde_json::Value;
+    }
+
+    impl<T: serde::Serialize> Row for T {
+        fn json(&self) -> serde_json::Value {
+            serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
