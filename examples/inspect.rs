@@ -62,9 +62,13 @@ fn config(ca: &Throwaway, name: &str, roles: &[&str]) -> MeshConfig {
 #[actix::main]
 async fn main() {
     let ca = Throwaway::new("example");
-    let worker = Node::start(config(&ca, "worker", &["worker"])).await.unwrap();
+    let worker = Node::start(config(&ca, "worker", &["worker"]))
+        .await
+        .unwrap();
     worker.spawn("ledger", |_| Ledger::default()).unwrap();
-    let client = Node::start(config(&ca, "client", &["worker"])).await.unwrap();
+    let client = Node::start(config(&ca, "client", &["worker"]))
+        .await
+        .unwrap();
     let inspector_node = Node::start(config(&ca, "inspector", &["worker", "operator"]))
         .await
         .unwrap();
