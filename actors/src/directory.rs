@@ -52,7 +52,7 @@ struct Inner {
     /// Bumped on every change of `entries` or `services`, so readers may
     /// cache lookups and policy decisions.
     generation: AtomicU64,
-    /// Per-actor counters are off (set before anything is exposed).
+    /// Per-actor counters are off (`MeshConfig::counters`, `Node::set_counters`).
     uncounted: std::sync::atomic::AtomicBool,
     /// The node's recent events, for operators.
     events: crate::inspect::events::EventLog,

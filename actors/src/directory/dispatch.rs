@@ -312,7 +312,9 @@ impl<A: RemoteActor> Dispatch for Entry<A> {
     }
 
     fn probe(&self) {
-        self.addr.do_send(self.stats.probe());
+        if let Some(probe) = self.stats.probe() {
+            self.addr.do_send(probe);
+        }
     }
 
     fn type_name(&self) -> &'static str {

@@ -31,6 +31,8 @@ pub(crate) struct ActorStats {
     actor: ActorSide,
     /// The trace of sampled messages, while tracing is on.
     trace: Mutex<TraceRing>,
+    /// The sequence number the last probe carried (written by inspections).
+    probed: AtomicU64,
 }
 
 /// Written by the dispatchers (link readers).
@@ -160,12 +162,21 @@ impl ActorStats {
     }
 
     /// A probe for the mailbox: once the actor handles it, everything
-    /// dispatched before it was handled.
-    pub(crate) fn probe(self: &Arc<Self>) -> Probe {
-        Probe {
-            stats: Arc::clone(self),
-            seq: self.dispatch.messages.load(Ordering::Relaxed),
+    /// dispatched before it was handled. `None` when there is nothing to
+    /// learn (everything counted is handled) or the last probe is still
+    /// on its way: an actor that is stuck holds one probe, not one per
+    /// inspection.
+    pub(crate) fn probe(self: &Arc<Self>) -> Option<Probe> {
+        let seq = self.dispatch.messages.load(Ordering::Relaxed);
+        let handled = self.actor.handled.load(Ordering::Relaxed);
+        if handled >= seq || handled < self.probed.load(Ordering::Relaxed) {
+            return None;
         }
+        self.probed.store(seq, Ordering::Relaxed);
+        Some(Probe {
+            stats: Arc::clone(self),
+            seq,
+        })
     }
 
     pub(crate) fn snapshot(&self) -> StatsSnapshot {
@@ -330,4 +341,34 @@ impl Probe {
 
 impl Message for Probe {
     type Result = ();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_probe_at_a_time_and_none_when_all_is_handled() {
+        let stats = Arc::new(ActorStats::default());
+        assert!(stats.probe().is_none(), "nothing dispatched");
+        let mut clocks = Vec::new();
+        for _ in 0..3 {
+            match stats.dispatched(false, || unreachable!("not tracing")) {
+                Sample::Timed(clock) => clocks.push(clock),
+                Sample::Plain => {}
+            }
+        }
+        // The first was sampled; the others wait behind it.
+        assert_eq!(clocks.len(), 1);
+        let first = stats.probe().expect("two messages not known handled");
+        assert!(stats.probe().is_none(), "the first probe is on its way");
+        drop(clocks);
+        first.reached();
+        assert_eq!(stats.snapshot().backlog, 0);
+        assert!(stats.probe().is_none(), "everything is handled");
+        // Held: a message in the mailbox, sampled, not yet handled.
+        let _pending = stats.dispatched(false, || unreachable!("not tracing"));
+        assert!(stats.probe().is_some());
+        assert_eq!(stats.snapshot().backlog, 1);
+    }
 }

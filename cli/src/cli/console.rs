@@ -18,7 +18,7 @@ use swarm::supervision::{Host, HostRestart, HOST_ACTOR};
 use swarm_cli::console::collect::Collector;
 use swarm_cli::console::record::{self, Player, Recorder};
 use swarm_cli::console::screen::{App, Command, Key};
-use swarm_cli::console::{views, View};
+use swarm_cli::console::{views, FramesReport, View};
 
 /// What `swarm console` takes.
 #[derive(Debug, clap::Args)]
@@ -156,20 +156,6 @@ async fn attach(
     live(&collector, addr, args.refresh_ms, recorder).await
 }
 
-/// What `--frames` reports.
-#[derive(Debug, serde::Serialize)]
-struct FramesReport {
-    frames: u32,
-    nodes: usize,
-    answered: usize,
-    actors: usize,
-    links: usize,
-    poll_ms_p50: f64,
-    poll_ms_max: f64,
-    render_ms_max: f64,
-    peak_rss_mib: f64,
-}
-
 /// `--frames N`: refreshes without a terminal, each frame drawn off screen
 /// into a 200×60 buffer (the actors view by backlog, as an operator would
 /// watch it).
@@ -245,7 +231,7 @@ async fn live(
     });
     let mut tick = tokio::time::interval(Duration::from_millis(refresh_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let control = collector.node().control_through(addr).await.ok();
+    let control = collector.control();
     loop {
         let update = tokio::select! {
             _ = tick.tick() => match collector.poll().await {
@@ -260,7 +246,7 @@ async fn live(
             command = from_screen.recv() => match command {
                 None | Some(Command::Quit) => break,
                 Some(Command::Inspect { name, node }) => inspect_state(collector, name, node).await,
-                Some(c) => Update::Status(act(collector, control.as_ref(), c).await),
+                Some(c) => Update::Status(act(collector, control, c).await),
             },
         };
         if to_screen.send(update).is_err() {

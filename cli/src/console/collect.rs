@@ -148,6 +148,11 @@ impl Collector {
         &self.node
     }
 
+    /// The control plane, if one answered when the console attached.
+    pub fn control(&self) -> Option<&swarm::control::Control> {
+        self.control.as_ref()
+    }
+
     /// The cluster now: every member, and the actors and links of every
     /// member that answered.
     ///

@@ -6,21 +6,7 @@ use std::time::{Duration, Instant};
 
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{exe, scratch};
-
-/// The admin operator's TOTP code now.
-fn admin_code(dir: &std::path::Path) -> String {
-    let keyring = swarm::credentials::Throwaway::keyring(dir).unwrap();
-    let totp = swarm::credentials::read_secret(
-        &keyring,
-        &dir.join("totp.secret"),
-        swarm_protocol::sealed::Kind::TotpSecret,
-    )
-    .unwrap();
-    let cert = swarm::credentials::read_cert(&dir.join("admin.cert")).unwrap();
-    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
-    swarm::operators::code_at(&seed, swarm::credentials::unix_now())
-}
+use crate::util::{admin_code, exe, scratch};
 
 /// Runs `swarm console` as the driver (roles worker and operator: no
 /// second factor), or as the admin operator with its current TOTP code (a

@@ -5,13 +5,12 @@
 //! change, and records the session for a replay that shows it again.
 //! Skips with a message where tmux is not installed.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{exe, scratch};
+use crate::util::{admin_code, exe, scratch};
 
 /// A tmux server of its own, killed when dropped (even on failure).
 struct Tmux {
@@ -88,19 +87,6 @@ impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.cmd(&["kill-server"]);
     }
-}
-
-fn admin_code(dir: &Path) -> String {
-    let keyring = swarm::credentials::Throwaway::keyring(dir).unwrap();
-    let totp = swarm::credentials::read_secret(
-        &keyring,
-        &dir.join("totp.secret"),
-        swarm_protocol::sealed::Kind::TotpSecret,
-    )
-    .unwrap();
-    let cert = swarm::credentials::read_cert(&dir.join("admin.cert")).unwrap();
-    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
-    swarm::operators::code_at(&seed, swarm::credentials::unix_now())
 }
 
 /// The line of the screen holding `text`.

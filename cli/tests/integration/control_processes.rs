@@ -12,7 +12,7 @@ use swarm::{AskError, Node, NodeId};
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{driver, exe, scratch, spawn_ready, swarm_json};
+use crate::util::{admin_code, driver, exe, scratch, spawn_ready, swarm_json};
 
 /// How many live processes run `name` (asked of each one's host).
 async fn running(driver: &Node, nodes: &[NodeId], name: &str) -> usize {
@@ -397,17 +397,3 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
     );
 }
 
-/// The admin operator's current TOTP code, from the cluster's directory
-/// (its keyring opens with the throw-away key file there).
-fn admin_code(dir: &std::path::Path) -> String {
-    let keyring = swarm::credentials::Throwaway::keyring(dir).unwrap();
-    let totp = swarm::credentials::read_secret(
-        &keyring,
-        &dir.join("totp.secret"),
-        swarm_protocol::sealed::Kind::TotpSecret,
-    )
-    .unwrap();
-    let cert = swarm::credentials::read_cert(&dir.join("admin.cert")).unwrap();
-    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
-    swarm::operators::code_at(&seed, swarm::credentials::unix_now())
-}

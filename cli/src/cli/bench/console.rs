@@ -8,63 +8,14 @@ use std::time::{Duration, Instant};
 
 use actix::Arbiter;
 use anyhow::{anyhow, Context as _, Result};
-use serde::{Deserialize, Serialize};
 use swarm::credentials::Throwaway;
 use swarm::Node;
+use swarm_cli::console::FramesReport;
 use swarm_cli::demo::Adder;
 
 use super::measure::{config, on};
 
-/// The figures (the console's own report, and the cluster's size).
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct ConsoleReport {
-    frames: u32,
-    nodes: usize,
-    answered: usize,
-    actors: usize,
-    links: usize,
-    poll_ms_p50: f64,
-    poll_ms_max: f64,
-    render_ms_max: f64,
-    peak_rss_mib: f64,
-}
-
-impl ConsoleReport {
-    pub(crate) fn table(&self) -> String {
-        let rows = [
-            (
-                "cluster",
-                format!(
-                    "{} nodes ({} answered), {} actors, {} links",
-                    self.nodes, self.answered, self.actors, self.links
-                ),
-                "",
-            ),
-            (
-                "refresh (poll every node), p50 / max",
-                format!("{:.0} / {:.0} ms", self.poll_ms_p50, self.poll_ms_max),
-                "≥ 1 per second",
-            ),
-            (
-                "render 200×60, max",
-                format!("{:.1} ms", self.render_ms_max),
-                "",
-            ),
-            (
-                "console peak RSS",
-                format!("{:.1} MiB", self.peak_rss_mib),
-                "< 50 MiB",
-            ),
-        ];
-        let mut out = format!("{:<40} {:>44}   {}\n", "metric", "measured", "target");
-        for (name, value, target) in rows {
-            out.push_str(&format!("{name:<40} {value:>44}   {target}\n"));
-        }
-        out
-    }
-}
-
-pub(crate) fn run(exe: &Path, nodes: usize, actors: usize, frames: u32) -> Result<ConsoleReport> {
+pub(crate) fn run(exe: &Path, nodes: usize, actors: usize, frames: u32) -> Result<FramesReport> {
     anyhow::ensure!(
         nodes >= 1 && frames >= 1,
         "--nodes and --frames must be at least 1"
@@ -95,7 +46,7 @@ async fn cluster_and_console(
     dir: &Path,
     (nodes, actors): (usize, usize),
     frames: u32,
-) -> Result<ConsoleReport> {
+) -> Result<FramesReport> {
     let mut members: Vec<Node> = Vec::with_capacity(nodes);
     for i in 0..nodes {
         let mut c = config(ca, &format!("n{}", i + 1));
