@@ -396,4 +396,3 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
         "the audit log is sealed"
     );
 }
-
