@@ -184,8 +184,15 @@ impl Collector {
         }
         let mut view = join(members, answers);
         (view.traced, view.trace) = self.read_trace().await;
-        if let Some(control) = &self.control {
-            view.placed = control.placed().await.unwrap_or_default();
+        // Only a cluster with heads has a control plane to ask (a client
+        // looks for the leader for seconds otherwise).
+        let heads = view
+            .nodes
+            .iter()
+            .any(|n| n.member.state == "alive" && n.member.roles.iter().any(|r| r == "head"));
+        if let (Some(control), true) = (&self.control, heads) {
+            let placed = tokio::time::timeout(ANSWER_WITHIN, control.placed()).await;
+            view.placed = placed.ok().and_then(Result::ok).unwrap_or_default();
         }
         Ok(view)
     }
