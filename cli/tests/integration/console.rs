@@ -119,3 +119,46 @@ fn the_console_joins_every_members_own_snapshot_once_as_json_or_a_table() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nodes, actors, links"));
 }
+
+/// `--frames` refreshes without a terminal and reports; a cluster without
+/// heads has no control plane to wait for.
+#[test]
+fn headless_frames_report_every_member_of_a_cluster_without_heads() {
+    let mut cluster = LocalCluster::start(&exe(), &scratch("console-frames"), 2, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let config = cluster.driver_config();
+    let seed = cluster.nodes[0].addr.to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let report = loop {
+        let out = std::process::Command::new(exe())
+            .args([
+                "console",
+                "--config",
+                config.to_str().unwrap(),
+                "--node",
+                &seed,
+            ])
+            .args(["--frames", "2", "--refresh-ms", "200"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: swarm_cli::console::FramesReport = serde_json::from_slice(&out.stdout).unwrap();
+        if report.answered == 2 {
+            break report;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every member answered: {report:?}"
+        );
+    };
+    assert_eq!((report.frames, report.nodes), (2, 2));
+    assert!(report.actors > 0 && report.peak_rss_mib > 0.0, "{report:?}");
+    // No refresh waited for a control-plane leader that does not exist
+    // (a client looks for one for 10 s).
+    assert!(report.poll_ms_max < 5_000.0, "{report:?}");
+}
