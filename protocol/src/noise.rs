@@ -219,6 +219,17 @@ impl State {
     }
 }
 
+/// What a handshake message adds to its payload at most: an ephemeral
+/// key, an encrypted static key and two tags (96 bytes), with room.
+const HANDSHAKE_OVERHEAD: usize = 256;
+
+/// A buffer for a handshake message carrying `payload` bytes: sized to
+/// the message, not to the largest Noise message (64 KiB zeroed per step
+/// made a hundred concurrent dials cost megabytes).
+fn out_buffer(payload: usize) -> Vec<u8> {
+    vec![0u8; (payload + HANDSHAKE_OVERHEAD).min(MAX_NOISE_MESSAGE)]
+}
+
 impl Handshake {
     /// Starts a handshake as the dialing side; step 1 is ready to transmit.
     ///
@@ -227,10 +238,9 @@ impl Handshake {
     /// [`HandshakeError::Setup`] if snow rejects the configuration.
     pub fn initiator(config: Arc<HandshakeConfig>) -> Result<Self, HandshakeError> {
         let mut hs = build(&config, true)?;
-        let mut out = vec![0u8; MAX_NOISE_MESSAGE];
-        let len = hs
-            .write_message(&encode_version(config.version), &mut out)
-            .map_err(setup)?;
+        let hello = encode_version(config.version);
+        let mut out = out_buffer(hello.len());
+        let len = hs.write_message(&hello, &mut out).map_err(setup)?;
         let mut this = Self {
             config,
             state: State::ExpectResponderHello(Box::new(hs)),
@@ -322,14 +332,13 @@ impl Handshake {
         mut hs: Box<HandshakeState>,
         message: &[u8],
     ) -> Result<State, HandshakeError> {
-        let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+        let mut payload = vec![0u8; message.len()];
         let len = hs.read_message(message, &mut payload).map_err(read_error)?;
         let theirs = decode_version(payload.get(..len).unwrap_or_default())?;
         // Answer even on a version mismatch, so the initiator learns ours.
-        let mut out = vec![0u8; MAX_NOISE_MESSAGE];
-        let len = hs
-            .write_message(&self.my_hello(), &mut out)
-            .map_err(setup)?;
+        let hello = self.my_hello();
+        let mut out = out_buffer(hello.len());
+        let len = hs.write_message(&hello, &mut out).map_err(setup)?;
         self.queue(out.get(..len).unwrap_or_default());
         if theirs != self.config.version {
             return Err(HandshakeError::VersionMismatch {
@@ -347,13 +356,12 @@ impl Handshake {
         message: &[u8],
         now: u64,
     ) -> Result<State, HandshakeError> {
-        let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+        let mut payload = vec![0u8; message.len()];
         let len = hs.read_message(message, &mut payload).map_err(read_error)?;
         let peer = self.check_hello(&hs, payload.get(..len).unwrap_or_default(), now)?;
-        let mut out = vec![0u8; MAX_NOISE_MESSAGE];
-        let len = hs
-            .write_message(&self.my_hello(), &mut out)
-            .map_err(setup)?;
+        let hello = self.my_hello();
+        let mut out = out_buffer(hello.len());
+        let len = hs.write_message(&hello, &mut out).map_err(setup)?;
         self.queue(out.get(..len).unwrap_or_default());
         let transport = hs.into_stateless_transport_mode().map_err(setup)?;
         Ok(State::ExpectWelcome(Box::new(split(transport, peer, true))))
@@ -366,7 +374,7 @@ impl Handshake {
         message: &[u8],
         now: u64,
     ) -> Result<State, HandshakeError> {
-        let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
+        let mut payload = vec![0u8; message.len()];
         let len = hs.read_message(message, &mut payload).map_err(read_error)?;
         let peer = self.check_hello(&hs, payload.get(..len).unwrap_or_default(), now)?;
         let transport = hs.into_stateless_transport_mode().map_err(setup)?;
