@@ -275,22 +275,14 @@ where
 }
 
 /// Ask p50 (us) and tells/s from a node a to a node b ([`measure`]), each
-/// on its own thread: `tune` adjusts b's configuration, and `alongside`
-/// runs on a third thread for as long as the measurement does, with b and
-/// the configuration of a node that may inspect it (roles worker and
-/// operator).
-pub(super) fn pair<F, Fut>(
+/// on its own thread; `tune` adjusts b's configuration.
+pub(super) fn pair(
     tune: impl FnOnce(&mut MeshConfig),
     n: impl Fn(u64) -> u64 + Send + 'static,
-    alongside: F,
-) -> Result<(f64, f64)>
-where
-    F: FnOnce(MeshConfig, Node) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + 'static,
-{
+) -> Result<(f64, f64)> {
     actix::System::new().block_on(async move {
         let ca = Throwaway::new("bench");
-        let threads = [Arbiter::new(), Arbiter::new(), Arbiter::new()];
+        let threads = [Arbiter::new(), Arbiter::new()];
         let mut b_config = config(&ca, "b");
         tune(&mut b_config);
         let a = Node::start_on(&threads[0].handle(), config(&ca, "a")).await?;
@@ -298,12 +290,6 @@ where
         let b2 = b.clone();
         on(&threads[1], move || swarm_cli::demo::expose_workload(&b2)).await??;
         a.connect(b.listen_addr()).await?;
-        let mut observer = config(&ca, "observer");
-        observer.handshake = ca.node("observer", &["worker", "operator"]);
-        let b2 = b.clone();
-        threads[2].spawn_fn(move || {
-            actix_rt::spawn(alongside(observer, b2));
-        });
         let target = b.id();
         let a2 = a.clone();
         let report = on_async(&threads[0], move || measure(a2, target, n)).await;

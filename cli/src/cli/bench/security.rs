@@ -157,7 +157,7 @@ fn link(policy: Option<Policy>, n: impl Fn(u64) -> u64 + Send + 'static) -> Resu
             b.policy = Arc::new(policy);
         }
     };
-    pair(tune, n, |_, _| async {})
+    pair(tune, n)
 }
 
 /// Raft commit p50 (us) of one-head control planes, plain and sealed:
