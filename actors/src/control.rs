@@ -95,6 +95,8 @@ pub struct Control {
     leader: Arc<Mutex<Option<NodeId>>>,
     /// Why the member refused to list its members, if its policy did.
     forbidden: Arc<Mutex<Option<String>>>,
+    /// The operator its calls are made for, if any.
+    behalf: Option<Arc<crate::operators::Behalf>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -112,6 +114,7 @@ impl Control {
             heads: Heads::Members(cluster),
             leader: Arc::new(Mutex::new(None)),
             forbidden: Arc::default(),
+            behalf: None,
         }
     }
 
@@ -123,7 +126,61 @@ impl Control {
             heads: Heads::Agent(agent),
             leader: Arc::new(Mutex::new(None)),
             forbidden: Arc::default(),
+            behalf: None,
         }
+    }
+
+    /// This client making its calls for an operator who logged in through
+    /// this node (see [`Behalf`](crate::operators::Behalf)): the head decides
+    /// each as the operator's.
+    #[must_use]
+    pub fn on_behalf(&self, behalf: Arc<crate::operators::Behalf>) -> Self {
+        Self {
+            behalf: Some(behalf),
+            ..self.clone()
+        }
+    }
+
+    /// Sets the calling operator's own admin-API password (the hash made
+    /// here; the operator's link must have a session).
+    ///
+    /// # Errors
+    ///
+    /// As the head answers: [`ControlError::Refused`] for a node
+    /// certificate or a malformed hash.
+    pub async fn set_password(
+        &self,
+        hash: crate::operators::password::PasswordHash,
+    ) -> Result<(), ControlError> {
+        self.call(
+            crate::operators::wire::SetPassword { hash, who: None },
+            CALL_WITHIN,
+        )
+        .await
+    }
+
+    /// Logs an operator in with its name, password and TOTP code, for this
+    /// node to act for it (the admin API); `source` is where the operator
+    /// connects from (lockouts count by it).
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Forbidden`] for a wrong name, password or code (not
+    /// saying which), a lockout or a replayed code.
+    pub async fn login_password(
+        &self,
+        name: &str,
+        password: &str,
+        code: &str,
+        source: std::net::IpAddr,
+    ) -> Result<crate::operators::Behalf, ControlError> {
+        let verify = crate::operators::wire::VerifyPassword {
+            name: name.to_owned(),
+            password: password.to_owned(),
+            code: code.to_owned(),
+            source,
+        };
+        self.call(verify, CALL_WITHIN).await
     }
 
     fn leader_hint(&self) -> Option<NodeId> {
@@ -223,7 +280,11 @@ impl Control {
             }
             if let Some(head) = target {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let peer = RemoteAddr::<Supervisor>::new(self.mesh.clone(), head, CONTROL_ACTOR);
+                let mut peer =
+                    RemoteAddr::<Supervisor>::new(self.mesh.clone(), head, CONTROL_ACTOR);
+                if let Some(behalf) = &self.behalf {
+                    peer = peer.on_behalf(Arc::clone(behalf));
+                }
                 match peer
                     .send_timeout(message.clone(), left.min(QUORUM_PLUS))
                     .await

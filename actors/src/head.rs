@@ -158,7 +158,8 @@ impl Head {
         let supervisor = Supervisor::new(id, raft.clone(), machine, mesh.clone(), &config).start();
         let entry = Entry::declared(supervisor.clone())
             .requiring(CONTROL_ROLES)
-            .stamped::<wire::Renew>();
+            .stamped::<wire::Renew>()
+            .stamped::<crate::operators::wire::SetPassword>();
         let entry = Arc::new(entry);
         mesh.directory().insert(CONTROL_ACTOR.to_owned(), entry);
         match cluster.subscribe(supervisor.clone().recipient()).await {

@@ -393,6 +393,11 @@ impl Mesh {
         self.shared.config.max_message
     }
 
+    /// The node's policy.
+    pub(crate) fn policy(&self) -> Arc<crate::policy::Policy> {
+        Arc::clone(&self.shared.config.policy)
+    }
+
     /// The actors inbound messages are dispatched to.
     pub(crate) fn directory(&self) -> &Directory {
         &self.shared.directory
@@ -538,6 +543,11 @@ impl Mesh {
     /// Appends to the audit log, if the node keeps one.
     pub(crate) fn audit(&self, record: impl FnOnce() -> crate::audit::AuditRecord) {
         self.shared.audit(record);
+    }
+
+    /// The key operators' session tokens are checked with, if known yet.
+    pub(crate) fn session_key(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.shared.session_key()
     }
 
     /// Keeps the key operators' session tokens are checked with.

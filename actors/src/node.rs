@@ -239,7 +239,8 @@ impl Node {
         .start();
         let entry = Entry::declared(session)
             .requiring(crate::operators::session::SESSION_ROLES)
-            .stamped::<crate::operators::wire::Login>();
+            .stamped::<crate::operators::wire::Login>()
+            .stamped::<crate::operators::delegate::Delegated>();
         node.mesh.directory().insert(
             crate::operators::SESSION_ACTOR.to_owned(),
             std::sync::Arc::new(entry),

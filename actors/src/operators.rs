@@ -21,7 +21,9 @@
 //!   the receiving node refuses everything from an operator certificate
 //!   (`operator` or `admin` without a node role) but `Login` and `Present`.
 
+pub mod delegate;
 pub mod guard;
+pub mod password;
 pub(crate) mod session;
 pub(crate) mod wire;
 
@@ -34,6 +36,7 @@ use sha2::Sha256;
 use swarm_protocol::NodeId;
 use zeroize::Zeroizing;
 
+pub use delegate::Behalf;
 pub use session::SESSION_ACTOR;
 
 /// How long a session lasts after a login.

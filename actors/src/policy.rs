@@ -82,6 +82,8 @@ pub const NODE_ONLY: &[&str] = &[
     "swarm.RaftVote",
     "swarm.RaftSnapshot",
     "swarm.VerifyLogin",
+    "swarm.VerifyPassword",
+    "swarm.Delegated",
 ];
 
 /// Tags only `admin` certificates may send, whatever a rule allows.

@@ -42,6 +42,7 @@ use crate::error::{AskError, TellError};
 use crate::inspect::stats::ActorStats;
 use crate::mesh::link::AskFailure;
 use crate::mesh::Mesh;
+use crate::operators::delegate::{self, Behalf};
 
 /// How often a message moves on to a successor link when the link it was
 /// given to handed its peer over first (once is the rule; twice is a race).
@@ -57,6 +58,8 @@ pub struct RemoteAddr<A: RemoteActor> {
     name: Arc<str>,
     /// The size of the last message encoded through this handle.
     size_hint: Arc<AtomicUsize>,
+    /// The operator its asks are made for, if any.
+    behalf: Option<Arc<Behalf>>,
     _actor: PhantomData<fn() -> A>,
 }
 
@@ -67,6 +70,7 @@ impl<A: RemoteActor> Clone for RemoteAddr<A> {
             target: self.target,
             name: Arc::clone(&self.name),
             size_hint: Arc::clone(&self.size_hint),
+            behalf: self.behalf.clone(),
             _actor: PhantomData,
         }
     }
@@ -132,8 +136,20 @@ impl<A: RemoteActor> RemoteAddr<A> {
             target,
             name: name.into(),
             size_hint: Arc::new(AtomicUsize::new(0)),
+            behalf: None,
             _actor: PhantomData,
         }
+    }
+
+    /// This handle making its asks for an operator who logged in through
+    /// this node (see [`Behalf`]): the target decides and dispatches each
+    /// as the operator's, and refuses it once the session ended. Tells
+    /// through it are refused ([`TellError::Disconnected`] with
+    /// [`AskError::Refused`]): what an operator does, it asks.
+    #[must_use]
+    pub fn on_behalf(mut self, behalf: Arc<Behalf>) -> Self {
+        self.behalf = Some(behalf);
+        self
     }
 
     /// The node the actor lives on.
@@ -172,6 +188,12 @@ impl<A: RemoteActor> RemoteAddr<A> {
         M: RemoteMessage,
         M::Result: Wire,
     {
+        if let Some(behalf) = &self.behalf {
+            let body = self.encode_body(&msg)?;
+            let wrapped = delegate::wrap(behalf, &self.name, M::TAG, body);
+            let reply = delegated(self.mesh.clone(), self.target, wrapped, timeout).await?;
+            return decode_reply(&reply);
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = AskError::Timeout { after: timeout };
         match self.route()? {
@@ -263,6 +285,7 @@ impl<A: RemoteActor> RemoteAddr<A> {
         M: RemoteMessage,
         M::Result: Wire,
     {
+        let msg = self.unless_delegated(msg)?;
         match self.route() {
             Err(cause) => return Err(TellError::Disconnected { msg, cause }),
             Ok(Route::Direct(addr, _, stats)) => {
@@ -341,6 +364,7 @@ impl<A: RemoteActor> RemoteAddr<A> {
         M: RemoteMessage,
         M::Result: Wire,
     {
+        let msg = self.unless_delegated(msg)?;
         match self.route() {
             Err(cause) => return Err(TellError::Disconnected { msg, cause }),
             Ok(Route::Direct(addr, _, stats)) => {
@@ -450,6 +474,20 @@ impl<A: RemoteActor> RemoteAddr<A> {
         Ok(body)
     }
 
+    /// Hands `msg` back in an error when this handle acts for an operator
+    /// (only asks are delegated).
+    fn unless_delegated<M>(&self, msg: M) -> Result<M, TellError<M>> {
+        if self.behalf.is_some() {
+            return Err(TellError::Disconnected {
+                msg,
+                cause: AskError::Refused {
+                    reason: "a handle acting for an operator only asks".into(),
+                },
+            });
+        }
+        Ok(msg)
+    }
+
     /// Hands `msg` back in an error when membership holds the target down.
     fn unless_down<M>(&self, msg: M) -> Result<M, TellError<M>> {
         if self.mesh.is_down(self.target) {
@@ -473,6 +511,27 @@ impl<A: RemoteActor> RemoteAddr<A> {
         )?;
         Ok(envelope)
     }
+}
+
+/// Asks `target`'s session actor to dispatch `wrapped` for its operator
+/// (boxed: it is itself an ask through a handle).
+fn delegated(
+    mesh: Mesh,
+    target: NodeId,
+    wrapped: delegate::Delegated,
+    timeout: Duration,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, AskError>> + Send>> {
+    Box::pin(async move {
+        let session = RemoteAddr::<crate::operators::session::Session>::new(
+            mesh,
+            target,
+            crate::operators::SESSION_ACTOR,
+        );
+        match session.send_timeout(wrapped, timeout).await? {
+            Ok(reply) => Ok(reply.into_vec()),
+            Err(e) => Err(e.into()),
+        }
+    })
 }
 
 fn decode_reply<T: Wire>(reply: &[u8]) -> Result<T, AskError> {

@@ -1,5 +1,7 @@
 //! What a Swarm node offers operators beyond the mesh.
 //!
+//! - [`collect`]: the cluster as one operator sees it (every member's
+//!   inspection joined), and the operator's actions.
 //! - [`metrics`]: a node's inspection snapshot in the Prometheus
 //!   exposition format, written by `prometheus-client`; every numeric
 //!   field of the data model (`swarm_actors::inspect::model`) becomes a
@@ -7,4 +9,5 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod collect;
 pub mod metrics;

@@ -4,11 +4,11 @@
 //! terminal, for `--once VIEW --json`, and (through the data model of
 //! `swarm::inspect`) for the admin API.
 
-pub mod collect;
 pub mod record;
 pub mod screen;
 pub mod views;
 
+pub use swarm_admin::collect;
 pub use views::View;
 
 /// What `swarm console --frames N` reports (and `swarm bench console`

@@ -122,6 +122,13 @@ pub(crate) enum Command {
         /// The step.
         step: u64,
     },
+    /// Sets an operator's admin-API password (replacing any it had).
+    SetPassword {
+        /// The operator certificate's name.
+        name: String,
+        /// Its certificate and the hash.
+        entry: PasswordEntry,
+    },
     /// Revokes a certificate serial: every node closes its holder's links
     /// and refuses its handshakes (learned with the next lease renewal).
     Revoke {
@@ -176,6 +183,23 @@ pub(crate) struct ControlState {
     /// The last TOTP step each operator (by serial) used.
     #[serde(default)]
     totp_steps: BTreeMap<u64, u64>,
+    /// Operators' admin-API passwords, by certificate name.
+    #[serde(default)]
+    passwords: BTreeMap<String, PasswordEntry>,
+}
+
+/// An operator's password, with the certificate that set it (whose serial
+/// its TOTP seed and lockouts go by).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PasswordEntry {
+    /// The certificate's serial.
+    pub(crate) serial: u64,
+    /// Its node id.
+    pub(crate) node: NodeId,
+    /// Its roles.
+    pub(crate) roles: Vec<String>,
+    /// The hash.
+    pub(crate) hash: crate::operators::password::PasswordHash,
 }
 
 impl ControlState {
@@ -296,6 +320,10 @@ impl ControlState {
                 self.totp_steps.insert(serial, step);
                 Applied::Done
             }
+            Command::SetPassword { name, entry } => {
+                self.passwords.insert(name, entry);
+                Applied::Done
+            }
             Command::Revoke { serial, name } => {
                 if self.revoked.iter().any(|(s, _)| *s == serial) {
                     return Applied::Stale;
@@ -309,6 +337,11 @@ impl ControlState {
     /// The last TOTP step the operator with `serial` used.
     pub(crate) fn totp_step(&self, serial: u64) -> Option<u64> {
         self.totp_steps.get(&serial).copied()
+    }
+
+    /// An operator's password entry, by certificate name.
+    pub(crate) fn password(&self, name: &str) -> Option<&PasswordEntry> {
+        self.passwords.get(name)
     }
 
     /// Revoked serials with names, in the order revoked: a list that only

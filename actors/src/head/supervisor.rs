@@ -645,6 +645,8 @@ impl Handler<HeadStatus> for Supervisor {
 
 crate::remote_actor!(
     Supervisor: VerifyLogin,
+    crate::operators::wire::SetPassword,
+    crate::operators::wire::VerifyPassword,
     RevokeCert,
     ListRevoked,
     PlaceActor,

@@ -14,8 +14,9 @@ use crate::mesh::Mesh;
 /// The name of every node's session actor.
 pub const SESSION_ACTOR: &str = "swarm.session";
 /// Who may reach it: operator certificates (the policy's defaults let
-/// `admin` in too).
-pub(crate) const SESSION_ROLES: &[&str] = &["operator"];
+/// `admin` in too) to log in, nodes to act for operators who logged in
+/// through them (`swarm.Delegated`, for node certificates only).
+pub(crate) const SESSION_ROLES: &[&str] = &["operator", "head", "worker"];
 
 /// Logs operators in and checks their session tokens.
 pub(crate) struct Session {
@@ -68,7 +69,7 @@ impl Handler<Login> for Session {
     }
 }
 
-crate::remote_actor!(Session: Login);
+crate::remote_actor!(Session: Login, super::delegate::Delegated);
 
 /// Checks a `Present` tell's body from `caller`: the session's end (Unix
 /// ms) if its token is genuine, for this certificate and not expired.

@@ -47,6 +47,48 @@ pub(crate) struct VerifyLogin {
     pub(crate) code: String,
 }
 
+/// An operator sets its own admin-API password (through the control
+/// plane, after logging in): the hash only, made where it was typed.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<(), ControlError>")]
+pub(crate) struct SetPassword {
+    pub(crate) hash: super::password::PasswordHash,
+    /// Set from the link.
+    #[serde(default)]
+    pub(crate) who: Option<Operator>,
+}
+
+/// A node's admin API forwards a password login to the head leader.
+#[derive(Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<super::Behalf, ControlError>")]
+pub(crate) struct VerifyPassword {
+    pub(crate) name: String,
+    pub(crate) password: String,
+    pub(crate) code: String,
+    pub(crate) source: std::net::IpAddr,
+}
+
+impl std::fmt::Debug for VerifyPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyPassword")
+            .field("name", &self.name)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for VerifyPassword {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
+impl crate::directory::StampCaller for SetPassword {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.who = Some(Operator::of(caller));
+    }
+}
+
 impl crate::directory::StampCaller for Login {
     fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
         self.who = Some(Operator::of(caller));
@@ -54,7 +96,7 @@ impl crate::directory::StampCaller for Login {
 }
 
 impl Operator {
-    fn of(caller: &crate::directory::Caller) -> Self {
+    pub(crate) fn of(caller: &crate::directory::Caller) -> Self {
         Self {
             node: caller.node,
             serial: caller.serial,
@@ -69,4 +111,6 @@ crate::remote_message!(
     Login => "swarm.Login",
     Present => "swarm.Present",
     VerifyLogin => "swarm.VerifyLogin",
+    SetPassword => "swarm.SetPassword",
+    VerifyPassword => "swarm.VerifyPassword",
 );

@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
-use swarm::inspect::{ClusterView, InspectActor, Inspector, INSPECT_ACTOR};
-use swarm::supervision::{Host, HostRestart, HOST_ACTOR};
+use swarm::inspect::ClusterView;
 use swarm_cli::console::collect::Collector;
 use swarm_cli::console::record::{self, Player, Recorder};
 use swarm_cli::console::screen::{App, Command, Key};
@@ -69,18 +68,7 @@ async fn inspect_state(collector: &Collector, name: String, node: String) -> Upd
     let Ok(id) = node.parse::<swarm::NodeId>() else {
         return Update::Status(format!("bad node id {node}"));
     };
-    let inspector = collector.node().remote::<Inspector>(id, INSPECT_ACTOR);
-    let text = match inspector
-        .send(InspectActor {
-            actor: name.clone(),
-        })
-        .await
-    {
-        Ok(Ok(Some(state))) => state,
-        Ok(Ok(None)) => "(no inspect hook)".to_owned(),
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
-    };
+    let text = collector.actor_state(id, &name).await;
     Update::State(name, node, text)
 }
 
@@ -231,7 +219,6 @@ async fn live(
     });
     let mut tick = tokio::time::interval(Duration::from_millis(refresh_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let control = collector.control();
     loop {
         let update = tokio::select! {
             _ = tick.tick() => match collector.poll().await {
@@ -246,7 +233,7 @@ async fn live(
             command = from_screen.recv() => match command {
                 None | Some(Command::Quit) => break,
                 Some(Command::Inspect { name, node }) => inspect_state(collector, name, node).await,
-                Some(c) => Update::Status(act(collector, control, c).await),
+                Some(c) => Update::Status(act(collector, c).await),
             },
         };
         if to_screen.send(update).is_err() {
@@ -261,38 +248,21 @@ async fn live(
 }
 
 /// Carries out an operator's action; says how it went.
-async fn act(
-    collector: &Collector,
-    control: Option<&swarm::control::Control>,
-    command: Command,
-) -> String {
+async fn act(collector: &Collector, command: Command) -> String {
+    let said = |r: Result<String, String>| r.unwrap_or_else(|e| e);
     match command {
         Command::Restart { name, node } => {
             let Ok(id) = node.parse::<swarm::NodeId>() else {
                 return format!("bad node id {node}");
             };
-            let host = collector.node().remote::<Host>(id, HOST_ACTOR);
-            match host.send(HostRestart { name: name.clone() }).await {
-                Ok(Ok(restarts)) => format!("restarted {name} (restart {restarts})"),
-                Ok(Err(e)) => format!("restart {name}: {e}"),
-                Err(e) => format!("restart {name}: {e}"),
-            }
+            said(collector.restart(id, &name).await)
         }
-        Command::Stop { name } => match control {
-            Some(control) => match control.stop(&name).await {
-                Ok(()) => format!("stopped {name}"),
-                Err(e) => format!("stop {name}: {e}"),
-            },
-            None => "no control plane reachable: cannot stop".to_owned(),
-        },
+        Command::Stop { name } => said(collector.stop(&name).await),
         Command::Drain { name, node } => {
-            let (Some(control), Ok(id)) = (control, node.parse::<swarm::NodeId>()) else {
-                return "no control plane reachable: cannot drain".to_owned();
+            let Ok(id) = node.parse::<swarm::NodeId>() else {
+                return format!("bad node id {node}");
             };
-            match control.drain(id).await {
-                Ok(moved) => format!("drained {name}: {moved} actors moved"),
-                Err(e) => format!("drain {name}: {e}"),
-            }
+            said(collector.drain(id, &name).await)
         }
         Command::Trace { name, node, on } => {
             let Ok(id) = node.parse::<swarm::NodeId>() else {

@@ -10,58 +10,230 @@ use super::Supervisor;
 use crate::audit::{AuditKind, AuditRecord};
 use crate::head::state::{Applied, Command};
 use crate::head::wire::ControlError;
-use crate::operators::wire::VerifyLogin;
-use crate::operators::{self, SessionToken};
+use crate::head::state::PasswordEntry;
+use crate::operators::wire::{Operator, SetPassword, VerifyLogin, VerifyPassword};
+use crate::operators::{self, Behalf, SessionToken};
 
 impl Handler<VerifyLogin> for Supervisor {
     type Result = ResponseFuture<Result<SessionToken, ControlError>>;
 
     fn handle(&mut self, login: VerifyLogin, _: &mut Context<Self>) -> Self::Result {
         let checked = self.check_login(&login);
-        let writes = self.writes.clone();
-        let key = self.totp.as_ref().map(|t| operators::session_key(t));
-        Box::pin(async move {
-            let step = checked?;
-            let forbid = |reason: String| ControlError::Forbidden { reason };
-            match writes
-                .write(Command::TotpUsed {
-                    serial: login.operator.serial,
-                    step,
-                })
-                .await?
-            {
-                (_, Applied::Done) => {}
-                // Another login with this step committed first.
-                _ => {
-                    return Err(forbid(
-                        crate::operators::guard::Refusal::Replayed.to_string(),
-                    ))
-                }
+        let issue = self.issue(login.operator.clone());
+        Box::pin(async move { issue(checked?).await })
+    }
+}
+
+impl Handler<SetPassword> for Supervisor {
+    type Result = ResponseFuture<Result<(), ControlError>>;
+
+    fn handle(&mut self, msg: SetPassword, _: &mut Context<Self>) -> Self::Result {
+        let checked = self.leading().and_then(|()| {
+            let refused = |reason: &str| ControlError::Refused {
+                reason: reason.to_owned(),
+            };
+            let who = msg
+                .who
+                .clone()
+                .ok_or_else(|| refused("a password is set over an operator's own link"))?;
+            if !operators::is_operator_only(&who.roles) {
+                return Err(refused(
+                    "only operator certificates have passwords (nodes log in with their certificates)",
+                ));
             }
-            let key = key.ok_or_else(|| forbid("this head holds no TOTP secret".into()))?;
-            let expires = operators::unix_ms()
-                + u64::try_from(operators::SESSION.as_millis()).unwrap_or(u64::MAX);
-            Ok(SessionToken::sign(
-                &key,
-                login.operator.node,
-                login.operator.serial,
-                expires,
-            ))
+            msg.hash.check().map_err(|reason| refused(&reason))?;
+            Ok(who)
+        });
+        if let Ok(who) = &checked {
+            self.mesh.audit(|| AuditRecord {
+                at_ms: operators::unix_ms(),
+                kind: AuditKind::Command,
+                who: who.name.clone(),
+                serial: who.serial,
+                roles: who.roles.clone(),
+                source: who.source.to_string(),
+                tag: "swarm.SetPassword".into(),
+                target: who.name.clone(),
+                detail: "password set".into(),
+            });
+        }
+        let writes = self.writes.clone();
+        Box::pin(async move {
+            let who = checked?;
+            let entry = PasswordEntry {
+                serial: who.serial,
+                node: who.node,
+                roles: who.roles,
+                hash: msg.hash,
+            };
+            writes
+                .write(Command::SetPassword {
+                    name: who.name,
+                    entry,
+                })
+                .await?;
+            Ok(())
         })
     }
 }
 
+impl Handler<VerifyPassword> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Behalf, ControlError>>;
+
+    fn handle(&mut self, msg: VerifyPassword, _: &mut Context<Self>) -> Self::Result {
+        let entry = self
+            .leading()
+            .map(|()| self.read(|m| m.state.password(&msg.name).cloned()));
+        let password = zeroize::Zeroizing::new(msg.password.clone());
+        // argon2id takes ~60 ms: off the actor's thread.
+        let hashed = async move {
+            let entry = entry?;
+            let Some(entry) = entry else {
+                return Ok((None, false));
+            };
+            let hash = entry.hash.clone();
+            let ok = tokio::task::spawn_blocking(move || hash.verify(&password))
+                .await
+                .unwrap_or(false);
+            Ok((Some(entry), ok))
+        };
+        Box::pin(hashed.into_actor(self).then(move |hashed, act, _| {
+            let checked = hashed.and_then(|(entry, ok)| act.check_password(&msg, entry, ok));
+            let issue = checked
+                .as_ref()
+                .ok()
+                .map(|(operator, _)| (operator.clone(), act.issue(operator.clone())));
+            async move {
+                let (_, step) = checked?;
+                let Some((operator, issue)) = issue else {
+                    return Err(ControlError::Forbidden {
+                        reason: "login refused".into(),
+                    });
+                };
+                let token = issue(step).await?;
+                Ok(Behalf::new(operator, token))
+            }
+            .into_actor(act)
+        }))
+    }
+}
+
 impl Supervisor {
+    /// Commits a login's step (once: a replay loses the race) and signs a
+    /// session token for `operator`.
+    fn issue(
+        &self,
+        operator: Operator,
+    ) -> impl FnOnce(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<SessionToken, ControlError>>>>
+    {
+        let writes = self.writes.clone();
+        let key = self.totp.as_ref().map(|t| operators::session_key(t));
+        move |step| {
+            Box::pin(async move {
+                let forbid = |reason: String| ControlError::Forbidden { reason };
+                match writes
+                    .write(Command::TotpUsed {
+                        serial: operator.serial,
+                        step,
+                    })
+                    .await?
+                {
+                    (_, Applied::Done) => {}
+                    // Another login with this step committed first.
+                    _ => {
+                        return Err(forbid(
+                            crate::operators::guard::Refusal::Replayed.to_string(),
+                        ))
+                    }
+                }
+                let key = key.ok_or_else(|| forbid("this head holds no TOTP secret".into()))?;
+                let expires = operators::unix_ms()
+                    + u64::try_from(operators::SESSION.as_millis()).unwrap_or(u64::MAX);
+                Ok(SessionToken::sign(
+                    &key,
+                    operator.node,
+                    operator.serial,
+                    expires,
+                ))
+            })
+        }
+    }
+
+    /// The operator a password login is for and the step of its code, if
+    /// the password was right and the guard lets the code through. The
+    /// refusal does not say which factor was wrong.
+    fn check_password(
+        &mut self,
+        msg: &VerifyPassword,
+        entry: Option<PasswordEntry>,
+        password_ok: bool,
+    ) -> Result<(Operator, u64), ControlError> {
+        let revoked = entry.as_ref().is_some_and(|e| {
+            self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == e.serial))
+        });
+        let operator = match entry {
+            Some(e) => Operator {
+                node: e.node,
+                serial: e.serial,
+                name: msg.name.clone(),
+                roles: e.roles,
+                source: msg.source,
+            },
+            // An unknown name counts against its source address alone.
+            None => Operator {
+                node: swarm_protocol::NodeId::from_bytes([0; 16]),
+                serial: 0,
+                name: msg.name.clone(),
+                roles: Vec::new(),
+                source: msg.source,
+            },
+        };
+        if revoked {
+            return Err(ControlError::Forbidden {
+                reason: "this operator's certificate is revoked".into(),
+            });
+        }
+        let code = if password_ok && operator.serial != 0 {
+            msg.code.as_str()
+        } else {
+            ""
+        };
+        self.check_code(&operator, code, "swarm.LoginPassword")
+            .map(|step| (operator, step))
+            .map_err(|e| match e {
+                ControlError::Forbidden { reason } if reason.starts_with("wrong TOTP code") => {
+                    ControlError::Forbidden {
+                        reason: reason.replacen("wrong TOTP code", "wrong name, password or TOTP code", 1),
+                    }
+                }
+                e => e,
+            })
+    }
+
     /// The step a login's code is for, if the guard lets it through.
     fn check_login(&mut self, login: &VerifyLogin) -> Result<u64, ControlError> {
+        self.check_code(&login.operator, &login.code, "swarm.Login")
+    }
+
+    /// The step `code` is for, if it is `operator`'s and the guard lets it
+    /// through (an empty code never matches). Audited.
+    fn check_code(
+        &mut self,
+        operator: &Operator,
+        code: &str,
+        tag: &str,
+    ) -> Result<u64, ControlError> {
         self.leading()?;
-        let operator = &login.operator;
         let totp = self.totp.clone().ok_or_else(|| ControlError::Forbidden {
             reason: "the head leader holds no TOTP secret (`totp` in its [head] configuration): operators cannot log in".into(),
         })?;
         let seed = operators::seed(&totp, operator.serial, &operator.name);
         let now = operators::unix_ms() / 1000;
-        let step = operators::matching_step(&seed, login.code.trim(), now);
+        let step = if code.trim().is_empty() {
+            None
+        } else {
+            operators::matching_step(&seed, code.trim(), now)
+        };
         let last = self.read(|m| m.state.totp_step(operator.serial));
         let checked =
             self.guard
@@ -77,7 +249,7 @@ impl Supervisor {
             serial: operator.serial,
             roles: operator.roles.clone(),
             source: operator.source.to_string(),
-            tag: "swarm.Login".into(),
+            tag: tag.into(),
             target: String::new(),
             detail,
         });

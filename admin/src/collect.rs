@@ -1,19 +1,24 @@
-//! The console's view of the cluster: the member list from the node it
-//! attached to, joined with the snapshot each member's `swarm.inspect`
-//! gives (asked concurrently, each within a deadline). The console is the
-//! only aggregator: nothing collects centrally.
+//! An operator's view of the cluster: the member list from one member,
+//! joined with the snapshot each member's `swarm.inspect` gives (asked
+//! concurrently, each within a deadline), and the operator's actions. The
+//! terminal console polls it for its operator; the admin API polls it for
+//! each operator logged in through it, asking on the operator's behalf
+//! ([`Collector::on_behalf`]). Nothing collects centrally.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use swarm::cluster::{ClusterAgent, ListMembers, MemberRow, CLUSTER_ACTOR};
-use swarm::inspect::{
-    ClusterView, Inspect, Inspector, NodeSnapshot, NodeView, ReadTrace, SetTrace, TraceEntry,
-    INSPECT_ACTOR,
+use swarm_actors::cluster::{ClusterAgent, ListMembers, MemberRow, CLUSTER_ACTOR};
+use swarm_actors::inspect::{
+    ClusterView, Inspect, InspectActor, Inspector, NodeSnapshot, NodeView, ReadTrace, SetTrace,
+    TraceEntry, INSPECT_ACTOR,
 };
-use swarm::{Node, NodeId};
+use swarm_actors::operators::Behalf;
+use swarm_actors::supervision::{Host, HostRestart, HOST_ACTOR};
+use swarm_actors::{Node, RemoteActor, RemoteAddr};
+use swarm_protocol::NodeId;
 
 /// Trace entries the console keeps.
 pub const TRACE_KEPT: usize = 500;
@@ -43,7 +48,9 @@ pub struct Collector {
     /// The actor traced now, and what was read of its trace.
     trace: Arc<Mutex<Option<Traced>>>,
     /// The control plane, for what the head records of named actors.
-    control: Option<swarm::control::Control>,
+    control: Option<swarm_actors::control::Control>,
+    /// The operator it asks for, when a node asks for one.
+    behalf: Option<Arc<Behalf>>,
 }
 
 struct Traced {
@@ -62,13 +69,104 @@ impl Collector {
             entry_id,
             trace: Arc::default(),
             control: None,
+            behalf: None,
         }
     }
 
     /// Also lists what the head records of named actors (their placement).
-    pub fn with_control(mut self, control: swarm::control::Control) -> Self {
-        self.control = Some(control);
+    pub fn with_control(mut self, control: swarm_actors::control::Control) -> Self {
+        self.control = Some(match &self.behalf {
+            Some(behalf) => control.on_behalf(Arc::clone(behalf)),
+            None => control,
+        });
         self
+    }
+
+    /// Asks everything for `behalf`, an operator who logged in through
+    /// this collector's node (the admin API): each member decides each ask
+    /// as that operator's.
+    pub fn on_behalf(mut self, behalf: Arc<Behalf>) -> Self {
+        self.control = self.control.map(|c| c.on_behalf(Arc::clone(&behalf)));
+        self.behalf = Some(behalf);
+        self
+    }
+
+    /// A handle to `name` on `node`, asking for the operator if there is one.
+    fn remote<A: RemoteActor>(&self, node: NodeId, name: &str) -> RemoteAddr<A> {
+        let addr = self.node.remote::<A>(node, name);
+        match &self.behalf {
+            Some(behalf) => addr.on_behalf(Arc::clone(behalf)),
+            None => addr,
+        }
+    }
+
+    /// Restarts actor `name` hosted by `node` (its host's supervisor
+    /// restarts it as after a failure); says how it went.
+    pub async fn restart(&self, node: NodeId, name: &str) -> Result<String, String> {
+        let host = self.remote::<Host>(node, HOST_ACTOR);
+        match host
+            .send(HostRestart {
+                name: name.to_owned(),
+            })
+            .await
+        {
+            Ok(Ok(restarts)) => Ok(format!("restarted {name} (restart {restarts})")),
+            Ok(Err(e)) => Err(format!("restart {name}: {e}")),
+            Err(e) => Err(format!("restart {name}: {e}")),
+        }
+    }
+
+    /// Stops the named actor `name` (the head forgets it); says how it went.
+    pub async fn stop(&self, name: &str) -> Result<String, String> {
+        let control = self
+            .control
+            .as_ref()
+            .ok_or("no control plane reachable: cannot stop")?;
+        match control.stop(name).await {
+            Ok(()) => Ok(format!("stopped {name}")),
+            Err(e) => Err(format!("stop {name}: {e}")),
+        }
+    }
+
+    /// Drains `node` (named `name` in what it says): its named actors move
+    /// elsewhere, then it leaves.
+    pub async fn drain(&self, node: NodeId, name: &str) -> Result<String, String> {
+        let control = self
+            .control
+            .as_ref()
+            .ok_or("no control plane reachable: cannot drain")?;
+        match control.drain(node).await {
+            Ok(moved) => Ok(format!("drained {name}: {moved} actors moved")),
+            Err(e) => Err(format!("drain {name}: {e}")),
+        }
+    }
+
+    /// What the inspect hook of actor `name` on `node` says of its state
+    /// (JSON text), or why there is nothing.
+    pub async fn actor_state(&self, node: NodeId, name: &str) -> String {
+        let inspector = self.remote::<Inspector>(node, INSPECT_ACTOR);
+        match inspector
+            .send(InspectActor {
+                actor: name.to_owned(),
+            })
+            .await
+        {
+            Ok(Ok(Some(state))) => state,
+            Ok(Ok(None)) => "(no inspect hook)".to_owned(),
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// This node's own snapshot (what `/metrics` exposes).
+    ///
+    /// # Errors
+    ///
+    /// Why its inspector did not answer.
+    pub async fn own_snapshot(&self) -> Result<NodeSnapshot, String> {
+        let me = self.node.id();
+        let inspector = self.remote::<Inspector>(me, INSPECT_ACTOR);
+        inspector.send(Inspect).await.map_err(|e| e.to_string())
     }
 
     /// Starts tracing `actor` on `node` (stopping any other trace), or
@@ -100,7 +198,7 @@ impl Collector {
     }
 
     async fn set_trace(&self, node: NodeId, actor: &str, on: bool) -> Result<(), String> {
-        let inspector = self.node.remote::<Inspector>(node, INSPECT_ACTOR);
+        let inspector = self.remote::<Inspector>(node, INSPECT_ACTOR);
         let request = SetTrace {
             actor: actor.to_owned(),
             on,
@@ -122,7 +220,7 @@ impl Collector {
             let after = t.entries.last().map_or(0, |e| e.seq);
             (t.node, t.actor.clone(), after)
         };
-        let inspector = self.node.remote::<Inspector>(node, INSPECT_ACTOR);
+        let inspector = self.remote::<Inspector>(node, INSPECT_ACTOR);
         let request = ReadTrace {
             actor: actor.clone(),
             after,
@@ -149,7 +247,7 @@ impl Collector {
     }
 
     /// The control plane, if one answered when the console attached.
-    pub fn control(&self) -> Option<&swarm::control::Control> {
+    pub fn control(&self) -> Option<&swarm_actors::control::Control> {
         self.control.as_ref()
     }
 
@@ -160,9 +258,7 @@ impl Collector {
     ///
     /// [`CollectError::Members`] if the entry member does not list members.
     pub async fn poll(&self) -> Result<ClusterView, CollectError> {
-        let agent = self
-            .node
-            .remote::<ClusterAgent>(self.entry_id, CLUSTER_ACTOR);
+        let agent = self.remote::<ClusterAgent>(self.entry_id, CLUSTER_ACTOR);
         let members = agent
             .send(ListMembers)
             .await
@@ -214,7 +310,7 @@ impl Collector {
                     .map_err(|_| format!("bad address {}", member.addr))?;
                 self.node.connect(addr).await.map_err(|e| e.to_string())?;
             }
-            let inspector = self.node.remote::<Inspector>(id, INSPECT_ACTOR);
+            let inspector = self.remote::<Inspector>(id, INSPECT_ACTOR);
             inspector.send(Inspect).await.map_err(|e| e.to_string())
         };
         match tokio::time::timeout(ANSWER_WITHIN, ask).await {

@@ -1,0 +1,135 @@
+//! Operators' passwords for the admin API: an argon2id hash made where the
+//! operator types the password (`swarm operator passwd`), stored by the
+//! heads (committed in the Raft log, so every head checks it), never the
+//! password itself. The hash's cost is bounded on arrival, so a forged
+//! one cannot make the head leader spend seconds or gigabytes per login.
+
+use serde::{Deserialize, Serialize};
+use swarm_protocol::sealed::keyring::{passphrase_kek, KdfParams, SALT_LEN};
+
+/// Fewest characters of a password.
+pub const MIN_LEN: usize = 12;
+/// Most bytes of a password.
+pub const MAX_LEN: usize = 1024;
+/// Most memory a stored hash may cost to check, KiB (64 MiB).
+const MAX_M_KIB: u32 = 64 * 1024;
+/// Most passes.
+const MAX_T: u32 = 8;
+/// Most lanes.
+const MAX_P: u32 = 4;
+
+/// A password's argon2id hash with its salt and cost.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordHash {
+    m_kib: u32,
+    t: u32,
+    p: u32,
+    #[serde(with = "serde_bytes")]
+    salt: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    hash: Vec<u8>,
+}
+
+impl std::fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PasswordHash(argon2id m={} t={} p={})", self.m_kib, self.t, self.p)
+    }
+}
+
+impl PasswordHash {
+    /// Hashes `password` with a fresh salt (argon2id, 19 MiB, 2 passes).
+    ///
+    /// # Errors
+    ///
+    /// If the password is shorter than [`MIN_LEN`] characters or longer
+    /// than [`MAX_LEN`] bytes, or no randomness is available.
+    pub fn new(password: &str) -> Result<Self, String> {
+        if password.chars().count() < MIN_LEN {
+            return Err(format!("a password needs at least {MIN_LEN} characters"));
+        }
+        if password.len() > MAX_LEN {
+            return Err(format!("a password has at most {MAX_LEN} bytes"));
+        }
+        let mut salt = [0u8; SALT_LEN];
+        getrandom::fill(&mut salt).map_err(|e| format!("no randomness: {e}"))?;
+        let params = KdfParams::DEFAULT;
+        let hash = passphrase_kek(password.as_bytes(), &salt, params).map_err(|e| e.to_string())?;
+        Ok(Self {
+            m_kib: params.m_kib,
+            t: params.t,
+            p: params.p,
+            salt: salt.to_vec(),
+            hash: hash.to_vec(),
+        })
+    }
+
+    /// Why a hash that arrived is not acceptable: its cost out of bounds,
+    /// or a salt or hash of the wrong size.
+    ///
+    /// # Errors
+    ///
+    /// The reason.
+    pub fn check(&self) -> Result<(), String> {
+        if self.m_kib > MAX_M_KIB || self.t > MAX_T || self.p > MAX_P {
+            return Err(format!(
+                "the password hash costs too much to check (at most {MAX_M_KIB} KiB, {MAX_T} passes, {MAX_P} lanes)"
+            ));
+        }
+        if self.salt.len() != SALT_LEN || self.hash.len() != 32 {
+            return Err("the password hash is malformed".into());
+        }
+        Ok(())
+    }
+
+    /// Whether `password` is the one hashed (constant time in the hash).
+    /// Costs one argon2id derivation (~60 ms at the defaults): call it off
+    /// an actor's thread.
+    pub fn verify(&self, password: &str) -> bool {
+        if self.check().is_err() || password.len() > MAX_LEN {
+            return false;
+        }
+        let Ok(salt) = <[u8; SALT_LEN]>::try_from(&self.salt[..]) else {
+            return false;
+        };
+        let params = KdfParams {
+            m_kib: self.m_kib,
+            t: self.t,
+            p: self.p,
+        };
+        match passphrase_kek(password.as_bytes(), &salt, params) {
+            Ok(derived) => {
+                derived
+                    .iter()
+                    .zip(&self.hash)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_and_another_does_not() {
+        let hash = PasswordHash::new("correct horse battery").unwrap();
+        assert!(hash.verify("correct horse battery"));
+        assert!(!hash.verify("correct horse battery!"));
+        assert!(!hash.verify(""));
+    }
+
+    #[test]
+    fn short_passwords_and_costly_hashes_are_refused() {
+        assert!(PasswordHash::new("short").unwrap_err().contains("at least"));
+        let mut hash = PasswordHash::new("correct horse battery").unwrap();
+        hash.m_kib = 1024 * 1024;
+        assert!(hash.check().unwrap_err().contains("costs too much"));
+        assert!(!hash.verify("correct horse battery"));
+        let mut hash = PasswordHash::new("correct horse battery").unwrap();
+        hash.salt.pop();
+        assert!(hash.check().is_err());
+    }
+}
