@@ -51,6 +51,12 @@
 //! election_ms = 300                # Raft election timeout (lower bound)
 //! crash_evidence = true            # move a killed node's actors at once (off behind tcp-reset firewalls)
 //! totp = "totp.secret"             # operators' TOTP logins (sealed; from `swarm cert issue --roles head`)
+//!
+//! [admin]                          # the admin API, dashboard and /metrics over HTTPS (off without this section)
+//! listen = "127.0.0.1:9443"
+//! cert = "n1.admin.crt"            # from `swarm admin tls n1` (PEM chain under admin-ca.crt)
+//! key = "n1.admin.key"             # sealed
+//! refresh_ms = 1000                # how often the dashboard's stream refreshes
 //! ```
 //!
 //! The failure-detection bound with these settings is
@@ -171,6 +177,28 @@ pub struct NodeFile {
     /// The control plane's head, on head nodes.
     #[serde(default)]
     pub head: Option<HeadFile>,
+    /// The admin API, on nodes that serve it.
+    #[serde(default)]
+    pub admin: Option<AdminFile>,
+}
+
+/// The `[admin]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Where the admin API listens (HTTPS).
+    pub listen: SocketAddr,
+    /// Its certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (sealed, or PEM).
+    pub key: PathBuf,
+    /// How often the dashboard's stream refreshes, milliseconds.
+    #[serde(default = "default_refresh_ms")]
+    pub refresh_ms: u64,
+}
+
+fn default_refresh_ms() -> u64 {
+    1_000
 }
 
 /// The `[head]` section.
@@ -427,6 +455,10 @@ impl NodeFile {
             Some(h) => (Some(&mut h.dir), h.totp.as_mut()),
             None => (None, None),
         };
+        let (admin_cert, admin_key) = match file.admin.as_mut() {
+            Some(a) => (Some(&mut a.cert), Some(&mut a.key)),
+            None => (None, None),
+        };
         for p in [
             Some(&mut file.key),
             Some(&mut file.cert),
@@ -438,6 +470,8 @@ impl NodeFile {
             file.audit.as_mut(),
             head_dir,
             head_totp,
+            admin_cert,
+            admin_key,
         ]
         .into_iter()
         .flatten()

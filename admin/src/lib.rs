@@ -2,6 +2,9 @@
 //!
 //! - [`collect`]: the cluster as one operator sees it (every member's
 //!   inspection joined), and the operator's actions.
+//! - [`server`]: the admin API over HTTPS ([`tls`]) with the web dashboard
+//!   and `/metrics`, for operators logged in with a password and a TOTP
+//!   code.
 //! - [`metrics`]: a node's inspection snapshot in the Prometheus
 //!   exposition format, written by `prometheus-client`; every numeric
 //!   field of the data model (`swarm_actors::inspect::model`) becomes a
@@ -11,3 +14,5 @@
 
 pub mod collect;
 pub mod metrics;
+pub mod server;
+pub mod tls;

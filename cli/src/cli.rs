@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-pub(crate) use commands::{CaCommand, CertCommand, KeysCommand, OperatorCommand};
+pub(crate) use commands::{AdminCommand, CaCommand, CertCommand, KeysCommand, OperatorCommand};
 
 /// Swarm: a distributed actor runtime.
 #[derive(Debug, Parser)]
@@ -43,9 +43,13 @@ pub(crate) enum Command {
     /// Run a node.
     #[command(subcommand)]
     Node(NodeCommand),
-    /// Operators: certificates with a second factor (TOTP).
+    /// Operators: certificates with a second factor (TOTP), and passwords
+    /// for the admin API.
     #[command(subcommand)]
     Operator(OperatorCommand),
+    /// The admin API (HTTPS, dashboard, /metrics): its TLS certificates.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// A keyring's data keys: add a term, change the passphrase, show it.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -513,6 +517,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             days,
             issuer: &issuer,
         }),
+        Command::Operator(OperatorCommand::Passwd {
+            config,
+            node,
+            password_env,
+        }) => operator::passwd(&config, node, password_env.as_deref()),
+        Command::Admin(AdminCommand::Tls {
+            name,
+            hosts,
+            ca_dir,
+            out,
+            cluster,
+        }) => operator::admin_tls(&name, &hosts, &ca_dir, &out, &cluster),
         Command::Keys(KeysCommand::Rotate { keyring, reseal }) => keys::rotate(&keyring, reseal),
         Command::Keys(KeysCommand::Passwd {
             keyring,

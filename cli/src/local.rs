@@ -45,6 +45,9 @@ pub enum LocalError {
     /// There is no node with this index.
     #[error("no node {0}")]
     NoNode(usize),
+    /// The admin API's certificate could not be made.
+    #[error(transparent)]
+    Tls(#[from] swarm_admin::tls::TlsError),
     /// A node could not be killed or reaped.
     #[error("cannot kill node: {0}")]
     Kill(std::io::Error),
@@ -61,6 +64,8 @@ pub struct ChildNode {
     pub addr: SocketAddr,
     /// Its node id.
     pub id: NodeId,
+    /// Where its admin API listens (HTTPS), if it serves one.
+    pub admin: Option<SocketAddr>,
 }
 
 /// Child node processes and the directory with their files.
@@ -78,6 +83,8 @@ pub struct LocalCluster {
     exe: PathBuf,
     /// Each node's `swarm node start` arguments, by name (for restarts).
     args: std::collections::HashMap<String, Vec<String>>,
+    /// Whether n1 serves the admin API.
+    admin: bool,
 }
 
 impl LocalCluster {
@@ -91,7 +98,33 @@ impl LocalCluster {
     ///
     /// If files cannot be written or a node does not report READY within 30 s.
     pub fn start(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
-        Self::start_with(exe, dir, n, extra_args, true, 0, &|_| Vec::new())
+        Self::start_with(exe, dir, n, extra_args, true, 0, &|_| Vec::new(), false)
+    }
+
+    /// As [`LocalCluster::start_control`], and n1 serves the admin API
+    /// (HTTPS on a free port of 127.0.0.1, its certificate under
+    /// `admin-ca.crt` in `dir`; see [`ChildNode::admin`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalCluster::start`].
+    pub fn start_control_admin(
+        exe: &Path,
+        dir: &Path,
+        heads: usize,
+        workers: usize,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        Self::start_with(
+            exe,
+            dir,
+            heads + workers,
+            extra_args,
+            false,
+            heads,
+            &|_| Vec::new(),
+            true,
+        )
     }
 
     /// A cluster with a control plane: n1..n`heads` have the head role
@@ -109,9 +142,16 @@ impl LocalCluster {
         workers: usize,
         extra_args: &[&str],
     ) -> Result<Self> {
-        Self::start_with(exe, dir, heads + workers, extra_args, false, heads, &|_| {
-            Vec::new()
-        })
+        Self::start_with(
+            exe,
+            dir,
+            heads + workers,
+            extra_args,
+            false,
+            heads,
+            &|_| Vec::new(),
+            false,
+        )
     }
 
     /// As [`LocalCluster::start_control`], with more arguments for node
@@ -135,6 +175,7 @@ impl LocalCluster {
             false,
             heads,
             node_args,
+            false,
         )
     }
 
@@ -153,7 +194,8 @@ impl LocalCluster {
             .map(|a| a.iter().map(String::as_str).collect())
             .unwrap_or_default();
         args.extend(["--listen", &listen]);
-        let node = spawn(&self.exe, &config, &killed.name, &args)?;
+        let admin = self.admin && killed.name == "n1";
+        let node = spawn(&self.exe, &config, &killed.name, &args, admin)?;
         self.nodes.push(node);
         Ok(self
             .nodes
@@ -168,9 +210,10 @@ impl LocalCluster {
     ///
     /// As [`LocalCluster::start`].
     pub fn start_members(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
-        Self::start_with(exe, dir, n, extra_args, false, 0, &|_| Vec::new())
+        Self::start_with(exe, dir, n, extra_args, false, 0, &|_| Vec::new(), false)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start_with(
         exe: &Path,
         dir: &Path,
@@ -179,6 +222,7 @@ impl LocalCluster {
         dial_peers: bool,
         heads: usize,
         node_args: &dyn Fn(usize) -> Vec<String>,
+        admin: bool,
     ) -> Result<Self> {
         let cluster = "local".to_owned();
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
@@ -203,6 +247,7 @@ impl LocalCluster {
             remove_dir: false,
             exe: exe.to_owned(),
             args: std::collections::HashMap::new(),
+            admin,
         };
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         for (i, name) in names.iter().enumerate() {
@@ -217,11 +262,15 @@ impl LocalCluster {
             if i < heads {
                 text.push_str(&NodeFile::render_head(name, heads));
             }
+            let serves_admin = admin && i == 0;
+            if serves_admin {
+                text.push_str(&admin_files(dir, name)?);
+            }
             write(&config, text)?;
             let mut args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
             args.extend(node_args(i));
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let node = spawn(exe, &config, name, &refs)?;
+            let node = spawn(exe, &config, name, &refs, serves_admin)?;
             this.args.insert(name.clone(), args);
             this.nodes.push(node);
         }
@@ -295,14 +344,43 @@ fn write(path: &Path, text: String) -> Result<()> {
     })
 }
 
-/// Starts one node process and waits for its READY line.
-fn spawn(exe: &Path, config: &Path, name: &str, extra_args: &[&str]) -> Result<ChildNode> {
+/// Writes the admin CA (`admin-ca.crt`, its key sealed) once, and node
+/// `name`'s admin certificate and sealed key; answers the `[admin]`
+/// section of its configuration.
+fn admin_files(dir: &Path, name: &str) -> Result<String> {
+    let keyring = Throwaway::keyring(dir)?;
+    let seal = |path: &Path, plain: &[u8]| {
+        keyring
+            .write_file(path, swarm_protocol::sealed::Kind::TlsKey, plain)
+            .map_err(|e| LocalError::File(FileError::from(e)))
+    };
+    let (ca, pem) = swarm_admin::tls::AdminCa::generate("local")?;
+    write(&dir.join("admin-ca.crt"), pem)?;
+    seal(&dir.join("admin-ca.key"), &ca.key_der())?;
+    let hosts = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let (chain, key) = ca.issue(name, &hosts)?;
+    write(&dir.join(format!("{name}.admin.crt")), chain)?;
+    seal(&dir.join(format!("{name}.admin.key")), &key)?;
+    Ok(format!(
+        "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert = \"{name}.admin.crt\"\nkey = \"{name}.admin.key\"\nrefresh_ms = 500\n"
+    ))
+}
+
+/// Starts one node process and waits for its READY line (and its ADMIN
+/// line, if it serves the admin API).
+fn spawn(
+    exe: &Path,
+    config: &Path,
+    name: &str,
+    extra_args: &[&str],
+    admin: bool,
+) -> Result<ChildNode> {
     let mut command = Command::new(exe);
     command
         .args(["node", "start", "--config"])
         .arg(config)
         .args(extra_args);
-    spawn_command(command, name)
+    start_child(command, name, admin)
 }
 
 /// Starts a node process from a prepared command line (for example one
@@ -312,7 +390,11 @@ fn spawn(exe: &Path, config: &Path, name: &str, extra_args: &[&str]) -> Result<C
 /// # Errors
 ///
 /// If the command cannot run, or the node does not report READY within 30 s.
-pub fn spawn_command(mut command: Command, name: &str) -> Result<ChildNode> {
+pub fn spawn_command(command: Command, name: &str) -> Result<ChildNode> {
+    start_child(command, name, false)
+}
+
+fn start_child(mut command: Command, name: &str, admin: bool) -> Result<ChildNode> {
     let exe = PathBuf::from(command.get_program());
     let mut child = command
         .env(
@@ -335,6 +417,9 @@ pub fn spawn_command(mut command: Command, name: &str) -> Result<ChildNode> {
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
         let _ = tx.send(lines.next());
+        if admin {
+            let _ = tx.send(lines.next());
+        }
         // Keep draining so the child never blocks on a full pipe.
         for _ in lines {}
     });
@@ -360,10 +445,28 @@ pub fn spawn_command(mut command: Command, name: &str) -> Result<ChildNode> {
         let _ = child.wait();
         return Err(not_ready(Some(line)));
     };
+    let admin = if admin {
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Some(Ok(line))) => line,
+            _ => String::new(),
+        };
+        let addr = line
+            .strip_prefix("ADMIN https://")
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        if addr.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(not_ready(Some(line)));
+        }
+        addr
+    } else {
+        None
+    };
     Ok(ChildNode {
         child,
         name,
         addr,
         id,
+        admin,
     })
 }

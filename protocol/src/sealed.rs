@@ -60,6 +60,8 @@ pub enum Kind {
     Audit,
     /// The data keys inside a keyring, sealed under its root key.
     DataKeys,
+    /// A TLS private key (the admin API's, or its CA's).
+    TlsKey,
 }
 
 impl Kind {
@@ -73,6 +75,7 @@ impl Kind {
             Kind::Raft => 5,
             Kind::Audit => 6,
             Kind::DataKeys => 7,
+            Kind::TlsKey => 8,
         }
     }
 
@@ -86,6 +89,7 @@ impl Kind {
             5 => Kind::Raft,
             6 => Kind::Audit,
             7 => Kind::DataKeys,
+            8 => Kind::TlsKey,
             _ => return None,
         })
     }
@@ -100,6 +104,7 @@ impl Kind {
             Kind::Raft => "control-plane (Raft) data",
             Kind::Audit => "an audit record",
             Kind::DataKeys => "keyring data keys",
+            Kind::TlsKey => "a TLS private key",
         }
     }
 }

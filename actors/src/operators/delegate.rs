@@ -132,7 +132,10 @@ impl Handler<Delegated> for Session {
 }
 
 /// Checks a delegated ask and dispatches its inner message.
-fn admit(mesh: &Mesh, msg: &Delegated) -> Result<crate::directory::dispatch::AskFuture, RemoteError> {
+fn admit(
+    mesh: &Mesh,
+    msg: &Delegated,
+) -> Result<crate::directory::dispatch::AskFuture, RemoteError> {
     let forbid = |reason: String| RemoteError::Forbidden { reason };
     if let Some(from) = &msg.from {
         if is_operator_only(&from.roles) {

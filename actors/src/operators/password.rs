@@ -32,7 +32,11 @@ pub struct PasswordHash {
 
 impl std::fmt::Debug for PasswordHash {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PasswordHash(argon2id m={} t={} p={})", self.m_kib, self.t, self.p)
+        write!(
+            f,
+            "PasswordHash(argon2id m={} t={} p={})",
+            self.m_kib, self.t, self.p
+        )
     }
 }
 

@@ -42,6 +42,46 @@ pub(crate) enum OperatorCommand {
         #[arg(long, default_value = "swarm")]
         issuer: String,
     },
+    /// Set your own password for the admin API and dashboard (logged in
+    /// with your certificate and TOTP code; the heads keep only an
+    /// argon2id hash made here).
+    Passwd {
+        /// Your operator configuration (certificate and key).
+        #[arg(long)]
+        config: PathBuf,
+        /// Any member's mesh address.
+        #[arg(long)]
+        node: SocketAddr,
+        /// Read the new password from this environment variable instead
+        /// of asking twice on the terminal.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Issue a node's admin-API TLS certificate (ECDSA P-256, which
+    /// browsers accept) under the admin CA, creating the CA
+    /// (admin-ca.crt, admin-ca.key) on first use. Operators trust
+    /// admin-ca.crt in their browser (or with `curl --cacert`).
+    Tls {
+        /// The node's name: writes NAME.admin.crt and NAME.admin.key (sealed).
+        name: String,
+        /// Host names and addresses the certificate is valid for.
+        #[arg(long = "host", default_values_t = ["127.0.0.1".to_owned(), "localhost".to_owned()])]
+        hosts: Vec<String>,
+        /// The directory holding the CA and its keyring.
+        #[arg(long, default_value = ".")]
+        ca_dir: PathBuf,
+        /// Where to write the certificate and key (sealed under that
+        /// directory's keyring).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// The cluster's name, for the CA's subject when it is created.
+        #[arg(long, default_value = "swarm")]
+        cluster: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

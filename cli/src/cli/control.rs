@@ -17,7 +17,7 @@ use swarm::{Node, NodeId};
 use swarm_actors::cluster::{ClusterAgent, ListMembers, MemberRow, CLUSTER_ACTOR};
 
 /// Runs `f` with a control client through `member`.
-fn with_control<T, F, Fut>(config: &Path, member: SocketAddr, f: F) -> Result<T>
+pub(crate) fn with_control<T, F, Fut>(config: &Path, member: SocketAddr, f: F) -> Result<T>
 where
     F: FnOnce(Node, Control, Vec<MemberRow>) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,

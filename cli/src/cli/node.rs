@@ -65,6 +65,7 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
     all_peers.extend(peers);
     let peers = all_peers;
     let cert_path = file.cert.clone();
+    let admin = admin_config(&file)?;
     actix::System::new().block_on(async move {
         let node = Node::start(mesh).await.context("cannot start the node")?;
         swarm_cli::demo::expose_info(&node)?;
@@ -86,18 +87,57 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
             )?;
             out.flush()?;
         }
+        let admin = match admin {
+            Some(config) => {
+                let server = swarm_admin::server::start(node.clone(), config)
+                    .context("cannot start the admin API")?;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "ADMIN https://{}", server.local_addr())?;
+                out.flush()?;
+                Some(server)
+            }
+            None => None,
+        };
         for peer in peers {
             actix_rt::spawn(dial_with_retry(node.clone(), peer));
         }
         actix_rt::spawn(follow_certificate(node.clone(), cert_path));
         wait_for_signal().await;
         tracing::info!("shutting down");
+        if let Some(admin) = &admin {
+            admin.stop().await;
+        }
         if let Some(cluster) = node.cluster() {
             cluster.leave().await;
         }
         node.shutdown();
         Ok(())
     })
+}
+
+/// The admin API's settings, with its certificate and (unsealed) key.
+fn admin_config(
+    file: &swarm::config::NodeFile,
+) -> Result<Option<swarm_admin::server::AdminConfig>> {
+    let Some(admin) = &file.admin else {
+        return Ok(None);
+    };
+    let chain = std::fs::read_to_string(&admin.cert)
+        .with_context(|| format!("cannot read {}", admin.cert.display()))?;
+    let raw = std::fs::read(&admin.key)
+        .with_context(|| format!("cannot read {}", admin.key.display()))?;
+    let key = if raw.starts_with(b"-----BEGIN") {
+        zeroize::Zeroizing::new(raw)
+    } else {
+        file.open_keyring()?
+            .read_file(&admin.key, swarm::protocol::sealed::Kind::TlsKey)?
+    };
+    let tls = swarm_admin::tls::server_config(&chain, &key)?;
+    Ok(Some(swarm_admin::server::AdminConfig {
+        listen: admin.listen,
+        tls,
+        refresh: Duration::from_millis(admin.refresh_ms.max(100)),
+    }))
 }
 
 /// Dials a configured peer, retrying with backoff for about a minute.

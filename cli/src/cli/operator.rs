@@ -1,5 +1,7 @@
 //! `swarm operator add`: an operator certificate and its TOTP enrollment
-//! (an `otpauth://` URI and a QR code for an authenticator app).
+//! (an `otpauth://` URI and a QR code for an authenticator app);
+//! `swarm operator passwd`: an operator's admin-API password;
+//! `swarm admin tls`: a node's admin-API certificate.
 
 use std::path::Path;
 
@@ -67,5 +69,88 @@ pub(crate) fn add(a: &Add<'_>) -> Result<()> {
     println!(
         "Every operator command then asks for the current code (or takes --totp CODE); the heads check it with totp.secret."
     );
+    Ok(())
+}
+
+/// `swarm operator passwd`: hashes the new password here and has the
+/// heads keep the hash for the operator whose link this is.
+pub(crate) fn passwd(config: &Path, node: std::net::SocketAddr, env: Option<&str>) -> Result<()> {
+    let password = match env {
+        Some(var) => zeroize::Zeroizing::new(
+            std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("environment variable {var} is not set"))?,
+        ),
+        None => {
+            let first =
+                zeroize::Zeroizing::new(rpassword::prompt_password("new admin-API password: ")?);
+            let again = zeroize::Zeroizing::new(rpassword::prompt_password("again: ")?);
+            if first != again {
+                bail!("the passwords differ");
+            }
+            first
+        }
+    };
+    let hash =
+        swarm::operators::password::PasswordHash::new(&password).map_err(anyhow::Error::msg)?;
+    super::control::with_control(config, node, |_, control, _| async move {
+        control.set_password(hash).await?;
+        Ok(())
+    })?;
+    println!("password set: log in to the admin API with it and a TOTP code");
+    Ok(())
+}
+
+/// `swarm admin tls`: the admin CA (made on first use) issues `name`'s
+/// admin-API certificate for `hosts`.
+pub(crate) fn admin_tls(
+    name: &str,
+    hosts: &[String],
+    ca_dir: &Path,
+    out: &Path,
+    cluster: &str,
+) -> Result<()> {
+    use swarm::credentials::{keyring_path, Keyring};
+    anyhow::ensure!(!hosts.is_empty(), "give at least one --host");
+    let ca = CaDir::new(ca_dir);
+    let unlock = secrets::unlock_existing(&ca.keyring_path())?;
+    let ca_ring = ca.keyring(&unlock)?;
+    let ca_key_path = ca_dir.join("admin-ca.key");
+    let ca_cert_path = ca_dir.join("admin-ca.crt");
+    let admin_ca = if ca_key_path.exists() {
+        let der = ca_ring.read_file(&ca_key_path, Kind::TlsKey)?;
+        swarm_admin::tls::AdminCa::from_key_der(cluster, &der)?
+    } else {
+        let (admin_ca, pem) = swarm_admin::tls::AdminCa::generate(cluster)?;
+        ca_ring.write_file(&ca_key_path, Kind::TlsKey, &admin_ca.key_der())?;
+        std::fs::write(&ca_cert_path, pem)?;
+        println!(
+            "created the admin CA: {} (trust it in browsers and tools), {} (sealed)",
+            ca_cert_path.display(),
+            ca_key_path.display()
+        );
+        admin_ca
+    };
+    let (chain, key) = admin_ca.issue(name, hosts)?;
+    std::fs::create_dir_all(out)?;
+    let out_ring = if out.canonicalize().ok() == ca_dir.canonicalize().ok() {
+        ca_ring
+    } else {
+        Keyring::open_or_create(
+            &keyring_path(out),
+            &unlock,
+            swarm_protocol::sealed::keyring::KdfParams::DEFAULT,
+        )?
+    };
+    let cert_path = out.join(format!("{name}.admin.crt"));
+    let key_path = out.join(format!("{name}.admin.key"));
+    std::fs::write(&cert_path, chain)?;
+    out_ring.write_file(&key_path, Kind::TlsKey, &key)?;
+    println!(
+        "admin API certificate for {name} ({}): {}, key {} (sealed)",
+        hosts.join(", "),
+        cert_path.display(),
+        key_path.display()
+    );
+    println!("  in its node file: [admin] listen = \"127.0.0.1:9443\", cert = \"{name}.admin.crt\", key = \"{name}.admin.key\"");
     Ok(())
 }

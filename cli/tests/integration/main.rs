@@ -4,6 +4,7 @@
 
 mod util;
 
+mod admin_api;
 mod at_rest;
 mod bad_input;
 mod cluster_processes;

@@ -293,6 +293,22 @@ pub fn swarm_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The admin operator's TOTP code `steps` steps (of 30 s) from now: a
+/// second login in the same step needs the next step's code (each step
+/// logs in once; the heads accept one step either side).
+pub fn admin_code_in(dir: &std::path::Path, steps: u64) -> String {
+    let keyring = Throwaway::keyring(dir).unwrap();
+    let totp = swarm::credentials::read_secret(
+        &keyring,
+        &dir.join("totp.secret"),
+        swarm_protocol::sealed::Kind::TotpSecret,
+    )
+    .unwrap();
+    let cert = swarm::credentials::read_cert(&dir.join("admin.cert")).unwrap();
+    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
+    swarm::operators::code_at(&seed, swarm::credentials::unix_now() + 30 * steps)
+}
+
 /// The TOTP code now of a local cluster's admin operator (`admin.cert` in
 /// `dir`, the cluster's sealed `totp.secret`).
 pub fn admin_code(dir: &std::path::Path) -> String {

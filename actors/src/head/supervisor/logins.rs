@@ -8,9 +8,9 @@ use actix::prelude::*;
 
 use super::Supervisor;
 use crate::audit::{AuditKind, AuditRecord};
+use crate::head::state::PasswordEntry;
 use crate::head::state::{Applied, Command};
 use crate::head::wire::ControlError;
-use crate::head::state::PasswordEntry;
 use crate::operators::wire::{Operator, SetPassword, VerifyLogin, VerifyPassword};
 use crate::operators::{self, Behalf, SessionToken};
 
@@ -124,8 +124,11 @@ impl Supervisor {
     fn issue(
         &self,
         operator: Operator,
-    ) -> impl FnOnce(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<SessionToken, ControlError>>>>
-    {
+    ) -> impl FnOnce(
+        u64,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<SessionToken, ControlError>>>,
+    > {
         let writes = self.writes.clone();
         let key = self.totp.as_ref().map(|t| operators::session_key(t));
         move |step| {
@@ -168,9 +171,9 @@ impl Supervisor {
         entry: Option<PasswordEntry>,
         password_ok: bool,
     ) -> Result<(Operator, u64), ControlError> {
-        let revoked = entry.as_ref().is_some_and(|e| {
-            self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == e.serial))
-        });
+        let revoked = entry
+            .as_ref()
+            .is_some_and(|e| self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == e.serial)));
         let operator = match entry {
             Some(e) => Operator {
                 node: e.node,
@@ -203,7 +206,11 @@ impl Supervisor {
             .map_err(|e| match e {
                 ControlError::Forbidden { reason } if reason.starts_with("wrong TOTP code") => {
                     ControlError::Forbidden {
-                        reason: reason.replacen("wrong TOTP code", "wrong name, password or TOTP code", 1),
+                        reason: reason.replacen(
+                            "wrong TOTP code",
+                            "wrong name, password or TOTP code",
+                            1,
+                        ),
                     }
                 }
                 e => e,
