@@ -28,13 +28,13 @@ const resources = (r) => r ? [r.cpus ? r.cpus + " cpu" : "", r.gpus ? r.gpus + "
 // Columns: [title, value(row), sort key (or null), numeric].
 const COLUMNS = {
   nodes: [
-    ["name", (r) => r.member.name, (r) => r.member.name],
-    ["id", (r) => short(r.member.id)],
-    ["roles", (r) => r.member.roles.join(",")],
-    ["state", (r) => r.member.state, (r) => r.member.state],
-    ["cpu %", (r) => n1(r.member.cpu_percent), (r) => r.member.cpu_percent, true],
-    ["memory", (r) => bytes(r.member.memory_used) + " / " + bytes(r.member.memory), null, true],
-    ["gpus", (r) => r.member.gpus, null, true],
+    ["name", (r) => r.name, (r) => r.name],
+    ["id", (r) => short(r.id)],
+    ["roles", (r) => r.roles.join(",")],
+    ["state", (r) => r.state, (r) => r.state],
+    ["cpu %", (r) => n1(r.cpu_percent), (r) => r.cpu_percent, true],
+    ["memory", (r) => bytes(r.memory_used) + " / " + bytes(r.memory), null, true],
+    ["gpus", (r) => r.gpus, null, true],
     ["load", (r) => r.local ? r.local.load_average.toFixed(2) : "", (r) => r.local?.load_average ?? 0, true],
     ["actors", (r) => r.local ? r.local.actors : "", (r) => r.local?.actors ?? 0, true],
     ["links", (r) => r.local ? r.local.links : "", null, true],
@@ -104,14 +104,14 @@ const COLUMNS = {
 
 function nodeName(id) {
   const h = hex(id);
-  const n = state.data?.nodes.find((x) => x.member.id === h);
-  return n ? n.member.name : h.slice(0, 8);
+  const n = state.data?.nodes.find((x) => x.id === h);
+  return n ? n.name : h.slice(0, 8);
 }
 
 function headText(r) {
   const h = r.local?.head;
   if (!h) return "";
-  const leader = h.leader ? (hex(h.leader) === r.member.id ? "leader" : "follower of " + nodeName(h.leader)) : "no leader";
+  const leader = h.leader ? (hex(h.leader) === r.id ? "leader" : "follower of " + nodeName(h.leader)) : "no leader";
   return `${h.role} · ${leader} · term ${h.term} · commit ${h.applied}`;
 }
 
@@ -185,6 +185,18 @@ function draw() {
       if (title === "state") td.classList.add("state-" + String(value(r)).toLowerCase());
       tr.appendChild(td);
     }
+    if (view === "nodes" && state.who?.roles.includes("admin") && r.state === "alive") {
+      // Drain: its named actors move elsewhere, then it leaves.
+      const td = document.createElement("td");
+      const button = document.createElement("button");
+      button.textContent = "drain";
+      button.className = "drain";
+      button.dataset.node = r.id;
+      const target = { node: r.id, name: r.name };
+      button.onclick = () => ask(`Drain ${target.name}? Its named actors move elsewhere, then it leaves the cluster.`, () => act("drain", target));
+      td.appendChild(button);
+      tr.appendChild(td);
+    }
     if (view === "actors") {
       tr.classList.add("selectable");
       tr.dataset.name = r.name;
@@ -228,7 +240,7 @@ function drawDetail() {
   const fields = [
     ["type", a.type_name], ["state", a.state], ["epoch", a.epoch], ["restarts", a.restarts],
     ["supervisor", a.supervisor || "(none)"], ["placed by head", a.placed ? "yes" : "no"],
-    ["placement", placed ? `${placed.state} on ${nodeName(placed.node)}, epoch ${placed.epoch}, ${placed.placements} placements, ${resources(placed.resources)}` : ""],
+    ["placement", placed ? [`${placed.state} on ${nodeName(placed.node)}`, `epoch ${placed.epoch}`, `${placed.placements} placements`, resources(placed.resources)].filter(Boolean).join(", ") : ""],
     ["backlog", a.backlog], ["messages", a.messages], ["asks", a.asks], ["msg/s", n1(a.rate)],
     ["handler p50 / p99", us(a.handling_p50_us) + " / " + us(a.handling_p99_us)],
     ["mailbox p99", us(a.waiting_p99_us)], ["errors", a.errors], ["tracing", a.tracing ? "on" : "off"],
@@ -306,6 +318,7 @@ function loggedIn(who) {
   $("console").hidden = false;
   $("tabs").hidden = false;
   $("logout").hidden = false;
+  document.body.dataset.ready = "console";
   follow();
 }
 
@@ -319,6 +332,7 @@ function loggedOut(message) {
   $("logout").hidden = true;
   $("who").textContent = "";
   $("login-error").textContent = message || "";
+  document.body.dataset.ready = "login";
 }
 
 function show(view) {

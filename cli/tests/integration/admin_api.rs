@@ -11,7 +11,7 @@ use swarm_cli::local::LocalCluster;
 
 use crate::util::{admin_code, admin_code_in, exe, scratch};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub const PASSWORD: &str = "correct horse battery staple";
 
 /// An HTTPS client that trusts the cluster's admin CA (and nothing else).
 pub fn client(dir: &std::path::Path) -> awc::Client {
