@@ -180,3 +180,109 @@ impl Drop for Browser {
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
+
+/// A terminal screen captured with its colours (`tmux capture-pane -e`)
+/// as an HTML page, for a screenshot of the console.
+pub fn terminal_html(ansi: &str) -> String {
+    const BASIC: [&str; 16] = [
+        "#1c1c1c", "#e06c75", "#98c379", "#e5c07b", "#61afef", "#c678dd", "#56b6c2", "#d8dee9",
+        "#5c6370", "#ff7b86", "#b5e890", "#ffd68a", "#82c4ff", "#dd9cf0", "#7fd6e0", "#ffffff",
+    ];
+    let palette = |n: u32| -> String {
+        match n {
+            0..=15 => BASIC[n as usize].to_owned(),
+            16..=231 => {
+                let n = n - 16;
+                let level = |c: u32| if c == 0 { 0 } else { 55 + 40 * c };
+                format!("#{:02x}{:02x}{:02x}", level(n / 36), level(n / 6 % 6), level(n % 6))
+            }
+            _ => {
+                let g = 8 + 10 * (n.saturating_sub(232));
+                format!("#{g:02x}{g:02x}{g:02x}")
+            }
+        }
+    };
+    let mut out = String::from(
+        "<!doctype html><meta charset=utf-8><body style=\"margin:0;background:#0f1419\">\
+         <pre style=\"margin:0;padding:8px;color:#d8dee9;font:13px/1.25 'DejaVu Sans Mono',monospace\">",
+    );
+    let (mut fg, mut bg, mut bold, mut reverse) = (None::<String>, None::<String>, false, false);
+    let mut open = false;
+    let mut chars = ansi.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            let mut params = String::new();
+            let mut end = ' ';
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    end = c;
+                    break;
+                }
+                params.push(c);
+            }
+            if end != 'm' {
+                continue;
+            }
+            let mut codes = params.split(';').map(|p| p.parse::<u32>().unwrap_or(0));
+            while let Some(code) = codes.next() {
+                match code {
+                    0 => (fg, bg, bold, reverse) = (None, None, false, false),
+                    1 => bold = true,
+                    7 => reverse = true,
+                    22 => bold = false,
+                    27 => reverse = false,
+                    30..=37 => fg = Some(palette(code - 30)),
+                    90..=97 => fg = Some(palette(code - 90 + 8)),
+                    40..=47 => bg = Some(palette(code - 40)),
+                    100..=107 => bg = Some(palette(code - 100 + 8)),
+                    39 => fg = None,
+                    49 => bg = None,
+                    38 | 48 => {
+                        let colour = match codes.next() {
+                            Some(5) => codes.next().map(palette),
+                            Some(2) => {
+                                let (r, g, b) = (codes.next(), codes.next(), codes.next());
+                                Some(format!("#{:02x}{:02x}{:02x}", r.unwrap_or(0), g.unwrap_or(0), b.unwrap_or(0)))
+                            }
+                            _ => None,
+                        };
+                        if code == 38 {
+                            fg = colour;
+                        } else {
+                            bg = colour;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            if open {
+                out.push_str("</span>");
+            }
+            let (f, b) = if reverse {
+                (bg.clone().or(Some("#0f1419".into())), fg.clone().or(Some("#d8dee9".into())))
+            } else {
+                (fg.clone(), bg.clone())
+            };
+            out.push_str(&format!(
+                "<span style=\"{}{}{}\">",
+                f.map(|c| format!("color:{c};")).unwrap_or_default(),
+                b.map(|c| format!("background:{c};")).unwrap_or_default(),
+                if bold { "font-weight:bold;" } else { "" }
+            ));
+            open = true;
+            continue;
+        }
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            c => out.push(c),
+        }
+    }
+    if open {
+        out.push_str("</span>");
+    }
+    out.push_str("</pre></body>");
+    out
+}

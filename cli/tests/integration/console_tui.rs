@@ -89,6 +89,23 @@ impl Drop for Tmux {
     }
 }
 
+/// Saves the console's screen, colours and all, as `console.png` in `out`
+/// (rendered by Chromium, if installed): the README's picture.
+fn screenshot(tmux: &Tmux, dir: &std::path::Path, out: &std::path::Path) {
+    let Some(exe) = crate::browser::chromium() else {
+        eprintln!("no console screenshot: Chromium is not installed");
+        return;
+    };
+    let ansi = tmux.cmd(&["capture-pane", "-e", "-p", "-t", "t"]).stdout;
+    let page = dir.join("console.html");
+    std::fs::write(&page, crate::browser::terminal_html(&String::from_utf8_lossy(&ansi))).unwrap();
+    let mut browser = crate::browser::Browser::start(exe, dir, 1360, 730);
+    browser.goto(&format!("file://{}", page.display()));
+    browser.wait("the screen", "document.querySelector('pre') && document.readyState == 'complete'");
+    std::fs::create_dir_all(out).unwrap();
+    std::fs::write(out.join("console.png"), browser.screenshot()).unwrap();
+}
+
 /// The line of the screen holding `text`.
 fn line_with<'a>(screen: &'a str, text: &str) -> Option<&'a str> {
     screen.lines().find(|l| l.contains(text))
@@ -178,6 +195,9 @@ fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the
     tmux.wait("the ledger's state", |s| {
         s.contains("state: {\"balance\":7")
     });
+    if let Ok(out) = std::env::var("SWARM_SCREENSHOTS") {
+        screenshot(&tmux, &dir, std::path::Path::new(&out));
+    }
 
     // Restart it: asked first, then done, then counted.
     tmux.keys(&["r"]);
