@@ -25,8 +25,8 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 pub use model::{
-    ActorView, ClosedLink, ClusterView, EventView, LinkView, NodeLocal, NodeSnapshot, NodeView,
-    ServiceView, TraceEntry,
+    ActorView, ClosedLink, ClusterView, Durations, EventView, LinkView, MemberCounts, NodeLocal,
+    NodeSnapshot, NodeView, ServiceView, TraceEntry,
 };
 #[doc(hidden)]
 pub use stats::{Probe, Timed, TimedResponse};
@@ -234,6 +234,7 @@ impl Inspector {
                 handling_p99_us: s.handling_p99_us,
                 waiting_p99_us: s.waiting_p99_us,
                 samples: s.samples,
+                handling: s.handling,
                 tracing: stats.tracing(),
                 supervisor: row.map(|r| r.supervisor.clone()).unwrap_or_default(),
                 placed: row.is_some_and(|r| r.placed),
@@ -261,6 +262,7 @@ impl Inspector {
                 head,
                 mesh: self.mesh.stats(),
                 counters: self.mesh.directory().counting(),
+                members: MemberCounts::default(),
             },
             actors,
             links,
@@ -274,6 +276,21 @@ impl Inspector {
             tasks,
         }
     }
+}
+
+/// Members by state.
+fn count_members(members: &[crate::cluster::Member]) -> MemberCounts {
+    use swarm_protocol::membership::MemberState;
+    let mut counts = MemberCounts::default();
+    for m in members {
+        match m.state {
+            MemberState::Alive => counts.alive += 1,
+            MemberState::Suspect => counts.suspect += 1,
+            MemberState::Down => counts.down += 1,
+            MemberState::Left => counts.left += 1,
+        }
+    }
+    counts
 }
 
 /// `a::b::Type<c::D>` -> `Type<c::D>`.
@@ -299,8 +316,17 @@ impl Handler<Inspect> for Inspector {
             .tasks
             .as_ref()
             .map(|t| t.send(ListTasks { recent: 20 }));
+        let cluster = self.cluster.clone();
         Box::pin(
             async move {
+                let members = match cluster {
+                    Some(c) => c
+                        .members()
+                        .await
+                        .map(|m| count_members(&m))
+                        .unwrap_or_default(),
+                    None => MemberCounts::default(),
+                };
                 let hosted = host.await.unwrap_or_default();
                 let head = match head {
                     Some(status) => status.await.ok(),
@@ -310,10 +336,14 @@ impl Handler<Inspect> for Inspector {
                     Some(table) => table.await.ok(),
                     None => None,
                 };
-                (hosted, head, tasks)
+                (hosted, head, tasks, members)
             }
             .into_actor(self)
-            .map(|(hosted, head, tasks), act, _| act.snapshot(hosted, head, tasks)),
+            .map(|(hosted, head, tasks, members), act, _| {
+                let mut snapshot = act.snapshot(hosted, head, tasks);
+                snapshot.node.members = members;
+                snapshot
+            }),
         )
     }
 }

@@ -5,16 +5,21 @@
 //! boolean) field of an actor, a link, the node and its mesh counters is
 //! `swarm_<kind>_<field>`, labelled by what identifies the row (node,
 //! actor and type; node and peer). Fields that only grow are counters
-//! (`_total`); the rest are gauges.
+//! (`_total`); the rest are gauges. Each actor's sampled handler times
+//! are also a histogram, `swarm_actor_handling_seconds` (the inspection's
+//! own buckets: two per power of two from 128 ns to ~34 s); membership
+//! is `swarm_members_<state>` as this node sees it.
 
 use std::collections::BTreeMap;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use swarm_actors::inspect::NodeSnapshot;
+use swarm_actors::inspect::{Durations, NodeSnapshot};
 
 type Labels = Vec<(String, String)>;
 
@@ -93,6 +98,37 @@ impl Families {
     }
 }
 
+/// Histograms recorded elsewhere (bucket counts as they are), one per
+/// label set: encoded by `prometheus-client`'s histogram encoder.
+#[derive(Debug, Default)]
+struct Histograms(Vec<Recorded>);
+
+/// One histogram: its labels, sum, count and `(upper bound, count)` buckets.
+type Recorded = (Labels, f64, u64, Vec<(f64, u64)>);
+
+impl Histograms {
+    fn push(&mut self, labels: Labels, durations: &Durations) {
+        let sum = durations.sum_ns as f64 / 1e9;
+        self.0
+            .push((labels, sum, durations.count(), durations.dense()));
+    }
+}
+
+impl EncodeMetric for Histograms {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (labels, sum, count, buckets) in &self.0 {
+            encoder
+                .encode_family(labels)?
+                .encode_histogram::<NoLabelSet>(*sum, *count, buckets, None)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
 fn labels(pairs: &[(&str, &str)]) -> Labels {
     pairs
         .iter()
@@ -111,12 +147,21 @@ pub fn exposition(snapshot: &NodeSnapshot) -> String {
         &value(&snapshot.node.mesh),
         &labels(&[("node", node)]),
     );
+    families.row(
+        "members",
+        &value(&snapshot.node.members),
+        &labels(&[("node", node)]),
+    );
     if let Some(head) = &snapshot.node.head {
         families.row("raft", &value(head), &labels(&[("node", node)]));
     }
+    let mut handling = Histograms::default();
     for a in &snapshot.actors {
         let l = labels(&[("node", node), ("actor", &a.name), ("type", &a.type_name)]);
         families.row("actor", &value(a), &l);
+        if !a.handling.is_empty() {
+            handling.push(l, &a.handling);
+        }
     }
     for l in &snapshot.links {
         let set = labels(&[("node", node), ("peer", &l.peer_name)]);
@@ -127,6 +172,13 @@ pub fn exposition(snapshot: &NodeSnapshot) -> String {
     }
     let mut registry = Registry::default();
     families.register(&mut registry);
+    if !handling.0.is_empty() {
+        registry.register(
+            "swarm_actor_handling_seconds",
+            "Sampled handler times per actor (the inspection's buckets)",
+            handling,
+        );
+    }
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = encode(&mut out, &registry);

@@ -91,6 +91,20 @@ pub(crate) struct HistogramSnapshot {
 }
 
 impl HistogramSnapshot {
+    /// The buckets holding values, for the data model.
+    pub(crate) fn durations(&self) -> super::model::Durations {
+        super::model::Durations {
+            sum_ns: self.sum_ns,
+            buckets: self
+                .buckets
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| (u16::try_from(i).unwrap_or(u16::MAX), *n))
+                .collect(),
+        }
+    }
+
     pub(crate) fn count(&self) -> u64 {
         self.buckets.iter().sum()
     }

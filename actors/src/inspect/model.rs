@@ -57,6 +57,9 @@ pub struct NodeLocal {
     pub mesh: crate::MeshStats,
     /// Whether per-actor counters are on.
     pub counters: bool,
+    /// Its membership's members by state (none without membership).
+    #[serde(default)]
+    pub members: MemberCounts,
 }
 
 /// One actor, as the Actors view lists it.
@@ -109,6 +112,66 @@ pub struct ActorView {
     /// Its latest restarts, oldest first.
     #[serde(default)]
     pub history: Vec<crate::supervision::RestartRecord>,
+    /// Its sampled handler times, as a histogram (what `/metrics` exports).
+    #[serde(default, skip_serializing_if = "Durations::is_empty")]
+    pub handling: Durations,
+}
+
+/// Durations as a histogram: two buckets per power of two from 128 ns to
+/// about 34 s (a value is known within ±21%), only those holding any
+/// sent. Bucket `i` holds values up to [`Durations::upper_bound_s`]`(i)`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Durations {
+    /// The sum of the values, nanoseconds.
+    pub sum_ns: u64,
+    /// `(bucket, count)` for each bucket holding values, in order.
+    pub buckets: Vec<(u16, u64)>,
+}
+
+impl Durations {
+    /// How many buckets there are.
+    pub const BUCKETS: usize = super::histogram::BUCKETS;
+
+    /// Nothing recorded.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    /// The upper bound of bucket `index`, seconds (infinite for the last).
+    pub fn upper_bound_s(index: usize) -> f64 {
+        super::histogram::upper_bound(index) / 1e9
+    }
+
+    /// Values recorded.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Every bucket as `(upper bound in seconds, count)`, in order.
+    pub fn dense(&self) -> Vec<(f64, u64)> {
+        let mut out: Vec<(f64, u64)> = (0..Self::BUCKETS)
+            .map(|i| (Self::upper_bound_s(i), 0))
+            .collect();
+        for &(i, n) in &self.buckets {
+            if let Some(slot) = out.get_mut(usize::from(i)) {
+                slot.1 += n;
+            }
+        }
+        out
+    }
+}
+
+/// How many members a node's membership holds, by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberCounts {
+    /// Alive.
+    pub alive: u64,
+    /// Suspected.
+    pub suspect: u64,
+    /// Declared down.
+    pub down: u64,
+    /// Left on purpose.
+    pub left: u64,
 }
 
 /// One link, as the Links view lists it.

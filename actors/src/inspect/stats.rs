@@ -94,7 +94,7 @@ pub(crate) enum Sample {
 }
 
 /// What a counters reader sees.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct StatsSnapshot {
     pub(crate) messages: u64,
     pub(crate) asks: u64,
@@ -104,6 +104,7 @@ pub(crate) struct StatsSnapshot {
     pub(crate) handling_p99_us: f64,
     pub(crate) waiting_p99_us: f64,
     pub(crate) samples: u64,
+    pub(crate) handling: super::model::Durations,
 }
 
 impl ActorStats {
@@ -193,6 +194,7 @@ impl ActorStats {
             handling_p99_us: handling.quantile(0.99) / 1e3,
             waiting_p99_us: self.actor.waiting.snapshot().quantile(0.99) / 1e3,
             samples: handling.count(),
+            handling: handling.durations(),
         }
     }
 

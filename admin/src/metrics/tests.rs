@@ -1,4 +1,6 @@
-use swarm_actors::inspect::{ActorView, LinkView, NodeLocal, NodeSnapshot};
+use swarm_actors::inspect::{
+    ActorView, Durations, LinkView, MemberCounts, NodeLocal, NodeSnapshot,
+};
 
 use super::exposition;
 
@@ -9,6 +11,11 @@ fn snapshot(messages: u64) -> NodeSnapshot {
             uptime_s: 42,
             actors: 1,
             links: 1,
+            members: MemberCounts {
+                alive: 3,
+                suspect: 1,
+                ..MemberCounts::default()
+            },
             ..NodeLocal::default()
         },
         actors: vec![ActorView {
@@ -19,6 +26,11 @@ fn snapshot(messages: u64) -> NodeSnapshot {
             backlog: 3,
             handling_p99_us: 12.5,
             tracing: true,
+            // Two messages of about 1 µs, one of about 10 µs.
+            handling: Durations {
+                sum_ns: 12_000,
+                buckets: vec![(7, 2), (14, 1)],
+            },
             ..ActorView::default()
         }],
         links: vec![LinkView {
@@ -109,4 +121,39 @@ fn counters_move_with_traffic() {
     let after = samples(&exposition(&snapshot(9)));
     let get = |s: &[_]| value(s, "swarm_actor_messages_total", "ledger");
     assert_eq!((get(&before), get(&after)), (Some(5.0), Some(9.0)));
+}
+
+#[test]
+fn handler_times_are_a_histogram_and_membership_a_gauge_per_state() {
+    let text = exposition(&snapshot(5));
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    let histogram = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "swarm_actor_handling_seconds")
+        .unwrap_or_else(|| panic!("no histogram in\n{text}"));
+    assert_eq!(histogram.labels.get("actor"), Some("ledger"));
+    let prometheus_parse::Value::Histogram(buckets) = &histogram.value else {
+        panic!("not a histogram: {:?}", histogram.value);
+    };
+    assert_eq!(buckets.len(), Durations::BUCKETS);
+    let upto = |seconds: f64| {
+        buckets
+            .iter()
+            .filter(|b| b.less_than <= seconds)
+            .map(|b| b.count)
+            .fold(0.0, f64::max)
+    };
+    // Cumulative: both 1 µs messages under 2 µs, all three under 20 µs.
+    assert_eq!(upto(2e-6), 2.0, "{text}");
+    assert_eq!(upto(20e-6), 3.0);
+    assert!(text.contains("swarm_actor_handling_seconds_sum{"), "{text}");
+    assert!(
+        text.contains("swarm_actor_handling_seconds_count{"),
+        "{text}"
+    );
+    let s = samples(&text);
+    assert_eq!(value(&s, "swarm_members_alive", "n1"), Some(3.0));
+    assert_eq!(value(&s, "swarm_members_suspect", "n1"), Some(1.0));
 }

@@ -158,7 +158,15 @@ fn the_admin_api_logs_in_with_password_and_totp_serves_every_view_acts_and_expor
         assert_eq!(status, 200);
         let text = String::from_utf8(text).unwrap();
         let before = metric(&text, "swarm_actor_messages_total", "swarm.inspect").unwrap();
-        for name in ["swarm_node_uptime_s", "swarm_mesh_forbidden_total", "swarm_raft_term", "swarm_tasks_submitted_total", "swarm_link_msgs_in_total"] {
+        for name in [
+            "swarm_node_uptime_s",
+            "swarm_members_alive",
+            "swarm_mesh_forbidden_total",
+            "swarm_raft_term",
+            "swarm_tasks_submitted_total",
+            "swarm_link_msgs_in_total",
+            "swarm_actor_handling_seconds_bucket",
+        ] {
             assert!(text.contains(name), "{name} missing:\n{text}");
         }
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -194,7 +194,12 @@ pub fn terminal_html(ansi: &str) -> String {
             16..=231 => {
                 let n = n - 16;
                 let level = |c: u32| if c == 0 { 0 } else { 55 + 40 * c };
-                format!("#{:02x}{:02x}{:02x}", level(n / 36), level(n / 6 % 6), level(n % 6))
+                format!(
+                    "#{:02x}{:02x}{:02x}",
+                    level(n / 36),
+                    level(n / 6 % 6),
+                    level(n % 6)
+                )
             }
             _ => {
                 let g = 8 + 10 * (n.saturating_sub(232));
@@ -243,7 +248,12 @@ pub fn terminal_html(ansi: &str) -> String {
                             Some(5) => codes.next().map(palette),
                             Some(2) => {
                                 let (r, g, b) = (codes.next(), codes.next(), codes.next());
-                                Some(format!("#{:02x}{:02x}{:02x}", r.unwrap_or(0), g.unwrap_or(0), b.unwrap_or(0)))
+                                Some(format!(
+                                    "#{:02x}{:02x}{:02x}",
+                                    r.unwrap_or(0),
+                                    g.unwrap_or(0),
+                                    b.unwrap_or(0)
+                                ))
                             }
                             _ => None,
                         };
@@ -260,7 +270,10 @@ pub fn terminal_html(ansi: &str) -> String {
                 out.push_str("</span>");
             }
             let (f, b) = if reverse {
-                (bg.clone().or(Some("#0f1419".into())), fg.clone().or(Some("#d8dee9".into())))
+                (
+                    bg.clone().or(Some("#0f1419".into())),
+                    fg.clone().or(Some("#d8dee9".into())),
+                )
             } else {
                 (fg.clone(), bg.clone())
             };

@@ -98,10 +98,17 @@ fn screenshot(tmux: &Tmux, dir: &std::path::Path, out: &std::path::Path) {
     };
     let ansi = tmux.cmd(&["capture-pane", "-e", "-p", "-t", "t"]).stdout;
     let page = dir.join("console.html");
-    std::fs::write(&page, crate::browser::terminal_html(&String::from_utf8_lossy(&ansi))).unwrap();
+    std::fs::write(
+        &page,
+        crate::browser::terminal_html(&String::from_utf8_lossy(&ansi)),
+    )
+    .unwrap();
     let mut browser = crate::browser::Browser::start(exe, dir, 1360, 730);
     browser.goto(&format!("file://{}", page.display()));
-    browser.wait("the screen", "document.querySelector('pre') && document.readyState == 'complete'");
+    browser.wait(
+        "the screen",
+        "document.querySelector('pre') && document.readyState == 'complete'",
+    );
     std::fs::create_dir_all(out).unwrap();
     std::fs::write(out.join("console.png"), browser.screenshot()).unwrap();
 }
