@@ -235,11 +235,13 @@ impl Node {
         let session = crate::operators::session::Session {
             mesh: node.mesh.clone(),
             control: node.control.clone(),
+            admin: None,
         }
         .start();
         let entry = Entry::declared(session)
             .requiring(crate::operators::session::SESSION_ROLES)
             .stamped::<crate::operators::wire::Login>()
+            .stamped::<crate::operators::wire::AdminLogin>()
             .stamped::<crate::operators::delegate::Delegated>();
         node.mesh.directory().insert(
             crate::operators::SESSION_ACTOR.to_owned(),
@@ -544,6 +546,51 @@ impl Node {
             .await??;
         self.mesh.set_session_token(&token);
         Ok(token)
+    }
+
+    /// Serves admin-API sessions to operators who log in over the mesh
+    /// (certificate and TOTP): `admin` opens one for each (the admin API
+    /// registers itself here).
+    pub fn serve_admin_sessions(
+        &self,
+        admin: actix::Recipient<crate::operators::OpenAdminSession>,
+    ) {
+        let session = self
+            .mesh
+            .directory()
+            .dispatcher(crate::operators::SESSION_ACTOR);
+        if let Some(addr) = session.as_ref().and_then(|d| {
+            d.addr()
+                .downcast_ref::<Addr<crate::operators::session::Session>>()
+                .cloned()
+        }) {
+            addr.do_send(crate::operators::session::ServeAdmin(admin));
+        }
+    }
+
+    /// Asks the member at `member` (whose admin API serves sessions) for
+    /// a session of its admin API, for this operator node logged in with
+    /// `token` (what [`Node::login`] answered).
+    ///
+    /// # Errors
+    ///
+    /// [`LoginError::Refused`] if the member serves no admin API or the
+    /// token is not this node's; [`LoginError::Connect`] or
+    /// [`LoginError::Ask`] if the member cannot be asked.
+    pub async fn admin_login(
+        &self,
+        member: SocketAddr,
+        token: &crate::operators::SessionToken,
+    ) -> Result<crate::operators::AdminSession, LoginError> {
+        let peer = self.connect(member).await?;
+        let session = self
+            .remote::<crate::operators::session::Session>(peer.id, crate::operators::SESSION_ACTOR);
+        Ok(session
+            .send(crate::operators::wire::AdminLogin {
+                token: token.clone(),
+                who: None,
+            })
+            .await??)
     }
 
     /// Leaves the cluster (members see it as left at once, not down),

@@ -199,6 +199,27 @@ impl SessionToken {
     }
 }
 
+/// A session of a node's admin API, opened for an operator who proved its
+/// certificate and TOTP code over the mesh ([`crate::Node::admin_login`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSession {
+    /// The bearer token (`Authorization: Bearer TOKEN`).
+    pub token: String,
+    /// Where the admin API listens (`https://...`).
+    pub url: String,
+    /// When the session ends, Unix milliseconds.
+    pub expires_ms: u64,
+}
+
+/// What a node's admin API registers ([`crate::Node::serve_admin_sessions`])
+/// to open sessions for operators proven over the mesh.
+#[derive(Debug, actix::Message)]
+#[rtype(result = "Result<AdminSession, String>")]
+pub struct OpenAdminSession {
+    /// The operator.
+    pub behalf: Behalf,
+}
+
 /// Unix milliseconds now.
 pub(crate) fn unix_ms() -> u64 {
     std::time::SystemTime::now()

@@ -69,6 +69,8 @@ pub const OPERATOR_READS: &[&str] = &[
     "swarm.InspectActor",
     "swarm.Login",
     "swarm.Present",
+    "swarm.AdminLogin",
+    "swarm.SetPassword",
 ];
 
 /// Tags only node certificates may send, whatever a rule allows: they

@@ -5,7 +5,12 @@
 //!
 //! # Login
 //!
-//! `POST /api/login` with `{"name", "password", "code"}`: the operator's
+//! With a certificate: `swarm admin login --config op.toml --node ADDR`
+//! logs in over the mesh (the certificate proven in the Noise handshake,
+//! then a TOTP code) and asks the node for a session of its admin API;
+//! it prints the bearer token.
+//!
+//! With a password: `POST /api/login` with `{"name", "password", "code"}`: the operator's
 //! certificate name, the password it set (`swarm operator passwd`) and a
 //! TOTP code. The node forwards it to the head leader, which checks both
 //! factors with the console's lockouts and replay rule and answers a
@@ -40,7 +45,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor as _;
 use actix_web::dev::ServerHandle;
+use swarm_actors::operators::{AdminSession, OpenAdminSession};
 use swarm_actors::Node;
 
 use sessions::Sessions;
@@ -91,6 +98,32 @@ pub(crate) struct Shared {
     pub(crate) refresh: Duration,
 }
 
+/// Opens sessions for operators who logged in over the mesh.
+struct Opener {
+    shared: actix_web::web::Data<Shared>,
+    url: String,
+}
+
+impl actix::Actor for Opener {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<OpenAdminSession> for Opener {
+    type Result = Result<AdminSession, String>;
+
+    fn handle(&mut self, msg: OpenAdminSession, _: &mut Self::Context) -> Self::Result {
+        let behalf = Arc::new(msg.behalf);
+        let expires_ms = behalf.expires_ms();
+        let token = routes::open(&self.shared, Arc::clone(&behalf))?;
+        tracing::info!(operator = %behalf.name(), source = %behalf.source(), "operator logged in to the admin API with its certificate");
+        Ok(AdminSession {
+            token,
+            url: self.url.clone(),
+            expires_ms,
+        })
+    }
+}
+
 /// Starts serving `node`'s admin API (on this actix system).
 ///
 /// # Errors
@@ -100,10 +133,16 @@ pub fn start(node: Node, config: AdminConfig) -> std::io::Result<AdminServer> {
     let listener = std::net::TcpListener::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let shared = actix_web::web::Data::new(Shared {
-        node,
+        node: node.clone(),
         sessions: Sessions::default(),
         refresh: config.refresh,
     });
+    let opener = Opener {
+        shared: shared.clone(),
+        url: format!("https://{addr}"),
+    }
+    .start();
+    node.serve_admin_sessions(opener.recipient());
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(shared.clone())

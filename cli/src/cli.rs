@@ -522,6 +522,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             node,
             password_env,
         }) => operator::passwd(&config, node, password_env.as_deref()),
+        Command::Admin(AdminCommand::Login { config, node, json }) => {
+            operator::admin_login(&config, node, json)
+        }
         Command::Admin(AdminCommand::Tls {
             name,
             hosts,

@@ -239,6 +239,8 @@ impl LocalCluster {
         all.push(("driver", &["worker", "operator"]));
         // An operator who may change the cluster (revoke, say).
         all.push(("admin", &["operator", "admin"]));
+        // An operator who only reads.
+        all.push(("viewer", &["operator"]));
         Throwaway::new(&cluster).write_identities(dir, &all)?;
         let mut this = Self {
             nodes: Vec::new(),
@@ -279,10 +281,12 @@ impl LocalCluster {
             &dir.join("driver.toml"),
             NodeFile::render(&cluster, "driver", any_port, &[], &seeds),
         )?;
-        write(
-            &dir.join("admin.toml"),
-            NodeFile::render(&cluster, "admin", any_port, &[], &seeds),
-        )?;
+        for operator in ["admin", "viewer"] {
+            write(
+                &dir.join(format!("{operator}.toml")),
+                NodeFile::render(&cluster, operator, any_port, &[], &seeds),
+            )?;
+        }
         Ok(this)
     }
 
@@ -300,6 +304,11 @@ impl LocalCluster {
     /// for commands, not for joining).
     pub fn admin_config(&self) -> PathBuf {
         self.dir.join("admin.toml")
+    }
+
+    /// The read-only operator's configuration file (`operator` role).
+    pub fn viewer_config(&self) -> PathBuf {
+        self.dir.join("viewer.toml")
     }
 
     /// The driver's configuration file (an identity for in-process nodes).

@@ -5,7 +5,7 @@
 
 use actix::prelude::*;
 
-use super::wire::{Login, VerifyLogin};
+use super::wire::{AdminLogin, Login, VerifyLogin};
 use super::{is_operator_only, SessionToken};
 use crate::control::Control;
 use crate::head::wire::ControlError;
@@ -23,6 +23,64 @@ pub(crate) struct Session {
     pub(crate) mesh: Mesh,
     /// The control plane (nodes with membership), to reach the head leader.
     pub(crate) control: Option<Control>,
+    /// The admin API, where this node serves one.
+    pub(crate) admin: Option<Recipient<super::OpenAdminSession>>,
+}
+
+/// The admin API registers itself.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ServeAdmin(pub(crate) Recipient<super::OpenAdminSession>);
+
+impl Handler<ServeAdmin> for Session {
+    type Result = ();
+
+    fn handle(&mut self, ServeAdmin(admin): ServeAdmin, _: &mut Context<Self>) {
+        self.admin = Some(admin);
+    }
+}
+
+impl Handler<AdminLogin> for Session {
+    type Result = ResponseFuture<Result<super::AdminSession, ControlError>>;
+
+    fn handle(&mut self, msg: AdminLogin, _: &mut Context<Self>) -> Self::Result {
+        let refused = |reason: &str| ControlError::Refused {
+            reason: reason.to_owned(),
+        };
+        let checked = (|| {
+            let who = msg
+                .who
+                .ok_or_else(|| refused("an admin-API login arrives over an operator's link"))?;
+            if !is_operator_only(&who.roles) {
+                return Err(refused(
+                    "only operator certificates open admin-API sessions",
+                ));
+            }
+            let key = self.mesh.session_key().ok_or_else(|| {
+                refused("this node cannot check operator sessions yet: try again in a moment")
+            })?;
+            if !msg
+                .token
+                .verify(&key, who.node, who.serial, super::unix_ms())
+            {
+                return Err(ControlError::Forbidden {
+                    reason: "the session token is not this link's, or expired: log in again".into(),
+                });
+            }
+            let admin = self.admin.clone().ok_or_else(|| {
+                refused("this node serves no admin API ([admin] in its configuration)")
+            })?;
+            Ok((admin, super::Behalf::new(who, msg.token)))
+        })();
+        Box::pin(async move {
+            let (admin, behalf) = checked?;
+            match admin.send(super::OpenAdminSession { behalf }).await {
+                Ok(Ok(session)) => Ok(session),
+                Ok(Err(reason)) => Err(ControlError::Refused { reason }),
+                Err(_) => Err(refused("the admin API stopped")),
+            }
+        })
+    }
 }
 
 impl Actor for Session {
@@ -69,7 +127,7 @@ impl Handler<Login> for Session {
     }
 }
 
-crate::remote_actor!(Session: Login, super::delegate::Delegated);
+crate::remote_actor!(Session: Login, AdminLogin, super::delegate::Delegated);
 
 /// Checks a `Present` tell's body from `caller`: the session's end (Unix
 /// ms) if its token is genuine, for this certificate and not expired.

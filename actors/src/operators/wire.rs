@@ -58,6 +58,24 @@ pub(crate) struct SetPassword {
     pub(crate) who: Option<Operator>,
 }
 
+/// An operator logged in over the mesh (certificate and TOTP) asks a
+/// node for a session of its admin API: the certificate login of the
+/// HTTP side. The token is the one its login answered.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<super::AdminSession, ControlError>")]
+pub(crate) struct AdminLogin {
+    pub(crate) token: SessionToken,
+    /// Set from the link.
+    #[serde(default)]
+    pub(crate) who: Option<Operator>,
+}
+
+impl crate::directory::StampCaller for AdminLogin {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.who = Some(Operator::of(caller));
+    }
+}
+
 /// A node's admin API forwards a password login to the head leader.
 #[derive(Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<super::Behalf, ControlError>")]
@@ -112,5 +130,6 @@ crate::remote_message!(
     Present => "swarm.Present",
     VerifyLogin => "swarm.VerifyLogin",
     SetPassword => "swarm.SetPassword",
+    AdminLogin => "swarm.AdminLogin",
     VerifyPassword => "swarm.VerifyPassword",
 );

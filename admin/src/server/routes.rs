@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use swarm_actors::control::ControlError;
+use swarm_actors::operators::Behalf;
 use swarm_protocol::NodeId;
 
 use super::sessions::OpSession;
@@ -146,11 +147,7 @@ async fn login(
         }
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let node = shared.node.clone();
-    let collector = Collector::new(node.clone(), node.listen_addr(), node.id())
-        .on_behalf(Arc::clone(&behalf))
-        .with_control(control);
-    let id = match shared.sessions.open(Arc::clone(&behalf), collector) {
+    let id = match open(&shared, Arc::clone(&behalf)) {
         Ok(id) => id,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
@@ -170,6 +167,18 @@ async fn login(
             "expires_ms": behalf.expires_ms(),
             "token": id,
         }))
+}
+
+/// Opens a session for `behalf`: a collector asking for it. Answers the
+/// session's id.
+pub(super) fn open(shared: &Shared, behalf: Arc<Behalf>) -> Result<String, String> {
+    let node = shared.node.clone();
+    let mut collector =
+        Collector::new(node.clone(), node.listen_addr(), node.id()).on_behalf(Arc::clone(&behalf));
+    if let Some(control) = node.control() {
+        collector = collector.with_control(control.clone());
+    }
+    shared.sessions.open(behalf, collector)
 }
 
 async fn logout(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {

@@ -61,6 +61,20 @@ pub(crate) enum OperatorCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AdminCommand {
+    /// Log in to a node's admin API with your certificate and TOTP code
+    /// (over the mesh): prints a bearer token for `Authorization: Bearer`
+    /// (curl, scripts) and the API's address.
+    Login {
+        /// Your operator configuration (certificate and key).
+        #[arg(long)]
+        config: PathBuf,
+        /// The mesh address of the node whose admin API to use.
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON (token, url, expires_ms).
+        #[arg(long)]
+        json: bool,
+    },
     /// Issue a node's admin-API TLS certificate (ECDSA P-256, which
     /// browsers accept) under the admin CA, creating the CA
     /// (admin-ca.crt, admin-ca.key) on first use. Operators trust

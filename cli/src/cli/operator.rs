@@ -154,3 +154,35 @@ pub(crate) fn admin_tls(
     println!("  in its node file: [admin] listen = \"127.0.0.1:9443\", cert = \"{name}.admin.crt\", key = \"{name}.admin.key\"");
     Ok(())
 }
+
+/// `swarm admin login`: a session of a node's admin API for the operator
+/// proven over the mesh (certificate, then TOTP).
+pub(crate) fn admin_login(config: &Path, member: std::net::SocketAddr, json: bool) -> Result<()> {
+    let mesh = super::client_config(config)?;
+    let session = actix::System::new().block_on(async move {
+        let (node, token) = secrets::start_client_session(mesh, member).await?;
+        let result = match token {
+            Some(token) => node
+                .admin_login(member, &token)
+                .await
+                .map_err(anyhow::Error::from),
+            None => Err(anyhow::anyhow!(
+                "admin-API sessions are for operator certificates (this one has a node role)"
+            )),
+        };
+        node.shutdown();
+        result
+    })?;
+    if json {
+        println!("{}", serde_json::to_string(&session)?);
+    } else {
+        println!("{}", session.token);
+        eprintln!(
+            "admin API {} until {}: curl --cacert admin-ca.crt -H \"Authorization: Bearer $TOKEN\" {}/metrics",
+            session.url,
+            swarm::credentials::format_time(session.expires_ms / 1000),
+            session.url
+        );
+    }
+    Ok(())
+}

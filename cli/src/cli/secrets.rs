@@ -165,6 +165,14 @@ pub(crate) async fn start_client(
     mesh: swarm::MeshConfig,
     member: std::net::SocketAddr,
 ) -> Result<swarm::Node> {
+    Ok(start_client_session(mesh, member).await?.0)
+}
+
+/// As [`start_client`], also answering the session token of an operator's login.
+pub(crate) async fn start_client_session(
+    mesh: swarm::MeshConfig,
+    member: std::net::SocketAddr,
+) -> Result<(swarm::Node, Option<swarm::operators::SessionToken>)> {
     let roles = mesh.handshake.cert.body().roles.clone();
     let name = mesh.handshake.cert.body().name.clone();
     let node = swarm::Node::start(mesh)
@@ -180,12 +188,15 @@ pub(crate) async fn start_client(
                 bail!("{name} is an operator certificate: give its current TOTP code with --totp CODE (or run on a terminal)");
             }
         };
-        if let Err(e) = node.login(member, code.trim()).await {
-            node.shutdown();
-            return Err(e).context(format!("{name} could not log in through {member}"));
-        }
+        return match node.login(member, code.trim()).await {
+            Ok(token) => Ok((node, Some(token))),
+            Err(e) => {
+                node.shutdown();
+                Err(e).context(format!("{name} could not log in through {member}"))
+            }
+        };
     }
-    Ok(node)
+    Ok((node, None))
 }
 
 /// Loads a node configuration and how to open its keyring (its

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{admin_code, admin_code_in, exe, scratch};
+use crate::util::{admin_code, admin_code_in, exe, operator_code_in, scratch};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -194,5 +194,110 @@ fn the_admin_api_logs_in_with_password_and_totp_serves_every_view_acts_and_expor
         assert_eq!(status, 200);
         let (status, _) = get(&client, &format!("{base}/api/whoami"), &token).await;
         assert_eq!(status, 401);
+    });
+}
+
+/// `swarm admin login` for the operator of `config` called `name`: its
+/// bearer token (retrying while the head group forms).
+fn certificate_login(cluster: &LocalCluster, config: &std::path::Path, name: &str) -> String {
+    let seed = cluster.nodes[0].addr.to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new(exe())
+            .args(["admin", "login", "--json", "--config"])
+            .arg(config)
+            .args([
+                "--node",
+                &seed,
+                "--totp",
+                &operator_code_in(&cluster.dir, name, 0),
+            ])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            let session: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(session["url"]
+                .as_str()
+                .unwrap()
+                .starts_with("https://127.0.0.1:"));
+            return session["token"].as_str().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "admin login: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_roles() {
+    let dir = scratch("admin-api-cert");
+    let mut cluster = LocalCluster::start_control_admin(&exe(), &dir, 1, 1, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let base = format!("https://{}", cluster.nodes[0].admin.unwrap());
+    let admin = certificate_login(&cluster, &cluster.admin_config(), "admin");
+    let viewer = certificate_login(&cluster, &cluster.viewer_config(), "viewer");
+    // A node certificate opens no session: it needs no second factor.
+    let out = Command::new(exe())
+        .args(["admin", "login", "--config"])
+        .arg(cluster.driver_config())
+        .args(["--node", &cluster.nodes[0].addr.to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("operator certificates"));
+    actix_rt::System::new().block_on(async move {
+        let client = client(&cluster.dir);
+        let (status, body) = get(&client, &format!("{base}/api/whoami"), &admin).await;
+        assert_eq!(status, 200);
+        let who: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(who["name"], "admin");
+        let (status, text) = get(&client, &format!("{base}/metrics"), &admin).await;
+        assert_eq!(status, 200);
+        assert!(String::from_utf8(text)
+            .unwrap()
+            .contains("swarm_actor_messages_total"));
+
+        // The viewer reads every node...
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = get(&client, &format!("{base}/api/view/nodes"), &viewer).await;
+            assert_eq!(status, 200);
+            let nodes: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+            if nodes.iter().filter(|n| n["local"].is_object()).count() == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{nodes:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // ...but the worker refuses its restart: only admin certificates
+        // restart, whoever's node asks.
+        let worker = cluster.nodes[1].id.to_string();
+        let action = serde_json::json!({ "action": "restart", "node": worker, "name": "anything" });
+        let (status, body) = post(
+            &client,
+            &format!("{base}/api/action"),
+            Some(&viewer),
+            action.clone(),
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("admin certificates only"),
+            "{body}"
+        );
+        // The admin's is decided on: the host has no such actor.
+        let (status, body) =
+            post(&client, &format!("{base}/api/action"), Some(&admin), action).await;
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("anything"),
+            "{body}"
+        );
     });
 }

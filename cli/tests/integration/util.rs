@@ -297,6 +297,12 @@ pub fn swarm_json(args: &[&str]) -> serde_json::Value {
 /// second login in the same step needs the next step's code (each step
 /// logs in once; the heads accept one step either side).
 pub fn admin_code_in(dir: &std::path::Path, steps: u64) -> String {
+    operator_code_in(dir, "admin", steps)
+}
+
+/// Operator `name`'s TOTP code `steps` steps from now (`NAME.cert` in a
+/// local cluster's `dir`).
+pub fn operator_code_in(dir: &std::path::Path, name: &str, steps: u64) -> String {
     let keyring = Throwaway::keyring(dir).unwrap();
     let totp = swarm::credentials::read_secret(
         &keyring,
@@ -304,7 +310,7 @@ pub fn admin_code_in(dir: &std::path::Path, steps: u64) -> String {
         swarm_protocol::sealed::Kind::TotpSecret,
     )
     .unwrap();
-    let cert = swarm::credentials::read_cert(&dir.join("admin.cert")).unwrap();
+    let cert = swarm::credentials::read_cert(&dir.join(format!("{name}.cert"))).unwrap();
     let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
     swarm::operators::code_at(&seed, swarm::credentials::unix_now() + 30 * steps)
 }
