@@ -32,6 +32,15 @@ pub fn control(data: &[u8]) {
     let _ = decode::<crate::head::wire::RevokeCert>(data);
     let _ = decode::<crate::operators::wire::Login>(data);
     let _ = decode::<crate::operators::wire::VerifyLogin>(data);
+    let _ = decode::<crate::operators::wire::VerifyPassword>(data);
+    let _ = decode::<crate::operators::wire::AdminLogin>(data);
+    let _ = decode::<crate::operators::delegate::Delegated>(data);
+    let _ = decode::<crate::inspect::NodeSnapshot>(data);
+    // A password hash as it arrives: its cost is bounded before any use
+    // (checking one against a password is left out: it costs ~60 ms).
+    if let Some(set) = decode::<crate::operators::wire::SetPassword>(data) {
+        let _ = set.hash.check();
+    }
     // A presented session token, checked as a link's reader does.
     let caller = crate::directory::Caller {
         node: swarm_protocol::NodeId::from_bytes([1; 16]),

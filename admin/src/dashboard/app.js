@@ -5,6 +5,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const MAX_ROWS = 1000;
 const state = {
   view: "nodes", data: null, sort: { nodes: "name", actors: "name" }, desc: false,
   selected: null, who: null, source: null, pending: null,
@@ -175,7 +176,10 @@ function draw() {
   }
   $("table").tHead.replaceChildren(head);
   const body = document.createDocumentFragment();
-  for (const r of list) {
+  // The first rows only: a cluster of thousands of actors is read through
+  // the sort and the filter, not by scrolling.
+  const shown = list.slice(0, MAX_ROWS);
+  for (const r of shown) {
     const tr = document.createElement("tr");
     for (const [title, value, , numeric] of cols) {
       const td = document.createElement("td");
@@ -212,7 +216,8 @@ function draw() {
   if (d) {
     const alerts = d.actors.filter(alerting).length;
     const traced = d.traced ? ` · tracing ${d.traced}` : "";
-    $("summary").textContent = `${d.nodes.length} nodes · ${d.actors.length} actors · ${d.links.length} links · ${alerts} alerts${traced} · ${time(d.at_ms)}`;
+    const cut = list.length > shown.length ? ` · showing ${shown.length} of ${list.length}` : "";
+    $("summary").textContent = `${d.nodes.length} nodes · ${d.actors.length} actors · ${d.links.length} links · ${alerts} alerts${traced}${cut} · ${time(d.at_ms)}`;
   }
   drawDetail();
 }
