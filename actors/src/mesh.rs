@@ -393,6 +393,12 @@ impl Mesh {
         self.shared.config.max_message
     }
 
+    /// Counts a message the policy refused (one an operator's delegate
+    /// brought, decided outside a link's reader).
+    pub(crate) fn count_forbidden(&self) {
+        self.shared.counters.forbidden();
+    }
+
     /// The node's policy.
     pub(crate) fn policy(&self) -> Arc<crate::policy::Policy> {
         Arc::clone(&self.shared.config.policy)

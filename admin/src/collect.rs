@@ -23,6 +23,9 @@ use swarm_protocol::NodeId;
 /// Trace entries the console keeps.
 pub const TRACE_KEPT: usize = 500;
 
+/// Inspections a poll has in flight at once.
+pub const IN_FLIGHT: usize = 32;
+
 /// How long one member may take to answer an inspection.
 pub const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
@@ -266,12 +269,19 @@ impl Collector {
                 addr: self.entry,
                 reason: e.to_string(),
             })?;
-        // Concurrently: each member on its own task, on this thread.
+        // Concurrently: each member on its own task, on this thread, at
+        // most IN_FLIGHT at once (every answer in flight is held two or
+        // three times over while it is read and decoded).
+        let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
         let asks: Vec<_> = members
             .iter()
             .map(|m| {
                 let (me, member) = (self.clone(), m.clone());
-                actix_rt::spawn(async move { me.inspect(&member).await })
+                let permits = Arc::clone(&permits);
+                actix_rt::spawn(async move {
+                    let _permit = permits.acquire().await;
+                    me.inspect(&member).await
+                })
             })
             .collect();
         let mut answers = Vec::with_capacity(asks.len());

@@ -179,6 +179,7 @@ fn admit(
     };
     if let Err(refusal) = lookup.authorize(&to, &msg.tag, &caller) {
         if let RemoteError::Forbidden { reason } = &refusal.error {
+            mesh.count_forbidden();
             mesh.audit(|| record(AuditKind::Forbidden, reason));
             mesh.directory().events().record(
                 "refused",

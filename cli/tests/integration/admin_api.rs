@@ -84,6 +84,45 @@ async fn post(
     (response.status().as_u16(), json)
 }
 
+/// The sum of every series of `name`.
+fn total(text: &str, name: &str) -> f64 {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// The metric names the README lists under `/metrics`.
+fn readme_metrics() -> Vec<String> {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("- **`/metrics`**")
+        .expect("the README's /metrics item");
+    let section = &readme[start..];
+    let section = &section[..section.find("![").unwrap_or(section.len())];
+    let mut names: Vec<String> = section
+        .split('`')
+        .filter(|t| {
+            t.starts_with("swarm_")
+                && t.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The value of the series `name` with label `actor` = `actor`.
 fn metric(text: &str, name: &str, actor: &str) -> Option<f64> {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
@@ -254,11 +293,24 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
         assert_eq!(status, 200);
         let who: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(who["name"], "admin");
-        let (status, text) = get(&client, &format!("{base}/metrics"), &admin).await;
-        assert_eq!(status, 200);
-        assert!(String::from_utf8(text)
-            .unwrap()
-            .contains("swarm_actor_messages_total"));
+        // Every metric the README names is exported.
+        let metrics = |token: String| {
+            let (client, url) = (client.clone(), format!("{base}/metrics"));
+            async move {
+                let (status, text) = get(&client, &url, &token).await;
+                assert_eq!(status, 200);
+                String::from_utf8(text).unwrap()
+            }
+        };
+        let before = metrics(admin.clone()).await;
+        let names = readme_metrics();
+        assert!(names.len() >= 30, "{names:?}");
+        for name in &names {
+            assert!(
+                before.lines().any(|l| l.starts_with(name.as_str())),
+                "{name} is in the README but not exported:\n{before}"
+            );
+        }
 
         // The viewer reads every node...
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -299,5 +351,44 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
             body["error"].as_str().unwrap().contains("anything"),
             "{body}"
         );
+        // This node's own refusal of the viewer, counted.
+        let head = cluster.nodes[0].id.to_string();
+        let action = serde_json::json!({ "action": "restart", "node": head, "name": "anything" });
+        let (status, _) = post(
+            &client,
+            &format!("{base}/api/action"),
+            Some(&viewer),
+            action,
+        )
+        .await;
+        assert_eq!(status, 403);
+
+        // The counters move as traffic flows: inspections (asks to
+        // swarm.inspect), the links' messages and bytes, the refusal.
+        let moving = [
+            "swarm_actor_messages_total",
+            "swarm_actor_asks_total",
+            "swarm_link_msgs_in_total",
+            "swarm_link_msgs_out_total",
+            "swarm_link_bytes_in_total",
+            "swarm_link_bytes_out_total",
+            "swarm_mesh_forbidden_total",
+            "swarm_node_uptime_s",
+        ];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let _ = get(&client, &format!("{base}/api/cluster"), &admin).await;
+            let now = metrics(admin.clone()).await;
+            let still: Vec<&str> = moving
+                .iter()
+                .copied()
+                .filter(|m| total(&now, m) <= total(&before, m))
+                .collect();
+            if still.is_empty() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{still:?} did not move");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     });
 }
