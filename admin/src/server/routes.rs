@@ -251,18 +251,20 @@ async fn view(
 /// Server-sent events: the cluster view as one `view` event a refresh,
 /// until the client goes or the session ends (then an `ended` event).
 async fn stream(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
-    let s = match session(&shared, &req) {
-        Ok((_, s)) => s,
+    let (id, s) = match session(&shared, &req) {
+        Ok(found) => found,
         Err(e) => return e.response(),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<web::Bytes>(2);
     let refresh = shared.refresh;
+    let shared = shared.into_inner();
     actix_rt::spawn(async move {
         let mut tick = tokio::time::interval(refresh);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if !s.live() {
+            // Ended by its time, a logout or a newer session pushing it out.
+            if shared.sessions.get(&id).is_none() {
                 let _ = tx
                     .send(web::Bytes::from_static(b"event: ended\ndata: {}\n\n"))
                     .await;

@@ -84,6 +84,12 @@ async fn post(
     (response.status().as_u16(), json)
 }
 
+/// The next chunk of a streamed body.
+async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *stream), cx))
+        .await
+}
+
 /// The sum of every series of `name`.
 fn total(text: &str, name: &str) -> f64 {
     let lines = text.lines().map(|l| Ok(l.to_owned()));
@@ -228,9 +234,49 @@ fn the_admin_api_logs_in_with_password_and_totp_serves_every_view_acts_and_expor
         assert_eq!(status, 409, "{body}");
         assert!(!body["error"].as_str().unwrap().contains("forbidden"), "{body}");
 
-        // A cookie session's POST needs the request header; logout ends it.
+        // A POST with the session cookie needs the request header (a page
+        // of another site cannot set it).
+        let cookie = format!("swarm_session={token}");
+        let body = serde_json::json!({ "action": "untrace", "node": worker, "name": "x" });
+        let response = client
+            .post(format!("{base}/api/action"))
+            .insert_header(("Cookie", cookie.as_str()))
+            .send_json(&body)
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 403);
+        let response = client
+            .post(format!("{base}/api/action"))
+            .insert_header(("Cookie", cookie.as_str()))
+            .insert_header(("X-Swarm-Request", "1"))
+            .send_json(&body)
+            .await
+            .unwrap();
+        assert_ne!(response.status().as_u16(), 403);
+
+        // The stream pushes the cluster view; a logout ends it (and the
+        // session).
+        let mut stream = client
+            .get(format!("{base}/api/stream"))
+            .bearer_auth(&token)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stream.status().as_u16(), 200);
+        let mut events = Vec::new();
+        while !String::from_utf8_lossy(&events).contains("\n\n") {
+            events.extend_from_slice(&next(&mut stream).await.expect("an event").unwrap());
+        }
+        let first = String::from_utf8_lossy(&events).into_owned();
+        assert!(first.starts_with("event: view\ndata: {"), "{first}");
         let (status, _) = post(&client, &format!("{base}/api/logout"), Some(&token), serde_json::json!({})).await;
         assert_eq!(status, 200);
+        while let Some(chunk) = next(&mut stream).await {
+            events.extend_from_slice(&chunk.unwrap());
+        }
+        let events = String::from_utf8_lossy(&events);
+        assert!(events.ends_with("event: ended\ndata: {}\n\n"), "{events}");
         let (status, _) = get(&client, &format!("{base}/api/whoami"), &token).await;
         assert_eq!(status, 401);
     });
