@@ -273,14 +273,15 @@ impl Collector {
         // most IN_FLIGHT at once (every answer in flight is held two or
         // three times over while it is read and decoded).
         let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+        let relays = Arc::new(relays(&members));
         let asks: Vec<_> = members
             .iter()
             .map(|m| {
                 let (me, member) = (self.clone(), m.clone());
-                let permits = Arc::clone(&permits);
+                let (permits, relays) = (Arc::clone(&permits), Arc::clone(&relays));
                 actix_rt::spawn(async move {
                     let _permit = permits.acquire().await;
-                    me.inspect(&member).await
+                    me.inspect(&member, &relays).await
                 })
             })
             .collect();
@@ -303,8 +304,46 @@ impl Collector {
         Ok(view)
     }
 
+    /// Reaches `member` (id `id`): at its address, else (a member behind
+    /// NAT) through a relay: the one the entry member names, the entry
+    /// itself, then the others.
+    async fn reach(&self, member: &MemberRow, id: NodeId, relays: &[Relay]) -> Result<(), String> {
+        let via = member
+            .reach
+            .strip_prefix("relayed via ")
+            .or_else(|| member.reach.strip_prefix("via "));
+        let mut last = format!("bad address {}", member.addr);
+        if via.is_none() {
+            if let Ok(addr) = member.addr.parse::<SocketAddr>() {
+                match self.node.connect(addr).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+        }
+        let rank = |r: &Relay| (Some(r.name.as_str()) != via, r.id != self.entry_id);
+        let mut ordered: Vec<&Relay> = relays.iter().collect();
+        ordered.sort_by_key(|r| rank(r));
+        for relay in ordered {
+            if relay.id == id {
+                continue;
+            }
+            if relay.id != self.entry_id {
+                if let Err(e) = self.node.connect(relay.addr).await {
+                    last = e.to_string();
+                    continue;
+                }
+            }
+            match self.node.connect_via(relay.id, id).await {
+                Ok(_) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(last)
+    }
+
     /// One member's snapshot, if it is up and answers in time.
-    async fn inspect(&self, member: &MemberRow) -> Result<NodeSnapshot, String> {
+    async fn inspect(&self, member: &MemberRow, relays: &[Relay]) -> Result<NodeSnapshot, String> {
         if member.state != "alive" && member.state != "suspect" {
             return Err(member.state.clone());
         }
@@ -313,12 +352,8 @@ impl Collector {
             .parse()
             .map_err(|_| format!("bad node id {}", member.id))?;
         let ask = async {
-            if id != self.entry_id {
-                let addr: SocketAddr = member
-                    .addr
-                    .parse()
-                    .map_err(|_| format!("bad address {}", member.addr))?;
-                self.node.connect(addr).await.map_err(|e| e.to_string())?;
+            if id != self.entry_id && id != self.node.id() {
+                self.reach(member, id, relays).await?;
             }
             let inspector = self.remote::<Inspector>(id, INSPECT_ACTOR);
             inspector.send(Inspect).await.map_err(|e| e.to_string())
@@ -328,6 +363,28 @@ impl Collector {
             Err(_) => Err(format!("no answer within {ANSWER_WITHIN:?}")),
         }
     }
+}
+
+/// A member that forwards relayed traffic.
+struct Relay {
+    name: String,
+    id: NodeId,
+    addr: SocketAddr,
+}
+
+/// The alive relays among `members`.
+fn relays(members: &[MemberRow]) -> Vec<Relay> {
+    members
+        .iter()
+        .filter(|m| m.relay && m.state == "alive")
+        .filter_map(|m| {
+            Some(Relay {
+                name: m.name.clone(),
+                id: m.id.parse().ok()?,
+                addr: m.addr.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 /// Joins the member list with the answers (in the same order) into one view.

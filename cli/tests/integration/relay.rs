@@ -675,3 +675,43 @@ async fn a_relayed_node_without_configured_relays_finds_them_through_membership(
         .unwrap();
     assert_eq!(link.via, Some(relay.node.id()));
 }
+
+#[actix_rt::test]
+async fn the_console_inspects_members_behind_nat_through_their_relays() {
+    let t = topology().await;
+    // A console-like client without membership, attached to r1.
+    let config = crate::util::config_with_roles(&t._ca, "console", &["worker", "operator"]);
+    let console = start(config).await;
+    let r1 = &t.relays[0].node;
+    console.node.connect(r1.listen_addr()).await.unwrap();
+    let collector = swarm_cli::console::collect::Collector::new(
+        console.node.clone(),
+        r1.listen_addr(),
+        r1.id(),
+    );
+    let answered = |view: &swarm::inspect::ClusterView| {
+        view.nodes
+            .iter()
+            .map(|n| match &n.error {
+                None => n.member.name.clone(),
+                Some(e) => format!(
+                    "{} ({} via {}): {e}",
+                    n.member.name, n.member.reach, n.member.addr
+                ),
+            })
+            .collect::<Vec<_>>()
+    };
+    let last = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let all = eventually(WITHIN, || {
+        let (collector, last) = (collector.clone(), std::sync::Arc::clone(&last));
+        async move {
+            let view = collector.poll().await.unwrap();
+            let names = answered(&view);
+            let done = names.len() == 4 && names.iter().all(|n| !n.contains(':'));
+            *last.lock().unwrap() = names;
+            done
+        }
+    })
+    .await;
+    assert!(all, "answered: {:?}", last.lock().unwrap());
+}
