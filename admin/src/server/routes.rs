@@ -391,12 +391,11 @@ async fn action(
     match done {
         Ok(message) => json(&serde_json::json!({ "ok": true, "message": message })),
         Err(message) => {
-            let status =
-                if message.contains("forbidden") || message.contains("admin certificates only") {
-                    StatusCode::FORBIDDEN
-                } else {
-                    StatusCode::CONFLICT
-                };
+            let status = if message.contains("forbidden: ") {
+                StatusCode::FORBIDDEN
+            } else {
+                StatusCode::CONFLICT
+            };
             HttpResponse::build(status).json(serde_json::json!({ "ok": false, "error": message }))
         }
     }
