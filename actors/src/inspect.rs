@@ -43,10 +43,17 @@ pub const INSPECT_ACTOR: &str = "swarm.inspect";
 /// The certificate roles the inspector takes messages from.
 pub const INSPECT_ROLES: &[&str] = &["operator", "admin"];
 
-/// Asks a node's inspector for its snapshot.
+/// Asks a node's inspector for its snapshot (without the actors'
+/// handler-time histograms: a console does not draw them).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Message)]
 #[rtype(result = "NodeSnapshot")]
 pub struct Inspect;
+
+/// Asks a node's inspector for its snapshot with each actor's handler-time
+/// histogram ([`ActorView::handling`]), as `/metrics` exports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Message)]
+#[rtype(result = "NodeSnapshot")]
+pub struct InspectMetrics;
 
 /// Starts or stops tracing one actor's messages.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
@@ -103,6 +110,7 @@ pub const MAX_STATE: usize = 64 * 1024;
 
 crate::remote_message!(
     Inspect => "swarm.Inspect",
+    InspectMetrics => "swarm.InspectMetrics",
     SetTrace => "swarm.SetTrace",
     ReadTrace => "swarm.ReadTrace",
     InspectState => "swarm.InspectState",
@@ -199,6 +207,7 @@ impl Inspector {
         hosted: Vec<ActorRow>,
         head: Option<HeadRow>,
         tasks: Option<TaskTable>,
+        histograms: bool,
     ) -> NodeSnapshot {
         let me = self.mesh.id().to_string();
         let name = self.mesh.name().to_owned();
@@ -234,7 +243,11 @@ impl Inspector {
                 handling_p99_us: s.handling_p99_us,
                 waiting_p99_us: s.waiting_p99_us,
                 samples: s.samples,
-                handling: s.handling,
+                handling: if histograms {
+                    s.handling.durations()
+                } else {
+                    Durations::default()
+                },
                 tracing: stats.tracing(),
                 supervisor: row.map(|r| r.supervisor.clone()).unwrap_or_default(),
                 placed: row.is_some_and(|r| r.placed),
@@ -310,6 +323,21 @@ impl Handler<Inspect> for Inspector {
     type Result = ResponseActFuture<Self, NodeSnapshot>;
 
     fn handle(&mut self, _: Inspect, _: &mut Context<Self>) -> Self::Result {
+        self.inspect(false)
+    }
+}
+
+impl Handler<InspectMetrics> for Inspector {
+    type Result = ResponseActFuture<Self, NodeSnapshot>;
+
+    fn handle(&mut self, _: InspectMetrics, _: &mut Context<Self>) -> Self::Result {
+        self.inspect(true)
+    }
+}
+
+impl Inspector {
+    /// The node's snapshot (with histograms, for metrics).
+    fn inspect(&mut self, histograms: bool) -> ResponseActFuture<Self, NodeSnapshot> {
         let host = self.host.send(ListActors);
         let head = self.head.as_ref().map(|h| h.send(HeadStatus));
         let tasks = self
@@ -339,8 +367,8 @@ impl Handler<Inspect> for Inspector {
                 (hosted, head, tasks, members)
             }
             .into_actor(self)
-            .map(|(hosted, head, tasks, members), act, _| {
-                let mut snapshot = act.snapshot(hosted, head, tasks);
+            .map(move |(hosted, head, tasks, members), act, _| {
+                let mut snapshot = act.snapshot(hosted, head, tasks, histograms);
                 snapshot.node.members = members;
                 snapshot
             }),
@@ -416,7 +444,7 @@ impl Handler<InspectActor> for Inspector {
     }
 }
 
-crate::remote_actor!(Inspector: Inspect, SetTrace, ReadTrace, InspectActor);
+crate::remote_actor!(Inspector: Inspect, InspectMetrics, SetTrace, ReadTrace, InspectActor);
 
 #[cfg(test)]
 mod tests {

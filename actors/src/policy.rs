@@ -64,6 +64,7 @@ pub const OPERATOR_READS: &[&str] = &[
     "swarm.ListRevoked",
     "swarm.Ping",
     "swarm.Inspect",
+    "swarm.InspectMetrics",
     "swarm.SetTrace",
     "swarm.ReadTrace",
     "swarm.InspectActor",

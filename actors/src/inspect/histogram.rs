@@ -90,6 +90,15 @@ pub(crate) struct HistogramSnapshot {
     pub(crate) sum_ns: u64,
 }
 
+impl Default for HistogramSnapshot {
+    fn default() -> Self {
+        Self {
+            buckets: [0; BUCKETS],
+            sum_ns: 0,
+        }
+    }
+}
+
 impl HistogramSnapshot {
     /// The buckets holding values, for the data model.
     pub(crate) fn durations(&self) -> super::model::Durations {

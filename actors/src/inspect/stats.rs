@@ -104,7 +104,7 @@ pub(crate) struct StatsSnapshot {
     pub(crate) handling_p99_us: f64,
     pub(crate) waiting_p99_us: f64,
     pub(crate) samples: u64,
-    pub(crate) handling: super::model::Durations,
+    pub(crate) handling: super::histogram::HistogramSnapshot,
 }
 
 impl ActorStats {
@@ -194,7 +194,7 @@ impl ActorStats {
             handling_p99_us: handling.quantile(0.99) / 1e3,
             waiting_p99_us: self.actor.waiting.snapshot().quantile(0.99) / 1e3,
             samples: handling.count(),
-            handling: handling.durations(),
+            handling,
         }
     }
 

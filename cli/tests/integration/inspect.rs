@@ -70,6 +70,16 @@ async fn an_operator_sees_each_actors_messages_backlog_and_handler_times_and_eac
     // Sequential asks leave the actor idle between messages: each is timed.
     assert_eq!(a.samples, 100, "{a:?}");
     assert!(a.handling_p50_us > 0.0 && a.handling_p99_us >= a.handling_p50_us);
+    // The histogram comes only when asked for (metrics): a console's
+    // snapshot stays lean.
+    assert!(a.handling.is_empty());
+    let full = inspector
+        .send(swarm::inspect::InspectMetrics)
+        .await
+        .unwrap();
+    let h = &actor(&full, "adder").handling;
+    assert_eq!(h.count(), 100, "{h:?}");
+    assert!(h.sum_ns > 0);
     let c = actor(&snapshot, "counter");
     assert_eq!((c.messages, c.asks), (1000, 0));
     assert!(c.samples >= 1 && c.samples <= 1000, "{c:?}");
