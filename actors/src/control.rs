@@ -47,6 +47,7 @@
 //! ```
 
 pub(crate) mod lease;
+mod operators;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -128,59 +129,6 @@ impl Control {
             forbidden: Arc::default(),
             behalf: None,
         }
-    }
-
-    /// This client making its calls for an operator who logged in through
-    /// this node (see [`Behalf`](crate::operators::Behalf)): the head decides
-    /// each as the operator's.
-    #[must_use]
-    pub fn on_behalf(&self, behalf: Arc<crate::operators::Behalf>) -> Self {
-        Self {
-            behalf: Some(behalf),
-            ..self.clone()
-        }
-    }
-
-    /// Sets the calling operator's own admin-API password (the hash made
-    /// here; the operator's link must have a session).
-    ///
-    /// # Errors
-    ///
-    /// As the head answers: [`ControlError::Refused`] for a node
-    /// certificate or a malformed hash.
-    pub async fn set_password(
-        &self,
-        hash: crate::operators::password::PasswordHash,
-    ) -> Result<(), ControlError> {
-        self.call(
-            crate::operators::wire::SetPassword { hash, who: None },
-            CALL_WITHIN,
-        )
-        .await
-    }
-
-    /// Logs an operator in with its name, password and TOTP code, for this
-    /// node to act for it (the admin API); `source` is where the operator
-    /// connects from (lockouts count by it).
-    ///
-    /// # Errors
-    ///
-    /// [`ControlError::Forbidden`] for a wrong name, password or code (not
-    /// saying which), a lockout or a replayed code.
-    pub async fn login_password(
-        &self,
-        name: &str,
-        password: &str,
-        code: &str,
-        source: std::net::IpAddr,
-    ) -> Result<crate::operators::Behalf, ControlError> {
-        let verify = crate::operators::wire::VerifyPassword {
-            name: name.to_owned(),
-            password: password.to_owned(),
-            code: code.to_owned(),
-            source,
-        };
-        self.call(verify, CALL_WITHIN).await
     }
 
     fn leader_hint(&self) -> Option<NodeId> {

@@ -68,6 +68,37 @@ pub struct ChildNode {
     pub admin: Option<SocketAddr>,
 }
 
+/// What nodes a local cluster starts.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// How many.
+    n: usize,
+    /// Each dials the ones started before it.
+    dial_peers: bool,
+    /// The first `heads` have the head role.
+    heads: usize,
+    /// n1 serves the admin API.
+    admin: bool,
+}
+
+impl Shape {
+    fn members(n: usize) -> Self {
+        Self {
+            n,
+            dial_peers: false,
+            heads: 0,
+            admin: false,
+        }
+    }
+
+    fn control(heads: usize, workers: usize) -> Self {
+        Self {
+            heads,
+            ..Self::members(heads + workers)
+        }
+    }
+}
+
 /// Child node processes and the directory with their files.
 #[derive(Debug)]
 pub struct LocalCluster {
@@ -98,7 +129,11 @@ impl LocalCluster {
     ///
     /// If files cannot be written or a node does not report READY within 30 s.
     pub fn start(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
-        Self::start_with(exe, dir, n, extra_args, true, 0, &|_| Vec::new(), false)
+        let shape = Shape {
+            dial_peers: true,
+            ..Shape::members(n)
+        };
+        Self::start_with(exe, dir, extra_args, shape, &|_| Vec::new())
     }
 
     /// As [`LocalCluster::start_control`], and n1 serves the admin API
@@ -115,16 +150,11 @@ impl LocalCluster {
         workers: usize,
         extra_args: &[&str],
     ) -> Result<Self> {
-        Self::start_with(
-            exe,
-            dir,
-            heads + workers,
-            extra_args,
-            false,
-            heads,
-            &|_| Vec::new(),
-            true,
-        )
+        let shape = Shape {
+            admin: true,
+            ..Shape::control(heads, workers)
+        };
+        Self::start_with(exe, dir, extra_args, shape, &|_| Vec::new())
     }
 
     /// A cluster with a control plane: n1..n`heads` have the head role
@@ -145,12 +175,9 @@ impl LocalCluster {
         Self::start_with(
             exe,
             dir,
-            heads + workers,
             extra_args,
-            false,
-            heads,
+            Shape::control(heads, workers),
             &|_| Vec::new(),
-            false,
         )
     }
 
@@ -170,12 +197,9 @@ impl LocalCluster {
         Self::start_with(
             exe,
             dir,
-            heads + workers,
             extra_args,
-            false,
-            heads,
+            Shape::control(heads, workers),
             node_args,
-            false,
         )
     }
 
@@ -210,20 +234,22 @@ impl LocalCluster {
     ///
     /// As [`LocalCluster::start`].
     pub fn start_members(exe: &Path, dir: &Path, n: usize, extra_args: &[&str]) -> Result<Self> {
-        Self::start_with(exe, dir, n, extra_args, false, 0, &|_| Vec::new(), false)
+        Self::start_with(exe, dir, extra_args, Shape::members(n), &|_| Vec::new())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn start_with(
         exe: &Path,
         dir: &Path,
-        n: usize,
         extra_args: &[&str],
-        dial_peers: bool,
-        heads: usize,
+        shape: Shape,
         node_args: &dyn Fn(usize) -> Vec<String>,
-        admin: bool,
     ) -> Result<Self> {
+        let Shape {
+            n,
+            dial_peers,
+            heads,
+            admin,
+        } = shape;
         let cluster = "local".to_owned();
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
         let mut all: Vec<(&str, &[&str])> = names

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{admin_code, admin_code_in, exe, operator_code_in, scratch};
+use crate::util::{admin_code, admin_code_in, exe, operator_code_in, scratch, until_ok};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -37,27 +37,16 @@ pub fn client(dir: &std::path::Path) -> awc::Client {
 /// TOTP over the mesh), retrying while the head group forms.
 pub fn set_password(cluster: &LocalCluster) {
     let seed = cluster.nodes[0].addr.to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = Command::new(exe())
+    until_ok("operator passwd", || {
+        let mut passwd = Command::new(exe());
+        passwd
             .args(["operator", "passwd", "--config"])
             .arg(cluster.admin_config())
             .args(["--node", &seed, "--totp", &admin_code(&cluster.dir)])
             .args(["--password-env", "SWARM_TEST_PASSWORD"])
-            .env("SWARM_TEST_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "operator passwd: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The code's step may be used already (a retry needs the next).
-        std::thread::sleep(Duration::from_millis(500));
-    }
+            .env("SWARM_TEST_PASSWORD", PASSWORD);
+        passwd
+    });
 }
 
 async fn get(client: &awc::Client, url: &str, token: &str) -> (u16, Vec<u8>) {
@@ -286,34 +275,21 @@ fn the_admin_api_logs_in_with_password_and_totp_serves_every_view_acts_and_expor
 /// bearer token (retrying while the head group forms).
 fn certificate_login(cluster: &LocalCluster, config: &std::path::Path, name: &str) -> String {
     let seed = cluster.nodes[0].addr.to_string();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let out = Command::new(exe())
+    let out = until_ok("admin login", || {
+        let mut login = Command::new(exe());
+        login
             .args(["admin", "login", "--json", "--config"])
             .arg(config)
-            .args([
-                "--node",
-                &seed,
-                "--totp",
-                &operator_code_in(&cluster.dir, name, 0),
-            ])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            let session: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            assert!(session["url"]
-                .as_str()
-                .unwrap()
-                .starts_with("https://127.0.0.1:"));
-            return session["token"].as_str().unwrap().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "admin login: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+            .args(["--node", &seed])
+            .args(["--totp", &operator_code_in(&cluster.dir, name, 0)]);
+        login
+    });
+    let session: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(session["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://127.0.0.1:"));
+    session["token"].as_str().unwrap().to_owned()
 }
 
 #[test]

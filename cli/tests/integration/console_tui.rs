@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{admin_code, exe, scratch};
+use crate::util::{admin_code, exe, place_account, scratch};
 
 /// A tmux server of its own, killed when dropped (even on failure).
 struct Tmux {
@@ -128,40 +128,9 @@ fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the
     let mut cluster = LocalCluster::start_control(&exe(), &dir, 1, 2, &[]).unwrap();
     cluster.remove_dir_on_drop(true);
     let seed = cluster.nodes[0].addr.to_string();
-    let driver = cluster.driver_config();
 
     // A supervised actor to restart (the head group forms first).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = Command::new(exe())
-            .args([
-                "spawn",
-                "--config",
-                driver.to_str().unwrap(),
-                "--node",
-                &seed,
-            ])
-            .args([
-                "--type",
-                "demo.Ledger",
-                "--name",
-                "account",
-                "--args",
-                r#"{"opening": 7}"#,
-            ])
-            .args(["--placement", "label:worker", "--restarts", "5"])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never placed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    place_account(&cluster);
 
     let recording = dir.join("session.jsonl");
     let command = format!(

@@ -7,45 +7,11 @@
 //! With `SWARM_SCREENSHOTS=DIR` it also saves `dashboard.png` there (the
 //! README's picture).
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use swarm_cli::local::LocalCluster;
 
 use crate::admin_api::set_password;
 use crate::browser::{chromium, Browser};
-use crate::util::{admin_code_in, exe, scratch};
-
-/// Places a supervised ledger called `account` on the worker.
-fn place_account(cluster: &LocalCluster) {
-    let seed = cluster.nodes[0].addr.to_string();
-    let driver = cluster.driver_config();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = Command::new(exe())
-            .args([
-                "spawn",
-                "--config",
-                driver.to_str().unwrap(),
-                "--node",
-                &seed,
-            ])
-            .args(["--type", "demo.Ledger", "--name", "account"])
-            .args(["--args", r#"{"opening": 7}"#])
-            .args(["--placement", "label:worker", "--restarts", "5"])
-            .output()
-            .unwrap();
-        if out.status.success() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never placed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use crate::util::{admin_code_in, exe, place_account, scratch};
 
 /// Fills the login form and submits it.
 fn log_in(browser: &mut Browser, password: &str, code: &str) {

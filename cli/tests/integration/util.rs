@@ -329,3 +329,40 @@ pub fn admin_code(dir: &std::path::Path) -> String {
     let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
     swarm::operators::code_at(&seed, swarm::credentials::unix_now())
 }
+
+/// Runs the command `build` makes (afresh each time: a TOTP code may have
+/// to change) until it succeeds, 60 s at most: the head group may still
+/// be forming, or a code's step be used already. Answers its stdout.
+pub fn until_ok(what: &str, build: impl Fn() -> std::process::Command) -> Vec<u8> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = build().output().unwrap();
+        if out.status.success() {
+            return out.stdout;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Places a supervised ledger called `account` (opening balance 7, five
+/// restarts) on a worker of a local cluster, as its driver.
+pub fn place_account(cluster: &swarm_cli::local::LocalCluster) {
+    let seed = cluster.nodes[0].addr.to_string();
+    let driver = cluster.driver_config();
+    until_ok("never placed", || {
+        let mut spawn = std::process::Command::new(exe());
+        spawn
+            .args(["spawn", "--config"])
+            .arg(&driver)
+            .args(["--node", &seed])
+            .args(["--type", "demo.Ledger", "--name", "account"])
+            .args(["--args", r#"{"opening": 7}"#])
+            .args(["--placement", "label:worker", "--restarts", "5"]);
+        spawn
+    });
+}
