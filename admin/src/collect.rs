@@ -277,15 +277,18 @@ impl Collector {
         // most IN_FLIGHT at once (every answer in flight is held two or
         // three times over while it is read and decoded).
         let permits = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
-        let relays = Arc::new(relays(&members));
+        let paths = Arc::new(Paths {
+            relays: relays(&members),
+            linked: self.node.peers().into_iter().map(|p| p.id).collect(),
+        });
         let asks: Vec<_> = members
             .iter()
             .map(|m| {
                 let (me, member) = (self.clone(), m.clone());
-                let (permits, relays) = (Arc::clone(&permits), Arc::clone(&relays));
+                let (permits, paths) = (Arc::clone(&permits), Arc::clone(&paths));
                 actix_rt::spawn(async move {
                     let _permit = permits.acquire().await;
-                    me.inspect(&member, &relays).await
+                    me.inspect(&member, &paths).await
                 })
             })
             .collect();
@@ -347,7 +350,7 @@ impl Collector {
     }
 
     /// One member's snapshot, if it is up and answers in time.
-    async fn inspect(&self, member: &MemberRow, relays: &[Relay]) -> Result<NodeSnapshot, String> {
+    async fn inspect(&self, member: &MemberRow, paths: &Paths) -> Result<NodeSnapshot, String> {
         if member.state != "alive" && member.state != "suspect" {
             return Err(member.state.clone());
         }
@@ -356,8 +359,9 @@ impl Collector {
             .parse()
             .map_err(|_| format!("bad node id {}", member.id))?;
         let ask = async {
-            if id != self.entry_id && id != self.node.id() {
-                self.reach(member, id, relays).await?;
+            // Linked already (directly or through a relay): nothing to dial.
+            if id != self.entry_id && id != self.node.id() && !paths.linked.contains(&id) {
+                self.reach(member, id, &paths.relays).await?;
             }
             let inspector = self.remote::<Inspector>(id, INSPECT_ACTOR);
             inspector.send(Inspect).await.map_err(|e| e.to_string())
@@ -367,6 +371,13 @@ impl Collector {
             Err(_) => Err(format!("no answer within {ANSWER_WITHIN:?}")),
         }
     }
+}
+
+/// How a poll reaches members: the relays among them, and the members
+/// this node has links to already.
+struct Paths {
+    relays: Vec<Relay>,
+    linked: std::collections::HashSet<NodeId>,
 }
 
 /// A member that forwards relayed traffic.
