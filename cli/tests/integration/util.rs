@@ -318,16 +318,7 @@ pub fn operator_code_in(dir: &std::path::Path, name: &str, steps: u64) -> String
 /// The TOTP code now of a local cluster's admin operator (`admin.cert` in
 /// `dir`, the cluster's sealed `totp.secret`).
 pub fn admin_code(dir: &std::path::Path) -> String {
-    let keyring = Throwaway::keyring(dir).unwrap();
-    let totp = swarm::credentials::read_secret(
-        &keyring,
-        &dir.join("totp.secret"),
-        swarm_protocol::sealed::Kind::TotpSecret,
-    )
-    .unwrap();
-    let cert = swarm::credentials::read_cert(&dir.join("admin.cert")).unwrap();
-    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
-    swarm::operators::code_at(&seed, swarm::credentials::unix_now())
+    operator_code_in(dir, "admin", 0)
 }
 
 /// Runs the command `build` makes (afresh each time: a TOTP code may have
