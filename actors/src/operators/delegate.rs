@@ -70,11 +70,6 @@ impl Behalf {
         self.token.expires_ms
     }
 
-    /// Whether its roles include `role`.
-    pub fn has_role(&self, role: &str) -> bool {
-        self.operator.roles.iter().any(|r| r == role)
-    }
-
     /// The caller a delegated message is decided and dispatched as.
     fn caller(&self) -> Caller {
         Caller {
@@ -109,15 +104,6 @@ impl StampCaller for Delegated {
 }
 
 crate::remote_message!(Delegated => "swarm.Delegated");
-
-/// Commands an operator's delegated ask is audited for.
-const AUDITED: &[&str] = &[
-    "swarm.StopActor",
-    "swarm.DrainNode",
-    "swarm.HostRestart",
-    "swarm.RevokeCert",
-    "swarm.PlaceActor",
-];
 
 impl Handler<Delegated> for Session {
     type Result = ResponseFuture<Result<serde_bytes::ByteBuf, RemoteError>>;
@@ -189,7 +175,7 @@ fn admit(
         }
         return Err(refusal.error);
     }
-    if AUDITED.contains(&msg.tag.as_str()) {
+    if crate::audit::COMMANDS.contains(&msg.tag.as_str()) {
         mesh.audit(|| record(AuditKind::Command, "allowed"));
     }
     lookup.find(&to)?.ask(&caller, &msg.tag, &msg.body)

@@ -373,6 +373,21 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
             body["error"].as_str().unwrap().contains("anything"),
             "{body}"
         );
+        // The worker's audit log names the operators, not the node that
+        // asked for them: the admin's restart, the viewer's refusal.
+        let config = cluster.dir.join("n2.toml");
+        let records =
+            crate::util::swarm_json(&["audit", "--config", config.to_str().unwrap(), "--json"]);
+        let has =
+            |kind: &str, who: &str| {
+                records.as_array().unwrap().iter().any(|r| {
+                    r["kind"] == kind && r["who"] == who && r["tag"] == "swarm.HostRestart"
+                })
+            };
+        assert!(
+            has("command", "admin") && has("forbidden", "viewer"),
+            "{records}"
+        );
         // This node's own refusal of the viewer, counted.
         let head = cluster.nodes[0].id.to_string();
         let action = serde_json::json!({ "action": "restart", "node": head, "name": "anything" });

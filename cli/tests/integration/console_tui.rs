@@ -187,6 +187,16 @@ fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the
     });
     let row = line_with(&screen, "demo.Ledger").unwrap();
     assert!(row.split_whitespace().any(|c| c == "1"), "{row}");
+    // Audited by the host's node, under the operator's name.
+    let audited = ["n1", "n2", "n3"].iter().any(|n| {
+        let config = cluster.dir.join(format!("{n}.toml"));
+        let records =
+            crate::util::swarm_json(&["audit", "--config", config.to_str().unwrap(), "--json"]);
+        records.as_array().unwrap().iter().any(|r| {
+            r["kind"] == "command" && r["who"] == "admin" && r["tag"] == "swarm.HostRestart"
+        })
+    });
+    assert!(audited, "no node audited the console's restart");
 
     // The events: the placement (on the head leader) and the restart.
     tmux.keys(&["6"]);

@@ -318,16 +318,6 @@ impl Reader {
 /// Refusals a link logs at warn level; the rest at debug.
 const LOGGED_REFUSALS: u32 = 64;
 
-/// Commands that change the cluster: recorded when an operator sends one.
-const AUDITED: &[&str] = &[
-    "swarm.PlaceActor",
-    "swarm.StopActor",
-    "swarm.DrainNode",
-    "swarm.ReserveGroup",
-    "swarm.ReleaseGroup",
-    "swarm.RevokeCert",
-];
-
 fn audit_record(
     caller: &Caller,
     kind: AuditKind,
@@ -372,7 +362,7 @@ impl Reader {
             .and_then(|()| self.lookup.authorize(to, tag, &self.caller));
         match decided {
             Ok(()) => {
-                if self.caller.operator_only && AUDITED.contains(&tag) {
+                if self.caller.operator_only && crate::audit::COMMANDS.contains(&tag) {
                     let target = target_name(to);
                     let caller = &self.caller;
                     self.mesh.audit(|| {
