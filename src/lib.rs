@@ -43,7 +43,7 @@ mod files;
 pub use files::FileError;
 pub use swarm_actors::{
     at_rest, audit, cluster, control, error, inspect, operators, placement, policy, remote_actor,
-    remote_message, supervision, task, tasks, Accepts, AskError, Cluster, ClusterConfig,
+    remote_message, supervision, task, tasks, Accepts, Access, AskError, Cluster, ClusterConfig,
     ClusterEvent, ClusterEvents, Faults, GossipKeyOp, Instance, Keyed, Member, MeshConfig,
     MeshStats, Node, PeerInfo, Protocol, RemoteActor, RemoteAddr, RemoteMessage, ResourceOverrides,
     ServiceRef, Strategy, TellError, Wire,

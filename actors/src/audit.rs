@@ -1,5 +1,6 @@
-//! The audit log: operator logins (accepted and refused), mutating
-//! commands from operator certificates, and policy refusals, appended to a
+//! The audit log: operator logins (accepted and refused), operators'
+//! commands (messages whose [`Access`](crate::Access) class is audited),
+//! and policy refusals, appended to a
 //! sealed, append-only file per node.
 //!
 //! ```text
@@ -29,17 +30,6 @@ use crate::at_rest::{AtRestError, Keyring};
 /// Records waiting for the writer at most.
 pub const QUEUE: usize = 4_096;
 
-/// Commands that change the cluster: recorded when an operator sends one,
-/// over its own link or through a node acting for it.
-pub(crate) const COMMANDS: &[&str] = &[
-    "swarm.PlaceActor",
-    "swarm.StopActor",
-    "swarm.DrainNode",
-    "swarm.ReserveGroup",
-    "swarm.ReleaseGroup",
-    "swarm.RevokeCert",
-    "swarm.HostRestart",
-];
 /// The largest record a reader accepts.
 const MAX_RECORD: usize = 1 << 20;
 

@@ -51,8 +51,6 @@ pub use services::{Instance, Keyed, ServiceRef, Strategy};
 
 /// The name every node with membership exposes its cluster actor under.
 pub const CLUSTER_ACTOR: &str = "swarm.cluster";
-/// Who may ask a node's cluster agent for its members and services.
-pub const CLUSTER_ROLES: &[&str] = &["head", "worker", "operator"];
 
 /// Membership settings of a node.
 #[derive(Debug, Clone)]

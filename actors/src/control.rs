@@ -56,9 +56,7 @@ use std::time::Duration;
 use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 
-pub use crate::head::wire::{
-    ActorSpec, ControlError, HeadRow, Located, PlacedRow, CONTROL_ACTOR, CONTROL_ROLES,
-};
+pub use crate::head::wire::{ActorSpec, ControlError, HeadRow, Located, PlacedRow, CONTROL_ACTOR};
 pub use crate::head::{HeadConfig, Plain, Seal};
 
 use crate::cluster::{Cluster, ClusterAgent, ListMembers};

@@ -6,6 +6,7 @@
 //! The directory is the bottom room of the crate: it knows nothing of links,
 //! membership or nodes. [`Directory`] is its door; nobody else writes the map.
 
+mod access;
 pub(crate) mod dispatch;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +15,9 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use swarm_protocol::{NodeId, RemoteError, Target};
 
-use crate::policy::{Decisions, Policy, Target as PolicyTarget};
+use crate::policy::{Decision, Decisions, Policy, Target as PolicyTarget};
 
+pub use access::{Access, NODE_ROLES, OPERATOR_ROLES};
 pub use dispatch::{Accepts, RemoteActor, RemoteMessage, Wire};
 pub(crate) use dispatch::{Dispatch, Entry, StampCaller};
 
@@ -33,8 +35,9 @@ pub(crate) struct Caller {
     pub(crate) name: Arc<str>,
     /// Where the link's socket comes from (the relay's, for a relayed link).
     pub(crate) addr: std::net::SocketAddr,
-    /// An operator certificate: it needs a session on the link.
-    pub(crate) operator_only: bool,
+    /// Its certificate has an operator role: those count only with a
+    /// login's capability.
+    pub(crate) operator: bool,
 }
 
 /// The actors exposed on this node, by name. Cheap to clone.
@@ -202,7 +205,9 @@ pub(crate) struct Refusal {
 impl Lookup {
     /// Whether the policy lets a message `tag` from `caller` reach `to`
     /// (checked before anything is decoded; decisions are remembered per
-    /// target and tag until the directory changes).
+    /// target, tag and login until the directory changes). `logged_in`:
+    /// the caller proved a second factor. Answers the class the message
+    /// declared (audited or not).
     ///
     /// # Errors
     ///
@@ -212,7 +217,8 @@ impl Lookup {
         to: &Target<'_>,
         tag: &str,
         caller: &Caller,
-    ) -> Result<(), Refusal> {
+        logged_in: bool,
+    ) -> Result<Access, Refusal> {
         let generation = self.directory.inner.generation.load(Ordering::Acquire);
         let name = match to {
             Target::Name(name) => *name,
@@ -220,26 +226,30 @@ impl Lookup {
         };
         let directory = &self.directory;
         let policy = &self.policy;
-        let (decision, fresh) = self.decisions.get(generation, name, tag, || {
-            let required = directory
-                .dispatcher(name)
-                .map_or(&[][..], |d| d.required_roles());
-            let services = directory
-                .inner
-                .services
-                .get(name)
-                .map(|s| s.value().clone())
-                .unwrap_or_default();
-            policy.decide(
-                &caller.roles,
-                &PolicyTarget {
-                    name,
-                    services: &services,
-                    required,
-                },
-                tag,
-            )
-        });
+        let (decision, fresh) =
+            self.decisions
+                .get(generation, name, tag, logged_in, || -> Decision {
+                    // An unknown target or tag is decided as a user message
+                    // (nodes then learn it does not exist; others are refused).
+                    let access = directory
+                        .dispatcher(name)
+                        .and_then(|d| d.access(tag))
+                        .unwrap_or(Access::User);
+                    let services = directory
+                        .inner
+                        .services
+                        .get(name)
+                        .map(|s| s.value().clone())
+                        .unwrap_or_default();
+                    let target = PolicyTarget {
+                        name,
+                        services: &services,
+                        access,
+                    };
+                    policy
+                        .decide(&caller.roles, logged_in, &target, tag)
+                        .map(|()| access)
+                });
         decision.map_err(|error| Refusal { error, fresh })
     }
 
@@ -336,7 +346,7 @@ mod tests {
             serial: 1,
             name: Arc::from("test"),
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
-            operator_only: false,
+            operator: false,
         };
         let body = rmp_serde::to_vec(&WhoAmI(claimed)).unwrap_or_default();
         let mut plain = Entry::new(Doubler.start());

@@ -48,7 +48,7 @@ pub fn control(data: &[u8]) {
         serial: 7,
         name: std::sync::Arc::from("op"),
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
-        operator_only: true,
+        operator: true,
     };
     let key = Some(zeroize::Zeroizing::new([9; 32]));
     let _ = crate::operators::session::check_present(key, &caller, data);

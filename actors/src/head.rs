@@ -39,10 +39,10 @@ use crate::cluster::Cluster;
 use crate::directory::Entry;
 use crate::error::StartError;
 use crate::mesh::Mesh;
-use network::{Network, RaftPeer, RAFT_ACTOR, RAFT_ROLES};
+use network::{Network, RaftPeer, RAFT_ACTOR};
 use supervisor::{Members, Supervisor};
 use types::{HeadId, Raft};
-use wire::{CONTROL_ACTOR, CONTROL_ROLES};
+use wire::CONTROL_ACTOR;
 
 /// How a head node keeps the control plane.
 #[derive(Clone)]
@@ -148,7 +148,7 @@ impl Head {
         .await
         .map_err(|e| store_error(&e))?;
         let peer = RaftPeer::new(raft.clone()).start();
-        let entry = Arc::new(Entry::declared(peer).requiring(RAFT_ROLES));
+        let entry = Arc::new(Entry::declared(peer));
         mesh.directory().insert(RAFT_ACTOR.to_owned(), entry);
         // A head checks operators' sessions with its own TOTP secret at once
         // (other nodes learn the key with their lease grants).
@@ -157,7 +157,6 @@ impl Head {
         }
         let supervisor = Supervisor::new(id, raft.clone(), machine, mesh.clone(), &config).start();
         let entry = Entry::declared(supervisor.clone())
-            .requiring(CONTROL_ROLES)
             .stamped::<wire::Renew>()
             .stamped::<crate::operators::wire::SetPassword>();
         let entry = Arc::new(entry);

@@ -40,8 +40,6 @@ use crate::tasks::{ListTasks, TaskTable};
 
 /// The name every node exposes its inspector under.
 pub const INSPECT_ACTOR: &str = "swarm.inspect";
-/// The certificate roles the inspector takes messages from.
-pub const INSPECT_ROLES: &[&str] = &["operator", "admin"];
 
 /// Asks a node's inspector for its snapshot (without the actors'
 /// handler-time histograms: a console does not draw them).
@@ -108,14 +106,14 @@ pub struct InspectActor {
 /// The most of an actor's state an inspection returns; longer is cut.
 pub const MAX_STATE: usize = 64 * 1024;
 
-crate::remote_message!(
-    Inspect => "swarm.Inspect",
-    InspectMetrics => "swarm.InspectMetrics",
-    SetTrace => "swarm.SetTrace",
-    ReadTrace => "swarm.ReadTrace",
-    InspectState => "swarm.InspectState",
-    InspectActor => "swarm.InspectActor",
-);
+crate::system_message! {
+    Inspect => "swarm.Inspect", Read;
+    InspectMetrics => "swarm.InspectMetrics", Read;
+    SetTrace => "swarm.SetTrace", Read;
+    ReadTrace => "swarm.ReadTrace", Read;
+    InspectState => "swarm.InspectState", Read;
+    InspectActor => "swarm.InspectActor", Read;
+}
 
 /// Why an inspection request failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

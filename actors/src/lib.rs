@@ -115,7 +115,7 @@ pub use cluster::{
 };
 pub use config::MeshConfig;
 pub use directory::dispatch::Protocol;
-pub use directory::{Accepts, RemoteActor, RemoteMessage, Wire};
+pub use directory::{Accepts, Access, RemoteActor, RemoteMessage, Wire};
 pub use error::{
     AskError, CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError,
     HandshakeFailure, LoginError, RemoteSpawnError, StartError, TellError, Unreachable,

@@ -183,7 +183,7 @@ impl Mesh {
             name: Arc::from(config.handshake.cert.body().name.as_str()),
             addr: config.listen,
             // A node's own calls need no second factor.
-            operator_only: false,
+            operator: false,
         };
         let shared = Arc::new(Shared {
             id: config.handshake.key.node_id(),

@@ -22,7 +22,7 @@ use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 use tokio::net::TcpListener;
 
-use crate::cluster::{Cluster, ClusterEvent, Member, CLUSTER_ACTOR, CLUSTER_ROLES};
+use crate::cluster::{Cluster, ClusterEvent, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::control::Control;
 use crate::directory::{Directory, Entry, RemoteActor};
@@ -32,8 +32,7 @@ use crate::head::Head;
 use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
 use crate::supervision::{
-    Fence, Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised,
-    HOST_ACTOR, SPAWN_ROLES,
+    Fence, Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
 };
 use crate::tasks::Tasks;
 
@@ -195,12 +194,12 @@ impl Node {
         )
         .start();
         // Starting actors on request is for the control plane and operators.
-        let entry = std::sync::Arc::new(Entry::declared(host.clone()).requiring(SPAWN_ROLES));
+        let entry = std::sync::Arc::new(Entry::declared(host.clone()));
         let exposed = node.mesh.directory().insert(HOST_ACTOR.to_owned(), entry);
         debug_assert!(exposed, "a new node's directory is empty");
         if let Some(cluster) = node.cluster.clone() {
             bridge(node.mesh.clone(), cluster.clone(), host.clone());
-            let entry = Entry::declared(cluster.agent()).requiring(CLUSTER_ROLES);
+            let entry = Entry::declared(cluster.agent());
             let exposed = node
                 .mesh
                 .directory()
@@ -228,7 +227,7 @@ impl Node {
             inspector = inspector.member(cluster.clone(), tasks.scheduler().clone().recipient());
         }
         let inspector = inspector.start();
-        let entry = Entry::declared(inspector).requiring(crate::inspect::INSPECT_ROLES);
+        let entry = Entry::declared(inspector);
         node.mesh.directory().insert(
             crate::inspect::INSPECT_ACTOR.to_owned(),
             std::sync::Arc::new(entry),
@@ -241,7 +240,6 @@ impl Node {
         }
         .start();
         let entry = Entry::declared(session)
-            .requiring(crate::operators::session::SESSION_ROLES)
             .stamped::<crate::operators::wire::Login>()
             .stamped::<crate::operators::wire::AdminLogin>()
             .stamped::<crate::operators::delegate::Delegated>();
@@ -441,6 +439,20 @@ impl Node {
     /// How many actors are exposed on this node.
     pub fn exposed(&self) -> usize {
         self.mesh.directory().len()
+    }
+
+    /// Every message the actors exposed on this node accept: (actor name,
+    /// tag, the access class the message declares), sorted. What the
+    /// policy's defaults read and the audit follows.
+    pub fn protocols(&self) -> Vec<(String, &'static str, crate::Access)> {
+        let mut all = Vec::new();
+        for (name, entry) in self.mesh.directory().entries() {
+            for (tag, access) in entry.protocol() {
+                all.push((name.clone(), tag, access));
+            }
+        }
+        all.sort_unstable_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        all
     }
 
     /// Dials `addr` (or reuses an existing link to it) and returns who answered.

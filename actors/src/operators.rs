@@ -227,11 +227,13 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Whether certificate `roles` make an operator certificate (an operator
-/// role and no node role): it needs a second factor on every link.
-pub fn is_operator_only(roles: &[String]) -> bool {
-    let has = |r: &[&str]| roles.iter().any(|x| r.contains(&x.as_str()));
-    has(&["operator", "admin"]) && !has(crate::policy::NODE_ROLES)
+/// Whether certificate `roles` include an operator role (`operator` or
+/// `admin`): those count only after a login, whatever other roles the
+/// certificate has.
+pub fn is_operator(roles: &[String]) -> bool {
+    roles
+        .iter()
+        .any(|r| crate::policy::OPERATOR_ROLES.contains(&r.as_str()))
 }
 
 #[cfg(test)]

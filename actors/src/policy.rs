@@ -33,64 +33,30 @@
 //!
 //! # Defaults
 //!
-//! - User actors take messages from `head` and `worker` certificates.
-//! - System actors (`swarm.*`) take messages from the roles each declares
-//!   (Raft: `head`; control plane and tasks: `head`, `worker`, operators;
-//!   hosts: `head`, operators).
-//! - Operators (`operator`, or `admin`, without a node role) may only read:
-//!   list members, services, actors, tasks, heads. Only `admin` may spawn,
-//!   stop, drain, reserve or revoke. Renewing a lease (hosting actors),
-//!   Raft and a host's start and stop orders are for node certificates
-//!   only, whatever a rule says: an operator certificate never hosts an
-//!   actor or votes.
+//! Every message declares its [`Access`] class with its tag (user messages
+//! are [`Access::User`]); the defaults follow from it:
+//!
+//! - `user`: node certificates (`head`, `worker`).
+//! - `read`: nodes and operators; `operators`: operators only.
+//! - `command`: nodes and `admin` operators.
+//! - `login`: any certificate (an operator's way to its second factor).
+//! - `heads`, `nodes`, `admin`: head certificates; node certificates;
+//!   heads and `admin` operators. These hold **whatever a rule allows**:
+//!   an operator certificate never hosts an actor or votes, a worker never
+//!   orders another node's host.
+//!
+//! A certificate's `operator` and `admin` roles count only once its link
+//! (or delegated call) carries a login's capability, whatever other roles
+//! it has: a `worker,operator` certificate without a login is a worker.
+//! Allow rules widen `user`, `read`, `operators` and `command`; deny rules
+//! narrow everything.
 
 use std::collections::HashMap;
 
 use serde::Deserialize;
 use swarm_protocol::RemoteError;
 
-/// Roles of node certificates.
-pub const NODE_ROLES: &[&str] = &["head", "worker"];
-
-/// What operators without `admin` may send to system actors.
-pub const OPERATOR_READS: &[&str] = &[
-    "swarm.ListMembers",
-    "swarm.ListServices",
-    "swarm.ListPlaced",
-    "swarm.HeadStatus",
-    "swarm.Resolve",
-    "swarm.ListActors",
-    "swarm.ListTasks",
-    "swarm.ListRevoked",
-    "swarm.Ping",
-    "swarm.Inspect",
-    "swarm.InspectMetrics",
-    "swarm.SetTrace",
-    "swarm.ReadTrace",
-    "swarm.InspectActor",
-    "swarm.Login",
-    "swarm.Present",
-    "swarm.AdminLogin",
-    "swarm.SetPassword",
-];
-
-/// Tags only node certificates may send, whatever a rule allows: they
-/// host actors, run the control plane or vote.
-pub const NODE_ONLY: &[&str] = &[
-    "swarm.Renew",
-    "swarm.HostSpawn",
-    "swarm.HostStop",
-    "swarm.HostLeave",
-    "swarm.RaftAppend",
-    "swarm.RaftVote",
-    "swarm.RaftSnapshot",
-    "swarm.VerifyLogin",
-    "swarm.VerifyPassword",
-    "swarm.Delegated",
-];
-
-/// Tags only `admin` certificates may send, whatever a rule allows.
-pub const ADMIN_ONLY: &[&str] = &["swarm.RevokeCert", "swarm.HostRestart"];
+pub use crate::directory::{Access, NODE_ROLES, OPERATOR_ROLES};
 
 /// Most rules a policy holds.
 pub const MAX_RULES: usize = 10_000;
@@ -273,8 +239,8 @@ pub struct Target<'a> {
     pub name: &'a str,
     /// The services it serves on this node.
     pub services: &'a [String],
-    /// The roles its system actor requires (empty: a user actor).
-    pub required: &'a [&'a str],
+    /// The access class the message's type declares.
+    pub access: Access,
 }
 
 /// A node's policy: its rules and the defaults.
@@ -335,7 +301,10 @@ impl Policy {
         self.rules
     }
 
-    /// Decides whether a sender with `roles` may send `tag` to `target`.
+    /// Decides whether a sender whose certificate has `roles` may send
+    /// `tag` to `target`. `logged_in` says whether the sender proved a
+    /// second factor (a capability on its link or delegated call): without
+    /// it, `operator` and `admin` count for nothing.
     ///
     /// # Errors
     ///
@@ -343,18 +312,60 @@ impl Policy {
     pub fn decide(
         &self,
         roles: &[String],
+        logged_in: bool,
         target: &Target<'_>,
         tag: &str,
     ) -> Result<(), RemoteError> {
-        let node = has(roles, NODE_ROLES);
-        let forbid = |reason: String| Err(RemoteError::Forbidden { reason });
-        if NODE_ONLY.contains(&tag) && !node {
-            return forbid(format!(
-                "{tag} is for node certificates (head or worker) only"
-            ));
+        if logged_in || !has(roles, OPERATOR_ROLES) {
+            return self.decide_as(roles, target, tag);
         }
-        if ADMIN_ONLY.contains(&tag) && !has(roles, &["admin"]) {
-            return forbid(format!("{tag} is for admin certificates only"));
+        let node_roles: Vec<String> = roles
+            .iter()
+            .filter(|r| !OPERATOR_ROLES.contains(&r.as_str()))
+            .cloned()
+            .collect();
+        match self.decide_as(&node_roles, target, tag) {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                if self.decide_as(roles, target, tag).is_ok() {
+                    Err(RemoteError::Forbidden {
+                        reason: format!(
+                            "{tag}: an operator certificate needs a second factor: log in first (swarm login, or --totp CODE)"
+                        ),
+                    })
+                } else {
+                    Err(refused)
+                }
+            }
+        }
+    }
+
+    /// Decides for roles that count as they are.
+    fn decide_as(
+        &self,
+        roles: &[String],
+        target: &Target<'_>,
+        tag: &str,
+    ) -> Result<(), RemoteError> {
+        let forbid = |reason: String| Err(RemoteError::Forbidden { reason });
+        let node = has(roles, NODE_ROLES);
+        let head = has(roles, &["head"]);
+        let operator = has(roles, OPERATOR_ROLES);
+        let admin = has(roles, &["admin"]);
+        let access = target.access;
+        match access {
+            Access::Heads if !head => {
+                return forbid(format!("{tag} is for head certificates only"))
+            }
+            Access::Nodes if !node => {
+                return forbid(format!(
+                    "{tag} is for node certificates (head or worker) only"
+                ))
+            }
+            Access::Admin if !(head || admin) => {
+                return forbid(format!("{tag} is for admin operators (and heads) only"))
+            }
+            _ => {}
         }
         if let Some(i) = self.deny.iter().position(|r| r.matches(roles, target, tag)) {
             return forbid(format!(
@@ -362,46 +373,52 @@ impl Policy {
                 target.name
             ));
         }
+        if !access.widened_by_rules() {
+            // The class's own check above decided.
+            return Ok(());
+        }
         if self.allow.iter().any(|r| r.matches(roles, target, tag)) {
             return Ok(());
         }
-        let operator = has(roles, &["operator", "admin"]);
-        let admin = has(roles, &["admin"]);
-        if target.required.is_empty() {
-            return if node {
-                Ok(())
-            } else {
-                forbid(format!(
-                    "user actor {} takes messages from head and worker certificates (roles {roles:?}; a policy rule can allow more)",
-                    target.name
-                ))
-            };
+        let allowed = match access {
+            Access::User => node,
+            Access::Read => node || operator,
+            Access::Operators => operator,
+            Access::Command => node || admin,
+            Access::Login | Access::Heads | Access::Nodes | Access::Admin => true,
+        };
+        if allowed {
+            return Ok(());
         }
-        let allowed =
-            has(roles, target.required) || (admin && target.required.contains(&"operator"));
-        if !allowed {
-            return forbid(format!(
-                "{} takes messages from the roles {:?} (roles {roles:?})",
-                target.name, target.required
-            ));
-        }
-        if !node && operator && !admin && !OPERATOR_READS.contains(&tag) {
-            return forbid(format!(
-                "{tag} changes the cluster: only an admin operator may send it"
-            ));
-        }
-        Ok(())
+        forbid(match access {
+            Access::User => format!(
+                "user actor {} takes messages from head and worker certificates (roles {roles:?}; a policy rule can allow more)",
+                target.name
+            ),
+            Access::Command if operator => {
+                format!("{tag} changes the cluster: only an admin operator may send it")
+            }
+            Access::Operators => format!("{tag} is for operators only (roles {roles:?})"),
+            Access::Read => format!("{tag} is for nodes and operators (roles {roles:?})"),
+            _ => format!("{tag} is for nodes and admin operators (roles {roles:?})"),
+        })
     }
 }
 
-/// A link's remembered decisions, per (target, tag), for one generation
-/// of the directory (a change of services or actors starts over).
+/// A link's remembered decisions, per (target, tag, logged in), for one
+/// generation of the directory (a change of services or actors starts
+/// over).
 #[derive(Debug, Default)]
 pub(crate) struct Decisions {
     generation: u64,
-    last: Option<(String, String, Result<(), RemoteError>)>,
-    map: HashMap<(String, String), Result<(), RemoteError>>,
+    last: Option<(Key, Decision)>,
+    map: HashMap<Key, Decision>,
 }
+
+/// Target name, tag, and whether the sender was logged in.
+type Key = (String, String, bool);
+/// The class the message declared, or why it was refused.
+pub(crate) type Decision = Result<Access, RemoteError>;
 
 impl Decisions {
     /// The remembered decision, or `decide()`'s, remembered. The bool says
@@ -411,22 +428,23 @@ impl Decisions {
         generation: u64,
         name: &str,
         tag: &str,
-        decide: impl FnOnce() -> Result<(), RemoteError>,
-    ) -> (Result<(), RemoteError>, bool) {
+        logged_in: bool,
+        decide: impl FnOnce() -> Decision,
+    ) -> (Decision, bool) {
         if generation != self.generation {
             self.generation = generation;
             self.last = None;
             self.map.clear();
         }
-        if let Some((n, t, d)) = &self.last {
-            if n == name && t == tag {
+        if let Some(((n, t, l), d)) = &self.last {
+            if n == name && t == tag && *l == logged_in {
                 return (d.clone(), false);
             }
         }
-        let key = (name.to_owned(), tag.to_owned());
+        let key = (name.to_owned(), tag.to_owned(), logged_in);
         if let Some(d) = self.map.get(&key) {
             let d = d.clone();
-            self.last = Some((key.0, key.1, d.clone()));
+            self.last = Some((key, d.clone()));
             return (d, false);
         }
         let d = decide();
@@ -434,7 +452,7 @@ impl Decisions {
             self.map.clear();
         }
         self.map.insert(key.clone(), d.clone());
-        self.last = Some((key.0, key.1, d.clone()));
+        self.last = Some((key, d.clone()));
         (d, true)
     }
 }

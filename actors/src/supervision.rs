@@ -36,7 +36,7 @@ pub(crate) use hosting::{ApplyGrant, Fence, LeaseRunning, Leave};
 pub(crate) use spawn::Registry;
 pub use spawn::{
     ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors, Running,
-    SpawnError, Spawnable, HOST_ACTOR, SPAWN_ROLES,
+    SpawnError, Spawnable, HOST_ACTOR,
 };
 
 /// How long to wait before each restart.

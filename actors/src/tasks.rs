@@ -78,6 +78,4 @@ pub use task::{__arg, __no_more, __output, AsyncRun, Blob, Failure, Runner};
 pub use task::{Bytes, FromArg, IntoArg, IntoArgs, Task};
 #[doc(hidden)]
 pub use wire::Arg;
-pub use wire::{
-    ListTasks, ObjectId, TaskId, TaskRow, TaskState, TaskTable, TASKS_ACTOR, TASK_ROLES,
-};
+pub use wire::{ListTasks, ObjectId, TaskId, TaskRow, TaskState, TaskTable, TASKS_ACTOR};

@@ -99,8 +99,14 @@ swarm_actors::remote_message!(
     Bump => "demo.Bump",
     CounterState => "demo.CounterState",
     Echo => "demo.Echo",
-    Ping => "swarm.Ping",
 );
+
+/// A ping is a read-only view of the node (nodes and operators; the rule
+/// of [`with_info_rule`] lets any certificate send it).
+impl swarm_actors::RemoteMessage for Ping {
+    const TAG: &'static str = "swarm.Ping";
+    const ACCESS: swarm_actors::Access = swarm_actors::Access::Read;
+}
 
 /// Adds numbers.
 #[derive(Debug, Default)]

@@ -260,9 +260,9 @@ impl LocalCluster {
                 (name.as_str(), roles)
             })
             .collect();
-        // The driver runs workloads (a node certificate) and operates the
-        // cluster (lists hosts' actors).
-        all.push(("driver", &["worker", "operator"]));
+        // The driver runs workloads (a node certificate; nodes read what
+        // hosts run, so it needs no operator role and no second factor).
+        all.push(("driver", &["worker"]));
         // An operator who may change the cluster (revoke, say).
         all.push(("admin", &["operator", "admin"]));
         // An operator who only reads.

@@ -125,7 +125,7 @@ pub struct ListMembers;
 #[rtype(result = "Vec<ServiceRow>")]
 pub struct ListServices;
 
-crate::remote_message!(
-    ListMembers => "swarm.ListMembers",
-    ListServices => "swarm.ListServices",
-);
+crate::system_message! {
+    ListMembers => "swarm.ListMembers", Read;
+    ListServices => "swarm.ListServices", Read;
+}

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use swarm_protocol::RemoteError;
 
-use super::Caller;
+use super::{Access, Caller};
 use crate::inspect::stats::{ActorStats, Sample, TraceNote};
 use crate::inspect::{Probe, Timed};
 
@@ -27,6 +27,9 @@ use crate::inspect::{Probe, Timed};
 pub trait RemoteMessage: Message + Serialize + DeserializeOwned + Send + 'static {
     /// The stable type tag.
     const TAG: &'static str;
+    /// Who may send it by default ([`Access`]); user messages are
+    /// [`Access::User`], system messages declare theirs with their tag.
+    const ACCESS: Access = Access::User;
 }
 
 /// What a remote message's result must be: serde and sendable.
@@ -154,9 +157,11 @@ pub(crate) trait Dispatch: Send + Sync {
     /// Whether a supervisor restarts it (its stopping mid-request is a failure).
     fn supervised(&self) -> bool;
 
-    /// The certificate roles a system actor takes messages from (empty: a
-    /// user actor); the policy's defaults read them.
-    fn required_roles(&self) -> &'static [&'static str];
+    /// The access class `tag` declares, if the actor accepts it.
+    fn access(&self, tag: &str) -> Option<Access>;
+
+    /// Every tag it accepts, with its access class.
+    fn protocol(&self) -> Vec<(&'static str, Access)>;
 
     /// Its counters.
     fn stats(&self) -> &Arc<ActorStats>;
@@ -186,13 +191,12 @@ pub(crate) trait StampCaller {
 pub(crate) struct Entry<A: Actor> {
     /// The actor.
     addr: Addr<A>,
-    /// Tag -> (tell, ask) functions, monomorphized per message type.
-    handlers: HashMap<&'static str, (TellFn<A>, AskFn<A>)>,
+    /// Tag -> (tell, ask) functions, monomorphized per message type, and
+    /// the access class the type declares.
+    handlers: HashMap<&'static str, (TellFn<A>, AskFn<A>, Access)>,
     /// Run by a supervisor: an actor that vanishes while holding a request
     /// failed (it is restarted), rather than stopped.
     supervised: bool,
-    /// The roles a system actor takes messages from (none: a user actor).
-    roles: &'static [&'static str],
     /// Its counters, for operators.
     stats: Arc<ActorStats>,
 }
@@ -203,16 +207,8 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
             addr,
             handlers: HashMap::new(),
             supervised: false,
-            roles: &[],
             stats: Arc::default(),
         }
-    }
-
-    /// Marks a system actor: by default (see [`crate::policy`]) only remote
-    /// callers with one of `roles` reach it.
-    pub(crate) fn requiring(mut self, roles: &'static [&'static str]) -> Self {
-        self.roles = roles;
-        self
     }
 
     /// Marks the entry as one of a supervised actor.
@@ -238,7 +234,7 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
         M::Result: Wire,
     {
         self.handlers
-            .insert(M::TAG, (tell_fn::<A, M>, ask_fn::<A, M>));
+            .insert(M::TAG, (tell_fn::<A, M>, ask_fn::<A, M>, M::ACCESS));
     }
 
     /// Accepts `M` with its sender set from the link's authenticated peer
@@ -249,8 +245,10 @@ impl<A: Actor<Context = Context<A>>> Entry<A> {
         M: RemoteMessage + StampCaller,
         M::Result: Wire,
     {
-        self.handlers
-            .insert(M::TAG, (tell_stamped_fn::<A, M>, ask_stamped_fn::<A, M>));
+        self.handlers.insert(
+            M::TAG,
+            (tell_stamped_fn::<A, M>, ask_stamped_fn::<A, M>, M::ACCESS),
+        );
         self
     }
 }
@@ -264,7 +262,7 @@ impl<A: RemoteActor> Dispatch for Entry<A> {
     ) -> Result<Option<TellFuture>, RemoteError> {
         let delivered = self
             .handler(tag)
-            .and_then(|(tell, _)| tell(&self.addr, caller, body, &self.stats));
+            .and_then(|(tell, _, _)| tell(&self.addr, caller, body, &self.stats));
         if delivered.is_err() {
             self.stats.failed();
         }
@@ -274,7 +272,7 @@ impl<A: RemoteActor> Dispatch for Entry<A> {
     fn ask(&self, caller: &Caller, tag: &str, body: &[u8]) -> Result<AskFuture, RemoteError> {
         let answer = match self
             .handler(tag)
-            .and_then(|(_, ask)| ask(&self.addr, caller, body, &self.stats))
+            .and_then(|(_, ask, _)| ask(&self.addr, caller, body, &self.stats))
         {
             Ok(answer) => answer,
             Err(e) => {
@@ -303,8 +301,18 @@ impl<A: RemoteActor> Dispatch for Entry<A> {
         self.supervised
     }
 
-    fn required_roles(&self) -> &'static [&'static str] {
-        self.roles
+    fn access(&self, tag: &str) -> Option<Access> {
+        self.handlers.get(tag).map(|(_, _, access)| *access)
+    }
+
+    fn protocol(&self) -> Vec<(&'static str, Access)> {
+        let mut tags: Vec<_> = self
+            .handlers
+            .iter()
+            .map(|(tag, (_, _, access))| (*tag, *access))
+            .collect();
+        tags.sort_unstable_by_key(|(tag, _)| *tag);
+        tags
     }
 
     fn stats(&self) -> &Arc<ActorStats> {
@@ -323,7 +331,7 @@ impl<A: RemoteActor> Dispatch for Entry<A> {
 }
 
 impl<A: Actor> Entry<A> {
-    fn handler(&self, tag: &str) -> Result<(TellFn<A>, AskFn<A>), RemoteError> {
+    fn handler(&self, tag: &str) -> Result<(TellFn<A>, AskFn<A>, Access), RemoteError> {
         self.handlers
             .get(tag)
             .copied()

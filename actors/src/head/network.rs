@@ -21,9 +21,6 @@ use crate::remote::RemoteAddr;
 /// The name each head's Raft peer is exposed under.
 pub(crate) const RAFT_ACTOR: &str = "swarm.raft";
 
-/// The certificate roles allowed to speak Raft to a head.
-pub(crate) const RAFT_ROLES: &[&str] = &["head"];
-
 /// Answers Raft RPCs from other heads with the local Raft.
 pub(crate) struct RaftPeer {
     raft: Raft,
@@ -84,11 +81,11 @@ impl Handler<RaftSnapshot> for RaftPeer {
     }
 }
 
-crate::remote_message!(
-    RaftAppend => "swarm.RaftAppend",
-    RaftVote => "swarm.RaftVote",
-    RaftSnapshot => "swarm.RaftSnapshot",
-);
+crate::system_message! {
+    RaftAppend => "swarm.RaftAppend", Heads;
+    RaftVote => "swarm.RaftVote", Heads;
+    RaftSnapshot => "swarm.RaftSnapshot", Heads;
+}
 crate::remote_actor!(RaftPeer: RaftAppend, RaftVote, RaftSnapshot);
 
 /// Makes openraft's clients: one [`RemoteAddr`] per voter.

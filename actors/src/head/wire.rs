@@ -12,9 +12,6 @@ use crate::supervision::{Grant, Restart, Running, SpawnError};
 /// The name each head's control actor is exposed under.
 pub const CONTROL_ACTOR: &str = "swarm.control";
 
-/// The certificate roles that may use the control plane.
-pub const CONTROL_ROLES: &[&str] = &["head", "worker", "operator"];
-
 /// What a named actor is: the head records it and starts it from it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActorSpec {
@@ -291,16 +288,16 @@ pub(crate) struct RevokeCert {
 #[rtype(result = "Result<Vec<(u64, String)>, ControlError>")]
 pub(crate) struct ListRevoked;
 
-crate::remote_message!(
-    RevokeCert => "swarm.RevokeCert",
-    ListRevoked => "swarm.ListRevoked",
-    PlaceActor => "swarm.PlaceActor",
-    Resolve => "swarm.Resolve",
-    StopActor => "swarm.StopActor",
-    ReserveGroup => "swarm.ReserveGroup",
-    ReleaseGroup => "swarm.ReleaseGroup",
-    DrainNode => "swarm.DrainNode",
-    ListPlaced => "swarm.ListPlaced",
-    HeadStatus => "swarm.HeadStatus",
-    Renew => "swarm.Renew",
-);
+crate::system_message! {
+    RevokeCert => "swarm.RevokeCert", Admin;
+    ListRevoked => "swarm.ListRevoked", Read;
+    PlaceActor => "swarm.PlaceActor", Command;
+    Resolve => "swarm.Resolve", Read;
+    StopActor => "swarm.StopActor", Command;
+    ReserveGroup => "swarm.ReserveGroup", Admin;
+    ReleaseGroup => "swarm.ReleaseGroup", Admin;
+    DrainNode => "swarm.DrainNode", Admin;
+    ListPlaced => "swarm.ListPlaced", Read;
+    HeadStatus => "swarm.HeadStatus", Read;
+    Renew => "swarm.Renew", Nodes;
+}

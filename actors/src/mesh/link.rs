@@ -411,7 +411,7 @@ impl Link {
                 serial: shared.peer_serial,
                 name: Arc::from(shared.peer_name.as_str()),
                 addr: shared.remote_addr,
-                operator_only: crate::operators::is_operator_only(&shared.peer_roles),
+                operator: crate::operators::is_operator(&shared.peer_roles),
             },
             inbound_asks: Rc::clone(&self.inbound_asks),
             predecessor: self.predecessor.take(),

@@ -28,7 +28,7 @@ use swarm_protocol::{RemoteError, Target};
 
 use super::session::Session;
 use super::wire::Operator;
-use super::{is_operator_only, SessionToken};
+use super::{is_operator, SessionToken};
 use crate::audit::{AuditKind, AuditRecord};
 use crate::directory::{Caller, StampCaller};
 use crate::mesh::Mesh;
@@ -78,7 +78,7 @@ impl Behalf {
             serial: self.operator.serial,
             name: self.operator.name.as_str().into(),
             addr: SocketAddr::new(self.operator.source, 0),
-            operator_only: true,
+            operator: true,
         }
     }
 }
@@ -103,7 +103,7 @@ impl StampCaller for Delegated {
     }
 }
 
-crate::remote_message!(Delegated => "swarm.Delegated");
+crate::system_message!(Delegated => "swarm.Delegated", Nodes);
 
 impl Handler<Delegated> for Session {
     type Result = ResponseFuture<Result<serde_bytes::ByteBuf, RemoteError>>;
@@ -124,7 +124,7 @@ fn admit(
 ) -> Result<crate::directory::dispatch::AskFuture, RemoteError> {
     let forbid = |reason: String| RemoteError::Forbidden { reason };
     if let Some(from) = &msg.from {
-        if is_operator_only(&from.roles) {
+        if is_operator(&from.roles) {
             return Err(forbid(
                 "only nodes act for operators; an operator sends its own messages".into(),
             ));
@@ -135,7 +135,7 @@ fn admit(
         forbid("this node cannot check operator sessions yet (no lease grant from a head holding the TOTP secret)".into())
     })?;
     let op = &behalf.operator;
-    if !is_operator_only(&op.roles)
+    if !is_operator(&op.roles)
         || !behalf
             .token
             .verify(&key, op.node, op.serial, super::unix_ms())
@@ -163,19 +163,22 @@ fn admit(
         target: msg.to.clone(),
         detail: detail.to_owned(),
     };
-    if let Err(refusal) = lookup.authorize(&to, &msg.tag, &caller) {
-        if let RemoteError::Forbidden { reason } = &refusal.error {
-            mesh.count_forbidden();
-            mesh.audit(|| record(AuditKind::Forbidden, reason));
-            mesh.directory().events().record(
-                "refused",
-                format!("{} to {}", msg.tag, msg.to),
-                format!("from {} (through the admin API): {reason}", op.name),
-            );
+    let access = match lookup.authorize(&to, &msg.tag, &caller, true) {
+        Ok(access) => access,
+        Err(refusal) => {
+            if let RemoteError::Forbidden { reason } = &refusal.error {
+                mesh.count_forbidden();
+                mesh.audit(|| record(AuditKind::Forbidden, reason));
+                mesh.directory().events().record(
+                    "refused",
+                    format!("{} to {}", msg.tag, msg.to),
+                    format!("from {} (through the admin API): {reason}", op.name),
+                );
+            }
+            return Err(refusal.error);
         }
-        return Err(refusal.error);
-    }
-    if crate::audit::COMMANDS.contains(&msg.tag.as_str()) {
+    };
+    if access.audited() {
         mesh.audit(|| record(AuditKind::Command, "allowed"));
     }
     lookup.find(&to)?.ask(&caller, &msg.tag, &msg.body)

@@ -6,17 +6,13 @@
 use actix::prelude::*;
 
 use super::wire::{AdminLogin, Login, VerifyLogin};
-use super::{is_operator_only, SessionToken};
+use super::{is_operator, SessionToken};
 use crate::control::Control;
 use crate::head::wire::ControlError;
 use crate::mesh::Mesh;
 
 /// The name of every node's session actor.
 pub const SESSION_ACTOR: &str = "swarm.session";
-/// Who may reach it: operator certificates (the policy's defaults let
-/// `admin` in too) to log in, nodes to act for operators who logged in
-/// through them (`swarm.Delegated`, for node certificates only).
-pub(crate) const SESSION_ROLES: &[&str] = &["operator", "head", "worker"];
 
 /// Logs operators in and checks their session tokens.
 pub(crate) struct Session {
@@ -51,7 +47,7 @@ impl Handler<AdminLogin> for Session {
             let who = msg
                 .who
                 .ok_or_else(|| refused("an admin-API login arrives over an operator's link"))?;
-            if !is_operator_only(&who.roles) {
+            if !is_operator(&who.roles) {
                 return Err(refused(
                     "only operator certificates open admin-API sessions",
                 ));
@@ -97,7 +93,7 @@ impl Handler<Login> for Session {
             let operator = who.ok_or_else(|| ControlError::Refused {
                 reason: "a login must arrive over a link".into(),
             })?;
-            if !is_operator_only(&operator.roles) {
+            if !is_operator(&operator.roles) {
                 return Err(ControlError::Refused {
                     reason:
                         "only operator certificates log in; node certificates need no second factor"

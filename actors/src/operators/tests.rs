@@ -96,10 +96,11 @@ fn the_guard_refuses_replays_and_locks_out_after_five_failures_with_growing_back
 }
 
 #[test]
-fn operator_certificates_are_those_without_a_node_role() {
+fn operator_certificates_are_those_with_an_operator_role_whatever_else_they_hold() {
     let r = |x: &[&str]| x.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-    assert!(is_operator_only(&r(&["operator"])));
-    assert!(is_operator_only(&r(&["operator", "admin"])));
-    assert!(!is_operator_only(&r(&["worker", "operator"])));
-    assert!(!is_operator_only(&r(&["billing"])));
+    assert!(is_operator(&r(&["operator"])));
+    assert!(is_operator(&r(&["operator", "admin"])));
+    assert!(is_operator(&r(&["worker", "operator"])));
+    assert!(!is_operator(&r(&["worker"])));
+    assert!(!is_operator(&r(&["billing"])));
 }

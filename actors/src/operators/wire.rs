@@ -125,11 +125,11 @@ impl Operator {
     }
 }
 
-crate::remote_message!(
-    Login => "swarm.Login",
-    Present => "swarm.Present",
-    VerifyLogin => "swarm.VerifyLogin",
-    SetPassword => "swarm.SetPassword",
-    AdminLogin => "swarm.AdminLogin",
-    VerifyPassword => "swarm.VerifyPassword",
-);
+crate::system_message! {
+    Login => "swarm.Login", Login;
+    Present => "swarm.Present", Login;
+    VerifyLogin => "swarm.VerifyLogin", Nodes;
+    SetPassword => "swarm.SetPassword", Operators;
+    AdminLogin => "swarm.AdminLogin", Login;
+    VerifyPassword => "swarm.VerifyPassword", Nodes;
+}

@@ -5,10 +5,14 @@ fn roles(r: &[&str]) -> Vec<String> {
 }
 
 fn user(name: &str) -> Target<'_> {
+    to(name, Access::User)
+}
+
+fn to(name: &str, access: Access) -> Target<'_> {
     Target {
         name,
         services: &[],
-        required: &[],
+        access,
     }
 }
 
@@ -28,64 +32,128 @@ fn rules(text: &[Line<'_>]) -> Policy {
     .unwrap()
 }
 
-const CONTROL: &[&str] = &["head", "worker", "operator"];
-
 #[test]
-fn defaults_open_user_actors_to_nodes_and_system_actors_to_their_roles() {
+fn defaults_open_user_actors_to_nodes_and_system_messages_to_their_class() {
     let p = Policy::default();
-    assert!(p
-        .decide(&roles(&["worker"]), &user("ledger"), "demo.Add")
-        .is_ok());
-    assert!(p
-        .decide(&roles(&["head"]), &user("ledger"), "demo.Add")
-        .is_ok());
+    for who in [&["worker"][..], &["head"]] {
+        assert!(p
+            .decide(&roles(who), false, &user("ledger"), "demo.Add")
+            .is_ok());
+    }
     for who in [&["operator"][..], &["billing"], &[]] {
         assert!(matches!(
-            p.decide(&roles(who), &user("ledger"), "demo.Add"),
+            p.decide(&roles(who), true, &user("ledger"), "demo.Add"),
             Err(RemoteError::Forbidden { .. })
         ));
     }
-    let raft = Target {
-        name: "swarm.raft",
-        services: &[],
-        required: &["head"],
-    };
+    let raft = to("swarm.raft", Access::Heads);
     let err = p
-        .decide(&roles(&["worker"]), &raft, "swarm.RaftVote")
+        .decide(&roles(&["worker"]), false, &raft, "swarm.RaftVote")
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "forbidden: swarm.raft takes messages from the roles [\"head\"] (roles [\"worker\"])"
+        "forbidden: swarm.RaftVote is for head certificates only"
     );
-    assert!(p.decide(&roles(&["head"]), &raft, "swarm.RaftVote").is_ok());
+    assert!(p
+        .decide(&roles(&["head"]), false, &raft, "swarm.RaftVote")
+        .is_ok());
+}
+
+/// Every class against every kind of sender, logged in: the table the
+/// module doc describes.
+#[test]
+fn each_class_admits_exactly_its_senders() {
+    let p = Policy::default();
+    let senders: [(&str, &[&str]); 5] = [
+        ("head", &["head"]),
+        ("worker", &["worker"]),
+        ("operator", &["operator"]),
+        ("admin", &["operator", "admin"]),
+        ("custom", &["billing"]),
+    ];
+    let table: [(Access, &[&str]); 8] = [
+        (Access::User, &["head", "worker"]),
+        (
+            Access::Login,
+            &["head", "worker", "operator", "admin", "custom"],
+        ),
+        (Access::Heads, &["head"]),
+        (Access::Nodes, &["head", "worker"]),
+        (Access::Read, &["head", "worker", "operator", "admin"]),
+        (Access::Operators, &["operator", "admin"]),
+        (Access::Command, &["head", "worker", "admin"]),
+        (Access::Admin, &["head", "admin"]),
+    ];
+    for (access, admitted) in table {
+        for (name, r) in senders {
+            let ok = p.decide(&roles(r), true, &to("x", access), "t.T").is_ok();
+            assert_eq!(ok, admitted.contains(&name), "{access} from {name}");
+        }
+    }
+    assert_eq!(
+        Access::ALL.len(),
+        table.len(),
+        "every class is in the table"
+    );
+}
+
+#[test]
+fn operator_roles_count_only_with_a_login_whatever_else_the_certificate_holds() {
+    let p = Policy::default();
+    let mixed = roles(&["worker", "operator", "admin"]);
+    let inspect = to("swarm.inspect", Access::Operators);
+    let revoke = to("swarm.control", Access::Admin);
+    for target in [&inspect, &revoke] {
+        let err = p.decide(&mixed, false, target, "swarm.X").unwrap_err();
+        assert!(err.to_string().contains("second factor"), "{err}");
+        assert!(p.decide(&mixed, true, target, "swarm.X").is_ok());
+    }
+    // As a worker it needs no login for what workers may send.
+    assert!(p.decide(&mixed, false, &user("ledger"), "demo.Add").is_ok());
+    let read = to("swarm.control", Access::Read);
+    assert!(p.decide(&mixed, false, &read, "swarm.ListPlaced").is_ok());
+    // A pure operator reaches nothing but logins without one.
+    let op = roles(&["operator"]);
+    let err = p.decide(&op, false, &read, "swarm.ListPlaced").unwrap_err();
+    assert!(err.to_string().contains("second factor"), "{err}");
+    let login = to("swarm.session", Access::Login);
+    assert!(p.decide(&op, false, &login, "swarm.Login").is_ok());
+    // Allow rules naming the operator role do not replace the login.
+    let open = rules(&[(true, &["operator"], &[">"], &[">"])]);
+    assert!(open.decide(&op, false, &read, "swarm.ListPlaced").is_err());
+    assert!(open.decide(&op, true, &read, "swarm.ListPlaced").is_ok());
 }
 
 #[test]
 fn operators_read_admins_change_and_neither_hosts_or_votes() {
     let p = Policy::default();
-    let control = Target {
-        name: "swarm.control",
-        services: &[],
-        required: CONTROL,
-    };
     let op = roles(&["operator"]);
     let admin = roles(&["operator", "admin"]);
-    assert!(p.decide(&op, &control, "swarm.ListPlaced").is_ok());
-    let stop = p.decide(&op, &control, "swarm.StopActor").unwrap_err();
+    let read = to("swarm.control", Access::Read);
+    let command = to("swarm.control", Access::Command);
+    assert!(p.decide(&op, true, &read, "swarm.ListPlaced").is_ok());
+    let stop = p
+        .decide(&op, true, &command, "swarm.StopActor")
+        .unwrap_err();
     assert!(
         stop.to_string().contains("only an admin operator"),
         "{stop}"
     );
-    assert!(p.decide(&admin, &control, "swarm.StopActor").is_ok());
-    assert!(p
-        .decide(&roles(&["admin"]), &control, "swarm.DrainNode")
-        .is_ok());
-    // A lease (hosting actors) and Raft are for nodes, whatever allows it.
+    assert!(p.decide(&admin, true, &command, "swarm.StopActor").is_ok());
+    // A lease (hosting actors), Raft and a host's orders hold whatever allows them.
     let open = rules(&[(true, &["*"], &[">"], &[">"])]);
+    let renew = to("swarm.control", Access::Nodes);
+    let host = to("swarm.host", Access::Admin);
     for p in [&p, &open] {
-        assert!(p.decide(&admin, &control, "swarm.Renew").is_err());
+        assert!(p.decide(&admin, true, &renew, "swarm.Renew").is_err());
         assert!(p
-            .decide(&roles(&["worker"]), &control, "swarm.Renew")
+            .decide(&roles(&["worker"]), false, &renew, "swarm.Renew")
+            .is_ok());
+        assert!(p
+            .decide(&roles(&["worker"]), false, &host, "swarm.HostSpawn")
+            .is_err());
+        assert!(p
+            .decide(&roles(&["head"]), false, &host, "swarm.HostSpawn")
             .is_ok());
     }
 }
@@ -97,24 +165,30 @@ fn deny_beats_allow_and_a_custom_role_reaches_one_service_only() {
         (true, &["worker"], &["ledger-*"], &["demo.*"]),
         (false, &["worker"], &["ledger-*"], &["demo.Reset"]),
     ]);
+    let billing_services = ["billing".to_owned()];
     let billing = Target {
         name: "billing-1",
-        services: &["billing".to_owned()],
-        required: &[],
+        services: &billing_services,
+        access: Access::User,
     };
+    let audit_services = ["audit".to_owned()];
     let audit = Target {
         name: "audit-1",
-        services: &["audit".to_owned()],
-        required: &[],
+        services: &audit_services,
+        access: Access::User,
     };
     let client = roles(&["billing-client"]);
-    assert!(p.decide(&client, &billing, "billing.Charge").is_ok());
-    assert!(p.decide(&client, &audit, "audit.Read").is_err());
-    assert!(p.decide(&client, &user("ledger-1"), "demo.Add").is_err());
+    assert!(p.decide(&client, false, &billing, "billing.Charge").is_ok());
+    assert!(p.decide(&client, false, &audit, "audit.Read").is_err());
+    assert!(p
+        .decide(&client, false, &user("ledger-1"), "demo.Add")
+        .is_err());
     let worker = roles(&["worker"]);
-    assert!(p.decide(&worker, &user("ledger-1"), "demo.Add").is_ok());
+    assert!(p
+        .decide(&worker, false, &user("ledger-1"), "demo.Add")
+        .is_ok());
     let reset = p
-        .decide(&worker, &user("ledger-1"), "demo.Reset")
+        .decide(&worker, false, &user("ledger-1"), "demo.Reset")
         .unwrap_err();
     assert_eq!(
         reset.to_string(),
@@ -149,30 +223,35 @@ fn patterns_follow_nats_tokens() {
 }
 
 #[test]
-fn decisions_are_remembered_per_target_and_tag_until_the_directory_changes() {
+fn decisions_are_remembered_per_target_tag_and_login_until_the_directory_changes() {
     let mut cache = Decisions::default();
     let mut calls = 0;
     for _ in 0..3 {
-        let (d, fresh) = cache.get(1, "a", "t", || {
+        let (d, fresh) = cache.get(1, "a", "t", false, || {
             calls += 1;
-            Ok(())
+            Ok(Access::User)
         });
         assert!(d.is_ok());
         assert_eq!(fresh, calls == 1 && fresh);
     }
     assert_eq!(calls, 1);
-    let _ = cache.get(1, "b", "t", || {
+    let _ = cache.get(1, "b", "t", false, || {
         calls += 1;
-        Ok(())
+        Ok(Access::User)
     });
-    let _ = cache.get(1, "a", "t", || {
+    let _ = cache.get(1, "a", "t", false, || {
         calls += 1;
-        Ok(())
+        Ok(Access::User)
     });
     assert_eq!(calls, 2);
-    let _ = cache.get(2, "a", "t", || {
+    let _ = cache.get(1, "a", "t", true, || {
         calls += 1;
-        Ok(())
+        Ok(Access::User)
     });
-    assert_eq!(calls, 3, "a new generation decides again");
+    assert_eq!(calls, 3, "a login decides again");
+    let _ = cache.get(2, "a", "t", false, || {
+        calls += 1;
+        Ok(Access::User)
+    });
+    assert_eq!(calls, 4, "a new generation decides again");
 }

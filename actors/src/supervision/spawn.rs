@@ -20,9 +20,6 @@ use crate::directory::{Directory, RemoteActor};
 /// The name every node's host actor is exposed under.
 pub const HOST_ACTOR: &str = "swarm.host";
 
-/// The certificate roles allowed to start actors on a node.
-pub const SPAWN_ROLES: &[&str] = &["head", "operator"];
-
 /// Who an incarnation is: its name and its placement epoch, a fencing
 /// token for side effects outside the cluster (a newer incarnation always
 /// has a larger epoch).
@@ -262,10 +259,10 @@ pub struct Grant {
     pub session_key: Option<crate::operators::SessionKey>,
 }
 
-crate::remote_message!(
-    HostSpawn => "swarm.HostSpawn",
-    HostStop => "swarm.HostStop",
-    HostRestart => "swarm.HostRestart",
-    HostLeave => "swarm.HostLeave",
-    ListActors => "swarm.ListActors",
-);
+crate::system_message! {
+    HostSpawn => "swarm.HostSpawn", Admin;
+    HostStop => "swarm.HostStop", Admin;
+    HostRestart => "swarm.HostRestart", Admin;
+    HostLeave => "swarm.HostLeave", Heads;
+    ListActors => "swarm.ListActors", Read;
+}

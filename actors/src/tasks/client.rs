@@ -19,8 +19,7 @@ use super::scheduler::{Parts, Registry, Scheduler, Stop, Submit};
 use super::store::Store;
 use super::task::{Blob, IntoArgs, Task};
 use super::wire::{
-    Arg, CancelTasks, FreeObjects, ObjectId, SubmitTasks, TaskId, TaskTable, TasksDone,
-    TASKS_ACTOR, TASK_ROLES,
+    Arg, CancelTasks, FreeObjects, ObjectId, SubmitTasks, TaskId, TaskTable, TasksDone, TASKS_ACTOR,
 };
 use crate::cluster::{Cluster, ClusterEvent};
 use crate::directory::Entry;
@@ -85,7 +84,6 @@ impl Tasks {
         })
         .start();
         let entry = Entry::declared(scheduler.clone())
-            .requiring(TASK_ROLES)
             .stamped::<SubmitTasks>()
             .stamped::<TasksDone>()
             .stamped::<CancelTasks>()

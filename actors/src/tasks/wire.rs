@@ -16,9 +16,6 @@ use crate::placement::ResourceSet;
 /// The name each node's scheduler is exposed under.
 pub const TASKS_ACTOR: &str = "swarm.tasks";
 
-/// The certificate roles that may submit tasks, fetch results and list.
-pub const TASK_ROLES: &[&str] = &["head", "worker", "operator"];
-
 /// A task, cluster-wide: the node that submitted (and owns) it and its
 /// number there. A kept result is named by the task that made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -314,11 +311,11 @@ macro_rules! stamp_owner {
 
 stamp_owner!(SubmitTasks => owner, TasksDone => from, CancelTasks => owner, FreeObjects => owner);
 
-crate::remote_message!(
-    SubmitTasks => "swarm.SubmitTasks",
-    TasksDone => "swarm.TasksDone",
-    CancelTasks => "swarm.CancelTasks",
-    FreeObjects => "swarm.FreeObjects",
-    FetchObject => "swarm.FetchObject",
-    ListTasks => "swarm.ListTasks",
-);
+crate::system_message! {
+    SubmitTasks => "swarm.SubmitTasks", Command;
+    TasksDone => "swarm.TasksDone", Nodes;
+    CancelTasks => "swarm.CancelTasks", Command;
+    FreeObjects => "swarm.FreeObjects", Nodes;
+    FetchObject => "swarm.FetchObject", Nodes;
+    ListTasks => "swarm.ListTasks", Read;
+}

@@ -178,7 +178,7 @@ pub(crate) async fn start_client_session(
     let node = swarm::Node::start(mesh)
         .await
         .context("cannot start the local node")?;
-    if swarm::operators::is_operator_only(&roles) {
+    if swarm::operators::is_operator(&roles) {
         let code = match given().totp {
             Some(code) => code,
             None if interactive() => rpassword::prompt_password(format!("TOTP code for {name}: "))

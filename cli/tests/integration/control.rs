@@ -334,10 +334,14 @@ async fn a_placement_never_takes_over_a_name_the_node_exposes() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let refused = loop {
+        // The worker may not be a member (or hold a lease) yet.
+        let settling = |e: &ControlError| match e {
+            ControlError::NoCapacity { .. } | ControlError::UnknownType { .. } => true,
+            ControlError::Unschedulable { reason } => reason.contains("not a member"),
+            _ => false,
+        };
         match control.spawn(on_worker()).await {
-            Err(ControlError::NoCapacity { .. } | ControlError::UnknownType { .. })
-                if Instant::now() < deadline =>
-            {
+            Err(e) if settling(&e) && Instant::now() < deadline => {
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
                 tick.tick().await;
                 tick.tick().await;

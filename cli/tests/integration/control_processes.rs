@@ -294,8 +294,35 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
         .iter()
         .all(|h| h["voters"].as_array().unwrap().len() == 3));
 
-    // Drain the actor's node: it moves to the other worker.
-    let drained = run(with("drain", &[node_name.as_str()]));
+    // Draining is for admins: the driver (a worker) is refused...
+    let refs: Vec<String> = with("drain", &[node_name.as_str()]);
+    let refs: Vec<&str> = refs.iter().map(String::as_str).collect();
+    let refused = std::process::Command::new(exe())
+        .args(&refs)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("admin operators"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    // ...the admin drains the actor's node (its code of this step; the
+    // revocation below uses the next): it moves to the other worker.
+    let admin_config = cluster.admin_config();
+    let drain_code = admin_code(&cluster.dir);
+    let drained = run(vec![
+        "drain".to_owned(),
+        "--config".to_owned(),
+        admin_config.to_str().unwrap().to_owned(),
+        "--node".to_owned(),
+        seed.clone(),
+        "--json".to_owned(),
+        "--totp".to_owned(),
+        drain_code,
+        node_name.clone(),
+    ]);
     assert_eq!(drained["moved"], 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -311,7 +338,7 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
     run(with("stop", &["--name", "account"]));
     assert_eq!(run(with("actors", &[])), serde_json::json!([]));
 
-    // Revoking is for admins: the driver (worker, operator) is refused.
+    // Revoking is for admins: the driver (a worker) is refused.
     let dir = cluster.dir.to_str().unwrap().to_owned();
     let revoke = |config: &str, totp: &str| {
         std::process::Command::new(exe())
@@ -340,7 +367,7 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
     assert!(!no_code.status.success());
     let stderr = String::from_utf8_lossy(&no_code.stderr);
     assert!(stderr.contains("--totp CODE"), "{stderr}");
-    let code = admin_code(&cluster.dir);
+    let code = crate::util::admin_code_in(&cluster.dir, 1);
     let wrong = format!("{:06}", (code.parse::<u32>().unwrap() + 1) % 1_000_000);
     let refused = revoke(admin, &wrong);
     assert!(!refused.status.success());

@@ -38,7 +38,7 @@ async fn a_worker_is_refused_by_system_actors_it_has_no_role_for() {
     let head = start(config_with_roles(&ca, "h", &["head"])).await;
     let worker = start(config_with_roles(&ca, "w", &["worker"])).await;
     worker.node.connect(head.node.listen_addr()).await.unwrap();
-    // Starting actors on a host is for heads and operators.
+    // Starting actors on a host is for heads and admin operators.
     let err = worker
         .node
         .spawn_on::<Ledger>(
@@ -51,7 +51,7 @@ async fn a_worker_is_refused_by_system_actors_it_has_no_role_for() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, RemoteSpawnError::Ask(AskError::Forbidden { reason }) if reason.contains("swarm.host")),
+        matches!(&err, RemoteSpawnError::Ask(AskError::Forbidden { reason }) if reason.contains("swarm.HostSpawn")),
         "{err:?}"
     );
     // The user actors stay open to it.
@@ -175,5 +175,44 @@ async fn an_operator_certificate_never_joins_and_without_admin_only_reads() {
     let admin_control = admin.node.control_through(member).await.unwrap();
     admin_control.stop("kept").await.unwrap();
     assert!(control.placed().await.unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every system message declares its access class with its tag: a head
+/// with membership, tasks, inspection and logins exposes every system
+/// actor there is, and none of their messages falls back to the user
+/// class (a new message without a class fails here).
+#[actix_rt::test]
+async fn every_system_message_declares_its_access_class() {
+    let dir = scratch("policy-classes");
+    let (_ca, nodes) = control_cluster(&dir, 1, 0, |_, _| {}).await;
+    let protocols = nodes[0].node.protocols();
+    let system: Vec<_> = protocols
+        .iter()
+        .filter(|(actor, tag, _)| actor.starts_with("swarm.") || tag.starts_with("swarm."))
+        .collect();
+    for actor in [
+        "swarm.host",
+        "swarm.cluster",
+        "swarm.inspect",
+        "swarm.session",
+        "swarm.raft",
+        "swarm.control",
+        "swarm.tasks",
+    ] {
+        assert!(
+            system.iter().any(|(a, _, _)| a == actor),
+            "{actor} is not exposed: {system:?}"
+        );
+    }
+    let undeclared: Vec<_> = system
+        .iter()
+        .filter(|(_, _, access)| *access == swarm::Access::User)
+        .collect();
+    assert!(
+        undeclared.is_empty(),
+        "system messages without an access class: {undeclared:?}"
+    );
+    assert!(system.len() >= 39, "{} system messages", system.len());
     let _ = std::fs::remove_dir_all(&dir);
 }

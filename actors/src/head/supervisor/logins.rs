@@ -36,7 +36,7 @@ impl Handler<SetPassword> for Supervisor {
                 .who
                 .clone()
                 .ok_or_else(|| refused("a password is set over an operator's own link"))?;
-            if !operators::is_operator_only(&who.roles) {
+            if !operators::is_operator(&who.roles) {
                 return Err(refused(
                     "only operator certificates have passwords (nodes log in with their certificates)",
                 ));

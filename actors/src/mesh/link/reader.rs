@@ -353,16 +353,15 @@ fn is_present(to: &Target<'_>, tag: &str) -> bool {
 
 impl Reader {
     /// Whether a message `tag` to `to` may be dispatched, before anything
-    /// of it is decoded: an operator's second factor, then the policy. An
-    /// operator's mutating command is audited; a refusal is counted,
+    /// of it is decoded: the policy, from the class the message declares
+    /// and the peer's certificate (its operator roles only with a login).
+    /// An operator's audited command is audited; a refusal is counted,
     /// logged and audited.
     fn admit(&mut self, to: &Target<'_>, tag: &str) -> Result<(), RemoteError> {
-        let decided = self
-            .second_factor(to, tag)
-            .and_then(|()| self.lookup.authorize(to, tag, &self.caller));
-        match decided {
-            Ok(()) => {
-                if self.caller.operator_only && crate::audit::COMMANDS.contains(&tag) {
+        let logged_in = self.logged_in();
+        match self.lookup.authorize(to, tag, &self.caller, logged_in) {
+            Ok(access) => {
+                if logged_in && access.audited() {
                     let target = target_name(to);
                     let caller = &self.caller;
                     self.mesh.audit(|| {
@@ -375,13 +374,11 @@ impl Reader {
         }
     }
 
-    /// An operator certificate reaches nothing but the session actor until
-    /// its link has a session (a TOTP login, or a token presented).
-    fn second_factor(&mut self, to: &Target<'_>, tag: &str) -> Result<(), Refusal> {
-        if !self.caller.operator_only
-            || matches!(to, Target::Name(name) if *name == crate::operators::SESSION_ACTOR)
-        {
-            return Ok(());
+    /// Whether an operator certificate's link holds a live login (its
+    /// operator roles count); false for every other certificate.
+    fn logged_in(&mut self) -> bool {
+        if !self.caller.operator {
+            return false;
         }
         if let Some(body) = &self.pending_present {
             if let Some(key) = self.mesh.session_key() {
@@ -397,18 +394,7 @@ impl Reader {
             .shared
             .session_until_ms
             .load(std::sync::atomic::Ordering::Acquire);
-        if until > crate::operators::unix_ms() {
-            return Ok(());
-        }
-        let reason = if self.pending_present.is_some() {
-            format!("{tag}: this node cannot check operator sessions yet (no lease grant from a head holding the TOTP secret); try again in a moment")
-        } else {
-            format!("{tag}: an operator certificate needs a second factor: log in with a TOTP code (--totp CODE)")
-        };
-        Err(Refusal {
-            error: RemoteError::Forbidden { reason },
-            fresh: until == 0,
-        })
+        until > crate::operators::unix_ms()
     }
 
     /// Counts a message the policy refused, and logs it when decided now
