@@ -41,7 +41,7 @@ pub fn control(data: &[u8]) {
     if let Some(set) = decode::<crate::operators::wire::SetPassword>(data) {
         let _ = set.hash.check();
     }
-    // A presented session token, checked as a link's reader does.
+    // A presented capability, checked as a link's reader does.
     let caller = crate::directory::Caller {
         node: swarm_protocol::NodeId::from_bytes([1; 16]),
         roles: std::sync::Arc::from(vec!["operator".to_owned()]),
@@ -50,8 +50,8 @@ pub fn control(data: &[u8]) {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
         operator: true,
     };
-    let key = Some(zeroize::Zeroizing::new([9; 32]));
-    let _ = crate::operators::session::check_present(key, &caller, data);
+    let key = Some(crate::operators::capability_key(&[9; 32]).public());
+    let _ = crate::operators::session::check_present(key, |_| false, &caller, data);
     let mut state = seeded();
     if let Some(command) = decode::<Command>(data) {
         let _ = state.apply(command);

@@ -150,15 +150,18 @@ impl Head {
         let peer = RaftPeer::new(raft.clone()).start();
         let entry = Arc::new(Entry::declared(peer));
         mesh.directory().insert(RAFT_ACTOR.to_owned(), entry);
-        // A head checks operators' sessions with its own TOTP secret at once
-        // (other nodes learn the key with their lease grants).
+        // A head verifies operators' capabilities with the group's key from
+        // its own TOTP secret at once (other nodes learn the public half
+        // with their lease grants).
         if let Some(totp) = &config.totp {
-            mesh.set_session_key(Some(*crate::operators::session_key(totp)));
+            mesh.set_capability_key(crate::operators::capability_key(totp).public());
         }
         let supervisor = Supervisor::new(id, raft.clone(), machine, mesh.clone(), &config).start();
         let entry = Entry::declared(supervisor.clone())
             .stamped::<wire::Renew>()
-            .stamped::<crate::operators::wire::SetPassword>();
+            .stamped::<crate::operators::wire::SetPassword>()
+            .stamped::<crate::operators::wire::Delegate>()
+            .stamped::<crate::operators::wire::VerifyPassword>();
         let entry = Arc::new(entry);
         mesh.directory().insert(CONTROL_ACTOR.to_owned(), entry);
         match cluster.subscribe(supervisor.clone().recipient()).await {

@@ -100,8 +100,9 @@ struct Shared {
     detection: detect::Detection,
     /// The address detection settled on, if it ran.
     detected: std::sync::Mutex<Option<SocketAddr>>,
-    /// Operators' sessions: the key tokens are checked with (from lease
-    /// grants), and this node's own token to present on new links.
+    /// Operators' sessions: the head group's key capabilities verify with
+    /// (from lease grants), and this node's own capability to present on
+    /// new links.
     sessions: Sessions,
     /// This node as the caller of its own local dispatches (built once:
     /// local messages take it on every call).
@@ -142,7 +143,9 @@ impl ClosedLinks {
 /// Operator session state of a node ([`crate::operators`]).
 #[derive(Default)]
 struct Sessions {
-    key: std::sync::RwLock<Option<zeroize::Zeroizing<[u8; 32]>>>,
+    /// The head group's public key, which operators' capabilities verify
+    /// with (a head's own; other nodes' from lease grants).
+    key: std::sync::RwLock<Option<[u8; 32]>>,
     /// An encoded `Present` tell to send first on every new link.
     present: std::sync::RwLock<Option<Vec<u8>>>,
 }
@@ -551,22 +554,26 @@ impl Mesh {
         self.shared.audit(record);
     }
 
-    /// The key operators' session tokens are checked with, if known yet.
-    pub(crate) fn session_key(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {
-        self.shared.session_key()
+    /// The head group's public key operators' capabilities verify with,
+    /// if known yet.
+    pub(crate) fn capability_key(&self) -> Option<[u8; 32]> {
+        self.shared.capability_key()
     }
 
-    /// Keeps the key operators' session tokens are checked with.
-    pub(crate) fn set_session_key(&self, key: Option<[u8; 32]>) {
-        if let Some(key) = key {
-            *self
-                .shared
-                .sessions
-                .key
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                Some(zeroize::Zeroizing::new(key));
-        }
+    /// Keeps the head group's public key (from a head's own secret, or a
+    /// lease grant a head certificate's link answered).
+    pub(crate) fn set_capability_key(&self, key: [u8; 32]) {
+        *self
+            .shared
+            .sessions
+            .key
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(key);
+    }
+
+    /// Whether certificate `serial` is revoked here.
+    pub(crate) fn is_revoked(&self, serial: u64) -> bool {
+        self.shared.handshake().trust.is_revoked(serial)
     }
 
     /// The operator on the live link to `node` has a session until
@@ -577,11 +584,11 @@ impl Mesh {
         }
     }
 
-    /// Presents `token` as the first message on every new link of this
-    /// (operator) node, and now on the live ones.
-    pub(crate) fn set_session_token(&self, token: &crate::operators::SessionToken) {
+    /// Presents `capability` as the first message on every new link of
+    /// this (operator) node, and now on the live ones.
+    pub(crate) fn set_capability(&self, capability: &crate::operators::Capability) {
         let present = crate::operators::wire::Present {
-            token: token.clone(),
+            capability: capability.clone(),
         };
         let mut envelope = Vec::new();
         let encoded = swarm_protocol::envelope::encode_request(
@@ -644,13 +651,13 @@ impl Shared {
         }
     }
 
-    /// The key operators' session tokens are checked with, if known yet.
-    pub(crate) fn session_key(&self) -> Option<zeroize::Zeroizing<[u8; 32]>> {
-        self.sessions
+    /// The head group's public key, if known yet.
+    pub(crate) fn capability_key(&self) -> Option<[u8; 32]> {
+        *self
+            .sessions
             .key
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     /// Whether a test blocked the direct path to `peer`.

@@ -12,14 +12,21 @@
 //!   accepts a code within ±1 step once (the step used is committed in
 //!   the Raft log, so a new leader refuses it too) and locks an operator,
 //!   and a source address, out after five failures in a row, for 30 s
-//!   doubling up to an hour ([`guard`]). It answers a session token
-//!   (HMAC-SHA256 under a key derived from the TOTP secret, bound to the
-//!   operator's node id and serial, valid for [`SESSION`]).
-//! - **Sessions.** Every node learns the session key with its lease grants
-//!   (node certificates only). An operator node presents its token as the
-//!   first message on every new link; until a link has a valid session,
-//!   the receiving node refuses everything from an operator certificate
-//!   (`operator` or `admin` without a node role) but `Login` and `Present`.
+//!   doubling up to an hour ([`guard`]). It answers a [`Capability`]: the
+//!   operator's name, serial, node id and roles, the issuing term and a
+//!   window of [`SESSION`], signed by the head group's ed25519 key
+//!   ([`capability_key`], derived from the TOTP secret: heads hold it,
+//!   workers never do).
+//! - **Sessions.** Every node learns the group's public key with its lease
+//!   grants, from head certificates only. An operator node presents its
+//!   capability as the first message on every new link; until a link
+//!   holds one that verifies (for that certificate, not revoked), the
+//!   receiving node counts none of its operator roles
+//!   ([`crate::policy`]).
+//! - **Delegation.** A login through a node's admin API yields a
+//!   capability naming that node as its delegate: only that node may act
+//!   for the operator with it ([`delegate`]), and receivers take the
+//!   operator's identity from the verified claims alone.
 
 pub mod delegate;
 pub mod guard;
@@ -30,11 +37,12 @@ pub(crate) mod wire;
 use std::time::Duration;
 
 use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
-use swarm_protocol::NodeId;
+use swarm_protocol::capability::CapabilityKey;
 use zeroize::Zeroizing;
+
+pub use swarm_protocol::capability::{Capability, Claims};
 
 pub use delegate::Behalf;
 pub use session::SESSION_ACTOR;
@@ -115,88 +123,44 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// The key session tokens are signed with, from the TOTP secret.
-pub(crate) fn session_key(totp_secret: &[u8; 32]) -> Zeroizing<[u8; 32]> {
-    let mut out = Zeroizing::new([0u8; 32]);
-    let hk = Hkdf::<Sha256>::new(Some(b"swarm operator session v1"), totp_secret);
-    let _ = hk.expand(b"session key", &mut out[..]);
-    out
+/// The head group's capability signing key, from the TOTP secret (every
+/// head holds it; workers never do, and learn only its public half).
+pub fn capability_key(totp_secret: &[u8; 32]) -> CapabilityKey {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    let hk = Hkdf::<Sha256>::new(Some(b"swarm operator capability v1"), totp_secret);
+    let _ = hk.expand(b"ed25519 seed", &mut seed[..]);
+    CapabilityKey::from_seed(&seed)
 }
 
-/// A session key as a lease grant carries it (never printed).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionKey(#[serde(with = "serde_bytes")] Vec<u8>);
-
-impl std::fmt::Debug for SessionKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SessionKey(..)")
+/// Opens a capability as a node receiving it must: signed by the head
+/// group (`key`, learnt from lease grants), not expired, a window of at
+/// most 15 minutes, an operator's roles, and a serial that is not
+/// revoked (`revoked`).
+///
+/// # Errors
+///
+/// The reason, for the sender.
+pub(crate) fn open_capability(
+    capability: &Capability,
+    key: Option<[u8; 32]>,
+    revoked: impl Fn(u64) -> bool,
+) -> Result<Claims, String> {
+    let key = key.ok_or_else(|| {
+        "this node cannot check operator logins yet (no lease grant from a head): try again in a moment".to_owned()
+    })?;
+    let claims = capability
+        .open_checked(&key, unix_ms())
+        .map_err(|e| e.to_string())?;
+    if !is_operator(&claims.roles) {
+        return Err("the capability is not an operator's".into());
     }
-}
-
-impl SessionKey {
-    pub(crate) fn of(key: &[u8; 32]) -> Self {
-        Self(key.to_vec())
+    if revoked(claims.serial) {
+        return Err(format!(
+            "the certificate of {} (serial {}) is revoked",
+            claims.name, claims.serial
+        ));
     }
-
-    /// The key, if it has 32 bytes.
-    pub(crate) fn bytes(&self) -> Option<[u8; 32]> {
-        self.0[..].try_into().ok()
-    }
-}
-
-impl Drop for SessionKey {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.0);
-    }
-}
-
-/// Proof that an operator logged in: bound to its node id and certificate
-/// serial, valid until `expires_ms` (Unix milliseconds).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SessionToken {
-    /// The operator's node id.
-    pub node: NodeId,
-    /// Its certificate serial.
-    pub serial: u64,
-    /// When it ends, Unix milliseconds.
-    pub expires_ms: u64,
-    /// HMAC-SHA256 of the above under the session key.
-    #[serde(with = "serde_bytes")]
-    pub mac: Vec<u8>,
-}
-
-fn mac_of(key: &[u8; 32], node: NodeId, serial: u64, expires_ms: u64) -> Option<Hmac<Sha256>> {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
-    mac.update(b"swarm session v1");
-    mac.update(node.as_bytes());
-    mac.update(&serial.to_be_bytes());
-    mac.update(&expires_ms.to_be_bytes());
-    Some(mac)
-}
-
-impl SessionToken {
-    /// A token for `node` with `serial`, until `expires_ms`.
-    pub(crate) fn sign(key: &[u8; 32], node: NodeId, serial: u64, expires_ms: u64) -> Self {
-        let mac = mac_of(key, node, serial, expires_ms)
-            .map(|m| m.finalize().into_bytes().to_vec())
-            .unwrap_or_default();
-        Self {
-            node,
-            serial,
-            expires_ms,
-            mac,
-        }
-    }
-
-    /// Whether it is genuine, for `node` with `serial`, and not expired at
-    /// `now_ms`.
-    pub(crate) fn verify(&self, key: &[u8; 32], node: NodeId, serial: u64, now_ms: u64) -> bool {
-        self.node == node
-            && self.serial == serial
-            && now_ms < self.expires_ms
-            && mac_of(key, self.node, self.serial, self.expires_ms)
-                .is_some_and(|m| m.verify_slice(&self.mac).is_ok())
-    }
+    Ok(claims)
 }
 
 /// A session of a node's admin API, opened for an operator who proved its

@@ -67,6 +67,23 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 3)]
         count: u32,
     },
+    /// Log in as an operator (certificate, then TOTP code) through a
+    /// member and keep the login for later commands until it expires (15
+    /// minutes), sealed beside the keyring (`NAME.session`).
+    Login {
+        /// Your operator configuration (certificate and key).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to log in through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+    },
+    /// Forget the login `swarm login` (or the first command) kept.
+    Logout {
+        /// Your operator configuration.
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// List the members a node knows: id, name, address, roles, state, resources and load.
     Members {
         /// A configuration with an identity of the cluster (an operator certificate).
@@ -449,7 +466,13 @@ impl Command {
 /// The mesh configuration of a throw-away client node (`ping`, `members`,
 /// `services`): the identity of `config`, any free port, no membership.
 pub(crate) fn client_config(config: &std::path::Path) -> anyhow::Result<swarm::MeshConfig> {
-    let mut mesh = secrets::load(config)?.mesh_config()?;
+    let file = secrets::load(config)?;
+    let mut mesh = file.mesh_config()?;
+    // An operator's login is kept beside its keyring between commands.
+    if swarm::operators::is_operator(&mesh.handshake.cert.body().roles) {
+        let name = mesh.handshake.cert.body().name.clone();
+        secrets::SessionFile::new(file.open_keyring()?, &name).install();
+    }
     mesh.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     mesh.cluster = None;
     Ok(mesh)
@@ -580,6 +603,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 demo: workload == "demo",
             },
         ),
+        Command::Login { config, node } => operator::login(&config, node),
+        Command::Logout { config } => operator::logout(&config),
         Command::Members { config, node, json } => cluster::members(&config, node, json),
         Command::Console(args) => console::run(args),
         Command::Services { config, node, json } => cluster::services(&config, node, json),

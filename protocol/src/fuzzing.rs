@@ -65,6 +65,24 @@ pub fn certificate(data: &[u8]) {
     }
 }
 
+/// Reads bytes as a capability (verified with a fixed key) and as the
+/// claims inside one: claims that decode must sign and open again equal.
+pub fn capability(data: &[u8]) {
+    use crate::capability::{decode_claims, Capability, CapabilityKey};
+
+    let key = CapabilityKey::from_seed(&[5; 32]);
+    let _ = Capability::from_bytes(data.to_vec()).open_checked(&key.public(), 1);
+    if let Ok(claims) = decode_claims(data) {
+        if let Ok(cap) = key.sign(&claims) {
+            match cap.verify(&key.public()) {
+                Ok(back) => assert_eq!(back, claims),
+                // A window the signer does not check is refused on opening.
+                Err(e) => assert_eq!(e, crate::capability::CapabilityError::BadWindow),
+            }
+        }
+    }
+}
+
 /// Reads bytes as a sealed file (header, then open under a fixed key) and
 /// as a keyring (parse, then open with a fixed wrapping key), and seals
 /// them: the sealed value must open to the same bytes, and with any byte
@@ -247,6 +265,7 @@ mod tests {
             envelope(&data);
             handshake(&data);
             certificate(&data);
+            capability(&data);
             gossip(&data);
             sealed(&data);
         }
@@ -263,6 +282,7 @@ mod tests {
             envelope(&data);
             handshake(&data);
             certificate(&data);
+            capability(&data);
             gossip(&data);
             sealed(&data);
         }

@@ -16,6 +16,7 @@
 //! - [`relay`]: frames a relay forwards for nodes behind NAT: circuits
 //!   carrying the endpoints' own Noise session, and membership datagrams.
 //! - [`identity`]: node keys and ids, the CA, certificates and their verification.
+//! - [`capability`]: operator capabilities the head group signs after a login.
 //! - [`sealed`]: sealed files (secrets and control-plane data at rest) and keyrings.
 //! - [`gossip`]: member ids, the gossip codec, node metadata and sealed datagrams.
 //! - [`session`]: a link after the handshake: send and receive halves and
@@ -30,6 +31,7 @@
 #![warn(missing_docs, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::indexing_slicing))]
 
+pub mod capability;
 mod codec;
 pub mod envelope;
 pub mod frame;

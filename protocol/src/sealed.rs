@@ -62,6 +62,8 @@ pub enum Kind {
     DataKeys,
     /// A TLS private key (the admin API's, or its CA's).
     TlsKey,
+    /// An operator's capability from its last login (`swarm login`).
+    Capability,
 }
 
 impl Kind {
@@ -76,6 +78,7 @@ impl Kind {
             Kind::Audit => 6,
             Kind::DataKeys => 7,
             Kind::TlsKey => 8,
+            Kind::Capability => 9,
         }
     }
 
@@ -90,6 +93,7 @@ impl Kind {
             6 => Kind::Audit,
             7 => Kind::DataKeys,
             8 => Kind::TlsKey,
+            9 => Kind::Capability,
             _ => return None,
         })
     }
@@ -105,6 +109,7 @@ impl Kind {
             Kind::Audit => "an audit record",
             Kind::DataKeys => "keyring data keys",
             Kind::TlsKey => "a TLS private key",
+            Kind::Capability => "an operator's login capability",
         }
     }
 }

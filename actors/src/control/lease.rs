@@ -53,8 +53,8 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                     every = (lease / 5).max(Duration::from_millis(20));
                     let until = sent + lease;
                     leased = true;
-                    if let Some(key) = &grant.session_key {
-                        control.mesh.set_session_key(key.bytes());
+                    if let Some(key) = grant.capability_key {
+                        control.mesh.set_capability_key(key);
                     }
                     if !grant.revoked.is_empty() {
                         revoked_known += grant.revoked.len();

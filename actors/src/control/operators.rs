@@ -42,7 +42,8 @@ impl Control {
     /// # Errors
     ///
     /// [`ControlError::Forbidden`] for a wrong name, password or code (not
-    /// saying which), a lockout or a replayed code.
+    /// saying which), a lockout or a replayed code, or a capability that
+    /// does not verify on this node.
     pub async fn login_password(
         &self,
         name: &str,
@@ -55,7 +56,13 @@ impl Control {
             password: password.to_owned(),
             code: code.to_owned(),
             source,
+            via: None,
         };
-        self.call(verify, CALL_WITHIN).await
+        let capability = self.call(verify, CALL_WITHIN).await?;
+        crate::operators::Behalf::open(&self.mesh, capability).map_err(|reason| {
+            ControlError::Forbidden {
+                reason: format!("the head's answer does not verify here: {reason}"),
+            }
+        })
     }
 }

@@ -73,8 +73,10 @@ pub(crate) struct Supervisor {
     confirming: bool,
     /// Probe silent nodes for crash evidence.
     crash_evidence: bool,
-    /// The cluster's TOTP secret: operators' seeds and the session key.
+    /// The cluster's TOTP secret: operators' seeds.
     totp: Option<Arc<zeroize::Zeroizing<[u8; 32]>>>,
+    /// The head group's capability key (from the TOTP secret).
+    capability: Option<Arc<swarm_protocol::capability::CapabilityKey>>,
     /// Failed logins and lockouts.
     guard: crate::operators::guard::Guard,
 }
@@ -98,6 +100,10 @@ impl Supervisor {
             leases: Leases::new(config.lease),
             crash_evidence: config.crash_evidence,
             totp: config.totp.clone(),
+            capability: config
+                .totp
+                .as_ref()
+                .map(|t| Arc::new(crate::operators::capability_key(t))),
             guard: crate::operators::guard::Guard::default(),
             types: HashMap::new(),
             moving: HashSet::new(),
@@ -645,6 +651,7 @@ impl Handler<HeadStatus> for Supervisor {
 
 crate::remote_actor!(
     Supervisor: VerifyLogin,
+    crate::operators::wire::Delegate,
     crate::operators::wire::SetPassword,
     crate::operators::wire::VerifyPassword,
     RevokeCert,

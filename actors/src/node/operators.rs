@@ -10,31 +10,38 @@ use crate::error::LoginError;
 
 impl Node {
     /// Logs this (operator) node in with a TOTP `code` through the member
-    /// at `member`: the head leader checks the code, and the session token
-    /// it answers is presented on every link this node opens from now on
-    /// (for [`crate::operators::SESSION`]).
+    /// at `member`: the head leader checks the code, and the capability it
+    /// signs is presented on every link this node opens from now on (for
+    /// [`crate::operators::SESSION`]).
     ///
     /// # Errors
     ///
     /// [`LoginError::Refused`] with the head's reason (a wrong, replayed or
-    /// expired code, a lockout); [`LoginError::Connect`] or
-    /// [`LoginError::Ask`] if the member cannot be asked.
+    /// expired code, a lockout, a revoked certificate);
+    /// [`LoginError::Connect`] or [`LoginError::Ask`] if the member cannot
+    /// be asked.
     pub async fn login(
         &self,
         member: SocketAddr,
         code: &str,
-    ) -> Result<crate::operators::SessionToken, LoginError> {
+    ) -> Result<crate::operators::Capability, LoginError> {
         let peer = self.connect(member).await?;
         let session = self
             .remote::<crate::operators::session::Session>(peer.id, crate::operators::SESSION_ACTOR);
-        let token = session
+        let capability = session
             .send(crate::operators::wire::Login {
                 code: code.to_owned(),
                 who: None,
             })
             .await??;
-        self.mesh.set_session_token(&token);
-        Ok(token)
+        self.mesh.set_capability(&capability);
+        Ok(capability)
+    }
+
+    /// Presents a capability an earlier login answered (kept by the
+    /// operator's tools) on every link this node opens from now on.
+    pub fn use_capability(&self, capability: &crate::operators::Capability) {
+        self.mesh.set_capability(capability);
     }
 
     /// Serves admin-API sessions to operators who log in over the mesh
@@ -58,25 +65,37 @@ impl Node {
     }
 
     /// Asks the member at `member` (whose admin API serves sessions) for
-    /// a session of its admin API, for this operator node logged in with
-    /// `token` (what [`Node::login`] answered).
+    /// a session of its admin API, for this logged-in operator node: the
+    /// head leader signs a capability naming the member as the operator's
+    /// delegate (asked for over this node's own link), and the member
+    /// opens a session with it.
     ///
     /// # Errors
     ///
-    /// [`LoginError::Refused`] if the member serves no admin API or the
-    /// token is not this node's; [`LoginError::Connect`] or
-    /// [`LoginError::Ask`] if the member cannot be asked.
+    /// [`LoginError::Refused`] if this node has not logged in, the member
+    /// serves no admin API or the delegation is refused;
+    /// [`LoginError::Connect`] or [`LoginError::Ask`] if the member cannot
+    /// be asked.
     pub async fn admin_login(
         &self,
         member: SocketAddr,
-        token: &crate::operators::SessionToken,
     ) -> Result<crate::operators::AdminSession, LoginError> {
         let peer = self.connect(member).await?;
+        let control = self.control_through(member).await?;
+        let capability = control
+            .call(
+                crate::operators::wire::Delegate {
+                    node: peer.id,
+                    who: None,
+                },
+                crate::control::CALL_WITHIN,
+            )
+            .await?;
         let session = self
             .remote::<crate::operators::session::Session>(peer.id, crate::operators::SESSION_ACTOR);
         Ok(session
             .send(crate::operators::wire::AdminLogin {
-                token: token.clone(),
+                capability,
                 who: None,
             })
             .await??)

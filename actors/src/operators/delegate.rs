@@ -1,105 +1,124 @@
 //! A node acting for an operator who logged in through it (its admin
-//! HTTP API): [`Behalf`] is who the operator is and the session token the
-//! head leader gave for the login; a [`RemoteAddr`](crate::RemoteAddr) or
+//! HTTP API): [`Behalf`] holds the capability the head group signed for
+//! that login, naming this node as the operator's delegate; a
+//! [`RemoteAddr`](crate::RemoteAddr) or
 //! [`Control`](crate::control::Control) made
 //! [`on_behalf`](crate::RemoteAddr::on_behalf) wraps each ask in a
 //! `swarm.Delegated` message to the target node's session actor.
 //!
-//! The target node checks the token (its session key, as for an operator's
-//! own link), then decides and dispatches the inner message exactly as if
-//! the operator had sent it over its own link: the policy sees the
-//! operator's roles, an operator without `admin` cannot restart or stop,
-//! and audit records name the operator and its address, not the node.
-//! Only node certificates may send `swarm.Delegated`.
-//!
-//! Trust: every node holds the session key (it checks operators' tokens),
-//! so a node could mint a token itself. A delegated message is therefore
-//! as trustworthy as the node that sent it, which already runs the
-//! cluster's actors; what the check adds is that an honest node cannot be
-//! talked into acting for an operator who did not log in, or whose
-//! session ended.
+//! The target node verifies the capability (the head group's signature,
+//! its window, revocation of its serial on every call) and that the link
+//! it arrived on is the delegate's, then decides and dispatches the inner
+//! message as the operator's: the policy sees the claims' roles, and
+//! audit records name the operator and its address, then the node. Nothing
+//! in the message body besides the signed claims says who the operator is,
+//! and no node but a head holds a key that signs claims.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
-use swarm_protocol::{RemoteError, Target};
+use swarm_protocol::{NodeId, RemoteError, Target};
 
 use super::session::Session;
-use super::wire::Operator;
-use super::{is_operator, SessionToken};
+use super::{Capability, Claims};
 use crate::audit::{AuditKind, AuditRecord};
 use crate::directory::{Caller, StampCaller};
 use crate::mesh::Mesh;
 
-/// An operator a node acts for: who logged in and the token of its login.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An operator a node acts for: the capability of its login and the
+/// claims it verified to.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Behalf {
-    pub(crate) operator: Operator,
-    pub(crate) token: SessionToken,
+    capability: Capability,
+    claims: Claims,
 }
 
 impl Behalf {
-    pub(crate) fn new(operator: Operator, token: SessionToken) -> Self {
-        Self { operator, token }
+    /// Verifies `capability` on this node (signature, window, revocation,
+    /// and that it names this node as the operator's delegate).
+    ///
+    /// # Errors
+    ///
+    /// Why it does not verify.
+    pub(crate) fn open(mesh: &Mesh, capability: Capability) -> Result<Self, String> {
+        let claims =
+            super::open_capability(&capability, mesh.capability_key(), |s| mesh.is_revoked(s))?;
+        if claims.delegate != Some(mesh.id()) {
+            return Err("the capability does not name this node as the operator's delegate".into());
+        }
+        Ok(Self { capability, claims })
     }
 
     /// The operator's certificate name.
     pub fn name(&self) -> &str {
-        &self.operator.name
+        &self.claims.name
     }
 
     /// Its certificate's roles.
     pub fn roles(&self) -> &[String] {
-        &self.operator.roles
+        &self.claims.roles
     }
 
     /// Its certificate's serial.
     pub fn serial(&self) -> u64 {
-        self.operator.serial
+        self.claims.serial
+    }
+
+    /// Its certificate's node id.
+    pub fn node(&self) -> NodeId {
+        self.claims.node
     }
 
     /// Where it logged in from.
     pub fn source(&self) -> IpAddr {
-        self.operator.source
+        self.claims.source
     }
 
     /// When its session ends, Unix milliseconds.
     pub fn expires_ms(&self) -> u64 {
-        self.token.expires_ms
+        self.claims.expires_ms
     }
 
-    /// The caller a delegated message is decided and dispatched as.
-    fn caller(&self) -> Caller {
-        Caller {
-            node: self.operator.node,
-            roles: self.operator.roles.clone().into(),
-            serial: self.operator.serial,
-            name: self.operator.name.as_str().into(),
-            addr: SocketAddr::new(self.operator.source, 0),
-            operator: true,
-        }
+    /// Whether it still holds on this node: not expired, its serial not
+    /// revoked.
+    pub fn is_valid(&self, mesh_revoked: impl Fn(u64) -> bool) -> bool {
+        super::unix_ms() < self.claims.expires_ms && !mesh_revoked(self.claims.serial)
     }
 }
 
-/// An ask made for an operator: the inner message's target, tag and body.
+/// The caller a delegated message is decided and dispatched as: the
+/// verified claims, nothing else.
+fn caller_of(claims: &Claims) -> Caller {
+    Caller {
+        node: claims.node,
+        roles: claims.roles.clone().into(),
+        serial: claims.serial,
+        name: claims.name.as_str().into(),
+        addr: SocketAddr::new(claims.source, 0),
+        operator: true,
+    }
+}
+
+/// An ask made for an operator: its capability, and the inner message's
+/// target, tag and body.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<serde_bytes::ByteBuf, RemoteError>")]
 pub(crate) struct Delegated {
-    pub(crate) behalf: Behalf,
+    pub(crate) capability: Capability,
     pub(crate) to: String,
     pub(crate) tag: String,
     #[serde(with = "serde_bytes")]
     pub(crate) body: Vec<u8>,
     /// The node that sent it (set from the link; `None`: this node).
     #[serde(default)]
-    pub(crate) from: Option<Operator>,
+    pub(crate) from: Option<(NodeId, String)>,
 }
 
 impl StampCaller for Delegated {
     fn stamp_caller(&mut self, caller: &Caller) {
-        self.from = Some(Operator::of(caller));
+        self.from = Some((caller.node, caller.name.to_string()));
     }
 }
 
@@ -123,42 +142,53 @@ fn admit(
     msg: &Delegated,
 ) -> Result<crate::directory::dispatch::AskFuture, RemoteError> {
     let forbid = |reason: String| RemoteError::Forbidden { reason };
-    if let Some(from) = &msg.from {
-        if is_operator(&from.roles) {
-            return Err(forbid(
-                "only nodes act for operators; an operator sends its own messages".into(),
-            ));
+    let (from, via) = match &msg.from {
+        Some((node, name)) => (*node, name.as_str()),
+        None => (mesh.id(), "this node"),
+    };
+    let claims = super::open_capability(&msg.capability, mesh.capability_key(), |s| {
+        mesh.is_revoked(s)
+    })
+    .and_then(|claims| {
+        if claims.delegate == Some(from) {
+            Ok(claims)
+        } else {
+            Err(
+                "the capability does not name the node that sent it as the operator's delegate"
+                    .into(),
+            )
         }
-    }
-    let behalf = &msg.behalf;
-    let key = mesh.session_key().ok_or_else(|| {
-        forbid("this node cannot check operator sessions yet (no lease grant from a head holding the TOTP secret)".into())
-    })?;
-    let op = &behalf.operator;
-    if !is_operator(&op.roles)
-        || !behalf
-            .token
-            .verify(&key, op.node, op.serial, super::unix_ms())
-    {
-        return Err(forbid(format!(
-            "{}: the operator's session is not valid or ended: log in again",
-            msg.tag
-        )));
-    }
-    let caller = behalf.caller();
+    });
+    let claims = match claims {
+        Ok(claims) => claims,
+        Err(reason) => {
+            let reason = format!("{}: {reason}", msg.tag);
+            mesh.count_forbidden();
+            mesh.audit(|| AuditRecord {
+                at_ms: super::unix_ms(),
+                kind: AuditKind::Forbidden,
+                who: via.to_owned(),
+                serial: 0,
+                roles: Vec::new(),
+                source: format!("node {}", from.short()),
+                tag: "swarm.Delegated".into(),
+                target: msg.to.clone(),
+                detail: reason.clone(),
+            });
+            tracing::warn!(node = %from.short(), name = via, %reason, "delegated ask refused");
+            return Err(forbid(reason));
+        }
+    };
+    let caller = caller_of(&claims);
     let to = Target::Name(&msg.to);
     let mut lookup = mesh.directory().lookup(mesh.policy());
     let record = |kind, detail: &str| AuditRecord {
         at_ms: super::unix_ms(),
         kind,
-        who: op.name.clone(),
-        serial: op.serial,
-        roles: op.roles.clone(),
-        source: format!(
-            "{} via {}",
-            op.source,
-            msg.from.as_ref().map_or("this node", |f| f.name.as_str())
-        ),
+        who: claims.name.clone(),
+        serial: claims.serial,
+        roles: claims.roles.clone(),
+        source: format!("{} via {via}", claims.source),
         tag: msg.tag.clone(),
         target: msg.to.clone(),
         detail: detail.to_owned(),
@@ -172,7 +202,7 @@ fn admit(
                 mesh.directory().events().record(
                     "refused",
                     format!("{} to {}", msg.tag, msg.to),
-                    format!("from {} (through the admin API): {reason}", op.name),
+                    format!("from {} (through the admin API): {reason}", claims.name),
                 );
             }
             return Err(refusal.error);
@@ -187,7 +217,7 @@ fn admit(
 /// Wraps an encoded ask for `behalf`.
 pub(crate) fn wrap(behalf: &Arc<Behalf>, to: &str, tag: &str, body: Vec<u8>) -> Delegated {
     Delegated {
-        behalf: Behalf::clone(behalf),
+        capability: behalf.capability.clone(),
         to: to.to_owned(),
         tag: tag.to_owned(),
         body,

@@ -1,12 +1,12 @@
 //! The session actor every node exposes as [`SESSION_ACTOR`]: operators log
-//! in through it (forwarded to the head leader). Tokens presented on a new
+//! in through it (forwarded to the head leader). Capabilities presented on a new
 //! link are checked by the link's reader itself ([`check_present`]), so
 //! the messages after them find the session in place.
 
 use actix::prelude::*;
 
 use super::wire::{AdminLogin, Login, VerifyLogin};
-use super::{is_operator, SessionToken};
+use super::{is_operator, Capability};
 use crate::control::Control;
 use crate::head::wire::ControlError;
 use crate::mesh::Mesh;
@@ -14,7 +14,8 @@ use crate::mesh::Mesh;
 /// The name of every node's session actor.
 pub const SESSION_ACTOR: &str = "swarm.session";
 
-/// Logs operators in and checks their session tokens.
+/// Logs operators in (their own links and admin-API logins) and takes
+/// the asks a node makes for them.
 pub(crate) struct Session {
     pub(crate) mesh: Mesh,
     /// The control plane (nodes with membership), to reach the head leader.
@@ -47,26 +48,22 @@ impl Handler<AdminLogin> for Session {
             let who = msg
                 .who
                 .ok_or_else(|| refused("an admin-API login arrives over an operator's link"))?;
-            if !is_operator(&who.roles) {
-                return Err(refused(
-                    "only operator certificates open admin-API sessions",
-                ));
-            }
-            let key = self.mesh.session_key().ok_or_else(|| {
-                refused("this node cannot check operator sessions yet: try again in a moment")
+            let behalf = super::Behalf::open(&self.mesh, msg.capability).map_err(|reason| {
+                ControlError::Forbidden {
+                    reason: format!("admin-API login: {reason}"),
+                }
             })?;
-            if !msg
-                .token
-                .verify(&key, who.node, who.serial, super::unix_ms())
-            {
+            // The link's certificate is the capability's: nobody opens a
+            // session with another operator's capability.
+            if behalf.node() != who.node || behalf.serial() != who.serial {
                 return Err(ControlError::Forbidden {
-                    reason: "the session token is not this link's, or expired: log in again".into(),
+                    reason: "admin-API login: the capability is not this certificate's".into(),
                 });
             }
             let admin = self.admin.clone().ok_or_else(|| {
                 refused("this node serves no admin API ([admin] in its configuration)")
             })?;
-            Ok((admin, super::Behalf::new(who, msg.token)))
+            Ok((admin, behalf))
         })();
         Box::pin(async move {
             let (admin, behalf) = checked?;
@@ -84,7 +81,7 @@ impl Actor for Session {
 }
 
 impl Handler<Login> for Session {
-    type Result = ResponseFuture<Result<SessionToken, ControlError>>;
+    type Result = ResponseFuture<Result<Capability, ControlError>>;
 
     fn handle(&mut self, Login { code, who }: Login, _: &mut Context<Self>) -> Self::Result {
         let mesh = self.mesh.clone();
@@ -104,15 +101,43 @@ impl Handler<Login> for Session {
                 reason: "this node runs without membership: log in through a member".into(),
             })?;
             let node = operator.node;
+            let serial = operator.serial;
             let name = operator.name.clone();
             let source = operator.source;
-            let answer = control
-                .call(VerifyLogin { operator, code }, crate::control::CALL_WITHIN)
-                .await;
+            let login = VerifyLogin { operator, code };
+            let answer = control.call(login, crate::control::CALL_WITHIN).await;
             match &answer {
-                Ok(token) => {
-                    mesh.set_link_session(node, token.expires_ms);
-                    tracing::info!(operator = %name, %source, "operator logged in");
+                Ok(capability) => {
+                    // The link's session is what the capability says: it
+                    // verifies here once this node knows the group's key;
+                    // until then the head leader's answer is taken as it is
+                    // (it came from a head certificate's link).
+                    let opened = match mesh.capability_key() {
+                        Some(key) => {
+                            super::open_capability(capability, Some(key), |s| mesh.is_revoked(s))
+                        }
+                        None => capability
+                            .unverified_claims()
+                            .ok_or_else(|| "malformed capability".to_owned()),
+                    };
+                    match opened {
+                        Ok(claims) if claims.node == node && claims.serial == serial => {
+                            mesh.set_link_session(node, claims.expires_ms);
+                            tracing::info!(operator = %name, %source, "operator logged in");
+                        }
+                        Ok(_) => {
+                            return Err(ControlError::Forbidden {
+                                reason: "the head answered a capability for someone else".into(),
+                            })
+                        }
+                        Err(reason) => {
+                            return Err(ControlError::Forbidden {
+                                reason: format!(
+                                    "the head's capability does not verify here: {reason}"
+                                ),
+                            })
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(operator = %name, %source, error = %e, "operator login refused")
@@ -126,23 +151,22 @@ impl Handler<Login> for Session {
 crate::remote_actor!(Session: Login, AdminLogin, super::delegate::Delegated);
 
 /// Checks a `Present` tell's body from `caller`: the session's end (Unix
-/// ms) if its token is genuine, for this certificate and not expired.
+/// ms) if its capability verifies, is this certificate's own (not a
+/// delegated one) and its serial is not revoked.
 pub(crate) fn check_present(
-    key: Option<zeroize::Zeroizing<[u8; 32]>>,
+    key: Option<[u8; 32]>,
+    revoked: impl Fn(u64) -> bool,
     caller: &crate::directory::Caller,
     body: &[u8],
 ) -> Result<u64, String> {
     let present: super::wire::Present =
-        rmp_serde::from_slice(body).map_err(|e| format!("not a session: {e}"))?;
-    let key = key.ok_or_else(|| {
-        "this node has no session key yet (it has not renewed its lease with a head that holds the TOTP secret)".to_owned()
-    })?;
-    if present
-        .token
-        .verify(&key, caller.node, caller.serial, super::unix_ms())
-    {
-        Ok(present.token.expires_ms)
-    } else {
-        Err("the session token is not valid for this certificate, or expired: log in again".into())
+        rmp_serde::from_slice(body).map_err(|e| format!("not a capability: {e}"))?;
+    let claims = super::open_capability(&present.capability, key, revoked)?;
+    if claims.node != caller.node || claims.serial != caller.serial {
+        return Err("the capability is not this certificate's: log in again".into());
     }
+    if claims.delegate.is_some() {
+        return Err("a delegated capability is not presented on an operator's own link".into());
+    }
+    Ok(claims.expires_ms)
 }

@@ -35,19 +35,72 @@ fn codes_match_within_one_step_either_side_and_rfc_6238_vectors_hold() {
     assert!(uri.ends_with("&issuer=swarm%20demo&algorithm=SHA1&digits=6&period=30"));
 }
 
+fn claims(roles: &[&str], delegate: Option<swarm_protocol::NodeId>) -> Claims {
+    let now = unix_ms();
+    Claims {
+        name: "alice".into(),
+        serial: 7,
+        node: swarm_protocol::NodeId::from_bytes([1; 16]),
+        roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        source: std::net::IpAddr::from([127, 0, 0, 1]),
+        term: 1,
+        issued_ms: now,
+        expires_ms: now + 60_000,
+        delegate,
+    }
+}
+
 #[test]
-fn tokens_bind_node_serial_and_expiry() {
-    let key = [9; 32];
-    let node = NodeId::from_bytes([1; 16]);
-    let token = SessionToken::sign(&key, node, 7, 1_000);
-    assert!(token.verify(&key, node, 7, 999));
-    assert!(!token.verify(&key, node, 7, 1_000), "expired");
-    assert!(!token.verify(&key, node, 8, 999), "another certificate");
-    assert!(!token.verify(&key, NodeId::from_bytes([2; 16]), 7, 999));
-    assert!(!token.verify(&[8; 32], node, 7, 999), "another key");
-    let mut forged = token.clone();
-    forged.expires_ms = 5_000;
-    assert!(!forged.verify(&key, node, 7, 999));
+fn capabilities_open_only_with_the_groups_key_for_unrevoked_operators() {
+    let group = capability_key(&[9; 32]);
+    assert_eq!(group.public(), capability_key(&[9; 32]).public());
+    let forger = capability_key(&[8; 32]);
+    let key = Some(group.public());
+    let cap = group.sign(&claims(&["operator"], None)).unwrap();
+    assert_eq!(open_capability(&cap, key, |_| false).unwrap().name, "alice");
+    // Not signed by the group (a worker's own key, say).
+    let forged = forger.sign(&claims(&["operator", "admin"], None)).unwrap();
+    let err = open_capability(&forged, key, |_| false).unwrap_err();
+    assert!(err.contains("not signed by the head group"), "{err}");
+    // Revoked, checked on every open.
+    let err = open_capability(&cap, key, |s| s == 7).unwrap_err();
+    assert!(err.contains("revoked"), "{err}");
+    // A node's claims are no operator's.
+    let node = group.sign(&claims(&["worker"], None)).unwrap();
+    assert!(open_capability(&node, key, |_| false).is_err());
+    // No key yet.
+    assert!(open_capability(&cap, None, |_| false).is_err());
+}
+
+#[test]
+fn a_link_takes_only_its_own_certificates_undelegated_capability() {
+    let group = capability_key(&[9; 32]);
+    let key = Some(group.public());
+    let caller = crate::directory::Caller {
+        node: swarm_protocol::NodeId::from_bytes([1; 16]),
+        roles: std::sync::Arc::from(vec!["operator".to_owned()]),
+        serial: 7,
+        name: std::sync::Arc::from("alice"),
+        addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+        operator: true,
+    };
+    let present = |cap: Capability| rmp_serde::to_vec(&wire::Present { capability: cap }).unwrap();
+    let own = present(group.sign(&claims(&["operator"], None)).unwrap());
+    assert!(session::check_present(key, |_| false, &caller, &own).is_ok());
+    let other = crate::directory::Caller {
+        serial: 8,
+        ..caller.clone()
+    };
+    assert!(session::check_present(key, |_| false, &other, &own).is_err());
+    let delegated = present(
+        group
+            .sign(&claims(
+                &["operator"],
+                Some(swarm_protocol::NodeId::from_bytes([2; 16])),
+            ))
+            .unwrap(),
+    );
+    assert!(session::check_present(key, |_| false, &caller, &delegated).is_err());
 }
 
 #[test]

@@ -4,14 +4,14 @@ use actix::Message;
 use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
 
-use super::SessionToken;
+use super::Capability;
 use crate::head::wire::ControlError;
 
 /// An operator logs in with a TOTP code (to any member's
 /// [`SESSION_ACTOR`](super::SESSION_ACTOR)). Its identity and address
 /// come from the link, whatever it claims.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
-#[rtype(result = "Result<SessionToken, ControlError>")]
+#[rtype(result = "Result<Capability, ControlError>")]
 pub(crate) struct Login {
     /// The code.
     pub(crate) code: String,
@@ -20,13 +20,13 @@ pub(crate) struct Login {
     pub(crate) who: Option<Operator>,
 }
 
-/// An operator presents its session token as the first tell on a new
-/// link; the link's reader checks it before the next message.
+/// An operator presents its capability as the first tell on a new link;
+/// the link's reader checks it before the next message.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "()")]
 pub(crate) struct Present {
-    /// The token.
-    pub(crate) token: SessionToken,
+    /// The capability its login answered.
+    pub(crate) capability: Capability,
 }
 
 /// Who is logging in, as the member's link authenticated it.
@@ -41,10 +41,21 @@ pub(crate) struct Operator {
 
 /// A member forwards a login to the head leader.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
-#[rtype(result = "Result<SessionToken, ControlError>")]
+#[rtype(result = "Result<Capability, ControlError>")]
 pub(crate) struct VerifyLogin {
     pub(crate) operator: Operator,
     pub(crate) code: String,
+}
+
+/// A logged-in operator asks the head leader, over its own link, for a
+/// capability that lets `node` (whose admin API it logs in to) act for it.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Capability, ControlError>")]
+pub(crate) struct Delegate {
+    pub(crate) node: NodeId,
+    /// Set from the link.
+    #[serde(default)]
+    pub(crate) who: Option<Operator>,
 }
 
 /// An operator sets its own admin-API password (through the control
@@ -58,13 +69,13 @@ pub(crate) struct SetPassword {
     pub(crate) who: Option<Operator>,
 }
 
-/// An operator logged in over the mesh (certificate and TOTP) asks a
-/// node for a session of its admin API: the certificate login of the
-/// HTTP side. The token is the one its login answered.
+/// An operator asks a node for a session of its admin API with a
+/// capability naming that node as its delegate ([`Delegate`]): the
+/// certificate login of the HTTP side.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<super::AdminSession, ControlError>")]
 pub(crate) struct AdminLogin {
-    pub(crate) token: SessionToken,
+    pub(crate) capability: Capability,
     /// Set from the link.
     #[serde(default)]
     pub(crate) who: Option<Operator>,
@@ -76,14 +87,18 @@ impl crate::directory::StampCaller for AdminLogin {
     }
 }
 
-/// A node's admin API forwards a password login to the head leader.
+/// A node's admin API forwards a password login to the head leader; the
+/// capability it answers names that node as the operator's delegate.
 #[derive(Clone, Serialize, Deserialize, Message)]
-#[rtype(result = "Result<super::Behalf, ControlError>")]
+#[rtype(result = "Result<Capability, ControlError>")]
 pub(crate) struct VerifyPassword {
     pub(crate) name: String,
     pub(crate) password: String,
     pub(crate) code: String,
     pub(crate) source: std::net::IpAddr,
+    /// The forwarding node, set from the link (`None`: the leader itself).
+    #[serde(default)]
+    pub(crate) via: Option<NodeId>,
 }
 
 impl std::fmt::Debug for VerifyPassword {
@@ -98,6 +113,18 @@ impl std::fmt::Debug for VerifyPassword {
 impl Drop for VerifyPassword {
     fn drop(&mut self) {
         zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
+impl crate::directory::StampCaller for Delegate {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.who = Some(Operator::of(caller));
+    }
+}
+
+impl crate::directory::StampCaller for VerifyPassword {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.via = Some(caller.node);
     }
 }
 
@@ -129,6 +156,7 @@ crate::system_message! {
     Login => "swarm.Login", Login;
     Present => "swarm.Present", Login;
     VerifyLogin => "swarm.VerifyLogin", Nodes;
+    Delegate => "swarm.Delegate", Operators;
     SetPassword => "swarm.SetPassword", Operators;
     AdminLogin => "swarm.AdminLogin", Login;
     VerifyPassword => "swarm.VerifyPassword", Nodes;

@@ -253,10 +253,10 @@ pub struct Grant {
     /// list from the node's `revoked_known` on).
     #[serde(default)]
     pub revoked: Vec<u64>,
-    /// The key operators' session tokens are checked with (when the head
-    /// holds the TOTP secret).
+    /// The head group's public key operators' capabilities verify with
+    /// (when the head holds the TOTP secret).
     #[serde(default)]
-    pub session_key: Option<crate::operators::SessionKey>,
+    pub capability_key: Option<[u8; 32]>,
 }
 
 crate::system_message! {

@@ -101,6 +101,28 @@ async fn workload(
         );
     }
     println!("driver connected to every node through authenticated Noise links");
+    // Nodes learn each other's addresses by gossip: wait until every node
+    // knows every other alive before they call each other.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (name, id, _) in nodes {
+        let agent =
+            driver.remote::<swarm::cluster::ClusterAgent>(*id, swarm::cluster::CLUSTER_ACTOR);
+        loop {
+            let alive = agent
+                .send(swarm::cluster::ListMembers)
+                .await
+                .map_or(0, |rows| rows.iter().filter(|m| m.state == "alive").count());
+            if alive >= nodes.len() {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{name} sees {alive} of {} members alive after 20 s",
+                nodes.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 
     // 1. Each node's relay asks the adder on the next node: actors on
     //    different nodes asking each other.

@@ -155,19 +155,51 @@ pub(crate) fn admin_tls(
     Ok(())
 }
 
+/// `swarm login`: logs the operator in and keeps the capability.
+pub(crate) fn login(config: &Path, member: std::net::SocketAddr) -> Result<()> {
+    let mesh = super::client_config(config)?;
+    let claims = actix::System::new().block_on(async move {
+        let (node, capability) = secrets::start_client_session(mesh, member, true).await?;
+        node.shutdown();
+        capability
+            .and_then(|c| c.unverified_claims())
+            .ok_or_else(|| {
+                anyhow::anyhow!("only operator certificates log in (nodes need no second factor)")
+            })
+    })?;
+    eprintln!(
+        "logged in as {} until {}; later commands use this login (swarm logout forgets it)",
+        claims.name,
+        swarm::credentials::format_time(claims.expires_ms / 1000)
+    );
+    Ok(())
+}
+
+/// `swarm logout`: forgets the kept login.
+pub(crate) fn logout(config: &Path) -> Result<()> {
+    let file = secrets::load(config)?;
+    let mesh = file.mesh_config()?;
+    let name = mesh.handshake.cert.body().name.clone();
+    let session = secrets::SessionFile::new(file.open_keyring()?, &name);
+    if session.remove()? {
+        eprintln!("forgot the login of {name} ({})", session.path().display());
+    } else {
+        eprintln!("{name} had no login kept");
+    }
+    Ok(())
+}
+
 /// `swarm admin login`: a session of a node's admin API for the operator
-/// proven over the mesh (certificate, then TOTP).
+/// proven over the mesh (certificate, then TOTP: its kept login or a new
+/// one), delegated to that node by the head group.
 pub(crate) fn admin_login(config: &Path, member: std::net::SocketAddr, json: bool) -> Result<()> {
     let mesh = super::client_config(config)?;
     let session = actix::System::new().block_on(async move {
-        let (node, token) = secrets::start_client_session(mesh, member).await?;
-        let result = match token {
-            Some(token) => node
-                .admin_login(member, &token)
-                .await
-                .map_err(anyhow::Error::from),
+        let (node, capability) = secrets::start_client_session(mesh, member, false).await?;
+        let result = match capability {
+            Some(_) => node.admin_login(member).await.map_err(anyhow::Error::from),
             None => Err(anyhow::anyhow!(
-                "admin-API sessions are for operator certificates (this one has a node role)"
+                "admin-API sessions are for operator certificates"
             )),
         };
         node.shutdown();

@@ -155,8 +155,10 @@ pub(crate) fn unlock_new_global(what: &str) -> Result<Unlock> {
 }
 
 /// Starts a client node with `mesh` and, if its certificate is an
-/// operator's, logs it in through `member` with the TOTP code from
-/// `--totp` or the terminal.
+/// operator's, presents the capability of its last login (kept by
+/// [`SessionFile`]) or logs it in through `member` with the TOTP code from
+/// `--totp` or the terminal (and keeps the capability for the next
+/// commands).
 ///
 /// # Errors
 ///
@@ -165,38 +167,145 @@ pub(crate) async fn start_client(
     mesh: swarm::MeshConfig,
     member: std::net::SocketAddr,
 ) -> Result<swarm::Node> {
-    Ok(start_client_session(mesh, member).await?.0)
+    Ok(start_client_session(mesh, member, false).await?.0)
 }
 
-/// As [`start_client`], also answering the session token of an operator's login.
+/// As [`start_client`], also answering the operator's capability (`None`
+/// for a node certificate); `fresh` logs in even if a capability is kept.
 pub(crate) async fn start_client_session(
     mesh: swarm::MeshConfig,
     member: std::net::SocketAddr,
-) -> Result<(swarm::Node, Option<swarm::operators::SessionToken>)> {
-    let roles = mesh.handshake.cert.body().roles.clone();
-    let name = mesh.handshake.cert.body().name.clone();
+    fresh: bool,
+) -> Result<(swarm::Node, Option<swarm::operators::Capability>)> {
+    let body = mesh.handshake.cert.body().clone();
     let node = swarm::Node::start(mesh)
         .await
         .context("cannot start the local node")?;
-    if swarm::operators::is_operator(&roles) {
-        let code = match given().totp {
-            Some(code) => code,
-            None if interactive() => rpassword::prompt_password(format!("TOTP code for {name}: "))
-                .context("cannot read the code from the terminal")?,
-            None => {
-                node.shutdown();
-                bail!("{name} is an operator certificate: give its current TOTP code with --totp CODE (or run on a terminal)");
-            }
-        };
-        return match node.login(member, code.trim()).await {
-            Ok(token) => Ok((node, Some(token))),
-            Err(e) => {
-                node.shutdown();
-                Err(e).context(format!("{name} could not log in through {member}"))
-            }
-        };
+    if !swarm::operators::is_operator(&body.roles) {
+        return Ok((node, None));
     }
-    Ok((node, None))
+    let name = &body.name;
+    let kept = SESSION_FILE.get();
+    if !fresh {
+        if let Some(capability) = kept.and_then(|f| f.load(&body)) {
+            node.use_capability(&capability);
+            return Ok((node, Some(capability)));
+        }
+    }
+    let code = match given().totp {
+        Some(code) => code,
+        None if interactive() => {
+            match rpassword::prompt_password(format!("TOTP code for {name}: ")) {
+                Ok(code) => code,
+                Err(e) => {
+                    node.shutdown();
+                    return Err(e).context("cannot read the code from the terminal");
+                }
+            }
+        }
+        None => {
+            node.shutdown();
+            bail!("{name} is an operator certificate and has no login kept: run `swarm login --config CONFIG --node ADDR` (or give --totp CODE)");
+        }
+    };
+    match node.login(member, code.trim()).await {
+        Ok(capability) => {
+            if let Some(file) = kept {
+                if let Err(e) = file.store(&capability) {
+                    eprintln!("swarm: the login is not kept for later commands: {e:#}");
+                }
+            }
+            Ok((node, Some(capability)))
+        }
+        Err(e) => {
+            node.shutdown();
+            Err(e).context(format!("{name} could not log in through {member}"))
+        }
+    }
+}
+
+/// Where an operator's capability is kept between commands, like `vault
+/// login`'s token: `NAME.session` beside its keyring, sealed under it,
+/// mode 0600. Commands present it until it expires (or a node refuses it:
+/// revoked); `swarm logout` removes it.
+pub(crate) struct SessionFile {
+    path: PathBuf,
+    keyring: Keyring,
+}
+
+static SESSION_FILE: OnceLock<SessionFile> = OnceLock::new();
+
+/// A kept capability is used only while it has this long left.
+const KEPT_MARGIN_MS: u64 = 10_000;
+
+impl SessionFile {
+    /// The session file of the operator `name` whose keyring is `keyring`.
+    pub(crate) fn new(keyring: Keyring, name: &str) -> Self {
+        let dir = keyring
+            .path()
+            .parent()
+            .map_or_else(|| PathBuf::from("."), Path::to_owned);
+        Self {
+            path: dir.join(format!("{name}.session")),
+            keyring,
+        }
+    }
+
+    /// Its path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes it the one the client commands of this process use.
+    pub(crate) fn install(self) {
+        let _ = SESSION_FILE.set(self);
+    }
+
+    /// The kept capability, if there is one for this certificate with more
+    /// than [`KEPT_MARGIN_MS`] left (anything else is ignored: the command
+    /// logs in again).
+    fn load(&self, cert: &swarm::protocol::CertBody) -> Option<swarm::operators::Capability> {
+        if !self.path.exists() {
+            return None;
+        }
+        let plain = match self
+            .keyring
+            .read_file(&self.path, swarm::protocol::sealed::Kind::Capability)
+        {
+            Ok(plain) => plain,
+            Err(e) => {
+                eprintln!("swarm: ignoring the kept login: {e}");
+                return None;
+            }
+        };
+        let capability = swarm::operators::Capability::from_bytes(plain.to_vec());
+        let claims = capability.unverified_claims()?;
+        let now = swarm::credentials::unix_now().saturating_mul(1000);
+        (claims.serial == cert.serial
+            && claims.node == cert.node_id
+            && claims.delegate.is_none()
+            && claims.expires_ms > now.saturating_add(KEPT_MARGIN_MS))
+        .then_some(capability)
+    }
+
+    /// Keeps `capability` (sealed, 0600).
+    fn store(&self, capability: &swarm::operators::Capability) -> Result<()> {
+        self.keyring.write_file(
+            &self.path,
+            swarm::protocol::sealed::Kind::Capability,
+            capability.as_bytes(),
+        )?;
+        Ok(())
+    }
+
+    /// Removes it; whether there was one.
+    pub(crate) fn remove(&self) -> Result<bool> {
+        match std::fs::remove_file(&self.path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", self.path.display())),
+        }
+    }
 }
 
 /// Loads a node configuration and how to open its keyring (its

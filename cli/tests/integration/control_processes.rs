@@ -355,9 +355,45 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
         stderr.contains("forbidden") && stderr.contains("admin"),
         "{stderr}"
     );
-    // The admin operator needs its second factor: no code, a wrong one.
+    // The admin's login is kept for its next commands; once it logs out,
+    // it needs its second factor again: no code, a wrong one.
     let admin = cluster.admin_config();
     let admin = admin.to_str().unwrap();
+    let session = cluster.dir.join("admin.session");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&session).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", session.display());
+    }
+    let kept = std::process::Command::new(exe())
+        .args([
+            "heads",
+            "--config",
+            admin,
+            "--node",
+            seed.as_str(),
+            "--json",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        kept.status.success(),
+        "a kept login serves the next command: {}",
+        String::from_utf8_lossy(&kept.stderr)
+    );
+    let logout = std::process::Command::new(exe())
+        .args(["logout", "--config", admin])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&logout.stderr).contains("forgot the login of admin"),
+        "{}",
+        String::from_utf8_lossy(&logout.stderr)
+    );
+    assert!(!session.exists());
     let no_code = std::process::Command::new(exe())
         .args(["cert", "revoke", "n5", "--ca-dir", &dir, "--config", admin])
         .args(["--node", seed.as_str()])

@@ -18,6 +18,23 @@ fn actor<'a>(snapshot: &'a NodeSnapshot, name: &str) -> &'a swarm::inspect::Acto
         .unwrap_or_else(|| panic!("{name} is not listed: {snapshot:?}"))
 }
 
+/// What `node` answers an operator certificate that did not log in and
+/// asks for its snapshot (a refusal's reason).
+async fn unlogged_inspect(ca: &swarm::credentials::Throwaway, node: &swarm::Node) -> String {
+    let mallory =
+        crate::util::start(crate::util::config_with_roles(ca, "mallory", &["operator"])).await;
+    mallory.node.connect(node.listen_addr()).await.unwrap();
+    let answer = mallory
+        .node
+        .remote::<Inspector>(node.id(), INSPECT_ACTOR)
+        .send(Inspect)
+        .await;
+    match answer {
+        Err(AskError::Forbidden { reason }) => reason,
+        other => panic!("an operator without a login inspected a node: {other:?}"),
+    }
+}
+
 #[actix_rt::test]
 async fn an_operator_sees_each_actors_messages_backlog_and_handler_times_and_each_links_traffic() {
     let dir = scratch("inspect-counters");
@@ -39,12 +56,12 @@ async fn an_operator_sees_each_actors_messages_backlog_and_handler_times_and_eac
             .unwrap();
     }
 
-    // Nodes do not inspect each other: it is for operator certificates.
+    // Inspection is a read: nodes inspect each other; an operator
+    // certificate needs its login first.
     let as_node = n1.remote::<Inspector>(n2.id(), INSPECT_ACTOR);
-    match as_node.send(Inspect).await {
-        Err(AskError::Forbidden { reason }) => assert!(reason.contains("operator"), "{reason}"),
-        other => panic!("a worker certificate inspected a node: {other:?}"),
-    }
+    assert!(as_node.send(Inspect).await.is_ok());
+    let refusal = unlogged_inspect(&ca, n2).await;
+    assert!(refusal.contains("second factor"), "{refusal}");
 
     let alice = operator(&ca, "alice", &["operator"], n2.listen_addr()).await;
     let inspector = alice.node.remote::<Inspector>(n2.id(), INSPECT_ACTOR);
@@ -275,11 +292,8 @@ async fn a_snapshot_carries_the_nodes_events_balancers_and_task_table() {
     .await;
     assert!(served);
     // A refusal on n2; a placement recorded by the head (n1).
-    let refused = n1
-        .remote::<Inspector>(n2.id(), INSPECT_ACTOR)
-        .send(Inspect)
-        .await;
-    assert!(matches!(refused, Err(AskError::Forbidden { .. })));
+    let refusal = unlogged_inspect(&ca, n2).await;
+    assert!(refusal.contains("second factor"), "{refusal}");
     let control = n1.control().unwrap().clone();
     crate::util::ledger_on(&control, "book", n2.id()).await;
 
@@ -301,7 +315,7 @@ async fn a_snapshot_carries_the_nodes_events_balancers_and_task_table() {
     assert!(
         refusals
             .iter()
-            .any(|r| r.contains("swarm.Inspect to swarm.inspect") && r.contains("n1")),
+            .any(|r| r.contains("swarm.Inspect to swarm.inspect") && r.contains("mallory")),
         "{refusals:?}"
     );
     assert!(on_n2.events.iter().all(|e| e.node == n2.id().to_string()));

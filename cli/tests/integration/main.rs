@@ -16,6 +16,7 @@ mod control_faults;
 mod control_ops;
 mod control_processes;
 mod dashboard;
+mod hostile;
 mod inspect;
 mod leaks;
 mod membership;

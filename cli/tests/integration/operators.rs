@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::util::{config_with_roles, control_cluster, eventually, scratch, start, totp_code};
 
-fn refused(r: Result<swarm::operators::SessionToken, LoginError>) -> String {
+fn refused(r: Result<swarm::operators::Capability, LoginError>) -> String {
     match r {
         Err(LoginError::Refused(e)) => e.to_string(),
         other => panic!("expected a refused login, got {other:?}"),

@@ -11,16 +11,52 @@ use crate::audit::{AuditKind, AuditRecord};
 use crate::head::state::PasswordEntry;
 use crate::head::state::{Applied, Command};
 use crate::head::wire::ControlError;
-use crate::operators::wire::{Operator, SetPassword, VerifyLogin, VerifyPassword};
-use crate::operators::{self, Behalf, SessionToken};
+use crate::operators::wire::{Delegate, Operator, SetPassword, VerifyLogin, VerifyPassword};
+use crate::operators::{self, Capability, Claims};
 
 impl Handler<VerifyLogin> for Supervisor {
-    type Result = ResponseFuture<Result<SessionToken, ControlError>>;
+    type Result = ResponseFuture<Result<Capability, ControlError>>;
 
     fn handle(&mut self, login: VerifyLogin, _: &mut Context<Self>) -> Self::Result {
         let checked = self.check_login(&login);
-        let issue = self.issue(login.operator.clone());
+        let issue = self.issue(login.operator.clone(), None);
         Box::pin(async move { issue(checked?).await })
+    }
+}
+
+impl Handler<Delegate> for Supervisor {
+    type Result = Result<Capability, ControlError>;
+
+    fn handle(&mut self, msg: Delegate, _: &mut Context<Self>) -> Self::Result {
+        self.leading()?;
+        // Who asks is the operator its own link proved, logged in (the
+        // policy let an `operators` message through only so).
+        let who = msg.who.ok_or_else(|| ControlError::Refused {
+            reason: "a delegation is asked for over the operator's own link".into(),
+        })?;
+        if !operators::is_operator(&who.roles) {
+            return Err(ControlError::Refused {
+                reason: "only operators delegate".into(),
+            });
+        }
+        let serial = who.serial;
+        if self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == serial)) {
+            return Err(ControlError::Forbidden {
+                reason: "this operator's certificate is revoked".into(),
+            });
+        }
+        self.mesh.audit(|| AuditRecord {
+            at_ms: operators::unix_ms(),
+            kind: AuditKind::Command,
+            who: who.name.clone(),
+            serial,
+            roles: who.roles.clone(),
+            source: who.source.to_string(),
+            tag: "swarm.Delegate".into(),
+            target: msg.node.short(),
+            detail: "admin-API session delegated to the node".into(),
+        });
+        self.sign(who, Some(msg.node))
     }
 }
 
@@ -78,7 +114,7 @@ impl Handler<SetPassword> for Supervisor {
 }
 
 impl Handler<VerifyPassword> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<Behalf, ControlError>>;
+    type Result = ResponseActFuture<Self, Result<Capability, ControlError>>;
 
     fn handle(&mut self, msg: VerifyPassword, _: &mut Context<Self>) -> Self::Result {
         let entry = self
@@ -99,19 +135,20 @@ impl Handler<VerifyPassword> for Supervisor {
         };
         Box::pin(hashed.into_actor(self).then(move |hashed, act, _| {
             let checked = hashed.and_then(|(entry, ok)| act.check_password(&msg, entry, ok));
+            // The admin API that forwarded it acts for the operator.
+            let delegate = Some(msg.via.unwrap_or(act.id));
             let issue = checked
                 .as_ref()
                 .ok()
-                .map(|(operator, _)| (operator.clone(), act.issue(operator.clone())));
+                .map(|(operator, _)| act.issue(operator.clone(), delegate));
             async move {
                 let (_, step) = checked?;
-                let Some((operator, issue)) = issue else {
+                let Some(issue) = issue else {
                     return Err(ControlError::Forbidden {
                         reason: "login refused".into(),
                     });
                 };
-                let token = issue(step).await?;
-                Ok(Behalf::new(operator, token))
+                issue(step).await
             }
             .into_actor(act)
         }))
@@ -120,17 +157,20 @@ impl Handler<VerifyPassword> for Supervisor {
 
 impl Supervisor {
     /// Commits a login's step (once: a replay loses the race) and signs a
-    /// session token for `operator`.
+    /// capability for `operator` (naming `delegate` as the node that may
+    /// act for it, if any).
     fn issue(
         &self,
         operator: Operator,
+        delegate: Option<swarm_protocol::NodeId>,
     ) -> impl FnOnce(
         u64,
     ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<SessionToken, ControlError>>>,
+        Box<dyn std::future::Future<Output = Result<Capability, ControlError>>>,
     > {
         let writes = self.writes.clone();
-        let key = self.totp.as_ref().map(|t| operators::session_key(t));
+        let key = self.capability.clone();
+        let term = self.raft.metrics().borrow().current_term;
         move |step| {
             Box::pin(async move {
                 let forbid = |reason: String| ControlError::Forbidden { reason };
@@ -149,17 +189,20 @@ impl Supervisor {
                         ))
                     }
                 }
-                let key = key.ok_or_else(|| forbid("this head holds no TOTP secret".into()))?;
-                let expires = operators::unix_ms()
-                    + u64::try_from(operators::SESSION.as_millis()).unwrap_or(u64::MAX);
-                Ok(SessionToken::sign(
-                    &key,
-                    operator.node,
-                    operator.serial,
-                    expires,
-                ))
+                sign(key.as_deref(), term, operator, delegate)
             })
         }
+    }
+
+    /// Signs a capability for `operator` (no TOTP step: a delegation of a
+    /// login already made).
+    fn sign(
+        &self,
+        operator: Operator,
+        delegate: Option<swarm_protocol::NodeId>,
+    ) -> Result<Capability, ControlError> {
+        let term = self.raft.metrics().borrow().current_term;
+        sign(self.capability.as_deref(), term, operator, delegate)
     }
 
     /// The operator a password login is for and the step of its code, if
@@ -219,6 +262,25 @@ impl Supervisor {
 
     /// The step a login's code is for, if the guard lets it through.
     fn check_login(&mut self, login: &VerifyLogin) -> Result<u64, ControlError> {
+        let serial = login.operator.serial;
+        let revoked = self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == serial));
+        if revoked || self.mesh.is_revoked(serial) {
+            let operator = &login.operator;
+            self.mesh.audit(|| AuditRecord {
+                at_ms: operators::unix_ms(),
+                kind: AuditKind::LoginRefused,
+                who: operator.name.clone(),
+                serial,
+                roles: operator.roles.clone(),
+                source: operator.source.to_string(),
+                tag: "swarm.Login".into(),
+                target: String::new(),
+                detail: "the certificate is revoked".into(),
+            });
+            return Err(ControlError::Forbidden {
+                reason: "this operator's certificate is revoked".into(),
+            });
+        }
         self.check_code(&login.operator, &login.code, "swarm.Login")
     }
 
@@ -267,4 +329,30 @@ impl Supervisor {
             }
         })
     }
+}
+
+/// Signs a capability for `operator` under the group's `key`, issued now
+/// for [`operators::SESSION`].
+fn sign(
+    key: Option<&swarm_protocol::capability::CapabilityKey>,
+    term: u64,
+    operator: Operator,
+    delegate: Option<swarm_protocol::NodeId>,
+) -> Result<Capability, ControlError> {
+    let forbid = |reason: String| ControlError::Forbidden { reason };
+    let key = key.ok_or_else(|| forbid("this head holds no TOTP secret".into()))?;
+    let issued_ms = operators::unix_ms();
+    let lifetime = u64::try_from(operators::SESSION.as_millis()).unwrap_or(u64::MAX);
+    let claims = Claims {
+        name: operator.name,
+        serial: operator.serial,
+        node: operator.node,
+        roles: operator.roles,
+        source: operator.source,
+        term,
+        issued_ms,
+        expires_ms: issued_ms.saturating_add(lifetime),
+        delegate,
+    };
+    key.sign(&claims).map_err(|e| forbid(e.to_string()))
 }

@@ -92,10 +92,7 @@ impl Supervisor {
             start,
             stop,
             revoked,
-            session_key: self
-                .totp
-                .as_ref()
-                .map(|t| crate::operators::SessionKey::of(&crate::operators::session_key(t))),
+            capability_key: self.capability.as_ref().map(|k| k.public()),
         }
     }
 }

@@ -195,19 +195,33 @@ impl Reader {
         match envelope {
             Envelope::Tell { to, tag, body } if is_present(&to, tag) => {
                 self.clock.received(true);
+                let mesh = &self.mesh;
                 match crate::operators::session::check_present(
-                    self.mesh.session_key(),
+                    mesh.capability_key(),
+                    |s| mesh.handshake().trust.is_revoked(s),
                     &self.caller,
                     body,
                 ) {
                     Ok(until) => self.handle.set_session(until),
-                    // This node's first lease grant (with the key) may
-                    // still be on its way: check again on the next message.
-                    Err(_) if self.mesh.session_key().is_none() => {
+                    // This node's first lease grant (with the group's key)
+                    // may still be on its way: check again on the next
+                    // message.
+                    Err(_) if self.mesh.capability_key().is_none() => {
                         self.pending_present = Some(body.to_vec());
                     }
                     Err(reason) => {
-                        tracing::warn!(peer = %self.shared.peer.short(), name = %self.caller.name, %reason, "operator session refused");
+                        self.mesh.counters.forbidden();
+                        tracing::warn!(peer = %self.shared.peer.short(), name = %self.caller.name, %reason, "operator capability refused");
+                        let caller = &self.caller;
+                        self.mesh.audit(|| {
+                            audit_record(
+                                caller,
+                                AuditKind::Forbidden,
+                                tag,
+                                crate::operators::SESSION_ACTOR,
+                                &reason,
+                            )
+                        });
                     }
                 }
             }
@@ -381,10 +395,14 @@ impl Reader {
             return false;
         }
         if let Some(body) = &self.pending_present {
-            if let Some(key) = self.mesh.session_key() {
-                if let Ok(until) =
-                    crate::operators::session::check_present(Some(key), &self.caller, body)
-                {
+            let mesh = &self.mesh;
+            if let Some(key) = mesh.capability_key() {
+                if let Ok(until) = crate::operators::session::check_present(
+                    Some(key),
+                    |s| mesh.handshake().trust.is_revoked(s),
+                    &self.caller,
+                    body,
+                ) {
                     self.handle.set_session(until);
                 }
                 self.pending_present = None;

@@ -1,0 +1,199 @@
+//! A hostile member: a node with a real worker certificate that sends
+//! crafted messages through the real link code (the test declares a
+//! message with the same tag and layout as the system one it forges).
+//! Each attempt is refused with a typed error and counted, and the cluster
+//! carries on.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use swarm::operators::{capability_key, Capability, Claims};
+use swarm::protocol::capability::CapabilityKey;
+use swarm::{AskError, NodeId};
+
+use crate::util::{control_cluster, eventually, scratch};
+
+/// What a forger puts on the wire as `swarm.Delegated`: the capability,
+/// then the inner message's target, tag and body (the receiver stamps the
+/// sender from the link).
+#[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<serde_bytes::ByteBuf, swarm::protocol::RemoteError>")]
+struct ForgedDelegated {
+    capability: Capability,
+    to: String,
+    tag: String,
+    #[serde(with = "serde_bytes")]
+    body: Vec<u8>,
+    from: Option<(NodeId, String)>,
+}
+swarm::remote_message!(ForgedDelegated => "swarm.Delegated");
+
+/// A stand-in for the session actor, so a `RemoteAddr` may send the forgery.
+struct Session;
+impl actix::Actor for Session {
+    type Context = actix::Context<Self>;
+}
+impl actix::Handler<ForgedDelegated> for Session {
+    type Result = Result<serde_bytes::ByteBuf, swarm::protocol::RemoteError>;
+    fn handle(&mut self, _: ForgedDelegated, _: &mut Self::Context) -> Self::Result {
+        Ok(serde_bytes::ByteBuf::new())
+    }
+}
+swarm::remote_actor!(Session: ForgedDelegated);
+
+/// Claims for an admin operator `name`, valid for a minute, that `delegate`
+/// may present.
+fn admin_claims(name: &str, serial: u64, delegate: NodeId) -> Claims {
+    let now = swarm::credentials::unix_now() * 1000;
+    Claims {
+        name: name.to_owned(),
+        serial,
+        node: NodeId::from_bytes([7; 16]),
+        roles: vec!["operator".into(), "admin".into()],
+        source: std::net::IpAddr::from([127, 0, 0, 1]),
+        term: 1,
+        issued_ms: now,
+        expires_ms: now + 60_000,
+        delegate: Some(delegate),
+    }
+}
+
+/// Sends a delegated `swarm.ListRevoked` (a read) or `swarm.RevokeCert`
+/// from `from` to `to`'s session actor with `capability`.
+async fn delegated(
+    from: &swarm::Node,
+    to: NodeId,
+    capability: Capability,
+    tag: &str,
+) -> Result<serde_bytes::ByteBuf, AskError> {
+    let body = match tag {
+        "swarm.RevokeCert" => rmp_serde::to_vec(&(1u64, "n1")).unwrap(),
+        _ => rmp_serde::to_vec(&()).unwrap(),
+    };
+    let forged = ForgedDelegated {
+        capability,
+        to: "swarm.control".into(),
+        tag: tag.into(),
+        body,
+        // A claim of who sent it: the receiver overwrites it from the link.
+        from: Some((to, "n1".into())),
+    };
+    let answer = from
+        .remote::<Session>(to, "swarm.session")
+        .send_timeout(forged, Duration::from_secs(5))
+        .await?;
+    answer.map_err(|e| AskError::Forbidden {
+        reason: e.to_string(),
+    })
+}
+
+fn refused(r: Result<serde_bytes::ByteBuf, AskError>) -> String {
+    match r {
+        Err(AskError::Forbidden { reason }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[actix_rt::test]
+async fn a_worker_cannot_act_as_an_admin_with_a_capability_it_minted_itself() {
+    let dir = scratch("hostile-mint");
+    let (_ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let (head, worker) = (&nodes[0].node, &nodes[1].node);
+    worker.connect(head.listen_addr()).await.unwrap();
+    // The worker signs admin claims for "alice" with a key of its own (a
+    // worker holds no key of the head group's: there is none to steal).
+    let own = CapabilityKey::from_seed(&[42; 32]);
+    let forged = own.sign(&admin_claims("alice", 1, worker.id())).unwrap();
+    let before = head.stats().forbidden;
+    let reason = refused(delegated(worker, head.id(), forged, "swarm.RevokeCert").await);
+    assert!(reason.contains("not signed by the head group"), "{reason}");
+    assert!(head.stats().forbidden > before, "counted");
+    // Nothing was revoked, and the cluster answers as before.
+    let control = head.control().unwrap();
+    assert!(control.revoked().await.unwrap().is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_rt::test]
+async fn a_genuine_capability_serves_only_its_delegate_only_until_it_ends_or_is_revoked() {
+    let dir = scratch("hostile-delegate");
+    let (ca, nodes) = control_cluster(&dir, 1, 2, |_, _| {}).await;
+    let (head, n2, n3) = (&nodes[0].node, &nodes[1].node, &nodes[2].node);
+    for n in [n2, n3] {
+        n.connect(head.listen_addr()).await.unwrap();
+    }
+    // What the head group would sign for root's login through n2's admin
+    // API (the test holds the cluster's TOTP secret, as heads do).
+    let group = capability_key(&ca.totp);
+    let genuine = group.sign(&admin_claims("root", 99, n2.id())).unwrap();
+    // The head learns nothing from a lease here: it holds the key itself.
+    let ok = eventually(Duration::from_secs(10), || {
+        let genuine = genuine.clone();
+        async move {
+            delegated(n2, head.id(), genuine, "swarm.ListRevoked")
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    assert!(ok, "the delegate's read is served");
+    // Another node replaying it (it saw it, say) is refused, whatever it
+    // claims to be.
+    let reason = refused(delegated(n3, head.id(), genuine.clone(), "swarm.ListRevoked").await);
+    assert!(reason.contains("delegate"), "{reason}");
+    // An expired one, even from its delegate.
+    let mut old = admin_claims("root", 99, n2.id());
+    old.issued_ms -= 120_000;
+    old.expires_ms = old.issued_ms + 60_000;
+    let expired = group.sign(&old).unwrap();
+    let reason = refused(delegated(n2, head.id(), expired, "swarm.ListRevoked").await);
+    assert!(reason.contains("expired"), "{reason}");
+    // Revoked: refused on its next use.
+    let control = head.control().unwrap();
+    control.revoke(99, "root").await.unwrap();
+    let revoked = eventually(Duration::from_secs(10), || {
+        let genuine = genuine.clone();
+        async move {
+            matches!(
+                delegated(n2, head.id(), genuine, "swarm.ListRevoked").await,
+                Err(AskError::Forbidden { reason }) if reason.contains("revoked")
+            )
+        }
+    })
+    .await;
+    assert!(revoked, "a revoked operator's capability still served");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_rt::test]
+async fn a_mixed_worker_operator_certificate_reaches_operator_targets_only_after_a_login() {
+    let dir = scratch("hostile-mixed");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let head = &nodes[0].node;
+    let config = crate::util::config_with_roles(&ca, "mixed", &["worker", "operator", "admin"]);
+    let code = crate::util::totp_code(&ca, &config);
+    let mixed = crate::util::start(config).await;
+    mixed.node.connect(head.listen_addr()).await.unwrap();
+    // An admin-class message (revoking) from the mixed certificate without
+    // a login: its operator roles count for nothing.
+    let control = mixed
+        .node
+        .control_through(head.listen_addr())
+        .await
+        .unwrap();
+    match control.revoke(1234, "nobody").await {
+        Err(swarm::control::ControlError::Forbidden { reason }) => {
+            assert!(reason.contains("second factor"), "{reason}")
+        }
+        other => panic!("a mixed certificate revoked without a login: {other:?}"),
+    }
+    // After a TOTP login it may.
+    let logged = eventually(Duration::from_secs(20), || {
+        let (node, code, addr) = (mixed.node.clone(), code.clone(), head.listen_addr());
+        async move { node.login(addr, &code).await.is_ok() }
+    })
+    .await;
+    assert!(logged);
+    assert!(control.revoke(1234, "nobody").await.unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
