@@ -32,13 +32,22 @@ pub struct MeshConfig {
     pub idle_timeout: Duration,
     /// Bytes of envelopes queued per link before tells wait (backpressure).
     pub link_queue_bytes: usize,
-    /// Handshakes in progress at once on the listener; more connections are refused.
+    /// Handshakes in progress at once on the listener; a connection takes
+    /// a slot once it has sent its first byte, and is refused if none is free.
     pub max_pending_handshakes: usize,
-    /// Handshakes in progress at once from one IP address; more are
-    /// refused, so one client cannot take every slot.
+    /// Connections not yet links (silent or in the handshake) from one IP
+    /// address at once; more are refused, so one client cannot take every
+    /// slot.
     pub max_handshakes_per_source: usize,
+    /// Accepted connections that have sent nothing yet, waiting at once
+    /// (at most three quarters of the fd limit is used). They hold no
+    /// handshake slot; when this many wait, the oldest is closed to admit
+    /// a new one, so silent connections cannot keep real peers out.
+    pub max_silent_connections: usize,
     /// An accepted connection that sends nothing for this long is closed
-    /// (a dialing peer writes its first handshake message at once).
+    /// (a dialing peer writes its first handshake message at once); less
+    /// once the silent connections fill more than half their pool, down to
+    /// 100 ms when it is full.
     pub first_byte_timeout: Duration,
     /// How often refused connections beyond the first few are summarised
     /// in one log line, and how often the node logs its counters when
@@ -100,6 +109,7 @@ impl MeshConfig {
             link_queue_bytes: 8 << 20,
             max_pending_handshakes: 256,
             max_handshakes_per_source: 16,
+            max_silent_connections: 16_384,
             first_byte_timeout: Duration::from_secs(2),
             summary_interval: Duration::from_secs(10),
             max_inbound_asks: 4096,

@@ -631,6 +631,27 @@ fn membership_event(log: &crate::inspect::events::EventLog, event: &ClusterEvent
     );
 }
 
+/// Binds a TCP listener on `addr` with a backlog of [`ACCEPT_BACKLOG`].
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted node rebinds its port at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
+}
+
+/// Connections the kernel queues for the listener before it drops new
+/// SYNs (capped by `net.core.somaxconn`, 4096 on current Linux): a flood
+/// that reconnects its silent connections as fast as the node closes them
+/// must not fill the queue, or a real peer's SYN waits a 1 s retransmit
+/// (tokio's `TcpListener::bind` uses 1024).
+const ACCEPT_BACKLOG: u32 = 4096;
+
 /// Binds the mesh listener and, with membership, the gossip socket on the
 /// same port number. With port 0 the OS picks the TCP port; if that port is
 /// taken for UDP, another is tried.
@@ -643,7 +664,7 @@ async fn bind(
     };
     let mut attempts = 0;
     loop {
-        let tcp = TcpListener::bind(config.listen).await.map_err(bind_err)?;
+        let tcp = listen(config.listen).map_err(bind_err)?;
         if config.cluster.is_none() {
             return Ok((tcp, None));
         }

@@ -41,6 +41,7 @@ pub(crate) fn spawn(mesh: Mesh, cluster: Option<Cluster>, interval: Duration) {
                 tracing::info!(
                     links = m.links,
                     handshakes_refused = m.handshakes_refused,
+                    silent_dropped = m.silent_dropped,
                     links_failed = m.links_failed,
                     tells_dropped = m.tells_dropped,
                     gossip_unsealed = now.gossip_unsealed,

@@ -39,6 +39,7 @@ const COUNTERS: &[(&str, &[&str])] = &[
             "datagrams_relayed",
             "datagrams_dropped",
             "handshakes_refused",
+            "silent_dropped",
             "links_failed",
             "tells_dropped",
             "background_dials",

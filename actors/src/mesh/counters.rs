@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     handshakes_refused: AtomicU64,
+    silent_dropped: AtomicU64,
     links_failed: AtomicU64,
     tells_dropped: AtomicU64,
     background_dials: AtomicU64,
@@ -22,6 +23,12 @@ pub(super) struct Counters {
 impl Counters {
     pub(super) fn handshake_refused(&self) {
         self.handshakes_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The listener closed a connection that had sent nothing (its
+    /// deadline passed, or a newer one pushed it out of a full pool).
+    pub(super) fn silent_dropped(&self) {
+        self.silent_dropped.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn link_failed(&self) {
@@ -72,6 +79,7 @@ impl Counters {
             datagrams_relayed: self.datagrams_relayed.load(Ordering::Relaxed),
             datagrams_dropped: self.datagrams_dropped.load(Ordering::Relaxed),
             handshakes_refused: self.handshakes_refused.load(Ordering::Relaxed),
+            silent_dropped: self.silent_dropped.load(Ordering::Relaxed),
             links_failed: self.links_failed.load(Ordering::Relaxed),
             tells_dropped: self.tells_dropped.load(Ordering::Relaxed),
             background_dials: self.background_dials.load(Ordering::Relaxed),
@@ -102,6 +110,11 @@ pub struct MeshStats {
     pub datagrams_dropped: u64,
     /// Connections refused before or during the handshake.
     pub handshakes_refused: u64,
+    /// Of those, connections closed because they had sent nothing: their
+    /// deadline passed, or a newer one pushed them out of the full pool of
+    /// silent connections.
+    #[serde(default)]
+    pub silent_dropped: u64,
     /// Links closed because of an error (bad input, timeout, i/o).
     pub links_failed: u64,
     /// Tells that found no actor or did not decode.

@@ -21,6 +21,9 @@ pub(super) enum Refusal {
     TooManyFromSource,
     /// Nothing arrived within the first-byte deadline.
     Silent,
+    /// Nothing arrived yet, and the pool of silent connections was full:
+    /// a newer connection took its place.
+    PushedOut,
     /// The handshake failed (bad frame, wrong secret or certificate, timeout).
     HandshakeFailed,
     /// `accept` itself failed (typically out of file descriptors).
@@ -33,6 +36,7 @@ impl Refusal {
             Refusal::TooManyHandshakes => "too many handshakes in progress",
             Refusal::TooManyFromSource => "too many handshakes from one address",
             Refusal::Silent => "nothing sent within the first-byte deadline",
+            Refusal::PushedOut => "silent, pushed out by a newer connection",
             Refusal::HandshakeFailed => "handshake failed",
             Refusal::AcceptFailed => "accept failed",
         }

@@ -236,12 +236,14 @@ async fn node_refuses_to_dial_a_peer_of_another_cluster() {
     assert!(a.node.peers().is_empty() && b.node.peers().is_empty());
 }
 
-/// Keeps `n` connections from `source` open to `target` that never send a
-/// byte, reopening each one the node closes, until `stop` is set.
+/// Keeps `n` connections from `source` open to `target` that send `first`
+/// (nothing, or the start of a frame) and then nothing more, reopening each
+/// one the node closes, until `stop` is set.
 fn idle_flood(
     source: std::net::IpAddr,
     target: SocketAddr,
     n: usize,
+    first: &'static [u8],
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> std::thread::JoinHandle<usize> {
     std::thread::spawn(move || {
@@ -265,6 +267,9 @@ fn idle_flood(
                             continue;
                         };
                         opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if stream.write_all(first).await.is_err() {
+                            continue;
+                        }
                         // Hold it until the node closes it (or the flood stops).
                         let mut buf = [0u8; 64];
                         let _ =
@@ -303,6 +308,7 @@ async fn a_client_holding_idle_connections_cannot_lock_other_peers_out() {
         "127.0.0.2".parse().unwrap(),
         a.node.listen_addr(),
         300,
+        b"",
         stop.clone(),
     );
     assert!(
@@ -330,13 +336,16 @@ async fn an_overloaded_node_tells_the_dialer_it_is_overloaded() {
     let ca = Throwaway::new("test");
     let mut c = config(&ca, "a");
     c.max_pending_handshakes = 2;
-    c.first_byte_timeout = Duration::from_secs(30);
+    c.handshake_timeout = Duration::from_secs(30);
     let a = start(c).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Two connections that sent the first byte of a frame take both
+    // handshake slots (silent ones would take none).
     let flood = idle_flood(
         "127.0.0.2".parse().unwrap(),
         a.node.listen_addr(),
         2,
+        &[0],
         stop.clone(),
     );
     let b = start(config(&ca, "b")).await;

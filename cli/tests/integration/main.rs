@@ -28,6 +28,7 @@ mod processes;
 mod relay;
 mod renewal;
 mod revocation;
+mod silent_flood;
 mod stress;
 mod supervision;
 mod tasks;

@@ -381,22 +381,25 @@ fn a_certificate_pre_issued_with_not_before_is_refused_until_then() {
 
 /// A node process whose stderr lines arrive on `lines`; killed (and its
 /// directory removed) on drop.
-struct LoggedNode {
+pub(crate) struct LoggedNode {
     child: std::process::Child,
-    addr: String,
-    lines: std::sync::mpsc::Receiver<String>,
+    /// Where its mesh listens.
+    pub(crate) addr: String,
+    /// Its stderr, line by line.
+    pub(crate) lines: std::sync::mpsc::Receiver<String>,
     dir: std::path::PathBuf,
+    /// Its cluster's CA: in-process peers get their identities from it.
+    pub(crate) ca: swarm::credentials::Throwaway,
 }
 
 impl LoggedNode {
     /// Starts node `n1` of a throw-away cluster, with `extra` TOML lines
     /// before the rendered configuration and `RUST_LOG=log`.
-    fn start(cluster: &str, extra: &str, log: &str) -> Self {
+    pub(crate) fn start(cluster: &str, extra: &str, log: &str) -> Self {
         use std::io::BufRead;
         let dir = scratch(cluster);
-        swarm::credentials::Throwaway::new(cluster)
-            .write_files(&dir, &["n1"])
-            .unwrap();
+        let ca = swarm::credentials::Throwaway::new(cluster);
+        ca.write_files(&dir, &["n1"]).unwrap();
         let config = dir.join("n1.toml");
         let rendered = NodeFile::render(cluster, "n1", "127.0.0.1:0".parse().unwrap(), &[], &[]);
         std::fs::write(&config, format!("{extra}{rendered}")).unwrap();
@@ -434,6 +437,7 @@ impl LoggedNode {
             addr,
             lines,
             dir,
+            ca,
         }
     }
 }

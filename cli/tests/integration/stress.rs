@@ -68,3 +68,15 @@ async fn stress_five_million_tells_arrive_in_order() {
         "none out of order"
     );
 }
+
+/// The full size of the flood in `silent_flood`: 10,000 silent connections
+/// from 1,000 loopback addresses (10 each, under the per-source bound of
+/// 16). Needs `ulimit -n` of 11,000 (the node is a child process).
+#[actix_rt::test]
+#[ignore]
+async fn stress_new_peers_connect_within_2s_while_10000_silent_connections_from_1000_addresses_are_held(
+) {
+    crate::silent_flood::new_peers_during_a_silent_flood("silent10k", 1_000, 10, 20)
+        .await
+        .assert_all_within(Duration::from_secs(2));
+}
