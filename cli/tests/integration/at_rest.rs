@@ -377,10 +377,13 @@ fn keys_rotate_reseal_and_passwd_work_from_the_command_line() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A stored value as it is on disk: its table, key and (sealed) bytes.
+type RawValue = (String, Vec<u8>, Vec<u8>);
+
 /// Every (table, key, value) of a head store, read raw with redb's
 /// integrity check (sealed values stay sealed: equal bytes are equal
 /// values, bound to the same places).
-fn raw_store(file: &Path) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, String> {
+fn raw_store(file: &Path) -> Result<Vec<RawValue>, String> {
     use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
     const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
     const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");

@@ -318,7 +318,8 @@ async fn a_sealed_value_moved_to_another_key_or_index_does_not_open() -> Result<
     };
     let log_15 = value("log", &15u64.to_be_bytes());
     let vote = value("meta", b"vote");
-    let cases: [(&str, &dyn Fn(&redb::WriteTransaction)); 3] = [
+    type Change<'a> = &'a dyn Fn(&redb::WriteTransaction);
+    let cases: [(&str, Change<'_>); 3] = [
         ("log entry 16 does not open", &|txn| {
             let mut t = txn.open_table(LOG).expect("the log");
             t.insert(16, log_15.as_slice()).expect("an insert");
