@@ -368,8 +368,9 @@ pub fn read_hex(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// Creates a key directory and its missing parents, mode 0700.
 fn create_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|source| FileError::Write {
+    swarm_actors::at_rest::create_private_dir(dir).map_err(|source| FileError::Write {
         path: dir.to_owned(),
         source,
     })

@@ -9,7 +9,8 @@
 //! while nodes run: a running node notices the file changed (checked at
 //! most once a second, and whenever a value names a term it lacks) and
 //! seals new values under the new term; every older term still opens.
-//! [`Keyring::passwd`] rewraps the root key under a new passphrase.
+//! [`Keyring::passwd`] rewraps the root key under a new passphrase;
+//! [`Keyring::passwd_new_root`] also replaces the root key itself.
 //!
 //! Secrets are wiped from memory when dropped where the crates allow it
 //! (`Zeroizing` buffers, aes-gcm's key schedule).
@@ -171,38 +172,81 @@ fn read_key_file(path: &Path) -> Result<Secret> {
     Ok(key)
 }
 
+/// Creates `dir` and any missing parents with mode 0700 (on unix): the
+/// directories of keyrings, sealed files and the head's store are nobody
+/// else's to list. Directories that exist already are left as they are.
+///
+/// # Errors
+///
+/// If a directory cannot be created.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Opens a new file at `path` for writing, mode 0600: `O_CREAT|O_EXCL`
+/// (it fails if anything, a symlink included, is there already) and, on
+/// unix, `O_NOFOLLOW`.
+///
+/// # Errors
+///
+/// If something exists at `path` or it cannot be created.
+pub fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600).custom_flags(libc::O_NOFOLLOW);
+    }
+    options.open(path)
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename, mode
 /// 0600, synced: a crash leaves the old file or the new one.
+///
+/// The temporary file is in the same directory under an unpredictable name
+/// (16 random hex digits) and is created with [`create_private_file`], so a
+/// symlink planted in the directory is never followed and never written
+/// through. Missing directories are created 0700.
 fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> Result<()> {
     let err = |source| AtRestError::Write {
         path: path.to_owned(),
         source,
     };
-    if create_new && path.exists() {
+    if create_new && fs::symlink_metadata(path).is_ok() {
         return Err(AtRestError::Write {
             path: path.to_owned(),
             source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
         });
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(err)?;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(dir) = dir {
+        create_private_dir(dir).map_err(err)?;
     }
     let name = path
         .file_name()
         .map_or_else(|| "sealed".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
+    let tmp = path.with_file_name(format!(
+        ".{name}.{}.tmp",
+        swarm_protocol::identity::hex(&random::<8>())
+    ));
+    let mut file = create_private_file(&tmp).map_err(err)?;
     let result = (|| {
-        let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::rename(&tmp, path)
+        drop(file);
+        fs::rename(&tmp, path)?;
+        // The rename is durable once the directory is synced.
+        #[cfg(unix)]
+        fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()?;
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -253,6 +297,13 @@ impl Keys {
             newest: keys.keys().next_back().copied().unwrap_or(0),
         }
     }
+}
+
+/// Whether a rewrap keeps the root key or draws a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    Keep,
+    Fresh,
 }
 
 /// How often a running node looks at its keyring file for a new term.
@@ -455,12 +506,47 @@ impl Keyring {
     /// If `old` does not open it, `new` is too short or not a key file,
     /// or the file cannot be written.
     pub fn passwd(path: &Path, old: &Unlock, new: &Unlock, params: KdfParams) -> Result<()> {
+        Self::rewrap(path, old, new, params, Root::Keep)
+    }
+
+    /// Rewraps the keyring at `path` under `new` with a freshly generated
+    /// root key: the data keys (and so every file and value sealed under
+    /// them) stay the same, but neither the old passphrase or key file nor
+    /// the old root key opens the keyring any more, so a leaked copy of
+    /// either is worthless against the new file.
+    ///
+    /// Running nodes keep their data keys in memory and go on sealing and
+    /// opening; they no longer see later rotations of this file until they
+    /// restart (the new root key is not theirs).
+    ///
+    /// # Errors
+    ///
+    /// As [`Keyring::passwd`].
+    pub fn passwd_new_root(
+        path: &Path,
+        old: &Unlock,
+        new: &Unlock,
+        params: KdfParams,
+    ) -> Result<()> {
+        Self::rewrap(path, old, new, params, Root::Fresh)
+    }
+
+    fn rewrap(
+        path: &Path,
+        old: &Unlock,
+        new: &Unlock,
+        params: KdfParams,
+        root: Root,
+    ) -> Result<()> {
         let (locked, _) = Self::locked(path)?;
         let kek = kek_for(path, &locked, old)?;
-        let opened = locked.open(&kek).map_err(|source| AtRestError::Keyring {
+        let mut opened = locked.open(&kek).map_err(|source| AtRestError::Keyring {
             path: path.to_owned(),
             source,
         })?;
+        if root == Root::Fresh {
+            opened.root = Zeroizing::new(random());
+        }
         let (wrap, kek) = wrap_for(new, params)?;
         write_private(
             path,

@@ -106,24 +106,46 @@ pub(crate) struct Head {
     arbiter: actix::ArbiterHandle,
 }
 
+/// A head's store, opened and checked whole, not yet handed to Raft.
+pub(crate) struct Store {
+    log: store::LogStore,
+    sm: store::StateMachine,
+}
+
+/// Checks the head's settings and opens its store (checking it whole:
+/// [`store::open`]). A node does this before it starts any actor, so a
+/// damaged store stops the start with nothing to tear down.
+///
+/// # Errors
+///
+/// If `voters` is not 1, 3 or 5, or the store does not open.
+pub(crate) fn open_store(config: &HeadConfig) -> Result<Store, StartError> {
+    if ![1, 3, 5].contains(&config.voters) {
+        return Err(StartError::Head {
+            reason: format!("voters must be 1, 3 or 5, not {}", config.voters),
+        });
+    }
+    let (log, sm) =
+        store::open(&config.dir, Arc::clone(&config.seal)).map_err(|e| StartError::Head {
+            reason: format!("{}: {e}", config.dir.display()),
+        })?;
+    Ok(Store { log, sm })
+}
+
 impl Head {
-    /// Opens the store, starts Raft and the supervisor, exposes both, and
-    /// bootstraps the group once `voters` heads are members.
+    /// Starts Raft on the store ([`open_store`]) and the supervisor,
+    /// exposes both, and bootstraps the group once `voters` heads are
+    /// members.
     pub(crate) async fn start(
         mesh: Mesh,
         cluster: Cluster,
         config: HeadConfig,
+        store: Store,
     ) -> Result<Head, StartError> {
-        if ![1, 3, 5].contains(&config.voters) {
-            return Err(StartError::Head {
-                reason: format!("voters must be 1, 3 or 5, not {}", config.voters),
-            });
-        }
         let store_error = |e: &dyn std::fmt::Display| StartError::Head {
             reason: format!("{}: {e}", config.dir.display()),
         };
-        let (log, sm) =
-            store::open(&config.dir, Arc::clone(&config.seal)).map_err(|e| store_error(&e))?;
+        let Store { log, sm } = store;
         let machine = sm.machine();
         let election = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {

@@ -138,6 +138,15 @@ impl Node {
                 });
             }
         }
+        // The head's store is opened (and checked whole) before any actor
+        // starts: a damaged one stops the start with nothing to tear down.
+        let head_config = match head_config {
+            Some(head) => {
+                let store = crate::head::open_store(&head)?;
+                Some((head, store))
+            }
+            None => None,
+        };
         let summary_interval = config.summary_interval;
         // Relays learned through membership come later; configured ones are dialed now.
         let wait_for_relays =
@@ -205,8 +214,8 @@ impl Node {
                 .directory()
                 .insert(CLUSTER_ACTOR.to_owned(), std::sync::Arc::new(entry));
             debug_assert!(exposed, "a new node's directory is empty");
-            if let Some(head) = head_config {
-                match Head::start(node.mesh.clone(), cluster.clone(), head).await {
+            if let Some((head, store)) = head_config {
+                match Head::start(node.mesh.clone(), cluster.clone(), head, store).await {
                     Ok(head) => node.head = Some(head),
                     Err(e) => {
                         node.shutdown();

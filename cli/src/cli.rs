@@ -7,6 +7,7 @@ mod cluster;
 mod commands;
 mod console;
 mod control;
+mod core_dumps;
 mod demo;
 mod keys;
 mod node;
@@ -558,6 +559,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Command::Keys(KeysCommand::Rotate { keyring, reseal }) => keys::rotate(&keyring, reseal),
         Command::Keys(KeysCommand::Passwd {
             keyring,
+            new_root,
             new_key_file,
             new_passphrase_file,
             new_passphrase_env,
@@ -568,6 +570,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 passphrase_file: new_passphrase_file.as_deref(),
                 passphrase_env: new_passphrase_env.as_deref(),
             },
+            new_root,
         ),
         Command::Keys(KeysCommand::Status { keyring }) => keys::status(&keyring),
         Command::Node(NodeCommand::Start {

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::*;
 
@@ -171,4 +171,131 @@ fn a_rotation_reaches_a_running_holder_and_old_terms_still_open() {
         reopened.open_value(Kind::Raft, b"", &forged).unwrap_err(),
         SealedError::UnknownTerm { term: 9, newest: 2 }
     );
+}
+
+#[test]
+fn a_new_root_key_keeps_sealed_files_open_and_shuts_out_the_old_secret_and_root() {
+    let dir = Scratch::new("new-root");
+    let path = dir.0.join("keyring");
+    let ring = Keyring::create(&path, &pass("the old passphrase"), CHEAP).unwrap();
+    let file = dir.0.join("n1.key");
+    ring.write_file(&file, Kind::NodeKey, b"node secret")
+        .unwrap();
+    let value = ring.seal(Kind::Raft, b"log 1", b"entry");
+    let before = keyring::parse(&fs::read(&path).unwrap()).unwrap();
+
+    Keyring::passwd_new_root(
+        &path,
+        &pass("the old passphrase"),
+        &pass("the new passphrase"),
+        CHEAP,
+    )
+    .unwrap();
+
+    // What was sealed before opens after, under the new passphrase.
+    let after = Keyring::open(&path, &pass("the new passphrase")).unwrap();
+    assert_eq!(
+        &after.read_file(&file, Kind::NodeKey).unwrap()[..],
+        b"node secret"
+    );
+    assert_eq!(
+        &after.open_value(Kind::Raft, b"log 1", &value).unwrap()[..],
+        b"entry"
+    );
+    assert_eq!(after.terms(), vec![1]);
+
+    // The old passphrase does not open it.
+    let old = Keyring::open(&path, &pass("the old passphrase")).unwrap_err();
+    assert!(
+        old.to_string()
+            .ends_with("does not open with this passphrase"),
+        "{old}"
+    );
+    // The old root key does not open the new key list: the file's data
+    // keys are sealed under a root the old one is not.
+    let locked = keyring::parse(&fs::read(&path).unwrap()).unwrap();
+    assert!(locked.keys_with_root(&ring.inner.root).is_err());
+    assert!(before.keys_with_root(&ring.inner.root).is_ok());
+    assert_ne!(ring.inner.root[..], after.inner.root[..]);
+    // A holder of the old root (a node still running) cannot add a term.
+    let rotate = ring.rotate().unwrap_err().to_string();
+    assert!(
+        rotate.contains("data keys failed authentication"),
+        "{rotate}"
+    );
+    // The new holder can, and the old holder still opens what it sealed.
+    assert_eq!(after.rotate().unwrap(), 2);
+    assert_eq!(
+        &ring.open_value(Kind::Raft, b"log 1", &value).unwrap()[..],
+        b"entry"
+    );
+
+    // A plain passwd keeps the root key.
+    Keyring::passwd(
+        &path,
+        &pass("the new passphrase"),
+        &pass("a third passphrase"),
+        CHEAP,
+    )
+    .unwrap();
+    let third = Keyring::open(&path, &pass("a third passphrase")).unwrap();
+    assert_eq!(third.inner.root[..], after.inner.root[..]);
+}
+
+#[cfg(unix)]
+#[test]
+fn an_atomic_write_follows_no_planted_symlink_and_leaves_a_0600_file_in_a_0700_dir() {
+    use std::os::unix::fs::{symlink, PermissionsExt as _};
+
+    let dir = Scratch::new("symlink");
+    let victim = dir.0.join("victim");
+    fs::write(&victim, b"untouched").unwrap();
+    let sub = dir.0.join("node").join("keys");
+    let ring = Keyring::create(&sub.join("keyring"), &pass("a good passphrase"), CHEAP).unwrap();
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&sub), 0o700);
+    assert_eq!(mode(&dir.0.join("node")), 0o700);
+    assert_eq!(mode(&sub.join("keyring")), 0o600);
+
+    // Symlinks at the names the old code used (pid-named temporary
+    // files), and one at the destination itself.
+    let target = sub.join("n1.key");
+    let planted = sub.join(format!(".n1.key.{}.tmp", std::process::id()));
+    symlink(&victim, &planted).unwrap();
+    symlink(&victim, &target).unwrap();
+    ring.write_file(&target, Kind::NodeKey, b"node secret")
+        .unwrap();
+    assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+    let meta = fs::symlink_metadata(&target).unwrap();
+    assert!(meta.file_type().is_file(), "the symlink was replaced");
+    assert_eq!(mode(&target), 0o600);
+    assert_eq!(
+        &ring.read_file(&target, Kind::NodeKey).unwrap()[..],
+        b"node secret"
+    );
+    // The temporary file is gone, the planted link untouched.
+    let names: Vec<String> = fs::read_dir(&sub)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(fs::symlink_metadata(&planted)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+
+    // The temporary file's open refuses a symlink (even a dangling one)
+    // and any existing file.
+    let dangling = sub.join("dangling");
+    symlink(dir.0.join("nowhere"), &dangling).unwrap();
+    assert!(create_private_file(&dangling).is_err());
+    assert!(!dir.0.join("nowhere").exists());
+    assert!(create_private_file(&planted).is_err());
+    assert_eq!(fs::read(&victim).unwrap(), b"untouched");
+    // Repeated writes beside the planted links succeed and leave nothing
+    // behind.
+    for _ in 0..20 {
+        ring.write_file(&target, Kind::NodeKey, b"again").unwrap();
+    }
+    assert_eq!(fs::read_dir(&sub).unwrap().count(), 4);
 }

@@ -5,10 +5,19 @@
 //!
 //! Every value passes through one [`Seal`] on its way to disk and back:
 //! [`Plain`] in tests, a node's [`Keyring`](crate::at_rest::Keyring)
-//! (AES-256-GCM) wherever a configuration names one.
+//! (AES-256-GCM) wherever a configuration names one. Each value is sealed
+//! bound to its place ([`Place`]: the log index, or the metadata key), so a
+//! value copied or moved to another place does not open.
 //!
-//! Writes run on tokio's blocking pool (a commit waits for fsync), never on
-//! the node's arbiter.
+//! The file is checked whole at open: redb verifies the checksum of every
+//! page of the committed trees, and every value is opened and decoded, so
+//! a flipped byte is refused at start with the file named instead of
+//! surfacing later (or never). Commits are two-phase, so a damaged latest
+//! commit is an error rather than a silent fall back to the one before.
+//!
+//! The file is created 0600 in a 0700 directory. Writes run on tokio's
+//! blocking pool or the log's writer thread (a commit waits for fsync),
+//! never on the node's arbiter.
 
 // openraft's `StorageError` is what every storage trait method returns;
 // the helpers return it too rather than boxing it only to unbox it again.
@@ -16,7 +25,7 @@
 
 use std::fmt::Debug;
 use std::io::Cursor;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use openraft::storage::RaftStateMachine;
@@ -28,21 +37,25 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::state::{Applied, ControlState};
-use super::types::{Entry, LogId, Membership, RaftConfig, Snapshot, SnapshotMeta, StorageError};
+use super::types::{
+    Entry, LogId, Membership, RaftConfig, Snapshot, SnapshotMeta, StorageError, Vote,
+};
 
 pub(crate) const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 /// What every stored value passes through on its way to disk and back.
 pub trait Seal: Send + Sync + 'static {
-    /// Seals `plain` for storage.
-    fn seal(&self, plain: Vec<u8>) -> Vec<u8>;
-    /// Opens a stored value; an error if it was altered or is not ours.
+    /// Seals `plain` for storage, bound to `context` (where it is stored):
+    /// it MUST NOT open under another context.
+    fn seal(&self, context: &[u8], plain: Vec<u8>) -> Vec<u8>;
+    /// Opens a stored value sealed under `context`; an error if it was
+    /// altered, sealed for another place, or is not ours.
     ///
     /// # Errors
     ///
     /// A description of why the value cannot be opened.
-    fn open(&self, sealed: Vec<u8>) -> Result<Vec<u8>, String>;
+    fn open(&self, context: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>, String>;
 }
 
 /// Stores values as they are (until the security layer seals them).
@@ -50,29 +63,70 @@ pub trait Seal: Send + Sync + 'static {
 pub struct Plain;
 
 impl Seal for Plain {
-    fn seal(&self, plain: Vec<u8>) -> Vec<u8> {
+    fn seal(&self, _: &[u8], plain: Vec<u8>) -> Vec<u8> {
         plain
     }
 
-    fn open(&self, sealed: Vec<u8>) -> Result<Vec<u8>, String> {
+    fn open(&self, _: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>, String> {
         Ok(sealed)
     }
 }
 
 /// The security layer's seal: AES-256-GCM under the node's keyring, each
-/// value a sealed value of kind `Raft`.
+/// value a sealed value of kind `Raft` with its place as associated data.
 impl Seal for crate::at_rest::Keyring {
-    fn seal(&self, plain: Vec<u8>) -> Vec<u8> {
-        let sealed =
-            crate::at_rest::Keyring::seal(self, swarm_protocol::sealed::Kind::Raft, b"", &plain);
+    fn seal(&self, context: &[u8], plain: Vec<u8>) -> Vec<u8> {
+        let sealed = crate::at_rest::Keyring::seal(
+            self,
+            swarm_protocol::sealed::Kind::Raft,
+            context,
+            &plain,
+        );
         drop(zeroize::Zeroizing::new(plain));
         sealed
     }
 
-    fn open(&self, sealed: Vec<u8>) -> Result<Vec<u8>, String> {
-        self.open_value(swarm_protocol::sealed::Kind::Raft, b"", &sealed)
+    fn open(&self, context: &[u8], sealed: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.open_value(swarm_protocol::sealed::Kind::Raft, context, &sealed)
             .map(|plain| plain.to_vec())
-            .map_err(|e| format!("{} {e}", self.path().display()))
+            .map_err(|e| format!("{e} (keyring {})", self.path().display()))
+    }
+}
+
+/// Where a value is stored: what its seal is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place<'a> {
+    /// The log entry of this index.
+    Log(u64),
+    /// The metadata value of this key (`vote`, `committed`, `purged`,
+    /// `snapshot`).
+    Meta(&'a str),
+}
+
+impl Place<'_> {
+    /// The seal's context: the table and the key.
+    fn context(self) -> Vec<u8> {
+        let mut out = b"swarm head.redb ".to_vec();
+        match self {
+            Place::Log(index) => {
+                out.extend_from_slice(b"log ");
+                out.extend_from_slice(&index.to_be_bytes());
+            }
+            Place::Meta(key) => {
+                out.extend_from_slice(b"meta ");
+                out.extend_from_slice(key.as_bytes());
+            }
+        }
+        out
+    }
+}
+
+impl std::fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Log(index) => write!(f, "log entry {index}"),
+            Place::Meta(key) => write!(f, "{key} value"),
+        }
     }
 }
 
@@ -80,6 +134,8 @@ impl Seal for crate::at_rest::Keyring {
 pub(crate) struct Db {
     db: Database,
     seal: Arc<dyn Seal>,
+    /// The file, for error messages.
+    path: PathBuf,
 }
 
 fn io(e: impl ToString) -> StorageError {
@@ -91,25 +147,56 @@ fn read_err(e: impl ToString) -> StorageError {
 }
 
 impl Db {
-    fn encode<T: Serialize>(&self, value: &T) -> Result<Vec<u8>, StorageError> {
+    fn encode<T: Serialize>(&self, place: Place<'_>, value: &T) -> Result<Vec<u8>, StorageError> {
         let plain = rmp_serde::to_vec(value).map_err(io)?;
-        Ok(self.seal.seal(plain))
+        Ok(self.seal.seal(&place.context(), plain))
     }
 
-    fn decode<T: DeserializeOwned>(&self, stored: &[u8]) -> Result<T, StorageError> {
-        let plain = self.seal.open(stored.to_vec()).map_err(read_err)?;
-        rmp_serde::from_slice(&plain).map_err(read_err)
+    fn decode<T: DeserializeOwned>(
+        &self,
+        place: Place<'_>,
+        stored: &[u8],
+    ) -> Result<T, StorageError> {
+        let plain = match self.seal.open(&place.context(), stored.to_vec()) {
+            Ok(plain) => plain,
+            // Stores written before values were bound to their place
+            // sealed them with an empty context: say so rather than
+            // calling them damaged.
+            Err(_) if self.seal.open(b"", stored.to_vec()).is_ok() => {
+                return Err(read_err(format!(
+                    "{}: {place} was sealed by an older swarm, before values were bound to their place; this build does not read that format (move the store aside: the head rejoins from its peers)",
+                    self.path.display()
+                )))
+            }
+            Err(e) => {
+                return Err(read_err(format!(
+                    "{}: {place} does not open (damaged, or moved from another place): {e}",
+                    self.path.display()
+                )))
+            }
+        };
+        rmp_serde::from_slice(&plain).map_err(|e| {
+            read_err(format!(
+                "{}: {place} does not decode: {e}",
+                self.path.display()
+            ))
+        })
+    }
+
+    /// A redb error, naming the file.
+    fn redb_err(&self, e: impl std::fmt::Display) -> StorageError {
+        read_err(format!("{}: {e}", self.path.display()))
     }
 
     fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
-        let txn = self.db.begin_read().map_err(read_err)?;
+        let txn = self.db.begin_read().map_err(|e| self.redb_err(e))?;
         let table = match txn.open_table(META) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(read_err(e)),
+            Err(e) => return Err(self.redb_err(e)),
         };
-        match table.get(key).map_err(read_err)? {
-            Some(value) => Ok(Some(self.decode(value.value())?)),
+        match table.get(key).map_err(|e| self.redb_err(e))? {
+            Some(value) => Ok(Some(self.decode(Place::Meta(key), value.value())?)),
             None => Ok(None),
         }
     }
@@ -121,7 +208,8 @@ impl Db {
     {
         let db = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
-            let txn = db.db.begin_write().map_err(io)?;
+            let mut txn = db.db.begin_write().map_err(io)?;
+            txn.set_two_phase_commit(true);
             f(&db, &txn)?;
             txn.commit().map_err(io)
         })
@@ -141,22 +229,32 @@ impl Db {
     }
 }
 
-/// Opens (or creates) the head's store in `dir`.
+/// Opens (or creates) the head's store in `dir`, checking it whole: redb's
+/// page checksums, then every stored value opened and decoded.
 ///
 /// # Errors
 ///
-/// When the directory or the database cannot be created or opened, or the
-/// stored snapshot does not open.
+/// When the directory or the database cannot be created or opened, fails
+/// redb's integrity check, or a stored value does not open or decode;
+/// each error names the file.
 pub(crate) fn open(
     dir: &Path,
     seal: Arc<dyn Seal>,
 ) -> Result<(LogStore, StateMachine), StorageError> {
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let db = Database::create(dir.join("head.redb")).map_err(io)?;
-    let db = Arc::new(Db { db, seal });
+    let path = dir.join("head.redb");
+    let file_err = |e: &dyn std::fmt::Display| io(format!("{}: {e}", path.display()));
+    crate::at_rest::create_private_dir(dir).map_err(|e| file_err(&e))?;
+    private(dir, &path).map_err(|e| file_err(&e))?;
+    let db = open_checked(&path)?;
+    let db = Arc::new(Db { db, seal, path });
+    // Opened now, not when openraft asks: damage is refused at start.
+    let _: Option<Vote> = db.meta("vote")?;
+    let _: Option<Option<LogId>> = db.meta("committed")?;
+    let _: Option<LogId> = db.meta("purged")?;
     let machine = match db.meta::<StoredSnapshot>("snapshot")? {
         Some(stored) => {
-            let mut machine: Machine = rmp_serde::from_slice(&stored.data).map_err(read_err)?;
+            let mut machine: Machine = rmp_serde::from_slice(&stored.data)
+                .map_err(|e| db.redb_err(format_args!("the snapshot does not decode: {e}")))?;
             machine.last_applied = stored.meta.last_log_id;
             machine.membership = stored.meta.last_membership.clone();
             machine
@@ -169,6 +267,52 @@ pub(crate) fn open(
         machine: Arc::new(RwLock::new(machine)),
     };
     Ok((log, sm))
+}
+
+/// Makes the directory 0700 and the file 0600 (creating it empty if
+/// missing, so it is never readable by others even for a moment); an
+/// older build's looser modes are tightened.
+fn private(dir: &Path, path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        match crate::at_rest::create_private_file(path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+                    return Err(std::io::Error::other("is a symbolic link; refusing it"));
+                }
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, path);
+    Ok(())
+}
+
+/// Opens the database with redb's integrity check: every page of the
+/// committed trees against its checksum. redb promises an error rather
+/// than a panic for a file altered outside it only with that check; a
+/// panic anyway (a redb bug) is caught and reported as damage too.
+fn open_checked(path: &Path) -> Result<Database, StorageError> {
+    let name = path.display().to_string();
+    let opened = std::panic::catch_unwind(|| {
+        Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(path)
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(read_err(format!(
+            "{name}: fails redb's integrity check or does not open: {e}"
+        ))),
+        Err(_) => Err(read_err(format!(
+            "{name}: is damaged (redb could not read it)"
+        ))),
+    }
 }
 
 /// The applied state: what the log says so far.
@@ -215,7 +359,9 @@ impl StateMachine {
     }
 
     async fn store_snapshot(&self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
-        let stored = self.db.encode(&StoredSnapshot { meta, data })?;
+        let stored = self
+            .db
+            .encode(Place::Meta("snapshot"), &StoredSnapshot { meta, data })?;
         self.db
             .write(move |db, txn| db.put_meta(txn, "snapshot", &stored))
             .await

@@ -113,6 +113,12 @@ pub(crate) enum KeysCommand {
     /// Rewrap the keyring under a new passphrase or key file (the data keys
     /// stay; the old passphrase comes from the usual options).
     Passwd {
+        /// Also replace the root key with a freshly generated one (the data
+        /// keys are re-wrapped under it): a copy of the old keyring file
+        /// together with the old passphrase or root key opens nothing new.
+        /// Restart running nodes afterwards so they see later rotations.
+        #[arg(long)]
+        new_root: bool,
         /// The keyring file.
         #[arg(long, default_value = "keyring")]
         keyring: PathBuf,

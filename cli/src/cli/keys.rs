@@ -64,7 +64,9 @@ pub(crate) struct NewSecret<'a> {
     pub(crate) passphrase_env: Option<&'a str>,
 }
 
-pub(crate) fn passwd(keyring: &Path, new: &NewSecret<'_>) -> Result<()> {
+/// Rewraps the keyring under the new secret; with `new_root`, under a
+/// freshly generated root key too.
+pub(crate) fn passwd(keyring: &Path, new: &NewSecret<'_>, new_root: bool) -> Result<()> {
     let old = secrets::unlock_existing(keyring)?;
     let new = secrets::unlock_new(
         &format!("keyring {}", keyring.display()),
@@ -72,10 +74,19 @@ pub(crate) fn passwd(keyring: &Path, new: &NewSecret<'_>) -> Result<()> {
         new.passphrase_file,
         new.passphrase_env,
     )?;
-    Keyring::passwd(keyring, &old, &new, KdfParams::DEFAULT)?;
+    if new_root {
+        Keyring::passwd_new_root(keyring, &old, &new, KdfParams::DEFAULT)?;
+    } else {
+        Keyring::passwd(keyring, &old, &new, KdfParams::DEFAULT)?;
+    }
     println!(
-        "keyring {}: rewrapped; the old {} no longer opens it",
+        "keyring {}: rewrapped{}; the old {} no longer opens it",
         keyring.display(),
+        if new_root {
+            " under a new root key (restart running nodes to see later rotations)"
+        } else {
+            ""
+        },
         match old {
             swarm::credentials::Unlock::Passphrase(_) => "passphrase",
             swarm::credentials::Unlock::KeyFile(_) => "key file",

@@ -30,6 +30,9 @@ pub(crate) struct Overrides {
 }
 
 pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
+    // Before any key is read: the keyring, node key and join secret must
+    // never reach a core file.
+    super::core_dumps::disable()?;
     let file = super::secrets::load(config)?;
     let mut mesh = file.node_config()?;
     mesh.policy = std::sync::Arc::new(swarm_cli::demo::with_info_rule(&mesh.policy)?);

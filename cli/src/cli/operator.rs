@@ -131,7 +131,7 @@ pub(crate) fn admin_tls(
         admin_ca
     };
     let (chain, key) = admin_ca.issue(name, hosts)?;
-    std::fs::create_dir_all(out)?;
+    swarm_actors::at_rest::create_private_dir(out)?;
     let out_ring = if out.canonicalize().ok() == ca_dir.canonicalize().ok() {
         ca_ring
     } else {

@@ -337,5 +337,228 @@ fn keys_rotate_reseal_and_passwd_work_from_the_command_line() {
     assert!(String::from_utf8_lossy(&old.stderr).contains("does not open with this passphrase"));
     let status = ok(swarm(&["keys", "status"], "second passphrase"));
     assert!(status.contains("data-key terms [1, 2]"), "{status}");
+
+    // --new-root: a fresh root key wraps the same data keys.
+    let root_before = std::fs::read(dir.join("keyring")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(["keys", "passwd", "--new-root", "--passphrase-env", "PASS"])
+        .args(["--new-passphrase-env", "NEW"])
+        .env("PASS", "second passphrase")
+        .env("NEW", "third passphrase")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let said = ok(out);
+    assert!(said.contains("under a new root key"), "{said}");
+    let old = swarm(&["keys", "status"], "second passphrase");
+    assert!(!old.status.success());
+    // The data keys are sealed under another root: the key list differs.
+    let root_after = std::fs::read(dir.join("keyring")).unwrap();
+    assert_ne!(
+        root_before[root_before.len() - 80..],
+        root_after[root_after.len() - 80..]
+    );
+    let status = ok(swarm(&["keys", "status"], "third passphrase"));
+    assert!(status.contains("data-key terms [1, 2]"), "{status}");
+    // Files sealed before still open: the CA key issues, n1.key reads.
+    ok(swarm(
+        &["cert", "issue", "--name", "n2"],
+        "third passphrase",
+    ));
+    let ring = swarm::credentials::Keyring::open(
+        &dir.join("keyring"),
+        &swarm::credentials::Unlock::Passphrase(zeroize::Zeroizing::new(
+            "third passphrase".to_owned(),
+        )),
+    )
+    .unwrap();
+    read_secret(&ring, &dir.join("n1.key"), Kind::NodeKey).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A stored value as it is on disk: its table, key and (sealed) bytes.
+type RawValue = (String, Vec<u8>, Vec<u8>);
+
+/// Every (table, key, value) of a head store, read raw with redb's
+/// integrity check (sealed values stay sealed: equal bytes are equal
+/// values, bound to the same places).
+fn raw_store(file: &Path) -> Result<Vec<RawValue>, String> {
+    use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
+    const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
+    const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+    let db = redb::Database::builder()
+        .set_check_integrity_on_open(true)
+        .create(file)
+        .map_err(|e| e.to_string())?;
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for item in txn
+        .open_table(LOG)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map_err(|e| e.to_string())?
+    {
+        let (k, v) = item.map_err(|e| e.to_string())?;
+        out.push((
+            "log".into(),
+            k.value().to_be_bytes().to_vec(),
+            v.value().to_vec(),
+        ));
+    }
+    for item in txn
+        .open_table(META)
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map_err(|e| e.to_string())?
+    {
+        let (k, v) = item.map_err(|e| e.to_string())?;
+        out.push((
+            "meta".into(),
+            k.value().as_bytes().to_vec(),
+            v.value().to_vec(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Mode bits of a path.
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// A real head node process writes its store; after it is killed, a byte
+/// flipped at any of many offsets of `head.redb` makes `swarm node start`
+/// fail cleanly (exit status 1, the file named, no panic) unless the byte
+/// was provably unused (the node starts and every stored value is
+/// byte-identical to the undamaged file's). Also: every file the node
+/// created is 0600 and every directory 0700, and the running node has
+/// core dumps off.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_flipped_byte_in_a_real_head_store_stops_the_node_naming_the_file_without_a_panic() {
+    use swarm_cli::local::LocalCluster;
+
+    let dir = scratch("at-rest-head-flips");
+    let exe = Path::new(env!("CARGO_BIN_EXE_swarm"));
+    let mut cluster = LocalCluster::start_control(exe, &dir, 1, 0, &[]).unwrap();
+    let store = dir.join("n1-head");
+    let file = store.join("head.redb");
+    // The running node: no core file, not dumpable.
+    let pid = cluster.nodes[0].child.id();
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>();
+    assert_eq!(core[4..6], ["0", "0"], "{limits}");
+    // Read raw from a copy (redb's check commits to the file it opens).
+    let copy = dir.join("copy.redb");
+    let raw_of = |bytes: &[u8]| {
+        std::fs::write(&copy, bytes).unwrap();
+        let raw = raw_store(&copy);
+        let _ = std::fs::remove_file(&copy);
+        raw
+    };
+    // Wait until the head has voted, logged and noted a commit (alone, it
+    // elects itself and commits its membership).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let values = || std::fs::read(&file).ok().and_then(|b| raw_of(&b).ok());
+    while values().is_none_or(|v| v.len() < 4) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the head wrote no store"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    cluster.kill(0).unwrap();
+
+    // Modes of everything the node and its tools created.
+    for name in [
+        "keyring",
+        "n1.key",
+        "join.secret",
+        "totp.secret",
+        "ca.key",
+        "n1.audit",
+    ] {
+        let path = dir.join(name);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{name}");
+        } else {
+            assert_ne!(name, "n1.audit", "the node keeps an audit log");
+        }
+    }
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&store), 0o700);
+    assert_eq!(mode(&file), 0o600);
+
+    let pristine = std::fs::read(&file).unwrap();
+    let expected = raw_of(&pristine).unwrap();
+    assert!(expected.len() >= 4, "{} values", expected.len());
+    let mut offsets: Vec<usize> = (0..pristine.len()).step_by(pristine.len() / 24).collect();
+    offsets.extend(0..8);
+    for at in (0..pristine.len() - 6).filter(|&at| &pristine[at..at + 6] == b"SWSEAL") {
+        offsets.extend([at + 7, at + 30]);
+    }
+    offsets.retain(|&at| at < pristine.len());
+    let config = dir.join("n1.toml");
+    let (mut refused, mut unused) = (0, 0);
+    for &at in &offsets {
+        let mut bad = pristine.clone();
+        bad[at] ^= 0x08;
+        let raw = raw_of(&bad);
+        std::fs::write(&file, &bad).unwrap();
+        let mut child = Command::new(exe)
+            .args(["node", "start", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // It either exits (refused) or prints READY (started).
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        if line.starts_with("READY") {
+            child.kill().unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "flip at {at}: {stderr}");
+        if line.starts_with("READY") {
+            assert_eq!(
+                raw.as_ref(),
+                Ok(&expected),
+                "a flip at {at} started on a different store"
+            );
+            unused += 1;
+        } else {
+            assert_eq!(out.status.code(), Some(1), "flip at {at}: {stderr}");
+            assert!(
+                stderr.contains("head.redb: "),
+                "flip at {at}: the error does not name the file: {stderr}"
+            );
+            refused += 1;
+        }
+    }
+    eprintln!(
+        "head.redb of {} bytes: {} flips, {refused} refused, {unused} unused",
+        pristine.len(),
+        offsets.len()
+    );
+    assert!(
+        refused > offsets.len() / 3,
+        "{refused} of {}",
+        offsets.len()
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -18,7 +18,7 @@ use openraft::{LogState, OptionalSend, RaftLogReader};
 use redb::{ReadableDatabase, ReadableTable};
 use tokio::sync::oneshot;
 
-use super::{io, read_err, Db, LOG};
+use super::{io, Db, Place, LOG};
 use crate::head::types::{Entry, LogId, RaftConfig, StorageError, Vote};
 
 /// One write for the writer thread.
@@ -96,16 +96,24 @@ impl LogStore {
     pub(crate) fn open(db: Arc<Db>) -> Result<Self, StorageError> {
         let mut cache = BTreeMap::new();
         {
-            let txn = db.db.begin_read().map_err(read_err)?;
+            let txn = db.db.begin_read().map_err(|e| db.redb_err(e))?;
             match txn.open_table(LOG) {
                 Ok(table) => {
-                    for item in table.iter().map_err(read_err)? {
-                        let (key, value) = item.map_err(read_err)?;
-                        cache.insert(key.value(), db.decode::<Entry>(value.value())?);
+                    for item in table.iter().map_err(|e| db.redb_err(e))? {
+                        let (key, value) = item.map_err(|e| db.redb_err(e))?;
+                        let index = key.value();
+                        let entry: Entry = db.decode(Place::Log(index), value.value())?;
+                        if entry.log_id.index != index {
+                            return Err(db.redb_err(format_args!(
+                                "log entry {index} holds entry {}",
+                                entry.log_id.index
+                            )));
+                        }
+                        cache.insert(index, entry);
                     }
                 }
                 Err(redb::TableError::TableDoesNotExist(_)) => {}
-                Err(e) => return Err(read_err(e)),
+                Err(e) => return Err(db.redb_err(e)),
             }
         }
         let purged: Option<LogId> = db.meta("purged")?;
@@ -176,7 +184,11 @@ fn writer(db: &Db, queue: &mpsc::Receiver<Job>, committed: &Mutex<Option<Vec<u8>
 }
 
 fn write_batch(db: &Db, batch: &[Job], committed: Option<&[u8]>) -> Result<(), String> {
-    let txn = db.db.begin_write().map_err(|e| e.to_string())?;
+    let mut txn = db.db.begin_write().map_err(|e| e.to_string())?;
+    // Two-phase: the commit slot is written only after the pages it names
+    // are durable, so a latest commit that fails its checksum at open is
+    // damage (an error), never a torn write redb would roll back silently.
+    txn.set_two_phase_commit(true);
     {
         let mut log = txn.open_table(LOG).map_err(|e| e.to_string())?;
         let mut meta = txn.open_table(super::META).map_err(|e| e.to_string())?;
@@ -231,7 +243,7 @@ impl RaftLogStorage<RaftConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        let value = self.db.encode(vote)?;
+        let value = self.db.encode(Place::Meta("vote"), vote)?;
         self.durable(|done| Job::Meta {
             key: "vote",
             value,
@@ -245,7 +257,7 @@ impl RaftLogStorage<RaftConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        let value = self.db.encode(&committed)?;
+        let value = self.db.encode(Place::Meta("committed"), &committed)?;
         *self
             .committed
             .lock()
@@ -260,7 +272,9 @@ impl RaftLogStorage<RaftConfig> for LogStore {
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
         match pending {
-            Some(value) => self.db.decode::<Option<LogId>>(&value),
+            Some(value) => self
+                .db
+                .decode::<Option<LogId>>(Place::Meta("committed"), &value),
             None => Ok(self.db.meta::<Option<LogId>>("committed")?.flatten()),
         }
     }
@@ -278,7 +292,8 @@ impl RaftLogStorage<RaftConfig> for LogStore {
         {
             let mut cache = self.cache();
             for entry in entries {
-                encoded.push((entry.log_id.index, self.db.encode(&entry)?));
+                let index = entry.log_id.index;
+                encoded.push((index, self.db.encode(Place::Log(index), &entry)?));
                 cache.insert(entry.log_id.index, entry);
             }
         }
@@ -304,7 +319,7 @@ impl RaftLogStorage<RaftConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let value = self.db.encode(&log_id)?;
+        let value = self.db.encode(Place::Meta("purged"), &log_id)?;
         *self.purged.lock().unwrap_or_else(PoisonError::into_inner) = Some(log_id);
         let from = {
             let mut cache = self.cache();
