@@ -287,7 +287,8 @@ async fn concurrent_lookups(
         });
     }
     while let Some(done) = tasks.join_next().await {
-        done.context("an ask task panicked")?.map_err(|e| anyhow::anyhow!("{e}"))?;
+        done.context("an ask task panicked")?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let asks = (LANES * EACH) as f64 / started.elapsed().as_secs_f64();
     Ok((lookups, asks))
