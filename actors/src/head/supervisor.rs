@@ -112,7 +112,7 @@ impl Supervisor {
             queued: VecDeque::new(),
             in_flight: 0,
             confirming: false,
-            reads: Reads::default(),
+            reads: Reads::new(config.read_lease.min(config.election_timeout)),
         }
     }
 
