@@ -63,6 +63,13 @@ pub struct HeadConfig {
     /// Raft election timeout, lower bound (the upper is twice it); the
     /// leader heartbeats every fifth of it.
     pub election_timeout: Duration,
+    /// How long after a quorum confirmed the leader's term it answers reads
+    /// (where a named actor runs, the heads' rows) without asking a quorum
+    /// again: at most `election_timeout` (a longer one is cut to it), zero
+    /// to confirm each batch of reads. Why it holds, and the one case it
+    /// does not cover (a follower restarted during a partition), is in
+    /// `head/supervisor/reads.rs`.
+    pub read_lease: Duration,
     /// What stored values pass through.
     pub seal: Arc<dyn Seal>,
     /// The cluster's TOTP secret (`totp.secret`): operators log in through
@@ -78,12 +85,14 @@ impl std::fmt::Debug for HeadConfig {
             .field("lease", &self.lease)
             .field("crash_evidence", &self.crash_evidence)
             .field("election_timeout", &self.election_timeout)
+            .field("read_lease", &self.read_lease)
             .finish_non_exhaustive()
     }
 }
 
 impl HeadConfig {
-    /// Defaults: one voter, 3 s leases, 300 ms election timeout, stored as is.
+    /// Defaults: one voter, 3 s leases, 300 ms election timeout and read
+    /// lease, stored as is.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -91,6 +100,7 @@ impl HeadConfig {
             lease: Duration::from_secs(3),
             crash_evidence: true,
             election_timeout: Duration::from_millis(300),
+            read_lease: Duration::from_millis(300),
             seal: Arc::new(Plain),
             totp: None,
         }
@@ -152,6 +162,8 @@ impl Head {
             cluster_name: "swarm-head".to_owned(),
             heartbeat_interval: (election / 5).max(10),
             election_timeout_min: election,
+            // Followers refuse votes for this long after a heartbeat
+            // (openraft's leader lease): the reads' lease relies on it.
             election_timeout_max: election * 2,
             max_payload_entries: 256,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),

@@ -35,6 +35,10 @@ use crate::supervision::{Grant, Host, HostLeave, HostSpawn, HostStop, Running, H
 /// How long a quorum check waits before it fails with `NoQuorum`.
 const QUORUM_WAIT: Duration = Duration::from_secs(3);
 
+/// The role a head shows that leads by its own Raft state but that no
+/// quorum confirmed just now (cut off; likely deposed unawares).
+const UNCONFIRMED: &str = "unconfirmed";
+
 /// How often the leader looks for placements to move.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -45,10 +49,12 @@ const MOVES_IN_FLIGHT: usize = 256;
 mod groups;
 mod logins;
 mod moves;
+mod reads;
 mod renewals;
 mod revocations;
 
 use moves::{Escalated, Relocate};
+use reads::{confirmed, Reads};
 use renewals::Confirmed;
 
 /// The placement supervisor of one head.
@@ -71,6 +77,8 @@ pub(crate) struct Supervisor {
     in_flight: usize,
     /// A new leadership is being confirmed with a quorum.
     confirming: bool,
+    /// Reads waiting for a quorum to confirm that this head still leads.
+    reads: Reads,
     /// Probe silent nodes for crash evidence.
     crash_evidence: bool,
     /// The cluster's TOTP secret: operators' seeds.
@@ -110,6 +118,7 @@ impl Supervisor {
             queued: VecDeque::new(),
             in_flight: 0,
             confirming: false,
+            reads: Reads::new(config.read_lease.min(config.election_timeout)),
         }
     }
 
@@ -424,16 +433,26 @@ impl Handler<Evidence> for Supervisor {
 impl Handler<PlaceActor> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Located, ControlError>>;
 
-    fn handle(&mut self, request: PlaceActor, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, request: PlaceActor, ctx: &mut Context<Self>) -> Self::Result {
         if let Err(e) = self.leading() {
             return Box::pin(fut::ready(Err(e)));
         }
-        if let Some(existing) = self.read(|m| m.state.actor(&request.name).cloned()) {
-            let answer = exists(&request, &existing);
-            if let Err(e) = &answer {
-                tracing::info!(actor = %request.name, error = %e, "spawn refused");
-            }
-            return Box::pin(fut::ready(answer));
+        if self.read(|m| m.state.actor(&request.name).is_some()) {
+            // Answered from the state machine: only once a quorum confirms
+            // this head still leads (it may have been deposed unawares).
+            let answer = self.confirmed_read(ctx, move |m| {
+                let Some(existing) = m.state.actor(&request.name) else {
+                    return Err(ControlError::Refused {
+                        reason: format!("{:?} was stopped meanwhile; try again", request.name),
+                    });
+                };
+                let answer = exists(&request, existing);
+                if let Err(e) = &answer {
+                    tracing::info!(actor = %request.name, error = %e, "spawn refused");
+                }
+                answer
+            });
+            return Box::pin(fut::wrap_future(answer));
         }
         let node = match self.choose(&request.spec, None) {
             Ok(node) => node,
@@ -527,36 +546,47 @@ fn exists(request: &PlaceActor, existing: &ActorRecord) -> Result<Located, Contr
     }
 }
 
+/// Answered once a quorum confirms that this head still leads: a leader
+/// cut off from the quorum answers `NoQuorum`, never a stale location.
 impl Handler<Resolve> for Supervisor {
-    type Result = Result<Located, ControlError>;
+    type Result = ResponseFuture<Result<Located, ControlError>>;
 
-    fn handle(&mut self, Resolve { name }: Resolve, _: &mut Context<Self>) -> Self::Result {
-        self.leading()?;
-        let record = self
-            .read(|m| m.state.actor(&name).cloned())
-            .ok_or_else(|| ControlError::NoSuchName { name: name.clone() })?;
-        match &record.state {
-            RecordState::Placed => located(&record),
-            RecordState::Failed { reason } => Err(ControlError::Failed {
-                name,
-                reason: reason.clone(),
-            }),
-        }
+    fn handle(&mut self, Resolve { name }: Resolve, ctx: &mut Context<Self>) -> Self::Result {
+        self.confirmed_read(ctx, move |m| {
+            let Some(record) = m.state.actor(&name) else {
+                return Err(ControlError::NoSuchName { name });
+            };
+            match &record.state {
+                RecordState::Placed => located(record),
+                RecordState::Failed { reason } => Err(ControlError::Failed {
+                    name,
+                    reason: reason.clone(),
+                }),
+            }
+        })
     }
 }
 
 impl Handler<StopActor> for Supervisor {
     type Result = ResponseFuture<Result<(), ControlError>>;
 
-    fn handle(&mut self, StopActor { name }: StopActor, _: &mut Context<Self>) -> Self::Result {
-        let record = self.leading().and_then(|()| {
-            self.read(|m| m.state.actor(&name).cloned())
-                .ok_or_else(|| ControlError::NoSuchName { name: name.clone() })
-        });
+    fn handle(&mut self, StopActor { name }: StopActor, ctx: &mut Context<Self>) -> Self::Result {
+        // A name the state machine lacks is unknown only if this head
+        // still leads (the write below confirms it for a name it has).
+        let record = {
+            let name = name.clone();
+            self.confirmed_read(ctx, move |m| {
+                m.state
+                    .actor(&name)
+                    .cloned()
+                    .ok_or(ControlError::NoSuchName { name })
+            })
+        };
         let writes = self.writes.clone();
-        let host = record.as_ref().ok().map(|r| self.host(r.node));
+        let mesh = self.mesh.clone();
         Box::pin(async move {
-            let record = record?;
+            let record = record.await?;
+            let host = RemoteAddr::<Host>::new(mesh, record.node, HOST_ACTOR);
             let command = Command::Remove {
                 name: name.clone(),
                 epoch: Some(record.epoch),
@@ -571,26 +601,23 @@ impl Handler<StopActor> for Supervisor {
                 }
             }
             // A node that misses this stops it on its next renewal.
-            if let Some(host) = host {
-                let _ = host
-                    .send(HostStop {
-                        name,
-                        epoch: record.epoch,
-                    })
-                    .await;
-            }
+            let _ = host
+                .send(HostStop {
+                    name,
+                    epoch: record.epoch,
+                })
+                .await;
             Ok(())
         })
     }
 }
 
 impl Handler<ListPlaced> for Supervisor {
-    type Result = Result<Vec<PlacedRow>, ControlError>;
+    type Result = ResponseFuture<Result<Vec<PlacedRow>, ControlError>>;
 
-    fn handle(&mut self, _: ListPlaced, _: &mut Context<Self>) -> Self::Result {
-        self.leading()?;
-        Ok(self.read(|m| {
-            m.state
+    fn handle(&mut self, _: ListPlaced, ctx: &mut Context<Self>) -> Self::Result {
+        self.confirmed_read(ctx, |m| {
+            Ok(m.state
                 .actors()
                 .map(|(name, r)| PlacedRow {
                     name: name.clone(),
@@ -605,15 +632,17 @@ impl Handler<ListPlaced> for Supervisor {
                     resources: r.spec.resources.clone(),
                     bundle: r.spec.bundle.clone(),
                 })
-                .collect()
-        }))
+                .collect())
+        })
     }
 }
 
+/// A head that leads by its own Raft state says so only once a quorum
+/// confirms it; otherwise its row says `unconfirmed`, with no leader.
 impl Handler<HeadStatus> for Supervisor {
-    type Result = MessageResult<HeadStatus>;
+    type Result = ResponseFuture<HeadRow>;
 
-    fn handle(&mut self, _: HeadStatus, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _: HeadStatus, ctx: &mut Context<Self>) -> Self::Result {
         let metrics = self.raft.metrics().borrow().clone();
         let last_log = metrics.last_log_index.unwrap_or(0);
         let lag = metrics
@@ -631,7 +660,7 @@ impl Handler<HeadStatus> for Supervisor {
                     .collect()
             })
             .unwrap_or_default();
-        MessageResult(HeadRow {
+        let row = HeadRow {
             node: self.id,
             role: format!("{:?}", metrics.state).to_lowercase(),
             leader: metrics.current_leader.map(|l| l.0),
@@ -645,6 +674,20 @@ impl Handler<HeadStatus> for Supervisor {
             last_log,
             applied: metrics.last_applied.map_or(0, |l| l.index),
             lag,
+        };
+        if metrics.state != ServerState::Leader {
+            return Box::pin(async move { row });
+        }
+        let confirmation = self.confirm(ctx);
+        Box::pin(async move {
+            match confirmed(confirmation).await {
+                Ok(()) => row,
+                Err(_) => HeadRow {
+                    role: UNCONFIRMED.to_owned(),
+                    leader: None,
+                    ..row
+                },
+            }
         })
     }
 }

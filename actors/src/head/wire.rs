@@ -227,9 +227,11 @@ pub(crate) struct ListPlaced;
 pub struct HeadRow {
     /// The head.
     pub node: NodeId,
-    /// leader, follower, candidate or learner.
+    /// leader, follower, candidate or learner; or `unconfirmed`: a leader
+    /// by its own Raft state that no quorum confirmed when asked (cut off
+    /// from the other heads, likely deposed without knowing it).
     pub role: String,
-    /// The leader it knows.
+    /// The leader it knows (none when its own leadership is unconfirmed).
     pub leader: Option<NodeId>,
     /// Its current term.
     pub term: u64,

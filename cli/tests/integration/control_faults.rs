@@ -7,11 +7,14 @@
 //!   before the majority places them again; after healing exactly one
 //!   incarnation runs and a stale handle re-resolves.
 //! - The minority side of a head partition cannot place anything.
+//! - A leader cut off from the other heads answers reads with `NoQuorum`
+//!   (never a stale location) and does not call itself leader; after
+//!   healing, reads answer what the majority decided.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarm::control::{ControlError, Spawn};
+use swarm::control::{Control, ControlError, Spawn};
 use swarm::supervision::{Host, ListActors, HOST_ACTOR};
 use swarm::{Faults, Node};
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
@@ -162,5 +165,142 @@ async fn the_minority_side_of_a_head_partition_places_nothing() {
         .collect();
     assert!(names.contains(&"majority".to_owned()));
     assert!(!names.contains(&"minority".to_owned()));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The index of the head whose row says it leads, once exactly one does.
+async fn leader_of(control: &Control, nodes: &[TestNode]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut poll = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        poll.tick().await;
+        let leaders: Vec<_> = control
+            .head_status()
+            .await
+            .into_iter()
+            .filter_map(|(node, row)| row.ok().filter(|r| r.role == "leader").map(|_| node))
+            .collect();
+        if let [leader] = leaders.as_slice() {
+            return nodes.iter().position(|n| n.node.id() == *leader).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no single head leader");
+    }
+}
+
+/// What a deposed leader may answer a read.
+fn refused(answer: &Result<swarm::control::Located, ControlError>) -> bool {
+    matches!(
+        answer,
+        Err(ControlError::NoQuorum { .. } | ControlError::NotLeader { .. })
+    )
+}
+
+/// DESIGN.md, "Failure model": the minority side never elects a second
+/// placement supervisor; nor does a deposed one answer for the majority.
+#[actix_rt::test]
+async fn a_leader_cut_off_from_the_other_heads_answers_no_quorum_never_a_stale_location() {
+    let dir = scratch("control-deposed");
+    let (nodes, faults) = faulty(&dir).await;
+    let majority = nodes[4].node.control().unwrap().clone();
+    let before = ledger_on(&majority, "ledger", nodes[4].node.id())
+        .await
+        .location()
+        .unwrap();
+    let leader = leader_of(&majority, &nodes).await;
+    let others: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    // The client on worker n4 asks the leader (its hint follows the head
+    // that answered).
+    let client = nodes[3].node.control().unwrap().clone();
+    assert_eq!(client.resolve("ledger").await.unwrap().node, before.0);
+
+    // The leader and n4 on one side; the other heads and n5 on the other.
+    let mut far = others.clone();
+    far.push(4);
+    cut(&faults, &nodes, leader, &far, true);
+    cut(&faults, &nodes, 3, &far, true);
+    // Within the read lease of its last quorum round (one election
+    // timeout, before any other head can lead) it may still answer what
+    // it knew; then it refuses.
+    let cut_at = Instant::now();
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        poll.tick().await;
+        match client.resolve("ledger").await {
+            answer if refused(&answer) => break,
+            Ok(at) => assert_eq!(at.node, before.0),
+            other => panic!("the cut-off leader answered {other:?}"),
+        }
+        let took = cut_at.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "still answering after {took:?}"
+        );
+    }
+
+    // The majority elects a leader of its own, stops the ledger and
+    // places another actor.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        poll.tick().await;
+        match majority.stop("ledger").await {
+            Ok(()) | Err(ControlError::NoSuchName { .. }) => break,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the majority never stopped it: {e}"
+            ),
+        }
+    }
+    let fresh = loop {
+        poll.tick().await;
+        let spawn = Spawn::<Ledger>::named("fresh").args(LedgerArgs { opening: 0 });
+        match majority.spawn(spawn).await {
+            Ok(named) => break named.location().unwrap(),
+            Err(e) => assert!(Instant::now() < deadline, "the majority never placed: {e}"),
+        }
+    };
+    // The deposed leader still answers n4, and never from its stale state.
+    for name in ["ledger", "fresh"] {
+        let answer = client.resolve(name).await;
+        assert!(
+            refused(&answer),
+            "the deposed leader answered {answer:?} for {name}"
+        );
+    }
+    let placed = client.placed().await;
+    assert!(
+        matches!(
+            placed,
+            Err(ControlError::NoQuorum { .. } | ControlError::NotLeader { .. })
+        ),
+        "the deposed leader listed {placed:?}"
+    );
+    let rows = client.head_status().await;
+    let deposed = nodes[leader].node.id();
+    let row = rows
+        .iter()
+        .find_map(|(node, row)| row.as_ref().ok().filter(|_| *node == deposed))
+        .expect("the deposed leader answers n4");
+    assert_ne!(row.role, "leader", "{row:?}");
+    assert_eq!(row.leader, None, "{row:?}");
+
+    // After healing, n4 reads what the majority decided.
+    cut(&faults, &nodes, leader, &far, false);
+    cut(&faults, &nodes, 3, &far, false);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        poll.tick().await;
+        match client.resolve("fresh").await {
+            Ok(at) => {
+                assert_eq!((at.node, at.epoch), fresh);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "reads never came back: {e}"),
+        }
+    }
+    let gone = client.resolve("ledger").await;
+    assert!(
+        matches!(gone, Err(ControlError::NoSuchName { .. })),
+        "got {gone:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

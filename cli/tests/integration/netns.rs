@@ -16,6 +16,12 @@
 //! on stdin, one JSON line each. Without root, `ip` or `iptables`, the
 //! test says why and skips; `relay.rs` checks the same routing in one
 //! process.
+//!
+//! A second test cuts the head leader off from the other heads with
+//! iptables (`10.9.0.0/24`, heads h1-h3, the driver c1 on the leader's
+//! side): the deposed leader answers reads with `NoQuorum`, never a stale
+//! location, and `swarm heads` through it does not call it leader;
+//! `control_faults.rs` checks the same in one process.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -106,8 +112,9 @@ impl Net {
         must(&["ip", "-n", ns_b, "link", "set", b, "up"]);
     }
 
+    /// Unique per test run and per test (tests of one run may overlap).
     fn tag(&self) -> String {
-        format!("{}", std::process::id() % 100_000)
+        self.prefix.clone()
     }
 
     /// A host on a bridge: its own namespace, one interface with `addr`,
@@ -257,10 +264,10 @@ impl Driver {
     }
 }
 
-fn start_driver(net: &mut Net, config: &Path) -> Driver {
+fn start_driver(net: &mut Net, host: &str, config: &Path) -> Driver {
     let me = std::env::current_exe().unwrap();
     let mut child = Command::new("ip")
-        .args(["netns", "exec", &net.ns("b2")])
+        .args(["netns", "exec", &net.ns(host)])
         .arg(me)
         .args(["--exact", "netns::netns_driver", "--ignored", "--nocapture"])
         .env("SWARM_NETNS_DRIVER", config)
@@ -353,7 +360,7 @@ fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
     let c = write_config(&dir, "b1", "10.2.0.11:7001", &[r1], &relays);
     net.start_node("b1", &c, &[]);
     let c = write_config(&dir, "b2", "10.2.0.12:7001", &[r1], &relays);
-    let mut driver = start_driver(&mut net, &c);
+    let mut driver = start_driver(&mut net, "b2", &c);
 
     // Everyone is up, as seen from behind NAT.
     assert_eq!(driver.call("alive 8")["ok"], true);
@@ -454,6 +461,187 @@ fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// DESIGN.md, "Failure model": the minority side never elects a second
+/// placement supervisor; nor does a deposed leader answer for the
+/// majority (reads confirm leadership with a quorum first).
+#[test]
+fn a_head_leader_cut_off_by_iptables_answers_no_quorum_never_a_stale_location() {
+    if let Some(why) = unavailable() {
+        eprintln!("skipped: network namespaces are unavailable here: {why}");
+        return;
+    }
+    let dir = scratch("netns-deposed");
+    let head: &[&str] = &["head", "worker"];
+    let client: &[&str] = &["worker", "operator"];
+    Throwaway::new("vpn")
+        .write_identities(
+            &dir,
+            &[
+                ("h1", head),
+                ("h2", head),
+                ("h3", head),
+                ("c1", client),
+                ("op", client),
+            ],
+        )
+        .unwrap();
+    let mut net = Net {
+        prefix: format!("sd{}", std::process::id() % 100_000),
+        namespaces: Vec::new(),
+        nodes: Vec::new(),
+        driver: None,
+    };
+    let lan = net.add_ns("lan");
+    net.bridge(&lan, "br0", None);
+    let hosts = ["h1", "h2", "h3", "c1"];
+    for (i, name) in hosts.iter().enumerate() {
+        net.host(name, &lan, "br0", &format!("10.9.0.{}/24", i + 1), None);
+    }
+    let ip = |name: &str| {
+        format!(
+            "10.9.0.{}",
+            hosts.iter().position(|h| *h == name).unwrap() + 1
+        )
+    };
+    let addr = |name: &str| format!("{}:7001", ip(name));
+    let seed: SocketAddr = addr("h1").parse().unwrap();
+    for name in ["h1", "h2", "h3"] {
+        let seeds: &[SocketAddr] = if name == "h1" { &[] } else { &[seed] };
+        let c = write_config(&dir, name, &addr(name), seeds, "");
+        let mut text = std::fs::read_to_string(&c).unwrap();
+        text.push_str(&NodeFile::render_head(name, 3));
+        std::fs::write(&c, text).unwrap();
+        net.start_node(name, &c, &[]);
+    }
+    let op = write_config(&dir, "op", "127.0.0.1:0", &[seed], "");
+    let c = write_config(&dir, "c1", &addr("c1"), &[seed], "");
+    let mut driver = start_driver(&mut net, "c1", &c);
+    assert_eq!(driver.call("alive 4")["ok"], true);
+    let placed = driver.call("spawn ledger 60");
+    assert!(placed["node"].is_string(), "{placed}");
+    let leader = driver.call("leader 30")["leader"]
+        .as_str()
+        .expect("a head leader")
+        .to_owned();
+    let majority: Vec<&str> = ["h1", "h2", "h3"]
+        .into_iter()
+        .filter(|h| *h != leader)
+        .collect();
+    // The driver asks the leader from now on (its hint follows the head
+    // that answered).
+    assert_eq!(driver.call("resolve ledger")["node"], placed["node"]);
+
+    // iptables in the leader's and the driver's namespaces: they reach
+    // each other, and neither reaches the other heads.
+    let iptables = |op: &str, ns: &str, chain: &str, flag: &str, peer: &str| {
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &net.ns(ns),
+            "iptables",
+            op,
+            chain,
+            flag,
+            peer,
+            "-j",
+            "DROP",
+        ]);
+    };
+    let cut = |op: &str| {
+        for side in [leader.as_str(), "c1"] {
+            for other in &majority {
+                iptables(op, side, "INPUT", "-s", &ip(other));
+                iptables(op, side, "OUTPUT", "-d", &ip(other));
+            }
+        }
+    };
+    cut("-A");
+    // Within the read lease of its last quorum round (one election
+    // timeout, before any other head can lead) it may still answer what
+    // it knew; then it refuses.
+    let cut_at = Instant::now();
+    loop {
+        let answer = driver.call("resolve ledger");
+        if refused(&answer) {
+            break;
+        }
+        assert_eq!(
+            answer["node"], placed["node"],
+            "the cut-off leader answered {answer}"
+        );
+        let took = cut_at.elapsed();
+        assert!(
+            took < Duration::from_secs(2),
+            "still answering after {took:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The majority elects a leader of its own and stops the ledger (an
+    // operator's `swarm stop` from a majority head's namespace).
+    let stopper = majority[0];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &net.ns(stopper)])
+            .arg(exe())
+            .args(["stop", "--config"])
+            .arg(&op)
+            .args(["--node", &addr(stopper), "--name", "ledger", "--json"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() || stderr.contains("no named actor") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the majority never stopped it: {stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The deposed leader still answers the driver, never from its state.
+    let stale = driver.call("resolve ledger");
+    assert!(refused(&stale), "the deposed leader answered {stale}");
+    // `swarm heads` through the deposed leader does not call it leader.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.ns(&leader)])
+        .arg(exe())
+        .args(["heads", "--config"])
+        .arg(&op)
+        .args(["--node", &addr(&leader), "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == leader.as_str())
+        .unwrap_or_else(|| panic!("no row for {leader}: {rows}"))
+        .clone();
+    assert_ne!(row["role"], "leader", "{row}");
+    assert!(row["leader"].is_null(), "{row}");
+
+    // Healed: the driver reads what the majority decided.
+    cut("-D");
+    let healed = driver.call("resolve-until ledger no_such_name 60");
+    assert_eq!(healed["ok"], true, "{healed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether a driver's answer to `resolve` is a refusal a deposed leader
+/// may give.
+fn refused(answer: &serde_json::Value) -> bool {
+    answer["error"] == "no_quorum" || answer["error"] == "not_leader"
+}
+
 /// The driver's side: runs only when re-executed by the test above.
 #[test]
 #[ignore]
@@ -476,11 +664,13 @@ mod driver {
 
     use serde_json::{json, Value};
     use swarm::config::NodeFile;
+    use swarm::control::{ControlError, Spawn};
     use swarm::protocol::membership::MemberState;
     use swarm::{Node, NodeId};
     use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
     use swarm_cli::demo::{
-        Add, Adder, Bump, Count, Counter, CounterState, Forward, Relay, Work, Worker,
+        Add, Adder, Bump, Count, Counter, CounterState, Forward, Ledger, LedgerArgs, Relay, Work,
+        Worker,
     };
 
     use crate::util::eventually;
@@ -545,6 +735,25 @@ mod driver {
                 json!({"via": via, "addr": p.addr.to_string()})
             }
             None => json!({"via": null, "link": false}),
+        }
+    }
+
+    /// A control error's kind, for the test's assertions.
+    fn kind(e: &ControlError) -> &'static str {
+        match e {
+            ControlError::NoQuorum { .. } => "no_quorum",
+            ControlError::NotLeader { .. } => "not_leader",
+            ControlError::NoSuchName { .. } => "no_such_name",
+            ControlError::NoHead { .. } => "no_head",
+            _ => "other",
+        }
+    }
+
+    /// Where the head says `name` runs, or why it does not say.
+    async fn resolve(node: &Node, name: &str) -> Value {
+        match node.control().unwrap().resolve(name).await {
+            Ok(at) => json!({"node": name_of(node, at.node).await, "epoch": at.epoch}),
+            Err(e) => json!({"error": kind(&e), "message": e.to_string()}),
         }
     }
 
@@ -740,6 +949,58 @@ mod driver {
                         }
                     }
                     json!({"nodes": nodes})
+                }
+                ["spawn", name, secs] => {
+                    let control = node.control().unwrap();
+                    let deadline = tokio::time::Instant::now() + within(Some(secs));
+                    loop {
+                        let spawn = Spawn::<Ledger>::named(*name).args(LedgerArgs { opening: 0 });
+                        match control.spawn(spawn).await {
+                            Ok(named) => {
+                                let (at, _) = named.location().unwrap();
+                                break json!({"node": name_of(node, at).await});
+                            }
+                            Err(e) if tokio::time::Instant::now() >= deadline => {
+                                break json!({"error": e.to_string()});
+                            }
+                            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        }
+                    }
+                }
+                ["leader", secs] => {
+                    let control = node.control().unwrap();
+                    let deadline = tokio::time::Instant::now() + within(Some(secs));
+                    loop {
+                        let leaders: Vec<NodeId> = control
+                            .head_status()
+                            .await
+                            .into_iter()
+                            .filter_map(|(n, row)| {
+                                row.ok().filter(|r| r.role == "leader").map(|_| n)
+                            })
+                            .collect();
+                        if let [leader] = leaders.as_slice() {
+                            break json!({"leader": name_of(node, *leader).await});
+                        }
+                        if tokio::time::Instant::now() >= deadline {
+                            break json!({"error": "no single leader"});
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                ["resolve", name] => resolve(node, name).await,
+                ["resolve-until", name, want, secs] => {
+                    let deadline = tokio::time::Instant::now() + within(Some(secs));
+                    loop {
+                        let last = resolve(node, name).await;
+                        if last["error"] == *want {
+                            break json!({"ok": true, "last": last});
+                        }
+                        if tokio::time::Instant::now() >= deadline {
+                            break json!({"ok": false, "last": last});
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
                 other => json!({"error": format!("unknown command {other:?}")}),
             }

@@ -30,10 +30,9 @@ impl Handler<RevokeCert> for Supervisor {
 }
 
 impl Handler<ListRevoked> for Supervisor {
-    type Result = Result<Vec<(u64, String)>, ControlError>;
+    type Result = ResponseFuture<Result<Vec<(u64, String)>, ControlError>>;
 
-    fn handle(&mut self, _: ListRevoked, _: &mut Context<Self>) -> Self::Result {
-        self.leading()?;
-        Ok(self.read(|m| m.state.revoked().to_vec()))
+    fn handle(&mut self, _: ListRevoked, ctx: &mut Context<Self>) -> Self::Result {
+        self.confirmed_read(ctx, |m| Ok(m.state.revoked().to_vec()))
     }
 }

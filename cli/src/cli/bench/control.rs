@@ -1,7 +1,9 @@
 //! `swarm bench control`: a local cluster of 3 head and 3 worker processes
 //! of this binary, driven by an in-process operator node. Measures named
-//! actor spawns per second, lookups, Raft writes, asks to a placed actor
-//! beside asks to an exposed one (same worker, same run), crash failover
+//! actor spawns per second, lookups (one at a time, and 64 in flight, each
+//! beside asks to an exposed actor measured the same way in the same run),
+//! Raft writes, asks to a placed actor beside asks to an exposed one (same
+//! worker, same run), crash failover
 //! (SIGKILL of the process running a named actor to its next answer) and
 //! leader failover (SIGKILL of the head leader to the next acknowledged
 //! write).
@@ -26,6 +28,14 @@ pub(crate) struct ControlReport {
     pub(crate) spawns: usize,
     pub(crate) spawn_per_s: f64,
     pub(crate) lookup_us_p50: f64,
+    /// `lookup_us_p50` over `exposed_ask_rtt_p50_us` (same run).
+    pub(crate) lookup_vs_exposed: f64,
+    pub(crate) lookups_per_s: f64,
+    /// Asks to the exposed actor per second, 64 in flight: the baseline
+    /// of `lookups_per_s`.
+    pub(crate) exposed_asks_per_s: f64,
+    /// `lookups_per_s` over `exposed_asks_per_s` (same run).
+    pub(crate) lookups_vs_exposed_rate: f64,
     pub(crate) raft_commit_us_p50: f64,
     pub(crate) raft_writes_per_s: f64,
     pub(crate) ask_rtt_p50_us: f64,
@@ -42,7 +52,11 @@ impl ControlReport {
         format!(
             "control plane: {} heads, {} workers (processes of this binary)\n\
              spawn_per_s              {:>10.0}   ({} named actors placed and started, 64 in flight)\n\
-             lookup_us_p50            {:>10.1}\n\
+             lookup_us_p50            {:>10.1}   (Resolve, one at a time)\n\
+             lookup_vs_exposed        {:>10.2}x  (over exposed_ask_rtt_p50_us)\n\
+             lookups_per_s            {:>10.0}   (Resolve, 64 in flight)\n\
+             exposed_asks_per_s       {:>10.0}   (asks to the exposed actor, 64 in flight, same run)\n\
+             lookups_vs_exposed_rate  {:>10.2}x\n\
              raft_commit_us_p50       {:>10.1}   (client -> leader -> quorum fsync -> client)\n\
              raft_writes_per_s        {:>10.0}   (64 in flight)\n\
              ask_rtt_p50_us           {:>10.1}   (a placed actor, through its Named handle)\n\
@@ -56,6 +70,10 @@ impl ControlReport {
             self.spawn_per_s,
             self.spawns,
             self.lookup_us_p50,
+            self.lookup_vs_exposed,
+            self.lookups_per_s,
+            self.exposed_asks_per_s,
+            self.lookups_vs_exposed_rate,
             self.raft_commit_us_p50,
             self.raft_writes_per_s,
             self.ask_rtt_p50_us,
@@ -112,6 +130,8 @@ pub(crate) fn run(exe: &Path, spawns: usize, runs: usize) -> Result<ControlRepor
             writes.push(micros(t.elapsed()));
         }
         let (placed, exposed) = asks(&driver, &ledger).await?;
+        let (lookups_per_s, exposed_asks_per_s) =
+            concurrent_lookups(&driver, &control, &ledger, spawns).await?;
 
         let mut crashes = Vec::new();
         for _ in 0..runs {
@@ -125,7 +145,11 @@ pub(crate) fn run(exe: &Path, spawns: usize, runs: usize) -> Result<ControlRepor
             workers: 3,
             spawns,
             spawn_per_s,
+            lookup_vs_exposed: p50(lookups.clone()) / exposed,
             lookup_us_p50: p50(lookups),
+            lookups_per_s,
+            exposed_asks_per_s,
+            lookups_vs_exposed_rate: lookups_per_s / exposed_asks_per_s,
             raft_commit_us_p50: p50(writes),
             raft_writes_per_s,
             ask_rtt_p50_us: placed,
@@ -220,6 +244,54 @@ async fn asks(driver: &Node, ledger: &Named<Ledger>) -> Result<(f64, f64)> {
         exposed.push(micros(t.elapsed()));
     }
     Ok((p50(placed), p50(exposed)))
+}
+
+/// Resolves per second with 64 in flight (the names placed for the spawn
+/// rate), then asks per second to the exposed `adder` on the ledger's
+/// worker with 64 in flight: the same load shape through a plain ask.
+async fn concurrent_lookups(
+    driver: &Node,
+    control: &Control,
+    ledger: &Named<Ledger>,
+    spawns: usize,
+) -> Result<(f64, f64)> {
+    const LANES: usize = 64;
+    const EACH: usize = 100;
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in 0..LANES {
+        let control = control.clone();
+        tasks.spawn_local(async move {
+            for i in 0..EACH {
+                let name = format!("b{}", (lane * EACH + i) % spawns.max(1));
+                control.resolve(&name).await?;
+            }
+            Ok::<_, swarm::control::ControlError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.context("a lookup task panicked")??;
+    }
+    let lookups = (LANES * EACH) as f64 / started.elapsed().as_secs_f64();
+    let at = ledger.send(Deposit(0)).await?.node;
+    let adder = driver.remote::<Adder>(at, "adder");
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..LANES {
+        let adder = adder.clone();
+        tasks.spawn_local(async move {
+            for _ in 0..EACH {
+                adder.send(Add { a: 1, b: 1 }).await?;
+            }
+            Ok::<_, swarm::AskError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.context("an ask task panicked")?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let asks = (LANES * EACH) as f64 / started.elapsed().as_secs_f64();
+    Ok((lookups, asks))
 }
 
 /// SIGKILL the ledger's process; seconds until it answers again. The
