@@ -154,6 +154,8 @@ impl Control {
                     .as_ref()
                     .is_some_and(|meta| meta.roles.iter().any(|r| r == "head"))
             })
+            // Gossip says head; a link whose certificate says otherwise wins.
+            .filter(|m| !self.mesh.known_not_head(m.node))
             .map(|m| (m.state != MemberState::Alive, m.node))
             .collect();
         heads.sort();
@@ -185,7 +187,7 @@ impl Control {
             if id != self.mesh.id() {
                 self.mesh.peer_up(id, addr, Vec::new(), false);
             }
-            if row.roles.iter().any(|r| r == "head") {
+            if row.roles.iter().any(|r| r == "head") && !self.mesh.known_not_head(id) {
                 heads.push(id);
             }
         }
@@ -224,6 +226,31 @@ impl Control {
                     return Err(ControlError::Forbidden { reason });
                 }
             }
+            // Only a node whose certificate has the head role answers as a
+            // head: a member gossiping itself as one is never asked (its
+            // grants, verdicts and revocation lists would be its own).
+            let target = match target {
+                Some(head) => match self.mesh.certified_head(head).await {
+                    Ok(true) => Some(head),
+                    Ok(false) => {
+                        tracing::warn!(node = %head.short(), "a member claims the head role its certificate lacks: not asking it");
+                        last = format!(
+                            "node {} claims the head role its certificate lacks",
+                            head.short()
+                        );
+                        self.set_leader(None);
+                        tried += 1;
+                        None
+                    }
+                    Err(e) => {
+                        last = format!("head {}: {e}", head.short());
+                        self.set_leader(None);
+                        tried += 1;
+                        None
+                    }
+                },
+                None => None,
+            };
             if let Some(head) = target {
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                 let mut peer =

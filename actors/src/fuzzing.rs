@@ -172,6 +172,7 @@ fn seeds() -> Vec<Vec<u8>> {
             running: Vec::new(),
             revoked_known: 0,
             types: vec!["t".to_owned()],
+            roles: vec!["worker".to_owned()],
         })
         .unwrap_or_default(),
     ]

@@ -202,7 +202,13 @@ impl Head {
             Ok(members) => supervisor.do_send(Members(members)),
             Err(e) => return Err(store_error(&e)),
         }
-        actix::spawn(bootstrap(raft.clone(), cluster, id, config.voters));
+        actix::spawn(bootstrap(
+            raft.clone(),
+            cluster,
+            mesh.clone(),
+            id,
+            config.voters,
+        ));
         tracing::info!(dir = %config.dir.display(), voters = config.voters, "head started");
         Ok(Head {
             raft,
@@ -232,7 +238,7 @@ impl Head {
 /// allows that), and a head already initialized (from its store or a
 /// leader's log) stops looking. More heads than `voters` is a
 /// configuration error: nothing is initialized, and the log says why.
-async fn bootstrap(raft: Raft, cluster: Cluster, id: NodeId, voters: usize) {
+async fn bootstrap(raft: Raft, cluster: Cluster, mesh: Mesh, id: NodeId, voters: usize) {
     let mut interval = tokio::time::interval(Duration::from_millis(100));
     let mut warned = false;
     loop {
@@ -244,7 +250,7 @@ async fn bootstrap(raft: Raft, cluster: Cluster, id: NodeId, voters: usize) {
         let Ok(members) = cluster.members().await else {
             return;
         };
-        let mut heads: Vec<NodeId> = members
+        let claimed: Vec<NodeId> = members
             .iter()
             .filter(|m| m.state == MemberState::Alive || m.node == id)
             .filter(|m| {
@@ -254,6 +260,14 @@ async fn bootstrap(raft: Raft, cluster: Cluster, id: NodeId, voters: usize) {
             })
             .map(|m| m.node)
             .collect();
+        // A voter is a node whose certificate has the head role, as its
+        // link proves it: a member gossiping itself as a head gets no vote.
+        let mut heads = Vec::with_capacity(claimed.len());
+        for node in claimed {
+            if mesh.certified_head(node).await.unwrap_or(false) {
+                heads.push(node);
+            }
+        }
         if !heads.contains(&id) {
             heads.push(id);
         }

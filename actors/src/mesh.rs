@@ -490,6 +490,42 @@ impl Mesh {
         self.shared.down.contains(node)
     }
 
+    /// Whether `node`'s certificate, as its link proved it, has the `head`
+    /// role (dialing it if there is no link). A node that does not is
+    /// counted as a false claim: only a head certificate answers as a head.
+    ///
+    /// # Errors
+    ///
+    /// [`AskError::Unreachable`] if no link can be made.
+    pub(crate) async fn certified_head(&self, node: NodeId) -> Result<bool, AskError> {
+        if node == self.id() {
+            return Ok(self
+                .handshake()
+                .cert
+                .body()
+                .roles
+                .iter()
+                .any(|r| r == "head"));
+        }
+        let head = self.link(node).await?.peer_has_role("head");
+        if !head {
+            self.count_false_claim();
+        }
+        Ok(head)
+    }
+
+    /// Whether a live link shows `node`'s certificate lacks the `head`
+    /// role (no link: not known yet).
+    pub(crate) fn known_not_head(&self, node: NodeId) -> bool {
+        self.live_link(node)
+            .is_some_and(|l| !l.peer_has_role("head"))
+    }
+
+    /// Counts a claim a certificate does not back.
+    pub(crate) fn count_false_claim(&self) {
+        self.shared.counters.false_claim();
+    }
+
     /// The live link to `node`, if there is one.
     pub(crate) fn live_link(&self, node: NodeId) -> Option<LinkHandle> {
         self.shared.links.live(node)
@@ -624,6 +660,22 @@ impl Mesh {
             .revoke(serials.iter().copied());
         self.router.do_send(CloseRevoked);
         new
+    }
+
+    /// The roles this node announces in gossip: its certificate's, unless
+    /// a test made it lie ([`Faults::claim_roles`]).
+    pub(crate) fn announced_roles(&self) -> Vec<String> {
+        self.shared
+            .config
+            .faults
+            .as_ref()
+            .and_then(|f| f.claimed_roles())
+            .unwrap_or_else(|| self.handshake().cert.body().roles.clone())
+    }
+
+    /// Whether the listener still runs.
+    pub(crate) fn listening(&self) -> bool {
+        self.listener.connected()
     }
 
     /// Stops accepting connections and closes every link.

@@ -557,6 +557,18 @@ impl Node {
         }
         self.mesh.shutdown();
     }
+
+    /// As [`Node::shutdown`], then waits (a second at most) until the
+    /// node's listener has stopped: a program that returns right after
+    /// (a command-line tool on an error path) then drops no actor that
+    /// never ran.
+    pub async fn close(&self) {
+        self.shutdown();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        while self.mesh.listening() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 /// Waits until a relayed node has a link to a relay, at most `within`.

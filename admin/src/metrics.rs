@@ -44,6 +44,7 @@ const COUNTERS: &[(&str, &[&str])] = &[
             "tells_dropped",
             "background_dials",
             "forbidden",
+            "false_claims",
         ],
     ),
     ("tasks", &["finished", "failed", "submitted"]),

@@ -126,7 +126,7 @@ impl Gossip {
         let total_memory = resources.memory;
         let meta = NodeMeta {
             name: mesh.name().to_owned(),
-            roles: hs.cert.body().roles.clone(),
+            roles: mesh.announced_roles(),
             resources,
             load: probe.load(),
             services: Vec::new(),

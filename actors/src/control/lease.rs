@@ -46,6 +46,9 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                 running,
                 types,
                 revoked_known,
+                // What a head answering locally reads; over a link, the
+                // head takes them from the certificate.
+                roles: control.mesh.handshake().cert.body().roles.clone(),
             };
             match control.call(renew, every * 2).await {
                 Ok(grant) => {

@@ -70,6 +70,9 @@ pub(crate) struct Supervisor {
     leases: Leases,
     /// The actor types each node reported it may start.
     types: HashMap<NodeId, Vec<String>>,
+    /// Each renewing node's certificate roles (placement labels; gossiped
+    /// roles that disagree are refused and counted).
+    certified: HashMap<NodeId, Vec<String>>,
     /// Names being moved now (queued or in flight).
     moving: HashSet<String>,
     /// Moves waiting for a slot, and how many run.
@@ -114,6 +117,7 @@ impl Supervisor {
                 .map(|t| Arc::new(crate::operators::capability_key(t))),
             guard: crate::operators::guard::Guard::default(),
             types: HashMap::new(),
+            certified: HashMap::new(),
             moving: HashSet::new(),
             queued: VecDeque::new(),
             in_flight: 0,
@@ -164,12 +168,10 @@ impl Supervisor {
                 && self.leases.holds(m.node, now)
                 && Some(m.node) != exclude
                 && !meta.leaving;
-            Some((
-                m.node,
-                ResourceSet::from(&meta.resources),
-                meta.roles.clone(),
-                healthy,
-            ))
+            // Labels are the certificate's roles, as the node's renewal
+            // proved them; a node that never renewed holds no lease.
+            let labels = self.certified.get(&m.node).cloned().unwrap_or_default();
+            Some((m.node, ResourceSet::from(&meta.resources), labels, healthy))
         });
         let mut views = self.read(|m| m.state.views(nodes));
         for view in &mut views {

@@ -265,12 +265,18 @@ pub(crate) struct Renew {
     /// How many of the head's revocations it holds (the list only grows).
     #[serde(default)]
     pub(crate) revoked_known: usize,
+    /// Its certificate's roles (set from the link; placement labels come
+    /// from these, never from gossip).
+    #[serde(default)]
+    pub(crate) roles: Vec<String>,
 }
 
-/// The renewing node is the link's authenticated peer, whatever it claims.
+/// The renewing node is the link's authenticated peer, with its
+/// certificate's roles, whatever it claims.
 impl crate::directory::StampCaller for Renew {
     fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
         self.node = caller.node;
+        self.roles = caller.roles.to_vec();
     }
 }
 

@@ -18,6 +18,7 @@ pub(super) struct Counters {
     datagrams_relayed: AtomicU64,
     datagrams_dropped: AtomicU64,
     forbidden: AtomicU64,
+    false_claims: AtomicU64,
 }
 
 impl Counters {
@@ -42,6 +43,12 @@ impl Counters {
     /// The policy refused a message.
     pub(super) fn forbidden(&self) {
         self.forbidden.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A peer claimed a role its certificate lacks (a gossiped head, a
+    /// head's answer from a certificate without `head`).
+    pub(super) fn false_claim(&self) {
+        self.false_claims.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn background_dial(&self) {
@@ -84,6 +91,7 @@ impl Counters {
             tells_dropped: self.tells_dropped.load(Ordering::Relaxed),
             background_dials: self.background_dials.load(Ordering::Relaxed),
             forbidden: self.forbidden.load(Ordering::Relaxed),
+            false_claims: self.false_claims.load(Ordering::Relaxed),
         }
     }
 }
@@ -124,4 +132,9 @@ pub struct MeshStats {
     pub background_dials: u64,
     /// Tells and asks the policy refused ([`crate::policy`]).
     pub forbidden: u64,
+    /// Claims refused because a certificate does not back them: a member
+    /// gossiping a role its certificate lacks, a node answering as a head
+    /// without a `head` certificate.
+    #[serde(default)]
+    pub false_claims: u64,
 }

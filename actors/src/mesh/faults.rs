@@ -3,7 +3,8 @@
 //! fail, and a direct link to it neither sends nor receives anything, so
 //! its heartbeat times out as it would across a real network; links
 //! through a relay are not affected. This is how routing is checked in one
-//! process where network namespaces are unavailable.
+//! process where network namespaces are unavailable. A test may also make
+//! a node lie in gossip about its roles (a hostile member).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,8 @@ pub struct Faults {
     blocked: Mutex<HashSet<NodeId>>,
     /// Fast path: nothing is blocked.
     any: AtomicBool,
+    /// Roles to announce in gossip instead of the certificate's.
+    claimed: Mutex<Option<Vec<String>>>,
 }
 
 impl Faults {
@@ -32,6 +35,22 @@ impl Faults {
         let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
         blocked.remove(&peer);
         self.any.store(!blocked.is_empty(), Ordering::Release);
+    }
+
+    /// Announces `roles` in gossip instead of the certificate's (set before
+    /// the node starts): a hostile member, for tests that check nobody
+    /// believes it.
+    pub fn claim_roles(&self, roles: &[&str]) {
+        *self.claimed.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(roles.iter().map(|r| (*r).to_owned()).collect());
+    }
+
+    /// The roles to announce instead of the certificate's, if any.
+    pub fn claimed_roles(&self) -> Option<Vec<String>> {
+        self.claimed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Whether the direct path to `peer` is blocked.

@@ -36,7 +36,7 @@ where
         let result = ask(node.remote::<A>(peer.id, name))
             .await
             .with_context(|| format!("{} ({addr}) did not answer; {hint}", peer.name));
-        node.shutdown();
+        node.close().await;
         result
     })
 }

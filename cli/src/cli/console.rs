@@ -97,7 +97,7 @@ pub(crate) fn run(args: ConsoleArgs) -> Result<()> {
     actix::System::new().block_on(async move {
         let node = super::secrets::start_client(mesh, addr).await?;
         let result = attach(&node, addr, &args, &mut recorder).await;
-        node.shutdown();
+        node.close().await;
         result
     })
 }

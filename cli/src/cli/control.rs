@@ -43,7 +43,7 @@ where
             None => Vec::new(),
         };
         let result = f(node.clone(), control, members).await;
-        node.shutdown();
+        node.close().await;
         result
     })
 }

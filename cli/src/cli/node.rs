@@ -113,7 +113,7 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
         if let Some(cluster) = node.cluster() {
             cluster.leave().await;
         }
-        node.shutdown();
+        node.close().await;
         Ok(())
     })
 }

@@ -160,7 +160,7 @@ pub(crate) fn login(config: &Path, member: std::net::SocketAddr) -> Result<()> {
     let mesh = super::client_config(config)?;
     let claims = actix::System::new().block_on(async move {
         let (node, capability) = secrets::start_client_session(mesh, member, true).await?;
-        node.shutdown();
+        node.close().await;
         capability
             .and_then(|c| c.unverified_claims())
             .ok_or_else(|| {
@@ -199,10 +199,10 @@ pub(crate) fn admin_login(config: &Path, member: std::net::SocketAddr, json: boo
         let result = match capability {
             Some(_) => node.admin_login(member).await.map_err(anyhow::Error::from),
             None => Err(anyhow::anyhow!(
-                "admin-API sessions are for operator certificates"
+                "admin-API sessions are for logged-in operator certificates (with --totp CODE, or after swarm login)"
             )),
         };
-        node.shutdown();
+        node.close().await;
         result
     })?;
     if json {

@@ -39,7 +39,7 @@ pub(crate) fn run(addr: SocketAddr, config: &Path, count: u32) -> Result<()> {
                 summary.links
             );
         }
-        node.shutdown();
+        node.close().await;
         Ok(())
     })
 }

@@ -192,19 +192,27 @@ pub(crate) async fn start_client_session(
             return Ok((node, Some(capability)));
         }
     }
+    // A certificate with a node role as well works as that node without a
+    // login (its operator roles then count for nothing): it logs in only
+    // when given a code.
+    let node_too = body
+        .roles
+        .iter()
+        .any(|r| swarm::policy::NODE_ROLES.contains(&r.as_str()));
     let code = match given().totp {
         Some(code) => code,
+        None if node_too => return Ok((node, None)),
         None if interactive() => {
             match rpassword::prompt_password(format!("TOTP code for {name}: ")) {
                 Ok(code) => code,
                 Err(e) => {
-                    node.shutdown();
+                    node.close().await;
                     return Err(e).context("cannot read the code from the terminal");
                 }
             }
         }
         None => {
-            node.shutdown();
+            node.close().await;
             bail!("{name} is an operator certificate and has no login kept: run `swarm login --config CONFIG --node ADDR` (or give --totp CODE)");
         }
     };
@@ -218,7 +226,7 @@ pub(crate) async fn start_client_session(
             Ok((node, Some(capability)))
         }
         Err(e) => {
-            node.shutdown();
+            node.close().await;
             Err(e).context(format!("{name} could not log in through {member}"))
         }
     }

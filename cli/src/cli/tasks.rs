@@ -32,7 +32,7 @@ pub(crate) fn run(config: &Path, member: SocketAddr, json: bool) -> Result<()> {
     let nodes = actix::System::new().block_on(async move {
         let node = super::secrets::start_client(mesh, member).await?;
         let result = list(&node, member).await;
-        node.shutdown();
+        node.close().await;
         result
     })?;
     if json {

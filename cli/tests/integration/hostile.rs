@@ -197,3 +197,54 @@ async fn a_mixed_worker_operator_certificate_reaches_operator_targets_only_after
     assert!(control.revoke(1234, "nobody").await.unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_rt::test]
+async fn a_member_gossiping_itself_as_a_head_is_never_taken_for_one() {
+    let dir = scratch("hostile-head");
+    // n3 has a worker certificate but gossips the head role.
+    let (_ca, nodes) = control_cluster(&dir, 1, 2, |i, c| {
+        if i == 2 {
+            let faults = std::sync::Arc::new(swarm::Faults::default());
+            faults.claim_roles(&["head", "worker"]);
+            c.faults = Some(faults);
+        }
+    })
+    .await;
+    let (n1, n2, n3) = (&nodes[0].node, &nodes[1].node, &nodes[2].node);
+    // Gossip believes it...
+    let gossiped = eventually(Duration::from_secs(20), || {
+        let cluster = n2.cluster().unwrap().clone();
+        let n3 = n3.id();
+        async move {
+            cluster.members().await.is_ok_and(|members| {
+                members.iter().any(|m| {
+                    m.node == n3
+                        && m.meta
+                            .as_ref()
+                            .is_some_and(|meta| meta.roles.iter().any(|r| r == "head"))
+                })
+            })
+        }
+    })
+    .await;
+    assert!(gossiped, "n3's claim never reached n2");
+    // ...the certificate does not: once n2 holds a link to it, the control
+    // client lists n1 alone, and its calls are answered by n1.
+    n2.connect(n3.listen_addr()).await.unwrap();
+    let control = n2.control().unwrap();
+    assert_eq!(control.heads().await, vec![n1.id()]);
+    let placed = eventually(Duration::from_secs(20), || {
+        let control = control.clone();
+        async move { control.placed().await.is_ok() }
+    })
+    .await;
+    assert!(placed);
+    // The leader refuses the gossiped roles when n3 renews its lease with
+    // its certificate's, and counts the false claim.
+    let counted = eventually(Duration::from_secs(20), || async move {
+        n1.stats().false_claims >= 1
+    })
+    .await;
+    assert!(counted, "the leader never noticed n3's false claim");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,6 +29,7 @@ impl Handler<Renew> for Supervisor {
                 act.leading()?;
                 act.leases.granted(renew.node, Instant::now());
                 act.types.insert(renew.node, renew.types.clone());
+                act.certify(&renew);
                 Ok(act.grant(&renew, ctx))
             }),
         )
@@ -36,6 +37,29 @@ impl Handler<Renew> for Supervisor {
 }
 
 impl Supervisor {
+    /// Keeps `renew`'s certificate roles, and refuses (counts, logs once)
+    /// gossiped roles that disagree with them.
+    fn certify(&mut self, renew: &Renew) {
+        let gossiped = self
+            .members
+            .get(&renew.node)
+            .and_then(|m| m.meta.as_ref())
+            .map(|meta| {
+                let mut roles = meta.roles.clone();
+                roles.sort();
+                roles
+            });
+        let mut certified = renew.roles.clone();
+        certified.sort();
+        if let Some(gossiped) = gossiped {
+            if gossiped != certified && self.certified.get(&renew.node) != Some(&renew.roles) {
+                self.mesh.count_false_claim();
+                tracing::warn!(node = %renew.node.short(), ?gossiped, ?certified, "a member gossips roles its certificate does not grant: placement uses the certificate's");
+            }
+        }
+        self.certified.insert(renew.node, renew.roles.clone());
+    }
+
     /// What `renew.node` must start and stop; escalations it reports move.
     fn grant(&mut self, renew: &Renew, ctx: &mut Context<Self>) -> Grant {
         let reported: HashMap<&str, &Running> =

@@ -225,6 +225,11 @@ impl LinkHandle {
         self.shared.member_down.store(true, Ordering::Release);
     }
 
+    /// Whether the peer's certificate has `role`.
+    pub(crate) fn peer_has_role(&self, role: &str) -> bool {
+        self.shared.peer_roles.iter().any(|r| r == role)
+    }
+
     pub(crate) fn info(&self) -> PeerInfo {
         let s = &self.shared;
         PeerInfo {

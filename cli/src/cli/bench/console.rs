@@ -101,7 +101,7 @@ async fn cluster_and_console(
         .context("the console's waiter")?
         .context("cannot run the console")?;
     for node in &members {
-        node.shutdown();
+        node.close().await;
     }
     let _ = std::fs::remove_dir_all(dir);
     anyhow::ensure!(

@@ -231,7 +231,7 @@ async fn relayed(ca: &Throwaway, scale: f64) -> Result<LinkReport> {
         return Err(anyhow!("nothing went through the relay"));
     }
     for node in [&a, &b, &relay] {
-        node.shutdown();
+        node.close().await;
     }
     for thread in &threads {
         thread.stop();
@@ -739,7 +739,7 @@ pub(crate) fn membership_processes(
         let converge_s = started.elapsed().as_secs_f64();
         // Idle: close the observer's links (each node then runs membership
         // alone), let the goodbyes settle, and read /proc.
-        node.shutdown();
+        node.close().await;
         let pids: Vec<u32> = cluster.nodes.iter().map(|c| c.child.id()).collect();
         // Let the join's updates finish spreading (a few gossip rounds per
         // decade of nodes) before measuring the steady state.
@@ -802,7 +802,7 @@ pub(crate) fn membership_processes(
                 .filter(|r| r.id != victim_id && r.state == "down")
                 .count();
         }
-        node.shutdown();
+        node.close().await;
         drop(cluster);
         Ok(ProcessReport {
             processes: n,

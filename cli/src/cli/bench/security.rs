@@ -221,7 +221,7 @@ async fn commits(
         control.revoke(serial, "bench").await?;
         times.push(t.elapsed());
     }
-    node.shutdown();
+    node.close().await;
     Ok(times)
 }
 
