@@ -1,5 +1,5 @@
 //! Criterion micro benches of `swarm-protocol` (no sockets): frames,
-//! envelopes, record packing, and Noise seal/open. The cluster benchmark is
+//! envelopes, record packing, Noise seal/open, and operator capabilities. The cluster benchmark is
 //! `swarm bench link`.
 
 use criterion::{criterion_group, criterion_main};
@@ -11,6 +11,7 @@ criterion_group!(
     suites::bench_frame,
     suites::bench_envelope,
     suites::bench_pack,
-    suites::bench_noise
+    suites::bench_noise,
+    suites::bench_capability
 );
 criterion_main!(benches);

@@ -134,3 +134,35 @@ fn established_pair() -> (Established, Established) {
     }
     (i.into_established().unwrap(), r.into_established().unwrap())
 }
+
+/// An operator capability: what a node pays per delegated call to verify
+/// one (ed25519 signature, window, claims), and the head's cost to sign.
+pub fn bench_capability(c: &mut Criterion) {
+    use swarm::protocol::capability::{CapabilityKey, Claims};
+
+    let key = CapabilityKey::from_seed(&[7; 32]);
+    let claims = Claims {
+        name: "alice".into(),
+        serial: 42,
+        node: swarm::NodeId::from_bytes([3; 16]),
+        roles: vec!["operator".into(), "admin".into()],
+        source: std::net::IpAddr::from([127, 0, 0, 1]),
+        term: 3,
+        issued_ms: 1_000_000,
+        expires_ms: 1_000_000 + 60_000,
+        delegate: Some(swarm::NodeId::from_bytes([4; 16])),
+    };
+    let capability = key.sign(&claims).unwrap();
+    let public = key.public();
+    let mut group = c.benchmark_group("capability");
+    group.throughput(Throughput::Bytes(capability.as_bytes().len() as u64));
+    group.bench_function("open", |b| {
+        b.iter(|| {
+            black_box(&capability)
+                .open_checked(&public, 1_000_001)
+                .unwrap()
+        })
+    });
+    group.bench_function("sign", |b| b.iter(|| key.sign(black_box(&claims)).unwrap()));
+    group.finish();
+}

@@ -76,28 +76,32 @@ struct ActorLine {
 pub(crate) fn actors(config: &Path, member: SocketAddr, json: bool) -> Result<()> {
     let lines = with_control(config, member, |node, control, members| async move {
         let placed: Vec<PlacedRow> = control.placed().await?;
-        let mut hosts: BTreeMap<NodeId, Option<Vec<swarm::supervision::ActorRow>>> =
-            BTreeMap::new();
+        type Rows = Result<Vec<swarm::supervision::ActorRow>, swarm::AskError>;
+        let mut hosts: BTreeMap<NodeId, Rows> = BTreeMap::new();
         for row in &placed {
             if let std::collections::btree_map::Entry::Vacant(slot) = hosts.entry(row.node) {
                 let host = node.remote::<Host>(row.node, HOST_ACTOR);
-                slot.insert(host.send(ListActors).await.ok());
+                slot.insert(host.send(ListActors).await);
             }
         }
         Ok(placed
             .into_iter()
             .map(|r| {
-                let on_node = hosts.get(&r.node).and_then(|rows| {
+                let on_node = hosts.get(&r.node).map(|rows| {
                     rows.as_ref().map(|rows| {
                         rows.iter()
                             .find(|a| a.name == r.name && a.epoch == r.epoch)
                             .cloned()
                     })
                 });
+                // A host that refused this identity is not unreachable.
                 let (state, restarts) = match (&r.state[..], on_node) {
-                    ("placed", Some(Some(a))) => (a.state, Some(a.restarts)),
-                    ("placed", Some(None)) => ("starting".to_owned(), None),
-                    ("placed", None) => ("unreachable".to_owned(), None),
+                    ("placed", Some(Ok(Some(a)))) => (a.state, Some(a.restarts)),
+                    ("placed", Some(Ok(None))) => ("starting".to_owned(), None),
+                    ("placed", Some(Err(swarm::AskError::Forbidden { .. }))) => {
+                        ("refused".to_owned(), None)
+                    }
+                    ("placed", _) => ("unreachable".to_owned(), None),
                     (other, _) => (other.to_owned(), None),
                 };
                 ActorLine {
@@ -205,7 +209,11 @@ pub(crate) fn heads(config: &Path, member: SocketAddr, json: bool) -> Result<()>
                 Err(e) => HeadLine {
                     node: node.to_string(),
                     name: name_of(&members, node),
-                    role: "unreachable".to_owned(),
+                    role: if matches!(e, swarm::AskError::Forbidden { .. }) {
+                        "refused".to_owned()
+                    } else {
+                        "unreachable".to_owned()
+                    },
                     leader: None,
                     term: 0,
                     voters: Vec::new(),

@@ -9,6 +9,8 @@
 //!   stores them plain.
 //! - Start: opening a keyring with a passphrase (argon2id, the default
 //!   cost) against a key file, and a node's whole start with each.
+//! - Capabilities: what a node pays to verify an operator's capability
+//!   (every delegated call does), beside the ask round trip it rides on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +38,7 @@ pub(crate) struct SecurityReport {
     argon2id_params: String,
     node_start_ms_key_file: f64,
     node_start_ms_passphrase: f64,
+    capability_verify_us: f64,
 }
 
 impl SecurityReport {
@@ -79,6 +82,15 @@ impl SecurityReport {
                 "argon2id (passphrase)",
                 format!("{:.0} ms ({})", self.argon2id_ms, self.argon2id_params),
                 "OWASP minimum",
+            ),
+            (
+                "capability verification",
+                format!(
+                    "{:.1} us ({:.1}% of an ask RTT)",
+                    self.capability_verify_us,
+                    100.0 * self.capability_verify_us / self.ask_rtt_p50_us_no_policy
+                ),
+                "per delegated call",
             ),
             (
                 "node start to READY, passphrase",
@@ -147,7 +159,43 @@ pub(crate) fn run(scale: f64, exe: &std::path::Path) -> Result<SecurityReport> {
         argon2id_params: format!("m={} MiB, t={}, p={}", p.m_kib / 1024, p.t, p.p),
         node_start_ms_key_file: start_key,
         node_start_ms_passphrase: start_pass,
+        capability_verify_us: capability_verify(n(2_000) as usize),
     })
+}
+
+/// Microseconds to verify one operator capability (the median of five
+/// rounds of `rounds` verifications).
+fn capability_verify(rounds: usize) -> f64 {
+    use swarm::protocol::capability::{CapabilityKey, Claims};
+
+    let key = CapabilityKey::from_seed(&[7; 32]);
+    let now = swarm::credentials::unix_now() * 1000;
+    let claims = Claims {
+        name: "alice".into(),
+        serial: 42,
+        node: swarm::NodeId::from_bytes([3; 16]),
+        roles: vec!["operator".into(), "admin".into()],
+        source: std::net::IpAddr::from([127, 0, 0, 1]),
+        term: 3,
+        issued_ms: now,
+        expires_ms: now + 60_000,
+        delegate: Some(swarm::NodeId::from_bytes([4; 16])),
+    };
+    let Ok(capability) = key.sign(&claims) else {
+        return f64::NAN;
+    };
+    let public = key.public();
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let started = Instant::now();
+            for _ in 0..rounds.max(1) {
+                let _ = std::hint::black_box(capability.open_checked(&public, now + 1));
+            }
+            started.elapsed().as_secs_f64() * 1e6 / rounds.max(1) as f64
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 /// Ask p50 (us) and tells/s from a to b, b with `policy`.
