@@ -411,6 +411,20 @@ impl Control {
         self.call(request, CALL_WITHIN).await
     }
 
+    /// Moves the head group's capability key to its next generation: every
+    /// operator capability signed before stops verifying on each node with
+    /// its next lease grant (operators log in again). Admin operators only.
+    /// Answers the new generation.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Forbidden`] without `admin`; no quorum; a head
+    /// group without a TOTP secret.
+    pub async fn rotate_capability_key(&self) -> Result<u64, ControlError> {
+        self.call(crate::head::wire::RotateCapabilityKey, CALL_WITHIN)
+            .await
+    }
+
     /// The revoked certificates, (serial, name), in the order revoked.
     ///
     /// # Errors

@@ -50,7 +50,7 @@ pub fn control(data: &[u8]) {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
         operator: true,
     };
-    let key = Some(crate::operators::capability_key(&[9; 32]).public());
+    let key = Some(crate::operators::capability_key(&[9; 32], 0).public());
     let _ = crate::operators::session::check_present(key, |_| false, &caller, data);
     let mut state = seeded();
     if let Some(command) = decode::<Command>(data) {

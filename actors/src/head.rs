@@ -188,7 +188,12 @@ impl Head {
         // its own TOTP secret at once (other nodes learn the public half
         // with their lease grants).
         if let Some(totp) = &config.totp {
-            mesh.set_capability_key(crate::operators::capability_key(totp).public());
+            let generation = machine
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .state
+                .capability_generation();
+            mesh.set_capability_key(crate::operators::capability_key(totp, generation).public());
         }
         let supervisor = Supervisor::new(id, raft.clone(), machine, mesh.clone(), &config).start();
         let entry = Entry::declared(supervisor.clone())

@@ -599,12 +599,20 @@ impl Mesh {
     /// Keeps the head group's public key (from a head's own secret, or a
     /// lease grant a head certificate's link answered).
     pub(crate) fn set_capability_key(&self, key: [u8; 32]) {
-        *self
+        let previous = self
             .shared
             .sessions
             .key
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(key);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .replace(key);
+        // A rotated key ends every operator's session held on a link: what
+        // they presented was signed under the old one.
+        if previous.is_some_and(|p| p != key) {
+            for link in self.shared.links.all() {
+                link.set_session(0);
+            }
+        }
     }
 
     /// Whether certificate `serial` is revoked here.

@@ -123,12 +123,17 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// The head group's capability signing key, from the TOTP secret (every
-/// head holds it; workers never do, and learn only its public half).
-pub fn capability_key(totp_secret: &[u8; 32]) -> CapabilityKey {
+/// The head group's capability signing key of `generation`, from the TOTP
+/// secret (every head holds it; workers never do, and learn only its
+/// public half). `swarm keys rotate --capabilities` moves the group to the
+/// next generation (a Raft command), which ends every capability signed
+/// before.
+pub fn capability_key(totp_secret: &[u8; 32], generation: u64) -> CapabilityKey {
     let mut seed = Zeroizing::new([0u8; 32]);
     let hk = Hkdf::<Sha256>::new(Some(b"swarm operator capability v1"), totp_secret);
-    let _ = hk.expand(b"ed25519 seed", &mut seed[..]);
+    let mut info = b"ed25519 seed".to_vec();
+    info.extend_from_slice(&generation.to_be_bytes());
+    let _ = hk.expand(&info, &mut seed[..]);
     CapabilityKey::from_seed(&seed)
 }
 

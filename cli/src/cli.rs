@@ -556,7 +556,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             out,
             cluster,
         }) => operator::admin_tls(&name, &hosts, &ca_dir, &out, &cluster),
-        Command::Keys(KeysCommand::Rotate { keyring, reseal }) => keys::rotate(&keyring, reseal),
+        Command::Keys(KeysCommand::Rotate {
+            capabilities: true,
+            config: Some(config),
+            node: Some(node),
+            ..
+        }) => control::rotate_capabilities(&config, node),
+        Command::Keys(KeysCommand::Rotate {
+            keyring, reseal, ..
+        }) => keys::rotate(&keyring, reseal),
         Command::Keys(KeysCommand::Passwd {
             keyring,
             new_root,

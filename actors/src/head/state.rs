@@ -137,6 +137,9 @@ pub(crate) enum Command {
         /// Who held it, as the operator named it (for listings).
         name: String,
     },
+    /// Moves the head group's capability key to its next generation: every
+    /// capability signed before stops verifying (operators log in again).
+    RotateCapabilityKey,
 }
 
 /// What applying a command did.
@@ -186,6 +189,9 @@ pub(crate) struct ControlState {
     /// Operators' admin-API passwords, by certificate name.
     #[serde(default)]
     passwords: BTreeMap<String, PasswordEntry>,
+    /// The generation of the head group's capability key.
+    #[serde(default)]
+    capability_generation: u64,
 }
 
 /// An operator's password, with the certificate that set it (whose serial
@@ -331,7 +337,16 @@ impl ControlState {
                 self.revoked.push((serial, name));
                 Applied::Done
             }
+            Command::RotateCapabilityKey => {
+                self.capability_generation = self.capability_generation.saturating_add(1);
+                Applied::Done
+            }
         }
+    }
+
+    /// The generation of the head group's capability key.
+    pub(crate) fn capability_generation(&self) -> u64 {
+        self.capability_generation
     }
 
     /// The last TOTP step the operator with `serial` used.

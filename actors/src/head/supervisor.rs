@@ -47,6 +47,7 @@ const TICK: Duration = Duration::from_millis(50);
 const MOVES_IN_FLIGHT: usize = 256;
 
 mod groups;
+mod keys;
 mod logins;
 mod moves;
 mod reads;
@@ -86,8 +87,7 @@ pub(crate) struct Supervisor {
     crash_evidence: bool,
     /// The cluster's TOTP secret: operators' seeds.
     totp: Option<Arc<zeroize::Zeroizing<[u8; 32]>>>,
-    /// The head group's capability key (from the TOTP secret).
-    capability: Option<Arc<swarm_protocol::capability::CapabilityKey>>,
+
     /// Failed logins and lockouts.
     guard: crate::operators::guard::Guard,
 }
@@ -111,10 +111,6 @@ impl Supervisor {
             leases: Leases::new(config.lease),
             crash_evidence: config.crash_evidence,
             totp: config.totp.clone(),
-            capability: config
-                .totp
-                .as_ref()
-                .map(|t| Arc::new(crate::operators::capability_key(t))),
             guard: crate::operators::guard::Guard::default(),
             types: HashMap::new(),
             certified: HashMap::new(),
@@ -128,6 +124,15 @@ impl Supervisor {
 
     fn read<T>(&self, f: impl FnOnce(&Machine) -> T) -> T {
         f(&self.machine.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The head group's capability key of the generation the state names
+    /// (from the TOTP secret; none without one).
+    fn group_key(&self) -> Option<swarm_protocol::capability::CapabilityKey> {
+        let generation = self.read(|m| m.state.capability_generation());
+        self.totp
+            .as_ref()
+            .map(|t| crate::operators::capability_key(t, generation))
     }
 
     /// `Ok` while this head leads; else who does.
@@ -700,6 +705,7 @@ crate::remote_actor!(
     crate::operators::wire::SetPassword,
     crate::operators::wire::VerifyPassword,
     RevokeCert,
+    crate::head::wire::RotateCapabilityKey,
     ListRevoked,
     PlaceActor,
     Resolve,

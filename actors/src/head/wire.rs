@@ -291,6 +291,14 @@ pub(crate) struct RevokeCert {
     pub(crate) name: String,
 }
 
+/// Moves the head group's capability key to its next generation (admin
+/// operators only): every capability signed before stops verifying once
+/// nodes take the new key with their next lease grant. Answers the new
+/// generation.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<u64, ControlError>")]
+pub(crate) struct RotateCapabilityKey;
+
 /// The revoked certificates the head group records: (serial, name).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<Vec<(u64, String)>, ControlError>")]
@@ -298,6 +306,7 @@ pub(crate) struct ListRevoked;
 
 crate::system_message! {
     RevokeCert => "swarm.RevokeCert", Admin;
+    RotateCapabilityKey => "swarm.RotateCapabilityKey", Admin;
     ListRevoked => "swarm.ListRevoked", Read;
     PlaceActor => "swarm.PlaceActor", Command;
     Resolve => "swarm.Resolve", Read;

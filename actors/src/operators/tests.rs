@@ -52,9 +52,10 @@ fn claims(roles: &[&str], delegate: Option<swarm_protocol::NodeId>) -> Claims {
 
 #[test]
 fn capabilities_open_only_with_the_groups_key_for_unrevoked_operators() {
-    let group = capability_key(&[9; 32]);
-    assert_eq!(group.public(), capability_key(&[9; 32]).public());
-    let forger = capability_key(&[8; 32]);
+    let group = capability_key(&[9; 32], 0);
+    assert_eq!(group.public(), capability_key(&[9; 32], 0).public());
+    assert_ne!(group.public(), capability_key(&[9; 32], 1).public());
+    let forger = capability_key(&[8; 32], 0);
     let key = Some(group.public());
     let cap = group.sign(&claims(&["operator"], None)).unwrap();
     assert_eq!(open_capability(&cap, key, |_| false).unwrap().name, "alice");
@@ -74,7 +75,7 @@ fn capabilities_open_only_with_the_groups_key_for_unrevoked_operators() {
 
 #[test]
 fn a_link_takes_only_its_own_certificates_undelegated_capability() {
-    let group = capability_key(&[9; 32]);
+    let group = capability_key(&[9; 32], 0);
     let key = Some(group.public());
     let caller = crate::directory::Caller {
         node: swarm_protocol::NodeId::from_bytes([1; 16]),

@@ -109,6 +109,17 @@ pub(crate) enum KeysCommand {
         /// Also re-seal the key files next to the keyring under the new term.
         #[arg(long)]
         reseal: bool,
+        /// Rotate the head group's capability key instead (an admin
+        /// operator, with --config and --node): every operator's login ends
+        /// on each node with its next lease grant.
+        #[arg(long, requires_all = ["config", "node"])]
+        capabilities: bool,
+        /// Your admin operator configuration (with --capabilities).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A member to ask through (with --capabilities).
+        #[arg(long)]
+        node: Option<SocketAddr>,
     },
     /// Rewrap the keyring under a new passphrase or key file (the data keys
     /// stay; the old passphrase comes from the usual options).

@@ -433,3 +433,13 @@ pub(crate) fn revoke(
     }
     Ok(())
 }
+
+/// `swarm keys rotate --capabilities`: the head group's capability key
+/// moves to its next generation.
+pub(crate) fn rotate_capabilities(config: &Path, member: SocketAddr) -> Result<()> {
+    let generation = with_control(config, member, |_, control, _| async move {
+        Ok(control.rotate_capability_key().await?)
+    })?;
+    println!("capability key at generation {generation}: every operator's login ends on each node with its next lease grant (a fifth of the lease; 600 ms by default); operators log in again");
+    Ok(())
+}

@@ -59,11 +59,23 @@ fn admin_claims(name: &str, serial: u64, delegate: NodeId) -> Claims {
 }
 
 /// Sends a delegated `swarm.ListRevoked` (a read) or `swarm.RevokeCert`
-/// from `from` to `to`'s session actor with `capability`.
+/// from `from` to `to`'s control plane through its session actor.
 async fn delegated(
     from: &swarm::Node,
     to: NodeId,
     capability: Capability,
+    tag: &str,
+) -> Result<serde_bytes::ByteBuf, AskError> {
+    delegated_to(from, to, capability, "swarm.control", tag).await
+}
+
+/// Sends a delegated `tag` (without arguments, or `swarm.RevokeCert`'s)
+/// from `from` to the actor `actor` on `to`, through its session actor.
+async fn delegated_to(
+    from: &swarm::Node,
+    to: NodeId,
+    capability: Capability,
+    actor: &str,
     tag: &str,
 ) -> Result<serde_bytes::ByteBuf, AskError> {
     let body = match tag {
@@ -72,7 +84,7 @@ async fn delegated(
     };
     let forged = ForgedDelegated {
         capability,
-        to: "swarm.control".into(),
+        to: actor.into(),
         tag: tag.into(),
         body,
         // A claim of who sent it: the receiver overwrites it from the link.
@@ -124,7 +136,7 @@ async fn a_genuine_capability_serves_only_its_delegate_only_until_it_ends_or_is_
     }
     // What the head group would sign for root's login through n2's admin
     // API (the test holds the cluster's TOTP secret, as heads do).
-    let group = capability_key(&ca.totp);
+    let group = capability_key(&ca.totp, 0);
     let genuine = group.sign(&admin_claims("root", 99, n2.id())).unwrap();
     // The head learns nothing from a lease here: it holds the key itself.
     let ok = eventually(Duration::from_secs(10), || {
@@ -246,5 +258,54 @@ async fn a_member_gossiping_itself_as_a_head_is_never_taken_for_one() {
     })
     .await;
     assert!(counted, "the leader never noticed n3's false claim");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[actix_rt::test]
+async fn a_rotated_capability_key_ends_every_capability_signed_before() {
+    let dir = scratch("hostile-rotate");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let (head, n2) = (&nodes[0].node, &nodes[1].node);
+    n2.connect(head.listen_addr()).await.unwrap();
+    let (old, new) = (capability_key(&ca.totp, 0), capability_key(&ca.totp, 1));
+    // Served before the rotation, at the head and at the worker (which
+    // learnt the key with its lease grant).
+    let at_head = old.sign(&admin_claims("root", 99, n2.id())).unwrap();
+    let at_worker = old.sign(&admin_claims("root", 99, head.id())).unwrap();
+    for (from, to, cap) in [(n2, head, &at_head), (head, n2, &at_worker)] {
+        let served = eventually(Duration::from_secs(20), || {
+            let cap = cap.clone();
+            async move {
+                delegated_to(from, to.id(), cap, "swarm.cluster", "swarm.ListMembers")
+                    .await
+                    .is_ok()
+            }
+        })
+        .await;
+        assert!(served, "a capability of the current key is served");
+    }
+    let control = head.control().unwrap();
+    assert_eq!(control.rotate_capability_key().await.unwrap(), 1);
+    // Refused everywhere once each node took the new key; the new key's
+    // capabilities are served.
+    for (from, to, cap) in [(n2, head, &at_head), (head, n2, &at_worker)] {
+        let refused = eventually(Duration::from_secs(10), || {
+            let cap = cap.clone();
+            async move {
+                matches!(
+                    delegated_to(from, to.id(), cap, "swarm.cluster", "swarm.ListMembers").await,
+                    Err(AskError::Forbidden { reason }) if reason.contains("not signed by the head group")
+                )
+            }
+        })
+        .await;
+        assert!(refused, "a capability of the old key still served");
+        let fresh = new.sign(&admin_claims("root", 99, from.id())).unwrap();
+        assert!(
+            delegated_to(from, to.id(), fresh, "swarm.cluster", "swarm.ListMembers")
+                .await
+                .is_ok()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

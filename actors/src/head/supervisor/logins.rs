@@ -169,7 +169,7 @@ impl Supervisor {
         Box<dyn std::future::Future<Output = Result<Capability, ControlError>>>,
     > {
         let writes = self.writes.clone();
-        let key = self.capability.clone();
+        let key = self.group_key();
         let term = self.raft.metrics().borrow().current_term;
         move |step| {
             Box::pin(async move {
@@ -189,7 +189,7 @@ impl Supervisor {
                         ))
                     }
                 }
-                sign(key.as_deref(), term, operator, delegate)
+                sign(key.as_ref(), term, operator, delegate)
             })
         }
     }
@@ -202,7 +202,7 @@ impl Supervisor {
         delegate: Option<swarm_protocol::NodeId>,
     ) -> Result<Capability, ControlError> {
         let term = self.raft.metrics().borrow().current_term;
-        sign(self.capability.as_deref(), term, operator, delegate)
+        sign(self.group_key().as_ref(), term, operator, delegate)
     }
 
     /// The operator a password login is for and the step of its code, if

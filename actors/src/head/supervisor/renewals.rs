@@ -116,7 +116,7 @@ impl Supervisor {
             start,
             stop,
             revoked,
-            capability_key: self.capability.as_ref().map(|k| k.public()),
+            capability_key: self.group_key().map(|k| k.public()),
         }
     }
 }

@@ -1,0 +1,45 @@
+//! Rotating the head group's capability key: a Raft command moves every
+//! head to the key's next generation (derived from the TOTP secret), and
+//! nodes take its public half with their next lease grant, so every
+//! capability signed before stops verifying.
+
+use actix::prelude::*;
+
+use super::Supervisor;
+use crate::head::state::Command;
+use crate::head::wire::{ControlError, RotateCapabilityKey};
+
+impl Handler<RotateCapabilityKey> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<u64, ControlError>>;
+
+    fn handle(&mut self, _: RotateCapabilityKey, _: &mut Context<Self>) -> Self::Result {
+        let leading = self.leading().and_then(|()| {
+            if self.totp.is_some() {
+                Ok(())
+            } else {
+                Err(ControlError::Refused {
+                    reason: "the head leader holds no TOTP secret: there is no capability key"
+                        .into(),
+                })
+            }
+        });
+        let writes = self.writes.clone();
+        Box::pin(
+            async move {
+                leading?;
+                writes.write(Command::RotateCapabilityKey).await?;
+                Ok(())
+            }
+            .into_actor(self)
+            .map(|written: Result<(), ControlError>, act, _| {
+                written?;
+                let generation = act.read(|m| m.state.capability_generation());
+                if let Some(key) = act.group_key() {
+                    act.mesh.set_capability_key(key.public());
+                }
+                tracing::warn!(generation, "capability key rotated: operators log in again");
+                Ok(generation)
+            }),
+        )
+    }
+}
