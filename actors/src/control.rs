@@ -83,6 +83,9 @@ enum Heads {
     /// A member's list, asked over a link (clients without membership,
     /// like the `swarm` CLI).
     Agent(RemoteAddr<ClusterAgent>),
+    /// Heads a member named (an operator logging in, before it may list
+    /// members).
+    Fixed(Vec<NodeId>),
 }
 
 /// The control plane's client. Cheap to clone.
@@ -129,6 +132,34 @@ impl Control {
         }
     }
 
+    /// A client that asks the heads `heads` (whose addresses the mesh
+    /// knows): an operator's login.
+    pub(crate) fn with_heads(mesh: Mesh, heads: Vec<NodeId>) -> Self {
+        Self {
+            mesh,
+            heads: Heads::Fixed(heads),
+            leader: Arc::new(Mutex::new(None)),
+            forbidden: Arc::default(),
+            behalf: None,
+        }
+    }
+
+    /// The heads membership knows and their mesh addresses (alive ones
+    /// first), for an operator about to log in.
+    pub(crate) async fn head_addrs(&self) -> Vec<(NodeId, std::net::SocketAddr)> {
+        let Heads::Members(cluster) = &self.heads else {
+            return Vec::new();
+        };
+        let heads = self.heads().await;
+        let Ok(members) = cluster.members().await else {
+            return Vec::new();
+        };
+        heads
+            .into_iter()
+            .filter_map(|h| members.iter().find(|m| m.node == h).map(|m| (h, m.addr)))
+            .collect()
+    }
+
     fn leader_hint(&self) -> Option<NodeId> {
         *self.leader.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -142,6 +173,7 @@ impl Control {
         let cluster = match &self.heads {
             Heads::Members(cluster) => cluster,
             Heads::Agent(agent) => return self.heads_from(agent).await,
+            Heads::Fixed(heads) => return heads.clone(),
         };
         let Ok(members) = cluster.members().await else {
             return Vec::new();

@@ -30,7 +30,7 @@ pub fn control(data: &[u8]) {
     let _ = decode::<Grant>(data);
     let _ = decode::<Machine>(data);
     let _ = decode::<crate::head::wire::RevokeCert>(data);
-    let _ = decode::<crate::operators::wire::Login>(data);
+    let _ = decode::<crate::operators::wire::FindHeads>(data);
     let _ = decode::<crate::operators::wire::VerifyLogin>(data);
     let _ = decode::<crate::operators::wire::VerifyPassword>(data);
     let _ = decode::<crate::operators::wire::AdminLogin>(data);

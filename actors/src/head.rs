@@ -200,6 +200,7 @@ impl Head {
             .stamped::<wire::Renew>()
             .stamped::<crate::operators::wire::SetPassword>()
             .stamped::<crate::operators::wire::Delegate>()
+            .stamped::<crate::operators::wire::VerifyLogin>()
             .stamped::<crate::operators::wire::VerifyPassword>();
         let entry = Arc::new(entry);
         mesh.directory().insert(CONTROL_ACTOR.to_owned(), entry);

@@ -109,10 +109,10 @@ pub const MAX_STATE: usize = 64 * 1024;
 crate::system_message! {
     Inspect => "swarm.Inspect", Read;
     InspectMetrics => "swarm.InspectMetrics", Read;
-    SetTrace => "swarm.SetTrace", Read;
-    ReadTrace => "swarm.ReadTrace", Read;
-    InspectState => "swarm.InspectState", Read;
-    InspectActor => "swarm.InspectActor", Read;
+    SetTrace => "swarm.SetTrace", Operators;
+    ReadTrace => "swarm.ReadTrace", Operators;
+    InspectState => "swarm.InspectState", Operators;
+    InspectActor => "swarm.InspectActor", Operators;
 }
 
 /// Why an inspection request failed.

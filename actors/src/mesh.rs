@@ -620,14 +620,6 @@ impl Mesh {
         self.shared.handshake().trust.is_revoked(serial)
     }
 
-    /// The operator on the live link to `node` has a session until
-    /// `until_ms` (Unix milliseconds).
-    pub(crate) fn set_link_session(&self, node: NodeId, until_ms: u64) {
-        if let Some(link) = self.shared.links.live(node) {
-            link.set_session(until_ms);
-        }
-    }
-
     /// Presents `capability` as the first message on every new link of
     /// this (operator) node, and now on the live ones.
     pub(crate) fn set_capability(&self, capability: &crate::operators::Capability) {

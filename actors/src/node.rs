@@ -249,7 +249,6 @@ impl Node {
         }
         .start();
         let entry = Entry::declared(session)
-            .stamped::<crate::operators::wire::Login>()
             .stamped::<crate::operators::wire::AdminLogin>()
             .stamped::<crate::operators::delegate::Delegated>();
         node.mesh.directory().insert(

@@ -7,9 +7,11 @@
 //!   prints it as an `otpauth://` URI and a QR code; the heads derive it
 //!   again to check a code. Nothing per operator is stored, and a new
 //!   certificate is a new seed.
-//! - **Login.** An operator sends `Login { code }` to any member
-//!   ([`SESSION_ACTOR`]); the member forwards it to the head leader, which
-//!   accepts a code within ±1 step once (the step used is committed in
+//! - **Login.** An operator asks any member ([`SESSION_ACTOR`]) where the
+//!   heads are, then sends its code to the head leader over its own link
+//!   (only to a node whose certificate has the head role), so who logs in
+//!   is that link's certificate and only its holder can try (or fail) its
+//!   codes. The leader accepts a code within ±1 step once (the step used is committed in
 //!   the Raft log, so a new leader refuses it too) and locks an operator,
 //!   and a source address, out after five failures in a row, for 30 s
 //!   doubling up to an hour ([`guard`]). It answers a [`Capability`]: the

@@ -37,11 +37,13 @@
 //! are [`Access::User`]); the defaults follow from it:
 //!
 //! - `user`: node certificates (`head`, `worker`).
-//! - `read`: nodes and operators; `operators`: operators only.
+//! - `read`: nodes and operators; `operators`: operators only;
+//!   `account`: an operator's own link only (never delegated).
 //! - `command`: nodes and `admin` operators.
 //! - `login`: any certificate (an operator's way to its second factor).
-//! - `heads`, `nodes`, `admin`: head certificates; node certificates;
-//!   heads and `admin` operators. These hold **whatever a rule allows**:
+//! - `heads`, `nodes`, `admin`, `account`: head certificates; node
+//!   certificates; heads and `admin` operators; operators. These hold
+//!   **whatever a rule allows**:
 //!   an operator certificate never hosts an actor or votes, a worker never
 //!   orders another node's host.
 //!
@@ -362,6 +364,9 @@ impl Policy {
                     "{tag} is for node certificates (head or worker) only"
                 ))
             }
+            Access::Account if !operator => {
+                return forbid(format!("{tag} is for an operator's own link only"))
+            }
             Access::Admin if !(head || admin) => {
                 return forbid(format!("{tag} is for admin operators (and heads) only"))
             }
@@ -385,7 +390,7 @@ impl Policy {
             Access::Read => node || operator,
             Access::Operators => operator,
             Access::Command => node || admin,
-            Access::Login | Access::Heads | Access::Nodes | Access::Admin => true,
+            Access::Login | Access::Heads | Access::Nodes | Access::Account | Access::Admin => true,
         };
         if allowed {
             return Ok(());

@@ -34,8 +34,12 @@ pub enum Access {
     Nodes,
     /// A read-only view: nodes, and operators.
     Read,
-    /// Operators only (inspection, an operator's own password).
+    /// Operators only (inspection of actors' state and traces).
     Operators,
+    /// An operator's own account (its password, delegating its login to a
+    /// node's admin API): operators only, over their own link, never
+    /// through a node acting for them.
+    Account,
     /// Changes the cluster: nodes, and admin operators; audited when an
     /// operator sends it.
     Command,
@@ -46,13 +50,14 @@ pub enum Access {
 
 impl Access {
     /// Every class, for tables and tests.
-    pub const ALL: [Access; 8] = [
+    pub const ALL: [Access; 9] = [
         Access::User,
         Access::Login,
         Access::Heads,
         Access::Nodes,
         Access::Read,
         Access::Operators,
+        Access::Account,
         Access::Command,
         Access::Admin,
     ];
@@ -79,6 +84,7 @@ impl Access {
             Access::Nodes => "nodes",
             Access::Read => "read",
             Access::Operators => "operators",
+            Access::Account => "account",
             Access::Command => "command",
             Access::Admin => "admin",
         }

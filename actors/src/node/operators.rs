@@ -28,12 +28,27 @@ impl Node {
         let peer = self.connect(member).await?;
         let session = self
             .remote::<crate::operators::session::Session>(peer.id, crate::operators::SESSION_ACTOR);
-        let capability = session
-            .send(crate::operators::wire::Login {
-                code: code.to_owned(),
-                who: None,
-            })
-            .await??;
+        // Where the heads are, then the code to the leader over this node's
+        // own link (only a head certificate is sent it).
+        let heads = session.send(crate::operators::wire::FindHeads).await??;
+        for (head, addr) in &heads {
+            if *head != self.id() {
+                self.mesh.peer_up(*head, *addr, Vec::new(), false);
+            }
+        }
+        let control = crate::control::Control::with_heads(
+            self.mesh.clone(),
+            heads.into_iter().map(|(h, _)| h).collect(),
+        );
+        let capability = control
+            .call(
+                crate::operators::wire::VerifyLogin {
+                    operator: crate::operators::wire::Operator::of(&self.mesh.own_caller()),
+                    code: code.to_owned(),
+                },
+                crate::control::CALL_WITHIN,
+            )
+            .await?;
         self.mesh.set_capability(&capability);
         Ok(capability)
     }

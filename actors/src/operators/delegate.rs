@@ -24,7 +24,7 @@ use swarm_protocol::{NodeId, RemoteError, Target};
 use super::session::Session;
 use super::{Capability, Claims};
 use crate::audit::{AuditKind, AuditRecord};
-use crate::directory::{Caller, StampCaller};
+use crate::directory::{Access, Caller, StampCaller};
 use crate::mesh::Mesh;
 
 /// An operator a node acts for: the capability of its login and the
@@ -194,6 +194,18 @@ fn admit(
         detail: detail.to_owned(),
     };
     let access = match lookup.authorize(&to, &msg.tag, &caller, true) {
+        // What an operator does for itself (log in, delegate, set its
+        // password) it does over its own link, never through a node: a
+        // delegate could otherwise renew its own capability for ever.
+        Ok(Access::Login | Access::Account) => {
+            let reason = format!(
+                "{}: an operator sends this over its own link, not through a node",
+                msg.tag
+            );
+            mesh.count_forbidden();
+            mesh.audit(|| record(AuditKind::Forbidden, &reason));
+            return Err(forbid(reason));
+        }
         Ok(access) => access,
         Err(refusal) => {
             if let RemoteError::Forbidden { reason } = &refusal.error {

@@ -1,12 +1,15 @@
-//! The session actor every node exposes as [`SESSION_ACTOR`]: operators log
-//! in through it (forwarded to the head leader). Capabilities presented on a new
+//! The session actor every node exposes as [`SESSION_ACTOR`]: operators ask
+//! it where the heads are (then log in with the leader over their own
+//! link), open admin-API sessions, and nodes act for operators through it.
+//! Capabilities presented on a new
 //! link are checked by the link's reader itself ([`check_present`]), so
 //! the messages after them find the session in place.
 
 use actix::prelude::*;
 
-use super::wire::{AdminLogin, Login, VerifyLogin};
-use super::{is_operator, Capability};
+use swarm_protocol::NodeId;
+
+use super::wire::{AdminLogin, FindHeads};
 use crate::control::Control;
 use crate::head::wire::ControlError;
 use crate::mesh::Mesh;
@@ -80,75 +83,21 @@ impl Actor for Session {
     type Context = Context<Self>;
 }
 
-impl Handler<Login> for Session {
-    type Result = ResponseFuture<Result<Capability, ControlError>>;
+impl Handler<FindHeads> for Session {
+    type Result = ResponseFuture<Result<Vec<(NodeId, std::net::SocketAddr)>, ControlError>>;
 
-    fn handle(&mut self, Login { code, who }: Login, _: &mut Context<Self>) -> Self::Result {
-        let mesh = self.mesh.clone();
+    fn handle(&mut self, _: FindHeads, _: &mut Context<Self>) -> Self::Result {
         let control = self.control.clone();
         Box::pin(async move {
-            let operator = who.ok_or_else(|| ControlError::Refused {
-                reason: "a login must arrive over a link".into(),
-            })?;
-            if !is_operator(&operator.roles) {
-                return Err(ControlError::Refused {
-                    reason:
-                        "only operator certificates log in; node certificates need no second factor"
-                            .into(),
-                });
-            }
             let control = control.ok_or_else(|| ControlError::NoHead {
                 reason: "this node runs without membership: log in through a member".into(),
             })?;
-            let node = operator.node;
-            let serial = operator.serial;
-            let name = operator.name.clone();
-            let source = operator.source;
-            let login = VerifyLogin { operator, code };
-            let answer = control.call(login, crate::control::CALL_WITHIN).await;
-            match &answer {
-                Ok(capability) => {
-                    // The link's session is what the capability says: it
-                    // verifies here once this node knows the group's key;
-                    // until then the head leader's answer is taken as it is
-                    // (it came from a head certificate's link).
-                    let opened = match mesh.capability_key() {
-                        Some(key) => {
-                            super::open_capability(capability, Some(key), |s| mesh.is_revoked(s))
-                        }
-                        None => capability
-                            .unverified_claims()
-                            .ok_or_else(|| "malformed capability".to_owned()),
-                    };
-                    match opened {
-                        Ok(claims) if claims.node == node && claims.serial == serial => {
-                            mesh.set_link_session(node, claims.expires_ms);
-                            tracing::info!(operator = %name, %source, "operator logged in");
-                        }
-                        Ok(_) => {
-                            return Err(ControlError::Forbidden {
-                                reason: "the head answered a capability for someone else".into(),
-                            })
-                        }
-                        Err(reason) => {
-                            return Err(ControlError::Forbidden {
-                                reason: format!(
-                                    "the head's capability does not verify here: {reason}"
-                                ),
-                            })
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(operator = %name, %source, error = %e, "operator login refused")
-                }
-            }
-            answer
+            Ok(control.head_addrs().await)
         })
     }
 }
 
-crate::remote_actor!(Session: Login, AdminLogin, super::delegate::Delegated);
+crate::remote_actor!(Session: FindHeads, AdminLogin, super::delegate::Delegated);
 
 /// Checks a `Present` tell's body from `caller`: the session's end (Unix
 /// ms) if its capability verifies, is this certificate's own (not a

@@ -7,18 +7,14 @@ use swarm_protocol::NodeId;
 use super::Capability;
 use crate::head::wire::ControlError;
 
-/// An operator logs in with a TOTP code (to any member's
-/// [`SESSION_ACTOR`](super::SESSION_ACTOR)). Its identity and address
-/// come from the link, whatever it claims.
+/// An operator asks a member which nodes are heads (before its login,
+/// so over a link without one): it then logs in with the head leader
+/// itself, over its own link ([`VerifyLogin`]). A member that lies can
+/// only make the login fail: the operator sends its code only to a node
+/// whose certificate has the head role.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
-#[rtype(result = "Result<Capability, ControlError>")]
-pub(crate) struct Login {
-    /// The code.
-    pub(crate) code: String,
-    /// Set from the link.
-    #[serde(default)]
-    pub(crate) who: Option<Operator>,
-}
+#[rtype(result = "Result<Vec<(NodeId, std::net::SocketAddr)>, ControlError>")]
+pub(crate) struct FindHeads;
 
 /// An operator presents its capability as the first tell on a new link;
 /// the link's reader checks it before the next message.
@@ -39,12 +35,22 @@ pub(crate) struct Operator {
     pub(crate) source: std::net::IpAddr,
 }
 
-/// A member forwards a login to the head leader.
+/// An operator logs in with a TOTP code, sent to the head leader over its
+/// own link: who it is comes from that link's certificate (stamped on
+/// arrival), whatever the body says, so only the holder of an operator's
+/// private key can try (or fail) that operator's codes.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<Capability, ControlError>")]
 pub(crate) struct VerifyLogin {
+    /// Set from the link.
     pub(crate) operator: Operator,
     pub(crate) code: String,
+}
+
+impl crate::directory::StampCaller for VerifyLogin {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.operator = Operator::of(caller);
+    }
 }
 
 /// A logged-in operator asks the head leader, over its own link, for a
@@ -134,12 +140,6 @@ impl crate::directory::StampCaller for SetPassword {
     }
 }
 
-impl crate::directory::StampCaller for Login {
-    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
-        self.who = Some(Operator::of(caller));
-    }
-}
-
 impl Operator {
     pub(crate) fn of(caller: &crate::directory::Caller) -> Self {
         Self {
@@ -153,11 +153,11 @@ impl Operator {
 }
 
 crate::system_message! {
-    Login => "swarm.Login", Login;
+    FindHeads => "swarm.FindHeads", Login;
     Present => "swarm.Present", Login;
-    VerifyLogin => "swarm.VerifyLogin", Nodes;
-    Delegate => "swarm.Delegate", Operators;
-    SetPassword => "swarm.SetPassword", Operators;
+    VerifyLogin => "swarm.VerifyLogin", Login;
+    Delegate => "swarm.Delegate", Account;
+    SetPassword => "swarm.SetPassword", Account;
     AdminLogin => "swarm.AdminLogin", Login;
     VerifyPassword => "swarm.VerifyPassword", Nodes;
 }

@@ -71,7 +71,7 @@ fn each_class_admits_exactly_its_senders() {
         ("admin", &["operator", "admin"]),
         ("custom", &["billing"]),
     ];
-    let table: [(Access, &[&str]); 8] = [
+    let table: [(Access, &[&str]); 9] = [
         (Access::User, &["head", "worker"]),
         (
             Access::Login,
@@ -81,6 +81,7 @@ fn each_class_admits_exactly_its_senders() {
         (Access::Nodes, &["head", "worker"]),
         (Access::Read, &["head", "worker", "operator", "admin"]),
         (Access::Operators, &["operator", "admin"]),
+        (Access::Account, &["operator", "admin"]),
         (Access::Command, &["head", "worker", "admin"]),
         (Access::Admin, &["head", "admin"]),
     ];

@@ -309,3 +309,111 @@ async fn a_rotated_capability_key_ends_every_capability_signed_before() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_rt::test]
+async fn a_delegate_cannot_renew_its_operators_capability_or_set_its_password() {
+    let dir = scratch("hostile-renew");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let (head, n2) = (&nodes[0].node, &nodes[1].node);
+    n2.connect(head.listen_addr()).await.unwrap();
+    // n2 holds root's capability for its admin API, as after a login there.
+    let genuine = capability_key(&ca.totp, 0)
+        .sign(&admin_claims("root", 99, n2.id()))
+        .unwrap();
+    let served = eventually(Duration::from_secs(20), || {
+        let genuine = genuine.clone();
+        async move {
+            delegated(n2, head.id(), genuine, "swarm.ListRevoked")
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    assert!(served);
+    // What an operator does for its own account, a node cannot do for it:
+    // a fresh capability (delegating to itself again), a new password.
+    for tag in ["swarm.Delegate", "swarm.SetPassword"] {
+        let reason = refused(delegated(n2, head.id(), genuine.clone(), tag).await);
+        assert!(reason.contains("own link"), "{tag}: {reason}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A login as a forging member would send it: an operator's identity and
+/// a code (the head takes the identity from the link).
+#[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<Capability, swarm::control::ControlError>")]
+struct ForgedLogin {
+    operator: (NodeId, u64, String, Vec<String>, std::net::IpAddr),
+    code: String,
+}
+swarm::remote_message!(ForgedLogin => "swarm.VerifyLogin");
+
+struct Control;
+impl actix::Actor for Control {
+    type Context = actix::Context<Self>;
+}
+impl actix::Handler<ForgedLogin> for Control {
+    type Result = Result<Capability, swarm::control::ControlError>;
+    fn handle(&mut self, _: ForgedLogin, _: &mut Self::Context) -> Self::Result {
+        Err(swarm::control::ControlError::NoHead {
+            reason: String::new(),
+        })
+    }
+}
+swarm::remote_actor!(Control: ForgedLogin);
+
+#[actix_rt::test]
+async fn a_worker_cannot_try_an_operators_codes_or_lock_it_out() {
+    let dir = scratch("hostile-codes");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let (head, n2) = (&nodes[0].node, &nodes[1].node);
+    n2.connect(head.listen_addr()).await.unwrap();
+    let config = crate::util::config_with_roles(&ca, "alice", &["operator", "admin"]);
+    let body = config.handshake.cert.body().clone();
+    // Ten wrong codes "for alice" from the worker: each is decided as the
+    // worker's own login (no operator certificate), none counts for alice.
+    let forged = ForgedLogin {
+        operator: (
+            body.node_id,
+            body.serial,
+            body.name.clone(),
+            body.roles.clone(),
+            std::net::IpAddr::from([127, 0, 0, 1]),
+        ),
+        code: "000000".into(),
+    };
+    let leader = eventually(Duration::from_secs(20), || async move {
+        head.control().unwrap().placed().await.is_ok()
+    })
+    .await;
+    assert!(leader);
+    for _ in 0..10 {
+        match n2
+            .remote::<Control>(head.id(), "swarm.control")
+            .send(forged.clone())
+            .await
+        {
+            Ok(Err(swarm::control::ControlError::Refused { reason })) => {
+                assert!(reason.contains("only operator certificates"), "{reason}")
+            }
+            other => panic!("a worker's login for alice: {other:?}"),
+        }
+    }
+    // Alice (this very certificate) is not locked out: her own login works.
+    let code = crate::util::totp_code(&ca, &config);
+    let alice = crate::util::start(config).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match alice.node.login(head.listen_addr(), &code).await {
+            Ok(_) => break,
+            Err(e) => {
+                let e = e.to_string();
+                assert!(!e.contains("locked") && !e.contains("TOTP"), "{e}");
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -68,7 +68,12 @@ async fn totp_logins_are_checked_once_within_the_skew_and_locked_out_after_five_
     // The right code works once; the session reaches other nodes' links.
     let code = totp_code(&ca, &config);
     alice.node.login(member, &code).await.unwrap();
-    assert!(!agent.send(ListMembers).await.unwrap().is_empty());
+    let listed = crate::util::eventually(std::time::Duration::from_secs(10), || {
+        let agent = agent.clone();
+        async move { agent.send(ListMembers).await.is_ok_and(|m| !m.is_empty()) }
+    })
+    .await;
+    assert!(listed, "the member took the login");
     alice
         .node
         .connect(nodes[2].node.listen_addr())

@@ -217,12 +217,33 @@ pub async fn operator(
     loop {
         poll.tick().await;
         match op.node.login(member, &code).await {
-            Ok(_) => return op,
+            Ok(_) => break,
             Err(e)
                 if tokio::time::Instant::now() < deadline
                     && !e.to_string().contains("TOTP code") => {}
             Err(e) => panic!("{name} did not log in: {e}"),
         }
+    }
+    // The member takes the login once it knows the head group's key (its
+    // first lease grant).
+    let id = op
+        .node
+        .connect(member)
+        .await
+        .expect("the member answers")
+        .id;
+    let agent = op
+        .node
+        .remote::<swarm::cluster::ClusterAgent>(id, swarm::cluster::CLUSTER_ACTOR);
+    loop {
+        if agent.send(swarm::cluster::ListMembers).await.is_ok() {
+            return op;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name}'s login never reached the member"
+        );
+        poll.tick().await;
     }
 }
 

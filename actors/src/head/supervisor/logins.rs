@@ -18,7 +18,16 @@ impl Handler<VerifyLogin> for Supervisor {
     type Result = ResponseFuture<Result<Capability, ControlError>>;
 
     fn handle(&mut self, login: VerifyLogin, _: &mut Context<Self>) -> Self::Result {
-        let checked = self.check_login(&login);
+        // Stamped from the operator's own link.
+        let checked = if operators::is_operator(&login.operator.roles) {
+            self.check_login(&login)
+        } else {
+            Err(ControlError::Refused {
+                reason:
+                    "only operator certificates log in; node certificates need no second factor"
+                        .into(),
+            })
+        };
         let issue = self.issue(login.operator.clone(), None);
         Box::pin(async move { issue(checked?).await })
     }

@@ -384,7 +384,16 @@ impl Reader {
                 }
                 Ok(())
             }
-            Err(refusal) => Err(self.refused(refusal, to, tag)),
+            Err(mut refusal) => {
+                // A capability presented before this node learnt the head
+                // group's key is checked on a later message: say so.
+                if self.pending_present.is_some() && self.mesh.capability_key().is_none() {
+                    refusal.error = RemoteError::Forbidden {
+                        reason: format!("{tag}: this node cannot check operator logins yet (no lease grant from a head): try again in a moment"),
+                    };
+                }
+                Err(self.refused(refusal, to, tag))
+            }
         }
     }
 
