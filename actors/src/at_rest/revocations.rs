@@ -17,10 +17,6 @@ use swarm_protocol::sealed::Kind;
 
 use super::{AtRestError, Keyring};
 
-/// The most serials a file holds (a sanity bound on what is read back:
-/// 8 MiB of serials).
-const MAX_SERIALS: usize = 1 << 20;
-
 /// The revocation list file of one node. Cheap to clone.
 #[derive(Clone)]
 pub struct RevocationFile {
@@ -131,6 +127,10 @@ fn decode(plain: &[u8]) -> Option<Vec<u64>> {
     }
     Some(serials)
 }
+
+/// The most serials a file holds (a sanity bound on what is read back:
+/// 8 MiB of serials).
+const MAX_SERIALS: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
