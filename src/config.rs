@@ -22,6 +22,7 @@
 //! peers = ["127.0.0.1:7002"]       # dialed at start
 //! suite = "aesgcm"                 # or "chachapoly"; the same on every node
 //! revoked = []                     # certificate serials to refuse
+//! revocations = "n1.revoked"       # sealed: serials the head group revoked (default: NAME.revoked beside the keyring)
 //! ask_timeout_ms = 5000
 //! heartbeat_ms = 1000
 //! heartbeat_timeout_ms = 10000
@@ -124,6 +125,11 @@ pub struct NodeFile {
     /// Revoked certificate serials.
     #[serde(default)]
     pub revoked: Vec<u64>,
+    /// The sealed revocation list: the serials the head group revoked,
+    /// loaded before the node's first handshake (default: `NAME.revoked`
+    /// beside the keyring).
+    #[serde(default)]
+    pub revocations: Option<PathBuf>,
     /// Default ask timeout, milliseconds.
     #[serde(default = "default_ask_ms")]
     pub ask_timeout_ms: u64,
@@ -468,6 +474,7 @@ impl NodeFile {
             file.keyring_key.as_mut(),
             file.policy.as_mut(),
             file.audit.as_mut(),
+            file.revocations.as_mut(),
             head_dir,
             head_totp,
             admin_cert,
@@ -523,15 +530,39 @@ impl NodeFile {
         Ok(dir.join(format!("{name}.audit")))
     }
 
-    /// The mesh configuration of a node this file runs: as
-    /// [`NodeFile::mesh_config`], with its audit log open.
+    /// Where the revocation list is: `revocations`, or `NAME.revoked`
+    /// beside the keyring.
     ///
     /// # Errors
     ///
-    /// As [`NodeFile::mesh_config`]; if the audit log does not open.
+    /// If the certificate cannot be read (for its name).
+    pub fn revocations_path(&self) -> Result<PathBuf> {
+        if let Some(path) = &self.revocations {
+            return Ok(path.clone());
+        }
+        let name = read_cert(&self.cert)?.body().name.clone();
+        let dir = self.keyring.parent().unwrap_or(Path::new("."));
+        Ok(dir.join(format!("{name}.revoked")))
+    }
+
+    /// The mesh configuration of a node this file runs: as
+    /// [`NodeFile::mesh_config`], with its audit log open and its
+    /// revocation list loaded into the trust store (so the node refuses
+    /// those certificates from its first handshake) and kept up to date.
+    ///
+    /// # Errors
+    ///
+    /// As [`NodeFile::mesh_config`]; if the audit log or the revocation
+    /// list does not open (the error names the file).
     pub fn node_config(&self) -> Result<MeshConfig> {
         let keyring = self.open_keyring()?;
         let mut mesh = self.build(&keyring)?;
+        let (revocations, revoked) = swarm_actors::at_rest::RevocationFile::open(
+            &self.revocations_path()?,
+            keyring.clone(),
+        )?;
+        mesh.handshake.trust.revoke(revoked);
+        mesh.revocations = Some(revocations);
         mesh.audit = Some(swarm_actors::audit::Audit::open(
             &self.audit_path()?,
             keyring,

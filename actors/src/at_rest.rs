@@ -2,7 +2,8 @@
 //! the sealed files it reads and writes (`swarm_protocol::sealed` has the
 //! formats). One keyring serves every file kind of a directory: private
 //! keys, the join secret, the operators' TOTP secret, the head's Raft log
-//! and snapshots, and the audit log.
+//! and snapshots, the audit log and the revocation list
+//! ([`RevocationFile`]).
 //!
 //! The keyring opens with a passphrase (argon2id, [`KdfParams::DEFAULT`])
 //! or a key file ([`Unlock`]). [`Keyring::rotate`] adds a data-key term
@@ -27,6 +28,10 @@ use swarm_protocol::sealed::keyring::{
 };
 use swarm_protocol::sealed::{self, DataKey, Kind, SealedError, NONCE_LEN};
 use zeroize::Zeroizing;
+
+mod revocations;
+
+pub use revocations::RevocationFile;
 
 /// What opens a keyring.
 #[derive(Clone)]
@@ -94,6 +99,15 @@ pub enum AtRestError {
         index: u64,
         /// Why.
         source: SealedError,
+    },
+    /// A sealed file opened, but what it holds is not what its kind
+    /// should be.
+    #[error("{} {problem}", path.display())]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: &'static str,
     },
     /// A keyring exists already.
     #[error("keyring {} exists already", path.display())]

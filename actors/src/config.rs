@@ -89,6 +89,11 @@ pub struct MeshConfig {
     /// Where operator logins, their mutating commands and policy refusals
     /// are recorded ([`crate::audit`]); `None`: nowhere.
     pub audit: Option<crate::audit::Audit>,
+    /// Where the node keeps the certificate serials it learns are revoked
+    /// (sealed), so that a restart refuses them from its first handshake;
+    /// `None`: in memory only. Loading the list into
+    /// `handshake.trust` is the caller's, before [`crate::Node::start`].
+    pub revocations: Option<crate::at_rest::RevocationFile>,
     /// Per-actor counters for operators ([`crate::inspect`]); on by
     /// default, off only to measure what they cost.
     pub counters: bool,
@@ -124,6 +129,7 @@ impl MeshConfig {
             head: None,
             policy: std::sync::Arc::default(),
             audit: None,
+            revocations: None,
             counters: true,
         }
     }

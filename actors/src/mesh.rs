@@ -659,6 +659,7 @@ impl Mesh {
             .trust
             .revoke(serials.iter().copied());
         self.router.do_send(CloseRevoked);
+        self.shared.keep_revocations();
         new
     }
 
@@ -694,6 +695,23 @@ impl Shared {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
+    }
+
+    /// Writes the trust store's revoked serials to the node's revocation
+    /// file, if it keeps one and lacks some. A failed write is logged: the
+    /// serials stay refused in memory, and the next revocation tries again.
+    fn keep_revocations(&self) {
+        if let Some(file) = &self.config.revocations {
+            let serials = self.handshake().trust.revoked_serials();
+            match file.keep(serials) {
+                Ok(wrote) => {
+                    tracing::debug!(path = %file.path().display(), wrote, "revocation list kept");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot keep the revocation list: after a restart this node would refuse the new serials only once a head tells it again");
+                }
+            }
+        }
     }
 
     /// Appends to the audit log, if the node keeps one.

@@ -502,6 +502,13 @@ impl Node {
         self.mesh.peer_named(name)
     }
 
+    /// Whether this node refuses certificate `serial` as revoked (from its
+    /// configuration, its revocation file, or the head group's lease
+    /// grants, which bring new revocations within a fifth of the lease).
+    pub fn is_revoked(&self, serial: u64) -> bool {
+        self.mesh.is_revoked(serial)
+    }
+
     /// The control plane: named actors placed by the head, placement
     /// groups, drains. `None` without membership.
     pub fn control(&self) -> Option<&Control> {

@@ -20,7 +20,12 @@
 //! answer sets an `HttpOnly`, `Secure`, `SameSite=Strict` cookie and
 //! also carries the session as `token` for `Authorization: Bearer`
 //! (scripts, curl). A session lasts as long as the head's token (15
-//! minutes) and ends with `POST /api/logout`.
+//! minutes) and ends with `POST /api/logout`, or when the operator's
+//! certificate is revoked: every request checks the serial against what
+//! the node knows (it learns revocations with each lease renewal, a fifth
+//! of the lease: 600 ms by default) and every event stream checks it each
+//! 200 ms, so a revoked operator's requests are refused and its streams
+//! end (an `ended` event) within 2 s of `swarm cert revoke`.
 //!
 //! # Routes
 //!
@@ -134,7 +139,7 @@ pub fn start(node: Node, config: AdminConfig) -> std::io::Result<AdminServer> {
     let addr = listener.local_addr()?;
     let shared = actix_web::web::Data::new(Shared {
         node: node.clone(),
-        sessions: Sessions::default(),
+        sessions: Sessions::new(node.clone()),
         refresh: config.refresh,
     });
     let opener = Opener {

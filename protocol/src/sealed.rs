@@ -64,6 +64,9 @@ pub enum Kind {
     TlsKey,
     /// An operator's capability from its last login (`swarm login`).
     Capability,
+    /// The certificate serials a node refuses (revoked by the head
+    /// group), kept so that a restarted node refuses them at once.
+    Revocations,
 }
 
 impl Kind {
@@ -79,6 +82,7 @@ impl Kind {
             Kind::DataKeys => 7,
             Kind::TlsKey => 8,
             Kind::Capability => 9,
+            Kind::Revocations => 10,
         }
     }
 
@@ -94,6 +98,7 @@ impl Kind {
             7 => Kind::DataKeys,
             8 => Kind::TlsKey,
             9 => Kind::Capability,
+            10 => Kind::Revocations,
             _ => return None,
         })
     }
@@ -110,6 +115,7 @@ impl Kind {
             Kind::DataKeys => "keyring data keys",
             Kind::TlsKey => "a TLS private key",
             Kind::Capability => "an operator's login capability",
+            Kind::Revocations => "a revocation list",
         }
     }
 }

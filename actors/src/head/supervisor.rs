@@ -90,6 +90,10 @@ pub(crate) struct Supervisor {
 
     /// Failed logins and lockouts.
     guard: crate::operators::guard::Guard,
+    /// How many of the state's revocations this head's own mesh refuses
+    /// already: a head learns them from its state each tick, not only from
+    /// its lease grants.
+    revoked_applied: usize,
 }
 
 impl Supervisor {
@@ -119,6 +123,27 @@ impl Supervisor {
             in_flight: 0,
             confirming: false,
             reads: Reads::new(config.read_lease.min(config.election_timeout)),
+            revoked_applied: 0,
+        }
+    }
+
+    /// Hands the revocations the state holds beyond those handed already
+    /// to this head's mesh, which closes their links, refuses their
+    /// handshakes and keeps them in the node's revocation file.
+    fn apply_revocations(&mut self) {
+        let known = self.revoked_applied;
+        let fresh: Vec<u64> = self.read(|m| {
+            m.state
+                .revoked()
+                .iter()
+                .skip(known)
+                .map(|(serial, _)| *serial)
+                .collect()
+        });
+        if !fresh.is_empty() {
+            self.revoked_applied += fresh.len();
+            let new = self.mesh.revoke(&fresh);
+            tracing::info!(serials = ?fresh, new, "certificates revoked in the head group's state: their links are closed and their handshakes refused");
         }
     }
 
@@ -243,6 +268,7 @@ impl Supervisor {
     /// applied everything committed before it (a restarted leader may
     /// resume its term with a state machine that has not caught up).
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.apply_revocations();
         let leads = caught_up_leader(&self.raft.metrics().borrow());
         match (leads, self.leases.is_leading()) {
             (true, false) => {

@@ -18,6 +18,9 @@ use crate::collect::Collector;
 const COOKIE: &str = "swarm_session";
 /// The header a cookie-authenticated `POST` must carry.
 const REQUEST_HEADER: &str = "x-swarm-request";
+/// How often an event stream checks that its session still holds (not
+/// expired, logged out or revoked).
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
@@ -249,7 +252,9 @@ async fn view(
 }
 
 /// Server-sent events: the cluster view as one `view` event a refresh,
-/// until the client goes or the session ends (then an `ended` event).
+/// until the client goes or the session ends (then an `ended` event). The
+/// session is checked every [`SESSION_CHECK`] whatever the refresh, also
+/// while a view is being collected.
 async fn stream(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
     let (id, s) = match session(&shared, &req) {
         Ok(found) => found,
@@ -262,23 +267,30 @@ async fn stream(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
         let mut tick = tokio::time::interval(refresh);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
-            // Ended by its time, a logout or a newer session pushing it out.
-            if shared.sessions.get(&id).is_none() {
-                let _ = tx
-                    .send(web::Bytes::from_static(b"event: ended\ndata: {}\n\n"))
-                    .await;
-                return;
-            }
-            let event = match s.view().await {
-                Ok(view) => match serde_json::to_string(&*view) {
-                    Ok(text) => format!("event: view\ndata: {text}\n\n"),
-                    Err(e) => format!(
-                        "event: problem\ndata: {}\n\n",
-                        serde_json::json!(e.to_string())
-                    ),
-                },
-                Err(e) => format!("event: problem\ndata: {}\n\n", serde_json::json!(e)),
+            let next = async {
+                tick.tick().await;
+                match s.view().await {
+                    Ok(view) => match serde_json::to_string(&*view) {
+                        Ok(text) => format!("event: view\ndata: {text}\n\n"),
+                        Err(e) => format!(
+                            "event: problem\ndata: {}\n\n",
+                            serde_json::json!(e.to_string())
+                        ),
+                    },
+                    Err(e) => format!("event: problem\ndata: {}\n\n", serde_json::json!(e)),
+                }
+            };
+            let event = tokio::select! {
+                biased;
+                // Ended by its time, a revocation, a logout or a newer
+                // session pushing it out.
+                () = ended(&shared, &id) => {
+                    let _ = tx
+                        .send(web::Bytes::from_static(b"event: ended\ndata: {}\n\n"))
+                        .await;
+                    return;
+                }
+                event = next => event,
             };
             if tx.send(web::Bytes::from(event)).await.is_err() {
                 return;
@@ -290,6 +302,14 @@ async fn stream(shared: web::Data<Shared>, req: HttpRequest) -> HttpResponse {
         .insert_header(("X-Accel-Buffering", "no"))
         .content_type("text/event-stream")
         .streaming(Events(rx))
+}
+
+/// Returns once session `id` has ended (checked now, then every
+/// [`SESSION_CHECK`]).
+async fn ended(shared: &Shared, id: &str) {
+    while shared.sessions.get(id).is_some() {
+        tokio::time::sleep(SESSION_CHECK).await;
+    }
 }
 
 /// A channel of event bytes as a body stream.

@@ -1,6 +1,12 @@
 //! Operators logged in through this node: a random session id (the
 //! cookie, or a bearer token) names the operator's [`Behalf`] and the
 //! collector that asks for it. Bounded: the oldest session goes first.
+//!
+//! A session holds while its capability does: every lookup checks its
+//! expiry and whether the node now refuses its certificate as revoked
+//! (the node learns revocations with its lease renewals, a fifth of the
+//! lease: 600 ms by default), so a revoked operator's requests and event
+//! streams end within [`crate::server`]'s documented bound.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -8,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use swarm_actors::inspect::ClusterView;
 use swarm_actors::operators::Behalf;
+use swarm_actors::Node;
 
 use crate::collect::Collector;
 
@@ -38,25 +45,29 @@ impl OpSession {
         Ok(view)
     }
 
-    /// Whether the head's token still holds.
-    pub(crate) fn live(&self) -> bool {
-        swarm_unix_ms() < self.behalf.expires_ms()
+    /// Whether the capability still holds on `node`: not expired, its
+    /// certificate not revoked.
+    fn live(&self, node: &Node) -> bool {
+        self.behalf.is_valid(|serial| node.is_revoked(serial))
     }
 }
 
-fn swarm_unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 /// The sessions by id.
-#[derive(Default)]
 pub(crate) struct Sessions {
+    /// The node serving them: it knows which certificates are revoked.
+    node: Node,
     by_id: Mutex<HashMap<String, Arc<OpSession>>>,
 }
 
 impl Sessions {
+    /// No sessions yet, on `node`.
+    pub(crate) fn new(node: Node) -> Self {
+        Self {
+            node,
+            by_id: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Opens a session; answers its id.
     pub(crate) fn open(&self, behalf: Arc<Behalf>, collector: Collector) -> Result<String, String> {
         let mut bytes = [0u8; 32];
@@ -69,7 +80,7 @@ impl Sessions {
             last: tokio::sync::Mutex::new(None),
         });
         let mut by_id = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
-        by_id.retain(|_, s| s.live());
+        by_id.retain(|_, s| s.live(&self.node));
         if by_id.len() >= MAX_SESSIONS {
             let oldest = by_id
                 .iter()
@@ -83,11 +94,12 @@ impl Sessions {
         Ok(id)
     }
 
-    /// The live session with `id`.
+    /// The live session with `id`: one that expired or whose certificate
+    /// is revoked is ended here.
     pub(crate) fn get(&self, id: &str) -> Option<Arc<OpSession>> {
         let mut by_id = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
         match by_id.get(id) {
-            Some(s) if s.live() => Some(Arc::clone(s)),
+            Some(s) if s.live(&self.node) => Some(Arc::clone(s)),
             Some(_) => {
                 by_id.remove(id);
                 None
