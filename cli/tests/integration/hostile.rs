@@ -106,6 +106,23 @@ fn refused(r: Result<serde_bytes::ByteBuf, AskError>) -> String {
     }
 }
 
+/// Whether `to` serves `from`'s delegated `tag` to `actor` with
+/// `capability` within 20 s (a new node learns the group's key with its
+/// first lease grant).
+async fn served(
+    from: &swarm::Node,
+    to: NodeId,
+    capability: &Capability,
+    actor: &str,
+    tag: &str,
+) -> bool {
+    eventually(Duration::from_secs(20), || {
+        let capability = capability.clone();
+        async move { delegated_to(from, to, capability, actor, tag).await.is_ok() }
+    })
+    .await
+}
+
 #[actix_rt::test]
 async fn a_worker_cannot_act_as_an_admin_with_a_capability_it_minted_itself() {
     let dir = scratch("hostile-mint");
@@ -139,14 +156,13 @@ async fn a_genuine_capability_serves_only_its_delegate_only_until_it_ends_or_is_
     let group = capability_key(&ca.totp, 0);
     let genuine = group.sign(&admin_claims("root", 99, n2.id())).unwrap();
     // The head learns nothing from a lease here: it holds the key itself.
-    let ok = eventually(Duration::from_secs(10), || {
-        let genuine = genuine.clone();
-        async move {
-            delegated(n2, head.id(), genuine, "swarm.ListRevoked")
-                .await
-                .is_ok()
-        }
-    })
+    let ok = served(
+        n2,
+        head.id(),
+        &genuine,
+        "swarm.control",
+        "swarm.ListRevoked",
+    )
     .await;
     assert!(ok, "the delegate's read is served");
     // Another node replaying it (it saw it, say) is refused, whatever it
@@ -273,16 +289,8 @@ async fn a_rotated_capability_key_ends_every_capability_signed_before() {
     let at_head = old.sign(&admin_claims("root", 99, n2.id())).unwrap();
     let at_worker = old.sign(&admin_claims("root", 99, head.id())).unwrap();
     for (from, to, cap) in [(n2, head, &at_head), (head, n2, &at_worker)] {
-        let served = eventually(Duration::from_secs(20), || {
-            let cap = cap.clone();
-            async move {
-                delegated_to(from, to.id(), cap, "swarm.cluster", "swarm.ListMembers")
-                    .await
-                    .is_ok()
-            }
-        })
-        .await;
-        assert!(served, "a capability of the current key is served");
+        let ok = served(from, to.id(), cap, "swarm.cluster", "swarm.ListMembers").await;
+        assert!(ok, "a capability of the current key is served");
     }
     let control = head.control().unwrap();
     assert_eq!(control.rotate_capability_key().await.unwrap(), 1);
@@ -320,16 +328,16 @@ async fn a_delegate_cannot_renew_its_operators_capability_or_set_its_password() 
     let genuine = capability_key(&ca.totp, 0)
         .sign(&admin_claims("root", 99, n2.id()))
         .unwrap();
-    let served = eventually(Duration::from_secs(20), || {
-        let genuine = genuine.clone();
-        async move {
-            delegated(n2, head.id(), genuine, "swarm.ListRevoked")
-                .await
-                .is_ok()
-        }
-    })
-    .await;
-    assert!(served);
+    assert!(
+        served(
+            n2,
+            head.id(),
+            &genuine,
+            "swarm.control",
+            "swarm.ListRevoked"
+        )
+        .await
+    );
     // What an operator does for its own account, a node cannot do for it:
     // a fresh capability (delegating to itself again), a new password.
     for tag in ["swarm.Delegate", "swarm.SetPassword"] {
