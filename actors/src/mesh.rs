@@ -148,7 +148,15 @@ struct Sessions {
     key: std::sync::RwLock<Option<[u8; 32]>>,
     /// An encoded `Present` tell to send first on every new link.
     present: std::sync::RwLock<Option<Vec<u8>>>,
+    /// Capabilities whose signature verified under `key`, by the SHA-256
+    /// of their bytes: a node acting for an operator presents the same
+    /// one on every call, which then costs a lookup, not a signature check
+    /// (the window and revocation are still checked on every call).
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], crate::operators::Claims>>,
 }
+
+/// Verified capabilities a node remembers at most (it starts over when full).
+const VERIFIED: usize = 256;
 
 /// A connected peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -609,10 +617,64 @@ impl Mesh {
         // A rotated key ends every operator's session held on a link: what
         // they presented was signed under the old one.
         if previous.is_some_and(|p| p != key) {
+            self.shared
+                .sessions
+                .verified
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clear();
             for link in self.shared.links.all() {
                 link.set_session(0);
             }
         }
+    }
+
+    /// Opens an operator's capability as [`crate::operators::open_capability`]
+    /// does, verifying its signature only the first time this node sees it.
+    ///
+    /// # Errors
+    ///
+    /// Why it does not hold.
+    pub(crate) fn open_capability(
+        &self,
+        capability: &crate::operators::Capability,
+    ) -> Result<crate::operators::Claims, String> {
+        use sha2::Digest as _;
+        let digest: [u8; 32] = sha2::Sha256::digest(capability.as_bytes()).into();
+        let known = self
+            .shared
+            .sessions
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&digest)
+            .cloned();
+        if let Some(claims) = known {
+            if crate::operators::unix_ms() >= claims.expires_ms {
+                return Err("the capability expired: log in again".into());
+            }
+            if self.is_revoked(claims.serial) {
+                return Err(format!(
+                    "the certificate of {} (serial {}) is revoked",
+                    claims.name, claims.serial
+                ));
+            }
+            return Ok(claims);
+        }
+        let claims = crate::operators::open_capability(capability, self.capability_key(), |s| {
+            self.is_revoked(s)
+        })?;
+        let mut verified = self
+            .shared
+            .sessions
+            .verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() >= VERIFIED {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
+        Ok(claims)
     }
 
     /// Whether certificate `serial` is revoked here.

@@ -146,10 +146,7 @@ fn admit(
         Some((node, name)) => (*node, name.as_str()),
         None => (mesh.id(), "this node"),
     };
-    let claims = super::open_capability(&msg.capability, mesh.capability_key(), |s| {
-        mesh.is_revoked(s)
-    })
-    .and_then(|claims| {
+    let claims = mesh.open_capability(&msg.capability).and_then(|claims| {
         if claims.delegate == Some(from) {
             Ok(claims)
         } else {

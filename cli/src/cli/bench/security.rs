@@ -86,11 +86,11 @@ impl SecurityReport {
             (
                 "capability verification",
                 format!(
-                    "{:.1} us ({:.1}% of an ask RTT)",
+                    "{:.1} us first use ({:.0}% of an ask RTT)",
                     self.capability_verify_us,
                     100.0 * self.capability_verify_us / self.ask_rtt_p50_us_no_policy
                 ),
-                "per delegated call",
+                "once per capability per node",
             ),
             (
                 "node start to READY, passphrase",
