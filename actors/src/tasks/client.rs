@@ -197,9 +197,9 @@ impl Tasks {
             .map_err(|_| TaskError::Stopped)
     }
 
-    /// The value of a kept result, from wherever it is.
+    /// The value of a kept result this node owns, from wherever it is.
     pub(crate) async fn fetch(&self, object: ObjectId) -> Result<Blob, TaskError> {
-        fetch::fetch(&self.mesh, &self.store, object).await
+        fetch::fetch(&self.mesh, &self.store, self.mesh.id(), object).await
     }
 
     /// Checks the encoded arguments fit in a message.
