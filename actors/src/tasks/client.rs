@@ -19,7 +19,8 @@ use super::scheduler::{Parts, Registry, Scheduler, Stop, Submit};
 use super::store::Store;
 use super::task::{Blob, IntoArgs, Task};
 use super::wire::{
-    Arg, CancelTasks, FreeObjects, ObjectId, SubmitTasks, TaskId, TaskTable, TasksDone, TASKS_ACTOR,
+    Arg, CancelTasks, FetchObject, FreeObjects, ObjectId, SubmitTasks, TaskId, TaskTable,
+    TasksDone, TASKS_ACTOR,
 };
 use crate::cluster::{Cluster, ClusterEvent};
 use crate::directory::Entry;
@@ -87,7 +88,8 @@ impl Tasks {
             .stamped::<SubmitTasks>()
             .stamped::<TasksDone>()
             .stamped::<CancelTasks>()
-            .stamped::<FreeObjects>();
+            .stamped::<FreeObjects>()
+            .stamped::<FetchObject>();
         let exposed = mesh
             .directory()
             .insert(TASKS_ACTOR.to_owned(), Arc::new(entry));

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use swarm_protocol::NodeId;
 
-use super::task::Blob;
 use super::error::TaskError;
+use super::task::Blob;
 use super::wire::{TaskId, Token};
 
 /// Kept results by task. Cheap to clone.
