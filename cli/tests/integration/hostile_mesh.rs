@@ -95,11 +95,8 @@ impl RawLink {
         }
         let mut found = 0;
         let mut plain = Vec::new();
-        loop {
-            let (payload, consumed) = match decode_frame(&self.buf, 1 << 20).unwrap() {
-                Decoded::Frame { payload, consumed } => (payload.to_vec(), consumed),
-                Decoded::Incomplete { .. } => break,
-            };
+        while let Decoded::Frame { payload, consumed } = decode_frame(&self.buf, 1 << 20).unwrap() {
+            let payload = payload.to_vec();
             self.buf.drain(..consumed);
             let Some(assembled) = self.recv.handle_frame(&payload, &mut plain).unwrap() else {
                 continue;
