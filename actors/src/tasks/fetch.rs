@@ -62,7 +62,13 @@ pub(crate) async fn fetch(
     object: ObjectId,
 ) -> Result<Blob, TaskError> {
     if object.node == mesh.id() {
-        return store.read(&object.task, object.node, reader, &object.token);
+        let read = store.read(&object.task, object.node, reader, &object.token);
+        if let Err(TaskError::Forbidden { task }) = &read {
+            // A task from a node that names a result it was not given.
+            mesh.count_forbidden();
+            tracing::debug!(%task, reader = %reader.short(), "kept result refused to a task");
+        }
+        return read;
     }
     let holder: RemoteAddr<Scheduler> = RemoteAddr::new(mesh.clone(), object.node, TASKS_ACTOR);
     let first = ask(&holder, object, 0).await?;

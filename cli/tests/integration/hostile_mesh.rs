@@ -298,6 +298,41 @@ struct ForgedChunk {
     bytes: serde_bytes::ByteBuf,
 }
 
+/// What a forger puts on the wire as `swarm.SubmitTasks`: tasks to run,
+/// and a claim of whose they are (the receiver stamps it).
+#[derive(Debug, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "()")]
+struct ForgedSubmit {
+    owner: NodeId,
+    tasks: Vec<ForgedSpec>,
+}
+swarm::remote_message!(ForgedSubmit => "swarm.SubmitTasks");
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ForgedSpec {
+    seq: u64,
+    attempt: u32,
+    tag: String,
+    args: Vec<ForgedArg>,
+    need: swarm::placement::ResourceSet,
+    keep: bool,
+    token: [u8; 16],
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum ForgedArg {
+    #[allow(dead_code)]
+    Value(serde_bytes::ByteBuf),
+    Ref(ForgedObject),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ForgedObject {
+    task: TaskId,
+    node: NodeId,
+    token: [u8; 16],
+}
+
 /// A stand-in for the scheduler, so a `RemoteAddr` may send the forgery.
 struct Tasks;
 impl actix::Actor for Tasks {
@@ -309,7 +344,11 @@ impl actix::Handler<ForgedFetch> for Tasks {
         Err(TaskError::Stopped)
     }
 }
-swarm::remote_actor!(Tasks: ForgedFetch);
+impl actix::Handler<ForgedSubmit> for Tasks {
+    type Result = ();
+    fn handle(&mut self, _: ForgedSubmit, _: &mut Self::Context) {}
+}
+swarm::remote_actor!(Tasks: ForgedFetch, ForgedSubmit);
 
 #[actix_rt::test]
 async fn a_worker_fetching_another_owners_kept_result_is_refused_while_owner_and_consumer_read_it()
@@ -364,6 +403,28 @@ async fn a_worker_fetching_another_owners_kept_result_is_refused_while_owner_and
         }
     }
     assert!(holder.node.stats().forbidden >= before + 2, "counted");
+    // Nor can it read the result through a task of its own that names it,
+    // run where the result is held.
+    let before = holder.node.stats().forbidden;
+    let submit = ForgedSubmit {
+        owner: owner.node.id(),
+        tasks: vec![ForgedSpec {
+            seq: 1_000,
+            attempt: 0,
+            tag: "demo.count_bytes".into(),
+            args: vec![ForgedArg::Ref(ForgedObject {
+                task: r.id(),
+                node: holder.node.id(),
+                token: [0; 16],
+            })],
+            need: swarm::placement::ResourceSet::default(),
+            keep: false,
+            token: [0; 16],
+        }],
+    };
+    holder_tasks.tell(submit).await.unwrap();
+    let refused = eventually(WITHIN, || async { holder.node.stats().forbidden > before }).await;
+    assert!(refused, "the thief's task was refused the result");
     // The owner still reads it.
     assert_eq!(r.get().await.unwrap().len() as u64, SIZE);
 }
