@@ -219,6 +219,36 @@ impl Lookup {
         caller: &Caller,
         logged_in: bool,
     ) -> Result<Access, Refusal> {
+        self.decide(to, tag, None, caller, logged_in)
+    }
+
+    /// As [`Lookup::authorize`], for what the mesh itself handles rather
+    /// than an actor (relay frames): `access` is the class the mesh
+    /// declares for `tag`, decided with the same policy and remembered the
+    /// same way.
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`] holding [`RemoteError::Forbidden`].
+    pub(crate) fn authorize_mesh(
+        &mut self,
+        name: &str,
+        tag: &str,
+        access: Access,
+        caller: &Caller,
+        logged_in: bool,
+    ) -> Result<Access, Refusal> {
+        self.decide(&Target::Name(name), tag, Some(access), caller, logged_in)
+    }
+
+    fn decide(
+        &mut self,
+        to: &Target<'_>,
+        tag: &str,
+        declared: Option<Access>,
+        caller: &Caller,
+        logged_in: bool,
+    ) -> Result<Access, Refusal> {
         let generation = self.directory.inner.generation.load(Ordering::Acquire);
         let name = match to {
             Target::Name(name) => *name,
@@ -231,10 +261,12 @@ impl Lookup {
                 .get(generation, name, tag, logged_in, || -> Decision {
                     // An unknown target or tag is decided as a user message
                     // (nodes then learn it does not exist; others are refused).
-                    let access = directory
-                        .dispatcher(name)
-                        .and_then(|d| d.access(tag))
-                        .unwrap_or(Access::User);
+                    let access = declared.unwrap_or_else(|| {
+                        directory
+                            .dispatcher(name)
+                            .and_then(|d| d.access(tag))
+                            .unwrap_or(Access::User)
+                    });
                     let services = directory
                         .inner
                         .services

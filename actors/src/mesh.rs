@@ -410,6 +410,13 @@ impl Mesh {
         self.shared.counters.forbidden();
     }
 
+    /// Counts a relayed datagram whose route membership refused (it named
+    /// a member it cannot speak for, or came through a node that is not
+    /// that member's relay).
+    pub(crate) fn count_relay_refused(&self) {
+        self.shared.counters.relay_refused();
+    }
+
     /// The node's policy.
     pub(crate) fn policy(&self) -> Arc<crate::policy::Policy> {
         Arc::clone(&self.shared.config.policy)

@@ -67,7 +67,11 @@ pub struct Gossip {
     cancellable: HashMap<u64, SpawnHandle>,
     /// Members whose datagrams came over the mesh: their node, and the
     /// relay that forwarded them. They are answered the same way.
+    /// Only from datagrams that opened with the gossip key and whose route
+    /// may be that member's (`transport::learn_route`).
     mesh_routes: HashMap<SocketAddr, (NodeId, Option<NodeId>)>,
+    /// Routes over the mesh refused since start (the first few logged).
+    routes_refused: u64,
     left: bool,
 }
 
@@ -168,6 +172,7 @@ impl Gossip {
             load_gossiped_at: Some(Instant::now()),
             cancellable: HashMap::new(),
             mesh_routes: HashMap::new(),
+            routes_refused: 0,
             left: false,
         })
     }

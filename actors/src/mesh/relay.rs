@@ -1,6 +1,7 @@
 //! Relays: how nodes that cannot accept connections are reached.
 //!
-//! Every link's reader hands [`RelayFrame`]s here. A frame for this node
+//! Every link's reader hands [`RelayFrame`]s here once the policy admitted
+//! them (class [`ACCESS`]: node certificates only). A frame for this node
 //! ends here: it opens, feeds or closes a circuit end ([`circuit`]), or it
 //! is a membership datagram for the cluster. A frame for another node is
 //! forwarded when this node is a relay ([`forward`]).
@@ -32,6 +33,15 @@ use super::router::Router;
 use super::Shared;
 pub(super) use circuit::{open as open_circuit, Circuit, CircuitEnds};
 pub(super) use forward::Forwarded;
+
+/// The name relay frames are decided under by the policy (no actor has it).
+pub(crate) const TARGET: &str = "swarm.relay";
+/// The tag relay frames are decided under (a policy rule may name it).
+pub(crate) const TAG: &str = "swarm.Relay";
+/// Who may hand a node relay frames: node certificates only (`head`,
+/// `worker`), whatever a rule allows. An operator's certificate, with or
+/// without a login, opens no circuit and carries no datagram.
+pub(crate) const ACCESS: crate::directory::Access = crate::directory::Access::Nodes;
 
 /// A membership datagram that arrived over the mesh.
 #[derive(Debug)]

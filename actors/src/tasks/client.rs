@@ -19,7 +19,8 @@ use super::scheduler::{Parts, Registry, Scheduler, Stop, Submit};
 use super::store::Store;
 use super::task::{Blob, IntoArgs, Task};
 use super::wire::{
-    Arg, CancelTasks, FreeObjects, ObjectId, SubmitTasks, TaskId, TaskTable, TasksDone, TASKS_ACTOR,
+    Arg, CancelTasks, FetchObject, FreeObjects, ObjectId, SubmitTasks, TaskId, TaskTable,
+    TasksDone, TASKS_ACTOR,
 };
 use crate::cluster::{Cluster, ClusterEvent};
 use crate::directory::Entry;
@@ -87,7 +88,8 @@ impl Tasks {
             .stamped::<SubmitTasks>()
             .stamped::<TasksDone>()
             .stamped::<CancelTasks>()
-            .stamped::<FreeObjects>();
+            .stamped::<FreeObjects>()
+            .stamped::<FetchObject>();
         let exposed = mesh
             .directory()
             .insert(TASKS_ACTOR.to_owned(), Arc::new(entry));
@@ -197,9 +199,9 @@ impl Tasks {
             .map_err(|_| TaskError::Stopped)
     }
 
-    /// The value of a kept result, from wherever it is.
+    /// The value of a kept result this node owns, from wherever it is.
     pub(crate) async fn fetch(&self, object: ObjectId) -> Result<Blob, TaskError> {
-        fetch::fetch(&self.mesh, &self.store, object).await
+        fetch::fetch(&self.mesh, &self.store, self.mesh.id(), object).await
     }
 
     /// Checks the encoded arguments fit in a message.

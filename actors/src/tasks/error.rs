@@ -53,6 +53,14 @@ pub enum TaskError {
         /// Where it was.
         node: NodeId,
     },
+    /// A kept result was asked for by a node that may not read it: neither
+    /// its owner nor a node the owner sent a task that takes it (the reader
+    /// is known from its link, never from what it claims).
+    #[error("the kept result of task {task} is readable only by its owner and the nodes it sent a task that takes it")]
+    Forbidden {
+        /// The task that made it.
+        task: TaskId,
+    },
     /// A task whose result this one takes failed.
     #[error("task {task}, whose result this one takes, failed: {reason}")]
     Dependency {

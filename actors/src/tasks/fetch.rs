@@ -23,8 +23,9 @@ const PREALLOC: usize = 256 << 20;
 /// Chunks asked for at once.
 const IN_FLIGHT: usize = 8;
 
-/// Every argument's value: values as they are, kept results fetched (one
-/// after the other).
+/// Every argument's value for a task `owner` sent: values as they are,
+/// kept results fetched (one after the other) with the tokens the owner
+/// put in the task.
 ///
 /// # Errors
 ///
@@ -32,31 +33,42 @@ const IN_FLIGHT: usize = 8;
 pub(crate) async fn resolve(
     mesh: &Mesh,
     store: &Store,
+    owner: NodeId,
     args: &[Arg],
 ) -> Result<Vec<Blob>, TaskError> {
     let mut values = Vec::with_capacity(args.len());
     for arg in args {
         values.push(match arg {
             Arg::Value(bytes) => std::sync::Arc::new(bytes.to_vec()),
-            Arg::Ref(object) => fetch(mesh, store, *object).await?,
+            Arg::Ref(object) => fetch(mesh, store, owner, *object).await?,
         });
     }
     Ok(values)
 }
 
-/// The value of `object`, from this node's store or its holder.
+/// The value of `object`, from this node's store or its holder, for a
+/// task `reader` sent (or for `reader` itself): held here, this node checks
+/// what its holder would.
 ///
 /// # Errors
 ///
 /// [`TaskError::ObjectLost`] if the holder does not have it (freed, or it
-/// died); [`TaskError::Codec`] if it sent something inconsistent.
-pub(crate) async fn fetch(mesh: &Mesh, store: &Store, object: ObjectId) -> Result<Blob, TaskError> {
-    let lost = || TaskError::ObjectLost {
-        task: object.task,
-        node: object.node,
-    };
+/// died); [`TaskError::Forbidden`] if the holder refused the reader;
+/// [`TaskError::Codec`] if it sent something inconsistent.
+pub(crate) async fn fetch(
+    mesh: &Mesh,
+    store: &Store,
+    reader: NodeId,
+    object: ObjectId,
+) -> Result<Blob, TaskError> {
     if object.node == mesh.id() {
-        return store.get(&object.task).ok_or_else(lost);
+        let read = store.read(&object.task, object.node, reader, &object.token);
+        if let Err(TaskError::Forbidden { task }) = &read {
+            // A task from a node that names a result it was not given.
+            mesh.count_forbidden();
+            tracing::debug!(%task, reader = %reader.short(), "kept result refused to a task");
+        }
+        return read;
     }
     let holder: RemoteAddr<Scheduler> = RemoteAddr::new(mesh.clone(), object.node, TASKS_ACTOR);
     let first = ask(&holder, object, 0).await?;
@@ -138,6 +150,9 @@ async fn ask(
             task: object.task,
             offset,
             len: CHUNK,
+            token: object.token,
+            // Stamped by the holder from the link.
+            from: object.node,
         })
         .await;
     match asked {

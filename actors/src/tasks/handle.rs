@@ -18,7 +18,7 @@ use super::client::{Tasks, Template};
 use super::error::TaskError;
 use super::scheduler::{Cancel, Release, Scheduler, WaitObject};
 use super::task::{decode, Blob};
-use super::wire::{Arg, ObjectId, TaskId};
+use super::wire::{Arg, ObjectId, TaskId, Token};
 
 /// A submitted task; await it for its result.
 ///
@@ -177,6 +177,8 @@ impl<T> TaskRef<T> {
         ObjectId {
             task: self.id,
             node: self.id.owner,
+            // The owner fills it in when it sends the task.
+            token: Token::default(),
         }
     }
 
@@ -215,6 +217,8 @@ impl<T> TaskRef<T> {
             .fetch(ObjectId {
                 task: self.id,
                 node,
+                // The owner reads its own: the holder knows it by its link.
+                token: Token::default(),
             })
             .await?;
         decode(&blob).map_err(|reason| TaskError::Codec { reason })

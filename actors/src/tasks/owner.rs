@@ -17,7 +17,7 @@ use self::objects::{ObjectState, Objects};
 use super::error::TaskError;
 use super::policy::{self, Candidate, Choice, Policy, Request};
 use super::task::Blob;
-use super::wire::{Arg, Bounce, Done, Outcome, RunError, Spec, TaskId, TaskRow, TaskState};
+use super::wire::{Arg, Bounce, Done, Outcome, RunError, Spec, TaskId, TaskRow, TaskState, Token};
 use crate::placement::{Placement, ResourceSet};
 
 /// Work queued per node beyond what fits there, in microseconds of the
@@ -303,9 +303,11 @@ impl Owner {
         for object in super::task::refs(&new.args) {
             self.objects.use_by(object.task.seq, seq);
         }
-        if matches!(new.reply, Reply::Keep) {
-            self.objects.create(seq);
-        }
+        let token = if matches!(new.reply, Reply::Keep) {
+            self.objects.create(seq)
+        } else {
+            Token::default()
+        };
         self.next_seq += 1;
         self.submitted += 1;
         let spec = Spec {
@@ -315,6 +317,7 @@ impl Owner {
             args: new.args,
             need: new.need,
             keep: matches!(new.reply, Reply::Keep),
+            token,
         };
         let state = if missing > 0 {
             Stage::Inputs(missing)

@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use super::context::{self, TaskContext};
 use super::task::{Blob, Failure, Runner};
-use super::wire::{TaskId, TaskRow, TaskState};
+use super::wire::{TaskId, TaskRow, TaskState, Token};
 use crate::placement::ResourceSet;
 
 /// A task admitted to this node, with its arguments at hand.
@@ -36,8 +36,8 @@ pub(crate) struct Job {
     pub(crate) args: Vec<Blob>,
     /// What it holds while it runs.
     pub(crate) need: ResourceSet,
-    /// Keep the result here.
-    pub(crate) keep: bool,
+    /// Keep the result here, beside this read token.
+    pub(crate) keep: Option<Token>,
     /// Set by a cancellation.
     pub(crate) cancel: Arc<AtomicBool>,
 }
@@ -61,8 +61,8 @@ pub(crate) struct Ended {
     pub(crate) id: TaskId,
     /// Its run.
     pub(crate) attempt: u32,
-    /// Keep the result here.
-    pub(crate) keep: bool,
+    /// Keep the result here, beside this read token.
+    pub(crate) keep: Option<Token>,
     /// What happened.
     pub(crate) result: Finish,
     /// How long it ran, microseconds.

@@ -108,6 +108,9 @@ pub struct Scheduler {
     probing: HashSet<NodeId>,
     /// One ordered queue of batches per other node.
     senders: HashMap<NodeId, tokio::sync::mpsc::UnboundedSender<send::Outgoing>>,
+    /// Fetches of kept results refused here (the first few are logged at
+    /// warn level, the rest at debug).
+    fetches_refused: u64,
 }
 
 impl Scheduler {
@@ -137,6 +140,7 @@ impl Scheduler {
             addrs: HashMap::new(),
             probing: HashSet::new(),
             senders: HashMap::new(),
+            fetches_refused: 0,
         }
     }
 
@@ -271,7 +275,10 @@ impl Scheduler {
                 .iter()
                 .map(|a| match a {
                     Arg::Value(bytes) => Some(Arc::new(bytes.to_vec())),
-                    Arg::Ref(object) if object.node == self.me => self.store.get(&object.task),
+                    Arg::Ref(object) if object.node == self.me => self
+                        .store
+                        .read(&object.task, self.me, owner, &object.token)
+                        .ok(),
                     Arg::Ref(_) => None,
                 })
                 .collect();
@@ -282,7 +289,7 @@ impl Scheduler {
                 runner,
                 args: Vec::new(),
                 need: spec.need,
-                keep: spec.keep,
+                keep: spec.keep.then_some(spec.token),
                 cancel,
             };
             match at_hand {
@@ -294,7 +301,7 @@ impl Scheduler {
                     self.fetching += 1;
                     let (mesh, store, me) = (self.mesh.clone(), self.store.clone(), ctx.address());
                     actix::spawn(async move {
-                        let failed = match fetch::resolve(&mesh, &store, &spec.args).await {
+                        let failed = match fetch::resolve(&mesh, &store, owner, &spec.args).await {
                             Ok(args) => {
                                 job.args = args;
                                 None
@@ -365,9 +372,10 @@ impl Scheduler {
         self.ran += 1;
         let result = match e.result {
             Finish::Cancelled => Err(RunError::Cancelled),
-            Finish::Ran(Ok(bytes)) if e.keep => {
+            Finish::Ran(Ok(bytes)) if e.keep.is_some() => {
                 let size = bytes.len() as u64;
-                self.store.insert(e.id, Arc::new(bytes));
+                let token = e.keep.unwrap_or_default();
+                self.store.insert(e.id, Arc::new(bytes), token);
                 Ok(Done::Kept { size })
             }
             Finish::Ran(Ok(bytes)) if bytes.len() > self.max_result => Err(RunError::Argument {
@@ -589,11 +597,15 @@ impl Handler<FreeObjects> for Scheduler {
 impl Handler<FetchObject> for Scheduler {
     type Result = MessageResult<FetchObject>;
     fn handle(&mut self, msg: FetchObject, _: &mut Context<Self>) -> Self::Result {
-        let Some(value) = self.store.get(&msg.task) else {
-            return MessageResult(Err(TaskError::ObjectLost {
-                task: msg.task,
-                node: self.me,
-            }));
+        // `from` was stamped from the link: the reader proved who it is.
+        let value = match self.store.read(&msg.task, self.me, msg.from, &msg.token) {
+            Ok(value) => value,
+            Err(error) => {
+                if matches!(error, TaskError::Forbidden { .. }) {
+                    self.fetch_refused(msg.task, msg.from);
+                }
+                return MessageResult(Err(error));
+            }
         };
         let size = value.len() as u64;
         let start = usize::try_from(msg.offset)
@@ -607,6 +619,22 @@ impl Handler<FetchObject> for Scheduler {
         }))
     }
 }
+
+impl Scheduler {
+    /// Counts and logs a fetch of a kept result the reader may not read.
+    fn fetch_refused(&mut self, task: TaskId, reader: NodeId) {
+        self.fetches_refused += 1;
+        self.mesh.count_forbidden();
+        if self.fetches_refused <= LOGGED_FETCH_REFUSALS {
+            tracing::warn!(%task, reader = %reader.short(), "kept result refused: the reader is not its owner and holds no token for it");
+        } else {
+            tracing::debug!(%task, reader = %reader.short(), "kept result refused");
+        }
+    }
+}
+
+/// Refused fetches logged at warn level; the rest at debug.
+const LOGGED_FETCH_REFUSALS: u64 = 64;
 
 impl Handler<ListTasks> for Scheduler {
     type Result = MessageResult<ListTasks>;

@@ -39,6 +39,52 @@ pub struct ObjectId {
     pub task: TaskId,
     /// Where the value is.
     pub node: NodeId,
+    /// The capability to read it, filled in by the owner when it sends a
+    /// task that takes it (none in a handle: the owner reads its own).
+    #[serde(default)]
+    pub(crate) token: Token,
+}
+
+/// A kept result's read capability: 128 random bits the owner mints when
+/// it submits the task that makes the result. The node that runs that task
+/// keeps it beside the value; the owner hands it only to the nodes it sends
+/// a task that takes the result. The holder serves the value to the owner
+/// (known from the link) and to whoever presents the token, compared in
+/// constant time. The zero token (randomness failed, or none was given)
+/// admits nobody but the owner.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct Token([u8; 16]);
+
+impl Token {
+    /// A fresh random token (the zero token if the OS has no randomness:
+    /// then only the owner reads the result).
+    pub(crate) fn mint() -> Self {
+        let mut bytes = [0; 16];
+        if getrandom::fill(&mut bytes).is_err() {
+            tracing::warn!("no randomness for a kept result's token: only its owner may read it");
+            bytes = [0; 16];
+        }
+        Self(bytes)
+    }
+
+    /// Whether `presented` is this token (and this token is not zero), in
+    /// time that does not depend on where they differ.
+    pub(crate) fn admits(&self, presented: &Token) -> bool {
+        let diff = self
+            .0
+            .iter()
+            .zip(presented.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        let zero = self.0.iter().fold(0u8, |acc, b| acc | b);
+        std::hint::black_box(diff) == 0 && std::hint::black_box(zero) != 0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A capability: never in logs.
+        f.write_str("Token(..)")
+    }
 }
 
 /// One argument on the wire.
@@ -67,6 +113,9 @@ pub(crate) struct Spec {
     pub(crate) need: ResourceSet,
     /// Keep the result where it was made rather than send it back.
     pub(crate) keep: bool,
+    /// With `keep`: the result's read capability, kept beside it.
+    #[serde(default)]
+    pub(crate) token: Token,
 }
 
 /// How one run ended.
@@ -171,7 +220,9 @@ pub(crate) struct FreeObjects {
     pub(crate) seqs: Vec<u64>,
 }
 
-/// Reads part of a kept result.
+/// Reads part of a kept result: the holder answers its owner, and a node
+/// that presents the result's token (one the owner sent a task that takes
+/// it); anyone else gets [`TaskError::Forbidden`].
 #[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "Result<Chunk, TaskError>")]
 pub(crate) struct FetchObject {
@@ -181,6 +232,10 @@ pub(crate) struct FetchObject {
     pub(crate) offset: u64,
     /// At most this many bytes.
     pub(crate) len: u32,
+    /// The result's token, as the owner handed it over in a task.
+    pub(crate) token: Token,
+    /// The reader (stamped from the link).
+    pub(crate) from: NodeId,
 }
 
 /// Part of a kept result.
@@ -309,7 +364,13 @@ macro_rules! stamp_owner {
     )+};
 }
 
-stamp_owner!(SubmitTasks => owner, TasksDone => from, CancelTasks => owner, FreeObjects => owner);
+stamp_owner!(
+    SubmitTasks => owner,
+    TasksDone => from,
+    CancelTasks => owner,
+    FreeObjects => owner,
+    FetchObject => from
+);
 
 crate::system_message! {
     SubmitTasks => "swarm.SubmitTasks", Command;

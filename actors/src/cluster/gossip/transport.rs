@@ -13,7 +13,7 @@ use actix::prelude::*;
 use swarm_protocol::NodeId;
 use tokio::io::unix::AsyncFd;
 
-use super::Gossip;
+use super::{unix_millis, Gossip};
 use crate::mesh::InboundDatagram;
 
 /// Datagrams from the socket, as an actix stream. The socket is registered
@@ -83,7 +83,13 @@ impl Gossip {
     /// Sends one sealed datagram: over UDP, or over the mesh to (or from)
     /// a node that UDP cannot reach.
     pub(super) fn send(&mut self, to: SocketAddr, sealed: &[u8]) {
-        let learned = self.mesh_routes.get(&to).copied();
+        // A learned route is checked again as membership learns more (the
+        // member's announced relays): one that no longer holds is unused.
+        let learned = self
+            .mesh_routes
+            .get(&to)
+            .copied()
+            .filter(|(origin, via)| self.route_refusal(to, *origin, *via).is_none());
         let mut via = self
             .members
             .get(&to)
@@ -138,16 +144,125 @@ impl Gossip {
 }
 
 impl StreamHandler<InboundDatagram> for Gossip {
+    /// A datagram over the mesh: opened and applied first, and only then,
+    /// if it opened with the gossip key, its route is considered (answers
+    /// it caused are sent after, the way it came, if the route holds).
     fn handle(&mut self, datagram: InboundDatagram, ctx: &mut Context<Self>) {
-        if self.mesh_routes.len() >= MAX_MESH_ROUTES
-            && !self.mesh_routes.contains_key(&datagram.from)
-        {
-            self.mesh_routes.clear();
+        if self.left {
+            return;
         }
-        self.mesh_routes
-            .insert(datagram.from, (datagram.origin, datagram.via));
-        StreamHandler::<(Vec<u8>, SocketAddr)>::handle(self, (datagram.bytes, datagram.from), ctx);
+        let InboundDatagram {
+            from,
+            origin,
+            via,
+            mut bytes,
+        } = datagram;
+        let now = self.epoch.elapsed();
+        match self
+            .machine
+            .handle_datagram(from, &mut bytes, now, unix_millis())
+        {
+            Ok(()) => self.learn_route(from, origin, via),
+            // Counted by reason in the machine's stats.
+            Err(e) => tracing::debug!(%from, error = %e, "gossip datagram dropped"),
+        }
+        self.flush(ctx);
     }
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {}
+}
+
+/// Refused routes logged at warn level; the rest at debug.
+const LOGGED_ROUTE_REFUSALS: u64 = 64;
+
+impl Gossip {
+    /// Remembers that the member at `from` is answered over the mesh (to
+    /// `origin`, through `via`), if that route may be its route; otherwise
+    /// counts and logs the refusal.
+    fn learn_route(&mut self, from: SocketAddr, origin: NodeId, via: Option<NodeId>) {
+        match self.route_refusal(from, origin, via) {
+            None => {
+                if self.mesh_routes.len() >= MAX_MESH_ROUTES
+                    && !self.mesh_routes.contains_key(&from)
+                {
+                    self.mesh_routes.clear();
+                }
+                self.mesh_routes.insert(from, (origin, via));
+            }
+            Some(RouteRefusal::Unknown) => {
+                // Nothing to steer yet: answered by UDP (or its announced
+                // relays) until membership knows it.
+                tracing::trace!(%from, "no route learned for an unknown member");
+            }
+            Some(why) => {
+                self.mesh.count_relay_refused();
+                self.routes_refused += 1;
+                let carrier = via.unwrap_or(origin);
+                if self.routes_refused <= LOGGED_ROUTE_REFUSALS {
+                    tracing::warn!(%from, origin = %origin.short(), carrier = %carrier.short(), reason = why.as_str(), "gossip route refused");
+                } else {
+                    tracing::debug!(%from, origin = %origin.short(), carrier = %carrier.short(), reason = why.as_str(), "gossip route refused");
+                }
+            }
+        }
+    }
+
+    /// Why the member at `from` may not be answered through `origin`
+    /// (carried by `via`), if it may not: `from` must be `origin`'s
+    /// address as membership knows it, and a relay that carried it must
+    /// be a relay the member announces (or, until its metadata is known,
+    /// any relay), or one of this node's own relays.
+    fn route_refusal(
+        &self,
+        from: SocketAddr,
+        origin: NodeId,
+        via: Option<NodeId>,
+    ) -> Option<RouteRefusal> {
+        let unknown = NodeId::from_bytes([0; 16]);
+        match self.machine.member(&from).map(|m| m.id.node) {
+            None => return Some(RouteRefusal::Unknown),
+            Some(node) if node == unknown => return Some(RouteRefusal::Unknown),
+            Some(node) if node != origin => return Some(RouteRefusal::NotItsAddress),
+            Some(_) => {}
+        }
+        let relay = via?;
+        if self.mesh.via().contains(&relay) {
+            return None;
+        }
+        let is_relay = self
+            .members
+            .values()
+            .any(|m| m.node == relay && m.meta.as_ref().is_some_and(|meta| meta.relay));
+        if !is_relay {
+            return Some(RouteRefusal::NotARelay);
+        }
+        match self.members.get(&from).and_then(|m| m.meta.as_ref()) {
+            Some(meta) if !meta.via.contains(&relay) => Some(RouteRefusal::NotItsRelay),
+            _ => None,
+        }
+    }
+}
+
+/// Why a route over the mesh was not learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteRefusal {
+    /// Membership knows no member at that address (yet).
+    Unknown,
+    /// The address is another member's.
+    NotItsAddress,
+    /// The node that carried it is not a relay.
+    NotARelay,
+    /// The member does not announce the node that carried it as its relay.
+    NotItsRelay,
+}
+
+impl RouteRefusal {
+    fn as_str(self) -> &'static str {
+        match self {
+            RouteRefusal::Unknown => "no member has that address",
+            RouteRefusal::NotItsAddress => "the address is another member's",
+            RouteRefusal::NotARelay => "the node that carried it is not a relay",
+            RouteRefusal::NotItsRelay => "the member does not announce that relay",
+        }
+    }
 }

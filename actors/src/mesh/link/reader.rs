@@ -305,7 +305,12 @@ impl Reader {
             }
             Envelope::Relay(frame) => {
                 self.clock.received(true);
-                relay::on_frame(&self.mesh, &self.router, &self.handle, frame).await;
+                // The same checks as a message: the class the mesh declares
+                // for relay frames, decided by the policy from the link's
+                // certificate (operator roles only with a login).
+                if self.admit_relay().is_ok() {
+                    relay::on_frame(&self.mesh, &self.router, &self.handle, frame).await;
+                }
             }
             Envelope::Control(Control::Pong { .. }) => {
                 if let Some(rtt) = self.clock.pong() {
@@ -393,6 +398,27 @@ impl Reader {
                     };
                 }
                 Err(self.refused(refusal, to, tag))
+            }
+        }
+    }
+
+    /// Whether this peer may hand this node relay frames (open or feed
+    /// circuits, send or forward membership datagrams): the policy, from
+    /// the class [`relay::ACCESS`] and the peer's certificate. A refusal
+    /// is counted as a refused relay frame and logged like any other.
+    fn admit_relay(&mut self) -> Result<(), RemoteError> {
+        let logged_in = self.logged_in();
+        match self.lookup.authorize_mesh(
+            relay::TARGET,
+            relay::TAG,
+            relay::ACCESS,
+            &self.caller,
+            logged_in,
+        ) {
+            Ok(_) => Ok(()),
+            Err(refusal) => {
+                self.mesh.counters.relay_refused();
+                Err(self.refused(refusal, &Target::Name(relay::TARGET), relay::TAG))
             }
         }
     }

@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use super::Effects;
 use crate::tasks::error::TaskError;
-use crate::tasks::wire::{Arg, ObjectId, TaskId};
+use crate::tasks::wire::{Arg, ObjectId, TaskId, Token};
 
 /// Where a kept result stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +41,9 @@ struct Object {
     dependents: Vec<u64>,
     /// Callers of `TaskRef::get` and `ready`.
     waiters: Vec<Waiter>,
+    /// Its read capability: sent with the task that makes it, and with
+    /// each task that takes it, to no one else.
+    token: Token,
 }
 
 /// The table, keyed by the number of the task that makes the result.
@@ -58,8 +61,10 @@ impl Objects {
         }
     }
 
-    /// A kept result of task `seq`, about to be made, held by one handle.
-    pub(crate) fn create(&mut self, seq: u64) {
+    /// A kept result of task `seq`, about to be made, held by one handle;
+    /// answers its read token (for the task that makes it).
+    pub(crate) fn create(&mut self, seq: u64) -> Token {
+        let token = Token::mint();
         self.map.insert(
             seq,
             Object {
@@ -68,8 +73,10 @@ impl Objects {
                 uses: 0,
                 dependents: Vec::new(),
                 waiters: Vec::new(),
+                token,
             },
         );
+        token
     }
 
     /// Where the kept result of `seq` stands (`None`: freed or unknown).
@@ -117,6 +124,7 @@ impl Objects {
                 seq,
             },
             node,
+            token: Token::default(),
         };
         for waiter in o.waiters.drain(..) {
             let _ = waiter.send(Ok((id, size)));
@@ -181,6 +189,7 @@ impl Objects {
                 let id = ObjectId {
                     task: TaskId { owner: me, seq },
                     node: *node,
+                    token: Token::default(),
                 };
                 let _ = waiter.send(Ok((id, *size)));
             }
@@ -190,12 +199,19 @@ impl Objects {
         }
     }
 
-    /// Fills in where each kept argument is.
+    /// Fills in where each kept argument is, and its read token: the
+    /// node the task goes to may read it (and only for that task's sake).
     pub(crate) fn locate_args(&self, args: &mut [Arg]) {
         for arg in args {
             if let Arg::Ref(object) = arg {
-                if let Some(ObjectState::Ready { node, .. }) = self.state(object.task.seq) {
-                    object.node = *node;
+                if object.task.owner != self.me {
+                    continue;
+                }
+                if let Some(o) = self.map.get(&object.task.seq) {
+                    if let ObjectState::Ready { node, .. } = o.state {
+                        object.node = node;
+                        object.token = o.token;
+                    }
                 }
             }
         }
