@@ -137,6 +137,16 @@ pub(crate) enum Command {
         /// Who held it, as the operator named it (for listings).
         name: String,
     },
+    /// Locks a login path out until `until_ms` (Unix ms; the leader's
+    /// guard decided it), and forgets the lockouts over at `now_ms`.
+    Lockout {
+        /// What is locked.
+        lock: crate::operators::guard::Lock,
+        /// Until when.
+        until_ms: u64,
+        /// When the leader decided it.
+        now_ms: u64,
+    },
 }
 
 /// What applying a command did.
@@ -186,6 +196,10 @@ pub(crate) struct ControlState {
     /// Operators' admin-API passwords, by certificate name.
     #[serde(default)]
     passwords: BTreeMap<String, PasswordEntry>,
+    /// Login lockouts in force, until when (Unix ms): kept here so that a
+    /// new leader keeps them.
+    #[serde(default)]
+    lockouts: BTreeMap<crate::operators::guard::Lock, u64>,
 }
 
 /// An operator's password, with the certificate that set it (whose serial
@@ -331,7 +345,37 @@ impl ControlState {
                 self.revoked.push((serial, name));
                 Applied::Done
             }
+            Command::Lockout {
+                lock,
+                until_ms,
+                now_ms,
+            } => {
+                self.lockouts.retain(|_, until| *until > now_ms);
+                if self.lockouts.len() >= MAX_LOCKOUTS && !self.lockouts.contains_key(&lock) {
+                    // Bounded: the lockout ending first makes room.
+                    let first = self
+                        .lockouts
+                        .iter()
+                        .min_by_key(|(_, until)| **until)
+                        .map(|(l, _)| l.clone());
+                    if let Some(first) = first {
+                        self.lockouts.remove(&first);
+                    }
+                }
+                let until = self.lockouts.entry(lock).or_insert(until_ms);
+                *until = (*until).max(until_ms);
+                Applied::Done
+            }
         }
+    }
+
+    /// Until when (Unix ms) `lock` is locked out, if after `now_ms`.
+    pub(crate) fn locked_until(
+        &self,
+        lock: &crate::operators::guard::Lock,
+        now_ms: u64,
+    ) -> Option<u64> {
+        self.lockouts.get(lock).copied().filter(|u| *u > now_ms)
     }
 
     /// The last TOTP step the operator with `serial` used.
@@ -506,6 +550,9 @@ impl ControlState {
             .collect()
     }
 }
+
+/// Most lockouts the state holds (the ones ending first make room).
+const MAX_LOCKOUTS: usize = 65_536;
 
 #[cfg(test)]
 mod tests;

@@ -90,6 +90,11 @@ pub(crate) struct Supervisor {
     capability: Option<Arc<swarm_protocol::capability::CapabilityKey>>,
     /// Failed logins and lockouts.
     guard: crate::operators::guard::Guard,
+    /// Password checks running now: at most its permits (the rest are
+    /// refused as busy), so a flood costs a bounded amount of memory.
+    login_pool: crate::operators::checks::PasswordChecks,
+    /// Password logins by forwarding node and source, before any check.
+    login_buckets: crate::operators::bucket::Buckets<(NodeId, std::net::IpAddr)>,
 }
 
 impl Supervisor {
@@ -116,6 +121,8 @@ impl Supervisor {
                 .as_ref()
                 .map(|t| Arc::new(crate::operators::capability_key(t))),
             guard: crate::operators::guard::Guard::default(),
+            login_pool: crate::operators::checks::PasswordChecks::new(config.login_pool),
+            login_buckets: crate::operators::bucket::Buckets::logins(),
             types: HashMap::new(),
             certified: HashMap::new(),
             moving: HashSet::new(),

@@ -40,6 +40,20 @@ fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
         .json(serde_json::json!({ "error": message.into() }))
 }
 
+/// A refusal for load: `status` (429 or 503) with a `Retry-After` of
+/// `wait` (whole seconds, at least 1).
+fn retry_later(
+    status: StatusCode,
+    wait: std::time::Duration,
+    message: impl Into<String>,
+) -> HttpResponse {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::RETRY_AFTER, seconds.max(1).to_string()))
+        .json(serde_json::json!({ "error": message.into() }))
+}
+
 fn json(value: &impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -124,6 +138,23 @@ async fn login(
     let Some(source) = req.peer_addr().map(|a| a.ip()) else {
         return error(StatusCode::BAD_REQUEST, "no peer address");
     };
+    // Before anything is checked or forwarded: this source's bucket.
+    let limited = shared
+        .login_buckets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take(
+            &swarm_actors::operators::bucket::source_key(source),
+            std::time::Instant::now(),
+        );
+    if let Err(wait) = limited {
+        tracing::warn!(%source, "admin API login refused: too many from this source");
+        return retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            wait,
+            "too many logins from this address: try again later",
+        );
+    }
     let Some(control) = shared.node.control().cloned() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -145,7 +176,21 @@ async fn login(
             tracing::warn!(operator = %name, %source, %reason, "admin API login refused");
             return error(StatusCode::UNAUTHORIZED, reason);
         }
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(ControlError::Busy { retry_after_ms }) => {
+            tracing::warn!(operator = %name, %source, "admin API login refused: the head leader is busy");
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                std::time::Duration::from_millis(retry_after_ms),
+                "too many logins now: try again later",
+            );
+        }
+        Err(e) => {
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                std::time::Duration::from_secs(1),
+                e.to_string(),
+            )
+        }
     };
     let id = match open(&shared, Arc::clone(&behalf)) {
         Ok(id) => id,

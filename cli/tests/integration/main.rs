@@ -19,6 +19,7 @@ mod dashboard;
 mod hostile;
 mod inspect;
 mod leaks;
+mod login_flood;
 mod membership;
 mod netns;
 mod operators;
