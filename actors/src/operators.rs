@@ -29,7 +29,7 @@
 //!   operator's identity from the verified claims alone.
 
 pub mod bucket;
-pub(crate) mod checks;
+pub mod checks;
 pub mod delegate;
 pub mod guard;
 pub mod password;

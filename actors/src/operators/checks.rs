@@ -23,7 +23,7 @@ type Job = (
 
 /// The pool. Its threads end once it is dropped.
 #[derive(Debug)]
-pub(crate) struct PasswordChecks {
+pub struct PasswordChecks {
     /// One per thread: a check runs only with one.
     permits: Arc<tokio::sync::Semaphore>,
     /// Where checks go to the threads (never more than `permits` in it).
@@ -32,11 +32,12 @@ pub(crate) struct PasswordChecks {
 
 /// Every check of the pool is in use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Busy;
+pub struct Busy;
 
 impl PasswordChecks {
     /// A pool of `threads` checks at once (at least 1).
-    pub(crate) fn new(threads: usize) -> Self {
+    #[must_use]
+    pub fn new(threads: usize) -> Self {
         let threads = threads.max(1);
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
@@ -81,7 +82,7 @@ impl PasswordChecks {
     /// # Errors
     ///
     /// [`Busy`] at once if every thread is checking.
-    pub(crate) fn check(
+    pub fn check(
         &self,
         hash: Option<PasswordHash>,
         password: zeroize::Zeroizing<String>,

@@ -94,7 +94,10 @@ async fn totp_logins_are_checked_once_within_the_skew_and_locked_out_after_five_
     for guess in 0..5u32 {
         last = refused(bob.node.login(member, &format!("{guess:06}")).await);
     }
-    assert!(last.contains("locked out after too many failed logins"), "{last}");
+    assert!(
+        last.contains("locked out after too many failed logins"),
+        "{last}"
+    );
     let reason = refused(bob.node.login(member, &totp_code(&ca, &bob_config)).await);
     assert!(reason.contains("locked out"), "{reason}");
     // The lockout is bob's certificate's alone: another operator from the
