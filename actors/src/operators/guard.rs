@@ -123,6 +123,9 @@ pub enum Refusal {
     /// Every password check of the pool is busy.
     #[error("busy: every password check is in use")]
     Busy(Duration),
+    /// A name, password or code longer than any can be (nothing checked).
+    #[error("malformed: a name, password or code longer than any can be")]
+    Malformed,
 }
 
 /// What a refused password login answers, whatever failed (the audit

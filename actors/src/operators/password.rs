@@ -13,6 +13,21 @@ use swarm_protocol::sealed::keyring::{
 pub const MIN_LEN: usize = 12;
 /// Most bytes of a password.
 pub const MAX_LEN: usize = 1024;
+/// Most characters of a TOTP code typed with a password.
+const MAX_CODE_LEN: usize = 16;
+
+/// Whether a password login's fields fit what any login can be: a name
+/// of a certificate, a password of at most [`MAX_LEN`] bytes, a short
+/// code. One that does not is refused before anything is checked or
+/// remembered (a megabyte-long name must not become a lockout key).
+#[must_use]
+pub fn login_fits(name: &str, password: &str, code: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= swarm_protocol::identity::MAX_CERT_NAME
+        && password.len() <= MAX_LEN
+        && code.len() <= MAX_CODE_LEN
+}
+
 /// Most memory a stored hash may cost to check, KiB (64 MiB).
 const MAX_M_KIB: u32 = 64 * 1024;
 /// Most passes.
@@ -166,6 +181,15 @@ mod tests {
         let mut hash = PasswordHash::new("correct horse battery").unwrap();
         hash.salt.pop();
         assert!(hash.check().is_err());
+    }
+
+    #[test]
+    fn overlong_login_fields_do_not_fit() {
+        assert!(login_fits("alice", "correct horse battery", "123456"));
+        assert!(!login_fits("", "correct horse battery", "123456"));
+        assert!(!login_fits(&"a".repeat(129), "x", "123456"));
+        assert!(!login_fits("alice", &"x".repeat(MAX_LEN + 1), "123456"));
+        assert!(!login_fits("alice", "x", &"1".repeat(17)));
     }
 
     #[test]

@@ -16,6 +16,9 @@ use crate::collect::Collector;
 
 /// The session cookie's name.
 const COOKIE: &str = "swarm_session";
+/// The most bytes of a login's JSON body (a name, a password of at most
+/// 1 KiB, a code).
+const LOGIN_BODY_LIMIT: usize = 4096;
 /// The header a cookie-authenticated `POST` must carry.
 const REQUEST_HEADER: &str = "x-swarm-request";
 
@@ -23,7 +26,13 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
         .route("/app.js", web::get().to(script))
         .route("/style.css", web::get().to(style))
-        .route("/api/login", web::post().to(login))
+        .service(
+            web::resource("/api/login")
+                // A login is a few hundred bytes: a bigger body is refused
+                // before it is read further.
+                .app_data(web::JsonConfig::default().limit(LOGIN_BODY_LIMIT))
+                .route(web::post().to(login)),
+        )
         .route("/api/logout", web::post().to(logout))
         .route("/api/whoami", web::get().to(whoami))
         .route("/api/cluster", web::get().to(cluster))
@@ -167,6 +176,12 @@ async fn login(
         code,
     } = body.into_inner();
     let password = zeroize::Zeroizing::new(password);
+    if !swarm_actors::operators::password::login_fits(&name, &password, &code) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            swarm_actors::operators::guard::PASSWORD_REFUSED,
+        );
+    }
     let answer = control
         .login_password(&name, &password, &code, source)
         .await;

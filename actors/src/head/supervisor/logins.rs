@@ -214,6 +214,21 @@ impl Supervisor {
         if self.totp.is_none() {
             return Err(no_totp());
         }
+        if !crate::operators::password::login_fits(&msg.name, &msg.password, &msg.code) {
+            // Nothing of it is kept: not the name as a key, nor in full in
+            // the audit.
+            let mut operator = password_operator(msg, None);
+            operator.name = operator.name.chars().take(64).collect();
+            self.mesh.audit(|| {
+                login_record(
+                    &operator,
+                    "swarm.LoginPassword",
+                    Err(&Refusal::Malformed),
+                    "",
+                )
+            });
+            return Err(refused());
+        }
         let entry = self.read(|m| m.state.password(&msg.name).cloned());
         let operator = password_operator(msg, entry.as_ref());
         let refuse = |act: &Self, refusal: Refusal| {
