@@ -52,6 +52,7 @@
 //! election_ms = 300                # Raft election timeout (lower bound)
 //! crash_evidence = true            # move a killed node's actors at once (off behind tcp-reset firewalls)
 //! totp = "totp.secret"             # operators' TOTP logins (sealed; from `swarm cert issue --roles head`)
+//! login_pool = 2                   # admin-API password checks at once on the leader (more: refused as busy)
 //!
 //! [admin]                          # the admin API, dashboard and /metrics over HTTPS (off without this section)
 //! listen = "127.0.0.1:9443"
@@ -229,6 +230,13 @@ pub struct HeadFile {
     /// The cluster's TOTP secret (sealed): operators log in through this head.
     #[serde(default)]
     pub totp: Option<PathBuf>,
+    /// Admin-API password checks the leader runs at once.
+    #[serde(default = "default_login_pool")]
+    pub login_pool: usize,
+}
+
+fn default_login_pool() -> usize {
+    swarm_actors::control::DEFAULT_LOGIN_POOL
 }
 
 fn one() -> usize {
@@ -645,6 +653,7 @@ impl NodeFile {
             config.lease = Duration::from_millis(head.lease_ms);
             config.election_timeout = Duration::from_millis(head.election_ms);
             config.crash_evidence = head.crash_evidence;
+            config.login_pool = head.login_pool.max(1);
             config.seal = Arc::new(keyring.clone());
             if let Some(path) = &head.totp {
                 let secret = read_secret(keyring, path, Kind::TotpSecret)?;

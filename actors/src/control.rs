@@ -57,7 +57,7 @@ use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 
 pub use crate::head::wire::{ActorSpec, ControlError, HeadRow, Located, PlacedRow, CONTROL_ACTOR};
-pub use crate::head::{HeadConfig, Plain, Seal};
+pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
 
 use crate::cluster::{Cluster, ClusterAgent, ListMembers};
 use crate::directory::{Accepts, RemoteMessage, Wire};

@@ -75,6 +75,10 @@ pub struct HeadConfig {
     /// The cluster's TOTP secret (`totp.secret`): operators log in through
     /// heads that hold it ([`crate::operators`]).
     pub totp: Option<Arc<zeroize::Zeroizing<[u8; 32]>>>,
+    /// How many admin-API password checks (argon2id, 19 MiB and a core
+    /// for ~30-60 ms each) the leader runs at once; more at the same time
+    /// are refused at once as busy. At least 1.
+    pub login_pool: usize,
 }
 
 impl std::fmt::Debug for HeadConfig {
@@ -86,13 +90,14 @@ impl std::fmt::Debug for HeadConfig {
             .field("crash_evidence", &self.crash_evidence)
             .field("election_timeout", &self.election_timeout)
             .field("read_lease", &self.read_lease)
+            .field("login_pool", &self.login_pool)
             .finish_non_exhaustive()
     }
 }
 
 impl HeadConfig {
     /// Defaults: one voter, 3 s leases, 300 ms election timeout and read
-    /// lease, stored as is.
+    /// lease, stored as is, [`DEFAULT_LOGIN_POOL`] password checks at once.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
@@ -103,9 +108,14 @@ impl HeadConfig {
             read_lease: Duration::from_millis(300),
             seal: Arc::new(Plain),
             totp: None,
+            login_pool: DEFAULT_LOGIN_POOL,
         }
     }
 }
+
+/// Password checks the head leader runs at once by default (one per core
+/// of a small head machine).
+pub const DEFAULT_LOGIN_POOL: usize = 2;
 
 /// The running head of this node.
 #[derive(Clone)]

@@ -30,6 +30,8 @@
 //!   for the operator with it ([`delegate`]), and receivers take the
 //!   operator's identity from the verified claims alone.
 
+pub mod bucket;
+pub mod checks;
 pub mod delegate;
 pub mod guard;
 pub mod password;

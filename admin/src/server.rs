@@ -101,6 +101,10 @@ pub(crate) struct Shared {
     pub(crate) node: Node,
     pub(crate) sessions: Sessions,
     pub(crate) refresh: Duration,
+    /// Password logins by source address, taken before a login is
+    /// forwarded to the head leader: a flood stops here.
+    pub(crate) login_buckets:
+        std::sync::Mutex<swarm_actors::operators::bucket::Buckets<std::net::IpAddr>>,
 }
 
 /// Opens sessions for operators who logged in over the mesh.
@@ -141,6 +145,7 @@ pub fn start(node: Node, config: AdminConfig) -> std::io::Result<AdminServer> {
         node: node.clone(),
         sessions: Sessions::new(node.clone()),
         refresh: config.refresh,
+        login_buckets: std::sync::Mutex::new(swarm_actors::operators::bucket::Buckets::logins()),
     });
     let opener = Opener {
         shared: shared.clone(),

@@ -77,8 +77,8 @@ struct Shape {
     dial_peers: bool,
     /// The first `heads` have the head role.
     heads: usize,
-    /// n1 serves the admin API.
-    admin: bool,
+    /// The node that serves the admin API, if any (0: n1).
+    admin: Option<usize>,
 }
 
 impl Shape {
@@ -87,7 +87,7 @@ impl Shape {
             n,
             dial_peers: false,
             heads: 0,
-            admin: false,
+            admin: None,
         }
     }
 
@@ -114,8 +114,8 @@ pub struct LocalCluster {
     exe: PathBuf,
     /// Each node's `swarm node start` arguments, by name (for restarts).
     args: std::collections::HashMap<String, Vec<String>>,
-    /// Whether n1 serves the admin API.
-    admin: bool,
+    /// The node that serves the admin API, if any (0: n1).
+    admin: Option<usize>,
 }
 
 impl LocalCluster {
@@ -150,8 +150,25 @@ impl LocalCluster {
         workers: usize,
         extra_args: &[&str],
     ) -> Result<Self> {
+        Self::start_control_admin_on(exe, dir, (heads, workers), 0, extra_args)
+    }
+
+    /// As [`LocalCluster::start_control_admin`], with node `admin`
+    /// (0-based, heads first) serving the admin API: a worker's admin API
+    /// stays up while heads are killed.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalCluster::start`].
+    pub fn start_control_admin_on(
+        exe: &Path,
+        dir: &Path,
+        (heads, workers): (usize, usize),
+        admin: usize,
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let shape = Shape {
-            admin: true,
+            admin: Some(admin),
             ..Shape::control(heads, workers)
         };
         Self::start_with(exe, dir, extra_args, shape, &|_| Vec::new())
@@ -218,7 +235,9 @@ impl LocalCluster {
             .map(|a| a.iter().map(String::as_str).collect())
             .unwrap_or_default();
         args.extend(["--listen", &listen]);
-        let admin = self.admin && killed.name == "n1";
+        let admin = self
+            .admin
+            .is_some_and(|i| killed.name == format!("n{}", i + 1));
         let node = spawn(&self.exe, &config, &killed.name, &args, admin)?;
         self.nodes.push(node);
         Ok(self
@@ -290,7 +309,7 @@ impl LocalCluster {
             if i < heads {
                 text.push_str(&NodeFile::render_head(name, heads));
             }
-            let serves_admin = admin && i == 0;
+            let serves_admin = admin == Some(i);
             if serves_admin {
                 text.push_str(&admin_files(dir, name)?);
             }

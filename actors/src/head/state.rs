@@ -140,6 +140,16 @@ pub(crate) enum Command {
     /// Moves the head group's capability key to its next generation: every
     /// capability signed before stops verifying (operators log in again).
     RotateCapabilityKey,
+    /// Locks a login path out until `until_ms` (Unix ms; the leader's
+    /// guard decided it), and forgets the lockouts over at `now_ms`.
+    Lockout {
+        /// What is locked.
+        lock: crate::operators::guard::Lock,
+        /// Until when.
+        until_ms: u64,
+        /// When the leader decided it.
+        now_ms: u64,
+    },
 }
 
 /// What applying a command did.
@@ -192,6 +202,10 @@ pub(crate) struct ControlState {
     /// The generation of the head group's capability key.
     #[serde(default)]
     capability_generation: u64,
+    /// Login lockouts in force, until when (Unix ms): kept here so that a
+    /// new leader keeps them.
+    #[serde(default)]
+    lockouts: BTreeMap<crate::operators::guard::Lock, u64>,
 }
 
 /// An operator's password, with the certificate that set it (whose serial
@@ -341,12 +355,42 @@ impl ControlState {
                 self.capability_generation = self.capability_generation.saturating_add(1);
                 Applied::Done
             }
+            Command::Lockout {
+                lock,
+                until_ms,
+                now_ms,
+            } => {
+                self.lockouts.retain(|_, until| *until > now_ms);
+                if self.lockouts.len() >= MAX_LOCKOUTS && !self.lockouts.contains_key(&lock) {
+                    // Bounded: the lockout ending first makes room.
+                    let first = self
+                        .lockouts
+                        .iter()
+                        .min_by_key(|(_, until)| **until)
+                        .map(|(l, _)| l.clone());
+                    if let Some(first) = first {
+                        self.lockouts.remove(&first);
+                    }
+                }
+                let until = self.lockouts.entry(lock).or_insert(until_ms);
+                *until = (*until).max(until_ms);
+                Applied::Done
+            }
         }
     }
 
     /// The generation of the head group's capability key.
     pub(crate) fn capability_generation(&self) -> u64 {
         self.capability_generation
+    }
+
+    /// Until when (Unix ms) `lock` is locked out, if after `now_ms`.
+    pub(crate) fn locked_until(
+        &self,
+        lock: &crate::operators::guard::Lock,
+        now_ms: u64,
+    ) -> Option<u64> {
+        self.lockouts.get(lock).copied().filter(|u| *u > now_ms)
     }
 
     /// The last TOTP step the operator with `serial` used.
@@ -521,6 +565,9 @@ impl ControlState {
             .collect()
     }
 }
+
+/// Most lockouts the state holds (the ones ending first make room).
+const MAX_LOCKOUTS: usize = 65_536;
 
 #[cfg(test)]
 mod tests;

@@ -94,6 +94,11 @@ pub(crate) struct Supervisor {
     /// already: a head learns them from its state each tick, not only from
     /// its lease grants.
     revoked_applied: usize,
+    /// Password checks running now: at most its permits (the rest are
+    /// refused as busy), so a flood costs a bounded amount of memory.
+    login_pool: crate::operators::checks::PasswordChecks,
+    /// Password logins by forwarding node and source, before any check.
+    login_buckets: crate::operators::bucket::Buckets<(NodeId, std::net::IpAddr)>,
 }
 
 impl Supervisor {
@@ -116,6 +121,8 @@ impl Supervisor {
             crash_evidence: config.crash_evidence,
             totp: config.totp.clone(),
             guard: crate::operators::guard::Guard::default(),
+            login_pool: crate::operators::checks::PasswordChecks::new(config.login_pool),
+            login_buckets: crate::operators::bucket::Buckets::logins(),
             types: HashMap::new(),
             certified: HashMap::new(),
             moving: HashSet::new(),

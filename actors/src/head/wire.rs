@@ -125,6 +125,14 @@ pub enum ControlError {
         /// Which rule or default refused it.
         reason: String,
     },
+    /// Too many requests of this kind now (password logins: every check
+    /// of the pool busy, or this source over its rate): ask again after
+    /// `retry_after_ms`. Nothing was checked.
+    #[error("busy: try again in {retry_after_ms} ms")]
+    Busy {
+        /// How long to wait before asking again, milliseconds.
+        retry_after_ms: u64,
+    },
 }
 
 /// Where a named actor runs.

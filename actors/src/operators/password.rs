@@ -5,12 +5,29 @@
 //! one cannot make the head leader spend seconds or gigabytes per login.
 
 use serde::{Deserialize, Serialize};
-use swarm_protocol::sealed::keyring::{passphrase_kek, KdfParams, SALT_LEN};
+use swarm_protocol::sealed::keyring::{
+    passphrase_kek, passphrase_kek_in, KdfParams, KdfScratch, SALT_LEN,
+};
 
 /// Fewest characters of a password.
 pub const MIN_LEN: usize = 12;
 /// Most bytes of a password.
 pub const MAX_LEN: usize = 1024;
+/// Most characters of a TOTP code typed with a password.
+const MAX_CODE_LEN: usize = 16;
+
+/// Whether a password login's fields fit what any login can be: a name
+/// of a certificate, a password of at most [`MAX_LEN`] bytes, a short
+/// code. One that does not is refused before anything is checked or
+/// remembered (a megabyte-long name must not become a lockout key).
+#[must_use]
+pub fn login_fits(name: &str, password: &str, code: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= swarm_protocol::identity::MAX_CERT_NAME
+        && password.len() <= MAX_LEN
+        && code.len() <= MAX_CODE_LEN
+}
+
 /// Most memory a stored hash may cost to check, KiB (64 MiB).
 const MAX_M_KIB: u32 = 64 * 1024;
 /// Most passes.
@@ -67,6 +84,29 @@ impl PasswordHash {
         })
     }
 
+    /// A hash nobody knows a password of (random salt and bytes) at the
+    /// default cost, made once per process: what a login for a name that
+    /// has no password is checked against, so that it takes as long as
+    /// one for a name that has.
+    pub fn dummy() -> &'static Self {
+        static DUMMY: std::sync::OnceLock<PasswordHash> = std::sync::OnceLock::new();
+        DUMMY.get_or_init(|| {
+            let mut salt = vec![0; SALT_LEN];
+            let mut hash = vec![0; 32];
+            // Without randomness the bytes are still no password's hash in
+            // practice; the cost is what matters.
+            let _ = getrandom::fill(&mut salt);
+            let _ = getrandom::fill(&mut hash);
+            Self {
+                m_kib: KdfParams::DEFAULT.m_kib,
+                t: KdfParams::DEFAULT.t,
+                p: KdfParams::DEFAULT.p,
+                salt,
+                hash,
+            }
+        })
+    }
+
     /// Why a hash that arrived is not acceptable: its cost out of bounds,
     /// or a salt or hash of the wrong size.
     ///
@@ -89,6 +129,12 @@ impl PasswordHash {
     /// Costs one argon2id derivation (~60 ms at the defaults): call it off
     /// an actor's thread.
     pub fn verify(&self, password: &str) -> bool {
+        self.verify_in(password, &mut KdfScratch::default())
+    }
+
+    /// As [`PasswordHash::verify`], in `scratch`'s memory (a thread that
+    /// checks passwords again and again keeps one).
+    pub fn verify_in(&self, password: &str, scratch: &mut KdfScratch) -> bool {
         if self.check().is_err() || password.len() > MAX_LEN {
             return false;
         }
@@ -100,7 +146,7 @@ impl PasswordHash {
             t: self.t,
             p: self.p,
         };
-        match passphrase_kek(password.as_bytes(), &salt, params) {
+        match passphrase_kek_in(password.as_bytes(), &salt, params, scratch) {
             Ok(derived) => {
                 derived
                     .iter()
@@ -135,5 +181,27 @@ mod tests {
         let mut hash = PasswordHash::new("correct horse battery").unwrap();
         hash.salt.pop();
         assert!(hash.check().is_err());
+    }
+
+    #[test]
+    fn overlong_login_fields_do_not_fit() {
+        assert!(login_fits("alice", "correct horse battery", "123456"));
+        assert!(!login_fits("", "correct horse battery", "123456"));
+        assert!(!login_fits(&"a".repeat(129), "x", "123456"));
+        assert!(!login_fits("alice", &"x".repeat(MAX_LEN + 1), "123456"));
+        assert!(!login_fits("alice", "x", &"1".repeat(17)));
+    }
+
+    #[test]
+    fn the_dummy_costs_what_a_real_hash_costs_and_verifies_nothing() {
+        let real = PasswordHash::new("correct horse battery").unwrap();
+        let dummy = PasswordHash::dummy();
+        assert_eq!(
+            (dummy.m_kib, dummy.t, dummy.p),
+            (real.m_kib, real.t, real.p)
+        );
+        assert!(dummy.check().is_ok());
+        assert!(!dummy.verify("correct horse battery"));
+        assert!(!dummy.verify(""));
     }
 }

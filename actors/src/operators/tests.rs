@@ -1,7 +1,3 @@
-use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
-
-use super::guard::{Guard, Refusal, FIRST_LOCKOUT};
 use super::*;
 
 #[test]
@@ -102,51 +98,6 @@ fn a_link_takes_only_its_own_certificates_undelegated_capability() {
             .unwrap(),
     );
     assert!(session::check_present(key, |_| false, &caller, &delegated).is_err());
-}
-
-#[test]
-fn the_guard_refuses_replays_and_locks_out_after_five_failures_with_growing_backoff() {
-    let mut g = Guard::default();
-    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let t0 = Instant::now();
-    assert_eq!(g.check(1, ip, Some(100), None, t0), Ok(100));
-    assert_eq!(
-        g.check(1, ip, Some(100), Some(100), t0),
-        Err(Refusal::Replayed)
-    );
-    for left in (1..4).rev() {
-        assert_eq!(
-            g.check(1, ip, None, Some(100), t0),
-            Err(Refusal::Wrong { left })
-        );
-    }
-    // The fifth failure in a row locks out; even a right code waits.
-    assert_eq!(
-        g.check(1, ip, None, Some(100), t0),
-        Err(Refusal::Locked(FIRST_LOCKOUT))
-    );
-    assert!(matches!(
-        g.check(1, ip, Some(101), Some(100), t0),
-        Err(Refusal::Locked(_))
-    ));
-    // Another operator from the same address is locked out too.
-    assert!(matches!(
-        g.check(2, ip, Some(5), None, t0),
-        Err(Refusal::Locked(_))
-    ));
-    // After the lockout, one more failure locks again, twice as long.
-    let t1 = t0 + FIRST_LOCKOUT + Duration::from_secs(1);
-    assert_eq!(
-        g.check(1, ip, None, Some(100), t1),
-        Err(Refusal::Locked(FIRST_LOCKOUT * 2))
-    );
-    // A right code after that lockout clears the count.
-    let t2 = t1 + FIRST_LOCKOUT * 2;
-    assert_eq!(g.check(1, ip, Some(101), Some(100), t2), Ok(101));
-    assert_eq!(
-        g.check(1, ip, None, Some(101), t2),
-        Err(Refusal::Wrong { left: 4 })
-    );
 }
 
 #[test]

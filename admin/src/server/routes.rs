@@ -16,6 +16,9 @@ use crate::collect::Collector;
 
 /// The session cookie's name.
 const COOKIE: &str = "swarm_session";
+/// The most bytes of a login's JSON body (a name, a password of at most
+/// 1 KiB, a code).
+const LOGIN_BODY_LIMIT: usize = 4096;
 /// The header a cookie-authenticated `POST` must carry.
 const REQUEST_HEADER: &str = "x-swarm-request";
 /// How often an event stream checks that its session still holds (not
@@ -26,7 +29,13 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(index))
         .route("/app.js", web::get().to(script))
         .route("/style.css", web::get().to(style))
-        .route("/api/login", web::post().to(login))
+        .service(
+            web::resource("/api/login")
+                // A login is a few hundred bytes: a bigger body is refused
+                // before it is read further.
+                .app_data(web::JsonConfig::default().limit(LOGIN_BODY_LIMIT))
+                .route(web::post().to(login)),
+        )
         .route("/api/logout", web::post().to(logout))
         .route("/api/whoami", web::get().to(whoami))
         .route("/api/cluster", web::get().to(cluster))
@@ -40,6 +49,20 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
 fn error(status: StatusCode, message: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "error": message.into() }))
+}
+
+/// A refusal for load: `status` (429 or 503) with a `Retry-After` of
+/// `wait` (whole seconds, at least 1).
+fn retry_later(
+    status: StatusCode,
+    wait: std::time::Duration,
+    message: impl Into<String>,
+) -> HttpResponse {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::RETRY_AFTER, seconds.max(1).to_string()))
         .json(serde_json::json!({ "error": message.into() }))
 }
 
@@ -127,6 +150,23 @@ async fn login(
     let Some(source) = req.peer_addr().map(|a| a.ip()) else {
         return error(StatusCode::BAD_REQUEST, "no peer address");
     };
+    // Before anything is checked or forwarded: this source's bucket.
+    let limited = shared
+        .login_buckets
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take(
+            &swarm_actors::operators::bucket::source_key(source),
+            std::time::Instant::now(),
+        );
+    if let Err(wait) = limited {
+        tracing::warn!(%source, "admin API login refused: too many from this source");
+        return retry_later(
+            StatusCode::TOO_MANY_REQUESTS,
+            wait,
+            "too many logins from this address: try again later",
+        );
+    }
     let Some(control) = shared.node.control().cloned() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -139,6 +179,12 @@ async fn login(
         code,
     } = body.into_inner();
     let password = zeroize::Zeroizing::new(password);
+    if !swarm_actors::operators::password::login_fits(&name, &password, &code) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            swarm_actors::operators::guard::PASSWORD_REFUSED,
+        );
+    }
     let answer = control
         .login_password(&name, &password, &code, source)
         .await;
@@ -148,7 +194,21 @@ async fn login(
             tracing::warn!(operator = %name, %source, %reason, "admin API login refused");
             return error(StatusCode::UNAUTHORIZED, reason);
         }
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(ControlError::Busy { retry_after_ms }) => {
+            tracing::warn!(operator = %name, %source, "admin API login refused: the head leader is busy");
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                std::time::Duration::from_millis(retry_after_ms),
+                "too many logins now: try again later",
+            );
+        }
+        Err(e) => {
+            return retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                std::time::Duration::from_secs(1),
+                e.to_string(),
+            )
+        }
     };
     let id = match open(&shared, Arc::clone(&behalf)) {
         Ok(id) => id,

@@ -20,6 +20,7 @@ mod hostile;
 mod hostile_mesh;
 mod inspect;
 mod leaks;
+mod login_flood;
 mod membership;
 mod netns;
 mod operators;

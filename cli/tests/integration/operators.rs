@@ -99,18 +99,21 @@ async fn totp_logins_are_checked_once_within_the_skew_and_locked_out_after_five_
     for guess in 0..5u32 {
         last = refused(bob.node.login(member, &format!("{guess:06}")).await);
     }
-    assert!(last.contains("locked out after 5 failed codes"), "{last}");
+    assert!(
+        last.contains("locked out after too many failed logins"),
+        "{last}"
+    );
     let reason = refused(bob.node.login(member, &totp_code(&ca, &bob_config)).await);
     assert!(reason.contains("locked out"), "{reason}");
-    // The lockout holds for the address too: another operator from it waits.
+    // The lockout is bob's certificate's alone: another operator from the
+    // same address logs in (failures there need bob's private key, so
+    // nobody else can lock carol out through them).
     let carol_config = config_with_roles(&ca, "carol", &["operator"]);
     let carol = start(carol_config.clone()).await;
-    let reason = refused(
-        carol
-            .node
-            .login(member, &totp_code(&ca, &carol_config))
-            .await,
-    );
-    assert!(reason.contains("locked out"), "{reason}");
+    carol
+        .node
+        .login(member, &totp_code(&ca, &carol_config))
+        .await
+        .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -195,6 +195,43 @@ pub fn passphrase_kek(
     Ok(kek)
 }
 
+/// Working memory for [`passphrase_kek_in`], kept by a thread that derives
+/// keys again and again (a head's password checks): each derivation
+/// reuses it instead of allocating (and leaving) another block of
+/// `m_kib` KiB.
+#[derive(Default)]
+pub struct KdfScratch(Vec<argon2::Block>);
+
+impl std::fmt::Debug for KdfScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KdfScratch({} blocks)", self.0.len())
+    }
+}
+
+/// As [`passphrase_kek`], in `scratch`'s memory.
+///
+/// # Errors
+///
+/// If the parameters are out of range.
+pub fn passphrase_kek_in(
+    passphrase: &[u8],
+    salt: &[u8; SALT_LEN],
+    params: KdfParams,
+    scratch: &mut KdfScratch,
+) -> Result<Secret, KeyringError> {
+    params.validate()?;
+    let argon = argon2::Params::new(params.m_kib, params.t, params.p, Some(32))
+        .map_err(|e| KeyringError::Params(e.to_string()))?;
+    let blocks = argon.block_count();
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, argon);
+    scratch.0.resize(blocks, argon2::Block::default());
+    let mut kek = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into_with_memory(passphrase, salt, &mut kek[..], &mut scratch.0)
+        .map_err(|e| KeyringError::Params(e.to_string()))?;
+    Ok(kek)
+}
+
 /// The wrapping key from a key file's bytes.
 pub fn key_file_kek(bytes: &[u8; 32]) -> Secret {
     let mut kek = Zeroizing::new([0u8; 32]);

@@ -198,3 +198,26 @@ fn the_state_survives_a_round_trip_through_messagepack() {
     let back: ControlState = rmp_serde::from_slice(&bytes).unwrap_or_default();
     assert_eq!(back, s);
 }
+
+#[test]
+fn lockouts_hold_until_their_end_and_ended_ones_are_forgotten() {
+    use crate::operators::guard::Lock;
+    let mut state = ControlState::default();
+    let name = Lock::Name("alice".into());
+    let cert = Lock::Certificate(9);
+    let lockout = |lock: &Lock, until_ms, now_ms| Command::Lockout {
+        lock: lock.clone(),
+        until_ms,
+        now_ms,
+    };
+    assert_eq!(state.apply(lockout(&name, 5_000, 1_000)), Applied::Done);
+    assert_eq!(state.locked_until(&name, 1_000), Some(5_000));
+    assert_eq!(state.locked_until(&name, 5_000), None);
+    assert_eq!(state.locked_until(&cert, 1_000), None);
+    // A shorter one does not cut a longer one short.
+    state.apply(lockout(&name, 3_000, 2_000));
+    assert_eq!(state.locked_until(&name, 4_000), Some(5_000));
+    // Applying any lockout forgets those over.
+    state.apply(lockout(&cert, 9_000, 6_000));
+    assert_eq!(state.lockouts.len(), 1);
+}

@@ -1,8 +1,19 @@
 //! Operator logins on the head leader: the code checked against the
 //! operator's seed (derived from the TOTP secret), at most once per step
-//! (committed in the log), with lockouts ([`crate::operators::guard`]).
+//! (committed in the log), with lockouts ([`crate::operators::guard`])
+//! committed in the log too.
+//!
+//! A password login (forwarded by a node's admin API) passes, before any
+//! hashing: the leader's token bucket of its forwarding node and source,
+//! the lockouts of its (name, source) and name, and a free slot of the
+//! bounded pool of password checks (else it is refused at once as busy).
+//! A name without a password is checked against a dummy hash of the same
+//! cost. Every refusal answers [`PASSWORD_REFUSED`]; the audit records
+//! what failed.
 
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
@@ -11,25 +22,35 @@ use crate::audit::{AuditKind, AuditRecord};
 use crate::head::state::PasswordEntry;
 use crate::head::state::{Applied, Command};
 use crate::head::wire::ControlError;
+use crate::operators::bucket::source_key;
+use crate::operators::guard::{Lock, Refusal, PASSWORD_REFUSED};
 use crate::operators::wire::{Delegate, Operator, SetPassword, VerifyLogin, VerifyPassword};
 use crate::operators::{self, Capability, Claims};
+
+/// A login's answer, to come.
+type Answer = Pin<Box<dyn Future<Output = Result<Capability, ControlError>>>>;
 
 impl Handler<VerifyLogin> for Supervisor {
     type Result = ResponseFuture<Result<Capability, ControlError>>;
 
     fn handle(&mut self, login: VerifyLogin, _: &mut Context<Self>) -> Self::Result {
         // Stamped from the operator's own link.
-        let checked = if operators::is_operator(&login.operator.roles) {
-            self.check_login(&login)
-        } else {
-            Err(ControlError::Refused {
-                reason:
-                    "only operator certificates log in; node certificates need no second factor"
-                        .into(),
-            })
-        };
-        let issue = self.issue(login.operator.clone(), None);
-        Box::pin(async move { issue(checked?).await })
+        if !operators::is_operator(&login.operator.roles) {
+            return Box::pin(async {
+                Err(ControlError::Refused {
+                    reason:
+                        "only operator certificates log in; node certificates need no second factor"
+                            .into(),
+                })
+            });
+        }
+        let (checked, decided) = self.check_login(&login);
+        let commit = self.commit_lockouts(decided);
+        let issue = self.issue(login.operator.clone(), None, "swarm.Login");
+        Box::pin(async move {
+            commit.await;
+            issue(checked?).await
+        })
     }
 }
 
@@ -126,40 +147,19 @@ impl Handler<VerifyPassword> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Capability, ControlError>>;
 
     fn handle(&mut self, msg: VerifyPassword, _: &mut Context<Self>) -> Self::Result {
-        let entry = self
-            .leading()
-            .map(|()| self.read(|m| m.state.password(&msg.name).cloned()));
-        let password = zeroize::Zeroizing::new(msg.password.clone());
-        // argon2id takes ~60 ms: off the actor's thread.
+        // argon2id takes ~30-60 ms and 19 MiB: on the pool's threads, at
+        // most `login_pool` at once.
+        let hashed = self.admit_password(&msg);
         let hashed = async move {
-            let entry = entry?;
-            let Some(entry) = entry else {
-                return Ok((None, false));
-            };
-            let hash = entry.hash.clone();
-            let ok = tokio::task::spawn_blocking(move || hash.verify(&password))
-                .await
-                .unwrap_or(false);
-            Ok((Some(entry), ok))
+            let (entry, check) = hashed?;
+            Ok((entry, check.await))
         };
         Box::pin(hashed.into_actor(self).then(move |hashed, act, _| {
-            let checked = hashed.and_then(|(entry, ok)| act.check_password(&msg, entry, ok));
-            // The admin API that forwarded it acts for the operator.
-            let delegate = Some(msg.via.unwrap_or(act.id));
-            let issue = checked
-                .as_ref()
-                .ok()
-                .map(|(operator, _)| act.issue(operator.clone(), delegate));
-            async move {
-                let (_, step) = checked?;
-                let Some(issue) = issue else {
-                    return Err(ControlError::Forbidden {
-                        reason: "login refused".into(),
-                    });
-                };
-                issue(step).await
-            }
-            .into_actor(act)
+            let answer: Answer = match hashed {
+                Ok((entry, ok)) => act.finish_password(&msg, entry, ok),
+                Err(e) => Box::pin(std::future::ready(Err(e))),
+            };
+            answer.into_actor(act)
         }))
     }
 }
@@ -172,14 +172,12 @@ impl Supervisor {
         &self,
         operator: Operator,
         delegate: Option<swarm_protocol::NodeId>,
-    ) -> impl FnOnce(
-        u64,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Capability, ControlError>>>,
-    > {
+        tag: &'static str,
+    ) -> impl FnOnce(u64) -> Answer {
         let writes = self.writes.clone();
         let key = self.group_key();
         let term = self.raft.metrics().borrow().current_term;
+        let mesh = self.mesh.clone();
         move |step| {
             Box::pin(async move {
                 let forbid = |reason: String| ControlError::Forbidden { reason };
@@ -193,9 +191,8 @@ impl Supervisor {
                     (_, Applied::Done) => {}
                     // Another login with this step committed first.
                     _ => {
-                        return Err(forbid(
-                            crate::operators::guard::Refusal::Replayed.to_string(),
-                        ))
+                        mesh.audit(|| login_record(&operator, tag, Err(&Refusal::Replayed), ""));
+                        return Err(forbid(Refusal::Replayed.to_string()));
                     }
                 }
                 sign(key.as_ref(), term, operator, delegate)
@@ -214,129 +211,336 @@ impl Supervisor {
         sign(self.group_key().as_ref(), term, operator, delegate)
     }
 
-    /// The operator a password login is for and the step of its code, if
-    /// the password was right and the guard lets the code through. The
-    /// refusal does not say which factor was wrong.
-    fn check_password(
+    /// What a password login must pass before its password is hashed:
+    /// this head leads and holds the TOTP secret, the bucket of its
+    /// forwarding node and source has a token, neither its (name, source)
+    /// nor its name is locked out, and the pool has a free check. Answers
+    /// the name's password entry (if any) and the check, under way.
+    fn admit_password(
+        &mut self,
+        msg: &VerifyPassword,
+    ) -> Result<(Option<PasswordEntry>, impl Future<Output = bool> + 'static), ControlError> {
+        self.leading()?;
+        if self.totp.is_none() {
+            return Err(no_totp());
+        }
+        if !crate::operators::password::login_fits(&msg.name, &msg.password, &msg.code) {
+            // Nothing of it is kept: not the name as a key, nor in full in
+            // the audit.
+            let mut operator = password_operator(msg, None);
+            operator.name = operator.name.chars().take(64).collect();
+            self.mesh.audit(|| {
+                login_record(
+                    &operator,
+                    "swarm.LoginPassword",
+                    Err(&Refusal::Malformed),
+                    "",
+                )
+            });
+            return Err(refused());
+        }
+        let entry = self.read(|m| m.state.password(&msg.name).cloned());
+        let operator = password_operator(msg, entry.as_ref());
+        let refuse = |act: &Self, refusal: Refusal| {
+            act.mesh
+                .audit(|| login_record(&operator, "swarm.LoginPassword", Err(&refusal), ""));
+            tracing::warn!(operator = %operator.name, source = %operator.source, %refusal, "operator password login refused");
+            match refusal {
+                Refusal::Limited(wait) | Refusal::Busy(wait) => ControlError::Busy {
+                    retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
+                },
+                _ => refused(),
+            }
+        };
+        let via = msg.via.unwrap_or(self.id);
+        if let Err(wait) = self
+            .login_buckets
+            .take(&(via, source_key(msg.source)), Instant::now())
+        {
+            return Err(refuse(self, Refusal::Limited(wait)));
+        }
+        if let Some(left) = self.locked(&Lock::password(&msg.name, msg.source)) {
+            return Err(refuse(self, Refusal::Locked(left)));
+        }
+        let password = zeroize::Zeroizing::new(msg.password.clone());
+        let hash = entry.as_ref().map(|e| e.hash.clone());
+        match self.login_pool.check(hash, password) {
+            Ok(check) => Ok((entry, check)),
+            Err(_) => Err(refuse(self, Refusal::Busy(BUSY_RETRY))),
+        }
+    }
+
+    /// A password login after its hash was checked (`password_ok`): the
+    /// code, the guard's count, the audit record, the lockouts it decided
+    /// committed, then the capability or [`PASSWORD_REFUSED`].
+    fn finish_password(
         &mut self,
         msg: &VerifyPassword,
         entry: Option<PasswordEntry>,
         password_ok: bool,
-    ) -> Result<(Operator, u64), ControlError> {
+    ) -> Answer {
+        let now = Instant::now();
+        let locks = Lock::password(&msg.name, msg.source);
+        let operator = password_operator(msg, entry.as_ref());
         let revoked = entry
             .as_ref()
             .is_some_and(|e| self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == e.serial)));
-        let operator = match entry {
-            Some(e) => Operator {
-                node: e.node,
-                serial: e.serial,
-                name: msg.name.clone(),
-                roles: e.roles,
-                source: msg.source,
-            },
-            // An unknown name counts against its source address alone.
-            None => Operator {
-                node: swarm_protocol::NodeId::from_bytes([0; 16]),
-                serial: 0,
-                name: msg.name.clone(),
-                roles: Vec::new(),
-                source: msg.source,
-            },
+        let outcome = match (&entry, &self.totp) {
+            (_, None) => return Box::pin(std::future::ready(Err(no_totp()))),
+            (None, _) => Err(Refusal::UnknownName),
+            (Some(_), _) if !password_ok => Err(Refusal::WrongPassword),
+            (Some(_), _) if revoked || self.mesh.is_revoked(operator.serial) => {
+                Err(Refusal::Revoked)
+            }
+            (Some(_), Some(totp)) => self.code_step(totp, &operator, &msg.code, &locks, now),
         };
-        if revoked {
-            return Err(ControlError::Forbidden {
-                reason: "this operator's certificate is revoked".into(),
-            });
+        let decided = match &outcome {
+            Ok(_) => {
+                self.guard.succeed(&locks);
+                Vec::new()
+            }
+            Err(_) => self.guard.fail(&locks, now),
+        };
+        let then = lockout_note(&decided);
+        self.mesh.audit(|| {
+            login_record(
+                &operator,
+                "swarm.LoginPassword",
+                outcome.as_ref().map(|s| *s),
+                &then,
+            )
+        });
+        if let Err(refusal) = &outcome {
+            tracing::warn!(operator = %operator.name, source = %operator.source, %refusal, "operator password login refused");
         }
-        let code = if password_ok && operator.serial != 0 {
-            msg.code.as_str()
-        } else {
-            ""
-        };
-        self.check_code(&operator, code, "swarm.LoginPassword")
-            .map(|step| (operator, step))
-            .map_err(|e| match e {
-                ControlError::Forbidden { reason } if reason.starts_with("wrong TOTP code") => {
-                    ControlError::Forbidden {
-                        reason: reason.replacen(
-                            "wrong TOTP code",
-                            "wrong name, password or TOTP code",
-                            1,
-                        ),
-                    }
-                }
+        let commit = self.commit_lockouts(decided);
+        // The admin API that forwarded it acts for the operator.
+        let delegate = Some(msg.via.unwrap_or(self.id));
+        let issue = self.issue(operator, delegate, "swarm.LoginPassword");
+        Box::pin(async move {
+            commit.await;
+            let step = outcome.map_err(|_| refused())?;
+            issue(step).await.map_err(|e| match e {
+                ControlError::Forbidden { .. } => refused(),
                 e => e,
             })
+        })
     }
 
-    /// The step a login's code is for, if the guard lets it through.
-    fn check_login(&mut self, login: &VerifyLogin) -> Result<u64, ControlError> {
-        let serial = login.operator.serial;
+    /// The step a certificate+TOTP login's code is for, if the guard lets
+    /// it through (an empty code never matches); audited. Answers the
+    /// lockouts the guard decided, to commit.
+    fn check_login(
+        &mut self,
+        login: &VerifyLogin,
+    ) -> (Result<u64, ControlError>, Vec<(Lock, Duration)>) {
+        let operator = &login.operator;
+        let serial = operator.serial;
         let revoked = self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == serial));
         if revoked || self.mesh.is_revoked(serial) {
-            let operator = &login.operator;
-            self.mesh.audit(|| AuditRecord {
-                at_ms: operators::unix_ms(),
-                kind: AuditKind::LoginRefused,
-                who: operator.name.clone(),
-                serial,
-                roles: operator.roles.clone(),
-                source: operator.source.to_string(),
-                tag: "swarm.Login".into(),
-                target: String::new(),
-                detail: "the certificate is revoked".into(),
-            });
-            return Err(ControlError::Forbidden {
-                reason: "this operator's certificate is revoked".into(),
-            });
+            self.mesh
+                .audit(|| login_record(operator, "swarm.Login", Err(&Refusal::Revoked), ""));
+            let reason = "this operator's certificate is revoked".into();
+            return (Err(ControlError::Forbidden { reason }), Vec::new());
         }
-        self.check_code(&login.operator, &login.code, "swarm.Login")
-    }
-
-    /// The step `code` is for, if it is `operator`'s and the guard lets it
-    /// through (an empty code never matches). Audited.
-    fn check_code(
-        &mut self,
-        operator: &Operator,
-        code: &str,
-        tag: &str,
-    ) -> Result<u64, ControlError> {
-        self.leading()?;
-        let totp = self.totp.clone().ok_or_else(|| ControlError::Forbidden {
-            reason: "the head leader holds no TOTP secret (`totp` in its [head] configuration): operators cannot log in".into(),
-        })?;
-        let seed = operators::seed(&totp, operator.serial, &operator.name);
-        let now = operators::unix_ms() / 1000;
-        let step = if code.trim().is_empty() {
-            None
-        } else {
-            operators::matching_step(&seed, code.trim(), now)
+        if let Err(e) = self.leading() {
+            return (Err(e), Vec::new());
+        }
+        let Some(totp) = self.totp.clone() else {
+            return (Err(no_totp()), Vec::new());
         };
-        let last = self.read(|m| m.state.totp_step(operator.serial));
-        let checked =
-            self.guard
-                .check(operator.serial, operator.source, step, last, Instant::now());
-        let (kind, detail) = match &checked {
-            Ok(_) => (AuditKind::Login, "code accepted".to_owned()),
-            Err(refusal) => (AuditKind::LoginRefused, refusal.to_string()),
+        let now = Instant::now();
+        let locks = [Lock::Certificate(serial)];
+        let outcome = match self.locked(&locks) {
+            Some(left) => Err(Refusal::Locked(left)),
+            None => self.code_step(&totp, operator, &login.code, &locks, now),
         };
-        self.mesh.audit(|| AuditRecord {
-            at_ms: operators::unix_ms(),
-            kind,
-            who: operator.name.clone(),
-            serial: operator.serial,
-            roles: operator.roles.clone(),
-            source: operator.source.to_string(),
-            tag: tag.into(),
-            target: String::new(),
-            detail,
+        let decided = match &outcome {
+            Ok(_) => {
+                self.guard.succeed(&locks);
+                Vec::new()
+            }
+            Err(Refusal::Locked(_)) => Vec::new(),
+            Err(_) => self.guard.fail(&locks, now),
+        };
+        // What the operator is told: how many tries are left, or the
+        // lockout that failure started.
+        let outcome = match (outcome, decided.first()) {
+            (Err(Refusal::Wrong { .. } | Refusal::Replayed), Some((_, length))) => {
+                Err(Refusal::Locked(*length))
+            }
+            (Err(Refusal::Wrong { .. }), None) => Err(Refusal::Wrong {
+                left: self.guard.left(&locks[0], now),
+            }),
+            (outcome, _) => outcome,
+        };
+        self.mesh.audit(|| {
+            login_record(
+                operator,
+                "swarm.Login",
+                outcome.as_ref().map(|s| *s),
+                &lockout_note(&decided),
+            )
         });
-        checked.map_err(|refusal| {
+        let checked = outcome.map_err(|refusal| {
             tracing::warn!(operator = %operator.name, source = %operator.source, %refusal, "operator login refused");
             ControlError::Forbidden {
                 reason: refusal.to_string(),
             }
+        });
+        (checked, decided)
+    }
+
+    /// The step `code` is for, if it is `operator`'s and its step was not
+    /// used yet (not counted: the caller tells the guard).
+    fn code_step(
+        &self,
+        totp: &[u8; 32],
+        operator: &Operator,
+        code: &str,
+        locks: &[Lock],
+        now: Instant,
+    ) -> Result<u64, Refusal> {
+        let seed = operators::seed(totp, operator.serial, &operator.name);
+        let step = if code.trim().is_empty() {
+            None
+        } else {
+            operators::matching_step(&seed, code.trim(), operators::unix_ms() / 1000)
+        };
+        let last = self.read(|m| m.state.totp_step(operator.serial));
+        match step {
+            None => Err(Refusal::Wrong {
+                left: locks
+                    .iter()
+                    .map(|l| self.guard.left(l, now))
+                    .min()
+                    .unwrap_or(0)
+                    .saturating_sub(1),
+            }),
+            Some(step) if last.is_some_and(|last| step <= last) => Err(Refusal::Replayed),
+            Some(step) => Ok(step),
+        }
+    }
+
+    /// How much longer the longest lockout of `locks` lasts, as the log
+    /// (or this leader's guard, for one not applied yet) says.
+    fn locked(&self, locks: &[Lock]) -> Option<Duration> {
+        let now = Instant::now();
+        let now_ms = operators::unix_ms();
+        locks
+            .iter()
+            .filter_map(|lock| {
+                let logged = self
+                    .read(|m| m.state.locked_until(lock, now_ms))
+                    .map(|until| Duration::from_millis(until.saturating_sub(now_ms)));
+                logged.max(self.guard.locked(lock, now))
+            })
+            .max()
+    }
+
+    /// Commits the lockouts `decided` (so a new leader keeps them); a
+    /// failed write is logged (this leader's guard still holds them).
+    fn commit_lockouts(
+        &self,
+        decided: Vec<(Lock, Duration)>,
+    ) -> impl Future<Output = ()> + 'static {
+        let writes = self.writes.clone();
+        let now_ms = operators::unix_ms();
+        async move {
+            let mut commands: Vec<Command> = decided
+                .into_iter()
+                .map(|(lock, length)| Command::Lockout {
+                    lock,
+                    until_ms: now_ms
+                        .saturating_add(u64::try_from(length.as_millis()).unwrap_or(u64::MAX)),
+                    now_ms,
+                })
+                .collect();
+            let command = match commands.len() {
+                0 => return,
+                1 => commands.remove(0),
+                _ => Command::Batch(commands),
+            };
+            if let Err(e) = writes.write(command).await {
+                tracing::warn!(error = %e, "a login lockout was not committed");
+            }
+        }
+    }
+}
+
+/// How long a login refused as busy waits before asking again.
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// The refusal of a password login, whatever failed.
+fn refused() -> ControlError {
+    ControlError::Forbidden {
+        reason: PASSWORD_REFUSED.into(),
+    }
+}
+
+fn no_totp() -> ControlError {
+    ControlError::Forbidden {
+        reason: "the head leader holds no TOTP secret (`totp` in its [head] configuration): operators cannot log in".into(),
+    }
+}
+
+/// Who a password login is for, as far as the audit goes: the entry's
+/// certificate, or the name alone (serial 0) when there is none.
+fn password_operator(msg: &VerifyPassword, entry: Option<&PasswordEntry>) -> Operator {
+    match entry {
+        Some(e) => Operator {
+            node: e.node,
+            serial: e.serial,
+            name: msg.name.clone(),
+            roles: e.roles.clone(),
+            source: msg.source,
+        },
+        None => Operator {
+            node: swarm_protocol::NodeId::from_bytes([0; 16]),
+            serial: 0,
+            name: msg.name.clone(),
+            roles: Vec::new(),
+            source: msg.source,
+        },
+    }
+}
+
+/// What the audit adds about lockouts a failure started.
+fn lockout_note(decided: &[(Lock, Duration)]) -> String {
+    decided
+        .iter()
+        .map(|(lock, length)| {
+            let what = match lock {
+                Lock::Certificate(_) => "the certificate login".to_owned(),
+                Lock::Source { source, .. } => format!("the password login from {source}"),
+                Lock::Name(_) => "the password login from everywhere".to_owned(),
+            };
+            format!("; locked {what} for {} s", length.as_secs())
         })
+        .collect()
+}
+
+/// The audit record of a login: accepted (`Ok(step)`) or why refused.
+fn login_record(
+    operator: &Operator,
+    tag: &str,
+    outcome: Result<u64, &Refusal>,
+    note: &str,
+) -> AuditRecord {
+    let (kind, detail) = match outcome {
+        Ok(_) => (AuditKind::Login, "code accepted".to_owned()),
+        Err(refusal) => (AuditKind::LoginRefused, refusal.to_string()),
+    };
+    AuditRecord {
+        at_ms: operators::unix_ms(),
+        kind,
+        who: operator.name.clone(),
+        serial: operator.serial,
+        roles: operator.roles.clone(),
+        source: operator.source.to_string(),
+        tag: tag.into(),
+        target: String::new(),
+        detail: format!("{detail}{note}"),
     }
 }
 

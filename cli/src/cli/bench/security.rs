@@ -11,6 +11,8 @@
 //!   cost) against a key file, and a node's whole start with each.
 //! - Capabilities: what a node pays to verify an operator's capability
 //!   (every delegated call does), beside the ask round trip it rides on.
+//! - Logins: password checks per second through the head leader's bounded
+//!   pool (the default size), kept full.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub(crate) struct SecurityReport {
     node_start_ms_key_file: f64,
     node_start_ms_passphrase: f64,
     capability_verify_us: f64,
+    login_pool_threads: usize,
+    login_pool_checks_per_s: f64,
 }
 
 impl SecurityReport {
@@ -100,6 +104,14 @@ impl SecurityReport {
                 ),
                 "< 1000 ms",
             ),
+            (
+                "password logins/s, bounded pool",
+                format!(
+                    "{:.0}/s ({} threads)",
+                    self.login_pool_checks_per_s, self.login_pool_threads
+                ),
+                "bounded",
+            ),
         ];
         let mut out = format!("{:<30} {:>36}   {}\n", "metric", "measured", "target");
         for (name, value, target) in rows {
@@ -147,6 +159,8 @@ pub(crate) fn run(scale: f64, exe: &std::path::Path) -> Result<SecurityReport> {
     );
     let (plain, sealed) = raft(n(100) as usize, 4)?;
     let (argon2id_ms, start_key, start_pass) = start(exe)?;
+    let login_pool_threads = swarm::control::DEFAULT_LOGIN_POOL;
+    let login_pool_checks_per_s = login_pool(login_pool_threads, n(100) as usize)?;
     let p = KdfParams::DEFAULT;
     Ok(SecurityReport {
         ask_rtt_p50_us_no_policy: a_ask,
@@ -160,6 +174,38 @@ pub(crate) fn run(scale: f64, exe: &std::path::Path) -> Result<SecurityReport> {
         node_start_ms_key_file: start_key,
         node_start_ms_passphrase: start_pass,
         capability_verify_us: capability_verify(n(2_000) as usize),
+        login_pool_threads,
+        login_pool_checks_per_s,
+    })
+}
+
+/// Password checks per second through a pool of `threads`, `checks` of
+/// them, one caller per thread so that the pool stays full.
+fn login_pool(threads: usize, checks: usize) -> Result<f64> {
+    use swarm::operators::checks::PasswordChecks;
+    use swarm::operators::password::PasswordHash;
+    let pool = Arc::new(PasswordChecks::new(threads));
+    let hash = PasswordHash::new("a password for the bench").map_err(anyhow::Error::msg)?;
+    let each = checks.div_ceil(threads).max(1);
+    actix_rt::System::new().block_on(async move {
+        let started = Instant::now();
+        let mut callers = Vec::new();
+        for _ in 0..threads {
+            let (pool, hash) = (Arc::clone(&pool), hash.clone());
+            callers.push(actix_rt::spawn(async move {
+                for _ in 0..each {
+                    let check = pool
+                        .check(Some(hash.clone()), "not the password".to_owned().into())
+                        .map_err(|_| anyhow::anyhow!("the pool was busy"))?;
+                    check.await;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for caller in callers {
+            caller.await??;
+        }
+        Ok((each * threads) as f64 / started.elapsed().as_secs_f64())
     })
 }
 

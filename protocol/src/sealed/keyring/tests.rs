@@ -102,3 +102,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_kek_derived_in_kept_scratch_memory_is_the_same_as_a_fresh_one() {
+    let params = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+    let salt = [7u8; SALT_LEN];
+    let mut scratch = KdfScratch::default();
+    for passphrase in [&b"one"[..], b"two"] {
+        let fresh = passphrase_kek(passphrase, &salt, params).unwrap();
+        let kept = passphrase_kek_in(passphrase, &salt, params, &mut scratch).unwrap();
+        assert_eq!(*fresh, *kept);
+    }
+}
