@@ -197,6 +197,7 @@ async fn a_forged_gossip_datagram_learns_no_route_through_its_sender_and_the_mem
             .relayed_to(member.id(), Duration::from_millis(50))
             .await;
     }
+    assert_eq!(steered, 0, "a garbled datagram steered the member's gossip");
     assert_eq!(
         victim.stats().relay_refused,
         refused_before,
