@@ -8,7 +8,6 @@
 //! and trust", "Control plane" (tasks).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -17,7 +16,7 @@ use swarm::placement::Placement;
 use swarm::protocol::gossip::{GossipKey, KeyRing};
 use swarm::protocol::relay::{CircuitId, RelayFrame, RelayOp};
 use swarm::protocol::session::{RecvHalf, SendHalf};
-use swarm::protocol::{decode_frame, Decoded, Envelope, Handshake, HandshakeConfig, NodeId};
+use swarm::protocol::{decode_frame, Decoded, Envelope, HandshakeConfig, NodeId};
 use swarm::tasks::{TaskError, TaskId};
 use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
 use swarm_cli::demo::tasks::{blob, count_bytes};
@@ -40,34 +39,7 @@ struct RawLink {
 
 impl RawLink {
     async fn connect(addr: SocketAddr, config: HandshakeConfig) -> Self {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        let mut hs = Handshake::initiator(Arc::new(config)).unwrap();
-        let mut buf = Vec::new();
-        loop {
-            while let Some(frame) = hs.poll_transmit() {
-                stream.write_all(&frame).await.unwrap();
-            }
-            if hs.is_established() {
-                break;
-            }
-            let consumed = loop {
-                match decode_frame(&buf, 65_535).unwrap() {
-                    Decoded::Frame { payload, consumed } => {
-                        hs.handle_frame(payload, swarm::credentials::unix_now())
-                            .unwrap();
-                        break consumed;
-                    }
-                    Decoded::Incomplete { .. } => {
-                        let mut chunk = [0u8; 4096];
-                        let n = stream.read(&mut chunk).await.unwrap();
-                        assert!(n > 0, "the node hung up during the handshake");
-                        buf.extend_from_slice(&chunk[..n]);
-                    }
-                }
-            };
-            buf.drain(..consumed);
-        }
-        let est = hs.into_established().unwrap();
+        let (stream, est, buf) = crate::util::raw_handshake(addr, config).await;
         Self {
             stream,
             send: SendHalf::new(est.sender),

@@ -10,11 +10,11 @@ use std::time::Duration;
 use swarm::credentials::Throwaway;
 use swarm::protocol::relay::{CircuitId, RelayFrame, RelayOp, RelayRefusal};
 use swarm::protocol::session::SendHalf;
-use swarm::protocol::{decode_frame, Decoded, Handshake, HandshakeConfig, NodeId};
+use swarm::protocol::{HandshakeConfig, NodeId};
 use swarm::{DialError, MeshConfig, Node};
 use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
 use swarm_cli::demo::{serve, Add, Adder, Bump, Count, Counter, CounterState, Work, Worker};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::util::{config, eventually, fast_gossip, sees_alive, start, TestNode};
@@ -313,34 +313,7 @@ async fn bad_relay_frames_are_refused_and_counted() {
 /// A client that completes a real handshake with `addr`, then sends the
 /// given envelopes, sealed, over the link; returns the stream.
 async fn raw_link(addr: SocketAddr, config: HandshakeConfig, envelopes: &[Vec<u8>]) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut hs = Handshake::initiator(Arc::new(config)).unwrap();
-    let mut buf = Vec::new();
-    loop {
-        while let Some(frame) = hs.poll_transmit() {
-            stream.write_all(&frame).await.unwrap();
-        }
-        if hs.is_established() {
-            break;
-        }
-        let consumed = loop {
-            match decode_frame(&buf, 65_535).unwrap() {
-                Decoded::Frame { payload, consumed } => {
-                    hs.handle_frame(payload, swarm::credentials::unix_now())
-                        .unwrap();
-                    break consumed;
-                }
-                Decoded::Incomplete { .. } => {
-                    let mut chunk = [0u8; 4096];
-                    let n = stream.read(&mut chunk).await.unwrap();
-                    assert!(n > 0, "the node hung up during the handshake");
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-            }
-        };
-        buf.drain(..consumed);
-    }
-    let est = hs.into_established().unwrap();
+    let (mut stream, est, _) = crate::util::raw_handshake(addr, config).await;
     let mut session = SendHalf::new(est.sender);
     let mut out = Vec::new();
     for envelope in envelopes {

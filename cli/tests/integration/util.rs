@@ -378,3 +378,43 @@ pub fn place_account(cluster: &swarm_cli::local::LocalCluster) {
         spawn
     });
 }
+
+/// A hand-driven peer: completes a real Noise handshake with `addr` as the
+/// initiator over a bare TCP stream, so a test can send what no node would.
+/// Answers the stream, the session and the bytes read past the handshake.
+pub async fn raw_handshake(
+    addr: std::net::SocketAddr,
+    config: swarm::protocol::HandshakeConfig,
+) -> (tokio::net::TcpStream, swarm::protocol::Established, Vec<u8>) {
+    use swarm::protocol::{decode_frame, Decoded, Handshake};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut hs = Handshake::initiator(std::sync::Arc::new(config)).unwrap();
+    let mut buf = Vec::new();
+    loop {
+        while let Some(frame) = hs.poll_transmit() {
+            stream.write_all(&frame).await.unwrap();
+        }
+        if hs.is_established() {
+            break;
+        }
+        let consumed = loop {
+            match decode_frame(&buf, 65_535).unwrap() {
+                Decoded::Frame { payload, consumed } => {
+                    hs.handle_frame(payload, swarm::credentials::unix_now())
+                        .unwrap();
+                    break consumed;
+                }
+                Decoded::Incomplete { .. } => {
+                    let mut chunk = [0u8; 4096];
+                    let n = stream.read(&mut chunk).await.unwrap();
+                    assert!(n > 0, "the node hung up during the handshake");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        };
+        buf.drain(..consumed);
+    }
+    (stream, hs.into_established().unwrap(), buf)
+}
