@@ -46,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+mod heads;
 pub(crate) mod lease;
 mod operators;
 
@@ -53,19 +54,17 @@ use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 
 pub use crate::head::wire::{ActorSpec, ControlError, HeadRow, Located, PlacedRow, CONTROL_ACTOR};
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
 
-use crate::cluster::{Cluster, ClusterAgent, ListMembers};
+use crate::cluster::{Cluster, ClusterAgent};
 use crate::directory::{Accepts, RemoteMessage, Wire};
 use crate::error::AskError;
 use crate::head::supervisor::Supervisor;
 use crate::head::wire::{
-    DrainNode, HeadStatus, ListPlaced, ListRevoked, PlaceActor, ReleaseGroup, ReserveGroup,
-    Resolve, RevokeCert, StopActor,
+    DrainNode, HeadStatus, ListPlaced, PlaceActor, ReleaseGroup, ReserveGroup, Resolve, StopActor,
 };
 use crate::mesh::Mesh;
 use crate::placement::{GroupStrategy, Placement, ResourceSet};
@@ -144,87 +143,12 @@ impl Control {
         }
     }
 
-    /// The heads membership knows and their mesh addresses (alive ones
-    /// first), for an operator about to log in.
-    pub(crate) async fn head_addrs(&self) -> Vec<(NodeId, std::net::SocketAddr)> {
-        let Heads::Members(cluster) = &self.heads else {
-            return Vec::new();
-        };
-        let heads = self.heads().await;
-        let Ok(members) = cluster.members().await else {
-            return Vec::new();
-        };
-        heads
-            .into_iter()
-            .filter_map(|h| members.iter().find(|m| m.node == h).map(|m| (h, m.addr)))
-            .collect()
-    }
-
     fn leader_hint(&self) -> Option<NodeId> {
         *self.leader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn set_leader(&self, leader: Option<NodeId>) {
         *self.leader.lock().unwrap_or_else(PoisonError::into_inner) = leader;
-    }
-
-    /// The heads membership knows (alive ones first), by node id.
-    pub async fn heads(&self) -> Vec<NodeId> {
-        let cluster = match &self.heads {
-            Heads::Members(cluster) => cluster,
-            Heads::Agent(agent) => return self.heads_from(agent).await,
-            Heads::Fixed(heads) => return heads.clone(),
-        };
-        let Ok(members) = cluster.members().await else {
-            return Vec::new();
-        };
-        let mut heads: Vec<(bool, NodeId)> = members
-            .iter()
-            .filter(|m| m.state != MemberState::Left)
-            .filter(|m| {
-                m.meta
-                    .as_ref()
-                    .is_some_and(|meta| meta.roles.iter().any(|r| r == "head"))
-            })
-            // Gossip says head; a link whose certificate says otherwise wins.
-            .filter(|m| !self.mesh.known_not_head(m.node))
-            .map(|m| (m.state != MemberState::Alive, m.node))
-            .collect();
-        heads.sort();
-        heads.into_iter().map(|(_, n)| n).collect()
-    }
-
-    /// The heads in a member's list; the addresses of its alive members
-    /// become known to this node's mesh (so a tool reaches any of them).
-    async fn heads_from(&self, agent: &RemoteAddr<ClusterAgent>) -> Vec<NodeId> {
-        let rows = match agent.send(ListMembers).await {
-            Ok(rows) => rows,
-            Err(AskError::Forbidden { reason }) => {
-                *self
-                    .forbidden
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(reason);
-                return Vec::new();
-            }
-            Err(_) => return Vec::new(),
-        };
-        let mut heads = Vec::new();
-        for row in rows {
-            if row.state != "alive" {
-                continue;
-            }
-            let (Ok(id), Ok(addr)) = (row.id.parse::<NodeId>(), row.addr.parse()) else {
-                continue;
-            };
-            if id != self.mesh.id() {
-                self.mesh.peer_up(id, addr, Vec::new(), false);
-            }
-            if row.roles.iter().any(|r| r == "head") && !self.mesh.known_not_head(id) {
-                heads.push(id);
-            }
-        }
-        heads.sort();
-        heads
     }
 
     /// Sends `message` to the leader, following `NotLeader` answers and
@@ -424,46 +348,6 @@ impl Control {
             name: name.to_owned(),
         };
         self.call(request, CALL_WITHIN).await
-    }
-
-    /// Revokes the certificate with `serial` (held by `name`, for
-    /// listings): recorded by the head group, then every node closes its
-    /// holder's links and refuses its handshakes when it next renews its
-    /// lease (a fifth of the lease: 600 ms by default). Answers false if
-    /// it was revoked already. Admin certificates only.
-    ///
-    /// # Errors
-    ///
-    /// [`ControlError::Forbidden`] without `admin`; no quorum.
-    pub async fn revoke(&self, serial: u64, name: &str) -> Result<bool, ControlError> {
-        let request = RevokeCert {
-            serial,
-            name: name.to_owned(),
-        };
-        self.call(request, CALL_WITHIN).await
-    }
-
-    /// Moves the head group's capability key to its next generation: every
-    /// operator capability signed before stops verifying on each node with
-    /// its next lease grant (operators log in again). Admin operators only.
-    /// Answers the new generation.
-    ///
-    /// # Errors
-    ///
-    /// [`ControlError::Forbidden`] without `admin`; no quorum; a head
-    /// group without a TOTP secret.
-    pub async fn rotate_capability_key(&self) -> Result<u64, ControlError> {
-        self.call(crate::head::wire::RotateCapabilityKey, CALL_WITHIN)
-            .await
-    }
-
-    /// The revoked certificates, (serial, name), in the order revoked.
-    ///
-    /// # Errors
-    ///
-    /// No quorum.
-    pub async fn revoked(&self) -> Result<Vec<(u64, String)>, ControlError> {
-        self.call(ListRevoked, CALL_WITHIN).await
     }
 
     /// Reserves a placement group: every bundle on a node, or none.

@@ -1,9 +1,11 @@
 //! The control plane's client for operators: acting for one who logged
-//! in through this node, and the admin API's passwords.
+//! in through this node, the admin API's passwords, revocations and the
+//! capability key's rotation.
 
 use std::sync::Arc;
 
 use super::{Control, ControlError, CALL_WITHIN};
+use crate::head::wire::{ListRevoked, RevokeCert};
 
 impl Control {
     /// This client making its calls for an operator who logged in through
@@ -64,5 +66,45 @@ impl Control {
                 reason: format!("the head's answer does not verify here: {reason}"),
             }
         })
+    }
+
+    /// Revokes the certificate with `serial` (held by `name`, for
+    /// listings): recorded by the head group, then every node closes its
+    /// holder's links and refuses its handshakes when it next renews its
+    /// lease (a fifth of the lease: 600 ms by default). Answers false if
+    /// it was revoked already. Admin certificates only.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Forbidden`] without `admin`; no quorum.
+    pub async fn revoke(&self, serial: u64, name: &str) -> Result<bool, ControlError> {
+        let request = RevokeCert {
+            serial,
+            name: name.to_owned(),
+        };
+        self.call(request, CALL_WITHIN).await
+    }
+
+    /// Moves the head group's capability key to its next generation: every
+    /// operator capability signed before stops verifying on each node with
+    /// its next lease grant (operators log in again). Admin operators only.
+    /// Answers the new generation.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Forbidden`] without `admin`; no quorum; a head
+    /// group without a TOTP secret.
+    pub async fn rotate_capability_key(&self) -> Result<u64, ControlError> {
+        self.call(crate::head::wire::RotateCapabilityKey, CALL_WITHIN)
+            .await
+    }
+
+    /// The revoked certificates, (serial, name), in the order revoked.
+    ///
+    /// # Errors
+    ///
+    /// No quorum.
+    pub async fn revoked(&self) -> Result<Vec<(u64, String)>, ControlError> {
+        self.call(ListRevoked, CALL_WITHIN).await
     }
 }

@@ -55,7 +55,7 @@ mod renewals;
 mod revocations;
 
 use moves::{Escalated, Relocate};
-use reads::{confirmed, Reads};
+use reads::Reads;
 use renewals::Confirmed;
 
 /// The placement supervisor of one head.
@@ -134,37 +134,8 @@ impl Supervisor {
         }
     }
 
-    /// Hands the revocations the state holds beyond those handed already
-    /// to this head's mesh, which closes their links, refuses their
-    /// handshakes and keeps them in the node's revocation file.
-    fn apply_revocations(&mut self) {
-        let known = self.revoked_applied;
-        let fresh: Vec<u64> = self.read(|m| {
-            m.state
-                .revoked()
-                .iter()
-                .skip(known)
-                .map(|(serial, _)| *serial)
-                .collect()
-        });
-        if !fresh.is_empty() {
-            self.revoked_applied += fresh.len();
-            let new = self.mesh.revoke(&fresh);
-            tracing::info!(serials = ?fresh, new, "certificates revoked in the head group's state: their links are closed and their handshakes refused");
-        }
-    }
-
     fn read<T>(&self, f: impl FnOnce(&Machine) -> T) -> T {
         f(&self.machine.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// The head group's capability key of the generation the state names
-    /// (from the TOTP secret; none without one).
-    fn group_key(&self) -> Option<swarm_protocol::capability::CapabilityKey> {
-        let generation = self.read(|m| m.state.capability_generation());
-        self.totp
-            .as_ref()
-            .map(|t| crate::operators::capability_key(t, generation))
     }
 
     /// `Ok` while this head leads; else who does.
@@ -673,61 +644,6 @@ impl Handler<ListPlaced> for Supervisor {
                     bundle: r.spec.bundle.clone(),
                 })
                 .collect())
-        })
-    }
-}
-
-/// A head that leads by its own Raft state says so only once a quorum
-/// confirms it; otherwise its row says `unconfirmed`, with no leader.
-impl Handler<HeadStatus> for Supervisor {
-    type Result = ResponseFuture<HeadRow>;
-
-    fn handle(&mut self, _: HeadStatus, ctx: &mut Context<Self>) -> Self::Result {
-        let metrics = self.raft.metrics().borrow().clone();
-        let last_log = metrics.last_log_index.unwrap_or(0);
-        let lag = metrics
-            .replication
-            .as_ref()
-            .map(|r| {
-                r.iter()
-                    .filter(|(id, _)| id.0 != self.id)
-                    .map(|(id, matched)| {
-                        (
-                            id.0,
-                            last_log.saturating_sub(matched.map_or(0, |l| l.index)),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let row = HeadRow {
-            node: self.id,
-            role: format!("{:?}", metrics.state).to_lowercase(),
-            leader: metrics.current_leader.map(|l| l.0),
-            term: metrics.current_term,
-            voters: metrics
-                .membership_config
-                .membership()
-                .voter_ids()
-                .map(|v: HeadId| v.0)
-                .collect(),
-            last_log,
-            applied: metrics.last_applied.map_or(0, |l| l.index),
-            lag,
-        };
-        if metrics.state != ServerState::Leader {
-            return Box::pin(async move { row });
-        }
-        let confirmation = self.confirm(ctx);
-        Box::pin(async move {
-            match confirmed(confirmation).await {
-                Ok(()) => row,
-                Err(_) => HeadRow {
-                    role: UNCONFIRMED.to_owned(),
-                    leader: None,
-                    ..row
-                },
-            }
         })
     }
 }

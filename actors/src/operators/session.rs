@@ -1,9 +1,9 @@
 //! The session actor every node exposes as [`SESSION_ACTOR`]: operators ask
 //! it where the heads are (then log in with the leader over their own
 //! link), open admin-API sessions, and nodes act for operators through it.
-//! Capabilities presented on a new
-//! link are checked by the link's reader itself ([`check_present`]), so
-//! the messages after them find the session in place.
+//! Capabilities presented on a new link are checked by the link's reader
+//! itself ([`check_present`]), so the messages after them find the
+//! session in place.
 
 use actix::prelude::*;
 
@@ -17,8 +17,8 @@ use crate::mesh::Mesh;
 /// The name of every node's session actor.
 pub const SESSION_ACTOR: &str = "swarm.session";
 
-/// Logs operators in (their own links and admin-API logins) and takes
-/// the asks a node makes for them.
+/// Tells operators where the heads are, opens admin-API sessions with
+/// delegated capabilities, and takes the asks a node makes for operators.
 pub(crate) struct Session {
     pub(crate) mesh: Mesh,
     /// The control plane (nodes with membership), to reach the head leader.

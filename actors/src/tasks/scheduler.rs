@@ -28,7 +28,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
-use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
 use tokio::sync::{Notify, Semaphore};
 
@@ -44,10 +43,10 @@ use super::wire::{
     Arg, Bounce, CancelTasks, Chunk, ChunkBytes, Done, FetchObject, FreeObjects, ListTasks,
     Outcome, RunError, Spec, SubmitTasks, TaskId, TaskTable, TasksDone,
 };
-use crate::cluster::ClusterEvent;
 use crate::mesh::Mesh;
 use crate::placement::ResourceSet;
 
+mod members;
 mod requests;
 mod send;
 
@@ -640,70 +639,6 @@ impl Handler<ListTasks> for Scheduler {
     type Result = MessageResult<ListTasks>;
     fn handle(&mut self, msg: ListTasks, _: &mut Context<Self>) -> Self::Result {
         MessageResult(self.table(msg.recent.min(1_000)))
-    }
-}
-
-impl Handler<ClusterEvent> for Scheduler {
-    type Result = ();
-    fn handle(&mut self, event: ClusterEvent, ctx: &mut Context<Self>) {
-        match event {
-            ClusterEvent::MemberUp(m)
-            | ClusterEvent::MetadataChanged(m)
-            | ClusterEvent::Suspect(m) => {
-                self.member(&m, ctx);
-            }
-            ClusterEvent::MemberDown(m) | ClusterEvent::MemberLeft(m) => {
-                let node = m.node;
-                self.addrs.remove(&node);
-                self.senders.remove(&node);
-                self.store.drop_owner(node);
-                self.outbox.remove(&node);
-                self.pool.cancel_queued(|id| id.owner == node);
-                self.own(0, ctx, |o, fx| o.node_gone(node, fx));
-            }
-            ClusterEvent::Rejoined(_) => {}
-        }
-    }
-}
-
-impl Scheduler {
-    /// A member's labels: its certificate's roles once a link proved them
-    /// (gossiped roles that disagree are refused and counted), its
-    /// gossiped roles until then (no link is dialed for this: at thousands
-    /// of nodes that would be a full mesh; the first task sent there makes
-    /// one, and the member's next metadata update takes the certificate's).
-    fn certified_labels(&self, node: NodeId, gossiped: &[String]) -> Vec<String> {
-        if node == self.me {
-            return self.mesh.handshake().cert.body().roles.clone();
-        }
-        match self.mesh.live_link(node) {
-            Some(link) => {
-                let certified = link.info().roles;
-                let agrees = gossiped.len() == certified.len()
-                    && gossiped.iter().all(|r| certified.contains(r));
-                if !agrees {
-                    self.mesh.count_false_claim();
-                    tracing::debug!(node = %node.short(), ?gossiped, ?certified, "gossiped roles refused: tasks go by the certificate's");
-                }
-                certified
-            }
-            None => gossiped.to_vec(),
-        }
-    }
-
-    /// Updates the owner's view of a member.
-    pub(crate) fn member(&mut self, m: &crate::cluster::Member, ctx: &mut Context<Self>) {
-        self.addrs.insert(m.node, m.addr);
-        let Some(meta) = m.meta.as_ref() else {
-            return;
-        };
-        let total = ResourceSet::from(&meta.resources);
-        let schedulable = m.state == MemberState::Alive && !meta.leaving;
-        let labels = self.certified_labels(m.node, &meta.roles);
-        let node = m.node;
-        self.own(0, ctx, |o, fx| {
-            o.node_up(node, total, labels, schedulable, fx)
-        });
     }
 }
 

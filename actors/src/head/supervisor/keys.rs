@@ -43,3 +43,14 @@ impl Handler<RotateCapabilityKey> for Supervisor {
         )
     }
 }
+
+impl Supervisor {
+    /// The head group's capability key of the generation the state names
+    /// (from the TOTP secret; none without one).
+    pub(super) fn group_key(&self) -> Option<swarm_protocol::capability::CapabilityKey> {
+        let generation = self.read(|m| m.state.capability_generation());
+        self.totp
+            .as_ref()
+            .map(|t| crate::operators::capability_key(t, generation))
+    }
+}

@@ -163,3 +163,58 @@ async fn quorum_round(raft: &Raft, me: NodeId) -> Result<(), ControlError> {
         }),
     }
 }
+
+/// A head that leads by its own Raft state says so only once a quorum
+/// confirms it; otherwise its row says `unconfirmed`, with no leader.
+impl Handler<HeadStatus> for Supervisor {
+    type Result = ResponseFuture<HeadRow>;
+
+    fn handle(&mut self, _: HeadStatus, ctx: &mut Context<Self>) -> Self::Result {
+        let metrics = self.raft.metrics().borrow().clone();
+        let last_log = metrics.last_log_index.unwrap_or(0);
+        let lag = metrics
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(id, _)| id.0 != self.id)
+                    .map(|(id, matched)| {
+                        (
+                            id.0,
+                            last_log.saturating_sub(matched.map_or(0, |l| l.index)),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let row = HeadRow {
+            node: self.id,
+            role: format!("{:?}", metrics.state).to_lowercase(),
+            leader: metrics.current_leader.map(|l| l.0),
+            term: metrics.current_term,
+            voters: metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .map(|v: HeadId| v.0)
+                .collect(),
+            last_log,
+            applied: metrics.last_applied.map_or(0, |l| l.index),
+            lag,
+        };
+        if metrics.state != ServerState::Leader {
+            return Box::pin(async move { row });
+        }
+        let confirmation = self.confirm(ctx);
+        Box::pin(async move {
+            match confirmed(confirmation).await {
+                Ok(()) => row,
+                Err(_) => HeadRow {
+                    role: UNCONFIRMED.to_owned(),
+                    leader: None,
+                    ..row
+                },
+            }
+        })
+    }
+}

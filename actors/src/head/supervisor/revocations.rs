@@ -36,3 +36,25 @@ impl Handler<ListRevoked> for Supervisor {
         self.confirmed_read(ctx, |m| Ok(m.state.revoked().to_vec()))
     }
 }
+
+impl Supervisor {
+    /// Hands the revocations the state holds beyond those handed already
+    /// to this head's mesh, which closes their links, refuses their
+    /// handshakes and keeps them in the node's revocation file.
+    pub(super) fn apply_revocations(&mut self) {
+        let known = self.revoked_applied;
+        let fresh: Vec<u64> = self.read(|m| {
+            m.state
+                .revoked()
+                .iter()
+                .skip(known)
+                .map(|(serial, _)| *serial)
+                .collect()
+        });
+        if !fresh.is_empty() {
+            self.revoked_applied += fresh.len();
+            let new = self.mesh.revoke(&fresh);
+            tracing::info!(serials = ?fresh, new, "certificates revoked in the head group's state: their links are closed and their handshakes refused");
+        }
+    }
+}
