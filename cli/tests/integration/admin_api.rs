@@ -15,6 +15,14 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// An HTTPS client that trusts the cluster's admin CA (and nothing else).
 pub fn client(dir: &std::path::Path) -> awc::Client {
+    awc::Client::builder()
+        .connector(awc::Connector::new().rustls_0_23(Arc::new(tls(dir))))
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+/// TLS that trusts the cluster's admin CA (`admin-ca.crt` in `dir`).
+pub fn tls(dir: &std::path::Path) -> rustls::ClientConfig {
     use rustls_pki_types::pem::PemObject;
     let pem = std::fs::read(dir.join("admin-ca.crt")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -22,15 +30,11 @@ pub fn client(dir: &std::path::Path) -> awc::Client {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    awc::Client::builder()
-        .connector(awc::Connector::new().rustls_0_23(Arc::new(config)))
-        .timeout(Duration::from_secs(30))
-        .finish()
+        .with_no_client_auth()
 }
 
 /// Sets the admin operator's password through the CLI (certificate and

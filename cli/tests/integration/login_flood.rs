@@ -18,22 +18,10 @@ use crate::util::{admin_code_in, exe, scratch, swarm_json};
 /// An HTTPS client that trusts the cluster's admin CA and connects from
 /// `source` (any 127.x.y.z reaches a listener on 127.0.0.1).
 fn client_from(dir: &std::path::Path, source: IpAddr) -> awc::Client {
-    use rustls_pki_types::pem::PemObject;
-    let pem = std::fs::read(dir.join("admin-ca.crt")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     awc::Client::builder()
         .connector(
             awc::Connector::new()
-                .rustls_0_23(Arc::new(config))
+                .rustls_0_23(Arc::new(crate::admin_api::tls(dir)))
                 .local_address(source),
         )
         .timeout(Duration::from_secs(30))
