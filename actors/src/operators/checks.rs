@@ -6,6 +6,7 @@
 //! it runs (fresh allocations per check left up to two blocks per thread
 //! with the allocator).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use swarm_protocol::sealed::keyring::KdfScratch;
@@ -28,6 +29,8 @@ pub struct PasswordChecks {
     permits: Arc<tokio::sync::Semaphore>,
     /// Where checks go to the threads (never more than `permits` in it).
     jobs: std::sync::mpsc::Sender<Job>,
+    /// Derivations run, known names' and dummies' alike.
+    derivations: Arc<AtomicU64>,
 }
 
 /// Every check of the pool is in use.
@@ -41,8 +44,10 @@ impl PasswordChecks {
         let threads = threads.max(1);
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
+        let derivations = Arc::new(AtomicU64::new(0));
         for i in 0..threads {
             let queue = Arc::clone(&queue);
+            let counted = Arc::clone(&derivations);
             let spawned = std::thread::Builder::new()
                 .name(format!("swarm-login-{i}"))
                 .spawn(move || {
@@ -61,6 +66,7 @@ impl PasswordChecks {
                                 false
                             }
                         };
+                        counted.fetch_add(1, Ordering::Relaxed);
                         drop(permit);
                         let _ = answer.send(ok);
                     }
@@ -72,7 +78,15 @@ impl PasswordChecks {
         Self {
             permits: Arc::new(tokio::sync::Semaphore::new(threads)),
             jobs,
+            derivations,
         }
+    }
+
+    /// How many argon2id derivations the pool ran: one per check, for a
+    /// name without a password as for one with.
+    #[must_use]
+    pub fn derivations(&self) -> u64 {
+        self.derivations.load(Ordering::Relaxed)
     }
 
     /// Checks `password` against `hash` (`None`: against a dummy hash of
@@ -121,5 +135,25 @@ mod tests {
         let second = pool.check(Some(hash), "wrong".to_owned().into()).unwrap();
         assert!(!second.await);
         assert!(!pool.check(None, "x".to_owned().into()).unwrap().await);
+        assert_eq!(pool.derivations(), 3);
+    }
+
+    /// Knowing whether a name has a password must not be read from how
+    /// long a login takes: a name without one costs one derivation (of the
+    /// dummy, at the default cost: `password.rs`), as a name with one does. (How close the two take in
+    /// time against a real leader: the `stress_` login-timing test.)
+    #[actix_rt::test]
+    async fn an_unknown_name_costs_one_derivation_of_the_default_cost_like_a_known_one() {
+        let pool = PasswordChecks::new(1);
+        let hash = PasswordHash::new("correct horse battery").unwrap();
+        assert!(
+            !pool
+                .check(Some(hash), "wrong".to_owned().into())
+                .unwrap()
+                .await
+        );
+        assert_eq!(pool.derivations(), 1);
+        assert!(!pool.check(None, "wrong".to_owned().into()).unwrap().await);
+        assert_eq!(pool.derivations(), 2, "the unknown name's dummy derivation");
     }
 }

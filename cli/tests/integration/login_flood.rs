@@ -361,15 +361,50 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// Known and unknown names answer alike: the same refusal, and (measured
+/// here, asserted in the `stress_` variant, which runs alone) about the
+/// same time. That the unknown name costs one derivation like a known one
+/// is asserted without a clock by `operators::checks`' unit test.
 #[test]
-fn known_and_unknown_names_answer_within_ten_percent_of_each_other() {
+fn known_and_unknown_names_are_refused_alike() {
+    let (known, unknown, difference) = login_timing(4);
+    eprintln!(
+        "login timing: known name {known:?}, unknown name {unknown:?}; \
+         median difference of the pairs {:.2} ms (asserted by stress_login_timing_*)",
+        difference * 1e3
+    );
+}
+
+/// The timing channel, measured: 20 pairs of logins against a real leader.
+/// A timed assertion on a shared machine: run alone, with the stress runs.
+#[test]
+#[ignore]
+fn stress_login_timing_known_and_unknown_names_within_ten_percent() {
+    let (known, unknown, difference) = login_timing(20);
+    eprintln!(
+        "login timing: known name {known:?}, unknown name {unknown:?} (medians of 20); \
+         median difference of the pairs {:.2} ms",
+        difference * 1e3
+    );
+    let typical = known.max(unknown).as_secs_f64();
+    assert!(
+        difference.abs() <= 0.10 * typical,
+        "known {known:?} vs unknown {unknown:?}: pairs differ by {:.2} ms (median)",
+        difference * 1e3
+    );
+}
+
+/// Logs in `n` pairs of a known and an unknown name with wrong passwords,
+/// asserting both are refused with the same answer, then a long and a huge
+/// name; answers the medians of the known and unknown logins and the median
+/// of the pairs' differences (seconds).
+fn login_timing(n: usize) -> (Duration, Duration, f64) {
     let dir = scratch("login-timing");
     let mut cluster = LocalCluster::start_control_admin(&exe(), &dir, 1, 1, &[]).unwrap();
     cluster.remove_dir_on_drop(true);
     set_password(&cluster);
     let base = format!("https://{}", cluster.nodes[0].admin.unwrap());
-    let (known, unknown, difference) = actix_rt::System::new().block_on(async move {
-        const N: usize = 20;
+    actix_rt::System::new().block_on(async move {
         let url = format!("{base}/api/login");
         // Pairs of one login each, taken back to back (alternating which
         // goes first), each from its own source (no source reaches its
@@ -377,22 +412,26 @@ fn known_and_unknown_names_answer_within_ten_percent_of_each_other() {
         // the median of the pairs' differences cancels its drift and
         // spikes, where two medians taken apart would not.
         let mut pairs = Vec::new();
-        for p in 0..=N {
+        for p in 0..=n {
             let names = if p % 2 == 0 {
                 ["admin", "nobody"]
             } else {
                 ["nobody", "admin"]
             };
             let mut took = [Duration::ZERO; 2];
+            let mut bodies = [String::new(), String::new()];
             for (j, name) in names.iter().enumerate() {
                 let client = client_from(&cluster.dir, source(2, 2 * p + j));
                 let _ = client.get(format!("{base}/api/whoami")).send().await;
                 let started = Instant::now();
                 let (status, body, _) =
                     login(&client, &url, name, "not the password", "123456").await;
-                took[usize::from(*name == "nobody")] = started.elapsed();
+                let i = usize::from(*name == "nobody");
+                took[i] = started.elapsed();
                 assert_eq!(status, 401, "{body}");
+                bodies[i] = body["error"].to_string();
             }
+            assert_eq!(bodies[0], bodies[1], "known and unknown names answer alike");
             // The first pair warms up.
             if p > 0 {
                 pairs.push((took[0], took[1]));
@@ -422,18 +461,7 @@ fn known_and_unknown_names_answer_within_ten_percent_of_each_other() {
             median(pairs.iter().map(|p| p.1).collect()),
             difference,
         )
-    });
-    eprintln!(
-        "login timing: known name {known:?}, unknown name {unknown:?} (medians of 20); \
-         median difference of the pairs {:.2} ms",
-        difference * 1e3
-    );
-    let typical = known.max(unknown).as_secs_f64();
-    assert!(
-        difference.abs() <= 0.10 * typical,
-        "known {known:?} vs unknown {unknown:?}: pairs differ by {:.2} ms (median)",
-        difference * 1e3
-    );
+    })
 }
 
 #[test]
