@@ -170,6 +170,7 @@ fn seeds() -> Vec<Vec<u8>> {
         rmp_serde::to_vec(&Renew {
             node,
             running: Vec::new(),
+            seen_index: 7,
             revoked_known: 0,
             types: vec!["t".to_owned()],
             roles: vec!["worker".to_owned()],

@@ -17,6 +17,9 @@
 pub(crate) mod batch;
 pub(crate) mod leases;
 pub(crate) mod network;
+pub(crate) mod reconcile;
+#[cfg(test)]
+mod sim;
 pub(crate) mod state;
 pub(crate) mod store;
 pub(crate) mod supervisor;

@@ -32,7 +32,7 @@ use crate::head::Head;
 use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
 use crate::supervision::{
-    Fence, Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
+    Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
 };
 use crate::tasks::Tasks;
 
@@ -207,7 +207,7 @@ impl Node {
         let exposed = node.mesh.directory().insert(HOST_ACTOR.to_owned(), entry);
         debug_assert!(exposed, "a new node's directory is empty");
         if let Some(cluster) = node.cluster.clone() {
-            bridge(node.mesh.clone(), cluster.clone(), host.clone());
+            bridge(node.mesh.clone(), cluster.clone());
             let entry = Entry::declared(cluster.agent());
             let exposed = node
                 .mesh
@@ -591,7 +591,7 @@ async fn first_relay(mesh: &Mesh, within: Duration) {
 
 /// Subscribes the mesh to membership: addresses of members that are up,
 /// and links to members that are down or gone closed at once.
-fn bridge(mesh: Mesh, cluster: Cluster, host: Addr<Host>) {
+fn bridge(mesh: Mesh, cluster: Cluster) {
     actix_rt::spawn(async move {
         let Ok((members, mut events)) = cluster.events().await else {
             return;
@@ -620,8 +620,11 @@ fn bridge(mesh: Mesh, cluster: Cluster, host: Addr<Host>) {
                 membership_event(&log, event);
             }
             match next {
-                // Declared down: the head may place its actors elsewhere.
-                Ok(ClusterEvent::Rejoined(_)) => host.do_send(Fence),
+                // Declared down and rejoined: a rumour, often from the
+                // side of a partition without quorum. Head placements stay
+                // while the lease lasts (the leader moves them only once
+                // it ran out), so nothing stops here.
+                Ok(ClusterEvent::Rejoined(_)) => {}
                 // Metadata says how a member is reached (its relays).
                 Ok(event) => apply(event.member()),
                 Err(_) => {

@@ -20,6 +20,7 @@
 //!     .backoff(Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5)));
 //! ```
 
+mod fencing;
 mod host;
 mod hosting;
 mod spawn;
@@ -32,7 +33,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
 pub use hosting::Host;
-pub(crate) use hosting::{ApplyGrant, Fence, LeaseRunning, Leave};
+#[cfg(test)]
+pub(crate) use fencing::{Admission, Fencing};
+pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave};
 pub(crate) use spawn::Registry;
 pub use spawn::{
     ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors, Running,

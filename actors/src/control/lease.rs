@@ -37,14 +37,15 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                 continue;
             }
             idle = IDLE.0;
-            let Ok((running, types)) = host.send(LeaseRunning).await else {
+            let Ok(report) = host.send(LeaseRunning).await else {
                 return;
             };
             let sent = Instant::now();
             let renew = Renew {
                 node,
-                running,
-                types,
+                running: report.running,
+                types: report.types,
+                seen_index: report.seen_index,
                 revoked_known,
                 // What a head answering locally reads; over a link, the
                 // head takes them from the certificate.

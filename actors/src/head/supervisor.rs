@@ -17,6 +17,7 @@ use swarm_protocol::NodeId;
 
 use super::batch::Writes;
 use super::leases::Leases;
+use super::reconcile::Deliveries;
 use super::state::{ActorRecord, Applied, Command, RecordState};
 use super::store::Machine;
 use super::types::{HeadId, Raft};
@@ -30,7 +31,7 @@ use crate::mesh::Mesh;
 use crate::operators::wire::VerifyLogin;
 use crate::placement::{self, NodeView, PlacementError, ResourceSet};
 use crate::remote::RemoteAddr;
-use crate::supervision::{Grant, Host, HostLeave, HostSpawn, HostStop, Running, HOST_ACTOR};
+use crate::supervision::{Grant, Host, HostLeave, HostSpawn, HostStop, HOST_ACTOR};
 
 /// How long a quorum check waits before it fails with `NoQuorum`.
 const QUORUM_WAIT: Duration = Duration::from_secs(3);
@@ -41,6 +42,10 @@ const UNCONFIRMED: &str = "unconfirmed";
 
 /// How often the leader looks for placements to move.
 const TICK: Duration = Duration::from_millis(50);
+
+/// How long a placement that found no node to move to waits before the
+/// next try.
+const RETRY_MOVE: Duration = Duration::from_secs(1);
 
 /// Moves of a failed node's actors in flight at once: a node with
 /// thousands of actors must not crowd lease renewals out of the log.
@@ -74,8 +79,14 @@ pub(crate) struct Supervisor {
     /// Each renewing node's certificate roles (placement labels; gossiped
     /// roles that disagree are refused and counted).
     certified: HashMap<NodeId, Vec<String>>,
-    /// Names being moved now (queued or in flight).
+    /// Names being moved or restarted now (queued or in flight).
     moving: HashSet<String>,
+    /// What this leader delivered to hosts, so that an epoch is never
+    /// started twice (shared with its writes' futures; never held across
+    /// an await).
+    deliveries: Arc<std::sync::Mutex<Deliveries>>,
+    /// Placements that found no node to move to, and when to try again.
+    retry_after: HashMap<String, Instant>,
     /// Moves waiting for a slot, and how many run.
     queued: VecDeque<Relocate>,
     in_flight: usize,
@@ -126,6 +137,8 @@ impl Supervisor {
             types: HashMap::new(),
             certified: HashMap::new(),
             moving: HashSet::new(),
+            deliveries: Arc::default(),
+            retry_after: HashMap::new(),
             queued: VecDeque::new(),
             in_flight: 0,
             confirming: false,
@@ -136,6 +149,11 @@ impl Supervisor {
 
     fn read<T>(&self, f: impl FnOnce(&Machine) -> T) -> T {
         f(&self.machine.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// This leader's deliveries.
+    fn deliveries(&self) -> std::sync::MutexGuard<'_, Deliveries> {
+        lock(&self.deliveries)
     }
 
     /// `Ok` while this head leads; else who does.
@@ -267,6 +285,8 @@ impl Supervisor {
             (false, true) => {
                 tracing::info!(head = %self.id.short(), "no longer the head leader");
                 self.leases.lost_leadership();
+                self.deliveries().clear();
+                self.retry_after.clear();
                 self.pending.clear();
                 self.moving.clear();
                 self.queued.clear();
@@ -288,7 +308,10 @@ impl Supervisor {
             let actors: Vec<(String, u64)> = self.read(|m| {
                 m.state
                     .placed_on(node)
-                    .filter(|(name, _)| !self.moving.contains(*name))
+                    .filter(|(name, _)| {
+                        !self.moving.contains(*name)
+                            && self.retry_after.get(*name).is_none_or(|at| now >= *at)
+                    })
                     .map(|(name, r)| (name.clone(), r.epoch))
                     .collect()
             });
@@ -305,6 +328,22 @@ impl Supervisor {
             }
         }
         self.pump(ctx);
+    }
+
+    /// A crash or lease move of `name` ended: moved, or no node could take
+    /// it (`failed`): it waits [`RETRY_MOVE`] before the next try (logged
+    /// once while it waits).
+    fn waiting(&mut self, name: &str, failed: Option<&ControlError>) {
+        let Some(e) = failed else {
+            self.retry_after.remove(name);
+            return;
+        };
+        let again = Instant::now() + RETRY_MOVE;
+        if self.retry_after.insert(name.to_owned(), again).is_none() {
+            tracing::warn!(actor = %name, error = %e, "no node can take it now: it stays placed where it was and is moved once a node can");
+            let detail = format!("waits for a node: {e}");
+            self.mesh.directory().events().record("waiting", name, detail);
+        }
     }
 
     /// Starts queued moves while slots are free.
@@ -341,6 +380,11 @@ impl Supervisor {
             }
         });
     }
+}
+
+/// Locks `deliveries` (a poisoned lock still holds the right bookkeeping).
+fn lock(deliveries: &std::sync::Mutex<Deliveries>) -> std::sync::MutexGuard<'_, Deliveries> {
+    deliveries.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Whether this head leads and applied an entry of its own term.
@@ -488,11 +532,17 @@ impl Handler<PlaceActor> for Supervisor {
         };
         let held = spec.clone();
         let events = self.mesh.directory().events().clone();
+        let deliveries = Arc::clone(&self.deliveries);
+        lock(&deliveries).writing(&name);
+        let written = name.clone();
         Box::pin(
             async move {
                 let (index, applied) = writes.write(command).await?;
                 let epoch = match applied {
-                    Applied::Placed { epoch } => epoch,
+                    Applied::Placed { epoch } => {
+                        lock(&deliveries).committed(&name, epoch);
+                        epoch
+                    }
                     Applied::Exists(existing) => {
                         let request = PlaceActor {
                             name,
@@ -510,6 +560,15 @@ impl Handler<PlaceActor> for Supervisor {
                 };
                 let detail = format!("on {} (epoch {epoch})", node.short());
                 events.record("placed", name.as_str(), detail);
+                let push = lock(&deliveries).deliver(&name, epoch, index);
+                if !push {
+                    // A grant delivered it already (epochs go out once).
+                    return Ok(Located {
+                        node,
+                        epoch,
+                        type_name: spec.type_name,
+                    });
+                }
                 match host.send(spawn_request(&name, &spec, epoch, index)).await {
                     Ok(Err(e)) => {
                         tracing::warn!(actor = %name, node = %node.short(), error = %e, "the chosen node refused the actor: forgetting it");
@@ -533,6 +592,7 @@ impl Handler<PlaceActor> for Supervisor {
             .into_actor(self)
             .map(move |result, act, _| {
                 act.unhold(node, &held);
+                act.deliveries().abandoned(&written);
                 result
             }),
         )

@@ -33,6 +33,22 @@ pub struct ActorSpec {
     pub replace_on_escalation: bool,
 }
 
+#[cfg(test)]
+impl ActorSpec {
+    /// A spec of `type_name` needing nothing, placed anywhere.
+    pub(crate) fn for_tests(type_name: &str) -> Self {
+        Self {
+            type_name: type_name.to_owned(),
+            args: Vec::new(),
+            resources: ResourceSet::default(),
+            placement: Placement::Pack,
+            restart: Restart::never(),
+            bundle: None,
+            replace_on_escalation: true,
+        }
+    }
+}
+
 /// Why the control plane did not do what was asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
@@ -270,6 +286,12 @@ pub(crate) struct Renew {
     /// The actor types it may start: it takes placements of these only.
     #[serde(default)]
     pub(crate) types: Vec<String>,
+    /// The newest fence index its host processed (grants and pushed
+    /// placements): a placement the leader delivered at a fence this old
+    /// or older that the node does not run was lost (the host restarted,
+    /// or refused it), and restarts under a new epoch.
+    #[serde(default)]
+    pub(crate) seen_index: u64,
     /// How many of the head's revocations it holds (the list only grows).
     #[serde(default)]
     pub(crate) revoked_known: usize,

@@ -5,7 +5,8 @@
 //! Fencing, the node's half: a head placement ([`HostSpawn::fence`] set)
 //! starts only while the node holds a lease, and only if no newer grant
 //! superseded it; when the lease runs out without a renewal, every
-//! head-placed actor stops. The lease keeper (`control::lease`) renews the
+//! head-placed actor stops (the rules: [`super::fencing`]; a membership
+//! verdict stops nothing). The lease keeper (`control::lease`) renews the
 //! lease and hands each grant over ([`ApplyGrant`]): what to start and to
 //! stop so the node runs exactly what the head's log places on it.
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use super::fencing::{Admission, Fencing};
 use super::spawn::{
     ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, ListActors, Registry, Running,
     SpawnError,
@@ -40,12 +42,10 @@ pub struct Host {
     directory: Directory,
     arbiter: ArbiterHandle,
     started: HashMap<String, Started>,
-    /// Names being started now, with the epoch.
-    starting: HashMap<String, u64>,
-    /// Until when the node holds a lease.
-    lease_until: Option<Instant>,
-    /// The log index of the newest grant applied.
-    granted_index: u64,
+    /// Names an operator's spawn is starting now.
+    starting: std::collections::HashSet<String>,
+    /// Which head placements may start, run and must stop.
+    fencing: Fencing,
     /// Names of head-placed incarnations this host stopped whose
     /// directory entries may still be on their way out: a new placement
     /// may take them over; any other exposed name is not the head's.
@@ -65,51 +65,44 @@ impl Host {
             directory,
             arbiter,
             started: HashMap::new(),
-            starting: HashMap::new(),
-            lease_until: None,
-            granted_index: 0,
+            starting: std::collections::HashSet::new(),
+            fencing: Fencing::default(),
             retired: std::collections::HashSet::new(),
             leave,
         }
     }
 
-    fn holds_lease(&self) -> bool {
-        self.lease_until.is_some_and(|until| Instant::now() < until)
-    }
-
-    /// Checks a head placement; `Ok(true)` if it runs already.
-    fn admit(&mut self, request: &HostSpawn, from_grant: bool) -> Result<bool, SpawnError> {
-        let running = self
-            .started
-            .get(&request.name)
-            .map(|s| s.epoch)
-            .or_else(|| self.starting.get(&request.name).copied());
-        if running == Some(request.epoch) {
-            return Ok(true);
-        }
+    /// Checks a head placement against the names this node exposes
+    /// otherwise, then against fencing.
+    fn admit(&mut self, request: &HostSpawn, from_grant: bool) -> Result<Admission, SpawnError> {
         // A name exposed otherwise on this node (by the node itself, or an
         // operator's spawn) is not the head's to take over.
-        let operator_started = self.started.get(&request.name).is_some_and(|s| !s.fenced);
-        let ours = running.is_some() || self.retired.contains(&request.name);
+        let operator_started = self.started.get(&request.name).is_some_and(|s| !s.fenced)
+            || self.starting.contains(&request.name);
+        let ours = self.fencing.epoch_of(&request.name).is_some()
+            || self.retired.contains(&request.name);
         if operator_started || (!ours && self.directory.contains(&request.name)) {
             return Err(SpawnError::NameTaken {
                 name: request.name.clone(),
             });
         }
-        if !self.holds_lease() {
-            return Err(SpawnError::NoLease);
+        let fence = request.fence.unwrap_or(0);
+        let admission = self.fencing.admit(
+            &request.name,
+            request.epoch,
+            fence,
+            from_grant,
+            Instant::now(),
+        )?;
+        if let Admission::Start { .. } = admission {
+            // An older incarnation of the name gives way.
+            if let Some(old) = self.started.remove(&request.name) {
+                tracing::info!(actor = %request.name, old = old.epoch, new = request.epoch, "replacing an older incarnation");
+                old.supervised.stop();
+            }
+            self.retired.remove(&request.name);
         }
-        let superseded = request.fence.is_some_and(|i| i <= self.granted_index) && !from_grant;
-        if superseded || running.is_some_and(|e| e > request.epoch) {
-            return Err(SpawnError::Stale);
-        }
-        // An older incarnation of the name gives way.
-        if let Some(old) = self.started.remove(&request.name) {
-            tracing::info!(actor = %request.name, old = old.epoch, new = request.epoch, "replacing an older incarnation");
-            old.supervised.stop();
-        }
-        self.retired.remove(&request.name);
-        Ok(false)
+        Ok(admission)
     }
 
     fn start(
@@ -125,99 +118,92 @@ impl Host {
         let fenced = request.fence.is_some();
         if fenced {
             match self.admit(&request, from_grant) {
-                Ok(true) => return Box::pin(fut::ready(Ok(()))),
-                Ok(false) => {}
+                Ok(Admission::Running) => return Box::pin(fut::ready(Ok(()))),
+                Ok(Admission::Start { .. }) => {}
                 Err(e) => {
                     tracing::warn!(actor = %request.name, epoch = request.epoch, error = %e, "head placement refused");
                     return Box::pin(fut::ready(Err(e)));
                 }
             }
         } else if self.directory.contains(&request.name)
-            || self.starting.contains_key(&request.name)
+            || self.starting.contains(&request.name)
+            || self.fencing.epoch_of(&request.name).is_some()
         {
             let name = request.name;
             return Box::pin(fut::ready(Err(SpawnError::NameTaken { name })));
+        } else {
+            self.starting.insert(request.name.clone());
         }
         let (type_name, name, epoch) = (
             request.type_name.clone(),
             request.name.clone(),
             request.epoch,
         );
-        self.starting.insert(name.clone(), epoch);
         let starting = start(&self.directory, &self.arbiter, request);
         Box::pin(starting.into_actor(self).map(move |result, act, _| {
-            if act.starting.get(&name) == Some(&epoch) {
+            if !fenced {
                 act.starting.remove(&name);
             }
-            match result {
-                Ok(supervised) => {
-                    // The lease may have run out, or a newer placement
-                    // arrived, while it started.
-                    let newer = act.started.get(&name).is_some_and(|s| s.epoch > epoch);
-                    if fenced && (!act.holds_lease() || newer) {
-                        supervised.stop();
-                        if !newer {
-                            act.retired.insert(name);
-                        }
-                        return Err(SpawnError::Stale);
-                    }
-                    tracing::info!(%type_name, %name, epoch, "actor started on request");
-                    let started = Started {
-                        type_name,
-                        epoch,
-                        supervised,
-                        fenced,
-                    };
-                    if let Some(old) = act.started.insert(name, started) {
-                        old.supervised.stop();
-                    }
-                    Ok(())
-                }
+            let supervised = match result {
+                Ok(supervised) => supervised,
                 Err(e) => {
+                    if fenced {
+                        act.fencing.not_started(&name, epoch);
+                    }
                     tracing::warn!(%type_name, %name, error = %e, "spawn refused");
-                    Err(e)
+                    return Err(e);
                 }
+            };
+            // The lease may have run out, or a newer placement arrived,
+            // while it started.
+            if fenced && !act.fencing.started(&name, epoch, Instant::now()) {
+                supervised.stop();
+                if act.fencing.epoch_of(&name).is_none() {
+                    act.retired.insert(name);
+                }
+                return Err(SpawnError::Stale);
             }
+            tracing::info!(%type_name, %name, epoch, "actor started on request");
+            let started = Started {
+                type_name,
+                epoch,
+                supervised,
+                fenced,
+            };
+            if let Some(old) = act.started.insert(name, started) {
+                old.supervised.stop();
+            }
+            Ok(())
         }))
     }
 
+    /// Stops a head placement's incarnation `epoch` (or older).
     fn stop(&mut self, name: &str, epoch: u64) {
-        if self.started.get(name).is_some_and(|s| s.epoch <= epoch) {
-            if let Some(old) = self.started.remove(name) {
-                tracing::info!(actor = %name, epoch = old.epoch, "stopped on the head's request");
-                if old.fenced {
-                    self.retired.insert(name.to_owned());
-                }
-                old.supervised.stop();
-            }
-        }
-    }
-
-    /// The lease ran out: stop everything the head placed here.
-    fn check_lease(&mut self) {
-        if self.lease_until.is_none() || self.holds_lease() {
+        if self.fencing.stop(name, epoch).is_none() {
             return;
         }
-        self.fence("lease from the head ran out");
+        if let Some(old) = self.started.remove(name) {
+            tracing::info!(actor = %name, epoch = old.epoch, "stopped on the head's request");
+            self.retired.insert(name.to_owned());
+            old.supervised.stop();
+        }
     }
 
-    /// Gives up the lease and stops every head-placed actor.
-    fn fence(&mut self, why: &str) {
-        self.lease_until = None;
-        let fenced: Vec<String> = self
-            .started
-            .iter()
-            .filter(|(_, s)| s.fenced)
-            .map(|(n, _)| n.clone())
-            .collect();
+    /// The lease ran out without a renewal: stop everything the head
+    /// placed here.
+    fn check_lease(&mut self) {
+        let fenced = self.fencing.expire(Instant::now());
         if !fenced.is_empty() {
-            tracing::warn!(actors = fenced.len(), "{why}: stopping head-placed actors");
+            tracing::warn!(
+                actors = fenced.len(),
+                "lease from the head ran out: stopping head-placed actors"
+            );
         }
-        for name in fenced {
+        for (name, _) in fenced {
             if let Some(old) = self.started.remove(&name) {
                 old.supervised.stop();
-                self.retired.insert(name);
             }
+            self.retired.insert(name);
         }
     }
 }
@@ -290,11 +276,21 @@ impl Handler<ListActors> for Host {
     }
 }
 
-/// The head-placed actors this node runs and the types it may start (for
-/// a lease renewal).
+/// The head-placed actors this node runs, the types it may start and the
+/// newest fence index it processed (for a lease renewal).
 #[derive(Message)]
-#[rtype(result = "(Vec<Running>, Vec<String>)")]
+#[rtype(result = "LeaseReport")]
 pub(crate) struct LeaseRunning;
+
+/// What a lease renewal reports of the host.
+pub(crate) struct LeaseReport {
+    /// Head placements running or starting.
+    pub(crate) running: Vec<Running>,
+    /// Registered types.
+    pub(crate) types: Vec<String>,
+    /// The newest fence index processed (grants and pushed placements).
+    pub(crate) seen_index: u64,
+}
 
 impl Handler<LeaseRunning> for Host {
     type Result = MessageResult<LeaseRunning>;
@@ -303,37 +299,28 @@ impl Handler<LeaseRunning> for Host {
         // Retired names whose entries are gone need no more remembering.
         let directory = &self.directory;
         self.retired.retain(|name| directory.contains(name));
-        let mut running: Vec<Running> = self
-            .started
-            .iter()
-            .filter(|(_, s)| s.fenced && s.supervised.state() != SupervisedState::Stopped)
-            .map(|(name, s)| Running {
-                name: name.clone(),
-                epoch: s.epoch,
-                failed: s.supervised.state() == SupervisedState::Failed,
+        // Being started counts as running: the grant must not start it twice.
+        let started = &self.started;
+        let running: Vec<Running> = self
+            .fencing
+            .placed()
+            .filter_map(|(name, epoch)| {
+                let state = started
+                    .get(name)
+                    .filter(|s| s.epoch == epoch)
+                    .map(|s| s.supervised.state());
+                (state != Some(SupervisedState::Stopped)).then(|| Running {
+                    name: name.to_owned(),
+                    epoch,
+                    failed: state == Some(SupervisedState::Failed),
+                })
             })
             .collect();
-        // Being started counts as running: the grant must not start it twice.
-        running.extend(self.starting.iter().map(|(name, epoch)| Running {
-            name: name.clone(),
-            epoch: *epoch,
-            failed: false,
-        }));
-        MessageResult((running, self.registry.names()))
-    }
-}
-
-/// The cluster declared this node down: give up the lease and stop what
-/// the head placed here (the next grant lists what is still placed here).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Fence;
-
-impl Handler<Fence> for Host {
-    type Result = ();
-
-    fn handle(&mut self, _: Fence, _: &mut Context<Self>) {
-        self.fence("the cluster declared this node down");
+        MessageResult(LeaseReport {
+            running,
+            types: self.registry.names(),
+            seen_index: self.fencing.seen_index(),
+        })
     }
 }
 
@@ -349,10 +336,7 @@ impl Handler<ApplyGrant> for Host {
     type Result = ();
 
     fn handle(&mut self, ApplyGrant { until, grant }: ApplyGrant, ctx: &mut Context<Self>) {
-        if self.lease_until.is_none_or(|u| u < until) {
-            self.lease_until = Some(until);
-        }
-        self.granted_index = self.granted_index.max(grant.index);
+        self.fencing.grant(until, grant.index);
         for (name, epoch) in grant.stop {
             self.stop(&name, epoch);
         }

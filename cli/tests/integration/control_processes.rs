@@ -9,7 +9,7 @@ use swarm::control::{Control, Named, Spawn};
 use swarm::placement::Placement;
 use swarm::supervision::{Host, ListActors, HOST_ACTOR};
 use swarm::{AskError, Node, NodeId};
-use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
+use swarm_cli::demo::{Balance, Deposit, Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
 
 use crate::util::{admin_code, driver, exe, scratch, spawn_ready, swarm_json};
@@ -151,6 +151,13 @@ async fn the_head_group_keeps_every_acknowledged_spawn_through_a_leader_kill_and
         "an acknowledged spawn was lost"
     );
 
+    // What some ledgers hold now, under which epoch.
+    let sample: Vec<String> = acknowledged.iter().take(8).cloned().collect();
+    let mut before = Vec::new();
+    for name in &sample {
+        before.push(deposit_until_answered(&control, name, 5).await);
+    }
+
     // Kill every head, start them all again: the state comes back from redb.
     let mut heads = vec![killed.unwrap()];
     while let Some(at) = cluster
@@ -180,6 +187,34 @@ async fn the_head_group_keeps_every_acknowledged_spawn_through_a_leader_kill_and
         acknowledged.difference(&back).collect::<Vec<_>>()
     );
     assert_eq!(back, names);
+    // One epoch, one life: a ledger that answers under its old epoch kept
+    // its balance; one whose host restarted (or whose lease ran out while
+    // no head was up) answers under a newer epoch, never the old one with
+    // a fresh balance.
+    for (name, old) in sample.iter().zip(before) {
+        let now = deposit_until_answered(&control, name, 1).await;
+        if now.epoch == old.epoch {
+            assert_eq!(now.total, old.total + 1, "{name}: epoch {} lost its state", old.epoch);
+        } else {
+            assert!(now.epoch > old.epoch, "{name}: {old:?} then {now:?}");
+        }
+    }
+}
+
+/// Deposits `amount` into the ledger `name` until an incarnation answers
+/// (at most 30 s).
+async fn deposit_until_answered(control: &Control, name: &str, amount: u64) -> Balance {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        poll.tick().await;
+        if let Ok(ledger) = control.lookup::<Ledger>(name).await {
+            if let Ok(balance) = ledger.send(Deposit(amount)).await {
+                return balance;
+            }
+        }
+        assert!(Instant::now() < deadline, "{name} never answered");
+    }
 }
 
 /// The crash failover 50 times over (SIGKILL the ledger's process, wait

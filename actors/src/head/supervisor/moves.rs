@@ -41,10 +41,16 @@ impl Handler<Relocate> for Supervisor {
         let name = r.name.clone();
         let spec = record.spec.clone();
         let events = self.mesh.directory().events().clone();
+        let deliveries = Arc::clone(&self.deliveries);
         Box::pin(
             async move {
                 let node = match target {
                     Ok(node) => node,
+                    // Off a crashed or lease-expired node: the placement
+                    // stays, acknowledged, until a node can take it (the
+                    // tick asks again); nothing is lost to a moment without
+                    // capacity (a partition, a restart of every worker).
+                    Err(e) if r.queued => return Err(e),
                     Err(e) => {
                         let reason = format!("no node to move it to: {e}");
                         tracing::error!(actor = %name, %reason, "marking it failed");
@@ -70,18 +76,29 @@ impl Handler<Relocate> for Supervisor {
                     node,
                     expect: Some(r.epoch),
                 };
-                let (index, epoch) = match writes.write(command).await? {
-                    (index, Applied::Placed { epoch }) => (index, epoch),
-                    (_, other) => {
+                lock(&deliveries).writing(&name);
+                let written = writes.write(command).await;
+                let (index, epoch) = match written {
+                    Ok((index, Applied::Placed { epoch })) => {
+                        lock(&deliveries).committed(&name, epoch);
+                        (index, epoch)
+                    }
+                    Err(e) => {
+                        lock(&deliveries).abandoned(&name);
+                        return Err(e);
+                    }
+                    Ok((_, other)) => {
+                        lock(&deliveries).abandoned(&name);
                         return Err(ControlError::Refused {
                             reason: format!("changed while moving ({other:?})"),
-                        })
+                        });
                     }
                 };
                 tracing::info!(actor = %name, from = %r.from.short(), to = %node.short(), epoch, "moved");
                 let detail = format!("{} -> {} (epoch {epoch})", r.from.short(), node.short());
                 events.record("moved", name.as_str(), detail);
-                if let Some(new) = new {
+                let push = lock(&deliveries).deliver(&name, epoch, index);
+                if let Some(new) = new.filter(|_| push) {
                     let _ = new.send(spawn_request(&name, &spec, epoch, index)).await;
                 }
                 Ok(node)
@@ -89,6 +106,9 @@ impl Handler<Relocate> for Supervisor {
             .into_actor(self)
             .map(move |result, act, ctx| {
                 act.moving.remove(&r.name);
+                if r.queued {
+                    act.waiting(&r.name, result.as_ref().err());
+                }
                 if let Some(node) = held {
                     act.unhold(node, &record.spec);
                 }

@@ -2,6 +2,7 @@
 //! node must start and stop), and confirming a new leadership.
 
 use super::*;
+use crate::head::reconcile;
 
 impl Handler<Renew> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Grant, ControlError>>;
@@ -60,12 +61,12 @@ impl Supervisor {
         self.certified.insert(renew.node, renew.roles.clone());
     }
 
-    /// What `renew.node` must start and stop; escalations it reports move.
+    /// What `renew.node` must start and stop; escalations it reports move,
+    /// and placements it lost restart under a new epoch.
     fn grant(&mut self, renew: &Renew, ctx: &mut Context<Self>) -> Grant {
-        let reported: HashMap<&str, &Running> =
-            renew.running.iter().map(|r| (r.name.as_str(), r)).collect();
-        let mut escalated = Vec::new();
-        let (index, start, stop, revoked) = self.read(|m| {
+        let moving = &self.moving;
+        let mut deliveries = lock(&self.deliveries);
+        let (index, plan, start, revoked) = self.read(|m| {
             let index = m.last_applied.map_or(0, |l| l.index);
             let revoked: Vec<u64> = m
                 .state
@@ -74,33 +75,27 @@ impl Supervisor {
                 .skip(renew.revoked_known)
                 .map(|(serial, _)| *serial)
                 .collect();
-            let mut start = Vec::new();
-            for (name, record) in m.state.placed_on(renew.node) {
-                match reported.get(name.as_str()) {
-                    Some(r) if r.epoch == record.epoch => {
-                        if r.failed {
-                            escalated.push((name.clone(), record.epoch));
-                        }
-                    }
-                    _ => start.push(spawn_request(name, &record.spec, record.epoch, index)),
-                }
-            }
-            // What it runs that the log does not place there under that epoch.
-            let stop: Vec<(String, u64)> = renew
-                .running
+            let plan = reconcile::plan(
+                &m.state,
+                renew.node,
+                &renew.running,
+                renew.seen_index,
+                index,
+                &mut deliveries,
+                |name| moving.contains(name),
+            );
+            let start: Vec<HostSpawn> = plan
+                .start
                 .iter()
-                .filter(|r| {
-                    m.state.actor(&r.name).is_none_or(|rec| {
-                        rec.node != renew.node
-                            || rec.epoch != r.epoch
-                            || rec.state != RecordState::Placed
-                    })
+                .filter_map(|(name, epoch)| {
+                    let record = m.state.actor(name)?;
+                    Some(spawn_request(name, &record.spec, *epoch, index))
                 })
-                .map(|r| (r.name.clone(), r.epoch))
                 .collect();
-            (index, start, stop, revoked)
+            (index, plan, start, revoked)
         });
-        for (name, epoch) in escalated {
+        drop(deliveries);
+        for (name, epoch) in plan.escalated {
             if self.moving.insert(name.clone()) {
                 tracing::warn!(actor = %name, node = %renew.node.short(), "escalated past its restart policy");
                 ctx.notify(Escalated {
@@ -110,14 +105,85 @@ impl Supervisor {
                 });
             }
         }
+        for (name, epoch) in plan.restart {
+            if self.moving.insert(name.clone()) {
+                tracing::warn!(actor = %name, node = %renew.node.short(), epoch, "its node renewed without running it (the node restarted, rejoined or refused it): restarting it under a new epoch");
+                ctx.notify(Reincarnate {
+                    name,
+                    epoch,
+                    node: renew.node,
+                });
+            }
+        }
         Grant {
             lease_ms: u64::try_from(self.leases.lease().as_millis()).unwrap_or(u64::MAX),
             index,
             start,
-            stop,
+            stop: plan.stop,
             revoked,
             capability_key: self.group_key().map(|k| k.public()),
         }
+    }
+}
+
+/// Starts `name` again on `node`, which lost its incarnation `epoch`,
+/// under a new epoch committed for that start.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Reincarnate {
+    name: String,
+    epoch: u64,
+    node: NodeId,
+}
+
+impl Handler<Reincarnate> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, r: Reincarnate, _: &mut Context<Self>) -> Self::Result {
+        let spec = self.read(|m| {
+            m.state
+                .actor(&r.name)
+                .filter(|rec| rec.epoch == r.epoch && rec.node == r.node)
+                .map(|rec| rec.spec.clone())
+        });
+        let name = r.name.clone();
+        let Some(spec) = spec else {
+            self.moving.remove(&name);
+            return Box::pin(fut::ready(()));
+        };
+        let writes = self.writes.clone();
+        let deliveries = Arc::clone(&self.deliveries);
+        let host = self.host(r.node);
+        let events = self.mesh.directory().events().clone();
+        lock(&deliveries).writing(&r.name);
+        Box::pin(
+            async move {
+                let command = Command::Place {
+                    name: r.name.clone(),
+                    spec: spec.clone(),
+                    node: r.node,
+                    expect: Some(r.epoch),
+                };
+                let Ok((index, Applied::Placed { epoch })) = writes.write(command).await else {
+                    return;
+                };
+                lock(&deliveries).committed(&r.name, epoch);
+                let detail = format!(
+                    "on {}: epoch {} -> {epoch} (its node no longer ran it)",
+                    r.node.short(),
+                    r.epoch
+                );
+                events.record("restarted", r.name.as_str(), detail);
+                if lock(&deliveries).deliver(&r.name, epoch, index) {
+                    let _ = host.send(spawn_request(&r.name, &spec, epoch, index)).await;
+                }
+            }
+            .into_actor(self)
+            .map(move |(), act, _| {
+                act.moving.remove(&name);
+                act.deliveries().abandoned(&name);
+            }),
+        )
     }
 }
 
@@ -135,6 +201,7 @@ impl Handler<Confirmed> for Supervisor {
         if confirmed && caught_up_leader(&self.raft.metrics().borrow()) {
             tracing::info!(head = %self.id.short(), "head leader: placement supervisor active");
             self.leases.became_leader(Instant::now());
+            self.deliveries().clear();
         }
     }
 }

@@ -1,0 +1,251 @@
+//! The leader's half of "one epoch, one incarnation", as pure bookkeeping:
+//! which placements this leader delivered to their host, and what a
+//! renewing node must start, restart under a new epoch, or stop. No clock
+//! and no actors, so the supervisor and the control-plane simulator
+//! (`super::sim`) run the same code.
+//!
+//! An epoch is delivered to its host at most once per leadership: when the
+//! placement is committed (pushed) or, if that push has not gone out yet,
+//! in the next grant. A placement that a renewal does not report running
+//! although its host has seen the delivery (the renewal's `seen_index` is
+//! at least the delivery's fence) was lost: the host restarted, rejoined or
+//! refused it. It is never started again under that epoch: the leader
+//! commits a new epoch for it (same node) and delivers that. A new leader
+//! knows of no delivery, so every placement a renewal does not report
+//! restarts under a new epoch. A host, for its part, never starts an epoch
+//! twice in its life (`crate::supervision::Fencing`).
+
+use std::collections::HashMap;
+
+use swarm_protocol::NodeId;
+
+use super::state::{ControlState, RecordState};
+use crate::supervision::Running;
+
+/// A placement of this leader on its way to its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    /// Its write is in flight: the epoch is not known yet.
+    Writing,
+    /// Committed under `epoch`; delivered at `fence` (a log index) if at all.
+    Committed {
+        /// Its epoch.
+        epoch: u64,
+        /// The fence it was delivered with.
+        fence: Option<u64>,
+    },
+}
+
+/// This leader's deliveries, by name (forgotten once the host reports the
+/// placement running, or the name is placed anew).
+#[derive(Debug, Default)]
+pub(crate) struct Deliveries {
+    pending: HashMap<String, Pending>,
+}
+
+impl Deliveries {
+    /// A placement write for `name` goes out now.
+    pub(crate) fn writing(&mut self, name: &str) {
+        self.pending.insert(name.to_owned(), Pending::Writing);
+    }
+
+    /// The write for `name` committed under `epoch`.
+    pub(crate) fn committed(&mut self, name: &str, epoch: u64) {
+        self.pending.insert(
+            name.to_owned(),
+            Pending::Committed { epoch, fence: None },
+        );
+    }
+
+    /// The write for `name` failed or placed nothing.
+    pub(crate) fn abandoned(&mut self, name: &str) {
+        if self.pending.get(name) == Some(&Pending::Writing) {
+            self.pending.remove(name);
+        }
+    }
+
+    /// Whether to deliver `name`'s `epoch` at `fence` now: true once, for
+    /// a placement this leader committed and has not delivered.
+    pub(crate) fn deliver(&mut self, name: &str, epoch: u64, fence: u64) -> bool {
+        match self.pending.get_mut(name) {
+            Some(Pending::Committed {
+                epoch: e,
+                fence: f @ None,
+            }) if *e == epoch => {
+                *f = Some(fence);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A new leadership, or none: no delivery is known.
+    pub(crate) fn clear(&mut self) {
+        self.pending.clear();
+    }
+
+    /// How many are remembered.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// What a renewing node must do to run exactly what the log places on it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Deliver these (name, epoch) in the grant (first delivery).
+    pub(crate) start: Vec<(String, u64)>,
+    /// Lost: commit a new epoch on the same node for these (name, old epoch).
+    pub(crate) restart: Vec<(String, u64)>,
+    /// Stop these (name, epoch): not placed there under that epoch.
+    pub(crate) stop: Vec<(String, u64)>,
+    /// Failed past their restart policy (name, epoch).
+    pub(crate) escalated: Vec<(String, u64)>,
+}
+
+/// The plan for `node`, which reports `running` and has seen fences up to
+/// `seen_index`; the grant goes out at log index `index`. Names for which
+/// `busy` is true (a move or restart in flight) are left alone.
+pub(crate) fn plan(
+    state: &ControlState,
+    node: NodeId,
+    running: &[Running],
+    seen_index: u64,
+    index: u64,
+    deliveries: &mut Deliveries,
+    busy: impl Fn(&str) -> bool,
+) -> Plan {
+    let reported: HashMap<&str, &Running> =
+        running.iter().map(|r| (r.name.as_str(), r)).collect();
+    let mut plan = Plan::default();
+    for (name, record) in state.placed_on(node) {
+        let pending = deliveries.pending.get(name.as_str()).copied();
+        if let Some(r) = reported.get(name.as_str()).filter(|r| r.epoch == record.epoch) {
+            if matches!(pending, Some(Pending::Committed { epoch, .. }) if epoch <= record.epoch)
+            {
+                deliveries.pending.remove(name.as_str());
+            }
+            if r.failed {
+                plan.escalated.push((name.clone(), record.epoch));
+            }
+            continue;
+        }
+        if busy(name) {
+            continue;
+        }
+        match pending {
+            Some(Pending::Writing) => {}
+            Some(Pending::Committed { epoch, fence: None }) if epoch == record.epoch => {
+                deliveries.deliver(name, epoch, index);
+                plan.start.push((name.clone(), epoch));
+            }
+            // Delivered, the host has not seen it yet: on its way.
+            Some(Pending::Committed {
+                epoch,
+                fence: Some(fence),
+            }) if epoch == record.epoch && seen_index < fence => {}
+            // Delivered and seen, or delivered by an earlier leader (or
+            // never by this one): lost.
+            _ => plan.restart.push((name.clone(), record.epoch)),
+        }
+    }
+    plan.stop = running
+        .iter()
+        .filter(|r| {
+            state.actor(&r.name).is_none_or(|rec| {
+                rec.node != node || rec.epoch != r.epoch || rec.state != RecordState::Placed
+            })
+        })
+        .map(|r| (r.name.clone(), r.epoch))
+        .collect();
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::state::{ActorSpec, Applied, Command};
+
+    fn node(n: u8) -> NodeId {
+        NodeId::from_bytes([n; 16])
+    }
+
+    fn place(state: &mut ControlState, name: &str, on: NodeId, expect: Option<u64>) -> u64 {
+        let spec = ActorSpec::for_tests("demo.Ledger");
+        match state.apply(Command::Place {
+            name: name.to_owned(),
+            spec,
+            node: on,
+            expect,
+        }) {
+            Applied::Placed { epoch } => epoch,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn running(name: &str, epoch: u64) -> Running {
+        Running {
+            name: name.to_owned(),
+            epoch,
+            failed: false,
+        }
+    }
+
+    #[test]
+    fn a_committed_placement_is_delivered_once_then_waited_for_then_restarted_if_lost() {
+        let mut state = ControlState::default();
+        let mut d = Deliveries::default();
+        d.writing("a");
+        // Applied but its write's answer not back: not lost, not started.
+        let e = place(&mut state, "a", node(1), None);
+        let p = plan(&state, node(1), &[], 0, 5, &mut d, |_| false);
+        assert_eq!(p, Plan::default());
+        d.committed("a", e);
+        // Pushed at fence 5: a grant does not deliver it again.
+        assert!(d.deliver("a", e, 5));
+        assert!(!d.deliver("a", e, 6));
+        let p = plan(&state, node(1), &[], 4, 6, &mut d, |_| false);
+        assert_eq!(p, Plan::default(), "the host has not seen fence 5 yet");
+        let p = plan(&state, node(1), &[], 6, 7, &mut d, |_| false);
+        assert_eq!(p.restart, vec![("a".to_owned(), e)], "seen and not running");
+        assert!(p.start.is_empty());
+    }
+
+    #[test]
+    fn a_grant_delivers_what_no_push_did_and_forgets_it_once_it_runs() {
+        let mut state = ControlState::default();
+        let mut d = Deliveries::default();
+        let e = place(&mut state, "a", node(1), None);
+        d.committed("a", e);
+        let p = plan(&state, node(1), &[], 0, 9, &mut d, |_| false);
+        assert_eq!(p.start, vec![("a".to_owned(), e)]);
+        assert!(!d.deliver("a", e, 9), "the push that comes late does not go");
+        let p = plan(&state, node(1), &[running("a", e)], 9, 10, &mut d, |_| false);
+        assert_eq!(p, Plan::default());
+        assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn a_new_leader_restarts_what_is_not_reported_and_stops_what_is_not_placed() {
+        let mut state = ControlState::default();
+        let e = place(&mut state, "a", node(1), None);
+        let old = place(&mut state, "b", node(1), None);
+        let moved = place(&mut state, "b", node(2), Some(old));
+        let mut d = Deliveries::default();
+        let p = plan(
+            &state,
+            node(1),
+            &[running("b", old)],
+            0,
+            9,
+            &mut d,
+            |_| false,
+        );
+        assert_eq!(p.restart, vec![("a".to_owned(), e)]);
+        assert_eq!(p.stop, vec![("b".to_owned(), old)]);
+        let p = plan(&state, node(2), &[], 0, 9, &mut d, |n| n == "b");
+        assert!(p.restart.is_empty(), "a move in flight is left alone");
+        assert_ne!(moved, old);
+    }
+}
