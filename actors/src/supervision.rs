@@ -30,11 +30,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+pub(crate) use fencing::{Admission, Fencing};
 pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
 pub use hosting::Host;
-#[cfg(test)]
-pub(crate) use fencing::{Admission, Fencing};
 pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave};
 pub(crate) use spawn::Registry;
 pub use spawn::{

@@ -51,10 +51,8 @@ impl Deliveries {
 
     /// The write for `name` committed under `epoch`.
     pub(crate) fn committed(&mut self, name: &str, epoch: u64) {
-        self.pending.insert(
-            name.to_owned(),
-            Pending::Committed { epoch, fence: None },
-        );
+        self.pending
+            .insert(name.to_owned(), Pending::Committed { epoch, fence: None });
     }
 
     /// The write for `name` failed or placed nothing.
@@ -116,14 +114,15 @@ pub(crate) fn plan(
     deliveries: &mut Deliveries,
     busy: impl Fn(&str) -> bool,
 ) -> Plan {
-    let reported: HashMap<&str, &Running> =
-        running.iter().map(|r| (r.name.as_str(), r)).collect();
+    let reported: HashMap<&str, &Running> = running.iter().map(|r| (r.name.as_str(), r)).collect();
     let mut plan = Plan::default();
     for (name, record) in state.placed_on(node) {
         let pending = deliveries.pending.get(name.as_str()).copied();
-        if let Some(r) = reported.get(name.as_str()).filter(|r| r.epoch == record.epoch) {
-            if matches!(pending, Some(Pending::Committed { epoch, .. }) if epoch <= record.epoch)
-            {
+        if let Some(r) = reported
+            .get(name.as_str())
+            .filter(|r| r.epoch == record.epoch)
+        {
+            if matches!(pending, Some(Pending::Committed { epoch, .. }) if epoch <= record.epoch) {
                 deliveries.pending.remove(name.as_str());
             }
             if r.failed {
@@ -220,8 +219,13 @@ mod tests {
         d.committed("a", e);
         let p = plan(&state, node(1), &[], 0, 9, &mut d, |_| false);
         assert_eq!(p.start, vec![("a".to_owned(), e)]);
-        assert!(!d.deliver("a", e, 9), "the push that comes late does not go");
-        let p = plan(&state, node(1), &[running("a", e)], 9, 10, &mut d, |_| false);
+        assert!(
+            !d.deliver("a", e, 9),
+            "the push that comes late does not go"
+        );
+        let p = plan(&state, node(1), &[running("a", e)], 9, 10, &mut d, |_| {
+            false
+        });
         assert_eq!(p, Plan::default());
         assert_eq!(d.len(), 0);
     }
@@ -233,15 +237,9 @@ mod tests {
         let old = place(&mut state, "b", node(1), None);
         let moved = place(&mut state, "b", node(2), Some(old));
         let mut d = Deliveries::default();
-        let p = plan(
-            &state,
-            node(1),
-            &[running("b", old)],
-            0,
-            9,
-            &mut d,
-            |_| false,
-        );
+        let p = plan(&state, node(1), &[running("b", old)], 0, 9, &mut d, |_| {
+            false
+        });
         assert_eq!(p.restart, vec![("a".to_owned(), e)]);
         assert_eq!(p.stop, vec![("b".to_owned(), old)]);
         let p = plan(&state, node(2), &[], 0, 9, &mut d, |n| n == "b");

@@ -130,13 +130,30 @@ enum Msg {
 
 #[derive(Debug, Clone)]
 enum Event {
-    Deliver { from: End, to: End, msg: Msg },
-    Renewal { node: usize, life: u64 },
-    LeaseCheck { node: usize, life: u64 },
-    Started { node: usize, life: u64, name: String, epoch: u64 },
+    Deliver {
+        from: End,
+        to: End,
+        msg: Msg,
+    },
+    Renewal {
+        node: usize,
+        life: u64,
+    },
+    LeaseCheck {
+        node: usize,
+        life: u64,
+    },
+    Started {
+        node: usize,
+        life: u64,
+        name: String,
+        epoch: u64,
+    },
     Tick,
     Fault,
-    ClientSpawn { name: String },
+    ClientSpawn {
+        name: String,
+    },
 }
 
 struct Host {
@@ -465,7 +482,8 @@ impl Sim {
                         for (name, epoch) in start {
                             self.admit(n, &name, epoch, index, true, now);
                         }
-                        let check = self.when(self.hosts[n].clock, until) + Duration::from_micros(1);
+                        let check =
+                            self.when(self.hosts[n].clock, until) + Duration::from_micros(1);
                         self.at(check.max(self.now), Event::LeaseCheck { node: n, life });
                     }
                     Msg::Spawn { name, epoch, fence } => {
@@ -574,7 +592,8 @@ impl Sim {
             };
             // A probe finds a dead process's address refusing connections
             // (a cut-off one does not answer at all).
-            let refuses = !self.hosts[from].alive && self.reachable(End::Head(head), End::Node(from));
+            let refuses =
+                !self.hosts[from].alive && self.reachable(End::Head(head), End::Node(from));
             let Some(leader) = self.leader.as_mut() else {
                 return;
             };

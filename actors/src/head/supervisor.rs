@@ -342,7 +342,10 @@ impl Supervisor {
         if self.retry_after.insert(name.to_owned(), again).is_none() {
             tracing::warn!(actor = %name, error = %e, "no node can take it now: it stays placed where it was and is moved once a node can");
             let detail = format!("waits for a node: {e}");
-            self.mesh.directory().events().record("waiting", name, detail);
+            self.mesh
+                .directory()
+                .events()
+                .record("waiting", name, detail);
         }
     }
 

@@ -79,8 +79,8 @@ impl Host {
         // operator's spawn) is not the head's to take over.
         let operator_started = self.started.get(&request.name).is_some_and(|s| !s.fenced)
             || self.starting.contains(&request.name);
-        let ours = self.fencing.epoch_of(&request.name).is_some()
-            || self.retired.contains(&request.name);
+        let ours =
+            self.fencing.epoch_of(&request.name).is_some() || self.retired.contains(&request.name);
         if operator_started || (!ours && self.directory.contains(&request.name)) {
             return Err(SpawnError::NameTaken {
                 name: request.name.clone(),

@@ -194,7 +194,12 @@ async fn the_head_group_keeps_every_acknowledged_spawn_through_a_leader_kill_and
     for (name, old) in sample.iter().zip(before) {
         let now = deposit_until_answered(&control, name, 1).await;
         if now.epoch == old.epoch {
-            assert_eq!(now.total, old.total + 1, "{name}: epoch {} lost its state", old.epoch);
+            assert_eq!(
+                now.total,
+                old.total + 1,
+                "{name}: epoch {} lost its state",
+                old.epoch
+            );
         } else {
             assert!(now.epoch > old.epoch, "{name}: {old:?} then {now:?}");
         }
