@@ -85,6 +85,9 @@ pub(crate) struct Supervisor {
     /// started twice (shared with its writes' futures; never held across
     /// an await).
     deliveries: Arc<std::sync::Mutex<Deliveries>>,
+    /// Names restarted under a new epoch in a row (until reported running),
+    /// and when the next restart may go.
+    restarted: HashMap<String, (u32, Instant)>,
     /// Placements that found no node to move to, and when to try again.
     retry_after: HashMap<String, Instant>,
     /// Moves waiting for a slot, and how many run.
@@ -139,6 +142,7 @@ impl Supervisor {
             moving: HashSet::new(),
             deliveries: Arc::default(),
             retry_after: HashMap::new(),
+            restarted: HashMap::new(),
             queued: VecDeque::new(),
             in_flight: 0,
             confirming: false,
@@ -287,6 +291,7 @@ impl Supervisor {
                 self.leases.lost_leadership();
                 self.deliveries().clear();
                 self.retry_after.clear();
+                self.restarted.clear();
                 self.pending.clear();
                 self.moving.clear();
                 self.queued.clear();

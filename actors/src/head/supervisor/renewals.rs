@@ -64,7 +64,16 @@ impl Supervisor {
     /// What `renew.node` must start and stop; escalations it reports move,
     /// and placements it lost restart under a new epoch.
     fn grant(&mut self, renew: &Renew, ctx: &mut Context<Self>) -> Grant {
+        // What runs needs no more restarting.
+        for r in &renew.running {
+            self.restarted.remove(&r.name);
+        }
+        let now = Instant::now();
         let moving = &self.moving;
+        let restarted = &self.restarted;
+        let busy = |name: &str| {
+            moving.contains(name) || restarted.get(name).is_some_and(|(_, next)| now < *next)
+        };
         let mut deliveries = lock(&self.deliveries);
         let (index, plan, start, revoked) = self.read(|m| {
             let index = m.last_applied.map_or(0, |l| l.index);
@@ -82,7 +91,7 @@ impl Supervisor {
                 renew.seen_index,
                 index,
                 &mut deliveries,
-                |name| moving.contains(name),
+                busy,
             );
             let start: Vec<HostSpawn> = plan
                 .start
@@ -106,6 +115,14 @@ impl Supervisor {
             }
         }
         for (name, epoch) in plan.restart {
+            // A node that keeps refusing a placement (its own actor holds
+            // the name) costs a write per renewal at most once a backoff.
+            let (count, _) = self.restarted.get(&name).copied().unwrap_or((0, now));
+            let wait = RESTART_BACKOFF
+                .0
+                .saturating_mul(1 << count.min(5))
+                .min(RESTART_BACKOFF.1);
+            self.restarted.insert(name.clone(), (count + 1, now + wait));
             if self.moving.insert(name.clone()) {
                 tracing::warn!(actor = %name, node = %renew.node.short(), epoch, "its node renewed without running it (the node restarted, rejoined or refused it): restarting it under a new epoch");
                 ctx.notify(Reincarnate {
@@ -125,6 +142,10 @@ impl Supervisor {
         }
     }
 }
+
+/// Restarts of one name in a row wait from the first to the second
+/// duration, doubling, until it is reported running.
+const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(15));
 
 /// Starts `name` again on `node`, which lost its incarnation `epoch`,
 /// under a new epoch committed for that start.
