@@ -36,27 +36,34 @@
 //!    balance includes its own deposit and every deposit of the same epoch
 //!    acknowledged before it was sent; in particular the balance never goes
 //!    back (an epoch started twice, with fresh state, fails here).
-//! 3. **One incarnation after the heal**, as above, within [`SETTLE`].
+//! 3. **One incarnation after the heal**, within [`SETTLE`]: both
+//!    drivers' last [`AGREED`] answers per ledger come from one epoch on
+//!    one node, the hosts (`swarm actors --host`'s listing) run exactly
+//!    that one, and the head records it there.
 //! 4. **The majority keeps what it runs**: every answer from "major" comes
 //!    from the epoch and node it was placed with, and the majority's
 //!    driver never found it stopped.
 //!
-//! On failure, the test prints each ledger's epochs (first and last
-//! answer, counts, balances), the errors each driver saw, and what the
-//! hosts ran at the end. The cut's iptables rules live in the namespaces
-//! and go with them when `Net` is dropped.
+//! `partition/record.rs` keeps the answers and judges them. After each
+//! run the test prints, per ledger and epoch, the first and last answer,
+//! counts and balances (split where the balance went back), the errors
+//! each driver saw, the nodes' rejoins and what their hosts ran at the
+//! end. The cut's iptables rules live in the namespaces and go with them
+//! when `Net` is dropped, also when the test fails.
+
+mod record;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use swarm::config::NodeFile;
 use swarm::credentials::Throwaway;
 
-use crate::namespaces::{must, require, write_config, Answer, Driver, Net};
+use crate::namespaces::{must, require, write_config, Driver, Net};
 use crate::util::scratch;
+use record::{now_us, Record};
 
 #[test]
 fn a_healed_partition_leaves_one_incarnation_per_ledger_and_the_majority_keeps_its_own() {
@@ -138,7 +145,7 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
         placed.insert(ledger, answer["epoch"].as_u64().unwrap());
     }
 
-    let mut log = Log::new(placed);
+    let mut record = Record::new(placed);
     for (d, name) in drivers.iter_mut().zip(DRIVERS) {
         let started = d.call(&format!(
             "deposit {name} {}",
@@ -148,12 +155,12 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
     }
     // Every driver is answered by every ledger before the cut.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !log.answered_by_all(20) {
+    while !record.answered_by_all(20) {
         assert!(Instant::now() < deadline, "no deposits before the cut");
-        log.poll(&mut drivers);
+        record.poll(&mut drivers);
     }
     let leader = drivers[0].call("leader 30")["leader"].clone();
-    log.mark(format!("cut (the head leader was {leader})"));
+    record.mark(format!("cut (the head leader was {leader})"));
     cut(&net, "-I");
 
     // Cut until each side sees the other down and the majority moved
@@ -161,9 +168,9 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
     let cut_at = Instant::now();
     let mut cut_done = false;
     while cut_at.elapsed() < CUT_LIMIT {
-        log.poll(&mut drivers);
+        record.poll(&mut drivers);
         if cut_at.elapsed() >= hold
-            && log.moved("minor", "d1")
+            && record.moved("minor", "d1")
             && sees_down(&mut drivers[0], &MINORITY)
             && sees_down(&mut drivers[1], &MAJORITY)
         {
@@ -172,63 +179,62 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
         }
     }
     if !cut_done {
-        log.fail(format!(
+        record.fail(format!(
             "within {CUT_LIMIT:?} of the cut, the sides did not both see the other down, \
              or the majority did not move \"minor\""
         ));
     }
     cut(&net, "-D");
-    log.mark("heal".into());
+    record.mark("heal".into());
 
     // Settled: every member alive on both drivers, one incarnation per
     // ledger answering both and listed by the hosts, for 2 s.
     let heal_us = now_us();
     let healed = Instant::now();
     let mut settled_since: Option<Instant> = None;
-    let mut hosts = Value::Null;
-    let mut recorded = Value::Null;
     loop {
-        log.poll(&mut drivers);
+        record.poll(&mut drivers);
         let mut state = Ok(());
         for d in &mut drivers {
             if state.is_ok() && !all_alive(&d.call("members")) {
                 state = Err("not every member is alive on both drivers".to_owned());
             }
         }
-        let agreed = state.and_then(|()| log.agreed_since(heal_us));
+        let agreed = state.and_then(|()| record.agreed_since(heal_us));
         let listed = agreed.and_then(|agreed| {
-            hosts = drivers[0].call(&format!("hosts {}", NODES.join(" ")));
+            let hosts = drivers[0].call(&format!("hosts {}", NODES.join(" ")));
             one_incarnation_each(&hosts, &agreed)?;
-            recorded = drivers[0].call("placed");
-            recorded_as_agreed(&recorded, &agreed)
+            recorded_as_agreed(&drivers[0].call("placed"), &agreed)
         });
         match listed {
             Ok(()) => {
                 let since = *settled_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= Duration::from_secs(2) {
-                    log.mark("settled".into());
+                    record.mark("settled".into());
                     break;
                 }
             }
             Err(why) => {
                 settled_since = None;
                 if healed.elapsed() >= SETTLE {
-                    log.fail(format!("not settled {SETTLE:?} after the heal: {why}"));
+                    record.fail(format!("not settled {SETTLE:?} after the heal: {why}"));
                     break;
                 }
             }
         }
     }
     for d in &mut drivers {
-        log.take(d.call("answers stop"));
+        record.take(d.call("answers stop"));
     }
-    log.check();
+    record.check();
+    let hosts = drivers[0].call(&format!("hosts {}", NODES.join(" ")));
+    let head_rows = drivers[0].call("placed");
     let events = drivers[0].call(&format!("events {}", NODES.join(" ")));
-    let summary = log.summary(&hosts, &recorded, &events);
+    let summary = record.summary(&hosts, &head_rows, &events);
     eprintln!("{summary}");
     drop(net);
     let _ = std::fs::remove_dir_all(&dir);
-    log.failures
+    record.failures
 }
 
 /// Every host: its name and address. Majority first.
@@ -343,11 +349,11 @@ fn one_incarnation_each(
 /// Whether the head records each ledger placed where the drivers agree
 /// it runs (a `placed` answer).
 fn recorded_as_agreed(
-    recorded: &Value,
+    head_rows: &Value,
     agreed: &BTreeMap<String, (u64, String)>,
 ) -> Result<(), String> {
     for (ledger, (epoch, node)) in agreed {
-        let row = recorded
+        let row = head_rows
             .as_array()
             .and_then(|rows| rows.iter().find(|r| r["name"] == ledger.as_str()));
         match row {
@@ -355,373 +361,10 @@ fn recorded_as_agreed(
             _ => {
                 return Err(format!(
                     "{ledger}: the drivers agree on epoch {epoch} on {node}, the head records {}",
-                    row.unwrap_or(recorded)
+                    row.unwrap_or(head_rows)
                 ))
             }
         }
     }
     Ok(())
-}
-
-/// What the run saw: every answer, the moments it marked, and what failed.
-struct Log {
-    /// t = 0 of the summary: when the deposits started.
-    t0: u64,
-    /// Each ledger's epoch when placed.
-    placed: BTreeMap<&'static str, u64>,
-    answers: Vec<Answer>,
-    marks: Vec<(u64, String)>,
-    failures: Vec<String>,
-}
-
-impl Log {
-    fn new(placed: BTreeMap<&'static str, u64>) -> Self {
-        Self {
-            t0: now_us(),
-            placed,
-            answers: Vec::new(),
-            marks: Vec::new(),
-            failures: Vec::new(),
-        }
-    }
-
-    fn mark(&mut self, what: String) {
-        eprintln!("partition: {what} at {}", self.at(now_us()));
-        self.marks.push((now_us(), what));
-    }
-
-    fn fail(&mut self, what: String) {
-        self.failures.push(what);
-    }
-
-    /// Takes what the drivers recorded since the last poll, 250 ms later.
-    fn poll(&mut self, drivers: &mut [Driver]) {
-        std::thread::sleep(Duration::from_millis(250));
-        for d in drivers {
-            self.take(d.call("answers"));
-        }
-    }
-
-    fn take(&mut self, answer: Value) {
-        let answers: Vec<Answer> = serde_json::from_value(answer["answers"].clone())
-            .unwrap_or_else(|e| panic!("answers: {e}: {answer}"));
-        self.answers.extend(answers);
-    }
-
-    /// Whether each driver has `n` acknowledged deposits into each ledger.
-    fn answered_by_all(&self, n: usize) -> bool {
-        DRIVERS.iter().all(|d| {
-            LEDGERS.iter().all(|(l, _)| {
-                self.answers
-                    .iter()
-                    .filter(|a| a.driver == *d && a.name == *l && a.balance.is_some())
-                    .count()
-                    >= n
-            })
-        })
-    }
-
-    /// Whether `driver` was answered by an epoch of `ledger` other than
-    /// the one it was placed with.
-    fn moved(&self, ledger: &str, driver: &str) -> bool {
-        self.answers.iter().any(|a| {
-            a.driver == driver
-                && a.name == ledger
-                && a.balance
-                    .as_ref()
-                    .is_some_and(|b| b.epoch != self.placed[ledger])
-        })
-    }
-
-    /// The incarnation (epoch, node) of each ledger that answered each
-    /// driver's last [`AGREED`] deposits sent after `since`, if one did.
-    fn agreed_since(&self, since: u64) -> Result<BTreeMap<String, (u64, String)>, String> {
-        let mut agreed = BTreeMap::new();
-        for (ledger, _) in LEDGERS {
-            let mut seen: Option<(u64, String)> = None;
-            for driver in DRIVERS {
-                let last: Vec<&Answer> = self
-                    .answers
-                    .iter()
-                    .filter(|a| a.name == ledger && a.driver == driver && a.sent_us >= since)
-                    .collect();
-                let last = &last[last.len().saturating_sub(AGREED)..];
-                if last.len() < AGREED {
-                    return Err(format!("{driver}: {} answers from {ledger}", last.len()));
-                }
-                for a in last {
-                    let Some(b) = &a.balance else {
-                        return Err(format!("{driver}: {ledger} failed: {:?}", a.error));
-                    };
-                    let this = (b.epoch, b.node.clone());
-                    if seen.get_or_insert_with(|| this.clone()) != &this {
-                        return Err(format!("{ledger}: answered by {this:?} and {seen:?}"));
-                    }
-                }
-            }
-            agreed.insert(ledger.to_owned(), seen.unwrap());
-        }
-        Ok(agreed)
-    }
-
-    /// Checks 1, 2 and 4 of the module doc on every answer.
-    fn check(&mut self) {
-        for (ledger, _) in LEDGERS {
-            let ok: Vec<&Answer> = self
-                .answers
-                .iter()
-                .filter(|a| a.name == ledger && a.balance.is_some())
-                .collect();
-            let epoch_of = |a: &Answer| a.balance.as_ref().unwrap().epoch;
-            let mut by_epoch: BTreeMap<u64, Vec<&Answer>> = BTreeMap::new();
-            for a in &ok {
-                by_epoch.entry(epoch_of(a)).or_default().push(a);
-            }
-            let mut failures = Vec::new();
-            // 1. No answer of another epoch between two of one epoch.
-            for (e, mine) in &by_epoch {
-                let first_acked = mine.iter().map(|a| a.acked_us).min().unwrap();
-                let last_sent = mine.iter().map(|a| a.sent_us).max().unwrap();
-                let between = ok.iter().find(|b| {
-                    epoch_of(b) != *e
-                        && first_acked + CLOCK_UNCERTAINTY < b.sent_us
-                        && b.acked_us + CLOCK_UNCERTAINTY < last_sent
-                });
-                if let Some(b) = between {
-                    failures.push(format!(
-                        "{ledger}: epochs {e} and {} overlap: {e} answered at {} and again at {}, \
-                         and {} answered {} at {} in between",
-                        epoch_of(b),
-                        self.at(first_acked),
-                        self.at(last_sent),
-                        epoch_of(b),
-                        b.driver,
-                        self.at(b.sent_us),
-                    ));
-                }
-            }
-            // 2. Every answer includes every deposit of its epoch
-            // acknowledged before it was sent.
-            for (e, mine) in &by_epoch {
-                let mut by_acked = mine.clone();
-                by_acked.sort_by_key(|a| a.acked_us);
-                let mut sums = vec![0];
-                for a in &by_acked {
-                    sums.push(sums.last().unwrap() + a.amount);
-                }
-                let lost: Vec<(&Answer, u64)> = mine
-                    .iter()
-                    .filter_map(|b| {
-                        let before = by_acked.partition_point(|a| a.acked_us < b.sent_us);
-                        let needed = sums[before] + b.amount;
-                        (b.balance.as_ref().unwrap().total < needed).then_some((*b, needed))
-                    })
-                    .collect();
-                if let Some((b, needed)) = lost.iter().min_by_key(|(b, _)| b.acked_us) {
-                    failures.push(format!(
-                        "{ledger} epoch {e}: acknowledged deposits were lost: {} was answered \
-                         {} at {} although {} deposits of this epoch had been acknowledged before \
-                         it was sent ({} answers like it)",
-                        b.driver,
-                        b.balance.as_ref().unwrap().total,
-                        self.at(b.acked_us),
-                        needed - b.amount,
-                        lost.len()
-                    ));
-                }
-            }
-            self.failures.extend(failures);
-        }
-        // 4. The majority's ledger keeps its epoch and node, and is never
-        // found stopped by the majority's driver.
-        let epoch = self.placed["major"];
-        let strays: Vec<&Answer> = self
-            .answers
-            .iter()
-            .filter(|a| a.name == "major")
-            .filter(|a| {
-                a.balance
-                    .as_ref()
-                    .is_some_and(|b| b.epoch != epoch || b.node != "w1")
-            })
-            .collect();
-        if let Some(a) = strays.first() {
-            let b = a.balance.as_ref().unwrap();
-            self.failures.push(format!(
-                "major was placed on w1 with epoch {epoch}, but {} was answered by epoch {} \
-                 on {} at {} ({} such answers)",
-                a.driver,
-                b.epoch,
-                b.node,
-                self.at(a.acked_us),
-                strays.len()
-            ));
-        }
-        let stopped: Vec<&Answer> = self
-            .answers
-            .iter()
-            .filter(|a| a.name == "major" && a.driver == "d1")
-            .filter(|a| {
-                a.error
-                    .as_ref()
-                    .is_some_and(|(kind, _)| kind == "NoSuchActor" || kind == "ActorStopped")
-            })
-            .collect();
-        if let (Some(first), Some(last)) = (stopped.first(), stopped.last()) {
-            self.failures.push(format!(
-                "w1, a healthy majority node, stopped major: d1 found it gone {} times \
-                 from {} to {} ({:?})",
-                stopped.len(),
-                self.at(first.sent_us),
-                self.at(last.acked_us),
-                first.error
-            ));
-        }
-    }
-
-    /// Per ledger and epoch: first and last answer, counts, balances; the
-    /// errors each driver saw; the marks; what the hosts ran at the end.
-    fn summary(&self, hosts: &Value, recorded: &Value, events: &Value) -> String {
-        let mut out = String::from("partition summary (t = 0 when the deposits started)\n");
-        for (when, what) in &self.marks {
-            let _ = writeln!(out, "  {} {what}", self.at(*when));
-        }
-        for (ledger, on) in LEDGERS {
-            let _ = writeln!(
-                out,
-                "{ledger}: placed on {on} with epoch {}",
-                self.placed[ledger]
-            );
-            let mut groups: BTreeMap<(u64, String), Vec<&Answer>> = BTreeMap::new();
-            for a in self.answers.iter().filter(|a| a.name == ledger) {
-                if let Some(b) = &a.balance {
-                    groups.entry((b.epoch, b.node.clone())).or_default().push(a);
-                }
-            }
-            for ((epoch, node), answers) in &groups {
-                let _ = writeln!(out, "  epoch {epoch} on {node}:");
-                for life in lives(answers) {
-                    let total = |a: &Answer| a.balance.as_ref().unwrap().total;
-                    let count = |d: &str| life.iter().filter(|a| a.driver == d).count();
-                    let (first, last) = (life[0], life[life.len() - 1]);
-                    let _ = writeln!(
-                        out,
-                        "    {} to {}: {} answers (d1 {}, d2 {}), balance {} .. {}",
-                        self.at(first.acked_us),
-                        self.at(last.acked_us),
-                        life.len(),
-                        count("d1"),
-                        count("d2"),
-                        total(first),
-                        life.iter().map(|a| total(a)).max().unwrap(),
-                    );
-                }
-            }
-            for driver in DRIVERS {
-                let mut errors: BTreeMap<&str, (usize, u64, u64, &str)> = BTreeMap::new();
-                for a in self
-                    .answers
-                    .iter()
-                    .filter(|a| a.name == ledger && a.driver == driver)
-                {
-                    if let Some((kind, text)) = &a.error {
-                        let e = errors
-                            .entry(kind)
-                            .or_insert((0, a.sent_us, a.acked_us, text));
-                        e.0 += 1;
-                        e.2 = a.acked_us;
-                    }
-                }
-                for (kind, (n, first, last, text)) in errors {
-                    let _ = writeln!(
-                        out,
-                        "  {driver} errors: {kind} x{n} from {} to {} (first: {text})",
-                        self.at(first),
-                        self.at(last)
-                    );
-                }
-            }
-        }
-        let _ = writeln!(out, "the head's records at the end: {recorded}");
-        let _ = writeln!(
-            out,
-            "events on the nodes (their rejoins, and what their hosts did):"
-        );
-        for host in NODES {
-            let listed = events[host].as_array().map(|events| {
-                events
-                    .iter()
-                    .map(|e| {
-                        let at = e["at_ms"].as_u64().unwrap_or_default() * 1000;
-                        format!(
-                            "{} {} {}: {}",
-                            self.at(at),
-                            e["kind"],
-                            e["subject"],
-                            e["detail"]
-                        )
-                    })
-                    .collect::<Vec<_>>()
-            });
-            match listed {
-                Some(lines) => {
-                    for line in lines {
-                        let _ = writeln!(out, "  {host} {line}");
-                    }
-                }
-                None => {
-                    let _ = writeln!(out, "  {host} {}", events[host]);
-                }
-            }
-        }
-        let _ = writeln!(out, "hosts at the end:");
-        for host in NODES {
-            let rows: Vec<String> = hosts[host]
-                .as_array()
-                .map(|rows| {
-                    rows.iter()
-                        .map(|r| {
-                            format!(
-                                "{} epoch {} {} restarts {}",
-                                r["name"], r["epoch"], r["state"], r["restarts"]
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_else(|| vec![hosts[host].to_string()]);
-            let _ = writeln!(out, "  {host}: {}", rows.join("; "));
-        }
-        out
-    }
-
-    /// `us` as seconds since t = 0.
-    fn at(&self, us: u64) -> String {
-        format!("{:.2} s", (us as f64 - self.t0 as f64) / 1e6)
-    }
-}
-
-/// One epoch's answers split where the balance went back (a later
-/// answer below one acknowledged before it was sent): each part is one
-/// life of the epoch, ordered by when its answers came back.
-fn lives<'a>(answers: &[&'a Answer]) -> Vec<Vec<&'a Answer>> {
-    let mut sorted = answers.to_vec();
-    sorted.sort_by_key(|a| a.acked_us);
-    let total = |a: &Answer| a.balance.as_ref().unwrap().total;
-    let mut lives: Vec<Vec<&Answer>> = Vec::new();
-    for a in sorted {
-        let went_back = lives.last().is_some_and(|life| {
-            life.iter()
-                .any(|b| b.acked_us < a.sent_us && total(b) > total(a))
-        });
-        match lives.last_mut() {
-            Some(life) if !went_back => life.push(a),
-            _ => lives.push(vec![a]),
-        }
-    }
-    lives
-}
-
-fn now_us() -> u64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    u64::try_from(since.as_micros()).unwrap()
 }
