@@ -319,18 +319,27 @@ impl Driver {
     ///
     /// If the driver does not answer in time or answers no JSON.
     pub fn call(&mut self, command: &str) -> serde_json::Value {
+        let value = self.quiet(command);
+        let text = value.to_string();
+        let shown: String = text.chars().take(SHOWN).collect();
+        let more = if shown.len() < text.len() { " ..." } else { "" };
+        eprintln!("driver {} {command}: {shown}{more}", self.name);
+        value
+    }
+
+    /// As [`Driver::call`], without logging (for polls).
+    ///
+    /// # Panics
+    ///
+    /// As [`Driver::call`].
+    pub fn quiet(&mut self, command: &str) -> serde_json::Value {
         writeln!(self.stdin, "{command}").unwrap();
         self.stdin.flush().unwrap();
         let line = self
             .lines
             .recv_timeout(Duration::from_secs(60))
             .unwrap_or_else(|_| panic!("driver {} did not answer {command:?}", self.name));
-        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-        let text = value.to_string();
-        let shown: String = text.chars().take(SHOWN).collect();
-        let more = if shown.len() < text.len() { " ..." } else { "" };
-        eprintln!("driver {} {command}: {shown}{more}", self.name);
-        value
+        serde_json::from_str(&line).unwrap()
     }
 }
 

@@ -196,15 +196,15 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
         record.poll(&mut drivers);
         let mut state = Ok(());
         for d in &mut drivers {
-            if state.is_ok() && !all_alive(&d.call("members")) {
+            if state.is_ok() && !all_alive(&d.quiet("members")) {
                 state = Err("not every member is alive on both drivers".to_owned());
             }
         }
         let agreed = state.and_then(|()| record.agreed_since(heal_us));
         let listed = agreed.and_then(|agreed| {
-            let hosts = drivers[0].call(&format!("hosts {}", NODES.join(" ")));
+            let hosts = drivers[0].quiet(&format!("hosts {}", NODES.join(" ")));
             one_incarnation_each(&hosts, &agreed)?;
-            recorded_as_agreed(&drivers[0].call("placed"), &agreed)
+            recorded_as_agreed(&drivers[0].quiet("placed"), &agreed)
         });
         match listed {
             Ok(()) => {
@@ -224,12 +224,12 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
         }
     }
     for d in &mut drivers {
-        record.take(d.call("answers stop"));
+        record.take(d.quiet("answers stop"));
     }
     record.check();
-    let hosts = drivers[0].call(&format!("hosts {}", NODES.join(" ")));
-    let head_rows = drivers[0].call("placed");
-    let events = drivers[0].call(&format!("events {}", NODES.join(" ")));
+    let hosts = drivers[0].quiet(&format!("hosts {}", NODES.join(" ")));
+    let head_rows = drivers[0].quiet("placed");
+    let events = drivers[0].quiet(&format!("events {}", NODES.join(" ")));
     let summary = record.summary(&hosts, &head_rows, &events);
     eprintln!("{summary}");
     drop(net);
@@ -308,7 +308,7 @@ fn cut(net: &Net, op: &str) {
 
 /// Whether `driver` sees every one of `hosts` down.
 fn sees_down(driver: &mut Driver, hosts: &[&str]) -> bool {
-    let members = driver.call("members");
+    let members = driver.quiet("members");
     hosts.iter().all(|h| members[*h] == "Down")
 }
 

@@ -48,7 +48,7 @@ impl Record {
     pub(super) fn poll(&mut self, drivers: &mut [Driver]) {
         std::thread::sleep(Duration::from_millis(250));
         for d in drivers {
-            self.take(d.call("answers"));
+            self.take(d.quiet("answers"));
         }
     }
 
