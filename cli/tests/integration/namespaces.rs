@@ -27,7 +27,7 @@ use swarm_cli::local::{spawn_command, ChildNode};
 
 use crate::util::exe;
 
-pub(crate) use driver::Answer;
+pub(crate) use driver::{Answer, Balance};
 
 /// Whether the test may run here: true if namespaces work. Without them
 /// it panics with what to install, or answers false (the test passes

@@ -44,7 +44,8 @@
 //!    from the epoch and node it was placed with, and the majority's
 //!    driver never found it stopped.
 //!
-//! `partition/record.rs` keeps the answers and judges them. After each
+//! `partition/record.rs` keeps the answers and judges them (its unit
+//! tests run the checks on made-up histories, clean and not). After each
 //! run the test prints, per ledger and epoch, the first and last answer,
 //! counts and balances (split where the balance went back), the errors
 //! each driver saw, the nodes' rejoins and what their hosts ran at the

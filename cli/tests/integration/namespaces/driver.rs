@@ -23,7 +23,7 @@ use swarm_cli::demo::{
 
 use crate::util::eventually;
 
-pub(crate) use deposits::Answer;
+pub(crate) use deposits::{Answer, Balance};
 
 pub(super) fn run(config: &Path) {
     let file = NodeFile::load(config).unwrap();
