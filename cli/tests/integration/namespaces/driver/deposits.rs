@@ -71,10 +71,11 @@ pub(super) struct Deposits {
 impl Deposits {
     /// Answers `command` (one of [`COMMANDS`]) with `args`.
     pub(super) async fn handle(&mut self, node: &Node, command: &str, args: &[&str]) -> Value {
-        let secs =
-            |s: Option<&&str>| Duration::from_secs(s.and_then(|s| s.parse().ok()).unwrap_or(30));
         match (command, args) {
-            ("place", [name, on, within]) => place(node, name, on, secs(Some(within))).await,
+            ("place", [name, on, secs]) => {
+                let within = Duration::from_secs(secs.parse().unwrap_or(60));
+                place(node, name, on, within).await
+            }
             ("deposit", [driver, names @ ..]) => {
                 for name in names {
                     let named = match node.control().unwrap().lookup::<Ledger>(name).await {
