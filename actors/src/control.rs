@@ -235,10 +235,7 @@ impl Control {
                 if let Some(behalf) = &self.behalf {
                     peer = peer.on_behalf(Arc::clone(behalf));
                 }
-                match peer
-                    .send_timeout(message.clone(), left.min(per_try))
-                    .await
-                {
+                match peer.send_timeout(message.clone(), left.min(per_try)).await {
                     Ok(Err(ControlError::NotLeader { leader })) => {
                         last = format!("head {} is not the leader", head.short());
                         self.set_leader(leader);

@@ -141,13 +141,17 @@ impl Collector {
             .ok_or("no control plane reachable: cannot drain")?;
         match control.drain(node, false).await {
             Ok(report) => {
-                let name_of = |n: NodeId| if n == node { name.to_owned() } else { n.short() };
+                let name_of = |n: NodeId| {
+                    if n == node {
+                        name.to_owned()
+                    } else {
+                        n.short()
+                    }
+                };
                 let mut said = report.summary(name_of);
-                for actor in report
-                    .actors
-                    .iter()
-                    .filter(|a| !matches!(a.outcome, swarm_actors::control::DrainOutcome::Moved { .. }))
-                {
+                for actor in report.actors.iter().filter(|a| {
+                    !matches!(a.outcome, swarm_actors::control::DrainOutcome::Moved { .. })
+                }) {
                     said.push_str("; ");
                     said.push_str(&actor.line(name_of));
                 }

@@ -423,7 +423,9 @@ pub(crate) fn drain(
             .iter()
             .map(|a| {
                 let (outcome, to, epoch, reason) = match &a.outcome {
-                    DrainOutcome::Moved { node, epoch } => ("moved", Some(*node), Some(*epoch), None),
+                    DrainOutcome::Moved { node, epoch } => {
+                        ("moved", Some(*node), Some(*epoch), None)
+                    }
                     DrainOutcome::Stayed { reason } => ("cannot move", None, None, Some(reason)),
                     DrainOutcome::Stopped { reason } => ("stopped", None, None, Some(reason)),
                     _ => ("gone", None, None, None),
@@ -458,8 +460,8 @@ pub(crate) fn drain(
         for actor in &report.actors {
             println!("  {}", actor.line(name_of));
         }
-        let unlisted = (report.moved + report.stayed + report.stopped)
-            .saturating_sub(report.actors.len());
+        let unlisted =
+            (report.moved + report.stayed + report.stopped).saturating_sub(report.actors.len());
         if unlisted > 0 {
             println!("  ({unlisted} more not listed)");
         }

@@ -207,7 +207,10 @@ impl Supervisor {
     ) -> Option<String> {
         if let Placement::Node { node, hard: true } = &spec.placement {
             if *node == from {
-                return Some(format!("its placement requires node {}", self.node_name(from)));
+                return Some(format!(
+                    "its placement requires node {}",
+                    self.node_name(from)
+                ));
             }
         }
         match (&spec.bundle, target) {

@@ -281,7 +281,9 @@ mod tests {
         );
         let refused = DrainReport::new(id(3), false, vec![stayed, moved(1)]);
         assert!(
-            refused.summary(name_of).starts_with("n3: drain stopped, 1 actor(s) cannot move (1 moved)"),
+            refused
+                .summary(name_of)
+                .starts_with("n3: drain stopped, 1 actor(s) cannot move (1 moved)"),
             "{}",
             refused.summary(name_of)
         );
