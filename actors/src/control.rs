@@ -56,7 +56,10 @@ use std::time::Duration;
 
 use swarm_protocol::NodeId;
 
-pub use crate::head::wire::{ActorSpec, ControlError, HeadRow, Located, PlacedRow, CONTROL_ACTOR};
+pub use crate::head::wire::{
+    ActorSpec, ControlError, DrainOutcome, DrainReport, DrainedActor, HeadRow, Located, PlacedRow,
+    CONTROL_ACTOR, MAX_REPORTED,
+};
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
 
 use crate::cluster::{Cluster, ClusterAgent};
@@ -73,6 +76,9 @@ use crate::supervision::{Restart, Spawnable};
 
 /// How long a control call keeps looking for the leader.
 pub(crate) const CALL_WITHIN: Duration = Duration::from_secs(10);
+
+/// How long a drain may take, moves included.
+const DRAIN_WITHIN: Duration = Duration::from_secs(120);
 
 /// Where a client learns which nodes are heads.
 #[derive(Clone)]
@@ -159,6 +165,21 @@ impl Control {
         Supervisor: Accepts<M>,
         Result<T, ControlError>: Wire,
     {
+        self.call_with(message, within, QUORUM_PLUS).await
+    }
+
+    /// As [`Control::call`], each try waiting `per_try` at most.
+    async fn call_with<M, T>(
+        &self,
+        message: M,
+        within: Duration,
+        per_try: Duration,
+    ) -> Result<T, ControlError>
+    where
+        M: RemoteMessage<Result = Result<T, ControlError>> + Clone,
+        Supervisor: Accepts<M>,
+        Result<T, ControlError>: Wire,
+    {
         let deadline = tokio::time::Instant::now() + within;
         let mut last = "membership shows no node with the head role".to_owned();
         let mut tried = 0usize;
@@ -214,10 +235,7 @@ impl Control {
                 if let Some(behalf) = &self.behalf {
                     peer = peer.on_behalf(Arc::clone(behalf));
                 }
-                match peer
-                    .send_timeout(message.clone(), left.min(QUORUM_PLUS))
-                    .await
-                {
+                match peer.send_timeout(message.clone(), left.min(per_try)).await {
                     Ok(Err(ControlError::NotLeader { leader })) => {
                         last = format!("head {} is not the leader", head.short());
                         self.set_leader(leader);
@@ -383,15 +401,23 @@ impl Control {
         self.call(request, CALL_WITHIN).await
     }
 
-    /// Drains `node`: no new placements there, its named actors move one
-    /// by one (each stopped before it starts elsewhere), then it leaves.
-    /// Answers how many moved.
+    /// Drains `node`: no new placements there; its named actors move one
+    /// by one (each stopped before it starts elsewhere). If every one
+    /// moved, the node is asked to leave (it leaves membership and shuts
+    /// down). An actor with nowhere to go (a hard placement on `node`, no
+    /// capacity elsewhere) keeps running there and the drain stops: the
+    /// node stays and takes placements again. With `force` such actors are
+    /// stopped and recorded failed with the reason, and the node leaves
+    /// anyway. Answers what became of each actor ([`DrainReport::left`]
+    /// says whether the node was let go).
     ///
     /// # Errors
     ///
-    /// No quorum.
-    pub async fn drain(&self, node: NodeId) -> Result<usize, ControlError> {
-        self.call(DrainNode { node }, Duration::from_secs(120))
+    /// No quorum; `Forbidden` unless sent by a head or an `admin` operator.
+    pub async fn drain(&self, node: NodeId, force: bool) -> Result<DrainReport, ControlError> {
+        // One try may take as long as the moves do: a retry would drain
+        // what the first try is still moving.
+        self.call_with(DrainNode { node, force }, DRAIN_WITHIN, DRAIN_WITHIN)
             .await
     }
 

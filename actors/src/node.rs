@@ -8,11 +8,14 @@
 //! ├── Mesh        Router (+ Link × n) and Listener
 //! ├── Cluster     Gossip (membership, services)      [with membership]
 //! ├── bridge      task: cluster events -> Mesh::peer_up / peer_down
+//! ├── drained     task: a head asked it to leave -> leave, shut down    [with membership]
 //! └── summary     task: the counters log line, when they change
 //! ```
 //!
-//! The rooms live until [`Node::shutdown`]. If the bridge falls behind the
-//! event stream it re-reads the member list; it ends when membership stops.
+//! The rooms live until [`Node::shutdown`], or until a drain lets the node
+//! go (the head's `HostLeave`): then it leaves membership and shuts down,
+//! and [`Node::drained`] resolves. If the bridge falls behind the event
+//! stream it re-reads the member list; it ends when membership stops.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -53,6 +56,9 @@ pub struct Node {
     head: Option<Head>,
     /// The task scheduler's client (with membership).
     tasks: Option<Tasks>,
+    /// Turns true once a drain let the node go and it left and shut down
+    /// (the program running it then exits).
+    left: tokio::sync::watch::Receiver<bool>,
 }
 
 impl std::fmt::Debug for Node {
@@ -182,6 +188,7 @@ impl Node {
             _ => None,
         };
         let types = Registry::new(mesh.id());
+        let (left_tx, left) = tokio::sync::watch::channel(false);
         let mut node = Node {
             mesh,
             cluster,
@@ -190,9 +197,15 @@ impl Node {
             control: None,
             head: None,
             tasks: None,
+            left,
         };
-        let leave: Option<Leave> = node.cluster.clone().map(|cluster| {
-            let leave: Leave = std::sync::Arc::new(move || cluster.leave_now());
+        // The host hears the head's `HostLeave`; the node leaves and shuts
+        // down once it is assembled (`leave_when_drained`).
+        let (asked_tx, asked) = tokio::sync::watch::channel(false);
+        let leave: Option<Leave> = node.cluster.is_some().then(|| {
+            let leave: Leave = std::sync::Arc::new(move || {
+                asked_tx.send_replace(true);
+            });
             leave
         });
         let host = Host::new(
@@ -256,6 +269,9 @@ impl Node {
             std::sync::Arc::new(entry),
         );
         crate::summary::spawn(node.mesh.clone(), node.cluster.clone(), summary_interval);
+        if node.cluster.is_some() {
+            leave_when_drained(node.clone(), asked, left_tx);
+        }
         tracing::info!(id = %node.id().short(), name = %node.name(), %listen, "node started");
         Ok(node)
     }
@@ -564,6 +580,19 @@ impl Node {
         self.mesh.shutdown();
     }
 
+    /// Resolves once a drain let this node go (`swarm drain`): it left
+    /// membership (members see it as left, not down) and shut down as
+    /// [`Node::shutdown`] does. Never resolves otherwise, and never
+    /// without membership. A program running a node waits for this beside
+    /// its stop signal, and exits.
+    pub async fn drained(&self) {
+        let mut left = self.left.clone();
+        if left.wait_for(|left| *left).await.is_err() {
+            // The node was assembled without the task that says so.
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// As [`Node::shutdown`], then waits (a second at most) until the
     /// node's listener has stopped: a program that returns right after
     /// (a command-line tool on an error path) then drops no actor that
@@ -635,6 +664,30 @@ fn bridge(mesh: Mesh, cluster: Cluster) {
                 }
             }
         }
+    });
+}
+
+/// Once the host says a head asked this node to leave (a drain moved
+/// everything off it): leaves membership (waiting for the goodbye), shuts
+/// the node down, and says so on `left`. Without this, a drained node
+/// kept its mesh, its lease keeper renewed with the head leader (a new
+/// link right after it left), and its process never ended.
+fn leave_when_drained(
+    node: Node,
+    mut asked: tokio::sync::watch::Receiver<bool>,
+    left: tokio::sync::watch::Sender<bool>,
+) {
+    actix_rt::spawn(async move {
+        if asked.wait_for(|asked| *asked).await.is_err() {
+            return;
+        }
+        tracing::info!("drained: leaving the cluster, then shutting down");
+        if let Some(cluster) = node.cluster() {
+            cluster.leave().await;
+        }
+        node.shutdown();
+        tracing::info!("drained: left the cluster and shut down");
+        left.send_replace(true);
     });
 }
 

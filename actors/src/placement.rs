@@ -315,7 +315,7 @@ pub fn place(
     chosen
         .map(|n| n.node)
         .ok_or_else(|| PlacementError::NoCapacity {
-            reason: no_capacity(request, &allowed),
+            reason: no_capacity(request, placement, &allowed),
         })
 }
 
@@ -334,8 +334,27 @@ fn check_feasible(request: &ResourceSet, allowed: &[&NodeView]) -> Result<(), Pl
     })
 }
 
-fn no_capacity(request: &ResourceSet, allowed: &[&NodeView]) -> String {
+/// What is missing for `request`. When a hard constraint allows only
+/// nodes that take no new placements, that constraint is the reason (a
+/// drained node's actor pinned to it, say), not the resources.
+fn no_capacity(request: &ResourceSet, placement: &Placement, allowed: &[&NodeView]) -> String {
     let draining = allowed.iter().filter(|n| !n.schedulable).count();
+    if draining == allowed.len() {
+        match placement {
+            Placement::Node { node, hard: true } => {
+                return format!(
+                    "its placement requires node {}, which takes no new placements (draining, suspect, down or without a lease)",
+                    node.short()
+                );
+            }
+            Placement::Label { label, hard: true } => {
+                return format!(
+                    "its placement requires the label {label:?}, and no node with it takes new placements"
+                );
+            }
+            _ => {}
+        }
+    }
     let missing = allowed
         .iter()
         .filter(|n| n.schedulable)

@@ -132,14 +132,35 @@ impl Collector {
     }
 
     /// Drains `node` (named `name` in what it says): its named actors move
-    /// elsewhere, then it leaves.
+    /// elsewhere, then it leaves. Without `--force`'s power: if one cannot
+    /// move, the drain stops and this says which and why.
     pub async fn drain(&self, node: NodeId, name: &str) -> Result<String, String> {
         let control = self
             .control
             .as_ref()
             .ok_or("no control plane reachable: cannot drain")?;
-        match control.drain(node).await {
-            Ok(moved) => Ok(format!("drained {name}: {moved} actors moved")),
+        match control.drain(node, false).await {
+            Ok(report) => {
+                let name_of = |n: NodeId| {
+                    if n == node {
+                        name.to_owned()
+                    } else {
+                        n.short()
+                    }
+                };
+                let mut said = report.summary(name_of);
+                for actor in report.actors.iter().filter(|a| {
+                    !matches!(a.outcome, swarm_actors::control::DrainOutcome::Moved { .. })
+                }) {
+                    said.push_str("; ");
+                    said.push_str(&actor.line(name_of));
+                }
+                if report.left {
+                    Ok(said)
+                } else {
+                    Err(said)
+                }
+            }
             Err(e) => Err(format!("drain {name}: {e}")),
         }
     }

@@ -199,11 +199,18 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Drain a node: its named actors move elsewhere one by one, it takes
-    /// no new placements, then it leaves.
+    /// Drain a node: it takes no new placements and its named actors move
+    /// elsewhere one by one; then it leaves the cluster and its process
+    /// exits. An actor that cannot move (a hard placement on the node, no
+    /// capacity elsewhere) keeps running there: the drain stops, says why
+    /// per actor, and exits with status 1.
     Drain {
         /// The node to drain: its name, id or mesh address.
         target: String,
+        /// Stop what cannot move (recorded failed, with the reason) and
+        /// let the node leave anyway.
+        #[arg(long)]
+        force: bool,
         /// A configuration with an identity of the cluster (an operator certificate).
         #[arg(long)]
         config: PathBuf,
@@ -671,10 +678,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         } => control::stop(&config, node, &name, json),
         Command::Drain {
             target,
+            force,
             config,
             node,
             json,
-        } => control::drain(&config, node, &target, json),
+        } => control::drain(&config, node, &target, force, json),
         Command::Ping {
             addr,
             config,

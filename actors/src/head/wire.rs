@@ -9,6 +9,11 @@ use swarm_protocol::NodeId;
 use crate::placement::{GroupStrategy, Placement, ResourceSet};
 use crate::supervision::{Grant, Restart, Running, SpawnError};
 
+mod drain;
+
+pub(crate) use drain::DrainNode;
+pub use drain::{DrainOutcome, DrainReport, DrainedActor, MAX_REPORTED};
+
 /// The name each head's control actor is exposed under.
 pub const CONTROL_ACTOR: &str = "swarm.control";
 
@@ -209,15 +214,6 @@ pub(crate) struct ReserveGroup {
 pub(crate) struct ReleaseGroup {
     /// The group's name.
     pub(crate) name: String,
-}
-
-/// Drains a node: no new placements; its named actors move one by one;
-/// then it is asked to leave. Answers how many actors moved.
-#[derive(Debug, Clone, Serialize, Deserialize, Message)]
-#[rtype(result = "Result<usize, ControlError>")]
-pub(crate) struct DrainNode {
-    /// The node.
-    pub(crate) node: NodeId,
 }
 
 /// One named actor, as `swarm actors` lists it.

@@ -1,8 +1,8 @@
 //! A node's recent events for operators: membership changes, restarts,
-//! placements and failovers (on the head leader), policy refusals. Each
-//! subsystem records what it already logs through the [`EventLog`] handle
-//! the directory hands out; the inspector reads the last ones. Bounded:
-//! the oldest are dropped.
+//! placements, failovers and drains (on the head leader), policy
+//! refusals. Each subsystem records what it already logs through the
+//! [`EventLog`] handle the directory hands out; the inspector reads the
+//! last ones. Bounded: the oldest are dropped.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,7 +27,7 @@ struct Ring {
 
 impl EventLog {
     /// Records that `subject` saw an event of `kind` (`member`, `restart`,
-    /// `failed`, `placed`, `moved`, `refused`).
+    /// `failed`, `placed`, `moved`, `drain`, `drain refused`, `refused`).
     pub(crate) fn record(&self, kind: &'static str, subject: impl Into<String>, detail: String) {
         let mut ring = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         ring.recorded += 1;

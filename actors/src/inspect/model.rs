@@ -235,7 +235,8 @@ pub struct EventView {
     pub at_ms: u64,
     /// The node it happened on, hex id.
     pub node: String,
-    /// member, restart, failed, placed, moved or refused.
+    /// member, restart, failed, placed, moved, drain, drain refused or
+    /// refused.
     pub kind: String,
     /// What it is about (a member, an actor, a message tag).
     pub subject: String,

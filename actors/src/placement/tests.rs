@@ -183,6 +183,41 @@ fn draining_nodes_take_nothing_new() {
 }
 
 #[test]
+fn a_hard_constraint_met_only_by_nodes_taking_nothing_new_is_named_as_the_reason() {
+    let mut drained = node(1, 8.0, 0);
+    drained.schedulable = false;
+    drained.labels = vec!["ssd".into()];
+    let nodes = [drained, node(2, 8.0, 0)];
+    let pinned = Placement::Node {
+        node: id(1),
+        hard: true,
+    };
+    let err = place(&ResourceSet::cpus(1.0), &pinned, &nodes).unwrap_err();
+    assert!(matches!(err, PlacementError::NoCapacity { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("its placement requires node {}", id(1).short())),
+        "{err}"
+    );
+    let labelled = Placement::Label {
+        label: "ssd".into(),
+        hard: true,
+    };
+    let err = place(&ResourceSet::cpus(1.0), &labelled, &nodes).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("its placement requires the label \"ssd\""),
+        "{err}"
+    );
+    // A soft constraint goes elsewhere.
+    let soft = Placement::Node {
+        node: id(1),
+        hard: false,
+    };
+    assert_eq!(place(&ResourceSet::cpus(1.0), &soft, &nodes), Ok(id(2)));
+}
+
+#[test]
 fn groups_are_placed_whole_or_not_at_all() {
     let nodes = [node(1, 4.0, 0), node(2, 4.0, 0), node(3, 4.0, 0)];
     let two = vec![ResourceSet::cpus(2.0); 2];

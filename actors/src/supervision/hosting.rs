@@ -245,10 +245,13 @@ impl Handler<HostRestart> for Host {
 impl Handler<HostLeave> for Host {
     type Result = ();
 
-    fn handle(&mut self, _: HostLeave, _: &mut Context<Self>) {
+    fn handle(&mut self, _: HostLeave, ctx: &mut Context<Self>) {
         tracing::info!("asked to leave the cluster (drained)");
         if let Some(leave) = &self.leave {
             leave();
+            // The lease keeper renews until the host stops: a node that
+            // leaves must not renew (and re-link to the head) any more.
+            ctx.stop();
         }
     }
 }

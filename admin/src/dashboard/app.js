@@ -197,7 +197,7 @@ function draw() {
       button.className = "drain";
       button.dataset.node = r.id;
       const target = { node: r.id, name: r.name };
-      button.onclick = () => ask(`Drain ${target.name}? Its named actors move elsewhere, then it leaves the cluster.`, () => act("drain", target));
+      button.onclick = () => ask(`Drain ${target.name}? Its named actors move elsewhere, then it leaves the cluster; an actor that cannot move keeps running there and the drain stops.`, () => act("drain", target));
       td.appendChild(button);
       tr.appendChild(td);
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
-use swarm::control::{ActorSpec, Control, PlacedRow};
+use swarm::control::{ActorSpec, Control, DrainOutcome, PlacedRow};
 use swarm::placement::{Placement, ResourceSet};
 use swarm::supervision::{Backoff, Host, ListActors, Restart, HOST_ACTOR};
 use swarm::{Node, NodeId};
@@ -385,15 +385,93 @@ pub(crate) fn stop(config: &Path, member: SocketAddr, name: &str, json: bool) ->
     Ok(())
 }
 
-pub(crate) fn drain(config: &Path, member: SocketAddr, node: &str, json: bool) -> Result<()> {
-    let (moved, name) = with_control(config, member, |_, control, members| async move {
+/// One actor of a drain as `swarm drain --json` prints it.
+#[derive(Debug, Serialize)]
+struct DrainLine {
+    name: String,
+    type_name: String,
+    /// moved, cannot move, stopped, gone.
+    outcome: &'static str,
+    /// Where it runs now (moved).
+    node: Option<String>,
+    node_name: Option<String>,
+    epoch: Option<u64>,
+    /// Why it could not move.
+    reason: Option<String>,
+    /// What `swarm drain` prints for it.
+    text: String,
+}
+
+/// `swarm drain NODE [--force]`: prints what became of each actor, and
+/// fails (exit status 1) when the drain stopped because one cannot move.
+pub(crate) fn drain(
+    config: &Path,
+    member: SocketAddr,
+    node: &str,
+    force: bool,
+    json: bool,
+) -> Result<()> {
+    let (report, members) = with_control(config, member, |_, control, members| async move {
         let id = node_named(node, &members)?;
-        Ok((control.drain(id).await?, name_of(&members, id)))
+        Ok((control.drain(id, force).await?, members))
     })?;
+    let name_of = |n: NodeId| name_of(&members, n);
+    let summary = report.summary(name_of);
     if json {
-        println!("{}", serde_json::json!({ "drained": name, "moved": moved }));
+        let actors: Vec<DrainLine> = report
+            .actors
+            .iter()
+            .map(|a| {
+                let (outcome, to, epoch, reason) = match &a.outcome {
+                    DrainOutcome::Moved { node, epoch } => {
+                        ("moved", Some(*node), Some(*epoch), None)
+                    }
+                    DrainOutcome::Stayed { reason } => ("cannot move", None, None, Some(reason)),
+                    DrainOutcome::Stopped { reason } => ("stopped", None, None, Some(reason)),
+                    _ => ("gone", None, None, None),
+                };
+                DrainLine {
+                    name: a.name.clone(),
+                    type_name: a.type_name.clone(),
+                    outcome,
+                    node: to.map(|n| n.to_string()),
+                    node_name: to.map(name_of),
+                    epoch,
+                    reason: reason.map(ToString::to_string),
+                    text: a.line(name_of),
+                }
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "drained": name_of(report.node),
+                "node": report.node.to_string(),
+                "left": report.left,
+                "moved": report.moved,
+                "stayed": report.stayed,
+                "stopped": report.stopped,
+                "actors": actors,
+                "summary": summary,
+            })
+        );
     } else {
-        println!("{name}: drained, {moved} actor(s) moved; it leaves the cluster");
+        println!("{summary}");
+        for actor in &report.actors {
+            println!("  {}", actor.line(name_of));
+        }
+        let unlisted =
+            (report.moved + report.stayed + report.stopped).saturating_sub(report.actors.len());
+        if unlisted > 0 {
+            println!("  ({unlisted} more not listed)");
+        }
+    }
+    if !report.left {
+        anyhow::bail!(
+            "the drain of {} stopped: {} actor(s) cannot move",
+            name_of(report.node),
+            report.stayed
+        );
     }
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! `swarm node start`: run one node until SIGINT or SIGTERM.
+//! `swarm node start`: run one node until SIGINT or SIGTERM, or until a
+//! drain lets it go (it left the cluster: exit status 0).
 //!
 //! When the node is listening it prints one line to stdout,
 //! `READY <listen address> <node id> <name>`, for scripts and tests.
@@ -105,8 +106,12 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
             actix_rt::spawn(dial_with_retry(node.clone(), peer));
         }
         actix_rt::spawn(follow_certificate(node.clone(), cert_path));
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+        tokio::select! {
+            () = wait_for_signal() => tracing::info!("shutting down"),
+            () = node.drained() => {
+                tracing::info!("drained: this node left the cluster at the head group's request; exiting");
+            }
+        }
         if let Some(admin) = &admin {
             admin.stop().await;
         }

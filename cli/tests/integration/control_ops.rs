@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use swarm::control::{ControlError, Spawn};
+use swarm::control::{ControlError, DrainOutcome, Spawn};
 use swarm::placement::{GroupStrategy, Placement, ResourceSet};
 use swarm::supervision::{Backoff, Restart};
 use swarm::AskError;
@@ -188,7 +188,14 @@ async fn a_drained_node_hands_its_actors_over_one_by_one_and_leaves() {
     let one = ledger_on(&control, "one", drained).await;
     let two = ledger_on(&control, "two", drained).await;
 
-    assert_eq!(control.drain(drained).await.unwrap(), 2);
+    let report = control.drain(drained, false).await.unwrap();
+    assert_eq!((report.moved, report.left), (2, true), "{report:?}");
+    for actor in &report.actors {
+        assert!(
+            matches!(actor.outcome, DrainOutcome::Moved { node, .. } if node != drained),
+            "{report:?}"
+        );
+    }
     for named in [&one, &two] {
         assert!(
             eventually(Duration::from_secs(10), || {
@@ -222,5 +229,24 @@ async fn a_drained_node_hands_its_actors_over_one_by_one_and_leaves() {
         .await,
         "the drained node left"
     );
+    // ...and shut down, which its program hears (`swarm node` exits).
+    let stopped = tokio::time::timeout(Duration::from_secs(10), nodes[3].node.drained()).await;
+    assert!(stopped.is_ok(), "the drained node never said it left");
+    // It renews no lease any more: no link to the head comes back over
+    // several renewal periods (a fifth of the lease each). Before, its
+    // lease keeper re-linked to the leader right after it left.
+    let head = nodes[0].node.clone();
+    let linked = || {
+        let head = head.clone();
+        async move { head.peers().iter().any(|p| p.id == drained) }
+    };
+    let closed = eventually(Duration::from_secs(5), || {
+        let linked = linked();
+        async move { !linked.await }
+    })
+    .await;
+    assert!(closed, "the drained node's link stayed up");
+    let relinked = eventually(Duration::from_secs(2), linked).await;
+    assert!(!relinked, "the drained node linked to the head again");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,6 +16,7 @@ mod control_faults;
 mod control_ops;
 mod control_processes;
 mod dashboard;
+mod drain;
 mod hostile;
 mod hostile_mesh;
 mod inspect;

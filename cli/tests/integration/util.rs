@@ -364,6 +364,13 @@ pub fn until_ok(what: &str, build: impl Fn() -> std::process::Command) -> Vec<u8
 /// Places a supervised ledger called `account` (opening balance 7, five
 /// restarts) on a worker of a local cluster, as its driver.
 pub fn place_account(cluster: &swarm_cli::local::LocalCluster) {
+    place_ledger(cluster, "account", "label:worker");
+}
+
+/// Places a supervised ledger called `name` (opening balance 7, five
+/// restarts) by `placement` (as `swarm spawn --placement` takes it) on a
+/// local cluster, as its driver: retried until the head group places it.
+pub fn place_ledger(cluster: &swarm_cli::local::LocalCluster, name: &str, placement: &str) {
     let seed = cluster.nodes[0].addr.to_string();
     let driver = cluster.driver_config();
     until_ok("never placed", || {
@@ -372,11 +379,29 @@ pub fn place_account(cluster: &swarm_cli::local::LocalCluster) {
             .args(["spawn", "--config"])
             .arg(&driver)
             .args(["--node", &seed])
-            .args(["--type", "demo.Ledger", "--name", "account"])
+            .args(["--type", "demo.Ledger", "--name", name])
             .args(["--args", r#"{"opening": 7}"#])
-            .args(["--placement", "label:worker", "--restarts", "5"]);
+            .args(["--placement", placement, "--restarts", "5"]);
         spawn
     });
+}
+
+/// The exit status of a child process once it exits, polled until
+/// `within` passes; `None` if it still runs then.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    within: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// A hand-driven peer: completes a real Noise handshake with `addr` as the

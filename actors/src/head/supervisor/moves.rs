@@ -1,11 +1,16 @@
 //! Moving named actors: off a crashed or lease-expired node (queued, a
 //! bounded number in flight), after an escalation, and when a node drains.
+//! An actor with nowhere to go is recorded failed after a crash or an
+//! escalation; a drain leaves it running and stops (or, forced, stops it
+//! and records it failed), and says why, actor by actor.
 
 use super::*;
+use crate::head::wire::{DrainOutcome, DrainReport, DrainedActor};
+use crate::placement::Placement;
 
 /// Moves a named actor off `from` (its placement `epoch`).
 #[derive(Message)]
-#[rtype(result = "Result<NodeId, ControlError>")]
+#[rtype(result = "Result<Relocated, ControlError>")]
 pub(super) struct Relocate {
     pub(super) name: String,
     pub(super) epoch: u64,
@@ -17,10 +22,75 @@ pub(super) struct Relocate {
     pub(super) queued: bool,
 }
 
+/// What became of a move that did not fail outright.
+pub(super) enum Relocated {
+    /// It runs on `node` under `epoch`.
+    Moved { node: NodeId, epoch: u64 },
+    /// Nowhere to go, for `reason`; handled as its [`Stuck`] said.
+    Stuck { reason: ControlError },
+}
+
+/// What to do with an actor that has nowhere to go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stuck {
+    /// Record it failed: its node crashed, its lease ran out or it
+    /// escalated, and nothing runs it.
+    Fail,
+    /// Leave it running where it is (a drain that stops).
+    Keep,
+    /// Record it failed, then stop it where it runs (a forced drain).
+    StopAndFail,
+}
+
 impl Handler<Relocate> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<NodeId, ControlError>>;
+    type Result = ResponseActFuture<Self, Result<Relocated, ControlError>>;
 
     fn handle(&mut self, r: Relocate, ctx: &mut Context<Self>) -> Self::Result {
+        self.relocate(r, Stuck::Fail, ctx)
+    }
+}
+
+/// Moves one actor off a draining node: stopped, then started elsewhere;
+/// with nowhere to go, left running (or stopped and recorded failed when
+/// `force`).
+#[derive(Message)]
+#[rtype(result = "Result<Relocated, ControlError>")]
+struct MoveOff {
+    name: String,
+    epoch: u64,
+    from: NodeId,
+    force: bool,
+}
+
+impl Handler<MoveOff> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Relocated, ControlError>>;
+
+    fn handle(&mut self, m: MoveOff, ctx: &mut Context<Self>) -> Self::Result {
+        let stuck = if m.force {
+            Stuck::StopAndFail
+        } else {
+            Stuck::Keep
+        };
+        let r = Relocate {
+            name: m.name,
+            epoch: m.epoch,
+            from: m.from,
+            stop_first: true,
+            queued: false,
+        };
+        self.relocate(r, stuck, ctx)
+    }
+}
+
+impl Supervisor {
+    /// Moves `r.name` off `r.from`; `stuck` says what happens if it has
+    /// nowhere to go.
+    fn relocate(
+        &mut self,
+        r: Relocate,
+        stuck: Stuck,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<Relocated, ControlError>> {
         let record = self.read(|m| m.state.actor(&r.name).cloned());
         let Some(record) = record.filter(|rec| rec.epoch == r.epoch) else {
             self.moving.remove(&r.name);
@@ -30,7 +100,13 @@ impl Handler<Relocate> for Supervisor {
             }
             return Box::pin(fut::ready(Err(ControlError::NoSuchName { name: r.name })));
         };
-        let target = self.choose(&record.spec, Some(r.from));
+        let mut target = self.choose(&record.spec, Some(r.from));
+        if stuck != Stuck::Fail {
+            // A drain: the node it runs on is going away.
+            if let Some(reason) = self.pinned(&record.spec, r.from, &target) {
+                target = Err(ControlError::Unschedulable { reason });
+            }
+        }
         let writes = self.writes.clone();
         let old = self.host(r.from);
         let new = target.as_ref().ok().map(|n| self.host(*n));
@@ -42,6 +118,7 @@ impl Handler<Relocate> for Supervisor {
         let spec = record.spec.clone();
         let events = self.mesh.directory().events().clone();
         let deliveries = Arc::clone(&self.deliveries);
+        let from = self.node_name(r.from);
         Box::pin(
             async move {
                 let node = match target {
@@ -52,15 +129,33 @@ impl Handler<Relocate> for Supervisor {
                     // capacity (a partition, a restart of every worker).
                     Err(e) if r.queued => return Err(e),
                     Err(e) => {
-                        let reason = format!("no node to move it to: {e}");
+                        if stuck == Stuck::Keep {
+                            tracing::warn!(actor = %name, node = %from, reason = %e, "cannot move it off the draining node: it keeps running there");
+                            let detail = format!("cannot move off {from}, keeps running there: {e}");
+                            events.record("drain refused", name.as_str(), detail);
+                            return Ok(Relocated::Stuck { reason: e });
+                        }
+                        let reason = if stuck == Stuck::StopAndFail {
+                            format!("stopped by a forced drain of {from}, nowhere to move it: {e}")
+                        } else {
+                            format!("no node to move it to: {e}")
+                        };
                         tracing::error!(actor = %name, %reason, "marking it failed");
                         let fail = Command::Fail {
-                            name,
+                            name: name.clone(),
                             epoch: r.epoch,
-                            reason,
+                            reason: reason.clone(),
                         };
                         writes.write(fail).await?;
-                        return Err(e);
+                        events.record("failed", name.as_str(), reason);
+                        if stuck == Stuck::StopAndFail {
+                            let stop = HostStop {
+                                name,
+                                epoch: r.epoch,
+                            };
+                            let _ = old.send(stop).await;
+                        }
+                        return Ok(Relocated::Stuck { reason: e });
                     }
                 };
                 if r.stop_first {
@@ -101,7 +196,7 @@ impl Handler<Relocate> for Supervisor {
                 if let Some(new) = new.filter(|_| push) {
                     let _ = new.send(spawn_request(&name, &spec, epoch, index)).await;
                 }
-                Ok(node)
+                Ok(Relocated::Moved { node, epoch })
             }
             .into_actor(self)
             .map(move |result, act, ctx| {
@@ -119,6 +214,41 @@ impl Handler<Relocate> for Supervisor {
                 result
             }),
         )
+    }
+
+    /// Why `spec` cannot leave `from` whatever is free elsewhere: a hard
+    /// placement on `from`, or a placement-group bundle there (`target`
+    /// is then `from` itself). `None` if neither holds.
+    fn pinned(
+        &self,
+        spec: &ActorSpec,
+        from: NodeId,
+        target: &Result<NodeId, ControlError>,
+    ) -> Option<String> {
+        if let Placement::Node { node, hard: true } = &spec.placement {
+            if *node == from {
+                return Some(format!(
+                    "its placement requires node {}",
+                    self.node_name(from)
+                ));
+            }
+        }
+        match (&spec.bundle, target) {
+            (Some((group, index)), Ok(node)) if *node == from => Some(format!(
+                "its placement group {group:?} has bundle {index} on node {}",
+                self.node_name(from)
+            )),
+            _ => None,
+        }
+    }
+
+    /// A node's certificate name as membership knows it (its short id
+    /// before its metadata arrives).
+    fn node_name(&self, node: NodeId) -> String {
+        self.members
+            .get(&node)
+            .filter(|m| m.meta.is_some())
+            .map_or_else(|| node.short(), |m| m.name().to_owned())
     }
 }
 
@@ -189,42 +319,87 @@ impl Handler<Escalated> for Supervisor {
     }
 }
 
+/// The drain: marks the node (no new placements), moves its actors one by
+/// one, then asks it to leave if nothing of the head's runs there any
+/// more (or the drain is forced); else clears the mark. Records the
+/// outcome among the leader's events and answers it actor by actor.
 impl Handler<DrainNode> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<usize, ControlError>>;
+    type Result = ResponseActFuture<Self, Result<DrainReport, ControlError>>;
 
-    fn handle(&mut self, DrainNode { node }: DrainNode, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, drain: DrainNode, ctx: &mut Context<Self>) -> Self::Result {
+        let DrainNode { node, force } = drain;
         let leading = self.leading();
         let writes = self.writes.clone();
         let me = ctx.address();
         let machine = Arc::clone(&self.machine);
         let host = self.host(node);
+        let events = self.mesh.directory().events().clone();
+        let node_name = self.node_name(node);
         Box::pin(
             async move {
                 leading?;
                 writes.write(Command::Drain { node, on: true }).await?;
-                let placed: Vec<(String, u64)> = machine
+                let placed: Vec<(String, u64, String)> = machine
                     .read()
                     .unwrap_or_else(PoisonError::into_inner)
                     .state
                     .placed_on(node)
-                    .map(|(n, r)| (n.clone(), r.epoch))
+                    .map(|(n, r)| (n.clone(), r.epoch, r.spec.type_name.clone()))
                     .collect();
-                let mut moved = 0;
-                for (name, epoch) in placed {
-                    let relocate = Relocate {
-                        name,
-                        epoch,
-                        from: node,
-                        stop_first: true,
-                        queued: false,
+                let mut actors = Vec::with_capacity(placed.len());
+                for (name, epoch, type_name) in placed {
+                    let moved = me
+                        .send(MoveOff {
+                            name: name.clone(),
+                            epoch,
+                            from: node,
+                            force,
+                        })
+                        .await;
+                    let outcome = match moved {
+                        Ok(Ok(Relocated::Moved { node, epoch })) => {
+                            DrainOutcome::Moved { node, epoch }
+                        }
+                        Ok(Ok(Relocated::Stuck { reason })) if force => {
+                            DrainOutcome::Stopped { reason }
+                        }
+                        Ok(Ok(Relocated::Stuck { reason })) | Ok(Err(reason)) => {
+                            if matches!(reason, ControlError::NoSuchName { .. }) {
+                                DrainOutcome::Gone
+                            } else {
+                                DrainOutcome::Stayed { reason }
+                            }
+                        }
+                        Err(e) => DrainOutcome::Stayed {
+                            reason: ControlError::Refused {
+                                reason: format!("the supervisor did not answer: {e}"),
+                            },
+                        },
                     };
-                    if let Ok(Ok(_)) = me.send(relocate).await {
-                        moved += 1;
-                    }
+                    actors.push(DrainedActor {
+                        name,
+                        type_name,
+                        outcome,
+                    });
                 }
-                // Its actors run elsewhere: let it go.
-                let _ = host.send(HostLeave).await;
-                Ok(moved)
+                let stays = actors
+                    .iter()
+                    .any(|a| matches!(a.outcome, DrainOutcome::Stayed { .. }));
+                let report = DrainReport::new(node, !stays, actors);
+                if report.left {
+                    // Nothing of the head's runs there now: let it go.
+                    let _ = host.send(HostLeave).await;
+                } else if let Err(e) = writes.write(Command::Drain { node, on: false }).await {
+                    tracing::warn!(node = %node_name, error = %e, "the drain stopped, but the node's drain mark stays: it takes no new placements");
+                }
+                let summary = report.summary(|n| if n == node { node_name.clone() } else { n.short() });
+                if report.left {
+                    tracing::info!(node = %node_name, "{summary}");
+                } else {
+                    tracing::warn!(node = %node_name, "{summary}");
+                }
+                events.record("drain", node_name.as_str(), summary);
+                Ok(report)
             }
             .into_actor(self),
         )
