@@ -322,7 +322,11 @@ impl Supervisor {
             });
             for (name, epoch) in actors {
                 self.moving.insert(name.clone());
-                tracing::warn!(actor = %name, node = %node.short(), "its node crashed or its lease ran out: moving it");
+                if self.retry_after.contains_key(&name) {
+                    tracing::debug!(actor = %name, node = %node.short(), "trying again to move it");
+                } else {
+                    tracing::warn!(actor = %name, node = %node.short(), "its node crashed or its lease ran out: moving it");
+                }
                 self.queued.push_back(Relocate {
                     name,
                     epoch,
