@@ -48,6 +48,7 @@
 
 mod heads;
 pub(crate) mod lease;
+mod named;
 mod operators;
 
 use std::marker::PhantomData;
@@ -58,6 +59,7 @@ use swarm_protocol::NodeId;
 
 pub use crate::head::wire::{ActorSpec, ControlError, HeadRow, Located, PlacedRow, CONTROL_ACTOR};
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
+pub use named::Named;
 
 use crate::cluster::{Cluster, ClusterAgent};
 use crate::directory::{Accepts, RemoteMessage, Wire};
@@ -159,11 +161,46 @@ impl Control {
         Supervisor: Accepts<M>,
         Result<T, ControlError>: Wire,
     {
+        self.call_until(message, within, Patience::Within).await
+    }
+
+    /// As [`Control::call`]; with [`Patience::WhileQuorumReachable`] it
+    /// answers [`ControlError::NoQuorum`] as soon as more than half of the
+    /// heads could not be reached from this node in this call (no quorum
+    /// can answer here, however long it waits).
+    pub(crate) async fn call_until<M, T>(
+        &self,
+        message: M,
+        within: Duration,
+        patience: Patience,
+    ) -> Result<T, ControlError>
+    where
+        M: RemoteMessage<Result = Result<T, ControlError>> + Clone,
+        Supervisor: Accepts<M>,
+        Result<T, ControlError>: Wire,
+    {
         let deadline = tokio::time::Instant::now() + within;
         let mut last = "membership shows no node with the head role".to_owned();
         let mut tried = 0usize;
         let mut redirects = 0usize;
+        // Heads this call could not reach (no link, down, no answer).
+        let mut unreachable: Vec<NodeId> = Vec::new();
+        let mut head_count: Option<usize> = None;
         loop {
+            if patience == Patience::WhileQuorumReachable && !unreachable.is_empty() {
+                let heads = match head_count {
+                    Some(n) => n,
+                    None => *head_count.insert(self.heads().await.len()),
+                };
+                if unreachable.len() > heads / 2 {
+                    return Err(ControlError::NoQuorum {
+                        reason: format!(
+                            "{} of {heads} heads are unreachable from this node ({last})",
+                            unreachable.len()
+                        ),
+                    });
+                }
+            }
             // The member list is asked for only when no leader is known.
             let target = match self.leader_hint() {
                 Some(leader) => Some(leader),
@@ -186,7 +223,7 @@ impl Control {
             // head: a member gossiping itself as one is never asked (its
             // grants, verdicts and revocation lists would be its own).
             let target = match target {
-                Some(head) => match self.mesh.certified_head(head).await {
+                Some(head) => match certified(&self.mesh, head, deadline).await {
                     Ok(true) => Some(head),
                     Ok(false) => {
                         tracing::warn!(node = %head.short(), "a member claims the head role its certificate lacks: not asking it");
@@ -202,6 +239,9 @@ impl Control {
                         last = format!("head {}: {e}", head.short());
                         self.set_leader(None);
                         tried += 1;
+                        if !unreachable.contains(&head) {
+                            unreachable.push(head);
+                        }
                         None
                     }
                 },
@@ -214,10 +254,19 @@ impl Control {
                 if let Some(behalf) = &self.behalf {
                     peer = peer.on_behalf(Arc::clone(behalf));
                 }
-                match peer
+                let answer = peer
                     .send_timeout(message.clone(), left.min(QUORUM_PLUS))
-                    .await
-                {
+                    .await;
+                match &answer {
+                    Ok(_) => unreachable.retain(|h| *h != head),
+                    Err(
+                        AskError::Unreachable { .. }
+                        | AskError::NodeDown { .. }
+                        | AskError::Timeout { .. },
+                    ) if !unreachable.contains(&head) => unreachable.push(head),
+                    Err(_) => {}
+                }
+                match answer {
                     Ok(Err(ControlError::NotLeader { leader })) => {
                         last = format!("head {} is not the leader", head.short());
                         self.set_leader(leader);
@@ -415,6 +464,33 @@ impl Control {
     }
 }
 
+/// How long a control call keeps trying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Patience {
+    /// Until its time is up: an election or a restart may end meanwhile.
+    Within,
+    /// Until its time is up or more than half of the heads proved
+    /// unreachable from this node: a caller on the minority side of a
+    /// partition hears `NoQuorum` at once instead of waiting.
+    WhileQuorumReachable,
+}
+
+/// Whether `head`'s certificate has the head role (asked of a link to it,
+/// dialed if need be, by `deadline` at the latest).
+async fn certified(
+    mesh: &Mesh,
+    head: NodeId,
+    deadline: tokio::time::Instant,
+) -> Result<bool, AskError> {
+    let within = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .min(QUORUM_PLUS);
+    match tokio::time::timeout(within, mesh.certified_head(head)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(AskError::Timeout { after: within }),
+    }
+}
+
 /// Longest single try of a control call (a write waits up to 3 s for a
 /// quorum on the leader).
 const QUORUM_PLUS: Duration = Duration::from_secs(4);
@@ -516,119 +592,4 @@ fn encode_error(e: rmp_serde::encode::Error) -> ControlError {
     ControlError::Spawn(crate::supervision::SpawnError::Encode {
         reason: e.to_string(),
     })
-}
-
-/// A handle to a named actor that follows it wherever the head places it.
-/// Cheap to clone.
-///
-/// Each ask goes to where the actor ran last; an ask that fails because
-/// its node failed (`NodeDown`, `LinkDown`, `Unreachable`) or because the
-/// actor is no longer there (`NoSuchActor`: nothing was delivered) fails
-/// once, and the next ask asks the head where it runs now. Nothing is
-/// retried silently: a message is delivered at most once.
-pub struct Named<A: Spawnable> {
-    control: Control,
-    name: Arc<str>,
-    current: Current<A>,
-}
-
-/// Where a named actor ran last, and its epoch, shared by a handle's clones.
-type Current<A> = Arc<Mutex<Option<(RemoteAddr<A>, u64)>>>;
-
-impl<A: Spawnable> Clone for Named<A> {
-    fn clone(&self) -> Self {
-        Self {
-            control: self.control.clone(),
-            name: Arc::clone(&self.name),
-            current: Arc::clone(&self.current),
-        }
-    }
-}
-
-impl<A: Spawnable> std::fmt::Debug for Named<A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Named({}: {:?})", self.name, self.location())
-    }
-}
-
-impl<A: Spawnable> Named<A> {
-    fn new(control: Control, name: &str, located: Option<Located>) -> Self {
-        let named = Self {
-            control,
-            name: name.into(),
-            current: Arc::new(Mutex::new(None)),
-        };
-        if let Some(located) = located {
-            named.remember(&located);
-        }
-        named
-    }
-
-    fn remember(&self, located: &Located) -> RemoteAddr<A> {
-        let addr = RemoteAddr::new(self.control.mesh.clone(), located.node, &self.name);
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((addr.clone(), located.epoch));
-        addr
-    }
-
-    /// Its name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Where it ran when last resolved: its node and epoch (the fencing
-    /// token of that incarnation).
-    pub fn location(&self) -> Option<(NodeId, u64)> {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|(addr, epoch)| (addr.node_id(), *epoch))
-    }
-
-    /// Forgets where it ran: the next ask asks the head.
-    pub fn invalidate(&self) {
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    async fn target(&self) -> Result<RemoteAddr<A>, AskError> {
-        let cached = self
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|(addr, _)| addr.clone());
-        if let Some(addr) = cached {
-            return Ok(addr);
-        }
-        match self.control.resolve(&self.name).await {
-            Ok(located) => Ok(self.remember(&located)),
-            Err(e) => Err(AskError::NotPlaced {
-                name: self.name.to_string(),
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    /// Sends `message` to the actor and waits for its result.
-    ///
-    /// # Errors
-    ///
-    /// As [`RemoteAddr::send`], and [`AskError::NotPlaced`] when the head
-    /// cannot say where it runs.
-    pub async fn send<M>(&self, message: M) -> Result<M::Result, AskError>
-    where
-        A: Accepts<M>,
-        M: RemoteMessage,
-        M::Result: Wire,
-    {
-        let addr = self.target().await?;
-        let result = addr.send(message).await;
-        if let Err(e) = &result {
-            if e.is_node_failure() || matches!(e, AskError::NoSuchActor { .. }) {
-                self.invalidate();
-            }
-        }
-        result
-    }
 }
