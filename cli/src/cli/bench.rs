@@ -5,6 +5,7 @@ mod console;
 mod control;
 mod inspect;
 mod measure;
+mod partition;
 mod security;
 mod tasks;
 
