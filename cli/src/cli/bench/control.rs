@@ -75,9 +75,8 @@ impl ControlReport {
              placed_vs_exposed        {:>10.2}x\n\
              failover_crash_s_p50     {:>10.3}   (SIGKILL to the next answer, {} runs)\n\
              failover_crash_s_max     {:>10.3}\n\
-             failover_partition_s_p50 {:>10.3}   (worker cut off, not killed, to the new incarnation's first answer\n\
-             \x20                                   through a default Named handle, {} runs; {})\n\
-             failover_partition_s_max {:>10.3}   (target: lease x 1.1 + 1 s = {:.1})\n\
+             failover_partition_s_p50 {:>10.3}   (a worker cut off, not killed, to the new incarnation's first answer through a default Named handle, {} runs)\n\
+             failover_partition_s_max {:>10.3}   (target lease x 1.1 + 1 s = {:.1}; {})\n\
              leader_failover_s        {:>10.3}   (SIGKILL of the leader to the next acknowledged write)\n",
             self.heads,
             self.workers,
@@ -98,9 +97,9 @@ impl ControlReport {
             self.failover_crash_s_max,
             self.failover_partition_s_p50,
             self.failover_partition_runs,
-            self.failover_partition_how,
             self.failover_partition_s_max,
             self.failover_partition_target_s,
+            self.failover_partition_how,
             self.leader_failover_s,
         )
     }
