@@ -114,8 +114,14 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Runs the benchmark: `spawns` named actors, `runs` crash failovers.
-pub(crate) fn run(exe: &Path, spawns: usize, runs: usize) -> Result<ControlReport> {
+/// Runs the benchmark: `spawns` named actors, `runs` crash failovers,
+/// `partition_runs` partition failovers.
+pub(crate) fn run(
+    exe: &Path,
+    spawns: usize,
+    runs: usize,
+    partition_runs: usize,
+) -> Result<ControlReport> {
     let dir = std::env::temp_dir().join(format!("swarm-bench-control-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cluster = LocalCluster::start_control(exe, &dir, 3, 3, &["--workload", "demo"])
@@ -185,7 +191,7 @@ pub(crate) fn run(exe: &Path, spawns: usize, runs: usize) -> Result<ControlRepor
         })
     })?;
     // On a cluster of its own, once the first one is gone.
-    let partition = partition::run(exe, runs)?;
+    let partition = partition::run(exe, partition_runs)?;
     report.failover_partition_runs = partition.runs.len();
     report.failover_partition_s_p50 = p50(partition.runs.clone());
     report.failover_partition_s_max = partition.runs.last().copied().unwrap_or(f64::NAN);
