@@ -24,8 +24,8 @@
 //! revoked = []                     # certificate serials to refuse
 //! revocations = "n1.revoked"       # sealed: serials the head group revoked (default: NAME.revoked beside the keyring)
 //! ask_timeout_ms = 5000
-//! heartbeat_ms = 1000
-//! heartbeat_timeout_ms = 10000
+//! heartbeat_ms = 500               # a ping when nothing was sent for this long
+//! heartbeat_timeout_ms = 2000      # below lease_ms x 1.1: a cut-off peer is noticed before its actors move
 //! idle_timeout_s = 300
 //! max_message_mib = 64
 //! max_handshakes_per_source = 16   # handshakes in progress from one IP address
@@ -412,10 +412,12 @@ fn default_ask_ms() -> u64 {
     5_000
 }
 fn default_heartbeat_ms() -> u64 {
-    1_000
+    500
 }
+/// Below the default lease bound (`lease_ms` × 1.1 + 100 ms = 3.4 s): see
+/// `MeshConfig::heartbeat_timeout`.
 fn default_heartbeat_timeout_ms() -> u64 {
-    10_000
+    2_000
 }
 fn default_idle_s() -> u64 {
     300

@@ -21,12 +21,36 @@ pub struct MeshConfig {
     /// The largest envelope accepted (reassembled from chunks), in bytes.
     pub max_message: usize,
     /// Default timeout of `send` (asks); per-call timeouts override it.
+    ///
+    /// Default 5 s. It bounds a handler's work plus the round trip, and
+    /// for a [`Named`](crate::control::Named) handle also the following
+    /// of a moved actor within one ask: it is longer than the default
+    /// lease bound (`lease × 1.1 + 100 ms` = 3.4 s) plus the start of the
+    /// new incarnation, so an ask made just after its host was cut off
+    /// can still be answered by the new incarnation. Noticing the cut is
+    /// not its job but the heartbeat's: an ask on a dead link fails with
+    /// `LinkDown` after `heartbeat_timeout`, before this runs out.
     pub ask_timeout: Duration,
     /// A handshake that takes longer is abandoned.
     pub handshake_timeout: Duration,
     /// A ping is sent when nothing was sent for this long.
+    ///
+    /// Default 500 ms: a quarter of `heartbeat_timeout`, so three pings in
+    /// a row may be late (a busy peer, TCP retransmissions from 200 ms up)
+    /// before a live link is closed. An idle link costs two small pings a
+    /// second each way.
     pub heartbeat_interval: Duration,
-    /// A link on which nothing arrives for this long is closed.
+    /// A link on which nothing arrives for this long is closed, and asks
+    /// waiting on it fail with `LinkDown`.
+    ///
+    /// Default 2 s: a partition must be noticed within the lease bound.
+    /// The head moves a cut-off node's actors `lease × 1.1 + 100 ms` after
+    /// its last grant (3.4 s with the default 3 s lease); an ask in flight
+    /// at the cut fails by 2 s, and its [`Named`](crate::control::Named)
+    /// handle starts asking the head where the actor runs before the
+    /// head may move it, so the caller reaches the new incarnation within
+    /// one 50 ms poll of the move. With a shorter lease, shorten this too
+    /// (below `lease × 1.1`).
     pub heartbeat_timeout: Duration,
     /// A link without user traffic for this long is closed (reopened on demand).
     pub idle_timeout: Duration,
@@ -106,10 +130,10 @@ impl MeshConfig {
             listen,
             handshake,
             max_message: 64 << 20,
-            ask_timeout: Duration::from_secs(5),
+            ask_timeout: ASK_TIMEOUT,
             handshake_timeout: Duration::from_secs(5),
-            heartbeat_interval: Duration::from_secs(1),
-            heartbeat_timeout: Duration::from_secs(10),
+            heartbeat_interval: HEARTBEAT_INTERVAL,
+            heartbeat_timeout: HEARTBEAT_TIMEOUT,
             idle_timeout: Duration::from_secs(300),
             link_queue_bytes: 8 << 20,
             max_pending_handshakes: 256,
@@ -132,5 +156,42 @@ impl MeshConfig {
             revocations: None,
             counters: true,
         }
+    }
+}
+
+/// The default ask timeout (argued at `MeshConfig::ask_timeout`).
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The default heartbeat interval (argued at `MeshConfig::heartbeat_interval`).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The default heartbeat timeout (argued at `MeshConfig::heartbeat_timeout`).
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::leases::{DRIFT, MARGIN};
+
+    /// When the leader may move a cut-off node's actors, with the default
+    /// lease, after its last grant.
+    fn lease_bound() -> Duration {
+        HeadConfig::new("unused").lease.mul_f64(1.0 + DRIFT) + MARGIN
+    }
+
+    #[test]
+    fn default_heartbeat_notices_a_cut_before_the_default_lease_bound() {
+        assert!(HEARTBEAT_TIMEOUT < lease_bound());
+        // Several pings may be late before a live link is closed.
+        assert!(HEARTBEAT_INTERVAL * 4 <= HEARTBEAT_TIMEOUT);
+    }
+
+    #[test]
+    fn default_ask_timeout_outlasts_the_default_lease_bound() {
+        // An ask made just after the cut can be answered by the new
+        // incarnation, with a second to start it.
+        assert!(ASK_TIMEOUT >= lease_bound() + Duration::from_secs(1));
+        // And a dead link fails an ask before its timeout does.
+        assert!(HEARTBEAT_TIMEOUT < ASK_TIMEOUT);
     }
 }

@@ -48,6 +48,7 @@
 
 mod heads;
 pub(crate) mod lease;
+mod named;
 mod operators;
 
 use std::marker::PhantomData;
@@ -61,6 +62,7 @@ pub use crate::head::wire::{
     CONTROL_ACTOR, MAX_REPORTED,
 };
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
+pub use named::Named;
 
 use crate::cluster::{Cluster, ClusterAgent};
 use crate::directory::{Accepts, RemoteMessage, Wire};
@@ -165,14 +167,20 @@ impl Control {
         Supervisor: Accepts<M>,
         Result<T, ControlError>: Wire,
     {
-        self.call_with(message, within, QUORUM_PLUS).await
+        self.call_until(message, within, Patience::Within, QUORUM_PLUS)
+            .await
     }
 
-    /// As [`Control::call`], each try waiting `per_try` at most.
-    async fn call_with<M, T>(
+    /// As [`Control::call`]; each try waits `per_try` at most; with
+    /// [`Patience::WhileQuorumReachable`] it answers
+    /// [`ControlError::NoQuorum`] as soon as more than half of the heads
+    /// could not be reached from this node in this call (no quorum can
+    /// answer here, however long it waits).
+    pub(crate) async fn call_until<M, T>(
         &self,
         message: M,
         within: Duration,
+        patience: Patience,
         per_try: Duration,
     ) -> Result<T, ControlError>
     where
@@ -184,7 +192,24 @@ impl Control {
         let mut last = "membership shows no node with the head role".to_owned();
         let mut tried = 0usize;
         let mut redirects = 0usize;
+        // Heads this call could not reach (no link, down, no answer).
+        let mut unreachable: Vec<NodeId> = Vec::new();
+        let mut head_count: Option<usize> = None;
         loop {
+            if patience == Patience::WhileQuorumReachable && !unreachable.is_empty() {
+                let heads = match head_count {
+                    Some(n) => n,
+                    None => *head_count.insert(self.heads().await.len()),
+                };
+                if unreachable.len() > heads / 2 {
+                    return Err(ControlError::NoQuorum {
+                        reason: format!(
+                            "{} of {heads} heads are unreachable from this node ({last})",
+                            unreachable.len()
+                        ),
+                    });
+                }
+            }
             // The member list is asked for only when no leader is known.
             let target = match self.leader_hint() {
                 Some(leader) => Some(leader),
@@ -207,7 +232,7 @@ impl Control {
             // head: a member gossiping itself as one is never asked (its
             // grants, verdicts and revocation lists would be its own).
             let target = match target {
-                Some(head) => match self.mesh.certified_head(head).await {
+                Some(head) => match certified(&self.mesh, head, deadline).await {
                     Ok(true) => Some(head),
                     Ok(false) => {
                         tracing::warn!(node = %head.short(), "a member claims the head role its certificate lacks: not asking it");
@@ -223,6 +248,9 @@ impl Control {
                         last = format!("head {}: {e}", head.short());
                         self.set_leader(None);
                         tried += 1;
+                        if !unreachable.contains(&head) {
+                            unreachable.push(head);
+                        }
                         None
                     }
                 },
@@ -235,7 +263,17 @@ impl Control {
                 if let Some(behalf) = &self.behalf {
                     peer = peer.on_behalf(Arc::clone(behalf));
                 }
-                match peer.send_timeout(message.clone(), left.min(per_try)).await {
+                let answer = peer.send_timeout(message.clone(), left.min(per_try)).await;
+                match &answer {
+                    Ok(_) => unreachable.retain(|h| *h != head),
+                    Err(
+                        AskError::Unreachable { .. }
+                        | AskError::NodeDown { .. }
+                        | AskError::Timeout { .. },
+                    ) if !unreachable.contains(&head) => unreachable.push(head),
+                    Err(_) => {}
+                }
+                match answer {
                     Ok(Err(ControlError::NotLeader { leader })) => {
                         last = format!("head {} is not the leader", head.short());
                         self.set_leader(leader);
@@ -417,8 +455,13 @@ impl Control {
     pub async fn drain(&self, node: NodeId, force: bool) -> Result<DrainReport, ControlError> {
         // One try may take as long as the moves do: a retry would drain
         // what the first try is still moving.
-        self.call_with(DrainNode { node, force }, DRAIN_WITHIN, DRAIN_WITHIN)
-            .await
+        self.call_until(
+            DrainNode { node, force },
+            DRAIN_WITHIN,
+            Patience::Within,
+            DRAIN_WITHIN,
+        )
+        .await
     }
 
     /// The named actors the head records.
@@ -438,6 +481,33 @@ impl Control {
             rows.push((head, peer.send(HeadStatus).await));
         }
         rows
+    }
+}
+
+/// How long a control call keeps trying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Patience {
+    /// Until its time is up: an election or a restart may end meanwhile.
+    Within,
+    /// Until its time is up or more than half of the heads proved
+    /// unreachable from this node: a caller on the minority side of a
+    /// partition hears `NoQuorum` at once instead of waiting.
+    WhileQuorumReachable,
+}
+
+/// Whether `head`'s certificate has the head role (asked of a link to it,
+/// dialed if need be, by `deadline` at the latest).
+async fn certified(
+    mesh: &Mesh,
+    head: NodeId,
+    deadline: tokio::time::Instant,
+) -> Result<bool, AskError> {
+    let within = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .min(QUORUM_PLUS);
+    match tokio::time::timeout(within, mesh.certified_head(head)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(AskError::Timeout { after: within }),
     }
 }
 
@@ -542,119 +612,4 @@ fn encode_error(e: rmp_serde::encode::Error) -> ControlError {
     ControlError::Spawn(crate::supervision::SpawnError::Encode {
         reason: e.to_string(),
     })
-}
-
-/// A handle to a named actor that follows it wherever the head places it.
-/// Cheap to clone.
-///
-/// Each ask goes to where the actor ran last; an ask that fails because
-/// its node failed (`NodeDown`, `LinkDown`, `Unreachable`) or because the
-/// actor is no longer there (`NoSuchActor`: nothing was delivered) fails
-/// once, and the next ask asks the head where it runs now. Nothing is
-/// retried silently: a message is delivered at most once.
-pub struct Named<A: Spawnable> {
-    control: Control,
-    name: Arc<str>,
-    current: Current<A>,
-}
-
-/// Where a named actor ran last, and its epoch, shared by a handle's clones.
-type Current<A> = Arc<Mutex<Option<(RemoteAddr<A>, u64)>>>;
-
-impl<A: Spawnable> Clone for Named<A> {
-    fn clone(&self) -> Self {
-        Self {
-            control: self.control.clone(),
-            name: Arc::clone(&self.name),
-            current: Arc::clone(&self.current),
-        }
-    }
-}
-
-impl<A: Spawnable> std::fmt::Debug for Named<A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Named({}: {:?})", self.name, self.location())
-    }
-}
-
-impl<A: Spawnable> Named<A> {
-    fn new(control: Control, name: &str, located: Option<Located>) -> Self {
-        let named = Self {
-            control,
-            name: name.into(),
-            current: Arc::new(Mutex::new(None)),
-        };
-        if let Some(located) = located {
-            named.remember(&located);
-        }
-        named
-    }
-
-    fn remember(&self, located: &Located) -> RemoteAddr<A> {
-        let addr = RemoteAddr::new(self.control.mesh.clone(), located.node, &self.name);
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((addr.clone(), located.epoch));
-        addr
-    }
-
-    /// Its name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Where it ran when last resolved: its node and epoch (the fencing
-    /// token of that incarnation).
-    pub fn location(&self) -> Option<(NodeId, u64)> {
-        self.current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|(addr, epoch)| (addr.node_id(), *epoch))
-    }
-
-    /// Forgets where it ran: the next ask asks the head.
-    pub fn invalidate(&self) {
-        *self.current.lock().unwrap_or_else(PoisonError::into_inner) = None;
-    }
-
-    async fn target(&self) -> Result<RemoteAddr<A>, AskError> {
-        let cached = self
-            .current
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
-            .map(|(addr, _)| addr.clone());
-        if let Some(addr) = cached {
-            return Ok(addr);
-        }
-        match self.control.resolve(&self.name).await {
-            Ok(located) => Ok(self.remember(&located)),
-            Err(e) => Err(AskError::NotPlaced {
-                name: self.name.to_string(),
-                reason: e.to_string(),
-            }),
-        }
-    }
-
-    /// Sends `message` to the actor and waits for its result.
-    ///
-    /// # Errors
-    ///
-    /// As [`RemoteAddr::send`], and [`AskError::NotPlaced`] when the head
-    /// cannot say where it runs.
-    pub async fn send<M>(&self, message: M) -> Result<M::Result, AskError>
-    where
-        A: Accepts<M>,
-        M: RemoteMessage,
-        M::Result: Wire,
-    {
-        let addr = self.target().await?;
-        let result = addr.send(message).await;
-        if let Err(e) = &result {
-            if e.is_node_failure() || matches!(e, AskError::NoSuchActor { .. }) {
-                self.invalidate();
-            }
-        }
-        result
-    }
 }

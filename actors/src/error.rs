@@ -102,13 +102,25 @@ pub enum AskError {
         /// Which rule or default refused it (the remote node's words).
         reason: String,
     },
-    /// The control plane could not say where a named actor runs (it does
-    /// not exist, failed, or no head quorum answered).
+    /// The control plane could not say where a named actor runs: it does
+    /// not exist, or it failed past its restart policy.
     #[error("named actor {name:?} is not placed: {reason}")]
     NotPlaced {
         /// The name.
         name: String,
         /// The control plane's words.
+        reason: String,
+    },
+    /// No head quorum answers this node (it is on the minority side of a
+    /// partition, or a majority of the heads is down), so nobody here can
+    /// say where a named actor runs now: nothing was sent. What the cut-off
+    /// side last knew may be stale (the actor may have moved), so it is
+    /// not used. Ask again once the partition heals.
+    #[error("no head quorum answers for named actor {name:?}: {reason}")]
+    NoQuorum {
+        /// The name.
+        name: String,
+        /// What failed (the control plane's words).
         reason: String,
     },
 }

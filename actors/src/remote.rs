@@ -82,6 +82,36 @@ impl<A: RemoteActor> std::fmt::Debug for RemoteAddr<A> {
     }
 }
 
+/// Why an ask got no answer, and the message when no handler can have
+/// run it: it never left this node (no route, no link, the node is down),
+/// or the target node had no actor under the name. A caller may send such
+/// a message elsewhere without running it twice.
+pub(crate) struct Unanswered<M> {
+    /// What failed.
+    pub(crate) error: AskError,
+    /// The message, when nothing ran it.
+    pub(crate) unrun: Option<M>,
+}
+
+impl<M> Unanswered<M> {
+    /// Failed before anything was sent.
+    fn unsent(error: AskError, msg: M) -> Self {
+        Self {
+            error,
+            unrun: Some(msg),
+        }
+    }
+
+    /// What an ask that may have been delivered answered: only the target
+    /// saying it has no such actor proves that nothing ran.
+    fn after<T>(answer: Result<T, AskError>, msg: M) -> Result<T, Self> {
+        answer.map_err(|error| {
+            let unrun = matches!(error, AskError::NoSuchActor { .. }).then_some(msg);
+            Self { error, unrun }
+        })
+    }
+}
+
 /// Where a message to this handle goes.
 enum Route<A: RemoteActor> {
     /// The typed actor on this node: no serialization (and whether it is
@@ -188,15 +218,34 @@ impl<A: RemoteActor> RemoteAddr<A> {
         M: RemoteMessage,
         M::Result: Wire,
     {
+        self.ask(msg, timeout).await.map_err(|u| u.error)
+    }
+
+    /// As [`RemoteAddr::send_timeout`], for a caller that may send the
+    /// message elsewhere when no handler can have run it: then it comes
+    /// back with the error ([`Unanswered::unrun`]).
+    pub(crate) async fn ask<M>(&self, msg: M, timeout: Duration) -> Result<M::Result, Unanswered<M>>
+    where
+        A: Accepts<M>,
+        M: RemoteMessage,
+        M::Result: Wire,
+    {
         if let Some(behalf) = &self.behalf {
-            let body = self.encode_body(&msg)?;
+            let body = match self.encode_body(&msg) {
+                Ok(body) => body,
+                Err(error) => return Err(Unanswered::unsent(error, msg)),
+            };
             let wrapped = delegate::wrap(behalf, &self.name, M::TAG, body);
-            let reply = delegated(self.mesh.clone(), self.target, wrapped, timeout).await?;
-            return decode_reply(&reply);
+            let reply = delegated(self.mesh.clone(), self.target, wrapped, timeout).await;
+            return Unanswered::after(reply.and_then(|r| decode_reply(&r)), msg);
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let timed_out = AskError::Timeout { after: timeout };
-        match self.route()? {
+        let route = match self.route() {
+            Ok(route) => route,
+            Err(error) => return Err(Unanswered::unsent(error, msg)),
+        };
+        match route {
             Route::Direct(addr, supervised, stats) => {
                 let me = self.mesh.id();
                 let request = sampled(
@@ -212,42 +261,50 @@ impl<A: RemoteActor> RemoteAddr<A> {
                 if !matches!(answer, Ok(Ok(_))) {
                     stats.failed();
                 }
-                return match answer {
-                    Ok(Ok(result)) => Ok(result),
-                    Ok(Err(MailboxError::Closed)) if supervised => Err(AskError::ActorFailed),
-                    Ok(Err(MailboxError::Closed)) => Err(AskError::ActorStopped),
-                    Ok(Err(MailboxError::Timeout)) | Err(_) => Err(timed_out),
+                let error = match answer {
+                    Ok(Ok(result)) => return Ok(result),
+                    Ok(Err(MailboxError::Closed)) if supervised => AskError::ActorFailed,
+                    Ok(Err(MailboxError::Closed)) => AskError::ActorStopped,
+                    Ok(Err(MailboxError::Timeout)) | Err(_) => timed_out,
                 };
+                return Err(Unanswered { error, unrun: None });
             }
             Route::Dispatch(dispatch) => {
-                let body = self.encode_body(&msg)?;
-                let answer = dispatch.ask(&self.own_caller(), M::TAG, &body)?;
-                let reply = match tokio::time::timeout_at(deadline, answer).await {
-                    Ok(reply) => reply?,
-                    Err(_) => return Err(timed_out),
+                let answer = self
+                    .encode_body(&msg)
+                    .and_then(|body| Ok(dispatch.ask(&self.own_caller(), M::TAG, &body)?));
+                let answer = match answer {
+                    Ok(answer) => answer,
+                    Err(error) => return Err(Unanswered::unsent(error, msg)),
                 };
-                return decode_reply(&reply);
+                let reply = match tokio::time::timeout_at(deadline, answer).await {
+                    Ok(reply) => reply.map_err(AskError::from),
+                    Err(_) => Err(timed_out),
+                };
+                return Unanswered::after(reply.and_then(|r| decode_reply(&r)), msg);
             }
             Route::Remote => {}
         }
         // A link that hands its peer over to a successor (a relayed link
         // becoming direct) refuses asks it did not queue: ask the successor.
         for _ in 0..HANDOVER_RETRIES {
+            let down = AskError::NodeDown { node: self.target };
             if self.mesh.is_down(self.target) {
-                return Err(AskError::NodeDown { node: self.target });
+                return Err(Unanswered::unsent(down, msg));
             }
             let link = match self.mesh.live_link(self.target) {
                 Some(link) => link,
                 None => {
                     match tokio::time::timeout_at(deadline, self.mesh.link(self.target)).await {
-                        Ok(link) => link?,
-                        Err(_) => return Err(timed_out),
+                        Ok(Ok(link)) => link,
+                        Ok(Err(error)) => return Err(Unanswered::unsent(error, msg)),
+                        Err(_) => return Err(Unanswered::unsent(timed_out, msg)),
                     }
                 }
             };
             // Membership may have declared the node down while the link was dialed.
             if self.mesh.is_down(self.target) {
-                return Err(AskError::NodeDown { node: self.target });
+                return Err(Unanswered::unsent(down, msg));
             }
             let hint = self.size_hint.load(Ordering::Relaxed);
             let hints = &self.size_hint;
@@ -262,12 +319,15 @@ impl<A: RemoteActor> RemoteAddr<A> {
                 )
                 .await;
             match asked {
-                Ok(reply) => return decode_reply(&reply),
-                Err(AskFailure::Failed(e)) => return Err(e),
+                Ok(reply) => return Unanswered::after(decode_reply(&reply), msg),
+                Err(AskFailure::Failed(e)) => return Unanswered::after(Err(e), msg),
                 Err(AskFailure::HandedOver) => {}
             }
         }
-        Err(AskError::LinkDown { node: self.target })
+        Err(Unanswered::unsent(
+            AskError::LinkDown { node: self.target },
+            msg,
+        ))
     }
 
     /// Queues `msg` without waiting for the handler, waiting for queue

@@ -355,7 +355,8 @@ pub(crate) fn parse_resource(s: &str) -> Result<(String, f64), String> {
 pub(crate) enum BenchCommand {
     /// A local cluster of 3 heads and 3 workers: named-actor spawns per
     /// second, lookups, Raft writes, asks to a placed actor beside an
-    /// exposed one, crash failover and leader failover.
+    /// exposed one, crash failover and leader failover; then partition
+    /// failover on a cluster of its own.
     Control {
         /// Print one JSON object instead of a table.
         #[arg(long)]
@@ -366,6 +367,10 @@ pub(crate) enum BenchCommand {
         /// Crash failovers to time.
         #[arg(long, default_value_t = 10)]
         runs: usize,
+        /// Partition failovers to time (a worker cut off, on a cluster of
+        /// its own in network namespaces, or in one process without them).
+        #[arg(long, default_value_t = 10)]
+        partition_runs: usize,
     },
     /// Two worker processes and a driver without CPUs: empty tasks per
     /// second (local, and to 2 nodes under each policy), the task round
@@ -694,9 +699,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             since,
             json,
         } => audit::run(&config, since, json),
-        Command::Bench(BenchCommand::Control { json, spawns, runs }) => {
-            bench::control(json, spawns, runs)
-        }
+        Command::Bench(BenchCommand::Control {
+            json,
+            spawns,
+            runs,
+            partition_runs,
+        }) => bench::control(json, spawns, runs, partition_runs),
         Command::Bench(BenchCommand::Tasks { json, tasks }) => bench::tasks(json, tasks),
         Command::Bench(BenchCommand::Security { json, scale }) => bench::security(json, scale),
         Command::Bench(BenchCommand::Inspect { json, scale }) => bench::inspect(json, scale),

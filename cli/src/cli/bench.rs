@@ -5,6 +5,7 @@ mod console;
 mod control;
 mod inspect;
 mod measure;
+mod partition;
 mod security;
 mod tasks;
 
@@ -21,9 +22,9 @@ pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn control(json: bool, spawns: usize, runs: usize) -> Result<()> {
+pub(crate) fn control(json: bool, spawns: usize, runs: usize, partition_runs: usize) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
-    let report = control::run(&exe, spawns, runs)?;
+    let report = control::run(&exe, spawns, runs, partition_runs)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -10,13 +10,16 @@
 //! - A leader cut off from the other heads answers reads with `NoQuorum`
 //!   (never a stale location) and does not call itself leader; after
 //!   healing, reads answer what the majority decided.
+//! - With default settings, a `Named` handle whose host is cut off reaches
+//!   the new incarnation by itself, after one error for the ask that was
+//!   in flight; a handle on the cut-off side hears `NoQuorum`, typed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarm::control::{Control, ControlError, Spawn};
 use swarm::supervision::{Host, ListActors, HOST_ACTOR};
-use swarm::{Faults, Node};
+use swarm::{AskError, Faults, Node};
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 
 use crate::util::{control_cluster, ledger_on, scratch, TestNode};
@@ -302,5 +305,130 @@ async fn a_leader_cut_off_from_the_other_heads_answers_no_quorum_never_a_stale_l
         matches!(gone, Err(ControlError::NoSuchName { .. })),
         "got {gone:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// DESIGN.md, "Control plane, placement, supervision" (fencing: the leader
+/// moves a cut-off node's actors after `lease x 1.1 + 100 ms`) and
+/// "Failure model" (`ask` tells the caller of every failure, a message is
+/// delivered at most once): with the default lease, heartbeat and ask
+/// timeout, a handle whose host is cut off (not crashed) fails the ask in
+/// flight with `LinkDown` (the heartbeat notices the cut before the ask
+/// times out), and its next ask is answered by the new incarnation; the
+/// caller does nothing but ask. On the cut-off worker, a handle hears
+/// `NoQuorum`, never a stale `NoSuchActor`.
+#[actix_rt::test]
+async fn a_named_handle_whose_host_is_cut_off_reaches_the_new_incarnation_by_itself() {
+    let dir = scratch("control-handle-cut");
+    let mut faults = Vec::new();
+    // Default lease (3 s) and mesh timers; only the fault switch is added.
+    let (_ca, nodes) = control_cluster(&dir, 3, 2, |_, c| {
+        let f = Arc::new(Faults::default());
+        c.faults = Some(f.clone());
+        faults.push(f);
+    })
+    .await;
+    let worker = &nodes[3].node;
+    let control = nodes[4].node.control().unwrap().clone();
+    let handle = ledger_on(&control, "ledger", worker.id()).await;
+    let (_, epoch) = handle.location().unwrap();
+    assert_eq!(handle.send(Deposit(1)).await.unwrap().node, worker.id());
+    // A handle on the worker that will be cut off.
+    let inside = worker
+        .control()
+        .unwrap()
+        .lookup::<Ledger>("ledger")
+        .await
+        .unwrap();
+
+    cut(&faults, &nodes, 3, &[0, 1, 2, 4], true);
+    let cut_at = Instant::now();
+    let mut errors = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let moved = loop {
+        match handle.send(Deposit(1)).await {
+            Ok(balance) if balance.node != worker.id() => break balance,
+            Ok(_) => {}
+            Err(e) => errors.push(e),
+        }
+        assert!(Instant::now() < deadline, "never moved: {errors:?}");
+    };
+    eprintln!(
+        "cut to the new incarnation through the handle: {:?}, errors {errors:?}",
+        cut_at.elapsed()
+    );
+    assert!(moved.epoch > epoch);
+    // One ask was in flight on the dead link (or went on it before the
+    // heartbeat closed it): it may have run, so it fails; nothing else does.
+    assert!(
+        matches!(errors.as_slice(), [] | [AskError::LinkDown { .. }]),
+        "the caller saw {errors:?}"
+    );
+
+    // The cut-off side has no head at all: the handle says so, typed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match inside.send(Deposit(1)).await {
+            Err(AskError::NoQuorum { name, .. }) => {
+                assert_eq!(name, "ledger");
+                break;
+            }
+            // Its own incarnation, until its lease ran out.
+            Ok(balance) => assert_eq!(balance.epoch, epoch),
+            Err(e) => panic!("the cut-off side got {e:?}, not NoQuorum"),
+        }
+        assert!(Instant::now() < deadline, "never told NoQuorum");
+    }
+    cut(&faults, &nodes, 3, &[0, 1, 2, 4], false);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// DESIGN.md, "Failure model": the minority side never elects a second
+/// placement supervisor, and `ask` tells the caller of every failure. A
+/// caller on the deposed leader's side resolving through its handle gets
+/// `NoQuorum`, typed, never `NoSuchActor` or a stale location.
+#[actix_rt::test]
+async fn a_handle_on_the_side_without_quorum_gets_no_quorum_typed() {
+    let dir = scratch("control-handle-minority");
+    let (nodes, faults) = faulty(&dir).await;
+    let majority = nodes[4].node.control().unwrap().clone();
+    ledger_on(&majority, "ledger", nodes[4].node.id()).await;
+    let leader = leader_of(&majority, &nodes).await;
+    let mut far: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    far.push(4);
+    // n4 asks the leader (its hint follows the head that answered).
+    let client = nodes[3].node.control().unwrap().clone();
+    let handle = client.lookup::<Ledger>("ledger").await.unwrap();
+    assert_eq!(
+        handle.send(Deposit(1)).await.unwrap().node,
+        nodes[4].node.id()
+    );
+
+    cut(&faults, &nodes, leader, &far, true);
+    cut(&faults, &nodes, 3, &far, true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let asked = Instant::now();
+        match handle.send(Deposit(1)).await {
+            Err(AskError::NoQuorum { name, reason }) => {
+                eprintln!("NoQuorum after {:?}: {reason}", asked.elapsed());
+                assert_eq!(name, "ledger");
+                break;
+            }
+            // The ask in flight at the cut, or before the handle learned.
+            Err(e @ (AskError::LinkDown { .. } | AskError::Unreachable { .. })) => seen.push(e),
+            other => panic!("the side without quorum got {other:?} (before: {seen:?})"),
+        }
+        assert!(Instant::now() < deadline, "never told NoQuorum: {seen:?}");
+    }
+    // And again at once, while the partition lasts.
+    let again = handle.send(Deposit(1)).await;
+    assert!(
+        matches!(again, Err(AskError::NoQuorum { .. })),
+        "then got {again:?}"
+    );
+    cut(&faults, &nodes, leader, &far, false);
+    cut(&faults, &nodes, 3, &far, false);
     let _ = std::fs::remove_dir_all(&dir);
 }

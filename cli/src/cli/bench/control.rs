@@ -4,9 +4,11 @@
 //! beside asks to an exposed actor measured the same way in the same run),
 //! Raft writes, asks to a placed actor beside asks to an exposed one (same
 //! worker, same run), crash failover
-//! (SIGKILL of the process running a named actor to its next answer) and
+//! (SIGKILL of the process running a named actor to its next answer),
 //! leader failover (SIGKILL of the head leader to the next acknowledged
-//! write).
+//! write), and partition failover ([`partition`]: the worker running a
+//! named actor cut off, to the new incarnation's first answer through a
+//! default `Named` handle) on a cluster of its own.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -19,6 +21,8 @@ use swarm::placement::Placement;
 use swarm::Node;
 use swarm_cli::demo::{Add, Adder, Deposit, Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
+
+use super::partition;
 
 /// What `swarm bench control` prints.
 #[derive(Debug, Serialize)]
@@ -44,6 +48,13 @@ pub(crate) struct ControlReport {
     pub(crate) failover_runs: usize,
     pub(crate) failover_crash_s_p50: f64,
     pub(crate) failover_crash_s_max: f64,
+    pub(crate) failover_partition_runs: usize,
+    pub(crate) failover_partition_s_p50: f64,
+    pub(crate) failover_partition_s_max: f64,
+    /// Where the partition runs cut: namespaces, or the fault transport.
+    pub(crate) failover_partition_how: String,
+    /// `lease × 1.1 + 1 s` with the default 3 s lease.
+    pub(crate) failover_partition_target_s: f64,
     pub(crate) leader_failover_s: f64,
 }
 
@@ -64,6 +75,8 @@ impl ControlReport {
              placed_vs_exposed        {:>10.2}x\n\
              failover_crash_s_p50     {:>10.3}   (SIGKILL to the next answer, {} runs)\n\
              failover_crash_s_max     {:>10.3}\n\
+             failover_partition_s_p50 {:>10.3}   (a worker cut off, not killed, to the new incarnation's first answer through a default Named handle, {} runs)\n\
+             failover_partition_s_max {:>10.3}   (target lease x 1.1 + 1 s = {:.1}; {})\n\
              leader_failover_s        {:>10.3}   (SIGKILL of the leader to the next acknowledged write)\n",
             self.heads,
             self.workers,
@@ -82,6 +95,11 @@ impl ControlReport {
             self.failover_crash_s_p50,
             self.failover_runs,
             self.failover_crash_s_max,
+            self.failover_partition_s_p50,
+            self.failover_partition_runs,
+            self.failover_partition_s_max,
+            self.failover_partition_target_s,
+            self.failover_partition_how,
             self.leader_failover_s,
         )
     }
@@ -96,14 +114,20 @@ fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-/// Runs the benchmark: `spawns` named actors, `runs` crash failovers.
-pub(crate) fn run(exe: &Path, spawns: usize, runs: usize) -> Result<ControlReport> {
+/// Runs the benchmark: `spawns` named actors, `runs` crash failovers,
+/// `partition_runs` partition failovers.
+pub(crate) fn run(
+    exe: &Path,
+    spawns: usize,
+    runs: usize,
+    partition_runs: usize,
+) -> Result<ControlReport> {
     let dir = std::env::temp_dir().join(format!("swarm-bench-control-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut cluster = LocalCluster::start_control(exe, &dir, 3, 3, &["--workload", "demo"])
         .context("cannot start the local cluster")?;
     cluster.remove_dir_on_drop(true);
-    actix::System::new().block_on(async move {
+    let mut report = actix::System::new().block_on(async move {
         let mut mesh = NodeFile::load(&cluster.driver_config())?.mesh_config()?;
         mesh.listen = "127.0.0.1:0".parse()?;
         let driver = Node::start(mesh).await?;
@@ -140,7 +164,7 @@ pub(crate) fn run(exe: &Path, spawns: usize, runs: usize) -> Result<ControlRepor
         let leader_failover_s = leader_failover(&mut cluster, &control).await?;
         driver.shutdown();
         crashes.sort_by(f64::total_cmp);
-        Ok(ControlReport {
+        Ok::<_, anyhow::Error>(ControlReport {
             heads: 3,
             workers: 3,
             spawns,
@@ -158,9 +182,21 @@ pub(crate) fn run(exe: &Path, spawns: usize, runs: usize) -> Result<ControlRepor
             failover_runs: crashes.len(),
             failover_crash_s_p50: crashes.get(crashes.len() / 2).copied().unwrap_or(f64::NAN),
             failover_crash_s_max: crashes.last().copied().unwrap_or(f64::NAN),
+            failover_partition_runs: 0,
+            failover_partition_s_p50: f64::NAN,
+            failover_partition_s_max: f64::NAN,
+            failover_partition_how: String::new(),
+            failover_partition_target_s: 3.0 * 1.1 + 1.0,
             leader_failover_s,
         })
-    })
+    })?;
+    // On a cluster of its own, once the first one is gone.
+    let partition = partition::run(exe, partition_runs)?;
+    report.failover_partition_runs = partition.runs.len();
+    report.failover_partition_s_p50 = p50(partition.runs.clone());
+    report.failover_partition_s_max = partition.runs.last().copied().unwrap_or(f64::NAN);
+    report.failover_partition_how = partition.how;
+    Ok(report)
 }
 
 fn on_workers(name: &str) -> Spawn<Ledger> {
