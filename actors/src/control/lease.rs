@@ -20,23 +20,84 @@ use crate::supervision::{ApplyGrant, Host, LeaseRunning};
 /// plane should not wake up for it).
 const IDLE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
 
+/// The lease keeper's timing as a pure machine (the control-plane
+/// simulator drives the same one): when to renew next, and how long a
+/// grant holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Keeper {
+    every: Duration,
+    idle: Duration,
+    leased: bool,
+}
+
+impl Default for Keeper {
+    fn default() -> Self {
+        Self {
+            every: Duration::from_millis(200),
+            idle: IDLE.0,
+            leased: false,
+        }
+    }
+}
+
+impl Keeper {
+    /// How long to wait before the next step.
+    pub(crate) fn wait(&self) -> Duration {
+        self.every
+    }
+
+    /// Whether the next step needs to know of a head first (no lease: the
+    /// leader is not known from renewals).
+    pub(crate) fn needs_heads(&self) -> bool {
+        !self.leased
+    }
+
+    /// No head is known: wait longer each time, up to [`IDLE`]'s bound.
+    pub(crate) fn no_heads(&mut self) {
+        self.every = self.idle;
+        self.idle = (self.idle * 2).min(IDLE.1);
+    }
+
+    /// A renewal goes out now.
+    pub(crate) fn renewing(&mut self) {
+        self.idle = IDLE.0;
+    }
+
+    /// How long to wait for a renewal's answer.
+    pub(crate) fn answer_within(&self) -> Duration {
+        self.every * 2
+    }
+
+    /// The renewal sent at `sent` got a lease of `lease`: answers until
+    /// when it holds (counted from the sending, so a slow answer only
+    /// shortens it); the next renewal comes a fifth of it later.
+    pub(crate) fn granted(&mut self, sent: Instant, lease: Duration) -> Instant {
+        self.every = (lease / 5).max(Duration::from_millis(20));
+        self.leased = true;
+        sent + lease
+    }
+
+    /// The renewal failed: ask again soon.
+    pub(crate) fn failed(&mut self) {
+        self.leased = false;
+        self.every = self.every.min(Duration::from_millis(200));
+    }
+}
+
 /// Renews until the host stops.
 pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
     actix::spawn(async move {
-        let mut every = Duration::from_millis(200);
-        let mut idle = IDLE.0;
-        let mut leased = false;
+        let mut keeper = Keeper::default();
         // How many of the head's revocations this node holds.
         let mut revoked_known = 0usize;
         loop {
-            tokio::time::sleep(every).await;
+            tokio::time::sleep(keeper.wait()).await;
             // While renewals succeed the leader is known: no member list needed.
-            if !leased && control.heads().await.is_empty() {
-                every = idle;
-                idle = (idle * 2).min(IDLE.1);
+            if keeper.needs_heads() && control.heads().await.is_empty() {
+                keeper.no_heads();
                 continue;
             }
-            idle = IDLE.0;
+            keeper.renewing();
             let Ok(report) = host.send(LeaseRunning).await else {
                 return;
             };
@@ -51,12 +112,9 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                 // head takes them from the certificate.
                 roles: control.mesh.handshake().cert.body().roles.clone(),
             };
-            match control.call(renew, every * 2).await {
+            match control.call(renew, keeper.answer_within()).await {
                 Ok(grant) => {
-                    let lease = Duration::from_millis(grant.lease_ms);
-                    every = (lease / 5).max(Duration::from_millis(20));
-                    let until = sent + lease;
-                    leased = true;
+                    let until = keeper.granted(sent, Duration::from_millis(grant.lease_ms));
                     if let Some(key) = grant.capability_key {
                         control.mesh.set_capability_key(key);
                     }
@@ -70,11 +128,34 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                     }
                 }
                 Err(e) => {
-                    leased = false;
-                    every = every.min(Duration::from_millis(200));
+                    keeper.failed();
                     tracing::debug!(error = %e, "lease renewal failed");
                 }
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grant_counts_from_the_sending_and_a_failure_renews_soon() {
+        let mut keeper = Keeper::default();
+        assert!(keeper.needs_heads());
+        keeper.no_heads();
+        keeper.no_heads();
+        assert_eq!(keeper.wait(), IDLE.0 * 2, "idle waits grow");
+        keeper.renewing();
+        let sent = Instant::now();
+        let lease = Duration::from_secs(3);
+        assert_eq!(keeper.granted(sent, lease), sent + lease);
+        assert!(!keeper.needs_heads());
+        assert_eq!(keeper.wait(), lease / 5);
+        assert_eq!(keeper.answer_within(), lease / 5 * 2);
+        keeper.failed();
+        assert!(keeper.needs_heads());
+        assert_eq!(keeper.wait(), Duration::from_millis(200));
+    }
 }

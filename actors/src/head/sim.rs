@@ -16,9 +16,11 @@
 //!   once the old one has lacked one (or been down) for an election
 //!   timeout, and it starts as the real one does ([`Leases::became_leader`],
 //!   no deliveries known). A commit applies at once.
-//! - **The lease keeper** renews every lease/5 of its own clock, reporting
-//!   what its host runs and the newest fence it saw; a grant's lease counts
-//!   from when the renewal was sent, on the node's clock.
+//! - **The lease keeper** is the real one's [`Keeper`]: it renews every
+//!   lease/5 of its own clock (sooner after a failure), reporting what its
+//!   host runs and the newest fence it saw, gives an answer up after twice
+//!   that, and counts a grant's lease from when the renewal was sent, on
+//!   the node's clock.
 //! - **The leader's moves**: each tick, the placements of a node whose
 //!   lease expired by [`Leases::expired`] go to the node with a lease that
 //!   has the fewest placements (none: they wait for one). Crash evidence is
@@ -45,6 +47,7 @@ use swarm_protocol::NodeId;
 use super::leases::{Leases, DRIFT};
 use super::reconcile::{self, Deliveries};
 use super::state::{ActorSpec, Applied, Command, ControlState, RecordState};
+use crate::control::lease::Keeper;
 use crate::supervision::{Admission, Fencing, Running};
 
 /// The lease (the default).
@@ -110,13 +113,14 @@ enum Msg {
     Renew {
         node: usize,
         life: u64,
-        sent: Instant,
+        req: u64,
         running: Vec<Running>,
         seen: u64,
     },
     Grant {
         life: u64,
-        until: Instant,
+        req: u64,
+        lease: Duration,
         index: u64,
         start: Vec<(String, u64)>,
         stop: Vec<(String, u64)>,
@@ -138,6 +142,11 @@ enum Event {
     Renewal {
         node: usize,
         life: u64,
+    },
+    RenewTimeout {
+        node: usize,
+        life: u64,
+        req: u64,
     },
     LeaseCheck {
         node: usize,
@@ -161,6 +170,10 @@ struct Host {
     alive: bool,
     life: u64,
     fencing: Fencing,
+    keeper: Keeper,
+    /// The renewal waiting for its answer, and when it was sent (the
+    /// node's clock).
+    pending: Option<(u64, Instant)>,
     clock: Clock,
 }
 
@@ -212,6 +225,8 @@ impl Sim {
                 alive: true,
                 life: 0,
                 fencing: Fencing::default(),
+                keeper: Keeper::default(),
+                pending: None,
                 clock: clock(&mut rng),
             })
             .collect();
@@ -371,6 +386,15 @@ impl Sim {
                 }
             }
             Event::Renewal { node, life } => self.renewal(node, life),
+            Event::RenewTimeout { node, life, req } => {
+                let host = &mut self.hosts[node];
+                if host.alive && host.life == life && host.pending.is_some_and(|p| p.0 == req) {
+                    host.pending = None;
+                    host.keeper.failed();
+                    let wait = self.local_wait(node, self.hosts[node].keeper.wait());
+                    self.after(wait, Event::Renewal { node, life });
+                }
+            }
             Event::LeaseCheck { node, life } => {
                 let host = &self.hosts[node];
                 if host.alive && host.life == life {
@@ -413,12 +437,23 @@ impl Sim {
         self.check()
     }
 
+    /// The node's wait of `local` (its own clock) in virtual time.
+    fn local_wait(&self, node: usize, local: Duration) -> Duration {
+        local.div_f64(self.hosts[node].clock.rate)
+    }
+
+    /// The lease keeper's next step, as `control::lease` takes it.
     fn renewal(&mut self, node: usize, life: u64) {
         let host = &self.hosts[node];
         if !host.alive || host.life != life {
             return;
         }
-        let every = (LEASE / 5).div_f64(host.clock.rate);
+        // Heads are always known members here (membership is not
+        // simulated), so the keeper never idles for want of one; a renewal
+        // that finds no leader goes unanswered and is retried.
+        let leader = self.leader.as_ref().map(|l| l.head);
+        self.hosts[node].keeper.renewing();
+        let host = &self.hosts[node];
         let sent = self.local(host.clock);
         let mut running: Vec<Running> = host
             .fencing
@@ -431,17 +466,21 @@ impl Sim {
             .collect();
         running.sort_by(|a, b| a.name.cmp(&b.name));
         let seen = host.fencing.seen_index();
-        if let Some(head) = self.leader.as_ref().map(|l| l.head) {
+        self.seq += 1;
+        let req = self.seq;
+        self.hosts[node].pending = Some((req, sent));
+        if let Some(head) = leader {
             let msg = Msg::Renew {
                 node,
                 life,
-                sent,
+                req,
                 running,
                 seen,
             };
             self.send(End::Node(node), End::Head(head), msg);
         }
-        self.after(every, Event::Renewal { node, life });
+        let within = self.local_wait(node, self.hosts[node].keeper.answer_within());
+        self.after(within, Event::RenewTimeout { node, life, req });
     }
 
     fn deliver(&mut self, to: End, msg: Msg) {
@@ -451,7 +490,7 @@ impl Sim {
                 Msg::Renew {
                     node,
                     life,
-                    sent,
+                    req,
                     running,
                     seen,
                 },
@@ -459,7 +498,7 @@ impl Sim {
                 if self.leader.as_ref().is_none_or(|l| l.head != h) || !self.quorum(h) {
                     return;
                 }
-                self.grant(node, life, sent, &running, seen);
+                self.grant(node, life, req, &running, seen);
             }
             (End::Node(n), msg) => {
                 if !self.hosts[n].alive {
@@ -470,11 +509,20 @@ impl Sim {
                 match msg {
                     Msg::Grant {
                         life: for_life,
-                        until,
+                        req,
+                        lease,
                         index,
                         start,
                         stop,
                     } if for_life == life => {
+                        // An answer after the keeper gave up is dropped.
+                        let Some((_, sent)) = self.hosts[n].pending.filter(|p| p.0 == req) else {
+                            return;
+                        };
+                        self.hosts[n].pending = None;
+                        let until = self.hosts[n].keeper.granted(sent, lease);
+                        let wait = self.local_wait(n, self.hosts[n].keeper.wait());
+                        self.after(wait, Event::Renewal { node: n, life });
                         self.hosts[n].fencing.grant(until, index);
                         for (name, epoch) in stop {
                             self.hosts[n].fencing.stop(&name, epoch);
@@ -516,7 +564,7 @@ impl Sim {
     }
 
     /// The leader answers a renewal that reached it with a quorum.
-    fn grant(&mut self, node: usize, life: u64, sent: Instant, running: &[Running], seen: u64) {
+    fn grant(&mut self, node: usize, life: u64, req: u64, running: &[Running], seen: u64) {
         let Some(now) = self.leader_now() else {
             return;
         };
@@ -543,7 +591,8 @@ impl Sim {
         }
         let grant = Msg::Grant {
             life,
-            until: sent + LEASE,
+            req,
+            lease: LEASE,
             index,
             start: plan.start,
             stop: plan.stop,
@@ -675,6 +724,8 @@ impl Sim {
         host.alive = true;
         host.life += 1;
         host.fencing = Fencing::default();
+        host.keeper = Keeper::default();
+        host.pending = None;
         let life = host.life;
         self.log(format!("n{n} restarts (life {life})"));
         self.after(Duration::from_millis(10), Event::Renewal { node: n, life });
