@@ -187,6 +187,12 @@ async fn a_drained_node_hands_its_actors_over_one_by_one_and_leaves() {
     };
     let one = ledger_on(&control, "one", drained).await;
     let two = ledger_on(&control, "two", drained).await;
+    // A head is not drained without --force: its Raft replica would go.
+    let head = nodes[0].node.id();
+    match control.drain(head, false).await {
+        Err(ControlError::Refused { reason }) => assert!(reason.contains("is a head"), "{reason}"),
+        other => panic!("draining a head: {other:?}"),
+    }
 
     let report = control.drain(drained, false).await.unwrap();
     assert_eq!((report.moved, report.left), (2, true), "{report:?}");

@@ -328,6 +328,21 @@ impl Handler<DrainNode> for Supervisor {
 
     fn handle(&mut self, drain: DrainNode, ctx: &mut Context<Self>) -> Self::Result {
         let DrainNode { node, force } = drain;
+        // A drained node leaves and its process ends: a head would take its
+        // Raft replica with it, and the group one voter closer to losing
+        // its quorum.
+        let head = self
+            .certified
+            .get(&node)
+            .is_some_and(|roles| roles.iter().any(|r| r == "head"));
+        if head && !force {
+            return Box::pin(fut::ready(Err(ControlError::Refused {
+                reason: format!(
+                    "{} is a head (a Raft voter of the control plane): a drained node leaves and stops; drain it with --force to take it out anyway",
+                    self.node_name(node)
+                ),
+            })));
+        }
         let leading = self.leading();
         let writes = self.writes.clone();
         let me = ctx.address();
