@@ -41,30 +41,44 @@ enum Pending {
 #[derive(Debug, Default)]
 pub(crate) struct Deliveries {
     pending: HashMap<String, Pending>,
+    /// Counts leaderships: a write of an earlier one that resolves late
+    /// (openraft answers it once applied, even on a follower) records and
+    /// delivers nothing.
+    generation: u64,
 }
 
 impl Deliveries {
-    /// A placement write for `name` goes out now.
-    pub(crate) fn writing(&mut self, name: &str) {
+    /// A placement write for `name` goes out now: answers the leadership
+    /// it belongs to, for the calls that follow.
+    pub(crate) fn writing(&mut self, name: &str) -> u64 {
         self.pending.insert(name.to_owned(), Pending::Writing);
+        self.generation
     }
 
-    /// The write for `name` committed under `epoch`.
-    pub(crate) fn committed(&mut self, name: &str, epoch: u64) {
-        self.pending
-            .insert(name.to_owned(), Pending::Committed { epoch, fence: None });
+    /// The write for `name`, of leadership `generation`, committed under
+    /// `epoch`.
+    pub(crate) fn committed(&mut self, name: &str, epoch: u64, generation: u64) {
+        if generation == self.generation {
+            self.pending
+                .insert(name.to_owned(), Pending::Committed { epoch, fence: None });
+        }
     }
 
-    /// The write for `name` failed or placed nothing.
-    pub(crate) fn abandoned(&mut self, name: &str) {
-        if self.pending.get(name) == Some(&Pending::Writing) {
+    /// The write for `name`, of leadership `generation`, failed or placed
+    /// nothing.
+    pub(crate) fn abandoned(&mut self, name: &str, generation: u64) {
+        if generation == self.generation && self.pending.get(name) == Some(&Pending::Writing) {
             self.pending.remove(name);
         }
     }
 
-    /// Whether to deliver `name`'s `epoch` at `fence` now: true once, for
-    /// a placement this leader committed and has not delivered.
-    pub(crate) fn deliver(&mut self, name: &str, epoch: u64, fence: u64) -> bool {
+    /// Whether to deliver `name`'s `epoch` at `fence` now (for leadership
+    /// `generation`): true once, for a placement this leader committed and
+    /// has not delivered.
+    pub(crate) fn deliver(&mut self, name: &str, epoch: u64, fence: u64, generation: u64) -> bool {
+        if generation != self.generation {
+            return false;
+        }
         match self.pending.get_mut(name) {
             Some(Pending::Committed {
                 epoch: e,
@@ -77,9 +91,17 @@ impl Deliveries {
         }
     }
 
-    /// A new leadership, or none: no delivery is known.
+    /// A new leadership, or none: no delivery is known, and the writes of
+    /// the last one deliver nothing.
     pub(crate) fn clear(&mut self) {
         self.pending.clear();
+        self.generation += 1;
+    }
+
+    /// The current leadership.
+    #[cfg(test)]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// How many are remembered.
@@ -136,7 +158,8 @@ pub(crate) fn plan(
         match pending {
             Some(Pending::Writing) => {}
             Some(Pending::Committed { epoch, fence: None }) if epoch == record.epoch => {
-                deliveries.deliver(name, epoch, index);
+                let generation = deliveries.generation;
+                deliveries.deliver(name, epoch, index, generation);
                 plan.start.push((name.clone(), epoch));
             }
             // Delivered, the host has not seen it yet: on its way.
@@ -195,15 +218,15 @@ mod tests {
     fn a_committed_placement_is_delivered_once_then_waited_for_then_restarted_if_lost() {
         let mut state = ControlState::default();
         let mut d = Deliveries::default();
-        d.writing("a");
+        let g = d.writing("a");
         // Applied but its write's answer not back: not lost, not started.
         let e = place(&mut state, "a", node(1), None);
         let p = plan(&state, node(1), &[], 0, 5, &mut d, |_| false);
         assert_eq!(p, Plan::default());
-        d.committed("a", e);
+        d.committed("a", e, g);
         // Pushed at fence 5: a grant does not deliver it again.
-        assert!(d.deliver("a", e, 5));
-        assert!(!d.deliver("a", e, 6));
+        assert!(d.deliver("a", e, 5, g));
+        assert!(!d.deliver("a", e, 6, g));
         let p = plan(&state, node(1), &[], 4, 6, &mut d, |_| false);
         assert_eq!(p, Plan::default(), "the host has not seen fence 5 yet");
         let p = plan(&state, node(1), &[], 6, 7, &mut d, |_| false);
@@ -216,11 +239,11 @@ mod tests {
         let mut state = ControlState::default();
         let mut d = Deliveries::default();
         let e = place(&mut state, "a", node(1), None);
-        d.committed("a", e);
+        d.committed("a", e, d.generation());
         let p = plan(&state, node(1), &[], 0, 9, &mut d, |_| false);
         assert_eq!(p.start, vec![("a".to_owned(), e)]);
         assert!(
-            !d.deliver("a", e, 9),
+            !d.deliver("a", e, 9, d.generation()),
             "the push that comes late does not go"
         );
         let p = plan(&state, node(1), &[running("a", e)], 9, 10, &mut d, |_| {
@@ -228,6 +251,27 @@ mod tests {
         });
         assert_eq!(p, Plan::default());
         assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn a_write_of_an_earlier_leadership_that_resolves_late_delivers_nothing() {
+        let mut state = ControlState::default();
+        let mut d = Deliveries::default();
+        let g = d.writing("a");
+        let e = place(&mut state, "a", node(1), None);
+        // Leadership lost and won again while the write was in flight.
+        d.clear();
+        d.committed("a", e, g);
+        assert!(
+            !d.deliver("a", e, 5, g),
+            "no push from a deposed leadership"
+        );
+        let p = plan(&state, node(1), &[], 0, 6, &mut d, |_| false);
+        assert_eq!(
+            p.restart,
+            vec![("a".to_owned(), e)],
+            "the new leadership restarts it"
+        );
     }
 
     #[test]

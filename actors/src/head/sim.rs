@@ -356,9 +356,10 @@ impl Sim {
             return None;
         };
         let leader = self.leader.as_mut()?;
-        leader.deliveries.committed(name, epoch);
+        let generation = leader.deliveries.generation();
+        leader.deliveries.committed(name, epoch, generation);
         let head = leader.head;
-        if leader.deliveries.deliver(name, epoch, index) {
+        if leader.deliveries.deliver(name, epoch, index, generation) {
             let msg = Msg::Spawn {
                 name: name.to_owned(),
                 epoch,

@@ -282,10 +282,10 @@ pub(crate) struct Renew {
     /// The actor types it may start: it takes placements of these only.
     #[serde(default)]
     pub(crate) types: Vec<String>,
-    /// The newest fence index its host processed (grants and pushed
-    /// placements): a placement the leader delivered at a fence this old
-    /// or older that the node does not run was lost (the host restarted,
-    /// or refused it), and restarts under a new epoch.
+    /// The log index of the newest grant its host applied: a placement
+    /// the leader delivered at a fence this old or older that the node
+    /// does not run was lost (the host restarted, or refused it; a later
+    /// push is refused as superseded), and restarts under a new epoch.
     #[serde(default)]
     pub(crate) seen_index: u64,
     /// How many of the head's revocations it holds (the list only grows).

@@ -47,10 +47,6 @@ pub(crate) struct Fencing {
     lease_until: Option<Instant>,
     /// The log index of the newest grant applied.
     granted_index: u64,
-    /// The newest fence index this host processed (grants and spawns,
-    /// admitted or not): a renewal reports it, so the leader knows which
-    /// of its deliveries the host has seen.
-    seen_index: u64,
     /// Head placements running or starting, by name.
     slots: HashMap<String, Slot>,
     /// The newest epoch this host started per name (never started twice).
@@ -68,9 +64,14 @@ impl Fencing {
         self.slots.get(name).map(|s| s.epoch)
     }
 
-    /// The newest fence index processed.
+    /// The newest grant's log index: a renewal reports it. Every delivery
+    /// with a fence up to it was either admitted before that grant (and
+    /// is reported running) or is refused as superseded when it arrives,
+    /// so the leader knows which of its deliveries this host lost. (Pushes
+    /// are not counted: one log entry can carry several, under one fence,
+    /// and they arrive in any order.)
     pub(crate) fn seen_index(&self) -> u64 {
-        self.seen_index
+        self.granted_index
     }
 
     /// Head placements running or starting: (name, epoch).
@@ -95,7 +96,6 @@ impl Fencing {
         now: Instant,
     ) -> Result<Admission, SpawnError> {
         let superseded = fence <= self.granted_index && !from_grant;
-        self.seen_index = self.seen_index.max(fence);
         let current = self.slots.get(name).copied();
         if current.is_some_and(|s| s.epoch == epoch) {
             return Ok(Admission::Running);
@@ -146,8 +146,12 @@ impl Fencing {
     }
 
     /// The head asks to stop `name`'s incarnations up to `epoch`: answers
-    /// the epoch that stops, if one runs.
+    /// the epoch that stops, if one runs. Epochs up to `epoch` never start
+    /// here afterwards, even if their delivery comes after the stop (a
+    /// grant that travelled longer, a deposed leader's push).
     pub(crate) fn stop(&mut self, name: &str, epoch: u64) -> Option<u64> {
+        let highest = self.highest.entry(name.to_owned()).or_insert(0);
+        *highest = (*highest).max(epoch);
         let slot = self.slots.get(name).copied()?;
         if slot.epoch > epoch {
             return None;
@@ -162,7 +166,6 @@ impl Fencing {
             self.lease_until = Some(until);
         }
         self.granted_index = self.granted_index.max(index);
-        self.seen_index = self.seen_index.max(index);
     }
 
     /// At `now`: if the lease ran out, gives it up and answers every head
@@ -232,7 +235,7 @@ mod tests {
         assert_eq!(f.seen_index(), 10);
         assert!(f.admit("a", 3, 11, false, t0).is_ok());
         assert!(f.started("a", 3, t0));
-        assert_eq!(f.seen_index(), 11);
+        assert_eq!(f.seen_index(), 10, "pushes are not counted: only grants");
         assert_eq!(
             f.admit("a", 5, 12, false, t0),
             Ok(Admission::Start { replaces: Some(3) })
@@ -242,5 +245,20 @@ mod tests {
         assert_eq!(f.admit("a", 4, 13, false, t0), Err(SpawnError::Stale));
         assert_eq!(f.stop("a", 4), None, "a newer incarnation stays");
         assert_eq!(f.epoch_of("a"), Some(5));
+    }
+
+    #[test]
+    fn a_stop_that_comes_before_its_delivery_still_fences_it() {
+        let t0 = Instant::now();
+        let mut f = Fencing::default();
+        f.grant(t0 + LEASE, 10);
+        // The head stops epoch 7 (a drain), then the grant that listed it
+        // arrives, having travelled longer.
+        assert_eq!(f.stop("a", 7), None);
+        assert_eq!(f.admit("a", 7, 10, true, t0), Err(SpawnError::Stale));
+        assert!(
+            f.admit("a", 8, 11, true, t0).is_ok(),
+            "a newer epoch starts"
+        );
     }
 }

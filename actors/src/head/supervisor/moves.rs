@@ -66,6 +66,14 @@ impl Handler<MoveOff> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Relocated, ControlError>>;
 
     fn handle(&mut self, m: MoveOff, ctx: &mut Context<Self>) -> Self::Result {
+        // One decision about a name at a time: a lease move or a restart
+        // under way finishes first.
+        if !self.moving.insert(m.name.clone()) {
+            let reason = ControlError::Refused {
+                reason: "a move or restart of it is under way: drain again once it settled".into(),
+            };
+            return Box::pin(fut::ready(Ok(Relocated::Stuck { reason })));
+        }
         let stuck = if m.force {
             Stuck::StopAndFail
         } else {
@@ -163,7 +171,21 @@ impl Supervisor {
                         name: name.clone(),
                         epoch: r.epoch,
                     };
-                    let _ = old.send(stop).await;
+                    let stopped = old.send(stop).await;
+                    // A drain moves an actor only once its node confirmed
+                    // the stop: a node cut off from this head keeps running
+                    // it until its lease runs out, and two incarnations
+                    // must never run at once. (An escalated actor runs no
+                    // more: its move goes on.)
+                    if let (Err(e), true) = (stopped, stuck != Stuck::Fail) {
+                        let reason = ControlError::Refused {
+                            reason: format!("its node did not confirm the stop ({e}): it keeps running there until its lease says otherwise"),
+                        };
+                        tracing::warn!(actor = %name, node = %from, error = %e, "a drain could not stop it: not moved");
+                        let detail = format!("cannot move off {from}: the stop was not confirmed ({e})");
+                        events.record("drain refused", name.as_str(), detail);
+                        return Ok(Relocated::Stuck { reason });
+                    }
                 }
                 let command = Command::Place {
                     name: name.clone(),
@@ -171,19 +193,19 @@ impl Supervisor {
                     node,
                     expect: Some(r.epoch),
                 };
-                lock(&deliveries).writing(&name);
+                let generation = lock(&deliveries).writing(&name);
                 let written = writes.write(command).await;
                 let (index, epoch) = match written {
                     Ok((index, Applied::Placed { epoch })) => {
-                        lock(&deliveries).committed(&name, epoch);
+                        lock(&deliveries).committed(&name, epoch, generation);
                         (index, epoch)
                     }
                     Err(e) => {
-                        lock(&deliveries).abandoned(&name);
+                        lock(&deliveries).abandoned(&name, generation);
                         return Err(e);
                     }
                     Ok((_, other)) => {
-                        lock(&deliveries).abandoned(&name);
+                        lock(&deliveries).abandoned(&name, generation);
                         return Err(ControlError::Refused {
                             reason: format!("changed while moving ({other:?})"),
                         });
@@ -192,7 +214,7 @@ impl Supervisor {
                 tracing::info!(actor = %name, from = %r.from.short(), to = %node.short(), epoch, "moved");
                 let detail = format!("{} -> {} (epoch {epoch})", r.from.short(), node.short());
                 events.record("moved", name.as_str(), detail);
-                let push = lock(&deliveries).deliver(&name, epoch, index);
+                let push = lock(&deliveries).deliver(&name, epoch, index, generation);
                 if let Some(new) = new.filter(|_| push) {
                     let _ = new.send(spawn_request(&name, &spec, epoch, index)).await;
                 }

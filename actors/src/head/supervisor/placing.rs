@@ -3,6 +3,7 @@
 //! its record once a quorum confirms this head still leads.
 
 use super::*;
+use crate::supervision::SpawnError;
 
 impl Handler<PlaceActor> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Located, ControlError>>;
@@ -52,14 +53,14 @@ impl Handler<PlaceActor> for Supervisor {
         let held = spec.clone();
         let events = self.mesh.directory().events().clone();
         let deliveries = Arc::clone(&self.deliveries);
-        lock(&deliveries).writing(&name);
+        let generation = lock(&deliveries).writing(&name);
         let written = name.clone();
         Box::pin(
             async move {
                 let (index, applied) = writes.write(command).await?;
                 let epoch = match applied {
                     Applied::Placed { epoch } => {
-                        lock(&deliveries).committed(&name, epoch);
+                        lock(&deliveries).committed(&name, epoch, generation);
                         epoch
                     }
                     Applied::Exists(existing) => {
@@ -79,7 +80,7 @@ impl Handler<PlaceActor> for Supervisor {
                 };
                 let detail = format!("on {} (epoch {epoch})", node.short());
                 events.record("placed", name.as_str(), detail);
-                let push = lock(&deliveries).deliver(&name, epoch, index);
+                let push = lock(&deliveries).deliver(&name, epoch, index, generation);
                 if !push {
                     // A grant delivered it already (epochs go out once).
                     return Ok(Located {
@@ -89,6 +90,18 @@ impl Handler<PlaceActor> for Supervisor {
                     });
                 }
                 match host.send(spawn_request(&name, &spec, epoch, index)).await {
+                    // Not the actor's fault: a grant overtook the push, or
+                    // the node's lease lapsed a moment. The placement is
+                    // acknowledged and stays: the node's next renewal
+                    // restarts it under a new epoch, or its lease moves it.
+                    Ok(Err(e @ (SpawnError::Stale | SpawnError::NoLease))) => {
+                        tracing::info!(actor = %name, node = %node.short(), error = %e, "the push did not start it: the next renewal or a move will");
+                        Ok(Located {
+                            node,
+                            epoch,
+                            type_name: spec.type_name,
+                        })
+                    }
                     Ok(Err(e)) => {
                         tracing::warn!(actor = %name, node = %node.short(), error = %e, "the chosen node refused the actor: forgetting it");
                         let _ = writes.write(Command::Remove {
@@ -111,7 +124,7 @@ impl Handler<PlaceActor> for Supervisor {
             .into_actor(self)
             .map(move |result, act, _| {
                 act.unhold(node, &held);
-                act.deliveries().abandoned(&written);
+                act.deliveries().abandoned(&written, generation);
                 result
             }),
         )

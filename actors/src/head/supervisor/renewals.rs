@@ -64,9 +64,21 @@ impl Supervisor {
     /// What `renew.node` must start and stop; escalations it reports move,
     /// and placements it lost restart under a new epoch.
     fn grant(&mut self, renew: &Renew, ctx: &mut Context<Self>) -> Grant {
-        // What runs needs no more restarting.
-        for r in &renew.running {
-            self.restarted.remove(&r.name);
+        // What runs where and as the log places it needs no more restarting.
+        let placed_here: Vec<String> = self.read(|m| {
+            renew
+                .running
+                .iter()
+                .filter(|r| {
+                    m.state
+                        .actor(&r.name)
+                        .is_some_and(|rec| rec.node == renew.node && rec.epoch == r.epoch)
+                })
+                .map(|r| r.name.clone())
+                .collect()
+        });
+        for name in placed_here {
+            self.restarted.remove(&name);
         }
         let now = Instant::now();
         let moving = &self.moving;
@@ -176,7 +188,7 @@ impl Handler<Reincarnate> for Supervisor {
         let deliveries = Arc::clone(&self.deliveries);
         let host = self.host(r.node);
         let events = self.mesh.directory().events().clone();
-        lock(&deliveries).writing(&r.name);
+        let generation = lock(&deliveries).writing(&r.name);
         Box::pin(
             async move {
                 let command = Command::Place {
@@ -188,21 +200,21 @@ impl Handler<Reincarnate> for Supervisor {
                 let Ok((index, Applied::Placed { epoch })) = writes.write(command).await else {
                     return;
                 };
-                lock(&deliveries).committed(&r.name, epoch);
+                lock(&deliveries).committed(&r.name, epoch, generation);
                 let detail = format!(
                     "on {}: epoch {} -> {epoch} (its node no longer ran it)",
                     r.node.short(),
                     r.epoch
                 );
                 events.record("restarted", r.name.as_str(), detail);
-                if lock(&deliveries).deliver(&r.name, epoch, index) {
+                if lock(&deliveries).deliver(&r.name, epoch, index, generation) {
                     let _ = host.send(spawn_request(&r.name, &spec, epoch, index)).await;
                 }
             }
             .into_actor(self)
             .map(move |(), act, _| {
                 act.moving.remove(&name);
-                act.deliveries().abandoned(&name);
+                act.deliveries().abandoned(&name, generation);
             }),
         )
     }
