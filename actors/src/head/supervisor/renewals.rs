@@ -135,14 +135,28 @@ impl Supervisor {
                 .saturating_mul(1 << count.min(5))
                 .min(RESTART_BACKOFF.1);
             self.restarted.insert(name.clone(), (count + 1, now + wait));
-            if self.moving.insert(name.clone()) {
-                tracing::warn!(actor = %name, node = %renew.node.short(), epoch, "its node renewed without running it (the node restarted, rejoined or refused it): restarting it under a new epoch");
-                ctx.notify(Reincarnate {
+            if !self.moving.insert(name.clone()) {
+                continue;
+            }
+            if count + 1 >= RESTARTS_BEFORE_MOVING {
+                // Its node keeps losing or refusing it: another node may not.
+                tracing::warn!(actor = %name, node = %renew.node.short(), epoch, restarts = count, "its node keeps losing or refusing it: moving it to another node");
+                self.queued.push_back(Relocate {
                     name,
                     epoch,
-                    node: renew.node,
+                    from: renew.node,
+                    stop_first: false,
+                    queued: true,
                 });
+                self.pump(ctx);
+                continue;
             }
+            tracing::warn!(actor = %name, node = %renew.node.short(), epoch, "its node renewed without running it (the node restarted, rejoined or refused it): restarting it under a new epoch");
+            ctx.notify(Reincarnate {
+                name,
+                epoch,
+                node: renew.node,
+            });
         }
         Grant {
             lease_ms: u64::try_from(self.leases.lease().as_millis()).unwrap_or(u64::MAX),
@@ -158,6 +172,10 @@ impl Supervisor {
 /// Restarts of one name in a row wait from the first to the second
 /// duration, doubling, until it is reported running.
 const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(15));
+
+/// Restarts on one node in a row (never reported running) after which the
+/// next one goes to another node.
+const RESTARTS_BEFORE_MOVING: u32 = 3;
 
 /// Starts `name` again on `node`, which lost its incarnation `epoch`,
 /// under a new epoch committed for that start.
