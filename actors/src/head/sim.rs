@@ -15,7 +15,11 @@
 //!   heads; a new leader is elected among the heads that reach a majority
 //!   once the old one has lacked one (or been down) for an election
 //!   timeout, and it starts as the real one does ([`Leases::became_leader`],
-//!   no deliveries known). A commit applies at once.
+//!   no deliveries known). A commit applies at once; its answer reaches the
+//!   head that wrote it a moment later (renewals handled meanwhile see the
+//!   write in flight, and a leadership that changed meanwhile delivers
+//!   nothing), and a fifth of the writes share a log entry with the one
+//!   before, as the write batcher makes them.
 //! - **The lease keeper** is the real one's [`Keeper`]: it renews every
 //!   lease/5 of its own clock (sooner after a failure), reporting what its
 //!   host runs and the newest fence it saw, gives an answer up after twice
@@ -158,6 +162,14 @@ enum Event {
         name: String,
         epoch: u64,
     },
+    Committed {
+        head: usize,
+        node: usize,
+        name: String,
+        epoch: u64,
+        index: u64,
+        generation: u64,
+    },
     Tick,
     Fault,
     ClientSpawn {
@@ -180,7 +192,6 @@ struct Host {
 struct Leader {
     head: usize,
     leases: Leases,
-    deliveries: Deliveries,
 }
 
 /// The simulated control plane.
@@ -197,6 +208,9 @@ pub(crate) struct Sim {
     heads_up: [bool; HEADS],
     head_clocks: [Clock; HEADS],
     leader: Option<Leader>,
+    /// Each head's deliveries (cleared when a leadership begins or ends,
+    /// as the supervisor does).
+    deliveries: [Deliveries; HEADS],
     /// Since when the group has had no leader with a quorum.
     leaderless_since: Option<Duration>,
     hosts: Vec<Host>,
@@ -244,6 +258,7 @@ impl Sim {
             heads_up: [true; HEADS],
             head_clocks,
             leader: None,
+            deliveries: Default::default(),
             leaderless_since: Some(Duration::ZERO),
             hosts,
             loss: 0.0,
@@ -344,29 +359,40 @@ impl Sim {
         self.hosts.iter().position(|h| h.id == id)
     }
 
-    /// Commits `name` on `node` (replacing `expect`), then delivers it.
+    /// Commits `name` on `node` (replacing `expect`); the write's answer
+    /// comes back to the head a moment later (renewals handled meanwhile
+    /// see the write in flight), which then delivers it, as the
+    /// supervisor does. Sometimes a second write shares the log entry (the
+    /// write batcher), so two pushes share a fence.
     fn place(&mut self, name: &str, node: usize, expect: Option<u64>) -> Option<u64> {
+        let head = self.leader.as_ref()?.head;
+        let generation = self.deliveries[head].writing(name);
         let command = Command::Place {
             name: name.to_owned(),
             spec: ActorSpec::for_tests("sim.Actor"),
             node: self.hosts[node].id,
             expect,
         };
-        let Some((index, Applied::Placed { epoch })) = self.commit(command) else {
+        let batched = self.index > 0 && self.rng.random_bool(0.2);
+        let applied = if batched && self.leader.as_ref().is_some_and(|l| self.quorum(l.head)) {
+            Some((self.index, self.state.apply(command)))
+        } else {
+            self.commit(command)
+        };
+        let Some((index, Applied::Placed { epoch })) = applied else {
+            self.deliveries[head].abandoned(name, generation);
             return None;
         };
-        let leader = self.leader.as_mut()?;
-        let generation = leader.deliveries.generation();
-        leader.deliveries.committed(name, epoch, generation);
-        let head = leader.head;
-        if leader.deliveries.deliver(name, epoch, index, generation) {
-            let msg = Msg::Spawn {
-                name: name.to_owned(),
-                epoch,
-                fence: index,
-            };
-            self.send(End::Head(head), End::Node(node), msg);
-        }
+        let answer = Duration::from_micros(self.rng.random_range(100..5_000));
+        let committed = Event::Committed {
+            head,
+            node,
+            name: name.to_owned(),
+            epoch,
+            index,
+            generation,
+        };
+        self.after(answer, committed);
         Some(epoch)
     }
 
@@ -419,6 +445,25 @@ impl Sim {
                     if !self.hosts[node].fencing.started(&name, epoch, now) {
                         self.log(format!("n{node}: {name}@{epoch} stopped as it started"));
                     }
+                }
+            }
+            Event::Committed {
+                head,
+                node,
+                name,
+                epoch,
+                index,
+                generation,
+            } => {
+                let deliveries = &mut self.deliveries[head];
+                deliveries.committed(&name, epoch, generation);
+                if deliveries.deliver(&name, epoch, index, generation) {
+                    let msg = Msg::Spawn {
+                        name,
+                        epoch,
+                        fence: index,
+                    };
+                    self.send(End::Head(head), End::Node(node), msg);
                 }
             }
             Event::Tick => {
@@ -582,7 +627,7 @@ impl Sim {
             running,
             seen,
             index,
-            &mut leader.deliveries,
+            &mut self.deliveries[head],
             |_| false,
         );
         for (name, epoch) in &plan.restart {
@@ -619,11 +664,13 @@ impl Sim {
                     let mut leases = Leases::new(LEASE);
                     leases.became_leader(self.local(self.head_clocks[head]));
                     self.log(format!("h{head} elected leader"));
-                    self.leader = Some(Leader {
-                        head,
-                        leases,
-                        deliveries: Deliveries::default(),
-                    });
+                    // The old leader learns of the new term; the new one
+                    // knows of no delivery.
+                    if let Some(old) = self.leader.as_ref().map(|l| l.head) {
+                        self.deliveries[old].clear();
+                    }
+                    self.deliveries[head].clear();
+                    self.leader = Some(Leader { head, leases });
                     self.leaderless_since = None;
                 }
             }
