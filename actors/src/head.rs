@@ -114,6 +114,29 @@ impl HeadConfig {
             login_pool: DEFAULT_LOGIN_POOL,
         }
     }
+
+    /// How often the Raft leader heartbeats: a fifth of the election
+    /// timeout, at least 10 ms.
+    pub(crate) fn heartbeat(&self) -> Duration {
+        (self.election_timeout / 5).max(Duration::from_millis(10))
+    }
+
+    /// The most bytes one Raft message to a head carries: one per
+    /// microsecond of the heartbeat (60 kB at the default 60 ms), except
+    /// that a single log entry larger than that goes alone.
+    ///
+    /// openraft gives an AppendEntries one heartbeat to be answered,
+    /// whatever it carries, and sends the same one again after a timeout.
+    /// A new leader's first AppendEntries to a head carries the second half
+    /// of the log (up to 256 entries); with 5,000 spawns in the log that
+    /// was 710-830 kB, which an unoptimised build ships, decodes and
+    /// answers in 90-400 ms: it was never answered in time, and no write
+    /// was acknowledged again. Cut to 60 kB, the same catch-up took 5-15 ms
+    /// a message there. Snapshot chunks and batched writes (one log entry)
+    /// are cut to the same size.
+    pub(crate) fn message_bytes(&self) -> usize {
+        usize::try_from(self.heartbeat().as_micros()).unwrap_or(usize::MAX)
+    }
 }
 
 /// Password checks the head leader runs at once by default (one per core
@@ -169,16 +192,18 @@ impl Head {
             reason: format!("{}: {e}", config.dir.display()),
         };
         let Store { log, sm } = store;
+        let log = log.limit_appends(config.message_bytes());
         let machine = sm.machine();
         let election = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {
             cluster_name: "swarm-head".to_owned(),
-            heartbeat_interval: (election / 5).max(10),
+            heartbeat_interval: config.heartbeat().as_millis() as u64,
             election_timeout_min: election,
             // Followers refuse votes for this long after a heartbeat
             // (openraft's leader lease): the reads' lease relies on it.
             election_timeout_max: election * 2,
             max_payload_entries: 256,
+            snapshot_max_chunk_size: config.message_bytes() as u64,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
             ..Default::default()
         }

@@ -126,7 +126,7 @@ impl Supervisor {
     ) -> Self {
         Self {
             id,
-            writes: Writes::start(raft.clone()),
+            writes: Writes::start(raft.clone(), config.message_bytes()),
             raft,
             machine,
             mesh,

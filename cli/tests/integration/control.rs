@@ -376,3 +376,74 @@ async fn a_placement_never_takes_over_a_name_the_node_exposes() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A new leader does not know where another head's log matches its own:
+/// it probes from the middle of the log, and its first AppendEntries
+/// carries the entries from there on (up to 256). openraft gives every
+/// AppendEntries one heartbeat to be answered and then sends the same one
+/// again, so a probe too large to ship, decode and answer within a
+/// heartbeat was resent forever and no write was acknowledged again
+/// (`swarm bench control` with 5,000 spawns: 710-830 kB against 60 ms).
+/// Here the shortest election timeout a configuration allows (50 ms: a
+/// 10 ms heartbeat) and 3,000 spawns with 200-character names, 64 in
+/// flight (~0.9 MB of log; the probe ~0.45 MB, 25-70 ms to answer in one
+/// process unoptimised), make the same case in a few seconds;
+/// `stress_leader_failover_with_8000_spawns_in_the_log` runs it at the
+/// default timing across processes.
+#[actix_rt::test]
+async fn after_a_leader_kill_on_a_log_of_thousands_of_spawns_the_next_write_is_acknowledged() {
+    const SPAWNS: usize = 3_000;
+    const LANES: usize = 64;
+    let dir = scratch("control-big-log");
+    let (_ca, mut nodes) = control_cluster(&dir, 3, 1, |_, config| {
+        if let Some(head) = config.head.as_mut() {
+            head.election_timeout = Duration::from_millis(50);
+        }
+    })
+    .await;
+    let control = nodes[3].node.control().unwrap().clone();
+    let named = |name: String| Spawn::<Ledger>::named(name).args(LedgerArgs { opening: 0 });
+    spawn_ready(&control, || named("first".to_owned())).await;
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in 0..LANES {
+        let control = control.clone();
+        lanes.spawn_local(async move {
+            let mut acknowledged = 0;
+            for i in (lane..SPAWNS).step_by(LANES) {
+                // A spawn may fail after its placement committed (a host
+                // refusing it as stale, an election): the log holds it.
+                if control.spawn(named(format!("b{i:0>199}"))).await.is_ok() {
+                    acknowledged += 1;
+                }
+            }
+            acknowledged
+        });
+    }
+    let mut acknowledged = 0;
+    while let Some(lane) = lanes.join_next().await {
+        acknowledged += lane.unwrap();
+    }
+    assert!(acknowledged >= SPAWNS / 2, "{acknowledged} spawns");
+    let leader = control
+        .head_status()
+        .await
+        .into_iter()
+        .find_map(|(node, row)| row.ok().filter(|r| r.role == "leader").map(|_| node))
+        .expect("a leader");
+    let at = nodes.iter().position(|n| n.node.id() == leader).unwrap();
+    nodes.remove(at).kill();
+    let killed_at = Instant::now();
+    let mut i = 0;
+    let took = loop {
+        i += 1;
+        if control.spawn(named(format!("after-{i}"))).await.is_ok() {
+            break killed_at.elapsed();
+        }
+        if killed_at.elapsed() > Duration::from_secs(20) {
+            let heads = control.head_status().await;
+            panic!("no write acknowledged within 20 s of the leader's kill; heads: {heads:?}");
+        }
+    };
+    eprintln!("leader failover with {SPAWNS} spawns in the log: {took:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -211,6 +211,63 @@ async fn the_head_group_keeps_every_acknowledged_spawn_through_a_leader_kill_and
     }
 }
 
+/// The case of `control::after_a_leader_kill_on_a_log_of_thousands_of_spawns_the_next_write_is_acknowledged`
+/// at the default timing (60 ms heartbeat), across processes, as `swarm
+/// bench control` met it: 8,000 spawns with 100-character names, 64 in
+/// flight, make a log of ~1.5 MB, and a new leader's first AppendEntries
+/// to the remaining head carried ~830 kB, which an unoptimised build
+/// answers in 90-200 ms: no write was acknowledged again.
+#[actix_rt::test]
+#[ignore = "stress: 8,000 actors on one worker process, ~10 s alone"]
+async fn stress_leader_failover_with_8000_spawns_in_the_log() {
+    const SPAWNS: usize = 8_000;
+    const LANES: usize = 64;
+    let mut cluster =
+        LocalCluster::start_control(&exe(), &scratch("ctl-big-log"), 3, 1, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let driver = driver(&cluster).await;
+    let control = driver.control().unwrap().clone();
+    let named = |name: String| Spawn::<Ledger>::named(name).args(LedgerArgs { opening: 0 });
+    spawn_ready(&control, || named("first".to_owned())).await;
+    let mut lanes = tokio::task::JoinSet::new();
+    for lane in 0..LANES {
+        let control = control.clone();
+        lanes.spawn_local(async move {
+            let mut acknowledged = 0;
+            for i in (lane..SPAWNS).step_by(LANES) {
+                // A spawn may be refused by its host after it committed
+                // (`Stale`): the log holds it all the same.
+                if control.spawn(named(format!("b{i:0>99}"))).await.is_ok() {
+                    acknowledged += 1;
+                }
+            }
+            acknowledged
+        });
+    }
+    let mut acknowledged = 0;
+    while let Some(lane) = lanes.join_next().await {
+        acknowledged += lane.unwrap();
+    }
+    assert!(acknowledged >= SPAWNS * 9 / 10, "{acknowledged} spawns");
+    let old = leader(&control).await.expect("a leader");
+    let at = cluster.nodes.iter().position(|n| n.id == old).unwrap();
+    cluster.kill(at).unwrap();
+    let killed_at = Instant::now();
+    let mut i = 0;
+    let took = loop {
+        i += 1;
+        if control.spawn(named(format!("after-{i}"))).await.is_ok() {
+            break killed_at.elapsed();
+        }
+        if killed_at.elapsed() > Duration::from_secs(20) {
+            let heads = control.head_status().await;
+            panic!("no write acknowledged within 20 s of the leader's kill; heads: {heads:?}");
+        }
+    };
+    eprintln!("leader failover with {SPAWNS} spawns in the log: {took:?}");
+    assert_ne!(leader(&control).await, Some(old));
+}
+
 /// Deposits `amount` into the ledger `name` until an incarnation answers
 /// (at most 30 s).
 async fn deposit_until_answered(control: &Control, name: &str, amount: u64) -> Balance {

@@ -5,7 +5,8 @@
 //! through the same queue, so disk order is call order.
 //!
 //! The log since the last purge is kept in memory too: reads never touch
-//! the disk.
+//! the disk. Replication reads it in batches of bounded size
+//! ([`LogStore::limit_appends`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -51,10 +52,20 @@ enum Job {
 pub(crate) struct LogStore {
     db: Arc<Db>,
     /// Every entry since the last purge, by index.
-    cache: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    cache: Arc<Mutex<BTreeMap<u64, Cached>>>,
     purged: Arc<Mutex<Option<LogId>>>,
     committed: Arc<Mutex<Option<Vec<u8>>>>,
     writer: Arc<Writer>,
+    /// The most bytes of entries one AppendEntries carries, so that it can
+    /// be answered within openraft's timeout ([`LogStore::limit_appends`]).
+    append_bytes: usize,
+}
+
+/// An entry in memory, with its size on disk: what an AppendEntries
+/// batch is measured by.
+struct Cached {
+    entry: Entry,
+    bytes: usize,
 }
 
 /// The writer thread's queue; the last log handle dropped waits for the
@@ -109,7 +120,8 @@ impl LogStore {
                                 entry.log_id.index
                             )));
                         }
-                        cache.insert(index, entry);
+                        let bytes = value.value().len();
+                        cache.insert(index, Cached { entry, bytes });
                     }
                 }
                 Err(redb::TableError::TableDoesNotExist(_)) => {}
@@ -134,10 +146,24 @@ impl LogStore {
                 jobs: Mutex::new(Some(jobs)),
                 thread: Mutex::new(Some(thread)),
             }),
+            append_bytes: usize::MAX,
         })
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+    /// Bounds each AppendEntries read from this log to `bytes` of entries
+    /// (as stored), or one entry when that one alone is larger; unbounded
+    /// until called. openraft gives an AppendEntries one heartbeat interval
+    /// to be answered, whatever it carries, and after a timeout sends the
+    /// same entries again: a batch that cannot be shipped, decoded and
+    /// answered within that time never is, and the follower never catches
+    /// up. It MUST be called before the log is handed to Raft (clones made
+    /// before keep their bound).
+    pub(crate) fn limit_appends(mut self, bytes: usize) -> Self {
+        self.append_bytes = bytes.max(1);
+        self
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Cached>> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -222,7 +248,32 @@ impl RaftLogReader<RaftConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        Ok(self.cache().range(range).map(|(_, e)| e.clone()).collect())
+        Ok(self
+            .cache()
+            .range(range)
+            .map(|(_, c)| c.entry.clone())
+            .collect())
+    }
+
+    /// The entries from `start` on, up to `end` or the byte bound
+    /// ([`LogStore::limit_appends`]), whichever comes first; at least one
+    /// if the range holds any.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let cache = self.cache();
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        for (_, cached) in cache.range(start..end) {
+            bytes = bytes.saturating_add(cached.bytes);
+            if bytes > self.append_bytes && !entries.is_empty() {
+                break;
+            }
+            entries.push(cached.entry.clone());
+        }
+        Ok(entries)
     }
 }
 
@@ -231,7 +282,7 @@ impl RaftLogStorage<RaftConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<RaftConfig>, StorageError> {
         let purged = *self.purged.lock().unwrap_or_else(PoisonError::into_inner);
-        let last = self.cache().last_key_value().map(|(_, e)| e.log_id);
+        let last = self.cache().last_key_value().map(|(_, c)| c.entry.log_id);
         Ok(LogState {
             last_purged_log_id: purged,
             last_log_id: last.or(purged),
@@ -293,8 +344,10 @@ impl RaftLogStorage<RaftConfig> for LogStore {
             let mut cache = self.cache();
             for entry in entries {
                 let index = entry.log_id.index;
-                encoded.push((index, self.db.encode(Place::Log(index), &entry)?));
-                cache.insert(entry.log_id.index, entry);
+                let value = self.db.encode(Place::Log(index), &entry)?;
+                let bytes = value.len();
+                encoded.push((index, value));
+                cache.insert(index, Cached { entry, bytes });
             }
         }
         self.writer.send(Job::Append {

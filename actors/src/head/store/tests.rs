@@ -111,6 +111,55 @@ async fn a_reopened_store_has_what_was_written() -> Result<(), StorageError> {
     Ok(())
 }
 
+/// A log entry of about `bytes` bytes.
+fn sized(index: u64, bytes: usize) -> Entry {
+    entry(
+        index,
+        EntryPayload::Normal(Command::Fail {
+            name: "a".to_owned(),
+            epoch: 1,
+            reason: "x".repeat(bytes),
+        }),
+    )
+}
+
+/// The indices of `entries`.
+fn indices(entries: &[Entry]) -> Vec<u64> {
+    entries.iter().map(|e| e.log_id.index).collect()
+}
+
+/// What replication reads for one AppendEntries stops at the byte bound
+/// (entries as stored), a larger entry goes alone rather than never, and a
+/// reopened store measures its entries the same.
+#[tokio::test]
+async fn an_append_batch_stops_at_the_byte_bound_but_never_comes_back_empty(
+) -> Result<(), StorageError> {
+    let dir = Scratch::new("limited");
+    let bound = 2_500;
+    {
+        let (log, _) = open(&dir.0, Arc::new(Plain))?;
+        let mut unbounded = log.clone();
+        let mut log = log.limit_appends(bound);
+        log.blocking_append((1..=10).map(|i| sized(i, 1_000)).collect::<Vec<_>>())
+            .await?;
+        log.blocking_append(vec![sized(11, 5_000), sized(12, 1_000)])
+            .await?;
+        assert_eq!(indices(&log.limited_get_log_entries(1, 13).await?), [1, 2]);
+        assert_eq!(indices(&log.limited_get_log_entries(9, 13).await?), [9, 10]);
+        assert_eq!(indices(&log.limited_get_log_entries(10, 13).await?), [10]);
+        assert_eq!(indices(&log.limited_get_log_entries(11, 13).await?), [11]);
+        assert_eq!(indices(&log.limited_get_log_entries(3, 4).await?), [3]);
+        assert!(log.limited_get_log_entries(13, 20).await?.is_empty());
+        // Unbounded until limited (openraft's default: the whole range).
+        assert_eq!(unbounded.limited_get_log_entries(1, 13).await?.len(), 12);
+    }
+    let (log, _) = open(&dir.0, Arc::new(Plain))?;
+    let mut log = log.limit_appends(bound);
+    assert_eq!(indices(&log.limited_get_log_entries(1, 13).await?), [1, 2]);
+    assert_eq!(indices(&log.limited_get_log_entries(10, 13).await?), [10]);
+    Ok(())
+}
+
 /// A value that no longer opens is an error, not a wrong answer.
 #[tokio::test]
 async fn a_value_that_does_not_open_is_an_error() -> Result<(), StorageError> {

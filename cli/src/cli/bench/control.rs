@@ -20,7 +20,7 @@ use swarm::control::{Control, Named, Spawn};
 use swarm::placement::Placement;
 use swarm::Node;
 use swarm_cli::demo::{Add, Adder, Deposit, Ledger, LedgerArgs};
-use swarm_cli::local::LocalCluster;
+use swarm_cli::local::{ChildNode, LocalCluster};
 
 use super::partition;
 
@@ -370,20 +370,66 @@ async fn leader_failover(cluster: &mut LocalCluster, control: &Control) -> Resul
         .position(|n| n.id == leader)
         .context("the leader is not a cluster process")?;
     let killed_at = Instant::now();
-    cluster.kill(i)?;
+    let killed = cluster.kill(i)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut n = 0;
     loop {
         n += 1;
-        if control
-            .spawn(on_workers(&format!("after-{n}")))
-            .await
-            .is_ok()
-        {
-            return Ok(killed_at.elapsed().as_secs_f64());
-        }
+        let error = match control.spawn(on_workers(&format!("after-{n}"))).await {
+            Ok(_) => return Ok(killed_at.elapsed().as_secs_f64()),
+            Err(e) => e,
+        };
         if Instant::now() > deadline {
-            anyhow::bail!("no write was acknowledged within 30 s of the leader's kill");
+            let heads = heads_now(cluster, &killed, control).await;
+            anyhow::bail!(
+                "no write was acknowledged within 30 s of the SIGKILL of the head leader {} \
+                 (the last spawn: {error}); the heads now:\n{heads}\n\
+                 (a live head far behind the leader is one its AppendEntries do not reach or \
+                 are not answered in time: the heads' warnings above say which)",
+                killed.name
+            );
         }
     }
+}
+
+/// Each head's view of the group, one line each, by process name: the
+/// role, term, log and how far the leader's followers lag.
+async fn heads_now(cluster: &LocalCluster, killed: &ChildNode, control: &Control) -> String {
+    let name = |id: swarm::NodeId| {
+        if id == killed.id {
+            return format!("{} (killed)", killed.name);
+        }
+        cluster
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map_or_else(|| id.to_string(), |n| n.name.clone())
+    };
+    let mut lines = Vec::new();
+    for (node, row) in control.head_status().await {
+        lines.push(match row {
+            Ok(row) => {
+                let lag: Vec<String> = row
+                    .lag
+                    .iter()
+                    .map(|(follower, entries)| format!("{} {entries}", name(*follower)))
+                    .collect();
+                format!(
+                    "  {}: {}, term {}, last log {}, applied {}{}",
+                    name(node),
+                    row.role,
+                    row.term,
+                    row.last_log,
+                    row.applied,
+                    if lag.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", followers behind by (entries): {}", lag.join(", "))
+                    }
+                )
+            }
+            Err(e) => format!("  {}: {e}", name(node)),
+        });
+    }
+    lines.join("\n")
 }
