@@ -14,7 +14,8 @@ use swarm::AskError;
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 
 use crate::util::{
-    config_with_roles, control_cluster, fast_gossip, ledger_on, scratch, spawn_ready, start,
+    config_with_roles, control_cluster, fast_gossip, ledger_on, scratch, spawn_many, spawn_ready,
+    start,
 };
 
 fn with_tpu(i: usize, config: &mut swarm::MeshConfig) {
@@ -404,25 +405,7 @@ async fn after_a_leader_kill_on_a_log_of_thousands_of_spawns_the_next_write_is_a
     let control = nodes[3].node.control().unwrap().clone();
     let named = |name: String| Spawn::<Ledger>::named(name).args(LedgerArgs { opening: 0 });
     spawn_ready(&control, || named("first".to_owned())).await;
-    let mut lanes = tokio::task::JoinSet::new();
-    for lane in 0..LANES {
-        let control = control.clone();
-        lanes.spawn_local(async move {
-            let mut acknowledged = 0;
-            for i in (lane..SPAWNS).step_by(LANES) {
-                // A spawn may fail after its placement committed (a host
-                // refusing it as stale, an election): the log holds it.
-                if control.spawn(named(format!("b{i:0>199}"))).await.is_ok() {
-                    acknowledged += 1;
-                }
-            }
-            acknowledged
-        });
-    }
-    let mut acknowledged = 0;
-    while let Some(lane) = lanes.join_next().await {
-        acknowledged += lane.unwrap();
-    }
+    let acknowledged = spawn_many(&control, SPAWNS, LANES, 199).await;
     assert!(acknowledged >= SPAWNS / 2, "{acknowledged} spawns");
     let leader = control
         .head_status()

@@ -12,7 +12,7 @@ use swarm::{Node, NodeId};
 use swarm_cli::demo::{Balance, Deposit, Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{admin_code, driver, exe, scratch, spawn_ready, swarm_json};
+use crate::util::{admin_code, driver, exe, scratch, spawn_many, spawn_ready, swarm_json};
 
 /// How many live processes run `name` (asked of each one's host).
 async fn running(driver: &Node, nodes: &[NodeId], name: &str) -> usize {
@@ -229,25 +229,7 @@ async fn stress_leader_failover_with_8000_spawns_in_the_log() {
     let control = driver.control().unwrap().clone();
     let named = |name: String| Spawn::<Ledger>::named(name).args(LedgerArgs { opening: 0 });
     spawn_ready(&control, || named("first".to_owned())).await;
-    let mut lanes = tokio::task::JoinSet::new();
-    for lane in 0..LANES {
-        let control = control.clone();
-        lanes.spawn_local(async move {
-            let mut acknowledged = 0;
-            for i in (lane..SPAWNS).step_by(LANES) {
-                // A spawn may be refused by its host after it committed
-                // (`Stale`): the log holds it all the same.
-                if control.spawn(named(format!("b{i:0>99}"))).await.is_ok() {
-                    acknowledged += 1;
-                }
-            }
-            acknowledged
-        });
-    }
-    let mut acknowledged = 0;
-    while let Some(lane) = lanes.join_next().await {
-        acknowledged += lane.unwrap();
-    }
+    let acknowledged = spawn_many(&control, SPAWNS, LANES, 99).await;
     assert!(acknowledged >= SPAWNS * 9 / 10, "{acknowledged} spawns");
     let old = leader(&control).await.expect("a leader");
     let at = cluster.nodes.iter().position(|n| n.id == old).unwrap();

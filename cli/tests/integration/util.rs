@@ -264,6 +264,40 @@ pub async fn spawn_ready<A: swarm::supervision::Spawnable>(
     }
 }
 
+/// Spawns `spawns` demo ledgers named `b` + the index padded to `width`
+/// digits (long names make a long log), `lanes` at a time; answers how
+/// many were acknowledged. A spawn may fail after its placement committed
+/// (its host refused the push, an election): the log holds it all the same.
+pub async fn spawn_many(
+    control: &swarm::control::Control,
+    spawns: usize,
+    lanes: usize,
+    width: usize,
+) -> usize {
+    use swarm::control::Spawn;
+    use swarm_cli::demo::{Ledger, LedgerArgs};
+    let mut running = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let control = control.clone();
+        running.spawn_local(async move {
+            let mut acknowledged = 0;
+            for i in (lane..spawns).step_by(lanes) {
+                let spawn = Spawn::<Ledger>::named(format!("b{i:0>width$}"))
+                    .args(LedgerArgs { opening: 0 });
+                if control.spawn(spawn).await.is_ok() {
+                    acknowledged += 1;
+                }
+            }
+            acknowledged
+        });
+    }
+    let mut acknowledged = 0;
+    while let Some(lane) = running.join_next().await {
+        acknowledged += lane.unwrap();
+    }
+    acknowledged
+}
+
 /// A demo ledger named `name` on `node`, free to move: a hard affinity
 /// first (it waits for `node`'s lease), then, stopped and spawned again,
 /// a soft one.
