@@ -102,7 +102,7 @@ fn total(text: &str, name: &str) -> f64 {
 
 /// The metric names the README lists under `/metrics`.
 fn readme_metrics() -> Vec<String> {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../README.md");
     let start = readme
         .find("- **`/metrics`**")
         .expect("the README's /metrics item");
