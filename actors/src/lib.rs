@@ -4,22 +4,32 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way, down this list; each room is reached only
-//! through its handle.
+//! Dependencies point one way, down this list (`src/rooms.txt`, which
+//! `tests/rooms.rs` checks against every `use crate::` and `super::` path);
+//! each room is reached only through its handle and the events it publishes:
+//!
+//! ```text
+#![doc = include_str!("rooms.txt")]
+//! ```
 //!
 //! - `node`: [`Node`], the assembly: binds sockets, starts the rooms below
-//!   and wires membership events into the mesh. Nothing imports it but this file.
+//!   and hands each the doors it needs. Nothing imports it but this file.
+//! - [`control`] and [`tasks`]: named actors through the head group;
+//!   Ray-style tasks ([`task!`] declares one).
+//! - `head`: the replicated control plane (Raft, store, placement supervisor).
+//! - [`supervision`] and [`placement`]: restart policies and the node's host;
+//!   where actors go (pure).
+//! - [`policy`], [`operators`], [`audit`], [`at_rest`]: trust.
 //! - [`cluster`]: the [`Cluster`] handle: membership (SWIM over sealed UDP),
 //!   the bounded [`ClusterEvent`] stream, service discovery and
 //!   [`ServiceRef`] load balancing.
 //! - `remote`: [`RemoteAddr`] and the delivery contract.
-//! - `mesh`: the `Mesh` handle over the Router, Listener and Link actors.
+//! - `mesh`: transport only: links, routes, relays, counters.
 //! - `directory`: exposed actors by name, their remote protocols
 //!   ([`remote_actor!`], [`RemoteMessage`]) and type-tag dispatch.
-//! - [`tasks`]: Ray-style tasks: the per-node `Scheduler`, its policy,
-//!   task threads and kept results; [`task!`] declares a task.
-//! - `summary`: the node's periodic counters log line.
-//! - [`config`] and [`error`] (one error enum per boundary).
+//! - [`error`] and [`config`]: what is shared below the rooms.
+//! - [`inspect`]: counters, histograms, the event log and the data model's
+//!   rows; imports nothing above it.
 //!
 //! # Remote protocols are checked at compile time
 //!
