@@ -15,8 +15,6 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use swarm_protocol::{NodeId, RemoteError, Target};
 
-use crate::policy::{Decision, Decisions, Policy, Target as PolicyTarget};
-
 pub use access::{Access, NODE_ROLES, OPERATOR_ROLES};
 pub use dispatch::{Accepts, RemoteActor, RemoteMessage, Wire};
 pub(crate) use dispatch::{Dispatch, Entry, StampCaller};
@@ -169,122 +167,40 @@ impl Directory {
         self.inner.entries.get(name).map(|d| Arc::clone(d.value()))
     }
 
-    /// A lookup cache for one reader (one link), deciding with `policy`.
-    pub(crate) fn lookup(&self, policy: Arc<Policy>) -> Lookup {
+    /// A lookup cache for one reader (one link).
+    pub(crate) fn lookup(&self) -> Lookup {
         Lookup {
             directory: self.clone(),
             cache: None,
-            policy,
-            decisions: Decisions::default(),
         }
+    }
+
+    /// Bumped on every change of the exposed actors or their services:
+    /// what was decided about a target holds while it stays the same.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
+    }
+
+    /// The services the actor `name` serves (policy rules name targets by
+    /// service).
+    pub(crate) fn services(&self, name: &str) -> Vec<String> {
+        self.inner
+            .services
+            .get(name)
+            .map(|s| s.value().clone())
+            .unwrap_or_default()
     }
 }
 
 /// Finds dispatchers by target, remembering the last one while the
-/// directory does not change (a stream of messages usually has one target),
-/// and checks the policy for the link's caller, remembering decisions.
+/// directory does not change (a stream of messages usually has one target).
 pub(crate) struct Lookup {
     directory: Directory,
     /// (directory generation, name, dispatcher) of the last hit.
     cache: Option<(u64, String, Arc<dyn Dispatch>)>,
-    /// The node's policy.
-    policy: Arc<Policy>,
-    /// This link's decisions.
-    decisions: Decisions,
-}
-
-/// A message the policy refused: what to count and log.
-#[derive(Debug)]
-pub(crate) struct Refusal {
-    /// The error for the sender.
-    pub(crate) error: RemoteError,
-    /// Decided now (log it), or remembered (count it only).
-    pub(crate) fresh: bool,
 }
 
 impl Lookup {
-    /// Whether the policy lets a message `tag` from `caller` reach `to`
-    /// (checked before anything is decoded; decisions are remembered per
-    /// target, tag and login until the directory changes). `logged_in`:
-    /// the caller proved a second factor. Answers the class the message
-    /// declared (audited or not).
-    ///
-    /// # Errors
-    ///
-    /// A [`Refusal`] holding [`RemoteError::Forbidden`].
-    pub(crate) fn authorize(
-        &mut self,
-        to: &Target<'_>,
-        tag: &str,
-        caller: &Caller,
-        logged_in: bool,
-    ) -> Result<Access, Refusal> {
-        self.decide(to, tag, None, caller, logged_in)
-    }
-
-    /// As [`Lookup::authorize`], for what the mesh itself handles rather
-    /// than an actor (relay frames): `access` is the class the mesh
-    /// declares for `tag`, decided with the same policy and remembered the
-    /// same way.
-    ///
-    /// # Errors
-    ///
-    /// A [`Refusal`] holding [`RemoteError::Forbidden`].
-    pub(crate) fn authorize_mesh(
-        &mut self,
-        name: &str,
-        tag: &str,
-        access: Access,
-        caller: &Caller,
-        logged_in: bool,
-    ) -> Result<Access, Refusal> {
-        self.decide(&Target::Name(name), tag, Some(access), caller, logged_in)
-    }
-
-    fn decide(
-        &mut self,
-        to: &Target<'_>,
-        tag: &str,
-        declared: Option<Access>,
-        caller: &Caller,
-        logged_in: bool,
-    ) -> Result<Access, Refusal> {
-        let generation = self.directory.inner.generation.load(Ordering::Acquire);
-        let name = match to {
-            Target::Name(name) => *name,
-            Target::Id(_) => "",
-        };
-        let directory = &self.directory;
-        let policy = &self.policy;
-        let (decision, fresh) =
-            self.decisions
-                .get(generation, name, tag, logged_in, || -> Decision {
-                    // An unknown target or tag is decided as a user message
-                    // (nodes then learn it does not exist; others are refused).
-                    let access = declared.unwrap_or_else(|| {
-                        directory
-                            .dispatcher(name)
-                            .and_then(|d| d.access(tag))
-                            .unwrap_or(Access::User)
-                    });
-                    let services = directory
-                        .inner
-                        .services
-                        .get(name)
-                        .map(|s| s.value().clone())
-                        .unwrap_or_default();
-                    let target = PolicyTarget {
-                        name,
-                        services: &services,
-                        access,
-                    };
-                    policy
-                        .decide(&caller.roles, logged_in, &target, tag)
-                        .map(|()| access)
-                });
-        decision.map_err(|error| Refusal { error, fresh })
-    }
-
     /// The dispatcher for `to`.
     ///
     /// # Errors
@@ -405,7 +321,7 @@ mod tests {
         entry.accept::<Double>();
         assert!(dir.insert("d".into(), Arc::new(entry)));
         assert!(!dir.insert("d".into(), Arc::new(Entry::new(Doubler.start()))));
-        let mut lookup = dir.lookup(Arc::new(Policy::default()));
+        let mut lookup = dir.lookup();
         assert!(lookup.find(&Target::Name("d")).is_ok());
         let d = dir.dispatcher("d").map(|d| d.addr().is::<Addr<Doubler>>());
         assert_eq!(d, Some(true));

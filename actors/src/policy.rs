@@ -60,6 +60,9 @@ use swarm_protocol::RemoteError;
 
 pub use crate::directory::{Access, NODE_ROLES, OPERATOR_ROLES};
 
+mod link;
+pub(crate) use link::{LinkPolicy, Refusal};
+
 /// Most rules a policy holds.
 pub const MAX_RULES: usize = 10_000;
 /// Decisions a link remembers before it starts over.

@@ -401,10 +401,11 @@ impl Link {
             session: RecvHalf::new(receiver, self.mesh.config.max_message),
             router: self.router.clone(),
             handle: self.handle.clone(),
-            lookup: self
-                .mesh
-                .directory
-                .lookup(Arc::clone(&self.mesh.config.policy)),
+            lookup: self.mesh.directory.lookup(),
+            policy: crate::policy::LinkPolicy::new(
+                self.mesh.directory.clone(),
+                Arc::clone(&self.mesh.config.policy),
+            ),
             caller: Caller {
                 node: shared.peer,
                 roles: Arc::clone(&shared.peer_roles),

@@ -178,7 +178,8 @@ fn admit(
     };
     let caller = caller_of(&claims);
     let to = Target::Name(&msg.to);
-    let mut lookup = mesh.directory().lookup(mesh.policy());
+    let mut lookup = mesh.directory().lookup();
+    let mut policy = crate::policy::LinkPolicy::new(mesh.directory().clone(), mesh.policy());
     let record = |kind, detail: &str| AuditRecord {
         at_ms: super::unix_ms(),
         kind,
@@ -190,7 +191,7 @@ fn admit(
         target: msg.to.clone(),
         detail: detail.to_owned(),
     };
-    let access = match lookup.authorize(&to, &msg.tag, &caller, true) {
+    let access = match policy.authorize(&to, &msg.tag, &caller, true) {
         // What an operator does for itself (log in, delegate, set its
         // password) it does over its own link, never through a node: a
         // delegate could otherwise renew its own capability for ever.

@@ -18,7 +18,8 @@ use super::handle::{LinkHandle, LinkShared};
 use super::Clock;
 use super::{PeerHandedOver, HANDOVER};
 use crate::audit::{AuditKind, AuditRecord};
-use crate::directory::{Caller, Lookup, Refusal};
+use crate::directory::{Caller, Lookup};
+use crate::policy::{LinkPolicy, Refusal};
 use crate::error::CloseReason;
 use crate::mesh::router::Router;
 use crate::mesh::Shared as MeshShared;
@@ -42,6 +43,8 @@ pub(super) struct Reader {
     pub(super) handle: LinkHandle,
     /// Finds target actors, caching the last one.
     pub(super) lookup: Lookup,
+    /// Decides what this peer may send, remembering decisions.
+    pub(super) policy: LinkPolicy,
     /// The peer, as handed to every dispatch.
     pub(super) caller: Caller,
     /// Asks from this peer still waiting for a local actor.
@@ -378,7 +381,7 @@ impl Reader {
     /// logged and audited.
     fn admit(&mut self, to: &Target<'_>, tag: &str) -> Result<(), RemoteError> {
         let logged_in = self.logged_in();
-        match self.lookup.authorize(to, tag, &self.caller, logged_in) {
+        match self.policy.authorize(to, tag, &self.caller, logged_in) {
             Ok(access) => {
                 if logged_in && access.audited() {
                     let target = target_name(to);
@@ -408,7 +411,7 @@ impl Reader {
     /// is counted as a refused relay frame and logged like any other.
     fn admit_relay(&mut self) -> Result<(), RemoteError> {
         let logged_in = self.logged_in();
-        match self.lookup.authorize_mesh(
+        match self.policy.authorize_mesh(
             relay::TARGET,
             relay::TAG,
             relay::ACCESS,
