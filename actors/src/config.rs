@@ -1,6 +1,7 @@
-//! Configuration of the mesh: identity and trust for the handshake, and the
-//! limits and timers of links. Reading it from files is left to the `swarm`
-//! crate.
+//! A node's configuration: identity and trust for the handshake, the
+//! limits and timers of links, and each room's part (membership, the head,
+//! policy, audit). The node hands every room its part at start. Reading it
+//! from files is left to the `swarm` crate.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use swarm_protocol::HandshakeConfig;
 use crate::cluster::ClusterConfig;
 use crate::head::HeadConfig;
 
-/// Everything a node's mesh needs to start.
+/// Everything a node needs to start.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
     /// Where to accept peer connections (`127.0.0.1:0` picks a free port).
@@ -155,6 +156,39 @@ impl MeshConfig {
             audit: None,
             revocations: None,
             counters: true,
+        }
+    }
+}
+
+impl MeshConfig {
+    /// The transport's part.
+    pub(crate) fn mesh(&self) -> crate::mesh::Settings {
+        crate::mesh::Settings {
+            listen: self.listen,
+            handshake: self.handshake.clone(),
+            max_message: self.max_message,
+            ask_timeout: self.ask_timeout,
+            handshake_timeout: self.handshake_timeout,
+            heartbeat_interval: self.heartbeat_interval,
+            heartbeat_timeout: self.heartbeat_timeout,
+            idle_timeout: self.idle_timeout,
+            link_queue_bytes: self.link_queue_bytes,
+            max_pending_handshakes: self.max_pending_handshakes,
+            max_handshakes_per_source: self.max_handshakes_per_source,
+            max_silent_connections: self.max_silent_connections,
+            first_byte_timeout: self.first_byte_timeout,
+            summary_interval: self.summary_interval,
+            max_inbound_asks: self.max_inbound_asks,
+            advertise: self.advertise,
+            relay: self.relay,
+            relayed: self.relayed,
+            relays: self.relays.clone(),
+            relay_links: self.relay_links,
+            upgrade_interval: self.upgrade_interval,
+            faults: self.faults.clone(),
+            policy: std::sync::Arc::clone(&self.policy),
+            audit: self.audit.clone(),
+            revocations: self.revocations.clone(),
         }
     }
 }

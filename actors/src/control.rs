@@ -50,6 +50,7 @@ mod heads;
 pub(crate) mod lease;
 mod named;
 mod operators;
+pub(crate) mod session;
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -72,6 +73,7 @@ use crate::head::wire::{
     DrainNode, HeadStatus, ListPlaced, PlaceActor, ReleaseGroup, ReserveGroup, Resolve, StopActor,
 };
 use crate::mesh::Mesh;
+use crate::operators::sessions::Sessions;
 use crate::placement::{GroupStrategy, Placement, ResourceSet};
 use crate::remote::RemoteAddr;
 use crate::supervision::{Restart, Spawnable};
@@ -99,6 +101,9 @@ enum Heads {
 #[derive(Clone)]
 pub struct Control {
     mesh: Mesh,
+    /// This node's operator sessions: lease grants carry the head group's
+    /// key, and logins through this node are checked with it.
+    sessions: Sessions,
     heads: Heads,
     /// The head that answered last.
     leader: Arc<Mutex<Option<NodeId>>>,
@@ -117,9 +122,10 @@ impl std::fmt::Debug for Control {
 }
 
 impl Control {
-    pub(crate) fn new(mesh: Mesh, cluster: Cluster) -> Self {
+    pub(crate) fn new(mesh: Mesh, sessions: Sessions, cluster: Cluster) -> Self {
         Self {
             mesh,
+            sessions,
             heads: Heads::Members(cluster),
             leader: Arc::new(Mutex::new(None)),
             forbidden: Arc::default(),
@@ -129,9 +135,10 @@ impl Control {
 
     /// A client that learns the heads from `agent`, a member's cluster
     /// actor (for nodes without membership).
-    pub(crate) fn through(mesh: Mesh, agent: RemoteAddr<ClusterAgent>) -> Self {
+    pub(crate) fn through(mesh: Mesh, sessions: Sessions, agent: RemoteAddr<ClusterAgent>) -> Self {
         Self {
             mesh,
+            sessions,
             heads: Heads::Agent(agent),
             leader: Arc::new(Mutex::new(None)),
             forbidden: Arc::default(),
@@ -141,9 +148,10 @@ impl Control {
 
     /// A client that asks the heads `heads` (whose addresses the mesh
     /// knows): an operator's login.
-    pub(crate) fn with_heads(mesh: Mesh, heads: Vec<NodeId>) -> Self {
+    pub(crate) fn with_heads(mesh: Mesh, sessions: Sessions, heads: Vec<NodeId>) -> Self {
         Self {
             mesh,
+            sessions,
             heads: Heads::Fixed(heads),
             leader: Arc::new(Mutex::new(None)),
             forbidden: Arc::default(),

@@ -31,15 +31,15 @@ pub fn control(data: &[u8]) {
     let _ = decode::<Grant>(data);
     let _ = decode::<Machine>(data);
     let _ = decode::<crate::head::wire::RevokeCert>(data);
-    let _ = decode::<crate::operators::wire::FindHeads>(data);
-    let _ = decode::<crate::operators::wire::VerifyLogin>(data);
-    let _ = decode::<crate::operators::wire::VerifyPassword>(data);
-    let _ = decode::<crate::operators::wire::AdminLogin>(data);
+    let _ = decode::<crate::head::wire::operators::FindHeads>(data);
+    let _ = decode::<crate::head::wire::operators::VerifyLogin>(data);
+    let _ = decode::<crate::head::wire::operators::VerifyPassword>(data);
+    let _ = decode::<crate::head::wire::operators::AdminLogin>(data);
     let _ = decode::<crate::operators::delegate::Delegated>(data);
     let _ = decode::<crate::inspect::NodeSnapshot>(data);
     // A password hash as it arrives: its cost is bounded before any use
     // (checking one against a password is left out: it costs ~60 ms).
-    if let Some(set) = decode::<crate::operators::wire::SetPassword>(data) {
+    if let Some(set) = decode::<crate::head::wire::operators::SetPassword>(data) {
         let _ = set.hash.check();
     }
     // A presented capability, checked as a link's reader does.
@@ -52,7 +52,7 @@ pub fn control(data: &[u8]) {
         operator: true,
     };
     let key = Some(crate::operators::capability_key(&[9; 32], 0).public());
-    let _ = crate::operators::session::check_present(key, |_| false, &caller, data);
+    let _ = crate::operators::sessions::check_present(key, &|_| false, &caller, data);
     let mut state = seeded();
     if let Some(command) = decode::<Command>(data) {
         let _ = state.apply(command);

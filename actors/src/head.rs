@@ -184,6 +184,7 @@ impl Head {
     /// members.
     pub(crate) async fn start(
         mesh: Mesh,
+        sessions: crate::operators::sessions::Sessions,
         cluster: Cluster,
         config: HeadConfig,
         store: Store,
@@ -231,15 +232,16 @@ impl Head {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .state
                 .capability_generation();
-            mesh.set_capability_key(crate::operators::capability_key(totp, generation).public());
+            sessions.set_key(crate::operators::capability_key(totp, generation).public());
         }
-        let supervisor = Supervisor::new(id, raft.clone(), machine, mesh.clone(), &config).start();
+        let supervisor =
+            Supervisor::new(id, raft.clone(), machine, mesh.clone(), sessions, &config).start();
         let entry = Entry::declared(supervisor.clone())
             .stamped::<wire::Renew>()
-            .stamped::<crate::operators::wire::SetPassword>()
-            .stamped::<crate::operators::wire::Delegate>()
-            .stamped::<crate::operators::wire::VerifyLogin>()
-            .stamped::<crate::operators::wire::VerifyPassword>();
+            .stamped::<crate::head::wire::operators::SetPassword>()
+            .stamped::<crate::head::wire::operators::Delegate>()
+            .stamped::<crate::head::wire::operators::VerifyLogin>()
+            .stamped::<crate::head::wire::operators::VerifyPassword>();
         let entry = Arc::new(entry);
         mesh.directory().insert(CONTROL_ACTOR.to_owned(), entry);
         match cluster.subscribe(supervisor.clone().recipient()).await {

@@ -26,11 +26,13 @@ mod counters;
 mod detect;
 mod down;
 mod faults;
+mod gate;
 pub(crate) mod link;
 mod listener;
 mod refusals;
 mod relay;
 mod router;
+mod settings;
 mod table;
 mod trust;
 
@@ -42,7 +44,6 @@ use actix::{Actor, Addr};
 use swarm_protocol::{HandshakeConfig, NodeId};
 use tokio::net::TcpListener;
 
-use crate::config::MeshConfig;
 use crate::directory::{Caller, Directory};
 use crate::error::{AskError, ConnectError, Unreachable};
 use counters::Counters;
@@ -50,11 +51,13 @@ use down::DownSet;
 use link::LinkHandle;
 use listener::{Listener, StopListener};
 use router::{CloseAll, CloseRevoked, Dial, DialNode, PeerDown, PeerUp, Router};
-use trust::Sessions;
 
 pub(crate) use detect::Detected;
 pub(crate) use relay::InboundDatagram;
 use table::LinkTable;
+
+pub(crate) use gate::{SessionGate, Unchecked};
+pub(crate) use settings::Settings;
 
 pub use counters::MeshStats;
 pub use faults::Faults;
@@ -78,7 +81,7 @@ struct Shared {
     /// Where the listener is bound.
     listen: SocketAddr,
     /// Limits and timers of links.
-    config: MeshConfig,
+    config: Settings,
     /// Identity and trust for handshakes, with the bound listen address;
     /// replaced when the node renews its certificate.
     handshake: std::sync::RwLock<Arc<HandshakeConfig>>,
@@ -102,10 +105,12 @@ struct Shared {
     detection: detect::Detection,
     /// The address detection settled on, if it ran.
     detected: std::sync::Mutex<Option<SocketAddr>>,
-    /// Operators' sessions: the head group's key capabilities verify with
-    /// (from lease grants), and this node's own capability to present on
-    /// new links.
-    sessions: Sessions,
+    /// Decides the operator sessions presented on links (the operators
+    /// room's, installed by the node).
+    gate: Arc<dyn SessionGate>,
+    /// An envelope sent first on every new link (an operator node's
+    /// session), if any.
+    greeting: std::sync::RwLock<Option<Vec<u8>>>,
     /// This node as the caller of its own local dispatches (built once:
     /// local messages take it on every call).
     own_caller: Caller,
@@ -170,7 +175,12 @@ impl Mesh {
     /// Starts the Router and Listener on the current arbiter, accepting on
     /// `socket`. `config.listen` and `config.handshake.listen` MUST already
     /// hold the bound address.
-    pub(crate) fn start(config: MeshConfig, socket: TcpListener, directory: Directory) -> Mesh {
+    pub(crate) fn start(
+        config: Settings,
+        socket: TcpListener,
+        directory: Directory,
+        gate: Arc<dyn SessionGate>,
+    ) -> Mesh {
         let own_caller = Caller {
             node: config.handshake.key.node_id(),
             roles: config.handshake.cert.body().roles.clone().into(),
@@ -196,7 +206,8 @@ impl Mesh {
             via: std::sync::Mutex::default(),
             detection: detect::Detection::default(),
             detected: std::sync::Mutex::default(),
-            sessions: Sessions::default(),
+            gate,
+            greeting: std::sync::RwLock::default(),
             own_caller,
             closed: ClosedLinks::default(),
             started: std::time::Instant::now(),
@@ -613,15 +624,6 @@ impl Shared {
         if let Some(audit) = &self.config.audit {
             audit.record(record());
         }
-    }
-
-    /// The head group's public key, if known yet.
-    pub(crate) fn capability_key(&self) -> Option<[u8; 32]> {
-        *self
-            .sessions
-            .key
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether a test blocked the direct path to `peer`.

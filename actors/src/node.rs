@@ -33,6 +33,7 @@ use crate::error::RemoteSpawnError;
 use crate::error::{ConnectError, DialError, ExposeError, StartError};
 use crate::head::Head;
 use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
+use crate::operators::sessions::{Keys, Sessions};
 use crate::remote::RemoteAddr;
 use crate::supervision::{
     Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
@@ -48,6 +49,8 @@ use membership::{bridge, leave_when_drained};
 #[derive(Clone)]
 pub struct Node {
     mesh: Mesh,
+    /// Operators' sessions on this node's links.
+    sessions: Sessions,
     cluster: Option<Cluster>,
     /// The arbiter the node's actors run on; [`Node::spawn`] starts actors there.
     arbiter: ArbiterHandle,
@@ -164,7 +167,9 @@ impl Node {
         if !config.counters {
             directory.set_uncounted(true);
         }
-        let mesh = Mesh::start(config, socket, directory);
+        let keys = std::sync::Arc::new(Keys::default());
+        let mesh = Mesh::start(config.mesh(), socket, directory, keys.clone());
+        let sessions = Sessions::new(keys, mesh.clone());
         if detect {
             match mesh.detect_address(&seeds, detect_within).await {
                 Detected::Confirmed(addr) => {
@@ -194,6 +199,7 @@ impl Node {
         let (left_tx, left) = tokio::sync::watch::channel(false);
         let mut node = Node {
             mesh,
+            sessions,
             cluster,
             arbiter: actix::Arbiter::current(),
             types,
@@ -231,7 +237,15 @@ impl Node {
                 .insert(CLUSTER_ACTOR.to_owned(), std::sync::Arc::new(entry));
             debug_assert!(exposed, "a new node's directory is empty");
             if let Some((head, store)) = head_config {
-                match Head::start(node.mesh.clone(), cluster.clone(), head, store).await {
+                match Head::start(
+                    node.mesh.clone(),
+                    node.sessions.clone(),
+                    cluster.clone(),
+                    head,
+                    store,
+                )
+                .await
+                {
                     Ok(head) => node.head = Some(head),
                     Err(e) => {
                         node.shutdown();
@@ -239,7 +253,7 @@ impl Node {
                     }
                 }
             }
-            let control = Control::new(node.mesh.clone(), cluster.clone());
+            let control = Control::new(node.mesh.clone(), node.sessions.clone(), cluster.clone());
             crate::control::lease::spawn(control.clone(), host.clone(), node.id());
             node.control = Some(control);
             node.tasks = Some(Tasks::start(node.mesh.clone(), cluster).await);
@@ -258,14 +272,15 @@ impl Node {
             std::sync::Arc::new(entry),
         );
         // Operators log in and present their sessions here.
-        let session = crate::operators::session::Session {
+        let session = crate::control::session::Session {
             mesh: node.mesh.clone(),
+            sessions: node.sessions.clone(),
             control: node.control.clone(),
             admin: None,
         }
         .start();
         let entry = Entry::declared(session)
-            .stamped::<crate::operators::wire::AdminLogin>()
+            .stamped::<crate::head::wire::operators::AdminLogin>()
             .stamped::<crate::operators::delegate::Delegated>();
         node.mesh.directory().insert(
             crate::operators::SESSION_ACTOR.to_owned(),
@@ -549,7 +564,11 @@ impl Node {
     pub async fn control_through(&self, member: SocketAddr) -> Result<Control, ConnectError> {
         let peer = self.connect(member).await?;
         let agent = self.remote(peer.id, CLUSTER_ACTOR);
-        Ok(Control::through(self.mesh.clone(), agent))
+        Ok(Control::through(
+            self.mesh.clone(),
+            self.sessions.clone(),
+            agent,
+        ))
     }
 
     /// Switches this node to a renewed certificate for every handshake from

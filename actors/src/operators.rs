@@ -35,8 +35,7 @@ pub mod checks;
 pub mod delegate;
 pub mod guard;
 pub mod password;
-pub(crate) mod session;
-pub(crate) mod wire;
+pub(crate) mod sessions;
 
 use std::time::Duration;
 
@@ -48,8 +47,8 @@ use zeroize::Zeroizing;
 
 pub use swarm_protocol::capability::{Capability, Claims};
 
+pub use crate::remote::behalf::SESSION_ACTOR;
 pub use delegate::Behalf;
-pub use session::SESSION_ACTOR;
 
 /// How long a session lasts after a login.
 pub const SESSION: Duration = Duration::from_secs(15 * 60);
@@ -200,14 +199,7 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Whether certificate `roles` include an operator role (`operator` or
-/// `admin`): those count only after a login, whatever other roles the
-/// certificate has.
-pub fn is_operator(roles: &[String]) -> bool {
-    roles
-        .iter()
-        .any(|r| crate::policy::OPERATOR_ROLES.contains(&r.as_str()))
-}
+pub use crate::policy::is_operator;
 
 #[cfg(test)]
 mod tests;

@@ -63,6 +63,13 @@ pub use crate::directory::{Access, NODE_ROLES, OPERATOR_ROLES};
 mod link;
 pub(crate) use link::{LinkPolicy, Refusal};
 
+/// Whether certificate `roles` include an operator role (`operator` or
+/// `admin`): those count only after a login, whatever other roles the
+/// certificate has.
+pub fn is_operator(roles: &[String]) -> bool {
+    roles.iter().any(|r| OPERATOR_ROLES.contains(&r.as_str()))
+}
+
 /// Most rules a policy holds.
 pub const MAX_RULES: usize = 10_000;
 /// Decisions a link remembers before it starts over.

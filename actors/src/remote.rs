@@ -42,7 +42,9 @@ use crate::error::{AskError, TellError};
 use crate::inspect::stats::ActorStats;
 use crate::mesh::link::AskFailure;
 use crate::mesh::Mesh;
-use crate::operators::delegate::{self, Behalf};
+
+pub(crate) mod behalf;
+use behalf::Behalf;
 
 /// How often a message moves on to a successor link when the link it was
 /// given to handed its peer over first (once is the rule; twice is a race).
@@ -235,7 +237,7 @@ impl<A: RemoteActor> RemoteAddr<A> {
                 Ok(body) => body,
                 Err(error) => return Err(Unanswered::unsent(error, msg)),
             };
-            let wrapped = delegate::wrap(behalf, &self.name, M::TAG, body);
+            let wrapped = behalf::wrap(behalf, &self.name, M::TAG, body);
             let reply = delegated(self.mesh.clone(), self.target, wrapped, timeout).await;
             return Unanswered::after(reply.and_then(|r| decode_reply(&r)), msg);
         }
@@ -578,15 +580,11 @@ impl<A: RemoteActor> RemoteAddr<A> {
 fn delegated(
     mesh: Mesh,
     target: NodeId,
-    wrapped: delegate::Delegated,
+    wrapped: behalf::Delegated,
     timeout: Duration,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, AskError>> + Send>> {
     Box::pin(async move {
-        let session = RemoteAddr::<crate::operators::session::Session>::new(
-            mesh,
-            target,
-            crate::operators::SESSION_ACTOR,
-        );
+        let session = RemoteAddr::<behalf::SessionDoor>::new(mesh, target, behalf::SESSION_ACTOR);
         match session.send_timeout(wrapped, timeout).await? {
             Ok(reply) => Ok(reply.into_vec()),
             Err(e) => Err(e.into()),

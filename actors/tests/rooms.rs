@@ -13,12 +13,6 @@ use std::path::{Path, PathBuf};
 /// Imports that run up the declared order on purpose: (file, room it
 /// imports, why). Keep it short; each entry is a debt or a reason.
 const ALLOWED: &[(&str, &str, &str)] = &[
-    ("config.rs", "at_rest", "debt (issue 22): being moved"),
-    ("config.rs", "audit", "debt (issue 22): being moved"),
-    ("config.rs", "cluster", "debt (issue 22): being moved"),
-    ("config.rs", "head", "debt (issue 22): being moved"),
-    ("config.rs", "mesh", "debt (issue 22): being moved"),
-    ("config.rs", "policy", "debt (issue 22): being moved"),
     ("error.rs", "head", "debt (issue 22): being moved"),
     ("error.rs", "supervision", "debt (issue 22): being moved"),
     ("head/sim.rs", "control", "debt (issue 22): being moved"),
@@ -47,25 +41,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ),
     ("inspect/model.rs", "tasks", "debt (issue 22): being moved"),
     ("inspect/stats.rs", "mesh", "debt (issue 22): being moved"),
-    ("mesh/link.rs", "operators", "debt (issue 22): being moved"),
-    (
-        "mesh/link/reader.rs",
-        "operators",
-        "debt (issue 22): being moved",
-    ),
-    ("mesh/trust.rs", "operators", "debt (issue 22): being moved"),
-    (
-        "operators/session.rs",
-        "control",
-        "debt (issue 22): being moved",
-    ),
-    (
-        "operators/session.rs",
-        "head",
-        "debt (issue 22): being moved",
-    ),
-    ("operators/wire.rs", "head", "debt (issue 22): being moved"),
-    ("remote.rs", "operators", "debt (issue 22): being moved"),
 ];
 
 #[test]
@@ -294,7 +269,7 @@ fn check(order: &Order, files: &[(String, String)]) -> Vec<Upward> {
             };
             if to_room != room {
                 let to = order.level[&to_room];
-                if to < from || (to == from) {
+                if to <= from {
                     let why = if to == from {
                         "same line: peers do not import each other"
                     } else {

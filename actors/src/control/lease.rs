@@ -116,7 +116,7 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
                 Ok(grant) => {
                     let until = keeper.granted(sent, Duration::from_millis(grant.lease_ms));
                     if let Some(key) = grant.capability_key {
-                        control.mesh.set_capability_key(key);
+                        control.sessions.set_key(key);
                     }
                     if !grant.revoked.is_empty() {
                         revoked_known += grant.revoked.len();

@@ -31,7 +31,7 @@ impl Control {
         hash: crate::operators::password::PasswordHash,
     ) -> Result<(), ControlError> {
         self.call(
-            crate::operators::wire::SetPassword { hash, who: None },
+            crate::head::wire::operators::SetPassword { hash, who: None },
             CALL_WITHIN,
         )
         .await
@@ -53,7 +53,7 @@ impl Control {
         code: &str,
         source: std::net::IpAddr,
     ) -> Result<crate::operators::Behalf, ControlError> {
-        let verify = crate::operators::wire::VerifyPassword {
+        let verify = crate::head::wire::operators::VerifyPassword {
             name: name.to_owned(),
             password: password.to_owned(),
             code: code.to_owned(),
@@ -61,7 +61,7 @@ impl Control {
             via: None,
         };
         let capability = self.call(verify, CALL_WITHIN).await?;
-        crate::operators::Behalf::open(&self.mesh, capability).map_err(|reason| {
+        crate::operators::Behalf::open(&self.sessions, capability).map_err(|reason| {
             ControlError::Forbidden {
                 reason: format!("the head's answer does not verify here: {reason}"),
             }

@@ -27,8 +27,8 @@ use super::wire::{
 };
 use super::HeadConfig;
 use crate::cluster::{ClusterEvent, Member};
+use crate::head::wire::operators::VerifyLogin;
 use crate::mesh::Mesh;
-use crate::operators::wire::VerifyLogin;
 use crate::placement::{self, NodeView, PlacementError, ResourceSet};
 use crate::remote::RemoteAddr;
 use crate::supervision::{Grant, Host, HostLeave, HostSpawn, HostStop, HOST_ACTOR};
@@ -71,6 +71,8 @@ pub(crate) struct Supervisor {
     writes: Writes,
     machine: Arc<RwLock<Machine>>,
     mesh: Mesh,
+    /// This node's operator sessions (a rotated key goes there).
+    sessions: crate::operators::sessions::Sessions,
     members: HashMap<NodeId, Member>,
     /// Reservations decided but not yet in the log.
     pending: HashMap<NodeId, ResourceSet>,
@@ -122,6 +124,7 @@ impl Supervisor {
         raft: Raft,
         machine: Arc<RwLock<Machine>>,
         mesh: Mesh,
+        sessions: crate::operators::sessions::Sessions,
         config: &HeadConfig,
     ) -> Self {
         Self {
@@ -130,6 +133,7 @@ impl Supervisor {
             raft,
             machine,
             mesh,
+            sessions,
             members: HashMap::new(),
             pending: HashMap::new(),
             leases: Leases::new(config.lease),
@@ -591,9 +595,9 @@ impl Handler<ListPlaced> for Supervisor {
 
 crate::remote_actor!(
     Supervisor: VerifyLogin,
-    crate::operators::wire::Delegate,
-    crate::operators::wire::SetPassword,
-    crate::operators::wire::VerifyPassword,
+    crate::head::wire::operators::Delegate,
+    crate::head::wire::operators::SetPassword,
+    crate::head::wire::operators::VerifyPassword,
     RevokeCert,
     crate::head::wire::RotateCapabilityKey,
     ListRevoked,

@@ -10,6 +10,7 @@ use crate::placement::{GroupStrategy, Placement, ResourceSet};
 use crate::supervision::{Grant, Restart, Running, SpawnError};
 
 mod drain;
+pub(crate) mod operators;
 
 pub(crate) use drain::DrainNode;
 pub use drain::{DrainOutcome, DrainReport, DrainedActor, MAX_REPORTED};

@@ -412,7 +412,7 @@ impl Link {
                 serial: shared.peer_serial,
                 name: Arc::from(shared.peer_name.as_str()),
                 addr: shared.remote_addr,
-                operator: crate::operators::is_operator(&shared.peer_roles),
+                operator: crate::policy::is_operator(&shared.peer_roles),
             },
             inbound_asks: Rc::clone(&self.inbound_asks),
             predecessor: self.predecessor.take(),

@@ -244,8 +244,7 @@ impl Router {
         // An operator node's session goes first on every link.
         let present = self
             .mesh
-            .sessions
-            .present
+            .greeting
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();

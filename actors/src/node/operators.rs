@@ -27,10 +27,12 @@ impl Node {
     ) -> Result<crate::operators::Capability, LoginError> {
         let peer = self.connect(member).await?;
         let session = self
-            .remote::<crate::operators::session::Session>(peer.id, crate::operators::SESSION_ACTOR);
+            .remote::<crate::control::session::Session>(peer.id, crate::operators::SESSION_ACTOR);
         // Where the heads are, then the code to the leader over this node's
         // own link (only a head certificate is sent it).
-        let heads = session.send(crate::operators::wire::FindHeads).await??;
+        let heads = session
+            .send(crate::head::wire::operators::FindHeads)
+            .await??;
         for (head, addr) in &heads {
             if *head != self.id() {
                 self.mesh.peer_up(*head, *addr, Vec::new(), false);
@@ -38,25 +40,26 @@ impl Node {
         }
         let control = crate::control::Control::with_heads(
             self.mesh.clone(),
+            self.sessions.clone(),
             heads.into_iter().map(|(h, _)| h).collect(),
         );
         let capability = control
             .call(
-                crate::operators::wire::VerifyLogin {
-                    operator: crate::operators::wire::Operator::of(&self.mesh.own_caller()),
+                crate::head::wire::operators::VerifyLogin {
+                    operator: crate::head::wire::operators::Operator::of(&self.mesh.own_caller()),
                     code: code.to_owned(),
                 },
                 crate::control::CALL_WITHIN,
             )
             .await?;
-        self.mesh.set_capability(&capability);
+        self.sessions.present(&capability);
         Ok(capability)
     }
 
     /// Presents a capability an earlier login answered (kept by the
     /// operator's tools) on every link this node opens from now on.
     pub fn use_capability(&self, capability: &crate::operators::Capability) {
-        self.mesh.set_capability(capability);
+        self.sessions.present(capability);
     }
 
     /// Serves admin-API sessions to operators who log in over the mesh
@@ -72,10 +75,10 @@ impl Node {
             .dispatcher(crate::operators::SESSION_ACTOR);
         if let Some(addr) = session.as_ref().and_then(|d| {
             d.addr()
-                .downcast_ref::<Addr<crate::operators::session::Session>>()
+                .downcast_ref::<Addr<crate::control::session::Session>>()
                 .cloned()
         }) {
-            addr.do_send(crate::operators::session::ServeAdmin(admin));
+            addr.do_send(crate::control::session::ServeAdmin(admin));
         }
     }
 
@@ -99,7 +102,7 @@ impl Node {
         let control = self.control_through(member).await?;
         let capability = control
             .call(
-                crate::operators::wire::Delegate {
+                crate::head::wire::operators::Delegate {
                     node: peer.id,
                     who: None,
                 },
@@ -107,9 +110,9 @@ impl Node {
             )
             .await?;
         let session = self
-            .remote::<crate::operators::session::Session>(peer.id, crate::operators::SESSION_ACTOR);
+            .remote::<crate::control::session::Session>(peer.id, crate::operators::SESSION_ACTOR);
         Ok(session
-            .send(crate::operators::wire::AdminLogin {
+            .send(crate::head::wire::operators::AdminLogin {
                 capability,
                 who: None,
             })

@@ -14,26 +14,17 @@
 //! in the message body besides the signed claims says who the operator is,
 //! and no node but a head holds a key that signs claims.
 
-use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::net::SocketAddr;
 
-use actix::prelude::*;
-use serde::{Deserialize, Serialize};
-use swarm_protocol::{NodeId, RemoteError, Target};
+use swarm_protocol::{RemoteError, Target};
 
-use super::session::Session;
+use super::sessions::Sessions;
 use super::{Capability, Claims};
 use crate::audit::{AuditKind, AuditRecord};
-use crate::directory::{Access, Caller, StampCaller};
+use crate::directory::{Access, Caller};
 use crate::mesh::Mesh;
-
-/// An operator a node acts for: the capability of its login and the
-/// claims it verified to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Behalf {
-    capability: Capability,
-    claims: Claims,
-}
+pub use crate::remote::behalf::Behalf;
+pub(crate) use crate::remote::behalf::Delegated;
 
 impl Behalf {
     /// Verifies `capability` on this node (signature, window, revocation,
@@ -42,49 +33,12 @@ impl Behalf {
     /// # Errors
     ///
     /// Why it does not verify.
-    pub(crate) fn open(mesh: &Mesh, capability: Capability) -> Result<Self, String> {
-        let claims =
-            super::open_capability(&capability, mesh.capability_key(), |s| mesh.is_revoked(s))?;
-        if claims.delegate != Some(mesh.id()) {
+    pub(crate) fn open(sessions: &Sessions, capability: Capability) -> Result<Self, String> {
+        let claims = sessions.open(&capability)?;
+        if claims.delegate != Some(sessions.node()) {
             return Err("the capability does not name this node as the operator's delegate".into());
         }
-        Ok(Self { capability, claims })
-    }
-
-    /// The operator's certificate name.
-    pub fn name(&self) -> &str {
-        &self.claims.name
-    }
-
-    /// Its certificate's roles.
-    pub fn roles(&self) -> &[String] {
-        &self.claims.roles
-    }
-
-    /// Its certificate's serial.
-    pub fn serial(&self) -> u64 {
-        self.claims.serial
-    }
-
-    /// Its certificate's node id.
-    pub fn node(&self) -> NodeId {
-        self.claims.node
-    }
-
-    /// Where it logged in from.
-    pub fn source(&self) -> IpAddr {
-        self.claims.source
-    }
-
-    /// When its session ends, Unix milliseconds.
-    pub fn expires_ms(&self) -> u64 {
-        self.claims.expires_ms
-    }
-
-    /// Whether it still holds on this node: not expired, its serial not
-    /// revoked.
-    pub fn is_valid(&self, mesh_revoked: impl Fn(u64) -> bool) -> bool {
-        super::unix_ms() < self.claims.expires_ms && !mesh_revoked(self.claims.serial)
+        Ok(Self::verified(capability, claims))
     }
 }
 
@@ -101,44 +55,10 @@ fn caller_of(claims: &Claims) -> Caller {
     }
 }
 
-/// An ask made for an operator: its capability, and the inner message's
-/// target, tag and body.
-#[derive(Debug, Clone, Serialize, Deserialize, Message)]
-#[rtype(result = "Result<serde_bytes::ByteBuf, RemoteError>")]
-pub(crate) struct Delegated {
-    pub(crate) capability: Capability,
-    pub(crate) to: String,
-    pub(crate) tag: String,
-    #[serde(with = "serde_bytes")]
-    pub(crate) body: Vec<u8>,
-    /// The node that sent it (set from the link; `None`: this node).
-    #[serde(default)]
-    pub(crate) from: Option<(NodeId, String)>,
-}
-
-impl StampCaller for Delegated {
-    fn stamp_caller(&mut self, caller: &Caller) {
-        self.from = Some((caller.node, caller.name.to_string()));
-    }
-}
-
-crate::system_message!(Delegated => "swarm.Delegated", Nodes);
-
-impl Handler<Delegated> for Session {
-    type Result = ResponseFuture<Result<serde_bytes::ByteBuf, RemoteError>>;
-
-    fn handle(&mut self, msg: Delegated, _: &mut Context<Self>) -> Self::Result {
-        let checked = admit(&self.mesh, &msg);
-        Box::pin(async move {
-            let answer = checked?.await?;
-            Ok(serde_bytes::ByteBuf::from(answer))
-        })
-    }
-}
-
 /// Checks a delegated ask and dispatches its inner message.
-fn admit(
+pub(crate) fn admit(
     mesh: &Mesh,
+    sessions: &Sessions,
     msg: &Delegated,
 ) -> Result<crate::directory::dispatch::AskFuture, RemoteError> {
     let forbid = |reason: String| RemoteError::Forbidden { reason };
@@ -146,7 +66,7 @@ fn admit(
         Some((node, name)) => (*node, name.as_str()),
         None => (mesh.id(), "this node"),
     };
-    let claims = mesh.open_capability(&msg.capability).and_then(|claims| {
+    let claims = sessions.open(&msg.capability).and_then(|claims| {
         if claims.delegate == Some(from) {
             Ok(claims)
         } else {
@@ -222,15 +142,4 @@ fn admit(
         mesh.audit(|| record(AuditKind::Command, "allowed"));
     }
     lookup.find(&to)?.ask(&caller, &msg.tag, &msg.body)
-}
-
-/// Wraps an encoded ask for `behalf`.
-pub(crate) fn wrap(behalf: &Arc<Behalf>, to: &str, tag: &str, body: Vec<u8>) -> Delegated {
-    Delegated {
-        capability: behalf.capability.clone(),
-        to: to.to_owned(),
-        tag: tag.to_owned(),
-        body,
-        from: None,
-    }
 }

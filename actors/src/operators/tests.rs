@@ -81,14 +81,15 @@ fn a_link_takes_only_its_own_certificates_undelegated_capability() {
         addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
         operator: true,
     };
-    let present = |cap: Capability| rmp_serde::to_vec(&wire::Present { capability: cap }).unwrap();
+    let present =
+        |cap: Capability| rmp_serde::to_vec(&sessions::Present { capability: cap }).unwrap();
     let own = present(group.sign(&claims(&["operator"], None)).unwrap());
-    assert!(session::check_present(key, |_| false, &caller, &own).is_ok());
+    assert!(sessions::check_present(key, &|_| false, &caller, &own).is_ok());
     let other = crate::directory::Caller {
         serial: 8,
         ..caller.clone()
     };
-    assert!(session::check_present(key, |_| false, &other, &own).is_err());
+    assert!(sessions::check_present(key, &|_| false, &other, &own).is_err());
     let delegated = present(
         group
             .sign(&claims(
@@ -97,7 +98,7 @@ fn a_link_takes_only_its_own_certificates_undelegated_capability() {
             ))
             .unwrap(),
     );
-    assert!(session::check_present(key, |_| false, &caller, &delegated).is_err());
+    assert!(sessions::check_present(key, &|_| false, &caller, &delegated).is_err());
 }
 
 #[test]

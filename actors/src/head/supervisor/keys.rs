@@ -35,7 +35,7 @@ impl Handler<RotateCapabilityKey> for Supervisor {
                 written?;
                 let generation = act.read(|m| m.state.capability_generation());
                 if let Some(key) = act.group_key() {
-                    act.mesh.set_capability_key(key.public());
+                    act.sessions.set_key(key.public());
                 }
                 tracing::warn!(generation, "capability key rotated: operators log in again");
                 Ok(generation)

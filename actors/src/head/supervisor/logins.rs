@@ -21,10 +21,10 @@ use super::Supervisor;
 use crate::audit::{AuditKind, AuditRecord};
 use crate::head::state::PasswordEntry;
 use crate::head::state::{Applied, Command};
+use crate::head::wire::operators::{Delegate, Operator, SetPassword, VerifyLogin, VerifyPassword};
 use crate::head::wire::ControlError;
 use crate::operators::bucket::source_key;
 use crate::operators::guard::{Lock, Refusal, PASSWORD_REFUSED};
-use crate::operators::wire::{Delegate, Operator, SetPassword, VerifyLogin, VerifyPassword};
 use crate::operators::{self, Capability, Claims};
 
 /// A login's answer, to come.

@@ -166,6 +166,11 @@ impl LinkHandle {
             .fetch_max(until_ms, Ordering::AcqRel);
     }
 
+    /// The operator peer's session ends now (it presents again).
+    pub(crate) fn end_session(&self) {
+        self.shared.session_until_ms.store(0, Ordering::Release);
+    }
+
     /// The peer's certificate serial.
     pub(crate) fn serial(&self) -> u64 {
         self.shared.peer_serial

@@ -19,11 +19,12 @@ use super::Clock;
 use super::{PeerHandedOver, HANDOVER};
 use crate::audit::{AuditKind, AuditRecord};
 use crate::directory::{Caller, Lookup};
-use crate::policy::{LinkPolicy, Refusal};
 use crate::error::CloseReason;
 use crate::mesh::router::Router;
 use crate::mesh::Shared as MeshShared;
+use crate::mesh::Unchecked;
 use crate::mesh::{detect, relay};
+use crate::policy::{LinkPolicy, Refusal};
 
 /// Bytes a read asks for on a quiet link.
 const READ_SIZE: usize = 64 * 1024;
@@ -196,34 +197,25 @@ impl Reader {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         match envelope {
-            Envelope::Tell { to, tag, body } if is_present(&to, tag) => {
+            Envelope::Tell { to, tag, body } if self.mesh.gate.presents(&to, tag) => {
                 self.clock.received(true);
                 let mesh = &self.mesh;
-                match crate::operators::session::check_present(
-                    mesh.capability_key(),
-                    |s| mesh.handshake().trust.is_revoked(s),
-                    &self.caller,
-                    body,
-                ) {
+                let revoked = |s| mesh.handshake().trust.is_revoked(s);
+                match mesh.gate.check(&self.caller, body, &revoked) {
                     Ok(until) => self.handle.set_session(until),
                     // This node's first lease grant (with the group's key)
                     // may still be on its way: check again on the next
                     // message.
-                    Err(_) if self.mesh.capability_key().is_none() => {
+                    Err(Unchecked::NotYet) => {
                         self.pending_present = Some(body.to_vec());
                     }
-                    Err(reason) => {
+                    Err(Unchecked::Refused(reason)) => {
                         self.mesh.counters.forbidden();
                         tracing::warn!(peer = %self.shared.peer.short(), name = %self.caller.name, %reason, "operator capability refused");
                         let caller = &self.caller;
+                        let target = target_name(&to);
                         self.mesh.audit(|| {
-                            audit_record(
-                                caller,
-                                AuditKind::Forbidden,
-                                tag,
-                                crate::operators::SESSION_ACTOR,
-                                &reason,
-                            )
+                            audit_record(caller, AuditKind::Forbidden, tag, &target, &reason)
                         });
                     }
                 }
@@ -348,7 +340,7 @@ fn audit_record(
     detail: &str,
 ) -> AuditRecord {
     AuditRecord {
-        at_ms: crate::operators::unix_ms(),
+        at_ms: crate::mesh::unix_now_ms(),
         kind,
         who: caller.name.to_string(),
         serial: caller.serial,
@@ -365,12 +357,6 @@ fn target_name(to: &Target<'_>) -> String {
         Target::Name(name) => (*name).to_owned(),
         Target::Id(id) => format!("#{id}"),
     }
-}
-
-/// An operator's session token, checked by the reader itself.
-fn is_present(to: &Target<'_>, tag: &str) -> bool {
-    tag == <crate::operators::wire::Present as crate::RemoteMessage>::TAG
-        && matches!(to, Target::Name(name) if *name == crate::operators::SESSION_ACTOR)
 }
 
 impl Reader {
@@ -395,7 +381,7 @@ impl Reader {
             Err(mut refusal) => {
                 // A capability presented before this node learnt the head
                 // group's key is checked on a later message: say so.
-                if self.pending_present.is_some() && self.mesh.capability_key().is_none() {
+                if self.pending_present.is_some() {
                     refusal.error = RemoteError::Forbidden {
                         reason: format!("{tag}: this node cannot check operator logins yet (no lease grant from a head): try again in a moment"),
                     };
@@ -434,23 +420,21 @@ impl Reader {
         }
         if let Some(body) = &self.pending_present {
             let mesh = &self.mesh;
-            if let Some(key) = mesh.capability_key() {
-                if let Ok(until) = crate::operators::session::check_present(
-                    Some(key),
-                    |s| mesh.handshake().trust.is_revoked(s),
-                    &self.caller,
-                    body,
-                ) {
+            let revoked = |s| mesh.handshake().trust.is_revoked(s);
+            match mesh.gate.check(&self.caller, body, &revoked) {
+                Ok(until) => {
                     self.handle.set_session(until);
+                    self.pending_present = None;
                 }
-                self.pending_present = None;
+                Err(Unchecked::NotYet) => {}
+                Err(Unchecked::Refused(_)) => self.pending_present = None,
             }
         }
         let until = self
             .shared
             .session_until_ms
             .load(std::sync::atomic::Ordering::Acquire);
-        until > crate::operators::unix_ms()
+        until > crate::mesh::unix_now_ms()
     }
 
     /// Counts a message the policy refused, and logs it when decided now

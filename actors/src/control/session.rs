@@ -1,36 +1,38 @@
 //! The session actor every node exposes as [`SESSION_ACTOR`]: operators ask
 //! it where the heads are (then log in with the leader over their own
 //! link), open admin-API sessions, and nodes act for operators through it.
-//! Capabilities presented on a new link are checked by the link's reader
-//! itself ([`check_present`]), so the messages after them find the
+//! Capabilities presented on a new link are checked through the mesh's
+//! gate ([`crate::operators::sessions`]), so the messages after them find the
 //! session in place.
 
 use actix::prelude::*;
 
-use swarm_protocol::NodeId;
+use swarm_protocol::{NodeId, RemoteError};
 
-use super::wire::{AdminLogin, FindHeads};
-use crate::control::Control;
+use super::Control;
+use crate::head::wire::operators::{AdminLogin, FindHeads};
 use crate::head::wire::ControlError;
 use crate::mesh::Mesh;
-
-/// The name of every node's session actor.
-pub const SESSION_ACTOR: &str = "swarm.session";
+use crate::operators::sessions::Sessions;
+use crate::operators::{AdminSession, Behalf, OpenAdminSession};
+use crate::remote::behalf::Delegated;
 
 /// Tells operators where the heads are, opens admin-API sessions with
 /// delegated capabilities, and takes the asks a node makes for operators.
 pub(crate) struct Session {
     pub(crate) mesh: Mesh,
+    /// This node's operator sessions (capabilities verify here).
+    pub(crate) sessions: Sessions,
     /// The control plane (nodes with membership), to reach the head leader.
     pub(crate) control: Option<Control>,
     /// The admin API, where this node serves one.
-    pub(crate) admin: Option<Recipient<super::OpenAdminSession>>,
+    pub(crate) admin: Option<Recipient<OpenAdminSession>>,
 }
 
 /// The admin API registers itself.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct ServeAdmin(pub(crate) Recipient<super::OpenAdminSession>);
+pub(crate) struct ServeAdmin(pub(crate) Recipient<OpenAdminSession>);
 
 impl Handler<ServeAdmin> for Session {
     type Result = ();
@@ -41,7 +43,7 @@ impl Handler<ServeAdmin> for Session {
 }
 
 impl Handler<AdminLogin> for Session {
-    type Result = ResponseFuture<Result<super::AdminSession, ControlError>>;
+    type Result = ResponseFuture<Result<AdminSession, ControlError>>;
 
     fn handle(&mut self, msg: AdminLogin, _: &mut Context<Self>) -> Self::Result {
         let refused = |reason: &str| ControlError::Refused {
@@ -51,7 +53,7 @@ impl Handler<AdminLogin> for Session {
             let who = msg
                 .who
                 .ok_or_else(|| refused("an admin-API login arrives over an operator's link"))?;
-            let behalf = super::Behalf::open(&self.mesh, msg.capability).map_err(|reason| {
+            let behalf = Behalf::open(&self.sessions, msg.capability).map_err(|reason| {
                 ControlError::Forbidden {
                     reason: format!("admin-API login: {reason}"),
                 }
@@ -70,7 +72,7 @@ impl Handler<AdminLogin> for Session {
         })();
         Box::pin(async move {
             let (admin, behalf) = checked?;
-            match admin.send(super::OpenAdminSession { behalf }).await {
+            match admin.send(OpenAdminSession { behalf }).await {
                 Ok(Ok(session)) => Ok(session),
                 Ok(Err(reason)) => Err(ControlError::Refused { reason }),
                 Err(_) => Err(refused("the admin API stopped")),
@@ -97,25 +99,16 @@ impl Handler<FindHeads> for Session {
     }
 }
 
-crate::remote_actor!(Session: FindHeads, AdminLogin, super::delegate::Delegated);
+crate::remote_actor!(Session: FindHeads, AdminLogin, Delegated);
 
-/// Checks a `Present` tell's body from `caller`: the session's end (Unix
-/// ms) if its capability verifies, is this certificate's own (not a
-/// delegated one) and its serial is not revoked.
-pub(crate) fn check_present(
-    key: Option<[u8; 32]>,
-    revoked: impl Fn(u64) -> bool,
-    caller: &crate::directory::Caller,
-    body: &[u8],
-) -> Result<u64, String> {
-    let present: super::wire::Present =
-        rmp_serde::from_slice(body).map_err(|e| format!("not a capability: {e}"))?;
-    let claims = super::open_capability(&present.capability, key, revoked)?;
-    if claims.node != caller.node || claims.serial != caller.serial {
-        return Err("the capability is not this certificate's: log in again".into());
+impl Handler<Delegated> for Session {
+    type Result = ResponseFuture<Result<serde_bytes::ByteBuf, RemoteError>>;
+
+    fn handle(&mut self, msg: Delegated, _: &mut Context<Self>) -> Self::Result {
+        let checked = crate::operators::delegate::admit(&self.mesh, &self.sessions, &msg);
+        Box::pin(async move {
+            let answer = checked?.await?;
+            Ok(serde_bytes::ByteBuf::from(answer))
+        })
     }
-    if claims.delegate.is_some() {
-        return Err("a delegated capability is not presented on an operator's own link".into());
-    }
-    Ok(claims.expires_ms)
 }

@@ -1,11 +1,12 @@
-//! What operators and nodes send about logins and sessions.
+//! What operators and nodes send about logins and sessions (answered by
+//! the head leader, or by a node's session actor).
 
 use actix::Message;
 use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
 
-use super::Capability;
-use crate::head::wire::ControlError;
+use super::ControlError;
+use crate::operators::Capability;
 
 /// An operator asks a member which nodes are heads (before its login,
 /// so over a link without one): it then logs in with the head leader
@@ -15,15 +16,6 @@ use crate::head::wire::ControlError;
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<Vec<(NodeId, std::net::SocketAddr)>, ControlError>")]
 pub(crate) struct FindHeads;
-
-/// An operator presents its capability as the first tell on a new link;
-/// the link's reader checks it before the next message.
-#[derive(Debug, Clone, Serialize, Deserialize, Message)]
-#[rtype(result = "()")]
-pub(crate) struct Present {
-    /// The capability its login answered.
-    pub(crate) capability: Capability,
-}
 
 /// Who is logging in, as the member's link authenticated it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +61,7 @@ pub(crate) struct Delegate {
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<(), ControlError>")]
 pub(crate) struct SetPassword {
-    pub(crate) hash: super::password::PasswordHash,
+    pub(crate) hash: crate::operators::password::PasswordHash,
     /// Set from the link.
     #[serde(default)]
     pub(crate) who: Option<Operator>,
@@ -79,7 +71,7 @@ pub(crate) struct SetPassword {
 /// capability naming that node as its delegate ([`Delegate`]): the
 /// certificate login of the HTTP side.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
-#[rtype(result = "Result<super::AdminSession, ControlError>")]
+#[rtype(result = "Result<crate::operators::AdminSession, ControlError>")]
 pub(crate) struct AdminLogin {
     pub(crate) capability: Capability,
     /// Set from the link.
@@ -154,7 +146,6 @@ impl Operator {
 
 crate::system_message! {
     FindHeads => "swarm.FindHeads", Login;
-    Present => "swarm.Present", Login;
     VerifyLogin => "swarm.VerifyLogin", Login;
     Delegate => "swarm.Delegate", Account;
     SetPassword => "swarm.SetPassword", Account;
