@@ -23,6 +23,7 @@
 mod fencing;
 mod host;
 mod hosting;
+mod keeper;
 mod spawn;
 
 use std::collections::VecDeque;
@@ -36,6 +37,7 @@ pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
 pub use hosting::Host;
 pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave};
+pub(crate) use keeper::Keeper;
 pub(crate) use spawn::Registry;
 pub use spawn::{
     ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors, Running,

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &str, &str)] = &[
     ("error.rs", "head", "debt (issue 22): being moved"),
     ("error.rs", "supervision", "debt (issue 22): being moved"),
-    ("head/sim.rs", "control", "debt (issue 22): being moved"),
     ("inspect.rs", "cluster", "debt (issue 22): being moved"),
     ("inspect.rs", "control", "debt (issue 22): being moved"),
     ("inspect.rs", "head", "debt (issue 22): being moved"),

@@ -13,76 +13,7 @@ use swarm_protocol::NodeId;
 
 use super::Control;
 use crate::head::wire::Renew;
-use crate::supervision::{ApplyGrant, Host, LeaseRunning};
-
-/// How often to look for heads while none is known: from the first
-/// value, doubling up to the second (an idle cluster without a control
-/// plane should not wake up for it).
-const IDLE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
-
-/// The lease keeper's timing as a pure machine (the control-plane
-/// simulator drives the same one): when to renew next, and how long a
-/// grant holds.
-#[derive(Debug, Clone)]
-pub(crate) struct Keeper {
-    every: Duration,
-    idle: Duration,
-    leased: bool,
-}
-
-impl Default for Keeper {
-    fn default() -> Self {
-        Self {
-            every: Duration::from_millis(200),
-            idle: IDLE.0,
-            leased: false,
-        }
-    }
-}
-
-impl Keeper {
-    /// How long to wait before the next step.
-    pub(crate) fn wait(&self) -> Duration {
-        self.every
-    }
-
-    /// Whether the next step needs to know of a head first (no lease: the
-    /// leader is not known from renewals).
-    pub(crate) fn needs_heads(&self) -> bool {
-        !self.leased
-    }
-
-    /// No head is known: wait longer each time, up to [`IDLE`]'s bound.
-    pub(crate) fn no_heads(&mut self) {
-        self.every = self.idle;
-        self.idle = (self.idle * 2).min(IDLE.1);
-    }
-
-    /// A renewal goes out now.
-    pub(crate) fn renewing(&mut self) {
-        self.idle = IDLE.0;
-    }
-
-    /// How long to wait for a renewal's answer.
-    pub(crate) fn answer_within(&self) -> Duration {
-        self.every * 2
-    }
-
-    /// The renewal sent at `sent` got a lease of `lease`: answers until
-    /// when it holds (counted from the sending, so a slow answer only
-    /// shortens it); the next renewal comes a fifth of it later.
-    pub(crate) fn granted(&mut self, sent: Instant, lease: Duration) -> Instant {
-        self.every = (lease / 5).max(Duration::from_millis(20));
-        self.leased = true;
-        sent + lease
-    }
-
-    /// The renewal failed: ask again soon.
-    pub(crate) fn failed(&mut self) {
-        self.leased = false;
-        self.every = self.every.min(Duration::from_millis(200));
-    }
-}
+use crate::supervision::{ApplyGrant, Host, Keeper, LeaseRunning};
 
 /// Renews until the host stops.
 pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
@@ -134,28 +65,4 @@ pub(crate) fn spawn(control: Control, host: Addr<Host>, node: NodeId) {
             }
         }
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_grant_counts_from_the_sending_and_a_failure_renews_soon() {
-        let mut keeper = Keeper::default();
-        assert!(keeper.needs_heads());
-        keeper.no_heads();
-        keeper.no_heads();
-        assert_eq!(keeper.wait(), IDLE.0 * 2, "idle waits grow");
-        keeper.renewing();
-        let sent = Instant::now();
-        let lease = Duration::from_secs(3);
-        assert_eq!(keeper.granted(sent, lease), sent + lease);
-        assert!(!keeper.needs_heads());
-        assert_eq!(keeper.wait(), lease / 5);
-        assert_eq!(keeper.answer_within(), lease / 5 * 2);
-        keeper.failed();
-        assert!(keeper.needs_heads());
-        assert_eq!(keeper.wait(), Duration::from_millis(200));
-    }
 }

@@ -51,7 +51,7 @@ use swarm_protocol::NodeId;
 use super::leases::{Leases, DRIFT};
 use super::reconcile::{self, Deliveries};
 use super::state::{ActorSpec, Applied, Command, ControlState, RecordState};
-use crate::control::lease::Keeper;
+use crate::supervision::Keeper;
 use crate::supervision::{Admission, Fencing, Running};
 
 /// The lease (the default).
