@@ -268,5 +268,24 @@ pub fn read(path: &Path, keyring: &Keyring) -> Result<Vec<AuditRecord>, AtRestEr
     Ok(out)
 }
 
+/// Where a room records what it audits: the node's audit log, or nowhere.
+/// Cheap to clone; node.rs hands one to each room that audits.
+#[derive(Clone, Default)]
+pub(crate) struct Trail(Option<Audit>);
+
+impl Trail {
+    /// Records into `audit`, if the node keeps one.
+    pub(crate) fn new(audit: Option<Audit>) -> Self {
+        Self(audit)
+    }
+
+    /// Appends what `record` makes (made only if the node keeps a log).
+    pub(crate) fn record(&self, record: impl FnOnce() -> AuditRecord) {
+        if let Some(audit) = &self.0 {
+            audit.record(record());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

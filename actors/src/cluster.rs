@@ -158,6 +158,8 @@ pub struct Cluster {
     gossip: Addr<Gossip>,
     table: Arc<ServiceTable>,
     mesh: Mesh,
+    /// The actors this node exposes (services are served by them).
+    directory: crate::directory::Directory,
     /// Events lost by slow subscribers (the bus itself is Gossip's alone).
     events_lost: Arc<AtomicU64>,
 }
@@ -175,6 +177,7 @@ impl Cluster {
     /// (bound on the mesh's port number, non-blocking).
     pub(crate) fn start(
         mesh: Mesh,
+        directory: crate::directory::Directory,
         socket: std::net::UdpSocket,
         config: ClusterConfig,
     ) -> Result<Cluster, StartError> {
@@ -193,6 +196,7 @@ impl Cluster {
             gossip,
             table,
             mesh,
+            directory,
             events_lost,
         })
     }
@@ -254,7 +258,7 @@ impl Cluster {
     /// [`ClusterError::Metadata`] if the node's metadata would exceed its
     /// bounds (too many services, names too long); `Stopped`.
     pub async fn register_service(&self, service: &str, actor: &str) -> Result<bool, ClusterError> {
-        if !self.mesh.directory().contains(actor) {
+        if !self.directory.contains(actor) {
             return Err(ClusterError::NotExposed {
                 name: actor.to_owned(),
             });
@@ -292,7 +296,7 @@ impl Cluster {
             .await
             .map_err(|_| ClusterError::Stopped)??;
         // Policy rules name targets by service too.
-        self.mesh.directory().set_service(actor, service, present);
+        self.directory.set_service(actor, service, present);
         Ok(changed)
     }
 

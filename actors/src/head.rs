@@ -39,7 +39,7 @@ use swarm_protocol::NodeId;
 pub use store::{Plain, Seal};
 
 use crate::cluster::Cluster;
-use crate::directory::Entry;
+use crate::directory::{Directory, Entry};
 use crate::error::StartError;
 use crate::mesh::Mesh;
 use network::{Network, RaftPeer, RAFT_ACTOR};
@@ -178,17 +178,29 @@ pub(crate) fn open_store(config: &HeadConfig) -> Result<Store, StartError> {
     Ok(Store { log, sm })
 }
 
+/// What the node hands its head: the transport, the operator sessions
+/// it keeps the group's key in, the directory it exposes its actors in,
+/// and the audit trail of logins.
+#[derive(Clone)]
+pub(crate) struct Doors {
+    pub(crate) mesh: Mesh,
+    pub(crate) sessions: crate::operators::sessions::Sessions,
+    pub(crate) directory: Directory,
+    pub(crate) audit: crate::audit::Trail,
+}
+
 impl Head {
     /// Starts Raft on the store ([`open_store`]) and the supervisor,
     /// exposes both, and bootstraps the group once `voters` heads are
     /// members.
     pub(crate) async fn start(
-        mesh: Mesh,
-        sessions: crate::operators::sessions::Sessions,
+        doors: Doors,
         cluster: Cluster,
         config: HeadConfig,
         store: Store,
     ) -> Result<Head, StartError> {
+        let mesh = doors.mesh.clone();
+        let directory = doors.directory.clone();
         let store_error = |e: &dyn std::fmt::Display| StartError::Head {
             reason: format!("{}: {e}", config.dir.display()),
         };
@@ -222,7 +234,7 @@ impl Head {
         .map_err(|e| store_error(&e))?;
         let peer = RaftPeer::new(raft.clone()).start();
         let entry = Arc::new(Entry::declared(peer));
-        mesh.directory().insert(RAFT_ACTOR.to_owned(), entry);
+        directory.insert(RAFT_ACTOR.to_owned(), entry);
         // A head verifies operators' capabilities with the group's key from
         // its own TOTP secret at once (other nodes learn the public half
         // with their lease grants).
@@ -232,10 +244,11 @@ impl Head {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .state
                 .capability_generation();
-            sessions.set_key(crate::operators::capability_key(totp, generation).public());
+            doors
+                .sessions
+                .set_key(crate::operators::capability_key(totp, generation).public());
         }
-        let supervisor =
-            Supervisor::new(id, raft.clone(), machine, mesh.clone(), sessions, &config).start();
+        let supervisor = Supervisor::new(id, raft.clone(), machine, doors, &config).start();
         let entry = Entry::declared(supervisor.clone())
             .stamped::<wire::Renew>()
             .stamped::<crate::head::wire::operators::SetPassword>()
@@ -243,7 +256,7 @@ impl Head {
             .stamped::<crate::head::wire::operators::VerifyLogin>()
             .stamped::<crate::head::wire::operators::VerifyPassword>();
         let entry = Arc::new(entry);
-        mesh.directory().insert(CONTROL_ACTOR.to_owned(), entry);
+        directory.insert(CONTROL_ACTOR.to_owned(), entry);
         match cluster.subscribe(supervisor.clone().recipient()).await {
             Ok(members) => supervisor.do_send(Members(members)),
             Err(e) => return Err(store_error(&e)),

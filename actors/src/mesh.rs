@@ -412,9 +412,10 @@ impl Mesh {
         self.shared.counters.relay_refused();
     }
 
-    /// The node's policy.
-    pub(crate) fn policy(&self) -> Arc<crate::policy::Policy> {
-        Arc::clone(&self.shared.config.policy)
+    /// The dispatcher of the actor exposed here under `name` (a message
+    /// to this node is delivered without a link).
+    pub(crate) fn local(&self, name: &str) -> Option<Arc<dyn crate::directory::Dispatch>> {
+        self.shared.directory.dispatcher(name)
     }
 
     /// The actors inbound messages are dispatched to.
@@ -557,11 +558,6 @@ impl Mesh {
             link.mark_member_down();
         }
         self.router.do_send(PeerDown(node));
-    }
-
-    /// Appends to the audit log, if the node keeps one.
-    pub(crate) fn audit(&self, record: impl FnOnce() -> crate::audit::AuditRecord) {
-        self.shared.audit(record);
     }
 
     /// Revokes certificate serials: links to their holders close now and

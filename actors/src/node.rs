@@ -20,10 +20,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use actix::{Actor as _, Addr, ArbiterHandle, Context};
+use actix::{Addr, ArbiterHandle, Context};
 use swarm_protocol::membership::MemberState;
 use swarm_protocol::NodeId;
-use tokio::net::TcpListener;
 
 use crate::cluster::{Cluster, ClusterEvent, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
@@ -32,16 +31,17 @@ use crate::directory::{Directory, Entry, RemoteActor};
 use crate::error::RemoteSpawnError;
 use crate::error::{ConnectError, DialError, ExposeError, StartError};
 use crate::head::Head;
-use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
-use crate::operators::sessions::{Keys, Sessions};
+use crate::mesh::{Mesh, MeshStats, PeerInfo};
+use crate::operators::sessions::Sessions;
 use crate::remote::RemoteAddr;
 use crate::supervision::{
-    Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
+    Host, HostSpawn, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
 };
 use crate::tasks::Tasks;
 
 mod membership;
 mod operators;
+mod start;
 
 use membership::{bridge, leave_when_drained};
 
@@ -49,8 +49,14 @@ use membership::{bridge, leave_when_drained};
 #[derive(Clone)]
 pub struct Node {
     mesh: Mesh,
+    /// The actors this node exposes, by name.
+    directory: Directory,
     /// Operators' sessions on this node's links.
     sessions: Sessions,
+    /// Where operators' commands and refusals are audited.
+    audit: crate::audit::Trail,
+    /// Who may send what to this node's actors.
+    policy: std::sync::Arc<crate::policy::Policy>,
     cluster: Option<Cluster>,
     /// The arbiter the node's actors run on; [`Node::spawn`] starts actors there.
     arbiter: ArbiterHandle,
@@ -90,207 +96,20 @@ impl Node {
     /// its key or not valid under its CA; [`StartError::Metadata`] if its
     /// own metadata is refused.
     pub async fn start(mut config: MeshConfig) -> Result<Node, StartError> {
-        let hs = &config.handshake;
-        if hs.cert.body().static_key != *hs.key.public() {
-            return Err(StartError::KeyMismatch);
-        }
-        hs.trust
-            .verify(&hs.cert, unix_now(), Some(hs.key.public()))?;
-        let (socket, udp) = bind(&config).await?;
-        let listen = socket.local_addr().map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-        config.listen = listen;
-        let advertised = config.advertise.unwrap_or(listen);
-        // Bound to a wildcard address with nothing to announce: ask a seed.
-        let detect = advertised.ip().is_unspecified();
-        let seeds = config
-            .cluster
-            .as_ref()
-            .map(|c| c.seeds.clone())
-            .unwrap_or_default();
-        if detect && seeds.is_empty() {
-            return Err(StartError::NoAdvertise { listen });
-        }
-        // The hello announces no address until one is known.
-        config.handshake.listen = if detect {
-            String::new()
-        } else {
-            advertised.to_string()
-        };
-        let relayed = config.relayed;
-        let detect_within = config.handshake_timeout;
-        let cluster_config = config.cluster.take();
-        let head_config = config.head.take();
-        let is_head = config
-            .handshake
-            .cert
-            .body()
-            .roles
-            .iter()
-            .any(|r| r == "head");
-        let roles = &config.handshake.cert.body().roles;
-        if cluster_config.is_some()
-            && !roles
-                .iter()
-                .any(|r| crate::policy::NODE_ROLES.contains(&r.as_str()))
-        {
-            return Err(StartError::NotANode {
-                roles: roles.clone(),
-            });
-        }
-        if let Some(head) = &head_config {
-            if cluster_config.is_none() || !is_head {
-                return Err(StartError::Head {
-                    reason: format!(
-                        "{}: a head needs membership and a certificate with the head role",
-                        head.dir.display()
-                    ),
-                });
-            }
-        }
-        // The head's store is opened (and checked whole) before any actor
-        // starts: a damaged one stops the start with nothing to tear down.
-        let head_config = match head_config {
-            Some(head) => {
-                let store = crate::head::open_store(&head)?;
-                Some((head, store))
-            }
-            None => None,
-        };
-        let summary_interval = config.summary_interval;
-        // Relays learned through membership come later; configured ones are dialed now.
-        let wait_for_relays =
-            (config.relayed && !config.relays.is_empty()).then_some(config.handshake_timeout);
-        let directory = Directory::default();
-        if !config.counters {
-            directory.set_uncounted(true);
-        }
-        let keys = std::sync::Arc::new(Keys::default());
-        let mesh = Mesh::start(config.mesh(), socket, directory, keys.clone());
-        let sessions = Sessions::new(keys, mesh.clone());
-        if detect {
-            match mesh.detect_address(&seeds, detect_within).await {
-                Detected::Confirmed(addr) => {
-                    tracing::info!(%addr, "announcing the address a seed dialed back");
-                    mesh.set_detected(addr);
-                }
-                // Nobody dials a relayed node; the address names it in membership.
-                Detected::Unconfirmed(addr) if relayed => {
-                    tracing::info!(%addr, "announcing the address a seed saw (reached through relays)");
-                    mesh.set_detected(addr);
-                }
-                _ => {
-                    mesh.shutdown();
-                    return Err(StartError::NoAdvertise { listen });
-                }
-            }
-        }
-        if let Some(within) = wait_for_relays {
-            // The first metadata then names the relays others reach it by.
-            first_relay(&mesh, within).await;
-        }
-        let cluster = match (udp, cluster_config) {
-            (Some(socket), Some(config)) => Some(Cluster::start(mesh.clone(), socket, config)?),
-            _ => None,
-        };
-        let types = Registry::new(mesh.id());
-        let (left_tx, left) = tokio::sync::watch::channel(false);
-        let mut node = Node {
-            mesh,
-            sessions,
-            cluster,
-            arbiter: actix::Arbiter::current(),
-            types,
-            control: None,
-            head: None,
-            tasks: None,
-            left,
-        };
-        // The host hears the head's `HostLeave`; the node leaves and shuts
-        // down once it is assembled (`leave_when_drained`).
-        let (asked_tx, asked) = tokio::sync::watch::channel(false);
-        let leave: Option<Leave> = node.cluster.is_some().then(|| {
-            let leave: Leave = std::sync::Arc::new(move || {
-                asked_tx.send_replace(true);
-            });
-            leave
-        });
-        let host = Host::new(
-            node.types.clone(),
-            node.mesh.directory().clone(),
-            node.arbiter.clone(),
-            leave,
-        )
-        .start();
-        // Starting actors on request is for the control plane and operators.
-        let entry = std::sync::Arc::new(Entry::declared(host.clone()));
-        let exposed = node.mesh.directory().insert(HOST_ACTOR.to_owned(), entry);
-        debug_assert!(exposed, "a new node's directory is empty");
+        let sockets = start::bind_checked(&mut config).await?;
+        let rooms = start::Rooms::take(&mut config)?;
+        let (mut node, host, asked) = start::transport(config, sockets, &rooms).await?;
         if let Some(cluster) = node.cluster.clone() {
-            bridge(node.mesh.clone(), cluster.clone());
-            let entry = Entry::declared(cluster.agent());
-            let exposed = node
-                .mesh
-                .directory()
-                .insert(CLUSTER_ACTOR.to_owned(), std::sync::Arc::new(entry));
-            debug_assert!(exposed, "a new node's directory is empty");
-            if let Some((head, store)) = head_config {
-                match Head::start(
-                    node.mesh.clone(),
-                    node.sessions.clone(),
-                    cluster.clone(),
-                    head,
-                    store,
-                )
-                .await
-                {
-                    Ok(head) => node.head = Some(head),
-                    Err(e) => {
-                        node.shutdown();
-                        return Err(e);
-                    }
-                }
+            if let Err(e) = node.start_membership(cluster, rooms.head, &host).await {
+                node.shutdown();
+                return Err(e);
             }
-            let control = Control::new(node.mesh.clone(), node.sessions.clone(), cluster.clone());
-            crate::control::lease::spawn(control.clone(), host.clone(), node.id());
-            node.control = Some(control);
-            node.tasks = Some(Tasks::start(node.mesh.clone(), cluster).await);
         }
-        let mut inspector = crate::inspect::Inspector::new(node.mesh.clone(), host.clone());
-        if let Some(head) = &node.head {
-            inspector = inspector.head(head.status());
+        node.start_services(&host, rooms.summary_interval);
+        if let Some(asked) = asked {
+            leave_when_drained(node.clone(), asked.asked, asked.left);
         }
-        if let (Some(cluster), Some(tasks)) = (&node.cluster, &node.tasks) {
-            inspector = inspector.member(cluster.clone(), tasks.scheduler().clone().recipient());
-        }
-        let inspector = inspector.start();
-        let entry = Entry::declared(inspector);
-        node.mesh.directory().insert(
-            crate::inspect::INSPECT_ACTOR.to_owned(),
-            std::sync::Arc::new(entry),
-        );
-        // Operators log in and present their sessions here.
-        let session = crate::control::session::Session {
-            mesh: node.mesh.clone(),
-            sessions: node.sessions.clone(),
-            control: node.control.clone(),
-            admin: None,
-        }
-        .start();
-        let entry = Entry::declared(session)
-            .stamped::<crate::head::wire::operators::AdminLogin>()
-            .stamped::<crate::operators::delegate::Delegated>();
-        node.mesh.directory().insert(
-            crate::operators::SESSION_ACTOR.to_owned(),
-            std::sync::Arc::new(entry),
-        );
-        crate::summary::spawn(node.mesh.clone(), node.cluster.clone(), summary_interval);
-        if node.cluster.is_some() {
-            leave_when_drained(node.clone(), asked, left_tx);
-        }
-        tracing::info!(id = %node.id().short(), name = %node.name(), %listen, "node started");
+        tracing::info!(id = %node.id().short(), name = %node.name(), listen = %node.listen_addr(), "node started");
         Ok(node)
     }
 
@@ -356,7 +175,7 @@ impl Node {
     ) -> Result<RemoteAddr<A>, ExposeError> {
         let name = name.into();
         let entry = std::sync::Arc::new(Entry::declared(addr));
-        if self.mesh.directory().insert(name.clone(), entry) {
+        if self.directory.insert(name.clone(), entry) {
             Ok(self.remote(self.id(), &name))
         } else {
             Err(ExposeError::NameTaken { name })
@@ -379,7 +198,7 @@ impl Node {
         F: FnOnce(&mut Context<A>) -> A + Send + 'static,
     {
         let name = name.into();
-        if self.mesh.directory().contains(&name) {
+        if self.directory.contains(&name) {
             return Err(ExposeError::NameTaken { name });
         }
         let addr = A::start_in_arbiter(&self.arbiter, make);
@@ -408,17 +227,13 @@ impl Node {
         F: Fn() -> A + Send + Sync + 'static,
     {
         let name = name.into();
-        if self.mesh.directory().contains(&name) {
+        if self.directory.contains(&name) {
             return Err(ExposeError::NameTaken { name });
         }
-        Ok(crate::supervision::start(
-            self.mesh.directory().clone(),
-            &self.arbiter,
-            name,
-            policy,
-            factory,
+        Ok(
+            crate::supervision::start(self.directory.clone(), &self.arbiter, name, policy, factory)
+                .await,
         )
-        .await)
     }
 
     /// Registers an actor type the cluster may start on this node
@@ -468,19 +283,19 @@ impl Node {
     /// Removes a registration; later messages to the name fail with
     /// `NoSuchActor`. Returns whether the name was registered.
     pub fn unexpose(&self, name: &str) -> bool {
-        self.mesh.directory().remove(name)
+        self.directory.remove(name)
     }
 
     /// Turns the per-actor counters operators inspect on or off at run
     /// time ([`MeshConfig::counters`] sets them at start; benchmarks
     /// compare the two on one node).
     pub fn set_counters(&self, on: bool) {
-        self.mesh.directory().set_uncounted(!on);
+        self.directory.set_uncounted(!on);
     }
 
     /// How many actors are exposed on this node.
     pub fn exposed(&self) -> usize {
-        self.mesh.directory().len()
+        self.directory.len()
     }
 
     /// Every message the actors exposed on this node accept: (actor name,
@@ -488,7 +303,7 @@ impl Node {
     /// policy's defaults read and the audit follows.
     pub fn protocols(&self) -> Vec<(String, &'static str, crate::Access)> {
         let mut all = Vec::new();
-        for (name, entry) in self.mesh.directory().entries() {
+        for (name, entry) in self.directory.entries() {
             for (tag, access) in entry.protocol() {
                 all.push((name.clone(), tag, access));
             }
@@ -624,71 +439,6 @@ impl Node {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
         while self.mesh.listening() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-}
-
-/// Waits until a relayed node has a link to a relay, at most `within`.
-async fn first_relay(mesh: &Mesh, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    let mut tick = tokio::time::interval(Duration::from_millis(10));
-    while mesh.via().is_empty() && tokio::time::Instant::now() < deadline {
-        tick.tick().await;
-    }
-    if mesh.via().is_empty() {
-        tracing::warn!("no relay reachable yet; other nodes cannot reach this one until one is");
-    }
-}
-
-/// Binds a TCP listener on `addr` with a backlog of [`ACCEPT_BACKLOG`].
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    // As `TcpListener::bind` does: a restarted node rebinds its port at once.
-    #[cfg(unix)]
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(ACCEPT_BACKLOG)
-}
-
-/// Connections the kernel queues for the listener before it drops new
-/// SYNs (capped by `net.core.somaxconn`, 4096 on current Linux): a flood
-/// that reconnects its silent connections as fast as the node closes them
-/// must not fill the queue, or a real peer's SYN waits a 1 s retransmit
-/// (tokio's `TcpListener::bind` uses 1024).
-const ACCEPT_BACKLOG: u32 = 4096;
-
-/// Binds the mesh listener and, with membership, the gossip socket on the
-/// same port number. With port 0 the OS picks the TCP port; if that port is
-/// taken for UDP, another is tried.
-async fn bind(
-    config: &MeshConfig,
-) -> Result<(TcpListener, Option<std::net::UdpSocket>), StartError> {
-    let bind_err = |source| StartError::Bind {
-        addr: config.listen,
-        source,
-    };
-    let mut attempts = 0;
-    loop {
-        let tcp = listen(config.listen).map_err(bind_err)?;
-        if config.cluster.is_none() {
-            return Ok((tcp, None));
-        }
-        let addr = tcp.local_addr().map_err(bind_err)?;
-        match std::net::UdpSocket::bind(addr).and_then(|udp| {
-            udp.set_nonblocking(true)?;
-            Ok(udp)
-        }) {
-            Ok(udp) => return Ok((tcp, Some(udp))),
-            Err(source) => {
-                attempts += 1;
-                if config.listen.port() != 0 || attempts >= 16 {
-                    return Err(StartError::GossipBind { addr, source });
-                }
-            }
         }
     }
 }

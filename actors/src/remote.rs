@@ -496,7 +496,7 @@ impl<A: RemoteActor> RemoteAddr<A> {
         if self.target != self.mesh.id() {
             return Ok(Route::Remote);
         }
-        let Some(dispatch) = self.mesh.directory().dispatcher(&self.name) else {
+        let Some(dispatch) = self.mesh.local(&self.name) else {
             return Err(self.no_such_actor());
         };
         match dispatch.addr().downcast_ref::<Addr<A>>() {

@@ -12,17 +12,16 @@ use swarm_protocol::{NodeId, RemoteError};
 use super::Control;
 use crate::head::wire::operators::{AdminLogin, FindHeads};
 use crate::head::wire::ControlError;
-use crate::mesh::Mesh;
-use crate::operators::sessions::Sessions;
+use crate::operators::delegate::Delegation;
 use crate::operators::{AdminSession, Behalf, OpenAdminSession};
 use crate::remote::behalf::Delegated;
 
 /// Tells operators where the heads are, opens admin-API sessions with
 /// delegated capabilities, and takes the asks a node makes for operators.
 pub(crate) struct Session {
-    pub(crate) mesh: Mesh,
-    /// This node's operator sessions (capabilities verify here).
-    pub(crate) sessions: Sessions,
+    /// What acting for operators needs (capabilities verify with its
+    /// sessions).
+    pub(crate) delegation: Delegation,
     /// The control plane (nodes with membership), to reach the head leader.
     pub(crate) control: Option<Control>,
     /// The admin API, where this node serves one.
@@ -53,11 +52,12 @@ impl Handler<AdminLogin> for Session {
             let who = msg
                 .who
                 .ok_or_else(|| refused("an admin-API login arrives over an operator's link"))?;
-            let behalf = Behalf::open(&self.sessions, msg.capability).map_err(|reason| {
-                ControlError::Forbidden {
-                    reason: format!("admin-API login: {reason}"),
-                }
-            })?;
+            let behalf =
+                Behalf::open(&self.delegation.sessions, msg.capability).map_err(|reason| {
+                    ControlError::Forbidden {
+                        reason: format!("admin-API login: {reason}"),
+                    }
+                })?;
             // The link's certificate is the capability's: nobody opens a
             // session with another operator's capability.
             if behalf.node() != who.node || behalf.serial() != who.serial {
@@ -105,7 +105,7 @@ impl Handler<Delegated> for Session {
     type Result = ResponseFuture<Result<serde_bytes::ByteBuf, RemoteError>>;
 
     fn handle(&mut self, msg: Delegated, _: &mut Context<Self>) -> Self::Result {
-        let checked = crate::operators::delegate::admit(&self.mesh, &self.sessions, &msg);
+        let checked = crate::operators::delegate::admit(&self.delegation, &msg);
         Box::pin(async move {
             let answer = checked?.await?;
             Ok(serde_bytes::ByteBuf::from(answer))

@@ -73,6 +73,10 @@ pub(crate) struct Supervisor {
     mesh: Mesh,
     /// This node's operator sessions (a rotated key goes there).
     sessions: crate::operators::sessions::Sessions,
+    /// Where logins are audited.
+    audit: crate::audit::Trail,
+    /// The node's event log, for operators.
+    events: crate::inspect::events::EventLog,
     members: HashMap<NodeId, Member>,
     /// Reservations decided but not yet in the log.
     pending: HashMap<NodeId, ResourceSet>,
@@ -123,10 +127,16 @@ impl Supervisor {
         id: NodeId,
         raft: Raft,
         machine: Arc<RwLock<Machine>>,
-        mesh: Mesh,
-        sessions: crate::operators::sessions::Sessions,
+        doors: super::Doors,
         config: &HeadConfig,
     ) -> Self {
+        let super::Doors {
+            mesh,
+            sessions,
+            directory,
+            audit,
+        } = doors;
+        let events = directory.events().clone();
         Self {
             id,
             writes: Writes::start(raft.clone(), config.message_bytes()),
@@ -134,6 +144,8 @@ impl Supervisor {
             machine,
             mesh,
             sessions,
+            audit,
+            events,
             members: HashMap::new(),
             pending: HashMap::new(),
             leases: Leases::new(config.lease),
@@ -356,10 +368,7 @@ impl Supervisor {
         if self.retry_after.insert(name.to_owned(), again).is_none() {
             tracing::warn!(actor = %name, error = %e, "no node can take it now: it stays placed where it was and is moved once a node can");
             let detail = format!("waits for a node: {e}");
-            self.mesh
-                .directory()
-                .events()
-                .record("waiting", name, detail);
+            self.events.record("waiting", name, detail);
         }
     }
 

@@ -3,10 +3,11 @@
 //! event log, and a drained node leaves and shuts down.
 
 use super::*;
+use crate::inspect::events::EventLog;
 
 /// Subscribes the mesh to membership: addresses of members that are up,
 /// and links to members that are down or gone closed at once.
-pub(super) fn bridge(mesh: Mesh, cluster: Cluster) {
+pub(super) fn bridge(mesh: Mesh, log: EventLog, cluster: Cluster) {
     actix_rt::spawn(async move {
         let Ok((members, mut events)) = cluster.events().await else {
             return;
@@ -29,7 +30,6 @@ pub(super) fn bridge(mesh: Mesh, cluster: Cluster) {
             }
         };
         members.iter().for_each(apply);
-        let log = mesh.directory().events().clone();
         while let Some(next) = events.next().await {
             if let Ok(event) = &next {
                 membership_event(&log, event);

@@ -15,14 +15,17 @@
 //! and no node but a head holds a key that signs claims.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use swarm_protocol::{RemoteError, Target};
 
 use super::sessions::Sessions;
 use super::{Capability, Claims};
+use crate::audit::Trail;
 use crate::audit::{AuditKind, AuditRecord};
-use crate::directory::{Access, Caller};
+use crate::directory::{Access, Caller, Directory};
 use crate::mesh::Mesh;
+use crate::policy::Policy;
 pub use crate::remote::behalf::Behalf;
 pub(crate) use crate::remote::behalf::Delegated;
 
@@ -55,12 +58,30 @@ fn caller_of(claims: &Claims) -> Caller {
     }
 }
 
+/// What a node needs to act on delegated asks: its mesh (its id and
+/// counters), its operator sessions, the actors it exposes, its policy and
+/// its audit trail.
+#[derive(Clone)]
+pub(crate) struct Delegation {
+    pub(crate) mesh: Mesh,
+    pub(crate) sessions: Sessions,
+    pub(crate) directory: Directory,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) audit: Trail,
+}
+
 /// Checks a delegated ask and dispatches its inner message.
 pub(crate) fn admit(
-    mesh: &Mesh,
-    sessions: &Sessions,
+    delegation: &Delegation,
     msg: &Delegated,
 ) -> Result<crate::directory::dispatch::AskFuture, RemoteError> {
+    let Delegation {
+        mesh,
+        sessions,
+        directory,
+        policy,
+        audit,
+    } = delegation;
     let forbid = |reason: String| RemoteError::Forbidden { reason };
     let (from, via) = match &msg.from {
         Some((node, name)) => (*node, name.as_str()),
@@ -81,7 +102,7 @@ pub(crate) fn admit(
         Err(reason) => {
             let reason = format!("{}: {reason}", msg.tag);
             mesh.count_forbidden();
-            mesh.audit(|| AuditRecord {
+            audit.record(|| AuditRecord {
                 at_ms: super::unix_ms(),
                 kind: AuditKind::Forbidden,
                 who: via.to_owned(),
@@ -98,8 +119,8 @@ pub(crate) fn admit(
     };
     let caller = caller_of(&claims);
     let to = Target::Name(&msg.to);
-    let mut lookup = mesh.directory().lookup();
-    let mut policy = crate::policy::LinkPolicy::new(mesh.directory().clone(), mesh.policy());
+    let mut lookup = directory.lookup();
+    let mut policy = crate::policy::LinkPolicy::new(directory.clone(), Arc::clone(policy));
     let record = |kind, detail: &str| AuditRecord {
         at_ms: super::unix_ms(),
         kind,
@@ -121,15 +142,15 @@ pub(crate) fn admit(
                 msg.tag
             );
             mesh.count_forbidden();
-            mesh.audit(|| record(AuditKind::Forbidden, &reason));
+            audit.record(|| record(AuditKind::Forbidden, &reason));
             return Err(forbid(reason));
         }
         Ok(access) => access,
         Err(refusal) => {
             if let RemoteError::Forbidden { reason } = &refusal.error {
                 mesh.count_forbidden();
-                mesh.audit(|| record(AuditKind::Forbidden, reason));
-                mesh.directory().events().record(
+                audit.record(|| record(AuditKind::Forbidden, reason));
+                directory.events().record(
                     "refused",
                     format!("{} to {}", msg.tag, msg.to),
                     format!("from {} (through the admin API): {reason}", claims.name),
@@ -139,7 +160,7 @@ pub(crate) fn admit(
         }
     };
     if access.audited() {
-        mesh.audit(|| record(AuditKind::Command, "allowed"));
+        audit.record(|| record(AuditKind::Command, "allowed"));
     }
     lookup.find(&to)?.ask(&caller, &msg.tag, &msg.body)
 }

@@ -75,7 +75,7 @@ impl Handler<Delegate> for Supervisor {
                 reason: "this operator's certificate is revoked".into(),
             });
         }
-        self.mesh.audit(|| AuditRecord {
+        self.audit.record(|| AuditRecord {
             at_ms: operators::unix_ms(),
             kind: AuditKind::Command,
             who: who.name.clone(),
@@ -111,7 +111,7 @@ impl Handler<SetPassword> for Supervisor {
             Ok(who)
         });
         if let Ok(who) = &checked {
-            self.mesh.audit(|| AuditRecord {
+            self.audit.record(|| AuditRecord {
                 at_ms: operators::unix_ms(),
                 kind: AuditKind::Command,
                 who: who.name.clone(),
@@ -177,7 +177,7 @@ impl Supervisor {
         let writes = self.writes.clone();
         let key = self.group_key();
         let term = self.raft.metrics().borrow().current_term;
-        let mesh = self.mesh.clone();
+        let audit = self.audit.clone();
         move |step| {
             Box::pin(async move {
                 let forbid = |reason: String| ControlError::Forbidden { reason };
@@ -191,7 +191,7 @@ impl Supervisor {
                     (_, Applied::Done) => {}
                     // Another login with this step committed first.
                     _ => {
-                        mesh.audit(|| login_record(&operator, tag, Err(&Refusal::Replayed), ""));
+                        audit.record(|| login_record(&operator, tag, Err(&Refusal::Replayed), ""));
                         return Err(forbid(Refusal::Replayed.to_string()));
                     }
                 }
@@ -229,7 +229,7 @@ impl Supervisor {
             // the audit.
             let mut operator = password_operator(msg, None);
             operator.name = operator.name.chars().take(64).collect();
-            self.mesh.audit(|| {
+            self.audit.record(|| {
                 login_record(
                     &operator,
                     "swarm.LoginPassword",
@@ -242,8 +242,8 @@ impl Supervisor {
         let entry = self.read(|m| m.state.password(&msg.name).cloned());
         let operator = password_operator(msg, entry.as_ref());
         let refuse = |act: &Self, refusal: Refusal| {
-            act.mesh
-                .audit(|| login_record(&operator, "swarm.LoginPassword", Err(&refusal), ""));
+            act.audit
+                .record(|| login_record(&operator, "swarm.LoginPassword", Err(&refusal), ""));
             tracing::warn!(operator = %operator.name, source = %operator.source, %refusal, "operator password login refused");
             match refusal {
                 Refusal::Limited(wait) | Refusal::Busy(wait) => ControlError::Busy {
@@ -302,7 +302,7 @@ impl Supervisor {
             Err(_) => self.guard.fail(&locks, now),
         };
         let then = lockout_note(&decided);
-        self.mesh.audit(|| {
+        self.audit.record(|| {
             login_record(
                 &operator,
                 "swarm.LoginPassword",
@@ -338,8 +338,8 @@ impl Supervisor {
         let serial = operator.serial;
         let revoked = self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == serial));
         if revoked || self.mesh.is_revoked(serial) {
-            self.mesh
-                .audit(|| login_record(operator, "swarm.Login", Err(&Refusal::Revoked), ""));
+            self.audit
+                .record(|| login_record(operator, "swarm.Login", Err(&Refusal::Revoked), ""));
             let reason = "this operator's certificate is revoked".into();
             return (Err(ControlError::Forbidden { reason }), Vec::new());
         }
@@ -374,7 +374,7 @@ impl Supervisor {
             }),
             (outcome, _) => outcome,
         };
-        self.mesh.audit(|| {
+        self.audit.record(|| {
             login_record(
                 operator,
                 "swarm.Login",

@@ -124,7 +124,7 @@ impl Supervisor {
         }
         let name = r.name.clone();
         let spec = record.spec.clone();
-        let events = self.mesh.directory().events().clone();
+        let events = self.events.clone();
         let deliveries = Arc::clone(&self.deliveries);
         let from = self.node_name(r.from);
         Box::pin(
@@ -370,7 +370,7 @@ impl Handler<DrainNode> for Supervisor {
         let me = ctx.address();
         let machine = Arc::clone(&self.machine);
         let host = self.host(node);
-        let events = self.mesh.directory().events().clone();
+        let events = self.events.clone();
         let node_name = self.node_name(node);
         Box::pin(
             async move {

@@ -51,7 +51,7 @@ impl Handler<PlaceActor> for Supervisor {
             expect: None,
         };
         let held = spec.clone();
-        let events = self.mesh.directory().events().clone();
+        let events = self.events.clone();
         let deliveries = Arc::clone(&self.deliveries);
         let generation = lock(&deliveries).writing(&name);
         let written = name.clone();

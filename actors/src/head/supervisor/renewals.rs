@@ -205,7 +205,7 @@ impl Handler<Reincarnate> for Supervisor {
         let writes = self.writes.clone();
         let deliveries = Arc::clone(&self.deliveries);
         let host = self.host(r.node);
-        let events = self.mesh.directory().events().clone();
+        let events = self.events.clone();
         let generation = lock(&deliveries).writing(&r.name);
         Box::pin(
             async move {
