@@ -68,7 +68,7 @@ use record::{now_us, Record};
 
 #[test]
 fn a_healed_partition_leaves_one_incarnation_per_ledger_and_the_majority_keeps_its_own() {
-    if require("partition") {
+    if require("the partition test") {
         let failures = partition(0, Duration::ZERO);
         assert!(
             failures.is_empty(),
@@ -84,7 +84,7 @@ fn a_healed_partition_leaves_one_incarnation_per_ledger_and_the_majority_keeps_i
 #[test]
 #[ignore]
 fn stress_partition_five_20_s_cuts_each_heal_to_one_incarnation_per_ledger() {
-    if require("stress_partition") {
+    if require("the partition stress test") {
         let mut failed = Vec::new();
         for run in 1..=5 {
             eprintln!("== partition run {run} of 5");
