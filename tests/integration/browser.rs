@@ -1,8 +1,8 @@
 //! A real headless Chromium, driven over the DevTools protocol on a pipe
 //! (`--remote-debugging-pipe`: JSON messages ended by a NUL byte on file
 //! descriptors 3 and 4; no WebSocket, no driver binary). Killed when
-//! dropped, even on failure. Tests skip where Chromium is not installed
-//! (`.ci/test-tools` installs it).
+//! dropped, even on failure. Tests find Chromium, or install it, through
+//! `tools::require(Tool::Chromium, ..)`.
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -10,18 +10,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-/// The Chromium binary, if one is installed.
-pub fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|exe| {
-            Command::new(exe)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-}
 
 /// One browser with one page.
 pub struct Browser {
@@ -36,16 +24,17 @@ pub struct Browser {
 impl Browser {
     /// Starts `exe` headless with a fresh profile in `dir` (a
     /// `width`×`height` window), and opens a blank page.
-    pub fn start(exe: &str, dir: &std::path::Path, width: u32, height: u32) -> Self {
+    pub fn start(exe: &std::path::Path, dir: &std::path::Path, width: u32, height: u32) -> Self {
         let profile = dir.join("chromium-profile");
         std::fs::create_dir_all(&profile).unwrap();
         // fd 3: commands in (our pipe), fd 4: answers out (our pipe).
         let script = format!(
-            "exec {exe} --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
+            "exec '{}' --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage \
              --no-first-run --no-default-browser-check --disable-extensions \
              --ignore-certificate-errors --window-size={width},{height} \
              --user-data-dir='{}' --remote-debugging-pipe about:blank \
              3<&0 4>&1 0</dev/null 1>/dev/null 2>'{}'",
+            exe.display(),
             profile.display(),
             dir.join("chromium.log").display()
         );

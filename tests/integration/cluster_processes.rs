@@ -43,11 +43,20 @@ fn processes_converge_and_all_mark_a_killed_one_down(n: usize) {
         figure("bound_s")
     );
     assert_eq!(figure("false_down"), 0.0, "{p}");
-    // Memory and CPU figures come from /proc; the debug build is larger,
-    // so only their presence is checked here (`swarm bench membership`
-    // reports them for the release build).
+    // Memory comes from /proc; the debug build is larger, so only its
+    // presence is checked here (`swarm bench membership` reports it for
+    // the release build).
     assert!(figure("idle_rss_mib") > 0.0, "{p}");
-    assert!(figure("idle_cpu_pct_per_node") >= 0.0, "{p}");
+    // An idle node wakes about five times a second (SWIM probes): 0.6-0.7%
+    // of a core per node in this debug build with 6 processes (over 1 s,
+    // on the 2-core VM at a load of 14), 0.03% in release. A node that
+    // spins gets a core alone, and more than 10% even when 6 of them share
+    // 2 cores with a load of 14; the bound sits between.
+    let cpu = figure("idle_cpu_pct_per_node");
+    assert!(
+        (0.0..IDLE_CPU_PCT_MAX).contains(&cpu),
+        "an idle node used {cpu:.2}% of a core (at most {IDLE_CPU_PCT_MAX}%): {p}"
+    );
 }
 
 /// The promise with 6 processes: the default suite.
@@ -249,3 +258,6 @@ async fn a_service_survives_the_sigkill_of_one_instance() {
 fn stress_100_processes_converge_and_detect() {
     processes_converge_and_all_mark_a_killed_one_down(100);
 }
+
+/// The most CPU (percent of a core) an idle node may use; see its use.
+const IDLE_CPU_PCT_MAX: f64 = 5.0;

@@ -3,30 +3,29 @@
 //! actors, sorts them, opens a detail pane, restarts an actor (confirmed,
 //! as the admin operator with its TOTP code), shows the restart count
 //! change, and records the session for a replay that shows it again.
-//! Skips with a message where tmux is not installed.
+//! Needs tmux, and Chromium for the screenshot (`tools::require` installs
+//! them or fails the test with the command that does).
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use swarm_cli::local::LocalCluster;
 
+use crate::tools::{require, Tool};
 use crate::util::{admin_code, exe, place_account, scratch};
 
 /// A tmux server of its own, killed when dropped (even on failure).
 struct Tmux {
+    /// The tmux program.
+    exe: PathBuf,
     socket: String,
 }
 
 impl Tmux {
-    fn available() -> bool {
-        Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    fn start(name: &str, command: &str) -> Self {
+    fn start(exe: PathBuf, name: &str, command: &str) -> Self {
         let tmux = Self {
+            exe,
             socket: format!("swarm-{name}-{}", std::process::id()),
         };
         let ok = tmux
@@ -48,7 +47,7 @@ impl Tmux {
     }
 
     fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
+        Command::new(&self.exe)
             .args(["-L", &self.socket])
             .args(args)
             .output()
@@ -90,10 +89,9 @@ impl Drop for Tmux {
 }
 
 /// Saves the console's screen, colours and all, as `console.png` in `out`
-/// (rendered by Chromium, if installed): the README's picture.
-fn screenshot(tmux: &Tmux, dir: &std::path::Path, out: &std::path::Path) {
-    let Some(exe) = crate::browser::chromium() else {
-        eprintln!("no console screenshot: Chromium is not installed");
+/// (rendered by Chromium): the README's picture.
+fn screenshot(tmux: &Tmux, dir: &Path, out: &Path) {
+    let Some(chromium) = require(Tool::Chromium, "the console's screenshot") else {
         return;
     };
     let ansi = tmux.cmd(&["capture-pane", "-e", "-p", "-t", "t"]).stdout;
@@ -103,7 +101,7 @@ fn screenshot(tmux: &Tmux, dir: &std::path::Path, out: &std::path::Path) {
         crate::browser::terminal_html(&String::from_utf8_lossy(&ansi)),
     )
     .unwrap();
-    let mut browser = crate::browser::Browser::start(exe, dir, 1360, 730);
+    let mut browser = crate::browser::Browser::start(&chromium, dir, 1360, 730);
     browser.goto(&format!("file://{}", page.display()));
     browser.wait(
         "the screen",
@@ -120,10 +118,9 @@ fn line_with<'a>(screen: &'a str, text: &str) -> Option<&'a str> {
 
 #[test]
 fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the_session() {
-    if !Tmux::available() {
-        eprintln!("skipped: tmux is not installed (.ci/run installs it)");
+    let Some(tmux) = require(Tool::Tmux, "the terminal console test") else {
         return;
-    }
+    };
     let dir = scratch("console-tui");
     let mut cluster = LocalCluster::start_control(&exe(), &dir, 1, 2, &[]).unwrap();
     cluster.remove_dir_on_drop(true);
@@ -140,7 +137,7 @@ fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the
         admin_code(&cluster.dir),
         recording.display()
     );
-    let tmux = Tmux::start("console", &command);
+    let tmux = Tmux::start(tmux, "console", &command);
     tmux.wait("the nodes view with three answering nodes", |s| {
         s.contains("3 nodes") && s.contains("n3") && s.contains("leader")
     });
@@ -172,7 +169,7 @@ fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the
         s.contains("state: {\"balance\":7")
     });
     if let Ok(out) = std::env::var("SWARM_SCREENSHOTS") {
-        screenshot(&tmux, &dir, std::path::Path::new(&out));
+        screenshot(&tmux, &dir, Path::new(&out));
     }
 
     // Restart it: asked first, then done, then counted.
@@ -252,6 +249,7 @@ fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the
 
     // And in the terminal, paused on its first frame, then stepped to the end.
     let replay = Tmux::start(
+        tmux.exe.clone(),
         "replay",
         &format!(
             "{} console --replay {}",

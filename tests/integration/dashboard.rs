@@ -2,7 +2,8 @@
 //! of node processes: a wrong TOTP code is refused, the right one logs
 //! in, the actors table fills from the server's stream, the detail pane
 //! shows the actor's state, and a confirmed restart shows in its restart
-//! count. Skips with a message where Chromium is not installed.
+//! count. Needs Chromium (`tools::require` installs it or fails the
+//! test with the command that does).
 //!
 //! With `SWARM_SCREENSHOTS=DIR` it also saves `dashboard.png` there (the
 //! README's picture).
@@ -10,7 +11,8 @@
 use swarm_cli::local::LocalCluster;
 
 use crate::admin_api::set_password;
-use crate::browser::{chromium, Browser};
+use crate::browser::Browser;
+use crate::tools::{require, Tool};
 use crate::util::{admin_code_in, exe, place_account, scratch};
 
 /// Fills the login form and submits it.
@@ -26,8 +28,7 @@ fn log_in(browser: &mut Browser, password: &str, code: &str) {
 
 #[test]
 fn the_dashboard_logs_in_with_totp_shows_actors_and_restarts_one() {
-    let Some(exe_name) = chromium() else {
-        eprintln!("skipped: Chromium is not installed (.ci/test-tools installs it)");
+    let Some(chromium) = require(Tool::Chromium, "the dashboard test") else {
         return;
     };
     let dir = scratch("dashboard");
@@ -37,7 +38,7 @@ fn the_dashboard_logs_in_with_totp_shows_actors_and_restarts_one() {
     set_password(&cluster);
     let base = format!("https://{}/", cluster.nodes[0].admin.unwrap());
 
-    let mut browser = Browser::start(exe_name, &dir, 1400, 800);
+    let mut browser = Browser::start(&chromium, &dir, 1400, 800);
     browser.goto(&base);
     // The page's script is ready once it decided the login form shows.
     browser.wait("the login form", "document.body.dataset.ready == 'login'");

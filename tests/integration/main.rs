@@ -38,4 +38,5 @@ mod stress;
 mod supervision;
 mod tasks;
 mod tasks_processes;
+mod tools;
 mod two_nodes;

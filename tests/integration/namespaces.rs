@@ -7,11 +7,9 @@
 //!
 //! # Missing tools
 //!
-//! These tests need root, `ip` (iproute2) and `iptables`.
-//! [`require`] fails the test with the command that installs them; it
-//! lets a test pass without running only when `SWARM_NETNS_OPT_OUT=1` is
-//! set, and never under `CI=true`. (`netns.rs` still skips through
-//! [`unavailable`]; making it [`require`] too is a later issue.)
+//! These tests need root, `ip` (iproute2) and `iptables`: each starts with
+//! [`require`] (`tools.rs`), which installs the programs or fails the test
+//! with the command that does.
 
 mod driver;
 
@@ -25,58 +23,22 @@ use std::time::Duration;
 use swarm::config::NodeFile;
 use swarm_cli::local::{spawn_command, ChildNode};
 
+use crate::tools::Tool;
 use crate::util::exe;
 
 pub(crate) use driver::{Answer, Balance};
 
-/// Whether the test may run here: true if namespaces work. Without them
-/// it panics with what to install, or answers false (the test passes
-/// without running) when `SWARM_NETNS_OPT_OUT=1` is set outside CI.
+/// Whether the namespace test `test` may run: true once namespaces work
+/// here (installing `ip` and `iptables` through `.ci/test-tools` if
+/// missing); false (it passes without running) only where the person opted
+/// out of `netns` with `SWARM_TEST_TOOLS_OPT_OUT`, outside CI.
 ///
 /// # Panics
 ///
-/// If namespaces cannot be used and the opt-out is not set, or `CI=true`.
+/// Otherwise, where namespaces cannot be used: with the command that
+/// installs what is missing.
 pub fn require(test: &str) -> bool {
-    let Some(why) = unavailable() else {
-        return true;
-    };
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    let opted_out = std::env::var(OPT_OUT).is_ok_and(|v| v == "1");
-    if opted_out && !ci {
-        eprintln!("NOT RUN: {test} needs network namespaces ({why}); {OPT_OUT}=1 is set");
-        return false;
-    }
-    panic!(
-        "{test} needs network namespaces, and {why}.\n\
-         Install the tools as root: `.ci/test-tools` (or `apt-get install -y iproute2 iptables`), \
-         then run the test as root, e.g.\n  \
-         sudo -E env \"PATH=$PATH\" CARGO_INCREMENTAL=0 cargo test -p swarm-cli --test integration {test}\n\
-         To pass without running it (never under CI=true): {OPT_OUT}=1"
-    );
-}
-
-/// The environment variable that lets a namespace test pass without
-/// running where namespaces are unavailable (ignored under `CI=true`).
-pub const OPT_OUT: &str = "SWARM_NETNS_OPT_OUT";
-
-/// Why namespaces cannot be used here, if they cannot.
-pub fn unavailable() -> Option<String> {
-    if !run(&["ip", "-V"]) {
-        return Some("`ip` (iproute2) is not installed".into());
-    }
-    if !run(&["iptables", "--version"]) {
-        return Some("`iptables` is not installed".into());
-    }
-    let probe = format!("swprobe{}", std::process::id());
-    if !run(&["ip", "netns", "add", &probe]) {
-        return Some("cannot create network namespaces (not root?)".into());
-    }
-    let nat = run(&["ip", "netns", "exec", &probe, "iptables", "-t", "nat", "-L"]);
-    run(&["ip", "netns", "del", &probe]);
-    if !nat {
-        return Some("iptables cannot use the nat table in a namespace".into());
-    }
-    None
+    crate::tools::require(Tool::Netns, test).is_some()
 }
 
 /// Runs a command; true if it succeeded.

@@ -13,8 +13,9 @@
 //! The driver is this test binary, run again inside b2's namespace (it
 //! cannot join otherwise: the test process lives outside every
 //! namespace). It starts an in-process node there and answers commands
-//! on stdin, one JSON line each. Without root, `ip` or `iptables`, the
-//! test says why and skips; `relay.rs` checks the same routing in one
+//! on stdin, one JSON line each. It needs root, `ip` and `iptables`
+//! (`namespaces::require` installs the programs, or fails the test with
+//! the command that does); `relay.rs` checks the same routing in one
 //! process.
 //!
 //! A second test cuts the head leader off from the other heads with
@@ -32,13 +33,12 @@ use std::time::{Duration, Instant};
 use swarm::config::NodeFile;
 use swarm::credentials::Throwaway;
 
-use crate::namespaces::{must, unavailable, write_config, Net};
+use crate::namespaces::{must, require, write_config, Net};
 use crate::util::{exe, scratch};
 
 #[test]
 fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
-    if let Some(why) = unavailable() {
-        eprintln!("skipped: network namespaces are unavailable here: {why}");
+    if !require("the NAT and relay namespace test") {
         return;
     }
     let dir = scratch("netns");
@@ -204,8 +204,7 @@ fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
 /// majority (reads confirm leadership with a quorum first).
 #[test]
 fn a_head_leader_cut_off_by_iptables_answers_no_quorum_never_a_stale_location() {
-    if let Some(why) = unavailable() {
-        eprintln!("skipped: network namespaces are unavailable here: {why}");
+    if !require("the deposed-leader namespace test") {
         return;
     }
     let dir = scratch("netns-deposed");

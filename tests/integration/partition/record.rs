@@ -83,6 +83,21 @@ impl Record {
         })
     }
 
+    /// When `driver` was first answered by an epoch of `ledger` other than
+    /// the one it was placed with (microseconds, as `acked_us`).
+    pub(super) fn first_moved(&self, ledger: &str, driver: &str) -> Option<u64> {
+        self.answers
+            .iter()
+            .filter(|a| a.driver == driver && a.name == ledger)
+            .filter(|a| {
+                a.balance
+                    .as_ref()
+                    .is_some_and(|b| b.epoch != self.placed[ledger])
+            })
+            .map(|a| a.acked_us)
+            .min()
+    }
+
     /// The incarnation (epoch, node) of each ledger that answered each
     /// driver's last [`AGREED`] deposits sent after `since`, if one did.
     pub(super) fn agreed_since(
