@@ -100,6 +100,11 @@ async fn a_named_actor_answers_from_another_process_after_a_sigkill() {
     let ledger = spawn_ready(&control, on_workers).await;
     let took = failover_once(&mut cluster, &driver, &ledger).await;
     eprintln!("crash failover (SIGKILL to the next answer): {took:?}");
+    assert!(
+        took <= crate::util::CRASH_FAILOVER_BOUND,
+        "crash failover took {took:?}, over the documented bound ({:?})",
+        crate::util::CRASH_FAILOVER_BOUND
+    );
 }
 
 /// The leader of the head group, by asking each head.
