@@ -117,3 +117,50 @@ async fn totp_logins_are_checked_once_within_the_skew_and_locked_out_after_five_
         .unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_rt::test]
+async fn a_rotated_capability_key_ends_the_sessions_operators_hold_on_links() {
+    let dir = scratch("operators-rotate");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let (head, member) = (&nodes[0].node, &nodes[1].node);
+    let config = config_with_roles(&ca, "alice", &["operator"]);
+    let alice = start(config.clone()).await;
+    alice.node.connect(member.listen_addr()).await.unwrap();
+    let agent = alice.node.remote::<ClusterAgent>(member.id(), CLUSTER_ACTOR);
+    let logged_in = eventually(Duration::from_secs(20), || {
+        let (alice, config, ca) = (&alice, &config, &ca);
+        async move {
+            alice
+                .node
+                .login(member.listen_addr(), &totp_code(ca, config))
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    assert!(logged_in, "alice never logged in");
+    let served = eventually(Duration::from_secs(10), || {
+        let agent = agent.clone();
+        async move { agent.send(ListMembers).await.is_ok() }
+    })
+    .await;
+    assert!(served, "the member never took alice's session");
+
+    // The head group's key changes: what alice presented was signed under
+    // the old one, so the member ends her link's session and her operator
+    // roles count for nothing until she logs in again.
+    let control = head.control().unwrap();
+    assert_eq!(control.rotate_capability_key().await.unwrap(), 1);
+    let ended = eventually(Duration::from_secs(10), || {
+        let agent = agent.clone();
+        async move {
+            matches!(
+                agent.send(ListMembers).await,
+                Err(AskError::Forbidden { reason }) if reason.contains("second factor")
+            )
+        }
+    })
+    .await;
+    assert!(ended, "a session signed under the old key still counts");
+    let _ = std::fs::remove_dir_all(&dir);
+}
