@@ -36,7 +36,7 @@ pub fn control(data: &[u8]) {
     let _ = decode::<crate::operators::wire::VerifyPassword>(data);
     let _ = decode::<crate::operators::wire::AdminLogin>(data);
     let _ = decode::<crate::operators::delegate::Delegated>(data);
-    let _ = decode::<crate::inspect::NodeSnapshot>(data);
+    let _ = decode::<crate::inspector::NodeSnapshot>(data);
     // A password hash as it arrives: its cost is bounded before any use
     // (checking one against a password is left out: it costs ~60 ms).
     if let Some(set) = decode::<crate::operators::wire::SetPassword>(data) {

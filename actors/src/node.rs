@@ -244,7 +244,7 @@ impl Node {
             node.control = Some(control);
             node.tasks = Some(Tasks::start(node.mesh.clone(), cluster).await);
         }
-        let mut inspector = crate::inspect::Inspector::new(node.mesh.clone(), host.clone());
+        let mut inspector = crate::inspector::Inspector::new(node.mesh.clone(), host.clone());
         if let Some(head) = &node.head {
             inspector = inspector.head(head.status());
         }
@@ -254,7 +254,7 @@ impl Node {
         let inspector = inspector.start();
         let entry = Entry::declared(inspector);
         node.mesh.directory().insert(
-            crate::inspect::INSPECT_ACTOR.to_owned(),
+            crate::inspector::INSPECT_ACTOR.to_owned(),
             std::sync::Arc::new(entry),
         );
         // Operators log in and present their sessions here.
