@@ -74,9 +74,9 @@ pub fn control(data: &[u8]) {
 pub fn tasks(data: &[u8]) {
     use std::sync::Arc;
 
-    use crate::tasks::wire::{
-        CancelTasks, Chunk, FetchObject, FreeObjects, ListTasks, SubmitTasks, TasksDone,
-    };
+    use crate::tasks::fetch::{Chunk, FetchObject};
+    use crate::tasks::outcome::TasksDone;
+    use crate::tasks::wire::{CancelTasks, FreeObjects, ListTasks, SubmitTasks};
     use crate::tasks::FromArg;
     fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
         rmp_serde::from_slice(data).ok()
@@ -155,12 +155,12 @@ fn seeds() -> Vec<Vec<u8>> {
             name: "g".to_owned(),
         },
     ]);
-    let outcomes = crate::tasks::wire::TasksDone {
+    let outcomes = crate::tasks::outcome::TasksDone {
         from: node,
-        outcomes: vec![crate::tasks::wire::Outcome {
+        outcomes: vec![crate::tasks::outcome::Outcome {
             seq: 0,
             attempt: 0,
-            result: Ok(crate::tasks::wire::Done::Kept { size: 3 }),
+            result: Ok(crate::tasks::outcome::Done::Kept { size: 3 }),
             micros: 5,
         }],
     };

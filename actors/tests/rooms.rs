@@ -285,7 +285,7 @@ fn check(order: &Order, files: &[(String, String)]) -> Vec<Upward> {
             };
             if to_room != room {
                 let to = order.level[&to_room];
-                if to < from || (to == from) {
+                if to <= from {
                     let why = if to == from {
                         "same line: peers do not import each other"
                     } else {
