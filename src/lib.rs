@@ -42,7 +42,7 @@ mod files;
 
 pub use files::FileError;
 pub use swarm_actors::{
-    at_rest, audit, cluster, control, error, inspect, operators, placement, policy, remote_actor,
+    at_rest, audit, cluster, control, error, operators, placement, policy, remote_actor,
     remote_message, supervision, task, tasks, Accepts, Access, AskError, Cluster, ClusterConfig,
     ClusterEvent, ClusterEvents, Faults, GossipKeyOp, Instance, Keyed, Member, MeshConfig,
     MeshStats, Node, PeerInfo, Protocol, RemoteActor, RemoteAddr, RemoteMessage, ResourceOverrides,
@@ -54,6 +54,16 @@ pub use swarm_actors::{
 };
 pub use swarm_protocol as protocol;
 pub use swarm_protocol::{CipherSuite, NodeId};
+
+/// What operators see inside a node and across the cluster: the
+/// `swarm.inspect` actor ([`Inspector`](inspect::Inspector)), its
+/// messages, and the one data model of the console, its `--json` output,
+/// the admin API and the metrics (the rows of `swarm_actors::inspect` and
+/// the snapshots of `swarm_actors::inspector`, in one place).
+pub mod inspect {
+    pub use swarm_actors::inspect::*;
+    pub use swarm_actors::inspector::*;
+}
 
 /// The usual imports for writing a workload.
 pub mod prelude {

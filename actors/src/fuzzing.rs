@@ -36,7 +36,7 @@ pub fn control(data: &[u8]) {
     let _ = decode::<crate::head::wire::operators::VerifyPassword>(data);
     let _ = decode::<crate::head::wire::operators::AdminLogin>(data);
     let _ = decode::<crate::operators::delegate::Delegated>(data);
-    let _ = decode::<crate::inspect::NodeSnapshot>(data);
+    let _ = decode::<crate::inspector::NodeSnapshot>(data);
     // A password hash as it arrives: its cost is bounded before any use
     // (checking one against a password is left out: it costs ~60 ms).
     if let Some(set) = decode::<crate::head::wire::operators::SetPassword>(data) {
@@ -74,9 +74,9 @@ pub fn control(data: &[u8]) {
 pub fn tasks(data: &[u8]) {
     use std::sync::Arc;
 
-    use crate::tasks::wire::{
-        CancelTasks, Chunk, FetchObject, FreeObjects, ListTasks, SubmitTasks, TasksDone,
-    };
+    use crate::tasks::fetch::{Chunk, FetchObject};
+    use crate::tasks::outcome::TasksDone;
+    use crate::tasks::wire::{CancelTasks, FreeObjects, ListTasks, SubmitTasks};
     use crate::tasks::FromArg;
     fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
         rmp_serde::from_slice(data).ok()
@@ -155,12 +155,12 @@ fn seeds() -> Vec<Vec<u8>> {
             name: "g".to_owned(),
         },
     ]);
-    let outcomes = crate::tasks::wire::TasksDone {
+    let outcomes = crate::tasks::outcome::TasksDone {
         from: node,
-        outcomes: vec![crate::tasks::wire::Outcome {
+        outcomes: vec![crate::tasks::outcome::Outcome {
             seq: 0,
             attempt: 0,
-            result: Ok(crate::tasks::wire::Done::Kept { size: 3 }),
+            result: Ok(crate::tasks::outcome::Done::Kept { size: 3 }),
             micros: 5,
         }],
     };

@@ -14,6 +14,8 @@
 //!
 //! - `node`: [`Node`], the assembly: binds sockets, starts the rooms below
 //!   and hands each the doors it needs. Nothing imports it but this file.
+//! - [`inspector`]: the `swarm.inspect` actor; joins what the rooms report
+//!   into a node's snapshot for operators.
 //! - [`control`] and [`tasks`]: named actors through the head group;
 //!   Ray-style tasks ([`task!`] declares one).
 //! - `head`: the replicated control plane (Raft, store, placement supervisor).
@@ -29,7 +31,7 @@
 //!   ([`remote_actor!`], [`RemoteMessage`]) and type-tag dispatch.
 //! - [`error`] and [`config`]: what is shared below the rooms.
 //! - [`inspect`]: counters, histograms, the event log and the data model's
-//!   rows; imports nothing above it.
+//!   rows; imports no room.
 //!
 //! # Remote protocols are checked at compile time
 //!
@@ -109,6 +111,7 @@ pub mod error;
 pub mod fuzzing;
 mod head;
 pub mod inspect;
+pub mod inspector;
 mod mesh;
 mod node;
 pub mod operators;

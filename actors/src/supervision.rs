@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::inspect::RestartRecord;
 #[cfg(test)]
 pub(crate) use fencing::{Admission, Fencing};
 pub(crate) use host::start;
@@ -110,16 +111,6 @@ impl std::fmt::Display for Restart {
             }
         }
     }
-}
-
-/// One restart of a supervised actor, for operators.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RestartRecord {
-    /// When, Unix milliseconds.
-    pub at_ms: u64,
-    /// Why: a failure (and the wait before the restart), an operator's
-    /// request, or escalation past the policy.
-    pub reason: String,
 }
 
 impl Restart {

@@ -47,23 +47,26 @@
 //! - `task`: [`Task`] and the [`task!`](crate::task) macro; how arguments
 //!   are passed ([`IntoArgs`]).
 //! - `client` and `handle`: [`Tasks`], [`TaskBuilder`], [`TaskHandle`],
-//!   [`TaskRef`], [`TaskStream`].
+//!   [`TaskRef`], [`TaskStream`]; `submit` how they reach the scheduler.
 //! - `scheduler`: the per-node actor; `owner` its book of submitted tasks
 //!   and kept results; `pool` its run queue and task threads; `store`
 //!   and `fetch` the kept results held here and how they move.
 //! - [`policy`]: where a task goes, as pure functions.
-//! - `wire`: what schedulers tell each other.
+//! - `wire`: what schedulers tell each other, at the bottom (`outcome`:
+//!   how runs ended; fetches of kept results are in `fetch`).
 
 mod client;
 mod context;
 mod error;
-mod fetch;
+pub(crate) mod fetch;
 mod handle;
+pub(crate) mod outcome;
 pub(crate) mod owner;
 pub mod policy;
 mod pool;
 mod scheduler;
 mod store;
+mod submit;
 mod task;
 pub(crate) mod wire;
 

@@ -15,31 +15,6 @@ use std::path::{Path, PathBuf};
 const ALLOWED: &[(&str, &str, &str)] = &[
     ("error.rs", "head", "debt (issue 22): being moved"),
     ("error.rs", "supervision", "debt (issue 22): being moved"),
-    ("inspect.rs", "cluster", "debt (issue 22): being moved"),
-    ("inspect.rs", "control", "debt (issue 22): being moved"),
-    ("inspect.rs", "head", "debt (issue 22): being moved"),
-    ("inspect.rs", "mesh", "debt (issue 22): being moved"),
-    ("inspect.rs", "supervision", "debt (issue 22): being moved"),
-    ("inspect.rs", "tasks", "debt (issue 22): being moved"),
-    ("inspect/events.rs", "mesh", "debt (issue 22): being moved"),
-    (
-        "inspect/model.rs",
-        "cluster",
-        "debt (issue 22): being moved",
-    ),
-    (
-        "inspect/model.rs",
-        "control",
-        "debt (issue 22): being moved",
-    ),
-    ("inspect/model.rs", "mesh", "debt (issue 22): being moved"),
-    (
-        "inspect/model.rs",
-        "supervision",
-        "debt (issue 22): being moved",
-    ),
-    ("inspect/model.rs", "tasks", "debt (issue 22): being moved"),
-    ("inspect/stats.rs", "mesh", "debt (issue 22): being moved"),
 ];
 
 #[test]

@@ -11,9 +11,10 @@ use std::time::Duration;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use swarm_actors::cluster::{ClusterAgent, ListMembers, MemberRow, CLUSTER_ACTOR};
-use swarm_actors::inspect::{
+use swarm_actors::inspect::TraceEntry;
+use swarm_actors::inspector::{
     ClusterView, Inspect, InspectActor, InspectMetrics, Inspector, NodeSnapshot, NodeView,
-    ReadTrace, SetTrace, TraceEntry, INSPECT_ACTOR,
+    ReadTrace, SetTrace, INSPECT_ACTOR,
 };
 use swarm_actors::operators::Behalf;
 use swarm_actors::supervision::{Host, HostRestart, HOST_ACTOR};

@@ -19,7 +19,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
-use swarm_actors::inspect::{Durations, NodeSnapshot};
+use swarm_actors::inspect::Durations;
+use swarm_actors::inspector::NodeSnapshot;
 
 type Labels = Vec<(String, String)>;
 

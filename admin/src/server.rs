@@ -33,7 +33,7 @@
 //! |---|---|
 //! | `GET /` | the dashboard |
 //! | `POST /api/login`, `POST /api/logout`, `GET /api/whoami` | sessions |
-//! | `GET /api/cluster` | the whole [`ClusterView`](swarm_actors::inspect::ClusterView) |
+//! | `GET /api/cluster` | the whole [`ClusterView`](swarm_actors::inspector::ClusterView) |
 //! | `GET /api/view/{nodes,actors,links,services,tasks,events,trace}` | one view |
 //! | `GET /api/stream` | the cluster view once a refresh, as server-sent events |
 //! | `GET /api/actor?node=ID&name=NAME` | an actor's inspect-hook state |

@@ -475,10 +475,14 @@ impl Handler<Crash> for Ledger {
 }
 
 /// The ledger's state in the console's detail pane.
-impl Handler<swarm_actors::inspect::InspectState> for Ledger {
+impl Handler<swarm_actors::inspector::InspectState> for Ledger {
     type Result = String;
 
-    fn handle(&mut self, _: swarm_actors::inspect::InspectState, _: &mut Context<Self>) -> String {
+    fn handle(
+        &mut self,
+        _: swarm_actors::inspector::InspectState,
+        _: &mut Context<Self>,
+    ) -> String {
         serde_json::json!({
             "balance": self.balance,
             "epoch": self.epoch,
@@ -488,7 +492,7 @@ impl Handler<swarm_actors::inspect::InspectState> for Ledger {
     }
 }
 
-swarm_actors::remote_actor!(Ledger: Deposit, Crash, swarm_actors::inspect::InspectState);
+swarm_actors::remote_actor!(Ledger: Deposit, Crash, swarm_actors::inspector::InspectState);
 
 impl swarm_actors::supervision::Spawnable for Ledger {
     const TYPE: &'static str = "demo.Ledger";

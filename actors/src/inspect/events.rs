@@ -33,7 +33,7 @@ impl EventLog {
         ring.recorded += 1;
         let event = EventView {
             seq: ring.recorded,
-            at_ms: crate::mesh::unix_now_ms(),
+            at_ms: super::unix_now_ms(),
             node: String::new(),
             kind: kind.to_owned(),
             subject: subject.into(),

@@ -1,66 +1,15 @@
-//! The one data model of everything operators inspect: the console's
-//! views, `swarm console --once VIEW --json`, the admin API and the
-//! metrics all read these types, so a field added here appears in each.
+//! The rows of the one data model of everything operators inspect: the
+//! console's views, `swarm console --once VIEW --json`, the admin API and
+//! the metrics all read these types, so a field added here appears in
+//! each. Rows each room fills in from what it alone keeps (an actor's
+//! counters, a link, a service instance, a restart); the snapshots that
+//! join them with the other rooms' rows ([`NodeSnapshot`] of one node,
+//! [`ClusterView`] of all) are the inspector's.
 //!
-//! A node answers [`Inspect`](super::Inspect) with a [`NodeSnapshot`] of
-//! what it alone knows (its actors, links, counters); the console joins
-//! the snapshots of every member with the member list into a
-//! [`ClusterView`]. Nothing collects centrally.
+//! [`NodeSnapshot`]: crate::inspector::NodeSnapshot
+//! [`ClusterView`]: crate::inspector::ClusterView
 
 use serde::{Deserialize, Serialize};
-
-use crate::cluster::MemberRow;
-use crate::control::HeadRow;
-
-/// What one node reports about itself.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NodeSnapshot {
-    /// The node itself.
-    pub node: NodeLocal,
-    /// Its exposed actors, system actors included.
-    pub actors: Vec<ActorView>,
-    /// Its live links.
-    pub links: Vec<LinkView>,
-    /// Its most recently closed links, newest last.
-    #[serde(default)]
-    pub closed: Vec<ClosedLink>,
-    /// Its recent events, oldest first.
-    #[serde(default)]
-    pub events: Vec<EventView>,
-    /// Service instances as its load balancer sees them.
-    #[serde(default)]
-    pub services: Vec<ServiceView>,
-    /// Its task scheduler's table (with membership).
-    #[serde(default)]
-    pub tasks: Option<crate::tasks::TaskTable>,
-}
-
-/// What a node knows of itself that membership does not carry.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NodeLocal {
-    /// Node id, hex.
-    pub id: String,
-    /// Certificate name.
-    pub name: String,
-    /// Seconds since the node started.
-    pub uptime_s: u64,
-    /// Exposed actors (system actors included).
-    pub actors: usize,
-    /// Live links.
-    pub links: usize,
-    /// The one-minute load average of its machine.
-    pub load_average: f64,
-    /// The head's Raft state, on heads.
-    #[serde(default)]
-    pub head: Option<HeadRow>,
-    /// The mesh's counters.
-    pub mesh: crate::MeshStats,
-    /// Whether per-actor counters are on.
-    pub counters: bool,
-    /// Its membership's members by state (none without membership).
-    #[serde(default)]
-    pub members: MemberCounts,
-}
 
 /// One actor, as the Actors view lists it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,10 +60,20 @@ pub struct ActorView {
     pub placed: bool,
     /// Its latest restarts, oldest first.
     #[serde(default)]
-    pub history: Vec<crate::supervision::RestartRecord>,
+    pub history: Vec<RestartRecord>,
     /// Its sampled handler times, as a histogram (what `/metrics` exports).
     #[serde(default, skip_serializing_if = "Durations::is_empty")]
     pub handling: Durations,
+}
+
+/// One restart of a supervised actor, for operators.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RestartRecord {
+    /// When, Unix milliseconds.
+    pub at_ms: u64,
+    /// Why: a failure (and the wait before the restart), an operator's
+    /// request, or escalation past the policy.
+    pub reason: String,
 }
 
 /// Durations as a histogram: two buckets per power of two from 128 ns to
@@ -286,52 +245,4 @@ pub struct TraceEntry {
     pub handled_us: f64,
     /// handled, or why it failed.
     pub result: String,
-}
-
-/// One node as the Nodes view shows it: its member row joined with what
-/// it reported (nothing, if it did not answer).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeView {
-    /// What membership says.
-    #[serde(flatten)]
-    pub member: MemberRow,
-    /// What the node said of itself; `None` if it did not answer.
-    pub local: Option<NodeLocal>,
-    /// Why it did not answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// The whole cluster at one moment, as the console assembles it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ClusterView {
-    /// When it was assembled, Unix milliseconds.
-    pub at_ms: u64,
-    /// Every member.
-    pub nodes: Vec<NodeView>,
-    /// Every exposed actor on every node that answered.
-    pub actors: Vec<ActorView>,
-    /// Every link of every node that answered.
-    pub links: Vec<LinkView>,
-    /// Recently closed links, by node.
-    pub closed: Vec<ClosedLink>,
-    /// Recent events of every node that answered, oldest first.
-    #[serde(default)]
-    pub events: Vec<EventView>,
-    /// Service instances as every node's balancer sees them.
-    #[serde(default)]
-    pub services: Vec<ServiceView>,
-    /// Each answering node's task table.
-    #[serde(default)]
-    pub tasks: Vec<crate::tasks::TaskTable>,
-    /// The named actors the head records (placement, resources, group),
-    /// as its leader answered; empty without a control plane.
-    #[serde(default)]
-    pub placed: Vec<crate::control::PlacedRow>,
-    /// The actor being traced (`name@node-id`), if one is.
-    #[serde(default)]
-    pub traced: Option<String>,
-    /// Its latest trace entries, oldest first.
-    #[serde(default)]
-    pub trace: Vec<TraceEntry>,
 }

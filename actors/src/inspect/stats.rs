@@ -261,7 +261,7 @@ impl Clock {
         if let Some(note) = self.note.take() {
             self.stats.record(Traced {
                 seq: 0,
-                at_ms: crate::mesh::unix_now_ms(),
+                at_ms: super::unix_now_ms(),
                 note,
                 waited,
                 handled: took,

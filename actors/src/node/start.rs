@@ -269,7 +269,7 @@ impl Node {
     /// actor operators log in and present their sessions through, and the
     /// counters' log line.
     pub(super) fn start_services(&self, host: &Addr<Host>, summary_interval: Duration) {
-        let mut inspector = crate::inspect::Inspector::new(self.mesh.clone(), host.clone());
+        let mut inspector = crate::inspector::Inspector::new(self.mesh.clone(), host.clone());
         if let Some(head) = &self.head {
             inspector = inspector.head(head.status());
         }
@@ -279,7 +279,7 @@ impl Node {
         let inspector = inspector.start();
         let entry = Entry::declared(inspector);
         self.directory
-            .insert(crate::inspect::INSPECT_ACTOR.to_owned(), Arc::new(entry));
+            .insert(crate::inspector::INSPECT_ACTOR.to_owned(), Arc::new(entry));
         let session = crate::control::session::Session {
             delegation: crate::operators::delegate::Delegation {
                 mesh: self.mesh.clone(),

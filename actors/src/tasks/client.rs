@@ -8,20 +8,19 @@ use std::sync::{Arc, PoisonError};
 
 use actix::{Actor, Addr};
 use swarm_protocol::NodeId;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 
 use super::error::TaskError;
-use super::fetch;
+use super::fetch::{FetchObject, Reader};
 use super::handle::{TaskHandle, TaskRef, TaskStream};
-use super::owner::{NewTask, Reply};
+use super::outcome::TasksDone;
+use super::owner::Reply;
 use super::policy::Policy;
-use super::scheduler::{Parts, Registry, Scheduler, Stop, Submit};
+use super::scheduler::{Parts, Registry, Scheduler, Stop};
 use super::store::Store;
-use super::task::{Blob, IntoArgs, Task};
-use super::wire::{
-    Arg, CancelTasks, FetchObject, FreeObjects, ObjectId, SubmitTasks, TaskId, TaskTable,
-    TasksDone, TASKS_ACTOR,
-};
+use super::submit::{Submitter, Template};
+use super::task::{IntoArgs, Task};
+use super::wire::{CancelTasks, FreeObjects, ListTasks, SubmitTasks, TaskTable, TASKS_ACTOR};
 use crate::cluster::{Cluster, ClusterEvent};
 use crate::directory::Entry;
 use crate::mesh::Mesh;
@@ -37,11 +36,9 @@ const WINDOW: usize = 16_384;
 #[derive(Clone)]
 pub struct Tasks {
     me: NodeId,
-    scheduler: Addr<Scheduler>,
-    mesh: Mesh,
-    store: Store,
+    submitter: Submitter,
+    reader: Reader,
     registry: Registry,
-    permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Tasks {
@@ -50,16 +47,6 @@ impl std::fmt::Debug for Tasks {
             .field("node", &self.me)
             .finish_non_exhaustive()
     }
-}
-
-/// What every task of a submission shares.
-#[derive(Debug, Clone)]
-pub(crate) struct Template {
-    tag: &'static str,
-    need: ResourceSet,
-    placement: Option<Placement>,
-    retries: u32,
-    retry_on_error: bool,
 }
 
 impl Tasks {
@@ -101,21 +88,19 @@ impl Tasks {
         }
         Tasks {
             me: mesh.id(),
-            scheduler,
-            mesh,
-            store,
+            submitter: Submitter::new(scheduler, permits, mesh.max_message()),
+            reader: Reader::new(mesh, store),
             registry,
-            permits,
         }
     }
 
     /// Stops the scheduler (node shutdown).
     pub(crate) fn shutdown(&self) {
-        self.scheduler.do_send(Stop);
+        self.scheduler().do_send(Stop);
     }
 
     pub(crate) fn scheduler(&self) -> &Addr<Scheduler> {
-        &self.scheduler
+        self.submitter.scheduler()
     }
 
     /// Lets this node run `task` (other nodes' submissions included).
@@ -193,120 +178,10 @@ impl Tasks {
     ///
     /// [`TaskError::Stopped`] if the scheduler stopped.
     pub async fn list(&self, recent: usize) -> Result<TaskTable, TaskError> {
-        self.scheduler
-            .send(super::wire::ListTasks { recent })
+        self.scheduler()
+            .send(ListTasks { recent })
             .await
             .map_err(|_| TaskError::Stopped)
-    }
-
-    /// The value of a kept result this node owns, from wherever it is.
-    pub(crate) async fn fetch(&self, object: ObjectId) -> Result<Blob, TaskError> {
-        fetch::fetch(&self.mesh, &self.store, self.mesh.id(), object).await
-    }
-
-    /// Checks the encoded arguments fit in a message.
-    fn check_size(&self, args: &[Arg]) -> Result<(), TaskError> {
-        let size: usize = args
-            .iter()
-            .map(|a| match a {
-                Arg::Value(bytes) => bytes.len(),
-                Arg::Ref(_) => 0,
-            })
-            .sum();
-        let max = self.mesh.max_message() / 2;
-        if size > max {
-            return Err(TaskError::TooLarge {
-                size: size as u64,
-                max: max as u64,
-            });
-        }
-        Ok(())
-    }
-
-    async fn submit_one(
-        &self,
-        template: &Template,
-        args: Vec<Arg>,
-        reply: Reply,
-    ) -> Result<TaskId, TaskError> {
-        self.check_size(&args)?;
-        let permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| TaskError::Stopped)?;
-        permit.forget();
-        let new = new_task(template, args, reply);
-        let mut answers = self
-            .scheduler
-            .send(Submit { tasks: vec![new] })
-            .await
-            .map_err(|_| TaskError::Stopped)?;
-        answers.pop().unwrap_or(Err(TaskError::Stopped))
-    }
-
-    /// Submits a chunk of a batch, the first at index `first`; returns the
-    /// ones refused at submission.
-    pub(crate) async fn submit_batch(
-        &self,
-        template: &Template,
-        batch: Vec<Result<Vec<Arg>, String>>,
-        first: usize,
-        tx: &mpsc::UnboundedSender<(usize, Result<Blob, TaskError>)>,
-    ) -> Result<Vec<(usize, TaskError)>, TaskError> {
-        let mut rejected = Vec::new();
-        let mut news = Vec::with_capacity(batch.len());
-        let mut indices = Vec::with_capacity(batch.len());
-        for (i, args) in batch.into_iter().enumerate() {
-            let index = first + i;
-            let checked = args
-                .map_err(|reason| TaskError::Codec { reason })
-                .and_then(|args| self.check_size(&args).map(|()| args));
-            match checked {
-                Ok(args) => {
-                    let reply = Reply::Many {
-                        tx: tx.clone(),
-                        index,
-                    };
-                    news.push(new_task(template, args, reply));
-                    indices.push(index);
-                }
-                Err(e) => rejected.push((index, e)),
-            }
-        }
-        if news.is_empty() {
-            return Ok(rejected);
-        }
-        let n = u32::try_from(news.len()).unwrap_or(u32::MAX);
-        let permits = self
-            .permits
-            .acquire_many(n)
-            .await
-            .map_err(|_| TaskError::Stopped)?;
-        permits.forget();
-        let answers = self
-            .scheduler
-            .send(Submit { tasks: news })
-            .await
-            .map_err(|_| TaskError::Stopped)?;
-        for (index, answer) in indices.into_iter().zip(answers) {
-            if let Err(e) = answer {
-                rejected.push((index, e));
-            }
-        }
-        Ok(rejected)
-    }
-}
-
-fn new_task(template: &Template, args: Vec<Arg>, reply: Reply) -> NewTask {
-    NewTask {
-        tag: template.tag.to_owned(),
-        args,
-        need: template.need.clone(),
-        placement: template.placement.clone(),
-        retries: template.retries,
-        retry_on_error: template.retry_on_error,
-        reply,
     }
 }
 
@@ -381,9 +256,10 @@ impl<F: Task> TaskBuilder<F> {
         let (tx, rx) = oneshot::channel();
         let id = self
             .tasks
+            .submitter
             .submit_one(&self.template, args, Reply::One(tx))
             .await?;
-        Ok(TaskHandle::new(id, rx, self.tasks.scheduler.clone()))
+        Ok(TaskHandle::new(id, rx, self.tasks.scheduler().clone()))
     }
 
     /// Submits one task per item of `args` (see [`Tasks::submit_many`]).
@@ -398,7 +274,7 @@ impl<F: Task> TaskBuilder<F> {
         I::IntoIter: Send + 'static,
     {
         let feed = Box::new(args.into_iter().map(IntoArgs::into_args));
-        let mut stream = TaskStream::new(self.tasks, self.template, feed, WINDOW);
+        let mut stream = TaskStream::new(self.tasks.submitter, self.template, feed, WINDOW);
         stream.fill().await?;
         if let Some(Err(e)) = stream.first_refused() {
             return Err(e);
@@ -427,8 +303,9 @@ impl<F: Task> KeepBuilder<F> {
             .into_args()
             .map_err(|reason| TaskError::Codec { reason })?;
         let id = tasks
+            .submitter
             .submit_one(&self.inner.template, args, Reply::Keep)
             .await?;
-        Ok(TaskRef::new(id, tasks))
+        Ok(TaskRef::new(id, tasks.scheduler().clone(), tasks.reader))
     }
 }

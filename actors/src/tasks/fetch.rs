@@ -1,14 +1,18 @@
 //! Moving a kept result to where it is needed: read from this node's store,
-//! or fetched from the node that holds it in chunks, directly (never
-//! through the owner).
+//! or fetched from the node that holds it in chunks ([`FetchObject`]),
+//! directly (never through the owner). The holder's scheduler answers;
+//! callers name its actor type (`H`), so this file does not depend on it.
 
+use actix::Message;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 use swarm_protocol::NodeId;
 
 use super::error::TaskError;
-use super::scheduler::Scheduler;
 use super::store::Store;
 use super::task::Blob;
-use super::wire::{Arg, Chunk, ChunkBytes, FetchObject, ObjectId, TASKS_ACTOR};
+use super::wire::{Arg, ObjectId, TaskId, Token, TASKS_ACTOR};
+use crate::directory::{Accepts, Caller, StampCaller};
 use crate::error::AskError;
 use crate::mesh::Mesh;
 use crate::remote::RemoteAddr;
@@ -23,14 +27,119 @@ const PREALLOC: usize = 256 << 20;
 /// Chunks asked for at once.
 const IN_FLIGHT: usize = 8;
 
+/// Reads part of a kept result: the holder answers its owner, and a node
+/// that presents the result's token (one the owner sent a task that takes
+/// it); anyone else gets [`TaskError::Forbidden`].
+#[derive(Debug, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<Chunk, TaskError>")]
+pub(crate) struct FetchObject {
+    /// The task whose result it is.
+    pub(crate) task: TaskId,
+    /// From this byte.
+    pub(crate) offset: u64,
+    /// At most this many bytes.
+    pub(crate) len: u32,
+    /// The result's token, as the owner handed it over in a task.
+    pub(crate) token: Token,
+    /// The reader (stamped from the link).
+    pub(crate) from: NodeId,
+}
+
+/// Part of a kept result.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Chunk {
+    /// The whole value's size.
+    pub(crate) size: u64,
+    /// The bytes from the offset asked for.
+    pub(crate) bytes: ChunkBytes,
+}
+
+/// A chunk's bytes: a range of the held value when sent (not copied
+/// before encoding), owned when received.
+pub(crate) enum ChunkBytes {
+    /// `value[start..end]` of a held value.
+    Shared(Blob, std::ops::Range<usize>),
+    /// Received bytes.
+    Owned(Vec<u8>),
+}
+
+impl ChunkBytes {
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            ChunkBytes::Shared(blob, range) => blob.get(range.clone()).unwrap_or_default(),
+            ChunkBytes::Owned(bytes) => bytes,
+        }
+    }
+}
+
+impl std::fmt::Debug for ChunkBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ChunkBytes({} bytes)", self.as_slice().len())
+    }
+}
+
+impl Serialize for ChunkBytes {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.as_slice())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChunkBytes {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ByteBuf::deserialize(deserializer).map(|b| ChunkBytes::Owned(b.into_vec()))
+    }
+}
+
+impl StampCaller for FetchObject {
+    fn stamp_caller(&mut self, caller: &Caller) {
+        self.from = caller.node;
+    }
+}
+
+crate::system_message! {
+    FetchObject => "swarm.FetchObject", Nodes;
+}
+
+/// How this node reads the kept results it owns (a [`TaskRef`]'s value):
+/// from its store, or from their holders. Cheap to clone.
+///
+/// [`TaskRef`]: super::TaskRef
+#[derive(Clone)]
+pub(crate) struct Reader {
+    mesh: Mesh,
+    store: Store,
+}
+
+impl Reader {
+    pub(crate) fn new(mesh: Mesh, store: Store) -> Self {
+        Self { mesh, store }
+    }
+
+    /// The value of `object`, a kept result this node owns, from wherever
+    /// it is (`H` as for [`resolve`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`fetch`].
+    pub(crate) async fn owned<H: Accepts<FetchObject>>(
+        &self,
+        object: ObjectId,
+    ) -> Result<Blob, TaskError> {
+        fetch::<H>(&self.mesh, &self.store, self.mesh.id(), object).await
+    }
+}
+
 /// Every argument's value for a task `owner` sent: values as they are,
 /// kept results fetched (one after the other) with the tokens the owner
 /// put in the task.
 ///
+/// `H` is the actor type holders answer [`FetchObject`] with under
+/// [`TASKS_ACTOR`] (the scheduler).
+///
 /// # Errors
 ///
 /// The first fetch's error.
-pub(crate) async fn resolve(
+pub(crate) async fn resolve<H: Accepts<FetchObject>>(
     mesh: &Mesh,
     store: &Store,
     owner: NodeId,
@@ -40,7 +149,7 @@ pub(crate) async fn resolve(
     for arg in args {
         values.push(match arg {
             Arg::Value(bytes) => std::sync::Arc::new(bytes.to_vec()),
-            Arg::Ref(object) => fetch(mesh, store, owner, *object).await?,
+            Arg::Ref(object) => fetch::<H>(mesh, store, owner, *object).await?,
         });
     }
     Ok(values)
@@ -48,14 +157,14 @@ pub(crate) async fn resolve(
 
 /// The value of `object`, from this node's store or its holder, for a
 /// task `reader` sent (or for `reader` itself): held here, this node checks
-/// what its holder would.
+/// what its holder would. `H` as for [`resolve`].
 ///
 /// # Errors
 ///
 /// [`TaskError::ObjectLost`] if the holder does not have it (freed, or it
 /// died); [`TaskError::Forbidden`] if the holder refused the reader;
 /// [`TaskError::Codec`] if it sent something inconsistent.
-pub(crate) async fn fetch(
+pub(crate) async fn fetch<H: Accepts<FetchObject>>(
     mesh: &Mesh,
     store: &Store,
     reader: NodeId,
@@ -70,7 +179,7 @@ pub(crate) async fn fetch(
         }
         return read;
     }
-    let holder: RemoteAddr<Scheduler> = RemoteAddr::new(mesh.clone(), object.node, TASKS_ACTOR);
+    let holder: RemoteAddr<H> = RemoteAddr::new(mesh.clone(), object.node, TASKS_ACTOR);
     let first = ask(&holder, object, 0).await?;
     let size = first.size;
     if first.bytes.as_slice().len() as u64 == size {
@@ -140,8 +249,8 @@ pub(crate) async fn fetch(
     Ok(std::sync::Arc::new(value))
 }
 
-async fn ask(
-    holder: &RemoteAddr<Scheduler>,
+async fn ask<H: Accepts<FetchObject>>(
+    holder: &RemoteAddr<H>,
     object: ObjectId,
     offset: u64,
 ) -> Result<Chunk, TaskError> {

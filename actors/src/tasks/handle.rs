@@ -14,10 +14,11 @@ use actix::Addr;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, oneshot};
 
-use super::client::{Tasks, Template};
 use super::error::TaskError;
+use super::fetch::Reader;
 use super::scheduler::{Cancel, Release, Scheduler, WaitObject};
-use super::task::{decode, Blob};
+use super::submit::{Submitter, Template};
+use super::task::{decode, Blob, Bytes, IntoArg};
 use super::wire::{Arg, ObjectId, TaskId, Token};
 
 /// A submitted task; await it for its result.
@@ -121,7 +122,8 @@ impl Canceller {
 pub struct TaskRef<T> {
     id: TaskId,
     guard: Arc<RefGuard>,
-    tasks: Tasks,
+    /// Reads the value here ([`TaskRef::get`]).
+    reader: Reader,
     _out: PhantomData<fn() -> T>,
 }
 
@@ -130,7 +132,7 @@ impl<T> Clone for TaskRef<T> {
         Self {
             id: self.id,
             guard: Arc::clone(&self.guard),
-            tasks: self.tasks.clone(),
+            reader: self.reader.clone(),
             _out: PhantomData,
         }
     }
@@ -155,14 +157,16 @@ impl Drop for RefGuard {
 }
 
 impl<T> TaskRef<T> {
-    pub(crate) fn new(id: TaskId, tasks: Tasks) -> Self {
+    /// A reference to the result of `id`, a task this node owns through
+    /// `scheduler`.
+    pub(crate) fn new(id: TaskId, scheduler: Addr<Scheduler>, reader: Reader) -> Self {
         Self {
             id,
             guard: Arc::new(RefGuard {
                 seq: id.seq,
-                scheduler: tasks.scheduler().clone(),
+                scheduler,
             }),
-            tasks,
+            reader,
             _out: PhantomData,
         }
     }
@@ -190,8 +194,8 @@ impl<T> TaskRef<T> {
     /// The task's error, [`TaskError::ObjectLost`] if its node died.
     pub async fn ready(&self) -> Result<(swarm_protocol::NodeId, u64), TaskError> {
         let (tx, rx) = oneshot::channel();
-        self.tasks
-            .scheduler()
+        self.guard
+            .scheduler
             .send(WaitObject {
                 seq: self.id.seq,
                 waiter: tx,
@@ -213,8 +217,8 @@ impl<T> TaskRef<T> {
     {
         let (node, _) = self.ready().await?;
         let blob = self
-            .tasks
-            .fetch(ObjectId {
+            .reader
+            .owned::<Scheduler>(ObjectId {
                 task: self.id,
                 node,
                 // The owner reads its own: the holder knows it by its link.
@@ -225,11 +229,48 @@ impl<T> TaskRef<T> {
     }
 }
 
-/// The results of [`Tasks::submit_many`]: tasks are submitted as results
+// A kept result passes to a task by reference.
+impl<T> IntoArg<T> for TaskRef<T> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+impl<T> IntoArg<T> for &TaskRef<T> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+impl IntoArg<Bytes> for TaskRef<serde_bytes::ByteBuf> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+impl IntoArg<Bytes> for &TaskRef<serde_bytes::ByteBuf> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+impl IntoArg<Bytes> for TaskRef<Vec<u8>> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+impl IntoArg<Bytes> for &TaskRef<Vec<u8>> {
+    fn into_arg(self) -> Result<Arg, String> {
+        Ok(Arg::Ref(self.object()))
+    }
+}
+
+/// The results of [`Tasks::submit_many`](super::Tasks::submit_many): tasks are submitted as results
 /// are taken, never more than a window of them in flight, so a batch of
 /// millions holds bounded memory.
 pub struct TaskStream<T> {
-    tasks: Tasks,
+    submitter: Submitter,
     template: Template,
     feed: Box<dyn Iterator<Item = Result<Vec<Arg>, String>> + Send>,
     tx: mpsc::UnboundedSender<(usize, Result<Blob, TaskError>)>,
@@ -248,14 +289,14 @@ pub struct TaskStream<T> {
 
 impl<T: DeserializeOwned> TaskStream<T> {
     pub(crate) fn new(
-        tasks: Tasks,
+        submitter: Submitter,
         template: Template,
         feed: Box<dyn Iterator<Item = Result<Vec<Arg>, String>> + Send>,
         window: usize,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Self {
-            tasks,
+            submitter,
             template,
             feed,
             tx,
@@ -294,7 +335,7 @@ impl<T: DeserializeOwned> TaskStream<T> {
             let first = self.submitted;
             self.submitted += batch.len();
             let rejected = self
-                .tasks
+                .submitter
                 .submit_batch(&self.template, batch, first, &self.tx)
                 .await?;
             for (index, error) in rejected {

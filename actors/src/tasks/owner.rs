@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::objects::{ObjectState, Objects};
 use super::error::TaskError;
+use super::outcome::{Bounce, Done, Outcome, RunError};
 use super::policy::{self, Candidate, Choice, Policy, Request};
 use super::task::Blob;
-use super::wire::{Arg, Bounce, Done, Outcome, RunError, Spec, TaskId, TaskRow, TaskState, Token};
+use super::wire::{Arg, Spec, TaskId, TaskRow, TaskState, Token};
 use crate::placement::{Placement, ResourceSet};
 
 /// Work queued per node beyond what fits there, in microseconds of the

@@ -33,16 +33,14 @@ use tokio::sync::{Notify, Semaphore};
 
 use super::context::{self, TaskContext};
 use super::error::TaskError;
-use super::fetch;
+use super::fetch::{self, Chunk, ChunkBytes, FetchObject};
+use super::outcome::{Bounce, Done, Outcome, RunError, TasksDone};
 use super::owner::{Effects, Owner};
 use super::policy::Policy;
 use super::pool::{micros_since, panic_message, Admitted, Ended, Finish, Job, Pool};
 use super::store::Store;
 use super::task::{Blob, Failure, Runner};
-use super::wire::{
-    Arg, Bounce, CancelTasks, Chunk, ChunkBytes, Done, FetchObject, FreeObjects, ListTasks,
-    Outcome, RunError, Spec, SubmitTasks, TaskId, TaskTable, TasksDone,
-};
+use super::wire::{Arg, CancelTasks, FreeObjects, ListTasks, Spec, SubmitTasks, TaskId, TaskTable};
 use crate::mesh::Mesh;
 use crate::placement::ResourceSet;
 
@@ -300,13 +298,16 @@ impl Scheduler {
                     self.fetching += 1;
                     let (mesh, store, me) = (self.mesh.clone(), self.store.clone(), ctx.address());
                     actix::spawn(async move {
-                        let failed = match fetch::resolve(&mesh, &store, owner, &spec.args).await {
-                            Ok(args) => {
-                                job.args = args;
-                                None
-                            }
-                            Err(e) => Some(e),
-                        };
+                        let failed =
+                            match fetch::resolve::<Scheduler>(&mesh, &store, owner, &spec.args)
+                                .await
+                            {
+                                Ok(args) => {
+                                    job.args = args;
+                                    None
+                                }
+                                Err(e) => Some(e),
+                            };
                         me.do_send(Fetched { job, failed });
                     });
                 }

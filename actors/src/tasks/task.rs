@@ -12,7 +12,6 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::handle::TaskRef;
 use super::wire::{Arg, ObjectId};
 
 /// A value's encoded bytes, shared without copying (a 64 MiB argument is
@@ -75,7 +74,7 @@ pub trait Task: Copy + Send + Sync + 'static {
 }
 
 /// One argument as the caller gives it: the value itself, or a
-/// [`TaskRef`] to a value some task produced and kept.
+/// [`TaskRef`](super::TaskRef) to a value some task produced and kept.
 pub trait IntoArg<T> {
     /// The argument as it travels.
     #[doc(hidden)]
@@ -85,18 +84,6 @@ pub trait IntoArg<T> {
 impl<T: Serialize> IntoArg<T> for T {
     fn into_arg(self) -> Result<Arg, String> {
         encode(&self).map(|bytes| Arg::Value(serde_bytes::ByteBuf::from(bytes)))
-    }
-}
-
-impl<T> IntoArg<T> for TaskRef<T> {
-    fn into_arg(self) -> Result<Arg, String> {
-        Ok(Arg::Ref(self.object()))
-    }
-}
-
-impl<T> IntoArg<T> for &TaskRef<T> {
-    fn into_arg(self) -> Result<Arg, String> {
-        Ok(Arg::Ref(self.object()))
     }
 }
 
@@ -182,7 +169,7 @@ impl<T: DeserializeOwned> FromArg for T {
 
 /// Bytes a task takes without copying them: a view into the argument as
 /// it arrived (a 64 MiB kept result is not copied again to be read).
-/// Pass a [`TaskRef`] to a [`ByteBuf`](serde_bytes::ByteBuf) or `Vec<u8>`
+/// Pass a [`TaskRef`](super::TaskRef) to a [`ByteBuf`](serde_bytes::ByteBuf) or `Vec<u8>`
 /// result, a `ByteBuf`, a `Vec<u8>` or `Bytes`; read it as a `&[u8]`.
 /// (Only a `ByteBuf` result is shared as it is: MessagePack encodes a
 /// `Vec<u8>` as an array of integers, which is decoded into a copy. Return
@@ -269,30 +256,6 @@ impl IntoArg<Bytes> for Vec<u8> {
 impl IntoArg<Bytes> for serde_bytes::ByteBuf {
     fn into_arg(self) -> Result<Arg, String> {
         encode(&self).map(|b| Arg::Value(serde_bytes::ByteBuf::from(b)))
-    }
-}
-
-impl IntoArg<Bytes> for TaskRef<serde_bytes::ByteBuf> {
-    fn into_arg(self) -> Result<Arg, String> {
-        Ok(Arg::Ref(self.object()))
-    }
-}
-
-impl IntoArg<Bytes> for &TaskRef<serde_bytes::ByteBuf> {
-    fn into_arg(self) -> Result<Arg, String> {
-        Ok(Arg::Ref(self.object()))
-    }
-}
-
-impl IntoArg<Bytes> for TaskRef<Vec<u8>> {
-    fn into_arg(self) -> Result<Arg, String> {
-        Ok(Arg::Ref(self.object()))
-    }
-}
-
-impl IntoArg<Bytes> for &TaskRef<Vec<u8>> {
-    fn into_arg(self) -> Result<Arg, String> {
-        Ok(Arg::Ref(self.object()))
     }
 }
 

@@ -1,15 +1,16 @@
-//! What schedulers tell each other (`swarm.tasks` on every node): batches
-//! of tasks to run, batches of outcomes back to their owners, cancellations,
-//! releases of kept results, fetches of kept results, and the operator's
-//! listing. Every batch names its sender from the link's authenticated
-//! peer, never from what the bytes claim.
+//! What schedulers tell each other (`swarm.tasks` on every node), at the
+//! bottom of the tasks: the names of tasks and kept results, batches of
+//! tasks to run, cancellations, releases of kept results and the
+//! operator's listing. How runs ended travels in `outcome`, kept results
+//! in `fetch` (they carry a [`TaskError`](super::TaskError)). Every batch
+//! names its sender from the link's authenticated peer, never from what
+//! the bytes claim.
 
 use actix::Message;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use swarm_protocol::NodeId;
 
-use super::error::TaskError;
 use crate::directory::StampCaller;
 use crate::placement::ResourceSet;
 
@@ -118,68 +119,6 @@ pub(crate) struct Spec {
     pub(crate) token: Token,
 }
 
-/// How one run ended.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Outcome {
-    /// The task's number on its owner.
-    pub(crate) seq: u64,
-    /// The run it reports.
-    pub(crate) attempt: u32,
-    /// Its result.
-    pub(crate) result: Result<Done, RunError>,
-    /// How long it ran, microseconds (the owner learns how deep to pipeline).
-    pub(crate) micros: u32,
-}
-
-/// A finished run's result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) enum Done {
-    /// The value, encoded.
-    Value(ByteBuf),
-    /// Kept on the running node; its encoded size.
-    Kept {
-        /// Bytes.
-        size: u64,
-    },
-}
-
-/// Why a run produced no result, as the running node reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum RunError {
-    /// The task itself failed: its error or panic message.
-    Failed {
-        /// What it said.
-        message: String,
-        /// It panicked (rather than returning an error).
-        panicked: bool,
-    },
-    /// The node never ran it and will not: its queue was full, it could
-    /// not ever fit it, or it does not have the function. The owner places
-    /// it again (not a retry).
-    Bounced {
-        /// Why.
-        reason: Bounce,
-    },
-    /// Cancelled by its owner.
-    Cancelled,
-    /// An argument or the result could not be moved or decoded.
-    Argument {
-        /// What went wrong (a lost kept value, a decode error).
-        error: TaskError,
-    },
-}
-
-/// Why a node handed a task back without running it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum Bounce {
-    /// Its queue is full (backpressure).
-    Busy,
-    /// It does not have the function registered.
-    Unregistered,
-    /// It could never offer the resources.
-    TooBig,
-}
-
 /// Tasks to run, from their owner.
 #[derive(Debug, Message, Serialize, Deserialize)]
 #[rtype(result = "()")]
@@ -188,16 +127,6 @@ pub(crate) struct SubmitTasks {
     pub(crate) owner: NodeId,
     /// The tasks.
     pub(crate) tasks: Vec<Spec>,
-}
-
-/// Outcomes, to the owner of the tasks.
-#[derive(Debug, Message, Serialize, Deserialize)]
-#[rtype(result = "()")]
-pub(crate) struct TasksDone {
-    /// The node that ran them (stamped from the link).
-    pub(crate) from: NodeId,
-    /// The outcomes.
-    pub(crate) outcomes: Vec<Outcome>,
 }
 
 /// The owner cancels tasks it sent.
@@ -218,69 +147,6 @@ pub(crate) struct FreeObjects {
     pub(crate) owner: NodeId,
     /// The numbers of the tasks whose results go.
     pub(crate) seqs: Vec<u64>,
-}
-
-/// Reads part of a kept result: the holder answers its owner, and a node
-/// that presents the result's token (one the owner sent a task that takes
-/// it); anyone else gets [`TaskError::Forbidden`].
-#[derive(Debug, Message, Serialize, Deserialize)]
-#[rtype(result = "Result<Chunk, TaskError>")]
-pub(crate) struct FetchObject {
-    /// The task whose result it is.
-    pub(crate) task: TaskId,
-    /// From this byte.
-    pub(crate) offset: u64,
-    /// At most this many bytes.
-    pub(crate) len: u32,
-    /// The result's token, as the owner handed it over in a task.
-    pub(crate) token: Token,
-    /// The reader (stamped from the link).
-    pub(crate) from: NodeId,
-}
-
-/// Part of a kept result.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct Chunk {
-    /// The whole value's size.
-    pub(crate) size: u64,
-    /// The bytes from the offset asked for.
-    pub(crate) bytes: ChunkBytes,
-}
-
-/// A chunk's bytes: a range of the held value when sent (not copied
-/// before encoding), owned when received.
-pub(crate) enum ChunkBytes {
-    /// `value[start..end]` of a held value.
-    Shared(super::task::Blob, std::ops::Range<usize>),
-    /// Received bytes.
-    Owned(Vec<u8>),
-}
-
-impl ChunkBytes {
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self {
-            ChunkBytes::Shared(blob, range) => blob.get(range.clone()).unwrap_or_default(),
-            ChunkBytes::Owned(bytes) => bytes,
-        }
-    }
-}
-
-impl std::fmt::Debug for ChunkBytes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ChunkBytes({} bytes)", self.as_slice().len())
-    }
-}
-
-impl Serialize for ChunkBytes {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_bytes(self.as_slice())
-    }
-}
-
-impl<'de> Deserialize<'de> for ChunkBytes {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        ByteBuf::deserialize(deserializer).map(|b| ChunkBytes::Owned(b.into_vec()))
-    }
 }
 
 /// Lists the tasks a node runs, queues and owns, for operators.
@@ -366,17 +232,13 @@ macro_rules! stamp_owner {
 
 stamp_owner!(
     SubmitTasks => owner,
-    TasksDone => from,
     CancelTasks => owner,
-    FreeObjects => owner,
-    FetchObject => from
+    FreeObjects => owner
 );
 
 crate::system_message! {
     SubmitTasks => "swarm.SubmitTasks", Command;
-    TasksDone => "swarm.TasksDone", Nodes;
     CancelTasks => "swarm.CancelTasks", Command;
     FreeObjects => "swarm.FreeObjects", Nodes;
-    FetchObject => "swarm.FetchObject", Nodes;
     ListTasks => "swarm.ListTasks", Read;
 }

@@ -1,6 +1,5 @@
-use swarm_actors::inspect::{
-    ActorView, Durations, LinkView, MemberCounts, NodeLocal, NodeSnapshot,
-};
+use swarm_actors::inspect::{ActorView, Durations, LinkView, MemberCounts};
+use swarm_actors::inspector::{NodeLocal, NodeSnapshot};
 
 use super::exposition;
 

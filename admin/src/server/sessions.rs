@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use swarm_actors::inspect::ClusterView;
+use swarm_actors::inspector::ClusterView;
 use swarm_actors::operators::Behalf;
 use swarm_actors::Node;
 

@@ -8,9 +8,8 @@ use swarm_protocol::NodeId;
 
 use super::Scheduler;
 use crate::remote::RemoteAddr;
-use crate::tasks::wire::{
-    Arg, CancelTasks, Done, FreeObjects, Outcome, Spec, SubmitTasks, TasksDone, TASKS_ACTOR,
-};
+use crate::tasks::outcome::{Done, Outcome, TasksDone};
+use crate::tasks::wire::{Arg, CancelTasks, FreeObjects, Spec, SubmitTasks, TASKS_ACTOR};
 
 /// Outcomes or tasks per batch message.
 const BATCH: usize = 4_096;
