@@ -20,6 +20,7 @@ pub use snapshot::{ClusterView, NodeLocal, NodeSnapshot, NodeView};
 
 use crate::cluster::Cluster;
 use crate::control::HeadRow;
+use crate::directory::Directory;
 use crate::head::wire::HeadStatus;
 use crate::inspect::{ActorView, Durations, MemberCounts, TraceEntry};
 use crate::mesh::Mesh;
@@ -125,6 +126,8 @@ pub enum InspectError {
 /// A node's `swarm.inspect` actor.
 pub struct Inspector {
     mesh: Mesh,
+    /// The actors this node exposes (and its event log).
+    directory: Directory,
     host: Addr<Host>,
     head: Option<Recipient<HeadStatus>>,
     cluster: Option<Cluster>,
@@ -145,9 +148,10 @@ struct Rate {
 const RATE_INTERVAL: Duration = Duration::from_millis(500);
 
 impl Inspector {
-    pub(crate) fn new(mesh: Mesh, host: Addr<Host>) -> Self {
+    pub(crate) fn new(mesh: Mesh, directory: Directory, host: Addr<Host>) -> Self {
         Self {
             mesh,
+            directory,
             host,
             head: None,
             cluster: None,
@@ -201,7 +205,7 @@ impl Inspector {
             hosted.into_iter().map(|r| (r.name.clone(), r)).collect();
         let now = Instant::now();
         let mut actors = Vec::new();
-        for (actor, entry) in self.mesh.directory().entries() {
+        for (actor, entry) in self.directory.entries() {
             let stats = entry.stats();
             let s = stats.snapshot();
             // Everything sent before this probe is handled once it is
@@ -246,7 +250,7 @@ impl Inspector {
         self.rates.retain(|name, _| present.contains(name.as_str()));
         actors.sort_by(|a, b| a.name.cmp(&b.name));
         let links = self.mesh.link_views();
-        let mut events = self.mesh.directory().events().recent();
+        let mut events = self.directory.events().recent();
         for e in &mut events {
             e.node.clone_from(&me);
         }
@@ -260,7 +264,7 @@ impl Inspector {
                 load_average: sysinfo::System::load_average().map_or(0.0, |l| l.one),
                 head,
                 mesh: self.mesh.stats(),
-                counters: self.mesh.directory().counting(),
+                counters: self.directory.counting(),
                 members: MemberCounts::default(),
             },
             actors,
@@ -367,8 +371,7 @@ impl Handler<SetTrace> for Inspector {
 
     fn handle(&mut self, msg: SetTrace, _: &mut Context<Self>) -> Self::Result {
         let entry = self
-            .mesh
-            .directory()
+            .directory
             .dispatcher(&msg.actor)
             .ok_or(InspectError::NoSuchActor { name: msg.actor })?;
         entry.stats().set_tracing(msg.on);
@@ -381,8 +384,7 @@ impl Handler<ReadTrace> for Inspector {
 
     fn handle(&mut self, msg: ReadTrace, _: &mut Context<Self>) -> Self::Result {
         let entry = self
-            .mesh
-            .directory()
+            .directory
             .dispatcher(&msg.actor)
             .ok_or(InspectError::NoSuchActor { name: msg.actor })?;
         Ok(entry.stats().trace_since(msg.after))
@@ -394,7 +396,7 @@ impl Handler<InspectActor> for Inspector {
 
     fn handle(&mut self, msg: InspectActor, _: &mut Context<Self>) -> Self::Result {
         let name = msg.actor;
-        let Some(entry) = self.mesh.directory().dispatcher(&name) else {
+        let Some(entry) = self.directory.dispatcher(&name) else {
             return Box::pin(async move { Err(InspectError::NoSuchActor { name }) });
         };
         let hook = move |reason: String| InspectError::Hook {

@@ -418,11 +418,6 @@ impl Mesh {
         self.shared.directory.dispatcher(name)
     }
 
-    /// The actors inbound messages are dispatched to.
-    pub(crate) fn directory(&self) -> &Directory {
-        &self.shared.directory
-    }
-
     /// Counters of refused and dropped traffic.
     pub(crate) fn stats(&self) -> MeshStats {
         let circuits = self.shared.circuits.len() + self.shared.forwarded.len();
@@ -638,13 +633,9 @@ impl std::fmt::Debug for Mesh {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-pub(crate) fn unix_now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+/// Milliseconds since the Unix epoch (one clock for the crate, kept in the
+/// bottom room).
+pub(crate) use crate::inspect::unix_now_ms;
 
 /// Seconds since the Unix epoch, for certificate validity.
 pub(crate) fn unix_now() -> u64 {

@@ -193,11 +193,7 @@ pub struct OpenAdminSession {
 }
 
 /// Unix milliseconds now.
-pub(crate) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(crate) use crate::inspect::unix_now_ms as unix_ms;
 
 pub use crate::policy::is_operator;
 

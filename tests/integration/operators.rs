@@ -126,7 +126,9 @@ async fn a_rotated_capability_key_ends_the_sessions_operators_hold_on_links() {
     let config = config_with_roles(&ca, "alice", &["operator"]);
     let alice = start(config.clone()).await;
     alice.node.connect(member.listen_addr()).await.unwrap();
-    let agent = alice.node.remote::<ClusterAgent>(member.id(), CLUSTER_ACTOR);
+    let agent = alice
+        .node
+        .remote::<ClusterAgent>(member.id(), CLUSTER_ACTOR);
     let logged_in = eventually(Duration::from_secs(20), || {
         let (alice, config, ca) = (&alice, &config, &ca);
         async move {

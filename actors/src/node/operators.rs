@@ -69,10 +69,7 @@ impl Node {
         &self,
         admin: actix::Recipient<crate::operators::OpenAdminSession>,
     ) {
-        let session = self
-            .mesh
-            .directory()
-            .dispatcher(crate::operators::SESSION_ACTOR);
+        let session = self.directory.dispatcher(crate::operators::SESSION_ACTOR);
         if let Some(addr) = session.as_ref().and_then(|d| {
             d.addr()
                 .downcast_ref::<Addr<crate::control::session::Session>>()

@@ -261,7 +261,7 @@ impl Node {
         let control = Control::new(self.mesh.clone(), self.sessions.clone(), cluster.clone());
         crate::control::lease::spawn(control.clone(), host.clone(), self.id());
         self.control = Some(control);
-        self.tasks = Some(Tasks::start(self.mesh.clone(), cluster).await);
+        self.tasks = Some(Tasks::start(self.mesh.clone(), self.directory.clone(), cluster).await);
         Ok(())
     }
 
@@ -269,7 +269,11 @@ impl Node {
     /// actor operators log in and present their sessions through, and the
     /// counters' log line.
     pub(super) fn start_services(&self, host: &Addr<Host>, summary_interval: Duration) {
-        let mut inspector = crate::inspector::Inspector::new(self.mesh.clone(), host.clone());
+        let mut inspector = crate::inspector::Inspector::new(
+            self.mesh.clone(),
+            self.directory.clone(),
+            host.clone(),
+        );
         if let Some(head) = &self.head {
             inspector = inspector.head(head.status());
         }

@@ -22,7 +22,7 @@ use super::submit::{Submitter, Template};
 use super::task::{IntoArgs, Task};
 use super::wire::{CancelTasks, FreeObjects, ListTasks, SubmitTasks, TaskTable, TASKS_ACTOR};
 use crate::cluster::{Cluster, ClusterEvent};
-use crate::directory::Entry;
+use crate::directory::{Directory, Entry};
 use crate::mesh::Mesh;
 use crate::placement::{Placement, ResourceSet};
 
@@ -51,7 +51,7 @@ impl std::fmt::Debug for Tasks {
 
 impl Tasks {
     /// Starts the node's scheduler on the current arbiter and exposes it.
-    pub(crate) async fn start(mesh: Mesh, cluster: Cluster) -> Tasks {
+    pub(crate) async fn start(mesh: Mesh, directory: Directory, cluster: Cluster) -> Tasks {
         let members = cluster.members().await.unwrap_or_default();
         let total = members
             .iter()
@@ -77,9 +77,7 @@ impl Tasks {
             .stamped::<CancelTasks>()
             .stamped::<FreeObjects>()
             .stamped::<FetchObject>();
-        let exposed = mesh
-            .directory()
-            .insert(TASKS_ACTOR.to_owned(), Arc::new(entry));
+        let exposed = directory.insert(TASKS_ACTOR.to_owned(), Arc::new(entry));
         debug_assert!(exposed, "the scheduler is exposed once");
         if let Ok(known) = cluster.subscribe(scheduler.clone().recipient()).await {
             for member in known {
