@@ -22,6 +22,7 @@ mod hostile_mesh;
 mod inspect;
 mod leaks;
 mod login_flood;
+mod login_wait;
 mod members_wait;
 mod membership;
 mod namespaces;
