@@ -99,9 +99,11 @@ async fn main() -> anyhow::Result<()> {
     let (w1, w2) = (nodes[1].id(), nodes[2].id());
 
     // Wait until membership has told the driver about both workers.
-    while tasks.list(0).await?.nodes < 3 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    nodes[0]
+        .cluster()
+        .expect("membership")
+        .wait_for_members(3, Duration::from_secs(10))
+        .await?;
 
     // 1. A task, with the defaults: 1 CPU (the driver has none: it spills).
     println!("square(7) = {}", tasks.submit(square, 7u64).await?.await?);

@@ -120,14 +120,11 @@ async fn main() {
     let (lab, _t3) = start(&ca, "lab", Role::Natted(relays.clone()), relays.clone()).await;
     let (laptop, _t4) = start(&ca, "laptop", Role::Natted(relays.clone()), relays).await;
     for node in [&relay, &public, &lab, &laptop] {
-        wait_for("every member", async || {
-            node.cluster()
-                .unwrap()
-                .members()
-                .await
-                .is_ok_and(|m| m.iter().filter(|m| m.meta.is_some()).count() == 4)
-        })
-        .await;
+        node.cluster()
+            .unwrap()
+            .wait_for_members(4, Duration::from_secs(10))
+            .await
+            .expect("every member alive, with its metadata");
     }
 
     // Two nodes behind NAT: through the relay, their own Noise session inside.

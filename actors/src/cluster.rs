@@ -139,6 +139,26 @@ impl ClusterEvent {
     }
 }
 
+/// Why [`Cluster::wait_for_members`] gave up.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// Fewer members than wanted were alive (with their metadata known)
+    /// when the time was up.
+    #[error("{alive} of {wanted} members alive after {within:?}")]
+    Timeout {
+        /// How many were waited for.
+        wanted: usize,
+        /// How many were alive then.
+        alive: usize,
+        /// How long it waited.
+        within: Duration,
+    },
+    /// Membership failed (it stopped).
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
 /// A change to the gossip key ring; see [`Cluster::gossip_key`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -230,6 +250,49 @@ impl Cluster {
             .send(Subscribe)
             .await
             .map_err(|_| ClusterError::Stopped)
+    }
+
+    /// Waits until at least `n` members (this node included) are alive
+    /// with their metadata known, and answers the member list then (this
+    /// node first). Follows the event stream: no polling.
+    ///
+    /// # Errors
+    ///
+    /// [`WaitError::Timeout`] if fewer are alive when `within` has passed;
+    /// [`WaitError::Cluster`] with [`ClusterError::Stopped`] once
+    /// membership has stopped.
+    pub async fn wait_for_members(
+        &self,
+        n: usize,
+        within: Duration,
+    ) -> Result<Vec<Member>, WaitError> {
+        let deadline = tokio::time::Instant::now() + within;
+        let (mut members, mut events) = self.events().await?;
+        loop {
+            let alive = alive_members(&members);
+            if alive >= n {
+                return Ok(members);
+            }
+            match tokio::time::timeout_at(deadline, events.next()).await {
+                Err(_) => {
+                    return Err(WaitError::Timeout {
+                        wanted: n,
+                        alive,
+                        within,
+                    })
+                }
+                Ok(None) => return Err(ClusterError::Stopped.into()),
+                Ok(Some(Ok(event))) => {
+                    let member = event.member().clone();
+                    match members.iter_mut().find(|m| m.node == member.node) {
+                        Some(known) => *known = member,
+                        None => members.push(member),
+                    }
+                }
+                // Events were lost: start over from the list.
+                Ok(Some(Err(_))) => members = self.members().await?,
+            }
+        }
     }
 
     /// Sends every later [`ClusterEvent`] to `recipient` (one at a time; a
@@ -403,4 +466,12 @@ impl Cluster {
     pub(crate) fn leave_now(&self) {
         self.gossip.do_send(Leave);
     }
+}
+
+/// Members alive with their metadata known.
+fn alive_members(members: &[Member]) -> usize {
+    members
+        .iter()
+        .filter(|m| m.state == MemberState::Alive && m.meta.is_some())
+        .count()
 }

@@ -370,6 +370,26 @@ pub fn operator_code_in(dir: &std::path::Path, name: &str, steps: u64) -> String
     swarm::operators::code_at(&seed, swarm::credentials::unix_now() + 30 * steps)
 }
 
+/// Operator `name`'s TOTP code now, from `NAME.cert` and the sealed
+/// `totp.secret` in `dir`, whose keyring opens with `passphrase` (a CA
+/// directory made by `swarm ca init`, not a throw-away one).
+pub fn operator_code_sealed(dir: &std::path::Path, name: &str, passphrase: &str) -> String {
+    let unlock =
+        swarm::credentials::Unlock::Passphrase(zeroize::Zeroizing::new(passphrase.to_owned()));
+    let keyring = swarm::credentials::CaDir::new(dir)
+        .keyring(&unlock)
+        .unwrap();
+    let totp = swarm::credentials::read_secret(
+        &keyring,
+        &dir.join("totp.secret"),
+        swarm_protocol::sealed::Kind::TotpSecret,
+    )
+    .unwrap();
+    let cert = swarm::credentials::read_cert(&dir.join(format!("{name}.cert"))).unwrap();
+    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
+    swarm::operators::code_at(&seed, swarm::credentials::unix_now())
+}
+
 /// The TOTP code now of a local cluster's admin operator (`admin.cert` in
 /// `dir`, the cluster's sealed `totp.secret`).
 pub fn admin_code(dir: &std::path::Path) -> String {

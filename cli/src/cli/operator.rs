@@ -67,7 +67,7 @@ pub(crate) fn add(a: &Add<'_>) -> Result<()> {
     }
     println!("or enter this URI: {}", uri.as_str());
     println!(
-        "Every operator command then asks for the current code (or takes --totp CODE); the heads check it with totp.secret."
+        "Every operator command then asks for the current code (or takes --totp CODE, or SWARM_TOTP); the heads check it with totp.secret."
     );
     Ok(())
 }

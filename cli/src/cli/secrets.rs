@@ -25,8 +25,8 @@ pub(crate) struct Secrets {
     /// keyring: created with 32 random bytes if it does not exist).
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
-    /// The current TOTP code of an operator certificate (else asked for
-    /// on the terminal).
+    /// The current TOTP code of an operator certificate (else the
+    /// SWARM_TOTP environment variable, else asked for on the terminal).
     #[arg(long, global = true, value_name = "CODE")]
     pub(crate) totp: Option<String>,
 }
@@ -59,6 +59,15 @@ fn given_passphrase(s: &Secrets) -> Result<Option<Zeroizing<String>>> {
         return Ok(Some(Zeroizing::new(value)));
     }
     Ok(None)
+}
+
+/// The TOTP code from `--totp`, else from [`TOTP_ENV`], if either is given.
+fn given_code() -> Option<String> {
+    given().totp.or_else(|| {
+        std::env::var(TOTP_ENV)
+            .ok()
+            .filter(|c| !c.trim().is_empty())
+    })
 }
 
 fn prompt(text: &str) -> Result<Zeroizing<String>> {
@@ -171,7 +180,9 @@ pub(crate) async fn start_client(
 }
 
 /// As [`start_client`], also answering the operator's capability (`None`
-/// for a node certificate); `fresh` logs in even if a capability is kept.
+/// for a node certificate); `fresh` logs in even if a capability is kept,
+/// and waits for a cluster that is still starting (see
+/// [`login_when_ready`]).
 pub(crate) async fn start_client_session(
     mesh: swarm::MeshConfig,
     member: std::net::SocketAddr,
@@ -199,7 +210,7 @@ pub(crate) async fn start_client_session(
         .roles
         .iter()
         .any(|r| swarm::policy::NODE_ROLES.contains(&r.as_str()));
-    let code = match given().totp {
+    let code = match given_code() {
         Some(code) => code,
         None if node_too => return Ok((node, None)),
         None if interactive() => {
@@ -216,12 +227,20 @@ pub(crate) async fn start_client_session(
             bail!("{name} is an operator certificate and has no login kept: run `swarm login --config CONFIG --node ADDR` (or give --totp CODE)");
         }
     };
-    match node.login(member, code.trim()).await {
+    let login = if fresh {
+        login_when_ready(&node, member, code.trim()).await
+    } else {
+        node.login(member, code.trim()).await
+    };
+    match login {
         Ok(capability) => {
             if let Some(file) = kept {
                 if let Err(e) = file.store(&capability) {
                     eprintln!("swarm: the login is not kept for later commands: {e:#}");
                 }
+            }
+            if fresh {
+                accepted_by(&node, member).await;
             }
             Ok((node, Some(capability)))
         }
@@ -229,6 +248,69 @@ pub(crate) async fn start_client_session(
             node.close().await;
             Err(e).context(format!("{name} could not log in through {member}"))
         }
+    }
+}
+
+/// Logs `node` in through `member` as [`swarm::Node::login`] does, and
+/// waits (up to [`LOGIN_WAIT`]) for a cluster that is still starting: it
+/// tries again while the member refuses connections or no head leads yet.
+/// A refused code, certificate or anything else ends it at once (the
+/// code is used up only by a login that succeeds).
+async fn login_when_ready(
+    node: &swarm::Node,
+    member: std::net::SocketAddr,
+    code: &str,
+) -> Result<swarm::operators::Capability, swarm::LoginError> {
+    use swarm::control::ControlError;
+    use swarm::{DialError, LoginError};
+    let deadline = tokio::time::Instant::now() + LOGIN_WAIT;
+    let mut told = false;
+    loop {
+        let e = match node.login(member, code).await {
+            Ok(capability) => return Ok(capability),
+            Err(e) => e,
+        };
+        let starting = match &e {
+            LoginError::Connect(c) => {
+                matches!(c.cause, DialError::Connect(_) | DialError::Timeout(_))
+            }
+            LoginError::Ask(a) => {
+                a.is_node_failure() || matches!(a, swarm::AskError::Timeout { .. })
+            }
+            LoginError::Refused(
+                ControlError::NoHead { .. }
+                | ControlError::NoQuorum { .. }
+                | ControlError::NotLeader { .. },
+            ) => true,
+            _ => false,
+        };
+        if !starting || tokio::time::Instant::now() >= deadline {
+            return Err(e);
+        }
+        if !told {
+            eprintln!("swarm: waiting for the cluster at {member} ({e})");
+            told = true;
+        }
+        tokio::time::sleep(LOGIN_RETRY).await;
+    }
+}
+
+/// After a login: waits (up to [`LOGIN_WAIT`]) until `member` takes it,
+/// which it does once it knows the head group's key (from its first lease
+/// grant), so the next command is not refused. Gives up silently: that
+/// command then says what is wrong.
+async fn accepted_by(node: &swarm::Node, member: std::net::SocketAddr) {
+    use swarm::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
+    let Ok(peer) = node.connect(member).await else {
+        return;
+    };
+    let agent = node.remote::<ClusterAgent>(peer.id, CLUSTER_ACTOR);
+    let deadline = tokio::time::Instant::now() + LOGIN_WAIT;
+    while let Err(swarm::AskError::Forbidden { .. }) = agent.send(ListMembers).await {
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+        tokio::time::sleep(LOGIN_RETRY).await;
     }
 }
 
@@ -329,3 +411,13 @@ pub(crate) fn load(config: &Path) -> Result<NodeFile> {
     }
     Ok(file)
 }
+
+/// How long `swarm login` waits for a cluster that is still starting.
+const LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How often it asks again meanwhile.
+const LOGIN_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The environment variable an operator's current TOTP code may come from
+/// (for scripts: a code is good for one login within a minute).
+const TOTP_ENV: &str = "SWARM_TOTP";
