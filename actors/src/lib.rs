@@ -14,22 +14,29 @@
 //!
 //! - `node`: [`Node`], the assembly: binds sockets, starts the rooms below
 //!   and hands each the doors it needs. Nothing imports it but this file.
+//! - [`config`]: [`MeshConfig`], the node's whole configuration; each room
+//!   is handed its part.
 //! - [`inspector`]: the `swarm.inspect` actor; joins what the rooms report
 //!   into a node's snapshot for operators.
-//! - [`control`] and [`tasks`]: named actors through the head group;
-//!   Ray-style tasks ([`task!`] declares one).
+//! - [`control`] and [`tasks`]: named actors through the head group (and
+//!   the session actor operators log in through); Ray-style tasks
+//!   ([`task!`] declares one).
 //! - `head`: the replicated control plane (Raft, store, placement supervisor).
-//! - [`supervision`] and [`placement`]: restart policies and the node's host;
-//!   where actors go (pure).
-//! - [`policy`], [`operators`], [`audit`], [`at_rest`]: trust.
+//! - [`supervision`] and [`placement`]: restart policies, the node's host
+//!   and its fencing; where actors go (pure).
+//! - [`operators`]: logins, capabilities and the sessions the mesh asks
+//!   about.
 //! - [`cluster`]: the [`Cluster`] handle: membership (SWIM over sealed UDP),
 //!   the bounded [`ClusterEvent`] stream, service discovery and
 //!   [`ServiceRef`] load balancing.
 //! - `remote`: [`RemoteAddr`] and the delivery contract.
-//! - `mesh`: transport only: links, routes, relays, counters.
+//! - `mesh`: transport only: links, routes, relays, counters; it asks the
+//!   doors it is handed (policy, audit, the session gate).
+//! - [`policy`], [`audit`], [`at_rest`]: who may send what; the audit log;
+//!   keyrings and sealed files.
 //! - `directory`: exposed actors by name, their remote protocols
 //!   ([`remote_actor!`], [`RemoteMessage`]) and type-tag dispatch.
-//! - [`error`] and [`config`]: what is shared below the rooms.
+//! - [`error`]: the errors shared below the rooms (a room's own live in it).
 //! - [`inspect`]: counters, histograms, the event log and the data model's
 //!   rows; imports no room.
 //!
