@@ -63,6 +63,7 @@ pub use crate::head::wire::{
 };
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
 pub use named::Named;
+pub use operators::LoginError;
 
 use crate::cluster::{Cluster, ClusterAgent};
 use crate::directory::{Accepts, RemoteMessage, Wire};

@@ -298,27 +298,6 @@ impl From<std::io::Error> for HandshakeFailure {
     }
 }
 
-/// Why an operator login failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoginError {
-    /// The member could not be reached.
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    /// The member did not answer.
-    #[error(transparent)]
-    Ask(#[from] AskError),
-    /// The head refused the code (wrong, used already, locked out).
-    #[error("login refused: {0}")]
-    Refused(crate::head::wire::ControlError),
-}
-
-impl From<crate::head::wire::ControlError> for LoginError {
-    fn from(e: crate::head::wire::ControlError) -> Self {
-        LoginError::Refused(e)
-    }
-}
-
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -377,18 +356,6 @@ pub enum StartError {
         /// The certificate's roles.
         roles: Vec<String>,
     },
-}
-
-/// Why [`Node::spawn_on`](crate::Node::spawn_on) did not start an actor.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RemoteSpawnError {
-    /// The host refused it.
-    #[error("spawn refused: {0}")]
-    Refused(#[from] crate::supervision::SpawnError),
-    /// The request got no answer, or the host's node refused the caller.
-    #[error(transparent)]
-    Ask(#[from] AskError),
 }
 
 /// Why an actor could not be exposed.

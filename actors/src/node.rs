@@ -29,13 +29,13 @@ use crate::cluster::{Cluster, ClusterEvent, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::control::Control;
 use crate::directory::{Directory, Entry, RemoteActor};
-use crate::error::RemoteSpawnError;
 use crate::error::{ConnectError, DialError, ExposeError, StartError};
 use crate::head::Head;
 use crate::mesh::{unix_now, Detected, Mesh, MeshStats, PeerInfo};
 use crate::remote::RemoteAddr;
 use crate::supervision::{
-    Host, HostSpawn, Leave, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
+    Host, HostSpawn, Leave, Registry, RemoteSpawnError, Restart, SpawnError, Spawnable, Supervised,
+    HOST_ACTOR,
 };
 use crate::tasks::Tasks;
 
