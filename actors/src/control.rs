@@ -322,8 +322,9 @@ impl Control {
     /// # Errors
     ///
     /// [`ControlError::NameTaken`] (unless [`Spawn::get_if_exists`]),
-    /// [`ControlError::Unschedulable`] when no node could ever hold it,
-    /// [`ControlError::NoCapacity`], [`ControlError::Spawn`] when the node
+    /// [`ControlError::Placement`] when no node could ever hold it
+    /// (`Unschedulable`) or none can now (`NoCapacity`), with the cause;
+    /// [`ControlError::Spawn`] when the node
     /// refused it (unknown type, arguments that do not decode), and
     /// [`ControlError::NoQuorum`] / [`ControlError::NoHead`].
     pub async fn spawn<A: Spawnable>(&self, spawn: Spawn<A>) -> Result<Named<A>, ControlError> {
@@ -412,7 +413,7 @@ impl Control {
     ///
     /// # Errors
     ///
-    /// [`ControlError::Unschedulable`], [`ControlError::NoCapacity`],
+    /// [`ControlError::Placement`] (`Unschedulable` or `NoCapacity`),
     /// [`ControlError::Refused`] if the name exists, or no quorum.
     pub async fn reserve_group(
         &self,

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use swarm::control::{ControlError, DrainOutcome, Spawn};
-use swarm::placement::{GroupStrategy, Placement, ResourceSet};
+use swarm::placement::{GroupStrategy, Placement, PlacementError, ResourceSet};
 use swarm::supervision::{Backoff, Restart};
 use swarm::AskError;
 use swarm_cli::demo::{Crash, Deposit, Ledger, LedgerArgs};
@@ -115,7 +115,10 @@ async fn placement_groups_reserve_all_bundles_or_none_and_actors_run_in_them() {
         .reserve_group("big", GroupStrategy::Pack, vec![tpu(1.0), tpu(3.0)])
         .await;
     assert!(
-        matches!(too_big, Err(ControlError::Unschedulable { .. })),
+        matches!(
+            too_big,
+            Err(ControlError::Placement(PlacementError::Unschedulable(_)))
+        ),
         "got {too_big:?}"
     );
     let strict = control
@@ -126,7 +129,10 @@ async fn placement_groups_reserve_all_bundles_or_none_and_actors_run_in_them() {
         )
         .await;
     assert!(
-        matches!(strict, Err(ControlError::NoCapacity { .. })),
+        matches!(
+            strict,
+            Err(ControlError::Placement(PlacementError::NoCapacity(_)))
+        ),
         "one TPU is free per node: got {strict:?}"
     );
     // ...so one TPU per node is still free for others.
@@ -141,7 +147,7 @@ async fn placement_groups_reserve_all_bundles_or_none_and_actors_run_in_them() {
         .resource("tpu", 1.0);
     assert!(matches!(
         control.spawn(spawn).await,
-        Err(ControlError::NoCapacity { .. })
+        Err(ControlError::Placement(PlacementError::NoCapacity(_)))
     ));
 
     // An actor in a bundle runs on that bundle's node, from its reservation.

@@ -29,7 +29,7 @@ use super::HeadConfig;
 use crate::cluster::{ClusterEvent, Member};
 use crate::mesh::Mesh;
 use crate::operators::wire::VerifyLogin;
-use crate::placement::{self, NodeView, PlacementError, ResourceSet};
+use crate::placement::{self, NodeView, PlacementError, ResourceSet, Shortage};
 use crate::remote::RemoteAddr;
 use crate::supervision::{Grant, Host, HostLeave, HostSpawn, HostStop, HOST_ACTOR};
 
@@ -230,15 +230,13 @@ impl Supervisor {
         let views = self.views(exclude, Some(&spec.type_name));
         if views.is_empty() {
             if !self.leases.settled(Instant::now()) {
-                return Err(ControlError::NoCapacity {
-                    reason: "no node has renewed its lease with the new head leader yet".into(),
-                });
+                return Err(PlacementError::NoCapacity(Shortage::LeasesUnsettled).into());
             }
             return Err(ControlError::UnknownType {
                 type_name: spec.type_name.clone(),
             });
         }
-        placement::place(&spec.resources, &spec.placement, &views).map_err(placed)
+        Ok(placement::place(&spec.resources, &spec.placement, &views)?)
     }
 
     fn hold(&mut self, node: NodeId, spec: &ActorSpec) {
@@ -406,14 +404,6 @@ fn caught_up_leader(metrics: &openraft::RaftMetrics<HeadId, openraft::BasicNode>
         && metrics
             .last_applied
             .is_some_and(|l| l.leader_id.term == metrics.current_term)
-}
-
-/// Maps a placement failure to what the caller sees.
-fn placed(e: PlacementError) -> ControlError {
-    match e {
-        PlacementError::Unschedulable { reason } => ControlError::Unschedulable { reason },
-        PlacementError::NoCapacity { reason } => ControlError::NoCapacity { reason },
-    }
 }
 
 fn located(record: &ActorRecord) -> Result<Located, ControlError> {

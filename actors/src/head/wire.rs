@@ -6,7 +6,7 @@ use actix::Message;
 use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
 
-use crate::placement::{GroupStrategy, Placement, ResourceSet};
+use crate::placement::{GroupStrategy, Placement, PlacementError, ResourceSet};
 use crate::supervision::{Grant, Restart, Running, SpawnError};
 
 mod drain;
@@ -80,18 +80,11 @@ pub enum ControlError {
         /// Where it runs.
         node: NodeId,
     },
-    /// No node could ever hold the request.
-    #[error("unschedulable: {reason}")]
-    Unschedulable {
-        /// Which resource or constraint no node meets.
-        reason: String,
-    },
-    /// A node could hold it, but not with what is free now.
-    #[error("no capacity now: {reason}")]
-    NoCapacity {
-        /// What is missing.
-        reason: String,
-    },
+    /// It was not placed: no node could ever hold it
+    /// ([`PlacementError::Unschedulable`]), or none can now
+    /// ([`PlacementError::NoCapacity`]), with the cause.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
     /// No named actor (or placement group) has this name.
     #[error("no named actor or group {name:?}")]
     NoSuchName {

@@ -13,7 +13,7 @@ impl Handler<ReserveGroup> for Supervisor {
                 });
             }
             placement::place_group(&request.bundles, request.strategy, &self.views(None, None))
-                .map_err(placed)
+                .map_err(ControlError::from)
         });
         let nodes = match chosen {
             Ok(nodes) => nodes,
