@@ -196,7 +196,7 @@ async fn a_drained_node_hands_its_actors_over_one_by_one_and_leaves() {
     // A head is not drained without --force: its Raft replica would go.
     let head = nodes[0].node.id();
     match control.drain(head, false).await {
-        Err(ControlError::Refused { reason }) => assert!(reason.contains("is a head"), "{reason}"),
+        Err(ControlError::IsHead { node, .. }) => assert_eq!(node, head),
         other => panic!("draining a head: {other:?}"),
     }
 

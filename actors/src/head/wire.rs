@@ -147,6 +147,26 @@ pub enum ControlError {
         /// How long to wait before asking again, milliseconds.
         retry_after_ms: u64,
     },
+    /// A drain without `force` of a head: its Raft replica would leave
+    /// with it (drain it with `force` to take it out anyway).
+    #[error(
+        "{name} is a head (a Raft voter of the control plane): a drained node leaves \
+         and stops; drain it with --force to take it out anyway"
+    )]
+    IsHead {
+        /// The node.
+        node: NodeId,
+        /// Its certificate name (its short id before membership knows it).
+        name: String,
+    },
+    /// Asked over a link proven by a node's certificate, for what only an
+    /// operator does (log in with a second factor, delegate, hold a
+    /// password): a node is proven by its certificate alone.
+    #[error(
+        "only operator certificates log in, delegate or have passwords; \
+         a node is proven by its certificate alone"
+    )]
+    NotAnOperator,
 }
 
 /// Where a named actor runs.

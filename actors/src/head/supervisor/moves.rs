@@ -360,11 +360,9 @@ impl Handler<DrainNode> for Supervisor {
             .get(&node)
             .is_some_and(|roles| roles.iter().any(|r| r == "head"));
         if head && !force {
-            return Box::pin(fut::ready(Err(ControlError::Refused {
-                reason: format!(
-                    "{} is a head (a Raft voter of the control plane): a drained node leaves and stops; drain it with --force to take it out anyway",
-                    self.node_name(node)
-                ),
+            return Box::pin(fut::ready(Err(ControlError::IsHead {
+                node,
+                name: self.node_name(node),
             })));
         }
         let leading = self.leading();
