@@ -58,8 +58,8 @@ use std::time::Duration;
 use swarm_protocol::NodeId;
 
 pub use crate::head::wire::{
-    ActorSpec, ControlError, DrainOutcome, DrainReport, DrainedActor, HeadRow, Located, PlacedRow,
-    CONTROL_ACTOR, MAX_REPORTED,
+    ActorSpec, ControlError, DrainOutcome, DrainReport, DrainedActor, GroupRefusal, HeadRow,
+    Located, PlacedRow, CONTROL_ACTOR, MAX_REPORTED,
 };
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
 pub use named::Named;
@@ -414,7 +414,8 @@ impl Control {
     /// # Errors
     ///
     /// [`ControlError::Placement`] (`Unschedulable` or `NoCapacity`),
-    /// [`ControlError::Refused`] if the name exists, or no quorum.
+    /// [`ControlError::Group`] ([`GroupRefusal::Exists`]) if the name
+    /// exists, or no quorum.
     pub async fn reserve_group(
         &self,
         name: &str,
@@ -433,7 +434,7 @@ impl Control {
     ///
     /// # Errors
     ///
-    /// [`ControlError::Refused`] while actors run in it; `NoSuchName`.
+    /// [`ControlError::Group`] ([`GroupRefusal::InUse`]) while actors run in it; `NoSuchName`.
     pub async fn release_group(&self, name: &str) -> Result<(), ControlError> {
         let request = ReleaseGroup {
             name: name.to_owned(),

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use swarm::control::{ControlError, DrainOutcome, Spawn};
+use swarm::control::{ControlError, DrainOutcome, GroupRefusal, Spawn};
 use swarm::placement::{GroupStrategy, Placement, PlacementError, ResourceSet};
 use swarm::supervision::{Backoff, Restart};
 use swarm::AskError;
@@ -163,7 +163,7 @@ async fn placement_groups_reserve_all_bundles_or_none_and_actors_run_in_them() {
     assert_eq!(in_group.send(Deposit(1)).await.unwrap().node, nodes_of_g[1]);
     assert!(matches!(
         control.release_group("g").await,
-        Err(ControlError::Refused { .. })
+        Err(ControlError::Group(GroupRefusal::InUse { .. }))
     ));
     control.stop("member").await.unwrap();
     control.release_group("g").await.unwrap();

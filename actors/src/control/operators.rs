@@ -47,8 +47,8 @@ impl Control {
     ///
     /// # Errors
     ///
-    /// As the head answers: [`ControlError::Refused`] for a node
-    /// certificate or a malformed hash.
+    /// As the head answers: [`ControlError::NotAnOperator`] for a node
+    /// certificate, [`ControlError::Refused`] for a malformed hash.
     pub async fn set_password(
         &self,
         hash: crate::operators::password::PasswordHash,

@@ -22,8 +22,9 @@ use super::state::{ActorRecord, Applied, Command, RecordState};
 use super::store::Machine;
 use super::types::{HeadId, Raft};
 use super::wire::{
-    ActorSpec, ControlError, DrainNode, HeadRow, HeadStatus, ListPlaced, ListRevoked, Located,
-    PlaceActor, PlacedRow, ReleaseGroup, Renew, ReserveGroup, Resolve, RevokeCert, StopActor,
+    ActorSpec, ControlError, DrainNode, GroupRefusal, HeadRow, HeadStatus, ListPlaced, ListRevoked,
+    Located, PlaceActor, PlacedRow, ReleaseGroup, Renew, ReserveGroup, Resolve, RevokeCert,
+    StopActor,
 };
 use super::HeadConfig;
 use crate::cluster::{ClusterEvent, Member};
@@ -223,8 +224,11 @@ impl Supervisor {
                         .group(group)
                         .and_then(|g| g.nodes.get(*index).copied())
                 })
-                .ok_or_else(|| ControlError::Refused {
-                    reason: format!("placement group {group:?} has no bundle {index}"),
+                .ok_or_else(|| {
+                    ControlError::Group(GroupRefusal::NoBundle {
+                        group: group.clone(),
+                        index: *index,
+                    })
                 });
         }
         let views = self.views(exclude, Some(&spec.type_name));

@@ -119,7 +119,11 @@ pub enum ControlError {
     /// arguments that do not decode); nothing runs, nothing is recorded.
     #[error("the node refused to start it: {0}")]
     Spawn(SpawnError),
-    /// Refused for another reason (a group in use, a bundle on another node).
+    /// A placement group refused the request (it exists, actors run in
+    /// it, no such bundle, a bundle on another node).
+    #[error("refused: {0}")]
+    Group(GroupRefusal),
+    /// Refused for another reason (a race with another change: try again).
     #[error("refused: {reason}")]
     Refused {
         /// Why.
@@ -167,6 +171,50 @@ pub enum ControlError {
          a node is proven by its certificate alone"
     )]
     NotAnOperator,
+}
+
+/// Why a placement group refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupRefusal {
+    /// A group of this name exists.
+    #[error("placement group {group:?} exists")]
+    Exists {
+        /// The group.
+        group: String,
+    },
+    /// Actors run in the group: it is not released.
+    #[error("actors run in placement group {group:?}: {}", .actors.join(", "))]
+    InUse {
+        /// The group.
+        group: String,
+        /// The named actors running in it.
+        actors: Vec<String>,
+    },
+    /// The group has no such bundle.
+    #[error("placement group {group:?} has no bundle {index}")]
+    NoBundle {
+        /// The group.
+        group: String,
+        /// The bundle asked for.
+        index: usize,
+    },
+    /// The bundle is on another node than the one asked for.
+    #[error("bundle {index} of {group:?} is on another node")]
+    BundleElsewhere {
+        /// The group.
+        group: String,
+        /// The bundle.
+        index: usize,
+    },
+    /// A reservation without one node per bundle (an internal bug).
+    #[error("a reservation of {bundles} bundles names {nodes} nodes")]
+    NodeCount {
+        /// Its bundles.
+        bundles: usize,
+        /// The nodes it names.
+        nodes: usize,
+    },
 }
 
 /// Where a named actor runs.
