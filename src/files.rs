@@ -1,6 +1,10 @@
 //! Why a node's files (configuration, keys, certificates, the CA) could not
 //! be read, written or used. The binary turns these into its messages; the
 //! library never formats them into strings.
+//!
+//! A cause is printed once: either it is the `source()` (the OS error, the
+//! TOML parser's), left out of the message, or it is part of the message
+//! ([`AtRestError`](swarm_actors::at_rest::AtRestError)) with no source.
 
 use std::path::PathBuf;
 
@@ -9,7 +13,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum FileError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
@@ -17,7 +21,7 @@ pub enum FileError {
         source: std::io::Error,
     },
     /// The file (or its directory) could not be written.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Write {
         /// The file or directory.
         path: PathBuf,
@@ -25,7 +29,7 @@ pub enum FileError {
         source: std::io::Error,
     },
     /// The configuration is not valid TOML for the node schema.
-    #[error("invalid config {}: {source}", path.display())]
+    #[error("invalid config {}", path.display())]
     Toml {
         /// The file.
         path: PathBuf,

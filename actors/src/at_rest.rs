@@ -22,15 +22,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use swarm_protocol::sealed::keyring::{
-    self, KdfParams, KeyringError, Locked, Nonces, Opened, Secret, Wrap,
-};
+use swarm_protocol::sealed::keyring::{self, KdfParams, Locked, Nonces, Opened, Secret, Wrap};
 use swarm_protocol::sealed::{self, DataKey, Kind, SealedError, NONCE_LEN};
 use zeroize::Zeroizing;
 
+mod error;
 mod files;
 mod revocations;
 
+pub use error::AtRestError;
 pub use files::{create_private_dir, create_private_file};
 use files::{read, write_private};
 
@@ -56,88 +56,6 @@ impl std::fmt::Debug for Unlock {
 
 /// The shortest passphrase a new keyring accepts.
 pub const MIN_PASSPHRASE: usize = 8;
-
-/// Why a keyring or a sealed file could not be used. Each names the file.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum AtRestError {
-    /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The file could not be written.
-    #[error("cannot write {}: {source}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The keyring did not open.
-    #[error("keyring {}: {source}", path.display())]
-    Keyring {
-        /// The keyring file.
-        path: PathBuf,
-        /// Why.
-        source: KeyringError,
-    },
-    /// A sealed file did not open.
-    #[error("{} {source}", path.display())]
-    Sealed {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: SealedError,
-    },
-    /// A record of a sealed log did not open.
-    #[error("{} record {index} {source}", path.display())]
-    Record {
-        /// The file.
-        path: PathBuf,
-        /// The record's index (0 first).
-        index: u64,
-        /// Why.
-        source: SealedError,
-    },
-    /// A sealed file opened, but what it holds is not what its kind
-    /// should be.
-    #[error("{} {problem}", path.display())]
-    Malformed {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        problem: &'static str,
-    },
-    /// A keyring exists already.
-    #[error("keyring {} exists already", path.display())]
-    Exists {
-        /// The keyring file.
-        path: PathBuf,
-    },
-    /// The unlock given is not the kind the keyring was wrapped with.
-    #[error("keyring {} is wrapped by a {wrap}; {hint}", path.display())]
-    WrongUnlock {
-        /// The keyring file.
-        path: PathBuf,
-        /// "passphrase" or "key file".
-        wrap: &'static str,
-        /// What to pass instead.
-        hint: &'static str,
-    },
-    /// A key file that is not 32 bytes of hex.
-    #[error("key file {} does not hold 32 bytes of hex", path.display())]
-    KeyFile {
-        /// The key file.
-        path: PathBuf,
-    },
-    /// A new passphrase that is too short.
-    #[error("a keyring passphrase needs at least {MIN_PASSPHRASE} characters")]
-    ShortPassphrase,
-}
 
 type Result<T> = std::result::Result<T, AtRestError>;
 

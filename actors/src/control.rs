@@ -59,11 +59,12 @@ use std::time::Duration;
 use swarm_protocol::NodeId;
 
 pub use crate::head::wire::{
-    ActorSpec, ControlError, DrainOutcome, DrainReport, DrainedActor, HeadRow, Located, PlacedRow,
-    CONTROL_ACTOR, MAX_REPORTED,
+    ActorSpec, ControlError, DrainOutcome, DrainReport, DrainedActor, GroupRefusal, HeadRow,
+    Located, PlacedRow, CONTROL_ACTOR, MAX_REPORTED,
 };
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
 pub use named::Named;
+pub use operators::LoginError;
 
 use crate::cluster::{Cluster, ClusterAgent};
 use crate::directory::{Accepts, RemoteMessage, Wire};
@@ -329,8 +330,9 @@ impl Control {
     /// # Errors
     ///
     /// [`ControlError::NameTaken`] (unless [`Spawn::get_if_exists`]),
-    /// [`ControlError::Unschedulable`] when no node could ever hold it,
-    /// [`ControlError::NoCapacity`], [`ControlError::Spawn`] when the node
+    /// [`ControlError::Placement`] when no node could ever hold it
+    /// (`Unschedulable`) or none can now (`NoCapacity`), with the cause;
+    /// [`ControlError::Spawn`] when the node
     /// refused it (unknown type, arguments that do not decode), and
     /// [`ControlError::NoQuorum`] / [`ControlError::NoHead`].
     pub async fn spawn<A: Spawnable>(&self, spawn: Spawn<A>) -> Result<Named<A>, ControlError> {
@@ -419,8 +421,9 @@ impl Control {
     ///
     /// # Errors
     ///
-    /// [`ControlError::Unschedulable`], [`ControlError::NoCapacity`],
-    /// [`ControlError::Refused`] if the name exists, or no quorum.
+    /// [`ControlError::Placement`] (`Unschedulable` or `NoCapacity`),
+    /// [`ControlError::Group`] ([`GroupRefusal::Exists`]) if the name
+    /// exists, or no quorum.
     pub async fn reserve_group(
         &self,
         name: &str,
@@ -439,7 +442,7 @@ impl Control {
     ///
     /// # Errors
     ///
-    /// [`ControlError::Refused`] while actors run in it; `NoSuchName`.
+    /// [`ControlError::Group`] ([`GroupRefusal::InUse`]) while actors run in it; `NoSuchName`.
     pub async fn release_group(&self, name: &str) -> Result<(), ControlError> {
         let request = ReleaseGroup {
             name: name.to_owned(),

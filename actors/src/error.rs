@@ -265,10 +265,10 @@ pub enum DialError {
 pub enum HandshakeFailure {
     /// The protocol refused the peer (or the peer's answer).
     #[error("{0}")]
-    Refused(#[from] HandshakeError),
+    Refused(HandshakeError),
     /// The peer sent an invalid frame.
     #[error("bad frame: {0}")]
-    Frame(#[from] swarm_protocol::FrameError),
+    Frame(swarm_protocol::FrameError),
     /// The peer closed the connection before it answered at all: it is
     /// overloaded with connections (or refuses ours for its own reasons),
     /// or it is not a swarm node.
@@ -298,33 +298,12 @@ impl From<std::io::Error> for HandshakeFailure {
     }
 }
 
-/// Why an operator login failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LoginError {
-    /// The member could not be reached.
-    #[error(transparent)]
-    Connect(#[from] ConnectError),
-    /// The member did not answer.
-    #[error(transparent)]
-    Ask(#[from] AskError),
-    /// The head refused the code (wrong, used already, locked out).
-    #[error("login refused: {0}")]
-    Refused(crate::head::wire::ControlError),
-}
-
-impl From<crate::head::wire::ControlError> for LoginError {
-    fn from(e: crate::head::wire::ControlError) -> Self {
-        LoginError::Refused(e)
-    }
-}
-
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartError {
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: std::net::SocketAddr,
@@ -333,7 +312,7 @@ pub enum StartError {
     },
     /// The node's own certificate does not verify against its CA.
     #[error("own certificate rejected: {0}")]
-    Certificate(#[from] swarm_protocol::CertError),
+    Certificate(swarm_protocol::CertError),
     /// The certificate is not for the node's key.
     #[error("the certificate is for another key than the node's")]
     KeyMismatch,
@@ -341,7 +320,7 @@ pub enum StartError {
     #[error("the arbiter for the node has stopped")]
     ArbiterGone,
     /// The gossip (UDP) socket could not be bound next to the mesh listener.
-    #[error("cannot bind the gossip socket on {addr}: {source}")]
+    #[error("cannot bind the gossip socket on {addr}")]
     GossipBind {
         /// The address.
         addr: std::net::SocketAddr,
@@ -350,7 +329,7 @@ pub enum StartError {
     },
     /// The node's own metadata is refused (name too long, too many resources, ...).
     #[error("node metadata refused: {0}")]
-    Metadata(#[from] swarm_protocol::gossip::MetaError),
+    Metadata(swarm_protocol::gossip::MetaError),
     /// The node listens on a wildcard address, no address to announce was
     /// given, and none could be detected (no seed answered, or none could
     /// dial back the address it saw).
@@ -379,18 +358,6 @@ pub enum StartError {
     },
 }
 
-/// Why [`Node::spawn_on`](crate::Node::spawn_on) did not start an actor.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RemoteSpawnError {
-    /// The host refused it.
-    #[error("spawn refused: {0}")]
-    Refused(#[from] crate::supervision::SpawnError),
-    /// The request got no answer, or the host's node refused the caller.
-    #[error(transparent)]
-    Ask(#[from] AskError),
-}
-
 /// Why an actor could not be exposed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -413,10 +380,10 @@ pub enum ClusterError {
     /// The node's metadata would exceed its bounds (too many services,
     /// names too long).
     #[error("node metadata refused: {0}")]
-    Metadata(#[from] swarm_protocol::gossip::MetaError),
+    Metadata(swarm_protocol::gossip::MetaError),
     /// The gossip key ring refused a change.
     #[error("gossip key ring: {0}")]
-    KeyRing(#[from] swarm_protocol::gossip::SealError),
+    KeyRing(swarm_protocol::gossip::SealError),
     /// No actor is exposed under this name.
     #[error("no actor is exposed as {name:?}")]
     NotExposed {
@@ -437,13 +404,13 @@ pub enum CloseReason {
     Io(std::io::ErrorKind),
     /// The peer sent a bad frame.
     #[error("bad frame: {0}")]
-    Frame(#[from] swarm_protocol::FrameError),
+    Frame(swarm_protocol::FrameError),
     /// The peer broke the record rules, or a message failed authentication.
     #[error("bad record: {0}")]
-    Record(#[from] swarm_protocol::RecordError),
+    Record(swarm_protocol::RecordError),
     /// The peer sent an undecodable envelope.
     #[error("bad envelope: {0}")]
-    Envelope(#[from] swarm_protocol::EnvelopeError),
+    Envelope(swarm_protocol::EnvelopeError),
     /// Nothing was heard from the peer within the heartbeat timeout.
     #[error("no traffic from the peer for {0:?}")]
     HeartbeatTimeout(Duration),
@@ -533,4 +500,28 @@ impl CloseReason {
             CloseReason::MemberDown => CloseKind::MemberDown,
         }
     }
+}
+
+/// `From` for variants that print their cause in the message: the cause
+/// is not also the `source()`, so a chain (`{:#}`) prints it once.
+macro_rules! cause_in_message {
+    ($($outer:ident :: $variant:ident ($inner:ty);)*) => {$(
+        impl From<$inner> for $outer {
+            fn from(e: $inner) -> Self {
+                $outer::$variant(e)
+            }
+        }
+    )*};
+}
+
+cause_in_message! {
+    HandshakeFailure::Refused(HandshakeError);
+    HandshakeFailure::Frame(swarm_protocol::FrameError);
+    StartError::Certificate(swarm_protocol::CertError);
+    StartError::Metadata(swarm_protocol::gossip::MetaError);
+    ClusterError::Metadata(swarm_protocol::gossip::MetaError);
+    ClusterError::KeyRing(swarm_protocol::gossip::SealError);
+    CloseReason::Frame(swarm_protocol::FrameError);
+    CloseReason::Record(swarm_protocol::RecordError);
+    CloseReason::Envelope(swarm_protocol::EnvelopeError);
 }

@@ -134,15 +134,17 @@ pub use cluster::{
     ResourceOverrides, ServiceRef, Strategy,
 };
 pub use config::MeshConfig;
+pub use control::LoginError;
 pub use directory::dispatch::Protocol;
 pub use directory::{Accepts, Access, RemoteActor, RemoteMessage, Wire};
 pub use error::{
     AskError, CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError,
-    HandshakeFailure, LoginError, RemoteSpawnError, StartError, TellError, Unreachable,
+    HandshakeFailure, StartError, TellError, Unreachable,
 };
 pub use mesh::{Faults, MeshStats, PeerInfo};
 pub use node::Node;
 pub use remote::RemoteAddr;
+pub use supervision::RemoteSpawnError;
 
 /// What `remote_actor!` expands to needs; not part of the API.
 #[doc(hidden)]

@@ -28,14 +28,14 @@ use crate::cluster::{Cluster, ClusterEvent, Member, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::control::Control;
 use crate::directory::{Directory, Entry, RemoteActor};
-use crate::error::RemoteSpawnError;
 use crate::error::{ConnectError, DialError, ExposeError, StartError};
 use crate::head::Head;
 use crate::mesh::{Mesh, MeshStats, PeerInfo};
 use crate::operators::sessions::Sessions;
 use crate::remote::RemoteAddr;
 use crate::supervision::{
-    Host, HostSpawn, Registry, Restart, SpawnError, Spawnable, Supervised, HOST_ACTOR,
+    Host, HostSpawn, Registry, RemoteSpawnError, Restart, SpawnError, Spawnable, Supervised,
+    HOST_ACTOR,
 };
 use crate::tasks::Tasks;
 

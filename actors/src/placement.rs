@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use swarm_protocol::gossip::meta::Resources;
 use swarm_protocol::NodeId;
 
+mod error;
+
+pub use error::{Infeasible, PlacementError, Shortage};
+
 /// Amounts of resources: what a request needs, a node offers, or is reserved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResourceSet {
@@ -235,24 +239,6 @@ pub enum GroupStrategy {
     StrictSpread,
 }
 
-/// Why a request was not placed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PlacementError {
-    /// No node could ever hold it, even with nothing else placed.
-    #[error("unschedulable: {reason}")]
-    Unschedulable {
-        /// What does not fit, or which constraint no node meets.
-        reason: String,
-    },
-    /// A node could hold it, but not with what is free now.
-    #[error("no capacity now: {reason}")]
-    NoCapacity {
-        /// What is missing.
-        reason: String,
-    },
-}
-
 /// The node `request` goes to under `placement`.
 ///
 /// # Errors
@@ -273,13 +259,13 @@ pub fn place(
         _ => nodes.iter().collect(),
     };
     if allowed.is_empty() {
-        return Err(PlacementError::Unschedulable {
-            reason: match placement {
-                Placement::Node { node, .. } => format!("node {} is not a member", node.short()),
-                Placement::Label { label, .. } => format!("no node has the label {label:?}"),
-                _ => "the cluster has no nodes".to_owned(),
+        return Err(PlacementError::Unschedulable(match placement {
+            Placement::Node { node, .. } => Infeasible::NotAMember { node: *node },
+            Placement::Label { label, .. } => Infeasible::NoLabel {
+                label: label.clone(),
             },
-        });
+            _ => Infeasible::NoNodes,
+        }));
     }
     check_feasible(request, &allowed)?;
     let fits: Vec<&NodeView> = allowed
@@ -314,9 +300,7 @@ pub fn place(
     };
     chosen
         .map(|n| n.node)
-        .ok_or_else(|| PlacementError::NoCapacity {
-            reason: no_capacity(request, placement, &allowed),
-        })
+        .ok_or_else(|| PlacementError::NoCapacity(no_capacity(request, placement, &allowed)))
 }
 
 /// Unschedulable unless some allowed node could hold `request` when empty.
@@ -329,28 +313,23 @@ fn check_feasible(request: &ResourceSet, allowed: &[&NodeView]) -> Result<(), Pl
         .filter_map(|n| request.shortfall(&n.total))
         .next()
         .unwrap_or_default();
-    Err(PlacementError::Unschedulable {
-        reason: format!("no node can ever offer {largest}"),
-    })
+    Err(PlacementError::Unschedulable(Infeasible::TooLarge {
+        missing: largest,
+    }))
 }
 
 /// What is missing for `request`. When a hard constraint allows only
 /// nodes that take no new placements, that constraint is the reason (a
 /// drained node's actor pinned to it, say), not the resources.
-fn no_capacity(request: &ResourceSet, placement: &Placement, allowed: &[&NodeView]) -> String {
+fn no_capacity(request: &ResourceSet, placement: &Placement, allowed: &[&NodeView]) -> Shortage {
     let draining = allowed.iter().filter(|n| !n.schedulable).count();
     if draining == allowed.len() {
         match placement {
-            Placement::Node { node, hard: true } => {
-                return format!(
-                    "its placement requires node {}, which takes no new placements (draining, suspect, down or without a lease)",
-                    node.short()
-                );
-            }
+            Placement::Node { node, hard: true } => return Shortage::NodeClosed { node: *node },
             Placement::Label { label, hard: true } => {
-                return format!(
-                    "its placement requires the label {label:?}, and no node with it takes new placements"
-                );
+                return Shortage::LabelClosed {
+                    label: label.clone(),
+                }
             }
             _ => {}
         }
@@ -360,11 +339,7 @@ fn no_capacity(request: &ResourceSet, placement: &Placement, allowed: &[&NodeVie
         .filter(|n| n.schedulable)
         .find_map(|n| request.shortfall(&n.free()))
         .unwrap_or_else(|| "a schedulable node".to_owned());
-    if draining > 0 {
-        format!("needs {missing} free ({draining} node(s) take no new placements)")
-    } else {
-        format!("needs {missing} free")
-    }
+    Shortage::Busy { missing, draining }
 }
 
 /// The node of each bundle of a placement group, in bundle order: all of
@@ -394,9 +369,9 @@ pub fn place_group(
     match strategy {
         GroupStrategy::StrictPack => {
             check_feasible(&sum, &all).map_err(|e| match e {
-                PlacementError::Unschedulable { reason } => PlacementError::Unschedulable {
-                    reason: format!("strict pack: {reason}"),
-                },
+                PlacementError::Unschedulable(Infeasible::TooLarge { missing }) => {
+                    PlacementError::Unschedulable(Infeasible::StrictPack { missing })
+                }
                 other => other,
             })?;
             let node = place(&sum, &Placement::Pack, nodes)?;
@@ -405,13 +380,10 @@ pub fn place_group(
         GroupStrategy::StrictSpread | GroupStrategy::Spread => {
             let strict = strategy == GroupStrategy::StrictSpread;
             if strict && bundles.len() > nodes.len() {
-                return Err(PlacementError::Unschedulable {
-                    reason: format!(
-                        "strict spread of {} bundles over {} nodes",
-                        bundles.len(),
-                        nodes.len()
-                    ),
-                });
+                return Err(PlacementError::Unschedulable(Infeasible::StrictSpread {
+                    bundles: bundles.len(),
+                    nodes: nodes.len(),
+                }));
             }
             assign(bundles, nodes, |free, used, node| {
                 // Fewest bundles of this group first, then the emptiest node.
@@ -465,9 +437,10 @@ fn assign(
                     .then(nodes[*ja].node.cmp(&nodes[*jb].node))
             });
         let Some((_, j)) = best else {
-            return Err(PlacementError::NoCapacity {
-                reason: format!("bundle {i} of {} does not fit what is free", bundles.len()),
-            });
+            return Err(PlacementError::NoCapacity(Shortage::Bundle {
+                index: i,
+                bundles: bundles.len(),
+            }));
         };
         free[j] = free[j].minus(bundle);
         used.push(nodes[j].node);

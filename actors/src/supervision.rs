@@ -41,8 +41,8 @@ pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave};
 pub(crate) use keeper::Keeper;
 pub(crate) use spawn::Registry;
 pub use spawn::{
-    ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors, Running,
-    SpawnError, Spawnable, HOST_ACTOR,
+    ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors,
+    RemoteSpawnError, Running, SpawnError, Spawnable, HOST_ACTOR,
 };
 
 /// How long to wait before each restart.

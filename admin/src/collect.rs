@@ -18,7 +18,7 @@ use swarm_actors::inspector::{
 };
 use swarm_actors::operators::Behalf;
 use swarm_actors::supervision::{Host, HostRestart, HOST_ACTOR};
-use swarm_actors::{Node, RemoteActor, RemoteAddr};
+use swarm_actors::{AskError, Node, RemoteActor, RemoteAddr};
 use swarm_protocol::NodeId;
 
 /// Trace entries the console keeps.
@@ -34,12 +34,12 @@ pub const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
     /// The node the console attached to did not list its members.
-    #[error("{addr} did not list its members: {reason}")]
+    #[error("{addr} did not list its members: {cause}")]
     Members {
         /// The node asked.
         addr: SocketAddr,
-        /// What went wrong.
-        reason: String,
+        /// What went wrong (in the message, not also the source).
+        cause: AskError,
     },
 }
 
@@ -291,9 +291,9 @@ impl Collector {
         let members = agent
             .send(ListMembers)
             .await
-            .map_err(|e| CollectError::Members {
+            .map_err(|cause| CollectError::Members {
                 addr: self.entry,
-                reason: e.to_string(),
+                cause,
             })?;
         // Concurrently: each member on its own task, on this thread, at
         // most IN_FLIGHT at once (every answer in flight is held two or

@@ -26,7 +26,7 @@ pub enum LocalError {
     #[error(transparent)]
     File(#[from] FileError),
     /// The binary could not be run.
-    #[error("cannot run {}: {source}", exe.display())]
+    #[error("cannot run {}", exe.display())]
     Spawn {
         /// The binary.
         exe: PathBuf,

@@ -166,7 +166,7 @@ pub enum RemoteError {
 pub enum EnvelopeError {
     /// The MessagePack structure was invalid.
     #[error("malformed envelope: {0}")]
-    Codec(#[from] CodecError),
+    Codec(CodecError),
     /// The kind field named no known envelope kind.
     #[error("unknown envelope kind {kind}")]
     UnknownKind {
@@ -198,6 +198,13 @@ pub enum EnvelopeError {
         /// The status found.
         status: u64,
     },
+}
+
+/// The cause is printed in the message, so it is not also the `source()`.
+impl From<CodecError> for EnvelopeError {
+    fn from(e: CodecError) -> Self {
+        EnvelopeError::Codec(e)
+    }
 }
 
 const KIND_TELL: u64 = 0;

@@ -108,7 +108,7 @@ pub enum HandshakeError {
     },
     /// The peer's certificate was refused.
     #[error("peer certificate refused: {0}")]
-    Certificate(#[from] CertError),
+    Certificate(CertError),
     /// A message failed to decrypt: the peer holds another join secret or
     /// uses another cipher suite, or the bytes were altered in transit.
     #[error("decryption failed: wrong join secret, another cipher suite, or altered bytes")]
@@ -131,6 +131,13 @@ pub enum HandshakeError {
         /// snow's explanation.
         reason: String,
     },
+}
+
+/// The cause is printed in the message, so it is not also the `source()`.
+impl From<CertError> for HandshakeError {
+    fn from(e: CertError) -> Self {
+        HandshakeError::Certificate(e)
+    }
 }
 
 /// Why a transport message could not be sealed or opened.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use swarm::control::{ControlError, Spawn};
+use swarm::placement::{Infeasible, PlacementError};
 use swarm::supervision::{Host, Incarnation, ListActors, SpawnError, Spawnable, HOST_ACTOR};
 use swarm::AskError;
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
@@ -66,7 +67,7 @@ async fn a_named_actor_is_placed_by_resources_looked_up_and_stopped() {
         .resource("tpu", 5.0);
     assert!(matches!(
         control.spawn(huge).await,
-        Err(ControlError::Unschedulable { .. })
+        Err(ControlError::Placement(PlacementError::Unschedulable(_)))
     ));
     // One more TPU is free; a second actor needing two is not placeable now.
     let second = Spawn::<Ledger>::named("second")
@@ -74,7 +75,7 @@ async fn a_named_actor_is_placed_by_resources_looked_up_and_stopped() {
         .resource("tpu", 2.0);
     assert!(matches!(
         control.spawn(second).await,
-        Err(ControlError::NoCapacity { .. })
+        Err(ControlError::Placement(PlacementError::NoCapacity(_)))
     ));
 
     // Stopped: forgotten by the head, gone from its node.
@@ -175,7 +176,9 @@ async fn bad_spawns_get_typed_errors_and_start_nothing() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let unknown = loop {
         match control.spawn(Spawn::<Unregistered>::named("u")).await {
-            Err(ControlError::NoCapacity { .. }) if Instant::now() < deadline => {
+            Err(ControlError::Placement(PlacementError::NoCapacity(_)))
+                if Instant::now() < deadline =>
+            {
                 let mut tick = tokio::time::interval(Duration::from_millis(100));
                 tick.tick().await;
                 tick.tick().await;
@@ -343,10 +346,14 @@ async fn a_placement_never_takes_over_a_name_the_node_exposes() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let refused = loop {
         // The worker may not be a member (or hold a lease) yet.
-        let settling = |e: &ControlError| match e {
-            ControlError::NoCapacity { .. } | ControlError::UnknownType { .. } => true,
-            ControlError::Unschedulable { reason } => reason.contains("not a member"),
-            _ => false,
+        let settling = |e: &ControlError| {
+            matches!(
+                e,
+                ControlError::Placement(
+                    PlacementError::NoCapacity(_)
+                        | PlacementError::Unschedulable(Infeasible::NotAMember { .. })
+                ) | ControlError::UnknownType { .. }
+            )
         };
         match control.spawn(on_worker()).await {
             Err(e) if settling(&e) && Instant::now() < deadline => {

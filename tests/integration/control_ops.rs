@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use swarm::control::{ControlError, DrainOutcome, Spawn};
-use swarm::placement::{GroupStrategy, Placement, ResourceSet};
+use swarm::control::{ControlError, DrainOutcome, GroupRefusal, Spawn};
+use swarm::placement::{GroupStrategy, Placement, PlacementError, ResourceSet};
 use swarm::supervision::{Backoff, Restart};
 use swarm::AskError;
 use swarm_cli::demo::{Crash, Deposit, Ledger, LedgerArgs};
@@ -115,7 +115,10 @@ async fn placement_groups_reserve_all_bundles_or_none_and_actors_run_in_them() {
         .reserve_group("big", GroupStrategy::Pack, vec![tpu(1.0), tpu(3.0)])
         .await;
     assert!(
-        matches!(too_big, Err(ControlError::Unschedulable { .. })),
+        matches!(
+            too_big,
+            Err(ControlError::Placement(PlacementError::Unschedulable(_)))
+        ),
         "got {too_big:?}"
     );
     let strict = control
@@ -126,7 +129,10 @@ async fn placement_groups_reserve_all_bundles_or_none_and_actors_run_in_them() {
         )
         .await;
     assert!(
-        matches!(strict, Err(ControlError::NoCapacity { .. })),
+        matches!(
+            strict,
+            Err(ControlError::Placement(PlacementError::NoCapacity(_)))
+        ),
         "one TPU is free per node: got {strict:?}"
     );
     // ...so one TPU per node is still free for others.
@@ -141,7 +147,7 @@ async fn placement_groups_reserve_all_bundles_or_none_and_actors_run_in_them() {
         .resource("tpu", 1.0);
     assert!(matches!(
         control.spawn(spawn).await,
-        Err(ControlError::NoCapacity { .. })
+        Err(ControlError::Placement(PlacementError::NoCapacity(_)))
     ));
 
     // An actor in a bundle runs on that bundle's node, from its reservation.
@@ -157,7 +163,7 @@ async fn placement_groups_reserve_all_bundles_or_none_and_actors_run_in_them() {
     assert_eq!(in_group.send(Deposit(1)).await.unwrap().node, nodes_of_g[1]);
     assert!(matches!(
         control.release_group("g").await,
-        Err(ControlError::Refused { .. })
+        Err(ControlError::Group(GroupRefusal::InUse { .. }))
     ));
     control.stop("member").await.unwrap();
     control.release_group("g").await.unwrap();
@@ -190,7 +196,7 @@ async fn a_drained_node_hands_its_actors_over_one_by_one_and_leaves() {
     // A head is not drained without --force: its Raft replica would go.
     let head = nodes[0].node.id();
     match control.drain(head, false).await {
-        Err(ControlError::Refused { reason }) => assert!(reason.contains("is a head"), "{reason}"),
+        Err(ControlError::IsHead { node, .. }) => assert_eq!(node, head),
         other => panic!("draining a head: {other:?}"),
     }
 

@@ -5,7 +5,30 @@
 use std::sync::Arc;
 
 use super::{Control, ControlError, CALL_WITHIN};
+use crate::error::{AskError, ConnectError};
 use crate::head::wire::{ListRevoked, RevokeCert};
+
+/// Why an operator login ([`Node::login`](crate::Node::login)) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// The member could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// The member did not answer.
+    #[error(transparent)]
+    Ask(#[from] AskError),
+    /// The head refused the code (wrong, used already, locked out); its
+    /// reason is printed in the message, not again as the source.
+    #[error("login refused: {0}")]
+    Refused(ControlError),
+}
+
+impl From<ControlError> for LoginError {
+    fn from(e: ControlError) -> Self {
+        LoginError::Refused(e)
+    }
+}
 
 impl Control {
     /// This client making its calls for an operator who logged in through
@@ -24,8 +47,8 @@ impl Control {
     ///
     /// # Errors
     ///
-    /// As the head answers: [`ControlError::Refused`] for a node
-    /// certificate or a malformed hash.
+    /// As the head answers: [`ControlError::NotAnOperator`] for a node
+    /// certificate, [`ControlError::Refused`] for a malformed hash.
     pub async fn set_password(
         &self,
         hash: crate::operators::password::PasswordHash,

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
 
 pub(crate) use super::wire::ActorSpec;
+use super::wire::GroupRefusal;
 use crate::placement::{GroupStrategy, NodeView, ResourceSet};
 
 /// Where a named actor stands, as the head records it.
@@ -172,7 +173,7 @@ pub(crate) enum Applied {
     /// The group bundle does not exist or the group is in use.
     Refused {
         /// Why.
-        reason: String,
+        reason: GroupRefusal,
     },
     /// What each command of a batch did, in order.
     Batch(Vec<Applied>),
@@ -272,12 +273,15 @@ impl ControlState {
             } => {
                 if self.groups.contains_key(&name) {
                     return Applied::Refused {
-                        reason: format!("placement group {name:?} exists"),
+                        reason: GroupRefusal::Exists { group: name },
                     };
                 }
                 if bundles.len() != nodes.len() {
                     return Applied::Refused {
-                        reason: "a node for every bundle".to_owned(),
+                        reason: GroupRefusal::NodeCount {
+                            bundles: bundles.len(),
+                            nodes: nodes.len(),
+                        },
                     };
                 }
                 for (bundle, node) in bundles.iter().zip(&nodes) {
@@ -297,18 +301,21 @@ impl ControlState {
                 if !self.groups.contains_key(&name) {
                     return Applied::Unknown;
                 }
-                let users: Vec<&str> = self
+                let users: Vec<String> = self
                     .actors
                     .iter()
                     .filter(|(_, r)| {
                         r.state == RecordState::Placed
                             && r.spec.bundle.as_ref().is_some_and(|(g, _)| *g == name)
                     })
-                    .map(|(n, _)| n.as_str())
+                    .map(|(n, _)| n.clone())
                     .collect();
                 if !users.is_empty() {
                     return Applied::Refused {
-                        reason: format!("actors run in it: {}", users.join(", ")),
+                        reason: GroupRefusal::InUse {
+                            group: name,
+                            actors: users,
+                        },
                     };
                 }
                 if let Some(group) = self.groups.remove(&name) {
@@ -428,12 +435,18 @@ impl ControlState {
                 Some(bundle_node) if *bundle_node == node => {}
                 Some(_) => {
                     return Applied::Refused {
-                        reason: format!("bundle {index} of {group:?} is on another node"),
+                        reason: GroupRefusal::BundleElsewhere {
+                            group: group.clone(),
+                            index: *index,
+                        },
                     }
                 }
                 None => {
                     return Applied::Refused {
-                        reason: format!("placement group {group:?} has no bundle {index}"),
+                        reason: GroupRefusal::NoBundle {
+                            group: group.clone(),
+                            index: *index,
+                        },
                     }
                 }
             }

@@ -22,14 +22,15 @@ use super::state::{ActorRecord, Applied, Command, RecordState};
 use super::store::Machine;
 use super::types::{HeadId, Raft};
 use super::wire::{
-    ActorSpec, ControlError, DrainNode, HeadRow, HeadStatus, ListPlaced, ListRevoked, Located,
-    PlaceActor, PlacedRow, ReleaseGroup, Renew, ReserveGroup, Resolve, RevokeCert, StopActor,
+    ActorSpec, ControlError, DrainNode, GroupRefusal, HeadRow, HeadStatus, ListPlaced, ListRevoked,
+    Located, PlaceActor, PlacedRow, ReleaseGroup, Renew, ReserveGroup, Resolve, RevokeCert,
+    StopActor,
 };
 use super::HeadConfig;
 use crate::cluster::{ClusterEvent, Member};
 use crate::head::wire::operators::VerifyLogin;
 use crate::mesh::Mesh;
-use crate::placement::{self, NodeView, PlacementError, ResourceSet};
+use crate::placement::{self, NodeView, PlacementError, ResourceSet, Shortage};
 use crate::remote::RemoteAddr;
 use crate::supervision::{Grant, Host, HostLeave, HostSpawn, HostStop, HOST_ACTOR};
 
@@ -239,22 +240,23 @@ impl Supervisor {
                         .group(group)
                         .and_then(|g| g.nodes.get(*index).copied())
                 })
-                .ok_or_else(|| ControlError::Refused {
-                    reason: format!("placement group {group:?} has no bundle {index}"),
+                .ok_or_else(|| {
+                    ControlError::Group(GroupRefusal::NoBundle {
+                        group: group.clone(),
+                        index: *index,
+                    })
                 });
         }
         let views = self.views(exclude, Some(&spec.type_name));
         if views.is_empty() {
             if !self.leases.settled(Instant::now()) {
-                return Err(ControlError::NoCapacity {
-                    reason: "no node has renewed its lease with the new head leader yet".into(),
-                });
+                return Err(PlacementError::NoCapacity(Shortage::LeasesUnsettled).into());
             }
             return Err(ControlError::UnknownType {
                 type_name: spec.type_name.clone(),
             });
         }
-        placement::place(&spec.resources, &spec.placement, &views).map_err(placed)
+        Ok(placement::place(&spec.resources, &spec.placement, &views)?)
     }
 
     fn hold(&mut self, node: NodeId, spec: &ActorSpec) {
@@ -419,14 +421,6 @@ fn caught_up_leader(metrics: &openraft::RaftMetrics<HeadId, openraft::BasicNode>
         && metrics
             .last_applied
             .is_some_and(|l| l.leader_id.term == metrics.current_term)
-}
-
-/// Maps a placement failure to what the caller sees.
-fn placed(e: PlacementError) -> ControlError {
-    match e {
-        PlacementError::Unschedulable { reason } => ControlError::Unschedulable { reason },
-        PlacementError::NoCapacity { reason } => ControlError::NoCapacity { reason },
-    }
 }
 
 fn located(record: &ActorRecord) -> Result<Located, ControlError> {

@@ -6,7 +6,7 @@ use actix::Message;
 use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
 
-use crate::placement::{GroupStrategy, Placement, ResourceSet};
+use crate::placement::{GroupStrategy, Placement, PlacementError, ResourceSet};
 use crate::supervision::{Grant, Restart, Running, SpawnError};
 
 mod drain;
@@ -81,18 +81,11 @@ pub enum ControlError {
         /// Where it runs.
         node: NodeId,
     },
-    /// No node could ever hold the request.
-    #[error("unschedulable: {reason}")]
-    Unschedulable {
-        /// Which resource or constraint no node meets.
-        reason: String,
-    },
-    /// A node could hold it, but not with what is free now.
-    #[error("no capacity now: {reason}")]
-    NoCapacity {
-        /// What is missing.
-        reason: String,
-    },
+    /// It was not placed: no node could ever hold it
+    /// ([`PlacementError::Unschedulable`]), or none can now
+    /// ([`PlacementError::NoCapacity`]), with the cause.
+    #[error(transparent)]
+    Placement(#[from] PlacementError),
     /// No named actor (or placement group) has this name.
     #[error("no named actor or group {name:?}")]
     NoSuchName {
@@ -127,7 +120,11 @@ pub enum ControlError {
     /// arguments that do not decode); nothing runs, nothing is recorded.
     #[error("the node refused to start it: {0}")]
     Spawn(SpawnError),
-    /// Refused for another reason (a group in use, a bundle on another node).
+    /// A placement group refused the request (it exists, actors run in
+    /// it, no such bundle, a bundle on another node).
+    #[error("refused: {0}")]
+    Group(GroupRefusal),
+    /// Refused for another reason (a race with another change: try again).
     #[error("refused: {reason}")]
     Refused {
         /// Why.
@@ -154,6 +151,70 @@ pub enum ControlError {
     Busy {
         /// How long to wait before asking again, milliseconds.
         retry_after_ms: u64,
+    },
+    /// A drain without `force` of a head: its Raft replica would leave
+    /// with it (drain it with `force` to take it out anyway).
+    #[error(
+        "{name} is a head (a Raft voter of the control plane): a drained node leaves \
+         and stops; drain it with --force to take it out anyway"
+    )]
+    IsHead {
+        /// The node.
+        node: NodeId,
+        /// Its certificate name (its short id before membership knows it).
+        name: String,
+    },
+    /// Asked over a link proven by a node's certificate, for what only an
+    /// operator does (log in with a second factor, delegate, hold a
+    /// password): a node is proven by its certificate alone.
+    #[error(
+        "only operator certificates log in, delegate or have passwords; \
+         a node is proven by its certificate alone"
+    )]
+    NotAnOperator,
+}
+
+/// Why a placement group refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum GroupRefusal {
+    /// A group of this name exists.
+    #[error("placement group {group:?} exists")]
+    Exists {
+        /// The group.
+        group: String,
+    },
+    /// Actors run in the group: it is not released.
+    #[error("actors run in placement group {group:?}: {}", .actors.join(", "))]
+    InUse {
+        /// The group.
+        group: String,
+        /// The named actors running in it.
+        actors: Vec<String>,
+    },
+    /// The group has no such bundle.
+    #[error("placement group {group:?} has no bundle {index}")]
+    NoBundle {
+        /// The group.
+        group: String,
+        /// The bundle asked for.
+        index: usize,
+    },
+    /// The bundle is on another node than the one asked for.
+    #[error("bundle {index} of {group:?} is on another node")]
+    BundleElsewhere {
+        /// The group.
+        group: String,
+        /// The bundle.
+        index: usize,
+    },
+    /// A reservation without one node per bundle (an internal bug).
+    #[error("a reservation of {bundles} bundles names {nodes} nodes")]
+    NodeCount {
+        /// Its bundles.
+        bundles: usize,
+        /// The nodes it names.
+        nodes: usize,
     },
 }
 

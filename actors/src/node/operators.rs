@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use actix::Addr;
 
 use super::Node;
-use crate::error::LoginError;
+use crate::control::LoginError;
 
 impl Node {
     /// Logs this (operator) node in with a TOTP `code` through the member

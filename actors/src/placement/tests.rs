@@ -85,13 +85,13 @@ fn node_affinity_hard_and_soft() {
     let nodes = [a, b];
     assert!(matches!(
         place(&ResourceSet::cpus(1.0), &hard, &nodes),
-        Err(PlacementError::NoCapacity { .. })
+        Err(PlacementError::NoCapacity(_))
     ));
     assert_eq!(place(&ResourceSet::cpus(1.0), &soft, &nodes), Ok(id(2)));
     assert!(
         matches!(
             place(&ResourceSet::cpus(4.0), &hard, &nodes),
-            Err(PlacementError::Unschedulable { .. })
+            Err(PlacementError::Unschedulable(_))
         ),
         "a hard node that can never fit it"
     );
@@ -101,7 +101,7 @@ fn node_affinity_hard_and_soft() {
     };
     assert!(matches!(
         place(&ResourceSet::cpus(1.0), &gone, &nodes),
-        Err(PlacementError::Unschedulable { .. })
+        Err(PlacementError::Unschedulable(_))
     ));
 }
 
@@ -122,7 +122,7 @@ fn labels_hard_and_soft() {
     };
     assert!(matches!(
         place(&ResourceSet::cpus(1.0), &other, &nodes),
-        Err(PlacementError::Unschedulable { .. })
+        Err(PlacementError::Unschedulable(_))
     ));
     let soft = Placement::Label {
         label: "tpu-box".into(),
@@ -146,9 +146,9 @@ fn infeasible_and_busy_are_told_apart() {
     let err = place(&two_gpus, &Placement::Pack, &nodes).unwrap_err();
     assert_eq!(
         err,
-        PlacementError::Unschedulable {
-            reason: "no node can ever offer 2 GPUs (at most 1)".into()
-        }
+        PlacementError::Unschedulable(Infeasible::TooLarge {
+            missing: "2 GPUs (at most 1)".into()
+        })
     );
     let one_gpu = ResourceSet {
         gpus: 1,
@@ -156,12 +156,12 @@ fn infeasible_and_busy_are_told_apart() {
     };
     assert!(matches!(
         place(&one_gpu, &Placement::Pack, &nodes),
-        Err(PlacementError::NoCapacity { .. })
+        Err(PlacementError::NoCapacity(_))
     ));
     let tpu = ResourceSet::cpus(1.0).with("tpu", 1.0);
     assert!(matches!(
         place(&tpu, &Placement::Pack, &nodes),
-        Err(PlacementError::Unschedulable { .. })
+        Err(PlacementError::Unschedulable(_))
     ));
 }
 
@@ -170,7 +170,7 @@ fn draining_nodes_take_nothing_new() {
     let mut a = node(1, 8.0, 0);
     a.schedulable = false;
     let err = place(&ResourceSet::cpus(1.0), &Placement::Pack, &[a.clone()]).unwrap_err();
-    assert!(matches!(err, PlacementError::NoCapacity { .. }), "{err}");
+    assert!(matches!(err, PlacementError::NoCapacity(_)), "{err}");
     assert!(err.to_string().contains("take no new placements"), "{err}");
     assert_eq!(
         place(
@@ -193,7 +193,7 @@ fn a_hard_constraint_met_only_by_nodes_taking_nothing_new_is_named_as_the_reason
         hard: true,
     };
     let err = place(&ResourceSet::cpus(1.0), &pinned, &nodes).unwrap_err();
-    assert!(matches!(err, PlacementError::NoCapacity { .. }), "{err}");
+    assert!(matches!(err, PlacementError::NoCapacity(_)), "{err}");
     assert!(
         err.to_string()
             .contains(&format!("its placement requires node {}", id(1).short())),
@@ -233,7 +233,7 @@ fn groups_are_placed_whole_or_not_at_all() {
     let three = vec![ResourceSet::cpus(2.0); 3];
     assert!(matches!(
         place_group(&three, GroupStrategy::StrictPack, &nodes),
-        Err(PlacementError::Unschedulable { .. })
+        Err(PlacementError::Unschedulable(_))
     ));
     // Pack falls back to as few nodes as it can: two here.
     let packed = place_group(&three, GroupStrategy::Pack, &nodes).unwrap();
@@ -246,7 +246,7 @@ fn groups_are_placed_whole_or_not_at_all() {
     let four = vec![ResourceSet::cpus(1.0); 4];
     assert!(matches!(
         place_group(&four, GroupStrategy::StrictSpread, &nodes),
-        Err(PlacementError::Unschedulable { .. })
+        Err(PlacementError::Unschedulable(_))
     ));
     // Spread may reuse nodes when it must.
     assert_eq!(
@@ -294,7 +294,7 @@ fn a_group_that_does_not_fit_now_reserves_nothing() {
     // 3 + 3 CPUs: only one bundle fits what is free.
     let bundles = vec![ResourceSet::cpus(3.0); 2];
     let err = place_group(&bundles, GroupStrategy::Spread, &nodes).unwrap_err();
-    assert!(matches!(err, PlacementError::NoCapacity { .. }), "{err}");
+    assert!(matches!(err, PlacementError::NoCapacity(_)), "{err}");
     // The function is pure: the same view still places one bundle.
     assert_eq!(
         place(&ResourceSet::cpus(3.0), &Placement::Pack, &nodes),

@@ -16,6 +16,7 @@ use swarm_protocol::NodeId;
 
 use super::{Restart, Supervised};
 use crate::directory::{Directory, RemoteActor};
+use crate::error::AskError;
 
 /// The name every node's host actor is exposed under.
 pub const HOST_ACTOR: &str = "swarm.host";
@@ -149,6 +150,25 @@ pub enum SpawnError {
         /// The encoder's words.
         reason: String,
     },
+}
+
+/// Why [`Node::spawn_on`](crate::Node::spawn_on) did not start an actor.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoteSpawnError {
+    /// The host refused it (its reason is printed in the message, not
+    /// again as the source).
+    #[error("spawn refused: {0}")]
+    Refused(SpawnError),
+    /// The request got no answer, or the host's node refused the caller.
+    #[error(transparent)]
+    Ask(#[from] AskError),
+}
+
+impl From<SpawnError> for RemoteSpawnError {
+    fn from(e: SpawnError) -> Self {
+        RemoteSpawnError::Refused(e)
+    }
 }
 
 pub(crate) type StartFuture = Pin<Box<dyn Future<Output = Result<Supervised, SpawnError>>>>;

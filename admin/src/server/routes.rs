@@ -194,6 +194,10 @@ async fn login(
             tracing::warn!(operator = %name, %source, %reason, "admin API login refused");
             return error(StatusCode::UNAUTHORIZED, reason);
         }
+        Err(e @ ControlError::NotAnOperator) => {
+            tracing::warn!(operator = %name, %source, "admin API login refused: {e}");
+            return error(StatusCode::UNAUTHORIZED, e.to_string());
+        }
         Err(ControlError::Busy { retry_after_ms }) => {
             tracing::warn!(operator = %name, %source, "admin API login refused: the head leader is busy");
             return retry_later(

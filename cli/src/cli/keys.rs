@@ -107,3 +107,56 @@ pub(crate) fn status(keyring: &Path) -> Result<()> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use swarm::config::NodeFile;
+    use swarm::credentials::Unlock;
+    use swarm::FileError;
+
+    use super::*;
+
+    /// An error as `main` prints it: anyhow's `{:#}`, the message and each
+    /// source after it.
+    fn as_printed(e: impl Into<anyhow::Error>) -> String {
+        format!("{:#}", e.into())
+    }
+
+    fn pass(p: &str) -> Unlock {
+        Unlock::Passphrase(zeroize::Zeroizing::new(p.to_owned()))
+    }
+
+    #[test]
+    fn a_wrong_passphrase_or_a_missing_file_is_printed_with_its_cause_once() {
+        let dir = std::env::temp_dir().join(format!("swarm-cli-keys-once-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keyring");
+        let cheap = KdfParams {
+            m_kib: 64,
+            t: 1,
+            p: 1,
+        };
+        Keyring::create(&path, &pass("a good passphrase"), cheap).unwrap();
+        let wrong = || Keyring::open(&path, &pass("not the passphrase")).unwrap_err();
+        // As `swarm keys status` meets it, and as a node's config does.
+        for printed in [as_printed(wrong()), as_printed(FileError::from(wrong()))] {
+            assert_eq!(
+                printed,
+                format!(
+                    "keyring {}: does not open with this passphrase",
+                    path.display()
+                )
+            );
+        }
+        let missing = dir.join("missing.toml");
+        let printed = as_printed(NodeFile::load(&missing).unwrap_err());
+        assert!(
+            printed.starts_with(&format!("cannot read {}: ", missing.display())),
+            "{printed}"
+        );
+        let cause = std::fs::read(&missing).unwrap_err().to_string();
+        assert_eq!(printed.matches(&cause).count(), 1, "{printed}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -14,7 +14,7 @@ pub const MAX_FRAMES: usize = 100_000;
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
     /// The file could not be opened, written or read.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

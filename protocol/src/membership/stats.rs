@@ -15,7 +15,14 @@ pub enum GossipError {
     Refused(String),
     /// Not sealed under a key of the ring, tampered, stale or replayed.
     #[error("gossip datagram dropped: {0}")]
-    Unsealed(#[from] crate::gossip::SealError),
+    Unsealed(crate::gossip::SealError),
+}
+
+/// The cause is printed in the message, so it is not also the `source()`.
+impl From<crate::gossip::SealError> for GossipError {
+    fn from(e: crate::gossip::SealError) -> Self {
+        GossipError::Unsealed(e)
+    }
 }
 
 /// Counters of gossip traffic.

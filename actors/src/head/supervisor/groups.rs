@@ -8,12 +8,12 @@ impl Handler<ReserveGroup> for Supervisor {
     fn handle(&mut self, request: ReserveGroup, _: &mut Context<Self>) -> Self::Result {
         let chosen = self.leading().and_then(|()| {
             if self.read(|m| m.state.group(&request.name).is_some()) {
-                return Err(ControlError::Refused {
-                    reason: format!("placement group {:?} exists", request.name),
-                });
+                return Err(ControlError::Group(GroupRefusal::Exists {
+                    group: request.name.clone(),
+                }));
             }
             placement::place_group(&request.bundles, request.strategy, &self.views(None, None))
-                .map_err(placed)
+                .map_err(ControlError::from)
         });
         let nodes = match chosen {
             Ok(nodes) => nodes,
@@ -43,7 +43,7 @@ impl Handler<ReserveGroup> for Supervisor {
                     }
                     match written? {
                         (_, Applied::Done) => Ok(nodes),
-                        (_, Applied::Refused { reason }) => Err(ControlError::Refused { reason }),
+                        (_, Applied::Refused { reason }) => Err(ControlError::Group(reason)),
                         (_, other) => Err(ControlError::Refused {
                             reason: format!("unexpected answer {other:?}"),
                         }),
@@ -71,7 +71,7 @@ impl Handler<ReleaseGroup> for Supervisor {
             {
                 (_, Applied::Done) => Ok(()),
                 (_, Applied::Unknown) => Err(ControlError::NoSuchName { name }),
-                (_, Applied::Refused { reason }) => Err(ControlError::Refused { reason }),
+                (_, Applied::Refused { reason }) => Err(ControlError::Group(reason)),
                 (_, other) => Err(ControlError::Refused {
                     reason: format!("unexpected answer {other:?}"),
                 }),

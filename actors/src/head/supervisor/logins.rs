@@ -36,13 +36,7 @@ impl Handler<VerifyLogin> for Supervisor {
     fn handle(&mut self, login: VerifyLogin, _: &mut Context<Self>) -> Self::Result {
         // Stamped from the operator's own link.
         if !operators::is_operator(&login.operator.roles) {
-            return Box::pin(async {
-                Err(ControlError::Refused {
-                    reason:
-                        "only operator certificates log in; node certificates need no second factor"
-                            .into(),
-                })
-            });
+            return Box::pin(async { Err(ControlError::NotAnOperator) });
         }
         let (checked, decided) = self.check_login(&login);
         let commit = self.commit_lockouts(decided);
@@ -65,9 +59,7 @@ impl Handler<Delegate> for Supervisor {
             reason: "a delegation is asked for over the operator's own link".into(),
         })?;
         if !operators::is_operator(&who.roles) {
-            return Err(ControlError::Refused {
-                reason: "only operators delegate".into(),
-            });
+            return Err(ControlError::NotAnOperator);
         }
         let serial = who.serial;
         if self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == serial)) {
@@ -103,9 +95,7 @@ impl Handler<SetPassword> for Supervisor {
                 .clone()
                 .ok_or_else(|| refused("a password is set over an operator's own link"))?;
             if !operators::is_operator(&who.roles) {
-                return Err(refused(
-                    "only operator certificates have passwords (nodes log in with their certificates)",
-                ));
+                return Err(ControlError::NotAnOperator);
             }
             msg.hash.check().map_err(|reason| refused(&reason))?;
             Ok(who)

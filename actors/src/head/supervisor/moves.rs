@@ -6,7 +6,7 @@
 
 use super::*;
 use crate::head::wire::{DrainOutcome, DrainReport, DrainedActor};
-use crate::placement::Placement;
+use crate::placement::{Infeasible, Placement};
 
 /// Moves a named actor off `from` (its placement `epoch`).
 #[derive(Message)]
@@ -112,7 +112,7 @@ impl Supervisor {
         if stuck != Stuck::Fail {
             // A drain: the node it runs on is going away.
             if let Some(reason) = self.pinned(&record.spec, r.from, &target) {
-                target = Err(ControlError::Unschedulable { reason });
+                target = Err(PlacementError::Unschedulable(reason).into());
             }
         }
         let writes = self.writes.clone();
@@ -246,20 +246,22 @@ impl Supervisor {
         spec: &ActorSpec,
         from: NodeId,
         target: &Result<NodeId, ControlError>,
-    ) -> Option<String> {
+    ) -> Option<Infeasible> {
         if let Placement::Node { node, hard: true } = &spec.placement {
             if *node == from {
-                return Some(format!(
-                    "its placement requires node {}",
-                    self.node_name(from)
-                ));
+                return Some(Infeasible::Pinned {
+                    node: from,
+                    name: self.node_name(from),
+                });
             }
         }
         match (&spec.bundle, target) {
-            (Some((group, index)), Ok(node)) if *node == from => Some(format!(
-                "its placement group {group:?} has bundle {index} on node {}",
-                self.node_name(from)
-            )),
+            (Some((group, index)), Ok(node)) if *node == from => Some(Infeasible::BundlePinned {
+                group: group.clone(),
+                index: *index,
+                node: from,
+                name: self.node_name(from),
+            }),
             _ => None,
         }
     }
@@ -358,11 +360,9 @@ impl Handler<DrainNode> for Supervisor {
             .get(&node)
             .is_some_and(|roles| roles.iter().any(|r| r == "head"));
         if head && !force {
-            return Box::pin(fut::ready(Err(ControlError::Refused {
-                reason: format!(
-                    "{} is a head (a Raft voter of the control plane): a drained node leaves and stops; drain it with --force to take it out anyway",
-                    self.node_name(node)
-                ),
+            return Box::pin(fut::ready(Err(ControlError::IsHead {
+                node,
+                name: self.node_name(node),
             })));
         }
         let leading = self.leading();

@@ -71,7 +71,7 @@ impl Handler<PlaceActor> for Supervisor {
                         };
                         return exists(&request, &existing);
                     }
-                    Applied::Refused { reason } => return Err(ControlError::Refused { reason }),
+                    Applied::Refused { reason } => return Err(ControlError::Group(reason)),
                     other => {
                         return Err(ControlError::Refused {
                             reason: format!("unexpected answer {other:?}"),

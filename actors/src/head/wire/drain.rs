@@ -212,9 +212,11 @@ mod tests {
     }
 
     fn pinned() -> ControlError {
-        ControlError::Unschedulable {
-            reason: "its placement requires node n2".into(),
-        }
+        crate::placement::PlacementError::Unschedulable(crate::placement::Infeasible::Pinned {
+            node: id(2),
+            name: "n2".into(),
+        })
+        .into()
     }
 
     #[test]
