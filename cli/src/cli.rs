@@ -491,10 +491,12 @@ pub(crate) fn client_config(config: &std::path::Path) -> anyhow::Result<swarm::M
     Ok(mesh)
 }
 
-/// Logs go to stderr through tracing; `RUST_LOG` overrides the level.
-pub(crate) fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+/// Logs go to stderr through tracing, at `level` with libraries' chatter
+/// below it ([`swarm_cli::logs::default_filter`]); `RUST_LOG` replaces that.
+pub(crate) fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(swarm_cli::logs::default_filter(level))
+    });
     // Colours only on a terminal: piped or redirected logs stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
