@@ -38,8 +38,8 @@ pub use hosting::Host;
 pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave};
 pub(crate) use spawn::Registry;
 pub use spawn::{
-    ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors, Running,
-    SpawnError, Spawnable, HOST_ACTOR,
+    ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors,
+    ListTypes, Running, SpawnError, Spawnable, HOST_ACTOR,
 };
 
 /// How long to wait before each restart.

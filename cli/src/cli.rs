@@ -446,6 +446,7 @@ mod tests {
         for path in [
             &["login"][..],
             &["members"],
+            &["types"],
             &["spawn"],
             &["drain"],
             &["console"],
@@ -459,5 +460,12 @@ mod tests {
                 "swarm {path:?} lacks --totp"
             );
         }
+    }
+
+    #[test]
+    fn spawn_help_says_how_to_list_the_types_a_cluster_can_spawn() {
+        let text = help(&["spawn"]);
+        assert!(text.contains("swarm types"), "{text}");
+        assert!(help(&["types"]).contains("--totp <CODE>"));
     }
 }

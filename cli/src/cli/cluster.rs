@@ -84,7 +84,23 @@ pub(crate) enum ClusterCommand {
         #[command(flatten)]
         totp: Totp,
     },
-    /// Place and start a named actor of a registered type.
+    /// List the types the cluster can spawn: each member's registered
+    /// types, with the members that can start them.
+    Types {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+    /// Place and start a named actor of a registered type (`swarm types`
+    /// lists them).
     Spawn {
         /// A configuration with an identity of the cluster (an operator certificate).
         #[arg(long)]
@@ -92,7 +108,8 @@ pub(crate) enum ClusterCommand {
         /// A member to ask through (its mesh address).
         #[arg(long)]
         node: SocketAddr,
-        /// The registered type (e.g. demo.Ledger).
+        /// The registered type (e.g. demo.Ledger): `swarm types --config
+        /// CONFIG --node ADDR` lists the types the cluster can spawn.
         #[arg(long = "type")]
         type_name: String,
         /// The actor's name.
@@ -241,6 +258,15 @@ pub(crate) fn run(command: ClusterCommand) -> Result<()> {
         } => {
             totp.install();
             control::heads(&config, node, json)
+        }
+        ClusterCommand::Types {
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            control::types(&config, node, json)
         }
         ClusterCommand::Spawn {
             config,
