@@ -42,7 +42,7 @@ pub(crate) use keeper::Keeper;
 pub(crate) use spawn::Registry;
 pub use spawn::{
     ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors,
-    RemoteSpawnError, Running, SpawnError, Spawnable, HOST_ACTOR,
+    ListTypes, RemoteSpawnError, Running, SpawnError, Spawnable, HOST_ACTOR,
 };
 
 /// How long to wait before each restart.

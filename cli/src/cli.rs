@@ -23,9 +23,13 @@ use clap::{Parser, Subcommand};
 
 pub(crate) use commands::{AdminCommand, CaCommand, CertCommand, KeysCommand, OperatorCommand};
 
-/// Swarm: a distributed actor runtime.
+/// Run and operate a cluster of Swarm actor nodes.
+///
+/// Create the cluster's CA and certificates, start nodes, place and stop
+/// named actors, and watch members, heads, tasks and links (or the live
+/// console). `swarm demo` tries it all on one machine.
 #[derive(Debug, Parser)]
-#[command(name = "swarm", version, about, propagate_version = true)]
+#[command(name = "swarm", version, propagate_version = true)]
 pub(crate) struct Args {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -78,6 +82,8 @@ pub(crate) enum Command {
         /// A member to log in through (its mesh address).
         #[arg(long)]
         node: SocketAddr,
+        #[command(flatten)]
+        totp: secrets::Totp,
     },
     /// Forget the login `swarm login` (or the first command) kept.
     Logout {
@@ -85,154 +91,8 @@ pub(crate) enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// List the members a node knows: id, name, address, roles, state, resources and load.
-    Members {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// The node to ask (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List the named actors the control plane placed: name, type, node,
-    /// state, epoch, restarts, resources, placement group (with --host:
-    /// the actors one node's host started).
-    Actors {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// List what this node's host started instead (no head needed).
-        #[arg(long)]
-        host: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List every member's tasks: running, queued (and why), waiting on
-    /// their owner (and why), recently finished and failed, with resources.
-    Tasks {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show the control plane's heads: role, leader, term, voters, log, lag.
-    Heads {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Place and start a named actor of a registered type.
-    Spawn {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// The registered type (e.g. demo.Ledger).
-        #[arg(long = "type")]
-        type_name: String,
-        /// The actor's name.
-        #[arg(long)]
-        name: String,
-        /// Its arguments as JSON (e.g. '{"opening": 10}').
-        #[arg(long, default_value = "null")]
-        args: String,
-        /// CPUs it needs.
-        #[arg(long, default_value_t = 0.0)]
-        cpus: f64,
-        /// GPUs it needs.
-        #[arg(long, default_value_t = 0)]
-        gpus: u32,
-        /// Memory it needs (e.g. 512MiB).
-        #[arg(long, value_parser = parse_size, default_value = "0")]
-        memory: u64,
-        /// A custom resource it needs, NAME=AMOUNT (repeatable).
-        #[arg(long = "resource", value_parser = parse_resource)]
-        resources: Vec<(String, f64)>,
-        /// pack, spread, node:NAME[:soft] or label:LABEL[:soft].
-        #[arg(long, default_value = "pack")]
-        placement: String,
-        /// Restart on failure at most this many times a minute (default: never).
-        #[arg(long)]
-        restarts: Option<usize>,
-        /// Run in a placement group's bundle, GROUP:INDEX.
-        #[arg(long)]
-        group: Option<String>,
-        /// Answer the existing actor if the name is taken by this type.
-        #[arg(long)]
-        get_if_exists: bool,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Stop a named actor for good.
-    Stop {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// The actor's name.
-        #[arg(long)]
-        name: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Drain a node: it takes no new placements and its named actors move
-    /// elsewhere one by one; then it leaves the cluster and its process
-    /// exits. An actor that cannot move (a hard placement on the node, no
-    /// capacity elsewhere) keeps running there: the drain stops, says why
-    /// per actor, and exits with status 1.
-    Drain {
-        /// The node to drain: its name, id or mesh address.
-        target: String,
-        /// Stop what cannot move (recorded failed, with the reason) and
-        /// let the node leave anyway.
-        #[arg(long)]
-        force: bool,
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// List the services a node knows, with their live instances.
-    Services {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// The node to ask (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
+    #[command(flatten)]
+    Cluster(cluster::ClusterCommand),
     /// Read a node's sealed audit log: operator logins (accepted and
     /// refused), their mutating commands, and policy refusals.
     Audit {
@@ -491,10 +351,12 @@ pub(crate) fn client_config(config: &std::path::Path) -> anyhow::Result<swarm::M
     Ok(mesh)
 }
 
-/// Logs go to stderr through tracing; `RUST_LOG` overrides the level.
-pub(crate) fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+/// Logs go to stderr through tracing, at `level` with libraries' chatter
+/// below it ([`swarm_cli::logs::default_filter`]); `RUST_LOG` replaces that.
+pub(crate) fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(swarm_cli::logs::default_filter(level))
+    });
     // Colours only on a terminal: piped or redirected logs stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
@@ -504,237 +366,106 @@ pub(crate) fn init_logging(default: &str) {
         .init();
 }
 
+/// Runs the parsed command: keeps the keyring options for whatever opens a
+/// keyring, then hands the command to its group's module.
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     secrets::install(args.secrets);
     match args.command {
-        Command::Ca(CaCommand::Init { dir, force }) => ca::init(&dir, force),
-        Command::Cert(CertCommand::Issue {
-            name,
-            roles,
-            ca_dir,
-            out,
-            days,
-            not_before,
-            serial,
-        }) => ca::issue(&ca::Issue {
-            name: &name,
-            roles: &roles,
-            ca_dir: &ca_dir,
-            out: &out,
-            days,
-            not_before,
-            serial,
-        }),
-        Command::Cert(CertCommand::Renew {
-            name,
-            ca_dir,
-            out,
-            days,
-        }) => ca::renew(&name, &ca_dir, &out, days),
-        Command::Cert(CertCommand::Revoke {
-            target,
-            ca_dir,
-            config,
-            node,
-            json,
-        }) => control::revoke(&config, node, &target, &ca_dir, json),
-        Command::Operator(OperatorCommand::Add {
-            name,
-            roles,
-            ca_dir,
-            out,
-            days,
-            issuer,
-        }) => operator::add(&operator::Add {
-            name: &name,
-            roles: &roles,
-            ca_dir: &ca_dir,
-            out: &out,
-            days,
-            issuer: &issuer,
-        }),
-        Command::Operator(OperatorCommand::Passwd {
-            config,
-            node,
-            password_env,
-        }) => operator::passwd(&config, node, password_env.as_deref()),
-        Command::Admin(AdminCommand::Login { config, node, json }) => {
-            operator::admin_login(&config, node, json)
-        }
-        Command::Admin(AdminCommand::Tls {
-            name,
-            hosts,
-            ca_dir,
-            out,
-            cluster,
-        }) => operator::admin_tls(&name, &hosts, &ca_dir, &out, &cluster),
-        Command::Keys(KeysCommand::Rotate {
-            capabilities: true,
-            config: Some(config),
-            node: Some(node),
-            ..
-        }) => control::rotate_capabilities(&config, node),
-        Command::Keys(KeysCommand::Rotate {
-            keyring, reseal, ..
-        }) => keys::rotate(&keyring, reseal),
-        Command::Keys(KeysCommand::Passwd {
-            keyring,
-            new_root,
-            new_key_file,
-            new_passphrase_file,
-            new_passphrase_env,
-        }) => keys::passwd(
-            &keyring,
-            &keys::NewSecret {
-                key_file: new_key_file.as_deref(),
-                passphrase_file: new_passphrase_file.as_deref(),
-                passphrase_env: new_passphrase_env.as_deref(),
-            },
-            new_root,
-        ),
-        Command::Keys(KeysCommand::Status { keyring }) => keys::status(&keyring),
-        Command::Node(NodeCommand::Start {
-            config,
-            listen,
-            advertise,
-            relay,
-            relayed,
-            via,
-            peers,
-            workload,
-            seeds,
-            cpus,
-            gpus,
-            memory,
-            resources,
-            services,
-        }) => node::start(
-            &config,
-            node::Overrides {
-                listen,
-                advertise,
-                relay,
-                relayed: relayed || !via.is_empty(),
-                relays: via,
-                peers,
-                seeds,
-                cpus,
-                gpus,
-                memory,
-                resources,
-                services,
-                demo: workload == "demo",
-            },
-        ),
-        Command::Login { config, node } => operator::login(&config, node),
-        Command::Logout { config } => operator::logout(&config),
-        Command::Members { config, node, json } => cluster::members(&config, node, json),
+        Command::Ca(command) => ca::run(command),
+        Command::Cert(command) => ca::cert(command),
+        Command::Node(command) => node::run(command),
+        Command::Operator(command) => operator::run(command),
+        Command::Admin(command) => operator::admin(command),
+        Command::Keys(command) => keys::run(command),
         Command::Console(args) => console::run(args),
-        Command::Services { config, node, json } => cluster::services(&config, node, json),
-        Command::Actors {
-            config,
-            node,
-            host: true,
-            json,
-        } => cluster::actors(&config, node, json),
-        Command::Actors {
-            config, node, json, ..
-        } => control::actors(&config, node, json),
-        Command::Heads { config, node, json } => control::heads(&config, node, json),
-        Command::Tasks { config, node, json } => tasks::run(&config, node, json),
-        Command::Spawn {
-            config,
-            node,
-            type_name,
-            name,
-            args,
-            cpus,
-            gpus,
-            memory,
-            resources,
-            placement,
-            restarts,
-            group,
-            get_if_exists,
-            json,
-        } => control::spawn(
-            &config,
-            node,
-            control::SpawnArgs {
-                type_name,
-                name,
-                args,
-                cpus,
-                gpus,
-                memory,
-                resources,
-                placement,
-                restarts,
-                group,
-                get_if_exists,
-            },
-            json,
-        ),
-        Command::Stop {
-            config,
-            node,
-            name,
-            json,
-        } => control::stop(&config, node, &name, json),
-        Command::Drain {
-            target,
-            force,
-            config,
-            node,
-            json,
-        } => control::drain(&config, node, &target, force, json),
         Command::Ping {
             addr,
             config,
             count,
         } => ping::run(addr, &config, count),
-        Command::Demo { nodes, keep } => demo::run(nodes, keep),
+        Command::Login { config, node, totp } => {
+            totp.install();
+            operator::login(&config, node)
+        }
+        Command::Logout { config } => operator::logout(&config),
+        Command::Cluster(command) => cluster::run(command),
         Command::Audit {
             config,
             since,
             json,
         } => audit::run(&config, since, json),
-        Command::Bench(BenchCommand::Control {
-            json,
-            spawns,
-            runs,
-            partition_runs,
-        }) => bench::control(json, spawns, runs, partition_runs),
-        Command::Bench(BenchCommand::Tasks { json, tasks }) => bench::tasks(json, tasks),
-        Command::Bench(BenchCommand::Security { json, scale }) => bench::security(json, scale),
-        Command::Bench(BenchCommand::Inspect { json, scale }) => bench::inspect(json, scale),
-        Command::Bench(BenchCommand::Console {
-            json,
-            nodes,
-            actors,
-            frames,
-        }) => bench::console(json, nodes, actors, frames),
-        Command::Bench(BenchCommand::Link { json, scale, relay }) => {
-            bench::link(json, scale, relay)
+        Command::Demo { nodes, keep } => demo::run(nodes, keep),
+        Command::Bench(command) => bench::run(command),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    /// The long help of `swarm PATH...`, as `--help` prints it.
+    fn help(path: &[&str]) -> String {
+        let mut command = Args::command();
+        command.build();
+        let mut at = &mut command;
+        for name in path {
+            at = at
+                .find_subcommand_mut(name)
+                .unwrap_or_else(|| panic!("no subcommand {name}"));
         }
-        Command::Bench(BenchCommand::Membership {
-            nodes,
-            loss,
-            kill,
-            meta,
-            processes,
-            idle_secs,
-            json,
-        }) => bench::membership(
-            bench::Membership {
-                nodes,
-                loss,
-                kill,
-                meta,
-                processes,
-                idle: std::time::Duration::from_secs(idle_secs),
-            },
-            json,
-        ),
+        at.render_long_help().to_string()
+    }
+
+    #[test]
+    fn swarm_help_starts_with_what_the_tool_does_for_a_user() {
+        let text = help(&[]);
+        assert!(
+            text.starts_with("Run and operate a cluster of Swarm actor nodes"),
+            "{text}"
+        );
+        assert!(!text.contains("integration"), "{text}");
+    }
+
+    #[test]
+    fn totp_is_offered_only_by_commands_that_log_in() {
+        for path in [
+            &["node", "start"][..],
+            &["ca", "init"],
+            &["cert", "issue"],
+            &["keys", "status"],
+            &["demo"],
+            &["audit"],
+        ] {
+            assert!(
+                !help(path).contains("--totp"),
+                "swarm {path:?} offers --totp"
+            );
+        }
+        for path in [
+            &["login"][..],
+            &["members"],
+            &["types"],
+            &["spawn"],
+            &["drain"],
+            &["console"],
+            &["cert", "revoke"],
+            &["admin", "login"],
+            &["operator", "passwd"],
+            &["keys", "rotate"],
+        ] {
+            assert!(
+                help(path).contains("--totp <CODE>"),
+                "swarm {path:?} lacks --totp"
+            );
+        }
+    }
+
+    #[test]
+    fn spawn_help_says_how_to_list_the_types_a_cluster_can_spawn() {
+        let text = help(&["spawn"]);
+        assert!(text.contains("swarm types"), "{text}");
+        assert!(help(&["types"]).contains("--totp <CODE>"));
     }
 }

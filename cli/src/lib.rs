@@ -8,6 +8,7 @@
 //! - [`console`]: the debug console's data and views (`swarm console`).
 //! - [`demo`]: the demo workload used by `swarm demo`, the tests and benchmarks.
 //! - [`local`]: a local cluster of child node processes (`swarm demo`, tests).
+//! - [`logs`]: the default log filter of `swarm` processes.
 //! - `main.rs` and `cli/`: the `swarm` binary (commands, benchmarks).
 
 #![warn(missing_docs, unreachable_pub)]
@@ -15,3 +16,4 @@
 pub mod console;
 pub mod demo;
 pub mod local;
+pub mod logs;

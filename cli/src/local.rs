@@ -453,7 +453,7 @@ fn start_child(mut command: Command, name: &str, admin: bool) -> Result<ChildNod
     let mut child = command
         .env(
             "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            std::env::var("RUST_LOG").unwrap_or_else(|_| crate::logs::default_filter("warn")),
         )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -24,10 +24,49 @@ const SIGNING_CONTEXT: &[u8] = b"swarm-cert-v1\0";
 
 /// A node's identity: derived from its static Noise public key, so it
 /// cannot be claimed without the matching private key.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+///
+/// Serde: 16 bytes in binary formats (the wire, the Raft store), a hex
+/// string in human-readable ones (JSON for operators), which also accept
+/// the 16 numbers older JSON holds.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId([u8; 16]);
+
+/// The binary form, exactly what a derived `NodeId` encodes to.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename = "NodeId")]
+struct RawNodeId([u8; 16]);
+
+impl serde::Serialize for NodeId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&hex(&self.0))
+        } else {
+            serde::Serialize::serialize(&RawNodeId(self.0), serializer)
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for NodeId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if !deserializer.is_human_readable() {
+            return <RawNodeId as serde::Deserialize>::deserialize(deserializer)
+                .map(|raw| Self(raw.0));
+        }
+        /// Hex, or the 16 numbers of the derived form.
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            Hex(String),
+            Bytes([u8; 16]),
+        }
+        match <Text as serde::Deserialize>::deserialize(deserializer)? {
+            Text::Hex(text) => text.parse().map_err(|_| {
+                serde::de::Error::custom(format_args!("node id {text:?} is not 32 hex digits"))
+            }),
+            Text::Bytes(bytes) => Ok(Self(bytes)),
+        }
+    }
+}
 
 impl NodeId {
     /// The id of the node whose static X25519 public key is `key`.
@@ -511,6 +550,29 @@ mod tests {
             not_after: 2_000,
             issuer: [0; 32],
         }
+    }
+
+    #[test]
+    fn node_id_encodes_as_its_16_bytes_on_the_wire_and_reads_back() {
+        let id = NodeId([0xab; 16]);
+        let wire = rmp_serde::to_vec(&id).unwrap();
+        assert_eq!(wire, rmp_serde::to_vec(&[0xabu8; 16]).unwrap());
+        assert_eq!(rmp_serde::from_slice::<NodeId>(&wire).unwrap(), id);
+    }
+
+    #[test]
+    fn node_id_reads_from_hex_or_old_numbers_in_human_readable_formats() {
+        use serde::de::value::{Error, SeqDeserializer, StrDeserializer};
+        use serde::Deserialize as _;
+
+        let id = NodeKey::from_secret([2; 32]).node_id();
+        let text = id.to_string();
+        let hex = StrDeserializer::<Error>::new(&text);
+        assert_eq!(NodeId::deserialize(hex).unwrap(), id);
+        let numbers = SeqDeserializer::<_, Error>::new(id.as_bytes().iter().copied());
+        assert_eq!(NodeId::deserialize(numbers).unwrap(), id);
+        let bad = StrDeserializer::<Error>::new("not hex");
+        assert!(NodeId::deserialize(bad).is_err());
     }
 
     #[test]

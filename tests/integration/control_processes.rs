@@ -359,6 +359,21 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
     );
     assert_eq!(placed["type"], "demo.Ledger");
 
+    // `swarm types` lists what the cluster can spawn, and where.
+    let types = run(with("types", &[]));
+    let ledger = types
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["type_name"] == "demo.Ledger")
+        .unwrap_or_else(|| panic!("demo.Ledger is not listed: {types}"));
+    for worker in ["n4", "n5"] {
+        assert!(
+            ledger["nodes"].as_array().unwrap().contains(&worker.into()),
+            "{types}"
+        );
+    }
+
     // A second spawn of the name is refused with a clear error.
     let refs: Vec<&str> = spawn.iter().map(String::as_str).collect();
     let again = std::process::Command::new(exe())

@@ -114,6 +114,59 @@ async fn an_operator_sees_each_actors_messages_backlog_and_handler_times_and_eac
     assert!(snapshot.links.iter().any(|l| l.peer_name == "alice"));
 }
 
+/// The round trip `asked` measured on its link to `peer`, as its snapshot
+/// shows it to `asker` (0 when not measured, or no such link).
+async fn rtt_us(asker: &swarm::Node, asked: &swarm::Node, peer: swarm::NodeId) -> f64 {
+    let snapshot = asker
+        .remote::<Inspector>(asked.id(), INSPECT_ACTOR)
+        .send(Inspect)
+        .await
+        .unwrap();
+    let peer = peer.to_string();
+    snapshot
+        .links
+        .iter()
+        .find(|l| l.peer == peer)
+        .map_or(0.0, |l| l.rtt_us)
+}
+
+#[actix_rt::test]
+async fn a_busy_link_shows_its_measured_round_trip_at_both_ends() {
+    let dir = scratch("inspect-rtt");
+    let (ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    let (n1, n2) = (&nodes[0].node, &nodes[1].node);
+    // A fresh link kept busy both ways from its start (asks one way,
+    // replies the other): neither end ever goes a heartbeat interval
+    // without sending, so only the pings that time the round trip go.
+    let bob = crate::util::start(crate::util::config_with_roles(&ca, "bob", &["worker"])).await;
+    bob.node.connect(n2.listen_addr()).await.unwrap();
+    let busy = std::rc::Rc::new(std::cell::Cell::new(true));
+    let adder = bob.node.remote::<Adder>(n2.id(), "adder");
+    let running = std::rc::Rc::clone(&busy);
+    let traffic = actix_rt::spawn(async move {
+        let mut asks = 0u64;
+        while running.get() {
+            assert_eq!(adder.send(Add { a: 1, b: 1 }).await.unwrap(), 2);
+            asks += 1;
+        }
+        asks
+    });
+    let (bob_id, n2_id) = (bob.node.id(), n2.id());
+    let timed = eventually(Duration::from_secs(15), || async {
+        rtt_us(n1, n2, bob_id).await > 0.0 && rtt_us(n2, &bob.node, n2_id).await > 0.0
+    })
+    .await;
+    busy.set(false);
+    let asks = traffic.await.unwrap();
+    assert!(
+        timed,
+        "n2 -> bob {} us, bob -> n2 {} us after {asks} asks",
+        rtt_us(n1, n2, bob_id).await,
+        rtt_us(n2, &bob.node, n2_id).await
+    );
+    assert!(asks > 0);
+}
+
 #[actix_rt::test]
 async fn a_trace_records_one_actors_messages_only_while_it_is_on() {
     let dir = scratch("inspect-trace");

@@ -1,7 +1,8 @@
 //! Nodes as real child processes of the built `swarm` binary.
 
 use crate::util::{driver, exe, scratch, CRASH_FAILOVER_BOUND};
-use std::process::Command;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use swarm::config::NodeFile;
@@ -459,4 +460,51 @@ impl Drop for LoggedNode {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A node's own log at the default level (no `RUST_LOG`): members are
+/// named as they come up, and GPUs declared with `--gpus` are not logged
+/// as 0.
+#[test]
+fn a_nodes_default_log_names_members_and_its_declared_gpus() {
+    let dir = scratch("default-log");
+    let mut cluster = LocalCluster::start_members(&exe(), &dir, 2, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    // n2 again, as an operator would start it: its log on a pipe.
+    cluster.kill(1).unwrap();
+    let mut n2 = Command::new(exe())
+        .args(["node", "start", "--gpus", "2", "--config"])
+        .arg(dir.join("n2.toml"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = n2.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut log = Vec::new();
+    while !log.iter().any(|l: &String| l.contains("member up")) {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => log.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = n2.kill();
+    let _ = n2.wait();
+    let log = log.join("\n");
+    let up = log.lines().find(|l| l.contains("member up"));
+    assert!(
+        up.is_some_and(|l| l.contains("name=\"n1\"")),
+        "no member up naming n1 within 30 s:\n{log}"
+    );
+    assert!(!log.contains("0 GPUs"), "{log}");
 }

@@ -125,7 +125,7 @@ impl Gossip {
                 tracing::warn!(error = %e, "gossip key ignored");
             }
         }
-        let mut probe = Probe::new();
+        let mut probe = Probe::new(config.resources.gpus);
         let resources = probe.resources(&config.resources);
         let total_memory = resources.memory;
         let meta = NodeMeta {
@@ -252,7 +252,11 @@ impl Gossip {
         let out = match event {
             MemberEvent::Up(id) => {
                 let member = self.member_for(&id, MemberState::Alive);
-                tracing::info!(node = %id.node.short(), addr = %id.addr, name = member.name(), "member up");
+                // Without its metadata yet, the member is logged when it
+                // arrives (below), under its name.
+                if member.meta.is_some() {
+                    tracing::info!(node = %id.node.short(), addr = %id.addr, name = member.name(), "member up");
+                }
                 ClusterEvent::MemberUp(member)
             }
             MemberEvent::Suspect(id) => {
@@ -275,8 +279,12 @@ impl Gossip {
                     .members
                     .get(&id.addr)
                     .map_or(MemberState::Alive, |m| m.state);
+                let first = self.members.get(&id.addr).is_some_and(|m| m.meta.is_none());
                 let mut member = self.member_for(&id, state);
                 member.meta = Some(meta);
+                if first && state == MemberState::Alive {
+                    tracing::info!(node = %id.node.short(), addr = %id.addr, name = member.name(), "member up");
+                }
                 self.members.insert(id.addr, member.clone());
                 ClusterEvent::MetadataChanged(member)
             }

@@ -29,8 +29,8 @@ pub(crate) struct Probe {
 
 impl Probe {
     /// Opens sysinfo and NVML. Without an NVML driver there are zero GPUs
-    /// and one log line, never an error.
-    pub(crate) fn new() -> Self {
+    /// (or the `declared_gpus`) and one log line, never an error.
+    pub(crate) fn new(declared_gpus: Option<u32>) -> Self {
         let system = System::new_with_specifics(
             RefreshKind::nothing()
                 .with_cpu(CpuRefreshKind::nothing().with_usage())
@@ -41,7 +41,7 @@ impl Probe {
         let nvml = match nvml_wrapper::Nvml::init() {
             Ok(nvml) => Some(nvml),
             Err(e) => {
-                tracing::info!(reason = %e, "no NVML driver: this node reports 0 GPUs");
+                tracing::info!(reason = %e, "{}", no_driver_note(declared_gpus));
                 None
             }
         };
@@ -109,6 +109,16 @@ impl Probe {
     }
 }
 
+/// What a node without an NVML driver logs: the GPUs it will report.
+fn no_driver_note(declared_gpus: Option<u32>) -> String {
+    match declared_gpus {
+        None => "no NVML driver: this node reports 0 GPUs".to_owned(),
+        Some(gpus) => {
+            format!("no NVML driver: this node reports the {gpus} GPUs it declares, at 0% load")
+        }
+    }
+}
+
 /// Whether `new` differs enough from `published` to be gossiped again:
 /// 10 points of CPU, 5% of memory, or 10 points of GPU.
 pub(crate) fn load_changed(published: &Load, new: &Load, total_memory: u64) -> bool {
@@ -123,8 +133,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_node_declaring_gpus_does_not_log_zero_gpus() {
+        assert_eq!(
+            no_driver_note(None),
+            "no NVML driver: this node reports 0 GPUs"
+        );
+        let declared = no_driver_note(Some(2));
+        assert!(declared.contains("reports the 2 GPUs"), "{declared}");
+        assert!(!declared.contains("0 GPUs"), "{declared}");
+    }
+
+    #[test]
     fn no_gpu_driver_means_zero_gpus_and_overrides_win() {
-        let probe = Probe::new();
+        let probe = Probe::new(None);
         let detected = probe.resources(&ResourceOverrides::default());
         assert!(detected.cpus >= 1.0, "sysinfo sees at least one CPU");
         assert!(detected.memory > 0);

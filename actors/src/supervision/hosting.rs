@@ -18,8 +18,8 @@ use actix::prelude::*;
 
 use super::fencing::{Admission, Fencing};
 use super::spawn::{
-    ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, ListActors, Registry, Running,
-    SpawnError,
+    ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, ListActors, ListTypes, Registry,
+    Running, SpawnError,
 };
 use super::{Supervised, SupervisedState};
 use crate::directory::Directory;
@@ -352,4 +352,12 @@ impl Handler<ApplyGrant> for Host {
     }
 }
 
-crate::remote_actor!(Host: HostSpawn, HostStop, HostRestart, HostLeave, ListActors);
+impl Handler<ListTypes> for Host {
+    type Result = MessageResult<ListTypes>;
+
+    fn handle(&mut self, _: ListTypes, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.registry.names())
+    }
+}
+
+crate::remote_actor!(Host: HostSpawn, HostStop, HostRestart, HostLeave, ListActors, ListTypes);

@@ -273,6 +273,12 @@ pub struct ActorRow {
 #[rtype(result = "Vec<ActorRow>")]
 pub struct ListActors;
 
+/// Asks a node's host which registered types it can start, sorted (what
+/// `swarm types` lists and `swarm spawn --type` takes).
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Vec<String>")]
+pub struct ListTypes;
+
 /// One head-placed actor a node runs, as its lease renewal reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Running {
@@ -311,4 +317,5 @@ crate::system_message! {
     HostRestart => "swarm.HostRestart", Admin;
     HostLeave => "swarm.HostLeave", Heads;
     ListActors => "swarm.ListActors", Read;
+    ListTypes => "swarm.ListTypes", Read;
 }

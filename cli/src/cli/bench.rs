@@ -11,6 +11,49 @@ mod tasks;
 
 use anyhow::{Context as _, Result};
 
+use super::BenchCommand;
+
+/// Runs `swarm bench COMMAND`.
+pub(crate) fn run(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Control {
+            json,
+            spawns,
+            runs,
+            partition_runs,
+        } => control(json, spawns, runs, partition_runs),
+        BenchCommand::Tasks { json, tasks: count } => tasks(json, count),
+        BenchCommand::Security { json, scale } => security(json, scale),
+        BenchCommand::Inspect { json, scale } => inspect(json, scale),
+        BenchCommand::Console {
+            json,
+            nodes,
+            actors,
+            frames,
+        } => console(json, nodes, actors, frames),
+        BenchCommand::Link { json, scale, relay } => link(json, scale, relay),
+        BenchCommand::Membership {
+            nodes,
+            loss,
+            kill,
+            meta,
+            processes,
+            idle_secs,
+            json,
+        } => membership(
+            Membership {
+                nodes,
+                loss,
+                kill,
+                meta,
+                processes,
+                idle: std::time::Duration::from_secs(idle_secs),
+            },
+            json,
+        ),
+    }
+}
+
 pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let report = measure::link(scale, Some(&exe), relay)?;

@@ -1,4 +1,5 @@
-//! `swarm ca init` and `swarm cert issue`.
+//! `swarm ca init`, `swarm cert issue` and `swarm cert renew`; `swarm cert
+//! revoke` asks the cluster (`control.rs`).
 
 use std::path::Path;
 
@@ -12,6 +13,54 @@ use swarm_protocol::sealed::Kind;
 use swarm_protocol::NodeKey;
 
 use super::secrets;
+use super::{CaCommand, CertCommand};
+
+/// Runs `swarm ca COMMAND`.
+pub(crate) fn run(command: CaCommand) -> Result<()> {
+    match command {
+        CaCommand::Init { dir, force } => init(&dir, force),
+    }
+}
+
+/// Runs `swarm cert COMMAND`.
+pub(crate) fn cert(command: CertCommand) -> Result<()> {
+    match command {
+        CertCommand::Issue {
+            name,
+            roles,
+            ca_dir,
+            out,
+            days,
+            not_before,
+            serial,
+        } => issue(&Issue {
+            name: &name,
+            roles: &roles,
+            ca_dir: &ca_dir,
+            out: &out,
+            days,
+            not_before,
+            serial,
+        }),
+        CertCommand::Renew {
+            name,
+            ca_dir,
+            out,
+            days,
+        } => renew(&name, &ca_dir, &out, days),
+        CertCommand::Revoke {
+            target,
+            ca_dir,
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            super::control::revoke(&config, node, &target, &ca_dir, json)
+        }
+    }
+}
 
 pub(crate) fn init(dir: &Path, force: bool) -> Result<()> {
     let ca = CaDir::new(dir);

@@ -1,16 +1,329 @@
-//! `swarm members`, `swarm services` and `swarm actors`: ask a node's
-//! `swarm.cluster` (or `swarm.host`) actor over an authenticated mesh
-//! link, with the identity of a configuration file (use an operator
-//! certificate, not a running node's).
+//! The commands that ask the cluster through one member ([`ClusterCommand`]);
+//! `swarm members`, `swarm services` and `swarm actors --host` are answered
+//! here by a node's `swarm.cluster` (or `swarm.host`) actor over an
+//! authenticated mesh link, with the identity of a configuration file (use
+//! an operator certificate, not a running node's); the control-plane ones
+//! by `control.rs` and `tasks.rs`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use swarm_actors::cluster::{
     ClusterAgent, ListMembers, ListServices, MemberRow, ServiceRow, CLUSTER_ACTOR,
 };
 use swarm_actors::supervision::{ActorRow, Host, ListActors, HOST_ACTOR};
+
+use super::secrets::Totp;
+use super::{parse_resource, parse_size};
+
+/// The commands that ask the cluster through one member, as an operator
+/// (`--config` with an operator certificate, `--node`, and `--totp` or a
+/// kept login).
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// List the members a node knows: id, name, address, roles, state, resources and load.
+    Members {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// The node to ask (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+    /// List the named actors the control plane placed: name, type, node,
+    /// state, epoch, restarts, resources, placement group (with --host:
+    /// the actors one node's host started).
+    Actors {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// List what this node's host started instead (no head needed).
+        #[arg(long)]
+        host: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+    /// List every member's tasks: running, queued (and why), waiting on
+    /// their owner (and why), recently finished and failed, with resources.
+    Tasks {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+    /// Show the control plane's heads: role, leader, term, voters, log, lag.
+    Heads {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+    /// List the types the cluster can spawn: each member's registered
+    /// types, with the members that can start them.
+    Types {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+    /// Place and start a named actor of a registered type (`swarm types`
+    /// lists them).
+    Spawn {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// The registered type (e.g. demo.Ledger): `swarm types --config
+        /// CONFIG --node ADDR` lists the types the cluster can spawn.
+        #[arg(long = "type")]
+        type_name: String,
+        /// The actor's name.
+        #[arg(long)]
+        name: String,
+        /// Its arguments as JSON (e.g. '{"opening": 10}').
+        #[arg(long, default_value = "null")]
+        args: String,
+        /// CPUs it needs.
+        #[arg(long, default_value_t = 0.0)]
+        cpus: f64,
+        /// GPUs it needs.
+        #[arg(long, default_value_t = 0)]
+        gpus: u32,
+        /// Memory it needs (e.g. 512MiB).
+        #[arg(long, value_parser = parse_size, default_value = "0")]
+        memory: u64,
+        /// A custom resource it needs, NAME=AMOUNT (repeatable).
+        #[arg(long = "resource", value_parser = parse_resource)]
+        resources: Vec<(String, f64)>,
+        /// pack, spread, node:NAME[:soft] or label:LABEL[:soft].
+        #[arg(long, default_value = "pack")]
+        placement: String,
+        /// Restart on failure at most this many times a minute (default: never).
+        #[arg(long)]
+        restarts: Option<usize>,
+        /// Run in a placement group's bundle, GROUP:INDEX.
+        #[arg(long)]
+        group: Option<String>,
+        /// Answer the existing actor if the name is taken by this type.
+        #[arg(long)]
+        get_if_exists: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+    /// Stop a named actor for good.
+    Stop {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// The actor's name.
+        #[arg(long)]
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+    /// Drain a node: it takes no new placements and its named actors move
+    /// elsewhere one by one; then it leaves the cluster and its process
+    /// exits. An actor that cannot move (a hard placement on the node, no
+    /// capacity elsewhere) keeps running there: the drain stops, says why
+    /// per actor, and exits with status 1.
+    Drain {
+        /// The node to drain: its name, id or mesh address.
+        target: String,
+        /// Stop what cannot move (recorded failed, with the reason) and
+        /// let the node leave anyway.
+        #[arg(long)]
+        force: bool,
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+    /// List the services a node knows, with their live instances.
+    Services {
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// The node to ask (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
+}
+
+/// Runs a cluster command after keeping its TOTP code for the login.
+pub(crate) fn run(command: ClusterCommand) -> Result<()> {
+    use super::control;
+    match command {
+        ClusterCommand::Members {
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            members(&config, node, json)
+        }
+        ClusterCommand::Services {
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            services(&config, node, json)
+        }
+        ClusterCommand::Actors {
+            config,
+            node,
+            host,
+            json,
+            totp,
+        } => {
+            totp.install();
+            if host {
+                actors(&config, node, json)
+            } else {
+                control::actors(&config, node, json)
+            }
+        }
+        ClusterCommand::Tasks {
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            super::tasks::run(&config, node, json)
+        }
+        ClusterCommand::Heads {
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            control::heads(&config, node, json)
+        }
+        ClusterCommand::Types {
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            control::types(&config, node, json)
+        }
+        ClusterCommand::Spawn {
+            config,
+            node,
+            type_name,
+            name,
+            args,
+            cpus,
+            gpus,
+            memory,
+            resources,
+            placement,
+            restarts,
+            group,
+            get_if_exists,
+            json,
+            totp,
+        } => {
+            totp.install();
+            let spawn = control::SpawnArgs {
+                type_name,
+                name,
+                args,
+                cpus,
+                gpus,
+                memory,
+                resources,
+                placement,
+                restarts,
+                group,
+                get_if_exists,
+            };
+            control::spawn(&config, node, spawn, json)
+        }
+        ClusterCommand::Stop {
+            config,
+            node,
+            name,
+            json,
+            totp,
+        } => {
+            totp.install();
+            control::stop(&config, node, &name, json)
+        }
+        ClusterCommand::Drain {
+            target,
+            force,
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            control::drain(&config, node, &target, force, json)
+        }
+    }
+}
 
 /// Starts a throw-away mesh-only node with the identity of `config`,
 /// connects to `addr` and runs `ask` against its actor `name`.

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use super::secrets::Totp;
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum CaCommand {
     /// Create a CA key pair and a join secret.
@@ -56,6 +58,8 @@ pub(crate) enum OperatorCommand {
         /// of asking twice on the terminal.
         #[arg(long)]
         password_env: Option<String>,
+        #[command(flatten)]
+        totp: Totp,
     },
 }
 
@@ -74,6 +78,8 @@ pub(crate) enum AdminCommand {
         /// Print JSON (token, url, expires_ms).
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        totp: Totp,
     },
     /// Issue a node's admin-API TLS certificate (ECDSA P-256, which
     /// browsers accept) under the admin CA, creating the CA
@@ -120,6 +126,8 @@ pub(crate) enum KeysCommand {
         /// A member to ask through (with --capabilities).
         #[arg(long)]
         node: Option<SocketAddr>,
+        #[command(flatten)]
+        totp: Totp,
     },
     /// Rewrap the keyring under a new passphrase or key file (the data keys
     /// stay; the old passphrase comes from the usual options).
@@ -188,6 +196,8 @@ pub(crate) enum CertCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        totp: Totp,
     },
     /// Create a node key and a certificate for it, signed by the CA.
     Issue {

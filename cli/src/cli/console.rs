@@ -53,6 +53,8 @@ pub(crate) struct ConsoleArgs {
     /// Milliseconds between refreshes.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..))]
     refresh_ms: u64,
+    #[command(flatten)]
+    totp: super::secrets::Totp,
 }
 
 /// What the screen thread is told.
@@ -73,6 +75,7 @@ async fn inspect_state(collector: &Collector, name: String, node: String) -> Upd
 }
 
 pub(crate) fn run(args: ConsoleArgs) -> Result<()> {
+    args.totp.clone().install();
     if let Some(file) = &args.replay {
         let frames = record::load(file)?;
         if let Some(view) = args.once {

@@ -1,5 +1,5 @@
-//! The control-plane commands: `swarm actors`, `swarm heads`, `swarm spawn`,
-//! `swarm stop` and `swarm drain`. Each starts a throw-away mesh-only node
+//! The control-plane commands: `swarm actors`, `swarm heads`, `swarm types`,
+//! `swarm spawn`, `swarm stop` and `swarm drain`. Each starts a throw-away mesh-only node
 //! with the identity of a configuration file (an operator certificate),
 //! connects to one member, learns the heads from its member list and asks
 //! the head leader.
@@ -12,7 +12,7 @@ use anyhow::{Context as _, Result};
 use serde::Serialize;
 use swarm::control::{ActorSpec, Control, DrainOutcome, PlacedRow};
 use swarm::placement::{Placement, ResourceSet};
-use swarm::supervision::{Backoff, Host, ListActors, Restart, HOST_ACTOR};
+use swarm::supervision::{Backoff, Host, ListActors, ListTypes, Restart, HOST_ACTOR};
 use swarm::{Node, NodeId};
 use swarm_actors::cluster::{ClusterAgent, ListMembers, MemberRow, CLUSTER_ACTOR};
 
@@ -54,6 +54,60 @@ fn name_of(members: &[MemberRow], node: NodeId) -> String {
         .iter()
         .find(|m| m.id == id)
         .map_or_else(|| node.short(), |m| m.name.clone())
+}
+
+/// A type the cluster can spawn, as `swarm types` lists it.
+#[derive(Debug, Serialize)]
+struct TypeLine {
+    type_name: String,
+    /// The names of the members whose host can start it.
+    nodes: Vec<String>,
+}
+
+/// `swarm types`: asks every alive member's host which types it registers.
+pub(crate) fn types(config: &Path, member: SocketAddr, json: bool) -> Result<()> {
+    let (lines, silent) = with_control(config, member, |node, _, members| async move {
+        let mut types: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut silent = Vec::new();
+        for m in members.iter().filter(|m| m.state == "alive") {
+            let (Ok(id), Ok(addr)) = (m.id.parse::<NodeId>(), m.addr.parse::<SocketAddr>()) else {
+                continue;
+            };
+            // Only the member asked through is linked yet.
+            if let Err(e) = node.connect(addr).await {
+                silent.push(format!("{}: {e}", m.name));
+                continue;
+            }
+            match node.remote::<Host>(id, HOST_ACTOR).send(ListTypes).await {
+                Ok(names) => {
+                    for name in names {
+                        types.entry(name).or_default().push(m.name.clone());
+                    }
+                }
+                Err(e) => silent.push(format!("{}: {e}", m.name)),
+            }
+        }
+        let lines: Vec<TypeLine> = types
+            .into_iter()
+            .map(|(type_name, nodes)| TypeLine { type_name, nodes })
+            .collect();
+        Ok((lines, silent))
+    })?;
+    for s in &silent {
+        eprintln!("swarm: no types from {s}");
+    }
+    if json {
+        println!("{}", serde_json::to_string(&lines)?);
+        return Ok(());
+    }
+    println!("{:<24} NODES", "TYPE");
+    for l in &lines {
+        println!("{:<24} {}", l.type_name, l.nodes.join(","));
+    }
+    if lines.is_empty() {
+        println!("(no registered types)");
+    }
+    Ok(())
 }
 
 /// A named actor as `swarm actors` shows it: the head's record joined with

@@ -9,6 +9,7 @@ use swarm_protocol::sealed::keyring::KdfParams;
 use swarm_protocol::sealed::{self, Kind};
 
 use super::secrets;
+use super::KeysCommand;
 
 /// The sealed kinds a directory holds as whole files (the Raft store and
 /// the audit log re-seal as they write).
@@ -18,6 +19,42 @@ const FILE_KINDS: [Kind; 4] = [
     Kind::NodeKey,
     Kind::TotpSecret,
 ];
+
+/// Runs `swarm keys COMMAND`; `rotate --capabilities` asks the cluster
+/// (`control.rs`).
+pub(crate) fn run(command: KeysCommand) -> Result<()> {
+    match command {
+        KeysCommand::Rotate {
+            capabilities: true,
+            config: Some(config),
+            node: Some(node),
+            totp,
+            ..
+        } => {
+            totp.install();
+            super::control::rotate_capabilities(&config, node)
+        }
+        KeysCommand::Rotate {
+            keyring, reseal, ..
+        } => rotate(&keyring, reseal),
+        KeysCommand::Passwd {
+            keyring,
+            new_root,
+            new_key_file,
+            new_passphrase_file,
+            new_passphrase_env,
+        } => passwd(
+            &keyring,
+            &NewSecret {
+                key_file: new_key_file.as_deref(),
+                passphrase_file: new_passphrase_file.as_deref(),
+                passphrase_env: new_passphrase_env.as_deref(),
+            },
+            new_root,
+        ),
+        KeysCommand::Status { keyring } => status(&keyring),
+    }
+}
 
 pub(crate) fn rotate(keyring: &Path, reseal: bool) -> Result<()> {
     let ring = Keyring::open(keyring, &secrets::unlock_existing(keyring)?)?;

@@ -12,6 +12,47 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use swarm::Node;
 
+use super::NodeCommand;
+
+/// Runs `swarm node COMMAND`.
+pub(crate) fn run(command: NodeCommand) -> Result<()> {
+    match command {
+        NodeCommand::Start {
+            config,
+            listen,
+            advertise,
+            relay,
+            relayed,
+            via,
+            peers,
+            workload,
+            seeds,
+            cpus,
+            gpus,
+            memory,
+            resources,
+            services,
+        } => start(
+            &config,
+            Overrides {
+                listen,
+                advertise,
+                relay,
+                relayed: relayed || !via.is_empty(),
+                relays: via,
+                peers,
+                seeds,
+                cpus,
+                gpus,
+                memory,
+                resources,
+                services,
+                demo: workload == "demo",
+            },
+        ),
+    }
+}
+
 /// Command-line overrides of the configuration file.
 #[derive(Debug, Default)]
 pub(crate) struct Overrides {

@@ -11,6 +11,59 @@ use swarm_protocol::sealed::Kind;
 
 use super::ca::{issue_files, Issue};
 use super::secrets;
+use super::{AdminCommand, OperatorCommand};
+
+/// Runs `swarm operator COMMAND`.
+pub(crate) fn run(command: OperatorCommand) -> Result<()> {
+    match command {
+        OperatorCommand::Add {
+            name,
+            roles,
+            ca_dir,
+            out,
+            days,
+            issuer,
+        } => add(&Add {
+            name: &name,
+            roles: &roles,
+            ca_dir: &ca_dir,
+            out: &out,
+            days,
+            issuer: &issuer,
+        }),
+        OperatorCommand::Passwd {
+            config,
+            node,
+            password_env,
+            totp,
+        } => {
+            totp.install();
+            passwd(&config, node, password_env.as_deref())
+        }
+    }
+}
+
+/// Runs `swarm admin COMMAND`.
+pub(crate) fn admin(command: AdminCommand) -> Result<()> {
+    match command {
+        AdminCommand::Login {
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            admin_login(&config, node, json)
+        }
+        AdminCommand::Tls {
+            name,
+            hosts,
+            ca_dir,
+            out,
+            cluster,
+        } => admin_tls(&name, &hosts, &ca_dir, &out, &cluster),
+    }
+}
 
 /// What to issue.
 pub(crate) struct Add<'a> {

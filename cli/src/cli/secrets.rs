@@ -1,7 +1,9 @@
 //! Where a keyring's passphrase or key file comes from: `--key-file`,
 //! `--passphrase-file`, `--passphrase-env`, a configuration's
 //! `keyring_key`, or a prompt on the terminal (never echoed). The options
-//! are global: every command that opens a keyring reads them.
+//! are global: every command that opens a keyring reads them. Also the
+//! operator's login: `--totp` (on the commands that log in) and the login
+//! kept between commands.
 
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -25,13 +27,31 @@ pub(crate) struct Secrets {
     /// keyring: created with 32 random bytes if it does not exist).
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) key_file: Option<PathBuf>,
-    /// The current TOTP code of an operator certificate (else the
-    /// SWARM_TOTP environment variable, else asked for on the terminal).
-    #[arg(long, global = true, value_name = "CODE")]
-    pub(crate) totp: Option<String>,
 }
 
 static SECRETS: OnceLock<Secrets> = OnceLock::new();
+
+/// The second factor of an operator certificate: only the commands that
+/// log in through a member take it (`swarm node start`, `swarm ca init`
+/// and the like do not offer it).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct Totp {
+    /// The current TOTP code of an operator certificate (else the
+    /// SWARM_TOTP environment variable, else asked for on the terminal).
+    #[arg(long, value_name = "CODE")]
+    totp: Option<String>,
+}
+
+static TOTP: OnceLock<String> = OnceLock::new();
+
+impl Totp {
+    /// Keeps the code for this process's login, if one was given.
+    pub(crate) fn install(self) {
+        if let Some(code) = self.totp {
+            let _ = TOTP.set(code);
+        }
+    }
+}
 
 /// Keeps the command line's keyring options for the commands.
 pub(crate) fn install(secrets: Secrets) {
@@ -63,7 +83,7 @@ fn given_passphrase(s: &Secrets) -> Result<Option<Zeroizing<String>>> {
 
 /// The TOTP code from `--totp`, else from [`TOTP_ENV`], if either is given.
 fn given_code() -> Option<String> {
-    given().totp.or_else(|| {
+    TOTP.get().cloned().or_else(|| {
         std::env::var(TOTP_ENV)
             .ok()
             .filter(|c| !c.trim().is_empty())
@@ -134,7 +154,6 @@ pub(crate) fn unlock_new(
         passphrase_file: file.map(Path::to_owned),
         passphrase_env: env.map(str::to_owned),
         key_file: None,
-        totp: None,
     };
     if let Some(pass) = given_passphrase(&s)? {
         return Ok(Unlock::Passphrase(pass));

@@ -233,6 +233,35 @@ mod tests {
     }
 
     #[test]
+    fn a_heads_node_ids_are_hex_strings_in_json_and_read_back() {
+        use swarm::control::HeadRow;
+        use swarm::inspect::NodeLocal;
+
+        let id = |byte: u8| swarm::NodeId::from_bytes([byte; 16]);
+        let local = NodeLocal {
+            head: Some(HeadRow {
+                node: id(1),
+                role: "leader".into(),
+                leader: Some(id(1)),
+                term: 3,
+                voters: vec![id(1), id(2)],
+                last_log: 9,
+                applied: 9,
+                lag: vec![(id(2), 1)],
+            }),
+            ..NodeLocal::default()
+        };
+        let json = serde_json::to_value(&local).unwrap();
+        let (one, two) = ("01".repeat(16), "02".repeat(16));
+        let head = &json["head"];
+        assert_eq!(head["node"], one.as_str(), "{json}");
+        assert_eq!(head["leader"], one.as_str());
+        assert_eq!(head["voters"], serde_json::json!([one, two]));
+        assert_eq!(head["lag"], serde_json::json!([[two, 1]]));
+        assert_eq!(serde_json::from_value::<NodeLocal>(json).unwrap(), local);
+    }
+
+    #[test]
     fn a_bad_recording_is_refused_with_its_line() {
         let path =
             std::env::temp_dir().join(format!("swarm-record-bad-{}.jsonl", std::process::id()));

@@ -1,6 +1,7 @@
 //! The liveness timer of a link: heartbeat pings when nothing was sent for
-//! a while, a close when nothing arrived for too long, and a goodbye when
-//! no user traffic moved for the idle timeout. Time is a `Duration` since
+//! a while (and every few intervals on a busy link, so that its round trip
+//! stays measured), a close when nothing arrived for too long, and a
+//! goodbye when no user traffic moved for the idle timeout. Time is a `Duration` since
 //! any fixed origin the driver picks.
 
 use std::time::Duration;
@@ -45,6 +46,10 @@ pub struct Liveness {
     last_rx: Duration,
     last_tx: Duration,
     last_user: Duration,
+    /// When the last ping was due: a busy link never goes a heartbeat
+    /// interval without sending, yet its round trip (timed by the pong)
+    /// is shown to operators.
+    last_ping: Duration,
     /// While true, silence from the peer is our doing (the reader waits on
     /// a full local mailbox), so it does not count against the peer.
     reader_waiting: bool,
@@ -61,6 +66,7 @@ impl Liveness {
             last_rx: now,
             last_tx: now,
             last_user: now,
+            last_ping: now,
             reader_waiting: false,
             closing: false,
             actions: Vec::new(),
@@ -99,7 +105,7 @@ impl Liveness {
             return None;
         }
         let c = &self.config;
-        let ping = self.last_tx + c.heartbeat_interval;
+        let ping = (self.last_tx + c.heartbeat_interval).min(self.rtt_sample_due());
         let idle = self.last_user + c.idle_timeout;
         let next = ping.min(idle);
         if self.reader_waiting {
@@ -128,12 +134,24 @@ impl Liveness {
             self.actions.push(Action::Goodbye(Silence::Idle(idle)));
             return;
         }
-        if now.saturating_sub(self.last_tx) >= c.heartbeat_interval {
+        if now.saturating_sub(self.last_tx) >= c.heartbeat_interval || now >= self.rtt_sample_due()
+        {
             // Counted as sent now, so one ping goes per interval even if
             // the driver's queue is full and the ping is dropped.
             self.last_tx = now;
+            self.last_ping = now;
             self.actions.push(Action::Ping);
         }
+    }
+
+    /// When a busy link pings anyway, to time its round trip: every
+    /// [`RTT_SAMPLE_INTERVALS`] heartbeat intervals.
+    fn rtt_sample_due(&self) -> Duration {
+        let every = self
+            .config
+            .heartbeat_interval
+            .saturating_mul(RTT_SAMPLE_INTERVALS);
+        self.last_ping.saturating_add(every)
     }
 
     /// The next thing the driver must do.
@@ -150,6 +168,10 @@ impl Liveness {
         self.closing
     }
 }
+
+/// A busy link pings once in this many heartbeat intervals (an idle one
+/// every interval).
+const RTT_SAMPLE_INTERVALS: u32 = 4;
 
 #[cfg(test)]
 mod tests {
@@ -258,14 +280,21 @@ mod tests {
     }
 
     #[test]
-    fn traffic_sent_postpones_pings() {
+    fn traffic_sent_postpones_pings_to_one_round_trip_sample_every_few_intervals() {
         let mut l = Liveness::new(config(), Duration::ZERO);
+        let mut pings = Vec::new();
         for tenth in 1..100 {
             let now = s(f64::from(tenth) / 10.0);
             l.handle_sent(now, true);
             l.handle_received(now, true);
+            assert!(l.poll_timeout().is_some_and(|at| at <= now + s(4.0)));
             l.handle_timeout(now);
-            assert_eq!(l.poll_action(), None);
+            while let Some(action) = l.poll_action() {
+                assert_eq!(action, Action::Ping);
+                pings.push(tenth);
+            }
         }
+        // The heartbeat interval is 1 s: an idle link would have pinged 9 times.
+        assert_eq!(pings, [40, 80]);
     }
 }
