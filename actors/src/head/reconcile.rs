@@ -91,6 +91,25 @@ impl Deliveries {
         }
     }
 
+    /// The host answered the push of `name`'s `epoch` (leadership
+    /// `generation`) without starting it: a grant overtook the push (the
+    /// grant's index covers the push's fence, so the host refused the push
+    /// as superseded) or the node held no lease at that moment. The host
+    /// did not start it, so the next grant delivers it again, under the
+    /// same epoch, instead of the renewal taking it for lost (a new epoch,
+    /// a restart of an actor that never ran). A host never starts an epoch
+    /// twice in its life, and this one did not start it at all.
+    pub(crate) fn refused(&mut self, name: &str, epoch: u64, generation: u64) {
+        if generation != self.generation {
+            return;
+        }
+        if let Some(Pending::Committed { epoch: e, fence }) = self.pending.get_mut(name) {
+            if *e == epoch {
+                *fence = None;
+            }
+        }
+    }
+
     /// A new leadership, or none: no delivery is known, and the writes of
     /// the last one deliver nothing.
     pub(crate) fn clear(&mut self) {
@@ -232,6 +251,46 @@ mod tests {
         let p = plan(&state, node(1), &[], 6, 7, &mut d, |_| false);
         assert_eq!(p.restart, vec![("a".to_owned(), e)], "seen and not running");
         assert!(p.start.is_empty());
+    }
+
+    #[test]
+    fn a_push_a_grant_overtook_is_delivered_again_by_the_next_grant_not_restarted() {
+        use crate::supervision::{Admission, Fencing};
+        use std::time::{Duration, Instant};
+        let mut state = ControlState::default();
+        let mut d = Deliveries::default();
+        let mut host = Fencing::default();
+        let now = Instant::now();
+        let g = d.writing("a");
+        let e = place(&mut state, "a", node(1), None);
+        // A renewal answered while the write applied but before its answer
+        // came back: the grant (index 6) does not list "a" ...
+        let p = plan(&state, node(1), &[], 0, 6, &mut d, |_| false);
+        assert_eq!(p, Plan::default());
+        host.grant(now + Duration::from_secs(3), 6);
+        // ... and overtakes the push (fence 5): the host refuses the push.
+        d.committed("a", e, g);
+        assert!(d.deliver("a", e, 5, g));
+        assert!(host.admit("a", e, 5, false, now).is_err(), "superseded");
+        d.refused("a", e, g);
+        // The next renewal sees fence 6 and "a" not running: the grant
+        // delivers the same epoch again rather than a new one.
+        let p = plan(&state, node(1), &[], 6, 7, &mut d, |_| false);
+        assert_eq!(p.start, vec![("a".to_owned(), e)]);
+        assert!(p.restart.is_empty(), "it never ran: nothing to restart");
+        assert!(matches!(
+            host.admit("a", e, 7, true, now),
+            Ok(Admission::Start { .. })
+        ));
+        // A refusal reported for another epoch or leadership changes nothing.
+        d.refused("a", e + 1, g);
+        d.refused("a", e, g + 1);
+        let p = plan(&state, node(1), &[], 6, 8, &mut d, |_| false);
+        assert_eq!(
+            p,
+            Plan::default(),
+            "delivered at 7, not seen yet: on its way"
+        );
     }
 
     #[test]

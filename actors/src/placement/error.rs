@@ -78,6 +78,20 @@ pub enum Infeasible {
         /// Its certificate name (its short id before membership knows it).
         name: String,
     },
+    /// Tasks: every node that could run it handed it back (none has its
+    /// function registered).
+    #[error("every node that could run it handed it back")]
+    HandedBack,
+    /// Each resource is offered somewhere, but no single node offers all
+    /// of them at once.
+    #[error("no single node offers all of it at once")]
+    NoSingleNode,
+    /// Its resource amounts are not finite and non-negative.
+    #[error("resource amounts must be finite and not negative: {need}")]
+    BadAmounts {
+        /// What it asked for.
+        need: String,
+    },
 }
 
 /// Why a request that some node could hold is not placed now.

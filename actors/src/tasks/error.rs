@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
 
 use super::wire::TaskId;
+use crate::placement::Infeasible;
 
 /// Why a task (or a kept result) produced no value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -33,11 +34,12 @@ pub enum TaskError {
     /// Cancelled before it ended.
     #[error("task cancelled")]
     Cancelled,
-    /// No node of the cluster could ever run it.
-    #[error("unschedulable: {reason}")]
+    /// No node of the cluster could ever run it (the same causes as an
+    /// actor's placement).
+    #[error("unschedulable: {cause}")]
     Unschedulable {
         /// Which resource or constraint no node meets.
-        reason: String,
+        cause: Infeasible,
     },
     /// No node that could run it has the function registered.
     #[error("no node that could run it registered the task {function:?}")]

@@ -19,7 +19,7 @@ use super::outcome::{Bounce, Done, Outcome, RunError};
 use super::policy::{self, Candidate, Choice, Policy, Request};
 use super::task::Blob;
 use super::wire::{Arg, Spec, TaskId, TaskRow, TaskState, Token};
-use crate::placement::{Placement, ResourceSet};
+use crate::placement::{Infeasible, Placement, ResourceSet};
 
 /// Work queued per node beyond what fits there, in microseconds of the
 /// function's observed run time: enough to keep it busy for a round trip.
@@ -252,10 +252,9 @@ impl Owner {
         let seq = self.next_seq;
         if !new.need.is_valid() {
             return Err(TaskError::Unschedulable {
-                reason: format!(
-                    "resource amounts must be finite and not negative: {:?}",
-                    new.need
-                ),
+                cause: Infeasible::BadAmounts {
+                    need: format!("{:?}", new.need),
+                },
             });
         }
         // A batch shares its needs: check them against the view once.
@@ -272,10 +271,10 @@ impl Owner {
                 skip: &[],
                 pipeline: usize::MAX,
             };
-            if let Choice::Unschedulable { reason } =
+            if let Choice::Unschedulable { cause } =
                 policy::choose(&request, &self.nodes, self.policy, 0)
             {
-                return Err(TaskError::Unschedulable { reason });
+                return Err(TaskError::Unschedulable { cause });
             }
             self.feasible = Some((new.need.clone(), new.placement.clone()));
         }

@@ -10,7 +10,7 @@
 
 use swarm_protocol::NodeId;
 
-use crate::placement::{Placement, ResourceSet};
+use crate::placement::{Infeasible, Placement, ResourceSet};
 
 /// How to choose among nodes that can run a task now.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -85,7 +85,7 @@ pub enum Choice {
     /// No node could ever run it.
     Unschedulable {
         /// What no node offers.
-        reason: String,
+        cause: Infeasible,
     },
 }
 
@@ -108,7 +108,7 @@ pub fn choose(request: &Request<'_>, nodes: &[Candidate], policy: Policy, roll: 
         .collect();
     if feasible.is_empty() {
         return Choice::Unschedulable {
-            reason: infeasible(request, &allowed),
+            cause: infeasible(request, &allowed),
         };
     }
     let now: Vec<&Candidate> = feasible
@@ -226,19 +226,15 @@ fn local_first(a: &Candidate, b: &Candidate, local: NodeId) -> std::cmp::Orderin
 }
 
 /// Why no node in `allowed` could ever run the request.
-fn infeasible(request: &Request<'_>, allowed: &[&Candidate]) -> String {
+fn infeasible(request: &Request<'_>, allowed: &[&Candidate]) -> Infeasible {
     if allowed.is_empty() {
         return match request.placement {
-            Some(Placement::Node { node, hard: true }) => {
-                format!("node {} is not a member that runs tasks", node.short())
-            }
-            Some(Placement::Label { label, hard: true }) => {
-                format!("no node has the label {label:?}")
-            }
-            _ if !request.skip.is_empty() => {
-                "every node that could run it handed it back".to_owned()
-            }
-            _ => "the cluster has no nodes".to_owned(),
+            Some(Placement::Node { node, hard: true }) => Infeasible::NotAMember { node: *node },
+            Some(Placement::Label { label, hard: true }) => Infeasible::NoLabel {
+                label: label.clone(),
+            },
+            _ if !request.skip.is_empty() => Infeasible::HandedBack,
+            _ => Infeasible::NoNodes,
         };
     }
     // Name a resource no node has enough of, against the most any offers.
@@ -253,8 +249,10 @@ fn infeasible(request: &Request<'_>, allowed: &[&Candidate]) -> String {
         }
     }
     match request.need.shortfall(&most) {
-        Some(short) => format!("no node can ever offer {short}"),
-        None => "no single node offers all of it at once".to_owned(),
+        Some(short) => Infeasible::TooLarge {
+            missing: short.to_string(),
+        },
+        None => Infeasible::NoSingleNode,
     }
 }
 

@@ -216,7 +216,10 @@ impl Supervisor {
                 events.record("moved", name.as_str(), detail);
                 let push = lock(&deliveries).deliver(&name, epoch, index, generation);
                 if let Some(new) = new.filter(|_| push) {
-                    let _ = new.send(spawn_request(&name, &spec, epoch, index)).await;
+                    let answer = new.send(spawn_request(&name, &spec, epoch, index)).await;
+                    if matches!(answer, Ok(Err(crate::supervision::SpawnError::Stale | crate::supervision::SpawnError::NoLease))) {
+                        lock(&deliveries).refused(&name, epoch, generation);
+                    }
                 }
                 Ok(Relocated::Moved { node, epoch })
             }

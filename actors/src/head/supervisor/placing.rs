@@ -95,7 +95,8 @@ impl Handler<PlaceActor> for Supervisor {
                     // acknowledged and stays: the node's next renewal
                     // restarts it under a new epoch, or its lease moves it.
                     Ok(Err(e @ (SpawnError::Stale | SpawnError::NoLease))) => {
-                        tracing::info!(actor = %name, node = %node.short(), error = %e, "the push did not start it: the next renewal or a move will");
+                        lock(&deliveries).refused(&name, epoch, generation);
+                        tracing::info!(actor = %name, node = %node.short(), error = %e, "the push did not start it: the next grant delivers it, or a move will");
                         Ok(Located {
                             node,
                             epoch,

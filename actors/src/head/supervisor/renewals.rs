@@ -226,7 +226,14 @@ impl Handler<Reincarnate> for Supervisor {
                 );
                 events.record("restarted", r.name.as_str(), detail);
                 if lock(&deliveries).deliver(&r.name, epoch, index, generation) {
-                    let _ = host.send(spawn_request(&r.name, &spec, epoch, index)).await;
+                    let answer = host.send(spawn_request(&r.name, &spec, epoch, index)).await;
+                    if matches!(
+                        answer,
+                        Ok(Err(crate::supervision::SpawnError::Stale
+                            | crate::supervision::SpawnError::NoLease))
+                    ) {
+                        lock(&deliveries).refused(&r.name, epoch, generation);
+                    }
                 }
             }
             .into_actor(self)

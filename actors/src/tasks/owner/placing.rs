@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use swarm_protocol::NodeId;
 
 use super::{Class, Effects, Owner, Stage, MAX_PIPELINE, PIPELINE_MICROS};
-use crate::placement::ResourceSet;
+use crate::placement::{Infeasible, ResourceSet};
 use crate::tasks::error::TaskError;
 use crate::tasks::policy::{self, Choice, Request};
 
@@ -117,17 +117,17 @@ impl Owner {
                     }
                     return;
                 }
-                Choice::Unschedulable { reason } => {
+                Choice::Unschedulable { cause } => {
                     if let Some(c) = self.classes.get_mut(index) {
                         c.queue.pop_front();
                     }
                     let skipped = task.skip.len();
-                    let error = if skipped > 0 && reason.contains("handed it back") {
+                    let error = if skipped > 0 && cause == Infeasible::HandedBack {
                         TaskError::Unregistered {
                             function: task.spec.tag.clone(),
                         }
                     } else {
-                        TaskError::Unschedulable { reason }
+                        TaskError::Unschedulable { cause }
                     };
                     self.end(seq, Err(error), fx);
                 }

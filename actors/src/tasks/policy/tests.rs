@@ -160,17 +160,23 @@ fn a_request_no_node_can_ever_hold_is_unschedulable() {
         ..ResourceSet::cpus(1.0)
     };
     let nodes = [node(1, 4.0, 0.0), node(2, 4.0, 4.0)];
-    let Choice::Unschedulable { reason } = choose(&request(&need, 1), &nodes, hybrid(), 0) else {
+    let Choice::Unschedulable { cause } = choose(&request(&need, 1), &nodes, hybrid(), 0) else {
         panic!("a GPU request without GPU nodes must be unschedulable");
     };
-    assert!(reason.contains("GPU"), "{reason}");
+    assert!(
+        matches!(&cause, Infeasible::TooLarge { missing } if missing.contains("GPU")),
+        "{cause}"
+    );
     // The reason names what no node has, not what the first node lacks.
     let with_driver = [node(0, 0.0, 0.0), node(1, 4.0, 0.0)];
-    let Choice::Unschedulable { reason } = choose(&request(&need, 1), &with_driver, hybrid(), 0)
+    let Choice::Unschedulable { cause } = choose(&request(&need, 1), &with_driver, hybrid(), 0)
     else {
         panic!("still unschedulable");
     };
-    assert_eq!(reason, "no node can ever offer 1 GPUs (at most 0)");
+    assert_eq!(
+        cause.to_string(),
+        "no node can ever offer 1 GPUs (at most 0)"
+    );
     let huge = ResourceSet::cpus(64.0);
     assert!(matches!(
         choose(&request(&huge, 1), &nodes, hybrid(), 0),
@@ -185,10 +191,14 @@ fn a_request_no_node_can_ever_hold_is_unschedulable() {
         placement: Some(&nowhere),
         ..request(&one, 1)
     };
-    assert!(matches!(
+    assert_eq!(
         choose(&req, &nodes, hybrid(), 0),
-        Choice::Unschedulable { .. }
-    ));
+        Choice::Unschedulable {
+            cause: Infeasible::NoLabel {
+                label: "tpu-host".into()
+            }
+        }
+    );
 }
 
 #[test]
