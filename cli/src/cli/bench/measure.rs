@@ -24,7 +24,7 @@ pub(crate) struct LinkReport {
     pub ask_rtt_p99_us: f64,
     /// 64-byte tells per second over one link, sender to handler.
     pub(crate) tell_msgs_per_s: f64,
-    /// Throughput of 1 MiB messages, sender to handler.
+    /// Throughput of 1 MiB messages, sender to handler, MB (10^6 bytes) per second.
     pub(crate) bulk_mb_per_s: f64,
     /// Median time to connect and complete the Noise handshake.
     pub(crate) handshake_us: f64,
@@ -41,7 +41,7 @@ pub(crate) struct LinkReport {
     /// With `--relay`: tells per second through the relay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) relayed_tell_msgs_per_s: Option<f64>,
-    /// With `--relay`: 1 MiB messages through the relay.
+    /// With `--relay`: 1 MiB messages through the relay, MB (10^6 bytes) per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) relayed_bulk_mb_per_s: Option<f64>,
     /// With `--relay`, the platform's own cost of a hop: bare TCP through
@@ -350,7 +350,7 @@ pub(super) async fn measure(
     let t = Instant::now();
     blast(&counter, bulk, before, 1 << 20).await?;
     wait_count(&counter, before + bulk).await?;
-    let bulk_mb_per_s = (bulk as f64 * (1 << 20) as f64) / 1e6 / t.elapsed().as_secs_f64();
+    let bulk_mb_per_s = super::mb_per_s(bulk << 20, t.elapsed().as_secs_f64());
     // Keep the adder honest: it must still answer.
     adder.send(Add { a: 1, b: 1 }).await?;
 
