@@ -1,10 +1,11 @@
-//! `swarm bench link` and `swarm bench membership`: run the cluster
-//! benchmarks ([`measure`]) and print a table or one JSON object.
+//! `swarm bench ...`: run the cluster benchmarks (one module each; the
+//! link's in [`measure`]) and print a table or one JSON object.
 
 mod console;
 mod control;
 mod inspect;
 mod measure;
+mod membership;
 mod partition;
 mod security;
 mod tasks;
@@ -115,7 +116,7 @@ pub(crate) fn membership(run: Membership, json: bool) -> Result<()> {
     }
     if processes > 0 {
         let exe = std::env::current_exe().context("cannot find the swarm binary")?;
-        let p = measure::membership_processes(
+        let p = membership::processes(
             &exe,
             processes,
             &[],
