@@ -1,5 +1,6 @@
 //! The bench suites, one function per area; groups are named `area/case`
-//! and parameterized by payload size.
+//! and parameterized by payload size. Throughput is in decimal units
+//! (MB/s = 10^6 bytes per second), as every `_mb_per_s` figure.
 
 use std::sync::Arc;
 
@@ -17,7 +18,7 @@ pub fn bench_frame(c: &mut Criterion) {
     for size in [64, 1024, MAX_RECORD] {
         let mut wire = Vec::new();
         encode_frame(&vec![1u8; size], 65_535, &mut wire).unwrap();
-        group.throughput(Throughput::Bytes(size as u64));
+        group.throughput(Throughput::BytesDecimal(size as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &wire, |b, wire| {
             b.iter(|| decode_frame(black_box(wire), 65_535).unwrap())
         });
@@ -29,7 +30,7 @@ pub fn bench_envelope(c: &mut Criterion) {
     let mut group = c.benchmark_group("envelope/encode");
     for size in SIZES {
         let body = vec![3u8; size];
-        group.throughput(Throughput::Bytes(size as u64));
+        group.throughput(Throughput::BytesDecimal(size as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &body, |b, body| {
             let mut out = Vec::with_capacity(size + 64);
             b.iter(|| {
@@ -60,7 +61,7 @@ pub fn bench_envelope(c: &mut Criterion) {
             body: &vec![3u8; size],
         }
         .encode(&mut wire);
-        group.throughput(Throughput::Bytes(size as u64));
+        group.throughput(Throughput::BytesDecimal(size as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &wire, |b, wire| {
             b.iter(|| Envelope::decode(black_box(wire)).unwrap())
         });
@@ -78,7 +79,7 @@ pub fn bench_pack(c: &mut Criterion) {
             body: &vec![0u8; size],
         }
         .encode(&mut env);
-        group.throughput(Throughput::Bytes((size * 64) as u64));
+        group.throughput(Throughput::BytesDecimal((size * 64) as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &env, |b, env| {
             let mut packer = Packer::new();
             let mut records = 0usize;
@@ -103,7 +104,7 @@ pub fn bench_noise(c: &mut Criterion) {
     let mut group = c.benchmark_group("noise/seal_open");
     for size in [64, 1024, MAX_RECORD] {
         let plain = vec![9u8; size];
-        group.throughput(Throughput::Bytes(size as u64));
+        group.throughput(Throughput::BytesDecimal(size as u64));
         group.bench_with_input(BenchmarkId::from_parameter(size), &plain, |bench, plain| {
             let mut wire = Vec::with_capacity(size + 32);
             let mut opened = Vec::with_capacity(size + 32);
@@ -155,7 +156,7 @@ pub fn bench_capability(c: &mut Criterion) {
     let capability = key.sign(&claims).unwrap();
     let public = key.public();
     let mut group = c.benchmark_group("capability");
-    group.throughput(Throughput::Bytes(capability.as_bytes().len() as u64));
+    group.throughput(Throughput::BytesDecimal(capability.as_bytes().len() as u64));
     group.bench_function("open", |b| {
         b.iter(|| {
             black_box(&capability)

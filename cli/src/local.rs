@@ -79,6 +79,8 @@ struct Shape {
     heads: usize,
     /// The node that serves the admin API, if any (0: n1).
     admin: Option<usize>,
+    /// Each node's log goes to a file of its own ([`LocalCluster::log_path`]).
+    logs: bool,
 }
 
 impl Shape {
@@ -88,6 +90,7 @@ impl Shape {
             dial_peers: false,
             heads: 0,
             admin: None,
+            logs: false,
         }
     }
 
@@ -116,6 +119,8 @@ pub struct LocalCluster {
     args: std::collections::HashMap<String, Vec<String>>,
     /// The node that serves the admin API, if any (0: n1).
     admin: Option<usize>,
+    /// Each node logs to its own file (for counting what nodes logged).
+    logs: bool,
 }
 
 impl LocalCluster {
@@ -238,7 +243,15 @@ impl LocalCluster {
         let admin = self
             .admin
             .is_some_and(|i| killed.name == format!("n{}", i + 1));
-        let node = spawn(&self.exe, &config, &killed.name, &args, admin)?;
+        let log = self.logs.then(|| self.log_path(&killed.name));
+        let node = spawn(
+            &self.exe,
+            &config,
+            &killed.name,
+            &args,
+            admin,
+            log.as_deref(),
+        )?;
         self.nodes.push(node);
         Ok(self
             .nodes
@@ -256,6 +269,32 @@ impl LocalCluster {
         Self::start_with(exe, dir, extra_args, Shape::members(n), &|_| Vec::new())
     }
 
+    /// As [`LocalCluster::start_members`], but each node's log (its
+    /// stderr, with membership's warnings whatever `RUST_LOG` says) goes
+    /// to its own file, [`LocalCluster::log_path`], from its start.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalCluster::start`], or if a log file cannot be created.
+    pub fn start_members_logged(
+        exe: &Path,
+        dir: &Path,
+        n: usize,
+        extra_args: &[&str],
+    ) -> Result<Self> {
+        let shape = Shape {
+            logs: true,
+            ..Shape::members(n)
+        };
+        Self::start_with(exe, dir, extra_args, shape, &|_| Vec::new())
+    }
+
+    /// Where node `name` logs, in a cluster started by
+    /// [`LocalCluster::start_members_logged`].
+    pub fn log_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.log"))
+    }
+
     fn start_with(
         exe: &Path,
         dir: &Path,
@@ -268,6 +307,7 @@ impl LocalCluster {
             dial_peers,
             heads,
             admin,
+            logs,
         } = shape;
         let cluster = "local".to_owned();
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
@@ -295,6 +335,7 @@ impl LocalCluster {
             exe: exe.to_owned(),
             args: std::collections::HashMap::new(),
             admin,
+            logs,
         };
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
         for (i, name) in names.iter().enumerate() {
@@ -317,7 +358,8 @@ impl LocalCluster {
             let mut args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
             args.extend(node_args(i));
             let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            let node = spawn(exe, &config, name, &refs, serves_admin)?;
+            let log = logs.then(|| this.log_path(name));
+            let node = spawn(exe, &config, name, &refs, serves_admin, log.as_deref())?;
             this.args.insert(name.clone(), args);
             this.nodes.push(node);
         }
@@ -421,20 +463,21 @@ fn admin_files(dir: &Path, name: &str) -> Result<String> {
 }
 
 /// Starts one node process and waits for its READY line (and its ADMIN
-/// line, if it serves the admin API).
+/// line, if it serves the admin API); it logs to `log` if given.
 fn spawn(
     exe: &Path,
     config: &Path,
     name: &str,
     extra_args: &[&str],
     admin: bool,
+    log: Option<&Path>,
 ) -> Result<ChildNode> {
     let mut command = Command::new(exe);
     command
         .args(["node", "start", "--config"])
         .arg(config)
         .args(extra_args);
-    start_child(command, name, admin)
+    start_child(command, name, admin, log)
 }
 
 /// Starts a node process from a prepared command line (for example one
@@ -445,19 +488,36 @@ fn spawn(
 ///
 /// If the command cannot run, or the node does not report READY within 30 s.
 pub fn spawn_command(command: Command, name: &str) -> Result<ChildNode> {
-    start_child(command, name, false)
+    start_child(command, name, false, None)
 }
 
-fn start_child(mut command: Command, name: &str, admin: bool) -> Result<ChildNode> {
+/// Starts `command`, logging to this process's stderr or to `log`, and
+/// waits for its READY line.
+fn start_child(
+    mut command: Command,
+    name: &str,
+    admin: bool,
+    log: Option<&Path>,
+) -> Result<ChildNode> {
     let exe = PathBuf::from(command.get_program());
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| crate::logs::default_filter("warn"));
+    match log {
+        Some(path) => {
+            let file = std::fs::File::create(path).map_err(|source| {
+                LocalError::File(FileError::Write {
+                    path: path.to_owned(),
+                    source,
+                })
+            })?;
+            command
+                .env("RUST_LOG", format!("{filter},{MEMBERSHIP_LOG}"))
+                .stderr(file)
+        }
+        None => command.env("RUST_LOG", filter).stderr(Stdio::inherit()),
+    };
     let mut child = command
-        .env(
-            "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| crate::logs::default_filter("warn")),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
         .spawn()
         .map_err(|source| LocalError::Spawn { exe, source })?;
     let not_ready = |first_line: Option<String>| LocalError::NotReady {
@@ -524,3 +584,7 @@ fn start_child(mut command: Command, name: &str, admin: bool) -> Result<ChildNod
         admin,
     })
 }
+
+/// The log directive that keeps membership's warnings (a member declared
+/// down) in a logged cluster's files, whatever `RUST_LOG` says.
+const MEMBERSHIP_LOG: &str = "swarm_actors::cluster::gossip=warn";

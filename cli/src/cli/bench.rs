@@ -1,10 +1,11 @@
-//! `swarm bench link` and `swarm bench membership`: run the cluster
-//! benchmarks ([`measure`]) and print a table or one JSON object.
+//! `swarm bench ...`: run the cluster benchmarks (one module each; the
+//! link's in [`measure`]) and print a table or one JSON object.
 
 mod console;
 mod control;
 mod inspect;
 mod measure;
+mod membership;
 mod partition;
 mod security;
 mod tasks;
@@ -119,6 +120,12 @@ pub(crate) fn tasks(json: bool, count: usize) -> Result<()> {
     Ok(())
 }
 
+/// Megabytes per second, MB = 10^6 bytes: the one unit of every
+/// `_mb_per_s` figure (payload sizes may be given in MiB, 2^20 bytes).
+pub(super) fn mb_per_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / 1e6 / secs
+}
+
 /// What `swarm bench membership` runs.
 pub(crate) struct Membership {
     pub(crate) nodes: usize,
@@ -152,7 +159,7 @@ pub(crate) fn membership(run: Membership, json: bool) -> Result<()> {
     }
     if processes > 0 {
         let exe = std::env::current_exe().context("cannot find the swarm binary")?;
-        let p = measure::membership_processes(
+        let p = membership::processes(
             &exe,
             processes,
             &[],
@@ -249,4 +256,17 @@ fn simulate(
          cargo run --release --features sim -- bench membership --nodes N \
          (or --nodes 0 --processes M for real processes only)"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mb_per_s_counts_a_megabyte_as_a_million_bytes() {
+        assert_eq!(mb_per_s(1_000_000, 1.0), 1.0);
+        // 64 MiB in one second is 67.1 MB/s, not 64.
+        assert!((mb_per_s(64 << 20, 1.0) - 67.108_864).abs() < 1e-9);
+        assert_eq!(mb_per_s(3_000_000, 0.5), 6.0);
+    }
 }

@@ -70,18 +70,20 @@ impl Recorder {
     }
 
     /// Records one frame (flushed: a session that ends abruptly keeps
-    /// every frame it showed).
+    /// every frame it showed). The frame is written as it is encoded, so
+    /// recording holds no copy of it (a large cluster's frame is megabytes).
     ///
     /// # Errors
     ///
     /// [`RecordError::Io`] if it cannot be written.
     pub fn frame(&mut self, view: &ClusterView) -> Result<(), RecordError> {
+        let path = &self.path;
         let io = |source| RecordError::Io {
-            path: self.path.clone(),
+            path: path.clone(),
             source,
         };
-        let line = serde_json::to_string(view).map_err(|e| io(e.into()))?;
-        writeln!(self.out, "{line}").map_err(io)?;
+        serde_json::to_writer(&mut self.out, view).map_err(|e| io(e.into()))?;
+        writeln!(self.out).map_err(io)?;
         self.out.flush().map_err(io)
     }
 }

@@ -37,12 +37,48 @@ swarm_actors::task!(
 
 swarm_actors::task!(
     "demo.spin",
-    /// Works for `ms` milliseconds (checking for cancellation every
-    /// millisecond); answers where it ran, or fails if cancelled.
+    /// Holds its task thread for `ms` milliseconds without using a CPU (it
+    /// sleeps, checking for cancellation every millisecond); answers where
+    /// it ran, or fails if cancelled. For CPU work, see [`churn`].
     pub fn spin(ms: u64) -> Result<Option<NodeId>, String> {
         spin_for(ms)
     }
 );
+
+swarm_actors::task!(
+    "demo.churn",
+    /// A fixed amount of CPU work: `rounds` rounds of [`churn_rounds`]
+    /// (checking for cancellation every 65,536 rounds); answers the mixed
+    /// value, or fails if cancelled.
+    pub fn churn(rounds: u64) -> Result<u64, String> {
+        let mut x = 0;
+        let mut done = 0;
+        while done < rounds {
+            if context().is_some_and(|c| c.is_cancelled()) {
+                return Err("cancelled".to_owned());
+            }
+            let step = (rounds - done).min(CHURN_CHUNK);
+            x ^= churn_rounds(x, step);
+            done += step;
+        }
+        Ok(x)
+    }
+);
+
+/// `rounds` rounds of SplitMix64 from `seed`: CPU work with no memory
+/// traffic, each round depending on the one before (the compiler cannot
+/// shorten it). Its time on one core is what a [`churn`] task costs.
+pub fn churn_rounds(seed: u64, rounds: u64) -> u64 {
+    let mut x = seed;
+    for _ in 0..std::hint::black_box(rounds) {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x = z ^ (z >> 31);
+    }
+    x
+}
 
 fn spin_for(ms: u64) -> Result<Option<NodeId>, String> {
     let until = Instant::now() + Duration::from_millis(ms);
@@ -142,6 +178,7 @@ pub fn register(tasks: &Tasks) {
     tasks.register(add);
     tasks.register(where_am_i);
     tasks.register(spin);
+    tasks.register(churn);
     tasks.register(nap);
     tasks.register(fail);
     tasks.register(flaky);
@@ -152,3 +189,6 @@ pub fn register(tasks: &Tasks) {
     tasks.register(blob);
     tasks.register(count_bytes);
 }
+
+/// Rounds [`churn`] runs between two looks at cancellation.
+const CHURN_CHUNK: u64 = 1 << 16;

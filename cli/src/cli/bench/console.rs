@@ -1,7 +1,10 @@
 //! `swarm bench console`: the console on a large cluster. N member nodes
 //! (in this process, on two threads), each exposing M actors, and the
 //! console as a child process (`swarm console --frames`) refreshing once
-//! a second: what each refresh takes and the most memory it uses.
+//! a second: what each refresh takes and the most memory it uses. The
+//! console records every refresh (written out after it is timed); a
+//! refresh that did not list every member, or that a member did not
+//! answer, fails the bench.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -9,8 +12,9 @@ use std::time::{Duration, Instant};
 use actix::Arbiter;
 use anyhow::{anyhow, Context as _, Result};
 use swarm::credentials::Throwaway;
+use swarm::inspect::ClusterView;
 use swarm::Node;
-use swarm_cli::console::FramesReport;
+use swarm_cli::console::{record, FramesReport};
 use swarm_cli::demo::Adder;
 
 use super::measure::{config, on};
@@ -88,6 +92,7 @@ async fn cluster_and_console(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let recording = dir.join("frames.jsonl");
     let mut console = std::process::Command::new(exe);
     console
         .arg("console")
@@ -95,6 +100,8 @@ async fn cluster_and_console(
         .arg(dir.join("console.toml"))
         .args(["--node", &first.listen_addr().to_string()])
         .args(["--frames", &frames.to_string(), "--refresh-ms", "1000"])
+        .arg("--record")
+        .arg(&recording)
         .stdin(std::process::Stdio::null());
     let out = tokio::task::spawn_blocking(move || console.output())
         .await
@@ -103,11 +110,108 @@ async fn cluster_and_console(
     for node in &members {
         node.close().await;
     }
+    let recorded = record::load(&recording);
     let _ = std::fs::remove_dir_all(dir);
     anyhow::ensure!(
         out.status.success(),
         "the console failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let recorded = recorded.context("the console's recording")?;
+    every_refresh_whole(&recorded, frames, nodes)?;
     serde_json::from_slice(&out.stdout).context("the console's report")
+}
+
+/// Checks that the console made `frames` refreshes and that each one
+/// listed `members` members, every one of which answered.
+///
+/// # Errors
+///
+/// Names the first refresh that was not whole, and the members it missed.
+fn every_refresh_whole(recorded: &[ClusterView], frames: u32, members: usize) -> Result<()> {
+    anyhow::ensure!(
+        recorded.len() == frames as usize,
+        "the console recorded {} of {frames} refreshes",
+        recorded.len()
+    );
+    for (k, frame) in recorded.iter().enumerate() {
+        let silent: Vec<String> = frame
+            .nodes
+            .iter()
+            .filter(|n| n.local.is_none())
+            .map(|n| {
+                let why = n.error.as_deref().unwrap_or("no answer");
+                format!("{} ({why})", n.member.name)
+            })
+            .collect();
+        anyhow::ensure!(
+            frame.nodes.len() == members && silent.is_empty(),
+            "refresh {} of {frames} is not whole: {} of {members} members listed, \
+             {} did not answer: {}",
+            k + 1,
+            frame.nodes.len(),
+            silent.len(),
+            silent.join(", ")
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use swarm::inspect::{NodeLocal, NodeView};
+
+    use super::*;
+
+    fn member(name: &str, answered: bool) -> NodeView {
+        let mut view: NodeView = serde_json::from_value(serde_json::json!({
+            "id": "00", "name": name, "addr": "127.0.0.1:1", "roles": ["worker"],
+            "state": "alive", "cpus": 1.0, "memory": 0, "gpus": 0, "custom": [],
+            "cpu_percent": 0.0, "memory_used": 0, "services": 0, "local": null,
+        }))
+        .unwrap();
+        if answered {
+            view.local = Some(NodeLocal::default());
+        } else {
+            view.error = Some("timed out".to_owned());
+        }
+        view
+    }
+
+    fn frame(members: &[(&str, bool)]) -> ClusterView {
+        ClusterView {
+            nodes: members.iter().map(|&(n, a)| member(n, a)).collect(),
+            ..ClusterView::default()
+        }
+    }
+
+    #[test]
+    fn refreshes_where_every_member_answered_pass() {
+        let whole = frame(&[("n1", true), ("n2", true)]);
+        every_refresh_whole(&[whole.clone(), whole], 2, 2).unwrap();
+    }
+
+    #[test]
+    fn a_refresh_with_a_silent_member_fails_naming_it() {
+        let whole = frame(&[("n1", true), ("n2", true)]);
+        let missed = frame(&[("n1", true), ("n2", false)]);
+        let e = every_refresh_whole(&[whole, missed], 2, 2).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("refresh 2 of 2"), "{e}");
+        assert!(e.contains("n2 (timed out)"), "{e}");
+    }
+
+    #[test]
+    fn a_refresh_listing_fewer_members_fails() {
+        let short = frame(&[("n1", true)]);
+        let e = every_refresh_whole(&[short], 1, 2).unwrap_err();
+        assert!(e.to_string().contains("1 of 2 members listed"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_refresh_fails() {
+        let whole = frame(&[("n1", true)]);
+        let e = every_refresh_whole(&[whole], 3, 1).unwrap_err();
+        assert!(e.to_string().contains("1 of 3 refreshes"), "{e}");
+    }
 }

@@ -24,7 +24,7 @@ pub(crate) struct LinkReport {
     pub ask_rtt_p99_us: f64,
     /// 64-byte tells per second over one link, sender to handler.
     pub(crate) tell_msgs_per_s: f64,
-    /// Throughput of 1 MiB messages, sender to handler.
+    /// Throughput of 1 MiB messages, sender to handler, MB (10^6 bytes) per second.
     pub(crate) bulk_mb_per_s: f64,
     /// Median time to connect and complete the Noise handshake.
     pub(crate) handshake_us: f64,
@@ -41,7 +41,7 @@ pub(crate) struct LinkReport {
     /// With `--relay`: tells per second through the relay.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) relayed_tell_msgs_per_s: Option<f64>,
-    /// With `--relay`: 1 MiB messages through the relay.
+    /// With `--relay`: 1 MiB messages through the relay, MB (10^6 bytes) per second.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) relayed_bulk_mb_per_s: Option<f64>,
     /// With `--relay`, the platform's own cost of a hop: bare TCP through
@@ -350,7 +350,7 @@ pub(super) async fn measure(
     let t = Instant::now();
     blast(&counter, bulk, before, 1 << 20).await?;
     wait_count(&counter, before + bulk).await?;
-    let bulk_mb_per_s = (bulk as f64 * (1 << 20) as f64) / 1e6 / t.elapsed().as_secs_f64();
+    let bulk_mb_per_s = super::mb_per_s(bulk << 20, t.elapsed().as_secs_f64());
     // Keep the adder honest: it must still answer.
     adder.send(Add { a: 1, b: 1 }).await?;
 
@@ -604,215 +604,4 @@ fn read_frame(s: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
         .ok_or_else(|| anyhow!("frame too large"))?;
     s.read_exact(slot)?;
     Ok(len)
-}
-
-/// Real node processes on 127.0.0.1: how long they take to converge, and
-/// how long from SIGKILL of one until every other lists it down.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct ProcessReport {
-    /// Node processes started.
-    pub(crate) processes: usize,
-    /// Seconds from the last READY until every process lists every other alive.
-    pub(crate) converge_s: f64,
-    /// Seconds from SIGKILL until every survivor lists the victim down.
-    pub(crate) detect_s: f64,
-    /// The documented bound for this size and these settings, seconds.
-    pub(crate) bound_s: f64,
-    /// Members listed down by a survivor although they were alive (all
-    /// but the killed one), summed over survivors.
-    pub(crate) false_down: usize,
-    /// CPU of one idle node after convergence, percent of a core (from
-    /// `/proc/PID/schedstat`, averaged over the processes), with no link
-    /// open to it, measured from `idle / 3` after convergence for `idle`.
-    pub(crate) idle_cpu_pct_per_node: f64,
-    /// Seconds the idle CPU was measured over.
-    pub(crate) idle_s: f64,
-    /// Resident memory of one idle node, MiB (average).
-    pub(crate) idle_rss_mib: f64,
-}
-
-impl ProcessReport {
-    /// The report as table lines.
-    pub(crate) fn table(&self) -> String {
-        format!(
-            "membership, {} real processes on 127.0.0.1\n  converge_s                   {:.2}\n  \
-             sigkill to down on all (s)   {:.2}  (bound {:.1})\n  \
-             false_down                   {}\n  \
-             idle CPU per node (% core)   {:.4}  (over {:.0} s)\n  \
-             idle RSS per node (MiB)      {:.1}\n",
-            self.processes,
-            self.converge_s,
-            self.detect_s,
-            self.bound_s,
-            self.false_down,
-            self.idle_cpu_pct_per_node,
-            self.idle_s,
-            self.idle_rss_mib
-        )
-    }
-}
-
-/// What one node process lists.
-async fn listed(node: &Node, peer: swarm::NodeId) -> Vec<swarm_actors::cluster::MemberRow> {
-    use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
-    node.remote::<ClusterAgent>(peer, CLUSTER_ACTOR)
-        .send(ListMembers)
-        .await
-        .unwrap_or_default()
-}
-
-/// CPU time (ns) and resident memory (KiB) of a process, from /proc.
-fn cpu_and_rss(pid: u32) -> Option<(u64, u64)> {
-    let sched = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
-    let cpu = sched.split_whitespace().next()?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some((cpu, rss))
-}
-
-/// Starts `n` node processes from `exe` joined through one seed, with
-/// `extra_args` (e.g. faster probe settings), times convergence, measures
-/// the idle CPU and memory of the processes over `idle` with no link open
-/// to them, then times SIGKILL detection from outside (asking each
-/// process over the mesh) and counts false downs.
-///
-/// # Errors
-///
-/// If a process does not start, or convergence or detection takes longer
-/// than `limit`.
-pub(crate) fn membership_processes(
-    exe: &Path,
-    n: usize,
-    extra_args: &[&str],
-    limit: Duration,
-    idle: Duration,
-) -> Result<ProcessReport> {
-    let dir = std::env::temp_dir().join(format!("swarm-members-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let mut cluster = swarm_cli::local::LocalCluster::start_members(exe, &dir, n, extra_args)?;
-    cluster.remove_dir_on_drop(true);
-    let started = Instant::now();
-    let mut mesh = swarm::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
-    mesh.cluster = None;
-    let ids: Vec<swarm::NodeId> = cluster.nodes.iter().map(|c| c.id).collect();
-    let addrs: Vec<SocketAddr> = cluster.nodes.iter().map(|c| c.addr).collect();
-    let bound = swarm_protocol::membership::MembershipConfig::default().detection_bound(n);
-    actix::System::new().block_on(async move {
-        let node = Node::start(mesh).await?;
-        // The observer is not a member: it learns addresses by dialing.
-        for addr in &addrs {
-            node.connect(*addr).await?;
-        }
-        let all_alive = |rows: &[swarm_actors::cluster::MemberRow]| {
-            rows.iter().filter(|r| r.state == "alive").count() >= n
-        };
-        loop {
-            let mut done = true;
-            for &id in &ids {
-                if !all_alive(&listed(&node, id).await) {
-                    done = false;
-                    break;
-                }
-            }
-            if done {
-                break;
-            }
-            if started.elapsed() > limit {
-                let mut counts = Vec::new();
-                for &id in &ids {
-                    let rows = listed(&node, id).await;
-                    counts.push(rows.iter().filter(|r| r.state == "alive").count());
-                }
-                return Err(anyhow!(
-                    "{n} processes did not converge within {limit:?}; members alive as listed by each: {counts:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let converge_s = started.elapsed().as_secs_f64();
-        // Idle: close the observer's links (each node then runs membership
-        // alone), let the goodbyes settle, and read /proc.
-        node.close().await;
-        let pids: Vec<u32> = cluster.nodes.iter().map(|c| c.child.id()).collect();
-        // Let the join's updates finish spreading (a few gossip rounds per
-        // decade of nodes) before measuring the steady state.
-        let settle = Duration::from_millis(500).max(idle / 3);
-        tokio::time::sleep(settle).await;
-        let before: Vec<Option<(u64, u64)>> = pids.iter().map(|&p| cpu_and_rss(p)).collect();
-        let idle_started = Instant::now();
-        tokio::time::sleep(idle).await;
-        let idle_s = idle_started.elapsed().as_secs_f64();
-        let after: Vec<Option<(u64, u64)>> = pids.iter().map(|&p| cpu_and_rss(p)).collect();
-        let samples: Vec<(u64, u64)> = before
-            .iter()
-            .zip(&after)
-            .filter_map(|(b, a)| Some((a.as_ref()?.0.saturating_sub(b.as_ref()?.0), a.as_ref()?.1)))
-            .collect();
-        let per_node = samples.len().max(1) as f64;
-        let idle_cpu_pct_per_node = samples.iter().map(|(cpu, _)| *cpu as f64).sum::<f64>()
-            / per_node
-            / 1e9
-            / idle_s.max(1e-9)
-            * 100.0;
-        let idle_rss_mib =
-            samples.iter().map(|(_, rss)| *rss as f64).sum::<f64>() / per_node / 1024.0;
-        // A new observer for the detection phase.
-        let mut mesh = swarm::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
-        mesh.cluster = None;
-        let node = Node::start(mesh).await?;
-        for addr in &addrs {
-            node.connect(*addr).await?;
-        }
-        let victim = cluster.kill(n / 2)?;
-        let killed = Instant::now();
-        let victim_id = victim.id.to_string();
-        let survivors: Vec<swarm::NodeId> = cluster.nodes.iter().map(|c| c.id).collect();
-        loop {
-            let mut done = true;
-            for &id in &survivors {
-                let rows = listed(&node, id).await;
-                if !rows.iter().any(|r| r.id == victim_id && r.state == "down") {
-                    done = false;
-                    break;
-                }
-            }
-            if done {
-                break;
-            }
-            if killed.elapsed() > limit {
-                return Err(anyhow!(
-                    "the killed process was not marked down within {limit:?}"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let detect_s = killed.elapsed().as_secs_f64();
-        let mut false_down = 0;
-        for &id in &survivors {
-            false_down += listed(&node, id)
-                .await
-                .iter()
-                .filter(|r| r.id != victim_id && r.state == "down")
-                .count();
-        }
-        node.close().await;
-        drop(cluster);
-        Ok(ProcessReport {
-            processes: n,
-            converge_s,
-            detect_s,
-            bound_s: bound.as_secs_f64(),
-            false_down,
-            idle_cpu_pct_per_node,
-            idle_s,
-            idle_rss_mib,
-        })
-    })
 }

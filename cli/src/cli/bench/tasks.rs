@@ -3,8 +3,10 @@
 //! node for the local rate. Measures empty tasks per second (local, and
 //! from the driver to the 2 workers under each policy), the sync task
 //! round trip beside an ask to an actor on the same worker (same run), a
-//! batch of 1 ms tasks under each policy, the retry after a SIGKILL, and
-//! a 64 MiB kept result consumed on the other worker.
+//! batch of CPU-bound tasks (a fixed amount of work, about 1 ms of one
+//! core each, timed on one core in the same run) under each policy, the
+//! retry after a SIGKILL, and a 64 MiB kept result consumed on the other
+//! worker (in MB/s, 10^6 bytes).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use swarm::credentials::Throwaway;
 use swarm::placement::Placement;
 use swarm::tasks::Tasks;
 use swarm::{ClusterConfig, MeshConfig, Node, NodeId, ResourceOverrides};
-use swarm_cli::demo::tasks::{blob, noop, size_of, spin, square, stall};
+use swarm_cli::demo::tasks::{blob, churn, churn_rounds, noop, size_of, square, stall};
 use swarm_cli::demo::{Add, Adder};
 use swarm_cli::local::LocalCluster;
 
@@ -31,12 +33,22 @@ pub(crate) struct TasksReport {
     pub(crate) task_rtt_p50_us: f64,
     pub(crate) ask_rtt_p50_us: f64,
     pub(crate) task_vs_ask: f64,
-    pub(crate) ms_tasks: usize,
-    pub(crate) ms_tasks_s_hybrid: f64,
-    pub(crate) ms_tasks_s_spread: f64,
-    pub(crate) ms_tasks_s_pack: f64,
+    /// CPU-bound tasks per batch.
+    pub(crate) cpu_tasks: usize,
+    /// Rounds of `churn_rounds` each runs: a fixed amount of work.
+    pub(crate) cpu_task_rounds: u64,
+    /// That work on one core of the driver, milliseconds (best of 20).
+    pub(crate) cpu_task_ms: f64,
+    /// `cpu_tasks` × `cpu_task_ms`: the whole batch on one core, seconds.
+    pub(crate) cpu_tasks_one_core_s: f64,
+    /// Seconds to finish the batch, per policy.
+    pub(crate) cpu_tasks_s_hybrid: f64,
+    pub(crate) cpu_tasks_s_spread: f64,
+    pub(crate) cpu_tasks_s_pack: f64,
     pub(crate) retry_after_kill_s: f64,
-    pub(crate) ref_mb: u64,
+    /// The kept result's size, MiB (2^20 bytes).
+    pub(crate) ref_mib: u64,
+    /// Its transfer, MB (10^6 bytes) per second.
     pub(crate) ref_pass_mb_per_s: f64,
 }
 
@@ -51,11 +63,12 @@ impl TasksReport {
              task_rtt_p50_us            {:>10.1}   (submit and await one task, one at a time)\n\
              ask_rtt_p50_us             {:>10.1}   (an ask to an actor on the same worker, same run)\n\
              task_vs_ask                {:>10.2}x\n\
-             ms_tasks_s hybrid          {:>10.3}   ({} tasks of 1 ms: seconds to finish all)\n\
-             ms_tasks_s spread          {:>10.3}\n\
-             ms_tasks_s pack            {:>10.3}\n\
+             cpu_tasks_one_core_s       {:>10.3}   ({} tasks of {} churn rounds, {:.3} ms of one core each)\n\
+             cpu_tasks_s hybrid         {:>10.3}   (seconds to finish all; {:.2}x one core)\n\
+             cpu_tasks_s spread         {:>10.3}   ({:.2}x one core)\n\
+             cpu_tasks_s pack           {:>10.3}   ({:.2}x one core)\n\
              retry_after_kill_s         {:>10.3}   (SIGKILL of the running node to the retried result)\n\
-             ref_pass_mb_per_s          {:>10.0}   (a {} MiB kept result consumed on the other worker, best of 3)\n",
+             ref_pass_mb_per_s          {:>10.0}   (MB = 10^6 B: a {} MiB kept result consumed on the other worker, best of 3)\n",
             self.tasks_per_s_local,
             self.tasks,
             self.tasks_per_s_2nodes,
@@ -64,13 +77,19 @@ impl TasksReport {
             self.task_rtt_p50_us,
             self.ask_rtt_p50_us,
             self.task_vs_ask,
-            self.ms_tasks_s_hybrid,
-            self.ms_tasks,
-            self.ms_tasks_s_spread,
-            self.ms_tasks_s_pack,
+            self.cpu_tasks_one_core_s,
+            self.cpu_tasks,
+            self.cpu_task_rounds,
+            self.cpu_task_ms,
+            self.cpu_tasks_s_hybrid,
+            self.cpu_tasks_one_core_s / self.cpu_tasks_s_hybrid,
+            self.cpu_tasks_s_spread,
+            self.cpu_tasks_one_core_s / self.cpu_tasks_s_spread,
+            self.cpu_tasks_s_pack,
+            self.cpu_tasks_one_core_s / self.cpu_tasks_s_pack,
             self.retry_after_kill_s,
             self.ref_pass_mb_per_s,
-            self.ref_mb,
+            self.ref_mib,
         )
     }
 }
@@ -117,13 +136,15 @@ pub(crate) fn run(exe: &Path, tasks: usize) -> Result<TasksReport> {
 
         let (task_rtt_p50_us, ask_rtt_p50_us) = round_trips(&driver, &t, workers[0]).await?;
 
-        let ms_tasks = 2_000;
-        let ms_tasks_s_hybrid = makespan(&t, ms_tasks, None).await?;
-        let ms_tasks_s_spread = makespan(&t, ms_tasks, Some(Placement::Spread)).await?;
-        let ms_tasks_s_pack = makespan(&t, ms_tasks, Some(Placement::Pack)).await?;
+        let cpu_tasks = 2_000;
+        let (cpu_task_rounds, cpu_task_ms) = calibrate(Duration::from_millis(1));
+        let cpu = |placement| makespan(&t, cpu_tasks, cpu_task_rounds, placement);
+        let cpu_tasks_s_hybrid = cpu(None).await?;
+        let cpu_tasks_s_spread = cpu(Some(Placement::Spread)).await?;
+        let cpu_tasks_s_pack = cpu(Some(Placement::Pack)).await?;
 
-        let ref_mb = 64;
-        let ref_pass_mb_per_s = ref_pass(&t, &workers, ref_mb).await?;
+        let ref_mib = 64;
+        let ref_pass_mb_per_s = ref_pass(&t, &workers, ref_mib).await?;
         let retry_after_kill_s = retry_after_kill(&mut cluster, &t).await?;
         driver.shutdown();
         Ok(TasksReport {
@@ -135,12 +156,15 @@ pub(crate) fn run(exe: &Path, tasks: usize) -> Result<TasksReport> {
             task_rtt_p50_us,
             ask_rtt_p50_us,
             task_vs_ask: task_rtt_p50_us / ask_rtt_p50_us,
-            ms_tasks,
-            ms_tasks_s_hybrid,
-            ms_tasks_s_spread,
-            ms_tasks_s_pack,
+            cpu_tasks,
+            cpu_task_rounds,
+            cpu_task_ms,
+            cpu_tasks_one_core_s: cpu_tasks as f64 * cpu_task_ms / 1e3,
+            cpu_tasks_s_hybrid,
+            cpu_tasks_s_spread,
+            cpu_tasks_s_pack,
             retry_after_kill_s,
-            ref_mb,
+            ref_mib,
             ref_pass_mb_per_s,
         })
     })
@@ -219,26 +243,47 @@ async fn round_trips(driver: &Node, t: &Tasks, worker: NodeId) -> Result<(f64, f
     Ok((p50(tasks), p50(asks)))
 }
 
-/// Seconds to finish `n` tasks of 1 ms each under `placement`.
-async fn makespan(t: &Tasks, n: usize, placement: Option<Placement>) -> Result<f64> {
+/// The rounds of `churn_rounds` that take about `target` on one core of
+/// this process, and what they took, milliseconds (the best of 20 runs:
+/// the work undisturbed).
+fn calibrate(target: Duration) -> (u64, f64) {
+    let best_of = |runs: usize, rounds: u64| {
+        (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                std::hint::black_box(churn_rounds(0, rounds));
+                started.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    let probe = 100_000;
+    let per_round = best_of(5, probe) / probe as f64;
+    let rounds = ((target.as_secs_f64() / per_round) as u64).max(1);
+    (rounds, best_of(20, rounds) * 1e3)
+}
+
+/// Seconds to finish `n` CPU-bound tasks of `rounds` churn rounds each
+/// under `placement`.
+async fn makespan(t: &Tasks, n: usize, rounds: u64, placement: Option<Placement>) -> Result<f64> {
     let started = Instant::now();
-    let mut builder = t.task(spin);
+    let mut builder = t.task(churn);
     if let Some(p) = placement {
         builder = builder.placement(p);
     }
     builder
-        .submit_many((0..n).map(|_| 1u64))
+        .submit_many((0..n).map(move |_| rounds))
         .await?
         .collect()
         .await?;
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// MB/s of a kept `mb` MiB result made on one worker and consumed on the other.
-async fn ref_pass(t: &Tasks, workers: &[NodeId], mb: u64) -> Result<f64> {
+/// MB/s (10^6 bytes) of a kept `mib` MiB result made on one worker and
+/// consumed on the other.
+async fn ref_pass(t: &Tasks, workers: &[NodeId], mib: u64) -> Result<f64> {
     let (maker, consumer) = (workers[0], workers[1]);
     let pin = |node| Placement::Node { node, hard: true };
-    let size = mb << 20;
+    let size = mib << 20;
     // A small value first, so the workers' link is up (steady state).
     let warm = t
         .task(blob)
@@ -270,7 +315,7 @@ async fn ref_pass(t: &Tasks, workers: &[NodeId], mb: u64) -> Result<f64> {
         best = best.min(started.elapsed().as_secs_f64());
         anyhow::ensure!(len == size, "the consumer saw {len} bytes");
     }
-    Ok(mb as f64 / best)
+    Ok(super::mb_per_s(size, best))
 }
 
 /// SIGKILL the worker running a long task; seconds until its retry answers.
