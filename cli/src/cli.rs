@@ -234,8 +234,10 @@ pub(crate) enum BenchCommand {
     },
     /// Two worker processes and a driver without CPUs: empty tasks per
     /// second (local, and to 2 nodes under each policy), the task round
-    /// trip beside an ask, 1 ms tasks under each policy, the retry after a
-    /// SIGKILL, and a 64 MiB kept result passed between workers.
+    /// trip beside an ask, a batch of CPU-bound tasks (about 1 ms of one
+    /// core each) under each policy beside its one-core time, the retry
+    /// after a SIGKILL, and a 64 MiB kept result passed between workers
+    /// (MB/s, 10^6 bytes).
     Tasks {
         /// Print one JSON object instead of a table.
         #[arg(long)]
