@@ -50,7 +50,7 @@ pub use swarm_actors::{
 };
 pub use swarm_actors::{
     CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError, HandshakeFailure,
-    LoginError, RemoteSpawnError, StartError, Unreachable,
+    HeadStartError, LoginError, RemoteSpawnError, StartError, Unreachable,
 };
 pub use swarm_protocol as protocol;
 pub use swarm_protocol::{CipherSuite, NodeId};

@@ -344,11 +344,8 @@ pub enum StartError {
     },
     /// The head (control plane) could not start: its store, its
     /// configuration, or a node without membership or the `head` role.
-    #[error("the head cannot start: {reason}")]
-    Head {
-        /// Why.
-        reason: String,
-    },
+    #[error("the head cannot start: {0}")]
+    Head(HeadStartError),
     /// Membership (joining as a node) needs a node certificate: an
     /// operator's (or any without `head` or `worker`) runs the mesh only.
     #[error("a certificate with the roles {roles:?} cannot join as a node (membership needs head or worker); run it without membership")]
@@ -356,6 +353,40 @@ pub enum StartError {
         /// The certificate's roles.
         roles: Vec<String>,
     },
+}
+
+/// Why a head could not start ([`StartError::Head`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeadStartError {
+    /// `voters` is not 1, 3 or 5.
+    #[error("voters must be 1, 3 or 5, not {voters}")]
+    Voters {
+        /// What the configuration says.
+        voters: usize,
+    },
+    /// The node runs without membership, or its certificate lacks the
+    /// `head` role.
+    #[error("{}: a head needs membership and a certificate with the head role", .dir.display())]
+    NotAHead {
+        /// The head's directory.
+        dir: std::path::PathBuf,
+    },
+    /// Its store did not open, Raft did not start on it, or membership
+    /// stopped before the head subscribed.
+    #[error("{}: {reason}", .dir.display())]
+    Store {
+        /// The head's directory.
+        dir: std::path::PathBuf,
+        /// What failed (the store's or Raft's own words).
+        reason: String,
+    },
+}
+
+impl From<HeadStartError> for StartError {
+    fn from(e: HeadStartError) -> Self {
+        StartError::Head(e)
+    }
 }
 
 /// Why an actor could not be exposed.

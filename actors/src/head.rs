@@ -40,7 +40,7 @@ pub use store::{Plain, Seal};
 
 use crate::cluster::Cluster;
 use crate::directory::{Directory, Entry};
-use crate::error::StartError;
+use crate::error::{HeadStartError, StartError};
 use crate::mesh::Mesh;
 use network::{Network, RaftPeer, RAFT_ACTOR};
 use supervisor::{Members, Supervisor};
@@ -167,13 +167,15 @@ pub(crate) struct Store {
 /// If `voters` is not 1, 3 or 5, or the store does not open.
 pub(crate) fn open_store(config: &HeadConfig) -> Result<Store, StartError> {
     if ![1, 3, 5].contains(&config.voters) {
-        return Err(StartError::Head {
-            reason: format!("voters must be 1, 3 or 5, not {}", config.voters),
-        });
+        return Err(HeadStartError::Voters {
+            voters: config.voters,
+        }
+        .into());
     }
     let (log, sm) =
-        store::open(&config.dir, Arc::clone(&config.seal)).map_err(|e| StartError::Head {
-            reason: format!("{}: {e}", config.dir.display()),
+        store::open(&config.dir, Arc::clone(&config.seal)).map_err(|e| HeadStartError::Store {
+            dir: config.dir.clone(),
+            reason: e.to_string(),
         })?;
     Ok(Store { log, sm })
 }
@@ -201,8 +203,11 @@ impl Head {
     ) -> Result<Head, StartError> {
         let mesh = doors.mesh.clone();
         let directory = doors.directory.clone();
-        let store_error = |e: &dyn std::fmt::Display| StartError::Head {
-            reason: format!("{}: {e}", config.dir.display()),
+        let store_error = |e: &dyn std::fmt::Display| {
+            StartError::from(HeadStartError::Store {
+                dir: config.dir.clone(),
+                reason: e.to_string(),
+            })
         };
         let Store { log, sm } = store;
         let log = log.limit_appends(config.message_bytes());
@@ -354,6 +359,39 @@ async fn bootstrap(raft: Raft, cluster: Cluster, mesh: Mesh, id: NodeId, voters:
                 tracing::debug!(error = %e, "head group not initialized by this head");
                 return;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_that_cannot_start_says_why_as_a_type() {
+        let dir = std::env::temp_dir().join(format!("swarm-head-voters-{}", std::process::id()));
+        let config = HeadConfig {
+            voters: 2,
+            ..HeadConfig::new(&dir)
+        };
+        match open_store(&config) {
+            Err(StartError::Head(HeadStartError::Voters { voters: 2 })) => {}
+            Err(other) => panic!("expected Voters, got {other}"),
+            Ok(_) => panic!("two voters must be refused"),
+        }
+        // Refused before anything is written.
+        assert!(!dir.exists());
+        let file = std::env::temp_dir().join(format!("swarm-head-file-{}", std::process::id()));
+        std::fs::write(&file, b"not a directory").unwrap();
+        let refused = open_store(&HeadConfig::new(&file));
+        let _ = std::fs::remove_file(&file);
+        match refused {
+            Err(StartError::Head(HeadStartError::Store { dir, reason })) => {
+                assert_eq!(dir, file);
+                assert!(!reason.is_empty());
+            }
+            Err(other) => panic!("expected Store, got {other}"),
+            Ok(_) => panic!("a file is not a head's directory"),
         }
     }
 }

@@ -139,7 +139,7 @@ pub use directory::dispatch::Protocol;
 pub use directory::{Accepts, Access, RemoteActor, RemoteMessage, Wire};
 pub use error::{
     AskError, CloseKind, CloseReason, ClusterError, ConnectError, DialError, ExposeError,
-    HandshakeFailure, StartError, TellError, Unreachable,
+    HandshakeFailure, HeadStartError, StartError, TellError, Unreachable,
 };
 pub use mesh::{Faults, MeshStats, PeerInfo};
 pub use node::Node;

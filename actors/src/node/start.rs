@@ -17,7 +17,7 @@ use crate::cluster::{Cluster, ClusterConfig, CLUSTER_ACTOR};
 use crate::config::MeshConfig;
 use crate::control::Control;
 use crate::directory::{Directory, Entry};
-use crate::error::StartError;
+use crate::error::{HeadStartError, StartError};
 use crate::head::{Head, HeadConfig, Store};
 use crate::mesh::{unix_now, Detected, Mesh};
 use crate::operators::sessions::{Keys, Sessions};
@@ -103,12 +103,10 @@ impl Rooms {
         let is_head = roles.iter().any(|r| r == "head");
         if let Some(head) = &head {
             if cluster.is_none() || !is_head {
-                return Err(StartError::Head {
-                    reason: format!(
-                        "{}: a head needs membership and a certificate with the head role",
-                        head.dir.display()
-                    ),
-                });
+                return Err(HeadStartError::NotAHead {
+                    dir: head.dir.clone(),
+                }
+                .into());
             }
         }
         let head = match head {
