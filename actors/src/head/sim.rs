@@ -52,7 +52,7 @@ use super::leases::{Leases, DRIFT};
 use super::reconcile::{self, Deliveries};
 use super::state::{ActorSpec, Applied, Command, ControlState, RecordState};
 use crate::supervision::Keeper;
-use crate::supervision::{Admission, Fencing, Running};
+use crate::supervision::{Admission, Fencing, Running, SpawnError};
 
 /// The lease (the default).
 const LEASE: Duration = Duration::from_secs(3);
@@ -129,10 +129,21 @@ enum Msg {
         start: Vec<(String, u64)>,
         stop: Vec<(String, u64)>,
     },
+    /// A leader's push of a committed placement.
     Spawn {
         name: String,
         epoch: u64,
         fence: u64,
+        /// The pushing head and its leadership, for the answer.
+        head: usize,
+        generation: u64,
+    },
+    /// The host answered a push without starting it (superseded by a
+    /// grant, or no lease): the leader delivers it again in a grant.
+    Refused {
+        name: String,
+        epoch: u64,
+        generation: u64,
     },
 }
 
@@ -462,6 +473,8 @@ impl Sim {
                         name,
                         epoch,
                         fence: index,
+                        head,
+                        generation,
                     };
                     self.send(End::Head(head), End::Node(node), msg);
                 }
@@ -546,6 +559,14 @@ impl Sim {
                 }
                 self.grant(node, life, req, &running, seen);
             }
+            (
+                End::Head(h),
+                Msg::Refused {
+                    name,
+                    epoch,
+                    generation,
+                },
+            ) => self.deliveries[h].refused(&name, epoch, generation),
             (End::Node(n), msg) => {
                 if !self.hosts[n].alive {
                     return;
@@ -574,14 +595,30 @@ impl Sim {
                             self.hosts[n].fencing.stop(&name, epoch);
                         }
                         for (name, epoch) in start {
-                            self.admit(n, &name, epoch, index, true, now);
+                            // A grant's refusal needs no answer: the next
+                            // renewal reports what runs.
+                            let _ = self.admit(n, &name, epoch, index, true, now);
                         }
                         let check =
                             self.when(self.hosts[n].clock, until) + Duration::from_micros(1);
                         self.at(check.max(self.now), Event::LeaseCheck { node: n, life });
                     }
-                    Msg::Spawn { name, epoch, fence } => {
-                        self.admit(n, &name, epoch, fence, false, now);
+                    Msg::Spawn {
+                        name,
+                        epoch,
+                        fence,
+                        head,
+                        generation,
+                    } => {
+                        let admitted = self.admit(n, &name, epoch, fence, false, now);
+                        if matches!(admitted, Err(SpawnError::Stale | SpawnError::NoLease)) {
+                            let answer = Msg::Refused {
+                                name,
+                                epoch,
+                                generation,
+                            };
+                            self.send(End::Node(n), End::Head(head), answer);
+                        }
                     }
                     _ => {}
                 }
@@ -590,7 +627,15 @@ impl Sim {
         }
     }
 
-    fn admit(&mut self, n: usize, name: &str, epoch: u64, fence: u64, grant: bool, now: Instant) {
+    fn admit(
+        &mut self,
+        n: usize,
+        name: &str,
+        epoch: u64,
+        fence: u64,
+        grant: bool,
+        now: Instant,
+    ) -> Result<Admission, SpawnError> {
         let admitted = self.hosts[n].fencing.admit(name, epoch, fence, grant, now);
         if let Ok(Admission::Start { .. }) = admitted {
             self.log(format!("n{n}: starts {name}@{epoch}"));
@@ -607,6 +652,7 @@ impl Sim {
             };
             self.after(delay, started);
         }
+        admitted
     }
 }
 
