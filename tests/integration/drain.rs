@@ -3,7 +3,7 @@
 //! and the drain stops with its reason and exit status 1, unless
 //! `--force`; a node the drain lets go leaves and its process exits 0.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use swarm::control::Control;
 use swarm_cli::demo::{Deposit, Ledger};
@@ -65,15 +65,18 @@ fn event(
     cluster: &LocalCluster,
     matches: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let events = as_driver(cluster, "console", &["--once", "events"]);
-        if let Some(e) = events.as_array().unwrap().iter().find(|e| matches(e)) {
-            return e.clone();
-        }
-        assert!(Instant::now() < deadline, "no such event in {events}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut events = serde_json::Value::Null;
+    let found =
+        crate::util::poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
+            events = as_driver(cluster, "console", &["--once", "events"]);
+            events
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|e| matches(e))
+                .cloned()
+        });
+    found.unwrap_or_else(|| panic!("no such event in {events}"))
 }
 
 /// The node process named `name`.
@@ -223,13 +226,11 @@ fn a_drained_node_whose_actors_all_move_leaves_and_its_process_exits() {
         "{from}'s process: {status:?}"
     );
     // It runs where the report says.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let row = actor_row(&cluster, "free");
-        if row["state"] == "running" && row["node_name"] == to.as_str() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not running on {to}: {row}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut row = serde_json::Value::Null;
+    let running =
+        crate::util::poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+            row = actor_row(&cluster, "free");
+            (row["state"] == "running" && row["node_name"] == to.as_str()).then_some(())
+        });
+    assert!(running.is_some(), "not running on {to}: {row}");
 }

@@ -91,6 +91,27 @@ where
     }
 }
 
+/// As [`eventually`], for tests without a runtime: asks `check` every
+/// `every` until it answers `Some` or `within` passes (then `None`, after
+/// one last try). The one place a blocking test paces its polls.
+pub fn poll_until<T>(
+    within: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::park_timeout(every.min(deadline - now));
+    }
+}
+
 /// Membership settings for tests: fast probes, a 1 s suspicion.
 pub fn fast_gossip(seeds: Vec<std::net::SocketAddr>) -> swarm::ClusterConfig {
     let mut cluster = swarm::ClusterConfig {

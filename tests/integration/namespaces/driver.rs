@@ -304,7 +304,9 @@ impl State {
             ["spawn", name, secs] => {
                 let control = node.control().unwrap();
                 let deadline = tokio::time::Instant::now() + within(Some(secs));
+                let mut poll = tokio::time::interval(Duration::from_millis(100));
                 loop {
+                    poll.tick().await;
                     let spawn = Spawn::<Ledger>::named(*name).args(LedgerArgs { opening: 0 });
                     match control.spawn(spawn).await {
                         Ok(named) => {
@@ -314,14 +316,16 @@ impl State {
                         Err(e) if tokio::time::Instant::now() >= deadline => {
                             break json!({"error": e.to_string()});
                         }
-                        Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                        Err(_) => {}
                     }
                 }
             }
             ["leader", secs] => {
                 let control = node.control().unwrap();
                 let deadline = tokio::time::Instant::now() + within(Some(secs));
+                let mut poll = tokio::time::interval(Duration::from_millis(100));
                 loop {
+                    poll.tick().await;
                     let leaders: Vec<NodeId> = control
                         .head_status()
                         .await
@@ -334,13 +338,14 @@ impl State {
                     if tokio::time::Instant::now() >= deadline {
                         break json!({"error": "no single leader"});
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             ["resolve", name] => resolve(node, name).await,
             ["resolve-until", name, want, secs] => {
                 let deadline = tokio::time::Instant::now() + within(Some(secs));
+                let mut poll = tokio::time::interval(Duration::from_millis(100));
                 loop {
+                    poll.tick().await;
                     let last = resolve(node, name).await;
                     if last["error"] == *want {
                         break json!({"ok": true, "last": last});
@@ -348,7 +353,6 @@ impl State {
                     if tokio::time::Instant::now() >= deadline {
                         break json!({"ok": false, "last": last});
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
             [command, args @ ..] if deposits::COMMANDS.contains(command) => {
