@@ -1,6 +1,6 @@
 //! Membership, service discovery and load balancing: the room above the
 //! mesh. [`Cluster`] is its door, reached from a node started with
-//! membership ([`MeshConfig::cluster`](crate::MeshConfig::cluster)).
+//! membership (`MeshConfig::cluster`).
 //!
 //! ```text
 //! Cluster (handle)

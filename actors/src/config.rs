@@ -117,7 +117,7 @@ pub struct MeshConfig {
     /// Where the node keeps the certificate serials it learns are revoked
     /// (sealed), so that a restart refuses them from its first handshake;
     /// `None`: in memory only. Loading the list into
-    /// `handshake.trust` is the caller's, before [`crate::Node::start`].
+    /// `handshake.trust` is the caller's, before `Node::start`.
     pub revocations: Option<crate::at_rest::RevocationFile>,
     /// Per-actor counters for operators ([`crate::inspect`]); on by
     /// default, off only to measure what they cost.

@@ -1,5 +1,5 @@
 //! The control plane as a user sees it: [`Control`] (from
-//! [`Node::control`](crate::Node::control)) spawns, looks up and stops
+//! `Node::control`) spawns, looks up and stops
 //! named actors, reserves placement groups and drains nodes, from any node
 //! of the cluster; [`Named`] is a handle that follows a named actor
 //! wherever the head places it.

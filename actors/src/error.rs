@@ -96,7 +96,7 @@ pub enum AskError {
         reason: String,
     },
     /// The target node's policy does not let this node's certificate send
-    /// this message to this actor ([`crate::policy`]).
+    /// this message to this actor (`policy`).
     #[error("forbidden: {reason}")]
     Forbidden {
         /// Which rule or default refused it (the remote node's words).
@@ -222,7 +222,7 @@ impl<M> TellError<M> {
     }
 }
 
-/// Why [`Node::connect`](crate::Node::connect) could not reach a node.
+/// Why `Node::connect` could not reach a node.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot connect to {addr}: {cause}")]
 pub struct ConnectError {
@@ -401,7 +401,7 @@ pub enum ExposeError {
     },
 }
 
-/// Why a call on the [`Cluster`](crate::Cluster) handle failed.
+/// Why a call on the `Cluster` handle failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClusterError {

@@ -3,7 +3,7 @@
 //! writer), sampled handler times, the node's event log, and the rows of
 //! the one data model ([`model`]) each room fills in. A leaf: it imports
 //! no room; the `swarm.inspect` actor that gathers a node's snapshot from
-//! the rooms is [`crate::inspector`].
+//! the rooms is `inspector`.
 //!
 //! What the counters cost: a dispatched message adds two relaxed atomic
 //! adds and two loads; one message per actor at a time travels wrapped

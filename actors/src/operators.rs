@@ -172,7 +172,7 @@ pub(crate) fn open_capability(
 }
 
 /// A session of a node's admin API, opened for an operator who proved its
-/// certificate and TOTP code over the mesh ([`crate::Node::admin_login`]).
+/// certificate and TOTP code over the mesh (`Node::admin_login`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminSession {
     /// The bearer token (`Authorization: Bearer TOKEN`).
@@ -183,7 +183,7 @@ pub struct AdminSession {
     pub expires_ms: u64,
 }
 
-/// What a node's admin API registers ([`crate::Node::serve_admin_sessions`])
+/// What a node's admin API registers (`Node::serve_admin_sessions`)
 /// to open sessions for operators proven over the mesh.
 #[derive(Debug, actix::Message)]
 #[rtype(result = "Result<AdminSession, String>")]

@@ -2,7 +2,8 @@
 //!
 //! `src/rooms.txt` declares the order once (`lib.rs` shows it in the crate's
 //! docs). This test reads every `.rs` file under `src/`, resolves each
-//! `crate::`, `$crate::` and `super::` path to the room it names, and fails
+//! `crate::`, `$crate::` and `super::` path to the room it names (doc links
+//! and paths named in comments too: docs point the same way), and fails
 //! on any path from a room to one listed above it, or between two rooms of
 //! one line. A room may also declare the order of its own files (a
 //! `[room]` section); then its files import in one direction too.
@@ -62,7 +63,7 @@ fn the_checker_catches_an_upward_import_and_passes_a_downward_one() {
         file("bottom.rs", "use crate::{a::Y, top::X};"),
         file(
             "a.rs",
-            "fn f() { crate::middle::g() } // crate::top::ignored\n",
+            "fn f() { crate::middle::g() } // see [`T`](crate::top::T)\n",
         ),
         file(
             "b.rs",
@@ -86,6 +87,7 @@ fn the_checker_catches_an_upward_import_and_passes_a_downward_one() {
         "bottom.rs -> top",
         "bottom.rs -> a",
         "a.rs -> middle",
+        "a.rs -> top",
         "b.rs -> top",
         "middle/outer.rs -> top",
         "middle/inner.rs -> middle/outer",
@@ -227,7 +229,9 @@ fn check(order: &Order, files: &[(String, String)]) -> Vec<Upward> {
         };
         let inner = order.inner.get(&room);
         let from_file = module.get(1).cloned();
-        for (target, line) in imports(&tokens(text), &module) {
+        let mut paths = imports(&tokens(text), &module);
+        paths.extend(doc_paths(text));
+        for (target, line) in paths {
             let Some(first) = target.first() else {
                 continue;
             };
@@ -578,6 +582,31 @@ fn imports(toks: &[(Tok, usize)], module: &[String]) -> Vec<(Vec<String>, usize)
                 i = j.max(i + 1);
             }
             _ => i += 1,
+        }
+    }
+    out
+}
+
+/// The rooms `crate::` paths in a file's comments name (doc links, code
+/// spans), with their line: a room's docs point down like its code. Only
+/// the room is kept: inside a room, docs may name any of its files.
+fn doc_paths(text: &str) -> Vec<(Vec<String>, usize)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(at) = line.find("//") else { continue };
+        let mut rest = &line[at..];
+        while let Some(found) = rest.find("crate::") {
+            let after = &rest[found + "crate::".len()..];
+            let path: Vec<String> = after
+                .split("::")
+                .map(|seg| seg.chars().take_while(|c| is_ident(*c)).collect::<String>())
+                .take_while(|seg| !seg.is_empty())
+                .take(1)
+                .collect();
+            if !path.is_empty() {
+                out.push((path, i + 1));
+            }
+            rest = after;
         }
     }
     out

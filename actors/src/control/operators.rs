@@ -8,7 +8,7 @@ use super::{Control, ControlError, CALL_WITHIN};
 use crate::error::{AskError, ConnectError};
 use crate::head::wire::{ListRevoked, RevokeCert};
 
-/// Why an operator login ([`Node::login`](crate::Node::login)) failed.
+/// Why an operator login (`Node::login`) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoginError {

@@ -3,7 +3,7 @@
 //! messages default to [`Access::User`]; each system message names its
 //! own where it is defined, with `system_message!`). The policy's defaults
 //! and the audit decision are derived from these declarations
-//! ([`crate::policy`]); no list elsewhere repeats them.
+//! (`policy`); no list elsewhere repeats them.
 
 use serde::{Deserialize, Serialize};
 

@@ -47,7 +47,7 @@ pub trait RemoteActor: Actor<Context = Context<Self>> + Handler<Probe> {
 }
 
 /// `A: Accepts<M>` means `M` is part of `A`'s declared remote protocol,
-/// so a [`RemoteAddr<A>`](crate::RemoteAddr) may send it. Written by
+/// so a `RemoteAddr<A>` may send it. Written by
 /// [`remote_actor!`](crate::remote_actor).
 pub trait Accepts<M>: RemoteActor + Handler<M> + Handler<Timed<M>>
 where
@@ -69,7 +69,7 @@ macro_rules! remote_message {
 /// Declares an actor's remote protocol once: `remote_actor!(Adder: Add, Count);`.
 ///
 /// Every listed type must be a [`RemoteMessage`] the actor handles. A
-/// [`RemoteAddr<Adder>`](crate::RemoteAddr) then sends exactly these types
+/// `RemoteAddr<Adder>` then sends exactly these types
 /// (anything else does not compile), and exposing an `Adder` registers all
 /// of them. It also lets the runtime time a sample of the actor's messages
 /// for operators ([`crate::inspect`]): each handler runs as written.
@@ -348,7 +348,7 @@ fn decode<M: DeserializeOwned>(body: &[u8]) -> Result<M, RemoteError> {
 }
 
 /// Counts a message from `from` and delivers it, timed if it is sampled
-/// (the local shortcut of [`crate::RemoteAddr`] counts this way too).
+/// (the local shortcut of `RemoteAddr` counts this way too).
 pub(crate) fn sampled<M: RemoteMessage, R>(
     stats: &Arc<ActorStats>,
     from: swarm_protocol::NodeId,

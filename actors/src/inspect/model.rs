@@ -3,11 +3,8 @@
 //! the metrics all read these types, so a field added here appears in
 //! each. Rows each room fills in from what it alone keeps (an actor's
 //! counters, a link, a service instance, a restart); the snapshots that
-//! join them with the other rooms' rows ([`NodeSnapshot`] of one node,
-//! [`ClusterView`] of all) are the inspector's.
-//!
-//! [`NodeSnapshot`]: crate::inspector::NodeSnapshot
-//! [`ClusterView`]: crate::inspector::ClusterView
+//! join them with the other rooms' rows (`NodeSnapshot` of one node,
+//! `ClusterView` of all) are the inspector's, a room above this one.
 
 use serde::{Deserialize, Serialize};
 

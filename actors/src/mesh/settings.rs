@@ -2,7 +2,7 @@
 //! the limits and timers of links, relaying, and the doors it reports to
 //! (the policy it decides inbound messages with, the audit log, the
 //! revocation file). The node's configuration
-//! ([`MeshConfig`](crate::MeshConfig), documented field by field there)
+//! (`MeshConfig`, documented field by field there)
 //! hands these over at start.
 
 use std::net::SocketAddr;

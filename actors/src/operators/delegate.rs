@@ -2,7 +2,7 @@
 //! HTTP API): [`Behalf`] holds the capability the head group signed for
 //! that login, naming this node as the operator's delegate; a
 //! [`RemoteAddr`](crate::RemoteAddr) or
-//! [`Control`](crate::control::Control) made
+//! `Control` made
 //! [`on_behalf`](crate::RemoteAddr::on_behalf) wraps each ask in a
 //! `swarm.Delegated` message to the target node's session actor.
 //!

@@ -1,6 +1,6 @@
 //! [`PlacementError`]: why a request was not placed, with its cause as a
 //! type a caller can match ([`Infeasible`], [`Shortage`]). The head's
-//! [`ControlError`](crate::control::ControlError) carries it whole.
+//! `ControlError` carries it whole.
 
 use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;

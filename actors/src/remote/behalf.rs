@@ -20,7 +20,7 @@ pub const SESSION_ACTOR: &str = "swarm.session";
 
 /// An operator a node acts for: the capability of its login and the
 /// claims it verified to (made by
-/// [`operators`](crate::operators)' check on this node).
+/// `operators`' check on this node).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Behalf {
     capability: Capability,

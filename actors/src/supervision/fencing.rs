@@ -1,7 +1,7 @@
 //! The host's half of fencing as a pure machine: which head placements a
 //! node may start, which it must stop, and when. No clock and no actors:
 //! the caller passes the time, so the host actor and the control-plane
-//! simulator (`crate::head::sim`) drive the same code.
+//! simulator (`head::sim`) drive the same code.
 //!
 //! The rules:
 //!

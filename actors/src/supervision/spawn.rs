@@ -152,7 +152,7 @@ pub enum SpawnError {
     },
 }
 
-/// Why [`Node::spawn_on`](crate::Node::spawn_on) did not start an actor.
+/// Why `Node::spawn_on` did not start an actor.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RemoteSpawnError {

@@ -1,5 +1,5 @@
 //! [`Tasks`], the client of a node's scheduler (from
-//! [`Node::tasks`](crate::Node::tasks)): registers functions, submits
+//! `Node::tasks`): registers functions, submits
 //! tasks one by one ([`Tasks::submit`], [`TaskBuilder`]) or in batches
 //! ([`Tasks::submit_many`]), and lists what runs.
 
