@@ -270,7 +270,7 @@ pub fn read(path: &Path, keyring: &Keyring) -> Result<Vec<AuditRecord>, AtRestEr
 
 /// Where a room records what it audits: the node's audit log, or nowhere.
 /// Cheap to clone; node.rs hands one to each room that audits.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Trail(Option<Audit>);
 
 impl Trail {

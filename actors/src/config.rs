@@ -187,7 +187,7 @@ impl MeshConfig {
             upgrade_interval: self.upgrade_interval,
             faults: self.faults.clone(),
             policy: std::sync::Arc::clone(&self.policy),
-            audit: self.audit.clone(),
+            audit: crate::audit::Trail::new(self.audit.clone()),
             revocations: self.revocations.clone(),
         }
     }

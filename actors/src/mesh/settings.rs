@@ -37,6 +37,6 @@ pub(crate) struct Settings {
     pub(crate) upgrade_interval: Duration,
     pub(crate) faults: Option<Arc<super::Faults>>,
     pub(crate) policy: Arc<crate::policy::Policy>,
-    pub(crate) audit: Option<crate::audit::Audit>,
+    pub(crate) audit: crate::audit::Trail,
     pub(crate) revocations: Option<crate::at_rest::RevocationFile>,
 }
