@@ -14,6 +14,8 @@
 //!   the new incarnation by itself, after one error for the ask that was
 //!   in flight; a handle on the cut-off side hears `NoQuorum`, typed.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,15 +87,27 @@ async fn a_worker_cut_off_from_the_heads_stops_its_actors_before_they_run_elsewh
 
     cut(&faults, &nodes, 3, &[0, 1, 2], true);
     let cut_at = Instant::now();
-    let mut stopped_at = None;
+    // Watched on its own, every 5 ms: an ask below can take longer than the
+    // 200 ms between the worker's stop and the leader's move, and must not
+    // hide the order of the two.
+    let stopped = Rc::new(Cell::new(None));
+    let watch = {
+        let (worker, stopped) = (worker.clone(), stopped.clone());
+        actix_rt::spawn(async move {
+            let mut poll = tokio::time::interval(Duration::from_millis(5));
+            loop {
+                poll.tick().await;
+                if !runs(&worker, "ledger").await {
+                    stopped.set(Some(cut_at.elapsed()));
+                    break;
+                }
+            }
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut poll = tokio::time::interval(Duration::from_millis(10));
     let moved = loop {
         poll.tick().await;
-        // Checked before the new incarnation is looked for, each round.
-        if stopped_at.is_none() && !runs(worker, "ledger").await {
-            stopped_at = Some(cut_at.elapsed());
-        }
         if let Ok(balance) = handle.send(Deposit(1)).await {
             if balance.node != worker.id() {
                 break balance;
@@ -102,7 +116,10 @@ async fn a_worker_cut_off_from_the_heads_stops_its_actors_before_they_run_elsewh
         assert!(Instant::now() < deadline, "the actor never moved");
     };
     let moved_at = cut_at.elapsed();
-    let stopped_at = stopped_at.expect("the cut-off worker stopped it before it moved");
+    let stopped_at = stopped
+        .get()
+        .expect("the cut-off worker stopped it before it moved");
+    watch.abort();
     eprintln!("fenced: stopped after {stopped_at:?}, answered elsewhere after {moved_at:?}");
     assert!(stopped_at < moved_at);
     assert!(moved.epoch > epoch);
