@@ -11,7 +11,10 @@
 //!   (never a silent wait); one that would fit an idle cluster but not what
 //!   is free now is [`PlacementError::NoCapacity`].
 //!
-//! Ties are broken by node id, so the same view always gives the same answer.
+//! An actor that asks for no resources is placed by count (the node with
+//! the fewest placed actors), whatever the strategy, and heads take
+//! actors only when no other node can (see [`Placement`]). Ties are broken
+//! by node id, so the same view always gives the same answer.
 
 use std::collections::BTreeMap;
 
@@ -185,9 +188,11 @@ pub struct NodeView {
     pub total: ResourceSet,
     /// What the head has reserved on it already.
     pub reserved: ResourceSet,
-    /// Its labels (for [`Placement::Label`]).
+    /// Its labels (for [`Placement::Label`]); [`HEAD_LABEL`] marks a head,
+    /// which takes actors only when no other node can.
     pub labels: Vec<String>,
-    /// Placed actors on it now (for [`Placement::Spread`]).
+    /// Placed actors on it now, decisions in flight included: what
+    /// [`Placement::Spread`] and actors that ask for no resources balance.
     pub placed: usize,
     /// False while it drains, is suspect or down: nothing new goes there.
     pub schedulable: bool,
@@ -197,13 +202,38 @@ impl NodeView {
     fn free(&self) -> ResourceSet {
         self.total.minus(&self.reserved)
     }
+
+    fn is_head(&self) -> bool {
+        self.labels.iter().any(|l| l == HEAD_LABEL)
+    }
 }
 
+/// The label (certificate role) of a head: a node that runs a replica of
+/// the control plane's Raft log.
+pub const HEAD_LABEL: &str = "head";
+
 /// Where one actor goes.
+///
+/// Pack and Spread are about resources. An actor that asks for none
+/// ([`ResourceSet::is_empty`]) has nothing to pack: under every strategy
+/// it goes to the node with the fewest placed actors among those it may
+/// go to, so N such actors are balanced by count (within one) over the
+/// nodes that can host them, never piled on one node. Pack with resources
+/// packs (the fullest node that fits), its ties going to the node with
+/// the fewest actors.
+///
+/// Heads (nodes labelled [`HEAD_LABEL`]) are the last resort: an actor goes
+/// to a head only if no other node it may go to can take it now (a
+/// cluster of heads only, workers draining, down or full, its type only on
+/// heads), or if its placement names that head or the `head` label. A
+/// head's process also runs the control plane (the Raft log, lease
+/// renewals, and on the leader every placement): its memory and CPU are
+/// the whole cluster's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum Placement {
-    /// Fill nodes before using new ones (the fullest node that fits).
+    /// Fill nodes before using new ones (the fullest node that fits; ties
+    /// and actors that ask for no resources: the fewest placed actors).
     #[default]
     Pack,
     /// Even out: the node with the fewest placed actors that fits.
@@ -285,22 +315,34 @@ pub fn place(
         _ => Vec::new(),
     };
     let pool = if preferred.is_empty() {
-        fits
+        heads_last(fits)
     } else {
         preferred
     };
-    let chosen = match placement {
-        Placement::Spread => pool
-            .iter()
-            .min_by(|a, b| a.placed.cmp(&b.placed).then(a.node.cmp(&b.node))),
-        _ => pool.iter().max_by(|a, b| {
+    let chosen = if request.is_empty() || *placement == Placement::Spread {
+        pool.iter().min_by(|a, b| fewest_actors(a, b))
+    } else {
+        pool.iter().max_by(|a, b| {
             let after = |n: &NodeView| n.free().minus(request).fullness(&n.total);
-            after(a).total_cmp(&after(b)).then(b.node.cmp(&a.node))
-        }),
+            after(a).total_cmp(&after(b)).then(fewest_actors(b, a))
+        })
     };
     chosen
         .map(|n| n.node)
         .ok_or_else(|| PlacementError::NoCapacity(no_capacity(request, placement, &allowed)))
+}
+
+/// `pool` without its heads, unless it holds nothing else.
+fn heads_last(pool: Vec<&NodeView>) -> Vec<&NodeView> {
+    if pool.iter().all(|n| n.is_head()) {
+        return pool;
+    }
+    pool.into_iter().filter(|n| !n.is_head()).collect()
+}
+
+/// Orders nodes by placed actors, then by id: the first takes the next.
+fn fewest_actors(a: &NodeView, b: &NodeView) -> std::cmp::Ordering {
+    a.placed.cmp(&b.placed).then(a.node.cmp(&b.node))
 }
 
 /// Unschedulable unless some allowed node could hold `request` when empty.

@@ -81,6 +81,10 @@ pub(crate) struct Supervisor {
     members: HashMap<NodeId, Member>,
     /// Reservations decided but not yet in the log.
     pending: HashMap<NodeId, ResourceSet>,
+    /// Placements decided and not yet delivered, per node: actors that
+    /// ask for no resources are placed by count, and each spawn of a
+    /// burst must see the ones decided before it is in the log.
+    placing: HashMap<NodeId, usize>,
     leases: Leases,
     /// The actor types each node reported it may start.
     types: HashMap<NodeId, Vec<String>>,
@@ -149,6 +153,7 @@ impl Supervisor {
             events,
             members: HashMap::new(),
             pending: HashMap::new(),
+            placing: HashMap::new(),
             leases: Leases::new(config.lease),
             crash_evidence: config.crash_evidence,
             totp: config.totp.clone(),
@@ -226,6 +231,7 @@ impl Supervisor {
             if let Some(extra) = self.pending.get(&view.node) {
                 view.reserved = view.reserved.plus(extra);
             }
+            view.placed += self.placing.get(&view.node).copied().unwrap_or(0);
         }
         views.sort_by_key(|v| v.node);
         views
@@ -260,6 +266,7 @@ impl Supervisor {
     }
 
     fn hold(&mut self, node: NodeId, spec: &ActorSpec) {
+        *self.placing.entry(node).or_default() += 1;
         if spec.bundle.is_none() {
             let entry = self.pending.entry(node).or_default();
             *entry = entry.plus(&spec.resources);
@@ -267,6 +274,12 @@ impl Supervisor {
     }
 
     fn unhold(&mut self, node: NodeId, spec: &ActorSpec) {
+        if let Some(count) = self.placing.get_mut(&node) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.placing.remove(&node);
+            }
+        }
         if spec.bundle.is_none() {
             if let Some(entry) = self.pending.get_mut(&node) {
                 *entry = entry.minus(&spec.resources);
@@ -312,6 +325,7 @@ impl Supervisor {
                 self.retry_after.clear();
                 self.restarted.clear();
                 self.pending.clear();
+                self.placing.clear();
                 self.moving.clear();
                 self.queued.clear();
             }

@@ -317,3 +317,164 @@ fn answers_are_deterministic() {
         Ok(id(1))
     );
 }
+
+/// Places `n` requests one by one, each counted on its node (and its
+/// resources reserved there) before the next: the head's view between
+/// decisions. Answers the placed count per node, in `nodes` order.
+fn place_many(
+    n: usize,
+    request: &ResourceSet,
+    placement: &Placement,
+    nodes: &mut [NodeView],
+) -> Vec<usize> {
+    for _ in 0..n {
+        let chosen = place(request, placement, nodes).unwrap();
+        let view = nodes.iter_mut().find(|v| v.node == chosen).unwrap();
+        view.placed += 1;
+        view.reserved = view.reserved.plus(request);
+    }
+    nodes.iter().map(|v| v.placed).collect()
+}
+
+fn spread_within_one(counts: &[usize]) -> bool {
+    let (min, max) = (counts.iter().min(), counts.iter().max());
+    matches!((min, max), (Some(min), Some(max)) if max - min <= 1)
+}
+
+#[test]
+fn actors_that_ask_for_nothing_are_balanced_by_count_within_one_under_pack_and_spread() {
+    for placement in [Placement::Pack, Placement::Spread] {
+        // Unequal nodes, one half full: nothing to pack, so counts decide.
+        let mut busy = node(1, 8.0, 0);
+        busy.reserved = ResourceSet::cpus(4.0);
+        let mut nodes = vec![busy, node(2, 2.0, 0), node(3, 64.0, 1), node(4, 0.0, 0)];
+        let counts = place_many(1_001, &ResourceSet::default(), &placement, &mut nodes);
+        assert_eq!(counts.iter().sum::<usize>(), 1_001);
+        assert!(spread_within_one(&counts), "{placement:?}: {counts:?}");
+        // Counts that start uneven even out: the emptiest catches up first.
+        let mut nodes = vec![node(1, 8.0, 0), node(2, 8.0, 0), node(3, 8.0, 0)];
+        nodes[0].placed = 7;
+        let counts = place_many(8, &ResourceSet::default(), &placement, &mut nodes);
+        assert_eq!(counts, vec![7, 4, 4], "{placement:?}");
+    }
+}
+
+#[test]
+fn pack_still_packs_actors_that_ask_for_resources_and_breaks_ties_by_count() {
+    let mut nodes = vec![node(1, 8.0, 0), node(2, 8.0, 0), node(3, 8.0, 0)];
+    // Equally empty: the tie goes to the node with the fewest actors.
+    nodes[0].placed = 2;
+    nodes[1].placed = 1;
+    nodes[2].placed = 1;
+    let counts = place_many(4, &ResourceSet::cpus(2.0), &Placement::Pack, &mut nodes);
+    assert_eq!(counts, vec![2, 5, 1], "four 2-CPU actors fill one 8-CPU node");
+    assert_eq!(nodes[1].reserved.cpus, 8.0);
+    // Full: the next goes on (the fullest that fits: a tie again).
+    assert_eq!(
+        place(&ResourceSet::cpus(2.0), &Placement::Pack, &nodes),
+        Ok(id(3))
+    );
+}
+
+#[test]
+fn nodes_that_cannot_host_are_skipped_by_the_count() {
+    let mut draining = node(1, 8.0, 0);
+    draining.schedulable = false;
+    let mut ssd = node(2, 8.0, 0);
+    ssd.labels.push("ssd".into());
+    ssd.placed = 40;
+    let mut nodes = vec![draining, ssd, node(3, 8.0, 0), node(4, 8.0, 0)];
+    let counts = place_many(10, &ResourceSet::default(), &Placement::Pack, &mut nodes);
+    assert_eq!(counts, vec![0, 40, 5, 5], "the draining node takes nothing");
+    // A hard label balances among its nodes only, however full they are.
+    let mut ssd2 = node(5, 8.0, 0);
+    ssd2.labels.push("ssd".into());
+    nodes.push(ssd2);
+    let hard = Placement::Label {
+        label: "ssd".into(),
+        hard: true,
+    };
+    let counts = place_many(42, &ResourceSet::default(), &hard, &mut nodes);
+    assert_eq!(counts, vec![0, 41, 5, 5, 41]);
+    // Where nothing can host, the error says why (as before).
+    let err = place(
+        &ResourceSet::default(),
+        &Placement::Pack,
+        &[nodes[0].clone()],
+    )
+    .unwrap_err();
+    assert!(matches!(err, PlacementError::NoCapacity(_)), "{err}");
+}
+
+#[test]
+fn heads_take_actors_only_when_no_other_node_can_or_the_placement_names_them() {
+    let mut head = node(1, 8.0, 0);
+    head.labels = vec![HEAD_LABEL.into(), "worker".into()];
+    let mut worker = node(2, 2.0, 0);
+    worker.placed = 1_000;
+    let mut nodes = vec![head, worker];
+    let nothing = ResourceSet::default();
+    assert_eq!(
+        place(&nothing, &Placement::Pack, &nodes),
+        Ok(id(2)),
+        "a worker however busy"
+    );
+    assert_eq!(place(&nothing, &Placement::Spread, &nodes), Ok(id(2)));
+    // More than the worker has free: the head.
+    assert_eq!(
+        place(&ResourceSet::cpus(4.0), &Placement::Pack, &nodes),
+        Ok(id(1))
+    );
+    // Named: the head, soft or hard, by id or by label.
+    for placement in [
+        Placement::Node {
+            node: id(1),
+            hard: false,
+        },
+        Placement::Label {
+            label: HEAD_LABEL.into(),
+            hard: true,
+        },
+        Placement::Label {
+            label: HEAD_LABEL.into(),
+            hard: false,
+        },
+    ] {
+        assert_eq!(place(&nothing, &placement, &nodes), Ok(id(1)), "{placement:?}");
+    }
+    // No worker takes placements now: the head does.
+    nodes[1].schedulable = false;
+    assert_eq!(place(&nothing, &Placement::Pack, &nodes), Ok(id(1)));
+    // Heads only: balanced by count among them.
+    let mut heads: Vec<NodeView> = (1..=3)
+        .map(|n| {
+            let mut h = node(n, 4.0, 0);
+            h.labels.push(HEAD_LABEL.into());
+            h
+        })
+        .collect();
+    let counts = place_many(30, &nothing, &Placement::Pack, &mut heads);
+    assert_eq!(counts, vec![10, 10, 10]);
+}
+
+/// The scale: 100,000 actors that ask for nothing over 1,000
+/// nodes (3 of them heads), placed one decision at a time.
+#[test]
+#[ignore = "stress: 100,000 decisions over 1,000 nodes"]
+fn stress_100k_actors_that_ask_for_nothing_spread_within_one_over_1000_nodes() {
+    let mut nodes: Vec<NodeView> = (0..1_000u16)
+        .map(|n| {
+            let mut bytes = [0; 16];
+            bytes[..2].copy_from_slice(&n.to_be_bytes());
+            let mut v = node(0, 4.0, 0);
+            v.node = NodeId::from_bytes(bytes);
+            if n < 3 {
+                v.labels.push(HEAD_LABEL.into());
+            }
+            v
+        })
+        .collect();
+    let counts = place_many(100_000, &ResourceSet::default(), &Placement::Pack, &mut nodes);
+    assert_eq!(&counts[..3], &[0, 0, 0], "heads take none");
+    assert!(spread_within_one(&counts[3..]), "{:?}", &counts[3..]);
+}
