@@ -30,6 +30,7 @@ mod netns;
 mod operators;
 mod oversize;
 mod partition;
+mod placement;
 mod policy;
 mod processes;
 mod readme;
