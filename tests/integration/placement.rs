@@ -64,7 +64,12 @@ async fn actors_that_ask_for_nothing_are_balanced_over_the_workers_and_skip_the_
     }
 
     // A burst, 6 in flight: each decision sees the ones in flight.
-    spawn_all(&control, (0..15).map(|i| format!("burst{i:02}")).collect(), 6).await;
+    spawn_all(
+        &control,
+        (0..15).map(|i| format!("burst{i:02}")).collect(),
+        6,
+    )
+    .await;
     let counts = per_node(&control).await;
     assert_eq!(counts.get(&head), None, "the head took some: {counts:?}");
     for worker in &workers {

@@ -367,7 +367,11 @@ fn pack_still_packs_actors_that_ask_for_resources_and_breaks_ties_by_count() {
     nodes[1].placed = 1;
     nodes[2].placed = 1;
     let counts = place_many(4, &ResourceSet::cpus(2.0), &Placement::Pack, &mut nodes);
-    assert_eq!(counts, vec![2, 5, 1], "four 2-CPU actors fill one 8-CPU node");
+    assert_eq!(
+        counts,
+        vec![2, 5, 1],
+        "four 2-CPU actors fill one 8-CPU node"
+    );
     assert_eq!(nodes[1].reserved.cpus, 8.0);
     // Full: the next goes on (the fullest that fits: a tie again).
     assert_eq!(
@@ -440,7 +444,11 @@ fn heads_take_actors_only_when_no_other_node_can_or_the_placement_names_them() {
             hard: false,
         },
     ] {
-        assert_eq!(place(&nothing, &placement, &nodes), Ok(id(1)), "{placement:?}");
+        assert_eq!(
+            place(&nothing, &placement, &nodes),
+            Ok(id(1)),
+            "{placement:?}"
+        );
     }
     // No worker takes placements now: the head does.
     nodes[1].schedulable = false;
@@ -474,7 +482,12 @@ fn stress_100k_actors_that_ask_for_nothing_spread_within_one_over_1000_nodes() {
             v
         })
         .collect();
-    let counts = place_many(100_000, &ResourceSet::default(), &Placement::Pack, &mut nodes);
+    let counts = place_many(
+        100_000,
+        &ResourceSet::default(),
+        &Placement::Pack,
+        &mut nodes,
+    );
     assert_eq!(&counts[..3], &[0, 0, 0], "heads take none");
     assert!(spread_within_one(&counts[3..]), "{:?}", &counts[3..]);
 }
