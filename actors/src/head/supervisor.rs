@@ -231,7 +231,8 @@ impl Supervisor {
             if let Some(extra) = self.pending.get(&view.node) {
                 view.reserved = view.reserved.plus(extra);
             }
-            view.placed += self.placing.get(&view.node).copied().unwrap_or(0);
+            let placing = self.placing.get(&view.node).copied().unwrap_or(0);
+            view.placed = view.placed.saturating_add(placing);
         }
         views.sort_by_key(|v| v.node);
         views
