@@ -1,8 +1,8 @@
 //! `swarm bench idle`: idle node processes of the built binary, per role
 //! (head leader and follower, workers holding a lease, a worker in a
 //! cluster without heads), report their CPU, wake-ups and memory; an idle
-//! worker without heads wakes up only for membership and its certificate
-//! watch, and starts no task threads.
+//! worker without heads wakes up only for membership and slow
+//! housekeeping, and starts no task threads.
 
 use crate::util::swarm_json;
 
@@ -16,10 +16,10 @@ const ROLES: [&str; 5] = [
 ];
 
 /// DESIGN.md "Scale": an idle node is cheap. Wake-ups are counted (context
-/// switches), not timed: on this loaded 2-core VM a node woken by a 50 ms
-/// timer switched ~25 times a second, one woken only by SWIM probes (one
-/// a second, answered by each peer), its certificate watch (1 s) and
-/// slower housekeeping ~6.
+/// switches), not timed: on this loaded 2-core VM a release node woken by
+/// a 50 ms timer (and a 1 s certificate poll) switched ~40 times a second,
+/// one woken only by SWIM probes (one a second, answered by each peer) and
+/// slower housekeeping ~6-8, as 3832c1b's.
 #[test]
 fn idle_nodes_report_their_cost_per_role_and_a_worker_without_heads_sleeps() {
     let report = swarm_json(&[
@@ -72,6 +72,6 @@ fn idle_nodes_report_their_cost_per_role_and_a_worker_without_heads_sleeps() {
     );
 }
 
-/// Between the ~6 wake-ups a second of an idle worker without heads and
-/// the ~25 of one with a 50 ms timer.
+/// Between the ~6-8 wake-ups a second of an idle worker without heads and
+/// the ~40 of one with a 50 ms timer.
 const IDLE_WAKEUPS_MAX: f64 = 15.0;
