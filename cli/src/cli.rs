@@ -299,6 +299,21 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         relay: bool,
     },
+    /// What an idle node costs, per role: a control plane (3 heads, 2
+    /// workers, one running a named actor) and a cluster without heads,
+    /// child processes measured over the same quiet window (CPU, wake-ups,
+    /// RSS, RssAnon, PSS, threads).
+    Idle {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Nodes of the cluster without heads.
+        #[arg(long, default_value_t = 3)]
+        members: usize,
+        /// Seconds over which the idle processes are measured.
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
+    },
     /// Simulated membership: N nodes join through one seed, converge,
     /// 1% are killed; prints convergence and detection times, false
     /// downs, gossip bytes and wall time.

@@ -19,6 +19,7 @@ mod dashboard;
 mod drain;
 mod hostile;
 mod hostile_mesh;
+mod idle;
 mod inspect;
 mod leaks;
 mod login_flood;

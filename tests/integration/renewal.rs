@@ -5,7 +5,7 @@
 use swarm::credentials::{issue, random_serial, Throwaway};
 use swarm_cli::demo::{Add, Adder};
 
-use crate::util::{config, start};
+use crate::util::{config, exe, poll_until, scratch, start};
 
 #[actix_rt::test]
 async fn a_node_switches_to_a_renewed_certificate_without_dropping_anything() {
@@ -37,4 +37,43 @@ async fn a_node_switches_to_a_renewed_certificate_without_dropping_anything() {
     assert_eq!(peer.id, a.node.id(), "the same node id");
     let from_c = c.node.remote::<Adder>(a.node.id(), "adder");
     assert_eq!(from_c.send(Add { a: 3, b: 3 }).await.unwrap(), 6);
+}
+
+/// The node process follows its certificate file: `swarm cert renew`
+/// rewrites it and the node switches (told by inotify on Linux, without a
+/// timer of its own).
+#[test]
+fn a_node_process_switches_when_swarm_cert_renew_rewrites_its_certificate_file() {
+    let dir = scratch("renew-file");
+    let mut cluster =
+        swarm_cli::local::LocalCluster::start_members_logged(&exe(), &dir, 1, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let renewed = std::process::Command::new(exe())
+        .args([
+            "cert", "renew", "--name", "n1", "--ca-dir", ".", "--out", ".",
+        ])
+        .args(["--key-file", swarm::credentials::THROWAWAY_KEY_FILE])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        renewed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&renewed.stderr)
+    );
+    let log = cluster.log_path("n1");
+    let switched = poll_until(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_millis(50),
+        || {
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|text| text.contains("switched to the renewed certificate"))
+        },
+    );
+    assert!(
+        switched.is_some(),
+        "n1 did not switch: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 }

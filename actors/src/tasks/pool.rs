@@ -1,7 +1,8 @@
 //! The node's run queue and its task threads. Tasks wait here, grouped by
 //! what they need, until the node's free resources hold them; sync tasks
 //! then run on one of `threads` OS threads (a blocking task never stalls
-//! an arbiter), async ones are handed to the scheduler to run on its
+//! an arbiter; started with the first sync task, so a node that runs none
+//! has none), async ones are handed to the scheduler to run on its
 //! arbiter. A thread that finishes a task takes the next runnable one
 //! itself, so a stream of small tasks costs no hop per task; the scheduler
 //! is woken once per batch of ended tasks.
@@ -81,6 +82,12 @@ pub(crate) struct Admitted {
 /// current task returns.
 pub(crate) struct Pool {
     shared: Arc<Shared>,
+    /// The node the threads run tasks for, and how many threads to start.
+    node: swarm_protocol::NodeId,
+    threads: usize,
+    /// Starts the threads with the first sync job: an idle node keeps no
+    /// threads (stacks, allocator arenas) for tasks it may never run.
+    started: std::sync::Once,
 }
 
 struct Shared {
@@ -124,9 +131,10 @@ struct Queue {
 }
 
 impl Pool {
-    /// Starts `threads` task threads for a node offering `total`; `wake`
-    /// is notified when the scheduler has something to collect.
-    pub(crate) fn start(
+    /// A pool of `threads` task threads (started with the first sync job)
+    /// for a node offering `total`; `wake` is notified when the scheduler
+    /// has something to collect.
+    pub(crate) fn new(
         node: swarm_protocol::NodeId,
         total: ResourceSet,
         threads: usize,
@@ -151,16 +159,28 @@ impl Pool {
             work: Condvar::new(),
             wake,
         });
-        for i in 0..threads.max(1) {
-            let shared = Arc::clone(&shared);
-            let spawned = std::thread::Builder::new()
-                .name(format!("swarm-task-{i}"))
-                .spawn(move || work(&shared, node));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start a task thread");
-            }
+        Pool {
+            shared,
+            node,
+            threads: threads.max(1),
+            started: std::sync::Once::new(),
         }
-        Pool { shared }
+    }
+
+    /// Starts the task threads, once.
+    fn start_threads(&self) {
+        self.started.call_once(|| {
+            for i in 0..self.threads {
+                let shared = Arc::clone(&self.shared);
+                let node = self.node;
+                let spawned = std::thread::Builder::new()
+                    .name(format!("swarm-task-{i}"))
+                    .spawn(move || work(&shared, node));
+                if let Err(e) = spawned {
+                    tracing::error!(error = %e, "cannot start a task thread");
+                }
+            }
+        });
     }
 
     /// Queues jobs; they start as soon as resources allow.
@@ -175,6 +195,10 @@ impl Pool {
         let wake = !q.admitted.is_empty() && !std::mem::replace(&mut q.woken, true);
         let idle = q.idle;
         drop(q);
+        if sync {
+            // New threads look at the queue before they wait.
+            self.start_threads();
+        }
         if sync && idle > 0 {
             self.shared.work.notify_all();
         }

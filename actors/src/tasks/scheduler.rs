@@ -10,7 +10,8 @@
 //!   batches them back to their owners.
 //!
 //! ```text
-//! Scheduler ── Pool (task threads; stop when the pool is dropped)
+//! Scheduler ── Pool (task threads from the first sync task on; stop when
+//!     │              the pool is dropped)
 //!     │
 //!     ├── waker task: turns pool notifications into `Collect` messages
 //!     └── fetches and tells: spawned futures, reporting back by message
@@ -27,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
-use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult};
+use actix::{Actor, AsyncContext, Context, Handler, Message, MessageResult, SpawnHandle};
 use swarm_protocol::NodeId;
 use tokio::sync::{Notify, Semaphore};
 
@@ -54,7 +55,8 @@ use send::Flush;
 /// Tasks a node holds queued (or fetching arguments) before it answers
 /// new ones with backpressure.
 pub(crate) const MAX_QUEUED: usize = 65_536;
-/// How often nodes running this node's tasks are checked for crash evidence.
+/// How often nodes running this node's tasks are checked for crash
+/// evidence (only while some do).
 const CRASH_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 /// How long a crash probe waits for a connection.
 const CRASH_PROBE: std::time::Duration = std::time::Duration::from_millis(500);
@@ -103,6 +105,9 @@ pub struct Scheduler {
     addrs: HashMap<NodeId, std::net::SocketAddr>,
     /// Nodes being probed now.
     probing: HashSet<NodeId>,
+    /// The crash-evidence timer, armed only while other nodes run this
+    /// node's tasks: an idle scheduler does not wake up.
+    crash_check: Option<SpawnHandle>,
     /// One ordered queue of batches per other node.
     senders: HashMap<NodeId, tokio::sync::mpsc::UnboundedSender<send::Outgoing>>,
     /// Fetches of kept results refused here (the first few are logged at
@@ -115,7 +120,7 @@ impl Scheduler {
         let wake = Arc::new(Notify::new());
         let threads = parts.total.cpus.ceil().max(1.0) as usize;
         let me = parts.mesh.id();
-        let pool = Pool::start(me, parts.total.clone(), threads, Arc::clone(&wake));
+        let pool = Pool::new(me, parts.total.clone(), threads, Arc::clone(&wake));
         Self {
             me,
             owner: Owner::new(me, parts.policy),
@@ -136,6 +141,7 @@ impl Scheduler {
             failed: 0,
             addrs: HashMap::new(),
             probing: HashSet::new(),
+            crash_check: None,
             senders: HashMap::new(),
             fetches_refused: 0,
         }
@@ -147,6 +153,12 @@ impl Scheduler {
     /// declares it down. (Wrongly taken for dead, a node's tasks run
     /// twice, which retries allow; its late outcomes are ignored.)
     fn look_for_crashes(&mut self, ctx: &mut Context<Self>) {
+        if self.owner.busy_nodes().next().is_none() {
+            if let Some(timer) = self.crash_check.take() {
+                ctx.cancel_future(timer);
+            }
+            return;
+        }
         let suspects: Vec<NodeId> = self
             .owner
             .busy_nodes()
@@ -185,6 +197,11 @@ impl Scheduler {
             self.permits.add_permits(ended);
         }
         self.apply(fx, ctx);
+        // Tasks out on other nodes: look for crash evidence until none is.
+        if self.crash_check.is_none() && self.owner.busy_nodes().next().is_some() {
+            let timer = ctx.run_interval(CRASH_CHECK, |act, ctx| act.look_for_crashes(ctx));
+            self.crash_check = Some(timer);
+        }
         r
     }
 
@@ -488,7 +505,6 @@ impl Actor for Scheduler {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(CRASH_CHECK, |act, ctx| act.look_for_crashes(ctx));
         let wake = Arc::clone(&self.wake);
         let me = ctx.address().downgrade();
         actix::spawn(async move {

@@ -3,6 +3,7 @@
 
 mod console;
 mod control;
+mod idle;
 mod inspect;
 mod measure;
 mod membership;
@@ -33,6 +34,11 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             frames,
         } => console(json, nodes, actors, frames),
         BenchCommand::Link { json, scale, relay } => link(json, scale, relay),
+        BenchCommand::Idle {
+            json,
+            members,
+            idle_secs,
+        } => idle(json, members, std::time::Duration::from_secs(idle_secs)),
         BenchCommand::Membership {
             nodes,
             loss,
@@ -69,6 +75,17 @@ pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
 pub(crate) fn control(json: bool, spawns: usize, runs: usize, partition_runs: usize) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let report = control::run(&exe, spawns, runs, partition_runs)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+pub(crate) fn idle(json: bool, members: usize, window: std::time::Duration) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let report = idle::run(&exe, members, window)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

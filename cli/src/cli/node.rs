@@ -14,6 +14,8 @@ use swarm::Node;
 
 use super::NodeCommand;
 
+mod certificate;
+
 /// Runs `swarm node COMMAND`.
 pub(crate) fn run(command: NodeCommand) -> Result<()> {
     match command {
@@ -146,7 +148,7 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
         for peer in peers {
             actix_rt::spawn(dial_with_retry(node.clone(), peer));
         }
-        actix_rt::spawn(follow_certificate(node.clone(), cert_path));
+        actix_rt::spawn(certificate::follow(node.clone(), cert_path));
         tokio::select! {
             () = wait_for_signal() => tracing::info!("shutting down"),
             () = node.drained() => {
@@ -225,33 +227,5 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Watches the certificate file (once a second) and switches the node to a
-/// renewed certificate when `swarm cert renew` rewrites it.
-async fn follow_certificate(node: Node, path: std::path::PathBuf) {
-    let stamp = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    let mut seen = stamp(&path);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let now = stamp(&path);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        match swarm::credentials::read_cert(&path) {
-            Ok(cert) => {
-                let serial = cert.body().serial;
-                match node.renew_certificate(cert) {
-                    Ok(()) => tracing::warn!(serial, "switched to the renewed certificate"),
-                    Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "the renewed certificate does not fit this node; keeping the current one")
-                    }
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot read the renewed certificate"),
-        }
     }
 }

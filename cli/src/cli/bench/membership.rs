@@ -33,13 +33,21 @@ pub(crate) struct ProcessReport {
     /// its nodes' down events.
     pub(crate) false_down: usize,
     /// CPU of one idle node after convergence, percent of a core (from
-    /// `/proc/PID/schedstat`, averaged over the processes), with no link
+    /// `/proc/PID/task/*/schedstat`, all threads, averaged over the processes), with no link
     /// open to it, measured from `idle / 3` after convergence for `idle`.
     pub(crate) idle_cpu_pct_per_node: f64,
     /// Seconds the idle CPU was measured over.
     pub(crate) idle_s: f64,
     /// Resident memory of one idle node, MiB (average).
     pub(crate) idle_rss_mib: f64,
+    /// Its resident anonymous memory (`RssAnon`: the node's own; the
+    /// shared code of the binary makes the rest of RSS), MiB (average).
+    pub(crate) idle_anon_mib: f64,
+    /// Its proportional set size (shared pages split among the processes
+    /// of the binary), MiB (average).
+    pub(crate) idle_pss_mib: f64,
+    /// Its context switches per second, all threads (average).
+    pub(crate) idle_wakeups_per_s: f64,
 }
 
 impl ProcessReport {
@@ -50,7 +58,8 @@ impl ProcessReport {
              sigkill to down on all (s)   {:.2}  (bound {:.1})\n  \
              false_down                   {}\n  \
              idle CPU per node (% core)   {:.4}  (over {:.0} s)\n  \
-             idle RSS per node (MiB)      {:.1}\n",
+             idle wake-ups per node (/s)  {:.1}\n  \
+             idle RSS per node (MiB)      {:.1}  (RssAnon {:.2}, PSS {:.2})\n",
             self.processes,
             self.converge_s,
             self.detect_s,
@@ -58,7 +67,10 @@ impl ProcessReport {
             self.false_down,
             self.idle_cpu_pct_per_node,
             self.idle_s,
-            self.idle_rss_mib
+            self.idle_wakeups_per_s,
+            self.idle_rss_mib,
+            self.idle_anon_mib,
+            self.idle_pss_mib
         )
     }
 }
@@ -70,21 +82,6 @@ async fn listed(node: &Node, peer: swarm::NodeId) -> Vec<swarm_actors::cluster::
         .send(ListMembers)
         .await
         .unwrap_or_default()
-}
-
-/// CPU time (ns) and resident memory (KiB) of a process, from /proc.
-fn cpu_and_rss(pid: u32) -> Option<(u64, u64)> {
-    let sched = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
-    let cpu = sched.split_whitespace().next()?.parse().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some((cpu, rss))
 }
 
 /// Starts `n` node processes from `exe` joined through one seed, with
@@ -157,24 +154,8 @@ pub(crate) fn processes(
         // decade of nodes) before measuring the steady state.
         let settle = Duration::from_millis(500).max(idle / 3);
         tokio::time::sleep(settle).await;
-        let before: Vec<Option<(u64, u64)>> = pids.iter().map(|&p| cpu_and_rss(p)).collect();
-        let idle_started = Instant::now();
-        tokio::time::sleep(idle).await;
-        let idle_s = idle_started.elapsed().as_secs_f64();
-        let after: Vec<Option<(u64, u64)>> = pids.iter().map(|&p| cpu_and_rss(p)).collect();
-        let samples: Vec<(u64, u64)> = before
-            .iter()
-            .zip(&after)
-            .filter_map(|(b, a)| Some((a.as_ref()?.0.saturating_sub(b.as_ref()?.0), a.as_ref()?.1)))
-            .collect();
-        let per_node = samples.len().max(1) as f64;
-        let idle_cpu_pct_per_node = samples.iter().map(|(cpu, _)| *cpu as f64).sum::<f64>()
-            / per_node
-            / 1e9
-            / idle_s.max(1e-9)
-            * 100.0;
-        let idle_rss_mib =
-            samples.iter().map(|(_, rss)| *rss as f64).sum::<f64>() / per_node / 1024.0;
+        let (usages, idle_s) = super::idle::measure(&pids, idle).await;
+        let idle_usage = super::idle::Usage::mean(&usages.into_iter().flatten().collect::<Vec<_>>());
         // A new observer for the detection phase.
         let mut mesh = swarm::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
         mesh.cluster = None;
@@ -237,9 +218,12 @@ pub(crate) fn processes(
             detect_s,
             bound_s: bound.as_secs_f64(),
             false_down,
-            idle_cpu_pct_per_node,
+            idle_cpu_pct_per_node: idle_usage.cpu_pct,
             idle_s,
-            idle_rss_mib,
+            idle_rss_mib: idle_usage.rss_mib,
+            idle_anon_mib: idle_usage.anon_mib,
+            idle_pss_mib: idle_usage.pss_mib,
+            idle_wakeups_per_s: idle_usage.wakeups_per_s,
         })
     })
 }
