@@ -107,6 +107,14 @@ impl Invalidates for &[u8] {
 pub(crate) struct Broadcasts<V> {
     flip: alloc::collections::BinaryHeap<Entry<V>>,
     flop: alloc::collections::BinaryHeap<Entry<V>>,
+    // Swarm patch (see PATCH.md): no item in `flip` is shorter than this,
+    // so `fill` stops once the buffer cannot take the shortest one.
+    min_len: usize,
+    // Swarm patch: with a key hash (items that invalidate each other
+    // hash alike), how many items in `flip` have each hash, so that
+    // `add_or_replace` scans the backlog only when one might be replaced.
+    key_hash: Option<fn(&V) -> u64>,
+    counts: alloc::collections::BTreeMap<u64, u32>,
 }
 
 impl<T> Broadcasts<T>
@@ -117,6 +125,28 @@ where
         Self {
             flip: Default::default(),
             flop: Default::default(),
+            min_len: usize::MAX,
+            key_hash: None,
+            counts: Default::default(),
+        }
+    }
+
+    // Swarm patch: a backlog whose items invalidate only items with the
+    // same `key_hash` (see PATCH.md).
+    pub(crate) fn with_key_hash(key_hash: fn(&T) -> u64) -> Self {
+        Self {
+            key_hash: Some(key_hash),
+            ..Self::new()
+        }
+    }
+
+    // Swarm patch: bookkeeping of `counts` when an item leaves `flip`.
+    fn forget(counts: &mut alloc::collections::BTreeMap<u64, u32>, hash: u64) {
+        if let alloc::collections::btree_map::Entry::Occupied(mut count) = counts.entry(hash) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
         }
     }
 
@@ -130,7 +160,25 @@ where
 
     pub(crate) fn add_or_replace(&mut self, item: T, data: Vec<u8>, max_tx: usize) {
         debug_assert!(max_tx > 0);
-        self.flip.retain(|node| !item.invalidates(&node.item));
+        // Swarm patch: skip the scan when no item can be invalidated.
+        match self.key_hash {
+            Some(key_hash) => {
+                let hash = key_hash(&item);
+                if self.counts.contains_key(&hash) {
+                    let counts = &mut self.counts;
+                    self.flip.retain(|node| {
+                        let keep = !item.invalidates(&node.item);
+                        if !keep {
+                            Self::forget(counts, key_hash(&node.item));
+                        }
+                        keep
+                    });
+                }
+                *self.counts.entry(hash).or_insert(0) += 1;
+            }
+            None => self.flip.retain(|node| !item.invalidates(&node.item)),
+        }
+        self.min_len = self.min_len.min(data.len());
         self.flip.push(Entry {
             remaining_tx: max_tx,
             item,
@@ -147,7 +195,8 @@ where
         let mut num_taken = 0;
         let mut remaining = max_items;
 
-        while buffer.has_remaining_mut() && remaining > 0 {
+        // Swarm patch: stop once not even the shortest item fits.
+        while buffer.has_remaining_mut() && buffer.remaining_mut() >= self.min_len && remaining > 0 {
             let Some(mut node) = self.flip.pop() else {
                 break;
             };
@@ -163,10 +212,16 @@ where
 
             if node.remaining_tx > 0 {
                 self.flop.push(node);
+            } else if let Some(key_hash) = self.key_hash {
+                // Swarm patch: the item is done.
+                Self::forget(&mut self.counts, key_hash(&node.item));
             }
         }
 
         self.flip.append(&mut self.flop);
+        if self.flip.is_empty() {
+            self.min_len = usize::MAX;
+        }
 
         num_taken
     }
@@ -184,7 +239,11 @@ where
         let mut num_taken = 0;
         let mut remaining = max_items;
 
-        while buffer.has_remaining_mut() && remaining > 0 {
+        // Swarm patch: stop once not even the shortest item fits.
+        while buffer.has_remaining_mut()
+            && buffer.remaining_mut() >= self.min_len.saturating_add(2)
+            && remaining > 0
+        {
             let Some(mut node) = self.flip.pop() else {
                 break;
             };
@@ -202,10 +261,16 @@ where
 
             if node.remaining_tx > 0 {
                 self.flop.push(node);
+            } else if let Some(key_hash) = self.key_hash {
+                // Swarm patch: the item is done.
+                Self::forget(&mut self.counts, key_hash(&node.item));
             }
         }
 
         self.flip.append(&mut self.flop);
+        if self.flip.is_empty() {
+            self.min_len = usize::MAX;
+        }
 
         num_taken
     }
@@ -291,6 +356,34 @@ mod tests {
             piggyback.is_empty(),
             "Should remove item after being used max_tx times"
         );
+    }
+
+    // Swarm patch: a backlog with a key hash replaces exactly what the
+    // scan would have, also after items left it.
+    #[test]
+    fn key_hash_backlog_replaces_like_the_scan() {
+        fn first_byte(key: &Key) -> u64 {
+            u64::from(key.0.as_bytes()[0])
+        }
+        let mut indexed = Broadcasts::with_key_hash(first_byte);
+        let mut plain = Broadcasts::new();
+        let keys = ["aa", "ab", "ba", "aa", "ca", "ab", "ba", "aa", "cb", "ca"];
+        for (round, key) in keys.iter().enumerate() {
+            indexed.add_or_replace(Key(key), key.as_bytes().to_vec(), 2);
+            plain.add_or_replace(Key(key), key.as_bytes().to_vec(), 2);
+            assert_eq!(plain.len(), indexed.len(), "round {round}");
+            if round % 3 == 2 {
+                let (mut a, mut b) = (Vec::new(), Vec::new());
+                assert_eq!(plain.fill(&mut a, 3), indexed.fill(&mut b, 3));
+                assert_eq!(plain.len(), indexed.len(), "round {round}");
+            }
+        }
+        let mut buf = Vec::new();
+        while !indexed.is_empty() {
+            buf.clear();
+            let _ = indexed.fill(&mut buf, usize::MAX);
+        }
+        assert!(indexed.counts.is_empty(), "every item left the counts");
     }
 
     #[test]

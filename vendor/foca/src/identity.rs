@@ -34,7 +34,8 @@ pub trait Identity: Clone + Eq + fmt::Debug {
     /// an example of one)
     ///
     /// It's a good idea to have this type as lean as possible
-    type Addr: PartialEq;
+    // Swarm patch: `Hash` indexes the member table (see PATCH.md).
+    type Addr: PartialEq + core::hash::Hash;
 
     /// Opt-in on auto-rejoining by providing a new identity.
     ///

@@ -126,6 +126,8 @@ use core::{cmp::Ordering, convert::TryFrom, fmt, iter::ExactSizeIterator, mem};
 use bytes::{Buf, BufMut};
 use rand::RngExt;
 
+// Swarm patch: see PATCH.md.
+mod addr_index;
 mod broadcast;
 mod codec;
 mod config;
@@ -263,7 +265,8 @@ where
             updates_buf: Vec::new(),
             choice_buf: Vec::new(),
             connection_state: ConnectionState::Disconnected,
-            updates: Broadcasts::new(),
+            // Swarm patch: see PATCH.md.
+            updates: Broadcasts::with_key_hash(addr_key_hash::<T::Addr>),
             send_buf: Vec::with_capacity(max_bytes),
             custom_broadcasts: Broadcasts::new(),
             broadcast_handler,
@@ -1689,6 +1692,16 @@ impl<T> BroadcastHandler<T> for NoCustomBroadcast {
 }
 
 struct Addr<T>(T);
+
+// Swarm patch: updates about one address invalidate each other only, so
+// they hash by address (see PATCH.md).
+#[allow(deprecated)]
+fn addr_key_hash<A: core::hash::Hash>(addr: &Addr<A>) -> u64 {
+    use core::hash::Hasher;
+    let mut hasher = core::hash::SipHasher::new_with_keys(0x5377_6172_6d20_666f, 0x6361_2062_6c6f_6721);
+    addr.0.hash(&mut hasher);
+    hasher.finish()
+}
 
 impl<T: PartialEq> Invalidates for Addr<T> {
     // State is managed externally (via Members), so invalidation
