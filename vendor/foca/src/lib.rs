@@ -1093,6 +1093,9 @@ where
         self.codec
             .encode_member(&member, &mut buf)
             .map_err(|e| Error::Encode(Box::new(e)))?;
+        // Swarm patch: the backlog keeps it; a ~35-byte update grown by
+        // doubling would hold 64.
+        buf.shrink_to_fit();
 
         Ok(buf)
     }
