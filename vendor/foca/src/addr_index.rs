@@ -6,16 +6,20 @@
 //! of a scan of the whole list.
 //!
 //! An open-addressing table (linear probing, backward-shift deletion) of
-//! `u32` positions: 4 bytes a slot, at most 3/4 full. The addresses
-//! themselves stay in the member list; a probe compares against them.
+//! positions tagged with 32 bits of the address's hash: 8 bytes a slot, at
+//! most 3/4 full. The addresses themselves stay in the member list; a
+//! probe looks there only when the tag matches.
 extern crate alloc;
 use alloc::vec::Vec;
 use core::hash::{Hash, Hasher};
 
-const EMPTY: u32 = u32::MAX;
+const EMPTY: u64 = u64::MAX;
 
 pub(crate) struct AddrIndex {
-    slots: Vec<u32>,
+    // Each slot: the low 32 bits of the address's hash (a tag that spares
+    // looking at the list on a mismatch, and gives the home slot when the
+    // table grows or shifts) over the position.
+    slots: Vec<u64>,
     len: usize,
 }
 
@@ -27,8 +31,8 @@ impl AddrIndex {
         }
     }
 
-    /// The position in `positions` of the member whose address is
-    /// `addr`, where `addr_at(p)` is the address at position `p`.
+    /// The position of the member whose address is `addr`, where
+    /// `addr_at(p)` is the address at position `p`.
     pub(crate) fn find<A: Hash + PartialEq>(
         &self,
         addr: &A,
@@ -38,14 +42,15 @@ impl AddrIndex {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let mut at = hash(addr) & mask;
+        let tag = hash(addr);
+        let mut at = tag as usize & mask;
         loop {
-            let pos = self.slots[at];
-            if pos == EMPTY {
+            let slot = self.slots[at];
+            if slot == EMPTY {
                 return None;
             }
-            if addr_at(pos as usize) == *addr {
-                return Some(pos as usize);
+            if (slot >> 32) as u32 == tag && addr_at(position(slot)) == *addr {
+                return Some(position(slot));
             }
             at = (at + 1) & mask;
         }
@@ -57,13 +62,13 @@ impl AddrIndex {
             return None;
         }
         let mask = self.slots.len() - 1;
-        let mut at = hash(addr) & mask;
+        let mut at = hash(addr) as usize & mask;
         loop {
-            let held = self.slots[at];
-            if held == EMPTY {
+            let slot = self.slots[at];
+            if slot == EMPTY {
                 return None;
             }
-            if held as usize == pos {
+            if position(slot) == pos {
                 return Some(at);
             }
             at = (at + 1) & mask;
@@ -71,33 +76,33 @@ impl AddrIndex {
     }
 
     /// Records that the member at `pos` has address `addr` (not indexed
-    /// yet). `addr_at` is needed when the table grows.
-    pub(crate) fn insert<A: Hash>(&mut self, addr: &A, pos: usize, addr_at: impl Fn(usize) -> A) {
-        debug_assert!(pos < EMPTY as usize, "more than u32::MAX - 1 members");
+    /// yet).
+    pub(crate) fn insert<A: Hash>(&mut self, addr: &A, pos: usize) {
+        debug_assert!(pos < u32::MAX as usize, "more than u32::MAX - 1 members");
         if (self.len + 1) * 4 > self.slots.len() * 3 {
             let capacity = (self.slots.len() * 2).max(16);
             let old = core::mem::replace(&mut self.slots, alloc::vec![EMPTY; capacity]);
-            for held in old.into_iter().filter(|&p| p != EMPTY) {
-                self.put(hash(&addr_at(held as usize)), held);
+            for slot in old.into_iter().filter(|&s| s != EMPTY) {
+                self.put(slot);
             }
         }
-        self.put(hash(addr), pos as u32);
+        self.put((u64::from(hash(addr)) << 32) | pos as u64);
         self.len += 1;
     }
 
-    fn put(&mut self, hash: usize, pos: u32) {
+    fn put(&mut self, slot: u64) {
         let mask = self.slots.len() - 1;
-        let mut at = hash & mask;
+        let mut at = (slot >> 32) as usize & mask;
         while self.slots[at] != EMPTY {
             at = (at + 1) & mask;
         }
-        self.slots[at] = pos;
+        self.slots[at] = slot;
     }
 
     /// The member at `pos` (address `addr`) moves to `to`.
     pub(crate) fn moved<A: Hash>(&mut self, addr: &A, pos: usize, to: usize) {
         if let Some(at) = self.slot_of(addr, pos) {
-            self.slots[at] = to as u32;
+            self.slots[at] = with_position(self.slots[at], to);
         }
     }
 
@@ -109,16 +114,15 @@ impl AddrIndex {
         let slot_a = self.slot_of(addr_a, a);
         let slot_b = self.slot_of(addr_b, b);
         if let Some(at) = slot_a {
-            self.slots[at] = b as u32;
+            self.slots[at] = with_position(self.slots[at], b);
         }
         if let Some(at) = slot_b {
-            self.slots[at] = a as u32;
+            self.slots[at] = with_position(self.slots[at], a);
         }
     }
 
-    /// Forgets the member at `pos` (address `addr`); `addr_at` gives the
-    /// addresses of the others, unchanged until this returns.
-    pub(crate) fn remove<A: Hash>(&mut self, addr: &A, pos: usize, addr_at: impl Fn(usize) -> A) {
+    /// Forgets the member at `pos` (address `addr`).
+    pub(crate) fn remove<A: Hash>(&mut self, addr: &A, pos: usize) {
         let Some(mut hole) = self.slot_of(addr, pos) else {
             return;
         };
@@ -128,11 +132,11 @@ impl AddrIndex {
         // into the hole when their home slot allows it.
         let mut at = (hole + 1) & mask;
         loop {
-            let held = self.slots[at];
-            if held == EMPTY {
+            let slot = self.slots[at];
+            if slot == EMPTY {
                 break;
             }
-            let home = hash(&addr_at(held as usize)) & mask;
+            let home = (slot >> 32) as usize & mask;
             // Whether `home` lies cyclically outside (hole, at].
             let outside = if hole <= at {
                 home <= hole || home > at
@@ -140,7 +144,7 @@ impl AddrIndex {
                 home <= hole && home > at
             };
             if outside {
-                self.slots[hole] = held;
+                self.slots[hole] = slot;
                 hole = at;
             }
             at = (at + 1) & mask;
@@ -153,17 +157,25 @@ impl AddrIndex {
         self.slots.iter_mut().for_each(|slot| *slot = EMPTY);
         self.len = 0;
         for pos in 0..len {
-            self.insert(&addr_at(pos), pos, &addr_at);
+            self.insert(&addr_at(pos), pos);
         }
     }
 }
 
-/// SipHash with fixed keys: lookups only, never iteration order, depend
-/// on it, so the member list's order and every random choice are the
-/// same as without the index.
+fn position(slot: u64) -> usize {
+    (slot & 0xFFFF_FFFF) as usize
+}
+
+fn with_position(slot: u64, pos: usize) -> u64 {
+    (slot & !0xFFFF_FFFF) | pos as u64
+}
+
+/// SipHash with fixed keys, its low 32 bits: lookups only, never
+/// iteration order, depend on it, so the member list's order and every
+/// random choice are the same as without the index.
 #[allow(deprecated)]
-fn hash<A: Hash>(addr: &A) -> usize {
+fn hash<A: Hash>(addr: &A) -> u32 {
     let mut hasher = core::hash::SipHasher::new_with_keys(0x5377_6172_6d20_666f, 0x6361_2069_6e64_6578);
     addr.hash(&mut hasher);
-    hasher.finish() as usize
+    hasher.finish() as u32
 }

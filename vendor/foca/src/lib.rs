@@ -1094,10 +1094,9 @@ where
             .encode_member(&member, &mut buf)
             .map_err(|e| Error::Encode(Box::new(e)))?;
         // Swarm patch: the backlog keeps it; a ~35-byte update grown by
-        // doubling would hold 64.
-        buf.shrink_to_fit();
-
-        Ok(buf)
+        // doubling would hold 64. A copy of exact size (shrinking in place
+        // would leave a fragment behind).
+        Ok(buf.as_slice().to_vec())
     }
 
     fn reset(&mut self) {

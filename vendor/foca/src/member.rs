@@ -174,7 +174,7 @@ where
             let addr = members.inner[pos].id.addr();
             let inner = &members.inner;
             if members.index.find(&addr, |p| inner[p].id.addr()).is_none() {
-                members.index.insert(&addr, pos, |p| inner[p].id.addr());
+                members.index.insert(&addr, pos);
             }
         }
         members
@@ -316,8 +316,7 @@ where
         let pos = self
             .position(&addr)
             .filter(|&pos| &self.inner[pos].id == id && self.inner[pos].state == State::Down)?;
-        let inner = &self.inner;
-        self.index.remove(&addr, pos, |p| inner[p].id.addr());
+        self.index.remove(&addr, pos);
         let last = self.inner.len() - 1;
         if pos != last {
             self.index.moved(&self.inner[last].id.addr(), last, pos);
@@ -424,8 +423,7 @@ where
                 self.inner.push(update);
                 let inserted_at = self.inner.len() - 1;
                 // Swarm patch: index it, and follow the swap below.
-                let inner = &self.inner;
-                self.index.insert(&addr, inserted_at, |p| inner[p].id.addr());
+                self.index.insert(&addr, inserted_at);
 
                 let swap_idx = (0..self.inner.len())
                     .choose(&mut rng)
