@@ -54,7 +54,7 @@ fn promise_sigkill_detected_within_bound_250_nodes() {
     sigkill_detected_within_bound(250);
 }
 
-/// The promise at 1,000 nodes (about a minute and a half on 2 cores).
+/// The promise at 1,000 nodes (about 25 s of CPU, 0.9 GiB).
 #[test]
 #[ignore]
 fn stress_sigkill_detected_within_bound_1000_nodes() {
@@ -252,30 +252,61 @@ fn metadata_reaches_everyone_and_late_joiners_pull_it() {
     .expect("the late joiner pulled every member's metadata");
 }
 
-/// 10,000 simulated nodes join through one seed at 5% loss, converge, and
-/// 1% of them are killed; run with `--release -- --ignored`.
-///
-/// It does not finish on the 2-core, 24 GiB development machine: a
-/// simulated cluster holds N² member entries (every node knows every
-/// other; 0.46 GB at 1,000 nodes, 1.7 GB at 2,000) and foca finds a member
-/// by scanning its list, so a run costs about N³ (72 s at 1,000 nodes,
-/// 583 s at 2,000). 10,000 nodes would need about 45 GB and many hours.
-#[test]
-#[ignore]
-fn stress_10k_simulated_nodes() {
+/// DESIGN.md "Scale" (membership simulated at 10,000) and "Failure
+/// model": `nodes` simulated nodes join through one seed at 5% datagram
+/// loss, converge, and 1% of them are SIGKILLed; every survivor marks
+/// every victim down within the SWIM bound, and no live node is declared
+/// down. Metadata gossip is off, as in `swarm bench membership`.
+fn bench_promise(nodes: usize) {
     use swarm_protocol::membership::sim::bench;
     let mut config = SimConfig::default();
     config.membership.gossip_meta = false;
-    let report = bench(10_000, 0.05, 0.01, config);
+    let report = bench(nodes, 0.05, 0.01, config);
     eprintln!("{report:#?}");
-    assert!(report.converge_s.is_some(), "no convergence");
-    let max = report.detect_s_max.expect("every victim detected");
+    assert!(report.converge_s.is_some(), "no convergence: {report:?}");
+    let max = report
+        .detect_s_max
+        .unwrap_or_else(|| panic!("a victim was not detected: {report:?}"));
     assert!(
         max <= report.bound_s,
         "detection {max} s over the bound {} s",
         report.bound_s
     );
-    assert_eq!(report.false_down, 0);
+    assert_eq!(report.false_down, 0, "{report:?}");
+}
+
+/// The bench's promise at 250 nodes (seconds): the default suite.
+#[test]
+fn promise_250_nodes_converge_and_detect_kills_at_five_percent_loss() {
+    bench_promise(250);
+}
+
+/// The same at 1,000 nodes; run with `--release -- --ignored`.
+#[test]
+#[ignore]
+fn stress_1000_simulated_nodes() {
+    bench_promise(1_000);
+}
+
+/// The same at 2,000 nodes; run with `--release -- --ignored`.
+#[test]
+#[ignore]
+fn stress_2000_simulated_nodes() {
+    bench_promise(2_000);
+}
+
+/// The same at 10,000 nodes; run with `--release -- --ignored`. The
+/// simulation holds N² = 10⁸ member entries (every node knows every
+/// other, in foca's list and in the member table) plus, while the join
+/// spreads, foca's update backlogs: about 420 bytes per entry at 1,000
+/// and 2,000 nodes, so some 40 GiB at 10,000, more than the 24 GiB
+/// development machine has (`swarm bench membership` prints the peak).
+/// With foca's member table indexed (vendor/foca), 2,000 nodes take 96 s
+/// of CPU (457 s before).
+#[test]
+#[ignore]
+fn stress_10k_simulated_nodes() {
+    bench_promise(10_000);
 }
 
 /// A node joining a converged cluster learns every member at once, by

@@ -219,6 +219,10 @@ fn simulate(
         value.extend(fields);
     }
     value.insert("wall_s".into(), wall_s.into());
+    // The simulation holds every node's view of every other (N² members):
+    // its memory, not its CPU, bounds how many nodes fit on a machine.
+    let peak_rss_mib = peak_rss_kib().map(|kib| kib as f64 / 1024.0);
+    value.insert("peak_rss_mib".into(), peak_rss_mib.into());
     let opt = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
     let _ = writeln!(
         table,
@@ -255,7 +259,25 @@ fn simulate(
         "  virtual_s / wall_s           {:.1} / {:.1}",
         report.virtual_s, wall_s
     );
+    let _ = writeln!(
+        table,
+        "  peak RSS (MiB)               {}",
+        peak_rss_mib.map_or("-".to_string(), |v| format!("{v:.0}"))
+    );
     Ok(())
+}
+
+/// This process's peak resident memory (KiB), from /proc (Linux only).
+#[cfg(feature = "sim")]
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Without the simulator, `--nodes` is refused with how to get it.
