@@ -41,22 +41,38 @@ struct Overloaded {
     now: Duration,
     /// Down events (nothing crashes here: every one is false).
     false_down: u64,
+    /// Down events about each node, by index.
+    downs_of: Vec<u64>,
     rejoins: u64,
 }
 
 impl Overloaded {
     /// `n` nodes; each is starved for `stalled` of the time, in stalls of
     /// up to `longest`, spread over `span`.
-    fn new(
+    fn starved(
         n: usize,
         config: &MembershipConfig,
         stalled: f64,
         longest: Duration,
         span: Duration,
     ) -> Self {
+        let mut sim = Self::new(n, config);
+        for windows in &mut sim.stalls {
+            let mut at = Duration::from_millis(sim.rng.random_range(0..2_000));
+            while at < span {
+                let stall = longest.mul_f64(sim.rng.random_range(0.2..1.0));
+                windows.push((at, at + stall));
+                let run = stall.mul_f64((1.0 - stalled) / stalled * sim.rng.random_range(0.5..1.5));
+                at += stall + run;
+            }
+        }
+        sim
+    }
+
+    /// `n` nodes that are never starved (until stalls are added).
+    fn new(n: usize, config: &MembershipConfig) -> Self {
         let mut rng = SmallRng::seed_from_u64(23);
         let mut nodes = Vec::new();
-        let mut stalls = Vec::new();
         for i in 0..n {
             let mut bytes = [0u8; 16];
             bytes[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
@@ -70,25 +86,17 @@ impl Overloaded {
                 ..NodeMeta::default()
             };
             nodes.push(Membership::new_unsealed(config.clone(), me, meta, rng.random()).unwrap());
-            let mut windows = Vec::new();
-            let mut at = Duration::from_millis(rng.random_range(0..2_000));
-            while at < span {
-                let stall = longest.mul_f64(rng.random_range(0.2..1.0));
-                windows.push((at, at + stall));
-                let run = stall.mul_f64((1.0 - stalled) / stalled * rng.random_range(0.5..1.5));
-                at += stall + run;
-            }
-            stalls.push(windows);
         }
         Self {
             nodes,
-            stalls,
+            stalls: vec![Vec::new(); n],
             queue: BinaryHeap::new(),
             items: Vec::new(),
             seq: 0,
             rng,
             now: Duration::ZERO,
             false_down: 0,
+            downs_of: vec![0; n],
             rejoins: 0,
         }
     }
@@ -123,7 +131,12 @@ impl Overloaded {
         while self.nodes[i].poll_cancel().is_some() {}
         while let Some(event) = self.nodes[i].poll_event() {
             match event {
-                MemberEvent::Down(_) => self.false_down += 1,
+                MemberEvent::Down(id) => {
+                    self.false_down += 1;
+                    if let Some(slot) = index_of(&id.addr).and_then(|t| self.downs_of.get_mut(t)) {
+                        *slot += 1;
+                    }
+                }
                 MemberEvent::Rejoined(_) => self.rejoins += 1,
                 _ => {}
             }
@@ -163,6 +176,15 @@ impl Overloaded {
         self.now = self.now.max(until);
     }
 
+    /// Every node joins through node 0, at time zero.
+    fn join_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            let seeds: Vec<SocketAddr> = if i == 0 { vec![] } else { vec![addr_of(0)] };
+            self.nodes[i].join(&seeds, self.now);
+            self.flush(i);
+        }
+    }
+
     fn converged(&self) -> bool {
         let n = self.nodes.len();
         self.nodes.iter().all(|m| m.active_count() + 1 == n)
@@ -173,12 +195,8 @@ impl Overloaded {
 /// `span`; answers (false downs, rejoins, whether they converged at the end).
 fn overloaded_run(n: usize, config: MembershipConfig) -> (u64, u64, bool) {
     let span = Duration::from_secs(180);
-    let mut sim = Overloaded::new(n, &config, 0.5, Duration::from_secs(6), span);
-    for i in 0..n {
-        let seeds: Vec<SocketAddr> = if i == 0 { vec![] } else { vec![addr_of(0)] };
-        sim.nodes[i].join(&seeds, Duration::ZERO);
-        sim.flush(i);
-    }
+    let mut sim = Overloaded::starved(n, &config, 0.5, Duration::from_secs(6), span);
+    sim.join_all();
     sim.run_until(span);
     // The box quiets down: every node catches up and keeps running.
     let quiet = span + Duration::from_secs(60);
@@ -208,4 +226,31 @@ fn starved_nodes_declare_no_one_down_with_local_health() {
     assert!(control_down > 0, "the control run declared no one down");
     assert_eq!((false_down, rejoins), (0, 0));
     assert!(converged, "not converged once the box quieted down");
+}
+
+/// A member starved for longer than the suspicion timeout is declared
+/// down, finds out when it runs again and rejoins under a renewed
+/// identity once: the others see it go and come back, and nobody else is
+/// declared down or rejoins (no storm).
+#[test]
+fn a_member_starved_past_its_suspicion_rejoins_once_and_takes_no_one_with_it() {
+    let n = 30;
+    let config = MembershipConfig::default();
+    let mut sim = Overloaded::new(n, &config);
+    sim.join_all();
+    sim.run_until(Duration::from_secs(30));
+    assert!(sim.converged());
+    let stall = config.detection_bound(n) + Duration::from_secs(5);
+    let from = Duration::from_secs(31);
+    sim.stalls[7].push((from, from + stall));
+    sim.run_until(from + stall + Duration::from_secs(60));
+    let others: u64 = (0..n).filter(|&i| i != 7).map(|i| sim.downs_of[i]).sum();
+    assert_eq!(sim.rejoins, 1);
+    assert_eq!(
+        sim.downs_of[7],
+        n as u64 - 1,
+        "each other member saw it go once"
+    );
+    assert_eq!(others, 0);
+    assert!(sim.converged(), "the renewed member is not back everywhere");
 }
