@@ -81,14 +81,39 @@ async fn listed(node: &Node, peer: swarm::NodeId) -> Vec<swarm_actors::cluster::
 ///
 /// # Errors
 ///
-/// If the node does not answer with its counters.
+/// If the node does not answer with its counters within a minute.
 async fn verdicts(node: &Node, peer: swarm::NodeId) -> Result<(u64, u64)> {
-    let rows = listed(node, peer).await;
-    let counters = rows
-        .iter()
-        .find_map(|r| r.counters)
-        .ok_or_else(|| anyhow!("node {peer} did not report its counters"))?;
-    Ok((counters.members_down, counters.rejoins))
+    // A starved process may miss an ask's deadline: ask again for a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(c) = listed(node, peer).await.iter().find_map(|r| r.counters) {
+            return Ok((c.members_down, c.rejoins));
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!("node {peer} did not report its counters"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Dials every process, each again until `limit` passes: on an
+/// overloaded box a starved process may miss one handshake's deadline.
+///
+/// # Errors
+///
+/// If a process does not answer within `limit`.
+async fn connect_all(node: &Node, addrs: &[SocketAddr], limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    for addr in addrs {
+        loop {
+            match node.connect(*addr).await {
+                Ok(_) => break,
+                Err(e) if started.elapsed() > limit => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
 }
 
 /// CPU time (ns) and resident memory (KiB) of a process, from /proc.
@@ -139,9 +164,7 @@ pub(crate) fn processes(
     actix::System::new().block_on(async move {
         let node = Node::start(mesh).await?;
         // The observer is not a member: it learns addresses by dialing.
-        for addr in &addrs {
-            node.connect(*addr).await?;
-        }
+        connect_all(&node, &addrs, limit).await?;
         let all_alive = |rows: &[swarm_actors::cluster::MemberRow]| {
             rows.iter().filter(|r| r.state == "alive").count() >= n
         };
@@ -199,9 +222,7 @@ pub(crate) fn processes(
         let mut mesh = swarm::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
         mesh.cluster = None;
         let node = Node::start(mesh).await?;
-        for addr in &addrs {
-            node.connect(*addr).await?;
-        }
+        connect_all(&node, &addrs, limit).await?;
         // Every down so far is false: every process is alive.
         let mut false_down = 0;
         let mut rejoins = 0;
