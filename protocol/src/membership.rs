@@ -45,6 +45,11 @@
 //! 200 ms) that is 10.5 s for 20 members, 19 s for 1,000, 24 s for 10,000.
 //! The `sim` tests check this bound; DESIGN.md's promise "a node killed with
 //! SIGKILL is detected by every other node within the SWIM bound" names it.
+//! It holds for healthy members: a member that finds itself late (`health`)
+//! stretches its own probe and suspicion timers up to
+//! [`MembershipConfig::max_health_multiplier`] times, so on an overloaded
+//! box detection slows down rather than healthy members being declared
+//! down (Lifeguard's trade).
 
 mod adaptor;
 pub mod config;
