@@ -426,6 +426,9 @@ impl Cluster {
             gossip_malformed: gossip.dropped_malformed,
             gossip_replayed: gossip.dropped_replayed,
             events_lost: self.events_lost(),
+            members_down: gossip.members_down,
+            rejoins: gossip.rejoins,
+            late_ticks: gossip.late_ticks,
         })
     }
 

@@ -27,6 +27,8 @@
 //! - `sync`: push/pull of the whole member list on join;
 //! - `adaptor`: foca's runtime (what it asks for in one call) and the
 //!   work-arounds for foca 2.0.0;
+//! - `health`: Lifeguard's local health multiplier, which stretches this
+//!   node's own probe and suspicion timers while it finds itself late;
 //! - [`stats`]: drop reasons and counters;
 //! - `table`: the member table with suspicion and leave states.
 //!
@@ -43,10 +45,16 @@
 //! 200 ms) that is 10.5 s for 20 members, 19 s for 1,000, 24 s for 10,000.
 //! The `sim` tests check this bound; DESIGN.md's promise "a node killed with
 //! SIGKILL is detected by every other node within the SWIM bound" names it.
+//! It holds for healthy members: a member that finds itself late (`health`)
+//! stretches its own probe and suspicion timers up to
+//! [`MembershipConfig::max_health_multiplier`] times, so on an overloaded
+//! box detection slows down rather than healthy members being declared
+//! down (Lifeguard's trade).
 
 mod adaptor;
 pub mod config;
 mod datagram;
+mod health;
 mod meta;
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -71,9 +79,11 @@ use crate::gossip::{GossipCodec, KeyRing, MemberId, MetaError, MetaItem, NodeMet
 
 use adaptor::Io;
 use datagram::kind;
+use health::Health;
 use meta::MetaHandler;
 
 pub use config::MembershipConfig;
+use stats::Events;
 pub use stats::{GossipError, GossipStats};
 use table::Table;
 pub use table::{MemberInfo, MemberState};
@@ -99,13 +109,25 @@ pub enum MemberEvent {
 /// A tick with a [`Tick::key`] may be cancelled later
 /// ([`Membership::poll_cancel`]); delivering it anyway is harmless.
 #[derive(Debug, Clone)]
-pub struct Tick(TickKind);
+pub struct Tick {
+    kind: TickKind,
+    /// When it is due (the machine's clock), so that a late delivery is
+    /// noticed (local health).
+    due: Duration,
+}
 
 impl Tick {
+    fn new(kind: TickKind) -> Self {
+        Self {
+            kind,
+            due: Duration::ZERO,
+        }
+    }
+
     /// The key [`Membership::poll_cancel`] names this tick by, if it can
     /// be cancelled.
     pub fn key(&self) -> Option<u64> {
-        match self.0 {
+        match self.kind {
             TickKind::Indirect(key) => Some(key),
             _ => None,
         }
@@ -115,6 +137,9 @@ impl Tick {
 #[derive(Debug, Clone)]
 enum TickKind {
     Foca(Timer<MemberId>),
+    /// A suspicion timeout that fired while this node was late, deferred
+    /// once (see `health`).
+    Verdict(Timer<MemberId>),
     /// foca's indirect-probe timer, held in `pending_indirect` under this key.
     Indirect(u64),
     MetaRefresh,
@@ -147,7 +172,7 @@ pub struct Membership {
     sync_served: HashMap<SocketAddr, Duration>,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     timers: Vec<(Duration, Tick)>,
-    events: VecDeque<MemberEvent>,
+    events: Events,
     scale: usize,
     seeds: Vec<SocketAddr>,
     join_armed: bool,
@@ -174,6 +199,9 @@ pub struct Membership {
     /// Seals what is sent and opens and checks what arrives; `None` only in
     /// the simulator's unsealed mode.
     seal: Option<Sealing>,
+    /// How late this node finds itself: stretches its own probe and
+    /// suspicion timers (Lifeguard).
+    health: Health,
 }
 
 /// The keys and the replay check of a sealed membership.
@@ -263,7 +291,7 @@ impl Membership {
             sync_served: HashMap::new(),
             out: VecDeque::new(),
             timers: Vec::new(),
-            events: VecDeque::new(),
+            events: Events::default(),
             scale: 1,
             seeds: Vec::new(),
             join_armed: false,
@@ -278,17 +306,21 @@ impl Membership {
             cancelled: Vec::new(),
             parked_gossip: None,
             seal,
+            health: Health::default(),
             config,
         };
         if this.config.gossip_meta {
             this.publish(&bytes);
             let refresh = this.refresh_interval();
-            this.timers.push((refresh, Tick(TickKind::MetaRefresh)));
+            this.timers
+                .push((refresh, Tick::new(TickKind::MetaRefresh)));
         }
+        this.timers.push((
+            this.config.reconcile_interval,
+            Tick::new(TickKind::Reconcile),
+        ));
         this.timers
-            .push((this.config.reconcile_interval, Tick(TickKind::Reconcile)));
-        this.timers
-            .push((this.config.resync_interval, Tick(TickKind::Resync)));
+            .push((this.config.resync_interval, Tick::new(TickKind::Resync)));
         Ok(this)
     }
 
@@ -319,7 +351,7 @@ impl Membership {
         if !self.seeds.is_empty() && !self.join_armed {
             self.join_armed = true;
             self.timers
-                .push((self.config.probe_period, Tick(TickKind::Join)));
+                .push((self.config.probe_period, Tick::new(TickKind::Join)));
         }
         self.drain();
     }
@@ -354,7 +386,7 @@ impl Membership {
         // The down update follows once the notices had time to arrive
         // (datagrams may be reordered): see `has_left`.
         self.timers
-            .push((self.config.leave_delay, Tick(TickKind::FinishLeave)));
+            .push((self.config.leave_delay, Tick::new(TickKind::FinishLeave)));
     }
 
     /// Whether this node has left: the down update about itself is sent
@@ -366,7 +398,10 @@ impl Membership {
     /// Handles a due timer.
     pub fn handle_tick(&mut self, tick: Tick, now: Duration) {
         self.now = now;
-        match tick.0 {
+        let late = now.saturating_sub(tick.due);
+        let probe = matches!(tick.kind, TickKind::Foca(Timer::ProbeRandomMember(_)));
+        self.tick_arrived(late, probe);
+        match tick.kind {
             TickKind::Indirect(key) => {
                 // Still pending: no direct ack came; foca starts the
                 // indirect probes.
@@ -376,7 +411,15 @@ impl Membership {
                     self.drain();
                 }
             }
-            TickKind::Foca(timer) => {
+            TickKind::Foca(timer @ Timer::ChangeSuspectToDown { .. })
+                if late > self.config.late_tick =>
+            {
+                // This node was away when the suspect's time ran out: what
+                // queued up meanwhile (its refutation, say) comes first.
+                self.timers
+                    .push((late, Tick::new(TickKind::Verdict(timer))));
+            }
+            TickKind::Foca(timer) | TickKind::Verdict(timer) => {
                 let suspect = match &timer {
                     Timer::ChangeSuspectToDown { member_id, .. } => Some(*member_id),
                     _ => None,
@@ -394,9 +437,11 @@ impl Membership {
                 if now >= due {
                     self.republish();
                     let interval = self.refresh_interval();
-                    self.timers.push((interval, Tick(TickKind::MetaRefresh)));
+                    self.timers
+                        .push((interval, Tick::new(TickKind::MetaRefresh)));
                 } else {
-                    self.timers.push((due - now, Tick(TickKind::MetaRefresh)));
+                    self.timers
+                        .push((due - now, Tick::new(TickKind::MetaRefresh)));
                 }
             }
             TickKind::MetaPull => {
@@ -419,15 +464,17 @@ impl Membership {
             TickKind::Reconcile => {
                 self.reconcile();
                 self.drain();
-                self.timers
-                    .push((self.config.reconcile_interval, Tick(TickKind::Reconcile)));
+                self.timers.push((
+                    self.config.reconcile_interval,
+                    Tick::new(TickKind::Reconcile),
+                ));
             }
             TickKind::Resync => {
                 if !self.own_meta.meta.leaving {
                     self.resync();
                 }
                 self.timers
-                    .push((self.config.resync_interval, Tick(TickKind::Resync)));
+                    .push((self.config.resync_interval, Tick::new(TickKind::Resync)));
             }
         }
     }
@@ -471,7 +518,9 @@ impl Membership {
 
     /// The next timer to arm: fire it `after` from now.
     pub fn poll_timer(&mut self) -> Option<(Duration, Tick)> {
-        self.timers.pop()
+        let (after, mut tick) = self.timers.pop()?;
+        tick.due = self.now + after;
+        Some((after, tick))
     }
 
     /// The key of a tick from [`Membership::poll_timer`] that need not fire
@@ -502,7 +551,11 @@ impl Membership {
 
     /// Gossip counters.
     pub fn stats(&self) -> GossipStats {
-        self.stats
+        GossipStats {
+            members_down: self.events.down,
+            members_suspected: self.events.suspected,
+            ..self.stats
+        }
     }
 
     fn queue_out(&mut self, to: SocketAddr, datagram: Vec<u8>) {
@@ -516,7 +569,9 @@ impl Membership {
             self.out.push_back((to.addr, datagram));
         }
         let idle = self.gossip_idle();
+        let health = self.health_multiplier();
         for (after, timer) in self.io.timers.drain(..) {
+            let after = health::stretch(&timer, after, health);
             if idle && matches!(timer, Timer::PeriodicGossip(_)) {
                 // Nothing to gossip: no timer (no wakeup) until there is.
                 self.parked_gossip = Some(timer);
@@ -526,10 +581,11 @@ impl Membership {
                 self.next_key += 1;
                 let key = self.next_key;
                 self.pending_indirect.push((key, *probed_id, timer));
-                self.timers.push((after, Tick(TickKind::Indirect(key))));
+                self.timers
+                    .push((after, Tick::new(TickKind::Indirect(key))));
                 continue;
             }
-            self.timers.push((after, Tick(TickKind::Foca(timer))));
+            self.timers.push((after, Tick::new(TickKind::Foca(timer))));
         }
         let renamed: Vec<_> = self.io.renamed.drain(..).collect();
         for (old, new) in renamed {
@@ -578,7 +634,10 @@ impl Membership {
             }
         }
         if let Some(id) = self.io.rejoined.take() {
-            // Declared down and back: learn the cluster again.
+            // Declared down and back: learn the cluster again, and back
+            // off (a node declared down is most likely starved).
+            self.stats.rejoins += 1;
+            self.rejoined();
             self.synced_at = None;
             self.own_meta.id = id;
             self.own_meta.seq = 0;
@@ -590,7 +649,7 @@ impl Membership {
         if !self.gossip_idle() {
             if let Some(timer) = self.parked_gossip.take() {
                 self.timers
-                    .push((Duration::ZERO, Tick(TickKind::Foca(timer))));
+                    .push((Duration::ZERO, Tick::new(TickKind::Foca(timer))));
             }
         }
     }
@@ -601,7 +660,11 @@ impl Membership {
         if let Some(event) = self.table.up(id, now) {
             self.events.push_back(event);
         }
-        if !self.config.gossip_meta {
+        if !self.config.gossip_meta || self.has_older_meta(&id) {
+            // A renewed identity (a rejoin or a restart) publishes its
+            // metadata itself: had every member pulled it, the node that
+            // was just declared down (most likely starved) would get a
+            // request from each.
         } else if !self.has_meta(&id) {
             // Ask at once while this round's budget lasts, later otherwise.
             if self.pulled_this_round < self.config.meta_pulls {

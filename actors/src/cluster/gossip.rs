@@ -25,6 +25,7 @@ use swarm_protocol::NodeId;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 
+mod changes;
 mod transport;
 
 use super::events::{ClusterEvents, EventBus};
@@ -37,6 +38,7 @@ use super::{
 };
 use crate::error::StartError;
 use crate::mesh::Mesh;
+use changes::{Change, ChangeLog};
 use transport::{Datagrams, MeshDatagrams, VIA_REFRESH};
 
 /// The membership actor of one node (exposed as `swarm.cluster`, where it
@@ -72,6 +74,11 @@ pub struct Gossip {
     mesh_routes: HashMap<SocketAddr, (NodeId, Option<NodeId>)>,
     /// Routes over the mesh refused since start (the first few logged).
     routes_refused: u64,
+    /// Changes of other members, counted and summarised in the log.
+    changes: ChangeLog,
+    /// Where datagrams already queued on the socket are read into before
+    /// a timer is handled (`transport`).
+    drain_buf: Box<[u8]>,
     left: bool,
 }
 
@@ -173,6 +180,8 @@ impl Gossip {
             cancellable: HashMap::new(),
             mesh_routes: HashMap::new(),
             routes_refused: 0,
+            changes: ChangeLog::default(),
+            drain_buf: vec![0u8; 65_536].into_boxed_slice(),
             left: false,
         })
     }
@@ -204,6 +213,8 @@ impl Gossip {
                 if act.left {
                     return;
                 }
+                // What arrived before the timer fired is applied first.
+                act.drain_socket();
                 let now = act.now();
                 act.machine.handle_tick(tick, now);
                 act.flush(ctx);
@@ -254,24 +265,32 @@ impl Gossip {
                 let member = self.member_for(&id, MemberState::Alive);
                 // Without its metadata yet, the member is logged when it
                 // arrives (below), under its name.
-                if member.meta.is_some() {
+                if member.meta.is_some() && self.changes.note(Change::Up) {
                     tracing::info!(node = %id.node.short(), addr = %id.addr, name = member.name(), "member up");
                 }
                 ClusterEvent::MemberUp(member)
             }
             MemberEvent::Suspect(id) => {
                 let member = self.member_for(&id, MemberState::Suspect);
-                tracing::info!(node = %id.node.short(), addr = %id.addr, "member suspect");
+                if self.changes.note(Change::Suspect) {
+                    tracing::info!(node = %id.node.short(), addr = %id.addr, "member suspect");
+                }
                 ClusterEvent::Suspect(member)
             }
             MemberEvent::Down(id) => {
                 let member = self.member_for(&id, MemberState::Down);
-                tracing::warn!(node = %id.node.short(), addr = %id.addr, "member down");
+                // Info, not a warning: every member logs every other's
+                // fall, and the summary counts what is not listed.
+                if self.changes.note(Change::Down) {
+                    tracing::info!(node = %id.node.short(), addr = %id.addr, "member down");
+                }
                 ClusterEvent::MemberDown(member)
             }
             MemberEvent::Left(id) => {
                 let member = self.member_for(&id, MemberState::Left);
-                tracing::info!(node = %id.node.short(), addr = %id.addr, "member left");
+                if self.changes.note(Change::Left) {
+                    tracing::info!(node = %id.node.short(), addr = %id.addr, "member left");
+                }
                 ClusterEvent::MemberLeft(member)
             }
             MemberEvent::MetadataChanged(id, meta) => {
@@ -282,7 +301,7 @@ impl Gossip {
                 let first = self.members.get(&id.addr).is_some_and(|m| m.meta.is_none());
                 let mut member = self.member_for(&id, state);
                 member.meta = Some(meta);
-                if first && state == MemberState::Alive {
+                if first && state == MemberState::Alive && self.changes.note(Change::Up) {
                     tracing::info!(node = %id.node.short(), addr = %id.addr, name = member.name(), "member up");
                 }
                 self.members.insert(id.addr, member.clone());
@@ -291,6 +310,7 @@ impl Gossip {
             MemberEvent::Rejoined(id) => {
                 tracing::warn!(
                     bump = id.bump,
+                    health = self.machine.health_multiplier(),
                     "the cluster declared this node down; rejoined under a renewed identity"
                 );
                 ClusterEvent::Rejoined(self.own_member())
@@ -298,6 +318,37 @@ impl Gossip {
         };
         self.table.apply(&out);
         self.bus.publish(out);
+    }
+
+    /// The `membership changes` summary, when one is due.
+    fn log_changes(&mut self) {
+        let Some(s) = self.changes.due(Instant::now()) else {
+            return;
+        };
+        let (mut alive, mut suspect, mut down) = (0, 0, 0);
+        for member in self.members.values() {
+            match member.state {
+                MemberState::Alive => alive += 1,
+                MemberState::Suspect => suspect += 1,
+                MemberState::Down => down += 1,
+                MemberState::Left => {}
+            }
+        }
+        let stats = self.machine.stats();
+        tracing::info!(
+            up = s.up,
+            suspect = s.suspect,
+            down = s.down,
+            left = s.left,
+            not_listed = s.unlisted,
+            over_s = s.over.as_secs(),
+            members_alive = alive,
+            members_suspect = suspect,
+            members_down = down,
+            health = self.machine.health_multiplier(),
+            rejoins = stats.rejoins,
+            "membership changes"
+        );
     }
 
     fn own_member(&self) -> Member {
@@ -328,6 +379,7 @@ impl Gossip {
     }
 
     fn refresh_load(&mut self, ctx: &mut Context<Self>) {
+        self.log_changes();
         // Members membership has forgotten (down or gone for long) go too.
         let machine = &self.machine;
         self.members
@@ -582,6 +634,9 @@ impl Handler<ListMembers> for Gossip {
                 gossip_malformed: stats.dropped_malformed,
                 gossip_replayed: stats.dropped_replayed,
                 events_lost: self.bus.lost(),
+                members_down: stats.members_down,
+                rejoins: stats.rejoins,
+                late_ticks: stats.late_ticks,
             });
         }
         MessageResult(rows)

@@ -86,6 +86,17 @@ pub struct NodeCounters {
     pub gossip_replayed: u64,
     /// Cluster events lost by slow subscribers.
     pub events_lost: u64,
+    /// Members this node reported down since it started (each identity
+    /// once). Where nothing crashed, each is a false down.
+    #[serde(default)]
+    pub members_down: u64,
+    /// Times the cluster declared this node down and it rejoined under a
+    /// renewed identity.
+    #[serde(default)]
+    pub rejoins: u64,
+    /// Membership timers that fired late (the node was starved).
+    #[serde(default)]
+    pub late_ticks: u64,
 }
 
 impl MemberRow {

@@ -75,6 +75,7 @@ impl Membership {
             let (key, _, timer) = self.pending_indirect.swap_remove(at);
             let _ = self.foca.handle_timer(timer, &mut self.io);
             self.cancelled.push(key);
+            self.probe_acked();
         }
     }
 
@@ -90,6 +91,10 @@ impl Membership {
         let me = self.me();
         for member in observed {
             if member.id().addr == me.addr {
+                if *member.id() == me && member.state() == State::Suspect {
+                    // foca refutes it; this node takes the hint that it is late.
+                    self.suspected(member.incarnation());
+                }
                 continue;
             }
             let event = match member.state() {

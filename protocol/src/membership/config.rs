@@ -52,6 +52,14 @@ pub struct MembershipConfig {
     /// remembered for twice as long, so captured datagrams cannot be
     /// replayed.
     pub max_clock_skew: Duration,
+    /// Lifeguard's local health: the largest multiple by which a node that
+    /// finds itself late (its timers fire late, it was suspected, it was
+    /// declared down) stretches its own probe period, probe timeout and
+    /// suspicion timeout, so that an overloaded node does not declare
+    /// healthy members down. 1 turns it off.
+    pub max_health_multiplier: u8,
+    /// How late a timer may fire before the node counts itself as late.
+    pub late_tick: Duration,
     /// Whether metadata is gossiped at all. Only simulations of very large
     /// clusters turn it off: each simulated node would hold every other
     /// node's metadata, N² items in one process.
@@ -77,6 +85,8 @@ impl Default for MembershipConfig {
             reconcile_interval: Duration::from_secs(5),
             resync_interval: Duration::from_secs(30),
             gossip_meta: true,
+            max_health_multiplier: 8,
+            late_tick: Duration::from_millis(500),
             max_clock_skew: Duration::from_secs(30),
             leave_delay: Duration::from_millis(100),
         }

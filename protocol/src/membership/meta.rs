@@ -81,8 +81,10 @@ impl Membership {
     pub(super) fn arm_pulls(&mut self) {
         if !self.pull_armed && !self.pulls.is_empty() && self.config.gossip_meta {
             self.pull_armed = true;
-            self.timers
-                .push((self.config.meta_pull_interval, Tick(TickKind::MetaPull)));
+            self.timers.push((
+                self.config.meta_pull_interval,
+                Tick::new(TickKind::MetaPull),
+            ));
         }
     }
 
@@ -191,6 +193,18 @@ impl Membership {
             .by_addr
             .get(&id.addr)
             .is_some_and(|(known, _, _)| known.bump >= id.bump)
+    }
+
+    /// Whether metadata is known from an older identity of the same node
+    /// at `id`'s address (`id` is renewed, or restarted).
+    pub(super) fn has_older_meta(&self, id: &MemberId) -> bool {
+        self.metas
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .by_addr
+            .get(&id.addr)
+            .is_some_and(|(known, _, _)| known.node == id.node && known.bump < id.bump)
     }
 
     pub(super) fn drain_meta_changes(&mut self) {

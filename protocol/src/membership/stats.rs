@@ -1,4 +1,9 @@
-//! Why gossip datagrams are dropped, and the counters of gossip traffic.
+//! Why gossip datagrams are dropped, the counters of gossip traffic, and
+//! the event queue that counts the verdicts it carries.
+
+use std::collections::VecDeque;
+
+use super::MemberEvent;
 
 /// Why a datagram was dropped (counted in [`GossipStats`]).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -44,4 +49,44 @@ pub struct GossipStats {
     pub dropped_oversized: u64,
     /// Datagrams that did not decode or were refused.
     pub dropped_malformed: u64,
+    /// Members this node reported down (each identity once; a member
+    /// that rejoined under a renewed identity counts its old one). On a
+    /// cluster where nothing crashed, every one is a false down.
+    pub members_down: u64,
+    /// Members this node reported suspect.
+    pub members_suspected: u64,
+    /// Times the cluster declared this node down and it rejoined under a
+    /// renewed identity.
+    pub rejoins: u64,
+    /// Timers that fired more than `late_tick` late (this node was starved).
+    pub late_ticks: u64,
+}
+
+/// Events waiting for `poll_event`, counting the verdicts among them.
+#[derive(Debug, Default)]
+pub(super) struct Events {
+    queue: VecDeque<MemberEvent>,
+    pub(super) down: u64,
+    pub(super) suspected: u64,
+}
+
+impl Events {
+    pub(super) fn push_back(&mut self, event: MemberEvent) {
+        match event {
+            MemberEvent::Down(_) => self.down += 1,
+            MemberEvent::Suspect(_) => self.suspected += 1,
+            _ => {}
+        }
+        self.queue.push_back(event);
+    }
+
+    pub(super) fn extend(&mut self, events: impl IntoIterator<Item = MemberEvent>) {
+        for event in events {
+            self.push_back(event);
+        }
+    }
+
+    pub(super) fn pop_front(&mut self) -> Option<MemberEvent> {
+        self.queue.pop_front()
+    }
 }

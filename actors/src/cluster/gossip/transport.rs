@@ -60,6 +60,9 @@ impl Stream for Datagrams {
     }
 }
 
+/// Datagrams read from the socket before one timer is handled, at most.
+const MAX_DRAINED: usize = 256;
+
 /// How often a relayed node compares the relays it announces with its
 /// relay links (a changed set is gossiped at once).
 pub(super) const VIA_REFRESH: Duration = Duration::from_secs(1);
@@ -80,6 +83,36 @@ impl Stream for MeshDatagrams {
 }
 
 impl Gossip {
+    /// Reads and applies the datagrams already queued on the socket (up
+    /// to [`MAX_DRAINED`]), before a timer is handled: a node that was
+    /// starved handles what arrived in arrival order, so a suspect's
+    /// refutation queued before the suspicion timed out still counts, and
+    /// datagrams do not age in the queue while timers run first. The
+    /// caller flushes what this queued.
+    pub(super) fn drain_socket(&mut self) {
+        let socket = Arc::clone(&self.socket);
+        let mut buf = std::mem::take(&mut self.drain_buf);
+        for _ in 0..MAX_DRAINED {
+            // WouldBlock: nothing queued (the stream's readiness is
+            // cleared on its next read); other errors concern earlier
+            // sends, and the stream handles them.
+            let Ok((len, from)) = socket.get_ref().recv_from(&mut buf) else {
+                break;
+            };
+            let Some(datagram) = buf.get_mut(..len) else {
+                break;
+            };
+            let now = self.epoch.elapsed();
+            if let Err(e) = self
+                .machine
+                .handle_datagram(from, datagram, now, unix_millis())
+            {
+                tracing::debug!(%from, error = %e, "gossip datagram dropped");
+            }
+        }
+        self.drain_buf = buf;
+    }
+
     /// Sends one sealed datagram: over UDP, or over the mesh to (or from)
     /// a node that UDP cannot reach.
     pub(super) fn send(&mut self, to: SocketAddr, sealed: &[u8]) {

@@ -1,8 +1,9 @@
 //! `swarm bench membership --processes M`: real node processes on
 //! 127.0.0.1 joined through one seed. Times convergence and the SIGKILL
-//! of one, measures idle CPU and memory, and counts false downs over the
-//! whole run from each node's own log (every member it declared down,
-//! from its start). The simulated run is `swarm_protocol`'s.
+//! of one, measures idle CPU and memory, and counts false downs and
+//! rejoins over the whole run from each node's own counters (every member
+//! it reported down, and every time it was declared down, since its
+//! start), read over the mesh. The simulated run is `swarm_protocol`'s.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -27,11 +28,14 @@ pub(crate) struct ProcessReport {
     pub(crate) bound_s: f64,
     /// Down verdicts about members that were alive, summed over the
     /// nodes that reached them, over the whole run (start, convergence,
-    /// idle, detection): every member a node declared down before the
+    /// idle, detection): every member a node reported down before the
     /// kill, and every one but the killed one after it. Read from each
-    /// node's log (its `member down` warnings), as the simulator counts
-    /// its nodes' down events.
-    pub(crate) false_down: usize,
+    /// node's counters (`members_down`), as the simulator counts its
+    /// nodes' down events.
+    pub(crate) false_down: u64,
+    /// Times a node was declared down and rejoined under a renewed
+    /// identity, summed over the nodes, over the whole run.
+    pub(crate) rejoins: u64,
     /// CPU of one idle node after convergence, percent of a core (from
     /// `/proc/PID/task/*/schedstat`, all threads, averaged over the processes), with no link
     /// open to it, measured from `idle / 3` after convergence for `idle`.
@@ -56,7 +60,7 @@ impl ProcessReport {
         format!(
             "membership, {} real processes on 127.0.0.1\n  converge_s                   {:.2}\n  \
              sigkill to down on all (s)   {:.2}  (bound {:.1})\n  \
-             false_down                   {}\n  \
+             false_down                   {}  (rejoins {})\n  \
              idle CPU per node (% core)   {:.4}  (over {:.0} s)\n  \
              idle wake-ups per node (/s)  {:.1}\n  \
              idle RSS per node (MiB)      {:.1}  (RssAnon {:.2}, PSS {:.2})\n",
@@ -65,6 +69,7 @@ impl ProcessReport {
             self.detect_s,
             self.bound_s,
             self.false_down,
+            self.rejoins,
             self.idle_cpu_pct_per_node,
             self.idle_s,
             self.idle_wakeups_per_s,
@@ -84,11 +89,51 @@ async fn listed(node: &Node, peer: swarm::NodeId) -> Vec<swarm_actors::cluster::
         .unwrap_or_default()
 }
 
+/// A node's own counters: (members it reported down, its rejoins).
+///
+/// # Errors
+///
+/// If the node does not answer with its counters within a minute.
+async fn verdicts(node: &Node, peer: swarm::NodeId) -> Result<(u64, u64)> {
+    // A starved process may miss an ask's deadline: ask again for a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(c) = listed(node, peer).await.iter().find_map(|r| r.counters) {
+            return Ok((c.members_down, c.rejoins));
+        }
+        if Instant::now() > deadline {
+            return Err(anyhow!("node {peer} did not report its counters"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Dials every process, each again until `limit` passes: on an
+/// overloaded box a starved process may miss one handshake's deadline.
+///
+/// # Errors
+///
+/// If a process does not answer within `limit`.
+async fn connect_all(node: &Node, addrs: &[SocketAddr], limit: Duration) -> Result<()> {
+    let started = Instant::now();
+    for addr in addrs {
+        loop {
+            match node.connect(*addr).await {
+                Ok(_) => break,
+                Err(e) if started.elapsed() > limit => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Starts `n` node processes from `exe` joined through one seed, with
 /// `extra_args` (e.g. faster probe settings), times convergence, measures
 /// the idle CPU and memory of the processes over `idle` with no link open
 /// to them, then times SIGKILL detection from outside (asking each
-/// process over the mesh) and counts false downs from the nodes' logs.
+/// process over the mesh) and counts false downs and rejoins from the
+/// nodes' counters.
 ///
 /// # Errors
 ///
@@ -116,9 +161,7 @@ pub(crate) fn processes(
     actix::System::new().block_on(async move {
         let node = Node::start(mesh).await?;
         // The observer is not a member: it learns addresses by dialing.
-        for addr in &addrs {
-            node.connect(*addr).await?;
-        }
+        connect_all(&node, &addrs, limit).await?;
         let all_alive = |rows: &[swarm_actors::cluster::MemberRow]| {
             rows.iter().filter(|r| r.state == "alive").count() >= n
         };
@@ -160,16 +203,16 @@ pub(crate) fn processes(
         let mut mesh = swarm::config::NodeFile::load(&cluster.driver_config())?.mesh_config()?;
         mesh.cluster = None;
         let node = Node::start(mesh).await?;
-        for addr in &addrs {
-            node.connect(*addr).await?;
-        }
+        connect_all(&node, &addrs, limit).await?;
         // Every down so far is false: every process is alive.
         let mut false_down = 0;
-        let mut read_to = Vec::with_capacity(cluster.nodes.len());
-        for c in &cluster.nodes {
-            let (log, end) = read_log(&cluster.log_path(&c.name), 0)?;
-            false_down += downs_logged(&log).len();
-            read_to.push((c.name.clone(), end));
+        let mut rejoins = 0;
+        let mut before = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let (down, rejoined) = verdicts(&node, id).await?;
+            false_down += down;
+            rejoins += rejoined;
+            before.push((id, down, rejoined));
         }
         let victim = cluster.kill(n / 2)?;
         let killed = Instant::now();
@@ -195,20 +238,17 @@ pub(crate) fn processes(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let detect_s = killed.elapsed().as_secs_f64();
-        // From the kill on, every down but the victim's is false.
-        let victim_addr = victim.addr.to_string();
-        for (name, from) in read_to.iter().filter(|(name, _)| *name != victim.name) {
-            let path = cluster.log_path(name);
-            let (log, _) = read_log(&path, *from)?;
-            let (of_victim, of_others) = split_downs(&downs_logged(&log), &victim_addr);
-            anyhow::ensure!(
-                of_victim > 0,
-                "{name} lists the killed node down, but its log {} has no \
-                 \"member down ... addr={victim_addr}\" line: false downs cannot be \
-                 counted from the logs (did that warning change?)",
-                path.display()
-            );
-            false_down += of_others;
+        // From the kill on, every down but the victim's (one per
+        // survivor) is false.
+        for (id, down, rejoined) in before.into_iter().filter(|(id, ..)| *id != victim.id) {
+            let (now_down, now_rejoined) = verdicts(&node, id).await?;
+            false_down += false_since_kill(down, now_down).ok_or_else(|| {
+                anyhow!(
+                    "{id} lists the killed node down but counts no down since the kill: \
+                     false downs cannot be counted from the counters"
+                )
+            })?;
+            rejoins += now_rejoined.saturating_sub(rejoined);
         }
         node.close().await;
         drop(cluster);
@@ -218,6 +258,7 @@ pub(crate) fn processes(
             detect_s,
             bound_s: bound.as_secs_f64(),
             false_down,
+            rejoins,
             idle_cpu_pct_per_node: idle_usage.cpu_pct,
             idle_s,
             idle_rss_mib: idle_usage.rss_mib,
@@ -228,73 +269,21 @@ pub(crate) fn processes(
     })
 }
 
-/// A node's log from byte `from` to the end of its last complete line,
-/// and where that is.
-fn read_log(path: &Path, from: usize) -> Result<(String, usize)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow!("cannot read the node log {}: {e}", path.display()))?;
-    let end = text.rfind('\n').map_or(0, |i| i + 1).max(from);
-    Ok((text.get(from..end).unwrap_or_default().to_owned(), end))
-}
-
-/// The addresses of the members a node's log says it declared down, in
-/// order: its `member down node=.. addr=..` warnings.
-fn downs_logged(log: &str) -> Vec<&str> {
-    log.lines()
-        .filter_map(|line| {
-            line.split_once(": member down ")?
-                .1
-                .split_whitespace()
-                .find_map(|field| field.strip_prefix("addr="))
-        })
-        .collect()
-}
-
-/// Downs logged after the kill: (of the killed member, of the others).
-fn split_downs(downs: &[&str], victim: &str) -> (usize, usize) {
-    let of_victim = downs.iter().filter(|&&addr| addr == victim).count();
-    (of_victim, downs.len() - of_victim)
+/// A survivor's false downs since the kill, from its down count before
+/// the kill and after detection: all but the killed node's; `None` if it
+/// counts none (it lists the killed node down, so it must count it).
+fn false_since_kill(before: u64, after: u64) -> Option<u64> {
+    after.checked_sub(before)?.checked_sub(1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const LOG: &str = "\
-2026-12-07T07:00:00.000001Z  WARN swarm_actors::cluster::gossip: member down node=0a1b2c3d addr=127.0.0.1:4001
-2026-12-07T07:00:00.000002Z  WARN swarm_actors::mesh: link failed peer=127.0.0.1:4002
-2026-12-07T07:00:01.000000Z  INFO swarm_actors::cluster::gossip: member up node=0a1b2c3d addr=127.0.0.1:4001
-2026-12-07T07:00:02.000000Z  WARN swarm_actors::cluster::gossip: member down node=5e6f7a8b addr=127.0.0.1:4003
-";
-
     #[test]
-    fn downs_are_read_from_member_down_warnings_only() {
-        assert_eq!(downs_logged(LOG), ["127.0.0.1:4001", "127.0.0.1:4003"]);
-        assert!(downs_logged("").is_empty());
-    }
-
-    #[test]
-    fn downs_after_the_kill_split_into_the_victims_and_false_ones() {
-        let downs = ["127.0.0.1:4003", "127.0.0.1:4001", "127.0.0.1:4003"];
-        assert_eq!(split_downs(&downs, "127.0.0.1:4003"), (2, 1));
-        assert_eq!(split_downs(&[], "127.0.0.1:4003"), (0, 0));
-    }
-
-    #[test]
-    fn a_log_is_read_on_from_where_the_last_read_ended_in_whole_lines() {
-        let path = std::env::temp_dir().join(format!("swarm-bench-log-{}", std::process::id()));
-        let first = "a: member down addr=127.0.0.1:1\n";
-        std::fs::write(
-            &path,
-            format!("{first}b: member down addr=127.0.0.1:2\npartial"),
-        )
-        .unwrap();
-        let (all, end) = read_log(&path, 0).unwrap();
-        assert_eq!(downs_logged(&all), ["127.0.0.1:1", "127.0.0.1:2"]);
-        let (again, same) = read_log(&path, end).unwrap();
-        assert_eq!((again.as_str(), same), ("", end));
-        let (tail, _) = read_log(&path, first.len()).unwrap();
-        assert_eq!(downs_logged(&tail), ["127.0.0.1:2"]);
-        let _ = std::fs::remove_file(&path);
+    fn downs_since_the_kill_are_false_but_the_victims() {
+        assert_eq!(false_since_kill(4, 5), Some(0));
+        assert_eq!(false_since_kill(4, 7), Some(2));
+        assert_eq!(false_since_kill(4, 4), None);
     }
 }
