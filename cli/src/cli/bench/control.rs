@@ -211,7 +211,7 @@ fn on_workers(name: &str) -> Spawn<Ledger> {
 }
 
 /// The ledger the asks and failovers use, once the cluster places it.
-async fn ready(control: &Control) -> Result<Named<Ledger>> {
+pub(super) async fn ready(control: &Control) -> Result<Named<Ledger>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match control.spawn(on_workers("ledger")).await {
@@ -226,7 +226,7 @@ async fn ready(control: &Control) -> Result<Named<Ledger>> {
 }
 
 /// Named actors placed and started per second, 64 spawns in flight.
-async fn spawn_rate(control: &Control, spawns: usize) -> Result<f64> {
+pub(super) async fn spawn_rate(control: &Control, spawns: usize) -> Result<f64> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let lanes = 64.min(spawns.max(1));
