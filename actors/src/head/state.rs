@@ -558,6 +558,27 @@ impl ControlState {
         self.actors.iter()
     }
 
+    /// A page of the named actors by name: at most `limit` (at least one)
+    /// after `after` (from the first without), and whether more follow.
+    /// Costs the page, not every record.
+    pub(crate) fn actors_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> (Vec<(&'a String, &'a ActorRecord)>, bool) {
+        use std::ops::Bound;
+        let limit = limit.max(1);
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut page: Vec<_> = self
+            .actors
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit.saturating_add(1))
+            .collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        (page, more)
+    }
+
     /// The placed actors on `node`, by name: through the index, so a
     /// node's renewal costs its own actors, not every record.
     pub(crate) fn placed_on(&self, node: NodeId) -> impl Iterator<Item = (&String, &ActorRecord)> {

@@ -289,3 +289,27 @@ fn the_per_node_index_agrees_with_a_scan_through_places_moves_fails_and_removes(
     assert_eq!(back, s);
     assert_eq!(placed_by_index(&back, node(4)), [("c".to_owned(), 8)]);
 }
+
+#[test]
+fn pages_of_named_actors_go_on_after_the_name_asked_and_say_whether_more_follow() {
+    let mut s = ControlState::default();
+    for name in ["e", "a", "d", "b", "c"] {
+        place(&mut s, name, 0.0, 1, None);
+    }
+    let names = |(page, more): (Vec<(&String, &ActorRecord)>, bool)| {
+        let names: Vec<String> = page.into_iter().map(|(n, _)| n.clone()).collect();
+        (names, more)
+    };
+    let strings = |v: &[&str]| v.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    assert_eq!(names(s.actors_page(None, 2)), (strings(&["a", "b"]), true));
+    assert_eq!(
+        names(s.actors_page(Some("b"), 2)),
+        (strings(&["c", "d"]), true)
+    );
+    assert_eq!(names(s.actors_page(Some("d"), 2)), (strings(&["e"]), false));
+    // A name between records, past the end, and a limit of 0 (read as 1).
+    assert_eq!(names(s.actors_page(Some("bb"), 1)), (strings(&["c"]), true));
+    assert_eq!(names(s.actors_page(Some("z"), 2)), (Vec::new(), false));
+    assert_eq!(names(s.actors_page(None, 0)), (strings(&["a"]), true));
+    assert_eq!(names(s.actors_page(None, usize::MAX)).0.len(), 5);
+}
