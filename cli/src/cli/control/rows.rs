@@ -259,4 +259,42 @@ mod tests {
         assert_eq!(lines[0].node_name, "n1");
         assert_eq!(lines[6].node_name, d.short());
     }
+
+    /// 100,000 records on 1,000 nodes (the size): every line is
+    /// joined with its own host row and named. The search it replaces took
+    /// 27.6 s of CPU here; the bench times it (`swarm bench control
+    /// --actors`), this checks the rows.
+    #[test]
+    #[ignore = "stress: 100,000 rows"]
+    fn stress_a_hundred_thousand_records_on_a_thousand_nodes_join_each_to_its_host_row() {
+        let nodes: Vec<NodeId> = (0..1_000u16)
+            .map(|i| {
+                let mut id = [0u8; 16];
+                id[..2].copy_from_slice(&i.to_be_bytes());
+                NodeId::from_bytes(id)
+            })
+            .collect();
+        let members: Vec<MemberRow> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| member(*n, &format!("n{i}")))
+            .collect();
+        let mut hosts: BTreeMap<NodeId, HostRows> = BTreeMap::new();
+        let mut rows = Vec::new();
+        for i in 0..100_000u64 {
+            let on = nodes[(i % 1_000) as usize];
+            let name = format!("b{i:06}");
+            rows.push(placed(&name, on, i + 1, "placed"));
+            if let Ok(list) = hosts.entry(on).or_insert_with(|| Ok(Vec::new())) {
+                list.push(running(&name, i + 1, "running", i % 3));
+            }
+        }
+        let lines = actor_lines(rows, &hosts, &members);
+        assert_eq!(lines.len(), 100_000);
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(line.state, "running");
+            assert_eq!(line.restarts, Some(i as u64 % 3));
+            assert_eq!(line.node_name, format!("n{}", i % 1_000));
+        }
+    }
 }
