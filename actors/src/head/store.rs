@@ -302,6 +302,7 @@ fn open_checked(path: &Path) -> Result<Database, StorageError> {
     let opened = std::panic::catch_unwind(|| {
         Database::builder()
             .set_check_integrity_on_open(true)
+            .set_cache_size(CACHE_BYTES)
             .create(path)
     });
     match opened {
@@ -314,6 +315,11 @@ fn open_checked(path: &Path) -> Result<Database, StorageError> {
         ))),
     }
 }
+
+/// redb's page cache: the recent log a leader replicates from, not every
+/// page ever written (redb's default, 1 GiB, would grow a head by the log
+/// and snapshots it wrote: hundreds of bytes per placed actor).
+const CACHE_BYTES: usize = 64 << 20;
 
 /// The applied state: what the log says so far.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -226,7 +226,7 @@ pub(super) async fn ready(control: &Control) -> Result<Named<Ledger>> {
 }
 
 /// Named actors placed and started per second, 64 spawns in flight.
-pub(super) async fn spawn_rate(control: &Control, spawns: usize) -> Result<f64> {
+async fn spawn_rate(control: &Control, spawns: usize) -> Result<f64> {
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     let lanes = 64.min(spawns.max(1));
