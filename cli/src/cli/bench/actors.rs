@@ -59,7 +59,7 @@ impl ActorsReport {
                 .map_or_else(|| "-".to_owned(), |b| format!("{b:.0}"));
             out.push_str(&format!(
                 "\ncluster: 3 heads, 3 workers (processes of this binary), {} named actors\n\
-                 spawn_per_s              {:>10.0}   (placed and started, 64 in flight)\n\
+                 spawn_per_s              {:>10.0}   (placed and started, 16 in flight, refused ones tried again)\n\
                  leader_bytes_per_actor   {:>10}   (the head leader's anonymous RSS growth per actor)\n\
                  actors_json_s            {:>10.3}   (swarm actors --json: {} rows, {} running)\n",
                 c.actors, c.spawn_per_s, per_actor, c.actors_json_s, c.rows, c.running,
