@@ -320,7 +320,7 @@ pub(crate) struct ListPlaced {
     pub(crate) limit: usize,
 }
 
-/// One page of [`ListPlaced`].
+/// One page of the head's named actors, by name (a reply to `ListPlaced`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlacedPage {
     /// The rows, by name.
