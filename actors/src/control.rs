@@ -50,6 +50,7 @@ mod heads;
 pub(crate) mod lease;
 mod named;
 mod operators;
+mod pages;
 pub(crate) mod session;
 
 use std::marker::PhantomData;
@@ -60,7 +61,7 @@ use swarm_protocol::NodeId;
 
 pub use crate::head::wire::{
     ActorSpec, ControlError, DrainOutcome, DrainReport, DrainedActor, GroupRefusal, HeadRow,
-    Located, PlacedRow, CONTROL_ACTOR, MAX_REPORTED,
+    Located, PlacedPage, PlacedRow, CONTROL_ACTOR, MAX_REPORTED,
 };
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
 pub use named::Named;
@@ -72,6 +73,7 @@ use crate::error::AskError;
 use crate::head::supervisor::Supervisor;
 use crate::head::wire::{
     DrainNode, HeadStatus, ListPlaced, PlaceActor, ReleaseGroup, ReserveGroup, Resolve, StopActor,
+    MAX_PLACED_PAGE,
 };
 use crate::mesh::Mesh;
 use crate::operators::sessions::Sessions;
@@ -481,7 +483,17 @@ impl Control {
     ///
     /// No quorum.
     pub async fn placed(&self) -> Result<Vec<PlacedRow>, ControlError> {
-        self.call(ListPlaced, CALL_WITHIN).await
+        let mut rows: Vec<PlacedRow> = Vec::new();
+        loop {
+            let list = ListPlaced {
+                after: rows.last().map(|r| r.name.clone()),
+                limit: MAX_PLACED_PAGE,
+            };
+            let page: PlacedPage = self.call(list, CALL_WITHIN).await?;
+            if !pages::add(&mut rows, page)? {
+                return Ok(rows);
+            }
+        }
     }
 
     /// Each head's view of the group, as it answers for itself.

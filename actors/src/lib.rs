@@ -146,6 +146,13 @@ pub use node::Node;
 pub use remote::RemoteAddr;
 pub use supervision::RemoteSpawnError;
 
+/// The head's state machine measured at scale, for `swarm bench control
+/// --actors`; not part of the API.
+#[doc(hidden)]
+pub mod head_scale {
+    pub use crate::head::store::scale::{measure, HeadScale, ScaleError};
+}
+
 /// What `remote_actor!` expands to needs; not part of the API.
 #[doc(hidden)]
 pub mod __private {

@@ -231,6 +231,19 @@ pub(crate) enum BenchCommand {
         /// its own in network namespaces, or in one process without them).
         #[arg(long, default_value_t = 10)]
         partition_runs: usize,
+        /// Measure the control plane at scale instead: the head's state
+        /// machine with N placed actors (bytes per actor, snapshot write,
+        /// install, reopen), then `swarm actors --json` on a local cluster.
+        #[arg(long)]
+        actors: Option<usize>,
+        /// With --actors: named actors placed and started on the local
+        /// cluster (0: none; default: N, at most 100,000).
+        #[arg(long, requires = "actors")]
+        view_actors: Option<usize>,
+        /// With --actors: also time `swarm actors --json` by this binary
+        /// (a baseline), against the same cluster.
+        #[arg(long, requires = "actors")]
+        baseline_exe: Option<std::path::PathBuf>,
     },
     /// Two worker processes and a driver without CPUs: empty tasks per
     /// second (local, and to 2 nodes under each policy), the task round

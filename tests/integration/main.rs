@@ -46,3 +46,4 @@ mod tasks;
 mod tasks_processes;
 mod tools;
 mod two_nodes;
+mod views;

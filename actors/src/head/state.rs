@@ -179,10 +179,16 @@ pub(crate) enum Applied {
     Batch(Vec<Applied>),
 }
 
-/// The replicated state.
+/// The replicated state. (De)serialized as its fields minus the derived
+/// index, which is rebuilt when a snapshot is read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(remote = "Self")]
 pub(crate) struct ControlState {
     actors: BTreeMap<String, ActorRecord>,
+    /// The placed actors of each node, by name (derived from `actors`, not
+    /// stored): a node's renewal plans over its own actors, not over all.
+    #[serde(skip)]
+    by_node: BTreeMap<NodeId, BTreeSet<String>>,
     groups: BTreeMap<String, GroupRecord>,
     draining: BTreeSet<NodeId>,
     /// Reserved per node: placed actors outside groups, plus group bundles.
@@ -223,7 +229,34 @@ pub(crate) struct PasswordEntry {
     pub(crate) hash: crate::operators::password::PasswordHash,
 }
 
+impl Serialize for ControlState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        ControlState::serialize(self, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for ControlState {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut state = ControlState::deserialize(deserializer)?;
+        state.reindex();
+        Ok(state)
+    }
+}
+
 impl ControlState {
+    /// Rebuilds the index of placed actors by node from the records.
+    fn reindex(&mut self) {
+        self.by_node.clear();
+        for (name, record) in &self.actors {
+            if record.state == RecordState::Placed {
+                self.by_node
+                    .entry(record.node)
+                    .or_default()
+                    .insert(name.clone());
+            }
+        }
+    }
+
     /// Applies one command.
     pub(crate) fn apply(&mut self, command: Command) -> Applied {
         match command {
@@ -246,7 +279,7 @@ impl ControlState {
                 }
                 if record.state == RecordState::Placed {
                     let record = record.clone();
-                    self.release(&record);
+                    self.release(&name, &record);
                 }
                 if let Some(record) = self.actors.get_mut(&name) {
                     record.state = RecordState::Failed { reason };
@@ -259,7 +292,7 @@ impl ControlState {
                 Some(_) => {
                     if let Some(record) = self.actors.remove(&name) {
                         if record.state == RecordState::Placed {
-                            self.release(&record);
+                            self.release(&name, &record);
                         }
                     }
                     Applied::Done
@@ -454,7 +487,7 @@ impl ControlState {
         let placements = match &previous {
             Some(record) => {
                 if record.state == RecordState::Placed {
-                    self.release(record);
+                    self.release(&name, record);
                 }
                 record.placements + 1
             }
@@ -468,23 +501,33 @@ impl ControlState {
             state: RecordState::Placed,
             placements,
         };
-        self.hold(&record);
+        self.hold(&name, &record);
         self.actors.insert(name, record);
         Applied::Placed { epoch: self.epoch }
     }
 
-    fn hold(&mut self, record: &ActorRecord) {
+    fn hold(&mut self, name: &str, record: &ActorRecord) {
         *self.placed.entry(record.node).or_default() += 1;
+        self.by_node
+            .entry(record.node)
+            .or_default()
+            .insert(name.to_owned());
         if record.spec.bundle.is_none() {
             self.reserve(record.node, &record.spec.resources);
         }
     }
 
-    fn release(&mut self, record: &ActorRecord) {
+    fn release(&mut self, name: &str, record: &ActorRecord) {
         if let Some(count) = self.placed.get_mut(&record.node) {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 self.placed.remove(&record.node);
+            }
+        }
+        if let Some(names) = self.by_node.get_mut(&record.node) {
+            names.remove(name);
+            if names.is_empty() {
+                self.by_node.remove(&record.node);
             }
         }
         if record.spec.bundle.is_none() {
@@ -515,10 +558,35 @@ impl ControlState {
         self.actors.iter()
     }
 
-    /// The placed actors on `node`.
+    /// A page of the named actors by name: at most `limit` (at least one)
+    /// after `after` (from the first without), and whether more follow.
+    /// Costs the page, not every record.
+    pub(crate) fn actors_page<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> (Vec<(&'a String, &'a ActorRecord)>, bool) {
+        use std::ops::Bound;
+        let limit = limit.max(1);
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut page: Vec<_> = self
+            .actors
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit.saturating_add(1))
+            .collect();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        (page, more)
+    }
+
+    /// The placed actors on `node`, by name: through the index, so a
+    /// node's renewal costs its own actors, not every record.
     pub(crate) fn placed_on(&self, node: NodeId) -> impl Iterator<Item = (&String, &ActorRecord)> {
-        self.actors
-            .iter()
+        self.by_node
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .filter_map(|name| self.actors.get_key_value(name))
             .filter(move |(_, r)| r.node == node && r.state == RecordState::Placed)
     }
 

@@ -302,6 +302,7 @@ fn open_checked(path: &Path) -> Result<Database, StorageError> {
     let opened = std::panic::catch_unwind(|| {
         Database::builder()
             .set_check_integrity_on_open(true)
+            .set_cache_size(CACHE_BYTES)
             .create(path)
     });
     match opened {
@@ -314,6 +315,11 @@ fn open_checked(path: &Path) -> Result<Database, StorageError> {
         ))),
     }
 }
+
+/// redb's page cache: the recent log a leader replicates from, not every
+/// page ever written (redb's default, 1 GiB, would grow a head by the log
+/// and snapshots it wrote: hundreds of bytes per placed actor).
+const CACHE_BYTES: usize = 64 << 20;
 
 /// The applied state: what the log says so far.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -333,11 +339,22 @@ fn snapshot_stamp() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// A snapshot as stored: its meta and the encoded [`Machine`].
+/// A snapshot as stored: its meta and the encoded [`Machine`]. The data
+/// is written as one MessagePack binary (a copy of the bytes); stores
+/// written before kept it as an array of integers, which still reads.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta,
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
+}
+
+/// [`StoredSnapshot`] borrowed, to write one without copying its data.
+#[derive(Serialize)]
+struct StoringSnapshot<'a> {
+    meta: &'a SnapshotMeta,
+    #[serde(with = "serde_bytes")]
+    data: &'a [u8],
 }
 
 /// The state machine: applies committed entries to the [`Machine`] that
@@ -358,10 +375,10 @@ impl StateMachine {
         f(&self.machine.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    async fn store_snapshot(&self, meta: SnapshotMeta, data: Vec<u8>) -> Result<(), StorageError> {
+    async fn store_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
         let stored = self
             .db
-            .encode(Place::Meta("snapshot"), &StoredSnapshot { meta, data })?;
+            .encode(Place::Meta("snapshot"), &StoringSnapshot { meta, data })?;
         self.db
             .write(move |db, txn| db.put_meta(txn, "snapshot", &stored))
             .await
@@ -383,7 +400,7 @@ impl RaftSnapshotBuilder<RaftConfig> for StateMachine {
             last_membership: membership,
             snapshot_id: format!("{}-{}", last.map_or(0, |l| l.index), snapshot_stamp()),
         };
-        self.store_snapshot(meta.clone(), data.clone()).await?;
+        self.store_snapshot(&meta, &data).await?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -436,7 +453,7 @@ impl RaftStateMachine<RaftConfig> for StateMachine {
         let mut installed: Machine = rmp_serde::from_slice(&data).map_err(read_err)?;
         installed.last_applied = meta.last_log_id;
         installed.membership = meta.last_membership.clone();
-        self.store_snapshot(meta.clone(), data).await?;
+        self.store_snapshot(meta, &data).await?;
         *self.machine.write().unwrap_or_else(PoisonError::into_inner) = installed;
         Ok(())
     }
@@ -453,6 +470,7 @@ impl RaftStateMachine<RaftConfig> for StateMachine {
 }
 
 mod log;
+pub(crate) mod scale;
 
 pub(crate) use log::LogStore;
 

@@ -23,8 +23,8 @@ use super::store::Machine;
 use super::types::{HeadId, Raft};
 use super::wire::{
     ActorSpec, ControlError, DrainNode, GroupRefusal, HeadRow, HeadStatus, ListPlaced, ListRevoked,
-    Located, PlaceActor, PlacedRow, ReleaseGroup, Renew, ReserveGroup, Resolve, RevokeCert,
-    StopActor,
+    Located, PlaceActor, PlacedPage, PlacedRow, ReleaseGroup, Renew, ReserveGroup, Resolve,
+    RevokeCert, StopActor, MAX_PLACED_PAGE,
 };
 use super::HeadConfig;
 use crate::cluster::{ClusterEvent, Member};
@@ -587,12 +587,14 @@ impl Handler<StopActor> for Supervisor {
 }
 
 impl Handler<ListPlaced> for Supervisor {
-    type Result = ResponseFuture<Result<Vec<PlacedRow>, ControlError>>;
+    type Result = ResponseFuture<Result<PlacedPage, ControlError>>;
 
-    fn handle(&mut self, _: ListPlaced, ctx: &mut Context<Self>) -> Self::Result {
-        self.confirmed_read(ctx, |m| {
-            Ok(m.state
-                .actors()
+    fn handle(&mut self, list: ListPlaced, ctx: &mut Context<Self>) -> Self::Result {
+        let limit = list.limit.clamp(1, MAX_PLACED_PAGE);
+        self.confirmed_read(ctx, move |m| {
+            let (page, more) = m.state.actors_page(list.after.as_deref(), limit);
+            let rows = page
+                .into_iter()
                 .map(|(name, r)| PlacedRow {
                     name: name.clone(),
                     type_name: r.spec.type_name.clone(),
@@ -606,7 +608,8 @@ impl Handler<ListPlaced> for Supervisor {
                     resources: r.spec.resources.clone(),
                     bundle: r.spec.bundle.clone(),
                 })
-                .collect())
+                .collect();
+            Ok(PlacedPage { rows, more })
         })
     }
 }

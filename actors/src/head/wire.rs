@@ -124,6 +124,13 @@ pub enum ControlError {
     /// it, no such bundle, a bundle on another node).
     #[error("refused: {0}")]
     Group(GroupRefusal),
+    /// A page of the named actors did not continue after the name asked
+    /// for (a head answering out of order): the listing stops.
+    #[error("the head's listing did not continue after {after:?}")]
+    PageOutOfOrder {
+        /// The name the page was asked to continue after.
+        after: Option<String>,
+    },
     /// Refused for another reason (a race with another change: try again).
     #[error("refused: {reason}")]
     Refused {
@@ -299,10 +306,31 @@ pub struct PlacedRow {
     pub bundle: Option<(String, usize)>,
 }
 
-/// Lists the named actors the head records.
+/// Lists the named actors the head records, a page at a time, by name:
+/// at most `limit` (and never more than [`MAX_PLACED_PAGE`]) of the names
+/// after `after` (from the first without). Every reply stays far below the
+/// message bound however many actors there are; pages are read one after
+/// another, so a listing is not one instant's state.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
-#[rtype(result = "Result<Vec<PlacedRow>, ControlError>")]
-pub(crate) struct ListPlaced;
+#[rtype(result = "Result<PlacedPage, ControlError>")]
+pub(crate) struct ListPlaced {
+    /// List the names after this one.
+    pub(crate) after: Option<String>,
+    /// At most this many (clamped to 1..=[`MAX_PLACED_PAGE`]).
+    pub(crate) limit: usize,
+}
+
+/// One page of the head's named actors, by name (a reply to `ListPlaced`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlacedPage {
+    /// The rows, by name.
+    pub rows: Vec<PlacedRow>,
+    /// Whether names follow the last row.
+    pub more: bool,
+}
+
+/// Most rows in one page of [`ListPlaced`] (about 1.5 MB).
+pub(crate) const MAX_PLACED_PAGE: usize = 10_000;
 
 /// One head, as `swarm heads` lists it (each head answers for itself).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

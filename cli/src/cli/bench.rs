@@ -1,6 +1,7 @@
 //! `swarm bench ...`: run the cluster benchmarks (one module each; the
 //! link's in [`measure`]) and print a table or one JSON object.
 
+mod actors;
 mod console;
 mod control;
 mod idle;
@@ -20,9 +21,20 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Control {
             json,
+            actors: Some(actors),
+            view_actors,
+            baseline_exe,
+            ..
+        } => {
+            let view_actors = view_actors.unwrap_or(actors.min(100_000));
+            control_actors(json, actors, view_actors, baseline_exe)
+        }
+        BenchCommand::Control {
+            json,
             spawns,
             runs,
             partition_runs,
+            ..
         } => control(json, spawns, runs, partition_runs),
         BenchCommand::Tasks { json, tasks: count } => tasks(json, count),
         BenchCommand::Security { json, scale } => security(json, scale),
@@ -86,6 +98,22 @@ pub(crate) fn control(json: bool, spawns: usize, runs: usize, partition_runs: us
 pub(crate) fn idle(json: bool, members: usize, window: std::time::Duration) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let report = idle::run(&exe, members, window)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+pub(crate) fn control_actors(
+    json: bool,
+    actors: usize,
+    view_actors: usize,
+    baseline: Option<std::path::PathBuf>,
+) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let report = actors::run(&exe, actors, view_actors, baseline)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -4,7 +4,7 @@
 //! connects to one member, learns the heads from its member list and asks
 //! the head leader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -15,6 +15,10 @@ use swarm::placement::{Placement, ResourceSet};
 use swarm::supervision::{Backoff, Host, ListActors, ListTypes, Restart, HOST_ACTOR};
 use swarm::{Node, NodeId};
 use swarm_actors::cluster::{ClusterAgent, ListMembers, MemberRow, CLUSTER_ACTOR};
+
+use rows::{ActorLine, HostRows, Names};
+
+mod rows;
 
 /// Runs `f` with a control client through `member`.
 pub(crate) fn with_control<T, F, Fut>(config: &Path, member: SocketAddr, f: F) -> Result<T>
@@ -49,12 +53,44 @@ where
 }
 
 fn name_of(members: &[MemberRow], node: NodeId) -> String {
-    let id = node.to_string();
-    members
-        .iter()
-        .find(|m| m.id == id)
-        .map_or_else(|| node.short(), |m| m.name.clone())
+    Names::new(members).of(node)
 }
+
+/// The lines of `swarm actors`: the head's records, and each of their
+/// nodes' hosts asked once (at most [`HOSTS_IN_FLIGHT`] at a time), joined
+/// by [`rows::actor_lines`].
+///
+/// # Errors
+///
+/// When the head does not list its records.
+pub(crate) async fn actor_rows(
+    node: &Node,
+    control: &Control,
+    members: &[MemberRow],
+) -> Result<Vec<ActorLine>> {
+    let placed: Vec<PlacedRow> = control.placed().await?;
+    let nodes: BTreeSet<NodeId> = placed.iter().map(|r| r.node).collect();
+    let mut hosts: BTreeMap<NodeId, HostRows> = BTreeMap::new();
+    let mut asks = tokio::task::JoinSet::new();
+    for id in nodes {
+        if asks.len() >= HOSTS_IN_FLIGHT {
+            if let Some(Ok((id, rows))) = asks.join_next().await {
+                hosts.insert(id, rows);
+            }
+        }
+        let host = node.remote::<Host>(id, HOST_ACTOR);
+        asks.spawn_local(async move { (id, host.send(ListActors).await) });
+    }
+    while let Some(done) = asks.join_next().await {
+        if let Ok((id, rows)) = done {
+            hosts.insert(id, rows);
+        }
+    }
+    Ok(rows::actor_lines(placed, &hosts, members))
+}
+
+/// Hosts asked for their actors at once by `swarm actors`.
+const HOSTS_IN_FLIGHT: usize = 16;
 
 /// A type the cluster can spawn, as `swarm types` lists it.
 #[derive(Debug, Serialize)]
@@ -110,68 +146,9 @@ pub(crate) fn types(config: &Path, member: SocketAddr, json: bool) -> Result<()>
     Ok(())
 }
 
-/// A named actor as `swarm actors` shows it: the head's record joined with
-/// its node's host.
-#[derive(Debug, Serialize)]
-struct ActorLine {
-    name: String,
-    type_name: String,
-    node: String,
-    node_name: String,
-    /// placed/failed (head) and running/restarting/failed/missing (node).
-    state: String,
-    epoch: u64,
-    restarts: Option<u64>,
-    placements: u64,
-    resources: ResourceSet,
-    group: Option<(String, usize)>,
-}
-
 pub(crate) fn actors(config: &Path, member: SocketAddr, json: bool) -> Result<()> {
     let lines = with_control(config, member, |node, control, members| async move {
-        let placed: Vec<PlacedRow> = control.placed().await?;
-        type Rows = Result<Vec<swarm::supervision::ActorRow>, swarm::AskError>;
-        let mut hosts: BTreeMap<NodeId, Rows> = BTreeMap::new();
-        for row in &placed {
-            if let std::collections::btree_map::Entry::Vacant(slot) = hosts.entry(row.node) {
-                let host = node.remote::<Host>(row.node, HOST_ACTOR);
-                slot.insert(host.send(ListActors).await);
-            }
-        }
-        Ok(placed
-            .into_iter()
-            .map(|r| {
-                let on_node = hosts.get(&r.node).map(|rows| {
-                    rows.as_ref().map(|rows| {
-                        rows.iter()
-                            .find(|a| a.name == r.name && a.epoch == r.epoch)
-                            .cloned()
-                    })
-                });
-                // A host that refused this identity is not unreachable.
-                let (state, restarts) = match (&r.state[..], on_node) {
-                    ("placed", Some(Ok(Some(a)))) => (a.state, Some(a.restarts)),
-                    ("placed", Some(Ok(None))) => ("starting".to_owned(), None),
-                    ("placed", Some(Err(swarm::AskError::Forbidden { .. }))) => {
-                        ("refused".to_owned(), None)
-                    }
-                    ("placed", _) => ("unreachable".to_owned(), None),
-                    (other, _) => (other.to_owned(), None),
-                };
-                ActorLine {
-                    name: r.name,
-                    type_name: r.type_name,
-                    node: r.node.to_string(),
-                    node_name: name_of(&members, r.node),
-                    state,
-                    epoch: r.epoch,
-                    restarts,
-                    placements: r.placements,
-                    resources: r.resources,
-                    group: r.bundle,
-                }
-            })
-            .collect::<Vec<_>>())
+        actor_rows(&node, &control, &members).await
     })?;
     if json {
         println!("{}", serde_json::to_string(&lines)?);
@@ -241,6 +218,8 @@ struct HeadLine {
 pub(crate) fn heads(config: &Path, member: SocketAddr, json: bool) -> Result<()> {
     let lines = with_control(config, member, |_, control, members| async move {
         let rows = control.head_status().await;
+        let names = Names::new(&members);
+        let name_of = |_: &[MemberRow], n: NodeId| names.of(n);
         Ok(rows
             .into_iter()
             .map(|(node, row)| match row {
@@ -469,7 +448,8 @@ pub(crate) fn drain(
         let id = node_named(node, &members)?;
         Ok((control.drain(id, force).await?, members))
     })?;
-    let name_of = |n: NodeId| name_of(&members, n);
+    let names = Names::new(&members);
+    let name_of = |n: NodeId| names.of(n);
     let summary = report.summary(name_of);
     if json {
         let actors: Vec<DrainLine> = report

@@ -53,25 +53,47 @@ async fn list(node: &Node, member: SocketAddr) -> Result<Vec<NodeTasks>> {
         .send(ListMembers)
         .await
         .with_context(|| format!("{member} did not list its members (membership off?)"))?;
-    let mut out = Vec::new();
+    // Up to IN_FLIGHT members at once (1,000 members one after another
+    // would take a round trip each); printed in the member list's order.
+    let mut answers: Vec<Option<NodeTasks>> = Vec::new();
+    let mut asks = tokio::task::JoinSet::new();
     for m in members
         .iter()
         .filter(|m| m.state == "alive" || m.state == "suspect")
     {
         let Ok(id) = m.id.parse() else { continue };
-        let tasks = node
-            .remote::<Scheduler>(id, TASKS_ACTOR)
-            .send(ListTasks { recent: RECENT })
-            .await
-            .map_err(|e| e.to_string());
-        out.push(NodeTasks {
-            node: m.id.clone(),
-            name: m.name.clone(),
-            tasks,
+        if asks.len() >= IN_FLIGHT {
+            if let Some(Ok((slot, answer))) = asks.join_next().await {
+                place(&mut answers, slot, answer);
+            }
+        }
+        let scheduler = node.remote::<Scheduler>(id, TASKS_ACTOR);
+        let (slot, node, name) = (answers.len(), m.id.clone(), m.name.clone());
+        answers.push(None);
+        asks.spawn_local(async move {
+            let tasks = scheduler
+                .send(ListTasks { recent: RECENT })
+                .await
+                .map_err(|e| e.to_string());
+            (slot, NodeTasks { node, name, tasks })
         });
     }
-    Ok(out)
+    while let Some(done) = asks.join_next().await {
+        if let Ok((slot, answer)) = done {
+            place(&mut answers, slot, answer);
+        }
+    }
+    Ok(answers.into_iter().flatten().collect())
 }
+
+fn place(answers: &mut [Option<NodeTasks>], slot: usize, answer: NodeTasks) {
+    if let Some(s) = answers.get_mut(slot) {
+        *s = Some(answer);
+    }
+}
+
+/// Members asked for their tasks at once.
+const IN_FLIGHT: usize = 16;
 
 fn table(nodes: &[NodeTasks]) -> String {
     let mut out = String::new();

@@ -2,6 +2,7 @@
 //! a view shows, in which order, and how each cell reads. The terminal
 //! console, `--once` tables and `--once --json` all come from here.
 
+use std::collections::HashMap;
 use std::ops::Range;
 
 use swarm::inspect::{ActorView, ClusterView, LinkView, NodeView, ServiceView};
@@ -402,7 +403,8 @@ pub fn links_table(view: &ClusterView, w: &Window) -> Table {
         "BYTES OUT",
         "QUEUED",
     ];
-    let name_of = |id: &str| node_name(view, id);
+    let names = NodeNames::new(view);
+    let name_of = |id: &str| names.of(id);
     let rows = window(view.links.iter(), w)
         .map(|l: &LinkView| {
             vec![
@@ -422,13 +424,29 @@ pub fn links_table(view: &ClusterView, w: &Window) -> Table {
     Table { header, rows }
 }
 
-/// The name of the node `id` (hex), or its short id if unknown.
-fn node_name(cluster: &ClusterView, id: &str) -> String {
-    cluster
-        .nodes
-        .iter()
-        .find(|n| n.member.id == id)
-        .map_or_else(|| id.chars().take(8).collect(), |n| n.member.name.clone())
+/// Node names by id (hex), indexed once per table: a view of 1,000 nodes
+/// names each row's node without searching the member list.
+pub struct NodeNames<'a> {
+    by_id: HashMap<&'a str, &'a str>,
+}
+
+impl<'a> NodeNames<'a> {
+    /// Indexes the members of `cluster`.
+    pub fn new(cluster: &'a ClusterView) -> Self {
+        let by_id = cluster
+            .nodes
+            .iter()
+            .map(|n| (n.member.id.as_str(), n.member.name.as_str()))
+            .collect();
+        Self { by_id }
+    }
+
+    /// The name of the node `id` (hex), or its short id if unknown.
+    pub fn of(&self, id: &str) -> String {
+        self.by_id
+            .get(id)
+            .map_or_else(|| id.chars().take(8).collect(), |n| (*n).to_owned())
+    }
 }
 
 /// The Services view: each instance as each node's balancer sees it.
@@ -445,16 +463,21 @@ pub fn services_table(cluster: &ClusterView, w: &Window) -> Table {
     ];
     let mut sorted: Vec<&ServiceView> = cluster.services.iter().collect();
     sorted.sort_by(|a, b| {
-        let key = |s: &ServiceView| (s.service.clone(), s.instance_node.clone(), s.actor.clone());
-        key(a).cmp(&key(b)).then_with(|| a.node.cmp(&b.node))
+        (&a.service, &a.instance_node, &a.actor, &a.node).cmp(&(
+            &b.service,
+            &b.instance_node,
+            &b.actor,
+            &b.node,
+        ))
     });
+    let names = NodeNames::new(cluster);
     let rows = window(sorted.into_iter(), w)
         .map(|s| {
             vec![
                 s.service.clone(),
-                node_name(cluster, &s.instance_node),
+                names.of(&s.instance_node),
                 s.actor.clone(),
-                node_name(cluster, &s.node),
+                names.of(&s.node),
                 s.outstanding.to_string(),
                 s.sent.to_string(),
                 micros(s.latency_us),
@@ -493,12 +516,13 @@ pub fn tasks_table(cluster: &ClusterView, w: &Window) -> Table {
         "OBJECTS",
         "WAITS FOR",
     ];
+    let names = NodeNames::new(cluster);
     let rows = window(cluster.tasks.iter(), w)
         .map(|t| {
             let (waiting, running) = task_counts(t);
             let node = t
                 .node
-                .map_or_else(|| "-".to_owned(), |n| node_name(cluster, &n.to_string()));
+                .map_or_else(|| "-".to_owned(), |n| names.of(&n.to_string()));
             let why = t
                 .rows
                 .iter()
@@ -536,11 +560,12 @@ pub fn clock(at_ms: u64) -> String {
 /// The Events view, newest first.
 pub fn events_table(cluster: &ClusterView, w: &Window) -> Table {
     let header = vec!["TIME", "NODE", "KIND", "SUBJECT", "DETAIL"];
+    let names = NodeNames::new(cluster);
     let rows = window(cluster.events.iter().rev(), w)
         .map(|e| {
             vec![
                 clock(e.at_ms),
-                node_name(cluster, &e.node),
+                names.of(&e.node),
                 e.kind.clone(),
                 e.subject.clone(),
                 e.detail.clone(),
@@ -555,12 +580,13 @@ pub fn trace_table(cluster: &ClusterView, w: &Window) -> Table {
     let header = vec![
         "TIME", "TAG", "FROM", "KIND", "BYTES", "WAITED", "HANDLED", "RESULT",
     ];
+    let names = NodeNames::new(cluster);
     let rows = window(cluster.trace.iter().rev(), w)
         .map(|t| {
             vec![
                 clock(t.at_ms),
                 t.tag.clone(),
-                node_name(cluster, &t.from),
+                names.of(&t.from),
                 t.kind.clone(),
                 t.bytes.to_string(),
                 micros(t.waited_us),

@@ -221,3 +221,95 @@ fn lockouts_hold_until_their_end_and_ended_ones_are_forgotten() {
     state.apply(lockout(&cert, 9_000, 6_000));
     assert_eq!(state.lockouts.len(), 1);
 }
+
+/// The placed actors of `node` by scanning every record (what the index
+/// must agree with).
+fn placed_by_scan(s: &ControlState, at: NodeId) -> Vec<(String, u64)> {
+    s.actors()
+        .filter(|(_, r)| r.node == at && r.state == RecordState::Placed)
+        .map(|(n, r)| (n.clone(), r.epoch))
+        .collect()
+}
+
+fn placed_by_index(s: &ControlState, at: NodeId) -> Vec<(String, u64)> {
+    s.placed_on(at).map(|(n, r)| (n.clone(), r.epoch)).collect()
+}
+
+fn index_agrees(s: &ControlState) {
+    for at in 1..=4 {
+        assert_eq!(placed_by_index(s, node(at)), placed_by_scan(s, node(at)));
+        assert_eq!(s.placed_count(node(at)), placed_by_scan(s, node(at)).len());
+    }
+}
+
+#[test]
+fn the_per_node_index_agrees_with_a_scan_through_places_moves_fails_and_removes() {
+    let mut s = ControlState::default();
+    for (i, name) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+        place(&mut s, name, 0.0, (i % 3) as u8 + 1, None);
+    }
+    index_agrees(&s);
+    // Moved: off its old node, onto the new one.
+    let epoch = s.actor("a").map(|r| r.epoch);
+    place(&mut s, "a", 0.0, 2, epoch);
+    // A refused move (stale epoch) changes nothing.
+    place(&mut s, "b", 0.0, 3, Some(999));
+    index_agrees(&s);
+    // Failed: no longer placed anywhere; moved again after failing.
+    let epoch = s.actor("c").map_or(0, |r| r.epoch);
+    s.apply(Command::Fail {
+        name: "c".to_owned(),
+        epoch,
+        reason: "escalated".to_owned(),
+    });
+    index_agrees(&s);
+    place(&mut s, "c", 0.0, 4, Some(epoch));
+    // Removed: gone from its node, in a batch with a place.
+    s.apply(Command::Batch(vec![
+        Command::Remove {
+            name: "d".to_owned(),
+            epoch: None,
+        },
+        Command::Place {
+            name: "g".to_owned(),
+            spec: spec(0.0),
+            node: node(1),
+            expect: None,
+        },
+    ]));
+    index_agrees(&s);
+    assert_eq!(
+        placed_by_index(&s, node(2)).len() + placed_by_index(&s, node(1)).len(),
+        4
+    );
+    // Rebuilt from the records when the state is read back.
+    let bytes = rmp_serde::to_vec(&s).unwrap_or_default();
+    let back: ControlState = rmp_serde::from_slice(&bytes).unwrap_or_default();
+    index_agrees(&back);
+    assert_eq!(back, s);
+    assert_eq!(placed_by_index(&back, node(4)), [("c".to_owned(), 8)]);
+}
+
+#[test]
+fn pages_of_named_actors_go_on_after_the_name_asked_and_say_whether_more_follow() {
+    let mut s = ControlState::default();
+    for name in ["e", "a", "d", "b", "c"] {
+        place(&mut s, name, 0.0, 1, None);
+    }
+    let names = |(page, more): (Vec<(&String, &ActorRecord)>, bool)| {
+        let names: Vec<String> = page.into_iter().map(|(n, _)| n.clone()).collect();
+        (names, more)
+    };
+    let strings = |v: &[&str]| v.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+    assert_eq!(names(s.actors_page(None, 2)), (strings(&["a", "b"]), true));
+    assert_eq!(
+        names(s.actors_page(Some("b"), 2)),
+        (strings(&["c", "d"]), true)
+    );
+    assert_eq!(names(s.actors_page(Some("d"), 2)), (strings(&["e"]), false));
+    // A name between records, past the end, and a limit of 0 (read as 1).
+    assert_eq!(names(s.actors_page(Some("bb"), 1)), (strings(&["c"]), true));
+    assert_eq!(names(s.actors_page(Some("z"), 2)), (Vec::new(), false));
+    assert_eq!(names(s.actors_page(None, 0)), (strings(&["a"]), true));
+    assert_eq!(names(s.actors_page(None, usize::MAX)).0.len(), 5);
+}

@@ -584,3 +584,40 @@ async fn flip_across_a_store(stride: usize) -> Result<Flips, StorageError> {
     );
     Ok(flips)
 }
+
+/// Snapshots are written with their data as one binary; one written by an
+/// older build (the data as an array of integers) still reads.
+#[test]
+fn a_snapshot_stored_as_an_integer_array_still_reads_and_new_ones_are_binary() {
+    #[derive(Serialize)]
+    struct Older {
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    }
+    let meta = SnapshotMeta {
+        last_log_id: None,
+        last_membership: Membership::default(),
+        snapshot_id: "7-1".to_owned(),
+    };
+    let data: Vec<u8> = (0..=255).collect();
+    let older = rmp_serde::to_vec(&Older {
+        meta: meta.clone(),
+        data: data.clone(),
+    })
+    .expect("encodes");
+    let read: StoredSnapshot = rmp_serde::from_slice(&older).expect("the older form reads");
+    assert_eq!((read.meta, read.data), (meta.clone(), data.clone()));
+    let newer = rmp_serde::to_vec(&StoringSnapshot {
+        meta: &meta,
+        data: &data,
+    })
+    .expect("encodes");
+    assert!(
+        newer.len() < older.len() - 100,
+        "{} vs {}",
+        newer.len(),
+        older.len()
+    );
+    let read: StoredSnapshot = rmp_serde::from_slice(&newer).expect("reads");
+    assert_eq!((read.meta, read.data), (meta, data));
+}

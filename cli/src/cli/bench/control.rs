@@ -211,7 +211,7 @@ fn on_workers(name: &str) -> Spawn<Ledger> {
 }
 
 /// The ledger the asks and failovers use, once the cluster places it.
-async fn ready(control: &Control) -> Result<Named<Ledger>> {
+pub(super) async fn ready(control: &Control) -> Result<Named<Ledger>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         match control.spawn(on_workers("ledger")).await {
