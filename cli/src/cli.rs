@@ -231,6 +231,12 @@ pub(crate) enum BenchCommand {
         /// its own in network namespaces, or in one process without them).
         #[arg(long, default_value_t = 10)]
         partition_runs: usize,
+        /// Instead: N lightweight lease holders (mesh-only nodes in this
+        /// process, the real renewal protocol) against 3 heads and 2
+        /// workers: the leader's CPU, renewal latency p99 and crash
+        /// failovers (`--runs`) while they renew.
+        #[arg(long)]
+        holders: Option<usize>,
     },
     /// Two worker processes and a driver without CPUs: empty tasks per
     /// second (local, and to 2 nodes under each policy), the task round

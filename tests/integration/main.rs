@@ -21,6 +21,7 @@ mod hostile;
 mod hostile_mesh;
 mod inspect;
 mod leaks;
+mod lease_renewals;
 mod login_flood;
 mod login_wait;
 mod members_wait;

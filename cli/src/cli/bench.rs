@@ -3,6 +3,7 @@
 
 mod console;
 mod control;
+mod holders;
 mod inspect;
 mod measure;
 mod membership;
@@ -19,9 +20,16 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
     match command {
         BenchCommand::Control {
             json,
+            runs,
+            holders: Some(count),
+            ..
+        } => holders(json, count, runs),
+        BenchCommand::Control {
+            json,
             spawns,
             runs,
             partition_runs,
+            holders: None,
         } => control(json, spawns, runs, partition_runs),
         BenchCommand::Tasks { json, tasks: count } => tasks(json, count),
         BenchCommand::Security { json, scale } => security(json, scale),
@@ -69,6 +77,17 @@ pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
 pub(crate) fn control(json: bool, spawns: usize, runs: usize, partition_runs: usize) -> Result<()> {
     let exe = std::env::current_exe().context("cannot find the swarm binary")?;
     let report = control::run(&exe, spawns, runs, partition_runs)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(())
+}
+
+pub(crate) fn holders(json: bool, count: usize, runs: usize) -> Result<()> {
+    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let report = holders::run(&exe, count, runs)?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
