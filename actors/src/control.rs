@@ -47,6 +47,7 @@
 //! ```
 
 mod heads;
+mod holder;
 pub(crate) mod lease;
 mod named;
 mod operators;
@@ -64,6 +65,8 @@ pub use crate::head::wire::{
     Located, PlacedPage, PlacedRow, CONTROL_ACTOR, MAX_REPORTED,
 };
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
+#[doc(hidden)]
+pub use holder::LeaseHolder;
 pub use named::Named;
 pub use operators::LoginError;
 

@@ -170,10 +170,16 @@ fn seeds() -> Vec<Vec<u8>> {
         rmp_serde::to_vec(&seeded()).unwrap_or_default(),
         rmp_serde::to_vec(&Renew {
             node,
-            running: Vec::new(),
+            report: crate::supervision::Report {
+                session: 3,
+                seq: 2,
+                base: Some(1),
+                running: Vec::new(),
+                gone: vec!["a".to_owned()],
+                types: vec!["t".to_owned()],
+            },
             seen_index: 7,
             revoked_known: 0,
-            types: vec!["t".to_owned()],
             roles: vec!["worker".to_owned()],
         })
         .unwrap_or_default(),

@@ -18,6 +18,7 @@ pub(crate) mod batch;
 pub(crate) mod leases;
 pub(crate) mod network;
 pub(crate) mod reconcile;
+pub(crate) mod reported;
 #[cfg(test)]
 mod sim;
 pub(crate) mod state;

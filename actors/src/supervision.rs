@@ -24,6 +24,7 @@ mod fencing;
 mod host;
 mod hosting;
 mod keeper;
+mod report;
 mod spawn;
 
 use std::collections::VecDeque;
@@ -39,6 +40,7 @@ pub use host::{Supervised, SupervisedState};
 pub use hosting::Host;
 pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave};
 pub(crate) use keeper::Keeper;
+pub(crate) use report::{Report, Reporter};
 pub(crate) use spawn::Registry;
 pub use spawn::{
     ActorRow, Grant, HostLeave, HostRestart, HostSpawn, HostStop, Incarnation, ListActors,

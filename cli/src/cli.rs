@@ -244,6 +244,12 @@ pub(crate) enum BenchCommand {
         /// (a baseline), against the same cluster.
         #[arg(long, requires = "actors")]
         baseline_exe: Option<std::path::PathBuf>,
+        /// Instead: N lightweight lease holders (mesh-only nodes in this
+        /// process, the real renewal protocol) against 3 heads and 2
+        /// workers: the leader's CPU, renewal latency p99 and crash
+        /// failovers (`--runs`) while they renew.
+        #[arg(long, conflicts_with = "actors")]
+        holders: Option<usize>,
     },
     /// Two worker processes and a driver without CPUs: empty tasks per
     /// second (local, and to 2 nodes under each policy), the task round

@@ -22,6 +22,7 @@ mod hostile_mesh;
 mod idle;
 mod inspect;
 mod leaks;
+mod lease_renewals;
 mod login_flood;
 mod login_wait;
 mod members_wait;

@@ -597,11 +597,11 @@ impl Handler<ListMembers> for Gossip {
                 .get(id)
                 .map_or_else(|| id.short(), |n| (*n).to_owned())
         };
-        let links: HashMap<NodeId, Option<NodeId>> = self
-            .mesh
-            .peers()
-            .into_iter()
-            .map(|p| (p.id, p.via))
+        // One lookup per member, not a copy of every link: a head holds
+        // thousands of links (nodes, tools) and answers this often.
+        let links: HashMap<NodeId, Option<NodeId>> = members
+            .iter()
+            .filter_map(|m| self.mesh.live_link(m.node).map(|l| (m.node, l.via())))
             .collect();
         let mut rows: Vec<MemberRow> = members
             .iter()

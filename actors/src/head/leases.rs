@@ -9,6 +9,17 @@
 //! that it is still the leader, holds it until `s + lease`. Without a
 //! renewal it stops every head-placed actor by then.
 //!
+//! The confirmation is shared: one quorum round begun after the renewal
+//! arrived serves every renewal (and read) waiting for it, and within the
+//! read lease after such a round began (at most one election timeout,
+//! less than the time followers refuse votes after its heartbeat:
+//! `supervisor::reads`) a grant goes out without a round. Either way no
+//! other leader can exist when the grant goes out, so a later leader
+//! became leader after it; the grant is recorded when it goes out. The
+//! read lease carries the reads' caveat: a follower that restarts during
+//! a partition forgets when it last heard the leader and may vote early;
+//! `read_lease = 0` turns it off, and every batch then waits for a round.
+//!
 //! The leader moves a node's actors only after
 //! `max(last grant, became leader) + lease × (1 + drift) + margin` on its own
 //! clock. A grant is sent after the renewal was, so the node's lease ran

@@ -22,9 +22,10 @@
 //!   before, as the write batcher makes them.
 //! - **The lease keeper** is the real one's [`Keeper`]: it renews every
 //!   lease/5 of its own clock (sooner after a failure), reporting what its
-//!   host runs and the newest fence it saw, gives an answer up after twice
-//!   that, and counts a grant's lease from when the renewal was sent, on
-//!   the node's clock.
+//!   host runs (the real [`Reporter`]'s deltas, rebuilt by the leader's
+//!   real [`Reported`]) and the newest fence it saw, gives an answer up
+//!   after twice that, and counts a grant's lease from when the renewal
+//!   was sent, on the node's clock. Lossy links also duplicate renewals.
 //! - **The leader's moves**: each tick, the placements of a node whose
 //!   lease expired by [`Leases::expired`] go to the node with a lease that
 //!   has the fewest placements (none: they wait for one). Crash evidence is
@@ -50,9 +51,9 @@ use swarm_protocol::NodeId;
 
 use super::leases::{Leases, DRIFT};
 use super::reconcile::{self, Deliveries};
+use super::reported::{Refusal, Reported};
 use super::state::{ActorSpec, Applied, Command, ControlState, RecordState};
-use crate::supervision::Keeper;
-use crate::supervision::{Admission, Fencing, Running, SpawnError};
+use crate::supervision::{Admission, Fencing, Keeper, Report, Reporter, Running, SpawnError};
 
 /// The lease (the default).
 const LEASE: Duration = Duration::from_secs(3);
@@ -118,12 +119,15 @@ enum Msg {
         node: usize,
         life: u64,
         req: u64,
-        running: Vec<Running>,
+        report: Report,
         seen: u64,
     },
     Grant {
         life: u64,
         req: u64,
+        /// The report it answers, and whether it asks for the full list.
+        seq: u64,
+        resync: bool,
         lease: Duration,
         index: u64,
         start: Vec<(String, u64)>,
@@ -194,6 +198,7 @@ struct Host {
     life: u64,
     fencing: Fencing,
     keeper: Keeper,
+    reporter: Reporter,
     /// The renewal waiting for its answer, and when it was sent (the
     /// node's clock).
     pending: Option<(u64, Instant)>,
@@ -203,6 +208,7 @@ struct Host {
 struct Leader {
     head: usize,
     leases: Leases,
+    reported: Reported,
 }
 
 /// The simulated control plane.
@@ -251,6 +257,7 @@ impl Sim {
                 life: 0,
                 fencing: Fencing::default(),
                 keeper: Keeper::default(),
+                reporter: Reporter::new(rng.random()),
                 pending: None,
                 clock: clock(&mut rng),
             })
@@ -429,6 +436,7 @@ impl Sim {
                 if host.alive && host.life == life && host.pending.is_some_and(|p| p.0 == req) {
                     host.pending = None;
                     host.keeper.failed();
+                    host.reporter.failed();
                     let wait = self.local_wait(node, self.hosts[node].keeper.wait());
                     self.after(wait, Event::Renewal { node, life });
                 }
@@ -514,7 +522,7 @@ impl Sim {
         self.hosts[node].keeper.renewing();
         let host = &self.hosts[node];
         let sent = self.local(host.clock);
-        let mut running: Vec<Running> = host
+        let running: Vec<Running> = host
             .fencing
             .placed()
             .map(|(name, epoch)| Running {
@@ -523,8 +531,8 @@ impl Sim {
                 failed: false,
             })
             .collect();
-        running.sort_by(|a, b| a.name.cmp(&b.name));
         let seen = host.fencing.seen_index();
+        let report = self.hosts[node].reporter.report(&running, &[]);
         self.seq += 1;
         let req = self.seq;
         self.hosts[node].pending = Some((req, sent));
@@ -533,9 +541,13 @@ impl Sim {
                 node,
                 life,
                 req,
-                running,
+                report,
                 seen,
             };
+            // A lossy link's retry: the same renewal twice.
+            if self.loss > 0.0 && self.rng.random_bool(self.loss) {
+                self.send(End::Node(node), End::Head(head), msg.clone());
+            }
             self.send(End::Node(node), End::Head(head), msg);
         }
         let within = self.local_wait(node, self.hosts[node].keeper.answer_within());
@@ -550,14 +562,14 @@ impl Sim {
                     node,
                     life,
                     req,
-                    running,
+                    report,
                     seen,
                 },
             ) => {
                 if self.leader.as_ref().is_none_or(|l| l.head != h) || !self.quorum(h) {
                     return;
                 }
-                self.grant(node, life, req, &running, seen);
+                self.grant(node, life, req, &report, seen);
             }
             (
                 End::Head(h),
@@ -577,6 +589,8 @@ impl Sim {
                     Msg::Grant {
                         life: for_life,
                         req,
+                        seq,
+                        resync,
                         lease,
                         index,
                         start,
@@ -588,6 +602,10 @@ impl Sim {
                         };
                         self.hosts[n].pending = None;
                         let until = self.hosts[n].keeper.granted(sent, lease);
+                        self.hosts[n].reporter.granted(seq, resync);
+                        if resync {
+                            self.hosts[n].keeper.resync();
+                        }
                         let wait = self.local_wait(n, self.hosts[n].keeper.wait());
                         self.after(wait, Event::Renewal { node: n, life });
                         self.hosts[n].fencing.grant(until, index);

@@ -88,6 +88,8 @@ pub(crate) struct Supervisor {
     leases: Leases,
     /// The actor types each node reported it may start.
     types: HashMap<NodeId, Vec<String>>,
+    /// What each node last reported running (renewals carry deltas).
+    reported: super::reported::Reported,
     /// Each renewing node's certificate roles (placement labels; gossiped
     /// roles that disagree are refused and counted).
     certified: HashMap<NodeId, Vec<String>>,
@@ -161,6 +163,7 @@ impl Supervisor {
             login_pool: crate::operators::checks::PasswordChecks::new(config.login_pool),
             login_buckets: crate::operators::bucket::Buckets::logins(),
             types: HashMap::new(),
+            reported: super::reported::Reported::default(),
             certified: HashMap::new(),
             moving: HashSet::new(),
             deliveries: Arc::default(),
@@ -322,6 +325,7 @@ impl Supervisor {
             (false, true) => {
                 tracing::info!(head = %self.id.short(), "no longer the head leader");
                 self.leases.lost_leadership();
+                self.reported.clear();
                 self.deliveries().clear();
                 self.retry_after.clear();
                 self.restarted.clear();

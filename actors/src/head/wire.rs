@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
 
 use crate::placement::{GroupStrategy, Placement, PlacementError, ResourceSet};
-use crate::supervision::{Grant, Restart, Running, SpawnError};
+use crate::supervision::{Grant, Report, Restart, SpawnError};
 
 mod drain;
 pub(crate) mod operators;
@@ -179,6 +179,18 @@ pub enum ControlError {
          a node is proven by its certificate alone"
     )]
     NotAnOperator,
+    /// A lease renewal not newer than one the leader already took from
+    /// this node (replayed, or overtaken by a later one): nothing changed
+    /// and no lease was granted for it.
+    #[error("a stale lease renewal: the leader holds a newer report of this node")]
+    StaleRenewal,
+    /// A lease renewal reported more head-placed actors than a node may
+    /// run; the leader forgot the node's report (the next must be full).
+    #[error("a lease renewal reported more than {limit} running actors")]
+    TooManyRunning {
+        /// The most a node may report.
+        limit: usize,
+    },
 }
 
 /// Why a placement group refused a request.
@@ -367,11 +379,10 @@ pub(crate) struct Renew {
     /// The node renewing (set from the link's authenticated peer when it
     /// arrives over the network).
     pub(crate) node: NodeId,
-    /// The head-placed actors it runs.
-    pub(crate) running: Vec<Running>,
-    /// The actor types it may start: it takes placements of these only.
-    #[serde(default)]
-    pub(crate) types: Vec<String>,
+    /// The head-placed actors it runs and the types it may start: the
+    /// whole lists, or what changed since the last report the leader
+    /// answered (`crate::head::reported`).
+    pub(crate) report: Report,
     /// The log index of the newest grant its host applied: a placement
     /// the leader delivered at a fence this old or older that the node
     /// does not run was lost (the host restarted, or refused it; a later

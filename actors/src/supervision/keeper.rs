@@ -17,6 +17,8 @@ pub(crate) struct Keeper {
     every: Duration,
     idle: Duration,
     leased: bool,
+    /// The leader asked for a full report: the next renewal goes at once.
+    at_once: bool,
 }
 
 impl Default for Keeper {
@@ -25,6 +27,7 @@ impl Default for Keeper {
             every: Duration::from_millis(200),
             idle: IDLE.0,
             leased: false,
+            at_once: false,
         }
     }
 }
@@ -32,7 +35,11 @@ impl Default for Keeper {
 impl Keeper {
     /// How long to wait before the next step.
     pub(crate) fn wait(&self) -> Duration {
-        self.every
+        if self.at_once {
+            Duration::ZERO
+        } else {
+            self.every
+        }
     }
 
     /// Whether the next step needs to know of a head first (no lease: the
@@ -50,6 +57,14 @@ impl Keeper {
     /// A renewal goes out now.
     pub(crate) fn renewing(&mut self) {
         self.idle = IDLE.0;
+        self.at_once = false;
+    }
+
+    /// The grant asked for the full list (its report was a delta onto one
+    /// the leader does not hold): renew again at once, not a fifth of the
+    /// lease later, so the leader plans for this node without delay.
+    pub(crate) fn resync(&mut self) {
+        self.at_once = true;
     }
 
     /// How long to wait for a renewal's answer.
@@ -91,6 +106,10 @@ mod tests {
         assert!(!keeper.needs_heads());
         assert_eq!(keeper.wait(), lease / 5);
         assert_eq!(keeper.answer_within(), lease / 5 * 2);
+        keeper.resync();
+        assert_eq!(keeper.wait(), Duration::ZERO, "a resync renews at once");
+        keeper.renewing();
+        assert_eq!(keeper.wait(), lease / 5);
         keeper.failed();
         assert!(keeper.needs_heads());
         assert_eq!(keeper.wait(), Duration::from_millis(200));

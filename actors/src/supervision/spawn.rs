@@ -309,6 +309,12 @@ pub struct Grant {
     /// (when the head holds the TOTP secret).
     #[serde(default)]
     pub capability_key: Option<[u8; 32]>,
+    /// The renewal's report was a delta onto one the leader does not hold
+    /// (a lost grant, a new leader): the lease holds, nothing was planned
+    /// (`start` and `stop` are empty), and the next renewal, at once,
+    /// carries the full list.
+    #[serde(default)]
+    pub resync: bool,
 }
 
 crate::system_message! {

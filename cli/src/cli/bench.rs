@@ -4,6 +4,7 @@
 mod actors;
 mod console;
 mod control;
+mod holders;
 mod idle;
 mod inspect;
 mod measure;
@@ -29,6 +30,12 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             let view_actors = view_actors.unwrap_or(actors.min(100_000));
             control_actors(json, actors, view_actors, baseline_exe)
         }
+        BenchCommand::Control {
+            json,
+            runs,
+            holders: Some(count),
+            ..
+        } => holders(json, count, runs),
         BenchCommand::Control {
             json,
             spawns,
@@ -74,36 +81,21 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
 }
 
 pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let exe = exe()?;
     let report = measure::link(scale, Some(&exe), relay)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    emit(json, &report, || report.table())
 }
 
 pub(crate) fn control(json: bool, spawns: usize, runs: usize, partition_runs: usize) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let exe = exe()?;
     let report = control::run(&exe, spawns, runs, partition_runs)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    emit(json, &report, || report.table())
 }
 
 pub(crate) fn idle(json: bool, members: usize, window: std::time::Duration) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let exe = exe()?;
     let report = idle::run(&exe, members, window)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    emit(json, &report, || report.table())
 }
 
 pub(crate) fn control_actors(
@@ -112,57 +104,38 @@ pub(crate) fn control_actors(
     view_actors: usize,
     baseline: Option<std::path::PathBuf>,
 ) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let exe = exe()?;
     let report = actors::run(&exe, actors, view_actors, baseline)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    emit(json, &report, || report.table())
+}
+
+pub(crate) fn holders(json: bool, count: usize, runs: usize) -> Result<()> {
+    let exe = exe()?;
+    let report = holders::run(&exe, count, runs)?;
+    emit(json, &report, || report.table())
 }
 
 pub(crate) fn security(json: bool, scale: f64) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let exe = exe()?;
     let report = security::run(scale, &exe)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    emit(json, &report, || report.table())
 }
 
 pub(crate) fn console(json: bool, nodes: usize, actors: usize, frames: u32) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let exe = exe()?;
     let report = console::run(&exe, nodes, actors, frames)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    emit(json, &report, || report.table())
 }
 
 pub(crate) fn inspect(json: bool, scale: f64) -> Result<()> {
     let report = inspect::run(scale)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    emit(json, &report, || report.table())
 }
 
 pub(crate) fn tasks(json: bool, count: usize) -> Result<()> {
-    let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+    let exe = exe()?;
     let report = tasks::run(&exe, count)?;
-    if json {
-        println!("{}", serde_json::to_string(&report)?);
-    } else {
-        print!("{}", report.table());
-    }
-    Ok(())
+    emit(json, &report, || report.table())
 }
 
 /// Megabytes per second, MB = 10^6 bytes: the one unit of every
@@ -203,7 +176,7 @@ pub(crate) fn membership(run: Membership, json: bool) -> Result<()> {
         }
     }
     if processes > 0 {
-        let exe = std::env::current_exe().context("cannot find the swarm binary")?;
+        let exe = exe()?;
         let p = membership::processes(
             &exe,
             processes,
@@ -336,4 +309,19 @@ mod tests {
         assert!((mb_per_s(64 << 20, 1.0) - 67.108_864).abs() < 1e-9);
         assert_eq!(mb_per_s(3_000_000, 0.5), 6.0);
     }
+}
+
+/// The running `swarm` binary, which the benches start as node processes.
+fn exe() -> Result<std::path::PathBuf> {
+    std::env::current_exe().context("cannot find the swarm binary")
+}
+
+/// Prints `report` as one JSON object or as its table.
+fn emit<R: serde::Serialize>(json: bool, report: &R, table: impl FnOnce() -> String) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{}", table());
+    }
+    Ok(())
 }

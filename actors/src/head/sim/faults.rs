@@ -60,6 +60,7 @@ impl Sim {
         host.life += 1;
         host.fencing = Fencing::default();
         host.keeper = Keeper::default();
+        host.reporter = Reporter::new(self.rng.random());
         host.pending = None;
         let life = host.life;
         self.log(format!("n{n} restarts (life {life})"));

@@ -5,14 +5,7 @@ use super::*;
 
 impl Sim {
     /// The leader answers a renewal that reached it with a quorum.
-    pub(super) fn grant(
-        &mut self,
-        node: usize,
-        life: u64,
-        req: u64,
-        running: &[Running],
-        seen: u64,
-    ) {
+    pub(super) fn grant(&mut self, node: usize, life: u64, req: u64, report: &Report, seen: u64) {
         let Some(now) = self.leader_now() else {
             return;
         };
@@ -21,12 +14,32 @@ impl Sim {
         let Some(leader) = self.leader.as_mut() else {
             return;
         };
+        // A stale report gets no answer; a delta onto one this leader
+        // lacks gets the lease alone and a request for the full list.
+        let running = match leader.reported.take(id, report) {
+            Err(Refusal::Stale | Refusal::TooMany { .. }) => return,
+            Err(Refusal::Resync) => None,
+            Ok(running) => Some(running),
+        };
         leader.leases.granted(id, now);
         let head = leader.head;
+        let Some(running) = running else {
+            let grant = Msg::Grant {
+                life,
+                req,
+                seq: report.seq,
+                resync: true,
+                lease: LEASE,
+                index,
+                start: Vec::new(),
+                stop: Vec::new(),
+            };
+            return self.send(End::Head(head), End::Node(node), grant);
+        };
         let plan = reconcile::plan(
             &self.state,
             id,
-            running,
+            &running,
             seen,
             index,
             &mut self.deliveries[head],
@@ -40,6 +53,8 @@ impl Sim {
         let grant = Msg::Grant {
             life,
             req,
+            seq: report.seq,
+            resync: false,
             lease: LEASE,
             index,
             start: plan.start,
@@ -65,6 +80,7 @@ impl Sim {
                 if let Some(head) = (0..HEADS).find(|h| self.quorum(*h)) {
                     let mut leases = Leases::new(LEASE);
                     leases.became_leader(self.local(self.head_clocks[head]));
+                    let reported = Reported::default();
                     self.log(format!("h{head} elected leader"));
                     // The old leader learns of the new term; the new one
                     // knows of no delivery.
@@ -72,7 +88,11 @@ impl Sim {
                         self.deliveries[old].clear();
                     }
                     self.deliveries[head].clear();
-                    self.leader = Some(Leader { head, leases });
+                    self.leader = Some(Leader {
+                        head,
+                        leases,
+                        reported,
+                    });
                     self.leaderless_since = None;
                 }
             }

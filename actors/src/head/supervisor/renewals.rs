@@ -1,38 +1,56 @@
-//! Lease renewals (grants after a quorum confirms the leader, with what the
-//! node must start and stop), and confirming a new leadership.
+//! Lease renewals: the leadership confirmed once for every renewal that
+//! waits for it (the reads' quorum round, or their read lease), the node's
+//! report rebuilt from its delta, then a grant with what the node must
+//! start and stop; and confirming a new leadership.
 
+use super::reads::confirmed;
 use super::*;
 use crate::head::reconcile;
+use crate::head::reported::Refusal;
+use crate::supervision::Running;
 
+/// A renewal is granted only once this head's leadership is confirmed
+/// after the renewal arrived: by a quorum round begun after it (one round
+/// serves every renewal and read waiting), or within the read lease of
+/// such a round, during which no other leader can exist
+/// (`super::reads`). The grant is recorded when it goes out, so the
+/// fencing bound of `crate::head::leases` counts from a moment at which
+/// this head still led.
 impl Handler<Renew> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Grant, ControlError>>;
 
-    fn handle(&mut self, renew: Renew, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, renew: Renew, ctx: &mut Context<Self>) -> Self::Result {
         if let Err(e) = self.leading() {
             return Box::pin(fut::ready(Err(e)));
         }
-        let raft = self.raft.clone();
+        let confirmation = self.confirm(ctx);
         Box::pin(
-            async move {
-                match tokio::time::timeout(QUORUM_WAIT, raft.ensure_linearizable()).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(ControlError::NoQuorum {
-                        reason: e.to_string(),
-                    }),
-                    Err(_) => Err(ControlError::NoQuorum {
-                        reason: "no quorum confirmed the leader".to_owned(),
-                    }),
-                }
-            }
-            .into_actor(self)
-            .map(move |confirmed, act, ctx| {
-                confirmed?;
-                act.leading()?;
-                act.leases.granted(renew.node, Instant::now());
-                act.types.insert(renew.node, renew.types.clone());
-                act.certify(&renew);
-                Ok(act.grant(&renew, ctx))
-            }),
+            confirmed(confirmation)
+                .into_actor(self)
+                .map(move |confirmed, act, ctx| {
+                    confirmed?;
+                    act.leading()?;
+                    // `renew.node` is the link's authenticated peer
+                    // (`StampCaller`): a node reports only for itself.
+                    let running = match act.reported.take(renew.node, &renew.report) {
+                        Ok(running) => Some(running),
+                        Err(Refusal::Resync) => None,
+                        Err(Refusal::Stale) => return Err(ControlError::StaleRenewal),
+                        Err(Refusal::TooMany { limit }) => {
+                            tracing::warn!(node = %renew.node.short(), limit, "a renewal reported too many running actors: refused");
+                            return Err(ControlError::TooManyRunning { limit });
+                        }
+                    };
+                    act.leases.granted(renew.node, Instant::now());
+                    if renew.report.base.is_none() {
+                        act.types.insert(renew.node, renew.report.types.clone());
+                    }
+                    act.certify(&renew);
+                    Ok(match running {
+                        Some(running) => act.grant(&renew, &running, ctx),
+                        None => act.lease_only(&renew),
+                    })
+                }),
         )
     }
 }
@@ -63,11 +81,10 @@ impl Supervisor {
 
     /// What `renew.node` must start and stop; escalations it reports move,
     /// and placements it lost restart under a new epoch.
-    fn grant(&mut self, renew: &Renew, ctx: &mut Context<Self>) -> Grant {
+    fn grant(&mut self, renew: &Renew, running: &[Running], ctx: &mut Context<Self>) -> Grant {
         // What runs where and as the log places it needs no more restarting.
         let placed_here: Vec<String> = self.read(|m| {
-            renew
-                .running
+            running
                 .iter()
                 .filter(|r| {
                     m.state
@@ -99,7 +116,7 @@ impl Supervisor {
             let plan = reconcile::plan(
                 &m.state,
                 renew.node,
-                &renew.running,
+                running,
                 renew.seen_index,
                 index,
                 &mut deliveries,
@@ -165,6 +182,32 @@ impl Supervisor {
             stop: plan.stop,
             revoked,
             capability_key: self.group_key().map(|k| k.public()),
+            resync: false,
+        }
+    }
+
+    /// The lease alone, for a renewal whose delta landed on a report this
+    /// leader does not hold: nothing planned, the full list asked for
+    /// (and the revocations the node lacks, the capability key).
+    fn lease_only(&self, renew: &Renew) -> Grant {
+        let (index, revoked) = self.read(|m| {
+            let revoked = m
+                .state
+                .revoked()
+                .iter()
+                .skip(renew.revoked_known)
+                .map(|(serial, _)| *serial)
+                .collect();
+            (m.last_applied.map_or(0, |l| l.index), revoked)
+        });
+        Grant {
+            lease_ms: u64::try_from(self.leases.lease().as_millis()).unwrap_or(u64::MAX),
+            index,
+            start: Vec::new(),
+            stop: Vec::new(),
+            revoked,
+            capability_key: self.group_key().map(|k| k.public()),
+            resync: true,
         }
     }
 }
@@ -259,6 +302,7 @@ impl Handler<Confirmed> for Supervisor {
         if confirmed && caught_up_leader(&self.raft.metrics().borrow()) {
             tracing::info!(head = %self.id.short(), "head leader: placement supervisor active");
             self.leases.became_leader(Instant::now());
+            self.reported.clear();
             self.deliveries().clear();
         }
     }

@@ -289,7 +289,7 @@ async fn lookups(driver: &Node, control: &Control, spawns: usize) -> Result<(f64
 }
 
 /// The head leader, as the heads say.
-async fn leader(control: &Control) -> Result<swarm::NodeId> {
+pub(super) async fn leader(control: &Control) -> Result<swarm::NodeId> {
     control
         .head_status()
         .await
@@ -366,7 +366,10 @@ async fn concurrent_lookups(
 
 /// SIGKILL the ledger's process; seconds until it answers again. The
 /// process is started again afterwards.
-async fn crash_failover(cluster: &mut LocalCluster, ledger: &Named<Ledger>) -> Result<f64> {
+pub(super) async fn crash_failover(
+    cluster: &mut LocalCluster,
+    ledger: &Named<Ledger>,
+) -> Result<f64> {
     let at = ledger.send(Deposit(0)).await?.node;
     let i = cluster
         .nodes
