@@ -65,12 +65,17 @@ impl Reported {
             }
             return Err(Refusal::Stale);
         }
-        let mut running = match (report.base, held) {
-            (None, _) => BTreeMap::new(),
-            (Some(base), Some(h)) if h.session == report.session && h.seq == base => {
-                h.running.clone()
-            }
+        let onto_held = match (report.base, held) {
+            (None, _) => false,
+            (Some(base), Some(h)) if h.session == report.session && h.seq == base => true,
             (Some(_), _) => return Err(Refusal::Resync),
+        };
+        // A delta edits the held list in place (no copy per renewal); every
+        // path below either stores the result or drops the node's record.
+        let mut running = if onto_held {
+            self.nodes.remove(&node).map(|h| h.running).unwrap_or_default()
+        } else {
+            BTreeMap::new()
         };
         for name in &report.gone {
             running.remove(name);
@@ -112,8 +117,12 @@ fn list(running: &BTreeMap<String, (u64, bool)>) -> Vec<Running> {
         .collect()
 }
 
-/// The most head-placed actors one node may report running.
-pub(crate) const MAX_RUNNING: usize = 1 << 16;
+/// The most head-placed actors one node may report running: a bound on
+/// what one node's reports make the leader hold (about 60 MiB at most),
+/// not a quota. Placement does not know it, so it is far above what a
+/// node hosts (a million actors over six nodes is 170,000 each); a node
+/// refused for it loses its lease and its actors move.
+pub(crate) const MAX_RUNNING: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {
