@@ -73,7 +73,10 @@ impl Reported {
         // A delta edits the held list in place (no copy per renewal); every
         // path below either stores the result or drops the node's record.
         let mut running = if onto_held {
-            self.nodes.remove(&node).map(|h| h.running).unwrap_or_default()
+            self.nodes
+                .remove(&node)
+                .map(|h| h.running)
+                .unwrap_or_default()
         } else {
             BTreeMap::new()
         };

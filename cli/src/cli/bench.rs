@@ -298,19 +298,6 @@ fn simulate(
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mb_per_s_counts_a_megabyte_as_a_million_bytes() {
-        assert_eq!(mb_per_s(1_000_000, 1.0), 1.0);
-        // 64 MiB in one second is 67.1 MB/s, not 64.
-        assert!((mb_per_s(64 << 20, 1.0) - 67.108_864).abs() < 1e-9);
-        assert_eq!(mb_per_s(3_000_000, 0.5), 6.0);
-    }
-}
-
 /// The running `swarm` binary, which the benches start as node processes.
 fn exe() -> Result<std::path::PathBuf> {
     std::env::current_exe().context("cannot find the swarm binary")
@@ -324,4 +311,17 @@ fn emit<R: serde::Serialize>(json: bool, report: &R, table: impl FnOnce() -> Str
         print!("{}", table());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mb_per_s_counts_a_megabyte_as_a_million_bytes() {
+        assert_eq!(mb_per_s(1_000_000, 1.0), 1.0);
+        // 64 MiB in one second is 67.1 MB/s, not 64.
+        assert!((mb_per_s(64 << 20, 1.0) - 67.108_864).abs() < 1e-9);
+        assert_eq!(mb_per_s(3_000_000, 0.5), 6.0);
+    }
 }

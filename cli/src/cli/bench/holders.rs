@@ -35,7 +35,11 @@ pub(crate) struct HoldersReport {
     pub(crate) heads: usize,
     pub(crate) workers: usize,
     pub(crate) holders: usize,
-    /// Seconds from the first holder's start until every one held a lease.
+    /// Holders that had held a lease when the ramp-up ended (all, or as
+    /// many as held by its deadline: 60 s + 20 ms per holder).
+    pub(crate) holding: usize,
+    /// Seconds from the first holder's start until every one held a
+    /// lease (or until the deadline, if not every one did).
     pub(crate) all_holding_s: f64,
     /// Seconds the CPU and the renewals were measured over.
     pub(crate) window_s: f64,
@@ -61,7 +65,7 @@ impl HoldersReport {
     pub(crate) fn table(&self) -> String {
         format!(
             "control plane under lease holders: {} heads, {} workers (processes), {} holders (mesh-only nodes in this process)\n\
-             all_holding_s            {:>10.2}   (until every holder held a lease)\n\
+             all_holding_s            {:>10.2}   ({} of {} held a lease by then)\n\
              renewals_per_s           {:>10.0}   (grants, {:.0} s window)\n\
              leader_cpu_pct           {:>10.1}   (the head leader's process, % of one core; target < 25)\n\
              renewal_us_p50           {:>10.0}\n\
@@ -73,6 +77,8 @@ impl HoldersReport {
             self.workers,
             self.holders,
             self.all_holding_s,
+            self.holding,
+            self.holders,
             self.renewals_per_s,
             self.window_s,
             self.leader_cpu_pct,
@@ -128,17 +134,13 @@ pub(crate) fn run(exe: &std::path::Path, holders: usize, runs: usize) -> Result<
         }
         let deadline =
             Instant::now() + Duration::from_secs(60) + Duration::from_millis(holders as u64 * 20);
-        while shared.holding.load(Ordering::Relaxed) < holders {
-            if Instant::now() > deadline {
-                anyhow::bail!(
-                    "only {} of {holders} holders held a lease after {:.0} s",
-                    shared.holding.load(Ordering::Relaxed),
-                    started.elapsed().as_secs_f64()
-                );
-            }
+        // Measures whoever holds by the deadline, and says how many: a
+        // shortfall is a figure too, not a reason to print nothing.
+        while shared.holding.load(Ordering::Relaxed) < holders && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let all_holding_s = started.elapsed().as_secs_f64();
+        let holding = shared.holding.load(Ordering::Relaxed);
         // Two leases, so the renewals settle into their interval.
         tokio::time::sleep(Duration::from_secs(6)).await;
 
@@ -173,6 +175,7 @@ pub(crate) fn run(exe: &std::path::Path, holders: usize, runs: usize) -> Result<
             heads: 3,
             workers: 2,
             holders,
+            holding,
             all_holding_s,
             window_s: window,
             renewals_per_s: renewals as f64 / window,
