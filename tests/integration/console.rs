@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{admin_code, exe, scratch};
+use crate::util::{admin_code, exe, poll_until, scratch};
 
 /// Runs `swarm console` as the driver (roles worker and operator: no
 /// second factor), or as the admin operator with its current TOTP code (a
@@ -44,28 +44,27 @@ fn the_console_joins_every_members_own_snapshot_once_as_json_or_a_table() {
 
     // The head group forms and the members' leases carry the session key:
     // poll until every member answers.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let nodes = loop {
+    let mut last = None;
+    let nodes = poll_until(Duration::from_secs(60), Duration::from_millis(200), || {
         let out = console(&cluster, false, &["--once", "nodes", "--json"]);
-        if out.status.success() {
-            let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            let answered = nodes
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|n| n["local"].is_object());
-            if nodes.as_array().unwrap().len() == 3 && answered {
-                break nodes;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
+        let answered = out
+            .status
+            .success()
+            .then(|| serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap());
+        last = Some(out);
+        answered.filter(|nodes| {
+            let rows = nodes.as_array().unwrap();
+            rows.len() == 3 && rows.iter().all(|n| n["local"].is_object())
+        })
+    })
+    .unwrap_or_else(|| {
+        let out = last.expect("the console ran at least once");
+        panic!(
             "not every member answered: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+        )
+    });
     let names: Vec<&str> = nodes
         .as_array()
         .unwrap()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use swarm_cli::local::LocalCluster;
 
 use crate::admin_api::{set_password, PASSWORD};
-use crate::util::{admin_code_in, exe, scratch, swarm_json};
+use crate::util::{admin_code_in, exe, poll_until, scratch, swarm_json};
 
 /// An HTTPS client that trusts the cluster's admin CA and connects from
 /// `source` (any 127.x.y.z reaches a listener on 127.0.0.1).
@@ -83,15 +83,12 @@ fn heads(cluster: &LocalCluster, seed: &str) -> Vec<serde_json::Value> {
 
 /// The leader's row, once one head reports itself the leader (30 s).
 fn leader(cluster: &LocalCluster, seed: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let rows = heads(cluster, seed);
-        if let Some(row) = rows.iter().find(|h| h["role"] == "leader") {
-            return row.clone();
-        }
-        assert!(Instant::now() < deadline, "no leader: {rows:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut rows = Vec::new();
+    poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        rows = heads(cluster, seed);
+        rows.iter().find(|h| h["role"] == "leader").cloned()
+    })
+    .unwrap_or_else(|| panic!("no leader: {rows:?}"))
 }
 
 /// The audit records of every listed head (their sealed audit logs).
@@ -108,17 +105,16 @@ fn audit(cluster: &LocalCluster, heads: &[&str]) -> Vec<serde_json::Value> {
 /// Polls the heads' audit logs until a refused password login records
 /// `detail` (10 s).
 fn audited(cluster: &LocalCluster, heads: &[&str], detail: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = audit(cluster, heads).iter().any(|r| {
-            r["tag"] == "swarm.LoginPassword"
-                && r["detail"].as_str().is_some_and(|d| d.contains(detail))
-        });
-        if found || Instant::now() >= deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    poll_until(Duration::from_secs(10), Duration::from_millis(200), || {
+        audit(cluster, heads)
+            .iter()
+            .any(|r| {
+                r["tag"] == "swarm.LoginPassword"
+                    && r["detail"].as_str().is_some_and(|d| d.contains(detail))
+            })
+            .then_some(())
+    })
+    .is_some()
 }
 
 /// What a flood did.

@@ -190,7 +190,9 @@ async fn place(node: &Node, name: &str, on: &str, within: Duration) -> Value {
     };
     let deadline = tokio::time::Instant::now() + within;
     let mut hard = true;
+    let mut poll = tokio::time::interval(Duration::from_millis(100));
     loop {
+        poll.tick().await;
         let outcome = if hard {
             match control.spawn(spawn(true)).await {
                 Ok(_) => control.stop(name).await.map(|()| None),
@@ -208,7 +210,7 @@ async fn place(node: &Node, name: &str, on: &str, within: Duration) -> Value {
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 break json!({"error": e.to_string()});
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) => {}
         }
     }
 }
