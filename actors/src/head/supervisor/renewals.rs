@@ -106,13 +106,7 @@ impl Supervisor {
         let mut deliveries = lock(&self.deliveries);
         let (index, plan, start, revoked) = self.read(|m| {
             let index = m.last_applied.map_or(0, |l| l.index);
-            let revoked: Vec<u64> = m
-                .state
-                .revoked()
-                .iter()
-                .skip(renew.revoked_known)
-                .map(|(serial, _)| *serial)
-                .collect();
+            let revoked = revoked_since(&m.state, renew.revoked_known);
             let plan = reconcile::plan(
                 &m.state,
                 renew.node,
@@ -191,13 +185,7 @@ impl Supervisor {
     /// (and the revocations the node lacks, the capability key).
     fn lease_only(&self, renew: &Renew) -> Grant {
         let (index, revoked) = self.read(|m| {
-            let revoked = m
-                .state
-                .revoked()
-                .iter()
-                .skip(renew.revoked_known)
-                .map(|(serial, _)| *serial)
-                .collect();
+            let revoked = revoked_since(&m.state, renew.revoked_known);
             (m.last_applied.map_or(0, |l| l.index), revoked)
         });
         Grant {
@@ -306,4 +294,14 @@ impl Handler<Confirmed> for Supervisor {
             self.deliveries().clear();
         }
     }
+}
+
+/// The serials revoked after the first `known` the node already has.
+fn revoked_since(state: &crate::head::state::ControlState, known: usize) -> Vec<u64> {
+    state
+        .revoked()
+        .iter()
+        .skip(known)
+        .map(|(serial, _)| *serial)
+        .collect()
 }
