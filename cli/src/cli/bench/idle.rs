@@ -49,19 +49,11 @@ pub(crate) struct RoleIdle {
     pub(crate) role: String,
     /// Processes averaged.
     pub(crate) processes: usize,
-    /// CPU of all threads, percent of one core.
-    pub(crate) cpu_pct: f64,
-    /// Context switches (voluntary and not, all threads) per second: how
-    /// often the process wakes up.
-    pub(crate) wakeups_per_s: f64,
-    /// Resident memory, MiB.
-    pub(crate) rss_mib: f64,
-    /// Resident anonymous memory (the node's own), MiB.
-    pub(crate) anon_mib: f64,
-    /// Proportional set size, MiB.
-    pub(crate) pss_mib: f64,
-    /// Threads.
-    pub(crate) threads: f64,
+    /// CPU of all threads (percent of one core), context switches per
+    /// second (how often it wakes up), RSS, RssAnon (the node's own), PSS
+    /// and threads: the same fields as `swarm bench membership` reports.
+    #[serde(flatten)]
+    pub(crate) usage: Usage,
 }
 
 impl IdleReport {
@@ -88,12 +80,12 @@ impl IdleReport {
                 "  {:<28} {:>5} {:>9.4} {:>10.1} {:>8.1} {:>8.2} {:>8.2} {:>7.1}\n",
                 r.role,
                 r.processes,
-                r.cpu_pct,
-                r.wakeups_per_s,
-                r.rss_mib,
-                r.anon_mib,
-                r.pss_mib,
-                r.threads
+                r.usage.cpu_pct,
+                r.usage.wakeups_per_s,
+                r.usage.rss_mib,
+                r.usage.anon_mib,
+                r.usage.pss_mib,
+                r.usage.threads
             ));
         }
         out
@@ -157,7 +149,7 @@ impl Sample {
 }
 
 /// What one process cost between two samples (memory as of the later).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub(crate) struct Usage {
     /// CPU, percent of one core.
     pub(crate) cpu_pct: f64,
@@ -286,12 +278,7 @@ pub(crate) fn run(exe: &Path, members: usize, idle: Duration) -> Result<IdleRepo
             rows.push(RoleIdle {
                 role: (*role).to_owned(),
                 processes: of_role.len(),
-                cpu_pct: mean.cpu_pct,
-                wakeups_per_s: mean.wakeups_per_s,
-                rss_mib: mean.rss_mib,
-                anon_mib: mean.anon_mib,
-                pss_mib: mean.pss_mib,
-                threads: mean.threads,
+                usage: mean,
             });
         }
         Ok::<_, anyhow::Error>(IdleReport {
