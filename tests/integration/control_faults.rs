@@ -41,7 +41,7 @@ fn cut(faults: &[Arc<Faults>], nodes: &[TestNode], a: usize, others: &[usize], o
 }
 
 /// Whether `node` runs `name` (asked of its own host, locally).
-async fn runs(node: &Node, name: &str) -> bool {
+pub(crate) async fn runs(node: &Node, name: &str) -> bool {
     let host = node.remote::<Host>(node.id(), HOST_ACTOR);
     host.send(ListActors)
         .await
@@ -189,7 +189,7 @@ async fn the_minority_side_of_a_head_partition_places_nothing() {
 }
 
 /// The index of the head whose row says it leads, once exactly one does.
-async fn leader_of(control: &Control, nodes: &[TestNode]) -> usize {
+pub(crate) async fn leader_of(control: &Control, nodes: &[TestNode]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut poll = tokio::time::interval(Duration::from_millis(50));
     loop {

@@ -11,16 +11,16 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::Arbiter;
-use swarm::control::{Control, ControlError, LeaseHolder};
+use swarm::control::{ControlError, LeaseHolder};
 use swarm::credentials::Throwaway;
-use swarm::supervision::{Host, ListActors, HOST_ACTOR};
 use swarm::{Faults, Node};
 use swarm_cli::demo::Deposit;
 
-use crate::util::{config_with_roles, control_cluster, eventually, ledger_on, scratch, TestNode};
+use crate::control_faults::{leader_of, runs};
+use crate::util::{config_with_roles, control_cluster, eventually, ledger_on, scratch};
 
 #[actix_rt::test]
 async fn hundreds_of_lease_holders_all_hold_leases_and_keep_renewing() {
@@ -162,31 +162,4 @@ async fn grants_lost_on_the_way_lose_no_stop_the_leader_took_meanwhile() {
 /// A mesh-only node's configuration with its own worker certificate.
 fn holder_config(ca: &Throwaway, i: usize) -> swarm::MeshConfig {
     config_with_roles(ca, &format!("holder{i}"), &["worker"])
-}
-
-/// Whether `node` runs `name` (asked of its own host, locally).
-async fn runs(node: &Node, name: &str) -> bool {
-    let host = node.remote::<Host>(node.id(), HOST_ACTOR);
-    host.send(ListActors)
-        .await
-        .is_ok_and(|rows| rows.iter().any(|r| r.name == name && r.state == "running"))
-}
-
-/// The index of the head whose row says it leads, once exactly one does.
-async fn leader_of(control: &Control, nodes: &[TestNode]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut poll = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        poll.tick().await;
-        let leaders: Vec<_> = control
-            .head_status()
-            .await
-            .into_iter()
-            .filter_map(|(node, row)| row.ok().filter(|r| r.role == "leader").map(|_| node))
-            .collect();
-        if let [leader] = leaders.as_slice() {
-            return nodes.iter().position(|n| n.node.id() == *leader).unwrap();
-        }
-        assert!(Instant::now() < deadline, "no single head leader");
-    }
 }
