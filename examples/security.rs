@@ -13,10 +13,10 @@
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use swarm::control::HeadConfig;
+use swarm::control::{ControlError, HeadConfig};
 use swarm::credentials::{Keyring, Throwaway, Unlock};
 use swarm::policy::{Policy, PolicyFile, Rule};
-use swarm::{AskError, ClusterConfig, MeshConfig, Node};
+use swarm::{AskError, ClusterConfig, LoginError, MeshConfig, Node};
 use swarm_protocol::sealed::keyring::KdfParams;
 
 /// A billing service: answers the price of an item.
@@ -126,7 +126,9 @@ async fn main() {
     loop {
         match alice.login(member, &code).await {
             Ok(_) => break,
-            Err(e) if !e.to_string().contains("TOTP code") => {
+            // Not yet decided (no head leads yet): try again. A refusal of
+            // the code itself ends it.
+            Err(e) if !matches!(e, LoginError::Refused(ControlError::Login(_))) => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("{e}"),

@@ -62,7 +62,7 @@ use swarm_protocol::NodeId;
 
 pub use crate::head::wire::{
     ActorSpec, ControlError, DrainOutcome, DrainReport, DrainedActor, GroupRefusal, HeadRow,
-    Located, PlacedPage, PlacedRow, CONTROL_ACTOR, MAX_REPORTED,
+    Located, LoginRefusal, PlacedPage, PlacedRow, CONTROL_ACTOR, MAX_REPORTED,
 };
 pub use crate::head::{HeadConfig, Plain, Seal, DEFAULT_LOGIN_POOL};
 #[doc(hidden)]

@@ -4,6 +4,7 @@
 //! once, within ±1 step; five failures lock the operator (and its
 //! address) out; the session is presented on every link opened after.
 
+use swarm::control::{ControlError, LoginRefusal};
 use swarm::supervision::{Host, ListActors, HOST_ACTOR};
 use swarm::{AskError, LoginError};
 use swarm_actors::cluster::{ClusterAgent, ListMembers, CLUSTER_ACTOR};
@@ -12,11 +13,24 @@ use std::time::Duration;
 
 use crate::util::{config_with_roles, control_cluster, eventually, scratch, start, totp_code};
 
-fn refused(r: Result<swarm::operators::Capability, LoginError>) -> String {
+/// Why the head refused a login (the type a caller branches on).
+fn refused(r: Result<swarm::operators::Capability, LoginError>) -> LoginRefusal {
     match r {
-        Err(LoginError::Refused(e)) => e.to_string(),
+        Err(LoginError::Refused(ControlError::Login(why))) => why,
         other => panic!("expected a refused login, got {other:?}"),
     }
+}
+
+/// A login the head group, still forming, could not decide yet.
+fn undecided(r: &Result<swarm::operators::Capability, LoginError>) -> bool {
+    matches!(
+        r,
+        Err(LoginError::Refused(
+            ControlError::NoHead { .. }
+                | ControlError::NoQuorum { .. }
+                | ControlError::NotLeader { .. }
+        ))
+    )
 }
 
 #[actix_rt::test]
@@ -51,18 +65,21 @@ async fn totp_logins_are_checked_once_within_the_skew_and_locked_out_after_five_
             + 1)
             % 1_000_000
     );
-    let wait_for_heads =
-        |r: &str| r.contains("no head") || r.contains("quorum") || r.contains("leader");
-    let mut reason = refused(alice.node.login(member, &wrong).await);
+    let mut first = alice.node.login(member, &wrong).await;
     // The head group may still be forming at the first attempt.
-    while wait_for_heads(&reason) {
-        reason = refused(alice.node.login(member, &wrong).await);
+    while undecided(&first) {
+        first = alice.node.login(member, &wrong).await;
     }
-    assert!(reason.contains("wrong TOTP code (4 more"), "{reason}");
+    let reason = refused(first);
+    assert_eq!(reason, LoginRefusal::WrongCode { left: 4 });
+    assert!(
+        reason.to_string().contains("wrong TOTP code (4 more"),
+        "{reason}"
+    );
     let old = swarm::operators::code_at(&seed, now - 2 * swarm::operators::STEP);
     if old != swarm::operators::code_at(&seed, now) {
         let reason = refused(alice.node.login(member, &old).await);
-        assert!(reason.contains("wrong TOTP code (3 more"), "{reason}");
+        assert_eq!(reason, LoginRefusal::WrongCode { left: 3 });
     }
 
     // The right code works once; the session reaches other nodes' links.
@@ -89,22 +106,24 @@ async fn totp_logins_are_checked_once_within_the_skew_and_locked_out_after_five_
         .await
     );
     let reason = refused(alice.node.login(member, &code).await);
-    assert!(reason.contains("used already"), "{reason}");
+    assert_eq!(reason, LoginRefusal::CodeUsed);
 
     // Brute force: five failures in a row lock the operator out; then even
     // the right code is refused.
     let bob_config = config_with_roles(&ca, "bob", &["operator"]);
     let bob = start(bob_config.clone()).await;
-    let mut last = String::new();
+    let mut last = None;
     for guess in 0..5u32 {
-        last = refused(bob.node.login(member, &format!("{guess:06}")).await);
+        last = Some(refused(
+            bob.node.login(member, &format!("{guess:06}")).await,
+        ));
     }
     assert!(
-        last.contains("locked out after too many failed logins"),
-        "{last}"
+        matches!(last, Some(LoginRefusal::LockedOut { retry_after_s }) if retry_after_s >= 1),
+        "{last:?}"
     );
     let reason = refused(bob.node.login(member, &totp_code(&ca, &bob_config)).await);
-    assert!(reason.contains("locked out"), "{reason}");
+    assert!(matches!(reason, LoginRefusal::LockedOut { .. }), "{reason}");
     // The lockout is bob's certificate's alone: another operator from the
     // same address logs in (failures there need bob's private key, so
     // nobody else can lock carol out through them).

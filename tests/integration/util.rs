@@ -241,7 +241,10 @@ pub async fn operator(
             Ok(_) => break,
             Err(e)
                 if tokio::time::Instant::now() < deadline
-                    && !e.to_string().contains("TOTP code") => {}
+                    && !matches!(
+                        e,
+                        swarm::LoginError::Refused(swarm::control::ControlError::Login(_))
+                    ) => {}
             Err(e) => panic!("{name} did not log in: {e}"),
         }
     }

@@ -18,10 +18,21 @@ pub enum LoginError {
     /// The member did not answer.
     #[error(transparent)]
     Ask(#[from] AskError),
-    /// The head refused the code (wrong, used already, locked out); its
-    /// reason is printed in the message, not again as the source.
-    #[error("login refused: {0}")]
+    /// The head refused the login ([`ControlError::Login`] says why: a
+    /// wrong or used code, a lockout, a revoked certificate) or could not
+    /// decide it (no quorum, no head); its reason is printed in the
+    /// message, not again as the source.
+    #[error("{}", refused(.0))]
     Refused(ControlError),
+}
+
+/// A refused login's message: the head's refusal says "login refused"
+/// itself; other errors are prefixed with it.
+fn refused(e: &ControlError) -> String {
+    match e {
+        ControlError::Login(_) => e.to_string(),
+        e => format!("login refused: {e}"),
+    }
 }
 
 impl From<ControlError> for LoginError {

@@ -191,6 +191,47 @@ pub enum ControlError {
         /// The most a node may report.
         limit: usize,
     },
+    /// The head leader refused an operator's login, and why (as much as
+    /// an operator may know: a password login never says which part was
+    /// wrong).
+    #[error("login refused: {0}")]
+    Login(LoginRefusal),
+}
+
+/// Why the head leader refused an operator's login: what a caller
+/// branches on (try the next code, wait out a lockout, log in again
+/// later, configure the heads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginRefusal {
+    /// Not the operator's code of any step within the skew window.
+    #[error("wrong TOTP code ({left} more before a lockout)")]
+    WrongCode {
+        /// Failures left before a lockout.
+        left: u32,
+    },
+    /// The code's step was used already (each code logs in once).
+    #[error("this TOTP code was used already: wait for the next one")]
+    CodeUsed,
+    /// Locked out after too many failures: nothing is checked until then.
+    #[error("locked out after too many failed logins: try again in {retry_after_s} s")]
+    LockedOut {
+        /// Seconds until the lockout ends (at least 1).
+        retry_after_s: u64,
+    },
+    /// The operator's certificate is revoked.
+    #[error("this operator's certificate is revoked")]
+    Revoked,
+    /// The head leader holds no TOTP secret: nobody can log in.
+    #[error(
+        "the head leader holds no TOTP secret (`totp` in its [head] configuration): \
+         operators cannot log in"
+    )]
+    NoSecret,
+    /// A password login failed: wrong name, password or code, or a
+    /// lockout (which one is audited, never answered).
+    #[error("wrong name, password or TOTP code, or too many attempts (try again later)")]
+    Password,
 }
 
 /// Why a placement group refused a request.

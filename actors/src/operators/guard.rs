@@ -92,7 +92,8 @@ impl Lock {
 }
 
 /// Why a login was refused: what the audit records. Password logins are
-/// answered with [`PASSWORD_REFUSED`] whatever it was.
+/// answered with [`PASSWORD_REFUSED`] whatever it was (the control
+/// plane's `LoginRefusal::Password`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {

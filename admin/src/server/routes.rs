@@ -194,7 +194,7 @@ async fn login(
             tracing::warn!(operator = %name, %source, %reason, "admin API login refused");
             return error(StatusCode::UNAUTHORIZED, reason);
         }
-        Err(e @ ControlError::NotAnOperator) => {
+        Err(e @ (ControlError::NotAnOperator | ControlError::Login(_))) => {
             tracing::warn!(operator = %name, %source, "admin API login refused: {e}");
             return error(StatusCode::UNAUTHORIZED, e.to_string());
         }

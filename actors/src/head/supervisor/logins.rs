@@ -8,8 +8,8 @@
 //! the lockouts of its (name, source) and name, and a free slot of the
 //! bounded pool of password checks (else it is refused at once as busy).
 //! A name without a password is checked against a dummy hash of the same
-//! cost. Every refusal answers [`PASSWORD_REFUSED`]; the audit records
-//! what failed.
+//! cost. Every refusal answers [`LoginRefusal::Password`]; the audit
+//! records what failed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,9 +22,9 @@ use crate::audit::{AuditKind, AuditRecord};
 use crate::head::state::PasswordEntry;
 use crate::head::state::{Applied, Command};
 use crate::head::wire::operators::{Delegate, Operator, SetPassword, VerifyLogin, VerifyPassword};
-use crate::head::wire::ControlError;
+use crate::head::wire::{ControlError, LoginRefusal};
 use crate::operators::bucket::source_key;
-use crate::operators::guard::{Lock, Refusal, PASSWORD_REFUSED};
+use crate::operators::guard::{Lock, Refusal};
 use crate::operators::{self, Capability, Claims};
 
 /// A login's answer, to come.
@@ -63,9 +63,7 @@ impl Handler<Delegate> for Supervisor {
         }
         let serial = who.serial;
         if self.read(|m| m.state.revoked().iter().any(|(s, _)| *s == serial)) {
-            return Err(ControlError::Forbidden {
-                reason: "this operator's certificate is revoked".into(),
-            });
+            return Err(ControlError::Login(LoginRefusal::Revoked));
         }
         self.audit.record(|| AuditRecord {
             at_ms: operators::unix_ms(),
@@ -170,7 +168,6 @@ impl Supervisor {
         let audit = self.audit.clone();
         move |step| {
             Box::pin(async move {
-                let forbid = |reason: String| ControlError::Forbidden { reason };
                 match writes
                     .write(Command::TotpUsed {
                         serial: operator.serial,
@@ -182,7 +179,7 @@ impl Supervisor {
                     // Another login with this step committed first.
                     _ => {
                         audit.record(|| login_record(&operator, tag, Err(&Refusal::Replayed), ""));
-                        return Err(forbid(Refusal::Replayed.to_string()));
+                        return Err(ControlError::Login(told(&Refusal::Replayed)));
                     }
                 }
                 sign(key.as_ref(), term, operator, delegate)
@@ -262,7 +259,7 @@ impl Supervisor {
 
     /// A password login after its hash was checked (`password_ok`): the
     /// code, the guard's count, the audit record, the lockouts it decided
-    /// committed, then the capability or [`PASSWORD_REFUSED`].
+    /// committed, then the capability or [`LoginRefusal::Password`].
     fn finish_password(
         &mut self,
         msg: &VerifyPassword,
@@ -311,7 +308,7 @@ impl Supervisor {
             commit.await;
             let step = outcome.map_err(|_| refused())?;
             issue(step).await.map_err(|e| match e {
-                ControlError::Forbidden { .. } => refused(),
+                ControlError::Login(_) => refused(),
                 e => e,
             })
         })
@@ -330,8 +327,10 @@ impl Supervisor {
         if revoked || self.mesh.is_revoked(serial) {
             self.audit
                 .record(|| login_record(operator, "swarm.Login", Err(&Refusal::Revoked), ""));
-            let reason = "this operator's certificate is revoked".into();
-            return (Err(ControlError::Forbidden { reason }), Vec::new());
+            return (
+                Err(ControlError::Login(told(&Refusal::Revoked))),
+                Vec::new(),
+            );
         }
         if let Err(e) = self.leading() {
             return (Err(e), Vec::new());
@@ -374,9 +373,7 @@ impl Supervisor {
         });
         let checked = outcome.map_err(|refusal| {
             tracing::warn!(operator = %operator.name, source = %operator.source, %refusal, "operator login refused");
-            ControlError::Forbidden {
-                reason: refusal.to_string(),
-            }
+            ControlError::Login(told(&refusal))
         });
         (checked, decided)
     }
@@ -463,14 +460,24 @@ const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// The refusal of a password login, whatever failed.
 fn refused() -> ControlError {
-    ControlError::Forbidden {
-        reason: PASSWORD_REFUSED.into(),
-    }
+    ControlError::Login(LoginRefusal::Password)
 }
 
 fn no_totp() -> ControlError {
-    ControlError::Forbidden {
-        reason: "the head leader holds no TOTP secret (`totp` in its [head] configuration): operators cannot log in".into(),
+    ControlError::Login(LoginRefusal::NoSecret)
+}
+
+/// What an operator is told of a certificate login's refusal (a
+/// password login is told [`LoginRefusal::Password`] whatever it was).
+fn told(refusal: &Refusal) -> LoginRefusal {
+    match refusal {
+        Refusal::Wrong { left } => LoginRefusal::WrongCode { left: *left },
+        Refusal::Replayed => LoginRefusal::CodeUsed,
+        Refusal::Locked(left) => LoginRefusal::LockedOut {
+            retry_after_s: left.as_secs().max(1),
+        },
+        Refusal::Revoked => LoginRefusal::Revoked,
+        _ => LoginRefusal::Password,
     }
 }
 
@@ -543,7 +550,7 @@ fn sign(
     delegate: Option<swarm_protocol::NodeId>,
 ) -> Result<Capability, ControlError> {
     let forbid = |reason: String| ControlError::Forbidden { reason };
-    let key = key.ok_or_else(|| forbid("this head holds no TOTP secret".into()))?;
+    let key = key.ok_or(ControlError::Login(LoginRefusal::NoSecret))?;
     let issued_ms = operators::unix_ms();
     let lifetime = u64::try_from(operators::SESSION.as_millis()).unwrap_or(u64::MAX);
     let claims = Claims {
@@ -558,4 +565,42 @@ fn sign(
         delegate,
     };
     key.sign(&claims).map_err(|e| forbid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::operators::guard::PASSWORD_REFUSED;
+
+    #[test]
+    fn a_certificate_login_is_told_its_cause_and_a_password_login_never_which_part_failed() {
+        assert_eq!(
+            told(&Refusal::Wrong { left: 3 }),
+            LoginRefusal::WrongCode { left: 3 }
+        );
+        assert_eq!(told(&Refusal::Replayed), LoginRefusal::CodeUsed);
+        assert_eq!(
+            told(&Refusal::Locked(Duration::from_millis(300))),
+            LoginRefusal::LockedOut { retry_after_s: 1 }
+        );
+        assert_eq!(told(&Refusal::Revoked), LoginRefusal::Revoked);
+        for hidden in [
+            Refusal::WrongPassword,
+            Refusal::UnknownName,
+            Refusal::Malformed,
+        ] {
+            assert_eq!(told(&hidden), LoginRefusal::Password, "{hidden}");
+        }
+        // The admin API answers a refused password login with this text
+        // whether the head or the API itself refused it.
+        assert_eq!(refused().to_string(), PASSWORD_REFUSED);
+        // The login's error says "login refused" once.
+        let e = crate::control::LoginError::Refused(ControlError::Login(LoginRefusal::CodeUsed));
+        assert_eq!(
+            e.to_string(),
+            "login refused: this TOTP code was used already: wait for the next one"
+        );
+    }
 }
