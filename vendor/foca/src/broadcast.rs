@@ -2,7 +2,6 @@
  * License, v. 2.0. If a copy of the MPL was not distributed with this
  * file, You can obtain one at https://mozilla.org/MPL/2.0/. */
 use alloc::vec::Vec;
-use core::cmp::Ordering;
 
 use bytes::BufMut;
 
@@ -104,17 +103,43 @@ impl Invalidates for &[u8] {
     }
 }
 
+// Swarm patch (see PATCH.md): the items live in a slab (`slots`, with a
+// free list) and the heap orders 8-byte keys, (remaining_tx, len, slot),
+// largest first: the order is upstream's (more transmissions left first,
+// then longer first; ties unordered), but a pop moves 8 bytes per level
+// instead of a whole entry, and a short item is stored inline instead of
+// in its own allocation.
 pub(crate) struct Broadcasts<V> {
-    flip: alloc::collections::BinaryHeap<Entry<V>>,
-    flop: alloc::collections::BinaryHeap<Entry<V>>,
-    // Swarm patch (see PATCH.md): no item in `flip` is shorter than this,
-    // so `fill` stops once the buffer cannot take the shortest one.
+    slots: Vec<Option<Entry<V>>>,
+    free: Vec<u32>,
+    heap: alloc::collections::BinaryHeap<u64>,
+    // Keys taken by the `fill` under way, pushed back when it ends (an
+    // item goes at most once into one message).
+    flop: Vec<u64>,
+    // No item in the backlog is shorter than this, so `fill` stops once
+    // the buffer cannot take the shortest one.
     min_len: usize,
-    // Swarm patch: with a key hash (items that invalidate each other
-    // hash alike), how many items in `flip` have each hash, so that
-    // `add_or_replace` scans the backlog only when one might be replaced.
+    // With a key hash (items that invalidate each other hash alike), how
+    // many items have each hash, so that `add_or_replace` scans the
+    // backlog only when one might be replaced.
     key_hash: Option<fn(&V) -> u64>,
     counts: alloc::collections::BTreeMap<u64, u32>,
+}
+
+const SLOT_BITS: u32 = 32;
+const LEN_BITS: u32 = 16;
+
+fn heap_key(remaining_tx: usize, len: usize, slot: u32) -> u64 {
+    let len = len.min((1 << LEN_BITS) - 1) as u64;
+    ((remaining_tx as u64) << (SLOT_BITS + LEN_BITS)) | (len << SLOT_BITS) | u64::from(slot)
+}
+
+fn remaining_of(key: u64) -> usize {
+    (key >> (SLOT_BITS + LEN_BITS)) as usize
+}
+
+fn slot_of(key: u64) -> usize {
+    (key & ((1 << SLOT_BITS) - 1)) as usize
 }
 
 impl<T> Broadcasts<T>
@@ -123,8 +148,10 @@ where
 {
     pub(crate) fn new() -> Self {
         Self {
-            flip: Default::default(),
-            flop: Default::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            heap: Default::default(),
+            flop: Vec::new(),
             min_len: usize::MAX,
             key_hash: None,
             counts: Default::default(),
@@ -140,7 +167,7 @@ where
         }
     }
 
-    // Swarm patch: bookkeeping of `counts` when an item leaves `flip`.
+    // Swarm patch: bookkeeping of `counts` when an item leaves.
     fn forget(counts: &mut alloc::collections::BTreeMap<u64, u32>, hash: u64) {
         if let alloc::collections::btree_map::Entry::Occupied(mut count) = counts.entry(hash) {
             *count.get_mut() -= 1;
@@ -150,44 +177,81 @@ where
         }
     }
 
+    // Swarm patch: frees the slot of an item that left the backlog.
+    fn release(&mut self, slot: usize) -> Option<Entry<T>> {
+        let entry = self.slots.get_mut(slot)?.take();
+        self.free.push(slot as u32);
+        entry
+    }
+
     pub(crate) fn len(&self) -> usize {
-        self.flip.len()
+        self.heap.len()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.flip.is_empty()
+        self.heap.is_empty()
     }
 
     pub(crate) fn add_or_replace(&mut self, item: T, data: Vec<u8>, max_tx: usize) {
         debug_assert!(max_tx > 0);
         // Swarm patch: skip the scan when no item can be invalidated.
-        match self.key_hash {
+        let scan = match self.key_hash {
             Some(key_hash) => {
                 let hash = key_hash(&item);
-                if self.counts.contains_key(&hash) {
-                    let counts = &mut self.counts;
-                    self.flip.retain(|node| {
-                        let keep = !item.invalidates(&node.item);
-                        if !keep {
-                            Self::forget(counts, key_hash(&node.item));
-                        }
-                        keep
-                    });
-                }
+                let scan = self.counts.contains_key(&hash);
                 *self.counts.entry(hash).or_insert(0) += 1;
+                scan
             }
-            None => self.flip.retain(|node| !item.invalidates(&node.item)),
+            None => true,
+        };
+        if scan {
+            let (slots, free, counts, key_hash) =
+                (&mut self.slots, &mut self.free, &mut self.counts, self.key_hash);
+            self.heap.retain(|&key| {
+                let at = slot_of(key);
+                let Some(Some(entry)) = slots.get(at) else {
+                    return false;
+                };
+                if !item.invalidates(&entry.item) {
+                    return true;
+                }
+                if let Some(key_hash) = key_hash {
+                    Self::forget(counts, key_hash(&entry.item));
+                }
+                slots[at] = None;
+                free.push(at as u32);
+                false
+            });
         }
-        self.min_len = self.min_len.min(data.len());
-        self.flip.push(Entry {
-            remaining_tx: max_tx,
+        let len = data.len();
+        self.min_len = self.min_len.min(len);
+        let entry = Entry {
+            data: Data::new(data),
             item,
-            data,
-        });
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(entry);
+                slot
+            }
+            None => {
+                // Grow by an eighth, not double (a simulation holds
+                // thousands of backlogs).
+                if self.slots.len() == self.slots.capacity() {
+                    self.slots.reserve_exact(self.slots.len() / 8 + 4);
+                }
+                self.slots.push(Some(entry));
+                debug_assert!(self.slots.len() <= 1 << SLOT_BITS);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.heap.push(heap_key(max_tx, len, slot));
     }
 
-    pub(crate) fn fill(&mut self, mut buffer: impl BufMut, max_items: usize) -> usize {
-        if self.flip.is_empty() {
+    // Swarm patch: the common loop of `fill` and `fill_with_len_prefix`;
+    // `prefix` is 2 when each item is preceded by its length.
+    fn fill_impl(&mut self, mut buffer: impl BufMut, max_items: usize, prefix: usize) -> usize {
+        if self.heap.is_empty() {
             return 0;
         }
         debug_assert!(self.flop.is_empty());
@@ -195,116 +259,101 @@ where
         let mut num_taken = 0;
         let mut remaining = max_items;
 
-        // Swarm patch: stop once not even the shortest item fits.
-        while buffer.has_remaining_mut() && buffer.remaining_mut() >= self.min_len && remaining > 0 {
-            let Some(mut node) = self.flip.pop() else {
-                break;
-            };
-            debug_assert!(node.remaining_tx > 0);
-
-            if buffer.remaining_mut() >= node.data.len() {
-                num_taken += 1;
-                remaining -= 1;
-
-                buffer.put_slice(&node.data);
-                node.remaining_tx -= 1;
-            }
-
-            if node.remaining_tx > 0 {
-                self.flop.push(node);
-            } else if let Some(key_hash) = self.key_hash {
-                // Swarm patch: the item is done.
-                Self::forget(&mut self.counts, key_hash(&node.item));
-            }
-        }
-
-        self.flip.append(&mut self.flop);
-        if self.flip.is_empty() {
-            self.min_len = usize::MAX;
-        }
-
-        num_taken
-    }
-
-    pub(crate) fn fill_with_len_prefix(
-        &mut self,
-        mut buffer: impl BufMut,
-        max_items: usize,
-    ) -> usize {
-        if self.flip.is_empty() {
-            return 0;
-        }
-        debug_assert!(self.flop.is_empty());
-
-        let mut num_taken = 0;
-        let mut remaining = max_items;
-
-        // Swarm patch: stop once not even the shortest item fits.
+        // Stop once not even the shortest item fits.
         while buffer.has_remaining_mut()
-            && buffer.remaining_mut() >= self.min_len.saturating_add(2)
+            && buffer.remaining_mut() >= self.min_len.saturating_add(prefix)
             && remaining > 0
         {
-            let Some(mut node) = self.flip.pop() else {
+            let Some(key) = self.heap.pop() else {
                 break;
             };
-            debug_assert!(node.remaining_tx > 0);
+            let at = slot_of(key);
+            let mut remaining_tx = remaining_of(key);
+            debug_assert!(remaining_tx > 0);
+            let Some(Some(entry)) = self.slots.get(at) else {
+                continue;
+            };
+            let data = entry.data.as_slice();
 
-            if buffer.remaining_mut() >= node.data.len() + 2 {
+            if buffer.remaining_mut() >= data.len() + prefix {
                 num_taken += 1;
                 remaining -= 1;
 
-                debug_assert!(u16::try_from(node.data.len()).is_ok());
-                buffer.put_u16(node.data.len() as u16);
-                buffer.put_slice(&node.data);
-                node.remaining_tx -= 1;
+                if prefix > 0 {
+                    debug_assert!(u16::try_from(data.len()).is_ok());
+                    buffer.put_u16(data.len() as u16);
+                }
+                buffer.put_slice(data);
+                remaining_tx -= 1;
             }
 
-            if node.remaining_tx > 0 {
-                self.flop.push(node);
-            } else if let Some(key_hash) = self.key_hash {
-                // Swarm patch: the item is done.
-                Self::forget(&mut self.counts, key_hash(&node.item));
+            if remaining_tx > 0 {
+                self.flop.push(heap_key(remaining_tx, data.len(), at as u32));
+            } else if let Some(entry) = self.release(at) {
+                if let Some(key_hash) = self.key_hash {
+                    // The item is done.
+                    Self::forget(&mut self.counts, key_hash(&entry.item));
+                }
             }
         }
 
-        self.flip.append(&mut self.flop);
-        if self.flip.is_empty() {
+        self.heap.extend(self.flop.drain(..));
+        if self.heap.is_empty() {
             self.min_len = usize::MAX;
+            self.free.clear();
+            self.slots.clear();
+            if self.slots.capacity() > 64 {
+                self.slots.shrink_to_fit();
+                self.heap.shrink_to_fit();
+            }
         }
 
         num_taken
     }
+
+    pub(crate) fn fill(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
+        self.fill_impl(buffer, max_items, 0)
+    }
+
+    pub(crate) fn fill_with_len_prefix(&mut self, buffer: impl BufMut, max_items: usize) -> usize {
+        self.fill_impl(buffer, max_items, 2)
+    }
 }
 
-#[derive(Debug, Clone)]
+// Swarm patch: an item's bytes, inline when short (an update about an
+// IPv4 member is 34 bytes in Swarm's codec), boxed otherwise.
+const INLINE: usize = 38;
+
+enum Data {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Boxed(alloc::boxed::Box<[u8]>),
+}
+
+impl Data {
+    fn new(data: Vec<u8>) -> Self {
+        if data.len() <= INLINE {
+            let mut bytes = [0; INLINE];
+            bytes[..data.len()].copy_from_slice(&data);
+            Self::Inline {
+                len: data.len() as u8,
+                bytes,
+            }
+        } else {
+            Self::Boxed(data.into_boxed_slice())
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Self::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Self::Boxed(bytes) => bytes,
+        }
+    }
+}
+
 struct Entry<T> {
-    remaining_tx: usize,
-    // XXX could be Bytes, or keep a pool in parent
-    data: Vec<u8>,
-    // ignored for eq/ord. sorting is unstable
+    data: Data,
     item: T,
-}
-
-impl<T> PartialEq for Entry<T> {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl<T> Eq for Entry<T> {}
-
-impl<T> PartialOrd for Entry<T> {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl<T> Ord for Entry<T> {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.remaining_tx
-            .cmp(&other.remaining_tx)
-            .then_with(|| self.data.len().cmp(&other.data.len()))
-    }
 }
 
 #[cfg(test)]

@@ -1093,10 +1093,9 @@ where
         self.codec
             .encode_member(&member, &mut buf)
             .map_err(|e| Error::Encode(Box::new(e)))?;
-        // Swarm patch: the backlog keeps it; a ~35-byte update grown by
-        // doubling would hold 64. A copy of exact size (shrinking in place
-        // would leave a fragment behind).
-        Ok(buf.as_slice().to_vec())
+        // Swarm patch: the backlog copies a short update inline (see
+        // PATCH.md), so the buffer's own size does not matter.
+        Ok(buf)
     }
 
     fn reset(&mut self) {
