@@ -2,7 +2,7 @@
 //! node reports (foca's alive and down, plus suspicion and leaving, which
 //! foca does not report) and when it last changed.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -55,7 +55,7 @@ pub struct MemberInfo {
     pub since: Duration,
 }
 
-/// 40 bytes per member: a 10,000-node simulation holds 10⁸ of them.
+/// A member's record without its address (the row holds that).
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     node: NodeId,
@@ -92,55 +92,136 @@ fn ms(now: Duration) -> u64 {
     u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// One member: 72 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    addr: SocketAddr,
+    slot: Slot,
+}
+
+/// The member table: rows in a list, found through an open-addressing
+/// index of positions (linear probing, at most 3/4 full, 4 bytes a slot:
+/// position + 1, 0 for empty). About 80 bytes a member, where a
+/// `HashMap<SocketAddr, Slot>` took 72-byte buckets at a load of 0.44 to
+/// 0.88 (~150 bytes at 1,000 members): a 10,000-node simulation holds 10⁸
+/// members. The hash is SipHash with this table's own random keys, so
+/// crafted addresses cannot aim at one probe run.
 #[derive(Debug, Default)]
 pub(super) struct Table {
-    slots: HashMap<SocketAddr, Slot>,
+    rows: Vec<Row>,
+    index: Vec<u32>,
+    hasher: RandomState,
     active: usize,
     suspects: usize,
 }
 
 impl Table {
     pub(super) fn len(&self) -> usize {
-        self.slots.len()
+        self.rows.len()
     }
 
     pub(super) fn active(&self) -> usize {
         self.active
     }
 
+    /// The index slot where `addr` is, or the empty slot where it would go.
+    fn probe(&self, addr: &SocketAddr) -> Option<(usize, Option<usize>)> {
+        if self.index.is_empty() {
+            return None;
+        }
+        let mask = self.index.len() - 1;
+        let mut at = self.hasher.hash_one(addr) as usize & mask;
+        loop {
+            let entry = self.index[at];
+            if entry == 0 {
+                return Some((at, None));
+            }
+            let pos = entry as usize - 1;
+            if self.rows[pos].addr == *addr {
+                return Some((at, Some(pos)));
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    fn position(&self, addr: &SocketAddr) -> Option<usize> {
+        self.probe(addr).and_then(|(_, pos)| pos)
+    }
+
+    fn slot(&self, addr: &SocketAddr) -> Option<&Slot> {
+        self.position(addr).map(|pos| &self.rows[pos].slot)
+    }
+
+    fn slot_mut(&mut self, addr: &SocketAddr) -> Option<&mut Slot> {
+        self.position(addr).map(|pos| &mut self.rows[pos].slot)
+    }
+
+    /// Adds a row for an address not in the table.
+    fn insert(&mut self, addr: SocketAddr, slot: Slot) {
+        if (self.rows.len() + 1) * 4 > self.index.len() * 3 {
+            let capacity = (self.index.len() * 2).max(16);
+            self.reindex(capacity);
+        }
+        if self.rows.len() == self.rows.capacity() {
+            // Grow by an eighth, not double.
+            self.rows.reserve_exact(self.rows.len() / 8 + 4);
+        }
+        self.rows.push(Row { addr, slot });
+        let pos = self.rows.len();
+        if let Some((at, None)) = self.probe(&addr) {
+            self.index[at] = pos as u32;
+        }
+    }
+
+    /// Rebuilds the index with `capacity` slots (a power of two).
+    fn reindex(&mut self, capacity: usize) {
+        self.index.clear();
+        self.index.resize(capacity, 0);
+        let mask = capacity - 1;
+        for (pos, row) in self.rows.iter().enumerate() {
+            let mut at = self.hasher.hash_one(row.addr) as usize & mask;
+            while self.index[at] != 0 {
+                at = (at + 1) & mask;
+            }
+            self.index[at] = pos as u32 + 1;
+        }
+    }
+
     pub(super) fn get(&self, addr: &SocketAddr) -> Option<MemberInfo> {
-        self.slots.get(addr).map(|slot| slot.info(*addr))
+        self.slot(addr).map(|slot| slot.info(*addr))
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = MemberInfo> + '_ {
-        self.slots.iter().map(|(addr, slot)| slot.info(*addr))
+        self.rows.iter().map(|row| row.slot.info(row.addr))
     }
 
     fn set(&mut self, addr: SocketAddr, state: MemberState, now: Duration) {
-        if let Some(slot) = self.slots.get_mut(&addr) {
-            match (slot.state.is_active(), state.is_active()) {
-                (false, true) => self.active += 1,
-                (true, false) => self.active = self.active.saturating_sub(1),
-                _ => {}
-            }
-            match (
-                slot.state == MemberState::Suspect,
-                state == MemberState::Suspect,
-            ) {
-                (false, true) => self.suspects += 1,
-                (true, false) => self.suspects = self.suspects.saturating_sub(1),
-                _ => {}
-            }
-            slot.state = state;
-            slot.since_ms = ms(now);
+        let Some(pos) = self.position(&addr) else {
+            return;
+        };
+        let slot = &mut self.rows[pos].slot;
+        match (slot.state.is_active(), state.is_active()) {
+            (false, true) => self.active += 1,
+            (true, false) => self.active = self.active.saturating_sub(1),
+            _ => {}
         }
+        match (
+            slot.state == MemberState::Suspect,
+            state == MemberState::Suspect,
+        ) {
+            (false, true) => self.suspects += 1,
+            (true, false) => self.suspects = self.suspects.saturating_sub(1),
+            _ => {}
+        }
+        slot.state = state;
+        slot.since_ms = ms(now);
     }
 
     /// foca reports `id` up.
     pub(super) fn up(&mut self, id: MemberId, now: Duration) -> Option<MemberEvent> {
-        match self.slots.get_mut(&id.addr) {
+        match self.slot_mut(&id.addr) {
             None => {
-                self.slots.insert(
+                self.insert(
                     id.addr,
                     Slot {
                         node: id.node,
@@ -174,7 +255,7 @@ impl Table {
         leaving: bool,
         now: Duration,
     ) -> Option<MemberEvent> {
-        let slot = self.slots.get(&id.addr)?;
+        let slot = self.slot(&id.addr)?;
         if !slot.is(&id) || !slot.state.is_active() {
             return None;
         }
@@ -189,7 +270,7 @@ impl Table {
 
     /// `id` announced its departure after this node had declared it down.
     pub(super) fn left(&mut self, id: MemberId, now: Duration) -> Option<MemberEvent> {
-        let slot = self.slots.get(&id.addr)?;
+        let slot = self.slot(&id.addr)?;
         if !slot.is(&id) || slot.state != MemberState::Down {
             return None;
         }
@@ -205,7 +286,7 @@ impl Table {
         incarnation: Incarnation,
         now: Duration,
     ) -> Option<MemberEvent> {
-        let slot = self.slots.get_mut(&id.addr)?;
+        let slot = self.slot_mut(&id.addr)?;
         if !slot.is(&id) {
             return None;
         }
@@ -231,7 +312,7 @@ impl Table {
         incarnation: Incarnation,
         now: Duration,
     ) -> Option<MemberEvent> {
-        let slot = self.slots.get_mut(&id.addr)?;
+        let slot = self.slot_mut(&id.addr)?;
         if !slot.is(&id) || incarnation <= slot.incarnation {
             return None;
         }
@@ -248,10 +329,10 @@ impl Table {
         if self.suspects == 0 {
             return std::collections::HashSet::new();
         }
-        self.slots
+        self.rows
             .iter()
-            .filter(|(_, slot)| slot.state == MemberState::Suspect)
-            .map(|(addr, _)| *addr)
+            .filter(|row| row.slot.state == MemberState::Suspect)
+            .map(|row| row.addr)
             .collect()
     }
 
@@ -263,7 +344,7 @@ impl Table {
         incarnation: Incarnation,
         now: Duration,
     ) -> Option<MemberEvent> {
-        let slot = self.slots.get_mut(&id.addr)?;
+        let slot = self.slot_mut(&id.addr)?;
         if !slot.is(&id) || slot.state != MemberState::Suspect {
             return None;
         }
@@ -281,7 +362,7 @@ impl Table {
         new: MemberId,
         now: Duration,
     ) -> Option<MemberEvent> {
-        let slot = self.slots.get_mut(&old.addr)?;
+        let slot = self.slot_mut(&old.addr)?;
         if !slot.is(&old) {
             return None;
         }
@@ -296,7 +377,58 @@ impl Table {
     /// Forgets members down or gone for longer than `keep`.
     pub(super) fn expire(&mut self, now: Duration, keep: Duration) {
         let cutoff = ms(now).saturating_sub(ms(keep));
-        self.slots
-            .retain(|_, slot| slot.state.is_active() || slot.since_ms > cutoff);
+        let before = self.rows.len();
+        self.rows
+            .retain(|row| row.slot.state.is_active() || row.slot.since_ms > cutoff);
+        if self.rows.len() != before {
+            // At most half full afterwards, never larger than before.
+            let mut capacity = 16;
+            while capacity < self.rows.len() * 2 {
+                capacity *= 2;
+            }
+            self.reindex(capacity.min(self.index.len()));
+            self.rows.shrink_to(self.rows.len() + self.rows.len() / 8);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(i: u16) -> MemberId {
+        MemberId {
+            addr: SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 7000)),
+            node: NodeId::from_bytes([i as u8; 16]),
+            bump: u64::from(i),
+        }
+    }
+
+    /// The index finds every row where it is, through growth and expiry.
+    #[test]
+    fn every_member_is_found_after_growth_and_expiry() {
+        let mut table = Table::default();
+        let t = Duration::from_secs(100);
+        for i in 0..1000 {
+            assert_eq!(table.up(id(i), t), Some(MemberEvent::Up(id(i))));
+        }
+        assert_eq!((table.len(), table.active()), (1000, 1000));
+        for i in (0..1000).filter(|i| i % 3 == 0) {
+            assert!(table.down(id(i), false, t).is_some());
+        }
+        table.expire(t + Duration::from_secs(60), Duration::from_secs(30));
+        assert_eq!(table.len(), 666);
+        for i in 0..1000 {
+            let found = table.get(&id(i).addr);
+            if i % 3 == 0 {
+                assert_eq!(found, None, "{i}");
+            } else {
+                assert_eq!(found.map(|m| (m.id, m.state)), Some((id(i), MemberState::Alive)));
+            }
+        }
+        // Gone members come back as new ones.
+        assert_eq!(table.up(id(3), t), Some(MemberEvent::Up(id(3))));
+        assert_eq!(table.get(&id(3).addr).map(|m| m.id), Some(id(3)));
+        assert_eq!(table.iter().count(), 667);
     }
 }
