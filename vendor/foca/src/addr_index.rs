@@ -56,6 +56,15 @@ impl AddrIndex {
         }
     }
 
+    /// The slot where a probe for an address whose hash is `tag` starts
+    /// (its content), to warm the cache before the real lookups.
+    pub(crate) fn first_slot(&self, tag: u32) -> u64 {
+        if self.slots.is_empty() {
+            return EMPTY;
+        }
+        self.slots[tag as usize & (self.slots.len() - 1)]
+    }
+
     /// The slot that holds position `pos`, whose address is `addr`.
     fn slot_of<A: Hash>(&self, addr: &A, pos: usize) -> Option<usize> {
         if self.slots.is_empty() {
@@ -162,6 +171,11 @@ impl AddrIndex {
     }
 }
 
+/// The position a slot's content points at, unless it is empty.
+pub(crate) fn position_in(slot: u64) -> Option<usize> {
+    (slot != EMPTY).then(|| position(slot))
+}
+
 fn position(slot: u64) -> usize {
     (slot & 0xFFFF_FFFF) as usize
 }
@@ -174,7 +188,7 @@ fn with_position(slot: u64, pos: usize) -> u64 {
 /// iteration order, depend on it, so the member list's order and every
 /// random choice are the same as without the index.
 #[allow(deprecated)]
-fn hash<A: Hash>(addr: &A) -> u32 {
+pub(crate) fn hash<A: Hash>(addr: &A) -> u32 {
     let mut hasher = core::hash::SipHasher::new_with_keys(0x5377_6172_6d20_666f, 0x6361_2069_6e64_6578);
     addr.hash(&mut hasher);
     hasher.finish() as u32

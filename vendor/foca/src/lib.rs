@@ -916,6 +916,9 @@ where
             }
         }
 
+        // Swarm patch: warm the cache for the lookups below (PATCH.md).
+        self.members.warm(&self.updates_buf);
+
         #[cfg(feature = "unstable-notifications")]
         runtime.notify(Notification::DataReceived(&header));
 
