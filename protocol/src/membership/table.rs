@@ -131,13 +131,14 @@ impl Table {
         }
         let mask = self.index.len() - 1;
         let mut at = self.hasher.hash_one(addr) as usize & mask;
+        // Never full (at most 3/4), so the walk ends on an empty slot.
         loop {
-            let entry = self.index[at];
+            let entry = *self.index.get(at)?;
             if entry == 0 {
                 return Some((at, None));
             }
             let pos = entry as usize - 1;
-            if self.rows[pos].addr == *addr {
+            if self.rows.get(pos)?.addr == *addr {
                 return Some((at, Some(pos)));
             }
             at = (at + 1) & mask;
@@ -149,11 +150,15 @@ impl Table {
     }
 
     fn slot(&self, addr: &SocketAddr) -> Option<&Slot> {
-        self.position(addr).map(|pos| &self.rows[pos].slot)
+        self.position(addr)
+            .and_then(|pos| self.rows.get(pos))
+            .map(|row| &row.slot)
     }
 
     fn slot_mut(&mut self, addr: &SocketAddr) -> Option<&mut Slot> {
-        self.position(addr).map(|pos| &mut self.rows[pos].slot)
+        self.position(addr)
+            .and_then(|pos| self.rows.get_mut(pos))
+            .map(|row| &mut row.slot)
     }
 
     /// Adds a row for an address not in the table.
@@ -169,7 +174,9 @@ impl Table {
         self.rows.push(Row { addr, slot });
         let pos = self.rows.len();
         if let Some((at, None)) = self.probe(&addr) {
-            self.index[at] = pos as u32;
+            if let Some(entry) = self.index.get_mut(at) {
+                *entry = pos as u32;
+            }
         }
     }
 
@@ -180,10 +187,13 @@ impl Table {
         let mask = capacity - 1;
         for (pos, row) in self.rows.iter().enumerate() {
             let mut at = self.hasher.hash_one(row.addr) as usize & mask;
-            while self.index[at] != 0 {
+            while let Some(entry) = self.index.get_mut(at) {
+                if *entry == 0 {
+                    *entry = pos as u32 + 1;
+                    break;
+                }
                 at = (at + 1) & mask;
             }
-            self.index[at] = pos as u32 + 1;
         }
     }
 
@@ -196,10 +206,10 @@ impl Table {
     }
 
     fn set(&mut self, addr: SocketAddr, state: MemberState, now: Duration) {
-        let Some(pos) = self.position(&addr) else {
+        let Some(row) = self.position(&addr).and_then(|pos| self.rows.get_mut(pos)) else {
             return;
         };
-        let slot = &mut self.rows[pos].slot;
+        let slot = &mut row.slot;
         match (slot.state.is_active(), state.is_active()) {
             (false, true) => self.active += 1,
             (true, false) => self.active = self.active.saturating_sub(1),
@@ -423,7 +433,10 @@ mod tests {
             if i % 3 == 0 {
                 assert_eq!(found, None, "{i}");
             } else {
-                assert_eq!(found.map(|m| (m.id, m.state)), Some((id(i), MemberState::Alive)));
+                assert_eq!(
+                    found.map(|m| (m.id, m.state)),
+                    Some((id(i), MemberState::Alive))
+                );
             }
         }
         // Gone members come back as new ones.

@@ -435,6 +435,53 @@ mod tests {
         assert!(indexed.counts.is_empty(), "every item left the counts");
     }
 
+    // Swarm patch: the slab backlog takes items in upstream's order (most
+    // transmissions left, then longest, first) through adds, replacements,
+    // items running out and slots being reused; long items are boxed.
+    #[test]
+    fn slab_backlog_takes_items_in_order() {
+        use alloc::vec;
+        struct Id(u8);
+        impl Invalidates for Id {
+            fn invalidates(&self, other: &Self) -> bool {
+                self.0 == other.0
+            }
+        }
+        // Item `k` is `k + 1` bytes of `k` (lengths differ: no ties).
+        let data = |k: u8| vec![k; usize::from(k) + 1];
+        let mut backlog = Broadcasts::with_key_hash(|id: &Id| u64::from(id.0 % 4));
+        // The model: (key, remaining transmissions).
+        let mut model: Vec<(u8, usize)> = Vec::new();
+        let mut seed = 7u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as usize
+        };
+        for round in 0..400 {
+            if next() % 3 > 0 {
+                let k = (next() % 48) as u8;
+                let tx = 1 + next() % 4;
+                backlog.add_or_replace(Id(k), data(k), tx);
+                model.retain(|(key, _)| *key != k);
+                model.push((k, tx));
+            } else {
+                let take = 1 + next() % 6;
+                let mut buf = Vec::new();
+                let taken = backlog.fill(&mut buf, take);
+                model.sort_by(|a, b| (b.1, b.0).cmp(&(a.1, a.0)));
+                let mut expected = Vec::new();
+                for (key, remaining) in model.iter_mut().take(take) {
+                    expected.extend(data(*key));
+                    *remaining -= 1;
+                }
+                assert_eq!(taken, take.min(model.len()), "round {round}");
+                model.retain(|(_, remaining)| *remaining > 0);
+                assert_eq!(buf, expected, "round {round}");
+            }
+            assert_eq!(backlog.len(), model.len(), "round {round}");
+        }
+    }
+
     #[test]
     fn fill_does_nothing_if_buffer_full() {
         let mut piggyback = Broadcasts::new();
