@@ -136,6 +136,7 @@ impl Membership {
                 "trailing bytes in sync reply".into(),
             ));
         }
+        self.foca.warm(&members);
         self.foca
             .apply_many(members.into_iter(), true, &mut self.io)
             .map_err(|e| GossipError::Refused(e.to_string()))?;

@@ -379,6 +379,14 @@ where
         self.members.inner.iter()
     }
 
+    /// Swarm patch (see PATCH.md): reads what applying `updates` will look
+    /// up (index slots, then members) in passes of independent loads, so
+    /// that the cache misses overlap; changes nothing. For a batch about
+    /// to go through [`Foca::apply_many`] (`handle_data` does it itself).
+    pub fn warm(&self, updates: &[Member<T>]) {
+        self.members.warm(updates);
+    }
+
     /// Applies cluster updates to this foca instance.
     ///
     /// This is for advanced usage. It's intended as a way to unlock
