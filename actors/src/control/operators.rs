@@ -142,3 +142,23 @@ impl Control {
         self.call(ListRevoked, CALL_WITHIN).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::wire::LoginRefusal;
+
+    #[test]
+    fn a_refused_login_says_login_refused_once() {
+        let refused = LoginError::Refused(ControlError::Login(LoginRefusal::CodeUsed));
+        assert_eq!(
+            refused.to_string(),
+            "login refused: this TOTP code was used already: wait for the next one"
+        );
+        let undecided = LoginError::Refused(ControlError::NotLeader { leader: None });
+        assert_eq!(
+            undecided.to_string(),
+            "login refused: not the head leader (leader: None)"
+        );
+    }
+}
