@@ -24,7 +24,7 @@
 //! revoked = []                     # certificate serials to refuse
 //! revocations = "n1.revoked"       # sealed: serials the head group revoked (default: NAME.revoked beside the keyring)
 //! ask_timeout_ms = 5000
-//! heartbeat_ms = 500               # a ping when nothing was sent for this long
+//! heartbeat_ms = 700               # a ping when nothing was sent for this long (above lease_ms / 5)
 //! heartbeat_timeout_ms = 2000      # below lease_ms x 1.1: a cut-off peer is noticed before its actors move
 //! idle_timeout_s = 300
 //! max_message_mib = 64
@@ -290,8 +290,10 @@ fn default_suite() -> String {
 fn default_ask_ms() -> u64 {
     5_000
 }
+/// Above the default renewal period (`lease_ms` / 5 = 600 ms): see
+/// `MeshConfig::heartbeat_interval`.
 fn default_heartbeat_ms() -> u64 {
-    500
+    700
 }
 /// Below the default lease bound (`lease_ms` × 1.1 + 100 ms = 3.4 s): see
 /// `MeshConfig::heartbeat_timeout`.

@@ -115,6 +115,8 @@ pub(crate) struct Supervisor {
     crash_evidence: bool,
     /// The cluster's TOTP secret: operators' seeds.
     totp: Option<Arc<zeroize::Zeroizing<[u8; 32]>>>,
+    /// The capability key's public half and its generation, once derived.
+    group_public: std::cell::Cell<Option<(u64, [u8; 32])>>,
 
     /// Failed logins and lockouts.
     guard: crate::operators::guard::Guard,
@@ -159,6 +161,7 @@ impl Supervisor {
             leases: Leases::new(config.lease),
             crash_evidence: config.crash_evidence,
             totp: config.totp.clone(),
+            group_public: std::cell::Cell::new(None),
             guard: crate::operators::guard::Guard::default(),
             login_pool: crate::operators::checks::PasswordChecks::new(config.login_pool),
             login_buckets: crate::operators::bucket::Buckets::logins(),

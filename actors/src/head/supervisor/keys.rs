@@ -53,4 +53,21 @@ impl Supervisor {
             .as_ref()
             .map(|t| crate::operators::capability_key(t, generation))
     }
+
+    /// The public half of [`Supervisor::group_key`], as every grant carries
+    /// it. Derived once per generation: deriving it (an ed25519 base point
+    /// multiplication) for every grant was most of the leader's CPU at
+    /// thousands of renewals a second.
+    pub(super) fn group_public(&self) -> Option<[u8; 32]> {
+        let totp = self.totp.as_ref()?;
+        let generation = self.read(|m| m.state.capability_generation());
+        if let Some((cached, public)) = self.group_public.get() {
+            if cached == generation {
+                return Some(public);
+            }
+        }
+        let public = crate::operators::capability_key(totp, generation).public();
+        self.group_public.set(Some((generation, public)));
+        Some(public)
+    }
 }

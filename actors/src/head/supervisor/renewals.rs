@@ -175,7 +175,7 @@ impl Supervisor {
             start,
             stop: plan.stop,
             revoked,
-            capability_key: self.group_key().map(|k| k.public()),
+            capability_key: self.group_public(),
             resync: false,
         }
     }
@@ -194,7 +194,7 @@ impl Supervisor {
             start: Vec::new(),
             stop: Vec::new(),
             revoked,
-            capability_key: self.group_key().map(|k| k.public()),
+            capability_key: self.group_public(),
             resync: true,
         }
     }
