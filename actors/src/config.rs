@@ -39,7 +39,9 @@ pub struct MeshConfig {
     /// Default 500 ms: a quarter of `heartbeat_timeout`, so three pings in
     /// a row may be late (a busy peer, TCP retransmissions from 200 ms up)
     /// before a live link is closed. An idle link costs two small pings a
-    /// second each way.
+    /// second from the side that dialed, each answered by a pong (the other
+    /// side pings on its own only when those stop, or every 3 s to time the
+    /// round trip).
     pub heartbeat_interval: Duration,
     /// A link on which nothing arrives for this long is closed, and asks
     /// waiting on it fail with `LinkDown`.
