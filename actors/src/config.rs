@@ -47,7 +47,9 @@ pub struct MeshConfig {
     /// only after traffic is 1.3 s late (a busy peer; a segment
     /// retransmitted twice from TCP's 200 ms minimum timeout arrives
     /// 600 ms late). It no longer lets three whole pings be late (1.5 s at
-    /// 500 ms). An idle link costs 1.4 small pings a second each way.
+    /// 500 ms). An idle link costs 1.4 small pings a second from the side
+    /// that dialed, each answered by a pong (the other side pings on its
+    /// own only when those stop, or now and then to time the round trip).
     pub heartbeat_interval: Duration,
     /// A link on which nothing arrives for this long is closed, and asks
     /// waiting on it fail with `LinkDown`.

@@ -213,6 +213,7 @@ impl Head {
         let Store { log, sm } = store;
         let log = log.limit_appends(config.message_bytes());
         let machine = sm.machine();
+        let applied = sm.applied();
         let election = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {
             cluster_name: "swarm-head".to_owned(),
@@ -254,7 +255,8 @@ impl Head {
                 .sessions
                 .set_key(crate::operators::capability_key(totp, generation).public());
         }
-        let supervisor = Supervisor::new(id, raft.clone(), machine, doors, &config).start();
+        let supervisor =
+            Supervisor::new(id, raft.clone(), (machine, applied), doors, &config).start();
         let entry = Entry::declared(supervisor.clone())
             .stamped::<wire::Renew>()
             .stamped::<crate::head::wire::operators::SetPassword>()

@@ -161,6 +161,23 @@ impl Leases {
     pub(crate) fn mark_dead(&mut self, node: NodeId) {
         self.dead.insert(node);
     }
+
+    /// The first moment at which [`Self::expired`] or [`Self::probe_due`]
+    /// may turn true for `node` (it may lie in the past: then at once);
+    /// `None` while this head does not lead. A grant only pushes it later.
+    pub(crate) fn due(&self, node: NodeId) -> Option<Instant> {
+        let since = self.since(node)?;
+        if self.dead.contains(&node) {
+            return Some(since);
+        }
+        let expiry = since + self.lease.mul_f64(1.0 + DRIFT) + MARGIN;
+        let every = self.renew_every();
+        let mut probe = since + every + every / 4;
+        if let Some(at) = self.probed.get(&node) {
+            probe = probe.max(*at + every / 2);
+        }
+        Some(probe.min(expiry))
+    }
 }
 
 #[cfg(test)]
@@ -231,5 +248,43 @@ mod tests {
         assert!(!leases.holds(node(1), t0 + every * 2));
         leases.granted(node(1), t0 + every * 3);
         assert!(!leases.expired(node(1), t0 + every * 3));
+    }
+
+    #[test]
+    fn due_is_the_first_moment_a_probe_or_a_move_may_go() {
+        let t0 = Instant::now();
+        let mut leases = Leases::new(LEASE);
+        assert_eq!(leases.due(node(1)), None);
+        leases.became_leader(t0);
+        let every = leases.renew_every();
+        let first = t0 + every + every / 4;
+        assert_eq!(leases.due(node(1)), Some(first));
+        assert!(!leases.probe_due(node(1), first - Duration::from_millis(1)));
+        assert!(leases.probe_due(node(1), first));
+        // After a probe, the next one half an interval later.
+        let next = leases.due(node(1)).unwrap();
+        assert_eq!(next, first + every / 2);
+        assert!(!leases.probe_due(node(1), next - Duration::from_millis(1)));
+        assert!(leases.probe_due(node(1), next));
+        // A grant pushes it back.
+        let g = t0 + LEASE;
+        leases.granted(node(1), g);
+        assert_eq!(leases.due(node(1)), Some(g + every + every / 4));
+        // Probes never go past the lease's expiry.
+        let bound = LEASE.mul_f64(1.0 + DRIFT) + MARGIN;
+        let mut at = g;
+        while let Some(due) = leases.due(node(1)) {
+            if due >= g + bound {
+                break;
+            }
+            at = due;
+            assert!(leases.probe_due(node(1), at));
+        }
+        assert_eq!(leases.due(node(1)), Some(g + bound));
+        assert!(leases.expired(node(1), g + bound));
+        assert!(at < g + bound);
+        // A dead node is due at once.
+        leases.mark_dead(node(1));
+        assert!(leases.due(node(1)).unwrap() <= g);
     }
 }

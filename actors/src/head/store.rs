@@ -265,6 +265,7 @@ pub(crate) fn open(
     let sm = StateMachine {
         db,
         machine: Arc::new(RwLock::new(machine)),
+        applied: Arc::default(),
     };
     Ok((log, sm))
 }
@@ -363,12 +364,21 @@ struct StoringSnapshot<'a> {
 pub(crate) struct StateMachine {
     db: Arc<Db>,
     machine: Arc<RwLock<Machine>>,
+    /// Told after each change of the machine (entries applied, a snapshot
+    /// installed), so its reader wakes for changes instead of polling.
+    applied: Arc<tokio::sync::Notify>,
 }
 
 impl StateMachine {
     /// The applied state, shared with readers on this head.
     pub(crate) fn machine(&self) -> Arc<RwLock<Machine>> {
         Arc::clone(&self.machine)
+    }
+
+    /// Notified (one permit, coalesced) after each change of the machine:
+    /// one reader waits on it (the head's supervisor).
+    pub(crate) fn applied(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.applied)
     }
 
     fn read<T>(&self, f: impl FnOnce(&Machine) -> T) -> T {
@@ -433,6 +443,10 @@ impl RaftStateMachine<RaftConfig> for StateMachine {
                 }
             });
         }
+        drop(machine);
+        if !answers.is_empty() {
+            self.applied.notify_one();
+        }
         Ok(answers)
     }
 
@@ -455,6 +469,7 @@ impl RaftStateMachine<RaftConfig> for StateMachine {
         installed.membership = meta.last_membership.clone();
         self.store_snapshot(meta, &data).await?;
         *self.machine.write().unwrap_or_else(PoisonError::into_inner) = installed;
+        self.applied.notify_one();
         Ok(())
     }
 

@@ -41,7 +41,10 @@ const QUORUM_WAIT: Duration = Duration::from_secs(3);
 /// quorum confirmed just now (cut off; likely deposed unawares).
 const UNCONFIRMED: &str = "unconfirmed";
 
-/// How often the leader looks for placements to move.
+/// How soon the leader looks again for placements to move while it has
+/// work (a leadership to confirm, moves to retry, a node whose lease ran
+/// out) or after the state changed; idle, it looks only when a lease may
+/// run out or a crash probe is due (`wakes`).
 const TICK: Duration = Duration::from_millis(50);
 
 /// How long a placement that found no node to move to waits before the
@@ -60,6 +63,7 @@ mod placing;
 mod reads;
 mod renewals;
 mod revocations;
+mod wakes;
 
 use moves::{Escalated, Relocate};
 use reads::Reads;
@@ -71,6 +75,10 @@ pub(crate) struct Supervisor {
     raft: Raft,
     writes: Writes,
     machine: Arc<RwLock<Machine>>,
+    /// Told when the machine changed.
+    applied: Arc<tokio::sync::Notify>,
+    /// When the next tick runs, and its timer.
+    next_tick: Option<(Instant, SpawnHandle)>,
     mesh: Mesh,
     /// This node's operator sessions (a rotated key goes there).
     sessions: crate::operators::sessions::Sessions,
@@ -135,7 +143,7 @@ impl Supervisor {
     pub(crate) fn new(
         id: NodeId,
         raft: Raft,
-        machine: Arc<RwLock<Machine>>,
+        (machine, applied): (Arc<RwLock<Machine>>, Arc<tokio::sync::Notify>),
         doors: super::Doors,
         config: &HeadConfig,
     ) -> Self {
@@ -151,6 +159,8 @@ impl Supervisor {
             writes: Writes::start(raft.clone(), config.message_bytes()),
             raft,
             machine,
+            applied,
+            next_tick: None,
             mesh,
             sessions,
             audit,
@@ -301,12 +311,19 @@ impl Supervisor {
         RemoteAddr::new(self.mesh.clone(), node, HOST_ACTOR)
     }
 
-    /// Follows leadership changes; moves what must move.
+    /// Follows leadership changes; moves what must move; then sets the
+    /// next tick (`wakes`).
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.check(ctx);
+        self.schedule(ctx);
+    }
+
+    /// What a tick does.
     ///
     /// A new leader acts only once a write of its own committed: it then
     /// applied everything committed before it (a restarted leader may
     /// resume its term with a state machine that has not caught up).
-    fn tick(&mut self, ctx: &mut Context<Self>) {
+    fn check(&mut self, ctx: &mut Context<Self>) {
         self.apply_revocations();
         let leads = caught_up_leader(&self.raft.metrics().borrow());
         match (leads, self.leases.is_leading()) {
@@ -468,7 +485,8 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(TICK, Self::tick);
+        self.watch(ctx);
+        self.tick(ctx);
     }
 }
 
@@ -519,10 +537,11 @@ struct Evidence {
 impl Handler<Evidence> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, Evidence { node }: Evidence, _: &mut Context<Self>) {
+    fn handle(&mut self, Evidence { node }: Evidence, ctx: &mut Context<Self>) {
         if self.mesh.live_link(node).is_none() {
             tracing::warn!(node = %node.short(), "crash evidence: renewals stopped and its address refuses connections");
             self.leases.mark_dead(node);
+            self.tick_at(Instant::now(), ctx);
         }
     }
 }

@@ -153,6 +153,22 @@ impl Clock {
     }
 }
 
+/// How long the link waits without sending before it pings. The dialer
+/// keeps an idle link alive: it pings every `interval`, and the pongs it
+/// gets back count as sent on the other side, whose own timer (half as
+/// long again) then never fires. Each side still hears from the other
+/// every interval, so the heartbeat timeout holds as before; an idle link
+/// costs one ping and one pong per interval instead of two of each. The
+/// acceptor pings on its own once the dialer's pings stop, and every four
+/// of its intervals to time the round trip.
+fn ping_every(interval: Duration, dialer: bool) -> Duration {
+    if dialer {
+        interval
+    } else {
+        interval.saturating_add(interval / 2)
+    }
+}
+
 /// Closes a link with a reason.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -174,7 +190,7 @@ impl Link {
         let c = &mesh.config;
         let liveness = Liveness::new(
             LivenessConfig {
-                heartbeat_interval: c.heartbeat_interval,
+                heartbeat_interval: ping_every(c.heartbeat_interval, handle.initiator() == mesh.id),
                 heartbeat_timeout: c.heartbeat_timeout,
                 idle_timeout: c.idle_timeout,
             },
@@ -495,5 +511,101 @@ impl Handler<Close> for Link {
             }
             reason => self.close(reason, ctx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives both ends of an idle link for a minute of simulated time
+    /// (1 ms one way): how many pings each end sends, and whether either
+    /// end closed for silence (when).
+    fn idle_link(
+        dialer_gone_at: Option<Duration>,
+        one_side: bool,
+    ) -> (usize, usize, Option<Duration>) {
+        let interval = Duration::from_millis(500);
+        let config = |dialer| LivenessConfig {
+            heartbeat_interval: if one_side {
+                ping_every(interval, dialer)
+            } else {
+                interval
+            },
+            heartbeat_timeout: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(3600),
+        };
+        let mut ends = [
+            Liveness::new(config(true), Duration::ZERO),
+            Liveness::new(config(false), Duration::ZERO),
+        ];
+        let mut pings = [0, 0];
+        // (arrives at, to end, is a ping)
+        let mut wire: Vec<(Duration, usize, bool)> = Vec::new();
+        let step = Duration::from_millis(1);
+        let mut now = Duration::ZERO;
+        while now < Duration::from_secs(60) {
+            now += step;
+            let gone = |end: usize| end == 0 && dialer_gone_at.is_some_and(|at| now >= at);
+            let mut arrived = Vec::new();
+            wire.retain(|&(at, to, ping)| {
+                if at <= now {
+                    arrived.push((to, ping));
+                    false
+                } else {
+                    true
+                }
+            });
+            for (to, ping) in arrived {
+                if gone(to) {
+                    continue;
+                }
+                ends[to].handle_received(now, false);
+                if ping {
+                    ends[to].handle_sent(now, false);
+                    wire.push((now + step, 1 - to, false));
+                }
+            }
+            for end in 0..2 {
+                if gone(end) {
+                    continue;
+                }
+                ends[end].handle_timeout(now);
+                while let Some(action) = ends[end].poll_action() {
+                    match action {
+                        Action::Ping => {
+                            pings[end] += 1;
+                            wire.push((now + step, 1 - end, true));
+                        }
+                        _ => return (pings[0], pings[1], Some(now)),
+                    }
+                }
+            }
+        }
+        (pings[0], pings[1], None)
+    }
+
+    #[test]
+    fn the_dialer_keeps_an_idle_link_alive_and_the_acceptor_only_times_the_round_trip() {
+        let (dialer, acceptor, closed) = idle_link(None, true);
+        assert_eq!(closed, None);
+        // One ping per interval on the link (two a second), one in six of
+        // them from the acceptor (every 3 s) ...
+        assert!(
+            (118..=122).contains(&(dialer + acceptor)),
+            "{dialer} + {acceptor}"
+        );
+        assert!((18..=21).contains(&acceptor), "{acceptor}");
+        // ... where both ends pinging every interval cross: two each.
+        let (a, b, closed) = idle_link(None, false);
+        assert_eq!(closed, None);
+        assert!(a + b >= 230, "{a} + {b}");
+    }
+
+    #[test]
+    fn when_the_dialer_falls_silent_the_acceptor_closes_within_the_heartbeat_timeout() {
+        let (_, _, closed) = idle_link(Some(Duration::from_secs(10)), true);
+        let closed = closed.expect("the acceptor closes");
+        assert!(closed <= Duration::from_millis(12_001), "{closed:?}");
     }
 }

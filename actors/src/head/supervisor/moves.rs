@@ -228,6 +228,7 @@ impl Supervisor {
                 act.moving.remove(&r.name);
                 if r.queued {
                     act.waiting(&r.name, result.as_ref().err());
+                    act.schedule(ctx);
                 }
                 if let Some(node) = held {
                     act.unhold(node, &record.spec);

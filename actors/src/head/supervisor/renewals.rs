@@ -285,7 +285,7 @@ pub(super) struct Confirmed(pub(super) bool);
 impl Handler<Confirmed> for Supervisor {
     type Result = ();
 
-    fn handle(&mut self, Confirmed(confirmed): Confirmed, _: &mut Context<Self>) {
+    fn handle(&mut self, Confirmed(confirmed): Confirmed, ctx: &mut Context<Self>) {
         self.confirming = false;
         if confirmed && caught_up_leader(&self.raft.metrics().borrow()) {
             tracing::info!(head = %self.id.short(), "head leader: placement supervisor active");
@@ -293,6 +293,7 @@ impl Handler<Confirmed> for Supervisor {
             self.reported.clear();
             self.deliveries().clear();
         }
+        self.schedule(ctx);
     }
 }
 
