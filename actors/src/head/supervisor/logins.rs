@@ -307,8 +307,10 @@ impl Supervisor {
         Box::pin(async move {
             commit.await;
             let step = outcome.map_err(|_| refused())?;
+            // Whatever refused it (a used code, a signing failure), a
+            // password login is told only that it was refused.
             issue(step).await.map_err(|e| match e {
-                ControlError::Login(_) => refused(),
+                ControlError::Login(_) | ControlError::Forbidden { .. } => refused(),
                 e => e,
             })
         })
