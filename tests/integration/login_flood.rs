@@ -156,14 +156,15 @@ fn flood(
     let sampler = {
         let (stop, max_rss, done) = (stop.clone(), max_rss.clone(), done.clone());
         std::thread::spawn(move || {
-            while !done.load(Ordering::Relaxed) {
+            // Every 10 ms until the flood is done (it ends long before).
+            poll_until(Duration::from_secs(3600), Duration::from_millis(10), || {
                 let rss = rss_kib(leader_pid);
                 max_rss.fetch_max(rss, Ordering::Relaxed);
                 if rss > idle_kib + limit_kib {
                     stop.store(true, Ordering::Relaxed);
                 }
-                std::thread::sleep(Duration::from_millis(10));
-            }
+                done.load(Ordering::Relaxed).then_some(())
+            });
         })
     };
     let sent = Arc::new(AtomicU64::new(0));
@@ -173,12 +174,16 @@ fn flood(
         let seed = cluster.nodes[0].addr.to_string();
         let code = admin_code_in(&cluster.dir, 1);
         std::thread::spawn(move || {
-            // Once a fifth of the flood is under way.
-            while sent.load(Ordering::Relaxed) < (total / 5) as u64 {
-                if done.load(Ordering::Relaxed) {
-                    return None;
+            // Once a fifth of the flood is under way (or it ended first).
+            let under_way = poll_until(Duration::from_secs(3600), Duration::from_millis(5), || {
+                if sent.load(Ordering::Relaxed) >= (total / 5) as u64 {
+                    Some(true)
+                } else {
+                    done.load(Ordering::Relaxed).then_some(false)
                 }
-                std::thread::sleep(Duration::from_millis(5));
+            });
+            if under_way != Some(true) {
+                return None;
             }
             let started = Instant::now();
             let out = std::process::Command::new(exe())
@@ -272,13 +277,13 @@ fn flood_holds(total: usize, concurrent: usize, sources: usize) {
     let before = leader(&cluster, &seed);
     // n1 is the only head: the leader, serving the admin API too.
     let pid = cluster.nodes[0].child.id();
-    let idle = (0..5)
-        .map(|_| {
-            std::thread::sleep(Duration::from_millis(20));
-            rss_kib(pid)
-        })
-        .max()
-        .unwrap();
+    // The most of five samples 20 ms apart.
+    let mut samples = Vec::new();
+    poll_until(Duration::from_secs(5), Duration::from_millis(20), || {
+        samples.push(rss_kib(pid));
+        (samples.len() >= 5).then_some(())
+    });
+    let idle = samples.into_iter().max().unwrap();
     const LIMIT_KIB: u64 = 100 * 1024;
     let flood = flood(&cluster, pid, total, concurrent, sources, idle, LIMIT_KIB);
     let after = leader(&cluster, &seed);
@@ -495,15 +500,11 @@ fn a_password_lockout_survives_killing_the_leader_and_shuts_out_only_its_source(
         .position(|n| before["name"] == n.name.as_str())
         .unwrap();
     let killed = cluster.kill(i).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let after = loop {
+    let after = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
         let row = leader(&cluster, &seed);
-        if row["name"] != before["name"] {
-            break row;
-        }
-        assert!(Instant::now() < deadline, "no new leader");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        (row["name"] != before["name"]).then_some(row)
+    })
+    .expect("no new leader");
     assert!(after["term"].as_u64() > before["term"].as_u64());
     // The right password and code from the locked source: refused, not
     // saying why. From another source: logged in.
@@ -512,7 +513,9 @@ fn a_password_lockout_survives_killing_the_leader_and_shuts_out_only_its_source(
         let dir = cluster.dir.clone();
         async move {
             let deadline = Instant::now() + Duration::from_secs(30);
+            let mut poll = tokio::time::interval(Duration::from_millis(100));
             let locked = loop {
+                poll.tick().await;
                 let client = client_from(&dir, attacker);
                 let answer = login(&client, &url, "admin", PASSWORD, &code).await;
                 // The node's control client may not know the new leader
@@ -520,7 +523,6 @@ fn a_password_lockout_survives_killing_the_leader_and_shuts_out_only_its_source(
                 if !matches!(answer.0, 429 | 503) || Instant::now() > deadline {
                     break answer;
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
             };
             let client = client_from(&dir, colleague);
             let other = login(&client, &url, "admin", PASSWORD, &code).await;
