@@ -12,15 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use serde::Serialize;
-use swarm::config::NodeFile;
-use swarm::control::{Control, Spawn};
-use swarm::placement::Placement;
-use swarm::Node;
+use swarm::control::Control;
 use swarm_actors::head_scale::{self, HeadScale};
-use swarm_cli::demo::{Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
 
-use super::control::ready;
+use super::control::{driver, on_workers, ready};
 
 /// What `swarm bench control --actors` prints.
 #[derive(Debug, Serialize)]
@@ -118,13 +114,7 @@ fn cluster(exe: &Path, actors: usize, baseline: Option<&Path>, dir: &Path) -> Re
     let pids: Vec<(swarm::NodeId, u32)> =
         cluster.nodes.iter().map(|n| (n.id, n.child.id())).collect();
     let (spawn_per_s, leader_bytes_per_actor) = actix::System::new().block_on(async move {
-        let mut mesh = NodeFile::load(&driver_config)?.mesh_config()?;
-        mesh.listen = "127.0.0.1:0".parse()?;
-        let driver = Node::start(mesh).await?;
-        let control = driver
-            .control()
-            .context("the driver has membership")?
-            .clone();
+        let (driver, control) = driver(&driver_config).await?;
         ready(&control).await?;
         let leader = leader_pid(&control, &pids).await;
         let before = leader.and_then(rss_anon);
@@ -168,13 +158,7 @@ async fn spawn_all(control: &Control, actors: usize) -> Result<f64> {
         lanes.spawn_local(async move {
             for i in (lane..actors).step_by(LANES) {
                 loop {
-                    let spawn = Spawn::<Ledger>::named(format!("b{i}"))
-                        .args(LedgerArgs { opening: 0 })
-                        .placement(Placement::Label {
-                            label: "worker".to_owned(),
-                            hard: true,
-                        })
-                        .get_if_exists();
+                    let spawn = on_workers(&format!("b{i}")).get_if_exists();
                     match control.spawn(spawn).await {
                         Ok(_) => break,
                         Err(e) if tokio::time::Instant::now() > deadline => return Err(e),

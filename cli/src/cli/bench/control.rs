@@ -135,13 +135,7 @@ pub(crate) fn run(
         .context("cannot start the local cluster")?;
     cluster.remove_dir_on_drop(true);
     let mut report = actix::System::new().block_on(async move {
-        let mut mesh = NodeFile::load(&cluster.driver_config())?.mesh_config()?;
-        mesh.listen = "127.0.0.1:0".parse()?;
-        let driver = Node::start(mesh).await?;
-        let control = driver
-            .control()
-            .context("the driver has membership")?
-            .clone();
+        let (driver, control) = driver(&cluster.driver_config()).await?;
         let ledger = ready(&control).await?;
 
         let spawn_per_s = spawn_rate(&control, spawns).await?;
@@ -201,7 +195,8 @@ pub(crate) fn run(
     Ok(report)
 }
 
-fn on_workers(name: &str) -> Spawn<Ledger> {
+/// A ledger named `name` that only a worker may run.
+pub(super) fn on_workers(name: &str) -> Spawn<Ledger> {
     Spawn::<Ledger>::named(name)
         .args(LedgerArgs { opening: 0 })
         .placement(Placement::Label {
@@ -210,11 +205,33 @@ fn on_workers(name: &str) -> Spawn<Ledger> {
         })
 }
 
+/// A bench's driver: a node started from the cluster's driver
+/// configuration on a free port, and its control-plane client.
+pub(super) async fn driver(config: &Path) -> Result<(Node, Control)> {
+    let mut mesh = NodeFile::load(config)?.mesh_config()?;
+    mesh.listen = "127.0.0.1:0".parse()?;
+    let driver = Node::start(mesh).await?;
+    let control = driver
+        .control()
+        .context("the driver has membership")?
+        .clone();
+    Ok((driver, control))
+}
+
 /// The ledger the asks and failovers use, once the cluster places it.
 pub(super) async fn ready(control: &Control) -> Result<Named<Ledger>> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    placed(control, "ledger", Instant::now() + Duration::from_secs(60)).await
+}
+
+/// A ledger named `name` on a worker, spawned again until the control
+/// plane places it or `deadline` passes.
+pub(super) async fn placed(
+    control: &Control,
+    name: &str,
+    deadline: Instant,
+) -> Result<Named<Ledger>> {
     loop {
-        match control.spawn(on_workers("ledger")).await {
+        match control.spawn(on_workers(name)).await {
             Ok(named) => return Ok(named),
             Err(e) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "the control plane is not ready yet");

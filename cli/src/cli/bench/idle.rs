@@ -21,10 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context as _, Result};
 use serde::Serialize;
 use swarm::config::NodeFile;
-use swarm::control::{Control, Spawn};
-use swarm::placement::Placement;
 use swarm::Node;
-use swarm_cli::demo::{Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
 
 /// What `swarm bench idle` prints: one row per role, measured over the
@@ -229,14 +226,12 @@ pub(crate) fn run(exe: &Path, members: usize, idle: Duration) -> Result<IdleRepo
     let report = actix::System::new().block_on(async {
         let deadline = Instant::now() + Duration::from_secs(60);
         // The control plane: the leader, and the worker the actor runs on.
-        let mut mesh = NodeFile::load(&control_cluster.driver_config())?.mesh_config()?;
-        mesh.listen = "127.0.0.1:0".parse()?;
-        let driver = Node::start(mesh).await?;
-        let control = driver
-            .control()
-            .context("the driver has membership")?
-            .clone();
-        let actor_node = place(&control, deadline).await?;
+        let (driver, control) = super::control::driver(&control_cluster.driver_config()).await?;
+        let actor_node = super::control::placed(&control, "idle-ledger", deadline)
+            .await?
+            .location()
+            .map(|(node, _)| node)
+            .context("the placed ledger has no location")?;
         let leader = control
             .head_status()
             .await
@@ -292,30 +287,6 @@ pub(crate) fn run(exe: &Path, members: usize, idle: Duration) -> Result<IdleRepo
     drop(plain);
     let _ = std::fs::remove_dir_all(&base);
     report
-}
-
-/// Places a named actor on a worker once the control plane is up; answers
-/// the worker's node.
-async fn place(control: &Control, deadline: Instant) -> Result<swarm::NodeId> {
-    let spawn = || {
-        Spawn::<Ledger>::named("idle-ledger")
-            .args(LedgerArgs { opening: 0 })
-            .placement(Placement::Label {
-                label: "worker".to_owned(),
-                hard: true,
-            })
-    };
-    loop {
-        match control.spawn(spawn()).await {
-            Ok(_) => break,
-            Err(e) if Instant::now() < deadline => {
-                tracing::debug!(error = %e, "the control plane is not ready yet");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e).context("the control plane never placed an actor"),
-        }
-    }
-    Ok(control.resolve("idle-ledger").await?.node)
 }
 
 /// Waits until every node of `cluster` (no heads) lists every one alive,

@@ -380,13 +380,7 @@ fn in_process(runs: usize) -> Result<Partition> {
 async fn placed(control: &Control) -> Result<Named<Ledger>> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let spawn = Spawn::<Ledger>::named("partitioned")
-            .args(LedgerArgs { opening: 0 })
-            .placement(Placement::Label {
-                label: "worker".to_owned(),
-                hard: true,
-            })
-            .get_if_exists();
+        let spawn = super::control::on_workers("partitioned").get_if_exists();
         match control.spawn(spawn).await {
             Ok(named) => return Ok(named),
             Err(e) if Instant::now() < deadline => {
