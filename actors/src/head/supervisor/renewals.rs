@@ -82,14 +82,17 @@ impl Supervisor {
     /// What `renew.node` must start and stop; escalations it reports move,
     /// and placements it lost restart under a new epoch.
     fn grant(&mut self, renew: &Renew, running: &[Running], ctx: &mut Context<Self>) -> Grant {
-        // What runs where and as the log places it needs no more restarting.
+        // What runs where and as the log places it needs no more restarting
+        // (only names waiting for a restart are looked up: usually none).
+        let restarted = &self.restarted;
         let placed_here: Vec<String> = self.read(|m| {
             running
                 .iter()
                 .filter(|r| {
-                    m.state
-                        .actor(&r.name)
-                        .is_some_and(|rec| rec.node == renew.node && rec.epoch == r.epoch)
+                    restarted.contains_key(&r.name)
+                        && m.state
+                            .actor(&r.name)
+                            .is_some_and(|rec| rec.node == renew.node && rec.epoch == r.epoch)
                 })
                 .map(|r| r.name.clone())
                 .collect()
