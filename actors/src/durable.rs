@@ -100,7 +100,7 @@ use serde::Serialize;
 pub use embedded::Embedded;
 pub(crate) use embedded::Embedded as EmbeddedStore;
 pub use journal::{persist, persist_state, recover, Journal, RECOVER_WITHIN};
-pub(crate) use store::{install, uninstall};
+pub(crate) use store::{install, store_of, uninstall};
 pub use store::{JournalStore, Recovery, StoreError, StoreFuture, Stored, Writer};
 
 pub use crate::head::wire::journal::{

@@ -373,6 +373,12 @@ impl Node {
         crate::durable::install(self.id(), store);
     }
 
+    /// The store this node's durable actors keep their journals in
+    /// (`None` on a node without membership, unless one was set).
+    pub fn journal_store(&self) -> Option<std::sync::Arc<dyn crate::durable::JournalStore>> {
+        crate::durable::store_of(self.id())
+    }
+
     /// Ray-style tasks: submit functions to run where resources are free,
     /// and register the ones this node runs. `None` without membership.
     pub fn tasks(&self) -> Option<&Tasks> {
