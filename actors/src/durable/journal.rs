@@ -237,9 +237,7 @@ pub fn persist<A: Durable>(
                 let journal = act.journal();
                 journal.next = next;
                 journal.since_snapshot += count;
-                if journal.since_snapshot >= A::snapshot_every().max(1) {
-                    save_snapshot(act, ctx, false);
-                }
+                snapshot_due(act, ctx);
                 Ok(())
             }
             Err(e) => {
@@ -271,21 +269,13 @@ pub fn persist_state<A: Durable>(
     actor: &mut A,
     ctx: &mut Context<A>,
 ) -> ResponseActFuture<A, Result<(), StoreError>> {
+    let save = match save_snapshot(actor, true) {
+        Ok(save) => save,
+        Err(e) => return Box::pin(fut::ready(Err(e))),
+    };
     let (answer, answered) = oneshot::channel();
-    save_snapshot(actor, ctx, true);
-    // The snapshot's wait runs first; this one answers after it.
-    ctx.wait(fut::wrap_future::<_, A>(async {}).map(move |(), act, _| {
-        let journal = act.journal();
-        let result = match journal.writer {
-            Some(_) if journal.since_snapshot == 0 => Ok(()),
-            Some(_) => Err(StoreError::Unavailable {
-                reason: "the snapshot was not saved".to_owned(),
-            }),
-            None => Err(StoreError::Refused {
-                reason: format!("{:?} did not recover its journal", journal.name),
-            }),
-        };
-        let _ = answer.send(result);
+    ctx.wait(save.map(move |saved, _, _| {
+        let _ = answer.send(saved);
     }));
     Box::pin(
         async move {
@@ -299,53 +289,47 @@ pub fn persist_state<A: Durable>(
     )
 }
 
-/// Saves a snapshot at the last event: in the background (`wait` false:
-/// messages go on meanwhile) or before any other message (`wait` true).
-fn save_snapshot<A: Durable>(actor: &mut A, ctx: &mut Context<A>, wait: bool) {
-    if actor.journal().snapshotting && !wait {
+/// Saves a snapshot every `snapshot_every` events, in the background
+/// (messages go on meanwhile; a failure leaves the events in the journal).
+fn snapshot_due<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
+    let journal = actor.journal();
+    if journal.snapshotting || journal.since_snapshot < A::snapshot_every().max(1) {
         return;
     }
+    if let Ok(save) = save_snapshot(actor, false) {
+        ctx.spawn(save.map(|_, _, _| ()));
+    }
+}
+
+/// The write of a snapshot at the last event; `whole` for a whole-state
+/// save, whose failure (but for its size) stops the actor.
+fn save_snapshot<A: Durable>(
+    actor: &mut A,
+    whole: bool,
+) -> Result<ResponseActFuture<A, Result<(), StoreError>>, StoreError> {
     let state = actor.snapshot();
     let journal = actor.journal();
-    let (store, writer) = match journal.writing() {
-        Ok(w) => w,
-        Err(_) => return,
-    };
-    let record = match codec::encode(Kind::Snapshot, A::JOURNAL, &state) {
-        Ok(record) => record,
-        Err(e) => {
-            tracing::warn!(actor = %journal.name, error = %e, "snapshot not saved");
-            return;
-        }
-    };
+    let (store, writer) = journal.writing()?;
+    let record = codec::encode(Kind::Snapshot, A::JOURNAL, &state)?;
     let seq = journal.next - 1;
     journal.snapshotting = true;
-    // Until it is saved, a whole-state save counts as not saved.
-    if wait {
-        journal.since_snapshot = journal.since_snapshot.max(1);
-    }
-    let save = store
-        .snapshot(&writer, seq, record)
-        .into_actor(actor)
-        .map(move |saved, act, ctx| {
+    Ok(Box::pin(store.snapshot(&writer, seq, record).into_actor(actor).map(
+        move |saved, act, ctx| {
             let journal = act.journal();
             journal.snapshotting = false;
-            match saved {
+            match &saved {
                 Ok(()) => journal.since_snapshot = journal.next - 1 - seq,
-                Err(e @ StoreError::Fenced { .. }) => failed(journal, ctx, &e),
-                Err(e) if wait && !matches!(e, StoreError::TooLarge { .. }) => {
-                    failed(journal, ctx, &e)
+                Err(e @ StoreError::Fenced { .. }) => failed(journal, ctx, e),
+                Err(e) if whole && !matches!(e, StoreError::TooLarge { .. }) => {
+                    failed(journal, ctx, e)
                 }
                 Err(e) => {
                     tracing::warn!(actor = %journal.name, seq, error = %e, "snapshot not saved (the journal keeps the events)");
                 }
             }
-        });
-    if wait {
-        ctx.wait(save);
-    } else {
-        ctx.spawn(save);
-    }
+            saved
+        },
+    )))
 }
 
 /// A write failed: a fenced, uncertain or out-of-step incarnation stops.
