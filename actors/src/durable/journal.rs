@@ -213,11 +213,10 @@ pub fn persist<A: Durable>(
         .map(|e| codec::encode(Kind::Event, A::JOURNAL, e))
         .collect();
     let journal = actor.journal();
-    let (store, writer) = match journal.writing().and_then(|w| Ok((w, records?))) {
-        Ok(((store, writer), records)) => ((store, records), writer),
-        Err(e) => return Box::pin(fut::ready(Err(e))),
+    let (store, writer, records) = match (journal.writing(), records) {
+        (Ok((store, writer)), Ok(records)) => (store, writer, records),
+        (Err(e), _) | (_, Err(e)) => return Box::pin(fut::ready(Err(e))),
     };
-    let (store, records) = store;
     let first = journal.next;
     let count = events.len() as u64;
     let (answer, answered) = oneshot::channel();
