@@ -335,6 +335,24 @@ impl Journals {
     }
 }
 
+impl super::state::ControlState {
+    /// Where the record of `name` puts it, for its journal's checks.
+    pub(crate) fn journal_owner(&self, name: &str) -> Option<Placed> {
+        self.actor(name).map(|r| Placed {
+            node: r.node,
+            epoch: r.epoch,
+            placed: r.state == super::state::RecordState::Placed,
+        })
+    }
+
+    /// Why `command` would be refused by its sender or fencing, on this
+    /// state (the leader checks before writing; apply checks again).
+    pub(crate) fn journal_precheck(&self, command: &JournalCommand) -> Option<StoreError> {
+        self.journals()
+            .precheck(command, self.journal_owner(command.name()))
+    }
+}
+
 /// Whether `node` may write `name` under `epoch`: the head's record puts
 /// it there, under that epoch, placed.
 fn owner(name: &str, epoch: u64, node: NodeId, placed: Option<Placed>) -> Result<(), StoreError> {

@@ -431,27 +431,7 @@ impl ControlState {
         }
     }
 
-    /// Where the record of `name` puts it, for its journal's checks.
-    pub(crate) fn journal_owner(&self, name: &str) -> Option<super::journal::Placed> {
-        self.actors.get(name).map(|r| super::journal::Placed {
-            node: r.node,
-            epoch: r.epoch,
-            placed: r.state == RecordState::Placed,
-        })
-    }
-
-    /// Why `command` would be refused by its sender or fencing, on this
-    /// state (the leader checks before writing; apply checks again).
-    pub(crate) fn journal_precheck(
-        &self,
-        command: &super::journal::JournalCommand,
-    ) -> Option<super::journal::StoreError> {
-        self.journals
-            .precheck(command, self.journal_owner(command.name()))
-    }
-
     /// The durable actors' journals.
-    #[cfg(test)]
     pub(crate) fn journals(&self) -> &super::journal::Journals {
         &self.journals
     }
