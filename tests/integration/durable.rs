@@ -179,3 +179,44 @@ async fn stale_forged_and_replayed_journal_writes_are_refused() {
 fn event(amount: u64) -> Vec<u8> {
     codec::encode(Kind::Event, "demo.Ledger", &LedgerEvent::Deposited(amount)).unwrap()
 }
+
+#[actix_rt::test]
+async fn a_snapshot_of_the_largest_size_replicates_to_three_heads_and_writes_go_on() {
+    let dir = scratch("durable-large");
+    let (_ca, nodes) = control_cluster(&dir, 3, 1, |_, _| {}).await;
+    let worker = &nodes[3].node;
+    let control = nodes[0].node.control().unwrap().clone();
+    let ledger = ledger_on(&control, "large", worker.id()).await;
+    assert_eq!(ledger.send(Deposit(1)).await.unwrap().total, 1);
+    let (_, epoch) = ledger.location().unwrap();
+    let store = worker.journal_store().unwrap();
+    let claimed = store.claim("large", epoch).await.unwrap();
+    let seq = claimed.next - 1;
+    let big = vec![7u8; swarm::durable::MAX_SNAPSHOT_BYTES];
+    let t = Instant::now();
+    store
+        .snapshot(&claimed.writer, seq, big.clone())
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    let t = Instant::now();
+    let next = store
+        .append(&claimed.writer, claimed.next, vec![event(2)])
+        .await
+        .unwrap();
+    eprintln!(
+        "a {} KiB snapshot committed in {took:?}; the next append in {:?}",
+        big.len() / 1024,
+        t.elapsed()
+    );
+    assert_eq!(next, claimed.next + 1);
+    // One byte more is refused whole.
+    let over = store
+        .snapshot(&claimed.writer, seq, vec![0; big.len() + 1])
+        .await;
+    assert!(matches!(over, Err(StoreError::TooLarge { .. })), "{over:?}");
+    let again = store.claim("large", epoch).await.unwrap();
+    assert_eq!(again.snapshot.map(|s| s.bytes.len()), Some(big.len()));
+    assert_eq!(again.events.len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
