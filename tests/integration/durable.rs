@@ -220,3 +220,95 @@ async fn a_snapshot_of_the_largest_size_replicates_to_three_heads_and_writes_go_
     assert_eq!(again.events.len(), 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// 50 SIGKILLs of the process hosting a durable ledger while a stream of
+/// deposits (1 each, one at a time) goes on: after each failover the
+/// balance holds every acknowledged deposit and at most the unacknowledged
+/// ones on top (an ask that failed may have been written: never twice).
+#[actix_rt::test]
+#[ignore = "stress: a few minutes"]
+async fn stress_durable_ledger_through_50_sigkills_under_deposits() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    let mut cluster =
+        LocalCluster::start_control(&exe(), &scratch("durable-stress"), 3, 2, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let driver = driver(&cluster).await;
+    let control = driver.control().unwrap().clone();
+    let ledger = spawn_ready(&control, || {
+        Spawn::<Ledger>::named("stream")
+            .args(LedgerArgs { opening: 0 })
+            .placement(Placement::Label {
+                label: "worker".to_owned(),
+                hard: true,
+            })
+    })
+    .await;
+    // Acknowledged and failed deposits, counted by the stream.
+    let acked = Rc::new(Cell::new(0u64));
+    let failed = Rc::new(Cell::new(0u64));
+    let stream = {
+        let (ledger, acked, failed) = (ledger.clone(), acked.clone(), failed.clone());
+        actix_rt::spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(2));
+            loop {
+                pace.tick().await;
+                match ledger.send(Deposit(1)).await {
+                    Ok(_) => acked.set(acked.get() + 1),
+                    Err(_) => failed.set(failed.get() + 1),
+                }
+            }
+        })
+    };
+    let mut took = Vec::new();
+    for round in 0..50 {
+        // Twenty deposits acknowledged by this incarnation first.
+        let start = acked.get();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(5));
+        while acked.get() < start + 20 {
+            poll.tick().await;
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the stream stalled"
+            );
+        }
+        let before = read_until_answered(&ledger, Duration::from_secs(30)).await;
+        let i = cluster
+            .nodes
+            .iter()
+            .position(|n| n.id == before.node)
+            .expect("the ledger runs on a cluster process");
+        let killed_at = Instant::now();
+        let killed = cluster.kill(i).unwrap();
+        let after = loop {
+            let balance = read_until_answered(&ledger, Duration::from_secs(30)).await;
+            if balance.epoch > before.epoch {
+                break balance;
+            }
+        };
+        took.push(killed_at.elapsed());
+        // Read once more after the stream's ask in flight settled.
+        let (a, f) = (acked.get(), failed.get());
+        let now = ledger
+            .send(Deposit(0))
+            .await
+            .map(|b| b.total)
+            .unwrap_or(after.total);
+        assert!(
+            now >= a && now <= acked.get() + failed.get() + 1,
+            "round {round}: balance {now}, {a} acknowledged, {f} failed"
+        );
+        cluster.restart(&killed).unwrap();
+    }
+    stream.abort();
+    took.sort();
+    eprintln!(
+        "durable failover under deposits, 50 SIGKILLs: p50 {:?}, max {:?}; {} acknowledged, {} failed",
+        took[took.len() / 2],
+        took[took.len() - 1],
+        acked.get(),
+        failed.get()
+    );
+}
