@@ -42,7 +42,7 @@ mod files;
 
 pub use files::FileError;
 pub use swarm_actors::{
-    at_rest, audit, cluster, control, error, operators, placement, policy, remote_actor,
+    at_rest, audit, cluster, control, durable, error, operators, placement, policy, remote_actor,
     remote_message, supervision, task, tasks, Accepts, Access, AskError, Cluster, ClusterConfig,
     ClusterEvent, ClusterEvents, Faults, GossipKeyOp, Instance, Keyed, Member, MeshConfig,
     MeshStats, Node, PeerInfo, Protocol, RemoteActor, RemoteAddr, RemoteMessage, ResourceOverrides,

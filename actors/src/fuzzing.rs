@@ -68,6 +68,49 @@ pub fn control(data: &[u8]) {
     }
 }
 
+/// Decodes `data` as every journal message and stored journal value of
+/// durable actors (the wire's claims, appends and snapshots, their
+/// answers, the log's journal commands, event and snapshot records), and
+/// applies what decodes as a journal command to a state holding a claimed
+/// journal: nothing may panic.
+pub fn journal(data: &[u8]) {
+    use crate::durable::codec::{self, Kind};
+    use crate::head::journal::JournalCommand;
+    use crate::head::wire::journal::{AppendJournal, ClaimJournal, Recovery, SnapshotJournal};
+    fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
+        rmp_serde::from_slice(data).ok()
+    }
+    let _ = decode::<ClaimJournal>(data);
+    let _ = decode::<AppendJournal>(data);
+    let _ = decode::<SnapshotJournal>(data);
+    let _ = decode::<
+        Result<Result<Recovery, crate::durable::StoreError>, crate::head::wire::ControlError>,
+    >(data);
+    let _ = decode::<
+        Result<Result<u64, crate::durable::StoreError>, crate::head::wire::ControlError>,
+    >(data);
+    // Records, under a fixed tag and under the tag the record names.
+    let tag = data
+        .get(3..3 + usize::from(data.get(2).copied().unwrap_or(0)))
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("t");
+    for tag in ["t", tag] {
+        for kind in [Kind::Event, Kind::Snapshot] {
+            let _ = codec::decode::<(u64, String)>(kind, tag, data);
+            let _ = codec::decode::<Vec<u64>>(kind, tag, data);
+            let _ = codec::decode::<std::collections::BTreeMap<String, Vec<u8>>>(kind, tag, data);
+        }
+    }
+    let mut state = seeded();
+    if let Some(command) = decode::<JournalCommand>(data) {
+        let _ = state.journal_precheck(&command);
+        let _ = state.apply(Command::Journal(command));
+    }
+    if let Ok(bytes) = rmp_serde::to_vec(&state) {
+        let _ = decode::<ControlState>(&bytes);
+    }
+}
+
 /// Decodes `data` as every message schedulers exchange and as a
 /// zero-copy byte argument, and feeds decoded outcomes and tasks to an
 /// owner's book holding a few tasks: nothing may panic.
@@ -133,6 +176,13 @@ fn seeded() -> ControlState {
             expect: None,
         });
     }
+    let _ = state.apply(Command::Journal(
+        crate::head::journal::JournalCommand::Claim {
+            name: "a".to_owned(),
+            epoch: 1,
+            node: node(1),
+        },
+    ));
     state
 }
 
@@ -168,6 +218,30 @@ fn seeds() -> Vec<Vec<u8>> {
         rmp_serde::to_vec(&outcomes).unwrap_or_default(),
         rmp_serde::to_vec(&command).unwrap_or_default(),
         rmp_serde::to_vec(&seeded()).unwrap_or_default(),
+        rmp_serde::to_vec(&crate::head::journal::JournalCommand::Append {
+            writer: crate::durable::Writer {
+                name: "a".to_owned(),
+                epoch: 1,
+                claim: 1,
+            },
+            node,
+            first_seq: 1,
+            events: vec![serde_bytes::ByteBuf::from(
+                crate::durable::codec::encode(
+                    crate::durable::codec::Kind::Event,
+                    "t",
+                    &(1u64, "x"),
+                )
+                .unwrap_or_default(),
+            )],
+        })
+        .unwrap_or_default(),
+        crate::durable::codec::encode(
+            crate::durable::codec::Kind::Snapshot,
+            "t",
+            &vec![1u64, 2, 3],
+        )
+        .unwrap_or_default(),
         rmp_serde::to_vec(&Renew {
             node,
             report: crate::supervision::Report {
@@ -198,11 +272,12 @@ mod tests {
         fn random_inputs_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             control(&data);
             tasks(&data);
+            journal(&data);
         }
 
         #[test]
         fn mutated_valid_inputs_never_panic(
-            seed in 0usize..4,
+            seed in 0usize..6,
             flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
             cut in any::<usize>(),
         ) {
@@ -216,6 +291,7 @@ mod tests {
             data.truncate(cut % (data.len() + 1));
             control(&data);
             tasks(&data);
+            journal(&data);
         }
     }
 }

@@ -15,6 +15,7 @@
 //! never pass through Raft.
 
 pub(crate) mod batch;
+pub(crate) mod journal;
 pub(crate) mod leases;
 pub(crate) mod network;
 pub(crate) mod reconcile;
@@ -259,6 +260,9 @@ impl Head {
             Supervisor::new(id, raft.clone(), (machine, applied), doors, &config).start();
         let entry = Entry::declared(supervisor.clone())
             .stamped::<wire::Renew>()
+            .stamped::<wire::journal::ClaimJournal>()
+            .stamped::<wire::journal::AppendJournal>()
+            .stamped::<wire::journal::SnapshotJournal>()
             .stamped::<crate::head::wire::operators::SetPassword>()
             .stamped::<crate::head::wire::operators::Delegate>()
             .stamped::<crate::head::wire::operators::VerifyLogin>()

@@ -112,6 +112,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 mod directory;
+pub mod durable;
 pub mod error;
 #[cfg(any(fuzzing, test))]
 #[doc(hidden)]

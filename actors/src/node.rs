@@ -364,6 +364,21 @@ impl Node {
         self.control.as_ref()
     }
 
+    /// Sets where this node's durable actors keep their journals
+    /// ([`crate::durable`]): the head group's log by default (on nodes
+    /// with membership); another backend is a
+    /// [`JournalStore`](crate::durable::JournalStore). Incarnations started
+    /// afterwards use it.
+    pub fn set_journal_store(&self, store: std::sync::Arc<dyn crate::durable::JournalStore>) {
+        crate::durable::install(self.id(), store);
+    }
+
+    /// The store this node's durable actors keep their journals in
+    /// (`None` on a node without membership, unless one was set).
+    pub fn journal_store(&self) -> Option<std::sync::Arc<dyn crate::durable::JournalStore>> {
+        crate::durable::store_of(self.id())
+    }
+
     /// Ray-style tasks: submit functions to run where resources are free,
     /// and register the ones this node runs. `None` without membership.
     pub fn tasks(&self) -> Option<&Tasks> {
@@ -405,6 +420,7 @@ impl Node {
     /// Leaves the cluster (members see it as left at once, not down),
     /// stops accepting connections and closes every link.
     pub fn shutdown(&self) {
+        crate::durable::uninstall(self.id());
         if let Some(tasks) = &self.tasks {
             tasks.shutdown();
         }

@@ -6,10 +6,12 @@
 
 pub mod tasks;
 
+use std::pin::Pin;
 use std::time::Instant;
 
 use actix::prelude::*;
 use serde::{Deserialize, Serialize};
+use swarm_actors::durable::{self, Durable, Journal};
 use swarm_actors::{AskError, ClusterError, ExposeError, Node};
 use swarm_protocol::NodeId;
 
@@ -411,12 +413,17 @@ pub async fn serve_with(node: &Node, service: &str, worker: Worker) -> Result<()
 }
 
 /// A named actor the control plane places: a balance that answers each
-/// deposit with the incarnation that took it.
+/// deposit with the incarnation that took it. It is durable
+/// ([`swarm_actors::durable`]): each deposit is an event in its journal
+/// (in the head group's log), acknowledged only once durable, and every
+/// incarnation (after a crash, a move, a panic) recovers the balance
+/// before its first message.
 #[derive(Debug)]
 pub struct Ledger {
     balance: u64,
     epoch: u64,
     node: NodeId,
+    journal: Journal,
 }
 
 /// What a [`Ledger`] is built from.
@@ -426,7 +433,8 @@ pub struct LedgerArgs {
     pub opening: u64,
 }
 
-/// Adds to a ledger; answers the balance and who holds it.
+/// Adds to a ledger; answers the balance and who holds it. A deposit of 0
+/// only reads (nothing is written); any other is answered once durable.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Balance")]
 pub struct Deposit(pub u64);
@@ -449,20 +457,75 @@ pub struct Crash;
 
 swarm_actors::remote_message!(Deposit => "demo.Deposit", Crash => "demo.Crash");
 
-impl Actor for Ledger {
-    type Context = Context<Self>;
+/// What happens to a [`Ledger`], as its journal stores it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerEvent {
+    /// A deposit was acknowledged.
+    Deposited(u64),
 }
 
-impl Handler<Deposit> for Ledger {
-    type Result = MessageResult<Deposit>;
+impl Durable for Ledger {
+    const JOURNAL: &'static str = "demo.Ledger";
+    type Event = LedgerEvent;
+    type Snapshot = u64;
 
-    fn handle(&mut self, Deposit(amount): Deposit, _: &mut Context<Self>) -> Self::Result {
-        self.balance += amount;
-        MessageResult(Balance {
+    fn apply(&mut self, LedgerEvent::Deposited(amount): &LedgerEvent) {
+        self.balance = self.balance.saturating_add(*amount);
+    }
+
+    fn snapshot(&self) -> u64 {
+        self.balance
+    }
+
+    fn restore(&mut self, balance: u64) {
+        self.balance = balance;
+    }
+
+    fn journal(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+}
+
+impl Actor for Ledger {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // The balance comes back before any deposit is handled.
+        durable::recover(self, ctx);
+    }
+}
+
+impl Ledger {
+    fn balance(&self) -> Balance {
+        Balance {
             total: self.balance,
             epoch: self.epoch,
             node: self.node,
-        })
+        }
+    }
+}
+
+impl Handler<Deposit> for Ledger {
+    type Result = ResponseActFuture<Self, Balance>;
+
+    fn handle(&mut self, Deposit(amount): Deposit, ctx: &mut Context<Self>) -> Self::Result {
+        if amount == 0 {
+            return Box::pin(actix::fut::ready(self.balance()));
+        }
+        let persisted = durable::persist(self, ctx, vec![LedgerEvent::Deposited(amount)]);
+        Box::pin(persisted.then(
+            |done, act, ctx| -> Pin<Box<dyn ActorFuture<Self, Output = Balance>>> {
+                match done {
+                    Ok(()) => Box::pin(actix::fut::ready(act.balance())),
+                    // Not durable: never acknowledged. The ledger stops (and
+                    // recovers from its journal); the caller's ask fails.
+                    Err(_) => {
+                        ctx.stop();
+                        Box::pin(actix::fut::wrap_future(std::future::pending()))
+                    }
+                }
+            },
+        ))
     }
 }
 
@@ -487,6 +550,8 @@ impl Handler<swarm_actors::inspector::InspectState> for Ledger {
             "balance": self.balance,
             "epoch": self.epoch,
             "node": self.node.to_string(),
+            "journal_next_seq": self.journal.next_seq(),
+            "journal_backend": self.journal.backend(),
         })
         .to_string()
     }
@@ -503,6 +568,7 @@ impl swarm_actors::supervision::Spawnable for Ledger {
             balance: args.opening,
             epoch: incarnation.epoch,
             node: incarnation.node,
+            journal: Journal::new(incarnation),
         }
     }
 }

@@ -265,8 +265,9 @@ async fn the_actor_of_a_killed_node_answers_again_from_another_once() {
     let took = killed.elapsed();
     assert_ne!(moved.node, target);
     assert!(moved.epoch > first.epoch);
-    // A new incarnation: the state of the dead one is gone.
-    assert_eq!(moved.total, 1);
+    // A new incarnation, with the dead one's acknowledged deposit (the
+    // ledger is durable) and this one's.
+    assert_eq!(moved.total, 2);
     eprintln!("failover took {took:?}");
     // Exactly one node runs it.
     let mut running = 0;

@@ -269,7 +269,7 @@ async fn only_an_admin_restarts_a_supervised_actor_and_the_restart_is_counted() 
     };
     assert!(host.send(missing).await.unwrap().is_err());
 
-    // The next incarnation answers (from its own state), and the console
+    // The next incarnation answers (its state recovered), and the console
     // sees the restart.
     let inspector = root.node.remote::<Inspector>(n2.id(), INSPECT_ACTOR);
     let counted = eventually(Duration::from_secs(10), || async {
@@ -298,7 +298,8 @@ async fn only_an_admin_restarts_a_supervised_actor_and_the_restart_is_counted() 
     assert_eq!(book.history.len(), 1);
     assert_eq!(book.history[0].reason, "on an operator's request");
 
-    // Its state, through its inspect hook (a fresh incarnation: 0 + 1).
+    // Its state, through its inspect hook (the restarted incarnation
+    // recovered its journal: 5 + 1).
     use swarm::inspect::{InspectActor, InspectError};
     let state = |actor: &str| InspectActor {
         actor: actor.into(),
@@ -310,7 +311,7 @@ async fn only_an_admin_restarts_a_supervised_actor_and_the_restart_is_counted() 
         .unwrap()
         .unwrap();
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(value["balance"], 1, "{json}");
+    assert_eq!(value["balance"], 6, "{json}");
     assert_eq!(inspector.send(state("adder")).await.unwrap(), Ok(None));
     assert!(matches!(
         inspector.send(state("nobody")).await.unwrap(),

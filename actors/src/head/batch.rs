@@ -30,10 +30,25 @@ type Answer = Result<(u64, Applied), ControlError>;
 /// A command and where its answer goes.
 type Queued = (Command, oneshot::Sender<Answer>);
 
+/// The most journal writes (durable actors' events, `head::journal`) in
+/// one log entry.
+const JOURNAL_PER_BATCH: usize = 256;
+
 /// The door to the head's log. Cheap to clone.
+///
+/// Two queues feed it: the control plane's commands (placements, leases'
+/// consequences, operators' changes) and durable actors' journal writes.
+/// Each batch takes the control plane's waiting commands first, then
+/// journal writes in what is left of it, at most [`JOURNAL_PER_BATCH`].
+/// So however many journal writes wait, a placement waits for at most
+/// the one batch in flight before its own goes (what it waited before
+/// journals existed), and a batch's journal share is bounded in count and
+/// by the bytes the control plane left; journal writes take the spare
+/// capacity of every batch, and the whole of an idle control plane's.
 #[derive(Clone)]
 pub(crate) struct Writes {
     queue: mpsc::UnboundedSender<Queued>,
+    journal: mpsc::UnboundedSender<Queued>,
 }
 
 impl Writes {
@@ -42,30 +57,84 @@ impl Writes {
     /// handle is dropped.
     pub(crate) fn start(raft: Raft, max_bytes: usize) -> Self {
         let (queue, mut commands) = mpsc::unbounded_channel::<Queued>();
+        let (journal, mut journals) = mpsc::unbounded_channel::<Queued>();
         actix::spawn(async move {
-            // The command that did not fit in the last batch: the next
-            // one starts with it.
+            // The commands that did not fit in the last batch (of each
+            // queue): the next one starts with them.
             let mut carried: Option<Queued> = None;
+            let mut carried_journal: Option<Queued> = None;
+            let mut open = (true, true);
             loop {
-                let first = match carried.take() {
-                    Some(first) => first,
-                    None => match commands.recv().await {
-                        Some(first) => first,
-                        None => break,
-                    },
-                };
-                let mut bytes = encoded_len(&first.0);
-                let mut batch = vec![first];
+                let mut batch: Vec<Queued> = Vec::new();
+                let mut bytes = 0usize;
+                if let Some(first) = carried.take() {
+                    bytes = encoded_len(&first.0);
+                    batch.push(first);
+                }
+                if batch.is_empty() && carried_journal.is_none() {
+                    let first = tokio::select! {
+                        biased;
+                        c = commands.recv(), if open.0 => c.ok_or(0),
+                        j = journals.recv(), if open.1 => {
+                            match j {
+                                Some(j) => { carried_journal = Some(j); Err(2) }
+                                None => Err(1),
+                            }
+                        }
+                        else => break,
+                    };
+                    match first {
+                        Ok(first) => {
+                            bytes = encoded_len(&first.0);
+                            batch.push(first);
+                        }
+                        Err(0) => {
+                            open.0 = false;
+                            continue;
+                        }
+                        Err(1) => {
+                            open.1 = false;
+                            continue;
+                        }
+                        Err(_) => {}
+                    }
+                }
+                // The control plane's commands first.
                 while batch.len() < MAX_BATCH {
                     let Ok(next) = commands.try_recv() else {
                         break;
                     };
-                    bytes = bytes.saturating_add(encoded_len(&next.0));
-                    if bytes > max_bytes {
+                    let more = bytes.saturating_add(encoded_len(&next.0));
+                    if more > max_bytes && !batch.is_empty() {
                         carried = Some(next);
                         break;
                     }
+                    bytes = more;
                     batch.push(next);
+                }
+                // Then journal writes, in what is left.
+                let mut journaled = 0usize;
+                if carried.is_none() {
+                    while journaled < JOURNAL_PER_BATCH && batch.len() < MAX_BATCH {
+                        let next = match carried_journal.take() {
+                            Some(next) => next,
+                            None => match journals.try_recv() {
+                                Ok(next) => next,
+                                Err(_) => break,
+                            },
+                        };
+                        let more = bytes.saturating_add(encoded_len(&next.0));
+                        if more > max_bytes && !batch.is_empty() {
+                            carried_journal = Some(next);
+                            break;
+                        }
+                        bytes = more;
+                        batch.push(next);
+                        journaled += 1;
+                    }
+                }
+                if batch.is_empty() {
+                    continue;
                 }
                 if batch.len() == 1 {
                     let (command, answer) = batch.remove(0);
@@ -94,16 +163,26 @@ impl Writes {
                 }
             }
         });
-        Self { queue }
+        Self { queue, journal }
     }
 
     /// Writes `command` through Raft: its log index and what applying it did.
     pub(crate) async fn write(&self, command: Command) -> Answer {
+        Self::send(&self.queue, command).await
+    }
+
+    /// Writes a journal command through Raft, in the journal's share of
+    /// the batches.
+    pub(crate) async fn write_journal(&self, command: Command) -> Answer {
+        Self::send(&self.journal, command).await
+    }
+
+    async fn send(queue: &mpsc::UnboundedSender<Queued>, command: Command) -> Answer {
         let (answer, wait) = oneshot::channel();
         let stopped = || ControlError::NoQuorum {
             reason: "the head is shutting down".to_owned(),
         };
-        self.queue.send((command, answer)).map_err(|_| stopped())?;
+        queue.send((command, answer)).map_err(|_| stopped())?;
         wait.await.map_err(|_| stopped())?
     }
 }

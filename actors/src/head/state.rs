@@ -151,6 +151,8 @@ pub(crate) enum Command {
         /// When the leader decided it.
         now_ms: u64,
     },
+    /// A durable actor's journal write (`head::journal`).
+    Journal(super::journal::JournalCommand),
 }
 
 /// What applying a command did.
@@ -177,6 +179,8 @@ pub(crate) enum Applied {
     },
     /// What each command of a batch did, in order.
     Batch(Vec<Applied>),
+    /// What a journal write did.
+    Journal(Result<super::journal::JournalDone, super::journal::StoreError>),
 }
 
 /// The replicated state. (De)serialized as its fields minus the derived
@@ -213,6 +217,9 @@ pub(crate) struct ControlState {
     /// new leader keeps them.
     #[serde(default)]
     lockouts: BTreeMap<crate::operators::guard::Lock, u64>,
+    /// Durable actors' journals, by name.
+    #[serde(default)]
+    journals: super::journal::Journals,
 }
 
 /// An operator's password, with the certificate that set it (whose serial
@@ -290,6 +297,7 @@ impl ControlState {
                 None => Applied::Unknown,
                 Some(r) if epoch.is_some_and(|e| e != r.epoch) => Applied::Stale,
                 Some(_) => {
+                    self.journals.forget(&name);
                     if let Some(record) = self.actors.remove(&name) {
                         if record.state == RecordState::Placed {
                             self.release(&name, &record);
@@ -416,7 +424,16 @@ impl ControlState {
                 *until = (*until).max(until_ms);
                 Applied::Done
             }
+            Command::Journal(command) => {
+                let placed = self.journal_owner(command.name());
+                Applied::Journal(self.journals.apply(command, placed))
+            }
         }
+    }
+
+    /// The durable actors' journals.
+    pub(crate) fn journals(&self) -> &super::journal::Journals {
+        &self.journals
     }
 
     /// The generation of the head group's capability key.

@@ -56,6 +56,7 @@ const RETRY_MOVE: Duration = Duration::from_secs(1);
 const MOVES_IN_FLIGHT: usize = 256;
 
 mod groups;
+mod journal;
 mod keys;
 mod logins;
 mod moves;
@@ -656,5 +657,8 @@ crate::remote_actor!(
     DrainNode,
     ListPlaced,
     HeadStatus,
-    Renew
+    Renew,
+    crate::head::wire::journal::ClaimJournal,
+    crate::head::wire::journal::AppendJournal,
+    crate::head::wire::journal::SnapshotJournal
 );

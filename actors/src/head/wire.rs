@@ -10,6 +10,7 @@ use crate::placement::{GroupStrategy, Placement, PlacementError, ResourceSet};
 use crate::supervision::{Grant, Report, Restart, SpawnError};
 
 mod drain;
+pub(crate) mod journal;
 pub(crate) mod operators;
 
 pub(crate) use drain::DrainNode;

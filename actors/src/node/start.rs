@@ -258,6 +258,9 @@ impl Node {
         }
         let control = Control::new(self.mesh.clone(), self.sessions.clone(), cluster.clone());
         crate::control::lease::spawn(control.clone(), host.clone(), self.id());
+        // Durable actors keep their journals in the head group by default.
+        let journals = crate::durable::EmbeddedStore::new(control.clone(), self.id());
+        crate::durable::install(self.id(), Arc::new(journals));
         self.control = Some(control);
         self.tasks = Some(Tasks::start(self.mesh.clone(), self.directory.clone(), cluster).await);
         Ok(())

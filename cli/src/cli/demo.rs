@@ -371,8 +371,9 @@ async fn tasks(driver: &Node, cluster: &LocalCluster) -> Result<()> {
     Ok(())
 }
 
-/// 6. The control plane: a named actor placed by resources, its node
-///    SIGKILLed, the actor answering again from another node.
+/// 6. The control plane: a named durable actor placed by resources, its
+///    node SIGKILLed, the actor answering again from another node with its
+///    acknowledged balance.
 async fn control_plane(driver: &Node, cluster: &mut LocalCluster) -> Result<()> {
     use swarm::control::Spawn;
     use swarm::supervision::Restart;
@@ -458,9 +459,11 @@ async fn control_plane(driver: &Node, cluster: &mut LocalCluster) -> Result<()> 
         "  the next ask failed at once, typed: {}",
         failed.err().map(|e| e.to_string()).unwrap_or_default()
     );
+    // Asked with a deposit of 0 (a read: nothing is written) until the
+    // next incarnation answers.
     let deadline = Instant::now() + Duration::from_secs(20);
     let moved = loop {
-        if let Ok(balance) = account.send(Deposit(5)).await {
+        if let Ok(balance) = account.send(Deposit(0)).await {
             break balance;
         }
         ensure!(
@@ -474,13 +477,27 @@ async fn control_plane(driver: &Node, cluster: &mut LocalCluster) -> Result<()> 
         moved.node != node && moved.epoch > epoch,
         "expected a new incarnation elsewhere: {moved:?}"
     );
+    ensure!(
+        moved.total == balance.total,
+        "the acknowledged balance {} was not kept: {moved:?}",
+        balance.total
+    );
     println!(
-        "  \"account\" answered again from {} after {:.0} ms (epoch {} -> {}; a new incarnation starts from its arguments: balance {})",
+        "  \"account\" answered again from {} after {:.0} ms (epoch {} -> {}) with its balance kept: {} \
+         (a durable actor: the new incarnation replayed its journal from the head group before its first message)",
         name_of(moved.node, cluster),
         took.as_secs_f64() * 1e3,
         epoch,
         moved.epoch,
         moved.total
+    );
+    let after = account.send(Deposit(5)).await?;
+    ensure!(after.total == balance.total + 5, "wrong balance {after:?}");
+    println!(
+        "  deposit 5 -> balance {} from {} (epoch {})",
+        after.total,
+        name_of(after.node, cluster),
+        after.epoch
     );
     let placed = control.placed().await?;
     println!("  what the head records (swarm actors):");

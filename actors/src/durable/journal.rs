@@ -1,0 +1,358 @@
+//! A durable actor's side of its journal: [`recover`] before the first
+//! message, [`persist`] of events (acknowledged once durable), snapshots
+//! every [`Durable::snapshot_every`] events, and [`persist_state`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use swarm_protocol::NodeId;
+use tokio::sync::oneshot;
+
+use super::codec::{self, Kind};
+use super::store::{store_of, JournalStore, Recovery, StoreError, Writer};
+use super::Durable;
+use crate::supervision::Incarnation;
+
+/// How long an incarnation keeps trying to recover (the store unreachable,
+/// an election under way) before it stops with an error; its supervisor
+/// then restarts it by its policy.
+pub const RECOVER_WITHIN: Duration = Duration::from_secs(30);
+
+/// The longest wait between two recovery tries.
+const RECOVER_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A durable actor's journal handle: its incarnation, where it writes and
+/// how far it got. Built in [`crate::supervision::Spawnable::build`] with
+/// [`Journal::new`]; [`recover`] and [`persist`] keep it.
+pub struct Journal {
+    name: String,
+    epoch: u64,
+    node: NodeId,
+    store: Option<Arc<dyn JournalStore>>,
+    /// Set once recovered: who writes.
+    writer: Option<Writer>,
+    /// The next event's sequence number.
+    next: u64,
+    /// Events since the last snapshot.
+    since_snapshot: u64,
+    /// A snapshot is being saved.
+    snapshotting: bool,
+    /// How long the recovery took.
+    recovered_in: Option<Duration>,
+    /// Fencing was logged.
+    fenced: bool,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("name", &self.name)
+            .field("epoch", &self.epoch)
+            .field("backend", &self.backend())
+            .field("next", &self.next)
+            .field("since_snapshot", &self.since_snapshot)
+            .field("recovered_in", &self.recovered_in)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// The journal of `incarnation` (not recovered yet).
+    pub fn new(incarnation: &Incarnation) -> Self {
+        Self {
+            name: incarnation.name.clone(),
+            epoch: incarnation.epoch,
+            node: incarnation.node,
+            store: None,
+            writer: None,
+            next: 1,
+            since_snapshot: 0,
+            snapshotting: false,
+            recovered_in: None,
+            fenced: false,
+        }
+    }
+
+    /// The incarnation's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The next event's sequence number (events are numbered from 1).
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Whether it recovered (and may persist).
+    pub fn is_recovered(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// How long its recovery took.
+    pub fn recovered_in(&self) -> Option<Duration> {
+        self.recovered_in
+    }
+
+    /// The store's backend, once recovery started.
+    pub fn backend(&self) -> Option<&'static str> {
+        self.store.as_ref().map(|s| s.backend())
+    }
+
+    /// The store and writer, once recovered.
+    fn writing(&self) -> Result<(Arc<dyn JournalStore>, Writer), StoreError> {
+        match (&self.store, &self.writer) {
+            (Some(store), Some(writer)) => Ok((Arc::clone(store), writer.clone())),
+            _ => Err(StoreError::Refused {
+                reason: format!("{:?} did not recover its journal", self.name),
+            }),
+        }
+    }
+}
+
+/// Recovers `actor` from its journal before it handles any message: claims
+/// the journal for its epoch (from then on older incarnations cannot
+/// write), restores the latest snapshot and applies the events after it.
+/// Call it from the actor's `started`. An unreachable store is tried
+/// again with a backoff for [`RECOVER_WITHIN`]; if recovery fails the
+/// actor stops with the error logged (its supervisor restarts it).
+pub fn recover<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
+    let started = Instant::now();
+    let journal = actor.journal();
+    let (name, epoch) = (journal.name.clone(), journal.epoch);
+    let Some(store) = store_of(journal.node) else {
+        tracing::error!(actor = %name, "a durable actor on a node without a journal store (no membership): stopping");
+        ctx.stop();
+        return;
+    };
+    journal.store = Some(Arc::clone(&store));
+    journal.writer = None;
+    let claim = async move {
+        let deadline = Instant::now() + RECOVER_WITHIN;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match store.claim(&name, epoch).await {
+                Err(StoreError::Unavailable { reason }) if Instant::now() + wait < deadline => {
+                    tracing::debug!(actor = %name, epoch, %reason, "journal store unavailable: trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RECOVER_BACKOFF_MAX);
+                }
+                other => return other,
+            }
+        }
+    };
+    ctx.wait(claim.into_actor(actor).map(move |claimed, act, ctx| {
+        match claimed.and_then(|recovery| restore(act, recovery)) {
+            Ok(()) => {
+                let journal = act.journal();
+                journal.recovered_in = Some(started.elapsed());
+                tracing::debug!(actor = %journal.name, epoch = journal.epoch, next = journal.next, took = ?started.elapsed(), "recovered");
+            }
+            Err(e) => {
+                let journal = act.journal();
+                tracing::error!(actor = %journal.name, epoch = journal.epoch, error = %e, "could not recover its journal: stopping");
+                ctx.stop();
+            }
+        }
+    }));
+}
+
+/// Restores the snapshot and applies the events of `recovery`.
+fn restore<A: Durable>(actor: &mut A, recovery: Recovery) -> Result<(), StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { reason };
+    let mut last = 0;
+    if let Some(snapshot) = &recovery.snapshot {
+        let state: A::Snapshot = codec::decode(Kind::Snapshot, A::JOURNAL, &snapshot.bytes)?;
+        actor.restore(state);
+        last = snapshot.seq;
+    }
+    for event in &recovery.events {
+        if event.seq != last + 1 {
+            return Err(corrupt(format!(
+                "event {} follows {last} in the journal",
+                event.seq
+            )));
+        }
+        let decoded: A::Event = codec::decode(Kind::Event, A::JOURNAL, &event.bytes)?;
+        actor.apply(&decoded);
+        last = event.seq;
+    }
+    if recovery.next != last + 1 {
+        return Err(corrupt(format!(
+            "the journal's next sequence number is {}, after event {last}",
+            recovery.next
+        )));
+    }
+    let journal = actor.journal();
+    journal.writer = Some(recovery.writer);
+    journal.next = recovery.next;
+    journal.since_snapshot = recovery.events.len() as u64;
+    Ok(())
+}
+
+/// Persists `events`: once the store acknowledged them they are applied to
+/// the actor ([`Durable::apply`]) and the future answers `Ok`; the handler
+/// replies after that. While the write is in flight the actor handles no
+/// other message, so events are written and applied in order.
+///
+/// On an error nothing is applied. An incarnation that is fenced, whose
+/// write may or may not have been made (the store unavailable) or that
+/// is out of step with its journal stops (it logs why; its supervisor
+/// restarts it and it recovers); one whose write was refused whole (too
+/// large) keeps running.
+pub fn persist<A: Durable>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    events: Vec<A::Event>,
+) -> ResponseActFuture<A, Result<(), StoreError>> {
+    if events.is_empty() {
+        return Box::pin(fut::ready(Ok(())));
+    }
+    let records: Result<Vec<Vec<u8>>, StoreError> = events
+        .iter()
+        .map(|e| codec::encode(Kind::Event, A::JOURNAL, e))
+        .collect();
+    let journal = actor.journal();
+    let (store, writer, records) = match (journal.writing(), records) {
+        (Ok((store, writer)), Ok(records)) => (store, writer, records),
+        (Err(e), _) | (_, Err(e)) => return Box::pin(fut::ready(Err(e))),
+    };
+    let first = journal.next;
+    let count = events.len() as u64;
+    let (answer, answered) = oneshot::channel();
+    let append = store.append(&writer, first, records);
+    ctx.wait(append.into_actor(actor).map(move |appended, act, ctx| {
+        // Our own write, made once already (its answer was lost and the
+        // request was sent again): the journal is where it would be.
+        let appended = match appended {
+            Err(StoreError::Conflict { expected, .. }) if expected == first + count => Ok(expected),
+            other => other,
+        };
+        let result = match appended {
+            Ok(next) => {
+                for event in &events {
+                    act.apply(event);
+                }
+                let journal = act.journal();
+                journal.next = next;
+                journal.since_snapshot += count;
+                snapshot_due(act, ctx);
+                Ok(())
+            }
+            Err(e) => {
+                failed(act.journal(), ctx, &e);
+                Err(e)
+            }
+        };
+        let _ = answer.send(result);
+    }));
+    Box::pin(
+        async move {
+            answered.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable {
+                    reason: "the actor stopped".to_owned(),
+                })
+            })
+        }
+        .into_actor(actor),
+    )
+}
+
+/// Saves the actor's whole state as a snapshot now (the Orleans/Dapr way:
+/// an actor that changes its state directly and saves it whole, on the
+/// same journal), answering once it is durable. While it is in flight the
+/// actor handles no other message. If it fails the actor's state is ahead
+/// of its journal: it stops (and recovers the last saved state), except
+/// when the snapshot was refused whole for its size.
+pub fn persist_state<A: Durable>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+) -> ResponseActFuture<A, Result<(), StoreError>> {
+    let save = match save_snapshot(actor, true) {
+        Ok(save) => save,
+        Err(e) => return Box::pin(fut::ready(Err(e))),
+    };
+    let (answer, answered) = oneshot::channel();
+    ctx.wait(save.map(move |saved, _, _| {
+        let _ = answer.send(saved);
+    }));
+    Box::pin(
+        async move {
+            answered.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable {
+                    reason: "the actor stopped".to_owned(),
+                })
+            })
+        }
+        .into_actor(actor),
+    )
+}
+
+/// Saves a snapshot every `snapshot_every` events, in the background
+/// (messages go on meanwhile; a failure leaves the events in the journal).
+fn snapshot_due<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
+    let journal = actor.journal();
+    if journal.snapshotting || journal.since_snapshot < A::snapshot_every().max(1) {
+        return;
+    }
+    if let Ok(save) = save_snapshot(actor, false) {
+        ctx.spawn(save.map(|_, _, _| ()));
+    }
+}
+
+/// The write of a snapshot at the last event; `whole` for a whole-state
+/// save, whose failure (but for its size) stops the actor.
+fn save_snapshot<A: Durable>(
+    actor: &mut A,
+    whole: bool,
+) -> Result<ResponseActFuture<A, Result<(), StoreError>>, StoreError> {
+    let state = actor.snapshot();
+    let journal = actor.journal();
+    let (store, writer) = journal.writing()?;
+    let record = codec::encode(Kind::Snapshot, A::JOURNAL, &state)?;
+    let seq = journal.next - 1;
+    journal.snapshotting = true;
+    Ok(Box::pin(store.snapshot(&writer, seq, record).into_actor(actor).map(
+        move |saved, act, ctx| {
+            let journal = act.journal();
+            journal.snapshotting = false;
+            match &saved {
+                Ok(()) => journal.since_snapshot = journal.next - 1 - seq,
+                Err(e @ StoreError::Fenced { .. }) => failed(journal, ctx, e),
+                Err(e) if whole && !matches!(e, StoreError::TooLarge { .. }) => {
+                    failed(journal, ctx, e)
+                }
+                Err(e) => {
+                    tracing::warn!(actor = %journal.name, seq, error = %e, "snapshot not saved (the journal keeps the events)");
+                }
+            }
+            saved
+        },
+    )))
+}
+
+/// A write failed: a fenced, uncertain or out-of-step incarnation stops.
+fn failed<A: Actor<Context = Context<A>>>(
+    journal: &mut Journal,
+    ctx: &mut Context<A>,
+    error: &StoreError,
+) {
+    match error {
+        StoreError::TooLarge { .. } => {
+            tracing::warn!(actor = %journal.name, %error, "a journal write was refused");
+        }
+        StoreError::Fenced { newest } => {
+            if !journal.fenced {
+                journal.fenced = true;
+                tracing::warn!(actor = %journal.name, epoch = journal.epoch, newest, "fenced: a newer incarnation owns the journal; stopping");
+            }
+            journal.writer = None;
+            ctx.stop();
+        }
+        _ => {
+            tracing::error!(actor = %journal.name, epoch = journal.epoch, %error, "a journal write failed: stopping to recover from the journal");
+            journal.writer = None;
+            ctx.stop();
+        }
+    }
+}

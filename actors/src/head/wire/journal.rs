@@ -1,0 +1,194 @@
+//! What a durable actor's node asks the head about its journal (the
+//! embedded store of the `durable` room), and what it answers: claim a
+//! journal for an incarnation (and read it), append events, save a
+//! snapshot. Each is one Raft write, checked inside the state machine's
+//! apply against the head's own placement record (`head::journal`).
+
+use actix::Message;
+use serde::{Deserialize, Serialize};
+use swarm_protocol::NodeId;
+
+use super::ControlError;
+
+/// The largest event record.
+pub const MAX_EVENT_BYTES: usize = 64 * 1024;
+/// The most events one append carries.
+pub const MAX_APPEND_EVENTS: usize = 1024;
+/// The most bytes one append carries (all its events).
+pub const MAX_APPEND_BYTES: usize = 256 * 1024;
+/// The largest snapshot record.
+pub const MAX_SNAPSHOT_BYTES: usize = 1 << 20;
+/// The most bytes of events a journal keeps after its snapshot: an append
+/// past it is refused until the actor saves a snapshot (which drops the
+/// events it covers). With the snapshot, what one actor costs the heads
+/// is bounded by `MAX_SNAPSHOT_BYTES + MAX_JOURNAL_BYTES`.
+pub const MAX_JOURNAL_BYTES: usize = 4 << 20;
+
+/// One stored record: its sequence number and its bytes (the durable
+/// room's codec writes and reads them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stored {
+    /// Its sequence number (events from 1; a snapshot takes the number of
+    /// the last event it covers).
+    pub seq: u64,
+    /// The record.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// Who writes: an incarnation (name and epoch) and its claim, which the
+/// store handed out when it recovered (a new claim, even under the same
+/// epoch after a local restart, fences the writes of the one before).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Writer {
+    /// The actor's name.
+    pub name: String,
+    /// Its incarnation's epoch.
+    pub epoch: u64,
+    /// Its claim.
+    pub claim: u64,
+}
+
+/// What a claim answers: the journal as stored, and the writer the
+/// claimant writes as from then on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// Who writes from now on.
+    pub writer: Writer,
+    /// The latest snapshot, if any.
+    pub snapshot: Option<Stored>,
+    /// The events after it, in order.
+    pub events: Vec<Stored>,
+    /// The next event's sequence number.
+    pub next: u64,
+}
+
+/// Why a journal store refused or failed a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A newer incarnation (or a newer claim of the same one) owns the
+    /// journal: this one must stop.
+    #[error("fenced: a newer incarnation (epoch {newest}) owns the journal")]
+    Fenced {
+        /// The newest epoch the store holds for the name.
+        newest: u64,
+    },
+    /// The write's sequence number is not the next one: a gap, or a
+    /// write replayed or made twice.
+    #[error("sequence conflict: the journal expects {expected}, the write starts at {got}")]
+    Conflict {
+        /// The next sequence number the journal takes.
+        expected: u64,
+        /// Where the write started.
+        got: u64,
+    },
+    /// The store holds no placement of the name under this epoch on the
+    /// writing node (a forged write, or the actor was stopped for good).
+    #[error("refused: {reason}")]
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// A record, an append or the journal would be larger than allowed.
+    #[error("{what} of {size} bytes is larger than the {max} allowed")]
+    TooLarge {
+        /// What.
+        what: String,
+        /// Its size.
+        size: usize,
+        /// The bound.
+        max: usize,
+    },
+    /// The store could not be reached or did not answer in time; the
+    /// write may or may not have been made.
+    #[error("journal store unavailable: {reason}")]
+    Unavailable {
+        /// What failed.
+        reason: String,
+    },
+    /// A stored record does not decode as the actor's events or snapshot.
+    #[error("corrupt journal record: {reason}")]
+    Corrupt {
+        /// The decoder's words.
+        reason: String,
+    },
+}
+
+impl From<ControlError> for StoreError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::Forbidden { reason } | ControlError::Refused { reason } => {
+                StoreError::Refused { reason }
+            }
+            other => StoreError::Unavailable {
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Claims `name`'s journal for incarnation `epoch` and reads it.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Result<Recovery, StoreError>, ControlError>")]
+pub(crate) struct ClaimJournal {
+    /// The sender (set from the link's authenticated peer).
+    pub(crate) node: NodeId,
+    /// The actor.
+    pub(crate) name: String,
+    /// Its epoch.
+    pub(crate) epoch: u64,
+}
+
+/// Appends events from `first_seq` on; answers the next sequence number.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Result<u64, StoreError>, ControlError>")]
+pub(crate) struct AppendJournal {
+    /// The sender (set from the link's authenticated peer).
+    pub(crate) node: NodeId,
+    /// Who writes.
+    pub(crate) writer: Writer,
+    /// The first event's sequence number.
+    pub(crate) first_seq: u64,
+    /// The event records.
+    pub(crate) events: Vec<serde_bytes::ByteBuf>,
+}
+
+/// Saves a snapshot covering the events up to `seq`.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Result<(), StoreError>, ControlError>")]
+pub(crate) struct SnapshotJournal {
+    /// The sender (set from the link's authenticated peer).
+    pub(crate) node: NodeId,
+    /// Who writes.
+    pub(crate) writer: Writer,
+    /// The last event it covers.
+    pub(crate) seq: u64,
+    /// The snapshot record.
+    #[serde(with = "serde_bytes")]
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl crate::directory::StampCaller for ClaimJournal {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.node = caller.node;
+    }
+}
+
+impl crate::directory::StampCaller for AppendJournal {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.node = caller.node;
+    }
+}
+
+impl crate::directory::StampCaller for SnapshotJournal {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.node = caller.node;
+    }
+}
+
+crate::system_message! {
+    ClaimJournal => "swarm.ClaimJournal", Nodes;
+    AppendJournal => "swarm.AppendJournal", Nodes;
+    SnapshotJournal => "swarm.SnapshotJournal", Nodes;
+}
