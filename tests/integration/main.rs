@@ -34,6 +34,7 @@ mod oversize;
 mod partition;
 mod placement;
 mod policy;
+mod postgres;
 mod processes;
 mod readme;
 mod relay;

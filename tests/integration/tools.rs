@@ -1,6 +1,6 @@
 //! The tools some tests need beyond the Rust toolchain: Chromium (the web
-//! dashboard), tmux (the terminal console) and network namespaces (root,
-//! `ip`, `iptables`). [`require`] finds the tool, or installs it once per
+//! dashboard), tmux (the terminal console), network namespaces (root,
+//! `ip`, `iptables`) and PostgreSQL (the durable store's database). [`require`] finds the tool, or installs it once per
 //! process through the project's script (`.ci/test-tools TOOL`), or fails
 //! the test with one line naming that command. A test passes without
 //! running only where the person opted out with [`OPT_OUT`], and never
@@ -21,6 +21,10 @@ pub enum Tool {
     /// Network namespaces: root, `ip` (iproute2) and `iptables`, with the
     /// nat table usable inside a namespace.
     Netns,
+    /// PostgreSQL's server programs (`initdb`, `postgres`, `pg_isready`,
+    /// `psql`), and, for a test run as root, the unprivileged `postgres`
+    /// user to run them as (the server refuses root).
+    Postgres,
 }
 
 impl Tool {
@@ -30,6 +34,7 @@ impl Tool {
             Self::Chromium => "chromium",
             Self::Tmux => "tmux",
             Self::Netns => "netns",
+            Self::Postgres => "postgres",
         }
     }
 
@@ -39,17 +44,19 @@ impl Tool {
             Self::Chromium => "Chromium",
             Self::Tmux => "tmux",
             Self::Netns => "network namespaces (root, ip, iptables)",
+            Self::Postgres => "PostgreSQL (initdb, postgres)",
         }
     }
 }
 
 /// The environment variable that lets a test pass without running where
 /// its tool is missing: a comma-separated list of tool names
-/// (`chromium,tmux,netns`) or `all`. Ignored under `CI=true`.
+/// (`chromium,tmux,netns,postgres`) or `all`. Ignored under `CI=true`.
 pub const OPT_OUT: &str = "SWARM_TEST_TOOLS_OPT_OUT";
 
 /// The tool for `test`: its program (for [`Tool::Netns`], `ip`) once it
-/// works here, installing it through `.ci/test-tools` if it is missing;
+/// works here (for [`Tool::Postgres`], the directory of its programs),
+/// installing it through `.ci/test-tools` if it is missing;
 /// `None` (the test passes without running; it says so on stderr) only
 /// where the person opted out of this tool and `CI=true` is not set.
 ///
@@ -134,7 +141,55 @@ fn probe(tool: Tool, path: &OsStr) -> Result<PathBuf, String> {
             .filter(|exe| runs(exe, &["-V"]))
             .ok_or_else(|| "no working `tmux` on PATH".to_owned()),
         Tool::Netns => namespaces(path),
+        Tool::Postgres => postgres(path),
     }
+}
+
+/// The directory of PostgreSQL's server programs (Debian keeps them in
+/// `/usr/lib/postgresql/VERSION/bin`, off PATH; the newest wins), or why
+/// not. As root, the `postgres` user must exist too.
+fn postgres(path: &OsStr) -> Result<PathBuf, String> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|version| version.path().join("bin"))
+        .collect();
+    dirs.sort_by_key(|dir| {
+        let version = dir.parent().and_then(Path::file_name);
+        version
+            .and_then(|v| v.to_str()?.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    let on_path = which("initdb", path).and_then(|exe| exe.parent().map(Path::to_path_buf));
+    let bin = dirs
+        .into_iter()
+        .rev()
+        .chain(on_path)
+        .find(|dir| {
+            ["initdb", "postgres", "pg_isready", "psql"]
+                .iter()
+                .all(|exe| dir.join(exe).is_file())
+                && runs(&dir.join("postgres"), &["--version"])
+        })
+        .ok_or("no PostgreSQL server programs (initdb, postgres) in /usr/lib/postgresql/*/bin or on PATH")?;
+    if is_root() && super::postgres::unprivileged().is_none() {
+        return Err(
+            "running as root, and there is no `postgres` user to run the server as".to_owned(),
+        );
+    }
+    Ok(bin)
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().nth(1))
+            == Some("0")
+    })
 }
 
 /// `ip` if network namespaces can be made here, with iptables' nat table

@@ -216,7 +216,7 @@ pub(super) async fn transport(
     )
     .start();
     // Starting actors on request is for the control plane and operators.
-    let entry = Arc::new(Entry::declared(host.clone()));
+    let entry = Arc::new(Entry::declared(host.clone()).stamped::<crate::supervision::HostSpawn>());
     let exposed = node.directory.insert(HOST_ACTOR.to_owned(), entry);
     debug_assert!(exposed, "a new node's directory is empty");
     let drained = node.cluster.is_some().then_some(Drained {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
 
 use super::{Restart, Supervised};
-use crate::directory::{Directory, RemoteActor};
+use crate::directory::{Caller, Directory, RemoteActor, StampCaller};
 use crate::error::AskError;
 
 /// The name every node's host actor is exposed under.
@@ -317,6 +317,21 @@ pub struct Grant {
     pub resync: bool,
 }
 
+/// Only a head places: a `fence` (the head's log index, which makes the
+/// host treat the spawn as a head placement under `epoch`) from any other
+/// sender is dropped, so an operator's spawn, admin or not, is an operator
+/// spawn. Without this an admin could start a name under an epoch the head
+/// group never handed out, stop the head's incarnation for it, and have
+/// every later placement of the name refused as older.
+impl StampCaller for HostSpawn {
+    fn stamp_caller(&mut self, caller: &Caller) {
+        let head = !caller.operator && caller.roles.iter().any(|r| r == "head");
+        if !head && self.fence.take().is_some() {
+            tracing::warn!(actor = %self.name, epoch = self.epoch, from = %caller.name, "a fence from a sender that is not a head dropped");
+        }
+    }
+}
+
 crate::system_message! {
     HostSpawn => "swarm.HostSpawn", Admin;
     HostStop => "swarm.HostStop", Admin;
@@ -324,4 +339,54 @@ crate::system_message! {
     HostLeave => "swarm.HostLeave", Heads;
     ListActors => "swarm.ListActors", Read;
     ListTypes => "swarm.ListTypes", Read;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(roles: &[&str], operator: bool) -> Caller {
+        Caller {
+            node: NodeId::from_bytes([7; 16]),
+            roles: roles
+                .iter()
+                .map(|r| (*r).to_owned())
+                .collect::<Vec<_>>()
+                .into(),
+            serial: 1,
+            name: Arc::from("sender"),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 1)),
+            operator,
+        }
+    }
+
+    fn placement() -> HostSpawn {
+        HostSpawn {
+            type_name: "demo.Ledger".into(),
+            name: "ledger".into(),
+            args: Vec::new(),
+            epoch: u64::MAX,
+            restart: Restart::default(),
+            fence: Some(u64::MAX),
+        }
+    }
+
+    #[test]
+    fn only_a_head_link_keeps_a_fence() {
+        let mut from_head = placement();
+        from_head.stamp_caller(&caller(&["head"], false));
+        assert_eq!(from_head.fence, Some(u64::MAX));
+        // An admin operator (through its session), a worker, and an
+        // operator certificate that also claims `head`: an operator spawn.
+        for (roles, operator) in [
+            (&["operator", "admin"][..], true),
+            (&["worker"][..], false),
+            (&["head", "admin"][..], true),
+        ] {
+            let mut forged = placement();
+            forged.stamp_caller(&caller(roles, operator));
+            assert_eq!(forged.fence, None, "{roles:?}");
+            assert_eq!(forged.epoch, u64::MAX, "the rest is left as sent");
+        }
+    }
 }
