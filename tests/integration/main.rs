@@ -17,6 +17,7 @@ mod control_ops;
 mod control_processes;
 mod dashboard;
 mod drain;
+mod durable_postgres;
 mod hostile;
 mod hostile_mesh;
 mod idle;
