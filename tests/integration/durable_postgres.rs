@@ -241,6 +241,14 @@ fn broken_connections_are_unavailable_then_reopened_and_a_newer_schema_is_refuse
         let bare = url.replace(&format!(":{}@", pg.password()), "@");
         PgStore::connect(&bare, Some(pg.password()), 1).await.unwrap();
 
+        // A store made while its database is unreachable starts; its calls
+        // are unavailable until the database answers.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let down = PgStore::new(&format!("postgresql://swarm@127.0.0.1:{free}/postgres"), None, 1).unwrap();
+        assert!(matches!(down.claim("x", 1).await, Err(StoreError::Unavailable { .. })));
+        let lazy = PgStore::new(&url, None, 1).unwrap();
+        assert_eq!(lazy.claim("lazy", 1).await.unwrap().next, 1);
+
         // A host that is not loopback would carry journals in the clear.
         let remote = PgStore::connect("postgresql://swarm@192.0.2.7/db", None, 1).await.unwrap_err();
         assert!(

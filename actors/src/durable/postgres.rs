@@ -165,6 +165,8 @@ struct Inner {
     config: Config,
     slots: Vec<Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
+    /// The tables exist at a version this build reads (checked once).
+    migrated: tokio::sync::OnceCell<()>,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -177,21 +179,18 @@ impl std::fmt::Debug for Postgres {
 }
 
 impl Postgres {
-    /// Connects to the database at `url` (a `postgresql://` URL or a
+    /// A store for the database at `url` (a `postgresql://` URL or a
     /// `key=value` string; the password may come from `password`, e.g.
-    /// read from a file, rather than the URL), creates the tables if
-    /// missing, and keeps up to `connections` connections.
+    /// read from a file, rather than the URL) keeping up to `connections`
+    /// connections. Nothing is dialed yet: the first call connects and
+    /// creates the tables if missing, so a node starts while its database
+    /// is down, and its durable actors' recovery waits for it.
     ///
     /// # Errors
     ///
-    /// [`StoreError::Refused`] for a URL that does not parse, a host that
-    /// would carry journals unencrypted, or a database migrated by a newer
-    /// swarm; [`StoreError::Unavailable`] if it cannot connect.
-    pub async fn connect(
-        url: &str,
-        password: Option<&str>,
-        connections: usize,
-    ) -> Result<Self, StoreError> {
+    /// [`StoreError::Refused`] for a URL that does not parse or a host
+    /// that would carry journals unencrypted.
+    pub fn new(url: &str, password: Option<&str>, connections: usize) -> Result<Self, StoreError> {
         let mut config: Config = url
             .parse()
             .map_err(|e| refused(format!("the PostgreSQL URL: {e}")))?;
@@ -202,35 +201,55 @@ impl Postgres {
             config.connect_timeout(CALL_TIMEOUT);
         }
         check_plain(&config)?;
-        let inner = Inner {
-            config,
-            slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
-            next: AtomicUsize::new(0),
-        };
-        let client = inner.open().await?;
-        client
-            .batch_execute(MIGRATE)
-            .await
-            .map_err(|e| unavailable("creating the tables", &e))?;
-        let row = client
-            .query_one(
-                "SELECT version FROM swarm_schema WHERE component = 'durable'",
-                &[],
-            )
-            .await
-            .map_err(|e| unavailable("reading the schema version", &e))?;
-        let version: i32 = row.get(0);
-        if version > SCHEMA {
-            return Err(refused(format!(
-                "the database's durable tables are at version {version}, newer than this swarm's {SCHEMA}: upgrade swarm"
-            )));
-        }
-        let conn = Arc::new(Conn::prepare(client).await?);
-        *inner.slots[0].lock().await = Some(conn);
         Ok(Self {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                config,
+                slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
+                next: AtomicUsize::new(0),
+                migrated: tokio::sync::OnceCell::new(),
+            }),
         })
     }
+
+    /// [`Postgres::new`], then connects once (creating the tables if
+    /// missing), so a wrong URL, password or schema shows at once.
+    ///
+    /// # Errors
+    ///
+    /// As [`Postgres::new`]; [`StoreError::Refused`] for a database
+    /// migrated by a newer swarm, [`StoreError::Unavailable`] if it cannot
+    /// connect.
+    pub async fn connect(
+        url: &str,
+        password: Option<&str>,
+        connections: usize,
+    ) -> Result<Self, StoreError> {
+        let store = Self::new(url, password, connections)?;
+        store.inner.conn().await?;
+        Ok(store)
+    }
+}
+
+/// Creates the tables if missing and checks their version, on `client`.
+async fn migrate(client: &Client) -> Result<(), StoreError> {
+    client
+        .batch_execute(MIGRATE)
+        .await
+        .map_err(|e| unavailable("creating the tables", &e))?;
+    let row = client
+        .query_one(
+            "SELECT version FROM swarm_schema WHERE component = 'durable'",
+            &[],
+        )
+        .await
+        .map_err(|e| unavailable("reading the schema version", &e))?;
+    let version: i32 = row.get(0);
+    if version > SCHEMA {
+        return Err(refused(format!(
+            "the database's durable tables are at version {version}, newer than this swarm's {SCHEMA}: upgrade swarm"
+        )));
+    }
+    Ok(())
 }
 
 impl Inner {
@@ -241,7 +260,9 @@ impl Inner {
         if let Some(conn) = slot.as_ref().filter(|c| !c.client.is_closed()) {
             return Ok(Arc::clone(conn));
         }
-        let conn = Conn::prepare(self.open().await?).await?;
+        let client = self.open().await?;
+        self.migrated.get_or_try_init(|| migrate(&client)).await?;
+        let conn = Conn::prepare(client).await?;
         let conn = Arc::new(conn);
         *slot = Some(Arc::clone(&conn));
         Ok(conn)
