@@ -92,6 +92,8 @@
 pub mod codec;
 mod embedded;
 mod journal;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod store;
 
 use serde::de::DeserializeOwned;
@@ -100,6 +102,8 @@ use serde::Serialize;
 pub use embedded::Embedded;
 pub(crate) use embedded::Embedded as EmbeddedStore;
 pub use journal::{persist, persist_state, recover, Journal, RECOVER_WITHIN};
+#[cfg(feature = "postgres")]
+pub use postgres::{Postgres, DEFAULT_CONNECTIONS};
 pub(crate) use store::{install, store_of, uninstall};
 pub use store::{JournalStore, Recovery, StoreError, StoreFuture, Stored, Writer};
 

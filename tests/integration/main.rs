@@ -18,6 +18,7 @@ mod control_processes;
 mod dashboard;
 mod drain;
 mod durable;
+mod durable_postgres;
 mod hostile;
 mod hostile_mesh;
 mod idle;

@@ -1,0 +1,269 @@
+//! The PostgreSQL journal store against a private server
+//! ([`Postgres`](super::postgres::Postgres)): the same rules as the
+//! embedded store (claims fence older epochs and older claims, appends
+//! take the next sequence number only, snapshots drop what they cover,
+//! sizes are bounded), a stale writer racing the claim that fences it,
+//! broken connections, and the schema's version.
+
+use std::time::Duration;
+
+use swarm::durable::{JournalStore, Postgres as PgStore, StoreError, Writer, MAX_EVENT_BYTES};
+
+use super::postgres::Postgres;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn events(from: u64, n: u64) -> Vec<Vec<u8>> {
+    (from..from + n)
+        .map(|i| format!("event {i}").into_bytes())
+        .collect()
+}
+
+#[test]
+fn postgres_journals_fence_older_epochs_and_claims_and_take_only_the_next_sequence_number() {
+    let Some(pg) = Postgres::start("durable-rules") else {
+        return;
+    };
+    runtime().block_on(tokio::task::LocalSet::new().run_until(async {
+        let store = PgStore::connect(&pg.url(), None, 2).await.unwrap();
+        assert_eq!(store.backend(), "postgres");
+
+        // A new journal: nothing stored, events from 1.
+        let first = store.claim("ledger", 3).await.unwrap();
+        assert_eq!(
+            (first.snapshot.clone(), first.events.len(), first.next),
+            (None, 0, 1)
+        );
+        let w1 = first.writer.clone();
+        assert_eq!(store.append(&w1, 1, events(1, 3)).await, Ok(4));
+        // Replayed, and with a gap: refused, nothing written.
+        assert_eq!(
+            store.append(&w1, 1, events(1, 3)).await,
+            Err(StoreError::Conflict {
+                expected: 4,
+                got: 1
+            })
+        );
+        assert_eq!(
+            store.append(&w1, 6, events(6, 1)).await,
+            Err(StoreError::Conflict {
+                expected: 4,
+                got: 6
+            })
+        );
+        // A snapshot up to 2 drops events 1 and 2; one past the end is refused.
+        assert_eq!(store.snapshot(&w1, 2, b"state at 2".to_vec()).await, Ok(()));
+        assert!(matches!(
+            store.snapshot(&w1, 4, b"too far".to_vec()).await,
+            Err(StoreError::Conflict { got: 4, .. })
+        ));
+        assert_eq!(store.append(&w1, 4, events(4, 1)).await, Ok(5));
+
+        // The next incarnation (a newer epoch) reads the snapshot and what
+        // follows it, and fences the one before.
+        let second = store.claim("ledger", 5).await.unwrap();
+        let snapshot = second.snapshot.clone().unwrap();
+        assert_eq!(
+            (snapshot.seq, snapshot.bytes.as_slice()),
+            (2, &b"state at 2"[..])
+        );
+        let seqs: Vec<u64> = second.events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [3, 4]);
+        assert_eq!(second.events[0].bytes, b"event 3");
+        assert_eq!(second.next, 5);
+        assert_eq!(
+            store.append(&w1, 5, events(5, 1)).await,
+            Err(StoreError::Fenced { newest: 5 })
+        );
+        assert_eq!(
+            store.snapshot(&w1, 4, Vec::new()).await,
+            Err(StoreError::Fenced { newest: 5 })
+        );
+        // An older epoch cannot claim it back.
+        assert_eq!(
+            store.claim("ledger", 4).await.err(),
+            Some(StoreError::Fenced { newest: 5 })
+        );
+        // A restart under the same epoch claims again: the claim before it
+        // is fenced too.
+        let w2 = second.writer.clone();
+        let third = store.claim("ledger", 5).await.unwrap();
+        assert_eq!(third.writer.claim, w2.claim + 1);
+        assert_eq!(
+            store.append(&w2, 5, events(5, 1)).await,
+            Err(StoreError::Fenced { newest: 5 })
+        );
+        assert_eq!(store.append(&third.writer, 5, events(5, 2)).await, Ok(7));
+
+        // A forged writer for a journal nobody claimed.
+        let nobody = Writer {
+            name: "nobody".into(),
+            epoch: 1,
+            claim: 1,
+        };
+        assert!(matches!(
+            store.append(&nobody, 1, events(1, 1)).await,
+            Err(StoreError::Refused { .. })
+        ));
+
+        // Sizes: an event too large never reaches the database; the journal
+        // after its snapshot is bounded until a snapshot drops it.
+        let huge = vec![vec![0u8; MAX_EVENT_BYTES + 1]];
+        assert!(matches!(
+            store.append(&third.writer, 7, huge).await,
+            Err(StoreError::TooLarge { .. })
+        ));
+        let mut next = 7;
+        let big = || vec![vec![7u8; MAX_EVENT_BYTES]; 3];
+        let full = loop {
+            match store.append(&third.writer, next, big()).await {
+                Ok(n) => next = n,
+                Err(e) => break e,
+            }
+            assert!(next < 1_000, "the journal grew without bound");
+        };
+        assert!(
+            matches!(&full, StoreError::TooLarge { what, .. } if what.contains("snapshot")),
+            "{full:?}"
+        );
+        assert_eq!(
+            store
+                .snapshot(&third.writer, next - 1, b"all".to_vec())
+                .await,
+            Ok(())
+        );
+        assert_eq!(store.append(&third.writer, next, big()).await, Ok(next + 3));
+    }));
+    // What the tables hold: the snapshot row and only the events after it.
+    let kept = pg
+        .psql("select count(*) from swarm_durable_journal where name = 'ledger'")
+        .unwrap();
+    assert_eq!(kept, "3");
+}
+
+#[test]
+fn a_stale_writer_racing_the_claim_that_fences_it_loses_nothing_it_was_told_was_durable() {
+    let Some(pg) = Postgres::start("durable-race") else {
+        return;
+    };
+    runtime().block_on(tokio::task::LocalSet::new().run_until(async {
+        let store = PgStore::connect(&pg.url(), None, 4).await.unwrap();
+        for round in 0..5u64 {
+            let name = format!("race-{round}");
+            let old = store.claim(&name, 1).await.unwrap().writer;
+            // The old incarnation appends one event at a time, as fast as
+            // it can, on its own connections; the new one claims meanwhile.
+            let progress = std::rc::Rc::new(std::cell::Cell::new(0u64));
+            let writer = {
+                let (store, progress) = (store.clone(), progress.clone());
+                tokio::task::spawn_local(async move {
+                    let mut acked = Vec::new();
+                    let mut next = 1;
+                    loop {
+                        match store.append(&old, next, events(next, 1)).await {
+                            Ok(n) => {
+                                acked.push(next);
+                                next = n;
+                                progress.set(acked.len() as u64);
+                            }
+                            Err(StoreError::Fenced { newest: 2 }) => return acked,
+                            Err(e) => panic!("round {round}: {e}"),
+                        }
+                        assert!(
+                            next < 100_000,
+                            "round {round}: the old writer was never fenced"
+                        );
+                    }
+                })
+            };
+            // Let it write a little first (a few more each round).
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while progress.get() < 3 + round * 5 {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the old writer made no progress"
+                );
+                tokio::task::yield_now().await;
+            }
+            let recovered = store.claim(&name, 2).await.unwrap();
+            let acked = writer.await.unwrap();
+            let seen: Vec<u64> = recovered.events.iter().map(|e| e.seq).collect();
+            // Everything acknowledged is recovered, in order, nothing else.
+            assert_eq!(seen, acked, "round {round}");
+            assert_eq!(recovered.next, acked.len() as u64 + 1);
+        }
+    }));
+}
+
+#[test]
+fn broken_connections_are_unavailable_then_reopened_and_a_newer_schema_is_refused() {
+    let Some(pg) = Postgres::start("durable-conn") else {
+        return;
+    };
+    let url = pg.url();
+    runtime().block_on(tokio::task::LocalSet::new().run_until(async {
+        // Two stores connecting at once both create (or find) the tables.
+        let (a, b) = tokio::join!(PgStore::connect(&url, None, 1), PgStore::connect(&url, None, 1));
+        let (store, _other) = (a.unwrap(), b.unwrap());
+        let w = store.claim("conn", 1).await.unwrap().writer;
+        assert_eq!(store.append(&w, 1, events(1, 1)).await, Ok(2));
+
+        // The server ends every session: the next call fails as
+        // unavailable (or already reconnects); the one after succeeds.
+        pg.psql("select pg_terminate_backend(pid) from pg_stat_activity where usename = 'swarm' and pid <> pg_backend_pid()")
+            .unwrap();
+        let mut next = 2;
+        let mut answered = false;
+        for _ in 0..3 {
+            match store.append(&w, next, events(next, 1)).await {
+                Ok(n) => {
+                    next = n;
+                    answered = true;
+                    break;
+                }
+                Err(StoreError::Unavailable { reason }) => assert!(reason.contains("PostgreSQL"), "{reason}"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert!(answered, "the store did not reconnect");
+        assert_eq!(next, 3);
+
+        // A wrong password is unavailable with the server's words.
+        let wrong = url.replace(pg.password(), "wrong");
+        let refused = PgStore::connect(&wrong, None, 1).await.unwrap_err();
+        assert!(refused.to_string().contains("password"), "{refused}");
+        // The password may come apart from the URL.
+        let bare = url.replace(&format!(":{}@", pg.password()), "@");
+        PgStore::connect(&bare, Some(pg.password()), 1).await.unwrap();
+
+        // A store made while its database is unreachable starts; its calls
+        // are unavailable until the database answers.
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let down = PgStore::new(&format!("postgresql://swarm@127.0.0.1:{free}/postgres"), None, 1).unwrap();
+        assert!(matches!(down.claim("x", 1).await, Err(StoreError::Unavailable { .. })));
+        let lazy = PgStore::new(&url, None, 1).unwrap();
+        assert_eq!(lazy.claim("lazy", 1).await.unwrap().next, 1);
+
+        // A host that is not loopback would carry journals in the clear.
+        let remote = PgStore::connect("postgresql://swarm@192.0.2.7/db", None, 1).await.unwrap_err();
+        assert!(
+            matches!(&remote, StoreError::Refused { reason } if reason.contains("sslmode=disable")),
+            "{remote}"
+        );
+    }));
+    // A database a newer swarm migrated is refused, saying so.
+    pg.psql("update swarm_schema set version = 99 where component = 'durable'")
+        .unwrap();
+    runtime().block_on(tokio::task::LocalSet::new().run_until(async {
+        let newer = PgStore::connect(&url, None, 1).await.unwrap_err();
+        assert!(
+            matches!(&newer, StoreError::Refused { reason } if reason.contains("version 99")),
+            "{newer}"
+        );
+    }));
+}
