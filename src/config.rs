@@ -74,7 +74,9 @@ use std::collections::BTreeMap;
 
 use crate::files::FileError;
 
+mod durable;
 mod membership;
+pub use durable::{DurableFile, DurableFileError};
 pub use membership::MembershipFile;
 
 fn yes() -> bool {
@@ -194,6 +196,10 @@ pub struct NodeFile {
     /// The admin API, on nodes that serve it.
     #[serde(default)]
     pub admin: Option<AdminFile>,
+    /// Where hosted durable actors keep their journals (default: the
+    /// embedded store, in the head group's log).
+    #[serde(default)]
+    pub durable: Option<DurableFile>,
 }
 
 /// The `[admin]` section.
@@ -352,6 +358,7 @@ impl NodeFile {
             Some(h) => (Some(&mut h.dir), h.totp.as_mut()),
             None => (None, None),
         };
+        let durable_password = file.durable.as_mut().and_then(|d| d.password_file.as_mut());
         let (admin_cert, admin_key) = match file.admin.as_mut() {
             Some(a) => (Some(&mut a.cert), Some(&mut a.key)),
             None => (None, None),
@@ -370,6 +377,7 @@ impl NodeFile {
             head_totp,
             admin_cert,
             admin_key,
+            durable_password,
         ]
         .into_iter()
         .flatten()

@@ -69,7 +69,7 @@ pub struct ChildNode {
 }
 
 /// What nodes a local cluster starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Shape {
     /// How many.
     n: usize,
@@ -81,6 +81,8 @@ struct Shape {
     admin: Option<usize>,
     /// Each node's log goes to a file of its own ([`LocalCluster::log_path`]).
     logs: bool,
+    /// More configuration for every node (TOML sections).
+    config: String,
 }
 
 impl Shape {
@@ -91,6 +93,7 @@ impl Shape {
             heads: 0,
             admin: None,
             logs: false,
+            config: String::new(),
         }
     }
 
@@ -203,6 +206,25 @@ impl LocalCluster {
         )
     }
 
+    /// As [`LocalCluster::start_control`], with `config` (TOML sections,
+    /// e.g. `[durable]`) added to every node's configuration file.
+    ///
+    /// # Errors
+    ///
+    /// As [`LocalCluster::start`].
+    pub fn start_control_configured(
+        exe: &Path,
+        dir: &Path,
+        (heads, workers): (usize, usize),
+        config: &str,
+    ) -> Result<Self> {
+        let shape = Shape {
+            config: format!("\n{config}\n"),
+            ..Shape::control(heads, workers)
+        };
+        Self::start_with(exe, dir, &[], shape, &|_| Vec::new())
+    }
+
     /// As [`LocalCluster::start_control`], with more arguments for node
     /// `i` (0-based, heads first) from `node_args` (e.g. its resources).
     ///
@@ -308,6 +330,7 @@ impl LocalCluster {
             heads,
             admin,
             logs,
+            config: more,
         } = shape;
         let cluster = "local".to_owned();
         let names: Vec<String> = (1..=n).map(|i| format!("n{i}")).collect();
@@ -354,6 +377,7 @@ impl LocalCluster {
             if serves_admin {
                 text.push_str(&admin_files(dir, name)?);
             }
+            text.push_str(&more);
             write(&config, text)?;
             let mut args: Vec<String> = extra_args.iter().map(|a| (*a).to_owned()).collect();
             args.extend(node_args(i));

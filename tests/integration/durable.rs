@@ -17,7 +17,7 @@ use swarm_cli::local::LocalCluster;
 use crate::util::{control_cluster, driver, exe, ledger_on, scratch, spawn_ready};
 
 /// Asks with a deposit of 0 (a read) until an incarnation answers.
-async fn read_until_answered(ledger: &Named<Ledger>, within: Duration) -> Balance {
+pub(crate) async fn read_until_answered(ledger: &Named<Ledger>, within: Duration) -> Balance {
     let deadline = Instant::now() + within;
     let mut poll = tokio::time::interval(Duration::from_millis(5));
     loop {

@@ -113,8 +113,18 @@ pub(crate) fn start(config: &Path, o: Overrides) -> Result<()> {
     let peers = all_peers;
     let cert_path = file.cert.clone();
     let admin = admin_config(&file)?;
+    let journals = match &file.durable {
+        Some(durable) => durable.store()?,
+        None => None,
+    };
     actix::System::new().block_on(async move {
         let node = Node::start(mesh).await.context("cannot start the node")?;
+        // Before any durable type is registered: its first incarnation
+        // here recovers from this store.
+        if let Some(journals) = journals {
+            tracing::info!(backend = journals.backend(), "durable actors keep their journals outside the head group");
+            node.set_journal_store(journals);
+        }
         swarm_cli::demo::expose_info(&node)?;
         swarm_cli::demo::register_types(&node);
         if demo {
