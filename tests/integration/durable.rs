@@ -228,13 +228,19 @@ async fn a_snapshot_of_the_largest_size_replicates_to_three_heads_and_writes_go_
 #[actix_rt::test]
 #[ignore = "stress: a few minutes"]
 async fn stress_durable_ledger_through_50_sigkills_under_deposits() {
-    use std::cell::Cell;
-    use std::rc::Rc;
-
     let mut cluster =
         LocalCluster::start_control(&exe(), &scratch("durable-stress"), 3, 2, &[]).unwrap();
     cluster.remove_dir_on_drop(true);
-    let driver = driver(&cluster).await;
+    ledger_through_sigkills(&mut cluster, 50).await;
+}
+
+/// The stress above on `cluster`, `rounds` times (its journal store is
+/// what the cluster's files name).
+pub(crate) async fn ledger_through_sigkills(cluster: &mut LocalCluster, rounds: usize) {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    let driver = driver(cluster).await;
     let control = driver.control().unwrap().clone();
     let ledger = spawn_ready(&control, || {
         Spawn::<Ledger>::named("stream")
@@ -262,7 +268,7 @@ async fn stress_durable_ledger_through_50_sigkills_under_deposits() {
         })
     };
     let mut took = Vec::new();
-    for round in 0..50 {
+    for round in 0..rounds {
         // Twenty deposits acknowledged by this incarnation first.
         let start = acked.get();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -305,7 +311,7 @@ async fn stress_durable_ledger_through_50_sigkills_under_deposits() {
     stream.abort();
     took.sort();
     eprintln!(
-        "durable failover under deposits, 50 SIGKILLs: p50 {:?}, max {:?}; {} acknowledged, {} failed",
+        "durable failover under deposits, {rounds} SIGKILLs: p50 {:?}, max {:?}; {} acknowledged, {} failed",
         took[took.len() / 2],
         took[took.len() - 1],
         acked.get(),

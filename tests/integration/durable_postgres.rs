@@ -277,34 +277,14 @@ async fn a_ledger_on_postgres_keeps_every_acknowledged_deposit_through_a_sigkill
     use swarm::control::Spawn;
     use swarm::placement::Placement;
     use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
-    use swarm_cli::local::LocalCluster;
 
     use crate::durable::read_until_answered;
-    use crate::util::{driver, exe, scratch, spawn_ready};
+    use crate::util::{driver, spawn_ready};
 
     let Some(pg) = Postgres::start("durable-ledger") else {
         return;
     };
-    let secrets = scratch("durable-pg-secret");
-    std::fs::create_dir_all(&secrets).unwrap();
-    let password = secrets.join("pg.password");
-    std::fs::write(&password, format!("{}\n", pg.password())).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let section = format!(
-        "[durable]\nstore = \"postgres\"\nurl = \"postgresql://swarm@127.0.0.1:{}/postgres\"\npassword_file = \"{}\"\n",
-        pg.port(),
-        password.display()
-    );
-    let mut cluster = LocalCluster::start_control_configured(
-        &exe(),
-        &scratch("durable-pg-kill"),
-        (3, 2),
-        &section,
-    )
-    .unwrap();
+    let (mut cluster, secrets) = on_postgres(&pg, "durable-pg-kill");
     cluster.remove_dir_on_drop(true);
     let driver = driver(&cluster).await;
     let control = driver.control().unwrap().clone();
@@ -355,6 +335,50 @@ async fn a_ledger_on_postgres_keeps_every_acknowledged_deposit_through_a_sigkill
         after.epoch.to_string(),
         "the new incarnation claimed it"
     );
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&secrets);
+}
+
+/// 3 heads and 2 workers, each `swarm` process's file naming `pg` as its
+/// journal store (the password in a 0600 file, in the second directory
+/// answered: remove it after the cluster).
+fn on_postgres(pg: &Postgres, name: &str) -> (swarm_cli::local::LocalCluster, std::path::PathBuf) {
+    use crate::util::{exe, scratch};
+
+    let secrets = scratch(&format!("{name}-secret"));
+    std::fs::create_dir_all(&secrets).unwrap();
+    let password = secrets.join("pg.password");
+    std::fs::write(&password, format!("{}\n", pg.password())).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let section = format!(
+        "[durable]\nstore = \"postgres\"\nurl = \"postgresql://swarm@127.0.0.1:{}/postgres\"\npassword_file = \"{}\"\n",
+        pg.port(),
+        password.display()
+    );
+    let cluster = swarm_cli::local::LocalCluster::start_control_configured(
+        &exe(),
+        &scratch(name),
+        (3, 2),
+        &section,
+    )
+    .unwrap();
+    (cluster, secrets)
+}
+
+/// `stress_durable_ledger_through_50_sigkills_under_deposits` with the
+/// PostgreSQL store.
+#[actix_rt::test]
+#[ignore = "stress: a few minutes"]
+async fn stress_durable_ledger_on_postgres_through_50_sigkills_under_deposits() {
+    let Some(pg) = Postgres::start("durable-stress") else {
+        return;
+    };
+    let (mut cluster, secrets) = on_postgres(&pg, "durable-pg-stress");
+    cluster.remove_dir_on_drop(true);
+    crate::durable::ledger_through_sigkills(&mut cluster, 50).await;
     drop(cluster);
     let _ = std::fs::remove_dir_all(&secrets);
 }
