@@ -76,6 +76,49 @@ async fn every_acknowledged_deposit_survives_a_sigkill_of_the_hosting_process() 
     );
 }
 
+/// Every process of the cluster (3 heads, 2 workers) SIGKILLed at once
+/// and started again: the heads reopen their stores, the ledger is placed
+/// again, and recovers every acknowledged deposit from the journal in the
+/// head group's log.
+#[actix_rt::test]
+async fn a_whole_cluster_killed_and_restarted_keeps_every_acknowledged_deposit() {
+    let mut cluster =
+        LocalCluster::start_control(&exe(), &scratch("durable-restart-all"), 3, 2, &[]).unwrap();
+    cluster.remove_dir_on_drop(true);
+    let driver = driver(&cluster).await;
+    let control = driver.control().unwrap().clone();
+    let ledger = spawn_ready(&control, || {
+        Spawn::<Ledger>::named("whole")
+            .args(LedgerArgs { opening: 10 })
+            .placement(Placement::Label {
+                label: "worker".to_owned(),
+                hard: true,
+            })
+    })
+    .await;
+    let mut acknowledged = 10;
+    for amount in 1..=120u64 {
+        acknowledged = ledger.send(Deposit(amount)).await.unwrap().total;
+    }
+    assert_eq!(acknowledged, 10 + 120 * 121 / 2);
+    let before = ledger.send(Deposit(0)).await.unwrap();
+    // All at once, then heads first (the others join through n1).
+    let mut killed = Vec::new();
+    while !cluster.nodes.is_empty() {
+        killed.push(cluster.kill(0).unwrap());
+    }
+    for node in &killed {
+        cluster.restart(node).unwrap();
+    }
+    let after = read_until_answered(&ledger, Duration::from_secs(60)).await;
+    assert!(after.epoch > before.epoch, "a new incarnation");
+    assert_eq!(after.total, acknowledged, "every acknowledged deposit kept");
+    assert_eq!(
+        ledger.send(Deposit(5)).await.unwrap().total,
+        acknowledged + 5
+    );
+}
+
 #[actix_rt::test]
 async fn a_ledger_restarted_after_a_panic_keeps_its_balance() {
     let dir = scratch("durable-panic");
