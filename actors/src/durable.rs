@@ -106,6 +106,9 @@ pub use journal::{persist, persist_state, recover, Journal, RECOVER_WITHIN};
 pub use postgres::{Postgres, DEFAULT_CONNECTIONS};
 pub(crate) use store::{install, store_of, uninstall};
 pub use store::{JournalStore, Recovery, StoreError, StoreFuture, Stored, Writer};
+/// A parsed PostgreSQL connection string (what [`Postgres::new`] reads).
+#[cfg(feature = "postgres")]
+pub use tokio_postgres::Config as PostgresConfig;
 
 pub use crate::head::wire::journal::{
     MAX_APPEND_BYTES, MAX_APPEND_EVENTS, MAX_EVENT_BYTES, MAX_JOURNAL_BYTES, MAX_SNAPSHOT_BYTES,

@@ -118,16 +118,19 @@ impl DurableFile {
     }
 }
 
-/// Whether a URL (`scheme://user:password@host`) or a `key=value` string
-/// carries a password.
+/// Whether a URL or a `key=value` string carries a password, as the
+/// driver reads it (a string it cannot read is left for the store to
+/// refuse).
 fn url_has_password(url: &str) -> bool {
-    if let Some(rest) = url.split_once("://").map(|(_, rest)| rest) {
-        let authority = rest.split(['/', '?']).next().unwrap_or("");
-        let userinfo = authority.rsplit_once('@').map_or("", |(user, _)| user);
-        return userinfo.contains(':') || url.contains("password=");
+    #[cfg(feature = "postgres")]
+    {
+        url.parse::<swarm_actors::durable::PostgresConfig>()
+            .is_ok_and(|config| config.get_password().is_some())
     }
-    url.split_whitespace()
-        .any(|pair| pair.starts_with("password="))
+    #[cfg(not(feature = "postgres"))]
+    {
+        url.contains("password")
+    }
 }
 
 /// The first line of a password file that only its owner may read.
@@ -172,6 +175,10 @@ mod tests {
         assert!(url_has_password(
             "host=127.0.0.1 user=swarm password=secret"
         ));
+        assert!(url_has_password(
+            "host=127.0.0.1 user=swarm password = secret"
+        ));
+        assert!(url_has_password("host=127.0.0.1 user=swarm password='a b'"));
         assert!(!url_has_password("postgresql://swarm@127.0.0.1:5432/db"));
         assert!(!url_has_password("postgresql://swarm@[::1]:5432/db"));
         assert!(!url_has_password("host=/run/postgresql user=swarm"));

@@ -249,6 +249,13 @@ fn broken_connections_are_unavailable_then_reopened_and_a_newer_schema_is_refuse
         let lazy = PgStore::new(&url, None, 1).unwrap();
         assert_eq!(lazy.claim("lazy", 1).await.unwrap().next, 1);
 
+        // A hostaddr that is not loopback, under a loopback host name, too.
+        let hidden = PgStore::new("postgresql://swarm@localhost/db?hostaddr=192.0.2.7", None, 1).unwrap_err();
+        assert!(matches!(&hidden, StoreError::Refused { reason } if reason.contains("hostaddr")), "{hidden}");
+        // A wrong password is refused (trying again cannot help).
+        let wrong = url.replace(pg.password(), "wrong");
+        assert!(matches!(PgStore::new(&wrong, None, 1).unwrap().claim("x", 1).await, Err(StoreError::Refused { .. })));
+
         // A host that is not loopback would carry journals in the clear.
         let remote = PgStore::connect("postgresql://swarm@192.0.2.7/db", None, 1).await.unwrap_err();
         assert!(

@@ -22,6 +22,12 @@ pub const RECOVER_WITHIN: Duration = Duration::from_secs(30);
 /// The longest wait between two recovery tries.
 const RECOVER_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// A snapshot is saved once this many bytes of events follow the last
+/// one, whatever [`Durable::snapshot_every`] says: half the bound on what
+/// a journal keeps after its snapshot, so an append (at most
+/// `MAX_APPEND_BYTES`) never meets that bound while snapshots succeed.
+const SNAPSHOT_AT_BYTES: usize = crate::head::wire::journal::MAX_JOURNAL_BYTES / 2;
+
 /// A durable actor's journal handle: its incarnation, where it writes and
 /// how far it got. Built in [`crate::supervision::Spawnable::build`] with
 /// [`Journal::new`]; [`recover`] and [`persist`] keep it.
@@ -29,6 +35,8 @@ pub struct Journal {
     name: String,
     epoch: u64,
     node: NodeId,
+    /// The head group placed the incarnation (see [`Incarnation::placed`]).
+    placed: bool,
     store: Option<Arc<dyn JournalStore>>,
     /// Set once recovered: who writes.
     writer: Option<Writer>,
@@ -36,6 +44,10 @@ pub struct Journal {
     next: u64,
     /// Events since the last snapshot.
     since_snapshot: u64,
+    /// Their bytes.
+    bytes_since_snapshot: usize,
+    /// A persist is in flight.
+    persisting: bool,
     /// A snapshot is being saved.
     snapshotting: bool,
     /// How long the recovery took.
@@ -64,10 +76,13 @@ impl Journal {
             name: incarnation.name.clone(),
             epoch: incarnation.epoch,
             node: incarnation.node,
+            placed: incarnation.placed,
             store: None,
             writer: None,
             next: 1,
             since_snapshot: 0,
+            bytes_since_snapshot: 0,
+            persisting: false,
             snapshotting: false,
             recovered_in: None,
             fenced: false,
@@ -99,6 +114,20 @@ impl Journal {
         self.store.as_ref().map(|s| s.backend())
     }
 
+    /// Refuses a write while another is in flight: two persists from one
+    /// handler would both start at the same sequence number.
+    fn idle(&self) -> Result<(), StoreError> {
+        if self.persisting || self.snapshotting {
+            return Err(StoreError::Refused {
+                reason: format!(
+                    "{:?}: a journal write is in flight; await it before the next",
+                    self.name
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The store and writer, once recovered.
     fn writing(&self) -> Result<(Arc<dyn JournalStore>, Writer), StoreError> {
         match (&self.store, &self.writer) {
@@ -120,6 +149,13 @@ pub fn recover<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
     let started = Instant::now();
     let journal = actor.journal();
     let (name, epoch) = (journal.name.clone(), journal.epoch);
+    // An operator's spawn (or the node's own) names any epoch it likes:
+    // claiming with it would fence the head's incarnations out.
+    if !journal.placed {
+        tracing::error!(actor = %name, epoch, "a durable actor runs only where the head group placed it (control.spawn), not from an operator's or a node's own spawn: stopping");
+        ctx.stop();
+        return;
+    }
     let Some(store) = store_of(journal.node) else {
         tracing::error!(actor = %name, "a durable actor on a node without a journal store (no membership): stopping");
         ctx.stop();
@@ -187,6 +223,7 @@ fn restore<A: Durable>(actor: &mut A, recovery: Recovery) -> Result<(), StoreErr
     journal.writer = Some(recovery.writer);
     journal.next = recovery.next;
     journal.since_snapshot = recovery.events.len() as u64;
+    journal.bytes_since_snapshot = recovery.events.iter().map(|e| e.bytes.len()).sum();
     Ok(())
 }
 
@@ -199,7 +236,9 @@ fn restore<A: Durable>(actor: &mut A, recovery: Recovery) -> Result<(), StoreErr
 /// write may or may not have been made (the store unavailable) or that
 /// is out of step with its journal stops (it logs why; its supervisor
 /// restarts it and it recovers); one whose write was refused whole (too
-/// large) keeps running.
+/// large) keeps running. One journal write at a time: a `persist` while
+/// another (or a snapshot) is in flight is refused (`Refused`), since both
+/// would start at the same sequence number.
 pub fn persist<A: Durable>(
     actor: &mut A,
     ctx: &mut Context<A>,
@@ -213,15 +252,21 @@ pub fn persist<A: Durable>(
         .map(|e| codec::encode(Kind::Event, A::JOURNAL, e))
         .collect();
     let journal = actor.journal();
+    if let Err(e) = journal.idle() {
+        return Box::pin(fut::ready(Err(e)));
+    }
     let (store, writer, records) = match (journal.writing(), records) {
         (Ok((store, writer)), Ok(records)) => (store, writer, records),
         (Err(e), _) | (_, Err(e)) => return Box::pin(fut::ready(Err(e))),
     };
     let first = journal.next;
     let count = events.len() as u64;
+    let bytes: usize = records.iter().map(Vec::len).sum();
+    journal.persisting = true;
     let (answer, answered) = oneshot::channel();
     let append = store.append(&writer, first, records);
     ctx.wait(append.into_actor(actor).map(move |appended, act, ctx| {
+        act.journal().persisting = false;
         // Our own write, made once already (its answer was lost and the
         // request was sent again): the journal is where it would be.
         let appended = match appended {
@@ -236,6 +281,7 @@ pub fn persist<A: Durable>(
                 let journal = act.journal();
                 journal.next = next;
                 journal.since_snapshot += count;
+                journal.bytes_since_snapshot += bytes;
                 snapshot_due(act, ctx);
                 Ok(())
             }
@@ -261,13 +307,17 @@ pub fn persist<A: Durable>(
 /// Saves the actor's whole state as a snapshot now (the Orleans/Dapr way:
 /// an actor that changes its state directly and saves it whole, on the
 /// same journal), answering once it is durable. While it is in flight the
-/// actor handles no other message. If it fails the actor's state is ahead
-/// of its journal: it stops (and recovers the last saved state), except
-/// when the snapshot was refused whole for its size.
+/// actor handles no other message. If it fails (refused for its size
+/// too), the actor's state is ahead of its journal: it stops, and its
+/// next incarnation recovers the last saved state. A handler makes one
+/// journal write at a time: a second while one is in flight is refused.
 pub fn persist_state<A: Durable>(
     actor: &mut A,
     ctx: &mut Context<A>,
 ) -> ResponseActFuture<A, Result<(), StoreError>> {
+    if let Err(e) = actor.journal().idle() {
+        return Box::pin(fut::ready(Err(e)));
+    }
     let save = match save_snapshot(actor, true) {
         Ok(save) => save,
         Err(e) => return Box::pin(fut::ready(Err(e))),
@@ -288,15 +338,20 @@ pub fn persist_state<A: Durable>(
     )
 }
 
-/// Saves a snapshot every `snapshot_every` events, in the background
-/// (messages go on meanwhile; a failure leaves the events in the journal).
+/// Saves a snapshot every `snapshot_every` events or
+/// [`SNAPSHOT_AT_BYTES`] of them. It runs before the next message (the
+/// state it saves is the state at its sequence number; saved in the
+/// background, a later whole-state save at the same number could be
+/// overwritten by it). A failure leaves the events in the journal.
 fn snapshot_due<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
     let journal = actor.journal();
-    if journal.snapshotting || journal.since_snapshot < A::snapshot_every().max(1) {
+    let due = journal.since_snapshot >= A::snapshot_every().max(1)
+        || journal.bytes_since_snapshot >= SNAPSHOT_AT_BYTES;
+    if journal.snapshotting || !due {
         return;
     }
     if let Ok(save) = save_snapshot(actor, false) {
-        ctx.spawn(save.map(|_, _, _| ()));
+        ctx.wait(save.map(|_, _, _| ()));
     }
 }
 
@@ -317,10 +372,18 @@ fn save_snapshot<A: Durable>(
             let journal = act.journal();
             journal.snapshotting = false;
             match &saved {
-                Ok(()) => journal.since_snapshot = journal.next - 1 - seq,
+                Ok(()) => {
+                    // Nothing ran between (the save was waited for).
+                    journal.since_snapshot = journal.next - 1 - seq;
+                    journal.bytes_since_snapshot = 0;
+                }
                 Err(e @ StoreError::Fenced { .. }) => failed(journal, ctx, e),
-                Err(e) if whole && !matches!(e, StoreError::TooLarge { .. }) => {
-                    failed(journal, ctx, e)
+                // A whole-state save that failed, for whatever reason,
+                // leaves the state ahead of the journal: recover.
+                Err(e) if whole => {
+                    tracing::error!(actor = %journal.name, epoch = journal.epoch, error = %e, "a whole-state save failed: stopping to recover the last saved state");
+                    journal.writer = None;
+                    ctx.stop();
                 }
                 Err(e) => {
                     tracing::warn!(actor = %journal.name, seq, error = %e, "snapshot not saved (the journal keeps the events)");

@@ -231,11 +231,24 @@ impl Postgres {
 }
 
 /// Creates the tables if missing and checks their version, on `client`.
+/// Where they exist at this version nothing is created, so a role without
+/// the right to create tables works once an administrator made them.
 async fn migrate(client: &Client) -> Result<(), StoreError> {
-    client
-        .batch_execute(MIGRATE)
+    let present = client
+        .query_opt(
+            "SELECT version FROM swarm_schema WHERE component = 'durable'",
+            &[],
+        )
         .await
-        .map_err(|e| unavailable("creating the tables", &e))?;
+        .ok()
+        .flatten()
+        .map(|row| row.get::<_, i32>(0));
+    if present != Some(SCHEMA) {
+        client
+            .batch_execute(MIGRATE)
+            .await
+            .map_err(|e| unavailable("creating the tables", &e))?;
+    }
     let row = client
         .query_one(
             "SELECT version FROM swarm_schema WHERE component = 'durable'",
@@ -482,6 +495,16 @@ fn check_plain(config: &Config) -> Result<(), StoreError> {
     if config.get_ssl_mode() == SslMode::Disable {
         return Ok(());
     }
+    // `hostaddr` is what the driver dials when it is given.
+    for addr in config.get_hostaddrs() {
+        if !addr.is_loopback() {
+            return Err(refused(format!(
+                "the PostgreSQL hostaddr {addr} is not loopback, and this store does not encrypt its connection: \
+                 use a Unix socket or a loopback address (a local proxy that speaks TLS), or add \
+                 sslmode=disable to the URL to send journals in the clear"
+            )));
+        }
+    }
     for host in config.get_hosts() {
         if let Host::Tcp(name) = host {
             let loopback = name == "localhost"
@@ -548,17 +571,23 @@ fn refused(reason: String) -> StoreError {
     StoreError::Refused { reason }
 }
 
+/// A driver error: `Refused` where trying again cannot help (the server
+/// refused the login, SQLSTATE class 28, or the statement, class 42: no
+/// such table, no privilege), else `Unavailable`.
 fn unavailable(doing: &str, e: &tokio_postgres::Error) -> StoreError {
     // The driver's own words for a server error are only "db error".
-    let reason = match e.as_db_error() {
-        Some(db) => format!(
-            "PostgreSQL, {doing}: {} ({})",
-            db.message(),
-            db.code().code()
-        ),
-        None => format!("PostgreSQL, {doing}: {e}"),
+    let Some(db) = e.as_db_error() else {
+        return StoreError::Unavailable {
+            reason: format!("PostgreSQL, {doing}: {e}"),
+        };
     };
-    StoreError::Unavailable { reason }
+    let code = db.code().code();
+    let reason = format!("PostgreSQL, {doing}: {} ({code})", db.message());
+    if code.starts_with("28") || code.starts_with("42") {
+        StoreError::Refused { reason }
+    } else {
+        StoreError::Unavailable { reason }
+    }
 }
 
 fn too_large(what: &str, size: usize, max: usize) -> StoreError {

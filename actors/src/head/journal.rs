@@ -309,7 +309,30 @@ impl Journals {
                     Some(j) if j.epoch != writer.epoch || j.claim != writer.claim => {
                         Some(StoreError::Fenced { newest: j.epoch })
                     }
-                    Some(_) => None,
+                    // An append out of step or past the bound costs no log
+                    // entry either (the apply checks again).
+                    Some(j) => match command {
+                        JournalCommand::Append {
+                            first_seq, events, ..
+                        } => {
+                            let total: usize = events.iter().map(|e| e.len()).sum();
+                            if *first_seq != j.next {
+                                Some(StoreError::Conflict {
+                                    expected: j.next,
+                                    got: *first_seq,
+                                })
+                            } else if j.bytes.saturating_add(total) > MAX_JOURNAL_BYTES {
+                                Some(too_large(
+                                    "the journal after its snapshot (save a snapshot)",
+                                    j.bytes.saturating_add(total),
+                                    MAX_JOURNAL_BYTES,
+                                ))
+                            } else {
+                                None
+                            }
+                        }
+                        _ => None,
+                    },
                 }
             }
         }

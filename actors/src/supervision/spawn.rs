@@ -58,6 +58,11 @@ pub struct Incarnation {
     pub epoch: u64,
     /// The node it runs on.
     pub node: NodeId,
+    /// The head group placed it (its epoch is one the group committed);
+    /// false for an operator's spawn or the node's own, whose epoch is
+    /// whatever the sender said. Durable actors run only when placed.
+    #[serde(default)]
+    pub placed: bool,
 }
 
 /// An actor type the cluster may start: a stable type name, serde
@@ -206,6 +211,9 @@ impl Registry {
                 name: request.name.clone(),
                 epoch: request.epoch,
                 node,
+                // Only a head's placement keeps its fence (see the
+                // HostSpawn's StampCaller).
+                placed: request.fence.is_some(),
             };
             let factory = move || A::build(&args, &incarnation);
             let directory = directory.clone();

@@ -49,18 +49,22 @@ fn append(
     first_seq: u64,
     events: &[&[u8]],
 ) -> Result<u64, StoreError> {
-    let done = journal(
-        s,
-        JournalCommand::Append {
-            writer: writer.clone(),
-            node: node(at),
-            first_seq,
-            events: events
-                .iter()
-                .map(|e| serde_bytes::ByteBuf::from(e.to_vec()))
-                .collect(),
-        },
-    );
+    let command = JournalCommand::Append {
+        writer: writer.clone(),
+        node: node(at),
+        first_seq,
+        events: events
+            .iter()
+            .map(|e| serde_bytes::ByteBuf::from(e.to_vec()))
+            .collect(),
+    };
+    let refused = s.journal_precheck(&command);
+    let done = journal(s, command);
+    // What the leader refuses before the write (out of step, past the
+    // bound, fenced, forged), the apply refuses the same way.
+    if let Some(refused) = refused {
+        assert_eq!(done, Err(refused));
+    }
     done.map(|d| match d {
         JournalDone::Appended { next } => next,
         other => panic!("{other:?}"),
