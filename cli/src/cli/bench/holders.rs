@@ -268,11 +268,12 @@ fn holder_config(mesh: &MeshConfig, ca: &swarm_protocol::CaKey, i: usize) -> Mes
 /// One holder: starts its node, links to the leader, renews until told
 /// to stop.
 async fn hold(config: MeshConfig, leader: SocketAddr, shared: Arc<Shared>, session: u64) {
-    // Paced: a holder starts its node, makes its link and waits for its
-    // first grant under one of a few permits, so the ramp-up never has
-    // thousands of handshakes in flight on the bench's threads (they
-    // delayed holders already linked past their heartbeat timeout, and
-    // the leader refused the reconnections).
+    // Paced: a holder starts its node and makes its link under one of a
+    // few permits, so the ramp-up never has thousands of node starts and
+    // handshakes in flight on the bench's threads (they delayed holders
+    // already linked past their heartbeat timeout, and the leader refused
+    // the reconnections). Its renewals need no permit: gated on the first
+    // grant, a slow control plane stalled the ramp-up.
     let Ok(mut permit) = shared.connecting.acquire().await else {
         return;
     };
@@ -301,7 +302,7 @@ async fn hold(config: MeshConfig, leader: SocketAddr, shared: Arc<Shared>, sessi
             }
         }
     };
-    let mut permit = Some(permit);
+    drop(permit);
     let mut holder = LeaseHolder::new(control, node.id(), session);
     let mut held = false;
     let mut first = true;
@@ -315,7 +316,6 @@ async fn hold(config: MeshConfig, leader: SocketAddr, shared: Arc<Shared>, sessi
             Ok(took) => {
                 if !held {
                     held = true;
-                    drop(permit.take());
                     shared.holding.fetch_add(1, Ordering::Relaxed);
                 }
                 if measuring {
@@ -359,8 +359,8 @@ fn quantile(sorted: &[u32], q: f64) -> f64 {
 
 /// Threads the holders share.
 const THREADS: usize = 2;
-/// Holders starting at once (node, link and first grant): below the
-/// handshakes the leader takes from one address at a time (16).
+/// Holders starting their node and link at once: below the handshakes
+/// the leader takes from one address at a time (16).
 const CONNECTING: usize = 8;
 /// When the measurement window starts, as the report says it.
 const WINDOW_STARTS: &str = "once every holder held a lease and then two whole leases (3 s each) passed without a failed renewal (or 30 s did)";
