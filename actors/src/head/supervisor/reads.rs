@@ -98,7 +98,7 @@ impl Supervisor {
 
     /// Whether a round confirmed this head's leadership in its current
     /// term less than a lease ago.
-    fn leased(&self) -> bool {
+    pub(super) fn leased(&self) -> bool {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         metrics.state == ServerState::Leader

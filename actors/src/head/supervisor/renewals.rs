@@ -23,6 +23,12 @@ impl Handler<Renew> for Supervisor {
         if let Err(e) = self.leading() {
             return Box::pin(fut::ready(Err(e)));
         }
+        // Within the read lease the leadership is confirmed now: the grant
+        // is made in this handler (no oneshot, no actor future per
+        // renewal, the common case under load).
+        if self.leased() {
+            return Box::pin(fut::ready(self.renewed(&renew, ctx)));
+        }
         let confirmation = self.confirm(ctx);
         Box::pin(
             confirmed(confirmation)
@@ -30,35 +36,45 @@ impl Handler<Renew> for Supervisor {
                 .map(move |confirmed, act, ctx| {
                     confirmed?;
                     act.leading()?;
-                    // `renew.node` is the link's authenticated peer
-                    // (`StampCaller`): a node reports only for itself.
-                    let running = match act.reported.take(renew.node, &renew.report) {
-                        Ok(running) => Some(running),
-                        Err(Refusal::Resync) => None,
-                        Err(Refusal::Stale) => return Err(ControlError::StaleRenewal),
-                        Err(Refusal::TooMany { limit }) => {
-                            tracing::warn!(node = %renew.node.short(), limit, "a renewal reported too many running actors: refused");
-                            return Err(ControlError::TooManyRunning { limit });
-                        }
-                    };
-                    act.leases.granted(renew.node, Instant::now());
-                    if renew.report.base.is_none() {
-                        act.types.insert(renew.node, renew.report.types.clone());
-                    }
-                    act.certify(&renew);
-                    Ok(match running {
-                        Some(running) => act.grant(&renew, &running, ctx),
-                        None => act.lease_only(&renew),
-                    })
+                    act.renewed(&renew, ctx)
                 }),
         )
     }
 }
 
 impl Supervisor {
+    /// The grant for `renew`, once this head's leadership is confirmed
+    /// after it arrived.
+    fn renewed(&mut self, renew: &Renew, ctx: &mut Context<Self>) -> Result<Grant, ControlError> {
+        // `renew.node` is the link's authenticated peer (`StampCaller`): a
+        // node reports only for itself.
+        let running = match self.reported.take(renew.node, &renew.report) {
+            Ok(running) => Some(running),
+            Err(Refusal::Resync) => None,
+            Err(Refusal::Stale) => return Err(ControlError::StaleRenewal),
+            Err(Refusal::TooMany { limit }) => {
+                tracing::warn!(node = %renew.node.short(), limit, "a renewal reported too many running actors: refused");
+                return Err(ControlError::TooManyRunning { limit });
+            }
+        };
+        self.leases.granted(renew.node, Instant::now());
+        if renew.report.base.is_none() {
+            self.types.insert(renew.node, renew.report.types.clone());
+        }
+        self.certify(renew);
+        Ok(match running {
+            Some(running) => self.grant(renew, &running, ctx),
+            None => self.lease_only(renew),
+        })
+    }
+
     /// Keeps `renew`'s certificate roles, and refuses (counts, logs once)
     /// gossiped roles that disagree with them.
     fn certify(&mut self, renew: &Renew) {
+        if self.certified.get(&renew.node) == Some(&renew.roles) {
+            // Kept already, and checked against gossip when it changed.
+            return;
+        }
         let gossiped = self
             .members
             .get(&renew.node)
