@@ -124,6 +124,12 @@ impl Tick {
         }
     }
 
+    /// When it is due, on the clock the machine is handed (`now`): the
+    /// driver can tell a late delivery from one on time.
+    pub fn due(&self) -> Duration {
+        self.due
+    }
+
     /// The key [`Membership::poll_cancel`] names this tick by, if it can
     /// be cancelled.
     pub fn key(&self) -> Option<u64> {

@@ -220,6 +220,9 @@ mod tests {
             .find(|(_, t)| matches!(t.kind, TickKind::Verdict(_)))
             .expect("deferred");
         assert_eq!(after, Duration::from_secs(2));
+        // Due on the clock the machine was last handed (what the driver
+        // compares its own clock with to tell a late timer).
+        assert_eq!(deferred.due(), due + Duration::from_secs(2) + after);
         // Late again: handed to foca this time, not deferred twice.
         m.handle_tick(deferred, due + Duration::from_secs(10));
         assert!(std::iter::from_fn(|| m.poll_timer())

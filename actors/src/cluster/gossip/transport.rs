@@ -63,6 +63,13 @@ impl Stream for Datagrams {
 /// Datagrams read from the socket before one timer is handled, at most.
 const MAX_DRAINED: usize = 256;
 
+/// How late a timer must fire for the socket to be read before it is
+/// handled: more than the timer wheel's rounding (a millisecond or two),
+/// so that a node on time skips the read, and far less than a probe
+/// timeout, so that a starved node's queued acks and refutations still
+/// count before its timers.
+pub(super) const DRAIN_IF_LATE: Duration = Duration::from_millis(5);
+
 /// How often a relayed node compares the relays it announces with its
 /// relay links (a changed set is gossiped at once).
 pub(super) const VIA_REFRESH: Duration = Duration::from_secs(1);
@@ -84,11 +91,12 @@ impl Stream for MeshDatagrams {
 
 impl Gossip {
     /// Reads and applies the datagrams already queued on the socket (up
-    /// to [`MAX_DRAINED`]), before a timer is handled: a node that was
-    /// starved handles what arrived in arrival order, so a suspect's
-    /// refutation queued before the suspicion timed out still counts, and
-    /// datagrams do not age in the queue while timers run first. The
-    /// caller flushes what this queued.
+    /// to [`MAX_DRAINED`]), before a timer that fired late (by more than
+    /// [`DRAIN_IF_LATE`]) is handled: a node that was starved handles
+    /// what arrived in arrival order, so a suspect's refutation queued
+    /// before the suspicion timed out still counts, and datagrams do not
+    /// age in the queue while timers run first. The caller flushes what
+    /// this queued.
     pub(super) fn drain_socket(&mut self) {
         let socket = Arc::clone(&self.socket);
         let mut buf = std::mem::take(&mut self.drain_buf);
