@@ -204,12 +204,21 @@ fn catch_up(cluster: &mut LocalCluster, placed: usize) -> Result<f64> {
     let driver_config = cluster.driver_config();
     actix::System::new().block_on(async {
         let (driver, control) = driver(&driver_config).await?;
-        let follower = roles(&control)
-            .await
-            .into_iter()
-            .find(|(_, r)| r == "follower")
-            .context("no follower head")?
-            .0;
+        // A head may not answer, or the heads may be electing, right after
+        // the listing loaded the leader: ask again for up to a minute.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let follower = loop {
+            tick.tick().await;
+            let found = roles(&control)
+                .await
+                .into_iter()
+                .find(|(_, r)| r == "follower");
+            if let Some((id, _)) = found {
+                break id;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "no follower head in 60 s");
+        };
         let i = cluster
             .nodes
             .iter()
