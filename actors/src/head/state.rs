@@ -188,11 +188,15 @@ pub(crate) enum Applied {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(remote = "Self")]
 pub(crate) struct ControlState {
-    actors: BTreeMap<String, ActorRecord>,
+    /// Boxed: a map node holds 11 entries and is about two thirds full,
+    /// so a record inline (280 bytes, mostly its spec) cost its size and
+    /// half again in empty slots; boxed, a slot is a pointer. Encoded
+    /// the same (a box is its content to serde).
+    actors: BTreeMap<String, Box<ActorRecord>>,
     /// The placed actors of each node, by name (derived from `actors`, not
     /// stored): a node's renewal plans over its own actors, not over all.
     #[serde(skip)]
-    by_node: BTreeMap<NodeId, BTreeSet<String>>,
+    by_node: BTreeMap<NodeId, BTreeSet<Box<str>>>,
     groups: BTreeMap<String, GroupRecord>,
     draining: BTreeSet<NodeId>,
     /// Reserved per node: placed actors outside groups, plus group bundles.
@@ -259,7 +263,7 @@ impl ControlState {
                 self.by_node
                     .entry(record.node)
                     .or_default()
-                    .insert(name.clone());
+                    .insert(name.as_str().into());
             }
         }
     }
@@ -473,7 +477,7 @@ impl ControlState {
         node: NodeId,
         expect: Option<u64>,
     ) -> Applied {
-        let previous = self.actors.get(&name).cloned();
+        let previous = self.actors.get(&name).map(|r| ActorRecord::clone(r));
         match (&previous, expect) {
             (Some(record), None) => return Applied::Exists(Box::new(record.clone())),
             (None, Some(_)) => return Applied::Unknown,
@@ -519,7 +523,7 @@ impl ControlState {
             placements,
         };
         self.hold(&name, &record);
-        self.actors.insert(name, record);
+        self.actors.insert(name, Box::new(record));
         Applied::Placed { epoch: self.epoch }
     }
 
@@ -528,7 +532,7 @@ impl ControlState {
         self.by_node
             .entry(record.node)
             .or_default()
-            .insert(name.to_owned());
+            .insert(name.into());
         if record.spec.bundle.is_none() {
             self.reserve(record.node, &record.spec.resources);
         }
@@ -567,12 +571,12 @@ impl ControlState {
 
     /// The record of `name`.
     pub(crate) fn actor(&self, name: &str) -> Option<&ActorRecord> {
-        self.actors.get(name)
+        self.actors.get(name).map(|r| &**r)
     }
 
     /// All named actors, by name.
     pub(crate) fn actors(&self) -> impl Iterator<Item = (&String, &ActorRecord)> {
-        self.actors.iter()
+        self.actors.iter().map(|(name, r)| (name, &**r))
     }
 
     /// A page of the named actors by name: at most `limit` (at least one)
@@ -590,6 +594,7 @@ impl ControlState {
             .actors
             .range::<str, _>((from, Bound::Unbounded))
             .take(limit.saturating_add(1))
+            .map(|(name, r)| (name, &**r))
             .collect();
         let more = page.len() > limit;
         page.truncate(limit);
@@ -603,7 +608,8 @@ impl ControlState {
             .get(&node)
             .into_iter()
             .flatten()
-            .filter_map(|name| self.actors.get_key_value(name))
+            .filter_map(|name| self.actors.get_key_value(&**name))
+            .map(|(name, r)| (name, &**r))
             .filter(move |(_, r)| r.node == node && r.state == RecordState::Placed)
     }
 

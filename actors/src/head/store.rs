@@ -397,6 +397,7 @@ impl StateMachine {
 
 impl RaftSnapshotBuilder<RaftConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let started = std::time::Instant::now();
         let (machine, last, membership) = self.read(|m| {
             (
                 rmp_serde::to_vec(m).map_err(io),
@@ -405,12 +406,20 @@ impl RaftSnapshotBuilder<RaftConfig> for StateMachine {
             )
         });
         let data = machine?;
+        let encoded = started.elapsed();
         let meta = SnapshotMeta {
             last_log_id: last,
             last_membership: membership,
             snapshot_id: format!("{}-{}", last.map_or(0, |l| l.index), snapshot_stamp()),
         };
         self.store_snapshot(&meta, &data).await?;
+        tracing::debug!(
+            index = last.map_or(0, |l| l.index),
+            bytes = data.len(),
+            encode_ms = encoded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "head: snapshot written"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -463,13 +472,27 @@ impl RaftStateMachine<RaftConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        let started = std::time::Instant::now();
         let data = snapshot.into_inner();
         let mut installed: Machine = rmp_serde::from_slice(&data).map_err(read_err)?;
         installed.last_applied = meta.last_log_id;
         installed.membership = meta.last_membership.clone();
+        let decoded = started.elapsed();
         self.store_snapshot(meta, &data).await?;
-        *self.machine.write().unwrap_or_else(PoisonError::into_inner) = installed;
+        let old = std::mem::replace(
+            &mut *self.machine.write().unwrap_or_else(PoisonError::into_inner),
+            installed,
+        );
         self.applied.notify_one();
+        // Freed outside the lock: a million records take a while.
+        drop(old);
+        tracing::info!(
+            index = meta.last_log_id.map_or(0, |l| l.index),
+            bytes = data.len(),
+            decode_ms = decoded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "head: installed the leader's snapshot"
+        );
         Ok(())
     }
 

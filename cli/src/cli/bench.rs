@@ -12,6 +12,7 @@ mod membership;
 mod partition;
 mod security;
 mod tasks;
+mod views;
 
 use anyhow::{Context as _, Result};
 

@@ -68,9 +68,20 @@ async fn list(node: &Node, member: SocketAddr) -> Result<Vec<NodeTasks>> {
             }
         }
         let scheduler = node.remote::<Scheduler>(id, TASKS_ACTOR);
+        // This client is no member: it knows no member's address but the
+        // one it was given. One it reaches directly is dialed at the
+        // address the list gives (a relayed one is left to the mesh).
+        let dial = (id != peer.id && !m.reach.contains("via"))
+            .then(|| m.addr.parse::<SocketAddr>().ok())
+            .flatten()
+            .map(|addr| (node.clone(), addr));
         let (slot, node, name) = (answers.len(), m.id.clone(), m.name.clone());
         answers.push(None);
         asks.spawn_local(async move {
+            if let Some((client, addr)) = dial {
+                // A failed dial shows as the ask's error below.
+                let _ = client.connect(addr).await;
+            }
             let tasks = scheduler
                 .send(ListTasks { recent: RECENT })
                 .await

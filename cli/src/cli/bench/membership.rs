@@ -52,12 +52,23 @@ pub(crate) struct ProcessReport {
     pub(crate) idle_pss_mib: f64,
     /// Its context switches per second, all threads (average).
     pub(crate) idle_wakeups_per_s: f64,
+    /// `swarm members --json` and `swarm tasks --json` against the seed,
+    /// after the detection (one member down).
+    pub(crate) views: Option<super::views::Views>,
+    /// Why the views failed.
+    pub(crate) views_error: Option<String>,
 }
 
 impl ProcessReport {
     /// The report as table lines.
     pub(crate) fn table(&self) -> String {
-        format!(
+        let views = match (&self.views, &self.views_error) {
+            (Some(v), _) => v.table(),
+            (None, Some(e)) => format!("  views failed: {e}\n"),
+            (None, None) => String::new(),
+        };
+        views
+            + &format!(
             "membership, {} real processes on 127.0.0.1\n  converge_s                   {:.2}\n  \
              sigkill to down on all (s)   {:.2}  (bound {:.1})\n  \
              false_down                   {}  (rejoins {})\n  \
@@ -251,6 +262,11 @@ pub(crate) fn processes(
             rejoins += now_rejoined.saturating_sub(rejoined);
         }
         node.close().await;
+        let seed = addrs.first().copied().ok_or_else(|| anyhow!("no processes"))?;
+        let (views, views_error) = match super::views::run(exe, &cluster.driver_config(), seed) {
+            Ok(v) => (Some(v), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
         drop(cluster);
         Ok(ProcessReport {
             processes: n,
@@ -265,6 +281,8 @@ pub(crate) fn processes(
             idle_anon_mib: idle_usage.anon_mib,
             idle_pss_mib: idle_usage.pss_mib,
             idle_wakeups_per_s: idle_usage.wakeups_per_s,
+            views,
+            views_error,
         })
     })
 }
