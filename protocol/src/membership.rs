@@ -145,7 +145,10 @@ enum TickKind {
     MetaRefresh,
     MetaPull,
     Reconcile,
-    Resync,
+    /// A pull (generation: older ones are void; whether it is a fast one).
+    Resync(u32, bool),
+    /// A pull's repair: ask again for the buckets still missing.
+    SyncRepair,
     Join,
     FinishLeave,
 }
@@ -185,6 +188,12 @@ pub struct Membership {
     meta_published_at: Duration,
     /// Which member the next periodic pull asks (in turn).
     resync_cursor: usize,
+    /// The generation of the pull timer in force (a fast pull replaces it).
+    resync_gen: u32,
+    /// The pull under way, if any: which buckets arrived.
+    pull: Option<sync::Pull>,
+    /// Random choices of this node's own (fast pulls and repairs).
+    rng: SmallRng,
     /// foca's indirect-probe timers not delivered yet: (tick key, probed
     /// member, timer). Delivered when a direct ack arrives (no wake-up
     /// needed then) or when their tick fires.
@@ -301,6 +310,9 @@ impl Membership {
             pull_armed: false,
             meta_published_at: Duration::ZERO,
             resync_cursor: 0,
+            resync_gen: 0,
+            pull: None,
+            rng: SmallRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed),
             pending_indirect: Vec::new(),
             next_key: 0,
             cancelled: Vec::new(),
@@ -319,8 +331,10 @@ impl Membership {
             this.config.reconcile_interval,
             Tick::new(TickKind::Reconcile),
         ));
-        this.timers
-            .push((this.config.resync_interval, Tick::new(TickKind::Resync)));
+        this.timers.push((
+            this.config.resync_interval,
+            Tick::new(TickKind::Resync(0, false)),
+        ));
         Ok(this)
     }
 
@@ -469,13 +483,24 @@ impl Membership {
                     Tick::new(TickKind::Reconcile),
                 ));
             }
-            TickKind::Resync => {
-                if !self.own_meta.meta.leaving {
-                    self.resync();
+            TickKind::Resync(generation, fast) => {
+                if generation != self.resync_gen {
+                    // Replaced by a fast pull's timer.
+                    return;
                 }
-                self.timers
-                    .push((self.config.resync_interval, Tick::new(TickKind::Resync)));
+                if !self.own_meta.meta.leaving {
+                    if fast {
+                        self.resync_random();
+                    } else {
+                        self.resync();
+                    }
+                }
+                self.timers.push((
+                    self.config.resync_interval,
+                    Tick::new(TickKind::Resync(generation, false)),
+                ));
             }
+            TickKind::SyncRepair => self.repair_pull(),
         }
     }
 
@@ -639,6 +664,7 @@ impl Membership {
             self.stats.rejoins += 1;
             self.rejoined();
             self.synced_at = None;
+            self.pull = None;
             self.own_meta.id = id;
             self.own_meta.seq = 0;
             self.republish();

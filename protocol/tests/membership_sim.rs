@@ -336,3 +336,31 @@ fn a_late_joiner_learns_every_member_at_once() {
     assert!(took <= Duration::from_secs(1), "took {took:?}");
     converge(&mut sim, Duration::from_secs(30));
 }
+
+/// A joiner whose copy of the member list loses datagrams (30% loss here)
+/// asks other members for the buckets it lacks, a second or two later,
+/// instead of waiting for the next periodic pull (30 s) or for gossip.
+#[test]
+fn a_late_joiner_repairs_the_lost_parts_of_its_member_list() {
+    // 149 members: six buckets of a reply.
+    let nodes = 150;
+    let mut config = SimConfig::default();
+    config.membership.gossip_meta = false;
+    let mut sim = Sim::new(nodes, config);
+    sim.start_all(0..nodes - 1, 0, Duration::ZERO);
+    converge(&mut sim, Duration::from_secs(300));
+    sim.run_for(Duration::from_secs(20));
+    sim.set_loss(0.3);
+    sim.start(nodes - 1, &[0]);
+    let took = sim
+        .run_until(Duration::from_secs(30), STEP, |s| {
+            s.node(nodes - 1).active_count() == nodes - 1
+        })
+        .expect("the joiner learns every member");
+    eprintln!("the joiner knew every member after {took:?}");
+    assert!(took <= Duration::from_secs(8), "took {took:?}");
+    // Its pulls stop once they teach it little: a handful, not one a second.
+    let fast = sim.node(nodes - 1).stats().fast_pulls;
+    assert!(fast <= 4, "{fast} fast pulls");
+    assert_eq!(sim.stats.false_down, 0);
+}
