@@ -190,6 +190,8 @@ pub struct Membership {
     resync_cursor: usize,
     /// The generation of the pull timer in force (a fast pull replaces it).
     resync_gen: u32,
+    /// Pulls in a row that taught this node something.
+    fast_streak: u8,
     /// The pull under way, if any: which buckets arrived.
     pull: Option<sync::Pull>,
     /// Random choices of this node's own (fast pulls and repairs).
@@ -311,6 +313,7 @@ impl Membership {
             meta_published_at: Duration::ZERO,
             resync_cursor: 0,
             resync_gen: 0,
+            fast_streak: 0,
             pull: None,
             rng: SmallRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed),
             pending_indirect: Vec::new(),

@@ -14,7 +14,9 @@
 //! datagram more, not a wait for the next pull. And while pulls keep
 //! teaching a node much (at least 1/32 of what it knows: it is young, or
 //! it joined with many others at once), it pulls again one probe period
-//! later from a random member instead of `resync_interval` later: views
+//! later from a random member instead of `resync_interval` later (and so
+//! it does after a pull that taught it anything at all, up to eight in a
+//! row): views
 //! merge as in push/pull anti-entropy, in a few rounds whatever the size
 //! of the cluster. Each pull asks one member, so a member serves about
 //! one pull per round; a node that learns little pulls at the usual pace.
@@ -47,6 +49,10 @@ const MAX_PARTS: usize = 8;
 
 /// How many times a pull asks again for the buckets it lacks.
 pub(super) const MAX_REPAIRS: u8 = 3;
+
+/// How many pulls in a row that each taught a node a little (less than
+/// 1/32 of what it knows, but something) are followed by a fast one.
+const MAX_FAST_STREAK: u8 = 8;
 
 /// The bytes before the members in a reply datagram (after its kind).
 const REPLY_HEADER: usize = 8;
@@ -232,7 +238,15 @@ impl Membership {
         };
         let now = self.foca.num_members();
         let learned = now.saturating_sub(pull.before);
-        if learned > 0 && learned * 32 >= now {
+        // Much (1/32 of what it knows): again; a little: again, up to
+        // MAX_FAST_STREAK times in a row; nothing: the usual pace.
+        let much = learned * 32 >= now;
+        self.fast_streak = if learned == 0 {
+            0
+        } else {
+            self.fast_streak.saturating_add(1)
+        };
+        if learned > 0 && (much || self.fast_streak <= MAX_FAST_STREAK) {
             self.resync_gen = self.resync_gen.wrapping_add(1);
             self.stats.fast_pulls += 1;
             self.timers.push((
