@@ -107,12 +107,13 @@ pub(super) fn parse_request(body: &[u8]) -> Result<Option<(u16, Vec<u16>)>, Goss
         return Ok(None);
     }
     let malformed = || GossipError::Malformed("bad member-list request".into());
-    if body.len() < 4 || body.len() % 2 != 0 {
+    if body.len() < 4 || !body.len().is_multiple_of(2) {
         return Err(malformed());
     }
     let mut words = body
         .chunks_exact(2)
-        .map(|w| u16::from_be_bytes([w[0], w[1]]));
+        .filter_map(|w| <[u8; 2]>::try_from(w).ok())
+        .map(u16::from_be_bytes);
     let buckets = words.next().ok_or_else(malformed)?;
     if buckets == 0 || buckets > MAX_BUCKETS {
         return Err(malformed());
