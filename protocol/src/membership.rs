@@ -24,7 +24,8 @@
 //! - [`config`]: tunables, the scaling rules and the detection bound;
 //! - `datagram`: datagrams in: opening, the replay check, dispatch by kind;
 //! - `meta`: node metadata as custom broadcasts, and pulls of missing metadata;
-//! - `sync`: push/pull of the whole member list on join;
+//! - `sync`: push/pull of the member list (on join, every 30 s, and again
+//!   at once while pulls teach much), with repair of lost buckets;
 //! - `adaptor`: foca's runtime (what it asks for in one call) and the
 //!   work-arounds for foca 2.0.0;
 //! - `health`: Lifeguard's local health multiplier, which stretches this
@@ -486,23 +487,7 @@ impl Membership {
                     Tick::new(TickKind::Reconcile),
                 ));
             }
-            TickKind::Resync(generation, fast) => {
-                if generation != self.resync_gen {
-                    // Replaced by a fast pull's timer.
-                    return;
-                }
-                if !self.own_meta.meta.leaving {
-                    if fast {
-                        self.resync_random();
-                    } else {
-                        self.resync();
-                    }
-                }
-                self.timers.push((
-                    self.config.resync_interval,
-                    Tick::new(TickKind::Resync(generation, false)),
-                ));
-            }
+            TickKind::Resync(generation, fast) => self.resync_tick(generation, fast),
             TickKind::SyncRepair => self.repair_pull(),
         }
     }
@@ -680,34 +665,6 @@ impl Membership {
                 self.timers
                     .push((Duration::ZERO, Tick::new(TickKind::Foca(timer))));
             }
-        }
-    }
-
-    fn mark_up(&mut self, id: MemberId) {
-        let now = self.now;
-        self.sync_after_join(id.addr);
-        if let Some(event) = self.table.up(id, now) {
-            self.events.push_back(event);
-        }
-        if !self.config.gossip_meta || self.has_older_meta(&id) {
-            // A renewed identity (a rejoin or a restart) publishes its
-            // metadata itself: had every member pulled it, the node that
-            // was just declared down (most likely starved) would get a
-            // request from each.
-        } else if !self.has_meta(&id) {
-            // Ask at once while this round's budget lasts, later otherwise.
-            if self.pulled_this_round < self.config.meta_pulls {
-                self.pulled_this_round += 1;
-                self.queue_out(id.addr, vec![kind::META_REQUEST]);
-                self.pulls.push_back((id.addr, 1));
-            } else {
-                self.pulls.push_back((id.addr, 0));
-            }
-            self.arm_pulls();
-        } else if let Some((_, meta)) = self.meta_of(&id.addr) {
-            // Metadata that arrived before the member did.
-            self.events
-                .push_back(MemberEvent::MetadataChanged(id, meta));
         }
     }
 }

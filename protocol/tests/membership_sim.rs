@@ -296,7 +296,7 @@ fn stress_2000_simulated_nodes() {
 }
 
 /// The same at 5,000 nodes; run with `--release -- --ignored`: about
-/// 700 s of CPU and 7 GiB (README "Simulated membership").
+/// 7 GiB and several minutes of CPU (README "Simulated membership").
 #[test]
 #[ignore]
 fn stress_5000_simulated_nodes() {
@@ -308,9 +308,10 @@ fn stress_5000_simulated_nodes() {
 /// member entries (every node knows every other) three times over, in
 /// foca's member list (~80 bytes each with its index), the member table
 /// (~80) and, while the join spreads, foca's update backlog (~100): about
-/// 280 bytes per entry at 5,000 nodes' peak, so some 28 GiB. Its CPU grows
-/// as N^2.4-2.7 (convergence under 5% loss takes virtual time linear in
-/// N): 11 s at 1,000, 62 s at 2,000, 705 s at 5,000.
+/// 280 bytes per entry at 5,000 nodes' peak, so some 28 GiB. Convergence
+/// no longer takes virtual time linear in N (pull repair and fast pulls,
+/// `membership/sync.rs`): 7.5 s at 1,000 and 9.1 s at 2,000 nodes, 11 s
+/// and 41 s of CPU (README "Simulated membership").
 #[test]
 #[ignore]
 fn stress_10k_simulated_nodes() {

@@ -137,6 +137,25 @@ impl Membership {
         self.ask_all(with);
     }
 
+    /// A pull timer: void if a fast pull replaced it; re-armed for the
+    /// usual interval.
+    pub(super) fn resync_tick(&mut self, generation: u32, fast: bool) {
+        if generation != self.resync_gen {
+            return;
+        }
+        if !self.own_meta.meta.leaving {
+            if fast {
+                self.resync_random();
+            } else {
+                self.resync();
+            }
+        }
+        self.timers.push((
+            self.config.resync_interval,
+            Tick::new(TickKind::Resync(generation, false)),
+        ));
+    }
+
     /// The periodic pull: asks the next active member in turn for its list.
     pub(super) fn resync(&mut self) {
         let active = self.active_addrs();
