@@ -24,7 +24,8 @@
 //! - [`config`]: tunables, the scaling rules and the detection bound;
 //! - `datagram`: datagrams in: opening, the replay check, dispatch by kind;
 //! - `meta`: node metadata as custom broadcasts, and pulls of missing metadata;
-//! - `sync`: push/pull of the whole member list on join;
+//! - `sync`: push/pull of the member list (on join, every 30 s, and again
+//!   at once while pulls teach much), with repair of lost buckets;
 //! - `adaptor`: foca's runtime (what it asks for in one call) and the
 //!   work-arounds for foca 2.0.0;
 //! - `health`: Lifeguard's local health multiplier, which stretches this
@@ -151,7 +152,10 @@ enum TickKind {
     MetaRefresh,
     MetaPull,
     Reconcile,
-    Resync,
+    /// A pull (generation: older ones are void; whether it is a fast one).
+    Resync(u32, bool),
+    /// A pull's repair: ask again for the buckets still missing.
+    SyncRepair,
     Join,
     FinishLeave,
 }
@@ -191,6 +195,14 @@ pub struct Membership {
     meta_published_at: Duration,
     /// Which member the next periodic pull asks (in turn).
     resync_cursor: usize,
+    /// The generation of the pull timer in force (a fast pull replaces it).
+    resync_gen: u32,
+    /// Pulls in a row that taught this node something.
+    fast_streak: u8,
+    /// The pull under way, if any: which buckets arrived.
+    pull: Option<sync::Pull>,
+    /// Random choices of this node's own (fast pulls and repairs).
+    rng: SmallRng,
     /// foca's indirect-probe timers not delivered yet: (tick key, probed
     /// member, timer). Delivered when a direct ack arrives (no wake-up
     /// needed then) or when their tick fires.
@@ -307,6 +319,10 @@ impl Membership {
             pull_armed: false,
             meta_published_at: Duration::ZERO,
             resync_cursor: 0,
+            resync_gen: 0,
+            fast_streak: 0,
+            pull: None,
+            rng: SmallRng::seed_from_u64(seed ^ 0x5eed_5eed_5eed_5eed),
             pending_indirect: Vec::new(),
             next_key: 0,
             cancelled: Vec::new(),
@@ -325,8 +341,10 @@ impl Membership {
             this.config.reconcile_interval,
             Tick::new(TickKind::Reconcile),
         ));
-        this.timers
-            .push((this.config.resync_interval, Tick::new(TickKind::Resync)));
+        this.timers.push((
+            this.config.resync_interval,
+            Tick::new(TickKind::Resync(0, false)),
+        ));
         Ok(this)
     }
 
@@ -475,13 +493,8 @@ impl Membership {
                     Tick::new(TickKind::Reconcile),
                 ));
             }
-            TickKind::Resync => {
-                if !self.own_meta.meta.leaving {
-                    self.resync();
-                }
-                self.timers
-                    .push((self.config.resync_interval, Tick::new(TickKind::Resync)));
-            }
+            TickKind::Resync(generation, fast) => self.resync_tick(generation, fast),
+            TickKind::SyncRepair => self.repair_pull(),
         }
     }
 
@@ -645,6 +658,7 @@ impl Membership {
             self.stats.rejoins += 1;
             self.rejoined();
             self.synced_at = None;
+            self.pull = None;
             self.own_meta.id = id;
             self.own_meta.seq = 0;
             self.republish();
@@ -657,34 +671,6 @@ impl Membership {
                 self.timers
                     .push((Duration::ZERO, Tick::new(TickKind::Foca(timer))));
             }
-        }
-    }
-
-    fn mark_up(&mut self, id: MemberId) {
-        let now = self.now;
-        self.sync_after_join(id.addr);
-        if let Some(event) = self.table.up(id, now) {
-            self.events.push_back(event);
-        }
-        if !self.config.gossip_meta || self.has_older_meta(&id) {
-            // A renewed identity (a rejoin or a restart) publishes its
-            // metadata itself: had every member pulled it, the node that
-            // was just declared down (most likely starved) would get a
-            // request from each.
-        } else if !self.has_meta(&id) {
-            // Ask at once while this round's budget lasts, later otherwise.
-            if self.pulled_this_round < self.config.meta_pulls {
-                self.pulled_this_round += 1;
-                self.queue_out(id.addr, vec![kind::META_REQUEST]);
-                self.pulls.push_back((id.addr, 1));
-            } else {
-                self.pulls.push_back((id.addr, 0));
-            }
-            self.arm_pulls();
-        } else if let Some((_, meta)) = self.meta_of(&id.addr) {
-            // Metadata that arrived before the member did.
-            self.events
-                .push_back(MemberEvent::MetadataChanged(id, meta));
         }
     }
 }

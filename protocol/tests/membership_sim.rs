@@ -296,7 +296,7 @@ fn stress_2000_simulated_nodes() {
 }
 
 /// The same at 5,000 nodes; run with `--release -- --ignored`: about
-/// 700 s of CPU and 7 GiB (README "Simulated membership").
+/// 7 GiB and several minutes of CPU (README "Simulated membership").
 #[test]
 #[ignore]
 fn stress_5000_simulated_nodes() {
@@ -308,9 +308,10 @@ fn stress_5000_simulated_nodes() {
 /// member entries (every node knows every other) three times over, in
 /// foca's member list (~80 bytes each with its index), the member table
 /// (~80) and, while the join spreads, foca's update backlog (~100): about
-/// 280 bytes per entry at 5,000 nodes' peak, so some 28 GiB. Its CPU grows
-/// as N^2.4-2.7 (convergence under 5% loss takes virtual time linear in
-/// N): 11 s at 1,000, 62 s at 2,000, 705 s at 5,000.
+/// 280 bytes per entry at 5,000 nodes' peak, so some 28 GiB. Convergence
+/// no longer takes virtual time linear in N (pull repair and fast pulls,
+/// `membership/sync.rs`): 7.5 s at 1,000 and 9.1 s at 2,000 nodes, 11 s
+/// and 41 s of CPU (README "Simulated membership").
 #[test]
 #[ignore]
 fn stress_10k_simulated_nodes() {
@@ -335,4 +336,32 @@ fn a_late_joiner_learns_every_member_at_once() {
         .expect("the joiner learns every member");
     assert!(took <= Duration::from_secs(1), "took {took:?}");
     converge(&mut sim, Duration::from_secs(30));
+}
+
+/// A joiner whose copy of the member list loses datagrams (30% loss here)
+/// asks other members for the buckets it lacks, a second or two later,
+/// instead of waiting for the next periodic pull (30 s) or for gossip.
+#[test]
+fn a_late_joiner_repairs_the_lost_parts_of_its_member_list() {
+    // 149 members: six buckets of a reply.
+    let nodes = 150;
+    let mut config = SimConfig::default();
+    config.membership.gossip_meta = false;
+    let mut sim = Sim::new(nodes, config);
+    sim.start_all(0..nodes - 1, 0, Duration::ZERO);
+    converge(&mut sim, Duration::from_secs(300));
+    sim.run_for(Duration::from_secs(20));
+    sim.set_loss(0.3);
+    sim.start(nodes - 1, &[0]);
+    let took = sim
+        .run_until(Duration::from_secs(30), STEP, |s| {
+            s.node(nodes - 1).active_count() == nodes - 1
+        })
+        .expect("the joiner learns every member");
+    eprintln!("the joiner knew every member after {took:?}");
+    assert!(took <= Duration::from_secs(8), "took {took:?}");
+    // Its pulls stop once they teach it little: a handful, not one a second.
+    let fast = sim.node(nodes - 1).stats().fast_pulls;
+    assert!(fast <= 4, "{fast} fast pulls");
+    assert_eq!(sim.stats.false_down, 0);
 }

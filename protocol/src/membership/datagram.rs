@@ -1,7 +1,7 @@
 //! Datagrams in: a sealed datagram is opened, checked for freshness and
 //! replays, then dispatched by its first byte, its kind: 0 a foca message,
 //! 1 a metadata request, 2 a metadata item, 3 a member-list request, 4 part
-//! of a member list (`count u16 | members`, in foca's member encoding).
+//! of a member list (see `sync` for both).
 
 use std::net::SocketAddr;
 use std::sync::PoisonError;
@@ -99,10 +99,9 @@ impl Membership {
                 }
                 Ok(())
             }
-            kind::SYNC_REQUEST if body.is_empty() => {
-                self.serve_sync(from);
-                Ok(())
-            }
+            kind::SYNC_REQUEST => super::sync::parse_request(body).map(|wanted| {
+                self.serve_sync(from, wanted);
+            }),
             kind::SYNC_REPLY => self.apply_sync(body),
             kind::META_REPLY => {
                 let offered = self

@@ -77,6 +77,36 @@ impl BroadcastHandler<MemberId> for MetaHandler {
 }
 
 impl Membership {
+    /// A member came up: the join pull if it is the first, its event, and
+    /// a pull of its metadata if missing.
+    pub(super) fn mark_up(&mut self, id: MemberId) {
+        let now = self.now;
+        self.sync_after_join(id.addr);
+        if let Some(event) = self.table.up(id, now) {
+            self.events.push_back(event);
+        }
+        if !self.config.gossip_meta || self.has_older_meta(&id) {
+            // A renewed identity (a rejoin or a restart) publishes its
+            // metadata itself: had every member pulled it, the node that
+            // was just declared down (most likely starved) would get a
+            // request from each.
+        } else if !self.has_meta(&id) {
+            // Ask at once while this round's budget lasts, later otherwise.
+            if self.pulled_this_round < self.config.meta_pulls {
+                self.pulled_this_round += 1;
+                self.queue_out(id.addr, vec![kind::META_REQUEST]);
+                self.pulls.push_back((id.addr, 1));
+            } else {
+                self.pulls.push_back((id.addr, 0));
+            }
+            self.arm_pulls();
+        } else if let Some((_, meta)) = self.meta_of(&id.addr) {
+            // Metadata that arrived before the member did.
+            self.events
+                .push_back(MemberEvent::MetadataChanged(id, meta));
+        }
+    }
+
     /// Arms a pull round if pulls are queued and none is armed.
     pub(super) fn arm_pulls(&mut self) {
         if !self.pull_armed && !self.pulls.is_empty() && self.config.gossip_meta {

@@ -58,6 +58,10 @@ pub struct GossipStats {
     /// Times the cluster declared this node down and it rejoined under a
     /// renewed identity.
     pub rejoins: u64,
+    /// Pulls of the member list made one probe period after the last,
+    /// because it taught this node at least 1/32 of what it knows (young
+    /// nodes, mass joins; see `sync`).
+    pub fast_pulls: u64,
     /// Timers that fired more than `late_tick` late (this node was starved).
     pub late_ticks: u64,
 }

@@ -103,3 +103,61 @@ fn after_a_partition_heals_every_member_sees_every_other_alive_again() {
         bound * 2
     );
 }
+
+/// Member-list requests and replies that do not parse are refused, and a
+/// reply nobody asked for is not applied.
+#[test]
+fn member_list_datagrams_are_checked() {
+    use super::sync::{bucket_of, parse_request, MAX_BUCKETS};
+    let from = sim::addr_of(2);
+    // Buckets: the same on every node, always in range.
+    for i in 0..100 {
+        let b = bucket_of(&sim::addr_of(i), 7);
+        assert!(b < 7);
+        assert_eq!(b, bucket_of(&sim::addr_of(i), 7));
+    }
+    assert_eq!(parse_request(&[]).ok(), Some(None));
+    assert_eq!(
+        parse_request(&[0, 3, 0, 2, 0, 0]).ok(),
+        Some(Some((3, vec![2, 0])))
+    );
+    let max = MAX_BUCKETS + 1;
+    for bad in [
+        vec![0, 3],                           // no bucket
+        vec![0, 3, 0],                        // odd length
+        vec![0, 0, 0, 0],                     // zero buckets
+        vec![0, 3, 0, 3],                     // bucket out of range
+        [max.to_be_bytes(), [0, 1]].concat(), // too many buckets
+    ] {
+        assert!(parse_request(&bad).is_err(), "{bad:?}");
+    }
+    let me = MemberId {
+        addr: sim::addr_of(1),
+        node: crate::identity::NodeId::from_bytes([1; 16]),
+        bump: 1,
+    };
+    let mut m =
+        Membership::new_unsealed(MembershipConfig::default(), me, NodeMeta::default(), 1).unwrap();
+    // Not asked for: refused. (An empty bucket 0 of 1.)
+    let reply = [kind::SYNC_REPLY, 0, 0, 0, 0, 0, 1, 0, 1];
+    assert!(matches!(
+        m.handle_message(from, &reply),
+        Err(GossipError::Refused(_))
+    ));
+    m.ask_all(from);
+    for bad in [
+        vec![kind::SYNC_REPLY, 0, 0, 0, 1, 0, 1, 0, 1], // bucket 1 of 1
+        vec![kind::SYNC_REPLY, 0, 0, 0, 0, 0, 1, 1, 1], // part 1 of 1
+        vec![kind::SYNC_REPLY, 0, 0, 0, 0, 0, 1, 0, 9], // 9 parts
+        vec![kind::SYNC_REPLY, 0, 1, 0, 0, 0, 1, 0, 1], // a member missing
+        vec![kind::SYNC_REPLY, 0, 0, 0, 0, 0],          // short header
+    ] {
+        assert!(
+            matches!(m.handle_message(from, &bad), Err(GossipError::Malformed(_))),
+            "{bad:?}"
+        );
+    }
+    // The one bucket arrives: the pull is complete.
+    assert!(m.handle_message(from, &reply).is_ok());
+    assert!(m.pull.is_none());
+}
