@@ -32,8 +32,15 @@ impl Handler<PlaceActor> for Supervisor {
         let node = match self.choose(&request.spec, None) {
             Ok(node) => node,
             Err(e) => {
-                tracing::warn!(actor = %request.name, type_name = %request.spec.type_name, error = %e, "spawn refused");
-                return Box::pin(fut::ready(Err(e)));
+                // A refusal is an answer from the state too: only once a
+                // quorum confirms this head still leads (a deposed leader
+                // cut off from the others sees no node renewing with it,
+                // and would answer "no capacity" for the whole cluster).
+                let answer = self.confirmed_read(ctx, move |_| {
+                    tracing::warn!(actor = %request.name, type_name = %request.spec.type_name, error = %e, "spawn refused");
+                    Err(e)
+                });
+                return Box::pin(fut::wrap_future(answer));
             }
         };
         self.hold(node, &request.spec);
