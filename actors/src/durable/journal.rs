@@ -22,6 +22,11 @@ pub const RECOVER_WITHIN: Duration = Duration::from_secs(30);
 /// The longest wait between two recovery tries.
 const RECOVER_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// How long a persist asks an unavailable store again before it leaves
+/// the outcome uncertain (and the actor stops to recover): longer than an
+/// election and a slow quorum round.
+const APPEND_RETRY_WITHIN: Duration = Duration::from_secs(10);
+
 /// A snapshot is saved once this many bytes of events follow the last
 /// one, whatever [`Durable::snapshot_every`] says: half the bound on what
 /// a journal keeps after its snapshot, so an append (at most
@@ -232,8 +237,10 @@ fn restore<A: Durable>(actor: &mut A, recovery: Recovery) -> Result<(), StoreErr
 /// replies after that. While the write is in flight the actor handles no
 /// other message, so events are written and applied in order.
 ///
+/// An unavailable store is asked again with the same write for up to
+/// 10 s (an election, a slow quorum; a write made once is recognised).
 /// On an error nothing is applied. An incarnation that is fenced, whose
-/// write may or may not have been made (the store unavailable) or that
+/// write may or may not have been made (the store still unavailable) or that
 /// is out of step with its journal stops (it logs why; its supervisor
 /// restarts it and it recovers); one whose write was refused whole (too
 /// large) keeps running. One journal write at a time: a `persist` while
@@ -264,7 +271,24 @@ pub fn persist<A: Durable>(
     let bytes: usize = records.iter().map(Vec::len).sum();
     journal.persisting = true;
     let (answer, answered) = oneshot::channel();
-    let append = store.append(&writer, first, records);
+    // An unavailable store (an election, a slow quorum) is asked again with
+    // the same write: made once already, it answers a `Conflict` naming
+    // the number after it (recognised below), else it is made now. Only
+    // after APPEND_RETRY_WITHIN is the outcome left uncertain.
+    let append = async move {
+        let deadline = Instant::now() + APPEND_RETRY_WITHIN;
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match store.append(&writer, first, records.clone()).await {
+                Err(StoreError::Unavailable { reason }) if Instant::now() + wait < deadline => {
+                    tracing::debug!(actor = %writer.name, %reason, "journal store unavailable: writing again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RECOVER_BACKOFF_MAX);
+                }
+                other => return other,
+            }
+        }
+    };
     ctx.wait(append.into_actor(actor).map(move |appended, act, ctx| {
         act.journal().persisting = false;
         // Our own write, made once already (its answer was lost and the
