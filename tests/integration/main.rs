@@ -19,6 +19,7 @@ mod dashboard;
 mod drain;
 mod durable;
 mod durable_postgres;
+mod durable_rules;
 mod hostile;
 mod hostile_mesh;
 mod idle;
