@@ -101,10 +101,10 @@ impl Handler<Deposit> for Account {
             let answer = (self.holder.clone(), self.balance, self.epoch);
             return Box::pin(fut::ready(Ok(answer)));
         }
-        Box::pin(
-            durable::persist(self, ctx, vec![Event::Deposited(n)])
-                .map(|done, act, _| done.map(|()| (act.holder.clone(), act.balance, act.epoch))),
-        )
+        // The answer is built right after the event is applied.
+        durable::persist_then(self, ctx, vec![Event::Deposited(n)], |act: &mut Self| {
+            (act.holder.clone(), act.balance, act.epoch)
+        })
     }
 }
 

@@ -72,9 +72,8 @@
 //! impl Handler<Add> for Counter {
 //!     type Result = ResponseActFuture<Self, Result<u64, durable::StoreError>>;
 //!     fn handle(&mut self, Add(n): Add, ctx: &mut Context<Self>) -> Self::Result {
-//!         Box::pin(durable::persist(self, ctx, vec![Event::Added(n)]).map(
-//!             |done, act, _| done.map(|()| act.total), // replies once durable
-//!         ))
+//!         // Replies once durable, with the total right after this event.
+//!         durable::persist_then(self, ctx, vec![Event::Added(n)], |act: &mut Self| act.total)
 //!     }
 //! }
 //!
@@ -101,7 +100,7 @@ use serde::Serialize;
 
 pub use embedded::Embedded;
 pub(crate) use embedded::Embedded as EmbeddedStore;
-pub use journal::{persist, persist_state, recover, Journal, RECOVER_WITHIN};
+pub use journal::{persist, persist_state, persist_then, recover, Journal, RECOVER_WITHIN};
 #[cfg(feature = "postgres")]
 pub use postgres::{Postgres, DEFAULT_CONNECTIONS};
 pub(crate) use store::{install, store_of, uninstall};

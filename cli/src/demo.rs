@@ -512,11 +512,17 @@ impl Handler<Deposit> for Ledger {
         if amount == 0 {
             return Box::pin(actix::fut::ready(self.balance()));
         }
-        let persisted = durable::persist(self, ctx, vec![LedgerEvent::Deposited(amount)]);
+        // The balance right after this deposit (not after a later one).
+        let persisted = durable::persist_then(
+            self,
+            ctx,
+            vec![LedgerEvent::Deposited(amount)],
+            |act: &mut Self| act.balance(),
+        );
         Box::pin(persisted.then(
-            |done, act, ctx| -> Pin<Box<dyn ActorFuture<Self, Output = Balance>>> {
+            |done, _, ctx| -> Pin<Box<dyn ActorFuture<Self, Output = Balance>>> {
                 match done {
-                    Ok(()) => Box::pin(actix::fut::ready(act.balance())),
+                    Ok(balance) => Box::pin(actix::fut::ready(balance)),
                     // Not durable: never acknowledged. The ledger stops (and
                     // recovers from its journal); the caller's ask fails.
                     Err(_) => {

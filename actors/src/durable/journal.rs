@@ -251,8 +251,21 @@ pub fn persist<A: Durable>(
     ctx: &mut Context<A>,
     events: Vec<A::Event>,
 ) -> ResponseActFuture<A, Result<(), StoreError>> {
+    persist_then(actor, ctx, events, |_| ())
+}
+
+/// As [`persist`], and `reply` builds the answer from the actor right
+/// after the events were applied, before the actor handles anything else:
+/// what a handler should reply with (a reply built in a `.map` after
+/// [`persist`] runs later, and may see the state after the next message).
+pub fn persist_then<A: Durable, R: 'static>(
+    actor: &mut A,
+    ctx: &mut Context<A>,
+    events: Vec<A::Event>,
+    reply: impl FnOnce(&mut A) -> R + 'static,
+) -> ResponseActFuture<A, Result<R, StoreError>> {
     if events.is_empty() {
-        return Box::pin(fut::ready(Ok(())));
+        return Box::pin(fut::ready(Ok(reply(actor))));
     }
     let records: Result<Vec<Vec<u8>>, StoreError> = events
         .iter()
@@ -306,8 +319,9 @@ pub fn persist<A: Durable>(
                 journal.next = next;
                 journal.since_snapshot += count;
                 journal.bytes_since_snapshot += bytes;
+                let replied = reply(act);
                 snapshot_due(act, ctx);
-                Ok(())
+                Ok(replied)
             }
             Err(e) => {
                 failed(act.journal(), ctx, &e);
