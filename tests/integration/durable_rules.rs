@@ -1,7 +1,8 @@
 //! A durable actor's rules that a handler can break: one journal write at
 //! a time (a second `persist` in the same handler is refused, and the
-//! first one's events are the only ones kept), and a periodic snapshot
-//! that cannot overwrite a whole-state save that follows it.
+//! first one's events are the only ones kept), a periodic snapshot that
+//! cannot overwrite a whole-state save that follows it, and large events
+//! that snapshot by bytes before they fill the journal.
 
 use std::time::Duration;
 
@@ -200,5 +201,117 @@ async fn a_second_persist_in_one_handler_is_refused_and_a_snapshot_never_overwri
     assert_eq!(tally.send(Fail).await, Err(AskError::ActorFailed));
     let (total, holder) = answered(&tally).await;
     assert_eq!((total, holder.as_str()), (6, "second"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Events of 60 KiB, a snapshot only every 1,000 of them by count.
+struct Heavy {
+    events: u64,
+    journal: Journal,
+}
+
+/// Persists one event of this many bytes; answers how many were persisted.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<u64, String>")]
+struct Blob(usize);
+
+swarm::remote_message!(Blob => "test.durable.Blob");
+
+impl Durable for Heavy {
+    const JOURNAL: &'static str = "test.Heavy";
+    type Event = serde_bytes::ByteBuf;
+    type Snapshot = u64;
+    fn apply(&mut self, _: &serde_bytes::ByteBuf) {
+        self.events += 1;
+    }
+    fn snapshot(&self) -> u64 {
+        self.events
+    }
+    fn restore(&mut self, events: u64) {
+        self.events = events;
+    }
+    fn snapshot_every() -> u64 {
+        1_000
+    }
+    fn journal(&mut self) -> &mut Journal {
+        &mut self.journal
+    }
+}
+
+impl Actor for Heavy {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        durable::recover(self, ctx);
+    }
+}
+
+impl Handler<Blob> for Heavy {
+    type Result = ResponseActFuture<Self, Result<u64, String>>;
+    fn handle(&mut self, Blob(size): Blob, ctx: &mut Context<Self>) -> Self::Result {
+        let event = serde_bytes::ByteBuf::from(vec![7u8; size]);
+        Box::pin(
+            durable::persist_then(self, ctx, vec![event], |act: &mut Self| act.events)
+                .map(|done, _, _| done.map_err(|e| e.to_string())),
+        )
+    }
+}
+
+swarm::remote_actor!(Heavy: Blob, Fail);
+
+impl Handler<Fail> for Heavy {
+    type Result = ();
+    fn handle(&mut self, _: Fail, _: &mut Context<Self>) {
+        panic!("asked to fail (on purpose)");
+    }
+}
+
+impl Spawnable for Heavy {
+    const TYPE: &'static str = "test.Heavy";
+    type Args = ();
+    fn build((): &(), incarnation: &Incarnation) -> Self {
+        Heavy {
+            events: 0,
+            journal: Journal::new(incarnation),
+        }
+    }
+}
+
+/// 100 events of 60 KiB (5.9 MiB, past the 4 MiB a journal keeps after
+/// its snapshot) with a snapshot due only every 1,000 by count: the
+/// snapshot every 2 MiB of events keeps every one writable, and a restart
+/// recovers them all.
+#[actix_rt::test]
+async fn large_events_snapshot_by_bytes_and_never_fill_the_journal() {
+    let dir = scratch("durable-heavy");
+    let (_ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    for n in &nodes {
+        n.node.register::<Heavy>();
+    }
+    let control = nodes[1].node.control().unwrap().clone();
+    let heavy = spawn_ready(&control, || {
+        Spawn::<Heavy>::named("heavy").restart(Restart::on_failure())
+    })
+    .await;
+    for i in 1..=100u64 {
+        assert_eq!(
+            heavy.send(Blob(60 * 1024)).await.unwrap(),
+            Ok(i),
+            "event {i}"
+        );
+    }
+    assert_eq!(heavy.send(Fail).await, Err(AskError::ActorFailed));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
+    let recovered = loop {
+        poll.tick().await;
+        if let Ok(Ok(n)) = heavy.send(Blob(1)).await {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "it never answered again"
+        );
+    };
+    assert_eq!(recovered, 101, "every event recovered, then one more");
     let _ = std::fs::remove_dir_all(&dir);
 }
