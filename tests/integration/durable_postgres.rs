@@ -389,3 +389,63 @@ async fn stress_durable_ledger_on_postgres_through_50_sigkills_under_deposits() 
     drop(cluster);
     let _ = std::fs::remove_dir_all(&secrets);
 }
+
+/// A durable actor started by a node's own spawn (no head placement: its
+/// epoch is whatever the sender said, here the largest PostgreSQL takes)
+/// stops instead of claiming its journal: with a store that cannot check
+/// the head's placement record, its claim would fence every later
+/// incarnation of the name.
+#[actix_rt::test]
+async fn a_durable_actor_the_head_did_not_place_never_claims_its_journal() {
+    use swarm::supervision::Restart;
+
+    use crate::durable_rules::{Add, Tally};
+    use crate::util::{control_cluster, scratch};
+
+    let Some(pg) = Postgres::start("durable-rogue") else {
+        return;
+    };
+    let dir = scratch("durable-rogue");
+    let (_ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    for n in &nodes {
+        n.node.set_journal_store(std::sync::Arc::new(
+            PgStore::new(&pg.url(), None, 1).unwrap(),
+        ));
+        n.node.register::<Tally>();
+    }
+    // The head node sends it, so the host admits it; it carries no fence,
+    // so it is no placement.
+    let rogue = nodes[0]
+        .node
+        .spawn_on::<Tally>(
+            nodes[1].node.id(),
+            "rogue",
+            &(),
+            i64::MAX as u64,
+            Restart::Never,
+        )
+        .await
+        .expect("the host starts it");
+    // It stopped in `started`: nothing answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        poll.tick().await;
+        match rogue.send(Add(1)).await {
+            Err(_) => break,
+            Ok(answer) => assert!(
+                std::time::Instant::now() < deadline,
+                "an unplaced durable actor answered: {answer:?}"
+            ),
+        }
+    }
+    // And it never claimed the name's journal.
+    let claimed = pg
+        .psql("select count(*) from swarm_durable_snapshots where name = 'rogue'")
+        .unwrap_or_else(|e| e);
+    assert!(
+        claimed == "0" || claimed.contains("does not exist"),
+        "{claimed}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,19 +16,19 @@ use swarm::AskError;
 use crate::util::{control_cluster, scratch, spawn_ready};
 
 /// A total and a holder's name; snapshots every 3 events.
-struct Tally {
+pub(crate) struct Tally {
     total: u64,
     holder: String,
     journal: Journal,
 }
 
 #[derive(Serialize, Deserialize)]
-enum Event {
+pub(crate) enum Event {
     Added(u64),
 }
 
 #[derive(Serialize, Deserialize)]
-struct State {
+pub(crate) struct State {
     total: u64,
     holder: String,
 }
@@ -36,7 +36,7 @@ struct State {
 /// Adds; answers the total and the holder.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<(u64, String), String>")]
-struct Add(u64);
+pub(crate) struct Add(pub(crate) u64);
 
 /// Persists twice in one handler; answers both outcomes.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
