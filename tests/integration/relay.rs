@@ -55,14 +55,22 @@ struct Topology {
 }
 
 async fn topology() -> Topology {
-    let ca = Throwaway::new("test");
+    topology_with(Throwaway::new("test"), None).await
+}
+
+/// As [`topology`], with `faults` injected into the first node behind NAT.
+async fn topology_with(ca: Throwaway, faults: Option<Arc<swarm::Faults>>) -> Topology {
     let r1 = start(relay_config(&ca, "r1", vec![])).await;
     let r1_addr = r1.node.listen_addr();
     let r2 = start(relay_config(&ca, "r2", vec![r1_addr])).await;
     let relay_addrs = vec![r1_addr, r2.node.listen_addr()];
     let mut natted = Vec::new();
     for name in ["a1", "b1"] {
-        natted.push(start(natted_config(&ca, name, relay_addrs.clone())).await);
+        let mut c = natted_config(&ca, name, relay_addrs.clone());
+        if name == "a1" {
+            c.faults = faults.clone();
+        }
+        natted.push(start(c).await);
     }
     let all: Vec<&Node> = [&r1, &r2]
         .into_iter()
@@ -149,18 +157,44 @@ async fn a_service_behind_nat_is_load_balanced_to_from_another_site() {
 
 #[actix_rt::test]
 async fn a_relayed_link_becomes_direct_when_one_side_can_dial_and_keeps_order() {
-    let t = topology().await;
+    // The node behind NAT cannot dial the public one until traffic flows
+    // (a firewall rule lifted later): otherwise it could upgrade the link
+    // (100 ms after it formed) before the first ask, or before the
+    // traffic starts, and no handover would happen under traffic.
+    let ca = Throwaway::new("test");
+    let mut c = config(&ca, "p1");
+    let p_id = c.handshake.key.node_id();
+    let faults = Arc::new(swarm::Faults::default());
+    faults.block_direct(p_id);
+    let t = topology_with(ca, Some(faults.clone())).await;
     let natted = &t.natted[0].node;
     // A node that accepts connections joins.
-    let mut c = config(&t._ca, "p1");
     c.cluster = Some(fast_gossip(vec![t.relays[0].node.listen_addr()]));
     c.upgrade_interval = Duration::from_millis(500);
     let public = start(c).await;
     let p = &public.node;
     assert!(eventually(WITHIN, || sees_alive(p, 5)).await);
+    // Alive comes before p's router learns how the node behind NAT is
+    // reached (its relays, from membership metadata): until then p dials
+    // the announced address (refused) or has none. Ask until it answers.
     let counter = p.remote::<Counter>(natted.id(), "counter");
     let adder = p.remote::<Adder>(natted.id(), "adder");
-    let first = counter.send(CounterState).await.expect("first ask");
+    let first = std::cell::RefCell::new(None);
+    let answered = eventually(WITHIN, || {
+        let (counter, first) = (counter.clone(), &first);
+        async move {
+            let answer = counter
+                .send_timeout(CounterState, Duration::from_secs(1))
+                .await;
+            let ok = answer.is_ok();
+            *first.borrow_mut() = Some(answer);
+            ok
+        }
+    })
+    .await;
+    let first = first.into_inner().expect("asked at least once");
+    assert!(answered, "the first ask: {first:?}");
+    let first = first.unwrap();
     assert_eq!(first, (0, 0));
     let relayed = p.peers().into_iter().find(|x| x.id == natted.id()).unwrap();
     assert!(relayed.via.is_some(), "first through a relay: {relayed:?}");
@@ -198,6 +232,22 @@ async fn a_relayed_link_becomes_direct_when_one_side_can_dial_and_keeps_order() 
             (ok, failed)
         }
     });
+    // Traffic flows through the relay, then the direct path opens.
+    assert!(
+        eventually(WITHIN, || async {
+            counter
+                .send(CounterState)
+                .await
+                .is_ok_and(|(received, _)| received >= 100)
+        })
+        .await,
+        "tells arrive through the relay"
+    );
+    assert!(p
+        .peers()
+        .iter()
+        .any(|x| x.id == natted.id() && x.via.is_some()));
+    faults.unblock_direct(p_id);
     let upgraded = eventually(WITHIN, || async {
         p.peers()
             .iter()
