@@ -174,7 +174,11 @@ impl Control {
     }
 
     /// Sends `message` to the leader, following `NotLeader` answers and
-    /// trying each head in turn, for up to `within`.
+    /// trying each head in turn, for up to `within`. A head that cannot
+    /// be reached (or is no longer one) is forgotten as the leader; a
+    /// failure of the call itself (too large, does not encode, a reply
+    /// that does not decode) is answered at once as
+    /// [`ControlError::Refused`], and the leader stays known.
     pub(crate) async fn call<M, T>(&self, message: M, within: Duration) -> Result<T, ControlError>
     where
         M: RemoteMessage<Result = Result<T, ControlError>> + Clone,
@@ -311,10 +315,19 @@ impl Control {
                     Err(AskError::Forbidden { reason }) => {
                         return Err(ControlError::Forbidden { reason });
                     }
-                    Err(e) => {
+                    // The head may be gone, or no longer a head: ask another.
+                    Err(e) if leader_may_have_changed(&e) => {
                         last = format!("head {}: {e}", head.short());
                         self.set_leader(None);
                         tried += 1;
+                    }
+                    // The call itself cannot be made (too large, does not
+                    // encode, a type or reply the head does not know): no
+                    // other head would take it, and the leader stays known.
+                    Err(e) => {
+                        return Err(ControlError::Refused {
+                            reason: format!("head {}: {e}", head.short()),
+                        });
                     }
                 }
             }
@@ -519,6 +532,31 @@ pub(crate) enum Patience {
     /// unreachable from this node: a caller on the minority side of a
     /// partition hears `NoQuorum` at once instead of waiting.
     WhileQuorumReachable,
+}
+
+/// Whether an ask's failure says the head asked may be gone, or no longer
+/// the leader (or no longer a head): then the next try asks another. The
+/// other failures are the call's own and would fail the same anywhere.
+fn leader_may_have_changed(e: &AskError) -> bool {
+    // No wildcard: a new kind of failure needs a decision here.
+    match e {
+        AskError::Timeout { .. }
+        | AskError::LinkDown { .. }
+        | AskError::NodeDown { .. }
+        | AskError::Unreachable { .. }
+        | AskError::NoSuchActor { .. }
+        | AskError::ActorStopped
+        | AskError::ActorFailed
+        | AskError::NoInstance { .. }
+        | AskError::NotPlaced { .. }
+        | AskError::NoQuorum { .. } => true,
+        AskError::TooLarge { .. }
+        | AskError::Encode { .. }
+        | AskError::Decode { .. }
+        | AskError::UnknownMessage { .. }
+        | AskError::Refused { .. }
+        | AskError::Forbidden { .. } => false,
+    }
 }
 
 /// Whether `head`'s certificate has the head role (asked of a link to it,

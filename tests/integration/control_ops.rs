@@ -262,3 +262,40 @@ async fn a_drained_node_hands_its_actors_over_one_by_one_and_leaves() {
     assert!(!relinked, "the drained node linked to the head again");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[actix_rt::test]
+async fn a_call_no_head_could_take_fails_at_once_and_the_leader_stays_known() {
+    let dir = scratch("control-own-failure");
+    // The worker sends at most 64 KiB in one message.
+    let (_ca, nodes) = control_cluster(&dir, 1, 1, |i, c| {
+        if i == 1 {
+            c.max_message = 64 << 10;
+        }
+    })
+    .await;
+    let control = nodes[1].node.control().unwrap().clone();
+    let ledger = |name: &str| Spawn::<Ledger>::named(name).args(LedgerArgs { opening: 0 });
+    spawn_ready(&control, || ledger("small")).await;
+    let known = format!("{control:?}");
+    assert!(known.contains("Some("), "a call found the leader: {known}");
+    // Too large to send to any head: refused at once (it was retried for
+    // the call's 10 s, the leader forgotten, then called NoQuorum).
+    let started = Instant::now();
+    let err = control
+        .spawn(ledger(&"x".repeat(100 << 10)))
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        matches!(&err, ControlError::Refused { reason } if reason.contains("exceeds")),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(format!("{control:?}"), known, "the leader stays known");
+    // The next call goes on as before.
+    spawn_ready(&control, || ledger("after")).await;
+}
