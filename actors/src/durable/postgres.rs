@@ -39,9 +39,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::store::{JournalStore, Recovery, StoreError, StoreFuture, Stored, Writer};
-use crate::head::wire::journal::{
-    MAX_APPEND_BYTES, MAX_APPEND_EVENTS, MAX_EVENT_BYTES, MAX_JOURNAL_BYTES, MAX_SNAPSHOT_BYTES,
-};
+use crate::head::wire::journal::{check_append, check_snapshot, MAX_JOURNAL_BYTES};
 
 /// The schema version this build writes and reads.
 const SCHEMA: i32 = 1;
@@ -327,7 +325,7 @@ impl Inner {
                 got: seq,
             }
         } else if adding > 0 {
-            too_large(
+            StoreError::too_large(
                 "the journal after its snapshot (save a snapshot)",
                 usize::try_from(kept)
                     .unwrap_or(usize::MAX)
@@ -434,9 +432,7 @@ impl Inner {
         seq: u64,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
-        if bytes.len() > MAX_SNAPSHOT_BYTES {
-            return Err(too_large("a snapshot", bytes.len(), MAX_SNAPSHOT_BYTES));
-        }
+        check_snapshot(&bytes)?;
         let conn = self.conn().await?;
         let row = conn
             .client
@@ -523,28 +519,6 @@ fn check_plain(config: &Config) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Refuses an append larger than allowed before it reaches the database.
-fn check_append(events: &[Vec<u8>]) -> Result<(), StoreError> {
-    if events.len() > MAX_APPEND_EVENTS {
-        return Err(too_large(
-            "an append's event count",
-            events.len(),
-            MAX_APPEND_EVENTS,
-        ));
-    }
-    let mut total = 0usize;
-    for event in events {
-        if event.len() > MAX_EVENT_BYTES {
-            return Err(too_large("an event", event.len(), MAX_EVENT_BYTES));
-        }
-        total = total.saturating_add(event.len());
-    }
-    if total > MAX_APPEND_BYTES {
-        return Err(too_large("an append", total, MAX_APPEND_BYTES));
-    }
-    Ok(())
-}
-
 /// `call`, or [`StoreError::Unavailable`] after [`CALL_TIMEOUT`].
 async fn timed<T>(
     call: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -587,13 +561,5 @@ fn unavailable(doing: &str, e: &tokio_postgres::Error) -> StoreError {
         StoreError::Refused { reason }
     } else {
         StoreError::Unavailable { reason }
-    }
-}
-
-fn too_large(what: &str, size: usize, max: usize) -> StoreError {
-    StoreError::TooLarge {
-        what: what.to_owned(),
-        size,
-        max,
     }
 }

@@ -24,10 +24,8 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
 
-pub(crate) use super::wire::journal::{
-    Recovery, StoreError, Stored, Writer, MAX_APPEND_BYTES, MAX_APPEND_EVENTS, MAX_EVENT_BYTES,
-    MAX_JOURNAL_BYTES, MAX_SNAPSHOT_BYTES,
-};
+use super::wire::journal::{check_append, check_snapshot};
+pub(crate) use super::wire::journal::{Recovery, StoreError, Stored, Writer, MAX_JOURNAL_BYTES};
 
 /// A journal write, as the log carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,41 +80,9 @@ impl JournalCommand {
     pub(crate) fn check_size(&self) -> Result<(), StoreError> {
         match self {
             JournalCommand::Claim { .. } => Ok(()),
-            JournalCommand::Append { events, .. } => {
-                if events.len() > MAX_APPEND_EVENTS {
-                    return Err(too_large(
-                        "an append's event count",
-                        events.len(),
-                        MAX_APPEND_EVENTS,
-                    ));
-                }
-                let mut total = 0usize;
-                for event in events {
-                    if event.len() > MAX_EVENT_BYTES {
-                        return Err(too_large("an event", event.len(), MAX_EVENT_BYTES));
-                    }
-                    total = total.saturating_add(event.len());
-                }
-                if total > MAX_APPEND_BYTES {
-                    return Err(too_large("an append", total, MAX_APPEND_BYTES));
-                }
-                Ok(())
-            }
-            JournalCommand::Snapshot { bytes, .. } => {
-                if bytes.len() > MAX_SNAPSHOT_BYTES {
-                    return Err(too_large("a snapshot", bytes.len(), MAX_SNAPSHOT_BYTES));
-                }
-                Ok(())
-            }
+            JournalCommand::Append { events, .. } => check_append(events),
+            JournalCommand::Snapshot { bytes, .. } => check_snapshot(bytes),
         }
-    }
-}
-
-fn too_large(what: &str, size: usize, max: usize) -> StoreError {
-    StoreError::TooLarge {
-        what: what.to_owned(),
-        size,
-        max,
     }
 }
 
@@ -218,7 +184,7 @@ impl Journals {
                 let total: usize = events.iter().map(|e| e.len()).sum();
                 let kept = journal.bytes.saturating_add(total);
                 if kept > MAX_JOURNAL_BYTES {
-                    return Err(too_large(
+                    return Err(StoreError::too_large(
                         "the journal after its snapshot (save a snapshot)",
                         kept,
                         MAX_JOURNAL_BYTES,
@@ -322,7 +288,7 @@ impl Journals {
                                     got: *first_seq,
                                 })
                             } else if j.bytes.saturating_add(total) > MAX_JOURNAL_BYTES {
-                                Some(too_large(
+                                Some(StoreError::too_large(
                                     "the journal after its snapshot (save a snapshot)",
                                     j.bytes.saturating_add(total),
                                     MAX_JOURNAL_BYTES,

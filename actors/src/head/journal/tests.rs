@@ -1,5 +1,6 @@
 use super::*;
 use crate::head::state::{Applied, Command, ControlState};
+use crate::head::wire::journal::{MAX_APPEND_BYTES, MAX_EVENT_BYTES, MAX_SNAPSHOT_BYTES};
 use crate::head::wire::ActorSpec;
 
 fn node(n: u8) -> NodeId {

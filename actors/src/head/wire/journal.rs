@@ -115,6 +115,54 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// `what`, of `size` bytes (or records), is over `max`.
+    pub(crate) fn too_large(what: &str, size: usize, max: usize) -> Self {
+        StoreError::TooLarge {
+            what: what.to_owned(),
+            size,
+            max,
+        }
+    }
+}
+
+/// Refuses an append over the bounds (its event count, any event's size,
+/// its total), before any store takes it: the heads' log and the
+/// PostgreSQL store check the same.
+pub(crate) fn check_append<E: AsRef<[u8]>>(events: &[E]) -> Result<(), StoreError> {
+    if events.len() > MAX_APPEND_EVENTS {
+        return Err(StoreError::too_large(
+            "an append's event count",
+            events.len(),
+            MAX_APPEND_EVENTS,
+        ));
+    }
+    let mut total = 0usize;
+    for event in events {
+        let len = event.as_ref().len();
+        if len > MAX_EVENT_BYTES {
+            return Err(StoreError::too_large("an event", len, MAX_EVENT_BYTES));
+        }
+        total = total.saturating_add(len);
+    }
+    if total > MAX_APPEND_BYTES {
+        return Err(StoreError::too_large("an append", total, MAX_APPEND_BYTES));
+    }
+    Ok(())
+}
+
+/// Refuses a snapshot over [`MAX_SNAPSHOT_BYTES`].
+pub(crate) fn check_snapshot(bytes: &[u8]) -> Result<(), StoreError> {
+    if bytes.len() > MAX_SNAPSHOT_BYTES {
+        return Err(StoreError::too_large(
+            "a snapshot",
+            bytes.len(),
+            MAX_SNAPSHOT_BYTES,
+        ));
+    }
+    Ok(())
+}
+
 impl From<ControlError> for StoreError {
     fn from(e: ControlError) -> Self {
         match e {
