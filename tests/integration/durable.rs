@@ -34,10 +34,24 @@ async fn every_acknowledged_deposit_survives_a_sigkill_of_the_hosting_process() 
     let mut cluster =
         LocalCluster::start_control(&exe(), &scratch("durable-kill"), 3, 2, &[]).unwrap();
     cluster.remove_dir_on_drop(true);
-    let driver = driver(&cluster).await;
+    deposits_survive_a_sigkill(&mut cluster, "durable", || {}).await;
+}
+
+/// Places a durable ledger `name` (opening 1000) on a worker of `cluster`,
+/// deposits 150 times (past its snapshot, every 100 events, so the next
+/// incarnation restores a snapshot and replays the events after it), runs
+/// `stored` (the store's own checks), SIGKILLs the hosting process, and
+/// checks that a new incarnation elsewhere answers every acknowledged
+/// deposit and goes on from there. Answers the balances before and after.
+pub(crate) async fn deposits_survive_a_sigkill(
+    cluster: &mut LocalCluster,
+    name: &str,
+    stored: impl FnOnce(),
+) -> (Balance, Balance) {
+    let driver = driver(cluster).await;
     let control = driver.control().unwrap().clone();
     let ledger = spawn_ready(&control, || {
-        Spawn::<Ledger>::named("durable")
+        Spawn::<Ledger>::named(name)
             .args(LedgerArgs { opening: 1000 })
             .placement(Placement::Label {
                 label: "worker".to_owned(),
@@ -45,8 +59,6 @@ async fn every_acknowledged_deposit_survives_a_sigkill_of_the_hosting_process() 
             })
     })
     .await;
-    // 150 deposits: past the ledger's snapshot (every 100 events), so the
-    // next incarnation restores a snapshot and replays the events after it.
     let mut acknowledged = 1000;
     let mut last = None;
     for amount in 1..=150u64 {
@@ -56,6 +68,7 @@ async fn every_acknowledged_deposit_survives_a_sigkill_of_the_hosting_process() 
         last = Some(balance);
     }
     let before = last.unwrap();
+    stored();
     let i = cluster
         .nodes
         .iter()
@@ -74,6 +87,7 @@ async fn every_acknowledged_deposit_survives_a_sigkill_of_the_hosting_process() 
         ledger.send(Deposit(7)).await.unwrap().total,
         acknowledged + 7
     );
+    (before, after)
 }
 
 /// Every process of the cluster (3 heads, 2 workers) SIGKILLed at once

@@ -281,59 +281,20 @@ fn broken_connections_are_unavailable_then_reopened_and_a_newer_schema_is_refuse
 /// database (not the head group's log).
 #[actix_rt::test]
 async fn a_ledger_on_postgres_keeps_every_acknowledged_deposit_through_a_sigkill() {
-    use swarm::control::Spawn;
-    use swarm::placement::Placement;
-    use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
-
-    use crate::durable::read_until_answered;
-    use crate::util::{driver, spawn_ready};
-
     let Some(pg) = Postgres::start("durable-ledger") else {
         return;
     };
     let (mut cluster, secrets) = on_postgres(&pg, "durable-pg-kill");
     cluster.remove_dir_on_drop(true);
-    let driver = driver(&cluster).await;
-    let control = driver.control().unwrap().clone();
-    let ledger = spawn_ready(&control, || {
-        Spawn::<Ledger>::named("on-postgres")
-            .args(LedgerArgs { opening: 1000 })
-            .placement(Placement::Label {
-                label: "worker".to_owned(),
-                hard: true,
-            })
+    let (_, after) = crate::durable::deposits_survive_a_sigkill(&mut cluster, "on-postgres", || {
+        let stored = pg
+            .psql(
+                "select next_seq, snapshot_seq from swarm_durable_snapshots where name = 'on-postgres'",
+            )
+            .unwrap();
+        assert_eq!(stored, "151|100", "the journal is in PostgreSQL");
     })
     .await;
-    // Past the ledger's snapshot (every 100 events).
-    let mut acknowledged = 1000;
-    let mut last = None;
-    for amount in 1..=150u64 {
-        let balance = ledger.send(Deposit(amount)).await.unwrap();
-        acknowledged += amount;
-        assert_eq!(balance.total, acknowledged);
-        last = Some(balance);
-    }
-    let before = last.unwrap();
-    let stored = pg
-        .psql(
-            "select next_seq, snapshot_seq from swarm_durable_snapshots where name = 'on-postgres'",
-        )
-        .unwrap();
-    assert_eq!(stored, "151|100", "the journal is in PostgreSQL");
-    let i = cluster
-        .nodes
-        .iter()
-        .position(|n| n.id == before.node)
-        .expect("the ledger runs on a cluster process");
-    cluster.kill(i).unwrap();
-    let after = read_until_answered(&ledger, Duration::from_secs(20)).await;
-    assert_ne!(after.node, before.node);
-    assert!(after.epoch > before.epoch);
-    assert_eq!(after.total, acknowledged, "every acknowledged deposit kept");
-    assert_eq!(
-        ledger.send(Deposit(7)).await.unwrap().total,
-        acknowledged + 7
-    );
     let epoch = pg
         .psql("select epoch from swarm_durable_snapshots where name = 'on-postgres'")
         .unwrap();
