@@ -84,11 +84,37 @@ async fn topology_with(ca: Throwaway, faults: Option<Arc<swarm::Faults>>) -> Top
             node.name()
         );
     }
+    // Alive comes before the metadata that says how a member is reached:
+    // until then a node dials a NATed one at its announced address and
+    // then through any relay, and two such dials crossing (a's ask, b's
+    // gossip) keep one link and fail the ask sent on the other.
+    let behind_nat: Vec<NodeId> = natted.iter().map(|n| n.node.id()).collect();
+    for node in &all {
+        assert!(
+            eventually(WITHIN, || knows_routes(node, 4, &behind_nat)).await,
+            "{} knows how every node is reached",
+            node.name()
+        );
+    }
     Topology {
         _ca: ca,
         relays: vec![r1, r2],
         natted,
     }
+}
+
+/// Whether `node` has the metadata of `count` members (itself included),
+/// and those in `behind_nat` name their relays.
+async fn knows_routes(node: &Node, count: usize, behind_nat: &[NodeId]) -> bool {
+    let Ok(members) = node.cluster().unwrap().members().await else {
+        return false;
+    };
+    let known = members.iter().filter(|m| m.meta.is_some()).count();
+    let routed = members
+        .iter()
+        .filter(|m| m.node != node.id() && behind_nat.contains(&m.node))
+        .all(|m| m.meta.as_ref().is_some_and(|meta| !meta.via.is_empty()));
+    known >= count && routed
 }
 
 #[actix_rt::test]
