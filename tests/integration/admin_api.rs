@@ -168,7 +168,9 @@ fn the_admin_api_logs_in_with_password_and_totp_serves_every_view_acts_and_expor
 
         // Every view; the nodes view fills once both nodes answer.
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
         loop {
+            poll.tick().await;
             let (status, body) = get(&client, &format!("{base}/api/view/nodes"), &token).await;
             assert_eq!(status, 200);
             let nodes: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -177,7 +179,6 @@ fn the_admin_api_logs_in_with_password_and_totp_serves_every_view_acts_and_expor
                 break;
             }
             assert!(Instant::now() < deadline, "nodes: {nodes}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         for view in ["actors", "links", "services", "tasks", "events", "trace"] {
             let (status, body) = get(&client, &format!("{base}/api/view/{view}"), &token).await;
@@ -208,7 +209,9 @@ fn the_admin_api_logs_in_with_password_and_totp_serves_every_view_acts_and_expor
             assert!(text.contains(name), "{name} missing:\n{text}");
         }
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
         loop {
+            poll.tick().await;
             let _ = get(&client, &format!("{base}/api/cluster"), &token).await;
             let (_, text) = get(&client, &format!("{base}/metrics"), &token).await;
             let now = metric(&String::from_utf8(text).unwrap(), "swarm_actor_messages_total", "swarm.inspect").unwrap();
@@ -216,7 +219,6 @@ fn the_admin_api_logs_in_with_password_and_totp_serves_every_view_acts_and_expor
                 break;
             }
             assert!(Instant::now() < deadline, "swarm_actor_messages_total stays {before}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
 
         // An action: as the operator's (admin) it reaches the host; an
@@ -332,7 +334,9 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
         let names = readme_metrics();
         assert!(names.len() >= 30, "{names:?}");
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
         let before = loop {
+            poll.tick().await;
             let text = metrics(admin.clone()).await;
             let missing = names
                 .iter()
@@ -344,12 +348,13 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
                     "{name} is in the README but not exported:\n{text}"
                 ),
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         };
 
         // The viewer reads every node...
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(200));
         loop {
+            poll.tick().await;
             let (status, body) = get(&client, &format!("{base}/api/view/nodes"), &viewer).await;
             assert_eq!(status, 200);
             let nodes: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
@@ -357,7 +362,6 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
                 break;
             }
             assert!(Instant::now() < deadline, "{nodes:?}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         // ...but the worker refuses its restart: only admin operators
         // restart, whoever's node asks.
@@ -388,7 +392,9 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
         // (The node's writer thread appends them: poll.)
         let config = cluster.dir.join("n2.toml");
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
         loop {
+            poll.tick().await;
             let records =
                 crate::util::swarm_json(&["audit", "--config", config.to_str().unwrap(), "--json"]);
             let has = |kind: &str, who: &str| {
@@ -400,7 +406,6 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
                 break;
             }
             assert!(Instant::now() < deadline, "{records}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // This node's own refusal of the viewer, counted.
         let head = cluster.nodes[0].id.to_string();
@@ -427,7 +432,9 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
             "swarm_node_uptime_s",
         ];
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(300));
         loop {
+            poll.tick().await;
             let _ = get(&client, &format!("{base}/api/cluster"), &admin).await;
             let now = metrics(admin.clone()).await;
             let still: Vec<&str> = moving
@@ -439,7 +446,6 @@ fn a_certificate_login_opens_a_session_and_each_node_decides_with_the_operators_
                 break;
             }
             assert!(Instant::now() < deadline, "{still:?} did not move");
-            tokio::time::sleep(Duration::from_millis(300)).await;
         }
     });
 }

@@ -13,7 +13,7 @@ use swarm::credentials::{read_secret, Throwaway};
 use swarm_cli::demo::{Ledger, LedgerArgs};
 use swarm_protocol::sealed::Kind;
 
-use crate::util::{control_cluster, scratch, spawn_ready};
+use crate::util::{control_cluster, poll_until, scratch, spawn_ready};
 
 /// Every file under `dir`, recursively.
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -470,15 +470,13 @@ fn a_flipped_byte_in_a_real_head_store_stops_the_node_naming_the_file_without_a_
     };
     // Wait until the head has voted, logged and noted a commit (alone, it
     // elects itself and commits its membership).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let values = || std::fs::read(&file).ok().and_then(|b| raw_of(&b).ok());
-    while values().is_none_or(|v| v.len() < 4) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the head wrote no store"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    poll_until(
+        std::time::Duration::from_secs(20),
+        std::time::Duration::from_millis(20),
+        || values().filter(|v| v.len() >= 4),
+    )
+    .expect("the head wrote no store");
     cluster.kill(0).unwrap();
 
     // Modes of everything the node and its tools created.

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::util::poll_until;
+
 /// One browser with one page.
 pub struct Browser {
     child: Child,
@@ -128,26 +130,23 @@ impl Browser {
 
     /// Polls `expression` until it is truthy (30 s at most); answers it.
     pub fn wait(&mut self, what: &str, expression: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let value = self.eval(&format!(
+        let mut value = Value::Null;
+        let found = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            value = self.eval(&format!(
                 "(() => {{ try {{ return {expression}; }} catch (e) {{ return null; }} }})()"
             ));
             let truthy = !matches!(&value, Value::Null | Value::Bool(false))
                 && value != json!("")
                 && value != json!(0);
-            if truthy {
-                return value;
-            }
-            if Instant::now() > deadline {
-                let text = self.eval("document.body ? document.body.innerText : ''");
-                panic!(
-                    "{what}: {expression} stayed {value}; the page:\n{}",
-                    text.as_str().unwrap_or("")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            truthy.then(|| value.clone())
+        });
+        found.unwrap_or_else(|| {
+            let text = self.eval("document.body ? document.body.innerText : ''");
+            panic!(
+                "{what}: {expression} stayed {value}; the page:\n{}",
+                text.as_str().unwrap_or("")
+            )
+        })
     }
 
     /// A PNG of the page as it is.

@@ -8,12 +8,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use swarm_cli::local::LocalCluster;
 
 use crate::tools::{require, Tool};
-use crate::util::{admin_code, exe, place_account, scratch};
+use crate::util::{admin_code, exe, place_account, poll_until, scratch};
 
 /// A tmux server of its own, killed when dropped (even on failure).
 struct Tmux {
@@ -66,15 +66,12 @@ impl Tmux {
 
     /// Polls the screen until `check` holds (30 s at most).
     fn wait(&self, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let screen = self.screen();
-            if check(&screen) {
-                return screen;
-            }
-            assert!(Instant::now() < deadline, "{what}; the screen:\n{screen}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut screen = String::new();
+        poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            screen = self.screen();
+            check(&screen).then(|| screen.clone())
+        })
+        .unwrap_or_else(|| panic!("{what}; the screen:\n{screen}"))
     }
 
     fn alive(&self) -> bool {
@@ -210,11 +207,10 @@ fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the
     });
 
     tmux.keys(&["q"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tmux.alive() {
-        assert!(Instant::now() < deadline, "the console did not quit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let quit = poll_until(Duration::from_secs(10), Duration::from_millis(50), || {
+        (!tmux.alive()).then_some(())
+    });
+    assert!(quit.is_some(), "the console did not quit");
 
     // The recording replays the session: its last frame shows the restart.
     let last = Command::new(exe())

@@ -12,7 +12,9 @@ use swarm::{Node, NodeId};
 use swarm_cli::demo::{Balance, Deposit, Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{admin_code, driver, exe, scratch, spawn_many, spawn_ready, swarm_json};
+use crate::util::{
+    admin_code, driver, exe, poll_until, scratch, spawn_many, spawn_ready, swarm_json, until_ok,
+};
 
 /// How many live processes run `name` (asked of each one's host).
 async fn running(driver: &Node, nodes: &[NodeId], name: &str) -> usize {
@@ -335,23 +337,13 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
             "2",
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let placed = loop {
-        let refs: Vec<&str> = spawn.iter().map(String::as_str).collect();
-        let out = std::process::Command::new(exe())
-            .args(&refs)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "never placed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let refs: Vec<&str> = spawn.iter().map(String::as_str).collect();
+    let out = until_ok("never placed", || {
+        let mut command = std::process::Command::new(exe());
+        command.args(&refs);
+        command
+    });
+    let placed = serde_json::from_slice::<serde_json::Value>(&out).unwrap();
     let node_name = placed["node_name"].as_str().unwrap().to_owned();
     assert!(
         node_name == "n4" || node_name == "n5",
@@ -428,16 +420,13 @@ fn the_cli_spawns_lists_stops_and_drains_named_actors() {
         node_name.clone(),
     ]);
     assert_eq!(drained["moved"], 1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = run(with("actors", &[]));
+    let mut rows = serde_json::Value::Null;
+    let moved = poll_until(Duration::from_secs(10), Duration::from_millis(100), || {
+        rows = run(with("actors", &[]));
         let row = &rows.as_array().unwrap()[0];
-        if row["state"] == "running" && row["node_name"] != node_name.as_str() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not moved: {rows}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        (row["state"] == "running" && row["node_name"] != node_name.as_str()).then_some(())
+    });
+    assert!(moved.is_some(), "not moved: {rows}");
 
     run(with("stop", &["--name", "account"]));
     assert_eq!(run(with("actors", &[])), serde_json::json!([]));

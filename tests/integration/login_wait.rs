@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use swarm::config::NodeFile;
 
-use crate::util::{exe, exit_within, operator_code_sealed, scratch};
+use crate::util::{exe, exit_within, operator_code_sealed, poll_until, scratch};
 
 const PASSPHRASE: &str = "login wait passphrase";
 
@@ -79,19 +79,18 @@ fn swarm_login_waits_for_a_starting_head_and_refuses_a_wrong_code_at_once() {
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&err)
-        .unwrap()
-        .contains("waiting for the cluster")
-    {
+    let said = poll_until(Duration::from_secs(30), Duration::from_millis(20), || {
+        let said = std::fs::read_to_string(&err).unwrap();
+        if said.contains("waiting for the cluster") {
+            return Some(());
+        }
         assert!(
             waiting.try_wait().unwrap().is_none(),
-            "the login ended before the node started: {}",
-            std::fs::read_to_string(&err).unwrap()
+            "the login ended before the node started: {said}"
         );
-        assert!(Instant::now() < deadline, "the login never said it waits");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        None
+    });
+    assert!(said.is_some(), "the login never said it waits");
     let mut node = Command::new(exe())
         .args(["node", "start", "--config", "n1.toml"])
         .args(["--passphrase-env", "SWARM_TEST_PASSPHRASE"])

@@ -34,7 +34,7 @@ use swarm::config::NodeFile;
 use swarm::credentials::Throwaway;
 
 use crate::namespaces::{must, require, write_config, Net};
-use crate::util::{exe, scratch};
+use crate::util::{exe, poll_until, scratch};
 
 #[test]
 fn nodes_behind_nat_reach_each_other_through_relays_across_namespaces() {
@@ -293,28 +293,28 @@ fn a_head_leader_cut_off_by_iptables_answers_no_quorum_never_a_stale_location() 
     // timeout, before any other head can lead) it may still answer what
     // it knew; then it refuses.
     let cut_at = Instant::now();
-    loop {
+    let refusing = poll_until(Duration::from_secs(2), Duration::from_millis(20), || {
         let answer = driver.call("resolve ledger");
         if refused(&answer) {
-            break;
+            return Some(());
         }
         assert_eq!(
             answer["node"], placed["node"],
             "the cut-off leader answered {answer}"
         );
-        let took = cut_at.elapsed();
-        assert!(
-            took < Duration::from_secs(2),
-            "still answering after {took:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        None
+    });
+    assert!(
+        refusing.is_some(),
+        "still answering after {:?}",
+        cut_at.elapsed()
+    );
 
     // The majority elects a leader of its own and stops the ledger (an
     // operator's `swarm stop` from a majority head's namespace).
     let stopper = majority[0];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let mut stderr = String::new();
+    let stopped = poll_until(Duration::from_secs(60), Duration::from_millis(200), || {
         let out = Command::new("ip")
             .args(["netns", "exec", &net.ns(stopper)])
             .arg(exe())
@@ -323,16 +323,10 @@ fn a_head_leader_cut_off_by_iptables_answers_no_quorum_never_a_stale_location() 
             .args(["--node", &addr(stopper), "--name", "ledger", "--json"])
             .output()
             .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() || stderr.contains("no named actor") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the majority never stopped it: {stderr}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success() || stderr.contains("no named actor")).then_some(())
+    });
+    assert!(stopped.is_some(), "the majority never stopped it: {stderr}");
     // The deposed leader still answers the driver, never from its state.
     let stale = driver.call("resolve ledger");
     assert!(refused(&stale), "the deposed leader answered {stale}");

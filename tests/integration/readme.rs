@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{exe, operator_code_sealed, scratch};
+use crate::util::{exe, operator_code_sealed, poll_until, scratch};
 
 /// The mark of a block the test runs.
 const RUN: &str = "<!-- readme-test: run -->";
@@ -184,18 +184,20 @@ impl Session {
             done.display()
         ));
         let started = Instant::now();
-        loop {
+        let ended = poll_until(BLOCK_WITHIN, Duration::from_millis(20), || {
             if done.exists() {
+                return Some(Ok(()));
+            }
+            let status = self.bash.try_wait().unwrap()?;
+            Some(Err(format!("the block failed: bash exited {status}")))
+        });
+        match ended {
+            Some(Ok(())) => {
                 self.new_jobs(n);
-                return Ok(started.elapsed());
+                Ok(started.elapsed())
             }
-            if let Some(status) = self.bash.try_wait().unwrap() {
-                return Err(format!("the block failed: bash exited {status}"));
-            }
-            if started.elapsed() > BLOCK_WITHIN {
-                return Err(format!("the block still runs after {BLOCK_WITHIN:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
+            Some(Err(e)) => Err(e),
+            None => Err(format!("the block still runs after {BLOCK_WITHIN:?}")),
         }
     }
 
@@ -219,19 +221,11 @@ impl Session {
             "st=0; wait {pid} || st=$?; echo $st > {}\n",
             file.display()
         ));
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = std::fs::read_to_string(&file)
+        poll_until(within, Duration::from_millis(5), || {
+            std::fs::read_to_string(&file)
                 .ok()
                 .and_then(|s| s.trim().parse().ok())
-            {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        })
     }
 
     /// What the session and every node log in `work/` said, for a failure.

@@ -20,7 +20,8 @@ use swarm_cli::local::LocalCluster;
 
 use crate::admin_api::PASSWORD;
 use crate::util::{
-    admin_code, control_cluster, eventually, exe, operator, operator_code_in, scratch, until_ok,
+    admin_code, control_cluster, eventually, exe, operator, operator_code_in, poll_until, scratch,
+    until_ok,
 };
 
 #[actix_rt::test]
@@ -256,14 +257,15 @@ fn a_revoked_operators_admin_session_and_event_stream_end_within_two_seconds() {
         let revoked = Instant::now();
         // Requests: refused from the node's next lease renewal on.
         let deadline = revoked + Duration::from_secs(10);
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
         let refused = loop {
+            poll.tick().await;
             let (status, body) = get(&client, &whoami, &token).await;
             if status == 401 {
                 break Instant::now();
             }
             assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
             assert!(Instant::now() < deadline, "the revoked session still works");
-            tokio::time::sleep(Duration::from_millis(20)).await;
         };
         let (ended, events) = tokio::time::timeout(Duration::from_secs(10), reader)
             .await
@@ -310,21 +312,13 @@ fn a_node_restarted_after_a_revocation_refuses_the_certificate_from_its_first_ha
     let serial = viewer_serial(&cluster);
     // The worker keeps what its lease grants told it, sealed.
     let file = dir.join("n2.revoked");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let named = poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
         let keyring = Throwaway::keyring(&dir).unwrap();
-        if let Ok((_, serials)) = RevocationFile::open(&file, keyring) {
-            if serials.contains(&serial) {
-                break;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} never named the viewer",
-            file.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        RevocationFile::open(&file, keyring)
+            .ok()
+            .filter(|(_, serials)| serials.contains(&serial))
+    });
+    assert!(named.is_some(), "{} never named the viewer", file.display());
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -403,7 +397,9 @@ fn a_revoked_operator_cannot_log_in_even_through_a_freshly_restarted_node() {
         // The head group may still be forming: "no quorum" is retried,
         // a session never accepted.
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
         loop {
+            poll.tick().await;
             let mut response = client
                 .post(format!("{base}/api/login"))
                 .send_json(&body)
@@ -426,14 +422,15 @@ fn a_revoked_operator_cannot_log_in_even_through_a_freshly_restarted_node() {
                 break;
             }
             assert!(Instant::now() < deadline, "{status} {answer}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // ...and the leader's own check refused it, as its audit log says
         // (the serving node would refuse the leader's answer too).
         let config = cluster.dir.join("n1.toml");
         let config = config.to_str().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut poll = tokio::time::interval(Duration::from_millis(100));
         loop {
+            poll.tick().await;
             let records = crate::util::swarm_json(&["audit", "--config", config, "--json"]);
             let refused = records.as_array().unwrap().iter().any(|r| {
                 r["kind"] == "login_refused"
@@ -445,7 +442,6 @@ fn a_revoked_operator_cannot_log_in_even_through_a_freshly_restarted_node() {
                 break;
             }
             assert!(Instant::now() < deadline, "{records}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
 }

@@ -424,19 +424,13 @@ pub fn admin_code(dir: &std::path::Path) -> String {
 /// to change) until it succeeds, 60 s at most: the head group may still
 /// be forming, or a code's step be used already. Answers its stdout.
 pub fn until_ok(what: &str, build: impl Fn() -> std::process::Command) -> Vec<u8> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
+    let mut stderr = Vec::new();
+    poll_until(Duration::from_secs(60), Duration::from_millis(200), || {
         let out = build().output().unwrap();
-        if out.status.success() {
-            return out.stdout;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        stderr = out.stderr;
+        out.status.success().then_some(out.stdout)
+    })
+    .unwrap_or_else(|| panic!("{what}: {}", String::from_utf8_lossy(&stderr)))
 }
 
 /// Places a supervised ledger called `account` (opening balance 7, five
@@ -470,16 +464,9 @@ pub fn exit_within(
     child: &mut std::process::Child,
     within: Duration,
 ) -> Option<std::process::ExitStatus> {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        if std::time::Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(within, Duration::from_millis(20), || {
+        child.try_wait().unwrap()
+    })
 }
 
 /// A hand-driven peer: completes a real Noise handshake with `addr` as the
