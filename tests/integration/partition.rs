@@ -68,7 +68,7 @@ use swarm::config::NodeFile;
 use swarm::credentials::Throwaway;
 
 use crate::namespaces::{must, require, write_config, Driver, Net};
-use crate::util::scratch;
+use crate::util::{poll_until, scratch};
 use record::{now_us, Record};
 
 #[test]
@@ -160,11 +160,11 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
         assert_eq!(started["ok"], true, "{started}");
     }
     // Every driver is answered by every ledger before the cut.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !record.answered_by_all(20) {
-        assert!(Instant::now() < deadline, "no deposits before the cut");
+    let answered = poll_until(Duration::from_secs(30), POLL, || {
         record.poll(&mut drivers);
-    }
+        record.answered_by_all(20).then_some(())
+    });
+    assert!(answered.is_some(), "no deposits before the cut");
     let leader = drivers[0].call("leader 30")["leader"].clone();
     record.mark(format!("cut (the head leader was {leader})"));
     let cut_us = now_us();
@@ -173,19 +173,15 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
     // Cut until each side sees the other down and the majority moved
     // "minor" (and `hold` passed).
     let cut_at = Instant::now();
-    let mut cut_done = false;
-    while cut_at.elapsed() < CUT_LIMIT {
+    let cut_done = poll_until(CUT_LIMIT, POLL, || {
         record.poll(&mut drivers);
-        if cut_at.elapsed() >= hold
+        (cut_at.elapsed() >= hold
             && record.moved("minor", "d1")
             && sees_down(&mut drivers[0], &MINORITY)
-            && sees_down(&mut drivers[1], &MAJORITY)
-        {
-            cut_done = true;
-            break;
-        }
-    }
-    if !cut_done {
+            && sees_down(&mut drivers[1], &MAJORITY))
+        .then_some(())
+    });
+    if cut_done.is_none() {
         record.fail(format!(
             "within {CUT_LIMIT:?} of the cut, the sides did not both see the other down, \
              or the majority did not move \"minor\""
@@ -224,7 +220,8 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
     let heal_us = now_us();
     let healed = Instant::now();
     let mut settled_since: Option<Instant> = None;
-    loop {
+    // A state that holds at SETTLE still has its 2 s to prove it.
+    let settled = poll_until(SETTLE + Duration::from_secs(2), POLL, || {
         record.poll(&mut drivers);
         let mut state = Ok(());
         for d in &mut drivers {
@@ -241,19 +238,20 @@ fn partition(run: u32, hold: Duration) -> Vec<String> {
         match listed {
             Ok(()) => {
                 let since = *settled_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= Duration::from_secs(2) {
-                    record.mark("settled".into());
-                    break;
-                }
+                (since.elapsed() >= Duration::from_secs(2)).then_some(Ok(()))
             }
             Err(why) => {
                 settled_since = None;
-                if healed.elapsed() >= SETTLE {
-                    record.fail(format!("not settled {SETTLE:?} after the heal: {why}"));
-                    break;
-                }
+                (healed.elapsed() >= SETTLE).then_some(Err(why))
             }
         }
+    });
+    match settled {
+        Some(Ok(())) => record.mark("settled".into()),
+        Some(Err(why)) => record.fail(format!("not settled {SETTLE:?} after the heal: {why}")),
+        None => record.fail(format!(
+            "not settled {SETTLE:?} after the heal: not for 2 s in a row"
+        )),
     }
     for d in &mut drivers {
         record.take(d.quiet("answers stop"));
@@ -296,6 +294,8 @@ const CLOCK_UNCERTAINTY: u64 = 2_000;
 /// other down in under 3 s; the majority moves "minor" after its lease, 3.4 s
 /// after its last renewal).
 const CUT_LIMIT: Duration = Duration::from_secs(45);
+/// How often the drivers' answers are collected and the state checked.
+const POLL: Duration = Duration::from_millis(250);
 /// The README's partition failover bound ("Failover bounds", the target of
 /// `swarm bench control`'s `failover_partition_s_*`): `lease × 1.1 + 1 s`
 /// with the default 3 s lease, from the cut to the first answer of the new

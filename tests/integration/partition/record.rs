@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
@@ -44,9 +44,9 @@ impl Record {
         self.failures.push(what);
     }
 
-    /// Takes what the drivers recorded since the last poll, 250 ms later.
+    /// Takes what the drivers recorded since the last poll (the callers
+    /// poll every [`POLL`](super::POLL) through `util::poll_until`).
     pub(super) fn poll(&mut self, drivers: &mut [Driver]) {
-        std::thread::sleep(Duration::from_millis(250));
         for d in drivers {
             self.take(d.quiet("answers"));
         }
