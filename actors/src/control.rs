@@ -565,6 +565,7 @@ impl<A: Spawnable> Spawn<A> {
                 restart: Restart::never(),
                 bundle: None,
                 replace_on_escalation: true,
+                idle_after_ms: None,
             },
             get_if_exists: false,
             _type: PhantomData,
@@ -630,6 +631,17 @@ impl<A: Spawnable> Spawn<A> {
     /// [`ControlError::NameTaken`] (Ray's `get_if_exists`).
     pub fn get_if_exists(mut self) -> Self {
         self.get_if_exists = true;
+        self
+    }
+
+    /// Passivates it after `idle` without a message: its node stops it
+    /// (a durable actor saves a snapshot first), the head records it
+    /// passive (no node, no capacity, not failed over), and the next call
+    /// through a [`Named`] places it again, recovered from its journal.
+    /// At least 1 ms.
+    pub fn passivate_after(mut self, idle: Duration) -> Self {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.spec.idle_after_ms = Some(ms);
         self
     }
 }

@@ -160,6 +160,7 @@ fn seeded() -> ControlState {
         restart: crate::supervision::Restart::never(),
         bundle,
         replace_on_escalation: true,
+        idle_after_ms: None,
     };
     let mut state = ControlState::default();
     let _ = state.apply(Command::ReserveGroup {

@@ -258,6 +258,7 @@ async fn a_head_starts_a_registered_type_on_another_node_and_bad_requests_are_re
         epoch: 1,
         restart: Restart::never(),
         fence: None,
+        idle_after_ms: None,
     };
     let reply = head
         .remote::<Host>(host.id(), HOST_ACTOR)

@@ -94,6 +94,10 @@ pub struct HostSpawn {
     /// only while it holds a lease, and not if a newer grant superseded it.
     #[serde(default)]
     pub fence: Option<u64>,
+    /// Set by the head: passivate a head placement after this long
+    /// without a message, ms (`ActorSpec::idle_after_ms`).
+    #[serde(default)]
+    pub idle_after_ms: Option<u64>,
 }
 
 /// Asks a node's host to stop a head-placed actor's incarnation `epoch`.
@@ -376,6 +380,7 @@ mod tests {
             epoch: u64::MAX,
             restart: Restart::default(),
             fence: Some(u64::MAX),
+            idle_after_ms: None,
         }
     }
 

@@ -302,6 +302,8 @@ pub(crate) struct SpawnArgs {
     pub(crate) restarts: Option<usize>,
     pub(crate) group: Option<String>,
     pub(crate) get_if_exists: bool,
+    /// Passivate after this many ms idle.
+    pub(crate) passivate_after: Option<u64>,
 }
 
 /// Parses `pack`, `spread`, `node:NAME_OR_ID[:soft]`, `label:L[:soft]`.
@@ -380,6 +382,7 @@ pub(crate) fn spawn(config: &Path, member: SocketAddr, s: SpawnArgs, json: bool)
             restart,
             bundle,
             replace_on_escalation: true,
+            idle_after_ms: s.passivate_after,
         };
         let located = control.spawn_spec(&s.name, spec, s.get_if_exists).await?;
         let node_name = name_of(&members, located.node);
