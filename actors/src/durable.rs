@@ -91,6 +91,7 @@
 pub mod codec;
 mod embedded;
 mod journal;
+mod passivation;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod store;

@@ -654,6 +654,7 @@ impl Handler<ListPlaced> for Supervisor {
                     placements: r.placements,
                     resources: r.spec.resources.clone(),
                     bundle: r.spec.bundle.clone(),
+                    journal_seq: m.state.journals().last_seq(name),
                 })
                 .collect();
             Ok(PlacedPage { rows, more })

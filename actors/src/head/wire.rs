@@ -365,6 +365,11 @@ pub struct PlacedRow {
     pub resources: ResourceSet,
     /// Its placement group bundle, if any.
     pub bundle: Option<(String, usize)>,
+    /// A durable actor's last journal sequence number in the embedded
+    /// store (the head's own record of it; `None` for another store or an
+    /// actor that never wrote one).
+    #[serde(default)]
+    pub journal_seq: Option<u64>,
 }
 
 /// Lists the named actors the head records, a page at a time, by name:

@@ -258,6 +258,25 @@ impl Node {
         }
         let control = Control::new(self.mesh.clone(), self.sessions.clone(), cluster.clone());
         crate::control::lease::spawn(control.clone(), host.clone(), self.id());
+        // Idle actors passivate through the head group.
+        let passivations = control.clone();
+        let me = self.id();
+        let report: crate::supervision::passivation::ReportPassive =
+            Arc::new(move |name: String, epoch: u64| {
+                let control = passivations.clone();
+                Box::pin(async move {
+                    let report = crate::head::wire::passivation::Passivated {
+                        node: me,
+                        name,
+                        epoch,
+                    };
+                    control
+                        .call(report, std::time::Duration::from_secs(5))
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+            });
+        host.do_send(crate::supervision::SetReporter(report));
         // Durable actors keep their journals in the head group by default.
         let journals = crate::durable::EmbeddedStore::new(control.clone(), self.id());
         crate::durable::install(self.id(), Arc::new(journals));

@@ -233,6 +233,11 @@ impl Registry {
             .is_none()
     }
 
+    /// The node it starts actors on.
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
+    }
+
     /// The registered type names, sorted.
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -278,6 +283,10 @@ pub struct ActorRow {
     /// Its latest restarts, oldest first.
     #[serde(default)]
     pub history: Vec<super::RestartRecord>,
+    /// A durable actor's journal: its backend and last sequence number
+    /// written (once it recovered).
+    #[serde(default)]
+    pub journal: Option<(String, u64)>,
 }
 
 /// Asks a node's host for the actors it started.

@@ -30,6 +30,11 @@ pub(crate) struct ActorLine {
     pub(crate) placements: u64,
     pub(crate) resources: ResourceSet,
     pub(crate) group: Option<(String, usize)>,
+    /// A durable actor's journal: its last sequence number (from its
+    /// node while it runs, from the head's embedded store while passive).
+    pub(crate) journal_seq: Option<u64>,
+    /// Its journal's backend, while it runs.
+    pub(crate) journal_backend: Option<String>,
 }
 
 /// Member names by node id, parsed once (a member list of 1,000 nodes is
@@ -77,12 +82,16 @@ pub(crate) fn actor_lines(
     placed
         .into_iter()
         .map(|r| {
+            let mut journal = None;
             let (state, restarts) = if r.state != "placed" {
                 (r.state, None)
             } else {
                 match hosts.get(&r.node) {
                     Some(Ok(_)) => match running.get(&(r.node, r.name.as_str(), r.epoch)) {
-                        Some(a) => (a.state.clone(), Some(a.restarts)),
+                        Some(a) => {
+                            journal.clone_from(&a.journal);
+                            (a.state.clone(), Some(a.restarts))
+                        }
                         None => ("starting".to_owned(), None),
                     },
                     // A host that refused this identity is not unreachable.
@@ -101,6 +110,8 @@ pub(crate) fn actor_lines(
                 placements: r.placements,
                 resources: r.resources,
                 group: r.bundle,
+                journal_seq: journal.as_ref().map(|(_, seq)| *seq).or(r.journal_seq),
+                journal_backend: journal.map(|(backend, _)| backend),
             }
         })
         .collect()
@@ -124,6 +135,7 @@ mod tests {
             placements: 1,
             resources: ResourceSet::default(),
             bundle: None,
+            journal_seq: None,
         }
     }
 
@@ -137,6 +149,7 @@ mod tests {
             supervisor: String::new(),
             placed: true,
             history: Vec::new(),
+            journal: None,
         }
     }
 
@@ -192,6 +205,8 @@ mod tests {
                     placements: r.placements,
                     resources: r.resources,
                     group: r.bundle,
+                    journal_seq: r.journal_seq,
+                    journal_backend: None,
                 }
             })
             .collect()

@@ -1,0 +1,133 @@
+//! What a node's host needs from the rest of the node to passivate an
+//! idle actor: a way to tell the head ([`ReportPassive`], set by the node
+//! once it has a control plane), and, for durable actors, a way to have
+//! the incarnation save a final snapshot and to read its journal position
+//! (registered by the `durable` room when an incarnation recovered).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{OnceLock, PoisonError, RwLock};
+
+use swarm_protocol::NodeId;
+use tokio::sync::{mpsc, oneshot};
+
+/// Tells the head that `(name, epoch)` on this node is idle and drained;
+/// answers once the head recorded it passive (or why not).
+pub(crate) type ReportPassive = std::sync::Arc<
+    dyn Fn(String, u64) -> Pin<Box<dyn Future<Output = Result<(), String>>>> + Send + Sync,
+>;
+
+/// Asks an incarnation to save a final snapshot; answered once saved.
+pub(crate) type SaveRequest = oneshot::Sender<Result<(), String>>;
+
+/// A durable incarnation as the host sees it.
+struct Registered {
+    epoch: u64,
+    /// The next sequence number of its journal.
+    next: u64,
+    /// The store's backend.
+    backend: &'static str,
+    save: mpsc::UnboundedSender<SaveRequest>,
+}
+
+type Incarnations = RwLock<HashMap<(NodeId, String), Registered>>;
+
+fn incarnations() -> &'static Incarnations {
+    static INCARNATIONS: OnceLock<Incarnations> = OnceLock::new();
+    INCARNATIONS.get_or_init(Incarnations::default)
+}
+
+/// Registered while its guard lives (dropped with the incarnation).
+pub(crate) struct Registration {
+    node: NodeId,
+    name: String,
+    epoch: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = incarnations()
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (self.node, std::mem::take(&mut self.name));
+        if map.get(&key).is_some_and(|r| r.epoch == self.epoch) {
+            map.remove(&key);
+        }
+    }
+}
+
+/// Registers a recovered durable incarnation: its saves come through
+/// `save`, its journal is at `next`.
+pub(crate) fn register(
+    node: NodeId,
+    name: &str,
+    epoch: u64,
+    (next, backend): (u64, &'static str),
+    save: mpsc::UnboundedSender<SaveRequest>,
+) -> Registration {
+    let mut map = incarnations()
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    let key = (node, name.to_owned());
+    // An older epoch's incarnation gives way (never a newer one's).
+    if map.get(&key).is_none_or(|r| r.epoch <= epoch) {
+        map.insert(
+            key,
+            Registered {
+                epoch,
+                next,
+                backend,
+                save,
+            },
+        );
+    }
+    Registration {
+        node,
+        name: name.to_owned(),
+        epoch,
+    }
+}
+
+/// Its journal moved on to `next`.
+pub(crate) fn advanced(node: NodeId, name: &str, epoch: u64, next: u64) {
+    let mut map = incarnations()
+        .write()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(r) = map
+        .get_mut(&(node, name.to_owned()))
+        .filter(|r| r.epoch == epoch)
+    {
+        r.next = next;
+    }
+}
+
+/// The journal position (last sequence number written) and backend of
+/// `name`'s incarnation `epoch` on `node`, if it is a recovered durable
+/// actor.
+pub(crate) fn position(node: NodeId, name: &str, epoch: u64) -> Option<(u64, &'static str)> {
+    let map = incarnations()
+        .read()
+        .unwrap_or_else(PoisonError::into_inner);
+    map.get(&(node, name.to_owned()))
+        .filter(|r| r.epoch == epoch)
+        .map(|r| (r.next.saturating_sub(1), r.backend))
+}
+
+/// Asks `name`'s durable incarnation `epoch` to save a final snapshot:
+/// `None` if it is not a recovered durable actor (nothing to save).
+pub(crate) fn save(
+    node: NodeId,
+    name: &str,
+    epoch: u64,
+) -> Option<oneshot::Receiver<Result<(), String>>> {
+    let map = incarnations()
+        .read()
+        .unwrap_or_else(PoisonError::into_inner);
+    let registered = map
+        .get(&(node, name.to_owned()))
+        .filter(|r| r.epoch == epoch)?;
+    let (tx, rx) = oneshot::channel();
+    registered.save.send(tx).ok()?;
+    Some(rx)
+}
