@@ -27,6 +27,19 @@ fn idle_ledger(name: &str, node: NodeId, idle: Duration) -> Spawn<Ledger> {
         .passivate_after(idle)
 }
 
+/// Waits until `node` takes placements (a hard placement on it waits for
+/// its lease), so a soft placement there lands there.
+async fn taking(control: &Control, node: NodeId) {
+    let probe = format!("probe-{}", node.short());
+    spawn_ready(control, || {
+        Spawn::<Ledger>::named(probe.as_str())
+            .args(LedgerArgs { opening: 0 })
+            .placement(Placement::Node { node, hard: true })
+    })
+    .await;
+    control.stop(&probe).await.unwrap();
+}
+
 /// The head's record of `name`.
 async fn record(control: &Control, name: &str) -> Option<PlacedRow> {
     let rows = control.placed().await.ok()?;
@@ -52,6 +65,7 @@ async fn an_idle_ledger_passivates_with_its_state_and_the_next_call_activates_it
     let (_ca, nodes) = control_cluster(&dir, 1, 2, |_, _| {}).await;
     let (a, b) = (&nodes[1].node, &nodes[2].node);
     let control = nodes[0].node.control().unwrap().clone();
+    taking(&control, a.id()).await;
     let ledger = spawn_ready(&control, || {
         idle_ledger("sleepy", a.id(), Duration::from_millis(400))
     })
@@ -76,14 +90,17 @@ async fn an_idle_ledger_passivates_with_its_state_and_the_next_call_activates_it
     let row = passive(&control, "sleepy", Duration::from_secs(10)).await;
     assert_eq!((row.node, row.epoch), (a.id(), before.epoch));
     assert_eq!(row.journal_seq, Some(120), "its journal, from the head");
-    // Its node runs it no more (no capacity, nothing to move).
-    let rows = nodes[0]
-        .node
-        .remote::<Host>(a.id(), HOST_ACTOR)
-        .send(ListActors)
-        .await
-        .unwrap();
-    assert!(rows.iter().all(|r| r.name != "sleepy"), "{rows:?}");
+    // Its node stops it once the head answered its report.
+    let host = nodes[0].node.remote::<Host>(a.id(), HOST_ACTOR);
+    let stopped = crate::util::eventually(Duration::from_secs(5), || {
+        let host = host.clone();
+        async move {
+            let rows = host.send(ListActors).await.unwrap();
+            rows.iter().all(|r| r.name != "sleepy")
+        }
+    })
+    .await;
+    assert!(stopped, "its node runs it no more");
 
     // The next call activates it: answered, with every deposit.
     let after = ledger.send(Deposit(0)).await.unwrap();
@@ -112,6 +129,7 @@ async fn concurrent_first_calls_activate_a_passive_ledger_once_and_every_one_is_
     let (_ca, nodes) = control_cluster(&dir, 1, 2, |_, _| {}).await;
     let a = &nodes[1].node;
     let control = nodes[0].node.control().unwrap().clone();
+    taking(&control, a.id()).await;
     let ledger = spawn_ready(&control, || {
         idle_ledger("crowd", a.id(), Duration::from_millis(300))
     })
@@ -175,6 +193,7 @@ async fn a_forged_or_replayed_passivation_report_is_refused() {
     let (_ca, nodes) = control_cluster(&dir, 1, 2, |_, _| {}).await;
     let (head, a, b) = (&nodes[0].node, &nodes[1].node, &nodes[2].node);
     let control = head.control().unwrap().clone();
+    taking(&control, a.id()).await;
     // Idle for a minute before it passivates by itself: not in this test.
     let ledger = spawn_ready(&control, || {
         idle_ledger("guarded", a.id(), Duration::from_secs(60))
