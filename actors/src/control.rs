@@ -379,7 +379,8 @@ impl Control {
         self.call(request, CALL_WITHIN).await
     }
 
-    /// A handle to the named actor `name`, if it exists and is an `A`.
+    /// A handle to the named actor `name`, if it exists and is an `A` (a
+    /// passive one is placed again: see [`Spawn::passivate_after`]).
     ///
     /// # Errors
     ///
@@ -395,6 +396,25 @@ impl Control {
             });
         }
         Ok(Named::new(self.clone(), name, Some(located)))
+    }
+
+    /// A handle to the named actor `spawn` names: the running one, the
+    /// passive one placed again (its first call activates it: a resolve
+    /// of a passive name places it), or, if the head has no record of the
+    /// name, a new one placed from `spawn` (kameo's `lookup_or_spawn`;
+    /// two callers racing both get the one placed first).
+    ///
+    /// # Errors
+    ///
+    /// As [`Control::lookup`] and [`Control::spawn`].
+    pub async fn lookup_or_spawn<A: Spawnable>(
+        &self,
+        spawn: Spawn<A>,
+    ) -> Result<Named<A>, ControlError> {
+        match self.lookup::<A>(&spawn.name).await {
+            Err(ControlError::NoSuchName { .. }) => self.spawn(spawn.get_if_exists()).await,
+            other => other,
+        }
     }
 
     /// Where `name` runs now.

@@ -116,10 +116,19 @@ async fn an_idle_ledger_passivates_with_its_state_and_the_next_call_activates_it
     // it) activates it too, wherever there is room.
     let again = passive(&control, "sleepy", Duration::from_secs(10)).await;
     assert!(again.epoch > before.epoch);
-    let fresh = control.lookup::<Ledger>("sleepy").await.unwrap();
+    let fresh = control
+        .lookup_or_spawn(idle_ledger("sleepy", b.id(), Duration::from_secs(60)))
+        .await
+        .unwrap();
     let third = fresh.send(Deposit(0)).await.unwrap();
     assert_eq!(third.total, total + 5);
     assert!(third.node == a.id() || third.node == b.id() || third.node == nodes[0].node.id());
+    // A name the head has no record of is placed from the spawn given.
+    let new = control
+        .lookup_or_spawn(idle_ledger("woken", b.id(), Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(new.send(Deposit(1)).await.unwrap().total, 101);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
