@@ -270,10 +270,17 @@ impl Node {
                         name,
                         epoch,
                     };
+                    use crate::head::wire::ControlError;
+                    use crate::supervision::passivation::NotPassive;
                     control
                         .call(report, std::time::Duration::from_secs(5))
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| match e {
+                            ControlError::Forbidden { .. }
+                            | ControlError::Refused { .. }
+                            | ControlError::NoSuchName { .. } => NotPassive::Refused(e.to_string()),
+                            other => NotPassive::Unknown(other.to_string()),
+                        })
                 })
             });
         host.do_send(crate::supervision::SetReporter(report));

@@ -7,16 +7,27 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock};
 
 use swarm_protocol::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
 /// Tells the head that `(name, epoch)` on this node is idle and drained;
-/// answers once the head recorded it passive (or why not).
+/// answers once the head recorded it passive, or why not.
 pub(crate) type ReportPassive = std::sync::Arc<
-    dyn Fn(String, u64) -> Pin<Box<dyn Future<Output = Result<(), String>>>> + Send + Sync,
+    dyn Fn(String, u64) -> Pin<Box<dyn Future<Output = Result<(), NotPassive>>>> + Send + Sync,
 >;
+
+/// Why a passivation report was not acknowledged.
+#[derive(Debug)]
+pub(crate) enum NotPassive {
+    /// The head refused it: it did not record the name passive.
+    Refused(String),
+    /// No answer (no quorum, a cut link, a leader change): the head may or
+    /// may not have recorded it.
+    Unknown(String),
+}
 
 /// Asks an incarnation to save a final snapshot; answered once saved.
 pub(crate) type SaveRequest = oneshot::Sender<Result<(), String>>;
@@ -25,13 +36,15 @@ pub(crate) type SaveRequest = oneshot::Sender<Result<(), String>>;
 struct Registered {
     epoch: u64,
     /// The next sequence number of its journal.
-    next: u64,
+    next: AtomicU64,
     /// The store's backend.
     backend: &'static str,
     save: mpsc::UnboundedSender<SaveRequest>,
 }
 
-type Incarnations = RwLock<HashMap<(NodeId, String), Registered>>;
+/// By node, then name (looked up by `&str`: no allocation per persist or
+/// per listed row).
+type Incarnations = RwLock<HashMap<NodeId, HashMap<String, Registered>>>;
 
 fn incarnations() -> &'static Incarnations {
     static INCARNATIONS: OnceLock<Incarnations> = OnceLock::new();
@@ -50,9 +63,14 @@ impl Drop for Registration {
         let mut map = incarnations()
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let key = (self.node, std::mem::take(&mut self.name));
-        if map.get(&key).is_some_and(|r| r.epoch == self.epoch) {
-            map.remove(&key);
+        let Some(names) = map.get_mut(&self.node) else {
+            return;
+        };
+        if names.get(&self.name).is_some_and(|r| r.epoch == self.epoch) {
+            names.remove(&self.name);
+            if names.is_empty() {
+                map.remove(&self.node);
+            }
         }
     }
 }
@@ -69,14 +87,14 @@ pub(crate) fn register(
     let mut map = incarnations()
         .write()
         .unwrap_or_else(PoisonError::into_inner);
-    let key = (node, name.to_owned());
+    let names = map.entry(node).or_default();
     // An older epoch's incarnation gives way (never a newer one's).
-    if map.get(&key).is_none_or(|r| r.epoch <= epoch) {
-        map.insert(
-            key,
+    if names.get(name).is_none_or(|r| r.epoch <= epoch) {
+        names.insert(
+            name.to_owned(),
             Registered {
                 epoch,
-                next,
+                next: AtomicU64::new(next),
                 backend,
                 save,
             },
@@ -91,14 +109,15 @@ pub(crate) fn register(
 
 /// Its journal moved on to `next`.
 pub(crate) fn advanced(node: NodeId, name: &str, epoch: u64, next: u64) {
-    let mut map = incarnations()
-        .write()
-        .unwrap_or_else(PoisonError::into_inner);
-    if let Some(r) = map
-        .get_mut(&(node, name.to_owned()))
-        .filter(|r| r.epoch == epoch)
-    {
-        r.next = next;
+    if let Some(r) = lookup(
+        &incarnations()
+            .read()
+            .unwrap_or_else(PoisonError::into_inner),
+        node,
+        name,
+        epoch,
+    ) {
+        r.next.store(next, Ordering::Relaxed);
     }
 }
 
@@ -109,9 +128,8 @@ pub(crate) fn position(node: NodeId, name: &str, epoch: u64) -> Option<(u64, &'s
     let map = incarnations()
         .read()
         .unwrap_or_else(PoisonError::into_inner);
-    map.get(&(node, name.to_owned()))
-        .filter(|r| r.epoch == epoch)
-        .map(|r| (r.next.saturating_sub(1), r.backend))
+    lookup(&map, node, name, epoch)
+        .map(|r| (r.next.load(Ordering::Relaxed).saturating_sub(1), r.backend))
 }
 
 /// Asks `name`'s durable incarnation `epoch` to save a final snapshot:
@@ -124,10 +142,18 @@ pub(crate) fn save(
     let map = incarnations()
         .read()
         .unwrap_or_else(PoisonError::into_inner);
-    let registered = map
-        .get(&(node, name.to_owned()))
-        .filter(|r| r.epoch == epoch)?;
+    let registered = lookup(&map, node, name, epoch)?;
     let (tx, rx) = oneshot::channel();
     registered.save.send(tx).ok()?;
     Some(rx)
+}
+
+/// `name`'s incarnation `epoch` on `node`.
+fn lookup<'a>(
+    map: &'a HashMap<NodeId, HashMap<String, Registered>>,
+    node: NodeId,
+    name: &str,
+    epoch: u64,
+) -> Option<&'a Registered> {
+    map.get(&node)?.get(name).filter(|r| r.epoch == epoch)
 }

@@ -9,16 +9,21 @@
 //!    if it places this epoch on this node;
 //! 5. stopped.
 //!
-//! Any step failing (a handler that does not finish, the store or the head
-//! unreachable) exposes it again and it counts as busy: the next idle
-//! period tries again.
+//! A step failing before the report (a handler that does not finish, the
+//! store unreachable), or the head refusing the report, exposes it again
+//! and it counts as busy: the next idle period tries again. A report left
+//! unanswered (no quorum, a cut link) stops it all the same: the head
+//! either recorded it passive, or sees the node's next lease renewal
+//! without it and starts it again under a new epoch (its state is in its
+//! journal either way); exposed again, it would answer callers while the
+//! head may have activated another incarnation.
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
 use super::Host;
-use crate::supervision::passivation::{self, ReportPassive};
+use crate::supervision::passivation::{self, NotPassive, ReportPassive};
 
 /// How often the host looks for idle actors.
 const EVERY: Duration = Duration::from_millis(100);
@@ -142,15 +147,17 @@ impl Host {
                         probe.probe();
                         tokio::time::sleep(Duration::from_millis(5)).await;
                     }
-                    _ => return Err("its mailbox did not drain".to_owned()),
+                    _ => return Err(refused("its mailbox did not drain")),
                 }
             }
             if let Some(saved) = passivation::save(node, &asked, epoch) {
                 match tokio::time::timeout(SAVE_WITHIN, saved).await {
                     Ok(Ok(Ok(()))) => {}
-                    Ok(Ok(Err(e))) => return Err(format!("its final snapshot failed: {e}")),
-                    Ok(Err(_)) => return Err("it stopped while saving".to_owned()),
-                    Err(_) => return Err("its final snapshot took too long".to_owned()),
+                    Ok(Ok(Err(e))) => {
+                        return Err(refused(&format!("its final snapshot failed: {e}")))
+                    }
+                    Ok(Err(_)) => return Err(refused("it stopped while saving")),
+                    Err(_) => return Err(refused("its final snapshot took too long")),
                 }
             }
             report(asked, epoch).await
@@ -161,7 +168,12 @@ impl Host {
                     act.idle.remove(&name);
                     act.stop(&name, epoch);
                 }
-                Err(reason) => {
+                Err(NotPassive::Unknown(reason)) => {
+                    tracing::warn!(actor = %name, epoch, %reason, "passivation report unanswered: stopping it anyway (the head records it passive, or starts it again)");
+                    act.idle.remove(&name);
+                    act.stop(&name, epoch);
+                }
+                Err(NotPassive::Refused(reason)) => {
                     tracing::info!(actor = %name, epoch, %reason, "not passivated: it stays");
                     let current = act.started.get(&name).is_some_and(|s| s.epoch == epoch);
                     if current {
@@ -176,4 +188,8 @@ impl Host {
             }
         }));
     }
+}
+
+fn refused(reason: &str) -> NotPassive {
+    NotPassive::Refused(reason.to_owned())
 }
