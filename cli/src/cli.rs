@@ -464,6 +464,18 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn durations_parse_in_their_units_and_nothing_else() {
+        assert_eq!(parse_millis("30s"), Ok(30_000));
+        assert_eq!(parse_millis("500ms"), Ok(500));
+        assert_eq!(parse_millis("5m"), Ok(300_000));
+        assert_eq!(parse_millis("1h"), Ok(3_600_000));
+        assert_eq!(parse_millis("2"), Ok(2_000));
+        for bad in ["", "0s", "-1s", "1d", "s", "1e400s", "NaNs"] {
+            assert!(parse_millis(bad).is_err(), "{bad:?}");
+        }
+    }
+
     /// The long help of `swarm PATH...`, as `--help` prints it.
     fn help(path: &[&str]) -> String {
         let mut command = Args::command();

@@ -280,6 +280,36 @@ mod tests {
     /// 27.6 s of CPU here; the bench times it (`swarm bench control
     /// --actors`), this checks the rows.
     #[test]
+    fn a_running_durable_actor_shows_its_nodes_journal_and_a_passive_one_the_heads() {
+        let a = node(1);
+        let mut durable = placed("durable", a, 3, "placed");
+        durable.journal_seq = Some(40);
+        let mut sleeping = placed("sleeping", a, 2, "passive");
+        sleeping.journal_seq = Some(17);
+        let plain = placed("plain", a, 4, "placed");
+        let mut row = running("durable", 3, "running", 0);
+        row.journal = Some(("embedded".to_owned(), 42));
+        let mut hosts = BTreeMap::new();
+        hosts.insert(a, Ok(vec![row, running("plain", 4, "running", 0)]));
+        let lines = actor_lines(vec![durable, sleeping, plain], &hosts, &[]);
+        let shown: Vec<(&str, &str, Option<u64>, Option<&str>)> = lines
+            .iter()
+            .map(|l| {
+                let backend = l.journal_backend.as_deref();
+                (l.name.as_str(), l.state.as_str(), l.journal_seq, backend)
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("durable", "running", Some(42), Some("embedded")),
+                ("sleeping", "passive", Some(17), None),
+                ("plain", "running", None, None),
+            ]
+        );
+    }
+
+    #[test]
     #[ignore = "stress: 100,000 rows"]
     fn stress_a_hundred_thousand_records_on_a_thousand_nodes_join_each_to_its_host_row() {
         let nodes: Vec<NodeId> = (0..1_000u16)
