@@ -455,27 +455,6 @@ impl ControlState {
         }
     }
 
-    /// Records `name` passive if its record places `epoch` on `node`:
-    /// `Stale` for another epoch (a replayed or overtaken report),
-    /// `Refused` for another node (a forged one) or a record not placed.
-    fn passivate(&mut self, name: &str, epoch: u64, node: NodeId) -> Applied {
-        let Some(record) = self.actors.get(name) else {
-            return Applied::Unknown;
-        };
-        if record.epoch != epoch {
-            return Applied::Stale;
-        }
-        if record.node != node || record.state != RecordState::Placed {
-            return Applied::NotOwner;
-        }
-        let record = ActorRecord::clone(record);
-        self.release(name, &record);
-        if let Some(record) = self.actors.get_mut(name) {
-            record.state = RecordState::Passive;
-        }
-        Applied::Done
-    }
-
     /// The durable actors' journals.
     pub(crate) fn journals(&self) -> &super::journal::Journals {
         &self.journals
@@ -714,5 +693,6 @@ impl ControlState {
 /// Most lockouts the state holds (the ones ending first make room).
 const MAX_LOCKOUTS: usize = 65_536;
 
+mod passivation;
 #[cfg(test)]
 mod tests;
