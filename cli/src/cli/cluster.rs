@@ -391,13 +391,17 @@ pub(crate) fn actors(config: &Path, addr: SocketAddr, json: bool) -> Result<()> 
         return Ok(());
     }
     println!(
-        "{:<24} {:<24} {:<11} {:>8} {:>8}",
-        "NAME", "TYPE", "STATE", "RESTARTS", "EPOCH"
+        "{:<24} {:<24} {:<11} {:>8} {:>8} {:>8}",
+        "NAME", "TYPE", "STATE", "RESTARTS", "EPOCH", "JOURNAL"
     );
     for r in &rows {
+        let journal = r
+            .journal
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |(_, seq)| seq.to_string());
         println!(
-            "{:<24} {:<24} {:<11} {:>8} {:>8}",
-            r.name, r.type_name, r.state, r.restarts, r.epoch
+            "{:<24} {:<24} {:<11} {:>8} {:>8} {:>8}",
+            r.name, r.type_name, r.state, r.restarts, r.epoch, journal
         );
     }
     Ok(())
