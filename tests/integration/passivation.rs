@@ -319,3 +319,47 @@ async fn a_passive_ledger_is_not_moved_when_its_node_dies_and_survives_a_whole_c
     assert_eq!(after.total, total, "kept through the restart");
     assert!(after.epoch > again.epoch);
 }
+
+/// Calls paced around the idle time, so that many arrive while the ledger
+/// is being passivated (unexposed, drained, snapshotted, reported) or
+/// activated: every one is answered, each deposit applied once.
+#[actix_rt::test]
+#[ignore = "stress: about a minute"]
+async fn stress_calls_racing_passivation_are_all_answered_once() {
+    let dir = scratch("passivate-race");
+    let (_ca, nodes) = control_cluster(&dir, 1, 2, |_, _| {}).await;
+    let control = nodes[0].node.control().unwrap().clone();
+    taking(&control, nodes[1].node.id()).await;
+    let idle = Duration::from_millis(150);
+    let ledger = spawn_ready(&control, || idle_ledger("racy", nodes[1].node.id(), idle)).await;
+    let callers = 4u64;
+    let rounds = 60u64;
+    let mut tasks = Vec::new();
+    for _ in 0..callers {
+        let ledger = ledger.clone();
+        tasks.push(actix_rt::spawn(async move {
+            let mut incarnations = std::collections::BTreeSet::new();
+            for r in 0..rounds {
+                // Pacing (a load pattern, not a wait): from under to well
+                // over the idle time (and the host's 100 ms look).
+                let ms = 100 + (r * 53) % 250;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let answer = ledger.send(Deposit(1)).await.expect("every call answered");
+                incarnations.insert(answer.epoch);
+            }
+            incarnations
+        }));
+    }
+    let mut epochs = std::collections::BTreeSet::new();
+    for t in tasks {
+        epochs.extend(t.await.unwrap());
+    }
+    let total = ledger.send(Deposit(0)).await.unwrap().total;
+    assert_eq!(total, 100 + callers * rounds, "each deposit applied once");
+    eprintln!("{} incarnations answered", epochs.len());
+    assert!(
+        epochs.len() > 1,
+        "it passivated and was activated meanwhile"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
