@@ -417,7 +417,7 @@ impl Control {
         }
     }
 
-    /// Where `name` runs now.
+    /// Where `name` runs now (a passive actor is placed again first).
     ///
     /// # Errors
     ///
