@@ -144,6 +144,14 @@ pub trait Durable: Spawnable {
         100
     }
 
+    /// Passivate an incarnation after this long without a message (its
+    /// node stops it after a final snapshot; the next call places it
+    /// again): the type's default, for spawns that set none
+    /// (`Spawn::passivate_after` wins). `None`: never.
+    fn passivate_after() -> Option<std::time::Duration> {
+        None
+    }
+
     /// The actor's journal handle ([`Journal::new`] in `build`).
     fn journal(&mut self) -> &mut Journal;
 }

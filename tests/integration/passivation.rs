@@ -363,3 +363,93 @@ async fn stress_calls_racing_passivation_are_all_answered_once() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A durable counter whose type passivates it after 300 ms idle.
+struct Nap {
+    total: u64,
+    epoch: u64,
+    journal: swarm::durable::Journal,
+}
+
+#[derive(Serialize, Deserialize)]
+enum NapEvent {
+    Added(u64),
+}
+
+impl swarm::durable::Durable for Nap {
+    const JOURNAL: &'static str = "test.Nap";
+    type Event = NapEvent;
+    type Snapshot = u64;
+    fn apply(&mut self, NapEvent::Added(n): &NapEvent) {
+        self.total += n;
+    }
+    fn snapshot(&self) -> u64 {
+        self.total
+    }
+    fn restore(&mut self, total: u64) {
+        self.total = total;
+    }
+    fn passivate_after() -> Option<Duration> {
+        Some(Duration::from_millis(300))
+    }
+    fn journal(&mut self) -> &mut swarm::durable::Journal {
+        &mut self.journal
+    }
+}
+
+impl actix::Actor for Nap {
+    type Context = actix::Context<Self>;
+    fn started(&mut self, ctx: &mut actix::Context<Self>) {
+        swarm::durable::recover(self, ctx);
+    }
+}
+
+/// Adds; answers (total, epoch) once durable.
+#[derive(Debug, Clone, Serialize, Deserialize, actix::Message)]
+#[rtype(result = "Result<(u64, u64), String>")]
+struct NapAdd(u64);
+swarm::remote_message!(NapAdd => "test.passivation.NapAdd");
+
+impl actix::Handler<NapAdd> for Nap {
+    type Result = actix::ResponseActFuture<Self, Result<(u64, u64), String>>;
+    fn handle(&mut self, NapAdd(n): NapAdd, ctx: &mut actix::Context<Self>) -> Self::Result {
+        use actix::ActorFutureExt as _;
+        let added =
+            swarm::durable::persist_then(self, ctx, vec![NapEvent::Added(n)], |a: &mut Self| {
+                (a.total, a.epoch)
+            });
+        Box::pin(added.map(|r, _, _| r.map_err(|e| e.to_string())))
+    }
+}
+swarm::remote_actor!(Nap: NapAdd);
+
+impl swarm::supervision::Spawnable for Nap {
+    const TYPE: &'static str = "test.Nap";
+    type Args = ();
+    fn build(_: &(), incarnation: &swarm::supervision::Incarnation) -> Self {
+        Nap {
+            total: 0,
+            epoch: incarnation.epoch,
+            journal: swarm::durable::Journal::new(incarnation),
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_type_that_passivates_by_default_passivates_without_a_spawn_option() {
+    let dir = scratch("passivate-default");
+    let (_ca, nodes) = control_cluster(&dir, 1, 1, |_, _| {}).await;
+    for n in &nodes {
+        n.node.register::<Nap>();
+    }
+    let control = nodes[0].node.control().unwrap().clone();
+    let nap = spawn_ready(&control, || Spawn::<Nap>::named("nap")).await;
+    let (total, first) = nap.send(NapAdd(2)).await.unwrap().unwrap();
+    assert_eq!(total, 2);
+    let row = passive(&control, "nap", Duration::from_secs(10)).await;
+    assert_eq!(row.epoch, first);
+    let (total, second) = nap.send(NapAdd(3)).await.unwrap().unwrap();
+    assert_eq!(total, 5, "recovered, then added");
+    assert!(second > first);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,6 +16,10 @@ pub(super) fn recovered<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
     let (tx, rx) = mpsc::unbounded_channel();
     let position = (journal.next_seq(), journal.backend().unwrap_or("unknown"));
     let registration = passivation::register(node, name, journal.epoch(), position, tx);
+    if let Some(idle) = A::passivate_after() {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+        passivation::idle_by_default(node, name, journal.epoch(), ms);
+    }
     listen(actor, ctx, rx, registration);
 }
 

@@ -157,3 +157,32 @@ fn lookup<'a>(
 ) -> Option<&'a Registered> {
     map.get(&node)?.get(name).filter(|r| r.epoch == epoch)
 }
+
+/// Incarnations whose type passivates them by default, per node, until
+/// the host takes them (`(name, epoch, idle ms)`; bounded by what runs).
+type Defaults = std::sync::Mutex<HashMap<NodeId, Vec<(String, u64, u64)>>>;
+
+fn defaults() -> &'static Defaults {
+    static DEFAULTS: OnceLock<Defaults> = OnceLock::new();
+    DEFAULTS.get_or_init(Defaults::default)
+}
+
+/// `name`'s incarnation `epoch` on `node` passivates after `ms` idle unless
+/// its spawn said otherwise (`Durable::passivate_after`).
+pub(crate) fn idle_by_default(node: NodeId, name: &str, epoch: u64, ms: u64) {
+    defaults()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(node)
+        .or_default()
+        .push((name.to_owned(), epoch, ms));
+}
+
+/// What `node`'s host has not taken yet of [`idle_by_default`].
+pub(crate) fn take_idle_defaults(node: NodeId) -> Vec<(String, u64, u64)> {
+    defaults()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&node)
+        .unwrap_or_default()
+}

@@ -77,6 +77,21 @@ impl Host {
     }
 
     fn look_for_idle(&mut self, ctx: &mut Context<Self>) {
+        // Types that passivate by default, for spawns that set no time.
+        for (name, epoch, ms) in passivation::take_idle_defaults(self.registry.node()) {
+            let placed = self
+                .started
+                .get(&name)
+                .is_some_and(|s| s.fenced && s.epoch == epoch);
+            if placed {
+                if !self.idle.get(&name).is_some_and(|i| i.epoch == epoch) {
+                    self.idle.insert(name, Idle::new(epoch, ms));
+                }
+            } else if self.fencing.epoch_of(&name) == Some(epoch) {
+                // Recovered before its start was recorded: next time.
+                passivation::idle_by_default(self.registry.node(), &name, epoch, ms);
+            }
+        }
         if self.idle.is_empty() || self.report.is_none() {
             return;
         }
