@@ -84,7 +84,7 @@ impl Host {
                 .get(&name)
                 .is_some_and(|s| s.fenced && s.epoch == epoch);
             if placed {
-                if !self.idle.get(&name).is_some_and(|i| i.epoch == epoch) {
+                if self.idle.get(&name).is_none_or(|i| i.epoch != epoch) {
                     self.idle.insert(name, Idle::new(epoch, ms));
                 }
             } else if self.fencing.epoch_of(&name) == Some(epoch) {
