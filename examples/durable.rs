@@ -3,7 +3,9 @@
 //! as an event and saves its holder's name whole (`persist_state`); when
 //! its worker's thread stops (its sockets close as a killed process's
 //! would) the next incarnation, on the other worker, recovers both from
-//! the journal in the head group before it answers.
+//! the journal in the head group before it answers. Left idle, it is
+//! passivated (stopped, its state in its journal) and its next call places
+//! it again.
 //!
 //! Run it with:
 //!
@@ -166,6 +168,7 @@ async fn main() {
         Spawn::<Account>::named("account")
             .args("ada".to_owned())
             .restart(Restart::on_failure().max(3))
+            .passivate_after(Duration::from_millis(500))
     };
     let account = loop {
         match control.spawn(spawn()).await {
@@ -203,6 +206,26 @@ async fn main() {
         stopped.elapsed()
     );
     assert_eq!((answer.0.as_str(), answer.1), ("grace", 100));
+
+    // Idle for 500 ms: passivated, then activated by the next call.
+    loop {
+        let placed = control.placed().await.unwrap();
+        if placed
+            .iter()
+            .any(|r| r.name == "account" && r.state == "passive")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("idle: passivated (no node runs it; its state is in its journal)");
+    let woken = Instant::now();
+    let answer = account.send(Deposit(1)).await.unwrap().unwrap();
+    println!(
+        "the next call activated it in {:?}: {answer:?}",
+        woken.elapsed()
+    );
+    assert_eq!((answer.0.as_str(), answer.1), ("grace", 101));
     control.stop("account").await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     System::current().stop();

@@ -392,7 +392,8 @@ impl Control {
         self.call(request, CALL_WITHIN).await
     }
 
-    /// A handle to the named actor `name`, if it exists and is an `A`.
+    /// A handle to the named actor `name`, if it exists and is an `A` (a
+    /// passive one is placed again: see [`Spawn::passivate_after`]).
     ///
     /// # Errors
     ///
@@ -410,7 +411,26 @@ impl Control {
         Ok(Named::new(self.clone(), name, Some(located)))
     }
 
-    /// Where `name` runs now.
+    /// A handle to the named actor `spawn` names: the running one, the
+    /// passive one placed again (its first call activates it: a resolve
+    /// of a passive name places it), or, if the head has no record of the
+    /// name, a new one placed from `spawn` (kameo's `lookup_or_spawn`;
+    /// two callers racing both get the one placed first).
+    ///
+    /// # Errors
+    ///
+    /// As [`Control::lookup`] and [`Control::spawn`].
+    pub async fn lookup_or_spawn<A: Spawnable>(
+        &self,
+        spawn: Spawn<A>,
+    ) -> Result<Named<A>, ControlError> {
+        match self.lookup::<A>(&spawn.name).await {
+            Err(ControlError::NoSuchName { .. }) => self.spawn(spawn.get_if_exists()).await,
+            other => other,
+        }
+    }
+
+    /// Where `name` runs now (a passive actor is placed again first).
     ///
     /// # Errors
     ///
@@ -603,6 +623,7 @@ impl<A: Spawnable> Spawn<A> {
                 restart: Restart::never(),
                 bundle: None,
                 replace_on_escalation: true,
+                idle_after_ms: None,
             },
             get_if_exists: false,
             _type: PhantomData,
@@ -668,6 +689,17 @@ impl<A: Spawnable> Spawn<A> {
     /// [`ControlError::NameTaken`] (Ray's `get_if_exists`).
     pub fn get_if_exists(mut self) -> Self {
         self.get_if_exists = true;
+        self
+    }
+
+    /// Passivates it after `idle` without a message: its node stops it
+    /// (a durable actor saves a snapshot first), the head records it
+    /// passive (no node, no capacity, not failed over), and the next call
+    /// through a [`Named`] places it again, recovered from its journal.
+    /// At least 1 ms.
+    pub fn passivate_after(mut self, idle: Duration) -> Self {
+        let ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.spec.idle_after_ms = Some(ms);
         self
     }
 }

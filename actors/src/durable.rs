@@ -91,6 +91,7 @@
 pub mod codec;
 mod embedded;
 mod journal;
+mod passivation;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod store;
@@ -141,6 +142,14 @@ pub trait Durable: Spawnable {
     /// How many events between snapshots (at least 1).
     fn snapshot_every() -> u64 {
         100
+    }
+
+    /// Passivate an incarnation after this long without a message (its
+    /// node stops it after a final snapshot; the next call places it
+    /// again): the type's default, for spawns that set none
+    /// (`Spawn::passivate_after` wins). `None`: never.
+    fn passivate_after() -> Option<std::time::Duration> {
+        None
     }
 
     /// The actor's journal handle ([`Journal::new`] in `build`).

@@ -28,6 +28,7 @@ pub fn control(data: &[u8]) {
     let _ = decode::<Renew>(data);
     let _ = decode::<HostSpawn>(data);
     let _ = decode::<HostStop>(data);
+    let _ = decode::<crate::head::wire::passivation::Passivated>(data);
     let _ = decode::<Grant>(data);
     let _ = decode::<Machine>(data);
     let _ = decode::<crate::head::wire::RevokeCert>(data);
@@ -160,6 +161,7 @@ fn seeded() -> ControlState {
         restart: crate::supervision::Restart::never(),
         bundle,
         replace_on_escalation: true,
+        idle_after_ms: None,
     };
     let mut state = ControlState::default();
     let _ = state.apply(Command::ReserveGroup {
@@ -191,6 +193,11 @@ fn seeded() -> ControlState {
 fn seeds() -> Vec<Vec<u8>> {
     let node = swarm_protocol::NodeId::from_bytes([1; 16]);
     let command = Command::Batch(vec![
+        Command::Passivate {
+            name: "b".to_owned(),
+            epoch: 2,
+            node,
+        },
         Command::Drain { node, on: true },
         Command::Remove {
             name: "a".to_owned(),

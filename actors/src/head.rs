@@ -263,6 +263,7 @@ impl Head {
             .stamped::<wire::journal::ClaimJournal>()
             .stamped::<wire::journal::AppendJournal>()
             .stamped::<wire::journal::SnapshotJournal>()
+            .stamped::<wire::passivation::Passivated>()
             .stamped::<crate::head::wire::operators::SetPassword>()
             .stamped::<crate::head::wire::operators::Delegate>()
             .stamped::<crate::head::wire::operators::VerifyLogin>()

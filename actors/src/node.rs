@@ -273,6 +273,7 @@ impl Node {
             epoch,
             restart,
             fence: None,
+            idle_after_ms: None,
         };
         self.remote::<Host>(node, HOST_ACTOR)
             .send(request)

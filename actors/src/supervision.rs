@@ -24,6 +24,7 @@ mod fencing;
 mod host;
 mod hosting;
 mod keeper;
+pub(crate) mod passivation;
 mod report;
 mod spawn;
 
@@ -38,7 +39,7 @@ pub(crate) use fencing::{Admission, Fencing};
 pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
 pub use hosting::Host;
-pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave};
+pub(crate) use hosting::{ApplyGrant, LeaseRunning, Leave, SetReporter};
 pub(crate) use keeper::Keeper;
 pub(crate) use report::{Report, Reporter};
 pub(crate) use spawn::Registry;

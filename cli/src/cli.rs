@@ -169,6 +169,29 @@ pub(crate) enum NodeCommand {
     },
 }
 
+/// Parses `30s`, `500ms`, `5m`, `1h` (a number alone is seconds) into ms.
+pub(crate) fn parse_millis(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 30s, 500ms, 5m)"))?;
+    let scale = match unit {
+        "ms" => 1.0,
+        "" | "s" => 1e3,
+        "m" | "min" => 60e3,
+        "h" => 3600e3,
+        other => return Err(format!("unknown duration unit {other:?} (use ms, s, m, h)")),
+    };
+    let ms = number * scale;
+    if !ms.is_finite() || ms < 1.0 || ms > u64::MAX as f64 {
+        return Err(format!("{s:?} is not a duration of at least 1 ms"));
+    }
+    Ok(ms as u64)
+}
+
 /// Parses `16GiB`, `512MiB`, `2G`, `1024` (bytes).
 pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
@@ -440,6 +463,18 @@ mod tests {
     use clap::CommandFactory as _;
 
     use super::*;
+
+    #[test]
+    fn durations_parse_in_their_units_and_nothing_else() {
+        assert_eq!(parse_millis("30s"), Ok(30_000));
+        assert_eq!(parse_millis("500ms"), Ok(500));
+        assert_eq!(parse_millis("5m"), Ok(300_000));
+        assert_eq!(parse_millis("1h"), Ok(3_600_000));
+        assert_eq!(parse_millis("2"), Ok(2_000));
+        for bad in ["", "0s", "-1s", "1d", "s", "1e400s", "NaNs"] {
+            assert!(parse_millis(bad).is_err(), "{bad:?}");
+        }
+    }
 
     /// The long help of `swarm PATH...`, as `--help` prints it.
     fn help(path: &[&str]) -> String {

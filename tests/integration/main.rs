@@ -35,6 +35,7 @@ mod netns;
 mod operators;
 mod oversize;
 mod partition;
+mod passivation;
 mod placement;
 mod policy;
 mod postgres;

@@ -219,6 +219,7 @@ async fn a_head_starts_a_registered_type_on_another_node_and_bad_requests_are_re
             supervisor: "this node's host: restarted on failure, at most 5 within 60s".into(),
             placed: false,
             history: Vec::new(),
+            journal: None,
         }]
     );
 
@@ -258,6 +259,7 @@ async fn a_head_starts_a_registered_type_on_another_node_and_bad_requests_are_re
         epoch: 1,
         restart: Restart::never(),
         fence: None,
+        idle_after_ms: None,
     };
     let reply = head
         .remote::<Host>(host.id(), HOST_ACTOR)

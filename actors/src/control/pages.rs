@@ -49,6 +49,7 @@ mod tests {
             placements: 1,
             resources: ResourceSet::default(),
             bundle: None,
+            journal_seq: None,
         }
     }
 

@@ -104,6 +104,11 @@ impl Journal {
         self.next
     }
 
+    /// The actor's name and its node (passivation's registry).
+    pub(crate) fn incarnation(&self) -> (&str, NodeId) {
+        (&self.name, self.node)
+    }
+
     /// Whether it recovered (and may persist).
     pub fn is_recovered(&self) -> bool {
         self.writer.is_some()
@@ -188,6 +193,7 @@ pub fn recover<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
                 let journal = act.journal();
                 journal.recovered_in = Some(started.elapsed());
                 tracing::debug!(actor = %journal.name, epoch = journal.epoch, next = journal.next, took = ?started.elapsed(), "recovered");
+                super::passivation::recovered(act, ctx);
             }
             Err(e) => {
                 let journal = act.journal();
@@ -317,6 +323,12 @@ pub fn persist_then<A: Durable, R: 'static>(
                 }
                 let journal = act.journal();
                 journal.next = next;
+                crate::supervision::passivation::advanced(
+                    journal.node,
+                    &journal.name,
+                    journal.epoch,
+                    next,
+                );
                 journal.since_snapshot += count;
                 journal.bytes_since_snapshot += bytes;
                 let replied = reply(act);

@@ -304,6 +304,11 @@ impl Journals {
         }
     }
 
+    /// The last sequence number `name`'s journal holds (0: none yet).
+    pub(crate) fn last_seq(&self, name: &str) -> Option<u64> {
+        self.journals.get(name).map(|j| j.next.saturating_sub(1))
+    }
+
     /// Forgets `name`'s journal (the actor was stopped for good).
     pub(crate) fn forget(&mut self, name: &str) {
         self.journals.remove(name);

@@ -29,6 +29,11 @@ pub(crate) enum RecordState {
         /// Why.
         reason: String,
     },
+    /// Passivated: stopped after it was idle, its state kept in its
+    /// journal. No node runs it or holds capacity for it, nothing moves
+    /// it; the next call places it again (`node` and `epoch` stay those
+    /// of its last placement).
+    Passive,
 }
 
 /// One named actor.
@@ -153,6 +158,17 @@ pub(crate) enum Command {
     },
     /// A durable actor's journal write (`head::journal`).
     Journal(super::journal::JournalCommand),
+    /// The node running `name` under `epoch` stopped it, idle: it is
+    /// recorded passive (refused unless the record places that epoch on
+    /// `node`, the report's authenticated sender).
+    Passivate {
+        /// The name.
+        name: String,
+        /// The placement that passivated.
+        epoch: u64,
+        /// The node that reported it.
+        node: NodeId,
+    },
 }
 
 /// What applying a command did.
@@ -181,6 +197,9 @@ pub(crate) enum Applied {
     Batch(Vec<Applied>),
     /// What a journal write did.
     Journal(Result<super::journal::JournalDone, super::journal::StoreError>),
+    /// A report about a placement from a node that does not run it (or
+    /// about one that is not running): refused.
+    NotOwner,
 }
 
 /// The replicated state. (De)serialized as its fields minus the derived
@@ -432,6 +451,7 @@ impl ControlState {
                 let placed = self.journal_owner(command.name());
                 Applied::Journal(self.journals.apply(command, placed))
             }
+            Command::Passivate { name, epoch, node } => self.passivate(&name, epoch, node),
         }
     }
 
@@ -673,5 +693,6 @@ impl ControlState {
 /// Most lockouts the state holds (the ones ending first make room).
 const MAX_LOCKOUTS: usize = 65_536;
 
+mod passivation;
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,7 @@ const RETRY_MOVE: Duration = Duration::from_secs(1);
 /// thousands of actors must not crowd lease renewals out of the log.
 const MOVES_IN_FLIGHT: usize = 256;
 
+mod activation;
 mod groups;
 mod journal;
 mod keys;
@@ -104,6 +105,8 @@ pub(crate) struct Supervisor {
     certified: HashMap<NodeId, Vec<String>>,
     /// Names being moved or restarted now (queued or in flight).
     moving: HashSet<String>,
+    /// Passive names being activated, and who waits for them.
+    activating: activation::Waiting,
     /// What this leader delivered to hosts, so that an epoch is never
     /// started twice (shared with its writes' futures; never held across
     /// an await).
@@ -180,6 +183,7 @@ impl Supervisor {
             reported: super::reported::Reported::default(),
             certified: HashMap::new(),
             moving: HashSet::new(),
+            activating: HashMap::new(),
             deliveries: Arc::default(),
             retry_after: HashMap::new(),
             restarted: HashMap::new(),
@@ -353,6 +357,7 @@ impl Supervisor {
                 self.pending.clear();
                 self.placing.clear();
                 self.moving.clear();
+                self.activating.clear();
                 self.queued.clear();
             }
             _ => {}
@@ -479,6 +484,7 @@ fn spawn_request(name: &str, spec: &ActorSpec, epoch: u64, index: u64) -> HostSp
         epoch,
         restart: spec.restart.clone(),
         fence: Some(index),
+        idle_after_ms: spec.idle_after_ms,
     }
 }
 
@@ -553,16 +559,29 @@ impl Handler<Resolve> for Supervisor {
     type Result = ResponseFuture<Result<Located, ControlError>>;
 
     fn handle(&mut self, Resolve { name }: Resolve, ctx: &mut Context<Self>) -> Self::Result {
-        self.confirmed_read(ctx, move |m| {
+        let me = ctx.address();
+        let asked = name.clone();
+        let read = self.confirmed_read(ctx, move |m| {
             let Some(record) = m.state.actor(&name) else {
                 return Err(ControlError::NoSuchName { name });
             };
             match &record.state {
-                RecordState::Placed => located(record),
+                RecordState::Placed => located(record).map(Some),
                 RecordState::Failed { reason } => Err(ControlError::Failed {
                     name,
                     reason: reason.clone(),
                 }),
+                RecordState::Passive => Ok(None),
+            }
+        });
+        // A passive name is placed again: the first call activates it.
+        Box::pin(async move {
+            match read.await? {
+                Some(located) => Ok(located),
+                None => me
+                    .send(activation::Activate { name: asked })
+                    .await
+                    .unwrap_or(Err(ControlError::NotLeader { leader: None })),
             }
         })
     }
@@ -629,11 +648,13 @@ impl Handler<ListPlaced> for Supervisor {
                     state: match &r.state {
                         RecordState::Placed => "placed".to_owned(),
                         RecordState::Failed { reason } => format!("failed: {reason}"),
+                        RecordState::Passive => "passive".to_owned(),
                     },
                     epoch: r.epoch,
                     placements: r.placements,
                     resources: r.spec.resources.clone(),
                     bundle: r.spec.bundle.clone(),
+                    journal_seq: m.state.journals().last_seq(name),
                 })
                 .collect();
             Ok(PlacedPage { rows, more })
@@ -660,5 +681,6 @@ crate::remote_actor!(
     Renew,
     crate::head::wire::journal::ClaimJournal,
     crate::head::wire::journal::AppendJournal,
-    crate::head::wire::journal::SnapshotJournal
+    crate::head::wire::journal::SnapshotJournal,
+    crate::head::wire::passivation::Passivated
 );

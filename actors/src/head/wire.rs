@@ -12,6 +12,7 @@ use crate::supervision::{Grant, Report, Restart, SpawnError};
 mod drain;
 pub(crate) mod journal;
 pub(crate) mod operators;
+pub(crate) mod passivation;
 
 pub(crate) use drain::DrainNode;
 pub use drain::{DrainOutcome, DrainReport, DrainedActor, MAX_REPORTED};
@@ -38,6 +39,11 @@ pub struct ActorSpec {
     /// Past its restarts on one node: re-place it on another node (true)
     /// or mark it failed (false).
     pub replace_on_escalation: bool,
+    /// Passivate it after this long without a message, ms: its node stops
+    /// it (a durable actor saves a snapshot first), the head records it
+    /// passive, and the next call places it again. `None`: never.
+    #[serde(default)]
+    pub idle_after_ms: Option<u64>,
 }
 
 #[cfg(test)]
@@ -52,6 +58,7 @@ impl ActorSpec {
             restart: Restart::never(),
             bundle: None,
             replace_on_escalation: true,
+            idle_after_ms: None,
         }
     }
 }
@@ -358,6 +365,11 @@ pub struct PlacedRow {
     pub resources: ResourceSet,
     /// Its placement group bundle, if any.
     pub bundle: Option<(String, usize)>,
+    /// A durable actor's last journal sequence number in the embedded
+    /// store (the head's own record of it; `None` for another store or an
+    /// actor that never wrote one).
+    #[serde(default)]
+    pub journal_seq: Option<u64>,
 }
 
 /// Lists the named actors the head records, a page at a time, by name:

@@ -155,6 +155,19 @@ impl ActorStats {
         })
     }
 
+    /// Messages handed to the mailbox so far, and whether everything
+    /// before the last probe (or sample) handled was all of them; `None`
+    /// while counting is off (nothing to tell idleness by).
+    pub(crate) fn activity(&self) -> Option<(u64, bool)> {
+        let d = &self.dispatch;
+        if d.off.load(Ordering::Relaxed) {
+            return None;
+        }
+        let messages = d.messages.load(Ordering::Relaxed);
+        let handled = self.actor.handled.load(Ordering::Relaxed);
+        Some((messages, handled >= messages))
+    }
+
     /// Counts a failed message.
     pub(crate) fn failed(&self) {
         if !self.dispatch.off.load(Ordering::Relaxed) {

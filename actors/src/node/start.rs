@@ -258,6 +258,32 @@ impl Node {
         }
         let control = Control::new(self.mesh.clone(), self.sessions.clone(), cluster.clone());
         crate::control::lease::spawn(control.clone(), host.clone(), self.id());
+        // Idle actors passivate through the head group.
+        let passivations = control.clone();
+        let me = self.id();
+        let report: crate::supervision::passivation::ReportPassive =
+            Arc::new(move |name: String, epoch: u64| {
+                let control = passivations.clone();
+                Box::pin(async move {
+                    let report = crate::head::wire::passivation::Passivated {
+                        node: me,
+                        name,
+                        epoch,
+                    };
+                    use crate::head::wire::ControlError;
+                    use crate::supervision::passivation::NotPassive;
+                    control
+                        .call(report, std::time::Duration::from_secs(5))
+                        .await
+                        .map_err(|e| match e {
+                            ControlError::Forbidden { .. }
+                            | ControlError::Refused { .. }
+                            | ControlError::NoSuchName { .. } => NotPassive::Refused(e.to_string()),
+                            other => NotPassive::Unknown(other.to_string()),
+                        })
+                })
+            });
+        host.do_send(crate::supervision::SetReporter(report));
         // Durable actors keep their journals in the head group by default.
         let journals = crate::durable::EmbeddedStore::new(control.clone(), self.id());
         crate::durable::install(self.id(), Arc::new(journals));

@@ -24,6 +24,11 @@ use super::spawn::{
 use super::{Supervised, SupervisedState};
 use crate::directory::Directory;
 
+#[path = "hosting/idle.rs"]
+mod idle;
+
+pub(crate) use idle::SetReporter;
+
 /// What a node runs when asked to leave.
 pub(crate) type Leave = Arc<dyn Fn() + Send + Sync>;
 
@@ -51,6 +56,10 @@ pub struct Host {
     /// may take them over; any other exposed name is not the head's.
     retired: std::collections::HashSet<String>,
     leave: Option<Leave>,
+    /// Head placements that passivate when idle.
+    idle: HashMap<String, idle::Idle>,
+    /// How passivations are reported to the head.
+    report: Option<super::passivation::ReportPassive>,
 }
 
 impl Host {
@@ -69,6 +78,8 @@ impl Host {
             fencing: Fencing::default(),
             retired: std::collections::HashSet::new(),
             leave,
+            idle: HashMap::new(),
+            report: None,
         }
     }
 
@@ -139,6 +150,7 @@ impl Host {
             request.name.clone(),
             request.epoch,
         );
+        let idle_after = request.idle_after_ms.filter(|_| fenced);
         let starting = start(&self.directory, &self.arbiter, request);
         Box::pin(starting.into_actor(self).map(move |result, act, _| {
             if !fenced {
@@ -170,6 +182,9 @@ impl Host {
                 supervised,
                 fenced,
             };
+            if let Some(after) = idle_after {
+                act.idle.insert(name.clone(), idle::Idle::new(epoch, after));
+            }
             if let Some(old) = act.started.insert(name, started) {
                 old.supervised.stop();
             }
@@ -210,6 +225,10 @@ impl Host {
 
 impl Actor for Host {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        Self::watch_idle(ctx);
+    }
 }
 
 impl Handler<HostSpawn> for Host {
@@ -260,6 +279,7 @@ impl Handler<ListActors> for Host {
     type Result = MessageResult<ListActors>;
 
     fn handle(&mut self, _: ListActors, _: &mut Context<Self>) -> Self::Result {
+        let node = self.registry.node();
         let mut rows: Vec<ActorRow> = self
             .started
             .iter()
@@ -272,6 +292,8 @@ impl Handler<ListActors> for Host {
                 supervisor: format!("this node's host: {}", s.supervised.policy()),
                 placed: s.fenced,
                 history: s.supervised.history(),
+                journal: super::passivation::position(node, name, s.epoch)
+                    .map(|(seq, backend)| (backend.to_owned(), seq)),
             })
             .collect();
         rows.sort_by(|a, b| a.name.cmp(&b.name));

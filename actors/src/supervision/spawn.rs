@@ -94,6 +94,10 @@ pub struct HostSpawn {
     /// only while it holds a lease, and not if a newer grant superseded it.
     #[serde(default)]
     pub fence: Option<u64>,
+    /// Set by the head: passivate a head placement after this long
+    /// without a message, ms (`ActorSpec::idle_after_ms`).
+    #[serde(default)]
+    pub idle_after_ms: Option<u64>,
 }
 
 /// Asks a node's host to stop a head-placed actor's incarnation `epoch`.
@@ -229,6 +233,11 @@ impl Registry {
             .is_none()
     }
 
+    /// The node it starts actors on.
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
+    }
+
     /// The registered type names, sorted.
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -274,6 +283,10 @@ pub struct ActorRow {
     /// Its latest restarts, oldest first.
     #[serde(default)]
     pub history: Vec<super::RestartRecord>,
+    /// A durable actor's journal: its backend and last sequence number
+    /// written (once it recovered).
+    #[serde(default)]
+    pub journal: Option<(String, u64)>,
 }
 
 /// Asks a node's host for the actors it started.
@@ -376,6 +389,7 @@ mod tests {
             epoch: u64::MAX,
             restart: Restart::default(),
             fence: Some(u64::MAX),
+            idle_after_ms: None,
         }
     }
 

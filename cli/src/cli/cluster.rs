@@ -15,7 +15,7 @@ use swarm_actors::cluster::{
 use swarm_actors::supervision::{ActorRow, Host, ListActors, HOST_ACTOR};
 
 use super::secrets::Totp;
-use super::{parse_resource, parse_size};
+use super::{parse_millis, parse_resource, parse_size};
 
 /// The commands that ask the cluster through one member, as an operator
 /// (`--config` with an operator certificate, `--node`, and `--totp` or a
@@ -142,6 +142,11 @@ pub(crate) enum ClusterCommand {
         /// Answer the existing actor if the name is taken by this type.
         #[arg(long)]
         get_if_exists: bool,
+        /// Passivate it after this long without a message (30s, 5m): its
+        /// node stops it, and the next call places it again (a durable
+        /// actor recovers its state from its journal).
+        #[arg(long, value_parser = parse_millis)]
+        passivate_after: Option<u64>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -282,6 +287,7 @@ pub(crate) fn run(command: ClusterCommand) -> Result<()> {
             restarts,
             group,
             get_if_exists,
+            passivate_after,
             json,
             totp,
         } => {
@@ -298,6 +304,7 @@ pub(crate) fn run(command: ClusterCommand) -> Result<()> {
                 restarts,
                 group,
                 get_if_exists,
+                passivate_after,
             };
             control::spawn(&config, node, spawn, json)
         }
@@ -384,13 +391,17 @@ pub(crate) fn actors(config: &Path, addr: SocketAddr, json: bool) -> Result<()> 
         return Ok(());
     }
     println!(
-        "{:<24} {:<24} {:<11} {:>8} {:>8}",
-        "NAME", "TYPE", "STATE", "RESTARTS", "EPOCH"
+        "{:<24} {:<24} {:<11} {:>8} {:>8} {:>8}",
+        "NAME", "TYPE", "STATE", "RESTARTS", "EPOCH", "JOURNAL"
     );
     for r in &rows {
+        let journal = r
+            .journal
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |(_, seq)| seq.to_string());
         println!(
-            "{:<24} {:<24} {:<11} {:>8} {:>8}",
-            r.name, r.type_name, r.state, r.restarts, r.epoch
+            "{:<24} {:<24} {:<11} {:>8} {:>8} {:>8}",
+            r.name, r.type_name, r.state, r.restarts, r.epoch, journal
         );
     }
     Ok(())

@@ -69,7 +69,12 @@ pub(crate) async fn actor_rows(
     members: &[MemberRow],
 ) -> Result<Vec<ActorLine>> {
     let placed: Vec<PlacedRow> = control.placed().await?;
-    let nodes: BTreeSet<NodeId> = placed.iter().map(|r| r.node).collect();
+    // A passive or failed record's node runs nothing of it.
+    let nodes: BTreeSet<NodeId> = placed
+        .iter()
+        .filter(|r| r.state == "placed")
+        .map(|r| r.node)
+        .collect();
     let mut hosts: BTreeMap<NodeId, HostRows> = BTreeMap::new();
     let mut asks = tokio::task::JoinSet::new();
     for id in nodes {
@@ -155,18 +160,20 @@ pub(crate) fn actors(config: &Path, member: SocketAddr, json: bool) -> Result<()
         return Ok(());
     }
     println!(
-        "{:<20} {:<16} {:<12} {:<12} {:>6} {:>8} {:<24} GROUP",
-        "NAME", "TYPE", "NODE", "STATE", "EPOCH", "RESTARTS", "RESOURCES"
+        "{:<20} {:<16} {:<12} {:<12} {:>6} {:>8} {:>8} {:<24} GROUP",
+        "NAME", "TYPE", "NODE", "STATE", "EPOCH", "RESTARTS", "JOURNAL", "RESOURCES"
     );
     for l in &lines {
         println!(
-            "{:<20} {:<16} {:<12} {:<12} {:>6} {:>8} {:<24} {}",
+            "{:<20} {:<16} {:<12} {:<12} {:>6} {:>8} {:>8} {:<24} {}",
             l.name,
             l.type_name,
             l.node_name,
             l.state,
             l.epoch,
             l.restarts.map_or_else(|| "-".to_owned(), |r| r.to_string()),
+            l.journal_seq
+                .map_or_else(|| "-".to_owned(), |s| s.to_string()),
             resources(&l.resources),
             l.group
                 .as_ref()
@@ -302,6 +309,8 @@ pub(crate) struct SpawnArgs {
     pub(crate) restarts: Option<usize>,
     pub(crate) group: Option<String>,
     pub(crate) get_if_exists: bool,
+    /// Passivate after this many ms idle.
+    pub(crate) passivate_after: Option<u64>,
 }
 
 /// Parses `pack`, `spread`, `node:NAME_OR_ID[:soft]`, `label:L[:soft]`.
@@ -380,6 +389,7 @@ pub(crate) fn spawn(config: &Path, member: SocketAddr, s: SpawnArgs, json: bool)
             restart,
             bundle,
             replace_on_escalation: true,
+            idle_after_ms: s.passivate_after,
         };
         let located = control.spawn_spec(&s.name, spec, s.get_if_exists).await?;
         let node_name = name_of(&members, located.node);

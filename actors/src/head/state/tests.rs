@@ -15,6 +15,7 @@ fn spec(cpus: f64) -> ActorSpec {
         restart: Restart::never(),
         bundle: None,
         replace_on_escalation: true,
+        idle_after_ms: None,
     }
 }
 
@@ -312,4 +313,139 @@ fn pages_of_named_actors_go_on_after_the_name_asked_and_say_whether_more_follow(
     assert_eq!(names(s.actors_page(Some("z"), 2)), (Vec::new(), false));
     assert_eq!(names(s.actors_page(None, 0)), (strings(&["a"]), true));
     assert_eq!(names(s.actors_page(None, usize::MAX)).0.len(), 5);
+}
+
+fn passivate(s: &mut ControlState, name: &str, epoch: u64, at: u8) -> Applied {
+    s.apply(Command::Passivate {
+        name: name.to_owned(),
+        epoch,
+        node: node(at),
+    })
+}
+
+#[test]
+fn a_passivation_from_the_node_and_epoch_placed_makes_it_passive_and_frees_its_node() {
+    let mut s = ControlState::default();
+    place(&mut s, "a", 1.0, 1, None);
+    place(&mut s, "b", 1.0, 1, None);
+    // A forged report (another node), a replayed one (an older epoch), an
+    // unknown name: refused, nothing changed.
+    assert_eq!(passivate(&mut s, "a", 1, 2), Applied::NotOwner);
+    assert_eq!(passivate(&mut s, "a", 0, 1), Applied::Stale);
+    assert_eq!(passivate(&mut s, "z", 1, 1), Applied::Unknown);
+    assert_eq!(s.actor("a").map(|r| &r.state), Some(&RecordState::Placed));
+    assert_eq!(passivate(&mut s, "a", 1, 1), Applied::Done);
+    let record = s.actor("a").cloned().unwrap_or_else(|| panic!("record"));
+    // Kept: spec, last node and epoch; but no capacity and no node's.
+    assert_eq!(
+        (record.state, record.node, record.epoch),
+        (RecordState::Passive, node(1), 1)
+    );
+    assert_eq!(s.reserved_on(node(1)).cpus, 1.0);
+    assert_eq!(s.placed_count(node(1)), 1);
+    assert_eq!(placed_by_index(&s, node(1)), [("b".to_owned(), 2)]);
+    index_agrees(&s);
+    // Reported again (a retry after a lost answer): passive, not placed.
+    assert_eq!(passivate(&mut s, "a", 1, 1), Applied::NotOwner);
+    // Its old incarnation may not write its journal any more.
+    let claim = crate::head::journal::JournalCommand::Claim {
+        name: "a".to_owned(),
+        epoch: 1,
+        node: node(1),
+    };
+    assert!(s.journal_precheck(&claim).is_some());
+    // Activated: a move from the passive epoch, once.
+    assert_eq!(
+        place(&mut s, "a", 1.0, 3, Some(1)),
+        Applied::Placed { epoch: 3 }
+    );
+    assert_eq!(place(&mut s, "a", 1.0, 2, Some(1)), Applied::Stale);
+    let record = s.actor("a").cloned().unwrap_or_else(|| panic!("record"));
+    assert_eq!(
+        (record.state, record.node, record.placements),
+        (RecordState::Placed, node(3), 2)
+    );
+    assert_eq!(s.reserved_on(node(3)).cpus, 1.0);
+    index_agrees(&s);
+    // The old epoch's report, replayed after the activation: refused.
+    assert_eq!(passivate(&mut s, "a", 1, 1), Applied::Stale);
+    // Survives a round trip (a snapshot of the state).
+    passivate(&mut s, "b", 2, 1);
+    let bytes = rmp_serde::to_vec(&s).unwrap_or_default();
+    let back: ControlState = rmp_serde::from_slice(&bytes).unwrap_or_default();
+    assert_eq!(back, s);
+    index_agrees(&back);
+}
+
+#[test]
+fn specs_and_placements_written_before_passivation_existed_decode_without_it() {
+    // The spec and the host's spawn request as they were encoded before
+    // `idle_after_ms` (MessagePack arrays, one field fewer).
+    #[derive(Serialize)]
+    struct OldSpec {
+        type_name: String,
+        args: Vec<u8>,
+        resources: ResourceSet,
+        placement: Placement,
+        restart: Restart,
+        bundle: Option<(String, usize)>,
+        replace_on_escalation: bool,
+    }
+    let old = OldSpec {
+        type_name: "t".to_owned(),
+        args: vec![1, 2],
+        resources: ResourceSet::cpus(1.0),
+        placement: Placement::Pack,
+        restart: Restart::never(),
+        bundle: None,
+        replace_on_escalation: false,
+    };
+    let bytes = rmp_serde::to_vec(&old).unwrap_or_default();
+    let spec: ActorSpec = rmp_serde::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        (spec.idle_after_ms, spec.args, spec.replace_on_escalation),
+        (None, vec![1, 2], false)
+    );
+    #[derive(Serialize)]
+    struct OldPlace {
+        name: String,
+        spec: OldSpec,
+        node: NodeId,
+        expect: Option<u64>,
+    }
+    #[derive(Serialize)]
+    enum OldCommand {
+        Place(OldPlace),
+    }
+    let bytes = rmp_serde::to_vec(&OldCommand::Place(OldPlace {
+        name: "a".to_owned(),
+        spec: old,
+        node: node(1),
+        expect: None,
+    }))
+    .unwrap_or_default();
+    let command: Command = rmp_serde::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = ControlState::default();
+    assert_eq!(s.apply(command), Applied::Placed { epoch: 1 });
+    #[derive(Serialize)]
+    struct OldSpawn {
+        type_name: String,
+        name: String,
+        args: Vec<u8>,
+        epoch: u64,
+        restart: Restart,
+        fence: Option<u64>,
+    }
+    let bytes = rmp_serde::to_vec(&OldSpawn {
+        type_name: "t".to_owned(),
+        name: "a".to_owned(),
+        args: Vec::new(),
+        epoch: 4,
+        restart: Restart::never(),
+        fence: Some(9),
+    })
+    .unwrap_or_default();
+    let spawn: crate::supervision::HostSpawn =
+        rmp_serde::from_slice(&bytes).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((spawn.fence, spawn.idle_after_ms), (Some(9), None));
 }

@@ -208,6 +208,7 @@ fn placement(i: usize, nodes: usize, index: u64) -> Entry {
                 restart: Restart::never(),
                 bundle: None,
                 replace_on_escalation: true,
+                idle_after_ms: None,
             },
             node: NodeId::from_bytes(id),
             expect: None,

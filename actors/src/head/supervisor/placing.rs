@@ -149,7 +149,8 @@ fn exists(request: &PlaceActor, existing: &ActorRecord) -> Result<Located, Contr
         });
     }
     match &existing.state {
-        RecordState::Placed => located(existing),
+        // Placed again by the next call (a resolve activates it).
+        RecordState::Placed | RecordState::Passive => located(existing),
         RecordState::Failed { reason } => Err(ControlError::Failed {
             name: request.name.clone(),
             reason: reason.clone(),

@@ -30,6 +30,11 @@ pub(crate) struct ActorLine {
     pub(crate) placements: u64,
     pub(crate) resources: ResourceSet,
     pub(crate) group: Option<(String, usize)>,
+    /// A durable actor's journal: its last sequence number (from its
+    /// node while it runs, from the head's embedded store while passive).
+    pub(crate) journal_seq: Option<u64>,
+    /// Its journal's backend, while it runs.
+    pub(crate) journal_backend: Option<String>,
 }
 
 /// Member names by node id, parsed once (a member list of 1,000 nodes is
@@ -77,12 +82,16 @@ pub(crate) fn actor_lines(
     placed
         .into_iter()
         .map(|r| {
+            let mut journal = None;
             let (state, restarts) = if r.state != "placed" {
                 (r.state, None)
             } else {
                 match hosts.get(&r.node) {
                     Some(Ok(_)) => match running.get(&(r.node, r.name.as_str(), r.epoch)) {
-                        Some(a) => (a.state.clone(), Some(a.restarts)),
+                        Some(a) => {
+                            journal.clone_from(&a.journal);
+                            (a.state.clone(), Some(a.restarts))
+                        }
                         None => ("starting".to_owned(), None),
                     },
                     // A host that refused this identity is not unreachable.
@@ -101,6 +110,8 @@ pub(crate) fn actor_lines(
                 placements: r.placements,
                 resources: r.resources,
                 group: r.bundle,
+                journal_seq: journal.as_ref().map(|(_, seq)| *seq).or(r.journal_seq),
+                journal_backend: journal.map(|(backend, _)| backend),
             }
         })
         .collect()
@@ -124,6 +135,7 @@ mod tests {
             placements: 1,
             resources: ResourceSet::default(),
             bundle: None,
+            journal_seq: None,
         }
     }
 
@@ -137,6 +149,7 @@ mod tests {
             supervisor: String::new(),
             placed: true,
             history: Vec::new(),
+            journal: None,
         }
     }
 
@@ -192,6 +205,8 @@ mod tests {
                     placements: r.placements,
                     resources: r.resources,
                     group: r.bundle,
+                    journal_seq: r.journal_seq,
+                    journal_backend: None,
                 }
             })
             .collect()
@@ -264,6 +279,36 @@ mod tests {
     /// joined with its own host row and named. The search it replaces took
     /// 27.6 s of CPU here; the bench times it (`swarm bench control
     /// --actors`), this checks the rows.
+    #[test]
+    fn a_running_durable_actor_shows_its_nodes_journal_and_a_passive_one_the_heads() {
+        let a = node(1);
+        let mut durable = placed("durable", a, 3, "placed");
+        durable.journal_seq = Some(40);
+        let mut sleeping = placed("sleeping", a, 2, "passive");
+        sleeping.journal_seq = Some(17);
+        let plain = placed("plain", a, 4, "placed");
+        let mut row = running("durable", 3, "running", 0);
+        row.journal = Some(("embedded".to_owned(), 42));
+        let mut hosts = BTreeMap::new();
+        hosts.insert(a, Ok(vec![row, running("plain", 4, "running", 0)]));
+        let lines = actor_lines(vec![durable, sleeping, plain], &hosts, &[]);
+        let shown: Vec<(&str, &str, Option<u64>, Option<&str>)> = lines
+            .iter()
+            .map(|l| {
+                let backend = l.journal_backend.as_deref();
+                (l.name.as_str(), l.state.as_str(), l.journal_seq, backend)
+            })
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("durable", "running", Some(42), Some("embedded")),
+                ("sleeping", "passive", Some(17), None),
+                ("plain", "running", None, None),
+            ]
+        );
+    }
+
     #[test]
     #[ignore = "stress: 100,000 rows"]
     fn stress_a_hundred_thousand_records_on_a_thousand_nodes_join_each_to_its_host_row() {
