@@ -485,6 +485,7 @@ mod tests {
             &["types"],
             &["spawn"],
             &["drain"],
+            &["migrate"],
             &["console"],
             &["cert", "revoke"],
             &["admin", "login"],

@@ -188,11 +188,57 @@ pub fn recover<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
                 let journal = act.journal();
                 journal.recovered_in = Some(started.elapsed());
                 tracing::debug!(actor = %journal.name, epoch = journal.epoch, next = journal.next, took = ?started.elapsed(), "recovered");
+                final_snapshot_on_hand_over(act, ctx);
             }
             Err(e) => {
                 let journal = act.journal();
                 tracing::error!(actor = %journal.name, epoch = journal.epoch, error = %e, "could not recover its journal: stopping");
                 ctx.stop();
+            }
+        }
+    }));
+}
+
+/// Lets a move's hand-over (a drain, a migration) ask for a final
+/// snapshot once the actor handled what was in its mailbox: the next
+/// incarnation recovers from it instead of replaying the events since the
+/// last one. Nothing to save when the last snapshot is at the last event.
+fn final_snapshot_on_hand_over<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
+    let journal = actor.journal();
+    let (asked, asking) = oneshot::channel::<oneshot::Sender<Result<(), String>>>();
+    let hook = Box::new(move || {
+        let (done, finished) = oneshot::channel();
+        let _ = asked.send(done);
+        Box::pin(async move {
+            finished
+                .await
+                .unwrap_or_else(|_| Err("the actor stopped first".to_owned()))
+        }) as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+    });
+    let registered =
+        crate::supervision::before_hand_over(journal.node, &journal.name, journal.epoch, hook);
+    let asking = async move {
+        let _registered = registered;
+        asking.await
+    };
+    ctx.spawn(asking.into_actor(actor).map(|asked, act, ctx| {
+        let Ok(done) = asked else { return };
+        let journal = act.journal();
+        if journal.since_snapshot == 0 || journal.writer.is_none() {
+            let _ = done.send(Ok(()));
+            return;
+        }
+        let save = journal
+            .idle()
+            .and_then(|()| save_snapshot(act, false));
+        match save {
+            Ok(save) => {
+                ctx.wait(save.map(move |saved, _, _| {
+                    let _ = done.send(saved.map_err(|e| e.to_string()));
+                }));
+            }
+            Err(e) => {
+                let _ = done.send(Err(e.to_string()));
             }
         }
     }));

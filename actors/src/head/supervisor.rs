@@ -59,6 +59,7 @@ mod groups;
 mod journal;
 mod keys;
 mod logins;
+mod migrate;
 mod moves;
 mod placing;
 mod reads;
@@ -660,5 +661,6 @@ crate::remote_actor!(
     Renew,
     crate::head::wire::journal::ClaimJournal,
     crate::head::wire::journal::AppendJournal,
-    crate::head::wire::journal::SnapshotJournal
+    crate::head::wire::journal::SnapshotJournal,
+    crate::head::wire::MigrateActor
 );

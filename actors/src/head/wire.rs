@@ -11,9 +11,11 @@ use crate::supervision::{Grant, Report, Restart, SpawnError};
 
 mod drain;
 pub(crate) mod journal;
+mod migrate;
 pub(crate) mod operators;
 
 pub(crate) use drain::DrainNode;
+pub(crate) use migrate::MigrateActor;
 pub use drain::{DrainOutcome, DrainReport, DrainedActor, MAX_REPORTED};
 
 /// The name each head's control actor is exposed under.

@@ -229,6 +229,11 @@ impl Registry {
             .is_none()
     }
 
+    /// The node it starts actors on.
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
+    }
+
     /// The registered type names, sorted.
     pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self
