@@ -25,6 +25,7 @@ mod hostile_mesh;
 mod idle;
 mod inspect;
 mod leaks;
+mod migrate;
 mod lease_renewals;
 mod login_flood;
 mod login_wait;

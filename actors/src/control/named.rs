@@ -240,6 +240,9 @@ impl<A: Spawnable> Named<A> {
         let mut message = message;
         let ticket = self.gate.issue();
         loop {
+            if !self.ready() {
+                self.gate.unknown();
+            }
             if !self.gate.turn(&ticket, deadline).await {
                 return Err(AskError::Timeout { after: timeout });
             }
@@ -272,6 +275,16 @@ impl<A: Spawnable> Named<A> {
                 _ => return Err(error),
             }
         }
+    }
+
+    /// Whether an ask goes out as soon as it is made: the handle knows
+    /// where the actor runs, and a link to its node is up (or it runs
+    /// here). Otherwise concurrent asks would each wait for the head's
+    /// answer or the dial, and go out in whatever order those end.
+    fn ready(&self) -> bool {
+        let node = self.location().map(|(node, _)| node);
+        let mesh = &self.control.mesh;
+        node.is_some_and(|node| node == mesh.id() || mesh.live_link(node).is_some())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Whereabouts<A>> {

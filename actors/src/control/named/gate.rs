@@ -32,8 +32,9 @@ struct Inner {
     /// Tickets that met the gate closed, or asks queued behind it: they
     /// go out in ticket order.
     gated: BTreeSet<u64>,
-    /// The incarnation known to be moving away: the gate is closed.
-    moving: Option<(NodeId, u64)>,
+    /// Closed: the incarnation known to be moving away, if any (none: the
+    /// handle does not know where the actor runs).
+    closed: Option<Option<(NodeId, u64)>>,
 }
 
 /// One ask's place in the order; dropped when it is answered or given up.
@@ -68,7 +69,7 @@ impl Gate {
             turned.as_mut().enable();
             {
                 let mut inner = self.lock();
-                if inner.moving.is_none() && inner.gated.is_empty() {
+                if inner.closed.is_none() && inner.gated.is_empty() {
                     return true;
                 }
                 inner.gated.insert(ticket.number);
@@ -85,13 +86,20 @@ impl Gate {
 
     /// The incarnation `(node, epoch)` is gone from its node: close.
     pub(super) fn moving(&self, node: NodeId, epoch: u64) {
-        self.lock().moving = Some((node, epoch));
+        self.lock().closed = Some(Some((node, epoch)));
+    }
+
+    /// The handle does not know where the actor runs: close until an
+    /// answer shows it (concurrent asks would each find it, and reach it
+    /// in whatever order their answers come).
+    pub(super) fn unknown(&self) {
+        self.lock().closed.get_or_insert(None);
     }
 
     /// An ask was answered: the actor runs somewhere; open.
     pub(super) fn answered(&self) {
         let mut inner = self.lock();
-        if inner.moving.take().is_some() {
+        if inner.closed.take().is_some() {
             self.turned.notify_waiters();
         }
     }
