@@ -36,8 +36,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::inspect::RestartRecord;
 #[cfg(test)]
 pub(crate) use fencing::{Admission, Fencing};
-pub use handover::{HostHandOver, MAX_HAND_OVER};
 pub(crate) use handover::register as before_hand_over;
+pub use handover::{HostHandOver, MAX_HAND_OVER};
 pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
 pub use hosting::Host;

@@ -228,9 +228,7 @@ fn final_snapshot_on_hand_over<A: Durable>(actor: &mut A, ctx: &mut Context<A>) 
             let _ = done.send(Ok(()));
             return;
         }
-        let save = journal
-            .idle()
-            .and_then(|()| save_snapshot(act, false));
+        let save = journal.idle().and_then(|()| save_snapshot(act, false));
         match save {
             Ok(save) => {
                 ctx.wait(save.map(move |saved, _, _| {

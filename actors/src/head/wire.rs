@@ -15,8 +15,8 @@ mod migrate;
 pub(crate) mod operators;
 
 pub(crate) use drain::DrainNode;
-pub(crate) use migrate::MigrateActor;
 pub use drain::{DrainOutcome, DrainReport, DrainedActor, MAX_REPORTED};
+pub(crate) use migrate::MigrateActor;
 
 /// The name each head's control actor is exposed under.
 pub const CONTROL_ACTOR: &str = "swarm.control";

@@ -24,8 +24,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, OnceLock, PoisonError};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use actix::Message;
@@ -108,7 +108,10 @@ pub(crate) struct Registered {
 impl Drop for Registered {
     fn drop(&mut self) {
         let mut hooks = hooks().lock().unwrap_or_else(PoisonError::into_inner);
-        if hooks.get(&self.key).is_some_and(|(_, t, _)| *t == self.token) {
+        if hooks
+            .get(&self.key)
+            .is_some_and(|(_, t, _)| *t == self.token)
+        {
             hooks.remove(&self.key);
         }
     }

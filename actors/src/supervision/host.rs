@@ -152,7 +152,9 @@ impl Supervised {
             Ok(_) => {}
             Err(_) => {
                 if exposed && self.state() == SupervisedState::Running {
-                    current.directory.replace(name.clone(), Arc::clone(&current.entry));
+                    current
+                        .directory
+                        .replace(name.clone(), Arc::clone(&current.entry));
                 }
                 tracing::warn!(actor = %name, ?within, "a hand-over gave up: the actor is still handling a message; it keeps running here");
                 return Err(format!(

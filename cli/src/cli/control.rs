@@ -349,9 +349,15 @@ fn node_named(text: &str, members: &[MemberRow]) -> Result<NodeId> {
         .filter(|m| !text.is_empty() && m.id.starts_with(text))
         .collect();
     match prefixed.as_slice() {
-        [one] => one.id.parse().with_context(|| format!("member id {:?}", one.id)),
+        [one] => one
+            .id
+            .parse()
+            .with_context(|| format!("member id {:?}", one.id)),
         [] => anyhow::bail!("no member named {text:?}"),
-        _ => anyhow::bail!("{text:?} is the prefix of {} members' ids: give more of it", prefixed.len()),
+        _ => anyhow::bail!(
+            "{text:?} is the prefix of {} members' ids: give more of it",
+            prefixed.len()
+        ),
     }
 }
 
@@ -531,10 +537,11 @@ pub(crate) fn migrate(
     to: &str,
     json: bool,
 ) -> Result<()> {
-    let ((node, epoch), members) = with_control(config, member, |_, control, members| async move {
-        let id = node_named(to, &members)?;
-        Ok((control.migrate(name, id).await?, members))
-    })?;
+    let ((node, epoch), members) =
+        with_control(config, member, |_, control, members| async move {
+            let id = node_named(to, &members)?;
+            Ok((control.migrate(name, id).await?, members))
+        })?;
     let node_name = Names::new(&members).of(node);
     if json {
         let moved = serde_json::json!({

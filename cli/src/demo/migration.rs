@@ -43,9 +43,7 @@ impl Streamed {
     /// Whether the answers grew strictly in issue order (the ledger
     /// applied this caller's deposits in the order they were issued).
     pub fn in_order(&self) -> bool {
-        self.acked
-            .windows(2)
-            .all(|w| w[0].1.total < w[1].1.total)
+        self.acked.windows(2).all(|w| w[0].1.total < w[1].1.total)
     }
 }
 

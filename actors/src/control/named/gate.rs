@@ -141,7 +141,10 @@ mod tests {
         assert!(!gate.turn(&c, soon()).await);
         assert!(gate.turn(&b, soon()).await);
         let late = gate.issue();
-        assert!(!gate.turn(&late, soon()).await, "a later ask queues behind them");
+        assert!(
+            !gate.turn(&late, soon()).await,
+            "a later ask queues behind them"
+        );
         drop(b);
         assert!(gate.turn(&c, soon()).await);
         drop(c);

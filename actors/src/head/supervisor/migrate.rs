@@ -19,7 +19,11 @@ const HAND_OVER_WITHIN: Duration = Duration::from_secs(5);
 
 /// Hands `name`'s incarnation `epoch` over on `old`'s node; `Err` says why
 /// it was not confirmed (the actor then keeps running there).
-pub(super) async fn hand_over(old: &RemoteAddr<Host>, name: &str, epoch: u64) -> Result<(), String> {
+pub(super) async fn hand_over(
+    old: &RemoteAddr<Host>,
+    name: &str,
+    epoch: u64,
+) -> Result<(), String> {
     let request = HostHandOver {
         name: name.to_owned(),
         epoch,
@@ -57,7 +61,10 @@ impl Handler<MigrateActor> for Supervisor {
         // One decision about a name at a time.
         if !self.moving.insert(m.name.clone()) {
             return Box::pin(fut::ready(Err(ControlError::Refused {
-                reason: format!("a move or restart of {:?} is under way: migrate it once it settled", m.name),
+                reason: format!(
+                    "a move or restart of {:?} is under way: migrate it once it settled",
+                    m.name
+                ),
             })));
         }
         let events = self.events.clone();
@@ -70,13 +77,12 @@ impl Handler<MigrateActor> for Supervisor {
             stop_first: true,
             queued: false,
         };
-        Box::pin(
-            self.relocate_to(r, Stuck::Keep, Some(m.node), ctx)
-                .map(|moved, _, _| match moved {
-                    Ok(Relocated::Moved { node, epoch }) => Ok((node, epoch)),
-                    Ok(Relocated::Stuck { reason }) | Err(reason) => Err(reason),
-                }),
-        )
+        Box::pin(self.relocate_to(r, Stuck::Keep, Some(m.node), ctx).map(
+            |moved, _, _| match moved {
+                Ok(Relocated::Moved { node, epoch }) => Ok((node, epoch)),
+                Ok(Relocated::Stuck { reason }) | Err(reason) => Err(reason),
+            },
+        ))
     }
 }
 
@@ -120,11 +126,14 @@ impl Supervisor {
         if member.state == MemberState::Down || member.state == MemberState::Left {
             return refused(format!("{target} is {:?}", member.state).to_lowercase());
         }
-        if self.read(|s| s.state.is_draining(to)) || member.meta.as_ref().is_some_and(|m| m.leaving) {
+        if self.read(|s| s.state.is_draining(to)) || member.meta.as_ref().is_some_and(|m| m.leaving)
+        {
             return refused(format!("{target} is draining or leaving"));
         }
         if !self.leases.holds(to, Instant::now()) {
-            return refused(format!("{target} holds no lease from the head group (not renewing)"));
+            return refused(format!(
+                "{target} holds no lease from the head group (not renewing)"
+            ));
         }
         let views: Vec<NodeView> = self
             .views(None, Some(&record.spec.type_name))

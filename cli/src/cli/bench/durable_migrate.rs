@@ -72,7 +72,10 @@ pub(crate) async fn migration_pause(
             hard: false,
         });
     let ledger = admin.spawn(spawn).await.context("placing the ledger")?;
-    ledger.send(Deposit(0)).await.context("the ledger's first answer")?;
+    ledger
+        .send(Deposit(0))
+        .await
+        .context("the ledger's first answer")?;
     let stop = Rc::new(Cell::new(false));
     let acked = Rc::new(Cell::new(0));
     let shared: Named<Ledger> = caller.lookup(name).await?;
@@ -107,8 +110,8 @@ pub(crate) async fn migration_pause(
         if outcome.is_err() {
             break;
         }
-        let here = ledger.location().map(|(node, _)| node);
-        let to = if here == Some(nodes[1]) || (here != Some(nodes[0]) && i % 2 == 1) {
+        let here = admin.resolve(name).await.ok().map(|l| l.node);
+        let to = if here == Some(nodes[1]) {
             nodes[0]
         } else {
             nodes[1]
@@ -181,7 +184,11 @@ pub(crate) fn run(migrations: usize) -> Result<MigrationPause> {
             let name = format!("n{}", i + 1);
             let roles: &[&str] = if i == 0 { &["head"] } else { &["worker"] };
             let mut c = swarm::MeshConfig::new("127.0.0.1:0".parse()?, ca.node(&name, roles));
-            let seeds = nodes.first().map(|n| n.0.listen_addr()).into_iter().collect();
+            let seeds = nodes
+                .first()
+                .map(|n| n.0.listen_addr())
+                .into_iter()
+                .collect();
             c.cluster = Some(swarm::ClusterConfig {
                 seeds,
                 ..swarm::ClusterConfig::default()
