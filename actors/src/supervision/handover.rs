@@ -3,7 +3,7 @@
 //! places the actor elsewhere.
 //!
 //! 1. The actor's name leaves the node's directory: what arrives for it
-//!    now is answered `NoSuchActor` (it never ran, so a [`Named`] handle
+//!    now is answered `NoSuchActor` (it never ran, so a `Named` handle
 //!    sends it again, to wherever the head names next).
 //! 2. A marker goes through the actor's own mailbox: once the actor
 //!    reaches it, every message that arrived before was handled (a
@@ -18,8 +18,6 @@
 //! An actor stuck in a handler past the hand-over's time is given back its
 //! name and keeps running; the host answers why, and the head refuses the
 //! move (as for a stop its node did not confirm).
-//!
-//! [`Named`]: crate::control::Named
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -68,8 +66,10 @@ pub(crate) type BeforeHandOver =
 type Key = (NodeId, String);
 
 /// Each incarnation's hook: (epoch, token, hook).
-fn hooks() -> &'static Mutex<HashMap<Key, (u64, u64, BeforeHandOver)>> {
-    static HOOKS: OnceLock<Mutex<HashMap<Key, (u64, u64, BeforeHandOver)>>> = OnceLock::new();
+type Hooks = Mutex<HashMap<Key, (u64, u64, BeforeHandOver)>>;
+
+fn hooks() -> &'static Hooks {
+    static HOOKS: OnceLock<Hooks> = OnceLock::new();
     HOOKS.get_or_init(Mutex::default)
 }
 

@@ -125,13 +125,15 @@ impl Supervised {
 
     /// Hands the running incarnation over (see `handover`): its name
     /// leaves the directory, the messages already in its mailbox are
-    /// handled (by `within`), `before` runs (a durable actor's final
-    /// snapshot), and it stops. If it does not reach the marker in time,
+    /// handled (by `within`), what incarnation `epoch` registered for its
+    /// hand-over on `node` runs (a durable actor's final snapshot), and it
+    /// stops. If it does not reach the marker in time,
     /// it gets its name back and keeps running: the answer says why.
     pub(crate) async fn hand_over(
         &self,
         within: std::time::Duration,
-        before: Option<super::handover::BeforeHandOver>,
+        node: swarm_protocol::NodeId,
+        epoch: u64,
     ) -> Result<(), String> {
         let current = self
             .shared
@@ -162,7 +164,9 @@ impl Supervised {
                 ));
             }
         }
-        if let Some(before) = before {
+        // Taken now: an incarnation still recovering when the hand-over
+        // began registered it only once it recovered.
+        if let Some(before) = super::handover::take(node, &name, epoch) {
             if let Err(e) = before().await {
                 tracing::warn!(actor = %name, error = %e, "no final snapshot before the hand-over (the journal keeps every event)");
             }

@@ -248,10 +248,10 @@ impl Handler<super::HostHandOver> for Host {
             return Box::pin(fut::ready(Ok(())));
         };
         let within = Duration::from_millis(within_ms).min(super::MAX_HAND_OVER);
-        let before = super::handover::take(self.registry.node(), &name, running_epoch);
+        let node = self.registry.node();
         tracing::info!(actor = %name, epoch, "handing over");
         Box::pin(
-            async move { supervised.hand_over(within, before).await }
+            async move { supervised.hand_over(within, node, running_epoch).await }
                 .into_actor(self)
                 .map(move |handed, act, _| {
                     if handed.is_ok() {
