@@ -41,7 +41,7 @@ impl MigrationPause {
             "migration_pause_ms_p50   {:>10.1}   ({} migrations under 3 streaming callers, 9 asks in flight; target <= 50)\n\
              migration_pause_ms_max   {:>10.1}\n\
              migrate_call_ms_p50      {:>10.1}   (control.migrate: hand-over, placement, start)\n\
-             migration_deposits       {:>10}   ({} failed)",
+             migration_deposits       {:>10}   ({} failed)\n",
             self.migration_pause_ms_p50,
             self.migrations,
             self.migration_pause_ms_max,
