@@ -189,7 +189,15 @@ async fn a_migrated_ledger_loses_no_deposit_and_callers_see_no_error_in_order() 
     // after it (the new incarnation restored it, replaying nothing). A
     // claim as the new incarnation's node would make it (which fences
     // that incarnation: the test ends here).
-    let (_, last) = admin.migrate("live", n3).await.unwrap();
+    // Two migrations at once: one moves it, the other is refused (a move
+    // under way, or it runs there already).
+    let (one, two) = tokio::join!(admin.migrate("live", n3), admin.migrate("live", n3));
+    let (moved, refused) = if one.is_ok() { (one, two) } else { (two, one) };
+    let (_, last) = moved.unwrap();
+    assert!(
+        matches!(&refused, Err(ControlError::Refused { reason }) if reason.contains("under way") || reason.contains("already")),
+        "{refused:?}"
+    );
     let journal = nodes[2].node.journal_store().unwrap();
     let claimed = journal.claim("live", last).await.unwrap();
     let snapshot = claimed.snapshot.expect("a snapshot");
