@@ -90,6 +90,9 @@ pub(crate) const CALL_WITHIN: Duration = Duration::from_secs(10);
 /// How long a drain may take, moves included.
 const DRAIN_WITHIN: Duration = Duration::from_secs(120);
 
+/// How long a migration may take, its hand-over included.
+const MIGRATE_WITHIN: Duration = Duration::from_secs(30);
+
 /// Where a client learns which nodes are heads.
 #[derive(Clone)]
 enum Heads {
@@ -511,6 +514,34 @@ impl Control {
             DRAIN_WITHIN,
         )
         .await
+    }
+
+    /// Moves the named actor `name` to `node`, live: its incarnation stops
+    /// taking messages (what arrives meanwhile is answered `NoSuchActor`,
+    /// which a [`Named`] handle sends again to the new one, in the order
+    /// it issued them), handles what is in its mailbox, saves a final
+    /// snapshot if it is durable, and stops; then it starts on `node` under
+    /// a new epoch (a durable actor recovering from that snapshot). Answers
+    /// where it runs and its epoch.
+    ///
+    /// # Errors
+    ///
+    /// `NoSuchName`; `Failed`; `Refused` when `node` is where it runs, is
+    /// not a live member holding a lease, drains, cannot start its type,
+    /// or the actor is pinned elsewhere (a hard placement, a group
+    /// bundle), when a move of it is under way, or when its node did not
+    /// confirm the hand-over (it keeps running there); `Placement` when
+    /// `node` lacks the resources; `Forbidden` unless sent by a head or an
+    /// `admin` operator; no quorum.
+    pub async fn migrate(&self, name: &str, node: NodeId) -> Result<(NodeId, u64), ControlError> {
+        // One try may take as long as the hand-over does: a retry would
+        // move what the first try is still moving.
+        let request = crate::head::wire::MigrateActor {
+            name: name.to_owned(),
+            node,
+        };
+        self.call_until(request, MIGRATE_WITHIN, Patience::Within, MIGRATE_WITHIN)
+            .await
     }
 
     /// The named actors the head records.

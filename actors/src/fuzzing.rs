@@ -24,6 +24,9 @@ pub fn control(data: &[u8]) {
     let _ = decode::<ReserveGroup>(data);
     let _ = decode::<ReleaseGroup>(data);
     let _ = decode::<DrainNode>(data);
+    let _ = decode::<crate::head::wire::MigrateActor>(data);
+    let _ = decode::<crate::supervision::HostHandOver>(data);
+    let _ = decode::<Result<(swarm_protocol::NodeId, u64), crate::head::wire::ControlError>>(data);
     let _ = decode::<Result<crate::head::wire::DrainReport, crate::head::wire::ControlError>>(data);
     let _ = decode::<Renew>(data);
     let _ = decode::<HostSpawn>(data);

@@ -21,6 +21,7 @@
 //! ```
 
 mod fencing;
+mod handover;
 mod host;
 mod hosting;
 mod keeper;
@@ -36,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::inspect::RestartRecord;
 #[cfg(test)]
 pub(crate) use fencing::{Admission, Fencing};
+pub use handover::{HostHandOver, MAX_HAND_OVER};
 pub(crate) use host::start;
 pub use host::{Supervised, SupervisedState};
 pub use hosting::Host;

@@ -356,6 +356,20 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 30)]
         idle_secs: u64,
     },
+    /// Live migration in one process (a head, two workers, a driver): a
+    /// durable demo ledger migrated back and forth while three callers
+    /// stream deposits through `Named` handles; prints
+    /// `migration_pause_ms` (the longest gap between acknowledged
+    /// deposits around a migration) and fails if a deposit failed, was
+    /// reordered, lost or applied twice.
+    Migrate {
+        /// Migrations to time.
+        #[arg(long, default_value_t = 20)]
+        migrations: usize,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Simulated membership: N nodes join through one seed, converge,
     /// 1% are killed; prints convergence and detection times, false
     /// downs, gossip bytes and wall time.
@@ -520,6 +534,7 @@ mod tests {
             &["types"],
             &["spawn"],
             &["drain"],
+            &["migrate"],
             &["console"],
             &["cert", "revoke"],
             &["admin", "login"],

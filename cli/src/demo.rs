@@ -4,6 +4,7 @@
 //! receives tells. Every node also exposes `Info` as [`INFO_NAME`], which
 //! `swarm ping` asks.
 
+pub mod migration;
 pub mod tasks;
 
 use std::pin::Pin;

@@ -21,7 +21,11 @@ fn start(name: &str) -> LocalCluster {
 /// Runs `swarm drain NODE --json MORE` as the admin operator (with its
 /// TOTP code: each cluster's admin logs in once) and answers its exit
 /// status, its JSON report and its stderr.
-fn drain(cluster: &LocalCluster, node: &str, more: &[&str]) -> (bool, serde_json::Value, String) {
+pub(crate) fn drain(
+    cluster: &LocalCluster,
+    node: &str,
+    more: &[&str],
+) -> (bool, serde_json::Value, String) {
     let seed = cluster.nodes[0].addr.to_string();
     let out = std::process::Command::new(exe())
         .args(["drain", node, "--json", "--node", &seed, "--config"])

@@ -30,6 +30,7 @@ mod login_flood;
 mod login_wait;
 mod members_wait;
 mod membership;
+mod migrate;
 mod namespaces;
 mod netns;
 mod operators;

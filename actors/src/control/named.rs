@@ -3,6 +3,8 @@
 //! off. Where the actor runs is the head's; how its node is reached is the
 //! mesh's.
 
+mod gate;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -67,6 +69,23 @@ use crate::supervision::Spawnable;
 ///   old one); a host that fails as well is moved `lease × 1.1 + 100 ms`
 ///   after the new leader took over, since it knows no earlier grants.
 ///
+/// # Moves (drain, migrate)
+///
+/// A drain or [`Control::migrate`] hands the actor over: its old node
+/// takes its name out of its directory first, so what arrives from then
+/// on is answered `NoSuchActor` (it never ran: sent again, as above),
+/// while what was already in its mailbox is handled there and answered.
+/// The handle then asks the head every 10 ms (not 50: the hand-over is
+/// short) until it names the new incarnation. Callers see no error, and
+/// the asks of one handle keep their order: once one of its asks met the
+/// actor gone, the handle's asks wait at a gate and go out one after the
+/// other, in the order they were issued, each once the one before was
+/// answered; the first answer reopens the gate. (Asks issued from
+/// different handles, or by callers that did not await each other, have
+/// no order to keep.) The pause callers see is the hand-over plus the new
+/// incarnation's start and recovery: `migration_pause_ms` in
+/// `swarm bench durable`.
+///
 /// On a side of a partition without a head quorum, resolving fails with
 /// [`AskError::NoQuorum`]: a deposed leader says so once its quorum check
 /// fails, and the handle says so as soon as more than half of the heads
@@ -76,6 +95,8 @@ pub struct Named<A: Spawnable> {
     control: Control,
     name: Arc<str>,
     state: Arc<Mutex<Whereabouts<A>>>,
+    /// The order of its asks across a move.
+    gate: Arc<gate::Gate>,
 }
 
 /// What a handle's clones know about where the actor runs.
@@ -133,6 +154,7 @@ impl<A: Spawnable> Clone for Named<A> {
             control: self.control.clone(),
             name: Arc::clone(&self.name),
             state: Arc::clone(&self.state),
+            gate: Arc::clone(&self.gate),
         }
     }
 }
@@ -152,6 +174,7 @@ impl<A: Spawnable> Named<A> {
                 current: None,
                 failed: None,
             })),
+            gate: Arc::default(),
         };
         if let Some(located) = located {
             named.remember(&located);
@@ -215,16 +238,30 @@ impl<A: Spawnable> Named<A> {
     {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut message = message;
+        let ticket = self.gate.issue();
         loop {
+            if !self.ready() {
+                self.gate.unknown();
+            }
+            if !self.gate.turn(&ticket, deadline).await {
+                return Err(AskError::Timeout { after: timeout });
+            }
             let (addr, epoch) = self.target(deadline).await?;
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             let Unanswered { error, unrun } = match addr.ask(message, left).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => {
+                    self.gate.answered();
+                    return Ok(answer);
+                }
                 Err(unanswered) => unanswered,
             };
             let Some(kind) = Kind::of(&error) else {
                 return Err(error);
             };
+            if kind == Kind::Absent {
+                // Handed over (or not started yet): keep the order.
+                self.gate.moving(addr.node_id(), epoch);
+            }
             self.failed(Failure {
                 node: addr.node_id(),
                 epoch,
@@ -238,6 +275,16 @@ impl<A: Spawnable> Named<A> {
                 _ => return Err(error),
             }
         }
+    }
+
+    /// Whether an ask goes out as soon as it is made: the handle knows
+    /// where the actor runs, and a link to its node is up (or it runs
+    /// here). Otherwise concurrent asks would each wait for the head's
+    /// answer or the dial, and go out in whatever order those end.
+    fn ready(&self) -> bool {
+        let node = self.location().map(|(node, _)| node);
+        let mesh = &self.control.mesh;
+        node.is_some_and(|node| node == mesh.id() || mesh.live_link(node).is_some())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Whereabouts<A>> {
@@ -311,7 +358,12 @@ impl<A: Spawnable> Named<A> {
                 self.lock().failed = None;
                 return Err(failure.error);
             }
-            let pause = tokio::time::sleep_until((now + POLL).min(deadline));
+            let every = if failure.kind == Kind::Absent {
+                ABSENT_POLL
+            } else {
+                POLL
+            };
+            let pause = tokio::time::sleep_until((now + every).min(deadline));
             match dial.as_mut() {
                 Some(linking) => {
                     tokio::select! {
@@ -370,3 +422,7 @@ impl<A: Spawnable> Named<A> {
 /// How often a handle asks the head again while it names an incarnation
 /// that just failed: the leader looks for placements to move as often.
 const POLL: Duration = Duration::from_millis(50);
+
+/// As [`POLL`], while its node runs no such actor: a move's hand-over (or
+/// a start) is under way, and ends in a few milliseconds.
+const ABSENT_POLL: Duration = Duration::from_millis(10);

@@ -60,6 +60,7 @@ mod groups;
 mod journal;
 mod keys;
 mod logins;
+mod migrate;
 mod moves;
 mod placing;
 mod reads;
@@ -682,5 +683,6 @@ crate::remote_actor!(
     crate::head::wire::journal::ClaimJournal,
     crate::head::wire::journal::AppendJournal,
     crate::head::wire::journal::SnapshotJournal,
-    crate::head::wire::passivation::Passivated
+    crate::head::wire::passivation::Passivated,
+    crate::head::wire::MigrateActor
 );

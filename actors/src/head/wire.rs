@@ -11,11 +11,13 @@ use crate::supervision::{Grant, Report, Restart, SpawnError};
 
 mod drain;
 pub(crate) mod journal;
+mod migrate;
 pub(crate) mod operators;
 pub(crate) mod passivation;
 
 pub(crate) use drain::DrainNode;
 pub use drain::{DrainOutcome, DrainReport, DrainedActor, MAX_REPORTED};
+pub(crate) use migrate::MigrateActor;
 
 /// The name each head's control actor is exposed under.
 pub const CONTROL_ACTOR: &str = "swarm.control";

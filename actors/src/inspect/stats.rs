@@ -190,6 +190,7 @@ impl ActorStats {
         Some(Probe {
             stats: Arc::clone(self),
             seq,
+            marker: None,
         })
     }
 
@@ -345,12 +346,27 @@ where
 pub struct Probe {
     stats: Arc<ActorStats>,
     seq: u64,
+    /// A hand-over's marker: told once the actor reached it.
+    marker: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Probe {
     /// The actor reached the probe.
     pub fn reached(self) {
         self.stats.handled(self.seq);
+        if let Some(marker) = self.marker {
+            let _ = marker.send(());
+        }
+    }
+
+    /// A marker for a hand-over (counted nowhere): `reached` tells
+    /// `marker` that everything in the mailbox before it was handled.
+    pub(crate) fn marker(marker: tokio::sync::oneshot::Sender<()>) -> Self {
+        Self {
+            stats: Arc::default(),
+            seq: 0,
+            marker: Some(marker),
+        }
     }
 }
 

@@ -46,6 +46,17 @@ struct Shared {
     policy: Restart,
     /// The latest restarts, oldest first.
     history: Mutex<std::collections::VecDeque<super::RestartRecord>>,
+    /// The running incarnation's entry and its marker, for a hand-over.
+    current: Mutex<Option<Current>>,
+}
+
+/// The running incarnation, as a hand-over needs it.
+#[derive(Clone)]
+struct Current {
+    directory: Directory,
+    entry: Arc<dyn Dispatch>,
+    /// Puts a marker in its mailbox: answered once it reached it.
+    mark: Arc<dyn Fn() -> oneshot::Receiver<()> + Send + Sync>,
 }
 
 /// Restarts an actor's history keeps.
@@ -112,6 +123,86 @@ impl Supervised {
         self.shared.restart.notify_one();
     }
 
+    /// Hands the running incarnation over (see `handover`): its name
+    /// leaves the directory, the messages already in its mailbox are
+    /// handled (by `within`), what incarnation `epoch` registered for its
+    /// hand-over on `node` runs (a durable actor's final snapshot), and it
+    /// stops. If it does not reach the marker in time,
+    /// it gets its name back and keeps running: the answer says why.
+    pub(crate) async fn hand_over(
+        &self,
+        within: std::time::Duration,
+        node: swarm_protocol::NodeId,
+        epoch: u64,
+    ) -> Result<(), String> {
+        let current = self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let name = self.name().to_owned();
+        let Some(current) = current.filter(|_| self.state() == SupervisedState::Running) else {
+            // Not running (restarting, stopped): nothing to hand over.
+            self.stop();
+            return Ok(());
+        };
+        // What arrives from now on never runs here: `NoSuchActor`.
+        let exposed = current.directory.remove_entry(&name, &current.entry);
+        let reached = tokio::time::timeout(within, (current.mark)()).await;
+        match reached {
+            Ok(_) => {}
+            Err(_) => {
+                if exposed && self.state() == SupervisedState::Running {
+                    current
+                        .directory
+                        .replace(name.clone(), Arc::clone(&current.entry));
+                }
+                tracing::warn!(actor = %name, ?within, "a hand-over gave up: the actor is still handling a message; it keeps running here");
+                return Err(format!(
+                    "{name:?} did not finish the messages in its mailbox within {within:?} (stuck in a handler?): it keeps running there"
+                ));
+            }
+        }
+        // Taken now: an incarnation still recovering when the hand-over
+        // began registered it only once it recovered.
+        if let Some(saved) = super::passivation::save(node, &name, epoch) {
+            let saved = tokio::time::timeout(within, saved).await;
+            let error = match saved {
+                Ok(Ok(Ok(()))) => None,
+                Ok(Ok(Err(e))) => Some(e),
+                Ok(Err(_)) => Some("it stopped while saving".to_owned()),
+                Err(_) => Some(format!("not saved within {within:?}")),
+            };
+            if let Some(e) = error {
+                tracing::warn!(actor = %name, error = %e, "no final snapshot before the hand-over (the journal keeps every event)");
+            }
+        }
+        self.stop();
+        Ok(())
+    }
+
+    /// Remembers the running incarnation for a hand-over.
+    fn current<A: RemoteActor>(&self, directory: &Directory, entry: &Arc<dyn Dispatch>) {
+        let Some(addr) = entry.addr().downcast_ref::<actix::Addr<A>>().cloned() else {
+            return;
+        };
+        let mark = Arc::new(move || {
+            let (reached, marked) = oneshot::channel();
+            addr.do_send(crate::inspect::Probe::marker(reached));
+            marked
+        });
+        *self
+            .shared
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Current {
+            directory: directory.clone(),
+            entry: Arc::clone(entry),
+            mark,
+        });
+    }
+
     fn set(&self, state: SupervisedState) {
         *self
             .shared
@@ -153,6 +244,7 @@ where
             restart: Notify::new(),
             policy: policy.clone(),
             history: Mutex::default(),
+            current: Mutex::default(),
         }),
     };
     let (started_tx, started_rx) = oneshot::channel::<()>();
@@ -165,6 +257,7 @@ where
         let name = supervisor.shared.name.clone();
         loop {
             let (ended, stop, entry) = incarnate::<A, F>(&directory, &name, &factory);
+            supervisor.current::<A>(&directory, &entry);
             supervisor.set(SupervisedState::Running);
             if let Some(tx) = started.take() {
                 let _ = tx.send(());

@@ -247,6 +247,41 @@ impl Handler<HostStop> for Host {
     }
 }
 
+impl Handler<super::HostHandOver> for Host {
+    type Result = ResponseActFuture<Self, Result<(), String>>;
+
+    fn handle(&mut self, h: super::HostHandOver, _: &mut Context<Self>) -> Self::Result {
+        let super::HostHandOver {
+            name,
+            epoch,
+            within_ms,
+        } = h;
+        let ours = self.fencing.epoch_of(&name).is_some_and(|e| e <= epoch);
+        let running = self
+            .started
+            .get(&name)
+            .filter(|s| s.fenced && s.epoch <= epoch && ours)
+            .map(|s| (s.supervised.clone(), s.epoch));
+        let Some((supervised, running_epoch)) = running else {
+            self.stop(&name, epoch);
+            return Box::pin(fut::ready(Ok(())));
+        };
+        let within = Duration::from_millis(within_ms).min(super::MAX_HAND_OVER);
+        let node = self.registry.node();
+        tracing::info!(actor = %name, epoch, "handing over");
+        Box::pin(
+            async move { supervised.hand_over(within, node, running_epoch).await }
+                .into_actor(self)
+                .map(move |handed, act, _| {
+                    if handed.is_ok() {
+                        act.stop(&name, epoch);
+                    }
+                    handed
+                }),
+        )
+    }
+}
+
 impl Handler<HostRestart> for Host {
     type Result = Result<u64, String>;
 
@@ -382,4 +417,12 @@ impl Handler<ListTypes> for Host {
     }
 }
 
-crate::remote_actor!(Host: HostSpawn, HostStop, HostRestart, HostLeave, ListActors, ListTypes);
+crate::remote_actor!(
+    Host: HostSpawn,
+    HostStop,
+    HostRestart,
+    HostLeave,
+    ListActors,
+    ListTypes,
+    super::HostHandOver
+);

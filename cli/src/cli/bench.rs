@@ -4,6 +4,7 @@
 mod actors;
 mod console;
 mod control;
+pub(crate) mod durable_migrate;
 mod holders;
 mod idle;
 mod inspect;
@@ -45,6 +46,10 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             ..
         } => control(json, spawns, runs, partition_runs),
         BenchCommand::Tasks { json, tasks: count } => tasks(json, count),
+        BenchCommand::Migrate { json, migrations } => {
+            let report = durable_migrate::run(migrations)?;
+            emit(json, &report, || report.table())
+        }
         BenchCommand::Security { json, scale } => security(json, scale),
         BenchCommand::Inspect { json, scale } => inspect(json, scale),
         BenchCommand::Console {

@@ -194,6 +194,30 @@ pub(crate) enum ClusterCommand {
         #[command(flatten)]
         totp: Totp,
     },
+    /// Move a named actor to another node, live: its incarnation stops
+    /// taking messages, handles those already in its mailbox, saves a
+    /// final snapshot if it is durable, and stops; then it starts on the
+    /// node under a new epoch. Callers through a `Named` handle see no
+    /// error: what they sent meanwhile reaches the new incarnation, in
+    /// order.
+    Migrate {
+        /// The actor's name.
+        name: String,
+        /// Where it goes: a node's name, id (or id prefix) or mesh address.
+        #[arg(long)]
+        to: String,
+        /// A configuration with an identity of the cluster (an operator certificate).
+        #[arg(long)]
+        config: PathBuf,
+        /// A member to ask through (its mesh address).
+        #[arg(long)]
+        node: SocketAddr,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        totp: Totp,
+    },
     /// List the services a node knows, with their live instances.
     Services {
         /// A configuration with an identity of the cluster (an operator certificate).
@@ -328,6 +352,17 @@ pub(crate) fn run(command: ClusterCommand) -> Result<()> {
         } => {
             totp.install();
             control::drain(&config, node, &target, force, json)
+        }
+        ClusterCommand::Migrate {
+            name,
+            to,
+            config,
+            node,
+            json,
+            totp,
+        } => {
+            totp.install();
+            control::migrate(&config, node, &name, &to, json)
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The control-plane commands: `swarm actors`, `swarm heads`, `swarm types`,
-//! `swarm spawn`, `swarm stop` and `swarm drain`. Each starts a throw-away mesh-only node
+//! `swarm spawn`, `swarm stop`, `swarm drain` and `swarm migrate`. Each starts a throw-away mesh-only node
 //! with the identity of a configuration file (an operator certificate),
 //! connects to one member, learns the heads from its member list and asks
 //! the head leader.
@@ -345,11 +345,29 @@ fn node_named(text: &str, members: &[MemberRow]) -> Result<NodeId> {
     if let Ok(id) = text.parse::<NodeId>() {
         return Ok(id);
     }
-    members
+    if let Some(id) = members
         .iter()
         .find(|m| m.name == text || m.addr == text)
         .and_then(|m| m.id.parse().ok())
-        .with_context(|| format!("no member named {text:?}"))
+    {
+        return Ok(id);
+    }
+    // An id prefix, as listings show ids short: one member only.
+    let prefixed: Vec<&MemberRow> = members
+        .iter()
+        .filter(|m| !text.is_empty() && m.id.starts_with(text))
+        .collect();
+    match prefixed.as_slice() {
+        [one] => one
+            .id
+            .parse()
+            .with_context(|| format!("member id {:?}", one.id)),
+        [] => anyhow::bail!("no member named {text:?}"),
+        _ => anyhow::bail!(
+            "{text:?} is the prefix of {} members' ids: give more of it",
+            prefixed.len()
+        ),
+    }
 }
 
 pub(crate) fn spawn(config: &Path, member: SocketAddr, s: SpawnArgs, json: bool) -> Result<()> {
@@ -516,6 +534,35 @@ pub(crate) fn drain(
             name_of(report.node),
             report.stayed
         );
+    }
+    Ok(())
+}
+
+/// `swarm migrate NAME --to NODE`: moves a named actor live and prints
+/// where it runs now.
+pub(crate) fn migrate(
+    config: &Path,
+    member: SocketAddr,
+    name: &str,
+    to: &str,
+    json: bool,
+) -> Result<()> {
+    let ((node, epoch), members) =
+        with_control(config, member, |_, control, members| async move {
+            let id = node_named(to, &members)?;
+            Ok((control.migrate(name, id).await?, members))
+        })?;
+    let node_name = Names::new(&members).of(node);
+    if json {
+        let moved = serde_json::json!({
+            "migrated": name,
+            "node": node.to_string(),
+            "node_name": node_name,
+            "epoch": epoch,
+        });
+        println!("{moved}");
+    } else {
+        println!("{name}: moved to {node_name} (epoch {epoch})");
     }
     Ok(())
 }

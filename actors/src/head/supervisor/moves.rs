@@ -32,7 +32,7 @@ pub(super) enum Relocated {
 
 /// What to do with an actor that has nowhere to go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stuck {
+pub(super) enum Stuck {
     /// Record it failed: its node crashed, its lease ran out or it
     /// escalated, and nothing runs it.
     Fail,
@@ -99,6 +99,18 @@ impl Supervisor {
         stuck: Stuck,
         ctx: &mut Context<Self>,
     ) -> ResponseActFuture<Self, Result<Relocated, ControlError>> {
+        self.relocate_to(r, stuck, None, ctx)
+    }
+
+    /// As `relocate`, to `to` if given (a migration, checked by its
+    /// caller) rather than where placement chooses.
+    pub(super) fn relocate_to(
+        &mut self,
+        r: Relocate,
+        stuck: Stuck,
+        to: Option<NodeId>,
+        ctx: &mut Context<Self>,
+    ) -> ResponseActFuture<Self, Result<Relocated, ControlError>> {
         let record = self.read(|m| m.state.actor(&r.name).cloned());
         let Some(record) = record.filter(|rec| rec.epoch == r.epoch) else {
             self.moving.remove(&r.name);
@@ -108,7 +120,10 @@ impl Supervisor {
             }
             return Box::pin(fut::ready(Err(ControlError::NoSuchName { name: r.name })));
         };
-        let mut target = self.choose(&record.spec, Some(r.from));
+        let mut target = match to {
+            Some(node) => Ok(node),
+            None => self.choose(&record.spec, Some(r.from)),
+        };
         if stuck != Stuck::Fail {
             // A drain: the node it runs on is going away.
             if let Some(reason) = self.pinned(&record.spec, r.from, &target) {
@@ -167,11 +182,18 @@ impl Supervisor {
                     }
                 };
                 if r.stop_first {
-                    let stop = HostStop {
-                        name: name.clone(),
-                        epoch: r.epoch,
+                    // A drain or a migration hands the actor over (its
+                    // mailbox handled, a final snapshot); an escalated one
+                    // runs no more: a plain stop.
+                    let stopped = if stuck == Stuck::Fail {
+                        let stop = HostStop {
+                            name: name.clone(),
+                            epoch: r.epoch,
+                        };
+                        old.send(stop).await.map_err(|e| e.to_string())
+                    } else {
+                        super::migrate::hand_over(&old, &name, r.epoch).await
                     };
-                    let stopped = old.send(stop).await;
                     // A drain moves an actor only once its node confirmed
                     // the stop: a node cut off from this head keeps running
                     // it until its lease runs out, and two incarnations
