@@ -4,6 +4,7 @@
 //! receives tells. Every node also exposes `Info` as [`INFO_NAME`], which
 //! `swarm ping` asks.
 
+pub mod blob;
 pub mod tasks;
 
 use std::pin::Pin;
@@ -583,6 +584,7 @@ impl swarm_actors::supervision::Spawnable for Ledger {
 /// `swarm` node does this, so the control plane may place them anywhere.
 pub fn register_types(node: &Node) {
     node.register::<Ledger>();
+    node.register::<blob::Blob>();
     if let Some(tasks) = node.tasks() {
         tasks::register(tasks);
     }
