@@ -45,6 +45,9 @@ pub(crate) struct Backend {
     /// Events acknowledged per second, `actors` ledgers each with two
     /// deposits in flight (one event per persist).
     pub(crate) events_per_s: f64,
+    /// Reads (asks without a write) per second the same way: the ask
+    /// path's rate, the baseline of `events_per_s`.
+    pub(crate) reads_per_s: f64,
     pub(crate) actors: usize,
     /// Recovery (claim, snapshot and replay) of a 1 MiB snapshot plus
     /// 10,000 events after a SIGKILL, as the new incarnation timed it.
@@ -81,6 +84,7 @@ impl Backend {
              \x20 persist_vs_raft_commit  {:>10.2}x  (embedded target <= 2)\n\
              \x20 deposit_rtt_us_p50      {:>10.1}   (the driver's ask with one persist; a read: {:.1})\n\
              \x20 events_per_s            {:>10.0}   ({} actors persisting at once; target >= 50,000 embedded)\n\
+             \x20 reads_per_s             {:>10.0}   (the same asks without a write: the ask path's rate)\n\
              \x20 recovery_ms             {:>10.1}   ({} B snapshot + {} events; target <= 200)\n\
              \x20 failover_durable_s      {:>10.3}   (SIGKILL to the next answer with the state, p50 of {}, max {:.3}; target <= 1)\n",
             self.raft_commit_us_p50,
@@ -91,6 +95,7 @@ impl Backend {
             self.read_rtt_us_p50,
             self.events_per_s,
             self.actors,
+            self.reads_per_s,
             self.recovery_ms,
             self.recovery_snapshot_bytes,
             self.recovery_events,
@@ -198,7 +203,7 @@ fn backend(exe: &Path, name: &str, section: &str, plan: Plan) -> Result<Backend>
         let (raft, persist, deposit, read) =
             persists(&driver, &admin_control, &ledger, plan.persists).await?;
         admin.shutdown();
-        let events_per_s = throughput(&control, plan.actors, plan.secs).await?;
+        let (events_per_s, reads_per_s) = throughput(&control, plan.actors, plan.secs).await?;
         let (recovery_ms, snapshot_bytes, events) =
             recovery(&driver, &control, &mut cluster).await?;
         let mut failovers = Vec::new();
@@ -216,6 +221,7 @@ fn backend(exe: &Path, name: &str, section: &str, plan: Plan) -> Result<Backend>
             deposit_rtt_us_p50: quantile(deposit, 0.5),
             read_rtt_us_p50: quantile(read, 0.5),
             events_per_s,
+            reads_per_s,
             actors: plan.actors,
             recovery_ms,
             recovery_snapshot_bytes: snapshot_bytes,
@@ -318,8 +324,9 @@ async fn persists(
 }
 
 /// Events acknowledged per second: `actors` ledgers on the workers, each
-/// with two one-event deposits in flight, for `secs`.
-async fn throughput(control: &Control, actors: usize, secs: f64) -> Result<f64> {
+/// with two one-event deposits in flight, for `secs`; then reads (no
+/// write) the same way: the ask path's own rate, its baseline.
+async fn throughput(control: &Control, actors: usize, secs: f64) -> Result<(f64, f64)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut ledgers = Vec::new();
     for i in 0..actors {
@@ -328,6 +335,13 @@ async fn throughput(control: &Control, actors: usize, secs: f64) -> Result<f64> 
     for l in &ledgers {
         l.send(Deposit(0)).await?;
     }
+    let events = rate(&ledgers, 1, secs).await?;
+    let reads = rate(&ledgers, 0, secs).await?;
+    Ok((events, reads))
+}
+
+/// Deposits of `amount` answered per second, two in flight per ledger.
+async fn rate(ledgers: &[Named<Ledger>], amount: u64, secs: f64) -> Result<f64> {
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(secs);
     let mut tasks = tokio::task::JoinSet::new();
@@ -337,7 +351,7 @@ async fn throughput(control: &Control, actors: usize, secs: f64) -> Result<f64> 
             tasks.spawn_local(async move {
                 let mut n = 0u64;
                 while Instant::now() < until {
-                    ledger.send(Deposit(1)).await?;
+                    ledger.send(Deposit(amount)).await?;
                     n += 1;
                 }
                 Ok::<_, swarm::AskError>(n)
