@@ -58,7 +58,7 @@ pub struct ActorView {
     /// Its latest restarts, oldest first.
     #[serde(default)]
     pub history: Vec<RestartRecord>,
-    /// Its journal, for a durable actor (`crate::durable`). Before
+    /// Its journal, for a durable actor (the durable room fills it in). Before
     /// `handling`: the wire encodes rows as arrays, and only the last
     /// field may be left out.
     #[serde(default)]
