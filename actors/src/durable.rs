@@ -94,6 +94,7 @@ mod journal;
 mod passivation;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod status;
 mod store;
 
 use serde::de::DeserializeOwned;
@@ -104,6 +105,8 @@ pub(crate) use embedded::Embedded as EmbeddedStore;
 pub use journal::{persist, persist_state, persist_then, recover, Journal, RECOVER_WITHIN};
 #[cfg(feature = "postgres")]
 pub use postgres::{Postgres, DEFAULT_CONNECTIONS};
+pub(crate) use status::forget as forget_status;
+pub use status::report;
 pub(crate) use store::{install, store_of, uninstall};
 pub use store::{JournalStore, Recovery, StoreError, StoreFuture, Stored, Writer};
 /// A parsed PostgreSQL connection string (what [`Postgres::new`] reads).

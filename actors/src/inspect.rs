@@ -18,8 +18,8 @@ pub(crate) mod stats;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use model::{
-    ActorView, ClosedLink, Durations, EventView, LinkView, MemberCounts, RestartRecord,
-    ServiceView, TraceEntry,
+    ActorView, ClosedLink, Durations, EventView, JournalTotals, JournalView, LinkView,
+    MemberCounts, RestartRecord, ServiceView, TraceEntry,
 };
 #[doc(hidden)]
 pub use stats::{Probe, Timed, TimedResponse};

@@ -204,6 +204,8 @@ impl Inspector {
         let hosted: HashMap<String, ActorRow> =
             hosted.into_iter().map(|r| (r.name.clone(), r)).collect();
         let now = Instant::now();
+        // The durable actors' journals, from the durable room's table.
+        let (mut journals, journal_totals) = crate::durable::report(self.mesh.id());
         let mut actors = Vec::new();
         for (actor, entry) in self.directory.entries() {
             let stats = entry.stats();
@@ -242,6 +244,7 @@ impl Inspector {
                 supervisor: row.map(|r| r.supervisor.clone()).unwrap_or_default(),
                 placed: row.is_some_and(|r| r.placed),
                 history: row.map(|r| r.history.clone()).unwrap_or_default(),
+                durable: journals.remove(&actor),
                 name: actor,
             });
         }
@@ -277,6 +280,7 @@ impl Inspector {
                 .map(Cluster::service_views)
                 .unwrap_or_default(),
             tasks,
+            journals: journal_totals,
         }
     }
 }
@@ -437,6 +441,40 @@ crate::remote_actor!(Inspector: Inspect, InspectMetrics, SetTrace, ReadTrace, In
 #[cfg(test)]
 mod tests {
     use super::short_type;
+
+    /// Rows travel as msgpack arrays: a durable actor's journal survives
+    /// with or without the histogram that may be left out after it.
+    #[test]
+    fn a_journal_survives_the_wire_with_or_without_handling_times() {
+        use crate::inspect::{ActorView, Durations, JournalView};
+        for handling in [
+            Durations::default(),
+            Durations {
+                sum_ns: 5,
+                buckets: vec![(3, 1)],
+            },
+        ] {
+            for durable in [
+                None,
+                Some(JournalView {
+                    backend: "embedded".into(),
+                    last_seq: 9,
+                    ..JournalView::default()
+                }),
+            ] {
+                let view = ActorView {
+                    name: "a".into(),
+                    durable,
+                    handling: handling.clone(),
+                    ..ActorView::default()
+                };
+                let mut bytes = Vec::new();
+                rmp_serde::encode::write(&mut bytes, &view).unwrap();
+                let back: ActorView = rmp_serde::from_slice(&bytes).unwrap();
+                assert_eq!(back, view);
+            }
+        }
+    }
 
     #[test]
     fn type_names_lose_their_module_path() {

@@ -422,6 +422,7 @@ impl Node {
     /// stops accepting connections and closes every link.
     pub fn shutdown(&self) {
         crate::durable::uninstall(self.id());
+        crate::durable::forget_status(self.id());
         if let Some(tasks) = &self.tasks {
             tasks.shutdown();
         }

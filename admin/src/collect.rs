@@ -452,6 +452,7 @@ pub fn join(members: Vec<MemberRow>, answers: Vec<Result<NodeSnapshot, String>>)
                     events,
                     services,
                     tasks,
+                    journals: _,
                 } = snapshot;
                 view.actors.extend(actors);
                 view.links.extend(links);

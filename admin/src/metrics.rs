@@ -8,7 +8,12 @@
 //! (`_total`); the rest are gauges. Each actor's sampled handler times
 //! are also a histogram, `swarm_actor_handling_seconds` (the inspection's
 //! own buckets: two per power of two from 128 ns to ~34 s); membership
-//! is `swarm_members_<state>` as this node sees it.
+//! is `swarm_members_<state>` as this node sees it. Durable actors'
+//! journals are `swarm_journal_*` by backend (never by actor: bounded):
+//! `swarm_journal_write_seconds` (a histogram of event writes' time to
+//! acknowledgement), `_recovery_seconds`, and the counters
+//! `_events_total`, `_bytes_total`, `_snapshots_total`,
+//! `_recoveries_total`, `_fenced_total`, `_failed_total`.
 
 use std::collections::BTreeMap;
 
@@ -49,6 +54,17 @@ const COUNTERS: &[(&str, &[&str])] = &[
         ],
     ),
     ("tasks", &["finished", "failed", "submitted"]),
+    (
+        "journal",
+        &[
+            "events",
+            "bytes",
+            "snapshots",
+            "recoveries",
+            "fenced",
+            "failed",
+        ],
+    ),
 ];
 
 /// Collects rows into metric families, then registers them.
@@ -173,6 +189,14 @@ pub fn exposition(snapshot: &NodeSnapshot) -> String {
     if let Some(tasks) = &snapshot.tasks {
         families.row("tasks", &value(tasks), &labels(&[("node", node)]));
     }
+    // Durable actors' journals, by backend only (bounded: no actor label).
+    let (mut writes, mut recovery) = (Histograms::default(), Histograms::default());
+    for j in &snapshot.journals {
+        let l = labels(&[("node", node), ("backend", &j.backend)]);
+        families.row("journal", &value(j), &l);
+        writes.push(l.clone(), &j.writes);
+        recovery.push(l, &j.recovery);
+    }
     let mut registry = Registry::default();
     families.register(&mut registry);
     if !handling.0.is_empty() {
@@ -180,6 +204,18 @@ pub fn exposition(snapshot: &NodeSnapshot) -> String {
             "swarm_actor_handling_seconds",
             "Sampled handler times per actor (the inspection's buckets)",
             handling,
+        );
+    }
+    if !writes.0.is_empty() {
+        registry.register(
+            "swarm_journal_write_seconds",
+            "Durable actors' event writes, time to acknowledgement, by backend",
+            writes,
+        );
+        registry.register(
+            "swarm_journal_recovery_seconds",
+            "Durable actors' recoveries (claim, snapshot and replay), by backend",
+            recovery,
         );
     }
     let mut out = String::new();

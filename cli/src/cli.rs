@@ -280,6 +280,29 @@ pub(crate) enum BenchCommand {
     /// core each) under each policy beside its one-core time, the retry
     /// after a SIGKILL, and a 64 MiB kept result passed between workers
     /// (MB/s, 10^6 bytes).
+    /// Durable actors on a local cluster of 3 heads and 2 workers, with
+    /// the embedded store and with PostgreSQL (a private server; skipped
+    /// with a note where it is not installed, unless CI=true): the Raft
+    /// commit baseline, one event's persist time, events per second with
+    /// many actors, recovery of a 1 MiB snapshot plus 10,000 events, and
+    /// durable failover.
+    Durable {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// One-at-a-time persists (and Raft writes) to time.
+        #[arg(long, default_value_t = 2_000)]
+        persists: usize,
+        /// Ledgers persisting at once for the throughput.
+        #[arg(long, default_value_t = 256)]
+        actors: usize,
+        /// Seconds of the throughput run.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+        /// Durable failovers (SIGKILL of the host) to time.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     Tasks {
         /// Print one JSON object instead of a table.
         #[arg(long)]

@@ -5,6 +5,7 @@
 //! `swarm ping` asks.
 
 pub mod migration;
+pub mod blob;
 pub mod tasks;
 
 use std::pin::Pin;
@@ -584,6 +585,7 @@ impl swarm_actors::supervision::Spawnable for Ledger {
 /// `swarm` node does this, so the control plane may place them anywhere.
 pub fn register_types(node: &Node) {
     node.register::<Ledger>();
+    node.register::<blob::Blob>();
     if let Some(tasks) = node.tasks() {
         tasks::register(tasks);
     }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use swarm_cli::local::LocalCluster;
 
-use crate::util::{admin_code, exe, poll_until, scratch};
+use crate::util::{admin_code, exe, place_account, poll_until, scratch};
 
 /// Runs `swarm console` as the driver (roles worker and operator: no
 /// second factor), or as the admin operator with its current TOTP code (a
@@ -101,6 +101,24 @@ fn the_console_joins_every_members_own_snapshot_once_as_json_or_a_table() {
         .find(|a| a["name"] == "swarm.inspect" && a["node_name"] == "n1")
         .unwrap();
     assert!(n1["messages"].as_u64().unwrap() >= 1, "{n1}");
+
+    // A durable actor's journal, as its node reports it.
+    place_account(&cluster);
+    let account = poll_until(Duration::from_secs(30), Duration::from_millis(200), || {
+        let out = console(&cluster, false, &["--once", "actors", "--json"]);
+        let actors: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        actors
+            .as_array()?
+            .iter()
+            .find(|a| a["name"] == "account" && a["durable"].is_object())
+            .cloned()
+    })
+    .expect("the account's journal is listed");
+    let journal = &account["durable"];
+    assert_eq!(journal["backend"], "embedded", "{account}");
+    assert_eq!(journal["epoch"], account["epoch"], "{account}");
+    assert!(journal["recovery_ms"].as_f64().unwrap() > 0.0, "{account}");
+    assert!(journal["last_seq"].is_u64() && journal["claim"].is_u64());
 
     // A table, for people, as an operator certificate with its TOTP code.
     let out = console(&cluster, true, &["--once", "links"]);

@@ -161,6 +161,10 @@ fn the_console_in_a_terminal_sorts_details_and_restarts_an_actor_and_replays_the
         screen.contains("placement: placed by the head on"),
         "{screen}"
     );
+    // Its journal (the ledger is durable).
+    tmux.wait("the ledger's journal", |s| {
+        s.contains("durable: backend embedded, epoch") && s.contains("recovered in")
+    });
     // Its own state, through its inspect hook.
     tmux.wait("the ledger's state", |s| {
         s.contains("state: {\"balance\":7")

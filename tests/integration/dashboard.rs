@@ -100,6 +100,13 @@ fn the_dashboard_logs_in_with_totp_shows_actors_and_restarts_one() {
         "the ledger's state",
         "document.getElementById('detail-state').textContent.includes('\"balance\": 7')",
     );
+    // Its journal (the ledger is durable).
+    browser.wait(
+        "the ledger's journal",
+        "(document.querySelector('dd[data-field=journal]')?.textContent || '').startsWith('embedded, epoch')",
+    );
+    let recovery = browser.eval("document.querySelector('dd[data-field=recovery]').textContent");
+    assert!(recovery.as_str().unwrap().ends_with(" ms"), "{recovery}");
     let restarts = "document.querySelector('dd[data-field=restarts]').textContent";
     assert_eq!(browser.eval(restarts), "0");
 

@@ -20,6 +20,7 @@ mod drain;
 mod durable;
 mod durable_postgres;
 mod durable_rules;
+mod durable_views;
 mod hostile;
 mod hostile_mesh;
 mod idle;

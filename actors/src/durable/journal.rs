@@ -10,6 +10,7 @@ use swarm_protocol::NodeId;
 use tokio::sync::oneshot;
 
 use super::codec::{self, Kind};
+use super::status::{self, Outcome, Status};
 use super::store::{store_of, JournalStore, Recovery, StoreError, Writer};
 use super::Durable;
 use crate::supervision::Incarnation;
@@ -51,6 +52,8 @@ pub struct Journal {
     since_snapshot: u64,
     /// Their bytes.
     bytes_since_snapshot: usize,
+    /// The sequence number the latest snapshot covers (0: none).
+    snapshot_seq: u64,
     /// A persist is in flight.
     persisting: bool,
     /// A snapshot is being saved.
@@ -59,6 +62,18 @@ pub struct Journal {
     recovered_in: Option<Duration>,
     /// Fencing was logged.
     fenced: bool,
+    /// The node's durability table ([`super::status`]), once recovery
+    /// started, and this handle's token in it.
+    status: Option<Arc<Status>>,
+    token: u64,
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        if let Some(status) = &self.status {
+            status.gone(self.token, &self.name);
+        }
+    }
 }
 
 impl std::fmt::Debug for Journal {
@@ -85,12 +100,15 @@ impl Journal {
             store: None,
             writer: None,
             next: 1,
+            snapshot_seq: 0,
             since_snapshot: 0,
             bytes_since_snapshot: 0,
             persisting: false,
             snapshotting: false,
             recovered_in: None,
             fenced: false,
+            status: None,
+            token: status::token(),
         }
     }
 
@@ -122,6 +140,75 @@ impl Journal {
     /// The store's backend, once recovery started.
     pub fn backend(&self) -> Option<&'static str> {
         self.store.as_ref().map(|s| s.backend())
+    }
+
+    /// Starts this incarnation's row in the node's durability table.
+    fn report_recovered(&self, took: Duration) {
+        let (Some(status), Some(store), Some(writer)) = (&self.status, &self.store, &self.writer)
+        else {
+            return;
+        };
+        let view = crate::inspect::JournalView {
+            backend: store.backend().to_owned(),
+            epoch: self.epoch,
+            claim: writer.claim,
+            last_seq: self.next - 1,
+            snapshot_seq: self.snapshot_seq,
+            recovery_ms: took.as_secs_f64() * 1e3,
+            ..Default::default()
+        };
+        status.recovered(self.token, &self.name, store.backend(), view, took);
+    }
+
+    /// Reports an event write (`appended`, after `took`) to the table.
+    fn report_write(
+        &self,
+        appended: &Result<u64, StoreError>,
+        count: u64,
+        bytes: usize,
+        took: Duration,
+    ) {
+        let (Some(status), Some(store)) = (&self.status, &self.store) else {
+            return;
+        };
+        let (outcome, last) = match appended {
+            Ok(next) => (
+                Outcome::Written {
+                    events: count,
+                    bytes: bytes as u64,
+                },
+                next.saturating_sub(1),
+            ),
+            Err(StoreError::Fenced { .. }) => (Outcome::Fenced, 0),
+            Err(_) => (Outcome::Failed, 0),
+        };
+        status.wrote(
+            self.token,
+            &self.name,
+            store.backend(),
+            &outcome,
+            took,
+            last,
+        );
+    }
+
+    /// Reports a snapshot write (`saved`, at `seq`, `size` bytes).
+    fn report_snapshot(&mut self, saved: &Result<(), StoreError>, seq: u64, size: u64) {
+        let (Some(status), Some(store)) = (&self.status, &self.store) else {
+            return;
+        };
+        let outcome = match saved {
+            Ok(()) => {
+                self.snapshot_seq = seq;
+                Outcome::Written {
+                    events: 0,
+                    bytes: size,
+                }
+            }
+            Err(StoreError::Fenced { .. }) => Outcome::Fenced,
+            Err(_) => Outcome::Failed,
+        };
+        status.snapshotted(self.token, &self.name, store.backend(), &outcome, seq);
     }
 
     /// Refuses a write while another is in flight: two persists from one
@@ -173,6 +260,7 @@ pub fn recover<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
     };
     journal.store = Some(Arc::clone(&store));
     journal.writer = None;
+    journal.status = Some(status::status_of(journal.node));
     let claim = async move {
         let deadline = Instant::now() + RECOVER_WITHIN;
         let mut wait = Duration::from_millis(50);
@@ -192,6 +280,7 @@ pub fn recover<A: Durable>(actor: &mut A, ctx: &mut Context<A>) {
             Ok(()) => {
                 let journal = act.journal();
                 journal.recovered_in = Some(started.elapsed());
+                journal.report_recovered(started.elapsed());
                 tracing::debug!(actor = %journal.name, epoch = journal.epoch, next = journal.next, took = ?started.elapsed(), "recovered");
                 super::passivation::recovered(act, ctx);
             }
@@ -232,6 +321,7 @@ fn restore<A: Durable>(actor: &mut A, recovery: Recovery) -> Result<(), StoreErr
     }
     let journal = actor.journal();
     journal.writer = Some(recovery.writer);
+    journal.snapshot_seq = recovery.snapshot.as_ref().map_or(0, |s| s.seq);
     journal.next = recovery.next;
     journal.since_snapshot = recovery.events.len() as u64;
     journal.bytes_since_snapshot = recovery.events.iter().map(|e| e.bytes.len()).sum();
@@ -289,6 +379,7 @@ pub fn persist_then<A: Durable, R: 'static>(
     let count = events.len() as u64;
     let bytes: usize = records.iter().map(Vec::len).sum();
     journal.persisting = true;
+    let began = Instant::now();
     let (answer, answered) = oneshot::channel();
     // An unavailable store (an election, a slow quorum) is asked again with
     // the same write: made once already, it answers a `Conflict` naming
@@ -316,6 +407,8 @@ pub fn persist_then<A: Durable, R: 'static>(
             Err(StoreError::Conflict { expected, .. }) if expected == first + count => Ok(expected),
             other => other,
         };
+        act.journal()
+            .report_write(&appended, count, bytes, began.elapsed());
         let result = match appended {
             Ok(next) => {
                 for event in &events {
@@ -416,11 +509,13 @@ fn save_snapshot<A: Durable>(
     let (store, writer) = journal.writing()?;
     let record = codec::encode(Kind::Snapshot, A::JOURNAL, &state)?;
     let seq = journal.next - 1;
+    let size = record.len() as u64;
     journal.snapshotting = true;
     Ok(Box::pin(store.snapshot(&writer, seq, record).into_actor(actor).map(
         move |saved, act, ctx| {
             let journal = act.journal();
             journal.snapshotting = false;
+            journal.report_snapshot(&saved, seq, size);
             match &saved {
                 Ok(()) => {
                     // Nothing ran between (the save was waited for).

@@ -34,8 +34,12 @@ pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>>>;
 /// A journal store: claims, appends and snapshots, each conditional on
 /// the writer being the newest claim of the name.
 pub trait JournalStore: Send + Sync + 'static {
-    /// The backend's name (`embedded`, `postgres`...), for operators.
-    fn backend(&self) -> &'static str;
+    /// The backend's name (`embedded`, `postgres`...), for operators: the
+    /// console's actor detail and the `backend` label of `/metrics` (so
+    /// keep it short and fixed: one label value per backend).
+    fn backend(&self) -> &'static str {
+        "other"
+    }
 
     /// Claims `name`'s journal for `epoch` and reads it.
     ///

@@ -58,9 +58,66 @@ pub struct ActorView {
     /// Its latest restarts, oldest first.
     #[serde(default)]
     pub history: Vec<RestartRecord>,
+    /// Its journal, for a durable actor (the durable room fills it in). Before
+    /// `handling`: the wire encodes rows as arrays, and only the last
+    /// field may be left out.
+    #[serde(default)]
+    pub durable: Option<JournalView>,
     /// Its sampled handler times, as a histogram (what `/metrics` exports).
     #[serde(default, skip_serializing_if = "Durations::is_empty")]
     pub handling: Durations,
+}
+
+/// A durable actor's journal as its node sees it: where it is kept, who
+/// writes it, how far it got and how long its writes take.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JournalView {
+    /// The store: `embedded`, `postgres` or another backend's name.
+    pub backend: String,
+    /// The incarnation's epoch.
+    pub epoch: u64,
+    /// Its claim (a new one at each recovery, fencing the one before).
+    pub claim: u64,
+    /// The last event's sequence number (0: none yet).
+    pub last_seq: u64,
+    /// The sequence number the latest snapshot covers (0: none).
+    pub snapshot_seq: u64,
+    /// When this incarnation saved it, Unix milliseconds (0: it did not).
+    pub snapshot_at_ms: u64,
+    /// How long this incarnation's recovery took, milliseconds.
+    pub recovery_ms: f64,
+    /// Events this incarnation wrote.
+    pub events: u64,
+    /// Bytes it wrote (events and snapshots, encoded).
+    pub bytes: u64,
+    /// Its event writes' time to acknowledgement, median, microseconds.
+    pub write_p50_us: f64,
+    /// 99th percentile, microseconds.
+    pub write_p99_us: f64,
+}
+
+/// One journal backend's totals on a node since it started (what
+/// `/metrics` exports, labelled by backend only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JournalTotals {
+    /// The backend's name.
+    pub backend: String,
+    /// Events written.
+    pub events: u64,
+    /// Bytes written (events and snapshots, encoded).
+    pub bytes: u64,
+    /// Snapshots saved.
+    pub snapshots: u64,
+    /// Recoveries (claims that restored a journal).
+    pub recoveries: u64,
+    /// Writes refused because a newer incarnation owns the journal.
+    pub fenced: u64,
+    /// Writes that failed otherwise (unavailable, conflict, too large).
+    pub failed: u64,
+    /// Event writes' times to acknowledgement.
+    pub writes: Durations,
+    /// Recoveries' times.
+    pub recovery: Durations,
 }
 
 /// One restart of a supervised actor, for operators.

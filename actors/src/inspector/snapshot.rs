@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use crate::cluster::MemberRow;
 use crate::control::{HeadRow, PlacedRow};
 use crate::inspect::{
-    ActorView, ClosedLink, EventView, LinkView, MemberCounts, ServiceView, TraceEntry,
+    ActorView, ClosedLink, EventView, JournalTotals, LinkView, MemberCounts, ServiceView,
+    TraceEntry,
 };
 use crate::mesh::MeshStats;
 use crate::tasks::TaskTable;
@@ -37,6 +38,9 @@ pub struct NodeSnapshot {
     /// Its task scheduler's table (with membership).
     #[serde(default)]
     pub tasks: Option<TaskTable>,
+    /// Its durable actors' journal totals, by backend.
+    #[serde(default)]
+    pub journals: Vec<JournalTotals>,
 }
 
 /// What a node knows of itself that membership does not carry.

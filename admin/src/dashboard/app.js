@@ -268,6 +268,16 @@ function drawDetail() {
     ["handler p50 / p99", us(a.handling_p50_us) + " / " + us(a.handling_p99_us)],
     ["mailbox p99", us(a.waiting_p99_us)], ["errors", a.errors], ["tracing", a.tracing ? "on" : "off"],
   ];
+  const j = a.durable;
+  if (j) {
+    const snap = j.snapshot_seq ? `at ${j.snapshot_seq}` + (j.snapshot_at_ms ? ` (${time(j.snapshot_at_ms)})` : "") : "none";
+    fields.push(
+      ["journal", `${j.backend}, epoch ${j.epoch} claim ${j.claim}`], ["last seq", j.last_seq],
+      ["last snapshot", snap], ["recovery", n1(j.recovery_ms) + " ms"],
+      ["written", `${j.events} events, ${bytes(j.bytes)}`],
+      ["write p50 / p99", us(j.write_p50_us) + " / " + us(j.write_p99_us)],
+    );
+  }
   const dl = document.createDocumentFragment();
   for (const [k, v] of fields) {
     const dt = document.createElement("dt");

@@ -156,3 +156,49 @@ fn handler_times_are_a_histogram_and_membership_a_gauge_per_state() {
     assert_eq!(value(&s, "swarm_members_alive", "n1"), Some(3.0));
     assert_eq!(value(&s, "swarm_members_suspect", "n1"), Some(1.0));
 }
+
+#[test]
+fn journal_totals_are_counters_and_histograms_by_backend_only() {
+    use swarm_actors::inspect::JournalTotals;
+    let mut snap = snapshot(5);
+    snap.journals = vec![JournalTotals {
+        backend: "embedded".into(),
+        events: 12,
+        bytes: 3_000,
+        recoveries: 2,
+        fenced: 1,
+        writes: Durations {
+            sum_ns: 12_000,
+            buckets: vec![(7, 2), (14, 1)],
+        },
+        ..JournalTotals::default()
+    }];
+    let text = exposition(&snap);
+    let s = samples(&text);
+    assert_eq!(
+        value(&s, "swarm_journal_events_total", "embedded"),
+        Some(12.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&s, "swarm_journal_bytes_total", "embedded"),
+        Some(3000.0)
+    );
+    assert_eq!(
+        value(&s, "swarm_journal_recoveries_total", "embedded"),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&s, "swarm_journal_fenced_total", "embedded"),
+        Some(1.0)
+    );
+    assert!(
+        text.contains("swarm_journal_write_seconds_count{"),
+        "{text}"
+    );
+    assert!(text.contains("swarm_journal_recovery_seconds_count{"));
+    assert!(text
+        .lines()
+        .filter(|l| l.starts_with("swarm_journal"))
+        .all(|l| l.contains("backend=\"embedded\"") && !l.contains("actor=")));
+}

@@ -5,12 +5,14 @@ mod actors;
 mod console;
 mod control;
 pub(crate) mod durable_migrate;
+mod durable;
 mod holders;
 mod idle;
 mod inspect;
 mod measure;
 mod membership;
 mod partition;
+mod pg;
 mod security;
 mod tasks;
 mod views;
@@ -50,6 +52,21 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
             let report = durable_migrate::run(migrations)?;
             emit(json, &report, || report.table())
         }
+        BenchCommand::Durable {
+            json,
+            persists,
+            actors,
+            secs,
+            runs,
+        } => durable(
+            json,
+            durable::Plan {
+                persists,
+                actors,
+                secs,
+                runs,
+            },
+        ),
         BenchCommand::Security { json, scale } => security(json, scale),
         BenchCommand::Inspect { json, scale } => inspect(json, scale),
         BenchCommand::Console {
@@ -95,6 +112,12 @@ pub(crate) fn link(json: bool, scale: f64, relay: bool) -> Result<()> {
 pub(crate) fn control(json: bool, spawns: usize, runs: usize, partition_runs: usize) -> Result<()> {
     let exe = exe()?;
     let report = control::run(&exe, spawns, runs, partition_runs)?;
+    emit(json, &report, || report.table())
+}
+
+pub(crate) fn durable(json: bool, plan: durable::Plan) -> Result<()> {
+    let exe = exe()?;
+    let report = durable::run(&exe, plan)?;
     emit(json, &report, || report.table())
 }
 

@@ -456,7 +456,7 @@ fn draw_detail(
     };
     let mut spans = Vec::new();
     for (key, value) in fields {
-        if key == "history" {
+        if key == "history" || key == "durable" {
             continue;
         }
         let value = match value {
@@ -492,6 +492,12 @@ fn draw_detail(
                 views::bytes(r.memory),
                 r.gpus,
             )),
+        ]));
+    }
+    if let Some(j) = &actor.durable {
+        lines.push(Line::from(vec![
+            label("durable: "),
+            Span::raw(views::journal(j)),
         ]));
     }
     for r in &actor.history {

@@ -545,6 +545,27 @@ pub fn tasks_table(cluster: &ClusterView, w: &Window) -> Table {
     Table { header, rows }
 }
 
+/// A durable actor's journal, on one line (the detail pane).
+pub fn journal(j: &swarm::inspect::JournalView) -> String {
+    let snapshot = match (j.snapshot_seq, j.snapshot_at_ms) {
+        (0, _) => "no snapshot".to_owned(),
+        (seq, 0) => format!("snapshot at {seq}"),
+        (seq, at) => format!("snapshot at {seq} ({})", clock(at)),
+    };
+    format!(
+        "backend {}, epoch {} claim {}, last seq {}, {snapshot}, recovered in {:.1} ms, wrote {} events ({}), write p50/p99 {}/{}",
+        j.backend,
+        j.epoch,
+        j.claim,
+        j.last_seq,
+        j.recovery_ms,
+        j.events,
+        bytes(j.bytes),
+        micros(j.write_p50_us),
+        micros(j.write_p99_us),
+    )
+}
+
 /// A Unix time in milliseconds as `HH:MM:SS.mmm` (UTC).
 pub fn clock(at_ms: u64) -> String {
     let s = at_ms / 1000;
