@@ -1,0 +1,95 @@
+//! Two nodes that dial each other at the same moment: each side keeps one
+//! of the two links (the one dialed by the lower id) and hands over what
+//! the other carried. Per sender-receiver pair, every tell arrives once and
+//! in order, and no ask fails, however the two handshakes interleave.
+
+use std::time::Duration;
+
+use swarm::Node;
+use swarm_cli::demo::{Add, Adder, Bump, Counter, CounterState};
+
+use crate::util::{config, eventually, start};
+
+/// Tells and asks each side sends per round, starting before any link exists.
+const TELLS: u64 = 40;
+const ASKS: usize = 8;
+
+/// Sends `TELLS` tells numbered from `first` to `to`'s counter, and `ASKS`
+/// asks alongside; returns the asks (or the tell) that failed.
+async fn burst(from: Node, to: swarm::NodeId, first: u64) -> Vec<String> {
+    let counter = from.remote::<Counter>(to, "counter");
+    let adder = from.remote::<Adder>(to, "adder");
+    let asks = actix_rt::spawn(async move {
+        let mut failed = Vec::new();
+        for i in 0..ASKS as u64 {
+            match adder.send(Add { a: i, b: 1 }).await {
+                Ok(sum) if sum == i + 1 => {}
+                other => failed.push(format!("{other:?}")),
+            }
+        }
+        failed
+    });
+    for seq in first..first + TELLS {
+        let bump = Bump {
+            seq,
+            pad: Vec::new(),
+        };
+        if let Err(e) = counter.tell(bump).await {
+            return vec![format!("tell {seq} refused: {e}")];
+        }
+    }
+    asks.await.unwrap()
+}
+
+#[actix_rt::test]
+async fn crossed_dials_lose_no_tell_and_fail_no_ask() {
+    let ca = swarm::credentials::Throwaway::new("test");
+    // Idle links close fast, so that every round starts with no link.
+    let quick = |name: &str| {
+        let mut c = config(&ca, name);
+        c.idle_timeout = Duration::from_millis(150);
+        c
+    };
+    let a = start(quick("n1")).await;
+    let b = start(quick("n2")).await;
+    let (a, b) = (&a.node, &b.node);
+    // Each learns where the other listens, then the link goes idle.
+    a.connect(b.listen_addr()).await.unwrap();
+    let no_links = || async { a.peers().is_empty() && b.peers().is_empty() };
+    let rounds = 25;
+    let mut lost = Vec::new();
+    for round in 0..rounds {
+        assert!(
+            eventually(Duration::from_secs(5), no_links).await,
+            "round {round}: links close when idle"
+        );
+        let first = 1 + round * TELLS;
+        let to_b = actix_rt::spawn(burst(a.clone(), b.id(), first));
+        let to_a = actix_rt::spawn(burst(b.clone(), a.id(), first));
+        let failed = [to_b.await.unwrap(), to_a.await.unwrap()];
+        let expected = (round + 1) * TELLS;
+        let mut counts = [(0, 0); 2];
+        for (slot, (node, sender)) in counts.iter_mut().zip([(b, a), (a, b)]) {
+            let counter = sender.remote::<Counter>(node.id(), "counter");
+            let seen = std::cell::Cell::new((0, 0));
+            eventually(Duration::from_secs(2), || {
+                let (counter, seen) = (counter.clone(), &seen);
+                async move {
+                    if let Ok(state) = counter.send(CounterState).await {
+                        seen.set(state);
+                    }
+                    seen.get().0 >= expected
+                }
+            })
+            .await;
+            *slot = seen.get();
+        }
+        if counts != [(expected, 0), (expected, 0)] || failed.iter().any(|f| !f.is_empty()) {
+            lost.push(format!(
+                "round {round}: counters {counts:?} (want {expected} each, in order), failed asks {failed:?}"
+            ));
+            break;
+        }
+    }
+    assert!(lost.is_empty(), "{lost:#?}");
+}
