@@ -93,3 +93,89 @@ async fn crossed_dials_lose_no_tell_and_fail_no_ask() {
     }
     assert!(lost.is_empty(), "{lost:#?}");
 }
+
+/// Completes a Noise handshake as the initiator with `addr`, or says why not.
+async fn try_handshake(
+    addr: std::net::SocketAddr,
+    config: swarm::protocol::HandshakeConfig,
+) -> Result<(), String> {
+    use swarm::protocol::{decode_frame, Decoded, Handshake};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut hs = Handshake::initiator(std::sync::Arc::new(config)).unwrap();
+    let mut buf = Vec::new();
+    loop {
+        while let Some(frame) = hs.poll_transmit() {
+            stream.write_all(&frame).await.map_err(|e| e.to_string())?;
+        }
+        if hs.is_established() {
+            break;
+        }
+        let consumed = loop {
+            match decode_frame(&buf, 65_535).map_err(|e| e.to_string())? {
+                Decoded::Frame { payload, consumed } => {
+                    hs.handle_frame(payload, swarm::credentials::unix_now())
+                        .map_err(|e| e.to_string())?;
+                    break consumed;
+                }
+                Decoded::Incomplete { .. } => {
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(0) => return Err("hung up".into()),
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            }
+        };
+        buf.drain(..consumed);
+    }
+    // Established on this side: the node refuses the link once it reads
+    // the last handshake message, so wait for its verdict.
+    let mut chunk = [0u8; 4096];
+    let verdict = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut chunk)).await;
+    match verdict {
+        Ok(Ok(0)) | Ok(Err(_)) => Err("hung up after the handshake".into()),
+        _ => Ok(()),
+    }
+}
+
+#[actix_rt::test]
+async fn a_crossed_dial_with_a_forged_identity_is_refused_and_the_link_carries_on() {
+    let ca = swarm::credentials::Throwaway::new("test");
+    let a = start(config(&ca, "n1")).await;
+    let b_config = config(&ca, "n2");
+    // B's certificate (public), with a key that is not B's.
+    let mut forged = b_config.handshake.clone();
+    forged.key = swarm::protocol::NodeKey::from_secret([7; 32]);
+    let b = start(b_config).await;
+    let (a, b) = (&a.node, &b.node);
+    b.connect(a.listen_addr()).await.unwrap();
+    let counter = b.remote::<Counter>(a.id(), "counter");
+    let link = || {
+        a.peers()
+            .into_iter()
+            .map(|p| (p.id, p.via))
+            .collect::<Vec<_>>()
+    };
+    let before = link();
+    let mut seq = 0;
+    for _ in 0..5 {
+        for _ in 0..20 {
+            seq += 1;
+            counter
+                .tell(Bump {
+                    seq,
+                    pad: Vec::new(),
+                })
+                .await
+                .unwrap();
+        }
+        let refused = try_handshake(a.listen_addr(), forged.clone()).await;
+        assert!(refused.is_err(), "a forged B got a link: {:?}", a.peers());
+    }
+    let (received, out_of_order) = counter.send(CounterState).await.unwrap();
+    assert_eq!((received, out_of_order), (seq, 0));
+    assert_eq!(link(), before, "the real link stays");
+}
