@@ -189,6 +189,12 @@ impl Router {
                 // The peer may have sent on the new link before it saw the
                 // one kept here: the new link delivers that, then stops.
                 let kept = old.clone();
+                if predecessor.is_some() {
+                    // One duplicate at a time (a crossing makes one): a
+                    // peer opening more is not waited for.
+                    tracing::debug!(peer = %peer.short(), "duplicate link dropped; another still drains");
+                    return Ok(kept);
+                }
                 tracing::debug!(peer = %peer.short(), relayed = how.via.is_some(), "duplicate link drained into the one kept");
                 let parts = (wire, est, how, initiator);
                 self.drain_duplicate(parts, &kept, predecessor, ctx);
