@@ -39,6 +39,8 @@ const DUPLICATE_WINDOW: Duration = Duration::from_secs(5);
 type DialResult = Result<LinkHandle, DialError>;
 /// A new link's parts: its wire, session, how it came to be, its dialer.
 type NewLink = (Wire, Established, How, NodeId);
+/// Closed (or set) when a link handing its peer over got that far.
+type Waiter = tokio::sync::watch::Receiver<bool>;
 type NodeWaiter = oneshot::Sender<Result<LinkHandle, Unreachable>>;
 
 /// How a peer is reached.
@@ -176,6 +178,7 @@ impl Router {
             .get(&peer)
             .filter(|(old, _)| !old.stopped_delivering())
             .map(|(_, done)| done.clone());
+        let mut write_after = None;
         if let Some((old, old_actor)) = self.actors.get(&peer) {
             let live = !old.is_closed();
             let upgrade = live && old.via().is_some() && how.via.is_none();
@@ -212,6 +215,7 @@ impl Router {
                 old.mark_draining();
                 old_actor.do_send(Drain(done));
                 predecessor = Some(wait.clone());
+                write_after = Some(wait.clone());
                 self.draining.insert(peer, (old.clone(), wait));
             } else {
                 old_actor.do_send(Close(CloseReason::Replaced));
@@ -221,7 +225,8 @@ impl Router {
         }
         let remote = how.remote;
         let via = how.via;
-        let (handle, actor) = self.start_link((wire, est, how, initiator), predecessor, ctx);
+        let order = (predecessor, write_after);
+        let (handle, actor) = self.start_link((wire, est, how, initiator), order, ctx);
         match via {
             None => {
                 self.upgrades.remove(&peer);
@@ -259,7 +264,7 @@ impl Router {
     fn start_link(
         &mut self,
         (wire, est, how, initiator): NewLink,
-        predecessor: Option<tokio::sync::watch::Receiver<bool>>,
+        (predecessor, write_after): (Option<Waiter>, Option<Waiter>),
         ctx: &mut Context<Self>,
     ) -> (LinkHandle, Addr<Link>) {
         let id = self.next_link_id;
@@ -280,6 +285,7 @@ impl Router {
             receiver: est.receiver,
             leftover: how.leftover,
             predecessor,
+            write_after,
         };
         let (link, handle) = Link::new(id, who, parts, Arc::clone(&self.mesh), ctx.address());
         (handle, link.start())
@@ -299,11 +305,12 @@ impl Router {
         ctx: &mut Context<Self>,
     ) {
         let peer = kept.peer();
-        let (handle, actor) = self.start_link(new, predecessor, ctx);
+        let (handle, actor) = self.start_link(new, (predecessor, None), ctx);
         handle.mark_draining();
         let (done, wait) = tokio::sync::watch::channel(false);
-        // Held before the goodbye goes out: the peer moves to the kept
-        // link only once it read that goodbye.
+        // Held before the goodbye goes out: the peer writes on the kept
+        // link only once it read that goodbye (`LinkParts::write_after`),
+        // or once its side of this link stopped.
         kept.hold_for(wait.clone());
         actor.do_send(Drain(done));
         self.draining.entry(peer).or_insert((handle, wait));
