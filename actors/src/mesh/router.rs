@@ -1,7 +1,9 @@
 //! The `Router` owns the link table. It dials lazily (callers ask it only
 //! when the table has no live entry), keeps one link per peer (when both
 //! sides dial at once, the link dialed by the lower node id wins on both
-//! sides; a direct link wins over a relayed one), learns routes from
+//! sides; a direct link wins over a relayed one; the other link hands
+//! over what it carries, as a relayed link does when it becomes direct),
+//! learns routes from
 //! handshakes and membership, and forgets links that close. It never
 //! touches message bytes.
 //!
