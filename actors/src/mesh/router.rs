@@ -3,9 +3,8 @@
 //! sides dial at once, the link dialed by the lower node id wins on both
 //! sides; a direct link wins over a relayed one; the other link hands
 //! over what it carries, as a relayed link does when it becomes direct),
-//! learns routes from
-//! handshakes and membership, and forgets links that close. It never
-//! touches message bytes.
+//! learns routes from handshakes and membership, and forgets links that
+//! close. It never touches message bytes.
 //!
 //! Routes (`routes`): a node that accepts connections is dialed at its address; if
 //! that fails, through a relay (this node's own first, then any relay). A
