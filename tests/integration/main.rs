@@ -15,6 +15,7 @@ mod control;
 mod control_faults;
 mod control_ops;
 mod control_processes;
+mod crossed_dials;
 mod dashboard;
 mod drain;
 mod durable;

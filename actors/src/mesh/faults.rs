@@ -4,7 +4,8 @@
 //! its heartbeat times out as it would across a real network; links
 //! through a relay are not affected. This is how routing is checked in one
 //! process where network namespaces are unavailable. A test may also make
-//! a node lie in gossip about its roles (a hostile member).
+//! a node lie in gossip about its roles (a hostile member), or hand the
+//! connections it accepts to its router late.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,9 @@ pub struct Faults {
     any: AtomicBool,
     /// Roles to announce in gossip instead of the certificate's.
     claimed: Mutex<Option<Vec<String>>>,
+    /// Milliseconds an accepted connection waits, its handshake done,
+    /// before the router gets it.
+    accept_delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Faults {
@@ -51,6 +55,22 @@ impl Faults {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Connections accepted from now on reach the router `delay` after
+    /// their handshake (a slow accept path): orders the two links of a
+    /// crossed dial differently on the two sides.
+    pub fn delay_accepts(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.accept_delay_ms.store(ms, Ordering::Release);
+    }
+
+    /// How long an accepted connection waits before the router gets it.
+    pub(super) fn accept_delay(&self) -> Option<std::time::Duration> {
+        match self.accept_delay_ms.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
     }
 
     /// Whether the direct path to `peer` is blocked.

@@ -62,6 +62,10 @@ pub(super) struct LinkParts {
     pub(super) leftover: Vec<u8>,
     /// Closed when the link this one replaces has delivered everything.
     pub(super) predecessor: Option<watch::Receiver<bool>>,
+    /// The link this one takes over from, whose peer may keep a duplicate
+    /// it is still reading: nothing is written here until the peer said
+    /// its handover goodbye there (`true`) or that link stopped (closed).
+    pub(super) write_after: Option<watch::Receiver<bool>>,
 }
 
 /// The actor owning one connection.
@@ -87,6 +91,8 @@ pub(super) struct Link {
     /// The reader waits for this before dispatching anything: the link
     /// this one replaces must deliver what it carries first.
     predecessor: Option<watch::Receiver<bool>>,
+    /// The writer waits for this (see `LinkParts::write_after`).
+    write_after: Option<watch::Receiver<bool>>,
     /// A successor took over: this link says goodbye, answers the asks it
     /// carries, and reads until the peer's goodbye.
     draining: bool,
@@ -98,7 +104,10 @@ pub(super) struct Link {
 /// anything: senders move to the successor at once; this link answers the
 /// asks it carries, says goodbye after everything queued on it, and reads
 /// until the peer's goodbye; successors' readers wait for `0` to close
-/// (this link stopping) before they dispatch.
+/// (this link stopping) before they dispatch, and a successor's writer
+/// (`LinkParts::write_after`) for it to turn `true` (the peer's goodbye
+/// read here: the peer holds what arrives on the successor until it read
+/// everything here) or close.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(super) struct Drain(pub(super) watch::Sender<bool>);
@@ -212,6 +221,7 @@ impl Link {
             inbound_asks: Rc::new(Cell::new(0)),
             successor: None,
             predecessor: None,
+            write_after: None,
             draining: false,
             peer_done: false,
         };
@@ -300,6 +310,9 @@ impl Handler<Drain> for Link {
             return;
         }
         self.draining = true;
+        if self.peer_done {
+            successor.send_replace(true);
+        }
         self.successor = Some(successor);
         self.handle.mark_draining();
         if self.reason.is_none() {
@@ -344,6 +357,11 @@ impl Handler<PeerHandedOver> for Link {
 
     fn handle(&mut self, _: PeerHandedOver, _ctx: &mut Context<Self>) {
         self.peer_done = true;
+        if let Some(successor) = &self.successor {
+            // The successor may write: the peer reads what follows there
+            // after everything it read here.
+            successor.send_replace(true);
+        }
     }
 }
 
@@ -368,8 +386,10 @@ impl Actor for Link {
             receiver,
             leftover,
             predecessor,
+            write_after,
         } = parts;
         self.predecessor = predecessor;
+        self.write_after = write_after;
         let session = (sender, receiver, leftover, queue);
         match wire {
             Wire::Tcp(stream) => {
@@ -445,7 +465,14 @@ impl Link {
         let mesh = Arc::clone(&self.mesh);
         let (peer, direct) = (shared.peer, shared.via.is_none());
         let counted = Arc::clone(shared);
+        let write_after = self.write_after.take();
         self.tasks.push(actix_rt::spawn(async move {
+            if let Some(mut after) = write_after {
+                // The peer may hold a duplicate of this link (a crossed
+                // dial it kept the other way round): it reads what it has
+                // there before anything from here. Ends at `true` or close.
+                let _ = after.wait_for(|handed_over| *handed_over).await;
+            }
             let session = SendHalf::new(sender);
             let blocked = || direct && mesh.blocked(peer);
             let written = |bytes: usize, envelopes: usize| {

@@ -282,6 +282,11 @@ impl Gate {
         let result = handshake(&mut stream, hs, false, config.handshake_timeout).await;
         drop(slot);
         drop(source);
+        let delay = config.faults.as_ref().and_then(|f| f.accept_delay());
+        if let (Ok(_), Some(delay)) = (&result, delay) {
+            // An injected fault: a slow accept path.
+            tokio::time::sleep(delay).await;
+        }
         match result {
             Ok((est, leftover)) => self.router.do_send(Inbound {
                 stream,

@@ -1,9 +1,10 @@
 //! The `Router` owns the link table. It dials lazily (callers ask it only
 //! when the table has no live entry), keeps one link per peer (when both
 //! sides dial at once, the link dialed by the lower node id wins on both
-//! sides; a direct link wins over a relayed one), learns routes from
-//! handshakes and membership, and forgets links that close. It never
-//! touches message bytes.
+//! sides; a direct link wins over a relayed one; the other link hands
+//! over what it carries, as a relayed link does when it becomes direct),
+//! learns routes from handshakes and membership, and forgets links that
+//! close. It never touches message bytes.
 //!
 //! Routes (`routes`): a node that accepts connections is dialed at its address; if
 //! that fails, through a relay (this node's own first, then any relay). A
@@ -37,6 +38,10 @@ pub(super) use routes::{DialNode, Through};
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(5);
 
 type DialResult = Result<LinkHandle, DialError>;
+/// A new link's parts: its wire, session, how it came to be, its dialer.
+type NewLink = (Wire, Established, How, NodeId);
+/// Closed (or set) when a link handing its peer over got that far.
+type Waiter = tokio::sync::watch::Receiver<bool>;
 type NodeWaiter = oneshot::Sender<Result<LinkHandle, Unreachable>>;
 
 /// How a peer is reached.
@@ -165,7 +170,7 @@ impl Router {
             None if route.addr.is_none() => route.addr = est.peer.listen.parse().ok(),
             None => {}
         }
-        let body = est.peer.cert.body();
+        let name = est.peer.cert.body().name.clone();
         let initiator = if est.initiator { me } else { peer };
         // A link handing this peer over may still deliver: every later
         // link waits for it, so no two links deliver side by side.
@@ -174,27 +179,44 @@ impl Router {
             .get(&peer)
             .filter(|(old, _)| !old.stopped_delivering())
             .map(|(_, done)| done.clone());
+        let mut write_after = None;
         if let Some((old, old_actor)) = self.actors.get(&peer) {
             let live = !old.is_closed();
-            if live && old.via().is_none() && how.via.is_some() {
-                tracing::debug!(peer = %peer.short(), "relayed link dropped; a direct link exists");
-                return Ok(old.clone());
-            }
             let upgrade = live && old.via().is_some() && how.via.is_none();
             let lower = me.min(peer);
-            let simultaneous = old.established_at().elapsed() < DUPLICATE_WINDOW;
-            if !upgrade && simultaneous && old.initiator() == lower && initiator != lower && live {
-                tracing::debug!(peer = %peer.short(), "duplicate link dropped; keeping the one dialed by the lower id");
-                return Ok(old.clone());
+            // Both sides dialed (the two links have different dialers).
+            let crossed = live
+                && old.initiator() != initiator
+                && old.established_at().elapsed() < DUPLICATE_WINDOW;
+            let relayed_after_direct = live && old.via().is_none() && how.via.is_some();
+            if relayed_after_direct || (!upgrade && crossed && old.initiator() == lower) {
+                // The peer may have sent on the new link before it saw the
+                // one kept here: the new link delivers that, then stops.
+                let kept = old.clone();
+                if predecessor.is_some() {
+                    // One duplicate at a time (a crossing makes one): a
+                    // peer opening more is not waited for.
+                    tracing::debug!(peer = %peer.short(), "duplicate link dropped; another still drains");
+                    return Ok(kept);
+                }
+                tracing::debug!(peer = %peer.short(), relayed = how.via.is_some(), "duplicate link drained into the one kept");
+                let parts = (wire, est, how, initiator);
+                self.drain_duplicate(parts, &kept, predecessor, ctx);
+                return Ok(kept);
             }
-            if upgrade {
-                // A handover: the relayed link delivers what it carries,
-                // then the direct one takes over (nothing lost or reordered).
-                tracing::info!(peer = %peer.short(), "relayed link upgraded to a direct link");
+            if upgrade || crossed {
+                // A handover: the old link delivers what it carries,
+                // then the new one takes over (nothing lost or reordered).
+                if upgrade {
+                    tracing::info!(peer = %peer.short(), "relayed link upgraded to a direct link");
+                } else {
+                    tracing::debug!(peer = %peer.short(), "crossed dials: keeping the one dialed by the lower id");
+                }
                 let (done, wait) = tokio::sync::watch::channel(false);
                 old.mark_draining();
                 old_actor.do_send(Drain(done));
                 predecessor = Some(wait.clone());
+                write_after = Some(wait.clone());
                 self.draining.insert(peer, (old.clone(), wait));
             } else {
                 old_actor.do_send(Close(CloseReason::Replaced));
@@ -202,43 +224,26 @@ impl Router {
                 old.mark_closed();
             }
         }
-        let id = self.next_link_id;
-        self.next_link_id += 1;
-        let who = PeerIdentity {
-            peer,
-            serial: body.serial,
-            name: body.name.clone(),
-            roles: body.roles.clone().into(),
-            initiator,
-            remote_addr: how.remote,
-            via: how.via,
-        };
-        let parts = LinkParts {
-            wire,
-            sender: est.sender,
-            receiver: est.receiver,
-            leftover: how.leftover,
-            predecessor,
-        };
-        let (link, handle) = Link::new(id, who, parts, Arc::clone(&self.mesh), ctx.address());
-        let actor = link.start();
         let remote = how.remote;
-        match how.via {
+        let via = how.via;
+        let order = (predecessor, write_after);
+        let (handle, actor) = self.start_link((wire, est, how, initiator), order, ctx);
+        match via {
             None => {
                 self.upgrades.remove(&peer);
-                tracing::info!(peer = %peer.short(), name = %body.name, %remote, "link established");
+                tracing::info!(peer = %peer.short(), %name, %remote, "link established");
             }
             Some(relay) => {
                 // Try the direct path soon, then less and less often. The
                 // higher id waits an interval more, so that when both sides
                 // can dial, one dials and the other finds a direct link (two
-                // direct links at once would lose what the dropped one carried).
+                // direct links at once cost a second handover).
                 let first = self.mesh.config.upgrade_interval;
                 let stagger = if me > peer { first } else { Duration::ZERO };
                 self.upgrades
                     .entry(peer)
                     .or_insert((Instant::now() + first / 5 + stagger, first));
-                tracing::info!(peer = %peer.short(), name = %body.name, relay = %relay.short(), "relayed link established");
+                tracing::info!(peer = %peer.short(), %name, relay = %relay.short(), "relayed link established");
             }
         }
         // An operator node's session goes first on every link.
@@ -255,6 +260,61 @@ impl Router {
         self.actors.insert(peer, (handle.clone(), actor));
         self.arm_upgrades(ctx);
         Ok(handle)
+    }
+    /// Starts a link over an established session.
+    fn start_link(
+        &mut self,
+        (wire, est, how, initiator): NewLink,
+        (predecessor, write_after): (Option<Waiter>, Option<Waiter>),
+        ctx: &mut Context<Self>,
+    ) -> (LinkHandle, Addr<Link>) {
+        let id = self.next_link_id;
+        self.next_link_id += 1;
+        let body = est.peer.cert.body();
+        let who = PeerIdentity {
+            peer: est.peer.node_id,
+            serial: body.serial,
+            name: body.name.clone(),
+            roles: body.roles.clone().into(),
+            initiator,
+            remote_addr: how.remote,
+            via: how.via,
+        };
+        let parts = LinkParts {
+            wire,
+            sender: est.sender,
+            receiver: est.receiver,
+            leftover: how.leftover,
+            predecessor,
+            write_after,
+        };
+        let (link, handle) = Link::new(id, who, parts, Arc::clone(&self.mesh), ctx.address());
+        (handle, link.start())
+    }
+
+    /// A second link to a peer whose link is kept (crossed dials, or a
+    /// relayed one while a direct one exists): it never carries anything
+    /// from here; it delivers what the peer sent on it before the peer saw
+    /// the kept link, answers those asks, and stops once the peer said its
+    /// handover goodbye there. The kept link dispatches nothing more until
+    /// then, so the peer's messages keep their order.
+    fn drain_duplicate(
+        &mut self,
+        new: NewLink,
+        kept: &LinkHandle,
+        predecessor: Option<tokio::sync::watch::Receiver<bool>>,
+        ctx: &mut Context<Self>,
+    ) {
+        let peer = kept.peer();
+        let (handle, actor) = self.start_link(new, (predecessor, None), ctx);
+        handle.mark_draining();
+        let (done, wait) = tokio::sync::watch::channel(false);
+        // Held before the goodbye goes out: the peer writes on the kept
+        // link only once it read that goodbye (`LinkParts::write_after`),
+        // or once its side of this link stopped.
+        kept.hold_for(wait.clone());
+        actor.do_send(Drain(done));
+        self.draining.entry(peer).or_insert((handle, wait));
     }
 }
 

@@ -3,13 +3,13 @@
 //! ask that its caller abandons (its future dropped) unregisters itself.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use swarm_protocol::envelope::encode_request;
 use swarm_protocol::{NodeId, RemoteError, Target};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::outbox::Outbox;
 use crate::error::AskError;
@@ -74,6 +74,11 @@ pub(super) struct LinkShared {
     /// Set when a successor link took over: senders use the successor,
     /// while this link still delivers what was sent on it before.
     draining: AtomicBool,
+    /// Links to the same peer that a crossed dial left behind, still
+    /// delivering what the peer sent on them: the reader dispatches nothing
+    /// more until they stop (`held` says there are some, cheaply).
+    held: std::sync::Mutex<Vec<watch::Receiver<bool>>>,
+    held_any: AtomicBool,
     /// Set before the link closes because membership declared the peer
     /// down: asks waiting on it fail with `NodeDown` instead of `LinkDown`.
     member_down: AtomicBool,
@@ -120,6 +125,8 @@ impl LinkShared {
             next_correlation: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             draining: AtomicBool::new(false),
+            held: std::sync::Mutex::new(Vec::new()),
+            held_any: AtomicBool::new(false),
             member_down: AtomicBool::new(false),
             bytes_out: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -133,6 +140,17 @@ impl LinkShared {
     /// Whether nothing more is dispatched from this link.
     pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Links this one's reader must wait for before its next dispatch
+    /// (taken: the reader waits once for each).
+    pub(super) fn take_held(&self) -> Vec<watch::Receiver<bool>> {
+        if !self.held_any.load(Ordering::Acquire) {
+            return Vec::new();
+        }
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        self.held_any.store(false, Ordering::Release);
+        std::mem::take(&mut *held)
     }
 
     /// Whether senders must not use this link (closed, or handed over).
@@ -217,6 +235,21 @@ impl LinkHandle {
     /// it still delivers and answers what was sent on it before.
     pub(crate) fn mark_draining(&self) {
         self.shared.draining.store(true, Ordering::Release);
+    }
+
+    /// A crossed dial left another link to this peer, which still delivers
+    /// what the peer sent on it: this link's reader dispatches nothing more
+    /// until `done` closes (that link stopped), so the peer's messages keep
+    /// their order. The peer only moves its traffic here after everything
+    /// it sent there (its goodbye on that link comes last).
+    pub(crate) fn hold_for(&self, done: watch::Receiver<bool>) {
+        let mut held = self
+            .shared
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held.push(done);
+        self.shared.held_any.store(true, Ordering::Release);
     }
 
     /// Stops dispatching on this link at once (it is being replaced or closed).

@@ -152,6 +152,11 @@ impl Reader {
     }
 
     async fn on_frame(&mut self, payload: &[u8], plain: &mut Vec<u8>) -> Result<(), CloseReason> {
+        for mut crossed in self.shared.take_held() {
+            // A crossed dial's other link still delivers what the peer
+            // sent there first (bounded by its drain timeout).
+            while crossed.changed().await.is_ok() {}
+        }
         let Some(assembled) = self.session.handle_frame(payload, plain)? else {
             return Ok(());
         };
