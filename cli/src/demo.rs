@@ -4,8 +4,8 @@
 //! receives tells. Every node also exposes `Info` as [`INFO_NAME`], which
 //! `swarm ping` asks.
 
-pub mod migration;
 pub mod blob;
+pub mod migration;
 pub mod tasks;
 
 use std::pin::Pin;

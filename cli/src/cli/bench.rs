@@ -4,8 +4,8 @@
 mod actors;
 mod console;
 mod control;
-pub(crate) mod durable_migrate;
 mod durable;
+pub(crate) mod durable_migrate;
 mod holders;
 mod idle;
 mod inspect;
