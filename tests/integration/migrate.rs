@@ -7,75 +7,19 @@
 //! loses nothing; an old node cut off mid-move does not confirm the
 //! hand-over, so the move is refused and the actor keeps running there.
 
-use std::cell::Cell;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarm::control::{Control, ControlError, Named};
+use swarm::control::{ControlError, Named};
 use swarm::supervision::{Host, HostHandOver, HOST_ACTOR};
 use swarm::{AskError, Faults, NodeId};
-use swarm_cli::demo::migration::{pause, stream, Streamed};
+use swarm_cli::demo::migration::{pause, Callers, Streamed};
 use swarm_cli::demo::{Deposit, Ledger};
 use swarm_cli::local::LocalCluster;
 
 use crate::control_faults::runs;
 use crate::durable::read_until_answered;
 use crate::util::{admin_code, control_cluster, driver, exe, ledger_on, place_ledger, scratch};
-
-/// Callers streaming into `name` (through `caller`): two sharing one
-/// handle with 4 asks in flight each, one with its own handle asking one
-/// at a time.
-struct Callers {
-    stop: Rc<Cell<bool>>,
-    acked: Rc<Cell<usize>>,
-    running: Vec<tokio::task::JoinHandle<Streamed>>,
-}
-
-impl Callers {
-    async fn start(caller: &Control, name: &str) -> Self {
-        let stop = Rc::new(Cell::new(false));
-        let acked = Rc::new(Cell::new(0));
-        let shared: Named<Ledger> = caller.lookup(name).await.unwrap();
-        let own: Named<Ledger> = caller.lookup(name).await.unwrap();
-        let running = [(shared.clone(), 1, 4), (shared, 2, 4), (own, 3, 1)]
-            .into_iter()
-            .map(|(ledger, amount, window)| {
-                tokio::task::spawn_local(stream(
-                    ledger,
-                    amount,
-                    window,
-                    Rc::clone(&stop),
-                    Rc::clone(&acked),
-                ))
-            })
-            .collect();
-        Self {
-            stop,
-            acked,
-            running,
-        }
-    }
-
-    /// Waits for `more` acknowledgements (30 s at most).
-    async fn after(&self, more: usize) {
-        let until = self.acked.get() + more;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.acked.get() < until {
-            assert!(Instant::now() < deadline, "the callers stalled");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn finish(self) -> Vec<Streamed> {
-        self.stop.set(true);
-        let mut out = Vec::new();
-        for caller in self.running {
-            out.push(caller.await.unwrap());
-        }
-        out
-    }
-}
 
 /// No ask failed, each caller's deposits applied in issue order, and the
 /// ledger's balance is the sum of the acknowledged deposits, exactly.
@@ -123,8 +67,8 @@ async fn a_migrated_ledger_loses_no_deposit_and_callers_see_no_error_in_order() 
     let (n2, n3) = (nodes[1].node.id(), nodes[2].node.id());
     let caller = nodes[3].node.control().unwrap().clone();
     let ledger = ledger_on(&admin, "live", n2).await;
-    let callers = Callers::start(&caller, "live").await;
-    callers.after(40).await;
+    let callers = Callers::start(&caller, "live").await.unwrap();
+    callers.after(40).await.unwrap();
     let mut moves = Vec::new();
     let mut epoch = ledger.location().unwrap().1;
     for to in [n3, n2, n3, n2] {
@@ -134,9 +78,9 @@ async fn a_migrated_ledger_loses_no_deposit_and_callers_see_no_error_in_order() 
         assert_eq!(at, to);
         assert!(moved > epoch, "a new epoch");
         epoch = moved;
-        callers.after(40).await;
+        callers.after(40).await.unwrap();
     }
-    let streamed = callers.finish().await;
+    let streamed = callers.finish().await.unwrap();
     let sum = check(&streamed, &ledger).await;
     let pauses: Vec<f64> = moves
         .iter()
@@ -220,17 +164,17 @@ async fn stress_200_migrations_under_streaming_callers() {
     let (n2, n3) = (nodes[1].node.id(), nodes[2].node.id());
     let caller = nodes[3].node.control().unwrap().clone();
     let ledger = ledger_on(&admin, "busy", n2).await;
-    let callers = Callers::start(&caller, "busy").await;
-    callers.after(20).await;
+    let callers = Callers::start(&caller, "busy").await.unwrap();
+    callers.after(20).await.unwrap();
     let mut moves = Vec::new();
     for i in 0..200 {
         let to = if i % 2 == 0 { n3 } else { n2 };
         let started = Instant::now();
         admin.migrate("busy", to).await.unwrap();
         moves.push((started, Instant::now()));
-        callers.after(10).await;
+        callers.after(10).await.unwrap();
     }
-    let streamed = callers.finish().await;
+    let streamed = callers.finish().await.unwrap();
     let sum = check(&streamed, &ledger).await;
     let mut pauses: Vec<f64> = moves
         .iter()
@@ -358,8 +302,8 @@ async fn swarm_migrate_and_swarm_drain_move_a_ledger_while_callers_see_no_error(
     let (n2, n3) = (id("n2"), id("n3"));
     assert_eq!(ledger.send(Deposit(0)).await.unwrap().node, n2);
     let cluster = Arc::new(cluster);
-    let callers = Callers::start(&control, "moved").await;
-    callers.after(30).await;
+    let callers = Callers::start(&control, "moved").await.unwrap();
+    callers.after(30).await.unwrap();
 
     let prefix = n3.to_string()[..8].to_owned();
     let started = Instant::now();
@@ -373,7 +317,7 @@ async fn swarm_migrate_and_swarm_drain_move_a_ledger_while_callers_see_no_error(
     assert!(ok, "{stderr}");
     assert_eq!(answer["node"], n3.to_string(), "{answer}");
     assert_eq!(answer["node_name"], "n3", "{answer}");
-    callers.after(30).await;
+    callers.after(30).await.unwrap();
 
     let started = Instant::now();
     let (ok, report, stderr) = tokio::task::spawn_blocking({
@@ -389,8 +333,8 @@ async fn swarm_migrate_and_swarm_drain_move_a_ledger_while_callers_see_no_error(
         (Some(true), Some(1)),
         "{report}"
     );
-    callers.after(30).await;
-    let streamed = callers.finish().await;
+    callers.after(30).await.unwrap();
+    let streamed = callers.finish().await.unwrap();
     let sum = check_from(&streamed, &ledger, 7).await;
     assert_eq!(ledger.location().map(|l| l.0), Some(n2), "back on n2");
     eprintln!(

@@ -32,10 +32,12 @@
 //!    [`CLOCK_UNCERTAINTY`] to spare): `e` then ran both before and after
 //!    a moment at which `f` ran. With both drivers depositing every 50 ms,
 //!    any overlap longer than a few round trips shows this way.
-//! 2. **Within an epoch, nothing acknowledged is lost.** Every answer's
-//!    balance includes its own deposit and every deposit of the same epoch
-//!    acknowledged before it was sent; in particular the balance never goes
-//!    back (an epoch started twice, with fresh state, fails here).
+//! 2. **Nothing acknowledged is lost, across epochs.** The ledgers are
+//!    durable: every answer's balance includes its own deposit and every
+//!    deposit acknowledged before it was sent, by any epoch; in particular
+//!    the balance never goes back (an epoch started twice with fresh state,
+//!    or a new epoch that did not recover what the one before it
+//!    acknowledged, fails here).
 //! 3. **One incarnation after the heal**, within [`SETTLE`]: both
 //!    drivers' last [`AGREED`] answers per ledger come from one epoch on
 //!    one node, the hosts (`swarm actors --host`'s listing) run exactly

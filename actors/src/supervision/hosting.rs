@@ -60,6 +60,9 @@ pub struct Host {
     idle: HashMap<String, idle::Idle>,
     /// How passivations are reported to the head.
     report: Option<super::passivation::ReportPassive>,
+    /// The look for idle actors, while there are some to watch (an idle
+    /// node does not wake for it).
+    watching: Option<SpawnHandle>,
 }
 
 impl Host {
@@ -80,6 +83,7 @@ impl Host {
             leave,
             idle: HashMap::new(),
             report: None,
+            watching: None,
         }
     }
 
@@ -152,7 +156,7 @@ impl Host {
         );
         let idle_after = request.idle_after_ms.filter(|_| fenced);
         let starting = start(&self.directory, &self.arbiter, request);
-        Box::pin(starting.into_actor(self).map(move |result, act, _| {
+        Box::pin(starting.into_actor(self).map(move |result, act, ctx| {
             if !fenced {
                 act.starting.remove(&name);
             }
@@ -184,6 +188,7 @@ impl Host {
             };
             if let Some(after) = idle_after {
                 act.idle.insert(name.clone(), idle::Idle::new(epoch, after));
+                act.watch_idle(ctx);
             }
             if let Some(old) = act.started.insert(name, started) {
                 old.supervised.stop();
@@ -227,7 +232,13 @@ impl Actor for Host {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        Self::watch_idle(ctx);
+        let host = ctx.address().downgrade();
+        let wake = move || {
+            if let Some(host) = host.upgrade() {
+                host.do_send(idle::WatchIdle);
+            }
+        };
+        super::passivation::on_idle_default(self.registry.node(), Box::new(wake));
     }
 }
 

@@ -176,6 +176,33 @@ pub(crate) fn idle_by_default(node: NodeId, name: &str, epoch: u64, ms: u64) {
         .entry(node)
         .or_default()
         .push((name.to_owned(), epoch, ms));
+    // The host looks for idle actors only while it has some to watch.
+    if let Some(wake) = wakers()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&node)
+    {
+        wake();
+    }
+}
+
+/// How a node's host is told that [`idle_by_default`] has something for it.
+pub(crate) type Wake = Box<dyn Fn() + Send + Sync>;
+
+type Wakers = std::sync::Mutex<HashMap<NodeId, Wake>>;
+
+fn wakers() -> &'static Wakers {
+    static WAKERS: OnceLock<Wakers> = OnceLock::new();
+    WAKERS.get_or_init(Wakers::default)
+}
+
+/// Sets how `node`'s host is woken by [`idle_by_default`] (a host started
+/// again on the node replaces it).
+pub(crate) fn on_idle_default(node: NodeId, wake: Wake) {
+    wakers()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(node, wake);
 }
 
 /// What `node`'s host has not taken yet of [`idle_by_default`].

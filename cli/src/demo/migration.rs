@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use swarm::control::Named;
+use swarm::control::{Control, ControlError, Named};
 use swarm::AskError;
 
 use super::{Balance, Deposit, Ledger};
@@ -44,6 +44,70 @@ impl Streamed {
     /// applied this caller's deposits in the order they were issued).
     pub fn in_order(&self) -> bool {
         self.acked.windows(2).all(|w| w[0].1.total < w[1].1.total)
+    }
+}
+
+/// Callers streaming deposits into one ledger: two sharing one handle
+/// with 4 asks in flight each (amounts 1 and 2), one with its own handle
+/// asking one at a time (amount 3). Run on a local task set.
+pub struct Callers {
+    stop: Rc<Cell<bool>>,
+    acked: Rc<Cell<usize>>,
+    running: Vec<tokio::task::JoinHandle<Streamed>>,
+}
+
+impl Callers {
+    /// Starts them on `name`, looked up through `caller`.
+    pub async fn start(caller: &Control, name: &str) -> Result<Self, ControlError> {
+        let stop = Rc::new(Cell::new(false));
+        let acked = Rc::new(Cell::new(0));
+        let shared: Named<Ledger> = caller.lookup(name).await?;
+        let own: Named<Ledger> = caller.lookup(name).await?;
+        let running = [(shared.clone(), 1, 4), (shared, 2, 4), (own, 3, 1)]
+            .into_iter()
+            .map(|(ledger, amount, window)| {
+                tokio::task::spawn_local(stream(
+                    ledger,
+                    amount,
+                    window,
+                    Rc::clone(&stop),
+                    Rc::clone(&acked),
+                ))
+            })
+            .collect();
+        Ok(Self {
+            stop,
+            acked,
+            running,
+        })
+    }
+
+    /// Waits for `more` acknowledgements; an error if they do not come
+    /// within 30 s (the callers stalled).
+    pub async fn after(&self, more: usize) -> Result<(), String> {
+        let until = self.acked.get() + more;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut tick = tokio::time::interval(Duration::from_millis(2));
+        while self.acked.get() < until {
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the callers stalled: {} of {until} acknowledgements in 30 s",
+                    self.acked.get()
+                ));
+            }
+            tick.tick().await;
+        }
+        Ok(())
+    }
+
+    /// Stops them and returns what each saw.
+    pub async fn finish(self) -> Result<Vec<Streamed>, String> {
+        self.stop.set(true);
+        let mut out = Vec::with_capacity(self.running.len());
+        for caller in self.running {
+            out.push(caller.await.map_err(|e| format!("a caller failed: {e}"))?);
+        }
+        Ok(out)
     }
 }
 

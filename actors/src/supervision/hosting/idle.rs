@@ -70,14 +70,31 @@ impl Handler<SetReporter> for Host {
     }
 }
 
+/// Starts the look for idle actors (a type's default idle time arrived).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct WatchIdle;
+
+impl Handler<WatchIdle> for Host {
+    type Result = ();
+
+    fn handle(&mut self, _: WatchIdle, ctx: &mut Context<Self>) {
+        self.watch_idle(ctx);
+    }
+}
+
 impl Host {
-    /// Looks for idle actors every [`EVERY`].
-    pub(super) fn watch_idle(ctx: &mut Context<Self>) {
-        ctx.run_interval(EVERY, |act, ctx| act.look_for_idle(ctx));
+    /// Looks for idle actors every [`EVERY`] while there are some to
+    /// watch; an idle node without any does not wake for it.
+    pub(super) fn watch_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.watching.is_none() {
+            self.watching = Some(ctx.run_interval(EVERY, |act, ctx| act.look_for_idle(ctx)));
+        }
     }
 
     fn look_for_idle(&mut self, ctx: &mut Context<Self>) {
         // Types that passivate by default, for spawns that set no time.
+        let mut pending = false;
         for (name, epoch, ms) in passivation::take_idle_defaults(self.registry.node()) {
             let placed = self
                 .started
@@ -90,7 +107,14 @@ impl Host {
             } else if self.fencing.epoch_of(&name) == Some(epoch) {
                 // Recovered before its start was recorded: next time.
                 passivation::idle_by_default(self.registry.node(), &name, epoch, ms);
+                pending = true;
             }
+        }
+        if self.idle.is_empty() && !pending {
+            if let Some(watching) = self.watching.take() {
+                ctx.cancel_future(watching);
+            }
+            return;
         }
         if self.idle.is_empty() || self.report.is_none() {
             return;

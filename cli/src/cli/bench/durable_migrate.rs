@@ -9,16 +9,14 @@
 //! deposits were applied in issue order, and the final balance is the sum
 //! of the acknowledged deposits.
 
-use std::cell::Cell;
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _, Result};
 use serde::Serialize;
-use swarm::control::{Control, Named, Spawn};
+use swarm::control::{Control, Spawn};
 use swarm::placement::Placement;
 use swarm::NodeId;
-use swarm_cli::demo::migration::{pause, stream, Streamed};
+use swarm_cli::demo::migration::{pause, Callers, Streamed};
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 
 /// What [`migration_pause`] measured.
@@ -76,33 +74,10 @@ pub(crate) async fn migration_pause(
         .send(Deposit(0))
         .await
         .context("the ledger's first answer")?;
-    let stop = Rc::new(Cell::new(false));
-    let acked = Rc::new(Cell::new(0));
-    let shared: Named<Ledger> = caller.lookup(name).await?;
-    let own: Named<Ledger> = caller.lookup(name).await?;
-    let running: Vec<_> = [(shared.clone(), 1, 4), (shared, 2, 4), (own, 3, 1)]
-        .into_iter()
-        .map(|(ledger, amount, window)| {
-            tokio::task::spawn_local(stream(
-                ledger,
-                amount,
-                window,
-                Rc::clone(&stop),
-                Rc::clone(&acked),
-            ))
-        })
-        .collect();
+    let callers = Callers::start(caller, name).await?;
     let settle = |more: usize| {
-        let acked = Rc::clone(&acked);
-        async move {
-            let until = acked.get() + more;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while acked.get() < until {
-                ensure!(Instant::now() < deadline, "the callers stalled");
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            Ok(())
-        }
+        let callers = &callers;
+        async move { callers.after(more).await.map_err(anyhow::Error::msg) }
     };
     let mut moves = Vec::with_capacity(migrations);
     let mut outcome = settle(30).await;
@@ -125,11 +100,7 @@ pub(crate) async fn migration_pause(
             Err(e) => Err(anyhow::anyhow!("migration {i} to {to}: {e}")),
         };
     }
-    stop.set(true);
-    let mut streamed: Vec<Streamed> = Vec::new();
-    for caller in running {
-        streamed.push(caller.await?);
-    }
+    let streamed = callers.finish().await.map_err(anyhow::Error::msg)?;
     outcome?;
     let failed: usize = streamed.iter().map(|c| c.failed.len()).sum();
     ensure!(
