@@ -11,6 +11,7 @@ mod idle;
 mod inspect;
 mod measure;
 mod membership;
+mod operator;
 mod partition;
 mod pg;
 mod security;

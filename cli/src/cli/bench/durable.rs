@@ -22,7 +22,8 @@ use swarm_cli::demo::blob::{AddMany, Blob, BlobArgs, Fill, ReadBlob};
 use swarm_cli::demo::{Deposit, Ledger};
 use swarm_cli::local::LocalCluster;
 
-use super::control::{driver, placed};
+use super::control::{driver, placed, release_nothing};
+use super::operator::admin;
 use super::pg;
 
 /// One backend's figures.
@@ -253,44 +254,6 @@ fn backend(exe: &Path, name: &str, section: &str, plan: Plan) -> Result<Backend>
     })
 }
 
-/// The cluster's admin operator, logged in with its TOTP code (the
-/// driver's node certificate may not write outside its journals: its
-/// control-plane writes are refused by policy before Raft).
-async fn admin(cluster: &LocalCluster) -> Result<(Node, Control)> {
-    let mut mesh = swarm::config::NodeFile::load(&cluster.admin_config())?.mesh_config()?;
-    mesh.listen = "127.0.0.1:0".parse()?;
-    // An operator is a client, not a member.
-    mesh.cluster = None;
-    let keyring = swarm::credentials::Throwaway::keyring(&cluster.dir)?;
-    let totp = swarm::credentials::read_secret(
-        &keyring,
-        &cluster.dir.join("totp.secret"),
-        swarm::protocol::sealed::Kind::TotpSecret,
-    )?;
-    let cert = swarm::credentials::read_cert(&cluster.dir.join("admin.cert"))?;
-    let seed = swarm::operators::seed(&totp, cert.body().serial, &cert.body().name);
-    let member = cluster.nodes[0].addr;
-    let node = Node::start(mesh).await?;
-    // A step's code logs in once: the next step's if this one's was used.
-    let mut step = 0;
-    loop {
-        let code = swarm::operators::code_at(&seed, swarm::credentials::unix_now() + 30 * step);
-        match node.login(member, &code).await {
-            Ok(_) => break,
-            Err(e) if step < 2 => {
-                tracing::debug!(error = %e, "admin login refused: the next step");
-                step += 1;
-            }
-            Err(e) => bail!("the admin operator could not log in: {e}"),
-        }
-    }
-    let control = node
-        .control_through(member)
-        .await
-        .context("no link to the cluster as the admin operator")?;
-    Ok((node, control))
-}
-
 /// The journal of `name` as its node reports it.
 async fn journal_of(driver: &Node, node: swarm::NodeId, name: &str) -> Result<JournalView> {
     let snapshot = driver
@@ -318,13 +281,9 @@ async fn persists(
     let at = ledger.send(Deposit(0)).await?.node;
     let (mut raft, mut deposits, mut reads) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..count {
-        // Releasing a group that does not exist, as the admin operator: a
-        // Raft write (committed, then answered unknown) that changes nothing.
+        // As the admin operator: a Raft write that changes nothing.
         let t = Instant::now();
-        match admin.release_group("bench-none").await {
-            Err(swarm::control::ControlError::NoSuchName { .. }) => {}
-            other => bail!("a release of no group answered {other:?}"),
-        }
+        release_nothing(admin).await?;
         raft.push(micros(t.elapsed()));
         let t = Instant::now();
         ledger.send(Deposit(1)).await?;
