@@ -24,90 +24,39 @@ use super::{parse_millis, parse_resource, parse_size};
 pub(crate) enum ClusterCommand {
     /// List the members a node knows: id, name, address, roles, state, resources and load.
     Members {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// The node to ask (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
     /// List the named actors the control plane placed: name, type, node,
     /// state, epoch, restarts, resources, placement group (with --host:
     /// the actors one node's host started).
     Actors {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
         /// List what this node's host started instead (no head needed).
         #[arg(long)]
         host: bool,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
     /// List every member's tasks: running, queued (and why), waiting on
     /// their owner (and why), recently finished and failed, with resources.
     Tasks {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
     /// Show the control plane's heads: role, leader, term, voters, log, lag.
     Heads {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
     /// List the types the cluster can spawn: each member's registered
     /// types, with the members that can start them.
     Types {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
     /// Place and start a named actor of a registered type (`swarm types`
     /// lists them).
     Spawn {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
         /// The registered type (e.g. demo.Ledger): `swarm types --config
         /// CONFIG --node ADDR` lists the types the cluster can spawn.
         #[arg(long = "type")]
@@ -147,28 +96,16 @@ pub(crate) enum ClusterCommand {
         /// actor recovers its state from its journal).
         #[arg(long, value_parser = parse_millis)]
         passivate_after: Option<u64>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
     /// Stop a named actor for good.
     Stop {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
         /// The actor's name.
         #[arg(long)]
         name: String,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
     /// Drain a node: it takes no new placements and its named actors move
     /// elsewhere one by one; then it leaves the cluster and its process
@@ -182,17 +119,8 @@ pub(crate) enum ClusterCommand {
         /// let the node leave anyway.
         #[arg(long)]
         force: bool,
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
     /// Move a named actor to another node, live: its incarnation stops
     /// taking messages, handles those already in its mailbox, saves a
@@ -206,100 +134,75 @@ pub(crate) enum ClusterCommand {
         /// Where it goes: a node's name, id (or id prefix) or mesh address.
         #[arg(long)]
         to: String,
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// A member to ask through (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
     /// List the services a node knows, with their live instances.
     Services {
-        /// A configuration with an identity of the cluster (an operator certificate).
-        #[arg(long)]
-        config: PathBuf,
-        /// The node to ask (its mesh address).
-        #[arg(long)]
-        node: SocketAddr,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        totp: Totp,
+        access: Access,
     },
+}
+
+/// How a command reaches the cluster: an identity, the member to ask (or
+/// to ask through), the login's second factor and the output's form.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Access {
+    /// A configuration with an identity of the cluster (an operator certificate).
+    #[arg(long)]
+    config: PathBuf,
+    /// The member to ask, or to ask through (its mesh address).
+    #[arg(long)]
+    node: SocketAddr,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    totp: Totp,
+}
+
+impl Access {
+    /// Keeps the TOTP code for this process's login; answers the
+    /// configuration, the member and whether to print JSON.
+    fn install(self) -> (PathBuf, SocketAddr, bool) {
+        self.totp.install();
+        (self.config, self.node, self.json)
+    }
 }
 
 /// Runs a cluster command after keeping its TOTP code for the login.
 pub(crate) fn run(command: ClusterCommand) -> Result<()> {
     use super::control;
     match command {
-        ClusterCommand::Members {
-            config,
-            node,
-            json,
-            totp,
-        } => {
-            totp.install();
+        ClusterCommand::Members { access } => {
+            let (config, node, json) = access.install();
             members(&config, node, json)
         }
-        ClusterCommand::Services {
-            config,
-            node,
-            json,
-            totp,
-        } => {
-            totp.install();
+        ClusterCommand::Services { access } => {
+            let (config, node, json) = access.install();
             services(&config, node, json)
         }
-        ClusterCommand::Actors {
-            config,
-            node,
-            host,
-            json,
-            totp,
-        } => {
-            totp.install();
+        ClusterCommand::Actors { host, access } => {
+            let (config, node, json) = access.install();
             if host {
                 actors(&config, node, json)
             } else {
                 control::actors(&config, node, json)
             }
         }
-        ClusterCommand::Tasks {
-            config,
-            node,
-            json,
-            totp,
-        } => {
-            totp.install();
+        ClusterCommand::Tasks { access } => {
+            let (config, node, json) = access.install();
             super::tasks::run(&config, node, json)
         }
-        ClusterCommand::Heads {
-            config,
-            node,
-            json,
-            totp,
-        } => {
-            totp.install();
+        ClusterCommand::Heads { access } => {
+            let (config, node, json) = access.install();
             control::heads(&config, node, json)
         }
-        ClusterCommand::Types {
-            config,
-            node,
-            json,
-            totp,
-        } => {
-            totp.install();
+        ClusterCommand::Types { access } => {
+            let (config, node, json) = access.install();
             control::types(&config, node, json)
         }
         ClusterCommand::Spawn {
-            config,
-            node,
             type_name,
             name,
             args,
@@ -312,10 +215,9 @@ pub(crate) fn run(command: ClusterCommand) -> Result<()> {
             group,
             get_if_exists,
             passivate_after,
-            json,
-            totp,
+            access,
         } => {
-            totp.install();
+            let (config, node, json) = access.install();
             let spawn = control::SpawnArgs {
                 type_name,
                 name,
@@ -332,36 +234,20 @@ pub(crate) fn run(command: ClusterCommand) -> Result<()> {
             };
             control::spawn(&config, node, spawn, json)
         }
-        ClusterCommand::Stop {
-            config,
-            node,
-            name,
-            json,
-            totp,
-        } => {
-            totp.install();
+        ClusterCommand::Stop { name, access } => {
+            let (config, node, json) = access.install();
             control::stop(&config, node, &name, json)
         }
         ClusterCommand::Drain {
             target,
             force,
-            config,
-            node,
-            json,
-            totp,
+            access,
         } => {
-            totp.install();
+            let (config, node, json) = access.install();
             control::drain(&config, node, &target, force, json)
         }
-        ClusterCommand::Migrate {
-            name,
-            to,
-            config,
-            node,
-            json,
-            totp,
-        } => {
-            totp.install();
+        ClusterCommand::Migrate { name, to, access } => {
+            let (config, node, json) = access.install();
             control::migrate(&config, node, &name, &to, json)
         }
     }
