@@ -53,7 +53,7 @@ pub fn set_password(cluster: &LocalCluster) {
     });
 }
 
-async fn get(client: &awc::Client, url: &str, token: &str) -> (u16, Vec<u8>) {
+pub(crate) async fn get(client: &awc::Client, url: &str, token: &str) -> (u16, Vec<u8>) {
     let mut response = client.get(url).bearer_auth(token).send().await.unwrap();
     let body = response.body().limit(64 << 20).await.unwrap();
     (response.status().as_u16(), body.to_vec())
@@ -78,9 +78,37 @@ async fn post(
 }
 
 /// The next chunk of a streamed body.
-async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+pub(crate) async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
     std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *stream), cx))
         .await
+}
+
+/// Opens `base`'s event stream with `token` and reads until its first
+/// event is whole: the stream, and the bytes read so far (they start
+/// with a view).
+pub(crate) async fn open_stream(
+    client: &awc::Client,
+    base: &str,
+    token: &str,
+    timeout: Duration,
+) -> (
+    impl futures_core::Stream<Item = Result<impl AsRef<[u8]>, awc::error::PayloadError>> + Unpin,
+    Vec<u8>,
+) {
+    let mut stream = client
+        .get(format!("{base}/api/stream"))
+        .bearer_auth(token)
+        .timeout(timeout)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    let mut events = Vec::new();
+    while !String::from_utf8_lossy(&events).contains("\n\n") {
+        events.extend_from_slice(next(&mut stream).await.expect("an event").unwrap().as_ref());
+    }
+    assert!(String::from_utf8_lossy(&events).starts_with("event: view\ndata: {"));
+    (stream, events)
 }
 
 /// The sum of every series of `name`.
@@ -251,24 +279,12 @@ fn the_admin_api_logs_in_with_password_and_totp_serves_every_view_acts_and_expor
 
         // The stream pushes the cluster view; a logout ends it (and the
         // session).
-        let mut stream = client
-            .get(format!("{base}/api/stream"))
-            .bearer_auth(&token)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stream.status().as_u16(), 200);
-        let mut events = Vec::new();
-        while !String::from_utf8_lossy(&events).contains("\n\n") {
-            events.extend_from_slice(&next(&mut stream).await.expect("an event").unwrap());
-        }
-        let first = String::from_utf8_lossy(&events).into_owned();
-        assert!(first.starts_with("event: view\ndata: {"), "{first}");
+        let (mut stream, mut events) =
+            open_stream(&client, &base, &token, Duration::from_secs(30)).await;
         let (status, _) = post(&client, &format!("{base}/api/logout"), Some(&token), serde_json::json!({})).await;
         assert_eq!(status, 200);
         while let Some(chunk) = next(&mut stream).await {
-            events.extend_from_slice(&chunk.unwrap());
+            events.extend_from_slice(chunk.unwrap().as_ref());
         }
         let events = String::from_utf8_lossy(&events);
         assert!(events.ends_with("event: ended\ndata: {}\n\n"), "{events}");

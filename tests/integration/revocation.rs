@@ -18,7 +18,7 @@ use swarm::AskError;
 use swarm_cli::demo::{Add, Adder};
 use swarm_cli::local::LocalCluster;
 
-use crate::admin_api::PASSWORD;
+use crate::admin_api::{get, next, open_stream, PASSWORD};
 use crate::util::{
     admin_code, control_cluster, eventually, exe, operator, operator_code_in, poll_until, scratch,
     until_ok,
@@ -184,18 +184,6 @@ async fn dial_as(config: &Path, addr: SocketAddr) -> Result<(), String> {
     dialed
 }
 
-async fn get(client: &awc::Client, url: &str, token: &str) -> (u16, Vec<u8>) {
-    let mut response = client.get(url).bearer_auth(token).send().await.unwrap();
-    let body = response.body().limit(64 << 20).await.unwrap();
-    (response.status().as_u16(), body.to_vec())
-}
-
-/// The next chunk of a streamed body.
-async fn next<S: futures_core::Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
-    std::future::poll_fn(|cx| futures_core::Stream::poll_next(std::pin::Pin::new(&mut *stream), cx))
-        .await
-}
-
 #[test]
 fn a_revoked_operators_admin_session_and_event_stream_end_within_two_seconds() {
     let dir = scratch("revoke-session");
@@ -226,23 +214,12 @@ fn a_revoked_operators_admin_session_and_event_stream_end_within_two_seconds() {
         let (status, _) = get(&client, &whoami, &token).await;
         assert_eq!(status, 200, "the viewer's session works before the revocation");
         // Its event stream is live: it delivered a view.
-        let mut stream = client
-            .get(format!("{base}/api/stream"))
-            .bearer_auth(&token)
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stream.status().as_u16(), 200);
-        let mut events = Vec::new();
-        while !String::from_utf8_lossy(&events).contains("\n\n") {
-            events.extend_from_slice(&next(&mut stream).await.expect("an event").unwrap());
-        }
-        assert!(String::from_utf8_lossy(&events).starts_with("event: view\n"));
+        let (mut stream, mut events) =
+            open_stream(&client, &base, &token, Duration::from_secs(60)).await;
         let reader = actix_rt::spawn(async move {
             while let Some(chunk) = next(&mut stream).await {
                 match chunk {
-                    Ok(chunk) => events.extend_from_slice(&chunk),
+                    Ok(chunk) => events.extend_from_slice(chunk.as_ref()),
                     Err(_) => break,
                 }
             }
