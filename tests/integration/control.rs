@@ -15,8 +15,8 @@ use swarm::AskError;
 use swarm_cli::demo::{Deposit, Ledger, LedgerArgs};
 
 use crate::util::{
-    config_with_roles, control_cluster, fast_gossip, ledger_on, scratch, spawn_many, spawn_ready,
-    start,
+    config_with_roles, control_cluster, fast_gossip, first_write_after, leader, ledger_on, scratch,
+    spawn_many, spawn_ready, start,
 };
 
 fn with_tpu(i: usize, config: &mut swarm::MeshConfig) {
@@ -415,26 +415,10 @@ async fn after_a_leader_kill_on_a_log_of_thousands_of_spawns_the_next_write_is_a
     spawn_ready(&control, || named("first".to_owned())).await;
     let acknowledged = spawn_many(&control, SPAWNS, LANES, 199).await;
     assert!(acknowledged >= SPAWNS / 2, "{acknowledged} spawns");
-    let leader = control
-        .head_status()
-        .await
-        .into_iter()
-        .find_map(|(node, row)| row.ok().filter(|r| r.role == "leader").map(|_| node))
-        .expect("a leader");
+    let leader = leader(&control).await.expect("a leader");
     let at = nodes.iter().position(|n| n.node.id() == leader).unwrap();
     nodes.remove(at).kill();
-    let killed_at = Instant::now();
-    let mut i = 0;
-    let took = loop {
-        i += 1;
-        if control.spawn(named(format!("after-{i}"))).await.is_ok() {
-            break killed_at.elapsed();
-        }
-        if killed_at.elapsed() > Duration::from_secs(20) {
-            let heads = control.head_status().await;
-            panic!("no write acknowledged within 20 s of the leader's kill; heads: {heads:?}");
-        }
-    };
+    let took = first_write_after(&control, Instant::now(), named).await;
     eprintln!("leader failover with {SPAWNS} spawns in the log: {took:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,7 +13,8 @@ use swarm_cli::demo::{Balance, Deposit, Ledger, LedgerArgs};
 use swarm_cli::local::LocalCluster;
 
 use crate::util::{
-    admin_code, driver, exe, poll_until, scratch, spawn_many, spawn_ready, swarm_json, until_ok,
+    admin_code, driver, exe, first_write_after, leader, poll_until, scratch, spawn_many,
+    spawn_ready, swarm_json, until_ok,
 };
 
 /// How many live processes run `name` (asked of each one's host).
@@ -107,15 +108,6 @@ async fn a_named_actor_answers_from_another_process_after_a_sigkill() {
         "crash failover took {took:?}, over the documented bound ({:?})",
         crate::util::CRASH_FAILOVER_BOUND
     );
-}
-
-/// The leader of the head group, by asking each head.
-async fn leader(control: &Control) -> Option<NodeId> {
-    control
-        .head_status()
-        .await
-        .into_iter()
-        .find_map(|(node, row)| row.ok().filter(|r| r.role == "leader").map(|_| node))
 }
 
 #[actix_rt::test]
@@ -241,18 +233,7 @@ async fn stress_leader_failover_with_8000_spawns_in_the_log() {
     let old = leader(&control).await.expect("a leader");
     let at = cluster.nodes.iter().position(|n| n.id == old).unwrap();
     cluster.kill(at).unwrap();
-    let killed_at = Instant::now();
-    let mut i = 0;
-    let took = loop {
-        i += 1;
-        if control.spawn(named(format!("after-{i}"))).await.is_ok() {
-            break killed_at.elapsed();
-        }
-        if killed_at.elapsed() > Duration::from_secs(20) {
-            let heads = control.head_status().await;
-            panic!("no write acknowledged within 20 s of the leader's kill; heads: {heads:?}");
-        }
-    };
+    let took = first_write_after(&control, Instant::now(), named).await;
     eprintln!("leader failover with {SPAWNS} spawns in the log: {took:?}");
     assert_ne!(leader(&control).await, Some(old));
 }

@@ -51,12 +51,7 @@ async fn heads_and_workers_exit_with_status_0_within_2_s_of_sigterm() {
     })
     .await;
     assert!(spawn_many(&control, 500, 16, 3).await > 0);
-    let leader = control
-        .head_status()
-        .await
-        .into_iter()
-        .find_map(|(node, row)| row.ok().filter(|r| r.role == "leader").map(|_| node))
-        .expect("a leader");
+    let leader = crate::util::leader(&control).await.expect("a leader");
     let leader = cluster
         .nodes
         .iter()

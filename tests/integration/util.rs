@@ -1,7 +1,7 @@
 //! Helpers: start nodes on their own arbiters, poll until a condition holds.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Arbiter;
 use swarm::credentials::Throwaway;
@@ -286,6 +286,35 @@ pub async fn spawn_ready<A: swarm::supervision::Spawnable>(
             Err(e) => assert!(tokio::time::Instant::now() < deadline, "never placed: {e}"),
         }
     }
+}
+
+/// The leader of the head group, by asking each head.
+pub async fn leader(control: &swarm::control::Control) -> Option<swarm::NodeId> {
+    control
+        .head_status()
+        .await
+        .into_iter()
+        .find_map(|(node, row)| row.ok().filter(|r| r.role == "leader").map(|_| node))
+}
+
+/// The time from `killed_at` (a head leader's kill) to the first spawn
+/// the control plane acknowledges (`after-1`, `after-2`, ...); fails the
+/// test after 20 s, with the heads' status.
+pub async fn first_write_after<A: swarm::supervision::Spawnable>(
+    control: &swarm::control::Control,
+    killed_at: Instant,
+    spawn: impl Fn(String) -> swarm::control::Spawn<A>,
+) -> Duration {
+    for i in 1.. {
+        if control.spawn(spawn(format!("after-{i}"))).await.is_ok() {
+            return killed_at.elapsed();
+        }
+        if killed_at.elapsed() > Duration::from_secs(20) {
+            let heads = control.head_status().await;
+            panic!("no write acknowledged within 20 s of the leader's kill; heads: {heads:?}");
+        }
+    }
+    unreachable!("the spawns' numbers ran out")
 }
 
 /// Spawns `spawns` demo ledgers named `b` + the index padded to `width`
