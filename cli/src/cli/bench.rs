@@ -8,6 +8,7 @@ mod durable;
 pub(crate) mod durable_migrate;
 mod holders;
 mod idle;
+mod in_process;
 mod inspect;
 mod measure;
 mod membership;

@@ -144,45 +144,13 @@ fn p50(samples: &mut [f64]) -> f64 {
 /// (the admin), two workers and a driver (the callers), on the embedded
 /// journal store.
 pub(crate) fn run(migrations: usize) -> Result<MigrationPause> {
-    use swarm::credentials::Throwaway;
-    use swarm::Node;
     actix::System::new().block_on(async move {
         let dir = std::env::temp_dir().join(format!("swarm-bench-migrate-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let ca = Throwaway::new("bench");
-        let mut nodes: Vec<(Node, actix::Arbiter)> = Vec::new();
-        for i in 0..4 {
-            let name = format!("n{}", i + 1);
-            let roles: &[&str] = if i == 0 { &["head"] } else { &["worker"] };
-            let mut c = swarm::MeshConfig::new("127.0.0.1:0".parse()?, ca.node(&name, roles));
-            let seeds = nodes
-                .first()
-                .map(|n| n.0.listen_addr())
-                .into_iter()
-                .collect();
-            c.cluster = Some(swarm::ClusterConfig {
-                seeds,
-                ..swarm::ClusterConfig::default()
-            });
-            if i == 0 {
-                c.head = Some(swarm::control::HeadConfig::new(dir.join(&name)));
-            }
-            let arbiter = actix::Arbiter::new();
-            let node = Node::start_on(&arbiter.handle(), c).await?;
-            if i > 0 && i < 3 {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let registering = node.clone();
-                arbiter.spawn(async move {
-                    swarm_cli::demo::register_types(&registering);
-                    let _ = tx.send(());
-                });
-                rx.await.context("a node's arbiter stopped")?;
-            }
-            nodes.push((node, arbiter));
-        }
-        let admin = nodes[0].0.control().context("membership")?.clone();
-        let caller = nodes[3].0.control().context("membership")?.clone();
-        let workers = [nodes[1].0.id(), nodes[2].0.id()];
+        let nodes = super::in_process::start(&dir, 1, 2).await?;
+        let admin = nodes[0].node.control().context("membership")?.clone();
+        let caller = nodes[3].node.control().context("membership")?.clone();
+        let workers = [nodes[1].node.id(), nodes[2].node.id()];
         // The head group forms and the workers take leases first.
         let deadline = Instant::now() + Duration::from_secs(30);
         let measured = loop {
@@ -194,10 +162,7 @@ pub(crate) fn run(migrations: usize) -> Result<MigrationPause> {
                 other => break other,
             }
         };
-        for (node, arbiter) in nodes {
-            node.shutdown();
-            arbiter.stop();
-        }
+        super::in_process::stop(nodes);
         let _ = std::fs::remove_dir_all(&dir);
         measured
     })

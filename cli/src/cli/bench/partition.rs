@@ -295,63 +295,25 @@ fn namespaces(exe: &Path, runs: usize) -> Result<Partition> {
 /// switch; the cut drops the direct path between the ledger's worker and
 /// every other node (membership's UDP still flows; only leases decide).
 fn in_process(runs: usize) -> Result<Partition> {
-    use std::sync::Arc;
-
-    use swarm::Faults;
     actix::System::new().block_on(async move {
         let dir = std::env::temp_dir().join(format!("swarm-bench-faults-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let ca = Throwaway::new("bench");
-        let mut nodes: Vec<(Node, Arc<Faults>, actix::Arbiter)> = Vec::new();
-        for i in 0..HEADS + WORKERS + 1 {
-            let name = format!("n{}", i + 1);
-            let roles: &[&str] = if i < HEADS { &["head"] } else { &["worker"] };
-            let mut c = swarm::MeshConfig::new("127.0.0.1:0".parse()?, ca.node(&name, roles));
-            let seeds = nodes
-                .first()
-                .map(|n| n.0.listen_addr())
-                .into_iter()
-                .collect();
-            c.cluster = Some(swarm::ClusterConfig {
-                seeds,
-                ..swarm::ClusterConfig::default()
-            });
-            if i < HEADS {
-                let mut head = swarm::control::HeadConfig::new(dir.join(&name));
-                head.voters = HEADS;
-                c.head = Some(head);
-            }
-            let faults = Arc::new(Faults::default());
-            c.faults = Some(faults.clone());
-            let arbiter = actix::Arbiter::new();
-            let node = Node::start_on(&arbiter.handle(), c).await?;
-            // The driver (last) starts nothing: no types registered there.
-            if i < HEADS + WORKERS {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                let registering = node.clone();
-                arbiter.spawn(async move {
-                    swarm_cli::demo::register_types(&registering);
-                    let _ = tx.send(());
-                });
-                rx.await.context("a node's arbiter stopped")?;
-            }
-            nodes.push((node, faults, arbiter));
-        }
-        let (driver, _, _) = nodes.last().context("no nodes")?;
+        let nodes = super::in_process::start(&dir, HEADS, WORKERS).await?;
+        let driver = &nodes.last().context("no nodes")?.node;
         let control = driver.control().context("membership")?.clone();
         let ledger = placed(&control).await?;
         let mut took = Vec::new();
         for _ in 0..runs {
             let at = ledger.send(Deposit(0)).await?.node;
             let cut = |on: bool| {
-                let (_, f, _) = nodes.iter().find(|(n, _, _)| n.id() == at)?;
-                for (other, g, _) in nodes.iter().filter(|(n, _, _)| n.id() != at) {
+                let f = &nodes.iter().find(|m| m.node.id() == at)?.faults;
+                for other in nodes.iter().filter(|m| m.node.id() != at) {
                     if on {
-                        f.block_direct(other.id());
-                        g.block_direct(at);
+                        f.block_direct(other.node.id());
+                        other.faults.block_direct(at);
                     } else {
-                        f.unblock_direct(other.id());
-                        g.unblock_direct(at);
+                        f.unblock_direct(other.node.id());
+                        other.faults.unblock_direct(at);
                     }
                 }
                 Some(())
@@ -363,10 +325,7 @@ fn in_process(runs: usize) -> Result<Partition> {
             took.push(answered?.duration_since(cut_at).as_secs_f64());
             holds_lease(&control, at).await?;
         }
-        for (node, _, arbiter) in nodes {
-            node.shutdown();
-            arbiter.stop();
-        }
+        super::in_process::stop(nodes);
         let _ = std::fs::remove_dir_all(&dir);
         took.sort_by(f64::total_cmp);
         Ok(Partition {
