@@ -3,6 +3,8 @@
 //! directory. Used by `swarm demo` and by the multi-process tests. The
 //! processes are killed when the [`LocalCluster`] is dropped.
 
+pub mod postgres;
+
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -26,7 +26,7 @@ fn events(from: u64, n: u64) -> Vec<Vec<u8>> {
 
 #[test]
 fn postgres_journals_fence_older_epochs_and_claims_and_take_only_the_next_sequence_number() {
-    let Some(pg) = Postgres::start("durable-rules") else {
+    let Some(pg) = super::postgres::start("durable-rules") else {
         return;
     };
     runtime().block_on(tokio::task::LocalSet::new().run_until(async {
@@ -148,7 +148,7 @@ fn postgres_journals_fence_older_epochs_and_claims_and_take_only_the_next_sequen
 
 #[test]
 fn a_stale_writer_racing_the_claim_that_fences_it_loses_nothing_it_was_told_was_durable() {
-    let Some(pg) = Postgres::start("durable-race") else {
+    let Some(pg) = super::postgres::start("durable-race") else {
         return;
     };
     runtime().block_on(tokio::task::LocalSet::new().run_until(async {
@@ -202,7 +202,7 @@ fn a_stale_writer_racing_the_claim_that_fences_it_loses_nothing_it_was_told_was_
 
 #[test]
 fn broken_connections_are_unavailable_then_reopened_and_a_newer_schema_is_refused() {
-    let Some(pg) = Postgres::start("durable-conn") else {
+    let Some(pg) = super::postgres::start("durable-conn") else {
         return;
     };
     let url = pg.url();
@@ -281,7 +281,7 @@ fn broken_connections_are_unavailable_then_reopened_and_a_newer_schema_is_refuse
 /// database (not the head group's log).
 #[actix_rt::test]
 async fn a_ledger_on_postgres_keeps_every_acknowledged_deposit_through_a_sigkill() {
-    let Some(pg) = Postgres::start("durable-ledger") else {
+    let Some(pg) = super::postgres::start("durable-ledger") else {
         return;
     };
     let (mut cluster, secrets) = on_postgres(&pg, "durable-pg-kill");
@@ -314,18 +314,7 @@ fn on_postgres(pg: &Postgres, name: &str) -> (swarm_cli::local::LocalCluster, st
     use crate::util::{exe, scratch};
 
     let secrets = scratch(&format!("{name}-secret"));
-    std::fs::create_dir_all(&secrets).unwrap();
-    let password = secrets.join("pg.password");
-    std::fs::write(&password, format!("{}\n", pg.password())).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    let section = format!(
-        "[durable]\nstore = \"postgres\"\nurl = \"postgresql://swarm@127.0.0.1:{}/postgres\"\npassword_file = \"{}\"\n",
-        pg.port(),
-        password.display()
-    );
+    let section = pg.section(&secrets).unwrap();
     let cluster = swarm_cli::local::LocalCluster::start_control_configured(
         &exe(),
         &scratch(name),
@@ -341,7 +330,7 @@ fn on_postgres(pg: &Postgres, name: &str) -> (swarm_cli::local::LocalCluster, st
 #[actix_rt::test]
 #[ignore = "stress: a few minutes"]
 async fn stress_durable_ledger_on_postgres_through_50_sigkills_under_deposits() {
-    let Some(pg) = Postgres::start("durable-stress") else {
+    let Some(pg) = super::postgres::start("durable-stress") else {
         return;
     };
     let (mut cluster, secrets) = on_postgres(&pg, "durable-pg-stress");
@@ -363,7 +352,7 @@ async fn a_durable_actor_the_head_did_not_place_never_claims_its_journal() {
     use crate::durable_rules::{Add, Tally};
     use crate::util::{control_cluster, scratch};
 
-    let Some(pg) = Postgres::start("durable-rogue") else {
+    let Some(pg) = super::postgres::start("durable-rogue") else {
         return;
     };
     let dir = scratch("durable-rogue");

@@ -14,7 +14,6 @@ mod measure;
 mod membership;
 mod operator;
 mod partition;
-mod pg;
 mod security;
 mod tasks;
 mod views;

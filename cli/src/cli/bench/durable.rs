@@ -20,11 +20,10 @@ use swarm::placement::Placement;
 use swarm::Node;
 use swarm_cli::demo::blob::{AddMany, Blob, BlobArgs, Fill, ReadBlob};
 use swarm_cli::demo::{Deposit, Ledger};
-use swarm_cli::local::LocalCluster;
+use swarm_cli::local::{postgres, LocalCluster};
 
 use super::control::{driver, placed, release_nothing};
 use super::operator::admin;
-use super::pg;
 
 /// One backend's figures.
 #[derive(Debug, Serialize)]
@@ -164,9 +163,10 @@ pub(crate) struct Plan {
 /// Runs both backends.
 pub(crate) fn run(exe: &Path, plan: Plan) -> Result<DurableReport> {
     let embedded = backend(exe, "embedded", "", plan)?;
-    let (postgres, postgres_note) = match pg::programs() {
+    let (postgres, postgres_note) = match postgres::programs() {
         Some(bin) => {
-            let server = pg::Server::start(&bin)?;
+            let dir = std::env::temp_dir().join(format!("swarm-bench-pg-{}", std::process::id()));
+            let server = postgres::Postgres::start(&bin, dir, &["max_connections=100"])?;
             let secrets =
                 std::env::temp_dir().join(format!("swarm-bench-pg-secret-{}", std::process::id()));
             let section = server.section(&secrets)?;
