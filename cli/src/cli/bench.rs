@@ -50,7 +50,7 @@ pub(crate) fn run(command: BenchCommand) -> Result<()> {
         } => control(json, spawns, runs, partition_runs),
         BenchCommand::Tasks { json, tasks: count } => tasks(json, count),
         BenchCommand::Migrate { json, migrations } => {
-            let report = durable_migrate::run(migrations)?;
+            let report = durable_migrate::run(migrations, None)?;
             emit(json, &report, || report.table())
         }
         BenchCommand::Durable {

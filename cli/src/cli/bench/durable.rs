@@ -59,6 +59,11 @@ pub(crate) struct Backend {
     pub(crate) failover_durable_s: f64,
     pub(crate) failover_durable_s_max: f64,
     pub(crate) failover_runs: usize,
+    /// The pause callers see around a live migration on this backend
+    /// (`swarm bench migrate`'s run, on an in-process cluster of its
+    /// own); `None` if it failed (see `migration_note`).
+    pub(crate) migration_pause_ms_p50: Option<f64>,
+    pub(crate) migration_note: String,
 }
 
 /// What `swarm bench durable` prints.
@@ -71,16 +76,11 @@ pub(crate) struct DurableReport {
     pub(crate) postgres: Option<Backend>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) postgres_note: Option<String>,
-    /// The pause callers see around a live migration (`swarm bench
-    /// migrate`'s run: embedded store, in-process cluster); `None` if it
-    /// failed (see `migration_note`).
-    pub(crate) migration_pause_ms_p50: Option<f64>,
-    pub(crate) migration_note: String,
 }
 
 impl Backend {
     fn rows(&self) -> String {
-        format!(
+        let mut rows = format!(
             "  raft_commit_us_p50      {:>10.1}   (client -> leader -> quorum fsync -> client, same run)\n\
              \x20 persist_us_p50          {:>10.1}   (one event, in the actor; p99 {:.1})\n\
              \x20 persist_vs_raft_commit  {:>10.2}x  (embedded target <= 2)\n\
@@ -104,7 +104,18 @@ impl Backend {
             self.failover_durable_s,
             self.failover_runs,
             self.failover_durable_s_max,
-        )
+        );
+        match self.migration_pause_ms_p50 {
+            Some(p50) => rows.push_str(&format!(
+                "  migration_pause_ms_p50  {p50:>10.1}   ({}; target <= 50)\n",
+                self.migration_note
+            )),
+            None => rows.push_str(&format!(
+                "  migration_pause_ms_p50           -   ({})\n",
+                self.migration_note
+            )),
+        }
+        rows
     }
 }
 
@@ -121,16 +132,6 @@ impl DurableReport {
             (None, note) => out.push_str(&format!(
                 "postgres: skipped ({})\n",
                 note.as_deref().unwrap_or("")
-            )),
-        }
-        match self.migration_pause_ms_p50 {
-            Some(p50) => out.push_str(&format!(
-                "migration_pause_ms_p50   {p50:>10.1}   ({}; target <= 50)\n",
-                self.migration_note
-            )),
-            None => out.push_str(&format!(
-                "migration_pause_ms_p50: - ({})\n",
-                self.migration_note
             )),
         }
         out
@@ -162,7 +163,8 @@ pub(crate) struct Plan {
 
 /// Runs both backends.
 pub(crate) fn run(exe: &Path, plan: Plan) -> Result<DurableReport> {
-    let embedded = backend(exe, "embedded", "", plan)?;
+    let mut embedded = backend(exe, "embedded", "", plan)?;
+    migration(&mut embedded, None);
     let (postgres, postgres_note) = match postgres::programs() {
         Some(bin) => {
             let dir = std::env::temp_dir().join(format!("swarm-bench-pg-{}", std::process::id()));
@@ -170,7 +172,10 @@ pub(crate) fn run(exe: &Path, plan: Plan) -> Result<DurableReport> {
             let secrets =
                 std::env::temp_dir().join(format!("swarm-bench-pg-secret-{}", std::process::id()));
             let section = server.section(&secrets)?;
-            let figures = backend(exe, "postgres", &section, plan);
+            let figures = backend(exe, "postgres", &section, plan).map(|mut b| {
+                migration(&mut b, Some(&server.url()));
+                b
+            });
             drop(server);
             let _ = std::fs::remove_dir_all(&secrets);
             (Some(figures?), None)
@@ -184,27 +189,30 @@ pub(crate) fn run(exe: &Path, plan: Plan) -> Result<DurableReport> {
             (None, Some(note.to_owned()))
         }
     };
-    // The pause of a live migration, on an in-process cluster of its own
-    // (one head, three workers, embedded store): `swarm bench migrate`.
-    let (migration_pause_ms_p50, migration_note) = match super::durable_migrate::run(20) {
-        Ok(m) => (
-            Some(m.migration_pause_ms_p50),
-            format!(
-                "embedded store, {} migrations under 3 streaming callers, max {:.1} ms, {} asks failed",
-                m.migrations, m.migration_pause_ms_max, m.failed
-            ),
-        ),
-        Err(e) => (None, format!("the migration run failed: {e:#}")),
-    };
     Ok(DurableReport {
         heads: 3,
         workers: 2,
         embedded,
         postgres,
         postgres_note,
-        migration_pause_ms_p50,
-        migration_note,
     })
+}
+
+/// The pause of a live migration on `backend`'s store (PostgreSQL at
+/// `postgres`, or the embedded one): `swarm bench migrate` on an
+/// in-process cluster of its own (one head, two workers, the callers).
+fn migration(backend: &mut Backend, postgres: Option<&str>) {
+    const MIGRATIONS: usize = 20;
+    match super::durable_migrate::run(MIGRATIONS, postgres) {
+        Ok(m) => {
+            backend.migration_pause_ms_p50 = Some(m.migration_pause_ms_p50);
+            backend.migration_note = format!(
+                "{} migrations under 3 streaming callers, max {:.1} ms, {} asks failed",
+                m.migrations, m.migration_pause_ms_max, m.failed
+            );
+        }
+        Err(e) => backend.migration_note = format!("the migration run failed: {e:#}"),
+    }
 }
 
 /// One backend's figures on a cluster of its own (`section` configures
@@ -250,6 +258,8 @@ fn backend(exe: &Path, name: &str, section: &str, plan: Plan) -> Result<Backend>
             failover_durable_s: quantile(failovers.clone(), 0.5),
             failover_durable_s_max: failovers.iter().copied().fold(f64::NAN, f64::max),
             failover_runs: failovers.len(),
+            migration_pause_ms_p50: None,
+            migration_note: "not measured".to_owned(),
         })
     })
 }

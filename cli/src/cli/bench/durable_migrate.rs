@@ -142,12 +142,19 @@ fn p50(samples: &mut [f64]) -> f64 {
 
 /// [`migration_pause`] on a cluster of its own in this process: one head
 /// (the admin), two workers and a driver (the callers), on the embedded
-/// journal store.
-pub(crate) fn run(migrations: usize) -> Result<MigrationPause> {
+/// journal store, or on the PostgreSQL server at `postgres` (a URL with
+/// its password).
+pub(crate) fn run(migrations: usize, postgres: Option<&str>) -> Result<MigrationPause> {
     actix::System::new().block_on(async move {
         let dir = std::env::temp_dir().join(format!("swarm-bench-migrate-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let nodes = super::in_process::start(&dir, 1, 2).await?;
+        if let Some(url) = postgres {
+            for m in &nodes {
+                let store = swarm::durable::Postgres::new(url, None, 4)?;
+                m.node.set_journal_store(std::sync::Arc::new(store));
+            }
+        }
         let admin = nodes[0].node.control().context("membership")?.clone();
         let caller = nodes[3].node.control().context("membership")?.clone();
         let workers = [nodes[1].node.id(), nodes[2].node.id()];
