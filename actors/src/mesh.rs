@@ -619,6 +619,11 @@ impl Shared {
     fn blocked(&self, peer: NodeId) -> bool {
         self.config.faults.as_ref().is_some_and(|f| f.blocks(peer))
     }
+
+    /// Whether a test drops what this node writes to `peer` directly.
+    fn muted(&self, peer: NodeId) -> bool {
+        self.config.faults.as_ref().is_some_and(|f| f.mutes(peer))
+    }
 }
 
 impl std::fmt::Debug for Mesh {

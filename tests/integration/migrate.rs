@@ -5,7 +5,9 @@
 //! caller's deposits were applied in the order it issued them (its
 //! answers grow). Refusals say why; a target that dies before the spawn
 //! loses nothing; an old node cut off mid-move does not confirm the
-//! hand-over, so the move is refused and the actor keeps running there.
+//! hand-over, so the move is refused and the actor keeps running there;
+//! a hand-over done but whose confirmation is lost is refused too, and the
+//! actor comes back on its node under a new epoch with every deposit.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -266,6 +268,68 @@ async fn an_old_node_cut_off_mid_move_keeps_the_actor_and_the_move_is_refused() 
     let after = read_until_answered(&ledger, Duration::from_secs(20)).await;
     assert_eq!((after.node, after.epoch, after.total), (n2, epoch, 11));
     assert_eq!(ledger.send(Deposit(1)).await.unwrap().total, 12);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The old node hands the ledger over (its mailbox handled, a final
+/// snapshot on PostgreSQL, stopped), but what it sends to the head is lost
+/// (one way: the head's request arrived), so its confirmation never comes:
+/// the move is refused and nothing starts on the target. Once the node is
+/// heard again, its renewal does not report the placement running, so the
+/// head restarts it there under a new epoch: every acknowledged deposit is
+/// in it, and one incarnation runs.
+#[actix_rt::test]
+async fn a_hand_over_whose_confirmation_is_lost_is_refused_and_the_actor_returns_with_every_deposit(
+) {
+    let Some(pg) = crate::postgres::start("migrate-lost") else {
+        return;
+    };
+    let dir = scratch("migrate-lost");
+    let mut faults = Vec::new();
+    let (_ca, nodes) = control_cluster(&dir, 1, 2, |_, c| {
+        let f = Arc::new(Faults::default());
+        c.faults = Some(f.clone());
+        faults.push(f);
+        if let Some(head) = c.head.as_mut() {
+            // Longer than the refused move takes: n2 keeps its lease.
+            head.lease = Duration::from_secs(15);
+        }
+    })
+    .await;
+    for n in &nodes {
+        let store = swarm::durable::Postgres::new(&pg.url(), None, 2).unwrap();
+        n.node.set_journal_store(Arc::new(store));
+    }
+    let admin = nodes[0].node.control().unwrap().clone();
+    let (n1, n2, n3) = (nodes[0].node.id(), nodes[1].node.id(), nodes[2].node.id());
+    let ledger = ledger_on(&admin, "unconfirmed", n2).await;
+    let mut acknowledged = 0;
+    for amount in 1..=20 {
+        acknowledged = ledger.send(Deposit(amount)).await.unwrap().total;
+    }
+    let epoch = ledger.location().unwrap().1;
+    faults[1].mute_direct(n1);
+    let refused = admin.migrate("unconfirmed", n3).await;
+    assert!(
+        matches!(&refused, Err(ControlError::Refused { reason }) if reason.contains("did not confirm")),
+        "{refused:?}"
+    );
+    // The hand-over itself was done: n2 runs it no more; nothing on n3.
+    assert!(!runs(&nodes[1].node, "unconfirmed").await, "n2 stopped it");
+    assert!(!runs(&nodes[2].node, "unconfirmed").await, "nothing on n3");
+    faults[1].unblock_direct(n1);
+    let after = read_until_answered(&ledger, Duration::from_secs(30)).await;
+    assert_eq!(after.total, acknowledged, "every acknowledged deposit kept");
+    assert!(after.epoch > epoch, "a new incarnation: {after:?}");
+    assert_eq!(after.node, n2, "restarted where it was placed");
+    assert!(
+        !runs(&nodes[2].node, "unconfirmed").await,
+        "one incarnation"
+    );
+    assert_eq!(
+        ledger.send(Deposit(1)).await.unwrap().total,
+        acknowledged + 1
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

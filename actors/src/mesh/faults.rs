@@ -3,9 +3,10 @@
 //! fail, and a direct link to it neither sends nor receives anything, so
 //! its heartbeat times out as it would across a real network; links
 //! through a relay are not affected. This is how routing is checked in one
-//! process where network namespaces are unavailable. A test may also make
-//! a node lie in gossip about its roles (a hostile member), or hand the
-//! connections it accepts to its router late.
+//! process where network namespaces are unavailable. A path may also lose
+//! only what this node sends (`mute_direct`: a one-way loss). A test may
+//! also make a node lie in gossip about its roles (a hostile member), or
+//! hand the connections it accepts to its router late.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +18,9 @@ use swarm_protocol::NodeId;
 #[derive(Debug, Default)]
 pub struct Faults {
     blocked: Mutex<HashSet<NodeId>>,
-    /// Fast path: nothing is blocked.
+    /// Peers whose direct links carry nothing from this node.
+    muted: Mutex<HashSet<NodeId>>,
+    /// Fast path: nothing is blocked or muted.
     any: AtomicBool,
     /// Roles to announce in gossip instead of the certificate's.
     claimed: Mutex<Option<Vec<String>>>,
@@ -34,11 +37,24 @@ impl Faults {
         self.any.store(true, Ordering::Release);
     }
 
-    /// Lets the direct path to `peer` work again.
+    /// Lets the direct path to `peer` work again (blocked or muted).
     pub fn unblock_direct(&self, peer: NodeId) {
         let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut muted = self.muted.lock().unwrap_or_else(PoisonError::into_inner);
         blocked.remove(&peer);
-        self.any.store(!blocked.is_empty(), Ordering::Release);
+        muted.remove(&peer);
+        self.any
+            .store(!blocked.is_empty() || !muted.is_empty(), Ordering::Release);
+    }
+
+    /// Drops what this node writes on its direct links to `peer` from now
+    /// on, while what `peer` sends still arrives: a one-way loss (an
+    /// answer that never comes back). Dials still complete (the handshake
+    /// is not a link's writing); their links then send nothing either.
+    pub fn mute_direct(&self, peer: NodeId) {
+        let mut muted = self.muted.lock().unwrap_or_else(PoisonError::into_inner);
+        muted.insert(peer);
+        self.any.store(true, Ordering::Release);
     }
 
     /// Announces `roles` in gossip instead of the certificate's (set before
@@ -71,6 +87,18 @@ impl Faults {
             0 => None,
             ms => Some(std::time::Duration::from_millis(ms)),
         }
+    }
+
+    /// Whether what this node writes to `peer` on a direct link is
+    /// dropped (the path is blocked or muted).
+    pub fn mutes(&self, peer: NodeId) -> bool {
+        self.blocks(peer)
+            || self.any.load(Ordering::Acquire)
+                && self
+                    .muted
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .contains(&peer)
     }
 
     /// Whether the direct path to `peer` is blocked.

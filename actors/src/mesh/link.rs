@@ -474,7 +474,7 @@ impl Link {
                 let _ = after.wait_for(|handed_over| *handed_over).await;
             }
             let session = SendHalf::new(sender);
-            let blocked = || direct && mesh.blocked(peer);
+            let blocked = || direct && mesh.muted(peer);
             let written = |bytes: usize, envelopes: usize| {
                 use std::sync::atomic::Ordering::Relaxed;
                 counted.bytes_out.fetch_add(bytes as u64, Relaxed);

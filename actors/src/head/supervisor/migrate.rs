@@ -4,7 +4,9 @@
 //! handled, a final snapshot if durable, then stopped, confirmed), then
 //! the placement moves under a new epoch and the new node starts it. A
 //! stop the old node does not confirm refuses the move: the actor keeps
-//! running there.
+//! running there, or, if the node stopped it and only the answer was lost,
+//! the node's next renewal has it restarted there under a new epoch
+//! (`reconcile`: a delivered placement not reported running).
 
 use super::moves::{Relocated, Stuck};
 use super::*;

@@ -201,7 +201,7 @@ impl Supervisor {
                     // more: its move goes on.)
                     if let (Err(e), true) = (stopped, stuck != Stuck::Fail) {
                         let reason = ControlError::Refused {
-                            reason: format!("its node did not confirm the stop ({e}): it keeps running there until its lease says otherwise"),
+                            reason: format!("its node did not confirm the stop ({e}): not moved; it runs there still, or (if it stopped and the answer was lost) its node's next renewal restarts it there under a new epoch"),
                         };
                         tracing::warn!(actor = %name, node = %from, error = %e, "a drain could not stop it: not moved");
                         let detail = format!("cannot move off {from}: the stop was not confirmed ({e})");
