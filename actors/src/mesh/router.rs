@@ -536,8 +536,16 @@ impl Handler<CloseRevoked> for Router {
                 self.mesh.links.remove(node, handle.id());
             }
         }
-        self.draining
-            .retain(|_, (handle, _)| !trust.is_revoked(handle.serial()));
+        // A draining duplicate delivers until its peer's goodbye or its
+        // deadline: a revoked peer's stops delivering now (its reader
+        // refuses the next envelope and the link closes).
+        self.draining.retain(|_, (handle, _)| {
+            let revoked = trust.is_revoked(handle.serial());
+            if revoked {
+                handle.mark_closed();
+            }
+            !revoked
+        });
     }
 }
 
