@@ -4,7 +4,8 @@
 //! a second: what each refresh takes and the most memory it uses. The
 //! console records every refresh (written out after it is timed); a
 //! refresh that did not list every member, or that a member did not
-//! answer, fails the bench.
+//! answer, fails the bench. Then `swarm members --json` and `swarm tasks
+//! --json` against the first member, timed the same way ([`views`]).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,8 +19,34 @@ use swarm_cli::console::{record, FramesReport};
 use swarm_cli::demo::Adder;
 
 use super::measure::{config, on};
+use super::views::{self, Views};
 
-pub(crate) fn run(exe: &Path, nodes: usize, actors: usize, frames: u32) -> Result<FramesReport> {
+/// What `swarm bench console` prints: the console's refreshes, and the
+/// operator views against the same cluster.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct ConsoleReport {
+    #[serde(flatten)]
+    pub(crate) console: FramesReport,
+    /// `swarm members --json` and `swarm tasks --json` (none if they failed).
+    pub(crate) views: Option<Views>,
+    /// Why they failed.
+    pub(crate) views_error: Option<String>,
+}
+
+impl ConsoleReport {
+    pub(crate) fn table(&self) -> String {
+        let mut out = self.console.table();
+        if let Some(v) = &self.views {
+            out.push_str(&v.table());
+        }
+        if let Some(e) = &self.views_error {
+            out.push_str(&format!("views failed: {e}\n"));
+        }
+        out
+    }
+}
+
+pub(crate) fn run(exe: &Path, nodes: usize, actors: usize, frames: u32) -> Result<ConsoleReport> {
     anyhow::ensure!(
         nodes >= 1 && frames >= 1,
         "--nodes and --frames must be at least 1"
@@ -50,7 +77,7 @@ async fn cluster_and_console(
     dir: &Path,
     (nodes, actors): (usize, usize),
     frames: u32,
-) -> Result<FramesReport> {
+) -> Result<ConsoleReport> {
     let mut members: Vec<Node> = Vec::with_capacity(nodes);
     for i in 0..nodes {
         let mut c = config(ca, &format!("n{}", i + 1));
@@ -107,6 +134,15 @@ async fn cluster_and_console(
         .await
         .context("the console's waiter")?
         .context("cannot run the console")?;
+    // The same identity and member as the console's.
+    let (view_exe, view_config, seed) = (
+        exe.to_owned(),
+        dir.join("console.toml"),
+        first.listen_addr(),
+    );
+    let viewed = tokio::task::spawn_blocking(move || views::run(&view_exe, &view_config, seed))
+        .await
+        .context("the views' waiter")?;
     for node in &members {
         node.close().await;
     }
@@ -119,7 +155,16 @@ async fn cluster_and_console(
     );
     let recorded = recorded.context("the console's recording")?;
     every_refresh_whole(&recorded, frames, nodes)?;
-    serde_json::from_slice(&out.stdout).context("the console's report")
+    let console = serde_json::from_slice(&out.stdout).context("the console's report")?;
+    let (views, views_error) = match viewed {
+        Ok(v) => (Some(v), None),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    Ok(ConsoleReport {
+        console,
+        views,
+        views_error,
+    })
 }
 
 /// Checks that the console made `frames` refreshes and that each one
