@@ -1,5 +1,5 @@
 //! Push/pull: a joiner asks the first member it meets for the whole member
-//! list and applies it by foca's rules, relaying what is new; and every
+//! list and applies it by foca's rules (without gossiping it on); and every
 //! `resync_interval` each node asks one member (in turn) again, so a node
 //! that missed updates (datagrams lost while it was starved or cut off)
 //! catches up within one interval instead of waiting for feeds that carry
@@ -379,9 +379,11 @@ impl Membership {
     }
 
     /// Applies a member list this node asked for, by foca's own rules.
-    /// What is new to this node is gossiped on as if it had arrived by
-    /// gossip: applying it silently would stop this node from relaying
-    /// those updates, and during a mass join the epidemic would starve.
+    /// What is new to this node is not gossiped on unless
+    /// [`MembershipConfig::relay_pulled`](super::MembershipConfig) says
+    /// so: the server's view is what the cluster already heard, and a node
+    /// that learns much pulls again at once (anti-entropy) instead of
+    /// waiting for gossip from backlogs of the whole cluster.
     pub(super) fn apply_sync(&mut self, body: &[u8]) -> Result<(), GossipError> {
         use foca::Codec;
         let asked = self
@@ -421,7 +423,7 @@ impl Membership {
         }
         self.foca.warm(&members);
         self.foca
-            .apply_many(members.into_iter(), true, &mut self.io)
+            .apply_many(members.into_iter(), self.config.relay_pulled, &mut self.io)
             .map_err(|e| GossipError::Refused(e.to_string()))?;
         self.drain();
         let mut complete = false;

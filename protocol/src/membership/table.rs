@@ -3,7 +3,7 @@
 //! foca does not report) and when it last changed.
 
 use std::hash::{BuildHasher, RandomState};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;
 
 use foca::Incarnation;
@@ -92,24 +92,42 @@ fn ms(now: Duration) -> u64 {
     u64::try_from(now.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// One member: 72 bytes.
+/// An address in 8 bytes, where a `SocketAddr` takes 32: an IPv4 one is
+/// `ip << 16 | port`; an IPv6 one (with its flow info and scope, which
+/// take part in `SocketAddr` equality) sets the top bit over its position
+/// in the table's list of IPv6 addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packed(u64);
+
+const V6: u64 = 1 << 63;
+
+impl Packed {
+    fn v4(addr: &SocketAddrV4) -> Self {
+        Self((u64::from(addr.ip().to_bits()) << 16) | u64::from(addr.port()))
+    }
+}
+
+/// One member: 48 bytes.
 #[derive(Debug, Clone, Copy)]
 struct Row {
-    addr: SocketAddr,
+    addr: Packed,
     slot: Slot,
 }
 
 /// The member table: rows in a list, found through an open-addressing
 /// index of positions (linear probing, at most 3/4 full, 4 bytes a slot:
-/// position + 1, 0 for empty). About 80 bytes a member, where a
-/// `HashMap<SocketAddr, Slot>` took 72-byte buckets at a load of 0.44 to
-/// 0.88 (~150 bytes at 1,000 members): a 10,000-node simulation holds 10⁸
-/// members. The hash is SipHash with this table's own random keys, so
-/// crafted addresses cannot aim at one probe run.
+/// position + 1, 0 for empty). About 55 bytes a member (48 a row, the
+/// index's slots), where a `HashMap<SocketAddr, Slot>` took 72-byte
+/// buckets at a load of 0.44 to 0.88 (~150 bytes at 1,000 members): a
+/// 10,000-node simulation holds 10⁸ members. The hash is SipHash with
+/// this table's own random keys, so crafted addresses cannot aim at one
+/// probe run.
 #[derive(Debug, Default)]
 pub(super) struct Table {
     rows: Vec<Row>,
     index: Vec<u32>,
+    /// The IPv6 addresses of rows (a row's packed address says where).
+    v6: Vec<SocketAddrV6>,
     hasher: RandomState,
     active: usize,
     suspects: usize,
@@ -122,6 +140,43 @@ impl Table {
 
     pub(super) fn active(&self) -> usize {
         self.active
+    }
+
+    /// The address a row holds.
+    fn unpack(&self, packed: Packed) -> SocketAddr {
+        if packed.0 & V6 == 0 {
+            let ip = std::net::Ipv4Addr::from_bits((packed.0 >> 16) as u32);
+            SocketAddr::V4(SocketAddrV4::new(ip, packed.0 as u16))
+        } else {
+            let at = (packed.0 & !V6) as usize;
+            // Every V6 row's position is in the list (kept in step by
+            // `pack` and `expire`).
+            self.v6.get(at).copied().map_or(
+                SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0)),
+                SocketAddr::V6,
+            )
+        }
+    }
+
+    /// Whether a row holds `addr`.
+    fn holds(&self, packed: Packed, addr: &SocketAddr) -> bool {
+        match addr {
+            SocketAddr::V4(v4) => packed == Packed::v4(v4),
+            SocketAddr::V6(v6) => {
+                packed.0 & V6 != 0 && self.v6.get((packed.0 & !V6) as usize) == Some(v6)
+            }
+        }
+    }
+
+    /// Packs the address of a new row.
+    fn pack(&mut self, addr: SocketAddr) -> Packed {
+        match addr {
+            SocketAddr::V4(v4) => Packed::v4(&v4),
+            SocketAddr::V6(v6) => {
+                self.v6.push(v6);
+                Packed(V6 | (self.v6.len() - 1) as u64)
+            }
+        }
     }
 
     /// The index slot where `addr` is, or the empty slot where it would go.
@@ -138,7 +193,7 @@ impl Table {
                 return Some((at, None));
             }
             let pos = entry as usize - 1;
-            if self.rows.get(pos)?.addr == *addr {
+            if self.holds(self.rows.get(pos)?.addr, addr) {
                 return Some((at, Some(pos)));
             }
             at = (at + 1) & mask;
@@ -171,23 +226,26 @@ impl Table {
             // Grow by an eighth, not double.
             self.rows.reserve_exact(self.rows.len() / 8 + 4);
         }
-        self.rows.push(Row { addr, slot });
+        let Some((at, None)) = self.probe(&addr) else {
+            return;
+        };
+        let packed = self.pack(addr);
+        self.rows.push(Row { addr: packed, slot });
         let pos = self.rows.len();
-        if let Some((at, None)) = self.probe(&addr) {
-            if let Some(entry) = self.index.get_mut(at) {
-                *entry = pos as u32;
-            }
+        if let Some(entry) = self.index.get_mut(at) {
+            *entry = pos as u32;
         }
     }
 
     /// Rebuilds the index with `capacity` slots (a power of two).
     fn reindex(&mut self, capacity: usize) {
-        self.index.clear();
-        self.index.resize(capacity, 0);
+        let mut index = std::mem::take(&mut self.index);
+        index.clear();
+        index.resize(capacity, 0);
         let mask = capacity - 1;
         for (pos, row) in self.rows.iter().enumerate() {
-            let mut at = self.hasher.hash_one(row.addr) as usize & mask;
-            while let Some(entry) = self.index.get_mut(at) {
+            let mut at = self.hasher.hash_one(self.unpack(row.addr)) as usize & mask;
+            while let Some(entry) = index.get_mut(at) {
                 if *entry == 0 {
                     *entry = pos as u32 + 1;
                     break;
@@ -195,6 +253,7 @@ impl Table {
                 at = (at + 1) & mask;
             }
         }
+        self.index = index;
     }
 
     pub(super) fn get(&self, addr: &SocketAddr) -> Option<MemberInfo> {
@@ -202,7 +261,9 @@ impl Table {
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = MemberInfo> + '_ {
-        self.rows.iter().map(|row| row.slot.info(row.addr))
+        self.rows
+            .iter()
+            .map(|row| row.slot.info(self.unpack(row.addr)))
     }
 
     fn set(&mut self, addr: SocketAddr, state: MemberState, now: Duration) {
@@ -342,7 +403,7 @@ impl Table {
         self.rows
             .iter()
             .filter(|row| row.slot.state == MemberState::Suspect)
-            .map(|row| row.addr)
+            .map(|row| self.unpack(row.addr))
             .collect()
     }
 
@@ -391,6 +452,17 @@ impl Table {
         self.rows
             .retain(|row| row.slot.state.is_active() || row.slot.since_ms > cutoff);
         if self.rows.len() != before {
+            if !self.v6.is_empty() {
+                let old = std::mem::take(&mut self.v6);
+                for row in &mut self.rows {
+                    if row.addr.0 & V6 != 0 {
+                        if let Some(&v6) = old.get((row.addr.0 & !V6) as usize) {
+                            self.v6.push(v6);
+                            row.addr = Packed(V6 | (self.v6.len() - 1) as u64);
+                        }
+                    }
+                }
+            }
             // At most half full afterwards, never larger than before.
             let mut capacity = 16;
             while capacity < self.rows.len() * 2 {
@@ -443,5 +515,44 @@ mod tests {
         assert_eq!(table.up(id(3), t), Some(MemberEvent::Up(id(3))));
         assert_eq!(table.get(&id(3).addr).map(|m| m.id), Some(id(3)));
         assert_eq!(table.iter().count(), 667);
+    }
+
+    /// IPv6 members (kept beside the rows) and IPv4 ones that an IPv6
+    /// address maps to are told apart, found, listed and expired alike.
+    #[test]
+    fn ipv6_members_live_beside_ipv4_ones() {
+        let v6 = |i: u16, scope: u32| MemberId {
+            addr: SocketAddr::V6(SocketAddrV6::new(
+                std::net::Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8).to_ipv6_mapped(),
+                7000,
+                0,
+                scope,
+            )),
+            node: NodeId::from_bytes([7; 16]),
+            bump: u64::from(i) + 5000,
+        };
+        let mut table = Table::default();
+        let t = Duration::from_secs(100);
+        for i in 0..300 {
+            assert!(table.up(id(i), t).is_some());
+            assert!(table.up(v6(i, 0), t).is_some());
+            assert!(table.up(v6(i, 1), t).is_some());
+        }
+        assert_eq!(table.len(), 900);
+        for i in (0..300).filter(|i| i % 2 == 0) {
+            assert!(table.down(v6(i, 0), false, t).is_some());
+        }
+        table.expire(t + Duration::from_secs(60), Duration::from_secs(30));
+        assert_eq!(table.len(), 750);
+        for i in 0..300 {
+            assert_eq!(table.get(&id(i).addr).map(|m| m.id), Some(id(i)));
+            assert_eq!(table.get(&v6(i, 1).addr).map(|m| m.id), Some(v6(i, 1)));
+            let gone = table.get(&v6(i, 0).addr).map(|m| m.id);
+            assert_eq!(gone, (i % 2 == 1).then(|| v6(i, 0)), "{i}");
+        }
+        let mut listed: Vec<SocketAddr> = table.iter().map(|m| m.id.addr).collect();
+        listed.sort();
+        listed.dedup();
+        assert_eq!(listed.len(), 750);
     }
 }

@@ -196,7 +196,8 @@ pub struct Foca<T: Identity, C, RNG, B: BroadcastHandler<T>> {
     // Holds (serialized) cluster updates, which may live for a
     // while until they get disseminated `Config::max_transmissions`
     // times or replaced by fresher updates.
-    updates: Broadcasts<Addr<T::Addr>>,
+    // Swarm patch: keyed by the address's 64-bit hash (see PATCH.md).
+    updates: Broadcasts<AddrKey>,
 
     broadcast_handler: B,
     custom_broadcasts: Broadcasts<B::Key>,
@@ -266,7 +267,7 @@ where
             choice_buf: Vec::new(),
             connection_state: ConnectionState::Disconnected,
             // Swarm patch: see PATCH.md.
-            updates: Broadcasts::with_key_hash(addr_key_hash::<T::Addr>),
+            updates: Broadcasts::with_key_hash(AddrKey::hash),
             send_buf: Vec::with_capacity(max_bytes),
             custom_broadcasts: Broadcasts::new(),
             broadcast_handler,
@@ -333,7 +334,7 @@ where
             // If our previous identity wasn't known as Down already,
             // we'll declare it ourselves
             if !previous_is_down {
-                let addr = Addr(previous_id.addr());
+                let addr = AddrKey::of(&previous_id.addr());
                 let data = self.serialize_member(Member::down(previous_id))?;
                 self.updates
                     .add_or_replace(addr, data, self.config.max_transmissions.get().into());
@@ -579,7 +580,7 @@ where
     ///
     /// This is the cleanest way to terminate a running Foca.
     pub fn leave_cluster(&mut self, mut runtime: impl Runtime<T>) -> Result<()> {
-        let addr = Addr(self.identity().addr());
+        let addr = AddrKey::of(&self.identity().addr());
         let data = self.serialize_member(Member::down(self.identity().clone()))?;
         self.updates
             .add_or_replace(addr, data, self.config.max_transmissions.get().into());
@@ -1273,7 +1274,7 @@ where
 
             // Cluster state changed, start broadcasting it
             if do_broadcast {
-                let addr = Addr(id.addr());
+                let addr = AddrKey::of(&id.addr());
                 let data = self.serialize_member(update)?;
                 self.updates
                     .add_or_replace(addr, data, self.config.max_transmissions.get().into());
@@ -1703,19 +1704,32 @@ impl<T> BroadcastHandler<T> for NoCustomBroadcast {
     }
 }
 
-struct Addr<T>(T);
+// Swarm patch (see PATCH.md): updates about one address invalidate each
+// other only, and the backlog knows an update by its address's 64-bit
+// SipHash (fixed keys) instead of a copy of the address (8 bytes where a
+// `SocketAddr` is 32, per backlog item, and a simulation holds 10^8).
+// Two addresses that hash alike would replace each other's update in a
+// backlog: for a member to aim that at another member's address is a
+// second preimage of a 64-bit hash.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct AddrKey(u64);
 
-// Swarm patch: updates about one address invalidate each other only, so
-// they hash by address (see PATCH.md).
-#[allow(deprecated)]
-fn addr_key_hash<A: core::hash::Hash>(addr: &Addr<A>) -> u64 {
-    use core::hash::Hasher;
-    let mut hasher = core::hash::SipHasher::new_with_keys(0x5377_6172_6d20_666f, 0x6361_2062_6c6f_6721);
-    addr.0.hash(&mut hasher);
-    hasher.finish()
+impl AddrKey {
+    #[allow(deprecated)]
+    fn of<A: core::hash::Hash>(addr: &A) -> Self {
+        use core::hash::Hasher;
+        let mut hasher =
+            core::hash::SipHasher::new_with_keys(0x5377_6172_6d20_666f, 0x6361_2062_6c6f_6721);
+        addr.hash(&mut hasher);
+        Self(hasher.finish())
+    }
+
+    fn hash(&self) -> u64 {
+        self.0
+    }
 }
 
-impl<T: PartialEq> Invalidates for Addr<T> {
+impl Invalidates for AddrKey {
     // State is managed externally (via Members), so invalidation
     // is a trivial replace-if-same-key
     fn invalidates(&self, other: &Self) -> bool {
