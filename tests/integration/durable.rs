@@ -457,6 +457,11 @@ async fn a_leader_sigkill_with_journal_batches_in_flight_loses_and_doubles_no_de
     for stream in streams {
         stream.await.unwrap();
     }
+    let failed: u64 = counts.iter().map(|(_, f)| f.get()).sum();
+    eprintln!(
+        "{} deposits acknowledged ({after_kill} before the leader's kill), {failed} failed",
+        total(&counts)
+    );
     for (i, (ledger, (acked, failed))) in ledgers.iter().zip(&counts).enumerate() {
         let balance = read_until_answered(ledger, Duration::from_secs(30)).await;
         let (a, f) = (acked.get(), failed.get());
