@@ -428,9 +428,9 @@ async fn a_leader_sigkill_with_journal_batches_in_flight_loses_and_doubles_no_de
             }
         }));
     }
-    let total = |counts: &[(Rc<Cell<u64>>, Rc<Cell<u64>>)]| {
-        counts.iter().map(|(a, _)| a.get()).sum::<u64>()
-    };
+    // Acknowledged and failed, per ledger.
+    type Counts = (Rc<Cell<u64>>, Rc<Cell<u64>>);
+    let total = |counts: &[Counts]| counts.iter().map(|(a, _)| a.get()).sum::<u64>();
     let until_acked = |at_least: u64, what: &'static str| {
         let counts = &counts;
         async move {
