@@ -1,39 +1,22 @@
 //! Group writes: openraft 0.9 appends and flushes each client write on its
 //! own, so the log's throughput would be one write per fsync. The head
-//! puts every command that arrives while earlier writes are in flight into
-//! the next one ([`Command::Batch`]); each caller gets its own answer.
-//! Throughput then grows with the number of callers, and a lone write
-//! costs what it did. A batch stops at [`MAX_BATCH`] commands or at the
-//! byte bound it is started with (what one Raft message to a head may
-//! carry, [`HeadConfig::message_bytes`]), so that one entry can always be
-//! replicated within a heartbeat.
-//!
-//! Up to [`IN_FLIGHT`] batches are in the log at once, not yet answered
-//! (pipelined): a batch goes as soon as a slot is free instead of after the
-//! one before it committed, so writes that arrive during a round do not
-//! wait for it to end, and the log (which flushes every entry appended
-//! meanwhile at once) and replication (which carries every entry not yet
-//! sent) take them together. Batches enter the log in the order they were
-//! made: [`Raft::client_write_ff`] hands each to Raft before the next is
-//! made, and answers come in log order, after apply. Nothing else changes:
-//! a caller is answered only after its command was committed and applied,
-//! and every check (fencing, a journal's sequence) is made in the apply,
-//! in log order, so a write that waits behind another in flight is
-//! checked against the state that one left. With all slots taken, the
-//! queues fill the next batch: batches grow while writes queue.
+//! keeps one Raft write in flight and puts every command that arrives
+//! meanwhile into the next one ([`Command::Batch`]); each caller gets its
+//! own answer. Throughput then grows with the number of callers, and a
+//! lone write costs what it did. A batch stops at [`MAX_BATCH`] commands
+//! or at the byte bound it is started with (what one Raft message to a
+//! head may carry, [`HeadConfig::message_bytes`]), so that one entry can
+//! always be replicated within a heartbeat.
 //!
 //! [`HeadConfig::message_bytes`]: super::HeadConfig::message_bytes
-//! [`Raft::client_write_ff`]: openraft::Raft::client_write_ff
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::error::ClientWriteError;
-use openraft::raft::ClientWriteResult;
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot};
 
 use super::state::{Applied, Command};
-use super::types::{Raft, RaftConfig};
+use super::types::Raft;
 use super::wire::ControlError;
 
 /// How long a write waits for a quorum before it fails with `NoQuorum`.
@@ -41,9 +24,6 @@ const QUORUM_WAIT: Duration = Duration::from_secs(3);
 
 /// The most commands in one log entry.
 const MAX_BATCH: usize = 1024;
-
-/// The most batches written to the log and not yet answered.
-const IN_FLIGHT: usize = 4;
 
 type Answer = Result<(u64, Applied), ControlError>;
 
@@ -61,11 +41,10 @@ const JOURNAL_PER_BATCH: usize = 256;
 /// Each batch takes the control plane's waiting commands first, then
 /// journal writes in what is left of it, at most [`JOURNAL_PER_BATCH`].
 /// So however many journal writes wait, a placement waits for at most
-/// the oldest batch in flight before its own goes (what it waited before
-/// journals existed: its answer frees a slot), and a batch's journal
-/// share is bounded in count and by the bytes the control plane left;
-/// journal writes take the spare capacity of every batch, and the whole
-/// of an idle control plane's.
+/// the one batch in flight before its own goes (what it waited before
+/// journals existed), and a batch's journal share is bounded in count and
+/// by the bytes the control plane left; journal writes take the spare
+/// capacity of every batch, and the whole of an idle control plane's.
 #[derive(Clone)]
 pub(crate) struct Writes {
     queue: mpsc::UnboundedSender<Queued>,
@@ -79,7 +58,6 @@ impl Writes {
     pub(crate) fn start(raft: Raft, max_bytes: usize) -> Self {
         let (queue, mut commands) = mpsc::unbounded_channel::<Queued>();
         let (journal, mut journals) = mpsc::unbounded_channel::<Queued>();
-        let slots = Arc::new(Semaphore::new(IN_FLIGHT));
         actix::spawn(async move {
             // The commands that did not fit in the last batch (of each
             // queue): the next one starts with them.
@@ -87,11 +65,6 @@ impl Writes {
             let mut carried_journal: Option<Queued> = None;
             let mut open = (true, true);
             loop {
-                // A free slot first: while all are taken, commands queue
-                // and the next batch takes them together.
-                let Ok(slot) = slots.clone().acquire_owned().await else {
-                    break;
-                };
                 let mut batch: Vec<Queued> = Vec::new();
                 let mut bytes = 0usize;
                 if let Some(first) = carried.take() {
@@ -163,8 +136,31 @@ impl Writes {
                 if batch.is_empty() {
                     continue;
                 }
+                if batch.len() == 1 {
+                    let (command, answer) = batch.remove(0);
+                    let _ = answer.send(commit(&raft, command).await);
+                    continue;
+                }
                 let (commands_, answers): (Vec<Command>, Vec<_>) = batch.into_iter().unzip();
-                submit(&raft, commands_, answers, slot).await;
+                match commit(&raft, Command::Batch(commands_)).await {
+                    Ok((index, Applied::Batch(results))) if results.len() == answers.len() => {
+                        for (answer, result) in answers.into_iter().zip(results) {
+                            let _ = answer.send(Ok((index, result)));
+                        }
+                    }
+                    Ok((_, other)) => {
+                        for answer in answers {
+                            let _ = answer.send(Err(ControlError::Refused {
+                                reason: format!("a batch was answered with {other:?}"),
+                            }));
+                        }
+                    }
+                    Err(e) => {
+                        for answer in answers {
+                            let _ = answer.send(Err(e.clone()));
+                        }
+                    }
+                }
             }
         });
         Self { queue, journal }
@@ -211,78 +207,19 @@ fn encoded_len(command: &Command) -> usize {
     count.0
 }
 
-/// Hands one batch to Raft (it enters the log now, after every batch
-/// handed before it) and answers its callers once it is applied, in a task
-/// of its own that holds `slot` until then. A single command goes alone,
-/// as itself.
-async fn submit(
-    raft: &Raft,
-    mut commands: Vec<Command>,
-    answers: Vec<oneshot::Sender<Answer>>,
-    slot: OwnedSemaphorePermit,
-) {
-    let single = commands.len() == 1;
-    let command = match commands.pop() {
-        Some(command) if single => command,
-        Some(last) => {
-            commands.push(last);
-            Command::Batch(commands)
-        }
-        None => return,
-    };
-    let written = raft.client_write_ff(command).await;
-    actix::spawn(async move {
-        let done = match written {
-            Ok(receiver) => answered(receiver).await,
-            Err(fatal) => Err(ControlError::NoQuorum {
-                reason: fatal.to_string(),
-            }),
-        };
-        drop(slot);
-        match done {
-            Ok((index, result)) if single => {
-                if let Some(answer) = answers.into_iter().next() {
-                    let _ = answer.send(Ok((index, result)));
-                }
-            }
-            Ok((index, Applied::Batch(results))) if results.len() == answers.len() => {
-                for (answer, result) in answers.into_iter().zip(results) {
-                    let _ = answer.send(Ok((index, result)));
-                }
-            }
-            Ok((_, other)) => {
-                for answer in answers {
-                    let _ = answer.send(Err(ControlError::Refused {
-                        reason: format!("a batch was answered with {other:?}"),
-                    }));
-                }
-            }
-            Err(e) => {
-                for answer in answers {
-                    let _ = answer.send(Err(e.clone()));
-                }
-            }
-        }
-    });
-}
-
-/// The answer to one Raft write handed over: its log index and what
-/// applying it did, or why it failed.
-async fn answered<E>(
-    receiver: impl std::future::Future<Output = Result<ClientWriteResult<RaftConfig>, E>>,
-) -> Answer {
-    match tokio::time::timeout(QUORUM_WAIT, receiver).await {
+/// One Raft write.
+async fn commit(raft: &Raft, command: Command) -> Answer {
+    match tokio::time::timeout(QUORUM_WAIT, raft.client_write(command)).await {
         Err(_) => Err(ControlError::NoQuorum {
             reason: format!("no quorum acknowledged the write within {QUORUM_WAIT:?}"),
         }),
-        Ok(Err(_)) => Err(ControlError::NoQuorum {
-            reason: "the head's Raft stopped".to_owned(),
-        }),
-        Ok(Ok(Ok(response))) => Ok((response.log_id.index, response.data)),
-        Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => Err(ControlError::NotLeader {
-            leader: f.leader_id.map(|l| l.0),
-        }),
-        Ok(Ok(Err(e))) => Err(ControlError::NoQuorum {
+        Ok(Ok(response)) => Ok((response.log_id.index, response.data)),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Err(ControlError::NotLeader {
+                leader: f.leader_id.map(|l| l.0),
+            })
+        }
+        Ok(Err(e)) => Err(ControlError::NoQuorum {
             reason: e.to_string(),
         }),
     }
