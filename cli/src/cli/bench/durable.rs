@@ -45,6 +45,11 @@ pub(crate) struct Backend {
     /// Events acknowledged per second, `actors` ledgers each with two
     /// deposits in flight (one event per persist).
     pub(crate) events_per_s: f64,
+    /// The same Raft write as `raft_commit_us_p50`, one at a time while
+    /// the `events_per_s` load runs: whether journal writes starve the
+    /// control plane's.
+    pub(crate) raft_commit_under_load_us_p50: f64,
+    pub(crate) raft_commit_under_load_us_p99: f64,
     /// Reads (asks without a write) per second the same way: the ask
     /// path's rate, the baseline of `events_per_s`.
     pub(crate) reads_per_s: f64,
@@ -86,6 +91,7 @@ impl Backend {
              \x20 persist_vs_raft_commit  {:>10.2}x  (embedded target <= 2)\n\
              \x20 deposit_rtt_us_p50      {:>10.1}   (the driver's ask with one persist; a read: {:.1})\n\
              \x20 events_per_s            {:>10.0}   ({} actors persisting at once; target >= 50,000 embedded)\n\
+             \x20 raft_commit_under_load  {:>10.1}   (the same Raft write during the events_per_s load, p50; p99 {:.1})\n\
              \x20 reads_per_s             {:>10.0}   (the same asks without a write: the ask path's rate)\n\
              \x20 recovery_ms             {:>10.1}   ({} B snapshot + {} events; target <= 200)\n\
              \x20 failover_durable_s      {:>10.3}   (SIGKILL to the next answer with the state, p50 of {}, max {:.3}; target <= 1)\n",
@@ -97,6 +103,8 @@ impl Backend {
             self.read_rtt_us_p50,
             self.events_per_s,
             self.actors,
+            self.raft_commit_under_load_us_p50,
+            self.raft_commit_under_load_us_p99,
             self.reads_per_s,
             self.recovery_ms,
             self.recovery_snapshot_bytes,
@@ -231,8 +239,9 @@ fn backend(exe: &Path, name: &str, section: &str, plan: Plan) -> Result<Backend>
         let (admin, admin_control) = admin(&cluster).await?;
         let (raft, persist, deposit, read) =
             persists(&driver, &admin_control, &ledger, plan.persists).await?;
+        let (events_per_s, under_load, reads_per_s) =
+            throughput(&control, &admin_control, plan.actors, plan.secs).await?;
         admin.shutdown();
-        let (events_per_s, reads_per_s) = throughput(&control, plan.actors, plan.secs).await?;
         let (recovery_ms, snapshot_bytes, events) =
             recovery(&driver, &control, &mut cluster).await?;
         let mut failovers = Vec::new();
@@ -250,6 +259,8 @@ fn backend(exe: &Path, name: &str, section: &str, plan: Plan) -> Result<Backend>
             deposit_rtt_us_p50: quantile(deposit, 0.5),
             read_rtt_us_p50: quantile(read, 0.5),
             events_per_s,
+            raft_commit_under_load_us_p50: quantile(under_load.clone(), 0.5),
+            raft_commit_under_load_us_p99: quantile(under_load, 0.99),
             reads_per_s,
             actors: plan.actors,
             recovery_ms,
@@ -313,9 +324,15 @@ async fn persists(
 }
 
 /// Events acknowledged per second: `actors` ledgers on the workers, each
-/// with two one-event deposits in flight, for `secs`; then reads (no
+/// with two one-event deposits in flight, for `secs`, while the admin
+/// operator makes one Raft write at a time (their times); then reads (no
 /// write) the same way: the ask path's own rate, its baseline.
-async fn throughput(control: &Control, actors: usize, secs: f64) -> Result<(f64, f64)> {
+async fn throughput(
+    control: &Control,
+    admin: &Control,
+    actors: usize,
+    secs: f64,
+) -> Result<(f64, Vec<f64>, f64)> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut ledgers = Vec::new();
     for i in 0..actors {
@@ -324,9 +341,22 @@ async fn throughput(control: &Control, actors: usize, secs: f64) -> Result<(f64,
     for l in &ledgers {
         l.send(Deposit(0)).await?;
     }
-    let events = rate(&ledgers, 1, secs).await?;
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let writes = async {
+        let mut took = Vec::new();
+        while Instant::now() < until {
+            let t = Instant::now();
+            match admin.release_group("bench-none").await {
+                Err(swarm::control::ControlError::NoSuchName { .. }) => {}
+                other => bail!("a release of no group answered {other:?}"),
+            }
+            took.push(micros(t.elapsed()));
+        }
+        Ok(took)
+    };
+    let (events, writes) = tokio::join!(rate(&ledgers, 1, secs), writes);
     let reads = rate(&ledgers, 0, secs).await?;
-    Ok((events, reads))
+    Ok((events?, writes?, reads))
 }
 
 /// Deposits of `amount` answered per second, two in flight per ledger.
