@@ -1,6 +1,6 @@
 //! A link made but not yet started: everything it needs, which the Router
 //! starts on its own thread or, for a TCP link to a head of a head node,
-//! on the thread the node's Raft runs on (`crate::head`), so that Raft's
+//! on the thread the node's Raft runs on (the head's start), so that Raft's
 //! heartbeats and their answers never queue behind the work of thousands
 //! of other links (lease renewals) on the node's main thread. The kernel
 //! schedules that thread on its own: a leader starved of CPU by its
