@@ -69,8 +69,14 @@ async fn busy_leader(name: &str, each: Duration, times: usize) {
     );
     let after = terms(&control).await;
     assert_eq!(
-        before.iter().map(|t| t.as_ref().map(|t| t.0)).collect::<Vec<_>>(),
-        after.iter().map(|t| t.as_ref().map(|t| t.0)).collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.0))
+            .collect::<Vec<_>>(),
+        after
+            .iter()
+            .map(|t| t.as_ref().map(|t| t.0))
+            .collect::<Vec<_>>(),
         "an election ran while the leader's thread was busy: {before:?} -> {after:?}"
     );
     // The worker kept its lease: its head-placed ledger never stopped.

@@ -148,7 +148,11 @@ mod tests {
         for _ in 0..5 {
             keeper.failed();
             waits.push(keeper.wait());
-            assert_eq!(keeper.answer_within(), within, "a failure keeps the deadline");
+            assert_eq!(
+                keeper.answer_within(),
+                within,
+                "a failure keeps the deadline"
+            );
         }
         assert_eq!(
             waits,
