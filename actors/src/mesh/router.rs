@@ -288,7 +288,7 @@ impl Router {
             predecessor,
             write_after,
         };
-        let (seed, handle) = Link::new(id, who, parts, Arc::clone(&self.mesh), ctx.address());
+        let (seed, handle) = Link::seed(id, who, parts, Arc::clone(&self.mesh), ctx.address());
         let actor = match self.mesh.priority.get() {
             Some(thread) if seed.is_priority() => seed.start_on(thread),
             _ => seed.start(),

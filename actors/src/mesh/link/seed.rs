@@ -34,7 +34,7 @@ pub(in crate::mesh) struct Seed {
 impl Link {
     /// A link to the peer `who` over an established session; returns the
     /// link (not yet started) and the handle senders use.
-    pub(in crate::mesh) fn new(
+    pub(in crate::mesh) fn seed(
         id: u64,
         who: PeerIdentity,
         parts: LinkParts,
