@@ -141,6 +141,10 @@ impl HeadConfig {
     }
 }
 
+/// How long the Raft thread outlives a head's shutdown: its links to
+/// other heads close after it, with a goodbye (written within a second).
+const THREAD_GRACE: Duration = Duration::from_secs(2);
+
 /// Password checks the head leader runs at once by default (one per core
 /// of a small head machine).
 pub const DEFAULT_LOGIN_POOL: usize = 2;
@@ -231,16 +235,33 @@ impl Head {
         .validate()
         .map_err(|e| store_error(&e))?;
         let id = mesh.id();
-        let raft = Raft::new(
-            HeadId(id),
-            Arc::new(raft_config),
-            Network::new(mesh.clone()),
-            log,
-            sm,
-        )
-        .await
-        .map_err(|e| store_error(&e))?;
-        let peer = RaftPeer::new(raft.clone()).start();
+        // Raft runs on a thread of its own, as do the links to the other
+        // heads (`mesh::link::Seed`): on a leader busy with thousands of
+        // lease renewals its heartbeats, their answers and the quorum
+        // rounds never wait behind them.
+        let thread = mesh.priority_thread().unwrap_or_else(|| {
+            let thread = actix::Arbiter::new().handle();
+            mesh.set_priority_thread(thread.clone());
+            thread
+        });
+        let (started, raft) = tokio::sync::oneshot::channel();
+        let network = Network::new(mesh.clone());
+        let raft_config = Arc::new(raft_config);
+        let spawned = thread.spawn(async move {
+            let raft = Raft::new(HeadId(id), raft_config, network, log, sm).await;
+            let raft = raft.map(|raft| {
+                let peer = RaftPeer::new(raft.clone()).start();
+                (raft, peer)
+            });
+            let _ = started.send(raft);
+        });
+        if !spawned {
+            return Err(store_error(&"the Raft thread stopped"));
+        }
+        let (raft, peer) = match raft.await {
+            Ok(raft) => raft.map_err(|e| store_error(&e))?,
+            Err(_) => return Err(store_error(&"the Raft thread stopped")),
+        };
         let entry = Arc::new(Entry::declared(peer));
         directory.insert(RAFT_ACTOR.to_owned(), entry);
         // A head verifies operators' capabilities with the group's key from
@@ -285,7 +306,7 @@ impl Head {
         Ok(Head {
             raft,
             supervisor,
-            arbiter: actix::Arbiter::current(),
+            arbiter: thread,
         })
     }
 
@@ -298,9 +319,13 @@ impl Head {
     pub(crate) fn shutdown(&self) {
         self.supervisor.do_send(supervisor::Stop);
         let raft = self.raft.clone();
-        // The caller may be on any thread: Raft stops on its own arbiter.
+        // The caller may be on any thread: Raft stops on its own arbiter,
+        // which stops once the links to heads on it had time to say
+        // goodbye (the node closes them after this).
         self.arbiter.spawn(async move {
             let _ = raft.shutdown().await;
+            tokio::time::sleep(THREAD_GRACE).await;
+            actix::Arbiter::current().stop();
         });
     }
 }

@@ -118,6 +118,9 @@ struct Shared {
     closed: ClosedLinks,
     /// When the mesh started.
     started: std::time::Instant,
+    /// Where a head node runs its direct links to other heads (its Raft's
+    /// thread: `link::Seed`); unset elsewhere.
+    priority: std::sync::OnceLock<actix::ArbiterHandle>,
 }
 
 /// The last [`ClosedLinks::KEPT`] closed links, newest last.
@@ -210,6 +213,7 @@ impl Mesh {
             greeting: std::sync::RwLock::default(),
             own_caller,
             closed: ClosedLinks::default(),
+            priority: std::sync::OnceLock::new(),
             started: std::time::Instant::now(),
         });
         let router = Router::new(Arc::clone(&shared)).start();
@@ -573,6 +577,17 @@ impl Mesh {
     /// Whether the listener still runs.
     pub(crate) fn listening(&self) -> bool {
         self.listener.connected()
+    }
+
+    /// Runs the direct links to heads made from now on on `thread` (a
+    /// head node's Raft thread); once, before any link.
+    pub(crate) fn set_priority_thread(&self, thread: actix::ArbiterHandle) {
+        let _ = self.shared.priority.set(thread);
+    }
+
+    /// The thread links to heads run on, if set.
+    pub(crate) fn priority_thread(&self) -> Option<actix::ArbiterHandle> {
+        self.shared.priority.get().cloned()
     }
 
     /// Stops accepting connections and closes every link.

@@ -8,6 +8,7 @@ mod admin_api;
 mod at_rest;
 mod bad_input;
 mod browser;
+mod busy_leader;
 mod cluster_processes;
 mod console;
 mod console_tui;

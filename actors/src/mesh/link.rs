@@ -21,6 +21,7 @@
 mod handle;
 mod outbox;
 mod reader;
+mod seed;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use swarm_protocol::session::{Action, Liveness, LivenessConfig, RecvHalf, SendHalf, Silence};
+use swarm_protocol::session::{Action, Liveness, RecvHalf, SendHalf, Silence};
 use swarm_protocol::{Control, RecvCipher, SendCipher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -40,9 +41,8 @@ use super::router::{LinkClosed, Router};
 use super::Shared as MeshShared;
 use crate::directory::Caller;
 use crate::error::{CloseReason, LocalClose};
-use handle::LinkShared;
 pub(crate) use handle::{AskFailure, LinkHandle, PeerIdentity};
-use outbox::{Outbox, Queue};
+use outbox::Queue;
 use reader::Reader;
 
 /// The byte stream a link runs over.
@@ -184,50 +184,6 @@ fn ping_every(interval: Duration, dialer: bool) -> Duration {
 pub(super) struct Close(pub(super) CloseReason);
 
 impl Link {
-    /// A link to the peer `who` over an established session; returns the
-    /// actor (not yet started) and the handle senders use.
-    pub(super) fn new(
-        id: u64,
-        who: PeerIdentity,
-        parts: LinkParts,
-        mesh: Arc<MeshShared>,
-        router: Addr<Router>,
-    ) -> (Self, LinkHandle) {
-        let (outbox, queue) = Outbox::new(mesh.config.link_queue_bytes);
-        let shared = Arc::new(LinkShared::new(id, who, mesh.config.max_message, outbox));
-        let handle = LinkHandle { shared };
-        let c = &mesh.config;
-        let liveness = Liveness::new(
-            LivenessConfig {
-                heartbeat_interval: ping_every(c.heartbeat_interval, handle.initiator() == mesh.id),
-                heartbeat_timeout: c.heartbeat_timeout,
-                idle_timeout: c.idle_timeout,
-            },
-            Duration::ZERO,
-        );
-        let link = Self {
-            handle: handle.clone(),
-            mesh,
-            router,
-            parts: Some((parts, queue)),
-            tasks: Vec::new(),
-            clock: Rc::new(Clock {
-                epoch: Instant::now(),
-                liveness: RefCell::new(liveness),
-                finishing: Cell::new(false),
-                ping_sent: Cell::new(None),
-            }),
-            reason: None,
-            inbound_asks: Rc::new(Cell::new(0)),
-            successor: None,
-            predecessor: None,
-            write_after: None,
-            draining: false,
-            peer_done: false,
-        };
-        (link, handle)
-    }
-
     /// Arms one timer for the session's next deadline.
     fn arm(&mut self, ctx: &mut Context<Self>) {
         let next = self.clock.liveness.borrow().poll_timeout();
@@ -544,6 +500,7 @@ impl Handler<Close> for Link {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use swarm_protocol::session::LivenessConfig;
 
     /// Drives both ends of an idle link for a minute of simulated time
     /// (1 ms one way): how many pings each end sends, and whether either

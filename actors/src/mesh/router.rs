@@ -288,8 +288,12 @@ impl Router {
             predecessor,
             write_after,
         };
-        let (link, handle) = Link::new(id, who, parts, Arc::clone(&self.mesh), ctx.address());
-        (handle, link.start())
+        let (seed, handle) = Link::seed(id, who, parts, Arc::clone(&self.mesh), ctx.address());
+        let actor = match self.mesh.priority.get() {
+            Some(thread) if seed.is_priority() => seed.start_on(thread),
+            _ => seed.start(),
+        };
+        (handle, actor)
     }
 
     /// A second link to a peer whose link is kept (crossed dials, or a

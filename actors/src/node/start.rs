@@ -124,6 +124,16 @@ impl Rooms {
     }
 }
 
+/// Stops an arbiter when dropped: held by a task of the node's own
+/// thread, which drops it when that thread stops.
+struct StopsWith(actix::ArbiterHandle);
+
+impl Drop for StopsWith {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// What a drained node's leave waits on.
 pub(super) struct Drained {
     pub(super) asked: tokio::sync::watch::Receiver<bool>,
@@ -152,6 +162,18 @@ pub(super) async fn transport(
     let policy = Arc::clone(&config.policy);
     let keys = Arc::new(Keys::default());
     let mesh = Mesh::start(config.mesh(), sockets.tcp, directory.clone(), keys.clone());
+    if rooms.head.is_some() {
+        // A head's Raft and its links to other heads get a thread of their
+        // own before any link is made (`crate::head::Head::start`); it
+        // stops with this one (a node whose thread stops is gone whole,
+        // as a killed process is).
+        let thread = actix::Arbiter::new().handle();
+        mesh.set_priority_thread(thread.clone());
+        actix::spawn(async move {
+            let _stops = StopsWith(thread);
+            std::future::pending::<()>().await;
+        });
+    }
     let sessions = Sessions::new(keys, mesh.clone());
     if sockets.detect {
         match mesh.detect_address(&sockets.seeds, detect_within).await {

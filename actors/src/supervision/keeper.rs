@@ -9,12 +9,19 @@ use std::time::{Duration, Instant};
 /// plane should not wake up for it).
 const IDLE: (Duration, Duration) = (Duration::from_millis(500), Duration::from_secs(5));
 
+/// The first retry after a failed renewal; each failure in a row doubles
+/// it, up to the renewal interval.
+const RETRY: Duration = Duration::from_millis(200);
+
 /// The lease keeper's timing as a pure machine (the control-plane
 /// simulator drives the same one): when to renew next, and how long a
 /// grant holds.
 #[derive(Debug, Clone)]
 pub(crate) struct Keeper {
     every: Duration,
+    /// The wait after a failed renewal (doubling in a row, see [`RETRY`]);
+    /// `None` while renewals succeed.
+    retry: Option<Duration>,
     idle: Duration,
     leased: bool,
     /// The leader asked for a full report: the next renewal goes at once.
@@ -25,6 +32,7 @@ impl Default for Keeper {
     fn default() -> Self {
         Self {
             every: Duration::from_millis(200),
+            retry: None,
             idle: IDLE.0,
             leased: false,
             at_once: false,
@@ -38,7 +46,7 @@ impl Keeper {
         if self.at_once {
             Duration::ZERO
         } else {
-            self.every
+            self.retry.unwrap_or(self.every)
         }
     }
 
@@ -67,7 +75,9 @@ impl Keeper {
         self.at_once = true;
     }
 
-    /// How long to wait for a renewal's answer.
+    /// How long to wait for a renewal's answer: two renewal intervals,
+    /// whatever failed before (a leader too slow to answer in time must
+    /// not be given less time, and more renewals, by its own slowness).
     pub(crate) fn answer_within(&self) -> Duration {
         self.every * 2
     }
@@ -77,14 +87,27 @@ impl Keeper {
     /// shortens it); the next renewal comes a fifth of it later.
     pub(crate) fn granted(&mut self, sent: Instant, lease: Duration) -> Instant {
         self.every = (lease / 5).max(Duration::from_millis(20));
+        self.retry = None;
         self.leased = true;
         sent + lease
     }
 
-    /// The renewal failed: ask again soon.
+    /// The renewal failed: ask again soon, [`RETRY`] first, then twice
+    /// as long after each failure in a row up to the renewal interval. A
+    /// node never renews faster than its lease asks because renewals
+    /// fail: under an overloaded or leaderless control plane every node
+    /// failing at once and retrying at a fixed 200 ms tripled the load
+    /// (and the answer's deadline shrank with it) just when the leader
+    /// could least afford it. With 3 s leases the tries come 0.2, 0.6,
+    /// 1.2, 1.8 and 2.4 s after the first failure: five before the lease
+    /// runs out.
     pub(crate) fn failed(&mut self) {
         self.leased = false;
-        self.every = self.every.min(Duration::from_millis(200));
+        let next = self
+            .retry
+            .map_or(RETRY, |retry| retry.saturating_mul(2))
+            .min(self.every.max(RETRY));
+        self.retry = Some(next);
     }
 }
 
@@ -112,6 +135,39 @@ mod tests {
         assert_eq!(keeper.wait(), lease / 5);
         keeper.failed();
         assert!(keeper.needs_heads());
-        assert_eq!(keeper.wait(), Duration::from_millis(200));
+        assert_eq!(keeper.wait(), RETRY);
+    }
+
+    #[test]
+    fn failures_in_a_row_back_off_to_the_interval_and_never_cut_the_answers_deadline() {
+        let mut keeper = Keeper::default();
+        let lease = Duration::from_secs(3);
+        keeper.granted(Instant::now(), lease);
+        let within = keeper.answer_within();
+        let mut waits = Vec::new();
+        for _ in 0..5 {
+            keeper.failed();
+            waits.push(keeper.wait());
+            assert_eq!(
+                keeper.answer_within(),
+                within,
+                "a failure keeps the deadline"
+            );
+        }
+        assert_eq!(
+            waits,
+            [RETRY, RETRY * 2, lease / 5, lease / 5, lease / 5],
+            "doubling, capped at the renewal interval"
+        );
+        // A grant ends the backoff.
+        keeper.granted(Instant::now(), lease);
+        assert_eq!(keeper.wait(), lease / 5);
+        keeper.failed();
+        assert_eq!(keeper.wait(), RETRY);
+        // Before any grant, retries stay at the default interval.
+        let mut fresh = Keeper::default();
+        fresh.failed();
+        fresh.failed();
+        assert_eq!(fresh.wait(), RETRY);
     }
 }

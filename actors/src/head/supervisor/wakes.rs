@@ -83,12 +83,21 @@ impl Supervisor {
         }
     }
 
+    /// Whether Raft's role, as its server metrics say, is the leader's.
+    /// Raft runs on a thread of its own (`crate::head::Head::start`): the
+    /// role that woke this supervisor may be newer than the full metrics
+    /// it reads next, so a leader still catching up keeps looking (every
+    /// tick) until they show its first entry applied, instead of waiting
+    /// for a role change that already came.
+    fn raft_leads(&self) -> bool {
+        self.raft.server_metrics().borrow().state == ServerState::Leader
+    }
+
     /// The first moment a tick may have something to do.
     fn due(&self) -> Option<Instant> {
         if !self.leases.is_leading() {
-            let leader = self.raft.metrics().borrow().state == ServerState::Leader;
             // Catching up or confirming the leadership: look again soon.
-            return leader.then(Instant::now);
+            return self.raft_leads().then(Instant::now);
         }
         let nodes: Vec<NodeId> = self.read(|m| m.state.nodes_with_placements().collect());
         let leases = &self.leases;
@@ -108,7 +117,7 @@ impl Handler<Wake> for Supervisor {
             Wake::Role => self.tick(ctx),
             Wake::Applied => {
                 self.apply_revocations();
-                if self.leases.is_leading() {
+                if self.leases.is_leading() || self.raft_leads() {
                     self.tick_at(Instant::now() + TICK, ctx);
                 }
             }
