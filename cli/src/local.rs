@@ -498,12 +498,33 @@ fn spawn(
     admin: bool,
     log: Option<&Path>,
 ) -> Result<ChildNode> {
-    let mut command = Command::new(exe);
+    let mut command = match wrapper(name) {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
     command
         .args(["node", "start", "--config"])
         .arg(config)
         .args(extra_args);
     start_child(command, name, admin, log)
+}
+
+/// The command that node `name` runs under, if any: `SWARM_NODE_WRAP`
+/// (a program and its arguments, split on whitespace) for the nodes
+/// named in `SWARM_NODE_WRAP_NAMES` (comma-separated). For profiling:
+/// `cli/idle-code.sh` runs some nodes of the benches under callgrind.
+fn wrapper(name: &str) -> Option<(String, Vec<String>)> {
+    let names = std::env::var("SWARM_NODE_WRAP_NAMES").ok()?;
+    if !names.split(',').any(|n| n.trim() == name) {
+        return None;
+    }
+    let wrap = std::env::var("SWARM_NODE_WRAP").ok()?;
+    let mut words = wrap.split_whitespace().map(str::to_owned);
+    Some((words.next()?, words.collect()))
 }
 
 /// Starts a node process from a prepared command line (for example one
