@@ -220,21 +220,27 @@ async fn a_migration_whose_target_dies_before_the_spawn_loses_nothing() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[actix_rt::test]
-async fn an_old_node_cut_off_mid_move_keeps_the_actor_and_the_move_is_refused() {
-    let dir = scratch("migrate-cut");
+/// A head and two workers, each with a fault switch; leases of 15 s,
+/// longer than a refused move takes, so a node cut off meanwhile keeps
+/// its lease (and its actor) through it.
+async fn faulty(dir: &std::path::Path) -> (Vec<crate::util::TestNode>, Vec<Arc<Faults>>) {
     let mut faults = Vec::new();
-    let (_ca, nodes) = control_cluster(&dir, 1, 2, |_, c| {
+    let (_ca, nodes) = control_cluster(dir, 1, 2, |_, c| {
         let f = Arc::new(Faults::default());
         c.faults = Some(f.clone());
         faults.push(f);
         if let Some(head) = c.head.as_mut() {
-            // Longer than the refused move takes: the cut-off node keeps
-            // its lease (and its actor) through it.
             head.lease = Duration::from_secs(15);
         }
     })
     .await;
+    (nodes, faults)
+}
+
+#[actix_rt::test]
+async fn an_old_node_cut_off_mid_move_keeps_the_actor_and_the_move_is_refused() {
+    let dir = scratch("migrate-cut");
+    let (nodes, faults) = faulty(&dir).await;
     let admin = nodes[0].node.control().unwrap().clone();
     let (n2, n3) = (nodes[1].node.id(), nodes[2].node.id());
     let ledger = ledger_on(&admin, "kept", n2).await;
@@ -285,17 +291,7 @@ async fn a_hand_over_whose_confirmation_is_lost_is_refused_and_the_actor_returns
         return;
     };
     let dir = scratch("migrate-lost");
-    let mut faults = Vec::new();
-    let (_ca, nodes) = control_cluster(&dir, 1, 2, |_, c| {
-        let f = Arc::new(Faults::default());
-        c.faults = Some(f.clone());
-        faults.push(f);
-        if let Some(head) = c.head.as_mut() {
-            // Longer than the refused move takes: n2 keeps its lease.
-            head.lease = Duration::from_secs(15);
-        }
-    })
-    .await;
+    let (nodes, faults) = faulty(&dir).await;
     for n in &nodes {
         let store = swarm::durable::Postgres::new(&pg.url(), None, 2).unwrap();
         n.node.set_journal_store(Arc::new(store));

@@ -110,8 +110,8 @@ impl Seed {
         matches!(self.parts.wire, Wire::Tcp(_)) && self.handle.peer_has_role("head")
     }
 
-    /// Starts the link on this thread.
-    pub(in crate::mesh) fn start(self) -> Addr<Link> {
+    /// The link's state apart from its parts (wire, session halves).
+    fn into_parts(self) -> (Moved, LinkParts) {
         let Seed {
             handle,
             mesh,
@@ -127,6 +127,12 @@ impl Seed {
             queue,
             liveness,
         };
+        (moved, parts)
+    }
+
+    /// Starts the link on this thread.
+    pub(in crate::mesh) fn start(self) -> Addr<Link> {
+        let (moved, parts) = self.into_parts();
         Link::grown(moved, Some(parts), None).start()
     }
 
@@ -134,14 +140,7 @@ impl Seed {
     /// that thread's reactor (else its readiness would still wait for this
     /// thread). Any other wire starts here.
     pub(in crate::mesh) fn start_on(self, arbiter: &ArbiterHandle) -> Addr<Link> {
-        let Seed {
-            handle,
-            mesh,
-            router,
-            parts,
-            queue,
-            liveness,
-        } = self;
+        let (moved, parts) = self.into_parts();
         let LinkParts {
             wire,
             sender,
@@ -150,48 +149,21 @@ impl Seed {
             predecessor,
             write_after,
         } = parts;
+        let rebuild = move |wire| LinkParts {
+            wire,
+            sender,
+            receiver,
+            leftover,
+            predecessor,
+            write_after,
+        };
         let stream = match wire {
             Wire::Tcp(stream) => stream.into_std(),
-            wire => {
-                let parts = LinkParts {
-                    wire,
-                    sender,
-                    receiver,
-                    leftover,
-                    predecessor,
-                    write_after,
-                };
-                let seed = Seed {
-                    handle,
-                    mesh,
-                    router,
-                    parts,
-                    queue,
-                    liveness,
-                };
-                return seed.start();
-            }
-        };
-        let moved = Moved {
-            handle,
-            mesh,
-            router,
-            queue,
-            liveness,
+            wire => return Link::grown(moved, Some(rebuild(wire)), None).start(),
         };
         Link::start_in_arbiter(arbiter, move |_| {
             match stream.and_then(TcpStream::from_std) {
-                Ok(stream) => {
-                    let parts = LinkParts {
-                        wire: Wire::Tcp(stream),
-                        sender,
-                        receiver,
-                        leftover,
-                        predecessor,
-                        write_after,
-                    };
-                    Link::grown(moved, Some(parts), None)
-                }
+                Ok(stream) => Link::grown(moved, Some(rebuild(Wire::Tcp(stream))), None),
                 // No parts: it stops at once, with the reason.
                 Err(e) => Link::grown(moved, None, Some(CloseReason::Io(e.kind()))),
             }
