@@ -9,7 +9,7 @@ use std::time::Duration;
 use swarm_cli::demo::Deposit;
 
 use crate::control_faults::leader_of;
-use crate::util::{control_cluster, eventually, ledger_on, on, scratch, TestNode};
+use crate::util::{control_cluster, eventually, ledger_on, on, scratch, sees_alive, TestNode};
 
 /// Each head's term and role as it answers, `None` for a head that did
 /// not.
@@ -21,12 +21,19 @@ async fn terms(control: &swarm::control::Control) -> Vec<Option<(u64, String)>> 
         .collect()
 }
 
-/// Blocks `node`'s thread for `stall`, `times` times, letting it run for
-/// `gap` in between.
-async fn stall(node: &TestNode, stall: Duration, gap: Duration, times: usize) {
+/// Blocks `node`'s thread for `stall` (the injected fault: a thread too
+/// busy to run anything else), `times` times; in between, waits until
+/// every node of `all` sees every member alive again (the stalled node's
+/// membership refuted any suspicion, its links read what waited).
+async fn stall(node: &TestNode, all: &[TestNode], stall: Duration, times: usize) {
     for _ in 0..times {
         on(&node.arbiter, move || std::thread::sleep(stall)).await;
-        tokio::time::sleep(gap).await;
+        for n in all {
+            assert!(
+                eventually(Duration::from_secs(10), || sees_alive(&n.node, all.len())).await,
+                "a member stayed suspected after a stall"
+            );
+        }
     }
 }
 
@@ -58,9 +65,7 @@ async fn busy_leader(name: &str, each: Duration, times: usize) {
     let before = terms(&control).await;
     assert!(before.iter().all(Option::is_some), "{before:?}");
 
-    // Between stalls the node's own thread runs for 300 ms: its
-    // membership refutes any suspicion, its links read what waited.
-    stall(&nodes[leader], each, Duration::from_millis(300), times).await;
+    stall(&nodes[leader], &nodes, each, times).await;
 
     assert_eq!(
         leader_of(&control, &nodes).await,
