@@ -358,7 +358,10 @@ impl NodeFile {
             Some(h) => (Some(&mut h.dir), h.totp.as_mut()),
             None => (None, None),
         };
-        let durable_password = file.durable.as_mut().and_then(|d| d.password_file.as_mut());
+        let (durable_password, durable_ca) = match file.durable.as_mut() {
+            Some(d) => (d.password_file.as_mut(), d.ca_file.as_mut()),
+            None => (None, None),
+        };
         let (admin_cert, admin_key) = match file.admin.as_mut() {
             Some(a) => (Some(&mut a.cert), Some(&mut a.key)),
             None => (None, None),
@@ -378,6 +381,7 @@ impl NodeFile {
             admin_cert,
             admin_key,
             durable_password,
+            durable_ca,
         ]
         .into_iter()
         .flatten()

@@ -6,8 +6,14 @@
 //! store = "postgres"                        # or "embedded" (the default)
 //! url = "postgresql://swarm@127.0.0.1:5432/swarm"
 //! password_file = "postgres.password"       # 0600; never the URL
+//! ca_file = "postgres-ca.crt"               # TLS, checked against this CA only
 //! connections = 4
 //! ```
+//!
+//! With `ca_file` the store speaks TLS and refuses a server whose
+//! certificate does not chain to that CA or name the URL's host; without
+//! it, journals travel in the clear, so only to loopback or a Unix socket
+//! unless the URL says `sslmode=disable`.
 //!
 //! Every node that may host a durable actor must name the same store:
 //! the next incarnation, wherever it is placed, recovers from it.
@@ -32,6 +38,10 @@ pub struct DurableFile {
     /// its owner only.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// The CA (PEM) that signed the database server's certificate: the
+    /// store then speaks TLS and trusts nothing else.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Connections kept to the database.
     #[serde(default = "default_connections")]
     pub connections: usize,
@@ -72,6 +82,14 @@ pub enum DurableFileError {
     /// This build has no PostgreSQL store.
     #[error("[durable] store = \"postgres\": this build of swarm has no PostgreSQL store (feature `postgres`)")]
     NotBuilt,
+    /// The CA file cannot be read.
+    #[error("[durable] ca_file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The store refused its settings.
     #[error("[durable]: {0}")]
     Store(#[from] swarm_actors::durable::StoreError),
@@ -104,11 +122,17 @@ impl DurableFile {
             .as_deref()
             .map(read_password)
             .transpose()?;
-        let store = swarm_actors::durable::Postgres::new(
-            url,
-            password.as_ref().map(|p| p.as_str()),
-            self.connections,
-        )?;
+        let password = password.as_ref().map(|p| p.as_str());
+        let store = match &self.ca_file {
+            Some(path) => {
+                let ca = std::fs::read(path).map_err(|e| DurableFileError::CaFile {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                swarm_actors::durable::Postgres::with_tls(url, password, self.connections, &ca)?
+            }
+            None => swarm_actors::durable::Postgres::new(url, password, self.connections)?,
+        };
         Ok(Some(Arc::new(store)))
     }
 

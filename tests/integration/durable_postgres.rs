@@ -399,3 +399,58 @@ async fn a_durable_actor_the_head_did_not_place_never_claims_its_journal() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn postgres_over_tls_checks_the_servers_certificate_and_never_falls_back_to_the_clear() {
+    let Some((pg, ca)) = super::postgres::start_tls("durable-tls") else {
+        return;
+    };
+    runtime().block_on(tokio::task::LocalSet::new().run_until(async {
+        // The CA that signed the server's certificate: journals over TLS.
+        let store = PgStore::with_tls(&pg.url(), None, 1, ca.as_bytes()).unwrap();
+        let claimed = store.claim("ledger", 1).await.unwrap();
+        assert_eq!(store.append(&claimed.writer, 1, events(1, 2)).await, Ok(3));
+        let sessions = pg
+            .psql(
+                "select count(*) from pg_stat_ssl s join pg_stat_activity a using (pid) \
+                   where s.ssl and a.application_name <> 'psql'",
+            )
+            .unwrap();
+        assert_eq!(sessions, "1", "the store's one connection is encrypted");
+
+        // In the clear: the server (hostssl lines only) refuses the login.
+        let plain = PgStore::new(&pg.url(), None, 1).unwrap();
+        let refused = plain.claim("ledger", 2).await.unwrap_err();
+        assert!(
+            refused.to_string().contains("no encryption") || refused.to_string().contains("pg_hba"),
+            "{refused}"
+        );
+
+        // Another CA: the handshake fails on the certificate, nothing is
+        // sent, and the store does not retry in the clear.
+        let (_, other_ca) = swarm_admin::tls::AdminCa::generate("someone else").unwrap();
+        let stranger = PgStore::with_tls(&pg.url(), None, 1, other_ca.as_bytes()).unwrap();
+        let untrusted = stranger.claim("ledger", 2).await.unwrap_err();
+        assert!(
+            matches!(untrusted, StoreError::Unavailable { .. })
+                && untrusted.to_string().to_lowercase().contains("certificate"),
+            "{untrusted}"
+        );
+        // The journal is as the first store left it: nothing was claimed.
+        let again = store.claim("ledger", 3).await.unwrap();
+        assert_eq!(again.next, 3);
+    }));
+
+    // Settings, without dialing: TLS lets a remote host in, the clear does
+    // not; TLS with sslmode=disable, or a bundle without a certificate, is
+    // refused.
+    let remote = "postgresql://swarm@10.1.2.3:5432/swarm";
+    assert!(PgStore::with_tls(remote, None, 1, ca.as_bytes()).is_ok());
+    let clear = PgStore::new(remote, None, 1).unwrap_err();
+    assert!(clear.to_string().contains("ca_file"), "{clear}");
+    let both = PgStore::with_tls(&format!("{remote}?sslmode=disable"), None, 1, ca.as_bytes())
+        .unwrap_err();
+    assert!(both.to_string().contains("sslmode=disable"), "{both}");
+    let empty = PgStore::with_tls(remote, None, 1, b"not a certificate").unwrap_err();
+    assert!(empty.to_string().contains("no certificate"), "{empty}");
+}

@@ -25,6 +25,34 @@ pub fn start(test: &str) -> Option<Postgres> {
     Some(Postgres::start(&bin, scratch(&format!("pg-{test}")), &settings).unwrap())
 }
 
+/// [`start`] serving TLS only, with a certificate for 127.0.0.1 and
+/// `localhost` from a CA of its own; also gives that CA (PEM).
+///
+/// # Panics
+///
+/// As [`start`].
+pub fn start_tls(test: &str) -> Option<(Postgres, String)> {
+    use base64::Engine as _;
+    let bin = tools::require(Tool::Postgres, test)?;
+    let (ca, ca_pem) = swarm_admin::tls::AdminCa::generate("postgres").unwrap();
+    let hosts = ["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let (chain, key) = ca.issue("postgres", &hosts).unwrap();
+    let key = base64::engine::general_purpose::STANDARD.encode(key.as_slice());
+    let lines: Vec<&str> = key
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let key_pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    );
+    let settings = ["shared_buffers=16MB", "max_connections=64"];
+    let dir = scratch(&format!("pg-{test}"));
+    let pg = Postgres::start_tls(&bin, dir, &settings, &chain, &key_pem).unwrap();
+    Some((pg, ca_pem))
+}
+
 #[test]
 fn a_private_server_starts_answers_only_its_password_and_is_gone_after_drop() {
     let Some(pg) = start("private") else {

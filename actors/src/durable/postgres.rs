@@ -26,9 +26,13 @@
 //!
 //! Who may write: whoever holds the database's credentials, which are the
 //! trust boundary here (the embedded store also checks the head's
-//! placement record; a database cannot). The connection is not encrypted:
-//! a host other than loopback or a Unix socket is refused unless the URL
-//! says `sslmode=disable`.
+//! placement record; a database cannot). The connection: TLS when the
+//! operator names the CA that signed the server's certificate
+//! ([`Postgres::with_tls`], `[durable] ca_file`; [`tls`] says how it is
+//! checked), else in the clear, where a host other than loopback or a Unix
+//! socket is refused unless the URL says `sslmode=disable`.
+
+mod tls;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -161,6 +165,8 @@ pub struct Postgres {
 
 struct Inner {
     config: Config,
+    /// TLS, when the operator named the server's CA.
+    tls: Option<tls::Tls>,
     slots: Vec<Mutex<Option<Arc<Conn>>>>,
     next: AtomicUsize,
     /// The tables exist at a version this build reads (checked once).
@@ -172,6 +178,7 @@ impl std::fmt::Debug for Postgres {
         f.debug_struct("Postgres")
             .field("hosts", &self.inner.config.get_hosts())
             .field("connections", &self.inner.slots.len())
+            .field("tls", &self.inner.tls.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -180,15 +187,45 @@ impl Postgres {
     /// A store for the database at `url` (a `postgresql://` URL or a
     /// `key=value` string; the password may come from `password`, e.g.
     /// read from a file, rather than the URL) keeping up to `connections`
-    /// connections. Nothing is dialed yet: the first call connects and
-    /// creates the tables if missing, so a node starts while its database
-    /// is down, and its durable actors' recovery waits for it.
+    /// connections, in the clear. Nothing is dialed yet: the first call
+    /// connects and creates the tables if missing, so a node starts while
+    /// its database is down, and its durable actors' recovery waits for it.
     ///
     /// # Errors
     ///
     /// [`StoreError::Refused`] for a URL that does not parse or a host
-    /// that would carry journals unencrypted.
+    /// that would carry journals unencrypted (not loopback, not a Unix
+    /// socket, and no `sslmode=disable`): use [`Postgres::with_tls`].
     pub fn new(url: &str, password: Option<&str>, connections: usize) -> Result<Self, StoreError> {
+        Self::build(url, password, connections, None)
+    }
+
+    /// [`Postgres::new`] over TLS: the server's certificate must chain to
+    /// a certificate of `ca_pem` (PEM; the system's roots are not trusted)
+    /// and name the URL's host, and a server that does not speak TLS is
+    /// refused, never used in the clear.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Refused`] for a URL that does not parse, one that
+    /// says `sslmode=disable`, or a CA bundle with no usable certificate.
+    pub fn with_tls(
+        url: &str,
+        password: Option<&str>,
+        connections: usize,
+        ca_pem: &[u8],
+    ) -> Result<Self, StoreError> {
+        let tls =
+            tls::Tls::trusting(ca_pem).map_err(|e| refused(format!("PostgreSQL TLS: {e}")))?;
+        Self::build(url, password, connections, Some(tls))
+    }
+
+    fn build(
+        url: &str,
+        password: Option<&str>,
+        connections: usize,
+        tls: Option<tls::Tls>,
+    ) -> Result<Self, StoreError> {
         let mut config: Config = url
             .parse()
             .map_err(|e| refused(format!("the PostgreSQL URL: {e}")))?;
@@ -198,10 +235,23 @@ impl Postgres {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CALL_TIMEOUT);
         }
-        check_plain(&config)?;
+        if tls.is_some() {
+            if config.get_ssl_mode() == SslMode::Disable {
+                return Err(refused(
+                    "the PostgreSQL URL says sslmode=disable, but a CA to check the server against is given: \
+                     drop one of the two"
+                        .to_owned(),
+                ));
+            }
+            // Never the clear after a refused TLS request (`prefer` would).
+            config.ssl_mode(SslMode::Require);
+        } else {
+            check_plain(&config)?;
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                tls,
                 slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
                 next: AtomicUsize::new(0),
                 migrated: tokio::sync::OnceCell::new(),
@@ -281,16 +331,26 @@ impl Inner {
 
     /// A new connection, its driver task spawned on this thread's runtime.
     async fn open(&self) -> Result<Client, StoreError> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| unavailable("connecting", &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "a PostgreSQL journal connection closed");
+        let client = match &self.tls {
+            Some(tls) => {
+                let (client, connection) = self
+                    .config
+                    .connect(tls.clone())
+                    .await
+                    .map_err(|e| unavailable("connecting over TLS", &e))?;
+                tokio::spawn(drive(connection));
+                client
             }
-        });
+            None => {
+                let (client, connection) = self
+                    .config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| unavailable("connecting", &e))?;
+                tokio::spawn(drive(connection));
+                client
+            }
+        };
         Ok(client)
     }
 
@@ -484,9 +544,20 @@ impl JournalStore for Postgres {
     }
 }
 
+/// Runs a connection until it closes.
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "a PostgreSQL journal connection closed");
+    }
+}
+
 /// Refuses a configuration that would send journals in the clear over a
-/// network: TCP to a host other than loopback needs `sslmode=disable`
-/// said out loud (TLS is not built in yet).
+/// network: TCP to a host other than loopback needs TLS
+/// ([`Postgres::with_tls`]) or `sslmode=disable` said out loud.
 fn check_plain(config: &Config) -> Result<(), StoreError> {
     if config.get_ssl_mode() == SslMode::Disable {
         return Ok(());
@@ -496,8 +567,8 @@ fn check_plain(config: &Config) -> Result<(), StoreError> {
         if !addr.is_loopback() {
             return Err(refused(format!(
                 "the PostgreSQL hostaddr {addr} is not loopback, and this store does not encrypt its connection: \
-                 use a Unix socket or a loopback address (a local proxy that speaks TLS), or add \
-                 sslmode=disable to the URL to send journals in the clear"
+                 name the CA of its certificate for TLS ([durable] ca_file), use a Unix socket or a loopback address, \
+                 or add sslmode=disable to the URL to send journals in the clear"
             )));
         }
     }
@@ -510,8 +581,8 @@ fn check_plain(config: &Config) -> Result<(), StoreError> {
             if !loopback {
                 return Err(refused(format!(
                     "the PostgreSQL host {name} is not loopback, and this store does not encrypt its connection: \
-                     use a Unix socket or a loopback address (a local proxy that speaks TLS), or add \
-                     sslmode=disable to the URL to send journals in the clear"
+                     name the CA of its certificate for TLS ([durable] ca_file), use a Unix socket or a loopback address, \
+                     or add sslmode=disable to the URL to send journals in the clear"
                 )));
             }
         }
@@ -551,9 +622,15 @@ fn refused(reason: String) -> StoreError {
 fn unavailable(doing: &str, e: &tokio_postgres::Error) -> StoreError {
     // The driver's own words for a server error are only "db error".
     let Some(db) = e.as_db_error() else {
-        return StoreError::Unavailable {
-            reason: format!("PostgreSQL, {doing}: {e}"),
-        };
+        // The driver's words ("error performing TLS handshake") and why
+        // (the certificate's issuer is unknown).
+        let mut reason = format!("PostgreSQL, {doing}: {e}");
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            reason.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        return StoreError::Unavailable { reason };
     };
     let code = db.code().code();
     let reason = format!("PostgreSQL, {doing}: {} ({code})", db.message());

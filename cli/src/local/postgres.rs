@@ -67,6 +67,33 @@ impl Postgres {
     /// server that does not start (with its log); a port taken between
     /// finding and binding it is tried again, three times.
     pub fn start(bin: &Path, dir: PathBuf, settings: &[&str]) -> Result<Self> {
+        Self::start_with(bin, dir, settings, None)
+    }
+
+    /// [`Postgres::start`] serving TLS only: `cert` (the server's chain,
+    /// PEM) and `key` (its private key, PEM) become its certificate, and
+    /// its TCP logins must come over TLS (`hostssl` lines only), so a
+    /// client that does not encrypt is refused.
+    ///
+    /// # Errors
+    ///
+    /// As [`Postgres::start`]; the files cannot be written.
+    pub fn start_tls(
+        bin: &Path,
+        dir: PathBuf,
+        settings: &[&str],
+        cert: &str,
+        key: &str,
+    ) -> Result<Self> {
+        Self::start_with(bin, dir, settings, Some((cert, key)))
+    }
+
+    fn start_with(
+        bin: &Path,
+        dir: PathBuf,
+        settings: &[&str],
+        tls: Option<(&str, &str)>,
+    ) -> Result<Self> {
         let as_user = if rustix::process::geteuid().is_root() {
             Some(
                 unprivileged()
@@ -114,6 +141,30 @@ impl Postgres {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let mut settings: Vec<String> = settings.iter().map(|s| (*s).to_owned()).collect();
+        if let Some((cert, key)) = tls {
+            use std::os::unix::fs::PermissionsExt as _;
+            let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+            std::fs::write(&cert_file, cert)?;
+            std::fs::write(&key_file, key)?;
+            // The server refuses a key others may read.
+            std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600))?;
+            chown(&cert_file)?;
+            chown(&key_file)?;
+            let hba = data.join("pg_hba.conf");
+            let rules = std::fs::read_to_string(&hba)?;
+            let ssl_only: String = rules
+                .lines()
+                .map(|line| match line.strip_prefix("host ") {
+                    Some(rest) => format!("hostssl {rest}\n"),
+                    None => format!("{line}\n"),
+                })
+                .collect();
+            std::fs::write(&hba, ssl_only)?;
+            settings.push("ssl=on".to_owned());
+            settings.push(format!("ssl_cert_file={}", cert_file.display()));
+            settings.push(format!("ssl_key_file={}", key_file.display()));
+        }
         for _ in 0..3 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
@@ -125,7 +176,7 @@ impl Postgres {
                 .arg("-k")
                 .arg(&dir)
                 .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-                .args(settings.iter().flat_map(|s| ["-c", s]))
+                .args(settings.iter().flat_map(|s| ["-c", s.as_str()]))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(log)
