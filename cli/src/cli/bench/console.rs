@@ -27,6 +27,10 @@ use super::views::{self, Views};
 pub(crate) struct ConsoleReport {
     #[serde(flatten)]
     pub(crate) console: FramesReport,
+    /// The largest refresh as JSON, bytes: the view the admin API's
+    /// stream (the dashboard) sends whole each refresh, gathered by the
+    /// same collector as the console's.
+    pub(crate) view_json_bytes: usize,
     /// `swarm members --json` and `swarm tasks --json` (none if they failed).
     pub(crate) views: Option<Views>,
     /// Why they failed.
@@ -36,6 +40,10 @@ pub(crate) struct ConsoleReport {
 impl ConsoleReport {
     pub(crate) fn table(&self) -> String {
         let mut out = self.console.table();
+        out.push_str(&format!(
+            "  a refresh as JSON (the dashboard's stream): {:.1} KiB\n",
+            self.view_json_bytes as f64 / 1024.0
+        ));
         if let Some(v) = &self.views {
             out.push_str(&v.table());
         }
@@ -147,6 +155,8 @@ async fn cluster_and_console(
         node.close().await;
     }
     let recorded = record::load(&recording);
+    let view_json_bytes = std::fs::read_to_string(&recording)
+        .map_or(0, |text| text.lines().map(str::len).max().unwrap_or(0));
     let _ = std::fs::remove_dir_all(dir);
     anyhow::ensure!(
         out.status.success(),
@@ -162,6 +172,7 @@ async fn cluster_and_console(
     };
     Ok(ConsoleReport {
         console,
+        view_json_bytes,
         views,
         views_error,
     })

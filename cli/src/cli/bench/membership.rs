@@ -57,6 +57,10 @@ pub(crate) struct ProcessReport {
     pub(crate) views: Option<super::views::Views>,
     /// Why the views failed.
     pub(crate) views_error: Option<String>,
+    /// `swarm console`'s refreshes against the first process.
+    pub(crate) console: Option<super::views::ConsoleRun>,
+    /// Why the console failed.
+    pub(crate) console_error: Option<String>,
 }
 
 impl ProcessReport {
@@ -67,7 +71,13 @@ impl ProcessReport {
             (None, Some(e)) => format!("  views failed: {e}\n"),
             (None, None) => String::new(),
         };
+        let console = match (&self.console, &self.console_error) {
+            (Some(c), _) => c.table(),
+            (None, Some(e)) => format!("  console failed: {e}\n"),
+            (None, None) => String::new(),
+        };
         views
+            + &console
             + &format!(
             "membership, {} real processes on 127.0.0.1\n  converge_s                   {:.2}\n  \
              sigkill to down on all (s)   {:.2}  (bound {:.1})\n  \
@@ -267,6 +277,13 @@ pub(crate) fn processes(
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
+        // The console as a read-only operator (no heads here: its
+        // certificate's role is what the policy asks).
+        let viewer = cluster.dir.join("viewer.toml");
+        let (console, console_error) = match super::views::console(exe, &viewer, seed, 3) {
+            Ok(c) => (Some(c), None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
         drop(cluster);
         Ok(ProcessReport {
             processes: n,
@@ -283,6 +300,8 @@ pub(crate) fn processes(
             idle_wakeups_per_s: idle_usage.wakeups_per_s,
             views,
             views_error,
+            console,
+            console_error,
         })
     })
 }

@@ -115,6 +115,87 @@ fn view(
     })
 }
 
+/// `swarm console --frames N` against a member: its refreshes, and how
+/// big one refresh is as the dashboard receives it.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ConsoleRun {
+    /// What the console reported of its refreshes.
+    #[serde(flatten)]
+    pub(crate) frames: swarm_cli::console::FramesReport,
+    /// The largest refresh, JSON bytes: the console's recording holds
+    /// each refresh's cluster view, which the admin API's stream (the
+    /// dashboard) sends whole each refresh, gathered by the same
+    /// collector.
+    pub(crate) view_json_bytes: usize,
+}
+
+impl ConsoleRun {
+    /// The figures as table lines.
+    pub(crate) fn table(&self) -> String {
+        format!(
+            "  swarm console ({} refreshes)   p50 {:.0} ms, max {:.0} ms, drawing max {:.1} ms, \
+             peak RSS {:.1} MiB; {} of {} members answered; view {:.1} KiB as JSON\n",
+            self.frames.frames,
+            self.frames.poll_ms_p50,
+            self.frames.poll_ms_max,
+            self.frames.render_ms_max,
+            self.frames.peak_rss_mib,
+            self.frames.answered,
+            self.frames.nodes,
+            self.view_json_bytes as f64 / 1024.0,
+        )
+    }
+}
+
+/// Runs `swarm console --frames FRAMES` by `exe` as the operator of
+/// `config` against `seed`, refreshing once a second.
+///
+/// # Errors
+///
+/// If the console cannot run, fails, or its report or recording is
+/// missing.
+pub(crate) fn console(
+    exe: &Path,
+    config: &Path,
+    seed: SocketAddr,
+    frames: u32,
+) -> Result<ConsoleRun> {
+    let recording = std::env::temp_dir().join(format!(
+        "swarm-bench-views-console-{}.jsonl",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&recording);
+    let out = Command::new(exe)
+        .arg("console")
+        .arg("--config")
+        .arg(config)
+        .args(["--node", &seed.to_string()])
+        .args(["--frames", &frames.to_string(), "--refresh-ms", "1000"])
+        .arg("--record")
+        .arg(&recording)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {} console", exe.display()))?;
+    let recorded = std::fs::read_to_string(&recording);
+    let _ = std::fs::remove_file(&recording);
+    anyhow::ensure!(
+        out.status.success(),
+        "the console failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frames = serde_json::from_slice(&out.stdout).context("the console's report")?;
+    let view_json_bytes = recorded
+        .context("the console's recording")?
+        .lines()
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    Ok(ConsoleRun {
+        frames,
+        view_json_bytes,
+    })
+}
+
 /// A live process's peak resident memory (`VmHWM`), KiB.
 fn vm_hwm(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
