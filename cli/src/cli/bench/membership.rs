@@ -277,10 +277,9 @@ pub(crate) fn processes(
             Ok(v) => (Some(v), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
-        // The console as a read-only operator (no heads here: its
-        // certificate's role is what the policy asks).
-        let viewer = cluster.dir.join("viewer.toml");
-        let (console, console_error) = match super::views::console(exe, &viewer, seed, 3) {
+        // The console with the driver's node certificate (an operator
+        // certificate needs a TOTP login, and there are no heads here).
+        let (console, console_error) = match super::views::console(exe, &cluster.driver_config(), seed, 3) {
             Ok(c) => (Some(c), None),
             Err(e) => (None, Some(format!("{e:#}"))),
         };
