@@ -24,6 +24,12 @@ use swarm_protocol::NodeId;
 /// Trace entries the console keeps.
 pub const TRACE_KEPT: usize = 500;
 
+/// Events a view keeps, the newest cluster-wide: each node reports its
+/// last 200, so a 1,000-node cluster's refresh held 200,000 (33 MB of
+/// the dashboard's 44 MB stream event) where the events view shows the
+/// newest first.
+pub const EVENTS_KEPT: usize = 2_000;
+
 /// Inspections a poll has in flight at once.
 pub const IN_FLIGHT: usize = 32;
 
@@ -476,6 +482,8 @@ pub fn join(members: Vec<MemberRow>, answers: Vec<Result<NodeSnapshot, String>>)
     view.nodes.sort_by(|a, b| a.member.name.cmp(&b.member.name));
     view.events
         .sort_by(|a, b| (a.at_ms, &a.node, a.seq).cmp(&(b.at_ms, &b.node, b.seq)));
+    let older = view.events.len().saturating_sub(EVENTS_KEPT);
+    view.events.drain(..older);
     view
 }
 
@@ -484,4 +492,59 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_actors::inspect::EventView;
+
+    fn member(i: usize) -> MemberRow {
+        MemberRow {
+            id: format!("{i:032x}"),
+            name: format!("n{i}"),
+            addr: format!("127.0.0.1:{}", 1000 + i),
+            roles: vec!["worker".to_owned()],
+            state: "alive".to_owned(),
+            cpus: 1.0,
+            memory: 0,
+            gpus: 0,
+            custom: Vec::new(),
+            cpu_percent: 0.0,
+            memory_used: 0,
+            services: 0,
+            reach: "direct".to_owned(),
+            relay: false,
+            counters: None,
+        }
+    }
+
+    #[test]
+    fn a_view_keeps_the_newest_events_of_the_whole_cluster_only() {
+        // 50 nodes with 200 events each, node i's at i, i + 50, i + 100...
+        let nodes = 50;
+        let answers = (0..nodes)
+            .map(|i| {
+                let events = (0..200)
+                    .map(|k| EventView {
+                        seq: k,
+                        at_ms: i as u64 + k * nodes as u64,
+                        node: format!("{i:032x}"),
+                        ..EventView::default()
+                    })
+                    .collect();
+                Ok(NodeSnapshot {
+                    events,
+                    ..NodeSnapshot::default()
+                })
+            })
+            .collect();
+        let view = join((0..nodes).map(member).collect(), answers);
+        assert_eq!(view.events.len(), EVENTS_KEPT);
+        let all = 200 * nodes as u64;
+        let kept: Vec<u64> = view.events.iter().map(|e| e.at_ms).collect();
+        let newest: Vec<u64> = (all - EVENTS_KEPT as u64..all).collect();
+        assert_eq!(kept, newest, "the newest, oldest first");
+        assert_eq!(view.nodes.len(), nodes);
+    }
 }
