@@ -156,6 +156,8 @@ enum TickKind {
     Resync(u32, bool),
     /// A pull's repair: ask again for the buckets still missing.
     SyncRepair,
+    /// The pull after joining, from the first member met.
+    JoinPull(SocketAddr),
     Join,
     FinishLeave,
 }
@@ -341,10 +343,9 @@ impl Membership {
             this.config.reconcile_interval,
             Tick::new(TickKind::Reconcile),
         ));
-        this.timers.push((
-            this.config.resync_interval,
-            Tick::new(TickKind::Resync(0, false)),
-        ));
+        let first_pull = this.pull_interval();
+        this.timers
+            .push((first_pull, Tick::new(TickKind::Resync(0, false))));
         Ok(this)
     }
 
@@ -495,6 +496,7 @@ impl Membership {
             }
             TickKind::Resync(generation, fast) => self.resync_tick(generation, fast),
             TickKind::SyncRepair => self.repair_pull(),
+            TickKind::JoinPull(with) => self.join_pull(with),
         }
     }
 

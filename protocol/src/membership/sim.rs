@@ -155,6 +155,10 @@ pub struct NetStats {
     /// Timers the nodes cancelled (indirect probes settled by a direct ack);
     /// the simulator delivers them anyway, as a late timer would be.
     pub cancelled_ticks: u64,
+    /// Bytes of datagrams sent and not yet delivered or dropped.
+    pub in_flight_bytes: u64,
+    /// The most bytes in flight at once (the simulator holds them).
+    pub peak_in_flight_bytes: u64,
 }
 
 /// Many memberships over one simulated network.
@@ -420,6 +424,11 @@ impl Sim {
                 .rng
                 .random_range(self.config.min_delay..=self.config.max_delay);
             let at = self.now + delay;
+            self.stats.in_flight_bytes += datagram.capacity() as u64;
+            self.stats.peak_in_flight_bytes = self
+                .stats
+                .peak_in_flight_bytes
+                .max(self.stats.in_flight_bytes);
             self.schedule(at, Action::Deliver { to, from, datagram });
         }
         let generation = self.nodes[index].generation;
@@ -476,6 +485,7 @@ impl Sim {
         self.now = self.now.max(next.at);
         match next.action {
             Action::Deliver { to, from, datagram } => {
+                self.stats.in_flight_bytes -= datagram.capacity() as u64;
                 let from_index = index_of(&from).unwrap_or(usize::MAX);
                 if !self.nodes[to].running || !self.reachable(from_index, to) {
                     self.stats.cut += 1;
@@ -606,6 +616,9 @@ pub struct BenchReport {
     pub gossip_bytes_per_node_per_s: f64,
     /// Virtual seconds simulated (the caller times the wall clock).
     pub virtual_s: f64,
+    /// The most datagram bytes (allocated) the simulator held in flight at
+    /// once, MiB: the bursts of member lists sent together.
+    pub peak_in_flight_mib: f64,
 }
 
 /// The membership benchmark: `nodes` nodes join through one seed at once,
@@ -658,6 +671,7 @@ pub fn bench(nodes: usize, loss: f64, kill_ratio: f64, mut config: SimConfig) ->
     }
     report.false_down = sim.stats.false_down;
     report.virtual_s = sim.now().as_secs_f64();
+    report.peak_in_flight_mib = sim.stats.peak_in_flight_bytes as f64 / f64::from(1 << 20);
     report.gossip_bytes_per_node_per_s =
         sim.stats.sent_bytes as f64 / nodes as f64 / report.virtual_s.max(1e-9);
     report
