@@ -529,7 +529,13 @@ async fn a_link_whose_reader_lags_reads_what_waits_before_calling_its_peer_silen
     let counter = b.node.remote::<Counter>(a.node.id(), "counter");
     const N: u64 = 100;
     for seq in 0..N {
-        counter.tell(Bump { seq, pad: Vec::new() }).await.unwrap();
+        counter
+            .tell(Bump {
+                seq,
+                pad: Vec::new(),
+            })
+            .await
+            .unwrap();
     }
     let local = a.node.remote::<Counter>(a.node.id(), "counter");
     // Three heartbeat timeouts with a's reader held, and every tell in.

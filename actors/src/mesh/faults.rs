@@ -110,30 +110,23 @@ impl Faults {
     /// Whether what this node writes to `peer` on a direct link is
     /// dropped (the path is blocked or muted).
     pub fn mutes(&self, peer: NodeId) -> bool {
-        self.blocks(peer)
-            || self.any.load(Ordering::Acquire)
-                && self
-                    .muted
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .contains(&peer)
+        self.blocks(peer) || self.lists(&self.muted, peer)
     }
 
     /// Whether the readers of direct links to `peer` are held.
     pub fn holds_reads(&self, peer: NodeId) -> bool {
-        self.any.load(Ordering::Acquire)
-            && self
-                .held
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains(&peer)
+        self.lists(&self.held, peer)
     }
 
     /// Whether the direct path to `peer` is blocked.
     pub fn blocks(&self, peer: NodeId) -> bool {
+        self.lists(&self.blocked, peer)
+    }
+
+    /// Whether `peer` is in `set` (no lock while nothing is listed).
+    fn lists(&self, set: &Mutex<HashSet<NodeId>>, peer: NodeId) -> bool {
         self.any.load(Ordering::Acquire)
-            && self
-                .blocked
+            && set
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .contains(&peer)

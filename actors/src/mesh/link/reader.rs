@@ -4,9 +4,9 @@
 //! for them, over-size envelopes refused one by one.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::future::Future;
 use std::task::Poll;
 
 use actix::Addr;
