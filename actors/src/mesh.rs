@@ -635,6 +635,14 @@ impl Shared {
         self.config.faults.as_ref().is_some_and(|f| f.blocks(peer))
     }
 
+    /// Whether a test holds the readers of direct links to `peer`.
+    fn reads_held(&self, peer: NodeId) -> bool {
+        self.config
+            .faults
+            .as_ref()
+            .is_some_and(|f| f.holds_reads(peer))
+    }
+
     /// Whether a test drops what this node writes to `peer` directly.
     fn muted(&self, peer: NodeId) -> bool {
         self.config.faults.as_ref().is_some_and(|f| f.mutes(peer))

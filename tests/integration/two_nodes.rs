@@ -505,6 +505,58 @@ async fn slow_local_actor_does_not_make_the_link_time_out_its_peer() {
     actor_thread.stop();
 }
 
+/// A starved process's reactor hands out readiness in batches, so a
+/// link's liveness timer can run before its reader learnt that bytes wait.
+/// Here a's reader never hears it (`Faults::hold_reads`): every silence
+/// verdict first has it read what waits, so b's pongs and tells keep the
+/// link up through several heartbeat timeouts and arrive in order.
+#[actix_rt::test]
+async fn a_link_whose_reader_lags_reads_what_waits_before_calling_its_peer_silent() {
+    let ca = swarm::credentials::Throwaway::new("test");
+    let faults = Arc::new(swarm::Faults::default());
+    let mut a_config = crate::util::config(&ca, "a");
+    a_config.heartbeat_interval = Duration::from_millis(50);
+    a_config.heartbeat_timeout = Duration::from_millis(300);
+    a_config.faults = Some(faults.clone());
+    let a = crate::util::start(a_config).await;
+    let b = crate::util::start(crate::util::config(&ca, "b")).await;
+    b.node.connect(a.node.listen_addr()).await.unwrap();
+    let on_a = b.node.remote::<Adder>(a.node.id(), "adder");
+    assert_eq!(on_a.send(Add { a: 1, b: 2 }).await.unwrap(), 3);
+
+    faults.hold_reads(b.node.id());
+    let held = Instant::now();
+    let counter = b.node.remote::<Counter>(a.node.id(), "counter");
+    const N: u64 = 100;
+    for seq in 0..N {
+        counter
+            .tell(Bump {
+                seq,
+                pad: Vec::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let local = a.node.remote::<Counter>(a.node.id(), "counter");
+    // Three heartbeat timeouts with a's reader held, and every tell in.
+    let done = eventually(Duration::from_secs(10), || async {
+        a.node.stats().links_failed > 0
+            || held.elapsed() > Duration::from_millis(900)
+                && local.send(CounterState).await.unwrap().0 == N
+    })
+    .await;
+    assert!(done, "the tells arrived");
+    assert_eq!(a.node.stats().links_failed, 0, "a kept its link to b");
+    assert_eq!(b.node.stats().links_failed, 0, "b kept its link to a");
+    let (received, out_of_order) = local.send(CounterState).await.unwrap();
+    assert_eq!((received, out_of_order), (N, 0));
+
+    faults.unblock_direct(b.node.id());
+    assert_eq!(on_a.send(Add { a: 2, b: 2 }).await.unwrap(), 4);
+    assert_eq!(a.node.peers().len(), 1);
+    assert_eq!(a.node.stats().links_failed, 0);
+}
+
 /// Answers only once the gate opens.
 #[derive(Debug, Serialize, Deserialize, Message)]
 #[rtype(result = "u32")]

@@ -6,7 +6,8 @@
 //! process where network namespaces are unavailable. A path may also lose
 //! only what this node sends (`mute_direct`: a one-way loss). A test may
 //! also make a node lie in gossip about its roles (a hostile member), or
-//! hand the connections it accepts to its router late.
+//! hand the connections it accepts to its router late, or starve its
+//! links' readers of the reactor's word that bytes wait (`hold_reads`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +21,9 @@ pub struct Faults {
     blocked: Mutex<HashSet<NodeId>>,
     /// Peers whose direct links carry nothing from this node.
     muted: Mutex<HashSet<NodeId>>,
-    /// Fast path: nothing is blocked or muted.
+    /// Peers whose direct links' readers never hear that bytes wait.
+    held: Mutex<HashSet<NodeId>>,
+    /// Fast path: nothing is blocked, muted or held.
     any: AtomicBool,
     /// Roles to announce in gossip instead of the certificate's.
     claimed: Mutex<Option<Vec<String>>>,
@@ -37,14 +40,29 @@ impl Faults {
         self.any.store(true, Ordering::Release);
     }
 
-    /// Lets the direct path to `peer` work again (blocked or muted).
+    /// Lets the direct path to `peer` work again (blocked, muted or held).
     pub fn unblock_direct(&self, peer: NodeId) {
         let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
         let mut muted = self.muted.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         blocked.remove(&peer);
         muted.remove(&peer);
-        self.any
-            .store(!blocked.is_empty() || !muted.is_empty(), Ordering::Release);
+        held.remove(&peer);
+        self.any.store(
+            !blocked.is_empty() || !muted.is_empty() || !held.is_empty(),
+            Ordering::Release,
+        );
+    }
+
+    /// From now on the readers of this node's direct links to `peer` act
+    /// as if the reactor never reported their sockets readable: the bytes
+    /// `peer` sends wait in the socket, as they do for a starved process
+    /// whose reactor has not yet handed out every readiness event. Only a
+    /// link's second look before a silence verdict reads them.
+    pub fn hold_reads(&self, peer: NodeId) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.insert(peer);
+        self.any.store(true, Ordering::Release);
     }
 
     /// Drops what this node writes on its direct links to `peer` from now
@@ -92,20 +110,23 @@ impl Faults {
     /// Whether what this node writes to `peer` on a direct link is
     /// dropped (the path is blocked or muted).
     pub fn mutes(&self, peer: NodeId) -> bool {
-        self.blocks(peer)
-            || self.any.load(Ordering::Acquire)
-                && self
-                    .muted
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .contains(&peer)
+        self.blocks(peer) || self.lists(&self.muted, peer)
+    }
+
+    /// Whether the readers of direct links to `peer` are held.
+    pub fn holds_reads(&self, peer: NodeId) -> bool {
+        self.lists(&self.held, peer)
     }
 
     /// Whether the direct path to `peer` is blocked.
     pub fn blocks(&self, peer: NodeId) -> bool {
+        self.lists(&self.blocked, peer)
+    }
+
+    /// Whether `peer` is in `set` (no lock while nothing is listed).
+    fn lists(&self, set: &Mutex<HashSet<NodeId>>, peer: NodeId) -> bool {
         self.any.load(Ordering::Acquire)
-            && self
-                .blocked
+            && set
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .contains(&peer)

@@ -98,6 +98,10 @@ pub(super) struct Link {
     draining: bool,
     /// The peer handed over: it sends nothing new on this link.
     peer_done: bool,
+    /// A silence verdict waiting for the reader's second look (its number).
+    look: Option<u64>,
+    /// Second looks asked for so far (numbers them).
+    looks: u64,
 }
 
 /// Hands the peer over to a successor link without losing or reordering
@@ -125,6 +129,14 @@ pub(super) struct Clock {
     finishing: Cell<bool>,
     /// When the last heartbeat ping was queued (its pong times the round trip).
     ping_sent: Cell<Option<Duration>>,
+    /// The second look the link asks of its reader before it calls the
+    /// peer silent (its number; 0: none asked).
+    look: Cell<u64>,
+    /// Wakes the reader while it waits for bytes.
+    reader: RefCell<Option<std::task::Waker>>,
+    /// While a second look is out: when its grace ends (the timer's next
+    /// tick then, whatever the session's deadlines).
+    hold: Cell<Option<Duration>>,
 }
 
 impl Clock {
@@ -160,6 +172,106 @@ impl Clock {
     pub(super) fn finishing(&self) -> bool {
         self.finishing.get()
     }
+
+    /// The reader waits for bytes: a second look wakes it with `waker`.
+    pub(super) fn reader_parked(&self, waker: &std::task::Waker) {
+        let mut reader = self.reader.borrow_mut();
+        match &mut *reader {
+            Some(parked) if parked.will_wake(waker) => {}
+            parked => *parked = Some(waker.clone()),
+        }
+    }
+
+    /// The second look asked of the reader, if any (taken: the reader
+    /// answers each once, with [`Looked`]).
+    pub(super) fn take_look(&self) -> Option<u64> {
+        match self.look.replace(0) {
+            0 => None,
+            look => Some(look),
+        }
+    }
+
+    /// Asks the reader for second look `look`.
+    fn ask_look(&self, look: u64) {
+        self.look.set(look);
+        if let Some(reader) = self.reader.borrow_mut().take() {
+            reader.wake();
+        }
+    }
+
+    /// When the link's timer should next tick (time since the origin).
+    fn next_tick(&self) -> Option<Duration> {
+        self.hold
+            .get()
+            .or_else(|| self.liveness.borrow().poll_timeout())
+    }
+}
+
+/// A tick of a link's timer: a deadline of its session (or the grace of
+/// a second look) passed.
+struct Tick;
+
+/// The link's timer: one sleep, reset in place, that wakes at the next
+/// deadline and ticks only if that deadline still stands. On a busy link
+/// traffic moves the deadlines on before they pass (a head leader's
+/// renewal links write every 600 ms, their first deadline is the ping
+/// after 1,050 ms of not writing): those wake-ups cost a reset, not a
+/// handler run and a new timer each.
+struct Ticks {
+    clock: Rc<Clock>,
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Stream for Ticks {
+    type Item = Tick;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Tick>> {
+        let this = self.get_mut();
+        loop {
+            // None once the session decided to close: the stream ends.
+            let Some(due) = this.clock.next_tick() else {
+                return std::task::Poll::Ready(None);
+            };
+            let at = tokio::time::Instant::from_std(this.clock.epoch + due);
+            if this.sleep.deadline() != at {
+                this.sleep.as_mut().reset(at);
+            }
+            std::task::ready!(std::future::Future::poll(this.sleep.as_mut(), cx));
+            if this.clock.next_tick() == Some(due) {
+                return std::task::Poll::Ready(Some(Tick));
+            }
+        }
+    }
+}
+
+impl StreamHandler<Tick> for Link {
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        match self.look {
+            // The second look's grace ran out.
+            Some(look) => self.judge(look, ctx),
+            None => self.on_timer(ctx),
+        }
+    }
+
+    /// The session decided to close; the link is stopping.
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+/// The reader took its second look (the number it was asked): it read
+/// what waited in the socket, if anything.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct Looked(pub(super) u64);
+
+impl Handler<Looked> for Link {
+    type Result = ();
+
+    fn handle(&mut self, Looked(look): Looked, ctx: &mut Context<Self>) {
+        self.judge(look, ctx);
+    }
 }
 
 /// How long the link waits without sending before it pings. The dialer
@@ -184,17 +296,24 @@ fn ping_every(interval: Duration, dialer: bool) -> Duration {
 pub(super) struct Close(pub(super) CloseReason);
 
 impl Link {
-    /// Arms one timer for the session's next deadline.
-    fn arm(&mut self, ctx: &mut Context<Self>) {
-        let next = self.clock.liveness.borrow().poll_timeout();
-        if let Some(deadline) = next {
-            let after = deadline.saturating_sub(self.clock.now());
-            ctx.run_later(after, Self::on_timer);
-        }
-    }
-
     fn on_timer(&mut self, ctx: &mut Context<Self>) {
         let now = self.clock.now();
+        if self.look.is_none() && self.clock.liveness.borrow().peer_silent(now) {
+            // In a starved process this timer can run before the reader
+            // learnt that bytes wait (the reactor hands out readiness in
+            // batches): the reader reads what is there, then the silence
+            // is judged. A reader busy elsewhere gets one heartbeat
+            // interval for it.
+            self.looks += 1;
+            let look = self.looks;
+            self.look = Some(look);
+            self.clock.ask_look(look);
+            // Ticks wait for the grace (`Clock::hold`), then judge.
+            let grace = self.mesh.config.heartbeat_interval;
+            self.clock.hold.set(Some(now.saturating_add(grace)));
+            return;
+        }
+        self.look = None;
         self.clock.liveness.borrow_mut().handle_timeout(now);
         loop {
             let action = self.clock.liveness.borrow_mut().poll_action();
@@ -220,7 +339,20 @@ impl Link {
                 }
             }
         }
-        self.arm(ctx);
+    }
+
+    /// Judges the silence that asked for second look `look`, once the
+    /// reader took it or its grace ran out (the timer ticks on by itself).
+    fn judge(&mut self, look: u64, ctx: &mut Context<Self>) {
+        if self.look == Some(look) {
+            self.clock.hold.set(None);
+            if self.clock.look.get() == look {
+                // Not taken: the reader need not answer it any more.
+                self.clock.look.set(0);
+            }
+            // With `self.look` set, the timer judges at once.
+            self.on_timer(ctx);
+        }
     }
 
     /// Tells the peer why, then closes once the goodbye is written (at once
@@ -364,7 +496,10 @@ impl Actor for Link {
                 self.spawn_tasks(read, write, session, ctx);
             }
         }
-        self.arm(ctx);
+        ctx.add_stream(Ticks {
+            clock: Rc::clone(&self.clock),
+            sleep: Box::pin(tokio::time::sleep_until(self.clock.epoch.into())),
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
@@ -381,7 +516,7 @@ impl Link {
         (sender, receiver, leftover, queue): (SendCipher, RecvCipher, Vec<u8>, Queue),
         ctx: &mut Context<Self>,
     ) where
-        R: AsyncRead + Unpin + 'static,
+        R: AsyncRead + reader::ReadNow + Unpin + 'static,
         W: AsyncWrite + Unpin + 'static,
     {
         let me = ctx.address();

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use super::link::LinkHandle;
 use super::router::Router;
 use super::Shared;
-pub(super) use circuit::{open as open_circuit, Circuit, CircuitEnds};
+pub(super) use circuit::{open as open_circuit, Circuit, CircuitEnds, CircuitRead};
 pub(super) use forward::Forwarded;
 
 /// The name relay frames are decided under by the policy (no actor has it).

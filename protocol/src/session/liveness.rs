@@ -115,6 +115,15 @@ impl Liveness {
         Some(next.min(self.last_rx + c.heartbeat_timeout))
     }
 
+    /// Whether [`Liveness::handle_timeout`] at `now` would close the
+    /// session for the peer's silence. A driver whose reads may lag (a
+    /// starved process) reads what already waits first, then decides.
+    pub fn peer_silent(&self, now: Duration) -> bool {
+        !self.closing
+            && !self.reader_waiting
+            && now.saturating_sub(self.last_rx) >= self.config.heartbeat_timeout
+    }
+
     /// Time passed: decides what is due at `now` (see [`Liveness::poll_action`]).
     pub fn handle_timeout(&mut self, now: Duration) {
         if self.closing {

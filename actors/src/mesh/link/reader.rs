@@ -4,8 +4,10 @@
 //! for them, over-size envelopes refused one by one.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 
 use actix::Addr;
 use swarm_protocol::envelope::{peek, Peeked};
@@ -79,7 +81,7 @@ impl Drop for InFlight {
 
 impl Reader {
     /// Reads until the peer closes, misbehaves or the socket fails.
-    pub(super) async fn run<R: AsyncRead + Unpin>(
+    pub(super) async fn run<R: AsyncRead + ReadNow + Unpin>(
         mut self,
         mut read: R,
         mut buf: Vec<u8>,
@@ -95,6 +97,8 @@ impl Reader {
         // traffic), for 256 KiB: fewer wake-ups per byte on a busy link,
         // little memory on a quiet one.
         let mut read_size = READ_SIZE;
+        // Whether the last read filled what it asked for (more may wait).
+        let mut filled = false;
         loop {
             let mut dispatched = false;
             // Handle every whole frame already buffered.
@@ -117,14 +121,34 @@ impl Reader {
                     Err(e) => return e.into(),
                 }
             }
-            if dispatched {
+            if dispatched && filled {
                 // Let the actors, reply tasks and writer run before the next
-                // read (which usually returns EAGAIN): that syscall is then
-                // off the round trip's critical path.
+                // read: after a read that filled its buffer that is a
+                // syscall, which then leaves the round trip's critical path.
+                // After a short read the reactor knows the socket is
+                // drained, so the next read waits without one, and the
+                // yield would only cost this thread another turn (and the
+                // runtime a poll of the reactor): one per renewal on a
+                // head leader with thousands of holders.
                 tokio::task::yield_now().await;
             }
+            filled = false;
             let room = buf.capacity() - buf.len();
-            match read.read_buf(&mut buf).await {
+            let got = match self.read_or_look(&mut read, &mut buf).await {
+                Ok(got) => got,
+                Err(look) => {
+                    // The link is about to call the peer silent: read what
+                    // waits in the socket, whether or not the reactor said
+                    // so yet, then let it judge.
+                    let got = read_now(&read, &mut buf);
+                    self.link.do_send(super::Looked(look));
+                    match got {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                        got => got,
+                    }
+                }
+            };
+            match got {
                 Ok(0) => return CloseReason::PeerClosed,
                 Ok(_) if self.blocked() => {
                     // An injected fault: these bytes "never arrived". A
@@ -135,6 +159,7 @@ impl Reader {
                 Ok(n) => {
                     if n == room {
                         read_size = BULK_READ_SIZE;
+                        filled = true;
                     }
                     self.clock.received(false);
                     self.shared
@@ -144,6 +169,32 @@ impl Reader {
                 Err(e) => return CloseReason::Io(e.kind()),
             }
         }
+    }
+
+    /// Reads more into `buf`, or returns the number of the second look the
+    /// link asked for while the reader waited.
+    async fn read_or_look<R: AsyncRead + Unpin>(
+        &self,
+        read: &mut R,
+        buf: &mut Vec<u8>,
+    ) -> Result<std::io::Result<usize>, u64> {
+        let held = self.shared.via.is_none() && self.mesh.reads_held(self.shared.peer);
+        let mut more = std::pin::pin!(read.read_buf(buf));
+        std::future::poll_fn(|cx| {
+            if !held {
+                if let Poll::Ready(got) = more.as_mut().poll(cx) {
+                    return Poll::Ready(Ok(got));
+                }
+            }
+            match self.clock.take_look() {
+                Some(look) => Poll::Ready(Err(look)),
+                None => {
+                    self.clock.reader_parked(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
 
     /// Whether a test blocked this direct link's path.
@@ -332,6 +383,49 @@ impl Reader {
         }
         Ok(())
     }
+}
+
+/// A read half that can read what already waits without waiting for the
+/// reactor to report it (a link's second look before calling its peer
+/// silent; a plain non-blocking read).
+pub(in crate::mesh) trait ReadNow {
+    /// What waits, up to `buf.len()`; `WouldBlock` if nothing does.
+    fn read_now(&self, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl ReadNow for tokio::net::tcp::OwnedReadHalf {
+    /// Through a duplicate of the socket's descriptor (the same open
+    /// socket, non-blocking): tokio reads only once its reactor said so.
+    /// Two more syscalls, once per silence verdict.
+    #[cfg(unix)]
+    fn read_now(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::Read;
+        use std::os::fd::AsFd;
+        let fd = self.as_ref().as_fd().try_clone_to_owned()?;
+        std::net::TcpStream::from(fd).read(buf)
+    }
+
+    #[cfg(not(unix))]
+    fn read_now(&self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl ReadNow for crate::mesh::relay::CircuitRead {
+    /// A circuit's bytes come through its relay link's reader, which looks
+    /// for itself.
+    fn read_now(&self, _: &mut [u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+/// Appends what waits in `read` to `buf` (into its spare capacity).
+fn read_now(read: &impl ReadNow, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let len = buf.len();
+    buf.resize(buf.capacity().max(len + READ_SIZE), 0);
+    let got = read.read_now(buf.get_mut(len..).unwrap_or_default());
+    buf.truncate(len + got.as_ref().map_or(0, |n| *n));
+    got
 }
 
 /// Refusals a link logs at warn level; the rest at debug.

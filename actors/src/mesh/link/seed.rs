@@ -82,6 +82,9 @@ impl Link {
                 liveness: RefCell::new(Liveness::new(liveness, std::time::Duration::ZERO)),
                 finishing: Cell::new(false),
                 ping_sent: Cell::new(None),
+                look: Cell::new(0),
+                reader: RefCell::new(None),
+                hold: Cell::new(None),
             }),
             reason,
             inbound_asks: Rc::new(Cell::new(0)),
@@ -90,6 +93,8 @@ impl Link {
             write_after: None,
             draining: false,
             peer_done: false,
+            look: None,
+            looks: 0,
         }
     }
 }
