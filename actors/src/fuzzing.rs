@@ -80,18 +80,26 @@ pub fn control(data: &[u8]) {
 pub fn journal(data: &[u8]) {
     use crate::durable::codec::{self, Kind};
     use crate::head::journal::JournalCommand;
-    use crate::head::wire::journal::{AppendJournal, ClaimJournal, Recovery, SnapshotJournal};
+    use crate::head::wire::journal::{
+        check_group, AppendJournal, AppendJournals, ClaimJournal, Recovery, SnapshotJournal,
+    };
     fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Option<T> {
         rmp_serde::from_slice(data).ok()
     }
     let _ = decode::<ClaimJournal>(data);
     let _ = decode::<AppendJournal>(data);
+    if let Some(group) = decode::<AppendJournals>(data) {
+        let _ = check_group(&group.appends);
+    }
     let _ = decode::<SnapshotJournal>(data);
     let _ = decode::<
         Result<Result<Recovery, crate::durable::StoreError>, crate::head::wire::ControlError>,
     >(data);
     let _ = decode::<
         Result<Result<u64, crate::durable::StoreError>, crate::head::wire::ControlError>,
+    >(data);
+    let _ = decode::<
+        Result<Vec<Result<u64, crate::durable::StoreError>>, crate::head::wire::ControlError>,
     >(data);
     // Records, under a fixed tag and under the tag the record names.
     let tag = data

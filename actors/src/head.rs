@@ -283,6 +283,7 @@ impl Head {
             .stamped::<wire::Renew>()
             .stamped::<wire::journal::ClaimJournal>()
             .stamped::<wire::journal::AppendJournal>()
+            .stamped::<wire::journal::AppendJournals>()
             .stamped::<wire::journal::SnapshotJournal>()
             .stamped::<wire::passivation::Passivated>()
             .stamped::<crate::head::wire::operators::SetPassword>()

@@ -233,6 +233,74 @@ async fn stale_forged_and_replayed_journal_writes_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A node's concurrent appends leave in one group (`AppendJournals`);
+/// each is still checked against the head's record on its own: an append
+/// for an actor the sending node does not host is refused while the
+/// group's other append is written, and the same group sent again is
+/// refused append by append (a conflict, a refusal), writing nothing.
+#[actix_rt::test]
+async fn a_group_of_appends_carrying_a_forged_one_or_replayed_writes_only_the_owned_once() {
+    let dir = scratch("durable-group");
+    let (_ca, nodes) = control_cluster(&dir, 1, 2, |_, _| {}).await;
+    let (a, b) = (&nodes[1].node, &nodes[2].node);
+    let control = nodes[0].node.control().unwrap().clone();
+    let mine = ledger_on(&control, "mine", a.id()).await;
+    let theirs = ledger_on(&control, "theirs", b.id()).await;
+    assert_eq!(mine.send(Deposit(1)).await.unwrap().total, 1);
+    assert_eq!(theirs.send(Deposit(2)).await.unwrap().total, 2);
+    let store_a = a.journal_store().unwrap();
+    let store_b = b.journal_store().unwrap();
+    // Claims as the hosts' next incarnations would make them (this fences
+    // the running ones: the test writes in their place).
+    let own = store_a
+        .claim("mine", mine.location().unwrap().1)
+        .await
+        .unwrap();
+    let copied = store_b
+        .claim("theirs", theirs.location().unwrap().1)
+        .await
+        .unwrap();
+
+    // Node a sends both at once: one group.
+    let group = || async {
+        tokio::join!(
+            store_a.append(&own.writer, own.next, vec![event(3)]),
+            store_a.append(&copied.writer, copied.next, vec![event(100)]),
+        )
+    };
+    let (written, forged) = group().await;
+    assert_eq!(written, Ok(own.next + 1));
+    assert!(
+        matches!(&forged, Err(StoreError::Refused { reason }) if reason.contains("not on the writing node")),
+        "{forged:?}"
+    );
+    // The same group replayed: nothing is written twice or forged.
+    let (again, forged) = group().await;
+    assert_eq!(
+        again,
+        Err(StoreError::Conflict {
+            expected: own.next + 1,
+            got: own.next
+        })
+    );
+    assert!(
+        matches!(forged, Err(StoreError::Refused { .. })),
+        "{forged:?}"
+    );
+    // What the stores hold: `mine` gained one event, `theirs` none.
+    let mine_now = store_a
+        .claim("mine", mine.location().unwrap().1)
+        .await
+        .unwrap();
+    assert_eq!(mine_now.next, own.next + 1);
+    let theirs_now = store_b
+        .claim("theirs", theirs.location().unwrap().1)
+        .await
+        .unwrap();
+    assert_eq!(theirs_now.next, copied.next);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn event(amount: u64) -> Vec<u8> {
     codec::encode(Kind::Event, "demo.Ledger", &LedgerEvent::Deposited(amount)).unwrap()
 }

@@ -177,13 +177,39 @@ impl Writes {
         Self::send(&self.journal, command).await
     }
 
+    /// Writes journal commands as [`Writes::write_journal`] each, queued
+    /// at once (so they share batches): their answers, in order.
+    pub(crate) async fn write_journals(&self, commands: Vec<Command>) -> Vec<Answer> {
+        let waits: Vec<_> = commands
+            .into_iter()
+            .map(|command| Self::queue(&self.journal, command))
+            .collect();
+        let mut answers = Vec::with_capacity(waits.len());
+        for wait in waits {
+            answers.push(Self::answer(wait).await);
+        }
+        answers
+    }
+
     async fn send(queue: &mpsc::UnboundedSender<Queued>, command: Command) -> Answer {
+        Self::answer(Self::queue(queue, command)).await
+    }
+
+    /// Queues `command`: where its answer will come (`None`: the batching
+    /// task is gone).
+    fn queue(
+        queue: &mpsc::UnboundedSender<Queued>,
+        command: Command,
+    ) -> Option<oneshot::Receiver<Answer>> {
         let (answer, wait) = oneshot::channel();
+        queue.send((command, answer)).ok().map(|()| wait)
+    }
+
+    async fn answer(wait: Option<oneshot::Receiver<Answer>>) -> Answer {
         let stopped = || ControlError::NoQuorum {
             reason: "the head is shutting down".to_owned(),
         };
-        queue.send((command, answer)).map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?
+        wait.ok_or_else(stopped)?.await.map_err(|_| stopped())?
     }
 }
 

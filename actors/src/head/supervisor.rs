@@ -682,6 +682,7 @@ crate::remote_actor!(
     Renew,
     crate::head::wire::journal::ClaimJournal,
     crate::head::wire::journal::AppendJournal,
+    crate::head::wire::journal::AppendJournals,
     crate::head::wire::journal::SnapshotJournal,
     crate::head::wire::passivation::Passivated,
     crate::head::wire::MigrateActor

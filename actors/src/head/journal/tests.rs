@@ -287,3 +287,45 @@ fn stopping_a_name_forgets_its_journal_and_the_state_keeps_journals_through_mess
     assert_eq!(s.journals().held("a"), None);
     assert_eq!(s.journals().len(), 1);
 }
+
+#[test]
+fn a_group_of_appends_over_its_bounds_is_refused_and_decodes_within_its_bytes() {
+    use crate::head::wire::journal::{
+        check_group, Append, AppendJournals, MAX_GROUP_APPENDS, MAX_GROUP_BYTES,
+    };
+    use crate::head::wire::ControlError;
+    let append = |bytes: usize| Append {
+        writer: Writer {
+            name: "a".to_owned(),
+            epoch: 1,
+            claim: 1,
+        },
+        first_seq: 1,
+        events: vec![serde_bytes::ByteBuf::from(vec![0u8; bytes])],
+    };
+    assert_eq!(check_group(&vec![append(1); MAX_GROUP_APPENDS]), Ok(()));
+    let refused = check_group(&vec![append(1); MAX_GROUP_APPENDS + 1]);
+    assert!(
+        matches!(&refused, Err(ControlError::Refused { reason }) if reason.contains("257")),
+        "{refused:?}"
+    );
+    let per = MAX_GROUP_BYTES / 4;
+    assert_eq!(check_group(&vec![append(per); 4]), Ok(()));
+    let mut over = vec![append(per); 4];
+    over.push(append(1));
+    assert!(matches!(
+        check_group(&over),
+        Err(ControlError::Refused { .. })
+    ));
+    // A group that claims 2^32 - 1 appends in a few bytes is an error, not
+    // an allocation of that many: what decodes is bounded by what came.
+    let mut forged = rmp_serde::to_vec(&AppendJournals {
+        node: node(1),
+        appends: Vec::new(),
+    })
+    .unwrap();
+    let empty = forged.pop();
+    assert_eq!(empty, Some(0x90), "an empty array ends the encoding");
+    forged.extend_from_slice(&[0xdd, 0xff, 0xff, 0xff, 0xff]);
+    assert!(rmp_serde::from_slice::<AppendJournals>(&forged).is_err());
+}

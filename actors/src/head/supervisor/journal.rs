@@ -8,7 +8,9 @@ use actix::prelude::*;
 use super::Supervisor;
 use crate::head::journal::{JournalCommand, JournalDone, Recovery, StoreError};
 use crate::head::state::{Applied, Command};
-use crate::head::wire::journal::{AppendJournal, ClaimJournal, SnapshotJournal};
+use crate::head::wire::journal::{
+    check_group, AppendJournal, AppendJournals, ClaimJournal, SnapshotJournal,
+};
 use crate::head::wire::ControlError;
 
 type Answer<T> = ResponseFuture<Result<Result<T, StoreError>, ControlError>>;
@@ -73,6 +75,77 @@ impl Handler<AppendJournal> for Supervisor {
                 Ok(other) => Err(unexpected(&other)),
                 Err(e) => Err(e),
             })
+        })
+    }
+}
+
+/// A node's group of appends: each checked (size, sender, fencing) as a
+/// lone [`AppendJournal`] would be, the ones that pass written through the
+/// journal's share of the batches (queued at once, so they share them),
+/// each answered on its own; a group over its bounds is refused whole.
+impl Handler<AppendJournals> for Supervisor {
+    type Result = ResponseFuture<Result<Vec<Result<u64, StoreError>>, ControlError>>;
+
+    fn handle(&mut self, group: AppendJournals, _: &mut Context<Self>) -> Self::Result {
+        if let Err(e) = self.leading().and_then(|()| check_group(&group.appends)) {
+            return Box::pin(async move { Err(e) });
+        }
+        let node = group.node;
+        let commands: Vec<JournalCommand> = group
+            .appends
+            .into_iter()
+            .map(|a| JournalCommand::Append {
+                writer: a.writer,
+                node,
+                first_seq: a.first_seq,
+                events: a.events,
+            })
+            .collect();
+        // Refused before the log (each on its own), or written.
+        let refusals: Vec<Option<StoreError>> = self.read(|m| {
+            commands
+                .iter()
+                .map(|c| c.check_size().err().or_else(|| m.state.journal_precheck(c)))
+                .collect()
+        });
+        let writes = self.writes.clone();
+        Box::pin(async move {
+            // In the appends' order: refused here (`Some`), or written.
+            let mut answers = Vec::with_capacity(commands.len());
+            let mut passed = Vec::new();
+            for (command, refusal) in commands.into_iter().zip(refusals) {
+                if refusal.is_none() {
+                    passed.push(Command::Journal(command));
+                }
+                answers.push(refusal.map(Err));
+            }
+            let mut written = writes.write_journals(passed).await.into_iter();
+            let mut out = Vec::with_capacity(answers.len());
+            for answer in answers {
+                out.push(match answer {
+                    Some(refused) => refused,
+                    None => match written.next() {
+                        Some(Ok((_, Applied::Journal(Ok(JournalDone::Appended { next }))))) => {
+                            Ok(next)
+                        }
+                        Some(Ok((_, Applied::Journal(Ok(other))))) => Err(unexpected(&other)),
+                        Some(Ok((_, Applied::Journal(Err(e))))) => Err(e),
+                        Some(Ok((_, other))) => Err(StoreError::Unavailable {
+                            reason: format!("a journal write was answered with {other:?}"),
+                        }),
+                        // Leadership moved: the whole group goes to the new
+                        // leader (what was written meanwhile comes back as
+                        // a conflict its writer recognises, as for a lone
+                        // append whose answer was lost).
+                        Some(Err(e @ ControlError::NotLeader { .. })) => return Err(e),
+                        Some(Err(e)) => Err(StoreError::from(e)),
+                        None => Err(StoreError::Unavailable {
+                            reason: "a journal write went unanswered".to_owned(),
+                        }),
+                    },
+                });
+            }
+            Ok(out)
         })
     }
 }

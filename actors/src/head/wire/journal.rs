@@ -202,6 +202,69 @@ pub(crate) struct AppendJournal {
     pub(crate) events: Vec<serde_bytes::ByteBuf>,
 }
 
+/// One append of an [`AppendJournals`] group: as [`AppendJournal`],
+/// without the sender (the group's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Append {
+    /// Who writes.
+    pub(crate) writer: Writer,
+    /// The first event's sequence number.
+    pub(crate) first_seq: u64,
+    /// The event records.
+    pub(crate) events: Vec<serde_bytes::ByteBuf>,
+}
+
+impl Append {
+    /// Its events' bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        self.events.iter().map(|e| e.len()).sum()
+    }
+}
+
+/// The most appends one [`AppendJournals`] carries.
+pub(crate) const MAX_GROUP_APPENDS: usize = 256;
+/// The most bytes of events one [`AppendJournals`] carries (any one
+/// append within [`MAX_APPEND_BYTES`] fits).
+pub(crate) const MAX_GROUP_BYTES: usize = 1 << 20;
+
+/// Many actors' appends from one node in one message (what its actors
+/// asked to write meanwhile): each is checked, fenced and answered on its
+/// own, exactly as an [`AppendJournal`] of it would be; the answers come
+/// in the appends' order. A group over [`MAX_GROUP_APPENDS`] or
+/// [`MAX_GROUP_BYTES`] is refused whole.
+#[derive(Debug, Clone, Serialize, Deserialize, Message)]
+#[rtype(result = "Result<Vec<Result<u64, StoreError>>, ControlError>")]
+pub(crate) struct AppendJournals {
+    /// The sender (set from the link's authenticated peer).
+    pub(crate) node: NodeId,
+    /// The appends, each of another actor.
+    pub(crate) appends: Vec<Append>,
+}
+
+/// Refuses a group over its bounds (count, bytes), before any append of
+/// it is looked at.
+pub(crate) fn check_group(appends: &[Append]) -> Result<(), ControlError> {
+    if appends.len() > MAX_GROUP_APPENDS {
+        return Err(ControlError::Refused {
+            reason: format!(
+                "a group of {} journal appends is more than the {MAX_GROUP_APPENDS} allowed",
+                appends.len()
+            ),
+        });
+    }
+    let bytes = appends
+        .iter()
+        .fold(0usize, |n, a| n.saturating_add(a.bytes()));
+    if bytes > MAX_GROUP_BYTES {
+        return Err(ControlError::Refused {
+            reason: format!(
+                "a group of journal appends of {bytes} bytes is larger than the {MAX_GROUP_BYTES} allowed"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Saves a snapshot covering the events up to `seq`.
 #[derive(Debug, Clone, Serialize, Deserialize, Message)]
 #[rtype(result = "Result<Result<(), StoreError>, ControlError>")]
@@ -229,6 +292,12 @@ impl crate::directory::StampCaller for AppendJournal {
     }
 }
 
+impl crate::directory::StampCaller for AppendJournals {
+    fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
+        self.node = caller.node;
+    }
+}
+
 impl crate::directory::StampCaller for SnapshotJournal {
     fn stamp_caller(&mut self, caller: &crate::directory::Caller) {
         self.node = caller.node;
@@ -238,5 +307,6 @@ impl crate::directory::StampCaller for SnapshotJournal {
 crate::system_message! {
     ClaimJournal => "swarm.ClaimJournal", Nodes;
     AppendJournal => "swarm.AppendJournal", Nodes;
+    AppendJournals => "swarm.AppendJournals", Nodes;
     SnapshotJournal => "swarm.SnapshotJournal", Nodes;
 }
