@@ -393,17 +393,7 @@ async fn a_sealed_value_moved_to_another_key_or_index_does_not_open() -> Result<
         }),
     ];
     for (expected, change) in cases {
-        std::fs::write(&file, &pristine).map_err(io)?;
-        {
-            let db = Database::create(&file).map_err(io)?;
-            let txn = db.begin_write().map_err(io)?;
-            change(&txn);
-            txn.commit().map_err(io)?;
-        }
-        let error = open(&dir.0, Arc::new(ring.clone()))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let error = open_error_after(&dir.0, &pristine, &ring, change)?;
         assert!(
             error.contains(&format!("head.redb: {expected}"))
                 && error.contains("failed authentication"),
@@ -413,6 +403,28 @@ async fn a_sealed_value_moved_to_another_key_or_index_does_not_open() -> Result<
     std::fs::write(&file, &pristine).map_err(io)?;
     assert!(open(&dir.0, Arc::new(ring)).is_ok());
     Ok(())
+}
+
+/// The pristine store file written back, `change` committed to it, then
+/// opened: the error it gives (empty if it opens).
+fn open_error_after(
+    dir: &std::path::Path,
+    pristine: &[u8],
+    ring: &crate::at_rest::Keyring,
+    change: &dyn Fn(&redb::WriteTransaction),
+) -> Result<String, StorageError> {
+    let file = dir.join("head.redb");
+    std::fs::write(&file, pristine).map_err(io)?;
+    {
+        let db = Database::create(&file).map_err(io)?;
+        let txn = db.begin_write().map_err(io)?;
+        change(&txn);
+        txn.commit().map_err(io)?;
+    }
+    Ok(open(dir, Arc::new(ring.clone()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default())
 }
 
 /// A value sealed by an older build (no place bound) is named as such.
@@ -731,17 +743,9 @@ async fn a_snapshot_piece_moved_missing_or_added_is_refused() -> Result<(), Stor
         }),
     ];
     for (expected, change) in cases {
-        std::fs::write(&file, &pristine).map_err(io)?;
-        {
-            let db = Database::create(&file).map_err(io)?;
-            let txn = db.begin_write().map_err(io)?;
-            change(&mut txn.open_table(SNAPSHOT).map_err(io)?);
-            txn.commit().map_err(io)?;
-        }
-        let error = open(&dir.0, Arc::new(ring.clone()))
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let error = open_error_after(&dir.0, &pristine, &ring, &|txn| {
+            change(&mut txn.open_table(SNAPSHOT).expect("the snapshot table"));
+        })?;
         assert!(
             error.contains("head.redb: ") && error.contains(expected),
             "{expected}: {error:?}"
