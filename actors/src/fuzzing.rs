@@ -34,6 +34,7 @@ pub fn control(data: &[u8]) {
     let _ = decode::<crate::head::wire::passivation::Passivated>(data);
     let _ = decode::<Grant>(data);
     let _ = decode::<Machine>(data);
+    crate::head::store::fuzz_snapshot(data);
     let _ = decode::<crate::head::wire::RevokeCert>(data);
     let _ = decode::<crate::head::wire::operators::FindHeads>(data);
     let _ = decode::<crate::head::wire::operators::VerifyLogin>(data);

@@ -24,7 +24,6 @@
 #![allow(clippy::result_large_err)]
 
 use std::fmt::Debug;
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -32,7 +31,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{
     AnyError, EntryPayload, OptionalSend, RaftSnapshotBuilder, StorageIOError, StoredMembership,
 };
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable as _, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +42,9 @@ use super::types::{
 
 pub(crate) const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
 pub(crate) const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+/// The pieces of the last snapshot, by number (its header, with the
+/// count, is the `snapshot` metadata value).
+pub(crate) const SNAPSHOT: TableDefinition<'_, u32, &[u8]> = TableDefinition::new("snapshot");
 
 /// What every stored value passes through on its way to disk and back.
 pub trait Seal: Send + Sync + 'static {
@@ -101,6 +103,8 @@ pub(crate) enum Place<'a> {
     /// The metadata value of this key (`vote`, `committed`, `purged`,
     /// `snapshot`).
     Meta(&'a str),
+    /// This piece of the snapshot of this id.
+    Piece(&'a str, u32),
 }
 
 impl Place<'_> {
@@ -116,6 +120,11 @@ impl Place<'_> {
                 out.extend_from_slice(b"meta ");
                 out.extend_from_slice(key.as_bytes());
             }
+            Place::Piece(id, piece) => {
+                out.extend_from_slice(b"snapshot ");
+                out.extend_from_slice(&piece.to_be_bytes());
+                out.extend_from_slice(id.as_bytes());
+            }
         }
         out
     }
@@ -126,6 +135,7 @@ impl std::fmt::Display for Place<'_> {
         match self {
             Place::Log(index) => write!(f, "log entry {index}"),
             Place::Meta(key) => write!(f, "{key} value"),
+            Place::Piece(_, piece) => write!(f, "snapshot piece {piece}"),
         }
     }
 }
@@ -162,30 +172,31 @@ impl Db {
         place: Place<'_>,
         stored: &[u8],
     ) -> Result<T, StorageError> {
-        let plain = match self.seal.open(&place.context(), stored.to_vec()) {
-            Ok(plain) => plain,
-            // Stores written before values were bound to their place
-            // sealed them with an empty context: say so rather than
-            // calling them damaged.
-            Err(_) if self.seal.open(b"", stored.to_vec()).is_ok() => {
-                return Err(read_err(format!(
-                    "{}: {place} was sealed by an older swarm, before values were bound to their place; this build does not read that format (move the store aside: the head rejoins from its peers)",
-                    self.path.display()
-                )))
-            }
-            Err(e) => {
-                return Err(read_err(format!(
-                    "{}: {place} does not open (damaged, or moved from another place): {e}",
-                    self.path.display()
-                )))
-            }
-        };
+        let plain = self.open_sealed(place, stored)?;
         rmp_serde::from_slice(&plain).map_err(|e| {
             read_err(format!(
                 "{}: {place} does not decode: {e}",
                 self.path.display()
             ))
         })
+    }
+
+    /// Opens a value sealed for `place`: its plain bytes.
+    fn open_sealed(&self, place: Place<'_>, stored: &[u8]) -> Result<Vec<u8>, StorageError> {
+        match self.seal.open(&place.context(), stored.to_vec()) {
+            Ok(plain) => Ok(plain),
+            // Stores written before values were bound to their place
+            // sealed them with an empty context: say so rather than
+            // calling them damaged.
+            Err(_) if self.seal.open(b"", stored.to_vec()).is_ok() => Err(read_err(format!(
+                "{}: {place} was sealed by an older swarm, before values were bound to their place; this build does not read that format (move the store aside: the head rejoins from its peers)",
+                self.path.display()
+            ))),
+            Err(e) => Err(read_err(format!(
+                "{}: {place} does not open (damaged, or moved from another place): {e}",
+                self.path.display()
+            ))),
+        }
     }
 
     /// A redb error, naming the file.
@@ -195,6 +206,15 @@ impl Db {
 
     fn meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StorageError> {
         let txn = self.db.begin_read().map_err(|e| self.redb_err(e))?;
+        self.meta_in(&txn, key)
+    }
+
+    /// A metadata value as of `txn`.
+    fn meta_in<T: DeserializeOwned>(
+        &self,
+        txn: &redb::ReadTransaction,
+        key: &str,
+    ) -> Result<Option<T>, StorageError> {
         let table = match txn.open_table(META) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -206,17 +226,82 @@ impl Db {
         }
     }
 
+    /// The last snapshot: its meta and its bytes, each piece opened (one
+    /// read transaction, so header and pieces agree).
+    fn snapshot(&self) -> Result<Option<(SnapshotMeta, Pieces)>, StorageError> {
+        let txn = self.db.begin_read().map_err(|e| self.redb_err(e))?;
+        let Some(stored) = self.meta_in::<StoredSnapshot>(&txn, "snapshot")? else {
+            return Ok(None);
+        };
+        if stored.pieces == 0 {
+            // Written before snapshots were stored in pieces.
+            return Ok(Some((stored.meta, Pieces::from_bytes(&stored.data))));
+        }
+        let table = txn.open_table(SNAPSHOT).map_err(|e| self.redb_err(e))?;
+        let mut pieces = Vec::new();
+        for item in table.iter().map_err(|e| self.redb_err(e))? {
+            let (key, value) = item.map_err(|e| self.redb_err(e))?;
+            let number = key.value();
+            if usize::try_from(number).ok() != Some(pieces.len()) || number >= stored.pieces {
+                return Err(self.redb_err(format_args!(
+                    "snapshot piece {number} is out of place (the snapshot has {})",
+                    stored.pieces
+                )));
+            }
+            let place = Place::Piece(&stored.meta.snapshot_id, number);
+            pieces.push(self.open_sealed(place, value.value())?);
+        }
+        if pieces.len() != stored.pieces as usize {
+            return Err(self.redb_err(format_args!(
+                "the snapshot has {} of its {} pieces",
+                pieces.len(),
+                stored.pieces
+            )));
+        }
+        let pieces = Pieces::from_pieces(pieces).map_err(|e| self.redb_err(e))?;
+        Ok(Some((stored.meta, pieces)))
+    }
+
+    /// Replaces the stored snapshot: each piece sealed on its own (never
+    /// a copy of the whole), then the header with their count.
+    fn put_snapshot(
+        &self,
+        txn: &redb::WriteTransaction,
+        meta: &SnapshotMeta,
+        data: &Pieces,
+    ) -> Result<(), StorageError> {
+        txn.delete_table(SNAPSHOT).map_err(io)?;
+        let mut table = txn.open_table(SNAPSHOT).map_err(io)?;
+        let mut count = 0u32;
+        for piece in data.pieces() {
+            let sealed = self.seal_plain(Place::Piece(&meta.snapshot_id, count), piece.to_vec());
+            table.insert(count, sealed.as_slice()).map_err(io)?;
+            count = count
+                .checked_add(1)
+                .ok_or_else(|| io("a snapshot of more than 2^32 pieces"))?;
+        }
+        let header = StoredSnapshot {
+            meta: meta.clone(),
+            data: Vec::new(),
+            pieces: count,
+        };
+        let header = self.encode(Place::Meta("snapshot"), &header)?;
+        self.put_meta(txn, "snapshot", &header)
+    }
+
     /// One durable write transaction, on the blocking pool.
-    async fn write<F>(self: &Arc<Self>, f: F) -> Result<(), StorageError>
+    async fn write<F, T>(self: &Arc<Self>, f: F) -> Result<T, StorageError>
     where
-        F: FnOnce(&Db, &redb::WriteTransaction) -> Result<(), StorageError> + Send + 'static,
+        F: FnOnce(&Db, &redb::WriteTransaction) -> Result<T, StorageError> + Send + 'static,
+        T: Send + 'static,
     {
         let db = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let mut txn = db.db.begin_write().map_err(io)?;
             txn.set_two_phase_commit(true);
-            f(&db, &txn)?;
-            txn.commit().map_err(io)
+            let out = f(&db, &txn)?;
+            txn.commit().map_err(io)?;
+            Ok(out)
         })
         .await
         .map_err(io)?
@@ -256,12 +341,12 @@ pub(crate) fn open(
     let _: Option<Vote> = db.meta("vote")?;
     let _: Option<Option<LogId>> = db.meta("committed")?;
     let _: Option<LogId> = db.meta("purged")?;
-    let machine = match db.meta::<StoredSnapshot>("snapshot")? {
-        Some(stored) => {
-            let mut machine: Machine = rmp_serde::from_slice(&stored.data)
+    let machine = match db.snapshot()? {
+        Some((meta, data)) => {
+            let mut machine = Machine::decode(&data)
                 .map_err(|e| db.redb_err(format_args!("the snapshot does not decode: {e}")))?;
-            machine.last_applied = stored.meta.last_log_id;
-            machine.membership = stored.meta.last_membership.clone();
+            machine.last_applied = meta.last_log_id;
+            machine.membership = meta.last_membership;
             machine
         }
         None => Machine::default(),
@@ -343,6 +428,31 @@ pub(crate) struct Machine {
     pub(crate) state: ControlState,
 }
 
+impl Machine {
+    /// Encodes it into pieces (one pass, no copy of the whole).
+    fn encode(&self) -> Result<Pieces, rmp_serde::encode::Error> {
+        let mut out = Pieces::default();
+        rmp_serde::encode::write(&mut out, self)?;
+        Ok(out)
+    }
+
+    /// Decodes it from pieces as [`Machine::encode`] wrote them.
+    pub(crate) fn decode(data: &Pieces) -> Result<Self, rmp_serde::decode::Error> {
+        rmp_serde::from_read(data.reader())
+    }
+}
+
+/// For the fuzz targets: `data` as a stored snapshot's header, as pieces
+/// stored (split where its first byte says), and as a machine in pieces of
+/// that size (so that values straddle the pieces' boundaries).
+#[cfg(any(fuzzing, test))]
+pub(crate) fn fuzz_snapshot(data: &[u8]) {
+    let _ = rmp_serde::from_slice::<StoredSnapshot>(data);
+    let piece = 1 + usize::from(data.first().copied().unwrap_or(0) % 32);
+    let _ = Pieces::from_pieces(data.chunks(piece).map(<[u8]>::to_vec).collect());
+    let _ = Machine::decode(&Pieces::from_bytes_in(data, piece));
+}
+
 /// Nanoseconds since the epoch: snapshots of the same index differ.
 fn snapshot_stamp() -> u128 {
     std::time::SystemTime::now()
@@ -350,22 +460,19 @@ fn snapshot_stamp() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// A snapshot as stored: its meta and the encoded [`Machine`]. The data
-/// is written as one MessagePack binary (a copy of the bytes); stores
-/// written before kept it as an array of integers, which still reads.
+/// A snapshot's header as stored: its meta and how many pieces of the
+/// encoded [`Machine`] the [`SNAPSHOT`] table holds, each sealed on its
+/// own. Stores written before held the data here, inline (as one
+/// MessagePack binary, or earlier an array of integers): both still read.
 #[derive(Serialize, Deserialize)]
-struct StoredSnapshot {
+pub(crate) struct StoredSnapshot {
     meta: SnapshotMeta,
+    /// The encoded machine inline (older stores; empty since pieces).
     #[serde(with = "serde_bytes")]
     data: Vec<u8>,
-}
-
-/// [`StoredSnapshot`] borrowed, to write one without copying its data.
-#[derive(Serialize)]
-struct StoringSnapshot<'a> {
-    meta: &'a SnapshotMeta,
-    #[serde(with = "serde_bytes")]
-    data: &'a [u8],
+    /// Pieces in [`SNAPSHOT`]; 0 (absent) in older stores.
+    #[serde(default)]
+    pieces: u32,
 }
 
 /// The state machine: applies committed entries to the [`Machine`] that
@@ -395,12 +502,18 @@ impl StateMachine {
         f(&self.machine.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    async fn store_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
-        let stored = self
-            .db
-            .encode(Place::Meta("snapshot"), &StoringSnapshot { meta, data })?;
+    /// Writes a snapshot durably; hands its data back.
+    async fn store_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+        data: Box<Pieces>,
+    ) -> Result<Box<Pieces>, StorageError> {
+        let meta = meta.clone();
         self.db
-            .write(move |db, txn| db.put_meta(txn, "snapshot", &stored))
+            .write(move |db, txn| {
+                db.put_snapshot(txn, &meta, &data)?;
+                Ok(data)
+            })
             .await
     }
 }
@@ -408,13 +521,8 @@ impl StateMachine {
 impl RaftSnapshotBuilder<RaftConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let started = std::time::Instant::now();
-        let (machine, last, membership) = self.read(|m| {
-            (
-                rmp_serde::to_vec(m).map_err(io),
-                m.last_applied,
-                m.membership.clone(),
-            )
-        });
+        let (machine, last, membership) =
+            self.read(|m| (m.encode().map_err(io), m.last_applied, m.membership.clone()));
         let data = machine?;
         let encoded = started.elapsed();
         let meta = SnapshotMeta {
@@ -422,7 +530,7 @@ impl RaftSnapshotBuilder<RaftConfig> for StateMachine {
             last_membership: membership,
             snapshot_id: format!("{}-{}", last.map_or(0, |l| l.index), snapshot_stamp()),
         };
-        self.store_snapshot(&meta, &data).await?;
+        let data = self.store_snapshot(&meta, Box::new(data)).await?;
         tracing::debug!(
             index = last.map_or(0, |l| l.index),
             bytes = data.len(),
@@ -432,7 +540,7 @@ impl RaftSnapshotBuilder<RaftConfig> for StateMachine {
         );
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: data,
         })
     }
 }
@@ -473,22 +581,21 @@ impl RaftStateMachine<RaftConfig> for StateMachine {
         self.clone()
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Pieces>, StorageError> {
+        Ok(Box::default())
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<Pieces>,
     ) -> Result<(), StorageError> {
         let started = std::time::Instant::now();
-        let data = snapshot.into_inner();
-        let mut installed: Machine = rmp_serde::from_slice(&data).map_err(read_err)?;
+        let mut installed = Machine::decode(&snapshot).map_err(read_err)?;
         installed.last_applied = meta.last_log_id;
         installed.membership = meta.last_membership.clone();
         let decoded = started.elapsed();
-        self.store_snapshot(meta, &data).await?;
+        let data = self.store_snapshot(meta, snapshot).await?;
         let old = std::mem::replace(
             &mut *self.machine.write().unwrap_or_else(PoisonError::into_inner),
             installed,
@@ -507,20 +614,19 @@ impl RaftStateMachine<RaftConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self
-            .db
-            .meta::<StoredSnapshot>("snapshot")?
-            .map(|stored| Snapshot {
-                meta: stored.meta,
-                snapshot: Box::new(Cursor::new(stored.data)),
-            }))
+        Ok(self.db.snapshot()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(data),
+        }))
     }
 }
 
 mod log;
+mod pieces;
 pub(crate) mod scale;
 
 pub(crate) use log::LogStore;
+pub(crate) use pieces::Pieces;
 
 #[cfg(test)]
 mod tests;

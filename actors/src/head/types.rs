@@ -3,7 +3,6 @@
 //! by their mesh [`NodeId`] (as [`HeadId`]).
 
 use std::fmt;
-use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 use swarm_protocol::NodeId;
@@ -18,7 +17,7 @@ openraft::declare_raft_types!(
         NodeId = HeadId,
         Node = openraft::BasicNode,
         Entry = openraft::Entry<RaftConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = super::store::Pieces,
         AsyncRuntime = openraft::TokioRuntime,
 );
 

@@ -5,7 +5,6 @@
 //! head restarts. `swarm bench control --actors N` prints it; the Raft
 //! network, the leases and the hosts are left to the cluster benchmarks.
 
-use std::io::Cursor;
 use std::path::Path;
 use std::sync::{Arc, PoisonError};
 use std::time::Instant;
@@ -117,7 +116,7 @@ pub async fn measure(actors: usize, nodes: usize, dir: &Path) -> Result<HeadScal
         .map_err(failed("snapshot"))?;
     let snapshot_write_s = started.elapsed().as_secs_f64();
     drop(leader);
-    let data = snapshot.snapshot.into_inner();
+    let data = snapshot.snapshot;
     let snapshot_bytes = data.len();
 
     let follower_dir = dir.join("follower");
@@ -128,7 +127,7 @@ pub async fn measure(actors: usize, nodes: usize, dir: &Path) -> Result<HeadScal
         .await
         .map_err(failed("receive"))?;
     follower
-        .install_snapshot(&snapshot.meta, Box::new(Cursor::new(data)))
+        .install_snapshot(&snapshot.meta, data)
         .await
         .map_err(failed("install"))?;
     let snapshot_install_s = started.elapsed().as_secs_f64();
@@ -188,7 +187,7 @@ impl HeadScale {
 
 /// The `i`th placement: a ledger-like actor (short MessagePack arguments,
 /// a hard label placement) on node `i % nodes`, at log index `index`.
-fn placement(i: usize, nodes: usize, index: u64) -> Entry {
+pub(super) fn placement(i: usize, nodes: usize, index: u64) -> Entry {
     let node = u64::try_from(i % nodes).unwrap_or(0);
     let mut id = [0u8; 16];
     id[8..].copy_from_slice(&node.to_be_bytes());
