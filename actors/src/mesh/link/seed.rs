@@ -146,29 +146,19 @@ impl Seed {
     /// thread). Any other wire starts here.
     pub(in crate::mesh) fn start_on(self, arbiter: &ArbiterHandle) -> Addr<Link> {
         let (moved, parts) = self.into_parts();
-        let LinkParts {
-            wire,
-            sender,
-            receiver,
-            leftover,
-            predecessor,
-            write_after,
-        } = parts;
-        let rebuild = move |wire| LinkParts {
-            wire,
-            sender,
-            receiver,
-            leftover,
-            predecessor,
-            write_after,
-        };
-        let stream = match wire {
+        let stream = match parts.wire {
             Wire::Tcp(stream) => stream.into_std(),
-            wire => return Link::grown(moved, Some(rebuild(wire)), None).start(),
+            wire => return Link::grown(moved, Some(LinkParts { wire, ..parts }), None).start(),
         };
         Link::start_in_arbiter(arbiter, move |_| {
             match stream.and_then(TcpStream::from_std) {
-                Ok(stream) => Link::grown(moved, Some(rebuild(Wire::Tcp(stream))), None),
+                Ok(stream) => {
+                    let parts = LinkParts {
+                        wire: Wire::Tcp(stream),
+                        ..parts
+                    };
+                    Link::grown(moved, Some(parts), None)
+                }
                 // No parts: it stops at once, with the reason.
                 Err(e) => Link::grown(moved, None, Some(CloseReason::Io(e.kind()))),
             }
